@@ -1,0 +1,231 @@
+"""One registry of dataset specifications.
+
+Every script picks a dataset with ``--dataset_name``; everything that depends on the dataset (feature width, joints,
+frame rate, which feature slices are positions, how the evaluator normalises) is read from its ``DatasetSpec`` here,
+never re-typed as an if/else in a script. Datasets made by ``prepare_data.py bvh`` carry a ``spec.json`` next to their
+data and are found by name too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+SPEC_FILE = "spec.json"
+
+# SMPL-22 joint order used by HumanML3D (see dataset/README.md).
+T2M_KINEMATIC_CHAIN = (
+    (0, 2, 5, 8, 11), (0, 1, 4, 7, 10), (0, 3, 6, 9, 12, 15), (9, 14, 17, 19, 21), (9, 13, 16, 18, 20),
+)
+KIT_KINEMATIC_CHAIN = ((0, 11, 12, 13, 14, 15), (0, 16, 17, 18, 19, 20), (0, 1, 2, 3, 4), (3, 5, 6, 7), (3, 8, 9, 10))
+# SMPL-X 55 joints: body 0-21 as SMPL-22, 22 jaw, 23/24 eyes, 25-39 left hand, 40-54 right hand.
+SMPLX_KINEMATIC_CHAIN = T2M_KINEMATIC_CHAIN + ((15, 22), (15, 23), (15, 24))
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """A named slice ``[start, stop)`` of the feature vector."""
+
+    name: str
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Static description of one dataset and its feature layout.
+
+    ``layout`` lists the feature groups in order and must tile ``[0, dim_pose)``. ``positions`` names the group that
+    holds joint positions (the target of the joint-position loss). ``eval_feat_bias`` is the factor by which the
+    evaluator normalisation divides the std of the root and contact groups (the Guo et al. convention, see
+    ``utils.motion_process``); 1 means the dataset statistics are used as they are.
+    """
+
+    name: str
+    root: str
+    joints_num: int
+    dim_pose: int
+    fps: float
+    representation: str  # "humanml3d" (263/251), "essential" (67/64), "vector_272", "smplx_rot6d"
+    kinematic_chain: tuple[tuple[int, ...], ...]
+    layout: tuple[FeatureGroup, ...]
+    positions: str = "ric"
+    max_motion_length: int = 196
+    min_motion_length: int = 40
+    unit_length: int = 4
+    window_size: int = 64
+    source_dim: int | None = None  # width of the files on disk when the spec uses a leading slice of them
+    eval_feat_bias: float = 5.0
+    root_groups: tuple[str, ...] = ("root_rot_vel", "root_lin_vel", "root_y")
+    contact_group: str | None = "foot_contact"
+    text_fps: float = 20.0  # sub-clip tags are seconds times 20 in every reference loader, even for KIT
+    body_parts: dict[str, tuple[int, ...]] = field(default_factory=dict)  # part -> feature indices
+
+    def __post_init__(self) -> None:
+        pos = 0
+        for group in self.layout:
+            if group.start != pos or group.stop <= group.start:
+                raise ValueError(f"dataset spec {self.name!r}: feature groups must tile [0, {self.dim_pose}) "
+                                 f"in order, got {group} after position {pos}")
+            pos = group.stop
+        if pos != self.dim_pose:
+            raise ValueError(f"dataset spec {self.name!r}: layout covers {pos} dims, dim_pose is {self.dim_pose}")
+        names = [g.name for g in self.layout]
+        if self.positions not in names:
+            raise ValueError(f"dataset spec {self.name!r}: positions group {self.positions!r} not in {names}")
+
+    @property
+    def file_dim(self) -> int:
+        """Feature width of the ``new_joint_vecs`` files (the spec may use only their first ``dim_pose`` dims)."""
+        return self.source_dim or self.dim_pose
+
+    def group(self, name: str) -> slice:
+        """The feature slice of group ``name``."""
+        for g in self.layout:
+            if g.name == name:
+                return slice(g.start, g.stop)
+        raise KeyError(f"dataset {self.name!r} has no feature group {name!r}; groups: {[g.name for g in self.layout]}")
+
+    @property
+    def position_slice(self) -> slice:
+        return self.group(self.positions)
+
+    def to_dict(self) -> dict:
+        """Plain-python form (for checkpoints and ``spec.json``)."""
+        d = dataclasses.asdict(self)
+        d["layout"] = [[g["name"], g["start"], g["stop"]] for g in d["layout"]]
+        d["kinematic_chain"] = [list(c) for c in self.kinematic_chain]
+        d["body_parts"] = {k: list(v) for k, v in self.body_parts.items()}
+        d["root_groups"] = list(self.root_groups)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "<dict>") -> DatasetSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown dataset spec fields {unknown}; expected a subset of {sorted(known)}")
+        try:
+            d = dict(d)
+            d["layout"] = tuple(FeatureGroup(str(n), int(a), int(b)) for n, a, b in d["layout"])
+            d["kinematic_chain"] = tuple(tuple(int(j) for j in c) for c in d["kinematic_chain"])
+            d["body_parts"] = {k: tuple(int(i) for i in v) for k, v in d.get("body_parts", {}).items()}
+            d["root_groups"] = tuple(d.get("root_groups", ()))
+            return cls(**d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{source}: invalid dataset spec: {e}") from e
+
+    def save(self, path: str) -> None:
+        """Write the spec as JSON (used by importers so the dataset is found by name)."""
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+        os.replace(tmp, path)
+
+
+def humanml3d_layout(joints_num: int) -> tuple[FeatureGroup, ...]:
+    """The HumanML3D feature groups for ``joints_num`` joints (263 for 22, 251 for 21)."""
+    j = joints_num
+    sizes = [("root_rot_vel", 1), ("root_lin_vel", 2), ("root_y", 1), ("ric", (j - 1) * 3),
+             ("rot", (j - 1) * 6), ("local_vel", j * 3), ("foot_contact", 4)]
+    return _tile(sizes)
+
+
+def essential_layout(joints_num: int) -> tuple[FeatureGroup, ...]:
+    """MARDM's essential subset: the first 4 + (J-1)*3 dims of the HumanML3D vector."""
+    return humanml3d_layout(joints_num)[:4]
+
+
+def vector272_layout() -> tuple[FeatureGroup, ...]:
+    """The 272-dim MotionMillion layout (30 fps, 22 joints, root included in the local positions)."""
+    return _tile([("root_vel_xz", 2), ("heading_rot6d", 6), ("local_pos", 66), ("local_vel", 66), ("rot", 132)])
+
+
+def _tile(sizes: list[tuple[str, int]]) -> tuple[FeatureGroup, ...]:
+    groups, pos = [], 0
+    for name, size in sizes:
+        groups.append(FeatureGroup(name, pos, pos + size))
+        pos += size
+    return tuple(groups)
+
+
+def humanml3d_spec(name: str, root: str, joints_num: int = 22, fps: float = 20.0, **kw) -> DatasetSpec:
+    """A spec in the HumanML3D representation (what the synthetic and BVH importers write)."""
+    layout = humanml3d_layout(joints_num)
+    chain = T2M_KINEMATIC_CHAIN if joints_num == 22 else KIT_KINEMATIC_CHAIN
+    return DatasetSpec(name=name, root=root, joints_num=joints_num, dim_pose=layout[-1].stop, fps=fps,
+                       representation="humanml3d", kinematic_chain=kw.pop("kinematic_chain", chain), layout=layout,
+                       **kw)
+
+
+def _beatx_spec() -> DatasetSpec:
+    # BEAT-X body as 55 SMPL-X joints x 6D rotation = 330 dims; parts as EMAGE splits them.
+    parts_joints = {
+        "upper": (3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21),
+        "lower": (0, 1, 2, 4, 5, 7, 8, 10, 11),
+        "hands": tuple(range(25, 55)),
+        "face": (22, 23, 24),
+    }
+    parts = {k: tuple(d for j in v for d in range(6 * j, 6 * j + 6)) for k, v in parts_joints.items()}
+    parts["whole"] = tuple(range(330))
+    return DatasetSpec(name="beatx", root="dataset/BEAT2", joints_num=55, dim_pose=330, fps=30.0,
+                       representation="smplx_rot6d", kinematic_chain=SMPLX_KINEMATIC_CHAIN,
+                       layout=(FeatureGroup("rot", 0, 330),), positions="rot", max_motion_length=300,
+                       min_motion_length=32, eval_feat_bias=1.0, root_groups=(), contact_group=None,
+                       body_parts=parts)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "t2m": humanml3d_spec("t2m", "dataset/HumanML3D"),
+    "kit": humanml3d_spec("kit", "dataset/KIT-ML", joints_num=21, fps=12.5, min_motion_length=24),
+    "t2m_67": DatasetSpec(name="t2m_67", root="dataset/HumanML3D", joints_num=22, dim_pose=67, fps=20.0,
+                          representation="essential", kinematic_chain=T2M_KINEMATIC_CHAIN,
+                          layout=essential_layout(22), source_dim=263, eval_feat_bias=1.0, contact_group=None),
+    "motionmillion": DatasetSpec(name="motionmillion", root="dataset/MotionMillion", joints_num=22, dim_pose=272,
+                                 fps=30.0, representation="vector_272", kinematic_chain=T2M_KINEMATIC_CHAIN,
+                                 layout=vector272_layout(), positions="local_pos", max_motion_length=600,
+                                 min_motion_length=40, window_size=96, unit_length=2, eval_feat_bias=1.0,
+                                 root_groups=("root_vel_xz", "heading_rot6d"), contact_group=None),
+    "beatx": _beatx_spec(),
+    "synthetic": humanml3d_spec("synthetic", "dataset/Synthetic"),
+}
+
+
+def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
+    """Look up ``name`` in the registry, else read ``<data_root or dataset/name>/spec.json``.
+
+    ``data_root`` overrides the spec's folder (``--data_root``).
+    """
+    if name in DATASETS:
+        spec = DATASETS[name]
+    else:
+        folder = data_root or os.path.join("dataset", name)
+        path = os.path.join(folder, SPEC_FILE)
+        if not os.path.isfile(path):
+            raise ValueError(f"unknown dataset {name!r}: not one of {sorted(DATASETS)} and no {path} "
+                             f"(datasets made by prepare_data.py write one)")
+        try:
+            with open(path) as f:
+                raw = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: cannot read dataset spec: {e}") from e
+        spec = DatasetSpec.from_dict(raw, source=path)
+    if data_root:
+        spec = dataclasses.replace(spec, root=data_root)
+    return spec
+
+
+def dataset_names(data_dir: str = "dataset") -> list[str]:
+    """Registered names plus every folder under ``data_dir`` that carries a ``spec.json`` (for argparse choices)."""
+    names = set(DATASETS)
+    if os.path.isdir(data_dir):
+        for entry in os.listdir(data_dir):
+            if os.path.isfile(os.path.join(data_dir, entry, SPEC_FILE)):
+                names.add(entry)
+    return sorted(names)

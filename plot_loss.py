@@ -1,0 +1,186 @@
+"""Plot training curves from TensorBoard event files, without starting TensorBoard.
+
+    python plot_loss.py --log_dir checkpoints/t2m/fsq_ae --list
+    python plot_loss.py --log_dir checkpoints/t2m/fsq_ae --output loss.png --smooth 0.9
+    python plot_loss.py --log_dir checkpoints/t2m/fsq_ae --metric Train/loss Val/loss --logy --output loss.png
+    python plot_loss.py --log_dirs checkpoints/t2m/fsq_a checkpoints/t2m/fsq_b --names a b --output cmp.png
+    python plot_loss.py --log_dir checkpoints/t2m/fsq_ae --all --output_dir plots
+
+Event files are found anywhere under a log dir (a run keeps them in ``model/``). A tag logged in several sub-folders
+(``SummaryWriter.add_scalars``) is named ``<sub-folder>/<tag>``; a step logged twice (a resumed run) keeps its last
+value. Smoothing is TensorBoard's: an exponential moving average with its start-up bias removed. Without
+``--metric`` every tag with "loss" in its name is drawn, one panel per tag, every run on the same axes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+logger = logging.getLogger("plot_loss")
+EVENT_PREFIX = "events.out.tfevents"
+
+
+@dataclass
+class Series:
+    steps: np.ndarray  # (S,) int, increasing
+    values: np.ndarray  # (S,) float
+
+
+def smooth_ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing of ``values`` (S,): EMA divided by ``1 - weight**n`` so early points are not pulled
+    towards 0. Non-finite points pass through unchanged and do not enter the average."""
+    values = np.asarray(values, dtype=np.float64)
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"--smooth must be in [0, 1), got {weight}")
+    smoothed = values.copy()
+    last, count = 0.0, 0
+    for i, value in enumerate(values):
+        if np.isfinite(value):
+            last = last * weight + (1.0 - weight) * value
+            count += 1
+            smoothed[i] = last / (1.0 - weight**count)
+    return smoothed
+
+
+def read_scalars(log_dir: str) -> dict[str, Series]:
+    """Every scalar tag logged under ``log_dir`` (searched recursively) -> its series."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not os.path.isdir(log_dir):
+        raise FileNotFoundError(f"{log_dir}: no such log directory")
+    event_dirs = sorted(root for root, _, names in os.walk(log_dir) if any(n.startswith(EVENT_PREFIX) for n in names))
+    if not event_dirs:
+        raise FileNotFoundError(f"{log_dir}: no TensorBoard event files ({EVENT_PREFIX}.*) in it or below it")
+    found: list[tuple[str, str, Series]] = []
+    for folder in event_dirs:
+        accumulator = EventAccumulator(folder, size_guidance={"scalars": 0})  # 0 keeps every point
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            events = accumulator.Scalars(tag)
+            steps = np.array([e.step for e in events], dtype=np.int64)
+            order = np.lexsort((np.array([e.wall_time for e in events]), steps))
+            steps, values = steps[order], np.array([e.value for e in events], dtype=np.float64)[order]
+            last_of_step = np.append(steps[1:] != steps[:-1], True)
+            found.append((os.path.relpath(folder, log_dir), tag, Series(steps[last_of_step], values[last_of_step])))
+    counts: dict[str, int] = {}
+    for _, tag, _ in found:
+        counts[tag] = counts.get(tag, 0) + 1
+    return {(tag if counts[tag] == 1 or rel == "." else f"{rel}/{tag}"): series for rel, tag, series in found}
+
+
+def run_name(log_dir: str) -> str:
+    """A legend name for a run folder (``checkpoints/t2m/NAME/model`` -> ``NAME``)."""
+    parts = os.path.normpath(os.path.abspath(log_dir)).split(os.sep)
+    return parts[-2] if parts[-1] == "model" and len(parts) > 1 else parts[-1]
+
+
+def safe_filename(tag: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", tag).strip("._") or "scalar"
+
+
+def plot_metrics(runs: dict[str, dict[str, Series]], metrics: list[str], output: str, smooth: float, logy: bool,
+                 dpi: int) -> str:
+    """One panel per metric, one colour per run: raw values faint, smoothed values on top. Returns ``output``."""
+    fig = Figure(figsize=(7.0, 3.0 * len(metrics)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
+    for ax, metric in zip(axes, metrics):
+        for i, (name, scalars) in enumerate(runs.items()):
+            if metric not in scalars:
+                continue
+            series, color = scalars[metric], f"C{i % 10}"
+            ax.plot(series.steps, series.values, color=color, alpha=0.25, linewidth=0.8)
+            ax.plot(series.steps, smooth_ema(series.values, smooth), color=color, linewidth=1.5, label=name)
+            if logy and (series.values <= 0).any():
+                logger.warning("%s of %s has values <= 0; the log scale leaves them out", metric, name)
+        ax.set_title(metric)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if logy:
+            ax.set_yscale("log")
+        if len(runs) > 1:
+            ax.legend()
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    fig.savefig(output, dpi=dpi)
+    return output
+
+
+def main(cfg: argparse.Namespace) -> list[str]:
+    # ------------------------------------------------------------------ setup
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log_dirs = cfg.log_dirs or [cfg.log_dir]
+    names = cfg.names or [run_name(d) for d in log_dirs]
+    if len(names) != len(log_dirs):
+        raise ValueError(f"--names gives {len(names)} names for {len(log_dirs)} --log_dirs")
+    if len(set(names)) != len(names):
+        raise ValueError(f"run names must differ, got {names}; pass --names")
+    smooth_ema(np.zeros(0), cfg.smooth)  # an invalid --smooth fails before reading anything
+
+    # ------------------------------------------------------------------ data
+    runs = dict(zip(names, (read_scalars(d) for d in log_dirs)))
+    all_tags = sorted({tag for scalars in runs.values() for tag in scalars})
+    if cfg.list:
+        for name, log_dir in zip(names, log_dirs):
+            print(f"{name} ({log_dir}):")
+            for tag, series in sorted(runs[name].items()):
+                print(f"  {tag:40s} {len(series.steps):7d} points, last step {series.steps[-1]}: "
+                      f"{series.values[-1]:.6g}")
+        return all_tags
+
+    # ------------------------------------------------------------------ plot
+    if cfg.all:
+        written, used = [], set()
+        for tag in all_tags:
+            stem = safe_filename(tag)
+            while stem in used:  # distinct tags like "a/b" and "a_b" share a safe name
+                stem += "_"
+            used.add(stem)
+            written.append(plot_metrics(runs, [tag], os.path.join(cfg.output_dir, f"{stem}.png"), cfg.smooth,
+                                        cfg.logy, cfg.dpi))
+    else:
+        metrics = cfg.metric or [t for t in all_tags if "loss" in t.lower()]
+        if not metrics:
+            raise ValueError(f"no tag with 'loss' in its name; pass --metric, available tags: {all_tags}")
+        for metric in metrics:
+            missing = [n for n in names if metric not in runs[n]]
+            if len(missing) == len(names):
+                raise ValueError(f"unknown metric {metric!r} in {', '.join(log_dirs)}; available tags: {all_tags}")
+            if missing:
+                logger.warning("metric %r is missing from run(s) %s", metric, missing)
+        written = [plot_metrics(runs, metrics, cfg.output, cfg.smooth, cfg.logy, cfg.dpi)]
+    for path in written:
+        print(path)
+    return written
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--log_dir", help="one run's folder holding TensorBoard event files")
+    source.add_argument("--log_dirs", nargs="+", help="several runs, compared on the same axes")
+    parser.add_argument("--names", nargs="+", default=None, help="legend names for --log_dirs (default: folder names)")
+    parser.add_argument("--metric", nargs="+", default=None, help="scalar tag(s) to plot (default: tags with 'loss')")
+    parser.add_argument("--output", default="loss.png", help="PNG to write")
+    parser.add_argument("--smooth", type=float, default=0.6, help="TensorBoard smoothing weight in [0, 1)")
+    parser.add_argument("--logy", action="store_true", help="log-scale y axis")
+    parser.add_argument("--all", action="store_true", help="one PNG per scalar tag into --output_dir")
+    parser.add_argument("--output_dir", default="loss_plots", help="folder for --all")
+    parser.add_argument("--list", action="store_true", help="print the available scalar tags and exit")
+    parser.add_argument("--dpi", type=int, default=120)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"plot_loss.py: error: {e}")

@@ -1,0 +1,151 @@
+"""Render saved motions as stick-figure videos.
+
+Any ``.npy`` of joint positions (T, J, 3) or of motion features (T, D) is accepted; a leading batch axis
+((B, T, J, 3) or (B, T, D)) renders one video per motion. Features are told apart from joints by their width
+(the dataset's ``dim_pose``) and are converted to joints with ``utils.motion_process.features_to_joints``.
+
+    python render.py generation/mardm_t2m/joints/0.npy --dataset_name t2m
+    python render.py sample_feats.npy --dataset_name t2m --denorm --data_root dataset/HumanML3D --out videos
+    python render.py a.npy b.npy --dataset_name kit --format gif --title "a person jumps"
+
+Videos are MP4 when ffmpeg is installed and GIF otherwise (``--format auto``). Joints computed from features are saved
+as ``<name>_joints.npy`` next to the video before rendering starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from utils.dataset_specs import DatasetSpec, get_dataset_spec
+from utils.plot_script import FORMATS, RenderError, plot_3d_motion, resolve_format
+
+logger = logging.getLogger("render")
+
+
+@dataclass
+class MotionFile:
+    path: str
+    kind: str  # "joints" or "features"
+    shape: tuple[int, ...]
+
+
+def classify(path: str, spec: DatasetSpec) -> MotionFile:
+    """Tell joints from features by shape, without reading the whole file."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a plain numeric .npy (it holds Python objects; save the joints or features "
+                         f"array itself with np.save): {e}") from e
+    shape = tuple(array.shape)
+    if len(shape) in (3, 4) and shape[-1] == 3:
+        if shape[-2] != spec.joints_num:
+            raise ValueError(f"{path}: joint positions of shape {shape} have {shape[-2]} joints, but dataset "
+                             f"{spec.name!r} has {spec.joints_num}; pick the matching --dataset_name")
+        return MotionFile(path, "joints", shape)
+    if len(shape) in (2, 3) and shape[-1] in (spec.dim_pose, spec.file_dim):
+        return MotionFile(path, "features", shape)
+    raise ValueError(f"{path}: shape {shape} is neither joints (T, {spec.joints_num}, 3) nor features "
+                     f"(T, {spec.dim_pose}) of dataset {spec.name!r} (a leading batch axis is allowed)")
+
+
+def load_statistics(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset ``Mean.npy`` / ``Std.npy`` from the data root, cut to ``dim_pose``."""
+    stats = []
+    for name in ("Mean.npy", "Std.npy"):
+        path = os.path.join(spec.root, name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--denorm needs {path} (dataset statistics); set --data_root to the folder "
+                                    f"holding Mean.npy and Std.npy")
+        values = np.load(path, allow_pickle=False)
+        if values.ndim != 1 or values.shape[0] not in (spec.dim_pose, spec.file_dim):
+            raise ValueError(f"{path}: expected shape ({spec.dim_pose},) for dataset {spec.name!r}, "
+                             f"got {tuple(values.shape)}")
+        stats.append(values[: spec.dim_pose].astype(np.float32))
+    return stats[0], stats[1]
+
+
+def features_to_joints_np(features: np.ndarray, spec: DatasetSpec) -> np.ndarray:
+    """(B, T, D) features -> (B, T, J, 3) joints through ``utils.motion_process``."""
+    from utils.motion_process import features_to_joints  # only feature inputs need the kinematics
+
+    return np.asarray(features_to_joints(np.ascontiguousarray(features, dtype=np.float32), spec))
+
+
+def main(cfg: argparse.Namespace) -> list[str]:
+    # ------------------------------------------------------------------ setup
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    fps = cfg.fps or spec.fps
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # it logs every writer choice at INFO
+    if resolve_format(cfg.format) == "gif" and cfg.format == "auto":  # an impossible format fails before any work
+        logger.warning("ffmpeg not found on the PATH: writing GIF instead of MP4")
+
+    # ------------------------------------------------------------------ data
+    for path in cfg.inputs:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such file")
+    files = [classify(path, spec) for path in cfg.inputs]  # every shape is checked before the first render
+    has_features = any(f.kind == "features" for f in files)
+    if cfg.denorm and not has_features:
+        logger.warning("--denorm ignored: every input holds joint positions")
+    mean, std = load_statistics(spec) if cfg.denorm and has_features else (None, None)
+
+    # ------------------------------------------------------------------ render
+    written, failures = [], []
+    for item in tqdm(files, desc="render", unit="file"):
+        array = np.load(item.path, allow_pickle=False)
+        stem = os.path.splitext(os.path.basename(item.path))[0]
+        out_dir = cfg.out or os.path.dirname(os.path.abspath(item.path))
+        if item.kind == "features":
+            features = array[..., : spec.dim_pose]
+            if mean is not None:
+                features = features * std + mean
+            batched = features if features.ndim == 3 else features[None]
+            motions = features_to_joints_np(batched, spec)
+        else:
+            motions = array if array.ndim == 4 else array[None]
+        for i, joints in enumerate(motions):
+            name = stem if len(motions) == 1 else f"{stem}_{i}"
+            save_path = os.path.join(out_dir, f"{name}.mp4")  # the extension becomes the format actually written
+            try:
+                written.append(plot_3d_motion(save_path, joints, spec.kinematic_chain, title=cfg.title or name,
+                                              fps=fps, radius=cfg.radius, dpi=cfg.dpi, fmt=cfg.format,
+                                              save_joints=item.kind == "features",
+                                              joints_path=os.path.join(out_dir, f"{name}_joints.npy")))
+            except RenderError as e:
+                failures.append(str(e))
+
+    for path in written:
+        print(path)
+    if failures:
+        raise RenderError(f"{len(failures)} of {len(written) + len(failures)} videos failed:\n" + "\n".join(failures))
+    return written
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT.npy", help="joints (T, J, 3) or features (T, D)")
+    parser.add_argument("--dataset_name", required=True, help="dataset whose skeleton and features the files use")
+    parser.add_argument("--data_root", default=None, help="dataset folder (for --denorm statistics and spec.json)")
+    parser.add_argument("--out", default=None, help="output folder (default: next to each input)")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate (default: the dataset's)")
+    parser.add_argument("--title", default=None, help="caption above every video (default: the file name)")
+    parser.add_argument("--format", choices=FORMATS, default="auto", help="auto: mp4 if ffmpeg is installed, else gif")
+    parser.add_argument("--denorm", action="store_true", help="features are normalised: apply the dataset Mean/Std")
+    parser.add_argument("--radius", type=float, default=None, help="view size in joint units (default: fitted)")
+    parser.add_argument("--dpi", type=int, default=100)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except (ValueError, FileNotFoundError, RenderError) as e:
+        sys.exit(f"render.py: error: {e}")

@@ -1,0 +1,119 @@
+"""plot_loss.py: reading TensorBoard scalars, TensorBoard smoothing, and the PNGs of each CLI mode."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import plot_loss
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DPI = 40
+
+
+def write_run(log_dir, scalars: dict[str, list[float]], start: int = 0) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    for tag, values in scalars.items():
+        for step, value in enumerate(values, start=start):
+            writer.add_scalar(tag, value, step)
+    writer.close()
+
+
+def curve(n: int = 30, scale: float = 1.0) -> list[float]:
+    rng = np.random.default_rng(0)
+    return list(scale * np.exp(-np.arange(n) / 10.0) + 0.05 * rng.random(n))
+
+
+def assert_png(path, min_height: int = 50) -> np.ndarray:
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("L"))
+    assert pixels.shape[0] >= min_height and pixels.std() > 5  # something was drawn, not a blank canvas
+    return pixels
+
+
+def run_cli(*argv: str) -> list[str]:
+    return plot_loss.main(plot_loss.parse_args([*argv, "--dpi", str(DPI)]))
+
+
+def test_smooth_ema_matches_tensorboard():
+    np.testing.assert_allclose(plot_loss.smooth_ema(np.array([1.0, 2.0, 3.0]), 0.5), [1.0, 1.25 / 0.75, 2.125 / 0.875])
+    np.testing.assert_allclose(plot_loss.smooth_ema(np.array([4.0, 1.0, 7.0]), 0.0), [4.0, 1.0, 7.0])
+    # A constant curve stays constant: the debias removes the pull towards the initial 0.
+    np.testing.assert_allclose(plot_loss.smooth_ema(np.full(50, 3.0), 0.99), np.full(50, 3.0))
+    out = plot_loss.smooth_ema(np.array([1.0, np.nan, 3.0]), 0.5)
+    assert np.isnan(out[1])
+    np.testing.assert_allclose(out[[0, 2]], [1.0, (0.25 + 1.5) / 0.75])
+    with pytest.raises(ValueError, match=r"--smooth must be in \[0, 1\)"):
+        plot_loss.smooth_ema(np.ones(3), 1.0)
+
+
+def test_read_scalars_keeps_last_value_of_resumed_steps(tmp_path):
+    write_run(tmp_path / "model", {"Train/loss": [5.0] * 10})
+    write_run(tmp_path / "model", {"Train/loss": [1.0] * 5}, start=5)  # a resumed run logs steps 5..9 again
+    series = plot_loss.read_scalars(str(tmp_path))["Train/loss"]
+    np.testing.assert_array_equal(series.steps, np.arange(10))
+    np.testing.assert_array_equal(series.values, [5.0] * 5 + [1.0] * 5)
+
+
+def test_add_scalars_subfolders_get_distinct_names(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    for step in range(3):
+        writer.add_scalars("Loss", {"train": 1.0 / (step + 1), "val": 2.0}, step)
+    writer.close()
+    assert set(plot_loss.read_scalars(str(tmp_path))) == {"Loss_train/Loss", "Loss_val/Loss"}
+
+
+def test_single_run_png(tmp_path):
+    write_run(tmp_path / "run" / "model",
+              {"Train/loss": curve(), "Val/loss": curve(scale=2.0), "Train/lr": [1e-4] * 30})
+    out = tmp_path / "loss.png"
+    assert run_cli("--log_dir", str(tmp_path / "run"), "--output", str(out), "--smooth", "0.9",
+                   "--metric", "Train/loss", "--logy") == [str(out)]
+    one_panel = assert_png(out)
+    # Without --metric every "loss" tag gets its own panel, so the figure is twice as tall.
+    run_cli("--log_dir", str(tmp_path / "run"), "--output", str(out))
+    assert assert_png(out).shape[0] == 2 * one_panel.shape[0]
+
+
+def test_compare_runs(tmp_path):
+    write_run(tmp_path / "a", {"Train/loss": curve()})
+    write_run(tmp_path / "b", {"Train/loss": curve(scale=0.5)})
+    out = tmp_path / "cmp.png"
+    run_cli("--log_dirs", str(tmp_path / "a"), str(tmp_path / "b"), "--names", "fsq", "vq", "--output", str(out))
+    assert_png(out)
+    with pytest.raises(ValueError, match="1 names for 2 --log_dirs"):
+        run_cli("--log_dirs", str(tmp_path / "a"), str(tmp_path / "b"), "--names", "fsq")
+
+
+def test_all_tags_to_safe_file_names(tmp_path):
+    write_run(tmp_path / "run", {"Train/loss": curve(), "Val/fid score": curve(), "lr": [1e-4] * 30})
+    written = run_cli("--log_dir", str(tmp_path / "run"), "--all", "--output_dir", str(tmp_path / "plots"))
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["Train_loss.png", "Val_fid_score.png", "lr.png"]
+    for path in written:
+        assert_png(path)
+
+
+def test_list_returns_tags(tmp_path, capsys):
+    write_run(tmp_path / "run", {"Train/loss": curve(), "lr": [1e-4] * 30})
+    assert run_cli("--log_dir", str(tmp_path / "run"), "--list") == ["Train/loss", "lr"]
+    assert "Train/loss" in capsys.readouterr().out
+
+
+def test_unknown_metric_lists_tags(tmp_path):
+    write_run(tmp_path / "run", {"Train/loss": curve(), "lr": [1e-4] * 30})
+    with pytest.raises(ValueError, match=r"unknown metric 'Val/loss'.*available tags: \['Train/loss', 'lr'\]"):
+        run_cli("--log_dir", str(tmp_path / "run"), "--metric", "Val/loss", "--output", str(tmp_path / "x.png"))
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_missing_event_files(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty: no TensorBoard event files"):
+        run_cli("--log_dir", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="no such log directory"):
+        run_cli("--log_dir", str(tmp_path / "nowhere"))

@@ -1,0 +1,209 @@
+"""Stick-figure rendering (utils/plot_script.py) and the render.py CLI, on tiny random-walk motions."""
+
+import importlib.util
+import os
+import stat
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+
+import render
+from utils import plot_script
+from utils.dataset_specs import get_dataset_spec
+
+SPEC = get_dataset_spec("t2m")
+FRAMES = 12
+SMALL = {"dpi": 30, "figsize": 1.5}
+
+
+def random_walk(frames: int = FRAMES, joints: int = SPEC.joints_num, seed: int = 0) -> np.ndarray:
+    """(T, J, 3): a jittering body whose root wanders on the floor."""
+    rng = np.random.default_rng(seed)
+    body = rng.normal(scale=0.3, size=(1, joints, 3)) + np.array([0.0, 1.0, 0.0])
+    root = np.cumsum(rng.normal(scale=0.05, size=(frames, 1, 3)), axis=0) * np.array([1.0, 0.0, 1.0])
+    return (body + root + rng.normal(scale=0.02, size=(frames, joints, 3))).astype(np.float32)
+
+
+def assert_gif(path: str, frames: int) -> None:
+    with open(path, "rb") as f:
+        assert f.read(6) in (b"GIF89a", b"GIF87a")
+    with Image.open(path) as image:
+        assert image.n_frames == frames
+
+
+def assert_mp4(path: str) -> None:
+    with open(path, "rb") as f:
+        assert f.read(8)[4:] == b"ftyp"
+
+
+@pytest.fixture
+def no_ffmpeg(monkeypatch):
+    monkeypatch.setattr(plot_script.shutil, "which", lambda *args, **kwargs: None)
+
+
+def test_gif_fallback_without_ffmpeg(no_ffmpeg, tmp_path):
+    joints = random_walk()
+    out = plot_script.plot_3d_motion(str(tmp_path / "walk.mp4"), joints, SPEC.kinematic_chain, title="a walk " * 20,
+                                     fps=SPEC.fps, **SMALL)
+    assert out == str(tmp_path / "walk.gif")
+    assert_gif(out, FRAMES)
+    assert not (tmp_path / "walk.mp4").exists()
+    np.testing.assert_array_equal(np.load(tmp_path / "walk.npy"), joints)
+
+
+@pytest.mark.skipif(not plot_script.ffmpeg_available(), reason="ffmpeg executable not installed on this machine")
+def test_mp4_with_ffmpeg(tmp_path):
+    out = plot_script.plot_3d_motion(str(tmp_path / "walk.gif"), random_walk(), SPEC.kinematic_chain, fmt="mp4",
+                                     **SMALL)
+    assert out == str(tmp_path / "walk.mp4")
+    assert_mp4(out)
+
+
+def test_explicit_mp4_without_ffmpeg_fails_clearly_after_saving(no_ffmpeg, tmp_path):
+    joints = random_walk()
+    with pytest.raises(plot_script.RenderError, match="ffmpeg") as info:
+        plot_script.plot_3d_motion(str(tmp_path / "walk.mp4"), joints, SPEC.kinematic_chain, fmt="mp4", **SMALL)
+    assert str(tmp_path / "walk.npy") in str(info.value)
+    np.testing.assert_array_equal(np.load(tmp_path / "walk.npy"), joints)
+
+
+def test_broken_ffmpeg_falls_back_to_gif(monkeypatch, tmp_path):
+    # An ffmpeg that dies at once stands for a broken codec install (e.g. a wrong libopenh264).
+    fake = tmp_path / "bin" / "ffmpeg"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setitem(matplotlib.rcParams, "animation.ffmpeg_path", str(fake))
+    assert plot_script.ffmpeg_available()
+    out = plot_script.plot_3d_motion(str(tmp_path / "walk.mp4"), random_walk(), SPEC.kinematic_chain, **SMALL)
+    assert out.endswith(".gif")
+    assert_gif(out, FRAMES)
+    assert not (tmp_path / "walk.mp4").exists()
+
+
+def test_joints_saved_when_writer_raises(monkeypatch, tmp_path):
+    def explode(*args, **kwargs):
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(plot_script, "_write_animation", explode)
+    joints = random_walk()
+    with pytest.raises(plot_script.RenderError, match="encoder exploded") as info:
+        plot_script.plot_3d_motion(str(tmp_path / "walk.mp4"), joints, SPEC.kinematic_chain, fmt="gif", **SMALL)
+    assert "walk.npy" in str(info.value)
+    np.testing.assert_array_equal(np.load(tmp_path / "walk.npy"), joints)
+    assert not (tmp_path / "walk.gif").exists()
+
+
+def test_plot_multiple_pads_shorter_motions(no_ffmpeg, tmp_path):
+    gt, recon = random_walk(FRAMES), random_walk(FRAMES - 4, seed=1)
+    out = plot_script.plot_multiple(str(tmp_path / "cmp.mp4"), [gt, recon], SPEC.kinematic_chain,
+                                    titles=["ground truth", "reconstruction"], title="compare", dpi=30, figsize=1.2)
+    assert_gif(out, FRAMES)
+    saved = np.load(tmp_path / "cmp.npz")
+    np.testing.assert_array_equal(saved["motion_1"], recon)
+    with pytest.raises(ValueError, match="2 titles for 1 motions"):
+        plot_script.plot_multiple(str(tmp_path / "x.gif"), [gt], SPEC.kinematic_chain, titles=["a", "b"])
+
+
+def test_bad_joints_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match=r"bad\.gif.*\(T, J, 3\).*\(12, 22\)"):
+        plot_script.plot_3d_motion(str(tmp_path / "bad.gif"), random_walk()[..., 0], SPEC.kinematic_chain)
+    with pytest.raises(ValueError, match="uses joint 21 but the motion has 10 joints"):
+        plot_script.plot_3d_motion(str(tmp_path / "bad.gif"), random_walk(joints=10), SPEC.kinematic_chain)
+    nan_motion = random_walk()
+    nan_motion[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        plot_script.plot_3d_motion(str(tmp_path / "bad.gif"), nan_motion, SPEC.kinematic_chain)
+
+
+# ---------------------------------------------------------------------------------------------------- render.py CLI
+
+
+def run_cli(*argv: str) -> list[str]:
+    return render.main(render.parse_args(list(argv)))
+
+
+def test_cli_renders_joints_and_batches(no_ffmpeg, tmp_path):
+    np.save(tmp_path / "one.npy", random_walk())
+    np.save(tmp_path / "batch.npy", np.stack([random_walk(), random_walk(seed=2)]))
+    out = tmp_path / "videos"
+    written = run_cli(str(tmp_path / "one.npy"), str(tmp_path / "batch.npy"), "--dataset_name", "t2m",
+                      "--out", str(out), "--dpi", "20", "--title", "a person walks")
+    assert written == [str(out / "one.gif"), str(out / "batch_0.gif"), str(out / "batch_1.gif")]
+    for path in written:
+        assert_gif(path, FRAMES)
+    assert not list(out.glob("*.npy"))  # joint inputs are on disk already
+
+
+def test_cli_bad_shapes_name_the_file(no_ffmpeg, tmp_path):
+    np.save(tmp_path / "good.npy", random_walk())
+    np.save(tmp_path / "odd.npy", np.zeros((FRAMES, 17), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"odd\.npy: shape \(12, 17\) is neither joints \(T, 22, 3\) nor features "
+                                         r"\(T, 263\)"):
+        run_cli(str(tmp_path / "good.npy"), str(tmp_path / "odd.npy"), "--dataset_name", "t2m")
+    assert not (tmp_path / "good.gif").exists()  # every input is checked before the first render
+    np.save(tmp_path / "kit.npy", random_walk(joints=21))
+    with pytest.raises(ValueError, match=r"kit\.npy: .* 21 joints, but dataset 't2m' has 22"):
+        run_cli(str(tmp_path / "kit.npy"), "--dataset_name", "t2m")
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        run_cli(str(tmp_path / "missing.npy"), "--dataset_name", "t2m")
+
+
+def test_cli_explicit_mp4_without_ffmpeg_fails_before_work(no_ffmpeg, tmp_path):
+    np.save(tmp_path / "one.npy", random_walk())
+    with pytest.raises(plot_script.RenderError, match="ffmpeg"):
+        run_cli(str(tmp_path / "one.npy"), "--dataset_name", "t2m", "--format", "mp4")
+
+
+HAS_MOTION_PROCESS = importlib.util.find_spec("utils.motion_process") is not None
+
+
+@pytest.mark.skipif(not HAS_MOTION_PROCESS, reason="utils/motion_process.py (features_to_joints) is not in the "
+                                                   "repository yet; feature inputs need it")
+def test_cli_renders_features_with_denorm(no_ffmpeg, tmp_path):
+    import torch
+
+    from utils.motion_process import features_to_joints
+
+    rng = np.random.default_rng(0)
+    mean = rng.normal(scale=0.05, size=SPEC.dim_pose).astype(np.float32)
+    std = rng.uniform(0.05, 0.2, size=SPEC.dim_pose).astype(np.float32)
+    mean[3] = 1.0  # root height: a standing body
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    np.save(data_root / "Mean.npy", mean)
+    np.save(data_root / "Std.npy", std)
+    features = rng.normal(size=(FRAMES, SPEC.dim_pose)).astype(np.float32)
+    np.save(tmp_path / "feats.npy", features)
+
+    written = run_cli(str(tmp_path / "feats.npy"), "--dataset_name", "t2m", "--denorm", "--data_root",
+                      str(data_root), "--dpi", "20")
+    assert written == [str(tmp_path / "feats.gif")]
+    assert_gif(written[0], FRAMES)
+    expected = features_to_joints(torch.from_numpy(features * std + mean)[None], SPEC)[0]
+    np.testing.assert_allclose(np.load(tmp_path / "feats_joints.npy"), np.asarray(expected), atol=1e-5)
+    np.testing.assert_array_equal(np.load(tmp_path / "feats.npy"), features)  # the input is never overwritten
+
+    os.remove(data_root / "Std.npy")
+    with pytest.raises(FileNotFoundError, match="Std.npy"):
+        run_cli(str(tmp_path / "feats.npy"), "--dataset_name", "t2m", "--denorm", "--data_root", str(data_root))
+
+
+@pytest.mark.skipif(not HAS_MOTION_PROCESS, reason="utils/motion_process.py (features_to_joints) is not in the "
+                                                   "repository yet; feature inputs need it")
+def test_cli_real_features_match_dataset_joints(no_ffmpeg, tmp_path):
+    samples = Path(__file__).resolve().parents[2] / "shared" / "data" / "humanml3d-samples"
+    clip = "007005"
+    if not (samples / "new_joints" / f"{clip}.npy").is_file():
+        pytest.skip(f"HumanML3D samples not found: {samples}")
+    np.save(tmp_path / "clip.npy", np.load(samples / "new_joint_vecs" / f"{clip}.npy")[:FRAMES])
+    expected = np.load(samples / "new_joints" / f"{clip}.npy")[:FRAMES]
+    # The 263-wide file also serves the 67-dim essential dataset, which reads its leading slice.
+    for dataset_name in ("t2m", "t2m_67"):
+        out = tmp_path / dataset_name
+        written = run_cli(str(tmp_path / "clip.npy"), "--dataset_name", dataset_name, "--out", str(out), "--dpi", "20")
+        assert_gif(written[0], FRAMES)
+        np.testing.assert_allclose(np.load(out / "clip_joints.npy"), expected, atol=1e-4)

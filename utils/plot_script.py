@@ -1,0 +1,238 @@
+"""Stick-figure animations of joint positions.
+
+``plot_3d_motion`` draws one motion, ``plot_multiple`` a grid of motions (ground truth next to a reconstruction) in one
+file. Joints are ``(T, J, 3)`` in the dataset's units with Y up. The view follows the root: the skeleton stays in the
+middle, the floor and the root trajectory drawn on it slide underneath.
+
+The joints are written to disk before any drawing starts, so a broken video encoder never loses a generated motion.
+Videos are MP4 through ffmpeg when the ``ffmpeg`` executable is found and GIF through Pillow otherwise (or when ffmpeg
+fails in ``fmt="auto"``); the returned path carries the extension actually written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import textwrap
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib import animation
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("auto", "mp4", "gif")
+# HumanML3D and KIT chains come in the order right leg, left leg, spine, right arm, left arm: warm colours mark the
+# right side and cool colours the left, so a mirrored motion is visible at a glance. Further chains (SMPL-X head
+# joints, imported skeletons) take the colours that follow.
+CHAIN_COLORS = ("#d62728", "#1f77b4", "#404040", "#ff7f0e", "#17becf", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
+                "#bcbd22")
+FLOOR_COLOR = (0.55, 0.55, 0.55, 0.35)
+TRAJECTORY_COLOR = "#2b2bd9"
+
+
+class RenderError(RuntimeError):
+    """The animation could not be written (with ``save_joints`` the motion was saved before this was raised)."""
+
+
+def ffmpeg_available() -> bool:
+    """Whether matplotlib's ffmpeg executable (``rcParams['animation.ffmpeg_path']``) is on the PATH."""
+    return shutil.which(matplotlib.rcParams["animation.ffmpeg_path"]) is not None
+
+
+def resolve_format(fmt: str = "auto") -> str:
+    """The container a render will try first: ``"mp4"`` or ``"gif"``.
+
+    ``"auto"`` picks MP4 when ffmpeg is available and GIF otherwise; an explicit ``"mp4"`` without ffmpeg is an error.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"video format must be one of {FORMATS}, got {fmt!r}")
+    if fmt == "mp4" and not ffmpeg_available():
+        raise RenderError("MP4 output needs the ffmpeg executable, which is not on the PATH; "
+                          "install ffmpeg or ask for GIF output (format 'gif' or 'auto')")
+    if fmt == "auto":
+        return "mp4" if ffmpeg_available() else "gif"
+    return fmt
+
+
+def check_joints(joints: np.ndarray, kinematic_chain: Sequence[Sequence[int]], name: str = "joints") -> np.ndarray:
+    """Validate a motion ``(T, J, 3)`` against its chain; returns it as float64."""
+    joints = np.asarray(joints)
+    if joints.ndim != 3 or joints.shape[-1] != 3 or joints.shape[0] < 1:
+        raise ValueError(f"{name}: expected joint positions (T, J, 3) with T >= 1, got shape {tuple(joints.shape)}")
+    if not np.isfinite(joints).all():
+        raise ValueError(f"{name}: joint positions contain NaN or Inf")
+    used = max(j for chain in kinematic_chain for j in chain)
+    if used >= joints.shape[1]:
+        raise ValueError(f"{name}: the kinematic chain uses joint {used} but the motion has {joints.shape[1]} joints")
+    return joints.astype(np.float64)
+
+
+def auto_radius(motions: Sequence[np.ndarray]) -> float:
+    """Side of the viewing cube that holds every motion ``(T, J, 3)`` centred on its root, in the joints' units."""
+    extent = 0.0
+    for joints in motions:
+        height = joints[..., 1].max() - joints[..., 1].min()
+        around_root = np.abs(joints[:, :, [0, 2]] - joints[:, :1, [0, 2]]).max()
+        extent = max(extent, height, 2.0 * around_root)
+    return 1.1 * extent if extent > 0 else 1.0
+
+
+class _SkeletonPanel:
+    """One 3D axes showing one motion, updated in place per frame (no artists are re-created)."""
+
+    def __init__(self, ax, joints: np.ndarray, kinematic_chain: Sequence[Sequence[int]], radius: float, title: str):
+        self.ax = ax
+        self.chain = [list(c) for c in kinematic_chain]
+        joints = joints.copy()
+        joints[..., 1] -= joints[..., 1].min()  # feet on the floor at y = 0
+        self.trajectory = joints[:, 0, [0, 2]].copy()  # root (x, z) per frame
+        # Centring every frame on its root keeps the skeleton in the middle of the fixed view.
+        self.joints = joints
+        self.joints[..., 0] -= self.trajectory[:, None, 0]
+        self.joints[..., 2] -= self.trajectory[:, None, 1]
+        half = radius / 2.0
+        lo, hi = self.trajectory.min(0) - half, self.trajectory.max(0) + half
+        self.floor_corners = np.array([[lo[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]], [hi[0], lo[1]]])
+
+        ax.view_init(elev=15, azim=-30, vertical_axis="y")  # front-right three-quarter view of a +Z facing body
+        ax.set_xlim(-half, half)
+        ax.set_ylim(0.0, radius)
+        ax.set_zlim(-half, half)
+        ax.set_box_aspect((1, 1, 1), zoom=1.3)  # the default leaves a wide empty margin
+        ax.set_axis_off()
+        if title:
+            ax.set_title(title, fontsize=8)
+        self.floor = Poly3DCollection([np.zeros((4, 3))], facecolor=FLOOR_COLOR, edgecolor="none")
+        ax.add_collection3d(self.floor)
+        (self.path_line,) = ax.plot([], [], [], color=TRAJECTORY_COLOR, linewidth=1.0)
+        self.bone_lines = []
+        for i in range(len(self.chain)):
+            width = 3.0 if i < 5 else 1.5
+            (line,) = ax.plot([], [], [], color=CHAIN_COLORS[i % len(CHAIN_COLORS)], linewidth=width,
+                              solid_capstyle="round")
+            self.bone_lines.append(line)
+
+    def update(self, frame: int) -> None:
+        frame = min(frame, len(self.joints) - 1)  # shorter motions hold their last pose in a grid
+        root = self.trajectory[frame]
+        corners = self.floor_corners - root
+        self.floor.set_verts([np.stack([corners[:, 0], np.zeros(4), corners[:, 1]], axis=1)])
+        past = self.trajectory[: frame + 1] - root
+        self.path_line.set_data_3d(past[:, 0], np.zeros(len(past)), past[:, 1])
+        pose = self.joints[frame]
+        for line, chain in zip(self.bone_lines, self.chain):
+            line.set_data_3d(pose[chain, 0], pose[chain, 1], pose[chain, 2])
+
+
+def _write_animation(fig, update, num_frames: int, path: str, fmt: str, fps: float, dpi: int) -> None:
+    """Encode ``num_frames`` frames drawn by ``update(frame)`` into ``path`` as ``fmt`` ("mp4" or "gif")."""
+    writer = animation.FFMpegWriter(fps=fps) if fmt == "mp4" else animation.PillowWriter(fps=fps)
+    anim = animation.FuncAnimation(fig, update, frames=num_frames, interval=1000.0 / fps, blit=False, repeat=False)
+    anim.save(path, writer=writer, dpi=dpi)
+
+
+def _encode(fig, update, num_frames: int, stem: str, fmt: str, fps: float, dpi: int, saved_note: str) -> str:
+    """Write the video, falling back from a failing ffmpeg to GIF in auto mode. Returns the written path.
+
+    ``saved_note`` is appended to error messages (where the motion was saved, or empty).
+    """
+    try:
+        first = resolve_format(fmt)
+    except RenderError as e:
+        raise RenderError(f"{stem}: {e}{saved_note}") from e
+    attempts = [first] if fmt != "auto" or first == "gif" else ["mp4", "gif"]
+    errors = []
+    for kind in attempts:
+        path = f"{stem}.{kind}"
+        try:
+            _write_animation(fig, update, num_frames, path, kind, fps, dpi)
+            return path
+        except Exception as e:  # any encoder failure (missing codec, broken pipe, Pillow) is reported the same way
+            errors.append(f"{kind}: {type(e).__name__}: {e}")
+            logger.warning("writing %s failed (%s: %s)", path, type(e).__name__, e)
+            if os.path.exists(path):
+                os.remove(path)  # a half-written video would look like a result
+    raise RenderError(f"could not render {stem}.{attempts[0]} ({'; '.join(errors)}){saved_note}")
+
+
+def _figure(rows: int, cols: int, panel_size: float, title: str) -> Figure:
+    # A bare Agg figure rather than pyplot: renders headless whatever backend the caller uses, and leaves no global
+    # figure state behind.
+    fig = Figure(figsize=(panel_size * cols, panel_size * rows + (0.4 if title else 0.0)))
+    FigureCanvasAgg(fig)
+    if title:
+        width = max(20, int(45 * cols * panel_size / 4))
+        fig.suptitle(textwrap.fill(title, width=width), fontsize=9)
+    return fig
+
+
+def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence[Sequence[int]], title: str = "",
+                   fps: float = 20, radius: float | None = None, dpi: int = 100, fmt: str = "auto",
+                   figsize: float = 4.0, save_joints: bool = True, joints_path: str | None = None) -> str:
+    """Animate one motion ``joints`` (T, J, 3), Y up, as a stick figure.
+
+    ``save_path``'s extension is replaced by the format written (``fmt``: "auto", "mp4" or "gif"). With
+    ``save_joints`` the joints go to ``joints_path`` (default: ``save_path`` with ``.npy``) before drawing starts.
+    ``radius`` is the side of the view cube in the joints' units (default: fitted to the motion).
+    Returns the path of the video; raises ``RenderError`` when it could not be written.
+    """
+    stem = os.path.splitext(save_path)[0]
+    joints = np.asarray(joints)
+    if save_joints:
+        joints_file = joints_path or f"{stem}.npy"
+        os.makedirs(os.path.dirname(os.path.abspath(joints_file)), exist_ok=True)
+        np.save(joints_file, joints)
+        saved_note = f"; the joints are saved in {joints_file}"
+    else:
+        saved_note = ""
+    joints = check_joints(joints, kinematic_chain, name=save_path)
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    fig = _figure(1, 1, figsize, title)
+    panel = _SkeletonPanel(fig.add_subplot(1, 1, 1, projection="3d"), joints, kinematic_chain,
+                           radius or auto_radius([joints]), "")
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9 if title else 1)
+    return _encode(fig, panel.update, len(joints), stem, fmt, fps, dpi, saved_note)
+
+
+def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain: Sequence[Sequence[int]],
+                  titles: Sequence[str] | None = None, title: str = "", fps: float = 20, radius: float | None = None,
+                  ncols: int | None = None, dpi: int = 100, fmt: str = "auto", figsize: float = 3.0,
+                  save_joints: bool = True) -> str:
+    """Animate several motions, each (T_i, J, 3), side by side in one file, on one shared scale.
+
+    Shorter motions hold their last pose. ``titles`` label the panels and ``title`` the figure. With ``save_joints``
+    the motions go first to ``save_path`` with ``.npz`` (keys ``motion_0``, ``motion_1``, ...). Returns the path of
+    the video; raises ``RenderError`` when it could not be written.
+    """
+    if len(motions) == 0:
+        raise ValueError(f"{save_path}: no motions to plot")
+    if titles is not None and len(titles) != len(motions):
+        raise ValueError(f"{save_path}: {len(titles)} titles for {len(motions)} motions")
+    stem = os.path.splitext(save_path)[0]
+    if save_joints:
+        motions_file = f"{stem}.npz"
+        os.makedirs(os.path.dirname(os.path.abspath(motions_file)), exist_ok=True)
+        np.savez(motions_file, **{f"motion_{i}": np.asarray(m) for i, m in enumerate(motions)})
+        saved_note = f"; the motions are saved in {motions_file}"
+    else:
+        saved_note = ""
+    motions = [check_joints(m, kinematic_chain, name=f"{save_path} motion {i}") for i, m in enumerate(motions)]
+    cols = ncols or len(motions)
+    rows = -(-len(motions) // cols)
+    radius = radius or auto_radius(motions)
+    fig = _figure(rows, cols, figsize, title)
+    panels = [_SkeletonPanel(fig.add_subplot(rows, cols, i + 1, projection="3d"), m, kinematic_chain, radius,
+                             titles[i] if titles else "") for i, m in enumerate(motions)]
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9 if title else 1, wspace=0, hspace=0.05)
+
+    def update(frame: int) -> None:
+        for panel in panels:
+            panel.update(frame)
+
+    return _encode(fig, update, max(len(m) for m in motions), stem, fmt, fps, dpi, saved_note)

@@ -1,0 +1,211 @@
+"""Guo et al. evaluator: parity with the golden fixture, released layout, our checkpoint round trip, bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.dataset_specs import DATASETS
+from utils.evaluator import build_evaluator, length_order, load_evaluator, save_evaluator
+from utils.word_vectorizer import SOURCE_GLOVE, SOURCE_LEARNED, LearnedVocab, encode_caption
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "t2m_evaluator"
+SIZE_KEYS = ("dim_word", "dim_pos_ohot", "dim_movement_enc_hidden", "dim_movement_latent", "dim_text_hidden",
+             "dim_motion_hidden", "dim_coemb_hidden")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def fx():
+    manifest = json.loads((FIXTURE / "manifest.json").read_text())
+    with np.load(FIXTURE / "io.npz", allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    return manifest, arrays
+
+
+def _dataset_for(dim_pose):
+    """The registered dataset with this width and a foot-contact group (the fixture feeds HumanML3D-style motion)."""
+    names = [n for n, s in DATASETS.items() if s.dim_pose == dim_pose and s.contact_group is not None]
+    assert names, f"no registered dataset with {dim_pose} dims and foot contacts"
+    return names[0]
+
+
+def _load_fixture(manifest, **kw):
+    dim_pose = manifest["constructor"]["kwargs"]["dim_pose"]
+    kw.setdefault("mean", np.zeros(dim_pose, np.float32))
+    kw.setdefault("std", np.ones(dim_pose, np.float32))
+    return load_evaluator(str(FIXTURE / manifest["checkpoint"]["file"]), _dataset_for(dim_pose),
+                          unit_length=manifest["constructor"]["kwargs"]["unit_length"], **kw)
+
+
+def _check(got, expected, key, manifest):
+    tol = manifest["tolerance"]["recommended"]
+    got = got.detach().cpu().numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
+    assert got.shape == expected.shape, key
+    if key in tol["exact"]:
+        np.testing.assert_array_equal(got, expected, err_msg=key)
+    else:
+        rule = tol.get("per_output", {}).get(key, tol["default"])
+        np.testing.assert_allclose(got, expected, rtol=rule["rtol"], atol=rule["atol"], err_msg=key)
+
+
+def test_fixture_parity_every_output(fx):
+    manifest, d = fx
+    ev = _load_fixture(manifest)
+    for key in SIZE_KEYS:
+        assert ev.model_args[key] == manifest["constructor"]["kwargs"][key], key
+    assert ev.source == SOURCE_GLOVE and ev.unit_length == manifest["constructor"]["kwargs"]["unit_length"]
+    args = (d["word_embs"], d["pos_ohot"], d["cap_lens"], d["motions"], d["m_lens"])
+    out = {"align_idx": length_order(d["m_lens"])}
+    out["text_emb"], out["motion_emb"] = ev.get_co_embeddings(*args)
+    out["motion_emb_only"] = ev.get_motion_embeddings(d["motions"], d["m_lens"])
+    out["movements_sorted"] = ev.movement_latents(d["motions"][out["align_idx"]])
+    out["text_emb_input_order"], out["motion_emb_input_order"] = ev.get_co_embeddings(*args, keep_input_order=True)
+    assert set(manifest["outputs"]) <= set(out), "an output of the manifest is not reproduced"
+    for key in manifest["outputs"]:
+        _check(out[key], d[key], key, manifest)
+
+
+def test_input_order_is_a_permutation_and_captions_need_not_be_sorted(fx):
+    manifest, d = fx
+    ev = _load_fixture(manifest)
+    args = (d["word_embs"], d["pos_ohot"], d["cap_lens"], d["motions"], d["m_lens"])
+    text_sorted, motion_sorted = ev.get_co_embeddings(*args)
+    text_input, motion_input = ev.get_co_embeddings(*args, keep_input_order=True)
+    order = torch.from_numpy(length_order(d["m_lens"]))
+    torch.testing.assert_close(text_sorted, text_input[order], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(motion_sorted, motion_input[order], rtol=1e-5, atol=1e-6)
+    perm = np.random.default_rng(0).permutation(len(d["cap_lens"]))
+    text_perm, _ = ev.get_co_embeddings(*(a[perm] for a in args), keep_input_order=True)
+    torch.testing.assert_close(text_perm, text_input[torch.from_numpy(perm)], rtol=1e-5, atol=1e-6)
+
+
+def test_released_layout_with_meta_folder(fx, tmp_path):
+    manifest, d = fx
+    dim_pose = manifest["constructor"]["kwargs"]["dim_pose"]
+    model_dir = tmp_path / "t2m" / "text_mot_match" / "model"
+    model_dir.mkdir(parents=True)
+    shutil.copy(FIXTURE / manifest["checkpoint"]["file"], model_dir / "finest.tar")
+    with pytest.raises(FileNotFoundError, match="mean="):
+        load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose))
+    meta = tmp_path / "t2m" / "Comp_v6_KLD005" / "meta"
+    meta.mkdir(parents=True)
+    mean = np.linspace(-1, 1, dim_pose).astype(np.float32)
+    std = np.linspace(0.5, 2, dim_pose).astype(np.float32)
+    np.save(meta / "mean.npy", mean)
+    np.save(meta / "std.npy", std)
+    ev = load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose))
+    np.testing.assert_array_equal(ev.mean, mean)
+    np.testing.assert_array_equal(ev.std, std)
+    np.testing.assert_allclose(ev.normalize(np.ones(dim_pose)), (1 - mean) / std, rtol=1e-6)
+    _, motion_emb = ev.get_co_embeddings(d["word_embs"], d["pos_ohot"], d["cap_lens"], d["motions"], d["m_lens"])
+    _check(motion_emb, d["motion_emb"], "motion_emb", manifest)
+
+
+def test_wrong_dataset_or_missing_checkpoint_fail_clearly(fx, tmp_path):
+    manifest, _ = fx
+    with pytest.raises(CheckpointError, match="movement_encoder.main.0.weight"):
+        load_evaluator(str(FIXTURE / manifest["checkpoint"]["file"]), "t2m_67", mean=np.zeros(67),
+                       std=np.ones(67))
+    with pytest.raises(CheckpointError, match="text_mot_match"):
+        load_evaluator(str(tmp_path), "t2m")
+
+
+def test_too_short_motion_fails_clearly(fx):
+    manifest, d = fx
+    ev = _load_fixture(manifest)
+    lengths = d["m_lens"].copy()
+    lengths[0] = ev.unit_length - 1
+    with pytest.raises(ValueError, match="m_lens // unit_length"):
+        ev.get_motion_embeddings(d["motions"], lengths)
+
+
+def _random_batch(rng, batch, frames, dim_pose, lengths):
+    motions = rng.standard_normal((batch, frames, dim_pose)).astype(np.float32)
+    for i, n in enumerate(lengths):
+        motions[i, n:] = 0.0
+    return motions
+
+
+def test_round_trip_glove_evaluator_small_width(tmp_path):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    dim_pose = DATASETS["t2m"].dim_pose
+    mean, std = rng.standard_normal(dim_pose), rng.uniform(0.5, 2.0, dim_pose)
+    ev = build_evaluator("t2m", mean, std, dim_word=12, sizes="tiny")
+    lengths = np.array([40, 28, 36])
+    motions = _random_batch(rng, 3, 40, dim_pose, lengths)
+    words = rng.standard_normal((3, 6, 12)).astype(np.float32)
+    pos = np.eye(15, dtype=np.float32)[rng.integers(0, 15, (3, 6))]
+    cap_lens = np.array([6, 5, 3])
+    before = ev.get_co_embeddings(words, pos, cap_lens, motions, lengths)
+    path = tmp_path / "eval" / "finest.tar"
+    save_evaluator(str(path), ev, epoch=3, iteration=120, metrics={"val_loss": 1.5})
+    raw = load_checkpoint(str(path))
+    assert {"text_encoder", "motion_encoder", "movement_encoder", "epoch", "iter"} <= set(raw)
+    assert raw["epoch"] == 3 and raw["iter"] == 120 and raw["word_vectors"]["source"] == SOURCE_GLOVE
+    loaded = load_evaluator(str(path), "t2m")
+    assert loaded.model_args == ev.model_args and loaded.source == SOURCE_GLOVE and loaded.epoch == 3
+    np.testing.assert_array_equal(loaded.mean, ev.mean)
+    np.testing.assert_array_equal(loaded.std, ev.std)
+    after = loaded.get_co_embeddings(words, pos, cap_lens, motions, lengths)
+    for b, a in zip(before, after):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match="dataset name"):
+        load_evaluator(str(path), "kit")
+    with pytest.raises(CheckpointError, match="mean/std"):
+        load_evaluator(str(path), "t2m", mean=np.zeros(dim_pose), std=np.ones(dim_pose))
+
+
+def test_round_trip_learned_vocabulary_without_contacts(tmp_path):
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    name = "t2m_67"
+    dim_pose = DATASETS[name].dim_pose
+    vocab = LearnedVocab.from_tokens(["a/DET", "man/NOUN", "walk/VERB", "left/ADV", "wave/VERB"], dim_word=10)
+    sizes = dict(dim_movement_enc_hidden=12, dim_movement_latent=8, dim_text_hidden=10, dim_motion_hidden=14,
+                 dim_coemb_hidden=6)
+    ev = build_evaluator(name, np.zeros(dim_pose), np.ones(dim_pose), word_vectors=vocab, sizes=sizes)
+    assert ev.source == SOURCE_LEARNED and ev.model.ignore_dims is None
+    captions = [["a/DET", "man/NOUN", "walk/VERB", "left/ADV"], ["a/DET", "zebra/NOUN"], ["wave/VERB"]]
+    encoded = [encode_caption(vocab, c, max_text_len=6) for c in captions]
+    word_ids = np.stack([e.word_embs for e in encoded])
+    pos = np.stack([e.pos_ohot for e in encoded])
+    cap_lens = np.array([e.sent_len for e in encoded])
+    lengths = np.array([24, 40, 33])
+    motions = _random_batch(rng, 3, 40, dim_pose, lengths)
+    before = ev.get_co_embeddings(word_ids, pos, cap_lens, motions, lengths)
+    path = tmp_path / "learned.tar"
+    save_evaluator(str(path), ev)
+    loaded = load_evaluator(str(path), name)
+    assert loaded.source == SOURCE_LEARNED and loaded.vocab.words == vocab.words
+    assert loaded.word_vectorizer() is loaded.vocab
+    for key, value in sizes.items():
+        assert loaded.model_args[key] == value
+    after = loaded.get_co_embeddings(word_ids, pos, cap_lens, motions, lengths)
+    for b, a in zip(before, after):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="integer word ids"):
+        loaded.model.encode_text(torch.zeros(3, 8, 10), torch.as_tensor(pos), torch.as_tensor(cap_lens))
+
+
+def test_embeddings_use_eval_mode_and_restore_training(fx):
+    manifest, d = fx
+    ev = _load_fixture(manifest)
+    reference = ev.get_motion_embeddings(d["motions"], d["m_lens"])
+    ev.model.train()
+    during = ev.get_motion_embeddings(d["motions"], d["m_lens"])
+    assert ev.model.training
+    torch.testing.assert_close(during, reference, rtol=0, atol=0)
+    assert not during.requires_grad

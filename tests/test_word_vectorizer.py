@@ -1,0 +1,135 @@
+"""WordVectorizer on a GloVe folder written here, VIP classes, unk, errors; the restricted unpickler; LearnedVocab."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from utils.word_vectorizer import (
+    POS_ENUMERATOR,
+    LearnedVocab,
+    WordVectorizer,
+    encode_caption,
+    glove_file_names,
+    load_plain_pickle,
+    write_glove_folder,
+)
+
+WORDS = ["sos", "eos", "unk", "a", "man", "walk", "left", "arm", "chair", "slowly", "and", "the", "turn"]
+
+
+class Gadget:
+    """Any class that is not a plain container: the unpickler must refuse it."""
+
+
+def _pos_class(onehot):
+    assert onehot.shape == (len(POS_ENUMERATOR),) and onehot.sum() == 1
+    return list(POS_ENUMERATOR)[int(np.argmax(onehot))]
+
+
+@pytest.fixture()
+def glove(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((len(WORDS), 7)).astype(np.float32)
+    folder = tmp_path / "glove"
+    write_glove_folder(str(folder), WORDS, vectors)
+    return folder, vectors
+
+
+def test_reads_written_folder_vectors_and_pos(glove):
+    folder, vectors = glove
+    wv = WordVectorizer(str(folder))
+    assert wv.dim_word == vectors.shape[1] and len(wv) == len(WORDS)
+    vec, pos = wv["man/NOUN"]
+    np.testing.assert_array_equal(vec, vectors[WORDS.index("man")])
+    assert vec.dtype == np.float32 and _pos_class(pos) == "NOUN"
+    assert _pos_class(wv["the/DET"][1]) == "DET"
+    assert _pos_class(wv["and/CCONJ"][1]) == "OTHER"  # a known word with a tag outside the 15 classes
+
+
+@pytest.mark.parametrize("token,cls", [("walk/VERB", "Act_VIP"), ("turn/VERB", "Act_VIP"), ("left/ADV", "Loc_VIP"),
+                                       ("arm/NOUN", "Body_VIP"), ("chair/NOUN", "Obj_VIP"),
+                                       ("slowly/ADV", "Desc_VIP")])
+def test_vip_words_take_their_vip_class(glove, token, cls):
+    wv = WordVectorizer(str(glove[0]))
+    assert _pos_class(wv[token][1]) == cls
+
+
+def test_unknown_word_gets_unk_vector_and_other(glove):
+    folder, vectors = glove
+    wv = WordVectorizer(str(folder))
+    vec, pos = wv["zebra/NOUN"]
+    np.testing.assert_array_equal(vec, vectors[WORDS.index("unk")])
+    assert _pos_class(pos) == "OTHER"
+    # A VIP word absent from the vocabulary is unknown too: no VIP class.
+    assert _pos_class(wv["jump/VERB"][1]) == "OTHER"
+
+
+def test_missing_file_error_names_file_and_place(glove):
+    folder, _ = glove
+    data_name = glove_file_names()[0]
+    (folder / data_name).unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        WordVectorizer(str(folder))
+    assert "glove/our_vab_data.npy" in str(err.value) and str(folder / data_name) in str(err.value)
+    with pytest.raises(FileNotFoundError, match="our_vab_idx.pkl"):
+        WordVectorizer(str(folder / "nowhere"))
+
+
+def test_restricted_unpickler_refuses_arbitrary_class(glove, tmp_path):
+    folder, _ = glove
+    idx_path = folder / glove_file_names()[2]
+    idx_path.write_bytes(pickle.dumps({"sos": 0, "gadget": Gadget()}))
+    with pytest.raises(pickle.UnpicklingError, match="refused") as err:
+        WordVectorizer(str(folder))
+    assert str(idx_path) in str(err.value)
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"a": [1, "b"]}, protocol=0))
+    assert load_plain_pickle(str(plain)) == {"a": [1, "b"]}
+
+
+def test_wrong_pickle_content_is_reported(glove):
+    folder, _ = glove
+    words_path = folder / glove_file_names()[1]
+    words_path.write_bytes(pickle.dumps({"not": "a list"}))
+    with pytest.raises(ValueError, match="list of words"):
+        WordVectorizer(str(folder))
+
+
+def test_encode_caption_pads_and_crops(glove):
+    wv = WordVectorizer(str(glove[0]))
+    short = encode_caption(wv, ["a/DET", "man/NOUN", "walk/VERB"], max_text_len=6)
+    assert short.sent_len == 5 and short.word_embs.shape == (8, wv.dim_word) and short.pos_ohot.shape == (8, 15)
+    np.testing.assert_array_equal(short.word_embs[0], wv["sos/OTHER"][0])
+    np.testing.assert_array_equal(short.word_embs[4], wv["eos/OTHER"][0])
+    np.testing.assert_array_equal(short.word_embs[5:], np.stack([wv["unk/OTHER"][0]] * 3))
+    long = encode_caption(wv, ["man/NOUN"] * 9, max_text_len=6)
+    assert long.sent_len == 8 and long.word_embs.shape[0] == 8
+
+
+def test_learned_vocab_from_train_split(tmp_path):
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "000001.txt").write_text("a man walks left.#a/DET man/NOUN walk/VERB left/ADV#0.0#0.0\n")
+    (texts / "000002.txt").write_text("someone waves.#someone/PRON wave/VERB#0.0#0.0\n")
+    (texts / "000003.txt").write_text("a zebra jumps.#a/DET zebra/NOUN jump/VERB#0.0#0.0\n")
+    (tmp_path / "train.txt").write_text("000001\n000002\n")
+    (tmp_path / "test.txt").write_text("000003\n")
+    vocab = LearnedVocab.from_split(str(tmp_path), "train", dim_word=16)
+    assert vocab.words[:3] == ["sos", "eos", "unk"]
+    assert set(vocab.words[3:]) == {"a", "man", "walk", "left", "someone", "wave"}
+    word_id, pos = vocab["walk/VERB"]
+    assert word_id.dtype == np.int64 and word_id.shape == () and vocab.words[int(word_id)] == "walk"
+    assert _pos_class(pos) == "Act_VIP"
+    zebra_id, zebra_pos = vocab["zebra/NOUN"]  # test-split only word
+    assert int(zebra_id) == 2 and _pos_class(zebra_pos) == "OTHER"
+    caption = encode_caption(vocab, ["a/DET", "man/NOUN"])
+    assert caption.word_embs.dtype == np.int64 and caption.word_embs.shape == (22,)
+    assert caption.word_embs[0] == 0 and caption.word_embs[3] == 1 and caption.sent_len == 4
+
+
+def test_learned_vocab_rejects_bad_word_lists():
+    with pytest.raises(ValueError, match="starts with"):
+        LearnedVocab(["a", "b"])
+    with pytest.raises(ValueError, match="duplicate"):
+        LearnedVocab(["sos", "eos", "unk", "a", "a"])

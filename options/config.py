@@ -1,0 +1,186 @@
+"""YAML presets for argparse parsers, and the resolved config written next to a run.
+
+Precedence: the parser's defaults < the ``--config`` YAML file < the command line. A preset is a flat mapping of flag
+names (argparse ``dest``, e.g. ``batch_size``) to values. Every value goes through its flag's ``type`` and
+``choices`` exactly as if it had been typed on the command line, because PyYAML reads ``1e-4`` as the *string*
+``"1e-4"`` (YAML 1.1 wants a dot in floats) and would otherwise leak strings into the optimizer. Unknown keys are an
+error, with close matches suggested, so a typo never silently falls back to the default.
+
+A saved ``opt.yaml`` is itself a valid preset for the same script (its ``config`` entry only records the preset the
+run was started from).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A YAML preset that does not fit the parser."""
+
+
+def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {a.dest: a for a in parser._actions if a.dest not in (argparse.SUPPRESS, "help") and a.option_strings}
+
+
+def _is_flag(action: argparse.Action) -> bool:
+    """store_true / store_false / store_const of a bool / --x/--no-x: the value is a boolean, not parsed text."""
+    return isinstance(action, argparse.BooleanOptionalAction) or (action.nargs == 0 and isinstance(action.const, bool))
+
+
+def _cast_one(value: Any, action: argparse.Action, where: str) -> Any:
+    """Cast one YAML scalar through ``action.type`` (as argparse would cast the command-line text)."""
+    if isinstance(value, (dict, list)):
+        raise ConfigError(f"{where}: expected a single value, got {type(value).__name__} {value!r}")
+    kind = action.type
+    if kind is None:
+        cast = value if isinstance(value, str) else str(value)
+    elif kind is int and isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        cast = int(value)
+    elif kind is float and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    elif kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        cast = kind(value)
+    else:
+        try:
+            cast = kind(value if isinstance(value, str) else str(value))
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
+            name = getattr(kind, "__name__", repr(kind))
+            raise ConfigError(f"{where}: cannot read {value!r} as {name}: {e}") from e
+    if isinstance(cast, float) and math.isnan(cast):
+        raise ConfigError(f"{where}: NaN is not a valid setting")
+    if action.choices is not None and cast not in action.choices:
+        raise ConfigError(f"{where}: {cast!r} is not one of {sorted(action.choices, key=str)}")
+    return cast
+
+
+def cast_value(value: Any, action: argparse.Action, where: str) -> Any:
+    """Cast a YAML value for ``action``: booleans for flags, lists for ``nargs``, ``type`` and ``choices`` otherwise."""
+    if value is None:
+        return None
+    if _is_flag(action):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    nargs = action.nargs
+    if nargs in ("+", "*") or isinstance(nargs, int):
+        items = value if isinstance(value, list) else [value]
+        if nargs == "+" and not items:
+            raise ConfigError(f"{where}: expected at least one value")
+        if isinstance(nargs, int) and len(items) != nargs:
+            raise ConfigError(f"{where}: expected {nargs} values, got {len(items)}: {value!r}")
+        return [_cast_one(v, action, f"{where}[{i}]") for i, v in enumerate(items)]
+    return _cast_one(value, action, where)
+
+
+def load_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
+    """Read a YAML preset and return ``{dest: cast value}``; unknown keys and bad values raise :class:`ConfigError`."""
+    raw = load_config(path)
+    actions = _actions_by_dest(parser)
+    values = {}
+    for key, value in raw.items():
+        if key == "config":
+            continue
+        if key not in actions:
+            close = difflib.get_close_matches(str(key), list(actions), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(sorted(actions))}"
+            raise ConfigError(f"{path}: unknown key {key!r}{hint}")
+        values[key] = cast_value(value, actions[key], f"{path}: {key}")
+    return values
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` with precedence defaults < ``--config`` YAML < command line.
+
+    The parser needs a ``--config`` option (``options.base_options.get_base_parser`` has one). Flags the YAML sets
+    are no longer required on the command line. ``--name`` must end up set somewhere.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.config:
+        try:
+            preset = load_preset(parser, known.config)
+        except ConfigError as e:
+            parser.error(str(e))
+        actions = _actions_by_dest(parser)
+        for dest in preset:
+            actions[dest].required = False
+        parser.set_defaults(**preset)
+    args = parser.parse_args(argv)
+    if getattr(args, "name", "") is None:
+        parser.error("--name is required (on the command line or in the --config YAML)")
+    return args
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def config_to_dict(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
+    """Plain values only (tuples as lists, paths as strings): safe for YAML and for ``weights_only`` checkpoints."""
+    items = vars(args) if isinstance(args, argparse.Namespace) else args
+    return {str(k): _plain(v) for k, v in items.items()}
+
+
+def save_config(args: argparse.Namespace | dict[str, Any], path: str) -> None:
+    """Write the resolved config as YAML (the run's ``opt.yaml``), atomically."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        yaml.safe_dump(config_to_dict(args), f, sort_keys=True, default_flow_style=None)
+    os.replace(tmp, path)
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """Read a YAML mapping (a preset or a saved ``opt.yaml``); errors name the file."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of flag names to values, got {type(data).__name__}")
+    return data
+
+
+def epochs_to_iters(epochs: int, dataset_len: int, batch_size: int, drop_last: bool = True) -> int:
+    """Optimizer steps in ``epochs`` passes over ``dataset_len`` samples with global batch ``batch_size``.
+
+    ``drop_last`` matches the engine, which drops the incomplete last batch of every epoch.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs_to_iters: epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    per_epoch = dataset_len // batch_size if drop_last else math.ceil(dataset_len / batch_size)
+    if per_epoch == 0:
+        raise ValueError(f"epochs_to_iters: {dataset_len} samples make no full batch of {batch_size}; "
+                         f"lower --batch_size")
+    return epochs * per_epoch
+
+
+def resolve_max_iters(args: argparse.Namespace, dataset_len: int) -> int:
+    """``--max_iters`` when given, else ``--epoch`` epochs of ``dataset_len`` samples at ``--batch_size``."""
+    if getattr(args, "max_iters", None):
+        return int(args.max_iters)
+    if getattr(args, "epoch", None):
+        return epochs_to_iters(args.epoch, dataset_len, args.batch_size)
+    raise ValueError("set --max_iters or --epoch")

@@ -1,0 +1,125 @@
+"""Shared options: flags, YAML presets (precedence, casting, unknown keys), saved configs, epochs to steps."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import yaml
+
+from options.base_options import get_base_parser
+from options.config import (
+    ConfigError,
+    epochs_to_iters,
+    load_config,
+    load_preset,
+    parse_with_config,
+    resolve_max_iters,
+    save_config,
+)
+from utils.dataset_specs import dataset_names
+from utils.engine import EngineConfig
+
+
+def write(tmp_path, text: str, name: str = "preset.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    return parse_with_config(get_base_parser(), argv)
+
+
+def test_base_flags_have_help_and_field_defaults():
+    parser = get_base_parser()
+    for action in parser._actions:
+        if action.dest != "help":
+            assert action.help, f"{action.option_strings} has no help text"
+    args = parse(["--name", "AE"])
+    assert (args.lr, args.warm_up_iter, args.milestones, args.lr_decay, args.seed) == (2e-4, 2000, [150000, 250000],
+                                                                                        0.1, 3407)
+    assert args.dataset_name == "t2m" and args.is_continue is False and args.ema_decay is None
+    assert set(parser._option_string_actions["--dataset_name"].choices) == set(dataset_names())
+
+
+def test_precedence_defaults_yaml_command_line(tmp_path):
+    preset = write(tmp_path, "name: from_yaml\nbatch_size: 64\nlr: 0.001\n")
+    args = parse(["--config", preset, "--batch_size", "32"])
+    assert args.name == "from_yaml"  # YAML over default
+    assert args.batch_size == 32  # command line over YAML
+    assert args.lr == 0.001 and args.seed == 3407  # YAML value; untouched default
+    assert args.config == preset
+
+
+def test_yaml_values_are_cast_through_flag_types(tmp_path):
+    assert yaml.safe_load("lr: 1e-4")["lr"] == "1e-4"  # the PyYAML behaviour the casting exists for
+    preset = write(tmp_path, "name: x\nlr: 1e-4\nmilestones: ['1000', 2000.0]\nweight_decay: 0\n"
+                             "is_continue: true\nema_decay: 0.999\nmax_iters: 1.0e+3\n")
+    args = parse(["--config", preset])
+    assert args.lr == 1e-4 and isinstance(args.lr, float)
+    assert args.milestones == [1000, 2000] and all(type(m) is int for m in args.milestones)
+    assert args.weight_decay == 0.0 and isinstance(args.weight_decay, float)
+    assert args.is_continue is True and args.ema_decay == 0.999 and args.max_iters == 1000
+    args = parse(["--config", write(tmp_path, "name: x\nmilestones: 5000\n", "scalar.yaml")])
+    assert args.milestones == [5000]  # a single value for a list flag
+
+
+def test_unknown_yaml_key_names_file_key_and_close_matches(tmp_path, capsys):
+    preset = write(tmp_path, "name: x\nbatchsize: 64\n")
+    with pytest.raises(SystemExit):
+        parse(["--config", preset])
+    err = capsys.readouterr().err
+    assert preset in err and "'batchsize'" in err and "batch_size" in err
+    with pytest.raises(ConfigError, match="unknown key 'zzz'"):
+        load_preset(get_base_parser(), write(tmp_path, "zzz: 1\n", "z.yaml"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("batch_size: 2.5\n", "expected an integer"),
+    ("lr: fast\n", "cannot read 'fast' as float"),
+    ("is_continue: 'yes'\n", "expected true or false"),
+    ("mixed_precision: fp8\n", "not one of"),
+    ("milestones: [10, x]\n", r"milestones\[1\]"),
+    ("lr: [1, 2]\n", "expected a single value"),
+    ("- lr\n", "expected a mapping"),
+])
+def test_bad_yaml_values_fail_with_the_field(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_preset(get_base_parser(), write(tmp_path, text))
+
+
+def test_missing_config_file_and_missing_name(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse(["--config", str(tmp_path / "nope.yaml")])
+    assert "nope.yaml" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse([])
+    assert "--name is required" in capsys.readouterr().err
+
+
+def test_saved_config_round_trips_and_is_a_valid_preset(tmp_path):
+    args = parse(["--name", "AE", "--milestones", "10", "20", "--lr", "3e-4", "--ema_decay", "0.99"])
+    path = str(tmp_path / "run" / "opt.yaml")
+    save_config(args, path)
+    assert load_config(path) == vars(args)
+    again = parse(["--config", path])
+    assert vars(again) == {**vars(args), "config": path}
+
+
+def test_epochs_to_iters_and_resolve_max_iters():
+    assert epochs_to_iters(50, 1000, 256) == 150
+    assert epochs_to_iters(2, 1000, 256, drop_last=False) == 8
+    with pytest.raises(ValueError, match="no full batch"):
+        epochs_to_iters(1, 100, 256)
+    assert resolve_max_iters(parse(["--name", "a", "--epoch", "3", "--batch_size", "10"]), 95) == 27
+    assert resolve_max_iters(parse(["--name", "a", "--max_iters", "7"]), 95) == 7
+
+
+def test_engine_config_from_parsed_options():
+    args = parse(["--name", "a", "--max_iters", "100", "--milestones", "10", "--grad_clip", "1", "--mixed_precision",
+                  "bf16", "--num_workers", "0"])
+    cfg = EngineConfig.from_namespace(args, eval_every=5)
+    assert cfg.max_iters == 100 and cfg.milestones == (10,) and cfg.grad_clip == 1.0
+    assert cfg.mixed_precision == "bf16" and cfg.eval_every == 5 and cfg.ema_decay is None
+    assert cfg.batch_size == 256 and cfg.seed == 3407 and cfg.betas == (0.9, 0.99)

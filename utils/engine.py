@@ -1,0 +1,662 @@
+"""The one training loop every stage uses.
+
+A script decides *what* to train (model, dataset, loss function, validation function); :func:`train` decides *how* to
+step: device placement, DDP and mixed precision through ``accelerate``, the learning rate as a function of the step
+(``utils.lr_schedule``), gradient clipping, EMA, log / eval / save cadence, best-checkpoint tracking, a guard against
+non-finite losses, and exact resume.
+
+Exact resume. ``model/latest.tar`` holds the unwrapped weights, optimizer (and fp16 grad scaler), EMA, step, the RNG
+states of every process and the data position. The data order is a function of ``(seed, epoch)``
+(:class:`EpochBatchSampler`), resume starts the epoch at the first unconsumed batch, and every sample's ``random`` /
+``np.random`` / torch CPU RNG is seeded from ``(seed, epoch, position)`` before the dataset reads it, so random crops
+and caption choices do not depend on worker count, process count or interruptions. On CPU, N steps equal N/2 steps,
+a restart with ``is_continue`` and N/2 more, bit for bit (weights, optimizer, EMA and the per-step losses in
+``model/train_log.jsonl``).
+
+Batch size. ``cfg.batch_size`` is the *global* batch: with P processes each takes ``batch_size // P`` samples of the
+same global batch a single process would take, so a recipe (lr, milestones) means the same thing on any number of
+GPUs and DDP's gradient averaging reproduces the single-process gradient of a mean loss.
+
+Example::
+
+    run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
+    cfg = EngineConfig.from_namespace(args, max_iters=epochs_to_iters(args.epoch, len(train_set), args.batch_size))
+    result = train(model, train_set, loss_fn, cfg, run, collate_fn=collate, val_fn=validate,
+                   checkpoint_meta={"stage": "tokenizer", "model_name": args.model, "model_args": model_args,
+                                    "dataset": dataset_info, "config": vars(args), "parent": None})
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import send_to_device
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from utils.checkpoint import (
+    CheckpointError,
+    check_matches,
+    load_checkpoint,
+    remove_stale_temporaries,
+    require_keys,
+    save_checkpoint,
+    unwrap_model,
+)
+from utils.ema import EMA
+from utils.logging_utils import TensorBoard, setup_logging
+from utils.lr_schedule import lr_factor
+from utils.run_dir import RunDir, RunDirError
+from utils.seed import get_rng_state, seed_cpu_generators, set_rng_state, set_seed
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, Mapping[str, Any]]]
+ValFn = Callable[[nn.Module], Mapping[str, Any]]
+
+# Keys the engine writes; checkpoint_meta must not use them.
+ENGINE_KEYS = frozenset({"format_version", "model", "ema", "optimizer", "scaler", "step", "epoch", "rng",
+                         "data_state", "best", "metrics", "engine"})
+REQUIRED_META = ("stage", "model_name", "model_args")
+
+
+@dataclass
+class EngineConfig:
+    """Everything :func:`train` needs to know about *how* to train. Steps are optimizer updates.
+
+    ``eval_every`` / ``save_every`` of 0 mean once per epoch. ``grad_clip`` 0 is off, ``ema_decay`` None is off.
+    ``best_metric`` is a key of the dict returned by ``val_fn``; the best checkpoint is ``net_best_<metric>.tar``.
+    """
+
+    max_iters: int
+    batch_size: int = 256
+    num_workers: int = 0
+    lr: float = 2e-4
+    warm_up_iter: int = 2000
+    milestones: tuple[int, ...] = (150_000, 250_000)
+    lr_decay: float = 0.1
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)  # MoMask / MARDM AdamW betas
+    grad_clip: float = 0.0
+    ema_decay: float | None = None
+    log_every: int = 10
+    eval_every: int = 0
+    save_every: int = 500
+    mixed_precision: str = "no"
+    seed: int = 3407
+    is_continue: bool = False
+    detect_anomaly: bool = False
+    best_metric: str = "fid"
+    best_mode: str = "min"
+    min_free_bytes: int = 256 * 2**20
+
+    def __post_init__(self) -> None:
+        self.milestones = tuple(int(m) for m in self.milestones)
+        self.betas = tuple(float(b) for b in self.betas)
+        checks = [
+            (self.max_iters >= 1, "max_iters must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.log_every >= 1, "log_every must be >= 1"),
+            (self.eval_every >= 0 and self.save_every >= 0, "eval_every and save_every must be >= 0"),
+            (self.grad_clip >= 0, "grad_clip must be >= 0 (0 turns clipping off)"),
+            (self.ema_decay is None or 0 <= self.ema_decay < 1, "ema_decay must be in [0, 1) or None"),
+            (self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision must be 'no', 'bf16' or 'fp16'"),
+            (self.best_mode in ("min", "max"), "best_mode must be 'min' or 'max'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"EngineConfig: {message}; got {self}")
+
+    @classmethod
+    def from_namespace(cls, ns: Any, **overrides: Any) -> EngineConfig:
+        """Build from parsed options: every field found in ``vars(ns)`` (None skipped), then ``overrides``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in vars(ns).items() if k in names and v is not None}
+        values.update(overrides)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (tuples as lists), for checkpoints and logs."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` leaves behind."""
+
+    step: int
+    epoch: int
+    logs: dict[str, float]  # last logged training values (loss, terms, lr)
+    metrics: dict[str, float]  # last validation metrics ({} without val_fn)
+    best_value: float | None
+    best_step: int | None
+    latest_path: str
+    best_path: str | None  # None until a validation has produced a best checkpoint
+    train_log_path: str
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because the loss became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data order
+# ---------------------------------------------------------------------------------------------------------------------
+
+class EpochBatchSampler:
+    """Batches of ``(index, sample_seed)`` for one process and one epoch, starting at batch ``start``.
+
+    The permutation and the per-sample seeds are functions of ``(seed, epoch)`` only. Global batch ``b`` is
+    ``perm[b * batch_size:(b + 1) * batch_size]`` and process ``rank`` takes its ``rank``-th slice of
+    ``batch_size // world_size``. The incomplete last global batch is dropped (as the field's loaders do).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world_size}")
+        self.num_batches = num_samples // batch_size
+        if self.num_batches == 0:
+            raise ValueError(f"the training set has {num_samples} samples, fewer than one batch of {batch_size}; "
+                             f"lower --batch_size")
+        words = np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint32)
+        generator = torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
+        self.perm = torch.randperm(num_samples, generator=generator)
+        self.sample_seeds = torch.randint(0, 2**62, (num_samples,), generator=generator)
+        self.batch_size, self.start = batch_size, start
+        self.local = batch_size // world_size
+        self.offset = rank * self.local
+
+    def __len__(self) -> int:
+        return max(self.num_batches - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for b in range(self.start, self.num_batches):
+            lo = b * self.batch_size + self.offset
+            positions = range(lo, lo + self.local)
+            yield [(int(self.perm[p]), int(self.sample_seeds[p])) for p in positions]
+
+
+class SeededSamples(Dataset):
+    """Wraps a map-style dataset: ``[(index, seed)]`` seeds the host RNGs, then returns ``dataset[index]``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        seed_cpu_generators(seed)
+        return self.dataset[index]
+
+
+def _batches(dataset: Dataset, sampler: EpochBatchSampler, collate_fn: Callable | None, num_workers: int,
+             pin_memory: bool) -> Iterator[Any]:
+    """Yield the batches of one epoch; in-process loading leaves the global RNG states as it found them."""
+    # A private generator: without one, creating the iterator draws the workers' base seed from the global torch
+    # RNG, so a loader built mid-epoch on resume would shift the model's random stream. Workers need no base seed of
+    # their own because every sample is seeded.
+    loader = DataLoader(SeededSamples(dataset), batch_sampler=sampler, collate_fn=collate_fn,
+                        num_workers=num_workers, pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
+    iterator = iter(loader)
+    while True:
+        # Per-sample seeding runs in this process when num_workers == 0; restore the states so the model's own
+        # randomness (dropout, masking, diffusion timesteps) does not depend on how the data was loaded.
+        saved = get_rng_state(include_cuda=False) if num_workers == 0 else None
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        if saved is not None:
+            set_rng_state(saved)
+        yield batch
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _make_accelerator(mixed_precision: str) -> Accelerator:
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != mixed_precision:
+        # The state is a process-wide singleton; a second run with another precision in the same process (a notebook,
+        # the test suite) would otherwise be refused.
+        AcceleratorState._reset_state()
+    # torchrun on a machine without CUDA: accelerate only picks MULTI_CPU (gloo) when told to use the CPU.
+    cpu = int(os.environ.get("LOCAL_RANK", -1)) != -1 and not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+    if mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        logger.warning("fp16 mixed precision is not available on CPU; training in fp32")
+    return accelerator
+
+
+def _on_main(accelerator: Accelerator, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on the main process; if it raises, every process raises (no rank is left waiting at a barrier)."""
+    result, error = None, None
+    if accelerator.is_main_process:
+        try:
+            result = fn()
+        except Exception as e:
+            error = e
+    if accelerator.num_processes > 1:
+        message = [f"{type(error).__name__}: {error}" if error is not None else None]
+        torch.distributed.broadcast_object_list(message, src=0)
+        if error is None and message[0] is not None:
+            raise RuntimeError(f"the main process failed: {message[0]}")
+    if error is not None:
+        raise error
+    return result
+
+
+def _gather_rng(accelerator: Accelerator) -> list[dict[str, Any]]:
+    """RNG states of every process, in rank order (a collective: every process must call it)."""
+    state = get_rng_state()
+    if accelerator.num_processes == 1:
+        return [state]
+    states: list[Any] = [None] * accelerator.num_processes
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def _check_run_folder(run: RunDir, cfg: EngineConfig, min_free_bytes: int) -> None:
+    """Fail at start rather than at the first save: unwritable or full disk, or a run that would be overwritten."""
+    run.ensure_writable(min_free_bytes=min_free_bytes)
+    removed = remove_stale_temporaries(run.model_dir)
+    if removed:
+        logger.info("removed temporary files of an interrupted save: %s", removed)
+    if not cfg.is_continue and os.path.exists(run.latest_path):
+        raise RunDirError(f"{run.latest_path} exists: pass --is_continue to resume that run, or choose another "
+                          f"--name (or delete {run.root}) to start a new one")
+
+
+def _to_plain(value: Any) -> Any:
+    """Batch contents as tensors and plain values (for the NaN dump); anything else becomes its repr."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, Mapping):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+def _estimate_checkpoint_bytes(model: nn.Module, with_ema: bool) -> int:
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    # weights + AdamW's two moments (+ EMA); the temporary file of a save coexists with the previous checkpoint.
+    return 2 * weights * (3 + int(with_ema))
+
+
+@dataclass
+class _State:
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0  # batches of the current epoch already trained on
+    best_value: float | None = None
+    best_step: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------------------------------
+
+def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: EngineConfig, run: RunDir, *,
+          checkpoint_meta: dict[str, Any], collate_fn: Callable | None = None, val_fn: ValFn | None = None,
+          optimizer_factory: Callable[[nn.Module], torch.optim.Optimizer] | None = None) -> TrainResult:
+    """Train ``model`` for ``cfg.max_iters`` optimizer steps (resuming from ``run.latest_path`` if ``cfg.is_continue``).
+
+    Args:
+        model: the module to train (not yet on a device; frozen helpers belong in ``loss_fn``, not here). Buffers
+            updated in ``forward`` (EMA codebooks) are part of ``state_dict`` and saved like weights.
+        train_dataset: map-style dataset; batches are built by the engine (see :class:`EpochBatchSampler`).
+        loss_fn: ``loss_fn(model, batch) -> (loss, logs)``; ``batch`` is on the device, ``loss`` a scalar tensor,
+            ``logs`` maps term names to floats / 0-d tensors (same keys every step). Under DDP only ``model(...)``
+            (forward) synchronises gradients, so call it rather than a submodule's method.
+        cfg: see :class:`EngineConfig`.
+        run: the run's folders.
+        checkpoint_meta: plain values stored in every checkpoint: ``stage``, ``model_name``, ``model_args``
+            (required) and ``dataset``, ``config``, ``parent`` (recommended).
+        collate_fn: passed to the ``DataLoader``.
+        val_fn: ``val_fn(model) -> {metric: value}``, called every ``cfg.eval_every`` steps on the main process only,
+            in eval mode under ``torch.no_grad``, with the EMA weights when EMA is on; must not use collectives.
+            The global RNG states are restored afterwards so validation never changes the training trajectory.
+        optimizer_factory: ``factory(model) -> optimizer`` instead of ``AdamW(lr, betas, weight_decay)``; each
+            param group's ``lr`` is its base rate, scaled by the schedule.
+
+    Returns:
+        :class:`TrainResult`. Raises :class:`NonFiniteLossError` when the loss becomes NaN/inf (the batch is saved to
+        ``model/nan_batch_step<k>.pt``, ``latest.tar`` keeps the last good state).
+    """
+    require_keys(checkpoint_meta, list(REQUIRED_META), "checkpoint_meta")
+    clash = sorted(ENGINE_KEYS & set(checkpoint_meta))
+    if clash:
+        raise ValueError(f"checkpoint_meta uses keys reserved for the engine: {clash}")
+
+    # -- setup -------------------------------------------------------------------------------------------------------
+    accelerator = _make_accelerator(cfg.mixed_precision)
+    is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    setup_logging(run.log_file, is_main)
+    needed = max(cfg.min_free_bytes, _estimate_checkpoint_bytes(model, cfg.ema_decay is not None))
+    _on_main(accelerator, lambda: _check_run_folder(run, cfg, needed))
+    set_seed(cfg.seed + rank)  # distinct model randomness per process; data randomness is seeded per sample
+    per_epoch = EpochBatchSampler(len(train_dataset), cfg.batch_size, cfg.seed, 0, world_size=world).num_batches
+    eval_every = cfg.eval_every or per_epoch
+    save_every = cfg.save_every or per_epoch
+
+    # The EMA evaluation copy is taken before prepare(), which patches forward() with autocast on the instance.
+    eval_copy = copy.deepcopy(model) if cfg.ema_decay is not None and val_fn is not None else None
+    if optimizer_factory is not None:
+        optimizer = optimizer_factory(model)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    model.train()
+    model, optimizer = accelerator.prepare(model, optimizer)
+    net = unwrap_model(model)
+    if eval_copy is not None:
+        eval_copy.to(accelerator.device)
+    ema = EMA(net, cfg.ema_decay) if cfg.ema_decay is not None else None
+    state = _State()
+
+    def checkpoint_state(resume: bool) -> dict[str, Any]:
+        ckpt = {**checkpoint_meta, "model": net.state_dict(), "step": state.step, "epoch": state.epoch,
+                "metrics": dict(state.metrics), "engine": cfg.to_dict(),
+                "best": {"metric": cfg.best_metric, "mode": cfg.best_mode, "value": state.best_value,
+                         "step": state.best_step, "evaluated_with": "ema" if ema is not None else "model"}}
+        if ema is not None:
+            ckpt["ema"] = ema.state_dict()
+        if resume:
+            ckpt["optimizer"] = optimizer.state_dict()
+            if accelerator.scaler is not None:
+                ckpt["scaler"] = accelerator.scaler.state_dict()
+            ckpt["data_state"] = {"seed": cfg.seed, "epoch": state.epoch, "batches_done": state.batches_done,
+                                  "num_samples": len(train_dataset), "batch_size": cfg.batch_size}
+        return ckpt
+
+    def save_latest() -> None:
+        rng = _gather_rng(accelerator)  # collective, outside _on_main
+        _on_main(accelerator, lambda: save_checkpoint(run.latest_path, {**checkpoint_state(True), "rng": rng}))
+
+    if cfg.is_continue:
+        _resume(run, cfg, checkpoint_meta, net, optimizer, ema, accelerator, state, len(train_dataset))
+    for group, base_lr in zip(optimizer.param_groups, base_lrs):
+        group["initial_lr"] = base_lr  # the current options win over the rates stored in a resumed optimizer
+    tb = TensorBoard(run.model_dir, enabled=is_main, purge_step=state.step if cfg.is_continue else None)
+    train_log = _TrainLog(run.train_log_path, state.step, enabled=is_main)
+    if not cfg.is_continue:
+        save_latest()  # a resumable step-0 state; also proves now that checkpoint_meta can be stored
+    logger.info("training %s on %s: %d processes, %s, mixed precision %s, %d steps (%d per epoch), from step %d",
+                type(net).__name__, accelerator.device, world, f"global batch {cfg.batch_size}",
+                accelerator.mixed_precision, cfg.max_iters, per_epoch, state.step)
+
+    window = _Window(accelerator)
+    last_logs: dict[str, float] = {}
+    anomaly = torch.autograd.detect_anomaly if cfg.detect_anomaly else nullcontext
+    if cfg.detect_anomaly:
+        logger.warning("autograd anomaly detection is on: training is several times slower")
+    progress = tqdm(total=cfg.max_iters, initial=state.step, disable=not is_main, dynamic_ncols=True, desc=run.name)
+    try:
+        while state.step < cfg.max_iters:
+            sampler = EpochBatchSampler(len(train_dataset), cfg.batch_size, cfg.seed, state.epoch,
+                                        start=state.batches_done, rank=rank, world_size=world)
+            pin = accelerator.device.type == "cuda"
+            for batch in _batches(train_dataset, sampler, collate_fn, cfg.num_workers, pin):
+                batch = send_to_device(batch, accelerator.device, non_blocking=pin)
+                lr_scale = lr_factor(state.step, cfg.warm_up_iter, cfg.milestones, cfg.lr_decay)
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] * lr_scale
+                with anomaly():
+                    with accelerator.autocast():
+                        loss, logs = loss_fn(model, batch)
+                    _check_finite(loss, logs, batch, state, run, accelerator, window, train_log)
+                    accelerator.backward(loss)
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else None
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update(net)
+                state.step += 1
+                state.batches_done += 1
+                if state.batches_done == per_epoch:
+                    state.epoch, state.batches_done = state.epoch + 1, 0
+                window.add(state.step, loss, logs, optimizer.param_groups[0]["lr"], grad_norm)
+                progress.update(1)
+
+                done = state.step >= cfg.max_iters
+                if state.step % cfg.log_every == 0 or done:
+                    last_logs = window.report(train_log)
+                    tb.scalars("Train", last_logs, state.step)
+                    progress.set_postfix(loss=f"{last_logs['loss']:.4f}", lr=f"{last_logs['lr']:.2e}")
+                    logger.info("step %d epoch %d %s", state.step, state.epoch,
+                                " ".join(f"{k} {v:.5g}" for k, v in last_logs.items()))
+                if val_fn is not None and state.step % eval_every == 0:
+                    _on_main(accelerator, lambda: _validate(val_fn, net, ema, eval_copy, cfg, run, state, tb,
+                                                            checkpoint_state))
+                if state.step % save_every == 0 or done:
+                    window.flush(train_log)
+                    save_latest()
+                    tb.flush()
+                if done:
+                    break
+    finally:
+        progress.close()
+        tb.close()
+        train_log.close()
+
+    best_path = run.best_path(cfg.best_metric)
+    return TrainResult(step=state.step, epoch=state.epoch, logs=last_logs, metrics=dict(state.metrics),
+                       best_value=state.best_value, best_step=state.best_step, latest_path=run.latest_path,
+                       best_path=best_path if os.path.exists(best_path) else None, train_log_path=run.train_log_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pieces of the loop
+# ---------------------------------------------------------------------------------------------------------------------
+
+class _TrainLog:
+    """``model/train_log.jsonl``: one line per step, cut back to the resumed step so a resumed run continues it."""
+
+    def __init__(self, path: str, resume_step: int, enabled: bool) -> None:
+        self.file = None
+        if not enabled:
+            return
+        kept = []
+        if resume_step > 0 and os.path.exists(path):
+            with open(path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
+        tmp = path + ".rewrite"
+        with open(tmp, "w") as f:
+            f.writelines(kept)
+        os.replace(tmp, path)
+        self.file = open(path, "a")  # kept open for the whole run, flushed at every log
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if self.file is not None:
+            self.file.writelines(json.dumps(row) + "\n" for row in rows)
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class _Window:
+    """Per-step losses and per-term sums kept on the device and read back only when logged (one sync per log)."""
+
+    def __init__(self, accelerator: Accelerator) -> None:
+        self.accelerator = accelerator
+        self.steps: list[tuple[int, torch.Tensor, float]] = []  # pending (step, loss, lr) for the jsonl
+        self.sums: dict[str, Any] = {}
+        self.count = 0
+
+    def add(self, step: int, loss: torch.Tensor, logs: Mapping[str, Any], lr: float,
+            grad_norm: torch.Tensor | None) -> None:
+        loss = loss.detach().float()
+        self.steps.append((step, loss, lr))
+        terms = {**{k: v.detach().float() if torch.is_tensor(v) else float(v) for k, v in logs.items()}, "loss": loss}
+        if grad_norm is not None:
+            terms["grad_norm"] = grad_norm.detach().float()
+        for name, value in terms.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.count += 1
+
+    def flush(self, train_log: _TrainLog) -> None:
+        """Write the pending per-step losses (averaged over processes) to the jsonl log."""
+        if not self.steps:
+            return
+        losses = self._mean_over_processes(torch.stack([loss for _, loss, _ in self.steps])).tolist()
+        train_log.write([{"step": step, "loss": value, "lr": lr}
+                         for (step, _, lr), value in zip(self.steps, losses)])
+        self.steps = []
+
+    def report(self, train_log: _TrainLog) -> dict[str, float]:
+        """Flush, and return the window means (over steps and processes) of loss, terms and lr; then reset."""
+        lr = self.steps[-1][2] if self.steps else float("nan")
+        self.flush(train_log)
+        names = list(self.sums)
+        device = self.accelerator.device
+        stacked = torch.stack([torch.as_tensor(self.sums[n], dtype=torch.float32, device=device) for n in names])
+        means = (self._mean_over_processes(stacked) / self.count).tolist()
+        self.sums, self.count = {}, 0
+        return {**dict(zip(names, means)), "lr": lr}
+
+    def _mean_over_processes(self, values: torch.Tensor) -> torch.Tensor:
+        if self.accelerator.num_processes == 1:
+            return values
+        return self.accelerator.reduce(values, reduction="mean")
+
+
+def _check_finite(loss: torch.Tensor, logs: Mapping[str, Any], batch: Any, state: _State, run: RunDir,
+                  accelerator: Accelerator, window: _Window, train_log: _TrainLog) -> None:
+    """Stop before a non-finite loss reaches the weights: dump the batch, keep ``latest.tar``, raise.
+
+    One host sync per step (the field's loops pay the same for ``loss.item()``); under DDP the flag is reduced so
+    that every process stops at the same step.
+    """
+    bad = (~torch.isfinite(loss.detach())).float()
+    if accelerator.num_processes > 1:
+        bad_anywhere = accelerator.reduce(bad.clone(), reduction="sum")
+    else:
+        bad_anywhere = bad
+    if not bad_anywhere.item():
+        return
+    step = state.step + 1
+    window.flush(train_log)
+    suffix = f"_rank{accelerator.process_index}" if accelerator.num_processes > 1 else ""
+    path = os.path.join(run.model_dir, f"nan_batch_step{step}{suffix}.pt")
+    terms = {k: float(v) for k, v in logs.items()}
+    if bad.item():
+        save_checkpoint(path, {"stage": "nan_batch", "step": step, "epoch": state.epoch,
+                               "rank": accelerator.process_index, "loss": loss.detach().float().cpu(),
+                               "logs": terms, "batch": _to_plain(batch)})
+        where = f"the batch was saved to {path}"
+    else:
+        where = "the loss was non-finite on another process, which saved its batch"
+    raise NonFiniteLossError(
+        f"non-finite loss {float(loss.detach()):g} at step {step} (epoch {state.epoch}); terms {terms}. Training "
+        f"stopped; {where}, and {run.latest_path} still holds the last good state. Check the data for NaN/inf "
+        f"(e.g. a zero std in the normalisation statistics), lower --lr, set --grad_clip, or rerun with "
+        f"--detect_anomaly to find the operation.")
+
+
+def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Module | None, cfg: EngineConfig,
+              run: RunDir, state: _State, tb: TensorBoard, checkpoint_state: Callable[[bool], dict]) -> None:
+    """Run ``val_fn`` (main process), log ``Val/*``, and write the best checkpoint when ``cfg.best_metric`` improves."""
+    rng = get_rng_state()
+    model = net
+    if ema is not None and eval_copy is not None:
+        ema.copy_to(eval_copy)
+        model = eval_copy
+    model.eval()
+    try:
+        with torch.no_grad():
+            raw = val_fn(model)
+    finally:
+        net.train()
+        set_rng_state(rng)
+    metrics = {k: float(v) for k, v in raw.items()}
+    state.metrics = metrics
+    tb.scalars("Val", metrics, state.step)
+    logger.info("validation at step %d: %s", state.step, " ".join(f"{k} {v:.5g}" for k, v in metrics.items()))
+    if cfg.best_metric not in metrics:
+        raise KeyError(f"val_fn returned {sorted(metrics)}, which lacks best_metric {cfg.best_metric!r}")
+    value = metrics[cfg.best_metric]
+    if _improved(value, state.best_value, cfg.best_mode):
+        previous = state.best_value
+        state.best_value, state.best_step = value, state.step
+        save_checkpoint(run.best_path(cfg.best_metric), checkpoint_state(False))
+        logger.info("%s improved %s -> %.5g: saved %s", cfg.best_metric,
+                    "(none)" if previous is None else f"{previous:.5g}", value, run.best_path(cfg.best_metric))
+
+
+def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module, optimizer: torch.optim.Optimizer,
+            ema: EMA | None, accelerator: Accelerator, state: _State, num_samples: int) -> None:
+    """Restore everything ``latest.tar`` holds into the live objects (on every process)."""
+    path = run.latest_path
+    if not os.path.exists(path):
+        raise CheckpointError(f"--is_continue: no checkpoint to resume at {path} (the run folder is "
+                              f"<checkpoints_dir>/<dataset_name>/<name>; check those three flags)")
+    ckpt = load_checkpoint(path)
+    require_keys(ckpt, ["model", "optimizer", "step", "epoch", "rng", "data_state", "best"], path)
+    for key in ("stage", "model_name", "model_args"):
+        check_matches(path, key, ckpt.get(key), meta[key])
+    net.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if ema is not None:
+        if "ema" not in ckpt:
+            raise CheckpointError(f"{path}: EMA is on (--ema_decay {cfg.ema_decay}) but the checkpoint has no EMA "
+                                  f"weights; resume without --ema_decay or start a new run")
+        ema.load_state_dict(ckpt["ema"])
+    if accelerator.scaler is not None and "scaler" in ckpt:
+        accelerator.scaler.load_state_dict(ckpt["scaler"])
+    best = ckpt["best"]
+    if best["metric"] == cfg.best_metric and best["mode"] == cfg.best_mode:
+        state.best_value, state.best_step = best["value"], best["step"]
+    else:
+        logger.warning("%s: best checkpoint criterion changed from %s/%s to %s/%s; best tracking restarts",
+                       path, best["metric"], best["mode"], cfg.best_metric, cfg.best_mode)
+    state.step, state.metrics = int(ckpt["step"]), dict(ckpt["metrics"])
+    data = ckpt["data_state"]
+    same_data = (data["num_samples"], data["batch_size"], data["seed"]) == (num_samples, cfg.batch_size, cfg.seed)
+    if same_data:
+        state.epoch, state.batches_done = int(data["epoch"]), int(data["batches_done"])
+    else:
+        logger.warning("%s: dataset size, batch size or seed changed (%s); resuming at the start of the next epoch, "
+                       "not bitwise exact", path, data)
+        state.epoch, state.batches_done = int(data["epoch"]) + int(data["batches_done"] > 0), 0
+    rng = ckpt["rng"]
+    if len(rng) == accelerator.num_processes:
+        set_rng_state(rng[accelerator.process_index])
+    else:
+        logger.warning("%s: saved by %d processes, resumed with %d; RNG streams are reseeded (not bitwise exact)",
+                       path, len(rng), accelerator.num_processes)
+        set_seed(cfg.seed + state.step * 1009 + accelerator.process_index)
+    logger.info("resumed %s at step %d (epoch %d, batch %d of the epoch)", path, state.step, state.epoch,
+                state.batches_done)

@@ -1,0 +1,141 @@
+"""Where a run keeps its files.
+
+::
+
+    checkpoints/<dataset_name>/<name>/
+        opt.yaml            resolved config (written by the script)
+        train.log           text log of the main process
+        model/latest.tar    exact-resume state, rewritten every --save_every steps and at the end
+        model/net_best_fid.tar   best validation checkpoint (net_best_<metric>.tar for another metric)
+        model/train_log.jsonl    one line per optimizer step: {"step", "loss", "lr"}
+        model/events.out.tfevents.*   TensorBoard
+        eval/               evaluation logs
+    generation/<name>_<dataset_name>/   generated samples
+
+These are the names the field's scripts (MoMask, MARDM) use, so existing habits and tools keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+PROBE_NAME = ".write-probe"
+MiB = 2**20
+
+
+class RunDirError(RuntimeError):
+    """The run folder cannot be used (unwritable, disk full, bad name)."""
+
+
+def _check_component(value: str, field: str) -> None:
+    if not value or value in (".", "..") or "/" in value or os.sep in value:
+        raise RunDirError(f"{field} must be a plain folder name (no path separators), got {value!r}")
+
+
+class RunDir:
+    """The folders and file names of one run: ``<checkpoints_dir>/<dataset_name>/<name>/``.
+
+    Args:
+        checkpoints_dir: ``--checkpoints_dir`` (default ``./checkpoints``).
+        dataset_name: ``--dataset_name``.
+        name: ``--name``.
+        generation_root: parent of the samples folder ``<name>_<dataset_name>``.
+    """
+
+    def __init__(self, checkpoints_dir: str, dataset_name: str, name: str, generation_root: str = "generation") -> None:
+        _check_component(dataset_name, "--dataset_name")
+        _check_component(name, "--name")
+        self.checkpoints_dir = checkpoints_dir
+        self.dataset_name = dataset_name
+        self.name = name
+        self.generation_root = generation_root
+
+    def __repr__(self) -> str:
+        return f"RunDir({self.root!r})"
+
+    @property
+    def root(self) -> str:
+        """``<checkpoints_dir>/<dataset_name>/<name>``."""
+        return os.path.join(self.checkpoints_dir, self.dataset_name, self.name)
+
+    @property
+    def model_dir(self) -> str:
+        """Checkpoints, TensorBoard events and the per-step loss log."""
+        return os.path.join(self.root, "model")
+
+    @property
+    def eval_dir(self) -> str:
+        """Evaluation logs."""
+        return os.path.join(self.root, "eval")
+
+    @property
+    def config_path(self) -> str:
+        """The resolved config, ``opt.yaml``."""
+        return os.path.join(self.root, "opt.yaml")
+
+    @property
+    def log_file(self) -> str:
+        """Text log of the main process."""
+        return os.path.join(self.root, "train.log")
+
+    @property
+    def latest_path(self) -> str:
+        """``model/latest.tar``, the exact-resume checkpoint."""
+        return os.path.join(self.model_dir, "latest.tar")
+
+    @property
+    def train_log_path(self) -> str:
+        """``model/train_log.jsonl``, one line per optimizer step."""
+        return os.path.join(self.model_dir, "train_log.jsonl")
+
+    @property
+    def generation_dir(self) -> str:
+        """``<generation_root>/<name>_<dataset_name>`` for generated samples."""
+        return os.path.join(self.generation_root, f"{self.name}_{self.dataset_name}")
+
+    def best_path(self, metric: str = "fid") -> str:
+        """``model/net_best_<metric>.tar`` (``net_best_fid.tar`` for the default)."""
+        return os.path.join(self.model_dir, f"net_best_{metric.replace('/', '_')}.tar")
+
+    def make_dirs(self) -> None:
+        """Create ``model/`` and ``eval/`` (and their parents)."""
+        for folder in (self.model_dir, self.eval_dir):
+            os.makedirs(folder, exist_ok=True)
+
+    def ensure_writable(self, min_free_bytes: int = 256 * MiB, probe_bytes: int = 4 * MiB) -> None:
+        """Fail now, with a clear message, if checkpoints could not be written later.
+
+        Creates the folders, writes and fsyncs a ``probe_bytes`` file in ``model/`` (catches read-only mounts,
+        permissions and quota), removes it, and checks that ``min_free_bytes`` are free on that file system.
+        """
+        try:
+            self.make_dirs()
+        except OSError as e:
+            raise RunDirError(f"cannot create the run folder {self.root}: {e}") from e
+        probe = os.path.join(self.model_dir, PROBE_NAME)
+        try:
+            _write_probe(probe, probe_bytes)
+        except OSError as e:
+            raise RunDirError(f"cannot write to {self.model_dir} ({e.strerror or e}); checkpoints would fail at "
+                              f"the first save. Fix the permissions or pick another --checkpoints_dir.") from e
+        finally:
+            if os.path.exists(probe):
+                os.remove(probe)
+        free = shutil.disk_usage(self.model_dir).free
+        if free < min_free_bytes:
+            raise RunDirError(f"only {free / MiB:.0f} MiB free on the file system of {self.model_dir}; at least "
+                              f"{min_free_bytes / MiB:.0f} MiB are needed for the checkpoints of this run. "
+                              f"Free some space or pick another --checkpoints_dir.")
+
+
+def _write_probe(path: str, nbytes: int) -> None:
+    """Write ``nbytes`` to ``path`` and fsync, so a full disk or a read-only mount shows up as an ``OSError``."""
+    chunk = b"\0" * min(nbytes, MiB)
+    with open(path, "wb") as f:
+        written = 0
+        while written < nbytes:
+            f.write(chunk[: nbytes - written])
+            written += len(chunk[: nbytes - written])
+        f.flush()
+        os.fsync(f.fileno())

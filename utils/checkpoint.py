@@ -35,19 +35,19 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: missing, truncated, unsafe or of the wrong kind."""
 
 
-def _check_plain(value: Any, where: str) -> None:
-    """Refuse anything ``weights_only`` loading would reject, before it is written."""
+def check_plain(value: Any, where: str = "checkpoint") -> None:
+    """Raise TypeError for anything ``weights_only`` loading would reject (checked before writing)."""
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor, torch.dtype, torch.device)):
         return
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, (str, int)):
                 raise TypeError(f"checkpoint key {where}.{k!r} must be str or int, got {type(k).__name__}")
-            _check_plain(v, f"{where}.{k}")
+            check_plain(v, f"{where}.{k}")
         return
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            _check_plain(v, f"{where}[{i}]")
+            check_plain(v, f"{where}[{i}]")
         return
     raise TypeError(f"checkpoint value at {where} is a {type(value).__name__}; only tensors and plain Python "
                     "values are stored (so every file loads with weights_only=True)")
@@ -66,7 +66,7 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
 
 def save_checkpoint(path: str, state: dict[str, Any]) -> None:
     """Atomically write ``state`` to ``path`` (temporary file in the same folder, fsync, ``os.replace``)."""
-    _check_plain(state, "checkpoint")
+    check_plain(state, "checkpoint")
     state = {"format_version": CHECKPOINT_VERSION, **state}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -76,6 +76,10 @@ def save_checkpoint(path: str, state: dict[str, Any]) -> None:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates 0600 files; give the checkpoint the permissions an ordinary file would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

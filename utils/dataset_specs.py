@@ -177,7 +177,7 @@ def _beatx_spec() -> DatasetSpec:
     return DatasetSpec(name="beatx", root="dataset/BEAT2", joints_num=55, dim_pose=330, fps=30.0,
                        representation="smplx_rot6d", kinematic_chain=SMPLX_KINEMATIC_CHAIN,
                        layout=(FeatureGroup("rot", 0, 330),), positions="rot", max_motion_length=300,
-                       min_motion_length=32, eval_feat_bias=1.0, root_groups=(), contact_group=None,
+                       min_motion_length=32, eval_feat_bias=1.0, root_groups=(), contact_group=None, text_fps=30.0,
                        body_parts=parts)
 
 
@@ -190,7 +190,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "motionmillion": DatasetSpec(name="motionmillion", root="dataset/MotionMillion", joints_num=22, dim_pose=272,
                                  fps=30.0, representation="vector_272", kinematic_chain=T2M_KINEMATIC_CHAIN,
                                  layout=vector272_layout(), positions="local_pos", max_motion_length=600,
-                                 min_motion_length=40, window_size=96, unit_length=2, eval_feat_bias=1.0,
+                                 min_motion_length=40, window_size=96, unit_length=2, eval_feat_bias=1.0, text_fps=30.0,
                                  root_groups=("root_vel_xz", "heading_rot6d"), contact_group=None),
     "beatx": _beatx_spec(),
     "synthetic": humanml3d_spec("synthetic", "dataset/Synthetic"),

@@ -1,0 +1,119 @@
+"""validate_dataset: a clean dataset passes; a broken one reports every problem, with its file, in one pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from utils.data_validation import KINDS, validate_dataset
+from utils.dataset_specs import get_dataset_spec
+
+GOOD_TEXT = "a person walks.#a/DET person/NOUN walk/VERB#0.0#0.0\n"
+
+
+def write_clean(root: Path, ids: list[str], length: int = 60, dim: int = 263) -> None:
+    """A small valid dataset: random (length, dim) features, one caption each, every id in train, Mean/Std."""
+    rng = np.random.default_rng(0)
+    (root / "new_joint_vecs").mkdir(parents=True)
+    (root / "texts").mkdir()
+    for clip_id in ids:
+        np.save(root / "new_joint_vecs" / f"{clip_id}.npy", rng.standard_normal((length, dim)).astype(np.float32))
+        (root / "texts" / f"{clip_id}.txt").write_text(GOOD_TEXT)
+    (root / "train.txt").write_text("\n".join(ids) + "\n")
+    (root / "val.txt").write_text(ids[0] + "\n")
+    (root / "test.txt").write_text(ids[-1] + "\n")
+    np.save(root / "Mean.npy", np.zeros(dim, dtype=np.float32))
+    np.save(root / "Std.npy", np.ones(dim, dtype=np.float32))
+
+
+def test_clean_dataset_is_ok(tmp_path):
+    write_clean(tmp_path, ["000001", "000002", "000003"])
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path))
+    assert report.ok and report.problems == [] and report.counts == {}
+    assert report.checked == {"splits": 3, "ids": 3, "motions": 3, "frames": 180, "texts": 3}
+    assert "OK (0 errors, 0 warnings" in report.format()
+
+
+def test_broken_dataset_reports_every_problem(tmp_path):
+    ids = ["good", "nan", "inf", "width", "short", "zerobytes", "noframes", "strings", "notext", "emptytext",
+           "badbytes", "malformed", "notokens"]
+    write_clean(tmp_path, ids)
+    vecs, texts = tmp_path / "new_joint_vecs", tmp_path / "texts"
+    values = np.zeros((60, 263), dtype=np.float32)
+    values[5, 10] = np.nan
+    np.save(vecs / "nan.npy", values)
+    values = np.zeros((60, 263), dtype=np.float32)
+    values[1, 200] = -np.inf
+    np.save(vecs / "inf.npy", values)
+    np.save(vecs / "width.npy", np.zeros((60, 67), dtype=np.float32))
+    np.save(vecs / "short.npy", np.zeros((12, 263), dtype=np.float32))
+    (vecs / "zerobytes.npy").write_bytes(b"")
+    np.save(vecs / "noframes.npy", np.zeros((0, 263), dtype=np.float32))
+    np.save(vecs / "strings.npy", np.full((60, 263), "a"))
+    (texts / "notext.txt").unlink()
+    (texts / "emptytext.txt").write_text("\n")
+    (texts / "badbytes.txt").write_bytes(b"a person\xff walks.#a/DET#0#0\n")
+    (texts / "malformed.txt").write_text(GOOD_TEXT + "a person waves.#a/DET person/NOUN wave/VERB\n")
+    (texts / "notokens.txt").write_text("a person runs.##0.0#0.0\n")
+    (tmp_path / "train.txt").write_text("\n".join(ids + ["ghost"]) + "\n")
+    (tmp_path / "val.txt").write_text("")
+    (tmp_path / "test.txt").unlink()
+    np.save(tmp_path / "Mean.npy", np.zeros(251, dtype=np.float32))
+    std = np.ones(263, dtype=np.float32)
+    std[3], std[261] = 0.0, np.nan
+    np.save(tmp_path / "Std.npy", std)
+
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path))
+    assert not report.ok
+    expected = {"stats_shape": 1, "stats_nonfinite": 1, "std_zero": 1, "empty_split": 1, "missing_split": 1,
+                "nan": 1, "inf": 1, "wrong_dim": 1, "too_short": 1, "empty_motion": 2, "non_numeric": 1,
+                "missing_text": 2, "empty_text": 1, "undecodable_text": 1, "malformed_text": 1, "no_tokens": 1,
+                "missing_motion": 1}
+    assert report.counts == expected
+    assert set(expected) == set(KINDS) - {"missing_root", "missing_stats", "unreadable_motion"}
+    by_kind = {p.kind: p for p in report.problems}
+    names = {"stats_shape": "Mean.npy", "stats_nonfinite": "Std.npy", "std_zero": "Std.npy", "empty_split": "val.txt",
+             "missing_split": "test.txt", "nan": "nan.npy", "inf": "inf.npy", "wrong_dim": "width.npy",
+             "too_short": "short.npy", "non_numeric": "strings.npy", "empty_text": "emptytext.txt",
+             "undecodable_text": "badbytes.txt", "malformed_text": "malformed.txt", "no_tokens": "notokens.txt",
+             "missing_motion": "ghost.npy"}
+    for kind, name in names.items():
+        assert name in by_kind[kind].message, (kind, by_kind[kind].message)
+        assert by_kind[kind].severity == KINDS[kind]
+    assert "frame 5, feature 10 (group 'ric')" in by_kind["nan"].message
+    assert "line 2: 2 '#'-separated fields" in by_kind["malformed_text"].message
+    assert "std_zero" in report.format() and "index 3, group 'root_y'" in by_kind["std_zero"].message
+    empty = sorted(p.path for p in report.problems if p.kind == "empty_motion")
+    assert [Path(p).name for p in empty] == ["noframes.npy", "zerobytes.npy"]
+    missing_texts = sorted(Path(p.path).name for p in report.problems if p.kind == "missing_text")
+    assert missing_texts == ["ghost.txt", "notext.txt"]
+
+    text = report.format(max_per_kind=1)
+    assert text.startswith(f"dataset 't2m' at {tmp_path}: FAILED")
+    assert "  error empty_motion: 2" in text and "... and 1 more" in text and "  warning too_short: 1" in text
+
+
+def test_warnings_alone_keep_ok_and_missing_stats_fail(tmp_path):
+    write_clean(tmp_path, ["a", "b"])
+    np.save(tmp_path / "new_joint_vecs" / "b.npy", np.zeros((10, 263), dtype=np.float32))
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train",))
+    assert report.ok and report.counts == {"too_short": 1}
+    (tmp_path / "Std.npy").unlink()
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train",))
+    assert not report.ok and report.counts == {"missing_stats": 1, "too_short": 1}
+    assert "Std.npy: missing" in report.problems[0].message
+
+
+def test_t2m_67_accepts_263_files_and_texts_can_be_skipped(tmp_path):
+    write_clean(tmp_path, ["a"])
+    (tmp_path / "texts" / "a.txt").unlink()
+    spec = get_dataset_spec("t2m_67")
+    assert validate_dataset(spec, str(tmp_path), texts=False).counts == {}
+    assert validate_dataset(spec, str(tmp_path)).counts == {"missing_text": 1}
+
+
+def test_missing_root(tmp_path):
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path / "nowhere"))
+    assert not report.ok and report.counts == {"missing_root": 1}
+    assert "nowhere: dataset folder missing" in report.format()

@@ -1,0 +1,186 @@
+"""Whole-dataset validation: one pass over a dataset root that collects every problem with its file.
+
+The loaders in ``utils.datasets`` stop at the first corrupt file; ``validate_dataset`` instead reads every file of
+the chosen splits once and lists all problems, so a broken dataset is fixed in one round
+(``prepare_data.py validate``). Problems are errors (the loaders would raise) or warnings (the loaders skip and
+count them, as the reference loaders skip silently); ``ValidationReport.ok`` means no errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from utils.dataset_specs import DatasetSpec
+from utils.datasets import MOTION_DIR, TEXT_DIR, motion_path, read_split, scan_motion, scan_texts, text_path
+from utils.normalization import MEAN_FILE, STD_FILE, DatasetError, stats_problems
+
+logger = logging.getLogger(__name__)
+
+# Problem kind -> severity. Warnings are what the loaders skip and count; errors make them raise.
+KINDS: dict[str, str] = {
+    "missing_root": "error",
+    "missing_split": "error",
+    "empty_split": "error",
+    "missing_stats": "error",
+    "stats_shape": "error",
+    "stats_nonfinite": "error",
+    "std_zero": "error",
+    "unreadable_motion": "error",
+    "empty_motion": "error",
+    "non_numeric": "error",
+    "wrong_dim": "error",
+    "nan": "error",
+    "inf": "error",
+    "undecodable_text": "error",
+    "malformed_text": "error",
+    "missing_motion": "warning",
+    "too_short": "warning",
+    "missing_text": "warning",
+    "empty_text": "warning",
+    "no_tokens": "warning",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: its kind (a key of ``KINDS``), severity, the file concerned and a message naming it."""
+
+    kind: str
+    severity: str
+    path: str
+    message: str
+
+
+@dataclass
+class ValidationReport:
+    """Everything ``validate_dataset`` found. ``checked`` counts what was read (splits, motions, frames, texts)."""
+
+    dataset: str
+    root: str
+    problems: list[Problem] = field(default_factory=list)
+    checked: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str, path: str, message: str) -> None:
+        self.problems.append(Problem(kind, KINDS.get(kind, "error"), path, message))
+
+    def add_error(self, error: DatasetError) -> None:
+        self.add(error.kind, error.path, str(error))
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem is an error (warnings are skipped by the loaders)."""
+        return not any(p.severity == "error" for p in self.problems)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of problems per kind, in order of first appearance."""
+        counts: dict[str, int] = {}
+        for p in self.problems:
+            counts[p.kind] = counts.get(p.kind, 0) + 1
+        return counts
+
+    def format(self, max_per_kind: int = 10) -> str:
+        """A printable report: what was checked, then each kind with its count and first ``max_per_kind`` messages."""
+        checked = ", ".join(f"{v} {k}" for k, v in self.checked.items())
+        errors = sum(p.severity == "error" for p in self.problems)
+        warnings = len(self.problems) - errors
+        status = "OK" if self.ok else "FAILED"
+        lines = [f"dataset {self.dataset!r} at {self.root}: {status} ({errors} errors, {warnings} warnings; "
+                 f"checked {checked or 'nothing'})"]
+        for kind, n in self.counts.items():
+            lines.append(f"  {KINDS.get(kind, 'error')} {kind}: {n}")
+            shown = [p for p in self.problems if p.kind == kind][:max_per_kind]
+            lines.extend(f"    {p.message}" for p in shown)
+            if n > len(shown):
+                lines.append(f"    ... and {n - len(shown)} more")
+        return "\n".join(lines)
+
+
+def _check_stats(report: ValidationReport, spec: DatasetSpec, root: str) -> None:
+    for name, is_std in ((MEAN_FILE, False), (STD_FILE, True)):
+        path = os.path.join(root, name)
+        if not os.path.isfile(path):
+            report.add("missing_stats", path, f"{path}: missing; expected the dataset {'std' if is_std else 'mean'} "
+                                              f"of shape ({spec.file_dim},)")
+            continue
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            report.add("stats_shape", path, f"{path}: cannot read as a .npy array ({e}); expected shape "
+                                            f"({spec.file_dim},)")
+            continue
+        for problem in stats_problems(values, spec, path, is_std):
+            report.add_error(problem)
+
+
+def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
+                     splits: Sequence[str] = ("train", "val", "test"), texts: bool = True,
+                     progress: bool = False) -> ValidationReport:
+    """Check a dataset root in one pass and return every problem found.
+
+    Checks ``Mean.npy``/``Std.npy`` (present, size ``dim_pose`` or ``file_dim``, finite, std > 0), each split file
+    (present, not empty), and for every id of those splits its motion file (present, readable, numeric, shape
+    (T, file_dim), T >= 1, finite, at least ``spec.min_motion_length`` frames) and caption file (present, UTF-8,
+    well-formed lines, captions with tokens). Each motion file is read once even if several splits list it.
+    ``texts=False`` skips the caption checks (motion-only datasets such as BEAT-X).
+    """
+    root = data_root or spec.root
+    report = ValidationReport(dataset=spec.name, root=root)
+    if not os.path.isdir(root):
+        report.add("missing_root", root, f"{root}: dataset folder missing; expected {MOTION_DIR}/, {TEXT_DIR}/, "
+                                         f"split files and {MEAN_FILE}/{STD_FILE} (see dataset/README.md)")
+        return report
+    _check_stats(report, spec, root)
+
+    ids: dict[str, str] = {}  # id -> first split naming it
+    for split in splits:
+        try:
+            for clip_id in read_split(root, split):
+                ids.setdefault(clip_id, split)
+        except DatasetError as e:
+            report.add_error(e)
+    report.checked["splits"] = len(splits)
+
+    motions = text_files = frames = 0
+    for clip_id, split in tqdm(ids.items(), desc=f"validate {spec.name}", unit="clip", disable=not progress):
+        path = motion_path(root, clip_id)
+        if not os.path.isfile(path):
+            report.add("missing_motion", path, f"{os.path.join(root, split + '.txt')}: names {clip_id!r} but {path} "
+                                               f"does not exist; expected its (T, {spec.file_dim}) features")
+        else:
+            values, problems = scan_motion(path, spec)
+            motions += 1
+            for problem in problems:
+                report.add_error(problem)
+            if values is not None:
+                frames += values.shape[0]
+                if values.shape[0] < spec.min_motion_length:
+                    report.add("too_short", path, f"{path}: {values.shape[0]} frames; expected at least "
+                                                  f"min_motion_length {spec.min_motion_length} (the text-motion "
+                                                  f"loaders skip it; the tokenizer loader skips clips shorter than "
+                                                  f"window_size {spec.window_size})")
+        if not texts:
+            continue
+        tpath = text_path(root, clip_id)
+        entries, problems = scan_texts(tpath)
+        for problem in problems:
+            report.add_error(problem)
+        if problems and problems[0].kind == "missing_text":
+            continue
+        text_files += 1
+        if not entries and not problems:
+            report.add("empty_text", tpath, f"{tpath}: no caption line; expected lines caption#tokens#f_tag#to_tag")
+        for entry in entries:
+            if not entry.tokens:
+                report.add("no_tokens", tpath, f"{tpath}: caption {entry.caption[:40]!r} has no word/POS tokens; "
+                                               f"expected tokens between the first and second '#' (the evaluation "
+                                               f"dataset skips it)")
+    report.checked.update(ids=len(ids), motions=motions, frames=frames, texts=text_files)
+    logger.info("validated %s: %d problems", spec.name, len(report.problems))
+    return report

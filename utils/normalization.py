@@ -1,0 +1,163 @@
+"""Feature statistics: reading ``Mean.npy``/``Std.npy``, the evaluator convention, and z-normalisation.
+
+Three normalisations must stay distinct (see ``dataset/README.md``):
+
+1. the dataset statistics ``Mean.npy``/``Std.npy`` (HumanML3D's std is already averaged within each feature group);
+2. the evaluator statistics (Guo et al.): the same mean, with the std of the root and foot-contact groups divided by
+   a feature bias, so those few dims weigh more after normalisation (``eval_normalization``);
+3. statistics of a sliced representation (MARDM's 67-dim "essential" features), which are a leading slice of (1).
+
+Every model records the statistics it was trained with; evaluation de-normalises with those and re-normalises with
+the evaluator's own, never assuming the two coincide.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+
+from utils.dataset_specs import DatasetSpec
+
+logger = logging.getLogger(__name__)
+
+MEAN_FILE = "Mean.npy"
+STD_FILE = "Std.npy"
+
+
+class DatasetError(ValueError):
+    """Bad or missing data in a dataset root. The message names the file, the field and what was expected.
+
+    ``kind`` is a short machine-readable label of the problem (``"nan"``, ``"wrong_dim"``, ``"missing_text"``, ...)
+    that ``utils.data_validation`` uses to count problems per kind.
+    """
+
+    def __init__(self, message: str, kind: str = "invalid", path: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.path = path
+
+
+def stats_problems(values: np.ndarray, spec: DatasetSpec, path: str, is_std: bool) -> list[DatasetError]:
+    """Every problem of one statistics array ``values`` read from ``path`` (empty list when it is usable).
+
+    Accepted sizes are ``spec.dim_pose`` and ``spec.file_dim`` (a leading slice is then used). Entries of the
+    returned errors have kinds ``stats_shape``, ``stats_nonfinite`` and ``std_zero``.
+    """
+    name = os.path.basename(path)
+    sizes = sorted({spec.dim_pose, spec.file_dim})
+    expected = " or ".join(f"({s},)" for s in sizes)
+    if values.ndim != 1 or values.shape[0] not in sizes:
+        return [DatasetError(f"{path}: {name} has shape {values.shape}; expected {expected} for dataset "
+                             f"{spec.name!r}", kind="stats_shape", path=path)]
+    if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+        return [DatasetError(f"{path}: {name} has dtype {values.dtype}; expected floating-point values",
+                             kind="stats_shape", path=path)]
+    used = values[:spec.dim_pose].astype(np.float64)
+    problems = []
+    bad = np.flatnonzero(~np.isfinite(used))
+    if bad.size:
+        problems.append(DatasetError(f"{path}: {name} has {bad.size} non-finite entries (first at index "
+                                     f"{_describe_index(spec, int(bad[0]))}); expected finite values",
+                                     kind="stats_nonfinite", path=path))
+    if is_std:
+        zero = np.flatnonzero(np.isfinite(used) & (used <= 0))
+        if zero.size:
+            problems.append(DatasetError(f"{path}: {name} has {zero.size} zero or negative entries (first at index "
+                                         f"{_describe_index(spec, int(zero[0]))}); expected a positive std for "
+                                         f"every feature", kind="std_zero", path=path))
+    return problems
+
+
+def _describe_index(spec: DatasetSpec, index: int) -> str:
+    for group in spec.layout:
+        if group.start <= index < group.stop:
+            return f"{index}, group {group.name!r}"
+    return str(index)
+
+
+def _load_stat(path: str, spec: DatasetSpec, is_std: bool) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: missing; expected the dataset {'std' if is_std else 'mean'} of shape "
+                           f"({spec.file_dim},) (see dataset/README.md)", kind="missing_stats", path=path)
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DatasetError(f"{path}: cannot read as a .npy array ({e}); expected shape ({spec.file_dim},)",
+                           kind="stats_shape", path=path) from e
+    problems = stats_problems(values, spec, path, is_std)
+    if problems:
+        raise problems[0]
+    return np.ascontiguousarray(values[:spec.dim_pose], dtype=np.float32)
+
+
+def load_mean_std(spec: DatasetSpec, data_root: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``<root>/Mean.npy`` and ``<root>/Std.npy`` as float32 arrays of shape (D,), D = ``spec.dim_pose``.
+
+    Files of width ``spec.file_dim`` are sliced to their first D entries (t2m_67 reads the 263-dim HumanML3D
+    statistics); files already of width D are used as they are. Raises ``DatasetError`` naming the file for a missing
+    file, a wrong size, or a non-finite / zero std entry (with its index and feature group).
+    """
+    root = data_root or spec.root
+    mean = _load_stat(os.path.join(root, MEAN_FILE), spec, is_std=False)
+    std = _load_stat(os.path.join(root, STD_FILE), spec, is_std=True)
+    return mean, std
+
+
+def eval_normalization(mean: np.ndarray, std: np.ndarray, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The Guo et al. evaluator convention: (mean, std) with the std of ``spec.root_groups`` and
+    ``spec.contact_group`` divided by ``spec.eval_feat_bias``. Shapes (D,) in, (D,) out; inputs are not modified.
+
+    The training code of Guo et al. (and T2M-GPT, MoMask) divides those groups by ``feat_bias = 5``. The evaluator
+    statistics actually shipped with the evaluators are Std.npy divided by about **25** on the same dims (MoMask
+    applies the division twice through an in-place edit of a shared array), so they cannot be derived from this
+    function: the evaluator's own ``mean.npy``/``std.npy`` must be loaded from its folder for evaluation. Datasets
+    whose spec has ``eval_feat_bias == 1`` (t2m_67, MotionMillion, BEAT-X) get their statistics back unchanged.
+    """
+    std = np.array(std, dtype=np.float32, copy=True)
+    mean = np.array(mean, dtype=np.float32, copy=True)
+    if std.shape != (spec.dim_pose,) or mean.shape != (spec.dim_pose,):
+        raise ValueError(f"eval_normalization: mean {mean.shape} and std {std.shape}; expected ({spec.dim_pose},) "
+                         f"for dataset {spec.name!r}")
+    if spec.eval_feat_bias != 1.0:
+        groups = list(spec.root_groups) + ([spec.contact_group] if spec.contact_group else [])
+        for name in groups:
+            std[spec.group(name)] /= spec.eval_feat_bias
+    return mean, std
+
+
+class Normalizer:
+    """Z-normalisation with fixed statistics, for numpy arrays or torch tensors of shape (..., D)."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(-1)
+        if self.mean.shape != self.std.shape:
+            raise ValueError(f"Normalizer: mean {self.mean.shape} and std {self.std.shape} differ")
+        if not np.all(np.isfinite(self.std)) or np.any(self.std <= 0):
+            raise ValueError("Normalizer: std must be finite and positive in every feature")
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[0]
+
+    def _stats(self, x: np.ndarray | torch.Tensor) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"Normalizer: input has {x.shape[-1]} features in its last dim; expected {self.dim}")
+        if isinstance(x, torch.Tensor):
+            dtype = x.dtype if x.is_floating_point() else torch.float32
+            return (torch.as_tensor(self.mean, dtype=dtype, device=x.device),
+                    torch.as_tensor(self.std, dtype=dtype, device=x.device))
+        return self.mean, self.std
+
+    def transform(self, x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """(x - mean) / std for x of shape (..., D); same type (and device) as x."""
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def inverse(self, x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """x * std + mean for x of shape (..., D); same type (and device) as x."""
+        mean, std = self._stats(x)
+        return x * std + mean

@@ -1,0 +1,26 @@
+"""Models and their registries.
+
+Names are resolved lazily (PEP 562), so importing one submodule (``models.quantizers``) does not import the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "load_tokenizer": "models.loader",
+    "Tokenizer": "models.loader",
+    "AE_MODELS": "models.tokenizers",
+    "VQ_MODELS": "models.tokenizers",
+    "TOKENIZERS": "models.tokenizers",
+    "build_tokenizer": "models.tokenizers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

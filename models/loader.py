@@ -1,0 +1,293 @@
+"""Load any tokenizer checkpoint: ours, or the official T2M-GPT / MoMask / MARDM / MotionMillion files.
+
+Recognised layouts (top-level key holding the weights; other keys, e.g. optimizer states, are ignored):
+
+- ours (``model/net_best_fid.tar``, ``model/latest.tar``): ``model``, with ``model_name`` and ``model_args``.
+- T2M-GPT (``net_*.pth``): ``net``; keys ``vqvae.encoder...``, ``vqvae.quantizer.codebook``.
+- MoMask (``latest.tar``, ``net_best_fid.tar``): ``vq_model`` (or legacy ``net``); ``quantizer.layers.Q.codebook``.
+- MARDM (``latest.tar``, ``net_best_fid.tar``): ``ae``; ``encoder...``, ``decoder...``.
+- MotionMillion (``net_*.pth``): ``net``; ``[module.]vqvae...``, ``quantizer.project_in...``, Haar patcher buffers.
+
+For official files the sizes (input dim, width, code dim, codebook size, number of quantizers, down_t, stride_t,
+depth, kernel size, normalisation) are read from the weight shapes; what shapes cannot tell (dilation growth rate,
+activation, mu, FSQ levels other than MotionMillion's, LN vs GN) comes from ``**model_kwargs`` with the references'
+defaults. File access goes through ``utils.checkpoint``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from models.encdec import normalize_norm_name
+from models.tokenizers import TOKENIZERS, ConvAutoencoder, build_tokenizer
+from utils.checkpoint import CheckpointError, check_matches, load_checkpoint
+
+logger = logging.getLogger(__name__)
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class ImportedWeights(NamedTuple):
+    """An official checkpoint translated to our layout: registry name, full constructor args, our state dict and
+    the source format (``t2m-gpt``, ``momask``, ``mardm``, ``motionmillion``)."""
+
+    model_name: str
+    model_args: dict[str, Any]
+    state_dict: dict[str, Tensor]
+    source_format: str
+
+
+class Tokenizer(nn.Module):
+    """A loaded, frozen tokenizer for inference (always in eval mode, parameters without gradients).
+
+    ``encode(motion (B, T, D))`` -> ``(B, N)`` long indices (VQ, FSQ), ``(B, N, Q)`` (RVQ) or ``(B, N, C)`` float
+    latents (continuous AE); ``decode(codes)`` -> ``(B, T, D)``; calling it returns the reconstruction ``(B, T, D)``.
+    ``model`` is the underlying registry model, ``kind`` one of ``ae``, ``vq``, ``rvq``, ``fsq``; ``source_format``
+    is ``ours`` or the official format it was imported from; ``dataset`` the checkpoint's dataset record (ours only).
+    """
+
+    def __init__(self, model: ConvAutoencoder, model_name: str, source: str, source_format: str = "ours",
+                 dataset: dict | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.kind: str = model.kind
+        self.model_name = model_name
+        self.model_args: dict[str, Any] = dict(model.model_args)
+        self.source = source
+        self.source_format = source_format
+        self.dataset = dataset
+        self.model.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> Tokenizer:
+        """Stays in eval mode whatever ``mode`` says: train mode would update EMA codebooks and enable dropout."""
+        return super().train(False)
+
+    @property
+    def unit_length(self) -> int:
+        """Frames per token (the temporal downsampling factor)."""
+        return self.model.unit_length
+
+    @property
+    def latent_dim(self) -> int:
+        """C, the width of the encoder output / decoder input."""
+        return self.model.latent_dim
+
+    @property
+    def codebook_size(self) -> int | None:
+        """K (per layer for RVQ); None for the continuous AE."""
+        return getattr(self.model, "codebook_size", None)
+
+    @property
+    def num_quantizers(self) -> int:
+        """Q for RVQ, else 1."""
+        return getattr(self.model, "num_quantizers", 1)
+
+    def encode(self, motion: Tensor) -> Tensor:
+        """``(B, T, D)`` -> indices ``(B, N)`` / ``(B, N, Q)`` long, or latents ``(B, N, C)`` for the AE."""
+        return self.model.encode(motion)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """Indices or latents (as ``encode`` returns them) -> motion ``(B, T, D)``."""
+        return self.model.decode(codes)
+
+    def forward(self, motion: Tensor) -> Tensor:
+        """Reconstruction ``(B, T, D)``."""
+        return self.model(motion).recon
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# official layouts
+
+
+def _strip_prefixes(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Drop DDP / torch.compile wrappers and T2M-GPT's ``vqvae.`` holder from every key."""
+    out = {}
+    for key, value in state_dict.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in (*_WRAPPER_PREFIXES, "vqvae."):
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        out[key] = value
+    return out
+
+
+def _drop_patchers(state_dict: dict[str, Tensor], patch_size: int, path: str) -> dict[str, Tensor]:
+    """MotionMillion's Haar patcher (encoder ``model.0``, decoder last module) is an identity for patch_size 1;
+    remove its buffers and shift the encoder's module indices down by one."""
+    if "encoder.model.0.wavelets" not in state_dict:
+        return state_dict
+    if patch_size != 1:
+        raise CheckpointError(f"{path}: the checkpoint uses a wavelet patcher; only patch_size=1 (an identity) is "
+                              f"supported, got patch_size={patch_size}")
+    out = {}
+    for key, value in state_dict.items():
+        if key.endswith((".wavelets", "._arange")):
+            continue
+        match = re.match(r"encoder\.model\.(\d+)\.(.*)", key)
+        if match:
+            key = f"encoder.model.{int(match.group(1)) - 1}.{match.group(2)}"
+        out[key] = value
+    return out
+
+
+def _infer_conv_args(sd: dict[str, Tensor], norm_kwarg: str | None, path: str) -> dict[str, Any]:
+    """Backbone sizes from the weight shapes."""
+    if "encoder.model.0.weight" not in sd:
+        raise CheckpointError(f"{path}: no encoder.model.0.weight in the state dict; keys start with "
+                              f"{sorted({k.split('.')[0] for k in sd})}")
+    stem = sd["encoder.model.0.weight"]
+    down_t = 0
+    while f"encoder.model.{2 + down_t}.0.weight" in sd:
+        down_t += 1
+    depth = 0
+    if down_t:
+        while f"encoder.model.2.1.model.{depth}.conv1.weight" in sd:
+            depth += 1
+    else:
+        depth = 3
+    block = "encoder.model.2.1.model.0."
+    if f"{block}norm1.running_mean" in sd:
+        norm = "BN"
+    elif f"{block}norm1.weight" in sd:
+        norm = norm_kwarg if norm_kwarg in ("LN", "GN") else "LN"
+    else:
+        norm = None
+    return dict(
+        input_width=int(stem.shape[1]),
+        width=int(stem.shape[0]),
+        kernel_size=int(stem.shape[2]),
+        down_t=down_t,
+        stride_t=int(sd["encoder.model.2.0.weight"].shape[2]) // 2 if down_t else 2,
+        depth=depth,
+        latent=int(sd[f"encoder.model.{2 + down_t}.weight"].shape[0]),
+        norm=norm,
+    )
+
+
+def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> ImportedWeights:
+    """Translate a loaded official checkpoint dict (see the module table) into our registry name, args and keys.
+
+    ``model_kwargs`` supply what the shapes cannot tell; one that contradicts a shape is a CheckpointError.
+    """
+    if "vq_model" in state:
+        raw, source = state["vq_model"], "momask"
+    elif "ae" in state:
+        raw, source = state["ae"], "mardm"
+    elif "net" in state:
+        raw, source = state["net"], "net"
+    else:
+        raise CheckpointError(f"{path}: unknown checkpoint layout; top-level keys are {sorted(state)} (expected ours "
+                              f"'model'+'model_name', T2M-GPT/MotionMillion 'net', MoMask 'vq_model', MARDM 'ae')")
+    if not isinstance(raw, dict) or not raw:
+        raise CheckpointError(f"{path}: the weights entry is not a non-empty state dict")
+    kwargs = dict(model_kwargs)
+    sd = _drop_patchers(_strip_prefixes(raw), int(kwargs.pop("patch_size", 1)), path)
+    inferred = _infer_conv_args(sd, kwargs.get("norm"), path)
+    latent = inferred.pop("latent")
+
+    has_quantizer = any(k.startswith("quantizer.") for k in sd)
+    if "quantizer.project_in.weight" in sd or (source == "net" and "levels" in kwargs and not has_quantizer):
+        name, source = "FSQ_MotionMillion", "motionmillion"
+        fsq_dims = int(sd["quantizer.project_in.weight"].shape[0]) if "quantizer.project_in.weight" in sd else None
+        levels = kwargs.pop("levels", None)
+        if levels is None:
+            if fsq_dims != 6:
+                raise CheckpointError(f"{path}: FSQ with {fsq_dims} dims; pass levels=[...] (only MotionMillion's "
+                                      f"6-dim [8, 8, 8, 5, 5, 5] is assumed)")
+            levels = [8, 8, 8, 5, 5, 5]
+        if fsq_dims is not None and len(levels) != fsq_dims:
+            raise CheckpointError(f"{path}: quantizer.project_in maps to {fsq_dims} dims but levels={levels}")
+        inferred.update(levels=[int(v) for v in levels], code_dim=latent, dropout=0.0)
+    elif "quantizer.layers.0.codebook" in sd:
+        name = "RVQVAE"
+        source = "momask" if source == "net" else source
+        codebooks = []
+        while f"quantizer.layers.{len(codebooks)}.codebook" in sd:
+            codebooks.append(sd[f"quantizer.layers.{len(codebooks)}.codebook"])
+        shared = len(codebooks) > 1 and all(torch.equal(codebooks[0], cb) for cb in codebooks[1:])
+        inferred.update(nb_code=int(codebooks[0].shape[0]), code_dim=latent, num_quantizers=len(codebooks),
+                        shared_codebook=kwargs.pop("shared_codebook", shared), dropout=0.2)
+    elif "quantizer.codebook" in sd or "quantizer.embedding.weight" in sd:
+        name, source = "VQVAE", "t2m-gpt"
+        orig = "quantizer.embedding.weight" in sd
+        codebook = sd["quantizer.embedding.weight" if orig else "quantizer.codebook"]
+        if orig:
+            kwargs.setdefault("quantizer_type", "orig")
+        elif kwargs.get("quantizer_type") == "orig":
+            raise CheckpointError(f"{path}: quantizer_type='orig' needs quantizer.embedding.weight, found a "
+                                  f"quantizer.codebook buffer")
+        inferred.update(nb_code=int(codebook.shape[0]), code_dim=latent, dropout=0.0)
+    elif not has_quantizer:
+        name = "AE_Model"
+        inferred.update(output_emb_width=latent, dropout=0.2)
+    else:
+        raise CheckpointError(f"{path}: unrecognised quantizer keys "
+                              f"{sorted(k for k in sd if k.startswith('quantizer.'))[:6]}")
+
+    if "norm" in kwargs and (inferred["norm"] is None) != (normalize_norm_name(kwargs["norm"]) is None):
+        raise CheckpointError(f"{path}: norm={kwargs['norm']!r} was requested but the weights have "
+                              f"{'no' if inferred['norm'] is None else 'affine'} normalisation layers")
+    for key, value in kwargs.items():
+        if key in inferred and key not in ("norm", "dropout") and inferred[key] != value:
+            raise CheckpointError(f"{path}: {key}={value!r} was requested but the weights say {inferred[key]!r}")
+    model_args = {**inferred, **kwargs}
+    try:
+        model = build_tokenizer(name, **model_args)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: cannot build {name} from the checkpoint: {e}") from e
+    return ImportedWeights(name, dict(model.model_args), sd, source)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# entry point
+
+
+def _load_weights(model: nn.Module, state_dict: dict[str, Tensor], path: str) -> None:
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit {type(model).__name__}: {e}") from e
+
+
+def load_tokenizer(path: str, model_name: str | None = None, map_location: str | torch.device = "cpu",
+                   **model_kwargs: Any) -> Tokenizer:
+    """Load a tokenizer checkpoint (ours or official, see the module docstring) as a frozen ``Tokenizer``.
+
+    ``model_name`` (e.g. from ``--ae_model``), when given, must match the checkpoint's. For our checkpoints
+    ``model_kwargs`` must agree with the stored ``model_args``; for official files they fill in what the weight
+    shapes cannot tell.
+    """
+    state = load_checkpoint(path, map_location=map_location)
+    dataset, source_format = None, "ours"
+    if "model_name" in state and "model" in state:
+        name = state["model_name"]
+        if name not in TOKENIZERS:
+            raise CheckpointError(f"{path}: model_name {name!r} is not a registered tokenizer "
+                                  f"({sorted(TOKENIZERS)})")
+        args = dict(state.get("model_args") or {})
+        for key, value in model_kwargs.items():
+            check_matches(path, f"model_args[{key!r}]", args.get(key), value)
+        try:
+            model = build_tokenizer(name, **args)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: cannot rebuild {name} from model_args {args}: {e}") from e
+        state_dict = state["model"]
+        dataset = state.get("dataset")
+    else:
+        imported = import_official(state, path, **model_kwargs)
+        name = imported.model_name
+        model = build_tokenizer(name, **imported.model_args)
+        state_dict, source_format = imported.state_dict, imported.source_format
+        logger.info("%s: %s checkpoint imported as %s(%s)", path, imported.source_format, name, imported.model_args)
+    if model_name is not None:
+        check_matches(path, "model_name", name, model_name)
+    _load_weights(model, state_dict, path)
+    return Tokenizer(model.to(map_location), name, path, source_format, dataset)

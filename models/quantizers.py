@@ -1,0 +1,595 @@
+"""Quantizers behind one interface.
+
+Every quantizer takes channel-last latents ``z (B, N, C)`` and returns
+``QuantizerOutput(z_q (B, N, C), indices, aux_loss (), perplexity ())``; ``indices`` is ``(B, N)`` long, or
+``(B, N, Q)`` for the residual quantizer. ``quantize(z)`` gives the same indices deterministically without touching any
+state, ``indices_to_latents(indices)`` maps indices back to ``(B, N, C)`` latents, ``codebook_size`` is K (per layer),
+and ``code_usage()`` / ``reset_usage()`` report how often each code was chosen since the last reset.
+
+Quantization runs in float32 even under autocast (distances and rounding are not safe in bf16/fp16); ``z_q`` comes back
+in the input dtype.
+
+Classes:
+- ``QuantizeEMAReset`` (T2M-GPT / MoMask): EMA codebook, codebook initialised from the first batch, dead-code reset.
+  ``QuantizeEMA`` (EMA, no reset), ``QuantizeReset`` (reset only), ``QuantizeOrig`` (van den Oord VQ with a learned
+  codebook): the other quantizers T2M-GPT offers.
+- ``ResidualVQ`` (MoMask): Q EMA-reset layers on the running residual, quantize dropout, optional Gumbel sampling.
+- ``FSQ`` (Mentzer et al. 2023, "Finite Scalar Quantization: VQ-VAE Made Simple", arXiv:2309.15505).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import NamedTuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class QuantizerOutput(NamedTuple):
+    """``z_q (B, N, C)`` straight-through latents, ``indices (B, N)`` or ``(B, N, Q)``, ``aux_loss ()`` (commitment
+    loss; 0 for FSQ), ``perplexity ()`` (exp entropy of this batch's code histogram; mean over layers for RVQ)."""
+
+    z_q: Tensor
+    indices: Tensor
+    aux_loss: Tensor
+    perplexity: Tensor
+
+
+class CodeUsage(NamedTuple):
+    """Accumulated since ``reset_usage()``: ``counts (K,)`` (``(Q, K)`` for RVQ), fraction of ``active`` codes and the
+    ``perplexity`` of the accumulated histogram (``()`` or ``(Q,)``)."""
+
+    counts: Tensor
+    active: Tensor
+    perplexity: Tensor
+
+
+class RVQCodes(NamedTuple):
+    """Deterministic residual quantization: ``indices (B, N, Q)`` and ``layer_latents (B, N, Q, C)``."""
+
+    indices: Tensor
+    layer_latents: Tensor
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce_sum_(t: Tensor) -> Tensor:
+    if _distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def _broadcast_(t: Tensor, src: int = 0) -> Tensor:
+    if _distributed():
+        dist.broadcast(t, src=src)
+    return t
+
+
+def _fp32_region(z: Tensor):
+    """Disable autocast for the quantization maths on ``z``'s device."""
+    if z.device.type in ("cpu", "cuda", "xpu", "mps"):
+        return torch.autocast(device_type=z.device.type, enabled=False)
+    return nullcontext()
+
+
+def code_counts(indices: Tensor, codebook_size: int) -> Tensor:
+    """Histogram ``(K,)`` of ``indices`` (any shape) via ``bincount``; entries of -1 ("no code") are ignored."""
+    flat = indices.reshape(-1)
+    return torch.bincount(flat[flat >= 0], minlength=codebook_size)
+
+
+def perplexity_from_counts(counts: Tensor, eps: float = 1e-7) -> Tensor:
+    """``exp(-sum p log(p + eps))`` over the last dim of ``counts``; the T2M-GPT definition (eps 1e-7)."""
+    counts = counts.float()
+    prob = counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
+    return torch.exp(-(prob * torch.log(prob + eps)).sum(-1))
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """Round with a straight-through gradient."""
+    return x + (x.round() - x).detach()
+
+
+def squared_distances(x: Tensor, codebook: Tensor) -> Tensor:
+    """``(M, C), (K, C) -> (M, K)`` as ``|x|^2 - 2 x.c + |c|^2`` (the references' formula, so argmin ties match)."""
+    return x.pow(2).sum(-1, keepdim=True) - 2 * x @ codebook.t() + codebook.pow(2).sum(-1)[None]
+
+
+def select_codes(x: Tensor, codebook: Tensor, temperature: float = 0.0) -> Tensor:
+    """Nearest code ``(M,)`` for ``x (M, C)``; with ``temperature > 0`` a Gumbel-max sample of ``softmax(-d / t)``
+    (MoMask's training-time sampling)."""
+    distances = squared_distances(x, codebook)
+    if temperature <= 0:
+        return distances.argmin(-1)
+    uniform = torch.rand_like(distances)
+    gumbel = -torch.log((-torch.log(uniform.clamp_min(1e-20))).clamp_min(1e-20))
+    return (-distances / temperature + gumbel).argmax(-1)
+
+
+def _check_latents(z: Tensor, dim: int, who: str) -> None:
+    if z.ndim != 3 or z.shape[-1] != dim:
+        raise ValueError(f"{who}: expected latents of shape (B, N, {dim}), got {tuple(z.shape)}")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# base class
+
+
+class Quantizer(nn.Module):
+    """Interface shared by all quantizers (see the module docstring)."""
+
+    def _init_usage(self, codebook_size: int) -> None:
+        # Usage counts are statistics, not model state: a plain attribute, so they are never saved and DDP does not
+        # overwrite them with rank 0's copy (it broadcasts buffers before every forward).
+        self.usage_counts = torch.zeros(codebook_size, dtype=torch.long)
+
+    @property
+    def codebook_size(self) -> int:
+        """K, the number of codes (per layer for RVQ)."""
+        raise NotImplementedError
+
+    def quantize(self, z: Tensor) -> Tensor:
+        """Deterministic indices for ``z (B, N, C)``; never updates any state."""
+        raise NotImplementedError
+
+    def indices_to_latents(self, indices: Tensor) -> Tensor:
+        """Indices ``(B, N)`` (or ``(B, N, q)``) -> latents ``(B, N, C)``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _record_usage(self, counts: Tensor) -> None:
+        if self.usage_counts.device != counts.device:
+            self.usage_counts = self.usage_counts.to(counts.device)
+        self.usage_counts += counts
+
+    def _state_device(self) -> torch.device:
+        return next(iter([*self.buffers(), *self.parameters()])).device
+
+    @torch.no_grad()
+    def code_usage(self) -> CodeUsage:
+        """Usage since ``reset_usage()``, summed over processes when torch.distributed is initialised."""
+        counts = _all_reduce_sum_(self.usage_counts.to(self._state_device(), copy=True))
+        return CodeUsage(counts, (counts > 0).float().mean(-1), perplexity_from_counts(counts))
+
+    def reset_usage(self) -> None:
+        """Zero the usage statistics (e.g. before an evaluation pass)."""
+        self.usage_counts.zero_()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# T2M-GPT / MoMask codebooks
+
+
+class QuantizeEMAReset(Quantizer):
+    """EMA codebook with dead-code reset (T2M-GPT ``QuantizeEMAReset``; MoMask's with ``sample_codebook_temp``).
+
+    Training mode: the first call copies the leading K latent rows of the batch (batch-major; tiled with noise of std
+    ``0.01/sqrt(C)`` when the batch has fewer rows) into the codebook. Each call then updates
+    ``code_sum <- mu code_sum + (1-mu) sum_of_assigned_latents`` and ``code_count`` likewise; codes with
+    ``code_count >= 1`` become ``code_sum / code_count``, the others (dead codes) are replaced by the batch's leading
+    rows. Eval mode: nearest code, no update. The loss is the commitment term ``mse(z, sg(code))``.
+
+    Unlike the references, ``initted``, ``code_sum`` and ``code_count`` are buffers, so resuming continues the EMA.
+    Loading a state dict that holds only ``codebook`` (official checkpoints) marks it initialised with
+    ``code_sum = codebook`` and ``code_count = 1``, exactly the state right after the reference initialisation.
+
+    Under torch.distributed the per-code sums and counts are all-reduced and the initialisation / reset rows are
+    broadcast from rank 0, so every process keeps the same codebook.
+    """
+
+    def __init__(self, codebook_size: int, code_dim: int, mu: float = 0.99, sample_codebook_temp: float = 0.0) -> None:
+        super().__init__()
+        if codebook_size < 1 or code_dim < 1:
+            raise ValueError(f"codebook_size and code_dim must be positive, got {codebook_size}, {code_dim}")
+        self.code_dim = code_dim
+        self.mu = mu
+        self.sample_codebook_temp = sample_codebook_temp
+        self.register_buffer("codebook", torch.zeros(codebook_size, code_dim))
+        self.register_buffer("code_sum", torch.zeros(codebook_size, code_dim))
+        self.register_buffer("code_count", torch.zeros(codebook_size))
+        self.register_buffer("initted", torch.tensor(False))
+        self._init_usage(codebook_size)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.codebook.shape[0]
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        codebook = state_dict.get(prefix + "codebook")
+        if codebook is not None and prefix + "initted" not in state_dict:
+            # An official checkpoint: only the codebook was saved. Without this the first training-mode forward
+            # would re-initialise (wipe) the loaded codebook, as the references do on resume.
+            state_dict[prefix + "code_sum"] = codebook.clone()
+            state_dict[prefix + "code_count"] = torch.ones(codebook.shape[0], dtype=codebook.dtype)
+            state_dict[prefix + "initted"] = torch.tensor(True)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def _leading_rows(self, x: Tensor) -> Tensor:
+        """The first K rows of ``x (M, C)``, tiled with small noise when M < K; identical on every process."""
+        k = self.codebook_size
+        if x.shape[0] < k:
+            repeats = (k + x.shape[0] - 1) // x.shape[0]
+            x = x.repeat(repeats, 1)
+            x = x + torch.randn_like(x) * (0.01 / math.sqrt(self.code_dim))
+        # A copy: broadcasting into a view would overwrite this process's own latents.
+        return _broadcast_(x[:k].clone())
+
+    @torch.no_grad()
+    def _init_codebook(self, x: Tensor) -> None:
+        rows = self._leading_rows(x)
+        self.codebook.copy_(rows)
+        self.code_sum.copy_(rows)
+        self.code_count.fill_(1.0)
+        self.initted.fill_(True)
+
+    @torch.no_grad()
+    def _ema_statistics(self, x: Tensor, indices: Tensor, counts: Tensor) -> None:
+        code_sum = torch.zeros_like(self.code_sum).index_add_(0, indices, x)
+        code_count = _all_reduce_sum_(counts.to(self.code_count.dtype))
+        _all_reduce_sum_(code_sum)
+        self.code_sum.mul_(self.mu).add_(code_sum, alpha=1.0 - self.mu)
+        self.code_count.mul_(self.mu).add_(code_count, alpha=1.0 - self.mu)
+
+    @torch.no_grad()
+    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> None:
+        self._ema_statistics(x, indices, counts)
+        reset_rows = self._leading_rows(x)
+        alive = (self.code_count >= 1.0)[:, None]
+        updated = self.code_sum / self.code_count[:, None]
+        self.codebook.copy_(torch.where(alive, updated, reset_rows))
+
+    def quantize(self, z: Tensor) -> Tensor:
+        """Nearest-code indices ``(B, N)`` for ``z (B, N, C)``."""
+        _check_latents(z, self.code_dim, type(self).__name__)
+        with _fp32_region(z), torch.no_grad():
+            return select_codes(z.float().reshape(-1, self.code_dim), self.codebook).view(z.shape[:2])
+
+    def indices_to_latents(self, indices: Tensor) -> Tensor:
+        """``(B, N)`` long -> ``(B, N, C)``; index -1 gives a zero vector."""
+        valid = (indices >= 0)[..., None]
+        return F.embedding(indices.clamp_min(0), self.codebook) * valid
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        """``z (B, N, C)`` -> ``QuantizerOutput``; see the class docstring for training-mode behaviour."""
+        _check_latents(z, self.code_dim, type(self).__name__)
+        b, n, c = z.shape
+        with _fp32_region(z):
+            x = z.float().reshape(b * n, c)
+            if self.training and not bool(self.initted):
+                self._init_codebook(x.detach())
+            temperature = self.sample_codebook_temp if self.training else 0.0
+            with torch.no_grad():
+                indices = select_codes(x.detach(), self.codebook, temperature)
+            x_d = F.embedding(indices, self.codebook)
+            counts = code_counts(indices, self.codebook_size)
+            if self.training:
+                self._update_codebook(x.detach(), indices, counts)
+            commit_loss = F.mse_loss(x, x_d.detach())
+            z_q = x + (x_d - x).detach()
+        self._record_usage(counts)
+        return QuantizerOutput(z_q.view(b, n, c).to(z.dtype), indices.view(b, n), commit_loss,
+                               perplexity_from_counts(counts))
+
+
+class QuantizeEMA(QuantizeEMAReset):
+    """EMA codebook without dead-code reset (T2M-GPT ``QuantizeEMA``): every code becomes ``code_sum / code_count``.
+
+    A code whose count has decayed to exactly zero keeps its value (the reference would divide 0 by 0).
+    """
+
+    @torch.no_grad()
+    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> None:
+        self._ema_statistics(x, indices, counts)
+        count = self.code_count[:, None]
+        self.codebook.copy_(torch.where(count > 0, self.code_sum / count.clamp_min(1e-30), self.codebook))
+
+
+class QuantizeReset(QuantizeEMAReset):
+    """Codebook moved only by resets (T2M-GPT ``QuantizeReset``): codes unused in the current batch are replaced by
+    the batch's leading rows. No gradient reaches the codebook in the reference either (commitment loss and the
+    straight-through estimator both detach it), so it is a buffer here. ``code_count`` holds the last batch's counts."""
+
+    @torch.no_grad()
+    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> None:
+        self.code_count.copy_(_all_reduce_sum_(counts.to(self.code_count.dtype)))
+        reset_rows = self._leading_rows(x)
+        self.codebook.copy_(torch.where((self.code_count >= 1.0)[:, None], self.codebook, reset_rows))
+
+
+class QuantizeOrig(Quantizer):
+    """Original VQ-VAE quantizer (T2M-GPT ``Quantizer``, ``--quantizer orig``): learned ``nn.Embedding`` codebook,
+    ``loss = mean((c - sg z)^2) + beta mean((sg c - z)^2)``. T2M-GPT hard-codes ``beta = 1.0``; it is an argument here
+    with that default. The codebook is a parameter (it learns by gradient), stored as ``embedding.weight``."""
+
+    def __init__(self, codebook_size: int, code_dim: int, beta: float = 1.0) -> None:
+        super().__init__()
+        self.code_dim = code_dim
+        self.beta = beta
+        self.embedding = nn.Embedding(codebook_size, code_dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        self._init_usage(codebook_size)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.embedding.num_embeddings
+
+    def quantize(self, z: Tensor) -> Tensor:
+        """Nearest-code indices ``(B, N)``."""
+        _check_latents(z, self.code_dim, "QuantizeOrig")
+        with _fp32_region(z), torch.no_grad():
+            return select_codes(z.float().reshape(-1, self.code_dim), self.embedding.weight).view(z.shape[:2])
+
+    def indices_to_latents(self, indices: Tensor) -> Tensor:
+        """``(B, N)`` -> ``(B, N, C)``; -1 gives a zero vector."""
+        return self.embedding(indices.clamp_min(0)) * (indices >= 0)[..., None]
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        """``z (B, N, C)`` -> ``QuantizerOutput`` with the codebook + commitment loss."""
+        _check_latents(z, self.code_dim, "QuantizeOrig")
+        b, n, c = z.shape
+        with _fp32_region(z):
+            x = z.float().reshape(b * n, c)
+            with torch.no_grad():
+                indices = select_codes(x, self.embedding.weight.float())
+            codes = self.embedding(indices).float()
+            loss = (codes - x.detach()).pow(2).mean() + self.beta * (codes.detach() - x).pow(2).mean()
+            z_q = x + (codes - x).detach()
+        counts = code_counts(indices, self.codebook_size)
+        self._record_usage(counts)
+        return QuantizerOutput(z_q.view(b, n, c).to(z.dtype), indices.view(b, n), loss, perplexity_from_counts(counts))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# MoMask residual VQ
+
+
+class ResidualVQ(Quantizer):
+    """Residual VQ (MoMask): layer q quantizes what the layers before it left over; ``z_q`` is the sum of the codes.
+
+    Training mode: with probability ``quantize_dropout_prob`` per batch, a layer index ``s`` is drawn uniformly from
+    ``[quantize_dropout_cutoff_index, Q)`` and layers after ``s`` are skipped (indices -1), so the first layer always
+    runs. ``sample_codebook_temp > 0`` samples codes by Gumbel-max on ``-distance / temp`` (MoMask trains with 0.5);
+    0 keeps nearest codes. Eval mode: every layer, nearest codes. Under torch.distributed the dropout draw is taken on
+    rank 0 and broadcast, so all processes run the same layers (their EMA updates are collective).
+
+    ``aux_loss`` and ``perplexity`` are means over the layers that ran; ``layer_perplexity`` (Q,) keeps the last
+    forward's per-layer values (NaN for skipped layers).
+    """
+
+    def __init__(self, num_quantizers: int, codebook_size: int, code_dim: int, mu: float = 0.99,
+                 shared_codebook: bool = False, quantize_dropout_prob: float = 0.0,
+                 quantize_dropout_cutoff_index: int = 0, sample_codebook_temp: float = 0.0) -> None:
+        super().__init__()
+        if num_quantizers < 1:
+            raise ValueError(f"num_quantizers must be >= 1, got {num_quantizers}")
+        if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
+            raise ValueError(f"quantize_dropout_cutoff_index must be in [0, {num_quantizers}), "
+                             f"got {quantize_dropout_cutoff_index}")
+        self.num_quantizers = num_quantizers
+        self.code_dim = code_dim
+        self.quantize_dropout_prob = quantize_dropout_prob
+        self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
+        if shared_codebook:
+            # One module listed Q times (as MoMask): its EMA is updated once per active layer.
+            layer = QuantizeEMAReset(codebook_size, code_dim, mu, sample_codebook_temp)
+            self.layers = nn.ModuleList([layer] * num_quantizers)
+        else:
+            self.layers = nn.ModuleList(QuantizeEMAReset(codebook_size, code_dim, mu, sample_codebook_temp)
+                                        for _ in range(num_quantizers))
+        self.layer_perplexity = torch.full((num_quantizers,), float("nan"))
+
+    @property
+    def codebook_size(self) -> int:
+        return self.layers[0].codebook_size
+
+    def _num_active_layers(self, device: torch.device) -> int:
+        if not self.training or self.quantize_dropout_prob <= 0:
+            return self.num_quantizers
+        draw = torch.stack([torch.rand(()), torch.randint(self.quantize_dropout_cutoff_index, self.num_quantizers,
+                                                          ()).float()]).to(device)
+        draw = _broadcast_(draw)
+        return int(draw[1].item()) + 1 if draw[0].item() < self.quantize_dropout_prob else self.num_quantizers
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        """``z (B, N, C)`` -> ``QuantizerOutput`` with ``indices (B, N, Q)`` (-1 for skipped layers)."""
+        _check_latents(z, self.code_dim, "ResidualVQ")
+        active = self._num_active_layers(z.device)
+        residual = z.float()
+        z_q = torch.zeros_like(residual)
+        indices, losses, perplexities = [], [], []
+        for layer in self.layers[:active]:
+            out = layer(residual)
+            residual = residual - out.z_q.detach()
+            z_q = z_q + out.z_q
+            indices.append(out.indices)
+            losses.append(out.aux_loss)
+            perplexities.append(out.perplexity)
+        indices += [torch.full_like(indices[0], -1)] * (self.num_quantizers - active)
+        layer_ppl = torch.stack(perplexities).detach()
+        skipped = layer_ppl.new_full((self.num_quantizers - active,), float("nan"))
+        self.layer_perplexity = torch.cat([layer_ppl, skipped])
+        return QuantizerOutput(z_q.to(z.dtype), torch.stack(indices, -1), torch.stack(losses).mean(), layer_ppl.mean())
+
+    @torch.no_grad()
+    def quantize_layers(self, z: Tensor) -> RVQCodes:
+        """Deterministic residual codes of ``z (B, N, C)``: all layers, nearest codes, no state change."""
+        _check_latents(z, self.code_dim, "ResidualVQ")
+        residual = z.float()
+        indices, latents = [], []
+        for layer in self.layers:
+            idx = layer.quantize(residual)
+            code = layer.indices_to_latents(idx)
+            residual = residual - code
+            indices.append(idx)
+            latents.append(code)
+        return RVQCodes(torch.stack(indices, -1), torch.stack(latents, 2))
+
+    def quantize(self, z: Tensor) -> Tensor:
+        """Deterministic indices ``(B, N, Q)``."""
+        return self.quantize_layers(z).indices
+
+    def indices_to_latents(self, indices: Tensor) -> Tensor:
+        """``(B, N, q)`` with ``q <= Q`` -> ``(B, N, C)``: the sum of the layers' codes; -1 and missing trailing
+        layers contribute zero. A ``(B, N)`` tensor is read as the first layer only."""
+        if indices.ndim == 2:
+            indices = indices[..., None]
+        if indices.ndim != 3 or indices.shape[-1] > self.num_quantizers:
+            raise ValueError(f"ResidualVQ: expected indices (B, N, q<={self.num_quantizers}), "
+                             f"got {tuple(indices.shape)}")
+        latents = [layer.indices_to_latents(indices[..., q]) for q, layer in enumerate(self.layers[:indices.shape[-1]])]
+        return torch.stack(latents, 0).sum(0)
+
+    @torch.no_grad()
+    def code_usage(self) -> CodeUsage:
+        """Per-layer usage: ``counts (Q, K)``, ``active (Q,)``, ``perplexity (Q,)``."""
+        device = self._state_device()
+        counts = _all_reduce_sum_(torch.stack([layer.usage_counts.to(device) for layer in self.layers]))
+        return CodeUsage(counts, (counts > 0).float().mean(-1), perplexity_from_counts(counts))
+
+    def reset_usage(self) -> None:
+        for layer in self.layers:
+            layer.reset_usage()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# FSQ
+
+
+class FSQ(Quantizer):
+    """Finite Scalar Quantization (Mentzer et al. 2023, arXiv:2309.15505, Sec. 3 and App. A.1).
+
+    ``z (B, N, dim)`` is projected to L = ``len(levels)`` dims (``project_in``, a Linear only when ``dim != L``), each
+    dim is bounded and rounded to ``levels[i]`` values, and projected back (``project_out``). Codes ("coordinates")
+    lie on the grid ``(k - levels[i] // 2) / (levels[i] // 2)``, k = 0 .. levels[i]-1, inside [-1, 1]: odd levels give
+    a symmetric grid, even levels one that stops a step short of +1 (e.g. 8 -> {-1, ..., 0.75}). The index of a code is
+    ``sum_i k_i * prod(levels[:i])`` (first dim least significant), so ``codebook_size = prod(levels)``.
+
+    There is no codebook to learn and no auxiliary loss; ``aux_loss`` is 0.
+    """
+
+    def __init__(self, levels: Sequence[int], dim: int | None = None) -> None:
+        super().__init__()
+        levels = [int(level) for level in levels]
+        if not levels or min(levels) < 2:
+            raise ValueError(f"FSQ levels must be a non-empty list of integers >= 2, got {levels}")
+        self.levels = levels
+        self.dim = dim if dim is not None else len(levels)
+        num_dims = len(levels)
+        self.project_in = nn.Linear(self.dim, num_dims) if self.dim != num_dims else nn.Identity()
+        self.project_out = nn.Linear(num_dims, self.dim) if self.dim != num_dims else nn.Identity()
+        level_tensor = torch.tensor(levels, dtype=torch.long)
+        basis = torch.cumprod(torch.tensor([1] + levels[:-1], dtype=torch.long), 0)
+        # Derived from ``levels``: not saved (checkpoints keep only real state).
+        self.register_buffer("_levels", level_tensor, persistent=False)
+        self.register_buffer("_basis", basis, persistent=False)
+        self.register_buffer("_half_width", level_tensor // 2, persistent=False)
+        self._init_usage(math.prod(levels))
+
+    @property
+    def codebook_size(self) -> int:
+        return math.prod(self.levels)
+
+    @property
+    def num_dims(self) -> int:
+        """L, the number of FSQ coordinates per token."""
+        return len(self.levels)
+
+    def _check_codes(self, codes: Tensor) -> None:
+        if codes.shape[-1] != self.num_dims:
+            raise ValueError(f"FSQ{self.levels}: expected coordinates with last dim {self.num_dims}, "
+                             f"got shape {tuple(codes.shape)}")
+
+    def bound(self, h: Tensor) -> Tensor:
+        """Squash ``h (..., L)`` into ``(-levels/2, levels/2)`` so that rounding yields exactly ``levels`` values.
+
+        ``tanh(h + shift) * half_l - offset`` with ``half_l = (L-1)(1+eps)/2``, ``offset = 0.5`` for even L (so the
+        integer grid ``{-L/2 .. L/2-1}`` is reachable) and ``shift = atanh(offset / half_l)`` (so h = 0 maps to 0).
+        The paper's appendix code has tan and (1-eps); atanh is the correct inverse and (1+eps) keeps L = 2 finite.
+        """
+        eps = 1e-3
+        levels = self._levels.to(h.dtype)
+        half_l = (levels - 1) * (1 + eps) / 2
+        offset = torch.where(self._levels % 2 == 0, 0.5, 0.0).to(h.dtype)
+        shift = torch.atanh(offset / half_l)
+        return torch.tanh(h + shift) * half_l - offset
+
+    def quantize_latent(self, h: Tensor) -> Tensor:
+        """FSQ coordinates ``(..., L)`` on the grid in [-1, 1] for pre-quantization values ``h (..., L)``
+        (after ``project_in``); straight-through gradient."""
+        self._check_codes(h)
+        with _fp32_region(h):
+            return round_ste(self.bound(h.float())) / self._half_width.float()
+
+    def codes_to_indices(self, codes: Tensor) -> Tensor:
+        """Grid coordinates ``(..., L)`` -> indices ``(...)`` long. Each level index is rounded before combining (the
+        MotionMillion copy omits the rounding, which can be off by one for levels whose half width is 3 or 7)."""
+        self._check_codes(codes)
+        level_idx = (codes.float() * self._half_width + self._half_width).round().long()
+        return (level_idx * self._basis).sum(-1)
+
+    def indices_to_codes(self, indices: Tensor) -> Tensor:
+        """Indices ``(...)`` -> grid coordinates ``(..., L)`` float32."""
+        if indices.dtype.is_floating_point:
+            raise TypeError(f"FSQ indices must be integers, got {indices.dtype}")
+        if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
+            raise ValueError(f"FSQ{self.levels}: indices must lie in [0, {self.codebook_size}), got range "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
+        level_idx = (indices[..., None] // self._basis) % self._levels
+        return (level_idx - self._half_width).float() / self._half_width.float()
+
+    def grid_values(self) -> list[Tensor]:
+        """For each of the L dims, the ``levels[i]`` allowed coordinate values (ascending)."""
+        return [(torch.arange(level) - level // 2).float() / (level // 2) for level in self.levels]
+
+    def snap_to_grid(self, coords: Tensor) -> Tensor:
+        """Nearest grid point per dim for arbitrary coordinates ``(..., L)`` (e.g. a generator's continuous output);
+        values outside the grid clamp to its ends. Idempotent."""
+        self._check_codes(coords)
+        level_idx = (coords.float() * self._half_width + self._half_width).round()
+        level_idx = torch.minimum(level_idx.clamp_min(0), (self._levels - 1).float())
+        return (level_idx - self._half_width) / self._half_width.float()
+
+    def codes_to_latents(self, codes: Tensor) -> Tensor:
+        """Coordinates ``(B, N, L)`` -> latents ``(B, N, dim)`` (``project_out``)."""
+        self._check_codes(codes)
+        with _fp32_region(codes):
+            return self.project_out(codes.float())
+
+    def indices_to_latents(self, indices: Tensor) -> Tensor:
+        """``(B, N)`` -> ``(B, N, dim)``."""
+        return self.codes_to_latents(self.indices_to_codes(indices))
+
+    def encode_codes(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, N, dim)`` -> (coordinates ``(B, N, L)`` with straight-through gradient, indices ``(B, N)``)."""
+        _check_latents(z, self.dim, f"FSQ{self.levels}")
+        with _fp32_region(z):
+            codes = self.quantize_latent(self.project_in(z.float()))
+        return codes, self.codes_to_indices(codes.detach())
+
+    def quantize(self, z: Tensor) -> Tensor:
+        """Indices ``(B, N)`` (FSQ is deterministic in every mode)."""
+        with torch.no_grad():
+            return self.encode_codes(z)[1]
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        """``z (B, N, dim)`` -> ``QuantizerOutput`` (``aux_loss`` 0; perplexity from a bincount, never a dense
+        one-hot of K x tokens)."""
+        codes, indices = self.encode_codes(z)
+        z_q = self.codes_to_latents(codes)
+        counts = code_counts(indices, self.codebook_size)
+        self._record_usage(counts)
+        return QuantizerOutput(z_q.to(z.dtype), indices, z.new_zeros((), dtype=torch.float32),
+                               perplexity_from_counts(counts))

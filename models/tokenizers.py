@@ -1,0 +1,299 @@
+"""Motion tokenizers: conv encoder -> (quantizer) -> conv decoder, and their registries.
+
+Every model takes motion ``(B, T, D)`` (T a multiple of ``unit_length = stride_t ** down_t``) and offers
+``forward(motion) -> TokenizerOutput``, ``encode(motion)`` (indices, or latents for the continuous AE), ``decode``,
+and the continuous ``encode_latent`` / ``decode_latent`` around the quantizer. ``model_args`` holds the constructor
+keywords as plain values; checkpoints store it with the registry name so loaders rebuild the model without flags.
+
+Families:
+- ``AE`` (MARDM's continuous autoencoder, registry ``AE_Model``).
+- ``FSQAE``: encoder -> C -> Linear to L -> FSQ -> Linear to C -> decoder (``FSQ_AE_*``; MotionMillion's tokenizer).
+- ``VQVAE``: one codebook (T2M-GPT; ``VQ_AE_Model`` is the VQ ablation of the FSQ autoencoders).
+- ``RVQVAE``: residual VQ (MoMask).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+from torch import Tensor, nn
+
+from models.encdec import Decoder, Encoder, normalize_norm_name
+from models.quantizers import (
+    FSQ,
+    QuantizeEMA,
+    QuantizeEMAReset,
+    QuantizeOrig,
+    Quantizer,
+    QuantizeReset,
+    ResidualVQ,
+)
+
+
+class TokenizerOutput(NamedTuple):
+    """``recon (B, T, D)``, ``aux_loss ()`` (commitment; 0 for AE/FSQ), ``perplexity ()`` (0 for the AE) and
+    ``indices_or_latents``: ``(B, N)`` / ``(B, N, Q)`` long indices, or ``(B, N, C)`` latents for the AE."""
+
+    recon: Tensor
+    aux_loss: Tensor
+    perplexity: Tensor
+    indices_or_latents: Tensor
+
+
+class FSQEncoding(NamedTuple):
+    """``latent (B, N, C)``: the quantized latent the decoder consumes (``project_out(coords)``);
+    ``coords (B, N, L)``: FSQ grid coordinates in [-1, 1]; ``indices (B, N)``."""
+
+    latent: Tensor
+    coords: Tensor
+    indices: Tensor
+
+
+def _plain_args(local_vars: dict[str, Any]) -> dict[str, Any]:
+    """Constructor keywords as plain values (tuples become lists) for ``model_args``."""
+    args = {k: v for k, v in local_vars.items() if k not in ("self", "__class__")}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}
+
+
+class ConvAutoencoder(nn.Module):
+    """Encoder/decoder pair shared by every tokenizer; ``latent_dim`` C is the encoder output width."""
+
+    kind = "ae"
+
+    def __init__(self, input_width: int, latent_dim: int, down_t: int, stride_t: int, width: int, depth: int,
+                 dilation_growth_rate: int, activation: str, norm: str | None, dropout: float,
+                 kernel_size: int) -> None:
+        super().__init__()
+        norm = normalize_norm_name(norm)
+        self.input_width = input_width
+        self.latent_dim = latent_dim
+        self.unit_length = stride_t ** down_t
+        conv = dict(down_t=down_t, stride_t=stride_t, width=width, depth=depth,
+                    dilation_growth_rate=dilation_growth_rate, activation=activation, norm=norm, dropout=dropout,
+                    kernel_size=kernel_size)
+        self.encoder = Encoder(input_width, latent_dim, **conv)
+        self.decoder = Decoder(input_width, latent_dim, **conv)
+
+    def _check_motion(self, motion: Tensor) -> None:
+        name = type(self).__name__
+        if motion.ndim != 3 or motion.shape[-1] != self.input_width:
+            raise ValueError(f"{name}: expected motion of shape (B, T, {self.input_width}), got {tuple(motion.shape)}")
+        frames = motion.shape[1]
+        if frames < self.unit_length or frames % self.unit_length:
+            raise ValueError(f"{name}: T={frames} frames is not a positive multiple of the downsampling factor "
+                             f"{self.unit_length}; crop or pad the motion first")
+
+    def encode_latent(self, motion: Tensor) -> Tensor:
+        """Continuous encoder output: ``(B, T, D) -> (B, N, C)``."""
+        self._check_motion(motion)
+        return self.encoder(motion)
+
+    def decode_latent(self, latents: Tensor) -> Tensor:
+        """``(B, N, C) -> (B, N * unit_length, D)``."""
+        if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
+            raise ValueError(f"{type(self).__name__}: expected latents of shape (B, N, {self.latent_dim}), "
+                             f"got {tuple(latents.shape)}")
+        return self.decoder(latents)
+
+
+class AE(ConvAutoencoder):
+    """MARDM's continuous autoencoder (no quantizer, no KL, no latent scaling). Defaults: the released
+    ``AE_Model`` (67-dim input, 512-wide, 512-dim latent, Dropout(0.2) in the residual blocks)."""
+
+    def __init__(self, input_width: int = 67, output_emb_width: int = 512, down_t: int = 2, stride_t: int = 2,
+                 width: int = 512, depth: int = 3, dilation_growth_rate: int = 3, activation: str = "relu",
+                 norm: str | None = None, dropout: float = 0.2, kernel_size: int = 3) -> None:
+        self_args = _plain_args(locals())
+        super().__init__(input_width, output_emb_width, down_t, stride_t, width, depth, dilation_growth_rate,
+                         activation, norm, dropout, kernel_size)
+        self.model_args = self_args
+
+    def forward(self, motion: Tensor) -> TokenizerOutput:
+        """``(B, T, D)`` -> reconstruction and the latents ``(B, N, C)``; no auxiliary loss."""
+        latents = self.encode_latent(motion)
+        zero = latents.new_zeros(())
+        return TokenizerOutput(self.decode_latent(latents), zero, zero, latents)
+
+    def encode(self, motion: Tensor) -> Tensor:
+        """``(B, T, D) -> (B, N, C)`` float latents."""
+        return self.encode_latent(motion)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """``(B, N, C) -> (B, T, D)``."""
+        return self.decode_latent(latents)
+
+
+class QuantizedTokenizer(ConvAutoencoder):
+    """Encoder -> ``self.quantizer`` -> decoder; subclasses only choose the quantizer."""
+
+    quantizer: Quantizer
+
+    @property
+    def codebook_size(self) -> int:
+        """K (per layer for RVQ)."""
+        return self.quantizer.codebook_size
+
+    def forward(self, motion: Tensor) -> TokenizerOutput:
+        """``(B, T, D)`` -> reconstruction, quantizer loss and perplexity, indices."""
+        out = self.quantizer(self.encode_latent(motion))
+        return TokenizerOutput(self.decode_latent(out.z_q), out.aux_loss, out.perplexity, out.indices)
+
+    def encode(self, motion: Tensor) -> Tensor:
+        """``(B, T, D)`` -> indices ``(B, N)`` (``(B, N, Q)`` for RVQ); deterministic, no codebook update."""
+        return self.quantizer.quantize(self.encode_latent(motion))
+
+    def decode(self, indices: Tensor) -> Tensor:
+        """Indices -> motion ``(B, T, D)``."""
+        return self.decode_latent(self.quantizer.indices_to_latents(indices))
+
+
+QUANTIZER_TYPES = ("ema_reset", "ema", "reset", "orig")
+
+
+class VQVAE(QuantizedTokenizer):
+    """Single-codebook VQ-VAE (T2M-GPT). Defaults: the T2M-GPT README setting (263-dim, 512 codes of dim 512,
+    down_t 2, EMA-reset codebook with mu 0.99, no dropout). ``quantizer_type`` picks among the T2M-GPT quantizers;
+    ``beta`` applies to ``orig`` only."""
+
+    kind = "vq"
+
+    def __init__(self, input_width: int = 263, nb_code: int = 512, code_dim: int = 512, down_t: int = 2,
+                 stride_t: int = 2, width: int = 512, depth: int = 3, dilation_growth_rate: int = 3,
+                 activation: str = "relu", norm: str | None = None, dropout: float = 0.0, kernel_size: int = 3,
+                 quantizer_type: str = "ema_reset", mu: float = 0.99, beta: float = 1.0) -> None:
+        self_args = _plain_args(locals())
+        super().__init__(input_width, code_dim, down_t, stride_t, width, depth, dilation_growth_rate, activation,
+                         norm, dropout, kernel_size)
+        self.model_args = self_args
+        if quantizer_type == "orig":
+            self.quantizer = QuantizeOrig(nb_code, code_dim, beta)
+        elif quantizer_type in QUANTIZER_TYPES:
+            cls = {"ema_reset": QuantizeEMAReset, "ema": QuantizeEMA, "reset": QuantizeReset}[quantizer_type]
+            self.quantizer = cls(nb_code, code_dim, mu)
+        else:
+            raise ValueError(f"quantizer_type must be one of {QUANTIZER_TYPES}, got {quantizer_type!r}")
+
+
+class RVQVAE(QuantizedTokenizer):
+    """Residual VQ-VAE (MoMask). Defaults: the released ``rvq_nq6_dc512_nc512_noshare_qdp0.2`` (6 layers of 512
+    codes, quantize dropout 0.2, Gumbel sampling at temperature 0.5 in training, Dropout(0.2) in the blocks)."""
+
+    kind = "rvq"
+
+    def __init__(self, input_width: int = 263, nb_code: int = 512, code_dim: int = 512, num_quantizers: int = 6,
+                 shared_codebook: bool = False, quantize_dropout_prob: float = 0.2,
+                 sample_codebook_temp: float = 0.5, mu: float = 0.99, down_t: int = 2, stride_t: int = 2,
+                 width: int = 512, depth: int = 3, dilation_growth_rate: int = 3, activation: str = "relu",
+                 norm: str | None = None, dropout: float = 0.2, kernel_size: int = 3) -> None:
+        self_args = _plain_args(locals())
+        super().__init__(input_width, code_dim, down_t, stride_t, width, depth, dilation_growth_rate, activation,
+                         norm, dropout, kernel_size)
+        self.model_args = self_args
+        self.quantizer = ResidualVQ(num_quantizers, nb_code, code_dim, mu=mu, shared_codebook=shared_codebook,
+                                    quantize_dropout_prob=quantize_dropout_prob,
+                                    sample_codebook_temp=sample_codebook_temp)
+
+    @property
+    def num_quantizers(self) -> int:
+        """Q, the number of residual layers."""
+        return self.quantizer.num_quantizers
+
+
+class FSQAE(QuantizedTokenizer):
+    """FSQ autoencoder: encoder -> ``code_dim`` -> Linear to L = len(levels) -> FSQ -> Linear to ``code_dim`` ->
+    decoder. The projections are the quantizer's ``project_in`` / ``project_out`` (MotionMillion's key layout).
+
+    A generator may predict the L-dim grid coordinates instead of indices: ``encode_with_fsq_output`` gives its
+    targets, ``decode_from_fsq`` turns (snapped) predictions back into motion.
+    """
+
+    kind = "fsq"
+
+    def __init__(self, input_width: int = 67, levels: Sequence[int] = (8, 8, 8, 5, 5, 5), code_dim: int = 512,
+                 down_t: int = 2, stride_t: int = 2, width: int = 512, depth: int = 3, dilation_growth_rate: int = 3,
+                 activation: str = "relu", norm: str | None = None, dropout: float = 0.2,
+                 kernel_size: int = 3) -> None:
+        self_args = _plain_args(locals())
+        self_args["levels"] = [int(level) for level in levels]
+        super().__init__(input_width, code_dim, down_t, stride_t, width, depth, dilation_growth_rate, activation,
+                         norm, dropout, kernel_size)
+        self.model_args = self_args
+        self.quantizer = FSQ(levels, dim=code_dim)
+
+    @property
+    def fsq_dim(self) -> int:
+        """L, the number of FSQ coordinates per token."""
+        return self.quantizer.num_dims
+
+    def encode_with_fsq_output(self, motion: Tensor) -> FSQEncoding:
+        """``(B, T, D)`` -> ``FSQEncoding(latent (B, N, C), coords (B, N, L), indices (B, N))``."""
+        coords, indices = self.quantizer.encode_codes(self.encode_latent(motion))
+        return FSQEncoding(self.quantizer.codes_to_latents(coords), coords, indices)
+
+    def fsq_coords_to_latent(self, coords: Tensor) -> Tensor:
+        """Grid coordinates ``(B, N, L)`` -> decoder-input latents ``(B, N, C)``."""
+        return self.quantizer.codes_to_latents(coords)
+
+    def decode_from_fsq(self, coords: Tensor, snap: bool = False) -> Tensor:
+        """Coordinates ``(B, N, L)`` -> motion ``(B, T, D)``; ``snap`` first moves them to the nearest grid point
+        (for a generator's continuous predictions)."""
+        if snap:
+            coords = self.quantizer.snap_to_grid(coords)
+        return self.decode_latent(self.fsq_coords_to_latent(coords))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# registries: a registered name is frozen once a checkpoint exists. ``*_Tiny`` variants are for tests.
+
+_TINY_CONV = dict(width=32, depth=2)
+
+AE_MODELS: dict[str, Callable[..., ConvAutoencoder]] = {
+    "AE_Model": partial(AE),
+    "AE_Tiny": partial(AE, output_emb_width=16, **_TINY_CONV),
+    # The codebook size of FSQ is the product of the levels.
+    "FSQ_AE_Small": partial(FSQAE, levels=[5, 5, 5, 5, 5]),  # 3,125 codes
+    "FSQ_AE_Medium": partial(FSQAE, levels=[8, 5, 5, 5, 5]),  # 5,000 codes
+    # 8*6*6*5*5*5 = 36,000 codes; the 21,600 sometimes quoted for this level set is not its product.
+    "FSQ_AE_Large": partial(FSQAE, levels=[8, 6, 6, 5, 5, 5]),
+    "FSQ_AE_XLarge": partial(FSQAE, levels=[8, 8, 8, 6, 5, 5]),  # 76,800 codes
+    "FSQ_AE_High": partial(FSQAE, levels=[8, 8, 8, 5, 5, 5]),  # 64,000 codes (the FSQ paper's 2^16 setting)
+    "FSQ_AE_Ultra": partial(FSQAE, levels=[8, 8, 8, 8, 5, 5]),  # 102,400 codes
+    "FSQ_AE_Mega": partial(FSQAE, levels=[8, 8, 8, 8, 8, 5]),  # 163,840 codes
+    "FSQ_AE_HighDim7": partial(FSQAE, levels=[7, 5, 5, 5, 5, 5, 5]),  # 109,375 codes
+    "FSQ_AE_HighDim8": partial(FSQAE, levels=[5] * 8),  # 390,625 codes
+    "FSQ_AE_Tiny": partial(FSQAE, levels=[8, 5, 5], code_dim=16, **_TINY_CONV),
+    # VQ ablation of the FSQ autoencoders: same backbone and input, one EMA-reset codebook.
+    "VQ_AE_Model": partial(VQVAE, input_width=67, nb_code=512, code_dim=512, dropout=0.2),
+    "VQ_AE_Tiny": partial(VQVAE, input_width=67, nb_code=32, code_dim=16, dropout=0.2, **_TINY_CONV),
+}
+
+VQ_MODELS: dict[str, Callable[..., ConvAutoencoder]] = {
+    "VQVAE": partial(VQVAE),
+    "VQVAE_Tiny": partial(VQVAE, nb_code=32, code_dim=16, **_TINY_CONV),
+    "RVQVAE": partial(RVQVAE),
+    "RVQVAE_Tiny": partial(RVQVAE, nb_code=32, code_dim=16, num_quantizers=3, **_TINY_CONV),
+    # MotionMillion's released tokenizer: 272-dim, 2x downsampling, LayerNorm, 64,000 FSQ codes.
+    "FSQ_MotionMillion": partial(FSQAE, input_width=272, levels=[8, 8, 8, 5, 5, 5], down_t=1, norm="LN",
+                                 dropout=0.0),
+    "FSQ_MotionMillion_Tiny": partial(FSQAE, input_width=272, levels=[8, 5, 5], code_dim=16, down_t=1, norm="LN",
+                                      dropout=0.0, **_TINY_CONV),
+}
+
+TOKENIZERS: dict[str, Callable[..., ConvAutoencoder]] = {**AE_MODELS, **VQ_MODELS}
+
+
+def build_tokenizer(name: str, **overrides: Any) -> ConvAutoencoder:
+    """``TOKENIZERS[name](**overrides)`` with clear errors for an unknown name or keyword."""
+    if name not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {name!r}; registered: {sorted(TOKENIZERS)}")
+    factory = TOKENIZERS[name]
+    target = getattr(factory, "func", factory)
+    allowed = set(inspect.signature(target).parameters) - {"self"}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise ValueError(f"tokenizer {name!r} ({target.__name__}) has no arguments {unknown}; "
+                         f"allowed: {sorted(allowed)}")
+    return factory(**overrides)

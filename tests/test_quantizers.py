@@ -1,0 +1,445 @@
+"""Invariants of the quantizers (CPU, tiny tensors)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.quantizers import (
+    FSQ,
+    QuantizeEMA,
+    QuantizeEMAReset,
+    QuantizeOrig,
+    QuantizeReset,
+    ResidualVQ,
+    code_counts,
+    perplexity_from_counts,
+)
+from models.tokenizers import AE_MODELS, VQ_MODELS
+from utils.checkpoint import load_checkpoint, save_checkpoint
+
+torch.set_num_threads(1)
+
+REGISTRY_LEVELS = sorted({tuple(f.keywords["levels"]) for f in {**AE_MODELS, **VQ_MODELS}.values()
+                          if "levels" in f.keywords})
+EXTRA_LEVELS = [(2,), (3,), (4,), (6,), (7, 3), (8, 6, 5), (2, 7, 4)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# FSQ
+
+
+def test_registry_level_sets_are_covered() -> None:
+    assert (8, 6, 6, 5, 5, 5) in REGISTRY_LEVELS and (5,) * 8 in REGISTRY_LEVELS
+    assert math.prod((8, 6, 6, 5, 5, 5)) == 36_000
+
+
+@pytest.mark.parametrize("levels", REGISTRY_LEVELS + EXTRA_LEVELS, ids=str)
+def test_fsq_indices_round_trip(levels: tuple[int, ...]) -> None:
+    fsq = FSQ(levels)
+    assert fsq.codebook_size == math.prod(levels)
+    indices = torch.arange(fsq.codebook_size)
+    codes = fsq.indices_to_codes(indices)
+    assert torch.equal(fsq.codes_to_indices(codes), indices)
+    # the round trip makes the map injective: every index has its own grid point, all inside [-1, 1]
+    assert codes.min() == -1 and codes.max() <= 1
+
+
+@pytest.mark.parametrize("levels", REGISTRY_LEVELS + EXTRA_LEVELS, ids=str)
+def test_fsq_codes_on_grid_and_consistent(levels: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    fsq = FSQ(levels, dim=12)
+    z = torch.randn(3, 40, 12) * 3
+    out = fsq(z)
+    codes, indices = fsq.encode_codes(z)
+    assert torch.equal(out.indices, indices) and indices.dtype == torch.long
+    assert indices.min() >= 0 and indices.max() < fsq.codebook_size
+    half = torch.tensor([lv // 2 for lv in levels], dtype=torch.float32)
+    scaled = codes * half
+    assert torch.equal(scaled, scaled.round())
+    assert (scaled >= -half).all() and (scaled <= torch.tensor(levels) - 1 - half).all()
+    assert torch.equal(fsq.indices_to_codes(indices), codes.detach())
+    assert torch.allclose(out.z_q, fsq.indices_to_latents(indices), atol=1e-6)
+    assert float(out.aux_loss) == 0.0
+
+
+def test_fsq_even_levels_are_asymmetric_and_zero_maps_to_zero() -> None:
+    fsq = FSQ([8, 5, 2])
+    grid = fsq.grid_values()
+    assert torch.allclose(grid[0], torch.tensor([-1, -0.75, -0.5, -0.25, 0, 0.25, 0.5, 0.75]))
+    assert torch.allclose(grid[1], torch.tensor([-1, -0.5, 0, 0.5, 1]))
+    assert torch.allclose(grid[2], torch.tensor([-1.0, 0.0]))
+    assert torch.equal(fsq.quantize_latent(torch.zeros(1, 3)), torch.zeros(1, 3))
+    # large inputs reach both ends of the grid
+    assert torch.allclose(fsq.quantize_latent(torch.full((1, 3), 50.0)), torch.tensor([[0.75, 1.0, 0.0]]))
+    assert torch.allclose(fsq.quantize_latent(torch.full((1, 3), -50.0)), torch.tensor([[-1.0, -1.0, -1.0]]))
+
+
+@pytest.mark.parametrize("levels", [(8, 5, 5, 5), (7, 6, 3), (5,) * 8], ids=str)
+def test_snap_to_grid_nearest_and_idempotent(levels: tuple[int, ...]) -> None:
+    torch.manual_seed(1)
+    fsq = FSQ(levels)
+    coords = torch.rand(64, len(levels)) * 2.6 - 1.3
+    snapped = fsq.snap_to_grid(coords)
+    assert torch.equal(fsq.snap_to_grid(snapped), snapped)
+    for d, grid in enumerate(fsq.grid_values()):
+        nearest = grid[(coords[:, d, None] - grid[None]).abs().argmin(-1)]
+        assert torch.allclose(snapped[:, d], nearest)
+    codes = fsq.indices_to_codes(torch.arange(fsq.codebook_size)[:500])
+    assert torch.equal(fsq.snap_to_grid(codes), codes)
+
+
+def test_fsq_projection_and_gradient() -> None:
+    torch.manual_seed(2)
+    assert isinstance(FSQ([8, 5, 5], dim=3).project_in, torch.nn.Identity)
+    fsq = FSQ([8, 5, 5], dim=16)
+    assert isinstance(fsq.project_in, torch.nn.Linear) and fsq.project_in.out_features == 3
+    assert "_levels" not in fsq.state_dict() and "usage_counts" not in fsq.state_dict()
+    z = torch.randn(2, 10, 16, requires_grad=True)
+    fsq(z).z_q.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_fsq_runs_in_fp32_under_autocast() -> None:
+    torch.manual_seed(3)
+    fsq = FSQ([8, 8, 8, 5, 5, 5], dim=32)
+    z = torch.randn(2, 12, 32).bfloat16()
+    expected = fsq(z.float()).indices
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fsq(z)
+    assert torch.equal(out.indices, expected)
+    assert out.z_q.dtype == torch.bfloat16
+
+
+def test_fsq_bad_input() -> None:
+    fsq = FSQ([5, 5])
+    with pytest.raises(ValueError, match="last dim 2"):
+        fsq.codes_to_indices(torch.zeros(3, 4))
+    with pytest.raises(ValueError, match=r"\[0, 25\)"):
+        fsq.indices_to_codes(torch.tensor([25]))
+    with pytest.raises(ValueError, match="levels"):
+        FSQ([5, 1])
+
+
+def test_bincount_perplexity_matches_dense_reference() -> None:
+    torch.manual_seed(4)
+    k = 50
+    indices = torch.randint(0, k, (7, 33)) % 17
+    onehot = F.one_hot(indices.reshape(-1), k).float()
+    prob = onehot.mean(0)
+    dense = torch.exp(-(prob * torch.log(prob + 1e-7)).sum())
+    counts = code_counts(indices, k)
+    assert torch.allclose(perplexity_from_counts(counts), dense)
+    fsq = FSQ([5, 5, 2])
+    out = fsq(torch.randn(4, 9, 3))
+    prob = F.one_hot(out.indices.reshape(-1), fsq.codebook_size).float().mean(0)
+    assert torch.allclose(out.perplexity, torch.exp(-(prob * torch.log(prob + 1e-7)).sum()))
+    # -1 ("no code") is not counted
+    assert code_counts(torch.tensor([-1, 0, 0, 2]), 3).tolist() == [2, 0, 1]
+
+
+def test_usage_statistics_accumulate_and_reset() -> None:
+    fsq = FSQ([3, 3])
+    fsq(torch.full((1, 4, 2), 10.0))
+    fsq(torch.full((1, 2, 2), -10.0))
+    usage = fsq.code_usage()
+    assert usage.counts.sum() == 6 and usage.counts[fsq.codebook_size - 1] == 4 and usage.counts[0] == 2
+    assert torch.isclose(usage.active, torch.tensor(2 / 9))
+    fsq.reset_usage()
+    assert fsq.code_usage().counts.sum() == 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# EMA codebooks
+
+
+def _batch(seed: int, b: int = 4, n: int = 8, c: int = 6) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, n, c, generator=g)
+
+
+def test_ema_init_from_leading_rows_and_ema_update() -> None:
+    q = QuantizeEMAReset(codebook_size=10, code_dim=6, mu=0.9).train()
+    x = _batch(0)
+    out = q(x)
+    rows = x.reshape(-1, 6)
+    # first batch: the codebook is the leading rows, each of them its own nearest code; then one EMA step
+    assert bool(q.initted)
+    counts = torch.bincount(out.indices.reshape(-1), minlength=10).float()
+    sums = torch.zeros(10, 6).index_add_(0, out.indices.reshape(-1), rows)
+    exp_sum = 0.9 * rows[:10] + 0.1 * sums
+    exp_count = 0.9 * torch.ones(10) + 0.1 * counts
+    assert torch.allclose(q.code_sum, exp_sum) and torch.allclose(q.code_count, exp_count)
+    alive = exp_count >= 1
+    assert torch.allclose(q.codebook[alive], (exp_sum / exp_count[:, None])[alive])
+    assert torch.allclose(q.codebook[~alive], rows[:10][~alive])
+    assert torch.equal(out.indices.reshape(-1)[:10], torch.arange(10))
+
+
+def test_dead_codes_are_reset_to_leading_rows() -> None:
+    q = QuantizeEMAReset(codebook_size=8, code_dim=6, mu=0.5).train()
+    q(_batch(1))
+    target = q.codebook[0].clone()
+    n_dead = 0
+    for seed in range(2, 8):
+        # batches that sit on top of code 0: the other codes' EMA counts decay below 1
+        x = target + 1e-3 * _batch(seed)
+        q(x)
+        dead = q.code_count < 1.0
+        n_dead += int(dead.sum())
+        assert torch.equal(q.codebook[dead], x.reshape(-1, 6)[:8][dead])
+        assert torch.allclose(q.codebook[~dead], (q.code_sum / q.code_count[:, None])[~dead])
+    assert n_dead > 0
+
+
+def test_small_batch_is_tiled_for_init() -> None:
+    torch.manual_seed(5)
+    q = QuantizeEMAReset(codebook_size=20, code_dim=4).train()
+    x = torch.randn(1, 3, 4)
+    q(x)
+    assert bool(q.initted)
+    # the codebook rows are copies of the 3 latents plus tiny noise
+    nearest = torch.cdist(q.codebook, x[0]).min(-1).values
+    assert (nearest < 0.1).all()
+
+
+def test_eval_mode_is_nearest_code_without_update() -> None:
+    q = QuantizeEMAReset(codebook_size=8, code_dim=6).train()
+    q(_batch(3))
+    q.eval()
+    before = {k: v.clone() for k, v in q.state_dict().items()}
+    x = _batch(4)
+    out = q(x)
+    after = q.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    expected = torch.cdist(x.reshape(-1, 6), q.codebook).argmin(-1).view(4, 8)
+    assert torch.equal(out.indices, expected)
+    assert torch.equal(q.quantize(x), expected)
+    assert torch.allclose(out.z_q, q.codebook[expected], atol=1e-6)
+    assert torch.isclose(out.aux_loss, F.mse_loss(x, q.codebook[expected]))
+
+
+def test_ema_state_survives_state_dict_round_trip_and_no_reinit() -> None:
+    q = QuantizeEMAReset(codebook_size=8, code_dim=6).train()
+    for seed in range(3):
+        q(_batch(seed))
+    state = q.state_dict()
+    assert {"codebook", "code_sum", "code_count", "initted"} <= set(state)
+    fresh = QuantizeEMAReset(codebook_size=8, code_dim=6).train()
+    fresh.load_state_dict(state)
+    for key in state:
+        assert torch.equal(fresh.state_dict()[key], state[key])
+    x = _batch(10)
+    q(x)
+    fresh(x)
+    assert torch.equal(fresh.codebook, q.codebook)  # continued the same EMA, no re-initialisation
+    assert not torch.allclose(fresh.codebook, x.reshape(-1, 6)[:8])
+
+
+def test_official_codebook_only_state_is_marked_initialised() -> None:
+    torch.manual_seed(6)
+    codebook = torch.randn(8, 6)
+    q = QuantizeEMAReset(codebook_size=8, code_dim=6).train()
+    q.load_state_dict({"codebook": codebook})  # strict: the hook fills the missing buffers
+    assert bool(q.initted) and torch.equal(q.code_sum, codebook) and torch.equal(q.code_count, torch.ones(8))
+    x = codebook.repeat(4, 1).view(4, 8, 6) + 1e-3 * _batch(7)
+    q(x)
+    # every code was used, so it moved a little towards its latents instead of being replaced by batch rows
+    assert torch.allclose(q.codebook, codebook, atol=1e-3)
+    assert not torch.allclose(q.codebook, x.reshape(-1, 6)[:8], atol=1e-5)
+
+
+def test_gumbel_sampling_only_in_training_behind_flag() -> None:
+    torch.manual_seed(8)
+    deterministic = QuantizeEMAReset(codebook_size=16, code_dim=6, sample_codebook_temp=0.0).train()
+    deterministic(_batch(0))
+    state = {k: v.clone() for k, v in deterministic.state_dict().items()}
+    x = _batch(9, b=64)
+    nearest = deterministic.quantize(x)
+
+    def sampled_with(temperature: float, train: bool = True) -> torch.Tensor:
+        q = QuantizeEMAReset(codebook_size=16, code_dim=6, sample_codebook_temp=temperature)
+        q.load_state_dict(state)
+        return q.train(train)(x).indices
+
+    assert torch.equal(sampled_with(1e-6), nearest)  # a cold sample is the nearest code
+    hot = sampled_with(1e4)  # a hot one is close to uniform over the codebook
+    assert (hot != nearest).float().mean() > 0.8
+    assert perplexity_from_counts(code_counts(hot, 16)) > 14
+    assert torch.equal(sampled_with(1e4, train=False), nearest)  # eval: always nearest
+    deterministic.load_state_dict(state)
+    assert torch.equal(deterministic(x).indices, nearest)
+
+
+def test_codebook_quantizers_run_in_fp32_under_autocast() -> None:
+    rvq = _trained_rvq(3)
+    x = _batch(30).bfloat16()
+    expected = rvq(x.float()).indices
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = rvq(x)
+    assert torch.equal(out.indices, expected) and out.z_q.dtype == torch.bfloat16
+    assert out.aux_loss.dtype == torch.float32
+
+
+def test_other_t2m_gpt_quantizers() -> None:
+    x = _batch(11)
+    ema = QuantizeEMA(codebook_size=8, code_dim=6).train()
+    ema(_batch(12))
+    ema(x)
+    assert torch.isfinite(ema.codebook).all()
+    reset = QuantizeReset(codebook_size=8, code_dim=6).train()
+    reset(_batch(12))
+    out = reset(x)
+    unused = torch.bincount(out.indices.reshape(-1), minlength=8) == 0
+    assert torch.allclose(reset.codebook[unused], x.reshape(-1, 6)[:8][unused])
+    orig = QuantizeOrig(codebook_size=8, code_dim=6, beta=0.25)
+    z = x.clone().requires_grad_(True)
+    out = orig(z)
+    codes = orig.embedding.weight[out.indices]
+    expected = F.mse_loss(codes, x) * 1.25
+    assert torch.isclose(out.aux_loss, expected)
+    (out.z_q.sum() + out.aux_loss).backward()
+    assert orig.embedding.weight.grad is not None and z.grad is not None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# residual VQ
+
+
+def _trained_rvq(num_quantizers: int = 4, **kw) -> ResidualVQ:
+    rvq = ResidualVQ(num_quantizers, codebook_size=16, code_dim=6, **kw).train()
+    for seed in range(6):
+        rvq(_batch(seed, b=8))
+    return rvq.eval()
+
+
+def test_rvq_residual_norm_non_increasing() -> None:
+    rvq = _trained_rvq()
+    x = _batch(20, b=8)
+    codes = rvq.quantize_layers(x)
+    residual = x.clone()
+    mean_norms = [residual.norm(dim=-1).mean()]
+    for q in range(4):
+        residual = residual - codes.layer_latents[:, :, q]
+        mean_norms.append(residual.norm(dim=-1).mean())
+    assert all(b <= a + 1e-6 for a, b in zip(mean_norms, mean_norms[1:]))
+    assert mean_norms[-1] < mean_norms[0]
+    # with a zero code available in every layer, the nearest code can never increase any residual's norm
+    for layer in rvq.layers:
+        layer.codebook[0] = 0
+    codes = rvq.quantize_layers(x)
+    residual = x.clone()
+    for q in range(4):
+        new = residual - codes.layer_latents[:, :, q]
+        assert (new.norm(dim=-1) <= residual.norm(dim=-1) + 1e-5).all()
+        residual = new
+    assert torch.allclose(rvq.indices_to_latents(codes.indices), codes.layer_latents.sum(2), atol=1e-6)
+
+
+def test_quantize_dropout_keeps_the_first_layers() -> None:
+    torch.manual_seed(9)
+    rvq = ResidualVQ(4, codebook_size=16, code_dim=6, quantize_dropout_prob=1.0).train()
+    active_counts = set()
+    for seed in range(30):
+        out = rvq(_batch(seed))
+        active = (out.indices[0, 0] >= 0).long()
+        n_active = int(active.sum())
+        assert n_active >= 1 and torch.equal(active, (torch.arange(4) < n_active).long())
+        assert (out.indices[..., :n_active] >= 0).all() and (out.indices[..., n_active:] == -1).all()
+        assert torch.isnan(rvq.layer_perplexity[n_active:]).all()
+        active_counts.add(n_active)
+    assert active_counts == {1, 2, 3, 4}
+    cutoff = ResidualVQ(4, codebook_size=16, code_dim=6, quantize_dropout_prob=1.0,
+                        quantize_dropout_cutoff_index=2).train()
+    assert all(int((cutoff(_batch(s)).indices[0, 0] >= 0).sum()) >= 3 for s in range(10))
+    assert (rvq.eval()(_batch(0)).indices >= 0).all()
+
+
+def test_rvq_minus_one_and_missing_layers_decode_to_zero() -> None:
+    rvq = _trained_rvq(3)
+    x = _batch(21)
+    indices = rvq.quantize(x)
+    assert torch.equal(rvq.indices_to_latents(torch.full_like(indices, -1)), torch.zeros(4, 8, 6))
+    masked = indices.clone()
+    masked[..., 2] = -1
+    assert torch.allclose(rvq.indices_to_latents(masked), rvq.indices_to_latents(indices[..., :2]))
+    first = rvq.layers[0].codebook[indices[..., 0]]
+    assert torch.allclose(rvq.indices_to_latents(indices[..., :1]), first)
+    with pytest.raises(ValueError, match="q<=3"):
+        rvq.indices_to_latents(torch.zeros(1, 2, 4, dtype=torch.long))
+
+
+def test_rvq_forward_eval_matches_deterministic_path_and_stats() -> None:
+    rvq = _trained_rvq(3)
+    x = _batch(22)
+    out = rvq(x)
+    codes = rvq.quantize_layers(x)
+    assert torch.equal(out.indices, codes.indices)
+    assert torch.allclose(out.z_q, codes.layer_latents.sum(2), atol=1e-5)
+    before = torch.cat([torch.zeros_like(x[:, :, None]), codes.layer_latents.cumsum(2)[:, :, :-1]], 2)
+    residuals = x[:, :, None] - before
+    layer_loss = ((residuals - codes.layer_latents) ** 2).mean(dim=(0, 1, 3))
+    assert torch.isclose(out.aux_loss, layer_loss.mean(), atol=1e-6)
+    assert torch.isclose(out.perplexity, rvq.layer_perplexity.mean())
+    usage = rvq.code_usage()
+    assert usage.counts.shape == (3, 16) and usage.perplexity.shape == (3,)
+
+
+def test_rvq_shared_codebook_is_one_module() -> None:
+    rvq = ResidualVQ(3, codebook_size=16, code_dim=6, shared_codebook=True).train()
+    assert rvq.layers[0] is rvq.layers[2]
+    rvq(_batch(0))
+    state = rvq.state_dict()
+    assert torch.equal(state["layers.0.codebook"], state["layers.2.codebook"])
+
+
+def test_rvq_gradient_is_straight_through() -> None:
+    rvq = _trained_rvq(3).train()
+    z = _batch(23).requires_grad_(True)
+    rvq(z).z_q.sum().backward()
+    # each active layer passes the gradient straight to its input: d(sum z_q)/dz = number of layers
+    assert torch.allclose(z.grad, torch.full_like(z, 3.0))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# torch.distributed: every process keeps the same codebook
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, result_file: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        q = QuantizeEMAReset(codebook_size=8, code_dim=6, mu=0.9).train()
+        for step in range(3):
+            q(_batch(100 * step + rank, b=2))  # each rank sees different data, >= 8 rows each
+        gathered = [torch.zeros_like(q.codebook) for _ in range(world)]
+        dist.all_gather(gathered, q.codebook)
+        if rank == 0:
+            save_checkpoint(result_file, {"codebooks": gathered, "code_count": q.code_count})
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
+def test_distributed_codebooks_stay_identical_and_match_one_process() -> None:
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file, result_file = os.path.join(tmp, "init"), os.path.join(tmp, "result.pt")
+        mp.spawn(_ddp_worker, args=(2, init_file, result_file), nprocs=2, join=True)
+        result = load_checkpoint(result_file)
+    codebooks = result["codebooks"]
+    assert torch.equal(codebooks[0], codebooks[1])
+    # one process on the concatenated batch (rank 0's rows first) computes exactly the same EMA state
+    single = QuantizeEMAReset(codebook_size=8, code_dim=6, mu=0.9).train()
+    for step in range(3):
+        single(torch.cat([_batch(100 * step + r, b=2) for r in range(2)]))
+    assert torch.allclose(single.codebook, codebooks[0], atol=1e-6)
+    assert torch.allclose(single.code_count, result["code_count"], atol=1e-6)

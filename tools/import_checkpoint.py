@@ -1,0 +1,131 @@
+"""Import an official tokenizer checkpoint (T2M-GPT, MoMask, MARDM, MotionMillion) as one of our runs.
+
+Writes ``<checkpoints_dir>/<dataset_name>/<name>/model/{net_best_fid,latest}.tar`` in our format (registry name,
+constructor args, weights including the quantizer state) and ``<name>/opt.yaml`` with the resolved arguments, so
+``--ae_name <name>`` / ``load_tokenizer`` find it like any trained run.
+
+Examples:
+    python tools/import_checkpoint.py --src pretrained/VQVAE/net_last.pth --name t2mgpt_vq --dataset_name t2m
+    python tools/import_checkpoint.py --src momask/checkpoints/t2m/rvq_nq6/model/net_best_fid.tar \\
+        --name momask_rvq --dataset_name t2m --meta_dir momask/checkpoints/t2m/rvq_nq6/meta
+    python tools/import_checkpoint.py --src MARDM/checkpoints/t2m/AE/model/latest.tar --name mardm_ae \\
+        --dataset_name t2m_67
+    python tools/import_checkpoint.py --src fsq_net_6000000.pth --name motionmillion_fsq --dataset_name motionmillion
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+# Run as ``python tools/import_checkpoint.py``: make the repository root importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from models.encdec import ACTIVATIONS  # noqa: E402
+from models.loader import load_tokenizer  # noqa: E402
+from models.tokenizers import QUANTIZER_TYPES, TOKENIZERS  # noqa: E402
+from options.config import save_config  # noqa: E402
+from utils.checkpoint import CheckpointError, file_sha256, save_checkpoint  # noqa: E402
+from utils.dataset_specs import get_dataset_spec  # noqa: E402
+from utils.run_dir import RunDir  # noqa: E402
+
+MODEL_KWARGS = ("levels", "quantizer_type", "mu", "dilation_growth_rate", "activation", "norm", "patch_size")
+
+
+def read_meta(meta_dir: str | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``mean.npy`` / ``std.npy`` from an official run's ``meta`` folder, or (None, None)."""
+    if meta_dir is None:
+        return None, None
+    arrays = []
+    for stat in ("mean", "std"):
+        path = os.path.join(meta_dir, f"{stat}.npy")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--meta_dir {meta_dir}: {stat}.npy not found ({path})")
+        arrays.append(torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32)))
+    return arrays[0], arrays[1]
+
+
+def main(cfg: argparse.Namespace) -> str:
+    # ---------------------------------------------------------------------------------------------------- setup
+    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
+    if os.path.exists(run.latest_path) and not cfg.overwrite:
+        raise SystemExit(f"{run.latest_path} exists; choose another --name or pass --overwrite")
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    mean, std = read_meta(cfg.meta_dir)
+
+    # ---------------------------------------------------------------------------------------------------- model
+    kwargs = {k: getattr(cfg, k) for k in MODEL_KWARGS if getattr(cfg, k) is not None}
+    tokenizer = load_tokenizer(cfg.src, model_name=cfg.model, **kwargs)
+    if tokenizer.source_format == "ours":
+        raise CheckpointError(f"{cfg.src}: already in our format (model_name {tokenizer.model_name!r}); copy the run "
+                              "folder instead")
+    input_width = tokenizer.model.input_width
+    if input_width != spec.dim_pose:
+        raise SystemExit(f"{cfg.src}: the model reads {input_width}-dim motion but dataset {cfg.dataset_name!r} has "
+                         f"dim_pose {spec.dim_pose}; pick the matching --dataset_name")
+    for stat_name, stat in (("mean", mean), ("std", std)):
+        if stat is not None and stat.shape != (input_width,):
+            raise SystemExit(f"--meta_dir {cfg.meta_dir}: {stat_name}.npy has shape {tuple(stat.shape)}, "
+                             f"expected ({input_width},)")
+
+    # ---------------------------------------------------------------------------------------------------- write
+    resolved = {**vars(cfg), "model": tokenizer.model_name, "model_args": tokenizer.model_args,
+                "source_format": tokenizer.source_format, "src_sha256": file_sha256(cfg.src)}
+    state = {
+        "stage": "tokenizer",
+        "model_name": tokenizer.model_name,
+        "model_args": tokenizer.model_args,
+        "model": {k: v.detach().clone() for k, v in tokenizer.model.state_dict().items()},
+        "step": 0,
+        "epoch": 0,
+        "dataset": {"name": cfg.dataset_name, "spec": spec.to_dict(), "mean": mean, "std": std},
+        "metrics": {},
+        "config": resolved,
+        "parent": {"path": os.path.abspath(cfg.src), "sha256": resolved["src_sha256"],
+                   "format": tokenizer.source_format},
+    }
+    for path in (run.best_path("fid"), run.latest_path):
+        save_checkpoint(path, state)
+    save_config(resolved, run.config_path)
+    print(f"{tokenizer.source_format} checkpoint {cfg.src} -> {run.model_dir} "
+          f"({tokenizer.model_name}, {tokenizer.kind}, args {tokenizer.model_args})")
+    return run.root
+
+
+def int_list(text: str) -> list[int]:
+    """``"8,8,8,5,5,5"`` -> ``[8, 8, 8, 5, 5, 5]``."""
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--src", required=True, help="official checkpoint file (net_*.pth, latest.tar, net_best_fid.tar)")
+    p.add_argument("--name", required=True, help="run name to create under <checkpoints_dir>/<dataset_name>/")
+    p.add_argument("--dataset_name", required=True, help="dataset the tokenizer was trained on (t2m, kit, t2m_67, ...)")
+    p.add_argument("--checkpoints_dir", default="checkpoints", help="root of the run folders")
+    p.add_argument("--data_root", default=None, help="dataset folder, for datasets known by their spec.json only")
+    p.add_argument("--meta_dir", default=None, help="folder with the run's mean.npy/std.npy to record (optional)")
+    p.add_argument("--model", default=None, choices=sorted(TOKENIZERS),
+                   help="expected registry name; an error if the checkpoint is another model")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    g = p.add_argument_group("model arguments the weight shapes cannot tell (defaults: the references')")
+    g.add_argument("--levels", type=int_list, default=None, help="FSQ levels, e.g. 8,8,8,5,5,5")
+    g.add_argument("--quantizer_type", default=None, choices=QUANTIZER_TYPES, help="T2M-GPT quantizer (ema_reset)")
+    g.add_argument("--mu", type=float, default=None, help="EMA decay of the codebook (0.99)")
+    g.add_argument("--dilation_growth_rate", type=int, default=None, help="residual dilation growth (3)")
+    g.add_argument("--activation", default=None, choices=ACTIVATIONS, help="residual block activation (relu)")
+    g.add_argument("--norm", default=None, choices=("LN", "GN"), help="LN or GN when the blocks have norm weights")
+    g.add_argument("--patch_size", type=int, default=None, help="MotionMillion patcher size (only 1 is supported)")
+    return p
+
+
+if __name__ == "__main__":
+    main(get_parser().parse_args())

@@ -1,0 +1,144 @@
+"""Schedules and sampling helpers of the masked token generators (MaskGIT / MoMask), as pure functions.
+
+Every function here is independent of any network so it can be tested on its own:
+
+- ``cosine_schedule``: mask ratio gamma(r) = cos(pi/2 * r) (MaskGIT, Chang et al. 2022, sec. 3.2).
+- ``sample_training_mask``: ceil(gamma * length) masked positions per sample, drawn among its valid positions.
+- ``corrupt_tokens``: BERT-style corruption of the masked inputs.
+- ``q_schedule``: the residual layer trained at each step, biased towards the first residual layers.
+- ``lowest_score_mask``, ``top_k_filter``, ``sample_from_logits``: the pieces of confidence-based generation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+SAMPLING_MODES = ("categorical", "gumbel")
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """lengths (B,) -> (B, max_len) bool, True at valid (non-padded) positions."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def cosine_schedule(r: torch.Tensor) -> torch.Tensor:
+    """Mask ratio gamma(r) = cos(pi/2 * r) for r in [0, 1]: 1 at r = 0 (all masked), 0 at r = 1."""
+    return torch.cos(r * math.pi / 2)
+
+
+def num_masked_for_training(lengths: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """ceil(ratio * length), clamped to [1, length]; lengths, ratio (B,) -> (B,) long.
+
+    MaskGIT masks ceil(gamma * N) tokens. The clamp keeps at least one target per sample (ratio can round to 0 in
+    floating point) and never more than its length.
+    """
+    num = torch.ceil(lengths.to(ratio.dtype) * ratio).long()
+    return torch.minimum(num.clamp(min=1), lengths.long())
+
+
+def num_masked_for_generation(lengths: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """round(ratio * length).clamp(min=1) per sample, as MoMask's ``generate``; lengths, ratio (B,) -> (B,) long.
+
+    The clamp means the last step (ratio = cos(pi/2) ~ 0) still re-masks and re-samples one token.
+    """
+    return torch.round(lengths.to(ratio.dtype) * ratio).clamp(min=1).long()
+
+
+def lowest_score_mask(scores: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+    """Mark the ``num[b]`` lowest-score positions of each row; scores (B, N), num (B,) -> (B, N) bool."""
+    ranks = scores.argsort(dim=1).argsort(dim=1)
+    return ranks < num[:, None]
+
+
+def sample_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tensor | None = None,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """Positions to mask in one training step.
+
+    A ratio gamma = cos(pi/2 * r), r ~ U(0, 1), is drawn per sample unless given, and ``num_masked_for_training``
+    of that sample's valid positions are picked by a random permutation. MoMask instead takes round(gamma * N_pad)
+    positions of the *padded* length and then drops the padded ones, so a short sequence in a long batch is often
+    trained on zero tokens; counting from the real length keeps training consistent with generation.
+
+    Args:
+        lengths: (B,) valid tokens per sample, 1 <= length <= max_len.
+        ratio: optional (B,) mask ratios in [0, 1].
+    Returns:
+        (B, max_len) bool, True at masked positions (never at padding).
+    """
+    batch = lengths.shape[0]
+    device = lengths.device
+    if ratio is None:
+        ratio = cosine_schedule(torch.rand(batch, device=device, generator=generator))
+    num = num_masked_for_training(lengths, ratio)
+    scores = torch.rand(batch, max_len, device=device, generator=generator)
+    # Padded positions sort last, so the permutation only picks valid ones (num <= length).
+    scores = scores.masked_fill(~lengths_to_mask(lengths, max_len), 2.0)
+    return lowest_score_mask(scores, num)
+
+
+def corrupt_tokens(indices: torch.Tensor, mask: torch.Tensor, codebook_size: int, mask_id: int,
+                   random_prob: float = 0.1, mask_prob: float = 0.88,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """BERT-style corruption of the masked positions, with MoMask's proportions.
+
+    Each masked position independently becomes a uniformly random code in [0, K) with probability ``random_prob``;
+    of the others, a fraction ``mask_prob`` becomes ``mask_id`` and the rest keep their true token. With the defaults
+    that is 10% random, 0.9 * 0.88 = 79.2% mask id and 10.8% unchanged (what MoMask's code does; its comment words
+    the proportions loosely). A random code may equal the true one.
+
+    Args:
+        indices: (B, N) long; mask: (B, N) bool.
+    Returns:
+        (B, N) long corrupted copy; positions outside ``mask`` are untouched.
+    """
+    draw_random = torch.rand(mask.shape, device=mask.device, generator=generator) < random_prob
+    draw_mask = torch.rand(mask.shape, device=mask.device, generator=generator) < mask_prob
+    random_codes = torch.randint(0, codebook_size, mask.shape, device=mask.device, generator=generator)
+    to_random = mask & draw_random
+    to_mask = mask & ~draw_random & draw_mask
+    out = torch.where(to_random, random_codes, indices)
+    return out.masked_fill(to_mask, mask_id)
+
+
+def q_schedule(batch: int, num_quantizers: int, device: torch.device | str = "cpu",
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Residual layer to train per sample: q = round((1 - cos(pi/2 * u)) * (Q - 2)) + 1, u ~ U(0, 1).
+
+    (MoMask ``q_schedule``.) Values lie in [1, Q-1]; since 1 - cos(pi/2 * u) is small for most u, low layers are
+    drawn more often (for Q = 6: P(q) = 0.32, 0.25, 0.19, 0.16, 0.08 for q = 1..5).
+
+    Returns:
+        (B,) long.
+    """
+    u = torch.rand(batch, device=device, generator=generator)
+    return torch.round((1 - cosine_schedule(u)) * (num_quantizers - 2)).long() + 1
+
+
+def top_k_filter(logits: torch.Tensor, thres: float = 0.9) -> torch.Tensor:
+    """Keep the k = ceil((1 - thres) * K) largest logits on the last dim, -inf elsewhere; (..., K) -> (..., K)."""
+    k = max(1, math.ceil((1 - thres) * logits.shape[-1]))
+    values, idx = logits.topk(k, dim=-1)
+    return torch.full_like(logits, float("-inf")).scatter(-1, idx, values)
+
+
+def sample_from_logits(logits: torch.Tensor, temperature: float = 1.0, sampling: str = "categorical",
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one index per row of ``logits (..., K)`` -> (...) long.
+
+    ``"gumbel"``: argmax(logits / temperature + Gumbel noise); ``"categorical"``: a draw from
+    softmax(logits / temperature). Both sample the same distribution; they consume the RNG differently, so seeded
+    runs differ between the two. Entries at -inf are never drawn.
+    """
+    if sampling not in SAMPLING_MODES:
+        raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    scaled = logits.float() / temperature
+    if sampling == "gumbel":
+        u = torch.rand(scaled.shape, device=scaled.device, generator=generator).clamp(min=1e-20)
+        gumbel = -torch.log((-torch.log(u)).clamp(min=1e-20))
+        return (scaled + gumbel).argmax(dim=-1)
+    probs = torch.softmax(scaled, dim=-1).reshape(-1, scaled.shape[-1])
+    return torch.multinomial(probs, 1, generator=generator).reshape(scaled.shape[:-1])

@@ -1,0 +1,84 @@
+"""Flags of the tokenizer stages (``train_AE.py``, ``train_vq.py``), on top of the shared base parser."""
+
+from __future__ import annotations
+
+import argparse
+
+from options.base_options import get_base_parser
+
+RECONS_LOSSES = ("l1_smooth", "l1", "mse")
+
+
+def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("tokenizer data and loss")
+    data.add_argument("--window_size", type=int, default=None,
+                      help="frames per training window (default: the dataset spec's, 64 for HumanML3D)")
+    data.add_argument("--recons_loss", type=str, default="l1_smooth", choices=RECONS_LOSSES,
+                      help="reconstruction loss over all features")
+    data.add_argument("--aux_loss_joints", "--loss_vel", dest="aux_loss_joints", type=float, default=None,
+                      help="weight of the joint-POSITION term on the dataset's position slice (MARDM calls it "
+                           "--aux_loss_joints, T2M-GPT/MoMask --loss_vel although it is no velocity)")
+    data.add_argument("--loss_joint_vel", type=float, default=0.0,
+                      help="weight of the joint-velocity term (first differences of the position slice)")
+    data.add_argument("--commit", type=float, default=0.02, help="weight of the codebook commitment loss")
+    data.add_argument("--val_batches", type=int, default=50,
+                      help="validation batches per evaluation (reconstruction loss, MPJPE, code usage)")
+
+    arch = parser.add_argument_group("architecture overrides (default: the registry entry's values)")
+    arch.add_argument("--width", type=int, default=None, help="conv channels of encoder and decoder")
+    arch.add_argument("--depth", type=int, default=None, help="residual blocks per resolution")
+    arch.add_argument("--down_t", type=int, default=None, help="number of stride-2 temporal downsamplings")
+    arch.add_argument("--dilation_growth_rate", type=int, default=None, help="dilation growth in Resnet1D")
+    arch.add_argument("--output_emb_width", type=int, default=None, help="latent width of the continuous AE")
+    arch.add_argument("--code_dim", type=int, default=None, help="width of code vectors / latent before the FSQ")
+    arch.add_argument("--nb_code", type=int, default=None, help="codebook size of VQ codebooks")
+    arch.add_argument("--levels", type=int, nargs="+", default=None, help="FSQ levels per dimension")
+    arch.add_argument("--mu", type=float, default=None, help="EMA decay of VQ codebooks")
+    arch.add_argument("--norm", type=str, default=None, choices=["LN", "GN", "BN"], help="normalisation in blocks")
+    arch.add_argument("--activation", type=str, default=None, choices=["relu", "silu", "gelu"],
+                      help="activation in blocks")
+    arch.add_argument("--dropout", type=float, default=None, help="dropout inside the residual blocks")
+
+
+def get_train_ae_parser() -> argparse.ArgumentParser:
+    """``train_AE.py``: MARDM's continuous AE, the FSQ autoencoders and the VQ ablation (defaults: MARDM AE)."""
+    from models.tokenizers import AE_MODELS
+
+    parser = get_base_parser("Train a motion autoencoder (AE_Model, FSQ_AE_*, VQ_AE_Model).")
+    parser.add_argument("--model", type=str, default="AE_Model", choices=sorted(AE_MODELS),
+                        help="autoencoder registry entry")
+    _add_common_tokenizer_args(parser)
+    parser.set_defaults(aux_loss_joints=1.0, lr=2e-4, warm_up_iter=2000, milestones=[150_000, 250_000],
+                        lr_decay=0.1, batch_size=256, epoch=50)
+    return parser
+
+
+def get_train_vq_parser() -> argparse.ArgumentParser:
+    """``train_vq.py``: T2M-GPT VQ-VAE (``--num_quantizers 1``) and MoMask RVQ-VAE (defaults: MoMask)."""
+    from models.tokenizers import VQ_MODELS
+
+    parser = get_base_parser("Train a VQ-VAE (T2M-GPT), a residual VQ-VAE (MoMask) or the MotionMillion FSQ.")
+    parser.add_argument("--model", type=str, default=None, choices=sorted(VQ_MODELS),
+                        help="tokenizer registry entry (default: VQVAE when --num_quantizers is 1, else RVQVAE)")
+    parser.add_argument("--num_quantizers", type=int, default=None, help="residual layers Q (1 = T2M-GPT VQ-VAE)")
+    parser.add_argument("--quantize_dropout_prob", type=float, default=None,
+                        help="probability of dropping trailing residual layers in training (MoMask 0.2)")
+    parser.add_argument("--shared_codebook", action="store_true", default=None,
+                        help="one codebook shared by all residual layers")
+    parser.add_argument("--quantizer", type=str, default=None,
+                        choices=["ema_reset", "ema", "reset", "orig"], help="VQ codebook update rule (T2M-GPT)")
+    _add_common_tokenizer_args(parser)
+    parser.set_defaults(aux_loss_joints=0.5, lr=2e-4, warm_up_iter=2000, milestones=[150_000, 250_000],
+                        lr_decay=0.1, batch_size=256, epoch=50)
+    return parser
+
+
+ARCH_FLAGS = ("width", "depth", "down_t", "dilation_growth_rate", "output_emb_width", "code_dim", "nb_code", "levels",
+              "mu", "norm", "activation", "dropout", "num_quantizers", "quantize_dropout_prob", "shared_codebook",
+              "quantizer")
+RENAMED = {"quantizer": "quantizer_type"}  # flag name -> constructor keyword
+
+
+def model_overrides(args: argparse.Namespace) -> dict:
+    """The architecture flags the user set, as constructor keywords (None means: keep the registry value)."""
+    return {RENAMED.get(k, k): getattr(args, k) for k in ARCH_FLAGS if getattr(args, k, None) is not None}

@@ -1,0 +1,23 @@
+"""Shared test fixtures: one small synthetic dataset per test session, CPU threads kept low."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> str:
+    """A synthetic HumanML3D-layout dataset (80 motions, seed 0) written once for the whole session."""
+    from utils.synthetic import generate_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic") / "Synthetic"
+    generate_synthetic_dataset(str(root), num_motions=80, seed=0)
+    return str(root)

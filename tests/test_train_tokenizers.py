@@ -1,0 +1,110 @@
+"""train_AE.py / train_vq.py on the synthetic data: every tiny registry entry trains, writes its run, resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import train_AE
+import train_vq
+from models import load_tokenizer
+from options.config import parse_with_config
+from options.tokenizer_options import get_train_ae_parser, get_train_vq_parser
+from utils.checkpoint import load_checkpoint
+
+COMMON = ["--batch_size", "16", "--num_workers", "0", "--lr", "2e-3", "--warm_up_iter", "5", "--milestones", "1000",
+          "--log_every", "5", "--save_every", "10", "--val_batches", "2"]
+
+
+def _run(script, parser, argv):
+    args = parse_with_config(parser, argv)
+    script.main(args)
+    return args
+
+
+def _losses(run_root: str) -> list[float]:
+    with open(os.path.join(run_root, "model", "train_log.jsonl")) as f:
+        return [json.loads(line)["loss"] for line in f]
+
+
+@pytest.mark.parametrize("script,parser,model", [
+    (train_AE, get_train_ae_parser, "AE_Tiny"),
+    (train_AE, get_train_ae_parser, "FSQ_AE_Tiny"),
+    (train_AE, get_train_ae_parser, "VQ_AE_Tiny"),
+    (train_vq, get_train_vq_parser, "VQVAE_Tiny"),
+    (train_vq, get_train_vq_parser, "RVQVAE_Tiny"),
+])
+def test_tiny_tokenizers_train_and_write_their_run(tmp_path, synthetic_root, script, parser, model):
+    ckpt = str(tmp_path / "ckpt")
+    _run(script, parser(), ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt,
+                            "--name", model, "--model", model, "--max_iters", "60", "--eval_every", "30", *COMMON])
+    root = os.path.join(ckpt, "synthetic", model)
+    for name in ("opt.yaml", "train.log", "model/latest.tar", "model/net_best_loss.tar", "model/train_log.jsonl"):
+        assert os.path.isfile(os.path.join(root, name)), name
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(root, "model")))
+    losses = _losses(root)
+    assert len(losses) == 60
+    assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10])
+    state = load_checkpoint(os.path.join(root, "model", "latest.tar"))
+    assert state["model_name"] == model and state["stage"] == "tokenizer" and state["step"] == 60
+    assert state["dataset"]["name"] == "synthetic" and state["dataset"]["mean"].shape == (263,)
+    tok = load_tokenizer(os.path.join(root, "model", "latest.tar"))
+    motion = torch.zeros(2, 64, 263)
+    assert tok(motion).shape == (2, 64, 263)
+
+
+def test_rvq_resume_is_bitwise_exact(tmp_path, synthetic_root):
+    base = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--model", "RVQVAE_Tiny",
+            "--eval_every", "10", *COMMON]
+    full = str(tmp_path / "full")
+    _run(train_vq, get_train_vq_parser(), [*base, "--checkpoints_dir", full, "--name", "r", "--max_iters", "24"])
+    part = str(tmp_path / "part")
+    _run(train_vq, get_train_vq_parser(), [*base, "--checkpoints_dir", part, "--name", "r", "--max_iters", "13"])
+    _run(train_vq, get_train_vq_parser(), [*base, "--checkpoints_dir", part, "--name", "r", "--max_iters", "24",
+                                           "--is_continue"])
+    a = load_checkpoint(os.path.join(full, "synthetic", "r", "model", "latest.tar"))
+    b = load_checkpoint(os.path.join(part, "synthetic", "r", "model", "latest.tar"))
+    assert a["step"] == b["step"] == 24
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert _losses(os.path.join(full, "synthetic", "r")) == _losses(os.path.join(part, "synthetic", "r"))
+
+
+def test_motionmillion_tiny_on_272_features(tmp_path, synthetic_root):
+    from utils.motion_process import extract_features_272
+
+    root = tmp_path / "mm"
+    (root / "new_joint_vecs").mkdir(parents=True)
+    feats = {}
+    for split in ("train", "val"):
+        ids = open(os.path.join(synthetic_root, f"{split}.txt")).read().split()
+        for clip in ids:
+            joints = np.load(os.path.join(synthetic_root, "new_joints", f"{clip}.npy"))
+            feats[clip] = extract_features_272(joints)
+            np.save(root / "new_joint_vecs" / f"{clip}.npy", feats[clip])
+        (root / f"{split}.txt").write_text("\n".join(ids))
+    stacked = np.concatenate(list(feats.values()))
+    np.save(root / "Mean.npy", stacked.mean(0).astype(np.float32))
+    np.save(root / "Std.npy", (stacked.std(0) + 1e-3).astype(np.float32))
+    ckpt = str(tmp_path / "ckpt")
+    _run(train_vq, get_train_vq_parser(), ["--dataset_name", "motionmillion", "--data_root", str(root),
+                                           "--checkpoints_dir", ckpt, "--name", "mm", "--model",
+                                           "FSQ_MotionMillion_Tiny", "--max_iters", "40", "--eval_every", "20",
+                                           *COMMON])
+    losses = _losses(os.path.join(ckpt, "motionmillion", "mm"))
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    tok = load_tokenizer(os.path.join(ckpt, "motionmillion", "mm", "model", "latest.tar"))
+    assert tok.encode(torch.zeros(1, 96, 272)).shape == (1, 48)
+
+
+def test_contradicting_flags_fail_clearly(tmp_path, synthetic_root):
+    with pytest.raises(SystemExit):
+        parse_with_config(get_train_vq_parser(), ["--name", "x", "--model", "NoSuchModel"])
+    args = parse_with_config(get_train_vq_parser(), ["--name", "x", "--model", "VQVAE_Tiny", "--num_quantizers", "3",
+                                                     "--data_root", synthetic_root, "--dataset_name", "synthetic"])
+    with pytest.raises(SystemExit, match="one codebook"):
+        train_vq.main(args)

@@ -1,0 +1,181 @@
+"""What ``train_AE.py`` and ``train_vq.py`` share: window data, the loss, validation and the checkpoint record.
+
+The scripts decide *what* to build (which registry entry, which flags); this module and ``utils.engine`` decide *how*
+to train it. Tokenizers are trained on z-normalised features with the dataset's own Mean/Std, which every checkpoint
+records; evaluation de-normalises with them and re-normalises with the evaluator's statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models.tokenizers import ConvAutoencoder
+from utils.checkpoint import file_sha256
+from utils.dataset_specs import DatasetSpec
+from utils.datasets import MotionWindowDataset
+from utils.losses import tokenizer_loss
+from utils.motion_process import features_to_joints
+from utils.normalization import load_mean_std
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Tensor], tuple[Tensor, dict[str, Tensor]]]
+
+
+class WindowData(NamedTuple):
+    """Training and validation windows plus the statistics they were normalised with (``(D,)`` arrays)."""
+
+    train: MotionWindowDataset
+    val: MotionWindowDataset
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def load_window_data(spec: DatasetSpec, window_size: int | None, data_root: str | None = None) -> WindowData:
+    """Random windows of the train split; the first window of each val clip (deterministic validation)."""
+    mean, std = load_mean_std(spec, data_root)
+    train = MotionWindowDataset(spec, "train", mean, std, window_size, data_root, mode="random")
+    val = MotionWindowDataset(spec, "val", mean, std, window_size, data_root, mode="first")
+    logger.info("%s: %d training clips, %d validation windows of %d frames", spec.name, len(train), len(val),
+                train.window_size)
+    return WindowData(train, val, mean, std)
+
+
+def make_loss_fn(spec: DatasetSpec, args: argparse.Namespace) -> LossFn:
+    """``loss_fn(model, motion (B, T, D)) -> (loss, logs)`` with the flags' loss weights."""
+
+    def loss_fn(model: nn.Module, motion: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        out = model(motion)
+        return tokenizer_loss(out.recon, motion, out, spec, recons_loss=args.recons_loss,
+                              w_pos=args.aux_loss_joints, w_vel=args.loss_joint_vel, commit=args.commit)
+
+    return loss_fn
+
+
+def _joints(features: Tensor, mean: Tensor, std: Tensor, spec: DatasetSpec) -> Tensor | None:
+    """De-normalised features -> joints ``(B, T, J, 3)``, or None where the representation has no joint recovery."""
+    if spec.representation == "smplx_rot6d":
+        return None
+    return features_to_joints(features * std + mean, spec)
+
+
+@torch.no_grad()
+def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.DataLoader, spec: DatasetSpec,
+                           mean: np.ndarray, std: np.ndarray, loss_fn: LossFn,
+                           max_batches: int | None = None) -> dict[str, float]:
+    """Mean loss terms, MPJPE (mm, root-aligned, per frame) and code usage over ``loader``'s windows."""
+    device = next(model.parameters()).device
+    mean_t = torch.as_tensor(mean, device=device)
+    std_t = torch.as_tensor(std, device=device)
+    quantizer = getattr(model, "quantizer", None)
+    if quantizer is not None and hasattr(quantizer, "reset_usage"):
+        quantizer.reset_usage()
+    sums: dict[str, float] = {}
+    err_sum, frames, batches = 0.0, 0, 0
+    for motion in loader:
+        motion = motion.to(device)
+        _, logs = loss_fn(model, motion)
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        recon = model(motion).recon
+        gt_joints, rec_joints = _joints(motion, mean_t, std_t, spec), _joints(recon, mean_t, std_t, spec)
+        if gt_joints is not None:
+            gt_joints = gt_joints - gt_joints[..., :1, :]
+            rec_joints = rec_joints - rec_joints[..., :1, :]
+            err_sum += float((gt_joints - rec_joints).norm(dim=-1).mean(dim=-1).sum())
+            frames += gt_joints.shape[0] * gt_joints.shape[1]
+        batches += 1
+        if max_batches and batches >= max_batches:
+            break
+    metrics = {k: v / max(batches, 1) for k, v in sums.items()}
+    if frames:
+        metrics["mpjpe_mm"] = 1000.0 * err_sum / frames
+    if quantizer is not None and hasattr(quantizer, "code_usage"):
+        usage = quantizer.code_usage()
+        active = torch.as_tensor(usage.active, dtype=torch.float32)
+        metrics["code_usage"] = float(active.mean())
+    return metrics
+
+
+def make_val_fn(data: WindowData, spec: DatasetSpec, loss_fn: LossFn, batch_size: int,
+                max_batches: int) -> Callable[[nn.Module], dict[str, float]]:
+    """Validation on the val windows: reconstruction loss terms, MPJPE (mm) and code usage."""
+    loader = torch.utils.data.DataLoader(data.val, batch_size=batch_size, shuffle=False)
+
+    def val_fn(model: nn.Module) -> dict[str, float]:
+        return reconstruction_metrics(model, loader, spec, data.mean, data.std, loss_fn, max_batches)
+
+    return val_fn
+
+
+def dataset_record(spec: DatasetSpec, mean: np.ndarray, std: np.ndarray) -> dict[str, Any]:
+    """The ``dataset`` entry of a checkpoint: name, spec and the normalisation the model was trained with."""
+    return {"name": spec.name, "spec": spec.to_dict(), "mean": torch.as_tensor(mean, dtype=torch.float32),
+            "std": torch.as_tensor(std, dtype=torch.float32)}
+
+
+def parent_record(path: str | None) -> dict[str, Any] | None:
+    """A checkpoint's ``parent`` entry (the upstream checkpoint a stage was trained on)."""
+    if path is None:
+        return None
+    return {"path": path, "sha256": file_sha256(path)}
+
+
+def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[str, Any]) -> Any:
+    """Build ``model_name`` for ``--dataset_name`` and train it with the engine; returns the engine's TrainResult.
+
+    The run lives in ``<checkpoints_dir>/<dataset_name>/<name>/`` (``model/latest.tar``, ``model/net_best_*.tar``,
+    TensorBoard events, ``opt.yaml``). Validation (loss terms, MPJPE, code usage) runs every ``--eval_every`` steps;
+    the best checkpoint is chosen on validation ``loss``.
+    """
+    from models.tokenizers import build_tokenizer
+    from options.config import resolve_max_iters, save_config
+    from utils.dataset_specs import get_dataset_spec
+    from utils.engine import EngineConfig, train
+    from utils.logging_utils import setup_logging
+    from utils.run_dir import RunDir
+    from utils.seed import set_seed
+
+    # ---------------------------------------------------------------- setup
+    spec = get_dataset_spec(args.dataset_name, args.data_root)
+    run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
+    run.make_dirs()
+    setup_logging(run.log_file)
+    save_config(args, run.config_path)
+    set_seed(args.seed)
+
+    # ---------------------------------------------------------------- data
+    data = load_window_data(spec, args.window_size, args.data_root)
+
+    # ---------------------------------------------------------------- model
+    model = build_tokenizer(model_name, input_width=spec.dim_pose, **overrides)
+    if data.train.window_size % model.unit_length:
+        raise ValueError(f"--window_size {data.train.window_size} must be a multiple of the tokenizer's "
+                         f"{model.unit_length} frames per token")
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("%s %s: %.2fM parameters, args %s", model_name, type(model).__name__, n_params / 1e6,
+                model.model_args)
+
+    # ---------------------------------------------------------------- train
+    loss_fn = make_loss_fn(spec, args)
+    val_fn = make_val_fn(data, spec, loss_fn, min(args.batch_size, 256), args.val_batches)
+    cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(data.train)),
+                                      best_metric="loss", best_mode="min")
+    meta = {"stage": "tokenizer", "model_name": model_name, "model_args": dict(model.model_args),
+            "dataset": dataset_record(spec, data.mean, data.std), "config": _plain_config(args), "parent": None}
+    result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn)
+    logger.info("finished at step %d: %s", result.step, {k: round(v, 5) for k, v in result.metrics.items()})
+    return result
+
+
+def _plain_config(args: argparse.Namespace) -> dict[str, Any]:
+    from options.config import config_to_dict
+
+    return config_to_dict(args)

@@ -1,0 +1,141 @@
+"""Evaluate a text-to-motion generator (MARDM, FSQ-MARDM, VQ-MARDM) with the Guo et al. protocol.
+
+For every test batch the generator receives the captions and the GT lengths (``m_length // unit_length`` tokens);
+its motion is de-normalised with the generator's statistics and re-normalised with the evaluator's before it is
+embedded, as MARDM does. Reported: FID, Diversity, R-precision top-1/2/3, matching score (MM-Dist) and, unless
+``--no_mm``, Multimodality (the first ``--mm_batches`` batches generated ``--mm_repeats`` times), each as mean ±
+1.96·std/√R over ``--replications`` passes (``utils/eval_protocol.py``), next to the GT ("Real") row.
+
+By default the EMA weights of ``model/latest.tar`` are evaluated, as MARDM does.
+
+Examples::
+
+    python evaluation_MARDM.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67
+    python evaluation_MARDM.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --which_epoch best --cfg 3.0 --no_mm
+    python evaluation_MARDM.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --no_snap     # snapping ablation
+    python evaluation_MARDM.py --ckpt elsewhere/latest.tar --tokenizer_path elsewhere/fsq.tar --replications 5
+
+Writes ``checkpoints/<ds>/<name>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluator, seeds, every
+replication), ``eval_<tag>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses
+them) and ``eval.log``. ``<tag>`` names the checkpoint, weights and sampling settings, so sweeps do not overwrite each
+other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from options.config import config_to_dict, parse_with_config
+from options.eval_generator_options import get_evaluation_generator_parser
+from utils.checkpoint import CheckpointError
+from utils.dataset_specs import get_dataset_spec
+from utils.eval_protocol import build_eval_loader, evaluate, format_report, renormalize, write_report_json
+from utils.evaluator import load_evaluator
+from utils.generation import load_generator, resolve_generator_checkpoint
+from utils.logging_utils import setup_logging
+from utils.run_dir import RunDir
+
+logger = logging.getLogger("evaluation_MARDM")
+
+
+def resolve_run(cfg) -> tuple[str, str, str]:
+    """(checkpoint path, run name, dataset name) from ``--ckpt`` or ``--name`` + ``--dataset_name``."""
+    if cfg.ckpt:
+        if not os.path.isfile(cfg.ckpt):
+            raise CheckpointError(f"--ckpt: checkpoint not found: {cfg.ckpt}")
+        parts = os.path.abspath(cfg.ckpt).split(os.sep)
+        inside_run = len(parts) >= 4 and parts[-2] == "model"
+        name = cfg.name or (parts[-3] if inside_run else os.path.splitext(parts[-1])[0])
+        return cfg.ckpt, name, cfg.dataset_name or (parts[-4] if inside_run else "")
+    if not cfg.name or not cfg.dataset_name:
+        raise ValueError("pass --name and --dataset_name (a run under --checkpoints_dir), or --ckpt (a file)")
+    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
+    return resolve_generator_checkpoint(run.root, cfg.which_epoch), cfg.name, cfg.dataset_name
+
+
+def output_tag(cfg, path: str, weights: str) -> str:
+    """``<checkpoint>[_ema]_ts<steps>_cfg<scale>[_temp<t>][_nosnap][_nomm]`` for the output file names."""
+    tag = f"{os.path.splitext(os.path.basename(path))[0]}{'_ema' if weights == 'ema' else ''}"
+    tag += f"_ts{cfg.time_steps}_cfg{cfg.cfg:g}"
+    if cfg.temperature != 1.0:
+        tag += f"_temp{cfg.temperature:g}"
+    return tag + ("_nosnap" if cfg.no_snap else "") + ("" if cfg.cal_mm else "_nomm")
+
+
+@torch.no_grad()
+def main(cfg) -> dict:
+    # ---------------------------------------------------------------------------------------------------------------
+    # setup
+    # ---------------------------------------------------------------------------------------------------------------
+    setup_logging()  # console now; the run's eval.log once the dataset (hence the run folder) is known
+    path, name, dataset_name = resolve_run(cfg)
+    device = torch.device(cfg.device)
+    guidance = cfg.cfg  # the field's flag name for the guidance scale; cfg itself is the parsed config
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # model
+    # ---------------------------------------------------------------------------------------------------------------
+    generator = load_generator(path, use_ema=not cfg.no_ema, device=device, text_encoder=cfg.text_encoder,
+                               text_encoder_path=cfg.text_encoder_path, tokenizer_path=cfg.tokenizer_path)
+    dataset_name = dataset_name or generator.spec.name
+    if generator.spec.name != dataset_name:
+        raise CheckpointError(f"{path}: the generator was trained on dataset {generator.spec.name!r} but "
+                              f"--dataset_name is {dataset_name!r}")
+    run = RunDir(cfg.checkpoints_dir, dataset_name, name)
+    os.makedirs(run.eval_dir, exist_ok=True)
+    setup_logging(os.path.join(run.eval_dir, "eval.log"))
+    tag = output_tag(cfg, path, generator.info["weights"])
+    logger.info("evaluating %s (%s weights): time_steps %d, cfg %g, temperature %g, snap %s, multimodality %s",
+                path, generator.info["weights"], cfg.time_steps, guidance, cfg.temperature, not cfg.no_snap,
+                cfg.cal_mm)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # data: GT test motion normalised with the evaluator statistics
+    # ---------------------------------------------------------------------------------------------------------------
+    spec = get_dataset_spec(dataset_name, cfg.data_root)
+    evaluator_dir = cfg.evaluator_dir or os.path.join(cfg.checkpoints_dir, dataset_name, "text_mot_match")
+    evaluator = load_evaluator(evaluator_dir, dataset_name, device, data_root=cfg.data_root)
+    eval_loader = build_eval_loader(evaluator, spec, cfg.split, data_root=cfg.data_root, glove_dir=cfg.glove_dir,
+                                    batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # evaluation
+    # ---------------------------------------------------------------------------------------------------------------
+    def motion_fn(batch):
+        # The protocol seeds the global RNGs per replication; generation draws from them (no private generator).
+        out = generator.generate(batch.captions, batch.m_lengths, time_steps=cfg.time_steps, cfg=guidance,
+                                 temperature=cfg.temperature, snap=not cfg.no_snap)
+        motion = renormalize(out.features_normalised, generator.mean, generator.std, evaluator.mean, evaluator.std)
+        return motion, out.lengths
+
+    settings = {"time_steps": cfg.time_steps, "cfg": guidance, "temperature": cfg.temperature,
+                "snap": not cfg.no_snap, "lengths": "GT (m_length // unit_length tokens)",
+                "unit_length": generator.unit_length}
+    meta = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
+            "generator": generator.info, "sampling": settings}
+    report = evaluate(evaluator, eval_loader, motion_fn, replications=cfg.replications, seed=cfg.seed,
+                      mm_fn=motion_fn if cfg.cal_mm else None, mm_batches=cfg.mm_batches, mm_repeats=cfg.mm_repeats,
+                      results_path=os.path.join(run.eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
+                      gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # results
+    # ---------------------------------------------------------------------------------------------------------------
+    result = {"which": cfg.which_epoch if not cfg.ckpt else os.path.basename(path), **meta,
+              "dataset": dataset_name, "split": cfg.split, "seed": cfg.seed, "protocol": report.to_dict(),
+              "config": config_to_dict(cfg)}
+    out_path = os.path.join(run.eval_dir, f"eval_{tag}.json")
+    write_report_json(result, out_path)
+    title = (f"{generator.info['model_name']} ({generator.info['weights']} weights of {os.path.basename(path)}), "
+             f"{dataset_name} {cfg.split}: time_steps {cfg.time_steps}, cfg {guidance:g}, temperature "
+             f"{cfg.temperature:g}{'' if not cfg.no_snap else ', no snapping'}")
+    print(format_report(report, title=title))
+    logger.info("wrote %s", out_path)
+    return result
+
+
+if __name__ == "__main__":
+    main(parse_with_config(get_evaluation_generator_parser()))

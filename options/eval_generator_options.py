@@ -1,0 +1,105 @@
+"""Parsers of the generator-side scripts: ``evaluation_MARDM.py`` (the evaluation protocol on generated motion) and
+``sample.py`` (motion from free text). Both parse with ``options.config.parse_with_config`` (``--config`` presets)."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from options.eval_options import add_protocol_args
+from options.generator_options import TEXT_ENCODER_CHOICES
+from utils.dataset_specs import dataset_names
+from utils.eval_protocol import DEFAULT_SEED, EVAL_BATCH_SIZE, MM_BATCHES, MM_REPEATS
+from utils.plot_script import FORMATS
+
+
+def add_generator_args(parser: argparse.ArgumentParser) -> None:
+    """Which generator to load: ``--name``/``--dataset_name`` or ``--ckpt``, ``--which_epoch``, EMA, overrides of the
+    recorded tokenizer and text-encoder files, device and seed."""
+    run = parser.add_argument_group("generator")
+    run.add_argument("--name", type=str, default="",
+                     help="generator run: <checkpoints_dir>/<dataset_name>/<name>/model/<which_epoch>.tar")
+    run.add_argument("--dataset_name", type=str, default=None, choices=dataset_names(),
+                     help="dataset of the run (default with --ckpt: the one recorded in the checkpoint)")
+    run.add_argument("--ckpt", type=str, default=None, help="generator checkpoint file instead of --name")
+    run.add_argument("--which_epoch", type=str, default="latest",
+                     help="latest (model/latest.tar, as MARDM), best (model/net_best_fid.tar, else "
+                          "net_best_loss.tar) or a file name in model/")
+    run.add_argument("--no_ema", action="store_true",
+                     help="use the raw weights instead of the EMA weights the checkpoint carries")
+    run.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="root folder of all runs")
+    run.add_argument("--tokenizer_path", type=str, default=None,
+                     help="tokenizer checkpoint replacing the path recorded in the generator (when it was moved)")
+    run.add_argument("--text_encoder", type=str, default=None, choices=TEXT_ENCODER_CHOICES,
+                     help="expected text encoder; the checkpoint records the one it was trained with and another "
+                          "one is an error")
+    run.add_argument("--text_encoder_path", type=str, default=None,
+                     help="CLIP weights replacing the path recorded in the generator")
+    run.add_argument("--config", type=str, default=None, help="YAML preset (flag: value)")
+    run.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                     help="base seed (evaluation: replication r uses seed + r; sampling: sample k uses seed + k)")
+    run.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu",
+                     help="torch device")
+
+
+def add_sampling_args(parser: argparse.ArgumentParser) -> None:
+    """``--time_steps``, ``--cfg``, ``--temperature``, ``--no_snap`` (MARDM defaults)."""
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--time_steps", type=int, default=18, help="masked-generation steps")
+    group.add_argument("--cfg", type=float, default=4.5,
+                       help="classifier-free guidance scale (MARDM: 4.5 on HumanML3D, 2.5 on KIT)")
+    group.add_argument("--temperature", type=float, default=1.0,
+                       help="scale of the diffusion head's sampling noise (honoured, unlike the reference code)")
+    group.add_argument("--no_snap", action="store_true",
+                       help="ablation: keep the generated FSQ coordinates / VQ vectors off the grid / codebook")
+
+
+def get_evaluation_generator_parser() -> argparse.ArgumentParser:
+    """``evaluation_MARDM.py``: generator, sampling settings, multimodality and the protocol flags."""
+    parser = argparse.ArgumentParser(description="Evaluate a text-to-motion generator with the Guo et al. protocol.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_generator_args(parser)
+    add_sampling_args(parser)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data_root", type=str, default=None, help="folder of the dataset (default: the spec's root)")
+    data.add_argument("--num_workers", type=int, default=0, help="DataLoader workers of the evaluation data")
+    data.add_argument("--eval_batch_size", type=int, default=EVAL_BATCH_SIZE,
+                      help="captions per batch; R-precision ranks among this many (32 in every published table)")
+    mm = parser.add_argument_group("multimodality")
+    # On by default, and a flag that really turns it off (the reference's --cal_mm is store_false: passing it
+    # disables the computation).
+    mm.add_argument("--cal_mm", action=argparse.BooleanOptionalAction, default=True,
+                    help="compute multimodality (--no-cal_mm or --no_mm turns it off)")
+    mm.add_argument("--no_mm", dest="cal_mm", action="store_false", help="do not compute multimodality")
+    mm.add_argument("--mm_batches", type=int, default=MM_BATCHES, help="first batches whose captions are repeated")
+    mm.add_argument("--mm_repeats", type=int, default=MM_REPEATS, help="generations per caption for multimodality")
+    add_protocol_args(parser)
+    return parser
+
+
+def get_sample_parser() -> argparse.ArgumentParser:
+    """``sample.py``: prompts, lengths, repeats and outputs."""
+    parser = argparse.ArgumentParser(description="Generate motion from text with a trained generator.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_generator_args(parser)
+    add_sampling_args(parser)
+    prompts = parser.add_argument_group("prompts")
+    prompts.add_argument("--text_prompt", type=str, default=None, help="one prompt")
+    prompts.add_argument("--text_path", type=str, default=None,
+                         help="text file, one prompt per line; '<prompt>#<frames>' fixes that prompt's length "
+                              "('#NA' or nothing: --motion_length or the length estimator); empty lines and lines "
+                              "starting with '#' are skipped")
+    prompts.add_argument("--motion_length", type=int, default=None,
+                         help="length in frames (rounded down to whole tokens); 0 or unset: the length estimator")
+    prompts.add_argument("--length_estimator", type=str, default=None,
+                         help="length estimator file or run (default <checkpoints_dir>/<dataset>/length_estimator)")
+    prompts.add_argument("--repeat_times", type=int, default=1, help="samples per prompt")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output_dir", type=str, default=None,
+                     help="folder of the samples (default generation/<name>_<dataset_name>/)")
+    out.add_argument("--no_render", action="store_true", help="write joints (and BVH) only, no video")
+    out.add_argument("--format", type=str, default="auto", choices=FORMATS,
+                     help="video container: auto is MP4 when ffmpeg is installed, else GIF")
+    out.add_argument("--bvh", action="store_true", help="also export every sample as a BVH file")
+    return parser

@@ -1,0 +1,214 @@
+"""Generate motion from text with a trained generator (MARDM, FSQ-MARDM, VQ-MARDM).
+
+Examples::
+
+    python sample.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --text_prompt "a person walks forward and waves" \\
+        --motion_length 120
+    python sample.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --text_path prompts.txt --repeat_times 3 --bvh
+    python sample.py --ckpt some/run/model/latest.tar --text_prompt "a person jumps" --no_render --seed 7
+
+``--text_path`` holds one prompt per line; ``<prompt>#<frames>`` fixes that prompt's length, otherwise (or with
+``#NA``) ``--motion_length`` applies, else the text-to-length estimator of
+``<checkpoints_dir>/<dataset_name>/length_estimator`` samples one. Lengths are rounded down to whole tokens.
+
+Per sample, in ``--output_dir`` (default ``generation/<name>_<dataset_name>/``), named
+``<prompt slug>_<index>_r<repeat>``: ``.npy`` joints (T, J, 3) in the dataset's units, ``_features.npy`` the
+de-normalised features (T, D), a stick-figure ``.mp4`` (``.gif`` without ffmpeg) unless ``--no_render``, a ``.bvh``
+with ``--bvh``; and ``manifest.json`` (prompt, length, seed and files of every sample, checkpoint and SHA-256,
+sampling settings). Sample k (prompts in order, repeats inside) uses seed ``--seed + k`` for both its length and its
+motion, so ``--text_prompt <prompt> --seed <its seed>`` with the same length option regenerates it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import unicodedata
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from options.config import parse_with_config
+from options.eval_generator_options import get_sample_parser
+from utils.bvh import write_bvh
+from utils.checkpoint import CheckpointError
+from utils.generation import load_generator, resolve_generator_checkpoint
+from utils.logging_utils import setup_logging
+from utils.plot_script import RenderError, plot_3d_motion, resolve_format
+from utils.run_dir import RunDir
+
+logger = logging.getLogger("sample")
+
+SLUG_LENGTH = 60
+
+
+class Prompt(NamedTuple):
+    """One prompt, its length in frames (None: the length estimator) and where that length came from."""
+
+    text: str
+    frames: int | None
+    length_source: str
+
+
+def slugify(text: str, max_length: int = SLUG_LENGTH) -> str:
+    """A file-name stem that is safe on every OS: ASCII lowercase ``[a-z0-9_-]``, at most ``max_length`` long."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    slug = re.sub(r"[^a-z0-9_-]+", "_", ascii_text).strip("_-")
+    return slug[:max_length].rstrip("_-") or "prompt"
+
+
+def parse_prompt_line(line: str) -> tuple[str, int | None]:
+    """``"<prompt>#<frames>"`` -> (prompt, frames); ``#NA`` or no suffix -> (prompt, None); other '#' stay text."""
+    text, sep, tail = line.rpartition("#")
+    tail = tail.strip()
+    if sep and text.strip() and (tail.isdigit() or tail.upper() == "NA"):
+        return text.strip(), int(tail) if tail.isdigit() else None
+    return line.strip(), None
+
+
+def read_prompts(cfg) -> list[Prompt]:
+    """Prompts of ``--text_prompt`` and ``--text_path`` (in that order) with their length and its source."""
+    default = cfg.motion_length if cfg.motion_length else None
+    default_source = "--motion_length" if default else "length estimator"
+    prompts = []
+    if cfg.text_prompt:
+        prompts.append(Prompt(cfg.text_prompt.strip(), default, default_source))
+    if cfg.text_path:
+        if not os.path.isfile(cfg.text_path):
+            raise FileNotFoundError(f"--text_path: prompt file not found: {cfg.text_path}")
+        with open(cfg.text_path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                text, frames = parse_prompt_line(line)
+                prompts.append(Prompt(text, frames, "--text_path") if frames is not None
+                               else Prompt(text, default, default_source))
+    if not prompts:
+        raise ValueError("nothing to generate: pass --text_prompt \"...\" or --text_path FILE (one prompt per line)")
+    return prompts
+
+
+def resolve_run(cfg) -> tuple[str, str, str | None]:
+    """(checkpoint path, run name, dataset name or None) from ``--ckpt`` or ``--name`` + ``--dataset_name``."""
+    if cfg.ckpt:
+        if not os.path.isfile(cfg.ckpt):
+            raise CheckpointError(f"--ckpt: checkpoint not found: {cfg.ckpt}")
+        parts = os.path.abspath(cfg.ckpt).split(os.sep)
+        inside_run = len(parts) >= 4 and parts[-2] == "model"
+        return cfg.ckpt, cfg.name or (parts[-3] if inside_run else os.path.splitext(parts[-1])[0]), cfg.dataset_name
+    if not cfg.name or not cfg.dataset_name:
+        raise ValueError("pass --name and --dataset_name (a run under --checkpoints_dir), or --ckpt (a file)")
+    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
+    return resolve_generator_checkpoint(run.root, cfg.which_epoch), cfg.name, cfg.dataset_name
+
+
+def write_json(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def main(cfg) -> dict:
+    # ---------------------------------------------------------------------------------------------------------------
+    # setup
+    # ---------------------------------------------------------------------------------------------------------------
+    setup_logging()
+    prompts = read_prompts(cfg)
+    if cfg.repeat_times < 1:
+        raise ValueError(f"--repeat_times must be >= 1, got {cfg.repeat_times}")
+    video_format = None if cfg.no_render else resolve_format(cfg.format)  # fails now if MP4 cannot be written
+    path, name, dataset_name = resolve_run(cfg)
+    guidance = cfg.cfg  # the field's flag name for the guidance scale; cfg itself is the parsed config
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # model
+    # ---------------------------------------------------------------------------------------------------------------
+    length_estimator = cfg.length_estimator
+    if length_estimator is None and dataset_name:
+        length_estimator = os.path.join(cfg.checkpoints_dir, dataset_name, "length_estimator")
+    generator = load_generator(path, use_ema=not cfg.no_ema, device=cfg.device, text_encoder=cfg.text_encoder,
+                               text_encoder_path=cfg.text_encoder_path, tokenizer_path=cfg.tokenizer_path,
+                               length_estimator=length_estimator)
+    spec = generator.spec
+    if dataset_name and dataset_name != spec.name:
+        raise CheckpointError(f"{path}: the generator was trained on dataset {spec.name!r} but --dataset_name is "
+                              f"{dataset_name!r}")
+    out_dir = cfg.output_dir or RunDir(cfg.checkpoints_dir, spec.name, name).generation_dir
+    os.makedirs(out_dir, exist_ok=True)
+    # Check every given length now rather than after minutes of sampling.
+    for prompt in prompts:
+        if prompt.frames is not None:
+            generator.round_lengths([prompt.frames])
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # sampling
+    # ---------------------------------------------------------------------------------------------------------------
+    manifest = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
+                "generator": generator.info, "dataset": spec.name, "fps": spec.fps,
+                "sampling": {"time_steps": cfg.time_steps, "cfg": guidance, "temperature": cfg.temperature,
+                             "snap": not cfg.no_snap},
+                "seed": cfg.seed, "repeat_times": cfg.repeat_times, "samples": []}
+    jobs = [(i, r, prompt) for i, prompt in enumerate(prompts) for r in range(cfg.repeat_times)]
+    joints_warned = False
+    for k, (i, r, prompt) in enumerate(tqdm(jobs, desc="samples", dynamic_ncols=True)):
+        seed = cfg.seed + k
+        if prompt.frames is None:
+            # The length draw has its own generator, so the motion of a seed does not depend on the length source.
+            length_rng = torch.Generator(device=generator.device).manual_seed(seed)
+            frames = generator.estimate_lengths([prompt.text], length_rng)
+        else:
+            frames = generator.round_lengths([prompt.frames])
+        out = generator.generate([prompt.text], frames, time_steps=cfg.time_steps, cfg=guidance,
+                                 temperature=cfg.temperature, seed=seed, snap=not cfg.no_snap)
+        length = int(out.lengths[0])
+        stem = f"{slugify(prompt.text)}_{i:03d}_r{r:02d}"
+        files = {"joints": None, "features": f"{stem}_features.npy", "video": None, "bvh": None}
+        np.save(os.path.join(out_dir, files["features"]), out.features[0, :length].cpu().numpy())
+        try:
+            joints = out.joints[0]
+        except ValueError as e:  # a representation without joint positions (SMPL-X rotations)
+            joints = None
+            if not joints_warned:
+                logger.warning("no joints, videos or BVH for dataset %r: %s", spec.name, e)
+                joints_warned = True
+        if joints is not None:
+            files["joints"] = f"{stem}.npy"
+            joints_path = os.path.join(out_dir, files["joints"])
+            np.save(joints_path, joints)
+            if video_format is not None:
+                try:
+                    video = plot_3d_motion(os.path.join(out_dir, f"{stem}.{video_format}"), joints,
+                                           spec.kinematic_chain, title=prompt.text, fps=spec.fps, fmt=cfg.format,
+                                           save_joints=False)
+                    files["video"] = os.path.basename(video)
+                except RenderError as e:
+                    logger.warning("%s: no video (%s)", stem, e)
+            if cfg.bvh:
+                files["bvh"] = f"{stem}.bvh"
+                write_bvh(os.path.join(out_dir, files["bvh"]), joints, spec.fps, kinematic_chain=spec.kinematic_chain)
+        manifest["samples"].append({"index": i, "repeat": r, "prompt": prompt.text, "length_frames": length,
+                                    "length_seconds": length / spec.fps, "length_source": prompt.length_source,
+                                    "seed": seed, "files": files})
+        # Rewritten after every sample: an interrupted run still describes what it wrote.
+        write_json(os.path.join(out_dir, "manifest.json"), manifest)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # summary
+    # ---------------------------------------------------------------------------------------------------------------
+    print(f"{'idx':>4} {'rep':>4} {'frames':>6} {'sec':>6}  {'files':<40} prompt")
+    for s in manifest["samples"]:
+        written = s["files"]["video"] or s["files"]["joints"] or s["files"]["features"]
+        print(f"{s['index']:>4} {s['repeat']:>4} {s['length_frames']:>6} {s['length_seconds']:>6.2f}  "
+              f"{written:<40} {s['prompt'][:60]}")
+    print(f"wrote {len(manifest['samples'])} samples to {out_dir} (manifest.json lists every file)")
+    return manifest
+
+
+if __name__ == "__main__":
+    main(parse_with_config(get_sample_parser()))

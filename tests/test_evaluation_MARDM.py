@@ -1,0 +1,131 @@
+"""evaluation_MARDM.py end to end: tiny untrained generator and evaluator on the synthetic test split."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from test_generation import make_runs
+
+import evaluation_MARDM
+from options.config import parse_with_config
+from options.eval_generator_options import get_evaluation_generator_parser
+from utils.checkpoint import file_sha256
+from utils.dataset_specs import get_dataset_spec
+from utils.evaluator import build_evaluator, save_evaluator
+from utils.generation import MotionGenerator
+from utils.normalization import eval_normalization, load_mean_std
+from utils.word_vectorizer import LearnedVocab
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, synthetic_root):
+    ckdir = str(tmp_path_factory.mktemp("eval") / "checkpoints")
+    paths = make_runs(ckdir, synthetic_root)
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    mean, std = eval_normalization(*load_mean_std(spec, synthetic_root), spec)
+    torch.manual_seed(0)
+    vocab = LearnedVocab.from_split(synthetic_root, "train", dim_word=8)
+    evaluator = build_evaluator("synthetic", mean, std, word_vectors=vocab, sizes="tiny", data_root=synthetic_root)
+    save_evaluator(os.path.join(ckdir, "synthetic", "text_mot_match", "model", "finest.tar"), evaluator)
+    return ckdir, paths, synthetic_root, evaluator
+
+
+class CallLog:
+    """Counts MotionGenerator.generate calls and keeps their settings and last output."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls: list[dict] = []
+        self.last = None
+        original = MotionGenerator.generate
+
+        def generate(gen, texts, lengths_frames=None, **kwargs):
+            self.calls.append({"n": len(texts), **kwargs})
+            self.last = original(gen, texts, lengths_frames, **kwargs)
+            return self.last
+
+        monkeypatch.setattr(MotionGenerator, "generate", generate)
+
+
+def run_eval(ckdir: str, data_root: str, *argv: str) -> dict:
+    args = parse_with_config(get_evaluation_generator_parser(),
+                             ["--name", "fsq_gen", "--dataset_name", "synthetic", "--checkpoints_dir", ckdir,
+                              "--data_root", data_root, "--device", "cpu", "--replications", "2",
+                              "--eval_batch_size", "8", "--time_steps", "2", *argv])
+    return evaluation_MARDM.main(args)
+
+
+def test_mm_flags_really_turn_it_off():
+    parser = get_evaluation_generator_parser()
+    base = ["--name", "x", "--dataset_name", "synthetic"]
+    assert parse_with_config(parser, base).cal_mm is True
+    assert parse_with_config(get_evaluation_generator_parser(), [*base, "--cal_mm"]).cal_mm is True
+    assert parse_with_config(get_evaluation_generator_parser(), [*base, "--no_mm"]).cal_mm is False
+    assert parse_with_config(get_evaluation_generator_parser(), [*base, "--no-cal_mm"]).cal_mm is False
+
+
+def test_no_mm_run_writes_reports_and_renormalises(setup, monkeypatch):
+    ckdir, paths, data_root, evaluator = setup
+    log = CallLog(monkeypatch)
+    checked = []
+    original_evaluate = evaluation_MARDM.evaluate
+
+    def evaluate(ev, loader, motion_fn, *args, **kwargs):
+        def checked_motion_fn(batch):
+            motion, lengths = motion_fn(batch)
+            out = log.last
+            expected = (out.features - torch.as_tensor(ev.mean)) / torch.as_tensor(ev.std)
+            for i, n in enumerate(lengths.tolist()):
+                torch.testing.assert_close(motion[i, :n], expected[i, :n], rtol=1e-4, atol=1e-4)
+            assert torch.equal(lengths, batch.m_lengths)  # GT lengths are whole tokens already
+            checked.append(len(lengths))
+            return motion, lengths
+
+        return original_evaluate(ev, loader, checked_motion_fn, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation_MARDM, "evaluate", evaluate)
+    result = run_eval(ckdir, data_root, "--no_mm", "--cfg", "3", "--temperature", "0.7")
+
+    assert len(log.calls) == 4 == len(checked)  # 2 replications x 2 batches of 8, no multimodality repeats
+    assert all(c == {"n": 8, "time_steps": 2, "cfg": 3.0, "temperature": 0.7, "snap": True} for c in log.calls)
+    eval_dir = os.path.join(ckdir, "synthetic", "fsq_gen", "eval")
+    tag = "latest_ema_ts2_cfg3_temp0.7_nomm"
+    with open(os.path.join(eval_dir, f"eval_{tag}.json")) as f:
+        report = json.load(f)
+    with open(os.path.join(eval_dir, f"eval_{tag}_replications.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert os.path.isfile(os.path.join(eval_dir, "eval.log"))
+    assert [row["seed"] for row in rows] == [3407, 3408]
+    assert all(row["metrics"]["multimodality"] is None and math.isfinite(row["metrics"]["fid"]) for row in rows)
+    metrics = report["protocol"]["metrics"]
+    assert "multimodality" not in metrics and set(metrics) >= {"fid", "diversity", "top1", "matching_score"}
+    assert report["checkpoint_sha256"] == file_sha256(paths["fsq_gen"]) == result["checkpoint_sha256"]
+    assert report["generator"]["weights"] == "ema"
+    assert report["sampling"] == {"time_steps": 2, "cfg": 3.0, "temperature": 0.7, "snap": True,
+                                  "lengths": "GT (m_length // unit_length tokens)", "unit_length": 4}
+    proto = report["protocol"]["meta"]["protocol"]
+    assert proto["seeds"] == [3407, 3408] and proto["multimodality"] is None
+    assert proto["evaluator"]["source"] == evaluator.source and proto["evaluator"]["sha256"]
+
+
+def test_multimodality_is_on_by_default_and_no_snap_is_honoured(setup, monkeypatch):
+    ckdir, _, data_root, _ = setup
+    log = CallLog(monkeypatch)
+    result = run_eval(ckdir, data_root, "--mm_batches", "1", "--mm_repeats", "11", "--no_snap", "--no_gt_cache")
+    assert len(log.calls) == 2 * (11 + 1)  # per replication: batch 0 eleven times, batch 1 once
+    assert all(c["snap"] is False and c["cfg"] == 4.5 and c["temperature"] == 1.0 for c in log.calls)
+    mm = result["protocol"]["metrics"]["multimodality"]
+    assert np.isfinite(mm["mean"]) and mm["mean"] > 0
+    assert os.path.isfile(os.path.join(ckdir, "synthetic", "fsq_gen", "eval", "eval_latest_ema_ts2_cfg4.5_nosnap.json"))

@@ -1,0 +1,129 @@
+"""sample.py end to end on tiny untrained runs: files, safe names, manifest, lengths, repeats, seeds, BVH."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+from test_generation import make_runs, save_length_estimator
+
+import sample
+from options.config import parse_with_config
+from options.eval_generator_options import get_sample_parser
+from utils.bvh import bvh_positions, parse_bvh
+from utils.checkpoint import CheckpointError
+from utils.plot_script import ffmpeg_available
+
+SAFE_NAME = re.compile(r"^[a-z0-9_-]+\.(npy|gif|mp4|bvh)$")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ckdir(tmp_path_factory, synthetic_root):
+    folder = str(tmp_path_factory.mktemp("sample") / "checkpoints")
+    make_runs(folder, synthetic_root)
+    return folder
+
+
+def run_sample(ckdir: str, *argv: str) -> dict:
+    args = parse_with_config(get_sample_parser(), ["--name", "fsq_gen", "--dataset_name", "synthetic",
+                                                   "--checkpoints_dir", ckdir, "--time_steps", "2", *argv])
+    return sample.main(args)
+
+
+def test_slugs_are_safe_on_every_os():
+    assert sample.slugify("A person: walks / runs\\back?") == "a_person_walks_runs_back"
+    assert sample.slugify("Café — naïve «jump»") == "cafe_naive_jump"
+    assert sample.slugify("人が歩く") == "prompt"
+    assert sample.slugify("x" * 100) == "x" * 60
+    assert sample.parse_prompt_line("a person walks#40\n") == ("a person walks", 40)
+    assert sample.parse_prompt_line("a person walks #NA") == ("a person walks", None)
+    assert sample.parse_prompt_line("move #2 then #left") == ("move #2 then #left", None)
+
+
+def test_prompt_file_with_lengths_repeats_and_gif(ckdir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# a comment line\nA person: walks / turns left#8\n\nCafé — naïve «jump»#NA\n"
+                       "someone jumps 2x? <fast>#5\n", encoding="utf-8")
+    out = tmp_path / "out"
+    manifest = run_sample(ckdir, "--text_path", str(prompts), "--motion_length", "9", "--repeat_times", "2",
+                          "--seed", "100", "--output_dir", str(out), "--format", "auto", "--bvh")
+    samples = manifest["samples"]
+    assert [(s["index"], s["repeat"]) for s in samples] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
+    assert [s["length_frames"] for s in samples] == [8, 8, 8, 8, 4, 4]
+    assert [s["length_source"] for s in samples] == ["--text_path"] * 2 + ["--motion_length"] * 2 + ["--text_path"] * 2
+    assert [s["seed"] for s in samples] == list(range(100, 106))
+    assert samples[0]["prompt"] == "A person: walks / turns left" and samples[2]["prompt"] == "Café — naïve «jump»"
+    assert samples[0]["files"]["joints"] == "a_person_walks_turns_left_000_r00.npy"
+    assert samples[3]["files"]["joints"] == "cafe_naive_jump_001_r01.npy"
+    assert samples[5]["files"]["video"].startswith("someone_jumps_2x_fast_002_r01.")
+
+    video_ext = ".mp4" if ffmpeg_available() else ".gif"
+    files = sorted(os.listdir(out))
+    for s in samples:
+        f = s["files"]
+        joints = np.load(out / f["joints"])
+        assert joints.shape == (s["length_frames"], 22, 3) and np.isfinite(joints).all()
+        assert np.load(out / f["features"]).shape == (s["length_frames"], 263)
+        assert f["video"].endswith(video_ext) and (out / f["video"]).stat().st_size > 0
+        bvh = parse_bvh(out / f["bvh"])
+        assert bvh.frames == s["length_frames"] and bvh.fps == pytest.approx(20.0)
+        np.testing.assert_allclose(bvh_positions(bvh)[:, 0], joints[:, 0], atol=1e-4)
+        for name in (f["joints"], f["features"], f["video"], f["bvh"]):
+            assert SAFE_NAME.match(name) and name in files
+    assert len(set(files)) == 4 * len(samples) + 1  # four files per sample, and the manifest
+    on_disk = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert on_disk["samples"] == samples
+    assert on_disk["checkpoint_sha256"] == manifest["generator"]["checkpoint_sha256"]
+    assert on_disk["sampling"] == {"time_steps": 2, "cfg": 4.5, "temperature": 1.0, "snap": True}
+    # Two repeats of a prompt differ; their seeds are recorded.
+    assert not np.allclose(np.load(out / samples[0]["files"]["joints"]), np.load(out / samples[1]["files"]["joints"]))
+
+
+def test_recorded_seed_regenerates_a_sample(ckdir, tmp_path):
+    first = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "20", "--repeat_times", "3",
+                       "--seed", "7", "--no_render", "--output_dir", str(tmp_path / "a"))
+    chosen = first["samples"][2]
+    again = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "20", "--seed",
+                       str(chosen["seed"]), "--no_render", "--output_dir", str(tmp_path / "b"))
+    a = np.load(tmp_path / "a" / chosen["files"]["joints"])
+    b = np.load(tmp_path / "b" / again["samples"][0]["files"]["joints"])
+    np.testing.assert_array_equal(a, b)
+    assert chosen["files"]["video"] is None
+    assert not any(n.endswith((".gif", ".mp4")) for n in os.listdir(tmp_path / "a"))
+
+
+def test_default_output_dir_and_estimated_lengths(ckdir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="no length estimator found"):
+        run_sample(ckdir, "--text_prompt", "a person walks", "--no_render")
+    clip = os.path.join(ckdir, "clip", "ViT-tiny.pt")
+    save_length_estimator(ckdir, clip)
+    manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--no_render", "--repeat_times", "2")
+    out = tmp_path / "generation" / "fsq_gen_synthetic"
+    assert (out / "manifest.json").is_file()
+    for s in manifest["samples"]:
+        assert s["length_source"] == "length estimator"
+        assert s["length_frames"] % 4 == 0 and 4 <= s["length_frames"] <= 196
+        assert np.load(out / s["files"]["joints"]).shape[0] == s["length_frames"]
+
+
+def test_bad_requests_fail_clearly(ckdir, tmp_path):
+    with pytest.raises(ValueError, match="nothing to generate"):
+        run_sample(ckdir)
+    with pytest.raises(ValueError, match="at least one token"):
+        run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "2", "--no_render",
+                   "--output_dir", str(tmp_path))
+    with pytest.raises(CheckpointError, match="trained with text encoder 'clip', asked for 'minilm'"):
+        run_sample(ckdir, "--text_prompt", "a person walks", "--text_encoder", "minilm")

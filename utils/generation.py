@@ -1,0 +1,608 @@
+"""Text-to-motion sampling from a trained generator: ``load_generator(run).generate(texts, lengths)``.
+
+A generator checkpoint (``stage: "generator"``) records everything sampling needs, so no model flag is repeated: the
+network (``model_name``, ``model_args``, weights and their EMA), the tokenizer it was trained on (path and SHA-256),
+the text encoder (name, dim, CLIP weights path), the target space its head generates (``latent``, ``fsq_coords``,
+``vq_codes``) and the normalisation of its training data (the tokenizer's). ``load_generator`` rebuilds all of them
+and refuses a tokenizer file that is missing or has changed since training, and a text encoder other than the one the
+model was trained with. As in DiT and MARDM, the EMA weights of ``latest.tar`` are used by default.
+
+What differs per generator family (how text embeddings and token counts become tokens, and how tokens become latents
+for the tokenizer's decoder) lives in a ``GeneratorBackend``; ``GENERATOR_BACKENDS`` maps a family to its backend,
+which recognises its own checkpoints. Everything else is shared by ``MotionGenerator``: text encoding, lengths,
+decoding, de-normalisation and joints. The MARDM family (MARDM, FSQ-MARDM, VQ-MARDM) is implemented here; a token
+generator over VQ/RVQ indices (MoMask's masked + residual transformers) is another backend whose tokens are indices
+decoded with ``tokenizer.decode``.
+
+Lengths are in frames, rounded down to whole tokens (``unit_length`` frames) and clamped to the dataset's maximum;
+without lengths, the text-to-length estimator of ``<checkpoints_dir>/<dataset>/length_estimator`` samples them. Every
+sample is decoded at its own length: the tokenizer's convolutions would otherwise read the padding tokens of the
+shorter samples of a batch, so a motion would depend on what it was batched with.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models.length_estimator import LengthEstimator, classes_to_lengths, sample_lengths
+from models.loader import Tokenizer
+from models.mardm import MARDM_MODELS
+from models.text_encoders import CachedTextEncoder, TextEncoder, build_text_encoder
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, require_keys
+from utils.dataset_specs import DatasetSpec
+from utils.generator_stage import TARGET_NAMES, load_generator_tokenizer, snap_and_latent_fns, token_dims
+from utils.motion_process import features_to_joints
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_STAGE = "generator"
+LENGTH_ESTIMATOR_STAGE = "length_estimator"
+LENGTH_ESTIMATOR_RUN = "length_estimator"
+# --which_epoch names: MARDM samples and evaluates with latest.tar (its EMA weights); "best" is the best validation
+# checkpoint, by FID when the run was trained with --need_evaluation, else by validation loss.
+CHECKPOINT_FILES = {"latest": ("latest.tar",), "best": ("net_best_fid.tar", "net_best_loss.tar")}
+LENGTH_ESTIMATOR_FILES = ("net_best_*.tar", "finest.tar", "latest.tar")
+GENERATOR_KEYS = ["stage", "model_name", "model_args", "model", "dataset", "tokenizer", "text_encoder", "target"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Finding checkpoints
+# ---------------------------------------------------------------------------------------------------------------------
+
+def resolve_generator_checkpoint(path_or_run: str, which: str = "latest") -> str:
+    """A checkpoint file, or a run folder (``<run>`` or ``<run>/model``) and ``which`` -> the checkpoint file.
+
+    ``which``: ``"latest"`` (``model/latest.tar``), ``"best"`` (``model/net_best_fid.tar``, else
+    ``net_best_loss.tar``) or any file name in ``model/`` with or without ``.tar``; ignored when ``path_or_run`` is a
+    file.
+    """
+    if os.path.isfile(path_or_run):
+        return path_or_run
+    if not os.path.isdir(path_or_run):
+        raise CheckpointError(f"generator checkpoint not found: {path_or_run} is neither a file nor a run folder")
+    model_dir = os.path.join(path_or_run, "model")
+    if not os.path.isdir(model_dir):
+        model_dir = path_or_run
+    names = CHECKPOINT_FILES.get(which, (which if which.endswith(".tar") else f"{which}.tar",))
+    for name in names:
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            return path
+    found = sorted(f for f in os.listdir(model_dir) if f.endswith(".tar"))
+    raise CheckpointError(f"no {' / '.join(names)} in {model_dir}; found {found or 'no checkpoint'} (pick one with "
+                          f"which= / --which_epoch: latest, best or a file name)")
+
+
+def checkpoints_root(path: str) -> str | None:
+    """``<checkpoints_dir>`` of a file laid out as ``<checkpoints_dir>/<dataset>/<name>/model/<file>``, else None."""
+    p = Path(os.path.abspath(path))
+    if p.parent.name != "model" or len(p.parents) < 5:
+        return None
+    return str(p.parents[3])
+
+
+def resolve_length_estimator_checkpoint(path_or_run: str) -> str:
+    """A length-estimator file, or its run folder -> the file (``model/net_best_*.tar``, else ``finest.tar``, else
+    ``latest.tar``)."""
+    if os.path.isfile(path_or_run):
+        return path_or_run
+    model_dir = os.path.join(path_or_run, "model") if os.path.isdir(os.path.join(path_or_run, "model")) \
+        else path_or_run
+    for pattern in LENGTH_ESTIMATOR_FILES:
+        found = sorted(glob.glob(os.path.join(glob.escape(model_dir), pattern)))
+        if found:
+            return found[0]
+    raise CheckpointError(f"no length estimator found: none of {list(LENGTH_ESTIMATOR_FILES)} in {model_dir}. Give "
+                          "the motion lengths (--motion_length, or '#<frames>' after a prompt), or train the estimator "
+                          "with train_length_estimator.py --dataset_name <dataset>")
+
+
+def _resolve_tokenizer_file(record: dict[str, Any], generator_path: str, override: str | None) -> tuple[str, str]:
+    """(path, sha256) of the tokenizer file to load: ``override``, else the recorded path (also looked up under this
+    generator's checkpoints folder when the runs were moved); its SHA-256 must match the record unless ``override``
+    is given."""
+    recorded, sha = record.get("path"), record.get("sha256")
+    if override is not None:
+        if not os.path.isfile(override):
+            raise CheckpointError(f"tokenizer_path: tokenizer checkpoint not found: {override}")
+        found = file_sha256(override)
+        if sha and found != sha:
+            logger.warning("%s: using tokenizer %s (sha256 %s) instead of the one the generator was trained on, %s "
+                           "(sha256 %s)", generator_path, override, found, recorded, sha)
+        return override, found
+    candidates = [recorded] if recorded else []
+    root = checkpoints_root(generator_path)
+    parts = Path(recorded).parts if recorded else ()
+    if root is not None and len(parts) >= 4 and parts[-2] == "model":
+        # <checkpoints_dir>/<dataset>/<run>/model/<file>: the same run under this generator's checkpoints folder.
+        candidates.append(os.path.join(root, *parts[-4:]))
+    changed = []
+    for candidate in dict.fromkeys(candidates):
+        if os.path.isfile(candidate):
+            found = file_sha256(candidate)
+            if not sha or found == sha:
+                return candidate, found
+            changed.append(f"{candidate} (sha256 {found})")
+    if changed:
+        raise CheckpointError(f"{generator_path}: the tokenizer has changed since the generator was trained: "
+                              f"{', '.join(changed)}, recorded sha256 {sha}; restore that file, or pass "
+                              f"tokenizer_path= / --tokenizer_path to decode with another one anyway")
+    raise CheckpointError(f"{generator_path}: the tokenizer the generator was trained on is missing: {recorded} "
+                          f"(sha256 {sha}); put that file back or pass tokenizer_path= / --tokenizer_path with its "
+                          f"new location")
+
+
+def check_text_encoder_request(record: dict[str, Any], path: str, requested: str | None) -> None:
+    """Fail when ``requested`` (e.g. ``--text_encoder``) is not the encoder of the ``text_encoder`` record: a model
+    only understands the embedding space it was trained on."""
+    name = record.get("name")
+    if requested is not None and requested != name:
+        raise CheckpointError(f"{path}: trained with text encoder {name!r}, asked for {requested!r}; the model "
+                              f"only understands {name!r} embeddings")
+
+
+def build_recorded_text_encoder(record: dict[str, Any], path: str, device: str | torch.device = "cpu",
+                                requested: str | None = None, weights_path: str | None = None) -> CachedTextEncoder:
+    """The text encoder of a checkpoint's ``text_encoder`` record ``{"name", "dim", "path"}``, memoising captions.
+
+    ``requested`` (e.g. ``--text_encoder``) must name the recorded encoder: embeddings of another encoder live in
+    another space. ``weights_path`` replaces the recorded CLIP weights path.
+    """
+    name = record.get("name")
+    check_text_encoder_request(record, path, requested)
+    kwargs: dict[str, Any] = {"device": device}
+    if name == "clip":
+        weights = weights_path or record.get("path")
+        if not weights or not os.path.isfile(weights):
+            raise CheckpointError(f"{path}: CLIP weights not found: {weights} (the file the model was trained with); "
+                                  f"pass text_encoder_path= / --text_encoder_path with OpenAI's ViT-B-32.pt and "
+                                  f"bpe_simple_vocab_16e6.txt.gz next to it")
+        kwargs["weights_path"] = weights
+    elif weights_path is not None:
+        logger.warning("%s: text encoder %r takes no weights file; ignoring %s", path, name, weights_path)
+    try:
+        encoder = build_text_encoder(name, **kwargs)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: text_encoder record {record}: {e}") from e
+    if record.get("dim") is not None and encoder.dim != int(record["dim"]):
+        raise CheckpointError(f"{path}: text encoder {name!r} gives {encoder.dim}-dim embeddings, the model was "
+                              f"trained on {record['dim']}-dim ones (another weights file?)")
+    return CachedTextEncoder(encoder)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Length estimator
+# ---------------------------------------------------------------------------------------------------------------------
+
+class LoadedLengthEstimator(NamedTuple):
+    """A length estimator ready to use: ``model`` (eval mode), its ``text_encoder`` record, ``unit_length`` (frames per
+    class step) and the checkpoint ``path``."""
+
+    model: LengthEstimator
+    text_encoder: dict[str, Any]
+    unit_length: int
+    path: str
+
+
+def load_length_estimator(path_or_run: str, device: str | torch.device = "cpu") -> LoadedLengthEstimator:
+    """Load a ``stage: "length_estimator"`` checkpoint (file, or run folder: see
+    ``resolve_length_estimator_checkpoint``); logits (B, num_classes) over token counts."""
+    path = resolve_length_estimator_checkpoint(path_or_run)
+    state = load_checkpoint(path, map_location="cpu")
+    require_keys(state, ["stage", "model_args", "model", "text_encoder", "unit_length"], path)
+    if state["stage"] != LENGTH_ESTIMATOR_STAGE:
+        raise CheckpointError(f"{path}: stage is {state['stage']!r}, expected {LENGTH_ESTIMATOR_STAGE!r}")
+    try:
+        model = LengthEstimator(**state["model_args"])
+        model.load_state_dict(state.get("ema") or state["model"])
+    except (TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild LengthEstimator from model_args {state['model_args']}: {e}") \
+            from e
+    model.to(device).eval().requires_grad_(False)
+    return LoadedLengthEstimator(model, dict(state["text_encoder"]), int(state["unit_length"]), path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Family backends
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """``time_steps`` generation steps, ``cfg`` guidance scale, ``temperature`` of the sampling noise, ``snap``:
+    project generated tokens onto the tokenizer's grid / codebook (off only as an ablation)."""
+
+    time_steps: int = 18
+    cfg: float = 4.5
+    temperature: float = 1.0
+    snap: bool = True
+
+    def __post_init__(self) -> None:
+        if self.time_steps < 1:
+            raise ValueError(f"time_steps must be >= 1, got {self.time_steps}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+
+
+class GeneratorBackend:
+    """One generator family: rebuilds its model from a checkpoint, samples tokens, turns tokens into motion.
+
+    ``handles(state)`` says whether a loaded checkpoint belongs to the family. Tokens are whatever the family
+    generates, ``(B, N, ...)`` with N = max(token_lengths); ``decode_tokens`` receives tokens of one length.
+    """
+
+    family: ClassVar[str] = ""
+    model: nn.Module
+
+    @classmethod
+    def handles(cls, state: dict[str, Any]) -> bool:
+        """Whether the loaded generator checkpoint ``state`` belongs to this family."""
+        raise NotImplementedError
+
+    @classmethod
+    def load_tokenizer(cls, path: str, state: dict[str, Any], spec: DatasetSpec, device: torch.device) -> Tokenizer:
+        """Load the tokenizer file ``path`` of generator checkpoint ``state`` and check that it fits the family."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], weights: dict[str, Tensor], path: str, tokenizer: Tokenizer,
+                        spec: DatasetSpec, device: torch.device) -> GeneratorBackend:
+        """Rebuild the family's model from ``state`` with ``weights`` (the EMA or raw state dict) on ``device``."""
+        raise NotImplementedError
+
+    @property
+    def text_dim(self) -> int:
+        """E, the text-embedding size the model takes."""
+        raise NotImplementedError
+
+    def sample_tokens(self, text_emb: Tensor, token_lengths: Tensor, settings: SamplingSettings,
+                      generator: torch.Generator | None) -> Tensor:
+        """text_emb (B, E), token_lengths (B,) -> tokens (B, N, ...)."""
+        raise NotImplementedError
+
+    def decode_tokens(self, tokens: Tensor, snap: bool) -> Tensor:
+        """Tokens (B, n, ...) all of length n -> normalised motion (B, n * unit_length, D)."""
+        raise NotImplementedError
+
+
+class MARDMBackend(GeneratorBackend):
+    """MARDM, FSQ-MARDM and VQ-MARDM (``models.mardm.MARDM_MODELS``): continuous tokens (B, N, C_t) generated by
+    random-order masked diffusion, snapped onto the FSQ grid / VQ codebook when ``snap``."""
+
+    family = "mardm"
+
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, target: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.target = target
+        self.snap_fn, self.latent_fn = snap_and_latent_fns(tokenizer)
+
+    @classmethod
+    def handles(cls, state: dict[str, Any]) -> bool:
+        return state.get("model_name") in MARDM_MODELS
+
+    @classmethod
+    def load_tokenizer(cls, path: str, state: dict[str, Any], spec: DatasetSpec, device: torch.device) -> Tokenizer:
+        return load_generator_tokenizer(path, state["model_name"], spec, ae_model=state["tokenizer"].get("model_name"),
+                                        device=device)
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], weights: dict[str, Tensor], path: str, tokenizer: Tokenizer,
+                        spec: DatasetSpec, device: torch.device) -> MARDMBackend:
+        name, args, target = state["model_name"], dict(state["model_args"]), state["target"]
+        expected_target = TARGET_NAMES.get(tokenizer.kind)
+        if target != expected_target:
+            raise CheckpointError(f"{path}: target is {target!r} but a {tokenizer.kind!r} tokenizer gives "
+                                  f"{expected_target!r} targets")
+        dims = token_dims(tokenizer)
+        found = (args.get("ae_dim"), args.get("target_dim"))
+        if found != tuple(dims):
+            raise CheckpointError(f"{path}: model_args (ae_dim, target_dim) = {found} but the tokenizer "
+                                  f"{tokenizer.source} gives {tuple(dims)}")
+        try:
+            model = MARDM_MODELS[name](**args)
+            model.load_state_dict(weights)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: cannot rebuild {name} from model_args {args}: {e}") from e
+        model.to(device).eval().requires_grad_(False)
+        return cls(model, tokenizer, target)
+
+    @property
+    def text_dim(self) -> int:
+        return int(self.model.text_dim)
+
+    def sample_tokens(self, text_emb: Tensor, token_lengths: Tensor, settings: SamplingSettings,
+                      generator: torch.Generator | None) -> Tensor:
+        return self.model.generate(token_lengths, text_emb, time_steps=settings.time_steps, cfg=settings.cfg,
+                                   temperature=settings.temperature,
+                                   snap_fn=self.snap_fn if settings.snap else None, generator=generator,
+                                   latent_fn=self.latent_fn)
+
+    def decode_tokens(self, tokens: Tensor, snap: bool) -> Tensor:
+        tokens = tokens.float()
+        if self.target == "fsq_coords":
+            return self.tokenizer.model.decode_from_fsq(tokens, snap=snap)
+        if snap and self.snap_fn is not None:
+            tokens = self.snap_fn(tokens)
+        latents = self.latent_fn(tokens) if self.latent_fn is not None else tokens
+        return self.tokenizer.model.decode_latent(latents)
+
+
+GENERATOR_BACKENDS: dict[str, type[GeneratorBackend]] = {
+    "mardm": MARDMBackend,
+}
+
+
+def backend_for(state: dict[str, Any], path: str) -> type[GeneratorBackend]:
+    """The registered backend whose family the checkpoint belongs to."""
+    for backend in GENERATOR_BACKENDS.values():
+        if backend.handles(state):
+            return backend
+    raise CheckpointError(f"{path}: model_name {state.get('model_name')!r} belongs to no generator family "
+                          f"({sorted(GENERATOR_BACKENDS)}); MARDM models are {sorted(MARDM_MODELS)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class GeneratedBatch:
+    """Generated motion for ``texts``.
+
+    ``features`` (B, T, D) in the dataset's units and ``features_normalised`` (B, T, D) in the generator's
+    normalisation, both zero past each sample's length; T = max(lengths). ``lengths`` (B,) frames (multiples of
+    ``unit_length``, CPU). ``tokens`` (B, N, ...) the family's raw tokens (snapped when sampled with snapping).
+    ``joints`` is a list of (lengths[i], J, 3) float32 arrays, computed on first access. Tensors stay on the
+    generator's device.
+    """
+
+    texts: list[str]
+    features: Tensor
+    features_normalised: Tensor
+    lengths: Tensor
+    tokens: Tensor
+    spec: DatasetSpec
+
+    @cached_property
+    def joints(self) -> list[np.ndarray]:
+        """Joint positions (lengths[i], J, 3) per sample (raises ValueError for representations without joints)."""
+        features = self.features.detach().float().cpu().numpy()
+        return [np.asarray(features_to_joints(features[i, :n], self.spec), dtype=np.float32)
+                for i, n in enumerate(self.lengths.tolist())]
+
+
+class MotionGenerator:
+    """A loaded generator: text encoder -> family backend -> tokenizer decoder -> features and joints.
+
+    Attributes: ``backend`` (its ``model``), ``tokenizer``, ``text_encoder`` (memoising), ``spec`` (the dataset spec
+    recorded at training), ``mean``/``std`` (D,) float32 (the generator's normalisation), ``unit_length`` frames per
+    token, ``max_frames`` (the dataset's maximum, rounded down to whole tokens), ``device``, ``path`` and ``info``
+    (provenance: checkpoint and its SHA-256, weights used, tokenizer, text encoder) for reports and manifests.
+    """
+
+    def __init__(self, backend: GeneratorBackend, tokenizer: Tokenizer, text_encoder: TextEncoder, spec: DatasetSpec,
+                 mean: np.ndarray, std: np.ndarray, device: torch.device, path: str, info: dict[str, Any],
+                 length_estimator_path: str | None = None) -> None:
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+        self.spec = spec
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        self.device = device
+        self.path = path
+        self.info = info
+        self.unit_length = int(tokenizer.unit_length)
+        self.max_frames = (spec.max_motion_length // self.unit_length) * self.unit_length
+        self.length_estimator_path = length_estimator_path
+        self._length_estimator: LoadedLengthEstimator | None = None
+        self._length_text_encoder: TextEncoder | None = None
+        self._mean_t = torch.as_tensor(self.mean, device=device)
+        self._std_t = torch.as_tensor(self.std, device=device)
+
+    @property
+    def model(self) -> nn.Module:
+        """The family's network (e.g. ``MARDM``)."""
+        return self.backend.model
+
+    # ----- lengths --------------------------------------------------------------------------------------------------
+    def round_lengths(self, lengths_frames: Any) -> Tensor:
+        """Lengths in frames (B,) -> (B,) long on the CPU: rounded down to whole tokens, clamped to ``max_frames``.
+
+        Raises ValueError for a length shorter than one token.
+        """
+        frames = torch.as_tensor(lengths_frames).reshape(-1)
+        if frames.is_floating_point():
+            frames = frames.floor()
+        frames = frames.long().cpu()
+        if frames.numel() and int(frames.min()) < self.unit_length:
+            raise ValueError(f"motion lengths must be at least one token ({self.unit_length} frames), got "
+                             f"{frames.tolist()}")
+        too_long = frames > self.max_frames
+        if bool(too_long.any()):
+            logger.warning("lengths %s exceed the %d frames the model was trained on; clamped",
+                           frames[too_long].tolist(), self.max_frames)
+        frames = frames.clamp(max=self.max_frames)
+        return frames - frames % self.unit_length
+
+    def length_estimator(self) -> LoadedLengthEstimator:
+        """The text-to-length estimator (loaded on first use from ``length_estimator_path``)."""
+        if self._length_estimator is None:
+            if self.length_estimator_path is None:
+                raise CheckpointError(f"{self.path}: no length estimator location (the generator is not inside a "
+                                      f"<checkpoints_dir>/<dataset>/<name>/model/ folder); give the motion lengths "
+                                      f"or a length estimator path")
+            estimator = load_length_estimator(self.length_estimator_path, self.device)
+            record = estimator.text_encoder
+            if record.get("name") == self.text_encoder.name and record.get("dim") == self.text_encoder.dim:
+                self._length_text_encoder = self.text_encoder
+            else:
+                self._length_text_encoder = build_recorded_text_encoder(record, estimator.path, self.device)
+            expected = estimator.model.model_args["text_dim"]
+            if self._length_text_encoder.dim != expected:
+                raise CheckpointError(f"{estimator.path}: the estimator takes {expected}-dim text embeddings, its "
+                                      f"text encoder {record.get('name')!r} gives {self._length_text_encoder.dim}")
+            self._length_estimator = estimator
+            logger.info("length estimator %s (text encoder %s)", estimator.path, record.get("name"))
+        return self._length_estimator
+
+    @torch.no_grad()
+    def estimate_lengths(self, texts: list[str], generator: torch.Generator | None = None,
+                         temperature: float = 1.0) -> Tensor:
+        """Sample a length in frames per caption from the estimator: (B,) long on the CPU, rounded and clamped as
+        ``round_lengths`` (temperature 0 takes the most likely length)."""
+        estimator = self.length_estimator()
+        text_emb = self._length_text_encoder.encode(list(texts)).to(self.device)
+        classes = sample_lengths(estimator.model(text_emb), temperature, generator)
+        return self.round_lengths(classes_to_lengths(classes, estimator.unit_length).clamp_min(self.unit_length))
+
+    # ----- decoding -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, tokens: Tensor, token_lengths: Tensor, snap: bool = True) -> Tensor:
+        """Tokens (B, N, ...) and their lengths (B,) -> normalised motion (B, N * unit_length, D), zero past each
+        length. Samples of equal length are decoded together, each at its own length."""
+        token_lengths = token_lengths.to(tokens.device).long()
+        batch, n_max = tokens.shape[:2]
+        motion = torch.zeros(batch, n_max * self.unit_length, self.spec.dim_pose, device=tokens.device)
+        for n in token_lengths.unique().tolist():
+            rows = (token_lengths == n).nonzero().squeeze(1)
+            motion[rows, : n * self.unit_length] = self.backend.decode_tokens(tokens[rows, :n], snap).float()
+        return motion
+
+    def denormalize(self, motion: Tensor) -> Tensor:
+        """(..., D) in the generator's normalisation -> the dataset's units."""
+        return motion * self._std_t.to(motion.device) + self._mean_t.to(motion.device)
+
+    # ----- sampling -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, texts: list[str], lengths_frames: list[int] | Tensor | None = None, time_steps: int = 18,
+                 cfg: float = 4.5, temperature: float = 1.0, seed: int | None = None,
+                 generator: torch.Generator | None = None, snap: bool = True) -> GeneratedBatch:
+        """Generate one motion per caption.
+
+        Args:
+            texts: B captions.
+            lengths_frames: (B,) lengths in frames (rounded down to whole tokens, clamped to ``max_frames``); None
+                samples them with the length estimator.
+            time_steps, cfg, temperature: sampling settings of the family (MARDM: 18, 4.5, 1.0).
+            seed: seeds a private generator on the model's device; or pass ``generator``; with neither the global
+                RNG is used (as the evaluation protocol, which seeds it per replication, expects).
+            snap: project tokens onto the tokenizer's grid / codebook; False is the no-snapping ablation.
+        Returns:
+            ``GeneratedBatch`` (features (B, T, D), lengths (B,), tokens, joints).
+        """
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of captions, got a single string")
+        texts = [str(t) for t in texts]
+        if not texts:
+            raise ValueError("texts is empty: nothing to generate")
+        settings = SamplingSettings(time_steps, float(cfg), float(temperature), bool(snap))
+        if seed is not None and generator is not None:
+            raise ValueError("pass seed or generator, not both")
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        frames = self.estimate_lengths(texts, generator) if lengths_frames is None \
+            else self.round_lengths(lengths_frames)
+        if frames.shape[0] != len(texts):
+            raise ValueError(f"{len(texts)} captions but {frames.shape[0]} lengths")
+
+        text_emb = self.text_encoder.encode(texts).to(self.device)
+        token_lengths = (frames // self.unit_length).to(self.device)
+        tokens = self.backend.sample_tokens(text_emb, token_lengths, settings, generator)
+        motion = self.decode(tokens, token_lengths, settings.snap)
+        valid = (torch.arange(motion.shape[1], device=self.device)[None] < frames.to(self.device)[:, None])[..., None]
+        return GeneratedBatch(texts=texts, features=self.denormalize(motion) * valid, features_normalised=motion,
+                              lengths=frames, tokens=tokens, spec=self.spec)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _select_weights(state: dict[str, Any], use_ema: bool, path: str) -> tuple[dict[str, Tensor], str]:
+    if use_ema:
+        if state.get("ema"):
+            return state["ema"], "ema"
+        logger.warning("%s holds no EMA weights; using the raw model weights", path)
+    return state["model"], "model"
+
+
+def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True, device: str | torch.device = "cpu",
+                   text_encoder_path: str | None = None, *, text_encoder: str | None = None,
+                   tokenizer_path: str | None = None, length_estimator: str | None = None) -> MotionGenerator:
+    """Load a generator checkpoint (file, or run folder + ``which``) with its tokenizer and text encoder.
+
+    Args:
+        path_or_run: checkpoint file or ``<checkpoints_dir>/<dataset>/<name>`` (see ``resolve_generator_checkpoint``).
+        which: ``"latest"`` (default, as MARDM evaluates and samples), ``"best"`` or a file name in ``model/``.
+        use_ema: load the EMA weights (default; the raw weights when the checkpoint has none).
+        device: where everything runs.
+        text_encoder_path: CLIP weights replacing the recorded path.
+        text_encoder: the encoder the caller expects (``--text_encoder``); another than the recorded one fails.
+        tokenizer_path: tokenizer file replacing the recorded one (its SHA-256 may then differ; logged).
+        length_estimator: length-estimator file or run; default ``<checkpoints_dir>/<dataset>/length_estimator``
+            next to the generator's run.
+    Raises:
+        CheckpointError naming the file and the field for anything missing or contradicting.
+    """
+    path = resolve_generator_checkpoint(path_or_run, which)
+    device = torch.device(device)
+    state = load_checkpoint(path, map_location="cpu")
+    require_keys(state, GENERATOR_KEYS, path)
+    if state["stage"] != GENERATOR_STAGE:
+        raise CheckpointError(f"{path}: stage is {state['stage']!r}, expected {GENERATOR_STAGE!r} (a generator "
+                              f"checkpoint written by train_MARDM.py)")
+    backend_cls = backend_for(state, path)
+    dataset = state["dataset"]
+    require_keys(dataset, ["name", "spec", "mean", "std"], f"{path} (dataset record)")
+    spec = DatasetSpec.from_dict(dataset["spec"], source=f"{path} (dataset.spec)")
+    mean = torch.as_tensor(dataset["mean"]).float().numpy()
+    std = torch.as_tensor(dataset["std"]).float().numpy()
+
+    # A wrong --text_encoder fails before anything heavy is loaded.
+    record = dict(state["text_encoder"])
+    check_text_encoder_request(record, path, text_encoder)
+
+    tok_record = dict(state["tokenizer"])
+    tok_path, tok_sha = _resolve_tokenizer_file(tok_record, path, tokenizer_path)
+    tokenizer = backend_cls.load_tokenizer(tok_path, state, spec, device)
+    tok_mean = torch.as_tensor(tokenizer.dataset["mean"]).float().numpy()
+    tok_std = torch.as_tensor(tokenizer.dataset["std"]).float().numpy()
+    if not (np.allclose(tok_mean, mean) and np.allclose(tok_std, std)):
+        raise CheckpointError(f"{path}: the generator's dataset mean/std differ from those of its tokenizer "
+                              f"{tok_path}; decoded motion is in the tokenizer's normalisation, so they must agree")
+
+    weights, weights_name = _select_weights(state, use_ema, path)
+    backend = backend_cls.from_checkpoint(state, weights, path, tokenizer, spec, device)
+    encoder = build_recorded_text_encoder(record, path, device, text_encoder, text_encoder_path)
+    if encoder.dim != backend.text_dim:
+        raise CheckpointError(f"{path}: the model takes {backend.text_dim}-dim text embeddings, text encoder "
+                              f"{encoder.name!r} gives {encoder.dim}")
+
+    if length_estimator is None:
+        root = checkpoints_root(path)
+        length_estimator = os.path.join(root, spec.name, LENGTH_ESTIMATOR_RUN) if root is not None else None
+    info = {
+        "checkpoint": os.path.abspath(path), "checkpoint_sha256": file_sha256(path), "stage": state["stage"],
+        "family": backend_cls.family, "model_name": state["model_name"],
+        "target": state["target"], "weights": weights_name, "step": state.get("step"), "epoch": state.get("epoch"),
+        "dataset": spec.name,
+        "tokenizer": {"path": os.path.abspath(tok_path), "sha256": tok_sha,
+                      "recorded_path": tok_record.get("path"), "recorded_sha256": tok_record.get("sha256"),
+                      "model_name": tokenizer.model_name, "kind": tokenizer.kind},
+        "text_encoder": {"name": encoder.name, "dim": int(encoder.dim),
+                         "path": text_encoder_path or record.get("path")},
+    }
+    logger.info("generator %s: %s (%s weights, target %s), tokenizer %s, text encoder %s", path, state["model_name"],
+                weights_name, state["target"], tok_path, encoder.name)
+    return MotionGenerator(backend, tokenizer, encoder, spec, mean, std, device, path, info, length_estimator)

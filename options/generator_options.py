@@ -1,0 +1,75 @@
+"""Flags of the generator stages (``train_MARDM.py``, ``train_length_estimator.py``), on top of the base parser."""
+
+from __future__ import annotations
+
+import argparse
+
+from options.base_options import get_base_parser
+
+TEXT_ENCODER_CHOICES = ("minilm", "clip")
+
+
+def add_text_encoder_args(parser: argparse.ArgumentParser) -> None:
+    """``--text_encoder``, ``--clip_path`` and ``--text_cache``: which frozen encoder turns captions into vectors."""
+    group = parser.add_argument_group("text encoder (frozen, never saved with the model)")
+    group.add_argument("--text_encoder", type=str, default="minilm", choices=TEXT_ENCODER_CHOICES,
+                       help="minilm: all-MiniLM-L6-v2 (384-d, ships with the environment); clip: OpenAI CLIP "
+                            "ViT-B/32 text tower (512-d, as MoMask and MARDM), read from --clip_path")
+    group.add_argument("--clip_path", type=str, default=None,
+                       help="OpenAI's ViT-B-32.pt (or a state dict with its keys); bpe_simple_vocab_16e6.txt.gz must "
+                            "lie next to it. Needed for --text_encoder clip")
+    group.add_argument("--text_cache", type=str, default=None,
+                       help="optional .npz file that keeps the caption embeddings between runs (read if present, "
+                            "written after the captions are encoded)")
+
+
+def get_train_mardm_parser() -> argparse.ArgumentParser:
+    """``train_MARDM.py``: MARDM / FSQ-MARDM / VQ-MARDM on a frozen tokenizer (defaults: MARDM's HumanML3D recipe)."""
+    from models.mardm import MARDM_MODELS
+    from models.tokenizers import TOKENIZERS
+
+    parser = get_base_parser("Train a masked autoregressive diffusion generator (MARDM, FSQ-MARDM, VQ-MARDM).")
+    group = parser.add_argument_group("generator")
+    group.add_argument("--model", type=str, default="MARDM-SiT-XL", choices=sorted(MARDM_MODELS),
+                       help="generator registry entry; MARDM-* needs an AE tokenizer, FSQ-MARDM-* an FSQ one, "
+                            "VQ-MARDM-* a VQ one")
+    group.add_argument("--ae_name", type=str, default=None,
+                       help="tokenizer run under <checkpoints_dir>/<dataset_name>/<ae_name>/model/ (net_best_fid.tar, "
+                            "else net_best_loss.tar, else latest.tar)")
+    group.add_argument("--ae_ckpt", type=str, default=None, help="tokenizer checkpoint file instead of --ae_name")
+    group.add_argument("--ae_model", type=str, default=None, choices=sorted(TOKENIZERS),
+                       help="expected tokenizer registry name; a checkpoint of another model is an error")
+    group.add_argument("--diffmlps_batch_mul", type=int, default=None,
+                       help="draws of (t, noise) per masked token per step (default: the registry entry's, 4 for XL)")
+    group.add_argument("--cond_drop_prob", type=float, default=None,
+                       help="probability of dropping the text in training, for classifier-free guidance "
+                            "(default: the registry entry's, 0.1)")
+    group.add_argument("--val_batches", type=int, default=0,
+                       help="validation-loss batches per evaluation (0: the whole val split)")
+
+    gen = parser.add_argument_group("validation generation (--need_evaluation)")
+    gen.add_argument("--time_steps", type=int, default=18, help="masked-generation steps")
+    gen.add_argument("--cfg", type=float, default=4.5, help="classifier-free guidance scale (MARDM: 4.5 t2m, 2.5 kit)")
+    gen.add_argument("--evaluator_dir", type=str, default=None,
+                     help="evaluator checkpoint or folder (default <checkpoints_dir>/<dataset_name>/text_mot_match)")
+    gen.add_argument("--glove_dir", type=str, default="./glove",
+                     help="folder of our_vab_{data.npy,words.pkl,idx.pkl}, needed by evaluators using GloVe")
+
+    add_text_encoder_args(parser)
+    parser.set_defaults(batch_size=64, lr=2e-4, weight_decay=1e-5, warm_up_iter=2000, milestones=[50_000],
+                        lr_decay=0.1, ema_decay=0.9999, epoch=500, seed=3407)
+    return parser
+
+
+def get_train_length_estimator_parser() -> argparse.ArgumentParser:
+    """``train_length_estimator.py``: caption embedding -> token-length class (MoMask / MARDM ``LengthEstimator``)."""
+    parser = get_base_parser("Train the text-to-length estimator used to sample motion lengths from captions.")
+    group = parser.add_argument_group("length estimator")
+    group.add_argument("--unit_length", type=int, default=None,
+                       help="frames per token; a class is a token count (default: the dataset spec's, 4 for t2m)")
+    group.add_argument("--hidden_dim", type=int, default=512, help="width of the first layer (later ones halve it)")
+    group.add_argument("--dropout", type=float, default=0.2, help="dropout between the layers")
+    add_text_encoder_args(parser)
+    parser.set_defaults(name="length_estimator", batch_size=64, lr=1e-4, weight_decay=0.0, warm_up_iter=0,
+                        milestones=[], lr_decay=1.0, epoch=50, seed=3407)
+    return parser

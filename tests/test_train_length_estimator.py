@@ -1,0 +1,88 @@
+"""train_length_estimator.py on the synthetic data: the estimator learns caption -> token-length class, and its
+checkpoint rebuilds it without flags."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import train_length_estimator
+from models.length_estimator import LengthEstimator
+from models.text_encoders import CachedTextEncoder, build_text_encoder
+from options.config import parse_with_config
+from options.generator_options import get_train_length_estimator_parser
+from utils.checkpoint import load_checkpoint
+from utils.dataset_specs import get_dataset_spec
+from utils.generator_stage import caption_lengths
+from utils.run_dir import RunDirError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    """MiniLM built once for the module; the cache keeps caption embeddings across runs."""
+    return CachedTextEncoder(build_text_encoder("minilm"))
+
+
+def _args(synthetic_root, ckpt, *extra):
+    return parse_with_config(get_train_length_estimator_parser(), [
+        "--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--batch_size", "32",
+        "--num_workers", "0", "--lr", "2e-3", "--log_every", "5", "--eval_every", "20", "--save_every", "100", *extra])
+
+
+def test_caption_lengths_cover_every_caption(synthetic_root):
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    pairs = caption_lengths(spec, "train", synthetic_root, progress=False)
+    assert len(pairs.captions) == len(pairs.lengths) > 64  # 64 training clips with 3+ captions each
+    assert pairs.lengths.min() >= spec.min_motion_length and pairs.lengths.max() <= spec.max_motion_length
+    assert len(set(pairs.lengths.tolist())) > 5
+
+
+def test_length_estimator_trains_and_its_checkpoint_reloads(tmp_path, synthetic_root, encoder):
+    ckpt = str(tmp_path / "ckpt")
+    steps = 60
+    train_length_estimator.main(_args(synthetic_root, ckpt, "--max_iters", str(steps)), text_encoder=encoder)
+    root = os.path.join(ckpt, "synthetic", "length_estimator")
+    for rel in ("opt.yaml", "model/latest.tar", "model/net_best_loss.tar", "model/train_log.jsonl"):
+        assert os.path.isfile(os.path.join(root, rel)), rel
+    with open(os.path.join(root, "model", "train_log.jsonl")) as f:
+        losses = [json.loads(line)["loss"] for line in f]
+    assert len(losses) == steps
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+    assert losses[0] == pytest.approx(np.log(50), rel=0.1)  # uniform over 50 classes at the start
+
+    state = load_checkpoint(os.path.join(root, "model", "latest.tar"))
+    assert state["stage"] == "length_estimator" and state["model_name"] == "LengthEstimator"
+    assert state["unit_length"] == 4 and state["step"] == steps
+    assert state["text_encoder"] == {"name": "minilm", "dim": encoder.dim, "path": None}
+    assert state["model_args"]["text_dim"] == encoder.dim and state["model_args"]["num_classes"] == 50
+    assert state["dataset"]["name"] == "synthetic"
+    model = LengthEstimator(**state["model_args"])
+    model.load_state_dict(state["model"])
+    assert set(state["model"]) == set(model.state_dict())
+    model.eval()
+    logits = model(encoder.encode(["a person walks forward slowly."]))
+    assert logits.shape == (1, 50) and torch.isfinite(logits).all()
+    assert 0.0 <= state["metrics"]["accuracy"] <= 1.0 and np.isfinite(state["metrics"]["loss"])
+
+    with pytest.raises(RunDirError, match="--is_continue"):
+        train_length_estimator.main(_args(synthetic_root, ckpt, "--max_iters", str(steps)), text_encoder=encoder)
+
+
+def test_unit_length_sets_the_classes(tmp_path, synthetic_root, encoder):
+    ckpt = str(tmp_path / "ckpt")
+    train_length_estimator.main(_args(synthetic_root, ckpt, "--max_iters", "2", "--unit_length", "8", "--name",
+                                      "len8"), text_encoder=encoder)
+    state = load_checkpoint(os.path.join(ckpt, "synthetic", "len8", "model", "latest.tar"))
+    assert state["unit_length"] == 8 and state["model_args"]["num_classes"] == 196 // 8 + 1

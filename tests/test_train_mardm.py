@@ -1,0 +1,263 @@
+"""train_MARDM.py on the synthetic data: every generator family trains on its tokenizer kind and writes the generator
+checkpoint; resume is exact; contradicting tokenizer, dataset and family fail naming both sides; generation helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import train_MARDM
+from models.mardm import MARDM_MODELS
+from models.text_encoders import CachedTextEncoder, build_text_encoder
+from models.tokenizers import build_tokenizer
+from options.config import load_preset, parse_with_config
+from options.generator_options import get_train_mardm_parser
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
+from utils.dataset_specs import get_dataset_spec
+from utils.generator_stage import (
+    decode_targets,
+    load_generator_tokenizer,
+    make_generation_eval_fn,
+    snap_and_latent_fns,
+    tokenize,
+)
+from utils.normalization import load_mean_std
+from utils.tokenizer_stage import dataset_record
+
+COMMON = ["--dataset_name", "synthetic", "--batch_size", "8", "--num_workers", "0", "--lr", "1e-3",
+          "--warm_up_iter", "3", "--milestones", "1000", "--log_every", "5", "--save_every", "100"]
+TOKENIZERS = {"ae": "AE_Tiny", "fsq": "FSQ_AE_Tiny", "vq": "VQ_AE_Tiny"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    """MiniLM built once for the module; the cache keeps caption embeddings across runs."""
+    return CachedTextEncoder(build_text_encoder("minilm"))
+
+
+def _save_tokenizer(path, model_name, spec, mean, std, dataset_name=None, input_width=None):
+    """A tokenizer checkpoint in the layout utils/tokenizer_stage.py writes (random weights, data-initialised VQ)."""
+    torch.manual_seed(0)
+    model = build_tokenizer(model_name, input_width=input_width or spec.dim_pose)
+    if model.kind == "vq":
+        model.train()
+        model(torch.randn(4, 64, model.input_width))  # the first training forward fills the EMA codebook
+    record = dataset_record(spec, mean, std)
+    if dataset_name is not None:
+        record["name"] = dataset_name
+    save_checkpoint(path, {"stage": "tokenizer", "model_name": model_name, "model_args": dict(model.model_args),
+                           "model": model.state_dict(), "dataset": record, "config": {}, "parent": None, "step": 0})
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, synthetic_root):
+    """Checkpoint root with tokenizer runs ae / fsq / vq (plus mismatching ones) and the statistics they record."""
+    ckpt = str(tmp_path_factory.mktemp("gen_ckpt"))
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    mean, std = load_mean_std(spec, synthetic_root)
+    # Recorded statistics that differ from the dataset's Mean/Std: the generator must use these, not recompute.
+    tok_mean, tok_std = mean + 0.25, std * 1.5
+    for run, model in TOKENIZERS.items():
+        _save_tokenizer(os.path.join(ckpt, "synthetic", run, "model", "latest.tar"), model, spec, tok_mean, tok_std)
+    _save_tokenizer(os.path.join(ckpt, "synthetic", "fsq_t2m", "model", "latest.tar"), "FSQ_AE_Tiny", spec,
+                    tok_mean, tok_std, dataset_name="t2m")
+    return {"ckpt": ckpt, "root": synthetic_root, "spec": spec, "mean": tok_mean, "std": tok_std}
+
+
+def _args(setup, name, *extra):
+    return parse_with_config(get_train_mardm_parser(), [*COMMON, "--data_root", setup["root"], "--checkpoints_dir",
+                                                        setup["ckpt"], "--name", name, *extra])
+
+
+def _losses(run_root):
+    with open(os.path.join(run_root, "model", "train_log.jsonl")) as f:
+        return [json.loads(line)["loss"] for line in f]
+
+
+@pytest.mark.parametrize("model,tokenizer,target,extra", [
+    ("MARDM-SiT-Tiny", "ae", "latent", []),
+    ("FSQ-MARDM-SiT-Tiny", "fsq", "fsq_coords", ["--diffmlps_batch_mul", "3", "--cond_drop_prob", "0.2"]),
+    ("FSQ-MARDM-DDPM-Tiny", "fsq", "fsq_coords", []),
+    ("VQ-MARDM-SiT-Tiny", "vq", "vq_codes", []),
+])
+def test_each_family_trains_and_writes_the_generator_checkpoint(setup, encoder, model, tokenizer, target, extra):
+    name = f"gen_{model}"
+    steps = 16
+    train_MARDM.main(_args(setup, name, "--model", model, "--ae_name", tokenizer, "--max_iters", str(steps),
+                           "--eval_every", str(steps), *extra), text_encoder=encoder)
+    root = os.path.join(setup["ckpt"], "synthetic", name)
+    for rel in ("opt.yaml", "train.log", "model/latest.tar", "model/net_best_loss.tar", "model/train_log.jsonl"):
+        assert os.path.isfile(os.path.join(root, rel)), rel
+    losses = _losses(root)
+    assert len(losses) == steps
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+    tok_path = os.path.join(setup["ckpt"], "synthetic", tokenizer, "model", "latest.tar")
+    state = load_checkpoint(os.path.join(root, "model", "latest.tar"))
+    assert state["stage"] == "generator" and state["model_name"] == model and state["step"] == steps
+    assert state["target"] == target
+    assert state["tokenizer"] == {"name": tokenizer, "path": tok_path, "sha256": file_sha256(tok_path),
+                                  "model_name": TOKENIZERS[tokenizer], "kind": tokenizer}
+    assert state["parent"] == {"path": tok_path, "sha256": file_sha256(tok_path)}
+    assert state["text_encoder"] == {"name": "minilm", "dim": encoder.dim, "path": None}
+    assert state["dataset"]["name"] == "synthetic" and state["dataset"]["spec"]["dim_pose"] == 263
+    assert np.array_equal(state["dataset"]["mean"].numpy(), setup["mean"])
+    assert np.array_equal(state["dataset"]["std"].numpy(), setup["std"])
+    assert state["config"]["ae_name"] == tokenizer and state["config"]["model"] == model
+
+    # The checkpoint rebuilds the model without flags, and holds only the generator's own weights.
+    rebuilt = MARDM_MODELS[model](**state["model_args"])
+    assert set(state["model"]) == set(rebuilt.state_dict()) == set(state["ema"])
+    rebuilt.load_state_dict(state["model"])
+    rebuilt.load_state_dict(state["ema"])
+    assert not any(k.startswith(("text_encoder", "tokenizer", "encoder.", "model.")) for k in state["model"])
+    tok = load_generator_tokenizer(tok_path, model, setup["spec"])
+    fsq_dims = tok.model.fsq_dim if tokenizer == "fsq" else tok.latent_dim
+    assert state["model_args"]["ae_dim"] == tok.latent_dim and state["model_args"]["target_dim"] == fsq_dims
+    assert state["model_args"]["text_dim"] == encoder.dim
+    if extra:
+        assert state["model_args"]["diffmlps_batch_mul"] == 3 and state["model_args"]["cond_drop_prob"] == 0.2
+
+
+def test_resume_is_bitwise_exact_including_ema(setup, encoder, tmp_path):
+    base = ["--model", "FSQ-MARDM-SiT-Tiny", "--ae_ckpt",
+            os.path.join(setup["ckpt"], "synthetic", "fsq", "model", "latest.tar"), "--ema_decay", "0.8",
+            "--eval_every", "4", "--save_every", "4"]
+    full = parse_with_config(get_train_mardm_parser(), [*COMMON, "--data_root", setup["root"], "--checkpoints_dir",
+                                                        str(tmp_path / "full"), "--name", "r", "--max_iters", "8",
+                                                        *base])
+    train_MARDM.main(full, text_encoder=encoder)
+    part = [*COMMON, "--data_root", setup["root"], "--checkpoints_dir", str(tmp_path / "part"), "--name", "r", *base]
+    train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*part, "--max_iters", "4"]), text_encoder=encoder)
+    train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*part, "--max_iters", "8", "--is_continue"]),
+                     text_encoder=encoder)
+    a = load_checkpoint(str(tmp_path / "full" / "synthetic" / "r" / "model" / "latest.tar"))
+    b = load_checkpoint(str(tmp_path / "part" / "synthetic" / "r" / "model" / "latest.tar"))
+    assert a["step"] == b["step"] == 8
+    assert a["tokenizer"]["name"] == "fsq"  # the run name is read from .../<name>/model/<file>.tar
+    for key in ("model", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    assert not all(torch.equal(a["model"][k], a["ema"][k]) for k in a["model"])
+    assert _losses(str(tmp_path / "full" / "synthetic" / "r")) == _losses(str(tmp_path / "part" / "synthetic" / "r"))
+
+    # Resuming on other tokenizer weights is refused before anything is trained.
+    other = str(tmp_path / "other_fsq.tar")
+    _save_tokenizer(other, "FSQ_AE_Tiny", setup["spec"], setup["mean"] + 1.0, setup["std"])
+    moved = [a if a != base[3] else other for a in part]
+    with pytest.raises(CheckpointError, match="tokenizer sha256"):
+        train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*moved, "--max_iters", "10", "--is_continue"]),
+                         text_encoder=encoder)
+
+
+def test_mismatches_fail_at_start_naming_both_sides(setup, encoder, tmp_path):
+    def run(name, *extra):
+        args = parse_with_config(get_train_mardm_parser(), [*COMMON, "--data_root", setup["root"], "--checkpoints_dir",
+                                                            setup["ckpt"], "--name", name, "--max_iters", "2", *extra])
+        train_MARDM.main(args, text_encoder=encoder)
+
+    with pytest.raises(CheckpointError, match="'FSQ_AE_Tiny'.*--ae_model is 'AE_Tiny'"):
+        run("bad_ae_model", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--ae_model", "AE_Tiny")
+    with pytest.raises(CheckpointError, match="trained on dataset 't2m' but --dataset_name is 'synthetic'"):
+        run("bad_dataset", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq_t2m")
+    with pytest.raises(ValueError, match="MARDM-SiT-Tiny \\(MARDM\\) needs a tokenizer of kind 'ae'.*kind 'fsq'"):
+        run("bad_family", "--model", "MARDM-SiT-Tiny", "--ae_name", "fsq")
+    with pytest.raises(ValueError, match="VQ-MARDM-SiT-Tiny \\(VQ-MARDM\\) needs .*'vq'.*'AE_Tiny' of kind 'ae'"):
+        run("bad_family_vq", "--model", "VQ-MARDM-SiT-Tiny", "--ae_name", "ae")
+    with pytest.raises(CheckpointError, match="none of .*net_best_fid.tar"):
+        run("no_tokenizer", "--model", "MARDM-SiT-Tiny", "--ae_name", "missing_run")
+    with pytest.raises(SystemExit, match="no usable evaluator for dataset 'synthetic'.*train_evaluator.py"):
+        run("no_evaluator", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--need_evaluation")
+    with pytest.raises(ValueError, match="is 'minilm' but --text_encoder is 'clip'"):
+        run("bad_encoder", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--text_encoder", "clip")
+    for name in ("bad_ae_model", "bad_dataset", "bad_family", "bad_family_vq", "no_tokenizer", "no_evaluator",
+                 "bad_encoder"):
+        assert not os.path.exists(os.path.join(setup["ckpt"], "synthetic", name)), name
+
+    wide = str(tmp_path / "wide.tar")
+    _save_tokenizer(wide, "FSQ_AE_Tiny", get_dataset_spec("t2m_67"), setup["mean"][:67], setup["std"][:67],
+                    dataset_name="synthetic")
+    with pytest.raises(CheckpointError, match="takes 67 features .* dataset 'synthetic' has 263"):
+        load_generator_tokenizer(wide, "FSQ-MARDM-SiT-Tiny", setup["spec"])
+
+
+def test_tokens_snapping_and_decoding_per_kind(setup, synthetic_root):
+    spec = setup["spec"]
+    motion = torch.randn(2, 64, spec.dim_pose)
+    lengths = torch.tensor([64, 41])
+    path = {k: os.path.join(setup["ckpt"], "synthetic", k, "model", "latest.tar") for k in TOKENIZERS}
+
+    fsq = load_generator_tokenizer(path["fsq"], "FSQ-MARDM-SiT-Tiny", spec)
+    tokens = tokenize(fsq, motion, lengths)
+    assert tokens.lengths.tolist() == [16, 10]
+    assert tokens.targets.shape == (2, 16, fsq.model.fsq_dim) and tokens.latents.shape == (2, 16, fsq.latent_dim)
+    assert torch.allclose(tokens.latents, fsq.model.fsq_coords_to_latent(tokens.targets))
+    snap, to_latent = snap_and_latent_fns(fsq)
+    assert torch.equal(snap(tokens.targets), tokens.targets)  # encoder targets already lie on the grid
+    noisy = tokens.targets.reshape(-1, fsq.model.fsq_dim) + 0.05 * torch.randn(32, fsq.model.fsq_dim)
+    assert torch.equal(snap(noisy), tokens.targets.reshape(-1, fsq.model.fsq_dim))
+    assert to_latent(snap(noisy)).shape == (32, fsq.latent_dim)
+    assert torch.allclose(decode_targets(fsq, tokens.targets), fsq.model.decode_from_fsq(tokens.targets), atol=1e-6)
+
+    vq = load_generator_tokenizer(path["vq"], "VQ-MARDM-SiT-Tiny", spec)
+    tokens = tokenize(vq, motion, lengths)
+    codebook = vq.model.quantizer.codebook
+    assert torch.equal(tokens.latents, tokens.targets)
+    snap, to_latent = snap_and_latent_fns(vq)
+    assert to_latent is None
+    snapped = snap(tokens.targets.reshape(-1, codebook.shape[1]) + 1e-4)
+    assert torch.equal(snapped, tokens.targets.reshape(-1, codebook.shape[1]))
+    assert all((codebook == row).all(-1).any() for row in snap(torch.randn(5, codebook.shape[1])))
+
+    ae = load_generator_tokenizer(path["ae"], "MARDM-SiT-Tiny", spec)
+    tokens = tokenize(ae, motion, lengths)
+    assert snap_and_latent_fns(ae) == (None, None)
+    assert torch.equal(tokens.latents, ae.model.encode(motion)[:, :16])
+    assert decode_targets(ae, tokens.latents).shape == (2, 64, spec.dim_pose)
+
+
+def test_generation_eval_fn_scores_generated_motion(setup, encoder):
+    from utils.eval_protocol import build_eval_loader
+    from utils.evaluator import build_evaluator
+    from utils.word_vectorizer import LearnedVocab
+
+    spec, root = setup["spec"], setup["root"]
+    tok = load_generator_tokenizer(os.path.join(setup["ckpt"], "synthetic", "fsq", "model", "latest.tar"),
+                                   "FSQ-MARDM-SiT-Tiny", spec)
+    torch.manual_seed(0)
+    evaluator = build_evaluator("synthetic", setup["mean"], setup["std"], sizes="tiny", data_root=root,
+                                word_vectors=LearnedVocab.from_split(root, "train", dim_word=8))
+    loader = build_eval_loader(evaluator, spec, "train", data_root=root, batch_size=16, progress=False)
+    model = MARDM_MODELS["FSQ-MARDM-SiT-Tiny"](tok.latent_dim, tok.model.fsq_dim, encoder.dim, flow_solver="euler",
+                                               flow_steps=2).eval()
+    eval_fn = make_generation_eval_fn(tok, encoder, evaluator, loader, setup["mean"], setup["std"], time_steps=2,
+                                      cfg_scale=2.0, seed=5)
+    with torch.no_grad():
+        metrics = eval_fn(model)
+    assert {"fid", "diversity", "top1", "top2", "top3", "matching_score"} <= set(metrics)
+    assert all(np.isfinite(v) for v in metrics.values()) and metrics["fid"] > 0
+
+
+def test_presets_parse_and_the_tiny_one_targets_an_fsq_run():
+    parser = get_train_mardm_parser()
+    folder = os.path.join(os.path.dirname(__file__), "..", "options", "configs")
+    for preset in ("mardm_sit_xl", "mardm_ddpm_xl", "fsq_mardm_sit_xl", "vq_mardm_sit_xl", "tiny_mardm"):
+        values = load_preset(parser, os.path.join(folder, f"{preset}.yaml"))
+        assert values["model"] in MARDM_MODELS, preset
+    tiny = parse_with_config(parser, ["--config", os.path.join(folder, "tiny_mardm.yaml"), "--name", "t"])
+    assert tiny.model == "FSQ-MARDM-SiT-Tiny" and tiny.ae_model == "FSQ_AE_Tiny" and tiny.dataset_name == "synthetic"
+    assert tiny.max_iters <= 300
+    xl = load_preset(parser, os.path.join(folder, "mardm_sit_xl.yaml"))
+    assert xl["lr"] == 2e-4 and xl["milestones"] == [50000] and xl["batch_size"] == 64 and xl["ema_decay"] == 0.9999

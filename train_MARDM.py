@@ -1,0 +1,150 @@
+"""Train a masked autoregressive diffusion generator on a frozen tokenizer: MARDM on continuous AE latents, FSQ-MARDM
+on FSQ grid coordinates, VQ-MARDM on VQ code vectors.
+
+Examples:
+    python train_AE.py --config options/configs/tiny_ae.yaml --name FSQ_Tiny
+    python train_MARDM.py --config options/configs/tiny_mardm.yaml --name FSQ_MARDM_Tiny       # minutes on CPU
+    python train_MARDM.py --config options/configs/mardm_sit_xl.yaml --name MARDM_SiT_XL       # MARDM's recipe
+    python train_MARDM.py --config options/configs/fsq_mardm_sit_xl.yaml --name FSQ_MARDM_SiT_XL --need_evaluation
+    accelerate launch --multi_gpu --num_processes 4 train_MARDM.py --config options/configs/mardm_ddpm_xl.yaml \\
+        --name MARDM_DDPM_XL
+    python train_MARDM.py --config options/configs/mardm_sit_xl.yaml --name MARDM_SiT_XL --is_continue
+
+The tokenizer is found by ``--ae_name`` (``checkpoints/<dataset_name>/<ae_name>/model/net_best_fid.tar``, else
+``net_best_loss.tar``, else ``latest.tar``) or ``--ae_ckpt``; its registry family must fit ``--model`` and its
+recorded Mean/Std normalise the motion. The run is written to ``checkpoints/<dataset_name>/<name>/``:
+``model/latest.tar`` (weights, EMA weights, optimizer, exact resume), ``model/net_best_loss.tar`` (best validation
+loss) or, with ``--need_evaluation``, ``model/net_best_fid.tar`` (best validation FID of the EMA weights), TensorBoard
+events in ``model/`` and ``opt.yaml``. Sampling and evaluation use the EMA weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import torch
+
+from models.mardm import MARDM_MODELS
+from models.text_encoders import TextEncoder
+from options.config import config_to_dict, parse_with_config, resolve_max_iters, save_config
+from options.generator_options import get_train_mardm_parser
+from utils.checkpoint import CheckpointError
+from utils.dataset_specs import DatasetSpec, get_dataset_spec
+from utils.datasets import Text2MotionDataset, collate_text_motion
+from utils.engine import EngineConfig, TrainResult, train
+from utils.generator_stage import (
+    GeneratorLoss,
+    check_resume_matches,
+    dataset_captions,
+    generator_checkpoint_meta,
+    load_generator_tokenizer,
+    make_generation_eval_fn,
+    make_val_loss_fn,
+    resolve_text_encoder,
+    resolve_tokenizer_checkpoint,
+    stage_device,
+    text_encoder_record,
+    token_dims,
+    tokenizer_statistics,
+    warm_caption_cache,
+)
+from utils.logging_utils import setup_logging
+from utils.run_dir import RunDir, RunDirError
+from utils.seed import set_seed
+
+logger = logging.getLogger("train_MARDM")
+
+MODEL_FLAGS = ("diffmlps_batch_mul", "cond_drop_prob")  # flags passed to the registry entry as overrides
+
+
+def load_validation_evaluator(args: argparse.Namespace, spec: DatasetSpec, device: torch.device) -> tuple:
+    """(evaluator, eval loader of the val split) for ``--need_evaluation``; fails now rather than at the first eval."""
+    from utils.eval_protocol import build_eval_loader
+    from utils.evaluator import load_evaluator
+
+    evaluator_dir = args.evaluator_dir or os.path.join(args.checkpoints_dir, args.dataset_name, "text_mot_match")
+    try:
+        evaluator = load_evaluator(evaluator_dir, args.dataset_name, device, data_root=args.data_root)
+    except (CheckpointError, FileNotFoundError) as e:
+        raise SystemExit(f"--need_evaluation: no usable evaluator for dataset {args.dataset_name!r} ({e}). Train one "
+                         f"with: python train_evaluator.py --dataset_name {args.dataset_name}, point --evaluator_dir "
+                         f"at one, or drop --need_evaluation") from e
+    eval_loader = build_eval_loader(evaluator, spec, "val", data_root=args.data_root, glove_dir=args.glove_dir)
+    return evaluator, eval_loader
+
+
+def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> TrainResult:
+    """Train ``args.model``; ``text_encoder`` optionally supplies an already built encoder of kind
+    ``--text_encoder`` (tests, notebooks). Returns the engine's ``TrainResult``."""
+    # -----------------------------------------------------------------------------------------------------------------
+    # setup: everything that can fail on bad flags fails before the run folder is written
+    # -----------------------------------------------------------------------------------------------------------------
+    spec = get_dataset_spec(args.dataset_name, args.data_root)
+    run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
+    if not args.is_continue and os.path.exists(run.latest_path):
+        raise RunDirError(f"{run.latest_path} exists: pass --is_continue to resume that run, or choose another --name")
+    device = stage_device()
+    ref = resolve_tokenizer_checkpoint(args.checkpoints_dir, args.dataset_name, args.ae_name, args.ae_ckpt)
+    tokenizer = load_generator_tokenizer(ref.path, args.model, spec, args.ae_model, device)
+    mean, std = tokenizer_statistics(tokenizer)
+    encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
+    evaluator, eval_loader = load_validation_evaluator(args, spec, device) if args.need_evaluation else (None, None)
+    run.make_dirs()
+    setup_logging(run.log_file)
+    save_config(args, run.config_path)
+    logger.info("tokenizer %s (%s, %s) from %s; text encoder %s (%d-d)", ref.name, tokenizer.model_name,
+                tokenizer.kind, ref.path, encoder.name, encoder.dim)
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # data: normalised with the tokenizer's statistics, lengths in whole tokens of the tokenizer
+    # -----------------------------------------------------------------------------------------------------------------
+    train_set = Text2MotionDataset(spec, "train", mean, std, args.data_root, unit_length=tokenizer.unit_length)
+    val_set = Text2MotionDataset(spec, "val", mean, std, args.data_root, unit_length=tokenizer.unit_length)
+    warm_caption_cache(encoder, dataset_captions(train_set) + dataset_captions(val_set))
+    if args.text_cache and int(os.environ.get("RANK", 0)) == 0:
+        encoder.save()
+    logger.info("%s: %d training and %d validation samples", spec.name, len(train_set), len(val_set))
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # model
+    # -----------------------------------------------------------------------------------------------------------------
+    set_seed(args.seed)
+    dims = token_dims(tokenizer)
+    overrides = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
+    model = MARDM_MODELS[args.model](dims.ae_dim, dims.target_dim, encoder.dim, **overrides)
+    logger.info("%s: %.2fM parameters, args %s", args.model, sum(p.numel() for p in model.parameters()) / 1e6,
+                model.model_args)
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # train
+    # -----------------------------------------------------------------------------------------------------------------
+    loss_fn = GeneratorLoss(tokenizer, encoder)
+    val_loss_fn = make_val_loss_fn(loss_fn, val_set, args.batch_size, args.val_batches, seed=args.seed)
+    gen_eval_fn = None
+    if evaluator is not None:
+        gen_eval_fn = make_generation_eval_fn(tokenizer, encoder, evaluator, eval_loader, mean, std, args.time_steps,
+                                              args.cfg, seed=args.seed)
+
+    def val_fn(net: torch.nn.Module) -> dict[str, float]:
+        metrics = val_loss_fn(net)
+        if gen_eval_fn is not None:
+            metrics.update(gen_eval_fn(net))
+        return metrics
+
+    meta = generator_checkpoint_meta(args.model, model.model_args, spec, tokenizer, ref,
+                                     text_encoder_record(encoder, args.clip_path), config_to_dict(args))
+    if args.is_continue:
+        check_resume_matches(run.latest_path, meta)
+    cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(train_set)),
+                                      best_metric="fid" if evaluator is not None else "loss", best_mode="min")
+    result = train(model, train_set, loss_fn, cfg, run, checkpoint_meta=meta, collate_fn=collate_text_motion,
+                   val_fn=val_fn)
+    logger.info("finished at step %d: %s", result.step, {k: round(v, 5) for k, v in result.metrics.items()})
+    return result
+
+
+if __name__ == "__main__":
+    main(parse_with_config(get_train_mardm_parser(), sys.argv[1:]))

@@ -1,0 +1,496 @@
+"""What the generator stages share (``train_MARDM.py``, ``train_length_estimator.py``, evaluation and sampling).
+
+A generator is tied to one frozen tokenizer, which decides what the generator reads and writes:
+
+============  ==============  ==========================================  ========================  ===========
+family        tokenizer kind  transformer input ``latents`` (C_in)        head target (C_t)         ``target``
+============  ==============  ==========================================  ========================  ===========
+MARDM-*       ae              AE latents                                  the same latents          latent
+FSQ-MARDM-*   fsq             ``project_out(coords)``, what the decoder   FSQ grid coordinates (L)  fsq_coords
+                              sees (``FSQEncoding.latent``)
+VQ-MARDM-*    vq              quantized code vectors                      the same vectors          vq_codes
+============  ==============  ==========================================  ========================  ===========
+
+At generation the head's samples are snapped (FSQ grid, nearest codebook vector) and mapped back to the transformer
+input with :func:`snap_and_latent_fns`; :func:`decode_targets` turns generated targets into motion.
+
+The tokenizer and the text encoder are frozen and bound into the loss function (:class:`GeneratorLoss`), never
+registered in the trained model, so neither is ever saved with it. Motion is normalised with the statistics recorded
+in the tokenizer's checkpoint (never recomputed), and those are what the generator checkpoint records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from models.loader import Tokenizer, load_tokenizer
+from models.text_encoders import CachedTextEncoder, TextEncoder, build_text_encoder
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
+from utils.dataset_specs import DatasetSpec
+from utils.datasets import MotionIndex, TextMotionBatch, collate_text_motion, collect_text_samples
+from utils.run_dir import RunDir
+from utils.seed import set_seed
+from utils.tokenizer_stage import dataset_record
+
+logger = logging.getLogger(__name__)
+
+# Registry-name prefix -> tokenizer kind it needs, and tokenizer kind -> name of the generated target.
+GENERATOR_FAMILIES = {"MARDM": "ae", "FSQ-MARDM": "fsq", "VQ-MARDM": "vq"}
+TARGET_NAMES = {"ae": "latent", "fsq": "fsq_coords", "vq": "vq_codes"}
+TOKENIZER_CHECKPOINTS = ("net_best_fid", "net_best_loss", "latest")
+
+SnapFn = Callable[[Tensor], Tensor]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tokenizer: find, load, check
+# ---------------------------------------------------------------------------------------------------------------------
+
+def generator_family(model_name: str) -> str:
+    """Generator registry name -> its family ``"MARDM"``, ``"FSQ-MARDM"`` or ``"VQ-MARDM"`` (from the prefix)."""
+    # Longest prefixes first: every FSQ-/VQ- name also contains "MARDM-".
+    for family in sorted(GENERATOR_FAMILIES, key=len, reverse=True):
+        if model_name.startswith(family + "-"):
+            return family
+    raise ValueError(f"generator {model_name!r} belongs to no family; names start with "
+                     f"{sorted(f + '-' for f in GENERATOR_FAMILIES)}")
+
+
+class TokenizerRef(NamedTuple):
+    """The tokenizer checkpoint a generator is trained on: ``path`` and the run ``name`` it belongs to."""
+
+    path: str
+    name: str
+
+
+def _run_name_of(path: str) -> str:
+    """``.../<name>/model/<file>.tar`` -> ``<name>``; any other file -> its stem."""
+    parts = os.path.abspath(path).split(os.sep)
+    if len(parts) >= 3 and parts[-2] == "model":
+        return parts[-3]
+    return os.path.splitext(parts[-1])[0]
+
+
+def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_name: str | None = None,
+                                 ae_ckpt: str | None = None) -> TokenizerRef:
+    """``--ae_ckpt`` as given, else the best file of run ``--ae_name``: ``net_best_fid.tar``, else
+    ``net_best_loss.tar``, else ``latest.tar`` in ``<checkpoints_dir>/<dataset_name>/<ae_name>/model/``."""
+    if ae_ckpt:
+        if not os.path.isfile(ae_ckpt):
+            raise CheckpointError(f"--ae_ckpt: tokenizer checkpoint not found: {ae_ckpt}")
+        return TokenizerRef(ae_ckpt, ae_name or _run_name_of(ae_ckpt))
+    if not ae_name:
+        raise ValueError("no tokenizer given: pass --ae_name (a run under --checkpoints_dir/--dataset_name) or "
+                         "--ae_ckpt (a checkpoint file)")
+    model_dir = RunDir(checkpoints_dir, dataset_name, ae_name).model_dir
+    for stem in TOKENIZER_CHECKPOINTS:
+        path = os.path.join(model_dir, f"{stem}.tar")
+        if os.path.isfile(path):
+            return TokenizerRef(path, ae_name)
+    found = sorted(f for f in os.listdir(model_dir) if f.endswith(".tar")) if os.path.isdir(model_dir) else []
+    raise CheckpointError(f"--ae_name {ae_name!r}: none of {[s + '.tar' for s in TOKENIZER_CHECKPOINTS]} in "
+                          f"{model_dir} (found {found or 'nothing'}); train it with train_AE.py / train_vq.py "
+                          f"--name {ae_name} --dataset_name {dataset_name}, or pass --ae_ckpt")
+
+
+def load_generator_tokenizer(path: str, model_name: str, spec: DatasetSpec, ae_model: str | None = None,
+                             device: str | torch.device = "cpu") -> Tokenizer:
+    """Load the frozen tokenizer of generator ``model_name`` and check that the three agree.
+
+    Raises (naming both sides) when ``ae_model`` is given and differs from the checkpoint's registry name, when the
+    checkpoint has no dataset record with mean/std, when it was trained on another dataset or feature width than
+    ``spec``, or when its kind does not fit the generator family (MARDM-* needs ``ae``, FSQ-MARDM-* ``fsq``,
+    VQ-MARDM-* ``vq``).
+    """
+    tokenizer = load_tokenizer(path, map_location=device)
+    if ae_model is not None and tokenizer.model_name != ae_model:
+        raise CheckpointError(f"{path}: the tokenizer checkpoint holds {tokenizer.model_name!r} but --ae_model is "
+                              f"{ae_model!r}")
+    record = tokenizer.dataset
+    if not isinstance(record, dict) or "mean" not in record or "std" not in record:
+        raise CheckpointError(f"{path}: no dataset record with the mean/std the tokenizer was trained with "
+                              f"({tokenizer.source_format} file); import it first with tools/import_checkpoint.py "
+                              f"--dataset_name {spec.name}")
+    if record.get("name") != spec.name:
+        raise CheckpointError(f"{path}: the tokenizer was trained on dataset {record.get('name')!r} but "
+                              f"--dataset_name is {spec.name!r}")
+    width = tokenizer.model.input_width
+    stats_shape = tuple(torch.as_tensor(record["mean"]).shape), tuple(torch.as_tensor(record["std"]).shape)
+    if width != spec.dim_pose or stats_shape != ((spec.dim_pose,), (spec.dim_pose,)):
+        raise CheckpointError(f"{path}: the tokenizer takes {width} features (mean/std {stats_shape}) but dataset "
+                              f"{spec.name!r} has {spec.dim_pose}")
+    family = generator_family(model_name)
+    needed = GENERATOR_FAMILIES[family]
+    if tokenizer.kind != needed:
+        fitting = [f for f, kind in GENERATOR_FAMILIES.items() if kind == tokenizer.kind]
+        hint = f"; a {tokenizer.kind!r} tokenizer fits {fitting[0]}-* models" if fitting else ""
+        raise ValueError(f"--model {model_name} ({family}) needs a tokenizer of kind {needed!r}, but {path} holds "
+                         f"{tokenizer.model_name!r} of kind {tokenizer.kind!r}{hint}")
+    return tokenizer
+
+
+def tokenizer_statistics(tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (D,), std (D,)) float32 recorded in the tokenizer checkpoint: the normalisation of generator training."""
+    record = tokenizer.dataset or {}
+    if "mean" not in record or "std" not in record:
+        raise CheckpointError(f"{tokenizer.source}: the tokenizer checkpoint records no mean/std")
+    return (torch.as_tensor(record["mean"]).float().cpu().numpy(),
+            torch.as_tensor(record["std"]).float().cpu().numpy())
+
+
+class TokenDims(NamedTuple):
+    """``ae_dim`` C_in (transformer input) and ``target_dim`` C_t (what the head generates)."""
+
+    ae_dim: int
+    target_dim: int
+
+
+def token_dims(tokenizer: Tokenizer) -> TokenDims:
+    """Channel sizes a generator on ``tokenizer`` needs (FSQ: C and L; AE and VQ: C twice)."""
+    if tokenizer.kind == "fsq":
+        return TokenDims(tokenizer.latent_dim, tokenizer.model.fsq_dim)
+    if tokenizer.kind in ("ae", "vq"):
+        return TokenDims(tokenizer.latent_dim, tokenizer.latent_dim)
+    raise ValueError(f"{tokenizer.source}: no generator family is trained on a {tokenizer.kind!r} tokenizer")
+
+
+def _tokenizer_device(tokenizer: Tokenizer) -> torch.device:
+    return next(tokenizer.parameters()).device
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tokens in, tokens out
+# ---------------------------------------------------------------------------------------------------------------------
+
+class TokenBatch(NamedTuple):
+    """``latents (B, N, C_in)``, ``targets (B, N, C_t)``, ``lengths (B,)`` in tokens; N = max(lengths)."""
+
+    latents: Tensor
+    targets: Tensor
+    lengths: Tensor
+
+
+@torch.no_grad()
+def tokenize(tokenizer: Tokenizer, motion: Tensor, lengths: Tensor) -> TokenBatch:
+    """Normalised motion ``(B, T, D)`` and lengths in frames ``(B,)`` -> the generator's inputs and targets.
+
+    The whole padded motion is encoded, as MARDM does (T is padded with zeros to whole tokens), in fp32 even under
+    autocast so targets are exact; latents are then cut to the longest sample's ``lengths // unit_length`` tokens
+    (positions past a sample's length are masked out by the generator).
+    """
+    unit = tokenizer.unit_length
+    pad = (-motion.shape[1]) % unit
+    if pad:
+        motion = F.pad(motion, (0, 0, 0, pad))
+    model = tokenizer.model
+    with torch.autocast(device_type=motion.device.type, enabled=False):
+        motion = motion.float()
+        if tokenizer.kind == "ae":
+            latents = targets = model.encode(motion)
+        elif tokenizer.kind == "fsq":
+            encoding = model.encode_with_fsq_output(motion)
+            latents, targets = encoding.latent, encoding.coords
+        elif tokenizer.kind == "vq":
+            latents = targets = model.quantizer.indices_to_latents(model.encode(motion))
+        else:
+            raise ValueError(f"{tokenizer.source}: cannot tokenize for a generator with a {tokenizer.kind!r} tokenizer")
+    tokens = torch.div(lengths.to(latents.device), unit, rounding_mode="floor").long()
+    n = max(int(tokens.max()), 1) if tokens.numel() else 1
+    return TokenBatch(latents[:, :n].contiguous(), targets[:, :n].contiguous(), tokens)
+
+
+def snap_and_latent_fns(tokenizer: Tokenizer) -> tuple[SnapFn | None, SnapFn | None]:
+    """``(snap_fn, latent_fn)`` for ``MARDM.generate`` on this tokenizer.
+
+    - FSQ: ``snap_fn`` = nearest grid point ``(M, L) -> (M, L)``; ``latent_fn`` = ``project_out`` ``(M, L) -> (M, C)``.
+    - VQ: ``snap_fn`` = nearest codebook vector ``(M, C) -> (M, C)``; ``latent_fn`` None (targets are latents).
+    - AE: ``(None, None)``.
+    """
+    model = tokenizer.model
+    if tokenizer.kind == "ae":
+        return None, None
+    if tokenizer.kind == "fsq":
+        return model.quantizer.snap_to_grid, model.fsq_coords_to_latent
+    if tokenizer.kind == "vq":
+        quantizer = model.quantizer
+
+        def snap_to_codebook(vectors: Tensor) -> Tensor:
+            """(..., C) -> the nearest codebook vector of each row, (..., C)."""
+            flat = vectors.reshape(1, -1, vectors.shape[-1])
+            return quantizer.indices_to_latents(quantizer.quantize(flat)).reshape(vectors.shape).to(vectors.dtype)
+
+        return snap_to_codebook, None
+    raise ValueError(f"{tokenizer.source}: no generator family is trained on a {tokenizer.kind!r} tokenizer")
+
+
+@torch.no_grad()
+def decode_targets(tokenizer: Tokenizer, targets: Tensor) -> Tensor:
+    """Generated targets ``(B, N, C_t)`` -> normalised motion ``(B, N * unit_length, D)`` (tokenizer statistics).
+
+    FSQ coordinates and VQ vectors are snapped first (a no-op on already snapped values). Frames past a sample's
+    length are whatever the decoder makes of the zero padding; callers crop or zero them.
+    """
+    snap_fn, latent_fn = snap_and_latent_fns(tokenizer)
+    x = targets.float().to(_tokenizer_device(tokenizer))
+    if snap_fn is not None:
+        x = snap_fn(x)
+    if latent_fn is not None:
+        x = latent_fn(x)
+    return tokenizer.model.decode_latent(x)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Text encoder
+# ---------------------------------------------------------------------------------------------------------------------
+
+def stage_device() -> torch.device:
+    """The device of this process: ``cuda:<LOCAL_RANK>`` when CUDA is available, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def resolve_text_encoder(name: str, clip_path: str | None = None, cache_path: str | None = None,
+                         device: str | torch.device = "cpu", prebuilt: TextEncoder | None = None) -> CachedTextEncoder:
+    """The frozen, caching text encoder ``--text_encoder`` names (or ``prebuilt``, which must be of that kind).
+
+    CLIP needs ``clip_path`` (OpenAI's ``ViT-B-32.pt``, the BPE vocabulary next to it).
+    """
+    if prebuilt is not None:
+        if prebuilt.name != name:
+            raise ValueError(f"the text encoder passed in is {prebuilt.name!r} but --text_encoder is {name!r}")
+        encoder = prebuilt
+    elif name == "clip":
+        if not clip_path:
+            raise ValueError("--text_encoder clip needs --clip_path: OpenAI's ViT-B-32.pt (the file "
+                             "clip.load('ViT-B/32') downloads) with bpe_simple_vocab_16e6.txt.gz next to it")
+        encoder = build_text_encoder("clip", weights_path=os.path.expanduser(clip_path), device=device)
+    else:
+        encoder = build_text_encoder(name, device=device)
+    if isinstance(encoder, CachedTextEncoder):
+        if cache_path is not None and encoder.cache_path != cache_path:
+            raise ValueError(f"the cached text encoder passed in keeps its cache at {encoder.cache_path!r}, not "
+                             f"--text_cache {cache_path!r}")
+        return encoder
+    return CachedTextEncoder(encoder, cache_path)
+
+
+def text_encoder_record(encoder: TextEncoder, clip_path: str | None = None) -> dict[str, Any]:
+    """The ``text_encoder`` entry of a checkpoint: ``{"name", "dim", "path"}`` (path: CLIP weights, else None)."""
+    path = os.path.abspath(os.path.expanduser(clip_path)) if encoder.name == "clip" and clip_path else None
+    return {"name": encoder.name, "dim": int(encoder.dim), "path": path}
+
+
+def dataset_captions(dataset: Any) -> list[str]:
+    """Every caption of a text-motion dataset (``Text2MotionDataset`` and friends), in sample order."""
+    return [entry.caption for entries in dataset.samples.captions for entry in entries]
+
+
+def warm_caption_cache(encoder: CachedTextEncoder, captions: Sequence[str], batch_size: int = 512,
+                       progress: bool = True) -> None:
+    """Encode every distinct caption once, so training steps only read the cache."""
+    unique = list(dict.fromkeys(captions))
+    before = len(encoder)
+    for start in tqdm(range(0, len(unique), batch_size), desc=f"{encoder.name} captions", disable=not progress,
+                      dynamic_ncols=True):
+        encoder.encode(unique[start:start + batch_size])
+    logger.info("%s: %d distinct captions, %d newly encoded", encoder.name, len(unique), len(encoder) - before)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loss and validation
+# ---------------------------------------------------------------------------------------------------------------------
+
+class GeneratorInputs(NamedTuple):
+    """``latents (B, N, C_in)``, ``targets (B, N, C_t)``, ``lengths (B,)`` tokens, ``text_emb (B, E)``."""
+
+    latents: Tensor
+    targets: Tensor
+    lengths: Tensor
+    text_emb: Tensor
+
+
+class GeneratorLoss:
+    """The engine's ``loss_fn(model, batch) -> (loss, logs)`` for a generator on a frozen tokenizer and text encoder.
+
+    ``batch`` is a ``TextMotionBatch`` (captions, motion (B, T, D) normalised with the tokenizer's statistics, lengths
+    in frames). The frozen modules live here, not in the model; the tokenizer follows the batch to its device.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, text_encoder: TextEncoder) -> None:
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+
+    def inputs(self, batch: TextMotionBatch) -> GeneratorInputs:
+        """What ``model(...)`` takes for ``batch`` (computed without gradients)."""
+        motion = batch.motion
+        if _tokenizer_device(self.tokenizer) != motion.device:
+            self.tokenizer.to(motion.device)
+        tokens = tokenize(self.tokenizer, motion, batch.lengths)
+        text_emb = self.text_encoder.encode(list(batch.captions)).to(motion.device)
+        return GeneratorInputs(tokens.latents, tokens.targets, tokens.lengths, text_emb)
+
+    def __call__(self, model: nn.Module, batch: TextMotionBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """``model(latents, targets, lengths, text_emb)`` -> (loss, logs)."""
+        return model(*self.inputs(batch))
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def make_val_loss_fn(loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Any]], dataset: Dataset, batch_size: int,
+                     max_batches: int = 0, seed: int = 0) -> Callable[[nn.Module], dict[str, float]]:
+    """``val_fn(model) -> {"loss"}``: the sample-weighted mean loss over ``dataset`` (a ``Text2MotionDataset``).
+
+    Crops, captions, masks and noise are reseeded with ``seed`` at every call, so successive validations differ only
+    by the weights. ``max_batches`` 0 means the whole dataset.
+    """
+
+    def val_fn(model: nn.Module) -> dict[str, float]:
+        device = _model_device(model)
+        set_seed(seed)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_text_motion)
+        total, count = 0.0, 0
+        for i, batch in enumerate(loader):
+            if max_batches and i >= max_batches:
+                break
+            batch = TextMotionBatch(batch.captions, batch.motion.to(device), batch.lengths.to(device))
+            loss, _ = loss_fn(model, batch)
+            total += float(loss) * len(batch.captions)
+            count += len(batch.captions)
+        return {"loss": total / max(count, 1)}
+
+    return val_fn
+
+
+def make_generation_eval_fn(tokenizer: Tokenizer, text_encoder: TextEncoder, evaluator: Any, eval_loader: Any,
+                            mean: np.ndarray, std: np.ndarray, time_steps: int, cfg_scale: float,
+                            seed: int = 3407) -> Callable[[nn.Module], dict[str, float]]:
+    """``eval_fn(model) -> {"fid", "diversity", "top1", "top2", "top3", "matching_score"}``: one replication of the
+    evaluation protocol (``utils.eval_protocol``) on ``eval_loader`` with motion generated by ``model``.
+
+    The generator gets each batch's captions and GT lengths (``m_lengths // unit_length`` tokens); its output is
+    decoded, de-normalised with the tokenizer statistics (``mean``, ``std``) and re-normalised with the evaluator's.
+    """
+    from utils.eval_protocol import evaluate, renormalize
+
+    snap_fn, latent_fn = snap_and_latent_fns(tokenizer)
+    unit = tokenizer.unit_length
+
+    def eval_fn(model: nn.Module) -> dict[str, float]:
+        device = _model_device(model)
+        if _tokenizer_device(tokenizer) != device:
+            tokenizer.to(device)
+        evaluator.to(device)
+
+        def motion_fn(batch: Any) -> tuple[Tensor, Tensor]:
+            tokens = torch.div(batch.m_lengths, unit, rounding_mode="floor").clamp_min(1)
+            text_emb = text_encoder.encode(list(batch.captions)).to(device)
+            targets = model.generate(tokens.to(device), text_emb, time_steps=time_steps, cfg=cfg_scale,
+                                     snap_fn=snap_fn, latent_fn=latent_fn)
+            motion = renormalize(decode_targets(tokenizer, targets), mean, std, evaluator.mean, evaluator.std)
+            return motion, tokens * unit
+
+        report = evaluate(evaluator, eval_loader, motion_fn, replications=1, seed=seed, progress=False)
+        return {name: stat.mean for name, stat in report.metrics.items()}
+
+    return eval_fn
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoint records
+# ---------------------------------------------------------------------------------------------------------------------
+
+def generator_checkpoint_meta(model_name: str, model_args: dict[str, Any], spec: DatasetSpec, tokenizer: Tokenizer,
+                              ref: TokenizerRef, text_record: dict[str, Any],
+                              config: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint_meta`` of a generator run (the engine adds weights, EMA, optimizer, step, ...).
+
+    Keys: ``stage`` "generator", ``model_name``, ``model_args`` (``MARDM_MODELS[model_name](**model_args)`` rebuilds
+    the model), ``dataset`` {name, spec, mean, std} (the tokenizer's statistics), ``tokenizer`` {name, path, sha256,
+    model_name, kind}, ``text_encoder`` {name, dim, path}, ``target`` (latent | fsq_coords | vq_codes), ``config``,
+    ``parent`` {path, sha256} of the tokenizer.
+    """
+    mean, std = tokenizer_statistics(tokenizer)
+    sha = file_sha256(ref.path)
+    return {
+        "stage": "generator", "model_name": model_name, "model_args": dict(model_args),
+        "dataset": dataset_record(spec, mean, std),
+        "tokenizer": {"name": ref.name, "path": ref.path, "sha256": sha, "model_name": tokenizer.model_name,
+                      "kind": tokenizer.kind},
+        "text_encoder": dict(text_record), "target": TARGET_NAMES[tokenizer.kind], "config": dict(config),
+        "parent": {"path": ref.path, "sha256": sha},
+    }
+
+
+def check_resume_matches(latest_path: str, meta: dict[str, Any]) -> None:
+    """Before ``--is_continue``: the run's tokenizer weights and text encoder must be the ones given now."""
+    if not os.path.isfile(latest_path):
+        return  # the engine reports the missing checkpoint with the flags to check
+    saved = load_checkpoint(latest_path)
+    saved_text = saved.get("text_encoder") or {}
+    # The weights file of CLIP may have moved; the encoder's kind and width must not change.
+    checks = [("tokenizer sha256", (saved.get("tokenizer") or {}).get("sha256"), meta["tokenizer"]["sha256"]),
+              ("text encoder", (saved_text.get("name"), saved_text.get("dim")),
+               (meta["text_encoder"]["name"], meta["text_encoder"]["dim"])),
+              ("target", saved.get("target"), meta["target"])]
+    for field, found, expected in checks:
+        if found != expected:
+            raise CheckpointError(f"{latest_path}: {field} is {found!r} in the run being resumed but {expected!r} "
+                                  f"now; resume with the same tokenizer and text encoder, or start a new --name")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Length estimator data
+# ---------------------------------------------------------------------------------------------------------------------
+
+class CaptionLengths(NamedTuple):
+    """One row per caption: ``captions`` (M strings) and the length in frames of the motion it describes (M,)."""
+
+    captions: list[str]
+    lengths: np.ndarray
+
+
+def caption_lengths(spec: DatasetSpec, split: str, data_root: str | None = None,
+                    progress: bool = True) -> CaptionLengths:
+    """Every (caption, motion length) pair of ``split`` under the text-motion sample rules (sub-clips included,
+    lengths capped at ``spec.max_motion_length``), as ``Text2MotionDataset`` would serve them uncropped."""
+    index = MotionIndex.build(spec, split, data_root, progress=progress)
+    samples = collect_text_samples(spec, index, data_root)
+    captions: list[str] = []
+    lengths: list[int] = []
+    for entries, length in zip(samples.captions, samples.lengths.tolist()):
+        for entry in entries:
+            captions.append(entry.caption)
+            lengths.append(min(int(length), spec.max_motion_length))
+    if not captions:
+        raise ValueError(f"{spec.name} {split}: no caption with a usable motion in {data_root or spec.root}")
+    return CaptionLengths(captions, np.asarray(lengths, dtype=np.int64))
+
+
+class EmbeddingClassDataset(Dataset):
+    """``(text_emb (E,), class ())`` pairs held in memory: ``embeddings (M, E)`` float32, ``classes (M,)`` long."""
+
+    def __init__(self, embeddings: Tensor, classes: Tensor) -> None:
+        if embeddings.ndim != 2 or classes.shape != (embeddings.shape[0],):
+            raise ValueError(f"EmbeddingClassDataset: expected embeddings (M, E) and classes (M,), got "
+                             f"{tuple(embeddings.shape)} and {tuple(classes.shape)}")
+        self.embeddings = embeddings.float().cpu()
+        self.classes = classes.long().cpu()
+
+    def __len__(self) -> int:
+        return self.classes.shape[0]
+
+    def __getitem__(self, item: int) -> tuple[Tensor, Tensor]:
+        return self.embeddings[item], self.classes[item]

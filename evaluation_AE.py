@@ -1,0 +1,237 @@
+"""Evaluate a motion tokenizer (AE, VQ-VAE, RVQ-VAE, FSQ): reconstruct test motion and score it.
+
+Reported:
+- through the evaluation protocol (``utils/eval_protocol.py``), when an evaluator exists for the dataset: FID,
+  Diversity, R-precision top-1/2/3 and matching score of the reconstructions, mean ± 95% interval over
+  ``--replications`` passes; skipped with a message otherwise;
+- MPJPE in mm, root-aligned over valid frames, per frame (MoMask / MARDM) and per sequence (MotionMillion);
+- mean absolute error per feature group of the dataset layout (feature units and normalised units);
+- per residual layer: code perplexity, fraction of the codebook used, dead codes (none for a continuous AE); and the
+  bit rate ``log2(K) * tokens per second * layers``.
+
+The GT test motion is read with the evaluator statistics, de-normalised and re-normalised with the tokenizer's own
+(recorded in our checkpoints; for official files: the evaluator-style statistics for T2M-GPT / MoMask, the dataset's
+for MARDM / MotionMillion), reconstructed, and converted back.
+
+Examples::
+
+    python evaluation_AE.py --name FSQ_AE_High --dataset_name t2m_67              # model/net_best_fid.tar, else
+                                                                                   # net_best_loss.tar, else latest.tar
+    python evaluation_AE.py --name AE --dataset_name t2m_67 --which_epoch latest
+    python evaluation_AE.py --ckpt checkpoints/t2m/rvq_nq6_dc512_nc512_noshare_qdp0.2/model/net_best_fid.tar \\
+        --dataset_name t2m --glove_dir ./glove --name momask_rvq
+    python evaluation_AE.py --name FSQ_Tiny --dataset_name synthetic --data_root dataset/Synthetic --replications 5
+
+Writes ``checkpoints/<ds>/<name>/eval/eval_<which>.json``, ``eval_<which>_replications.jsonl`` (one line per
+replication as it finishes; ``--is_continue`` reuses them) and ``eval.log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from models.loader import load_tokenizer
+from options.config import config_to_dict, parse_with_config
+from options.eval_options import get_evaluation_ae_parser
+from utils.checkpoint import CheckpointError, check_matches
+from utils.dataset_specs import get_dataset_spec
+from utils.datasets import Text2MotionDataset, collate_text_motion
+from utils.eval_protocol import (
+    ReconstructionStats,
+    bits_per_second,
+    build_eval_loader,
+    checkpoint_info,
+    evaluate,
+    format_report,
+    renormalize,
+    write_report_json,
+)
+from utils.evaluator import load_evaluator
+from utils.logging_utils import setup_logging
+from utils.normalization import eval_normalization, load_mean_std
+from utils.run_dir import RunDir
+from utils.seed import set_seed
+
+logger = logging.getLogger("evaluation_AE")
+
+BEST_FIRST = ("net_best_fid", "net_best_loss", "latest")
+EVALUATOR_STYLE_FORMATS = ("t2m-gpt", "momask")  # trained with the evaluator's (feat_bias) statistics
+
+
+def resolve_checkpoint(cfg) -> tuple[str, str, str]:
+    """(checkpoint path, run name, tag for the output files)."""
+    if cfg.ckpt:
+        path = cfg.ckpt
+        if not os.path.isfile(path):
+            raise CheckpointError(f"--ckpt: checkpoint not found: {path}")
+        parts = os.path.abspath(path).split(os.sep)
+        name = cfg.name or (parts[-3] if len(parts) >= 3 and parts[-2] == "model" else os.path.splitext(parts[-1])[0])
+        return path, name, os.path.splitext(os.path.basename(path))[0]
+    if not cfg.name:
+        raise ValueError("pass --name (a run under --checkpoints_dir) or --ckpt (a checkpoint file)")
+    model_dir = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name).model_dir
+    candidates = [cfg.which_epoch] if cfg.which_epoch else list(BEST_FIRST)
+    for stem in candidates:
+        path = os.path.join(model_dir, f"{stem}.tar")
+        if os.path.isfile(path):
+            return path, cfg.name, stem
+    found = sorted(f for f in os.listdir(model_dir) if f.endswith(".tar")) if os.path.isdir(model_dir) else []
+    raise CheckpointError(f"no {' / '.join(c + '.tar' for c in candidates)} in {model_dir}; found {found or 'none'} "
+                          "(pick one with --which_epoch)")
+
+
+def tokenizer_statistics(tokenizer, spec, cfg, evaluator) -> tuple:
+    """(mean, std, where they came from): the statistics the tokenizer was trained with, each (D,).
+
+    Ours record them. Official files do not: ``--ae_meta_dir`` (mean.npy, std.npy) when given; else T2M-GPT / MoMask
+    were trained with the evaluator's statistics (their VQ meta is the evaluator meta), MARDM / MotionMillion with
+    the dataset's Mean/Std.
+    """
+    record = tokenizer.dataset
+    if record is not None and "mean" in record and "std" in record:
+        check_matches(tokenizer.source, "dataset name", record.get("name"), spec.name)
+        return (torch.as_tensor(record["mean"]).float().numpy(), torch.as_tensor(record["std"]).float().numpy(),
+                "checkpoint")
+    if cfg.ae_meta_dir:
+        paths = [os.path.join(cfg.ae_meta_dir, f) for f in ("mean.npy", "std.npy")]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"--ae_meta_dir: {missing} not found; expected mean.npy and std.npy of shape "
+                                    f"({spec.dim_pose},)")
+        mean, std = (np.load(p, allow_pickle=False)[:spec.dim_pose].astype(np.float32) for p in paths)
+        return mean, std, f"--ae_meta_dir {cfg.ae_meta_dir}"
+    if tokenizer.source_format in EVALUATOR_STYLE_FORMATS:
+        if evaluator is not None:
+            return evaluator.mean, evaluator.std, f"the evaluator's ({tokenizer.source_format} convention)"
+        mean, std = eval_normalization(*load_mean_std(spec, cfg.data_root), spec)
+        logger.warning("%s: no evaluator statistics to read; using the dataset Mean/Std with the feature bias (the "
+                       "released metas divide those dims by about 25, not 5: pass --ae_meta_dir)", tokenizer.source)
+        return mean, std, f"dataset Mean/Std with the evaluator feature bias ({tokenizer.source_format} convention)"
+    mean, std = load_mean_std(spec, cfg.data_root)
+    return mean, std, f"dataset Mean/Std ({tokenizer.source_format} convention)"
+
+
+def reconstruct(tokenizer, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised motion (B, T, D) -> (reconstruction (B, T, D), codes): padded to whole tokens, cropped back."""
+    frames = motion.shape[1]
+    pad = (-frames) % tokenizer.unit_length
+    codes = tokenizer.encode(F.pad(motion, (0, 0, 0, pad)))
+    return tokenizer.decode(codes)[:, :frames], codes
+
+
+@torch.no_grad()
+def main(cfg) -> dict:
+    # ---------------------------------------------------------------------------------------------------------------
+    # setup
+    # ---------------------------------------------------------------------------------------------------------------
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    path, name, tag = resolve_checkpoint(cfg)
+    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, name)
+    os.makedirs(run.eval_dir, exist_ok=True)
+    setup_logging(os.path.join(run.eval_dir, "eval.log"))
+    set_seed(cfg.seed)
+    device = torch.device(cfg.device)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # model
+    # ---------------------------------------------------------------------------------------------------------------
+    tokenizer = load_tokenizer(path, model_name=cfg.ae_model, map_location=device)
+    if tokenizer.model.input_width != spec.dim_pose:
+        raise CheckpointError(f"{path}: the tokenizer takes {tokenizer.model.input_width} features but dataset "
+                              f"{spec.name!r} has {spec.dim_pose}; wrong --dataset_name?")
+    evaluator_dir = cfg.evaluator_dir or os.path.join(cfg.checkpoints_dir, cfg.dataset_name, "text_mot_match")
+    evaluator, skipped = None, None
+    try:
+        evaluator = load_evaluator(evaluator_dir, cfg.dataset_name, device, data_root=cfg.data_root)
+    except (CheckpointError, FileNotFoundError) as e:
+        skipped = (f"no usable evaluator for {cfg.dataset_name!r} ({e}); FID, Diversity, R-precision and matching "
+                   f"score are skipped. Train one with: python train_evaluator.py --dataset_name {cfg.dataset_name}")
+        logger.warning(skipped)
+    tok_mean, tok_std, stats_source = tokenizer_statistics(tokenizer, spec, cfg, evaluator)
+    logger.info("%s: %s (%s, %s), statistics from %s", path, tokenizer.model_name, tokenizer.kind,
+                tokenizer.source_format, stats_source)
+    layers = tokenizer.num_quantizers if tokenizer.kind == "rvq" else 1
+    info = checkpoint_info(path)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # reconstruction metrics: one pass over the split, seeded crops
+    # ---------------------------------------------------------------------------------------------------------------
+    data = Text2MotionDataset(spec, cfg.split, tok_mean, tok_std, data_root=cfg.data_root)
+    stats = ReconstructionStats(spec, tok_mean, tok_std, tokenizer.codebook_size, tokenizer.unit_length)
+    torch.manual_seed(cfg.seed)
+    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_text_motion,
+                        num_workers=cfg.num_workers)
+    for batch in tqdm(loader, desc="reconstruction", dynamic_ncols=True):
+        recon, codes = reconstruct(tokenizer, batch.motion.to(device))
+        stats.update(batch.motion, recon, batch.lengths, None if tokenizer.kind == "ae" else codes)
+    recon_metrics = stats.summary()
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # evaluation protocol
+    # ---------------------------------------------------------------------------------------------------------------
+    report = None
+    if evaluator is not None:
+        eval_loader = build_eval_loader(evaluator, spec, cfg.split, data_root=cfg.data_root,
+                                        glove_dir=cfg.glove_dir, num_workers=cfg.num_workers)
+
+        def motion_fn(batch):
+            motion = renormalize(batch.motion.to(device), evaluator.mean, evaluator.std, tok_mean, tok_std)
+            recon, _ = reconstruct(tokenizer, motion)
+            return renormalize(recon, tok_mean, tok_std, evaluator.mean, evaluator.std), batch.m_lengths
+
+        meta = {**info, "model_name": tokenizer.model_name, "kind": tokenizer.kind,
+                "source_format": tokenizer.source_format}
+        report = evaluate(evaluator, eval_loader, motion_fn, replications=cfg.replications, seed=cfg.seed,
+                          results_path=os.path.join(run.eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
+                          gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # results
+    # ---------------------------------------------------------------------------------------------------------------
+    result = {
+        **info, "which": tag,
+        "model_name": tokenizer.model_name, "kind": tokenizer.kind, "source_format": tokenizer.source_format,
+        "model_args": tokenizer.model_args, "dataset": spec.name, "split": cfg.split,
+        "tokenizer_statistics": stats_source, "seed": cfg.seed,
+        "tokens_per_second": spec.fps / tokenizer.unit_length, "layers": layers,
+        "bits_per_second": bits_per_second(tokenizer.codebook_size, spec.fps, tokenizer.unit_length, layers),
+        "reconstruction": recon_metrics,
+        "protocol": report.to_dict() if report is not None else None, "protocol_skipped": skipped,
+        "config": config_to_dict(cfg),
+    }
+    out_path = os.path.join(run.eval_dir, f"eval_{tag}.json")
+    write_report_json(result, out_path)
+    print(_recon_table(result))
+    if report is not None:
+        print(format_report(report, title=f"{tokenizer.model_name} reconstruction, {spec.name} {cfg.split}"))
+    logger.info("wrote %s", out_path)
+    return result
+
+
+def _recon_table(result: dict) -> str:
+    rec = result["reconstruction"]
+    mpjpe = rec["mpjpe_mm"]
+    lines = [f"{result['model_name']} ({result['kind']}) on {result['dataset']} {result['split']}, "
+             f"{rec['frames']} frames",
+             f"  MPJPE per frame     {mpjpe:.2f} mm" if mpjpe is not None else "  MPJPE               n/a",
+             f"  MPJPE per sequence  {rec['mpjpe_seq_mm']:.2f} mm" if mpjpe is not None else ""]
+    lines += [f"  MAE {group:<16}{value:.5f} ({rec['group_mae_normalized'][group]:.4f} normalised)"
+              for group, value in rec["group_mae"].items()]
+    if rec["codebook"]:
+        for layer in rec["codebook"]["layers"]:
+            lines.append(f"  layer {layer['layer']}: perplexity {layer['perplexity']:.1f}, usage {layer['usage']:.3f} "
+                         f"({layer['used_codes']}/{rec['codebook']['codebook_size']}), dead {layer['dead_codes']}")
+    bps = result["bits_per_second"]
+    lines.append(f"  bits per second     {bps:.1f}" if bps is not None else "  bits per second     n/a (continuous)")
+    return "\n".join(line for line in lines if line)
+
+
+if __name__ == "__main__":
+    main(parse_with_config(get_evaluation_ae_parser()))

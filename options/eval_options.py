@@ -1,0 +1,96 @@
+"""Parsers of the evaluator training and the evaluation scripts (``train_evaluator.py``, ``evaluation_AE.py``).
+
+Both parse with ``options.config.parse_with_config``, so ``--config`` YAML presets work as for training.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from models.evaluator import EVALUATOR_SIZES
+from models.tokenizers import TOKENIZERS
+from options.base_options import get_base_parser
+from utils.dataset_specs import dataset_names
+from utils.eval_protocol import DEFAULT_REPLICATIONS, DEFAULT_SEED
+
+NEG_SHIFTS = ("nonzero", "reference")
+
+
+def add_protocol_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The evaluation-protocol flags every evaluation script shares: evaluator, split, replications, resume."""
+    group = parser.add_argument_group("evaluation protocol")
+    group.add_argument("--evaluator_dir", type=str, default=None,
+                       help="evaluator checkpoint or folder (default <checkpoints_dir>/<dataset_name>/text_mot_match)")
+    group.add_argument("--glove_dir", type=str, default="./glove",
+                       help="folder of our_vab_{data.npy,words.pkl,idx.pkl}, needed by evaluators using GloVe")
+    group.add_argument("--split", type=str, default="test", help="split the protocol runs on")
+    group.add_argument("--replications", type=int, default=DEFAULT_REPLICATIONS,
+                       help="passes over the split; metrics are mean ± 1.96·std/√replications")
+    group.add_argument("--no_gt_cache", action="store_true",
+                       help="recompute the GT embeddings instead of reading/writing <evaluator>/gt_cache")
+    group.add_argument("--is_continue", action="store_true",
+                       help="reuse the replications already streamed to the eval JSONL file by the same evaluation")
+    return group
+
+
+def get_train_evaluator_parser() -> argparse.ArgumentParser:
+    """``train_evaluator.py``: the shared training flags with Guo et al.'s evaluator recipe as defaults."""
+    parser = get_base_parser("Train a Guo et al. text/motion evaluator (movement encoder, then co-embedding).")
+    parser.set_defaults(name="text_mot_match", batch_size=32, lr=1e-4, epoch=300, warm_up_iter=0, milestones=[],
+                        lr_decay=1.0, grad_clip=0.5, num_workers=2, seed=DEFAULT_SEED)
+    group = parser.add_argument_group("evaluator")
+    group.add_argument("--max_epoch", dest="epoch", type=int, default=argparse.SUPPRESS,
+                       help="alias of --epoch (passes over the training captions)")
+    group.add_argument("--sizes", type=str, default="official", choices=sorted(EVALUATOR_SIZES),
+                       help="layer widths: official (the released 512/1024), small, tiny (tests)")
+    group.add_argument("--glove_dir", type=str, default=None,
+                       help="GloVe folder (our_vab_*); when absent, a vocabulary is learned from the train captions")
+    group.add_argument("--dim_word", type=int, default=None,
+                       help="width of a learned word embedding (default 300 for official sizes, else smaller)")
+    group.add_argument("--val_split", type=str, default="val", help="split for the validation loss / R-precision")
+    group.add_argument("--margin", type=float, default=10.0, help="contrastive margin for negative pairs")
+    group.add_argument("--neg_shift", type=str, default="nonzero", choices=NEG_SHIFTS,
+                       help="negatives are the batch shifted by a random amount: 'nonzero' draws it from [1, B-1]; "
+                            "'reference' from [0, B-2] like Guo et al. (a shift of 0 makes negatives positives)")
+    pre = parser.add_argument_group("movement-encoder pretraining (Guo et al.'s Decomp stage)")
+    pre.add_argument("--pretrain_iters", type=int, default=None,
+                     help="steps of movement encoder + decoder training (default 5 epochs of windows; 0 skips it)")
+    pre.add_argument("--pretrain_window", type=int, default=24, help="frames per pretraining window (multiple of 4)")
+    pre.add_argument("--lambda_sparsity", type=float, default=0.001, help="weight of mean |movement latent|")
+    pre.add_argument("--lambda_smooth", type=float, default=0.001,
+                     help="weight of the L1 difference of consecutive movement latents")
+    return parser
+
+
+def get_evaluation_ae_parser() -> argparse.ArgumentParser:
+    """``evaluation_AE.py``: which tokenizer to load, and the protocol flags."""
+    parser = argparse.ArgumentParser(description="Evaluate a motion tokenizer (reconstruction).",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = parser.add_argument_group("run")
+    run.add_argument("--name", type=str, default="",
+                     help="tokenizer run name: checkpoints/<dataset_name>/<name>/model/<which_epoch>.tar")
+    run.add_argument("--ckpt", type=str, default=None,
+                     help="any tokenizer file load_tokenizer accepts (ours, T2M-GPT, MoMask, MARDM, MotionMillion) "
+                          "instead of --name")
+    run.add_argument("--which_epoch", type=str, default=None,
+                     help="checkpoint file name in the run's model/ folder without .tar (net_best_fid, latest, ...); "
+                          "default: net_best_fid, else net_best_loss, else latest (the one used is logged)")
+    run.add_argument("--ae_model", type=str, default=None, choices=sorted(TOKENIZERS),
+                     help="expected registry name; a checkpoint of another model is an error")
+    run.add_argument("--ae_meta_dir", type=str, default=None,
+                     help="folder with the mean.npy/std.npy an official tokenizer file was trained with (ours record "
+                          "theirs; default for T2M-GPT/MoMask files: the evaluator's statistics)")
+    run.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="root folder of all runs")
+    run.add_argument("--config", type=str, default=None, help="YAML preset (flag: value)")
+    run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed (replication r uses seed + r)")
+    run.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset_name", type=str, default="t2m", choices=dataset_names(),
+                      help="dataset from utils/dataset_specs.py (or a dataset/<name>/spec.json)")
+    data.add_argument("--data_root", type=str, default=None, help="folder of the dataset (default: the spec's root)")
+    data.add_argument("--batch_size", type=int, default=32, help="batch of the reconstruction-metric pass")
+    data.add_argument("--num_workers", type=int, default=0, help="DataLoader workers")
+    add_protocol_args(parser)
+    return parser

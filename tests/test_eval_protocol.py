@@ -1,0 +1,281 @@
+"""The evaluation protocol on a tiny evaluator and a tiny dataset written into tmp_path."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from utils.dataset_specs import get_dataset_spec
+from utils.eval_protocol import (
+    GTCache,
+    build_eval_loader,
+    evaluate,
+    format_report,
+    renormalize,
+    replication_seeds,
+    write_report_json,
+)
+from utils.evaluator import build_evaluator
+from utils.normalization import eval_normalization, load_mean_std
+from utils.word_vectorizer import LearnedVocab
+
+WORDS = {"walk": "VERB", "run": "VERB", "jump": "VERB", "wave": "VERB", "sit": "VERB"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_dataset(root: Path, n_test: int = 70, n_train: int = 8, dim: int = 263, seed: int = 0) -> None:
+    """Clips of 40-90 frames whose features depend on an action word in their two captions."""
+    rng = np.random.default_rng(seed)
+    (root / "new_joint_vecs").mkdir(parents=True)
+    (root / "texts").mkdir()
+    actions = sorted(WORDS)
+    ids = {"test": [f"t{i:03d}" for i in range(n_test)], "train": [f"r{i:03d}" for i in range(n_train)]}
+    all_motion = []
+    for split, names in ids.items():
+        for clip_id in names:
+            k = int(rng.integers(len(actions)))
+            length = int(rng.integers(40, 90))
+            t = np.arange(length)[:, None] / 20.0
+            motion = np.sin(t * (k + 1) + rng.standard_normal(dim)) + 0.3 * rng.standard_normal((length, dim))
+            np.save(root / "new_joint_vecs" / f"{clip_id}.npy", motion.astype(np.float32))
+            all_motion.append(motion)
+            word = actions[k]
+            lines = [f"a person does {word}.#a/DET person/NOUN {word}/{WORDS[word]}#0.0#0.0",
+                     f"someone will {word} now.#someone/PRON will/AUX {word}/VERB now/ADV#0.0#0.0"]
+            (root / "texts" / f"{clip_id}.txt").write_text("\n".join(lines) + "\n")
+        (root / f"{split}.txt").write_text("".join(i + "\n" for i in names))
+    frames = np.concatenate(all_motion)
+    np.save(root / "Mean.npy", frames.mean(0).astype(np.float32))
+    np.save(root / "Std.npy", (frames.std(0) + 0.1).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    write_dataset(root)
+    spec = get_dataset_spec("synthetic", str(root))
+    mean, std = eval_normalization(*load_mean_std(spec, str(root)), spec)
+    vocab = LearnedVocab.from_split(str(root), "train", dim_word=8)
+    torch.manual_seed(0)
+    ev = build_evaluator("synthetic", mean, std, word_vectors=vocab, sizes="tiny", data_root=str(root))
+    loader = build_eval_loader(ev, spec, "test", data_root=str(root), progress=False)
+    return root, spec, ev, loader
+
+
+def gt_motion(batch):
+    return batch.motion, batch.m_lengths
+
+
+def test_loader_is_a_function_of_the_seed(setup):
+    _, _, _, loader = setup
+    assert loader.num_batches == 2 and loader.num_samples == 64
+    first = list(loader.batches(11))
+    torch.rand(1000)  # global RNG use in between must not matter
+    again = list(loader.batches(11))
+    other = list(loader.batches(12))
+    for a, b in zip(first, again):
+        assert torch.equal(a.motion, b.motion) and a.captions == b.captions
+    assert not all(torch.equal(a.m_lengths, b.m_lengths) for a, b in zip(first, other))
+    assert all(bool((b.m_lengths % 4 == 0).all()) and b.motion.shape == (32, 196, 263) for b in first)
+
+
+def test_loader_leaves_global_rng_alone(setup):
+    _, _, _, loader = setup
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    for _ in loader.batches(1):
+        pass
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_gt_vs_gt_fid_is_zero_and_mismatched_motion_is_far(setup, tmp_path):
+    _, _, ev, loader = setup
+    real = evaluate(ev, loader, gt_motion, replications=2, seed=3, gt_cache=None, progress=False)
+    assert real.metrics["fid"].mean < 1e-6
+    for key in ("diversity", "top1", "top2", "top3", "matching_score"):
+        assert real.metrics[key].mean == pytest.approx(real.real[key].mean, abs=1e-12)
+    assert "multimodality" not in real.metrics
+    assert 0 < real.metrics["top1"].mean <= real.metrics["top2"].mean <= real.metrics["top3"].mean <= 1
+
+    def noise(batch):
+        return torch.randn_like(batch.motion) * 3, batch.m_lengths
+
+    def rolled(batch):  # the same motions paired with other captions: same set, same FID, other R-precision
+        return batch.motion.roll(1, 0), batch.m_lengths.roll(1, 0)
+
+    far = evaluate(ev, loader, noise, replications=2, seed=3, gt_cache=None, progress=False)
+    swapped = evaluate(ev, loader, rolled, replications=2, seed=3, gt_cache=None, progress=False)
+    assert far.metrics["fid"].mean > 1000 * max(real.metrics["fid"].mean, 1e-4)
+    assert swapped.metrics["fid"].mean < 1e-6
+    assert swapped.metrics["matching_score"].mean != pytest.approx(real.metrics["matching_score"].mean, rel=1e-3)
+
+
+def test_replications_stream_to_jsonl_and_resume(setup, tmp_path):
+    _, _, ev, loader = setup
+    path = tmp_path / "eval" / "replications.jsonl"
+    calls = {"n": 0}
+
+    def fails_in_second_replication(batch):
+        calls["n"] += 1
+        if calls["n"] > loader.num_batches:
+            raise RuntimeError("killed")
+        return gt_motion(batch)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        evaluate(ev, loader, fails_in_second_replication, replications=3, seed=7, results_path=str(path),
+                 gt_cache=None, progress=False, meta={"checkpoint": "x"})
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [row["seed"] for row in lines] == [7]
+    assert set(lines[0]["metrics"]) >= {"fid", "diversity", "top1", "top2", "top3", "matching_score"}
+
+    calls["n"] = 0
+    report = evaluate(ev, loader, gt_motion_counted(calls), replications=3, seed=7, results_path=str(path),
+                      gt_cache=None, progress=False, meta={"checkpoint": "x"}, resume=True)
+    assert calls["n"] == 2 * loader.num_batches  # replication 0 was reused
+    assert [row["seed"] for row in report.rows] == replication_seeds(7, 3) == report.meta["protocol"]["seeds"]
+    assert len(path.read_text().splitlines()) == 3
+    fresh = evaluate(ev, loader, gt_motion, replications=3, seed=7, gt_cache=None, progress=False)
+    for a, b in zip(report.rows, fresh.rows):
+        assert a["metrics"] == pytest.approx(b["metrics"], abs=1e-9)
+
+
+def gt_motion_counted(calls):
+    def fn(batch):
+        calls["n"] += 1
+        return gt_motion(batch)
+    return fn
+
+
+def test_confidence_interval_formula(setup):
+    _, _, ev, loader = setup
+    report = evaluate(ev, loader, lambda b: (b.motion * 0.9, b.m_lengths), replications=3, seed=1, gt_cache=None,
+                      progress=False)
+    for key, stat in report.metrics.items():
+        values = np.array([row["metrics"][key] for row in report.rows])
+        assert stat.mean == pytest.approx(values.mean())
+        assert stat.ci == pytest.approx(1.96 * values.std(ddof=0) / math.sqrt(3))
+    assert len({row["metrics"]["fid"] for row in report.rows}) == 3  # crops differ between replications
+
+
+def test_gt_cache_hit_skips_the_evaluator_and_gives_identical_numbers(setup, tmp_path, monkeypatch):
+    _, _, ev, loader = setup
+    calls = {"n": 0}
+    original = ev.get_co_embeddings
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "get_co_embeddings", counted)
+    cache = GTCache(str(tmp_path / "gt_cache"))
+
+    def model(batch):
+        return batch.motion.flip(1) * 0.5, batch.m_lengths
+
+    first = evaluate(ev, loader, model, replications=2, seed=20, gt_cache=cache, progress=False)
+    assert calls["n"] == 2 * loader.num_batches
+    assert [row["gt_cache"] for row in first.rows] == ["miss", "miss"]
+    assert len(list((tmp_path / "gt_cache").glob("*.npz"))) == 2
+
+    calls["n"] = 0
+    second = evaluate(ev, loader, model, replications=2, seed=20, gt_cache=cache, progress=False)
+    assert calls["n"] == 0
+    assert [row["gt_cache"] for row in second.rows] == ["hit", "hit"]
+    for a, b in zip(first.rows, second.rows):
+        assert a["metrics"] == b["metrics"] and a["real"] == b["real"]
+
+    # Another base seed shares replication seed 21 only.
+    calls["n"] = 0
+    evaluate(ev, loader, model, replications=2, seed=21, gt_cache=cache, progress=False)
+    assert calls["n"] == loader.num_batches
+
+    # A cache entry that does not fit the batches is detected and recomputed.
+    key_file = sorted((tmp_path / "gt_cache").glob("*seed20.npz"))[0]
+    with np.load(key_file) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["m_lengths"] = arrays["m_lengths"] + 4
+    np.savez(key_file, **arrays)
+    calls["n"] = 0
+    third = evaluate(ev, loader, model, replications=1, seed=20, gt_cache=cache, progress=False)
+    assert calls["n"] == loader.num_batches and third.rows[0]["gt_cache"] == "stale"
+    assert third.rows[0]["metrics"] == first.rows[0]["metrics"]
+
+
+def test_multimodality_uses_repeats(setup):
+    _, _, ev, loader = setup
+
+    def sample(batch):
+        return batch.motion + 0.2 * torch.randn_like(batch.motion), batch.m_lengths
+
+    report = evaluate(ev, loader, sample, replications=1, seed=2, mm_fn=sample, mm_batches=1, mm_repeats=11,
+                      mm_times=10, gt_cache=None, progress=False)
+    assert report.metrics["multimodality"].mean > 0
+    deterministic = evaluate(ev, loader, gt_motion, replications=1, seed=2, mm_fn=gt_motion, mm_batches=1,
+                             mm_repeats=11, mm_times=10, gt_cache=None, progress=False)
+    assert deterministic.metrics["multimodality"].mean < 1e-6
+
+
+def test_renormalize_round_trip():
+    rng = np.random.default_rng(0)
+    d = 7
+    m1, s1 = rng.standard_normal(d), rng.uniform(0.5, 2, d)
+    m2, s2 = rng.standard_normal(d), rng.uniform(0.5, 2, d)
+    raw = rng.standard_normal((2, 5, d)).astype(np.float32)
+    x1 = (raw - m1) / s1
+    x2 = renormalize(x1, m1, s1, m2, s2)
+    np.testing.assert_allclose(x2, (raw - m2) / s2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(renormalize(x2, m2, s2, m1, s1), x1, rtol=1e-5, atol=1e-5)
+    t = torch.from_numpy(x1.astype(np.float32))
+    back = renormalize(renormalize(t, m1, s1, m2, s2), m2, s2, m1, s1)
+    assert isinstance(back, torch.Tensor) and torch.allclose(back, t, atol=1e-5)
+    assert renormalize(t, m1, s1, m1.copy(), s1.copy()) is t
+    with pytest.raises(ValueError, match="from_std"):
+        renormalize(t, m1, s1[:3], m2, s2)
+
+
+def test_bad_motion_fn_output_fails_clearly(setup):
+    _, _, ev, loader = setup
+    with pytest.raises(ValueError, match=r"motion has shape .*expected \(32, T, 263\)"):
+        evaluate(ev, loader, lambda b: (b.motion[..., :10], b.m_lengths), replications=1, gt_cache=None,
+                 progress=False)
+    with pytest.raises(ValueError, match="lengths must be"):
+        evaluate(ev, loader, lambda b: (b.motion[:, :40], b.m_lengths), replications=1, gt_cache=None,
+                 progress=False)
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(ev, loader, lambda b: (b.motion * float("nan"), b.m_lengths), replications=1, gt_cache=None,
+                 progress=False)
+
+
+def test_loader_refuses_another_datasets_evaluator(setup):
+    root, spec, _, _ = setup
+    mean, std = np.zeros(263, np.float32), np.ones(263, np.float32)
+    other = build_evaluator("t2m", mean, std, sizes="tiny", dim_word=8)
+    with pytest.raises(ValueError, match="belongs to dataset 't2m'"):
+        build_eval_loader(other, spec, "test", data_root=str(root), progress=False)
+
+
+def test_report_table_and_json(setup, tmp_path):
+    _, _, ev, loader = setup
+    report = evaluate(ev, loader, gt_motion, replications=1, seed=0, gt_cache=None, progress=False,
+                      meta={"checkpoint": "ckpt.tar", "steps": 10})
+    text = format_report(report, title="test")
+    assert "FID" in text and "R-precision top-3" in text and "Matching score" in text
+    path = tmp_path / "report.json"
+    write_report_json(report, str(path))
+    data = json.loads(path.read_text())
+    assert data["meta"]["steps"] == 10 and data["meta"]["protocol"]["split"] == "test"
+    assert data["meta"]["protocol"]["evaluator"]["source"] == "learned vocabulary"
+    assert data["metrics"]["fid"]["mean"] == report.metrics["fid"].mean

@@ -1,0 +1,199 @@
+"""evaluation_AE.py end to end on tiny tokenizer runs, and the reconstruction statistics it reports."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import evaluation_AE
+from models.tokenizers import build_tokenizer
+from options.config import parse_with_config
+from options.eval_options import get_evaluation_ae_parser
+from utils.checkpoint import CheckpointError, save_checkpoint
+from utils.dataset_specs import get_dataset_spec
+from utils.eval_protocol import ReconstructionStats, bits_per_second
+from utils.evaluator import build_evaluator, save_evaluator
+from utils.normalization import eval_normalization, load_mean_std
+from utils.word_vectorizer import LearnedVocab
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_dataset(root: Path, n_test: int = 36, dim: int = 263, seed: int = 0) -> None:
+    """Smooth random-walk features (40-70 frames) with captions, a test and a train split, Mean/Std."""
+    rng = np.random.default_rng(seed)
+    (root / "new_joint_vecs").mkdir(parents=True)
+    (root / "texts").mkdir()
+    frames = []
+    splits = {"test": [f"c{i:03d}" for i in range(n_test)], "train": ["c000", "c001"]}
+    for clip_id in splits["test"]:
+        length = int(rng.integers(40, 70))
+        motion = np.cumsum(0.05 * rng.standard_normal((length, dim)), axis=0) + rng.standard_normal(dim)
+        np.save(root / "new_joint_vecs" / f"{clip_id}.npy", motion.astype(np.float32))
+        frames.append(motion)
+        word = ("walk", "jump", "sit")[int(rng.integers(3))]
+        (root / "texts" / f"{clip_id}.txt").write_text(f"a person does {word}.#a/DET person/NOUN {word}/VERB#0.0#0.0\n")
+    for split, ids in splits.items():
+        (root / f"{split}.txt").write_text("".join(i + "\n" for i in ids))
+    frames = np.concatenate(frames)
+    np.save(root / "Mean.npy", frames.mean(0).astype(np.float32))
+    np.save(root / "Std.npy", (frames.std(0) + 0.05).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    write_dataset(root)
+    ck = tmp_path_factory.mktemp("checkpoints")
+    spec = get_dataset_spec("synthetic", str(root))
+    mean, std = load_mean_std(spec, str(root))
+    torch.manual_seed(0)
+    for run, name in (("fsq", "FSQ_AE_Tiny"), ("rvq", "RVQVAE_Tiny"), ("ae", "AE_Tiny")):
+        model = build_tokenizer(name, input_width=spec.dim_pose)
+        # The tokenizers' own statistics (dataset Mean/Std) differ from the evaluator's (feature bias on root/contacts).
+        save_checkpoint(str(ck / "synthetic" / run / "model" / "net_best_loss.tar"),
+                        {"stage": "tokenizer", "model_name": name, "model_args": dict(model.model_args),
+                         "model": model.state_dict(),
+                         "dataset": {"name": "synthetic", "spec": spec.to_dict(), "mean": torch.from_numpy(mean),
+                                     "std": torch.from_numpy(std)}})
+    ev_mean, ev_std = eval_normalization(mean, std, spec)
+    vocab = LearnedVocab.from_split(str(root), "test", dim_word=8)
+    ev = build_evaluator("synthetic", ev_mean, ev_std, word_vectors=vocab, sizes="tiny", data_root=str(root))
+    save_evaluator(str(ck / "synthetic" / "text_mot_match" / "model" / "finest.tar"), ev)
+    return root, ck, spec
+
+
+def run_eval(env, *extra: str) -> dict:
+    root, ck, _ = env
+    argv = ["--dataset_name", "synthetic", "--data_root", str(root), "--checkpoints_dir", str(ck), "--device", "cpu",
+            "--replications", "2", "--seed", "5", *extra]
+    return evaluation_AE.main(parse_with_config(get_evaluation_ae_parser(), argv))
+
+
+def test_fsq_run_writes_eval_json_with_every_metric(env):
+    _, ck, spec = env
+    result = run_eval(env, "--name", "fsq")
+    eval_dir = ck / "synthetic" / "fsq" / "eval"
+    saved = json.loads((eval_dir / "eval_net_best_loss.json").read_text())
+    assert saved["checkpoint"].endswith("net_best_loss.tar") and len(saved["checkpoint_sha256"]) == 64
+    rec = saved["reconstruction"]
+    assert rec["mpjpe_mm"] > 0 and rec["mpjpe_seq_mm"] > 0 and math.isfinite(rec["mpjpe_mm"])
+    assert set(rec["group_mae"]) == {g.name for g in spec.layout}
+    codebook = rec["codebook"]
+    assert len(codebook["layers"]) == 1
+    layer = codebook["layers"][0]
+    assert layer["used_codes"] + layer["dead_codes"] == codebook["codebook_size"]
+    assert 0 < layer["usage"] <= 1 and layer["perplexity"] >= 1
+    k = codebook["codebook_size"]
+    unit = saved["model_args"]["stride_t"] ** saved["model_args"]["down_t"]
+    assert saved["bits_per_second"] == pytest.approx(math.log2(k) * spec.fps / unit)
+    protocol = saved["protocol"]
+    assert set(protocol["metrics"]) == {"fid", "diversity", "top1", "top2", "top3", "matching_score"}
+    assert protocol["meta"]["protocol"]["replications"] == 2 and protocol["meta"]["protocol"]["seeds"] == [5, 6]
+    assert protocol["meta"]["checkpoint_sha256"] == saved["checkpoint_sha256"]
+    assert len((eval_dir / "eval_net_best_loss_replications.jsonl").read_text().splitlines()) == 2
+    assert (eval_dir / "eval.log").is_file()
+    assert result["protocol"]["metrics"]["fid"]["mean"] == protocol["metrics"]["fid"]["mean"]
+
+
+def test_rvq_reports_every_layer_and_ae_has_no_codebook(env):
+    rvq = run_eval(env, "--name", "rvq", "--which_epoch", "net_best_loss", "--no_gt_cache")
+    layers = rvq["reconstruction"]["codebook"]["layers"]
+    assert [layer["layer"] for layer in layers] == list(range(rvq["model_args"]["num_quantizers"]))
+    assert rvq["layers"] == rvq["model_args"]["num_quantizers"]
+    ae = run_eval(env, "--ckpt", str(env[1] / "synthetic" / "ae" / "model" / "net_best_loss.tar"))
+    assert ae["reconstruction"]["codebook"] is None and ae["bits_per_second"] is None
+    assert ae["reconstruction"]["mpjpe_mm"] > 0
+
+
+def test_perfect_reconstruction_scores_like_gt(env, monkeypatch):
+    """With the identity as tokenizer, the de-/re-normalisation chain must give FID 0 and MPJPE 0."""
+    def identity(tokenizer, motion):
+        return motion, None
+
+    monkeypatch.setattr(evaluation_AE, "reconstruct", identity)
+    result = run_eval(env, "--name", "ae", "--no_gt_cache")
+    protocol = result["protocol"]
+    assert protocol["metrics"]["fid"]["mean"] < 1e-4
+    for key in ("top1", "top2", "top3"):
+        assert protocol["metrics"][key]["mean"] == protocol["real"][key]["mean"]
+    assert result["reconstruction"]["mpjpe_mm"] < 1e-3
+    assert max(result["reconstruction"]["group_mae"].values()) < 1e-5
+
+
+def test_without_evaluator_the_protocol_is_skipped_with_a_message(env, tmp_path):
+    result = run_eval(env, "--name", "fsq", "--evaluator_dir", str(tmp_path / "none"))
+    assert result["protocol"] is None
+    assert "train_evaluator.py --dataset_name synthetic" in result["protocol_skipped"]
+    assert result["reconstruction"]["mpjpe_mm"] > 0
+
+
+def test_missing_checkpoint_names_what_exists(env):
+    with pytest.raises(CheckpointError, match=r"no latest\.tar .*net_best_loss\.tar"):
+        run_eval(env, "--name", "fsq", "--which_epoch", "latest")
+    with pytest.raises(CheckpointError, match="model_name"):
+        run_eval(env, "--name", "fsq", "--ae_model", "AE_Tiny")
+
+
+def test_reconstruction_stats_conventions():
+    spec = get_dataset_spec("synthetic")
+    d = spec.dim_pose
+    mean, std = np.zeros(d, np.float32), np.ones(d, np.float32)
+    rng = np.random.default_rng(0)
+    gt = torch.from_numpy(rng.standard_normal((2, 8, d)).astype(np.float32) * 0.1)
+    lengths = torch.tensor([8, 4])
+    stats = ReconstructionStats(spec, mean, std, codebook_size=None, unit_length=4)
+    stats.update(gt, gt.clone(), lengths)
+    same = stats.summary()
+    assert same["mpjpe_mm"] == pytest.approx(0, abs=1e-9) and same["frames"] == 12
+
+    recon = gt.clone()
+    recon[..., spec.group("rot")] += 0.5  # rotations do not move ric joints
+    recon[1, :, spec.group("root_y")] += 0.2  # lifts the root (only) of sequence 1 by 0.2 m ...
+    recon[1, 6:] += 100.0  # ... and frames past its length must not count
+    stats = ReconstructionStats(spec, mean, std, codebook_size=None, unit_length=4)
+    stats.update(gt, recon, lengths)
+    out = stats.summary()
+    # Root-aligned: the 21 other joints are 0.2 m off the root in 4 of the 12 valid frames.
+    assert out["mpjpe_mm"] == pytest.approx(1000 * 0.2 * 21 / 22 * 4 / 12, rel=1e-5)
+    assert out["mpjpe_seq_mm"] == pytest.approx(1000 * 0.2 * 21 / 22 / 2, rel=1e-5)
+    assert out["group_mae"]["rot"] == pytest.approx(0.5, rel=1e-5)
+    assert out["group_mae"]["root_y"] == pytest.approx(0.2 * 4 / 12, rel=1e-5)
+    assert out["group_mae"]["ric"] == pytest.approx(0, abs=1e-7)
+
+    codes = torch.tensor([[0, 1, 3], [2, 2, 9]])  # sample 1 has 4 // 4 = 1 valid token
+    stats = ReconstructionStats(spec, mean, std, codebook_size=4, unit_length=4)
+    lengths_tokens = torch.tensor([12, 4])
+    big = torch.zeros(2, 12, d)
+    stats.update(big, big, lengths_tokens, codes)
+    layer = stats.summary()["codebook"]["layers"][0]
+    assert layer["used_codes"] == 4 and layer["dead_codes"] == 0 and layer["usage"] == 1.0
+    assert stats.summary()["codebook"]["tokens"] == 4
+    assert layer["perplexity"] == pytest.approx(4.0, rel=1e-5)
+    assert bits_per_second(1024, 20.0, 4, 6) == pytest.approx(10 * 5 * 6)
+    assert bits_per_second(None, 20.0, 4) is None
+
+
+def test_mpjpe_per_sequence_weights_short_clips_more():
+    spec = get_dataset_spec("synthetic")
+    d = spec.dim_pose
+    mean, std = np.zeros(d, np.float32), np.ones(d, np.float32)
+    gt = torch.zeros(2, 8, d)
+    recon = gt.clone()
+    recon[1, :, spec.group("ric")] += 0.01  # only the short sequence is off
+    stats = ReconstructionStats(spec, mean, std, codebook_size=None, unit_length=4)
+    stats.update(gt, recon, torch.tensor([8, 2]))
+    out = stats.summary()
+    per_seq_err = out["mpjpe_seq_mm"]
+    assert out["mpjpe_mm"] == pytest.approx(per_seq_err * 2 * 2 / 10)

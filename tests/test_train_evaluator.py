@@ -1,0 +1,136 @@
+"""train_evaluator.py: a few steps on a tiny dataset lower the contrastive loss and write a loadable evaluator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train_evaluator
+from options.config import parse_with_config
+from options.eval_options import get_train_evaluator_parser
+from utils.checkpoint import load_checkpoint
+from utils.evaluator import load_evaluator
+from utils.word_vectorizer import SOURCE_GLOVE, SOURCE_LEARNED, LearnedVocab, write_glove_folder
+
+ACTIONS = ("walk", "run", "jump", "wave")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_dataset(root: Path, splits: dict[str, int], dim: int = 263, seed: int = 0) -> None:
+    """Clips of 40-80 frames whose oscillation frequency is set by the action word of their captions."""
+    rng = np.random.default_rng(seed)
+    (root / "new_joint_vecs").mkdir(parents=True)
+    (root / "texts").mkdir()
+    frames = []
+    for split, count in splits.items():
+        names = [f"{split}{i:03d}" for i in range(count)]
+        for clip_id in names:
+            k = int(rng.integers(len(ACTIONS)))
+            t = np.arange(int(rng.integers(40, 80)))[:, None] / 20.0
+            motion = np.sin(t * 2 * (k + 1) + rng.standard_normal(dim)) + 0.2 * rng.standard_normal((len(t), dim))
+            np.save(root / "new_joint_vecs" / f"{clip_id}.npy", motion.astype(np.float32))
+            frames.append(motion)
+            word = ACTIONS[k]
+            (root / "texts" / f"{clip_id}.txt").write_text(
+                f"a person does {word}.#a/DET person/NOUN {word}/VERB#0.0#0.0\n"
+                f"they {word} here.#they/PRON {word}/VERB here/ADV#0.0#0.0\n")
+        (root / f"{split}.txt").write_text("".join(i + "\n" for i in names))
+    frames = np.concatenate(frames)
+    np.save(root / "Mean.npy", frames.mean(0).astype(np.float32))
+    np.save(root / "Std.npy", (frames.std(0) + 0.1).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    write_dataset(root, {"train": 40, "val": 33, "test": 4})
+    return root
+
+
+def run_script(data_root: Path, ck: Path, *extra: str) -> dict:
+    argv = ["--dataset_name", "synthetic", "--data_root", str(data_root), "--checkpoints_dir", str(ck),
+            "--sizes", "tiny", "--batch_size", "8", "--num_workers", "0", "--lr", "1e-3", "--log_every", "5",
+            "--eval_every", "10", "--save_every", "10", *extra]
+    return train_evaluator.main(parse_with_config(get_train_evaluator_parser(), argv))
+
+
+def steps(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_training_lowers_loss_and_writes_the_official_layout(data_root, tmp_path):
+    ck = tmp_path / "checkpoints"
+    result = run_script(data_root, ck, "--max_iters", "20", "--pretrain_iters", "4")
+    run = ck / "synthetic" / "text_mot_match"
+    finest = run / "model" / "finest.tar"
+    assert finest.is_file() and (run / "model" / "latest.tar").is_file()
+    assert (ck / "synthetic" / "text_mot_match_decomp" / "model" / "latest.tar").is_file()
+
+    losses = [row["loss"] for row in steps(run / "model" / "train_log.jsonl")]
+    assert len(losses) == 20
+    assert np.mean(losses[-5:]) < losses[0]
+
+    state = load_checkpoint(str(finest))
+    assert {"text_encoder", "motion_encoder", "movement_encoder", "epoch", "iter"} <= set(state)
+    assert state["word_vectors"]["source"] == SOURCE_LEARNED
+    ev = load_evaluator(str(ck / "synthetic"), "synthetic", data_root=str(data_root))
+    assert ev.source == SOURCE_LEARNED and ev.path == str(finest)
+    # The evaluator statistics are the dataset's with the root and contact std divided by the feature bias.
+    std = np.load(data_root / "Std.npy")
+    np.testing.assert_allclose(ev.std[:4], std[:4] / 5, rtol=1e-6)
+    np.testing.assert_allclose(ev.std[4:259], std[4:259], rtol=1e-6)
+
+    val = json.loads((run / "eval" / "evaluator_val.json").read_text())
+    assert val["batch_size"] == 32 and val["samples"] == 32 and val["chance_top1"] == pytest.approx(1 / 32)
+    for key in ("top1", "top2", "top3"):
+        assert 0 <= val[key] <= 1 and val[key] == result[key]
+    assert val["top1"] <= val["top2"] <= val["top3"]
+
+    # The movement encoder was pretrained and then frozen: the evaluator carries the decomp stage's weights.
+    decomp = load_checkpoint(str(ck / "synthetic" / "text_mot_match_decomp" / "model" / "latest.tar"))
+    for key, value in state["movement_encoder"].items():
+        assert torch.equal(value, decomp["model"][f"evaluator.movement_encoder.{key}"])
+
+    # Resume continues the same run to the new step count.
+    run_script(data_root, ck, "--max_iters", "25", "--pretrain_iters", "4", "--is_continue")
+    resumed = steps(run / "model" / "train_log.jsonl")
+    assert [row["step"] for row in resumed] == list(range(1, 26))
+    assert resumed[:20] == steps_prefix(losses)
+
+
+def steps_prefix(losses: list[float]) -> list[dict]:
+    return [{"step": i + 1, "loss": loss, "lr": 1e-3} for i, loss in enumerate(losses)]
+
+
+def test_glove_vectors_are_used_when_the_folder_exists(data_root, tmp_path):
+    words = LearnedVocab.from_split(str(data_root), "train").words
+    glove = tmp_path / "glove"
+    write_glove_folder(str(glove), words, np.random.default_rng(0).standard_normal((len(words), 12)))
+    ck = tmp_path / "checkpoints"
+    run_script(data_root, ck, "--max_iters", "3", "--pretrain_iters", "0", "--glove_dir", str(glove))
+    state = load_checkpoint(str(ck / "synthetic" / "text_mot_match" / "model" / "finest.tar"))
+    assert state["word_vectors"]["source"] == SOURCE_GLOVE and state["model_args"]["dim_word"] == 12
+    assert state["model_args"]["vocab_size"] is None
+
+
+def test_contrastive_loss_and_negative_shift():
+    text = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    pos, neg = train_evaluator.contrastive_loss(text, text.clone(), shift=1, margin=10.0)
+    assert float(pos) == pytest.approx(0.0, abs=1e-6)
+    # Distances to the shifted motions: |t0-t1| = 5, |t1-t2| = 5, |t2-t0| = 10 -> clamp(10 - d)^2 = 25, 25, 0.
+    assert float(neg) == pytest.approx(50 / 3, rel=1e-5)
+    torch.manual_seed(0)
+    shifts = {train_evaluator.draw_shift(4, "nonzero") for _ in range(200)}
+    assert shifts == {1, 2, 3}
+    assert {train_evaluator.draw_shift(4, "reference") for _ in range(200)} == {0, 1, 2}

@@ -1,0 +1,279 @@
+"""Train a Guo et al. text/motion evaluator for any dataset and feature layout.
+
+Two stages, as the released evaluator was made (Guo et al., CVPR 2022):
+
+1. Movement-encoder pretraining (their "Decomp" stage): the evaluator's movement encoder and a small transposed-conv
+   decoder reconstruct random windows of motion; L1 reconstruction + 0.001 * mean |latent| (sparsity) + 0.001 * L1
+   between consecutive latents (smoothness). Run: ``<checkpoints_dir>/<ds>/<name>_decomp/``.
+2. Co-embedding: text and motion encoders over the frozen movement encoder (kept in eval mode), contrastive loss with
+   margin 10: positives d^2, negatives clamp(margin - d, 0)^2 against the batch shifted by a random amount. Guo's
+   shift is drawn from [0, B-2], and a shift of 0 makes every "negative" the positive itself, so that step pushes
+   matched pairs apart; we draw from [1, B-1] (``--neg_shift reference`` restores the original). Adam, lr 1e-4,
+   gradient norm clipped to 0.5 (one optimizer over both encoders, one global clip, where the reference had one per
+   encoder).
+
+Word vectors: the released GloVe files with ``--glove_dir`` (when the folder exists), else a vocabulary learned from
+the training captions (stored in the checkpoint). The evaluator normalisation is ``eval_normalization`` of the
+dataset statistics (std of root and foot-contact groups divided by the spec's feature bias) and is saved with it.
+
+Output: ``<checkpoints_dir>/<ds>/<name>/model/finest.tar`` (lowest validation loss, the released key layout plus our
+metadata; ``load_evaluator`` finds it), ``model/latest.tar`` (exact resume), ``eval/evaluator_val.json``.
+
+Examples::
+
+    python train_evaluator.py --dataset_name t2m_67 --glove_dir ./glove             # MARDM's 67-dim evaluator
+    python train_evaluator.py --dataset_name motionmillion --batch_size 32           # learned vocabulary
+    python train_evaluator.py --dataset_name synthetic --data_root dataset/Synthetic --sizes small --max_iters 3000
+    python train_evaluator.py --dataset_name synthetic --data_root dataset/Synthetic --is_continue
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.evaluator import TextMotionEvaluator
+from options.config import parse_with_config, resolve_max_iters, save_config
+from options.eval_options import get_train_evaluator_parser
+from utils.checkpoint import load_checkpoint
+from utils.dataset_specs import get_dataset_spec
+from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset, collate_eval
+from utils.engine import EngineConfig, train
+from utils.eval_protocol import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader, retrieval_metrics, write_report_json
+from utils.evaluator import EvaluatorWrapper, build_evaluator, load_evaluator, save_evaluator
+from utils.logging_utils import setup_logging
+from utils.metrics import score_batch
+from utils.normalization import eval_normalization, load_mean_std
+from utils.run_dir import RunDir
+from utils.seed import set_seed
+from utils.word_vectorizer import LearnedVocab, WordVectorizer
+
+logger = logging.getLogger("train_evaluator")
+
+LEARNED_DIM_WORD = {"official": 300, "small": 128, "tiny": 16}
+
+
+class MovementConvDecoder(nn.Module):
+    """Guo et al.'s movement decoder: two ConvTranspose1d(k4, s2, p1) + LeakyReLU(0.2), then a per-frame Linear.
+    Movement latents (B, N, C) -> motion (B, 4N, D). Used only to pretrain the movement encoder."""
+
+    def __init__(self, latent: int, hidden: int, dim_pose: int) -> None:
+        super().__init__()
+        self.main = nn.Sequential(nn.ConvTranspose1d(latent, hidden, 4, 2, 1), nn.LeakyReLU(0.2),
+                                  nn.ConvTranspose1d(hidden, dim_pose, 4, 2, 1), nn.LeakyReLU(0.2))
+        self.out_net = nn.Linear(dim_pose, dim_pose)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.out_net(self.main(latents.transpose(1, 2)).transpose(1, 2))
+
+
+class MovementAutoencoder(nn.Module):
+    """The evaluator's movement encoder (shared, trained in place) and a decoder: (B, T, D) -> (recon, latents)."""
+
+    def __init__(self, evaluator: TextMotionEvaluator, hidden: int, latent: int) -> None:
+        super().__init__()
+        self.evaluator = evaluator
+        self.decoder = MovementConvDecoder(latent, hidden, evaluator.dim_pose)
+
+    def forward(self, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        latents = self.evaluator.encode_movements(motion)
+        return self.decoder(latents), latents
+
+
+class CoEmbedding(nn.Module):
+    """Text and motion encoders trained over the frozen movement encoder, which stays in eval mode (no dropout)."""
+
+    def __init__(self, evaluator: TextMotionEvaluator) -> None:
+        super().__init__()
+        self.evaluator = evaluator
+        evaluator.movement_encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> CoEmbedding:
+        super().train(mode)
+        self.evaluator.movement_encoder.eval()
+        return self
+
+    def forward(self, word_embs: torch.Tensor, pos_ohot: torch.Tensor, cap_lens: torch.Tensor, motion: torch.Tensor,
+                m_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (text_emb (B, E), motion_emb (B, E)), rows in input order."""
+        if self.evaluator.text_encoder.word_emb is not None:
+            word_embs = word_embs.long()  # the eval dataset stacks learned-vocabulary ids as floats
+        with torch.no_grad():
+            movements = self.evaluator.encode_movements(motion)
+        steps = m_lens.reshape(-1).cpu().long() // self.evaluator.unit_length
+        motion_emb = self.evaluator.motion_encoder(movements, steps)
+        return self.evaluator.encode_text(word_embs, pos_ohot, cap_lens), motion_emb
+
+
+def contrastive_loss(text_emb: torch.Tensor, motion_emb: torch.Tensor, shift: int,
+                     margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positive term, negative term): mean d^2 of the pairs, mean clamp(margin - d, 0)^2 against motion i + shift."""
+    loss_pos = F.pairwise_distance(text_emb, motion_emb).pow(2).mean()
+    mismatched = motion_emb.roll(-shift, dims=0)
+    loss_neg = (margin - F.pairwise_distance(text_emb, mismatched)).clamp(min=0).pow(2).mean()
+    return loss_pos, loss_neg
+
+
+def draw_shift(batch_size: int, mode: str) -> int:
+    low, high = (0, batch_size - 1) if mode == "reference" else (1, batch_size)
+    return int(torch.randint(low, high, (1,)).item())
+
+
+def main(cfg) -> dict:
+    # ---------------------------------------------------------------------------------------------------------------
+    # setup
+    # ---------------------------------------------------------------------------------------------------------------
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
+    decomp_run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, f"{cfg.name}_decomp")
+    run.make_dirs()
+    setup_logging(run.log_file)
+    save_config(cfg, run.config_path)
+    set_seed(cfg.seed)
+    if cfg.pretrain_window % 4:
+        raise ValueError(f"--pretrain_window must be a multiple of 4 (the movement encoder's stride), got "
+                         f"{cfg.pretrain_window}")
+    finest_path = os.path.join(run.model_dir, "finest.tar")
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # data
+    # ---------------------------------------------------------------------------------------------------------------
+    mean, std = eval_normalization(*load_mean_std(spec, cfg.data_root), spec)
+    root = cfg.data_root or spec.root
+    if cfg.glove_dir and os.path.isdir(cfg.glove_dir):
+        word_vectors = WordVectorizer(cfg.glove_dir)
+    else:
+        if cfg.glove_dir:
+            logger.warning("--glove_dir %s does not exist; learning a vocabulary instead", cfg.glove_dir)
+        word_vectors = LearnedVocab.from_split(root, "train", dim_word=cfg.dim_word or LEARNED_DIM_WORD[cfg.sizes])
+    logger.info("word vectors: %s (%d words, %d dims)", word_vectors.source, len(word_vectors), word_vectors.dim_word)
+    train_set = Text2MotionEvalDataset(spec, "train", mean, std, word_vectors, data_root=cfg.data_root)
+    windows = MotionWindowDataset(spec, "train", mean, std, window_size=cfg.pretrain_window, data_root=cfg.data_root)
+    val_set = Text2MotionEvalDataset(spec, cfg.val_split, mean, std, word_vectors, data_root=cfg.data_root)
+    val_batch = min(EVAL_BATCH_SIZE, len(val_set))
+    if val_batch < EVAL_BATCH_SIZE:
+        logger.warning("the %s split has only %d samples: validation batches of %d (R-precision chance 1/%d, not "
+                       "1/%d)", cfg.val_split, len(val_set), val_batch, val_batch, EVAL_BATCH_SIZE)
+    val_loader = EvalLoader(val_set, batch_size=val_batch)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # model
+    # ---------------------------------------------------------------------------------------------------------------
+    ev = build_evaluator(cfg.dataset_name, mean, std, word_vectors=word_vectors, sizes=cfg.sizes,
+                         data_root=cfg.data_root)
+    sizes = ev.model_args
+    dataset_info = {"name": spec.name, "spec": spec.to_dict(), "mean": torch.from_numpy(mean),
+                    "std": torch.from_numpy(std)}
+    config = {k: v for k, v in vars(cfg).items() if v is None or isinstance(v, (bool, int, float, str, list))}
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # stage 1: movement encoder + decoder
+    # ---------------------------------------------------------------------------------------------------------------
+    pretrain_iters = cfg.pretrain_iters
+    if pretrain_iters is None:
+        pretrain_iters = 5 * max(len(windows) // cfg.batch_size, 1)
+    if pretrain_iters > 0:
+        decomp = MovementAutoencoder(ev.model, sizes["dim_movement_enc_hidden"], sizes["dim_movement_latent"])
+
+        def decomp_loss(model: nn.Module, motion: torch.Tensor) -> tuple[torch.Tensor, dict]:
+            recon, latents = model(motion)
+            rec = F.l1_loss(recon, motion)
+            sparsity = latents.abs().mean()
+            smooth = F.l1_loss(latents[:, 1:], latents[:, :-1])
+            loss = rec + cfg.lambda_sparsity * sparsity + cfg.lambda_smooth * smooth
+            return loss, {"rec": rec.detach(), "sparsity": sparsity.detach(), "smooth": smooth.detach()}
+
+        decomp_cfg = EngineConfig.from_namespace(
+            cfg, max_iters=pretrain_iters, grad_clip=0.0, ema_decay=None, eval_every=0, save_every=0,
+            is_continue=cfg.is_continue and os.path.isfile(decomp_run.latest_path))
+        decomp_args = {**sizes, "ignore_dims": list(sizes["ignore_dims"]) if sizes["ignore_dims"] else None}
+        train(decomp, windows, decomp_loss, decomp_cfg, decomp_run,
+              checkpoint_meta={"stage": "evaluator_decomp", "model_name": "MovementAutoencoder",
+                               "model_args": decomp_args, "dataset": dataset_info, "config": config, "parent": None},
+              optimizer_factory=lambda m: torch.optim.Adam(m.parameters(), lr=cfg.lr))
+    else:
+        logger.warning("--pretrain_iters 0: the movement encoder stays at its random initialisation")
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # stage 2: co-embedding
+    # ---------------------------------------------------------------------------------------------------------------
+    setup_logging(run.log_file)
+    model = CoEmbedding(ev.model)
+    optimizers: list[torch.optim.Optimizer] = []
+
+    def make_optimizer(m: nn.Module) -> torch.optim.Optimizer:
+        optimizers.append(torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=cfg.lr))
+        return optimizers[-1]
+
+    def loss_fn(m: nn.Module, batch) -> tuple[torch.Tensor, dict]:
+        text_emb, motion_emb = m(batch.word_embs, batch.pos_ohot, batch.sent_lens, batch.motion, batch.m_lengths)
+        loss_pos, loss_neg = contrastive_loss(text_emb, motion_emb, draw_shift(text_emb.shape[0], cfg.neg_shift),
+                                              cfg.margin)
+        return loss_pos + loss_neg, {"loss_pos": loss_pos.detach(), "loss_neg": loss_neg.detach()}
+
+    best = {"val_loss": float("inf")}
+    if cfg.is_continue and os.path.isfile(finest_path):
+        best["val_loss"] = float(load_checkpoint(finest_path).get("metrics", {}).get("val_loss", float("inf")))
+
+    def validate(m: nn.Module) -> dict[str, float]:
+        device = next(m.parameters()).device
+        total, hits, match, n = 0.0, np.zeros(3), 0.0, 0
+        for b, batch in enumerate(val_loader.batches(cfg.seed)):
+            text_emb, motion_emb = m(batch.word_embs.to(device), batch.pos_ohot.to(device), batch.sent_lens,
+                                     batch.motion.to(device), batch.m_lengths)
+            shift = 1 + b % (text_emb.shape[0] - 1)  # fixed and nonzero, so validations compare
+            total += float(sum(contrastive_loss(text_emb, motion_emb, shift, cfg.margin)))
+            scores = score_batch(text_emb.cpu().numpy(), motion_emb.cpu().numpy())
+            hits += scores.top_k_count
+            match += scores.matching_score_sum
+            n += text_emb.shape[0]
+        metrics = {"val_loss": total / val_loader.num_batches, "top1": float(hits[0] / n),
+                   "top2": float(hits[1] / n), "top3": float(hits[2] / n), "matching_score": match / n}
+        if metrics["val_loss"] < best["val_loss"] or not os.path.isfile(finest_path):
+            best["val_loss"] = min(best["val_loss"], metrics["val_loss"])
+            state = optimizers[0].state
+            step = int(next(iter(state.values()))["step"]) if state else 0  # Adam counts its updates
+            trained = EvaluatorWrapper(m.evaluator, ev.model_args, dataset_name=ev.dataset_name, mean=ev.mean,
+                                       std=ev.std, source=ev.source, vocab=ev.vocab, device=device)
+            save_evaluator(finest_path, trained, epoch=step // max(len(train_set) // cfg.batch_size, 1),
+                           iteration=step, metrics=metrics, config=config)
+            logger.info("val_loss %.4f at step %d: saved %s", metrics["val_loss"], step, finest_path)
+        return metrics
+
+    engine_cfg = EngineConfig.from_namespace(cfg, max_iters=resolve_max_iters(cfg, len(train_set)),
+                                             best_metric="val_loss", best_mode="min")
+    train(model, train_set, loss_fn, engine_cfg, run, collate_fn=collate_eval, val_fn=validate,
+          optimizer_factory=make_optimizer,
+          checkpoint_meta={"stage": "evaluator_training", "model_name": "TextMotionEvaluator",
+                           "model_args": {**sizes, "ignore_dims": list(sizes["ignore_dims"])
+                                          if sizes["ignore_dims"] else None},
+                           "dataset": dataset_info, "config": config,
+                           "parent": decomp_run.latest_path if pretrain_iters > 0 else None})
+    model.eval()
+    with torch.no_grad():
+        validate(model)  # the final state competes too (and a run shorter than one validation still gets finest.tar)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # final: reload the written evaluator, validation retrieval
+    # ---------------------------------------------------------------------------------------------------------------
+    final = load_evaluator(finest_path, cfg.dataset_name, data_root=cfg.data_root)
+    loader = build_eval_loader(final, spec, cfg.val_split, data_root=cfg.data_root, glove_dir=cfg.glove_dir,
+                               batch_size=val_batch)
+    scores = retrieval_metrics(final, loader, cfg.seed)
+    result = {"evaluator": os.path.abspath(finest_path), "word_vectors": final.source, "epoch": final.epoch,
+              "split": cfg.val_split, "batch_size": loader.batch_size, "samples": loader.num_samples,
+              "chance_top1": 1.0 / loader.batch_size, "best_val_loss": best["val_loss"], **scores}
+    write_report_json(result, os.path.join(run.eval_dir, "evaluator_val.json"))
+    print(f"evaluator {finest_path} ({final.source}), {cfg.val_split} split, {loader.num_samples} samples, batch "
+          f"{loader.batch_size}: R-precision top-1 {scores['top1']:.3f} (chance {1 / loader.batch_size:.3f}), "
+          f"top-2 {scores['top2']:.3f}, top-3 {scores['top3']:.3f}, matching score {scores['matching_score']:.3f}")
+    return result
+
+
+if __name__ == "__main__":
+    main(parse_with_config(get_train_evaluator_parser()))

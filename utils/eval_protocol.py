@@ -1,0 +1,732 @@
+"""The Guo et al. text-to-motion evaluation protocol in one place (FID, Diversity, R-precision, MM-Dist, MM).
+
+What every evaluation script shares, so the protocol is written once:
+
+- **Data** (``build_eval_loader``): the test split through ``Text2MotionEvalDataset`` normalised with the
+  *evaluator's* statistics, batches of 32 with the incomplete last batch dropped, shuffled, a random caption and a
+  random crop length (multiple of 4, one unit shorter with probability 1/3) and offset per sample and replication.
+- **Replications** (``evaluate``): 20 by default; each reports mean and ``1.96 * std / sqrt(R)`` with ``np.std``
+  ddof 0 (``utils.metrics.mean_confidence_interval``). GT embeddings come from the same batches of the same pass
+  (MoMask / T2M-GPT / MARDM style, not the separate GT pass of the original ``final_evaluations.py``).
+- **Models** enter through ``motion_fn(batch) -> (motion (B, T, D), lengths (B,))``: generated or reconstructed
+  motion *normalised with the evaluator statistics* (``renormalize`` converts from a model's own statistics) and the
+  lengths in frames. Frames past a length are zeroed before embedding, exactly as the GT padding is, because the
+  movement encoder's convolutions read 2-3 frames past the end. Text and motion rows keep their input order
+  (``keep_input_order=True``); the reference sorts by length only because its GRU packing needed it, and the pairs
+  (hence every metric) are the same either way.
+
+Randomness. Replication r uses seed ``seed + r``. Its batches are a function of that seed alone: the permutation and
+one seed per sample come from ``utils.engine.EpochBatchSampler`` and every sample seeds the host RNGs before the
+dataset draws its caption and crop, so neither the worker count nor the randomness a model consumes in ``motion_fn``
+changes the data. The model's own randomness is seeded with the same number at the start of the replication (so a
+resumed evaluation reproduces an uninterrupted one). Diversity and Multimodality draw their index pairs from
+separate ``np.random.default_rng([seed, k])`` generators; Diversity uses the same pairs for the model and for GT.
+The reference draws everything from global RNGs, so numbers match it in distribution, not bit for bit.
+
+GT cache. The GT text and motion embeddings of a replication depend on the evaluator, the data and the replication's
+crops and captions, which are a function of its seed. They are cached per seed in
+``<cache_dir>/gt_<key>_seed<s>.npz`` with ``key`` the SHA-256 of the protocol version, the evaluator weights and
+statistics, and a fingerprint of the evaluation data (split, motion-file index, every caption, normalisation, word
+vectors, batch size). A cached entry also stores each batch's lengths and caption lengths, which are checked against
+the batches as they are drawn; any mismatch drops the entry and recomputes. The data are still loaded (the model
+needs the GT motion and the captions); only the evaluator passes over GT are skipped.
+
+Streaming. Every finished replication is appended as one JSON line to ``results_path`` and flushed, so a crash loses
+at most the replication in progress; with ``resume=True`` lines written under the same evaluation key are reused and
+those replications are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from models.quantizers import code_counts
+from utils.checkpoint import file_sha256
+from utils.dataset_specs import DatasetSpec, get_dataset_spec
+from utils.datasets import EvalBatch, Text2MotionEvalDataset, collate_eval
+from utils.engine import EpochBatchSampler, SeededSamples
+from utils.evaluator import EvaluatorWrapper
+from utils.metrics import (
+    calculate_diversity,
+    calculate_fid,
+    calculate_mpjpe_per_sequence,
+    calculate_multimodality,
+    default_diversity_times,
+    mean_confidence_interval,
+    mpjpe_per_frame,
+    score_batch,
+)
+from utils.motion_process import features_to_joints
+from utils.seed import get_rng_state, set_rng_state, set_seed
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+EVAL_BATCH_SIZE = 32
+DEFAULT_REPLICATIONS = 20
+DEFAULT_SEED = 3407
+MM_BATCHES = 3  # MoMask / MARDM: the first 3 batches (96 captions) ...
+MM_REPEATS = 30  # ... generated 30 times each ...
+MM_TIMES = 10  # ... and 10 pairs of repeats per caption
+TOP_K = 3
+REFERENCE_MIN_LENGTH = 20  # Text2MotionDatasetV2 calls reset_max_len(20): shorter samples are never served
+METRICS = ("fid", "diversity", "top1", "top2", "top3", "matching_score", "multimodality")
+METRIC_LABELS = {
+    "fid": "FID", "diversity": "Diversity", "top1": "R-precision top-1", "top2": "R-precision top-2",
+    "top3": "R-precision top-3", "matching_score": "Matching score (MM-Dist)", "multimodality": "Multimodality",
+}
+
+MotionFn = Callable[[EvalBatch], tuple[torch.Tensor, torch.Tensor]]
+Array = np.ndarray | torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Normalisation
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _stat(value: Array, like: Array) -> Array:
+    if isinstance(like, torch.Tensor):
+        dtype = like.dtype if like.is_floating_point() else torch.float32
+        return torch.as_tensor(np.asarray(value, dtype=np.float32), dtype=dtype, device=like.device)
+    return np.asarray(value, dtype=np.float32)
+
+
+def same_statistics(mean_a: Array, std_a: Array, mean_b: Array, std_b: Array) -> bool:
+    """True when two (mean, std) pairs of shape (D,) are bit-identical (renormalising would be a no-op)."""
+    arrays = [np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=np.float32).reshape(-1)
+              for v in (mean_a, std_a, mean_b, std_b)]
+    return all(a.shape == b.shape and np.array_equal(a, b) for a, b in ((arrays[0], arrays[2]),
+                                                                         (arrays[1], arrays[3])))
+
+
+def renormalize(motion: Array, from_mean: Array, from_std: Array, to_mean: Array, to_std: Array) -> Array:
+    """Motion (..., D) normalised with (from_mean, from_std) -> normalised with (to_mean, to_std); same type/device.
+
+    De-normalise with the model's statistics, re-normalise with the evaluator's (MARDM's ``inv_transform`` then
+    ``transform``). Returns the input object unchanged when both pairs are identical, so GT passes through bit-exact.
+    """
+    dim = motion.shape[-1]
+    for name, value in (("from_mean", from_mean), ("from_std", from_std), ("to_mean", to_mean), ("to_std", to_std)):
+        if tuple(np.shape(value)) != (dim,):
+            raise ValueError(f"renormalize: {name} has shape {tuple(np.shape(value))}; expected ({dim},) to match the "
+                             f"motion's last dim")
+    if same_statistics(from_mean, from_std, to_mean, to_std):
+        return motion
+    raw = motion * _stat(from_std, motion) + _stat(from_mean, motion)
+    return (raw - _stat(to_mean, motion)) / _stat(to_std, motion)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _sha(*parts: Any) -> Any:
+    """A sha256 object fed with each part (arrays by dtype, shape and bytes; others as sorted JSON)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(str((part.dtype.str, part.shape)).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, bytes):
+            h.update(part)
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"|")
+    return h
+
+
+def _vectorizer_digest(word_vectorizer: Any) -> str:
+    """What the word vectors contribute to the GT text embeddings: the words and their vectors (or ids)."""
+    words = getattr(word_vectorizer, "words", None)
+    h = _sha(type(word_vectorizer).__name__, getattr(word_vectorizer, "source", None))
+    if words is None:
+        return h.hexdigest()
+    h.update(json.dumps(list(words)).encode())
+    if not getattr(word_vectorizer, "returns_ids", False):
+        vectors = np.stack([np.asarray(word_vectorizer[f"{w}/OTHER"][0], dtype=np.float32) for w in words])
+        h.update(vectors.tobytes())
+    return h.hexdigest()
+
+
+class EvalLoader:
+    """Replication batches of an evaluation dataset: ``batches(seed)`` yields ``EvalBatch`` es of ``batch_size``.
+
+    The last incomplete batch is dropped (the reference's ``drop_last=True``); the order and every sample's caption
+    and crop are a function of ``seed`` (see the module docstring). ``fingerprint`` identifies the data for the GT
+    cache.
+    """
+
+    def __init__(self, dataset: Text2MotionEvalDataset, batch_size: int = EVAL_BATCH_SIZE,
+                 num_workers: int = 0) -> None:
+        if len(dataset) < batch_size:
+            raise ValueError(f"{dataset.spec.name} {dataset.split}: {len(dataset)} evaluation samples, fewer than one "
+                             f"batch of {batch_size}; the protocol needs full batches (R-precision ranks each caption "
+                             f"among {batch_size} motions)")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self._fingerprint: str | None = None
+
+    @property
+    def split(self) -> str:
+        """The dataset split the batches come from."""
+        return self.dataset.split
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """The dataset's specification."""
+        return self.dataset.spec
+
+    @property
+    def num_batches(self) -> int:
+        """Full batches per replication."""
+        return len(self.dataset) // self.batch_size
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per replication (full batches only)."""
+        return self.num_batches * self.batch_size
+
+    def __len__(self) -> int:
+        """Batches per replication."""
+        return self.num_batches
+
+    def batches(self, seed: int) -> Iterator[EvalBatch]:
+        """The batches of the replication with ``seed``; the caller's global RNG states are left untouched."""
+        sampler = EpochBatchSampler(len(self.dataset), self.batch_size, int(seed), 0)
+        # A private generator: otherwise creating the iterator draws the workers' base seed from the global RNG.
+        loader = DataLoader(SeededSamples(self.dataset), batch_sampler=sampler, collate_fn=collate_eval,
+                            num_workers=self.num_workers, generator=torch.Generator().manual_seed(0))
+        iterator = iter(loader)
+        while True:
+            # In-process loading seeds the global RNGs per sample; restore them so the model's stream is unaffected.
+            saved = get_rng_state(include_cuda=False) if self.num_workers == 0 else None
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            if saved is not None:
+                set_rng_state(saved)
+            yield batch
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of everything that decides the GT batches except the seed (computed once)."""
+        if self._fingerprint is None:
+            ds = self.dataset
+            spec = ds.spec.to_dict()
+            spec.pop("root", None)  # moving the data folder changes nothing
+            samples = ds.samples
+            h = _sha(PROTOCOL_VERSION, spec, ds.split, os.path.basename(ds.index.folder), self.batch_size,
+                     ds.max_text_len, ds.unit_length, ds.max_motion_length, ds.pointer, ds.mean, ds.std,
+                     samples.rows, samples.starts, samples.stops, _vectorizer_digest(ds.word_vectorizer))
+            for captions in samples.captions:
+                h.update(json.dumps([list(c) for c in captions]).encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+
+def build_eval_loader(evaluator: EvaluatorWrapper, dataset: str | DatasetSpec, split: str = "test",
+                      data_root: str | None = None, glove_dir: str | None = None,
+                      batch_size: int = EVAL_BATCH_SIZE, num_workers: int = 0, cache_dir: str | None = None,
+                      progress: bool = True) -> EvalLoader:
+    """The protocol's loader for ``dataset`` (name or spec): ``split`` normalised with the evaluator statistics and
+    read through the evaluator's word vectors (its learned vocabulary, or GloVe from ``glove_dir``)."""
+    spec = get_dataset_spec(dataset, data_root) if isinstance(dataset, str) else dataset
+    if spec.name != evaluator.dataset_name:
+        raise ValueError(f"the evaluator belongs to dataset {evaluator.dataset_name!r} but the evaluation data is "
+                         f"{spec.name!r}; load the evaluator trained for {spec.name!r}")
+    if spec.dim_pose != evaluator.dim_pose:
+        raise ValueError(f"dataset {spec.name!r} has {spec.dim_pose} features but the evaluator "
+                         f"({evaluator.path or 'in memory'}) takes {evaluator.dim_pose}")
+    wv = evaluator.word_vectorizer(glove_dir)
+    ds = Text2MotionEvalDataset(spec, split, evaluator.mean, evaluator.std, wv, data_root=data_root,
+                                cache_dir=cache_dir, progress=progress)
+    if REFERENCE_MIN_LENGTH <= ds.max_motion_length:
+        ds.reset_max_len(REFERENCE_MIN_LENGTH)
+    return EvalLoader(ds, batch_size=batch_size, num_workers=num_workers)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# GT embedding cache
+# ---------------------------------------------------------------------------------------------------------------------
+
+def evaluator_fingerprint(evaluator: EvaluatorWrapper) -> str:
+    """SHA-256 of the evaluator's weights, statistics, step length and word-vector source (not of its file, so a
+    re-saved file with the same weights keeps its cache)."""
+    state = evaluator.model.state_dict()
+    h = _sha(PROTOCOL_VERSION, evaluator.source, evaluator.unit_length, evaluator.mean, evaluator.std,
+             {k: v for k, v in evaluator.model_args.items()})
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(state[key].detach().cpu().float().numpy()).tobytes())
+    return h.hexdigest()
+
+
+class GTEmbeddings(NamedTuple):
+    """GT embeddings of one replication, rows in batch order: text_emb (N, E), motion_emb (N, E), and the batches'
+    m_lengths (N,) and sent_lens (N,) that validate the entry against the data."""
+
+    text_emb: np.ndarray
+    motion_emb: np.ndarray
+    m_lengths: np.ndarray
+    sent_lens: np.ndarray
+
+
+class GTCache:
+    """GT embeddings per (cache key, replication seed) as ``<folder>/gt_<key[:16]>_seed<seed>.npz``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self._write_failed = False
+
+    def path(self, key: str, seed: int) -> str:
+        """File of the entry for ``key`` and replication ``seed``."""
+        return os.path.join(self.folder, f"gt_{key[:16]}_seed{int(seed)}.npz")
+
+    def load(self, key: str, seed: int) -> GTEmbeddings | None:
+        """The cached entry, or None when absent or unreadable or written under another key."""
+        path = self.path(key, seed)
+        if not os.path.isfile(path):
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["key"]) != key:
+                    return None
+                return GTEmbeddings(*(data[name] for name in GTEmbeddings._fields))
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            logger.warning("GT cache %s is unreadable (%s); recomputing", path, e)
+            return None
+
+    def save(self, key: str, seed: int, emb: GTEmbeddings) -> None:
+        """Write atomically; an unwritable folder (a read-only evaluator download) only disables caching."""
+        if self._write_failed:
+            return
+        path = self.path(key, seed)
+        tmp = f"{path}.tmp-{os.getpid()}.npz"
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            np.savez(tmp, key=np.array(key), **emb._asdict())
+            os.replace(tmp, path)
+        except OSError as e:
+            self._write_failed = True
+            logger.warning("cannot write the GT embedding cache in %s (%s); continuing without it", self.folder, e)
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def default_gt_cache(evaluator: EvaluatorWrapper) -> GTCache | None:
+    """``<evaluator run>/gt_cache`` next to the evaluator's ``model/`` folder; None for an unsaved evaluator."""
+    if not evaluator.path:
+        return None
+    model_dir = os.path.dirname(os.path.abspath(evaluator.path))
+    return GTCache(os.path.join(os.path.dirname(model_dir), "gt_cache"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class MetricStat:
+    """Mean over replications and the half-width of its 95% interval (1.96 * std / sqrt(R), ddof 0)."""
+
+    mean: float
+    ci: float
+
+
+@dataclass
+class EvalReport:
+    """``metrics``: the model row; ``real``: GT through the evaluator (no FID or multimodality); ``rows``: one dict
+    per replication, as streamed to the JSONL file; ``meta``: protocol settings, seeds, evaluator and checkpoint."""
+
+    metrics: dict[str, MetricStat]
+    real: dict[str, MetricStat]
+    rows: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON: metrics, real, meta and the replication rows."""
+        return {"metrics": {k: asdict(v) for k, v in self.metrics.items()},
+                "real": {k: asdict(v) for k, v in self.real.items()}, "meta": self.meta, "replications": self.rows}
+
+
+def checkpoint_info(path: str) -> dict[str, Any]:
+    """``{"checkpoint": absolute path, "checkpoint_sha256": ...}`` for ``meta``."""
+    return {"checkpoint": os.path.abspath(path), "checkpoint_sha256": file_sha256(path)}
+
+
+def _fmt(stat: MetricStat | None) -> str:
+    if stat is None:
+        return "-"
+    if not math.isfinite(stat.mean):
+        return str(stat.mean)
+    return f"{stat.mean:.4f} ± {stat.ci:.4f}"
+
+
+def format_report(report: EvalReport, title: str | None = None) -> str:
+    """The report as a text table (Real and model columns), for stdout and logs."""
+    names = [m for m in METRICS if m in report.metrics or m in report.real]
+    width = max(len(METRIC_LABELS[m]) for m in names) + 2
+    lines = [title] if title else []
+    lines.append(f"{'Metric':<{width}}{'Real':<22}{'Model':<22}")
+    lines.append("-" * (width + 44))
+    for m in names:
+        lines.append(f"{METRIC_LABELS[m]:<{width}}{_fmt(report.real.get(m)):<22}{_fmt(report.metrics.get(m)):<22}")
+    proto = report.meta.get("protocol", {})
+    r = len(report.rows)
+    lines.append(f"{r} replications of {proto.get('num_samples', '?')} {proto.get('split', '?')} samples "
+                 f"(batch {proto.get('batch_size', '?')}); mean ± 1.96·std/√{r}")
+    return "\n".join(lines)
+
+
+def write_report_json(report: EvalReport | dict[str, Any], path: str) -> None:
+    """Write the report (or any JSON-able dict) atomically, indented."""
+    data = report.to_dict() if isinstance(report, EvalReport) else report
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tokenizer reconstruction statistics
+# ---------------------------------------------------------------------------------------------------------------------
+
+def bits_per_second(codebook_size: int | None, fps: float, unit_length: int, layers: int = 1) -> float | None:
+    """``log2(K) * tokens per second * layers``; None for a continuous autoencoder (``codebook_size`` None)."""
+    if not codebook_size:
+        return None
+    return math.log2(codebook_size) * fps / unit_length * layers
+
+
+class ReconstructionStats:
+    """Accumulates reconstruction errors of a tokenizer over batches (all on valid frames only).
+
+    - MPJPE on joints recovered from de-normalised features, root-aligned (joint 0 subtracted per frame), reported
+      in millimetres assuming metres in the data (HumanML3D and our importers): ``mpjpe_mm`` averages over all
+      valid frames (MoMask / MARDM), ``mpjpe_seq_mm`` per sequence then over sequences (MotionMillion).
+    - Mean absolute error per feature group of ``spec.layout``, in feature units and in normalised units.
+    - Code usage per residual layer from the indices of the valid tokens (``length // unit_length`` per sample):
+      perplexity, fraction of the codebook used, dead codes. Nothing for a continuous autoencoder.
+    """
+
+    def __init__(self, spec: DatasetSpec, mean: np.ndarray, std: np.ndarray, codebook_size: int | None,
+                 unit_length: int) -> None:
+        self.spec = spec
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        self.codebook_size = codebook_size
+        self.unit_length = unit_length
+        self.frame_errors: list[np.ndarray] = []
+        self.seq_errors: list[np.ndarray] = []
+        self.group_abs = {g.name: 0.0 for g in spec.layout}
+        self.group_abs_norm = {g.name: 0.0 for g in spec.layout}
+        self.frames = 0
+        self.counts: np.ndarray | None = None
+        self.tokens = 0
+
+    def update(self, gt: torch.Tensor, recon: torch.Tensor, lengths: torch.Tensor,
+               codes: torch.Tensor | None = None) -> None:
+        """gt, recon (B, T, D) normalised with (mean, std); lengths (B,); codes (B, N) or (B, N, Q) long indices."""
+        gt_n, rec_n = gt.detach().double().cpu().numpy(), recon.detach().double().cpu().numpy()
+        lens = lengths.reshape(-1).cpu().numpy()
+        valid = np.arange(gt_n.shape[1])[None] < lens[:, None]
+        gt_raw, rec_raw = gt_n * self.std + self.mean, rec_n * self.std + self.mean
+        for g in self.spec.layout:
+            sl = slice(g.start, g.stop)
+            self.group_abs[g.name] += float(np.abs(gt_raw[..., sl] - rec_raw[..., sl])[valid].mean(-1).sum())
+            self.group_abs_norm[g.name] += float(np.abs(gt_n[..., sl] - rec_n[..., sl])[valid].mean(-1).sum())
+        self.frames += int(valid.sum())
+        if self.spec.representation != "smplx_rot6d":
+            gt_joints = features_to_joints(gt_raw, self.spec)
+            rec_joints = features_to_joints(rec_raw, self.spec)
+            self.frame_errors.append(mpjpe_per_frame(rec_joints, gt_joints, lens))
+            self.seq_errors.append(calculate_mpjpe_per_sequence(rec_joints, gt_joints, lens))
+        if codes is not None and self.codebook_size:
+            codes = codes.detach().cpu()
+            layers = codes[..., None] if codes.dim() == 2 else codes
+            token_valid = torch.arange(layers.shape[1])[None] < torch.as_tensor(lens // self.unit_length)[:, None]
+            counts = np.stack([code_counts(layers[..., q][token_valid], self.codebook_size).numpy()
+                               for q in range(layers.shape[-1])])
+            self.counts = counts if self.counts is None else self.counts + counts
+            self.tokens += int(token_valid.sum())
+
+    def summary(self) -> dict[str, Any]:
+        """Plain values: mpjpe_mm, mpjpe_seq_mm (None without joint recovery), per-group errors, codebook usage."""
+        out: dict[str, Any] = {"frames": self.frames, "mpjpe_mm": None, "mpjpe_seq_mm": None}
+        if self.frame_errors:
+            out["mpjpe_mm"] = 1000.0 * float(np.concatenate(self.frame_errors).mean())
+            out["mpjpe_seq_mm"] = 1000.0 * float(np.concatenate(self.seq_errors).mean())
+        n = max(self.frames, 1)
+        out["group_mae"] = {k: v / n for k, v in self.group_abs.items()}
+        out["group_mae_normalized"] = {k: v / n for k, v in self.group_abs_norm.items()}
+        out["codebook"] = None
+        if self.counts is not None:
+            prob = self.counts / np.maximum(self.counts.sum(-1, keepdims=True), 1)
+            perplexity = np.exp(-(prob * np.log(prob + 1e-7)).sum(-1))  # T2M-GPT's definition (eps 1e-7)
+            used = (self.counts > 0).sum(-1)
+            out["codebook"] = {"codebook_size": int(self.codebook_size), "tokens": self.tokens,
+                               "layers": [{"layer": q, "perplexity": float(perplexity[q]),
+                                           "usage": float(used[q] / self.codebook_size),
+                                           "used_codes": int(used[q]), "dead_codes": int(self.codebook_size - used[q])}
+                                          for q in range(self.counts.shape[0])]}
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The protocol
+# ---------------------------------------------------------------------------------------------------------------------
+
+def replication_seeds(seed: int, replications: int) -> list[int]:
+    """Seed of each replication: ``seed + r``."""
+    return [int(seed) + r for r in range(replications)]
+
+
+def _checked_motion(out: Any, batch: EvalBatch, evaluator: EvaluatorWrapper, what: str) -> tuple[torch.Tensor,
+                                                                                               torch.Tensor]:
+    """Validate ``motion_fn`` output and zero the frames past each length: (B, T, D) float, (B,) int64 (CPU)."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise ValueError(f"{what} must return (motion (B, T, D), lengths (B,)); got {type(out).__name__}")
+    motion, lengths = out
+    motion = torch.as_tensor(motion)
+    lengths = torch.as_tensor(lengths).reshape(-1).cpu().long()
+    b = batch.motion.shape[0]
+    if motion.dim() != 3 or motion.shape[0] != b or motion.shape[-1] != evaluator.dim_pose:
+        raise ValueError(f"{what}: motion has shape {tuple(motion.shape)}; expected ({b}, T, {evaluator.dim_pose}) "
+                         f"normalised with the evaluator statistics")
+    frames = motion.shape[1]
+    if lengths.shape[0] != b or int(lengths.min()) < evaluator.unit_length or int(lengths.max()) > frames:
+        raise ValueError(f"{what}: lengths must be {b} values in [{evaluator.unit_length}, {frames}] (frames of the "
+                         f"returned motion), got {lengths.tolist()}")
+    motion = motion.detach().float()
+    if not torch.isfinite(motion).all():
+        raise ValueError(f"{what}: the motion holds NaN or inf values")
+    valid = torch.arange(frames, device=motion.device)[None] < lengths.to(motion.device)[:, None]
+    return motion * valid[..., None], lengths
+
+
+def _motion_embeddings(evaluator: EvaluatorWrapper, motion: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
+    return evaluator.get_motion_embeddings(motion, lengths, keep_input_order=True).cpu().numpy()
+
+
+def _read_finished(path: str, key: str, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Replication rows already in ``path`` under ``key`` for one of ``seeds`` (a torn last line is ignored)."""
+    done: dict[int, dict[str, Any]] = {}
+    if not os.path.isfile(path):
+        return done
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("eval_key") == key and row.get("seed") in seeds:
+                done[int(row["seed"])] = row
+    return done
+
+
+def retrieval_metrics(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, seed: int = DEFAULT_SEED
+                      ) -> dict[str, float]:
+    """GT text-motion retrieval of one pass (seed ``seed``): ``{"top1", "top2", "top3", "matching_score"}``.
+
+    R-precision ranks each caption's motion among the batch's (chance for top-1 is 1 / batch size)."""
+    hits, match, n = np.zeros(TOP_K), 0.0, 0
+    for batch in eval_loader.batches(seed):
+        text_emb, motion_emb = evaluator.get_co_embeddings(batch.word_embs, batch.pos_ohot, batch.sent_lens,
+                                                           batch.motion, batch.m_lengths, keep_input_order=True)
+        scores = score_batch(text_emb.cpu().numpy(), motion_emb.cpu().numpy(), TOP_K)
+        hits += scores.top_k_count
+        match += scores.matching_score_sum
+        n += batch.motion.shape[0]
+    return {**{f"top{k + 1}": float(hits[k] / n) for k in range(TOP_K)}, "matching_score": match / n}
+
+
+def _diversity(emb: np.ndarray, rng: np.random.Generator) -> tuple[float, int]:
+    times = default_diversity_times(emb.shape[0])
+    if emb.shape[0] <= times:
+        # Fewer samples than the reference's 100 pairs: draw as many as possible (only tiny test sets get here).
+        times = emb.shape[0] - 1
+    return calculate_diversity(emb, times, rng=rng), times
+
+
+def _summaries(rows: list[dict[str, Any]], part: str) -> dict[str, MetricStat]:
+    names = [m for m in METRICS if all(row[part].get(m) is not None for row in rows)]
+    return {m: MetricStat(*mean_confidence_interval([row[part][m] for row in rows])) for m in names}
+
+
+def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: MotionFn,
+             replications: int = DEFAULT_REPLICATIONS, seed: int = DEFAULT_SEED, mm_fn: MotionFn | None = None,
+             mm_batches: int = MM_BATCHES, mm_repeats: int = MM_REPEATS, results_path: str | None = None, *,
+             mm_times: int = MM_TIMES, meta: dict[str, Any] | None = None, gt_cache: GTCache | str | None = "auto",
+             resume: bool = False, progress: bool = True) -> EvalReport:
+    """Run the protocol: ``replications`` passes over ``eval_loader``, each scoring ``motion_fn`` against GT.
+
+    Args:
+        evaluator: the loaded evaluator (its statistics normalise the data and ``motion_fn``'s output).
+        eval_loader: from ``build_eval_loader``.
+        motion_fn: ``motion_fn(batch) -> (motion (B, T, D), lengths (B,))``, the model's motion for the batch's
+            captions (and GT lengths / GT motion), normalised with the evaluator statistics.
+        replications, seed: replication r uses seed ``seed + r``.
+        mm_fn: when given, multimodality is computed: for the first ``mm_batches`` batches ``mm_fn`` is called
+            ``mm_repeats`` times, ``mm_times`` pairs of repeats are compared per caption, and (as MoMask / MARDM) the
+            last repeat is that batch's sample for the other metrics.
+        results_path: JSONL file; one line per finished replication (truncated first unless ``resume``).
+        meta: provenance merged into the report (``checkpoint_info(path)``, ``steps``, ``guidance_scale``, ...).
+        gt_cache: ``"auto"`` (``default_gt_cache``), a folder, a ``GTCache`` or None (off).
+        resume: reuse replications already in ``results_path`` under the same evaluation key.
+
+    Returns:
+        ``EvalReport``. The caller's global RNG states are restored on return.
+    """
+    if replications < 1:
+        raise ValueError(f"replications must be >= 1, got {replications}")
+    if not same_statistics(eval_loader.dataset.mean, eval_loader.dataset.std, evaluator.mean, evaluator.std):
+        raise ValueError("the evaluation data are normalised with other statistics than the evaluator's; build the "
+                         "loader with build_eval_loader(evaluator, ...)")
+    if mm_fn is not None and mm_repeats <= mm_times:
+        raise ValueError(f"multimodality compares {mm_times} pairs of repeats, so mm_repeats must exceed it; "
+                         f"got {mm_repeats}")
+    mm_batches = min(mm_batches, eval_loader.num_batches) if mm_fn is not None else 0
+    cache = default_gt_cache(evaluator) if gt_cache == "auto" else (
+        GTCache(gt_cache) if isinstance(gt_cache, str) else gt_cache)
+    weights_key = evaluator_fingerprint(evaluator)
+    gt_key = _sha(PROTOCOL_VERSION, weights_key, eval_loader.fingerprint).hexdigest()
+    meta = dict(meta or {})
+    eval_key = _sha(gt_key, meta, mm_batches, mm_repeats, mm_times, mm_fn is not None).hexdigest()
+    seeds = replication_seeds(seed, replications)
+
+    done = _read_finished(results_path, eval_key, seeds) if results_path and resume else {}
+    if results_path:
+        os.makedirs(os.path.dirname(os.path.abspath(results_path)) or ".", exist_ok=True)
+        if not resume:
+            open(results_path, "w").close()
+        if done:
+            logger.info("resuming: %d of %d replications already in %s", len(done), replications, results_path)
+
+    caller_rng = get_rng_state()
+    rows: list[dict[str, Any]] = []
+    try:
+        bar = tqdm(seeds, desc="replications", disable=not progress, dynamic_ncols=True)
+        for r, rep_seed in enumerate(bar):
+            if rep_seed in done:
+                rows.append(done[rep_seed])
+                continue
+            row = _replication(evaluator, eval_loader, motion_fn, mm_fn, r, rep_seed, mm_batches, mm_repeats,
+                               mm_times, cache, gt_key)
+            row["eval_key"] = eval_key
+            rows.append(row)
+            if results_path:
+                with open(results_path, "a") as f:
+                    f.write(json.dumps(row, default=_json_default) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            bar.set_postfix(fid=f"{row['metrics']['fid']:.4f}", top1=f"{row['metrics']['top1']:.3f}")
+            logger.info("replication %d/%d (seed %d): %s", r + 1, replications, rep_seed,
+                        " ".join(f"{k} {v:.4f}" for k, v in row["metrics"].items() if v is not None))
+    finally:
+        set_rng_state(caller_rng)
+
+    proto = {
+        "version": PROTOCOL_VERSION, "dataset": eval_loader.spec.name, "split": eval_loader.split,
+        "batch_size": eval_loader.batch_size, "num_batches": eval_loader.num_batches,
+        "num_samples": eval_loader.num_samples, "replications": replications, "seed": int(seed), "seeds": seeds,
+        "ci": "1.96 * std / sqrt(replications), np.std ddof 0", "gt_statistics": "same pass, same batches",
+        "padding": "frames past each length zeroed before embedding (GT and model alike)",
+        "multimodality": ({"batches": mm_batches, "repeats": mm_repeats, "pairs": mm_times} if mm_fn else None),
+        "data_fingerprint": eval_loader.fingerprint, "gt_cache": cache.folder if cache else None,
+        "evaluator": {"path": os.path.abspath(evaluator.path) if evaluator.path else None,
+                      "sha256": file_sha256(evaluator.path) if evaluator.path and os.path.isfile(evaluator.path)
+                      else None,
+                      "source": evaluator.source, "epoch": evaluator.epoch, "dataset": evaluator.dataset_name,
+                      "weights_fingerprint": weights_key},
+        "eval_key": eval_key, "torch": torch.__version__, "numpy": np.__version__,
+    }
+    return EvalReport(metrics=_summaries(rows, "metrics"), real=_summaries(rows, "real"), rows=rows,
+                      meta={"protocol": proto, **meta})
+
+
+def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: MotionFn, mm_fn: MotionFn | None,
+                 r: int, rep_seed: int, mm_batches: int, mm_repeats: int, mm_times: int, cache: GTCache | None,
+                 gt_key: str) -> dict[str, Any]:
+    """One pass over the data: returns the JSONL row of replication ``r``."""
+    start = time.time()
+    set_seed(rep_seed)
+    cached = cache.load(gt_key, rep_seed) if cache is not None else None
+    cache_state = "off" if cache is None else ("hit" if cached is not None else "miss")
+    bs = loader.batch_size
+    text_parts, gt_parts, gen_parts, mm_parts, m_lens, s_lens = [], [], [], [], [], []
+    hits = {"gen": np.zeros(TOP_K), "gt": np.zeros(TOP_K)}
+    match = {"gen": 0.0, "gt": 0.0}
+    for b, batch in enumerate(loader.batches(rep_seed)):
+        rows = slice(b * bs, (b + 1) * bs)
+        if cached is not None and not (np.array_equal(cached.m_lengths[rows], batch.m_lengths.numpy())
+                                       and np.array_equal(cached.sent_lens[rows], batch.sent_lens.numpy())):
+            logger.warning("GT cache entry of seed %d does not match batch %d; recomputing it", rep_seed, b)
+            cached, cache_state = None, "stale"
+        if cached is not None:
+            text_emb, gt_emb = cached.text_emb[rows], cached.motion_emb[rows]
+        else:
+            text_t, gt_t = evaluator.get_co_embeddings(batch.word_embs, batch.pos_ohot, batch.sent_lens, batch.motion,
+                                                       batch.m_lengths, keep_input_order=True)
+            text_emb, gt_emb = text_t.cpu().numpy(), gt_t.cpu().numpy()
+        if b < mm_batches:
+            repeats = [_motion_embeddings(evaluator, *_checked_motion(mm_fn(batch), batch, evaluator, "mm_fn"))
+                       for _ in range(mm_repeats)]
+            mm_parts.append(np.stack(repeats, axis=1))
+            gen_emb = repeats[-1]
+        else:
+            gen_emb = _motion_embeddings(evaluator, *_checked_motion(motion_fn(batch), batch, evaluator, "motion_fn"))
+        for part, emb in (("gen", gen_emb), ("gt", gt_emb)):
+            scores = score_batch(text_emb, emb, TOP_K)
+            hits[part] += scores.top_k_count
+            match[part] += scores.matching_score_sum
+        text_parts.append(text_emb)
+        gt_parts.append(gt_emb)
+        gen_parts.append(gen_emb)
+        m_lens.append(batch.m_lengths.numpy())
+        s_lens.append(batch.sent_lens.numpy())
+    n = len(gen_parts) * bs
+    gt_all, gen_all = np.concatenate(gt_parts), np.concatenate(gen_parts)
+    if cache is not None and cache_state != "hit":
+        cache.save(gt_key, rep_seed, GTEmbeddings(np.concatenate(text_parts), gt_all, np.concatenate(m_lens),
+                                                  np.concatenate(s_lens)))
+    # The same index pairs for model and GT (a paired comparison; GT against itself gives equal numbers).
+    diversity, times = _diversity(gen_all, np.random.default_rng([rep_seed, 1]))
+    diversity_real, _ = _diversity(gt_all, np.random.default_rng([rep_seed, 1]))
+    multimodality = None
+    if mm_parts:
+        multimodality = calculate_multimodality(np.concatenate(mm_parts), mm_times,
+                                                rng=np.random.default_rng([rep_seed, 3]))
+    metrics = {"fid": calculate_fid(gt_all, gen_all), "diversity": diversity,
+               **{f"top{k + 1}": float(hits["gen"][k] / n) for k in range(TOP_K)},
+               "matching_score": match["gen"] / n, "multimodality": multimodality}
+    real = {"diversity": diversity_real, **{f"top{k + 1}": float(hits["gt"][k] / n) for k in range(TOP_K)},
+            "matching_score": match["gt"] / n}
+    return {"replication": r, "seed": rep_seed, "metrics": metrics, "real": real, "num_samples": n,
+            "diversity_pairs": times, "gt_cache": cache_state, "seconds": round(time.time() - start, 3)}

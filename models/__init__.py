@@ -15,6 +15,13 @@ _EXPORTS = {
     "VQ_MODELS": "models.tokenizers",
     "TOKENIZERS": "models.tokenizers",
     "build_tokenizer": "models.tokenizers",
+    "MARDM_MODELS": "models.mardm",
+    "MASK_TRANSFORMERS": "models.mask_transformer",
+    "RES_TRANSFORMERS": "models.mask_transformer",
+    "MaskTransformer": "models.mask_transformer",
+    "ResidualTransformer": "models.mask_transformer",
+    "LengthEstimator": "models.length_estimator",
+    "build_text_encoder": "models.text_encoders",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 
+from models.tokenizers import VQ_MODELS, VQVAE
 from options.config import parse_with_config
 from options.tokenizer_options import get_train_vq_parser, model_overrides
 from utils.tokenizer_stage import train_tokenizer
@@ -24,7 +25,7 @@ from utils.tokenizer_stage import train_tokenizer
 def main(args) -> None:
     model_name = args.model or ("VQVAE" if args.num_quantizers == 1 else "RVQVAE")
     overrides = model_overrides(args)
-    if model_name == "VQVAE":
+    if VQ_MODELS[model_name].func is VQVAE:
         # T2M-GPT's VQ-VAE is the one-layer case; it has no residual-layer arguments.
         if overrides.pop("num_quantizers", 1) != 1:
             raise SystemExit("--model VQVAE has one codebook; drop --num_quantizers or use --model RVQVAE")

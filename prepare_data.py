@@ -1,0 +1,150 @@
+"""Prepare datasets in the HumanML3D layout: synthetic text-motion pairs, BVH imports, validation, BVH export.
+
+    # a procedural dataset (registered as --dataset_name synthetic)
+    python prepare_data.py synthetic --out dataset/Synthetic --num_motions 300 --seed 0
+
+    # a folder of BVH clips; the dataset is then found as --dataset_name Bandai (dataset/Bandai/spec.json)
+    python prepare_data.py bvh --src ../shared/data/bandai-namco-1/bvh --out dataset/Bandai --skeleton bandai
+    python prepare_data.py bvh --src mocap/ --out dataset/MyMocap --skeleton my_skeleton.yaml --fps 20 \\
+        --labels captions.csv
+
+    # check every file of a dataset (exit status 1 when a loader would fail)
+    python prepare_data.py validate --dataset_name Bandai
+    python prepare_data.py validate --dataset_name synthetic --data_root /data/Synthetic
+
+    # joint positions (T, 22, 3) -> BVH, e.g. to open generated motions in Blender
+    python prepare_data.py export_bvh generation/run_t2m/joints/0.npy --out 0.bvh --dataset_name t2m
+
+``bvh`` maps each clip onto SMPL-22 with ``options/skeletons/<skeleton>.yaml`` (copy one to map your own skeleton),
+resamples to ``--fps`` by time stamps, splits clips longer than 196 feature frames into equal chunks ``<name>_c<k>``,
+and takes captions from ``--labels`` (CSV ``id,caption`` or JSON ``{id: caption}``) or from the file names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+logger = logging.getLogger("prepare_data")
+
+
+def _print_summary(what: str, motions: int, frames: int, fps: float, seconds: float, out: str,
+                   extra: list[str]) -> None:
+    print(f"{what}: {motions} motions, {frames} frames ({frames / fps / 60:.1f} min at {fps:g} fps) "
+          f"in {seconds:.1f} s -> {out}")
+    for line in extra:
+        print(f"  {line}")
+
+
+def main_synthetic(cfg: argparse.Namespace) -> int:
+    # Imported here so that --help and the other subcommands do not load the kinematics.
+    from utils.synthetic import FPS, generate_synthetic_dataset
+
+    summary = generate_synthetic_dataset(cfg.out, cfg.num_motions, seed=cfg.seed, progress=tqdm)
+    splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
+    actions = ", ".join(f"{k} {v}" for k, v in sorted(summary.actions.items()))
+    _print_summary("synthetic", summary.motions, summary.frames, FPS, summary.seconds, cfg.out,
+                   [f"splits: {splits}", f"actions: {actions}",
+                    f"sub-clip captions: {summary.subclip_captions}"])
+    return 0
+
+
+def main_bvh(cfg: argparse.Namespace) -> int:
+    from utils.bvh import import_bvh_folder
+
+    summary = import_bvh_folder(cfg.src, cfg.out, cfg.skeleton, target_fps=cfg.fps, labels=cfg.labels,
+                                seed=cfg.seed, progress=tqdm)
+    splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
+    extra = [f"clips: {summary.clips}; captions from labels {summary.captions_from_labels}, "
+             f"from file names {summary.captions_from_names}", f"splits: {splits}"]
+    if summary.generic_captions:
+        extra.append(f"captioned only by the words of their names (pass --labels): {len(summary.generic_captions)}")
+    if summary.chunked_clips:
+        extra.append(f"split into chunks (longer than the maximum length): {len(summary.chunked_clips)} clips, "
+                     f"e.g. {', '.join(summary.chunked_clips[:3])}")
+    if summary.too_short:
+        extra.append(f"shorter than the minimum length (written; the loaders skip them): {len(summary.too_short)}: "
+                     f"{', '.join(summary.too_short[:5])}{' ...' if len(summary.too_short) > 5 else ''}")
+    name = os.path.basename(os.path.normpath(cfg.out))
+    extra.append(f"use it with --dataset_name {name}" + ("" if os.path.dirname(os.path.normpath(cfg.out)) ==
+                                                          "dataset" else f" --data_root {cfg.out}"))
+    _print_summary("bvh", summary.motions, summary.frames, cfg.fps, summary.seconds, cfg.out, extra)
+    return 0
+
+
+def main_validate(cfg: argparse.Namespace) -> int:
+    from utils.data_validation import validate_dataset
+    from utils.dataset_specs import get_dataset_spec
+
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    report = validate_dataset(spec, cfg.data_root, progress=True)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def main_export_bvh(cfg: argparse.Namespace) -> int:
+    from utils.bvh import write_bvh
+    from utils.dataset_specs import get_dataset_spec
+
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    joints = np.load(cfg.input, allow_pickle=False)
+    if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3):
+        raise ValueError(f"{cfg.input}: expected joint positions of shape (T, {spec.joints_num}, 3) for dataset "
+                         f"{spec.name!r}, got {joints.shape}")
+    out = cfg.out or os.path.splitext(cfg.input)[0] + ".bvh"
+    write_bvh(out, joints, cfg.fps or spec.fps, spec.kinematic_chain, scale=cfg.scale)
+    print(f"export_bvh: {joints.shape[0]} frames -> {out}")
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synthetic", help="procedural motions with captions (HumanML3D layout)")
+    p.add_argument("--out", default="dataset/Synthetic", help="output dataset folder")
+    p.add_argument("--num_motions", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=main_synthetic)
+
+    p = sub.add_parser("bvh", help="import a folder of BVH clips")
+    p.add_argument("--src", required=True, help="folder searched recursively for *.bvh")
+    p.add_argument("--out", required=True, help="output dataset folder; its name becomes the dataset name")
+    p.add_argument("--skeleton", required=True,
+                   help="bandai, lafan (options/skeletons/<name>.yaml) or a path to your own mapping .yaml")
+    p.add_argument("--fps", type=float, default=20.0, help="target frame rate")
+    p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")
+    p.set_defaults(func=main_bvh)
+
+    p = sub.add_parser("validate", help="check every file of a dataset")
+    p.add_argument("--dataset_name", required=True)
+    p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
+    p.set_defaults(func=main_validate)
+
+    p = sub.add_parser("export_bvh", help="write joint positions (T, J, 3) as a BVH file")
+    p.add_argument("input", help=".npy of joint positions (T, J, 3)")
+    p.add_argument("--out", default=None, help="output .bvh (default: next to the input)")
+    p.add_argument("--dataset_name", default="t2m", help="dataset whose skeleton the joints use")
+    p.add_argument("--data_root", default=None)
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the dataset's)")
+    p.add_argument("--scale", type=float, default=1.0, help="length factor (100 writes centimetres)")
+    p.set_defaults(func=main_export_bvh)
+    return parser.parse_args(argv)
+
+
+def main(cfg: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return cfg.func(cfg)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(parse_args()))
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        sys.exit(f"prepare_data.py: error: {e}")

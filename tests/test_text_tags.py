@@ -1,0 +1,89 @@
+"""Caption tagging: HumanML3D word/POS tokens, lemmas, "left" kept, text lines the loaders read, mirroring."""
+
+import pytest
+
+from utils.datasets import read_texts
+from utils.text_tags import format_text_line, lemmatize, mirror_caption, tag_caption
+
+SPACY_COARSE = {"VERB", "NOUN", "DET", "ADP", "NUM", "AUX", "PRON", "ADJ", "ADV", "CCONJ", "SCONJ", "PART", "PROPN",
+                "INTJ"}
+
+
+def test_known_motion_caption():
+    assert tag_caption("A person walks forward slowly.") == [
+        "a/DET", "person/NOUN", "walk/VERB", "forward/ADV", "slowly/ADV"]
+    assert tag_caption("someone quickly waves with their right hand") == [
+        "someone/PRON", "quickly/ADV", "wave/VERB", "with/ADP", "their/DET", "right/ADJ", "hand/NOUN"]
+    assert tag_caption("the person jumps three times") == [
+        "the/DET", "person/NOUN", "jump/VERB", "three/NUM", "time/NOUN"]
+
+
+@pytest.mark.parametrize("caption, token", [
+    ("a man is running", "run/VERB"),
+    ("he sat on the floor", "sit/VERB"),
+    ("she is waving", "wave/VERB"),
+    ("a person hopping in place", "hop/VERB"),
+    ("stomps with both feet", "foot/NOUN"),
+    ("raises both arms", "arm/NOUN"),
+    ("a person takes two steps", "step/NOUN"),
+    ("someone does a jump", "jump/NOUN"),
+    ("a figure strums a guitar", "strum/VERB"),
+    ("a person moonwalking backwards", "moonwalk/VERB"),
+])
+def test_lemmas_and_noun_verb_context(caption, token):
+    assert token in tag_caption(caption)
+
+
+def test_lemmatize():
+    assert lemmatize("walks", "VERB") == "walk" and lemmatize("stepped", "VERB") == "step"
+    assert lemmatize("ran", "VERB") == "run" and lemmatize("knees", "NOUN") == "knee"
+    assert lemmatize("slowly", "ADV") == "slowly"  # only nouns and verbs are lemmatised
+
+
+def test_left_is_never_lemmatised_and_gets_its_role():
+    tokens = tag_caption("a person turns left and then raises the left arm to the left")
+    assert [t for t in tokens if t.startswith("left/")] == ["left/ADV", "left/ADJ", "left/NOUN"]
+    assert not any(t.startswith("leave/") for t in tokens)
+    assert tag_caption("a person left the room")[2] == "left/VERB"  # even as a verb the word is kept
+
+
+def test_auxiliaries_function_words_and_skipped_tokens():
+    tokens = tag_caption("The person is walking 4 steps, then stops; it's counter-clockwise!")
+    assert "is/AUX" in tokens and "step/NOUN" in tokens and "then/ADV" in tokens and "stop/VERB" in tokens
+    assert "counterclockwise/ADV" in tokens  # hyphens are removed before tokenising, as HumanML3D does
+    assert all(t.split("/")[0].isalpha() and t.split("/")[1] in SPACY_COARSE for t in tokens)
+    assert tag_caption("to walk to the door")[:3] == ["to/PART", "walk/VERB", "to/ADP"]
+
+
+def test_every_tag_in_the_coarse_set_for_varied_captions():
+    captions = ["A human stretches with the arms over her head.", "Someone stumbles to the right but recovers.",
+                "the man throws something away with his right hand", "a person crawls on all fours",
+                "Somebody plays the violin while dancing gracefully", "The subject walks in a quarter circle.",
+                "a person squats down and stands back up twice"]
+    for caption in captions:
+        tokens = tag_caption(caption)
+        assert tokens and all(t.split("/")[1] in SPACY_COARSE for t in tokens), (caption, tokens)
+    assert "back/ADV" in tag_caption("stands back up") and "back/NOUN" in tag_caption("lies on his back")
+
+
+def test_text_line_format_and_loader_round_trip(tmp_path):
+    line = format_text_line("a person jumps")
+    assert line == "a person jumps#a/DET person/NOUN jump/VERB#0.0#0.0"
+    sub = format_text_line("a  person #waves", 1.5, 4.25)
+    assert sub == "a person waves#a/DET person/NOUN wave/VERB#1.5#4.25"
+    path = tmp_path / "000001.txt"
+    path.write_text(line + "\n" + sub + "\n")
+    entries = read_texts(str(path))
+    assert [e.caption for e in entries] == ["a person jumps", "a person waves"]
+    assert list(entries[0].tokens) == ["a/DET", "person/NOUN", "jump/VERB"]
+    assert (entries[1].f_tag, entries[1].to_tag) == (1.5, 4.25)
+
+
+def test_mirror_caption():
+    assert mirror_caption("A person waves with the Left hand and turns right.") == \
+        "A person waves with the Right hand and turns left."
+    assert mirror_caption("walks in a circle clockwise") == "walks in a circle counterclockwise"
+    assert mirror_caption("turns counter-clockwise") == "turns clockwise"
+    assert mirror_caption("stands upright in bright light") == "stands upright in bright light"
+    caption = "the left foot, then the RIGHT foot, turning clockwise"
+    assert mirror_caption(mirror_caption(caption)) == caption

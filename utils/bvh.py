@@ -1,0 +1,935 @@
+"""BVH motion capture files: parse, forward kinematics, map onto SMPL-22, import a folder, export joints.
+
+``parse_bvh`` reads any BVH hierarchy: any rotation channel order per joint, position channels on any joint (a
+joint's position channels replace its OFFSET, which is how exporters that key every bone's translation, such as the
+Bandai Namco dataset, write them), End Sites and the frame time. ``bvh_positions`` runs forward kinematics vectorised
+over frames (rotation ``R = R_c1 @ R_c2 @ R_c3`` for channels listed c1 c2 c3, so ``Zrotation Xrotation Yrotation``
+is ``Rz @ Rx @ Ry``).
+
+A skeleton mapping (``options/skeletons/<name>.yaml``) says which source joint gives each SMPL-22 joint, or that a
+joint is interpolated between two source joints, plus the unit scale to metres, the up axis and optionally the frame
+rate. ``import_bvh_folder`` turns a folder of clips into the HumanML3D layout (``new_joint_vecs``, ``new_joints``,
+``texts``, splits, ``Mean.npy``/``Std.npy`` and a ``spec.json`` so the dataset is found by ``--dataset_name``).
+
+``write_bvh`` goes the other way: a joint-position sequence (T, J, 3) becomes a BVH file that opens in Blender, with
+rest offsets from the first frame's bone directions and the median bone lengths, and per-joint rotations found by the
+shortest arc from the rest direction (a best-fit rotation for joints with several children), written as ZYX Euler
+angles. Parsing the file back and running forward kinematics reproduces the joints when the bone lengths are
+constant (to about 1e-6 of the scene size).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import yaml
+
+from utils.dataset_specs import SPEC_FILE, T2M_KINEMATIC_CHAIN, DatasetSpec, humanml3d_spec
+from utils.motion_process import extract_features, joints_fps_resample, recover_from_ric
+from utils.text_tags import format_text_line
+
+logger = logging.getLogger(__name__)
+
+SMPL22_JOINT_NAMES = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle", "right_ankle",
+    "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+)
+SKELETON_DIR = Path(__file__).resolve().parents[1] / "options" / "skeletons"
+SPLIT_FRACTIONS = (0.80, 0.05, 0.15)  # train / val / test, as HumanML3D
+
+Progress = Callable[..., Iterable]
+
+
+def _no_progress(items: Iterable, **_: object) -> Iterable:
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rotations and forward kinematics
+# ---------------------------------------------------------------------------------------------------------------------
+
+def axis_rotation(axis: str, angle: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) about ``axis`` ("x", "y" or "z") by ``angle`` (...,) radians."""
+    angle = np.asarray(angle, dtype=np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    one, zero = np.ones_like(angle), np.zeros_like(angle)
+    rows = {
+        "x": ((one, zero, zero), (zero, c, -s), (zero, s, c)),
+        "y": ((c, zero, s), (zero, one, zero), (-s, zero, c)),
+        "z": ((c, -s, zero), (s, c, zero), (zero, zero, one)),
+    }[axis.lower()]
+    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+
+
+def euler_to_matrix(angles_deg: np.ndarray, order: str) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) from Euler angles (..., k) in degrees, composed in ``order``.
+
+    ``order`` "ZXY" gives ``Rz @ Rx @ Ry`` (the BVH convention for channels listed Z, X, Y).
+    """
+    angles = np.radians(np.asarray(angles_deg, dtype=np.float64))
+    if angles.shape[-1] != len(order):
+        raise ValueError(f"euler_to_matrix: {angles.shape[-1]} angles for order {order!r}")
+    out = np.broadcast_to(np.eye(3), angles.shape[:-1] + (3, 3)).copy()
+    for i, axis in enumerate(order):
+        out = out @ axis_rotation(axis, angles[..., i])
+    return out
+
+
+def matrix_to_euler_zyx(rot: np.ndarray) -> np.ndarray:
+    """Euler angles (..., 3) in degrees (z, y, x) with ``rot = Rz @ Ry @ Rx`` for rotation matrices (..., 3, 3)."""
+    rot = np.asarray(rot, dtype=np.float64)
+    y = np.arcsin(np.clip(-rot[..., 2, 0], -1.0, 1.0))
+    z = np.arctan2(rot[..., 1, 0], rot[..., 0, 0])
+    x = np.arctan2(rot[..., 2, 1], rot[..., 2, 2])
+    # At +-90 degrees of y only z - x (or z + x) is defined; put it all in z.
+    lock = np.abs(rot[..., 2, 0]) > 1.0 - 1e-9
+    if np.any(lock):
+        z = np.where(lock, np.arctan2(-rot[..., 0, 1], rot[..., 1, 1]), z)
+        x = np.where(lock, 0.0, x)
+    return np.degrees(np.stack([z, y, x], axis=-1))
+
+
+def forward_kinematics(local_rotations: np.ndarray, local_translations: np.ndarray,
+                       parents: Sequence[int]) -> np.ndarray:
+    """Global joint positions (T, J, 3) from local rotations (T, J, 3, 3) and translations (T, J, 3) or (J, 3).
+
+    Joint j sits at ``p[parent] + G[parent] @ t[j]`` with ``G[j] = G[parent] @ R[j]``; the root (parent -1) sits at
+    ``t[0]`` with ``G = R[0]``. Parents must come before their children.
+    """
+    positions, _ = _forward_kinematics(local_rotations, local_translations, parents)
+    return positions
+
+
+def _forward_kinematics(local_rotations: np.ndarray, local_translations: np.ndarray,
+                        parents: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    local_rotations = np.asarray(local_rotations, dtype=np.float64)
+    frames, joints = local_rotations.shape[:2]
+    trans = np.broadcast_to(np.asarray(local_translations, dtype=np.float64), (frames, joints, 3))
+    positions = np.zeros((frames, joints, 3))
+    rotations = np.zeros((frames, joints, 3, 3))
+    for j, p in enumerate(parents):
+        if p < 0:
+            positions[:, j] = trans[:, j]
+            rotations[:, j] = local_rotations[:, j]
+        else:
+            if p >= j:
+                raise ValueError(f"forward_kinematics: parent {p} of joint {j} must come before it")
+            positions[:, j] = positions[:, p] + np.einsum("tab,tb->ta", rotations[:, p], trans[:, j])
+            rotations[:, j] = rotations[:, p] @ local_rotations[:, j]
+    return positions, rotations
+
+
+def parents_from_chain(kinematic_chain: Sequence[Sequence[int]], joints_num: int) -> list[int]:
+    """Parent index of every joint (-1 for the root) from a kinematic chain such as ``T2M_KINEMATIC_CHAIN``."""
+    parents = [-2] * joints_num
+    parents[kinematic_chain[0][0]] = -1
+    for chain in kinematic_chain:
+        for a, b in zip(chain[:-1], chain[1:]):
+            parents[b] = a
+    missing = [j for j, p in enumerate(parents) if p == -2]
+    if missing:
+        raise ValueError(f"kinematic chain does not reach joints {missing} of {joints_num}")
+    return parents
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------------------------------
+
+_CHANNEL_NAMES = {"xposition": ("pos", 0), "yposition": ("pos", 1), "zposition": ("pos", 2),
+                  "xrotation": ("rot", "x"), "yrotation": ("rot", "y"), "zrotation": ("rot", "z")}
+
+
+@dataclass
+class BVH:
+    """A parsed BVH file. Nodes are joints and End Sites in file order (parents first).
+
+    names, parents, offsets (N, 3): per node; End Sites are named ``<parent>_End`` and have no channels.
+    channels: per node, the channel names in file order; ``motion`` (F, C) holds them all, node after node.
+    frame_time: seconds per frame.
+    """
+
+    names: list[str]
+    parents: list[int]
+    offsets: np.ndarray
+    channels: list[list[str]]
+    is_end_site: list[bool]
+    frame_time: float
+    motion: np.ndarray
+    source: str = "<bvh>"
+
+    @property
+    def frames(self) -> int:
+        return self.motion.shape[0]
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.frame_time
+
+    @property
+    def joint_names(self) -> list[str]:
+        return [n for n, end in zip(self.names, self.is_end_site) if not end]
+
+    def index(self, name: str) -> int:
+        """Node index of ``name``; the error lists the available names."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"{self.source}: no joint {name!r}; joints: {self.names}") from None
+
+
+def _expect(tokens: list[str], i: int, word: str, source: str) -> int:
+    if i >= len(tokens) or tokens[i].upper() != word.upper():
+        got = tokens[i] if i < len(tokens) else "end of file"
+        raise ValueError(f"{source}: expected {word!r} in the HIERARCHY section, got {got!r}")
+    return i + 1
+
+
+def _floats(tokens: list[str], i: int, n: int, what: str, source: str) -> np.ndarray:
+    try:
+        return np.array([float(t) for t in tokens[i:i + n]], dtype=np.float64).reshape(n)
+    except ValueError as e:
+        raise ValueError(f"{source}: {what} expects {n} numbers, got {tokens[i:i + n]}") from e
+
+
+def parse_bvh_text(text: str, source: str = "<bvh>") -> BVH:
+    """Parse the contents of a BVH file (``source`` names it in error messages)."""
+    head, sep, motion_text = re.split(r"\b(MOTION)\b", text, maxsplit=1) if "MOTION" in text else (text, "", "")
+    if not sep:
+        raise ValueError(f"{source}: no MOTION section; expected HIERARCHY ... MOTION Frames: N Frame Time: dt")
+    tokens = head.split()
+    i = _expect(tokens, 0, "HIERARCHY", source)
+    names: list[str] = []
+    parents: list[int] = []
+    offsets: list[np.ndarray] = []
+    channels: list[list[str]] = []
+    is_end: list[bool] = []
+    stack: list[int] = []
+    pending: int | None = None  # node whose "{" is expected next
+    while i < len(tokens):
+        tok = tokens[i]
+        upper = tok.upper()
+        if upper in ("ROOT", "JOINT"):
+            if upper == "ROOT" and names:
+                raise ValueError(f"{source}: more than one ROOT; only single-rooted hierarchies are supported")
+            if i + 1 >= len(tokens):
+                raise ValueError(f"{source}: {tok} without a name")
+            names.append(tokens[i + 1])
+            parents.append(stack[-1] if stack else -1)
+            offsets.append(np.zeros(3))
+            channels.append([])
+            is_end.append(False)
+            pending = len(names) - 1
+            i += 2
+        elif upper == "END":
+            if not stack:
+                raise ValueError(f"{source}: End Site outside a joint")
+            parent = stack[-1]
+            names.append(f"{names[parent]}_End")
+            parents.append(parent)
+            offsets.append(np.zeros(3))
+            channels.append([])
+            is_end.append(True)
+            pending = len(names) - 1
+            i += 2  # "End Site"
+        elif tok == "{":
+            if pending is None:
+                raise ValueError(f"{source}: unexpected '{{' in the HIERARCHY section")
+            stack.append(pending)
+            pending = None
+            i += 1
+        elif tok == "}":
+            if not stack:
+                raise ValueError(f"{source}: unbalanced '}}' in the HIERARCHY section")
+            stack.pop()
+            i += 1
+        elif upper == "OFFSET":
+            if not stack:
+                raise ValueError(f"{source}: OFFSET outside a joint")
+            offsets[stack[-1]] = _floats(tokens, i + 1, 3, f"OFFSET of {names[stack[-1]]!r}", source)
+            i += 4
+        elif upper == "CHANNELS":
+            if not stack:
+                raise ValueError(f"{source}: CHANNELS outside a joint")
+            try:
+                n = int(tokens[i + 1])
+            except (IndexError, ValueError):
+                raise ValueError(f"{source}: CHANNELS of {names[stack[-1]]!r} needs a count") from None
+            chans = tokens[i + 2:i + 2 + n]
+            bad = [c for c in chans if c.lower() not in _CHANNEL_NAMES]
+            if bad or len(chans) != n:
+                raise ValueError(f"{source}: joint {names[stack[-1]]!r} has channels {chans}; expected {n} of "
+                                 f"X/Y/Z position/rotation")
+            channels[stack[-1]] = chans
+            i += 2 + n
+        else:
+            raise ValueError(f"{source}: unexpected token {tok!r} in the HIERARCHY section")
+    if stack:
+        raise ValueError(f"{source}: HIERARCHY section ends inside joint {names[stack[-1]]!r} (missing '}}')")
+    if not names:
+        raise ValueError(f"{source}: no ROOT joint in the HIERARCHY section")
+
+    m = re.match(r"\s*Frames:\s*(\d+)\s*Frame\s+Time:\s*(\S+)", motion_text)
+    if not m:
+        raise ValueError(f"{source}: MOTION section must start with 'Frames: N' and 'Frame Time: dt'")
+    frames, frame_time = int(m.group(1)), float(m.group(2))
+    if not frame_time > 0:
+        raise ValueError(f"{source}: Frame Time is {frame_time}; expected seconds per frame > 0")
+    num_channels = sum(len(c) for c in channels)
+    try:
+        values = np.array(motion_text[m.end():].split(), dtype=np.float64)
+    except ValueError as e:
+        raise ValueError(f"{source}: MOTION data must be numbers ({e})") from e
+    if values.size != frames * num_channels:
+        raise ValueError(f"{source}: MOTION has {values.size} numbers; expected Frames {frames} x "
+                         f"{num_channels} channels = {frames * num_channels}")
+    return BVH(names=names, parents=parents, offsets=np.stack(offsets), channels=channels, is_end_site=is_end,
+               frame_time=frame_time, motion=values.reshape(frames, num_channels), source=source)
+
+
+def parse_bvh(path: str | os.PathLike) -> BVH:
+    """Parse a BVH file."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return parse_bvh_text(f.read(), source=str(path))
+
+
+def bvh_local_transforms(bvh: BVH) -> tuple[np.ndarray, np.ndarray]:
+    """Local rotations (F, N, 3, 3) and translations (F, N, 3) of every node, from the channels and offsets."""
+    frames, nodes = bvh.frames, len(bvh.names)
+    rotations = np.broadcast_to(np.eye(3), (frames, nodes, 3, 3)).copy()
+    translations = np.broadcast_to(bvh.offsets, (frames, nodes, 3)).copy()
+    col = 0
+    for j, chans in enumerate(bvh.channels):
+        for c in chans:
+            kind, axis = _CHANNEL_NAMES[c.lower()]
+            values = bvh.motion[:, col]
+            if kind == "pos":
+                translations[:, j, axis] = values
+            else:
+                rotations[:, j] = rotations[:, j] @ axis_rotation(axis, np.radians(values))
+            col += 1
+    return rotations, translations
+
+
+def bvh_positions(bvh: BVH, end_sites: bool = False) -> np.ndarray:
+    """Global positions (F, J, 3) of the joints (and End Sites with ``end_sites``) in the file's units."""
+    rotations, translations = bvh_local_transforms(bvh)
+    positions = forward_kinematics(rotations, translations, bvh.parents)
+    if end_sites:
+        return positions
+    keep = [j for j, end in enumerate(bvh.is_end_site) if not end]
+    return positions[:, keep]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Skeleton mapping onto SMPL-22
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SkeletonMap:
+    """How a BVH skeleton maps onto SMPL-22 (HumanML3D order).
+
+    sources: per SMPL-22 joint, ``(joint_a, joint_b, weight)``: the position ``(1 - weight) * a + weight * b``
+    (``b == a`` and weight 0 for a direct mapping). unit_scale: multiplies source units to metres. up_axis: "y" or
+    "z" (Z-up data is turned to Y-up by the rotation (x, y, z) -> (x, z, -y)). fps: overrides the file's frame time
+    when set.
+    """
+
+    name: str
+    sources: tuple[tuple[str, str, float], ...]
+    unit_scale: float = 1.0
+    up_axis: str = "y"
+    fps: float | None = None
+    description: str = ""
+
+
+_MAP_KEYS = {"name", "joints", "unit_scale", "up_axis", "fps", "description"}
+
+
+def _is_between(entry: object) -> bool:
+    """``{between: [A, B], weight: w}`` with two joint names."""
+    if not isinstance(entry, dict) or not set(entry) <= {"between", "weight"}:
+        return False
+    pair = entry.get("between")
+    return isinstance(pair, list) and len(pair) == 2 and all(isinstance(e, str) for e in pair)
+
+
+def load_skeleton_map(name_or_path: str) -> SkeletonMap:
+    """Read ``options/skeletons/<name>.yaml`` or a YAML file path into a ``SkeletonMap``.
+
+    The YAML has ``joints`` (every SMPL-22 name -> a source joint name, or ``{between: [A, B], weight: w}``),
+    ``unit_scale``, ``up_axis`` and optionally ``fps``, ``name`` and ``description``.
+    """
+    path = Path(name_or_path)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        path = SKELETON_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in SKELETON_DIR.glob("*.yaml"))
+            raise ValueError(f"unknown skeleton {name_or_path!r}: expected one of {known} or a path to a .yaml file")
+    if not path.is_file():
+        raise ValueError(f"{path}: skeleton mapping file not found")
+    with open(path, encoding="utf-8") as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping with keys {sorted(_MAP_KEYS)}")
+    unknown = sorted(set(raw) - _MAP_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; expected a subset of {sorted(_MAP_KEYS)}")
+    joints = raw.get("joints")
+    if not isinstance(joints, dict):
+        raise ValueError(f"{path}: field 'joints' must map each SMPL-22 joint name to a source joint")
+    missing = [n for n in SMPL22_JOINT_NAMES if n not in joints]
+    extra = sorted(set(joints) - set(SMPL22_JOINT_NAMES))
+    if missing or extra:
+        raise ValueError(f"{path}: field 'joints' must name exactly the SMPL-22 joints {list(SMPL22_JOINT_NAMES)}; "
+                         f"missing {missing}, unknown {extra}")
+    sources = []
+    for n in SMPL22_JOINT_NAMES:
+        entry = joints[n]
+        if isinstance(entry, str):
+            sources.append((entry, entry, 0.0))
+        elif _is_between(entry):
+            weight = float(entry.get("weight", 0.5))
+            if not 0.0 <= weight <= 1.0:
+                raise ValueError(f"{path}: joints.{n}.weight is {weight}; expected a value in [0, 1]")
+            sources.append((entry["between"][0], entry["between"][1], weight))
+        else:
+            raise ValueError(f"{path}: joints.{n} is {entry!r}; expected a joint name or "
+                             f"{{between: [JointA, JointB], weight: 0.5}}")
+    up_axis = str(raw.get("up_axis", "y")).lower()
+    if up_axis not in ("y", "z"):
+        raise ValueError(f"{path}: up_axis is {up_axis!r}; expected 'y' or 'z'")
+    unit_scale = float(raw.get("unit_scale", 1.0))
+    if not unit_scale > 0:
+        raise ValueError(f"{path}: unit_scale is {unit_scale}; expected a positive factor to metres")
+    fps = raw.get("fps")
+    if fps is not None and not float(fps) > 0:
+        raise ValueError(f"{path}: fps is {fps}; expected a positive frame rate or null")
+    return SkeletonMap(name=str(raw.get("name", path.stem)), sources=tuple(sources), unit_scale=unit_scale,
+                       up_axis=up_axis, fps=None if fps is None else float(fps),
+                       description=str(raw.get("description", "")))
+
+
+def map_to_smpl22(positions: np.ndarray, names: Sequence[str], skeleton: SkeletonMap,
+                  source: str = "<bvh>") -> np.ndarray:
+    """SMPL-22 joints (F, 22, 3) in metres, Y up, from source positions (F, N, 3) of the nodes ``names``."""
+    index = {n: i for i, n in enumerate(names)}
+    wanted = sorted({n for a, b, _ in skeleton.sources for n in (a, b)} - set(index))
+    if wanted:
+        raise ValueError(f"{source}: skeleton {skeleton.name!r} needs joints {wanted} that the file does not have; "
+                         f"joints in the file: {list(names)}")
+    a = positions[:, [index[s[0]] for s in skeleton.sources]]
+    b = positions[:, [index[s[1]] for s in skeleton.sources]]
+    w = np.array([s[2] for s in skeleton.sources])[None, :, None]
+    joints = (1.0 - w) * a + w * b
+    joints = joints * skeleton.unit_scale
+    if skeleton.up_axis == "z":
+        joints = np.stack([joints[..., 0], joints[..., 2], -joints[..., 1]], axis=-1)
+    return joints
+
+
+def _clean_fps(fps: float) -> float:
+    # Frame times are written rounded ("0.0333333"); snap to the integer rate so resampling keeps the last frame.
+    return float(round(fps)) if abs(fps - round(fps)) < 1e-3 else fps
+
+
+def bvh_to_smpl22(bvh: BVH, skeleton: SkeletonMap, target_fps: float) -> np.ndarray:
+    """SMPL-22 joints (T, 22, 3) in metres, Y up, resampled by time stamps to ``target_fps``."""
+    src_fps = skeleton.fps or _clean_fps(bvh.fps)
+    joints = map_to_smpl22(bvh_positions(bvh, end_sites=True), bvh.names, skeleton, bvh.source)
+    return joints_fps_resample(joints, src_fps, target_fps)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Captions from file names and label files
+# ---------------------------------------------------------------------------------------------------------------------
+
+BANDAI_NAME_RE = re.compile(r"^dataset-\d+_(?P<content>[a-z-]+)_(?P<style>[a-z-]+)_(?P<take>\d+)$")
+
+# Verb phrases (third person, no subject) per Bandai content. Hands and legs were checked on the clips of dataset 1:
+# "bye" and "guide" use the right hand in every style, "byebye" both hands, "respond" raises the left hand, "kick" is
+# a high kick with the right leg, and "walk-left"/"walk-right" walk diagonally forward to that side.
+BANDAI_CONTENT_PHRASES: dict[str, tuple[str, ...]] = {
+    "walk": ("walks forward", "walks", "is walking forward"),
+    "walk-back": ("walks backwards", "walks backward", "steps backwards"),
+    "walk-left": ("walks forward to the left", "walks diagonally to the left", "walks to the left"),
+    "walk-right": ("walks forward to the right", "walks diagonally to the right", "walks to the right"),
+    "run": ("runs forward", "runs", "is running forward"),
+    "dash": ("dashes forward", "sprints forward", "dashes"),
+    "bow": ("bows", "bows forward", "takes a bow"),
+    "bye": ("waves goodbye with the right hand", "waves the right hand to say goodbye", "says goodbye with a wave of "
+            "the right hand"),
+    "byebye": ("waves goodbye with both hands", "waves both hands to say goodbye", "waves goodbye with both arms"),
+    "guide": ("gestures with the right hand to guide someone", "guides someone with the right hand",
+              "shows someone the way with the right hand"),
+    "respond": ("raises the left hand to respond", "responds by raising the left hand",
+                "answers by raising the left hand"),
+    "call": ("calls out to someone", "calls someone over", "makes a calling gesture"),
+    "punch": ("punches", "throws punches", "punches forward"),
+    "kick": ("kicks with the right leg", "kicks high with the right foot", "does a high kick with the right leg"),
+    "slash": ("slashes with both hands", "swings an imaginary sword", "makes slashing motions"),
+    "dance-short": ("dances", "is dancing", "performs a dance"),
+}
+
+# Manner phrases per Bandai style ("" for the neutral style).
+BANDAI_STYLE_PHRASES: dict[str, tuple[str, ...]] = {
+    "normal": ("", "normally", "in a normal way"),
+    "happy": ("in a happy way", "happily", "cheerfully"),
+    "sad": ("in a sad way", "sadly", "in a gloomy way"),
+    "angry": ("in an angry way", "angrily", "furiously"),
+    "proud": ("in a proud way", "proudly", "with pride"),
+    "not-confident": ("in an unconfident way", "without confidence", "timidly"),
+    "masculinity": ("in a masculine way", "in a masculine manner", "with masculine movements"),
+    "feminine": ("in a feminine way", "in a feminine manner", "with feminine movements"),
+    "childish": ("in a childish way", "like a child", "like a little kid"),
+    "old": ("like an old person", "in an elderly way", "like an old man"),
+    "tired": ("in a tired way", "tiredly", "wearily"),
+    "active": ("in an active way", "energetically", "with a lot of energy"),
+    "musical": ("in a musical way", "like in a musical", "theatrically like a musical actor"),
+    "giant": ("like a giant", "in a heavy giant way", "with big heavy movements like a giant"),
+    "chimpira": ("like a thug", "in a thuggish way", "like a street punk"),
+}
+
+_SUBJECTS = ("a person", "someone", "the person", "a man", "a woman", "a figure", "the figure", "a human")
+
+
+def is_bandai_name(stem: str) -> bool:
+    """Whether a clip name follows the Bandai pattern ``dataset-N_{content}_{style}_{id}`` with a known content."""
+    m = BANDAI_NAME_RE.match(stem)
+    return m is not None and m.group("content") in BANDAI_CONTENT_PHRASES
+
+
+def captions_from_name(stem: str, rng: np.random.Generator, count: int = 3) -> list[str]:
+    """``count`` distinct captions for a clip from its file name.
+
+    Bandai names ``dataset-1_{content}_{style}_{id}`` become e.g. "a person walks forward in a happy way"; any other
+    name becomes its words ("walk_fast_02" -> "a person: walk fast") so the clip still has a caption.
+    """
+    if not is_bandai_name(stem):
+        words = " ".join(w for w in re.split(r"[^A-Za-z]+", stem) if w).lower()
+        return [f"a person: {words or stem}"]
+    m = BANDAI_NAME_RE.match(stem)
+    content, style = m.group("content"), m.group("style")
+    actions = BANDAI_CONTENT_PHRASES[content]
+    manners = BANDAI_STYLE_PHRASES.get(style, (f"in a {style.replace('-', ' ')} way",))
+    combos = [(s, a, w) for s in _SUBJECTS for a in actions for w in manners]
+    order = rng.permutation(len(combos))
+    captions: list[str] = []
+    used_actions: set[str] = set()
+    for k in order:
+        subject, action, manner = combos[k]
+        # Prefer a new verb phrase for each caption, so the three differ in more than the subject.
+        if action in used_actions and len(used_actions) < min(count, len(actions)):
+            continue
+        caption = " ".join(p for p in (subject, action, manner) if p)
+        if caption not in captions:
+            captions.append(caption)
+            used_actions.add(action)
+        if len(captions) == count:
+            break
+    return captions
+
+
+def read_labels(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Captions per clip id from a CSV (``id,caption`` rows; an id may repeat) or JSON (``{id: caption | [..]}``).
+
+    Ids are file stems (the ``.bvh`` extension is dropped if present).
+    """
+    path = str(path)
+    labels: dict[str, list[str]] = {}
+
+    def add(key: str, caption: str) -> None:
+        key = os.path.splitext(key.strip())[0] if key.strip().lower().endswith(".bvh") else key.strip()
+        caption = caption.strip()
+        if key and caption:
+            labels.setdefault(key, []).append(caption)
+
+    if path.lower().endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            try:
+                raw = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: not valid JSON ({e}); expected {{clip_id: caption or [captions]}}") from e
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a JSON object {{clip_id: caption or [captions]}}")
+        for key, value in raw.items():
+            values = [value] if isinstance(value, str) else value
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise ValueError(f"{path}: entry {key!r} must be a caption string or a list of strings")
+            for v in values:
+                add(key, v)
+    else:
+        with open(path, encoding="utf-8", newline="") as f:
+            for lineno, row in enumerate(csv.reader(f), 1):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) < 2:
+                    raise ValueError(f"{path}:{lineno}: expected 'id,caption', got {row}")
+                if lineno == 1 and row[0].strip().lower() in ("id", "name", "file", "clip"):
+                    continue
+                add(row[0], ",".join(row[1:]))
+    if not labels:
+        raise ValueError(f"{path}: no captions found; expected CSV rows 'id,caption' or a JSON object")
+    return labels
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writing the HumanML3D layout
+# ---------------------------------------------------------------------------------------------------------------------
+
+def split_groups(groups: Sequence[Sequence[str]], rng: np.random.Generator,
+                 fractions: tuple[float, float, float] = SPLIT_FRACTIONS) -> dict[str, list[str]]:
+    """Assign groups of ids (the chunks of one clip stay together) to train/val/test by ``fractions``.
+
+    Val and test get at least one group each when there are three or more groups. Returns the three splits plus
+    ``train_val`` and ``all`` (lists of ids).
+    """
+    order = rng.permutation(len(groups))
+    n = len(groups)
+    n_val = int(round(fractions[1] * n))
+    n_test = int(round(fractions[2] * n))
+    if n >= 3:
+        n_val, n_test = max(n_val, 1), max(n_test, 1)
+    splits = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
+    out = {k: sorted(i for g in v for i in groups[g]) for k, v in splits.items()}
+    out["train_val"] = sorted(out["train"] + out["val"])
+    out["all"] = sorted(i for g in groups for i in g)
+    return out
+
+
+def write_split_files(out_dir: str, splits: dict[str, list[str]]) -> None:
+    """Write ``<split>.txt`` (one id per line) for every split."""
+    for name, ids in splits.items():
+        with open(os.path.join(out_dir, f"{name}.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(f"{i}\n" for i in ids))
+
+
+def humanml3d_mean_std(feature_files: Iterable[str], spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Dataset mean and std (D,) the HumanML3D way: per-dimension mean over all frames of all files, and the std
+    replaced by its mean within each feature group of ``spec.layout``."""
+    total = np.zeros(spec.file_dim)
+    total_sq = np.zeros(spec.file_dim)
+    count = 0
+    for path in feature_files:
+        x = np.load(path).astype(np.float64)
+        total += x.sum(0)
+        total_sq += (x ** 2).sum(0)
+        count += x.shape[0]
+    if count < 2:
+        raise ValueError(f"cannot compute dataset statistics from {count} frames")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
+    for group in spec.layout:
+        std[group.start:group.stop] = std[group.start:group.stop].mean()
+    if np.any(std <= 1e-8):
+        zero = [g.name for g in spec.layout if std[g.start] <= 1e-8]
+        logger.warning("feature groups %s do not vary across the dataset; their std is set to 1", zero)
+        std[std <= 1e-8] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def write_mean_std(out_dir: str, ids: Sequence[str], spec: DatasetSpec) -> None:
+    """Compute ``Mean.npy``/``Std.npy`` over ``new_joint_vecs/<id>.npy`` of ``ids`` and write them to ``out_dir``."""
+    mean, std = humanml3d_mean_std((os.path.join(out_dir, "new_joint_vecs", f"{i}.npy") for i in ids), spec)
+    np.save(os.path.join(out_dir, "Mean.npy"), mean)
+    np.save(os.path.join(out_dir, "Std.npy"), std)
+
+
+def make_layout_dirs(out_dir: str) -> None:
+    """Create ``new_joint_vecs/``, ``new_joints/`` and ``texts/`` under ``out_dir``."""
+    for sub in ("new_joint_vecs", "new_joints", "texts"):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+
+
+def write_motion(out_dir: str, clip_id: str, joints: np.ndarray, caption_lines: Sequence[str]) -> np.ndarray:
+    """Write one clip: features of joints (T, 22, 3) -> ``new_joint_vecs`` (T-1, 263), their ``recover_from_ric``
+    joints -> ``new_joints`` (T-1, 22, 3), and ``texts/<id>.txt``. Returns the features."""
+    features = extract_features(joints)
+    if not np.all(np.isfinite(features)):
+        raise ValueError(f"clip {clip_id!r}: feature extraction produced non-finite values")
+    np.save(os.path.join(out_dir, "new_joint_vecs", f"{clip_id}.npy"), features)
+    np.save(os.path.join(out_dir, "new_joints", f"{clip_id}.npy"), recover_from_ric(features, 22).astype(np.float32))
+    with open(os.path.join(out_dir, "texts", f"{clip_id}.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in caption_lines))
+    return features
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Importing a folder
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class ImportSummary:
+    """What ``import_bvh_folder`` did: clips read, motions written (chunks count separately), frames at the target
+    rate, clips split into chunks, motions shorter than the spec's minimum (written, but skipped by the loaders),
+    caption sources (``generic_captions``: clips captioned only by the words of an unknown name) and the time
+    taken."""
+
+    out_dir: str
+    clips: int = 0
+    motions: int = 0
+    frames: int = 0
+    chunked_clips: list[str] = field(default_factory=list)
+    too_short: list[str] = field(default_factory=list)
+    captions_from_labels: int = 0
+    captions_from_names: int = 0
+    generic_captions: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    splits: dict[str, int] = field(default_factory=dict)
+
+
+def chunk_bounds(frames: int, max_features: int) -> list[tuple[int, int]]:
+    """Split T joint frames into the fewest equal chunks with at most ``max_features`` feature frames each.
+
+    Chunks share their boundary frame (joint frames ``[a, b]`` inclusive give ``b - a`` feature frames), so no frame
+    pair is lost; all chunks have nearly the same length, so none falls under the minimum length by accident.
+    """
+    pairs = frames - 1
+    n = max(1, -(-pairs // max_features))
+    edges = np.linspace(0, pairs, n + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.0, labels: str | None = None,
+                      seed: int = 0, progress: Progress | None = None) -> ImportSummary:
+    """Convert every ``*.bvh`` under ``src`` into a HumanML3D-layout dataset at ``out``.
+
+    Each clip is mapped onto SMPL-22 with ``skeleton`` (a name under ``options/skeletons`` or a YAML path), converted
+    to metres and Y up, resampled by time stamps to ``target_fps`` and turned into 263-dim features. Clips longer
+    than the spec's ``max_motion_length`` feature frames are split into equal chunks named ``<stem>_c<k>``
+    (``chunk_bounds``); clips shorter than ``min_motion_length`` are written but reported. Captions come from
+    ``labels`` (CSV/JSON, see ``read_labels``) and otherwise from the file name (``captions_from_name``). Splits are
+    80/5/15 by clip (chunks of one clip share a split). Writes ``spec.json`` named after the ``out`` folder.
+    """
+    start = time.perf_counter()
+    iterate = progress or _no_progress
+    skel = load_skeleton_map(skeleton)
+    files = sorted(Path(src).rglob("*.bvh"), key=lambda p: str(p))
+    if not files:
+        raise ValueError(f"{src}: no .bvh files found")
+    stems = [p.stem for p in files]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise ValueError(f"{src}: clip names must be unique (they become motion ids); repeated: {dupes[:5]}")
+    label_map = read_labels(labels) if labels else {}
+    name = os.path.basename(os.path.normpath(out))
+    spec = humanml3d_spec(name=name, root=out, fps=float(target_fps))
+    make_layout_dirs(out)
+    rng = np.random.default_rng(seed)
+    summary = ImportSummary(out_dir=out)
+    groups: list[list[str]] = []
+    for path in iterate(files, desc=f"import {name}", unit="clip"):
+        joints = bvh_to_smpl22(parse_bvh(path), skel, target_fps)
+        if joints.shape[0] < 2:
+            raise ValueError(f"{path}: {joints.shape[0]} frame(s) at {target_fps} fps; need at least 2")
+        if path.stem in label_map:
+            captions = label_map[path.stem]
+            summary.captions_from_labels += 1
+        else:
+            captions = captions_from_name(path.stem, rng)
+            summary.captions_from_names += 1
+            if not is_bandai_name(path.stem):
+                summary.generic_captions.append(path.stem)
+        lines = [format_text_line(c) for c in captions]
+        bounds = chunk_bounds(joints.shape[0], spec.max_motion_length)
+        if len(bounds) > 1:
+            summary.chunked_clips.append(path.stem)
+        ids = []
+        for k, (a, b) in enumerate(bounds):
+            clip_id = path.stem if len(bounds) == 1 else f"{path.stem}_c{k}"
+            features = write_motion(out, clip_id, joints[a:b + 1], lines)
+            if features.shape[0] < spec.min_motion_length:
+                summary.too_short.append(clip_id)
+            summary.frames += features.shape[0]
+            ids.append(clip_id)
+        groups.append(ids)
+        summary.clips += 1
+        summary.motions += len(ids)
+    splits = split_groups(groups, rng)
+    write_split_files(out, splits)
+    write_mean_std(out, splits["all"], spec)
+    spec.save(os.path.join(out, SPEC_FILE))
+    summary.splits = {k: len(v) for k, v in splits.items()}
+    summary.seconds = time.perf_counter() - start
+    if label_map:
+        unused = sorted(set(label_map) - set(stems))
+        if unused:
+            logger.warning("%s: %d label ids match no clip, e.g. %s", labels, len(unused), unused[:5])
+    if summary.generic_captions:
+        logger.warning("%d clips have no label and a name that says nothing about the motion (captioned by their "
+                       "name's words, e.g. %s); pass --labels with id,caption rows", len(summary.generic_captions),
+                       summary.generic_captions[:3])
+    if summary.too_short:
+        logger.warning("%d motions are shorter than %d frames (loaders skip them): %s", len(summary.too_short),
+                       spec.min_motion_length, summary.too_short[:10])
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _normalize(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.where(n > 1e-9, v / np.maximum(n, 1e-12), fallback)
+
+
+def shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) turning unit vectors a (..., 3) onto b (..., 3) by the shortest arc."""
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    axis = np.cross(a, b)
+    s = np.linalg.norm(axis, axis=-1)
+    c = np.sum(a * b, axis=-1)
+    # Opposite vectors: any axis perpendicular to a gives a half turn.
+    perp = np.cross(a, np.array([1.0, 0.0, 0.0]))
+    perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(a, np.array([0.0, 1.0, 0.0])), perp)
+    axis = np.where((s < 1e-9)[..., None], perp, axis)
+    axis = axis / np.linalg.norm(axis, axis=-1, keepdims=True)
+    angle = np.arctan2(s, c)
+    k = np.zeros(a.shape[:-1] + (3, 3))
+    k[..., 0, 1], k[..., 0, 2] = -axis[..., 2], axis[..., 1]
+    k[..., 1, 0], k[..., 1, 2] = axis[..., 2], -axis[..., 0]
+    k[..., 2, 0], k[..., 2, 1] = -axis[..., 1], axis[..., 0]
+    sin, cos = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
+    return np.eye(3) + sin * k + (1.0 - cos) * (k @ k)
+
+
+def best_fit_rotation(rest: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Rotations (T, 3, 3) best mapping rest vectors (K, 3) onto current vectors (T, K, 3) (Kabsch, no reflection)."""
+    h = np.einsum("ka,tkb->tab", rest, current)
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(np.swapaxes(vt, -1, -2) @ np.swapaxes(u, -1, -2)))
+    fix = np.broadcast_to(np.eye(3), h.shape).copy()
+    fix[:, 2, 2] = d
+    return np.swapaxes(vt, -1, -2) @ fix @ np.swapaxes(u, -1, -2)
+
+
+class BVHPose(NamedTuple):
+    """A skeleton animation: rest offsets (J, 3), local rotations (T, J, 3, 3), root positions (T, 3)."""
+
+    offsets: np.ndarray
+    local_rotations: np.ndarray
+    root_positions: np.ndarray
+
+
+def joints_to_bvh_motion(joints: np.ndarray, parents: Sequence[int]) -> BVHPose:
+    """Rest offsets, local rotations and root positions that reproduce joints (T, J, 3) by forward kinematics.
+
+    Offsets: the first frame's bone directions with the median bone lengths. Rotations: shortest arc from the rest
+    direction for joints with one child, best-fit rotation for several children, identity for leaves.
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    frames, num = joints.shape[:2]
+    children: list[list[int]] = [[] for _ in range(num)]
+    for j, p in enumerate(parents):
+        if p >= 0:
+            children[p].append(j)
+    up = np.array([0.0, 1.0, 0.0])
+    offsets = np.zeros((num, 3))
+    for j, p in enumerate(parents):
+        if p < 0:
+            continue
+        bone = joints[:, j] - joints[:, p]
+        length = float(np.median(np.linalg.norm(bone, axis=-1)))
+        offsets[j] = _normalize(bone[0], up) * length
+    global_rot = np.broadcast_to(np.eye(3), (frames, num, 3, 3)).copy()
+    for j in range(num):
+        kids = children[j]
+        if len(kids) == 1:
+            c = kids[0]
+            rest = _normalize(offsets[c], up)
+            cur = _normalize(joints[:, c] - joints[:, j], rest)
+            global_rot[:, j] = shortest_arc(np.broadcast_to(rest, cur.shape), cur)
+        elif len(kids) > 1:
+            global_rot[:, j] = best_fit_rotation(offsets[kids], joints[:, kids] - joints[:, j:j + 1])
+    local = global_rot.copy()
+    for j, p in enumerate(parents):
+        if p >= 0:
+            local[:, j] = np.swapaxes(global_rot[:, p], -1, -2) @ global_rot[:, j]
+    return BVHPose(offsets, local, joints[:, 0].copy())
+
+
+def write_bvh(path: str | os.PathLike, joints: np.ndarray, fps: float,
+              kinematic_chain: Sequence[Sequence[int]] = T2M_KINEMATIC_CHAIN, joint_names: Sequence[str] | None = None,
+              scale: float = 1.0) -> None:
+    """Export joint positions (T, J, 3) to a BVH file (ZYX Euler rotations, root positions).
+
+    ``kinematic_chain`` gives the parents (default SMPL-22); ``joint_names`` default to ``SMPL22_JOINT_NAMES`` for 22
+    joints; ``scale`` multiplies lengths (100 writes centimetres, as many tools expect).
+    """
+    joints = np.asarray(joints, dtype=np.float64) * scale
+    if joints.ndim != 3 or joints.shape[-1] != 3 or joints.shape[0] < 1:
+        raise ValueError(f"write_bvh: expected joints of shape (T, J, 3), got {joints.shape}")
+    num = joints.shape[1]
+    parents = parents_from_chain(kinematic_chain, num)
+    if joint_names is None:
+        joint_names = SMPL22_JOINT_NAMES if num == 22 else tuple(f"joint{j}" for j in range(num))
+    if len(joint_names) != num:
+        raise ValueError(f"write_bvh: {len(joint_names)} joint names for {num} joints")
+    # The hierarchy must list parents before children; reorder the joints depth-first from the root.
+    order, children = [], [[] for _ in range(num)]
+    for j, p in enumerate(parents):
+        if p >= 0:
+            children[p].append(j)
+    stack = [parents.index(-1)]
+    while stack:
+        j = stack.pop()
+        order.append(j)
+        stack.extend(reversed(children[j]))
+    remap = {j: k for k, j in enumerate(order)}
+    parents_dfs = [remap[parents[j]] if parents[j] >= 0 else -1 for j in order]
+    offsets, local, root = joints_to_bvh_motion(joints[:, order], parents_dfs)
+    euler = matrix_to_euler_zyx(local)
+
+    lines = ["HIERARCHY"]
+    kids_dfs: list[list[int]] = [[] for _ in range(num)]
+    for k, p in enumerate(parents_dfs):
+        if p >= 0:
+            kids_dfs[p].append(k)
+
+    def emit(k: int, depth: int) -> None:
+        pad = "  " * depth
+        name = joint_names[order[k]]
+        lines.append(f"{pad}{'ROOT' if depth == 0 else 'JOINT'} {name}")
+        lines.append(f"{pad}{{")
+        off = offsets[k] if depth else np.zeros(3)
+        lines.append(f"{pad}  OFFSET {off[0]:.6f} {off[1]:.6f} {off[2]:.6f}")
+        if depth == 0:
+            lines.append(f"{pad}  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation")
+        else:
+            lines.append(f"{pad}  CHANNELS 3 Zrotation Yrotation Xrotation")
+        for c in kids_dfs[k]:
+            emit(c, depth + 1)
+        if not kids_dfs[k]:
+            # A short tail along the bone so the leaf shows as a bone in Blender.
+            tail = _normalize(offsets[k], np.array([0.0, 1.0, 0.0])) * max(0.25 * np.linalg.norm(offsets[k]), 1e-3)
+            lines.append(f"{pad}  End Site")
+            lines.append(f"{pad}  {{")
+            lines.append(f"{pad}    OFFSET {tail[0]:.6f} {tail[1]:.6f} {tail[2]:.6f}")
+            lines.append(f"{pad}  }}")
+        lines.append(f"{pad}}}")
+
+    emit(0, 0)
+    lines.append("MOTION")
+    lines.append(f"Frames: {joints.shape[0]}")
+    lines.append(f"Frame Time: {1.0 / fps:.8f}")
+    values = np.concatenate([root, euler.reshape(euler.shape[0], -1)], axis=-1)
+    lines.extend(" ".join(f"{v:.6f}" for v in row) for row in values)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)

@@ -37,10 +37,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from models.body_parts import part_feature_errors, part_indices, part_rotation_errors_deg
 from models.loader import load_tokenizer
 from options.config import config_to_dict, parse_with_config
 from options.eval_options import get_evaluation_ae_parser
-from utils.checkpoint import CheckpointError, check_matches
+from utils.checkpoint import CheckpointError, check_matches, load_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.eval_protocol import (
@@ -143,9 +144,15 @@ def main(cfg) -> dict:
     # model
     # ---------------------------------------------------------------------------------------------------------------
     tokenizer = load_tokenizer(path, model_name=cfg.ae_model, map_location=device)
-    if tokenizer.model.input_width != spec.dim_pose:
+    # A body-part tokenizer (train_vq.py --body_part) sees only its part's feature columns.
+    body_part = load_checkpoint(path).get("body_part") if tokenizer.source_format == "ours" else None
+    if body_part and list(body_part["indices"]) == list(range(spec.dim_pose)):
+        body_part = None  # the whole body: evaluated as any full-width tokenizer, with every part's errors
+    columns = list(body_part["indices"]) if body_part else list(range(spec.dim_pose))
+    if tokenizer.model.input_width != len(columns):
         raise CheckpointError(f"{path}: the tokenizer takes {tokenizer.model.input_width} features but dataset "
-                              f"{spec.name!r} has {spec.dim_pose}; wrong --dataset_name?")
+                              f"{spec.name!r} has {len(columns)}"
+                              f"{' in part ' + repr(body_part['name']) if body_part else ''}; wrong --dataset_name?")
     evaluator_dir = cfg.evaluator_dir or os.path.join(cfg.checkpoints_dir, cfg.dataset_name, "text_mot_match")
     evaluator, skipped = None, None
     try:
@@ -153,6 +160,10 @@ def main(cfg) -> dict:
     except (CheckpointError, FileNotFoundError) as e:
         skipped = (f"no usable evaluator for {cfg.dataset_name!r} ({e}); FID, Diversity, R-precision and matching "
                    f"score are skipped. Train one with: python train_evaluator.py --dataset_name {cfg.dataset_name}")
+        logger.warning(skipped)
+    if body_part and evaluator is not None:
+        evaluator, skipped = None, (f"the tokenizer covers only body part {body_part['name']!r}; the text-motion "
+                                    "protocol needs whole-body motion and is skipped")
         logger.warning(skipped)
     tok_mean, tok_std, stats_source = tokenizer_statistics(tokenizer, spec, cfg, evaluator)
     logger.info("%s: %s (%s, %s), statistics from %s", path, tokenizer.model_name, tokenizer.kind,
@@ -163,15 +174,37 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # reconstruction metrics: one pass over the split, seeded crops
     # ---------------------------------------------------------------------------------------------------------------
-    data = Text2MotionDataset(spec, cfg.split, tok_mean, tok_std, data_root=cfg.data_root)
+    data_mean, data_std = load_mean_std(spec, cfg.data_root) if body_part else (tok_mean, tok_std)
+    data = Text2MotionDataset(spec, cfg.split, data_mean, data_std, data_root=cfg.data_root)
     stats = ReconstructionStats(spec, tok_mean, tok_std, tokenizer.codebook_size, tokenizer.unit_length)
+    # Per-part errors: the evaluated part, or every body part of the spec for a whole-body tokenizer.
+    parts = ({body_part["name"]: list(range(len(columns)))} if body_part else
+             {name: part_indices(spec, name) for name in spec.body_parts if name != "whole"})
+    part_sums = {name: [0.0, 0.0] for name in parts}  # feature MAE, rotation degrees (frame-weighted sums)
     torch.manual_seed(cfg.seed)
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_text_motion,
                         num_workers=cfg.num_workers)
     for batch in tqdm(loader, desc="reconstruction", dynamic_ncols=True):
-        recon, codes = reconstruct(tokenizer, batch.motion.to(device))
-        stats.update(batch.motion, recon, batch.lengths, None if tokenizer.kind == "ae" else codes)
+        motion = batch.motion
+        if body_part:
+            motion = renormalize(motion[..., columns], data_mean[columns], data_std[columns], tok_mean, tok_std)
+        recon, codes = reconstruct(tokenizer, motion.to(device))
+        stats.update(motion, recon, batch.lengths, None if tokenizer.kind == "ae" else codes)
+        if parts:
+            valid = torch.arange(motion.shape[1])[None] < batch.lengths[:, None]
+            mean_t, std_t = torch.as_tensor(tok_mean), torch.as_tensor(tok_std)
+            gt_raw = (motion[valid] * std_t + mean_t)[None]
+            rec_raw = (recon.cpu()[valid] * std_t + mean_t)[None]
+            rotations = (part_rotation_errors_deg(rec_raw, gt_raw, parts) if spec.representation == "smplx_rot6d"
+                         else dict.fromkeys(parts, 0.0))
+            for name, error in part_feature_errors(rec_raw, gt_raw, parts).items():
+                part_sums[name][0] += error * int(valid.sum())
+                part_sums[name][1] += rotations[name] * int(valid.sum())
     recon_metrics = stats.summary()
+    frames = max(recon_metrics["frames"], 1)
+    recon_metrics["part_mae"] = {name: s[0] / frames for name, s in part_sums.items()}
+    if spec.representation == "smplx_rot6d":
+        recon_metrics["part_rotation_error_deg"] = {name: s[1] / frames for name, s in part_sums.items()}
 
     # ---------------------------------------------------------------------------------------------------------------
     # evaluation protocol
@@ -224,6 +257,9 @@ def _recon_table(result: dict) -> str:
              f"  MPJPE per sequence  {rec['mpjpe_seq_mm']:.2f} mm" if mpjpe is not None else ""]
     lines += [f"  MAE {group:<16}{value:.5f} ({rec['group_mae_normalized'][group]:.4f} normalised)"
               for group, value in rec["group_mae"].items()]
+    rotation = rec.get("part_rotation_error_deg", {})
+    lines += [f"  part {name:<15}MAE {value:.5f}" + (f", rotation {rotation[name]:.2f} deg" if rotation else "")
+              for name, value in rec.get("part_mae", {}).items()]
     if rec["codebook"]:
         for layer in rec["codebook"]["layers"]:
             lines.append(f"  layer {layer['layer']}: perplexity {layer['perplexity']:.1f}, usage {layer['usage']:.3f} "

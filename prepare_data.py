@@ -12,6 +12,9 @@
     python prepare_data.py validate --dataset_name Bandai
     python prepare_data.py validate --dataset_name synthetic --data_root /data/Synthetic
 
+    # PFNN training frames (Input/Output/Phase .npy, normalisation, layout.json) of a HumanML3D-layout dataset
+    python prepare_data.py pfnn --dataset_name synthetic --data_root dataset/Synthetic --out pfnn/Synthetic
+
     # joint positions (T, 22, 3) -> BVH, e.g. to open generated motions in Blender
     python prepare_data.py export_bvh generation/run_t2m/joints/0.npy --out 0.bvh --dataset_name t2m
 
@@ -102,6 +105,19 @@ def main_export_bvh(cfg: argparse.Namespace) -> int:
     return 0
 
 
+def main_pfnn(cfg: argparse.Namespace) -> int:
+    from utils.dataset_specs import get_dataset_spec
+    from utils.pfnn import export_pfnn
+
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    summary = export_pfnn(cfg.data_root or spec.root, spec, cfg.out, split=cfg.split, gait=cfg.gait, progress=True)
+    print(f"pfnn: {summary.rows} frames from {summary.clips} {cfg.split} clips -> {cfg.out} "
+          f"(X {summary.input_dim} columns, Y {summary.output_dim}; named ranges in layout.json)")
+    if summary.skipped:
+        print(f"  too short for the trajectory window (-1 s .. +0.83 s), skipped: {len(summary.skipped)}")
+    return 0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +142,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset_name", required=True)
     p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
     p.set_defaults(func=main_validate)
+
+    p = sub.add_parser("pfnn", help="export PFNN training frames of a HumanML3D-layout dataset")
+    p.add_argument("--dataset_name", required=True)
+    p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
+    p.add_argument("--out", required=True, help="output folder for Input.npy, Output.npy, ..., layout.json")
+    p.add_argument("--split", default="train", help="split to export")
+    p.add_argument("--gait", action="store_true", help="add stand/walk/run one-hot columns per trajectory sample")
+    p.set_defaults(func=main_pfnn)
 
     p = sub.add_parser("export_bvh", help="write joint positions (T, J, 3) as a BVH file")
     p.add_argument("input", help=".npy of joint positions (T, J, 3)")

@@ -25,7 +25,7 @@ from utils.tokenizer_stage import train_tokenizer
 def main(args) -> None:
     model_name = args.model or ("VQVAE" if args.num_quantizers == 1 else "RVQVAE")
     overrides = model_overrides(args)
-    if VQ_MODELS[model_name].func is VQVAE:
+    if getattr(VQ_MODELS.get(model_name), "func", None) is VQVAE:
         # T2M-GPT's VQ-VAE is the one-layer case; it has no residual-layer arguments.
         if overrides.pop("num_quantizers", 1) != 1:
             raise SystemExit("--model VQVAE has one codebook; drop --num_quantizers or use --model RVQVAE")

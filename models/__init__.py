@@ -14,6 +14,7 @@ _EXPORTS = {
     "AE_MODELS": "models.tokenizers",
     "VQ_MODELS": "models.tokenizers",
     "TOKENIZERS": "models.tokenizers",
+    "PART_AWARE_MODELS": "models.part_aware",
     "build_tokenizer": "models.tokenizers",
     "MARDM_MODELS": "models.mardm",
     "MASK_TRANSFORMERS": "models.mask_transformer",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -88,17 +89,18 @@ class Tokenizer(nn.Module):
         """Q for RVQ, else 1."""
         return getattr(self.model, "num_quantizers", 1)
 
-    def encode(self, motion: Tensor) -> Tensor:
-        """``(B, T, D)`` -> indices ``(B, N)`` / ``(B, N, Q)`` long, or latents ``(B, N, C)`` for the AE."""
-        return self.model.encode(motion)
+    def encode(self, motion: Tensor, cond: Mapping[str, Tensor] | None = None) -> Tensor:
+        """``(B, T, D)`` -> indices ``(B, N)`` / ``(B, N, Q)`` long, or latents ``(B, N, C)`` for the AE. ``cond``: the
+        conditions of a conditional model (``models.part_aware``)."""
+        return self.model.encode(motion) if cond is None else self.model.encode(motion, cond)
 
-    def decode(self, codes: Tensor) -> Tensor:
+    def decode(self, codes: Tensor, cond: Mapping[str, Tensor] | None = None) -> Tensor:
         """Indices or latents (as ``encode`` returns them) -> motion ``(B, T, D)``."""
-        return self.model.decode(codes)
+        return self.model.decode(codes) if cond is None else self.model.decode(codes, cond)
 
-    def forward(self, motion: Tensor) -> Tensor:
+    def forward(self, motion: Tensor, cond: Mapping[str, Tensor] | None = None) -> Tensor:
         """Reconstruction ``(B, T, D)``."""
-        return self.model(motion).recon
+        return (self.model(motion) if cond is None else self.model(motion, cond=cond)).recon
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from torch import Tensor, nn
 
 from models.encdec import Decoder, Encoder, normalize_norm_name
+from models.part_aware import PART_AWARE_MODELS
 from models.quantizers import (
     FSQ,
     QuantizeEMA,
@@ -282,7 +283,8 @@ VQ_MODELS: dict[str, Callable[..., ConvAutoencoder]] = {
                                       dropout=0.0, **_TINY_CONV),
 }
 
-TOKENIZERS: dict[str, Callable[..., ConvAutoencoder]] = {**AE_MODELS, **VQ_MODELS}
+# The conditional part-aware RVQ-VAE (models/part_aware.py) is trained by train_vq.py like the other VQ models.
+TOKENIZERS: dict[str, Callable[..., nn.Module]] = {**AE_MODELS, **VQ_MODELS, **PART_AWARE_MODELS}
 
 
 def build_tokenizer(name: str, **overrides: Any) -> ConvAutoencoder:

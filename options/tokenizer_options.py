@@ -55,10 +55,12 @@ def get_train_ae_parser() -> argparse.ArgumentParser:
 
 def get_train_vq_parser() -> argparse.ArgumentParser:
     """``train_vq.py``: T2M-GPT VQ-VAE (``--num_quantizers 1``) and MoMask RVQ-VAE (defaults: MoMask)."""
+    from models.part_aware import PART_AWARE_MODELS
     from models.tokenizers import VQ_MODELS
 
-    parser = get_base_parser("Train a VQ-VAE (T2M-GPT), a residual VQ-VAE (MoMask) or the MotionMillion FSQ.")
-    parser.add_argument("--model", type=str, default=None, choices=sorted(VQ_MODELS),
+    parser = get_base_parser("Train a VQ-VAE (T2M-GPT), a residual VQ-VAE (MoMask), the MotionMillion FSQ or the "
+                             "conditional part-aware RVQ-VAE.")
+    parser.add_argument("--model", type=str, default=None, choices=sorted({**VQ_MODELS, **PART_AWARE_MODELS}),
                         help="tokenizer registry entry (default: VQVAE when --num_quantizers is 1, else RVQVAE)")
     parser.add_argument("--num_quantizers", type=int, default=None, help="residual layers Q (1 = T2M-GPT VQ-VAE)")
     parser.add_argument("--quantize_dropout_prob", type=float, default=None,
@@ -67,6 +69,14 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
                         help="one codebook shared by all residual layers")
     parser.add_argument("--quantizer", type=str, default=None,
                         choices=["ema_reset", "ema", "reset", "orig"], help="VQ codebook update rule (T2M-GPT)")
+    parser.add_argument("--body_part", type=str, default=None,
+                        help="train on one body part of the dataset spec (beatx: upper, lower, hands, face, whole); "
+                             "the tokenizer's input width is the part's feature count")
+    part_aware = parser.add_argument_group("conditional part-aware RVQ-VAE (--model PartAwareRVQ*)")
+    part_aware.add_argument("--per_part_dim", type=int, default=None, help="width of each part token")
+    part_aware.add_argument("--spatial_layers", type=int, default=None, help="layers of the spatial transformer")
+    part_aware.add_argument("--conditions", type=str, nargs="*", default=[],
+                            help="condition names read from <data_root>/conditions.json (e.g. species gender)")
     _add_common_tokenizer_args(parser)
     parser.set_defaults(aux_loss_joints=0.5, lr=2e-4, warm_up_iter=2000, milestones=[150_000, 250_000],
                         lr_decay=0.1, batch_size=256, epoch=50)
@@ -75,7 +85,7 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
 
 ARCH_FLAGS = ("width", "depth", "down_t", "dilation_growth_rate", "output_emb_width", "code_dim", "nb_code", "levels",
               "mu", "norm", "activation", "dropout", "num_quantizers", "quantize_dropout_prob", "shared_codebook",
-              "quantizer")
+              "quantizer", "per_part_dim", "spatial_layers")
 RENAMED = {"quantizer": "quantizer_type"}  # flag name -> constructor keyword
 
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from models.tokenizers import ConvAutoencoder
 from utils.checkpoint import file_sha256
+from utils.conditions import ConditionedBatch
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import MotionWindowDataset
 from utils.losses import tokenizer_loss
@@ -48,15 +49,24 @@ def load_window_data(spec: DatasetSpec, window_size: int | None, data_root: str 
     return WindowData(train, val, mean, std)
 
 
-def make_loss_fn(spec: DatasetSpec, args: argparse.Namespace) -> LossFn:
-    """``loss_fn(model, motion (B, T, D)) -> (loss, logs)`` with the flags' loss weights."""
+def make_loss_fn(spec: DatasetSpec, args: argparse.Namespace, position: slice | None = None) -> LossFn:
+    """``loss_fn(model, batch) -> (loss, logs)`` with the flags' loss weights; ``batch`` is motion ``(B, T, D)`` or a
+    ``ConditionedBatch``. ``position`` overrides the spec's joint-position slice (a body part's own columns)."""
+    target = position if position is not None else spec
 
-    def loss_fn(model: nn.Module, motion: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        out = model(motion)
-        return tokenizer_loss(out.recon, motion, out, spec, recons_loss=args.recons_loss,
+    def loss_fn(model: nn.Module, batch: Tensor | ConditionedBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        motion, out = _forward(model, batch)
+        return tokenizer_loss(out.recon, motion, out, target, recons_loss=args.recons_loss,
                               w_pos=args.aux_loss_joints, w_vel=args.loss_joint_vel, commit=args.commit)
 
     return loss_fn
+
+
+def _forward(model: nn.Module, batch: Tensor | ConditionedBatch) -> tuple[Tensor, Any]:
+    """(motion, model output) of a plain or a conditioned batch."""
+    if isinstance(batch, ConditionedBatch):
+        return batch.motion, model(batch.motion, cond=batch.cond)
+    return batch, model(batch)
 
 
 def _joints(features: Tensor, mean: Tensor, std: Tensor, spec: DatasetSpec) -> Tensor | None:
@@ -79,12 +89,16 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
         quantizer.reset_usage()
     sums: dict[str, float] = {}
     err_sum, frames, batches = 0.0, 0, 0
-    for motion in loader:
-        motion = motion.to(device)
-        _, logs = loss_fn(model, motion)
+    for batch in loader:
+        if isinstance(batch, ConditionedBatch):
+            batch = ConditionedBatch(batch.motion.to(device), {k: v.to(device) for k, v in batch.cond.items()})
+        else:
+            batch = batch.to(device)
+        _, logs = loss_fn(model, batch)
         for k, v in logs.items():
             sums[k] = sums.get(k, 0.0) + float(v)
-        recon = model(motion).recon
+        motion, out = _forward(model, batch)
+        recon = out.recon
         gt_joints, rec_joints = _joints(motion, mean_t, std_t, spec), _joints(recon, mean_t, std_t, spec)
         if gt_joints is not None:
             gt_joints = gt_joints - gt_joints[..., :1, :]
@@ -105,9 +119,9 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
 
 
 def make_val_fn(data: WindowData, spec: DatasetSpec, loss_fn: LossFn, batch_size: int,
-                max_batches: int) -> Callable[[nn.Module], dict[str, float]]:
+                max_batches: int, collate_fn: Callable | None = None) -> Callable[[nn.Module], dict[str, float]]:
     """Validation on the val windows: reconstruction loss terms, MPJPE (mm) and code usage."""
-    loader = torch.utils.data.DataLoader(data.val, batch_size=batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(data.val, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
 
     def val_fn(model: nn.Module) -> dict[str, float]:
         return reconstruction_metrics(model, loader, spec, data.mean, data.std, loss_fn, max_batches)
@@ -135,8 +149,11 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     TensorBoard events, ``opt.yaml``). Validation (loss terms, MPJPE, code usage) runs every ``--eval_every`` steps;
     the best checkpoint is chosen on validation ``loss``.
     """
+    from models.body_parts import PartSliceDataset, part_indices
+    from models.part_aware import PART_AWARE_MODELS, joint_part_indices
     from models.tokenizers import build_tokenizer
     from options.config import resolve_max_iters, save_config
+    from utils.conditions import ConditionedWindowDataset, read_conditions
     from utils.dataset_specs import get_dataset_spec
     from utils.engine import EngineConfig, train
     from utils.logging_utils import setup_logging
@@ -153,24 +170,48 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
 
     # ---------------------------------------------------------------- data
     data = load_window_data(spec, args.window_size, args.data_root)
+    extra_meta, collate_fn, position = {}, None, None
+    body_part = getattr(args, "body_part", None)
+    if body_part:
+        # One body part: its feature columns, statistics and (all-feature) reconstruction terms.
+        indices = part_indices(spec, body_part)
+        data = WindowData(PartSliceDataset(data.train, indices), PartSliceDataset(data.val, indices),
+                          data.mean[indices], data.std[indices])
+        position = slice(0, len(indices))
+        extra_meta["body_part"] = {"name": body_part, "indices": indices}
+    width = len(extra_meta["body_part"]["indices"]) if body_part else spec.dim_pose
+    if model_name in PART_AWARE_MODELS:
+        parts = joint_part_indices(spec)
+        overrides = {"part_indices": parts, "num_parts": len(parts), **overrides}
+        if "code_dim" in overrides:
+            overrides.setdefault("output_emb_width", overrides["code_dim"])
+        if getattr(args, "conditions", None):
+            labels = read_conditions(args.data_root or spec.root, args.conditions)
+            data = data._replace(train=ConditionedWindowDataset(data.train, labels),
+                                 val=ConditionedWindowDataset(data.val, labels))
+            collate_fn = data.train.collate
+            overrides["conditions"] = labels.vocab_sizes()
+            extra_meta["conditions"] = labels.to_dict()
 
     # ---------------------------------------------------------------- model
-    model = build_tokenizer(model_name, input_width=spec.dim_pose, **overrides)
-    if data.train.window_size % model.unit_length:
-        raise ValueError(f"--window_size {data.train.window_size} must be a multiple of the tokenizer's "
+    model = build_tokenizer(model_name, input_width=width, **overrides)
+    window_size = data.train.windows.window_size if hasattr(data.train, "windows") else data.train.window_size
+    if window_size % model.unit_length:
+        raise ValueError(f"--window_size {window_size} must be a multiple of the tokenizer's "
                          f"{model.unit_length} frames per token")
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("%s %s: %.2fM parameters, args %s", model_name, type(model).__name__, n_params / 1e6,
                 model.model_args)
 
     # ---------------------------------------------------------------- train
-    loss_fn = make_loss_fn(spec, args)
-    val_fn = make_val_fn(data, spec, loss_fn, min(args.batch_size, 256), args.val_batches)
+    loss_fn = make_loss_fn(spec, args, position)
+    val_fn = make_val_fn(data, spec, loss_fn, min(args.batch_size, 256), args.val_batches, collate_fn)
     cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(data.train)),
                                       best_metric="loss", best_mode="min")
     meta = {"stage": "tokenizer", "model_name": model_name, "model_args": dict(model.model_args),
-            "dataset": dataset_record(spec, data.mean, data.std), "config": _plain_config(args), "parent": None}
-    result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn)
+            "dataset": dataset_record(spec, data.mean, data.std), "config": _plain_config(args), "parent": None,
+            **extra_meta}
+    result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn, collate_fn=collate_fn)
     logger.info("finished at step %d: %s", result.step, {k: round(v, 5) for k, v in result.metrics.items()})
     return result
 

@@ -1,0 +1,311 @@
+"""Conditional part-aware RVQ-VAE (models/part_aware.py) and per-clip condition labels (utils/conditions.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import models.tokenizers as tokenizers
+from models.loader import load_tokenizer
+from models.part_aware import (
+    PART_AWARE_MODELS,
+    PartAwareRVQVAE,
+    check_partition,
+    humanml3d_part_indices,
+    joint_part_indices,
+)
+from utils.checkpoint import save_checkpoint
+from utils.conditions import (
+    UNKNOWN,
+    ConditionedWindowDataset,
+    ConditionLabels,
+    build_condition_labels,
+    make_conditioned_loss_fn,
+    read_conditions,
+    window_clip_row,
+    write_conditions,
+)
+from utils.dataset_specs import get_dataset_spec
+from utils.datasets import MotionWindowDataset, read_split
+from utils.normalization import DatasetError, load_mean_std
+
+torch.set_num_threads(1)
+
+TINY = "PartAwareRVQ_Tiny"
+
+
+def _labels_for(ids: list[str]) -> dict[str, dict[str, str]]:
+    species = ("human", "robot")
+    genders = ("female", "male")
+    return {clip: {"species": species[i % 2], "gender": genders[(i // 2) % 2]} for i, clip in enumerate(ids)}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# partitions
+
+
+def test_humanml3d_partition_groups_each_joints_features() -> None:
+    parts = humanml3d_part_indices(22)
+    assert len(parts) == 22
+    assert check_partition(parts, 263) == parts
+    assert parts[0] == [0, 1, 2, 3, 193, 194, 195, 259, 260, 261, 262]
+    for j in range(1, 22):
+        ric = list(range(4 + 3 * (j - 1), 4 + 3 * j))
+        rot = list(range(67 + 6 * (j - 1), 67 + 6 * j))
+        vel = list(range(193 + 3 * j, 196 + 3 * j))
+        assert parts[j] == ric + rot + vel, j
+    assert joint_part_indices(get_dataset_spec("t2m")) == parts
+    # The seed's 30-joint skeleton: 359 features in 30 parts; the essential layout keeps only positions.
+    assert len(humanml3d_part_indices(30)) == 30 and sum(map(len, humanml3d_part_indices(30))) == 359
+    essential = joint_part_indices(get_dataset_spec("t2m_67"))
+    assert essential[0] == [0, 1, 2, 3] and essential[5] == [16, 17, 18] and len(essential) == 22
+    with pytest.raises(ValueError, match="HumanML3D-style layout"):
+        joint_part_indices(get_dataset_spec("motionmillion"))
+
+
+@pytest.mark.parametrize("parts,match", [
+    ([[0, 1], [1, 2, 3]], "feature 1 is in part 0 and in part 1"),
+    ([[0, 1], [3]], r"features \[2\]"),
+    ([[0, 1, 2], [3, 4]], "outside"),
+    ([[0, 1, 2, 3], []], "part 1 is empty"),
+])
+def test_bad_partitions_fail_clearly(parts, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        check_partition(parts, 4)
+
+
+def test_constructor_validation() -> None:
+    with pytest.raises(ValueError, match=r"output_emb_width \(8\) must equal code_dim \(16\)"):
+        PART_AWARE_MODELS[TINY](output_emb_width=8)
+    with pytest.raises(ValueError, match="pass part_indices"):
+        PART_AWARE_MODELS[TINY](input_width=200)
+    with pytest.raises(ValueError, match="num_parts is 5 but part_indices has 2 parts"):
+        PART_AWARE_MODELS[TINY](input_width=4, num_parts=5, part_indices=[[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match="divisible by spatial_heads"):
+        PART_AWARE_MODELS[TINY](per_part_dim=9)
+    model = PART_AWARE_MODELS[TINY]()
+    with pytest.raises(ValueError, match=r"\(B, T, 263\)"):
+        model(torch.zeros(1, 8, 262))
+    with pytest.raises(ValueError, match="multiple of the downsampling factor 4"):
+        model(torch.zeros(1, 10, 263))
+    with pytest.raises(ValueError, match="no conditions but cond has keys"):
+        model(torch.zeros(1, 8, 263), cond={"species": torch.zeros(1, dtype=torch.long)})
+
+
+def test_other_widths_and_custom_partitions() -> None:
+    torch.manual_seed(0)
+    seed_width = PART_AWARE_MODELS[TINY](input_width=359, num_parts=30)
+    assert seed_width(torch.randn(2, 8, 359)).recon.shape == (2, 8, 359)
+    custom = PART_AWARE_MODELS[TINY](input_width=10, num_parts=3, part_indices=[[0, 9], [1, 2, 3], [4, 5, 6, 7, 8]])
+    out = custom(torch.randn(2, 8, 10))
+    assert out.recon.shape == (2, 8, 10) and out.indices_or_latents.shape == (2, 2, 3)
+    assert custom.model_args["part_indices"] == [[0, 9], [1, 2, 3], [4, 5, 6, 7, 8]]
+    # Every part reaches the latents: the gradient of each part's first feature is non-zero.
+    motion = torch.randn(1, 8, 10, requires_grad=True)
+    custom.eval()
+    custom.encode_latent(motion).sum().backward()
+    assert all(motion.grad[..., i].abs().sum() > 0 for i in (0, 1, 4))
+
+
+def test_full_size_variant_on_meta() -> None:
+    with torch.device("meta"):
+        model = PART_AWARE_MODELS["PartAwareRVQ"]()
+        latents = model.encode_latent(torch.zeros(2, 64, 359))
+        recon = model.decode_latent(latents)
+    assert (model.num_parts, model.per_part_dim, model.input_width) == (30, 128, 359)
+    assert model.encoder.model[0].in_channels == 30 * 128
+    assert latents.shape == (2, 16, 512) and recon.shape == (2, 64, 359)
+    assert model.num_quantizers == 6 and model.codebook_size == 512 and model.kind == "rvq"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# condition labels
+
+
+def test_condition_labels_file_and_vocabularies(tmp_path) -> None:
+    labels = {"b": {"species": "dog", "gender": "male"}, "a": {"species": "human"}, "c": {"species": "cat"}}
+    path = write_conditions(str(tmp_path), labels)
+    cond = read_conditions(str(tmp_path))
+    assert path.endswith("conditions.json") and cond.names == ("gender", "species")
+    assert cond.vocabularies["species"] == (UNKNOWN, "cat", "dog", "human")
+    assert cond.vocab_sizes() == {"gender": 2, "species": 4}
+    assert cond.ids("b").tolist() == [1, 2] and cond.ids("a").tolist() == [0, 3] and cond.ids("zzz").tolist() == [0, 0]
+    assert cond.missing("a") == ["gender"]
+    assert cond.encode({"species": "cat"}) == {"gender": 0, "species": 1}
+    with pytest.raises(ValueError, match="no value 'fish'; known values: \\['cat', 'dog', 'human'\\]"):
+        cond.encode({"species": "fish"})
+    restored = ConditionLabels.from_dict(json.loads(json.dumps(cond.to_dict())))
+    assert restored.vocabularies == cond.vocabularies and restored.names == cond.names
+    only = read_conditions(path, names=["species"])
+    assert only.names == ("species",) and only.ids("b").tolist() == [2]
+
+
+def test_bad_condition_files_fail_clearly(tmp_path) -> None:
+    with pytest.raises(DatasetError, match="conditions.json: condition labels missing"):
+        read_conditions(str(tmp_path))
+    bad = tmp_path / "conditions.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(DatasetError, match="expected a JSON object mapping clip ids"):
+        read_conditions(str(bad))
+    bad.write_text(json.dumps({"c1": {"species": 3}}))
+    with pytest.raises(DatasetError, match="clip 'c1', field 'species': expected a non-empty string label, got 3"):
+        read_conditions(str(bad))
+    bad.write_text("{not json")
+    with pytest.raises(DatasetError, match="cannot read condition labels"):
+        read_conditions(str(bad))
+    with pytest.raises(DatasetError, match=r"no clip has a label for \['age'\]"):
+        build_condition_labels({"a": {"species": "dog"}}, names=["age"])
+
+
+def test_conditioned_windows_carry_their_clip_labels(synthetic_root) -> None:
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    mean, std = load_mean_std(spec, synthetic_root)
+    ids = read_split(synthetic_root, "val")
+    labels = build_condition_labels(_labels_for(ids))
+    windows = MotionWindowDataset(spec, "val", mean, std, window_size=16, data_root=synthetic_root, mode="all",
+                                  stride=8, progress=False)
+    data = ConditionedWindowDataset(windows, labels)
+    assert len(data) == len(windows) > len(ids)
+    for item in range(len(data)):
+        row = window_clip_row(windows, item)
+        clip = windows.index.clip(row, dim=spec.dim_pose)
+        frames = data[item].motion.numpy() * std + mean
+        # The window is a piece of the clip its labels come from.
+        errors = [np.abs(clip[s:s + 16] - frames).max() for s in range(0, len(clip) - 15, 8)]
+        assert min(errors) < 1e-4
+        assert data[item].cond_ids.tolist() == labels.ids(windows.index.clip_id(row)).tolist()
+    batch = data.collate([data[0], data[len(data) - 1]])
+    assert batch.motion.shape == (2, 16, 263) and set(batch.cond) == {"gender", "species"}
+    assert batch.cond["species"].shape == (2,) and batch.cond["species"].dtype == torch.long
+    partial_labels = build_condition_labels(_labels_for(ids[:1]))
+    with pytest.raises(DatasetError, match=f"clips lack labels: {ids[1]} \\(no gender, species\\)"):
+        ConditionedWindowDataset(windows, partial_labels)
+    assert len(ConditionedWindowDataset(windows, partial_labels, require_labels=False)) == len(windows)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# training, FiLM, checkpoints
+
+
+def _conditioned_model_and_data(synthetic_root, tmp_path):
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    mean, std = load_mean_std(spec, synthetic_root)
+    ids = read_split(synthetic_root, "train")
+    write_conditions(str(tmp_path / "conditions.json"), _labels_for(ids))
+    labels = read_conditions(str(tmp_path / "conditions.json"))
+    windows = MotionWindowDataset(spec, "train", mean, std, window_size=32, data_root=synthetic_root,
+                                  progress=False)
+    data = ConditionedWindowDataset(windows, labels)
+    torch.manual_seed(0)
+    model = PART_AWARE_MODELS[TINY](conditions=labels.vocab_sizes(), text_dim=4, dropout=0.0)
+    return spec, labels, data, model
+
+
+def _outputs(model, motion, species: int, text: torch.Tensor) -> torch.Tensor:
+    cond = {"species": torch.full((motion.shape[0],), species), "gender": torch.ones(motion.shape[0], dtype=torch.long),
+            "text_emb": text}
+    with torch.no_grad():
+        return model(motion, cond=cond).recon
+
+
+def test_conditional_training_film_and_checkpoint(synthetic_root, tmp_path, monkeypatch) -> None:
+    spec, labels, data, model = _conditioned_model_and_data(synthetic_root, tmp_path)
+    batch = data.collate([data[i] for i in range(8)])
+    assert len(set(batch.cond["species"].tolist())) == 2 and len(set(batch.cond["gender"].tolist())) == 2
+    probe = batch.motion[:4]
+    text_a, text_b = torch.randn(4, 4), torch.randn(4, 4)
+
+    # FiLM starts as an identity: an untrained model gives the same output under any condition.
+    model.eval()
+    assert torch.equal(_outputs(model, probe, 1, text_a), _outputs(model, probe, 2, text_b))
+
+    loss_fn = make_conditioned_loss_fn(spec, w_pos=0.5, commit=0.02)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = batch._replace(cond={**batch.cond, "text_emb": torch.randn(8, 4)})
+    model.train()
+    losses = []
+    for _ in range(25):
+        loss, logs = loss_fn(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert set(logs) >= {"rec", "pos", "commit", "perplexity"}
+    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5])
+    assert model.condition.embeddings["species"].weight.grad.abs().sum() > 0
+    assert model.condition.text_proj.weight.grad.abs().sum() > 0
+
+    # After training the conditions steer the encoder and the decoder.
+    model.eval()
+    base = _outputs(model, probe, 1, text_a)
+    assert not torch.allclose(base, _outputs(model, probe, 2, text_a), atol=1e-6)
+    assert not torch.allclose(base, _outputs(model, probe, 1, text_b), atol=1e-6)
+    cond = {"species": torch.full((4,), 2), "gender": torch.ones(4, dtype=torch.long)}
+    with torch.no_grad():
+        indices = model.encode(probe, cond)
+        assert indices.shape == (4, 8, 3)
+        decoded_1 = model.decode(indices, {**cond, "species": torch.full((4,), 1)})
+        decoded_2 = model.decode(indices, cond)
+    assert not torch.allclose(decoded_1, decoded_2, atol=1e-6)
+
+    # Save through utils.checkpoint, reload through load_tokenizer with the registry entry in place.
+    path = str(tmp_path / "net_best_fid.tar")
+    save_checkpoint(path, {"stage": "tokenizer", "model_name": TINY, "model_args": model.model_args,
+                           "model": model.state_dict(), "conditions": labels.to_dict(),
+                           "dataset": {"name": spec.name}})
+    monkeypatch.setitem(tokenizers.TOKENIZERS, TINY, PART_AWARE_MODELS[TINY])
+    tok = load_tokenizer(path, model_name=TINY)
+    assert tok.kind == "rvq" and tok.num_quantizers == 3 and tok.model.model_args == model.model_args
+    assert isinstance(tok.model, PartAwareRVQVAE)
+    with torch.no_grad():
+        assert torch.equal(tok.model(probe, cond=cond).recon, model(probe, cond=cond).recon)
+        assert torch.equal(tok.model.encode(probe, cond), indices)
+        # Without conditions (ids 0 = unknown, no text) the frozen wrapper still reconstructs, identically.
+        assert torch.equal(tok(probe), model(probe).recon)
+        assert torch.equal(tok.encode(probe), model.encode(probe))
+
+
+@pytest.mark.parametrize("cond,match", [
+    ({"species": torch.zeros(2)}, r"cond\['species'\]: expected \(2,\) integer ids"),
+    ({"species": torch.tensor([0, 7])}, r"ids must lie in \[0, 3\)"),
+    ({"age": torch.zeros(2, dtype=torch.long)}, r"keys \['age'\] the model was not built with"),
+    ({"text_emb": torch.zeros(2, 5)}, r"cond\['text_emb'\]: expected \(2, 4\)"),
+])
+def test_bad_conditions_fail_clearly(cond, match) -> None:
+    model = PART_AWARE_MODELS[TINY](conditions={"species": 3}, text_dim=4)
+    with pytest.raises(ValueError, match=match):
+        model(torch.zeros(2, 8, 263), cond=cond)
+    with pytest.raises(ValueError, match="must be a Python identifier"):
+        PART_AWARE_MODELS[TINY](conditions={"my.species": 3})
+
+
+def test_model_args_are_plain_and_rebuild() -> None:
+    torch.manual_seed(1)
+    model = PART_AWARE_MODELS[TINY](conditions={"species": 3})
+    rebuilt = PartAwareRVQVAE(**json.loads(json.dumps(model.model_args)))
+    rebuilt.load_state_dict(model.state_dict())
+    assert not any(k.startswith("_gather") for k in model.state_dict())
+    motion = torch.randn(2, 8, 263)
+    model.eval()
+    rebuilt.eval()
+    assert torch.equal(model(motion).recon, rebuilt(motion).recon)
+
+
+def test_preset_matches_the_registry_entry() -> None:
+    from pathlib import Path
+
+    from options.config import load_config
+    from options.tokenizer_options import get_train_vq_parser
+
+    preset = load_config(str(Path(__file__).resolve().parents[1] / "options" / "configs" / "part_aware_rvq.yaml"))
+    assert preset["model"] == "PartAwareRVQ"
+    with torch.device("meta"):
+        model = PART_AWARE_MODELS["PartAwareRVQ"]()
+    for key in ("per_part_dim", "num_quantizers", "nb_code", "code_dim", "quantize_dropout_prob"):
+        assert preset[key] == model.model_args[key], key
+    # Every key is a train_vq.py flag, apart from the part-aware flags the script has to add.
+    flags = {action.dest for action in get_train_vq_parser()._actions}
+    assert set(preset) - flags <= {"per_part_dim", "conditions", "spatial_layers"}

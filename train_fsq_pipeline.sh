@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The FSQ-MARDM pipeline in one command: FSQ-AE -> evaluate -> FSQ-MARDM -> evaluate -> sample.
+#
+#   bash train_fsq_pipeline.sh --quick                     # synthetic data, tiny models, CPU, about 15 minutes
+#   bash train_fsq_pipeline.sh --dataset_name t2m_67       # the paper recipe (GPU; needs dataset/HumanML3D and
+#                                                          # checkpoints/t2m_67/text_mot_match from train_evaluator.py)
+#
+# Options: --quick, --dataset_name NAME, --data_root DIR, --checkpoints_dir DIR (default ./checkpoints),
+#          --prefix NAME (run-name prefix, default FSQ), --python PATH (default: .venv, created on first use).
+# Every stage skips itself when its output exists, so a rerun continues where a failed one stopped.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+QUICK=0
+DATASET=""
+DATA_ROOT=""
+CKPT=./checkpoints
+PREFIX=FSQ
+PY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --dataset_name) DATASET=$2; shift ;;
+    --data_root) DATA_ROOT=$2; shift ;;
+    --checkpoints_dir) CKPT=$2; shift ;;
+    --prefix) PREFIX=$2; shift ;;
+    --python) PY=$2; shift ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ -z "$PY" ]; then
+  bash tools/setup_env.sh
+  PY=.venv/bin/python
+fi
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export PYTHONUNBUFFERED=1
+start=$(date +%s)
+stage() { echo; echo "=== [$(( $(date +%s) - start ))s] $*"; }
+
+if [ "$QUICK" = 1 ]; then
+  DATASET=${DATASET:-synthetic}
+  DATA_ROOT=${DATA_ROOT:-dataset/Synthetic}
+  AE_ARGS=(--config options/configs/tiny_ae.yaml --max_iters 600 --eval_every 200 --save_every 200)
+  EV_ARGS=(--sizes small --max_iters 200 --pretrain_iters 60 --batch_size 32 --num_workers 0 --eval_every 50)
+  LE_ARGS=(--max_iters 200 --batch_size 32 --num_workers 0)
+  GEN_ARGS=(--config options/configs/tiny_mardm.yaml --max_iters 800 --milestones 600 --eval_every 200
+            --save_every 200)
+  AE_EVAL_ARGS=(--replications 3)
+  EVAL_ARGS=(--replications 3 --mm_batches 1 --mm_repeats 5 --time_steps 8 --cfg 2.5)
+  SAMPLE_ARGS=(--time_steps 8 --cfg 2.5)
+  AE_MODEL=FSQ_AE_Tiny
+  if [ ! -f "$DATA_ROOT/Mean.npy" ]; then
+    stage "synthetic data -> $DATA_ROOT"
+    "$PY" prepare_data.py synthetic --out "$DATA_ROOT" --num_motions 400 --seed 0
+  fi
+else
+  DATASET=${DATASET:-t2m_67}
+  AE_ARGS=(--config options/configs/fsq_ae_high.yaml)
+  EV_ARGS=()
+  LE_ARGS=()
+  GEN_ARGS=(--config options/configs/fsq_mardm_sit_xl.yaml)
+  AE_EVAL_ARGS=()
+  EVAL_ARGS=()
+  SAMPLE_ARGS=()
+  AE_MODEL=FSQ_AE_High
+fi
+ROOT_ARGS=(--dataset_name "$DATASET" --checkpoints_dir "$CKPT")
+[ -n "$DATA_ROOT" ] && ROOT_ARGS+=(--data_root "$DATA_ROOT")
+AE_NAME=${PREFIX}_AE
+GEN_NAME=${PREFIX}_MARDM
+RUNS=$CKPT/$DATASET
+
+if [ ! -f "$RUNS/text_mot_match/model/finest.tar" ]; then
+  if [ "$QUICK" = 1 ]; then
+    stage "evaluator (text-motion matching) on $DATASET"
+    "$PY" train_evaluator.py "${ROOT_ARGS[@]}" "${EV_ARGS[@]}"
+  else
+    echo "no evaluator at $RUNS/text_mot_match: place the official files there or run train_evaluator.py" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -f "$RUNS/$AE_NAME/model/latest.tar" ] || [ -f "$RUNS/$AE_NAME/.running" ]; then
+  stage "FSQ autoencoder $AE_MODEL -> $RUNS/$AE_NAME"
+  cont=(); [ -f "$RUNS/$AE_NAME/model/latest.tar" ] && cont=(--is_continue)
+  mkdir -p "$RUNS/$AE_NAME" && touch "$RUNS/$AE_NAME/.running"
+  "$PY" train_AE.py "${ROOT_ARGS[@]}" "${AE_ARGS[@]}" --model "$AE_MODEL" --name "$AE_NAME" "${cont[@]}"
+  rm -f "$RUNS/$AE_NAME/.running"
+fi
+
+stage "evaluate the FSQ autoencoder"
+"$PY" evaluation_AE.py "${ROOT_ARGS[@]}" --name "$AE_NAME" "${AE_EVAL_ARGS[@]}"
+
+if [ ! -f "$RUNS/length_estimator/model/latest.tar" ]; then
+  stage "length estimator"
+  "$PY" train_length_estimator.py "${ROOT_ARGS[@]}" "${LE_ARGS[@]}"
+fi
+
+if [ ! -f "$RUNS/$GEN_NAME/model/latest.tar" ] || [ -f "$RUNS/$GEN_NAME/.running" ]; then
+  stage "FSQ-MARDM -> $RUNS/$GEN_NAME"
+  cont=(); [ -f "$RUNS/$GEN_NAME/model/latest.tar" ] && cont=(--is_continue)
+  mkdir -p "$RUNS/$GEN_NAME" && touch "$RUNS/$GEN_NAME/.running"
+  "$PY" train_MARDM.py "${ROOT_ARGS[@]}" "${GEN_ARGS[@]}" --ae_name "$AE_NAME" --ae_model "$AE_MODEL" \
+      --name "$GEN_NAME" "${cont[@]}"
+  rm -f "$RUNS/$GEN_NAME/.running"
+fi
+
+stage "evaluate FSQ-MARDM"
+"$PY" evaluation_MARDM.py "${ROOT_ARGS[@]}" --name "$GEN_NAME" "${EVAL_ARGS[@]}"
+
+stage "sample"
+PROMPTS=$(mktemp)
+cat > "$PROMPTS" <<'EOF'
+a person walks forward slowly#120
+a person jumps in place#80
+someone waves with their right hand#100
+a person runs forward quickly#100
+EOF
+"$PY" sample.py "${ROOT_ARGS[@]}" --name "$GEN_NAME" --text_path "$PROMPTS" "${SAMPLE_ARGS[@]}"
+rm -f "$PROMPTS"
+stage "done: runs in $RUNS, samples in generation/${GEN_NAME}_${DATASET}/"

@@ -1,4 +1,4 @@
-"""Evaluate a text-to-motion generator (MARDM, FSQ-MARDM, VQ-MARDM) with the Guo et al. protocol.
+"""Evaluate a text-to-motion generator (MARDM, FSQ-MARDM, VQ-MARDM, MoMask) with the Guo et al. protocol.
 
 For every test batch the generator receives the captions and the GT lengths (``m_length // unit_length`` tokens);
 its motion is de-normalised with the generator's statistics and re-normalised with the evaluator's before it is
@@ -6,7 +6,9 @@ embedded, as MARDM does. Reported: FID, Diversity, R-precision top-1/2/3, matchi
 ``--no_mm``, Multimodality (the first ``--mm_batches`` batches generated ``--mm_repeats`` times), each as mean ±
 1.96·std/√R over ``--replications`` passes (``utils/eval_protocol.py``), next to the GT ("Real") row.
 
-By default the EMA weights of ``model/latest.tar`` are evaluated, as MARDM does.
+By default the EMA weights of ``model/latest.tar`` are evaluated, as MARDM does (MoMask runs trained without EMA: their
+weights). A MoMask masked-transformer run takes its residual transformer with ``--res_name`` / ``--res_ckpt``; sampling
+defaults are the family's (MARDM 18 steps, guidance 4.5; MoMask 10 steps, guidance 4, residual guidance 5).
 
 Examples::
 
@@ -14,6 +16,8 @@ Examples::
     python evaluation_MARDM.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --which_epoch best --cfg 3.0 --no_mm
     python evaluation_MARDM.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --no_snap     # snapping ablation
     python evaluation_MARDM.py --ckpt elsewhere/latest.tar --tokenizer_path elsewhere/fsq.tar --replications 5
+    python evaluation_MARDM.py --name t2m_nlayer8_nhead6_ld384_ff1024 --res_name tres_nlayer8_ld384_ff1024 \
+        --dataset_name t2m --which_epoch best                                                  # MoMask
 
 Writes ``checkpoints/<ds>/<name>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluator, seeds, every
 replication), ``eval_<tag>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses
@@ -29,12 +33,12 @@ import os
 import torch
 
 from options.config import config_to_dict, parse_with_config
-from options.eval_generator_options import get_evaluation_generator_parser
+from options.eval_generator_options import family_sampling_options, get_evaluation_generator_parser
 from utils.checkpoint import CheckpointError
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_protocol import build_eval_loader, evaluate, format_report, renormalize, write_report_json
 from utils.evaluator import load_evaluator
-from utils.generation import load_generator, resolve_generator_checkpoint
+from utils.generation import SamplingSettings, load_generator, resolve_generator_checkpoint, resolve_residual_run
 from utils.logging_utils import setup_logging
 from utils.run_dir import RunDir
 
@@ -56,12 +60,21 @@ def resolve_run(cfg) -> tuple[str, str, str]:
     return resolve_generator_checkpoint(run.root, cfg.which_epoch), cfg.name, cfg.dataset_name
 
 
-def output_tag(cfg, path: str, weights: str) -> str:
-    """``<checkpoint>[_ema]_ts<steps>_cfg<scale>[_temp<t>][_nosnap][_nomm]`` for the output file names."""
+def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options: dict,
+               residual: dict | None = None) -> str:
+    """``<checkpoint>[_ema]_ts<steps>_cfg<scale>[_temp<t>][_res-<run>][_<option><value>...][_nosnap][_nomm]`` for the
+    output file names (options: the family options given on the command line)."""
     tag = f"{os.path.splitext(os.path.basename(path))[0]}{'_ema' if weights == 'ema' else ''}"
-    tag += f"_ts{cfg.time_steps}_cfg{cfg.cfg:g}"
-    if cfg.temperature != 1.0:
-        tag += f"_temp{cfg.temperature:g}"
+    tag += f"_ts{settings.time_steps}_cfg{settings.cfg:g}"
+    if settings.temperature != 1.0:
+        tag += f"_temp{settings.temperature:g}"
+    if residual is not None:
+        parts = os.path.abspath(residual["checkpoint"]).split(os.sep)
+        run = parts[-3] if len(parts) >= 3 and parts[-2] == "model" else os.path.splitext(parts[-1])[0]
+        tag += f"_res-{run}"
+    short = {"topk_filter_thres": "topk", "sampling": "", "res_cond_scale": "rcfg"}
+    for name, value in options.items():
+        tag += f"_{short.get(name, name)}{value:g}" if isinstance(value, float) else f"_{short.get(name, name)}{value}"
     return tag + ("_nosnap" if cfg.no_snap else "") + ("" if cfg.cal_mm else "_nomm")
 
 
@@ -72,14 +85,18 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     setup_logging()  # console now; the run's eval.log once the dataset (hence the run folder) is known
     path, name, dataset_name = resolve_run(cfg)
+    res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
+    options = family_sampling_options(cfg)
     device = torch.device(cfg.device)
-    guidance = cfg.cfg  # the field's flag name for the guidance scale; cfg itself is the parsed config
 
     # ---------------------------------------------------------------------------------------------------------------
     # model
     # ---------------------------------------------------------------------------------------------------------------
     generator = load_generator(path, use_ema=not cfg.no_ema, device=device, text_encoder=cfg.text_encoder,
-                               text_encoder_path=cfg.text_encoder_path, tokenizer_path=cfg.tokenizer_path)
+                               text_encoder_path=cfg.text_encoder_path, tokenizer_path=cfg.tokenizer_path,
+                               res_run=res_run, res_which=cfg.which_epoch)
+    # The guidance scale's flag is --cfg (the field's name; cfg itself is the parsed config); None: the family's.
+    sampling = generator.sampling_settings(cfg.time_steps, cfg.cfg, cfg.temperature, not cfg.no_snap, **options)
     dataset_name = dataset_name or generator.spec.name
     if generator.spec.name != dataset_name:
         raise CheckpointError(f"{path}: the generator was trained on dataset {generator.spec.name!r} but "
@@ -87,10 +104,9 @@ def main(cfg) -> dict:
     run = RunDir(cfg.checkpoints_dir, dataset_name, name)
     os.makedirs(run.eval_dir, exist_ok=True)
     setup_logging(os.path.join(run.eval_dir, "eval.log"))
-    tag = output_tag(cfg, path, generator.info["weights"])
-    logger.info("evaluating %s (%s weights): time_steps %d, cfg %g, temperature %g, snap %s, multimodality %s",
-                path, generator.info["weights"], cfg.time_steps, guidance, cfg.temperature, not cfg.no_snap,
-                cfg.cal_mm)
+    tag = output_tag(cfg, path, generator.info["weights"], sampling, options, generator.info.get("residual"))
+    logger.info("evaluating %s (%s weights): %s, multimodality %s", path, generator.info["weights"],
+                sampling.to_dict(), cfg.cal_mm)
 
     # ---------------------------------------------------------------------------------------------------------------
     # data: GT test motion normalised with the evaluator statistics
@@ -106,13 +122,12 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     def motion_fn(batch):
         # The protocol seeds the global RNGs per replication; generation draws from them (no private generator).
-        out = generator.generate(batch.captions, batch.m_lengths, time_steps=cfg.time_steps, cfg=guidance,
-                                 temperature=cfg.temperature, snap=not cfg.no_snap)
+        out = generator.generate(batch.captions, batch.m_lengths, time_steps=sampling.time_steps, cfg=sampling.cfg,
+                                 temperature=sampling.temperature, snap=sampling.snap, **options)
         motion = renormalize(out.features_normalised, generator.mean, generator.std, evaluator.mean, evaluator.std)
         return motion, out.lengths
 
-    settings = {"time_steps": cfg.time_steps, "cfg": guidance, "temperature": cfg.temperature,
-                "snap": not cfg.no_snap, "lengths": "GT (m_length // unit_length tokens)",
+    settings = {**sampling.to_dict(), "lengths": "GT (m_length // unit_length tokens)",
                 "unit_length": generator.unit_length}
     meta = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
             "generator": generator.info, "sampling": settings}
@@ -129,9 +144,11 @@ def main(cfg) -> dict:
               "config": config_to_dict(cfg)}
     out_path = os.path.join(run.eval_dir, f"eval_{tag}.json")
     write_report_json(result, out_path)
-    title = (f"{generator.info['model_name']} ({generator.info['weights']} weights of {os.path.basename(path)}), "
-             f"{dataset_name} {cfg.split}: time_steps {cfg.time_steps}, cfg {guidance:g}, temperature "
-             f"{cfg.temperature:g}{'' if not cfg.no_snap else ', no snapping'}")
+    residual = generator.info.get("residual")
+    title = (f"{generator.info['model_name']}{' + ' + residual['model_name'] if residual else ''} "
+             f"({generator.info['weights']} weights of {os.path.basename(path)}), {dataset_name} {cfg.split}: "
+             f"time_steps {sampling.time_steps}, cfg {sampling.cfg:g}, temperature {sampling.temperature:g}"
+             f"{'' if sampling.snap else ', no snapping'}")
     print(format_report(report, title=title))
     logger.info("wrote %s", out_path)
     return result

@@ -1,4 +1,4 @@
-"""Generate motion from text with a trained generator (MARDM, FSQ-MARDM, VQ-MARDM).
+"""Generate motion from text with a trained generator (MARDM, FSQ-MARDM, VQ-MARDM, MoMask).
 
 Examples::
 
@@ -6,6 +6,8 @@ Examples::
         --motion_length 120
     python sample.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --text_path prompts.txt --repeat_times 3 --bvh
     python sample.py --ckpt some/run/model/latest.tar --text_prompt "a person jumps" --no_render --seed 7
+    python sample.py --name MoMask_Tiny --res_name MoMask_Res_Tiny --dataset_name synthetic \
+        --text_prompt "a person walks" --motion_length 80                    # MoMask: masked + residual transformer
 
 ``--text_path`` holds one prompt per line; ``<prompt>#<frames>`` fixes that prompt's length, otherwise (or with
 ``#NA``) ``--motion_length`` applies, else the text-to-length estimator of
@@ -33,10 +35,10 @@ import torch
 from tqdm import tqdm
 
 from options.config import parse_with_config
-from options.eval_generator_options import get_sample_parser
+from options.eval_generator_options import family_sampling_options, get_sample_parser
 from utils.bvh import write_bvh
 from utils.checkpoint import CheckpointError
-from utils.generation import load_generator, resolve_generator_checkpoint
+from utils.generation import load_generator, resolve_generator_checkpoint, resolve_residual_run
 from utils.logging_utils import setup_logging
 from utils.plot_script import RenderError, plot_3d_motion, resolve_format
 from utils.run_dir import RunDir
@@ -124,7 +126,8 @@ def main(cfg) -> dict:
         raise ValueError(f"--repeat_times must be >= 1, got {cfg.repeat_times}")
     video_format = None if cfg.no_render else resolve_format(cfg.format)  # fails now if MP4 cannot be written
     path, name, dataset_name = resolve_run(cfg)
-    guidance = cfg.cfg  # the field's flag name for the guidance scale; cfg itself is the parsed config
+    res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
+    options = family_sampling_options(cfg)
 
     # ---------------------------------------------------------------------------------------------------------------
     # model
@@ -134,7 +137,9 @@ def main(cfg) -> dict:
         length_estimator = os.path.join(cfg.checkpoints_dir, dataset_name, "length_estimator")
     generator = load_generator(path, use_ema=not cfg.no_ema, device=cfg.device, text_encoder=cfg.text_encoder,
                                text_encoder_path=cfg.text_encoder_path, tokenizer_path=cfg.tokenizer_path,
-                               length_estimator=length_estimator)
+                               length_estimator=length_estimator, res_run=res_run)
+    # The guidance scale's flag is --cfg (the field's name; cfg itself is the parsed config); None: the family's.
+    settings = generator.sampling_settings(cfg.time_steps, cfg.cfg, cfg.temperature, not cfg.no_snap, **options)
     spec = generator.spec
     if dataset_name and dataset_name != spec.name:
         raise CheckpointError(f"{path}: the generator was trained on dataset {spec.name!r} but --dataset_name is "
@@ -151,8 +156,7 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     manifest = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
                 "generator": generator.info, "dataset": spec.name, "fps": spec.fps,
-                "sampling": {"time_steps": cfg.time_steps, "cfg": guidance, "temperature": cfg.temperature,
-                             "snap": not cfg.no_snap},
+                "sampling": settings.to_dict(),
                 "seed": cfg.seed, "repeat_times": cfg.repeat_times, "samples": []}
     jobs = [(i, r, prompt) for i, prompt in enumerate(prompts) for r in range(cfg.repeat_times)]
     joints_warned = False
@@ -164,8 +168,8 @@ def main(cfg) -> dict:
             frames = generator.estimate_lengths([prompt.text], length_rng)
         else:
             frames = generator.round_lengths([prompt.frames])
-        out = generator.generate([prompt.text], frames, time_steps=cfg.time_steps, cfg=guidance,
-                                 temperature=cfg.temperature, seed=seed, snap=not cfg.no_snap)
+        out = generator.generate([prompt.text], frames, time_steps=settings.time_steps, cfg=settings.cfg,
+                                 temperature=settings.temperature, seed=seed, snap=settings.snap, **options)
         length = int(out.lengths[0])
         stem = f"{slugify(prompt.text)}_{i:03d}_r{r:02d}"
         files = {"joints": None, "features": f"{stem}_features.npy", "video": None, "bvh": None}

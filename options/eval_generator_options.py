@@ -1,5 +1,10 @@
 """Parsers of the generator-side scripts: ``evaluation_MARDM.py`` (the evaluation protocol on generated motion) and
-``sample.py`` (motion from free text). Both parse with ``options.config.parse_with_config`` (``--config`` presets)."""
+``sample.py`` (motion from free text). Both parse with ``options.config.parse_with_config`` (``--config`` presets).
+
+Both load any generator family (``utils.generation``): MARDM / FSQ-MARDM / VQ-MARDM runs, or a MoMask masked-transformer
+run with ``--res_name`` / ``--res_ckpt`` for its residual transformer. ``--time_steps`` and ``--cfg`` default to the
+family's published settings; the MoMask options (``--topkr``, ``--sampling`` / ``--gumbel_sample``,
+``--res_cond_scale``) are passed only when given."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import argparse
 
 import torch
 
+from models.mask_schedule import SAMPLING_MODES
 from options.eval_options import add_protocol_args
 from options.generator_options import TEXT_ENCODER_CHOICES
 from utils.dataset_specs import dataset_names
@@ -29,6 +35,10 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no_ema", action="store_true",
                      help="use the raw weights instead of the EMA weights the checkpoint carries")
     run.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="root folder of all runs")
+    run.add_argument("--res_name", type=str, default=None,
+                     help="MoMask: residual-transformer run under <checkpoints_dir>/<dataset_name>/ (same "
+                          "--which_epoch); without it only the base layer of an RVQ tokenizer is generated")
+    run.add_argument("--res_ckpt", type=str, default=None, help="MoMask: residual-transformer checkpoint file")
     run.add_argument("--tokenizer_path", type=str, default=None,
                      help="tokenizer checkpoint replacing the path recorded in the generator (when it was moved)")
     run.add_argument("--text_encoder", type=str, default=None, choices=TEXT_ENCODER_CHOICES,
@@ -44,15 +54,37 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_args(parser: argparse.ArgumentParser) -> None:
-    """``--time_steps``, ``--cfg``, ``--temperature``, ``--no_snap`` (MARDM defaults)."""
+    """``--time_steps``, ``--cfg``, ``--temperature``, ``--no_snap`` and the MoMask options (family defaults)."""
     group = parser.add_argument_group("sampling")
-    group.add_argument("--time_steps", type=int, default=18, help="masked-generation steps")
-    group.add_argument("--cfg", type=float, default=4.5,
-                       help="classifier-free guidance scale (MARDM: 4.5 on HumanML3D, 2.5 on KIT)")
+    group.add_argument("--time_steps", type=int, default=None,
+                       help="masked-generation steps (default: the family's, MARDM 18, MoMask 10)")
+    group.add_argument("--cfg", "--cond_scale", dest="cfg", type=float, default=None,
+                       help="classifier-free guidance scale (default: the family's, MARDM 4.5 on HumanML3D (2.5 on "
+                            "KIT), MoMask 4 (2 on KIT))")
     group.add_argument("--temperature", type=float, default=1.0,
-                       help="scale of the diffusion head's sampling noise (honoured, unlike the reference code)")
+                       help="scale of the sampling noise: the diffusion head's (MARDM, honoured unlike the reference "
+                            "code) or the base-layer softmax (MoMask)")
     group.add_argument("--no_snap", action="store_true",
-                       help="ablation: keep the generated FSQ coordinates / VQ vectors off the grid / codebook")
+                       help="ablation: keep the generated FSQ coordinates / VQ vectors off the grid / codebook (MARDM)")
+    momask = parser.add_argument_group("MoMask sampling (default: MoMask's settings)")
+    momask.add_argument("--topkr", dest="topk_filter_thres", type=float, default=None,
+                        help="keep the top (1 - topkr) fraction of the logits (MoMask 0.9)")
+    momask.add_argument("--sampling", type=str, default=None, choices=SAMPLING_MODES,
+                        help="base-layer draws: categorical (MoMask's main evaluation batches) or gumbel; residual "
+                             "layers always use Gumbel-max, as MoMask")
+    momask.add_argument("--gumbel_sample", dest="sampling", action="store_const", const="gumbel",
+                        help="MoMask's flag for --sampling gumbel")
+    momask.add_argument("--res_cond_scale", type=float, default=None,
+                        help="guidance scale of the residual layers (MoMask 5)")
+
+
+MOMASK_OPTIONS = ("topk_filter_thres", "sampling", "res_cond_scale")
+
+
+def family_sampling_options(cfg: argparse.Namespace) -> dict[str, object]:
+    """The family-specific sampling options given on the command line (``MotionGenerator.generate(**options)``);
+    those left unset are not passed, so the family's defaults apply and other families see none."""
+    return {name: getattr(cfg, name) for name in MOMASK_OPTIONS if getattr(cfg, name, None) is not None}
 
 
 def get_evaluation_generator_parser() -> argparse.ArgumentParser:

@@ -7,12 +7,18 @@ the text encoder (name, dim, CLIP weights path), the target space its head gener
 and refuses a tokenizer file that is missing or has changed since training, and a text encoder other than the one the
 model was trained with. As in DiT and MARDM, the EMA weights of ``latest.tar`` are used by default.
 
-What differs per generator family (how text embeddings and token counts become tokens, and how tokens become latents
-for the tokenizer's decoder) lives in a ``GeneratorBackend``; ``GENERATOR_BACKENDS`` maps a family to its backend,
-which recognises its own checkpoints. Everything else is shared by ``MotionGenerator``: text encoding, lengths,
-decoding, de-normalisation and joints. The MARDM family (MARDM, FSQ-MARDM, VQ-MARDM) is implemented here; a token
-generator over VQ/RVQ indices (MoMask's masked + residual transformers) is another backend whose tokens are indices
-decoded with ``tokenizer.decode``.
+What differs per generator family (how text embeddings and token counts become tokens, how tokens become motion, the
+family's default sampling settings and its own sampling options) lives in a ``GeneratorBackend``;
+``GENERATOR_BACKENDS`` maps a family to its backend, which recognises its own checkpoints. Everything else is shared by
+``MotionGenerator``: text encoding, lengths, decoding, de-normalisation and joints. Two families:
+
+- ``mardm`` (MARDM, FSQ-MARDM, VQ-MARDM; ``train_MARDM.py``): continuous tokens from masked diffusion, snapped onto
+  the tokenizer's grid / codebook. Defaults 18 steps, guidance 4.5.
+- ``momask`` (``train_t2m_transformer.py`` + optionally ``train_res_transformer.py``): the masked transformer samples
+  the base-layer codes, the residual transformer (``res_run``) the codes of RVQ layers 1..Q-1, and the tokenizer
+  decodes them (layers without a residual run decode as zero, so a base-only sample is the coarse motion). Defaults
+  10 steps, guidance 4 (MoMask's evaluation command); options ``topk_filter_thres`` (0.9), ``sampling``
+  ("categorical"; "gumbel" is MoMask's ``gsample``), ``res_cond_scale`` (5) and ``res_temperature`` (1).
 
 Lengths are in frames, rounded down to whole tokens (``unit_length`` frames) and clamped to the dataset's maximum;
 without lengths, the text-to-length estimator of ``<checkpoints_dir>/<dataset>/length_estimator`` samples them. Every
@@ -25,7 +31,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -37,11 +43,14 @@ from torch import Tensor, nn
 from models.length_estimator import LengthEstimator, classes_to_lengths, sample_lengths
 from models.loader import Tokenizer
 from models.mardm import MARDM_MODELS
+from models.mask_schedule import SAMPLING_MODES
+from models.mask_transformer import MASK_TRANSFORMERS, RES_TRANSFORMERS, MaskTransformer, ResidualTransformer
 from models.text_encoders import CachedTextEncoder, TextEncoder, build_text_encoder
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, require_keys
 from utils.dataset_specs import DatasetSpec
 from utils.generator_stage import TARGET_NAMES, load_generator_tokenizer, snap_and_latent_fns, token_dims
 from utils.motion_process import features_to_joints
+from utils.token_stage import TOKEN_TARGET, check_token_model_fits, load_token_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +59,8 @@ LENGTH_ESTIMATOR_STAGE = "length_estimator"
 LENGTH_ESTIMATOR_RUN = "length_estimator"
 # --which_epoch names: MARDM samples and evaluates with latest.tar (its EMA weights); "best" is the best validation
 # checkpoint, by FID when the run was trained with --need_evaluation, else by validation loss.
-CHECKPOINT_FILES = {"latest": ("latest.tar",), "best": ("net_best_fid.tar", "net_best_loss.tar")}
+# MoMask's masked transformer keeps its best validation accuracy (net_best_acc.tar) when trained without evaluation.
+CHECKPOINT_FILES = {"latest": ("latest.tar",), "best": ("net_best_fid.tar", "net_best_loss.tar", "net_best_acc.tar")}
 LENGTH_ESTIMATOR_FILES = ("net_best_*.tar", "finest.tar", "latest.tar")
 GENERATOR_KEYS = ["stage", "model_name", "model_args", "model", "dataset", "tokenizer", "text_encoder", "target"]
 
@@ -63,8 +73,8 @@ def resolve_generator_checkpoint(path_or_run: str, which: str = "latest") -> str
     """A checkpoint file, or a run folder (``<run>`` or ``<run>/model``) and ``which`` -> the checkpoint file.
 
     ``which``: ``"latest"`` (``model/latest.tar``), ``"best"`` (``model/net_best_fid.tar``, else
-    ``net_best_loss.tar``) or any file name in ``model/`` with or without ``.tar``; ignored when ``path_or_run`` is a
-    file.
+    ``net_best_loss.tar``, else ``net_best_acc.tar``) or any file name in ``model/`` with or without ``.tar``; ignored
+    when ``path_or_run`` is a file.
     """
     if os.path.isfile(path_or_run):
         return path_or_run
@@ -81,6 +91,28 @@ def resolve_generator_checkpoint(path_or_run: str, which: str = "latest") -> str
     found = sorted(f for f in os.listdir(model_dir) if f.endswith(".tar"))
     raise CheckpointError(f"no {' / '.join(names)} in {model_dir}; found {found or 'no checkpoint'} (pick one with "
                           f"which= / --which_epoch: latest, best or a file name)")
+
+
+def resolve_residual_run(checkpoints_dir: str, dataset_name: str | None, res_name: str | None = None,
+                         res_ckpt: str | None = None) -> str | None:
+    """``--res_ckpt`` (a file) or ``--res_name`` (the run folder ``<checkpoints_dir>/<dataset_name>/<res_name>``), or
+    None when neither is given (MoMask's residual transformer is optional)."""
+    if res_ckpt and res_name:
+        raise ValueError("pass --res_name (a run) or --res_ckpt (a file), not both")
+    if res_ckpt:
+        if not os.path.isfile(res_ckpt):
+            raise CheckpointError(f"--res_ckpt: checkpoint not found: {res_ckpt}")
+        return res_ckpt
+    if not res_name:
+        return None
+    if not dataset_name:
+        raise ValueError("--res_name needs --dataset_name (the run lives in <checkpoints_dir>/<dataset_name>/"
+                         "<res_name>); or pass --res_ckpt")
+    root = os.path.join(checkpoints_dir, dataset_name, res_name)
+    if not os.path.isdir(root):
+        raise CheckpointError(f"--res_name {res_name!r}: no run folder {root}; train it with train_res_transformer.py "
+                              f"--name {res_name} --dataset_name {dataset_name}")
+    return root
 
 
 def checkpoints_root(path: str) -> str | None:
@@ -219,12 +251,14 @@ def load_length_estimator(path_or_run: str, device: str | torch.device = "cpu") 
 @dataclass(frozen=True)
 class SamplingSettings:
     """``time_steps`` generation steps, ``cfg`` guidance scale, ``temperature`` of the sampling noise, ``snap``:
-    project generated tokens onto the tokenizer's grid / codebook (off only as an ablation)."""
+    project generated tokens onto the tokenizer's grid / codebook (off only as an ablation); ``options``: the family's
+    own settings (``GeneratorBackend.sampling_options``), every one of them filled in."""
 
     time_steps: int = 18
     cfg: float = 4.5
     temperature: float = 1.0
     snap: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.time_steps < 1:
@@ -232,16 +266,45 @@ class SamplingSettings:
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for manifests and reports: the four shared settings, then the family's options."""
+        return {"time_steps": self.time_steps, "cfg": self.cfg, "temperature": self.temperature, "snap": self.snap,
+                **self.options}
+
 
 class GeneratorBackend:
     """One generator family: rebuilds its model from a checkpoint, samples tokens, turns tokens into motion.
 
     ``handles(state)`` says whether a loaded checkpoint belongs to the family. Tokens are whatever the family
     generates, ``(B, N, ...)`` with N = max(token_lengths); ``decode_tokens`` receives tokens of one length.
+    ``default_time_steps`` / ``default_cfg`` are the family's published sampling settings and ``sampling_options``
+    its own options with their defaults; ``takes_residual`` whether ``attach_residual`` accepts a second model.
     """
 
     family: ClassVar[str] = ""
+    takes_residual: ClassVar[bool] = False
+    default_time_steps: ClassVar[int] = 18
+    default_cfg: ClassVar[float] = 4.5
+    sampling_options: ClassVar[dict[str, Any]] = {}
     model: nn.Module
+
+    def settings(self, time_steps: int | None = None, cfg: float | None = None, temperature: float = 1.0,
+                 snap: bool = True, **options: Any) -> SamplingSettings:
+        """The settings a sample is drawn with: None takes the family's default; unknown options fail naming the
+        family's options."""
+        unknown = sorted(set(options) - set(self.sampling_options))
+        if unknown:
+            known = sorted(self.sampling_options) or "none"
+            raise ValueError(f"{self.family} generators have no sampling option {unknown}; theirs: {known}")
+        return SamplingSettings(int(self.default_time_steps if time_steps is None else time_steps),
+                                float(self.default_cfg if cfg is None else cfg), float(temperature), bool(snap),
+                                {**self.sampling_options, **options})
+
+    def attach_residual(self, state: dict[str, Any], weights: dict[str, Tensor], path: str,
+                        device: torch.device) -> None:
+        """Add a second-stage model (MoMask's residual transformer) read from checkpoint ``path``."""
+        raise CheckpointError(f"{path}: {self.family} generators take no residual run (only MoMask's masked "
+                              f"transformer does)")
 
     @classmethod
     def handles(cls, state: dict[str, Any]) -> bool:
@@ -337,8 +400,109 @@ class MARDMBackend(GeneratorBackend):
         return self.tokenizer.model.decode_latent(latents)
 
 
+class MoMaskBackend(GeneratorBackend):
+    """MoMask (``models.mask_transformer``): base-layer codes from the masked transformer, RVQ layers 1..Q-1 from the
+    residual transformer when one is attached, decoded by the tokenizer. Tokens are what ``tokenizer.encode`` gives:
+    (B, N) long for VQ / FSQ tokenizers, (B, N, Q) for RVQ (layers without a residual model hold -1); -1 at pads."""
+
+    family = "momask"
+    takes_residual = True
+    default_time_steps = 10
+    default_cfg = 4.0
+    sampling_options = {"topk_filter_thres": 0.9, "sampling": "categorical", "res_cond_scale": 5.0,
+                        "res_temperature": 1.0}
+
+    def __init__(self, model: MaskTransformer, tokenizer: Tokenizer) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.residual: ResidualTransformer | None = None
+
+    @classmethod
+    def handles(cls, state: dict[str, Any]) -> bool:
+        return state.get("model_name") in MASK_TRANSFORMERS
+
+    @classmethod
+    def load_tokenizer(cls, path: str, state: dict[str, Any], spec: DatasetSpec, device: torch.device) -> Tokenizer:
+        return load_token_tokenizer(path, spec, vq_model=state["tokenizer"].get("model_name"), device=device,
+                                    role="mask")
+
+    @staticmethod
+    def _build(registry: dict[str, Any], state: dict[str, Any], weights: dict[str, Tensor], path: str,
+               tokenizer: Tokenizer, role: str, device: torch.device) -> nn.Module:
+        name, args = state["model_name"], dict(state["model_args"])
+        if state["target"] != TOKEN_TARGET:
+            raise CheckpointError(f"{path}: target is {state['target']!r}; MoMask transformers generate "
+                                  f"{TOKEN_TARGET!r}")
+        check_token_model_fits(args, tokenizer, path, role)
+        try:
+            model = registry[name](**args)
+            model.load_state_dict(weights)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: cannot rebuild {name} from model_args {args}: {e}") from e
+        return model.to(device).eval().requires_grad_(False)
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], weights: dict[str, Tensor], path: str, tokenizer: Tokenizer,
+                        spec: DatasetSpec, device: torch.device) -> MoMaskBackend:
+        return cls(cls._build(MASK_TRANSFORMERS, state, weights, path, tokenizer, "mask", device), tokenizer)
+
+    def attach_residual(self, state: dict[str, Any], weights: dict[str, Tensor], path: str,
+                        device: torch.device) -> None:
+        if state.get("model_name") not in RES_TRANSFORMERS:
+            raise CheckpointError(f"{path}: model_name {state.get('model_name')!r} is not a residual transformer "
+                                  f"({sorted(RES_TRANSFORMERS)}); res_run / --res_name takes a "
+                                  f"train_res_transformer.py run")
+        if self.tokenizer.kind != "rvq":
+            raise CheckpointError(f"{path}: the tokenizer {self.tokenizer.source} is {self.tokenizer.kind!r} with one "
+                                  f"layer of codes; a residual transformer needs an RVQ tokenizer")
+        self.residual = self._build(RES_TRANSFORMERS, state, weights, path, self.tokenizer, "res", device)
+
+    @property
+    def text_dim(self) -> int:
+        return int(self.model.text_dim)
+
+    def settings(self, time_steps: int | None = None, cfg: float | None = None, temperature: float = 1.0,
+                 snap: bool = True, **options: Any) -> SamplingSettings:
+        settings = super().settings(time_steps, cfg, temperature, snap, **options)
+        opts = settings.options
+        if not snap:
+            raise ValueError("MoMask generates codebook indices, which are always on the codebook; snap=False "
+                             "(--no_snap) does not apply")
+        if opts["sampling"] not in SAMPLING_MODES:
+            raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {opts['sampling']!r}")
+        if not 0.0 <= float(opts["topk_filter_thres"]) < 1.0:
+            raise ValueError(f"topk_filter_thres must be in [0, 1), got {opts['topk_filter_thres']}")
+        if settings.temperature <= 0 or float(opts["res_temperature"]) <= 0:
+            raise ValueError(f"MoMask samples with temperature > 0; got temperature {settings.temperature}, "
+                             f"res_temperature {opts['res_temperature']}")
+        return settings
+
+    def sample_tokens(self, text_emb: Tensor, token_lengths: Tensor, settings: SamplingSettings,
+                      generator: torch.Generator | None) -> Tensor:
+        opts = settings.options
+        base = self.model.generate(token_lengths, text_emb, time_steps=settings.time_steps, cond_scale=settings.cfg,
+                                   temperature=settings.temperature,
+                                   topk_filter_thres=float(opts["topk_filter_thres"]), sampling=opts["sampling"],
+                                   generator=generator)                                      # (B, N), -1 at pads
+        if self.tokenizer.kind != "rvq":
+            return base
+        if self.residual is None:
+            rest = torch.full((*base.shape, self.tokenizer.num_quantizers - 1), -1, dtype=base.dtype,
+                              device=base.device)
+            return torch.cat([base[..., None], rest], dim=-1)
+        # MoMask samples the residual layers with Gumbel-max whatever the base layer used.
+        return self.residual.generate(base, token_lengths, text_emb, cond_scale=float(opts["res_cond_scale"]),
+                                      temperature=float(opts["res_temperature"]),
+                                      topk_filter_thres=float(opts["topk_filter_thres"]), generator=generator,
+                                      sampling="gumbel")
+
+    def decode_tokens(self, tokens: Tensor, snap: bool) -> Tensor:
+        return self.tokenizer.decode(tokens.long())
+
+
 GENERATOR_BACKENDS: dict[str, type[GeneratorBackend]] = {
     "mardm": MARDMBackend,
+    "momask": MoMaskBackend,
 }
 
 
@@ -347,8 +511,12 @@ def backend_for(state: dict[str, Any], path: str) -> type[GeneratorBackend]:
     for backend in GENERATOR_BACKENDS.values():
         if backend.handles(state):
             return backend
+    if state.get("model_name") in RES_TRANSFORMERS:
+        raise CheckpointError(f"{path}: {state['model_name']!r} is a residual transformer; load the masked transformer "
+                              f"run and pass this one as res_run= (--res_name / --res_ckpt)")
     raise CheckpointError(f"{path}: model_name {state.get('model_name')!r} belongs to no generator family "
-                          f"({sorted(GENERATOR_BACKENDS)}); MARDM models are {sorted(MARDM_MODELS)}")
+                          f"({sorted(GENERATOR_BACKENDS)}); MARDM models are {sorted(MARDM_MODELS)}, MoMask models "
+                          f"{sorted(MASK_TRANSFORMERS)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -484,20 +652,30 @@ class MotionGenerator:
         return motion * self._std_t.to(motion.device) + self._mean_t.to(motion.device)
 
     # ----- sampling -------------------------------------------------------------------------------------------------
+    def sampling_settings(self, time_steps: int | None = None, cfg: float | None = None, temperature: float = 1.0,
+                          snap: bool = True, **options: Any) -> SamplingSettings:
+        """The settings ``generate`` would use: None takes the family's default (MARDM 18 steps / guidance 4.5,
+        MoMask 10 / 4), ``options`` the family's own (see ``backend.sampling_options``)."""
+        return self.backend.settings(time_steps, cfg, temperature, snap, **options)
+
     @torch.no_grad()
-    def generate(self, texts: list[str], lengths_frames: list[int] | Tensor | None = None, time_steps: int = 18,
-                 cfg: float = 4.5, temperature: float = 1.0, seed: int | None = None,
-                 generator: torch.Generator | None = None, snap: bool = True) -> GeneratedBatch:
+    def generate(self, texts: list[str], lengths_frames: list[int] | Tensor | None = None,
+                 time_steps: int | None = None, cfg: float | None = None, temperature: float = 1.0,
+                 seed: int | None = None, generator: torch.Generator | None = None, snap: bool = True,
+                 **options: Any) -> GeneratedBatch:
         """Generate one motion per caption.
 
         Args:
             texts: B captions.
             lengths_frames: (B,) lengths in frames (rounded down to whole tokens, clamped to ``max_frames``); None
                 samples them with the length estimator.
-            time_steps, cfg, temperature: sampling settings of the family (MARDM: 18, 4.5, 1.0).
+            time_steps, cfg, temperature: sampling settings; None takes the family's default (MARDM: 18, 4.5;
+                MoMask: 10, 4); temperature 1.0.
             seed: seeds a private generator on the model's device; or pass ``generator``; with neither the global
                 RNG is used (as the evaluation protocol, which seeds it per replication, expects).
-            snap: project tokens onto the tokenizer's grid / codebook; False is the no-snapping ablation.
+            snap: project tokens onto the tokenizer's grid / codebook; False is the no-snapping ablation (MARDM).
+            options: the family's own sampling options (MoMask: ``topk_filter_thres``, ``sampling``,
+                ``res_cond_scale``, ``res_temperature``); others fail.
         Returns:
             ``GeneratedBatch`` (features (B, T, D), lengths (B,), tokens, joints).
         """
@@ -506,7 +684,7 @@ class MotionGenerator:
         texts = [str(t) for t in texts]
         if not texts:
             raise ValueError("texts is empty: nothing to generate")
-        settings = SamplingSettings(time_steps, float(cfg), float(temperature), bool(snap))
+        settings = self.sampling_settings(time_steps, cfg, temperature, snap, **options)
         if seed is not None and generator is not None:
             raise ValueError("pass seed or generator, not both")
         if seed is not None:
@@ -533,13 +711,38 @@ def _select_weights(state: dict[str, Any], use_ema: bool, path: str) -> tuple[di
     if use_ema:
         if state.get("ema"):
             return state["ema"], "ema"
-        logger.warning("%s holds no EMA weights; using the raw model weights", path)
+        # Runs trained without EMA (MoMask's recipe) have nothing else to offer; only a lost EMA deserves a warning.
+        trained_with_ema = (state.get("engine") or {}).get("ema_decay") is not None
+        (logger.warning if trained_with_ema else logger.info)("%s holds no EMA weights; using the raw model weights",
+                                                              path)
     return state["model"], "model"
+
+
+def _check_residual(res_state: dict[str, Any], res_path: str, state: dict[str, Any], path: str) -> None:
+    """A residual run must share the stage, dataset, statistics, tokenizer file and text encoder of its base run."""
+    if res_state["stage"] != GENERATOR_STAGE:
+        raise CheckpointError(f"{res_path}: stage is {res_state['stage']!r}, expected {GENERATOR_STAGE!r} (a "
+                              f"train_res_transformer.py checkpoint)")
+    res_data, data = res_state["dataset"], state["dataset"]
+    same_stats = all(np.allclose(torch.as_tensor(res_data[k]).float().numpy(), torch.as_tensor(data[k]).float().numpy())
+                     for k in ("mean", "std"))
+    res_tok, tok = res_state["tokenizer"], state["tokenizer"]
+    res_text, text = res_state["text_encoder"], state["text_encoder"]
+    checks = [("dataset", res_data.get("name"), data.get("name")),
+              ("dataset mean/std", "equal" if same_stats else "different", "equal"),
+              ("tokenizer sha256", res_tok.get("sha256"), tok.get("sha256")),
+              ("text encoder", (res_text.get("name"), res_text.get("dim")), (text.get("name"), text.get("dim")))]
+    for field_name, found, expected in checks:
+        if found != expected:
+            raise CheckpointError(f"{res_path}: {field_name} is {found!r} in the residual run but {expected!r} in the "
+                                  f"masked transformer {path}; both must be trained on the same tokenizer "
+                                  f"({tok.get('path')}), data and text encoder")
 
 
 def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True, device: str | torch.device = "cpu",
                    text_encoder_path: str | None = None, *, text_encoder: str | None = None,
-                   tokenizer_path: str | None = None, length_estimator: str | None = None) -> MotionGenerator:
+                   tokenizer_path: str | None = None, length_estimator: str | None = None,
+                   res_run: str | None = None, res_which: str | None = None) -> MotionGenerator:
     """Load a generator checkpoint (file, or run folder + ``which``) with its tokenizer and text encoder.
 
     Args:
@@ -552,6 +755,8 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
         tokenizer_path: tokenizer file replacing the recorded one (its SHA-256 may then differ; logged).
         length_estimator: length-estimator file or run; default ``<checkpoints_dir>/<dataset>/length_estimator``
             next to the generator's run.
+        res_run: MoMask only: the residual transformer (file, or run folder + ``res_which``, default ``which``)
+            that generates RVQ layers 1..Q-1; it must share the masked transformer's tokenizer, data and text encoder.
     Raises:
         CheckpointError naming the file and the field for anything missing or contradicting.
     """
@@ -561,7 +766,7 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
     require_keys(state, GENERATOR_KEYS, path)
     if state["stage"] != GENERATOR_STAGE:
         raise CheckpointError(f"{path}: stage is {state['stage']!r}, expected {GENERATOR_STAGE!r} (a generator "
-                              f"checkpoint written by train_MARDM.py)")
+                              f"checkpoint written by train_MARDM.py or train_t2m_transformer.py)")
     backend_cls = backend_for(state, path)
     dataset = state["dataset"]
     require_keys(dataset, ["name", "spec", "mean", "std"], f"{path} (dataset record)")
@@ -584,6 +789,20 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
 
     weights, weights_name = _select_weights(state, use_ema, path)
     backend = backend_cls.from_checkpoint(state, weights, path, tokenizer, spec, device)
+    residual_info = None
+    if res_run is not None:
+        if not backend_cls.takes_residual:
+            raise CheckpointError(f"{path}: {backend_cls.family} generators take no residual run (only MoMask's masked "
+                                  f"transformer does); drop res_run / --res_name")
+        res_path = resolve_generator_checkpoint(res_run, res_which or which)
+        res_state = load_checkpoint(res_path, map_location="cpu")
+        require_keys(res_state, GENERATOR_KEYS, res_path)
+        _check_residual(res_state, res_path, state, path)
+        res_weights, res_weights_name = _select_weights(res_state, use_ema, res_path)
+        backend.attach_residual(res_state, res_weights, res_path, device)
+        residual_info = {"checkpoint": os.path.abspath(res_path), "checkpoint_sha256": file_sha256(res_path),
+                         "model_name": res_state["model_name"], "weights": res_weights_name,
+                         "step": res_state.get("step")}
     encoder = build_recorded_text_encoder(record, path, device, text_encoder, text_encoder_path)
     if encoder.dim != backend.text_dim:
         raise CheckpointError(f"{path}: the model takes {backend.text_dim}-dim text embeddings, text encoder "
@@ -603,6 +822,8 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
         "text_encoder": {"name": encoder.name, "dim": int(encoder.dim),
                          "path": text_encoder_path or record.get("path")},
     }
+    if residual_info is not None:
+        info["residual"] = residual_info
     logger.info("generator %s: %s (%s weights, target %s), tokenizer %s, text encoder %s", path, state["model_name"],
                 weights_name, state["target"], tok_path, encoder.name)
     return MotionGenerator(backend, tokenizer, encoder, spec, mean, std, device, path, info, length_estimator)

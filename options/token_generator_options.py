@@ -1,0 +1,110 @@
+"""Flags of MoMask's token-generator stages (``train_t2m_transformer.py``, ``train_res_transformer.py``), on top of the
+base parser. Defaults are MoMask's HumanML3D recipe: AdamW lr 2e-4 (betas 0.9/0.99, weight decay 1e-5), 2000 warm-up
+steps, lr x0.1 at step 50,000, batch 64, 500 epochs, seed 3407."""
+
+from __future__ import annotations
+
+import argparse
+
+from options.base_options import get_base_parser
+from options.generator_options import add_text_encoder_args
+
+# Flag dest -> constructor keyword of the transformers (MoMask spells the layer and head counts n_layers / n_heads).
+ARCH_FLAGS = {"latent_dim": "latent_dim", "ff_size": "ff_size", "n_layers": "num_layers", "n_heads": "num_heads",
+              "dropout": "dropout", "cond_drop_prob": "cond_drop_prob", "label_smoothing": "label_smoothing"}
+
+
+def _add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
+    from models.tokenizers import TOKENIZERS
+
+    group = parser.add_argument_group("tokenizer (a train_vq.py run, frozen)")
+    group.add_argument("--vq_name", "--ae_name", dest="vq_name", type=str, default=None,
+                       help="tokenizer run under <checkpoints_dir>/<dataset_name>/<vq_name>/model/ (net_best_fid.tar, "
+                            "else net_best_loss.tar, else latest.tar)")
+    group.add_argument("--vq_ckpt", "--ae_ckpt", dest="vq_ckpt", type=str, default=None,
+                       help="tokenizer checkpoint file instead of --vq_name")
+    group.add_argument("--vq_model", "--ae_model", dest="vq_model", type=str, default=None, choices=sorted(TOKENIZERS),
+                       help="expected tokenizer registry name; a checkpoint of another model is an error")
+    group.add_argument("--cache_tokens", action="store_true",
+                       help="encode every sample's motion once and keep the codes in <run>/tokens/ (crops are then "
+                            "taken in token space); default: encode each batch on the fly, as MoMask")
+
+
+def _add_arch_args(parser: argparse.ArgumentParser, default_cdp: float) -> None:
+    group = parser.add_argument_group("architecture overrides (default: the registry entry's values)")
+    group.add_argument("--latent_dim", type=int, default=None, help="transformer width (MoMask 384)")
+    group.add_argument("--ff_size", type=int, default=None, help="feed-forward width (MoMask 1024)")
+    group.add_argument("--n_layers", type=int, default=None, help="transformer layers (MoMask 8)")
+    group.add_argument("--n_heads", type=int, default=None, help="attention heads (MoMask 6)")
+    group.add_argument("--dropout", type=float, default=None, help="dropout (MoMask 0.2)")
+    group.add_argument("--cond_drop_prob", type=float, default=None,
+                       help=f"probability of dropping the text in training, for classifier-free guidance (default: "
+                            f"the registry entry's, MoMask {default_cdp})")
+    group.add_argument("--label_smoothing", type=float, default=None, help="of the cross-entropy (MoMask 0)")
+
+
+def _add_validation_args(parser: argparse.ArgumentParser, cond_scale: float, time_steps: bool) -> None:
+    group = parser.add_argument_group("validation (token loss and accuracy; FID with --need_evaluation)")
+    group.add_argument("--val_batches", type=int, default=0,
+                       help="validation batches per evaluation (0: the whole val split)")
+    if time_steps:
+        group.add_argument("--time_steps", type=int, default=18,
+                           help="masked-generation steps of the --need_evaluation generation (MoMask 18)")
+    group.add_argument("--cond_scale", "--cfg", dest="cond_scale", type=float, default=cond_scale,
+                       help="classifier-free guidance scale of the --need_evaluation generation")
+    group.add_argument("--evaluator_dir", type=str, default=None,
+                       help="evaluator checkpoint or folder (default <checkpoints_dir>/<dataset_name>/text_mot_match)")
+    group.add_argument("--glove_dir", type=str, default="./glove",
+                       help="folder of our_vab_{data.npy,words.pkl,idx.pkl}, needed by evaluators using GloVe")
+
+
+def _momask_defaults(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(batch_size=64, lr=2e-4, weight_decay=1e-5, warm_up_iter=2000, milestones=[50_000],
+                        lr_decay=0.1, epoch=500, seed=3407)
+
+
+def get_train_t2m_transformer_parser() -> argparse.ArgumentParser:
+    """``train_t2m_transformer.py``: MoMask's masked transformer over the base-layer codes of a VQ / RVQ / FSQ run."""
+    from models.mask_transformer import MASK_TRANSFORMERS
+
+    parser = get_base_parser("Train MoMask's masked transformer on the base-layer codes of a frozen tokenizer.")
+    parser.add_argument("--model", type=str, default="MoMask-Mask", choices=sorted(MASK_TRANSFORMERS),
+                        help="masked-transformer registry entry")
+    _add_tokenizer_args(parser)
+    _add_arch_args(parser, default_cdp=0.1)
+    _add_validation_args(parser, cond_scale=4.0, time_steps=True)
+    add_text_encoder_args(parser)
+    _momask_defaults(parser)
+    return parser
+
+
+def get_train_res_transformer_parser() -> argparse.ArgumentParser:
+    """``train_res_transformer.py``: MoMask's residual transformer over layers 1..Q-1 of an RVQ run."""
+    from models.mask_transformer import CODE_EMBEDDINGS, RES_TRANSFORMERS
+
+    parser = get_base_parser("Train MoMask's residual transformer on the residual codes of a frozen RVQ tokenizer.")
+    parser.add_argument("--model", type=str, default="MoMask-Res", choices=sorted(RES_TRANSFORMERS),
+                        help="residual-transformer registry entry")
+    _add_tokenizer_args(parser)
+    _add_arch_args(parser, default_cdp=0.2)
+    group = parser.add_argument_group("code embeddings")
+    group.add_argument("--share_weight", action=argparse.BooleanOptionalAction, default=None,
+                       help="tie each layer's output projection to the input embedding of the next layer (MoMask "
+                            "--share_weight; default: on with learned embeddings, off with codebook embeddings)")
+    group.add_argument("--code_embedding", type=str, default=None, choices=CODE_EMBEDDINGS,
+                       help="learned: embedding tables trained from scratch (MoMask); codebook: the frozen RVQ "
+                            "codebooks, so the input is the tokenizer's partial reconstruction (default: learned)")
+    _add_validation_args(parser, cond_scale=5.0, time_steps=False)
+    add_text_encoder_args(parser)
+    _momask_defaults(parser)
+    return parser
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Constructor overrides from the architecture flags that were given (the registry entry decides the rest)."""
+    out: dict[str, object] = {}
+    for flag, keyword in ARCH_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            out[keyword] = value
+    return out

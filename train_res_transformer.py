@@ -1,0 +1,165 @@
+"""Train MoMask's residual transformer on layers 1..Q-1 of a frozen residual VQ tokenizer (an RVQ run of train_vq.py).
+
+Examples:
+    python train_vq.py --config options/configs/tiny_vq.yaml --name RVQ_Tiny
+    python train_res_transformer.py --config options/configs/tiny_momask.yaml --model MoMask-Res-Tiny \\
+        --name MoMask_Res_Tiny                                                                        # minutes on CPU
+    python train_res_transformer.py --config options/configs/momask_res.yaml --name tres_nlayer8_ld384_ff1024 \\
+        --vq_name rvq_nq6 --text_encoder clip --clip_path ~/.cache/clip/ViT-B-32.pt
+    python train_res_transformer.py --config options/configs/momask_res.yaml --name tres_cb --vq_name rvq_nq6 \\
+        --code_embedding codebook --cache_tokens
+    python train_res_transformer.py --config options/configs/momask_res.yaml --name tres --is_continue
+
+Each step trains one residual layer per sample, drawn biased towards the first ones (MoMask's ``q_schedule``), on all
+its valid tokens given the codes of the layers below. Code embeddings are learned (MoMask; ``--share_weight`` ties each
+layer's output projection to the next layer's input table) or the frozen RVQ codebooks (``--code_embedding codebook``).
+The run is written to ``checkpoints/<dataset_name>/<name>/``: ``model/latest.tar`` (exact resume),
+``model/net_best_loss.tar`` (best validation loss, as MoMask) or, with ``--need_evaluation``, ``model/net_best_fid.tar``
+(GT base layer + generated residual layers), TensorBoard events, ``opt.yaml`` and, with ``--cache_tokens``, the codes in
+``tokens/``. Sample with ``python sample.py --name <mask transformer run> --res_name <name>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import torch
+
+from models.mask_transformer import RES_TRANSFORMERS
+from models.text_encoders import TextEncoder
+from options.config import config_to_dict, parse_with_config, resolve_max_iters, save_config
+from options.token_generator_options import get_train_res_transformer_parser, model_overrides
+from utils.dataset_specs import get_dataset_spec
+from utils.datasets import Text2MotionDataset, collate_text_motion
+from utils.engine import EngineConfig, TrainResult, train
+from utils.generator_stage import (
+    check_resume_matches,
+    dataset_captions,
+    resolve_text_encoder,
+    stage_device,
+    text_encoder_record,
+    tokenizer_statistics,
+    warm_caption_cache,
+)
+from utils.logging_utils import setup_logging
+from utils.run_dir import RunDir, RunDirError
+from utils.seed import set_seed
+from utils.token_stage import (
+    TokenLoss,
+    cached_token_datasets,
+    collate_text_tokens,
+    load_token_tokenizer,
+    load_validation_evaluator,
+    make_token_generation_eval_fn,
+    make_token_val_fn,
+    resolve_vq_checkpoint,
+    rvq_codebooks,
+    token_checkpoint_meta,
+)
+
+logger = logging.getLogger("train_res_transformer")
+
+
+def embedding_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """``share_weight`` / ``code_embedding`` keywords from the flags; contradicting flags fail naming both."""
+    if args.code_embedding == "codebook":
+        if args.share_weight:
+            raise SystemExit("--share_weight ties output projections to learned embeddings; it cannot be combined "
+                             "with --code_embedding codebook (frozen RVQ codebooks). Drop one of the two flags")
+        return {"code_embedding": "codebook", "share_weight": False}
+    out: dict[str, object] = {}
+    if args.code_embedding is not None:
+        out["code_embedding"] = args.code_embedding
+    if args.share_weight is not None:
+        out["share_weight"] = args.share_weight
+    return out
+
+
+def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> TrainResult:
+    """Train ``args.model``; ``text_encoder`` optionally supplies an already built encoder of kind
+    ``--text_encoder`` (tests, notebooks). Returns the engine's ``TrainResult``."""
+    # -----------------------------------------------------------------------------------------------------------------
+    # setup: everything that can fail on bad flags fails before the run folder is written
+    # -----------------------------------------------------------------------------------------------------------------
+    spec = get_dataset_spec(args.dataset_name, args.data_root)
+    run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
+    if not args.is_continue and os.path.exists(run.latest_path):
+        raise RunDirError(f"{run.latest_path} exists: pass --is_continue to resume that run, or choose another --name")
+    embedding = embedding_overrides(args)
+    device = stage_device()
+    ref = resolve_vq_checkpoint(args.checkpoints_dir, args.dataset_name, args.vq_name, args.vq_ckpt)
+    tokenizer = load_token_tokenizer(ref.path, spec, args.vq_model, device, role="res", run_name=ref.name)
+    mean, std = tokenizer_statistics(tokenizer)
+    encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
+    evaluator, eval_loader = (load_validation_evaluator(args.evaluator_dir, args.checkpoints_dir, spec, args.data_root,
+                                                        args.glove_dir, device)
+                              if args.need_evaluation else (None, None))
+    run.make_dirs()
+    setup_logging(run.log_file)
+    logger.info("tokenizer %s (%s, K=%d, Q=%d) from %s; text encoder %s (%d-d)", ref.name, tokenizer.model_name,
+                tokenizer.codebook_size, tokenizer.num_quantizers, ref.path, encoder.name, encoder.dim)
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # data: normalised with the tokenizer's statistics, lengths in whole tokens; codes on the fly or cached
+    # -----------------------------------------------------------------------------------------------------------------
+    train_set = Text2MotionDataset(spec, "train", mean, std, args.data_root, unit_length=tokenizer.unit_length)
+    val_set = Text2MotionDataset(spec, "val", mean, std, args.data_root, unit_length=tokenizer.unit_length)
+    warm_caption_cache(encoder, dataset_captions(train_set) + dataset_captions(val_set))
+    if args.text_cache and int(os.environ.get("RANK", 0)) == 0:
+        encoder.save()
+    collate = collate_text_motion
+    if args.cache_tokens:
+        train_set, val_set = cached_token_datasets(tokenizer, run, train_set, val_set,
+                                                   write=int(os.environ.get("RANK", 0)) == 0)
+        collate = collate_text_tokens
+    logger.info("%s: %d training and %d validation samples (%s codes)", spec.name, len(train_set), len(val_set),
+                "cached" if args.cache_tokens else "on-the-fly")
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # model
+    # -----------------------------------------------------------------------------------------------------------------
+    set_seed(args.seed)
+    overrides = {**model_overrides(args), **embedding}
+    if overrides.get("code_embedding") == "codebook":
+        overrides["codebooks"] = rvq_codebooks(tokenizer)
+    model = RES_TRANSFORMERS[args.model](tokenizer.codebook_size, tokenizer.num_quantizers, tokenizer.latent_dim,
+                                         encoder.dim, **overrides)
+    trainable = sum(p.numel() for p in model.parameters())
+    logger.info("%s: %.2fM parameters, args %s", args.model, trainable / 1e6, model.model_args)
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # train
+    # -----------------------------------------------------------------------------------------------------------------
+    loss_fn = TokenLoss(tokenizer, encoder, role="res")
+    val_loss_fn = make_token_val_fn(loss_fn, val_set, args.batch_size, args.val_batches, seed=args.seed,
+                                    collate_fn=collate)
+    gen_eval_fn = None
+    if evaluator is not None:
+        gen_eval_fn = make_token_generation_eval_fn(tokenizer, encoder, evaluator, eval_loader, mean, std, "res",
+                                                    args.cond_scale, seed=args.seed)
+
+    def val_fn(net: torch.nn.Module) -> dict[str, float]:
+        metrics = val_loss_fn(net)
+        if gen_eval_fn is not None:
+            metrics.update(gen_eval_fn(net))
+        return metrics
+
+    meta = token_checkpoint_meta(args.model, model.model_args, spec, tokenizer, ref,
+                                 text_encoder_record(encoder, args.clip_path), config_to_dict(args))
+    if args.is_continue:
+        check_resume_matches(run.latest_path, meta)
+    save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
+    # MoMask keeps the best validation loss (net_best_loss.tar), or the best FID when it evaluates.
+    best_metric = "fid" if evaluator is not None else "loss"
+    cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(train_set)), best_metric=best_metric,
+                                      best_mode="min")
+    result = train(model, train_set, loss_fn, cfg, run, checkpoint_meta=meta, collate_fn=collate, val_fn=val_fn)
+    logger.info("finished at step %d: %s", result.step, {k: round(v, 5) for k, v in result.metrics.items()})
+    return result
+
+
+if __name__ == "__main__":
+    main(parse_with_config(get_train_res_transformer_parser(), sys.argv[1:]))

@@ -57,7 +57,7 @@ from utils.seed import set_seed
 
 logger = logging.getLogger("train_MARDM")
 
-MODEL_FLAGS = ("diffmlps_batch_mul", "cond_drop_prob")  # flags passed to the registry entry as overrides
+MODEL_FLAGS = ("diffmlps_batch_mul", "cond_drop_prob", "flow_solver", "flow_steps")  # flags passed to the registry entry as overrides
 
 
 def load_validation_evaluator(args: argparse.Namespace, spec: DatasetSpec, device: torch.device) -> tuple:
@@ -94,7 +94,6 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     evaluator, eval_loader = load_validation_evaluator(args, spec, device) if args.need_evaluation else (None, None)
     run.make_dirs()
     setup_logging(run.log_file)
-    save_config(args, run.config_path)
     logger.info("tokenizer %s (%s, %s) from %s; text encoder %s (%d-d)", ref.name, tokenizer.model_name,
                 tokenizer.kind, ref.path, encoder.name, encoder.dim)
 
@@ -138,6 +137,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
                                      text_encoder_record(encoder, args.clip_path), config_to_dict(args))
     if args.is_continue:
         check_resume_matches(run.latest_path, meta)
+    save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(train_set)),
                                       best_metric="fid" if evaluator is not None else "loss", best_mode="min")
     result = train(model, train_set, loss_fn, cfg, run, checkpoint_meta=meta, collate_fn=collate_text_motion,

@@ -44,6 +44,11 @@ def get_train_mardm_parser() -> argparse.ArgumentParser:
     group.add_argument("--cond_drop_prob", type=float, default=None,
                        help="probability of dropping the text in training, for classifier-free guidance "
                             "(default: the registry entry's, 0.1)")
+    group.add_argument("--flow_solver", type=str, default=None, choices=["dopri5", "euler", "heun"],
+                       help="ODE solver of SiT heads at generation (default: the registry entry's, adaptive dopri5 as "
+                            "MARDM; a fixed-step solver bounds the sampling cost)")
+    group.add_argument("--flow_steps", type=int, default=None,
+                       help="steps of the fixed-step euler/heun solvers (default: the registry entry's, 50)")
     group.add_argument("--val_batches", type=int, default=0,
                        help="validation-loss batches per evaluation (0: the whole val split)")
 

@@ -57,7 +57,8 @@ from utils.seed import set_seed
 
 logger = logging.getLogger("train_MARDM")
 
-MODEL_FLAGS = ("diffmlps_batch_mul", "cond_drop_prob", "flow_solver", "flow_steps")  # flags passed to the registry entry as overrides
+# Flags passed to the registry entry as overrides.
+MODEL_FLAGS = ("diffmlps_batch_mul", "cond_drop_prob", "flow_solver", "flow_steps")
 
 
 def load_validation_evaluator(args: argparse.Namespace, spec: DatasetSpec, device: torch.device) -> tuple:

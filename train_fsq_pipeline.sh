@@ -49,7 +49,7 @@ if [ "$QUICK" = 1 ]; then
   GEN_ARGS=(--config options/configs/tiny_mardm.yaml --max_iters 800 --milestones 600 --eval_every 200
             --save_every 200)
   AE_EVAL_ARGS=(--replications 3)
-  EVAL_ARGS=(--replications 3 --mm_batches 1 --mm_repeats 5 --time_steps 8 --cfg 2.5)
+  EVAL_ARGS=(--replications 3 --mm_batches 1 --mm_repeats 11 --time_steps 8 --cfg 2.5)
   SAMPLE_ARGS=(--time_steps 8 --cfg 2.5)
   AE_MODEL=FSQ_AE_Tiny
   if [ ! -f "$DATA_ROOT/Mean.npy" ]; then

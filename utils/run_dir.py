@@ -99,9 +99,13 @@ class RunDir:
         return os.path.join(self.model_dir, f"net_best_{metric.replace('/', '_')}.tar")
 
     def make_dirs(self) -> None:
-        """Create ``model/`` and ``eval/`` (and their parents)."""
-        for folder in (self.model_dir, self.eval_dir):
-            os.makedirs(folder, exist_ok=True)
+        """Create ``model/`` and ``eval/`` (and their parents); RunDirError naming the folder when that fails."""
+        try:
+            for folder in (self.model_dir, self.eval_dir):
+                os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise RunDirError(f"cannot create the run folder {self.root} ({e.strerror or e}); fix the permissions or "
+                              f"pick another --checkpoints_dir") from e
 
     def ensure_writable(self, min_free_bytes: int = 256 * MiB, probe_bytes: int = 4 * MiB) -> None:
         """Fail now, with a clear message, if checkpoints could not be written later.
@@ -109,10 +113,7 @@ class RunDir:
         Creates the folders, writes and fsyncs a ``probe_bytes`` file in ``model/`` (catches read-only mounts,
         permissions and quota), removes it, and checks that ``min_free_bytes`` are free on that file system.
         """
-        try:
-            self.make_dirs()
-        except OSError as e:
-            raise RunDirError(f"cannot create the run folder {self.root}: {e}") from e
+        self.make_dirs()
         probe = os.path.join(self.model_dir, PROBE_NAME)
         try:
             _write_probe(probe, probe_bytes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from models.tokenizers import ConvAutoencoder
-from utils.checkpoint import file_sha256
+from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint
 from utils.conditions import ConditionedBatch
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import MotionWindowDataset
@@ -85,9 +86,8 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
     mean_t = torch.as_tensor(mean, device=device)
     std_t = torch.as_tensor(std, device=device)
     quantizer = getattr(model, "quantizer", None)
-    if quantizer is not None and hasattr(quantizer, "reset_usage"):
-        quantizer.reset_usage()
     sums: dict[str, float] = {}
+    codes: list[Tensor] = []  # (B * N, Q) code indices per batch
     err_sum, frames, batches = 0.0, 0, 0
     for batch in loader:
         if isinstance(batch, ConditionedBatch):
@@ -99,6 +99,9 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
             sums[k] = sums.get(k, 0.0) + float(v)
         motion, out = _forward(model, batch)
         recon = out.recon
+        if not out.indices_or_latents.is_floating_point():
+            indices = out.indices_or_latents
+            codes.append(indices.reshape(-1, indices.shape[-1] if indices.ndim == 3 else 1))
         gt_joints, rec_joints = _joints(motion, mean_t, std_t, spec), _joints(recon, mean_t, std_t, spec)
         if gt_joints is not None:
             gt_joints = gt_joints - gt_joints[..., :1, :]
@@ -111,10 +114,12 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
     metrics = {k: v / max(batches, 1) for k, v in sums.items()}
     if frames:
         metrics["mpjpe_mm"] = 1000.0 * err_sum / frames
-    if quantizer is not None and hasattr(quantizer, "code_usage"):
-        usage = quantizer.code_usage()
-        active = torch.as_tensor(usage.active, dtype=torch.float32)
-        metrics["code_usage"] = float(active.mean())
+    if codes and quantizer is not None:
+        # Counted from the indices rather than with quantizer.code_usage(), which all-reduces under
+        # torch.distributed: validation runs on the main process only, so the other processes would never join.
+        per_layer = torch.cat(codes).unbind(-1)
+        active = [torch.bincount(c[c >= 0], minlength=quantizer.codebook_size).gt(0).float().mean() for c in per_layer]
+        metrics["code_usage"] = float(torch.stack(active).mean())
     return metrics
 
 
@@ -157,15 +162,16 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     from utils.dataset_specs import get_dataset_spec
     from utils.engine import EngineConfig, train
     from utils.logging_utils import setup_logging
-    from utils.run_dir import RunDir
+    from utils.run_dir import RunDir, RunDirError
     from utils.seed import set_seed
 
     # ---------------------------------------------------------------- setup
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
+    if not args.is_continue and os.path.exists(run.latest_path):
+        raise RunDirError(f"{run.latest_path} exists: pass --is_continue to resume that run, or choose another --name")
     run.make_dirs()
     setup_logging(run.log_file)
-    save_config(args, run.config_path)
     set_seed(args.seed)
 
     # ---------------------------------------------------------------- data
@@ -211,9 +217,38 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     meta = {"stage": "tokenizer", "model_name": model_name, "model_args": dict(model.model_args),
             "dataset": dataset_record(spec, data.mean, data.std), "config": _plain_config(args), "parent": None,
             **extra_meta}
+    if args.is_continue:
+        check_tokenizer_resume(run.latest_path, meta)
+    save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn, collate_fn=collate_fn)
     logger.info("finished at step %d: %s", result.step, {k: round(v, 5) for k, v in result.metrics.items()})
     return result
+
+
+def check_tokenizer_resume(latest_path: str, meta: dict[str, Any]) -> None:
+    """Before ``--is_continue``: the run must be of the same model, arguments and dataset, normalised with the same
+    Mean/Std (resuming on other statistics would silently train the model on other inputs)."""
+    if not os.path.isfile(latest_path):
+        return  # the engine reports the missing checkpoint with the flags to check
+    saved = load_checkpoint(latest_path)
+    for key in ("stage", "model_name", "model_args"):
+        check_matches(latest_path, key, saved.get(key), meta[key])
+    saved_data, data = saved.get("dataset") or {}, meta["dataset"]
+    check_matches(latest_path, "dataset name", saved_data.get("name"), data["name"])
+    for key in ("mean", "std"):
+        found = torch.as_tensor(saved_data.get(key, torch.zeros(0)), dtype=torch.float32)
+        expected = torch.as_tensor(data[key], dtype=torch.float32)
+        if found.shape != expected.shape:
+            raise CheckpointError(f"{latest_path}: dataset {key} has shape {tuple(found.shape)} in the run being "
+                                  f"resumed but {tuple(expected.shape)} now; resume on the same data or start a new "
+                                  f"--name")
+        differ = torch.nonzero(found != expected).flatten()
+        if differ.numel():
+            i = int(differ[0])
+            raise CheckpointError(f"{latest_path}: dataset {key} differs from the run being resumed in "
+                                  f"{differ.numel()} features (first at index {i}: {float(found[i]):g} in the "
+                                  f"checkpoint, {float(expected[i]):g} now); resume on the data the run was trained "
+                                  f"on, or start a new --name")
 
 
 def _plain_config(args: argparse.Namespace) -> dict[str, Any]:

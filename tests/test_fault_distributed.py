@@ -1,0 +1,112 @@
+"""Two CPU processes (torchrun, gloo) against one: a VQ tokenizer and an FSQ-MARDM generator trained with the same
+global batch end with the same weights, and both processes hold identical weights and codebooks at every step.
+
+MARDM draws its masks, corruption, diffusion noise and condition dropout from each process's own RNG stream
+(seed + rank), and its loss is a mean over each process's masked tokens, so its reference is one process that
+computes the loss of each half of the global batch with that rank's stream (the ``emulate_ranks`` fault point of
+tests/fault_helpers.py); the deterministic VQ tokenizer is compared with a plain single-process run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from fault_helpers import (
+    TOKENIZER_FLAGS,
+    read_log,
+    run_root,
+    run_script,
+    tail,
+    torchrun_available,
+    write_text_encoder,
+    write_tokenizer,
+)
+
+from utils.checkpoint import load_checkpoint
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not torchrun_available(),
+                                 reason="torchrun needs torch.distributed with the gloo backend, which this torch "
+                                        "build lacks")]
+
+
+def _check_in_sync(report_path: str, steps: int) -> dict[str, float]:
+    """Every process saw the same weights and buffers after every forward, and ended with the same state; returns
+    the largest difference seen per tensor."""
+    with open(report_path) as f:
+        report = json.load(f)
+    assert report["steps"] == steps
+    assert report["max_diff"] and all(v == 0.0 for v in report["max_diff"].values()), report["max_diff"]
+    ranks = [load_checkpoint(f"{report_path}.rank{r}.tar")["model"] for r in range(2)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+    return report["max_diff"]
+
+
+def _check_close(one: dict, two: dict, atol: float) -> None:
+    assert one.keys() == two.keys()
+    for key in one:
+        assert torch.allclose(one[key].float(), two[key].float(), rtol=1e-4, atol=atol), \
+            (key, float((one[key].float() - two[key].float()).abs().max()))
+
+
+def test_two_process_vq_tokenizer_matches_one_process(tmp_path, synthetic_root):
+    steps = 10
+    args = [*TOKENIZER_FLAGS, "--data_root", synthetic_root, "--model", "VQVAE_Tiny", "--max_iters", str(steps),
+            "--save_every", "5", "--eval_every", "5", "--seed", "3", "--name", "vq"]
+    report = str(tmp_path / "sync.json")
+    two = run_script("train_vq.py", [*args, "--checkpoints_dir", str(tmp_path / "two")], nproc=2,
+                     faults={"sync_report": report}, timeout=240)
+    assert two.returncode == 0, tail(two)
+    one = run_script("train_vq.py", [*args, "--checkpoints_dir", str(tmp_path / "one")])
+    assert one.returncode == 0, tail(one)
+
+    compared = _check_in_sync(report, steps)
+    assert {"quantizer.codebook", "quantizer.code_sum", "quantizer.code_count"} <= set(compared)
+
+    root_one, root_two = run_root(tmp_path / "one", "vq"), run_root(tmp_path / "two", "vq")
+    latest_one = load_checkpoint(str(root_one / "model" / "latest.tar"))
+    latest_two = load_checkpoint(str(root_two / "model" / "latest.tar"))
+    assert latest_two["step"] == steps and len(latest_two["rng"]) == 2 and len(latest_one["rng"]) == 1
+    _check_close(latest_one["model"], latest_two["model"], atol=1e-5)
+    losses_one = [row["loss"] for row in read_log(root_one)]
+    losses_two = [row["loss"] for row in read_log(root_two)]
+    assert len(losses_two) == steps and losses_two == pytest.approx(losses_one, rel=1e-5)
+    # Validation ran on the main process only (it used to wait there for the other process: a hang).
+    best = load_checkpoint(str(root_two / "model" / "net_best_loss.tar"))
+    assert best["step"] in (5, 10) and 0 < best["metrics"]["code_usage"] <= 1
+    assert len([n for n in os.listdir(root_two / "model") if n.startswith("events")]) == 1  # rank 0 logs alone
+
+
+def test_two_process_fsq_mardm_matches_one_process_emulating_the_ranks(tmp_path, synthetic_root):
+    steps = 8
+    tokenizer = write_tokenizer(tmp_path / "fsq.tar", "FSQ_AE_Tiny", synthetic_root)
+    clip = write_text_encoder(tmp_path / "clip")
+    args = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--model", "FSQ-MARDM-SiT-Tiny",
+            "--ae_ckpt", tokenizer, "--text_encoder", "clip", "--clip_path", clip, "--batch_size", "8",
+            "--num_workers", "0", "--lr", "1e-3", "--warm_up_iter", "2", "--milestones", "1000", "--log_every", "2",
+            "--max_iters", str(steps), "--save_every", "4", "--eval_every", "4", "--val_batches", "1",
+            "--ema_decay", "0.9", "--seed", "7", "--name", "g"]
+    report = str(tmp_path / "sync.json")
+    two = run_script("train_MARDM.py", [*args, "--checkpoints_dir", str(tmp_path / "two")], nproc=2,
+                     faults={"sync_report": report}, timeout=240)
+    assert two.returncode == 0, tail(two)
+    one = run_script("train_MARDM.py", [*args, "--checkpoints_dir", str(tmp_path / "one")],
+                     faults={"emulate_ranks": 2})
+    assert one.returncode == 0, tail(one)
+
+    _check_in_sync(report, steps)
+    root_one, root_two = run_root(tmp_path / "one", "g"), run_root(tmp_path / "two", "g")
+    latest_one = load_checkpoint(str(root_one / "model" / "latest.tar"))
+    latest_two = load_checkpoint(str(root_two / "model" / "latest.tar"))
+    assert latest_two["step"] == steps and len(latest_two["rng"]) == 2
+    for key in ("model", "ema"):
+        _check_close(latest_one[key], latest_two[key], atol=1e-6)
+    assert not all(torch.equal(latest_two["model"][k], latest_two["ema"][k]) for k in latest_two["model"])
+    losses_one = [row["loss"] for row in read_log(root_one)]
+    losses_two = [row["loss"] for row in read_log(root_two)]
+    assert len(losses_two) == steps and losses_two == pytest.approx(losses_one, rel=1e-5)

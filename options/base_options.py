@@ -30,8 +30,9 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=3407, help="seed of the model init, data order and sample crops")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset_name", type=str, default="t2m", choices=dataset_names(),
-                      help="dataset from utils/dataset_specs.py (or a dataset/<name>/spec.json)")
+    data.add_argument("--dataset_name", type=str, default="t2m",
+                      help=f"registered dataset ({', '.join(dataset_names())}) or one with a spec.json in "
+                           "--data_root or dataset/<name>/ (made by prepare_data.py bvh)")
     data.add_argument("--data_root", type=str, default=None,
                       help="folder of the dataset; defaults to the dataset spec's root")
     data.add_argument("--batch_size", type=int, default=256,

@@ -15,7 +15,6 @@ import torch
 from models.mask_schedule import SAMPLING_MODES
 from options.eval_options import add_protocol_args
 from options.generator_options import TEXT_ENCODER_CHOICES
-from utils.dataset_specs import dataset_names
 from utils.eval_protocol import DEFAULT_SEED, EVAL_BATCH_SIZE, MM_BATCHES, MM_REPEATS
 from utils.plot_script import FORMATS
 
@@ -26,7 +25,7 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("generator")
     run.add_argument("--name", type=str, default="",
                      help="generator run: <checkpoints_dir>/<dataset_name>/<name>/model/<which_epoch>.tar")
-    run.add_argument("--dataset_name", type=str, default=None, choices=dataset_names(),
+    run.add_argument("--dataset_name", type=str, default=None,
                      help="dataset of the run (default with --ckpt: the one recorded in the checkpoint)")
     run.add_argument("--ckpt", type=str, default=None, help="generator checkpoint file instead of --name")
     run.add_argument("--which_epoch", type=str, default="latest",

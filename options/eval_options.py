@@ -87,8 +87,9 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed (replication r uses seed + r)")
     run.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset_name", type=str, default="t2m", choices=dataset_names(),
-                      help="dataset from utils/dataset_specs.py (or a dataset/<name>/spec.json)")
+    data.add_argument("--dataset_name", type=str, default="t2m",
+                      help=f"registered dataset ({', '.join(dataset_names())}) or one with a spec.json in "
+                           "--data_root or dataset/<name>/ (made by prepare_data.py bvh)")
     data.add_argument("--data_root", type=str, default=None, help="folder of the dataset (default: the spec's root)")
     data.add_argument("--batch_size", type=int, default=32, help="batch of the reconstruction-metric pass")
     data.add_argument("--num_workers", type=int, default=0, help="DataLoader workers")

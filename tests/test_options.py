@@ -40,7 +40,8 @@ def test_base_flags_have_help_and_field_defaults():
     assert (args.lr, args.warm_up_iter, args.milestones, args.lr_decay, args.seed) == (2e-4, 2000, [150000, 250000],
                                                                                         0.1, 3407)
     assert args.dataset_name == "t2m" and args.is_continue is False and args.ema_decay is None
-    assert set(parser._option_string_actions["--dataset_name"].choices) == set(dataset_names())
+    # Imported datasets can live anywhere (--data_root), so the name is checked by get_dataset_spec, not argparse.
+    assert all(name in parser._option_string_actions["--dataset_name"].help for name in dataset_names())
 
 
 def test_precedence_defaults_yaml_command_line(tmp_path):

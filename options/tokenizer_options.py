@@ -21,6 +21,10 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--loss_joint_vel", type=float, default=0.0,
                       help="weight of the joint-velocity term (first differences of the position slice)")
     data.add_argument("--commit", type=float, default=0.02, help="weight of the codebook commitment loss")
+    data.add_argument("--evaluator_dir", type=str, default=None,
+                      help="evaluator for --need_evaluation (default: <checkpoints_dir>/<dataset_name>/text_mot_match)")
+    data.add_argument("--glove_dir", type=str, default=None,
+                      help="official GloVe files, when the evaluator was trained with them")
     data.add_argument("--val_batches", type=int, default=50,
                       help="validation batches per evaluation (reconstruction loss, MPJPE, code usage)")
 

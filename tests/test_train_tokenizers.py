@@ -108,3 +108,26 @@ def test_contradicting_flags_fail_clearly(tmp_path, synthetic_root):
                                                      "--data_root", synthetic_root, "--dataset_name", "synthetic"])
     with pytest.raises(SystemExit, match="one codebook"):
         train_vq.main(args)
+
+
+def test_need_evaluation_selects_on_validation_fid(tmp_path, synthetic_root):
+    from utils.dataset_specs import get_dataset_spec
+    from utils.evaluator import build_evaluator, save_evaluator
+    from utils.normalization import eval_normalization, load_mean_std
+    from utils.word_vectorizer import LearnedVocab
+
+    ckpt = tmp_path / "ckpt"
+    argv = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", str(ckpt), "--name",
+            "fid", "--model", "FSQ_AE_Tiny", "--max_iters", "20", "--eval_every", "10", "--need_evaluation", *COMMON]
+    with pytest.raises(SystemExit, match="no usable evaluator"):
+        _run(train_AE, get_train_ae_parser(), argv)
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    ev_mean, ev_std = eval_normalization(*load_mean_std(spec, synthetic_root), spec)
+    vocab = LearnedVocab.from_split(synthetic_root, "train", dim_word=8)
+    evaluator = build_evaluator("synthetic", ev_mean, ev_std, word_vectors=vocab, sizes="tiny", data_root=synthetic_root)
+    save_evaluator(str(ckpt / "synthetic" / "text_mot_match" / "model" / "finest.tar"), evaluator)
+    _run(train_AE, get_train_ae_parser(), argv)
+    best = load_checkpoint(str(ckpt / "synthetic" / "fid" / "model" / "net_best_fid.tar"))
+    assert best["best"]["metric"] == "fid"
+    assert np.isfinite(best["metrics"]["fid"]) and best["metrics"]["fid"] >= 0
+    assert {"top1", "matching_score", "mpjpe_mm"} <= set(best["metrics"])

@@ -134,6 +134,54 @@ def make_val_fn(data: WindowData, spec: DatasetSpec, loss_fn: LossFn, batch_size
     return val_fn
 
 
+def load_val_evaluator(args: argparse.Namespace, spec: DatasetSpec) -> tuple[Any, Any]:
+    """(evaluator, eval loader of the val split) for ``--need_evaluation``; fails at start, not at the first eval."""
+    from utils.checkpoint import CheckpointError
+    from utils.eval_protocol import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader
+    from utils.evaluator import load_evaluator
+
+    evaluator_dir = args.evaluator_dir or os.path.join(args.checkpoints_dir, args.dataset_name, "text_mot_match")
+    try:
+        evaluator = load_evaluator(evaluator_dir, args.dataset_name, data_root=args.data_root)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"--need_evaluation: no usable evaluator for dataset {args.dataset_name!r} ({e}). Train one "
+                         f"with: python train_evaluator.py --dataset_name {args.dataset_name}, point --evaluator_dir "
+                         f"at one, or drop --need_evaluation") from e
+    loader = build_eval_loader(evaluator, spec, "val", data_root=args.data_root, glove_dir=args.glove_dir,
+                               batch_size=1)
+    batch = min(EVAL_BATCH_SIZE, len(loader.dataset))
+    if batch < EVAL_BATCH_SIZE:
+        # Validation only ranks checkpoints; a small val split still gives a usable (if noisier) FID.
+        logger.warning("the val split has only %d evaluation samples: validation batches of %d (R-precision chance "
+                       "1/%d, not 1/%d)", batch, batch, batch, EVAL_BATCH_SIZE)
+    return evaluator, EvalLoader(loader.dataset, batch_size=batch)
+
+
+def make_fid_val_fn(val_fn: Callable[[nn.Module], dict[str, float]], evaluator: Any, eval_loader: Any,
+                    mean: np.ndarray, std: np.ndarray,
+                    seed: int = 3407) -> Callable[[nn.Module], dict[str, float]]:
+    """``val_fn`` plus one replication of the evaluation protocol on reconstructions of the val split: ``fid``,
+    ``diversity``, ``top1..3``, ``matching_score``. Motions arrive normalised with the evaluator's statistics; they are
+    re-normalised into the tokenizer's (``mean``, ``std``), reconstructed, and mapped back."""
+    from utils.eval_protocol import evaluate, renormalize
+
+    def fid_val_fn(model: nn.Module) -> dict[str, float]:
+        metrics = val_fn(model)
+        device = next(model.parameters()).device
+        evaluator.to(device)
+
+        def motion_fn(batch: Any) -> tuple[Tensor, Tensor]:
+            motion = renormalize(batch.motion.to(device), evaluator.mean, evaluator.std, mean, std)
+            recon = model(motion).recon
+            return renormalize(recon, mean, std, evaluator.mean, evaluator.std), batch.m_lengths
+
+        report = evaluate(evaluator, eval_loader, motion_fn, replications=1, seed=seed, progress=False)
+        metrics.update({name: stat.mean for name, stat in report.metrics.items()})
+        return metrics
+
+    return fid_val_fn
+
+
 def dataset_record(spec: DatasetSpec, mean: np.ndarray, std: np.ndarray) -> dict[str, Any]:
     """The ``dataset`` entry of a checkpoint: name, spec and the normalisation the model was trained with."""
     return {"name": spec.name, "spec": spec.to_dict(), "mean": torch.as_tensor(mean, dtype=torch.float32),
@@ -212,8 +260,15 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     # ---------------------------------------------------------------- train
     loss_fn = make_loss_fn(spec, args, position)
     val_fn = make_val_fn(data, spec, loss_fn, min(args.batch_size, 256), args.val_batches, collate_fn)
+    if args.need_evaluation:
+        if body_part or collate_fn is not None:
+            raise SystemExit("--need_evaluation scores whole-body, unconditioned reconstructions with the text-motion "
+                             "evaluator; drop it for --body_part / --conditions runs")
+        evaluator, eval_loader = load_val_evaluator(args, spec)
+        val_fn = make_fid_val_fn(val_fn, evaluator, eval_loader, data.mean, data.std, args.seed)
+    # With an evaluator the best checkpoint is the lowest validation FID (net_best_fid.tar), else the lowest loss.
     cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(data.train)),
-                                      best_metric="loss", best_mode="min")
+                                      best_metric="fid" if args.need_evaluation else "loss", best_mode="min")
     meta = {"stage": "tokenizer", "model_name": model_name, "model_args": dict(model.model_args),
             "dataset": dataset_record(spec, data.mean, data.std), "config": _plain_config(args), "parent": None,
             **extra_meta}

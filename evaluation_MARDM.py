@@ -38,7 +38,8 @@ from utils.checkpoint import CheckpointError
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_protocol import build_eval_loader, evaluate, format_report, renormalize, write_report_json
 from utils.evaluator import load_evaluator
-from utils.generation import SamplingSettings, load_generator, resolve_generator_checkpoint, resolve_residual_run
+from utils.generation import SamplingSettings, load_generator, resolve_generator_checkpoint
+from utils.generation_momask import resolve_residual_run
 from utils.logging_utils import setup_logging
 from utils.run_dir import RunDir
 

@@ -1,0 +1,98 @@
+"""Writing a dataset in the HumanML3D layout: per-clip features, joints and captions, split files and statistics.
+
+``write_motion`` turns one clip of SMPL-22 joints into ``new_joint_vecs/<id>.npy`` (263-dim features),
+``new_joints/<id>.npy`` and ``texts/<id>.txt``; ``split_groups``/``write_split_files`` assign ids to
+train/val/test, keeping groups (the chunks of one clip) together; ``write_mean_std`` writes ``Mean.npy``/``Std.npy``
+the HumanML3D way. Used by the BVH importer (``utils.bvh``) and the synthetic dataset (``utils.synthetic``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from utils.dataset_specs import DatasetSpec
+from utils.motion_process import extract_features, recover_from_ric
+
+logger = logging.getLogger(__name__)
+
+SPLIT_FRACTIONS = (0.80, 0.05, 0.15)  # train / val / test, as HumanML3D
+
+def split_groups(groups: Sequence[Sequence[str]], rng: np.random.Generator,
+                 fractions: tuple[float, float, float] = SPLIT_FRACTIONS) -> dict[str, list[str]]:
+    """Assign groups of ids (the chunks of one clip stay together) to train/val/test by ``fractions``.
+
+    Val and test get at least one group each when there are three or more groups. Returns the three splits plus
+    ``train_val`` and ``all`` (lists of ids).
+    """
+    order = rng.permutation(len(groups))
+    n = len(groups)
+    n_val = int(round(fractions[1] * n))
+    n_test = int(round(fractions[2] * n))
+    if n >= 3:
+        n_val, n_test = max(n_val, 1), max(n_test, 1)
+    splits = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
+    out = {k: sorted(i for g in v for i in groups[g]) for k, v in splits.items()}
+    out["train_val"] = sorted(out["train"] + out["val"])
+    out["all"] = sorted(i for g in groups for i in g)
+    return out
+
+
+def write_split_files(out_dir: str, splits: dict[str, list[str]]) -> None:
+    """Write ``<split>.txt`` (one id per line) for every split."""
+    for name, ids in splits.items():
+        with open(os.path.join(out_dir, f"{name}.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(f"{i}\n" for i in ids))
+
+
+def humanml3d_mean_std(feature_files: Iterable[str], spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Dataset mean and std (D,) the HumanML3D way: per-dimension mean over all frames of all files, and the std
+    replaced by its mean within each feature group of ``spec.layout``."""
+    total = np.zeros(spec.file_dim)
+    total_sq = np.zeros(spec.file_dim)
+    count = 0
+    for path in feature_files:
+        x = np.load(path).astype(np.float64)
+        total += x.sum(0)
+        total_sq += (x ** 2).sum(0)
+        count += x.shape[0]
+    if count < 2:
+        raise ValueError(f"cannot compute dataset statistics from {count} frames")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
+    for group in spec.layout:
+        std[group.start:group.stop] = std[group.start:group.stop].mean()
+    if np.any(std <= 1e-8):
+        zero = [g.name for g in spec.layout if std[g.start] <= 1e-8]
+        logger.warning("feature groups %s do not vary across the dataset; their std is set to 1", zero)
+        std[std <= 1e-8] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def write_mean_std(out_dir: str, ids: Sequence[str], spec: DatasetSpec) -> None:
+    """Compute ``Mean.npy``/``Std.npy`` over ``new_joint_vecs/<id>.npy`` of ``ids`` and write them to ``out_dir``."""
+    mean, std = humanml3d_mean_std((os.path.join(out_dir, "new_joint_vecs", f"{i}.npy") for i in ids), spec)
+    np.save(os.path.join(out_dir, "Mean.npy"), mean)
+    np.save(os.path.join(out_dir, "Std.npy"), std)
+
+
+def make_layout_dirs(out_dir: str) -> None:
+    """Create ``new_joint_vecs/``, ``new_joints/`` and ``texts/`` under ``out_dir``."""
+    for sub in ("new_joint_vecs", "new_joints", "texts"):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+
+
+def write_motion(out_dir: str, clip_id: str, joints: np.ndarray, caption_lines: Sequence[str]) -> np.ndarray:
+    """Write one clip: features of joints (T, 22, 3) -> ``new_joint_vecs`` (T-1, 263), their ``recover_from_ric``
+    joints -> ``new_joints`` (T-1, 22, 3), and ``texts/<id>.txt``. Returns the features."""
+    features = extract_features(joints)
+    if not np.all(np.isfinite(features)):
+        raise ValueError(f"clip {clip_id!r}: feature extraction produced non-finite values")
+    np.save(os.path.join(out_dir, "new_joint_vecs", f"{clip_id}.npy"), features)
+    np.save(os.path.join(out_dir, "new_joints", f"{clip_id}.npy"), recover_from_ric(features, 22).astype(np.float32))
+    with open(os.path.join(out_dir, "texts", f"{clip_id}.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in caption_lines))
+    return features

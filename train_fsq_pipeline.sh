@@ -119,6 +119,6 @@ a person jumps in place#80
 someone waves with their right hand#100
 a person runs forward quickly#100
 EOF
-"$PY" sample.py "${ROOT_ARGS[@]}" --name "$GEN_NAME" --text_path "$PROMPTS" "${SAMPLE_ARGS[@]}"
+"$PY" sample.py --dataset_name "$DATASET" --checkpoints_dir "$CKPT" --name "$GEN_NAME" --text_path "$PROMPTS" "${SAMPLE_ARGS[@]}"
 rm -f "$PROMPTS"
 stage "done: runs in $RUNS, samples in generation/${GEN_NAME}_${DATASET}/"

@@ -89,6 +89,14 @@ def code_counts(indices: Tensor, codebook_size: int) -> Tensor:
     return torch.bincount(flat[flat >= 0], minlength=codebook_size)
 
 
+def present_code_counts(indices: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct codes ``(U,)`` of ``indices`` (any shape, no -1 entries) and how often each occurs ``(U,)``.
+
+    Costs a sort of the tokens instead of a histogram over all K codes, which is what matters when K is much larger
+    than the number of tokens (FSQ: 64,000 codes, a few thousand tokens per batch)."""
+    return torch.unique(indices, return_counts=True)
+
+
 def perplexity_from_counts(counts: Tensor, eps: float = 1e-7) -> Tensor:
     """``exp(-sum p log(p + eps))`` over the last dim of ``counts``; the T2M-GPT definition (eps 1e-7)."""
     counts = counts.float()
@@ -112,9 +120,11 @@ def select_codes(x: Tensor, codebook: Tensor, temperature: float = 0.0) -> Tenso
     distances = squared_distances(x, codebook)
     if temperature <= 0:
         return distances.argmin(-1)
-    uniform = torch.rand_like(distances)
-    gumbel = -torch.log((-torch.log(uniform.clamp_min(1e-20))).clamp_min(1e-20))
-    return (-distances / temperature + gumbel).argmax(-1)
+    # Gumbel noise is -log(E) with E ~ Exp(1), so argmax(-d/t + g) = argmin(d/t + log E): one exponential draw and a
+    # log in place instead of -log(-log(U)) with its clamps (four passes over the (M, K) matrix instead of about ten).
+    # The clamp keeps an exact zero draw from giving log 0.
+    log_exp = torch.empty_like(distances).exponential_().clamp_min_(1e-20).log_()
+    return log_exp.add_(distances, alpha=1.0 / temperature).argmin(-1)
 
 
 def _check_latents(z: Tensor, dim: int, who: str) -> None:
@@ -237,7 +247,9 @@ class QuantizeEMAReset(Quantizer):
 
     @torch.no_grad()
     def _ema_statistics(self, x: Tensor, indices: Tensor, counts: Tensor) -> None:
-        code_sum = torch.zeros_like(self.code_sum).index_add_(0, indices, x)
+        # Accumulating put rather than index_add_: the same sums without the (M, C) index tensor that index_add_
+        # expands to on CPU, several times faster there, and deterministic on CUDA.
+        code_sum = torch.zeros_like(self.code_sum).index_put_((indices,), x, accumulate=True)
         code_count = _all_reduce_sum_(counts.to(self.code_count.dtype))
         _all_reduce_sum_(code_sum)
         self.code_sum.mul_(self.mu).add_(code_sum, alpha=1.0 - self.mu)
@@ -496,6 +508,20 @@ class FSQ(Quantizer):
         self.register_buffer("_levels", level_tensor, persistent=False)
         self.register_buffer("_basis", basis, persistent=False)
         self.register_buffer("_half_width", level_tensor // 2, persistent=False)
+        # The constants of ``bound`` and the float half widths, computed once instead of in every forward (a dozen
+        # tiny kernels that cost more than the quantization itself at a few thousand tokens).
+        eps = 1e-3
+        levels_f = level_tensor.float()
+        half_l = (levels_f - 1) * (1 + eps) / 2
+        offset = torch.where(level_tensor % 2 == 0, 0.5, 0.0).float()
+        self.register_buffer("_bound_half_l", half_l, persistent=False)
+        self.register_buffer("_bound_offset", offset, persistent=False)
+        self.register_buffer("_bound_shift", torch.atanh(offset / half_l), persistent=False)
+        self.register_buffer("_half_width_f", (level_tensor // 2).float(), persistent=False)
+        # Indices as one float matrix-vector product: exact while every partial sum is an integer below 2**24.
+        self._float_indices = math.prod(levels) <= 2 ** 24
+        self.register_buffer("_basis_f", basis.float(), persistent=False)
+        self.register_buffer("_index_offset", (self._half_width_f * basis.float()).sum(), persistent=False)
         self._init_usage(math.prod(levels))
 
     @property
@@ -517,27 +543,41 @@ class FSQ(Quantizer):
 
         ``tanh(h + shift) * half_l - offset`` with ``half_l = (L-1)(1+eps)/2``, ``offset = 0.5`` for even L (so the
         integer grid ``{-L/2 .. L/2-1}`` is reachable) and ``shift = atanh(offset / half_l)`` (so h = 0 maps to 0).
-        The paper's appendix code has tan and (1-eps); atanh is the correct inverse and (1+eps) keeps L = 2 finite.
+        The paper's appendix code has tan and (1-eps); atanh is the correct inverse and (1+eps) keeps L = 2 finite
+        (eps = 1e-3; the constants are buffers computed in ``__init__``).
         """
-        eps = 1e-3
-        levels = self._levels.to(h.dtype)
-        half_l = (levels - 1) * (1 + eps) / 2
-        offset = torch.where(self._levels % 2 == 0, 0.5, 0.0).to(h.dtype)
-        shift = torch.atanh(offset / half_l)
+        half_l, offset, shift = self._bound_half_l, self._bound_offset, self._bound_shift
+        if h.dtype != half_l.dtype:
+            half_l, offset, shift = half_l.to(h.dtype), offset.to(h.dtype), shift.to(h.dtype)
         return torch.tanh(h + shift) * half_l - offset
+
+    def _quantize(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """``h (..., L)`` float32 -> (coordinates with straight-through gradient, indices ``(...)`` long).
+
+        The indices come from the rounded integers themselves, so no second rounding of ``codes * half_width`` is
+        needed (it gives the same integers)."""
+        bounded = self.bound(h)
+        rounded = bounded.detach().round()
+        codes = (bounded + (rounded - bounded).detach()) / self._half_width_f
+        if self._float_indices:
+            flat = torch.addmv(self._index_offset, rounded.reshape(-1, self.num_dims), self._basis_f)
+            indices = flat.long().view(rounded.shape[:-1])
+        else:
+            indices = ((rounded + self._half_width_f).long() * self._basis).sum(-1)
+        return codes, indices
 
     def quantize_latent(self, h: Tensor) -> Tensor:
         """FSQ coordinates ``(..., L)`` on the grid in [-1, 1] for pre-quantization values ``h (..., L)``
         (after ``project_in``); straight-through gradient."""
         self._check_codes(h)
         with _fp32_region(h):
-            return round_ste(self.bound(h.float())) / self._half_width.float()
+            return round_ste(self.bound(h.float())) / self._half_width_f
 
     def codes_to_indices(self, codes: Tensor) -> Tensor:
         """Grid coordinates ``(..., L)`` -> indices ``(...)`` long. Each level index is rounded before combining (the
         MotionMillion copy omits the rounding, which can be off by one for levels whose half width is 3 or 7)."""
         self._check_codes(codes)
-        level_idx = (codes.float() * self._half_width + self._half_width).round().long()
+        level_idx = (codes.float() * self._half_width_f + self._half_width_f).round().long()
         return (level_idx * self._basis).sum(-1)
 
     def indices_to_codes(self, indices: Tensor) -> Tensor:
@@ -576,8 +616,7 @@ class FSQ(Quantizer):
         """``z (B, N, dim)`` -> (coordinates ``(B, N, L)`` with straight-through gradient, indices ``(B, N)``)."""
         _check_latents(z, self.dim, f"FSQ{self.levels}")
         with _fp32_region(z):
-            codes = self.quantize_latent(self.project_in(z.float()))
-        return codes, self.codes_to_indices(codes.detach())
+            return self._quantize(self.project_in(z.float()))
 
     def quantize(self, z: Tensor) -> Tensor:
         """Indices ``(B, N)`` (FSQ is deterministic in every mode)."""
@@ -585,11 +624,14 @@ class FSQ(Quantizer):
             return self.encode_codes(z)[1]
 
     def forward(self, z: Tensor) -> QuantizerOutput:
-        """``z (B, N, dim)`` -> ``QuantizerOutput`` (``aux_loss`` 0; perplexity from a bincount, never a dense
-        one-hot of K x tokens)."""
+        """``z (B, N, dim)`` -> ``QuantizerOutput`` (``aux_loss`` 0; perplexity from the counts of the codes present,
+        never a dense one-hot of K x tokens; absent codes add nothing to it)."""
         codes, indices = self.encode_codes(z)
         z_q = self.codes_to_latents(codes)
-        counts = code_counts(indices, self.codebook_size)
-        self._record_usage(counts)
+        with torch.no_grad():
+            present, counts = present_code_counts(indices)
+            if self.usage_counts.device != counts.device:
+                self.usage_counts = self.usage_counts.to(counts.device)
+            self.usage_counts.index_add_(0, present, counts)
         return QuantizerOutput(z_q.to(z.dtype), indices, z.new_zeros((), dtype=torch.float32),
                                perplexity_from_counts(counts))

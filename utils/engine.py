@@ -80,6 +80,7 @@ class EngineConfig:
 
     ``eval_every`` / ``save_every`` of 0 mean once per epoch. ``grad_clip`` 0 is off, ``ema_decay`` None is off.
     ``best_metric`` is a key of the dict returned by ``val_fn``; the best checkpoint is ``net_best_<metric>.tar``.
+    ``compile`` wraps the model in ``torch.compile``; a frame that fails to compile runs eagerly instead.
     """
 
     max_iters: int
@@ -103,6 +104,7 @@ class EngineConfig:
     best_metric: str = "fid"
     best_mode: str = "min"
     min_free_bytes: int = 256 * 2**20
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -232,6 +234,39 @@ def _batches(dataset: Dataset, sampler: EpochBatchSampler, collate_fn: Callable 
 # Helpers
 # ---------------------------------------------------------------------------------------------------------------------
 
+def make_optimizer(model: nn.Module, cfg: EngineConfig) -> torch.optim.Optimizer:
+    """The engine's default optimizer: ``AdamW(lr, betas, weight_decay)`` over ``model.parameters()``.
+
+    PyTorch's fused AdamW kernel is used where it exists for the parameters (CPU, CUDA): it applies the same update
+    in one pass over each tensor instead of about ten elementwise kernels per tensor, which is most of the
+    optimizer's time for the large heads and of a small tokenizer's step on CPU. Results agree with the
+    per-tensor implementation to rounding (about 1e-9 after a few steps). Elsewhere the default implementation runs.
+    """
+    params = list(model.parameters())
+    try:
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, ValueError) as e:
+        logger.info("fused AdamW unavailable for these parameters (%s); using the default implementation", e)
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """``torch.compile(model)`` where it can run, the model itself otherwise (logged).
+
+    Dynamo's ``suppress_errors`` makes a frame that fails to compile (no C++ compiler, an unsupported operation)
+    run eagerly instead of stopping the run. On CPU compilation takes minutes and gains little for the conv
+    tokenizers; it pays off on GPU.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    try:
+        return torch.compile(model)
+    except Exception as e:  # any failure to set compilation up leaves the eager model, which is always correct
+        logger.warning("torch.compile failed (%s: %s); training eagerly", type(e).__name__, e)
+        return model
+
+
 def _make_accelerator(mixed_precision: str) -> Accelerator:
     shared = AcceleratorState._shared_state
     if shared and shared.get("_mixed_precision") != mixed_precision:
@@ -346,8 +381,8 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
         val_fn: ``val_fn(model) -> {metric: value}``, called every ``cfg.eval_every`` steps on the main process only,
             in eval mode under ``torch.no_grad``, with the EMA weights when EMA is on; must not use collectives.
             The global RNG states are restored afterwards so validation never changes the training trajectory.
-        optimizer_factory: ``factory(model) -> optimizer`` instead of ``AdamW(lr, betas, weight_decay)``; each
-            param group's ``lr`` is its base rate, scaled by the schedule.
+        optimizer_factory: ``factory(model) -> optimizer`` instead of :func:`make_optimizer`; each param group's
+            ``lr`` is its base rate, scaled by the schedule.
 
     Returns:
         :class:`TrainResult`. Raises :class:`NonFiniteLossError` when the loss becomes NaN/inf (the batch is saved to
@@ -371,14 +406,13 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
 
     # The EMA evaluation copy is taken before prepare(), which patches forward() with autocast on the instance.
     eval_copy = copy.deepcopy(model) if cfg.ema_decay is not None and val_fn is not None else None
-    if optimizer_factory is not None:
-        optimizer = optimizer_factory(model)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    optimizer = optimizer_factory(model) if optimizer_factory is not None else make_optimizer(model, cfg)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     model.train()
     model, optimizer = accelerator.prepare(model, optimizer)
     net = unwrap_model(model)
+    if cfg.compile:
+        model = compile_model(model)
     if eval_copy is not None:
         eval_copy.to(accelerator.device)
     ema = EMA(net, cfg.ema_decay) if cfg.ema_decay is not None else None

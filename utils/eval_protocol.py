@@ -29,7 +29,13 @@ crops and captions, which are a function of its seed. They are cached per seed i
 statistics, and a fingerprint of the evaluation data (split, motion-file index, every caption, normalisation, word
 vectors, batch size). A cached entry also stores each batch's lengths and caption lengths, which are checked against
 the batches as they are drawn; any mismatch drops the entry and recomputes. The data are still loaded (the model
-needs the GT motion and the captions); only the evaluator passes over GT are skipped.
+needs the GT motion and the captions); only the evaluator passes over GT are skipped. With the cache, the model's
+motion is embedded in evaluator calls of up to ``EMBED_ROWS`` rows (several batches at once; the per-batch metrics
+are unchanged), which is what remains of the evaluator's cost.
+
+FID is computed from QR factors of the centred embeddings and the singular values of their product
+(``_frechet_distance``): the value of the reference's ``sqrtm`` formula to round-off, without its 512 x 512 matrix
+square root.
 
 Streaming. Every finished replication is appended as one JSON line to ``results_path`` and flushed, so a crash loses
 at most the replication in progress; with ``resume=True`` lines written under the same evaluation key are reused and
@@ -50,6 +56,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -61,7 +68,6 @@ from utils.engine import EpochBatchSampler, SeededSamples
 from utils.evaluator import EvaluatorWrapper
 from utils.metrics import (
     calculate_diversity,
-    calculate_fid,
     calculate_mpjpe_per_sequence,
     calculate_multimodality,
     default_diversity_times,
@@ -82,6 +88,7 @@ MM_BATCHES = 3  # MoMask / MARDM: the first 3 batches (96 captions) ...
 MM_REPEATS = 30  # ... generated 30 times each ...
 MM_TIMES = 10  # ... and 10 pairs of repeats per caption
 TOP_K = 3
+EMBED_ROWS = 256  # rows per evaluator call for model motion when GT embeddings are cached (see _replication)
 REFERENCE_MIN_LENGTH = 20  # Text2MotionDatasetV2 calls reset_max_len(20): shorter samples are never served
 METRICS = ("fid", "diversity", "top1", "top2", "top3", "matching_score", "multimodality")
 METRIC_LABELS = {
@@ -535,6 +542,62 @@ def _motion_embeddings(evaluator: EvaluatorWrapper, motion: torch.Tensor, length
     return evaluator.get_motion_embeddings(motion, lengths, keep_input_order=True).cpu().numpy()
 
 
+def _embed_in_chunks(evaluator: EvaluatorWrapper, items: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                     max_rows: int) -> list[np.ndarray]:
+    """Motion embeddings of ``items`` (``(motion (B_i, T_i, D), lengths (B_i,))`` from ``_checked_motion``), one
+    array ``(B_i, E)`` per item, computed in evaluator calls of up to ``max_rows`` rows.
+
+    Consecutive items are zero-padded to the longest T of their call; frames past each length are zero already, so
+    the padding changes nothing the evaluator reads. Fewer, larger calls matter because the motion GRU runs one step
+    at a time: at 32 rows its matrix products are too small to use the machine.
+    """
+    out: list[np.ndarray] = []
+    group: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        frames = max(motion.shape[1] for motion, _ in group)
+        motion = torch.cat([F.pad(m, (0, 0, 0, frames - m.shape[1])) for m, _ in group])
+        emb = _motion_embeddings(evaluator, motion, torch.cat([lengths for _, lengths in group]))
+        sizes = [m.shape[0] for m, _ in group]
+        out.extend(np.split(emb, np.cumsum(sizes)[:-1]))
+        group.clear()
+
+    for item in items:
+        if group and sum(m.shape[0] for m, _ in group) + item[0].shape[0] > max_rows:
+            flush()
+        group.append(item)
+    flush()
+    return out
+
+
+def _frechet_distance(gt: np.ndarray, gen: np.ndarray) -> float:
+    """FID between two embedding sets ``(N, E)``: ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``, S the unbiased
+    covariances.
+
+    With ``X`` the centred embeddings, ``S = X^T X / (n - 1)``, the non-zero eigenvalues of ``S1 S2`` are those of
+    ``(X1 X2^T)(X1 X2^T)^T / ((n1 - 1)(n2 - 1))``, so ``Tr (S1 S2)^(1/2)`` is the sum of the singular values of
+    ``X1 X2^T``, which are those of ``R1 R2^T`` for the triangular factors of ``X = QR``. No E x E product and no
+    matrix square root: the value is that of ``utils.metrics.calculate_fid`` (the reference's ``scipy.linalg.sqrtm``
+    of ``S1 S2``) to round-off, without its complex intermediates, at a fraction of its cost (the factors are
+    ``min(N, E)`` wide). The means are float32 as in the reference; the result is clamped at 0 as there.
+    """
+    if gt.ndim != 2 or gen.ndim != 2 or gt.shape[1] != gen.shape[1] or min(gt.shape[0], gen.shape[0]) < 2:
+        raise ValueError(f"FID needs two embedding sets (N >= 2, E) of the same width, got {gt.shape} and "
+                         f"{gen.shape}")
+    diff = np.mean(gt, axis=0) - np.mean(gen, axis=0)
+    centred = [x.astype(np.float64) - x.astype(np.float64).mean(axis=0) for x in (gt, gen)]
+    traces = [float((x * x).sum()) / (x.shape[0] - 1) for x in centred]
+    r1, r2 = (np.linalg.qr(x, mode="r") for x in centred)
+    scale = math.sqrt((gt.shape[0] - 1) * (gen.shape[0] - 1))
+    trace_root = float(np.linalg.svd(r1 @ r2.T, compute_uv=False).sum()) / scale
+    distance = float(diff.dot(diff)) + traces[0] + traces[1] - 2 * trace_root
+    if not np.isfinite(distance):
+        raise ValueError(f"FID is {distance}: the embeddings hold non-finite values")
+    return max(distance, 0.0)
+
+
 def _read_finished(path: str, key: str, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Replication rows already in ``path`` under ``key`` for one of ``seeds`` (a torn last line is ignored)."""
     done: dict[int, dict[str, Any]] = {}
@@ -680,9 +743,12 @@ def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: Mot
     cached = cache.load(gt_key, rep_seed) if cache is not None else None
     cache_state = "off" if cache is None else ("hit" if cached is not None else "miss")
     bs = loader.batch_size
+    # Model motion is embedded in calls of up to EMBED_ROWS rows (several batches, or several multimodality repeats,
+    # at once) when GT embeddings come from the cache. Without a cache each batch's GT and model motion go through
+    # identical evaluator calls, so that a model returning GT reproduces the Real row bit for bit.
+    chunk_rows = EMBED_ROWS if cache is not None else bs
     text_parts, gt_parts, gen_parts, mm_parts, m_lens, s_lens = [], [], [], [], [], []
-    hits = {"gen": np.zeros(TOP_K), "gt": np.zeros(TOP_K)}
-    match = {"gen": 0.0, "gt": 0.0}
+    pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # model motion of batches not yet embedded
     for b, batch in enumerate(loader.batches(rep_seed)):
         rows = slice(b * bs, (b + 1) * bs)
         if cached is not None and not (np.array_equal(cached.m_lengths[rows], batch.m_lengths.numpy())
@@ -696,21 +762,27 @@ def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: Mot
                                                        batch.m_lengths, keep_input_order=True)
             text_emb, gt_emb = text_t.cpu().numpy(), gt_t.cpu().numpy()
         if b < mm_batches:
-            repeats = [_motion_embeddings(evaluator, *_checked_motion(mm_fn(batch), batch, evaluator, "mm_fn"))
-                       for _ in range(mm_repeats)]
+            repeats = _embed_in_chunks(evaluator, [_checked_motion(mm_fn(batch), batch, evaluator, "mm_fn")
+                                                   for _ in range(mm_repeats)], chunk_rows)
             mm_parts.append(np.stack(repeats, axis=1))
-            gen_emb = repeats[-1]
+            gen_parts.append(repeats[-1])
         else:
-            gen_emb = _motion_embeddings(evaluator, *_checked_motion(motion_fn(batch), batch, evaluator, "motion_fn"))
+            pending.append(_checked_motion(motion_fn(batch), batch, evaluator, "motion_fn"))
+            if sum(m.shape[0] for m, _ in pending) >= chunk_rows:
+                gen_parts += _embed_in_chunks(evaluator, pending, chunk_rows)
+                pending = []
+        text_parts.append(text_emb)
+        gt_parts.append(gt_emb)
+        m_lens.append(batch.m_lengths.numpy())
+        s_lens.append(batch.sent_lens.numpy())
+    gen_parts += _embed_in_chunks(evaluator, pending, chunk_rows)
+    hits = {"gen": np.zeros(TOP_K), "gt": np.zeros(TOP_K)}
+    match = {"gen": 0.0, "gt": 0.0}
+    for text_emb, gt_emb, gen_emb in zip(text_parts, gt_parts, gen_parts):
         for part, emb in (("gen", gen_emb), ("gt", gt_emb)):
             scores = score_batch(text_emb, emb, TOP_K)
             hits[part] += scores.top_k_count
             match[part] += scores.matching_score_sum
-        text_parts.append(text_emb)
-        gt_parts.append(gt_emb)
-        gen_parts.append(gen_emb)
-        m_lens.append(batch.m_lengths.numpy())
-        s_lens.append(batch.sent_lens.numpy())
     n = len(gen_parts) * bs
     gt_all, gen_all = np.concatenate(gt_parts), np.concatenate(gen_parts)
     if cache is not None and cache_state != "hit":
@@ -723,7 +795,7 @@ def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: Mot
     if mm_parts:
         multimodality = calculate_multimodality(np.concatenate(mm_parts), mm_times,
                                                 rng=np.random.default_rng([rep_seed, 3]))
-    metrics = {"fid": calculate_fid(gt_all, gen_all), "diversity": diversity,
+    metrics = {"fid": _frechet_distance(gt_all, gen_all), "diversity": diversity,
                **{f"top{k + 1}": float(hits["gen"][k] / n) for k in range(TOP_K)},
                "matching_score": match["gen"] / n, "multimodality": multimodality}
     real = {"diversity": diversity_real, **{f"top{k + 1}": float(hits["gt"][k] / n) for k in range(TOP_K)},

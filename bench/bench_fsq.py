@@ -1,0 +1,130 @@
+"""FSQ quantize + indices: ours against vector-quantize-pytorch's FSQ, and the dense one-hot perplexity baseline.
+
+Input: the latents of a training batch of ``FSQ_AE_High`` (batch 256 windows of 64 frames -> 16 tokens each),
+levels [8, 8, 8, 5, 5, 5] (64,000 codes), either already projected to the L = 6 FSQ dims (the quantizer alone) or
+512-channel with the 512 <-> 6 projections of both layers (same weights). Timed calls:
+
+- ``quantize+indices fwd+bwd``: bound, round, indices (and the projections), ``sum()`` backward: our
+  ``encode_codes`` (+ ``codes_to_latents``) against their ``forward``, the same work.
+- ``indices only`` (no gradient): the tokenization call of a generator's data pipeline.
+- ``layer fwd+bwd with usage stats``: our ``forward``, which also counts code usage and the perplexity (its
+  interface), against their ``forward``; shown without a target, since ours does more.
+- ``perplexity``: ours (counts of the codes present) against MotionMillion's dense one-hot of 64,000 x tokens floats
+  (``reference_impl.dense_perplexity``), whose memory grows with the batch (about 1 GB at batch 256).
+
+Needs ``pip install -r bench/requirements.txt`` (vector-quantize-pytorch); without it those rows are skipped.
+
+    python bench/bench_fsq.py [--quick] [--batch_size 256]
+"""
+
+from __future__ import annotations
+
+import benchlib
+import torch
+from benchlib import Result, interleaved, median, peak_memory, speedup_row
+from reference_impl import dense_perplexity
+
+from models.quantizers import FSQ, perplexity_from_counts, present_code_counts
+
+LEVELS = [8, 8, 8, 5, 5, 5]
+DIM = 512
+TOKENS_PER_WINDOW = 16  # 64 frames, 4x downsampling
+
+
+def _layers(dim: int | None, device: torch.device):
+    ours = FSQ(LEVELS, dim=dim).to(device).train()
+    try:
+        from vector_quantize_pytorch import FSQ as LucidrainsFSQ
+    except ImportError:
+        return ours, None
+    theirs = LucidrainsFSQ(levels=LEVELS, dim=dim).to(device).train()
+    if dim is not None:  # same projection weights, so both produce the same indices
+        theirs.project_in.load_state_dict(ours.project_in.state_dict())
+        theirs.project_out.load_state_dict(ours.project_out.state_dict())
+    return ours, theirs
+
+
+def main() -> None:
+    parser = benchlib.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--batch_size", type=int, default=256)
+    args = parser.parse_args()
+    threads = benchlib.configure_threads()
+    device = benchlib.resolve_device(args.device)
+    reps = max(benchlib.reps_for(args), 5)  # calls take milliseconds: more rounds cost little
+    inner = 20  # calls per timed round, so that one round is well above the timer's resolution
+    tokens = args.batch_size * TOKENS_PER_WINDOW
+    rows: list[Result] = []
+
+    def repeat(fn):
+        def run() -> None:
+            for _ in range(inner):
+                fn()
+        return run
+
+    def compare(case: str, mine, other, note: str) -> None:
+        fns = {"vector-quantize-pytorch": repeat(other), "ours": repeat(mine)}
+        times = interleaved(fns, reps, warmup=1, device=device)
+        res = {k: Result("FSQ", case, k, median(ts) / inner * 1e3, "ms", [t / inner * 1e3 for t in ts],
+                         peak_memory(fns[k], device)) for k, ts in times.items()}
+        rows.append(res["vector-quantize-pytorch"])
+        rows.append(speedup_row("FSQ", case, res["vector-quantize-pytorch"], res["ours"], 1.0, note=note))
+
+    torch.manual_seed(0)
+    for dim, what in ((None, f"L={len(LEVELS)} inputs"), (DIM, f"with {DIM}<->{len(LEVELS)} projections")):
+        ours, theirs = _layers(dim, device)
+        if theirs is None:
+            break
+        z = torch.randn(args.batch_size, TOKENS_PER_WINDOW, dim or len(LEVELS), device=device)
+        z_grad = z.clone().requires_grad_(True)
+        with torch.no_grad():
+            agree = float((ours.quantize(z).int() == theirs(z)[1]).float().mean())
+        note = f"same indices on {agree:.1%} of tokens"
+
+        def ours_train(q=ours, x=z_grad, project=dim is not None) -> None:
+            codes, _ = q.encode_codes(x)
+            (q.codes_to_latents(codes) if project else codes).sum().backward()
+
+        def theirs_train(q=theirs, x=z_grad) -> None:
+            q(x)[0].sum().backward()
+
+        def ours_layer(q=ours, x=z_grad) -> None:
+            q(x).z_q.sum().backward()
+
+        def ours_indices(q=ours, x=z) -> None:
+            q.quantize(x)
+
+        def theirs_indices(q=theirs, x=z) -> None:
+            with torch.no_grad():
+                q(x)
+
+        compare(f"quantize+indices fwd+bwd, {what}", ours_train, theirs_train, note)
+        compare(f"indices only (no grad), {what}", ours_indices, theirs_indices, note)
+        compare(f"layer fwd+bwd with usage stats, {what}", ours_layer, theirs_train,
+                "ours: forward() also counts code usage and perplexity, theirs computes neither")
+        rows[-1].target, rows[-1].met = None, None  # extra work on our side: shown, not a target
+
+    ours = FSQ(LEVELS, dim=DIM).to(device)
+    with torch.no_grad():
+        indices = ours.quantize(torch.randn(args.batch_size, TOKENS_PER_WINDOW, DIM, device=device))
+
+    def ours_perplexity() -> None:
+        perplexity_from_counts(present_code_counts(indices)[1])
+
+    def dense() -> None:
+        dense_perplexity(indices, ours.codebook_size)
+
+    case = f"perplexity, K={ours.codebook_size}"
+    fns = {"baseline": dense, "ours": ours_perplexity}
+    times = interleaved(fns, reps, warmup=1, device=device)
+    res = {k: Result("FSQ", case, k, median(ts) * 1e3, "ms", [t * 1e3 for t in ts], peak_memory(fns[k], device))
+           for k, ts in times.items()}
+    rows.append(res["baseline"])
+    rows.append(speedup_row("FSQ", case, res["baseline"], res["ours"], None,
+                            note="counts of the codes present vs dense one-hot"))
+    settings = {"batch": args.batch_size, "tokens": tokens, "levels": LEVELS, "rounds": reps,
+                "calls_per_round": inner, "threads": threads}
+    benchlib.report(rows, args, device, "FSQ quantize + indices", settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""What every benchmark shares: timing, peak memory, the machine description, result rows and the printed table.
+
+Timing. Variants of one measurement (the straightforward baseline and ours) run interleaved, one call of each per
+round after a warm-up call of each, so a change of machine load between rounds hits both alike; each reports the
+median of its rounds and the ratio of the medians. The ratio is the number to compare across machines, not the time.
+
+Memory. On CPU, ``peak_memory`` frees what the C allocator holds (``malloc_trim``), resets the kernel's high-water
+mark of the resident set (``/proc/self/clear_refs``) and reads how far ``VmHWM`` rose above the resident set before
+the call: the extra memory one call needs (activations, gradients, temporaries), not the model or data already
+resident. ``configure`` makes glibc map every allocation of 256 KiB or more on its own and unmap it when freed, so
+that the resident set follows the live tensors instead of the heap's history. On CUDA it is
+``torch.cuda.max_memory_allocated`` above the allocation before the call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the benchmarks run as ``python bench/<name>.py`` from any folder
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+MB = 2.0 ** 20
+BENCH_TMP = os.environ.get("BENCH_TMP", "/tmp/fsq_mardm_bench")  # temporary corpora and caches live here
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    """One row of a benchmark table.
+
+    ``value`` is the median of ``samples`` in ``unit``; ``ratio`` compares this row with its baseline row of the same
+    ``case`` (``>1`` means ours is better: faster, or more throughput); ``target`` states the goal and ``met`` whether
+    it was reached (None where no target applies).
+    """
+
+    bench: str
+    case: str
+    variant: str
+    value: float
+    unit: str
+    samples: list[float] = field(default_factory=list)
+    peak_mb: float | None = None
+    ratio: float | None = None
+    target: str | None = None
+    met: bool | None = None
+    note: str = ""
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of a non-empty sequence."""
+    return float(statistics.median(values))
+
+
+def speedup_row(bench: str, case: str, baseline: Result, ours: Result, target_ratio: float | None,
+                memory_must_not_grow: bool = False, note: str = "") -> Result:
+    """Fill ``ours.ratio`` (baseline time / our time) and its target; returns ``ours``.
+
+    With ``memory_must_not_grow`` the target also needs our peak memory to be at most the baseline's (5% slack for
+    allocator granularity).
+    """
+    ours.ratio = baseline.value / ours.value if ours.value > 0 else float("inf")
+    if target_ratio is not None:
+        met = ours.ratio >= target_ratio
+        target = f">= {target_ratio:g}x"
+        if memory_must_not_grow and ours.peak_mb is not None and baseline.peak_mb is not None:
+            met = met and ours.peak_mb <= 1.05 * baseline.peak_mb + 1.0
+            target += ", mem <= baseline"
+        ours.target, ours.met = target, met
+    if note:
+        ours.note = (ours.note + "; " + note).strip("; ")
+    return ours
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Threads, timing, memory
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number (malloc.h)
+
+
+def configure_threads() -> int:
+    """Use ``OMP_NUM_THREADS`` torch threads when set (the measurement runs set 2) and fix glibc's mmap threshold
+    (see the module docstring); returns the thread count in use."""
+    if _LIBC is not None and hasattr(_LIBC, "mallopt"):
+        # A fixed threshold also stops glibc from raising it after large frees, which would move tensors into the
+        # heap where freed memory stays resident and hides (or fakes) differences in peak memory.
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+    value = os.environ.get("OMP_NUM_THREADS")
+    if value and value.isdigit() and int(value) > 0:
+        torch.set_num_threads(int(value))
+    return torch.get_num_threads()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels on ``device`` (timings of asynchronous devices are meaningless otherwise)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1,
+                device: torch.device | None = None) -> dict[str, list[float]]:
+    """Seconds per call of every function: ``warmup`` untimed calls each, then ``reps`` rounds calling each once."""
+    device = device or torch.device("cpu")
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            start = time.perf_counter()
+            fn()
+            progress(f"{name}: warm-up {time.perf_counter() - start:.3f} s")
+    synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+            progress(f"{name}: round {r + 1}/{reps} {times[name][-1]:.3f} s")
+    return times
+
+
+def progress(message: str) -> None:
+    """A timestamped line on stderr (long benchmarks show they are alive; the table goes to stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand memory the C allocator keeps after ``free`` back to the system (glibc only)."""
+    gc.collect()
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
+def proc_status_kb(field_name: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ``RssAnon``, ``RssFile``), None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_high_water_mark() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory(fn: Callable[[], Any], device: torch.device | None = None,
+                reset: Callable[[], Any] | None = None) -> float | None:
+    """Peak extra memory (MB) of one call of ``fn`` above what was resident (allocated on CUDA) before it.
+
+    ``reset`` runs first, to start every variant from the same state (e.g. gradients freed: a loop that frees them
+    at the start of its step instead of the end would otherwise count them as resident). None where the platform
+    offers no way to measure it (no ``/proc/self/clear_refs``).
+    """
+    device = device or torch.device("cpu")
+    if reset is not None:
+        reset()
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / MB
+    release_freed_memory()
+    if not _reset_high_water_mark():
+        fn()
+        return None
+    before = proc_status_kb("VmRSS")
+    fn()
+    peak = proc_status_kb("VmHWM")
+    if before is None or peak is None:
+        return None
+    return max(peak - before, 0) / 1024.0
+
+
+def rss_mb() -> dict[str, float]:
+    """Resident set of this process in MB: ``total``, ``anon`` (private heap) and ``file`` (mapped files)."""
+    out = {}
+    for key, name in (("total", "VmRSS"), ("anon", "RssAnon"), ("file", "RssFile")):
+        value = proc_status_kb(name)
+        out[key] = value / 1024.0 if value is not None else float("nan")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Machine description
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _run(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine_info(device: torch.device | None = None) -> dict[str, Any]:
+    """CPU model and count, memory, load, torch version and threads, device and date (for the README table)."""
+    cpu = platform.processor() or platform.machine()
+    for line in _run(["lscpu"]).splitlines():
+        if line.startswith("Model name:"):
+            cpu = line.split(":", 1)[1].strip()
+    mem_total = ""
+    for line in _run(["free", "-h"]).splitlines():
+        if line.startswith("Mem:"):
+            mem_total = line.split()[1]
+    try:
+        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu, "nproc": os.cpu_count(), "mem_total": mem_total, "load_1_5_15": load,
+        "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "device": str(device or "cpu"),
+    }
+    if device is not None and device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line, output
+# ---------------------------------------------------------------------------------------------------------------------
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """Flags every benchmark takes: ``--quick``, ``--reps``, ``--device``, ``--json``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (the run_all suite)")
+    parser.add_argument("--reps", type=int, default=None, help="timed rounds per variant (default: 3 quick, 5 full)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    parser.add_argument("--json", default=None, help="also write the rows and the machine description here")
+    return parser
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def reps_for(args: argparse.Namespace) -> int:
+    """Timed rounds: ``--reps``, else 3 with ``--quick`` and 5 without."""
+    return args.reps if args.reps else (3 if args.quick else 5)
+
+
+def format_value(value: float, unit: str) -> str:
+    """``value`` with its unit, to 3-4 significant digits."""
+    if unit in ("s", "ms"):
+        return f"{value:.3f} {unit}" if value < 10 else f"{value:.1f} {unit}"
+    if value >= 1000:
+        return f"{value:,.0f} {unit}"
+    return f"{value:.3g} {unit}"
+
+
+def format_table(rows: Sequence[Result]) -> str:
+    """Rows as a fixed-width text table."""
+    header = ["benchmark", "case", "variant", "median", "peak MB", "vs baseline", "target", "met", "note"]
+    lines = []
+    for r in rows:
+        lines.append([
+            r.bench, r.case, r.variant, format_value(r.value, r.unit),
+            "-" if r.peak_mb is None else f"{r.peak_mb:,.1f}",
+            "-" if r.ratio is None else f"{r.ratio:.2f}x",
+            r.target or "-", "-" if r.met is None else ("yes" if r.met else "NO"), r.note,
+        ])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    widths[-1] = len(header[-1])  # notes run on at the end of the line
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    return "\n".join(out)
+
+
+def report(rows: Sequence[Result], args: argparse.Namespace, device: torch.device, title: str,
+           settings: dict[str, Any] | None = None) -> None:
+    """Print the machine line, the settings and the table; write them as JSON when ``--json`` is given."""
+    info = machine_info(device)
+    print(f"\n== {title} ==")
+    print(f"{info['date']}  {info['cpu']} x{info['nproc']}  mem {info['mem_total']}  load {info['load_1_5_15']}  "
+          f"torch {info['torch']} threads {info['torch_threads']}  device {info['device']}")
+    if settings:
+        print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"title": title, "machine": info, "settings": settings or {},
+                       "rows": [asdict(r) for r in rows]}, f, indent=1)
+
+
+def scratch_dir(name: str) -> Path:
+    """A fresh, empty folder ``BENCH_TMP/<name>`` (``/tmp/fsq_mardm_bench`` unless ``$BENCH_TMP`` is set)."""
+    root = Path(BENCH_TMP) / name
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    return root

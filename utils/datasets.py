@@ -583,7 +583,9 @@ class MotionWindowDataset(Dataset):
             return int(self._first_item[-1])
         return int(self.clips.size)
 
-    def __getitem__(self, item: int) -> torch.Tensor:
+    def draw(self, item: int) -> tuple[int, int]:
+        """The random part of item ``item``: ``(index row, first frame)`` of its window (``random`` mode draws the
+        offset from torch's default generator; the other modes are deterministic)."""
         if not 0 <= item < len(self):
             raise IndexError(f"window {item} out of range for {len(self)} items")
         if self.mode == "all":
@@ -593,8 +595,26 @@ class MotionWindowDataset(Dataset):
             k = item
             spare = int(self.index.lengths[self.clips[k]]) - self.window_size
             offset = _randint(spare + 1) if self.mode == "random" else 0
-        window = self.index.clip(int(self.clips[k]), offset, offset + self.window_size, self.spec.dim_pose)
-        return torch.from_numpy((window - self.mean) / self.std)
+        return int(self.clips[k]), offset
+
+    def fetch(self, windows: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+        """Normalised windows ``(window_size, D)`` for ``draw`` results, read from the memory map in one gather and
+        normalised in one pass (per window, the work is Python overhead; per batch it is a copy)."""
+        rows = np.fromiter((row for row, _ in windows), dtype=np.int64, count=len(windows))
+        starts = self.index.offsets[rows] + np.fromiter((o for _, o in windows), dtype=np.int64, count=len(windows))
+        frames = starts[:, None] + np.arange(self.window_size)
+        batch = np.asarray(self.index.motion[frames.reshape(-1), :self.spec.dim_pose])
+        batch = batch.reshape(len(windows), self.window_size, self.spec.dim_pose)
+        batch -= self.mean
+        batch /= self.std
+        return list(torch.from_numpy(batch).unbind(0))
+
+    def __getitem__(self, item: int) -> torch.Tensor:
+        return self.fetch([self.draw(item)])[0]
+
+    def __getitems__(self, items: Sequence[int]) -> list[torch.Tensor]:
+        """A batch of items (the ``DataLoader`` calls this instead of ``__getitem__`` per item)."""
+        return self.fetch([self.draw(item) for item in items])
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -397,6 +397,15 @@ def test_window_dataset_batched_read_matches_item_reads(tmp_path):
         assert torch.equal(a, b)
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
     assert next(iter(loader)).shape == (4, 64, 263)
+    # the engine hands the batch tensor on instead of stacking its rows again
+    from utils.engine import EpochBatchSampler, _batches
+
+    sampler = EpochBatchSampler(len(ds), 4, 0, 0)
+    for workers in (0, 1):
+        batch = next(_batches(ds, sampler, None, workers, False))
+        assert batch.shape == (4, 64, 263) and batch.is_contiguous()
+        rows = [seeded[key] for key in next(iter(sampler))]
+        assert torch.equal(batch, torch.stack(rows))
 
 
 def test_window_dataset_pickles_without_the_corpus(tmp_path):

@@ -535,6 +535,16 @@ def _randint(high: int) -> int:
     return int(torch.randint(high, (1,)).item())
 
 
+class StackedBatch(list):
+    """The items of a batch that was read as one tensor: a list of its rows (views), plus ``stacked``, the
+    ``(B, ...)`` tensor itself, so that collation can hand it on instead of copying the rows into a new one
+    (``utils.engine`` does; any other consumer sees a plain list of tensors)."""
+
+    def __init__(self, stacked: torch.Tensor) -> None:
+        super().__init__(stacked.unbind(0))
+        self.stacked = stacked
+
+
 class MotionWindowDataset(Dataset):
     """Fixed-length windows for tokenizer training: item i is a normalised float32 tensor (window_size, D).
 
@@ -597,7 +607,7 @@ class MotionWindowDataset(Dataset):
             offset = _randint(spare + 1) if self.mode == "random" else 0
         return int(self.clips[k]), offset
 
-    def fetch(self, windows: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+    def fetch(self, windows: Sequence[tuple[int, int]]) -> StackedBatch:
         """Normalised windows ``(window_size, D)`` for ``draw`` results, read from the memory map in one gather and
         normalised in one pass (per window, the work is Python overhead; per batch it is a copy)."""
         rows = np.fromiter((row for row, _ in windows), dtype=np.int64, count=len(windows))
@@ -607,7 +617,7 @@ class MotionWindowDataset(Dataset):
         batch = batch.reshape(len(windows), self.window_size, self.spec.dim_pose)
         batch -= self.mean
         batch /= self.std
-        return list(torch.from_numpy(batch).unbind(0))
+        return StackedBatch(torch.from_numpy(batch))
 
     def __getitem__(self, item: int) -> torch.Tensor:
         return self.fetch([self.draw(item)])[0]

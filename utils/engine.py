@@ -45,7 +45,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import send_to_device
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
 from utils.checkpoint import (
@@ -57,6 +57,7 @@ from utils.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
+from utils.datasets import StackedBatch
 from utils.ema import EMA
 from utils.logging_utils import TensorBoard, setup_logging
 from utils.lr_schedule import lr_factor
@@ -220,13 +221,21 @@ class SeededSamples(Dataset):
         return self.dataset.fetch(draws)
 
 
+def _collate(items: list[Any]) -> Any:
+    """``default_collate``, except that a batch read as one tensor (``StackedBatch``) is returned as it is rather than
+    copied row by row into a new tensor (a full copy of the batch saved per step)."""
+    if isinstance(items, StackedBatch):
+        return items.stacked
+    return default_collate(items)
+
+
 def _batches(dataset: Dataset, sampler: EpochBatchSampler, collate_fn: Callable | None, num_workers: int,
              pin_memory: bool) -> Iterator[Any]:
     """Yield the batches of one epoch; in-process loading leaves the global RNG states as it found them."""
     # A private generator: without one, creating the iterator draws the workers' base seed from the global torch
     # RNG, so a loader built mid-epoch on resume would shift the model's random stream. Workers need no base seed of
     # their own because every sample is seeded.
-    loader = DataLoader(SeededSamples(dataset), batch_sampler=sampler, collate_fn=collate_fn,
+    loader = DataLoader(SeededSamples(dataset), batch_sampler=sampler, collate_fn=collate_fn or _collate,
                         num_workers=num_workers, pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
     iterator = iter(loader)
     while True:

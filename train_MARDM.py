@@ -34,7 +34,7 @@ from options.generator_options import get_train_mardm_parser
 from utils.checkpoint import CheckpointError
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
-from utils.engine import EngineConfig, TrainResult, train
+from utils.engine import EngineConfig, TrainResult, check_run_start, train
 from utils.generator_stage import (
     GeneratorLoss,
     check_resume_matches,
@@ -52,7 +52,7 @@ from utils.generator_stage import (
     warm_caption_cache,
 )
 from utils.logging_utils import setup_logging
-from utils.run_dir import RunDir, RunDirError
+from utils.run_dir import RunDir
 from utils.seed import set_seed
 
 logger = logging.getLogger("train_MARDM")
@@ -85,8 +85,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # -----------------------------------------------------------------------------------------------------------------
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
-    if not args.is_continue and os.path.exists(run.latest_path):
-        raise RunDirError(f"{run.latest_path} exists: pass --is_continue to resume that run, or choose another --name")
+    check_run_start(run, args.is_continue)
     device = stage_device()
     ref = resolve_tokenizer_checkpoint(args.checkpoints_dir, args.dataset_name, args.ae_name, args.ae_ckpt)
     tokenizer = load_generator_tokenizer(ref.path, args.model, spec, args.ae_model, device)

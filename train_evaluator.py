@@ -43,7 +43,7 @@ from options.eval_options import get_train_evaluator_parser
 from utils.checkpoint import load_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset, collate_eval
-from utils.engine import EngineConfig, train
+from utils.engine import EngineConfig, check_run_start, train
 from utils.eval_protocol import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader, retrieval_metrics, write_report_json
 from utils.evaluator import EvaluatorWrapper, build_evaluator, load_evaluator, save_evaluator
 from utils.logging_utils import setup_logging
@@ -131,9 +131,9 @@ def main(cfg) -> dict:
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
     decomp_run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, f"{cfg.name}_decomp")
+    check_run_start(run, cfg.is_continue)
     run.make_dirs()
     setup_logging(run.log_file)
-    save_config(cfg, run.config_path)
     set_seed(cfg.seed)
     if cfg.pretrain_window % 4:
         raise ValueError(f"--pretrain_window must be a multiple of 4 (the movement encoder's stride), got "
@@ -170,6 +170,11 @@ def main(cfg) -> dict:
     dataset_info = {"name": spec.name, "spec": spec.to_dict(), "mean": torch.from_numpy(mean),
                     "std": torch.from_numpy(std)}
     config = {k: v for k, v in vars(cfg).items() if v is None or isinstance(v, (bool, int, float, str, list))}
+    model_args = {**sizes, "ignore_dims": list(sizes["ignore_dims"]) if sizes["ignore_dims"] else None}
+    meta = {"stage": "evaluator_training", "model_name": "TextMotionEvaluator", "model_args": model_args,
+            "dataset": dataset_info, "config": config}
+    check_run_start(run, cfg.is_continue, meta)
+    save_config(cfg, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
 
     # ---------------------------------------------------------------------------------------------------------------
     # stage 1: movement encoder + decoder
@@ -191,10 +196,9 @@ def main(cfg) -> dict:
         decomp_cfg = EngineConfig.from_namespace(
             cfg, max_iters=pretrain_iters, grad_clip=0.0, ema_decay=None, eval_every=0, save_every=0,
             is_continue=cfg.is_continue and os.path.isfile(decomp_run.latest_path))
-        decomp_args = {**sizes, "ignore_dims": list(sizes["ignore_dims"]) if sizes["ignore_dims"] else None}
         train(decomp, windows, decomp_loss, decomp_cfg, decomp_run,
               checkpoint_meta={"stage": "evaluator_decomp", "model_name": "MovementAutoencoder",
-                               "model_args": decomp_args, "dataset": dataset_info, "config": config, "parent": None},
+                               "model_args": model_args, "dataset": dataset_info, "config": config, "parent": None},
               optimizer_factory=lambda m: torch.optim.Adam(m.parameters(), lr=cfg.lr))
     else:
         logger.warning("--pretrain_iters 0: the movement encoder stays at its random initialisation")
@@ -249,11 +253,7 @@ def main(cfg) -> dict:
                                              best_metric="val_loss", best_mode="min")
     train(model, train_set, loss_fn, engine_cfg, run, collate_fn=collate_eval, val_fn=validate,
           optimizer_factory=make_optimizer,
-          checkpoint_meta={"stage": "evaluator_training", "model_name": "TextMotionEvaluator",
-                           "model_args": {**sizes, "ignore_dims": list(sizes["ignore_dims"])
-                                          if sizes["ignore_dims"] else None},
-                           "dataset": dataset_info, "config": config,
-                           "parent": decomp_run.latest_path if pretrain_iters > 0 else None})
+          checkpoint_meta={**meta, "parent": decomp_run.latest_path if pretrain_iters > 0 else None})
     model.eval()
     with torch.no_grad():
         validate(model)  # the final state competes too (and a run shorter than one validation still gets finest.tar)

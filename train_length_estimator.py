@@ -28,7 +28,7 @@ from models.text_encoders import CachedTextEncoder, TextEncoder
 from options.config import config_to_dict, parse_with_config, resolve_max_iters, save_config
 from options.generator_options import get_train_length_estimator_parser
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
-from utils.engine import EngineConfig, TrainResult, train
+from utils.engine import EngineConfig, TrainResult, check_run_start, train
 from utils.generator_stage import (
     EmbeddingClassDataset,
     caption_lengths,
@@ -38,7 +38,7 @@ from utils.generator_stage import (
     warm_caption_cache,
 )
 from utils.logging_utils import setup_logging
-from utils.run_dir import RunDir, RunDirError
+from utils.run_dir import RunDir
 from utils.seed import set_seed
 
 logger = logging.getLogger("train_length_estimator")
@@ -69,8 +69,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # -----------------------------------------------------------------------------------------------------------------
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
-    if not args.is_continue and os.path.exists(run.latest_path):
-        raise RunDirError(f"{run.latest_path} exists: pass --is_continue to resume that run, or choose another --name")
+    check_run_start(run, args.is_continue)
     unit_length = args.unit_length or spec.unit_length
     if unit_length < 1:
         raise ValueError(f"--unit_length must be >= 1, got {unit_length}")
@@ -79,7 +78,6 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
     run.make_dirs()
     setup_logging(run.log_file)
-    save_config(args, run.config_path)
 
     # -----------------------------------------------------------------------------------------------------------------
     # data: captions are embedded once; the estimator trains on the embeddings
@@ -110,6 +108,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     meta = {"stage": "length_estimator", "model_name": "LengthEstimator", "model_args": dict(model.model_args),
             "text_encoder": text_encoder_record(encoder, args.clip_path), "unit_length": int(unit_length),
             "dataset": {"name": spec.name, "spec": spec.to_dict()}, "config": config_to_dict(args), "parent": None}
+    check_run_start(run, args.is_continue, meta)
+    save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(train_set)), best_metric="loss",
                                       best_mode="min")
     result = train(model, train_set, classification_loss, cfg, run, checkpoint_meta=meta, val_fn=val_fn)

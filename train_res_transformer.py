@@ -34,7 +34,7 @@ from options.config import config_to_dict, parse_with_config, resolve_max_iters,
 from options.token_generator_options import get_train_res_transformer_parser, model_overrides
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
-from utils.engine import EngineConfig, TrainResult, train
+from utils.engine import EngineConfig, TrainResult, check_run_start, train
 from utils.generator_stage import (
     check_resume_matches,
     dataset_captions,
@@ -45,7 +45,7 @@ from utils.generator_stage import (
     warm_caption_cache,
 )
 from utils.logging_utils import setup_logging
-from utils.run_dir import RunDir, RunDirError
+from utils.run_dir import RunDir
 from utils.seed import set_seed
 from utils.token_stage import (
     TokenLoss,
@@ -86,8 +86,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # -----------------------------------------------------------------------------------------------------------------
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
-    if not args.is_continue and os.path.exists(run.latest_path):
-        raise RunDirError(f"{run.latest_path} exists: pass --is_continue to resume that run, or choose another --name")
+    check_run_start(run, args.is_continue)
     embedding = embedding_overrides(args)
     device = stage_device()
     ref = resolve_vq_checkpoint(args.checkpoints_dir, args.dataset_name, args.vq_name, args.vq_ckpt)

@@ -12,8 +12,9 @@ import torch
 import train_evaluator
 from options.config import parse_with_config
 from options.eval_options import get_train_evaluator_parser
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.evaluator import load_evaluator
+from utils.run_dir import RunDirError
 from utils.word_vectorizer import SOURCE_GLOVE, SOURCE_LEARNED, LearnedVocab, write_glove_folder
 
 ACTIONS = ("walk", "run", "jump", "wave")
@@ -101,6 +102,14 @@ def test_training_lowers_loss_and_writes_the_official_layout(data_root, tmp_path
     decomp = load_checkpoint(str(ck / "synthetic" / "text_mot_match_decomp" / "model" / "latest.tar"))
     for key, value in state["movement_encoder"].items():
         assert torch.equal(value, decomp["model"][f"evaluator.movement_encoder.{key}"])
+
+    # Refused starts leave the run's opt.yaml as it was: a new run over it, a resume with other widths.
+    config = (run / "opt.yaml").read_text()
+    with pytest.raises(RunDirError, match="--is_continue"):
+        run_script(data_root, ck, "--max_iters", "20", "--lr", "5e-4")
+    with pytest.raises(CheckpointError, match="model_args"):
+        run_script(data_root, ck, "--max_iters", "25", "--sizes", "small", "--is_continue")
+    assert (run / "opt.yaml").read_text() == config
 
     # Resume continues the same run to the new step count.
     run_script(data_root, ck, "--max_iters", "25", "--pretrain_iters", "4", "--is_continue")

@@ -15,7 +15,7 @@ from models.length_estimator import LengthEstimator
 from models.text_encoders import CachedTextEncoder, build_text_encoder
 from options.config import parse_with_config
 from options.generator_options import get_train_length_estimator_parser
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.generator_stage import caption_lengths
 from utils.run_dir import RunDirError
@@ -76,8 +76,16 @@ def test_length_estimator_trains_and_its_checkpoint_reloads(tmp_path, synthetic_
     assert logits.shape == (1, 50) and torch.isfinite(logits).all()
     assert 0.0 <= state["metrics"]["accuracy"] <= 1.0 and np.isfinite(state["metrics"]["loss"])
 
+    config_path = os.path.join(root, "opt.yaml")
+    with open(config_path) as f:
+        config = f.read()
     with pytest.raises(RunDirError, match="--is_continue"):
         train_length_estimator.main(_args(synthetic_root, ckpt, "--max_iters", str(steps)), text_encoder=encoder)
+    with pytest.raises(CheckpointError, match="model_args"):  # refused before opt.yaml is rewritten
+        train_length_estimator.main(_args(synthetic_root, ckpt, "--max_iters", str(steps + 5), "--hidden_dim", "64",
+                                          "--is_continue"), text_encoder=encoder)
+    with open(config_path) as f:
+        assert f.read() == config
 
 
 def test_unit_length_sets_the_classes(tmp_path, synthetic_root, encoder):

@@ -1,4 +1,5 @@
-"""train_AE.py / train_vq.py on the synthetic data: every tiny registry entry trains, writes its run, resumes exactly."""
+"""train_AE.py / train_vq.py on the synthetic data: every tiny registry entry trains, writes its run, resumes
+exactly."""
 
 from __future__ import annotations
 
@@ -124,7 +125,8 @@ def test_need_evaluation_selects_on_validation_fid(tmp_path, synthetic_root):
     spec = get_dataset_spec("synthetic", synthetic_root)
     ev_mean, ev_std = eval_normalization(*load_mean_std(spec, synthetic_root), spec)
     vocab = LearnedVocab.from_split(synthetic_root, "train", dim_word=8)
-    evaluator = build_evaluator("synthetic", ev_mean, ev_std, word_vectors=vocab, sizes="tiny", data_root=synthetic_root)
+    evaluator = build_evaluator("synthetic", ev_mean, ev_std, word_vectors=vocab, sizes="tiny",
+                                data_root=synthetic_root)
     save_evaluator(str(ckpt / "synthetic" / "text_mot_match" / "model" / "finest.tar"), evaluator)
     _run(train_AE, get_train_ae_parser(), argv)
     best = load_checkpoint(str(ckpt / "synthetic" / "fid" / "model" / "net_best_fid.tar"))

@@ -336,9 +336,27 @@ def _check_run_folder(run: RunDir, cfg: EngineConfig, min_free_bytes: int) -> No
     removed = remove_stale_temporaries(run.model_dir)
     if removed:
         logger.info("removed temporary files of an interrupted save: %s", removed)
-    if not cfg.is_continue and os.path.exists(run.latest_path):
-        raise RunDirError(f"{run.latest_path} exists: pass --is_continue to resume that run, or choose another "
-                          f"--name (or delete {run.root}) to start a new one")
+    check_run_start(run, cfg.is_continue)
+
+
+def check_run_start(run: RunDir, is_continue: bool, meta: Mapping[str, Any] | None = None) -> None:
+    """What a script checks before it writes into its run folder (``opt.yaml``, logs), so that a refused start
+    leaves the run as it was: a new run must not find ``latest.tar`` there; a resumed run's ``latest.tar``, when
+    ``meta`` is given, must hold the same stage, model and model arguments (``train`` checks again on resume, and
+    reports a missing checkpoint with the flags to check)."""
+    path = run.latest_path
+    if not is_continue:
+        if os.path.exists(path):
+            raise RunDirError(f"{path} exists: pass --is_continue to resume that run, or choose another --name (or "
+                              f"delete {run.root}) to start a new one")
+        return
+    if meta is not None and os.path.exists(path):
+        _check_same_model(path, load_checkpoint(path), meta)
+
+
+def _check_same_model(path: str, ckpt: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    for key in ("stage", "model_name", "model_args"):
+        check_matches(path, key, ckpt.get(key), meta[key])
 
 
 def _to_plain(value: Any) -> Any:
@@ -680,8 +698,7 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
                               f"<checkpoints_dir>/<dataset_name>/<name>; check those three flags)")
     ckpt = load_checkpoint(path)
     require_keys(ckpt, ["model", "optimizer", "step", "epoch", "rng", "data_state", "best"], path)
-    for key in ("stage", "model_name", "model_args"):
-        check_matches(path, key, ckpt.get(key), meta[key])
+    _check_same_model(path, ckpt, meta)
     net.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     if ema is not None:

@@ -208,16 +208,15 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     from options.config import resolve_max_iters, save_config
     from utils.conditions import ConditionedWindowDataset, read_conditions
     from utils.dataset_specs import get_dataset_spec
-    from utils.engine import EngineConfig, train
+    from utils.engine import EngineConfig, check_run_start, train
     from utils.logging_utils import setup_logging
-    from utils.run_dir import RunDir, RunDirError
+    from utils.run_dir import RunDir
     from utils.seed import set_seed
 
     # ---------------------------------------------------------------- setup
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
-    if not args.is_continue and os.path.exists(run.latest_path):
-        raise RunDirError(f"{run.latest_path} exists: pass --is_continue to resume that run, or choose another --name")
+    check_run_start(run, args.is_continue)
     run.make_dirs()
     setup_logging(run.log_file)
     set_seed(args.seed)

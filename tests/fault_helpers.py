@@ -172,7 +172,7 @@ def synthetic_copy(src: str, dst: str | os.PathLike) -> Path:
     """A copy of a synthetic dataset root without its index cache (so a modified copy is re-indexed)."""
     import shutil
 
-    from utils.datasets import CACHE_DIR
+    from utils.motion_files import CACHE_DIR
 
     dst = Path(dst)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(CACHE_DIR))

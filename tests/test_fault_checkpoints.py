@@ -35,8 +35,8 @@ from options.config import parse_with_config
 from options.generator_options import get_train_mardm_parser
 from options.tokenizer_options import get_train_ae_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
-from utils.datasets import CACHE_DIR
 from utils.generation import load_generator
+from utils.motion_files import CACHE_DIR
 from utils.run_dir import RunDirError
 
 REFUSED = {"pickled": "refused to load: the file holds Python objects that could run code",

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.dataset_specs import DatasetSpec
-from utils.datasets import MOTION_DIR, TEXT_DIR, motion_path, read_split, scan_motion, scan_texts, text_path
+from utils.motion_files import MOTION_DIR, TEXT_DIR, motion_path, read_split, scan_motion, scan_texts, text_path
 from utils.normalization import MEAN_FILE, STD_FILE, DatasetError, stats_problems
 
 logger = logging.getLogger(__name__)

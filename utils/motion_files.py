@@ -1,0 +1,295 @@
+"""Files of the standard dataset layout: paths, splits, captions, motion arrays, and the account of skipped ones.
+
+A dataset root holds::
+
+    new_joint_vecs/<id>.npy   (T, file_dim) float features
+    texts/<id>.txt            lines ``caption#word/POS word/POS ...#f_tag#to_tag``
+    train.txt val.txt test.txt  one id per line
+    Mean.npy Std.npy          (file_dim,) or (dim_pose,)
+
+Every reader checks what it reads and raises ``DatasetError`` naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from utils.dataset_specs import DatasetSpec
+from utils.normalization import DatasetError
+
+logger = logging.getLogger(__name__)
+
+MOTION_DIR = "new_joint_vecs"
+TEXT_DIR = "texts"
+CACHE_DIR = ".cache"
+_EXAMPLES = 5  # ids quoted per skip reason in the one warning a dataset logs
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------------------------------
+
+def motion_path(root: str, clip_id: str) -> str:
+    """``<root>/new_joint_vecs/<clip_id>.npy``."""
+    return os.path.join(root, MOTION_DIR, clip_id + ".npy")
+
+
+def text_path(root: str, clip_id: str) -> str:
+    """``<root>/texts/<clip_id>.txt``."""
+    return os.path.join(root, TEXT_DIR, clip_id + ".txt")
+
+
+def read_split(root: str, split: str) -> list[str]:
+    """The ids listed in ``<root>/<split>.txt`` (one per line, blank lines ignored, order kept).
+
+    Raises ``DatasetError`` when the file is missing, unreadable or lists no id.
+    """
+    path = os.path.join(root, f"{split}.txt")
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: split file missing; expected one motion id per line", kind="missing_split",
+                           path=path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            ids = [line.strip() for line in f]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: cannot read split file ({e}); expected UTF-8 text, one id per line",
+                           kind="missing_split", path=path) from e
+    ids = [i for i in ids if i]
+    if not ids:
+        raise DatasetError(f"{path}: split is empty; expected at least one motion id", kind="empty_split", path=path)
+    return ids
+
+
+class TextEntry(NamedTuple):
+    """One caption line. ``f_tag``/``to_tag`` are seconds (times ``spec.text_fps`` gives frames); both 0 means the
+    caption describes the whole clip. ``tokens`` are ``word/POS`` strings and may be empty."""
+
+    caption: str
+    tokens: tuple[str, ...]
+    f_tag: float
+    to_tag: float
+
+
+def _parse_tag(value: str, path: str, lineno: int, name: str) -> float:
+    try:
+        tag = float(value)
+    except ValueError as e:
+        raise DatasetError(f"{path}: line {lineno}: {name} {value!r} is not a number; expected seconds "
+                           f"(caption#tokens#f_tag#to_tag)", kind="malformed_text", path=path) from e
+    if math.isnan(tag):
+        return 0.0  # the reference treats a NaN tag as 0 (whole clip)
+    if tag < 0 or math.isinf(tag):
+        raise DatasetError(f"{path}: line {lineno}: {name} is {value!r}; expected a finite time >= 0 in seconds",
+                           kind="malformed_text", path=path)
+    return tag
+
+
+def scan_texts(path: str) -> tuple[list[TextEntry], list[DatasetError]]:
+    """Parse a caption file, collecting every problem instead of stopping at the first.
+
+    Returns the parsed entries (including captions without tokens) and the problems found: ``undecodable_text``
+    (not UTF-8; nothing is parsed then), ``malformed_text`` (a line without four ``#`` fields, an empty caption or a
+    tag that is not a time), ``missing_text``. Blank lines are ignored. A line is split from the right, so a caption
+    that itself contains ``#`` stays whole.
+    """
+    if not os.path.isfile(path):
+        return [], [DatasetError(f"{path}: caption file missing; expected lines caption#tokens#f_tag#to_tag",
+                                 kind="missing_text", path=path)]
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        return [], [DatasetError(f"{path}: line {line}: byte {e.start} cannot be decoded ({e.reason}); expected "
+                                 f"UTF-8 text", kind="undecodable_text", path=path)]
+    entries, problems = [], []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        fields = line.rsplit("#", 3)
+        if len(fields) != 4:
+            problems.append(DatasetError(f"{path}: line {lineno}: {len(fields)} '#'-separated fields; expected 4 "
+                                         f"(caption#tokens#f_tag#to_tag)", kind="malformed_text", path=path))
+            continue
+        caption, tokens, f_tag, to_tag = fields
+        if not caption.strip():
+            problems.append(DatasetError(f"{path}: line {lineno}: empty caption; expected text before the first '#'",
+                                         kind="malformed_text", path=path))
+            continue
+        try:
+            entries.append(TextEntry(caption.strip(), tuple(tokens.split()),
+                                     _parse_tag(f_tag, path, lineno, "f_tag"),
+                                     _parse_tag(to_tag, path, lineno, "to_tag")))
+        except DatasetError as e:
+            problems.append(e)
+    return entries, problems
+
+
+def read_texts(path: str) -> list[TextEntry]:
+    """The caption lines of ``path`` as ``TextEntry`` records.
+
+    Raises ``DatasetError`` (naming the file and line) for a missing file, bytes that are not UTF-8, or a malformed
+    line. A caption without tokens is returned with ``tokens == ()``: the evaluation dataset, which needs tokens,
+    skips and counts it; training datasets only need the caption.
+    """
+    entries, problems = scan_texts(path)
+    if problems:
+        raise problems[0]
+    return entries
+
+
+def _field_of(spec: DatasetSpec, feature: int) -> str:
+    for group in spec.layout:
+        if group.start <= feature < group.stop:
+            return f"feature {feature} (group {group.name!r})"
+    return f"feature {feature} (beyond dim_pose, in the file's extra columns)"
+
+
+def header_problem(path: str, shape: tuple[int, ...], dtype: np.dtype, spec: DatasetSpec) -> DatasetError | None:
+    """The first problem visible from the array header (dtype, rank, width, frame count), or None."""
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        return DatasetError(f"{path}: dtype {dtype} is not numeric; expected float features (T, {spec.file_dim})",
+                            kind="non_numeric", path=path)
+    if len(shape) != 2:
+        return DatasetError(f"{path}: array of shape {shape} has {len(shape)} dims; expected (T, {spec.file_dim}) "
+                            f"features for dataset {spec.name!r}", kind="wrong_dim", path=path)
+    if shape[1] != spec.file_dim:
+        return DatasetError(f"{path}: feature width {shape[1]}; expected {spec.file_dim} features per frame for "
+                            f"dataset {spec.name!r}", kind="wrong_dim", path=path)
+    if shape[0] == 0:
+        return DatasetError(f"{path}: 0 frames; expected at least one frame of {spec.file_dim} features",
+                            kind="empty_motion", path=path)
+    return None
+
+
+def value_problems(path: str, values: np.ndarray, spec: DatasetSpec) -> list[DatasetError]:
+    """NaN and inf problems of a (T, file_dim) array, each naming the first frame and feature group."""
+    problems = []
+    finite = np.isfinite(values)
+    if finite.all():
+        return problems
+    for kind, mask in (("nan", np.isnan(values)), ("inf", np.isinf(values))):
+        if mask.any():
+            frame, feature = (int(v) for v in np.argwhere(mask)[0])
+            problems.append(DatasetError(f"{path}: {int(mask.sum())} {kind.upper()} values (first at frame {frame}, "
+                                         f"{_field_of(spec, feature)}); expected finite features",
+                                         kind=kind, path=path))
+    return problems
+
+
+def open_npy(path: str, spec: DatasetSpec) -> np.ndarray:
+    """The array of the .npy file at ``path``, or a ``DatasetError`` saying why it cannot be read (missing, empty,
+    not a .npy file, pickled objects); shape and values are checked by ``header_problem`` / ``value_problems``."""
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: motion file missing; expected (T, {spec.file_dim}) features",
+                           kind="missing_motion", path=path)
+    if os.path.getsize(path) == 0:
+        raise DatasetError(f"{path}: empty file (0 bytes); expected a .npy array (T, {spec.file_dim})",
+                           kind="empty_motion", path=path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot open ({e}); expected a .npy array (T, {spec.file_dim})",
+                           kind="unreadable_motion", path=path) from e
+    if magic != b"\x93NUMPY":  # np.load would otherwise try to unpickle it
+        raise DatasetError(f"{path}: not a .npy file (no NUMPY header); expected float features (T, {spec.file_dim})",
+                           kind="unreadable_motion", path=path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e) or "object" in str(e).lower():
+            raise DatasetError(f"{path}: holds Python objects, not numbers; expected float features "
+                               f"(T, {spec.file_dim})", kind="non_numeric", path=path) from e
+        raise DatasetError(f"{path}: cannot read as a .npy array ({e}); expected float features (T, {spec.file_dim})",
+                           kind="unreadable_motion", path=path) from e
+    except (OSError, EOFError) as e:
+        raise DatasetError(f"{path}: cannot read as a .npy array ({e}); expected float features (T, {spec.file_dim})",
+                           kind="unreadable_motion", path=path) from e
+
+
+def scan_motion(path: str, spec: DatasetSpec) -> tuple[np.ndarray | None, list[DatasetError]]:
+    """Load a feature file, collecting its problems instead of raising.
+
+    Returns (features (T, file_dim) float32 or None when unusable, problems). Problem kinds: ``missing_motion``,
+    ``empty_motion``, ``unreadable_motion``, ``non_numeric``, ``wrong_dim``, ``nan``, ``inf``.
+    """
+    try:
+        values = open_npy(path, spec)
+    except DatasetError as e:
+        return None, [e]
+    problem = header_problem(path, values.shape, values.dtype, spec)
+    if problem is not None:
+        return None, [problem]
+    with np.errstate(over="ignore"):  # float64 values beyond float32 become inf and are reported as such
+        values = values.astype(np.float32)
+    problems = value_problems(path, values, spec)
+    return (None if problems else values), problems
+
+
+def load_motion(path: str, spec: DatasetSpec) -> np.ndarray:
+    """Features of one clip as float32 (T, D), D = ``spec.dim_pose`` (the leading slice of a ``file_dim`` file).
+
+    Raises ``DatasetError`` naming the file, the field and what was expected for: a missing, empty or unreadable
+    file, a non-numeric dtype, a wrong rank or width, and NaN or inf values.
+    """
+    values, problems = scan_motion(path, spec)
+    if problems:
+        raise problems[0]
+    return np.ascontiguousarray(values[:, :spec.dim_pose])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Skip accounting
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class SkipLog:
+    """Counts of skipped clips/captions per reason, with the first few ids of each (reported once, not per item)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, clip_id: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        shown = self.examples.setdefault(reason, [])
+        if len(shown) < _EXAMPLES:
+            shown.append(clip_id)
+
+    def merge(self, other: SkipLog) -> None:
+        for reason, n in other.counts.items():
+            self.counts[reason] = self.counts.get(reason, 0) + n
+            shown = self.examples.setdefault(reason, [])
+            shown.extend(other.examples.get(reason, [])[:max(0, _EXAMPLES - len(shown))])
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        parts = []
+        for reason, n in self.counts.items():
+            ids = ", ".join(self.examples.get(reason, []))
+            more = ", ..." if n > len(self.examples.get(reason, [])) else ""
+            parts.append(f"{n} {reason} ({ids}{more})")
+        return "; ".join(parts)
+
+    def report(self, what: str) -> None:
+        """One ``logger.warning`` listing every reason with its count and first ids; silent when nothing was skipped."""
+        if self.counts:
+            logger.warning("%s: skipped %s", what, self.summary())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "examples": {k: list(v) for k, v in self.examples.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SkipLog:
+        return cls(dict(d.get("counts", {})), {k: list(v) for k, v in d.get("examples", {}).items()})

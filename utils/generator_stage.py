@@ -103,19 +103,15 @@ def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_nam
                           f"--name {ae_name} --dataset_name {dataset_name}, or pass --ae_ckpt")
 
 
-def load_generator_tokenizer(path: str, model_name: str, spec: DatasetSpec, ae_model: str | None = None,
-                             device: str | torch.device = "cpu") -> Tokenizer:
-    """Load the frozen tokenizer of generator ``model_name`` and check that the three agree.
-
-    Raises (naming both sides) when ``ae_model`` is given and differs from the checkpoint's registry name, when the
-    checkpoint has no dataset record with mean/std, when it was trained on another dataset or feature width than
-    ``spec``, or when its kind does not fit the generator family (MARDM-* needs ``ae``, FSQ-MARDM-* ``fsq``,
-    VQ-MARDM-* ``vq``).
-    """
+def load_stage_tokenizer(path: str, spec: DatasetSpec, model_name: str | None, flag: str,
+                         device: str | torch.device = "cpu") -> Tokenizer:
+    """Load the frozen tokenizer of a generator stage and check it against the data, naming both sides: the
+    registry name (when ``model_name``, given as ``flag``, is set), a dataset record holding the mean/std it was
+    trained with, the dataset's name and its feature width."""
     tokenizer = load_tokenizer(path, map_location=device)
-    if ae_model is not None and tokenizer.model_name != ae_model:
-        raise CheckpointError(f"{path}: the tokenizer checkpoint holds {tokenizer.model_name!r} but --ae_model is "
-                              f"{ae_model!r}")
+    if model_name is not None and tokenizer.model_name != model_name:
+        raise CheckpointError(f"{path}: the tokenizer checkpoint holds {tokenizer.model_name!r} but {flag} is "
+                              f"{model_name!r}")
     record = tokenizer.dataset
     if not isinstance(record, dict) or "mean" not in record or "std" not in record:
         raise CheckpointError(f"{path}: no dataset record with the mean/std the tokenizer was trained with "
@@ -129,6 +125,19 @@ def load_generator_tokenizer(path: str, model_name: str, spec: DatasetSpec, ae_m
     if width != spec.dim_pose or stats_shape != ((spec.dim_pose,), (spec.dim_pose,)):
         raise CheckpointError(f"{path}: the tokenizer takes {width} features (mean/std {stats_shape}) but dataset "
                               f"{spec.name!r} has {spec.dim_pose}")
+    return tokenizer
+
+
+def load_generator_tokenizer(path: str, model_name: str, spec: DatasetSpec, ae_model: str | None = None,
+                             device: str | torch.device = "cpu") -> Tokenizer:
+    """Load the frozen tokenizer of generator ``model_name`` and check that the three agree.
+
+    Raises (naming both sides) when ``ae_model`` is given and differs from the checkpoint's registry name, when the
+    checkpoint has no dataset record with mean/std, when it was trained on another dataset or feature width than
+    ``spec``, or when its kind does not fit the generator family (MARDM-* needs ``ae``, FSQ-MARDM-* ``fsq``,
+    VQ-MARDM-* ``vq``).
+    """
+    tokenizer = load_stage_tokenizer(path, spec, ae_model, "--ae_model", device)
     family = generator_family(model_name)
     needed = GENERATOR_FAMILIES[family]
     if tokenizer.kind != needed:

@@ -31,13 +31,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from models.loader import Tokenizer, load_tokenizer
+from models.loader import Tokenizer
 from models.mask_schedule import lengths_to_mask
 from models.text_encoders import TextEncoder
 from utils.checkpoint import CheckpointError, file_sha256
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import TextMotionBatch, collate_text_motion
-from utils.generator_stage import TOKENIZER_CHECKPOINTS, TokenizerRef, tokenizer_statistics
+from utils.generator_stage import TOKENIZER_CHECKPOINTS, TokenizerRef, load_stage_tokenizer, tokenizer_statistics
 from utils.run_dir import RunDir
 from utils.seed import set_seed
 from utils.tokenizer_stage import dataset_record
@@ -90,24 +90,8 @@ def load_token_tokenizer(path: str, spec: DatasetSpec, vq_model: str | None = No
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    tokenizer = load_tokenizer(path, map_location=device)
+    tokenizer = load_stage_tokenizer(path, spec, vq_model, "--vq_model", device)
     run = f"tokenizer run {run_name!r} ({path})" if run_name else path
-    if vq_model is not None and tokenizer.model_name != vq_model:
-        raise CheckpointError(f"{path}: the tokenizer checkpoint holds {tokenizer.model_name!r} but --vq_model is "
-                              f"{vq_model!r}")
-    record = tokenizer.dataset
-    if not isinstance(record, dict) or "mean" not in record or "std" not in record:
-        raise CheckpointError(f"{path}: no dataset record with the mean/std the tokenizer was trained with "
-                              f"({tokenizer.source_format} file); import it first with tools/import_checkpoint.py "
-                              f"--dataset_name {spec.name}")
-    if record.get("name") != spec.name:
-        raise CheckpointError(f"{path}: the tokenizer was trained on dataset {record.get('name')!r} but "
-                              f"--dataset_name is {spec.name!r}")
-    width = tokenizer.model.input_width
-    stats_shape = tuple(torch.as_tensor(record["mean"]).shape), tuple(torch.as_tensor(record["std"]).shape)
-    if width != spec.dim_pose or stats_shape != ((spec.dim_pose,), (spec.dim_pose,)):
-        raise CheckpointError(f"{path}: the tokenizer takes {width} features (mean/std {stats_shape}) but dataset "
-                              f"{spec.name!r} has {spec.dim_pose}")
     if tokenizer.kind not in TOKEN_KINDS:
         raise ValueError(f"{run} holds {tokenizer.model_name!r} of kind {tokenizer.kind!r}, which gives no integer "
                          f"codes; MoMask's transformers need a VQ, RVQ or FSQ tokenizer (train_vq.py)")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import train_evaluator
+from models.evaluator_training import contrastive_loss, draw_shift
 from options.config import parse_with_config
 from options.eval_options import get_train_evaluator_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
@@ -135,11 +136,11 @@ def test_glove_vectors_are_used_when_the_folder_exists(data_root, tmp_path):
 
 def test_contrastive_loss_and_negative_shift():
     text = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
-    pos, neg = train_evaluator.contrastive_loss(text, text.clone(), shift=1, margin=10.0)
+    pos, neg = contrastive_loss(text, text.clone(), shift=1, margin=10.0)
     assert float(pos) == pytest.approx(0.0, abs=1e-6)
     # Distances to the shifted motions: |t0-t1| = 5, |t1-t2| = 5, |t2-t0| = 10 -> clamp(10 - d)^2 = 25, 25, 0.
     assert float(neg) == pytest.approx(50 / 3, rel=1e-5)
     torch.manual_seed(0)
-    shifts = {train_evaluator.draw_shift(4, "nonzero") for _ in range(200)}
+    shifts = {draw_shift(4, "nonzero") for _ in range(200)}
     assert shifts == {1, 2, 3}
-    assert {train_evaluator.draw_shift(4, "reference") for _ in range(200)} == {0, 1, 2}
+    assert {draw_shift(4, "reference") for _ in range(200)} == {0, 1, 2}

@@ -31,9 +31,7 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -41,7 +39,7 @@ from models.body_parts import part_feature_errors, part_indices, part_rotation_e
 from models.loader import load_tokenizer
 from options.config import config_to_dict, parse_with_config
 from options.eval_options import get_evaluation_ae_parser
-from utils.checkpoint import CheckpointError, check_matches, load_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.eval_protocol import (
@@ -56,76 +54,12 @@ from utils.eval_protocol import (
 )
 from utils.evaluator import load_evaluator
 from utils.logging_utils import setup_logging
-from utils.normalization import eval_normalization, load_mean_std
+from utils.normalization import load_mean_std
 from utils.run_dir import RunDir
 from utils.seed import set_seed
+from utils.tokenizer_eval import reconstruct, reconstruction_table, recorded_statistics, resolve_checkpoint
 
 logger = logging.getLogger("evaluation_AE")
-
-BEST_FIRST = ("net_best_fid", "net_best_loss", "latest")
-EVALUATOR_STYLE_FORMATS = ("t2m-gpt", "momask")  # trained with the evaluator's (feat_bias) statistics
-
-
-def resolve_checkpoint(cfg) -> tuple[str, str, str]:
-    """(checkpoint path, run name, tag for the output files)."""
-    if cfg.ckpt:
-        path = cfg.ckpt
-        if not os.path.isfile(path):
-            raise CheckpointError(f"--ckpt: checkpoint not found: {path}")
-        parts = os.path.abspath(path).split(os.sep)
-        name = cfg.name or (parts[-3] if len(parts) >= 3 and parts[-2] == "model" else os.path.splitext(parts[-1])[0])
-        return path, name, os.path.splitext(os.path.basename(path))[0]
-    if not cfg.name:
-        raise ValueError("pass --name (a run under --checkpoints_dir) or --ckpt (a checkpoint file)")
-    model_dir = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name).model_dir
-    candidates = [cfg.which_epoch] if cfg.which_epoch else list(BEST_FIRST)
-    for stem in candidates:
-        path = os.path.join(model_dir, f"{stem}.tar")
-        if os.path.isfile(path):
-            return path, cfg.name, stem
-    found = sorted(f for f in os.listdir(model_dir) if f.endswith(".tar")) if os.path.isdir(model_dir) else []
-    raise CheckpointError(f"no {' / '.join(c + '.tar' for c in candidates)} in {model_dir}; found {found or 'none'} "
-                          "(pick one with --which_epoch)")
-
-
-def tokenizer_statistics(tokenizer, spec, cfg, evaluator) -> tuple:
-    """(mean, std, where they came from): the statistics the tokenizer was trained with, each (D,).
-
-    Ours record them. Official files do not: ``--ae_meta_dir`` (mean.npy, std.npy) when given; else T2M-GPT / MoMask
-    were trained with the evaluator's statistics (their VQ meta is the evaluator meta), MARDM / MotionMillion with
-    the dataset's Mean/Std.
-    """
-    record = tokenizer.dataset
-    if record is not None and "mean" in record and "std" in record:
-        check_matches(tokenizer.source, "dataset name", record.get("name"), spec.name)
-        return (torch.as_tensor(record["mean"]).float().numpy(), torch.as_tensor(record["std"]).float().numpy(),
-                "checkpoint")
-    if cfg.ae_meta_dir:
-        paths = [os.path.join(cfg.ae_meta_dir, f) for f in ("mean.npy", "std.npy")]
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(f"--ae_meta_dir: {missing} not found; expected mean.npy and std.npy of shape "
-                                    f"({spec.dim_pose},)")
-        mean, std = (np.load(p, allow_pickle=False)[:spec.dim_pose].astype(np.float32) for p in paths)
-        return mean, std, f"--ae_meta_dir {cfg.ae_meta_dir}"
-    if tokenizer.source_format in EVALUATOR_STYLE_FORMATS:
-        if evaluator is not None:
-            return evaluator.mean, evaluator.std, f"the evaluator's ({tokenizer.source_format} convention)"
-        mean, std = eval_normalization(*load_mean_std(spec, cfg.data_root), spec)
-        logger.warning("%s: no evaluator statistics to read; using the dataset Mean/Std with the feature bias (the "
-                       "released metas divide those dims by about 25, not 5: pass --ae_meta_dir)", tokenizer.source)
-        return mean, std, f"dataset Mean/Std with the evaluator feature bias ({tokenizer.source_format} convention)"
-    mean, std = load_mean_std(spec, cfg.data_root)
-    return mean, std, f"dataset Mean/Std ({tokenizer.source_format} convention)"
-
-
-def reconstruct(tokenizer, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised motion (B, T, D) -> (reconstruction (B, T, D), codes): padded to whole tokens, cropped back."""
-    frames = motion.shape[1]
-    pad = (-frames) % tokenizer.unit_length
-    codes = tokenizer.encode(F.pad(motion, (0, 0, 0, pad)))
-    return tokenizer.decode(codes)[:, :frames], codes
-
 
 @torch.no_grad()
 def main(cfg) -> dict:
@@ -165,7 +99,7 @@ def main(cfg) -> dict:
         evaluator, skipped = None, (f"the tokenizer covers only body part {body_part['name']!r}; the text-motion "
                                     "protocol needs whole-body motion and is skipped")
         logger.warning(skipped)
-    tok_mean, tok_std, stats_source = tokenizer_statistics(tokenizer, spec, cfg, evaluator)
+    tok_mean, tok_std, stats_source = recorded_statistics(tokenizer, spec, cfg, evaluator)
     logger.info("%s: %s (%s, %s), statistics from %s", path, tokenizer.model_name, tokenizer.kind,
                 tokenizer.source_format, stats_source)
     layers = tokenizer.num_quantizers if tokenizer.kind == "rvq" else 1
@@ -241,32 +175,11 @@ def main(cfg) -> dict:
     }
     out_path = os.path.join(run.eval_dir, f"eval_{tag}.json")
     write_report_json(result, out_path)
-    print(_recon_table(result))
+    print(reconstruction_table(result))
     if report is not None:
         print(format_report(report, title=f"{tokenizer.model_name} reconstruction, {spec.name} {cfg.split}"))
     logger.info("wrote %s", out_path)
     return result
-
-
-def _recon_table(result: dict) -> str:
-    rec = result["reconstruction"]
-    mpjpe = rec["mpjpe_mm"]
-    lines = [f"{result['model_name']} ({result['kind']}) on {result['dataset']} {result['split']}, "
-             f"{rec['frames']} frames",
-             f"  MPJPE per frame     {mpjpe:.2f} mm" if mpjpe is not None else "  MPJPE               n/a",
-             f"  MPJPE per sequence  {rec['mpjpe_seq_mm']:.2f} mm" if mpjpe is not None else ""]
-    lines += [f"  MAE {group:<16}{value:.5f} ({rec['group_mae_normalized'][group]:.4f} normalised)"
-              for group, value in rec["group_mae"].items()]
-    rotation = rec.get("part_rotation_error_deg", {})
-    lines += [f"  part {name:<15}MAE {value:.5f}" + (f", rotation {rotation[name]:.2f} deg" if rotation else "")
-              for name, value in rec.get("part_mae", {}).items()]
-    if rec["codebook"]:
-        for layer in rec["codebook"]["layers"]:
-            lines.append(f"  layer {layer['layer']}: perplexity {layer['perplexity']:.1f}, usage {layer['usage']:.3f} "
-                         f"({layer['used_codes']}/{rec['codebook']['codebook_size']}), dead {layer['dead_codes']}")
-    bps = result["bits_per_second"]
-    lines.append(f"  bits per second     {bps:.1f}" if bps is not None else "  bits per second     n/a (continuous)")
-    return "\n".join(line for line in lines if line)
 
 
 if __name__ == "__main__":

@@ -82,25 +82,29 @@ def _run_name_of(path: str) -> str:
 
 
 def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_name: str | None = None,
-                                 ae_ckpt: str | None = None) -> TokenizerRef:
+                                 ae_ckpt: str | None = None, flag: str = "ae",
+                                 trainer: str = "train_AE.py / train_vq.py") -> TokenizerRef:
     """``--ae_ckpt`` as given, else the best file of run ``--ae_name``: ``net_best_fid.tar``, else
-    ``net_best_loss.tar``, else ``latest.tar`` in ``<checkpoints_dir>/<dataset_name>/<ae_name>/model/``."""
+    ``net_best_loss.tar``, else ``latest.tar`` in ``<checkpoints_dir>/<dataset_name>/<ae_name>/model/``.
+
+    ``flag`` names the pair of flags in errors (``ae``: --ae_name/--ae_ckpt, ``vq``: --vq_name/--vq_ckpt) and
+    ``trainer`` the script that trains such a run."""
     if ae_ckpt:
         if not os.path.isfile(ae_ckpt):
-            raise CheckpointError(f"--ae_ckpt: tokenizer checkpoint not found: {ae_ckpt}")
+            raise CheckpointError(f"--{flag}_ckpt: tokenizer checkpoint not found: {ae_ckpt}")
         return TokenizerRef(ae_ckpt, ae_name or _run_name_of(ae_ckpt))
     if not ae_name:
-        raise ValueError("no tokenizer given: pass --ae_name (a run under --checkpoints_dir/--dataset_name) or "
-                         "--ae_ckpt (a checkpoint file)")
+        raise ValueError(f"no tokenizer given: pass --{flag}_name (a {trainer} run under --checkpoints_dir/"
+                         f"--dataset_name) or --{flag}_ckpt (a checkpoint file)")
     model_dir = RunDir(checkpoints_dir, dataset_name, ae_name).model_dir
     for stem in TOKENIZER_CHECKPOINTS:
         path = os.path.join(model_dir, f"{stem}.tar")
         if os.path.isfile(path):
             return TokenizerRef(path, ae_name)
     found = sorted(f for f in os.listdir(model_dir) if f.endswith(".tar")) if os.path.isdir(model_dir) else []
-    raise CheckpointError(f"--ae_name {ae_name!r}: none of {[s + '.tar' for s in TOKENIZER_CHECKPOINTS]} in "
-                          f"{model_dir} (found {found or 'nothing'}); train it with train_AE.py / train_vq.py "
-                          f"--name {ae_name} --dataset_name {dataset_name}, or pass --ae_ckpt")
+    raise CheckpointError(f"--{flag}_name {ae_name!r}: none of {[s + '.tar' for s in TOKENIZER_CHECKPOINTS]} in "
+                          f"{model_dir} (found {found or 'nothing'}); train it with {trainer} --name {ae_name} "
+                          f"--dataset_name {dataset_name}, or pass --{flag}_ckpt")
 
 
 def load_stage_tokenizer(path: str, spec: DatasetSpec, model_name: str | None, flag: str,

@@ -37,7 +37,12 @@ from models.text_encoders import TextEncoder
 from utils.checkpoint import CheckpointError, file_sha256
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import TextMotionBatch, collate_text_motion
-from utils.generator_stage import TOKENIZER_CHECKPOINTS, TokenizerRef, load_stage_tokenizer, tokenizer_statistics
+from utils.generator_stage import (
+    TokenizerRef,
+    load_stage_tokenizer,
+    resolve_tokenizer_checkpoint,
+    tokenizer_statistics,
+)
 from utils.run_dir import RunDir
 from utils.seed import set_seed
 from utils.tokenizer_stage import dataset_record
@@ -59,24 +64,8 @@ def resolve_vq_checkpoint(checkpoints_dir: str, dataset_name: str, vq_name: str 
                           vq_ckpt: str | None = None) -> TokenizerRef:
     """``--vq_ckpt`` as given, else the best file of run ``--vq_name``: ``net_best_fid.tar``, else
     ``net_best_loss.tar``, else ``latest.tar`` in ``<checkpoints_dir>/<dataset_name>/<vq_name>/model/``."""
-    if vq_ckpt:
-        if not os.path.isfile(vq_ckpt):
-            raise CheckpointError(f"--vq_ckpt: tokenizer checkpoint not found: {vq_ckpt}")
-        parts = os.path.abspath(vq_ckpt).split(os.sep)
-        name = vq_name or (parts[-3] if len(parts) >= 3 and parts[-2] == "model" else os.path.splitext(parts[-1])[0])
-        return TokenizerRef(vq_ckpt, name)
-    if not vq_name:
-        raise ValueError("no tokenizer given: pass --vq_name (a train_vq.py run under --checkpoints_dir/"
-                         "--dataset_name) or --vq_ckpt (a checkpoint file)")
-    model_dir = RunDir(checkpoints_dir, dataset_name, vq_name).model_dir
-    for stem in TOKENIZER_CHECKPOINTS:
-        path = os.path.join(model_dir, f"{stem}.tar")
-        if os.path.isfile(path):
-            return TokenizerRef(path, vq_name)
-    found = sorted(f for f in os.listdir(model_dir) if f.endswith(".tar")) if os.path.isdir(model_dir) else []
-    raise CheckpointError(f"--vq_name {vq_name!r}: none of {[s + '.tar' for s in TOKENIZER_CHECKPOINTS]} in "
-                          f"{model_dir} (found {found or 'nothing'}); train it with train_vq.py --name {vq_name} "
-                          f"--dataset_name {dataset_name}, or pass --vq_ckpt")
+    return resolve_tokenizer_checkpoint(checkpoints_dir, dataset_name, vq_name, vq_ckpt, flag="vq",
+                                        trainer="train_vq.py")
 
 
 def load_token_tokenizer(path: str, spec: DatasetSpec, vq_model: str | None = None, device: str | torch.device = "cpu",

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from models.part_aware import check_named_partition
 from models.tokenizers import RVQVAE
 from utils.dataset_specs import DatasetSpec
 from utils.quaternion import rot6d_to_matrix
@@ -124,23 +125,9 @@ class BodyPartOutput(NamedTuple):
 
 def _check_parts(parts: Mapping[str, Sequence[int]], total_width: int) -> dict[str, list[int]]:
     """Parts must be non-empty, disjoint and together cover ``range(total_width)``."""
-    clean = {str(name): [int(i) for i in indices] for name, indices in parts.items()}
-    owner: dict[int, str] = {}
-    for name, indices in clean.items():
-        if not indices:
-            raise ValueError(f"BodyPartTokenizers: part {name!r} has no features")
-        for i in indices:
-            if not 0 <= i < total_width:
-                raise ValueError(f"BodyPartTokenizers: part {name!r} holds feature {i}, outside [0, {total_width})")
-            if i in owner:
-                raise ValueError(f"BodyPartTokenizers: feature {i} is in parts {owner[i]!r} and {name!r}; parts must "
-                                 f"be disjoint (leave 'whole' out of a combination)")
-            owner[i] = name
-    if len(owner) != total_width:
-        missing = sorted(set(range(total_width)) - set(owner))
-        raise ValueError(f"BodyPartTokenizers: features {missing[:8]}{' ...' if len(missing) > 8 else ''} "
-                         f"({len(missing)} of {total_width}) are in no part; the parts must cover the whole body")
-    return clean
+    return check_named_partition({str(name): indices for name, indices in parts.items()}, total_width,
+                                 "BodyPartTokenizers",
+                                 "parts must be disjoint (leave 'whole' out of a combination)")
 
 
 class BodyPartTokenizers(nn.Module):

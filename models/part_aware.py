@@ -105,23 +105,30 @@ def joint_part_indices(spec: DatasetSpec) -> PartIndices:
 def check_partition(part_indices: Sequence[Sequence[int]], input_width: int) -> PartIndices:
     """Validate that ``part_indices`` is a partition of ``range(input_width)`` into non-empty parts; returns it as
     plain lists. Errors name the part and the offending feature."""
-    parts = [[int(i) for i in part] for part in part_indices]
-    seen: dict[int, int] = {}
-    for p, part in enumerate(parts):
-        if not part:
-            raise ValueError(f"part_indices: part {p} is empty; every part needs at least one feature")
-        for i in part:
-            if not 0 <= i < input_width:
-                raise ValueError(f"part_indices: part {p} holds feature {i}, outside [0, {input_width})")
-            if i in seen:
-                raise ValueError(f"part_indices: feature {i} is in part {seen[i]} and in part {p}; parts must not "
-                                 f"overlap")
-            seen[i] = p
-    missing = sorted(set(range(input_width)) - set(seen))
+    named = check_named_partition(dict(enumerate(part_indices)), input_width, "part_indices")
+    return list(named.values())
+
+
+def check_named_partition(parts: Mapping[Any, Sequence[int]], width: int, what: str,
+                          overlap_hint: str = "parts must not overlap") -> dict[Any, list[int]]:
+    """``parts`` (name -> feature indices) must be non-empty, disjoint and together cover ``range(width)``; returns
+    them as plain lists. Errors start with ``what`` and name the part and the offending feature."""
+    clean = {name: [int(i) for i in indices] for name, indices in parts.items()}
+    owner: dict[int, Any] = {}
+    for name, indices in clean.items():
+        if not indices:
+            raise ValueError(f"{what}: part {name!r} is empty; every part needs at least one feature")
+        for i in indices:
+            if not 0 <= i < width:
+                raise ValueError(f"{what}: part {name!r} holds feature {i}, outside [0, {width})")
+            if i in owner:
+                raise ValueError(f"{what}: feature {i} is in part {owner[i]!r} and in part {name!r}; {overlap_hint}")
+            owner[i] = name
+    missing = sorted(set(range(width)) - set(owner))
     if missing:
-        raise ValueError(f"part_indices: features {missing[:8]}{' ...' if len(missing) > 8 else ''} "
-                         f"({len(missing)} of {input_width}) are in no part; the parts must cover every feature")
-    return parts
+        raise ValueError(f"{what}: features {missing[:8]}{' ...' if len(missing) > 8 else ''} "
+                         f"({len(missing)} of {width}) are in no part; the parts must cover every feature")
+    return clean
 
 
 # ----------------------------------------------------------------------------------------------------------------------

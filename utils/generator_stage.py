@@ -177,8 +177,9 @@ def token_dims(tokenizer: Tokenizer) -> TokenDims:
     raise ValueError(f"{tokenizer.source}: no generator family is trained on a {tokenizer.kind!r} tokenizer")
 
 
-def _tokenizer_device(tokenizer: Tokenizer) -> torch.device:
-    return next(tokenizer.parameters()).device
+def module_device(module: nn.Module | Tokenizer) -> torch.device:
+    """The device of a module's (or a tokenizer's) first parameter."""
+    return next(module.parameters()).device
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -254,7 +255,7 @@ def decode_targets(tokenizer: Tokenizer, targets: Tensor) -> Tensor:
     length are whatever the decoder makes of the zero padding; callers crop or zero them.
     """
     snap_fn, latent_fn = snap_and_latent_fns(tokenizer)
-    x = targets.float().to(_tokenizer_device(tokenizer))
+    x = targets.float().to(module_device(tokenizer))
     if snap_fn is not None:
         x = snap_fn(x)
     if latent_fn is not None:
@@ -347,7 +348,7 @@ class GeneratorLoss:
     def inputs(self, batch: TextMotionBatch) -> GeneratorInputs:
         """What ``model(...)`` takes for ``batch`` (computed without gradients)."""
         motion = batch.motion
-        if _tokenizer_device(self.tokenizer) != motion.device:
+        if module_device(self.tokenizer) != motion.device:
             self.tokenizer.to(motion.device)
         tokens = tokenize(self.tokenizer, motion, batch.lengths)
         text_emb = self.text_encoder.encode(list(batch.captions)).to(motion.device)
@@ -356,10 +357,6 @@ class GeneratorLoss:
     def __call__(self, model: nn.Module, batch: TextMotionBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """``model(latents, targets, lengths, text_emb)`` -> (loss, logs)."""
         return model(*self.inputs(batch))
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def make_val_loss_fn(loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Any]], dataset: Dataset, batch_size: int,
@@ -371,7 +368,7 @@ def make_val_loss_fn(loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Any]], da
     """
 
     def val_fn(model: nn.Module) -> dict[str, float]:
-        device = _model_device(model)
+        device = module_device(model)
         set_seed(seed)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_text_motion)
         total, count = 0.0, 0
@@ -396,17 +393,12 @@ def make_generation_eval_fn(tokenizer: Tokenizer, text_encoder: TextEncoder, eva
     The generator gets each batch's captions and GT lengths (``m_lengths // unit_length`` tokens); its output is
     decoded, de-normalised with the tokenizer statistics (``mean``, ``std``) and re-normalised with the evaluator's.
     """
-    from utils.eval_protocol import evaluate, renormalize
+    from utils.eval_protocol import renormalize
 
     snap_fn, latent_fn = snap_and_latent_fns(tokenizer)
     unit = tokenizer.unit_length
 
-    def eval_fn(model: nn.Module) -> dict[str, float]:
-        device = _model_device(model)
-        if _tokenizer_device(tokenizer) != device:
-            tokenizer.to(device)
-        evaluator.to(device)
-
+    def motion_fn_for(model: nn.Module, device: torch.device) -> Callable[[Any], tuple[Tensor, Tensor]]:
         def motion_fn(batch: Any) -> tuple[Tensor, Tensor]:
             tokens = torch.div(batch.m_lengths, unit, rounding_mode="floor").clamp_min(1)
             text_emb = text_encoder.encode(list(batch.captions)).to(device)
@@ -415,7 +407,25 @@ def make_generation_eval_fn(tokenizer: Tokenizer, text_encoder: TextEncoder, eva
             motion = renormalize(decode_targets(tokenizer, targets), mean, std, evaluator.mean, evaluator.std)
             return motion, tokens * unit
 
-        report = evaluate(evaluator, eval_loader, motion_fn, replications=1, seed=seed, progress=False)
+        return motion_fn
+
+    return protocol_eval_fn(tokenizer, evaluator, eval_loader, motion_fn_for, seed)
+
+
+def protocol_eval_fn(tokenizer: Tokenizer, evaluator: Any, eval_loader: Any,
+                     motion_fn_for: Callable[[nn.Module, torch.device], Callable[[Any], tuple[Tensor, Tensor]]],
+                     seed: int) -> Callable[[nn.Module], dict[str, float]]:
+    """``eval_fn(model)``: the tokenizer and evaluator moved to the model's device, then one replication of the
+    evaluation protocol with ``motion_fn_for(model, device)`` as the motion source; returns the metric means."""
+    from utils.eval_protocol import evaluate
+
+    def eval_fn(model: nn.Module) -> dict[str, float]:
+        device = module_device(model)
+        if module_device(tokenizer) != device:
+            tokenizer.to(device)
+        evaluator.to(device)
+        report = evaluate(evaluator, eval_loader, motion_fn_for(model, device), replications=1, seed=seed,
+                          progress=False)
         return {name: stat.mean for name, stat in report.metrics.items()}
 
     return eval_fn

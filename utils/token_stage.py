@@ -40,6 +40,8 @@ from utils.datasets import TextMotionBatch, collate_text_motion
 from utils.generator_stage import (
     TokenizerRef,
     load_stage_tokenizer,
+    module_device,
+    protocol_eval_fn,
     resolve_tokenizer_checkpoint,
     tokenizer_statistics,
 )
@@ -98,10 +100,6 @@ def rvq_codebooks(tokenizer: Tokenizer) -> Tensor:
     return torch.stack([layer.codebook.detach().float() for layer in tokenizer.model.quantizer.layers])
 
 
-def _tokenizer_device(tokenizer: Tokenizer) -> torch.device:
-    return next(tokenizer.parameters()).device
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Codes in, motion out
 # ---------------------------------------------------------------------------------------------------------------------
@@ -143,7 +141,7 @@ def decode_indices(tokenizer: Tokenizer, indices: Tensor, lengths: Tensor) -> Te
     contribute nothing (MoMask's convention for layers not generated).
     """
     unit = tokenizer.unit_length
-    device = _tokenizer_device(tokenizer)
+    device = module_device(tokenizer)
     indices = indices.to(device)
     lengths = lengths.to(device).long()
     batch, n_max = indices.shape[:2]
@@ -199,7 +197,7 @@ def token_cache_path(run: RunDir, split: str, tokenizer_sha256: str) -> str:
 def _encode_samples(tokenizer: Tokenizer, dataset: Any, batch_size: int, progress: bool) -> list[np.ndarray]:
     """Codes (n_j, Q) int32 of every sample's whole motion (``n_j = frames // unit_length``), in sample order."""
     unit = tokenizer.unit_length
-    device = _tokenizer_device(tokenizer)
+    device = module_device(tokenizer)
     samples = dataset.samples
     dim = dataset.spec.dim_pose
     tokens = (samples.stops - samples.starts) // unit
@@ -349,7 +347,7 @@ class TokenLoss:
             device = batch.indices.device
         else:
             device = batch.motion.device
-            if _tokenizer_device(self.tokenizer) != device:
+            if module_device(self.tokenizer) != device:
                 self.tokenizer.to(device)
             indices, lengths = encode_tokens(self.tokenizer, batch.motion, batch.lengths)
             if indices.ndim == 2:
@@ -361,10 +359,6 @@ class TokenLoss:
     def __call__(self, model: nn.Module, batch: TextMotionBatch | TextTokenBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """``model(indices, lengths, text_emb)`` -> (loss, logs)."""
         return model(*self.inputs(batch))
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def make_token_val_fn(loss_fn: TokenLoss, dataset: Dataset, batch_size: int, max_batches: int = 0, seed: int = 0,
@@ -379,7 +373,7 @@ def make_token_val_fn(loss_fn: TokenLoss, dataset: Dataset, batch_size: int, max
     collate = collate_fn or collate_text_motion
 
     def val_fn(model: nn.Module) -> dict[str, float]:
-        device = _model_device(model)
+        device = module_device(model)
         set_seed(seed)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
         totals = {"loss": 0.0, "acc": 0.0}
@@ -409,18 +403,13 @@ def make_token_generation_eval_fn(tokenizer: Tokenizer, text_encoder: TextEncode
     is encoded, its base layer kept and layers 1..Q-1 generated (guidance ``cond_scale``, Gumbel sampling). Motion is
     decoded per length, de-normalised with the tokenizer statistics and re-normalised with the evaluator's.
     """
-    from utils.eval_protocol import evaluate, renormalize
+    from utils.eval_protocol import renormalize
 
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     unit = tokenizer.unit_length
 
-    def eval_fn(model: nn.Module) -> dict[str, float]:
-        device = _model_device(model)
-        if _tokenizer_device(tokenizer) != device:
-            tokenizer.to(device)
-        evaluator.to(device)
-
+    def motion_fn_for(model: nn.Module, device: torch.device) -> Callable[[Any], tuple[Tensor, Tensor]]:
         def motion_fn(batch: Any) -> tuple[Tensor, Tensor]:
             tokens = torch.div(batch.m_lengths, unit, rounding_mode="floor").clamp_min(1).to(device)
             text_emb = text_encoder.encode(list(batch.captions)).to(device)
@@ -434,10 +423,9 @@ def make_token_generation_eval_fn(tokenizer: Tokenizer, text_encoder: TextEncode
             motion = renormalize(decode_indices(tokenizer, indices, tokens), mean, std, evaluator.mean, evaluator.std)
             return motion, tokens.cpu() * unit
 
-        report = evaluate(evaluator, eval_loader, motion_fn, replications=1, seed=seed, progress=False)
-        return {name: stat.mean for name, stat in report.metrics.items()}
+        return motion_fn
 
-    return eval_fn
+    return protocol_eval_fn(tokenizer, evaluator, eval_loader, motion_fn_for, seed)
 
 
 def load_validation_evaluator(evaluator_dir: str | None, checkpoints_dir: str, spec: DatasetSpec,

@@ -42,22 +42,21 @@ from options.eval_options import get_evaluation_ae_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
-from utils.eval_protocol import (
-    ReconstructionStats,
-    bits_per_second,
-    build_eval_loader,
-    checkpoint_info,
-    evaluate,
-    format_report,
-    renormalize,
-    write_report_json,
-)
+from utils.eval_protocol import build_eval_loader, evaluate, renormalize
+from utils.eval_report import checkpoint_info, format_report, write_report_json
 from utils.evaluator import load_evaluator
 from utils.logging_utils import setup_logging
 from utils.normalization import load_mean_std
 from utils.run_dir import RunDir
 from utils.seed import set_seed
-from utils.tokenizer_eval import reconstruct, reconstruction_table, recorded_statistics, resolve_checkpoint
+from utils.tokenizer_eval import (
+    ReconstructionStats,
+    bits_per_second,
+    reconstruct,
+    reconstruction_table,
+    recorded_statistics,
+    resolve_checkpoint,
+)
 
 logger = logging.getLogger("evaluation_AE")
 

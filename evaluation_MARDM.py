@@ -36,7 +36,8 @@ from options.config import config_to_dict, parse_with_config
 from options.eval_generator_options import family_sampling_options, get_evaluation_generator_parser
 from utils.checkpoint import CheckpointError
 from utils.dataset_specs import get_dataset_spec
-from utils.eval_protocol import build_eval_loader, evaluate, format_report, renormalize, write_report_json
+from utils.eval_protocol import build_eval_loader, evaluate, renormalize
+from utils.eval_report import format_report, write_report_json
 from utils.evaluator import load_evaluator
 from utils.generation import SamplingSettings, load_generator, resolve_generator_checkpoint
 from utils.generation_momask import resolve_residual_run

@@ -37,8 +37,9 @@ from benchlib import Result, median, speedup_row
 from reference_impl import reference_evaluation
 
 from utils.dataset_specs import get_dataset_spec
-from utils.eval_protocol import GTCache, build_eval_loader, evaluate
+from utils.eval_protocol import build_eval_loader, evaluate
 from utils.evaluator import build_evaluator
+from utils.gt_cache import GTCache
 from utils.normalization import eval_normalization, load_mean_std
 from utils.synthetic import generate_synthetic_dataset
 from utils.word_vectorizer import LearnedVocab

@@ -12,15 +12,14 @@ import torch
 
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_protocol import (
-    GTCache,
     build_eval_loader,
     evaluate,
-    format_report,
     renormalize,
     replication_seeds,
-    write_report_json,
 )
+from utils.eval_report import format_report, write_report_json
 from utils.evaluator import build_evaluator
+from utils.gt_cache import GTCache
 from utils.normalization import eval_normalization, load_mean_std
 from utils.word_vectorizer import LearnedVocab
 

@@ -16,9 +16,9 @@ from options.config import parse_with_config
 from options.eval_options import get_evaluation_ae_parser
 from utils.checkpoint import CheckpointError, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
-from utils.eval_protocol import ReconstructionStats, bits_per_second
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.normalization import eval_normalization, load_mean_std
+from utils.tokenizer_eval import ReconstructionStats, bits_per_second
 from utils.word_vectorizer import LearnedVocab
 
 

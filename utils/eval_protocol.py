@@ -51,8 +51,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,22 +59,20 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from models.quantizers import code_counts
 from utils.checkpoint import file_sha256
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.datasets import EvalBatch, Text2MotionEvalDataset, collate_eval
 from utils.engine import EpochBatchSampler, SeededSamples
+from utils.eval_report import METRICS, EvalReport, MetricStat, json_default
 from utils.evaluator import EvaluatorWrapper
+from utils.gt_cache import GTCache, GTEmbeddings, default_gt_cache
 from utils.metrics import (
     calculate_diversity,
-    calculate_mpjpe_per_sequence,
     calculate_multimodality,
     default_diversity_times,
     mean_confidence_interval,
-    mpjpe_per_frame,
     score_batch,
 )
-from utils.motion_process import features_to_joints
 from utils.seed import get_rng_state, set_rng_state, set_seed
 
 logger = logging.getLogger(__name__)
@@ -90,11 +87,6 @@ MM_TIMES = 10  # ... and 10 pairs of repeats per caption
 TOP_K = 3
 EMBED_ROWS = 256  # rows per evaluator call for model motion when GT embeddings are cached (see _replication)
 REFERENCE_MIN_LENGTH = 20  # Text2MotionDatasetV2 calls reset_max_len(20): shorter samples are never served
-METRICS = ("fid", "diversity", "top1", "top2", "top3", "matching_score", "multimodality")
-METRIC_LABELS = {
-    "fid": "FID", "diversity": "Diversity", "top1": "R-precision top-1", "top2": "R-precision top-2",
-    "top3": "R-precision top-3", "matching_score": "Matching score (MM-Dist)", "multimodality": "Multimodality",
-}
 
 MotionFn = Callable[[EvalBatch], tuple[torch.Tensor, torch.Tensor]]
 Array = np.ndarray | torch.Tensor
@@ -281,229 +273,6 @@ def evaluator_fingerprint(evaluator: EvaluatorWrapper) -> str:
         h.update(key.encode())
         h.update(np.ascontiguousarray(state[key].detach().cpu().float().numpy()).tobytes())
     return h.hexdigest()
-
-
-class GTEmbeddings(NamedTuple):
-    """GT embeddings of one replication, rows in batch order: text_emb (N, E), motion_emb (N, E), and the batches'
-    m_lengths (N,) and sent_lens (N,) that validate the entry against the data."""
-
-    text_emb: np.ndarray
-    motion_emb: np.ndarray
-    m_lengths: np.ndarray
-    sent_lens: np.ndarray
-
-
-class GTCache:
-    """GT embeddings per (cache key, replication seed) as ``<folder>/gt_<key[:16]>_seed<seed>.npz``."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
-        self._write_failed = False
-
-    def path(self, key: str, seed: int) -> str:
-        """File of the entry for ``key`` and replication ``seed``."""
-        return os.path.join(self.folder, f"gt_{key[:16]}_seed{int(seed)}.npz")
-
-    def load(self, key: str, seed: int) -> GTEmbeddings | None:
-        """The cached entry, or None when absent or unreadable or written under another key."""
-        path = self.path(key, seed)
-        if not os.path.isfile(path):
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if str(data["key"]) != key:
-                    return None
-                return GTEmbeddings(*(data[name] for name in GTEmbeddings._fields))
-        except (OSError, ValueError, KeyError, EOFError) as e:
-            logger.warning("GT cache %s is unreadable (%s); recomputing", path, e)
-            return None
-
-    def save(self, key: str, seed: int, emb: GTEmbeddings) -> None:
-        """Write atomically; an unwritable folder (a read-only evaluator download) only disables caching."""
-        if self._write_failed:
-            return
-        path = self.path(key, seed)
-        tmp = f"{path}.tmp-{os.getpid()}.npz"
-        try:
-            os.makedirs(self.folder, exist_ok=True)
-            np.savez(tmp, key=np.array(key), **emb._asdict())
-            os.replace(tmp, path)
-        except OSError as e:
-            self._write_failed = True
-            logger.warning("cannot write the GT embedding cache in %s (%s); continuing without it", self.folder, e)
-            if os.path.exists(tmp):
-                os.remove(tmp)
-
-
-def default_gt_cache(evaluator: EvaluatorWrapper) -> GTCache | None:
-    """``<evaluator run>/gt_cache`` next to the evaluator's ``model/`` folder; None for an unsaved evaluator."""
-    if not evaluator.path:
-        return None
-    model_dir = os.path.dirname(os.path.abspath(evaluator.path))
-    return GTCache(os.path.join(os.path.dirname(model_dir), "gt_cache"))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------------------------------------------------
-
-@dataclass
-class MetricStat:
-    """Mean over replications and the half-width of its 95% interval (1.96 * std / sqrt(R), ddof 0)."""
-
-    mean: float
-    ci: float
-
-
-@dataclass
-class EvalReport:
-    """``metrics``: the model row; ``real``: GT through the evaluator (no FID or multimodality); ``rows``: one dict
-    per replication, as streamed to the JSONL file; ``meta``: protocol settings, seeds, evaluator and checkpoint."""
-
-    metrics: dict[str, MetricStat]
-    real: dict[str, MetricStat]
-    rows: list[dict[str, Any]]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON: metrics, real, meta and the replication rows."""
-        return {"metrics": {k: asdict(v) for k, v in self.metrics.items()},
-                "real": {k: asdict(v) for k, v in self.real.items()}, "meta": self.meta, "replications": self.rows}
-
-
-def checkpoint_info(path: str) -> dict[str, Any]:
-    """``{"checkpoint": absolute path, "checkpoint_sha256": ...}`` for ``meta``."""
-    return {"checkpoint": os.path.abspath(path), "checkpoint_sha256": file_sha256(path)}
-
-
-def _fmt(stat: MetricStat | None) -> str:
-    if stat is None:
-        return "-"
-    if not math.isfinite(stat.mean):
-        return str(stat.mean)
-    return f"{stat.mean:.4f} ± {stat.ci:.4f}"
-
-
-def format_report(report: EvalReport, title: str | None = None) -> str:
-    """The report as a text table (Real and model columns), for stdout and logs."""
-    names = [m for m in METRICS if m in report.metrics or m in report.real]
-    width = max(len(METRIC_LABELS[m]) for m in names) + 2
-    lines = [title] if title else []
-    lines.append(f"{'Metric':<{width}}{'Real':<22}{'Model':<22}")
-    lines.append("-" * (width + 44))
-    for m in names:
-        lines.append(f"{METRIC_LABELS[m]:<{width}}{_fmt(report.real.get(m)):<22}{_fmt(report.metrics.get(m)):<22}")
-    proto = report.meta.get("protocol", {})
-    r = len(report.rows)
-    lines.append(f"{r} replications of {proto.get('num_samples', '?')} {proto.get('split', '?')} samples "
-                 f"(batch {proto.get('batch_size', '?')}); mean ± 1.96·std/√{r}")
-    return "\n".join(lines)
-
-
-def write_report_json(report: EvalReport | dict[str, Any], path: str) -> None:
-    """Write the report (or any JSON-able dict) atomically, indented."""
-    data = report.to_dict() if isinstance(report, EvalReport) else report
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
-    return str(value)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Tokenizer reconstruction statistics
-# ---------------------------------------------------------------------------------------------------------------------
-
-def bits_per_second(codebook_size: int | None, fps: float, unit_length: int, layers: int = 1) -> float | None:
-    """``log2(K) * tokens per second * layers``; None for a continuous autoencoder (``codebook_size`` None)."""
-    if not codebook_size:
-        return None
-    return math.log2(codebook_size) * fps / unit_length * layers
-
-
-class ReconstructionStats:
-    """Accumulates reconstruction errors of a tokenizer over batches (all on valid frames only).
-
-    - MPJPE on joints recovered from de-normalised features, root-aligned (joint 0 subtracted per frame), reported
-      in millimetres assuming metres in the data (HumanML3D and our importers): ``mpjpe_mm`` averages over all
-      valid frames (MoMask / MARDM), ``mpjpe_seq_mm`` per sequence then over sequences (MotionMillion).
-    - Mean absolute error per feature group of ``spec.layout``, in feature units and in normalised units.
-    - Code usage per residual layer from the indices of the valid tokens (``length // unit_length`` per sample):
-      perplexity, fraction of the codebook used, dead codes. Nothing for a continuous autoencoder.
-    """
-
-    def __init__(self, spec: DatasetSpec, mean: np.ndarray, std: np.ndarray, codebook_size: int | None,
-                 unit_length: int) -> None:
-        self.spec = spec
-        self.mean = np.asarray(mean, dtype=np.float64)
-        self.std = np.asarray(std, dtype=np.float64)
-        self.codebook_size = codebook_size
-        self.unit_length = unit_length
-        self.frame_errors: list[np.ndarray] = []
-        self.seq_errors: list[np.ndarray] = []
-        self.group_abs = {g.name: 0.0 for g in spec.layout}
-        self.group_abs_norm = {g.name: 0.0 for g in spec.layout}
-        self.frames = 0
-        self.counts: np.ndarray | None = None
-        self.tokens = 0
-
-    def update(self, gt: torch.Tensor, recon: torch.Tensor, lengths: torch.Tensor,
-               codes: torch.Tensor | None = None) -> None:
-        """gt, recon (B, T, D) normalised with (mean, std); lengths (B,); codes (B, N) or (B, N, Q) long indices."""
-        gt_n, rec_n = gt.detach().double().cpu().numpy(), recon.detach().double().cpu().numpy()
-        lens = lengths.reshape(-1).cpu().numpy()
-        valid = np.arange(gt_n.shape[1])[None] < lens[:, None]
-        gt_raw, rec_raw = gt_n * self.std + self.mean, rec_n * self.std + self.mean
-        for g in self.spec.layout:
-            sl = slice(g.start, g.stop)
-            self.group_abs[g.name] += float(np.abs(gt_raw[..., sl] - rec_raw[..., sl])[valid].mean(-1).sum())
-            self.group_abs_norm[g.name] += float(np.abs(gt_n[..., sl] - rec_n[..., sl])[valid].mean(-1).sum())
-        self.frames += int(valid.sum())
-        if self.spec.representation != "smplx_rot6d":
-            gt_joints = features_to_joints(gt_raw, self.spec)
-            rec_joints = features_to_joints(rec_raw, self.spec)
-            self.frame_errors.append(mpjpe_per_frame(rec_joints, gt_joints, lens))
-            self.seq_errors.append(calculate_mpjpe_per_sequence(rec_joints, gt_joints, lens))
-        if codes is not None and self.codebook_size:
-            codes = codes.detach().cpu()
-            layers = codes[..., None] if codes.dim() == 2 else codes
-            token_valid = torch.arange(layers.shape[1])[None] < torch.as_tensor(lens // self.unit_length)[:, None]
-            counts = np.stack([code_counts(layers[..., q][token_valid], self.codebook_size).numpy()
-                               for q in range(layers.shape[-1])])
-            self.counts = counts if self.counts is None else self.counts + counts
-            self.tokens += int(token_valid.sum())
-
-    def summary(self) -> dict[str, Any]:
-        """Plain values: mpjpe_mm, mpjpe_seq_mm (None without joint recovery), per-group errors, codebook usage."""
-        out: dict[str, Any] = {"frames": self.frames, "mpjpe_mm": None, "mpjpe_seq_mm": None}
-        if self.frame_errors:
-            out["mpjpe_mm"] = 1000.0 * float(np.concatenate(self.frame_errors).mean())
-            out["mpjpe_seq_mm"] = 1000.0 * float(np.concatenate(self.seq_errors).mean())
-        n = max(self.frames, 1)
-        out["group_mae"] = {k: v / n for k, v in self.group_abs.items()}
-        out["group_mae_normalized"] = {k: v / n for k, v in self.group_abs_norm.items()}
-        out["codebook"] = None
-        if self.counts is not None:
-            prob = self.counts / np.maximum(self.counts.sum(-1, keepdims=True), 1)
-            perplexity = np.exp(-(prob * np.log(prob + 1e-7)).sum(-1))  # T2M-GPT's definition (eps 1e-7)
-            used = (self.counts > 0).sum(-1)
-            out["codebook"] = {"codebook_size": int(self.codebook_size), "tokens": self.tokens,
-                               "layers": [{"layer": q, "perplexity": float(perplexity[q]),
-                                           "usage": float(used[q] / self.codebook_size),
-                                           "used_codes": int(used[q]), "dead_codes": int(self.codebook_size - used[q])}
-                                          for q in range(self.counts.shape[0])]}
-        return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -706,7 +475,7 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
             rows.append(row)
             if results_path:
                 with open(results_path, "a") as f:
-                    f.write(json.dumps(row, default=_json_default) + "\n")
+                    f.write(json.dumps(row, default=json_default) + "\n")
                     f.flush()
                     os.fsync(f.fileno())
             bar.set_postfix(fid=f"{row['metrics']['fid']:.4f}", top1=f"{row['metrics']['top1']:.3f}")

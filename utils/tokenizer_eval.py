@@ -1,16 +1,23 @@
 """What ``evaluation_AE.py`` needs around the protocol: which checkpoint to evaluate, the statistics a tokenizer was
-trained with, reconstruction in whole tokens, and the printed summary."""
+trained with, reconstruction in whole tokens, reconstruction errors and code usage (``ReconstructionStats``), bit
+rate, and the printed summary."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.quantizers import code_counts
 from utils.checkpoint import CheckpointError, check_matches
+from utils.dataset_specs import DatasetSpec
+from utils.metrics import calculate_mpjpe_per_sequence, mpjpe_per_frame
+from utils.motion_process import features_to_joints
 from utils.normalization import eval_normalization, load_mean_std
 from utils.run_dir import RunDir
 
@@ -79,6 +86,87 @@ def reconstruct(tokenizer, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     pad = (-frames) % tokenizer.unit_length
     codes = tokenizer.encode(F.pad(motion, (0, 0, 0, pad)))
     return tokenizer.decode(codes)[:, :frames], codes
+
+
+def bits_per_second(codebook_size: int | None, fps: float, unit_length: int, layers: int = 1) -> float | None:
+    """``log2(K) * tokens per second * layers``; None for a continuous autoencoder (``codebook_size`` None)."""
+    if not codebook_size:
+        return None
+    return math.log2(codebook_size) * fps / unit_length * layers
+
+
+class ReconstructionStats:
+    """Accumulates reconstruction errors of a tokenizer over batches (all on valid frames only).
+
+    - MPJPE on joints recovered from de-normalised features, root-aligned (joint 0 subtracted per frame), reported
+      in millimetres assuming metres in the data (HumanML3D and our importers): ``mpjpe_mm`` averages over all
+      valid frames (MoMask / MARDM), ``mpjpe_seq_mm`` per sequence then over sequences (MotionMillion).
+    - Mean absolute error per feature group of ``spec.layout``, in feature units and in normalised units.
+    - Code usage per residual layer from the indices of the valid tokens (``length // unit_length`` per sample):
+      perplexity, fraction of the codebook used, dead codes. Nothing for a continuous autoencoder.
+    """
+
+    def __init__(self, spec: DatasetSpec, mean: np.ndarray, std: np.ndarray, codebook_size: int | None,
+                 unit_length: int) -> None:
+        self.spec = spec
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        self.codebook_size = codebook_size
+        self.unit_length = unit_length
+        self.frame_errors: list[np.ndarray] = []
+        self.seq_errors: list[np.ndarray] = []
+        self.group_abs = {g.name: 0.0 for g in spec.layout}
+        self.group_abs_norm = {g.name: 0.0 for g in spec.layout}
+        self.frames = 0
+        self.counts: np.ndarray | None = None
+        self.tokens = 0
+
+    def update(self, gt: torch.Tensor, recon: torch.Tensor, lengths: torch.Tensor,
+               codes: torch.Tensor | None = None) -> None:
+        """gt, recon (B, T, D) normalised with (mean, std); lengths (B,); codes (B, N) or (B, N, Q) long indices."""
+        gt_n, rec_n = gt.detach().double().cpu().numpy(), recon.detach().double().cpu().numpy()
+        lens = lengths.reshape(-1).cpu().numpy()
+        valid = np.arange(gt_n.shape[1])[None] < lens[:, None]
+        gt_raw, rec_raw = gt_n * self.std + self.mean, rec_n * self.std + self.mean
+        for g in self.spec.layout:
+            sl = slice(g.start, g.stop)
+            self.group_abs[g.name] += float(np.abs(gt_raw[..., sl] - rec_raw[..., sl])[valid].mean(-1).sum())
+            self.group_abs_norm[g.name] += float(np.abs(gt_n[..., sl] - rec_n[..., sl])[valid].mean(-1).sum())
+        self.frames += int(valid.sum())
+        if self.spec.representation != "smplx_rot6d":
+            gt_joints = features_to_joints(gt_raw, self.spec)
+            rec_joints = features_to_joints(rec_raw, self.spec)
+            self.frame_errors.append(mpjpe_per_frame(rec_joints, gt_joints, lens))
+            self.seq_errors.append(calculate_mpjpe_per_sequence(rec_joints, gt_joints, lens))
+        if codes is not None and self.codebook_size:
+            codes = codes.detach().cpu()
+            layers = codes[..., None] if codes.dim() == 2 else codes
+            token_valid = torch.arange(layers.shape[1])[None] < torch.as_tensor(lens // self.unit_length)[:, None]
+            counts = np.stack([code_counts(layers[..., q][token_valid], self.codebook_size).numpy()
+                               for q in range(layers.shape[-1])])
+            self.counts = counts if self.counts is None else self.counts + counts
+            self.tokens += int(token_valid.sum())
+
+    def summary(self) -> dict[str, Any]:
+        """Plain values: mpjpe_mm, mpjpe_seq_mm (None without joint recovery), per-group errors, codebook usage."""
+        out: dict[str, Any] = {"frames": self.frames, "mpjpe_mm": None, "mpjpe_seq_mm": None}
+        if self.frame_errors:
+            out["mpjpe_mm"] = 1000.0 * float(np.concatenate(self.frame_errors).mean())
+            out["mpjpe_seq_mm"] = 1000.0 * float(np.concatenate(self.seq_errors).mean())
+        n = max(self.frames, 1)
+        out["group_mae"] = {k: v / n for k, v in self.group_abs.items()}
+        out["group_mae_normalized"] = {k: v / n for k, v in self.group_abs_norm.items()}
+        out["codebook"] = None
+        if self.counts is not None:
+            prob = self.counts / np.maximum(self.counts.sum(-1, keepdims=True), 1)
+            perplexity = np.exp(-(prob * np.log(prob + 1e-7)).sum(-1))  # T2M-GPT's definition (eps 1e-7)
+            used = (self.counts > 0).sum(-1)
+            out["codebook"] = {"codebook_size": int(self.codebook_size), "tokens": self.tokens,
+                               "layers": [{"layer": q, "perplexity": float(perplexity[q]),
+                                           "usage": float(used[q] / self.codebook_size),
+                                           "used_codes": int(used[q]), "dead_codes": int(self.codebook_size - used[q])}
+                                          for q in range(self.counts.shape[0])]}
+        return out
 
 
 def reconstruction_table(result: dict) -> str:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The FSQ-MARDM pipeline in one command: FSQ-AE -> evaluate -> FSQ-MARDM -> evaluate -> sample.
 #
-#   bash train_fsq_pipeline.sh --quick                     # synthetic data, tiny models, CPU, about 15 minutes
+#   bash train_fsq_pipeline.sh --quick                     # synthetic data, tiny models, CPU, about 4 minutes
 #   bash train_fsq_pipeline.sh --dataset_name t2m_67       # the paper recipe (GPU; needs dataset/HumanML3D and
 #                                                          # checkpoints/t2m_67/text_mot_match from train_evaluator.py)
 #

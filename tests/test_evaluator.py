@@ -209,3 +209,63 @@ def test_embeddings_use_eval_mode_and_restore_training(fx):
     assert ev.model.training
     torch.testing.assert_close(during, reference, rtol=0, atol=0)
     assert not during.requires_grad
+
+
+def _three_step_embeddings(ev, motions, lengths):
+    """Motion embeddings through the released computation (out_net, input_emb and the GRU applied one by one)."""
+    ev.model.fold_input_maps = False
+    try:
+        return ev.get_motion_embeddings(motions, lengths, keep_input_order=True)
+    finally:
+        ev.model.fold_input_maps = True
+
+
+def test_folded_motion_gru_equals_the_released_computation_at_official_widths():
+    torch.manual_seed(2)
+    rng = np.random.default_rng(2)
+    dim_pose = DATASETS["t2m"].dim_pose
+    ev = build_evaluator("t2m", np.zeros(dim_pose), np.ones(dim_pose), sizes="official")
+    lengths = np.array([48, 40, 24, 36])
+    motions = _random_batch(rng, 4, 48, dim_pose, lengths)
+    rng_state = torch.get_rng_state()
+    folded = ev.get_motion_embeddings(motions, lengths, keep_input_order=True)
+    assert torch.equal(torch.get_rng_state(), rng_state)  # folding draws nothing from the global RNG
+    reference = _three_step_embeddings(ev, motions, lengths)
+    assert folded.shape == (4, 512) and not torch.equal(folded, reference)  # a different computation ...
+    torch.testing.assert_close(folded, reference, rtol=1e-5, atol=1e-5)  # ... with the same result
+    gru = ev.model._folded[1]
+    assert gru.input_size == 512 and ev.model.motion_encoder.gru.input_size == 1024
+    assert not any(p.requires_grad for p in gru.parameters())
+    assert set(ev.model.state_dict()) == set(build_evaluator("t2m", np.zeros(dim_pose), np.ones(dim_pose),
+                                                             sizes="tiny").model.state_dict())
+
+
+def test_folded_motion_gru_follows_every_weight_change(fx):
+    manifest, d = fx
+    ev = _load_fixture(manifest)
+    before = ev.get_motion_embeddings(d["motions"], d["m_lens"], keep_input_order=True)
+    state = {k: v.clone() for k, v in ev.model.state_dict().items()}
+    for name in ("movement_encoder.out_net.bias", "motion_encoder.input_emb.weight",
+                 "motion_encoder.gru.weight_ih_l0_reverse", "motion_encoder.gru.bias_hh_l0"):
+        with torch.no_grad():
+            ev.model.get_parameter(name).add_(0.05)  # in place, as an optimizer step changes it
+        changed = ev.get_motion_embeddings(d["motions"], d["m_lens"], keep_input_order=True)
+        assert not torch.allclose(changed, before, atol=1e-4), name
+        torch.testing.assert_close(changed, _three_step_embeddings(ev, d["motions"], d["m_lens"]),
+                                   rtol=1e-5, atol=1e-5, msg=name)
+        before = changed
+    ev.model.load_state_dict(state)
+    restored = ev.get_motion_embeddings(d["motions"], d["m_lens"])
+    _check(restored, d["motion_emb_only"], "motion_emb_only", manifest)
+
+
+def test_training_and_gradients_use_the_layers_themselves(fx):
+    manifest, d = fx
+    ev = _load_fixture(manifest)
+    motion = torch.as_tensor(d["motions"])
+    lengths = torch.as_tensor(d["m_lens"])
+    ev.model.eval()
+    emb = ev.model.encode_motion(motion, lengths)  # gradients enabled: the three-step path
+    emb.sum().backward()
+    assert emb.requires_grad and ev.model.motion_encoder.input_emb.weight.grad is not None
+    assert ev.model._folded is None

@@ -7,8 +7,11 @@ One step = forward, the README loss (SmoothL1 + 0.5 joint-position + 0.02 commit
   64,000 codes), ``torch.optim.AdamW`` with default settings, fp32.
 - ours: the registry model (``models.tokenizers.build_tokenizer``), the engine's optimizer
   (``utils.engine.make_optimizer``: fused AdamW), ``utils.losses.tokenizer_loss``; bf16 autocast on CUDA (the
-  engine's ``--mixed_precision bf16``), fp32 on CPU where bf16 has no hardware support on AVX2 machines.
-  ``--compile`` adds a row with ``torch.compile`` (``utils.engine.compile_model``).
+  engine's ``--mixed_precision bf16``), fp32 on CPU, the baseline's precision.
+- ours, bf16 autocast (CPU rows, only on a CPU with bf16 instructions, AVX512-BF16 or AMX): the same step under
+  ``--mixed_precision bf16``, which the engine also offers on CPU. An AVX2 CPU has no bf16 arithmetic, and the row
+  is left out there.
+- ``--compile`` adds a row with ``torch.compile`` (``utils.engine.compile_model``).
 
 Published width: 512 channels, batch 256, window 64. On CPU the batch is smaller (``--batch_size``, default 8 with
 ``--quick``, 32 otherwise) and stated in the table.
@@ -36,6 +39,7 @@ def main() -> None:
     device = benchlib.resolve_device(args.device)
     batch = args.batch_size or (256 if device.type == "cuda" else (8 if args.quick else 32))
     reps = benchlib.reps_for(args)
+    cpu_bf16 = device.type == "cpu" and benchlib.native_bf16(device)
 
     rows: list[Result] = []
     for name in args.models.split(","):
@@ -44,6 +48,8 @@ def main() -> None:
         motion = torch.randn(batch, WINDOW, spec.dim_pose, device=device)
         case = f"{label} B={batch} T={WINDOW}"
         variants = {"baseline": baseline_step(name, motion, device), "ours": ours_step(name, motion, device)}
+        if device.type == "cpu" and cpu_bf16:
+            variants["ours, bf16 autocast"] = ours_step(name, motion, device, bf16=True)
         if args.compile:
             variants["ours+compile"] = ours_step(name, motion, device, compiled=True)
         steps = {k: v[0] for k, v in variants.items()}
@@ -56,14 +62,17 @@ def main() -> None:
         rows.append(results["baseline"])
         rows.append(speedup_row("tokenizer train step", case, results["baseline"], results["ours"], TARGET,
                                 memory_must_not_grow=True, note=f"{params:.1f}M params"))
-        if "ours+compile" in results:
-            rows.append(speedup_row("tokenizer train step", case, results["baseline"], results["ours+compile"],
-                                    TARGET, memory_must_not_grow=True))
+        for extra in ("ours, bf16 autocast", "ours+compile"):
+            if extra in results:
+                rows.append(speedup_row("tokenizer train step", case, results["baseline"], results[extra],
+                                        TARGET, memory_must_not_grow=True))
         del variants, steps
         benchlib.release_freed_memory()
 
     settings = {"batch": batch, "window": WINDOW, "width": 512, "rounds": reps, "threads": threads,
-                "precision": "bf16 autocast (ours), fp32 (baseline)" if device.type == "cuda" else "fp32"}
+                "precision": "bf16 autocast (ours), fp32 (baseline)" if device.type == "cuda" else
+                "fp32" + (" (+ a bf16 autocast row: this CPU has bf16 instructions)" if cpu_bf16 else
+                          " (this CPU has no bf16 instructions)")}
     benchlib.report(rows, args, device, "Tokenizer training step (forward + loss + backward + AdamW)", settings)
 
 

@@ -280,6 +280,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes matrix products and convolutions in bf16 natively: a CUDA GPU that supports it, or
+    a CPU whose oneDNN kernels have bf16 instructions (AVX512-BF16 or AMX); on AVX2 CPUs bf16 autocast only adds
+    conversions."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def reps_for(args: argparse.Namespace) -> int:
     """Timed rounds: ``--reps``, else 3 with ``--quick`` and 5 without."""
     return args.reps if args.reps else (3 if args.quick else 5)

@@ -49,14 +49,16 @@ def baseline_step(name: str, motion: torch.Tensor, device: torch.device):
     return step, model
 
 
-def ours_step(name: str, motion: torch.Tensor, device: torch.device, compiled: bool = False):
-    """A closure running one training step the way ``utils.engine.train`` runs it."""
+def ours_step(name: str, motion: torch.Tensor, device: torch.device, compiled: bool = False,
+              bf16: bool | None = None):
+    """A closure running one training step the way ``utils.engine.train`` runs it; ``bf16`` (default: on CUDA)
+    autocasts the model as ``--mixed_precision bf16`` does (the quantizer stays in fp32)."""
     _seed(0)
     spec = DATASETS[MODELS[name][1]]
     model = build_tokenizer(name, input_width=spec.dim_pose).to(device).train()
     optimizer = make_optimizer(model, EngineConfig(max_iters=1, lr=2e-4))
     forward = compile_model(model) if compiled else model
-    bf16 = device.type == "cuda"
+    bf16 = device.type == "cuda" if bf16 is None else bf16
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

@@ -34,9 +34,9 @@ from reference_impl import ListMotionDataset
 from tokenizer_steps import ours_step
 from torch.utils.data import DataLoader
 
+from utils.batching import EpochBatchSampler, epoch_batches
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionIndex, MotionWindowDataset
-from utils.engine import EpochBatchSampler, _batches
 
 DIM = 263
 WINDOW = 64
@@ -97,7 +97,7 @@ def baseline_stream(dataset: ListMotionDataset, workers: int) -> Stream:
 def ours_stream(dataset: MotionWindowDataset, workers: int) -> Stream:
     """Batches the way ``utils.engine.train`` draws them, epoch after epoch."""
     epochs = itertools.count()
-    return Stream(lambda: _batches(dataset, EpochBatchSampler(len(dataset), BATCH, 0, next(epochs)), None, workers,
+    return Stream(lambda: epoch_batches(dataset, EpochBatchSampler(len(dataset), BATCH, 0, next(epochs)), None, workers,
                                    False))
 
 

@@ -9,7 +9,8 @@ Training step (motion of up to 196 frames -> 49 tokens, encoded by the frozen AE
 - baseline: the reference's way: captions encoded by the text encoder at every step, ``torch.optim.AdamW`` with
   default settings, fp32.
 - ours: ``utils.generator_stage.GeneratorLoss`` with a ``CachedTextEncoder`` warmed once (the engine's
-  ``warm_caption_cache``), the engine's fused AdamW (``utils.engine.make_optimizer``), bf16 autocast on CUDA.
+  ``warm_caption_cache``), the engine's fused AdamW (``utils.engine.make_optimizer``), bf16 autocast on CUDA; on a
+  CPU with bf16 instructions (AVX512-BF16 or AMX) also a row under bf16 autocast (``--mixed_precision bf16``).
 
 Both variants train the same model instance (one copy of the 291M parameters in memory), each with its own optimizer.
 
@@ -136,8 +137,8 @@ def train_rows(model, name: str, loss_fn: GeneratorLoss, encoder, tokenizer, dat
         loss.backward()
         plain.step()
 
-    def ours_step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+    def ours_step(bf16: bool = cuda) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, _ = loss_fn(model, data)
         loss.backward()
         fused.step()
@@ -145,12 +146,16 @@ def train_rows(model, name: str, loss_fn: GeneratorLoss, encoder, tokenizer, dat
 
     case = f"{name} train step, B={data.motion.shape[0]}, {data.motion.shape[1]} frames"
     fns = {"baseline": baseline_step, "ours": ours_step}
+    if not cuda and benchlib.native_bf16(device):
+        fns["ours, bf16 autocast"] = lambda: ours_step(bf16=True)
     times = interleaved(fns, reps, warmup=1, device=device)
     peaks = {k: peak_memory(fn, device, reset=lambda: model.zero_grad(set_to_none=True)) for k, fn in fns.items()}
     res = {k: Result("MARDM", case, k, median(ts), "s", ts, peaks[k]) for k, ts in times.items()}
     ours = speedup_row("MARDM", case, res["baseline"], res["ours"], TARGET, memory_must_not_grow=True,
                        note=f"{params:.0f}M params")
-    return [res["baseline"], ours]
+    extra = [speedup_row("MARDM", case, res["baseline"], res[k], TARGET, memory_must_not_grow=True)
+             for k in res if k not in ("baseline", "ours")]
+    return [res["baseline"], ours, *extra]
 
 
 def main() -> None:
@@ -194,7 +199,8 @@ def main() -> None:
         benchlib.release_freed_memory()
 
     settings = {"batch": batch, "frames": frames, "text_encoder": f"MiniLM ({encoder.dim}-d)", "rounds": reps,
-                "threads": threads, "precision": "bf16 autocast (ours)" if cuda else "fp32"}
+                "threads": threads, "precision": "bf16 autocast (ours)" if cuda else
+                "fp32" + (" (+ bf16 autocast training rows)" if benchlib.native_bf16(device) else "")}
     benchlib.report(rows, args, device, "MARDM-XL training step and sampling", settings)
 
 

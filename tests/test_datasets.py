@@ -93,7 +93,7 @@ def test_window_dataset_shapes_normalisation_and_skips(tmp_path, caplog):
 
 
 def test_window_dataset_batched_read_matches_item_reads(tmp_path):
-    from utils.engine import SeededSamples
+    from utils.batching import SeededSamples
 
     write_dataset(tmp_path, {"a": 70, "b": 64, "e": 150, "f": 97}, {"train": ["a", "b", "e", "f"]})
     spec = get_dataset_spec("t2m", str(tmp_path))
@@ -114,11 +114,11 @@ def test_window_dataset_batched_read_matches_item_reads(tmp_path):
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
     assert next(iter(loader)).shape == (4, 64, 263)
     # the engine hands the batch tensor on instead of stacking its rows again
-    from utils.engine import EpochBatchSampler, _batches
+    from utils.batching import EpochBatchSampler, epoch_batches
 
     sampler = EpochBatchSampler(len(ds), 4, 0, 0)
     for workers in (0, 1):
-        batch = next(_batches(ds, sampler, None, workers, False))
+        batch = next(epoch_batches(ds, sampler, None, workers, False))
         assert batch.shape == (4, 64, 263) and batch.is_contiguous()
         rows = [seeded[key] for key in next(iter(sampler))]
         assert torch.equal(batch, torch.stack(rows))

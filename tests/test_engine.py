@@ -17,9 +17,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 import utils.run_dir as run_dir_module
+from utils.batching import EpochBatchSampler
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.ema import EMA
-from utils.engine import EngineConfig, EpochBatchSampler, NonFiniteLossError, train
+from utils.engine import EngineConfig, NonFiniteLossError, train
 from utils.lr_schedule import lr_at_step, lr_factor
 from utils.run_dir import RunDir, RunDirError
 from utils.seed import get_rng_state, set_rng_state, set_seed

@@ -29,11 +29,12 @@ import utils.tokenizer_stage as tokenizer_stage
 from options.config import parse_with_config
 from options.generator_options import get_train_mardm_parser
 from options.tokenizer_options import get_train_ae_parser
+from utils.batching import EpochBatchSampler
 from utils.checkpoint import load_checkpoint
 from utils.data_validation import validate_dataset
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionWindowDataset
-from utils.engine import EngineConfig, EpochBatchSampler, NonFiniteLossError
+from utils.engine import EngineConfig, NonFiniteLossError
 from utils.normalization import load_mean_std
 
 HUGE = 3.0e38  # finite in float32 (so it passes validation) but overflows once normalised and convolved

@@ -6,12 +6,11 @@ step: device placement, DDP and mixed precision through ``accelerate``, the lear
 non-finite losses, and exact resume.
 
 Exact resume. ``model/latest.tar`` holds the unwrapped weights, optimizer (and fp16 grad scaler), EMA, step, the RNG
-states of every process and the data position. The data order is a function of ``(seed, epoch)``
-(:class:`EpochBatchSampler`), resume starts the epoch at the first unconsumed batch, and every sample's ``random`` /
-``np.random`` / torch CPU RNG is seeded from ``(seed, epoch, position)`` before the dataset reads it, so random crops
-and caption choices do not depend on worker count, process count or interruptions. On CPU, N steps equal N/2 steps,
-a restart with ``is_continue`` and N/2 more, bit for bit (weights, optimizer, EMA and the per-step losses in
-``model/train_log.jsonl``).
+states of every process and the data position. The data order is a function of ``(seed, epoch)`` (``utils.batching``),
+resume starts the epoch at the first unconsumed batch, and every sample's ``random`` / ``np.random`` / torch CPU RNG is
+seeded from ``(seed, epoch, position)`` before the dataset reads it, so random crops and caption choices do not depend
+on worker count, process count or interruptions. On CPU, N steps equal N/2 steps, a restart with ``is_continue`` and
+N/2 more, bit for bit (weights, optimizer, EMA and the per-step losses in ``model/train_log.jsonl``).
 
 Batch size. ``cfg.batch_size`` is the *global* batch: with P processes each takes ``batch_size // P`` samples of the
 same global batch a single process would take, so a recipe (lr, milestones) means the same thing on any number of
@@ -34,7 +33,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,9 +44,10 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import send_to_device
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from utils.batching import EpochBatchSampler, epoch_batches
 from utils.checkpoint import (
     CheckpointError,
     check_matches,
@@ -57,12 +57,11 @@ from utils.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
-from utils.datasets import StackedBatch
 from utils.ema import EMA
 from utils.logging_utils import TensorBoard, setup_logging
 from utils.lr_schedule import lr_factor
 from utils.run_dir import RunDir, RunDirError
-from utils.seed import get_rng_state, seed_cpu_generators, set_rng_state, set_seed
+from utils.seed import get_rng_state, set_rng_state, set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -154,101 +153,6 @@ class TrainResult:
 
 class NonFiniteLossError(RuntimeError):
     """Training stopped because the loss became NaN or infinite."""
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Data order
-# ---------------------------------------------------------------------------------------------------------------------
-
-class EpochBatchSampler:
-    """Batches of ``(index, sample_seed)`` for one process and one epoch, starting at batch ``start``.
-
-    The permutation and the per-sample seeds are functions of ``(seed, epoch)`` only. Global batch ``b`` is
-    ``perm[b * batch_size:(b + 1) * batch_size]`` and process ``rank`` takes its ``rank``-th slice of
-    ``batch_size // world_size``. The incomplete last global batch is dropped (as the field's loaders do).
-    """
-
-    def __init__(self, num_samples: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
-        if batch_size % world_size:
-            raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world_size}")
-        self.num_batches = num_samples // batch_size
-        if self.num_batches == 0:
-            raise ValueError(f"the training set has {num_samples} samples, fewer than one batch of {batch_size}; "
-                             f"lower --batch_size")
-        words = np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint32)
-        generator = torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
-        self.perm = torch.randperm(num_samples, generator=generator)
-        self.sample_seeds = torch.randint(0, 2**62, (num_samples,), generator=generator)
-        self.batch_size, self.start = batch_size, start
-        self.local = batch_size // world_size
-        self.offset = rank * self.local
-
-    def __len__(self) -> int:
-        return max(self.num_batches - self.start, 0)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for b in range(self.start, self.num_batches):
-            lo = b * self.batch_size + self.offset
-            positions = range(lo, lo + self.local)
-            yield [(int(self.perm[p]), int(self.sample_seeds[p])) for p in positions]
-
-
-class SeededSamples(Dataset):
-    """Wraps a map-style dataset: ``[(index, seed)]`` seeds the host RNGs, then returns ``dataset[index]``."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        index, seed = key
-        seed_cpu_generators(seed)
-        return self.dataset[index]
-
-    def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
-        """A batch. A dataset with ``draw(index)`` (its random choices) and ``fetch(draws)`` (the batched read) is
-        seeded per sample before each draw and then read once; any other is read item by item."""
-        draw = getattr(self.dataset, "draw", None)
-        if draw is None:
-            return [self[key] for key in keys]
-        draws = []
-        for index, seed in keys:
-            seed_cpu_generators(seed)
-            draws.append(draw(index))
-        return self.dataset.fetch(draws)
-
-
-def _collate(items: list[Any]) -> Any:
-    """``default_collate``, except that a batch read as one tensor (``StackedBatch``) is returned as it is rather than
-    copied row by row into a new tensor (a full copy of the batch saved per step)."""
-    if isinstance(items, StackedBatch):
-        return items.stacked
-    return default_collate(items)
-
-
-def _batches(dataset: Dataset, sampler: EpochBatchSampler, collate_fn: Callable | None, num_workers: int,
-             pin_memory: bool) -> Iterator[Any]:
-    """Yield the batches of one epoch; in-process loading leaves the global RNG states as it found them."""
-    # A private generator: without one, creating the iterator draws the workers' base seed from the global torch
-    # RNG, so a loader built mid-epoch on resume would shift the model's random stream. Workers need no base seed of
-    # their own because every sample is seeded.
-    loader = DataLoader(SeededSamples(dataset), batch_sampler=sampler, collate_fn=collate_fn or _collate,
-                        num_workers=num_workers, pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
-    iterator = iter(loader)
-    while True:
-        # Per-sample seeding runs in this process when num_workers == 0; restore the states so the model's own
-        # randomness (dropout, masking, diffusion timesteps) does not depend on how the data was loaded.
-        saved = get_rng_state(include_cuda=False) if num_workers == 0 else None
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        if saved is not None:
-            set_rng_state(saved)
-        yield batch
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -499,7 +403,7 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
             sampler = EpochBatchSampler(len(train_dataset), cfg.batch_size, cfg.seed, state.epoch,
                                         start=state.batches_done, rank=rank, world_size=world)
             pin = accelerator.device.type == "cuda"
-            for batch in _batches(train_dataset, sampler, collate_fn, cfg.num_workers, pin):
+            for batch in epoch_batches(train_dataset, sampler, collate_fn, cfg.num_workers, pin):
                 batch = send_to_device(batch, accelerator.device, non_blocking=pin)
                 lr_scale = lr_factor(state.step, cfg.warm_up_iter, cfg.milestones, cfg.lr_decay)
                 for group in optimizer.param_groups:

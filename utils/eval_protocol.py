@@ -56,13 +56,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from utils.batching import EpochBatchSampler, epoch_batches
 from utils.checkpoint import file_sha256
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.datasets import EvalBatch, Text2MotionEvalDataset, collate_eval
-from utils.engine import EpochBatchSampler, SeededSamples
 from utils.eval_report import METRICS, EvalReport, MetricStat, json_default
 from utils.evaluator import EvaluatorWrapper
 from utils.gt_cache import GTCache, GTEmbeddings, default_gt_cache
@@ -206,20 +205,7 @@ class EvalLoader:
     def batches(self, seed: int) -> Iterator[EvalBatch]:
         """The batches of the replication with ``seed``; the caller's global RNG states are left untouched."""
         sampler = EpochBatchSampler(len(self.dataset), self.batch_size, int(seed), 0)
-        # A private generator: otherwise creating the iterator draws the workers' base seed from the global RNG.
-        loader = DataLoader(SeededSamples(self.dataset), batch_sampler=sampler, collate_fn=collate_eval,
-                            num_workers=self.num_workers, generator=torch.Generator().manual_seed(0))
-        iterator = iter(loader)
-        while True:
-            # In-process loading seeds the global RNGs per sample; restore them so the model's stream is unaffected.
-            saved = get_rng_state(include_cuda=False) if self.num_workers == 0 else None
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
-            if saved is not None:
-                set_rng_state(saved)
-            yield batch
+        yield from epoch_batches(self.dataset, sampler, collate_eval, self.num_workers, pin_memory=False)
 
     @property
     def fingerprint(self) -> str:

@@ -1,0 +1,111 @@
+"""Data order for training and evaluation: which samples form each batch, and the seed each sample is read with.
+
+The order is a function of ``(seed, epoch)`` only (:class:`EpochBatchSampler`), and every sample seeds the host RNGs
+(``random``, ``np.random``, torch CPU) from its own seed before the dataset reads it (:class:`SeededSamples`), so
+random crops and caption choices do not depend on worker count, process count or interruptions. That is what lets
+``utils.engine.train`` resume mid-epoch exactly and the evaluation protocol replay a replication from its seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from utils.datasets import StackedBatch
+from utils.seed import get_rng_state, seed_cpu_generators, set_rng_state
+
+
+class EpochBatchSampler:
+    """Batches of ``(index, sample_seed)`` for one process and one epoch, starting at batch ``start``.
+
+    The permutation and the per-sample seeds are functions of ``(seed, epoch)`` only. Global batch ``b`` is
+    ``perm[b * batch_size:(b + 1) * batch_size]`` and process ``rank`` takes its ``rank``-th slice of
+    ``batch_size // world_size``. The incomplete last global batch is dropped (as the field's loaders do).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world_size}")
+        self.num_batches = num_samples // batch_size
+        if self.num_batches == 0:
+            raise ValueError(f"the training set has {num_samples} samples, fewer than one batch of {batch_size}; "
+                             f"lower --batch_size")
+        words = np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint32)
+        generator = torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
+        self.perm = torch.randperm(num_samples, generator=generator)
+        self.sample_seeds = torch.randint(0, 2**62, (num_samples,), generator=generator)
+        self.batch_size, self.start = batch_size, start
+        self.local = batch_size // world_size
+        self.offset = rank * self.local
+
+    def __len__(self) -> int:
+        return max(self.num_batches - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for b in range(self.start, self.num_batches):
+            lo = b * self.batch_size + self.offset
+            positions = range(lo, lo + self.local)
+            yield [(int(self.perm[p]), int(self.sample_seeds[p])) for p in positions]
+
+
+class SeededSamples(Dataset):
+    """Wraps a map-style dataset: ``[(index, seed)]`` seeds the host RNGs, then returns ``dataset[index]``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        seed_cpu_generators(seed)
+        return self.dataset[index]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
+        """A batch. A dataset with ``draw(index)`` (its random choices) and ``fetch(draws)`` (the batched read) is
+        seeded per sample before each draw and then read once; any other is read item by item."""
+        draw = getattr(self.dataset, "draw", None)
+        if draw is None:
+            return [self[key] for key in keys]
+        draws = []
+        for index, seed in keys:
+            seed_cpu_generators(seed)
+            draws.append(draw(index))
+        return self.dataset.fetch(draws)
+
+
+def collate_batch(items: list[Any]) -> Any:
+    """``default_collate``, except that a batch read as one tensor (``StackedBatch``) is returned as it is rather than
+    copied row by row into a new tensor (a full copy of the batch saved per step)."""
+    if isinstance(items, StackedBatch):
+        return items.stacked
+    return default_collate(items)
+
+
+def epoch_batches(dataset: Dataset, sampler: EpochBatchSampler, collate_fn: Callable | None, num_workers: int,
+             pin_memory: bool) -> Iterator[Any]:
+    """Yield the batches of one epoch (``sampler``'s batches of ``dataset``, through ``SeededSamples``); in-process
+    loading (``num_workers == 0``) leaves the global RNG states as it found them."""
+    # A private generator: without one, creating the iterator draws the workers' base seed from the global torch
+    # RNG, so a loader built mid-epoch on resume would shift the model's random stream. Workers need no base seed of
+    # their own because every sample is seeded.
+    loader = DataLoader(SeededSamples(dataset), batch_sampler=sampler, collate_fn=collate_fn or collate_batch,
+                        num_workers=num_workers, pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
+    iterator = iter(loader)
+    while True:
+        # Per-sample seeding runs in this process when num_workers == 0; restore the states so the model's own
+        # randomness (dropout, masking, diffusion timesteps) does not depend on how the data was loaded.
+        saved = get_rng_state(include_cuda=False) if num_workers == 0 else None
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        if saved is not None:
+            set_rng_state(saved)
+        yield batch

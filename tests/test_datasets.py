@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -343,3 +344,38 @@ def test_real_humanml3d_files(tmp_path):
     twice = eval_normalization(*eval_normalization(full_mean, full_std, t2m), t2m)[1]
     evaluator_std = np.load(REAL_DATA / "evaluator_meta" / "std.npy")
     np.testing.assert_allclose(twice, evaluator_std, rtol=0.02)
+
+
+class _WhoReads(torch.utils.data.Dataset):
+    """Item i is (i, a number from the torch RNG, the process that read it)."""
+
+    def __len__(self) -> int:
+        return 24
+
+    def __getitem__(self, i: int) -> tuple[int, float, int]:
+        return i, float(torch.rand(())), os.getpid()
+
+
+def test_epoch_loader_keeps_its_workers_and_the_batches_of_fresh_loaders():
+    from utils.batching import EpochBatchSampler, EpochLoader, epoch_batches
+
+    loader = EpochLoader(_WhoReads(), num_workers=2)
+    pids = set()
+    try:
+        for epoch, start in ((0, 0), (1, 2), (2, 0)):
+            sampler = EpochBatchSampler(24, 4, seed=3, epoch=epoch, start=start)
+            kept = list(loader.epoch(sampler))
+            fresh = list(epoch_batches(_WhoReads(), sampler, None, 0, False))
+            assert len(kept) == 6 - start
+            for a, b in zip(kept, fresh):
+                assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # same samples, same per-sample seeds
+            pids |= {int(p) for batch in kept for p in batch[2]}
+        partial = loader.epoch(EpochBatchSampler(24, 4, seed=3, epoch=3))
+        next(partial)  # an epoch left unfinished does not disturb the next one
+        again = list(loader.epoch(EpochBatchSampler(24, 4, seed=3, epoch=4)))
+        assert len(again) == 6
+        pids |= {int(p) for batch in again for p in batch[2]}
+    finally:
+        loader.close()
+    assert len(pids) == 2 and os.getpid() not in pids  # two worker processes served every epoch
+

@@ -168,9 +168,15 @@ def test_exact_resume_is_bitwise(tmp_path):
 
 
 def test_data_loading_does_not_depend_on_workers(tmp_path):
-    run0, _ = run_toy(tmp_path, "w0", make_cfg(max_iters=6, num_workers=0))
-    run2, _ = run_toy(tmp_path, "w2", make_cfg(max_iters=6, num_workers=2))
+    # 15 steps span three epochs of 6 batches, served by the same (persistent) workers.
+    run0, _ = run_toy(tmp_path, "w0", make_cfg(max_iters=15, num_workers=0))
+    run2, _ = run_toy(tmp_path, "w2", make_cfg(max_iters=15, num_workers=2))
     assert read_log(run0) == read_log(run2)
+    # resumed mid-epoch with workers: the same batches as the uninterrupted run without
+    half, _ = run_toy(tmp_path, "half", make_cfg(max_iters=8, num_workers=2))
+    train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=15, num_workers=2, is_continue=True), half,
+          checkpoint_meta=META)
+    assert read_log(half) == read_log(run0)
 
 
 def test_batch_sampler_splits_the_global_batch():

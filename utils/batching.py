@@ -88,24 +88,67 @@ def collate_batch(items: list[Any]) -> Any:
     return default_collate(items)
 
 
+class _CurrentSampler:
+    """The batch sampler a persistent ``DataLoader`` holds: it iterates whichever epoch's sampler was set last."""
+
+    def __init__(self) -> None:
+        self.current: EpochBatchSampler | None = None
+
+    def __len__(self) -> int:
+        return len(self.current) if self.current is not None else 0
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.current if self.current is not None else ())
+
+
+class EpochLoader:
+    """One ``DataLoader`` for every epoch of a run: ``epoch(sampler)`` yields the batches of ``sampler``'s epoch.
+
+    With ``num_workers > 0`` and ``persistent`` the worker processes start once and serve all epochs instead of being
+    started again for each. The ``DataLoader`` iterates its batch sampler in this process, so switching the sampler
+    between epochs is enough, and workers only ever receive ``(index, seed)`` keys: the batches are exactly those of
+    a fresh loader per epoch, and a run resumed mid-epoch reads the same ones. In-process loading
+    (``num_workers == 0``) leaves the global RNG states as it found them.
+    """
+
+    def __init__(self, dataset: Dataset, collate_fn: Callable | None = None, num_workers: int = 0,
+                 pin_memory: bool = False, persistent: bool = True) -> None:
+        self.num_workers = int(num_workers)
+        self._sampler = _CurrentSampler()
+        # A private generator: without one, creating the iterator draws the workers' base seed from the global torch
+        # RNG, so a loader built mid-epoch on resume would shift the model's random stream. Workers need no base seed
+        # of their own because every sample is seeded.
+        self._loader = DataLoader(SeededSamples(dataset), batch_sampler=self._sampler,
+                                  collate_fn=collate_fn or collate_batch, num_workers=self.num_workers,
+                                  pin_memory=pin_memory, persistent_workers=persistent and self.num_workers > 0,
+                                  generator=torch.Generator().manual_seed(0))
+
+    def epoch(self, sampler: EpochBatchSampler) -> Iterator[Any]:
+        """Yield the batches of ``sampler`` (one epoch of one process, from its ``start`` batch)."""
+        self._sampler.current = sampler
+        iterator = iter(self._loader)
+        while True:
+            # Per-sample seeding runs in this process when num_workers == 0; restore the states so the model's own
+            # randomness (dropout, masking, diffusion timesteps) does not depend on how the data was loaded.
+            saved = get_rng_state(include_cuda=False) if self.num_workers == 0 else None
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            if saved is not None:
+                set_rng_state(saved)
+            yield batch
+
+    def close(self) -> None:
+        """Stop the workers now rather than when the loader is garbage-collected (an exception's traceback can keep
+        it alive for long)."""
+        iterator = getattr(self._loader, "_iterator", None)  # the persistent iterator, once an epoch has started
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self._loader._iterator = None
+
+
 def epoch_batches(dataset: Dataset, sampler: EpochBatchSampler, collate_fn: Callable | None, num_workers: int,
-             pin_memory: bool) -> Iterator[Any]:
-    """Yield the batches of one epoch (``sampler``'s batches of ``dataset``, through ``SeededSamples``); in-process
-    loading (``num_workers == 0``) leaves the global RNG states as it found them."""
-    # A private generator: without one, creating the iterator draws the workers' base seed from the global torch
-    # RNG, so a loader built mid-epoch on resume would shift the model's random stream. Workers need no base seed of
-    # their own because every sample is seeded.
-    loader = DataLoader(SeededSamples(dataset), batch_sampler=sampler, collate_fn=collate_fn or collate_batch,
-                        num_workers=num_workers, pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
-    iterator = iter(loader)
-    while True:
-        # Per-sample seeding runs in this process when num_workers == 0; restore the states so the model's own
-        # randomness (dropout, masking, diffusion timesteps) does not depend on how the data was loaded.
-        saved = get_rng_state(include_cuda=False) if num_workers == 0 else None
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        if saved is not None:
-            set_rng_state(saved)
-        yield batch
+                  pin_memory: bool) -> Iterator[Any]:
+    """The batches of one epoch from a loader of its own (no workers kept afterwards); see ``EpochLoader``."""
+    return EpochLoader(dataset, collate_fn, num_workers, pin_memory, persistent=False).epoch(sampler)

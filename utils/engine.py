@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from utils.batching import EpochBatchSampler, epoch_batches
+from utils.batching import EpochBatchSampler, EpochLoader
 from utils.checkpoint import (
     CheckpointError,
     check_matches,
@@ -398,12 +398,14 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
     if cfg.detect_anomaly:
         logger.warning("autograd anomaly detection is on: training is several times slower")
     progress = tqdm(total=cfg.max_iters, initial=state.step, disable=not is_main, dynamic_ncols=True, desc=run.name)
+    pin = accelerator.device.type == "cuda"
+    # Workers start once and serve every epoch (persistent), which keeps the exact data order of resume.
+    epochs = EpochLoader(train_dataset, collate_fn, cfg.num_workers, pin)
     try:
         while state.step < cfg.max_iters:
             sampler = EpochBatchSampler(len(train_dataset), cfg.batch_size, cfg.seed, state.epoch,
                                         start=state.batches_done, rank=rank, world_size=world)
-            pin = accelerator.device.type == "cuda"
-            for batch in epoch_batches(train_dataset, sampler, collate_fn, cfg.num_workers, pin):
+            for batch in epochs.epoch(sampler):
                 batch = send_to_device(batch, accelerator.device, non_blocking=pin)
                 lr_scale = lr_factor(state.step, cfg.warm_up_iter, cfg.milestones, cfg.lr_decay)
                 for group in optimizer.param_groups:
@@ -442,6 +444,7 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
                 if done:
                     break
     finally:
+        epochs.close()
         progress.close()
         tb.close()
         train_log.close()

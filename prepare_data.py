@@ -91,7 +91,7 @@ def main_validate(cfg: argparse.Namespace) -> int:
 
 
 def main_export_bvh(cfg: argparse.Namespace) -> int:
-    from utils.bvh import write_bvh
+    from utils.bvh_export import write_bvh
     from utils.dataset_specs import get_dataset_spec
 
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from options.config import parse_with_config
 from options.eval_generator_options import family_sampling_options, get_sample_parser
-from utils.bvh import write_bvh
+from utils.bvh_export import write_bvh
 from utils.checkpoint import CheckpointError
 from utils.generation import load_generator, resolve_generator_checkpoint
 from utils.generation_momask import resolve_residual_run

@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 
 from utils.bvh import (
-    BANDAI_CONTENT_PHRASES,
     SMPL22_JOINT_NAMES,
     bvh_positions,
     bvh_to_smpl22,
-    captions_from_name,
     chunk_bounds,
     euler_to_matrix,
     import_bvh_folder,
@@ -21,9 +19,9 @@ from utils.bvh import (
     matrix_to_euler_zyx,
     parse_bvh,
     parse_bvh_text,
-    read_labels,
-    write_bvh,
 )
+from utils.bvh_captions import BANDAI_CONTENT_PHRASES, captions_from_name, read_labels
+from utils.bvh_export import write_bvh
 from utils.data_validation import validate_dataset
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import read_split, read_texts

@@ -1,4 +1,4 @@
-"""BVH motion capture files: parse, forward kinematics, map onto SMPL-22, import a folder, export joints.
+"""BVH motion capture files: parse, forward kinematics, map onto SMPL-22, import a folder.
 
 ``parse_bvh`` reads any BVH hierarchy: any rotation channel order per joint, position channels on any joint (a
 joint's position channels replace its OFFSET, which is how exporters that key every bone's translation, such as the
@@ -11,17 +11,12 @@ joint is interpolated between two source joints, plus the unit scale to metres, 
 rate. ``import_bvh_folder`` turns a folder of clips into the HumanML3D layout (``new_joint_vecs``, ``new_joints``,
 ``texts``, splits, ``Mean.npy``/``Std.npy`` and a ``spec.json`` so the dataset is found by ``--dataset_name``).
 
-``write_bvh`` goes the other way: a joint-position sequence (T, J, 3) becomes a BVH file that opens in Blender, with
-rest offsets from the first frame's bone directions and the median bone lengths, and per-joint rotations found by the
-shortest arc from the rest direction (a best-fit rotation for joints with several children), written as ZYX Euler
-angles. Parsing the file back and running forward kinematics reproduces the joints when the bone lengths are
-constant (to about 1e-6 of the scene size).
+Captions of imported clips come from ``utils.bvh_captions``; ``utils.bvh_export.write_bvh`` goes the other way, from
+joint positions to a BVH file.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 import re
@@ -29,13 +24,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import yaml
 
+from utils.bvh_captions import captions_from_name, is_bandai_name, read_labels
 from utils.dataset_io import make_layout_dirs, split_groups, write_mean_std, write_motion, write_split_files
-from utils.dataset_specs import SPEC_FILE, T2M_KINEMATIC_CHAIN, humanml3d_spec
+from utils.dataset_specs import SPEC_FILE, humanml3d_spec
 from utils.motion_process import joints_fps_resample
 from utils.text_tags import format_text_line
 
@@ -455,139 +450,6 @@ def bvh_to_smpl22(bvh: BVH, skeleton: SkeletonMap, target_fps: float) -> np.ndar
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Captions from file names and label files
-# ---------------------------------------------------------------------------------------------------------------------
-
-BANDAI_NAME_RE = re.compile(r"^dataset-\d+_(?P<content>[a-z-]+)_(?P<style>[a-z-]+)_(?P<take>\d+)$")
-
-# Verb phrases (third person, no subject) per Bandai content. Hands and legs were checked on the clips of dataset 1:
-# "bye" and "guide" use the right hand in every style, "byebye" both hands, "respond" raises the left hand, "kick" is
-# a high kick with the right leg, and "walk-left"/"walk-right" walk diagonally forward to that side.
-BANDAI_CONTENT_PHRASES: dict[str, tuple[str, ...]] = {
-    "walk": ("walks forward", "walks", "is walking forward"),
-    "walk-back": ("walks backwards", "walks backward", "steps backwards"),
-    "walk-left": ("walks forward to the left", "walks diagonally to the left", "walks to the left"),
-    "walk-right": ("walks forward to the right", "walks diagonally to the right", "walks to the right"),
-    "run": ("runs forward", "runs", "is running forward"),
-    "dash": ("dashes forward", "sprints forward", "dashes"),
-    "bow": ("bows", "bows forward", "takes a bow"),
-    "bye": ("waves goodbye with the right hand", "waves the right hand to say goodbye", "says goodbye with a wave of "
-            "the right hand"),
-    "byebye": ("waves goodbye with both hands", "waves both hands to say goodbye", "waves goodbye with both arms"),
-    "guide": ("gestures with the right hand to guide someone", "guides someone with the right hand",
-              "shows someone the way with the right hand"),
-    "respond": ("raises the left hand to respond", "responds by raising the left hand",
-                "answers by raising the left hand"),
-    "call": ("calls out to someone", "calls someone over", "makes a calling gesture"),
-    "punch": ("punches", "throws punches", "punches forward"),
-    "kick": ("kicks with the right leg", "kicks high with the right foot", "does a high kick with the right leg"),
-    "slash": ("slashes with both hands", "swings an imaginary sword", "makes slashing motions"),
-    "dance-short": ("dances", "is dancing", "performs a dance"),
-}
-
-# Manner phrases per Bandai style ("" for the neutral style).
-BANDAI_STYLE_PHRASES: dict[str, tuple[str, ...]] = {
-    "normal": ("", "normally", "in a normal way"),
-    "happy": ("in a happy way", "happily", "cheerfully"),
-    "sad": ("in a sad way", "sadly", "in a gloomy way"),
-    "angry": ("in an angry way", "angrily", "furiously"),
-    "proud": ("in a proud way", "proudly", "with pride"),
-    "not-confident": ("in an unconfident way", "without confidence", "timidly"),
-    "masculinity": ("in a masculine way", "in a masculine manner", "with masculine movements"),
-    "feminine": ("in a feminine way", "in a feminine manner", "with feminine movements"),
-    "childish": ("in a childish way", "like a child", "like a little kid"),
-    "old": ("like an old person", "in an elderly way", "like an old man"),
-    "tired": ("in a tired way", "tiredly", "wearily"),
-    "active": ("in an active way", "energetically", "with a lot of energy"),
-    "musical": ("in a musical way", "like in a musical", "theatrically like a musical actor"),
-    "giant": ("like a giant", "in a heavy giant way", "with big heavy movements like a giant"),
-    "chimpira": ("like a thug", "in a thuggish way", "like a street punk"),
-}
-
-_SUBJECTS = ("a person", "someone", "the person", "a man", "a woman", "a figure", "the figure", "a human")
-
-
-def is_bandai_name(stem: str) -> bool:
-    """Whether a clip name follows the Bandai pattern ``dataset-N_{content}_{style}_{id}`` with a known content."""
-    m = BANDAI_NAME_RE.match(stem)
-    return m is not None and m.group("content") in BANDAI_CONTENT_PHRASES
-
-
-def captions_from_name(stem: str, rng: np.random.Generator, count: int = 3) -> list[str]:
-    """``count`` distinct captions for a clip from its file name.
-
-    Bandai names ``dataset-1_{content}_{style}_{id}`` become e.g. "a person walks forward in a happy way"; any other
-    name becomes its words ("walk_fast_02" -> "a person: walk fast") so the clip still has a caption.
-    """
-    if not is_bandai_name(stem):
-        words = " ".join(w for w in re.split(r"[^A-Za-z]+", stem) if w).lower()
-        return [f"a person: {words or stem}"]
-    m = BANDAI_NAME_RE.match(stem)
-    content, style = m.group("content"), m.group("style")
-    actions = BANDAI_CONTENT_PHRASES[content]
-    manners = BANDAI_STYLE_PHRASES.get(style, (f"in a {style.replace('-', ' ')} way",))
-    combos = [(s, a, w) for s in _SUBJECTS for a in actions for w in manners]
-    order = rng.permutation(len(combos))
-    captions: list[str] = []
-    used_actions: set[str] = set()
-    for k in order:
-        subject, action, manner = combos[k]
-        # Prefer a new verb phrase for each caption, so the three differ in more than the subject.
-        if action in used_actions and len(used_actions) < min(count, len(actions)):
-            continue
-        caption = " ".join(p for p in (subject, action, manner) if p)
-        if caption not in captions:
-            captions.append(caption)
-            used_actions.add(action)
-        if len(captions) == count:
-            break
-    return captions
-
-
-def read_labels(path: str | os.PathLike) -> dict[str, list[str]]:
-    """Captions per clip id from a CSV (``id,caption`` rows; an id may repeat) or JSON (``{id: caption | [..]}``).
-
-    Ids are file stems (the ``.bvh`` extension is dropped if present).
-    """
-    path = str(path)
-    labels: dict[str, list[str]] = {}
-
-    def add(key: str, caption: str) -> None:
-        key = os.path.splitext(key.strip())[0] if key.strip().lower().endswith(".bvh") else key.strip()
-        caption = caption.strip()
-        if key and caption:
-            labels.setdefault(key, []).append(caption)
-
-    if path.lower().endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            try:
-                raw = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e}); expected {{clip_id: caption or [captions]}}") from e
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a JSON object {{clip_id: caption or [captions]}}")
-        for key, value in raw.items():
-            values = [value] if isinstance(value, str) else value
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                raise ValueError(f"{path}: entry {key!r} must be a caption string or a list of strings")
-            for v in values:
-                add(key, v)
-    else:
-        with open(path, encoding="utf-8", newline="") as f:
-            for lineno, row in enumerate(csv.reader(f), 1):
-                if not row or not "".join(row).strip():
-                    continue
-                if len(row) < 2:
-                    raise ValueError(f"{path}:{lineno}: expected 'id,caption', got {row}")
-                if lineno == 1 and row[0].strip().lower() in ("id", "name", "file", "clip"):
-                    continue
-                add(row[0], ",".join(row[1:]))
-    if not labels:
-        raise ValueError(f"{path}: no captions found; expected CSV rows 'id,caption' or a JSON object")
-    return labels
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Importing a folder
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -696,159 +558,3 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
         logger.warning("%d motions are shorter than %d frames (loaders skip them): %s", len(summary.too_short),
                        spec.min_motion_length, summary.too_short[:10])
     return summary
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Export
-# ---------------------------------------------------------------------------------------------------------------------
-
-def _normalize(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return np.where(n > 1e-9, v / np.maximum(n, 1e-12), fallback)
-
-
-def shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) turning unit vectors a (..., 3) onto b (..., 3) by the shortest arc."""
-    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-    axis = np.cross(a, b)
-    s = np.linalg.norm(axis, axis=-1)
-    c = np.sum(a * b, axis=-1)
-    # Opposite vectors: any axis perpendicular to a gives a half turn.
-    perp = np.cross(a, np.array([1.0, 0.0, 0.0]))
-    perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(a, np.array([0.0, 1.0, 0.0])), perp)
-    axis = np.where((s < 1e-9)[..., None], perp, axis)
-    axis = axis / np.linalg.norm(axis, axis=-1, keepdims=True)
-    angle = np.arctan2(s, c)
-    k = np.zeros(a.shape[:-1] + (3, 3))
-    k[..., 0, 1], k[..., 0, 2] = -axis[..., 2], axis[..., 1]
-    k[..., 1, 0], k[..., 1, 2] = axis[..., 2], -axis[..., 0]
-    k[..., 2, 0], k[..., 2, 1] = -axis[..., 1], axis[..., 0]
-    sin, cos = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
-    return np.eye(3) + sin * k + (1.0 - cos) * (k @ k)
-
-
-def best_fit_rotation(rest: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Rotations (T, 3, 3) best mapping rest vectors (K, 3) onto current vectors (T, K, 3) (Kabsch, no reflection)."""
-    h = np.einsum("ka,tkb->tab", rest, current)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.swapaxes(vt, -1, -2) @ np.swapaxes(u, -1, -2)))
-    fix = np.broadcast_to(np.eye(3), h.shape).copy()
-    fix[:, 2, 2] = d
-    return np.swapaxes(vt, -1, -2) @ fix @ np.swapaxes(u, -1, -2)
-
-
-class BVHPose(NamedTuple):
-    """A skeleton animation: rest offsets (J, 3), local rotations (T, J, 3, 3), root positions (T, 3)."""
-
-    offsets: np.ndarray
-    local_rotations: np.ndarray
-    root_positions: np.ndarray
-
-
-def joints_to_bvh_motion(joints: np.ndarray, parents: Sequence[int]) -> BVHPose:
-    """Rest offsets, local rotations and root positions that reproduce joints (T, J, 3) by forward kinematics.
-
-    Offsets: the first frame's bone directions with the median bone lengths. Rotations: shortest arc from the rest
-    direction for joints with one child, best-fit rotation for several children, identity for leaves.
-    """
-    joints = np.asarray(joints, dtype=np.float64)
-    frames, num = joints.shape[:2]
-    children: list[list[int]] = [[] for _ in range(num)]
-    for j, p in enumerate(parents):
-        if p >= 0:
-            children[p].append(j)
-    up = np.array([0.0, 1.0, 0.0])
-    offsets = np.zeros((num, 3))
-    for j, p in enumerate(parents):
-        if p < 0:
-            continue
-        bone = joints[:, j] - joints[:, p]
-        length = float(np.median(np.linalg.norm(bone, axis=-1)))
-        offsets[j] = _normalize(bone[0], up) * length
-    global_rot = np.broadcast_to(np.eye(3), (frames, num, 3, 3)).copy()
-    for j in range(num):
-        kids = children[j]
-        if len(kids) == 1:
-            c = kids[0]
-            rest = _normalize(offsets[c], up)
-            cur = _normalize(joints[:, c] - joints[:, j], rest)
-            global_rot[:, j] = shortest_arc(np.broadcast_to(rest, cur.shape), cur)
-        elif len(kids) > 1:
-            global_rot[:, j] = best_fit_rotation(offsets[kids], joints[:, kids] - joints[:, j:j + 1])
-    local = global_rot.copy()
-    for j, p in enumerate(parents):
-        if p >= 0:
-            local[:, j] = np.swapaxes(global_rot[:, p], -1, -2) @ global_rot[:, j]
-    return BVHPose(offsets, local, joints[:, 0].copy())
-
-
-def write_bvh(path: str | os.PathLike, joints: np.ndarray, fps: float,
-              kinematic_chain: Sequence[Sequence[int]] = T2M_KINEMATIC_CHAIN, joint_names: Sequence[str] | None = None,
-              scale: float = 1.0) -> None:
-    """Export joint positions (T, J, 3) to a BVH file (ZYX Euler rotations, root positions).
-
-    ``kinematic_chain`` gives the parents (default SMPL-22); ``joint_names`` default to ``SMPL22_JOINT_NAMES`` for 22
-    joints; ``scale`` multiplies lengths (100 writes centimetres, as many tools expect).
-    """
-    joints = np.asarray(joints, dtype=np.float64) * scale
-    if joints.ndim != 3 or joints.shape[-1] != 3 or joints.shape[0] < 1:
-        raise ValueError(f"write_bvh: expected joints of shape (T, J, 3), got {joints.shape}")
-    num = joints.shape[1]
-    parents = parents_from_chain(kinematic_chain, num)
-    if joint_names is None:
-        joint_names = SMPL22_JOINT_NAMES if num == 22 else tuple(f"joint{j}" for j in range(num))
-    if len(joint_names) != num:
-        raise ValueError(f"write_bvh: {len(joint_names)} joint names for {num} joints")
-    # The hierarchy must list parents before children; reorder the joints depth-first from the root.
-    order, children = [], [[] for _ in range(num)]
-    for j, p in enumerate(parents):
-        if p >= 0:
-            children[p].append(j)
-    stack = [parents.index(-1)]
-    while stack:
-        j = stack.pop()
-        order.append(j)
-        stack.extend(reversed(children[j]))
-    remap = {j: k for k, j in enumerate(order)}
-    parents_dfs = [remap[parents[j]] if parents[j] >= 0 else -1 for j in order]
-    offsets, local, root = joints_to_bvh_motion(joints[:, order], parents_dfs)
-    euler = matrix_to_euler_zyx(local)
-
-    lines = ["HIERARCHY"]
-    kids_dfs: list[list[int]] = [[] for _ in range(num)]
-    for k, p in enumerate(parents_dfs):
-        if p >= 0:
-            kids_dfs[p].append(k)
-
-    def emit(k: int, depth: int) -> None:
-        pad = "  " * depth
-        name = joint_names[order[k]]
-        lines.append(f"{pad}{'ROOT' if depth == 0 else 'JOINT'} {name}")
-        lines.append(f"{pad}{{")
-        off = offsets[k] if depth else np.zeros(3)
-        lines.append(f"{pad}  OFFSET {off[0]:.6f} {off[1]:.6f} {off[2]:.6f}")
-        if depth == 0:
-            lines.append(f"{pad}  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation")
-        else:
-            lines.append(f"{pad}  CHANNELS 3 Zrotation Yrotation Xrotation")
-        for c in kids_dfs[k]:
-            emit(c, depth + 1)
-        if not kids_dfs[k]:
-            # A short tail along the bone so the leaf shows as a bone in Blender.
-            tail = _normalize(offsets[k], np.array([0.0, 1.0, 0.0])) * max(0.25 * np.linalg.norm(offsets[k]), 1e-3)
-            lines.append(f"{pad}  End Site")
-            lines.append(f"{pad}  {{")
-            lines.append(f"{pad}    OFFSET {tail[0]:.6f} {tail[1]:.6f} {tail[2]:.6f}")
-            lines.append(f"{pad}  }}")
-        lines.append(f"{pad}}}")
-
-    emit(0, 0)
-    lines.append("MOTION")
-    lines.append(f"Frames: {joints.shape[0]}")
-    lines.append(f"Frame Time: {1.0 / fps:.8f}")
-    values = np.concatenate([root, euler.reshape(euler.shape[0], -1)], axis=-1)
-    lines.extend(" ".join(f"{v:.6f}" for v in row) for row in values)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)

@@ -24,7 +24,8 @@ import torch
 from benchlib import Result, interleaved, median, peak_memory, speedup_row
 from reference_impl import dense_perplexity
 
-from models.quantizers import FSQ, perplexity_from_counts, present_code_counts
+from models.fsq import FSQ
+from models.quantizers import perplexity_from_counts, present_code_counts
 
 LEVELS = [8, 8, 8, 5, 5, 5]
 DIM = 512

@@ -14,14 +14,13 @@ Classes:
   ``QuantizeEMA`` (EMA, no reset), ``QuantizeReset`` (reset only), ``QuantizeOrig`` (van den Oord VQ with a learned
   codebook): the other quantizers T2M-GPT offers.
 - ``ResidualVQ`` (MoMask): Q EMA-reset layers on the running residual, quantize dropout, optional Gumbel sampling.
-- ``FSQ`` (Mentzer et al. 2023, "Finite Scalar Quantization: VQ-VAE Made Simple", arXiv:2309.15505).
+- ``FSQ`` (Mentzer et al. 2023) lives in ``models.fsq`` and shares this interface and the helpers here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import NamedTuple
 
 import torch
@@ -76,8 +75,8 @@ def _broadcast_(t: Tensor, src: int = 0) -> Tensor:
     return t
 
 
-def _fp32_region(z: Tensor):
-    """Disable autocast for the quantization maths on ``z``'s device."""
+def fp32_region(z: Tensor) -> AbstractContextManager:
+    """A context that disables autocast for the quantization maths on ``z``'s device."""
     if z.device.type in ("cpu", "cuda", "xpu", "mps"):
         return torch.autocast(device_type=z.device.type, enabled=False)
     return nullcontext()
@@ -127,7 +126,8 @@ def select_codes(x: Tensor, codebook: Tensor, temperature: float = 0.0) -> Tenso
     return log_exp.add_(distances, alpha=1.0 / temperature).argmin(-1)
 
 
-def _check_latents(z: Tensor, dim: int, who: str) -> None:
+def check_latents(z: Tensor, dim: int, who: str) -> None:
+    """Raise a ValueError naming ``who`` unless ``z`` is ``(B, N, dim)``."""
     if z.ndim != 3 or z.shape[-1] != dim:
         raise ValueError(f"{who}: expected latents of shape (B, N, {dim}), got {tuple(z.shape)}")
 
@@ -265,8 +265,8 @@ class QuantizeEMAReset(Quantizer):
 
     def quantize(self, z: Tensor) -> Tensor:
         """Nearest-code indices ``(B, N)`` for ``z (B, N, C)``."""
-        _check_latents(z, self.code_dim, type(self).__name__)
-        with _fp32_region(z), torch.no_grad():
+        check_latents(z, self.code_dim, type(self).__name__)
+        with fp32_region(z), torch.no_grad():
             return select_codes(z.float().reshape(-1, self.code_dim), self.codebook).view(z.shape[:2])
 
     def indices_to_latents(self, indices: Tensor) -> Tensor:
@@ -276,9 +276,9 @@ class QuantizeEMAReset(Quantizer):
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         """``z (B, N, C)`` -> ``QuantizerOutput``; see the class docstring for training-mode behaviour."""
-        _check_latents(z, self.code_dim, type(self).__name__)
+        check_latents(z, self.code_dim, type(self).__name__)
         b, n, c = z.shape
-        with _fp32_region(z):
+        with fp32_region(z):
             x = z.float().reshape(b * n, c)
             if self.training and not bool(self.initted):
                 self._init_codebook(x.detach())
@@ -340,8 +340,8 @@ class QuantizeOrig(Quantizer):
 
     def quantize(self, z: Tensor) -> Tensor:
         """Nearest-code indices ``(B, N)``."""
-        _check_latents(z, self.code_dim, "QuantizeOrig")
-        with _fp32_region(z), torch.no_grad():
+        check_latents(z, self.code_dim, "QuantizeOrig")
+        with fp32_region(z), torch.no_grad():
             return select_codes(z.float().reshape(-1, self.code_dim), self.embedding.weight).view(z.shape[:2])
 
     def indices_to_latents(self, indices: Tensor) -> Tensor:
@@ -350,9 +350,9 @@ class QuantizeOrig(Quantizer):
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         """``z (B, N, C)`` -> ``QuantizerOutput`` with the codebook + commitment loss."""
-        _check_latents(z, self.code_dim, "QuantizeOrig")
+        check_latents(z, self.code_dim, "QuantizeOrig")
         b, n, c = z.shape
-        with _fp32_region(z):
+        with fp32_region(z):
             x = z.float().reshape(b * n, c)
             with torch.no_grad():
                 indices = select_codes(x, self.embedding.weight.float())
@@ -417,7 +417,7 @@ class ResidualVQ(Quantizer):
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         """``z (B, N, C)`` -> ``QuantizerOutput`` with ``indices (B, N, Q)`` (-1 for skipped layers)."""
-        _check_latents(z, self.code_dim, "ResidualVQ")
+        check_latents(z, self.code_dim, "ResidualVQ")
         active = self._num_active_layers(z.device)
         residual = z.float()
         z_q = torch.zeros_like(residual)
@@ -438,7 +438,7 @@ class ResidualVQ(Quantizer):
     @torch.no_grad()
     def quantize_layers(self, z: Tensor) -> RVQCodes:
         """Deterministic residual codes of ``z (B, N, C)``: all layers, nearest codes, no state change."""
-        _check_latents(z, self.code_dim, "ResidualVQ")
+        check_latents(z, self.code_dim, "ResidualVQ")
         residual = z.float()
         indices, latents = [], []
         for layer in self.layers:
@@ -474,164 +474,3 @@ class ResidualVQ(Quantizer):
     def reset_usage(self) -> None:
         for layer in self.layers:
             layer.reset_usage()
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# FSQ
-
-
-class FSQ(Quantizer):
-    """Finite Scalar Quantization (Mentzer et al. 2023, arXiv:2309.15505, Sec. 3 and App. A.1).
-
-    ``z (B, N, dim)`` is projected to L = ``len(levels)`` dims (``project_in``, a Linear only when ``dim != L``), each
-    dim is bounded and rounded to ``levels[i]`` values, and projected back (``project_out``). Codes ("coordinates")
-    lie on the grid ``(k - levels[i] // 2) / (levels[i] // 2)``, k = 0 .. levels[i]-1, inside [-1, 1]: odd levels give
-    a symmetric grid, even levels one that stops a step short of +1 (e.g. 8 -> {-1, ..., 0.75}). The index of a code is
-    ``sum_i k_i * prod(levels[:i])`` (first dim least significant), so ``codebook_size = prod(levels)``.
-
-    There is no codebook to learn and no auxiliary loss; ``aux_loss`` is 0.
-    """
-
-    def __init__(self, levels: Sequence[int], dim: int | None = None) -> None:
-        super().__init__()
-        levels = [int(level) for level in levels]
-        if not levels or min(levels) < 2:
-            raise ValueError(f"FSQ levels must be a non-empty list of integers >= 2, got {levels}")
-        self.levels = levels
-        self.dim = dim if dim is not None else len(levels)
-        num_dims = len(levels)
-        self.project_in = nn.Linear(self.dim, num_dims) if self.dim != num_dims else nn.Identity()
-        self.project_out = nn.Linear(num_dims, self.dim) if self.dim != num_dims else nn.Identity()
-        level_tensor = torch.tensor(levels, dtype=torch.long)
-        basis = torch.cumprod(torch.tensor([1] + levels[:-1], dtype=torch.long), 0)
-        # Derived from ``levels``: not saved (checkpoints keep only real state).
-        self.register_buffer("_levels", level_tensor, persistent=False)
-        self.register_buffer("_basis", basis, persistent=False)
-        self.register_buffer("_half_width", level_tensor // 2, persistent=False)
-        # The constants of ``bound`` and the float half widths, computed once instead of in every forward (a dozen
-        # tiny kernels that cost more than the quantization itself at a few thousand tokens).
-        eps = 1e-3
-        levels_f = level_tensor.float()
-        half_l = (levels_f - 1) * (1 + eps) / 2
-        offset = torch.where(level_tensor % 2 == 0, 0.5, 0.0).float()
-        self.register_buffer("_bound_half_l", half_l, persistent=False)
-        self.register_buffer("_bound_offset", offset, persistent=False)
-        self.register_buffer("_bound_shift", torch.atanh(offset / half_l), persistent=False)
-        self.register_buffer("_half_width_f", (level_tensor // 2).float(), persistent=False)
-        # Indices as one float matrix-vector product: exact while every partial sum is an integer below 2**24.
-        self._float_indices = math.prod(levels) <= 2 ** 24
-        self.register_buffer("_basis_f", basis.float(), persistent=False)
-        self.register_buffer("_index_offset", (self._half_width_f * basis.float()).sum(), persistent=False)
-        self._init_usage(math.prod(levels))
-
-    @property
-    def codebook_size(self) -> int:
-        return math.prod(self.levels)
-
-    @property
-    def num_dims(self) -> int:
-        """L, the number of FSQ coordinates per token."""
-        return len(self.levels)
-
-    def _check_codes(self, codes: Tensor) -> None:
-        if codes.shape[-1] != self.num_dims:
-            raise ValueError(f"FSQ{self.levels}: expected coordinates with last dim {self.num_dims}, "
-                             f"got shape {tuple(codes.shape)}")
-
-    def bound(self, h: Tensor) -> Tensor:
-        """Squash ``h (..., L)`` into ``(-levels/2, levels/2)`` so that rounding yields exactly ``levels`` values.
-
-        ``tanh(h + shift) * half_l - offset`` with ``half_l = (L-1)(1+eps)/2``, ``offset = 0.5`` for even L (so the
-        integer grid ``{-L/2 .. L/2-1}`` is reachable) and ``shift = atanh(offset / half_l)`` (so h = 0 maps to 0).
-        The paper's appendix code has tan and (1-eps); atanh is the correct inverse and (1+eps) keeps L = 2 finite
-        (eps = 1e-3; the constants are buffers computed in ``__init__``).
-        """
-        half_l, offset, shift = self._bound_half_l, self._bound_offset, self._bound_shift
-        if h.dtype != half_l.dtype:
-            half_l, offset, shift = half_l.to(h.dtype), offset.to(h.dtype), shift.to(h.dtype)
-        return torch.tanh(h + shift) * half_l - offset
-
-    def _quantize(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """``h (..., L)`` float32 -> (coordinates with straight-through gradient, indices ``(...)`` long).
-
-        The indices come from the rounded integers themselves, so no second rounding of ``codes * half_width`` is
-        needed (it gives the same integers)."""
-        bounded = self.bound(h)
-        rounded = bounded.detach().round()
-        codes = (bounded + (rounded - bounded).detach()) / self._half_width_f
-        if self._float_indices:
-            flat = torch.addmv(self._index_offset, rounded.reshape(-1, self.num_dims), self._basis_f)
-            indices = flat.long().view(rounded.shape[:-1])
-        else:
-            indices = ((rounded + self._half_width_f).long() * self._basis).sum(-1)
-        return codes, indices
-
-    def quantize_latent(self, h: Tensor) -> Tensor:
-        """FSQ coordinates ``(..., L)`` on the grid in [-1, 1] for pre-quantization values ``h (..., L)``
-        (after ``project_in``); straight-through gradient."""
-        self._check_codes(h)
-        with _fp32_region(h):
-            return round_ste(self.bound(h.float())) / self._half_width_f
-
-    def codes_to_indices(self, codes: Tensor) -> Tensor:
-        """Grid coordinates ``(..., L)`` -> indices ``(...)`` long. Each level index is rounded before combining (the
-        MotionMillion copy omits the rounding, which can be off by one for levels whose half width is 3 or 7)."""
-        self._check_codes(codes)
-        level_idx = (codes.float() * self._half_width_f + self._half_width_f).round().long()
-        return (level_idx * self._basis).sum(-1)
-
-    def indices_to_codes(self, indices: Tensor) -> Tensor:
-        """Indices ``(...)`` -> grid coordinates ``(..., L)`` float32."""
-        if indices.dtype.is_floating_point:
-            raise TypeError(f"FSQ indices must be integers, got {indices.dtype}")
-        if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
-            raise ValueError(f"FSQ{self.levels}: indices must lie in [0, {self.codebook_size}), got range "
-                             f"[{int(indices.min())}, {int(indices.max())}]")
-        level_idx = (indices[..., None] // self._basis) % self._levels
-        return (level_idx - self._half_width).float() / self._half_width.float()
-
-    def grid_values(self) -> list[Tensor]:
-        """For each of the L dims, the ``levels[i]`` allowed coordinate values (ascending)."""
-        return [(torch.arange(level) - level // 2).float() / (level // 2) for level in self.levels]
-
-    def snap_to_grid(self, coords: Tensor) -> Tensor:
-        """Nearest grid point per dim for arbitrary coordinates ``(..., L)`` (e.g. a generator's continuous output);
-        values outside the grid clamp to its ends. Idempotent."""
-        self._check_codes(coords)
-        level_idx = (coords.float() * self._half_width + self._half_width).round()
-        level_idx = torch.minimum(level_idx.clamp_min(0), (self._levels - 1).float())
-        return (level_idx - self._half_width) / self._half_width.float()
-
-    def codes_to_latents(self, codes: Tensor) -> Tensor:
-        """Coordinates ``(B, N, L)`` -> latents ``(B, N, dim)`` (``project_out``)."""
-        self._check_codes(codes)
-        with _fp32_region(codes):
-            return self.project_out(codes.float())
-
-    def indices_to_latents(self, indices: Tensor) -> Tensor:
-        """``(B, N)`` -> ``(B, N, dim)``."""
-        return self.codes_to_latents(self.indices_to_codes(indices))
-
-    def encode_codes(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``z (B, N, dim)`` -> (coordinates ``(B, N, L)`` with straight-through gradient, indices ``(B, N)``)."""
-        _check_latents(z, self.dim, f"FSQ{self.levels}")
-        with _fp32_region(z):
-            return self._quantize(self.project_in(z.float()))
-
-    def quantize(self, z: Tensor) -> Tensor:
-        """Indices ``(B, N)`` (FSQ is deterministic in every mode)."""
-        with torch.no_grad():
-            return self.encode_codes(z)[1]
-
-    def forward(self, z: Tensor) -> QuantizerOutput:
-        """``z (B, N, dim)`` -> ``QuantizerOutput`` (``aux_loss`` 0; perplexity from the counts of the codes present,
-        never a dense one-hot of K x tokens; absent codes add nothing to it)."""
-        codes, indices = self.encode_codes(z)
-        z_q = self.codes_to_latents(codes)
-        with torch.no_grad():
-            present, counts = present_code_counts(indices)
-            if self.usage_counts.device != counts.device:
-                self.usage_counts = self.usage_counts.to(counts.device)
-            self.usage_counts.index_add_(0, present, counts)
-        return QuantizerOutput(z_q.to(z.dtype), indices, z.new_zeros((), dtype=torch.float32),
-                               perplexity_from_counts(counts))

@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 from torch import Tensor, nn
 
 from models.encdec import Decoder, Encoder, normalize_norm_name
+from models.fsq import FSQ
 from models.part_aware import PART_AWARE_MODELS
 from models.quantizers import (
-    FSQ,
     QuantizeEMA,
     QuantizeEMAReset,
     QuantizeOrig,

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from models.fsq import FSQ
 from models.quantizers import (
-    FSQ,
     QuantizeEMA,
     QuantizeEMAReset,
     QuantizeOrig,

@@ -39,8 +39,9 @@ from utils.dataset_specs import get_dataset_spec
 from utils.eval_protocol import build_eval_loader, evaluate, renormalize
 from utils.eval_report import format_report, write_report_json
 from utils.evaluator import load_evaluator
-from utils.generation import SamplingSettings, load_generator, resolve_generator_checkpoint
+from utils.generation import SamplingSettings, load_generator
 from utils.generation_momask import resolve_residual_run
+from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
 from utils.run_dir import RunDir
 

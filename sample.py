@@ -38,8 +38,9 @@ from options.config import parse_with_config
 from options.eval_generator_options import family_sampling_options, get_sample_parser
 from utils.bvh_export import write_bvh
 from utils.checkpoint import CheckpointError
-from utils.generation import load_generator, resolve_generator_checkpoint
+from utils.generation import load_generator
 from utils.generation_momask import resolve_residual_run
+from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
 from utils.plot_script import RenderError, plot_3d_motion, resolve_format
 from utils.run_dir import RunDir

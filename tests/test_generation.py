@@ -22,7 +22,8 @@ from models.text_encoders import CLIP_VOCAB_NAME
 from models.tokenizers import build_tokenizer
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
-from utils.generation import load_generator, load_length_estimator, resolve_generator_checkpoint
+from utils.generation import load_generator
+from utils.generator_checkpoints import load_length_estimator, resolve_generator_checkpoint
 from utils.generator_stage import TokenizerRef, generator_checkpoint_meta, token_dims
 from utils.normalization import load_mean_std
 from utils.tokenizer_stage import dataset_record

@@ -25,7 +25,8 @@ from utils.checkpoint import CheckpointError, file_sha256, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_protocol import build_eval_loader
 from utils.evaluator import build_evaluator, save_evaluator
-from utils.generation import load_generator, resolve_generator_checkpoint
+from utils.generation import load_generator
+from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.generator_stage import TokenizerRef
 from utils.normalization import eval_normalization, load_mean_std
 from utils.token_stage import load_token_tokenizer, make_token_generation_eval_fn, token_checkpoint_meta

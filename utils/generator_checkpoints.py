@@ -1,0 +1,188 @@
+"""Finding and opening what a generator was trained with: its checkpoint, its tokenizer file, its text encoder, and
+the text-to-length estimator that samples lengths when none are given.
+
+A run is found by folder (``<checkpoints_dir>/<dataset>/<name>``) or by file; a tokenizer is the file recorded in the
+generator's checkpoint, checked against its SHA-256 and also looked for under the generator's own checkpoints folder
+when the runs were moved; a text encoder must be the one the model was trained with. ``utils.generation`` builds
+samplers from these.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from models.length_estimator import LengthEstimator
+from models.text_encoders import CachedTextEncoder, build_text_encoder
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, require_keys
+
+logger = logging.getLogger(__name__)
+
+LENGTH_ESTIMATOR_STAGE = "length_estimator"
+# --which_epoch names: MARDM samples and evaluates with latest.tar (its EMA weights); "best" is the best validation
+# checkpoint, by FID when the run was trained with --need_evaluation, else by validation loss.
+# MoMask's masked transformer keeps its best validation accuracy (net_best_acc.tar) when trained without evaluation.
+CHECKPOINT_FILES = {"latest": ("latest.tar",), "best": ("net_best_fid.tar", "net_best_loss.tar", "net_best_acc.tar")}
+LENGTH_ESTIMATOR_FILES = ("net_best_*.tar", "finest.tar", "latest.tar")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Finding checkpoints
+# ---------------------------------------------------------------------------------------------------------------------
+
+def resolve_generator_checkpoint(path_or_run: str, which: str = "latest") -> str:
+    """A checkpoint file, or a run folder (``<run>`` or ``<run>/model``) and ``which`` -> the checkpoint file.
+
+    ``which``: ``"latest"`` (``model/latest.tar``), ``"best"`` (``model/net_best_fid.tar``, else
+    ``net_best_loss.tar``, else ``net_best_acc.tar``) or any file name in ``model/`` with or without ``.tar``; ignored
+    when ``path_or_run`` is a file.
+    """
+    if os.path.isfile(path_or_run):
+        return path_or_run
+    if not os.path.isdir(path_or_run):
+        raise CheckpointError(f"generator checkpoint not found: {path_or_run} is neither a file nor a run folder")
+    model_dir = os.path.join(path_or_run, "model")
+    if not os.path.isdir(model_dir):
+        model_dir = path_or_run
+    names = CHECKPOINT_FILES.get(which, (which if which.endswith(".tar") else f"{which}.tar",))
+    for name in names:
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            return path
+    found = sorted(f for f in os.listdir(model_dir) if f.endswith(".tar"))
+    raise CheckpointError(f"no {' / '.join(names)} in {model_dir}; found {found or 'no checkpoint'} (pick one with "
+                          f"which= / --which_epoch: latest, best or a file name)")
+
+
+def checkpoints_root(path: str) -> str | None:
+    """``<checkpoints_dir>`` of a file laid out as ``<checkpoints_dir>/<dataset>/<name>/model/<file>``, else None."""
+    p = Path(os.path.abspath(path))
+    if p.parent.name != "model" or len(p.parents) < 5:
+        return None
+    return str(p.parents[3])
+
+
+def resolve_length_estimator_checkpoint(path_or_run: str) -> str:
+    """A length-estimator file, or its run folder -> the file (``model/net_best_*.tar``, else ``finest.tar``, else
+    ``latest.tar``)."""
+    if os.path.isfile(path_or_run):
+        return path_or_run
+    model_dir = os.path.join(path_or_run, "model") if os.path.isdir(os.path.join(path_or_run, "model")) \
+        else path_or_run
+    for pattern in LENGTH_ESTIMATOR_FILES:
+        found = sorted(glob.glob(os.path.join(glob.escape(model_dir), pattern)))
+        if found:
+            return found[0]
+    raise CheckpointError(f"no length estimator found: none of {list(LENGTH_ESTIMATOR_FILES)} in {model_dir}. Give "
+                          "the motion lengths (--motion_length, or '#<frames>' after a prompt), or train the estimator "
+                          "with train_length_estimator.py --dataset_name <dataset>")
+
+
+def resolve_tokenizer_file(record: dict[str, Any], generator_path: str, override: str | None) -> tuple[str, str]:
+    """(path, sha256) of the tokenizer file to load: ``override``, else the recorded path (also looked up under this
+    generator's checkpoints folder when the runs were moved); its SHA-256 must match the record unless ``override``
+    is given."""
+    recorded, sha = record.get("path"), record.get("sha256")
+    if override is not None:
+        if not os.path.isfile(override):
+            raise CheckpointError(f"tokenizer_path: tokenizer checkpoint not found: {override}")
+        found = file_sha256(override)
+        if sha and found != sha:
+            logger.warning("%s: using tokenizer %s (sha256 %s) instead of the one the generator was trained on, %s "
+                           "(sha256 %s)", generator_path, override, found, recorded, sha)
+        return override, found
+    candidates = [recorded] if recorded else []
+    root = checkpoints_root(generator_path)
+    parts = Path(recorded).parts if recorded else ()
+    if root is not None and len(parts) >= 4 and parts[-2] == "model":
+        # <checkpoints_dir>/<dataset>/<run>/model/<file>: the same run under this generator's checkpoints folder.
+        candidates.append(os.path.join(root, *parts[-4:]))
+    changed = []
+    for candidate in dict.fromkeys(candidates):
+        if os.path.isfile(candidate):
+            found = file_sha256(candidate)
+            if not sha or found == sha:
+                return candidate, found
+            changed.append(f"{candidate} (sha256 {found})")
+    if changed:
+        raise CheckpointError(f"{generator_path}: the tokenizer has changed since the generator was trained: "
+                              f"{', '.join(changed)}, recorded sha256 {sha}; restore that file, or pass "
+                              f"tokenizer_path= / --tokenizer_path to decode with another one anyway")
+    raise CheckpointError(f"{generator_path}: the tokenizer the generator was trained on is missing: {recorded} "
+                          f"(sha256 {sha}); put that file back or pass tokenizer_path= / --tokenizer_path with its "
+                          f"new location")
+
+
+def check_text_encoder_request(record: dict[str, Any], path: str, requested: str | None) -> None:
+    """Fail when ``requested`` (e.g. ``--text_encoder``) is not the encoder of the ``text_encoder`` record: a model
+    only understands the embedding space it was trained on."""
+    name = record.get("name")
+    if requested is not None and requested != name:
+        raise CheckpointError(f"{path}: trained with text encoder {name!r}, asked for {requested!r}; the model "
+                              f"only understands {name!r} embeddings")
+
+
+def build_recorded_text_encoder(record: dict[str, Any], path: str, device: str | torch.device = "cpu",
+                                requested: str | None = None, weights_path: str | None = None) -> CachedTextEncoder:
+    """The text encoder of a checkpoint's ``text_encoder`` record ``{"name", "dim", "path"}``, memoising captions.
+
+    ``requested`` (e.g. ``--text_encoder``) must name the recorded encoder: embeddings of another encoder live in
+    another space. ``weights_path`` replaces the recorded CLIP weights path.
+    """
+    name = record.get("name")
+    check_text_encoder_request(record, path, requested)
+    kwargs: dict[str, Any] = {"device": device}
+    if name == "clip":
+        weights = weights_path or record.get("path")
+        if not weights or not os.path.isfile(weights):
+            raise CheckpointError(f"{path}: CLIP weights not found: {weights} (the file the model was trained with); "
+                                  f"pass text_encoder_path= / --text_encoder_path with OpenAI's ViT-B-32.pt and "
+                                  f"bpe_simple_vocab_16e6.txt.gz next to it")
+        kwargs["weights_path"] = weights
+    elif weights_path is not None:
+        logger.warning("%s: text encoder %r takes no weights file; ignoring %s", path, name, weights_path)
+    try:
+        encoder = build_text_encoder(name, **kwargs)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: text_encoder record {record}: {e}") from e
+    if record.get("dim") is not None and encoder.dim != int(record["dim"]):
+        raise CheckpointError(f"{path}: text encoder {name!r} gives {encoder.dim}-dim embeddings, the model was "
+                              f"trained on {record['dim']}-dim ones (another weights file?)")
+    return CachedTextEncoder(encoder)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Length estimator
+# ---------------------------------------------------------------------------------------------------------------------
+
+class LoadedLengthEstimator(NamedTuple):
+    """A length estimator ready to use: ``model`` (eval mode), its ``text_encoder`` record, ``unit_length`` (frames per
+    class step) and the checkpoint ``path``."""
+
+    model: LengthEstimator
+    text_encoder: dict[str, Any]
+    unit_length: int
+    path: str
+
+
+def load_length_estimator(path_or_run: str, device: str | torch.device = "cpu") -> LoadedLengthEstimator:
+    """Load a ``stage: "length_estimator"`` checkpoint (file, or run folder: see
+    ``resolve_length_estimator_checkpoint``); logits (B, num_classes) over token counts."""
+    path = resolve_length_estimator_checkpoint(path_or_run)
+    state = load_checkpoint(path, map_location="cpu")
+    require_keys(state, ["stage", "model_args", "model", "text_encoder", "unit_length"], path)
+    if state["stage"] != LENGTH_ESTIMATOR_STAGE:
+        raise CheckpointError(f"{path}: stage is {state['stage']!r}, expected {LENGTH_ESTIMATOR_STAGE!r}")
+    try:
+        model = LengthEstimator(**state["model_args"])
+        model.load_state_dict(state.get("ema") or state["model"])
+    except (TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild LengthEstimator from model_args {state['model_args']}: {e}") \
+            from e
+    model.to(device).eval().requires_grad_(False)
+    return LoadedLengthEstimator(model, dict(state["text_encoder"]), int(state["unit_length"]), path)

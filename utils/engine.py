@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -62,6 +61,7 @@ from utils.logging_utils import TensorBoard, setup_logging
 from utils.lr_schedule import lr_factor
 from utils.run_dir import RunDir, RunDirError
 from utils.seed import get_rng_state, set_rng_state, set_seed
+from utils.train_log import LossWindow, TrainLog
 
 logger = logging.getLogger(__name__)
 
@@ -385,14 +385,14 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
     for group, base_lr in zip(optimizer.param_groups, base_lrs):
         group["initial_lr"] = base_lr  # the current options win over the rates stored in a resumed optimizer
     tb = TensorBoard(run.model_dir, enabled=is_main, purge_step=state.step if cfg.is_continue else None)
-    train_log = _TrainLog(run.train_log_path, state.step, enabled=is_main)
+    train_log = TrainLog(run.train_log_path, state.step, enabled=is_main)
     if not cfg.is_continue:
         save_latest()  # a resumable step-0 state; also proves now that checkpoint_meta can be stored
     logger.info("training %s on %s: %d processes, %s, mixed precision %s, %d steps (%d per epoch), from step %d",
                 type(net).__name__, accelerator.device, world, f"global batch {cfg.batch_size}",
                 accelerator.mixed_precision, cfg.max_iters, per_epoch, state.step)
 
-    window = _Window(accelerator)
+    window = LossWindow(accelerator)
     last_logs: dict[str, float] = {}
     anomaly = torch.autograd.detect_anomaly if cfg.detect_anomaly else nullcontext
     if cfg.detect_anomaly:
@@ -459,82 +459,8 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
 # Pieces of the loop
 # ---------------------------------------------------------------------------------------------------------------------
 
-class _TrainLog:
-    """``model/train_log.jsonl``: one line per step, cut back to the resumed step so a resumed run continues it."""
-
-    def __init__(self, path: str, resume_step: int, enabled: bool) -> None:
-        self.file = None
-        if not enabled:
-            return
-        kept = []
-        if resume_step > 0 and os.path.exists(path):
-            with open(path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
-        tmp = path + ".rewrite"
-        with open(tmp, "w") as f:
-            f.writelines(kept)
-        os.replace(tmp, path)
-        self.file = open(path, "a")  # kept open for the whole run, flushed at every log
-
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        if self.file is not None:
-            self.file.writelines(json.dumps(row) + "\n" for row in rows)
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-
-
-class _Window:
-    """Per-step losses and per-term sums kept on the device and read back only when logged (one sync per log)."""
-
-    def __init__(self, accelerator: Accelerator) -> None:
-        self.accelerator = accelerator
-        self.steps: list[tuple[int, torch.Tensor, float]] = []  # pending (step, loss, lr) for the jsonl
-        self.sums: dict[str, Any] = {}
-        self.count = 0
-
-    def add(self, step: int, loss: torch.Tensor, logs: Mapping[str, Any], lr: float,
-            grad_norm: torch.Tensor | None) -> None:
-        loss = loss.detach().float()
-        self.steps.append((step, loss, lr))
-        terms = {**{k: v.detach().float() if torch.is_tensor(v) else float(v) for k, v in logs.items()}, "loss": loss}
-        if grad_norm is not None:
-            terms["grad_norm"] = grad_norm.detach().float()
-        for name, value in terms.items():
-            self.sums[name] = self.sums[name] + value if name in self.sums else value
-        self.count += 1
-
-    def flush(self, train_log: _TrainLog) -> None:
-        """Write the pending per-step losses (averaged over processes) to the jsonl log."""
-        if not self.steps:
-            return
-        losses = self._mean_over_processes(torch.stack([loss for _, loss, _ in self.steps])).tolist()
-        train_log.write([{"step": step, "loss": value, "lr": lr}
-                         for (step, _, lr), value in zip(self.steps, losses)])
-        self.steps = []
-
-    def report(self, train_log: _TrainLog) -> dict[str, float]:
-        """Flush, and return the window means (over steps and processes) of loss, terms and lr; then reset."""
-        lr = self.steps[-1][2] if self.steps else float("nan")
-        self.flush(train_log)
-        names = list(self.sums)
-        device = self.accelerator.device
-        stacked = torch.stack([torch.as_tensor(self.sums[n], dtype=torch.float32, device=device) for n in names])
-        means = (self._mean_over_processes(stacked) / self.count).tolist()
-        self.sums, self.count = {}, 0
-        return {**dict(zip(names, means)), "lr": lr}
-
-    def _mean_over_processes(self, values: torch.Tensor) -> torch.Tensor:
-        if self.accelerator.num_processes == 1:
-            return values
-        return self.accelerator.reduce(values, reduction="mean")
-
-
 def _check_finite(loss: torch.Tensor, logs: Mapping[str, Any], batch: Any, state: _State, run: RunDir,
-                  accelerator: Accelerator, window: _Window, train_log: _TrainLog) -> None:
+                  accelerator: Accelerator, window: LossWindow, train_log: TrainLog) -> None:
     """Stop before a non-finite loss reaches the weights: dump the batch, keep ``latest.tar``, raise.
 
     One host sync per step (the field's loops pay the same for ``loss.item()``); under DDP the flag is reduced so

@@ -1,0 +1,94 @@
+"""What the engine records of training while it runs: the per-step log file and the window of losses between logs.
+
+``TrainLog`` writes ``model/train_log.jsonl`` (one line per step: step, loss, lr), cut back to the resumed step when a
+run continues, so an interrupted and resumed run ends with the same file as an uninterrupted one. ``LossWindow``
+keeps the per-step losses and logged terms on the device and reads them back only when they are logged (one
+synchronisation per log), averaged over processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+
+class TrainLog:
+    """``model/train_log.jsonl``: one line per step, cut back to the resumed step so a resumed run continues it."""
+
+    def __init__(self, path: str, resume_step: int, enabled: bool) -> None:
+        self.file = None
+        if not enabled:
+            return
+        kept = []
+        if resume_step > 0 and os.path.exists(path):
+            with open(path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
+        tmp = path + ".rewrite"
+        with open(tmp, "w") as f:
+            f.writelines(kept)
+        os.replace(tmp, path)
+        self.file = open(path, "a")  # kept open for the whole run, flushed at every log
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """Append ``rows`` (``{"step", "loss", "lr"}``) and flush."""
+        if self.file is not None:
+            self.file.writelines(json.dumps(row) + "\n" for row in rows)
+            self.file.flush()
+
+    def close(self) -> None:
+        """Close the file (later writes are dropped)."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class LossWindow:
+    """Per-step losses and per-term sums kept on the device and read back only when logged (one sync per log)."""
+
+    def __init__(self, accelerator: Accelerator) -> None:
+        self.accelerator = accelerator
+        self.steps: list[tuple[int, torch.Tensor, float]] = []  # pending (step, loss, lr) for the jsonl
+        self.sums: dict[str, Any] = {}
+        self.count = 0
+
+    def add(self, step: int, loss: torch.Tensor, logs: Mapping[str, Any], lr: float,
+            grad_norm: torch.Tensor | None) -> None:
+        """Keep one step's loss, logged terms, lr and gradient norm (tensors stay on the device)."""
+        loss = loss.detach().float()
+        self.steps.append((step, loss, lr))
+        terms = {**{k: v.detach().float() if torch.is_tensor(v) else float(v) for k, v in logs.items()}, "loss": loss}
+        if grad_norm is not None:
+            terms["grad_norm"] = grad_norm.detach().float()
+        for name, value in terms.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.count += 1
+
+    def flush(self, train_log: TrainLog) -> None:
+        """Write the pending per-step losses (averaged over processes) to the jsonl log."""
+        if not self.steps:
+            return
+        losses = self._mean_over_processes(torch.stack([loss for _, loss, _ in self.steps])).tolist()
+        train_log.write([{"step": step, "loss": value, "lr": lr}
+                         for (step, _, lr), value in zip(self.steps, losses)])
+        self.steps = []
+
+    def report(self, train_log: TrainLog) -> dict[str, float]:
+        """Flush, and return the window means (over steps and processes) of loss, terms and lr; then reset."""
+        lr = self.steps[-1][2] if self.steps else float("nan")
+        self.flush(train_log)
+        names = list(self.sums)
+        device = self.accelerator.device
+        stacked = torch.stack([torch.as_tensor(self.sums[n], dtype=torch.float32, device=device) for n in names])
+        means = (self._mean_over_processes(stacked) / self.count).tolist()
+        self.sums, self.count = {}, 0
+        return {**dict(zip(names, means)), "lr": lr}
+
+    def _mean_over_processes(self, values: torch.Tensor) -> torch.Tensor:
+        if self.accelerator.num_processes == 1:
+            return values
+        return self.accelerator.reduce(values, reduction="mean")

@@ -28,7 +28,7 @@ import sys
 
 import torch
 
-from models.mask_transformer import RES_TRANSFORMERS
+from models.res_transformer import RES_TRANSFORMERS
 from models.text_encoders import TextEncoder
 from options.config import config_to_dict, parse_with_config, resolve_max_iters, save_config
 from options.token_generator_options import get_train_res_transformer_parser, model_overrides

@@ -18,9 +18,9 @@ _EXPORTS = {
     "build_tokenizer": "models.tokenizers",
     "MARDM_MODELS": "models.mardm",
     "MASK_TRANSFORMERS": "models.mask_transformer",
-    "RES_TRANSFORMERS": "models.mask_transformer",
+    "RES_TRANSFORMERS": "models.res_transformer",
     "MaskTransformer": "models.mask_transformer",
-    "ResidualTransformer": "models.mask_transformer",
+    "ResidualTransformer": "models.res_transformer",
     "LengthEstimator": "models.length_estimator",
     "build_text_encoder": "models.text_encoders",
 }

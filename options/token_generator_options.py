@@ -80,7 +80,8 @@ def get_train_t2m_transformer_parser() -> argparse.ArgumentParser:
 
 def get_train_res_transformer_parser() -> argparse.ArgumentParser:
     """``train_res_transformer.py``: MoMask's residual transformer over layers 1..Q-1 of an RVQ run."""
-    from models.mask_transformer import CODE_EMBEDDINGS, RES_TRANSFORMERS
+    from models.mask_transformer import CODE_EMBEDDINGS
+    from models.res_transformer import RES_TRANSFORMERS
 
     parser = get_base_parser("Train MoMask's residual transformer on the residual codes of a frozen RVQ tokenizer.")
     parser.add_argument("--model", type=str, default="MoMask-Res", choices=sorted(RES_TRANSFORMERS),

@@ -17,7 +17,8 @@ from test_generation import CLIP_EMBED, save_generator, save_tokenizer, write_fa
 
 import evaluation_MARDM
 import sample
-from models.mask_transformer import MASK_TRANSFORMERS, RES_TRANSFORMERS
+from models.mask_transformer import MASK_TRANSFORMERS
+from models.res_transformer import RES_TRANSFORMERS
 from models.tokenizers import build_tokenizer
 from options.config import parse_with_config
 from options.eval_generator_options import get_evaluation_generator_parser, get_sample_parser

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models.mask_transformer as mt
+import models.res_transformer as rt
 from models.mask_schedule import lengths_to_mask, q_schedule
-from models.mask_transformer import RES_TRANSFORMERS, ResidualTransformer
 from models.quantizers import ResidualVQ
+from models.res_transformer import RES_TRANSFORMERS, ResidualTransformer
 
 torch.set_num_threads(1)
 
@@ -122,7 +122,7 @@ def test_loss_over_valid_tokens_of_the_drawn_layer(monkeypatch):
     indices = codes(batch, max_len, lengths, g)
     text = torch.randn(batch, TEXT_DIM, generator=g)
     layer = torch.tensor([1, 3, 2])
-    monkeypatch.setattr(mt, "q_schedule", lambda *args, **kwargs: layer.clone())
+    monkeypatch.setattr(rt, "q_schedule", lambda *args, **kwargs: layer.clone())
     base = torch.randn(batch, max_len, K, generator=g)
     seen = {}
 

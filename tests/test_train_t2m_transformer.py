@@ -15,7 +15,8 @@ from test_generation import CLIP_EMBED, save_tokenizer, write_fake_clip
 import train_res_transformer
 import train_t2m_transformer
 import train_vq
-from models.mask_transformer import MASK_TRANSFORMERS, RES_TRANSFORMERS
+from models.mask_transformer import MASK_TRANSFORMERS
+from models.res_transformer import RES_TRANSFORMERS
 from options.config import load_preset, parse_with_config
 from options.token_generator_options import get_train_res_transformer_parser, get_train_t2m_transformer_parser
 from options.tokenizer_options import get_train_vq_parser

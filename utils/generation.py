@@ -43,7 +43,8 @@ from torch import Tensor, nn
 from models.length_estimator import classes_to_lengths, sample_lengths
 from models.loader import Tokenizer
 from models.mardm import MARDM_MODELS
-from models.mask_transformer import MASK_TRANSFORMERS, RES_TRANSFORMERS
+from models.mask_transformer import MASK_TRANSFORMERS
+from models.res_transformer import RES_TRANSFORMERS
 from models.text_encoders import TextEncoder
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, require_keys
 from utils.dataset_specs import DatasetSpec

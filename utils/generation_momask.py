@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from models.loader import Tokenizer
 from models.mask_schedule import SAMPLING_MODES
-from models.mask_transformer import MASK_TRANSFORMERS, RES_TRANSFORMERS, MaskTransformer, ResidualTransformer
+from models.mask_transformer import MASK_TRANSFORMERS, MaskTransformer
+from models.res_transformer import RES_TRANSFORMERS, ResidualTransformer
 from utils.checkpoint import CheckpointError
 from utils.dataset_specs import DatasetSpec
 from utils.generation import GENERATOR_BACKENDS, GeneratorBackend, SamplingSettings

@@ -48,7 +48,7 @@ def main() -> None:
         motion = torch.randn(batch, WINDOW, spec.dim_pose, device=device)
         case = f"{label} B={batch} T={WINDOW}"
         variants = {"baseline": baseline_step(name, motion, device), "ours": ours_step(name, motion, device)}
-        if device.type == "cpu" and cpu_bf16:
+        if cpu_bf16:
             variants["ours, bf16 autocast"] = ours_step(name, motion, device, bf16=True)
         if args.compile:
             variants["ours+compile"] = ours_step(name, motion, device, compiled=True)

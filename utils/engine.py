@@ -56,6 +56,7 @@ from utils.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
+from utils.collectives import all_gather_objects, broadcast_object
 from utils.ema import EMA
 from utils.logging_utils import TensorBoard, setup_logging
 from utils.lr_schedule import lr_factor
@@ -215,10 +216,9 @@ def _on_main(accelerator: Accelerator, fn: Callable[[], Any]) -> Any:
         except Exception as e:
             error = e
     if accelerator.num_processes > 1:
-        message = [f"{type(error).__name__}: {error}" if error is not None else None]
-        torch.distributed.broadcast_object_list(message, src=0)
-        if error is None and message[0] is not None:
-            raise RuntimeError(f"the main process failed: {message[0]}")
+        message = broadcast_object(f"{type(error).__name__}: {error}" if error is not None else None, src=0)
+        if error is None and message is not None:
+            raise RuntimeError(f"the main process failed: {message}")
     if error is not None:
         raise error
     return result
@@ -229,9 +229,7 @@ def _gather_rng(accelerator: Accelerator) -> list[dict[str, Any]]:
     state = get_rng_state()
     if accelerator.num_processes == 1:
         return [state]
-    states: list[Any] = [None] * accelerator.num_processes
-    torch.distributed.all_gather_object(states, state)
-    return states
+    return all_gather_objects(state)
 
 
 def _check_run_folder(run: RunDir, cfg: EngineConfig, min_free_bytes: int) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from utils.collectives import all_reduce_mean
+
 
 class TrainLog:
     """``model/train_log.jsonl``: one line per step, cut back to the resumed step so a resumed run continues it."""
@@ -91,4 +93,4 @@ class LossWindow:
     def _mean_over_processes(self, values: torch.Tensor) -> torch.Tensor:
         if self.accelerator.num_processes == 1:
             return values
-        return self.accelerator.reduce(values, reduction="mean")
+        return all_reduce_mean(values)

@@ -1,0 +1,112 @@
+"""The engine's collectives (utils/collectives.py): results match torch's object collectives across two gloo
+processes, and a collective returns only once the backend has let go of its tensors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from fault_helpers import torchrun_available
+
+from utils.collectives import _reference_counts, await_release
+
+needs_gloo = pytest.mark.skipif(not torchrun_available(),
+                                reason="needs torch.distributed with the gloo backend, which this torch build lacks")
+
+TWO_PROCESS_SCRIPT = """
+import sys
+import numpy as np
+import torch
+import torch.distributed as dist
+sys.path.insert(0, {repo!r})
+from utils.collectives import all_gather_objects, all_reduce_mean, broadcast_object
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+for src in (0, 1):
+    ours = broadcast_object({{"from": rank, "x": torch.arange(3 + rank)}} if rank == src else "ignored", src=src)
+    assert ours["from"] == src and torch.equal(ours["x"], torch.arange(3 + src)), ours
+assert broadcast_object(None if rank == 0 else "x", src=0) is None
+# Payloads of different lengths per rank, as RNG states are.
+mine = {{"rank": rank, "state": np.arange(5 * (rank + 1)), "text": "é" * rank}}
+theirs = [None, None]
+dist.all_gather_object(theirs, mine)  # first, so that the script ends on collectives that wait for their release
+gathered = all_gather_objects(mine)
+assert [g["rank"] for g in gathered] == [0, 1]
+for a, b in zip(gathered, theirs):
+    assert a["text"] == b["text"] and np.array_equal(a["state"], b["state"])
+values = torch.tensor([1.0, 2.0]) * (rank + 1)
+assert torch.equal(all_reduce_mean(values), torch.tensor([1.5, 3.0]))
+assert torch.equal(values, torch.tensor([1.0, 2.0]) * (rank + 1))  # the input is left as it was
+dist.destroy_process_group()
+print("ok", rank)
+"""
+
+
+@needs_gloo
+@pytest.mark.slow
+def test_two_process_results_match_torch_object_collectives(tmp_path):
+    script = tmp_path / "collectives.py"
+    script.write_text(TWO_PROCESS_SCRIPT.format(repo=str(Path(__file__).resolve().parents[1])))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(line for line in done.stdout.splitlines() if line.startswith("ok")) == ["ok 0", "ok 1"]
+
+
+@pytest.fixture
+def single_process_group():
+    if not dist.is_available() or dist.is_initialized():
+        pytest.skip("needs torch.distributed and no process group already in this process")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@needs_gloo
+def test_await_release_waits_for_the_backend_reference(single_process_group):
+    tensor = torch.ones(4)
+    tensors = [tensor]
+    before = _reference_counts(tensors)
+    handles = [dist.all_reduce(tensor, async_op=True)]  # the Work handle keeps a C++ reference to the tensor
+    handles[0].wait()
+    assert _reference_counts(tensors)[0] > before[0], "this torch does not count the backend's references"
+    released = threading.Event()
+
+    def release():
+        handles.clear()
+        released.set()
+
+    timer = threading.Timer(0.2, release)
+    start = time.monotonic()
+    timer.start()
+    try:
+        assert await_release(tensors, before, timeout_s=30.0)
+    finally:
+        timer.join()
+    assert released.is_set() and time.monotonic() - start >= 0.2
+    assert _reference_counts(tensors) == before
+
+
+@needs_gloo
+def test_await_release_gives_up_after_its_timeout(single_process_group):
+    tensor = torch.ones(4)
+    tensors = [tensor]
+    before = _reference_counts(tensors)
+    handle = dist.all_reduce(tensor, async_op=True)
+    handle.wait()
+    start = time.monotonic()
+    assert not await_release(tensors, before, timeout_s=0.1)
+    assert 0.1 <= time.monotonic() - start < 5.0
+    del handle
+    assert await_release(tensors, before, timeout_s=5.0)

@@ -20,6 +20,7 @@ import logging
 import pickle
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -57,7 +58,7 @@ def await_release(tensors: list[torch.Tensor], before: list[int], timeout_s: flo
     return True
 
 
-def _run(op, tensors: list[torch.Tensor]) -> None:
+def _run(op: Callable[[], Any], tensors: list[torch.Tensor]) -> None:
     """Run ``op()`` (a synchronous collective on ``tensors``) and wait until the backend has let go of them."""
     before = _reference_counts(tensors)
     op()

@@ -156,7 +156,8 @@ def main(cfg) -> dict:
                 "source_format": tokenizer.source_format}
         report = evaluate(evaluator, eval_loader, motion_fn, replications=cfg.replications, seed=cfg.seed,
                           results_path=os.path.join(run.eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
-                          gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue)
+                          gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue,
+                          deterministic=True)
 
     # ---------------------------------------------------------------------------------------------------------------
     # results

@@ -213,6 +213,71 @@ def test_gt_cache_hit_skips_the_evaluator_and_gives_identical_numbers(setup, tmp
     assert third.rows[0]["metrics"] == first.rows[0]["metrics"]
 
 
+def rows_counted(calls, scale=0.9):
+    """A deterministic per-row model (a fixed map of the GT row) that counts the rows it is asked for."""
+    def fn(batch):
+        calls["rows"] += batch.motion.shape[0]
+        calls["batches"].append(batch)
+        return batch.motion * scale + 0.1 * torch.tanh(batch.motion.flip(1)), batch.m_lengths
+    return fn
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_deterministic_model_reuses_repeated_crops_with_the_same_numbers(setup, tmp_path, cached):
+    _, _, ev, loader = setup
+    gt_cache = GTCache(str(tmp_path / "gt_cache")) if cached else None
+    every = {"rows": 0, "batches": []}
+    memo = {"rows": 0, "batches": []}
+    plain = evaluate(ev, loader, rows_counted(every), replications=6, seed=40, gt_cache=gt_cache, progress=False)
+    reused = evaluate(ev, loader, rows_counted(memo), replications=6, seed=40, gt_cache=gt_cache, progress=False,
+                      deterministic=True)
+    assert every["rows"] == 6 * loader.num_samples
+    assert [row["reused_rows"] for row in plain.rows] == [0] * 6
+    counts = [row["reused_rows"] for row in reused.rows]
+    assert counts[0] == 0 and all(c > 0 for c in counts[2:])
+    # Replication 1's first batch with a known row is computed in full once (the check); after that every known
+    # row is skipped, so the model sees exactly the rows that were not reused.
+    assert memo["rows"] == 6 * loader.num_samples - sum(counts)
+    assert memo["rows"] < 0.8 * every["rows"]
+    assert any(b.motion.shape[0] < loader.batch_size for b in memo["batches"])  # a subset of a batch's rows
+    for a, b in zip(plain.rows, reused.rows):
+        assert a["metrics"]["multimodality"] is None and b["metrics"]["multimodality"] is None
+        for key in ("fid", "diversity", "top1", "top2", "top3", "matching_score"):
+            assert b["metrics"][key] == pytest.approx(a["metrics"][key], rel=1e-5, abs=1e-6), key
+        assert a["real"] == b["real"]
+    # Anchored to GT: a model returning its input, remembered, scores exactly like GT in every replication.
+    report = evaluate(ev, loader, gt_motion, replications=4, seed=40, gt_cache=gt_cache, progress=False,
+                      deterministic=True)
+    assert sum(row["reused_rows"] for row in report.rows) > 0
+    for row in report.rows:
+        assert row["metrics"]["fid"] < 1e-5
+        for key in ("top1", "top2", "top3", "matching_score"):
+            assert row["metrics"][key] == pytest.approx(row["real"][key], abs=1e-5), key
+
+
+def test_a_model_declared_deterministic_that_is_not_switches_the_memo_off(setup, caplog):
+    _, _, ev, loader = setup
+
+    def sample(batch):  # seeded per replication by the protocol, different from one replication to the next
+        return batch.motion + 0.3 * torch.randn_like(batch.motion), batch.m_lengths
+
+    plain = evaluate(ev, loader, sample, replications=4, seed=50, gt_cache=None, progress=False)
+    with caplog.at_level("WARNING", logger="utils.eval_protocol"):
+        declared = evaluate(ev, loader, sample, replications=4, seed=50, gt_cache=None, progress=False,
+                            deterministic=True)
+    assert "declared deterministic" in caplog.text
+    assert [row["reused_rows"] for row in declared.rows] == [0] * 4
+    for a, b in zip(plain.rows, declared.rows):  # the same calls in the same order: the same numbers
+        assert a["metrics"] == b["metrics"]
+
+
+def test_deterministic_and_multimodality_exclude_each_other(setup):
+    _, _, ev, loader = setup
+    with pytest.raises(ValueError, match="pass one or the other"):
+        evaluate(ev, loader, gt_motion, replications=1, mm_fn=gt_motion, deterministic=True, gt_cache=None,
+                 progress=False)
+
+
 def test_multimodality_uses_repeats(setup):
     _, _, ev, loader = setup
 

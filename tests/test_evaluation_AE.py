@@ -83,7 +83,7 @@ def run_eval(env, *extra: str) -> dict:
 
 def test_fsq_run_writes_eval_json_with_every_metric(env):
     _, ck, spec = env
-    result = run_eval(env, "--name", "fsq")
+    result = run_eval(env, "--name", "fsq", "--replications", "3")
     eval_dir = ck / "synthetic" / "fsq" / "eval"
     saved = json.loads((eval_dir / "eval_net_best_loss.json").read_text())
     assert saved["checkpoint"].endswith("net_best_loss.tar") and len(saved["checkpoint_sha256"]) == 64
@@ -100,9 +100,13 @@ def test_fsq_run_writes_eval_json_with_every_metric(env):
     assert saved["bits_per_second"] == pytest.approx(math.log2(k) * spec.fps / unit)
     protocol = saved["protocol"]
     assert set(protocol["metrics"]) == {"fid", "diversity", "top1", "top2", "top3", "matching_score"}
-    assert protocol["meta"]["protocol"]["replications"] == 2 and protocol["meta"]["protocol"]["seeds"] == [5, 6]
+    assert protocol["meta"]["protocol"]["replications"] == 3 and protocol["meta"]["protocol"]["seeds"] == [5, 6, 7]
     assert protocol["meta"]["checkpoint_sha256"] == saved["checkpoint_sha256"]
-    assert len((eval_dir / "eval_net_best_loss_replications.jsonl").read_text().splitlines()) == 2
+    lines = [json.loads(line) for line in (eval_dir / "eval_net_best_loss_replications.jsonl").read_text().splitlines()]
+    assert len(lines) == 3
+    # A tokenizer is deterministic: crops drawn again reuse earlier embeddings (the second replication's one batch
+    # is computed in full once, to check that).
+    assert lines[0]["reused_rows"] == 0 and lines[2]["reused_rows"] > 0
     assert (eval_dir / "eval.log").is_file()
     assert result["protocol"]["metrics"]["fid"]["mean"] == protocol["metrics"]["fid"]["mean"]
 

@@ -262,7 +262,7 @@ def test_a_model_declared_deterministic_that_is_not_switches_the_memo_off(setup,
         return batch.motion + 0.3 * torch.randn_like(batch.motion), batch.m_lengths
 
     plain = evaluate(ev, loader, sample, replications=4, seed=50, gt_cache=None, progress=False)
-    with caplog.at_level("WARNING", logger="utils.eval_protocol"):
+    with caplog.at_level("WARNING", logger="utils.model_embeddings"):
         declared = evaluate(ev, loader, sample, replications=4, seed=50, gt_cache=None, progress=False,
                             deterministic=True)
     assert "declared deterministic" in caplog.text

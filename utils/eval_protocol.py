@@ -63,7 +63,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from utils.batching import EpochBatchSampler, epoch_batches
@@ -80,6 +79,7 @@ from utils.metrics import (
     mean_confidence_interval,
     score_batch,
 )
+from utils.model_embeddings import ModelMemo, checked_motion, embed_in_chunks, motion_embeddings, select_rows
 from utils.seed import get_rng_state, set_rng_state, set_seed
 
 logger = logging.getLogger(__name__)
@@ -278,115 +278,6 @@ def replication_seeds(seed: int, replications: int) -> list[int]:
     return [int(seed) + r for r in range(replications)]
 
 
-def _checked_motion(out: Any, batch: EvalBatch, evaluator: EvaluatorWrapper, what: str) -> tuple[torch.Tensor,
-                                                                                               torch.Tensor]:
-    """Validate ``motion_fn`` output and zero the frames past each length: (B, T, D) float, (B,) int64 (CPU)."""
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise ValueError(f"{what} must return (motion (B, T, D), lengths (B,)); got {type(out).__name__}")
-    motion, lengths = out
-    motion = torch.as_tensor(motion)
-    lengths = torch.as_tensor(lengths).reshape(-1).cpu().long()
-    b = batch.motion.shape[0]
-    if motion.dim() != 3 or motion.shape[0] != b or motion.shape[-1] != evaluator.dim_pose:
-        raise ValueError(f"{what}: motion has shape {tuple(motion.shape)}; expected ({b}, T, {evaluator.dim_pose}) "
-                         f"normalised with the evaluator statistics")
-    frames = motion.shape[1]
-    if lengths.shape[0] != b or int(lengths.min()) < evaluator.unit_length or int(lengths.max()) > frames:
-        raise ValueError(f"{what}: lengths must be {b} values in [{evaluator.unit_length}, {frames}] (frames of the "
-                         f"returned motion), got {lengths.tolist()}")
-    motion = motion.detach().float()
-    if not torch.isfinite(motion).all():
-        raise ValueError(f"{what}: the motion holds NaN or inf values")
-    valid = torch.arange(frames, device=motion.device)[None] < lengths.to(motion.device)[:, None]
-    return motion * valid[..., None], lengths
-
-
-def _motion_embeddings(evaluator: EvaluatorWrapper, motion: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
-    return evaluator.get_motion_embeddings(motion, lengths, keep_input_order=True).cpu().numpy()
-
-
-def _embed_in_chunks(evaluator: EvaluatorWrapper, items: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                     max_rows: int) -> list[np.ndarray]:
-    """Motion embeddings of ``items`` (``(motion (B_i, T_i, D), lengths (B_i,))`` from ``_checked_motion``), one
-    array ``(B_i, E)`` per item, computed in evaluator calls of up to ``max_rows`` rows.
-
-    Consecutive items are zero-padded to the longest T of their call; frames past each length are zero already, so
-    the padding changes nothing the evaluator reads. Fewer, larger calls matter because the motion GRU runs one step
-    at a time: at 32 rows its matrix products are too small to use the machine.
-    """
-    out: list[np.ndarray] = []
-    group: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def flush() -> None:
-        if not group:
-            return
-        frames = max(motion.shape[1] for motion, _ in group)
-        motion = torch.cat([F.pad(m, (0, 0, 0, frames - m.shape[1])) for m, _ in group])
-        emb = _motion_embeddings(evaluator, motion, torch.cat([lengths for _, lengths in group]))
-        sizes = [m.shape[0] for m, _ in group]
-        out.extend(np.split(emb, np.cumsum(sizes)[:-1]))
-        group.clear()
-
-    for item in items:
-        if group and sum(m.shape[0] for m, _ in group) + item[0].shape[0] > max_rows:
-            flush()
-        group.append(item)
-    flush()
-    return out
-
-
-class _ModelMemo:
-    """Motion embeddings of a deterministic ``motion_fn``, keyed by the GT row each was computed from.
-
-    A key is the BLAKE2b digest of the row's GT motion (every frame of the padded row) and its length, so a later
-    replication that draws the same crop of the same clip, which the protocol's random crops do often (about a third
-    of 20 replications' rows are new on HumanML3D-like lengths), reuses the embedding instead of calling the model and
-    the evaluator again. The first time a batch holds a known row, the whole batch is computed anyway and compared with
-    what is remembered; a difference beyond float32 round-off means ``motion_fn`` is not deterministic, and the memo
-    is switched off (with a warning) before it changed any number.
-    """
-
-    def __init__(self) -> None:
-        self.embeddings: dict[Any, np.ndarray] = {}
-        self.enabled = True
-        self.verified = False
-
-    @classmethod
-    def disabled(cls) -> _ModelMemo:
-        """A memo that remembers nothing: every row is computed (a ``motion_fn`` not declared deterministic)."""
-        memo = cls()
-        memo.enabled = False
-        return memo
-
-    def keys(self, batch: EvalBatch, b: int) -> list[Any]:
-        """One key per row: the content digest while the memo is on, else a key no other row has."""
-        if not self.enabled:
-            return [("row", b, i) for i in range(batch.motion.shape[0])]
-        motion = batch.motion.detach().cpu().contiguous().numpy()
-        return [hashlib.blake2b(motion[i].tobytes() + int(length).to_bytes(8, "little"), digest_size=16).digest()
-                for i, length in enumerate(batch.m_lengths.tolist())]
-
-    def verify(self, keys: Sequence[Any], fresh: np.ndarray) -> None:
-        """Compare ``fresh`` embeddings of a batch with the remembered ones of the same rows (see the class)."""
-        known = [i for i, key in enumerate(keys) if key in self.embeddings]
-        before = np.stack([self.embeddings[keys[i]] for i in known])
-        error = float(np.abs(fresh[known] - before).max())
-        tolerance = 1e-4 * max(1.0, float(np.abs(before).max()))
-        if error > tolerance:
-            logger.warning("motion_fn was declared deterministic, but the same GT row gave embeddings %.3g apart "
-                           "(tolerance %.3g); every row is computed from now on", error, tolerance)
-            self.enabled = False
-            self.embeddings.clear()
-        self.verified = True
-
-
-def _select(batch: EvalBatch, rows: Sequence[int]) -> EvalBatch:
-    """The rows ``rows`` of ``batch``, in that order."""
-    index = torch.as_tensor(list(rows), dtype=torch.long)
-    return EvalBatch(*[field[index.to(field.device)] if isinstance(field, torch.Tensor) else [field[i] for i in rows]
-                       for field in batch])
-
-
 def _frechet_distance(gt: np.ndarray, gen: np.ndarray) -> float:
     """FID between two embedding sets ``(N, E)``: ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``, S the unbiased
     covariances.
@@ -481,7 +372,7 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
         deterministic: ``motion_fn``'s row i is a deterministic function of ``batch.motion[i]`` and
             ``batch.m_lengths[i]`` alone (a tokenizer reconstructing GT in eval mode). Its embeddings are then
             remembered by the GT row's content and reused when a later replication draws the same crop, and
-            ``motion_fn`` may be called with a subset of a batch's rows (see ``_ModelMemo``; the numbers are those of
+            ``motion_fn`` may be called with a subset of a batch's rows (see ``ModelMemo``; the numbers are those of
             computing every row, to float32 round-off). Leave it off for a generator.
 
     Returns:
@@ -517,7 +408,7 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
 
     caller_rng = get_rng_state()
     rows: list[dict[str, Any]] = []
-    memo = _ModelMemo() if deterministic else None
+    memo = ModelMemo() if deterministic else None
     try:
         bar = tqdm(seeds, desc="replications", disable=not progress, dynamic_ncols=True)
         for r, rep_seed in enumerate(bar):
@@ -560,7 +451,7 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
 
 def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: MotionFn, mm_fn: MotionFn | None,
                  r: int, rep_seed: int, mm_batches: int, mm_repeats: int, mm_times: int, cache: GTCache | None,
-                 gt_key: str, memo: _ModelMemo | None = None) -> dict[str, Any]:
+                 gt_key: str, memo: ModelMemo | None = None) -> dict[str, Any]:
     """One pass over the data: returns the JSONL row of replication ``r``."""
     start = time.time()
     set_seed(rep_seed)
@@ -572,7 +463,7 @@ def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: Mot
     # identical evaluator calls, so that a model returning GT reproduces the Real row bit for bit.
     chunk_rows = EMBED_ROWS if cache is not None else bs
     text_parts, gt_parts, gen_parts, mm_parts, m_lens, s_lens = [], [], [], [], [], []
-    memo = memo if memo is not None else _ModelMemo.disabled()
+    memo = memo if memo is not None else ModelMemo.disabled()
     fresh: dict[Any, np.ndarray] = {}  # model embeddings computed in this replication, by row key
     pending: list[tuple[tuple[torch.Tensor, torch.Tensor], list[Any]]] = []  # model motion not yet embedded, keys
     queued: set[Any] = set()
@@ -580,7 +471,7 @@ def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: Mot
     reused = 0
 
     def embed_pending() -> None:
-        for (_, keys), emb in zip(pending, _embed_in_chunks(evaluator, [item for item, _ in pending], chunk_rows)):
+        for (_, keys), emb in zip(pending, embed_in_chunks(evaluator, [item for item, _ in pending], chunk_rows)):
             fresh.update(zip(keys, emb))
         pending.clear()
 
@@ -597,23 +488,23 @@ def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: Mot
                                                        batch.m_lengths, keep_input_order=True)
             text_emb, gt_emb = text_t.cpu().numpy(), gt_t.cpu().numpy()
         if b < mm_batches:
-            repeats = _embed_in_chunks(evaluator, [_checked_motion(mm_fn(batch), batch, evaluator, "mm_fn")
-                                                   for _ in range(mm_repeats)], chunk_rows)
+            repeats = embed_in_chunks(evaluator, [checked_motion(mm_fn(batch), batch, evaluator, "mm_fn")
+                                                  for _ in range(mm_repeats)], chunk_rows)
             mm_parts.append(np.stack(repeats, axis=1))
             gen_parts.append(repeats[-1])
         else:
             keys = memo.keys(batch, b)
             batch_keys.append(keys)
             if memo.enabled and not memo.verified and any(key in memo.embeddings for key in keys):
-                emb = _motion_embeddings(evaluator, *_checked_motion(motion_fn(batch), batch, evaluator, "motion_fn"))
+                emb = motion_embeddings(evaluator, *checked_motion(motion_fn(batch), batch, evaluator, "motion_fn"))
                 memo.verify(keys, emb)
                 fresh.update(zip(keys, emb))
             else:
                 todo = [i for i, key in enumerate(keys) if key not in memo.embeddings and key not in queued]
                 reused += len(keys) - len(todo)
                 if todo:
-                    part = batch if len(todo) == len(keys) else _select(batch, todo)
-                    pending.append((_checked_motion(motion_fn(part), part, evaluator, "motion_fn"),
+                    part = batch if len(todo) == len(keys) else select_rows(batch, todo)
+                    pending.append((checked_motion(motion_fn(part), part, evaluator, "motion_fn"),
                                     [keys[i] for i in todo]))
                     queued.update(keys[i] for i in todo)
                 if sum(item[0].shape[0] for item, _ in pending) >= chunk_rows:

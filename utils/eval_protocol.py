@@ -38,8 +38,9 @@ FID is computed from QR factors of the centred embeddings and the singular value
 square root.
 
 Deterministic models. A tokenizer's reconstruction of a crop is the same in every replication, and the random crops
-repeat: a clip of L frames has at most 4 crops of the full unit length and 8 one unit shorter, so over 20
-replications only about a third of the rows are new (HumanML3D-like lengths; 35% on the synthetic test split).
+repeat: every sample is shorter than ``max_motion_length + unit_length`` frames, so it has at most ``unit_length`` (4)
+crops of the full whole-unit length and 8 one unit shorter, and over 20 replications only about a third of the rows
+are new (33% expected for lengths spread evenly mod 4; 35% measured on the synthetic test split).
 ``evaluate(..., deterministic=True)`` (``evaluation_AE.py``) remembers the model's embedding of each GT row by a
 digest of its content and calls the model and the evaluator only for rows it has not seen; the first batch that
 holds a known row is computed in full once and compared, and the memo switches itself off if ``motion_fn`` turns

@@ -88,7 +88,7 @@ class ModelMemo:
 
     A key is the BLAKE2b digest of the row's GT motion (every frame of the padded row) and its length, so a later
     replication that draws the same crop of the same clip, which the protocol's random crops do often (about a third
-    of 20 replications' rows are new on HumanML3D-like lengths), reuses the embedding instead of calling the model and
+    of 20 replications' rows are new), reuses the embedding instead of calling the model and
     the evaluator again. The first time a batch holds a known row, the whole batch is computed anyway and compared with
     what is remembered; a difference beyond float32 round-off means ``motion_fn`` is not deterministic, and the memo
     is switched off (with a warning) before it changed any number.

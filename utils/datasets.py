@@ -119,6 +119,7 @@ class MotionWindowDataset(Dataset):
             raise ValueError(f"MotionWindowDataset: window_size {self.window_size} and stride {self.stride} must be "
                              f">= 1")
         self.mean, self.std = _check_stats(mean, std, spec, "MotionWindowDataset")
+        self._mean_t, self._std_t = torch.tensor(self.mean), torch.tensor(self.std)
         self.index = index or MotionIndex.build(spec, split, data_root, cache_dir=cache_dir, progress=progress)
         self.skipped = SkipLog()
         short = np.flatnonzero(self.index.lengths < self.window_size)
@@ -158,12 +159,16 @@ class MotionWindowDataset(Dataset):
         normalised in one pass (per window, the work is Python overhead; per batch it is a copy)."""
         rows = np.fromiter((row for row, _ in windows), dtype=np.int64, count=len(windows))
         starts = self.index.offsets[rows] + np.fromiter((o for _, o in windows), dtype=np.int64, count=len(windows))
-        frames = starts[:, None] + np.arange(self.window_size)
-        batch = np.asarray(self.index.motion[frames.reshape(-1), :self.spec.dim_pose])
-        batch = batch.reshape(len(windows), self.window_size, self.spec.dim_pose)
-        batch -= self.mean
-        batch /= self.std
-        return StackedBatch(torch.from_numpy(batch))
+        frames = (starts[:, None] + np.arange(self.window_size)).reshape(-1)
+        dim = self.spec.dim_pose
+        if self.index.motion.shape[1] == dim:  # a plain row gather: faster than fancy indexing on the memory map
+            batch = np.take(self.index.motion, frames, axis=0)
+        else:
+            batch = np.asarray(self.index.motion[frames, :dim])
+        batch = torch.from_numpy(batch.reshape(len(windows), self.window_size, dim))
+        # torch's vectorised in-place passes, bit for bit numpy's (x - mean) / std, in about half the time
+        batch.sub_(self._mean_t).div_(self._std_t)
+        return StackedBatch(batch)
 
     def __getitem__(self, item: int) -> torch.Tensor:
         return self.fetch([self.draw(item)])[0]

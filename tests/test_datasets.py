@@ -106,6 +106,34 @@ def test_window_dataset_batch_is_numpy_normalisation_bit_for_bit(tmp_path, name)
         assert np.array_equal(got.numpy(), expected)
 
 
+class _SharedProbe(torch.utils.data.Dataset):
+    """Whether a batch read in a worker lies in shared memory, and its values (module level: workers unpickle it)."""
+
+    def __init__(self, ds: MotionWindowDataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, item: int) -> tuple[bool, torch.Tensor]:
+        batch = self.ds.fetch([(int(self.ds.clips[item]), 0)]).stacked
+        return batch.is_shared(), batch.clone()
+
+
+def test_window_batches_are_read_into_shared_memory_in_workers_only(tmp_path):
+    write_dataset(tmp_path, {"a": 64, "b": 80}, {"train": ["a", "b"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    ds = MotionWindowDataset(spec, "train", *stats(spec, tmp_path), mode="first", progress=False)
+    probe = _SharedProbe(ds)
+    assert probe[1][0] is False  # in-process: an ordinary tensor
+    loader = torch.utils.data.DataLoader(probe, batch_size=None, num_workers=1)
+    for item, (shared, values) in enumerate(loader):
+        assert bool(shared)  # the worker wrote it where the main process reads it without a copy
+        assert torch.equal(values, probe[item][1])
+    with pytest.raises(IndexError, match="outside the 144 frames"):
+        ds.fetch([(1, 17)])  # clip b (80 frames) begins at frame 64; this window would end at frame 144 of 0..143
+
+
 def test_window_dataset_batched_read_matches_item_reads(tmp_path):
     from utils.batching import SeededSamples
 

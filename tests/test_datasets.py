@@ -115,9 +115,9 @@ class _SharedProbe(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, item: int) -> tuple[bool, torch.Tensor]:
+    def __getitem__(self, item: int) -> tuple[bool, bool, torch.Tensor]:
         batch = self.ds.fetch([(int(self.ds.clips[item]), 0)]).stacked
-        return batch.is_shared(), batch.clone()
+        return batch.is_shared(), self.ds[item].is_shared(), batch.clone()
 
 
 def test_window_batches_are_read_into_shared_memory_in_workers_only(tmp_path):
@@ -127,10 +127,11 @@ def test_window_batches_are_read_into_shared_memory_in_workers_only(tmp_path):
     probe = _SharedProbe(ds)
     assert probe[1][0] is False  # in-process: an ordinary tensor
     loader = torch.utils.data.DataLoader(probe, batch_size=None, num_workers=1)
-    for item, (shared, values) in enumerate(loader):
+    for item, (shared, single_shared, values) in enumerate(loader):
         assert bool(shared)  # the worker wrote it where the main process reads it without a copy
-        assert torch.equal(values, probe[item][1])
-    with pytest.raises(IndexError, match="outside the 144 frames"):
+        assert not bool(single_shared)  # a single window is copied into its batch by the collate function anyway
+        assert torch.equal(values, probe[item][2])
+    with pytest.raises(IndexError, match="outside the 144 frames of the index in .*motion_index"):
         ds.fetch([(1, 17)])  # clip b (80 frames) begins at frame 64; this window would end at frame 144 of 0..143
 
 

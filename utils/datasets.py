@@ -81,10 +81,9 @@ def _randint(high: int) -> int:
     return int(torch.randint(high, (1,)).item())
 
 
-def _batch_buffer(shape: tuple[int, ...]) -> torch.Tensor:
-    """An uninitialised float32 tensor; in a ``DataLoader`` worker, in shared memory, so that handing the batch to
-    the main process copies nothing (as torch's ``default_collate`` allocates its stacked batches there)."""
-    if torch.utils.data.get_worker_info() is None:
+def _batch_buffer(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
+    """An uninitialised float32 tensor, in shared memory if ``shared``."""
+    if not shared:
         return torch.empty(shape)
     storage = torch.UntypedStorage._new_shared(int(np.prod(shape)) * 4)
     return torch.empty(0).set_(storage, 0, shape)
@@ -163,18 +162,23 @@ class MotionWindowDataset(Dataset):
             offset = _randint(spare + 1) if self.mode == "random" else 0
         return int(self.clips[k]), offset
 
-    def fetch(self, windows: Sequence[tuple[int, int]]) -> StackedBatch:
+    def fetch(self, windows: Sequence[tuple[int, int]], shared: bool | None = None) -> StackedBatch:
         """Normalised windows ``(window_size, D)`` for ``draw`` results, read from the memory map in one gather and
-        normalised in one pass (per window, the work is Python overhead; per batch it is a copy)."""
+        normalised in place (per window, the work is Python overhead; per batch it is a copy).
+
+        ``shared`` (default: inside a ``DataLoader`` worker) puts the batch in shared memory from the start, so that
+        handing it to the main process copies nothing, as torch's ``default_collate`` does with its stacked batches."""
         rows = np.fromiter((row for row, _ in windows), dtype=np.int64, count=len(windows))
         starts = self.index.offsets[rows] + np.fromiter((o for _, o in windows), dtype=np.int64, count=len(windows))
         motion = self.index.motion
         if starts.size and (starts.min() < 0 or starts.max() + self.window_size > motion.shape[0]):
             raise IndexError(f"MotionWindowDataset.fetch: a window runs outside the {motion.shape[0]} frames of the "
-                             f"index")
+                             f"index in {self.index.folder}")
         frames = (starts[:, None] + np.arange(self.window_size)).reshape(-1)
         dim = self.spec.dim_pose
-        batch = _batch_buffer((len(windows), self.window_size, dim))
+        if shared is None:
+            shared = torch.utils.data.get_worker_info() is not None
+        batch = _batch_buffer((len(windows), self.window_size, dim), shared)
         # A row gather straight into the batch: faster than fancy indexing on the memory map, and no copy after it.
         # mode="clip" only spares numpy a buffer: the bounds were checked above.
         np.take(motion if motion.shape[1] == dim else motion[:, :dim], frames, axis=0,
@@ -184,7 +188,8 @@ class MotionWindowDataset(Dataset):
         return StackedBatch(batch)
 
     def __getitem__(self, item: int) -> torch.Tensor:
-        return self.fetch([self.draw(item)])[0]
+        # one window, which a collate function copies into its batch anyway: no shared memory for it
+        return self.fetch([self.draw(item)], shared=False)[0]
 
     def __getitems__(self, items: Sequence[int]) -> list[torch.Tensor]:
         """A batch of items (the ``DataLoader`` calls this instead of ``__getitem__`` per item)."""

@@ -110,7 +110,9 @@ def main() -> None:
     device = benchlib.resolve_device(args.device)
     clips = args.clips or (20_000 if args.quick else 100_000)
     reps = benchlib.reps_for(args)
-    batches_per_round = 5 if args.quick else 10
+    # A batch takes milliseconds and its time swings with the page cache and the workers' scheduling on a small
+    # machine: more and longer rounds cost seconds and steady the medians.
+    loader_reps, batches_per_round = max(reps, 9), 10
 
     root = benchlib.scratch_dir("loader_corpus")
     rows: list[Result] = []
@@ -165,7 +167,7 @@ def main() -> None:
             def run(stream):
                 return lambda: [next(stream) for _ in range(batches_per_round)]
 
-            times = interleaved({k: run(v) for k, v in streams.items()}, reps, warmup=0)
+            times = interleaved({k: run(v) for k, v in streams.items()}, loader_reps, warmup=0)
             streams.clear()
             ram = {}
             for name, factory in factories.items():  # one loader at a time, so its workers are the only children

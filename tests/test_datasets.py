@@ -106,6 +106,22 @@ def test_window_dataset_batch_is_numpy_normalisation_bit_for_bit(tmp_path, name)
         assert np.array_equal(got.numpy(), expected)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_window_batch_is_float32_under_another_default_dtype(tmp_path, shared):
+    motions = write_dataset(tmp_path, {"a": 64}, {"train": ["a"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = stats(spec, tmp_path)
+    ds = MotionWindowDataset(spec, "train", mean, std, mode="first", progress=False)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        batch = ds.fetch([(0, 0)], shared=shared).stacked
+    finally:
+        torch.set_default_dtype(previous)
+    assert batch.dtype == torch.float32 and batch.is_shared() == shared
+    assert np.array_equal(batch[0].numpy(), (motions["a"] - mean) / std)
+
+
 class _SharedProbe(torch.utils.data.Dataset):
     """Whether a batch read in a worker lies in shared memory, and its values (module level: workers unpickle it)."""
 

@@ -82,11 +82,11 @@ def _randint(high: int) -> int:
 
 
 def _batch_buffer(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
-    """An uninitialised float32 tensor, in shared memory if ``shared``."""
+    """An uninitialised float32 tensor (whatever torch's default dtype), in shared memory if ``shared``."""
     if not shared:
-        return torch.empty(shape)
-    storage = torch.UntypedStorage._new_shared(int(np.prod(shape)) * 4)
-    return torch.empty(0).set_(storage, 0, shape)
+        return torch.empty(shape, dtype=torch.float32)
+    storage = torch.UntypedStorage._new_shared(int(np.prod(shape)) * torch.float32.itemsize)
+    return torch.empty(0, dtype=torch.float32).set_(storage, 0, shape)
 
 
 class StackedBatch(list):

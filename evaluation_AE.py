@@ -76,7 +76,7 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # model
     # ---------------------------------------------------------------------------------------------------------------
-    tokenizer = load_tokenizer(path, model_name=cfg.ae_model, map_location=device)
+    tokenizer = load_tokenizer(path, model_name=cfg.ae_model, map_location=device, use_ema=not cfg.no_ema)
     # A body-part tokenizer (train_vq.py --body_part) sees only its part's feature columns.
     body_part = load_checkpoint(path).get("body_part") if tokenizer.source_format == "ours" else None
     if body_part and list(body_part["indices"]) == list(range(spec.dim_pose)):
@@ -99,8 +99,8 @@ def main(cfg) -> dict:
                                     "protocol needs whole-body motion and is skipped")
         logger.warning(skipped)
     tok_mean, tok_std, stats_source = recorded_statistics(tokenizer, spec, cfg, evaluator)
-    logger.info("%s: %s (%s, %s), statistics from %s", path, tokenizer.model_name, tokenizer.kind,
-                tokenizer.source_format, stats_source)
+    logger.info("%s: %s (%s, %s, %s weights), statistics from %s", path, tokenizer.model_name, tokenizer.kind,
+                tokenizer.source_format, tokenizer.weights, stats_source)
     layers = tokenizer.num_quantizers if tokenizer.kind == "rvq" else 1
     info = checkpoint_info(path)
 
@@ -165,7 +165,7 @@ def main(cfg) -> dict:
     result = {
         **info, "which": tag,
         "model_name": tokenizer.model_name, "kind": tokenizer.kind, "source_format": tokenizer.source_format,
-        "model_args": tokenizer.model_args, "dataset": spec.name, "split": cfg.split,
+        "model_args": tokenizer.model_args, "weights": tokenizer.weights, "dataset": spec.name, "split": cfg.split,
         "tokenizer_statistics": stats_source, "seed": cfg.seed,
         "tokens_per_second": spec.fps / tokenizer.unit_length, "layers": layers,
         "bits_per_second": bits_per_second(tokenizer.codebook_size, spec.fps, tokenizer.unit_length, layers),

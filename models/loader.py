@@ -49,11 +49,13 @@ class Tokenizer(nn.Module):
     ``encode(motion (B, T, D))`` -> ``(B, N)`` long indices (VQ, FSQ), ``(B, N, Q)`` (RVQ) or ``(B, N, C)`` float
     latents (continuous AE); ``decode(codes)`` -> ``(B, T, D)``; calling it returns the reconstruction ``(B, T, D)``.
     ``model`` is the underlying registry model, ``kind`` one of ``ae``, ``vq``, ``rvq``, ``fsq``; ``source_format``
-    is ``ours`` or the official format it was imported from; ``dataset`` the checkpoint's dataset record (ours only).
+    is ``ours`` or the official format the file is in; ``dataset`` the checkpoint's dataset record (ours only);
+    ``parent_format`` the official format an imported run came from (``tools/import_checkpoint.py``), else None;
+    ``weights`` which weights were loaded (``ema`` or ``model``).
     """
 
     def __init__(self, model: ConvAutoencoder, model_name: str, source: str, source_format: str = "ours",
-                 dataset: dict | None = None) -> None:
+                 dataset: dict | None = None, parent_format: str | None = None, weights: str = "model") -> None:
         super().__init__()
         self.model = model
         self.kind: str = model.kind
@@ -62,12 +64,20 @@ class Tokenizer(nn.Module):
         self.source = source
         self.source_format = source_format
         self.dataset = dataset
+        self.parent_format = parent_format
+        self.weights = weights
         self.model.requires_grad_(False)
         self.train(False)
 
     def train(self, mode: bool = True) -> Tokenizer:
         """Stays in eval mode whatever ``mode`` says: train mode would update EMA codebooks and enable dropout."""
         return super().train(False)
+
+    @property
+    def statistics_format(self) -> str:
+        """Whose normalisation convention applies where the file records no mean/std: the official format of the
+        file, or of the file an imported run came from; ``ours`` otherwise."""
+        return self.parent_format or self.source_format
 
     @property
     def unit_length(self) -> int:
@@ -260,15 +270,16 @@ def _load_weights(model: nn.Module, state_dict: dict[str, Tensor], path: str) ->
 
 
 def load_tokenizer(path: str, model_name: str | None = None, map_location: str | torch.device = "cpu",
-                   **model_kwargs: Any) -> Tokenizer:
+                   use_ema: bool = True, **model_kwargs: Any) -> Tokenizer:
     """Load a tokenizer checkpoint (ours or official, see the module docstring) as a frozen ``Tokenizer``.
 
     ``model_name`` (e.g. from ``--ae_model``), when given, must match the checkpoint's. For our checkpoints
     ``model_kwargs`` must agree with the stored ``model_args``; for official files they fill in what the weight
-    shapes cannot tell.
+    shapes cannot tell. A run trained with ``--ema_decay`` was validated (and its best file chosen) with its EMA
+    weights, so those are loaded unless ``use_ema`` is False.
     """
     state = load_checkpoint(path, map_location=map_location)
-    dataset, source_format = None, "ours"
+    dataset, source_format, parent_format, weights = None, "ours", None, "model"
     if "model_name" in state and "model" in state:
         name = state["model_name"]
         if name not in TOKENIZERS:
@@ -282,7 +293,11 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
         except ValueError as e:
             raise CheckpointError(f"{path}: cannot rebuild {name} from model_args {args}: {e}") from e
         state_dict = state["model"]
+        if use_ema and state.get("ema"):
+            state_dict, weights = state["ema"], "ema"
         dataset = state.get("dataset")
+        parent = state.get("parent")
+        parent_format = parent.get("format") if isinstance(parent, dict) else None
     else:
         imported = import_official(state, path, **model_kwargs)
         name = imported.model_name
@@ -292,4 +307,4 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
     if model_name is not None:
         check_matches(path, "model_name", name, model_name)
     _load_weights(model, state_dict, path)
-    return Tokenizer(model.to(map_location), name, path, source_format, dataset)
+    return Tokenizer(model.to(map_location), name, path, source_format, dataset, parent_format, weights)

@@ -79,6 +79,9 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
                           "default: net_best_fid, else net_best_loss, else latest (the one used is logged)")
     run.add_argument("--ae_model", type=str, default=None, choices=sorted(TOKENIZERS),
                      help="expected registry name; a checkpoint of another model is an error")
+    run.add_argument("--no_ema", action="store_true",
+                     help="evaluate the raw weights of a run trained with --ema_decay (default: its EMA weights, with "
+                          "which it was validated)")
     run.add_argument("--ae_meta_dir", type=str, default=None,
                      help="folder with the mean.npy/std.npy an official tokenizer file was trained with (ours record "
                           "theirs; default for T2M-GPT/MoMask files: the evaluator's statistics)")

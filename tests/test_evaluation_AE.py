@@ -9,14 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tool_helpers import load_tool
 
 import evaluation_AE
+from models.loader import load_tokenizer
 from models.tokenizers import build_tokenizer
 from options.config import parse_with_config
 from options.eval_options import get_evaluation_ae_parser
-from utils.checkpoint import CheckpointError, save_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
-from utils.evaluator import build_evaluator, save_evaluator
+from utils.evaluator import build_evaluator, load_evaluator, save_evaluator
+from utils.generator_stage import load_stage_tokenizer
 from utils.normalization import eval_normalization, load_mean_std
 from utils.tokenizer_eval import ReconstructionStats, bits_per_second
 from utils.word_vectorizer import LearnedVocab
@@ -201,3 +204,63 @@ def test_mpjpe_per_sequence_weights_short_clips_more():
     out = stats.summary()
     per_seq_err = out["mpjpe_seq_mm"]
     assert out["mpjpe_mm"] == pytest.approx(per_seq_err * 2 * 2 / 10)
+
+
+def _momask_file(tmp_path: Path) -> str:
+    """A MoMask-layout RVQ-VAE file (``vq_model``, codebooks only) for the 263-dim synthetic features."""
+    torch.manual_seed(3)
+    model = build_tokenizer("RVQVAE", input_width=263, nb_code=16, code_dim=8, width=16, num_quantizers=2).train()
+    model(torch.randn(4, 16, 263))  # fills the codebooks
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(("code_sum", "code_count", "initted"))}
+    path = str(tmp_path / "net_best_fid.tar")
+    save_checkpoint(path, {"vq_model": state, "ep": 3})
+    return path
+
+
+def test_imported_official_run_evaluates_like_the_file(env, tmp_path, capsys):
+    """An import records the statistics of the format's convention (MoMask: the evaluator's), or none when they
+    cannot be read; either way the imported run evaluates exactly like the official file itself."""
+    root, ck, spec = env
+    src = _momask_file(tmp_path)
+    tool = load_tool("import_checkpoint")
+    base = ["--src", src, "--dataset_name", "synthetic", "--data_root", str(root), "--checkpoints_dir", str(ck)]
+    tool.main(tool.get_parser().parse_args([*base, "--name", "imp_ev"]))
+    tool.main(tool.get_parser().parse_args([*base, "--name", "imp_none", "--evaluator_dir", str(tmp_path / "no")]))
+    assert "warning: no statistics recorded" in capsys.readouterr().err
+
+    with_stats = load_tokenizer(str(ck / "synthetic" / "imp_ev" / "model" / "latest.tar"))
+    evaluator = load_evaluator(str(ck / "synthetic" / "text_mot_match"), "synthetic", data_root=str(root))
+    assert with_stats.parent_format == "momask" and with_stats.dataset["statistics"].startswith("the evaluator's")
+    assert torch.equal(with_stats.dataset["std"], torch.as_tensor(evaluator.std))
+    without = load_tokenizer(str(ck / "synthetic" / "imp_none" / "model" / "latest.tar"))
+    assert without.dataset["mean"] is None and without.statistics_format == "momask"
+    with pytest.raises(CheckpointError, match="import it again with --meta_dir"):
+        load_stage_tokenizer(without.source, spec, None, "--vq_name")
+    load_stage_tokenizer(with_stats.source, spec, None, "--vq_name")
+
+    official = run_eval(env, "--ckpt", src, "--name", "official", "--no_gt_cache")
+    for name in ("imp_ev", "imp_none"):
+        result = run_eval(env, "--name", name, "--no_gt_cache")
+        assert result["tokenizer_statistics"] != "checkpoint" or name == "imp_ev"
+        assert result["reconstruction"]["mpjpe_mm"] == pytest.approx(official["reconstruction"]["mpjpe_mm"])
+        assert result["protocol"]["metrics"]["fid"]["mean"] == pytest.approx(
+            official["protocol"]["metrics"]["fid"]["mean"])
+
+
+def test_ema_weights_are_evaluated_unless_no_ema(env, tmp_path):
+    """A run trained with --ema_decay chose its best file with its EMA weights: those are the ones loaded."""
+    root, ck, spec = env
+    raw = load_checkpoint(str(ck / "synthetic" / "ae" / "model" / "net_best_loss.tar"))
+    ema = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v.clone() for k, v in raw["model"].items()}
+    path = tmp_path / "ema.tar"
+    save_checkpoint(str(path), {**raw, "ema": ema})
+    tok = load_tokenizer(str(path))
+    assert tok.weights == "ema"
+    assert torch.equal(tok.model.state_dict()["encoder.model.0.weight"], ema["encoder.model.0.weight"])
+    raw_tok = load_tokenizer(str(path), use_ema=False)
+    assert raw_tok.weights == "model"
+    assert torch.equal(raw_tok.model.state_dict()["encoder.model.0.weight"], raw["model"]["encoder.model.0.weight"])
+    with_ema = run_eval(env, "--ckpt", str(path), "--name", "ema_run", "--replications", "1")
+    without = run_eval(env, "--ckpt", str(path), "--name", "ema_run", "--replications", "1", "--no_ema")
+    assert (with_ema["weights"], without["weights"]) == ("ema", "model")
+    assert with_ema["reconstruction"]["mpjpe_mm"] != without["reconstruction"]["mpjpe_mm"]

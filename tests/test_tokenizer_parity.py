@@ -9,13 +9,13 @@ identical outputs.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tool_helpers import load_tool
 
 from models import load_tokenizer
 from models.tokenizers import AE, RVQVAE, VQVAE, build_tokenizer
@@ -193,18 +193,10 @@ def test_official_codebook_continues_in_train_mode(name: str) -> None:
     assert not torch.allclose(layer.codebook, latents[:old.shape[0]], atol=1e-3)
 
 
-def _import_tool():
-    path = Path(__file__).resolve().parents[1] / "tools" / "import_checkpoint.py"
-    spec = importlib.util.spec_from_file_location("import_checkpoint", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", TOKENIZER_FIXTURES)
 def test_import_checkpoint_round_trip(tmp_path, name: str) -> None:
     fx = Fixture(name)
-    tool = _import_tool()
+    tool = load_tool("import_checkpoint")
     official = load_tokenizer(fx.checkpoint, **_unshaped_kwargs(fx))
     dataset_args = _dataset_args(official.model.input_width, tmp_path)
     dataset = dataset_args[1]

@@ -32,7 +32,10 @@ from models.tokenizers import QUANTIZER_TYPES, TOKENIZERS  # noqa: E402
 from options.config import save_config  # noqa: E402
 from utils.checkpoint import CheckpointError, file_sha256, save_checkpoint  # noqa: E402
 from utils.dataset_specs import get_dataset_spec  # noqa: E402
+from utils.evaluator import load_evaluator  # noqa: E402
+from utils.normalization import DatasetError  # noqa: E402
 from utils.run_dir import RunDir  # noqa: E402
+from utils.tokenizer_eval import EVALUATOR_STYLE_FORMATS, convention_statistics  # noqa: E402
 
 MODEL_KWARGS = ("levels", "quantizer_type", "mu", "dilation_growth_rate", "activation", "norm", "patch_size")
 
@@ -50,6 +53,25 @@ def read_meta(meta_dir: str | None) -> tuple[torch.Tensor | None, torch.Tensor |
     return arrays[0], arrays[1]
 
 
+def convention_at_import(cfg: argparse.Namespace, spec, source_format: str) -> tuple[torch.Tensor | None,
+                                                                                    torch.Tensor | None, str]:
+    """(mean, std, where) by the convention of ``source_format`` when they can be read now: the evaluator's
+    statistics for T2M-GPT / MoMask, the dataset's Mean/Std for MARDM / MotionMillion; else (None, None, why not).
+
+    Without them ``evaluation_AE.py`` applies the same convention when it runs, but the generator stages need the
+    statistics in the run, so a missing file is reported rather than approximated here.
+    """
+    try:
+        evaluator = None
+        if source_format in EVALUATOR_STYLE_FORMATS:
+            evaluator_dir = cfg.evaluator_dir or os.path.join(cfg.checkpoints_dir, cfg.dataset_name, "text_mot_match")
+            evaluator = load_evaluator(evaluator_dir, cfg.dataset_name, "cpu", data_root=cfg.data_root)
+        mean, std, where = convention_statistics(source_format, cfg.src, spec, cfg.data_root, evaluator)
+    except (CheckpointError, DatasetError, FileNotFoundError) as e:
+        return None, None, str(e)
+    return torch.from_numpy(np.asarray(mean, np.float32)), torch.from_numpy(np.asarray(std, np.float32)), where
+
+
 def main(cfg: argparse.Namespace) -> str:
     # ---------------------------------------------------------------------------------------------------- setup
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
@@ -57,6 +79,7 @@ def main(cfg: argparse.Namespace) -> str:
         raise SystemExit(f"{run.latest_path} exists; choose another --name or pass --overwrite")
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     mean, std = read_meta(cfg.meta_dir)
+    stats_source = f"--meta_dir {cfg.meta_dir}"
 
     # ---------------------------------------------------------------------------------------------------- model
     kwargs = {k: getattr(cfg, k) for k in MODEL_KWARGS if getattr(cfg, k) is not None}
@@ -72,6 +95,14 @@ def main(cfg: argparse.Namespace) -> str:
         if stat is not None and stat.shape != (input_width,):
             raise SystemExit(f"--meta_dir {cfg.meta_dir}: {stat_name}.npy has shape {tuple(stat.shape)}, "
                              f"expected ({input_width},)")
+    if cfg.meta_dir is None:
+        mean, std, stats_source = convention_at_import(cfg, spec, tokenizer.source_format)
+        if mean is None:
+            print(f"warning: no statistics recorded ({stats_source}). evaluation_AE.py applies the "
+                  f"{tokenizer.source_format} convention when it runs; the generator stages need them in the run: "
+                  "import again with --meta_dir (or once the dataset / evaluator files are in place)",
+                  file=sys.stderr)
+            stats_source = None
 
     # ---------------------------------------------------------------------------------------------------- write
     resolved = {**vars(cfg), "model": tokenizer.model_name, "model_args": tokenizer.model_args,
@@ -83,7 +114,8 @@ def main(cfg: argparse.Namespace) -> str:
         "model": {k: v.detach().clone() for k, v in tokenizer.model.state_dict().items()},
         "step": 0,
         "epoch": 0,
-        "dataset": {"name": cfg.dataset_name, "spec": spec.to_dict(), "mean": mean, "std": std},
+        "dataset": {"name": cfg.dataset_name, "spec": spec.to_dict(), "mean": mean, "std": std,
+                    "statistics": stats_source},
         "metrics": {},
         "config": resolved,
         "parent": {"path": os.path.abspath(cfg.src), "sha256": resolved["src_sha256"],
@@ -93,7 +125,8 @@ def main(cfg: argparse.Namespace) -> str:
         save_checkpoint(path, state)
     save_config(resolved, run.config_path)
     print(f"{tokenizer.source_format} checkpoint {cfg.src} -> {run.model_dir} "
-          f"({tokenizer.model_name}, {tokenizer.kind}, args {tokenizer.model_args})")
+          f"({tokenizer.model_name}, {tokenizer.kind}, args {tokenizer.model_args}; statistics: "
+          f"{stats_source or 'none'})")
     return run.root
 
 
@@ -112,7 +145,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset_name", required=True, help="dataset the tokenizer was trained on (t2m, kit, t2m_67, ...)")
     p.add_argument("--checkpoints_dir", default="checkpoints", help="root of the run folders")
     p.add_argument("--data_root", default=None, help="dataset folder, for datasets known by their spec.json only")
-    p.add_argument("--meta_dir", default=None, help="folder with the run's mean.npy/std.npy to record (optional)")
+    p.add_argument("--meta_dir", default=None,
+                   help="folder with the run's mean.npy/std.npy to record (default: the evaluator's statistics for "
+                        "T2M-GPT / MoMask, the dataset's Mean/Std for MARDM / MotionMillion, where present)")
+    p.add_argument("--evaluator_dir", default=None,
+                   help="evaluator whose statistics a T2M-GPT / MoMask file was trained with (default "
+                        "<checkpoints_dir>/<dataset_name>/text_mot_match)")
     p.add_argument("--model", default=None, choices=sorted(TOKENIZERS),
                    help="expected registry name; an error if the checkpoint is another model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")

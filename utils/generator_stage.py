@@ -117,10 +117,11 @@ def load_stage_tokenizer(path: str, spec: DatasetSpec, model_name: str | None, f
         raise CheckpointError(f"{path}: the tokenizer checkpoint holds {tokenizer.model_name!r} but {flag} is "
                               f"{model_name!r}")
     record = tokenizer.dataset
-    if not isinstance(record, dict) or "mean" not in record or "std" not in record:
+    if not isinstance(record, dict) or record.get("mean") is None or record.get("std") is None:
+        how = ("import it again with --meta_dir" if tokenizer.parent_format else "import it first with "
+               f"tools/import_checkpoint.py --dataset_name {spec.name}")
         raise CheckpointError(f"{path}: no dataset record with the mean/std the tokenizer was trained with "
-                              f"({tokenizer.source_format} file); import it first with tools/import_checkpoint.py "
-                              f"--dataset_name {spec.name}")
+                              f"({tokenizer.parent_format or tokenizer.source_format} file); {how}")
     if record.get("name") != spec.name:
         raise CheckpointError(f"{path}: the tokenizer was trained on dataset {record.get('name')!r} but "
                               f"--dataset_name is {spec.name!r}")
@@ -155,7 +156,7 @@ def load_generator_tokenizer(path: str, model_name: str, spec: DatasetSpec, ae_m
 def tokenizer_statistics(tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
     """(mean (D,), std (D,)) float32 recorded in the tokenizer checkpoint: the normalisation of generator training."""
     record = tokenizer.dataset or {}
-    if "mean" not in record or "std" not in record:
+    if record.get("mean") is None or record.get("std") is None:
         raise CheckpointError(f"{tokenizer.source}: the tokenizer checkpoint records no mean/std")
     return (torch.as_tensor(record["mean"]).float().cpu().numpy(),
             torch.as_tensor(record["std"]).float().cpu().numpy())

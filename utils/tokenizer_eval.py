@@ -52,15 +52,16 @@ def resolve_checkpoint(cfg) -> tuple[str, str, str]:
 def recorded_statistics(tokenizer, spec, cfg, evaluator) -> tuple:
     """(mean, std, where they came from): the statistics the tokenizer was trained with, each (D,).
 
-    Ours record them. Official files do not: ``--ae_meta_dir`` (mean.npy, std.npy) when given; else T2M-GPT / MoMask
-    were trained with the evaluator's statistics (their VQ meta is the evaluator meta), MARDM / MotionMillion with
-    the dataset's Mean/Std.
+    Ours record them. Official files, and runs imported from them without their statistics, do not:
+    ``--ae_meta_dir`` (mean.npy, std.npy) when given, else the convention of the official format
+    (``convention_statistics``).
     """
     record = tokenizer.dataset
-    if record is not None and "mean" in record and "std" in record:
+    if record is not None:
         check_matches(tokenizer.source, "dataset name", record.get("name"), spec.name)
-        return (torch.as_tensor(record["mean"]).float().numpy(), torch.as_tensor(record["std"]).float().numpy(),
-                "checkpoint")
+        if record.get("mean") is not None and record.get("std") is not None:
+            return (torch.as_tensor(record["mean"]).float().numpy(), torch.as_tensor(record["std"]).float().numpy(),
+                    "checkpoint")
     if cfg.ae_meta_dir:
         paths = [os.path.join(cfg.ae_meta_dir, f) for f in ("mean.npy", "std.npy")]
         missing = [p for p in paths if not os.path.isfile(p)]
@@ -69,15 +70,29 @@ def recorded_statistics(tokenizer, spec, cfg, evaluator) -> tuple:
                                     f"({spec.dim_pose},)")
         mean, std = (np.load(p, allow_pickle=False)[:spec.dim_pose].astype(np.float32) for p in paths)
         return mean, std, f"--ae_meta_dir {cfg.ae_meta_dir}"
-    if tokenizer.source_format in EVALUATOR_STYLE_FORMATS:
+    if tokenizer.statistics_format == "ours":
+        raise CheckpointError(f"{tokenizer.source}: the checkpoint records no mean/std and no official format whose "
+                              "convention would give them; pass --ae_meta_dir (a folder with mean.npy and std.npy)")
+    return convention_statistics(tokenizer.statistics_format, tokenizer.source, spec, cfg.data_root, evaluator)
+
+
+def convention_statistics(source_format: str, source: str, spec, data_root: str | None,
+                          evaluator) -> tuple[np.ndarray, np.ndarray, str]:
+    """(mean, std, where) an official tokenizer of ``source_format`` was trained with, each (D,).
+
+    T2M-GPT / MoMask were trained with the evaluator's statistics (their VQ meta is the evaluator meta), MARDM /
+    MotionMillion with the dataset's Mean/Std. ``source`` names the file in the warning given when the evaluator's
+    statistics are needed and ``evaluator`` is None.
+    """
+    if source_format in EVALUATOR_STYLE_FORMATS:
         if evaluator is not None:
-            return evaluator.mean, evaluator.std, f"the evaluator's ({tokenizer.source_format} convention)"
-        mean, std = eval_normalization(*load_mean_std(spec, cfg.data_root), spec)
+            return evaluator.mean, evaluator.std, f"the evaluator's ({source_format} convention)"
+        mean, std = eval_normalization(*load_mean_std(spec, data_root), spec)
         logger.warning("%s: no evaluator statistics to read; using the dataset Mean/Std with the feature bias (the "
-                       "released metas divide those dims by about 25, not 5: pass --ae_meta_dir)", tokenizer.source)
-        return mean, std, f"dataset Mean/Std with the evaluator feature bias ({tokenizer.source_format} convention)"
-    mean, std = load_mean_std(spec, cfg.data_root)
-    return mean, std, f"dataset Mean/Std ({tokenizer.source_format} convention)"
+                       "released metas divide those dims by about 25, not 5: pass --ae_meta_dir)", source)
+        return mean, std, f"dataset Mean/Std with the evaluator feature bias ({source_format} convention)"
+    mean, std = load_mean_std(spec, data_root)
+    return mean, std, f"dataset Mean/Std ({source_format} convention)"
 
 
 def reconstruct(tokenizer, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -51,7 +51,9 @@ from utils.run_dir import RunDir
 from utils.seed import set_seed
 from utils.tokenizer_eval import (
     ReconstructionStats,
+    batch_conditions,
     bits_per_second,
+    evaluation_conditions,
     reconstruct,
     reconstruction_table,
     recorded_statistics,
@@ -78,7 +80,8 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     tokenizer = load_tokenizer(path, model_name=cfg.ae_model, map_location=device, use_ema=not cfg.no_ema)
     # A body-part tokenizer (train_vq.py --body_part) sees only its part's feature columns.
-    body_part = load_checkpoint(path).get("body_part") if tokenizer.source_format == "ours" else None
+    saved = load_checkpoint(path) if tokenizer.source_format == "ours" else {}
+    body_part = saved.get("body_part")
     if body_part and list(body_part["indices"]) == list(range(spec.dim_pose)):
         body_part = None  # the whole body: evaluated as any full-width tokenizer, with every part's errors
     columns = list(body_part["indices"]) if body_part else list(range(spec.dim_pose))
@@ -98,6 +101,13 @@ def main(cfg) -> dict:
         evaluator, skipped = None, (f"the tokenizer covers only body part {body_part['name']!r}; the text-motion "
                                     "protocol needs whole-body motion and is skipped")
         logger.warning(skipped)
+    # A conditional tokenizer reconstructs each clip under the labels it has in <data_root>/conditions.json.
+    labels = (evaluation_conditions(saved["conditions"], path, cfg.data_root or spec.root)
+              if saved.get("conditions") else None)
+    if labels is not None and evaluator is not None:
+        evaluator, skipped = None, (f"the tokenizer is conditioned on {list(labels.names)}; the text-motion protocol "
+                                    "does not carry clip labels and is skipped")
+        logger.warning(skipped)
     tok_mean, tok_std, stats_source = recorded_statistics(tokenizer, spec, cfg, evaluator)
     logger.info("%s: %s (%s, %s, %s weights), statistics from %s", path, tokenizer.model_name, tokenizer.kind,
                 tokenizer.source_format, tokenizer.weights, stats_source)
@@ -109,7 +119,8 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     data_mean, data_std = load_mean_std(spec, cfg.data_root) if body_part else (tok_mean, tok_std)
     data = Text2MotionDataset(spec, cfg.split, data_mean, data_std, data_root=cfg.data_root)
-    stats = ReconstructionStats(spec, tok_mean, tok_std, tokenizer.codebook_size, tokenizer.unit_length)
+    stats = ReconstructionStats(spec, tok_mean, tok_std, tokenizer.codebook_size, tokenizer.unit_length,
+                                columns=columns if body_part else None)
     # Per-part errors: the evaluated part, or every body part of the spec for a whole-body tokenizer.
     parts = ({body_part["name"]: list(range(len(columns)))} if body_part else
              {name: part_indices(spec, name) for name in spec.body_parts if name != "whole"})
@@ -117,11 +128,15 @@ def main(cfg) -> dict:
     torch.manual_seed(cfg.seed)
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_text_motion,
                         num_workers=cfg.num_workers)
-    for batch in tqdm(loader, desc="reconstruction", dynamic_ncols=True):
+    for b, batch in enumerate(tqdm(loader, desc="reconstruction", dynamic_ncols=True)):
         motion = batch.motion
         if body_part:
             motion = renormalize(motion[..., columns], data_mean[columns], data_std[columns], tok_mean, tok_std)
-        recon, codes = reconstruct(tokenizer, motion.to(device))
+        cond = None
+        if labels is not None:
+            rows = data.samples.rows[b * cfg.batch_size:b * cfg.batch_size + motion.shape[0]]
+            cond = {k: v.to(device) for k, v in batch_conditions(labels, [data.index.clip_id(r) for r in rows]).items()}
+        recon, codes = reconstruct(tokenizer, motion.to(device), cond)
         stats.update(motion, recon, batch.lengths, None if tokenizer.kind == "ae" else codes)
         if parts:
             valid = torch.arange(motion.shape[1])[None] < batch.lengths[:, None]
@@ -167,6 +182,7 @@ def main(cfg) -> dict:
         "model_name": tokenizer.model_name, "kind": tokenizer.kind, "source_format": tokenizer.source_format,
         "model_args": tokenizer.model_args, "weights": tokenizer.weights, "dataset": spec.name, "split": cfg.split,
         "tokenizer_statistics": stats_source, "seed": cfg.seed,
+        "conditions": list(labels.names) if labels is not None else None,
         "tokens_per_second": spec.fps / tokenizer.unit_length, "layers": layers,
         "bits_per_second": bits_per_second(tokenizer.codebook_size, spec.fps, tokenizer.unit_length, layers),
         "reconstruction": recon_metrics,

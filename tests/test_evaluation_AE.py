@@ -22,6 +22,7 @@ from utils.evaluator import build_evaluator, load_evaluator, save_evaluator
 from utils.generator_stage import load_stage_tokenizer
 from utils.normalization import eval_normalization, load_mean_std
 from utils.tokenizer_eval import ReconstructionStats, bits_per_second
+from utils.tokenizer_stage import _joints
 from utils.word_vectorizer import LearnedVocab
 
 
@@ -126,7 +127,7 @@ def test_rvq_reports_every_layer_and_ae_has_no_codebook(env):
 
 def test_perfect_reconstruction_scores_like_gt(env, monkeypatch):
     """With the identity as tokenizer, the de-/re-normalisation chain must give FID 0 and MPJPE 0."""
-    def identity(tokenizer, motion):
+    def identity(tokenizer, motion, cond=None):
         return motion, None
 
     monkeypatch.setattr(evaluation_AE, "reconstruct", identity)
@@ -190,6 +191,28 @@ def test_reconstruction_stats_conventions():
     assert layer["perplexity"] == pytest.approx(4.0, rel=1e-5)
     assert bits_per_second(1024, 20.0, 4, 6) == pytest.approx(10 * 5 * 6)
     assert bits_per_second(None, 20.0, 4) is None
+
+
+def test_reconstruction_stats_of_a_body_part():
+    """A part's columns of a joint-recoverable layout: group errors over the part's columns of each group, no MPJPE
+    (joints cannot be recovered from part of the features), and validation in training skips joints too."""
+    spec = get_dataset_spec("synthetic")
+    rot = list(range(*spec.group("rot").indices(spec.dim_pose)))
+    columns = [0, 1, *rot[:12]]  # root_rot_velocity, root_linear_velocity[0], two joints' rotations
+    width = len(columns)
+    gt = torch.zeros(1, 8, width)
+    recon = gt.clone()
+    recon[..., 2:] += 0.5
+    stats = ReconstructionStats(spec, np.zeros(width), np.ones(width), codebook_size=None, unit_length=4,
+                                columns=columns)
+    stats.update(gt, recon, torch.tensor([8]))
+    out = stats.summary()
+    assert out["mpjpe_mm"] is None and out["frames"] == 8
+    assert set(out["group_mae"]) == {g.name for g in spec.layout if set(range(g.start, g.stop)) & set(columns)}
+    assert out["group_mae"]["rot"] == pytest.approx(0.5)
+    assert _joints(recon, torch.zeros(width), torch.ones(width), spec) is None
+    assert _joints(torch.zeros(1, 8, spec.dim_pose), torch.zeros(spec.dim_pose), torch.ones(spec.dim_pose),
+                   spec).shape == (1, 8, spec.joints_num, 3)
 
 
 def test_mpjpe_per_sequence_weights_short_clips_more():

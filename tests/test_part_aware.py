@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
+import evaluation_AE
 import models.tokenizers as tokenizers
 from models.loader import load_tokenizer
 from models.part_aware import (
@@ -17,6 +19,8 @@ from models.part_aware import (
     humanml3d_part_indices,
     joint_part_indices,
 )
+from options.config import parse_with_config
+from options.eval_options import get_evaluation_ae_parser
 from utils.checkpoint import save_checkpoint
 from utils.conditions import (
     UNKNOWN,
@@ -30,7 +34,10 @@ from utils.conditions import (
 )
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionWindowDataset, read_split
-from utils.normalization import DatasetError, load_mean_std
+from utils.evaluator import build_evaluator, save_evaluator
+from utils.normalization import DatasetError, eval_normalization, load_mean_std
+from utils.tokenizer_stage import dataset_record
+from utils.word_vectorizer import LearnedVocab
 
 torch.set_num_threads(1)
 
@@ -309,3 +316,46 @@ def test_preset_matches_the_registry_entry() -> None:
     # Every key is a train_vq.py flag, apart from the part-aware flags the script has to add.
     flags = {action.dest for action in get_train_vq_parser()._actions}
     assert set(preset) - flags <= {"per_part_dim", "conditions", "spatial_layers"}
+
+
+def test_evaluation_reconstructs_each_clip_under_its_labels(synthetic_root, tmp_path, monkeypatch) -> None:
+    """evaluation_AE.py gives a conditional tokenizer every clip's labels from conditions.json, encoded with the
+    vocabularies of its checkpoint; the text-motion protocol, whose batches carry no labels, is skipped."""
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    spec, labels, _, model = _conditioned_model_and_data(str(root), tmp_path)
+    test_ids = read_split(str(root), "test")
+    write_conditions(str(root), _labels_for(test_ids))
+    mean, std = load_mean_std(spec, str(root))
+    path = str(tmp_path / "net_best_loss.tar")
+    save_checkpoint(path, {"stage": "tokenizer", "model_name": TINY, "model_args": model.model_args,
+                           "model": model.state_dict(), "conditions": labels.to_dict(),
+                           "dataset": dataset_record(spec, mean, std)})
+    ev_mean, ev_std = eval_normalization(mean, std, spec)
+    evaluator = build_evaluator("synthetic", ev_mean, ev_std, sizes="tiny", data_root=str(root),
+                                word_vectors=LearnedVocab.from_split(str(root), "test", dim_word=8))
+    save_evaluator(str(tmp_path / "ck" / "synthetic" / "text_mot_match" / "model" / "finest.tar"), evaluator)
+    seen: list[dict[str, torch.Tensor]] = []
+    real = evaluation_AE.reconstruct
+
+    def spy(tokenizer, motion, cond=None):
+        seen.append(cond)
+        return real(tokenizer, motion, cond)
+
+    monkeypatch.setattr(evaluation_AE, "reconstruct", spy)
+    argv = ["--ckpt", path, "--name", "cond", "--dataset_name", "synthetic", "--data_root", str(root),
+            "--checkpoints_dir", str(tmp_path / "ck"), "--device", "cpu", "--batch_size", "8"]
+    result = evaluation_AE.main(parse_with_config(get_evaluation_ae_parser(), argv))
+    assert result["conditions"] == list(labels.names) and result["protocol"] is None
+    assert "does not carry clip labels" in result["protocol_skipped"]
+    assert result["reconstruction"]["mpjpe_mm"] > 0
+
+    # The ids of every batch are those of its clips' labels, in the order the dataset yields them.
+    data = evaluation_AE.Text2MotionDataset(spec, "test", mean, std, data_root=str(root))
+    clips = [data.index.clip_id(r) for r in data.samples.rows]
+    species = torch.cat([c["species"] for c in seen]).tolist()
+    gender = torch.cat([c["gender"] for c in seen]).tolist()
+    truth = _labels_for(test_ids)
+    assert species == [labels.vocabularies["species"].index(truth[c]["species"]) for c in clips]
+    assert gender == [labels.vocabularies["gender"].index(truth[c]["gender"]) for c in clips]
+    assert min(species) > 0 and min(gender) > 0

@@ -111,6 +111,19 @@ def test_contradicting_flags_fail_clearly(tmp_path, synthetic_root):
         train_vq.main(args)
 
 
+def test_flags_a_model_would_ignore_fail_before_the_run_folder_exists(tmp_path, synthetic_root):
+    ckpt = tmp_path / "ckpt"
+    base = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", str(ckpt), "--name", "x"]
+    args = parse_with_config(get_train_vq_parser(), [*base, "--model", "RVQVAE_Tiny", "--conditions", "species"])
+    with pytest.raises(ValueError, match=r"only the part-aware models take conditions .*RVQVAE_Tiny would ignore"):
+        train_vq.main(args)
+    args = parse_with_config(get_train_vq_parser(), [*base, "--model", "PartAwareRVQ_Tiny", "--conditions", "species",
+                                                     "--need_evaluation"])
+    with pytest.raises(SystemExit, match="drop it for --body_part / --conditions"):
+        train_vq.main(args)
+    assert not ckpt.exists()
+
+
 def test_need_evaluation_selects_on_validation_fid(tmp_path, synthetic_root):
     from utils.dataset_specs import get_dataset_spec
     from utils.evaluator import build_evaluator, save_evaluator

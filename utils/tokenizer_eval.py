@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from models.quantizers import code_counts
 from utils.checkpoint import CheckpointError, check_matches
+from utils.conditions import ConditionLabels, read_conditions
 from utils.dataset_specs import DatasetSpec
 from utils.metrics import calculate_mpjpe_per_sequence, mpjpe_per_frame
 from utils.motion_process import features_to_joints
@@ -95,12 +96,28 @@ def convention_statistics(source_format: str, source: str, spec, data_root: str 
     return mean, std, f"dataset Mean/Std ({source_format} convention)"
 
 
-def reconstruct(tokenizer, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised motion (B, T, D) -> (reconstruction (B, T, D), codes): padded to whole tokens, cropped back."""
+def reconstruct(tokenizer, motion: torch.Tensor,
+                cond: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised motion (B, T, D) -> (reconstruction (B, T, D), codes): padded to whole tokens, cropped back.
+    ``cond``: a conditional tokenizer's condition ids ``{name: (B,) long}``."""
     frames = motion.shape[1]
     pad = (-frames) % tokenizer.unit_length
-    codes = tokenizer.encode(F.pad(motion, (0, 0, 0, pad)))
-    return tokenizer.decode(codes)[:, :frames], codes
+    codes = tokenizer.encode(F.pad(motion, (0, 0, 0, pad)), cond)
+    return tokenizer.decode(codes, cond)[:, :frames], codes
+
+
+def evaluation_conditions(record: dict[str, Any], path: str, root: str) -> ConditionLabels:
+    """The labels of every clip (``<root>/conditions.json``) under the vocabularies a conditional tokenizer was
+    trained with (its checkpoint's ``conditions`` record), so each clip is encoded with the ids training gave it."""
+    trained = ConditionLabels.from_dict(record, source=f"{path} (conditions)")
+    found = read_conditions(root, trained.names)
+    return ConditionLabels(trained.names, trained.vocabularies, found.labels, found.source)
+
+
+def batch_conditions(labels: ConditionLabels, clip_ids: list[str]) -> dict[str, torch.Tensor]:
+    """``{name: (B,) long}`` ids of ``clip_ids`` (0, unknown, where a clip has no label)."""
+    ids = torch.stack([labels.ids(clip_id) for clip_id in clip_ids])
+    return {name: ids[:, c] for c, name in enumerate(labels.names)}
 
 
 def bits_per_second(codebook_size: int | None, fps: float, unit_length: int, layers: int = 1) -> float | None:
@@ -119,19 +136,28 @@ class ReconstructionStats:
     - Mean absolute error per feature group of ``spec.layout``, in feature units and in normalised units.
     - Code usage per residual layer from the indices of the valid tokens (``length // unit_length`` per sample):
       perplexity, fraction of the codebook used, dead codes. Nothing for a continuous autoencoder.
+
+    ``columns`` (a body-part tokenizer): the spec's feature indices the arrays hold. Each group's error is then taken
+    over its columns within the part (groups outside it are left out), and there is no MPJPE: joints cannot be
+    recovered from part of the features.
     """
 
     def __init__(self, spec: DatasetSpec, mean: np.ndarray, std: np.ndarray, codebook_size: int | None,
-                 unit_length: int) -> None:
+                 unit_length: int, columns: list[int] | None = None) -> None:
         self.spec = spec
+        self.recover_joints = columns is None and spec.representation != "smplx_rot6d"
+        positions = {c: i for i, c in enumerate(columns if columns is not None else range(spec.dim_pose))}
+        self.group_columns = {g.name: [positions[c] for c in range(g.start, g.stop) if c in positions]
+                              for g in spec.layout}
+        self.group_columns = {name: cols for name, cols in self.group_columns.items() if cols}
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
         self.codebook_size = codebook_size
         self.unit_length = unit_length
         self.frame_errors: list[np.ndarray] = []
         self.seq_errors: list[np.ndarray] = []
-        self.group_abs = {g.name: 0.0 for g in spec.layout}
-        self.group_abs_norm = {g.name: 0.0 for g in spec.layout}
+        self.group_abs = dict.fromkeys(self.group_columns, 0.0)
+        self.group_abs_norm = dict.fromkeys(self.group_columns, 0.0)
         self.frames = 0
         self.counts: np.ndarray | None = None
         self.tokens = 0
@@ -143,12 +169,11 @@ class ReconstructionStats:
         lens = lengths.reshape(-1).cpu().numpy()
         valid = np.arange(gt_n.shape[1])[None] < lens[:, None]
         gt_raw, rec_raw = gt_n * self.std + self.mean, rec_n * self.std + self.mean
-        for g in self.spec.layout:
-            sl = slice(g.start, g.stop)
-            self.group_abs[g.name] += float(np.abs(gt_raw[..., sl] - rec_raw[..., sl])[valid].mean(-1).sum())
-            self.group_abs_norm[g.name] += float(np.abs(gt_n[..., sl] - rec_n[..., sl])[valid].mean(-1).sum())
+        for name, cols in self.group_columns.items():
+            self.group_abs[name] += float(np.abs(gt_raw[..., cols] - rec_raw[..., cols])[valid].mean(-1).sum())
+            self.group_abs_norm[name] += float(np.abs(gt_n[..., cols] - rec_n[..., cols])[valid].mean(-1).sum())
         self.frames += int(valid.sum())
-        if self.spec.representation != "smplx_rot6d":
+        if self.recover_joints:
             gt_joints = features_to_joints(gt_raw, self.spec)
             rec_joints = features_to_joints(rec_raw, self.spec)
             self.frame_errors.append(mpjpe_per_frame(rec_joints, gt_joints, lens))

@@ -71,8 +71,9 @@ def _forward(model: nn.Module, batch: Tensor | ConditionedBatch) -> tuple[Tensor
 
 
 def _joints(features: Tensor, mean: Tensor, std: Tensor, spec: DatasetSpec) -> Tensor | None:
-    """De-normalised features -> joints ``(B, T, J, 3)``, or None where the representation has no joint recovery."""
-    if spec.representation == "smplx_rot6d":
+    """De-normalised features -> joints ``(B, T, J, 3)``, or None where the representation has no joint recovery or
+    the features are one body part's columns."""
+    if spec.representation == "smplx_rot6d" or features.shape[-1] != spec.dim_pose:
         return None
     return features_to_joints(features * std + mean, spec)
 
@@ -215,6 +216,13 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
 
     # ---------------------------------------------------------------- setup
     spec = get_dataset_spec(args.dataset_name, args.data_root)
+    body_part, conditions = getattr(args, "body_part", None), getattr(args, "conditions", None)
+    if conditions and model_name not in PART_AWARE_MODELS:
+        raise ValueError(f"--conditions {' '.join(conditions)}: only the part-aware models take conditions "
+                         f"({', '.join(sorted(PART_AWARE_MODELS))}); {model_name} would ignore them")
+    if args.need_evaluation and (body_part or conditions):
+        raise SystemExit("--need_evaluation scores whole-body, unconditioned reconstructions with the text-motion "
+                         "evaluator; drop it for --body_part / --conditions runs")
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
     check_run_start(run, args.is_continue)
     run.make_dirs()
@@ -224,7 +232,6 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     # ---------------------------------------------------------------- data
     data = load_window_data(spec, args.window_size, args.data_root)
     extra_meta, collate_fn, position = {}, None, None
-    body_part = getattr(args, "body_part", None)
     if body_part:
         # One body part: its feature columns, statistics and (all-feature) reconstruction terms.
         indices = part_indices(spec, body_part)
@@ -238,8 +245,8 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
         overrides = {"part_indices": parts, "num_parts": len(parts), **overrides}
         if "code_dim" in overrides:
             overrides.setdefault("output_emb_width", overrides["code_dim"])
-        if getattr(args, "conditions", None):
-            labels = read_conditions(args.data_root or spec.root, args.conditions)
+        if conditions:
+            labels = read_conditions(args.data_root or spec.root, conditions)
             data = data._replace(train=ConditionedWindowDataset(data.train, labels),
                                  val=ConditionedWindowDataset(data.val, labels))
             collate_fn = data.train.collate
@@ -260,9 +267,6 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     loss_fn = make_loss_fn(spec, args, position)
     val_fn = make_val_fn(data, spec, loss_fn, min(args.batch_size, 256), args.val_batches, collate_fn)
     if args.need_evaluation:
-        if body_part or collate_fn is not None:
-            raise SystemExit("--need_evaluation scores whole-body, unconditioned reconstructions with the text-motion "
-                             "evaluator; drop it for --body_part / --conditions runs")
         evaluator, eval_loader = load_val_evaluator(args, spec)
         val_fn = make_fid_val_fn(val_fn, evaluator, eval_loader, data.mean, data.std, args.seed)
     # With an evaluator the best checkpoint is the lowest validation FID (net_best_fid.tar), else the lowest loss.

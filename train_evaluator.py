@@ -44,12 +44,12 @@ from utils.checkpoint import load_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset, collate_eval
 from utils.engine import EngineConfig, check_run_start, train
-from utils.eval_protocol import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader, retrieval_metrics
+from utils.eval_protocol import EVAL_BATCH_SIZE, TOP_K, EvalLoader, build_eval_loader, retrieval_metrics
 from utils.eval_report import write_report_json
 from utils.evaluator import EvaluatorWrapper, build_evaluator, load_evaluator, save_evaluator
 from utils.logging_utils import setup_logging
 from utils.metrics import score_batch
-from utils.normalization import eval_normalization, load_mean_std
+from utils.normalization import DatasetError, eval_normalization, load_mean_std
 from utils.run_dir import RunDir
 from utils.seed import set_seed
 from utils.word_vectorizer import LearnedVocab, WordVectorizer
@@ -90,6 +90,12 @@ def main(cfg) -> dict:
     train_set = Text2MotionEvalDataset(spec, "train", mean, std, word_vectors, data_root=cfg.data_root)
     windows = MotionWindowDataset(spec, "train", mean, std, window_size=cfg.pretrain_window, data_root=cfg.data_root)
     val_set = Text2MotionEvalDataset(spec, cfg.val_split, mean, std, word_vectors, data_root=cfg.data_root)
+    if len(val_set) < TOP_K:
+        # R-precision ranks each caption among the batch's motions: top-3 needs at least 3 candidates per batch.
+        raise DatasetError(f"{root}: the {cfg.val_split} split has {len(val_set)} text-motion sample(s); expected at "
+                           f"least {TOP_K} for validation R-precision top-{TOP_K} (add clips to "
+                           f"{os.path.join(root, cfg.val_split + '.txt')} or choose another --val_split)",
+                           kind="small_split", path=root)
     val_batch = min(EVAL_BATCH_SIZE, len(val_set))
     if val_batch < EVAL_BATCH_SIZE:
         logger.warning("the %s split has only %d samples: validation batches of %d (R-precision chance 1/%d, not "
@@ -161,7 +167,7 @@ def main(cfg) -> dict:
 
     def validate(m: nn.Module) -> dict[str, float]:
         device = next(m.parameters()).device
-        total, hits, match, n = 0.0, np.zeros(3), 0.0, 0
+        total, hits, match, n = 0.0, np.zeros(TOP_K), 0.0, 0
         for b, batch in enumerate(val_loader.batches(cfg.seed)):
             text_emb, motion_emb = m(batch.word_embs.to(device), batch.pos_ohot.to(device), batch.sent_lens,
                                      batch.motion.to(device), batch.m_lengths)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from options.config import parse_with_config
 from options.eval_options import get_train_evaluator_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.evaluator import load_evaluator
+from utils.normalization import DatasetError
 from utils.run_dir import RunDirError
 from utils.word_vectorizer import SOURCE_GLOVE, SOURCE_LEARNED, LearnedVocab, write_glove_folder
 
@@ -132,6 +134,18 @@ def test_glove_vectors_are_used_when_the_folder_exists(data_root, tmp_path):
     state = load_checkpoint(str(ck / "synthetic" / "text_mot_match" / "model" / "finest.tar"))
     assert state["word_vectors"]["source"] == SOURCE_GLOVE and state["model_args"]["dim_word"] == 12
     assert state["model_args"]["vocab_size"] is None
+
+
+@pytest.mark.parametrize("val_count", [1, 2])
+def test_a_validation_split_under_three_samples_is_refused_before_training(tmp_path, val_count):
+    root = tmp_path / "tiny_val"
+    write_dataset(root, {"train": 12, "val": val_count})
+    ck = tmp_path / "checkpoints"
+    expected = rf"{re.escape(str(root))}: the val split has {val_count} text-motion sample\(s\); expected at least 3"
+    with pytest.raises(DatasetError, match=expected):
+        run_script(root, ck, "--max_iters", "2", "--pretrain_iters", "2")
+    # Refused before either stage trained: no checkpoint was written.
+    assert not list(ck.rglob("*.tar"))
 
 
 def test_contrastive_loss_and_negative_shift():

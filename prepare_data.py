@@ -100,7 +100,7 @@ def main_export_bvh(cfg: argparse.Namespace) -> int:
         raise ValueError(f"{cfg.input}: expected joint positions of shape (T, {spec.joints_num}, 3) for dataset "
                          f"{spec.name!r}, got {joints.shape}")
     out = cfg.out or os.path.splitext(cfg.input)[0] + ".bvh"
-    write_bvh(out, joints, cfg.fps or spec.fps, spec.kinematic_chain, scale=cfg.scale)
+    write_bvh(out, joints, cfg.fps or spec.fps, spec.kinematic_chain, scale=cfg.scale, source=cfg.input)
     print(f"export_bvh: {joints.shape[0]} frames -> {out}")
     return 0
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,11 @@ def test_forward_kinematics_against_hand_computed_positions():
     (SMALL_BVH.replace("Xrotation Zrotation Yrotation", "Xrotation Zrotation Wrotation"), "X/Y/Z position"),
     (SMALL_BVH.replace("Frame Time: 0.05", "Frame Time: 0"), "Frame Time"),
     (SMALL_BVH.replace("  }\n  JOINT Leg", "  JOINT Leg", 1), "missing '}'"),
+    (SMALL_BVH.replace("0 0 0 90 0 0  90", "0 0 0 90 nan 0  90"),
+     "MOTION frame 2 of 3, joint 'Hips' channel Xrotation is nan"),
+    (SMALL_BVH.replace("90 90 0 0 0 0   0 5 0 0 0 0   0 0 0", "90 90 0 0 0 0   0 5 0 0 0 0   0 0 -inf"),
+     "MOTION frame 3 of 3, joint 'Leg' channel Yrotation is -inf"),
+    (SMALL_BVH.replace("OFFSET 2 -1 0", "OFFSET 2 NaN 0"), "OFFSET of 'Leg' is ['2', 'NaN', '0']; expected 3 finite"),
 ])
 def test_bad_bvh_fails_naming_the_file(text, message):
     with pytest.raises(ValueError, match="bad.bvh") as info:
@@ -141,6 +147,12 @@ def test_write_bvh_rejects_bad_shapes(tmp_path):
         write_bvh(tmp_path / "x.bvh", np.zeros((10, 22)), fps=20)
     with pytest.raises(ValueError, match="kinematic chain does not reach"):
         write_bvh(tmp_path / "x.bvh", np.zeros((10, 23, 3)), fps=20)
+    joints = synthesize_motion(np.random.default_rng(5), "walk").joints.copy()
+    joints[3, 7, 1] = np.nan
+    with pytest.raises(ValueError, match=r"gen\.npy: joints\[3, 7\] \(frame 3, joint 7\) is \[.*nan.*\]; expected "
+                                         r"finite positions \(1 non-finite"):
+        write_bvh(tmp_path / "x.bvh", joints, fps=20, source="gen.npy")
+    assert not (tmp_path / "x.bvh").exists()
 
 
 def _write_yaml(path, joints, **extra):
@@ -321,3 +333,20 @@ def test_prepare_data_bvh_and_export(tmp_path, capsys):
     with pytest.raises(ValueError, match="expected joint positions of shape"):
         np.save(joints_file, np.zeros((5, 21, 3)))
         prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file)]))
+    # Non-finite joints are refused, naming the input, and the earlier export is left as it was.
+    before = (tmp_path / "generated.bvh").read_text()
+    bad_joints = np.load(out / "new_joints" / "jump_take1.npy")
+    bad_joints[2, 0] = np.inf
+    np.save(joints_file, bad_joints)
+    with pytest.raises(ValueError, match=f"{re.escape(str(joints_file))}: joints\\[2, 0\\].*expected finite"):
+        prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file)]))
+    assert (tmp_path / "generated.bvh").read_text() == before
+
+
+def test_import_names_the_bvh_file_and_frame_of_a_nan(tmp_path):
+    src = tmp_path / "mocap"
+    src.mkdir()
+    (src / "clip.bvh").write_text(SMALL_BVH.replace("0 0 0 90 90 0", "0 nan 0 90 90 0"))
+    skeleton = _write_yaml(tmp_path / "small.yaml", {n: "Hips" for n in SMPL22_JOINT_NAMES})
+    with pytest.raises(ValueError, match=r"clip\.bvh: MOTION frame 3 of 3, joint 'Hips' channel Yposition is nan"):
+        import_bvh_folder(str(src), str(tmp_path / "Out"), skeleton)

@@ -193,9 +193,12 @@ def _expect(tokens: list[str], i: int, word: str, source: str) -> int:
 
 def _floats(tokens: list[str], i: int, n: int, what: str, source: str) -> np.ndarray:
     try:
-        return np.array([float(t) for t in tokens[i:i + n]], dtype=np.float64).reshape(n)
+        values = np.array([float(t) for t in tokens[i:i + n]], dtype=np.float64).reshape(n)
     except ValueError as e:
         raise ValueError(f"{source}: {what} expects {n} numbers, got {tokens[i:i + n]}") from e
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{source}: {what} is {tokens[i:i + n]}; expected {n} finite numbers")
+    return values
 
 
 def parse_bvh_text(text: str, source: str = "<bvh>") -> BVH:
@@ -289,8 +292,17 @@ def parse_bvh_text(text: str, source: str = "<bvh>") -> BVH:
     if values.size != frames * num_channels:
         raise ValueError(f"{source}: MOTION has {values.size} numbers; expected Frames {frames} x "
                          f"{num_channels} channels = {frames * num_channels}")
+    motion = values.reshape(frames, num_channels)
+    bad = np.argwhere(~np.isfinite(motion))
+    if bad.size:
+        # Name the first bad value: a NaN would otherwise surface only after forward kinematics, without the file.
+        frame, col = (int(v) for v in bad[0])
+        columns = [(name, chan) for name, chans in zip(names, channels) for chan in chans]
+        joint, chan = columns[col]
+        raise ValueError(f"{source}: MOTION frame {frame + 1} of {frames}, joint {joint!r} channel {chan} is "
+                         f"{motion[frame, col]}; expected finite numbers ({len(bad)} non-finite value(s) in all)")
     return BVH(names=names, parents=parents, offsets=np.stack(offsets), channels=channels, is_end_site=is_end,
-               frame_time=frame_time, motion=values.reshape(frames, num_channels), source=source)
+               frame_time=frame_time, motion=motion, source=source)
 
 
 def parse_bvh(path: str | os.PathLike) -> BVH:

@@ -100,15 +100,23 @@ def joints_to_bvh_motion(joints: np.ndarray, parents: Sequence[int]) -> BVHPose:
 
 def write_bvh(path: str | os.PathLike, joints: np.ndarray, fps: float,
               kinematic_chain: Sequence[Sequence[int]] = T2M_KINEMATIC_CHAIN, joint_names: Sequence[str] | None = None,
-              scale: float = 1.0) -> None:
+              scale: float = 1.0, source: str = "write_bvh") -> None:
     """Export joint positions (T, J, 3) to a BVH file (ZYX Euler rotations, root positions).
 
     ``kinematic_chain`` gives the parents (default SMPL-22); ``joint_names`` default to ``SMPL22_JOINT_NAMES`` for 22
-    joints; ``scale`` multiplies lengths (100 writes centimetres, as many tools expect).
+    joints; ``scale`` multiplies lengths (100 writes centimetres, as many tools expect); ``source`` names where the
+    joints came from (the input file) in error messages.
     """
     joints = np.asarray(joints, dtype=np.float64) * scale
     if joints.ndim != 3 or joints.shape[-1] != 3 or joints.shape[0] < 1:
-        raise ValueError(f"write_bvh: expected joints of shape (T, J, 3), got {joints.shape}")
+        raise ValueError(f"{source}: expected joints of shape (T, J, 3), got {joints.shape}")
+    bad = np.argwhere(~np.isfinite(joints))
+    if bad.size:
+        # NaN offsets and angles would be written as "nan", which no BVH reader accepts.
+        frame, joint, _ = (int(v) for v in bad[0])
+        raise ValueError(f"{source}: joints[{frame}, {joint}] (frame {frame}, joint {joint}) is "
+                         f"{joints[frame, joint].tolist()}; expected finite positions ({len(bad)} non-finite "
+                         f"value(s) in all); nothing written to {path}")
     num = joints.shape[1]
     parents = parents_from_chain(kinematic_chain, num)
     if joint_names is None:

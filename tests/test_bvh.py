@@ -204,6 +204,32 @@ def test_bad_skeleton_map_names_file_and_field(tmp_path, change, message):
         map_to_smpl22(bvh_positions(bvh, end_sites=True), bvh.names, skel, bvh.source)
 
 
+@pytest.mark.parametrize("extra, message", [
+    ({"unit_scale": "cm"}, "field unit_scale is 'cm'; expected a number (a positive factor to metres"),
+    ({"unit_scale": None}, "field unit_scale is None; expected a number"),
+    ({"unit_scale": float("nan")}, "field unit_scale is nan; expected a number"),
+    ({"unit_scale": -1}, "field unit_scale is -1.0; expected a positive factor"),
+    ({"fps": [30]}, "field fps is [30]; expected a number (a positive frame rate"),
+    ({"fps": True}, "field fps is True; expected a number"),
+    ({"weight": "half"}, "field joints.neck.weight is 'half'; expected a number (a value in [0, 1])"),
+])
+def test_numeric_skeleton_fields_name_file_and_field(tmp_path, extra, message):
+    joints = {n: "Hips" for n in SMPL22_JOINT_NAMES}
+    if "weight" in extra:
+        joints["neck"] = {"between": ["Chest", "Head"], "weight": extra.pop("weight")}
+    path = _write_yaml(tmp_path / "bad.yaml", joints, **extra)
+    with pytest.raises(ValueError) as info:
+        load_skeleton_map(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_numeric_skeleton_fields_accept_exponent_strings(tmp_path):
+    # PyYAML reads 1e-2 (no dot) as a string.
+    path = tmp_path / "exp.yaml"
+    path.write_text("joints: {" + ", ".join(f"{n}: Hips" for n in SMPL22_JOINT_NAMES) + "}\nunit_scale: 1e-2\n")
+    assert load_skeleton_map(str(path)).unit_scale == 0.01
+
+
 def test_chunk_bounds():
     assert chunk_bounds(100, 196) == [(0, 99)]
     bounds = chunk_bounds(1267, 196)

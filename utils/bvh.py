@@ -372,6 +372,22 @@ def _is_between(entry: object) -> bool:
     return isinstance(pair, list) and len(pair) == 2 and all(isinstance(e, str) for e in pair)
 
 
+def _number(value: object, path: Path, name: str, expected: str) -> float:
+    """``value`` of field ``name`` in the mapping file ``path`` as a finite float; the error names file and field.
+
+    Numeric strings are accepted because PyYAML reads exponent forms such as ``1e-2`` as strings.
+    """
+    number = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None or not np.isfinite(number):
+        raise ValueError(f"{path}: field {name} is {value!r}; expected a number ({expected})")
+    return number
+
+
 def load_skeleton_map(name_or_path: str) -> SkeletonMap:
     """Read ``options/skeletons/<name>.yaml`` or a YAML file path into a ``SkeletonMap``.
 
@@ -410,7 +426,7 @@ def load_skeleton_map(name_or_path: str) -> SkeletonMap:
         if isinstance(entry, str):
             sources.append((entry, entry, 0.0))
         elif _is_between(entry):
-            weight = float(entry.get("weight", 0.5))
+            weight = _number(entry.get("weight", 0.5), path, f"joints.{n}.weight", "a value in [0, 1]")
             if not 0.0 <= weight <= 1.0:
                 raise ValueError(f"{path}: joints.{n}.weight is {weight}; expected a value in [0, 1]")
             sources.append((entry["between"][0], entry["between"][1], weight))
@@ -420,14 +436,17 @@ def load_skeleton_map(name_or_path: str) -> SkeletonMap:
     up_axis = str(raw.get("up_axis", "y")).lower()
     if up_axis not in ("y", "z"):
         raise ValueError(f"{path}: up_axis is {up_axis!r}; expected 'y' or 'z'")
-    unit_scale = float(raw.get("unit_scale", 1.0))
+    unit_scale = _number(raw.get("unit_scale", 1.0), path, "unit_scale", "a positive factor to metres, e.g. 0.01 "
+                         "for centimetres")
     if not unit_scale > 0:
-        raise ValueError(f"{path}: unit_scale is {unit_scale}; expected a positive factor to metres")
+        raise ValueError(f"{path}: field unit_scale is {unit_scale}; expected a positive factor to metres")
     fps = raw.get("fps")
-    if fps is not None and not float(fps) > 0:
-        raise ValueError(f"{path}: fps is {fps}; expected a positive frame rate or null")
+    if fps is not None:
+        fps = _number(fps, path, "fps", "a positive frame rate, or null to use the file's Frame Time")
+        if not fps > 0:
+            raise ValueError(f"{path}: field fps is {fps}; expected a positive frame rate or null")
     return SkeletonMap(name=str(raw.get("name", path.stem)), sources=tuple(sources), unit_scale=unit_scale,
-                       up_axis=up_axis, fps=None if fps is None else float(fps),
+                       up_axis=up_axis, fps=fps,
                        description=str(raw.get("description", "")))
 
 

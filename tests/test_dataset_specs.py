@@ -54,3 +54,34 @@ def test_unknown_dataset_and_bad_spec_file(tmp_path, monkeypatch):
     (folder / "spec.json").write_text(json.dumps(d))
     with pytest.raises(ValueError, match=r"spec.json: unknown dataset spec fields \['colour'\]"):
         get_dataset_spec("Broken")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("layout"), "dataset spec is missing field(s) ['layout']; required fields: ['name', 'root'"),
+    (lambda d: d.update(joints_num="22"), "field 'joints_num' is '22'; expected a positive integer"),
+    (lambda d: d.update(joints_num=True), "field 'joints_num' is True; expected a positive integer"),
+    (lambda d: d.update(fps=None), "field 'fps' is None; expected a positive number"),
+    (lambda d: d.update(representation="smpl"),
+     "field 'representation' is 'smpl'; expected one of ['humanml3d', 'essential', 'vector_272', 'smplx_rot6d']"),
+    (lambda d: d.update(layout=[["ric", 0]]), "field 'layout' is [['ric', 0]]; expected a non-empty list of feature"),
+    (lambda d: d.update(kinematic_chain=[[0, "1"]]), "field 'kinematic_chain' is [[0, '1']]; expected a non-empty"),
+    (lambda d: d.update(source_dim=0), "field 'source_dim' is 0; expected a positive integer or null"),
+    (lambda d: d.update(body_parts={"upper": [1.5]}), "field 'body_parts' is {'upper': [1.5]}; expected an object"),
+])
+def test_spec_file_fields_are_checked_naming_file_and_field(tmp_path, change, message):
+    folder = tmp_path / "Broken"
+    folder.mkdir()
+    d = humanml3d_spec("Broken", str(folder)).to_dict()
+    change(d)
+    (folder / "spec.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError) as info:
+        get_dataset_spec("Broken", data_root=str(folder))
+    assert str(info.value).startswith(f"{folder / 'spec.json'}: ") and message in str(info.value)
+
+
+def test_spec_dict_round_trips_for_every_registered_dataset():
+    for name, spec in DATASETS.items():
+        assert DatasetSpec.from_dict(json.loads(json.dumps(spec.to_dict())), name) == spec
+    d = humanml3d_spec("x", "r").to_dict()
+    d["fps"] = 20  # an integer frame rate in JSON is a float frame rate
+    assert DatasetSpec.from_dict(d).fps == 20.0 and isinstance(DatasetSpec.from_dict(d).fps, float)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
 SPEC_FILE = "spec.json"
+# The feature representations ``utils.motion_process.features_to_joints`` and the evaluators know.
+REPRESENTATIONS = ("humanml3d", "essential", "vector_272", "smplx_rot6d")
 
 # SMPL-22 joint order used by HumanML3D (see dataset/README.md).
 T2M_KINEMATIC_CHAIN = (
@@ -107,12 +110,33 @@ class DatasetSpec:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<dict>") -> DatasetSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
+        """The spec of plain-python ``d`` (``to_dict``'s form, e.g. a ``spec.json``); ``source`` names it in errors.
+
+        Every field is checked for presence and type before the spec is built, so a bad file fails here, naming the
+        file, the field and what was expected, rather than deep inside a loader.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"{source}: expected a JSON object of dataset spec fields, got {type(d).__name__}")
+        fields = dataclasses.fields(cls)
+        known = {f.name for f in fields}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"{source}: unknown dataset spec fields {unknown}; expected a subset of {sorted(known)}")
+        required = [f.name for f in fields
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [n for n in required if n not in d]
+        if missing:
+            raise ValueError(f"{source}: dataset spec is missing field(s) {missing}; required fields: {required}")
+        for name, value in d.items():
+            expected = _check_spec_field(name, value)
+            if expected:
+                shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+                raise ValueError(f"{source}: dataset spec field {name!r} is {shown}; expected {expected}")
         try:
             d = dict(d)
+            for name in ("fps", "text_fps", "eval_feat_bias"):
+                if name in d:
+                    d[name] = float(d[name])  # JSON writes 20.0 as 20 in some tools
             d["layout"] = tuple(FeatureGroup(str(n), int(a), int(b)) for n, a, b in d["layout"])
             d["kinematic_chain"] = tuple(tuple(int(j) for j in c) for c in d["kinematic_chain"])
             d["body_parts"] = {k: tuple(int(i) for i in v) for k, v in d.get("body_parts", {}).items()}
@@ -127,6 +151,51 @@ class DatasetSpec:
         with open(tmp, "w") as f:
             json.dump(self.to_dict(), f, indent=2)
         os.replace(tmp, path)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int_list(value: object) -> bool:
+    return isinstance(value, (list, tuple)) and all(_is_int(v) and v >= 0 for v in value)
+
+
+def _check_spec_field(name: str, value: object) -> str:
+    """What field ``name`` of a plain-python spec should hold, or "" when ``value`` is of that form."""
+    if name in ("name", "root", "positions"):
+        ok, expected = isinstance(value, str) and value != "", "a non-empty string"
+    elif name == "representation":
+        ok, expected = value in REPRESENTATIONS, f"one of {list(REPRESENTATIONS)}"
+    elif name in ("joints_num", "dim_pose", "max_motion_length", "min_motion_length", "unit_length", "window_size"):
+        ok, expected = _is_int(value) and value > 0, "a positive integer"
+    elif name == "source_dim":
+        ok, expected = value is None or (_is_int(value) and value > 0), "a positive integer or null"
+    elif name in ("fps", "text_fps", "eval_feat_bias"):
+        ok, expected = _is_number(value) and value > 0, "a positive number"
+    elif name == "contact_group":
+        ok, expected = value is None or isinstance(value, str), "a feature group name or null"
+    elif name == "root_groups":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        expected = "a list of feature group names"
+    elif name == "kinematic_chain":
+        ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_int_list(c) and c for c in value)
+        expected = "a non-empty list of joint index chains such as [[0, 2, 5], [0, 1, 4]]"
+    elif name == "layout":
+        ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
+            isinstance(g, (list, tuple)) and len(g) == 3 and isinstance(g[0], str) and _is_int(g[1])
+            and _is_int(g[2]) for g in value)
+        expected = 'a non-empty list of feature groups [name, start, stop] such as [["ric", 4, 67], ...]'
+    elif name == "body_parts":
+        ok = isinstance(value, dict) and all(isinstance(k, str) and _is_int_list(v) for k, v in value.items())
+        expected = "an object mapping part names to lists of feature indices"
+    else:
+        return ""
+    return "" if ok else expected
 
 
 def humanml3d_layout(joints_num: int) -> tuple[FeatureGroup, ...]:

@@ -130,7 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     p = sub.add_parser("bvh", help="import a folder of BVH clips")
     p.add_argument("--src", required=True, help="folder searched recursively for *.bvh")
-    p.add_argument("--out", required=True, help="output dataset folder; its name becomes the dataset name")
+    p.add_argument("--out", required=True, help="output dataset folder; its name becomes the dataset name "
+                   "(so it must not be a registered one such as t2m or kit)")
     p.add_argument("--skeleton", required=True,
                    help="bandai, lafan (options/skeletons/<name>.yaml) or a path to your own mapping .yaml")
     p.add_argument("--fps", type=float, default=20.0, help="target frame rate")

@@ -369,6 +369,20 @@ def test_prepare_data_bvh_and_export(tmp_path, capsys):
     assert (tmp_path / "generated.bvh").read_text() == before
 
 
+def test_prepare_data_bvh_refuses_a_registered_dataset_name(tmp_path):
+    import prepare_data
+
+    src = tmp_path / "mocap"
+    src.mkdir()
+    (src / "clip.bvh").write_text(SMALL_BVH)
+    out = tmp_path / "x" / "kit"
+    args = ["bvh", "--src", str(src), "--out", str(out), "--skeleton", "bandai"]
+    with pytest.raises(ValueError, match=f"{re.escape(str(out))}: the folder name 'kit' is a registered dataset "
+                                         "name.*Choose another --out folder name"):
+        prepare_data.main(prepare_data.parse_args(args))
+    assert not out.exists()
+
+
 def test_import_names_the_bvh_file_and_frame_of_a_nan(tmp_path):
     src = tmp_path / "mocap"
     src.mkdir()

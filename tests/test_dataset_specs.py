@@ -1,6 +1,7 @@
 """The dataset registry: layouts tile the feature vector, lookups by name, importer specs round-trip."""
 
 import json
+import logging
 
 import pytest
 
@@ -85,3 +86,23 @@ def test_spec_dict_round_trips_for_every_registered_dataset():
     d = humanml3d_spec("x", "r").to_dict()
     d["fps"] = 20  # an integer frame rate in JSON is a float frame rate
     assert DatasetSpec.from_dict(d).fps == 20.0 and isinstance(DatasetSpec.from_dict(d).fps, float)
+
+
+def test_registered_name_warns_when_the_folder_spec_disagrees(tmp_path, caplog):
+    folder = tmp_path / "kit"
+    folder.mkdir()
+    humanml3d_spec("kit", str(folder)).save(str(folder / "spec.json"))  # an import of 22-joint BVH named "kit"
+    with caplog.at_level(logging.WARNING, logger="utils.dataset_specs"):
+        spec = get_dataset_spec("kit", data_root=str(folder))
+    assert spec.dim_pose == 251 and spec.root == str(folder)  # the registered spec wins ...
+    warning = caplog.text
+    assert f"{folder / 'spec.json'} disagrees with the registered dataset 'kit'" in warning  # ... but not silently
+    assert "dim_pose 263 there, 251 registered" in warning and "spec.json is ignored" in warning
+
+    # The registered spec saved in its folder, or no spec.json at all: nothing to say.
+    caplog.clear()
+    DATASETS["kit"].save(str(folder / "spec.json"))
+    with caplog.at_level(logging.WARNING, logger="utils.dataset_specs"):
+        get_dataset_spec("kit", data_root=str(folder))
+        get_dataset_spec("t2m", data_root=str(tmp_path))
+    assert caplog.text == ""

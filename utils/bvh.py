@@ -30,7 +30,7 @@ import yaml
 
 from utils.bvh_captions import captions_from_name, is_bandai_name, read_labels
 from utils.dataset_io import make_layout_dirs, split_groups, write_mean_std, write_motion, write_split_files
-from utils.dataset_specs import SPEC_FILE, humanml3d_spec
+from utils.dataset_specs import DATASETS, SPEC_FILE, humanml3d_spec
 from utils.motion_process import joints_fps_resample
 from utils.text_tags import format_text_line
 
@@ -525,9 +525,16 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
     than the spec's ``max_motion_length`` feature frames are split into equal chunks named ``<stem>_c<k>``
     (``chunk_bounds``); clips shorter than ``min_motion_length`` are written but reported. Captions come from
     ``labels`` (CSV/JSON, see ``read_labels``) and otherwise from the file name (``captions_from_name``). Splits are
-    80/5/15 by clip (chunks of one clip share a split). Writes ``spec.json`` named after the ``out`` folder.
+    80/5/15 by clip (chunks of one clip share a split). Writes ``spec.json`` named after the ``out`` folder, which
+    therefore must not be a registered dataset name (``DATASETS``).
     """
     start = time.perf_counter()
+    name = os.path.basename(os.path.normpath(out))
+    if name in DATASETS:
+        # A registered name always resolves to the registry's spec, so this folder's spec.json would be ignored.
+        raise ValueError(f"{out}: the folder name {name!r} is a registered dataset name; --dataset_name {name} would "
+                         f"use the registered spec, not the imported one. Choose another --out folder name (not one "
+                         f"of {sorted(DATASETS)})")
     iterate = progress or _no_progress
     skel = load_skeleton_map(skeleton)
     files = sorted(Path(src).rglob("*.bvh"), key=lambda p: str(p))
@@ -538,7 +545,6 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
     if dupes:
         raise ValueError(f"{src}: clip names must be unique (they become motion ids); repeated: {dupes[:5]}")
     label_map = read_labels(labels) if labels else {}
-    name = os.path.basename(os.path.normpath(out))
     spec = humanml3d_spec(name=name, root=out, fps=float(target_fps))
     make_layout_dirs(out)
     rng = np.random.default_rng(seed)

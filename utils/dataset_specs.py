@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
 
 SPEC_FILE = "spec.json"
 # The feature representations ``utils.motion_process.features_to_joints`` and the evaluators know.
@@ -130,8 +133,7 @@ class DatasetSpec:
         for name, value in d.items():
             expected = _check_spec_field(name, value)
             if expected:
-                shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-                raise ValueError(f"{source}: dataset spec field {name!r} is {shown}; expected {expected}")
+                raise ValueError(f"{source}: dataset spec field {name!r} is {_short(value, 80)}; expected {expected}")
         try:
             d = dict(d)
             for name in ("fps", "text_fps", "eval_feat_bias"):
@@ -266,13 +268,46 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+def _warn_if_folder_spec_differs(spec: DatasetSpec, data_root: str) -> None:
+    """Log a warning when ``data_root`` carries a ``spec.json`` that the registered ``spec`` contradicts.
+
+    A registered name always wins over a folder's spec.json, so a folder imported under a registered name (say
+    ``.../kit``) would otherwise be read with the registry's layout without a word.
+    """
+    path = os.path.join(data_root, SPEC_FILE)
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path) as f:
+            folder_spec = DatasetSpec.from_dict(json.load(f), source=path)
+    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        logger.warning("%s is ignored: --dataset_name %s is a registered dataset, whose spec is used (%s)", path,
+                       spec.name, e)
+        return
+    ours, theirs = spec.to_dict(), folder_spec.to_dict()
+    differ = [k for k in ours if k not in ("name", "root") and ours[k] != theirs[k]]
+    if differ:
+        shown = "; ".join(f"{k} {_short(theirs[k])} there, {_short(ours[k])} registered" for k in differ)
+        logger.warning("%s disagrees with the registered dataset %r (%s): the registered spec is used and this "
+                       "spec.json is ignored. To use the folder's spec, rename the folder to a name that is not "
+                       "registered (%s) and pass that as --dataset_name", path, spec.name, shown, sorted(DATASETS))
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
     """Look up ``name`` in the registry, else read ``<data_root or dataset/name>/spec.json``.
 
-    ``data_root`` overrides the spec's folder (``--data_root``).
+    ``data_root`` overrides the spec's folder (``--data_root``). A registered name always uses the registered spec;
+    a ``spec.json`` in ``data_root`` that disagrees with it is reported as a warning.
     """
     if name in DATASETS:
         spec = DATASETS[name]
+        if data_root:
+            _warn_if_folder_spec_differs(spec, data_root)
     else:
         folder = data_root or os.path.join("dataset", name)
         path = os.path.join(folder, SPEC_FILE)

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from utils import checkpoint
 from utils.checkpoint import (
     CheckpointError,
     check_matches,
@@ -65,6 +66,65 @@ def test_truncated_empty_missing_and_unsafe_files(tmp_path):
     torch.save({"obj": _Payload()}, str(evil))
     with pytest.raises(CheckpointError, match="evil.tar: refused to load"):
         load_checkpoint(str(evil))
+
+
+def test_files_that_are_not_checkpoints_are_named_and_described(tmp_path):
+    cases = {"notes.txt": b"step 100: loss 0.42\n",
+             "page.tar": b"<!DOCTYPE html>\n<html><body>404 Not Found</body></html>",
+             "lfs.tar": b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1234\n",
+             "noise.tar": bytes(range(200, 256)) * 40}
+    expected = {"notes.txt": "text starting with 'step 100: loss 0.42'", "page.tar": "an HTML page",
+                "lfs.tar": "a Git LFS pointer", "noise.tar": "binary data starting with c8 c9"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError, match=f"{name}: not a PyTorch checkpoint: .*found {expected[name]}"):
+            load_checkpoint(str(tmp_path / name))
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(CheckpointError, match=r"other.zip: not a PyTorch checkpoint: a zip archive without data.pkl"):
+        load_checkpoint(str(tmp_path / "other.zip"))
+
+
+@pytest.mark.parametrize("crc_limit", [None, 0])
+def test_overwritten_tensor_bytes_are_caught_by_the_zip_crc(tmp_path, monkeypatch, crc_limit):
+    path = tmp_path / "flipped.tar"
+    weights = torch.randn(256, 256)
+    save_checkpoint(str(path), {"model": {"w": weights}})
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2  # inside the 256 KB of tensor data
+    data[middle:middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    if crc_limit is None:
+        with pytest.raises(CheckpointError, match=r"flipped.tar: not a readable checkpoint \(truncated or corrupt\?\): "
+                                                  r"member '[^']*data/0' fails its CRC-32 check"):
+            load_checkpoint(str(path))
+    else:
+        # Above CRC_CHECK_MAX_BYTES only the metadata members are checked: the tensor bytes are trusted.
+        monkeypatch.setattr(checkpoint, "CRC_CHECK_MAX_BYTES", crc_limit)
+        assert not torch.equal(load_checkpoint(str(path))["model"]["w"], weights)
+
+
+def test_pre_zip_torch_files_still_load(tmp_path):
+    path = tmp_path / "legacy.pth"
+    torch.save({"net": {"w": torch.arange(4.0)}}, str(path), _use_new_zipfile_serialization=False)
+    assert torch.equal(load_checkpoint(str(path))["net"]["w"], torch.arange(4.0))
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(CheckpointError, match="legacy.pth: not a readable checkpoint"):
+        load_checkpoint(str(path))
+
+
+def test_errors_not_about_the_file_go_through(tmp_path, monkeypatch):
+    path = str(tmp_path / "ok.tar")
+    save_checkpoint(path, {"step": 1})
+
+    def no_cuda(*args, **kwargs):
+        raise RuntimeError("Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False")
+
+    monkeypatch.setattr(torch, "load", no_cuda)
+    with pytest.raises(RuntimeError, match="deserialize object on a CUDA device") as info:
+        load_checkpoint(path)
+    assert not isinstance(info.value, CheckpointError)
 
 
 class _Payload:

@@ -127,6 +127,17 @@ def select_codes(x: Tensor, codebook: Tensor, temperature: float = 0.0) -> Tenso
     return noise.add_(distances, alpha=1.0 / temperature).argmin(-1)
 
 
+def check_indices(indices: Tensor, codebook_size: int, who: str) -> None:
+    """Raise a ValueError naming ``who`` unless every index of ``indices (...)`` lies in ``[-1, codebook_size)``
+    (-1 marks a position that decodes to zero). One min/max pass, so F.embedding never sees an out-of-range index
+    (it fails with a bare "index out of range in self", or a device-side assert on CUDA)."""
+    if indices.numel():
+        low, high = torch.stack(torch.aminmax(indices)).tolist()
+        if low < -1 or high >= codebook_size:
+            raise ValueError(f"{who}: indices must lie in [0, {codebook_size}) (or -1 for an empty position), got "
+                             f"range [{low}, {high}]")
+
+
 def check_latents(z: Tensor, dim: int, who: str) -> None:
     """Raise a ValueError naming ``who`` unless ``z`` is ``(B, N, dim)``."""
     if z.ndim != 3 or z.shape[-1] != dim:
@@ -272,6 +283,11 @@ class QuantizeEMAReset(Quantizer):
 
     def indices_to_latents(self, indices: Tensor) -> Tensor:
         """``(B, N)`` long -> ``(B, N, C)``; index -1 gives a zero vector."""
+        check_indices(indices, self.codebook_size, type(self).__name__)
+        return self._lookup(indices)
+
+    def _lookup(self, indices: Tensor) -> Tensor:
+        """``indices_to_latents`` for indices already checked to lie in ``[-1, K)``."""
         valid = (indices >= 0)[..., None]
         return F.embedding(indices.clamp_min(0), self.codebook) * valid
 
@@ -347,6 +363,7 @@ class QuantizeOrig(Quantizer):
 
     def indices_to_latents(self, indices: Tensor) -> Tensor:
         """``(B, N)`` -> ``(B, N, C)``; -1 gives a zero vector."""
+        check_indices(indices, self.codebook_size, "QuantizeOrig")
         return self.embedding(indices.clamp_min(0)) * (indices >= 0)[..., None]
 
     def forward(self, z: Tensor) -> QuantizerOutput:
@@ -462,7 +479,14 @@ class ResidualVQ(Quantizer):
         if indices.ndim != 3 or indices.shape[-1] > self.num_quantizers:
             raise ValueError(f"ResidualVQ: expected indices (B, N, q<={self.num_quantizers}), "
                              f"got {tuple(indices.shape)}")
-        latents = [layer.indices_to_latents(indices[..., q]) for q, layer in enumerate(self.layers[:indices.shape[-1]])]
+        if indices.numel():
+            # One min/max pass for all layers; the per-layer values only name the culprit.
+            low, high = torch.aminmax(indices.reshape(-1, indices.shape[-1]), dim=0)
+            for q, (lo, hi) in enumerate(zip(low.tolist(), high.tolist())):
+                if lo < -1 or hi >= self.codebook_size:
+                    raise ValueError(f"ResidualVQ: layer {q} indices must lie in [0, {self.codebook_size}) (or -1 "
+                                     f"for a skipped layer), got range [{lo}, {hi}]")
+        latents = [layer._lookup(indices[..., q]) for q, layer in enumerate(self.layers[:indices.shape[-1]])]
         return torch.stack(latents, 0).sum(0)
 
     @torch.no_grad()

@@ -387,6 +387,24 @@ def test_rvq_minus_one_and_missing_layers_decode_to_zero() -> None:
         rvq.indices_to_latents(torch.zeros(1, 2, 4, dtype=torch.long))
 
 
+def test_out_of_range_codes_fail_with_the_value_and_the_valid_range() -> None:
+    rvq = _trained_rvq(3)
+    indices = rvq.quantize(_batch(21))
+    bad = indices.clone()
+    bad[1, 3, 2] = 16
+    with pytest.raises(ValueError, match=r"ResidualVQ: layer 2 indices must lie in \[0, 16\) .*got range \[\d+, 16\]"):
+        rvq.indices_to_latents(bad)
+    bad = indices.clone()
+    bad[0, 0, 1] = -5
+    with pytest.raises(ValueError, match=r"layer 1 .*got range \[-5, \d+\]"):
+        rvq.indices_to_latents(bad)
+    for quantizer in (QuantizeEMAReset(16, 6), QuantizeEMA(16, 6), QuantizeReset(16, 6), QuantizeOrig(16, 6)):
+        name = type(quantizer).__name__
+        with pytest.raises(ValueError, match=rf"{name}: indices must lie in \[0, 16\) .*got range \[-1, 16\]"):
+            quantizer.indices_to_latents(torch.tensor([[3, 16, -1]]))
+        assert quantizer.indices_to_latents(torch.tensor([[0, 15, -1]])).shape == (1, 3, 6)
+
+
 def test_rvq_forward_eval_matches_deterministic_path_and_stats() -> None:
     rvq = _trained_rvq(3)
     x = _batch(22)

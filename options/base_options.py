@@ -43,7 +43,8 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
     optim.add_argument("--max_iters", type=int, default=None,
                        help="optimizer steps to train for; overrides --epoch when given")
     optim.add_argument("--epoch", type=int, default=50,
-                       help="passes over the training set (used when --max_iters is not given)")
+                       help="passes over the training set (used when --max_iters is not given; typed on the command "
+                            "line, it replaces a --config preset's max_iters)")
     optim.add_argument("--lr", type=float, default=2e-4, help="base learning rate (AdamW)")
     optim.add_argument("--warm_up_iter", type=int, default=2000,
                        help="steps of linear learning-rate warm-up from 0 to --lr")

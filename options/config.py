@@ -16,6 +16,7 @@ import argparse
 import difflib
 import math
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,7 +120,21 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     args = parser.parse_args(argv)
     if getattr(args, "name", "") is None:
         parser.error("--name is required (on the command line or in the --config YAML)")
+    # The training length is one setting in two units: an --epoch typed on the command line replaces the preset's
+    # max_iters rather than losing to it (max_iters wins over epoch whenever both are set).
+    given = _given_dests(parser, sys.argv[1:] if argv is None else argv)
+    if known.config and "epoch" in given and "max_iters" not in given and getattr(args, "max_iters", None) is not None:
+        args.max_iters = None
+    for dest in ("max_iters", "epoch"):
+        if getattr(args, dest, None) is not None and getattr(args, dest) < 1:
+            parser.error(f"--{dest} must be at least 1, got {getattr(args, dest)}")
     return args
+
+
+def _given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """Destinations of the options spelled out in ``argv`` (``--flag value`` or ``--flag=value``)."""
+    by_option = {opt: action.dest for action in parser._actions for opt in action.option_strings}
+    return {by_option[token.split("=", 1)[0]] for token in argv if token.split("=", 1)[0] in by_option}
 
 
 def _plain(value: Any) -> Any:

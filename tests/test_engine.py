@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import random
 import subprocess
@@ -165,6 +166,17 @@ def test_exact_resume_is_bitwise(tmp_path):
     no_val, _ = run_toy(tmp_path, "no_val", cfg)  # validation (which draws random numbers) leaves training alone
     assert read_log(no_val) == read_log(full)
     assert_same_tree(load_checkpoint(no_val.latest_path)["model"], a["model"])
+
+
+def test_resume_past_the_end_trains_nothing_and_says_so(tmp_path, caplog):
+    run, _ = run_toy(tmp_path, "done", make_cfg(max_iters=12))
+    before = load_checkpoint(run.latest_path)
+    with caplog.at_level(logging.INFO, logger="utils.engine"):
+        result = train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=8, is_continue=True), run, checkpoint_meta=META)
+    assert result.step == 12
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "nothing left to train" in r.message]
+    assert len(warnings) == 1 and "at step 12 and the run is set to 8 steps" in warnings[0].message
+    assert_same_tree(load_checkpoint(run.latest_path)["model"], before["model"])
 
 
 def test_data_loading_does_not_depend_on_workers(tmp_path):

@@ -117,6 +117,18 @@ def test_epochs_to_iters_and_resolve_max_iters():
     assert resolve_max_iters(parse(["--name", "a", "--max_iters", "7"]), 95) == 7
 
 
+def test_training_length_on_the_command_line_replaces_the_presets(tmp_path, capsys):
+    preset = write(tmp_path, "max_iters: 300\nepoch: 50\n")
+    assert resolve_max_iters(parse(["--config", preset, "--name", "a"]), 95) == 300
+    by_epoch = parse(["--config", preset, "--name", "a", "--epoch", "1", "--batch_size", "10"])
+    assert by_epoch.max_iters is None and resolve_max_iters(by_epoch, 95) == 9
+    assert parse(["--config", preset, "--name", "a", "--epoch=2", "--max_iters", "5"]).max_iters == 5
+    for flag in ("--max_iters", "--epoch"):
+        with pytest.raises(SystemExit):
+            parse(["--name", "a", flag, "0"])
+        assert f"{flag} must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_engine_config_from_parsed_options():
     args = parse(["--name", "a", "--max_iters", "100", "--milestones", "10", "--grad_clip", "1", "--mixed_precision",
                   "bf16", "--num_workers", "0"])

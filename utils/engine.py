@@ -563,3 +563,8 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
         set_seed(cfg.seed + state.step * 1009 + accelerator.process_index)
     logger.info("resumed %s at step %d (epoch %d, batch %d of the epoch)", path, state.step, state.epoch,
                 state.batches_done)
+    if state.step >= cfg.max_iters:
+        # Rerunning a finished stage is a no-op; a length below the step reached is more likely a typo.
+        (logger.warning if state.step > cfg.max_iters else logger.info)(
+            "%s is at step %d and the run is set to %d steps: nothing left to train (raise --max_iters or --epoch "
+            "to continue)", path, state.step, cfg.max_iters)

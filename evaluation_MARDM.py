@@ -35,6 +35,7 @@ import torch
 from options.config import config_to_dict, parse_with_config
 from options.eval_generator_options import family_sampling_options, get_evaluation_generator_parser
 from utils.checkpoint import CheckpointError
+from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_protocol import build_eval_loader, evaluate, renormalize
 from utils.eval_report import format_report, write_report_json
@@ -158,4 +159,4 @@ def main(cfg) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_with_config(get_evaluation_generator_parser()))
+    run_script(lambda: main(parse_with_config(get_evaluation_generator_parser())))

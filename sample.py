@@ -38,6 +38,7 @@ from options.config import parse_with_config
 from options.eval_generator_options import family_sampling_options, get_sample_parser
 from utils.bvh_export import write_bvh
 from utils.checkpoint import CheckpointError
+from utils.cli import run_script
 from utils.generation import load_generator
 from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
@@ -217,4 +218,4 @@ def main(cfg) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_with_config(get_sample_parser()))
+    run_script(lambda: main(parse_with_config(get_sample_parser())))

@@ -41,6 +41,7 @@ from models.evaluator_training import CoEmbedding, MovementAutoencoder, contrast
 from options.config import parse_with_config, resolve_max_iters, save_config
 from options.eval_options import get_train_evaluator_parser
 from utils.checkpoint import load_checkpoint
+from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset, collate_eval
 from utils.engine import EngineConfig, check_run_start, train
@@ -217,4 +218,4 @@ def main(cfg) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_with_config(get_train_evaluator_parser()))
+    run_script(lambda: main(parse_with_config(get_train_evaluator_parser())))

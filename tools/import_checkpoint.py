@@ -31,6 +31,7 @@ from models.loader import load_tokenizer  # noqa: E402
 from models.tokenizers import QUANTIZER_TYPES, TOKENIZERS  # noqa: E402
 from options.config import save_config  # noqa: E402
 from utils.checkpoint import CheckpointError, file_sha256, save_checkpoint  # noqa: E402
+from utils.cli import run_script  # noqa: E402
 from utils.dataset_specs import get_dataset_spec  # noqa: E402
 from utils.evaluator import load_evaluator  # noqa: E402
 from utils.normalization import DatasetError  # noqa: E402
@@ -166,4 +167,4 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    run_script(lambda: main(get_parser().parse_args()))

@@ -1,0 +1,32 @@
+"""The error boundary of every top-level script: what a user got wrong is one line, not a traceback.
+
+Errors raised for bad input (a missing or damaged checkpoint, a dataset file that fails its checks, an unusable run
+folder, a bad config value, a flag the chosen model cannot take) already name the file, the field and what was
+expected; their traceback only buries that line. ``FSQ_MARDM_TRACEBACK=1`` shows it anyway, for debugging.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from options.config import ConfigError
+from utils.checkpoint import CheckpointError
+from utils.run_dir import RunDirError
+
+# DatasetError is a ValueError; ValueError also covers model and flag validation (``build_tokenizer``, ...).
+USER_ERRORS = (CheckpointError, RunDirError, ConfigError, FileNotFoundError, ValueError)
+TRACEBACK_ENV = "FSQ_MARDM_TRACEBACK"
+
+
+def run_script(main: Callable[[], Any], prog: str | None = None) -> Any:
+    """``main()``; a ``USER_ERRORS`` exception exits with status 1 and ``<prog>: error: <message>`` on stderr."""
+    if os.environ.get(TRACEBACK_ENV):
+        return main()
+    try:
+        return main()
+    except USER_ERRORS as e:
+        prog = prog or os.path.basename(sys.argv[0])
+        sys.exit(f"{prog}: error: {e}\n(set {TRACEBACK_ENV}=1 to see where it was raised)")

@@ -47,7 +47,7 @@ from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset, collate_
 from utils.engine import EngineConfig, check_run_start, train
 from utils.eval_protocol import EVAL_BATCH_SIZE, TOP_K, EvalLoader, build_eval_loader, retrieval_metrics
 from utils.eval_report import write_report_json
-from utils.evaluator import EvaluatorWrapper, build_evaluator, load_evaluator, save_evaluator
+from utils.evaluator import EvaluatorWrapper, build_evaluator, load_evaluator, save_evaluator, save_evaluator_meta
 from utils.logging_utils import setup_logging
 from utils.metrics import score_batch
 from utils.normalization import DatasetError, eval_normalization, load_mean_std
@@ -117,6 +117,7 @@ def main(cfg) -> dict:
             "dataset": dataset_info, "config": config}
     check_run_start(run, cfg.is_continue, meta)
     save_config(cfg, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
+    save_evaluator_meta(run.root, mean, std)  # the released layout's meta/, next to model/finest.tar
 
     # ---------------------------------------------------------------------------------------------------------------
     # stage 1: movement encoder + decoder

@@ -94,6 +94,10 @@ def test_training_lowers_loss_and_writes_the_official_layout(data_root, tmp_path
     std = np.load(data_root / "Std.npy")
     np.testing.assert_allclose(ev.std[:4], std[:4] / 5, rtol=1e-6)
     np.testing.assert_allclose(ev.std[4:259], std[4:259], rtol=1e-6)
+    # ... and also lie in meta/, as in the released layout.
+    for name, values in (("mean", ev.mean), ("std", ev.std)):
+        saved = np.load(run / "meta" / f"{name}.npy")
+        assert saved.dtype == np.float32 and np.array_equal(saved, values)
 
     val = json.loads((run / "eval" / "evaluator_val.json").read_text())
     assert val["batch_size"] == 32 and val["samples"] == 32 and val["chance_top1"] == pytest.approx(1 / 32)

@@ -453,3 +453,15 @@ def save_evaluator(path: str, wrapper: EvaluatorWrapper, *, epoch: int = 0, iter
         raise ValueError(f"extra checkpoint entries {clash} would overwrite evaluator fields")
     state.update(extra or {})
     save_checkpoint(path, state)
+
+
+def save_evaluator_meta(run_dir: str, mean: np.ndarray, std: np.ndarray) -> str:
+    """Write ``<run_dir>/meta/{mean,std}.npy`` (float32, (D,)), the released layout's evaluator statistics, so tools
+    that expect that layout can use an evaluator trained here; each file is replaced atomically. Returns the folder."""
+    meta_dir = os.path.join(run_dir, "meta")
+    os.makedirs(meta_dir, exist_ok=True)
+    for name, values in (("mean", mean), ("std", std)):
+        tmp = os.path.join(meta_dir, f".tmp-{name}.{os.getpid()}.npy")
+        np.save(tmp, np.asarray(values, dtype=np.float32))
+        os.replace(tmp, os.path.join(meta_dir, f"{name}.npy"))
+    return meta_dir

@@ -29,9 +29,14 @@ def main(args) -> None:
     if getattr(VQ_MODELS.get(model_name), "func", None) is VQVAE:
         # T2M-GPT's VQ-VAE is the one-layer case; it has no residual-layer arguments.
         if overrides.pop("num_quantizers", 1) != 1:
-            raise SystemExit("--model VQVAE has one codebook; drop --num_quantizers or use --model RVQVAE")
-        for key in ("quantize_dropout_prob", "shared_codebook"):
-            overrides.pop(key, None)
+            raise SystemExit(f"--model {model_name} has one codebook; drop --num_quantizers or use --model RVQVAE")
+        residual = [f"--{key}" for key in ("quantize_dropout_prob", "shared_codebook") if key in overrides]
+        if residual:
+            raise SystemExit(f"{' and '.join(residual)}: residual-layer settings, but --model {model_name} has one "
+                             "codebook; drop them or use --model RVQVAE")
+    elif "quantizer_type" in overrides:
+        raise SystemExit(f"--quantizer {args.quantizer}: the codebook update rule is a setting of T2M-GPT's VQ-VAE "
+                         f"(--model VQVAE or --num_quantizers 1), not of {model_name}")
     train_tokenizer(args, model_name, overrides)
 
 

@@ -125,7 +125,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     given = _given_dests(parser, sys.argv[1:] if argv is None else argv)
     if known.config and "epoch" in given and "max_iters" not in given and getattr(args, "max_iters", None) is not None:
         args.max_iters = None
-    for dest in ("max_iters", "epoch"):
+    for dest in ("max_iters", "epoch", "batch_size"):
         if getattr(args, dest, None) is not None and getattr(args, dest) < 1:
             parser.error(f"--{dest} must be at least 1, got {getattr(args, dest)}")
     return args

@@ -66,7 +66,8 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
                              "conditional part-aware RVQ-VAE.")
     parser.add_argument("--model", type=str, default=None, choices=sorted({**VQ_MODELS, **PART_AWARE_MODELS}),
                         help="tokenizer registry entry (default: VQVAE when --num_quantizers is 1, else RVQVAE)")
-    parser.add_argument("--num_quantizers", type=int, default=None, help="residual layers Q (1 = T2M-GPT VQ-VAE)")
+    parser.add_argument("--num_quantizers", type=int, default=None,
+                        help="residual layers Q (1 without --model: T2M-GPT's VQ-VAE)")
     parser.add_argument("--quantize_dropout_prob", type=float, default=None,
                         help="probability of dropping trailing residual layers in training (MoMask 0.2)")
     parser.add_argument("--shared_codebook", action="store_true", default=None,

@@ -109,6 +109,16 @@ def test_contradicting_flags_fail_clearly(tmp_path, synthetic_root):
                                                      "--data_root", synthetic_root, "--dataset_name", "synthetic"])
     with pytest.raises(SystemExit, match="one codebook"):
         train_vq.main(args)
+    base = ["--name", "x", "--data_root", synthetic_root, "--dataset_name", "synthetic",
+            "--checkpoints_dir", str(tmp_path / "ck")]
+    for extra, message in ((["--model", "VQVAE_Tiny", "--shared_codebook"], "--shared_codebook: residual-layer"),
+                           (["--num_quantizers", "1", "--quantize_dropout_prob", "0.2"], "--model VQVAE has one"),
+                           (["--model", "RVQVAE_Tiny", "--quantizer", "ema"], "--quantizer ema: the codebook update")):
+        with pytest.raises(SystemExit, match=message):
+            train_vq.main(parse_with_config(get_train_vq_parser(), [*base, *extra]))
+    with pytest.raises(SystemExit):
+        parse_with_config(get_train_vq_parser(), [*base, "--batch_size", "0"])
+    assert not (tmp_path / "ck").exists()
 
 
 def test_flags_a_model_would_ignore_fail_before_the_run_folder_exists(tmp_path, synthetic_root):

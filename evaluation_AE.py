@@ -22,8 +22,10 @@ Examples::
         --dataset_name t2m --glove_dir ./glove --name momask_rvq
     python evaluation_AE.py --name FSQ_Tiny --dataset_name synthetic --data_root dataset/Synthetic --replications 5
 
-Writes ``checkpoints/<ds>/<name>/eval/eval_<which>.json``, ``eval_<which>_replications.jsonl`` (one line per
-replication as it finishes; ``--is_continue`` reuses them) and ``eval.log``.
+Writes ``<run>/eval/eval_<which>[_<split>][_seed<seed>].json`` (split and seed when not the defaults),
+``eval_<...>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses them) and
+``eval.log``, where ``<run>`` is the run folder holding the checkpoint (``checkpoints/<ds>/<name>``, or the folder of a
+``--ckpt`` stored as ``<run>/model/<file>``).
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
-from utils.eval_protocol import build_eval_loader, evaluate, renormalize
-from utils.eval_report import checkpoint_info, format_report, write_report_json
+from utils.eval_protocol import build_eval_loader, evaluate, protocol_tag, renormalize
+from utils.eval_report import checkpoint_info, format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.logging_utils import setup_logging
 from utils.normalization import load_mean_std
@@ -69,10 +71,14 @@ def main(cfg) -> dict:
     # setup
     # ---------------------------------------------------------------------------------------------------------------
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
-    path, name, tag = resolve_checkpoint(cfg)
-    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, name)
-    os.makedirs(run.eval_dir, exist_ok=True)
-    setup_logging(os.path.join(run.eval_dir, "eval.log"))
+    path, name, which = resolve_checkpoint(cfg)
+    # Results go next to the checkpoint's own run (also for --ckpt), named after the file and any protocol setting
+    # away from its default.
+    run_root = run_folder_of(path) or RunDir(cfg.checkpoints_dir, cfg.dataset_name, name).root
+    eval_dir = os.path.join(run_root, "eval")
+    tag = which + protocol_tag(cfg.split, cfg.seed)
+    os.makedirs(eval_dir, exist_ok=True)
+    setup_logging(os.path.join(eval_dir, "eval.log"))
     set_seed(cfg.seed)
     device = torch.device(cfg.device)
 
@@ -171,7 +177,7 @@ def main(cfg) -> dict:
         meta = {**info, "model_name": tokenizer.model_name, "kind": tokenizer.kind,
                 "source_format": tokenizer.source_format}
         report = evaluate(evaluator, eval_loader, motion_fn, replications=cfg.replications, seed=cfg.seed,
-                          results_path=os.path.join(run.eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
+                          results_path=os.path.join(eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
                           gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue,
                           deterministic=True)
 
@@ -179,7 +185,7 @@ def main(cfg) -> dict:
     # results
     # ---------------------------------------------------------------------------------------------------------------
     result = {
-        **info, "which": tag,
+        **info, "which": which,
         "model_name": tokenizer.model_name, "kind": tokenizer.kind, "source_format": tokenizer.source_format,
         "model_args": tokenizer.model_args, "weights": tokenizer.weights, "dataset": spec.name, "split": cfg.split,
         "tokenizer_statistics": stats_source, "seed": cfg.seed,
@@ -190,7 +196,7 @@ def main(cfg) -> dict:
         "protocol": report.to_dict() if report is not None else None, "protocol_skipped": skipped,
         "config": config_to_dict(cfg),
     }
-    out_path = os.path.join(run.eval_dir, f"eval_{tag}.json")
+    out_path = os.path.join(eval_dir, f"eval_{tag}.json")
     write_report_json(result, out_path)
     print(reconstruction_table(result))
     if report is not None:

@@ -19,9 +19,11 @@ Examples::
     python evaluation_MARDM.py --name t2m_nlayer8_nhead6_ld384_ff1024 --res_name tres_nlayer8_ld384_ff1024 \
         --dataset_name t2m --which_epoch best                                                  # MoMask
 
-Writes ``checkpoints/<ds>/<name>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluator, seeds, every
-replication), ``eval_<tag>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses
-them) and ``eval.log``. ``<tag>`` names the checkpoint, weights and sampling settings, so sweeps do not overwrite each
+Writes ``<run>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluator, seeds, every replication),
+``eval_<tag>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses them) and
+``eval.log``, where ``<run>`` is the run folder holding the checkpoint (``checkpoints/<ds>/<name>``, or the folder of
+a ``--ckpt`` stored as ``<run>/model/<file>``). ``<tag>`` names the checkpoint, weights, sampling settings and the
+protocol settings away from their defaults (split, seed, batch size, multimodality), so sweeps do not overwrite each
 other.
 """
 
@@ -37,8 +39,8 @@ from options.eval_generator_options import family_sampling_options, get_evaluati
 from utils.checkpoint import CheckpointError
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
-from utils.eval_protocol import build_eval_loader, evaluate, renormalize
-from utils.eval_report import format_report, write_report_json
+from utils.eval_protocol import build_eval_loader, evaluate, protocol_tag, renormalize
+from utils.eval_report import format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.generation import SamplingSettings, load_generator
 from utils.generation_momask import resolve_residual_run
@@ -66,8 +68,9 @@ def resolve_run(cfg) -> tuple[str, str, str]:
 
 def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options: dict,
                residual: dict | None = None) -> str:
-    """``<checkpoint>[_ema]_ts<steps>_cfg<scale>[_temp<t>][_res-<run>][_<option><value>...][_nosnap][_nomm]`` for the
-    output file names (options: the family options given on the command line)."""
+    """``<checkpoint>[_ema]_ts<steps>_cfg<scale>[_temp<t>][_res-<run>][_<option><value>...][_nosnap][_nomm]`` plus
+    ``protocol_tag``'s suffix (split, seed, batch size, multimodality away from the defaults) for the output file
+    names (options: the family options given on the command line)."""
     tag = f"{os.path.splitext(os.path.basename(path))[0]}{'_ema' if weights == 'ema' else ''}"
     tag += f"_ts{settings.time_steps}_cfg{settings.cfg:g}"
     if settings.temperature != 1.0:
@@ -79,7 +82,9 @@ def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options
     short = {"topk_filter_thres": "topk", "sampling": "", "res_cond_scale": "rcfg"}
     for name, value in options.items():
         tag += f"_{short.get(name, name)}{value:g}" if isinstance(value, float) else f"_{short.get(name, name)}{value}"
-    return tag + ("_nosnap" if cfg.no_snap else "") + ("" if cfg.cal_mm else "_nomm")
+    tag += ("_nosnap" if cfg.no_snap else "") + ("" if cfg.cal_mm else "_nomm")
+    return tag + protocol_tag(cfg.split, cfg.seed, cfg.eval_batch_size,
+                              (cfg.mm_batches, cfg.mm_repeats) if cfg.cal_mm else None)
 
 
 @torch.no_grad()
@@ -105,9 +110,10 @@ def main(cfg) -> dict:
     if generator.spec.name != dataset_name:
         raise CheckpointError(f"{path}: the generator was trained on dataset {generator.spec.name!r} but "
                               f"--dataset_name is {dataset_name!r}")
-    run = RunDir(cfg.checkpoints_dir, dataset_name, name)
-    os.makedirs(run.eval_dir, exist_ok=True)
-    setup_logging(os.path.join(run.eval_dir, "eval.log"))
+    # Results go next to the checkpoint's own run (also for --ckpt).
+    eval_dir = os.path.join(run_folder_of(path) or RunDir(cfg.checkpoints_dir, dataset_name, name).root, "eval")
+    os.makedirs(eval_dir, exist_ok=True)
+    setup_logging(os.path.join(eval_dir, "eval.log"))
     tag = output_tag(cfg, path, generator.info["weights"], sampling, options, generator.info.get("residual"))
     logger.info("evaluating %s (%s weights): %s, multimodality %s", path, generator.info["weights"],
                 sampling.to_dict(), cfg.cal_mm)
@@ -137,7 +143,7 @@ def main(cfg) -> dict:
             "generator": generator.info, "sampling": settings}
     report = evaluate(evaluator, eval_loader, motion_fn, replications=cfg.replications, seed=cfg.seed,
                       mm_fn=motion_fn if cfg.cal_mm else None, mm_batches=cfg.mm_batches, mm_repeats=cfg.mm_repeats,
-                      results_path=os.path.join(run.eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
+                      results_path=os.path.join(eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
                       gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue)
 
     # ---------------------------------------------------------------------------------------------------------------
@@ -146,7 +152,7 @@ def main(cfg) -> dict:
     result = {"which": cfg.which_epoch if not cfg.ckpt else os.path.basename(path), **meta,
               "dataset": dataset_name, "split": cfg.split, "seed": cfg.seed, "protocol": report.to_dict(),
               "config": config_to_dict(cfg)}
-    out_path = os.path.join(run.eval_dir, f"eval_{tag}.json")
+    out_path = os.path.join(eval_dir, f"eval_{tag}.json")
     write_report_json(result, out_path)
     residual = generator.info.get("residual")
     title = (f"{generator.info['model_name']}{' + ' + residual['model_name'] if residual else ''} "

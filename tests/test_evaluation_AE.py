@@ -89,7 +89,7 @@ def test_fsq_run_writes_eval_json_with_every_metric(env):
     _, ck, spec = env
     result = run_eval(env, "--name", "fsq", "--replications", "3")
     eval_dir = ck / "synthetic" / "fsq" / "eval"
-    saved = json.loads((eval_dir / "eval_net_best_loss.json").read_text())
+    saved = json.loads((eval_dir / "eval_net_best_loss_seed5.json").read_text())
     assert saved["checkpoint"].endswith("net_best_loss.tar") and len(saved["checkpoint_sha256"]) == 64
     rec = saved["reconstruction"]
     assert rec["mpjpe_mm"] > 0 and rec["mpjpe_seq_mm"] > 0 and math.isfinite(rec["mpjpe_mm"])
@@ -106,7 +106,8 @@ def test_fsq_run_writes_eval_json_with_every_metric(env):
     assert set(protocol["metrics"]) == {"fid", "diversity", "top1", "top2", "top3", "matching_score"}
     assert protocol["meta"]["protocol"]["replications"] == 3 and protocol["meta"]["protocol"]["seeds"] == [5, 6, 7]
     assert protocol["meta"]["checkpoint_sha256"] == saved["checkpoint_sha256"]
-    lines = [json.loads(line) for line in (eval_dir / "eval_net_best_loss_replications.jsonl").read_text().splitlines()]
+    jsonl = eval_dir / "eval_net_best_loss_seed5_replications.jsonl"
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(lines) == 3
     # A tokenizer is deterministic: crops drawn again reuse earlier embeddings (the second replication's one batch
     # is computed in full once, to check that).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from options.config import parse_with_config
 from options.eval_generator_options import get_evaluation_generator_parser
 from utils.checkpoint import file_sha256
 from utils.dataset_specs import get_dataset_spec
+from utils.eval_protocol import _drop_rows
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.generation import MotionGenerator
 from utils.normalization import eval_normalization, load_mean_std
@@ -101,7 +103,7 @@ def test_no_mm_run_writes_reports_and_renormalises(setup, monkeypatch):
     assert len(log.calls) == 4 == len(checked)  # 2 replications x 2 batches of 8, no multimodality repeats
     assert all(c == {"n": 8, "time_steps": 2, "cfg": 3.0, "temperature": 0.7, "snap": True} for c in log.calls)
     eval_dir = os.path.join(ckdir, "synthetic", "fsq_gen", "eval")
-    tag = "latest_ema_ts2_cfg3_temp0.7_nomm"
+    tag = "latest_ema_ts2_cfg3_temp0.7_nomm_eb8"
     with open(os.path.join(eval_dir, f"eval_{tag}.json")) as f:
         report = json.load(f)
     with open(os.path.join(eval_dir, f"eval_{tag}_replications.jsonl")) as f:
@@ -128,4 +130,34 @@ def test_multimodality_is_on_by_default_and_no_snap_is_honoured(setup, monkeypat
     assert all(c["snap"] is False and c["cfg"] == 4.5 and c["temperature"] == 1.0 for c in log.calls)
     mm = result["protocol"]["metrics"]["multimodality"]
     assert np.isfinite(mm["mean"]) and mm["mean"] > 0
-    assert os.path.isfile(os.path.join(ckdir, "synthetic", "fsq_gen", "eval", "eval_latest_ema_ts2_cfg4.5_nosnap.json"))
+    eval_dir = os.path.join(ckdir, "synthetic", "fsq_gen", "eval")
+    assert os.path.isfile(os.path.join(eval_dir, "eval_latest_ema_ts2_cfg4.5_nosnap_eb8_mm1x11.json"))
+
+
+def test_protocol_settings_and_moved_runs_keep_their_own_files(setup, tmp_path):
+    """An evaluation under another seed or split writes its own files, and a --ckpt stored in another run folder
+    writes into that folder, not into the run of the same name under --checkpoints_dir."""
+    ckdir, paths, data_root, _ = setup
+    eval_dir = os.path.join(ckdir, "synthetic", "fsq_gen", "eval")
+    run_eval(ckdir, data_root, "--no_mm", "--replications", "1")
+    run_eval(ckdir, data_root, "--no_mm", "--replications", "1", "--seed", "7")
+    base, seeded = (os.path.join(eval_dir, f"eval_latest_ema_ts2_cfg4.5_nomm{s}_eb8_replications.jsonl")
+                    for s in ("", "_seed7"))
+    for path, seed in ((base, 3407), (seeded, 7)):
+        with open(path) as f:
+            assert [json.loads(line)["seed"] for line in f] == [seed]
+
+    moved = tmp_path / "elsewhere" / "synthetic" / "fsq_gen"
+    shutil.copytree(os.path.dirname(os.path.dirname(paths["fsq_gen"])), moved, ignore=shutil.ignore_patterns("eval"))
+    run_eval(ckdir, data_root, "--ckpt", str(moved / "model" / "latest.tar"), "--no_mm", "--replications", "1",
+             "--seed", "11")
+    assert (moved / "eval" / "eval_latest_ema_ts2_cfg4.5_nomm_seed11_eb8.json").is_file()
+    assert not os.path.exists(os.path.join(eval_dir, "eval_latest_ema_ts2_cfg4.5_nomm_seed11_eb8.json"))
+
+
+def test_a_fresh_start_keeps_other_evaluations_lines(tmp_path):
+    path = tmp_path / "eval_x_replications.jsonl"
+    rows = [{"eval_key": "a", "seed": 1}, {"eval_key": "b", "seed": 1}, {"eval_key": "a", "seed": 2}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"eval_key": "b", "se')  # a torn last line
+    _drop_rows(str(path), "a")
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [{"eval_key": "b", "seed": 1}]

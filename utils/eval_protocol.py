@@ -274,6 +274,18 @@ def evaluator_fingerprint(evaluator: EvaluatorWrapper) -> str:
 # The protocol
 # ---------------------------------------------------------------------------------------------------------------------
 
+def protocol_tag(split: str, seed: int, eval_batch_size: int | None = None,
+                 mm: tuple[int, int] | None = None) -> str:
+    """The suffix of an evaluation's file names for protocol settings away from their defaults (``_val``, ``_seed7``,
+    ``_eb16``, ``_mm2x10``), so that evaluations of one checkpoint under other settings do not share files.
+    ``mm``: (batches, repeats) of multimodality when it is computed."""
+    tag = "" if split == "test" else f"_{split}"
+    tag += "" if seed == DEFAULT_SEED else f"_seed{seed}"
+    tag += "" if eval_batch_size in (None, EVAL_BATCH_SIZE) else f"_eb{eval_batch_size}"
+    tag += "" if mm in (None, (MM_BATCHES, MM_REPEATS)) else f"_mm{mm[0]}x{mm[1]}"
+    return tag
+
+
 def replication_seeds(seed: int, replications: int) -> list[int]:
     """Seed of each replication: ``seed + r``."""
     return [int(seed) + r for r in range(replications)]
@@ -303,6 +315,26 @@ def _frechet_distance(gt: np.ndarray, gen: np.ndarray) -> float:
     if not np.isfinite(distance):
         raise ValueError(f"FID is {distance}: the embeddings hold non-finite values")
     return max(distance, 0.0)
+
+
+def _drop_rows(path: str, key: str) -> None:
+    """Rewrite ``path`` (atomically) without the rows of evaluation ``key``: a fresh start of one evaluation keeps
+    the replications other evaluations streamed to the same file. Unreadable lines go with them."""
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        kept = []
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and row.get("eval_key") != key:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.writelines(kept)
+    os.replace(tmp, path)
 
 
 def _read_finished(path: str, key: str, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -366,7 +398,8 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
         mm_fn: when given, multimodality is computed: for the first ``mm_batches`` batches ``mm_fn`` is called
             ``mm_repeats`` times, ``mm_times`` pairs of repeats are compared per caption, and (as MoMask / MARDM) the
             last repeat is that batch's sample for the other metrics.
-        results_path: JSONL file; one line per finished replication (truncated first unless ``resume``).
+        results_path: JSONL file; one line per finished replication (unless ``resume``, this evaluation's earlier
+            lines are dropped first; other evaluations' lines in the file stay).
         meta: provenance merged into the report (``checkpoint_info(path)``, ``steps``, ``guidance_scale``, ...).
         gt_cache: ``"auto"`` (``default_gt_cache``), a folder, a ``GTCache`` or None (off).
         resume: reuse replications already in ``results_path`` under the same evaluation key.
@@ -403,7 +436,7 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
     if results_path:
         os.makedirs(os.path.dirname(os.path.abspath(results_path)) or ".", exist_ok=True)
         if not resume:
-            open(results_path, "w").close()
+            _drop_rows(results_path, eval_key)
         if done:
             logger.info("resuming: %d of %d replications already in %s", len(done), replications, results_path)
 

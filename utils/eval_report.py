@@ -45,6 +45,12 @@ class EvalReport:
                 "real": {k: asdict(v) for k, v in self.real.items()}, "meta": self.meta, "replications": self.rows}
 
 
+def run_folder_of(path: str) -> str | None:
+    """The run folder of a checkpoint stored as ``<run>/model/<file>``, else None."""
+    model_dir = os.path.dirname(os.path.abspath(path))
+    return os.path.dirname(model_dir) if os.path.basename(model_dir) == "model" else None
+
+
 def checkpoint_info(path: str) -> dict[str, Any]:
     """``{"checkpoint": absolute path, "checkpoint_sha256": ...}`` for ``meta``."""
     return {"checkpoint": os.path.abspath(path), "checkpoint_sha256": file_sha256(path)}

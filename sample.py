@@ -67,11 +67,16 @@ def slugify(text: str, max_length: int = SLUG_LENGTH) -> str:
 
 
 def parse_prompt_line(line: str) -> tuple[str, int | None]:
-    """``"<prompt>#<frames>"`` -> (prompt, frames); ``#NA`` or no suffix -> (prompt, None); other '#' stay text."""
+    """``"<prompt>#<frames>"`` -> (prompt, frames); ``#NA`` or no suffix -> (prompt, None); other '#' stay text.
+    A length that is not a positive whole number of frames (``#0``, ``#-5``) is a ValueError."""
     text, sep, tail = line.rpartition("#")
     tail = tail.strip()
-    if sep and text.strip() and (tail.isdigit() or tail.upper() == "NA"):
-        return text.strip(), int(tail) if tail.isdigit() else None
+    if sep and text.strip() and (tail.lstrip("+-").isdigit() or tail.upper() == "NA"):
+        if tail.upper() == "NA":
+            return text.strip(), None
+        if int(tail) < 1:
+            raise ValueError(f"length #{tail}: expected a positive number of frames, or #NA for the length estimator")
+        return text.strip(), int(tail)
     return line.strip(), None
 
 
@@ -80,16 +85,21 @@ def read_prompts(cfg) -> list[Prompt]:
     default = cfg.motion_length if cfg.motion_length else None
     default_source = "--motion_length" if default else "length estimator"
     prompts = []
-    if cfg.text_prompt:
+    if cfg.text_prompt is not None:
+        if not cfg.text_prompt.strip():
+            raise ValueError("--text_prompt is empty; give the text to generate from")
         prompts.append(Prompt(cfg.text_prompt.strip(), default, default_source))
     if cfg.text_path:
         if not os.path.isfile(cfg.text_path):
             raise FileNotFoundError(f"--text_path: prompt file not found: {cfg.text_path}")
         with open(cfg.text_path, encoding="utf-8") as f:
-            for line in f:
+            for number, line in enumerate(f, 1):
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
-                text, frames = parse_prompt_line(line)
+                try:
+                    text, frames = parse_prompt_line(line)
+                except ValueError as e:
+                    raise ValueError(f"{cfg.text_path}, line {number}: {e}") from e
                 prompts.append(Prompt(text, frames, "--text_path") if frames is not None
                                else Prompt(text, default, default_source))
     if not prompts:
@@ -135,12 +145,10 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # model
     # ---------------------------------------------------------------------------------------------------------------
-    length_estimator = cfg.length_estimator
-    if length_estimator is None and dataset_name:
-        length_estimator = os.path.join(cfg.checkpoints_dir, dataset_name, "length_estimator")
+    # Without --length_estimator: the one next to the generator's run (<checkpoints>/<dataset>/length_estimator).
     generator = load_generator(path, use_ema=not cfg.no_ema, device=cfg.device, text_encoder=cfg.text_encoder,
                                text_encoder_path=cfg.text_encoder_path, tokenizer_path=cfg.tokenizer_path,
-                               length_estimator=length_estimator, res_run=res_run)
+                               length_estimator=cfg.length_estimator, res_run=res_run, res_which=cfg.which_epoch)
     # The guidance scale's flag is --cfg (the field's name; cfg itself is the parsed config); None: the family's.
     settings = generator.sampling_settings(cfg.time_steps, cfg.cfg, cfg.temperature, not cfg.no_snap, **options)
     spec = generator.spec
@@ -149,10 +157,13 @@ def main(cfg) -> dict:
                               f"{dataset_name!r}")
     out_dir = cfg.output_dir or RunDir(cfg.checkpoints_dir, spec.name, name).generation_dir
     os.makedirs(out_dir, exist_ok=True)
-    # Check every given length now rather than after minutes of sampling.
+    # Check every given length, and load the length estimator if a prompt needs it, now rather than after minutes of
+    # sampling.
     for prompt in prompts:
         if prompt.frames is not None:
             generator.round_lengths([prompt.frames])
+    if any(prompt.frames is None for prompt in prompts):
+        generator.length_estimator()
 
     # ---------------------------------------------------------------------------------------------------------------
     # sampling

@@ -124,7 +124,8 @@ def get_sample_parser() -> argparse.ArgumentParser:
     prompts.add_argument("--motion_length", type=int, default=None,
                          help="length in frames (rounded down to whole tokens); 0 or unset: the length estimator")
     prompts.add_argument("--length_estimator", type=str, default=None,
-                         help="length estimator file or run (default <checkpoints_dir>/<dataset>/length_estimator)")
+                         help="length estimator file or run (default: the length_estimator run next to the generator's "
+                              "run, <checkpoints>/<dataset>/length_estimator)")
     prompts.add_argument("--repeat_times", type=int, default=1, help="samples per prompt")
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", type=str, default=None,

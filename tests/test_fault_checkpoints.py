@@ -265,8 +265,9 @@ def test_resume_with_other_settings_is_refused_naming_both_sides(runs, tmp_path)
 # Disk
 # ---------------------------------------------------------------------------------------------------------------------
 
-def _last_line(done) -> str:
-    return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+def _error_line(done, script: str) -> str:
+    """The ``<script>: error: ...`` line a script prints for bad input (utils.cli.run_script)."""
+    return next((line for line in done.stderr.splitlines() if line.startswith(f"{script}: error: ")), "")
 
 
 @pytest.mark.slow
@@ -276,8 +277,8 @@ def test_full_disk_stops_train_ae_before_training(tmp_path, synthetic_root):
     done = run_script("train_AE.py", args, faults={"free_bytes": 10 * 2**20})
     model_dir = run_root(tmp_path / "ck", "full") / "model"
     assert done.returncode == 1, tail(done)
-    assert _last_line(done).startswith(f"utils.run_dir.RunDirError: only 10 MiB free on the file system of "
-                                       f"{model_dir}; at least"), tail(done)
+    assert _error_line(done, "train_AE.py").startswith(f"train_AE.py: error: only 10 MiB free on the file system of "
+                                                       f"{model_dir}; at least"), tail(done)
     assert sorted(os.listdir(model_dir)) == []  # no checkpoint, no loss log, no probe left behind
 
 
@@ -289,8 +290,9 @@ def test_uncreatable_checkpoints_dir_stops_train_vq_before_training(tmp_path, sy
             "--checkpoints_dir", str(blocked), "--name", "x"]
     done = run_script("train_vq.py", args)
     assert done.returncode == 1, tail(done)
-    assert _last_line(done) == (f"utils.run_dir.RunDirError: cannot create the run folder {blocked}/synthetic/x (Not "
-                                f"a directory); fix the permissions or pick another --checkpoints_dir"), tail(done)
+    expected = (f"train_vq.py: error: cannot create the run folder {blocked}/synthetic/x (Not a directory); fix the "
+                f"permissions or pick another --checkpoints_dir")
+    assert _error_line(done, "train_vq.py") == expected, tail(done)
 
 
 @pytest.mark.parametrize("fault", ["full", "read_only"])

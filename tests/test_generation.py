@@ -312,3 +312,21 @@ def test_lengths_come_from_the_estimator(runs, tmp_path, synthetic_root):
     assert torch.equal(out.lengths, again.lengths)
     est = load_length_estimator(os.path.join(ckdir, "synthetic", "length_estimator"))
     assert est.unit_length == 4 and est.text_encoder["name"] == "clip"
+
+
+def test_the_tokenizer_loads_with_the_weights_the_generator_was_trained_on(tmp_path, synthetic_root):
+    """A generator records whether it was trained on its tokenizer's EMA weights; files from before that record
+    were trained on the raw ones, and load them."""
+    ckdir = str(tmp_path / "checkpoints")
+    clip = write_fake_clip(os.path.join(ckdir, "clip"))
+    tok = save_tokenizer(ckdir, synthetic_root, "tok", "FSQ_AE_Tiny")
+    state = load_checkpoint(tok)
+    state["ema"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_checkpoint(tok, state)
+    gen = save_generator(ckdir, synthetic_root, "gen", "FSQ-MARDM-SiT-Tiny", tok, clip)
+    assert load_checkpoint(gen)["tokenizer"]["weights"] == "ema"
+    assert load_generator(gen).tokenizer.weights == "ema"
+    older = load_checkpoint(gen)
+    del older["tokenizer"]["weights"]
+    save_checkpoint(gen, older)
+    assert load_generator(gen).tokenizer.weights == "model"

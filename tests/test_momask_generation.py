@@ -8,7 +8,9 @@ write (``utils.token_stage.token_checkpoint_meta``), with the tiny CLIP text tow
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -233,6 +235,29 @@ def test_sample_py_writes_npy_gif_and_manifest(runs, tmp_path):
     assert on_disk["checkpoint_sha256"] == file_sha256(paths["mask"])
 
 
+def test_sample_py_takes_which_epoch_for_both_runs_and_warns_without_residual(runs, tmp_path, caplog):
+    """--which_epoch selects the residual run's file too, as in evaluation; without a residual run on a multi-layer
+    tokenizer a warning says only the base layer is generated."""
+    ckdir, paths = runs
+    best = os.path.join(ckdir, "synthetic", "res", "model", "net_best_loss.tar")
+    base_best = os.path.join(ckdir, "synthetic", "mask", "model", "net_best_loss.tar")
+    shutil.copyfile(paths["res"], best)
+    shutil.copyfile(paths["mask"], base_best)
+    base = ["--name", "mask", "--dataset_name", "synthetic", "--checkpoints_dir", ckdir, "--text_prompt", "a person",
+            "--motion_length", "16", "--time_steps", "2", "--no_render"]
+    try:
+        manifest = sample.main(parse_with_config(get_sample_parser(), [
+            *base, "--res_name", "res", "--which_epoch", "best", "--output_dir", str(tmp_path / "a")]))
+    finally:
+        os.remove(best)
+        os.remove(base_best)
+    assert manifest["generator"]["residual"]["checkpoint"] == os.path.abspath(best)
+    with caplog.at_level(logging.WARNING, logger="utils.generation"):
+        manifest = sample.main(parse_with_config(get_sample_parser(), [*base, "--output_dir", str(tmp_path / "b")]))
+    assert "residual" not in manifest["generator"]
+    assert any("only the base layer of the 3-layer tokenizer" in r.message for r in caplog.records)
+
+
 @pytest.fixture(scope="module")
 def evaluator(runs, synthetic_root):
     """A tiny untrained evaluator, saved where evaluation_MARDM.py looks for it."""
@@ -266,7 +291,7 @@ def test_evaluation_py_scores_a_momask_run(runs, evaluator, synthetic_root):
         "--data_root", synthetic_root, "--device", "cpu", "--replications", "1", "--eval_batch_size", "8",
         "--time_steps", "2", "--no_mm", "--gumbel_sample"])
     result = evaluation_MARDM.main(args)
-    tag = "latest_ts2_cfg4_res-res_gumbel_nomm"
+    tag = "latest_ts2_cfg4_res-res_gumbel_nomm_eb8"
     path = os.path.join(ckdir, "synthetic", "mask", "eval", f"eval_{tag}.json")
     with open(path) as f:
         report = json.load(f)

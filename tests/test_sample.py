@@ -50,6 +50,21 @@ def test_slugs_are_safe_on_every_os():
     assert sample.parse_prompt_line("a person walks#40\n") == ("a person walks", 40)
     assert sample.parse_prompt_line("a person walks #NA") == ("a person walks", None)
     assert sample.parse_prompt_line("move #2 then #left") == ("move #2 then #left", None)
+    for tail in ("0", "-5"):
+        with pytest.raises(ValueError, match=f"length #{tail}: expected a positive number of frames"):
+            sample.parse_prompt_line(f"a person jumps#{tail}")
+
+
+def test_bad_prompts_fail_naming_the_line(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# a comment\na person walks#40\n\na person jumps#-5\n")
+    args = parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic",
+                                                   "--text_path", str(prompts)])
+    with pytest.raises(ValueError, match=f"{prompts}, line 4: length #-5"):
+        sample.read_prompts(args)
+    args = parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic", "--text_prompt", " "])
+    with pytest.raises(ValueError, match="--text_prompt is empty"):
+        sample.read_prompts(args)
 
 
 def test_prompt_file_with_lengths_repeats_and_gif(ckdir, tmp_path):
@@ -106,8 +121,11 @@ def test_recorded_seed_regenerates_a_sample(ckdir, tmp_path):
 
 def test_default_output_dir_and_estimated_lengths(ckdir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(CheckpointError, match="no length estimator found"):
-        run_sample(ckdir, "--text_prompt", "a person walks", "--no_render")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a person jumps#40\na person waves\n")
+    with pytest.raises(CheckpointError, match="no length estimator found"):  # before the first sample, not after
+        run_sample(ckdir, "--text_path", str(prompts), "--no_render")
+    assert not (tmp_path / "generation" / "fsq_gen_synthetic" / "manifest.json").exists()
     clip = os.path.join(ckdir, "clip", "ViT-tiny.pt")
     save_length_estimator(ckdir, clip)
     manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--no_render", "--repeat_times", "2")

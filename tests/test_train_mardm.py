@@ -22,6 +22,7 @@ from utils.generator_stage import (
     decode_targets,
     load_generator_tokenizer,
     make_generation_eval_fn,
+    resolve_tokenizer_checkpoint,
     snap_and_latent_fns,
     tokenize,
 )
@@ -109,7 +110,7 @@ def test_each_family_trains_and_writes_the_generator_checkpoint(setup, encoder, 
     assert state["stage"] == "generator" and state["model_name"] == model and state["step"] == steps
     assert state["target"] == target
     assert state["tokenizer"] == {"name": tokenizer, "path": tok_path, "sha256": file_sha256(tok_path),
-                                  "model_name": TOKENIZERS[tokenizer], "kind": tokenizer}
+                                  "model_name": TOKENIZERS[tokenizer], "kind": tokenizer, "weights": "model"}
     assert state["parent"] == {"path": tok_path, "sha256": file_sha256(tok_path)}
     assert state["text_encoder"] == {"name": "minilm", "dim": encoder.dim, "path": None}
     assert state["dataset"]["name"] == "synthetic" and state["dataset"]["spec"]["dim_pose"] == 263
@@ -261,3 +262,13 @@ def test_presets_parse_and_the_tiny_one_targets_an_fsq_run():
     assert tiny.max_iters <= 300
     xl = load_preset(parser, os.path.join(folder, "mardm_sit_xl.yaml"))
     assert xl["lr"] == 2e-4 and xl["milestones"] == [50000] and xl["batch_size"] == 64 and xl["ema_decay"] == 0.9999
+
+
+def test_a_tokenizer_name_and_file_must_agree(tmp_path):
+    path = tmp_path / "synthetic" / "tok" / "model" / "latest.tar"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    assert resolve_tokenizer_checkpoint(str(tmp_path), "synthetic", "tok", str(path)).name == "tok"
+    assert resolve_tokenizer_checkpoint(str(tmp_path), "synthetic", None, str(path)).name == "tok"
+    with pytest.raises(ValueError, match=r"--ae_name 'other' and --ae_ckpt .* \(run 'tok'\) name two tokenizers"):
+        resolve_tokenizer_checkpoint(str(tmp_path), "synthetic", "other", str(path))

@@ -99,7 +99,8 @@ def _check_run(setup, root, role, best):
     tok_path, registry = setup["rvq"], MASK_TRANSFORMERS if role == "mask" else RES_TRANSFORMERS
     assert state["stage"] == "generator" and state["target"] == "tokens" and state["step"] == STEPS
     assert state["tokenizer"] == {"name": "rvq", "path": tok_path, "sha256": file_sha256(tok_path),
-                                  "model_name": "RVQVAE_Tiny", "kind": "rvq"}
+                                  "model_name": "RVQVAE_Tiny", "kind": "rvq",
+                                  "weights": "model"}
     assert state["parent"] == {"path": tok_path, "sha256": file_sha256(tok_path)}
     assert state["text_encoder"] == {"name": "clip", "dim": CLIP_EMBED, "path": os.path.abspath(setup["clip"])}
     tok_state = load_checkpoint(tok_path)

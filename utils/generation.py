@@ -95,6 +95,12 @@ class SamplingSettings:
                 **self.options}
 
 
+def trained_on_ema(state: dict[str, Any]) -> bool:
+    """Whether generator checkpoint ``state`` was trained on its tokenizer's EMA weights (recorded since tokenizers
+    load those by default; older checkpoints were trained on the raw weights)."""
+    return (state.get("tokenizer") or {}).get("weights") == "ema"
+
+
 class GeneratorBackend:
     """One generator family: rebuilds its model from a checkpoint, samples tokens, turns tokens into motion.
 
@@ -136,7 +142,8 @@ class GeneratorBackend:
 
     @classmethod
     def load_tokenizer(cls, path: str, state: dict[str, Any], spec: DatasetSpec, device: torch.device) -> Tokenizer:
-        """Load the tokenizer file ``path`` of generator checkpoint ``state`` and check that it fits the family."""
+        """Load the tokenizer file ``path`` of generator checkpoint ``state`` (with the weights it was trained on,
+        ``trained_on_ema``) and check that it fits the family."""
         raise NotImplementedError
 
     @classmethod
@@ -179,7 +186,7 @@ class MARDMBackend(GeneratorBackend):
     @classmethod
     def load_tokenizer(cls, path: str, state: dict[str, Any], spec: DatasetSpec, device: torch.device) -> Tokenizer:
         return load_generator_tokenizer(path, state["model_name"], spec, ae_model=state["tokenizer"].get("model_name"),
-                                        device=device)
+                                        device=device, use_ema=trained_on_ema(state))
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any], weights: dict[str, Tensor], path: str, tokenizer: Tokenizer,
@@ -525,6 +532,9 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
         residual_info = {"checkpoint": os.path.abspath(res_path), "checkpoint_sha256": file_sha256(res_path),
                          "model_name": res_state["model_name"], "weights": res_weights_name,
                          "step": res_state.get("step")}
+    elif backend_cls.takes_residual and tokenizer.num_quantizers > 1:
+        logger.warning("%s: no residual transformer (--res_name / --res_ckpt): only the base layer of the %d-layer "
+                       "tokenizer is generated, the other layers are left empty", path, tokenizer.num_quantizers)
     encoder = build_recorded_text_encoder(record, path, device, text_encoder, text_encoder_path)
     if encoder.dim != backend.text_dim:
         raise CheckpointError(f"{path}: the model takes {backend.text_dim}-dim text embeddings, text encoder "

@@ -21,7 +21,7 @@ from models.mask_transformer import MASK_TRANSFORMERS, MaskTransformer
 from models.res_transformer import RES_TRANSFORMERS, ResidualTransformer
 from utils.checkpoint import CheckpointError
 from utils.dataset_specs import DatasetSpec
-from utils.generation import GENERATOR_BACKENDS, GeneratorBackend, SamplingSettings
+from utils.generation import GENERATOR_BACKENDS, GeneratorBackend, SamplingSettings, trained_on_ema
 from utils.token_stage import TOKEN_TARGET, check_token_model_fits, load_token_tokenizer
 
 
@@ -71,7 +71,7 @@ class MoMaskBackend(GeneratorBackend):
     @classmethod
     def load_tokenizer(cls, path: str, state: dict[str, Any], spec: DatasetSpec, device: torch.device) -> Tokenizer:
         return load_token_tokenizer(path, spec, vq_model=state["tokenizer"].get("model_name"), device=device,
-                                    role="mask")
+                                    role="mask", use_ema=trained_on_ema(state))
 
     @staticmethod
     def _build(registry: dict[str, Any], state: dict[str, Any], weights: dict[str, Tensor], path: str,

@@ -92,7 +92,12 @@ def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_nam
     if ae_ckpt:
         if not os.path.isfile(ae_ckpt):
             raise CheckpointError(f"--{flag}_ckpt: tokenizer checkpoint not found: {ae_ckpt}")
-        return TokenizerRef(ae_ckpt, ae_name or _run_name_of(ae_ckpt))
+        run_name = _run_name_of(ae_ckpt)
+        if ae_name and ae_name != run_name:
+            # The checkpoint records the tokenizer by name; a name the file does not belong to would mislead.
+            raise ValueError(f"--{flag}_name {ae_name!r} and --{flag}_ckpt {ae_ckpt} (run {run_name!r}) name two "
+                             f"tokenizers; pass one of them")
+        return TokenizerRef(ae_ckpt, run_name)
     if not ae_name:
         raise ValueError(f"no tokenizer given: pass --{flag}_name (a {trainer} run under --checkpoints_dir/"
                          f"--dataset_name) or --{flag}_ckpt (a checkpoint file)")
@@ -108,11 +113,12 @@ def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_nam
 
 
 def load_stage_tokenizer(path: str, spec: DatasetSpec, model_name: str | None, flag: str,
-                         device: str | torch.device = "cpu") -> Tokenizer:
+                         device: str | torch.device = "cpu", use_ema: bool = True) -> Tokenizer:
     """Load the frozen tokenizer of a generator stage and check it against the data, naming both sides: the
     registry name (when ``model_name``, given as ``flag``, is set), a dataset record holding the mean/std it was
-    trained with, the dataset's name and its feature width."""
-    tokenizer = load_tokenizer(path, map_location=device)
+    trained with, the dataset's name and its feature width. ``use_ema``: see ``load_tokenizer`` (a generator
+    checkpoint records which weights it was trained on)."""
+    tokenizer = load_tokenizer(path, map_location=device, use_ema=use_ema)
     if model_name is not None and tokenizer.model_name != model_name:
         raise CheckpointError(f"{path}: the tokenizer checkpoint holds {tokenizer.model_name!r} but {flag} is "
                               f"{model_name!r}")
@@ -134,7 +140,7 @@ def load_stage_tokenizer(path: str, spec: DatasetSpec, model_name: str | None, f
 
 
 def load_generator_tokenizer(path: str, model_name: str, spec: DatasetSpec, ae_model: str | None = None,
-                             device: str | torch.device = "cpu") -> Tokenizer:
+                             device: str | torch.device = "cpu", use_ema: bool = True) -> Tokenizer:
     """Load the frozen tokenizer of generator ``model_name`` and check that the three agree.
 
     Raises (naming both sides) when ``ae_model`` is given and differs from the checkpoint's registry name, when the
@@ -142,7 +148,7 @@ def load_generator_tokenizer(path: str, model_name: str, spec: DatasetSpec, ae_m
     ``spec``, or when its kind does not fit the generator family (MARDM-* needs ``ae``, FSQ-MARDM-* ``fsq``,
     VQ-MARDM-* ``vq``).
     """
-    tokenizer = load_stage_tokenizer(path, spec, ae_model, "--ae_model", device)
+    tokenizer = load_stage_tokenizer(path, spec, ae_model, "--ae_model", device, use_ema)
     family = generator_family(model_name)
     needed = GENERATOR_FAMILIES[family]
     if tokenizer.kind != needed:
@@ -452,7 +458,7 @@ def generator_checkpoint_meta(model_name: str, model_args: dict[str, Any], spec:
         "stage": "generator", "model_name": model_name, "model_args": dict(model_args),
         "dataset": dataset_record(spec, mean, std),
         "tokenizer": {"name": ref.name, "path": ref.path, "sha256": sha, "model_name": tokenizer.model_name,
-                      "kind": tokenizer.kind},
+                      "kind": tokenizer.kind, "weights": tokenizer.weights},
         "text_encoder": dict(text_record), "target": TARGET_NAMES[tokenizer.kind], "config": dict(config),
         "parent": {"path": ref.path, "sha256": sha},
     }

@@ -71,7 +71,7 @@ def resolve_vq_checkpoint(checkpoints_dir: str, dataset_name: str, vq_name: str 
 
 
 def load_token_tokenizer(path: str, spec: DatasetSpec, vq_model: str | None = None, device: str | torch.device = "cpu",
-                         role: str = "mask", run_name: str | None = None) -> Tokenizer:
+                         role: str = "mask", run_name: str | None = None, use_ema: bool = True) -> Tokenizer:
     """Load the frozen tokenizer of a token generator and check that it fits.
 
     Raises (naming both sides) when ``vq_model`` is given and differs from the checkpoint's registry name, when the
@@ -81,7 +81,7 @@ def load_token_tokenizer(path: str, spec: DatasetSpec, vq_model: str | None = No
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    tokenizer = load_stage_tokenizer(path, spec, vq_model, "--vq_model", device)
+    tokenizer = load_stage_tokenizer(path, spec, vq_model, "--vq_model", device, use_ema)
     run = f"tokenizer run {run_name!r} ({path})" if run_name else path
     if tokenizer.kind not in TOKEN_KINDS:
         raise ValueError(f"{run} holds {tokenizer.model_name!r} of kind {tokenizer.kind!r}, which gives no integer "
@@ -462,7 +462,7 @@ def token_checkpoint_meta(model_name: str, model_args: dict[str, Any], spec: Dat
         "stage": "generator", "model_name": model_name, "model_args": dict(model_args),
         "dataset": dataset_record(spec, mean, std),
         "tokenizer": {"name": ref.name, "path": ref.path, "sha256": sha, "model_name": tokenizer.model_name,
-                      "kind": tokenizer.kind},
+                      "kind": tokenizer.kind, "weights": tokenizer.weights},
         "text_encoder": dict(text_record), "target": TOKEN_TARGET, "config": dict(config),
         "parent": {"path": ref.path, "sha256": sha},
     }

@@ -39,7 +39,7 @@ from options.eval_generator_options import family_sampling_options, get_evaluati
 from utils.checkpoint import CheckpointError
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
-from utils.eval_protocol import build_eval_loader, evaluate, protocol_tag, renormalize
+from utils.eval_protocol import MM_TIMES, build_eval_loader, evaluate, protocol_tag, renormalize
 from utils.eval_report import format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.generation import SamplingSettings, load_generator
@@ -93,6 +93,9 @@ def main(cfg) -> dict:
     # setup
     # ---------------------------------------------------------------------------------------------------------------
     setup_logging()  # console now; the run's eval.log once the dataset (hence the run folder) is known
+    if cfg.cal_mm and cfg.mm_repeats <= MM_TIMES:
+        raise ValueError(f"--mm_repeats {cfg.mm_repeats}: multimodality compares {MM_TIMES} pairs of repeats per "
+                         f"caption, so it needs more than {MM_TIMES} (or --no_mm)")
     path, name, dataset_name = resolve_run(cfg)
     res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
     options = family_sampling_options(cfg)

@@ -117,6 +117,8 @@ def plot_metrics(runs: dict[str, dict[str, Series]], metrics: list[str], output:
 def main(cfg: argparse.Namespace) -> list[str]:
     # ------------------------------------------------------------------ setup
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # TensorBoard's event reader logs "No path found after <file>" at INFO for every folder it finishes.
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)
     log_dirs = cfg.log_dirs or [cfg.log_dir]
     names = cfg.names or [run_name(d) for d in log_dirs]
     if len(names) != len(log_dirs):

@@ -141,7 +141,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--denorm", action="store_true", help="features are normalised: apply the dataset Mean/Std")
     parser.add_argument("--radius", type=float, default=None, help="view size in joint units (default: fitted)")
     parser.add_argument("--dpi", type=int, default=100)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for flag in ("fps", "radius", "dpi"):
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+            parser.error(f"--{flag} must be positive, got {getattr(args, flag)}")
+    return args
 
 
 if __name__ == "__main__":

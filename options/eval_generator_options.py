@@ -102,7 +102,8 @@ def get_evaluation_generator_parser() -> argparse.ArgumentParser:
     # disables the computation).
     mm.add_argument("--cal_mm", action=argparse.BooleanOptionalAction, default=True,
                     help="compute multimodality (--no-cal_mm or --no_mm turns it off)")
-    mm.add_argument("--no_mm", dest="cal_mm", action="store_false", help="do not compute multimodality")
+    mm.add_argument("--no_mm", dest="cal_mm", action="store_false", default=argparse.SUPPRESS,
+                    help="do not compute multimodality")
     mm.add_argument("--mm_batches", type=int, default=MM_BATCHES, help="first batches whose captions are repeated")
     mm.add_argument("--mm_repeats", type=int, default=MM_REPEATS, help="generations per caption for multimodality")
     add_protocol_args(parser)

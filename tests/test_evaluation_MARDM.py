@@ -78,6 +78,11 @@ def test_mm_flags_really_turn_it_off():
     assert parse_with_config(get_evaluation_generator_parser(), [*base, "--no-cal_mm"]).cal_mm is False
 
 
+def test_too_few_mm_repeats_fail_before_anything_loads(tmp_path):
+    with pytest.raises(ValueError, match="--mm_repeats 5: multimodality compares 10 pairs"):
+        run_eval(str(tmp_path / "nothing_here"), str(tmp_path), "--mm_repeats", "5")
+
+
 def test_no_mm_run_writes_reports_and_renormalises(setup, monkeypatch):
     ckdir, paths, data_root, evaluator = setup
     log = CallLog(monkeypatch)

@@ -115,8 +115,16 @@ def test_bad_joints_fail_clearly(tmp_path):
         plot_script.plot_3d_motion(str(tmp_path / "bad.gif"), random_walk(joints=10), SPEC.kinematic_chain)
     nan_motion = random_walk()
     nan_motion[3, 4, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match=r"NaN or Inf \(1 of 12 frames; first at frame 3, joint 4\)"):
         plot_script.plot_3d_motion(str(tmp_path / "bad.gif"), nan_motion, SPEC.kinematic_chain)
+    assert not list(tmp_path.iterdir())  # bad joints leave no joints file behind
+
+
+@pytest.mark.parametrize("flag", ["--fps", "--dpi", "--radius"])
+def test_cli_refuses_non_positive_settings(flag, capsys):
+    with pytest.raises(SystemExit):
+        render.parse_args(["x.npy", "--dataset_name", "t2m", flag, "0"])
+    assert f"{flag} must be positive, got 0" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------- render.py CLI

@@ -65,8 +65,11 @@ def check_joints(joints: np.ndarray, kinematic_chain: Sequence[Sequence[int]], n
     joints = np.asarray(joints)
     if joints.ndim != 3 or joints.shape[-1] != 3 or joints.shape[0] < 1:
         raise ValueError(f"{name}: expected joint positions (T, J, 3) with T >= 1, got shape {tuple(joints.shape)}")
-    if not np.isfinite(joints).all():
-        raise ValueError(f"{name}: joint positions contain NaN or Inf")
+    finite = np.isfinite(joints)
+    if not finite.all():
+        frame, joint, _ = np.argwhere(~finite)[0]
+        raise ValueError(f"{name}: joint positions contain NaN or Inf ({int((~finite).any(-1).any(-1).sum())} of "
+                         f"{len(joints)} frames; first at frame {frame}, joint {joint})")
     used = max(j for chain in kinematic_chain for j in chain)
     if used >= joints.shape[1]:
         raise ValueError(f"{name}: the kinematic chain uses joint {used} but the motion has {joints.shape[1]} joints")
@@ -183,15 +186,15 @@ def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence
     Returns the path of the video; raises ``RenderError`` when it could not be written.
     """
     stem = os.path.splitext(save_path)[0]
-    joints = np.asarray(joints)
+    checked = check_joints(joints, kinematic_chain, name=save_path)  # bad joints leave no file behind
     if save_joints:
         joints_file = joints_path or f"{stem}.npy"
         os.makedirs(os.path.dirname(os.path.abspath(joints_file)), exist_ok=True)
-        np.save(joints_file, joints)
+        np.save(joints_file, np.asarray(joints))
         saved_note = f"; the joints are saved in {joints_file}"
     else:
         saved_note = ""
-    joints = check_joints(joints, kinematic_chain, name=save_path)
+    joints = checked
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     fig = _figure(1, 1, figsize, title)
     panel = _SkeletonPanel(fig.add_subplot(1, 1, 1, projection="3d"), joints, kinematic_chain,
@@ -215,6 +218,7 @@ def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain
     if titles is not None and len(titles) != len(motions):
         raise ValueError(f"{save_path}: {len(titles)} titles for {len(motions)} motions")
     stem = os.path.splitext(save_path)[0]
+    checked = [check_joints(m, kinematic_chain, name=f"{save_path} motion {i}") for i, m in enumerate(motions)]
     if save_joints:
         motions_file = f"{stem}.npz"
         os.makedirs(os.path.dirname(os.path.abspath(motions_file)), exist_ok=True)
@@ -222,7 +226,7 @@ def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain
         saved_note = f"; the motions are saved in {motions_file}"
     else:
         saved_note = ""
-    motions = [check_joints(m, kinematic_chain, name=f"{save_path} motion {i}") for i, m in enumerate(motions)]
+    motions = checked
     cols = ncols or len(motions)
     rows = -(-len(motions) // cols)
     radius = radius or auto_radius(motions)

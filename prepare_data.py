@@ -58,7 +58,7 @@ def main_synthetic(cfg: argparse.Namespace) -> int:
 
 
 def main_bvh(cfg: argparse.Namespace) -> int:
-    from utils.bvh import import_bvh_folder
+    from utils.bvh_import import import_bvh_folder
 
     summary = import_bvh_folder(cfg.src, cfg.out, cfg.skeleton, target_fps=cfg.fps, labels=cfg.labels,
                                 seed=cfg.seed, progress=tqdm)

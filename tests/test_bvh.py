@@ -1,6 +1,7 @@
 """BVH: parsing against hand-computed forward kinematics, export round trip, skeleton maps, folder import."""
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -12,9 +13,7 @@ from utils.bvh import (
     SMPL22_JOINT_NAMES,
     bvh_positions,
     bvh_to_smpl22,
-    chunk_bounds,
     euler_to_matrix,
-    import_bvh_folder,
     load_skeleton_map,
     map_to_smpl22,
     matrix_to_euler_zyx,
@@ -23,6 +22,7 @@ from utils.bvh import (
 )
 from utils.bvh_captions import BANDAI_CONTENT_PHRASES, captions_from_name, read_labels
 from utils.bvh_export import write_bvh
+from utils.bvh_import import chunk_bounds, import_bvh_folder
 from utils.data_validation import validate_dataset
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import read_split, read_texts
@@ -390,3 +390,22 @@ def test_import_names_the_bvh_file_and_frame_of_a_nan(tmp_path):
     skeleton = _write_yaml(tmp_path / "small.yaml", {n: "Hips" for n in SMPL22_JOINT_NAMES})
     with pytest.raises(ValueError, match=r"clip\.bvh: MOTION frame 3 of 3, joint 'Hips' channel Yposition is nan"):
         import_bvh_folder(str(src), str(tmp_path / "Out"), skeleton)
+    assert not list(tmp_path.glob("Out*"))  # no half-written dataset, no staging folder
+
+
+def test_import_refuses_a_non_empty_out_and_a_file_as_src(tmp_path, caplog):
+    src = tmp_path / "mocap"
+    src.mkdir()
+    write_bvh(src / "clip.bvh", synthesize_motion(np.random.default_rng(8), "jump").joints, fps=20)
+    skeleton = _write_yaml(tmp_path / "smpl_names.yaml", {n: n for n in SMPL22_JOINT_NAMES})
+    with pytest.raises(ValueError, match=r"--src .*clip\.bvh: a file; give the folder"):
+        import_bvh_folder(str(src / "clip.bvh"), str(tmp_path / "Out"), skeleton)
+    with pytest.raises(ValueError, match="no such folder"):
+        import_bvh_folder(str(tmp_path / "missing"), str(tmp_path / "Out"), skeleton)
+    out = tmp_path / "Out"
+    with caplog.at_level(logging.WARNING, logger="utils.bvh_import"):
+        summary = import_bvh_folder(str(src), str(out), skeleton)
+    assert summary.out_dir == str(out) and (out / "spec.json").is_file() and summary.clips == 1
+    assert any("val and test splits" in r.message for r in caplog.records)
+    with pytest.raises(ValueError, match=r"Out: exists and is not empty; import into a new --out folder"):
+        import_bvh_folder(str(src), str(out), skeleton)

@@ -20,19 +20,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from utils.bvh_captions import captions_from_name, is_bandai_name, read_labels
-from utils.dataset_io import make_layout_dirs, split_groups, write_mean_std, write_motion, write_split_files
-from utils.dataset_specs import DATASETS, SPEC_FILE, humanml3d_spec
 from utils.motion_process import joints_fps_resample
-from utils.text_tags import format_text_line
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +37,6 @@ SMPL22_JOINT_NAMES = (
     "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
 )
 SKELETON_DIR = Path(__file__).resolve().parents[1] / "options" / "skeletons"
-
-Progress = Callable[..., Iterable]
-
-
-def _no_progress(items: Iterable, **_: object) -> Iterable:
-    return items
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Rotations and forward kinematics
@@ -478,120 +466,3 @@ def bvh_to_smpl22(bvh: BVH, skeleton: SkeletonMap, target_fps: float) -> np.ndar
     src_fps = skeleton.fps or _clean_fps(bvh.fps)
     joints = map_to_smpl22(bvh_positions(bvh, end_sites=True), bvh.names, skeleton, bvh.source)
     return joints_fps_resample(joints, src_fps, target_fps)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Importing a folder
-# ---------------------------------------------------------------------------------------------------------------------
-
-@dataclass
-class ImportSummary:
-    """What ``import_bvh_folder`` did: clips read, motions written (chunks count separately), frames at the target
-    rate, clips split into chunks, motions shorter than the spec's minimum (written, but skipped by the loaders),
-    caption sources (``generic_captions``: clips captioned only by the words of an unknown name) and the time
-    taken."""
-
-    out_dir: str
-    clips: int = 0
-    motions: int = 0
-    frames: int = 0
-    chunked_clips: list[str] = field(default_factory=list)
-    too_short: list[str] = field(default_factory=list)
-    captions_from_labels: int = 0
-    captions_from_names: int = 0
-    generic_captions: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    splits: dict[str, int] = field(default_factory=dict)
-
-
-def chunk_bounds(frames: int, max_features: int) -> list[tuple[int, int]]:
-    """Split T joint frames into the fewest equal chunks with at most ``max_features`` feature frames each.
-
-    Chunks share their boundary frame (joint frames ``[a, b]`` inclusive give ``b - a`` feature frames), so no frame
-    pair is lost; all chunks have nearly the same length, so none falls under the minimum length by accident.
-    """
-    pairs = frames - 1
-    n = max(1, -(-pairs // max_features))
-    edges = np.linspace(0, pairs, n + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
-
-
-def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.0, labels: str | None = None,
-                      seed: int = 0, progress: Progress | None = None) -> ImportSummary:
-    """Convert every ``*.bvh`` under ``src`` into a HumanML3D-layout dataset at ``out``.
-
-    Each clip is mapped onto SMPL-22 with ``skeleton`` (a name under ``options/skeletons`` or a YAML path), converted
-    to metres and Y up, resampled by time stamps to ``target_fps`` and turned into 263-dim features. Clips longer
-    than the spec's ``max_motion_length`` feature frames are split into equal chunks named ``<stem>_c<k>``
-    (``chunk_bounds``); clips shorter than ``min_motion_length`` are written but reported. Captions come from
-    ``labels`` (CSV/JSON, see ``read_labels``) and otherwise from the file name (``captions_from_name``). Splits are
-    80/5/15 by clip (chunks of one clip share a split). Writes ``spec.json`` named after the ``out`` folder, which
-    therefore must not be a registered dataset name (``DATASETS``).
-    """
-    start = time.perf_counter()
-    name = os.path.basename(os.path.normpath(out))
-    if name in DATASETS:
-        # A registered name always resolves to the registry's spec, so this folder's spec.json would be ignored.
-        raise ValueError(f"{out}: the folder name {name!r} is a registered dataset name; --dataset_name {name} would "
-                         f"use the registered spec, not the imported one. Choose another --out folder name (not one "
-                         f"of {sorted(DATASETS)})")
-    iterate = progress or _no_progress
-    skel = load_skeleton_map(skeleton)
-    files = sorted(Path(src).rglob("*.bvh"), key=lambda p: str(p))
-    if not files:
-        raise ValueError(f"{src}: no .bvh files found")
-    stems = [p.stem for p in files]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise ValueError(f"{src}: clip names must be unique (they become motion ids); repeated: {dupes[:5]}")
-    label_map = read_labels(labels) if labels else {}
-    spec = humanml3d_spec(name=name, root=out, fps=float(target_fps))
-    make_layout_dirs(out)
-    rng = np.random.default_rng(seed)
-    summary = ImportSummary(out_dir=out)
-    groups: list[list[str]] = []
-    for path in iterate(files, desc=f"import {name}", unit="clip"):
-        joints = bvh_to_smpl22(parse_bvh(path), skel, target_fps)
-        if joints.shape[0] < 2:
-            raise ValueError(f"{path}: {joints.shape[0]} frame(s) at {target_fps} fps; need at least 2")
-        if path.stem in label_map:
-            captions = label_map[path.stem]
-            summary.captions_from_labels += 1
-        else:
-            captions = captions_from_name(path.stem, rng)
-            summary.captions_from_names += 1
-            if not is_bandai_name(path.stem):
-                summary.generic_captions.append(path.stem)
-        lines = [format_text_line(c) for c in captions]
-        bounds = chunk_bounds(joints.shape[0], spec.max_motion_length)
-        if len(bounds) > 1:
-            summary.chunked_clips.append(path.stem)
-        ids = []
-        for k, (a, b) in enumerate(bounds):
-            clip_id = path.stem if len(bounds) == 1 else f"{path.stem}_c{k}"
-            features = write_motion(out, clip_id, joints[a:b + 1], lines)
-            if features.shape[0] < spec.min_motion_length:
-                summary.too_short.append(clip_id)
-            summary.frames += features.shape[0]
-            ids.append(clip_id)
-        groups.append(ids)
-        summary.clips += 1
-        summary.motions += len(ids)
-    splits = split_groups(groups, rng)
-    write_split_files(out, splits)
-    write_mean_std(out, splits["all"], spec)
-    spec.save(os.path.join(out, SPEC_FILE))
-    summary.splits = {k: len(v) for k, v in splits.items()}
-    summary.seconds = time.perf_counter() - start
-    if label_map:
-        unused = sorted(set(label_map) - set(stems))
-        if unused:
-            logger.warning("%s: %d label ids match no clip, e.g. %s", labels, len(unused), unused[:5])
-    if summary.generic_captions:
-        logger.warning("%d clips have no label and a name that says nothing about the motion (captioned by their "
-                       "name's words, e.g. %s); pass --labels with id,caption rows", len(summary.generic_captions),
-                       summary.generic_captions[:3])
-    if summary.too_short:
-        logger.warning("%d motions are shorter than %d frames (loaders skip them): %s", len(summary.too_short),
-                       spec.min_motion_length, summary.too_short[:10])
-    return summary

@@ -2,7 +2,7 @@
 
 ``captions_from_name`` turns a Bandai Namco clip name (``dataset-<n>_<content>_<style>_<take>``) into a few varied
 sentences ("a person walks happily"); ``read_labels`` reads a CSV or JSON file of captions per clip stem. Both feed
-``utils.bvh.import_bvh_folder``.
+``utils.bvh_import.import_bvh_folder``.
 """
 
 from __future__ import annotations

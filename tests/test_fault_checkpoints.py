@@ -179,8 +179,7 @@ def test_checkpoint_of_another_model_is_refused(runs, tmp_path):
     with pytest.raises(CheckpointError, match=r"gen/model/latest.tar: model_name 'FSQ-MARDM-SiT-Tiny' is not a "
                                               r"registered tokenizer"):
         train_MARDM.main(_generator_args(runs, str(tmp_path / "ck"), "on_gen", "--ae_ckpt", runs["gen"]))
-    with pytest.raises(CheckpointError, match=r"net_best_loss.tar: missing keys \['tokenizer', 'text_encoder', "
-                                              r"'target'\]; top-level keys are .*'stage'"):
+    with pytest.raises(CheckpointError, match=r"net_best_loss.tar: stage is 'tokenizer', expected 'generator'"):
         load_generator(runs["tok"])
     with pytest.raises(CheckpointError, match=r"model_name is 'FSQ_AE_Tiny' in the checkpoint but 'AE_Tiny'"):
         load_tokenizer(runs["tok"], model_name="AE_Tiny")
@@ -238,8 +237,8 @@ def test_resume_with_other_settings_is_refused_naming_both_sides(runs, tmp_path)
     with pytest.raises(CheckpointError, match=r"model_name is 'FSQ_AE_Tiny' in the checkpoint but 'AE_Tiny' was "
                                               r"requested"):
         train_AE.main(other_model)
-    with pytest.raises(CheckpointError, match=r"model_args is \{.*'width': 32.*\} in the checkpoint but "
-                                              r"\{.*'width': 16.*\} was requested"):
+    with pytest.raises(CheckpointError, match=r"model_args differ in 1 entry: 'width': 32 in the checkpoint but 16 "
+                                              r"requested$"):
         train_AE.main(_tokenizer_args(runs["data"], root, "--is_continue", "--max_iters", "8", "--width", "16"))
     data = synthetic_copy(runs["data"], tmp_path / "data")
     std = np.load(data / "Std.npy")

@@ -330,3 +330,18 @@ def test_the_tokenizer_loads_with_the_weights_the_generator_was_trained_on(tmp_p
     del older["tokenizer"]["weights"]
     save_checkpoint(gen, older)
     assert load_generator(gen).tokenizer.weights == "model"
+
+
+def test_a_file_of_another_stage_is_named_as_such(runs):
+    _, paths = runs
+    with pytest.raises(CheckpointError, match=r"stage is 'tokenizer', expected 'generator' \(a generator"):
+        load_generator(paths["fsq_tok"])
+    with pytest.raises(CheckpointError, match=r"stage is 'generator', expected 'length_estimator'"):
+        load_length_estimator(paths["fsq_gen"])
+
+
+def test_a_replaced_tokenizer_of_another_model_names_the_generators_record(runs):
+    _, paths = runs
+    with pytest.raises(CheckpointError, match="holds 'AE_Tiny' but the generator's recorded tokenizer model is "
+                                              "'FSQ_AE_Tiny'"):
+        load_generator(paths["fsq_gen"], tokenizer_path=paths["ae_tok"])

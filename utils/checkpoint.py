@@ -231,6 +231,15 @@ def require_keys(state: dict[str, Any], keys: list[str], path: str) -> None:
 
 
 def check_matches(path: str, field: str, found: Any, expected: Any) -> None:
-    """Raise when a checkpoint's ``field`` contradicts what the caller asked for, naming both sides."""
-    if found != expected:
-        raise CheckpointError(f"{path}: {field} is {found!r} in the checkpoint but {expected!r} was requested")
+    """Raise when a checkpoint's ``field`` contradicts what the caller asked for, naming both sides (for two dicts,
+    such as ``model_args``, only the entries that differ)."""
+    if found == expected:
+        return
+    if isinstance(found, dict) and isinstance(expected, dict):
+        absent = "<absent>"
+        differ = [f"{key!r}: {found.get(key, absent)!r} in the checkpoint but {expected.get(key, absent)!r} requested"
+                  for key in sorted(set(found) | set(expected), key=str)
+                  if key not in found or key not in expected or found[key] != expected[key]]
+        raise CheckpointError(f"{path}: {field} differ in {len(differ)} entr{'y' if len(differ) == 1 else 'ies'}: "
+                              + "; ".join(differ))
+    raise CheckpointError(f"{path}: {field} is {found!r} in the checkpoint but {expected!r} was requested")

@@ -186,7 +186,8 @@ class MARDMBackend(GeneratorBackend):
     @classmethod
     def load_tokenizer(cls, path: str, state: dict[str, Any], spec: DatasetSpec, device: torch.device) -> Tokenizer:
         return load_generator_tokenizer(path, state["model_name"], spec, ae_model=state["tokenizer"].get("model_name"),
-                                        device=device, use_ema=trained_on_ema(state))
+                                        device=device, use_ema=trained_on_ema(state),
+                                        ae_model_source="the generator's recorded tokenizer model")
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any], weights: dict[str, Tensor], path: str, tokenizer: Tokenizer,
@@ -492,10 +493,11 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
     path = resolve_generator_checkpoint(path_or_run, which)
     device = torch.device(device)
     state = load_checkpoint(path, map_location="cpu")
-    require_keys(state, GENERATOR_KEYS, path)
-    if state["stage"] != GENERATOR_STAGE:
-        raise CheckpointError(f"{path}: stage is {state['stage']!r}, expected {GENERATOR_STAGE!r} (a generator "
+    # The stage first: a tokenizer or length-estimator file given here is named as such, not as missing keys.
+    if state.get("stage") != GENERATOR_STAGE:
+        raise CheckpointError(f"{path}: stage is {state.get('stage')!r}, expected {GENERATOR_STAGE!r} (a generator "
                               f"checkpoint written by train_MARDM.py or train_t2m_transformer.py)")
+    require_keys(state, GENERATOR_KEYS, path)
     backend_cls = backend_for(state, path)
     dataset = state["dataset"]
     require_keys(dataset, ["name", "spec", "mean", "std"], f"{path} (dataset record)")

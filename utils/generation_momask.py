@@ -71,7 +71,8 @@ class MoMaskBackend(GeneratorBackend):
     @classmethod
     def load_tokenizer(cls, path: str, state: dict[str, Any], spec: DatasetSpec, device: torch.device) -> Tokenizer:
         return load_token_tokenizer(path, spec, vq_model=state["tokenizer"].get("model_name"), device=device,
-                                    role="mask", use_ema=trained_on_ema(state))
+                                    role="mask", use_ema=trained_on_ema(state),
+                                    vq_model_source="the generator's recorded tokenizer model")
 
     @staticmethod
     def _build(registry: dict[str, Any], state: dict[str, Any], weights: dict[str, Tensor], path: str,

@@ -175,9 +175,10 @@ def load_length_estimator(path_or_run: str, device: str | torch.device = "cpu") 
     ``resolve_length_estimator_checkpoint``); logits (B, num_classes) over token counts."""
     path = resolve_length_estimator_checkpoint(path_or_run)
     state = load_checkpoint(path, map_location="cpu")
-    require_keys(state, ["stage", "model_args", "model", "text_encoder", "unit_length"], path)
-    if state["stage"] != LENGTH_ESTIMATOR_STAGE:
-        raise CheckpointError(f"{path}: stage is {state['stage']!r}, expected {LENGTH_ESTIMATOR_STAGE!r}")
+    if state.get("stage") != LENGTH_ESTIMATOR_STAGE:  # before the keys: another stage's file is named as such
+        raise CheckpointError(f"{path}: stage is {state.get('stage')!r}, expected {LENGTH_ESTIMATOR_STAGE!r} (a "
+                              f"train_length_estimator.py checkpoint)")
+    require_keys(state, ["model_args", "model", "text_encoder", "unit_length"], path)
     try:
         model = LengthEstimator(**state["model_args"])
         model.load_state_dict(state.get("ema") or state["model"])

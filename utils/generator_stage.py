@@ -140,15 +140,16 @@ def load_stage_tokenizer(path: str, spec: DatasetSpec, model_name: str | None, f
 
 
 def load_generator_tokenizer(path: str, model_name: str, spec: DatasetSpec, ae_model: str | None = None,
-                             device: str | torch.device = "cpu", use_ema: bool = True) -> Tokenizer:
+                             device: str | torch.device = "cpu", use_ema: bool = True,
+                             ae_model_source: str = "--ae_model") -> Tokenizer:
     """Load the frozen tokenizer of generator ``model_name`` and check that the three agree.
 
-    Raises (naming both sides) when ``ae_model`` is given and differs from the checkpoint's registry name, when the
-    checkpoint has no dataset record with mean/std, when it was trained on another dataset or feature width than
-    ``spec``, or when its kind does not fit the generator family (MARDM-* needs ``ae``, FSQ-MARDM-* ``fsq``,
-    VQ-MARDM-* ``vq``).
+    Raises (naming both sides) when ``ae_model`` (from ``ae_model_source``, named in the error) is given and differs
+    from the checkpoint's registry name, when the checkpoint has no dataset record with mean/std, when it was trained
+    on another dataset or feature width than ``spec``, or when its kind does not fit the generator family (MARDM-*
+    needs ``ae``, FSQ-MARDM-* ``fsq``, VQ-MARDM-* ``vq``).
     """
-    tokenizer = load_stage_tokenizer(path, spec, ae_model, "--ae_model", device, use_ema)
+    tokenizer = load_stage_tokenizer(path, spec, ae_model, ae_model_source, device, use_ema)
     family = generator_family(model_name)
     needed = GENERATOR_FAMILIES[family]
     if tokenizer.kind != needed:
@@ -470,9 +471,14 @@ def check_resume_matches(latest_path: str, meta: dict[str, Any]) -> None:
         return  # the engine reports the missing checkpoint with the flags to check
     saved = load_checkpoint(latest_path)
     saved_text = saved.get("text_encoder") or {}
+    saved_tok = saved.get("tokenizer") or {}
+    if saved_tok.get("sha256") != meta["tokenizer"]["sha256"]:
+        raise CheckpointError(f"{latest_path}: the run being resumed was trained on tokenizer {saved_tok.get('path')} "
+                              f"(sha256 {str(saved_tok.get('sha256'))[:12]}...), now {meta['tokenizer']['path']} "
+                              f"(sha256 {meta['tokenizer']['sha256'][:12]}...); resume with the same tokenizer file, "
+                              f"or start a new --name")
     # The weights file of CLIP may have moved; the encoder's kind and width must not change.
-    checks = [("tokenizer sha256", (saved.get("tokenizer") or {}).get("sha256"), meta["tokenizer"]["sha256"]),
-              ("text encoder", (saved_text.get("name"), saved_text.get("dim")),
+    checks = [("text encoder", (saved_text.get("name"), saved_text.get("dim")),
                (meta["text_encoder"]["name"], meta["text_encoder"]["dim"])),
               ("target", saved.get("target"), meta["target"])]
     for field, found, expected in checks:

@@ -71,7 +71,8 @@ def resolve_vq_checkpoint(checkpoints_dir: str, dataset_name: str, vq_name: str 
 
 
 def load_token_tokenizer(path: str, spec: DatasetSpec, vq_model: str | None = None, device: str | torch.device = "cpu",
-                         role: str = "mask", run_name: str | None = None, use_ema: bool = True) -> Tokenizer:
+                         role: str = "mask", run_name: str | None = None, use_ema: bool = True,
+                         vq_model_source: str = "--vq_model") -> Tokenizer:
     """Load the frozen tokenizer of a token generator and check that it fits.
 
     Raises (naming both sides) when ``vq_model`` is given and differs from the checkpoint's registry name, when the
@@ -81,7 +82,7 @@ def load_token_tokenizer(path: str, spec: DatasetSpec, vq_model: str | None = No
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    tokenizer = load_stage_tokenizer(path, spec, vq_model, "--vq_model", device, use_ema)
+    tokenizer = load_stage_tokenizer(path, spec, vq_model, vq_model_source, device, use_ema)
     run = f"tokenizer run {run_name!r} ({path})" if run_name else path
     if tokenizer.kind not in TOKEN_KINDS:
         raise ValueError(f"{run} holds {tokenizer.model_name!r} of kind {tokenizer.kind!r}, which gives no integer "

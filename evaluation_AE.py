@@ -49,7 +49,7 @@ from utils.eval_protocol import build_eval_loader, evaluate, protocol_tag, renor
 from utils.eval_report import checkpoint_info, format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.logging_utils import setup_logging
-from utils.normalization import load_mean_std
+from utils.normalization import DatasetError, load_mean_std
 from utils.run_dir import RunDir
 from utils.seed import set_seed
 from utils.tokenizer_eval import (
@@ -125,7 +125,15 @@ def main(cfg) -> dict:
     # reconstruction metrics: one pass over the split, seeded crops
     # ---------------------------------------------------------------------------------------------------------------
     data_mean, data_std = load_mean_std(spec, cfg.data_root) if body_part else (tok_mean, tok_std)
-    data = Text2MotionDataset(spec, cfg.split, data_mean, data_std, data_root=cfg.data_root)
+    try:
+        data = Text2MotionDataset(spec, cfg.split, data_mean, data_std, data_root=cfg.data_root)
+    except DatasetError as e:
+        if e.kind != "empty_split":
+            raise
+        # Reconstruction needs no text: a dataset without captions (BEAT-X) is measured on every clip instead.
+        logger.warning("%s. The reconstruction metrics use every clip of the split, without captions", e)
+        data = Text2MotionDataset(spec, cfg.split, data_mean, data_std, data_root=cfg.data_root,
+                                  captions_optional=True)
     stats = ReconstructionStats(spec, tok_mean, tok_std, tokenizer.codebook_size, tokenizer.unit_length,
                                 columns=columns if body_part else None)
     # Per-part errors: the evaluated part, or every body part of the spec for a whole-body tokenizer.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -288,3 +289,16 @@ def test_ema_weights_are_evaluated_unless_no_ema(env, tmp_path):
     without = run_eval(env, "--ckpt", str(path), "--name", "ema_run", "--replications", "1", "--no_ema")
     assert (with_ema["weights"], without["weights"]) == ("ema", "model")
     assert with_ema["reconstruction"]["mpjpe_mm"] != without["reconstruction"]["mpjpe_mm"]
+
+
+def test_a_dataset_without_captions_gets_reconstruction_metrics(env, tmp_path):
+    """Captions are optional for tokenizers: without any, the reconstruction pass takes every clip of the split."""
+    _, ck, _ = env
+    root = tmp_path / "no_text"
+    write_dataset(root)
+    shutil.rmtree(root / "texts")
+    argv = ["--name", "fsq", "--dataset_name", "synthetic", "--data_root", str(root), "--checkpoints_dir", str(ck),
+            "--device", "cpu", "--evaluator_dir", str(tmp_path / "none")]
+    result = evaluation_AE.main(parse_with_config(get_evaluation_ae_parser(), argv))
+    assert result["protocol"] is None and result["reconstruction"]["mpjpe_mm"] > 0
+    assert result["reconstruction"]["frames"] > 36 * 30  # all 36 test clips (40 to 70 frames, cropped to whole tokens)

@@ -239,7 +239,7 @@ def max_sample_length(spec: DatasetSpec) -> int:
 
 
 def collect_text_samples(spec: DatasetSpec, index: MotionIndex, data_root: str | None = None,
-                         require_tokens: bool = False) -> TextSamples:
+                         require_tokens: bool = False, captions_optional: bool = False) -> TextSamples:
     """The text-motion samples of ``index``'s clips, following the reference rules (section 4.5 of the notes).
 
     - A clip is used only if ``spec.min_motion_length <= T < max_sample_length(spec)``; otherwise it is skipped with
@@ -250,8 +250,9 @@ def collect_text_samples(spec: DatasetSpec, index: MotionIndex, data_root: str |
       even for KIT, as in every reference loader), kept only if its length passes the same bounds, named
       ``<letter>_<id>`` with the letter drawn from a generator seeded by the id (the reference draws it from the
       global RNG, which only changes names).
-    - Clips without a caption file or with no caption are skipped; with ``require_tokens`` captions without tokens
-      are skipped too. All skips are counted in ``skipped`` (not logged here).
+    - Clips without a caption file or with no caption are skipped (with ``captions_optional`` they are whole-clip
+      samples without captions); with ``require_tokens`` captions without tokens are skipped too. All skips are
+      counted in ``skipped`` (not logged here).
 
     Samples come sorted by length, stable, with each clip's sub-clips before the clip itself, as in the reference.
     """
@@ -266,12 +267,13 @@ def collect_text_samples(spec: DatasetSpec, index: MotionIndex, data_root: str |
             skipped.add(f"clips outside {lo} <= frames < {hi}", clip_id)
             continue
         path = text_path(root, clip_id)
-        if not os.path.isfile(path):
-            skipped.add("clips without a caption file", clip_id)
-            continue
-        entries = read_texts(path)
+        entries = read_texts(path) if os.path.isfile(path) else []
         if not entries:
-            skipped.add("clips with an empty caption file", clip_id)
+            if captions_optional:
+                samples.append((row, 0, length, clip_id, []))
+            else:
+                skipped.add("clips with an empty caption file" if os.path.isfile(path)
+                            else "clips without a caption file", clip_id)
             continue
         whole: list[TextEntry] = []
         used: set[str] = set()
@@ -319,14 +321,15 @@ class TextMotionItem(NamedTuple):
 class _TextMotionBase(Dataset):
     def __init__(self, spec: DatasetSpec, split: str, mean: np.ndarray, std: np.ndarray, data_root: str | None,
                  unit_length: int | None, cache_dir: str | None, index: MotionIndex | None, require_tokens: bool,
-                 progress: bool) -> None:
+                 progress: bool, captions_optional: bool = False) -> None:
         self.spec = spec
         self.split = split
         self.unit_length = int(unit_length or spec.unit_length)
         self.max_motion_length = spec.max_motion_length
         self.mean, self.std = _check_stats(mean, std, spec, type(self).__name__)
         self.index = index or MotionIndex.build(spec, split, data_root, cache_dir=cache_dir, progress=progress)
-        self.samples = collect_text_samples(spec, self.index, data_root, require_tokens=require_tokens)
+        self.samples = collect_text_samples(spec, self.index, data_root, require_tokens=require_tokens,
+                                            captions_optional=captions_optional)
         self.skipped = self.samples.skipped
         self.skipped.report(f"{spec.name} {split} {type(self).__name__}")
         if len(self.samples) == 0:
@@ -350,21 +353,23 @@ class Text2MotionDataset(_TextMotionBase):
     """Generator training samples: ``TextMotionItem(caption, motion (max_motion_length, D), length)``.
 
     Per access: a random caption of the sample, a length rounded down to ``unit_length`` (one unit less with
-    probability 1/3, as the reference), a random offset, z-normalised with (mean, std), zero-padded.
+    probability 1/3, as the reference), a random offset, z-normalised with (mean, std), zero-padded. With
+    ``captions_optional`` clips without captions are samples too, with the caption "" (for a tokenizer's
+    reconstruction, which needs no text).
     """
 
     def __init__(self, spec: DatasetSpec, split: str, mean: np.ndarray, std: np.ndarray, data_root: str | None = None,
                  unit_length: int | None = None, *, cache_dir: str | None = None, index: MotionIndex | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, captions_optional: bool = False) -> None:
         super().__init__(spec, split, mean, std, data_root, unit_length, cache_dir, index, require_tokens=False,
-                         progress=progress)
+                         progress=progress, captions_optional=captions_optional)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, item: int) -> TextMotionItem:
         captions = self.samples.captions[item]
-        caption = captions[_randint(len(captions))].caption
+        caption = captions[_randint(len(captions))].caption if captions else ""
         motion, m_length = self._motion(item)
         return TextMotionItem(caption, motion, m_length)
 

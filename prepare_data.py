@@ -85,7 +85,7 @@ def main_validate(cfg: argparse.Namespace) -> int:
     from utils.dataset_specs import get_dataset_spec
 
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
-    report = validate_dataset(spec, cfg.data_root, progress=True)
+    report = validate_dataset(spec, cfg.data_root, splits=cfg.splits, texts=not cfg.no_texts, progress=True)
     print(report.format())
     return 0 if report.ok else 1
 
@@ -142,6 +142,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = sub.add_parser("validate", help="check every file of a dataset")
     p.add_argument("--dataset_name", required=True)
     p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
+    p.add_argument("--splits", nargs="+", default=["train", "val", "test"], help="split files to check")
+    p.add_argument("--no_texts", action="store_true",
+                   help="skip the caption checks (a motion-only dataset such as BEAT-X)")
     p.set_defaults(func=main_validate)
 
     p = sub.add_parser("pfnn", help="export PFNN training frames of a HumanML3D-layout dataset")

@@ -117,3 +117,15 @@ def test_missing_root(tmp_path):
     report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path / "nowhere"))
     assert not report.ok and report.counts == {"missing_root": 1}
     assert "nowhere: dataset folder missing" in report.format()
+
+
+def test_validate_command_can_skip_captions_and_pick_splits(tmp_path, capsys):
+    import prepare_data
+
+    write_clean(tmp_path, ["a", "b"])
+    (tmp_path / "texts" / "a.txt").unlink()
+    (tmp_path / "test.txt").unlink()
+    base = ["validate", "--dataset_name", "t2m", "--data_root", str(tmp_path)]
+    assert prepare_data.main(prepare_data.parse_args(base)) == 1  # the missing caption and test split
+    assert prepare_data.main(prepare_data.parse_args([*base, "--no_texts", "--splits", "train", "val"])) == 0
+    assert "OK (0 errors" in capsys.readouterr().out

@@ -95,7 +95,12 @@ def main_export_bvh(cfg: argparse.Namespace) -> int:
     from utils.dataset_specs import get_dataset_spec
 
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
-    joints = np.load(cfg.input, allow_pickle=False)
+    if not os.path.isfile(cfg.input):
+        raise FileNotFoundError(f"{cfg.input}: no such file")
+    try:
+        joints = np.load(cfg.input, allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"{cfg.input}: not a plain numeric .npy of joint positions ({e})") from e
     if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3):
         raise ValueError(f"{cfg.input}: expected joint positions of shape (T, {spec.joints_num}, 3) for dataset "
                          f"{spec.name!r}, got {joints.shape}")

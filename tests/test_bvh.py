@@ -359,6 +359,14 @@ def test_prepare_data_bvh_and_export(tmp_path, capsys):
     with pytest.raises(ValueError, match="expected joint positions of shape"):
         np.save(joints_file, np.zeros((5, 21, 3)))
         prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file)]))
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"joints": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"objects\.npy: not a plain numeric \.npy"):
+        prepare_data.main(prepare_data.parse_args(["export_bvh", str(objects)]))
+    with pytest.raises(FileNotFoundError, match=r"--labels .*none\.csv: no such file"):
+        prepare_data.main(prepare_data.parse_args(["bvh", "--src", str(src), "--out", str(tmp_path / "Other"),
+                                                   "--skeleton", str(skeleton),
+                                                   "--labels", str(tmp_path / "none.csv")]))
     # Non-finite joints are refused, naming the input, and the earlier export is left as it was.
     before = (tmp_path / "generated.bvh").read_text()
     bad_joints = np.load(out / "new_joints" / "jump_take1.npy")

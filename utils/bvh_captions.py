@@ -110,6 +110,8 @@ def read_labels(path: str | os.PathLike) -> dict[str, list[str]]:
     Ids are file stems (the ``.bvh`` extension is dropped if present).
     """
     path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--labels {path}: no such file; expected CSV rows 'id,caption' or a JSON object")
     labels: dict[str, list[str]] = {}
 
     def add(key: str, caption: str) -> None:

@@ -159,9 +159,7 @@ def main(cfg) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     # Check every given length, and load the length estimator if a prompt needs it, now rather than after minutes of
     # sampling.
-    for prompt in prompts:
-        if prompt.frames is not None:
-            generator.round_lengths([prompt.frames])
+    given = {i: generator.round_lengths([p.frames]) for i, p in enumerate(prompts) if p.frames is not None}
     if any(prompt.frames is None for prompt in prompts):
         generator.length_estimator()
 
@@ -181,7 +179,7 @@ def main(cfg) -> dict:
             length_rng = torch.Generator(device=generator.device).manual_seed(seed)
             frames = generator.estimate_lengths([prompt.text], length_rng)
         else:
-            frames = generator.round_lengths([prompt.frames])
+            frames = given[i]
         out = generator.generate([prompt.text], frames, time_steps=settings.time_steps, cfg=settings.cfg,
                                  temperature=settings.temperature, seed=seed, snap=settings.snap, **options)
         length = int(out.lengths[0])

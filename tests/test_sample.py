@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 
@@ -145,3 +146,11 @@ def test_bad_requests_fail_clearly(ckdir, tmp_path):
                    "--output_dir", str(tmp_path))
     with pytest.raises(CheckpointError, match="trained with text encoder 'clip', asked for 'minilm'"):
         run_sample(ckdir, "--text_prompt", "a person walks", "--text_encoder", "minilm")
+
+
+def test_a_clamped_length_is_reported_once(ckdir, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="utils.generation"):
+        manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "100000", "--no_render",
+                              "--repeat_times", "2", "--output_dir", str(tmp_path))
+    assert [s["length_frames"] for s in manifest["samples"]] == [196, 196]
+    assert sum("clamped" in r.message for r in caplog.records) == 1

@@ -417,3 +417,17 @@ def test_import_refuses_a_non_empty_out_and_a_file_as_src(tmp_path, caplog):
     assert any("val and test splits" in r.message for r in caplog.records)
     with pytest.raises(ValueError, match=r"Out: exists and is not empty; import into a new --out folder"):
         import_bvh_folder(str(src), str(out), skeleton)
+
+
+def test_import_warns_about_a_wrong_up_axis_or_unit(tmp_path, caplog):
+    src = tmp_path / "mocap"
+    src.mkdir()
+    write_bvh(src / "jump.bvh", synthesize_motion(np.random.default_rng(8), "jump").joints, fps=20)
+    names = {n: n for n in SMPL22_JOINT_NAMES}
+    for out, extra, message in (("Right", {}, None), ("Z", {"up_axis": "z"}, "up_axis is wrong"),
+                                ("Cm", {"unit_scale": 100.0}, "check the skeleton's unit_scale")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="utils.bvh_import"):
+            import_bvh_folder(str(src), str(tmp_path / out), _write_yaml(tmp_path / f"{out}.yaml", names, **extra))
+        warned = [r.message for r in caplog.records if "up_axis" in r.message or "unit_scale" in r.message]
+        assert (warned == []) if message is None else (len(warned) == 1 and message in warned[0]), warned

@@ -24,6 +24,11 @@ from utils.text_tags import format_text_line
 
 logger = logging.getLogger(__name__)
 
+# Plausibility of imported clips (warnings only: a crawl or a fall is real motion). A body lying on its side is far
+# lower than it is wide; a crawl (about 0.6 m high, 1.2 m long) is not flagged.
+LYING_RATIO = 0.4
+MIN_BODY_M, MAX_BODY_M = 0.3, 4.0
+
 Progress = Callable[..., Iterable]  # tqdm-like: progress(items, desc=..., unit=...) -> items
 
 
@@ -46,6 +51,8 @@ class ImportSummary:
     captions_from_labels: int = 0
     captions_from_names: int = 0
     generic_captions: list[str] = field(default_factory=list)
+    lying: list[str] = field(default_factory=list)
+    odd_size: list[str] = field(default_factory=list)
     seconds: float = 0.0
     splits: dict[str, int] = field(default_factory=dict)
 
@@ -119,10 +126,25 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
     if summary.too_short:
         logger.warning("%d motions are shorter than %d frames (loaders skip them): %s", len(summary.too_short),
                        spec.min_motion_length, summary.too_short[:10])
+    if summary.lying:
+        logger.warning("%d clips are lower than they are wide through most of their frames, as a body lying down "
+                       "is (e.g. %s): if they are not, the skeleton's up_axis is wrong", len(summary.lying),
+                       summary.lying[:5])
+    if summary.odd_size:
+        logger.warning("%d clips have a body size outside %g to %g m (e.g. %s): check the skeleton's unit_scale",
+                       len(summary.odd_size), MIN_BODY_M, MAX_BODY_M, summary.odd_size[:5])
     if summary.clips < 3:
         logger.warning("%d clip(s): the val and test splits get one clip each only from 3 clips on, so they are "
                        "empty (training and evaluation need them)", summary.clips)
     return summary
+
+
+def body_extent(joints: np.ndarray) -> tuple[float, float]:
+    """(height, span) of a motion ``(T, J, 3)`` in metres, Y up: the median over frames of the joints' vertical extent
+    and of their largest horizontal extent. A standing or walking body is about 1.5 m high and under 1 m wide."""
+    height = joints[..., 1].max(axis=1) - joints[..., 1].min(axis=1)
+    span = np.maximum(np.ptp(joints[..., 0], axis=1), np.ptp(joints[..., 2], axis=1))
+    return float(np.median(height)), float(np.median(span))
 
 
 def _import_clips(files: list[Path], out: str, spec: DatasetSpec, skel: SkeletonMap, target_fps: float,
@@ -136,6 +158,11 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, skel: Skeleton
         joints = bvh_to_smpl22(parse_bvh(path), skel, target_fps)
         if joints.shape[0] < 2:
             raise ValueError(f"{path}: {joints.shape[0]} frame(s) at {target_fps} fps; need at least 2")
+        height, span = body_extent(joints)
+        if height < LYING_RATIO * span:
+            summary.lying.append(path.stem)
+        if not MIN_BODY_M <= max(height, span) <= MAX_BODY_M:
+            summary.odd_size.append(f"{path.stem} ({max(height, span):.2g} m)")
         if path.stem in label_map:
             captions = label_map[path.stem]
             summary.captions_from_labels += 1

@@ -3,7 +3,8 @@
 Every quantizer takes channel-last latents ``z (B, N, C)`` and returns
 ``QuantizerOutput(z_q (B, N, C), indices, aux_loss (), perplexity ())``; ``indices`` is ``(B, N)`` long, or
 ``(B, N, Q)`` for the residual quantizer. ``quantize(z)`` gives the same indices deterministically without touching any
-state, ``indices_to_latents(indices)`` maps indices back to ``(B, N, C)`` latents, ``codebook_size`` is K (per layer),
+state, ``indices_to_latents(indices)`` maps indices back to ``(B, N, C)`` latents (checking their range; ``lookup``
+skips the check for indices the quantizer produced itself), ``codebook_size`` is K (per layer),
 and ``code_usage()`` / ``reset_usage()`` report how often each code was chosen since the last reset.
 
 Quantization runs in float32 even under autocast (distances and rounding are not safe in bf16/fp16); ``z_q`` comes back
@@ -166,8 +167,13 @@ class Quantizer(nn.Module):
         raise NotImplementedError
 
     def indices_to_latents(self, indices: Tensor) -> Tensor:
-        """Indices ``(B, N)`` (or ``(B, N, q)``) -> latents ``(B, N, C)``."""
+        """Indices ``(B, N)`` (or ``(B, N, q)``) -> latents ``(B, N, C)``; an index out of range is a ValueError."""
         raise NotImplementedError
+
+    def lookup(self, indices: Tensor) -> Tensor:
+        """``indices_to_latents`` for indices this quantizer produced itself: no range check, so no device sync in a
+        training or sampling loop."""
+        return self.indices_to_latents(indices)
 
     @torch.no_grad()
     def _record_usage(self, counts: Tensor) -> None:
@@ -284,10 +290,10 @@ class QuantizeEMAReset(Quantizer):
     def indices_to_latents(self, indices: Tensor) -> Tensor:
         """``(B, N)`` long -> ``(B, N, C)``; index -1 gives a zero vector."""
         check_indices(indices, self.codebook_size, type(self).__name__)
-        return self._lookup(indices)
+        return self.lookup(indices)
 
-    def _lookup(self, indices: Tensor) -> Tensor:
-        """``indices_to_latents`` for indices already checked to lie in ``[-1, K)``."""
+    def lookup(self, indices: Tensor) -> Tensor:
+        """``indices_to_latents`` for indices known to lie in ``[-1, K)``."""
         valid = (indices >= 0)[..., None]
         return F.embedding(indices.clamp_min(0), self.codebook) * valid
 
@@ -364,6 +370,10 @@ class QuantizeOrig(Quantizer):
     def indices_to_latents(self, indices: Tensor) -> Tensor:
         """``(B, N)`` -> ``(B, N, C)``; -1 gives a zero vector."""
         check_indices(indices, self.codebook_size, "QuantizeOrig")
+        return self.lookup(indices)
+
+    def lookup(self, indices: Tensor) -> Tensor:
+        """``indices_to_latents`` for indices known to lie in ``[-1, K)``."""
         return self.embedding(indices.clamp_min(0)) * (indices >= 0)[..., None]
 
     def forward(self, z: Tensor) -> QuantizerOutput:
@@ -461,7 +471,7 @@ class ResidualVQ(Quantizer):
         indices, latents = [], []
         for layer in self.layers:
             idx = layer.quantize(residual)
-            code = layer.indices_to_latents(idx)
+            code = layer.lookup(idx)
             residual = residual - code
             indices.append(idx)
             latents.append(code)
@@ -474,11 +484,7 @@ class ResidualVQ(Quantizer):
     def indices_to_latents(self, indices: Tensor) -> Tensor:
         """``(B, N, q)`` with ``q <= Q`` -> ``(B, N, C)``: the sum of the layers' codes; -1 and missing trailing
         layers contribute zero. A ``(B, N)`` tensor is read as the first layer only."""
-        if indices.ndim == 2:
-            indices = indices[..., None]
-        if indices.ndim != 3 or indices.shape[-1] > self.num_quantizers:
-            raise ValueError(f"ResidualVQ: expected indices (B, N, q<={self.num_quantizers}), "
-                             f"got {tuple(indices.shape)}")
+        indices = self._layered(indices)
         if indices.numel():
             # One min/max pass for all layers; the per-layer values only name the culprit.
             low, high = torch.aminmax(indices.reshape(-1, indices.shape[-1]), dim=0)
@@ -486,8 +492,22 @@ class ResidualVQ(Quantizer):
                 if lo < -1 or hi >= self.codebook_size:
                     raise ValueError(f"ResidualVQ: layer {q} indices must lie in [0, {self.codebook_size}) (or -1 "
                                      f"for a skipped layer), got range [{lo}, {hi}]")
-        latents = [layer._lookup(indices[..., q]) for q, layer in enumerate(self.layers[:indices.shape[-1]])]
+        return self.lookup(indices)
+
+    def lookup(self, indices: Tensor) -> Tensor:
+        """``indices_to_latents`` for indices known to lie in ``[-1, K)``."""
+        indices = self._layered(indices)
+        latents = [layer.lookup(indices[..., q]) for q, layer in enumerate(self.layers[:indices.shape[-1]])]
         return torch.stack(latents, 0).sum(0)
+
+    def _layered(self, indices: Tensor) -> Tensor:
+        """``(B, N)`` -> ``(B, N, 1)``; ``(B, N, q)`` checked against the number of layers."""
+        if indices.ndim == 2:
+            indices = indices[..., None]
+        if indices.ndim != 3 or indices.shape[-1] > self.num_quantizers:
+            raise ValueError(f"ResidualVQ: expected indices (B, N, q<={self.num_quantizers}), "
+                             f"got {tuple(indices.shape)}")
+        return indices
 
     @torch.no_grad()
     def code_usage(self) -> CodeUsage:

@@ -402,7 +402,12 @@ def test_out_of_range_codes_fail_with_the_value_and_the_valid_range() -> None:
         name = type(quantizer).__name__
         with pytest.raises(ValueError, match=rf"{name}: indices must lie in \[0, 16\) .*got range \[-1, 16\]"):
             quantizer.indices_to_latents(torch.tensor([[3, 16, -1]]))
-        assert quantizer.indices_to_latents(torch.tensor([[0, 15, -1]])).shape == (1, 3, 6)
+        valid = torch.tensor([[0, 15, -1]])
+        assert quantizer.indices_to_latents(valid).shape == (1, 3, 6)
+        # The unchecked lookup of a quantizer's own indices gives the same latents.
+        assert torch.equal(quantizer.lookup(valid), quantizer.indices_to_latents(valid))
+    assert torch.equal(rvq.lookup(indices), rvq.indices_to_latents(indices))
+    assert torch.equal(rvq.lookup(indices[..., 0]), rvq.indices_to_latents(indices[..., :1]))
 
 
 def test_rvq_forward_eval_matches_deterministic_path_and_stats() -> None:

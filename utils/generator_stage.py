@@ -223,7 +223,7 @@ def tokenize(tokenizer: Tokenizer, motion: Tensor, lengths: Tensor) -> TokenBatc
             encoding = model.encode_with_fsq_output(motion)
             latents, targets = encoding.latent, encoding.coords
         elif tokenizer.kind == "vq":
-            latents = targets = model.quantizer.indices_to_latents(model.encode(motion))
+            latents = targets = model.quantizer.lookup(model.encode(motion))
         else:
             raise ValueError(f"{tokenizer.source}: cannot tokenize for a generator with a {tokenizer.kind!r} tokenizer")
     tokens = torch.div(lengths.to(latents.device), unit, rounding_mode="floor").long()
@@ -249,7 +249,7 @@ def snap_and_latent_fns(tokenizer: Tokenizer) -> tuple[SnapFn | None, SnapFn | N
         def snap_to_codebook(vectors: Tensor) -> Tensor:
             """(..., C) -> the nearest codebook vector of each row, (..., C)."""
             flat = vectors.reshape(1, -1, vectors.shape[-1])
-            return quantizer.indices_to_latents(quantizer.quantize(flat)).reshape(vectors.shape).to(vectors.dtype)
+            return quantizer.lookup(quantizer.quantize(flat)).reshape(vectors.shape).to(vectors.dtype)
 
         return snap_to_codebook, None
     raise ValueError(f"{tokenizer.source}: no generator family is trained on a {tokenizer.kind!r} tokenizer")

@@ -22,10 +22,10 @@ Examples::
         --dataset_name t2m --glove_dir ./glove --name momask_rvq
     python evaluation_AE.py --name FSQ_Tiny --dataset_name synthetic --data_root dataset/Synthetic --replications 5
 
-Writes ``<run>/eval/eval_<which>[_<split>][_seed<seed>].json`` (split and seed when not the defaults),
-``eval_<...>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses them) and
-``eval.log``, where ``<run>`` is the run folder holding the checkpoint (``checkpoints/<ds>/<name>``, or the folder of a
-``--ckpt`` stored as ``<run>/model/<file>``).
+Writes ``<run>/eval/eval_<which>[_ema][_<split>][_seed<seed>].json`` (EMA weights; split and seed when not the
+defaults), ``eval_<...>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses them)
+and ``eval.log``. ``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding
+the file (``<run>/model/<file>``) unless ``--name`` is given too.
 """
 
 from __future__ import annotations
@@ -72,11 +72,10 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     path, name, which = resolve_checkpoint(cfg)
-    # Results go next to the checkpoint's own run (also for --ckpt), named after the file and any protocol setting
-    # away from its default.
-    run_root = run_folder_of(path) or RunDir(cfg.checkpoints_dir, cfg.dataset_name, name).root
+    # Results go to the run named by --name, else next to the --ckpt file's own run; their names give the file, its
+    # weights and any protocol setting away from its default.
+    run_root = ((not cfg.name and run_folder_of(path)) or RunDir(cfg.checkpoints_dir, cfg.dataset_name, name).root)
     eval_dir = os.path.join(run_root, "eval")
-    tag = which + protocol_tag(cfg.split, cfg.seed)
     os.makedirs(eval_dir, exist_ok=True)
     setup_logging(os.path.join(eval_dir, "eval.log"))
     set_seed(cfg.seed)
@@ -86,6 +85,9 @@ def main(cfg) -> dict:
     # model
     # ---------------------------------------------------------------------------------------------------------------
     tokenizer = load_tokenizer(path, model_name=cfg.ae_model, map_location=device, use_ema=not cfg.no_ema)
+    # EMA weights get names and evaluation keys of their own; raw weights keep those of earlier evaluations.
+    ema = tokenizer.weights == "ema"
+    tag = which + ("_ema" if ema else "") + protocol_tag(cfg.split, cfg.seed)
     # A body-part tokenizer (train_vq.py --body_part) sees only its part's feature columns.
     saved = load_checkpoint(path) if tokenizer.source_format == "ours" else {}
     body_part = saved.get("body_part")
@@ -183,7 +185,7 @@ def main(cfg) -> dict:
             return renormalize(recon, tok_mean, tok_std, evaluator.mean, evaluator.std), batch.m_lengths
 
         meta = {**info, "model_name": tokenizer.model_name, "kind": tokenizer.kind,
-                "source_format": tokenizer.source_format}
+                "source_format": tokenizer.source_format, **({"weights": "ema"} if ema else {})}
         report = evaluate(evaluator, eval_loader, motion_fn, replications=cfg.replications, seed=cfg.seed,
                           results_path=os.path.join(eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
                           gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue,

@@ -21,10 +21,10 @@ Examples::
 
 Writes ``<run>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluator, seeds, every replication),
 ``eval_<tag>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses them) and
-``eval.log``, where ``<run>`` is the run folder holding the checkpoint (``checkpoints/<ds>/<name>``, or the folder of
-a ``--ckpt`` stored as ``<run>/model/<file>``). ``<tag>`` names the checkpoint, weights, sampling settings and the
-protocol settings away from their defaults (split, seed, batch size, multimodality), so sweeps do not overwrite each
-other.
+``eval.log``. ``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding the file
+(``<run>/model/<file>``) unless ``--name`` is given too. ``<tag>`` names the checkpoint, weights, sampling settings
+and the protocol settings away from their defaults (split, seed, batch size, multimodality), so sweeps do not
+overwrite each other.
 """
 
 from __future__ import annotations
@@ -113,8 +113,9 @@ def main(cfg) -> dict:
     if generator.spec.name != dataset_name:
         raise CheckpointError(f"{path}: the generator was trained on dataset {generator.spec.name!r} but "
                               f"--dataset_name is {dataset_name!r}")
-    # Results go next to the checkpoint's own run (also for --ckpt).
-    eval_dir = os.path.join(run_folder_of(path) or RunDir(cfg.checkpoints_dir, dataset_name, name).root, "eval")
+    # Results go to the run named by --name, else next to the --ckpt file's own run.
+    run_root = (not cfg.name and run_folder_of(path)) or RunDir(cfg.checkpoints_dir, dataset_name, name).root
+    eval_dir = os.path.join(run_root, "eval")
     os.makedirs(eval_dir, exist_ok=True)
     setup_logging(os.path.join(eval_dir, "eval.log"))
     tag = output_tag(cfg, path, generator.info["weights"], sampling, options, generator.info.get("residual"))

@@ -288,6 +288,10 @@ def test_ema_weights_are_evaluated_unless_no_ema(env, tmp_path):
     with_ema = run_eval(env, "--ckpt", str(path), "--name", "ema_run", "--replications", "1")
     without = run_eval(env, "--ckpt", str(path), "--name", "ema_run", "--replications", "1", "--no_ema")
     assert (with_ema["weights"], without["weights"]) == ("ema", "model")
+    eval_dir = ck / "synthetic" / "ema_run" / "eval"  # each keeps its own files
+    assert (eval_dir / "eval_ema_ema_seed5.json").is_file() and (eval_dir / "eval_ema_seed5.json").is_file()
+    rows = [json.loads(line) for line in (eval_dir / "eval_ema_ema_seed5_replications.jsonl").read_text().splitlines()]
+    assert rows and all(row["seed"] == 5 for row in rows)
     assert with_ema["reconstruction"]["mpjpe_mm"] != without["reconstruction"]["mpjpe_mm"]
 
 

@@ -154,8 +154,10 @@ def test_protocol_settings_and_moved_runs_keep_their_own_files(setup, tmp_path):
 
     moved = tmp_path / "elsewhere" / "synthetic" / "fsq_gen"
     shutil.copytree(os.path.dirname(os.path.dirname(paths["fsq_gen"])), moved, ignore=shutil.ignore_patterns("eval"))
-    run_eval(ckdir, data_root, "--ckpt", str(moved / "model" / "latest.tar"), "--no_mm", "--replications", "1",
-             "--seed", "11")
+    evaluation_MARDM.main(parse_with_config(get_evaluation_generator_parser(), [
+        "--ckpt", str(moved / "model" / "latest.tar"), "--checkpoints_dir", ckdir, "--data_root", data_root,
+        "--device", "cpu", "--replications", "1", "--eval_batch_size", "8", "--time_steps", "2", "--no_mm",
+        "--seed", "11"]))
     assert (moved / "eval" / "eval_latest_ema_ts2_cfg4.5_nomm_seed11_eb8.json").is_file()
     assert not os.path.exists(os.path.join(eval_dir, "eval_latest_ema_ts2_cfg4.5_nomm_seed11_eb8.json"))
 

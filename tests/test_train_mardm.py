@@ -19,6 +19,7 @@ from options.generator_options import get_train_mardm_parser
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.generator_stage import (
+    check_resume_matches,
     decode_targets,
     load_generator_tokenizer,
     make_generation_eval_fn,
@@ -273,3 +274,17 @@ def test_a_tokenizer_name_and_file_must_agree(tmp_path):
     assert resolve_tokenizer_checkpoint(str(tmp_path), "synthetic", None, str(path)).name == "tok"
     with pytest.raises(ValueError, match=r"--ae_name 'other' and --ae_ckpt .* \(run 'tok'\) name two tokenizers"):
         resolve_tokenizer_checkpoint(str(tmp_path), "synthetic", "other", str(path))
+
+
+def test_resume_refuses_other_tokenizer_weights(tmp_path):
+    """A run recorded before tokenizers loaded their EMA weights was trained on the raw ones."""
+    latest = str(tmp_path / "latest.tar")
+    text = {"name": "clip", "dim": 16}
+    save_checkpoint(latest, {"tokenizer": {"path": "tok.tar", "sha256": "ab" * 32}, "text_encoder": text,
+                             "target": "latent"})
+    meta = {"tokenizer": {"path": "tok.tar", "sha256": "ab" * 32, "weights": "model"}, "text_encoder": text,
+            "target": "latent"}
+    check_resume_matches(latest, meta)
+    with pytest.raises(CheckpointError, match="trained on the model weights of its tokenizer, which now loads its "
+                                              "ema weights"):
+        check_resume_matches(latest, {**meta, "tokenizer": {**meta["tokenizer"], "weights": "ema"}})

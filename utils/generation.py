@@ -461,6 +461,7 @@ def _check_residual(res_state: dict[str, Any], res_path: str, state: dict[str, A
     checks = [("dataset", res_data.get("name"), data.get("name")),
               ("dataset mean/std", "equal" if same_stats else "different", "equal"),
               ("tokenizer sha256", res_tok.get("sha256"), tok.get("sha256")),
+              ("tokenizer weights", res_tok.get("weights", "model"), tok.get("weights", "model")),
               ("text encoder", (res_text.get("name"), res_text.get("dim")), (text.get("name"), text.get("dim")))]
     for field_name, found, expected in checks:
         if found != expected:

@@ -477,6 +477,12 @@ def check_resume_matches(latest_path: str, meta: dict[str, Any]) -> None:
                               f"(sha256 {str(saved_tok.get('sha256'))[:12]}...), now {meta['tokenizer']['path']} "
                               f"(sha256 {meta['tokenizer']['sha256'][:12]}...); resume with the same tokenizer file, "
                               f"or start a new --name")
+    # Runs recorded before tokenizers loaded their EMA weights by default were trained on the raw ones.
+    trained, now = saved_tok.get("weights", "model"), meta["tokenizer"]["weights"]
+    if trained != now:
+        raise CheckpointError(f"{latest_path}: the run being resumed was trained on the {trained} weights of its "
+                              f"tokenizer, which now loads its {now} weights; resuming would change the generator's "
+                              f"inputs, so start a new --name")
     # The weights file of CLIP may have moved; the encoder's kind and width must not change.
     checks = [("text encoder", (saved_text.get("name"), saved_text.get("dim")),
                (meta["text_encoder"]["name"], meta["text_encoder"]["dim"])),

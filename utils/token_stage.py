@@ -233,7 +233,7 @@ def build_token_cache(tokenizer: Tokenizer, dataset: Any, path: str, batch_size:
             stored = {k: f[k] for k in f.files}
         same = (int(stored.get("format", -1)) == CACHE_FORMAT and str(stored.get("samples_sha256")) == digest
                 and str(stored.get("tokenizer_sha256")) == sha and int(stored.get("unit_length", -1)) ==
-                tokenizer.unit_length)
+                tokenizer.unit_length and str(stored.get("tokenizer_weights", "model")) == tokenizer.weights)
         if same:
             logger.info("%s: %d cached samples", path, len(stored["offsets"]) - 1)
             return stored["codes"], stored["offsets"]
@@ -245,7 +245,7 @@ def build_token_cache(tokenizer: Tokenizer, dataset: Any, path: str, batch_size:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = path + ".tmp.npz"
         np.savez(tmp, codes=codes, offsets=offsets, format=CACHE_FORMAT, samples_sha256=digest, tokenizer_sha256=sha,
-                 unit_length=tokenizer.unit_length)
+                 tokenizer_weights=tokenizer.weights, unit_length=tokenizer.unit_length)
         os.replace(tmp, path)
         logger.info("%s: cached the codes of %d samples (%d tokens)", path, len(per_sample), len(codes))
     return codes, offsets

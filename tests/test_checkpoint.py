@@ -146,3 +146,14 @@ def test_unwrap_and_mismatch_message():
     assert unwrap_model(torch.compile(net)) is net
     with pytest.raises(CheckpointError, match=r"a.tar: model_name is 'AE_Model' in the checkpoint but 'FSQ_AE_High'"):
         check_matches("a.tar", "model_name", "AE_Model", "FSQ_AE_High")
+
+
+def test_a_file_written_without_checksums_loads(tmp_path):
+    """torch.serialization.set_crc32_options(False) writes 0 for every member's CRC-32: nothing to verify, no error."""
+    path = str(tmp_path / "no_crc.tar")
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save({"w": torch.arange(4.0)}, path)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert torch.equal(load_checkpoint(path)["w"], torch.arange(4.0))

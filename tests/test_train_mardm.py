@@ -274,6 +274,9 @@ def test_a_tokenizer_name_and_file_must_agree(tmp_path):
     assert resolve_tokenizer_checkpoint(str(tmp_path), "synthetic", None, str(path)).name == "tok"
     with pytest.raises(ValueError, match=r"--ae_name 'other' and --ae_ckpt .* \(run 'tok'\) name two tokenizers"):
         resolve_tokenizer_checkpoint(str(tmp_path), "synthetic", "other", str(path))
+    download = tmp_path / "net_best_fid.tar"  # a file outside a run folder may be named freely
+    download.write_bytes(b"")
+    assert resolve_tokenizer_checkpoint(str(tmp_path), "synthetic", "momask_rvq", str(download)).name == "momask_rvq"
 
 
 def test_resume_refuses_other_tokenizer_weights(tmp_path):

@@ -92,12 +92,14 @@ def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_nam
     if ae_ckpt:
         if not os.path.isfile(ae_ckpt):
             raise CheckpointError(f"--{flag}_ckpt: tokenizer checkpoint not found: {ae_ckpt}")
+        in_run = os.path.basename(os.path.dirname(os.path.abspath(ae_ckpt))) == "model"
         run_name = _run_name_of(ae_ckpt)
-        if ae_name and ae_name != run_name:
-            # The checkpoint records the tokenizer by name; a name the file does not belong to would mislead.
+        if ae_name and in_run and ae_name != run_name:
+            # The checkpoint records the tokenizer by name; the name of another run would mislead. A file outside a
+            # run folder (a download) may be given any name.
             raise ValueError(f"--{flag}_name {ae_name!r} and --{flag}_ckpt {ae_ckpt} (run {run_name!r}) name two "
                              f"tokenizers; pass one of them")
-        return TokenizerRef(ae_ckpt, run_name)
+        return TokenizerRef(ae_ckpt, ae_name or run_name)
     if not ae_name:
         raise ValueError(f"no tokenizer given: pass --{flag}_name (a {trainer} run under --checkpoints_dir/"
                          f"--dataset_name) or --{flag}_ckpt (a checkpoint file)")

@@ -373,8 +373,17 @@ def test_text_datasets_fail_when_nothing_is_left(tmp_path):
     write_dataset(tmp_path, {"a": 50}, {"train": ["a"]}, texts={"a": None})
     spec = get_dataset_spec("t2m", str(tmp_path))
     mean, std = stats(spec, tmp_path)
-    with pytest.raises(DatasetError, match=r"no text-motion sample left \(1 clips without a caption file \(a\)\)"):
+    with pytest.raises(DatasetError, match=r"no text-motion sample left \(1 clips without a caption file \(a\)\)") as e:
         Text2MotionDataset(spec, "train", mean, std, progress=False)
+    assert e.value.kind == "no_captions"
+    # Without captions required, the clip is a sample with the caption "".
+    data = Text2MotionDataset(spec, "train", mean, std, progress=False, captions_optional=True)
+    assert len(data) == 1 and data[0].caption == "" and data[0].length in (44, 48)
+    short = tmp_path / "short"
+    write_dataset(short, {"b": 10}, {"train": ["b"]})
+    with pytest.raises(DatasetError, match="no text-motion sample left") as e:
+        Text2MotionDataset(spec, "train", mean, std, data_root=str(short), progress=False)
+    assert e.value.kind == "empty_split"  # too short, not missing captions
 
 
 # ---------------------------------------------------------------------------------------------------------------------

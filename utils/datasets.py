@@ -238,6 +238,10 @@ def max_sample_length(spec: DatasetSpec) -> int:
     return spec.max_motion_length + spec.unit_length
 
 
+# Skip reasons of clips that are left out for lack of captions only.
+CAPTION_SKIPS = ("clips with an empty caption file", "clips without a caption file")
+
+
 def collect_text_samples(spec: DatasetSpec, index: MotionIndex, data_root: str | None = None,
                          require_tokens: bool = False, captions_optional: bool = False) -> TextSamples:
     """The text-motion samples of ``index``'s clips, following the reference rules (section 4.5 of the notes).
@@ -272,8 +276,7 @@ def collect_text_samples(spec: DatasetSpec, index: MotionIndex, data_root: str |
             if captions_optional:
                 samples.append((row, 0, length, clip_id, []))
             else:
-                skipped.add("clips with an empty caption file" if os.path.isfile(path)
-                            else "clips without a caption file", clip_id)
+                skipped.add(CAPTION_SKIPS[0] if os.path.isfile(path) else CAPTION_SKIPS[1], clip_id)
             continue
         whole: list[TextEntry] = []
         used: set[str] = set()
@@ -336,7 +339,8 @@ class _TextMotionBase(Dataset):
             raise DatasetError(f"{spec.name} {split}: no text-motion sample left ({self.skipped.summary() or 'none'}); "
                                f"expected clips of {spec.min_motion_length} to {max_sample_length(spec) - 1} frames "
                                f"with captions in {os.path.join(data_root or spec.root, TEXT_DIR)}",
-                               kind="empty_split", path=data_root or spec.root)
+                               kind="no_captions" if set(self.skipped.counts) & set(CAPTION_SKIPS) else "empty_split",
+                               path=data_root or spec.root)
 
     def _motion(self, j: int) -> tuple[torch.Tensor, int]:
         """Randomly cropped, normalised and zero-padded motion (max_motion_length, D) of sample j, and its length."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -318,14 +319,16 @@ def test_preset_matches_the_registry_entry() -> None:
     assert set(preset) - flags <= {"per_part_dim", "conditions", "spatial_layers"}
 
 
-def test_evaluation_reconstructs_each_clip_under_its_labels(synthetic_root, tmp_path, monkeypatch) -> None:
+def test_evaluation_reconstructs_each_clip_under_its_labels(synthetic_root, tmp_path, monkeypatch, caplog) -> None:
     """evaluation_AE.py gives a conditional tokenizer every clip's labels from conditions.json, encoded with the
     vocabularies of its checkpoint; the text-motion protocol, whose batches carry no labels, is skipped."""
     root = tmp_path / "data"
     shutil.copytree(synthetic_root, root)
     spec, labels, _, model = _conditioned_model_and_data(str(root), tmp_path)
     test_ids = read_split(str(root), "test")
-    write_conditions(str(root), _labels_for(test_ids))
+    truth = _labels_for(test_ids)
+    truth[test_ids[0]]["species"] = "alien"  # never seen in training: encoded as unknown, with a warning
+    write_conditions(str(root), truth)
     mean, std = load_mean_std(spec, str(root))
     path = str(tmp_path / "net_best_loss.tar")
     save_checkpoint(path, {"stage": "tokenizer", "model_name": TINY, "model_args": model.model_args,
@@ -343,6 +346,7 @@ def test_evaluation_reconstructs_each_clip_under_its_labels(synthetic_root, tmp_
         return real(tokenizer, motion, cond)
 
     monkeypatch.setattr(evaluation_AE, "reconstruct", spy)
+    caplog.set_level(logging.WARNING, logger="utils.tokenizer_eval")
     argv = ["--ckpt", path, "--name", "cond", "--dataset_name", "synthetic", "--data_root", str(root),
             "--checkpoints_dir", str(tmp_path / "ck"), "--device", "cpu", "--batch_size", "8"]
     result = evaluation_AE.main(parse_with_config(get_evaluation_ae_parser(), argv))
@@ -355,7 +359,9 @@ def test_evaluation_reconstructs_each_clip_under_its_labels(synthetic_root, tmp_
     clips = [data.index.clip_id(r) for r in data.samples.rows]
     species = torch.cat([c["species"] for c in seen]).tolist()
     gender = torch.cat([c["gender"] for c in seen]).tolist()
-    truth = _labels_for(test_ids)
-    assert species == [labels.vocabularies["species"].index(truth[c]["species"]) for c in clips]
-    assert gender == [labels.vocabularies["gender"].index(truth[c]["gender"]) for c in clips]
-    assert min(species) > 0 and min(gender) > 0
+    vocab = labels.vocabularies
+    assert species == [vocab["species"].index(truth[c]["species"]) if truth[c]["species"] in vocab["species"] else 0
+                       for c in clips]
+    assert gender == [vocab["gender"].index(truth[c]["gender"]) for c in clips]
+    assert species.count(0) == clips.count(test_ids[0]) >= 1 and min(gender) > 0
+    assert any("species=alien (1 clips" in r.message for r in caplog.records)

@@ -111,7 +111,17 @@ def evaluation_conditions(record: dict[str, Any], path: str, root: str) -> Condi
     trained with (its checkpoint's ``conditions`` record), so each clip is encoded with the ids training gave it."""
     trained = ConditionLabels.from_dict(record, source=f"{path} (conditions)")
     found = read_conditions(root, trained.names)
-    return ConditionLabels(trained.names, trained.vocabularies, found.labels, found.source)
+    # A value training never saw has no id of its own: it is encoded as unknown (id 0), as a missing label is.
+    labels, unseen = {}, {}
+    for clip_id, values in found.labels.items():
+        labels[clip_id] = {name: value for name, value in values.items() if value in trained.vocabularies[name]}
+        for name, value in values.items():
+            if value not in trained.vocabularies[name]:
+                unseen.setdefault(f"{name}={value}", []).append(clip_id)
+    if unseen:
+        logger.warning("%s: labels the tokenizer was not trained with are encoded as unknown: %s", found.source,
+                       "; ".join(f"{label} ({len(ids)} clips, e.g. {ids[0]})" for label, ids in unseen.items()))
+    return ConditionLabels(trained.names, trained.vocabularies, labels, found.source)
 
 
 def batch_conditions(labels: ConditionLabels, clip_ids: list[str]) -> dict[str, torch.Tensor]:

@@ -132,9 +132,19 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
 
 
 def _given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
-    """Destinations of the options spelled out in ``argv`` (``--flag value`` or ``--flag=value``)."""
+    """Destinations of the options spelled out in ``argv`` (``--flag value``, ``--flag=value`` or an abbreviation
+    argparse accepts, such as ``--epo``)."""
     by_option = {opt: action.dest for action in parser._actions for opt in action.option_strings}
-    return {by_option[token.split("=", 1)[0]] for token in argv if token.split("=", 1)[0] in by_option}
+    given = set()
+    for token in argv:
+        key = token.split("=", 1)[0]
+        if not key.startswith("--"):
+            continue
+        dests = ({by_option[key]} if key in by_option else
+                 {dest for opt, dest in by_option.items() if parser.allow_abbrev and opt.startswith(key)})
+        if len(dests) == 1:
+            given |= dests
+    return given
 
 
 def _plain(value: Any) -> Any:

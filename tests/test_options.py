@@ -123,6 +123,7 @@ def test_training_length_on_the_command_line_replaces_the_presets(tmp_path, caps
     by_epoch = parse(["--config", preset, "--name", "a", "--epoch", "1", "--batch_size", "10"])
     assert by_epoch.max_iters is None and resolve_max_iters(by_epoch, 95) == 9
     assert parse(["--config", preset, "--name", "a", "--epoch=2", "--max_iters", "5"]).max_iters == 5
+    assert parse(["--config", preset, "--name", "a", "--epo", "2"]).max_iters is None  # an abbreviation counts too
     for flag in ("--max_iters", "--epoch"):
         with pytest.raises(SystemExit):
             parse(["--name", "a", flag, "0"])

@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -34,9 +35,12 @@ from utils.checkpoint import CheckpointError, file_sha256, save_checkpoint  # no
 from utils.cli import run_script  # noqa: E402
 from utils.dataset_specs import get_dataset_spec  # noqa: E402
 from utils.evaluator import load_evaluator  # noqa: E402
+from utils.logging_utils import setup_logging  # noqa: E402
 from utils.normalization import DatasetError  # noqa: E402
 from utils.run_dir import RunDir  # noqa: E402
 from utils.tokenizer_eval import EVALUATOR_STYLE_FORMATS, convention_statistics  # noqa: E402
+
+logger = logging.getLogger("import_checkpoint")
 
 MODEL_KWARGS = ("levels", "quantizer_type", "mu", "dilation_growth_rate", "activation", "norm", "patch_size")
 
@@ -74,6 +78,7 @@ def convention_at_import(cfg: argparse.Namespace, spec, source_format: str) -> t
 
 
 def main(cfg: argparse.Namespace) -> str:
+    setup_logging()
     # ---------------------------------------------------------------------------------------------------- setup
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
     if os.path.exists(run.latest_path) and not cfg.overwrite:
@@ -99,10 +104,9 @@ def main(cfg: argparse.Namespace) -> str:
     if cfg.meta_dir is None:
         mean, std, stats_source = convention_at_import(cfg, spec, tokenizer.source_format)
         if mean is None:
-            print(f"warning: no statistics recorded ({stats_source}). evaluation_AE.py applies the "
-                  f"{tokenizer.source_format} convention when it runs; the generator stages need them in the run: "
-                  "import again with --meta_dir (or once the dataset / evaluator files are in place)",
-                  file=sys.stderr)
+            logger.warning("no statistics recorded (%s). evaluation_AE.py applies the %s convention when it runs; "
+                           "the generator stages need them in the run: import again with --meta_dir (or once the "
+                           "dataset / evaluator files are in place)", stats_source, tokenizer.source_format)
             stats_source = None
 
     # ---------------------------------------------------------------------------------------------------- write

@@ -85,9 +85,8 @@ def main(cfg) -> dict:
     # model
     # ---------------------------------------------------------------------------------------------------------------
     tokenizer = load_tokenizer(path, model_name=cfg.ae_model, map_location=device, use_ema=not cfg.no_ema)
-    # EMA weights get names and evaluation keys of their own; raw weights keep those of earlier evaluations.
-    ema = tokenizer.weights == "ema"
-    tag = which + ("_ema" if ema else "") + protocol_tag(cfg.split, cfg.seed)
+    # The weights are part of the evaluation key (so --is_continue never mixes them) and EMA ones of the file names.
+    tag = which + ("_ema" if tokenizer.weights == "ema" else "") + protocol_tag(cfg.split, cfg.seed)
     # A body-part tokenizer (train_vq.py --body_part) sees only its part's feature columns.
     saved = load_checkpoint(path) if tokenizer.source_format == "ours" else {}
     body_part = saved.get("body_part")
@@ -185,7 +184,7 @@ def main(cfg) -> dict:
             return renormalize(recon, tok_mean, tok_std, evaluator.mean, evaluator.std), batch.m_lengths
 
         meta = {**info, "model_name": tokenizer.model_name, "kind": tokenizer.kind,
-                "source_format": tokenizer.source_format, **({"weights": "ema"} if ema else {})}
+                "source_format": tokenizer.source_format, "weights": tokenizer.weights}
         report = evaluate(evaluator, eval_loader, motion_fn, replications=cfg.replications, seed=cfg.seed,
                           results_path=os.path.join(eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
                           gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue,

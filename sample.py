@@ -39,8 +39,7 @@ from options.eval_generator_options import family_sampling_options, get_sample_p
 from utils.bvh_export import write_bvh
 from utils.checkpoint import CheckpointError
 from utils.cli import run_script
-from utils.eval_report import run_folder_of
-from utils.generation import load_generator
+from utils.generation import LENGTH_ESTIMATOR_RUN, load_generator
 from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
@@ -146,14 +145,13 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # model
     # ---------------------------------------------------------------------------------------------------------------
-    # Without --length_estimator: the one next to the generator's run (<checkpoints>/<dataset>/length_estimator), or
-    # under --checkpoints_dir for a generator file outside a run folder.
-    length_estimator = cfg.length_estimator
-    if length_estimator is None and dataset_name and run_folder_of(path) is None:
-        length_estimator = os.path.join(cfg.checkpoints_dir, dataset_name, "length_estimator")
     generator = load_generator(path, use_ema=not cfg.no_ema, device=cfg.device, text_encoder=cfg.text_encoder,
                                text_encoder_path=cfg.text_encoder_path, tokenizer_path=cfg.tokenizer_path,
-                               length_estimator=length_estimator, res_run=res_run, res_which=cfg.which_epoch)
+                               length_estimator=cfg.length_estimator, res_run=res_run, res_which=cfg.which_epoch)
+    if generator.length_estimator_path is None:
+        # Without --length_estimator the estimator is the one next to the generator's run; a generator file outside a
+        # <checkpoints>/<dataset>/<name>/model/ folder takes the one under --checkpoints_dir.
+        generator.length_estimator_path = os.path.join(cfg.checkpoints_dir, generator.spec.name, LENGTH_ESTIMATOR_RUN)
     # The guidance scale's flag is --cfg (the field's name; cfg itself is the parsed config); None: the family's.
     settings = generator.sampling_settings(cfg.time_steps, cfg.cfg, cfg.temperature, not cfg.no_snap, **options)
     spec = generator.spec

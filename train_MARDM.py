@@ -46,6 +46,7 @@ from utils.generator_stage import (
     make_val_loss_fn,
     resolve_text_encoder,
     resolve_tokenizer_checkpoint,
+    resumed_tokenizer_ema,
     stage_device,
     text_encoder_record,
     token_dims,
@@ -89,7 +90,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     check_run_start(run, args.is_continue)
     device = stage_device()
     ref = resolve_tokenizer_checkpoint(args.checkpoints_dir, args.dataset_name, args.ae_name, args.ae_ckpt)
-    tokenizer = load_generator_tokenizer(ref.path, args.model, spec, args.ae_model, device)
+    tokenizer = load_generator_tokenizer(ref.path, args.model, spec, args.ae_model, device,
+                                         use_ema=resumed_tokenizer_ema(run.latest_path, args.is_continue))
     mean, std = tokenizer_statistics(tokenizer)
     encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
     evaluator, eval_loader = load_validation_evaluator(args, spec, device) if args.need_evaluation else (None, None)

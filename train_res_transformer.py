@@ -40,6 +40,7 @@ from utils.generator_stage import (
     check_resume_matches,
     dataset_captions,
     resolve_text_encoder,
+    resumed_tokenizer_ema,
     stage_device,
     text_encoder_record,
     tokenizer_statistics,
@@ -91,7 +92,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     embedding = embedding_overrides(args)
     device = stage_device()
     ref = resolve_vq_checkpoint(args.checkpoints_dir, args.dataset_name, args.vq_name, args.vq_ckpt)
-    tokenizer = load_token_tokenizer(ref.path, spec, args.vq_model, device, role="res", run_name=ref.name)
+    tokenizer = load_token_tokenizer(ref.path, spec, args.vq_model, device, role="res", run_name=ref.name,
+                                     use_ema=resumed_tokenizer_ema(run.latest_path, args.is_continue))
     mean, std = tokenizer_statistics(tokenizer)
     encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
     evaluator, eval_loader = (load_validation_evaluator(args.evaluator_dir, args.checkpoints_dir, spec, args.data_root,

@@ -24,7 +24,8 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
     recorded tokenizer and text-encoder files, device and seed."""
     run = parser.add_argument_group("generator")
     run.add_argument("--name", type=str, default="",
-                     help="generator run: <checkpoints_dir>/<dataset_name>/<name>/model/<which_epoch>.tar")
+                     help="generator run: <checkpoints_dir>/<dataset_name>/<name>/model/<which_epoch>.tar; with "
+                          "--ckpt, the run whose eval/ (evaluation) receives the results")
     run.add_argument("--dataset_name", type=str, default=None,
                      help="dataset of the run (default with --ckpt: the one recorded in the checkpoint)")
     run.add_argument("--ckpt", type=str, default=None, help="generator checkpoint file instead of --name")
@@ -126,7 +127,8 @@ def get_sample_parser() -> argparse.ArgumentParser:
                          help="length in frames (rounded down to whole tokens); 0 or unset: the length estimator")
     prompts.add_argument("--length_estimator", type=str, default=None,
                          help="length estimator file or run (default: the length_estimator run next to the generator's "
-                              "run, <checkpoints>/<dataset>/length_estimator)")
+                              "run, <checkpoints>/<dataset>/length_estimator; for a generator file outside a run "
+                              "folder, <checkpoints_dir>/<dataset>/length_estimator)")
     prompts.add_argument("--repeat_times", type=int, default=1, help="samples per prompt")
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", type=str, default=None,

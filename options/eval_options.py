@@ -70,7 +70,8 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     run = parser.add_argument_group("run")
     run.add_argument("--name", type=str, default="",
-                     help="tokenizer run name: checkpoints/<dataset_name>/<name>/model/<which_epoch>.tar")
+                     help="tokenizer run name: checkpoints/<dataset_name>/<name>/model/<which_epoch>.tar; with "
+                          "--ckpt, the run whose eval/ receives the results (default: the file's own run)")
     run.add_argument("--ckpt", type=str, default=None,
                      help="any tokenizer file load_tokenizer accepts (ours, T2M-GPT, MoMask, MARDM, MotionMillion) "
                           "instead of --name")

@@ -151,9 +151,10 @@ def test_unwrap_and_mismatch_message():
 def test_a_file_written_without_checksums_loads(tmp_path):
     """torch.serialization.set_crc32_options(False) writes 0 for every member's CRC-32: nothing to verify, no error."""
     path = str(tmp_path / "no_crc.tar")
+    before = torch.serialization.get_crc32_options()
     torch.serialization.set_crc32_options(False)
     try:
         torch.save({"w": torch.arange(4.0)}, path)
     finally:
-        torch.serialization.set_crc32_options(True)
+        torch.serialization.set_crc32_options(before)
     assert torch.equal(load_checkpoint(path)["w"], torch.arange(4.0))

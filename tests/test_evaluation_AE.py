@@ -308,3 +308,16 @@ def test_a_dataset_without_captions_gets_reconstruction_metrics(env, tmp_path):
     result = evaluation_AE.main(parse_with_config(get_evaluation_ae_parser(), argv))
     assert result["protocol"] is None and result["reconstruction"]["mpjpe_mm"] > 0
     assert result["reconstruction"]["frames"] > 36 * 30  # all 36 test clips (40 to 70 frames, cropped to whole tokens)
+
+
+def test_results_go_to_the_named_run_or_the_files_own(env, tmp_path):
+    """--ckpt of a file in <run>/model/ writes to that run's eval/; with --name too, to the named run's."""
+    root, ck, _ = env
+    path = str(ck / "synthetic" / "fsq" / "model" / "net_best_loss.tar")
+    base = ["--ckpt", path, "--dataset_name", "synthetic", "--data_root", str(root), "--checkpoints_dir", str(ck),
+            "--device", "cpu", "--replications", "1", "--seed", "9"]
+    evaluation_AE.main(parse_with_config(get_evaluation_ae_parser(), base))
+    assert (ck / "synthetic" / "fsq" / "eval" / "eval_net_best_loss_seed9.json").is_file()
+    evaluation_AE.main(parse_with_config(get_evaluation_ae_parser(), [*base, "--seed", "10", "--name", "mine"]))
+    assert (ck / "synthetic" / "mine" / "eval" / "eval_net_best_loss_seed10.json").is_file()
+    assert not (ck / "synthetic" / "fsq" / "eval" / "eval_net_best_loss_seed10.json").exists()

@@ -156,12 +156,14 @@ def test_a_clamped_length_is_reported_once(ckdir, tmp_path, caplog):
     assert sum("clamped" in r.message for r in caplog.records) == 1
 
 
-def test_a_generator_file_outside_a_run_uses_the_estimator_under_checkpoints_dir(ckdir, tmp_path):
+def test_a_generator_file_outside_a_run_uses_the_estimator_under_checkpoints_dir(synthetic_root, tmp_path):
+    own = str(tmp_path / "checkpoints")  # not the module's folder: its estimator would change the other tests
+    make_runs(own, synthetic_root)
     loose = tmp_path / "gen.tar"
-    loose.write_bytes(open(os.path.join(ckdir, "synthetic", "fsq_gen", "model", "latest.tar"), "rb").read())
-    save_length_estimator(ckdir, os.path.join(ckdir, "clip", "ViT-tiny.pt"))
-    args = parse_with_config(get_sample_parser(), ["--ckpt", str(loose), "--dataset_name", "synthetic",
-                                                   "--checkpoints_dir", ckdir, "--time_steps", "2", "--no_render",
-                                                   "--text_prompt", "a person walks", "--output_dir", str(tmp_path)])
+    loose.write_bytes(open(os.path.join(own, "synthetic", "fsq_gen", "model", "latest.tar"), "rb").read())
+    save_length_estimator(own, os.path.join(own, "clip", "ViT-tiny.pt"))
+    args = parse_with_config(get_sample_parser(), ["--ckpt", str(loose), "--checkpoints_dir", own, "--time_steps",
+                                                   "2", "--no_render", "--text_prompt", "a person walks",
+                                                   "--output_dir", str(tmp_path / "out")])
     manifest = sample.main(args)
     assert manifest["samples"][0]["length_source"] == "length estimator"

@@ -24,6 +24,7 @@ from utils.generator_stage import (
     load_generator_tokenizer,
     make_generation_eval_fn,
     resolve_tokenizer_checkpoint,
+    resumed_tokenizer_ema,
     snap_and_latent_fns,
     tokenize,
 )
@@ -288,6 +289,12 @@ def test_resume_refuses_other_tokenizer_weights(tmp_path):
     meta = {"tokenizer": {"path": "tok.tar", "sha256": "ab" * 32, "weights": "model"}, "text_encoder": text,
             "target": "latent"}
     check_resume_matches(latest, meta)
-    with pytest.raises(CheckpointError, match="trained on the model weights of its tokenizer, which now loads its "
-                                              "ema weights"):
+    with pytest.raises(CheckpointError, match="trained on the model weights of its tokenizer, but the tokenizer "
+                                              "file gives its ema weights"):
         check_resume_matches(latest, {**meta, "tokenizer": {**meta["tokenizer"], "weights": "ema"}})
+    # Resuming loads the tokenizer with the weights the run was trained on (raw for runs recorded without them).
+    assert resumed_tokenizer_ema(latest, is_continue=True) is False
+    assert resumed_tokenizer_ema(latest, is_continue=False) is True
+    assert resumed_tokenizer_ema(str(tmp_path / "none.tar"), is_continue=True) is True
+    save_checkpoint(latest, {"tokenizer": {**meta["tokenizer"], "weights": "ema"}})
+    assert resumed_tokenizer_ema(latest, is_continue=True) is True

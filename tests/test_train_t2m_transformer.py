@@ -20,6 +20,7 @@ from models.res_transformer import RES_TRANSFORMERS
 from options.config import load_preset, parse_with_config
 from options.token_generator_options import get_train_res_transformer_parser, get_train_t2m_transformer_parser
 from options.tokenizer_options import get_train_vq_parser
+from utils import token_stage
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset
@@ -139,7 +140,7 @@ def test_trained_runs_generate_through_load_generator(trained):
     assert gen.info["residual"]["checkpoint"].endswith(os.path.join("res", "model", "net_best_loss.tar"))
 
 
-def test_cached_codes_live_in_the_run_and_match_the_tokenizer(setup, trained):
+def test_cached_codes_live_in_the_run_and_match_the_tokenizer(setup, trained, monkeypatch):
     spec = get_dataset_spec("synthetic", setup["root"])
     tok = load_token_tokenizer(setup["rvq"], spec, role="res")
     record = tok.dataset
@@ -157,6 +158,15 @@ def test_cached_codes_live_in_the_run_and_match_the_tokenizer(setup, trained):
                                     spec.dim_pose)
         motion = torch.from_numpy((frames - dataset.mean) / dataset.std).float()[None]
         assert np.array_equal(codes[offsets[j]:offsets[j + 1]], tok.encode(motion)[0].numpy())
+    # The cache is valid for these weights only: under the tokenizer's other weights it is encoded again.
+    with np.load(path) as f:
+        assert str(f["tokenizer_weights"]) == tok.weights == "model"
+    tok.weights = "ema"  # as if the file held EMA weights and they were loaded
+    encoded = []
+    original = token_stage._encode_samples
+    monkeypatch.setattr(token_stage, "_encode_samples", lambda *a: encoded.append(1) or original(*a))
+    build_token_cache(tok, dataset, path, progress=False, write=False)
+    assert encoded == [1]
 
 
 @pytest.mark.parametrize("role,extra", [("mask", []), ("res", ["--cache_tokens"])])

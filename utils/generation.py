@@ -57,7 +57,13 @@ from utils.generator_checkpoints import (
     resolve_generator_checkpoint,
     resolve_tokenizer_file,
 )
-from utils.generator_stage import TARGET_NAMES, load_generator_tokenizer, snap_and_latent_fns, token_dims
+from utils.generator_stage import (
+    TARGET_NAMES,
+    load_generator_tokenizer,
+    snap_and_latent_fns,
+    token_dims,
+    trained_on_ema,
+)
 from utils.motion_process import features_to_joints
 
 logger = logging.getLogger(__name__)
@@ -93,12 +99,6 @@ class SamplingSettings:
         """Plain values for manifests and reports: the four shared settings, then the family's options."""
         return {"time_steps": self.time_steps, "cfg": self.cfg, "temperature": self.temperature, "snap": self.snap,
                 **self.options}
-
-
-def trained_on_ema(state: dict[str, Any]) -> bool:
-    """Whether generator checkpoint ``state`` was trained on its tokenizer's EMA weights (recorded since tokenizers
-    load those by default; older checkpoints were trained on the raw weights)."""
-    return (state.get("tokenizer") or {}).get("weights") == "ema"
 
 
 class GeneratorBackend:

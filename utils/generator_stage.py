@@ -114,6 +114,20 @@ def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_nam
                           f"--dataset_name {dataset_name}, or pass --{flag}_ckpt")
 
 
+def trained_on_ema(state: dict[str, Any]) -> bool:
+    """Whether generator checkpoint ``state`` was trained on its tokenizer's EMA weights (recorded since tokenizers
+    load those by default; older checkpoints were trained on the raw weights)."""
+    return (state.get("tokenizer") or {}).get("weights") == "ema"
+
+
+def resumed_tokenizer_ema(latest_path: str, is_continue: bool) -> bool:
+    """``use_ema`` for the tokenizer of a generator stage: a resumed run keeps the weights it was trained on; a new
+    run takes the EMA weights where the tokenizer file has them."""
+    if is_continue and os.path.isfile(latest_path):
+        return trained_on_ema(load_checkpoint(latest_path))
+    return True
+
+
 def load_stage_tokenizer(path: str, spec: DatasetSpec, model_name: str | None, flag: str,
                          device: str | torch.device = "cpu", use_ema: bool = True) -> Tokenizer:
     """Load the frozen tokenizer of a generator stage and check it against the data, naming both sides: the
@@ -452,7 +466,8 @@ def generator_checkpoint_meta(model_name: str, model_args: dict[str, Any], spec:
 
     Keys: ``stage`` "generator", ``model_name``, ``model_args`` (``MARDM_MODELS[model_name](**model_args)`` rebuilds
     the model), ``dataset`` {name, spec, mean, std} (the tokenizer's statistics), ``tokenizer`` {name, path, sha256,
-    model_name, kind}, ``text_encoder`` {name, dim, path}, ``target`` (latent | fsq_coords | vq_codes), ``config``,
+    model_name, kind, weights (ema | model)}, ``text_encoder`` {name, dim, path}, ``target`` (latent | fsq_coords |
+    vq_codes), ``config``,
     ``parent`` {path, sha256} of the tokenizer.
     """
     mean, std = tokenizer_statistics(tokenizer)
@@ -483,8 +498,9 @@ def check_resume_matches(latest_path: str, meta: dict[str, Any]) -> None:
     trained, now = saved_tok.get("weights", "model"), meta["tokenizer"]["weights"]
     if trained != now:
         raise CheckpointError(f"{latest_path}: the run being resumed was trained on the {trained} weights of its "
-                              f"tokenizer, which now loads its {now} weights; resuming would change the generator's "
-                              f"inputs, so start a new --name")
+                              f"tokenizer, but the tokenizer file gives its {now} weights; resuming would change the "
+                              f"generator's inputs, so resume with the tokenizer it was trained on or start a new "
+                              f"--name")
     # The weights file of CLIP may have moved; the encoder's kind and width must not change.
     checks = [("text encoder", (saved_text.get("name"), saved_text.get("dim")),
                (meta["text_encoder"]["name"], meta["text_encoder"]["dim"])),

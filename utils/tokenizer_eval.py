@@ -108,7 +108,9 @@ def reconstruct(tokenizer, motion: torch.Tensor,
 
 def evaluation_conditions(record: dict[str, Any], path: str, root: str) -> ConditionLabels:
     """The labels of every clip (``<root>/conditions.json``) under the vocabularies a conditional tokenizer was
-    trained with (its checkpoint's ``conditions`` record), so each clip is encoded with the ids training gave it."""
+    trained with (its checkpoint's ``conditions`` record), so each clip is encoded with the ids training gave it.
+    A value training never saw is dropped, i.e. encoded as unknown (id 0), and listed in a warning (counted over the
+    whole file, not only the evaluated split)."""
     trained = ConditionLabels.from_dict(record, source=f"{path} (conditions)")
     found = read_conditions(root, trained.names)
     # A value training never saw has no id of its own: it is encoded as unknown (id 0), as a missing label is.

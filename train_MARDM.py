@@ -46,6 +46,7 @@ from utils.generator_stage import (
     make_val_loss_fn,
     resolve_text_encoder,
     resolve_tokenizer_checkpoint,
+    resume_records,
     resumed_tokenizer_ema,
     stage_device,
     text_encoder_record,
@@ -90,8 +91,9 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     check_run_start(run, args.is_continue)
     device = stage_device()
     ref = resolve_tokenizer_checkpoint(args.checkpoints_dir, args.dataset_name, args.ae_name, args.ae_ckpt)
+    resumed = resume_records(run.latest_path, args.is_continue)
     tokenizer = load_generator_tokenizer(ref.path, args.model, spec, args.ae_model, device,
-                                         use_ema=resumed_tokenizer_ema(run.latest_path, args.is_continue))
+                                         use_ema=resumed_tokenizer_ema(resumed))
     mean, std = tokenizer_statistics(tokenizer)
     encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
     evaluator, eval_loader = load_validation_evaluator(args, spec, device) if args.need_evaluation else (None, None)
@@ -139,7 +141,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     meta = generator_checkpoint_meta(args.model, model.model_args, spec, tokenizer, ref,
                                      text_encoder_record(encoder, args.clip_path), config_to_dict(args))
     if args.is_continue:
-        check_resume_matches(run.latest_path, meta)
+        check_resume_matches(run.latest_path, meta, resumed)
     save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(train_set)),
                                       best_metric="fid" if evaluator is not None else "loss", best_mode="min")

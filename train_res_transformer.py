@@ -40,6 +40,7 @@ from utils.generator_stage import (
     check_resume_matches,
     dataset_captions,
     resolve_text_encoder,
+    resume_records,
     resumed_tokenizer_ema,
     stage_device,
     text_encoder_record,
@@ -92,8 +93,9 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     embedding = embedding_overrides(args)
     device = stage_device()
     ref = resolve_vq_checkpoint(args.checkpoints_dir, args.dataset_name, args.vq_name, args.vq_ckpt)
+    resumed = resume_records(run.latest_path, args.is_continue)
     tokenizer = load_token_tokenizer(ref.path, spec, args.vq_model, device, role="res", run_name=ref.name,
-                                     use_ema=resumed_tokenizer_ema(run.latest_path, args.is_continue))
+                                     use_ema=resumed_tokenizer_ema(resumed))
     mean, std = tokenizer_statistics(tokenizer)
     encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
     evaluator, eval_loader = (load_validation_evaluator(args.evaluator_dir, args.checkpoints_dir, spec, args.data_root,
@@ -152,7 +154,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     meta = token_checkpoint_meta(args.model, model.model_args, spec, tokenizer, ref,
                                  text_encoder_record(encoder, args.clip_path), config_to_dict(args))
     if args.is_continue:
-        check_resume_matches(run.latest_path, meta)
+        check_resume_matches(run.latest_path, meta, resumed)
     save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     # MoMask keeps the best validation loss (net_best_loss.tar), or the best FID when it evaluates.
     best_metric = "fid" if evaluator is not None else "loss"

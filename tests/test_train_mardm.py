@@ -24,6 +24,7 @@ from utils.generator_stage import (
     load_generator_tokenizer,
     make_generation_eval_fn,
     resolve_tokenizer_checkpoint,
+    resume_records,
     resumed_tokenizer_ema,
     snap_and_latent_fns,
     tokenize,
@@ -285,16 +286,18 @@ def test_resume_refuses_other_tokenizer_weights(tmp_path):
     latest = str(tmp_path / "latest.tar")
     text = {"name": "clip", "dim": 16}
     save_checkpoint(latest, {"tokenizer": {"path": "tok.tar", "sha256": "ab" * 32}, "text_encoder": text,
-                             "target": "latent"})
+                             "target": "latent", "model": {"w": torch.zeros(3)}})
+    saved = resume_records(latest, is_continue=True)
+    assert set(saved) == {"tokenizer", "text_encoder", "target"}  # the records only, not the weights
     meta = {"tokenizer": {"path": "tok.tar", "sha256": "ab" * 32, "weights": "model"}, "text_encoder": text,
             "target": "latent"}
-    check_resume_matches(latest, meta)
+    check_resume_matches(latest, meta, saved)
     with pytest.raises(CheckpointError, match="trained on the model weights of its tokenizer, but the tokenizer "
                                               "file gives its ema weights"):
-        check_resume_matches(latest, {**meta, "tokenizer": {**meta["tokenizer"], "weights": "ema"}})
+        check_resume_matches(latest, {**meta, "tokenizer": {**meta["tokenizer"], "weights": "ema"}}, saved)
     # Resuming loads the tokenizer with the weights the run was trained on (raw for runs recorded without them).
-    assert resumed_tokenizer_ema(latest, is_continue=True) is False
-    assert resumed_tokenizer_ema(latest, is_continue=False) is True
-    assert resumed_tokenizer_ema(str(tmp_path / "none.tar"), is_continue=True) is True
+    assert resumed_tokenizer_ema(saved) is False
+    assert resume_records(latest, is_continue=False) is None and resumed_tokenizer_ema(None) is True
+    assert resume_records(str(tmp_path / "none.tar"), is_continue=True) is None
     save_checkpoint(latest, {"tokenizer": {**meta["tokenizer"], "weights": "ema"}})
-    assert resumed_tokenizer_ema(latest, is_continue=True) is True
+    assert resumed_tokenizer_ema(resume_records(latest, is_continue=True)) is True

@@ -120,12 +120,19 @@ def trained_on_ema(state: dict[str, Any]) -> bool:
     return (state.get("tokenizer") or {}).get("weights") == "ema"
 
 
-def resumed_tokenizer_ema(latest_path: str, is_continue: bool) -> bool:
-    """``use_ema`` for the tokenizer of a generator stage: a resumed run keeps the weights it was trained on; a new
-    run takes the EMA weights where the tokenizer file has them."""
-    if is_continue and os.path.isfile(latest_path):
-        return trained_on_ema(load_checkpoint(latest_path))
-    return True
+def resume_records(latest_path: str, is_continue: bool) -> dict[str, Any] | None:
+    """The ``tokenizer``, ``text_encoder`` and ``target`` records of the run being resumed (``latest_path``), or None
+    for a new run or a missing file. Read once, before the tokenizer is loaded; the weights are not kept."""
+    if not (is_continue and os.path.isfile(latest_path)):
+        return None
+    saved = load_checkpoint(latest_path)
+    return {key: saved.get(key) for key in ("tokenizer", "text_encoder", "target")}
+
+
+def resumed_tokenizer_ema(saved: dict[str, Any] | None) -> bool:
+    """``use_ema`` for the tokenizer of a generator stage: a resumed run (``resume_records``) keeps the weights it was
+    trained on; a new run takes the EMA weights where the tokenizer file has them."""
+    return True if saved is None else trained_on_ema(saved)
 
 
 def load_stage_tokenizer(path: str, spec: DatasetSpec, model_name: str | None, flag: str,
@@ -467,8 +474,7 @@ def generator_checkpoint_meta(model_name: str, model_args: dict[str, Any], spec:
     Keys: ``stage`` "generator", ``model_name``, ``model_args`` (``MARDM_MODELS[model_name](**model_args)`` rebuilds
     the model), ``dataset`` {name, spec, mean, std} (the tokenizer's statistics), ``tokenizer`` {name, path, sha256,
     model_name, kind, weights (ema | model)}, ``text_encoder`` {name, dim, path}, ``target`` (latent | fsq_coords |
-    vq_codes), ``config``,
-    ``parent`` {path, sha256} of the tokenizer.
+    vq_codes), ``config``, ``parent`` {path, sha256} of the tokenizer.
     """
     mean, std = tokenizer_statistics(tokenizer)
     sha = file_sha256(ref.path)
@@ -482,11 +488,11 @@ def generator_checkpoint_meta(model_name: str, model_args: dict[str, Any], spec:
     }
 
 
-def check_resume_matches(latest_path: str, meta: dict[str, Any]) -> None:
-    """Before ``--is_continue``: the run's tokenizer weights and text encoder must be the ones given now."""
-    if not os.path.isfile(latest_path):
-        return  # the engine reports the missing checkpoint with the flags to check
-    saved = load_checkpoint(latest_path)
+def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str, Any] | None) -> None:
+    """Before ``--is_continue``: the run's tokenizer weights and text encoder (``saved``, its ``resume_records``) must
+    be the ones given now (``meta``)."""
+    if saved is None:
+        return  # no latest.tar: the engine reports the missing checkpoint with the flags to check
     saved_text = saved.get("text_encoder") or {}
     saved_tok = saved.get("tokenizer") or {}
     if saved_tok.get("sha256") != meta["tokenizer"]["sha256"]:

@@ -7,12 +7,19 @@ import argparse
 from options.base_options import get_base_parser
 
 RECONS_LOSSES = ("l1_smooth", "l1", "mse")
+WINDOW_EPOCHS = ("random", "all")  # training window modes of utils.datasets.MotionWindowDataset
 
 
 def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("tokenizer data and loss")
     data.add_argument("--window_size", type=int, default=None,
                       help="frames per training window (default: the dataset spec's, 64 for HumanML3D)")
+    data.add_argument("--window_mode", type=str, default="random", choices=WINDOW_EPOCHS,
+                      help="what an --epoch is: random = one random window per clip (T2M-GPT / MotionMillion); all = "
+                           "every window at --window_stride (MoMask / MARDM with stride 1: about 80x more steps per "
+                           "epoch on HumanML3D)")
+    data.add_argument("--window_stride", type=int, default=1,
+                      help="frames between the starts of consecutive windows of a clip with --window_mode all")
     data.add_argument("--recons_loss", type=str, default="l1_smooth", choices=RECONS_LOSSES,
                       help="reconstruction loss over all features")
     data.add_argument("--aux_loss_joints", "--loss_vel", dest="aux_loss_joints", type=float, default=None,

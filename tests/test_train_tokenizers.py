@@ -156,3 +156,37 @@ def test_need_evaluation_selects_on_validation_fid(tmp_path, synthetic_root):
     assert best["best"]["metric"] == "fid"
     assert np.isfinite(best["metrics"]["fid"]) and best["metrics"]["fid"] >= 0
     assert {"top1", "matching_score", "mpjpe_mm"} <= set(best["metrics"])
+
+
+def test_window_mode_all_makes_an_epoch_of_every_window(tmp_path, synthetic_root):
+    # MoMask / MARDM count an epoch as every 64-frame window of every clip; one random window per clip gives ~80x
+    # fewer steps on HumanML3D, so their "50 epochs" would end long before the 150k/250k milestones.
+    from utils.dataset_specs import get_dataset_spec
+    from utils.tokenizer_stage import load_window_data
+
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    per_clip = load_window_data(spec, 64, synthetic_root)
+    every = load_window_data(spec, 64, synthetic_root, mode="all", stride=1)
+    lengths = per_clip.train.index.lengths[per_clip.train.clips]
+    assert len(every.train) == int((lengths - 64 + 1).sum()) > 10 * len(per_clip.train)
+    assert len(load_window_data(spec, 64, synthetic_root, mode="all", stride=8).train) == int(
+        ((lengths - 64) // 8 + 1).sum())
+    with pytest.raises(ValueError, match="window_stride"):
+        load_window_data(spec, 64, synthetic_root, mode="all", stride=0)
+
+    ckpt = str(tmp_path / "ckpt")
+    args = _run(train_AE, get_train_ae_parser(), [
+        "--config", "options/configs/mardm_ae.yaml", "--dataset_name", "synthetic", "--data_root", synthetic_root,
+        "--checkpoints_dir", ckpt, "--name", "every", "--model", "AE_Tiny", "--epoch", "1", "--batch_size", "256",
+        "--num_workers", "0", "--log_every", "5", "--val_batches", "1"])
+    assert args.window_mode == "all" and args.window_stride == 1
+    state = load_checkpoint(os.path.join(ckpt, "synthetic", "every", "model", "latest.tar"))
+    assert state["step"] == len(every.train) // 256
+
+
+@pytest.mark.parametrize("preset", ["momask_rvq", "mardm_ae", "fsq_ae_high"])
+def test_epoch_based_reference_presets_train_on_every_window(preset):
+    from options.config import load_config
+
+    config = load_config(os.path.join("options", "configs", f"{preset}.yaml"))
+    assert config["window_mode"] == "all" and config["window_stride"] == 1 and config["window_size"] == 64

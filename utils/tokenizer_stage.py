@@ -40,12 +40,23 @@ class WindowData(NamedTuple):
     std: np.ndarray
 
 
-def load_window_data(spec: DatasetSpec, window_size: int | None, data_root: str | None = None) -> WindowData:
-    """Random windows of the train split; the first window of each val clip (deterministic validation)."""
+def load_window_data(spec: DatasetSpec, window_size: int | None, data_root: str | None = None,
+                     mode: str = "random", stride: int = 1) -> WindowData:
+    """Training windows of the train split; the first window of each val clip (deterministic validation).
+
+    ``mode`` decides what an epoch is: ``"random"``, one random window per clip (T2M-GPT / MotionMillion); ``"all"``,
+    every window whose start is a multiple of ``stride`` (MoMask / MARDM train on every window, stride 1).
+    """
+    if mode not in ("random", "all"):
+        raise ValueError(f"window mode must be 'random' or 'all', got {mode!r}")
+    if stride < 1:
+        raise ValueError(f"--window_stride must be >= 1, got {stride}")
     mean, std = load_mean_std(spec, data_root)
-    train = MotionWindowDataset(spec, "train", mean, std, window_size, data_root, mode="random")
+    train = MotionWindowDataset(spec, "train", mean, std, window_size, data_root, mode=mode,
+                                stride=stride if mode == "all" else None)
     val = MotionWindowDataset(spec, "val", mean, std, window_size, data_root, mode="first")
-    logger.info("%s: %d training clips, %d validation windows of %d frames", spec.name, len(train), len(val),
+    logger.info("%s: %d training %s, %d validation windows of %d frames", spec.name, len(train),
+                "clips (one random window each)" if mode == "random" else f"windows (stride {stride})", len(val),
                 train.window_size)
     return WindowData(train, val, mean, std)
 
@@ -230,7 +241,8 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     set_seed(args.seed)
 
     # ---------------------------------------------------------------- data
-    data = load_window_data(spec, args.window_size, args.data_root)
+    data = load_window_data(spec, args.window_size, args.data_root, getattr(args, "window_mode", "random"),
+                            getattr(args, "window_stride", 1))
     extra_meta, collate_fn, position = {}, None, None
     if body_part:
         # One body part: its feature columns, statistics and (all-feature) reconstruction terms.

@@ -159,6 +159,10 @@ def test_defaults_seeds_and_options(momask):
     assert momask.sampling_settings().to_dict() == {
         "time_steps": 10, "cfg": 4.0, "temperature": 1.0, "snap": True, "topk_filter_thres": 0.9,
         "sampling": "categorical", "res_cond_scale": 5.0, "res_temperature": 1.0}
+    # MoMask evaluates KIT-ML with guidance 2 (--cfg's help promises the per-dataset default).
+    assert momask.backend.settings(dataset="kit").cfg == 2.0
+    assert momask.backend.settings(dataset="kit", cfg=3.0).cfg == 3.0
+    assert momask.backend.settings(dataset="t2m").cfg == 4.0
 
     def tokens(text="a person walks", **kw):
         return momask.generate([text], [32], time_steps=4, seed=1, **kw).tokens
@@ -184,6 +188,9 @@ def test_mardm_runs_refuse_momask_options(runs, synthetic_root, tmp_path):
     tok = save_tokenizer(str(tmp_path), synthetic_root, "ae", "AE_Tiny")
     gen = load_generator(save_generator(str(tmp_path), synthetic_root, "gen", "MARDM-SiT-Tiny", tok, paths["clip"]))
     assert gen.sampling_settings().to_dict() == {"time_steps": 18, "cfg": 4.5, "temperature": 1.0, "snap": True}
+    assert gen.backend.settings(dataset="kit").cfg == 2.5 and gen.backend.settings(dataset="t2m_67").cfg == 4.5
+    gen.spec = get_dataset_spec("kit")  # the generator's own dataset picks the default
+    assert gen.sampling_settings().cfg == 2.5 and gen.sampling_settings(cfg=4.5).cfg == 4.5
     with pytest.raises(ValueError, match=r"mardm generators have no sampling option \['res_cond_scale'\]"):
         gen.generate(["a person walks"], [8], time_steps=2, res_cond_scale=2.0)
     with pytest.raises(CheckpointError, match="mardm generators take no residual run"):

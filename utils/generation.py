@@ -15,11 +15,11 @@ in ``utils.generation_momask`` and registers itself when this module is imported
 ``MotionGenerator``: text encoding, lengths, decoding, de-normalisation and joints. Two families:
 
 - ``mardm`` (MARDM, FSQ-MARDM, VQ-MARDM; ``train_MARDM.py``): continuous tokens from masked diffusion, snapped onto
-  the tokenizer's grid / codebook. Defaults 18 steps, guidance 4.5.
+  the tokenizer's grid / codebook. Defaults 18 steps, guidance 4.5 (2.5 on KIT-ML).
 - ``momask`` (``train_t2m_transformer.py`` + optionally ``train_res_transformer.py``): the masked transformer samples
   the base-layer codes, the residual transformer (``res_run``) the codes of RVQ layers 1..Q-1, and the tokenizer
   decodes them (layers without a residual run decode as zero, so a base-only sample is the coarse motion). Defaults
-  10 steps, guidance 4 (MoMask's evaluation command); options ``topk_filter_thres`` (0.9), ``sampling``
+  10 steps, guidance 4, 2 on KIT-ML (MoMask's evaluation commands); options ``topk_filter_thres`` (0.9), ``sampling``
   ("categorical"; "gumbel" is MoMask's ``gsample``), ``res_cond_scale`` (5) and ``res_temperature`` (1).
 
 Lengths are in frames, rounded down to whole tokens (``unit_length`` frames) and clamped to the dataset's maximum;
@@ -106,28 +106,31 @@ class GeneratorBackend:
 
     ``handles(state)`` says whether a loaded checkpoint belongs to the family. Tokens are whatever the family
     generates, ``(B, N, ...)`` with N = max(token_lengths); ``decode_tokens`` receives tokens of one length.
-    ``default_time_steps`` / ``default_cfg`` are the family's published sampling settings and ``sampling_options``
-    its own options with their defaults; ``takes_residual`` whether ``attach_residual`` accepts a second model.
+    ``default_time_steps`` / ``default_cfg`` are the family's published sampling settings (``dataset_cfg``: the
+    guidance published for other datasets, by dataset name) and ``sampling_options`` its own options with their
+    defaults; ``takes_residual`` whether ``attach_residual`` accepts a second model.
     """
 
     family: ClassVar[str] = ""
     takes_residual: ClassVar[bool] = False
     default_time_steps: ClassVar[int] = 18
     default_cfg: ClassVar[float] = 4.5
+    dataset_cfg: ClassVar[dict[str, float]] = {"kit": 2.5}  # MARDM's README: 4.5 on HumanML3D, 2.5 on KIT-ML
     sampling_options: ClassVar[dict[str, Any]] = {}
     model: nn.Module
 
     def settings(self, time_steps: int | None = None, cfg: float | None = None, temperature: float = 1.0,
-                 snap: bool = True, **options: Any) -> SamplingSettings:
-        """The settings a sample is drawn with: None takes the family's default; unknown options fail naming the
-        family's options."""
+                 snap: bool = True, dataset: str | None = None, **options: Any) -> SamplingSettings:
+        """The settings a sample is drawn with: None takes the family's default for ``dataset`` (a dataset name);
+        unknown options fail naming the family's options."""
         unknown = sorted(set(options) - set(self.sampling_options))
         if unknown:
             known = sorted(self.sampling_options) or "none"
             raise ValueError(f"{self.family} generators have no sampling option {unknown}; theirs: {known}")
-        return SamplingSettings(int(self.default_time_steps if time_steps is None else time_steps),
-                                float(self.default_cfg if cfg is None else cfg), float(temperature), bool(snap),
-                                {**self.sampling_options, **options})
+        if cfg is None:
+            cfg = self.dataset_cfg.get(dataset or "", self.default_cfg)
+        return SamplingSettings(int(self.default_time_steps if time_steps is None else time_steps), float(cfg),
+                                float(temperature), bool(snap), {**self.sampling_options, **options})
 
     def attach_residual(self, state: dict[str, Any], weights: dict[str, Tensor], path: str,
                         device: torch.device) -> None:
@@ -384,9 +387,10 @@ class MotionGenerator:
     # ----- sampling -------------------------------------------------------------------------------------------------
     def sampling_settings(self, time_steps: int | None = None, cfg: float | None = None, temperature: float = 1.0,
                           snap: bool = True, **options: Any) -> SamplingSettings:
-        """The settings ``generate`` would use: None takes the family's default (MARDM 18 steps / guidance 4.5,
-        MoMask 10 / 4), ``options`` the family's own (see ``backend.sampling_options``)."""
-        return self.backend.settings(time_steps, cfg, temperature, snap, **options)
+        """The settings ``generate`` would use: None takes the family's default for the generator's dataset (MARDM 18
+        steps / guidance 4.5, 2.5 on KIT-ML; MoMask 10 / 4, 2 on KIT-ML), ``options`` the family's own (see
+        ``backend.sampling_options``)."""
+        return self.backend.settings(time_steps, cfg, temperature, snap, dataset=self.spec.name, **options)
 
     @torch.no_grad()
     def generate(self, texts: list[str], lengths_frames: list[int] | Tensor | None = None,
@@ -400,7 +404,7 @@ class MotionGenerator:
             lengths_frames: (B,) lengths in frames (rounded down to whole tokens, clamped to ``max_frames``); None
                 samples them with the length estimator.
             time_steps, cfg, temperature: sampling settings; None takes the family's default (MARDM: 18, 4.5;
-                MoMask: 10, 4); temperature 1.0.
+                MoMask: 10, 4; guidance 2.5 / 2 on KIT-ML); temperature 1.0.
             seed: seeds a private generator on the model's device; or pass ``generator``; with neither the global
                 RNG is used (as the evaluation protocol, which seeds it per replication, expects).
             snap: project tokens onto the tokenizer's grid / codebook; False is the no-snapping ablation (MARDM).

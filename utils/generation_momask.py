@@ -57,6 +57,7 @@ class MoMaskBackend(GeneratorBackend):
     takes_residual = True
     default_time_steps = 10
     default_cfg = 4.0
+    dataset_cfg = {"kit": 2.0}  # MoMask's evaluation commands: cond_scale 4 on HumanML3D, 2 on KIT-ML
     sampling_options = {"topk_filter_thres": 0.9, "sampling": "categorical", "res_cond_scale": 5.0,
                         "res_temperature": 1.0}
 
@@ -111,8 +112,8 @@ class MoMaskBackend(GeneratorBackend):
         return int(self.model.text_dim)
 
     def settings(self, time_steps: int | None = None, cfg: float | None = None, temperature: float = 1.0,
-                 snap: bool = True, **options: Any) -> SamplingSettings:
-        settings = super().settings(time_steps, cfg, temperature, snap, **options)
+                 snap: bool = True, dataset: str | None = None, **options: Any) -> SamplingSettings:
+        settings = super().settings(time_steps, cfg, temperature, snap, dataset, **options)
         opts = settings.options
         if not snap:
             raise ValueError("MoMask generates codebook indices, which are always on the codebook; snap=False "

@@ -20,6 +20,11 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                            "epoch on HumanML3D)")
     data.add_argument("--window_stride", type=int, default=1,
                       help="frames between the starts of consecutive windows of a clip with --window_mode all")
+    data.add_argument("--feat_bias", type=float, default=1.0,
+                      help="divide the std of the root and foot-contact feature groups by this before training, so "
+                           "those dims weigh more in the loss; 1 uses the dataset's Mean/Std (MARDM, MotionMillion). "
+                           "MoMask trains on HumanML3D with 25 (its feat_bias 5, applied twice: the statistics the "
+                           "Guo et al. evaluator ships)")
     data.add_argument("--recons_loss", type=str, default="l1_smooth", choices=RECONS_LOSSES,
                       help="reconstruction loss over all features")
     data.add_argument("--aux_loss_joints", "--loss_vel", dest="aux_loss_joints", type=float, default=None,

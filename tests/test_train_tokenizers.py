@@ -190,3 +190,27 @@ def test_epoch_based_reference_presets_train_on_every_window(preset):
 
     config = load_config(os.path.join("options", "configs", f"{preset}.yaml"))
     assert config["window_mode"] == "all" and config["window_stride"] == 1 and config["window_size"] == 64
+
+
+def test_feat_bias_trains_on_the_reference_statistics(tmp_path, synthetic_root):
+    # MoMask trains its RVQ-VAE with the std of the root and foot-contact groups divided by 25; --feat_bias gives
+    # that normalisation and the checkpoint records it, so evaluation and later stages de-normalise with it.
+    from options.config import load_config
+    from utils.dataset_specs import get_dataset_spec
+    from utils.normalization import feat_bias_normalization, load_mean_std
+
+    assert load_config(os.path.join("options", "configs", "momask_rvq.yaml"))["feat_bias"] == 25.0
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    mean, std = load_mean_std(spec, synthetic_root)
+    ckpt = str(tmp_path / "ckpt")
+    _run(train_vq, get_train_vq_parser(), [
+        "--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--name", "fb",
+        "--model", "RVQVAE_Tiny", "--max_iters", "4", "--feat_bias", "25", *COMMON])
+    recorded = load_checkpoint(os.path.join(ckpt, "synthetic", "fb", "model", "latest.tar"))["dataset"]
+    expected = std.copy()
+    expected[:4] /= 25
+    expected[-4:] /= 25
+    np.testing.assert_allclose(np.asarray(recorded["std"]), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(recorded["mean"]), mean)
+    with pytest.raises(ValueError, match="feature bias must be > 0"):
+        feat_bias_normalization(mean, std, spec, 0.0)

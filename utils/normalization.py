@@ -116,15 +116,24 @@ def eval_normalization(mean: np.ndarray, std: np.ndarray, spec: DatasetSpec) -> 
     function: the evaluator's own ``mean.npy``/``std.npy`` must be loaded from its folder for evaluation. Datasets
     whose spec has ``eval_feat_bias == 1`` (t2m_67, MotionMillion, BEAT-X) get their statistics back unchanged.
     """
+    return feat_bias_normalization(mean, std, spec, spec.eval_feat_bias, "eval_normalization")
+
+
+def feat_bias_normalization(mean: np.ndarray, std: np.ndarray, spec: DatasetSpec, feat_bias: float,
+                            who: str = "feat_bias_normalization") -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) with the std of ``spec.root_groups`` and ``spec.contact_group`` divided by ``feat_bias`` (the Guo
+    et al. feature bias; 1 returns copies of the inputs). Shapes (D,) in, (D,) out; inputs are not modified."""
     std = np.array(std, dtype=np.float32, copy=True)
     mean = np.array(mean, dtype=np.float32, copy=True)
     if std.shape != (spec.dim_pose,) or mean.shape != (spec.dim_pose,):
-        raise ValueError(f"eval_normalization: mean {mean.shape} and std {std.shape}; expected ({spec.dim_pose},) "
+        raise ValueError(f"{who}: mean {mean.shape} and std {std.shape}; expected ({spec.dim_pose},) "
                          f"for dataset {spec.name!r}")
-    if spec.eval_feat_bias != 1.0:
+    if not feat_bias > 0:
+        raise ValueError(f"{who}: the feature bias must be > 0, got {feat_bias}")
+    if feat_bias != 1.0:
         groups = list(spec.root_groups) + ([spec.contact_group] if spec.contact_group else [])
         for name in groups:
-            std[spec.group(name)] /= spec.eval_feat_bias
+            std[spec.group(name)] /= feat_bias
     return mean, std
 
 

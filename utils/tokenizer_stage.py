@@ -1,8 +1,9 @@
 """What ``train_AE.py`` and ``train_vq.py`` share: window data, the loss, validation and the checkpoint record.
 
 The scripts decide *what* to build (which registry entry, which flags); this module and ``utils.engine`` decide *how*
-to train it. Tokenizers are trained on z-normalised features with the dataset's own Mean/Std, which every checkpoint
-records; evaluation de-normalises with them and re-normalises with the evaluator's statistics.
+to train it. Tokenizers are trained on z-normalised features with the dataset's own Mean/Std (``--feat_bias`` divides
+the std of the root and foot-contact groups, as T2M-GPT and MoMask train), which every checkpoint records; evaluation
+de-normalises with them and re-normalises with the evaluator's statistics.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from utils.dataset_specs import DatasetSpec
 from utils.datasets import MotionWindowDataset
 from utils.losses import tokenizer_loss
 from utils.motion_process import features_to_joints
-from utils.normalization import load_mean_std
+from utils.normalization import feat_bias_normalization, load_mean_std
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +42,18 @@ class WindowData(NamedTuple):
 
 
 def load_window_data(spec: DatasetSpec, window_size: int | None, data_root: str | None = None,
-                     mode: str = "random", stride: int = 1) -> WindowData:
+                     mode: str = "random", stride: int = 1, feat_bias: float = 1.0) -> WindowData:
     """Training windows of the train split; the first window of each val clip (deterministic validation).
 
     ``mode`` decides what an epoch is: ``"random"``, one random window per clip (T2M-GPT / MotionMillion); ``"all"``,
     every window whose start is a multiple of ``stride`` (MoMask / MARDM train on every window, stride 1).
+    ``feat_bias`` divides the std of the root and foot-contact groups (1: the dataset's Mean/Std as they are).
     """
     if mode not in ("random", "all"):
         raise ValueError(f"window mode must be 'random' or 'all', got {mode!r}")
     if stride < 1:
         raise ValueError(f"--window_stride must be >= 1, got {stride}")
-    mean, std = load_mean_std(spec, data_root)
+    mean, std = feat_bias_normalization(*load_mean_std(spec, data_root), spec, feat_bias, "--feat_bias")
     train = MotionWindowDataset(spec, "train", mean, std, window_size, data_root, mode=mode,
                                 stride=stride if mode == "all" else None)
     val = MotionWindowDataset(spec, "val", mean, std, window_size, data_root, mode="first")
@@ -242,7 +244,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
 
     # ---------------------------------------------------------------- data
     data = load_window_data(spec, args.window_size, args.data_root, getattr(args, "window_mode", "random"),
-                            getattr(args, "window_stride", 1))
+                            getattr(args, "window_stride", 1), getattr(args, "feat_bias", 1.0))
     extra_meta, collate_fn, position = {}, None, None
     if body_part:
         # One body part: its feature columns, statistics and (all-feature) reconstruction terms.

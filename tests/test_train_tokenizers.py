@@ -199,7 +199,8 @@ def test_feat_bias_trains_on_the_reference_statistics(tmp_path, synthetic_root):
     from utils.dataset_specs import get_dataset_spec
     from utils.normalization import feat_bias_normalization, load_mean_std
 
-    assert load_config(os.path.join("options", "configs", "momask_rvq.yaml"))["feat_bias"] == 25.0
+    momask = load_config(os.path.join("options", "configs", "momask_rvq.yaml"))
+    assert momask["feat_bias"] == 25.0
     spec = get_dataset_spec("synthetic", synthetic_root)
     mean, std = load_mean_std(spec, synthetic_root)
     ckpt = str(tmp_path / "ckpt")
@@ -214,3 +215,13 @@ def test_feat_bias_trains_on_the_reference_statistics(tmp_path, synthetic_root):
     np.testing.assert_allclose(np.asarray(recorded["mean"]), mean)
     with pytest.raises(ValueError, match="feature bias must be > 0"):
         feat_bias_normalization(mean, std, spec, 0.0)
+
+
+def test_momask_rvq_preset_is_the_readme_command():
+    # MoMask README: --batch_size 256 --num_quantizers 6 --max_epoch 50 --quantize_dropout_prob 0.2 --gamma 0.05
+    from options.config import load_config
+
+    preset = load_config(os.path.join("options", "configs", "momask_rvq.yaml"))
+    assert (preset["batch_size"], preset["num_quantizers"], preset["epoch"]) == (256, 6, 50)
+    assert preset["quantize_dropout_prob"] == 0.2 and preset["lr_decay"] == 0.05
+    assert preset["nb_code"] == preset["code_dim"] == 512 and preset["commit"] == 0.02

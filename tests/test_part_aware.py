@@ -12,6 +12,7 @@ import torch
 
 import evaluation_AE
 import models.tokenizers as tokenizers
+import train_vq
 from models.loader import load_tokenizer
 from models.part_aware import (
     PART_AWARE_MODELS,
@@ -22,7 +23,8 @@ from models.part_aware import (
 )
 from options.config import parse_with_config
 from options.eval_options import get_evaluation_ae_parser
-from utils.checkpoint import save_checkpoint
+from options.tokenizer_options import get_train_vq_parser
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.conditions import (
     UNKNOWN,
     ConditionedWindowDataset,
@@ -365,3 +367,32 @@ def test_evaluation_reconstructs_each_clip_under_its_labels(synthetic_root, tmp_
     assert gender == [vocab["gender"].index(truth[c]["gender"]) for c in clips]
     assert species.count(0) == clips.count(test_ids[0]) >= 1 and min(gender) > 0
     assert any("species=alien (1 clips" in r.message for r in caplog.records)
+
+
+def test_training_vocabularies_come_from_the_training_clips(synthetic_root, tmp_path, caplog) -> None:
+    """train_vq.py --conditions gives a value that only val/test clips carry no id of its own (its embedding would
+    never be trained): those clips get <unk>, with a warning. Resuming under relabelled values is refused, even when
+    the vocabulary sizes (and so the model arguments) stay the same."""
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    held_out = read_split(str(root), "val") + read_split(str(root), "test")
+    labels = {**_labels_for(read_split(str(root), "train")),
+              **{clip: {"species": "alien", "gender": "female"} for clip in held_out}}
+    write_conditions(str(root), labels)
+    argv = ["--dataset_name", "synthetic", "--data_root", str(root), "--checkpoints_dir", str(tmp_path / "ck"),
+            "--name", "cond", "--model", TINY, "--conditions", "species", "gender", "--batch_size", "8",
+            "--num_workers", "0", "--warm_up_iter", "1", "--log_every", "2", "--save_every", "2", "--eval_every", "2",
+            "--val_batches", "1", "--window_size", "32"]
+    caplog.set_level(logging.WARNING, logger="utils.tokenizer_stage")
+    train_vq.main(parse_with_config(get_train_vq_parser(), [*argv, "--max_iters", "2"]))
+    latest = str(tmp_path / "ck" / "synthetic" / "cond" / "model" / "latest.tar")
+    saved = load_checkpoint(latest)
+    assert saved["conditions"]["vocabularies"] == {"species": [UNKNOWN, "human", "robot"],
+                                                   "gender": [UNKNOWN, "female", "male"]}
+    assert saved["model_args"]["conditions"] == {"species": 3, "gender": 3}
+    assert any(f"species=alien ({len(held_out)} clips" in r.message for r in caplog.records)
+
+    write_conditions(str(root), {clip: {**value, "species": value["species"].replace("human", "person")}
+                                 for clip, value in labels.items()})
+    with pytest.raises(CheckpointError, match="conditions differ"):
+        train_vq.main(parse_with_config(get_train_vq_parser(), [*argv, "--max_iters", "4", "--is_continue"]))

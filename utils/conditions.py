@@ -5,9 +5,9 @@
     {"000000": {"species": "human", "gender": "female"}, "000001": {"species": "dog", "gender": "male"}, ...}
 
 Each condition name gets a vocabulary: ``"<unk>"`` at index 0, then the values found in the file, sorted, so the ids
-do not depend on the order of the file. Index 0 is what a clip without that label (or a model called without
-conditions) gets. Checkpoints store the vocabularies (``ConditionLabels.to_dict``) so inference maps labels to the
-ids the model was trained with.
+do not depend on the order of the file; training keeps only the values of its training clips (``training_labels``).
+Index 0 is what a clip without that label (or a model called without conditions) gets. Checkpoints store the
+vocabularies (``ConditionLabels.to_dict``) so inference maps labels to the ids the model was trained with.
 
 ``ConditionedWindowDataset`` wraps a ``MotionWindowDataset``: item i is ``ConditionedWindow(motion (T, D), cond_ids
 (C,))`` with the labels of the clip the window came from; ``CollateConditions`` batches items into
@@ -122,6 +122,39 @@ def build_condition_labels(labels: Mapping[str, Mapping[str, str]], names: Seque
         vocabularies[name] = (UNKNOWN, *values)
     kept = {clip_id: {n: v for n, v in entry.items() if n in names} for clip_id, entry in clean.items()}
     return ConditionLabels(names, vocabularies, kept, source)
+
+
+def training_labels(labels: ConditionLabels, train_ids: Sequence[str]) -> tuple[ConditionLabels, dict[str, list[str]]]:
+    """``labels`` with vocabularies built from the values of the clips ``train_ids`` only.
+
+    A value that no training clip carries would otherwise get an id whose embedding training never updates; here it is
+    dropped from the clips that carry it (val/test), so they encode it as unknown (id 0). Returns the labels and
+    ``{"name=value": clip ids}`` of the dropped values.
+    """
+    train_ids = set(train_ids)
+    seen = {name: {entry[name] for clip_id, entry in labels.labels.items() if clip_id in train_ids and name in entry}
+            for name in labels.names}
+    vocabularies = {name: (UNKNOWN, *sorted(seen[name] - {UNKNOWN})) for name in labels.names}
+    trained = ConditionLabels(labels.names, vocabularies, {}, labels.source)
+    return with_vocabularies(labels, trained)
+
+
+def with_vocabularies(labels: ConditionLabels,
+                      trained: ConditionLabels) -> tuple[ConditionLabels, dict[str, list[str]]]:
+    """The per-clip ``labels`` under ``trained``'s names and vocabularies (those a model was trained with): a value
+    outside them is dropped, so it encodes as unknown (id 0), as a missing label does. Returns the labels and
+    ``{"name=value": clip ids}`` of the dropped values."""
+    kept, unseen = {}, {}
+    for clip_id, values in labels.labels.items():
+        kept[clip_id] = {}
+        for name, value in values.items():
+            if name not in trained.vocabularies:
+                continue
+            if value in trained.vocabularies[name]:
+                kept[clip_id][name] = value
+            else:
+                unseen.setdefault(f"{name}={value}", []).append(clip_id)
+    return ConditionLabels(trained.names, trained.vocabularies, kept, labels.source), unseen
 
 
 def _conditions_path(path_or_root: str) -> str:

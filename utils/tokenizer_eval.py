@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from models.quantizers import code_counts
 from utils.checkpoint import CheckpointError, check_matches
-from utils.conditions import ConditionLabels, read_conditions
+from utils.conditions import ConditionLabels, read_conditions, with_vocabularies
 from utils.dataset_specs import DatasetSpec
 from utils.metrics import calculate_mpjpe_per_sequence, mpjpe_per_frame
 from utils.motion_process import features_to_joints
@@ -112,18 +112,11 @@ def evaluation_conditions(record: dict[str, Any], path: str, root: str) -> Condi
     A value training never saw is dropped, i.e. encoded as unknown (id 0), and listed in a warning (counted over the
     whole file, not only the evaluated split)."""
     trained = ConditionLabels.from_dict(record, source=f"{path} (conditions)")
-    found = read_conditions(root, trained.names)
-    # A value training never saw has no id of its own: it is encoded as unknown (id 0), as a missing label is.
-    labels, unseen = {}, {}
-    for clip_id, values in found.labels.items():
-        labels[clip_id] = {name: value for name, value in values.items() if value in trained.vocabularies[name]}
-        for name, value in values.items():
-            if value not in trained.vocabularies[name]:
-                unseen.setdefault(f"{name}={value}", []).append(clip_id)
+    labels, unseen = with_vocabularies(read_conditions(root, trained.names), trained)
     if unseen:
-        logger.warning("%s: labels the tokenizer was not trained with are encoded as unknown: %s", found.source,
+        logger.warning("%s: labels the tokenizer was not trained with are encoded as unknown: %s", labels.source,
                        "; ".join(f"{label} ({len(ids)} clips, e.g. {ids[0]})" for label, ids in unseen.items()))
-    return ConditionLabels(trained.names, trained.vocabularies, labels, found.source)
+    return labels
 
 
 def batch_conditions(labels: ConditionLabels, clip_ids: list[str]) -> dict[str, torch.Tensor]:

@@ -220,7 +220,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     from models.part_aware import PART_AWARE_MODELS, joint_part_indices
     from models.tokenizers import build_tokenizer
     from options.config import resolve_max_iters, save_config
-    from utils.conditions import ConditionedWindowDataset, read_conditions
+    from utils.conditions import ConditionedWindowDataset, read_conditions, training_labels
     from utils.dataset_specs import get_dataset_spec
     from utils.engine import EngineConfig, check_run_start, train
     from utils.logging_utils import setup_logging
@@ -260,9 +260,15 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
         if "code_dim" in overrides:
             overrides.setdefault("output_emb_width", overrides["code_dim"])
         if conditions:
-            labels = read_conditions(args.data_root or spec.root, conditions)
+            # Vocabularies come from the training clips: a value only val/test clips carry is unknown (id 0) there,
+            # as evaluation_AE.py treats it, rather than an id whose embedding training never updates.
+            train_ids = [data.train.index.clip_id(int(r)) for r in data.train.clips]
+            labels, unseen = training_labels(read_conditions(args.data_root or spec.root, conditions), train_ids)
+            if unseen:
+                logger.warning("%s: values no training clip carries are encoded as unknown: %s", labels.source,
+                               "; ".join(f"{v} ({len(ids)} clips, e.g. {ids[0]})" for v, ids in unseen.items()))
             data = data._replace(train=ConditionedWindowDataset(data.train, labels),
-                                 val=ConditionedWindowDataset(data.val, labels))
+                                 val=ConditionedWindowDataset(data.val, labels, require_labels=False))
             collate_fn = data.train.collate
             overrides["conditions"] = labels.vocab_sizes()
             extra_meta["conditions"] = labels.to_dict()
@@ -303,8 +309,8 @@ def check_tokenizer_resume(latest_path: str, meta: dict[str, Any]) -> None:
     if not os.path.isfile(latest_path):
         return  # the engine reports the missing checkpoint with the flags to check
     saved = load_checkpoint(latest_path)
-    for key in ("stage", "model_name", "model_args"):
-        check_matches(latest_path, key, saved.get(key), meta[key])
+    for key in ("stage", "model_name", "model_args", "conditions"):
+        check_matches(latest_path, key, saved.get(key), meta.get(key))
     saved_data, data = saved.get("dataset") or {}, meta["dataset"]
     check_matches(latest_path, "dataset name", saved_data.get("name"), data["name"])
     for key in ("mean", "std"):

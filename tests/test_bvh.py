@@ -431,3 +431,29 @@ def test_import_warns_about_a_wrong_up_axis_or_unit(tmp_path, caplog):
             import_bvh_folder(str(src), str(tmp_path / out), _write_yaml(tmp_path / f"{out}.yaml", names, **extra))
         warned = [r.message for r in caplog.records if "up_axis" in r.message or "unit_scale" in r.message]
         assert (warned == []) if message is None else (len(warned) == 1 and message in warned[0]), warned
+
+
+def test_import_names_the_clip_and_bone_of_a_collapsed_mapping(tmp_path, monkeypatch):
+    """A mapping that puts a joint on its parent's point (a skeleton without collars mapped onto the spine) fails
+    naming the clip, the bone, the frame and what the YAML maps both ends to, not an anonymous joint index."""
+    src = tmp_path / "mocap"
+    src.mkdir()
+    write_bvh(src / "jump.bvh", synthesize_motion(np.random.default_rng(8), "jump").joints, fps=20)
+    joints = {n: n for n in SMPL22_JOINT_NAMES}
+    joints["left_collar"] = "spine3"
+    skeleton = _write_yaml(tmp_path / "no_collars.yaml", joints)
+    with pytest.raises(ValueError, match=r"jump\.bvh: SMPL-22 joint left_collar and its parent spine3 are at the "
+                                         r"same point in frame 1 of \d+ \(skeleton 'mine': they both map to spine3\)"):
+        import_bvh_folder(str(src), str(tmp_path / "Out"), skeleton)
+
+    # Errors of the later passes name the clip too; a clip without frames says so.
+    skeleton = _write_yaml(tmp_path / "smpl_names.yaml", {n: n for n in SMPL22_JOINT_NAMES})
+    monkeypatch.setattr("utils.bvh_import.write_motion", lambda *a: (_ for _ in ()).throw(ValueError("boom")))
+    with pytest.raises(ValueError, match=r"jump\.bvh: boom"):
+        import_bvh_folder(str(src), str(tmp_path / "Out"), skeleton)
+    text = (src / "jump.bvh").read_text()
+    head, _ = text.split("MOTION")
+    (src / "jump.bvh").write_text(head + "MOTION\nFrames: 0\nFrame Time: 0.05\n")
+    with pytest.raises(ValueError, match=r"jump\.bvh: the MOTION section has 0 frames"):
+        import_bvh_folder(str(src), str(tmp_path / "Out"), skeleton)
+    assert not list(tmp_path.glob("Out*"))

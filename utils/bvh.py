@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from utils.dataset_specs import T2M_KINEMATIC_CHAIN
 from utils.motion_process import joints_fps_resample
 
 logger = logging.getLogger(__name__)
@@ -454,6 +455,35 @@ def map_to_smpl22(positions: np.ndarray, names: Sequence[str], skeleton: Skeleto
     if skeleton.up_axis == "z":
         joints = np.stack([joints[..., 0], joints[..., 2], -joints[..., 1]], axis=-1)
     return joints
+
+
+def _describe(source: tuple[str, str, float]) -> str:
+    a, b, weight = source
+    if a == b or weight == 0.0:
+        return a
+    return b if weight == 1.0 else f"between {a} and {b} (weight {weight:g})"
+
+
+def check_bones(joints: np.ndarray, skeleton: SkeletonMap, source: str = "<bvh>") -> None:
+    """SMPL-22 joints ``(T, 22, 3)`` must lie apart from their parents in every frame: a zero-length bone has no
+    direction, so the features' inverse kinematics cannot be computed. The error names the bone, the frame and what
+    ``skeleton`` maps both ends to (a skeleton without collar joints, say, needs them interpolated between two of
+    its joints rather than mapped onto the spine joint)."""
+    parents = parents_from_chain(T2M_KINEMATIC_CHAIN, len(SMPL22_JOINT_NAMES))
+    children = np.arange(1, len(parents))
+    lengths = np.linalg.norm(joints[:, children] - joints[:, [parents[j] for j in children]], axis=-1)
+    bad = np.argwhere(~(lengths > 0))  # also NaN
+    if len(bad) == 0:
+        return
+    frame, j = int(bad[0, 0]), int(children[bad[0, 1]])
+    p = parents[j]
+    child, parent = SMPL22_JOINT_NAMES[j], SMPL22_JOINT_NAMES[p]
+    ends = (_describe(skeleton.sources[j]), _describe(skeleton.sources[p]))
+    mapped = f"both map to {ends[0]}" if ends[0] == ends[1] else f"map to {ends[0]} and {ends[1]}"
+    raise ValueError(f"{source}: SMPL-22 joint {child} and its parent {parent} are at the same point in frame "
+                     f"{frame + 1} of {len(joints)} (skeleton {skeleton.name!r}: they {mapped}); every bone needs a "
+                     f"length: map {child} to another joint, or between two: {{between: [JointA, JointB], "
+                     f"weight: 0.5}}")
 
 
 def _clean_fps(fps: float) -> float:

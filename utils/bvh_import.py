@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.bvh import SkeletonMap, bvh_to_smpl22, load_skeleton_map, parse_bvh
+from utils.bvh import SkeletonMap, bvh_to_smpl22, check_bones, load_skeleton_map, parse_bvh
 from utils.bvh_captions import captions_from_name, is_bandai_name, read_labels
 from utils.dataset_io import make_layout_dirs, split_groups, write_mean_std, write_motion, write_split_files
 from utils.dataset_specs import DATASETS, SPEC_FILE, DatasetSpec, humanml3d_spec
@@ -155,34 +155,11 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, skel: Skeleton
     summary = ImportSummary(out_dir=out)
     groups: list[list[str]] = []
     for path in iterate(files, desc=f"import {spec.name}", unit="clip"):
-        joints = bvh_to_smpl22(parse_bvh(path), skel, target_fps)
-        if joints.shape[0] < 2:
-            raise ValueError(f"{path}: {joints.shape[0]} frame(s) at {target_fps} fps; need at least 2")
-        height, span = body_extent(joints)
-        if height < LYING_RATIO * span:
-            summary.lying.append(path.stem)
-        if not MIN_BODY_M <= max(height, span) <= MAX_BODY_M:
-            summary.odd_size.append(f"{path.stem} ({max(height, span):.2g} m)")
-        if path.stem in label_map:
-            captions = label_map[path.stem]
-            summary.captions_from_labels += 1
-        else:
-            captions = captions_from_name(path.stem, rng)
-            summary.captions_from_names += 1
-            if not is_bandai_name(path.stem):
-                summary.generic_captions.append(path.stem)
-        lines = [format_text_line(c) for c in captions]
-        bounds = chunk_bounds(joints.shape[0], spec.max_motion_length)
-        if len(bounds) > 1:
-            summary.chunked_clips.append(path.stem)
-        ids = []
-        for k, (a, b) in enumerate(bounds):
-            clip_id = path.stem if len(bounds) == 1 else f"{path.stem}_c{k}"
-            features = write_motion(out, clip_id, joints[a:b + 1], lines)
-            if features.shape[0] < spec.min_motion_length:
-                summary.too_short.append(clip_id)
-            summary.frames += features.shape[0]
-            ids.append(clip_id)
+        try:
+            ids = _import_clip(path, out, spec, skel, target_fps, label_map, rng, summary)
+        except ValueError as e:
+            # Errors of the kinematics and the feature pass do not know the clip; the parser's already name it.
+            raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from e
         groups.append(ids)
         summary.clips += 1
         summary.motions += len(ids)
@@ -192,3 +169,42 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, skel: Skeleton
     spec.save(os.path.join(out, SPEC_FILE))
     summary.splits = {k: len(v) for k, v in splits.items()}
     return summary
+
+
+def _import_clip(path: Path, out: str, spec: DatasetSpec, skel: SkeletonMap, target_fps: float,
+                 label_map: dict[str, list[str]], rng: np.random.Generator, summary: ImportSummary) -> list[str]:
+    """One clip of ``_import_clips``: its motions (chunks) written to ``out``, ``summary`` updated; returns their
+    ids."""
+    parsed = parse_bvh(path)
+    if parsed.frames == 0:
+        raise ValueError(f"{path}: the MOTION section has 0 frames; need at least 2")
+    joints = bvh_to_smpl22(parsed, skel, target_fps)
+    if joints.shape[0] < 2:
+        raise ValueError(f"{path}: {joints.shape[0]} frame(s) at {target_fps} fps; need at least 2")
+    check_bones(joints, skel, str(path))
+    height, span = body_extent(joints)
+    if height < LYING_RATIO * span:
+        summary.lying.append(path.stem)
+    if not MIN_BODY_M <= max(height, span) <= MAX_BODY_M:
+        summary.odd_size.append(f"{path.stem} ({max(height, span):.2g} m)")
+    if path.stem in label_map:
+        captions = label_map[path.stem]
+        summary.captions_from_labels += 1
+    else:
+        captions = captions_from_name(path.stem, rng)
+        summary.captions_from_names += 1
+        if not is_bandai_name(path.stem):
+            summary.generic_captions.append(path.stem)
+    lines = [format_text_line(c) for c in captions]
+    bounds = chunk_bounds(joints.shape[0], spec.max_motion_length)
+    if len(bounds) > 1:
+        summary.chunked_clips.append(path.stem)
+    ids = []
+    for k, (a, b) in enumerate(bounds):
+        clip_id = path.stem if len(bounds) == 1 else f"{path.stem}_c{k}"
+        features = write_motion(out, clip_id, joints[a:b + 1], lines)
+        if features.shape[0] < spec.min_motion_length:
+            summary.too_short.append(clip_id)
+        summary.frames += features.shape[0]
+        ids.append(clip_id)
+    return ids

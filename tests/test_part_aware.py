@@ -396,3 +396,25 @@ def test_training_vocabularies_come_from_the_training_clips(synthetic_root, tmp_
                                  for clip, value in labels.items()})
     with pytest.raises(CheckpointError, match="conditions differ"):
         train_vq.main(parse_with_config(get_train_vq_parser(), [*argv, "--max_iters", "4", "--is_continue"]))
+
+
+def test_generator_stages_warn_about_a_conditional_tokenizer(synthetic_root, tmp_path, monkeypatch, caplog) -> None:
+    """A generator stage passes no clip labels: loading a conditional tokenizer there says that every motion is
+    encoded under <unk>; an unconditional part-aware tokenizer loads silently."""
+    from utils.generator_stage import load_stage_tokenizer
+
+    spec, labels, _, conditioned = _conditioned_model_and_data(synthetic_root, tmp_path)
+    mean, std = load_mean_std(spec, synthetic_root)
+    monkeypatch.setitem(tokenizers.TOKENIZERS, TINY, PART_AWARE_MODELS[TINY])
+    paths = {}
+    for name, model, record in (("cond", conditioned, labels.to_dict()), ("plain", PART_AWARE_MODELS[TINY](), None)):
+        paths[name] = str(tmp_path / f"{name}.tar")
+        save_checkpoint(paths[name], {"stage": "tokenizer", "model_name": TINY, "model_args": model.model_args,
+                                      "model": model.state_dict(), "conditions": record,
+                                      "dataset": dataset_record(spec, mean, std)})
+    caplog.set_level(logging.WARNING, logger="utils.generator_stage")
+    load_stage_tokenizer(paths["plain"], spec, TINY, "--vq_model")
+    assert not caplog.records
+    load_stage_tokenizer(paths["cond"], spec, TINY, "--vq_model")
+    assert any("conditioned on ['gender', 'species', 'text_emb']" in r.message and "<unk>" in r.message
+               for r in caplog.records)

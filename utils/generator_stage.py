@@ -159,6 +159,13 @@ def load_stage_tokenizer(path: str, spec: DatasetSpec, model_name: str | None, f
     if width != spec.dim_pose or stats_shape != ((spec.dim_pose,), (spec.dim_pose,)):
         raise CheckpointError(f"{path}: the tokenizer takes {width} features (mean/std {stats_shape}) but dataset "
                               f"{spec.name!r} has {spec.dim_pose}")
+    keys = getattr(tokenizer.model, "condition_keys", None)
+    if keys:
+        # Generator stages encode and decode without clip labels: every clip gets the <unk> ids (and no text), a
+        # condition the tokenizer was never trained under, since its training requires every label.
+        logger.warning("%s: the tokenizer is conditioned on %s (train_vq.py --conditions), but generator stages pass "
+                       "no conditions, so every motion is encoded and decoded as <unk>, which its training never "
+                       "saw; train the tokenizer without --conditions for a generator", path, keys)
     return tokenizer
 
 

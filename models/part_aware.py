@@ -255,6 +255,10 @@ class PartAwareRVQVAE(nn.Module):
         parts = check_partition(part_indices, input_width)
         if len(parts) != num_parts:
             raise ValueError(f"PartAwareRVQVAE: num_parts is {num_parts} but part_indices has {len(parts)} parts")
+        if spatial_layers < 1 or spatial_heads < 1 or per_part_dim < 1:
+            raise ValueError(f"PartAwareRVQVAE: spatial_layers ({spatial_layers}), spatial_heads ({spatial_heads}) and "
+                             f"per_part_dim ({per_part_dim}) must be >= 1: the spatial transformer mixes the part "
+                             f"tokens of every frame before the temporal encoder")
         if per_part_dim % spatial_heads:
             raise ValueError(f"PartAwareRVQVAE: per_part_dim ({per_part_dim}) must be divisible by spatial_heads "
                              f"({spatial_heads})")

@@ -96,6 +96,9 @@ def test_constructor_validation() -> None:
         PART_AWARE_MODELS[TINY](input_width=4, num_parts=5, part_indices=[[0, 1], [2, 3]])
     with pytest.raises(ValueError, match="divisible by spatial_heads"):
         PART_AWARE_MODELS[TINY](per_part_dim=9)
+    for bad in ({"spatial_layers": 0}, {"per_part_dim": 0}, {"spatial_heads": 0}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} \\(0\\).* must be >= 1"):
+            PART_AWARE_MODELS[TINY](**bad)
     model = PART_AWARE_MODELS[TINY]()
     with pytest.raises(ValueError, match=r"\(B, T, 263\)"):
         model(torch.zeros(1, 8, 262))

@@ -137,7 +137,10 @@ def main(cfg) -> dict:
     prompts = read_prompts(cfg)
     if cfg.repeat_times < 1:
         raise ValueError(f"--repeat_times must be >= 1, got {cfg.repeat_times}")
-    video_format = None if cfg.no_render else resolve_format(cfg.format)  # fails now if MP4 cannot be written
+    try:
+        video_format = None if cfg.no_render else resolve_format(cfg.format)  # fails now if MP4 cannot be written
+    except RenderError as e:
+        raise ValueError(f"--format {cfg.format}: {e}") from e
     path, name, dataset_name = resolve_run(cfg)
     res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
     options = family_sampling_options(cfg)

@@ -167,3 +167,10 @@ def test_a_generator_file_outside_a_run_uses_the_estimator_under_checkpoints_dir
                                                    "--output_dir", str(tmp_path / "out")])
     manifest = sample.main(args)
     assert manifest["samples"][0]["length_source"] == "length estimator"
+
+
+def test_mp4_without_ffmpeg_is_a_one_line_error(ckdir, monkeypatch):
+    monkeypatch.setattr("utils.plot_script.ffmpeg_available", lambda: False)
+    with pytest.raises(ValueError, match="--format mp4: MP4 output needs the ffmpeg executable"):
+        run_sample(ckdir, "--text_prompt", "a person walks", "--format", "mp4")
+

@@ -92,7 +92,9 @@ def read_prompts(cfg) -> list[Prompt]:
     if cfg.text_path:
         if not os.path.isfile(cfg.text_path):
             raise FileNotFoundError(f"--text_path: prompt file not found: {cfg.text_path}")
-        with open(cfg.text_path, encoding="utf-8") as f:
+        # utf-8-sig: a byte-order mark (Windows editors write one) would otherwise turn a first-line comment into a
+        # prompt and prefix the first prompt's text.
+        with open(cfg.text_path, encoding="utf-8-sig") as f:
             for number, line in enumerate(f, 1):
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue

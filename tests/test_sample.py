@@ -174,3 +174,11 @@ def test_mp4_without_ffmpeg_is_a_one_line_error(ckdir, monkeypatch):
     with pytest.raises(ValueError, match="--format mp4: MP4 output needs the ffmpeg executable"):
         run_sample(ckdir, "--text_prompt", "a person walks", "--format", "mp4")
 
+
+def test_a_byte_order_mark_does_not_make_a_comment_a_prompt(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_bytes("# my prompts\r\na person walks#40\r\n".encode("utf-8-sig"))
+    args = parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic",
+                                                   "--text_path", str(prompts)])
+    assert sample.read_prompts(args) == [sample.Prompt("a person walks", 40, "--text_path")]
+

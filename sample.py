@@ -17,8 +17,9 @@ Per sample, in ``--output_dir`` (default ``generation/<name>_<dataset_name>/``),
 ``<prompt slug>_<index>_r<repeat>``: ``.npy`` joints (T, J, 3) in the dataset's units, ``_features.npy`` the
 de-normalised features (T, D), a stick-figure ``.mp4`` (``.gif`` without ffmpeg) unless ``--no_render``, a ``.bvh``
 with ``--bvh``; and ``manifest.json`` (prompt, length, seed and files of every sample, checkpoint and SHA-256,
-sampling settings). Sample k (prompts in order, repeats inside) uses seed ``--seed + k`` for both its length and its
-motion, so ``--text_prompt <prompt> --seed <its seed>`` with the same length option regenerates it exactly.
+sampling settings). A motion with NaN or Inf values (``"finite": false``) keeps its arrays but gets no video or BVH,
+and the other samples go on. Sample k (prompts in order, repeats inside) uses seed ``--seed + k`` for both its length
+and its motion, so ``--text_prompt <prompt> --seed <its seed>`` with the same length option regenerates it exactly.
 """
 
 from __future__ import annotations
@@ -193,7 +194,13 @@ def main(cfg) -> dict:
         length = int(out.lengths[0])
         stem = f"{slugify(prompt.text)}_{i:03d}_r{r:02d}"
         files = {"joints": None, "features": f"{stem}_features.npy", "video": None, "bvh": None}
-        np.save(os.path.join(out_dir, files["features"]), out.features[0, :length].cpu().numpy())
+        features = out.features[0, :length].cpu().numpy()
+        np.save(os.path.join(out_dir, files["features"]), features)
+        # A diverged model or an extreme --cfg / --temperature can give NaN or Inf: keep the arrays, skip what cannot
+        # draw or export them, and go on with the other samples.
+        finite = bool(np.isfinite(features).all())
+        if not finite:
+            logger.warning("%s: the motion has NaN or Inf values; its arrays are saved, no video or BVH", stem)
         try:
             joints = out.joints[0]
         except ValueError as e:  # a representation without joint positions (SMPL-X rotations)
@@ -205,7 +212,7 @@ def main(cfg) -> dict:
             files["joints"] = f"{stem}.npy"
             joints_path = os.path.join(out_dir, files["joints"])
             np.save(joints_path, joints)
-            if video_format is not None:
+            if video_format is not None and finite:
                 try:
                     video = plot_3d_motion(os.path.join(out_dir, f"{stem}.{video_format}"), joints,
                                            spec.kinematic_chain, title=prompt.text, fps=spec.fps, fmt=cfg.format,
@@ -213,12 +220,12 @@ def main(cfg) -> dict:
                     files["video"] = os.path.basename(video)
                 except RenderError as e:
                     logger.warning("%s: no video (%s)", stem, e)
-            if cfg.bvh:
+            if cfg.bvh and finite:
                 files["bvh"] = f"{stem}.bvh"
                 write_bvh(os.path.join(out_dir, files["bvh"]), joints, spec.fps, kinematic_chain=spec.kinematic_chain)
         manifest["samples"].append({"index": i, "repeat": r, "prompt": prompt.text, "length_frames": length,
                                     "length_seconds": length / spec.fps, "length_source": prompt.length_source,
-                                    "seed": seed, "files": files})
+                                    "seed": seed, "finite": finite, "files": files})
         # Rewritten after every sample: an interrupted run still describes what it wrote.
         write_json(os.path.join(out_dir, "manifest.json"), manifest)
 

@@ -182,3 +182,30 @@ def test_a_byte_order_mark_does_not_make_a_comment_a_prompt(tmp_path):
                                                    "--text_path", str(prompts)])
     assert sample.read_prompts(args) == [sample.Prompt("a person walks", 40, "--text_path")]
 
+
+def test_a_non_finite_motion_keeps_its_arrays_and_the_run_goes_on(ckdir, tmp_path, monkeypatch, caplog):
+    from utils.generation import MotionGenerator
+
+    generate = MotionGenerator.generate
+    calls = []
+
+    def first_diverges(self, *args, **kwargs):
+        out = generate(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            out.features[0, 2] = float("nan")
+        return out
+
+    monkeypatch.setattr(MotionGenerator, "generate", first_diverges)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="sample"):
+        manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--repeat_times", "2",
+                              "--format", "gif", "--bvh", "--output_dir", str(out))
+    first, second = manifest["samples"]
+    assert not first["finite"] and second["finite"]
+    assert first["files"]["video"] is None and first["files"]["bvh"] is None
+    assert np.isnan(np.load(out / first["files"]["features"])).any()
+    assert np.load(out / first["files"]["joints"]).shape == (8, 22, 3)
+    assert second["files"]["video"] and second["files"]["bvh"]
+    assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["samples"] == manifest["samples"]
+    assert any("NaN or Inf" in r.message for r in caplog.records)

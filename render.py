@@ -119,7 +119,7 @@ def main(cfg: argparse.Namespace) -> list[str]:
                                               fps=fps, radius=cfg.radius, dpi=cfg.dpi, fmt=cfg.format,
                                               save_joints=item.kind == "features",
                                               joints_path=os.path.join(out_dir, f"{name}_joints.npy")))
-            except RenderError as e:
+            except (RenderError, ValueError) as e:  # ValueError: NaN or Inf joints; the other motions still render
                 failures.append(str(e))
 
     for path in written:

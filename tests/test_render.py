@@ -215,3 +215,14 @@ def test_cli_real_features_match_dataset_joints(no_ffmpeg, tmp_path):
         written = run_cli(str(tmp_path / "clip.npy"), "--dataset_name", dataset_name, "--out", str(out), "--dpi", "20")
         assert_gif(written[0], FRAMES)
         np.testing.assert_allclose(np.load(out / "clip_joints.npy"), expected, atol=1e-4)
+
+
+def test_cli_a_non_finite_motion_does_not_stop_the_others(no_ffmpeg, tmp_path):
+    bad = random_walk()
+    bad[3, 5, 1] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    np.save(tmp_path / "good.npy", random_walk(seed=1))
+    with pytest.raises(plot_script.RenderError, match=r"1 of 2 videos failed:\n.*bad.*NaN or Inf"):
+        run_cli(str(tmp_path / "bad.npy"), str(tmp_path / "good.npy"), "--dataset_name", "t2m", "--dpi", "20")
+    assert_gif(str(tmp_path / "good.gif"), FRAMES)
+    assert not (tmp_path / "bad.gif").exists()

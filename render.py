@@ -9,7 +9,8 @@ Any ``.npy`` of joint positions (T, J, 3) or of motion features (T, D) is accept
     python render.py a.npy b.npy --dataset_name kit --format gif --title "a person jumps"
 
 Videos are MP4 when ffmpeg is installed and GIF otherwise (``--format auto``). Joints computed from features are saved
-as ``<name>_joints.npy`` next to the video before rendering starts.
+as ``<name>_joints.npy`` next to the video before rendering starts. Inputs that would write the same video (two
+``x.npy`` from different folders with one ``--out``) are refused before anything is rendered.
 """
 
 from __future__ import annotations
@@ -55,6 +56,28 @@ def classify(path: str, spec: DatasetSpec) -> MotionFile:
                      f"(T, {spec.dim_pose}) of dataset {spec.name!r} (a leading batch axis is allowed)")
 
 
+def output_stems(item: MotionFile, out: str | None) -> list[str]:
+    """``<folder>/<name>`` of each video of ``item`` (``<stem>_<i>`` for the motions of a batch), without extension."""
+    stem = os.path.splitext(os.path.basename(item.path))[0]
+    folder = out or os.path.dirname(os.path.abspath(item.path))
+    batched = len(item.shape) == (4 if item.kind == "joints" else 3)
+    count = item.shape[0] if batched else 1
+    return [os.path.join(folder, stem if count == 1 else f"{stem}_{i}") for i in range(count)]
+
+
+def check_distinct_outputs(files: list[MotionFile], outputs: list[list[str]]) -> None:
+    """Fail before any work when two inputs would write the same video (``a/x.npy b/x.npy --out videos``): the later
+    one would silently replace the earlier one's."""
+    owner: dict[str, str] = {}
+    for item, stems in zip(files, outputs):
+        for stem in stems:
+            key = os.path.abspath(stem)
+            if key in owner:
+                raise ValueError(f"{owner[key]} and {item.path} would both write {stem}.<mp4|gif>; render them into "
+                                 f"separate --out folders or rename one")
+            owner[key] = item.path
+
+
 def load_statistics(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """The dataset ``Mean.npy`` / ``Std.npy`` from the data root, cut to ``dim_pose``."""
     stats = []
@@ -92,6 +115,8 @@ def main(cfg: argparse.Namespace) -> list[str]:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
     files = [classify(path, spec) for path in cfg.inputs]  # every shape is checked before the first render
+    outputs = [output_stems(item, cfg.out) for item in files]
+    check_distinct_outputs(files, outputs)
     has_features = any(f.kind == "features" for f in files)
     if cfg.denorm and not has_features:
         logger.warning("--denorm ignored: every input holds joint positions")
@@ -99,10 +124,8 @@ def main(cfg: argparse.Namespace) -> list[str]:
 
     # ------------------------------------------------------------------ render
     written, failures = [], []
-    for item in tqdm(files, desc="render", unit="file"):
+    for item, stems in zip(tqdm(files, desc="render", unit="file"), outputs):
         array = np.load(item.path, allow_pickle=False)
-        stem = os.path.splitext(os.path.basename(item.path))[0]
-        out_dir = cfg.out or os.path.dirname(os.path.abspath(item.path))
         if item.kind == "features":
             features = array[..., : spec.dim_pose]
             if mean is not None:
@@ -111,14 +134,13 @@ def main(cfg: argparse.Namespace) -> list[str]:
             motions = features_to_joints_np(batched, spec)
         else:
             motions = array if array.ndim == 4 else array[None]
-        for i, joints in enumerate(motions):
-            name = stem if len(motions) == 1 else f"{stem}_{i}"
-            save_path = os.path.join(out_dir, f"{name}.mp4")  # the extension becomes the format actually written
-            try:
-                written.append(plot_3d_motion(save_path, joints, spec.kinematic_chain, title=cfg.title or name,
-                                              fps=fps, radius=cfg.radius, dpi=cfg.dpi, fmt=cfg.format,
-                                              save_joints=item.kind == "features",
-                                              joints_path=os.path.join(out_dir, f"{name}_joints.npy")))
+        for joints, out_stem in zip(motions, stems):
+            name = os.path.basename(out_stem)
+            try:  # the .mp4 extension becomes the format actually written
+                written.append(plot_3d_motion(f"{out_stem}.mp4", joints, spec.kinematic_chain,
+                                              title=cfg.title or name, fps=fps, radius=cfg.radius, dpi=cfg.dpi,
+                                              fmt=cfg.format, save_joints=item.kind == "features",
+                                              joints_path=f"{out_stem}_joints.npy"))
             except (RenderError, ValueError) as e:  # ValueError: NaN or Inf joints; the other motions still render
                 failures.append(str(e))
 

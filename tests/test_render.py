@@ -226,3 +226,22 @@ def test_cli_a_non_finite_motion_does_not_stop_the_others(no_ffmpeg, tmp_path):
         run_cli(str(tmp_path / "bad.npy"), str(tmp_path / "good.npy"), "--dataset_name", "t2m", "--dpi", "20")
     assert_gif(str(tmp_path / "good.gif"), FRAMES)
     assert not (tmp_path / "bad.gif").exists()
+
+
+def test_cli_inputs_that_would_write_the_same_video_fail_before_work(no_ffmpeg, tmp_path):
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        np.save(tmp_path / run / "walk.npy", random_walk())
+    np.save(tmp_path / "a" / "pair.npy", np.stack([random_walk(), random_walk(seed=2)]))
+    np.save(tmp_path / "a" / "pair_1.npy", random_walk())
+    out = tmp_path / "videos"
+    with pytest.raises(ValueError, match=r"a/walk\.npy and .*b/walk\.npy would both write .*walk\.<mp4\|gif>"):
+        run_cli(str(tmp_path / "a" / "walk.npy"), str(tmp_path / "b" / "walk.npy"), "--dataset_name", "t2m",
+                "--out", str(out))
+    with pytest.raises(ValueError, match=r"pair\.npy and .*pair_1\.npy would both write"):
+        run_cli(str(tmp_path / "a" / "pair.npy"), str(tmp_path / "a" / "pair_1.npy"), "--dataset_name", "t2m")
+    assert not out.exists() and not list((tmp_path / "a").glob("*.gif"))
+    # Next to their inputs (no --out) the same names do not collide.
+    written = run_cli(str(tmp_path / "a" / "walk.npy"), str(tmp_path / "b" / "walk.npy"), "--dataset_name", "t2m",
+                      "--dpi", "20")
+    assert written == [str(tmp_path / "a" / "walk.gif"), str(tmp_path / "b" / "walk.gif")]

@@ -9,7 +9,8 @@
 Event files are found anywhere under a log dir (a run keeps them in ``model/``). A tag logged in several sub-folders
 (``SummaryWriter.add_scalars``) is named ``<sub-folder>/<tag>``; a step logged twice (a resumed run) keeps its last
 value. Smoothing is TensorBoard's: an exponential moving average with its start-up bias removed. Without
-``--metric`` every tag with "loss" in its name is drawn, one panel per tag, every run on the same axes.
+``--metric`` every tag with "loss" in its name is drawn, one panel per tag, every run on the same axes; ``--all`` writes
+one PNG per tag (every tag, or those of ``--metric``).
 """
 
 from __future__ import annotations
@@ -139,9 +140,18 @@ def main(cfg: argparse.Namespace) -> list[str]:
         return all_tags
 
     # ------------------------------------------------------------------ plot
+    metrics = cfg.metric or (all_tags if cfg.all else [t for t in all_tags if "loss" in t.lower()])
+    if not metrics:
+        raise ValueError(f"no tag with 'loss' in its name; pass --metric, available tags: {all_tags}")
+    for metric in metrics:
+        missing = [n for n in names if metric not in runs[n]]
+        if len(missing) == len(names):
+            raise ValueError(f"unknown metric {metric!r} in {', '.join(log_dirs)}; available tags: {all_tags}")
+        if missing:
+            logger.warning("metric %r is missing from run(s) %s", metric, missing)
     if cfg.all:
         written, used = [], set()
-        for tag in all_tags:
+        for tag in metrics:
             stem = safe_filename(tag)
             while stem in used:  # distinct tags like "a/b" and "a_b" share a safe name
                 stem += "_"
@@ -149,15 +159,6 @@ def main(cfg: argparse.Namespace) -> list[str]:
             written.append(plot_metrics(runs, [tag], os.path.join(cfg.output_dir, f"{stem}.png"), cfg.smooth,
                                         cfg.logy, cfg.dpi))
     else:
-        metrics = cfg.metric or [t for t in all_tags if "loss" in t.lower()]
-        if not metrics:
-            raise ValueError(f"no tag with 'loss' in its name; pass --metric, available tags: {all_tags}")
-        for metric in metrics:
-            missing = [n for n in names if metric not in runs[n]]
-            if len(missing) == len(names):
-                raise ValueError(f"unknown metric {metric!r} in {', '.join(log_dirs)}; available tags: {all_tags}")
-            if missing:
-                logger.warning("metric %r is missing from run(s) %s", metric, missing)
         written = [plot_metrics(runs, metrics, cfg.output, cfg.smooth, cfg.logy, cfg.dpi)]
     for path in written:
         print(path)
@@ -174,7 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", default="loss.png", help="PNG to write")
     parser.add_argument("--smooth", type=float, default=0.6, help="TensorBoard smoothing weight in [0, 1)")
     parser.add_argument("--logy", action="store_true", help="log-scale y axis")
-    parser.add_argument("--all", action="store_true", help="one PNG per scalar tag into --output_dir")
+    parser.add_argument("--all", action="store_true", help="one PNG per scalar tag (or per --metric) into --output_dir")
     parser.add_argument("--output_dir", default="loss_plots", help="folder for --all")
     parser.add_argument("--list", action="store_true", help="print the available scalar tags and exit")
     parser.add_argument("--dpi", type=int, default=120)

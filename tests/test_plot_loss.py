@@ -117,3 +117,14 @@ def test_missing_event_files(tmp_path):
         run_cli("--log_dir", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="no such log directory"):
         run_cli("--log_dir", str(tmp_path / "nowhere"))
+
+
+def test_all_takes_the_metrics_given(tmp_path):
+    write_run(tmp_path / "run", {"Train/loss": curve(), "Val/fid_score": curve(), "lr": [1e-4] * 30})
+    run_cli("--log_dir", str(tmp_path / "run"), "--all", "--metric", "Train/loss", "lr",
+            "--output_dir", str(tmp_path / "plots"))
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["Train_loss.png", "lr.png"]
+    with pytest.raises(ValueError, match="unknown metric 'Val/loss'"):
+        run_cli("--log_dir", str(tmp_path / "run"), "--all", "--metric", "Val/loss", "--output_dir",
+                str(tmp_path / "none"))
+    assert not (tmp_path / "none").exists()

@@ -16,7 +16,7 @@
     python prepare_data.py pfnn --dataset_name synthetic --data_root dataset/Synthetic --out pfnn/Synthetic
 
     # joint positions (T, 22, 3) -> BVH, e.g. to open generated motions in Blender
-    python prepare_data.py export_bvh generation/run_t2m/joints/0.npy --out 0.bvh --dataset_name t2m
+    python prepare_data.py export_bvh generation/M_t2m/a_person_walks_000_r00.npy --out 0.bvh --dataset_name t2m
 
 ``bvh`` maps each clip onto SMPL-22 with ``options/skeletons/<skeleton>.yaml`` (copy one to map your own skeleton),
 resamples to ``--fps`` by time stamps, splits clips longer than 196 feature frames into equal chunks ``<name>_c<k>``,

@@ -4,7 +4,7 @@ Any ``.npy`` of joint positions (T, J, 3) or of motion features (T, D) is accept
 ((B, T, J, 3) or (B, T, D)) renders one video per motion. Features are told apart from joints by their width
 (the dataset's ``dim_pose``) and are converted to joints with ``utils.motion_process.features_to_joints``.
 
-    python render.py generation/mardm_t2m/joints/0.npy --dataset_name t2m
+    python render.py generation/FSQ_MARDM_t2m/a_person_walks_000_r00.npy --dataset_name t2m
     python render.py sample_feats.npy --dataset_name t2m --denorm --data_root dataset/HumanML3D --out videos
     python render.py a.npy b.npy --dataset_name kit --format gif --title "a person jumps"
 

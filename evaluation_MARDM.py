@@ -22,8 +22,9 @@ Examples::
 Writes ``<run>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluator, seeds, every replication),
 ``eval_<tag>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses them) and
 ``eval.log``. ``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding the file
-(``<run>/model/<file>``) unless ``--name`` is given too. ``<tag>`` names the checkpoint, weights, sampling settings
-and the protocol settings away from their defaults (split, seed, batch size, multimodality), so sweeps do not
+(``<run>/model/<file>``) unless ``--name`` is given too. ``<tag>`` names the checkpoint, weights, sampling settings,
+the protocol settings away from their defaults (split, seed, batch size, multimodality) and an ``--evaluator_dir``
+other than ``<checkpoints_dir>/<ds>/text_mot_match`` (``_ev`` and its file's SHA-256 prefix), so sweeps do not
 overwrite each other.
 """
 
@@ -36,12 +37,12 @@ import torch
 
 from options.config import config_to_dict, parse_with_config
 from options.eval_generator_options import family_sampling_options, get_evaluation_generator_parser
-from utils.checkpoint import CheckpointError
+from utils.checkpoint import CheckpointError, file_sha256
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_protocol import MM_TIMES, build_eval_loader, evaluate, protocol_tag, renormalize
 from utils.eval_report import format_report, run_folder_of, write_report_json
-from utils.evaluator import load_evaluator
+from utils.evaluator import load_evaluator, resolve_evaluator_path
 from utils.generation import SamplingSettings, load_generator
 from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
@@ -64,6 +65,17 @@ def resolve_run(cfg) -> tuple[str, str, str]:
         raise ValueError("pass --name and --dataset_name (a run under --checkpoints_dir), or --ckpt (a file)")
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
     return resolve_generator_checkpoint(run.root, cfg.which_epoch), cfg.name, cfg.dataset_name
+
+
+def evaluator_tag(evaluator_dir: str | None, default_dir: str) -> str:
+    """``""`` for the dataset's own evaluator (``default_dir``), else ``_ev<SHA-256 prefix>`` of the ``--evaluator_dir``
+    file: scores under the released evaluator and under one trained here must not share files."""
+    if not evaluator_dir:
+        return ""
+    path = os.path.abspath(resolve_evaluator_path(evaluator_dir))
+    if path == os.path.abspath(os.path.join(default_dir, "model", "finest.tar")):
+        return ""
+    return f"_ev{file_sha256(path)[:8]}"
 
 
 def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options: dict,
@@ -118,7 +130,9 @@ def main(cfg) -> dict:
     eval_dir = os.path.join(run_root, "eval")
     os.makedirs(eval_dir, exist_ok=True)
     setup_logging(os.path.join(eval_dir, "eval.log"))
+    default_evaluator = os.path.join(cfg.checkpoints_dir, dataset_name, "text_mot_match")
     tag = output_tag(cfg, path, generator.info["weights"], sampling, options, generator.info.get("residual"))
+    tag += evaluator_tag(cfg.evaluator_dir, default_evaluator)
     logger.info("evaluating %s (%s weights): %s, multimodality %s", path, generator.info["weights"],
                 sampling.to_dict(), cfg.cal_mm)
 
@@ -126,8 +140,7 @@ def main(cfg) -> dict:
     # data: GT test motion normalised with the evaluator statistics
     # ---------------------------------------------------------------------------------------------------------------
     spec = get_dataset_spec(dataset_name, cfg.data_root)
-    evaluator_dir = cfg.evaluator_dir or os.path.join(cfg.checkpoints_dir, dataset_name, "text_mot_match")
-    evaluator = load_evaluator(evaluator_dir, dataset_name, device, data_root=cfg.data_root)
+    evaluator = load_evaluator(cfg.evaluator_dir or default_evaluator, dataset_name, device, data_root=cfg.data_root)
     eval_loader = build_eval_loader(evaluator, spec, cfg.split, data_root=cfg.data_root, glove_dir=cfg.glove_dir,
                                     batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
 

@@ -168,3 +168,28 @@ def test_a_fresh_start_keeps_other_evaluations_lines(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"eval_key": "b", "se')  # a torn last line
     _drop_rows(str(path), "a")
     assert [json.loads(line) for line in path.read_text().splitlines()] == [{"eval_key": "b", "seed": 1}]
+
+
+def test_another_evaluator_writes_its_own_files(setup, tmp_path):
+    ckdir, _, data_root, evaluator = setup
+    other = tmp_path / "official" / "text_mot_match" / "model" / "finest.tar"
+    torch.manual_seed(1)
+    vocab = LearnedVocab.from_split(data_root, "train", dim_word=8)
+    save_evaluator(str(other), build_evaluator("synthetic", evaluator.mean, evaluator.std, word_vectors=vocab,
+                                               sizes="tiny", data_root=data_root))
+    eval_dir = os.path.join(ckdir, "synthetic", "fsq_gen", "eval")
+    own = run_eval(ckdir, data_root, "--no_mm", "--replications", "1", "--seed", "5")
+    theirs = run_eval(ckdir, data_root, "--no_mm", "--replications", "1", "--seed", "5",
+                      "--evaluator_dir", str(tmp_path / "official"))
+    stem = "eval_latest_ema_ts2_cfg4.5_nomm_seed5_eb8"
+    tagged = f"{stem}_ev{file_sha256(str(other))[:8]}"
+    for name, result in ((stem, own), (tagged, theirs)):
+        with open(os.path.join(eval_dir, f"{name}.json")) as f:
+            assert json.load(f)["protocol"]["metrics"] == json.loads(json.dumps(result["protocol"]["metrics"]))
+    assert theirs["protocol"]["meta"]["protocol"]["evaluator"]["path"] == os.path.abspath(other)
+    assert own["protocol"]["metrics"]["fid"] != theirs["protocol"]["metrics"]["fid"]
+    # Naming the default evaluator explicitly is the same evaluation, under the same name.
+    run_eval(ckdir, data_root, "--no_mm", "--replications", "1", "--seed", "5", "--evaluator_dir",
+             os.path.join(ckdir, "synthetic", "text_mot_match"))
+    assert sorted(n for n in os.listdir(eval_dir) if n.startswith(stem) and n.endswith(".json")) == \
+        [f"{stem}.json", f"{tagged}.json"]

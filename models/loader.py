@@ -51,11 +51,14 @@ class Tokenizer(nn.Module):
     ``model`` is the underlying registry model, ``kind`` one of ``ae``, ``vq``, ``rvq``, ``fsq``; ``source_format``
     is ``ours`` or the official format the file is in; ``dataset`` the checkpoint's dataset record (ours only);
     ``parent_format`` the official format an imported run came from (``tools/import_checkpoint.py``), else None;
-    ``weights`` which weights were loaded (``ema`` or ``model``).
+    ``weights`` which weights were loaded (``ema`` or ``model``); ``cond_drop_prob`` the probability with which a
+    conditional tokenizer's training dropped its conditions to unknown (0 for every other one, and for files from
+    before the option).
     """
 
     def __init__(self, model: ConvAutoencoder, model_name: str, source: str, source_format: str = "ours",
-                 dataset: dict | None = None, parent_format: str | None = None, weights: str = "model") -> None:
+                 dataset: dict | None = None, parent_format: str | None = None, weights: str = "model",
+                 cond_drop_prob: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.kind: str = model.kind
@@ -66,6 +69,7 @@ class Tokenizer(nn.Module):
         self.dataset = dataset
         self.parent_format = parent_format
         self.weights = weights
+        self.cond_drop_prob = float(cond_drop_prob)
         self.model.requires_grad_(False)
         self.train(False)
 
@@ -279,7 +283,7 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
     weights, so those are loaded unless ``use_ema`` is False.
     """
     state = load_checkpoint(path, map_location=map_location)
-    dataset, source_format, parent_format, weights = None, "ours", None, "model"
+    dataset, source_format, parent_format, weights, cond_drop_prob = None, "ours", None, "model", 0.0
     if "model_name" in state and "model" in state:
         name = state["model_name"]
         if name not in TOKENIZERS:
@@ -298,6 +302,8 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
         dataset = state.get("dataset")
         parent = state.get("parent")
         parent_format = parent.get("format") if isinstance(parent, dict) else None
+        if state.get("conditions"):
+            cond_drop_prob = float((state.get("config") or {}).get("cond_drop_prob") or 0.0)
     else:
         imported = import_official(state, path, **model_kwargs)
         name = imported.model_name
@@ -307,4 +313,5 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
     if model_name is not None:
         check_matches(path, "model_name", name, model_name)
     _load_weights(model, state_dict, path)
-    return Tokenizer(model.to(map_location), name, path, source_format, dataset, parent_format, weights)
+    return Tokenizer(model.to(map_location), name, path, source_format, dataset, parent_format, weights,
+                     cond_drop_prob)

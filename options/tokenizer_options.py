@@ -94,6 +94,10 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
     part_aware.add_argument("--spatial_layers", type=int, default=None, help="layers of the spatial transformer")
     part_aware.add_argument("--conditions", type=str, nargs="*", default=[],
                             help="condition names read from <data_root>/conditions.json (e.g. species gender)")
+    part_aware.add_argument("--cond_drop_prob", type=float, default=0.1,
+                            help="with --conditions: probability that a training window's conditions all count as "
+                                 "unknown, and otherwise that each one does, so the unknown id (a missing label, or "
+                                 "no conditions given) is trained; 0 turns it off")
     _add_common_tokenizer_args(parser)
     parser.set_defaults(aux_loss_joints=0.5, lr=2e-4, warm_up_iter=2000, milestones=[150_000, 250_000],
                         lr_decay=0.1, batch_size=256, epoch=50)

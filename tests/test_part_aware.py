@@ -199,6 +199,64 @@ def test_conditioned_windows_carry_their_clip_labels(synthetic_root) -> None:
     assert len(ConditionedWindowDataset(windows, partial_labels, require_labels=False)) == len(windows)
 
 
+def test_condition_dropout_trains_the_unknown_id(synthetic_root, tmp_path) -> None:
+    """With a drop probability some items come with every id 0 (no conditions) and others with single ids 0 (a
+    missing label), so the unknown embedding row gets gradients; without it, it never does."""
+    spec, labels, data, _ = _conditioned_model_and_data(synthetic_root, tmp_path)
+    with pytest.raises(ValueError, match=r"condition drop probability must be in \[0, 1\), got 1.0"):
+        ConditionedWindowDataset(data.windows, labels, drop_prob=1.0)
+    dropping = ConditionedWindowDataset(data.windows, labels, drop_prob=0.5)
+    torch.manual_seed(0)
+    kept = torch.stack([data[i % len(data)].cond_ids for i in range(400)])
+    assert (kept > 0).all()  # every training clip is labelled, so nothing is unknown without dropout
+    torch.manual_seed(0)
+    ids = torch.stack([dropping[i % len(data)].cond_ids for i in range(400)])
+    all_unknown = (ids == 0).all(dim=1).float().mean().item()
+    one_unknown = ((ids == 0).sum(dim=1) == 1).float().mean().item()
+    # All dropped: 0.5 + 0.5 * 0.25 = 0.625; exactly one of the two: 0.5 * 2 * 0.25 = 0.25.
+    assert abs(all_unknown - 0.625) < 0.07 and abs(one_unknown - 0.25) < 0.07
+    assert ((ids == 0) | (ids == kept)).all()  # a dropped id becomes 0, the others are the clip's
+
+    loss_fn = make_conditioned_loss_fn(spec, w_pos=0.5, commit=0.02)
+    for dataset, trained in ((data, False), (dropping, True)):
+        torch.manual_seed(1)
+        model = PART_AWARE_MODELS[TINY](conditions=labels.vocab_sizes(), dropout=0.0)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        model.train()
+        grads = torch.zeros(2)
+        for step in range(4):  # FiLM starts at zero: the embeddings get gradients from the second step on
+            batch = dataset.collate([dataset[8 * step + i] for i in range(8)])
+            optimizer.zero_grad()
+            loss_fn(model, batch)[0].backward()
+            optimizer.step()
+            grads += torch.stack([model.condition.embeddings[name].weight.grad[0].abs().sum()
+                                  for name in ("species", "gender")])
+        assert bool((grads > 0).all()) is trained
+
+
+def test_cond_drop_prob_reaches_training(synthetic_root, tmp_path) -> None:
+    """train_vq.py --cond_drop_prob: the unknown rows of the condition embeddings move only when it is above 0."""
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    write_conditions(str(root), _labels_for(read_split(str(root), "train") + read_split(str(root), "val")))
+    rows = {}
+    for prob in ("0", "0.5"):
+        argv = ["--dataset_name", "synthetic", "--data_root", str(root), "--checkpoints_dir", str(tmp_path / "ck"),
+                "--name", f"drop{prob}", "--model", TINY, "--conditions", "species", "gender", "--batch_size", "8",
+                "--num_workers", "0", "--warm_up_iter", "1", "--log_every", "3", "--save_every", "3",
+                "--eval_every", "3", "--val_batches", "1", "--window_size", "32", "--max_iters", "3",
+                "--cond_drop_prob", prob]
+        train_vq.main(parse_with_config(get_train_vq_parser(), argv))
+        saved = load_checkpoint(str(tmp_path / "ck" / "synthetic" / f"drop{prob}" / "model" / "latest.tar"))
+        assert saved["config"]["cond_drop_prob"] == float(prob)
+        rows[prob] = {k: v for k, v in saved["model"].items() if k.startswith("condition.embeddings.")}
+    # Same seed, same initial weights: row 0 (unknown) is untouched without dropout and trained with it, while the
+    # labelled rows train in both runs.
+    for key, weight in rows["0"].items():
+        assert not torch.equal(weight[0], rows["0.5"][key][0]), key
+        assert not torch.equal(weight[1:], rows["0.5"][key][1:]), key
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # training, FiLM, checkpoints
 
@@ -403,21 +461,28 @@ def test_training_vocabularies_come_from_the_training_clips(synthetic_root, tmp_
 
 def test_generator_stages_warn_about_a_conditional_tokenizer(synthetic_root, tmp_path, monkeypatch, caplog) -> None:
     """A generator stage passes no clip labels: loading a conditional tokenizer there says that every motion is
-    encoded under <unk>; an unconditional part-aware tokenizer loads silently."""
+    encoded under <unk>, as a warning when its training never dropped the conditions to <unk>; an unconditional
+    part-aware tokenizer loads silently."""
     from utils.generator_stage import load_stage_tokenizer
 
     spec, labels, _, conditioned = _conditioned_model_and_data(synthetic_root, tmp_path)
     mean, std = load_mean_std(spec, synthetic_root)
     monkeypatch.setitem(tokenizers.TOKENIZERS, TINY, PART_AWARE_MODELS[TINY])
     paths = {}
-    for name, model, record in (("cond", conditioned, labels.to_dict()), ("plain", PART_AWARE_MODELS[TINY](), None)):
+    for name, model, record, config in (("cond", conditioned, labels.to_dict(), {"cond_drop_prob": 0.0}),
+                                        ("dropped", conditioned, labels.to_dict(), {"cond_drop_prob": 0.1}),
+                                        ("plain", PART_AWARE_MODELS[TINY](), None, {"cond_drop_prob": 0.1})):
         paths[name] = str(tmp_path / f"{name}.tar")
         save_checkpoint(paths[name], {"stage": "tokenizer", "model_name": TINY, "model_args": model.model_args,
                                       "model": model.state_dict(), "conditions": record,
-                                      "dataset": dataset_record(spec, mean, std)})
-    caplog.set_level(logging.WARNING, logger="utils.generator_stage")
-    load_stage_tokenizer(paths["plain"], spec, TINY, "--vq_model")
+                                      "dataset": dataset_record(spec, mean, std), "config": config})
+    caplog.set_level(logging.INFO, logger="utils.generator_stage")
+    assert load_stage_tokenizer(paths["plain"], spec, TINY, "--vq_model").cond_drop_prob == 0.0
     assert not caplog.records
-    load_stage_tokenizer(paths["cond"], spec, TINY, "--vq_model")
-    assert any("conditioned on ['gender', 'species', 'text_emb']" in r.message and "<unk>" in r.message
-               for r in caplog.records)
+    assert load_stage_tokenizer(paths["dropped"], spec, TINY, "--vq_model").cond_drop_prob == 0.1
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "encoded and decoded as <unk> (trained with --cond_drop_prob 0.1)" in caplog.records[0].message
+    caplog.clear()
+    assert load_stage_tokenizer(paths["cond"], spec, TINY, "--vq_model").cond_drop_prob == 0.0
+    assert any(r.levelno == logging.WARNING and "conditioned on ['gender', 'species', 'text_emb']" in r.message
+               and "which its training never saw (--cond_drop_prob 0)" in r.message for r in caplog.records)

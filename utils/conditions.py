@@ -221,11 +221,20 @@ class ConditionedWindowDataset(Dataset):
 
     With ``require_labels`` (default) every clip the windows come from must have every label, otherwise a
     ``DatasetError`` lists the first clips without; without it, missing labels are id 0 (unknown).
+
+    ``drop_prob`` trains the unknown id, which a clip without a label and a model called without conditions (a
+    generator stage encoding motions) use: with that probability an item's ids all become 0 (the unconditional model,
+    as classifier-free guidance drops its condition), and otherwise each id on its own becomes 0 with the same
+    probability (a missing label). Draws come from torch's default generator, as the windows' offsets do.
     """
 
-    def __init__(self, windows: MotionWindowDataset, labels: ConditionLabels, require_labels: bool = True) -> None:
+    def __init__(self, windows: MotionWindowDataset, labels: ConditionLabels, require_labels: bool = True,
+                 drop_prob: float = 0.0) -> None:
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f"condition drop probability must be in [0, 1), got {drop_prob}")
         self.windows = windows
         self.labels = labels
+        self.drop_prob = float(drop_prob)
         rows = [int(r) for r in windows.clips]
         clip_ids = [windows.index.clip_id(r) for r in rows]
         if require_labels:
@@ -243,7 +252,13 @@ class ConditionedWindowDataset(Dataset):
 
     def __getitem__(self, item: int) -> ConditionedWindow:
         motion = self.windows[item]
-        return ConditionedWindow(motion, self._ids[window_clip_row(self.windows, item)])
+        ids = self._ids[window_clip_row(self.windows, item)]
+        if self.drop_prob > 0.0:
+            if float(torch.rand(())) < self.drop_prob:
+                ids = torch.zeros_like(ids)
+            else:
+                ids = ids.masked_fill(torch.rand(ids.shape) < self.drop_prob, 0)
+        return ConditionedWindow(motion, ids)
 
     @property
     def collate(self) -> CollateConditions:

@@ -160,12 +160,17 @@ def load_stage_tokenizer(path: str, spec: DatasetSpec, model_name: str | None, f
         raise CheckpointError(f"{path}: the tokenizer takes {width} features (mean/std {stats_shape}) but dataset "
                               f"{spec.name!r} has {spec.dim_pose}")
     keys = getattr(tokenizer.model, "condition_keys", None)
-    if keys:
-        # Generator stages encode and decode without clip labels: every clip gets the <unk> ids (and no text), a
-        # condition the tokenizer was never trained under, since its training requires every label.
+    if keys and tokenizer.cond_drop_prob > 0:
+        # Generator stages encode and decode without clip labels: every clip gets the <unk> ids (and no text), the
+        # unconditional model that training dropped to.
+        logger.info("%s: the tokenizer is conditioned on %s; generator stages pass no conditions, so every motion is "
+                    "encoded and decoded as <unk> (trained with --cond_drop_prob %g)", path, keys,
+                    tokenizer.cond_drop_prob)
+    elif keys:
         logger.warning("%s: the tokenizer is conditioned on %s (train_vq.py --conditions), but generator stages pass "
                        "no conditions, so every motion is encoded and decoded as <unk>, which its training never "
-                       "saw; train the tokenizer without --conditions for a generator", path, keys)
+                       "saw (--cond_drop_prob 0); train the tokenizer with --cond_drop_prob above 0, or without "
+                       "--conditions, for a generator", path, keys)
     return tokenizer
 
 

@@ -267,7 +267,8 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
             if unseen:
                 logger.warning("%s: values no training clip carries are encoded as unknown: %s", labels.source,
                                "; ".join(f"{v} ({len(ids)} clips, e.g. {ids[0]})" for v, ids in unseen.items()))
-            data = data._replace(train=ConditionedWindowDataset(data.train, labels),
+            data = data._replace(train=ConditionedWindowDataset(data.train, labels,
+                                                                drop_prob=getattr(args, "cond_drop_prob", 0.0)),
                                  val=ConditionedWindowDataset(data.val, labels, require_labels=False))
             collate_fn = data.train.collate
             overrides["conditions"] = labels.vocab_sizes()

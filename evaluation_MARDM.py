@@ -104,7 +104,7 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # setup
     # ---------------------------------------------------------------------------------------------------------------
-    setup_logging()  # console now; the run's eval.log once the dataset (hence the run folder) is known
+    setup_logging(hold=True)  # console now; the run's eval.log, from the start, once the run folder is known
     if cfg.cal_mm and cfg.mm_repeats <= MM_TIMES:
         raise ValueError(f"--mm_repeats {cfg.mm_repeats}: multimodality compares {MM_TIMES} pairs of repeats per "
                          f"caption, so it needs more than {MM_TIMES} (or --no_mm)")

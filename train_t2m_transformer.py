@@ -70,6 +70,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # -----------------------------------------------------------------------------------------------------------------
     # setup: everything that can fail on bad flags fails before the run folder is written
     # -----------------------------------------------------------------------------------------------------------------
+    setup_logging(hold=True)  # the run's train.log receives what set-up logs once the folder exists
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
     check_run_start(run, args.is_continue)

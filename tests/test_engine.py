@@ -408,3 +408,36 @@ def test_two_process_cpu_matches_single_process(tmp_path):
     with open(os.path.join(tmp_path, "two", "t2m", "ddp", "model", "train_log.jsonl")) as f:
         losses_two = [json.loads(line)["loss"] for line in f]
     assert losses_one == pytest.approx(losses_two, rel=1e-5)
+
+
+def test_setup_logging_holds_set_up_records_for_the_run_log(tmp_path) -> None:
+    """What a script logs before its run folder exists (``setup_logging(hold=True)``) reaches the log file named
+    later, first and at its own level; without ``hold`` it does not; the held records are handed over once."""
+    from utils.logging_utils import setup_logging
+
+    log = logging.getLogger("test_setup_logging_hold")
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    try:
+        setup_logging(hold=True, is_main=True)
+        log.debug("debug before the folder")
+        log.warning("tokenizer warning before the folder")
+        setup_logging(hold=True, is_main=True)  # a second set-up call keeps holding
+        log.info("tokenizer info before the folder")
+        first = tmp_path / "run" / "train.log"
+        setup_logging(str(first), is_main=True)
+        log.info("training starts")
+        setup_logging(str(tmp_path / "other.log"), is_main=True)  # nothing held any more
+        setup_logging(is_main=True)
+        log.warning("not held")
+        setup_logging(str(tmp_path / "third.log"), is_main=True)
+    finally:
+        for handler in [h for h in root.handlers if h not in before[0]]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(before[1])
+    lines = first.read_text().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == ["tokenizer warning before the folder",
+                                                          "tokenizer info before the folder", "training starts"]
+    assert "WARNING test_setup_logging_hold" in lines[0]
+    assert (tmp_path / "other.log").read_text() == "" and (tmp_path / "third.log").read_text() == ""

@@ -33,16 +33,36 @@ def _default_is_main() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
-def setup_logging(log_file: str | None = None, is_main: bool | None = None, level: int = logging.INFO) -> None:
+class _HeldRecords(logging.Handler):
+    """Keeps the records of a script's set-up (at most ``capacity``) until its log file is known."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < self.capacity:
+            self.records.append(record)
+
+
+def setup_logging(log_file: str | None = None, is_main: bool | None = None, level: int = logging.INFO,
+                  hold: bool = False) -> None:
     """Route the root logger to the console and ``log_file`` (appended) on the main process.
 
     Idempotent: handlers installed by an earlier call are replaced, others are left alone. ``is_main`` defaults to
-    ``RANK == 0`` from the environment (as set by ``torchrun`` / ``accelerate launch``).
+    ``RANK == 0`` from the environment (as set by ``torchrun`` / ``accelerate launch``). ``hold`` (without
+    ``log_file``): keep the records from now on until a later call names the log file, which then receives them
+    first; scripts check their flags and load their inputs before they create the run folder, and what that logs
+    (which tokenizer, which weights, warnings about it) belongs in the run's log too.
     """
     if is_main is None:
         is_main = _default_is_main()
     root = logging.getLogger()
+    held: list[logging.LogRecord] = []
     for handler in [h for h in root.handlers if getattr(h, "_installed_by_setup_logging", False)]:
+        if isinstance(handler, _HeldRecords):
+            held = handler.records
         root.removeHandler(handler)
         handler.close()
     rank = os.environ.get("RANK", "0")
@@ -51,11 +71,19 @@ def setup_logging(log_file: str | None = None, is_main: bool | None = None, leve
     if is_main and log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="a"))
+    elif is_main and hold:
+        handlers.append(_HeldRecords())
     for handler in handlers:
         handler.setFormatter(logging.Formatter(fmt, DATE_FORMAT))
         handler._installed_by_setup_logging = True
         root.addHandler(handler)
     root.setLevel(level if is_main else logging.WARNING)
+    if held and len(handlers) > 1 and not isinstance(handlers[1], _HeldRecords):
+        for record in held:
+            if record.levelno >= handlers[1].level:
+                handlers[1].handle(record)
+    elif held and len(handlers) > 1:
+        handlers[1].records.extend(held)  # still no file: keep holding
 
 
 class TensorBoard:

@@ -22,10 +22,11 @@ Examples::
         --dataset_name t2m --glove_dir ./glove --name momask_rvq
     python evaluation_AE.py --name FSQ_Tiny --dataset_name synthetic --data_root dataset/Synthetic --replications 5
 
-Writes ``<run>/eval/eval_<which>[_ema][_<split>][_seed<seed>].json`` (EMA weights; split and seed when not the
-defaults), ``eval_<...>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses them)
-and ``eval.log``. ``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding
-the file (``<run>/model/<file>``) unless ``--name`` is given too.
+Writes ``<run>/eval/eval_<which>[_ema][_<split>][_seed<seed>][_ev<hash>].json`` (EMA weights; split and seed when
+not the defaults; the first 8 hex digits of the evaluator file's SHA-256 when ``--evaluator_dir`` names another one
+than the dataset's own), ``eval_<...>_replications.jsonl`` (one line per replication as it finishes;
+``--is_continue`` reuses them) and ``eval.log``. ``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for
+``--ckpt``, the run folder holding the file (``<run>/model/<file>``) unless ``--name`` is given too.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
-from utils.eval_protocol import build_eval_loader, evaluate, protocol_tag, renormalize
+from utils.eval_protocol import build_eval_loader, evaluate, evaluator_tag, protocol_tag, renormalize
 from utils.eval_report import checkpoint_info, format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.logging_utils import setup_logging
@@ -97,10 +98,13 @@ def main(cfg) -> dict:
         raise CheckpointError(f"{path}: the tokenizer takes {tokenizer.model.input_width} features but dataset "
                               f"{spec.name!r} has {len(columns)}"
                               f"{' in part ' + repr(body_part['name']) if body_part else ''}; wrong --dataset_name?")
-    evaluator_dir = cfg.evaluator_dir or os.path.join(cfg.checkpoints_dir, cfg.dataset_name, "text_mot_match")
+    default_evaluator = os.path.join(cfg.checkpoints_dir, cfg.dataset_name, "text_mot_match")
+    evaluator_dir = cfg.evaluator_dir or default_evaluator
     evaluator, skipped = None, None
     try:
         evaluator = load_evaluator(evaluator_dir, cfg.dataset_name, device, data_root=cfg.data_root)
+        # Scores under another evaluator than the dataset's own get files of their own.
+        tag += evaluator_tag(cfg.evaluator_dir, default_evaluator)
     except (CheckpointError, FileNotFoundError) as e:
         skipped = (f"no usable evaluator for {cfg.dataset_name!r} ({e}); FID, Diversity, R-precision and matching "
                    f"score are skipped. Train one with: python train_evaluator.py --dataset_name {cfg.dataset_name}")

@@ -37,12 +37,12 @@ import torch
 
 from options.config import config_to_dict, parse_with_config
 from options.eval_generator_options import family_sampling_options, get_evaluation_generator_parser
-from utils.checkpoint import CheckpointError, file_sha256
+from utils.checkpoint import CheckpointError
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
-from utils.eval_protocol import MM_TIMES, build_eval_loader, evaluate, protocol_tag, renormalize
+from utils.eval_protocol import MM_TIMES, build_eval_loader, evaluate, evaluator_tag, protocol_tag, renormalize
 from utils.eval_report import format_report, run_folder_of, write_report_json
-from utils.evaluator import load_evaluator, resolve_evaluator_path
+from utils.evaluator import load_evaluator
 from utils.generation import SamplingSettings, load_generator
 from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
@@ -65,17 +65,6 @@ def resolve_run(cfg) -> tuple[str, str, str]:
         raise ValueError("pass --name and --dataset_name (a run under --checkpoints_dir), or --ckpt (a file)")
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
     return resolve_generator_checkpoint(run.root, cfg.which_epoch), cfg.name, cfg.dataset_name
-
-
-def evaluator_tag(evaluator_dir: str | None, default_dir: str) -> str:
-    """``""`` for the dataset's own evaluator (``default_dir``), else ``_ev<SHA-256 prefix>`` of the ``--evaluator_dir``
-    file: scores under the released evaluator and under one trained here must not share files."""
-    if not evaluator_dir:
-        return ""
-    path = os.path.abspath(resolve_evaluator_path(evaluator_dir))
-    if path == os.path.abspath(os.path.join(default_dir, "model", "finest.tar")):
-        return ""
-    return f"_ev{file_sha256(path)[:8]}"
 
 
 def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options: dict,

@@ -18,7 +18,7 @@ from models.loader import load_tokenizer
 from models.tokenizers import build_tokenizer
 from options.config import parse_with_config
 from options.eval_options import get_evaluation_ae_parser
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.evaluator import build_evaluator, load_evaluator, save_evaluator
 from utils.generator_stage import load_stage_tokenizer
@@ -126,6 +126,32 @@ def test_rvq_reports_every_layer_and_ae_has_no_codebook(env):
     ae = run_eval(env, "--ckpt", str(env[1] / "synthetic" / "ae" / "model" / "net_best_loss.tar"))
     assert ae["reconstruction"]["codebook"] is None and ae["bits_per_second"] is None
     assert ae["reconstruction"]["mpjpe_mm"] > 0
+
+
+def test_another_evaluator_writes_its_own_files(env, tmp_path):
+    """Scores under an --evaluator_dir other than the dataset's own go to files tagged with the evaluator file's hash;
+    naming the default evaluator is the same evaluation, under the same names."""
+    root, ck, spec = env
+    mean, std = load_mean_std(spec, str(root))
+    other = tmp_path / "official" / "text_mot_match" / "model" / "finest.tar"
+    torch.manual_seed(1)
+    vocab = LearnedVocab.from_split(str(root), "test", dim_word=8)
+    save_evaluator(str(other), build_evaluator("synthetic", *eval_normalization(mean, std, spec), word_vectors=vocab,
+                                               sizes="tiny", data_root=str(root)))
+    own = run_eval(env, "--name", "fsq", "--replications", "1", "--seed", "9")
+    theirs = run_eval(env, "--name", "fsq", "--replications", "1", "--seed", "9", "--evaluator_dir",
+                      str(tmp_path / "official"))
+    run_eval(env, "--name", "fsq", "--replications", "1", "--seed", "9", "--evaluator_dir",
+             str(ck / "synthetic" / "text_mot_match"))
+    eval_dir = ck / "synthetic" / "fsq" / "eval"
+    stem = "eval_net_best_loss_seed9"
+    tagged = f"{stem}_ev{file_sha256(str(other))[:8]}"
+    assert sorted(p.name for p in eval_dir.glob(f"{stem}*.json")) == [f"{stem}.json", f"{tagged}.json"]
+    for name, result in ((stem, own), (tagged, theirs)):
+        saved = json.loads((eval_dir / f"{name}.json").read_text())
+        assert saved["protocol"]["metrics"] == json.loads(json.dumps(result["protocol"]["metrics"]))
+    assert own["protocol"]["metrics"]["fid"] != theirs["protocol"]["metrics"]["fid"]
+    assert (eval_dir / f"{tagged}_replications.jsonl").is_file()
 
 
 def test_perfect_reconstruction_scores_like_gt(env, monkeypatch):

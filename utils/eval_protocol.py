@@ -286,6 +286,20 @@ def protocol_tag(split: str, seed: int, eval_batch_size: int | None = None,
     return tag
 
 
+def evaluator_tag(evaluator_dir: str | None, default_dir: str) -> str:
+    """``""`` for the dataset's own evaluator (``default_dir``, ``<checkpoints>/<dataset>/text_mot_match``), else
+    ``_ev<SHA-256 prefix>`` of the ``--evaluator_dir`` file: scores under the released evaluator and under one trained
+    here must not share files."""
+    from utils.evaluator import resolve_evaluator_path
+
+    if not evaluator_dir:
+        return ""
+    path = os.path.abspath(resolve_evaluator_path(evaluator_dir))
+    if path == os.path.abspath(os.path.join(default_dir, "model", "finest.tar")):
+        return ""
+    return f"_ev{file_sha256(path)[:8]}"
+
+
 def replication_seeds(seed: int, replications: int) -> list[int]:
     """Seed of each replication: ``seed + r``."""
     return [int(seed) + r for r in range(replications)]

@@ -17,14 +17,15 @@ Per sample, in ``--output_dir`` (default ``generation/<name>_<dataset_name>/``),
 ``<prompt slug>_<index>_r<repeat>``: ``.npy`` joints (T, J, 3) in the dataset's units, ``_features.npy`` the
 de-normalised features (T, D), a stick-figure ``.mp4`` (``.gif`` without ffmpeg) unless ``--no_render``, a ``.bvh``
 with ``--bvh``; and ``manifest.json`` (prompt, length, seed and files of every sample, checkpoint and SHA-256,
-sampling settings). A motion with NaN or Inf values (``"finite": false``) keeps its arrays but gets no video or BVH,
-and the other samples go on. Sample k (prompts in order, repeats inside) uses seed ``--seed + k`` for both its length
-and its motion, so ``--text_prompt <prompt> --seed <its seed>`` with the same length option regenerates it exactly.
+sampling settings). Sampling again into the same folder adds a run to the manifest and keeps the earlier runs'
+samples listed, except those whose names this run writes again (``utils/sample_manifest.py``). A motion with NaN
+or Inf values (``"finite": false``) keeps its arrays but gets no video or BVH, and the other samples go on. Sample
+k (prompts in order, repeats inside) uses seed ``--seed + k`` for both its length and its motion, so ``--text_prompt
+<prompt> --seed <its seed>`` with the same length option regenerates it exactly.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -46,6 +47,7 @@ from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
 from utils.plot_script import RenderError, plot_3d_motion, resolve_format
 from utils.run_dir import RunDir
+from utils.sample_manifest import SampleManifest
 
 logger = logging.getLogger("sample")
 
@@ -124,14 +126,6 @@ def resolve_run(cfg) -> tuple[str, str, str | None]:
     return resolve_generator_checkpoint(run.root, cfg.which_epoch), cfg.name, cfg.dataset_name
 
 
-def write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # setup
@@ -175,11 +169,15 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # sampling
     # ---------------------------------------------------------------------------------------------------------------
-    manifest = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
-                "generator": generator.info, "dataset": spec.name, "fps": spec.fps,
-                "sampling": settings.to_dict(),
-                "seed": cfg.seed, "repeat_times": cfg.repeat_times, "samples": []}
     jobs = [(i, r, prompt) for i, prompt in enumerate(prompts) for r in range(cfg.repeat_times)]
+    stems = [f"{slugify(prompt.text)}_{i:03d}_r{r:02d}" for i, r, prompt in jobs]
+    # Samples of earlier runs into this folder stay in the manifest, unless this run writes their files again.
+    manifest = SampleManifest(out_dir, {"checkpoint": generator.info["checkpoint"],
+                                        "checkpoint_sha256": generator.info["checkpoint_sha256"],
+                                        "generator": generator.info, "dataset": spec.name, "fps": spec.fps,
+                                        "sampling": settings.to_dict(), "seed": cfg.seed,
+                                        "repeat_times": cfg.repeat_times},
+                              [f"{stem}_features.npy" for stem in stems])
     joints_warned = False
     for k, (i, r, prompt) in enumerate(tqdm(jobs, desc="samples", dynamic_ncols=True)):
         seed = cfg.seed + k
@@ -192,7 +190,7 @@ def main(cfg) -> dict:
         out = generator.generate([prompt.text], frames, time_steps=settings.time_steps, cfg=settings.cfg,
                                  temperature=settings.temperature, seed=seed, snap=settings.snap, **options)
         length = int(out.lengths[0])
-        stem = f"{slugify(prompt.text)}_{i:03d}_r{r:02d}"
+        stem = stems[k]
         files = {"joints": None, "features": f"{stem}_features.npy", "video": None, "bvh": None}
         features = out.features[0, :length].cpu().numpy()
         np.save(os.path.join(out_dir, files["features"]), features)
@@ -223,22 +221,23 @@ def main(cfg) -> dict:
             if cfg.bvh and finite:
                 files["bvh"] = f"{stem}.bvh"
                 write_bvh(os.path.join(out_dir, files["bvh"]), joints, spec.fps, kinematic_chain=spec.kinematic_chain)
-        manifest["samples"].append({"index": i, "repeat": r, "prompt": prompt.text, "length_frames": length,
-                                    "length_seconds": length / spec.fps, "length_source": prompt.length_source,
-                                    "seed": seed, "finite": finite, "files": files})
         # Rewritten after every sample: an interrupted run still describes what it wrote.
-        write_json(os.path.join(out_dir, "manifest.json"), manifest)
+        manifest.add({"index": i, "repeat": r, "prompt": prompt.text, "length_frames": length,
+                      "length_seconds": length / spec.fps, "length_source": prompt.length_source, "seed": seed,
+                      "finite": finite, "files": files})
 
     # ---------------------------------------------------------------------------------------------------------------
     # summary
     # ---------------------------------------------------------------------------------------------------------------
     print(f"{'idx':>4} {'rep':>4} {'frames':>6} {'sec':>6}  {'files':<40} prompt")
-    for s in manifest["samples"]:
+    written_now = manifest.this_runs_samples()
+    for s in written_now:
         written = s["files"]["video"] or s["files"]["joints"] or s["files"]["features"]
         print(f"{s['index']:>4} {s['repeat']:>4} {s['length_frames']:>6} {s['length_seconds']:>6.2f}  "
               f"{written:<40} {s['prompt'][:60]}")
-    print(f"wrote {len(manifest['samples'])} samples to {out_dir} (manifest.json lists every file)")
-    return manifest
+    earlier = f"; it also lists {manifest.earlier} of earlier runs" if manifest.earlier else ""
+    print(f"wrote {len(written_now)} samples to {out_dir} (manifest.json lists every file{earlier})")
+    return manifest.to_dict()
 
 
 if __name__ == "__main__":

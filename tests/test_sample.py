@@ -209,3 +209,37 @@ def test_a_non_finite_motion_keeps_its_arrays_and_the_run_goes_on(ckdir, tmp_pat
     assert second["files"]["video"] and second["files"]["bvh"]
     assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["samples"] == manifest["samples"]
     assert any("NaN or Inf" in r.message for r in caplog.records)
+
+
+def test_sampling_again_into_a_folder_keeps_the_earlier_samples_listed(ckdir, tmp_path, caplog):
+    out = tmp_path / "out"
+    common = ("--motion_length", "8", "--no_render", "--output_dir", str(out))
+    walk = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "1", *common)
+    jump = run_sample(ckdir, "--text_prompt", "a person jumps", "--seed", "2", "--cfg", "2", *common)
+    on_disk = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert on_disk == jump
+    assert [(s["prompt"], s["run"], s["seed"]) for s in on_disk["samples"]] == [("a person walks", 0, 1),
+                                                                                ("a person jumps", 1, 2)]
+    assert [run["sampling"]["cfg"] for run in on_disk["runs"]] == [walk["sampling"]["cfg"], 2.0]
+    assert on_disk["sampling"]["cfg"] == 2.0 and on_disk["seed"] == 2  # the top level is the latest run
+    assert all((out / s["files"]["features"]).is_file() for s in on_disk["samples"])
+
+    # The same prompt again writes the same file names: its earlier entry (and the run left without samples) goes.
+    with caplog.at_level(logging.WARNING, logger="utils.sample_manifest"):
+        again = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "3", *common)
+    assert any("1 sample(s) of an earlier run" in r.message for r in caplog.records)
+    assert [(s["prompt"], s["run"], s["seed"]) for s in again["samples"]] == [("a person jumps", 0, 2),
+                                                                              ("a person walks", 1, 3)]
+    assert [run["seed"] for run in again["runs"]] == [2, 3]
+
+    # A manifest written before runs were recorded reads as one run; an unreadable one is moved aside, not lost.
+    old = {key: again["runs"][0][key] for key in again["runs"][0]}
+    old["samples"] = [{k: v for k, v in again["samples"][0].items() if k != "run"}]
+    (out / "manifest.json").write_text(json.dumps(old), encoding="utf-8")
+    merged = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "4", *common)
+    assert [(s["prompt"], s["run"]) for s in merged["samples"]] == [("a person jumps", 0), ("a person walks", 1)]
+    assert merged["runs"][0]["seed"] == 2
+    (out / "manifest.json").write_text('{"samples": [', encoding="utf-8")
+    fresh = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "5", *common)
+    assert [s["seed"] for s in fresh["samples"]] == [5] and len(fresh["runs"]) == 1
+    assert (out / "manifest.json.unreadable").read_text(encoding="utf-8") == '{"samples": ['

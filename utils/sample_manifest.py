@@ -1,0 +1,91 @@
+"""``manifest.json`` of a folder of generated samples (``sample.py``): what every sample file is and how it was made.
+
+A folder is often sampled into more than once (other prompts, another seed or guidance, a retrained checkpoint).
+Each run appends to ``runs`` (checkpoint, its SHA-256, sampling settings, seed) and its samples carry the index of
+their run, so the files of an earlier run stay described. A sample whose files a later run writes again (same prompt
+slug, index and repeat) is replaced by the new one. The top-level ``checkpoint``, ``sampling``, ... keys describe
+the latest run, as they did before ``runs`` existed; a manifest from then is read as one run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+# Keys of a manifest that describe the run that made its samples.
+RUN_KEYS = ("checkpoint", "checkpoint_sha256", "generator", "dataset", "fps", "sampling", "seed", "repeat_times")
+
+
+def write_json(path: str, data: dict) -> None:
+    """Write ``data`` as UTF-8 JSON through a temporary file, so a reader never sees half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _read_previous(path: str) -> tuple[list[dict], list[dict]]:
+    """(runs, samples) of the manifest at ``path``; nothing when there is none. An unreadable one is moved aside to
+    ``<path>.unreadable`` (with a warning) rather than overwritten."""
+    if not os.path.isfile(path):
+        return [], []
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, dict) or not isinstance(data.get("samples", []), list):
+            raise ValueError("expected a JSON object with a 'samples' list")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        aside = f"{path}.unreadable"
+        os.replace(path, aside)
+        logger.warning("%s: cannot read the earlier manifest (%s); moved to %s, a new one is started", path, e, aside)
+        return [], []
+    runs = data.get("runs")
+    samples = [dict(s) for s in data.get("samples", []) if isinstance(s, dict)]
+    if not isinstance(runs, list):  # a manifest from before runs were recorded: one run, its top-level keys
+        runs = [{key: data.get(key) for key in RUN_KEYS}]
+        for sample in samples:
+            sample["run"] = 0
+    return runs, samples
+
+
+class SampleManifest:
+    """The manifest of ``out_dir`` for a new run described by ``run`` (``RUN_KEYS``) that will write the samples
+    whose feature files are ``features_files``: earlier runs' samples are kept unless this run writes their files
+    again. ``add`` records a sample and rewrites the file, so an interrupted run still describes what it wrote."""
+
+    def __init__(self, out_dir: str, run: dict[str, Any], features_files: list[str]) -> None:
+        self.path = os.path.join(out_dir, MANIFEST)
+        self.run = dict(run)
+        runs, samples = _read_previous(self.path)
+        rewritten = set(features_files)
+        kept = [s for s in samples if (s.get("files") or {}).get("features") not in rewritten]
+        if len(kept) < len(samples):
+            logger.warning("%s: %d sample(s) of an earlier run have the names of this run's samples; their files are "
+                           "replaced", out_dir, len(samples) - len(kept))
+        # Keep only the runs that still have samples, renumbered in order.
+        used = sorted({int(s.get("run", 0)) for s in kept if 0 <= int(s.get("run", 0)) < len(runs)})
+        number = {old: new for new, old in enumerate(used)}
+        self.runs = [runs[old] for old in used] + [self.run]
+        self.samples = [{**s, "run": number[int(s.get("run", 0))]} for s in kept
+                        if int(s.get("run", 0)) in number]
+        self.this_run = len(self.runs) - 1
+        self.earlier = len(self.samples)
+
+    def add(self, sample: dict[str, Any]) -> None:
+        """Record one sample of this run and rewrite the file."""
+        self.samples.append({**sample, "run": self.this_run})
+        write_json(self.path, self.to_dict())
+
+    def this_runs_samples(self) -> list[dict[str, Any]]:
+        """The samples this run wrote, in order."""
+        return self.samples[self.earlier:]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest: the latest run's keys, ``runs`` and ``samples``."""
+        return {**self.run, "runs": self.runs, "samples": self.samples}

@@ -11,7 +11,9 @@ Examples::
 
 ``--text_path`` holds one prompt per line; ``<prompt>#<frames>`` fixes that prompt's length, otherwise (or with
 ``#NA``) ``--motion_length`` applies, else the text-to-length estimator of
-``<checkpoints_dir>/<dataset_name>/length_estimator`` samples one. Lengths are rounded down to whole tokens.
+``<checkpoints_dir>/<dataset_name>/length_estimator`` samples one. Lengths are rounded down to whole tokens. A
+``.jsonl`` file holds ``{"text": ..., "length": frames or null}`` per line, a ``.csv`` file a ``text`` and optionally a
+``length`` column (``utils/prompts.py``).
 
 Per sample, in ``--output_dir`` (default ``generation/<name>_<dataset_name>/``), named
 ``<prompt slug>_<index>_r<repeat>``: ``.npy`` joints (T, J, 3) in the dataset's units, ``_features.npy`` the
@@ -46,6 +48,7 @@ from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
 from utils.plot_script import RenderError, plot_3d_motion, resolve_format
+from utils.prompts import read_prompt_file
 from utils.run_dir import RunDir
 from utils.sample_manifest import SampleManifest
 
@@ -69,20 +72,6 @@ def slugify(text: str, max_length: int = SLUG_LENGTH) -> str:
     return slug[:max_length].rstrip("_-") or "prompt"
 
 
-def parse_prompt_line(line: str) -> tuple[str, int | None]:
-    """``"<prompt>#<frames>"`` -> (prompt, frames); ``#NA`` or no suffix -> (prompt, None); other '#' stay text.
-    A length that is not a positive whole number of frames (``#0``, ``#-5``) is a ValueError."""
-    text, sep, tail = line.rpartition("#")
-    tail = tail.strip()
-    if sep and text.strip() and (tail.lstrip("+-").isdigit() or tail.upper() == "NA"):
-        if tail.upper() == "NA":
-            return text.strip(), None
-        if int(tail) < 1:
-            raise ValueError(f"length #{tail}: expected a positive number of frames, or #NA for the length estimator")
-        return text.strip(), int(tail)
-    return line.strip(), None
-
-
 def read_prompts(cfg) -> list[Prompt]:
     """Prompts of ``--text_prompt`` and ``--text_path`` (in that order) with their length and its source."""
     default = cfg.motion_length if cfg.motion_length else None
@@ -95,18 +84,9 @@ def read_prompts(cfg) -> list[Prompt]:
     if cfg.text_path:
         if not os.path.isfile(cfg.text_path):
             raise FileNotFoundError(f"--text_path: prompt file not found: {cfg.text_path}")
-        # utf-8-sig: a byte-order mark (Windows editors write one) would otherwise turn a first-line comment into a
-        # prompt and prefix the first prompt's text.
-        with open(cfg.text_path, encoding="utf-8-sig") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip() or line.lstrip().startswith("#"):
-                    continue
-                try:
-                    text, frames = parse_prompt_line(line)
-                except ValueError as e:
-                    raise ValueError(f"{cfg.text_path}, line {number}: {e}") from e
-                prompts.append(Prompt(text, frames, "--text_path") if frames is not None
-                               else Prompt(text, default, default_source))
+        for _, text, frames in read_prompt_file(cfg.text_path):
+            prompts.append(Prompt(text, frames, "--text_path") if frames is not None
+                           else Prompt(text, default, default_source))
     if not prompts:
         raise ValueError("nothing to generate: pass --text_prompt \"...\" or --text_path FILE (one prompt per line)")
     return prompts

@@ -122,7 +122,9 @@ def get_sample_parser() -> argparse.ArgumentParser:
     prompts.add_argument("--text_path", type=str, default=None,
                          help="text file, one prompt per line; '<prompt>#<frames>' fixes that prompt's length "
                               "('#NA' or nothing: --motion_length or the length estimator); empty lines and lines "
-                              "starting with '#' are skipped")
+                              "starting with '#' are skipped; HumanML3D caption lines give their caption. A .jsonl "
+                              "file: one {\"text\": ..., \"length\": frames or null} per line; a .csv file: a "
+                              "'text' and optionally a 'length' column")
     prompts.add_argument("--motion_length", type=int, default=None,
                          help="length in frames (rounded down to whole tokens); 0 or unset: the length estimator")
     prompts.add_argument("--length_estimator", type=str, default=None,

@@ -18,6 +18,7 @@ from options.eval_generator_options import get_sample_parser
 from utils.bvh import bvh_positions, parse_bvh
 from utils.checkpoint import CheckpointError
 from utils.plot_script import ffmpeg_available
+from utils.prompts import parse_prompt_line, read_prompt_file
 
 SAFE_NAME = re.compile(r"^[a-z0-9_-]+\.(npy|gif|mp4|bvh)$")
 
@@ -48,12 +49,12 @@ def test_slugs_are_safe_on_every_os():
     assert sample.slugify("Café — naïve «jump»") == "cafe_naive_jump"
     assert sample.slugify("人が歩く") == "prompt"
     assert sample.slugify("x" * 100) == "x" * 60
-    assert sample.parse_prompt_line("a person walks#40\n") == ("a person walks", 40)
-    assert sample.parse_prompt_line("a person walks #NA") == ("a person walks", None)
-    assert sample.parse_prompt_line("move #2 then #left") == ("move #2 then #left", None)
+    assert parse_prompt_line("a person walks#40\n") == ("a person walks", 40)
+    assert parse_prompt_line("a person walks #NA") == ("a person walks", None)
+    assert parse_prompt_line("move #2 then #left") == ("move #2 then #left", None)
     for tail in ("0", "-5"):
         with pytest.raises(ValueError, match=f"length #{tail}: expected a positive number of frames"):
-            sample.parse_prompt_line(f"a person jumps#{tail}")
+            parse_prompt_line(f"a person jumps#{tail}")
 
 
 def test_bad_prompts_fail_naming_the_line(tmp_path):
@@ -66,6 +67,46 @@ def test_bad_prompts_fail_naming_the_line(tmp_path):
     args = parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic", "--text_prompt", " "])
     with pytest.raises(ValueError, match="--text_prompt is empty"):
         sample.read_prompts(args)
+
+
+def test_prompt_files_as_text_jsonl_and_csv(tmp_path):
+    """The three prompt file formats give the same prompts; a HumanML3D texts file gives its captions."""
+    expected = [("a person walks", 40), ("a person, waves", None), ('someone says "hi"', 12)]
+    text = tmp_path / "prompts.txt"
+    text.write_text('# comment\na person walks#40\na person, waves#NA\nsomeone says "hi"#12\n', encoding="utf-8")
+    jsonl = tmp_path / "prompts.jsonl"
+    jsonl.write_text('{"text": "a person walks", "length": 40}\n\n{"text": "a person, waves", "length": null}\n'
+                     '{"text": "someone says \\"hi\\"", "length": 12.0}\n', encoding="utf-8")
+    table = tmp_path / "prompts.csv"
+    table.write_text('text,length\na person walks,40\n"a person, waves",\n"someone says ""hi""", 12\n,\n',
+                     encoding="utf-8-sig")
+    for path in (text, jsonl, table):
+        assert [(t, f) for _, t, f in read_prompt_file(str(path))] == expected, path.name
+    captions = tmp_path / "000123.txt"
+    captions.write_text("a man kicks with his left leg.#a/DET man/NOUN kick/VERB#0.0#0.0\n"
+                        "someone steps forward#someone/PRON step/VERB forward/ADV#1.5#4.0\n", encoding="utf-8")
+    assert [(t, f) for _, t, f in read_prompt_file(str(captions))] == [("a man kicks with his left leg.", None),
+                                                                          ("someone steps forward", None)]
+    args = parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic", "--text_path",
+                                                   str(jsonl), "--motion_length", "60"])
+    assert sample.read_prompts(args)[1] == sample.Prompt("a person, waves", 60, "--motion_length")
+
+
+@pytest.mark.parametrize("name,content,match", [
+    ("p.jsonl", '{"text": "a"}\n{"prompt": "b"}\n', r"p.jsonl, line 2: expected a JSON object with a \"text\""),
+    ("p.jsonl", '{"text": "a", "length": -4}\n', r"p.jsonl, line 1: length -4: expected a positive whole"),
+    ("p.jsonl", '{"text": "a", "length": "many"}\n', r"p.jsonl, line 1: length 'many'"),
+    ("p.jsonl", '{"text": ""}\n', r"p.jsonl, line 1: text '': expected a non-empty string"),
+    ("p.jsonl", '{"text": "a"\n', r"p.jsonl, line 1: Expecting"),
+    ("p.csv", "prompt,length\na,4\n", r"p.csv, line 1: expected a header row with a 'text' column"),
+    ("p.csv", "text,length\na,4\nb,4.5\n", r"p.csv, line 3: length '4.5'"),
+    ("p.json", '[{"text": "a"}]', r"p.json: a .json prompt file is not read; write one JSON object per line"),
+])
+def test_bad_structured_prompt_files_fail_naming_the_line(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=match):
+        read_prompt_file(str(path))
 
 
 def test_prompt_file_with_lengths_repeats_and_gif(ckdir, tmp_path):

@@ -1,0 +1,129 @@
+"""Prompt files for ``sample.py --text_path``: (text, frames or None) per prompt, read by the file's extension.
+
+- ``.txt`` (and any other extension): one prompt per line, ``<prompt>#<frames>`` fixes its length, ``#NA`` or no
+  suffix leaves it to ``--motion_length`` or the length estimator; empty lines and lines starting with ``#`` are
+  skipped (MoMask's and MARDM's format). A HumanML3D caption line (``caption#tokens#start#end``, as in
+  ``texts/<id>.txt``) gives its caption.
+- ``.jsonl``: one JSON object per line, ``{"text": "...", "length": 120}``; ``length`` (frames) may be missing or
+  null.
+- ``.csv``: a header row with a ``text`` column and optionally a ``length`` column (frames; empty means none).
+
+Frames must be positive whole numbers. Errors name the file and the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from typing import Any
+
+# caption#word/TAG word/TAG ...#start#end (the HumanML3D / KIT-ML texts files).
+_CAPTION_LINE = re.compile(r"^(?P<caption>[^#]*)#(?P<tokens>[^#]*/[^#]*)#(?P<start>[-+0-9.eE]+)#(?P<end>[-+0-9.eE]+)$")
+
+
+def parse_prompt_line(line: str) -> tuple[str, int | None]:
+    """``"<prompt>#<frames>"`` -> (prompt, frames); ``#NA`` or no suffix -> (prompt, None); a HumanML3D caption line
+    -> (caption, None); other '#' stay text. A length that is not a positive whole number of frames (``#0``,
+    ``#-5``) is a ValueError."""
+    caption = _CAPTION_LINE.match(line.strip())
+    if caption and caption.group("caption").strip():
+        return caption.group("caption").strip(), None
+    text, sep, tail = line.rpartition("#")
+    tail = tail.strip()
+    if sep and text.strip() and (tail.lstrip("+-").isdigit() or tail.upper() == "NA"):
+        if tail.upper() == "NA":
+            return text.strip(), None
+        if int(tail) < 1:
+            raise ValueError(f"length #{tail}: expected a positive number of frames, or #NA for the length estimator")
+        return text.strip(), int(tail)
+    return line.strip(), None
+
+
+def _frames(value: Any) -> int | None:
+    """A structured file's length field -> frames or None; anything but a positive whole number is a ValueError."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"length {value!r}: expected a positive whole number of frames")
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.lstrip("+").isdigit():
+            raise ValueError(f"length {value!r}: expected a positive whole number of frames, or nothing")
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"length {value!r}: expected a positive whole number of frames, or nothing")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"text {value!r}: expected a non-empty string")
+    return value.strip()
+
+
+def _read_jsonl(path: str) -> list[tuple[int, str, int | None]]:
+    prompts = []
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                if not isinstance(entry, dict) or "text" not in entry:
+                    raise ValueError('expected a JSON object with a "text" field (and optionally "length" in frames)')
+                prompts.append((number, _text(entry["text"]), _frames(entry.get("length"))))
+            except ValueError as e:  # json.JSONDecodeError is a ValueError
+                raise ValueError(f"{path}, line {number}: {e}") from e
+    return prompts
+
+
+def _read_csv(path: str) -> list[tuple[int, str, int | None]]:
+    prompts = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        fields = [name.strip() for name in reader.fieldnames or []]
+        if "text" not in fields:
+            raise ValueError(f"{path}, line 1: expected a header row with a 'text' column (and optionally 'length' "
+                             f"in frames), got {fields}")
+        reader.fieldnames = fields
+        for row in reader:
+            number = reader.line_num
+            if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
+                continue
+            try:
+                prompts.append((number, _text(row.get("text")), _frames(row.get("length"))))
+            except ValueError as e:
+                raise ValueError(f"{path}, line {number}: {e}") from e
+    return prompts
+
+
+def _read_lines(path: str) -> list[tuple[int, str, int | None]]:
+    prompts = []
+    # utf-8-sig: a byte-order mark (Windows editors write one) would otherwise turn a first-line comment into a
+    # prompt and prefix the first prompt's text.
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                text, frames = parse_prompt_line(line)
+            except ValueError as e:
+                raise ValueError(f"{path}, line {number}: {e}") from e
+            prompts.append((number, text, frames))
+    return prompts
+
+
+def read_prompt_file(path: str) -> list[tuple[int, str, int | None]]:
+    """``(line number, text, frames or None)`` of every prompt in ``path``, by its extension (module docstring)."""
+    lower = path.lower()
+    if lower.endswith(".jsonl"):
+        return _read_jsonl(path)
+    if lower.endswith(".csv"):
+        return _read_csv(path)
+    if lower.endswith(".json"):
+        raise ValueError(f"{path}: a .json prompt file is not read; write one JSON object per line as .jsonl, "
+                         f'e.g. {{"text": "a person walks", "length": 120}}')
+    return _read_lines(path)

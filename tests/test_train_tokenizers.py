@@ -184,7 +184,7 @@ def test_window_mode_all_makes_an_epoch_of_every_window(tmp_path, synthetic_root
     assert state["step"] == len(every.train) // 256
 
 
-@pytest.mark.parametrize("preset", ["momask_rvq", "mardm_ae", "fsq_ae_high"])
+@pytest.mark.parametrize("preset", ["momask_rvq", "mardm_ae", "fsq_ae_high", "part_aware_rvq"])
 def test_epoch_based_reference_presets_train_on_every_window(preset):
     from options.config import load_config
 

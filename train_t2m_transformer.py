@@ -35,6 +35,7 @@ from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
+from utils.generation_momask import MoMaskBackend
 from utils.generator_stage import (
     check_resume_matches,
     dataset_captions,
@@ -72,6 +73,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # -----------------------------------------------------------------------------------------------------------------
     setup_logging(hold=True)  # the run's train.log receives what set-up logs once the folder exists
     spec = get_dataset_spec(args.dataset_name, args.data_root)
+    if args.cond_scale is None:  # the published guidance of the dataset (MoMask: 4, 2 on KIT-ML)
+        args.cond_scale = MoMaskBackend.guidance(spec.name)
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
     check_run_start(run, args.is_continue)
     device = stage_device()

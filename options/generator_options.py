@@ -54,7 +54,8 @@ def get_train_mardm_parser() -> argparse.ArgumentParser:
 
     gen = parser.add_argument_group("validation generation (--need_evaluation)")
     gen.add_argument("--time_steps", type=int, default=18, help="masked-generation steps")
-    gen.add_argument("--cfg", type=float, default=4.5, help="classifier-free guidance scale (MARDM: 4.5 t2m, 2.5 kit)")
+    gen.add_argument("--cfg", type=float, default=None,
+                     help="classifier-free guidance scale (default: MARDM's, 4.5, and 2.5 on kit)")
     gen.add_argument("--evaluator_dir", type=str, default=None,
                      help="evaluator checkpoint or folder (default <checkpoints_dir>/<dataset_name>/text_mot_match)")
     gen.add_argument("--glove_dir", type=str, default="./glove",

@@ -43,15 +43,17 @@ def _add_arch_args(parser: argparse.ArgumentParser, default_cdp: float) -> None:
     group.add_argument("--label_smoothing", type=float, default=None, help="of the cross-entropy (MoMask 0)")
 
 
-def _add_validation_args(parser: argparse.ArgumentParser, cond_scale: float, time_steps: bool) -> None:
+def _add_validation_args(parser: argparse.ArgumentParser, cond_scale: float, time_steps: bool,
+                         kit_scale: bool = False) -> None:
     group = parser.add_argument_group("validation (token loss and accuracy; FID with --need_evaluation)")
     group.add_argument("--val_batches", type=int, default=0,
                        help="validation batches per evaluation (0: the whole val split)")
     if time_steps:
         group.add_argument("--time_steps", type=int, default=18,
                            help="masked-generation steps of the --need_evaluation generation (MoMask 18)")
-    group.add_argument("--cond_scale", "--cfg", dest="cond_scale", type=float, default=cond_scale,
-                       help="classifier-free guidance scale of the --need_evaluation generation")
+    group.add_argument("--cond_scale", "--cfg", dest="cond_scale", type=float, default=None,
+                       help=f"classifier-free guidance scale of the --need_evaluation generation (default "
+                            f"{cond_scale:g}{', and 2 on kit, as MoMask' if kit_scale else ''})")
     group.add_argument("--evaluator_dir", type=str, default=None,
                        help="evaluator checkpoint or folder (default <checkpoints_dir>/<dataset_name>/text_mot_match)")
     group.add_argument("--glove_dir", type=str, default="./glove",
@@ -72,7 +74,7 @@ def get_train_t2m_transformer_parser() -> argparse.ArgumentParser:
                         help="masked-transformer registry entry")
     _add_tokenizer_args(parser)
     _add_arch_args(parser, default_cdp=0.1)
-    _add_validation_args(parser, cond_scale=4.0, time_steps=True)
+    _add_validation_args(parser, cond_scale=4.0, time_steps=True, kit_scale=True)
     add_text_encoder_args(parser)
     _momask_defaults(parser)
     return parser

@@ -18,6 +18,7 @@ from options.config import load_preset, parse_with_config
 from options.generator_options import get_train_mardm_parser
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
+from utils.generation import MARDMBackend
 from utils.generator_stage import (
     check_resume_matches,
     decode_targets,
@@ -107,6 +108,9 @@ def test_each_family_trains_and_writes_the_generator_checkpoint(setup, encoder, 
     losses = _losses(root)
     assert len(losses) == steps
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    # Validation guidance: MARDM's for the dataset (4.5; 2.5 on KIT-ML), recorded as a number.
+    config = load_checkpoint(os.path.join(root, "model", "latest.tar"))["config"]
+    assert config["cfg"] == 4.5 and MARDMBackend.guidance("kit") == 2.5
 
     tok_path = os.path.join(setup["ckpt"], "synthetic", tokenizer, "model", "latest.tar")
     state = load_checkpoint(os.path.join(root, "model", "latest.tar"))

@@ -25,6 +25,7 @@ from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset
 from utils.generation import load_generator
+from utils.generation_momask import MoMaskBackend
 from utils.run_dir import RunDir
 from utils.token_stage import build_token_cache, load_token_tokenizer, token_cache_path
 
@@ -116,6 +117,8 @@ def _check_run(setup, root, role, best):
 def test_mask_transformer_trains_and_writes_its_run(setup, trained):
     state = _check_run(setup, trained["mask"], "mask", "net_best_acc.tar")
     assert state["model_name"] == "MoMask-Mask-Tiny" and state["best"]["metric"] == "acc"
+    # Validation guidance: MoMask's for the dataset (4; 2 on KIT-ML), recorded as a number.
+    assert state["config"]["cond_scale"] == 4.0 and MoMaskBackend.guidance("kit") == 2.0
     assert not os.path.exists(os.path.join(trained["mask"], "tokens"))  # codes on the fly unless asked
 
 
@@ -123,6 +126,7 @@ def test_residual_transformer_trains_and_writes_its_run(setup, trained):
     state = _check_run(setup, trained["res"], "res", "net_best_loss.tar")
     args = state["model_args"]
     assert (args["num_quantizers"], args["code_embedding"], args["share_weight"]) == (3, "codebook", False)
+    assert state["config"]["cond_scale"] == 5.0  # MoMask's residual guidance
     # The input tables are the frozen RVQ codebooks, untouched by training.
     tok = load_token_tokenizer(setup["rvq"], get_dataset_spec("synthetic", setup["root"]), role="res")
     torch.testing.assert_close(state["model"]["codebook_embed"][:, :32],

@@ -119,6 +119,11 @@ class GeneratorBackend:
     sampling_options: ClassVar[dict[str, Any]] = {}
     model: nn.Module
 
+    @classmethod
+    def guidance(cls, dataset: str | None = None) -> float:
+        """The family's published guidance scale for ``dataset`` (a dataset name; None: HumanML3D's)."""
+        return float(cls.dataset_cfg.get(dataset or "", cls.default_cfg))
+
     def settings(self, time_steps: int | None = None, cfg: float | None = None, temperature: float = 1.0,
                  snap: bool = True, dataset: str | None = None, **options: Any) -> SamplingSettings:
         """The settings a sample is drawn with: None takes the family's default for ``dataset`` (a dataset name);
@@ -128,7 +133,7 @@ class GeneratorBackend:
             known = sorted(self.sampling_options) or "none"
             raise ValueError(f"{self.family} generators have no sampling option {unknown}; theirs: {known}")
         if cfg is None:
-            cfg = self.dataset_cfg.get(dataset or "", self.default_cfg)
+            cfg = self.guidance(dataset)
         return SamplingSettings(int(self.default_time_steps if time_steps is None else time_steps), float(cfg),
                                 float(temperature), bool(snap), {**self.sampling_options, **options})
 

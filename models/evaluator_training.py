@@ -34,6 +34,10 @@ class MovementAutoencoder(nn.Module):
     def __init__(self, evaluator: TextMotionEvaluator, hidden: int, latent: int) -> None:
         super().__init__()
         self.evaluator = evaluator
+        # Only the movement encoder learns here. The text and motion encoders take no part in the loss; left
+        # trainable, DDP would wait for their gradients and stop at the second step of a multi-process run.
+        evaluator.requires_grad_(False)
+        evaluator.movement_encoder.requires_grad_(True)
         self.decoder = MovementConvDecoder(latent, hidden, evaluator.dim_pose)
 
     def forward(self, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,6 +51,7 @@ class CoEmbedding(nn.Module):
     def __init__(self, evaluator: TextMotionEvaluator) -> None:
         super().__init__()
         self.evaluator = evaluator
+        evaluator.requires_grad_(True)  # the text and motion encoders, which the movement pre-training froze
         evaluator.movement_encoder.requires_grad_(False)
 
     def train(self, mode: bool = True) -> CoEmbedding:

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import train_evaluator
-from models.evaluator_training import contrastive_loss, draw_shift
+from models.evaluator import TextMotionEvaluator
+from models.evaluator_training import CoEmbedding, MovementAutoencoder, contrastive_loss, draw_shift
 from options.config import parse_with_config
 from options.eval_options import get_train_evaluator_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
@@ -162,3 +163,29 @@ def test_contrastive_loss_and_negative_shift():
     shifts = {draw_shift(4, "nonzero") for _ in range(200)}
     assert shifts == {1, 2, 3}
     assert {draw_shift(4, "reference") for _ in range(200)} == {0, 1, 2}
+
+
+def _untrained(model: torch.nn.Module) -> list[str]:
+    """Trainable parameters that got no gradient: under DDP, a step stops when any exists."""
+    return [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+
+
+def test_each_stage_trains_exactly_the_parameters_its_loss_reaches():
+    torch.manual_seed(0)
+    evaluator = TextMotionEvaluator(dim_pose=12, dim_word=6, dim_pos_ohot=15, dim_movement_enc_hidden=8,
+                                    dim_movement_latent=8, dim_text_hidden=8, dim_motion_hidden=8, dim_coemb_hidden=8)
+    motion = torch.randn(2, 16, 12)
+    decomp = MovementAutoencoder(evaluator, hidden=8, latent=8)
+    recon, _ = decomp(motion)
+    (recon - motion).abs().mean().backward()
+    assert not _untrained(decomp)
+    assert any(p.requires_grad for p in evaluator.movement_encoder.parameters())
+
+    model = CoEmbedding(evaluator)
+    model.zero_grad(set_to_none=True)
+    text_emb, motion_emb = model(torch.randn(2, 5, 6), torch.randn(2, 5, 15), torch.tensor([5, 3]), motion,
+                                 torch.tensor([16, 12]))
+    sum(contrastive_loss(text_emb, motion_emb, 1, 10.0)).backward()
+    assert not _untrained(model)
+    trained = {name.split(".")[1] for name, p in model.named_parameters() if p.requires_grad}
+    assert trained == {"text_encoder", "motion_encoder"}

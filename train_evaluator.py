@@ -197,6 +197,11 @@ def main(cfg) -> dict:
     train(model, train_set, loss_fn, engine_cfg, run, collate_fn=collate_eval, val_fn=validate,
           optimizer_factory=make_optimizer,
           checkpoint_meta={**meta, "parent": decomp_run.latest_path if pretrain_iters > 0 else None})
+    if int(os.environ.get("RANK", 0)) != 0:
+        # What follows writes finest.tar and the report: the first process's work. The others never ran the
+        # validations (the engine runs them on the first process), so their final state would always look best and
+        # replace finest.tar.
+        return {}
     model.eval()
     with torch.no_grad():
         validate(model)  # the final state competes too (and a run shorter than one validation still gets finest.tar)

@@ -110,3 +110,21 @@ def test_two_process_fsq_mardm_matches_one_process_emulating_the_ranks(tmp_path,
     losses_one = [row["loss"] for row in read_log(root_one)]
     losses_two = [row["loss"] for row in read_log(root_two)]
     assert len(losses_two) == steps and losses_two == pytest.approx(losses_one, rel=1e-5)
+
+
+def test_two_process_evaluator_training_keeps_its_best_evaluator(tmp_path, synthetic_root):
+    # On this data the validation at step 5 beats the one at step 10, so the final state is not the best.
+    args = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", str(tmp_path),
+            "--sizes", "tiny", "--batch_size", "8", "--num_workers", "0", "--lr", "1e-3", "--log_every", "5",
+            "--eval_every", "5", "--save_every", "5", "--max_iters", "10", "--pretrain_iters", "4"]
+    done = run_script("train_evaluator.py", args, nproc=2, timeout=240)
+    assert done.returncode == 0, tail(done)
+    root = run_root(tmp_path, "text_mot_match")
+    best = load_checkpoint(str(root / "model" / "net_best_val_loss.tar"))
+    finest = load_checkpoint(str(root / "model" / "finest.tar"))
+    assert best["step"] == 5
+    assert finest["metrics"]["val_loss"] == pytest.approx(best["metrics"]["val_loss"], rel=1e-6)
+    with open(root / "eval" / "evaluator_val.json") as f:
+        assert json.load(f)["best_val_loss"] == pytest.approx(best["metrics"]["val_loss"], rel=1e-6)
+    assert done.stdout.count("R-precision top-1") == 1  # one report, from the first process
+

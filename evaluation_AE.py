@@ -219,4 +219,4 @@ def main(cfg) -> dict:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(parse_with_config(get_evaluation_ae_parser())))
+    run_script(lambda: main(parse_with_config(get_evaluation_ae_parser())), single_process=True)

@@ -221,4 +221,4 @@ def main(cfg) -> dict:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(parse_with_config(get_sample_parser())))
+    run_script(lambda: main(parse_with_config(get_sample_parser())), single_process=True)

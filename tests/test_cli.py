@@ -44,3 +44,18 @@ def test_a_script_reports_a_missing_dataset_file_in_one_line(tmp_path):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert f"evaluation_AE.py: error: no net_best_fid.tar / net_best_loss.tar / latest.tar in {tmp_path}" in done.stderr
+
+
+@pytest.mark.parametrize("script", ["evaluation_AE.py", "evaluation_MARDM.py", "sample.py"])
+def test_evaluation_and_sampling_refuse_a_multi_process_launch(tmp_path, script):
+    # What torchrun / accelerate launch set for the first of two processes: each process would repeat the whole
+    # evaluation and write the same files.
+    argv = [sys.executable, str(ROOT / script), "--name", "nope", "--dataset_name", "synthetic", "--checkpoints_dir",
+            str(tmp_path / "checkpoints"), *(["--output_dir", str(tmp_path / "generation")] if script == "sample.py"
+                                             else [])]
+    env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
+    env.update(WORLD_SIZE="2", RANK="0", LOCAL_RANK="0")
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"{script}: error: runs in one process, but was launched as 2" in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -21,12 +21,21 @@ USER_ERRORS = (CheckpointError, RunDirError, ConfigError, FileNotFoundError, Val
 TRACEBACK_ENV = "FSQ_MARDM_TRACEBACK"
 
 
-def run_script(main: Callable[[], Any], prog: str | None = None) -> Any:
-    """``main()``; a ``USER_ERRORS`` exception exits with status 1 and ``<prog>: error: <message>`` on stderr."""
+def run_script(main: Callable[[], Any], prog: str | None = None, single_process: bool = False) -> Any:
+    """``main()``; a ``USER_ERRORS`` exception exits with status 1 and ``<prog>: error: <message>`` on stderr.
+
+    ``single_process`` scripts (evaluation, sampling) do not split their work over processes: started by ``torchrun``
+    or ``accelerate launch`` with more than one, each process would do all of it and write the same files, so they
+    stop with an error instead.
+    """
+    prog = prog or os.path.basename(sys.argv[0])
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if single_process and processes > 1:
+        sys.exit(f"{prog}: error: runs in one process, but was launched as {processes} (torchrun / accelerate "
+                 f"launch); start it with `python {prog} ...` (--device picks the GPU)")
     if os.environ.get(TRACEBACK_ENV):
         return main()
     try:
         return main()
     except USER_ERRORS as e:
-        prog = prog or os.path.basename(sys.argv[0])
         sys.exit(f"{prog}: error: {e}\n(set {TRACEBACK_ENV}=1 to see where it was raised)")

@@ -13,6 +13,7 @@ Fault points (steps are the engine's global optimizer steps, counted from 1):
 ``kill_during_save: N``   SIGKILL while ``latest.tar`` of step N is written: half of the temporary file is on disk.
 ``kill_during_best_save: N``  the same while the best checkpoint (``net_best_<metric>.tar``) of step N is written.
 ``free_bytes: X``         the file system reports X free bytes (a full disk).
+``nan_at_step: N``        the loss of step N becomes NaN, on the process of rank ``nan_rank`` (default 0) only.
 ``emulate_ranks: P``      one process reproduces P-process DDP: the loss is the mean of the losses of the P slices of
                           the global batch, each computed with that rank's RNG stream (seed + rank).
 ``sync_report: PATH``     under torch.distributed: after every forward, compare the whole model state (weights,
@@ -362,6 +363,9 @@ def install_faults(faults: dict[str, Any]) -> None:
             loss, logs = inner(model_, batch)
             if _Step.current == faults.get("kill_at_step"):
                 _kill_now()
+            if (_Step.current == faults.get("nan_at_step")
+                    and int(os.environ.get("RANK", 0)) == int(faults.get("nan_rank", 0))):
+                loss = loss * float("nan")
             return loss, logs
 
         result = real_train(model, train_dataset, faulty_loss, cfg, run, **kwargs)

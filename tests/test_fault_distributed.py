@@ -128,3 +128,20 @@ def test_two_process_evaluator_training_keeps_its_best_evaluator(tmp_path, synth
         assert json.load(f)["best_val_loss"] == pytest.approx(best["metrics"]["val_loss"], rel=1e-6)
     assert done.stdout.count("R-precision top-1") == 1  # one report, from the first process
 
+
+def test_a_nan_on_one_process_stops_both_and_each_says_where(tmp_path, synthetic_root):
+    args = [*TOKENIZER_FLAGS, "--data_root", synthetic_root, "--model", "VQVAE_Tiny", "--max_iters", "6",
+            "--save_every", "2", "--eval_every", "2", "--seed", "3", "--name", "vq", "--checkpoints_dir",
+            str(tmp_path)]
+    done = run_script("train_vq.py", args, nproc=2, faults={"nan_at_step": 3, "nan_rank": 1}, timeout=240)
+    assert done.returncode != 0, tail(done)
+    model_dir = run_root(tmp_path, "vq") / "model"
+    assert os.path.exists(model_dir / "nan_batch_step3_rank1.pt")
+    assert not os.path.exists(model_dir / "nan_batch_step3_rank0.pt")
+    assert load_checkpoint(str(model_dir / "latest.tar"))["step"] == 2
+    assert "[rank1]: utils.engine.NonFiniteLossError: non-finite loss nan at step 3" in done.stderr, tail(done)
+    # The first process's loss was finite: its message must not present that value as the non-finite one.
+    assert ("[rank0]: utils.engine.NonFiniteLossError: non-finite loss on another process (this process's loss "
+            in done.stderr), tail(done)
+    assert str(model_dir / "nan_batch_step3_rank*.pt") in done.stderr
+

@@ -480,11 +480,14 @@ def _check_finite(loss: torch.Tensor, logs: Mapping[str, Any], batch: Any, state
         save_checkpoint(path, {"stage": "nan_batch", "step": step, "epoch": state.epoch,
                                "rank": accelerator.process_index, "loss": loss.detach().float().cpu(),
                                "logs": terms, "batch": _to_plain(batch)})
+        what = f"non-finite loss {float(loss.detach()):g}"
         where = f"the batch was saved to {path}"
     else:
-        where = "the loss was non-finite on another process, which saved its batch"
+        # This process's own loss is finite: saying "non-finite loss 1.05" would send the reader after the wrong one.
+        what = f"non-finite loss on another process (this process's loss {float(loss.detach()):g})"
+        where = f"that process saved its batch to {os.path.join(run.model_dir, f'nan_batch_step{step}_rank*.pt')}"
     raise NonFiniteLossError(
-        f"non-finite loss {float(loss.detach()):g} at step {step} (epoch {state.epoch}); terms {terms}. Training "
+        f"{what} at step {step} (epoch {state.epoch}); terms {terms}. Training "
         f"stopped; {where}, and {run.latest_path} still holds the last good state. Check the data for NaN/inf "
         f"(e.g. a zero std in the normalisation statistics), lower --lr, set --grad_clip, or rerun with "
         f"--detect_anomaly to find the operation.")

@@ -76,6 +76,16 @@ def _broadcast_(t: Tensor, src: int = 0) -> Tensor:
     return t
 
 
+def _leading_rows_of_processes(x: Tensor, k: int) -> Tensor:
+    """The rows ``(M', C)`` of the first processes' ``x (M, C)``, in rank order, until they hold ``k`` rows or every
+    process has given its own: the start of the global batch (each process takes its slice of it in rank order).
+    Every process must hold the same number of rows M, as the engine's equal shares of a fixed-window batch do."""
+    rows = []
+    for src in range(min(dist.get_world_size(), math.ceil(k / max(x.shape[0], 1)))):
+        rows.append(_broadcast_(x.clone() if dist.get_rank() == src else torch.empty_like(x), src=src))
+    return torch.cat(rows)
+
+
 def fp32_region(z: Tensor) -> AbstractContextManager:
     """A context that disables autocast for the quantization maths on ``z``'s device."""
     if z.device.type in ("cpu", "cuda", "xpu", "mps"):
@@ -212,8 +222,9 @@ class QuantizeEMAReset(Quantizer):
     Loading a state dict that holds only ``codebook`` (official checkpoints) marks it initialised with
     ``code_sum = codebook`` and ``code_count = 1``, exactly the state right after the reference initialisation.
 
-    Under torch.distributed the per-code sums and counts are all-reduced and the initialisation / reset rows are
-    broadcast from rank 0, so every process keeps the same codebook.
+    Under torch.distributed the per-code sums and counts are all-reduced and the initialisation / reset rows are the
+    leading rows of the global batch, broadcast from the first processes, so every process keeps the same codebook,
+    the one a single process would.
     """
 
     def __init__(self, codebook_size: int, code_dim: int, mu: float = 0.99, sample_codebook_temp: float = 0.0) -> None:
@@ -246,8 +257,12 @@ class QuantizeEMAReset(Quantizer):
                                       error_msgs)
 
     def _leading_rows(self, x: Tensor) -> Tensor:
-        """The first K rows of ``x (M, C)``, tiled with small noise when M < K; identical on every process."""
+        """The first K rows of the batch ``x (M, C)``, tiled with small noise when it has fewer; identical on every
+        process. Under torch.distributed the batch is the global one: when this process's share has fewer than K rows,
+        the following processes' shares complete it, so the rows are those one process would take."""
         k = self.codebook_size
+        if _distributed() and x.shape[0] < k:
+            x = _leading_rows_of_processes(x, k)
         if x.shape[0] < k:
             repeats = (k + x.shape[0] - 1) // x.shape[0]
             x = x.repeat(repeats, 1)

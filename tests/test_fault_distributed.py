@@ -145,3 +145,23 @@ def test_a_nan_on_one_process_stops_both_and_each_says_where(tmp_path, synthetic
             in done.stderr), tail(done)
     assert str(model_dir / "nan_batch_step3_rank*.pt") in done.stderr
 
+
+def test_a_two_process_run_resumes_in_one_process_where_it_stopped(tmp_path, synthetic_root):
+    args = [*TOKENIZER_FLAGS, "--data_root", synthetic_root, "--model", "VQVAE_Tiny", "--save_every", "3",
+            "--eval_every", "3", "--seed", "3", "--name", "vq"]
+    full = run_script("train_vq.py", [*args, "--max_iters", "8", "--checkpoints_dir", str(tmp_path / "one")])
+    assert full.returncode == 0, tail(full)
+    first = run_script("train_vq.py", [*args, "--max_iters", "5", "--checkpoints_dir", str(tmp_path / "two")],
+                       nproc=2, timeout=240)
+    assert first.returncode == 0, tail(first)
+    resumed = run_script("train_vq.py", [*args, "--max_iters", "8", "--checkpoints_dir", str(tmp_path / "two"),
+                                         "--is_continue"])
+    assert resumed.returncode == 0, tail(resumed)
+    assert "saved by 2 processes, resumed with 1; RNG streams are reseeded" in resumed.stderr
+    one = load_checkpoint(str(run_root(tmp_path / "one", "vq") / "model" / "latest.tar"))
+    two = load_checkpoint(str(run_root(tmp_path / "two", "vq") / "model" / "latest.tar"))
+    assert two["step"] == 8 and len(two["rng"]) == 1
+    _check_close(one["model"], two["model"], atol=1e-5)  # the same batches: this tokenizer draws no random numbers
+    losses = [row["loss"] for row in read_log(run_root(tmp_path / "two", "vq"))]
+    assert losses == pytest.approx([row["loss"] for row in read_log(run_root(tmp_path / "one", "vq"))], rel=1e-5)
+

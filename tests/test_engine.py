@@ -21,7 +21,7 @@ import utils.run_dir as run_dir_module
 from utils.batching import EpochBatchSampler
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.ema import EMA
-from utils.engine import EngineConfig, NonFiniteLossError, train
+from utils.engine import COLLECTIVE_TIMEOUT, EngineConfig, NonFiniteLossError, train
 from utils.lr_schedule import lr_at_step, lr_factor
 from utils.run_dir import RunDir, RunDirError
 from utils.seed import get_rng_state, set_rng_state, set_seed
@@ -380,6 +380,10 @@ model = Toy()
 model.net[2].p = 0.0  # dropout draws differ per process; the comparison is about gradients and data split
 train(model, ToyData(), loss_fn, make_cfg(max_iters=8, eval_every=0, save_every=4), RunDir({root!r}, "t2m", "ddp"),
       checkpoint_meta=META)
+import torch.distributed as dist
+if dist.get_rank() == 1:  # how long this process would wait for the first one's validation
+    timeout = dist.group.WORLD._get_backend(torch.device("cpu")).options._timeout
+    open({root!r} + "/timeout_s", "w").write(str(timeout.total_seconds()))
 """
 
 
@@ -393,6 +397,9 @@ def test_two_process_cpu_matches_single_process(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
+    # Validation runs on the first process while the others wait: longer than the backends' default timeouts.
+    with open(tmp_path / "two" / "timeout_s") as f:
+        assert float(f.read()) == COLLECTIVE_TIMEOUT.total_seconds() >= 3600
     set_seed(0)
     model = Toy()
     model.net[2].p = 0.0

@@ -35,13 +35,14 @@ import os
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import send_to_device
+from accelerate.utils import InitProcessGroupKwargs, send_to_device
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
@@ -73,6 +74,10 @@ ValFn = Callable[[nn.Module], Mapping[str, Any]]
 ENGINE_KEYS = frozenset({"format_version", "model", "ema", "optimizer", "scaler", "step", "epoch", "rng",
                          "data_state", "best", "metrics", "engine"})
 REQUIRED_META = ("stage", "model_name", "model_args")
+# How long a process waits in a collective for the others. While the first process validates (with --need_evaluation
+# a generation pass over the val split) or writes a checkpoint, the others wait at the broadcast of its outcome, and
+# the backends' default timeouts (10 minutes for NCCL, 30 for gloo) would end the run during a long validation.
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
 
 
 @dataclass
@@ -201,7 +206,8 @@ def _make_accelerator(mixed_precision: str) -> Accelerator:
         AcceleratorState._reset_state()
     # torchrun on a machine without CUDA: accelerate only picks MULTI_CPU (gloo) when told to use the CPU.
     cpu = int(os.environ.get("LOCAL_RANK", -1)) != -1 and not torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu,
+                              kwargs_handlers=[InitProcessGroupKwargs(timeout=COLLECTIVE_TIMEOUT)])
     if mixed_precision == "fp16" and accelerator.device.type == "cpu":
         logger.warning("fp16 mixed precision is not available on CPU; training in fp32")
     return accelerator

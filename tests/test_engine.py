@@ -360,6 +360,20 @@ def test_run_dir_layout():
         RunDir("ck", "t2m", "a/b")
 
 
+def test_a_launcher_precision_the_run_does_not_use_is_reported(tmp_path, monkeypatch, caplog):
+    # What `accelerate launch --mixed_precision bf16` (or its saved config) sets for the script.
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    with caplog.at_level(logging.WARNING, logger="utils.engine"):
+        run_toy(tmp_path, "launcher", make_cfg(max_iters=2))
+    assert "accelerate launch asks for mixed precision bf16, but this run trains with --mixed_precision no" \
+        in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    with caplog.at_level(logging.WARNING, logger="utils.engine"):
+        run_toy(tmp_path, "agreed", make_cfg(max_iters=2))
+    assert "accelerate launch asks" not in caplog.text
+
+
 def test_engine_config_validates():
     with pytest.raises(ValueError, match="mixed_precision"):
         make_cfg(mixed_precision="fp8")

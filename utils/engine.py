@@ -210,6 +210,13 @@ def _make_accelerator(mixed_precision: str) -> Accelerator:
                               kwargs_handlers=[InitProcessGroupKwargs(timeout=COLLECTIVE_TIMEOUT)])
     if mixed_precision == "fp16" and accelerator.device.type == "cpu":
         logger.warning("fp16 mixed precision is not available on CPU; training in fp32")
+    # `accelerate launch --mixed_precision` (or the precision saved by `accelerate config`) reaches the script only as
+    # this variable, which the explicit argument above overrides: say so rather than train in another precision.
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "").lower()
+    if launcher and launcher != mixed_precision and accelerator.is_main_process:
+        logger.warning("accelerate launch asks for mixed precision %s, but this run trains with --mixed_precision %s: "
+                       "the script's flag decides (pass --mixed_precision %s to train in %s)", launcher,
+                       mixed_precision, launcher, launcher)
     return accelerator
 
 

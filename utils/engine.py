@@ -358,8 +358,9 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
     eval_every = cfg.eval_every or per_epoch
     save_every = cfg.save_every or per_epoch
 
-    # The EMA evaluation copy is taken before prepare(), which patches forward() with autocast on the instance.
-    eval_copy = copy.deepcopy(model) if cfg.ema_decay is not None and val_fn is not None else None
+    # The EMA evaluation copy is taken before prepare(), which patches forward() with autocast on the instance; only
+    # the first process validates, so only it holds one (a copy of the whole model: 1.2 GB for MARDM-XL).
+    eval_copy = copy.deepcopy(model) if cfg.ema_decay is not None and val_fn is not None and is_main else None
     optimizer = optimizer_factory(model) if optimizer_factory is not None else make_optimizer(model, cfg)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     model.train()

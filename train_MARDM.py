@@ -31,11 +31,11 @@ from models.mardm import MARDM_MODELS
 from models.text_encoders import TextEncoder
 from options.config import config_to_dict, parse_with_config, resolve_max_iters, save_config
 from options.generator_options import get_train_mardm_parser
-from utils.checkpoint import CheckpointError
 from utils.cli import run_script
-from utils.dataset_specs import DatasetSpec, get_dataset_spec
+from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
+from utils.eval_protocol import load_validation_evaluator
 from utils.generation import MARDMBackend
 from utils.generator_stage import (
     GeneratorLoss,
@@ -65,22 +65,6 @@ logger = logging.getLogger("train_MARDM")
 MODEL_FLAGS = ("diffmlps_batch_mul", "cond_drop_prob", "flow_solver", "flow_steps")
 
 
-def load_validation_evaluator(args: argparse.Namespace, spec: DatasetSpec, device: torch.device) -> tuple:
-    """(evaluator, eval loader of the val split) for ``--need_evaluation``; fails now rather than at the first eval."""
-    from utils.eval_protocol import build_eval_loader
-    from utils.evaluator import load_evaluator
-
-    evaluator_dir = args.evaluator_dir or os.path.join(args.checkpoints_dir, args.dataset_name, "text_mot_match")
-    try:
-        evaluator = load_evaluator(evaluator_dir, args.dataset_name, device, data_root=args.data_root)
-    except (CheckpointError, FileNotFoundError) as e:
-        raise SystemExit(f"--need_evaluation: no usable evaluator for dataset {args.dataset_name!r} ({e}). Train one "
-                         f"with: python train_evaluator.py --dataset_name {args.dataset_name}, point --evaluator_dir "
-                         f"at one, or drop --need_evaluation") from e
-    eval_loader = build_eval_loader(evaluator, spec, "val", data_root=args.data_root, glove_dir=args.glove_dir)
-    return evaluator, eval_loader
-
-
 def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> TrainResult:
     """Train ``args.model``; ``text_encoder`` optionally supplies an already built encoder of kind
     ``--text_encoder`` (tests, notebooks). Returns the engine's ``TrainResult``."""
@@ -100,7 +84,9 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
                                          use_ema=resumed_tokenizer_ema(resumed))
     mean, std = tokenizer_statistics(tokenizer)
     encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
-    evaluator, eval_loader = load_validation_evaluator(args, spec, device) if args.need_evaluation else (None, None)
+    evaluator, eval_loader = (load_validation_evaluator(args.evaluator_dir, args.checkpoints_dir, spec, args.data_root,
+                                                        args.glove_dir, device)
+                              if args.need_evaluation else (None, None))
     run.make_dirs()
     setup_logging(run.log_file)
     logger.info("tokenizer %s (%s, %s) from %s; text encoder %s (%d-d)", ref.name, tokenizer.model_name,

@@ -36,6 +36,7 @@ from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
+from utils.eval_protocol import load_validation_evaluator
 from utils.generation_momask import MoMaskBackend
 from utils.generator_stage import (
     check_resume_matches,
@@ -56,7 +57,6 @@ from utils.token_stage import (
     cached_token_datasets,
     collate_text_tokens,
     load_token_tokenizer,
-    load_validation_evaluator,
     make_token_generation_eval_fn,
     make_token_val_fn,
     resolve_vq_checkpoint,

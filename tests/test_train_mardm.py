@@ -305,3 +305,28 @@ def test_resume_refuses_other_tokenizer_weights(tmp_path):
     assert resume_records(str(tmp_path / "none.tar"), is_continue=True) is None
     save_checkpoint(latest, {"tokenizer": {**meta["tokenizer"], "weights": "ema"}})
     assert resumed_tokenizer_ema(resume_records(latest, is_continue=True)) is True
+
+
+def test_need_evaluation_validates_on_a_small_val_split(setup, encoder, tmp_path, caplog):
+    """The synthetic val split holds fewer than 32 evaluation samples: --need_evaluation validates on batches of what
+    it has, with a warning (as the tokenizer scripts do), instead of refusing to start."""
+    import logging
+
+    from utils.datasets import read_split
+    from utils.evaluator import build_evaluator, save_evaluator
+    from utils.word_vectorizer import LearnedVocab
+
+    root = setup["root"]
+    val = len(read_split(root, "val"))
+    assert val < 32
+    torch.manual_seed(0)
+    evaluator = build_evaluator("synthetic", setup["mean"], setup["std"], sizes="tiny", data_root=root,
+                                word_vectors=LearnedVocab.from_split(root, "train", dim_word=8))
+    save_evaluator(str(tmp_path / "ev" / "model" / "finest.tar"), evaluator)
+    with caplog.at_level(logging.WARNING, logger="utils.eval_protocol"):
+        train_MARDM.main(_args(setup, "small_val", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--max_iters",
+                               "4", "--eval_every", "4", "--need_evaluation", "--evaluator_dir", str(tmp_path / "ev"),
+                               "--time_steps", "2", "--flow_steps", "2", "--val_batches", "1"), text_encoder=encoder)
+    assert any("the val split has only" in r.message for r in caplog.records)
+    best = load_checkpoint(os.path.join(setup["ckpt"], "synthetic", "small_val", "model", "net_best_fid.tar"))
+    assert best["best"]["metric"] == "fid" and np.isfinite(best["metrics"]["fid"])

@@ -429,22 +429,6 @@ def make_token_generation_eval_fn(tokenizer: Tokenizer, text_encoder: TextEncode
     return protocol_eval_fn(tokenizer, evaluator, eval_loader, motion_fn_for, seed)
 
 
-def load_validation_evaluator(evaluator_dir: str | None, checkpoints_dir: str, spec: DatasetSpec,
-                              data_root: str | None, glove_dir: str | None, device: torch.device) -> tuple[Any, Any]:
-    """(evaluator, eval loader of the val split) for ``--need_evaluation``; fails now rather than at the first eval."""
-    from utils.eval_protocol import build_eval_loader
-    from utils.evaluator import load_evaluator
-
-    folder = evaluator_dir or os.path.join(checkpoints_dir, spec.name, "text_mot_match")
-    try:
-        evaluator = load_evaluator(folder, spec.name, device, data_root=data_root)
-    except (CheckpointError, FileNotFoundError) as e:
-        raise SystemExit(f"--need_evaluation: no usable evaluator for dataset {spec.name!r} ({e}). Train one with: "
-                         f"python train_evaluator.py --dataset_name {spec.name}, point --evaluator_dir at one, or "
-                         f"drop --need_evaluation") from e
-    return evaluator, build_eval_loader(evaluator, spec, "val", data_root=data_root, glove_dir=glove_dir)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Checkpoint record
 # ---------------------------------------------------------------------------------------------------------------------

@@ -148,29 +148,6 @@ def make_val_fn(data: WindowData, spec: DatasetSpec, loss_fn: LossFn, batch_size
     return val_fn
 
 
-def load_val_evaluator(args: argparse.Namespace, spec: DatasetSpec) -> tuple[Any, Any]:
-    """(evaluator, eval loader of the val split) for ``--need_evaluation``; fails at start, not at the first eval."""
-    from utils.checkpoint import CheckpointError
-    from utils.eval_protocol import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader
-    from utils.evaluator import load_evaluator
-
-    evaluator_dir = args.evaluator_dir or os.path.join(args.checkpoints_dir, args.dataset_name, "text_mot_match")
-    try:
-        evaluator = load_evaluator(evaluator_dir, args.dataset_name, data_root=args.data_root)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"--need_evaluation: no usable evaluator for dataset {args.dataset_name!r} ({e}). Train one "
-                         f"with: python train_evaluator.py --dataset_name {args.dataset_name}, point --evaluator_dir "
-                         f"at one, or drop --need_evaluation") from e
-    loader = build_eval_loader(evaluator, spec, "val", data_root=args.data_root, glove_dir=args.glove_dir,
-                               batch_size=1)
-    batch = min(EVAL_BATCH_SIZE, len(loader.dataset))
-    if batch < EVAL_BATCH_SIZE:
-        # Validation only ranks checkpoints; a small val split still gives a usable (if noisier) FID.
-        logger.warning("the val split has only %d evaluation samples: validation batches of %d (R-precision chance "
-                       "1/%d, not 1/%d)", batch, batch, batch, EVAL_BATCH_SIZE)
-    return evaluator, EvalLoader(loader.dataset, batch_size=batch)
-
-
 def make_fid_val_fn(val_fn: Callable[[nn.Module], dict[str, float]], evaluator: Any, eval_loader: Any,
                     mean: np.ndarray, std: np.ndarray,
                     seed: int = 3407) -> Callable[[nn.Module], dict[str, float]]:
@@ -288,7 +265,10 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     loss_fn = make_loss_fn(spec, args, position)
     val_fn = make_val_fn(data, spec, loss_fn, min(args.batch_size, 256), args.val_batches, collate_fn)
     if args.need_evaluation:
-        evaluator, eval_loader = load_val_evaluator(args, spec)
+        from utils.eval_protocol import load_validation_evaluator
+
+        evaluator, eval_loader = load_validation_evaluator(args.evaluator_dir, args.checkpoints_dir, spec,
+                                                           args.data_root, args.glove_dir)
         val_fn = make_fid_val_fn(val_fn, evaluator, eval_loader, data.mean, data.std, args.seed)
     # With an evaluator the best checkpoint is the lowest validation FID (net_best_fid.tar), else the lowest loss.
     cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(data.train)),

@@ -19,7 +19,8 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                            "every window at --window_stride (MoMask / MARDM with stride 1: about 80x more steps per "
                            "epoch on HumanML3D)")
     data.add_argument("--window_stride", type=int, default=1,
-                      help="frames between the starts of consecutive windows of a clip with --window_mode all")
+                      help="frames between the starts of consecutive windows of a clip with --window_mode all "
+                           "(an error with --window_mode random)")
     data.add_argument("--feat_bias", type=float, default=1.0,
                       help="divide the std of the root and foot-contact feature groups by this before training, so "
                            "those dims weigh more in the loss; 1 uses the dataset's Mean/Std (MARDM, MotionMillion). "

@@ -184,6 +184,16 @@ def test_window_mode_all_makes_an_epoch_of_every_window(tmp_path, synthetic_root
     assert state["step"] == len(every.train) // 256
 
 
+def test_window_stride_without_window_mode_all_is_refused(tmp_path, synthetic_root):
+    # One random window per clip has no stride: --window_stride 8 alone used to train exactly as without it.
+    ckpt = str(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="--window_stride 8 applies to --window_mode all only"):
+        _run(train_vq, get_train_vq_parser(), [
+            "--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--name", "st",
+            "--model", "RVQVAE_Tiny", "--max_iters", "2", "--window_stride", "8", *COMMON])
+    assert not os.path.exists(os.path.join(ckpt, "synthetic", "st", "model", "latest.tar"))
+
+
 @pytest.mark.parametrize("preset", ["momask_rvq", "mardm_ae", "fsq_ae_high", "part_aware_rvq"])
 def test_epoch_based_reference_presets_train_on_every_window(preset):
     from options.config import load_config

@@ -46,13 +46,18 @@ def load_window_data(spec: DatasetSpec, window_size: int | None, data_root: str 
     """Training windows of the train split; the first window of each val clip (deterministic validation).
 
     ``mode`` decides what an epoch is: ``"random"``, one random window per clip (T2M-GPT / MotionMillion); ``"all"``,
-    every window whose start is a multiple of ``stride`` (MoMask / MARDM train on every window, stride 1).
-    ``feat_bias`` divides the std of the root and foot-contact groups (1: the dataset's Mean/Std as they are).
+    every window whose start is a multiple of ``stride`` (MoMask / MARDM train on every window, stride 1; a stride
+    other than 1 with ``"random"`` is a ValueError). ``feat_bias`` divides the std of the root and foot-contact groups
+    (1: the dataset's Mean/Std as they are).
     """
     if mode not in ("random", "all"):
         raise ValueError(f"window mode must be 'random' or 'all', got {mode!r}")
     if stride < 1:
         raise ValueError(f"--window_stride must be >= 1, got {stride}")
+    if mode == "random" and stride != 1:
+        # One random window per clip has no stride; accepting it would train on something else than was asked.
+        raise ValueError(f"--window_stride {stride} applies to --window_mode all only; --window_mode random takes one "
+                         f"random window per clip")
     mean, std = feat_bias_normalization(*load_mean_std(spec, data_root), spec, feat_bias, "--feat_bias")
     train = MotionWindowDataset(spec, "train", mean, std, window_size, data_root, mode=mode,
                                 stride=stride if mode == "all" else None)

@@ -272,6 +272,15 @@ def test_presets_parse_and_the_tiny_one_targets_an_fsq_run():
     assert xl["lr"] == 2e-4 and xl["milestones"] == [50000] and xl["batch_size"] == 64 and xl["ema_decay"] == 0.9999
 
 
+@pytest.mark.parametrize("preset", ["mardm_sit_xl", "mardm_ddpm_xl", "fsq_mardm_sit_xl", "vq_mardm_sit_xl"])
+def test_presets_leave_the_validation_guidance_to_the_dataset(preset):
+    # A preset that pinned cfg 4.5 validated a KIT-ML run (--dataset_name kit) at HumanML3D's guidance.
+    path = os.path.join(os.path.dirname(__file__), "..", "options", "configs", f"{preset}.yaml")
+    for dataset, guidance in (("t2m_67", 4.5), ("kit", 2.5)):
+        args = parse_with_config(get_train_mardm_parser(), ["--config", path, "--name", "x", "--dataset_name", dataset])
+        assert args.cfg is None and MARDMBackend.guidance(dataset) == guidance  # train_MARDM.py resolves None so
+
+
 def test_a_tokenizer_name_and_file_must_agree(tmp_path):
     path = tmp_path / "synthetic" / "tok" / "model" / "latest.tar"
     path.parent.mkdir(parents=True)

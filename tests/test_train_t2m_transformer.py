@@ -219,6 +219,11 @@ def test_presets_parse_for_their_scripts():
     mask = load_preset(get_train_t2m_transformer_parser(), os.path.join(folder, "momask_mask.yaml"))
     assert mask["model"] == "MoMask-Mask" and mask["lr"] == 2e-4 and mask["milestones"] == [50000]
     assert mask["batch_size"] == 64 and mask["warm_up_iter"] == 2000 and mask["cond_drop_prob"] == 0.1
+    # Validation guidance follows the dataset (4; 2 on KIT-ML), as MoMask's per-epoch evaluation; not pinned to 4.
+    for dataset in ("t2m", "kit"):
+        argv = ["--config", os.path.join(folder, "momask_mask.yaml"), "--name", "m", "--dataset_name", dataset]
+        args = parse_with_config(get_train_t2m_transformer_parser(), argv)
+        assert args.cond_scale is None
     res = load_preset(get_train_res_transformer_parser(), os.path.join(folder, "momask_res.yaml"))
     assert res["model"] == "MoMask-Res" and res["share_weight"] is True and res["cond_drop_prob"] == 0.2
     for parser in (get_train_t2m_transformer_parser, get_train_res_transformer_parser):

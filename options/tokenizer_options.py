@@ -23,7 +23,8 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                            "(an error with --window_mode random)")
     data.add_argument("--feat_bias", type=float, default=1.0,
                       help="divide the std of the root and foot-contact feature groups by this before training, so "
-                           "those dims weigh more in the loss; 1 uses the dataset's Mean/Std (MARDM, MotionMillion). "
+                           "those dims weigh more in the loss; 1 uses the dataset's Mean/Std (MARDM, MotionMillion; "
+                           "the only value for datasets without those groups, BEAT-X). "
                            "MoMask trains on HumanML3D with 25 (its feat_bias 5, applied twice: the statistics the "
                            "Guo et al. evaluator ships)")
     data.add_argument("--recons_loss", type=str, default="l1_smooth", choices=RECONS_LOSSES,

@@ -225,6 +225,12 @@ def test_feat_bias_trains_on_the_reference_statistics(tmp_path, synthetic_root):
     np.testing.assert_allclose(np.asarray(recorded["mean"]), mean)
     with pytest.raises(ValueError, match="feature bias must be > 0"):
         feat_bias_normalization(mean, std, spec, 0.0)
+    # BEAT-X has neither group: --feat_bias 25 would train on its plain statistics without a word.
+    beatx = get_dataset_spec("beatx")
+    zeros, ones = np.zeros(beatx.dim_pose, np.float32), np.ones(beatx.dim_pose, np.float32)
+    with pytest.raises(ValueError, match="'beatx' has no root or foot-contact feature groups"):
+        feat_bias_normalization(zeros, ones, beatx, 25.0)
+    np.testing.assert_array_equal(feat_bias_normalization(zeros, ones, beatx, 1.0)[1], ones)
 
 
 def test_momask_rvq_preset_is_the_readme_command():

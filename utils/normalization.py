@@ -122,7 +122,8 @@ def eval_normalization(mean: np.ndarray, std: np.ndarray, spec: DatasetSpec) -> 
 def feat_bias_normalization(mean: np.ndarray, std: np.ndarray, spec: DatasetSpec, feat_bias: float,
                             who: str = "feat_bias_normalization") -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) with the std of ``spec.root_groups`` and ``spec.contact_group`` divided by ``feat_bias`` (the Guo
-    et al. feature bias; 1 returns copies of the inputs). Shapes (D,) in, (D,) out; inputs are not modified."""
+    et al. feature bias; 1 returns copies of the inputs; another value for a dataset without those groups is a
+    ValueError). Shapes (D,) in, (D,) out; inputs are not modified."""
     std = np.array(std, dtype=np.float32, copy=True)
     mean = np.array(mean, dtype=np.float32, copy=True)
     if std.shape != (spec.dim_pose,) or mean.shape != (spec.dim_pose,):
@@ -132,6 +133,9 @@ def feat_bias_normalization(mean: np.ndarray, std: np.ndarray, spec: DatasetSpec
         raise ValueError(f"{who}: the feature bias must be > 0, got {feat_bias}")
     if feat_bias != 1.0:
         groups = list(spec.root_groups) + ([spec.contact_group] if spec.contact_group else [])
+        if not groups:  # BEAT-X's rotations: the bias would change nothing, which the caller did not ask for
+            raise ValueError(f"{who}: dataset {spec.name!r} has no root or foot-contact feature groups, so a feature "
+                             f"bias of {feat_bias:g} would leave its statistics unchanged; use 1")
         for name in groups:
             std[spec.group(name)] /= feat_bias
     return mean, std

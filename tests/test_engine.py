@@ -433,7 +433,8 @@ def test_two_process_cpu_matches_single_process(tmp_path):
 
 def test_setup_logging_holds_set_up_records_for_the_run_log(tmp_path) -> None:
     """What a script logs before its run folder exists (``setup_logging(hold=True)``) reaches the log file named
-    later, first and at its own level; without ``hold`` it does not; the held records are handed over once."""
+    later, first and at its own level; without ``hold`` it does not; the held records are handed over once, and a
+    new ``hold`` drops what an earlier one kept."""
     from utils.logging_utils import setup_logging
 
     log = logging.getLogger("test_setup_logging_hold")
@@ -441,9 +442,10 @@ def test_setup_logging_holds_set_up_records_for_the_run_log(tmp_path) -> None:
     before = list(root.handlers), root.level
     try:
         setup_logging(hold=True, is_main=True)
+        log.warning("held by a main() that failed before naming its log file")
+        setup_logging(hold=True, is_main=True)  # the next main() starts afresh
         log.debug("debug before the folder")
         log.warning("tokenizer warning before the folder")
-        setup_logging(hold=True, is_main=True)  # a second set-up call keeps holding
         log.info("tokenizer info before the folder")
         first = tmp_path / "run" / "train.log"
         setup_logging(str(first), is_main=True)

@@ -54,7 +54,8 @@ def setup_logging(log_file: str | None = None, is_main: bool | None = None, leve
     ``RANK == 0`` from the environment (as set by ``torchrun`` / ``accelerate launch``). ``hold`` (without
     ``log_file``): keep the records from now on until a later call names the log file, which then receives them
     first; scripts check their flags and load their inputs before they create the run folder, and what that logs
-    (which tokenizer, which weights, warnings about it) belongs in the run's log too.
+    (which tokenizer, which weights, warnings about it) belongs in the run's log too. A ``hold`` call starts afresh,
+    so what a failed earlier ``main()`` in the same process held never reaches the next run's log.
     """
     if is_main is None:
         is_main = _default_is_main()
@@ -82,8 +83,6 @@ def setup_logging(log_file: str | None = None, is_main: bool | None = None, leve
         for record in held:
             if record.levelno >= handlers[1].level:
                 handlers[1].handle(record)
-    elif held and len(handlers) > 1:
-        handlers[1].records.extend(held)  # still no file: keep holding
 
 
 class TensorBoard:

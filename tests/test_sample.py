@@ -280,7 +280,9 @@ def test_sampling_again_into_a_folder_keeps_the_earlier_samples_listed(ckdir, tm
     merged = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "4", *common)
     assert [(s["prompt"], s["run"]) for s in merged["samples"]] == [("a person jumps", 0), ("a person walks", 1)]
     assert merged["runs"][0]["seed"] == 2
-    (out / "manifest.json").write_text('{"samples": [', encoding="utf-8")
-    fresh = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "5", *common)
-    assert [s["seed"] for s in fresh["samples"]] == [5] and len(fresh["runs"]) == 1
-    assert (out / "manifest.json.unreadable").read_text(encoding="utf-8") == '{"samples": ['
+    for broken in ('{"samples": [', json.dumps({**merged, "samples": [{**merged["samples"][0], "run": "first"}]}),
+                   json.dumps({**merged, "samples": [{**merged["samples"][0], "run": 7}]})):
+        (out / "manifest.json").write_text(broken, encoding="utf-8")
+        fresh = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "5", *common)
+        assert [s["seed"] for s in fresh["samples"]] == [5] and len(fresh["runs"]) == 1
+        assert (out / "manifest.json.unreadable").read_text(encoding="utf-8") == broken

@@ -40,17 +40,22 @@ def _read_previous(path: str) -> tuple[list[dict], list[dict]]:
             data = json.load(f)
         if not isinstance(data, dict) or not isinstance(data.get("samples", []), list):
             raise ValueError("expected a JSON object with a 'samples' list")
+        runs = data.get("runs")
+        samples = [dict(s) for s in data.get("samples", []) if isinstance(s, dict)]
+        if not isinstance(runs, list):  # a manifest from before runs were recorded: one run, its top-level keys
+            runs = [{key: data.get(key) for key in RUN_KEYS}]
+            for sample in samples:
+                sample["run"] = 0
+        for sample in samples:
+            run = sample.get("run")
+            if not isinstance(run, int) or isinstance(run, bool) or not 0 <= run < len(runs):
+                raise ValueError(f"sample {sample.get('files')} has run {run!r}; expected an index into 'runs' "
+                                 f"(0 to {len(runs) - 1})")
     except (OSError, UnicodeDecodeError, ValueError) as e:
         aside = f"{path}.unreadable"
         os.replace(path, aside)
         logger.warning("%s: cannot read the earlier manifest (%s); moved to %s, a new one is started", path, e, aside)
         return [], []
-    runs = data.get("runs")
-    samples = [dict(s) for s in data.get("samples", []) if isinstance(s, dict)]
-    if not isinstance(runs, list):  # a manifest from before runs were recorded: one run, its top-level keys
-        runs = [{key: data.get(key) for key in RUN_KEYS}]
-        for sample in samples:
-            sample["run"] = 0
     return runs, samples
 
 
@@ -69,11 +74,10 @@ class SampleManifest:
             logger.warning("%s: %d sample(s) of an earlier run have the names of this run's samples; their files are "
                            "replaced", out_dir, len(samples) - len(kept))
         # Keep only the runs that still have samples, renumbered in order.
-        used = sorted({int(s.get("run", 0)) for s in kept if 0 <= int(s.get("run", 0)) < len(runs)})
+        used = sorted({s["run"] for s in kept})
         number = {old: new for new, old in enumerate(used)}
         self.runs = [runs[old] for old in used] + [self.run]
-        self.samples = [{**s, "run": number[int(s.get("run", 0))]} for s in kept
-                        if int(s.get("run", 0)) in number]
+        self.samples = [{**s, "run": number[s["run"]]} for s in kept]
         self.this_run = len(self.runs) - 1
         self.earlier = len(self.samples)
 

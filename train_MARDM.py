@@ -84,8 +84,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
                                          use_ema=resumed_tokenizer_ema(resumed))
     mean, std = tokenizer_statistics(tokenizer)
     encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
-    evaluator, eval_loader = (load_validation_evaluator(args.evaluator_dir, args.checkpoints_dir, spec, args.data_root,
-                                                        args.glove_dir, device)
+    evaluator, eval_loader = (load_validation_evaluator(args.evaluator_dir, args.checkpoints_dir, args.dataset_name,
+                                                        spec, args.data_root, args.glove_dir, device)
                               if args.need_evaluation else (None, None))
     run.make_dirs()
     setup_logging(run.log_file)

@@ -254,22 +254,23 @@ def build_eval_loader(evaluator: EvaluatorWrapper, dataset: str | DatasetSpec, s
     return EvalLoader(ds, batch_size=batch_size, num_workers=num_workers)
 
 
-def load_validation_evaluator(evaluator_dir: str | None, checkpoints_dir: str, spec: DatasetSpec,
+def load_validation_evaluator(evaluator_dir: str | None, checkpoints_dir: str, dataset_name: str, spec: DatasetSpec,
                               data_root: str | None = None, glove_dir: str | None = None,
                               device: str | torch.device = "cpu") -> tuple[EvaluatorWrapper, EvalLoader]:
     """(evaluator, loader of the val split) for a training script's ``--need_evaluation``: the evaluator of
-    ``evaluator_dir`` (default ``<checkpoints_dir>/<dataset>/text_mot_match``), checked now rather than at the first
-    validation (SystemExit with the commands to get one). A val split of fewer than 32 evaluation samples gives
-    batches of what it has, with a warning: validation only ranks checkpoints, and a noisier FID still does."""
+    ``evaluator_dir`` (default ``<checkpoints_dir>/<dataset_name>/text_mot_match``, ``dataset_name`` as given on the
+    command line, as the evaluation scripts look for it), checked now rather than at the first validation (SystemExit
+    with the commands to get one). A val split of fewer than 32 evaluation samples gives batches of what it has, with
+    a warning: validation only ranks checkpoints, and a noisier FID still does."""
     from utils.checkpoint import CheckpointError
     from utils.evaluator import load_evaluator
 
-    folder = evaluator_dir or os.path.join(checkpoints_dir, spec.name, "text_mot_match")
+    folder = evaluator_dir or os.path.join(checkpoints_dir, dataset_name, "text_mot_match")
     try:
-        evaluator = load_evaluator(folder, spec.name, device, data_root=data_root)
+        evaluator = load_evaluator(folder, dataset_name, device, data_root=data_root)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"--need_evaluation: no usable evaluator for dataset {spec.name!r} ({e}). Train one with: "
-                         f"python train_evaluator.py --dataset_name {spec.name}, point --evaluator_dir at one, or "
+        raise SystemExit(f"--need_evaluation: no usable evaluator for dataset {dataset_name!r} ({e}). Train one with: "
+                         f"python train_evaluator.py --dataset_name {dataset_name}, point --evaluator_dir at one, or "
                          f"drop --need_evaluation") from e
     loader = build_eval_loader(evaluator, spec, "val", data_root=data_root, glove_dir=glove_dir, batch_size=1)
     batch = min(EVAL_BATCH_SIZE, len(loader.dataset))

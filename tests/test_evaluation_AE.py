@@ -143,6 +143,8 @@ def test_another_evaluator_writes_its_own_files(env, tmp_path):
                       str(tmp_path / "official"))
     run_eval(env, "--name", "fsq", "--replications", "1", "--seed", "9", "--evaluator_dir",
              str(ck / "synthetic" / "text_mot_match"))
+    (tmp_path / "linked").symlink_to(ck / "synthetic" / "text_mot_match", target_is_directory=True)
+    run_eval(env, "--name", "fsq", "--replications", "1", "--seed", "9", "--evaluator_dir", str(tmp_path / "linked"))
     eval_dir = ck / "synthetic" / "fsq" / "eval"
     stem = "eval_net_best_loss_seed9"
     tagged = f"{stem}_ev{file_sha256(str(other))[:8]}"

@@ -320,8 +320,9 @@ def evaluator_tag(evaluator_dir: str | None, default_dir: str) -> str:
 
     if not evaluator_dir:
         return ""
-    path = os.path.abspath(resolve_evaluator_path(evaluator_dir))
-    if path == os.path.abspath(os.path.join(default_dir, "model", "finest.tar")):
+    path = os.path.realpath(resolve_evaluator_path(evaluator_dir))
+    default = os.path.join(default_dir, "model", "finest.tar")
+    if os.path.isfile(default) and os.path.samefile(path, default):  # also through a link or another spelling
         return ""
     return f"_ev{file_sha256(path)[:8]}"
 

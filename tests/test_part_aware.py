@@ -486,3 +486,26 @@ def test_generator_stages_warn_about_a_conditional_tokenizer(synthetic_root, tmp
     assert load_stage_tokenizer(paths["cond"], spec, TINY, "--vq_model").cond_drop_prob == 0.0
     assert any(r.levelno == logging.WARNING and "conditioned on ['gender', 'species', 'text_emb']" in r.message
                and "which its training never saw (--cond_drop_prob 0)" in r.message for r in caplog.records)
+
+
+def test_resume_keeps_the_condition_dropout_it_trained_with(synthetic_root, tmp_path) -> None:
+    """A conditional run saved before --cond_drop_prob existed trained without dropout: resuming it under the new
+    default (0.1) would start dropping conditions mid-run, so it is refused, naming both values."""
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    write_conditions(str(root), _labels_for(read_split(str(root), "train") + read_split(str(root), "val")))
+    argv = ["--dataset_name", "synthetic", "--data_root", str(root), "--checkpoints_dir", str(tmp_path / "ck"),
+            "--name", "old", "--model", TINY, "--conditions", "species", "gender", "--batch_size", "8",
+            "--num_workers", "0", "--warm_up_iter", "1", "--log_every", "2", "--save_every", "2",
+            "--eval_every", "2", "--val_batches", "1", "--window_size", "32"]
+    train_vq.main(parse_with_config(get_train_vq_parser(), [*argv, "--max_iters", "2", "--cond_drop_prob", "0"]))
+    latest = str(tmp_path / "ck" / "synthetic" / "old" / "model" / "latest.tar")
+    state = load_checkpoint(latest)
+    state["config"].pop("cond_drop_prob")
+    save_checkpoint(latest, state)
+    with pytest.raises(CheckpointError, match=r"--cond_drop_prob 0\.0 \(not recorded: the run predates the option\) "
+                                              r"but 0\.1 now.*add --cond_drop_prob 0\.0"):
+        train_vq.main(parse_with_config(get_train_vq_parser(), [*argv, "--max_iters", "4", "--is_continue"]))
+    train_vq.main(parse_with_config(get_train_vq_parser(), [*argv, "--max_iters", "4", "--is_continue",
+                                                            "--cond_drop_prob", "0"]))
+    assert load_checkpoint(latest)["step"] == 4

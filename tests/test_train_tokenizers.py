@@ -241,3 +241,43 @@ def test_momask_rvq_preset_is_the_readme_command():
     assert (preset["batch_size"], preset["num_quantizers"], preset["epoch"]) == (256, 6, 50)
     assert preset["quantize_dropout_prob"] == 0.2 and preset["lr_decay"] == 0.05
     assert preset["nb_code"] == preset["code_dim"] == 512 and preset["commit"] == 0.02
+
+
+def _drop_config_keys(latest: str, keys: tuple[str, ...]) -> None:
+    """Make ``latest`` look saved before the options ``keys`` existed (its config does not record them)."""
+    from utils.checkpoint import save_checkpoint
+
+    state = load_checkpoint(latest)
+    for key in keys:
+        state["config"].pop(key)
+    save_checkpoint(latest, state)
+
+
+def test_resume_keeps_the_windows_and_statistics_it_trained_on(tmp_path, synthetic_root):
+    # A run started before --window_mode / --feat_bias existed trained on one random window per clip and the
+    # dataset's Mean/Std. Resumed with a preset that now sets others, it must not switch data mid-run (nor recompute
+    # --epoch as ~80x more steps): the refusal names each setting, both values and the flags that resume it.
+    from utils.checkpoint import CheckpointError
+    from utils.dataset_specs import get_dataset_spec
+    from utils.tokenizer_stage import load_window_data
+
+    ckpt = str(tmp_path / "ckpt")
+    base = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--name", "old",
+            "--model", "RVQVAE_Tiny", "--epoch", "4", *COMMON]
+    _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "6"])
+    latest = os.path.join(ckpt, "synthetic", "old", "model", "latest.tar")
+    _drop_config_keys(latest, ("window_mode", "window_stride", "feat_bias"))
+    with pytest.raises(CheckpointError) as refused:
+        _run(train_vq, get_train_vq_parser(), [*base, "--is_continue", "--window_mode", "all", "--feat_bias", "25"])
+    message = str(refused.value)
+    assert "--window_mode random (not recorded: the run predates the option) but all now" in message
+    assert "--feat_bias 1.0 (not recorded: the run predates the option) but 25.0 now" in message
+    assert "add --window_mode random --feat_bias 1.0 to the command" in message
+    assert load_checkpoint(latest)["step"] == 6  # refused before training
+    # The same command with the run's own settings resumes; a stride alone is no change under random windows.
+    _run(train_vq, get_train_vq_parser(), [*base, "--is_continue", "--window_mode", "random", "--feat_bias", "1",
+                                           "--window_stride", "4"])
+    state = load_checkpoint(latest)
+    clips = load_window_data(get_dataset_spec("synthetic", synthetic_root), None, synthetic_root).train
+    assert state["step"] == 4 * (len(clips) // 16)
+    assert state["config"]["window_mode"] == "random" and state["config"]["feat_bias"] == 1.0

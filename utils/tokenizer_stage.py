@@ -297,6 +297,7 @@ def check_tokenizer_resume(latest_path: str, meta: dict[str, Any]) -> None:
     saved = load_checkpoint(latest_path)
     for key in ("stage", "model_name", "model_args", "conditions"):
         check_matches(latest_path, key, saved.get(key), meta.get(key))
+    check_training_settings(latest_path, saved.get("config") or {}, meta.get("config") or {})
     saved_data, data = saved.get("dataset") or {}, meta["dataset"]
     check_matches(latest_path, "dataset name", saved_data.get("name"), data["name"])
     for key in ("mean", "std"):
@@ -313,6 +314,39 @@ def check_tokenizer_resume(latest_path: str, meta: dict[str, Any]) -> None:
                                   f"{differ.numel()} features (first at index {i}: {float(found[i]):g} in the "
                                   f"checkpoint, {float(expected[i]):g} now); resume on the data the run was trained "
                                   f"on, or start a new --name")
+
+
+# Settings that decide what the tokenizer trains on (the windows, their normalisation, condition dropout), with the
+# value a run saved before the option existed trained with. A resumed run keeps them: a preset or default that changed
+# since would otherwise switch the run's data mid-training (``--window_mode all`` also makes an ``--epoch`` about 80x
+# more steps on HumanML3D) with no more than a note that the dataset size changed.
+RESUMED_SETTINGS = {"window_mode": "random", "window_stride": 1, "feat_bias": 1.0, "cond_drop_prob": 0.0}
+
+
+def check_training_settings(latest_path: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume the run of ``latest_path`` (its saved config ``saved``) with other ``RESUMED_SETTINGS`` in
+    ``current`` (the config now), naming each setting, both values and the flags that resume it as it was."""
+    def value(config: dict[str, Any], key: str) -> Any:
+        found = config.get(key)
+        return RESUMED_SETTINGS[key] if found is None else found
+
+    differ = []
+    for key in RESUMED_SETTINGS:
+        if key == "window_stride" and value(saved, "window_mode") == value(current, "window_mode") == "random":
+            continue  # the stride only spaces the windows of --window_mode all
+        if key == "cond_drop_prob" and not (saved.get("conditions") or current.get("conditions")):
+            continue  # dropout of conditions the run does not have
+        was, now = value(saved, key), value(current, key)
+        if was != now:
+            note = " (not recorded: the run predates the option)" if saved.get(key) is None else ""
+            differ.append((key, was, now, note))
+    if differ:
+        raise CheckpointError(
+            f"{latest_path}: the run being resumed was trained with "
+            + "; ".join(f"--{key} {was}{note} but {now} now" for key, was, now, note in differ)
+            + ". A resumed run keeps the data it trained on: add "
+            + " ".join(f"--{key} {was}" for key, was, _, _ in differ)
+            + " to the command (a --config preset may have set the other value), or start a new --name")
 
 
 def _plain_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -464,3 +464,22 @@ def test_setup_logging_holds_set_up_records_for_the_run_log(tmp_path) -> None:
                                                           "tokenizer info before the folder", "training starts"]
     assert "WARNING test_setup_logging_hold" in lines[0]
     assert (tmp_path / "other.log").read_text() == "" and (tmp_path / "third.log").read_text() == ""
+
+
+def test_resume_reports_a_changed_schedule(tmp_path, caplog):
+    # The current options win on resume, but a rate, decay or length that differs from the run's own (typed, or from
+    # a preset or default that changed since) is named with both values: it changes the run from the resumed step.
+    run, _ = run_toy(tmp_path, "sched", make_cfg(max_iters=10))
+    with caplog.at_level(logging.WARNING, logger="utils.engine"):
+        train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=12, lr_decay=0.05, is_continue=True), run,
+              checkpoint_meta=META)
+    changed = [r.message for r in caplog.records if "resumed with other settings" in r.message]
+    assert len(changed) == 1 and "max_iters 10 -> 12, lr_decay 0.5 -> 0.05" in changed[0]
+    assert "from step 10" in changed[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="utils.engine"):  # the same settings: nothing to report
+        train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=14, lr_decay=0.05, is_continue=True), run,
+              checkpoint_meta=META)
+    assert [r.message for r in caplog.records if "resumed with other settings" in r.message] == [
+        f"{run.latest_path}: resumed with other settings than the run was saved with: max_iters 12 -> 14; the new "
+        f"values apply from step 12 (the learning rate is that of the new schedule at this step)"]

@@ -537,6 +537,22 @@ def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Modu
                     "(none)" if previous is None else f"{previous:.5g}", value, run.best_path(cfg.best_metric))
 
 
+# How a run steps: the current options win on resume (so a run can be continued with another rate or length), but a
+# value that differs from the run's own is reported, whether it was typed or came from a preset or default that
+# changed since the run started.
+SCHEDULE_KEYS = ("max_iters", "lr", "warm_up_iter", "milestones", "lr_decay", "weight_decay", "betas", "grad_clip")
+
+
+def _warn_schedule_changes(path: str, saved: Mapping[str, Any], cfg: EngineConfig, step: int) -> None:
+    current = cfg.to_dict()
+    changed = [f"{key} {saved[key]} -> {current[key]}" for key in SCHEDULE_KEYS
+               if key in saved and saved[key] != current[key]]
+    if changed:
+        logger.warning("%s: resumed with other settings than the run was saved with: %s; the new values apply from "
+                       "step %d (the learning rate is that of the new schedule at this step)", path,
+                       ", ".join(changed), step)
+
+
 def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module, optimizer: torch.optim.Optimizer,
             ema: EMA | None, accelerator: Accelerator, state: _State, num_samples: int) -> None:
     """Restore everything ``latest.tar`` holds into the live objects (on every process)."""
@@ -563,6 +579,7 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
         logger.warning("%s: best checkpoint criterion changed from %s/%s to %s/%s; best tracking restarts",
                        path, best["metric"], best["mode"], cfg.best_metric, cfg.best_mode)
     state.step, state.metrics = int(ckpt["step"]), dict(ckpt["metrics"])
+    _warn_schedule_changes(path, ckpt.get("engine") or {}, cfg, state.step)
     data = ckpt["data_state"]
     same_data = (data["num_samples"], data["batch_size"], data["seed"]) == (num_samples, cfg.batch_size, cfg.seed)
     if same_data:

@@ -301,13 +301,33 @@ def test_resume_refuses_other_tokenizer_weights(tmp_path):
     save_checkpoint(latest, {"tokenizer": {"path": "tok.tar", "sha256": "ab" * 32}, "text_encoder": text,
                              "target": "latent", "model": {"w": torch.zeros(3)}})
     saved = resume_records(latest, is_continue=True)
-    assert set(saved) == {"tokenizer", "text_encoder", "target"}  # the records only, not the weights
+    assert set(saved) == {"tokenizer", "text_encoder", "target", "config"}  # the records only, not the weights
     meta = {"tokenizer": {"path": "tok.tar", "sha256": "ab" * 32, "weights": "model"}, "text_encoder": text,
             "target": "latent"}
     check_resume_matches(latest, meta, saved)
     with pytest.raises(CheckpointError, match="trained on the model weights of its tokenizer, but the tokenizer "
                                               "file gives its ema weights"):
         check_resume_matches(latest, {**meta, "tokenizer": {**meta["tokenizer"], "weights": "ema"}}, saved)
+
+
+def test_resume_warns_when_validation_guidance_changes(tmp_path, caplog):
+    """A KIT run validated at --cfg 4.5 (the default before it followed the dataset) and resumed at 2.5 would compare
+    its new validation FIDs with a best FID taken at 4.5: the log names both values and the flag that keeps them."""
+    latest = str(tmp_path / "latest.tar")
+    text = {"name": "clip", "dim": 16}
+    tok = {"path": "tok.tar", "sha256": "ab" * 32, "weights": "model"}
+    old = {"need_evaluation": True, "cfg": 4.5, "time_steps": 18}
+    save_checkpoint(latest, {"tokenizer": tok, "text_encoder": text, "target": "latent", "config": old,
+                             "model": {"w": torch.zeros(3)}})
+    saved = resume_records(latest, is_continue=True)
+    meta = {"tokenizer": tok, "text_encoder": text, "target": "latent"}
+    with caplog.at_level("WARNING", logger="utils.generator_stage"):
+        check_resume_matches(latest, {**meta, "config": {**old, "cfg": 2.5}}, saved)
+        check_resume_matches(latest, {**meta, "config": old}, saved)
+        check_resume_matches(latest, {**meta, "config": {**old, "cfg": 2.5, "need_evaluation": False}}, saved)
+    assert [r.message for r in caplog.records] == [
+        f"{latest}: the run validated with --cfg 4.5, now with --cfg 2.5: its later validation FIDs are compared "
+        f"with a best FID (net_best_fid.tar) taken at the earlier settings; add --cfg 4.5 to keep validating as before"]
     # Resuming loads the tokenizer with the weights the run was trained on (raw for runs recorded without them).
     assert resumed_tokenizer_ema(saved) is False
     assert resume_records(latest, is_continue=False) is None and resumed_tokenizer_ema(None) is True

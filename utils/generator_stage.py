@@ -126,7 +126,7 @@ def resume_records(latest_path: str, is_continue: bool) -> dict[str, Any] | None
     if not (is_continue and os.path.isfile(latest_path)):
         return None
     saved = load_checkpoint(latest_path)
-    return {key: saved.get(key) for key in ("tokenizer", "text_encoder", "target")}
+    return {key: saved.get(key) for key in ("tokenizer", "text_encoder", "target", "config")}
 
 
 def resumed_tokenizer_ema(saved: dict[str, Any] | None) -> bool:
@@ -527,6 +527,25 @@ def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str
         if found != expected:
             raise CheckpointError(f"{latest_path}: {field} is {found!r} in the run being resumed but {expected!r} "
                                   f"now; resume with the same tokenizer and text encoder, or start a new --name")
+    _warn_validation_changes(latest_path, saved.get("config") or {}, meta.get("config") or {})
+
+
+# The --need_evaluation generation settings: net_best_fid.tar is the lowest validation FID, so FIDs taken at other
+# settings than the run's earlier ones are not comparable with its best so far.
+VALIDATION_GENERATION_KEYS = ("cfg", "cond_scale", "time_steps")
+
+
+def _warn_validation_changes(latest_path: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    if not (saved.get("need_evaluation") and current.get("need_evaluation")):
+        return
+    changed = [(key, saved[key], current[key]) for key in VALIDATION_GENERATION_KEYS
+               if saved.get(key) is not None and current.get(key) is not None and saved[key] != current[key]]
+    if changed:
+        logger.warning("%s: the run validated with %s, now with %s: its later validation FIDs are compared with a "
+                       "best FID (net_best_fid.tar) taken at the earlier settings; add %s to keep validating as "
+                       "before", latest_path, ", ".join(f"--{k} {was:g}" for k, was, _ in changed),
+                       ", ".join(f"--{k} {now:g}" for k, _, now in changed),
+                       " ".join(f"--{k} {was:g}" for k, was, _ in changed))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

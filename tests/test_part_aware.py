@@ -459,6 +459,35 @@ def test_training_vocabularies_come_from_the_training_clips(synthetic_root, tmp_
         train_vq.main(parse_with_config(get_train_vq_parser(), [*argv, "--max_iters", "4", "--is_continue"]))
 
 
+def test_a_run_with_vocabularies_from_every_clip_resumes_with_them(synthetic_root, tmp_path, monkeypatch,
+                                                                     caplog) -> None:
+    """Runs started when vocabularies came from every clip of conditions.json (val/test included) resume with the
+    vocabularies they trained with, with a warning, rather than being refused."""
+    import utils.conditions as conditions_module
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    held_out = read_split(str(root), "val") + read_split(str(root), "test")
+    write_conditions(str(root), {**_labels_for(read_split(str(root), "train")),
+                                 **{clip: {"species": "alien", "gender": "female"} for clip in held_out}})
+    argv = ["--dataset_name", "synthetic", "--data_root", str(root), "--checkpoints_dir", str(tmp_path / "ck"),
+            "--name", "old", "--model", TINY, "--conditions", "species", "gender", "--batch_size", "8",
+            "--num_workers", "0", "--warm_up_iter", "1", "--log_every", "2", "--save_every", "2", "--eval_every", "2",
+            "--val_batches", "1", "--window_size", "32", "--cond_drop_prob", "0"]
+    with monkeypatch.context() as patch:  # the earlier behaviour: every value of the file gets an id
+        patch.setattr(conditions_module, "training_labels", lambda labels, train_ids: (labels, {}))
+        train_vq.main(parse_with_config(get_train_vq_parser(), [*argv, "--max_iters", "2"]))
+    latest = str(tmp_path / "ck" / "synthetic" / "old" / "model" / "latest.tar")
+    vocabulary = [UNKNOWN, "alien", "human", "robot"]
+    assert load_checkpoint(latest)["conditions"]["vocabularies"]["species"] == vocabulary
+    caplog.set_level(logging.WARNING, logger="utils.tokenizer_stage")
+    train_vq.main(parse_with_config(get_train_vq_parser(), [*argv, "--max_iters", "4", "--is_continue"]))
+    resumed = load_checkpoint(latest)
+    assert resumed["step"] == 4 and resumed["conditions"]["vocabularies"]["species"] == vocabulary
+    assert any("it keeps its vocabularies" in r.message and "species: ['alien']" in r.message
+               for r in caplog.records)
+
+
 def test_generator_stages_warn_about_a_conditional_tokenizer(synthetic_root, tmp_path, monkeypatch, caplog) -> None:
     """A generator stage passes no clip labels: loading a conditional tokenizer there says that every motion is
     encoded under <unk>, as a warning when its training never dropped the conditions to <unk>; an unconditional

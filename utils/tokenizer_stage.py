@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from models.tokenizers import ConvAutoencoder
 from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint
-from utils.conditions import ConditionedBatch
+from utils.conditions import UNKNOWN, ConditionedBatch, ConditionLabels, with_vocabularies
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import MotionWindowDataset
 from utils.losses import tokenizer_loss
@@ -245,7 +245,10 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
             # Vocabularies come from the training clips: a value only val/test clips carry is unknown (id 0) there,
             # as evaluation_AE.py treats it, rather than an id whose embedding training never updates.
             train_ids = [data.train.index.clip_id(int(r)) for r in data.train.clips]
-            labels, unseen = training_labels(read_conditions(args.data_root or spec.root, conditions), train_ids)
+            found = read_conditions(args.data_root or spec.root, conditions)
+            labels, unseen = training_labels(found, train_ids)
+            if args.is_continue:
+                labels, unseen = resumed_vocabularies(run.latest_path, found, labels, unseen)
             if unseen:
                 logger.warning("%s: values no training clip carries are encoded as unknown: %s", labels.source,
                                "; ".join(f"{v} ({len(ids)} clips, e.g. {ids[0]})" for v, ids in unseen.items()))
@@ -287,6 +290,32 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn, collate_fn=collate_fn)
     logger.info("finished at step %d: %s", result.step, {k: round(v, 5) for k, v in result.metrics.items()})
     return result
+
+
+def resumed_vocabularies(latest_path: str, found: ConditionLabels, labels: ConditionLabels,
+                         unseen: dict[str, list[str]]) -> tuple[ConditionLabels, dict[str, list[str]]]:
+    """The condition labels of a resumed run. Runs started before vocabularies were built from the training clips
+    alone also gave an id to values only val/test clips carry; such a run keeps the vocabularies it trained with
+    (``found`` mapped onto them). Any other difference (relabelled values) is left to ``check_tokenizer_resume``,
+    which refuses it. ``labels, unseen``: the training clips' vocabularies (``training_labels``)."""
+    if not os.path.isfile(latest_path):
+        return labels, unseen
+    record = load_checkpoint(latest_path).get("conditions")
+    if not record:
+        return labels, unseen
+    saved = ConditionLabels.from_dict(record, source=f"{latest_path} (conditions)")
+    if saved.to_dict() == labels.to_dict() or tuple(saved.names) != tuple(labels.names):
+        return labels, unseen
+    every_value = {name: {v.get(name) for v in found.labels.values()} for name in found.names}
+    older = all(set(labels.vocabularies[name]) <= set(saved.vocabularies[name])
+                and set(saved.vocabularies[name]) - {UNKNOWN} <= every_value[name] for name in saved.names)
+    if not older:
+        return labels, unseen
+    logger.warning("%s: the run gives ids to condition values no training clip carries (%s), as runs started before "
+                   "vocabularies came from the training clips did; it keeps its vocabularies", latest_path,
+                   "; ".join(f"{n}: {sorted(set(saved.vocabularies[n]) - set(labels.vocabularies[n]))}"
+                             for n in saved.names if set(saved.vocabularies[n]) != set(labels.vocabularies[n])))
+    return with_vocabularies(found, saved)
 
 
 def check_tokenizer_resume(latest_path: str, meta: dict[str, Any]) -> None:

@@ -343,3 +343,46 @@ def test_report_table_and_json(setup, tmp_path):
     assert data["meta"]["steps"] == 10 and data["meta"]["protocol"]["split"] == "test"
     assert data["meta"]["protocol"]["evaluator"]["source"] == "learned vocabulary"
     assert data["metrics"]["fid"]["mean"] == report.metrics["fid"].mean
+
+
+def test_each_replication_reports_progress_over_its_model_calls(setup, monkeypatch):
+    """A generator's replication can take most of an hour: a bar per replication advances with every model call
+    (``mm_repeats`` per multimodality batch, one per other batch) instead of only the bar over replications."""
+    import utils.eval_protocol as protocol
+
+    bars = []
+
+    class RecordingBar:
+        def __init__(self, iterable=None, total=None, desc=None, **kwargs):
+            self.iterable, self.total, self.desc, self.updates = iterable, total, desc, []
+            bars.append(self)
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def update(self, n=1):
+            self.updates.append(n)
+
+        def set_postfix(self, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(protocol, "tqdm", RecordingBar)
+    _, _, ev, loader = setup
+    calls = []
+
+    def sample(batch):
+        calls.append(1)
+        return batch.motion + 0.2 * torch.randn_like(batch.motion), batch.m_lengths
+
+    evaluate(ev, loader, sample, replications=2, seed=2, mm_fn=sample, mm_batches=1, mm_repeats=11, mm_times=10,
+             gt_cache=None)
+    per_replication = [bar for bar in bars if bar.iterable is None]
+    assert [bar.desc for bar in per_replication] == ["replication 1/2", "replication 2/2"]
+    expected = 11 + loader.num_batches - 1
+    for bar in per_replication:
+        assert bar.total == expected
+        assert bar.updates == [1] * expected  # one step per model call, so the ETA moves during the replication
+    assert len(calls) == 2 * expected

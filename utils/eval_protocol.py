@@ -49,6 +49,10 @@ out not to be deterministic. Each replication's row records how many rows it reu
 Streaming. Every finished replication is appended as one JSON line to ``results_path`` and flushed, so a crash loses
 at most the replication in progress; with ``resume=True`` lines written under the same evaluation key are reused and
 those replications are skipped.
+
+Progress. Besides the bar over replications, each replication shows a bar over its model calls (one per batch, and
+``mm_repeats`` per multimodality batch) with an ETA: a generator's replication can take most of an hour, and the
+replication bar alone says nothing until the first one ends.
 """
 
 from __future__ import annotations
@@ -490,8 +494,14 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
             if rep_seed in done:
                 rows.append(done[rep_seed])
                 continue
-            row = _replication(evaluator, eval_loader, motion_fn, mm_fn, r, rep_seed, mm_batches, mm_repeats,
-                               mm_times, cache, gt_key, memo)
+            calls = tqdm(total=mm_batches * mm_repeats + eval_loader.num_batches - mm_batches, unit="batch",
+                         desc=f"replication {r + 1}/{replications}", leave=False, disable=not progress,
+                         dynamic_ncols=True)
+            try:
+                row = _replication(evaluator, eval_loader, motion_fn, mm_fn, r, rep_seed, mm_batches, mm_repeats,
+                                   mm_times, cache, gt_key, memo, calls.update)
+            finally:
+                calls.close()
             row["eval_key"] = eval_key
             rows.append(row)
             if results_path:
@@ -526,8 +536,11 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
 
 def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: MotionFn, mm_fn: MotionFn | None,
                  r: int, rep_seed: int, mm_batches: int, mm_repeats: int, mm_times: int, cache: GTCache | None,
-                 gt_key: str, memo: ModelMemo | None = None) -> dict[str, Any]:
-    """One pass over the data: returns the JSONL row of replication ``r``."""
+                 gt_key: str, memo: ModelMemo | None = None,
+                 advance: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """One pass over the data: returns the JSONL row of replication ``r``; ``advance(n)`` is called after every batch
+    (``n`` 1) and every multimodality repeat (progress)."""
+    advance = advance or (lambda n: None)
     start = time.time()
     set_seed(rep_seed)
     cached = cache.load(gt_key, rep_seed) if cache is not None else None
@@ -563,8 +576,11 @@ def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: Mot
                                                        batch.m_lengths, keep_input_order=True)
             text_emb, gt_emb = text_t.cpu().numpy(), gt_t.cpu().numpy()
         if b < mm_batches:
-            repeats = embed_in_chunks(evaluator, [checked_motion(mm_fn(batch), batch, evaluator, "mm_fn")
-                                                  for _ in range(mm_repeats)], chunk_rows)
+            motions = []
+            for _ in range(mm_repeats):
+                motions.append(checked_motion(mm_fn(batch), batch, evaluator, "mm_fn"))
+                advance(1)
+            repeats = embed_in_chunks(evaluator, motions, chunk_rows)
             mm_parts.append(np.stack(repeats, axis=1))
             gen_parts.append(repeats[-1])
         else:
@@ -588,6 +604,8 @@ def _replication(evaluator: EvaluatorWrapper, loader: EvalLoader, motion_fn: Mot
         gt_parts.append(gt_emb)
         m_lens.append(batch.m_lengths.numpy())
         s_lens.append(batch.sent_lens.numpy())
+        if b >= mm_batches:
+            advance(1)
     embed_pending()
     gen_parts += [np.stack([fresh[key] if key in fresh else memo.embeddings[key] for key in keys])
                   for keys in batch_keys]

@@ -457,3 +457,25 @@ def test_import_names_the_clip_and_bone_of_a_collapsed_mapping(tmp_path, monkeyp
     with pytest.raises(ValueError, match=r"jump\.bvh: the MOTION section has 0 frames"):
         import_bvh_folder(str(src), str(tmp_path / "Out"), skeleton)
     assert not list(tmp_path.glob("Out*"))
+
+
+def test_imported_caption_times_are_seconds_at_the_import_frame_rate(tmp_path):
+    """Caption tags are seconds: a clip imported at 30 fps puts a 1.0 s .. 2.5 s caption on frames 30 .. 75, not on
+    the frames a 20 fps clip would use (which describe other moments of the motion)."""
+    from utils.datasets import collect_text_samples
+    from utils.motion_index import MotionIndex
+
+    src = tmp_path / "mocap"
+    src.mkdir()
+    write_bvh(src / "jump.bvh", synthesize_motion(np.random.default_rng(8), "jump").joints, fps=20)
+    skeleton = _write_yaml(tmp_path / "smpl_names.yaml", {n: n for n in SMPL22_JOINT_NAMES})
+    out = tmp_path / "Mocap30"
+    import_bvh_folder(str(src), str(out), skeleton, target_fps=30)
+    spec = get_dataset_spec("Mocap30", str(out))
+    assert spec.fps == 30 and spec.text_fps == 30
+    with open(out / "texts" / "jump.txt", "a") as f:
+        f.write("a person crouches before the jump#a/DET person/NOUN crouch/VERB#1.0#2.5\n")
+    (out / "one.txt").write_text("jump\n")
+    samples = collect_text_samples(spec, MotionIndex.build(spec, "one", str(out), progress=False), str(out))
+    bounds = {(int(a), int(b)) for a, b in zip(samples.starts, samples.stops)}
+    assert (30, 75) in bounds, bounds

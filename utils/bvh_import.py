@@ -104,7 +104,9 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
     if dupes:
         raise ValueError(f"{src}: clip names must be unique (they become motion ids); repeated: {dupes[:5]}")
     label_map = read_labels(labels) if labels else {}
-    spec = humanml3d_spec(name=name, root=out, fps=float(target_fps))
+    # Caption tags are seconds, so they convert to frames at the clips' own rate. (The registered HumanML3D and KIT
+    # specs keep the reference loaders' factor of 20, which is HumanML3D's frame rate.)
+    spec = humanml3d_spec(name=name, root=out, fps=float(target_fps), text_fps=float(target_fps))
     # Written next to --out and moved into place at the end: a clip that fails leaves no half dataset behind.
     staging = f"{os.path.normpath(out)}.importing-{os.getpid()}"
     try:

@@ -12,6 +12,10 @@
     python prepare_data.py validate --dataset_name Bandai
     python prepare_data.py validate --dataset_name synthetic --data_root /data/Synthetic
 
+    # Mean.npy / Std.npy of a dataset you built yourself (every clip, or one split's)
+    python prepare_data.py stats --dataset_name MyData --data_root dataset/MyData
+    python prepare_data.py stats --dataset_name t2m --split train
+
     # PFNN training frames (Input/Output/Phase .npy, normalisation, layout.json) of a HumanML3D-layout dataset
     python prepare_data.py pfnn --dataset_name synthetic --data_root dataset/Synthetic --out pfnn/Synthetic
 
@@ -90,6 +94,46 @@ def main_validate(cfg: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def main_stats(cfg: argparse.Namespace) -> int:
+    from utils.dataset_io import humanml3d_mean_std
+    from utils.dataset_specs import get_dataset_spec
+    from utils.motion_files import MOTION_DIR, motion_path, read_split, scan_motion
+
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    root = cfg.data_root or spec.root
+    targets = [os.path.join(root, name) for name in ("Mean.npy", "Std.npy")]
+    existing = [path for path in targets if os.path.exists(path)]
+    if existing and not cfg.overwrite:
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise ValueError(f"{' and '.join(existing)} already {verb}; pass --overwrite to replace them (models trained "
+                         f"on the old statistics keep them in their checkpoints)")
+    if cfg.split:
+        ids = read_split(root, cfg.split)
+    else:
+        motions = os.path.join(root, MOTION_DIR)
+        if not os.path.isdir(motions):
+            raise FileNotFoundError(f"{motions}: no such folder; expected the features <id>.npy of every clip")
+        ids = sorted(os.path.relpath(os.path.join(folder, name), motions)[:-4]
+                     for folder, _, names in os.walk(motions) for name in names if name.endswith(".npy"))
+        if not ids:
+            raise FileNotFoundError(f"{motions}: no .npy files")
+
+    def checked_paths():  # every file is checked first, so a NaN or a wrong width cannot reach the statistics
+        for clip_id in tqdm(ids, desc=f"stats {spec.name}", unit="clip"):
+            path = motion_path(root, clip_id)
+            _, problems = scan_motion(path, spec)
+            if problems:
+                raise problems[0]
+            yield path
+
+    mean, std = humanml3d_mean_std(checked_paths(), spec)
+    for path, values in zip(targets, (mean, std)):
+        np.save(path, values)
+    print(f"stats: Mean.npy and Std.npy ({spec.file_dim},) from {len(ids)} clips "
+          f"({'split ' + cfg.split if cfg.split else 'every clip'}; std averaged within each feature group) -> {root}")
+    return 0
+
+
 def main_export_bvh(cfg: argparse.Namespace) -> int:
     from utils.bvh_export import write_bvh
     from utils.dataset_specs import get_dataset_spec
@@ -151,6 +195,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no_texts", action="store_true",
                    help="skip the caption checks (a motion-only dataset such as BEAT-X)")
     p.set_defaults(func=main_validate)
+
+    p = sub.add_parser("stats", help="compute Mean.npy and Std.npy of a dataset (HumanML3D's group-averaged std)")
+    p.add_argument("--dataset_name", required=True)
+    p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
+    p.add_argument("--split", default=None, help="only the clips of this split (default: every clip, as HumanML3D)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing Mean.npy / Std.npy")
+    p.set_defaults(func=main_stats)
 
     p = sub.add_parser("pfnn", help="export PFNN training frames of a HumanML3D-layout dataset")
     p.add_argument("--dataset_name", required=True)

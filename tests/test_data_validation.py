@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from utils.data_validation import KINDS, validate_dataset
 from utils.dataset_specs import get_dataset_spec
+from utils.motion_files import read_split
 
 GOOD_TEXT = "a person walks.#a/DET person/NOUN walk/VERB#0.0#0.0\n"
 
@@ -129,3 +131,32 @@ def test_validate_command_can_skip_captions_and_pick_splits(tmp_path, capsys):
     assert prepare_data.main(prepare_data.parse_args(base)) == 1  # the missing caption and test split
     assert prepare_data.main(prepare_data.parse_args([*base, "--no_texts", "--splits", "train", "val"])) == 0
     assert "OK (0 errors" in capsys.readouterr().out
+
+
+def test_stats_command_recomputes_the_statistics_the_loader_asks_for(tmp_path, capsys):
+    """A dataset built by hand has no Mean.npy / Std.npy: the loader's error names the command that computes them,
+    and the command gives the statistics the dataset writers use (here: those the synthetic generator wrote)."""
+    import prepare_data
+    from utils.normalization import load_mean_std
+    from utils.synthetic import generate_synthetic_dataset
+
+    root = tmp_path / "Synthetic"
+    generate_synthetic_dataset(str(root), 12, seed=0)
+    spec = get_dataset_spec("synthetic", str(root))
+    written = [np.load(root / name) for name in ("Mean.npy", "Std.npy")]
+    for name in ("Mean.npy", "Std.npy"):
+        (root / name).unlink()
+    with pytest.raises(ValueError, match=r"Mean\.npy: missing.*prepare_data\.py stats --dataset_name synthetic"):
+        load_mean_std(spec, str(root))
+    args = ["stats", "--dataset_name", "synthetic", "--data_root", str(root)]
+    assert prepare_data.main(prepare_data.parse_args(args)) == 0
+    assert "from 12 clips" in capsys.readouterr().out
+    for name, expected in zip(("Mean.npy", "Std.npy"), written):
+        np.testing.assert_allclose(np.load(root / name), expected, rtol=1e-6, atol=1e-7)
+    load_mean_std(spec, str(root))
+    with pytest.raises(ValueError, match="already exist; pass --overwrite"):
+        prepare_data.main(prepare_data.parse_args(args))
+    train = read_split(str(root), "train")
+    np.save(root / "new_joint_vecs" / f"{train[0]}.npy", np.full((50, 263), np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match=f"{train[0]}\\.npy: .*NAN"):
+        prepare_data.main(prepare_data.parse_args([*args, "--overwrite", "--split", "train"]))

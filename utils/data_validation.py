@@ -107,7 +107,8 @@ def _check_stats(report: ValidationReport, spec: DatasetSpec, root: str) -> None
         path = os.path.join(root, name)
         if not os.path.isfile(path):
             report.add("missing_stats", path, f"{path}: missing; expected the dataset {'std' if is_std else 'mean'} "
-                                              f"of shape ({spec.file_dim},)")
+                                              f"of shape ({spec.file_dim},) (python prepare_data.py stats computes "
+                                              f"both)")
             continue
         try:
             values = np.load(path, allow_pickle=False)

@@ -81,7 +81,9 @@ def _describe_index(spec: DatasetSpec, index: int) -> str:
 def _load_stat(path: str, spec: DatasetSpec, is_std: bool) -> np.ndarray:
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: missing; expected the dataset {'std' if is_std else 'mean'} of shape "
-                           f"({spec.file_dim},) (see dataset/README.md)", kind="missing_stats", path=path)
+                           f"({spec.file_dim},): copy the dataset's official file, or compute both with python "
+                           f"prepare_data.py stats --dataset_name {spec.name} --data_root {os.path.dirname(path)}",
+                           kind="missing_stats", path=path)
     try:
         values = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:

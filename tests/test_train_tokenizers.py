@@ -75,6 +75,19 @@ def test_rvq_resume_is_bitwise_exact(tmp_path, synthetic_root):
     assert _losses(os.path.join(full, "synthetic", "r")) == _losses(os.path.join(part, "synthetic", "r"))
 
 
+def test_rvq_validation_reports_code_usage_per_layer(tmp_path, synthetic_root):
+    """A collapsed residual layer must show in the validation log, not only in the mean over layers."""
+    ckpt = str(tmp_path / "ckpt")
+    _run(train_vq, get_train_vq_parser(), ["--dataset_name", "synthetic", "--data_root", synthetic_root,
+                                           "--checkpoints_dir", ckpt, "--name", "r", "--model", "RVQVAE_Tiny",
+                                           "--max_iters", "10", "--eval_every", "10", *COMMON])
+    metrics = load_checkpoint(os.path.join(ckpt, "synthetic", "r", "model", "latest.tar"))["metrics"]
+    layers = [metrics[f"code_usage_q{q}"] for q in range(3)]  # RVQVAE_Tiny has 3 layers
+    assert "code_usage_q3" not in metrics
+    assert all(0 < usage <= 1 for usage in layers)
+    assert np.mean(layers) == pytest.approx(metrics["code_usage"])
+
+
 def test_motionmillion_tiny_on_272_features(tmp_path, synthetic_root):
     from utils.motion_process import extract_features_272
 

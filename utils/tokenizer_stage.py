@@ -100,7 +100,8 @@ def _joints(features: Tensor, mean: Tensor, std: Tensor, spec: DatasetSpec) -> T
 def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.DataLoader, spec: DatasetSpec,
                            mean: np.ndarray, std: np.ndarray, loss_fn: LossFn,
                            max_batches: int | None = None) -> dict[str, float]:
-    """Mean loss terms, MPJPE (mm, root-aligned, per frame) and code usage over ``loader``'s windows."""
+    """Mean loss terms, MPJPE (mm, root-aligned, per frame) and code usage over ``loader``'s windows: ``code_usage``
+    is the fraction of codes used (mean over layers), and a residual quantizer adds ``code_usage_q<q>`` per layer."""
     device = next(model.parameters()).device
     mean_t = torch.as_tensor(mean, device=device)
     std_t = torch.as_tensor(std, device=device)
@@ -139,6 +140,8 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
         per_layer = torch.cat(codes).unbind(-1)
         active = [torch.bincount(c[c >= 0], minlength=quantizer.codebook_size).gt(0).float().mean() for c in per_layer]
         metrics["code_usage"] = float(torch.stack(active).mean())
+        if len(active) > 1:  # the mean over RVQ layers hides a collapsed layer, so each is logged as well
+            metrics.update({f"code_usage_q{q}": float(a) for q, a in enumerate(active)})
     return metrics
 
 

@@ -145,9 +145,17 @@ def main_export_bvh(cfg: argparse.Namespace) -> int:
         joints = np.load(cfg.input, allow_pickle=False)
     except ValueError as e:
         raise ValueError(f"{cfg.input}: not a plain numeric .npy of joint positions ({e})") from e
+    if joints.ndim == 2 and joints.shape[1] in (spec.dim_pose, spec.file_dim):
+        # De-normalised features (sample.py's <stem>_features.npy, a dataset's new_joint_vecs): to joints first.
+        from utils.motion_process import features_to_joints
+
+        if not np.isfinite(joints).all():
+            raise ValueError(f"{cfg.input}: the features hold NaN or Inf; expected finite values")
+        features = np.ascontiguousarray(joints[None, :, : spec.dim_pose], dtype=np.float32)
+        joints = np.asarray(features_to_joints(features, spec))[0]
     if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3):
-        raise ValueError(f"{cfg.input}: expected joint positions of shape (T, {spec.joints_num}, 3) for dataset "
-                         f"{spec.name!r}, got {joints.shape}")
+        raise ValueError(f"{cfg.input}: expected joint positions of shape (T, {spec.joints_num}, 3) or features of "
+                         f"shape (T, {spec.dim_pose}) for dataset {spec.name!r}, got {joints.shape}")
     out = cfg.out or os.path.splitext(cfg.input)[0] + ".bvh"
     write_bvh(out, joints, cfg.fps or spec.fps, spec.kinematic_chain, scale=cfg.scale, source=cfg.input)
     print(f"export_bvh: {joints.shape[0]} frames -> {out}")
@@ -212,7 +220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.set_defaults(func=main_pfnn)
 
     p = sub.add_parser("export_bvh", help="write joint positions (T, J, 3) as a BVH file")
-    p.add_argument("input", help=".npy of joint positions (T, J, 3)")
+    p.add_argument("input", help=".npy of joint positions (T, J, 3), or of de-normalised features (T, D) such as "
+                                 "sample.py's <stem>_features.npy")
     p.add_argument("--out", default=None, help="output .bvh (default: next to the input)")
     p.add_argument("--dataset_name", default="t2m", help="dataset whose skeleton the joints use")
     p.add_argument("--data_root", default=None)

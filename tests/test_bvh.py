@@ -356,6 +356,13 @@ def test_prepare_data_bvh_and_export(tmp_path, capsys):
     assert prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file)])) == 0
     exported = bvh_positions(parse_bvh(tmp_path / "generated.bvh"))
     assert exported.shape == (features.shape[0], 22, 3)
+    # Features (T, 263) go through the dataset's kinematics to the same joints, hence the same BVH.
+    features_file = tmp_path / "generated_features.npy"
+    np.save(features_file, features)
+    assert prepare_data.main(prepare_data.parse_args(["export_bvh", str(features_file), "--data_root", str(out),
+                                                      "--out", str(tmp_path / "from_features.bvh")])) == 0
+    from_features = bvh_positions(parse_bvh(tmp_path / "from_features.bvh"))
+    assert np.abs(from_features - exported).max() < 1e-3
     with pytest.raises(ValueError, match="expected joint positions of shape"):
         np.save(joints_file, np.zeros((5, 21, 3)))
         prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file)]))

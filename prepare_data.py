@@ -96,11 +96,21 @@ def main_validate(cfg: argparse.Namespace) -> int:
 
 def main_stats(cfg: argparse.Namespace) -> int:
     from utils.dataset_io import humanml3d_mean_std
-    from utils.dataset_specs import get_dataset_spec
+    from utils.dataset_specs import DATASETS, get_dataset_spec
     from utils.motion_files import MOTION_DIR, motion_path, read_split, scan_motion
 
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     root = cfg.data_root or spec.root
+    if spec.file_dim != spec.dim_pose:
+        # The files' statistics cover all file_dim columns, but this spec's feature groups only its leading dim_pose:
+        # the std past them would not be group-averaged, in files that the full-width dataset reads too.
+        registered = DATASETS[spec.name].root if spec.name in DATASETS else None
+        full = sorted(name for name, other in DATASETS.items() if other.root == registered
+                      and other.dim_pose == spec.file_dim)
+        raise ValueError(f"--dataset_name {spec.name} reads the first {spec.dim_pose} of the {spec.file_dim} features "
+                         f"of its files, whose Mean.npy/Std.npy cover all {spec.file_dim}: compute them with "
+                         + (f"--dataset_name {' or '.join(full)}" if full else "a dataset that describes every column")
+                         + " (the loaders take the leading slice)")
     targets = [os.path.join(root, name) for name in ("Mean.npy", "Std.npy")]
     existing = [path for path in targets if os.path.exists(path)]
     if existing and not cfg.overwrite:
@@ -205,7 +215,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.set_defaults(func=main_validate)
 
     p = sub.add_parser("stats", help="compute Mean.npy and Std.npy of a dataset (HumanML3D's group-averaged std)")
-    p.add_argument("--dataset_name", required=True)
+    p.add_argument("--dataset_name", required=True,
+                   help="dataset whose spec describes every column of the files (t2m, not t2m_67)")
     p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
     p.add_argument("--split", default=None, help="only the clips of this split (default: every clip, as HumanML3D)")
     p.add_argument("--overwrite", action="store_true", help="replace existing Mean.npy / Std.npy")

@@ -160,3 +160,23 @@ def test_stats_command_recomputes_the_statistics_the_loader_asks_for(tmp_path, c
     np.save(root / "new_joint_vecs" / f"{train[0]}.npy", np.full((50, 263), np.nan, dtype=np.float32))
     with pytest.raises(ValueError, match=f"{train[0]}\\.npy: .*NAN"):
         prepare_data.main(prepare_data.parse_args([*args, "--overwrite", "--split", "train"]))
+
+
+def test_stats_command_refuses_a_spec_that_reads_a_slice_of_the_files(tmp_path):
+    """t2m_67 reads the first 67 of the 263 columns of HumanML3D's files, which t2m reads whole: statistics computed
+    under its spec would leave the std past column 67 un-averaged, in the folder t2m shares, so it names t2m."""
+    import prepare_data
+    from utils.synthetic import generate_synthetic_dataset
+
+    root = tmp_path / "HumanML3D"
+    generate_synthetic_dataset(str(root), 8, seed=0)
+    for name in ("Mean.npy", "Std.npy"):
+        (root / name).unlink()
+    base = ["stats", "--data_root", str(root)]
+    with pytest.raises(ValueError, match=r"first 67 of the 263 features.*--dataset_name t2m \("):
+        prepare_data.main(prepare_data.parse_args([*base, "--dataset_name", "t2m_67"]))
+    assert not (root / "Std.npy").exists()
+    assert prepare_data.main(prepare_data.parse_args([*base, "--dataset_name", "t2m"])) == 0
+    std = np.load(root / "Std.npy")
+    rot = get_dataset_spec("t2m", str(root)).group("rot")
+    assert std.shape == (263,) and np.unique(std[rot]).size == 1  # every group averaged, past column 67 too

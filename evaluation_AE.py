@@ -71,6 +71,7 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # setup
     # ---------------------------------------------------------------------------------------------------------------
+    setup_logging(hold=True)  # eval.log receives what set-up logs, and nothing an earlier main() held
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     path, name, which = resolve_checkpoint(cfg)
     # Results go to the run named by --name, else next to the --ckpt file's own run; their names give the file, its

@@ -64,6 +64,7 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # setup
     # ---------------------------------------------------------------------------------------------------------------
+    setup_logging(hold=True)  # the run's train.log receives what set-up logs, and nothing an earlier main() held
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
     decomp_run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, f"{cfg.name}_decomp")

@@ -293,3 +293,34 @@ def test_resume_keeps_the_windows_and_statistics_it_trained_on(tmp_path, synthet
     clips = load_window_data(get_dataset_spec("synthetic", synthetic_root), None, synthetic_root).train
     assert state["step"] == 4 * (len(clips) // 16)
     assert state["config"]["window_mode"] == "random" and state["config"]["feat_bias"] == 1.0
+
+
+def test_a_failed_main_before_it_leaves_nothing_in_the_run_log(tmp_path, synthetic_root):
+    # A generator main() holds its set-up records until its run folder exists; one that fails before (a missing
+    # tokenizer, a refused flag) leaves them held in the process. A tokenizer run started next in the same process
+    # (tests, notebooks) starts its own log afresh rather than writing the failed run's records into it.
+    import logging
+
+    from utils.logging_utils import setup_logging
+
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    try:
+        setup_logging(hold=True, is_main=True)
+        logging.getLogger("train_MARDM").warning("set-up of another run that failed")
+        ckpt = str(tmp_path / "ckpt")
+        _run(train_AE, get_train_ae_parser(), ["--dataset_name", "synthetic", "--data_root", synthetic_root,
+                                               "--checkpoints_dir", ckpt, "--name", "a", "--model", "AE_Tiny",
+                                               "--max_iters", "2", "--eval_every", "0", *COMMON])
+        log = (tmp_path / "ckpt" / "synthetic" / "a" / "train.log").read_text()
+        assert "training starts" in log or "finished at step 2" in log
+        assert "another run that failed" not in log
+    finally:
+        for handler in list(root.handlers):
+            if getattr(handler, "_installed_by_setup_logging", False):
+                root.removeHandler(handler)
+                handler.close()
+        for handler in before[0]:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(before[1])

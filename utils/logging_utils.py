@@ -55,7 +55,8 @@ def setup_logging(log_file: str | None = None, is_main: bool | None = None, leve
     ``log_file``): keep the records from now on until a later call names the log file, which then receives them
     first; scripts check their flags and load their inputs before they create the run folder, and what that logs
     (which tokenizer, which weights, warnings about it) belongs in the run's log too. A ``hold`` call starts afresh,
-    so what a failed earlier ``main()`` in the same process held never reaches the next run's log.
+    so what a failed earlier ``main()`` in the same process held never reaches the next run's log: every script's
+    ``main()`` that writes a log file starts with one.
     """
     if is_main is None:
         is_main = _default_is_main()

@@ -213,6 +213,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     from utils.seed import set_seed
 
     # ---------------------------------------------------------------- setup
+    setup_logging(hold=True)  # the run's train.log receives what set-up logs, and nothing an earlier main() held
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     body_part, conditions = getattr(args, "body_part", None), getattr(args, "conditions", None)
     if conditions and model_name not in PART_AWARE_MODELS:

@@ -164,8 +164,9 @@ def main_export_bvh(cfg: argparse.Namespace) -> int:
         features = np.ascontiguousarray(joints[None, :, : spec.dim_pose], dtype=np.float32)
         joints = np.asarray(features_to_joints(features, spec))[0]
     if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3):
+        widths = " or ".join(str(w) for w in dict.fromkeys((spec.dim_pose, spec.file_dim)))
         raise ValueError(f"{cfg.input}: expected joint positions of shape (T, {spec.joints_num}, 3) or features of "
-                         f"shape (T, {spec.dim_pose}) for dataset {spec.name!r}, got {joints.shape}")
+                         f"shape (T, {widths}) for dataset {spec.name!r}, got {joints.shape}")
     out = cfg.out or os.path.splitext(cfg.input)[0] + ".bvh"
     write_bvh(out, joints, cfg.fps or spec.fps, spec.kinematic_chain, scale=cfg.scale, source=cfg.input)
     print(f"export_bvh: {joints.shape[0]} frames -> {out}")
@@ -230,7 +231,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gait", action="store_true", help="add stand/walk/run one-hot columns per trajectory sample")
     p.set_defaults(func=main_pfnn)
 
-    p = sub.add_parser("export_bvh", help="write joint positions (T, J, 3) as a BVH file")
+    p = sub.add_parser("export_bvh", help="write joint positions (T, J, 3) or features (T, D) as a BVH file")
     p.add_argument("input", help=".npy of joint positions (T, J, 3), or of de-normalised features (T, D) such as "
                                  "sample.py's <stem>_features.npy")
     p.add_argument("--out", default=None, help="output .bvh (default: next to the input)")

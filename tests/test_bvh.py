@@ -486,3 +486,18 @@ def test_imported_caption_times_are_seconds_at_the_import_frame_rate(tmp_path):
     samples = collect_text_samples(spec, MotionIndex.build(spec, "one", str(out), progress=False), str(out))
     bounds = {(int(a), int(b)) for a, b in zip(samples.starts, samples.stops)}
     assert (30, 75) in bounds, bounds
+
+
+def test_export_bvh_help_and_refusal_name_the_feature_widths_it_takes(tmp_path, capsys):
+    """export_bvh takes features as well as joints: its --help entry says so, and a file of neither shape is refused
+    naming every width it takes (t2m_67: its 67 dims, or the 263 of the files it slices)."""
+    import prepare_data
+
+    with pytest.raises(SystemExit):
+        prepare_data.parse_args(["--help"])
+    listed = " ".join(capsys.readouterr().out.split())
+    assert "write joint positions (T, J, 3) or features (T, D) as a BVH file" in listed
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((5, 100), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"or features of shape \(T, 67 or 263\) for dataset 't2m_67'"):
+        prepare_data.main(prepare_data.parse_args(["export_bvh", str(wrong), "--dataset_name", "t2m_67"]))

@@ -165,3 +165,18 @@ def test_a_two_process_run_resumes_in_one_process_where_it_stopped(tmp_path, syn
     losses = [row["loss"] for row in read_log(run_root(tmp_path / "two", "vq"))]
     assert losses == pytest.approx([row["loss"] for row in read_log(run_root(tmp_path / "one", "vq"))], rel=1e-5)
 
+
+
+def test_a_two_process_resume_reports_changed_settings_once(tmp_path, synthetic_root):
+    """What a resume finds changed (here the schedule and the best-checkpoint criterion's data) is reported by the
+    first process alone, not once per process."""
+    args = [*TOKENIZER_FLAGS, "--data_root", synthetic_root, "--model", "VQVAE_Tiny", "--save_every", "3",
+            "--eval_every", "3", "--seed", "3", "--name", "vq", "--checkpoints_dir", str(tmp_path)]
+    first = run_script("train_vq.py", [*args, "--max_iters", "3"], nproc=2, timeout=240)
+    assert first.returncode == 0, tail(first)
+    resumed = run_script("train_vq.py", [*args, "--max_iters", "4", "--lr_decay", "0.5", "--is_continue"], nproc=2,
+                         timeout=240)
+    assert resumed.returncode == 0, tail(resumed)
+    output = resumed.stdout + resumed.stderr
+    assert output.count("resumed with other settings than the run was saved with") == 1, tail(resumed)
+    assert "max_iters 3 -> 4" in output and "lr_decay" in output

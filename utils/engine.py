@@ -543,19 +543,22 @@ def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Modu
 SCHEDULE_KEYS = ("max_iters", "lr", "warm_up_iter", "milestones", "lr_decay", "weight_decay", "betas", "grad_clip")
 
 
-def _warn_schedule_changes(path: str, saved: Mapping[str, Any], cfg: EngineConfig, step: int) -> None:
+def _warn_schedule_changes(path: str, saved: Mapping[str, Any], cfg: EngineConfig, step: int,
+                           warn: Callable[..., None]) -> None:
     current = cfg.to_dict()
     changed = [f"{key} {saved[key]} -> {current[key]}" for key in SCHEDULE_KEYS
                if key in saved and saved[key] != current[key]]
     if changed:
-        logger.warning("%s: resumed with other settings than the run was saved with: %s; the new values apply from "
+        warn("%s: resumed with other settings than the run was saved with: %s; the new values apply from "
                        "step %d (the learning rate is that of the new schedule at this step)", path,
                        ", ".join(changed), step)
 
 
 def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module, optimizer: torch.optim.Optimizer,
             ema: EMA | None, accelerator: Accelerator, state: _State, num_samples: int) -> None:
-    """Restore everything ``latest.tar`` holds into the live objects (on every process)."""
+    """Restore everything ``latest.tar`` holds into the live objects (on every process; what it finds changed is
+    reported once, by the first process)."""
+    warn = logger.warning if accelerator.is_main_process else (lambda *args, **kwargs: None)
     path = run.latest_path
     if not os.path.exists(path):
         raise CheckpointError(f"--is_continue: no checkpoint to resume at {path} (the run folder is "
@@ -576,24 +579,24 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
     if best["metric"] == cfg.best_metric and best["mode"] == cfg.best_mode:
         state.best_value, state.best_step = best["value"], best["step"]
     else:
-        logger.warning("%s: best checkpoint criterion changed from %s/%s to %s/%s; best tracking restarts",
-                       path, best["metric"], best["mode"], cfg.best_metric, cfg.best_mode)
+        warn("%s: best checkpoint criterion changed from %s/%s to %s/%s; best tracking restarts",
+             path, best["metric"], best["mode"], cfg.best_metric, cfg.best_mode)
     state.step, state.metrics = int(ckpt["step"]), dict(ckpt["metrics"])
-    _warn_schedule_changes(path, ckpt.get("engine") or {}, cfg, state.step)
+    _warn_schedule_changes(path, ckpt.get("engine") or {}, cfg, state.step, warn)
     data = ckpt["data_state"]
     same_data = (data["num_samples"], data["batch_size"], data["seed"]) == (num_samples, cfg.batch_size, cfg.seed)
     if same_data:
         state.epoch, state.batches_done = int(data["epoch"]), int(data["batches_done"])
     else:
-        logger.warning("%s: dataset size, batch size or seed changed (%s); resuming at the start of the next epoch, "
-                       "not bitwise exact", path, data)
+        warn("%s: dataset size, batch size or seed changed (%s); resuming at the start of the next epoch, "
+             "not bitwise exact", path, data)
         state.epoch, state.batches_done = int(data["epoch"]) + int(data["batches_done"] > 0), 0
     rng = ckpt["rng"]
     if len(rng) == accelerator.num_processes:
         set_rng_state(rng[accelerator.process_index])
     else:
-        logger.warning("%s: saved by %d processes, resumed with %d; RNG streams are reseeded (not bitwise exact)",
-                       path, len(rng), accelerator.num_processes)
+        warn("%s: saved by %d processes, resumed with %d; RNG streams are reseeded (not bitwise exact)",
+             path, len(rng), accelerator.num_processes)
         set_seed(cfg.seed + state.step * 1009 + accelerator.process_index)
     logger.info("resumed %s at step %d (epoch %d, batch %d of the epoch)", path, state.step, state.epoch,
                 state.batches_done)

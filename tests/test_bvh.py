@@ -487,6 +487,19 @@ def test_imported_caption_times_are_seconds_at_the_import_frame_rate(tmp_path):
     bounds = {(int(a), int(b)) for a, b in zip(samples.starts, samples.stops)}
     assert (30, 75) in bounds, bounds
 
+    # An import made before text_fps followed --fps recorded 20: validate points at the spec.json setting to fix.
+    from utils.data_validation import validate_dataset
+
+    assert "text_fps" not in validate_dataset(spec, str(out), splits=("one",)).counts
+    spec_file = out / "spec.json"
+    spec_file.write_text(spec_file.read_text().replace('"text_fps": 30.0', '"text_fps": 20.0'))
+    old = get_dataset_spec("Mocap30", str(out))
+    assert old.text_fps == 20
+    report = validate_dataset(old, str(out), splits=("one",))
+    assert report.ok and report.counts.get("text_fps") == 1
+    message = [p.message for p in report.problems if p.kind == "text_fps"][0]
+    assert "text_fps 20 but fps 30" in message and 'set "text_fps": 30 in spec.json' in message
+
 
 def test_export_bvh_help_and_refusal_name_the_feature_widths_it_takes(tmp_path, capsys):
     """export_bvh takes features as well as joints: its --help entry says so, and a file of neither shape is refused

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from utils.dataset_specs import DatasetSpec
+from utils.dataset_specs import SPEC_FILE, DatasetSpec
 from utils.motion_files import MOTION_DIR, TEXT_DIR, motion_path, read_split, scan_motion, scan_texts, text_path
 from utils.normalization import MEAN_FILE, STD_FILE, DatasetError, stats_problems
 
@@ -44,6 +44,7 @@ KINDS: dict[str, str] = {
     "missing_text": "warning",
     "empty_text": "warning",
     "no_tokens": "warning",
+    "text_fps": "warning",
 }
 
 
@@ -149,6 +150,7 @@ def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
     report.checked["splits"] = len(splits)
 
     motions = text_files = frames = 0
+    tagged: list[str] = []  # caption files with time tags, for the text_fps check of imported datasets
     for clip_id, split in tqdm(ids.items(), desc=f"validate {spec.name}", unit="clip", disable=not progress):
         path = motion_path(root, clip_id)
         if not os.path.isfile(path):
@@ -177,11 +179,20 @@ def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
         text_files += 1
         if not entries and not problems:
             report.add("empty_text", tpath, f"{tpath}: no caption line; expected lines caption#tokens#f_tag#to_tag")
+        if any(entry.f_tag or entry.to_tag for entry in entries):
+            tagged.append(tpath)
         for entry in entries:
             if not entry.tokens:
                 report.add("no_tokens", tpath, f"{tpath}: caption {entry.caption[:40]!r} has no word/POS tokens; "
                                                f"expected tokens between the first and second '#' (the evaluation "
                                                f"dataset skips it)")
+    spec_file = os.path.join(root, SPEC_FILE)
+    if tagged and os.path.isfile(spec_file) and spec.text_fps != spec.fps:
+        # BVH imports made before text_fps followed --fps recorded 20 whatever the frame rate.
+        report.add("text_fps", spec_file, f"{spec_file}: text_fps {spec.text_fps:g} but fps {spec.fps:g}, so the time "
+                                          f"tags of {len(tagged)} caption files (e.g. {tagged[0]}) are cut at "
+                                          f"{spec.text_fps:g} frames per second; if the tags are seconds of these "
+                                          f"clips, set \"text_fps\": {spec.fps:g} in {SPEC_FILE}")
     report.checked.update(ids=len(ids), motions=motions, frames=frames, texts=text_files)
     logger.info("validated %s: %d problems", spec.name, len(report.problems))
     return report

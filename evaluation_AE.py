@@ -46,7 +46,8 @@ from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
-from utils.eval_protocol import build_eval_loader, evaluate, evaluator_tag, protocol_tag, renormalize
+from utils.eval_data import build_eval_loader
+from utils.eval_protocol import evaluate, evaluator_tag, protocol_tag, renormalize
 from utils.eval_report import checkpoint_info, format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.logging_utils import setup_logging

@@ -40,7 +40,8 @@ from options.eval_generator_options import family_sampling_options, get_evaluati
 from utils.checkpoint import CheckpointError
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
-from utils.eval_protocol import MM_TIMES, build_eval_loader, evaluate, evaluator_tag, protocol_tag, renormalize
+from utils.eval_data import build_eval_loader
+from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag, renormalize
 from utils.eval_report import format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.generation import SamplingSettings, load_generator

@@ -45,7 +45,8 @@ from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset, collate_eval
 from utils.engine import EngineConfig, check_run_start, train
-from utils.eval_protocol import EVAL_BATCH_SIZE, TOP_K, EvalLoader, build_eval_loader, retrieval_metrics
+from utils.eval_data import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader
+from utils.eval_protocol import TOP_K, retrieval_metrics
 from utils.eval_report import write_report_json
 from utils.evaluator import EvaluatorWrapper, build_evaluator, load_evaluator, save_evaluator, save_evaluator_meta
 from utils.logging_utils import setup_logging

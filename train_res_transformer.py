@@ -36,7 +36,7 @@ from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
-from utils.eval_protocol import load_validation_evaluator
+from utils.eval_data import load_validation_evaluator
 from utils.generation_momask import MoMaskBackend
 from utils.generator_stage import (
     check_resume_matches,

@@ -49,7 +49,8 @@ from reference_impl import reference_evaluation
 
 from models.tokenizers import build_tokenizer
 from utils.dataset_specs import get_dataset_spec
-from utils.eval_protocol import build_eval_loader, evaluate
+from utils.eval_data import build_eval_loader
+from utils.eval_protocol import evaluate
 from utils.evaluator import build_evaluator
 from utils.gt_cache import GTCache
 from utils.normalization import eval_normalization, load_mean_std

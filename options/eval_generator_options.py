@@ -15,7 +15,8 @@ import torch
 from models.mask_schedule import SAMPLING_MODES
 from options.eval_options import add_protocol_args
 from options.generator_options import TEXT_ENCODER_CHOICES
-from utils.eval_protocol import DEFAULT_SEED, EVAL_BATCH_SIZE, MM_BATCHES, MM_REPEATS
+from utils.eval_data import EVAL_BATCH_SIZE
+from utils.eval_protocol import DEFAULT_SEED, MM_BATCHES, MM_REPEATS
 from utils.plot_script import FORMATS
 
 

@@ -11,12 +11,8 @@ import pytest
 import torch
 
 from utils.dataset_specs import get_dataset_spec
-from utils.eval_protocol import (
-    build_eval_loader,
-    evaluate,
-    renormalize,
-    replication_seeds,
-)
+from utils.eval_data import build_eval_loader
+from utils.eval_protocol import evaluate, renormalize, replication_seeds
 from utils.eval_report import format_report, write_report_json
 from utils.evaluator import build_evaluator
 from utils.gt_cache import GTCache

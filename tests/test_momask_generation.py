@@ -26,7 +26,7 @@ from options.config import parse_with_config
 from options.eval_generator_options import get_evaluation_generator_parser, get_sample_parser
 from utils.checkpoint import CheckpointError, file_sha256, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
-from utils.eval_protocol import build_eval_loader
+from utils.eval_data import build_eval_loader
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.generation import load_generator
 from utils.generator_checkpoints import resolve_generator_checkpoint

@@ -238,7 +238,7 @@ def test_tokens_snapping_and_decoding_per_kind(setup, synthetic_root):
 
 
 def test_generation_eval_fn_scores_generated_motion(setup, encoder):
-    from utils.eval_protocol import build_eval_loader
+    from utils.eval_data import build_eval_loader
     from utils.evaluator import build_evaluator
     from utils.word_vectorizer import LearnedVocab
 

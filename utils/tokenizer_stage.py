@@ -277,7 +277,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     loss_fn = make_loss_fn(spec, args, position)
     val_fn = make_val_fn(data, spec, loss_fn, min(args.batch_size, 256), args.val_batches, collate_fn)
     if args.need_evaluation:
-        from utils.eval_protocol import load_validation_evaluator
+        from utils.eval_data import load_validation_evaluator
 
         evaluator, eval_loader = load_validation_evaluator(args.evaluator_dir, args.checkpoints_dir, args.dataset_name,
                                                            spec, args.data_root, args.glove_dir)

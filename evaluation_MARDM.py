@@ -18,6 +18,9 @@ Examples::
     python evaluation_MARDM.py --ckpt elsewhere/latest.tar --tokenizer_path elsewhere/fsq.tar --replications 5
     python evaluation_MARDM.py --name t2m_nlayer8_nhead6_ld384_ff1024 --res_name tres_nlayer8_ld384_ff1024 \
         --dataset_name t2m --which_epoch best                                                  # MoMask
+    python evaluation_MARDM.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --save_motions   # generate once ...
+    python evaluation_MARDM.py --from_motions checkpoints/t2m_67/FSQ_MARDM_SiT_XL/eval/motions_latest_ema_ts18_cfg4.5 \
+        --evaluator_dir other/text_mot_match                                                   # ... score again
 
 Writes ``<run>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluator, seeds, every replication),
 ``eval_<tag>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses them) and
@@ -26,13 +29,25 @@ Writes ``<run>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluat
 the protocol settings away from their defaults (split, seed, batch size, multimodality) and an ``--evaluator_dir``
 other than ``<checkpoints_dir>/<ds>/text_mot_match`` (``_ev`` and its file's SHA-256 prefix), so sweeps do not
 overwrite each other.
+
+Generate once, score many (``utils/saved_motions.py``). ``--save_motions`` also keeps every generated motion in
+``<run>/eval/motions_<tag>/`` (one file per replication, written before its JSONL line). ``--from_motions <folder>``
+scores them again without loading the generator, under another ``--evaluator_dir`` or after a change of the metrics:
+the split, seed, batch size and multimodality settings are the saved run's, the number of replications too unless
+``--replications`` asks for fewer, and every batch is checked to draw the captions and lengths the motions were made
+for. Under the same evaluator the scores are those of the saving run, to the bit; the results go to the same
+``eval_<tag>[_ev...]`` files a direct evaluation would write, with ``motions_from`` recorded.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
 from options.config import config_to_dict, parse_with_config
@@ -41,7 +56,7 @@ from utils.checkpoint import CheckpointError
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_data import build_eval_loader
-from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag, renormalize
+from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag, renormalize, replication_seeds
 from utils.eval_report import format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.generation import SamplingSettings, load_generator
@@ -49,6 +64,7 @@ from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
 from utils.run_dir import RunDir
+from utils.saved_motions import KIND_BATCH, KIND_MM, MotionRecorder, MotionReplay, SavedMotionsError, make_header
 
 logger = logging.getLogger("evaluation_MARDM")
 
@@ -89,26 +105,33 @@ def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options
                               (cfg.mm_batches, cfg.mm_repeats) if cfg.cal_mm else None)
 
 
-@torch.no_grad()
-def main(cfg) -> dict:
-    # ---------------------------------------------------------------------------------------------------------------
-    # setup
-    # ---------------------------------------------------------------------------------------------------------------
-    setup_logging(hold=True)  # console now; the run's eval.log, from the start, once the run folder is known
-    if cfg.cal_mm and cfg.mm_repeats <= MM_TIMES:
-        raise ValueError(f"--mm_repeats {cfg.mm_repeats}: multimodality compares {MM_TIMES} pairs of repeats per "
-                         f"caption, so it needs more than {MM_TIMES} (or --no_mm)")
+@dataclass
+class MotionSource:
+    """Where an evaluation's motion comes from: a loaded generator, or the motions a generator saved earlier.
+
+    ``produce(kind, batch)`` returns ``(motion (B, T, D) normalised with (mean, std), lengths (B,))`` for a batch's
+    motion (``KIND_BATCH``) or a multimodality repeat (``KIND_MM``)."""
+
+    dataset_name: str
+    eval_dir: str
+    tag: str  # output tag without the evaluator's part
+    which: str
+    meta: dict[str, Any]
+    mean: np.ndarray
+    std: np.ndarray
+    title: str
+    produce: Callable[[int, Any], tuple[torch.Tensor, torch.Tensor]]
+    hooks: Any = None
+
+
+def generator_source(cfg) -> MotionSource:
+    """Load the generator of ``--name`` / ``--ckpt`` and generate with the sampling flags."""
     path, name, dataset_name = resolve_run(cfg)
     res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
     options = family_sampling_options(cfg)
-    device = torch.device(cfg.device)
-
-    # ---------------------------------------------------------------------------------------------------------------
-    # model
-    # ---------------------------------------------------------------------------------------------------------------
-    generator = load_generator(path, use_ema=not cfg.no_ema, device=device, text_encoder=cfg.text_encoder,
-                               text_encoder_path=cfg.text_encoder_path, tokenizer_path=cfg.tokenizer_path,
-                               res_run=res_run, res_which=cfg.which_epoch)
+    generator = load_generator(path, use_ema=not cfg.no_ema, device=torch.device(cfg.device),
+                               text_encoder=cfg.text_encoder, text_encoder_path=cfg.text_encoder_path,
+                               tokenizer_path=cfg.tokenizer_path, res_run=res_run, res_which=cfg.which_epoch)
     # The guidance scale's flag is --cfg (the field's name; cfg itself is the parsed config); None: the family's.
     sampling = generator.sampling_settings(cfg.time_steps, cfg.cfg, cfg.temperature, not cfg.no_snap, **options)
     dataset_name = dataset_name or generator.spec.name
@@ -117,18 +140,107 @@ def main(cfg) -> dict:
                               f"--dataset_name is {dataset_name!r}")
     # Results go to the run named by --name, else next to the --ckpt file's own run.
     run_root = (not cfg.name and run_folder_of(path)) or RunDir(cfg.checkpoints_dir, dataset_name, name).root
-    eval_dir = os.path.join(run_root, "eval")
-    os.makedirs(eval_dir, exist_ok=True)
-    setup_logging(os.path.join(eval_dir, "eval.log"))
-    default_evaluator = os.path.join(cfg.checkpoints_dir, dataset_name, "text_mot_match")
-    tag = output_tag(cfg, path, generator.info["weights"], sampling, options, generator.info.get("residual"))
-    tag += evaluator_tag(cfg.evaluator_dir, default_evaluator)
+    settings = {**sampling.to_dict(), "lengths": "GT (m_length // unit_length tokens)",
+                "unit_length": generator.unit_length}
+    meta = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
+            "generator": generator.info, "sampling": settings}
+    residual = generator.info.get("residual")
+    title = (f"{generator.info['model_name']}{' + ' + residual['model_name'] if residual else ''} "
+             f"({generator.info['weights']} weights of {os.path.basename(path)}), {dataset_name} {cfg.split}: "
+             f"time_steps {sampling.time_steps}, cfg {sampling.cfg:g}, temperature {sampling.temperature:g}"
+             f"{'' if sampling.snap else ', no snapping'}")
     logger.info("evaluating %s (%s weights): %s, multimodality %s", path, generator.info["weights"],
                 sampling.to_dict(), cfg.cal_mm)
+
+    def produce(kind: int, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        # The protocol seeds the global RNGs per replication; generation draws from them (no private generator).
+        out = generator.generate(batch.captions, batch.m_lengths, time_steps=sampling.time_steps, cfg=sampling.cfg,
+                                 temperature=sampling.temperature, snap=sampling.snap, **options)
+        return out.features_normalised, out.lengths
+
+    return MotionSource(dataset_name, os.path.join(run_root, "eval"),
+                        output_tag(cfg, path, generator.info["weights"], sampling, options, residual),
+                        cfg.which_epoch if not cfg.ckpt else os.path.basename(path), meta, generator.mean,
+                        generator.std, title, produce)
+
+
+# Flags that choose how motion is generated: they have no meaning when saved motions are scored.
+GENERATION_FLAGS = {"name": "--name", "ckpt": "--ckpt", "which_epoch": "--which_epoch", "no_ema": "--no_ema",
+                    "res_name": "--res_name", "res_ckpt": "--res_ckpt", "tokenizer_path": "--tokenizer_path",
+                    "text_encoder": "--text_encoder", "text_encoder_path": "--text_encoder_path",
+                    "time_steps": "--time_steps", "cfg": "--cfg", "temperature": "--temperature",
+                    "no_snap": "--no_snap", "topk_filter_thres": "--topkr", "sampling": "--sampling",
+                    "res_cond_scale": "--res_cond_scale", "save_motions": "--save_motions"}
+
+
+def replay_source(cfg) -> MotionSource:
+    """The motions saved in ``--from_motions``; the protocol settings are the saved run's (``cfg`` is updated)."""
+    parser = get_evaluation_generator_parser()
+    given = [flag for dest, flag in GENERATION_FLAGS.items() if getattr(cfg, dest) != parser.get_default(dest)]
+    if given:
+        raise ValueError(f"--from_motions scores motions generated earlier; {', '.join(given)} choose how motion is "
+                         f"generated and do not apply (the saved run's settings are in its motions.json)")
+    folder = os.path.abspath(cfg.from_motions)
+    replay = MotionReplay(folder)
+    header = replay.header
+    if cfg.dataset_name and cfg.dataset_name != header["dataset"]:
+        raise ValueError(f"--dataset_name {cfg.dataset_name!r}, but {folder} holds motions of {header['dataset']!r}")
+    mm = header["multimodality"]
+    saved = {"split": header["split"], "seed": header["seed"], "eval_batch_size": header["eval_batch_size"],
+             "cal_mm": mm is not None, **({"mm_batches": mm[0], "mm_repeats": mm[1]} if mm is not None else {})}
+    for dest, value in saved.items():
+        mine = getattr(cfg, dest)
+        if mine != value and mine != parser.get_default(dest):
+            flag = {"cal_mm": "--cal_mm / --no_mm"}.get(dest, f"--{dest}")
+            raise ValueError(f"{flag} is {mine}, but the motions in {folder} were generated with {value}; these "
+                             f"settings are the saved run's (leave the flag out)")
+        setattr(cfg, dest, value)
+    if cfg.replications == parser.get_default("replications"):
+        cfg.replications = int(header.get("replications", cfg.replications))
+    seeds = replication_seeds(cfg.seed, cfg.replications)
+    missing = sorted(set(seeds) - set(replay.available(seeds)))
+    if missing:
+        raise SavedMotionsError(f"{folder}: no saved motions for replication seed(s) {missing} of {cfg.replications} "
+                                f"(seed{missing[0]}.npz ...); pass --replications with the number saved, or complete "
+                                f"the saved run (--save_motions --is_continue)")
+    logger.info("scoring the motions saved in %s (%s): split %s, seed %d, batch size %d, multimodality %s, "
+                "%d replications", folder, header["meta"].get("checkpoint"), cfg.split, cfg.seed,
+                cfg.eval_batch_size, mm, cfg.replications)
+    return MotionSource(header["dataset"], os.path.dirname(folder), header["tag"], header["which"], header["meta"],
+                        replay.mean, replay.std, f"{header.get('title', header['tag'])} [saved motions]",
+                        lambda kind, batch: replay.call(kind, batch), replay)
+
+
+@torch.no_grad()
+def main(cfg) -> dict:
+    # ---------------------------------------------------------------------------------------------------------------
+    # setup and model (or saved motions)
+    # ---------------------------------------------------------------------------------------------------------------
+    setup_logging(hold=True)  # console now; the run's eval.log, from the start, once the run folder is known
+    if cfg.cal_mm and cfg.mm_repeats <= MM_TIMES:
+        raise ValueError(f"--mm_repeats {cfg.mm_repeats}: multimodality compares {MM_TIMES} pairs of repeats per "
+                         f"caption, so it needs more than {MM_TIMES} (or --no_mm)")
+    source = replay_source(cfg) if cfg.from_motions else generator_source(cfg)
+    dataset_name = source.dataset_name
+    os.makedirs(source.eval_dir, exist_ok=True)
+    setup_logging(os.path.join(source.eval_dir, "eval.log"))
+    default_evaluator = os.path.join(cfg.checkpoints_dir, dataset_name, "text_mot_match")
+    tag = source.tag + evaluator_tag(cfg.evaluator_dir, default_evaluator)
+    mm_setting = (cfg.mm_batches, cfg.mm_repeats) if cfg.cal_mm else None
+    recorder = None
+    if cfg.save_motions:
+        header = make_header(dataset=dataset_name, split=cfg.split, seed=cfg.seed,
+                             eval_batch_size=cfg.eval_batch_size, multimodality=mm_setting, tag=source.tag,
+                             which=source.which, meta=source.meta)
+        header.update(title=source.title, replications=cfg.replications)
+        recorder = MotionRecorder(os.path.join(source.eval_dir, f"motions_{source.tag}"), header, source.mean,
+                                  source.std)
+        source.hooks = recorder
 
     # ---------------------------------------------------------------------------------------------------------------
     # data: GT test motion normalised with the evaluator statistics
     # ---------------------------------------------------------------------------------------------------------------
+    device = torch.device(cfg.device)
     spec = get_dataset_spec(dataset_name, cfg.data_root)
     evaluator = load_evaluator(cfg.evaluator_dir or default_evaluator, dataset_name, device, data_root=cfg.data_root)
     eval_loader = build_eval_loader(evaluator, spec, cfg.split, data_root=cfg.data_root, glove_dir=cfg.glove_dir,
@@ -137,36 +249,40 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # evaluation
     # ---------------------------------------------------------------------------------------------------------------
-    def motion_fn(batch):
-        # The protocol seeds the global RNGs per replication; generation draws from them (no private generator).
-        out = generator.generate(batch.captions, batch.m_lengths, time_steps=sampling.time_steps, cfg=sampling.cfg,
-                                 temperature=sampling.temperature, snap=sampling.snap, **options)
-        motion = renormalize(out.features_normalised, generator.mean, generator.std, evaluator.mean, evaluator.std)
-        return motion, out.lengths
+    def motion_fn(kind: int):
+        def fn(batch):
+            motion, lengths = source.produce(kind, batch)
+            if recorder is not None:
+                recorder.record(kind, batch, motion, lengths)
+            # De-normalised with the generator's statistics, re-normalised with the evaluator's (as MARDM).
+            return renormalize(motion, source.mean, source.std, evaluator.mean, evaluator.std), lengths
 
-    settings = {**sampling.to_dict(), "lengths": "GT (m_length // unit_length tokens)",
-                "unit_length": generator.unit_length}
-    meta = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
-            "generator": generator.info, "sampling": settings}
-    report = evaluate(evaluator, eval_loader, motion_fn, replications=cfg.replications, seed=cfg.seed,
-                      mm_fn=motion_fn if cfg.cal_mm else None, mm_batches=cfg.mm_batches, mm_repeats=cfg.mm_repeats,
-                      results_path=os.path.join(eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
-                      gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue)
+        return fn
+
+    report = evaluate(evaluator, eval_loader, motion_fn(KIND_BATCH), replications=cfg.replications, seed=cfg.seed,
+                      mm_fn=motion_fn(KIND_MM) if cfg.cal_mm else None, mm_batches=cfg.mm_batches,
+                      mm_repeats=cfg.mm_repeats, results_path=os.path.join(source.eval_dir,
+                                                                           f"eval_{tag}_replications.jsonl"),
+                      meta=source.meta, gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue,
+                      hooks=source.hooks)
 
     # ---------------------------------------------------------------------------------------------------------------
     # results
     # ---------------------------------------------------------------------------------------------------------------
-    result = {"which": cfg.which_epoch if not cfg.ckpt else os.path.basename(path), **meta,
-              "dataset": dataset_name, "split": cfg.split, "seed": cfg.seed, "protocol": report.to_dict(),
-              "config": config_to_dict(cfg)}
-    out_path = os.path.join(eval_dir, f"eval_{tag}.json")
+    result = {"which": source.which, **source.meta, "dataset": dataset_name, "split": cfg.split, "seed": cfg.seed,
+              "protocol": report.to_dict(), "config": config_to_dict(cfg)}
+    if cfg.from_motions:
+        result["motions_from"] = os.path.abspath(cfg.from_motions)
+    if recorder is not None:
+        result["motions_saved"] = recorder.folder
+        unsaved = recorder.missing(report.meta["protocol"]["seeds"])
+        if unsaved:
+            logger.warning("replication seed(s) %s were reused from the JSONL file (--is_continue) and have no saved "
+                           "motions in %s; run without --is_continue to save every replication", unsaved,
+                           recorder.folder)
+    out_path = os.path.join(source.eval_dir, f"eval_{tag}.json")
     write_report_json(result, out_path)
-    residual = generator.info.get("residual")
-    title = (f"{generator.info['model_name']}{' + ' + residual['model_name'] if residual else ''} "
-             f"({generator.info['weights']} weights of {os.path.basename(path)}), {dataset_name} {cfg.split}: "
-             f"time_steps {sampling.time_steps}, cfg {sampling.cfg:g}, temperature {sampling.temperature:g}"
-             f"{'' if sampling.snap else ', no snapping'}")
-    print(format_report(report, title=title))
+    print(format_report(report, title=source.title))
     logger.info("wrote %s", out_path)
     return result
 

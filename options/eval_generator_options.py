@@ -108,6 +108,14 @@ def get_evaluation_generator_parser() -> argparse.ArgumentParser:
                     help="do not compute multimodality")
     mm.add_argument("--mm_batches", type=int, default=MM_BATCHES, help="first batches whose captions are repeated")
     mm.add_argument("--mm_repeats", type=int, default=MM_REPEATS, help="generations per caption for multimodality")
+    saved = parser.add_argument_group("generate once, score many")
+    saved.add_argument("--save_motions", action="store_true",
+                       help="keep every generated motion in <run>/eval/motions_<tag>/ (float32 frames up to each "
+                            "length, about 4 x dim bytes a frame) so that --from_motions can score them again")
+    saved.add_argument("--from_motions", type=str, default=None,
+                       help="score the motions a --save_motions run kept in this folder instead of generating: no "
+                            "generator is loaded, the protocol settings are the saved run's, and the results go next "
+                            "to the folder (under another --evaluator_dir, to their own files)")
     add_protocol_args(parser)
     return parser
 

@@ -193,3 +193,122 @@ def test_another_evaluator_writes_its_own_files(setup, tmp_path):
              os.path.join(ckdir, "synthetic", "text_mot_match"))
     assert sorted(n for n in os.listdir(eval_dir) if n.startswith(stem) and n.endswith(".json")) == \
         [f"{stem}.json", f"{tagged}.json"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Generate once, score many
+# ---------------------------------------------------------------------------------------------------------------------
+
+def rescore(ckdir: str, data_root: str, folder: str, *argv: str) -> dict:
+    args = parse_with_config(get_evaluation_generator_parser(),
+                             ["--from_motions", folder, "--checkpoints_dir", ckdir, "--data_root", data_root,
+                              "--device", "cpu", *argv])
+    return evaluation_MARDM.main(args)
+
+
+def other_evaluator(tmp_path, data_root: str, evaluator) -> str:
+    path = tmp_path / "official" / "text_mot_match" / "model" / "finest.tar"
+    torch.manual_seed(1)
+    vocab = LearnedVocab.from_split(data_root, "train", dim_word=8)
+    save_evaluator(str(path), build_evaluator("synthetic", evaluator.mean, evaluator.std, word_vectors=vocab,
+                                              sizes="tiny", data_root=data_root))
+    return str(tmp_path / "official")
+
+
+def test_saved_motions_rescore_to_the_bit_without_the_generator(setup, monkeypatch, tmp_path):
+    ckdir, paths, data_root, evaluator = setup
+    eval_dir = os.path.join(ckdir, "synthetic", "fsq_gen", "eval")
+    saved = run_eval(ckdir, data_root, "--mm_batches", "1", "--mm_repeats", "11", "--seed", "21", "--save_motions")
+    tag = "latest_ema_ts2_cfg4.5_seed21_eb8_mm1x11"
+    folder = os.path.join(eval_dir, f"motions_{tag}")
+    assert saved["motions_saved"] == folder
+    assert sorted(os.listdir(folder)) == ["motions.json", "seed21.npz", "seed22.npz", "statistics.npz"]
+    with np.load(os.path.join(folder, "seed21.npz")) as z:
+        assert z["kinds"].tolist() == [1] * 11 + [0]  # batch 0 repeated 11 times, then batch 1
+        assert z["rows"].tolist() == [8] * 12 and z["frames"].shape == (int(z["lengths"].sum()), 263)
+
+    log = CallLog(monkeypatch)
+    again = rescore(ckdir, data_root, folder)
+    assert log.calls == []  # nothing generated
+    assert again["protocol"]["metrics"] == saved["protocol"]["metrics"]  # exact: same motion, same evaluator
+    assert [r["metrics"] for r in again["protocol"]["replications"]] == [r["metrics"] for r in saved["protocol"]["replications"]]
+    assert again["motions_from"] == folder and again["checkpoint_sha256"] == file_sha256(paths["fsq_gen"])
+    key = saved["protocol"]["meta"]["protocol"]["eval_key"]
+    assert again["protocol"]["meta"]["protocol"]["eval_key"] == key  # the same evaluation: --is_continue mixes them
+    with open(os.path.join(eval_dir, f"eval_{tag}.json")) as f:
+        assert json.load(f)["motions_from"] == folder
+
+    # Under another evaluator: the scores of a direct evaluation with it (generation is a function of the seed),
+    # written to that evaluator's own files.
+    official = other_evaluator(tmp_path, data_root, evaluator)
+    theirs = rescore(ckdir, data_root, folder, "--evaluator_dir", official, "--replications", "1")
+    assert log.calls == []
+    monkeypatch.undo()
+    direct = run_eval(ckdir, data_root, "--mm_batches", "1", "--mm_repeats", "11", "--seed", "21",
+                      "--replications", "1", "--evaluator_dir", official)
+    assert theirs["protocol"]["metrics"] == direct["protocol"]["metrics"]
+    assert theirs["protocol"]["metrics"]["fid"] != saved["protocol"]["replications"][0]["metrics"]["fid"]
+    ev = file_sha256(os.path.join(official, "text_mot_match", "model", "finest.tar"))[:8]
+    assert os.path.isfile(os.path.join(eval_dir, f"eval_{tag}_ev{ev}.json"))
+
+
+def test_saved_motions_refuse_what_they_cannot_answer(setup, tmp_path):
+    ckdir, _, data_root, _ = setup
+    run_eval(ckdir, data_root, "--no_mm", "--seed", "31", "--replications", "1", "--save_motions")
+    folder = os.path.join(ckdir, "synthetic", "fsq_gen", "eval", "motions_latest_ema_ts2_cfg4.5_nomm_seed31_eb8")
+    with pytest.raises(ValueError, match="--time_steps, --cfg choose how motion is generated"):
+        rescore(ckdir, data_root, folder, "--cfg", "3", "--time_steps", "4")
+    with pytest.raises(ValueError, match="--seed is 5, but the motions .* were generated with 31"):
+        rescore(ckdir, data_root, folder, "--seed", "5")
+    with pytest.raises(ValueError, match=r"no saved motions for replication seed\(s\) \[32\] of 2"):
+        rescore(ckdir, data_root, folder, "--replications", "2")
+    with pytest.raises(ValueError, match="no motions.json; expected a folder written by evaluation_MARDM.py"):
+        rescore(ckdir, data_root, str(tmp_path))
+
+    # Motions made for other crops (here: their GT lengths altered) are not scored against these.
+    copy = tmp_path / "tampered"
+    shutil.copytree(folder, copy)
+    with np.load(copy / "seed31.npz") as z:
+        arrays = dict(z)
+    arrays["m_lengths"] = arrays["m_lengths"] + 4
+    np.savez(copy / "seed31.npz", **arrays)
+    with pytest.raises(ValueError, match="seed31.npz: call 0 .*saved for other captions or GT lengths"):
+        rescore(ckdir, data_root, str(copy))
+
+
+def test_a_resave_replaces_another_evaluations_motions(tmp_path, caplog):
+    from utils.datasets import EvalBatch
+    from utils.saved_motions import MotionRecorder, MotionReplay, make_header
+
+    def header(sha: str) -> dict:
+        return make_header(dataset="synthetic", split="test", seed=1, eval_batch_size=2, multimodality=None, tag="t",
+                           which="latest", meta={"checkpoint_sha256": sha})
+
+    batch = EvalBatch(torch.zeros(2, 1, 1), torch.zeros(2, 1, 1), ["a", "b"], torch.tensor([2, 1]),
+                      torch.zeros(2, 8, 3), torch.tensor([8, 4]), ["", ""])
+    motion = torch.randn(2, 8, 3)
+    folder = str(tmp_path / "motions_t")
+    recorder = MotionRecorder(folder, header("aaa"), np.zeros(3), np.ones(3))
+    recorder.begin(1)
+    recorder.record(0, batch, motion, torch.tensor([8, 4]))
+    recorder.end(1)
+    replay = MotionReplay(folder)
+    replay.begin(1)
+    back, lengths = replay.call(0, batch)
+    assert torch.equal(back[0], motion[0]) and torch.equal(back[1, :4], motion[1, :4]) and not back[1, 4:].any()
+    assert lengths.tolist() == [8, 4]
+    replay.end(1)
+
+    MotionRecorder(folder, header("aaa"), np.zeros(3), np.ones(3))  # the same evaluation keeps its files
+    assert os.path.isfile(os.path.join(folder, "seed1.npz"))
+    MotionRecorder(folder, header("bbb"), np.zeros(3), np.ones(3))  # a new checkpoint's: the old motions go
+    assert not os.path.exists(os.path.join(folder, "seed1.npz"))
+    assert "checkpoint_sha256 differs" in caplog.text
+
+
+def test_resumed_replications_without_saved_motions_are_named(setup, caplog):
+    ckdir, _, data_root, _ = setup
+    run_eval(ckdir, data_root, "--no_mm", "--seed", "41", "--replications", "1")
+    result = run_eval(ckdir, data_root, "--no_mm", "--seed", "41", "--is_continue", "--save_motions")
+    assert sorted(os.listdir(result["motions_saved"])) == ["motions.json", "seed42.npz", "statistics.npz"]
+    assert "replication seed(s) [41] were reused from the JSONL file" in caplog.text

@@ -64,7 +64,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -97,6 +97,15 @@ TOP_K = 3
 EMBED_ROWS = 256  # rows per evaluator call for model motion when GT embeddings are cached (see _replication)
 
 MotionFn = Callable[[EvalBatch], tuple[torch.Tensor, torch.Tensor]]
+
+
+class ReplicationHooks(Protocol):
+    """Called around each replication ``evaluate`` runs, with its seed."""
+
+    def begin(self, seed: int) -> None: ...
+
+    def end(self, seed: int) -> None: ...
+
 Array = np.ndarray | torch.Tensor
 
 
@@ -283,7 +292,8 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
              replications: int = DEFAULT_REPLICATIONS, seed: int = DEFAULT_SEED, mm_fn: MotionFn | None = None,
              mm_batches: int = MM_BATCHES, mm_repeats: int = MM_REPEATS, results_path: str | None = None, *,
              mm_times: int = MM_TIMES, meta: dict[str, Any] | None = None, gt_cache: GTCache | str | None = "auto",
-             resume: bool = False, deterministic: bool = False, progress: bool = True) -> EvalReport:
+             resume: bool = False, deterministic: bool = False, progress: bool = True,
+             hooks: ReplicationHooks | None = None) -> EvalReport:
     """Run the protocol: ``replications`` passes over ``eval_loader``, each scoring ``motion_fn`` against GT.
 
     Args:
@@ -305,6 +315,9 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
             remembered by the GT row's content and reused when a later replication draws the same crop, and
             ``motion_fn`` may be called with a subset of a batch's rows (see ``ModelMemo``; the numbers are those of
             computing every row, to float32 round-off). Leave it off for a generator.
+        hooks: ``hooks.begin(seed)`` before each replication that runs (not those reused by ``resume``) and
+            ``hooks.end(seed)`` after it, before its JSONL line is written (``utils.saved_motions`` saves or replays
+            a generator's motions per replication through them).
 
     Returns:
         ``EvalReport``. The caller's global RNG states are restored on return.
@@ -350,8 +363,12 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
                          desc=f"replication {r + 1}/{replications}", leave=False, disable=not progress,
                          dynamic_ncols=True)
             try:
+                if hooks is not None:
+                    hooks.begin(rep_seed)
                 row = _replication(evaluator, eval_loader, motion_fn, mm_fn, r, rep_seed, mm_batches, mm_repeats,
                                    mm_times, cache, gt_key, memo, calls.update)
+                if hooks is not None:
+                    hooks.end(rep_seed)
             finally:
                 calls.close()
             row["eval_key"] = eval_key

@@ -1,0 +1,269 @@
+"""Generate once, score many: the generated motion of an evaluation, saved per replication and replayed later.
+
+``evaluation_MARDM.py --save_motions`` keeps every motion the generator returns during the protocol in
+``<run>/eval/motions_<tag>/``; ``--from_motions <folder>`` scores them again (under another evaluator, or the same one
+after a change of the metrics code) without loading the generator. A generator's replication can take most of an
+hour; re-scoring takes as long as the evaluator passes.
+
+Layout of a motions folder:
+
+- ``motions.json``: what the motions are (format version, dataset, split, base seed, batch size, multimodality
+  batches and repeats, the output tag, the evaluation's ``meta``: checkpoint, SHA-256, generator, sampling settings).
+- ``statistics.npz``: the generator's ``mean`` and ``std`` (float32). Motions are stored as the generator returned
+  them, normalised with its own statistics, so the re-scoring applies the same ``renormalize`` to the same numbers
+  and, under the same evaluator, reproduces the original scores exactly.
+- ``seed<s>.npz``: replication seed ``s``, one entry per generator call in call order: ``kinds`` (0 for a batch's
+  motion, 1 for a multimodality repeat), ``rows`` and ``width`` (frames of the returned tensor) per
+  call; per row ``captions``, ``m_lengths`` (the GT lengths the generator was asked for) and ``lengths`` (those it
+  returned); ``frames``: every row's frames up to its length, concatenated (float32, about 4 x D bytes per frame).
+
+Replay checks that each call is made for the same captions and GT lengths as when it was saved: an evaluator with
+another unit length or maximum length, another split or other data draw other crops, and their saved motions do not
+answer them. Files are written atomically, a replication's file before its JSONL row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zipfile
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from utils.datasets import EvalBatch
+from utils.eval_report import json_default
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+HEADER = "motions.json"
+STATISTICS = "statistics.npz"
+KIND_BATCH, KIND_MM = 0, 1
+# Header fields that decide which motions a folder holds; a folder whose header differs in one of them holds motions of
+# another evaluation, which are removed before new ones are saved.
+IDENTITY_FIELDS = ("version", "dataset", "split", "eval_batch_size", "multimodality", "tag", "meta")
+
+
+class SavedMotionsError(ValueError):
+    """A motions folder that is missing, unreadable or does not answer the evaluation asking it."""
+
+
+def seed_file(folder: str, seed: int) -> str:
+    return os.path.join(folder, f"seed{int(seed)}.npz")
+
+
+def _atomic_write(path: str, write) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1, default=json_default)
+
+    _atomic_write(path, write)
+
+
+def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
+            np.savez(f, **arrays)
+
+    _atomic_write(path, write)
+
+
+def make_header(*, dataset: str, split: str, seed: int, eval_batch_size: int, multimodality: tuple[int, int] | None,
+                tag: str, which: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``motions.json`` of an evaluation (``meta`` as it goes into the evaluation key, JSON round-tripped)."""
+    return {"version": FORMAT_VERSION, "dataset": dataset, "split": split, "seed": int(seed),
+            "eval_batch_size": int(eval_batch_size),
+            "multimodality": list(multimodality) if multimodality is not None else None,
+            "tag": tag, "which": which, "meta": json.loads(json.dumps(meta, default=json_default))}
+
+
+def _identity(header: dict[str, Any]) -> dict[str, Any]:
+    return {k: header.get(k) for k in IDENTITY_FIELDS}
+
+
+class MotionRecorder:
+    """Saves the motions of each replication (``begin(seed)``, ``record(...)`` per generator call, ``end(seed)``).
+
+    A folder saved by another evaluation (its header differs in ``IDENTITY_FIELDS``: another checkpoint file or
+    content, other sampling settings or protocol) has its seed files removed first, so it never mixes two
+    evaluations; seed files of the same evaluation stay (``--is_continue`` keeps them, a fresh run rewrites them).
+    """
+
+    def __init__(self, folder: str, header: dict[str, Any], mean: np.ndarray, std: np.ndarray) -> None:
+        self.folder = folder
+        self.header = header
+        os.makedirs(folder, exist_ok=True)
+        old = _read_header(folder, required=False)
+        if old is not None and _identity(old) != _identity(header):
+            stale = [n for n in os.listdir(folder) if n.startswith("seed") and n.endswith(".npz")]
+            for name in stale:
+                os.remove(os.path.join(folder, name))
+            logger.warning("%s held the motions of another evaluation (%s); removed its %d replication file(s)",
+                           folder, _first_difference(old, header), len(stale))
+        _write_npz(os.path.join(folder, STATISTICS), {"mean": np.asarray(mean, dtype=np.float32),
+                                                      "std": np.asarray(std, dtype=np.float32)})
+        _write_json(os.path.join(folder, HEADER), header)
+        self._calls: list[tuple[int, list[str], np.ndarray, np.ndarray, np.ndarray, int]] | None = None
+
+    def begin(self, seed: int) -> None:
+        self._calls = []
+
+    def record(self, kind: int, batch: EvalBatch, motion: torch.Tensor, lengths: torch.Tensor) -> None:
+        """One generator call: ``motion (B, T, D)`` in the generator's normalisation, ``lengths (B,)`` returned."""
+        if self._calls is None:
+            raise RuntimeError("MotionRecorder.record outside begin()/end()")
+        motion = motion.detach().float().cpu().numpy()
+        lengths = torch.as_tensor(lengths).reshape(-1).cpu().numpy().astype(np.int64)
+        frames = np.concatenate([motion[i, :n] for i, n in enumerate(lengths)], axis=0)
+        self._calls.append((kind, list(batch.captions), batch.m_lengths.cpu().numpy().astype(np.int64), lengths,
+                            frames, motion.shape[1]))
+
+    def end(self, seed: int) -> None:
+        calls, self._calls = self._calls or [], None
+        dim = calls[0][4].shape[1] if calls else 0
+        _write_npz(seed_file(self.folder, seed), {
+            "kinds": np.array([c[0] for c in calls], dtype=np.int8),
+            "rows": np.array([len(c[1]) for c in calls], dtype=np.int64),
+            "width": np.array([c[5] for c in calls], dtype=np.int64),
+            "captions": np.array([t for c in calls for t in c[1]], dtype=np.str_),
+            "m_lengths": np.concatenate([c[2] for c in calls]) if calls else np.zeros(0, np.int64),
+            "lengths": np.concatenate([c[3] for c in calls]) if calls else np.zeros(0, np.int64),
+            "frames": np.concatenate([c[4] for c in calls]) if calls else np.zeros((0, dim), np.float32),
+        })
+
+    def missing(self, seeds: Sequence[int]) -> list[int]:
+        """Seeds without a saved file (replications reused by ``--is_continue`` from a run that did not save)."""
+        return [s for s in seeds if not os.path.isfile(seed_file(self.folder, s))]
+
+
+def _first_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    for key in IDENTITY_FIELDS:
+        if old.get(key) != new.get(key):
+            if key == "meta":
+                for sub in sorted(set(old.get("meta") or {}) | set(new.get("meta") or {})):
+                    if (old.get("meta") or {}).get(sub) != (new.get("meta") or {}).get(sub):
+                        return f"{sub} differs"
+            return f"{key} {old.get(key)!r} -> {new.get(key)!r}"
+    return "no difference"
+
+
+def _read_header(folder: str, required: bool = True) -> dict[str, Any] | None:
+    path = os.path.join(folder, HEADER)
+    if not os.path.isfile(path):
+        if required:
+            raise SavedMotionsError(f"{folder}: no {HEADER}; expected a folder written by evaluation_MARDM.py "
+                                    f"--save_motions (<run>/eval/motions_<tag>)")
+        return None
+    try:
+        with open(path) as f:
+            header = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        if not required:
+            return {}
+        raise SavedMotionsError(f"{path}: unreadable ({e})") from e
+    if not isinstance(header, dict):
+        if not required:
+            return {}
+        raise SavedMotionsError(f"{path}: expected a JSON object, got {type(header).__name__}")
+    if required:
+        if header.get("version") != FORMAT_VERSION:
+            raise SavedMotionsError(f"{path}: field 'version' is {header.get('version')!r}; this version reads "
+                                    f"{FORMAT_VERSION}")
+        missing = [k for k in ("dataset", "split", "seed", "eval_batch_size", "multimodality", "tag", "which", "meta")
+                   if k not in header]
+        if missing:
+            raise SavedMotionsError(f"{path}: missing field(s) {', '.join(missing)}")
+    return header
+
+
+class MotionReplay:
+    """Motions saved by ``MotionRecorder``, handed back call by call: ``begin(seed)``, ``call(kind, batch)``,
+    ``end(seed)``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.header = _read_header(folder)
+        stats = os.path.join(folder, STATISTICS)
+        try:
+            with np.load(stats) as z:
+                self.mean, self.std = z["mean"], z["std"]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            raise SavedMotionsError(f"{stats}: expected the generator's 'mean' and 'std' ({e})") from e
+        self._file = ""
+        self._data: dict[str, np.ndarray] | None = None
+
+    def available(self, seeds: Sequence[int]) -> list[int]:
+        return [s for s in seeds if os.path.isfile(seed_file(self.folder, s))]
+
+    def begin(self, seed: int) -> None:
+        path = seed_file(self.folder, seed)
+        names = ("kinds", "rows", "width", "captions", "m_lengths", "lengths", "frames")
+        try:
+            with np.load(path) as z:
+                data = {name: z[name] for name in names}
+        except FileNotFoundError as e:
+            raise SavedMotionsError(f"{path}: no saved motions for replication seed {seed}") from e
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            raise SavedMotionsError(f"{path}: unreadable; expected the arrays {', '.join(names)} ({e})") from e
+        rows = int(data["rows"].sum())
+        if not (len(data["captions"]) == len(data["m_lengths"]) == len(data["lengths"]) == rows
+                and data["frames"].shape[0] == int(data["lengths"].sum())):
+            raise SavedMotionsError(f"{path}: the arrays do not agree ({rows} rows in 'rows', "
+                                    f"{len(data['captions'])} captions, {data['frames'].shape[0]} frames)")
+        self._file, self._data = path, data
+        self._call = self._row = self._frame = 0
+
+    def call(self, kind: int, batch: EvalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The saved ``(motion (B, width, D), lengths (B,))`` of the next call, after checking it answers ``batch``."""
+        data = self._data
+        if data is None:
+            raise RuntimeError("MotionReplay.call outside begin()/end()")
+        where = f"{self._file}: call {self._call}"
+        if self._call >= len(data["kinds"]):
+            raise SavedMotionsError(f"{where}: the file holds only {len(data['kinds'])} calls; this evaluation asks "
+                                    f"for more (other multimodality settings or more batches than when it was saved)")
+        n = int(data["rows"][self._call])
+        rows = slice(self._row, self._row + n)
+        saved = int(data["kinds"][self._call])
+        if saved != kind:
+            raise SavedMotionsError(f"{where}: saved as {_call_name(saved)}, asked for as {_call_name(kind)} (other "
+                                    f"multimodality settings than when it was saved)")
+        if (data["captions"][rows].tolist() != list(batch.captions)
+                or not np.array_equal(data["m_lengths"][rows], batch.m_lengths.cpu().numpy())):
+            raise SavedMotionsError(
+                f"{where} ({_call_name(kind)}): saved for other captions or GT lengths than this evaluation draws; "
+                f"the evaluator's unit or maximum length, the split or the data differ from the run that saved "
+                f"them, so these motions cannot be scored here")
+        lengths = data["lengths"][rows]
+        width = int(data["width"][self._call])
+        motion = np.zeros((n, width, data["frames"].shape[1]), dtype=np.float32)
+        start = self._frame
+        for i, length in enumerate(lengths.tolist()):
+            motion[i, :length] = data["frames"][start:start + length]
+            start += length
+        self._call, self._row, self._frame = self._call + 1, self._row + n, start
+        return torch.from_numpy(motion), torch.from_numpy(lengths.astype(np.int64))
+
+    def end(self, seed: int) -> None:
+        data, self._data = self._data, None
+        if data is not None and self._call != len(data["kinds"]):
+            raise SavedMotionsError(f"{self._file}: {len(data['kinds'])} calls saved, {self._call} asked for (other "
+                                    f"multimodality settings or fewer batches than when it was saved)")
+
+
+def _call_name(kind: int) -> str:
+    return "a multimodality repeat" if kind == KIND_MM else "a batch's motion"

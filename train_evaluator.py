@@ -49,6 +49,7 @@ from utils.eval_data import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader
 from utils.eval_protocol import TOP_K, retrieval_metrics
 from utils.eval_report import write_report_json
 from utils.evaluator import EvaluatorWrapper, build_evaluator, load_evaluator, save_evaluator, save_evaluator_meta
+from utils.launch_env import is_first_process
 from utils.logging_utils import setup_logging
 from utils.metrics import score_batch
 from utils.normalization import DatasetError, eval_normalization, load_mean_std
@@ -199,7 +200,7 @@ def main(cfg) -> dict:
     train(model, train_set, loss_fn, engine_cfg, run, collate_fn=collate_eval, val_fn=validate,
           optimizer_factory=make_optimizer,
           checkpoint_meta={**meta, "parent": decomp_run.latest_path if pretrain_iters > 0 else None})
-    if int(os.environ.get("RANK", 0)) != 0:
+    if not is_first_process():
         # What follows writes finest.tar and the report: the first process's work. The others never ran the
         # validations (the engine runs them on the first process), so their final state would always look best and
         # replace finest.tar.

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 import torch
@@ -38,6 +37,7 @@ from utils.generator_stage import (
     text_encoder_record,
     warm_caption_cache,
 )
+from utils.launch_env import is_first_process
 from utils.logging_utils import setup_logging
 from utils.run_dir import RunDir
 from utils.seed import set_seed
@@ -86,7 +86,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # -----------------------------------------------------------------------------------------------------------------
     train_set = embed_split(encoder, spec, "train", args.data_root, unit_length, num_classes)
     val_set = embed_split(encoder, spec, "val", args.data_root, unit_length, num_classes)
-    if args.text_cache and int(os.environ.get("RANK", 0)) == 0:
+    if args.text_cache and is_first_process():
         encoder.save()
     logger.info("%s: %d training and %d validation captions, %d classes of %d frames", spec.name, len(train_set),
                 len(val_set), num_classes, unit_length)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 import torch
@@ -49,6 +48,7 @@ from utils.generator_stage import (
     tokenizer_statistics,
     warm_caption_cache,
 )
+from utils.launch_env import is_first_process
 from utils.logging_utils import setup_logging
 from utils.run_dir import RunDir
 from utils.seed import set_seed
@@ -116,12 +116,12 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     train_set = Text2MotionDataset(spec, "train", mean, std, args.data_root, unit_length=tokenizer.unit_length)
     val_set = Text2MotionDataset(spec, "val", mean, std, args.data_root, unit_length=tokenizer.unit_length)
     warm_caption_cache(encoder, dataset_captions(train_set) + dataset_captions(val_set))
-    if args.text_cache and int(os.environ.get("RANK", 0)) == 0:
+    if args.text_cache and is_first_process():
         encoder.save()
     collate = collate_text_motion
     if args.cache_tokens:
         train_set, val_set = cached_token_datasets(tokenizer, run, train_set, val_set,
-                                                   write=int(os.environ.get("RANK", 0)) == 0)
+                                                   write=is_first_process())
         collate = collate_text_tokens
     logger.info("%s: %d training and %d validation samples (%s codes)", spec.name, len(train_set), len(val_set),
                 "cached" if args.cache_tokens else "on-the-fly")
@@ -161,7 +161,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
         check_resume_matches(run.latest_path, meta, resumed)
     save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     # MoMask keeps the best validation loss (net_best_loss.tar), or the best FID when it evaluates.
-    best_metric = "fid" if evaluator is not None else "loss"
+    best_metric = "fid" if args.need_evaluation else "loss"
     cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(train_set)), best_metric=best_metric,
                                       best_mode="min")
     result = train(model, train_set, loss_fn, cfg, run, checkpoint_meta=meta, collate_fn=collate, val_fn=val_fn)

@@ -382,3 +382,15 @@ def test_each_replication_reports_progress_over_its_model_calls(setup, monkeypat
         assert bar.total == expected
         assert bar.updates == [1] * expected  # one step per model call, so the ETA moves during the replication
     assert len(calls) == 2 * expected
+
+
+def test_validation_evaluator_is_loaded_by_the_first_process_only(tmp_path, monkeypatch, synthetic_root):
+    from utils.eval_data import load_validation_evaluator
+
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    missing = str(tmp_path / "no_evaluator")
+    monkeypatch.setenv("RANK", "1")
+    assert load_validation_evaluator(missing, str(tmp_path), "synthetic", spec, synthetic_root) == (None, None)
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SystemExit, match="--need_evaluation: no usable evaluator for dataset 'synthetic'"):
+        load_validation_evaluator(missing, str(tmp_path), "synthetic", spec, synthetic_root)

@@ -180,3 +180,30 @@ def test_a_two_process_resume_reports_changed_settings_once(tmp_path, synthetic_
     output = resumed.stdout + resumed.stderr
     assert output.count("resumed with other settings than the run was saved with") == 1, tail(resumed)
     assert "max_iters 3 -> 4" in output and "lr_decay" in output
+
+
+def test_two_process_generator_validates_with_the_evaluator_on_the_first_process_only(tmp_path, synthetic_root):
+    """--need_evaluation under two processes: only the first loads the evaluator (and its word vectors and val
+    data), and it selects the best checkpoint on validation FID as one process does."""
+    from utils.dataset_specs import get_dataset_spec
+    from utils.evaluator import build_evaluator, save_evaluator
+    from utils.normalization import eval_normalization, load_mean_std
+    from utils.word_vectorizer import LearnedVocab
+
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    torch.manual_seed(0)
+    save_evaluator(str(tmp_path / "ev" / "model" / "finest.tar"),
+                   build_evaluator("synthetic", *eval_normalization(*load_mean_std(spec, synthetic_root), spec),
+                                   sizes="tiny", data_root=synthetic_root,
+                                   word_vectors=LearnedVocab.from_split(synthetic_root, "train", dim_word=8)))
+    tokenizer = write_tokenizer(tmp_path / "fsq.tar", "FSQ_AE_Tiny", synthetic_root)
+    clip = write_text_encoder(tmp_path / "clip")
+    done = run_script("train_MARDM.py", [
+        "--dataset_name", "synthetic", "--data_root", synthetic_root, "--model", "FSQ-MARDM-SiT-Tiny",
+        "--ae_ckpt", tokenizer, "--text_encoder", "clip", "--clip_path", clip, "--batch_size", "8",
+        "--num_workers", "0", "--max_iters", "4", "--eval_every", "4", "--save_every", "4", "--val_batches", "1",
+        "--need_evaluation", "--evaluator_dir", str(tmp_path / "ev"), "--time_steps", "2", "--flow_steps", "2",
+        "--checkpoints_dir", str(tmp_path / "runs"), "--name", "g"], nproc=2, timeout=240)
+    assert done.returncode == 0, tail(done)
+    best = load_checkpoint(str(run_root(tmp_path / "runs", "g") / "model" / "net_best_fid.tar"))
+    assert best["best"]["metric"] == "fid" and best["step"] == 4 and best["metrics"]["fid"] >= 0

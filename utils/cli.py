@@ -14,6 +14,7 @@ from typing import Any
 
 from options.config import ConfigError
 from utils.checkpoint import CheckpointError
+from utils.launch_env import world_size
 from utils.run_dir import RunDirError
 
 # DatasetError is a ValueError; ValueError also covers model and flag validation (``build_tokenizer``, ...).
@@ -29,7 +30,7 @@ def run_script(main: Callable[[], Any], prog: str | None = None, single_process:
     stop with an error instead.
     """
     prog = prog or os.path.basename(sys.argv[0])
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    processes = world_size()
     if single_process and processes > 1:
         sys.exit(f"{prog}: error: runs in one process, but was launched as {processes} (torchrun / accelerate "
                  f"launch); start it with `python {prog} ...` (--device picks the GPU)")

@@ -148,15 +148,23 @@ def build_eval_loader(evaluator: EvaluatorWrapper, dataset: str | DatasetSpec, s
 
 def load_validation_evaluator(evaluator_dir: str | None, checkpoints_dir: str, dataset_name: str, spec: DatasetSpec,
                               data_root: str | None = None, glove_dir: str | None = None,
-                              device: str | torch.device = "cpu") -> tuple[EvaluatorWrapper, EvalLoader]:
+                              device: str | torch.device = "cpu"
+                              ) -> tuple[EvaluatorWrapper, EvalLoader] | tuple[None, None]:
     """(evaluator, loader of the val split) for a training script's ``--need_evaluation``: the evaluator of
     ``evaluator_dir`` (default ``<checkpoints_dir>/<dataset_name>/text_mot_match``, ``dataset_name`` as given on the
     command line, as the evaluation scripts look for it), checked now rather than at the first validation (SystemExit
     with the commands to get one). A val split of fewer than 32 evaluation samples gives batches of what it has, with
-    a warning: validation only ranks checkpoints, and a noisier FID still does."""
+    a warning: validation only ranks checkpoints, and a noisier FID still does.
+
+    ``(None, None)`` on every process of a multi-process launch but the first: only the first validates, and the
+    others need neither the evaluator nor the word vectors and val data its loader holds (GloVe alone is about
+    0.5 GB). A missing evaluator still stops the launch, from the first process."""
     from utils.checkpoint import CheckpointError
     from utils.evaluator import load_evaluator
+    from utils.launch_env import is_first_process
 
+    if not is_first_process():
+        return None, None
     folder = evaluator_dir or os.path.join(checkpoints_dir, dataset_name, "text_mot_match")
     try:
         evaluator = load_evaluator(folder, dataset_name, device, data_root=data_root)

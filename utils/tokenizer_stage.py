@@ -281,7 +281,8 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
 
         evaluator, eval_loader = load_validation_evaluator(args.evaluator_dir, args.checkpoints_dir, args.dataset_name,
                                                            spec, args.data_root, args.glove_dir)
-        val_fn = make_fid_val_fn(val_fn, evaluator, eval_loader, data.mean, data.std, args.seed)
+        if evaluator is not None:  # None on all processes but the first, which alone validates
+            val_fn = make_fid_val_fn(val_fn, evaluator, eval_loader, data.mean, data.std, args.seed)
     # With an evaluator the best checkpoint is the lowest validation FID (net_best_fid.tar), else the lowest loss.
     cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(data.train)),
                                       best_metric="fid" if args.need_evaluation else "loss", best_mode="min")

@@ -17,7 +17,7 @@ import difflib
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
@@ -187,6 +187,32 @@ def load_config(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of flag names to values, got {type(data).__name__}")
     return data
+
+
+def _checked_number(text: str, ok: Callable[[float], bool], expected: str) -> float:
+    """``text`` as a float, or ``argparse.ArgumentTypeError`` naming what was ``expected``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """Flag type: a whole number >= 1 (steps, counts, batch sizes)."""
+    return int(_checked_number(text, lambda v: v.is_integer() and v >= 1, "a whole number >= 1"))
+
+
+def non_negative_float(text: str) -> float:
+    """Flag type: a finite number >= 0 (guidance scales, where 0 is unconditional; temperatures)."""
+    return _checked_number(text, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+
+
+def fraction_below_one(text: str) -> float:
+    """Flag type: a number in [0, 1) (the share of logits a top-k filter drops)."""
+    return _checked_number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def epochs_to_iters(epochs: int, dataset_len: int, batch_size: int, drop_last: bool = True) -> int:

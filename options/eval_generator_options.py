@@ -13,6 +13,7 @@ import argparse
 import torch
 
 from models.mask_schedule import SAMPLING_MODES
+from options.config import fraction_below_one, non_negative_float, positive_int
 from options.eval_options import add_protocol_args
 from options.generator_options import TEXT_ENCODER_CHOICES
 from utils.eval_data import EVAL_BATCH_SIZE
@@ -57,25 +58,25 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
 def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     """``--time_steps``, ``--cfg``, ``--temperature``, ``--no_snap`` and the MoMask options (family defaults)."""
     group = parser.add_argument_group("sampling")
-    group.add_argument("--time_steps", type=int, default=None,
+    group.add_argument("--time_steps", type=positive_int, default=None,
                        help="masked-generation steps (default: the family's, MARDM 18, MoMask 10)")
-    group.add_argument("--cfg", "--cond_scale", dest="cfg", type=float, default=None,
+    group.add_argument("--cfg", "--cond_scale", dest="cfg", type=non_negative_float, default=None,
                        help="classifier-free guidance scale (default: the family's, MARDM 4.5 on HumanML3D (2.5 on "
                             "KIT), MoMask 4 (2 on KIT))")
-    group.add_argument("--temperature", type=float, default=1.0,
+    group.add_argument("--temperature", type=non_negative_float, default=1.0,
                        help="scale of the sampling noise: the diffusion head's (MARDM, honoured unlike the reference "
                             "code) or the base-layer softmax (MoMask)")
     group.add_argument("--no_snap", action="store_true",
                        help="ablation: keep the generated FSQ coordinates / VQ vectors off the grid / codebook (MARDM)")
     momask = parser.add_argument_group("MoMask sampling (default: MoMask's settings)")
-    momask.add_argument("--topkr", dest="topk_filter_thres", type=float, default=None,
+    momask.add_argument("--topkr", dest="topk_filter_thres", type=fraction_below_one, default=None,
                         help="keep the top (1 - topkr) fraction of the logits (MoMask 0.9)")
     momask.add_argument("--sampling", type=str, default=None, choices=SAMPLING_MODES,
                         help="base-layer draws: categorical (MoMask's main evaluation batches) or gumbel; residual "
                              "layers always use Gumbel-max, as MoMask")
     momask.add_argument("--gumbel_sample", dest="sampling", action="store_const", const="gumbel",
                         help="MoMask's flag for --sampling gumbel")
-    momask.add_argument("--res_cond_scale", type=float, default=None,
+    momask.add_argument("--res_cond_scale", type=non_negative_float, default=None,
                         help="guidance scale of the residual layers (MoMask 5)")
 
 
@@ -97,7 +98,7 @@ def get_evaluation_generator_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--data_root", type=str, default=None, help="folder of the dataset (default: the spec's root)")
     data.add_argument("--num_workers", type=int, default=0, help="DataLoader workers of the evaluation data")
-    data.add_argument("--eval_batch_size", type=int, default=EVAL_BATCH_SIZE,
+    data.add_argument("--eval_batch_size", type=positive_int, default=EVAL_BATCH_SIZE,
                       help="captions per batch; R-precision ranks among this many (32 in every published table)")
     mm = parser.add_argument_group("multimodality")
     # On by default, and a flag that really turns it off (the reference's --cal_mm is store_false: passing it
@@ -106,8 +107,10 @@ def get_evaluation_generator_parser() -> argparse.ArgumentParser:
                     help="compute multimodality (--no-cal_mm or --no_mm turns it off)")
     mm.add_argument("--no_mm", dest="cal_mm", action="store_false", default=argparse.SUPPRESS,
                     help="do not compute multimodality")
-    mm.add_argument("--mm_batches", type=int, default=MM_BATCHES, help="first batches whose captions are repeated")
-    mm.add_argument("--mm_repeats", type=int, default=MM_REPEATS, help="generations per caption for multimodality")
+    mm.add_argument("--mm_batches", type=positive_int, default=MM_BATCHES,
+                    help="first batches whose captions are repeated")
+    mm.add_argument("--mm_repeats", type=positive_int, default=MM_REPEATS,
+                    help="generations per caption for multimodality")
     saved = parser.add_argument_group("generate once, score many")
     saved.add_argument("--save_motions", action="store_true",
                        help="keep every generated motion in <run>/eval/motions_<tag>/ (float32 frames up to each "
@@ -140,7 +143,7 @@ def get_sample_parser() -> argparse.ArgumentParser:
                          help="length estimator file or run (default: the length_estimator run next to the generator's "
                               "run, <checkpoints>/<dataset>/length_estimator; for a generator file outside a run "
                               "folder, <checkpoints_dir>/<dataset>/length_estimator)")
-    prompts.add_argument("--repeat_times", type=int, default=1, help="samples per prompt")
+    prompts.add_argument("--repeat_times", type=positive_int, default=1, help="samples per prompt")
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", type=str, default=None,
                      help="folder of the samples (default generation/<name>_<dataset_name>/)")

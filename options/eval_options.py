@@ -12,6 +12,7 @@ import torch
 from models.evaluator import EVALUATOR_SIZES
 from models.tokenizers import TOKENIZERS
 from options.base_options import get_base_parser
+from options.config import positive_int
 from utils.dataset_specs import dataset_names
 from utils.eval_protocol import DEFAULT_REPLICATIONS, DEFAULT_SEED
 
@@ -26,7 +27,7 @@ def add_protocol_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGrou
     group.add_argument("--glove_dir", type=str, default="./glove",
                        help="folder of our_vab_{data.npy,words.pkl,idx.pkl}, needed by evaluators using GloVe")
     group.add_argument("--split", type=str, default="test", help="split the protocol runs on")
-    group.add_argument("--replications", type=int, default=DEFAULT_REPLICATIONS,
+    group.add_argument("--replications", type=positive_int, default=DEFAULT_REPLICATIONS,
                        help="passes over the split; metrics are mean ± 1.96·std/√replications")
     group.add_argument("--no_gt_cache", action="store_true",
                        help="recompute the GT embeddings instead of reading/writing <evaluator>/gt_cache")

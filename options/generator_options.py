@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
+from options.config import non_negative_float, positive_int
 
 TEXT_ENCODER_CHOICES = ("minilm", "clip")
 
@@ -47,14 +48,14 @@ def get_train_mardm_parser() -> argparse.ArgumentParser:
     group.add_argument("--flow_solver", type=str, default=None, choices=["dopri5", "euler", "heun"],
                        help="ODE solver of SiT heads at generation (default: the registry entry's, adaptive dopri5 as "
                             "MARDM; a fixed-step solver bounds the sampling cost)")
-    group.add_argument("--flow_steps", type=int, default=None,
+    group.add_argument("--flow_steps", type=positive_int, default=None,
                        help="steps of the fixed-step euler/heun solvers (default: the registry entry's, 50)")
     group.add_argument("--val_batches", type=int, default=0,
                        help="validation-loss batches per evaluation (0: the whole val split)")
 
     gen = parser.add_argument_group("validation generation (--need_evaluation)")
-    gen.add_argument("--time_steps", type=int, default=18, help="masked-generation steps")
-    gen.add_argument("--cfg", type=float, default=None,
+    gen.add_argument("--time_steps", type=positive_int, default=18, help="masked-generation steps")
+    gen.add_argument("--cfg", type=non_negative_float, default=None,
                      help="classifier-free guidance scale (default: MARDM's, 4.5, and 2.5 on kit)")
     gen.add_argument("--evaluator_dir", type=str, default=None,
                      help="evaluator checkpoint or folder (default <checkpoints_dir>/<dataset_name>/text_mot_match)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
+from options.config import non_negative_float, positive_int
 from options.generator_options import add_text_encoder_args
 
 # Flag dest -> constructor keyword of the transformers (MoMask spells the layer and head counts n_layers / n_heads).
@@ -49,9 +50,9 @@ def _add_validation_args(parser: argparse.ArgumentParser, cond_scale: float, tim
     group.add_argument("--val_batches", type=int, default=0,
                        help="validation batches per evaluation (0: the whole val split)")
     if time_steps:
-        group.add_argument("--time_steps", type=int, default=18,
+        group.add_argument("--time_steps", type=positive_int, default=18,
                            help="masked-generation steps of the --need_evaluation generation (MoMask 18)")
-    group.add_argument("--cond_scale", "--cfg", dest="cond_scale", type=float, default=None,
+    group.add_argument("--cond_scale", "--cfg", dest="cond_scale", type=non_negative_float, default=None,
                        help=f"classifier-free guidance scale of the --need_evaluation generation (default "
                             f"{cond_scale:g}{', and 2 on kit, as MoMask' if kit_scale else ''})")
     group.add_argument("--evaluator_dir", type=str, default=None,

@@ -137,3 +137,35 @@ def test_engine_config_from_parsed_options():
     assert cfg.max_iters == 100 and cfg.milestones == (10,) and cfg.grad_clip == 1.0
     assert cfg.mixed_precision == "bf16" and cfg.eval_every == 5 and cfg.ema_decay is None
     assert cfg.batch_size == 256 and cfg.seed == 3407 and cfg.betas == (0.9, 0.99)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cfg", "-1"], "argument --cfg/--cond_scale: expected a finite number >= 0, got '-1'"),
+    (["--cfg", "inf"], "argument --cfg/--cond_scale: expected a finite number >= 0, got 'inf'"),
+    (["--time_steps", "0"], "argument --time_steps: expected a whole number >= 1, got '0'"),
+    (["--temperature", "-0.5"], "argument --temperature: expected a finite number >= 0"),
+    (["--topkr", "1"], "argument --topkr: expected a number in [0, 1), got '1'"),
+    (["--replications", "0"], "argument --replications: expected a whole number >= 1"),
+    (["--mm_repeats", "2.5"], "argument --mm_repeats: expected a whole number >= 1, got '2.5'"),
+])
+def test_sampling_and_protocol_flags_refuse_values_without_meaning(argv, message, capsys):
+    from options.eval_generator_options import get_evaluation_generator_parser
+
+    with pytest.raises(SystemExit):
+        parse_with_config(get_evaluation_generator_parser(), ["--name", "g", *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_sampling_flag_types_apply_to_presets_and_accept_boundaries(tmp_path):
+    from options.eval_generator_options import get_evaluation_generator_parser
+    from options.generator_options import get_train_mardm_parser
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cfg: -2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*cfg.*expected a finite number >= 0, got '-2'"):
+        load_preset(get_train_mardm_parser(), str(bad))
+    good = tmp_path / "good.yaml"
+    good.write_text("cfg: 0\ntime_steps: 18.0\ntopk_filter_thres: 0.9\ntemperature: 0\n")
+    args = parse_with_config(get_evaluation_generator_parser(), ["--config", str(good)])
+    assert (args.cfg, args.time_steps, args.topk_filter_thres, args.temperature) == (0.0, 18, 0.9, 0.0)
+    assert isinstance(args.time_steps, int)

@@ -12,10 +12,14 @@ in the input dtype.
 
 Classes:
 - ``QuantizeEMAReset`` (T2M-GPT / MoMask): EMA codebook, codebook initialised from the first batch, dead-code reset.
+  ``kmeans_init`` initialises it by k-means on the first batch instead (vector-quantize-pytorch's option).
   ``QuantizeEMA`` (EMA, no reset), ``QuantizeReset`` (reset only), ``QuantizeOrig`` (van den Oord VQ with a learned
   codebook): the other quantizers T2M-GPT offers.
 - ``ResidualVQ`` (MoMask): Q EMA-reset layers on the running residual, quantize dropout, optional Gumbel sampling.
 - ``FSQ`` (Mentzer et al. 2023) lives in ``models.fsq`` and shares this interface and the helpers here.
+
+The codebook quantizers pass the gradient of ``z_q`` to ``z`` straight through (T2M-GPT, MoMask), or with
+``rotation_trick`` through the rotation and rescaling that map each latent onto its code (Fifty et al. 2024).
 """
 
 from __future__ import annotations
@@ -47,6 +51,13 @@ class CodeUsage(NamedTuple):
     counts: Tensor
     active: Tensor
     perplexity: Tensor
+
+
+class KMeans(NamedTuple):
+    """``means (K, C)`` and ``counts (K,)``, the number of rows whose nearest mean is each (float)."""
+
+    means: Tensor
+    counts: Tensor
 
 
 class RVQCodes(NamedTuple):
@@ -138,6 +149,59 @@ def select_codes(x: Tensor, codebook: Tensor, temperature: float = 0.0) -> Tenso
     return noise.add_(distances, alpha=1.0 / temperature).argmin(-1)
 
 
+def kmeans(x: Tensor, k: int, iters: int) -> KMeans:
+    """Lloyd's k-means of the rows of ``x (M, C)`` into ``k`` clusters, in ``iters`` assignment/update rounds.
+
+    Starts from ``k`` distinct random rows (torch's global generator; drawn with replacement when ``M < k``). The
+    returned ``means`` are the means of the rows of the last assignment and ``counts`` their number, so that
+    ``means * counts`` is each cluster's sum. A cluster an iteration leaves empty restarts, for the next one, at the
+    row farthest from its nearest mean (the worst-quantized row, one per empty cluster), rather than staying where no
+    row goes; a cluster still empty after the last iteration keeps its position with count 0."""
+    m = x.shape[0]
+    start = torch.randperm(m, device=x.device)[:k] if m >= k else torch.randint(m, (k,), device=x.device)
+    means = x[start].clone()
+    counts = x.new_zeros(k)
+    for i in range(iters):
+        distances = squared_distances(x, means)
+        assigned = distances.argmin(-1)
+        counts = torch.bincount(assigned, minlength=k).to(x.dtype)
+        sums = torch.zeros_like(means).index_put_((assigned,), x, accumulate=True)
+        filled = (counts > 0)[:, None]
+        means = torch.where(filled, sums / counts.clamp_min(1.0)[:, None], means)
+        empty = torch.nonzero(~filled[:, 0]).flatten()
+        if i + 1 < iters and empty.numel():
+            worst = distances.gather(1, assigned[:, None])[:, 0].topk(min(empty.numel(), m)).indices
+            means[empty[:worst.numel()]] = x[worst]
+    return KMeans(means, counts)
+
+
+def quantized_with_gradient(x: Tensor, codes: Tensor, rotation_trick: bool = False, eps: float = 1e-6) -> Tensor:
+    """The codes ``q (M, C)`` in value, with the gradient reaching the latents ``x (M, C)``; the codes get none.
+
+    Straight through by default (the gradient of the output is the gradient of ``x``). With ``rotation_trick``
+    (Fifty et al. 2024, "Restructuring vector quantization with the rotation trick") the output is ``s R x`` with the
+    constants ``s = |q|/|x|`` and ``R = I - 2 r r^T + 2 q^ x^^T`` (``x^ = x/|x|``, ``q^ = q/|q|``,
+    ``r = (x^ + q^)/|x^ + q^|``), the rotation taking ``x^`` to ``q^``: its value is ``q``, and the gradient ``g`` of
+    the output reaches ``x`` as ``s R^T g``, which makes with ``x`` the angle that ``g`` makes with ``q``. A latent with
+    ``|x| < eps`` has no direction to rotate and passes its gradient straight through."""
+    codes = codes.detach()
+    if not rotation_trick:
+        return x + (codes - x).detach()
+    with torch.no_grad():
+        x_norm = x.norm(dim=-1, keepdim=True)
+        x_hat = x / x_norm.clamp_min(eps)
+        q_hat = codes / codes.norm(dim=-1, keepdim=True).clamp_min(eps)
+        r = x_hat + q_hat
+        # x^ = -q^ gives r = 0, and R = I + 2 q^ x^^T still takes x^ to q^.
+        r = r / r.norm(dim=-1, keepdim=True).clamp_min(eps)
+        scale = codes.norm(dim=-1, keepdim=True) / x_norm.clamp_min(eps)
+    rotated = scale * (x - 2 * r * (r * x).sum(-1, keepdim=True) + 2 * q_hat * (x_hat * x).sum(-1, keepdim=True))
+    rotated = torch.where(x_norm < eps, x, rotated)
+    # s R x is q up to round-off; adding the detached difference gives the straight-through path's value, q, also for
+    # the latents too short to rotate.
+    return rotated + (codes - rotated).detach()
+
+
 def check_indices(indices: Tensor, codebook_size: int, who: str) -> None:
     """Raise a ValueError naming ``who`` unless every index of ``indices (...)`` lies in ``[-1, codebook_size)``
     (-1 marks a position that decodes to zero). One min/max pass, so F.embedding never sees an out-of-range index
@@ -213,7 +277,11 @@ class QuantizeEMAReset(Quantizer):
     """EMA codebook with dead-code reset (T2M-GPT ``QuantizeEMAReset``; MoMask's with ``sample_codebook_temp``).
 
     Training mode: the first call copies the leading K latent rows of the batch (batch-major; tiled with noise of std
-    ``0.01/sqrt(C)`` when the batch has fewer rows) into the codebook. Each call then updates
+    ``0.01/sqrt(C)`` when the batch has fewer rows) into the codebook, or with ``kmeans_init`` sets it to the
+    ``kmeans`` means of all the batch's rows with ``code_sum = means * counts`` and ``code_count = counts`` (the
+    clusters' sizes; vector-quantize-pytorch's ``embed_avg`` and ``cluster_size``), so that the statistics are those
+    of the batch and the EMA update does not pull the means back towards single rows; a cluster left empty has count
+    0 and is a dead code at the first update. Each call then updates
     ``code_sum <- mu code_sum + (1-mu) sum_of_assigned_latents`` and ``code_count`` likewise; codes with
     ``code_count >= 1`` become ``code_sum / code_count``, the others (dead codes) are replaced by the batch's leading
     rows. Eval mode: nearest code, no update. The loss is the commitment term ``mse(z, sg(code))``.
@@ -224,16 +292,26 @@ class QuantizeEMAReset(Quantizer):
 
     Under torch.distributed the per-code sums and counts are all-reduced and the initialisation / reset rows are the
     leading rows of the global batch, broadcast from the first processes, so every process keeps the same codebook,
-    the one a single process would.
+    the one a single process would. k-means runs on every process's rows gathered the same way (the global batch),
+    and the first process's result, whose random start comes from its generator, is broadcast to the others.
+
+    ``rotation_trick`` passes the gradient to ``z`` by the rotation trick instead of straight through
+    (``quantized_with_gradient``).
     """
 
-    def __init__(self, codebook_size: int, code_dim: int, mu: float = 0.99, sample_codebook_temp: float = 0.0) -> None:
+    def __init__(self, codebook_size: int, code_dim: int, mu: float = 0.99, sample_codebook_temp: float = 0.0,
+                 kmeans_init: bool = False, kmeans_iters: int = 10, rotation_trick: bool = False) -> None:
         super().__init__()
         if codebook_size < 1 or code_dim < 1:
             raise ValueError(f"codebook_size and code_dim must be positive, got {codebook_size}, {code_dim}")
+        if kmeans_iters < 1:
+            raise ValueError(f"kmeans_iters must be >= 1, got {kmeans_iters}")
         self.code_dim = code_dim
         self.mu = mu
         self.sample_codebook_temp = sample_codebook_temp
+        self.kmeans_init = kmeans_init
+        self.kmeans_iters = kmeans_iters
+        self.rotation_trick = rotation_trick
         self.register_buffer("codebook", torch.zeros(codebook_size, code_dim))
         self.register_buffer("code_sum", torch.zeros(codebook_size, code_dim))
         self.register_buffer("code_count", torch.zeros(codebook_size))
@@ -272,10 +350,20 @@ class QuantizeEMAReset(Quantizer):
 
     @torch.no_grad()
     def _init_codebook(self, x: Tensor) -> None:
-        rows = self._leading_rows(x)
-        self.codebook.copy_(rows)
-        self.code_sum.copy_(rows)
-        self.code_count.fill_(1.0)
+        if self.kmeans_init:
+            rows = _leading_rows_of_processes(x, dist.get_world_size() * x.shape[0]) if _distributed() else x
+            means, counts = kmeans(rows, self.codebook_size, self.kmeans_iters)
+            # One broadcast of both, from the process whose random start every process keeps.
+            packed = _broadcast_(torch.cat([means, counts[:, None]], 1))
+            means, counts = packed[:, :-1], packed[:, -1]
+            self.codebook.copy_(means)
+            self.code_sum.copy_(means * counts[:, None])
+            self.code_count.copy_(counts)
+        else:
+            rows = self._leading_rows(x)
+            self.codebook.copy_(rows)
+            self.code_sum.copy_(rows)
+            self.code_count.fill_(1.0)
         self.initted.fill_(True)
 
     @torch.no_grad()
@@ -328,7 +416,7 @@ class QuantizeEMAReset(Quantizer):
             if self.training:
                 self._update_codebook(x.detach(), indices, counts)
             commit_loss = F.mse_loss(x, x_d.detach())
-            z_q = x + (x_d - x).detach()
+            z_q = quantized_with_gradient(x, x_d, self.rotation_trick)
         self._record_usage(counts)
         return QuantizerOutput(z_q.view(b, n, c).to(z.dtype), indices.view(b, n), commit_loss,
                                perplexity_from_counts(counts))
@@ -362,12 +450,14 @@ class QuantizeReset(QuantizeEMAReset):
 class QuantizeOrig(Quantizer):
     """Original VQ-VAE quantizer (T2M-GPT ``Quantizer``, ``--quantizer orig``): learned ``nn.Embedding`` codebook,
     ``loss = mean((c - sg z)^2) + beta mean((sg c - z)^2)``. T2M-GPT hard-codes ``beta = 1.0``; it is an argument here
-    with that default. The codebook is a parameter (it learns by gradient), stored as ``embedding.weight``."""
+    with that default. The codebook is a parameter (it learns by gradient), stored as ``embedding.weight``; it learns
+    from this loss only, also with ``rotation_trick``."""
 
-    def __init__(self, codebook_size: int, code_dim: int, beta: float = 1.0) -> None:
+    def __init__(self, codebook_size: int, code_dim: int, beta: float = 1.0, rotation_trick: bool = False) -> None:
         super().__init__()
         self.code_dim = code_dim
         self.beta = beta
+        self.rotation_trick = rotation_trick
         self.embedding = nn.Embedding(codebook_size, code_dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
         self._init_usage(codebook_size)
@@ -401,7 +491,7 @@ class QuantizeOrig(Quantizer):
                 indices = select_codes(x, self.embedding.weight.float())
             codes = self.embedding(indices).float()
             loss = (codes - x.detach()).pow(2).mean() + self.beta * (codes.detach() - x).pow(2).mean()
-            z_q = x + (codes - x).detach()
+            z_q = quantized_with_gradient(x, codes, self.rotation_trick)
         counts = code_counts(indices, self.codebook_size)
         self._record_usage(counts)
         return QuantizerOutput(z_q.view(b, n, c).to(z.dtype), indices.view(b, n), loss, perplexity_from_counts(counts))
@@ -422,11 +512,15 @@ class ResidualVQ(Quantizer):
 
     ``aux_loss`` and ``perplexity`` are means over the layers that ran; ``layer_perplexity`` (Q,) keeps the last
     forward's per-layer values (NaN for skipped layers).
+
+    ``kmeans_init``, ``kmeans_iters`` and ``rotation_trick`` apply to every layer (``QuantizeEMAReset``): each layer
+    runs k-means on its own input, the residual, at its first training forward.
     """
 
     def __init__(self, num_quantizers: int, codebook_size: int, code_dim: int, mu: float = 0.99,
                  shared_codebook: bool = False, quantize_dropout_prob: float = 0.0,
-                 quantize_dropout_cutoff_index: int = 0, sample_codebook_temp: float = 0.0) -> None:
+                 quantize_dropout_cutoff_index: int = 0, sample_codebook_temp: float = 0.0,
+                 kmeans_init: bool = False, kmeans_iters: int = 10, rotation_trick: bool = False) -> None:
         super().__init__()
         if num_quantizers < 1:
             raise ValueError(f"num_quantizers must be >= 1, got {num_quantizers}")
@@ -437,13 +531,14 @@ class ResidualVQ(Quantizer):
         self.code_dim = code_dim
         self.quantize_dropout_prob = quantize_dropout_prob
         self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
+        layer_args = dict(codebook_size=codebook_size, code_dim=code_dim, mu=mu,
+                          sample_codebook_temp=sample_codebook_temp, kmeans_init=kmeans_init,
+                          kmeans_iters=kmeans_iters, rotation_trick=rotation_trick)
         if shared_codebook:
             # One module listed Q times (as MoMask): its EMA is updated once per active layer.
-            layer = QuantizeEMAReset(codebook_size, code_dim, mu, sample_codebook_temp)
-            self.layers = nn.ModuleList([layer] * num_quantizers)
+            self.layers = nn.ModuleList([QuantizeEMAReset(**layer_args)] * num_quantizers)
         else:
-            self.layers = nn.ModuleList(QuantizeEMAReset(codebook_size, code_dim, mu, sample_codebook_temp)
-                                        for _ in range(num_quantizers))
+            self.layers = nn.ModuleList(QuantizeEMAReset(**layer_args) for _ in range(num_quantizers))
         self.layer_perplexity = torch.full((num_quantizers,), float("nan"))
 
     @property

@@ -157,30 +157,37 @@ QUANTIZER_TYPES = ("ema_reset", "ema", "reset", "orig")
 class VQVAE(QuantizedTokenizer):
     """Single-codebook VQ-VAE (T2M-GPT). Defaults: the T2M-GPT README setting (263-dim, 512 codes of dim 512,
     down_t 2, EMA-reset codebook with mu 0.99, no dropout). ``quantizer_type`` picks among the T2M-GPT quantizers;
-    ``beta`` applies to ``orig`` only."""
+    ``beta`` applies to ``orig`` only, ``kmeans_init`` / ``kmeans_iters`` (codebook initialisation by k-means on the
+    first batch) to the EMA and reset codebooks. ``rotation_trick`` replaces the straight-through gradient."""
 
     kind = "vq"
 
     def __init__(self, input_width: int = 263, nb_code: int = 512, code_dim: int = 512, down_t: int = 2,
                  stride_t: int = 2, width: int = 512, depth: int = 3, dilation_growth_rate: int = 3,
                  activation: str = "relu", norm: str | None = None, dropout: float = 0.0, kernel_size: int = 3,
-                 quantizer_type: str = "ema_reset", mu: float = 0.99, beta: float = 1.0) -> None:
+                 quantizer_type: str = "ema_reset", mu: float = 0.99, beta: float = 1.0, kmeans_init: bool = False,
+                 kmeans_iters: int = 10, rotation_trick: bool = False) -> None:
         self_args = _plain_args(locals())
         super().__init__(input_width, code_dim, down_t, stride_t, width, depth, dilation_growth_rate, activation,
                          norm, dropout, kernel_size)
         self.model_args = self_args
         if quantizer_type == "orig":
-            self.quantizer = QuantizeOrig(nb_code, code_dim, beta)
+            if kmeans_init:
+                raise ValueError("kmeans_init initialises the EMA and reset codebooks; quantizer_type 'orig' learns "
+                                 "its codebook by gradient from a uniform initialisation")
+            self.quantizer = QuantizeOrig(nb_code, code_dim, beta, rotation_trick=rotation_trick)
         elif quantizer_type in QUANTIZER_TYPES:
             cls = {"ema_reset": QuantizeEMAReset, "ema": QuantizeEMA, "reset": QuantizeReset}[quantizer_type]
-            self.quantizer = cls(nb_code, code_dim, mu)
+            self.quantizer = cls(nb_code, code_dim, mu, kmeans_init=kmeans_init, kmeans_iters=kmeans_iters,
+                                 rotation_trick=rotation_trick)
         else:
             raise ValueError(f"quantizer_type must be one of {QUANTIZER_TYPES}, got {quantizer_type!r}")
 
 
 class RVQVAE(QuantizedTokenizer):
     """Residual VQ-VAE (MoMask). Defaults: the released ``rvq_nq6_dc512_nc512_noshare_qdp0.2`` (6 layers of 512
-    codes, quantize dropout 0.2, Gumbel sampling at temperature 0.5 in training, Dropout(0.2) in the blocks)."""
+    codes, quantize dropout 0.2, Gumbel sampling at temperature 0.5 in training, Dropout(0.2) in the blocks).
+    ``kmeans_init`` / ``kmeans_iters`` and ``rotation_trick`` apply to every layer (``ResidualVQ``)."""
 
     kind = "rvq"
 
@@ -188,14 +195,16 @@ class RVQVAE(QuantizedTokenizer):
                  shared_codebook: bool = False, quantize_dropout_prob: float = 0.2,
                  sample_codebook_temp: float = 0.5, mu: float = 0.99, down_t: int = 2, stride_t: int = 2,
                  width: int = 512, depth: int = 3, dilation_growth_rate: int = 3, activation: str = "relu",
-                 norm: str | None = None, dropout: float = 0.2, kernel_size: int = 3) -> None:
+                 norm: str | None = None, dropout: float = 0.2, kernel_size: int = 3, kmeans_init: bool = False,
+                 kmeans_iters: int = 10, rotation_trick: bool = False) -> None:
         self_args = _plain_args(locals())
         super().__init__(input_width, code_dim, down_t, stride_t, width, depth, dilation_growth_rate, activation,
                          norm, dropout, kernel_size)
         self.model_args = self_args
         self.quantizer = ResidualVQ(num_quantizers, nb_code, code_dim, mu=mu, shared_codebook=shared_codebook,
                                     quantize_dropout_prob=quantize_dropout_prob,
-                                    sample_codebook_temp=sample_codebook_temp)
+                                    sample_codebook_temp=sample_codebook_temp, kmeans_init=kmeans_init,
+                                    kmeans_iters=kmeans_iters, rotation_trick=rotation_trick)
 
     @property
     def num_quantizers(self) -> int:

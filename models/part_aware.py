@@ -240,7 +240,8 @@ class PartAwareRVQVAE(nn.Module):
                  num_quantizers: int = 6, shared_codebook: bool = False, quantize_dropout_prob: float = 0.2,
                  sample_codebook_temp: float = 0.5, mu: float = 0.99, down_t: int = 2, stride_t: int = 2,
                  width: int = 512, depth: int = 3, dilation_growth_rate: int = 3, activation: str = "relu",
-                 norm: str | None = None, dropout: float = 0.2, kernel_size: int = 3) -> None:
+                 norm: str | None = None, dropout: float = 0.2, kernel_size: int = 3, kmeans_init: bool = False,
+                 kmeans_iters: int = 10, rotation_trick: bool = False) -> None:
         args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         if output_emb_width != code_dim:
@@ -290,7 +291,8 @@ class PartAwareRVQVAE(nn.Module):
         self.decoder = Decoder(input_width, output_emb_width, **conv)
         self.quantizer = ResidualVQ(num_quantizers, nb_code, code_dim, mu=mu, shared_codebook=shared_codebook,
                                     quantize_dropout_prob=quantize_dropout_prob,
-                                    sample_codebook_temp=sample_codebook_temp)
+                                    sample_codebook_temp=sample_codebook_temp, kmeans_init=kmeans_init,
+                                    kmeans_iters=kmeans_iters, rotation_trick=rotation_trick)
 
         self.conditioned = bool(conditions) or text_dim > 0
         self.condition = ConditionEmbedding(conditions or {}, text_dim, cond_dim) if self.conditioned else None

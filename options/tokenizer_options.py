@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
+from options.config import positive_int
 
 RECONS_LOSSES = ("l1_smooth", "l1", "mse")
 WINDOW_EPOCHS = ("random", "all")  # training window modes of utils.datasets.MotionWindowDataset
@@ -52,6 +53,16 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
     arch.add_argument("--nb_code", type=int, default=None, help="codebook size of VQ codebooks")
     arch.add_argument("--levels", type=int, nargs="+", default=None, help="FSQ levels per dimension")
     arch.add_argument("--mu", type=float, default=None, help="EMA decay of VQ codebooks")
+    arch.add_argument("--kmeans_init", action="store_true", default=None,
+                      help="VQ / RVQ: initialise each codebook (each residual layer on its own residual) by k-means "
+                           "on the first training batch, with EMA statistics of the clusters' sizes, instead of "
+                           "copying the batch's leading rows (T2M-GPT / MoMask)")
+    arch.add_argument("--kmeans_iters", type=positive_int, default=None,
+                      help="k-means iterations of --kmeans_init (default 10)")
+    arch.add_argument("--rotation_trick", action="store_true", default=None,
+                      help="VQ / RVQ: pass the gradient to the encoder through the rotation and rescaling that map "
+                           "each latent onto its code (Fifty et al. 2024) instead of straight through (T2M-GPT / "
+                           "MoMask)")
     arch.add_argument("--norm", type=str, default=None, choices=["LN", "GN", "BN"], help="normalisation in blocks")
     arch.add_argument("--activation", type=str, default=None, choices=["relu", "silu", "gelu"],
                       help="activation in blocks")
@@ -107,8 +118,8 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
 
 
 ARCH_FLAGS = ("width", "depth", "down_t", "dilation_growth_rate", "output_emb_width", "code_dim", "nb_code", "levels",
-              "mu", "norm", "activation", "dropout", "num_quantizers", "quantize_dropout_prob", "shared_codebook",
-              "quantizer", "per_part_dim", "spatial_layers")
+              "mu", "kmeans_init", "kmeans_iters", "rotation_trick", "norm", "activation", "dropout", "num_quantizers",
+              "quantize_dropout_prob", "shared_codebook", "quantizer", "per_part_dim", "spatial_layers")
 RENAMED = {"quantizer": "quantizer_type"}  # flag name -> constructor keyword
 
 

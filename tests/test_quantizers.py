@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from models.fsq import FSQ
+from models.part_aware import PART_AWARE_MODELS
 from models.quantizers import (
     QuantizeEMA,
     QuantizeEMAReset,
@@ -588,6 +589,9 @@ def test_kmeans_and_rotation_settings_are_checked() -> None:
     rvq = VQ_MODELS["RVQVAE_Tiny"](kmeans_init=True, rotation_trick=True)
     assert all(layer.kmeans_init and layer.rotation_trick for layer in rvq.quantizer.layers)
     assert not VQ_MODELS["RVQVAE_Tiny"]().quantizer.layers[0].kmeans_init  # off by default: the references' setting
+    part_aware = PART_AWARE_MODELS["PartAwareRVQ_Tiny"](kmeans_init=True, kmeans_iters=4, rotation_trick=True)
+    assert all(layer.kmeans_iters == 4 and layer.rotation_trick for layer in part_aware.quantizer.layers)
+    assert part_aware.model_args["kmeans_init"] is True
 
 
 # ----------------------------------------------------------------------------------------------------------------------

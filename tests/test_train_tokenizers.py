@@ -295,6 +295,59 @@ def test_resume_keeps_the_windows_and_statistics_it_trained_on(tmp_path, synthet
     assert state["config"]["window_mode"] == "random" and state["config"]["feat_bias"] == 1.0
 
 
+def test_kmeans_init_and_rotation_trick_flags_are_recorded_and_kept_on_resume(tmp_path, synthetic_root):
+    from utils.checkpoint import CheckpointError
+
+    ckpt = str(tmp_path / "ckpt")
+    base = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--name", "km",
+            "--model", "RVQVAE_Tiny", "--kmeans_init", "--kmeans_iters", "3", *COMMON]
+    _run(train_vq, get_train_vq_parser(), [*base, "--rotation_trick", "--max_iters", "4"])
+    latest = os.path.join(ckpt, "synthetic", "km", "model", "latest.tar")
+    state = load_checkpoint(latest)
+    assert {k: state["model_args"][k] for k in ("kmeans_init", "kmeans_iters", "rotation_trick")} == {
+        "kmeans_init": True, "kmeans_iters": 3, "rotation_trick": True}
+    layers = load_tokenizer(latest).model.quantizer.layers
+    assert all(layer.kmeans_init and layer.kmeans_iters == 3 and layer.rotation_trick for layer in layers)
+    # A k-means initialised layer starts from cluster sizes, not counts of 1: after 4 EMA steps (mu 0.99) of batches
+    # of 16 windows x 16 tokens, its counts still sum to about the 256 rows of a batch.
+    assert 200 < float(state["model"]["quantizer.layers.0.code_count"].sum()) < 300
+    # Resuming without --rotation_trick would train another model: refused as any other model-argument change.
+    with pytest.raises(CheckpointError, match="'rotation_trick': True in the checkpoint but False requested"):
+        _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "6", "--is_continue"])
+    _run(train_vq, get_train_vq_parser(), [*base, "--rotation_trick", "--max_iters", "6", "--is_continue"])
+    assert load_checkpoint(latest)["step"] == 6
+    # The VQ ablation of train_AE.py takes the flags too; --kmeans_iters alone is refused before the run exists.
+    ae = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--model",
+          "VQ_AE_Tiny", *COMMON, "--max_iters", "2"]
+    _run(train_AE, get_train_ae_parser(), [*ae, "--name", "vq", "--kmeans_init", "--rotation_trick"])
+    vq_args = load_checkpoint(os.path.join(ckpt, "synthetic", "vq", "model", "latest.tar"))["model_args"]
+    assert vq_args["kmeans_init"] is True and vq_args["rotation_trick"] is True and vq_args["kmeans_iters"] == 10
+    with pytest.raises(SystemExit, match="--kmeans_iters 5: the iterations of --kmeans_init"):
+        _run(train_AE, get_train_ae_parser(), [*ae, "--name", "iters", "--kmeans_iters", "5"])
+    assert not os.path.exists(os.path.join(ckpt, "synthetic", "iters"))
+
+
+def test_a_run_saved_before_kmeans_init_and_rotation_trick_resumes(tmp_path, synthetic_root):
+    from utils.checkpoint import CheckpointError, save_checkpoint
+
+    ckpt = str(tmp_path / "ckpt")
+    base = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--name", "old",
+            "--model", "VQVAE_Tiny", *COMMON]
+    _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "3"])
+    latest = os.path.join(ckpt, "synthetic", "old", "model", "latest.tar")
+    state = load_checkpoint(latest)
+    for key in ("kmeans_init", "kmeans_iters", "rotation_trick"):
+        state["model_args"].pop(key)
+    save_checkpoint(latest, state)
+    with pytest.raises(CheckpointError, match="differ in 1 entry: 'kmeans_init': '<absent>' in the checkpoint but "
+                                              "True requested$"):
+        _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "5", "--is_continue", "--kmeans_init"])
+    _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "5", "--is_continue"])
+    resumed = load_checkpoint(latest)
+    assert resumed["step"] == 5 and "kmeans_init" not in resumed["model_args"]
+    assert not load_tokenizer(latest).model.quantizer.kmeans_init
+
+
 def test_a_failed_main_before_it_leaves_nothing_in_the_run_log(tmp_path, synthetic_root):
     # A generator main() holds its set-up records until its run folder exists; one that fails before (a missing
     # tokenizer, a refused flag) leaves them held in the process. A tokenizer run started next in the same process

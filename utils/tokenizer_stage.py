@@ -219,6 +219,9 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     if conditions and model_name not in PART_AWARE_MODELS:
         raise ValueError(f"--conditions {' '.join(conditions)}: only the part-aware models take conditions "
                          f"({', '.join(sorted(PART_AWARE_MODELS))}); {model_name} would ignore them")
+    if overrides.get("kmeans_iters") is not None and not overrides.get("kmeans_init"):
+        raise SystemExit(f"--kmeans_iters {overrides['kmeans_iters']}: the iterations of --kmeans_init; add "
+                         f"--kmeans_init or drop it")
     if args.need_evaluation and (body_part or conditions):
         raise SystemExit("--need_evaluation scores whole-body, unconditioned reconstructions with the text-motion "
                          "evaluator; drop it for --body_part / --conditions runs")
@@ -290,6 +293,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
             "dataset": dataset_record(spec, data.mean, data.std), "config": _plain_config(args), "parent": None,
             **extra_meta}
     if args.is_continue:
+        meta["model_args"] = resumed_model_args(run.latest_path, meta["model_args"])
         check_tokenizer_resume(run.latest_path, meta)
     save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn, collate_fn=collate_fn)
@@ -321,6 +325,21 @@ def resumed_vocabularies(latest_path: str, found: ConditionLabels, labels: Condi
                    "; ".join(f"{n}: {sorted(set(saved.vocabularies[n]) - set(labels.vocabularies[n]))}"
                              for n in saved.names if set(saved.vocabularies[n]) != set(labels.vocabularies[n])))
     return with_vocabularies(found, saved)
+
+
+# Constructor arguments added after tokenizer runs were saved, with the value those runs trained with.
+ADDED_MODEL_ARGS = {"kmeans_init": False, "kmeans_iters": 10, "rotation_trick": False}
+
+
+def resumed_model_args(latest_path: str, model_args: dict[str, Any]) -> dict[str, Any]:
+    """The ``model_args`` a resumed run records. A run saved before ``ADDED_MODEL_ARGS`` existed keeps its record
+    without those it resumes with the value it trained with (loaders rebuild it with that default), so the model
+    check does not refuse it for arguments it could not record; any other value stays, and is refused."""
+    if not os.path.isfile(latest_path):
+        return model_args
+    saved = load_checkpoint(latest_path).get("model_args") or {}
+    return {key: value for key, value in model_args.items()
+            if key in saved or key not in ADDED_MODEL_ARGS or value != ADDED_MODEL_ARGS[key]}
 
 
 def check_tokenizer_resume(latest_path: str, meta: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.diffusion import DiffusionHead
+from models.mask_schedule import edit_positions
 
 logger = logging.getLogger(__name__)
 
@@ -334,13 +335,19 @@ class MARDM(nn.Module):
     def generate(self, lengths: torch.Tensor, text_emb: torch.Tensor, time_steps: int = 18, cfg: float = 4.5,
                  temperature: float = 1.0, snap_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  generator: torch.Generator | None = None,
-                 latent_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                 latent_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 known: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Random-order masked generation, as in MARDM (after MAR, Li et al. 2024).
 
         Every valid position starts masked with a uniform random score. At step k (tau_k on linspace(0, 1,
         time_steps)) the round(cos(pi/2 * tau_k) * length).clamp(min=1) lowest-score positions are masked, all
         of them are sampled by the head with constant guidance ``cfg``, and positions not masked at this step are
         frozen. Each step so commits num_k - num_{k+1} tokens; the last step samples the final one.
+
+        Editing (temporal inpainting): with ``known`` and ``edit_mask``, valid positions outside the edit mask hold
+        ``known`` from the start, are never masked or resampled and condition every step; only edit positions start
+        masked, and the schedule counts over them (num_k = round(cos(pi/2 * tau_k) * edits).clamp(1, edits), as
+        MoMask's editing does). Without them the result is exactly that of plain generation.
 
         Args:
             lengths: (B,) tokens to generate per sample; N = max(lengths).
@@ -351,8 +358,10 @@ class MARDM(nn.Module):
             generator: RNG on the model's device for scores and noise.
             latent_fn: map (M, C_t) -> (M, C_in) from a (snapped) target to the transformer input; None when
                 the targets are the latents (requires C_t == C_in).
+            known: (B, N, C_t) targets kept outside ``edit_mask`` (e.g. a source motion's), given with it.
+            edit_mask: (B, N) bool, True at the positions to generate; every sample needs at least one valid one.
         Returns:
-            (B, N, C_t) generated targets, zeros at padded positions.
+            (B, N, C_t) generated targets, ``known`` where not edited, zeros at padded positions.
         """
         if time_steps < 1:
             raise ValueError(f"MARDM.generate: time_steps must be >= 1, got {time_steps}")
@@ -371,11 +380,23 @@ class MARDM(nn.Module):
         targets = torch.zeros(batch, max_len, self.target_dim, device=device)
         scores = torch.rand(batch, max_len, device=device, generator=generator).masked_fill(~valid, 1e5)
         mask_latent = self.mask_latent.float()
+        # Plain generation edits every valid position.
+        num_edits = lengths
+        if known is not None or edit_mask is not None:
+            edit = self._edit_positions(known, edit_mask, valid)
+            fixed = valid & ~edit
+            targets[fixed] = known.to(device)[fixed].to(targets.dtype)
+            kept = targets[fixed]
+            latents[fixed] = (latent_fn(kept) if latent_fn is not None else kept).to(latents.dtype)
+            # Fixed positions sort last, so no step ever masks them.
+            scores = scores.masked_fill(fixed, 1e5)
+            num_edits = edit.sum(1)
 
         with _eval_mode(self):
             for tau in torch.linspace(0, 1, time_steps).tolist():
                 ratio = torch.full((batch,), math.cos(math.pi * tau / 2), device=device)
-                masked = lowest_score_mask(scores, num_masked_tokens(lengths, ratio)) & valid
+                num = torch.minimum(num_masked_tokens(num_edits, ratio), num_edits)
+                masked = lowest_score_mask(scores, num) & valid
                 x_in = torch.where(masked[..., None], mask_latent.expand_as(latents), latents)
                 if cfg == 1.0:
                     z_cond, z_uncond = self.encode(x_in, text_emb, valid)[masked], None     # (M, H)
@@ -393,6 +414,16 @@ class MARDM(nn.Module):
                 # Positions left unmasked this step are final: give them scores no later step re-masks.
                 scores = scores.masked_fill(~masked, 1e5)
         return targets
+
+    def _edit_positions(self, known: torch.Tensor | None, edit_mask: torch.Tensor | None,
+                        valid: torch.Tensor) -> torch.Tensor:
+        """Check ``known`` (B, N, C_t) and ``edit_mask`` (B, N) against ``valid`` (B, N) -> edit & valid."""
+        if known is None or edit_mask is None:
+            raise ValueError("MARDM.generate: editing needs both known (B, N, C_t) and edit_mask (B, N)")
+        expected = (*valid.shape, self.target_dim)
+        if tuple(known.shape) != expected:
+            raise ValueError(f"MARDM.generate: known must be (B, N, C_t) = {expected}, got {tuple(known.shape)}")
+        return edit_positions(edit_mask, valid, "MARDM.generate")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

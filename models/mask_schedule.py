@@ -7,6 +7,7 @@ Every function here is independent of any network so it can be tested on its own
 - ``corrupt_tokens``: BERT-style corruption of the masked inputs.
 - ``q_schedule``: the residual layer trained at each step, biased towards the first residual layers.
 - ``lowest_score_mask``, ``top_k_filter``, ``sample_from_logits``: the pieces of confidence-based generation.
+- ``edit_positions``: the checked positions an editing run (temporal inpainting) generates.
 """
 
 from __future__ import annotations
@@ -44,6 +45,23 @@ def num_masked_for_generation(lengths: torch.Tensor, ratio: torch.Tensor) -> tor
     The clamp means the last step (ratio = cos(pi/2) ~ 0) still re-masks and re-samples one token.
     """
     return torch.round(lengths.to(ratio.dtype) * ratio).clamp(min=1).long()
+
+
+def edit_positions(edit_mask: torch.Tensor, valid: torch.Tensor, who: str) -> torch.Tensor:
+    """The positions an editing run generates: ``edit_mask & valid``, both (B, N) bool -> (B, N) bool.
+
+    Raises ValueError naming ``who`` for a mask of another shape or dtype, or one that leaves a sample nothing to
+    generate (its edited positions all lie in the padding).
+    """
+    if tuple(edit_mask.shape) != tuple(valid.shape) or edit_mask.dtype != torch.bool:
+        raise ValueError(f"{who}: edit_mask must be a bool (B, N) = {tuple(valid.shape)} tensor, got "
+                         f"{edit_mask.dtype} {tuple(edit_mask.shape)}")
+    edit = edit_mask.to(valid.device) & valid
+    empty = (~edit.any(1)).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"{who}: edit_mask selects no valid position of samples {empty}; there is nothing to "
+                         f"generate")
+    return edit
 
 
 def lowest_score_mask(scores: torch.Tensor, num: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ from models.mask_schedule import (
     SAMPLING_MODES,
     corrupt_tokens,
     cosine_schedule,
+    edit_positions,
     lengths_to_mask,
     lowest_score_mask,
     num_masked_for_generation,
@@ -268,7 +269,8 @@ class MaskTransformer(TextConditionedEncoder):
     @torch.no_grad()
     def generate(self, lengths: torch.Tensor, text_emb: torch.Tensor, time_steps: int = 10, cond_scale: float = 4.0,
                  temperature: float = 1.0, topk_filter_thres: float = 0.9, sampling: str | None = None,
-                 gsample: bool | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                 gsample: bool | None = None, generator: torch.Generator | None = None,
+                 known: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Confidence-based iterative decoding (MaskGIT / MoMask).
 
         All valid positions start masked with score 0 (pads 1e5). At step k, tau_k on linspace(0, 1, time_steps),
@@ -283,13 +285,20 @@ class MaskTransformer(TextConditionedEncoder):
         batch categorically); here the choice is explicit: ``sampling`` ("categorical" | "gumbel"), or MoMask's
         ``gsample`` flag (True = "gumbel"); categorical when neither is given.
 
+        Editing (temporal inpainting, MoMask's ``edit``): with ``known`` and ``edit_mask``, valid positions outside the
+        edit mask hold ``known`` from the start, are never masked or resampled and condition every step; only edit
+        positions start masked, and the schedule counts over them (round(cos(pi/2 * tau_k) * edits).clamp(1, edits)).
+        Without them the result is exactly that of plain generation.
+
         Args:
             lengths: (B,) tokens to generate per sample; N = max(lengths).
             text_emb: (B, E).
             cond_scale: guidance scale; 1 runs the conditional pass only.
             generator: RNG on the model's device for the sampling noise.
+            known: (B, N) long codes kept outside ``edit_mask`` (e.g. a source motion's base layer), given with it.
+            edit_mask: (B, N) bool, True at the positions to generate; every sample needs at least one valid one.
         Returns:
-            (B, N) long: codes in [0, K) at valid positions, -1 at pads.
+            (B, N) long: codes in [0, K) at valid positions (``known`` where not edited), -1 at pads.
         """
         if time_steps < 1:
             raise ValueError(f"MaskTransformer.generate: time_steps must be >= 1, got {time_steps}")
@@ -305,10 +314,26 @@ class MaskTransformer(TextConditionedEncoder):
         ids = torch.full((batch, max_len), self.pad_id, dtype=torch.long, device=device).masked_fill(valid,
                                                                                                       self.mask_id)
         scores = torch.zeros(batch, max_len, device=device).masked_fill(~valid, 1e5)
+        # Plain generation edits every valid position.
+        num_edits = lengths
+        if known is not None or edit_mask is not None:
+            if known is None or edit_mask is None:
+                raise ValueError("MaskTransformer.generate: editing needs both known (B, N) and edit_mask (B, N)")
+            if tuple(known.shape) != (batch, max_len):
+                raise ValueError(f"MaskTransformer.generate: known must be (B, N) = {(batch, max_len)} base-layer "
+                                 f"codes, got {tuple(known.shape)}")
+            edit = edit_positions(edit_mask, valid, "MaskTransformer.generate")
+            fixed = valid & ~edit
+            self._check_codes(known.to(device), fixed, self.codebook_size, "MaskTransformer.generate (known)")
+            ids = torch.where(fixed, known.to(device).long(), ids)
+            # Fixed positions sort last, so no step ever masks them.
+            scores = scores.masked_fill(fixed, 1e5)
+            num_edits = edit.sum(1)
         with eval_mode(self):
             for tau in torch.linspace(0, 1, time_steps).tolist():
                 ratio = cosine_schedule(torch.full((batch,), tau, device=device))
-                masked = lowest_score_mask(scores, num_masked_for_generation(lengths, ratio)) & valid
+                num = torch.minimum(num_masked_for_generation(num_edits, ratio), num_edits)
+                masked = lowest_score_mask(scores, num) & valid
                 ids = ids.masked_fill(masked, self.mask_id)
                 logits = self.guided_logits(ids, text_emb, valid, cond_scale).float()      # (B, N, K)
                 sampled = sample_from_logits(top_k_filter(logits, topk_filter_thres), temperature, sampling,

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.mask_schedule import (
+    edit_positions,
     lengths_to_mask,
     q_schedule,
     sample_from_logits,
@@ -232,19 +233,29 @@ class ResidualTransformer(TextConditionedEncoder):
     @torch.no_grad()
     def generate(self, base_indices: torch.Tensor, lengths: torch.Tensor, text_emb: torch.Tensor,
                  cond_scale: float = 5.0, temperature: float = 1.0, topk_filter_thres: float = 0.9,
-                 generator: torch.Generator | None = None, sampling: str = "gumbel") -> torch.Tensor:
+                 generator: torch.Generator | None = None, sampling: str = "gumbel",
+                 known: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Predict layers 1..Q-1 one after the other, each from the sum of the embeddings of the layers before it.
 
         Every step applies guidance (MoMask uses 5 for the residual layers), top-k filtering and samples with
         ``temperature``; MoMask always samples these layers with Gumbel-max (``sampling="gumbel"``).
+
+        Editing: with ``known`` and ``edit_mask``, every layer keeps the known codes outside the edit mask (so the
+        unedited frames decode from their own residuals; MoMask's editing regenerates them all) and the layers above
+        read them as history; only edit positions take sampled codes. Without them the result is exactly that of
+        plain generation.
 
         Args:
             base_indices: (B, N) base-layer codes (pads may hold anything, e.g. -1).
             lengths: (B,) valid tokens per sample (<= N).
             text_emb: (B, E).
             generator: RNG on the model's device for the sampling noise.
+            known: (B, N, Q) long codes of every layer kept outside ``edit_mask`` (layer 0 is ignored: the base layer
+                is ``base_indices``), given with it.
+            edit_mask: (B, N) bool, True at the positions whose layers 1..Q-1 are generated.
         Returns:
-            (B, N, Q) long: the base layer unchanged at valid positions, generated layers 1..Q-1, -1 at pads.
+            (B, N, Q) long: the base layer unchanged at valid positions, generated layers 1..Q-1 (``known`` where not
+            edited), -1 at pads.
         """
         if base_indices.ndim != 2:
             raise ValueError(f"ResidualTransformer.generate: base_indices must be (B, N), "
@@ -254,6 +265,17 @@ class ResidualTransformer(TextConditionedEncoder):
                                                "ResidualTransformer.generate")
         text_emb = text_emb.to(device)
         batch = ids.shape[0]
+        fixed = None
+        if known is not None or edit_mask is not None:
+            if known is None or edit_mask is None:
+                raise ValueError("ResidualTransformer.generate: editing needs both known (B, N, Q) and edit_mask "
+                                 "(B, N)")
+            if tuple(known.shape) != (*ids.shape, self.num_quantizers):
+                raise ValueError(f"ResidualTransformer.generate: known must be (B, N, Q) = "
+                                 f"{(*ids.shape, self.num_quantizers)}, got {tuple(known.shape)}")
+            fixed = valid & ~edit_positions(edit_mask, valid, "ResidualTransformer.generate")
+            known = known.to(device).long()
+            self._check_codes(known, fixed, self.codebook_size, "ResidualTransformer.generate (known)")
         all_ids = [ids]
         with eval_mode(self):
             tables = self.input_tables()
@@ -264,6 +286,8 @@ class ResidualTransformer(TextConditionedEncoder):
                 logits = self.guided_logits(history, layer, text_emb, valid, cond_scale).float()   # (B, N, K)
                 sampled = sample_from_logits(top_k_filter(logits, topk_filter_thres), temperature, sampling,
                                              generator)
+                if fixed is not None:
+                    sampled = torch.where(fixed, known[..., q], sampled)
                 ids = sampled.masked_fill(~valid, self.pad_id)
                 all_ids.append(ids)
         return torch.stack(all_ids, dim=-1).masked_fill(~valid[..., None], -1)

@@ -6,8 +6,10 @@ Examples::
         --motion_length 120
     python sample.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --text_path prompts.txt --repeat_times 3 --bvh
     python sample.py --ckpt some/run/model/latest.tar --text_prompt "a person jumps" --no_render --seed 7
-    python sample.py --name MoMask_Tiny --res_name MoMask_Res_Tiny --dataset_name synthetic \
+    python sample.py --name MoMask_Tiny --res_name MoMask_Res_Tiny --dataset_name synthetic \\
         --text_prompt "a person walks" --motion_length 80                    # MoMask: masked + residual transformer
+    python sample.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --text_prompt "a person jumps" \\
+        --edit_source generation/FSQ_MARDM_SiT_XL_t2m_67/a_person_walks_000_r00_features.npy --edit_frames 40:80
 
 ``--text_path`` holds one prompt per line; ``<prompt>#<frames>`` fixes that prompt's length, otherwise (or with
 ``#NA``) ``--motion_length`` applies, else the text-to-length estimator of
@@ -24,6 +26,14 @@ samples listed, except those whose names this run writes again (``utils/sample_m
 or Inf values (``"finite": false``) keeps its arrays but gets no video or BVH, and the other samples go on. Sample
 k (prompts in order, repeats inside) uses seed ``--seed + k`` for both its length and its motion, so ``--text_prompt
 <prompt> --seed <its seed>`` with the same length option regenerates it exactly.
+
+Editing: ``--edit_source FILE`` (features ``.npy`` (T, D) in the dataset's units, as written here or stored by the
+dataset) with ``--edit_frames`` / ``--edit_seconds START:END`` spans (repeatable; END excluded, ``:40`` a prefix,
+``100:`` a suffix) regenerates from each prompt the tokens that touch a span and keeps every other source token
+exactly (``MotionGenerator.edit``, ``utils/editing.py``); outputs ``<slug>_edit_<index>_r<repeat>`` have the source's
+length cut to whole tokens. The manifest's ``edit`` entry records the source, its SHA-256 and the spans in frames and
+tokens; each sample's ``unedited_change`` the max and mean absolute difference of its unedited frames from the decoded
+source tokens (the decoder reads the whole sequence, so frames next to an edit can move).
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from options.eval_generator_options import family_sampling_options, get_sample_p
 from utils.bvh_export import write_bvh
 from utils.checkpoint import CheckpointError
 from utils.cli import run_script
+from utils.editing import read_edit_request
 from utils.generation import LENGTH_ESTIMATOR_RUN, load_generator
 from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
@@ -92,6 +103,15 @@ def read_prompts(cfg) -> list[Prompt]:
     return prompts
 
 
+def sample_frames(generator, text: str, given: torch.Tensor | None, seed: int) -> torch.Tensor:
+    """The length of one sample: the prompt's own (``given``, checked beforehand), else a draw of the length
+    estimator from its own generator seeded with ``seed``, so the motion of a seed does not depend on the length
+    source."""
+    if given is not None:
+        return given
+    return generator.estimate_lengths([text], torch.Generator(device=generator.device).manual_seed(seed))
+
+
 def resolve_run(cfg) -> tuple[str, str, str | None]:
     """(checkpoint path, run name, dataset name or None) from ``--ckpt`` or ``--name`` + ``--dataset_name``."""
     if cfg.ckpt:
@@ -121,6 +141,9 @@ def main(cfg) -> dict:
     path, name, dataset_name = resolve_run(cfg)
     res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
     options = family_sampling_options(cfg)
+    if cfg.edit_source is not None and any(p.frames is not None for p in prompts):
+        raise ValueError("an edit has the length of its --edit_source; drop --motion_length and the prompts' "
+                         "#<frames> lengths")
 
     # ---------------------------------------------------------------------------------------------------------------
     # model
@@ -138,37 +161,38 @@ def main(cfg) -> dict:
     if dataset_name and dataset_name != spec.name:
         raise CheckpointError(f"{path}: the generator was trained on dataset {spec.name!r} but --dataset_name is "
                               f"{dataset_name!r}")
+    edit = read_edit_request(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds, spec, generator.unit_length)
     out_dir = cfg.output_dir or RunDir(cfg.checkpoints_dir, spec.name, name).generation_dir
     os.makedirs(out_dir, exist_ok=True)
     # Check every given length, and load the length estimator if a prompt needs it, now rather than after minutes of
     # sampling.
     given = {i: generator.round_lengths([p.frames]) for i, p in enumerate(prompts) if p.frames is not None}
-    if any(prompt.frames is None for prompt in prompts):
+    if edit is None and any(prompt.frames is None for prompt in prompts):
         generator.length_estimator()
 
     # ---------------------------------------------------------------------------------------------------------------
     # sampling
     # ---------------------------------------------------------------------------------------------------------------
     jobs = [(i, r, prompt) for i, prompt in enumerate(prompts) for r in range(cfg.repeat_times)]
-    stems = [f"{slugify(prompt.text)}_{i:03d}_r{r:02d}" for i, r, prompt in jobs]
+    kind = "_edit" if edit is not None else ""
+    stems = [f"{slugify(prompt.text)}{kind}_{i:03d}_r{r:02d}" for i, r, prompt in jobs]
+    run_record = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
+                  "generator": generator.info, "dataset": spec.name, "fps": spec.fps, "sampling": settings.to_dict(),
+                  "seed": cfg.seed, "repeat_times": cfg.repeat_times}
+    if edit is not None:
+        run_record["edit"] = edit.record(generator.unit_length)
     # Samples of earlier runs into this folder stay in the manifest, unless this run writes their files again.
-    manifest = SampleManifest(out_dir, {"checkpoint": generator.info["checkpoint"],
-                                        "checkpoint_sha256": generator.info["checkpoint_sha256"],
-                                        "generator": generator.info, "dataset": spec.name, "fps": spec.fps,
-                                        "sampling": settings.to_dict(), "seed": cfg.seed,
-                                        "repeat_times": cfg.repeat_times},
-                              [f"{stem}_features.npy" for stem in stems])
+    manifest = SampleManifest(out_dir, run_record, [f"{stem}_features.npy" for stem in stems])
     joints_warned = False
     for k, (i, r, prompt) in enumerate(tqdm(jobs, desc="samples", dynamic_ncols=True)):
         seed = cfg.seed + k
-        if prompt.frames is None:
-            # The length draw has its own generator, so the motion of a seed does not depend on the length source.
-            length_rng = torch.Generator(device=generator.device).manual_seed(seed)
-            frames = generator.estimate_lengths([prompt.text], length_rng)
+        sampling = dict(time_steps=settings.time_steps, cfg=settings.cfg, temperature=settings.temperature, seed=seed,
+                        snap=settings.snap, **options)
+        if edit is not None:
+            out = generator.edit([prompt.text], edit.features, edit.spans, **sampling)
         else:
-            frames = given[i]
-        out = generator.generate([prompt.text], frames, time_steps=settings.time_steps, cfg=settings.cfg,
-                                 temperature=settings.temperature, seed=seed, snap=settings.snap, **options)
+            out = generator.generate([prompt.text], sample_frames(generator, prompt.text, given.get(i), seed),
+                                     **sampling)
         length = int(out.lengths[0])
         stem = stems[k]
         files = {"joints": None, "features": f"{stem}_features.npy", "video": None, "bvh": None}
@@ -202,9 +226,12 @@ def main(cfg) -> dict:
                 files["bvh"] = f"{stem}.bvh"
                 write_bvh(os.path.join(out_dir, files["bvh"]), joints, spec.fps, kinematic_chain=spec.kinematic_chain)
         # Rewritten after every sample: an interrupted run still describes what it wrote.
-        manifest.add({"index": i, "repeat": r, "prompt": prompt.text, "length_frames": length,
-                      "length_seconds": length / spec.fps, "length_source": prompt.length_source, "seed": seed,
-                      "finite": finite, "files": files})
+        record = {"index": i, "repeat": r, "prompt": prompt.text, "length_frames": length,
+                  "length_seconds": length / spec.fps, "seed": seed, "finite": finite, "files": files,
+                  "length_source": prompt.length_source if edit is None else "--edit_source"}
+        if edit is not None:
+            record["unedited_change"] = out.unedited_change(0)
+        manifest.add(record)
 
     # ---------------------------------------------------------------------------------------------------------------
     # summary

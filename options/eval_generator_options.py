@@ -144,6 +144,16 @@ def get_sample_parser() -> argparse.ArgumentParser:
                               "run, <checkpoints>/<dataset>/length_estimator; for a generator file outside a run "
                               "folder, <checkpoints_dir>/<dataset>/length_estimator)")
     prompts.add_argument("--repeat_times", type=positive_int, default=1, help="samples per prompt")
+    edit = parser.add_argument_group("editing (regenerate spans of a motion, keep the rest)")
+    edit.add_argument("--edit_source", type=str, default=None,
+                      help="features .npy (T, D) in the dataset's units to edit: a <name>_features.npy that "
+                           "sample.py wrote, or a dataset file (new_joint_vecs/<id>.npy); the prompts condition the "
+                           "edited spans and the output has the source's length cut to whole tokens")
+    edit.add_argument("--edit_frames", type=str, action="append", default=None, metavar="START:END",
+                      help="frames [START, END) to regenerate (repeatable; ':40' a prefix, '100:' a suffix); a token "
+                           "(4 frames for the published models) is regenerated when any of its frames is")
+    edit.add_argument("--edit_seconds", type=str, action="append", default=None, metavar="START:END",
+                      help="as --edit_frames, in seconds at the dataset's fps (START rounded down, END up to frames)")
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", type=str, default=None,
                      help="folder of the samples (default generation/<name>_<dataset_name>/)")

@@ -23,7 +23,7 @@ from utils.checkpoint import CheckpointError
 from utils.dataset_specs import DatasetSpec
 from utils.generation import GENERATOR_BACKENDS, GeneratorBackend, SamplingSettings
 from utils.generator_stage import trained_on_ema
-from utils.token_stage import TOKEN_TARGET, check_token_model_fits, load_token_tokenizer
+from utils.token_stage import TOKEN_TARGET, check_token_model_fits, encode_tokens, load_token_tokenizer
 
 
 def resolve_residual_run(checkpoints_dir: str, dataset_name: str | None, res_name: str | None = None,
@@ -128,23 +128,33 @@ class MoMaskBackend(GeneratorBackend):
         return settings
 
     def sample_tokens(self, text_emb: Tensor, token_lengths: Tensor, settings: SamplingSettings,
-                      generator: torch.Generator | None) -> Tensor:
+                      generator: torch.Generator | None, known: Tensor | None = None,
+                      edit_mask: Tensor | None = None) -> Tensor:
         opts = settings.options
+        layered = self.tokenizer.kind == "rvq"
+        known_base = known[..., 0] if known is not None and layered else known
         base = self.model.generate(token_lengths, text_emb, time_steps=settings.time_steps, cond_scale=settings.cfg,
                                    temperature=settings.temperature,
                                    topk_filter_thres=float(opts["topk_filter_thres"]), sampling=opts["sampling"],
-                                   generator=generator)                                      # (B, N), -1 at pads
-        if self.tokenizer.kind != "rvq":
+                                   generator=generator, known=known_base, edit_mask=edit_mask)  # (B, N), -1 at pads
+        if not layered:
             return base
         if self.residual is None:
             rest = torch.full((*base.shape, self.tokenizer.num_quantizers - 1), -1, dtype=base.dtype,
                               device=base.device)
+            if known is not None and edit_mask is not None:
+                # Unedited tokens keep all their layers; edited ones get the base layer only, as in plain sampling.
+                keep = ~edit_mask.to(base.device)[..., None] & (base[..., None] >= 0)
+                rest = torch.where(keep, known[..., 1:].to(base.device), rest)
             return torch.cat([base[..., None], rest], dim=-1)
         # MoMask samples the residual layers with Gumbel-max whatever the base layer used.
         return self.residual.generate(base, token_lengths, text_emb, cond_scale=float(opts["res_cond_scale"]),
                                       temperature=float(opts["res_temperature"]),
                                       topk_filter_thres=float(opts["topk_filter_thres"]), generator=generator,
-                                      sampling="gumbel")
+                                      sampling="gumbel", known=known, edit_mask=edit_mask)
+
+    def encode_motion(self, motion: Tensor, lengths: Tensor) -> Tensor:
+        return encode_tokens(self.tokenizer, motion, lengths).indices
 
     def decode_tokens(self, tokens: Tensor, snap: bool) -> Tensor:
         return self.tokenizer.decode(tokens.long())

@@ -1,0 +1,243 @@
+"""Temporal editing through a loaded generator (``MotionGenerator.edit``) and ``sample.py --edit_source``: spans in
+frames or seconds map to tokens, the source's tokens outside them are kept exactly (FSQ-MARDM, MARDM, MoMask with a
+residual transformer), and bad sources or spans fail naming the file or the span.
+
+The runs are the untrained tiny ones of test_generation.py and test_momask_generation.py.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from test_generation import make_runs, write_fake_clip
+from test_momask_generation import _one_thread, save_code_tokenizer, save_token_generator  # noqa: F401 (fixture)
+
+import sample
+from options.config import parse_with_config
+from options.eval_generator_options import get_sample_parser
+from utils.checkpoint import file_sha256
+from utils.dataset_specs import get_dataset_spec
+from utils.editing import (
+    FrameSpan,
+    load_edit_source,
+    mask_runs,
+    parse_span,
+    read_edit_request,
+    resolve_spans,
+    token_edit_mask,
+)
+from utils.generation import load_generator
+
+
+@pytest.fixture(scope="module")
+def ckdir(tmp_path_factory, synthetic_root):
+    """FSQ-MARDM and MARDM runs (make_runs) plus a MoMask masked + residual pair on an RVQ tokenizer."""
+    folder = str(tmp_path_factory.mktemp("edit") / "checkpoints")
+    make_runs(folder, synthetic_root)
+    clip = write_fake_clip(os.path.join(folder, "clip"))
+    rvq = save_code_tokenizer(folder, synthetic_root, "rvq", "RVQVAE_Tiny", quantize_dropout_prob=0.0)
+    save_token_generator(folder, synthetic_root, "mask", "MoMask-Mask-Tiny", rvq, clip)
+    save_token_generator(folder, synthetic_root, "res", "MoMask-Res-Tiny", rvq, clip, seed=1)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def source(synthetic_root) -> np.ndarray:
+    """A dataset motion of 50 frames (12 whole tokens and 2 frames no token covers)."""
+    files = sorted(glob.glob(os.path.join(synthetic_root, "new_joint_vecs", "*.npy")))
+    motion = next(m for m in (np.load(f) for f in files) if m.shape[0] >= 50)
+    return motion[:50].astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Spans
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_spans_in_frames_and_seconds_with_open_ends():
+    assert parse_span("40:80") == FrameSpan(40, 80)
+    assert parse_span(":40") == FrameSpan(0, 40)
+    assert parse_span("100:") == FrameSpan(100, None)
+    # Seconds round outward at the fps: start down, end up; whole frames stay exact.
+    assert parse_span("1:2", "seconds", fps=20.0) == FrameSpan(20, 40)
+    assert parse_span("0.51:1.01", "seconds", fps=20.0) == FrameSpan(10, 21)
+    assert parse_span("2.5:", "seconds", fps=30.0) == FrameSpan(75, None)
+    assert resolve_spans([FrameSpan(100, None), FrameSpan(0, 3)], 120, 4) == [FrameSpan(100, 120), FrameSpan(0, 3)]
+
+
+def test_a_token_is_edited_when_any_of_its_frames_is():
+    mask = token_edit_mask([FrameSpan(5, 9)], 6, 4)                # frames 5..8 touch tokens 1 (4-7) and 2 (8-11)
+    assert mask.tolist() == [False, True, True, False, False, False]
+    mask = token_edit_mask([FrameSpan(0, 4), FrameSpan(20, 24), FrameSpan(3, 5)], 6, 4)
+    assert mask.tolist() == [True, True, False, False, False, True]
+    assert mask_runs(mask) == [[0, 2], [5, 6]]
+    assert mask_runs(torch.zeros(3, dtype=torch.bool)) == []
+
+
+@pytest.mark.parametrize("text,unit,match", [
+    ("40-80", "frames", "expected START:END"),
+    ("1:2:3", "frames", "expected START:END"),
+    ("4.5:8", "frames", "not a whole number of frames"),
+    ("-4:8", "frames", "finite and >= 0"),
+    ("8:8", "frames", "the span is empty"),
+    ("3:1", "seconds", "the span is empty"),
+    ("a:1", "seconds", "not a number of seconds"),
+])
+def test_bad_spans_fail_naming_the_span(text, unit, match):
+    with pytest.raises(ValueError, match=match):
+        parse_span(text, unit, fps=20.0)
+
+
+def test_spans_outside_the_motion_fail():
+    with pytest.raises(ValueError, match="reaches past the source, which has 50 frames"):
+        resolve_spans([FrameSpan(40, 60)], 50, 4)
+    with pytest.raises(ValueError, match="last 2 frames .* the edited motion has 48 frames"):
+        resolve_spans([FrameSpan(48, None)], 50, 4)
+    with pytest.raises(ValueError, match="no edit span given"):
+        resolve_spans([], 50, 4)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_bad_source_files_fail_naming_file_and_shape(tmp_path, source):
+    spec = get_dataset_spec("synthetic")
+    joints = tmp_path / "walk.npy"
+    np.save(joints, np.zeros((40, 22, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"walk\.npy: shape \(40, 22, 3\) looks like joint positions .* "
+                                         r"features \(T, 263\)"):
+        load_edit_source(str(joints), spec)
+    narrow = tmp_path / "narrow.npy"
+    np.save(narrow, np.zeros((40, 67), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"narrow\.npy: got a float32 array of shape \(40, 67\); expected features "
+                                         r"\(T, 263\)"):
+        load_edit_source(str(narrow), spec)
+    bvh = tmp_path / "walk.bvh"
+    bvh.write_text("HIERARCHY\n")
+    with pytest.raises(ValueError, match=r"walk\.bvh: expected a \.npy file"):
+        load_edit_source(str(bvh), spec)
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        load_edit_source(str(tmp_path / "missing.npy"), spec)
+    good = tmp_path / "good.npy"
+    np.save(good, source)
+    with pytest.raises(ValueError, match="need --edit_source"):
+        read_edit_request(None, ["0:8"], None, spec, 4)
+    with pytest.raises(ValueError, match="needs the spans"):
+        read_edit_request(str(good), None, None, spec, 4)
+    with pytest.raises(ValueError, match=r"good\.npy: edit span \[40, 60\) reaches past"):
+        read_edit_request(str(good), ["40:60"], None, spec, 4)
+    request = read_edit_request(str(good), [":8"], ["2:"], spec, 4)        # synthetic: 20 fps
+    assert request.spans == [FrameSpan(0, 8), FrameSpan(40, 50)]
+    assert request.record(4)["spans_tokens"] == [[0, 2], [10, 12]]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# MotionGenerator.edit
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("run", ["fsq_gen", "ae_gen", "momask"])
+def test_edit_keeps_the_source_tokens_outside_the_spans(ckdir, source, run):
+    root = os.path.join(ckdir, "synthetic")
+    if run == "momask":
+        gen = load_generator(os.path.join(root, "mask"), res_run=os.path.join(root, "res"))
+    else:
+        gen = load_generator(os.path.join(root, run))
+    out = gen.edit(["a person jumps", "a person runs"], source, [FrameSpan(10, 21)], time_steps=3, seed=0)
+    assert out.edit_mask.tolist() == [False, False, True, True, True, True] + [False] * 6   # tokens 2..5
+    assert out.features.shape == (2, 48, 263) and out.lengths.tolist() == [48, 48]
+    assert out.reconstruction.shape == (48, 263)
+    kept, edited = ~out.edit_mask, out.edit_mask
+    for b in range(2):
+        assert torch.equal(out.tokens[b][kept], out.source_tokens[kept])
+        assert not torch.equal(out.tokens[b][edited], out.source_tokens[edited])
+    if run == "momask":
+        assert out.tokens.shape[-1] == gen.tokenizer.num_quantizers
+        assert (out.tokens[:, edited][..., 1:] >= 0).all()                 # residual layers generated in the span
+    change = out.unedited_change(0)
+    assert change["frames"] == 32 and 0 <= change["mean_abs_diff"] <= change["max_abs_diff"]
+    kept_frames = ~out.edited_frames
+    assert change["max_abs_diff"] == pytest.approx(
+        (out.features[0, kept_frames] - out.reconstruction[kept_frames]).abs().max().item(), rel=1e-6)
+    # Seeded like generate, and the text conditions the edit.
+    again = gen.edit(["a person jumps", "a person runs"], source, [FrameSpan(10, 21)], time_steps=3, seed=0)
+    assert torch.equal(again.tokens, out.tokens)
+    # (Off the FSQ grid, where the untrained model's small differences are not rounded away.)
+    unsnapped = {} if run == "momask" else {"snap": False}
+
+    def edited_tokens(text: str) -> torch.Tensor:
+        return gen.edit([text], source, [FrameSpan(10, 21)], time_steps=3, seed=0, **unsnapped).tokens[0]
+
+    assert not torch.equal(edited_tokens("someone jumps high"), edited_tokens("a person walks"))
+
+
+def test_edit_rejects_what_it_cannot_edit(ckdir, source):
+    gen = load_generator(os.path.join(ckdir, "synthetic", "fsq_gen"))
+    with pytest.raises(ValueError, match=r"source must be features \(T, 263\)"):
+        gen.edit(["a person walks"], source[:, :67], [FrameSpan(0, 8)])
+    with pytest.raises(ValueError, match="fewer than one 4-frame token"):
+        gen.edit(["a person walks"], source[:3], [FrameSpan(0, 2)])
+    with pytest.raises(ValueError, match="reaches past the source"):
+        gen.edit(["a person walks"], source, [FrameSpan(0, 51)])
+    every = gen.edit(["a person walks"], source, [FrameSpan(0, None)], time_steps=2, seed=0)
+    assert bool(every.edit_mask.all()) and every.unedited_change(0) is None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# sample.py --edit_source
+# ---------------------------------------------------------------------------------------------------------------------
+
+def edit_sample(ckdir: str, *argv: str) -> dict:
+    return sample.main(parse_with_config(get_sample_parser(), [
+        "--dataset_name", "synthetic", "--checkpoints_dir", ckdir, "--time_steps", "2", "--no_render", *argv]))
+
+
+def test_sample_py_edits_a_source_and_records_it(ckdir, source, tmp_path):
+    src = tmp_path / "walk_features.npy"
+    np.save(src, source)
+    out = tmp_path / "out"
+    manifest = edit_sample(ckdir, "--name", "mask", "--res_name", "res", "--text_prompt", "a person jumps",
+                           "--edit_source", str(src), "--edit_frames", ":8", "--edit_seconds", "2:",
+                           "--repeat_times", "2", "--output_dir", str(out))
+    edit = manifest["edit"]
+    assert edit["source"] == str(src) and edit["source_sha256"] == file_sha256(str(src))
+    assert edit["source_frames"] == 50 and edit["edited_motion_frames"] == 48 and edit["unit_length"] == 4
+    assert edit["spans_frames"] == [[0, 8], [40, 50]]
+    assert edit["spans_tokens"] == [[0, 2], [10, 12]] and edit["edited_frames"] == [[0, 8], [40, 48]]
+    assert len(manifest["samples"]) == 2
+    for s in manifest["samples"]:
+        assert s["length_frames"] == 48 and s["length_source"] == "--edit_source"
+        assert s["files"]["features"].startswith("a_person_jumps_edit_000_r")
+        assert np.load(out / s["files"]["features"]).shape == (48, 263)
+        assert np.load(out / s["files"]["joints"]).shape == (48, 22, 3)
+        change = s["unedited_change"]
+        assert change["frames"] == 32 and change["max_abs_diff"] >= change["mean_abs_diff"] >= 0
+    on_disk = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert on_disk["runs"][-1]["edit"] == edit
+    # An edited output is itself a valid source.
+    again = edit_sample(ckdir, "--name", "fsq_gen", "--text_prompt", "a person waves", "--output_dir", str(out),
+                        "--edit_source", str(out / manifest["samples"][0]["files"]["features"]),
+                        "--edit_frames", "16:24")
+    assert again["edit"]["spans_tokens"] == [[4, 6]] and again["samples"][-1]["length_frames"] == 48
+
+
+def test_sample_py_refuses_bad_edits(ckdir, source, tmp_path):
+    src = tmp_path / "walk_features.npy"
+    np.save(src, source)
+    joints = tmp_path / "walk.npy"
+    np.save(joints, np.zeros((40, 22, 3), dtype=np.float32))
+    common = ["--name", "fsq_gen", "--text_prompt", "a person jumps", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(ValueError, match=r"walk\.npy: shape \(40, 22, 3\) looks like joint positions"):
+        edit_sample(ckdir, *common, "--edit_source", str(joints), "--edit_frames", "0:8")
+    with pytest.raises(ValueError, match="has the length of its --edit_source"):
+        edit_sample(ckdir, *common, "--edit_source", str(src), "--edit_frames", "0:8", "--motion_length", "40")
+    with pytest.raises(ValueError, match="need --edit_source"):
+        edit_sample(ckdir, *common, "--edit_frames", "0:8")
+    with pytest.raises(ValueError, match=r"--edit_seconds '3:1': the span is empty"):
+        edit_sample(ckdir, *common, "--edit_source", str(src), "--edit_seconds", "3:1")
+    with pytest.raises(ValueError, match=r"walk_features\.npy: edit span \[45, 60\) reaches past the source"):
+        edit_sample(ckdir, *common, "--edit_source", str(src), "--edit_frames", "45:60")

@@ -1,0 +1,211 @@
+"""Temporal editing of a motion (inpainting, in-betweening, prefix and suffix completion): spans and source files.
+
+An edit regenerates the frames of some spans of a source motion from a text prompt and keeps the rest. Generators
+work on tokens of ``unit_length`` frames (4 for the published models), so a span in frames or seconds becomes a set
+of tokens: token i covers frames [i * unit, (i + 1) * unit) and is edited when any of its frames lies in a span (a
+span is widened outward to whole tokens, never narrowed). Seconds become frames at the dataset's fps, again outward:
+start = floor(start_s * fps), end = ceil(end_s * fps). Spans are half-open, ``START:END`` with END excluded; an empty
+START is 0 (a prefix), an empty END the end of the source (a suffix). Several spans may overlap; they are united.
+
+The source is a features file ``(T, D)`` in the dataset's units: what ``sample.py`` writes (``*_features.npy``) or
+what the dataset stores (``new_joint_vecs/*.npy``, of which the generator reads the first ``dim_pose`` dims when the
+files are wider). The edited motion has the source's length cut to whole tokens (the last T % unit frames, which no
+token covers, are dropped), so the tokens outside the spans can be kept exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from utils.checkpoint import file_sha256
+from utils.dataset_specs import DatasetSpec
+
+# Guards the outward rounding of seconds against float error (2.0 * 20 must give frame 40, not 41).
+_SECONDS_EPS = 1e-6
+
+
+class FrameSpan(NamedTuple):
+    """Frames [start, end) of a motion; ``end`` None means up to the end of the motion (before ``resolve_spans``)."""
+
+    start: int
+    end: int | None
+
+
+def parse_span(text: str, unit: str = "frames", fps: float | None = None) -> FrameSpan:
+    """``"START:END"`` (either side may be empty) in ``unit`` ("frames" or "seconds") -> a ``FrameSpan`` in frames.
+
+    Frames must be whole numbers; seconds are rounded outward to frames at ``fps``. Raises ValueError naming the
+    span for anything else (a missing colon, a negative or non-numeric bound, END not after START).
+    """
+    if unit not in ("frames", "seconds"):
+        raise ValueError(f"span unit must be 'frames' or 'seconds', got {unit!r}")
+    flag = f"--edit_{unit}"
+    start_text, colon, end_text = text.partition(":")
+    if not colon or ":" in end_text:
+        raise ValueError(f"{flag} {text!r}: expected START:END (e.g. 40:80, :40 for a prefix, 100: for a suffix)")
+
+    def bound(value: str, outward: str) -> int | None:
+        value = value.strip()
+        if not value:
+            return None
+        try:
+            number = int(value) if unit == "frames" else float(value)
+        except ValueError:
+            kind = "a whole number of frames" if unit == "frames" else "a number of seconds"
+            raise ValueError(f"{flag} {text!r}: {value!r} is not {kind}") from None
+        if not math.isfinite(number) or number < 0:
+            raise ValueError(f"{flag} {text!r}: bounds must be finite and >= 0, got {value!r}")
+        if unit == "frames":
+            return int(number)
+        if fps is None or fps <= 0:
+            raise ValueError(f"{flag} {text!r}: converting seconds to frames needs the dataset's fps, got {fps}")
+        frames = number * fps
+        return math.floor(frames + _SECONDS_EPS) if outward == "down" else math.ceil(frames - _SECONDS_EPS)
+
+    start, end = bound(start_text, "down"), bound(end_text, "up")
+    start = 0 if start is None else start
+    if end is not None and end <= start:
+        raise ValueError(f"{flag} {text!r}: the span is empty (frames [{start}, {end})); END must be after START")
+    return FrameSpan(start, end)
+
+
+def resolve_spans(spans: list[FrameSpan] | list[tuple[int, int | None]], num_frames: int,
+                  unit_length: int) -> list[FrameSpan]:
+    """Close the open ends at ``num_frames`` and check every span against a source of ``num_frames`` frames.
+
+    Raises ValueError for no span, an empty span, a span reaching past the source, or one that lies entirely in the
+    last ``num_frames % unit_length`` frames (no token covers them, so nothing there can be edited).
+    """
+    if not spans:
+        raise ValueError("no edit span given: pass --edit_frames START:END or --edit_seconds START:END")
+    covered = (num_frames // unit_length) * unit_length
+    resolved = []
+    for start, end in spans:
+        end = num_frames if end is None else int(end)
+        start = int(start)
+        if start < 0 or end <= start:
+            raise ValueError(f"edit span [{start}, {end}) is empty or negative; spans are START:END frames with "
+                             f"0 <= START < END")
+        if end > num_frames:
+            raise ValueError(f"edit span [{start}, {end}) reaches past the source, which has {num_frames} frames "
+                             f"(frames 0 to {num_frames - 1}); leave END empty to edit to the end")
+        if start >= covered:
+            raise ValueError(f"edit span [{start}, {end}) lies in the last {num_frames - covered} frames of the "
+                             f"source, which fill no whole {unit_length}-frame token and are dropped; the edited "
+                             f"motion has {covered} frames")
+        resolved.append(FrameSpan(start, end))
+    return resolved
+
+
+def token_edit_mask(spans: list[FrameSpan], num_tokens: int, unit_length: int) -> Tensor:
+    """(N,) bool: token i is edited when one of its frames [i * unit, (i + 1) * unit) lies in a (resolved) span."""
+    first = torch.arange(num_tokens) * unit_length
+    mask = torch.zeros(num_tokens, dtype=torch.bool)
+    for start, end in spans:
+        mask |= (first < end) & (first + unit_length > start)
+    return mask
+
+
+def mask_runs(mask: Tensor) -> list[list[int]]:
+    """Runs of True in a 1-D bool mask as half-open ``[start, end)`` pairs, in order."""
+    flags = [bool(v) for v in mask.tolist()]
+    runs: list[list[int]] = []
+    for i, flag in enumerate(flags):
+        if flag and (i == 0 or not flags[i - 1]):
+            runs.append([i, i + 1])
+        elif flag:
+            runs[-1][1] = i + 1
+    return runs
+
+
+def load_edit_source(path: str, spec: DatasetSpec) -> np.ndarray:
+    """The features ``(T, spec.dim_pose)`` float32 of the source file ``path`` (a ``.npy`` of ``(T, D)``, D being
+    ``dim_pose`` or the width of the dataset's files, ``spec.file_dim``, whose first ``dim_pose`` dims are kept).
+
+    Raises ValueError naming the file and the expected shape for anything else (a joints file ``(T, J, 3)``, another
+    dataset's features, NaN or Inf).
+    """
+    expected = f"features (T, {spec.dim_pose}) of dataset {spec.name!r}"
+    if spec.file_dim != spec.dim_pose:
+        expected += f" (or its {spec.file_dim}-dim files)"
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--edit_source: file not found: {path}")
+    if not path.lower().endswith(".npy"):
+        raise ValueError(f"--edit_source {path}: expected a .npy file of {expected}, as sample.py writes them "
+                         f"(<name>_features.npy) or the dataset stores them")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--edit_source {path}: not a readable .npy array ({e}); expected {expected}") from e
+    if array.ndim == 3 and array.shape[-1] == 3:
+        raise ValueError(f"--edit_source {path}: shape {array.shape} looks like joint positions (T, J, 3); expected "
+                         f"{expected}: pass the <name>_features.npy that sample.py writes next to the joints")
+    if array.ndim != 2 or array.shape[1] not in (spec.dim_pose, spec.file_dim) or not np.issubdtype(array.dtype,
+                                                                                                    np.floating):
+        raise ValueError(f"--edit_source {path}: got a {array.dtype} array of shape {array.shape}; expected {expected}")
+    features = np.asarray(array[:, : spec.dim_pose], dtype=np.float32)
+    if not np.isfinite(features).all():
+        raise ValueError(f"--edit_source {path}: the features hold NaN or Inf values")
+    return features
+
+
+def unedited_change(features: np.ndarray, reconstruction: np.ndarray, edited_frames: np.ndarray) -> dict | None:
+    """How much the frames outside the edited tokens moved: max and mean absolute difference of ``features`` (T, D)
+    from ``reconstruction`` (T, D) over the frames where ``edited_frames`` (T,) is False; None when every frame was
+    edited. The decoder reads the whole sequence, so frames next to an edited token may move too."""
+    kept = ~np.asarray(edited_frames, dtype=bool)
+    if not kept.any():
+        return None
+    diff = np.abs(np.asarray(features, dtype=np.float64)[kept] - np.asarray(reconstruction, dtype=np.float64)[kept])
+    return {"frames": int(kept.sum()), "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
+
+
+class EditRequest(NamedTuple):
+    """An edit asked for on the command line: the ``source`` file, its SHA-256, its ``features`` (T, D) and the
+    resolved frame ``spans``."""
+
+    source: str
+    sha256: str
+    features: np.ndarray
+    spans: list[FrameSpan]
+
+    def record(self, unit_length: int) -> dict:
+        """The manifest's ``edit`` entry: the source and its hash, its frames, the spans as asked (frames, END
+        excluded) and as edited (tokens, and the frames those tokens cover)."""
+        num_tokens = self.features.shape[0] // unit_length
+        tokens = mask_runs(token_edit_mask(self.spans, num_tokens, unit_length))
+        return {"source": os.path.abspath(self.source), "source_sha256": self.sha256,
+                "source_frames": int(self.features.shape[0]), "edited_motion_frames": num_tokens * unit_length,
+                "unit_length": unit_length, "spans_frames": [[s.start, s.end] for s in self.spans],
+                "spans_tokens": tokens, "edited_frames": [[a * unit_length, b * unit_length] for a, b in tokens]}
+
+
+def read_edit_request(source: str | None, frames: list[str] | None, seconds: list[str] | None, spec: DatasetSpec,
+                      unit_length: int) -> EditRequest | None:
+    """``--edit_source`` with its ``--edit_frames`` / ``--edit_seconds`` spans (at ``spec.fps``) -> an
+    ``EditRequest``; None without ``--edit_source``. Spans without a source, or a source without spans, fail."""
+    spans_given = bool(frames or seconds)
+    if source is None:
+        if spans_given:
+            raise ValueError("--edit_frames / --edit_seconds need --edit_source, the motion (features .npy) to edit")
+        return None
+    if not spans_given:
+        raise ValueError("--edit_source needs the spans to regenerate: --edit_frames START:END or --edit_seconds "
+                         "START:END (e.g. ':40' for a prefix, '100:' for a suffix)")
+    features = load_edit_source(source, spec)
+    if features.shape[0] < unit_length:
+        raise ValueError(f"--edit_source {source}: {features.shape[0]} frames, fewer than one {unit_length}-frame "
+                         f"token")
+    parsed = [parse_span(text, "frames") for text in frames or []]
+    parsed += [parse_span(text, "seconds", spec.fps) for text in seconds or []]
+    try:
+        spans = resolve_spans(parsed, features.shape[0], unit_length)
+    except ValueError as e:
+        raise ValueError(f"--edit_source {source}: {e}") from e
+    return EditRequest(source, file_sha256(source), features, spans)

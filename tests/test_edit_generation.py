@@ -175,6 +175,15 @@ def test_edit_keeps_the_source_tokens_outside_the_spans(ckdir, source, run):
     assert not torch.equal(edited_tokens("someone jumps high"), edited_tokens("a person walks"))
 
 
+def test_edit_without_a_residual_run_keeps_the_source_residuals_outside_the_spans(ckdir, source):
+    gen = load_generator(os.path.join(ckdir, "synthetic", "mask"))
+    out = gen.edit(["a person jumps"], source, [FrameSpan(0, 8)], time_steps=2, seed=0)
+    kept, edited = ~out.edit_mask, out.edit_mask
+    assert torch.equal(out.tokens[0][kept], out.source_tokens[kept])
+    assert (out.source_tokens[kept][:, 1:] >= 0).all()
+    assert (out.tokens[0][edited][:, 1:] == -1).all()                  # edited tokens: base layer only, as sampling
+
+
 def test_edit_rejects_what_it_cannot_edit(ckdir, source):
     gen = load_generator(os.path.join(ckdir, "synthetic", "fsq_gen"))
     with pytest.raises(ValueError, match=r"source must be features \(T, 263\)"):

@@ -43,11 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import torch
 
 from options.config import config_to_dict, parse_with_config
@@ -56,7 +52,7 @@ from utils.checkpoint import CheckpointError
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_data import build_eval_loader
-from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag, renormalize, replication_seeds
+from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag, renormalize
 from utils.eval_report import format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.generation import SamplingSettings, load_generator
@@ -64,7 +60,7 @@ from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
 from utils.run_dir import RunDir
-from utils.saved_motions import KIND_BATCH, KIND_MM, MotionRecorder, MotionReplay, SavedMotionsError, make_header
+from utils.saved_motions import KIND_BATCH, KIND_MM, MotionRecorder, MotionSource, make_header, replay_source
 
 logger = logging.getLogger("evaluation_MARDM")
 
@@ -103,25 +99,6 @@ def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options
     tag += ("_nosnap" if cfg.no_snap else "") + ("" if cfg.cal_mm else "_nomm")
     return tag + protocol_tag(cfg.split, cfg.seed, cfg.eval_batch_size,
                               (cfg.mm_batches, cfg.mm_repeats) if cfg.cal_mm else None)
-
-
-@dataclass
-class MotionSource:
-    """Where an evaluation's motion comes from: a loaded generator, or the motions a generator saved earlier.
-
-    ``produce(kind, batch)`` returns ``(motion (B, T, D) normalised with (mean, std), lengths (B,))`` for a batch's
-    motion (``KIND_BATCH``) or a multimodality repeat (``KIND_MM``)."""
-
-    dataset_name: str
-    eval_dir: str
-    tag: str  # output tag without the evaluator's part
-    which: str
-    meta: dict[str, Any]
-    mean: np.ndarray
-    std: np.ndarray
-    title: str
-    produce: Callable[[int, Any], tuple[torch.Tensor, torch.Tensor]]
-    hooks: Any = None
 
 
 def generator_source(cfg) -> MotionSource:
@@ -164,53 +141,6 @@ def generator_source(cfg) -> MotionSource:
                         generator.std, title, produce)
 
 
-# Flags that choose how motion is generated: they have no meaning when saved motions are scored.
-GENERATION_FLAGS = {"name": "--name", "ckpt": "--ckpt", "which_epoch": "--which_epoch", "no_ema": "--no_ema",
-                    "res_name": "--res_name", "res_ckpt": "--res_ckpt", "tokenizer_path": "--tokenizer_path",
-                    "text_encoder": "--text_encoder", "text_encoder_path": "--text_encoder_path",
-                    "time_steps": "--time_steps", "cfg": "--cfg", "temperature": "--temperature",
-                    "no_snap": "--no_snap", "topk_filter_thres": "--topkr", "sampling": "--sampling",
-                    "res_cond_scale": "--res_cond_scale", "save_motions": "--save_motions"}
-
-
-def replay_source(cfg) -> MotionSource:
-    """The motions saved in ``--from_motions``; the protocol settings are the saved run's (``cfg`` is updated)."""
-    parser = get_evaluation_generator_parser()
-    given = [flag for dest, flag in GENERATION_FLAGS.items() if getattr(cfg, dest) != parser.get_default(dest)]
-    if given:
-        raise ValueError(f"--from_motions scores motions generated earlier; {', '.join(given)} choose how motion is "
-                         f"generated and do not apply (the saved run's settings are in its motions.json)")
-    folder = os.path.abspath(cfg.from_motions)
-    replay = MotionReplay(folder)
-    header = replay.header
-    if cfg.dataset_name and cfg.dataset_name != header["dataset"]:
-        raise ValueError(f"--dataset_name {cfg.dataset_name!r}, but {folder} holds motions of {header['dataset']!r}")
-    mm = header["multimodality"]
-    saved = {"split": header["split"], "seed": header["seed"], "eval_batch_size": header["eval_batch_size"],
-             "cal_mm": mm is not None, **({"mm_batches": mm[0], "mm_repeats": mm[1]} if mm is not None else {})}
-    for dest, value in saved.items():
-        mine = getattr(cfg, dest)
-        if mine != value and mine != parser.get_default(dest):
-            flag = {"cal_mm": "--cal_mm / --no_mm"}.get(dest, f"--{dest}")
-            raise ValueError(f"{flag} is {mine}, but the motions in {folder} were generated with {value}; these "
-                             f"settings are the saved run's (leave the flag out)")
-        setattr(cfg, dest, value)
-    if cfg.replications == parser.get_default("replications"):
-        cfg.replications = int(header.get("replications", cfg.replications))
-    seeds = replication_seeds(cfg.seed, cfg.replications)
-    missing = sorted(set(seeds) - set(replay.available(seeds)))
-    if missing:
-        raise SavedMotionsError(f"{folder}: no saved motions for replication seed(s) {missing} of {cfg.replications} "
-                                f"(seed{missing[0]}.npz ...); pass --replications with the number saved, or complete "
-                                f"the saved run (--save_motions --is_continue)")
-    logger.info("scoring the motions saved in %s (%s): split %s, seed %d, batch size %d, multimodality %s, "
-                "%d replications", folder, header["meta"].get("checkpoint"), cfg.split, cfg.seed,
-                cfg.eval_batch_size, mm, cfg.replications)
-    return MotionSource(header["dataset"], os.path.dirname(folder), header["tag"], header["which"], header["meta"],
-                        replay.mean, replay.std, f"{header.get('title', header['tag'])} [saved motions]",
-                        lambda kind, batch: replay.call(kind, batch), replay)
-
-
 @torch.no_grad()
 def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
@@ -220,7 +150,8 @@ def main(cfg) -> dict:
     if cfg.cal_mm and cfg.mm_repeats <= MM_TIMES:
         raise ValueError(f"--mm_repeats {cfg.mm_repeats}: multimodality compares {MM_TIMES} pairs of repeats per "
                          f"caption, so it needs more than {MM_TIMES} (or --no_mm)")
-    source = replay_source(cfg) if cfg.from_motions else generator_source(cfg)
+    source = (replay_source(cfg, get_evaluation_generator_parser().get_default) if cfg.from_motions
+              else generator_source(cfg))
     dataset_name = source.dataset_name
     os.makedirs(source.eval_dir, exist_ok=True)
     setup_logging(os.path.join(source.eval_dir, "eval.log"))

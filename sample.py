@@ -27,13 +27,11 @@ or Inf values (``"finite": false``) keeps its arrays but gets no video or BVH, a
 k (prompts in order, repeats inside) uses seed ``--seed + k`` for both its length and its motion, so ``--text_prompt
 <prompt> --seed <its seed>`` with the same length option regenerates it exactly.
 
-Editing: ``--edit_source FILE`` (features ``.npy`` (T, D) in the dataset's units, as written here or stored by the
-dataset) with ``--edit_frames`` / ``--edit_seconds START:END`` spans (repeatable; END excluded, ``:40`` a prefix,
-``100:`` a suffix) regenerates from each prompt the tokens that touch a span and keeps every other source token
+Editing: ``--edit_source FILE`` (features (T, D) in the dataset's units) with ``--edit_frames`` / ``--edit_seconds``
+``START:END`` spans regenerates from each prompt the tokens that touch a span and keeps every other source token
 exactly (``MotionGenerator.edit``, ``utils/editing.py``); outputs ``<slug>_edit_<index>_r<repeat>`` have the source's
-length cut to whole tokens. The manifest's ``edit`` entry records the source, its SHA-256 and the spans in frames and
-tokens; each sample's ``unedited_change`` the max and mean absolute difference of its unedited frames from the decoded
-source tokens (the decoder reads the whole sequence, so frames next to an edit can move).
+length in whole tokens. The manifest records the source, its SHA-256, the spans and, per sample, ``unedited_change``
+(how far the unedited frames moved from the decoded source tokens; the decoder reads the whole sequence).
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ Layout of a motions folder:
 Replay checks that each call is made for the same captions and GT lengths as when it was saved: an evaluator with
 another unit length or maximum length, another split or other data draw other crops, and their saved motions do not
 answer them. Files are written atomically, a replication's file before its JSONL row.
+
+``MotionSource`` is what ``evaluation_MARDM.py`` scores, a generator or (``replay_source``) a motions folder.
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from utils.datasets import EvalBatch
+from utils.eval_protocol import replication_seeds
 from utils.eval_report import json_default
 
 logger = logging.getLogger(__name__)
@@ -267,3 +271,74 @@ class MotionReplay:
 
 def _call_name(kind: int) -> str:
     return "a multimodality repeat" if kind == KIND_MM else "a batch's motion"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Where an evaluation's motion comes from
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class MotionSource:
+    """Where an evaluation's motion comes from: a loaded generator, or the motions a generator saved earlier.
+
+    ``produce(kind, batch)`` returns ``(motion (B, T, D) normalised with (mean, std), lengths (B,))`` for a batch's
+    motion (``KIND_BATCH``) or a multimodality repeat (``KIND_MM``)."""
+
+    dataset_name: str
+    eval_dir: str
+    tag: str  # output tag without the evaluator's part
+    which: str
+    meta: dict[str, Any]
+    mean: np.ndarray
+    std: np.ndarray
+    title: str
+    produce: Callable[[int, Any], tuple[torch.Tensor, torch.Tensor]]
+    hooks: Any = None
+
+
+# Flags that choose how motion is generated: they have no meaning when saved motions are scored.
+GENERATION_FLAGS = {"name": "--name", "ckpt": "--ckpt", "which_epoch": "--which_epoch", "no_ema": "--no_ema",
+                    "res_name": "--res_name", "res_ckpt": "--res_ckpt", "tokenizer_path": "--tokenizer_path",
+                    "text_encoder": "--text_encoder", "text_encoder_path": "--text_encoder_path",
+                    "time_steps": "--time_steps", "cfg": "--cfg", "temperature": "--temperature",
+                    "no_snap": "--no_snap", "topk_filter_thres": "--topkr", "sampling": "--sampling",
+                    "res_cond_scale": "--res_cond_scale", "save_motions": "--save_motions"}
+
+
+def replay_source(cfg: Any, default: Callable[[str], Any]) -> MotionSource:
+    """The motions saved in ``cfg.from_motions`` (``evaluation_MARDM.py``'s parsed flags; ``default(dest)`` gives a
+    flag's default). The protocol settings are the saved run's: ``cfg`` is updated, and a flag set to another value
+    than its default and the saved one is an error, as are the flags that choose how motion is generated."""
+    given = [flag for dest, flag in GENERATION_FLAGS.items() if getattr(cfg, dest) != default(dest)]
+    if given:
+        raise ValueError(f"--from_motions scores motions generated earlier; {', '.join(given)} choose how motion is "
+                         f"generated and do not apply (the saved run's settings are in its motions.json)")
+    folder = os.path.abspath(cfg.from_motions)
+    replay = MotionReplay(folder)
+    header = replay.header
+    if cfg.dataset_name and cfg.dataset_name != header["dataset"]:
+        raise ValueError(f"--dataset_name {cfg.dataset_name!r}, but {folder} holds motions of {header['dataset']!r}")
+    mm = header["multimodality"]
+    saved = {"split": header["split"], "seed": header["seed"], "eval_batch_size": header["eval_batch_size"],
+             "cal_mm": mm is not None, **({"mm_batches": mm[0], "mm_repeats": mm[1]} if mm is not None else {})}
+    for dest, value in saved.items():
+        mine = getattr(cfg, dest)
+        if mine != value and mine != default(dest):
+            flag = {"cal_mm": "--cal_mm / --no_mm"}.get(dest, f"--{dest}")
+            raise ValueError(f"{flag} is {mine}, but the motions in {folder} were generated with {value}; these "
+                             f"settings are the saved run's (leave the flag out)")
+        setattr(cfg, dest, value)
+    if cfg.replications == default("replications"):
+        cfg.replications = int(header.get("replications", cfg.replications))
+    seeds = replication_seeds(cfg.seed, cfg.replications)
+    missing = sorted(set(seeds) - set(replay.available(seeds)))
+    if missing:
+        raise SavedMotionsError(f"{folder}: no saved motions for replication seed(s) {missing} of {cfg.replications} "
+                                f"(seed{missing[0]}.npz ...); pass --replications with the number saved, or complete "
+                                f"the saved run (--save_motions --is_continue)")
+    logger.info("scoring the motions saved in %s (%s): split %s, seed %d, batch size %d, multimodality %s, "
+                "%d replications", folder, header["meta"].get("checkpoint"), cfg.split, cfg.seed,
+                cfg.eval_batch_size, mm, cfg.replications)
+    return MotionSource(header["dataset"], os.path.dirname(folder), header["tag"], header["which"], header["meta"],
+                        replay.mean, replay.std, f"{header.get('title', header['tag'])} [saved motions]",
+                        lambda kind, batch: replay.call(kind, batch), replay)

@@ -1,5 +1,6 @@
 """BVH: parsing against hand-computed forward kinematics, export round trip, skeleton maps, folder import."""
 
+import csv
 import json
 import logging
 import os
@@ -327,6 +328,13 @@ def test_bandai_import_subset(tmp_path):
         else:
             assert len(captions) == 3
             assert all(any(p in c for p in BANDAI_CONTENT_PHRASES[content]) for c in captions), captions
+    with open(out / "clips.csv") as f:
+        provenance = {row["id"]: row for row in csv.DictReader(f)}
+    assert sorted(provenance) == sorted(ids)
+    first, second = provenance["dataset-1_kick_normal_001_c0"], provenance["dataset-1_kick_normal_001_c1"]
+    assert first["source"] == second["source"] == "dataset-1_kick_normal_001.bvh"
+    assert float(first["start_s"]) == 0.0 and first["end_s"] == second["start_s"]  # chunks share a boundary frame
+    assert all(float(row["source_fps"]) > 20 for row in provenance.values())  # the Bandai clips are above 20 fps
     report = validate_dataset(spec, str(out))
     assert report.ok and report.counts == {"too_short": 1}, report.format()
 
@@ -350,6 +358,13 @@ def test_prepare_data_bvh_and_export(tmp_path, capsys):
     # 30 fps in, 20 fps out: the clip keeps its duration.
     assert features.shape == (int((len(motion.joints) - 1) * 20 / 30), 263)
     assert [e.caption for e in read_texts(str(out / "texts" / "jump_take1.txt"))] == ["a person jumps"]
+    # clips.csv traces the motion back to its file, its own rate and its span in seconds.
+    with open(out / "clips.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [{"id": "jump_take1", "source": "jump_take1.bvh", "source_fps": "30.0",
+                     "source_frames": str(len(motion.joints)), "start_s": "0.0",
+                     "end_s": str(round(features.shape[0] / 20, 6)), "fps": "20.0",
+                     "frames": str(features.shape[0])}]
 
     joints_file = tmp_path / "generated.npy"
     np.save(joints_file, np.load(out / "new_joints" / "jump_take1.npy"))

@@ -2,10 +2,17 @@
 
 Each clip goes through ``utils.bvh`` (parse, map onto SMPL-22, resample) and ``utils.dataset_io`` (263-dim features,
 splits, Mean/Std); the dataset is written next to ``--out`` and moved into place when every clip has been converted.
+
+``clips.csv`` records where every motion came from, so that frames and captions can be traced back to the mocap:
+``id`` (the motion file), ``source`` (the BVH file, relative to ``--src``), ``source_fps`` (1 / Frame Time, to 3
+decimals) and ``source_frames`` (the file's frame count), ``start_s`` / ``end_s`` (the motion's first and last joint
+frame in seconds of the source; a chunk of a long clip starts where the one before it ends), ``fps`` (the dataset's
+rate) and ``frames`` (the feature frames written, one fewer than the joint frames, as HumanML3D).
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import shutil
@@ -28,6 +35,9 @@ logger = logging.getLogger(__name__)
 # lower than it is wide; a crawl (about 0.6 m high, 1.2 m long) is not flagged.
 LYING_RATIO = 0.4
 MIN_BODY_M, MAX_BODY_M = 0.3, 4.0
+
+CLIPS_FILE = "clips.csv"
+CLIPS_COLUMNS = ("id", "source", "source_fps", "source_frames", "start_s", "end_s", "fps", "frames")
 
 Progress = Callable[..., Iterable]  # tqdm-like: progress(items, desc=..., unit=...) -> items
 
@@ -55,6 +65,7 @@ class ImportSummary:
     odd_size: list[str] = field(default_factory=list)
     seconds: float = 0.0
     splits: dict[str, int] = field(default_factory=dict)
+    provenance: list[dict[str, object]] = field(default_factory=list)  # the rows of clips.csv
 
 
 def chunk_bounds(frames: int, max_features: int) -> list[tuple[int, int]]:
@@ -110,7 +121,7 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
     # Written next to --out and moved into place at the end: a clip that fails leaves no half dataset behind.
     staging = f"{os.path.normpath(out)}.importing-{os.getpid()}"
     try:
-        summary = _import_clips(files, staging, spec, skel, target_fps, label_map, seed, iterate)
+        summary = _import_clips(files, staging, spec, skel, target_fps, label_map, seed, iterate, Path(src))
         os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -150,15 +161,16 @@ def body_extent(joints: np.ndarray) -> tuple[float, float]:
 
 
 def _import_clips(files: list[Path], out: str, spec: DatasetSpec, skel: SkeletonMap, target_fps: float,
-                  label_map: dict[str, list[str]], seed: int, iterate: Progress) -> ImportSummary:
-    """The body of ``import_bvh_folder``: every clip, the splits, Mean/Std and ``spec.json`` written to ``out``."""
+                  label_map: dict[str, list[str]], seed: int, iterate: Progress, src: Path) -> ImportSummary:
+    """The body of ``import_bvh_folder``: every clip, the splits, Mean/Std, ``clips.csv`` and ``spec.json`` written
+    to ``out``."""
     make_layout_dirs(out)
     rng = np.random.default_rng(seed)
     summary = ImportSummary(out_dir=out)
     groups: list[list[str]] = []
     for path in iterate(files, desc=f"import {spec.name}", unit="clip"):
         try:
-            ids = _import_clip(path, out, spec, skel, target_fps, label_map, rng, summary)
+            ids = _import_clip(path, out, spec, skel, target_fps, label_map, rng, summary, src)
         except ValueError as e:
             # Errors of the kinematics and the feature pass do not know the clip; the parser's already name it.
             raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from e
@@ -168,13 +180,18 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, skel: Skeleton
     splits = split_groups(groups, rng)
     write_split_files(out, splits)
     write_mean_std(out, splits["all"], spec)
+    with open(os.path.join(out, CLIPS_FILE), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CLIPS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(summary.provenance)
     spec.save(os.path.join(out, SPEC_FILE))
     summary.splits = {k: len(v) for k, v in splits.items()}
     return summary
 
 
 def _import_clip(path: Path, out: str, spec: DatasetSpec, skel: SkeletonMap, target_fps: float,
-                 label_map: dict[str, list[str]], rng: np.random.Generator, summary: ImportSummary) -> list[str]:
+                 label_map: dict[str, list[str]], rng: np.random.Generator, summary: ImportSummary,
+                 src: Path) -> list[str]:
     """One clip of ``_import_clips``: its motions (chunks) written to ``out``, ``summary`` updated; returns their
     ids."""
     parsed = parse_bvh(path)
@@ -208,5 +225,9 @@ def _import_clip(path: Path, out: str, spec: DatasetSpec, skel: SkeletonMap, tar
         if features.shape[0] < spec.min_motion_length:
             summary.too_short.append(clip_id)
         summary.frames += features.shape[0]
+        summary.provenance.append({"id": clip_id, "source": path.relative_to(src).as_posix(),
+                                   "source_fps": round(parsed.fps, 3), "source_frames": parsed.frames,
+                                   "start_s": round(a / target_fps, 6), "end_s": round(b / target_fps, 6),
+                                   "fps": target_fps, "frames": features.shape[0]})
         ids.append(clip_id)
     return ids

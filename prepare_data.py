@@ -37,6 +37,8 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from utils.paths import project_path
+
 logger = logging.getLogger("prepare_data")
 
 
@@ -191,7 +193,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synthetic", help="procedural motions with captions (HumanML3D layout)")
-    p.add_argument("--out", default="dataset/Synthetic", help="output dataset folder")
+    p.add_argument("--out", default=project_path("dataset/Synthetic"), help="output dataset folder")
     p.add_argument("--num_motions", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=main_synthetic)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from utils.dataset_specs import dataset_names
+from utils.paths import project_path
 
 
 def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -21,7 +22,7 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--name", type=str, default=None,
                      help="run name; the run lives in <checkpoints_dir>/<dataset_name>/<name>/")
-    run.add_argument("--checkpoints_dir", type=str, default="./checkpoints",
+    run.add_argument("--checkpoints_dir", type=str, default=project_path("checkpoints"),
                      help="root folder of all runs")
     run.add_argument("--config", type=str, default=None,
                      help="YAML preset (flag: value); the command line overrides it, it overrides the defaults")

@@ -18,6 +18,7 @@ from options.eval_options import add_protocol_args
 from options.generator_options import TEXT_ENCODER_CHOICES
 from utils.eval_data import EVAL_BATCH_SIZE
 from utils.eval_protocol import DEFAULT_SEED, MM_BATCHES, MM_REPEATS
+from utils.paths import project_path
 from utils.plot_script import FORMATS
 
 
@@ -36,7 +37,7 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
                           "net_best_loss.tar) or a file name in model/")
     run.add_argument("--no_ema", action="store_true",
                      help="use the raw weights instead of the EMA weights the checkpoint carries")
-    run.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="root folder of all runs")
+    run.add_argument("--checkpoints_dir", type=str, default=project_path("checkpoints"), help="root folder of all runs")
     run.add_argument("--res_name", type=str, default=None,
                      help="MoMask: residual-transformer run under <checkpoints_dir>/<dataset_name>/ (same "
                           "--which_epoch); without it only the base layer of an RVQ tokenizer is generated")

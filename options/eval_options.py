@@ -15,6 +15,7 @@ from options.base_options import get_base_parser
 from options.config import positive_int
 from utils.dataset_specs import dataset_names
 from utils.eval_protocol import DEFAULT_REPLICATIONS, DEFAULT_SEED
+from utils.paths import project_path
 
 NEG_SHIFTS = ("nonzero", "reference")
 
@@ -24,7 +25,7 @@ def add_protocol_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGrou
     group = parser.add_argument_group("evaluation protocol")
     group.add_argument("--evaluator_dir", type=str, default=None,
                        help="evaluator checkpoint or folder (default <checkpoints_dir>/<dataset_name>/text_mot_match)")
-    group.add_argument("--glove_dir", type=str, default="./glove",
+    group.add_argument("--glove_dir", type=str, default=project_path("glove"),
                        help="folder of our_vab_{data.npy,words.pkl,idx.pkl}, needed by evaluators using GloVe")
     group.add_argument("--split", type=str, default="test", help="split the protocol runs on")
     group.add_argument("--replications", type=positive_int, default=DEFAULT_REPLICATIONS,
@@ -87,7 +88,7 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
     run.add_argument("--ae_meta_dir", type=str, default=None,
                      help="folder with the mean.npy/std.npy an official tokenizer file was trained with (ours record "
                           "theirs; default for T2M-GPT/MoMask files: the evaluator's statistics)")
-    run.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="root folder of all runs")
+    run.add_argument("--checkpoints_dir", type=str, default=project_path("checkpoints"), help="root folder of all runs")
     run.add_argument("--config", type=str, default=None, help="YAML preset (flag: value)")
     run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed (replication r uses seed + r)")
     run.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")

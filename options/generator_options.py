@@ -6,6 +6,7 @@ import argparse
 
 from options.base_options import get_base_parser
 from options.config import non_negative_float, positive_int
+from utils.paths import project_path
 
 TEXT_ENCODER_CHOICES = ("minilm", "clip")
 
@@ -59,7 +60,7 @@ def get_train_mardm_parser() -> argparse.ArgumentParser:
                      help="classifier-free guidance scale (default: MARDM's, 4.5, and 2.5 on kit)")
     gen.add_argument("--evaluator_dir", type=str, default=None,
                      help="evaluator checkpoint or folder (default <checkpoints_dir>/<dataset_name>/text_mot_match)")
-    gen.add_argument("--glove_dir", type=str, default="./glove",
+    gen.add_argument("--glove_dir", type=str, default=project_path("glove"),
                      help="folder of our_vab_{data.npy,words.pkl,idx.pkl}, needed by evaluators using GloVe")
 
     add_text_encoder_args(parser)

@@ -9,6 +9,7 @@ import argparse
 from options.base_options import get_base_parser
 from options.config import non_negative_float, positive_int
 from options.generator_options import add_text_encoder_args
+from utils.paths import project_path
 
 # Flag dest -> constructor keyword of the transformers (MoMask spells the layer and head counts n_layers / n_heads).
 ARCH_FLAGS = {"latent_dim": "latent_dim", "ff_size": "ff_size", "n_layers": "num_layers", "n_heads": "num_heads",
@@ -57,7 +58,7 @@ def _add_validation_args(parser: argparse.ArgumentParser, cond_scale: float, tim
                             f"{cond_scale:g}{', and 2 on kit, as MoMask' if kit_scale else ''})")
     group.add_argument("--evaluator_dir", type=str, default=None,
                        help="evaluator checkpoint or folder (default <checkpoints_dir>/<dataset_name>/text_mot_match)")
-    group.add_argument("--glove_dir", type=str, default="./glove",
+    group.add_argument("--glove_dir", type=str, default=project_path("glove"),
                        help="folder of our_vab_{data.npy,words.pkl,idx.pkl}, needed by evaluators using GloVe")
 
 

@@ -15,6 +15,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from utils.paths import project_path
+
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "spec.json"
@@ -309,7 +311,7 @@ def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
         if data_root:
             _warn_if_folder_spec_differs(spec, data_root)
     else:
-        folder = data_root or os.path.join("dataset", name)
+        folder = data_root or project_path(os.path.join("dataset", name))
         path = os.path.join(folder, SPEC_FILE)
         if not os.path.isfile(path):
             raise ValueError(f"unknown dataset {name!r}: not one of {sorted(DATASETS)} and no {path} "
@@ -320,13 +322,14 @@ def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: cannot read dataset spec: {e}") from e
         spec = DatasetSpec.from_dict(raw, source=path)
-    if data_root:
-        spec = dataclasses.replace(spec, root=data_root)
-    return spec
+    # Without --data_root, a relative root resolves under $FSQ_MARDM_HOME when that is set (utils.paths).
+    return dataclasses.replace(spec, root=data_root or project_path(spec.root))
 
 
-def dataset_names(data_dir: str = "dataset") -> list[str]:
-    """Registered names plus every folder under ``data_dir`` that carries a ``spec.json`` (for argparse choices)."""
+def dataset_names(data_dir: str | None = None) -> list[str]:
+    """Registered names plus every folder under ``data_dir`` (default ``dataset/``, under ``$FSQ_MARDM_HOME`` when
+    set) that carries a ``spec.json`` (for argparse choices)."""
+    data_dir = data_dir or project_path("dataset")
     names = set(DATASETS)
     if os.path.isdir(data_dir):
         for entry in os.listdir(data_dir):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import shutil
 
+from utils.paths import project_path
+
 PROBE_NAME = ".write-probe"
 MiB = 2**20
 
@@ -40,16 +42,18 @@ class RunDir:
         checkpoints_dir: ``--checkpoints_dir`` (default ``./checkpoints``).
         dataset_name: ``--dataset_name``.
         name: ``--name``.
-        generation_root: parent of the samples folder ``<name>_<dataset_name>``.
+        generation_root: parent of the samples folder ``<name>_<dataset_name>`` (default ``generation``, under
+            ``$FSQ_MARDM_HOME`` when set).
     """
 
-    def __init__(self, checkpoints_dir: str, dataset_name: str, name: str, generation_root: str = "generation") -> None:
+    def __init__(self, checkpoints_dir: str, dataset_name: str, name: str,
+                 generation_root: str | None = None) -> None:
         _check_component(dataset_name, "--dataset_name")
         _check_component(name, "--name")
         self.checkpoints_dir = checkpoints_dir
         self.dataset_name = dataset_name
         self.name = name
-        self.generation_root = generation_root
+        self.generation_root = generation_root or project_path("generation")
 
     def __repr__(self) -> str:
         return f"RunDir({self.root!r})"

@@ -1,0 +1,58 @@
+"""FSQ_MARDM_HOME: the default folders (dataset/, checkpoints/, glove/, generation/) resolve under it when it is set;
+paths given explicitly, and everything when it is unset, stay as written."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+
+from options.base_options import get_base_parser
+from options.eval_options import add_protocol_args
+from utils.dataset_specs import dataset_names, get_dataset_spec
+from utils.paths import HOME_ENV, project_path
+from utils.run_dir import RunDir
+
+
+def test_without_the_variable_the_defaults_stay_relative(monkeypatch):
+    monkeypatch.delenv(HOME_ENV, raising=False)
+    assert project_path("checkpoints") == "checkpoints"
+    assert get_dataset_spec("t2m").root == "dataset/HumanML3D"
+    assert get_base_parser("x").get_default("checkpoints_dir") == "checkpoints"
+    assert RunDir("checkpoints", "t2m", "run").generation_dir == os.path.join("generation", "run_t2m")
+
+
+def test_the_defaults_resolve_under_the_home_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    assert project_path("glove") == str(tmp_path / "glove")
+    assert project_path("/abs/where") == "/abs/where"
+    assert get_dataset_spec("t2m").root == str(tmp_path / "dataset" / "HumanML3D")
+    assert get_dataset_spec("t2m", data_root="elsewhere/H").root == "elsewhere/H"  # given paths stay as written
+    assert get_base_parser("x").get_default("checkpoints_dir") == str(tmp_path / "checkpoints")
+    protocol = argparse.ArgumentParser()
+    add_protocol_args(protocol)
+    assert protocol.get_default("glove_dir") == str(tmp_path / "glove")
+    assert RunDir("c", "t2m", "run").generation_dir == str(tmp_path / "generation" / "run_t2m")
+
+
+def test_a_dataset_made_from_another_directory_is_found_through_the_home_folder(monkeypatch, tmp_path):
+    import prepare_data
+
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv(HOME_ENV, str(home))
+    monkeypatch.chdir(elsewhere)
+    args = prepare_data.parse_args(["synthetic", "--num_motions", "12"])
+    assert args.out == str(home / "dataset" / "Synthetic")
+    assert prepare_data.main(args) == 0
+    assert not os.listdir(elsewhere)  # nothing written into the working directory
+    spec = get_dataset_spec("synthetic")
+    assert spec.root == str(home / "dataset" / "Synthetic") and os.path.isfile(os.path.join(spec.root, "Mean.npy"))
+    assert "synthetic" in dataset_names()
+
+
+def test_an_imported_dataset_without_registration_is_found_under_home(monkeypatch, tmp_path):
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    with pytest.raises(ValueError, match=f"no {tmp_path}/dataset/Mocap/spec.json"):
+        get_dataset_spec("Mocap")

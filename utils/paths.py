@@ -1,0 +1,20 @@
+"""Where the project's default folders are: ``dataset/``, ``checkpoints/``, ``glove/`` and ``generation/``.
+
+They are relative to the working directory, as in the reference code, unless ``FSQ_MARDM_HOME`` names a folder: then
+the defaults resolve under it, so the scripts run from any directory and share one set of data, runs and word
+vectors. Only defaults move; a path given on the command line (or recorded in a ``spec.json``) is used as written.
+"""
+
+from __future__ import annotations
+
+import os
+
+HOME_ENV = "FSQ_MARDM_HOME"
+
+
+def project_path(path: str) -> str:
+    """``path`` under ``$FSQ_MARDM_HOME`` when it is set and ``path`` is relative, else ``path`` unchanged."""
+    home = os.environ.get(HOME_ENV)
+    if not home or os.path.isabs(path):
+        return path
+    return os.path.join(os.path.expanduser(home), path)

@@ -21,6 +21,7 @@ Examples::
     python evaluation_MARDM.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --save_motions   # generate once ...
     python evaluation_MARDM.py --from_motions checkpoints/t2m_67/FSQ_MARDM_SiT_XL/eval/motions_latest_ema_ts18_cfg4.5 \
         --evaluator_dir other/text_mot_match                                                   # ... score again
+    python evaluation_MARDM.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --eval_dataset t2m  # 67 -> 263 (lossy)
 
 Writes ``<run>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluator, seeds, every replication),
 ``eval_<tag>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses them) and
@@ -37,6 +38,14 @@ the split, seed, batch size and multimodality settings are the saved run's, the 
 ``--replications`` asks for fewer, and every batch is checked to draw the captions and lengths the motions were made
 for. Under the same evaluator the scores are those of the saving run, to the bit; the results go to the same
 ``eval_<tag>[_ev...]`` files a direct evaluation would write, with ``motions_from`` recorded.
+
+Another representation's evaluator (``utils/representation.py``). ``--eval_dataset X`` takes the GT, captions, crops,
+evaluator statistics and default evaluator (``<checkpoints_dir>/X/text_mot_match``) from dataset X, whose clips must
+be the generator's (same data folder and frame rates, lengths in whole tokens); the generator's de-normalised motion
+is converted to X's representation before it is re-normalised. The report records the ``conversion`` (from, to,
+exact, description); a lossy one is logged as a warning and flagged in the printed title. Files are tagged
+``_as<X>`` (``motions_<tag>_as<X>/`` keeps the generator's native motion), and ``--from_motions ... --eval_dataset X``
+converts the replayed motion.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ from utils.generation import SamplingSettings, load_generator
 from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
+from utils.representation import conversion_for_evaluation
 from utils.run_dir import RunDir
 from utils.saved_motions import KIND_BATCH, KIND_MM, MotionRecorder, MotionSource, make_header, replay_source
 
@@ -152,19 +162,33 @@ def main(cfg) -> dict:
                          f"caption, so it needs more than {MM_TIMES} (or --no_mm)")
     source = (replay_source(cfg, get_evaluation_generator_parser().get_default) if cfg.from_motions
               else generator_source(cfg))
-    dataset_name = source.dataset_name
+    dataset_name = cfg.eval_dataset or source.dataset_name
+    conversion = None
+    if dataset_name != source.dataset_name:
+        conversion = conversion_for_evaluation(source.dataset_name, dataset_name,
+                                               source.meta["sampling"]["unit_length"], cfg.data_root)
     os.makedirs(source.eval_dir, exist_ok=True)
     setup_logging(os.path.join(source.eval_dir, "eval.log"))
     default_evaluator = os.path.join(cfg.checkpoints_dir, dataset_name, "text_mot_match")
-    tag = source.tag + evaluator_tag(cfg.evaluator_dir, default_evaluator)
+    own_tag = source.tag + (f"_as{dataset_name}" if conversion else "")
+    tag = own_tag + evaluator_tag(cfg.evaluator_dir, default_evaluator)
+    meta, title = source.meta, source.title
+    if conversion is not None:
+        meta = {**meta, "conversion": conversion.to_dict()}
+        title += (f" | scored as {dataset_name} through the {'exact' if conversion.exact else 'LOSSY'} conversion "
+                  f"{source.dataset_name} -> {dataset_name}")
+        if not conversion.exact:
+            logger.warning("%s motion is scored by the %s evaluator through a lossy conversion (%s): the scores are "
+                           "not those of a model of %s", source.dataset_name, dataset_name,
+                           conversion.conversion.description, dataset_name)
     mm_setting = (cfg.mm_batches, cfg.mm_repeats) if cfg.cal_mm else None
     recorder = None
     if cfg.save_motions:
-        header = make_header(dataset=dataset_name, split=cfg.split, seed=cfg.seed,
+        header = make_header(dataset=source.dataset_name, split=cfg.split, seed=cfg.seed,
                              eval_batch_size=cfg.eval_batch_size, multimodality=mm_setting, tag=source.tag,
                              which=source.which, meta=source.meta)
-        header.update(title=source.title, replications=cfg.replications)
-        recorder = MotionRecorder(os.path.join(source.eval_dir, f"motions_{source.tag}"), header, source.mean,
+        header.update(title=source.title, replications=cfg.replications, eval_dataset=dataset_name)
+        recorder = MotionRecorder(os.path.join(source.eval_dir, f"motions_{own_tag}"), header, source.mean,
                                   source.std)
         source.hooks = recorder
 
@@ -185,6 +209,8 @@ def main(cfg) -> dict:
             motion, lengths = source.produce(kind, batch)
             if recorder is not None:
                 recorder.record(kind, batch, motion, lengths)
+            if conversion is not None:  # the generator's raw features in the evaluation dataset's representation
+                return conversion.renormalize(motion, lengths, source.mean, source.std, evaluator.mean, evaluator.std)
             # De-normalised with the generator's statistics, re-normalised with the evaluator's (as MARDM).
             return renormalize(motion, source.mean, source.std, evaluator.mean, evaluator.std), lengths
 
@@ -194,13 +220,13 @@ def main(cfg) -> dict:
                       mm_fn=motion_fn(KIND_MM) if cfg.cal_mm else None, mm_batches=cfg.mm_batches,
                       mm_repeats=cfg.mm_repeats, results_path=os.path.join(source.eval_dir,
                                                                            f"eval_{tag}_replications.jsonl"),
-                      meta=source.meta, gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue,
+                      meta=meta, gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue,
                       hooks=source.hooks)
 
     # ---------------------------------------------------------------------------------------------------------------
     # results
     # ---------------------------------------------------------------------------------------------------------------
-    result = {"which": source.which, **source.meta, "dataset": dataset_name, "split": cfg.split, "seed": cfg.seed,
+    result = {"which": source.which, **meta, "dataset": dataset_name, "split": cfg.split, "seed": cfg.seed,
               "protocol": report.to_dict(), "config": config_to_dict(cfg)}
     if cfg.from_motions:
         result["motions_from"] = os.path.abspath(cfg.from_motions)
@@ -213,7 +239,7 @@ def main(cfg) -> dict:
                            recorder.folder)
     out_path = os.path.join(source.eval_dir, f"eval_{tag}.json")
     write_report_json(result, out_path)
-    print(format_report(report, title=source.title))
+    print(format_report(report, title=title))
     logger.info("wrote %s", out_path)
     return result
 

@@ -98,6 +98,12 @@ def get_evaluation_generator_parser() -> argparse.ArgumentParser:
     add_sampling_args(parser)
     data = parser.add_argument_group("data")
     data.add_argument("--data_root", type=str, default=None, help="folder of the dataset (default: the spec's root)")
+    data.add_argument("--eval_dataset", type=str, default=None,
+                      help="score under another dataset's GT, captions and evaluator (default folder "
+                           "<checkpoints_dir>/<eval_dataset>/text_mot_match): the generator's motion is converted to "
+                           "its representation (utils/representation.py; a lossy conversion is flagged) and the "
+                           "outputs are tagged _as<eval_dataset>. Both datasets must read the same clips "
+                           "(--data_root applies to both). Default: the generator's own dataset")
     data.add_argument("--num_workers", type=int, default=0, help="DataLoader workers of the evaluation data")
     data.add_argument("--eval_batch_size", type=positive_int, default=EVAL_BATCH_SIZE,
                       help="captions per batch; R-precision ranks among this many (32 in every published table)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -313,3 +314,160 @@ def test_resumed_replications_without_saved_motions_are_named(setup, caplog):
     result = run_eval(ckdir, data_root, "--no_mm", "--seed", "41", "--is_continue", "--save_motions")
     assert sorted(os.listdir(result["motions_saved"])) == ["motions.json", "seed42.npz", "statistics.npz"]
     assert "replication seed(s) [41] were reused from the JSONL file" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Under another dataset's evaluator (--eval_dataset)
+# ---------------------------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def evaluator_inputs():
+    """Records every (motion, lengths) that evaluation_MARDM.py hands to the protocol."""
+    inputs = []
+    original = evaluation_MARDM.evaluate
+
+    def evaluate(ev, loader, motion_fn, *args, **kwargs):
+        def recorded(batch):
+            motion, lengths = motion_fn(batch)
+            inputs.append((motion.clone(), lengths.clone()))
+            return motion, lengths
+
+        return original(ev, loader, recorded, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluation_MARDM, "evaluate", evaluate)
+        yield inputs
+
+
+@pytest.fixture(scope="module")
+def essential_run(setup, tmp_path_factory):
+    """A t2m_67 evaluator over the synthetic data, and the synthetic (263-dim) generator scored with it (seed 51,
+    motions saved; with the motions it handed to the protocol), plus those motions cut to their first 67 dims: the
+    saved motions of a 67-dim generator."""
+    ckdir, _, data_root, _ = setup
+    spec = get_dataset_spec("t2m_67", data_root)
+    mean, std = eval_normalization(*load_mean_std(spec, data_root), spec)
+    torch.manual_seed(2)
+    vocab = LearnedVocab.from_split(data_root, "train", dim_word=8)
+    save_evaluator(os.path.join(ckdir, "t2m_67", "text_mot_match", "model", "finest.tar"),
+                   build_evaluator("t2m_67", mean, std, word_vectors=vocab, sizes="tiny", data_root=data_root))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tests (_one_thread): a BLAS call's last bits depend on its thread count
+    try:
+        with evaluator_inputs() as inputs:
+            result = run_eval(ckdir, data_root, "--no_mm", "--seed", "51", "--replications", "1", "--eval_dataset",
+                              "t2m_67", "--save_motions")
+    finally:
+        torch.set_num_threads(threads)
+    sliced = str(tmp_path_factory.mktemp("t2m_67_generator") / "eval" / "motions_sliced")
+    shutil.copytree(result["motions_saved"], sliced)
+    for name in ("seed51.npz", "statistics.npz"):
+        with np.load(os.path.join(sliced, name)) as z:
+            arrays = {k: z[k][..., :67] if k in ("frames", "mean", "std") else z[k] for k in z.files}
+        np.savez(os.path.join(sliced, name), **arrays)
+    with open(os.path.join(sliced, "motions.json")) as f:
+        header = json.load(f)
+    with open(os.path.join(sliced, "motions.json"), "w") as f:
+        json.dump({**header, "dataset": "t2m_67"}, f)
+    return result, inputs, sliced
+
+
+def test_an_exact_conversion_scores_as_a_generator_of_the_sliced_motion(setup, essential_run):
+    ckdir, _, data_root, _ = setup
+    converted, converted_inputs, sliced = essential_run
+    tag = "latest_ema_ts2_cfg4.5_nomm_seed51_eb8_ast2m_67"
+    eval_dir = os.path.join(ckdir, "synthetic", "fsq_gen", "eval")
+    with open(os.path.join(eval_dir, f"eval_{tag}.json")) as f:
+        report = json.load(f)
+    assert report["conversion"] == converted["conversion"] == {
+        "from": "synthetic", "to": "t2m_67", "from_representation": "humanml3d", "to_representation": "essential",
+        "exact": True, "description": "the essential subset: root and ric, the leading 4 + (J-1)*3 dims"}
+    assert report["dataset"] == "t2m_67" and report["config"]["eval_dataset"] == "t2m_67"
+    proto = report["protocol"]["meta"]["protocol"]
+    assert proto["dataset"] == proto["evaluator"]["dataset"] == "t2m_67"
+    assert proto["evaluator"]["path"].startswith(os.path.join(ckdir, "t2m_67", "text_mot_match"))
+    # The generator's own motion is saved, under the tagged name, next to the native evaluations' folders.
+    assert converted["motions_saved"] == os.path.join(eval_dir, f"motions_{tag}")
+    with np.load(os.path.join(converted["motions_saved"], "seed51.npz")) as z:
+        assert z["frames"].shape[1] == 263
+
+    with evaluator_inputs() as native_inputs:
+        native = rescore(ckdir, data_root, sliced)
+    assert "conversion" not in native and native["dataset"] == "t2m_67"
+    assert len(native_inputs) == len(converted_inputs) == 2
+    for (motion, lengths), (native_motion, native_lengths) in zip(converted_inputs, native_inputs):
+        assert motion.shape[-1] == 67 and torch.equal(motion, native_motion) and torch.equal(lengths, native_lengths)
+    assert native["protocol"]["metrics"] == converted["protocol"]["metrics"]  # bit for bit
+
+
+def test_saved_native_motions_are_converted_when_scored_again(setup, essential_run, monkeypatch):
+    ckdir, _, data_root, _ = setup
+    converted, converted_inputs, _ = essential_run
+    log = CallLog(monkeypatch)
+    with evaluator_inputs() as inputs:
+        again = rescore(ckdir, data_root, converted["motions_saved"], "--eval_dataset", "t2m_67")
+    assert log.calls == [] and len(inputs) == len(converted_inputs) == 2
+    for (motion, lengths), (replayed, replayed_lengths) in zip(converted_inputs, inputs):
+        assert torch.equal(motion, replayed) and torch.equal(lengths, replayed_lengths)
+    assert again["protocol"]["metrics"] == converted["protocol"]["metrics"]
+    assert again["conversion"] == converted["conversion"]
+    assert again["protocol"]["meta"]["protocol"]["eval_key"] == converted["protocol"]["meta"]["protocol"]["eval_key"]
+    tag = "latest_ema_ts2_cfg4.5_nomm_seed51_eb8_ast2m_67"
+    with open(os.path.join(ckdir, "synthetic", "fsq_gen", "eval", f"eval_{tag}.json")) as f:
+        assert json.load(f)["motions_from"] == converted["motions_saved"]
+
+
+def test_a_lossy_conversion_is_recorded_warned_and_flagged(setup, essential_run, monkeypatch, caplog, capsys):
+    """The 67-dim motions scored by the synthetic 263-dim evaluator, through joints."""
+    from utils.representation import get_conversion
+    from utils.saved_motions import MotionReplay
+
+    ckdir, _, data_root, evaluator = setup
+    _, _, sliced = essential_run
+    conversion = get_conversion(get_dataset_spec("t2m_67", data_root), get_dataset_spec("synthetic", data_root))
+    with np.load(os.path.join(sliced, "statistics.npz")) as z:
+        mean, std = torch.as_tensor(z["mean"]), torch.as_tensor(z["std"])
+    replayed, original_call = [], MotionReplay.call
+
+    def call(replay, kind, batch):
+        replayed.append(original_call(replay, kind, batch))
+        return replayed[-1]
+
+    monkeypatch.setattr(MotionReplay, "call", call)
+    with evaluator_inputs() as inputs:
+        result = rescore(ckdir, data_root, sliced, "--eval_dataset", "synthetic")
+    assert len(inputs) == len(replayed) == 2
+    for (motion, lengths), (saved, saved_lengths) in zip(inputs, replayed):
+        raw, _ = conversion(saved * std + mean, saved_lengths)  # the saved 67 dims, as 263 for the evaluator
+        assert motion.shape[-1] == 263 and torch.equal(lengths, saved_lengths)
+        torch.testing.assert_close(motion, (raw - torch.as_tensor(evaluator.mean)) / torch.as_tensor(evaluator.std))
+    assert math.isfinite(result["protocol"]["metrics"]["fid"]["mean"])
+    assert result["conversion"] == {"from": "t2m_67", "to": "synthetic", "from_representation": "essential",
+                                    "to_representation": "humanml3d", "exact": False,
+                                    "description": conversion.conversion.description}
+    assert "t2m_67 motion is scored by the synthetic evaluator through a lossy conversion" in caplog.text
+    assert "scored as synthetic through the LOSSY conversion t2m_67 -> synthetic" in capsys.readouterr().out
+    assert os.path.isfile(os.path.join(os.path.dirname(sliced), "eval_latest_ema_ts2_cfg4.5_nomm_seed51_eb8"
+                                                                 "_assynthetic.json"))
+
+
+def test_evaluations_across_datasets_are_refused_where_they_cannot_correspond(setup, essential_run, tmp_path):
+    ckdir, _, data_root, _ = setup
+    converted, _, _ = essential_run
+    folder = converted["motions_saved"]
+    with pytest.raises(ValueError, match=r"no conversion from 'synthetic' \(humanml3d, 263 dims\) to 'motionmillion'"
+                                         r".*Conversions: humanml3d -> essential"):
+        rescore(ckdir, data_root, folder, "--eval_dataset", "motionmillion")
+    args = parse_with_config(get_evaluation_generator_parser(),  # each dataset at its registered folder
+                             ["--from_motions", folder, "--checkpoints_dir", ckdir, "--eval_dataset", "t2m_67"])
+    with pytest.raises(ValueError, match="its clips cannot be those of the generator's dataset 'synthetic'"):
+        evaluation_MARDM.main(args)
+    # A generator whose tokens are 2 frames long cannot be asked for the GT's multiples of 4.
+    copy = tmp_path / "motions"
+    shutil.copytree(folder, copy)
+    with open(copy / "motions.json") as f:
+        header = json.load(f)
+    header["meta"]["sampling"]["unit_length"] = 2
+    (copy / "motions.json").write_text(json.dumps(header))
+    with pytest.raises(ValueError, match="GT lengths are multiples of 4 frames, but the generator makes tokens of 2"):
+        rescore(ckdir, data_root, str(copy), "--eval_dataset", "t2m_67")

@@ -8,7 +8,9 @@ hour; re-scoring takes as long as the evaluator passes.
 Layout of a motions folder:
 
 - ``motions.json``: what the motions are (format version, dataset, split, base seed, batch size, multimodality
-  batches and repeats, the output tag, the evaluation's ``meta``: checkpoint, SHA-256, generator, sampling settings).
+  batches and repeats, the output tag, the evaluation's ``meta``: checkpoint, SHA-256, generator, sampling settings)
+  and ``eval_dataset``, the dataset whose GT they were made for (the generator's own, or ``--eval_dataset``'s: the
+  motions stay in the generator's representation).
 - ``statistics.npz``: the generator's ``mean`` and ``std`` (float32). Motions are stored as the generator returned
   them, normalised with its own statistics, so the re-scoring applies the same ``renormalize`` to the same numbers
   and, under the same evaluator, reproduces the original scores exactly.

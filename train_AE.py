@@ -1,4 +1,5 @@
-"""Train a motion autoencoder: MARDM's continuous AE, the FSQ autoencoders (FSQ-MARDM) or the VQ ablation.
+"""Train a motion autoencoder: MARDM's continuous AE, the FSQ autoencoders (FSQ-MARDM), the LFQ autoencoders
+(lookup-free quantization, MAGVIT-v2) or the VQ ablation.
 
 Examples:
     python prepare_data.py synthetic --out dataset/Synthetic --num_motions 300 --seed 0

@@ -13,18 +13,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from models.quantizers import (
-    Quantizer,
-    QuantizerOutput,
-    check_latents,
-    fp32_region,
-    perplexity_from_counts,
-    present_code_counts,
-    round_ste,
-)
+from models.quantizers import GridQuantizer, QuantizerOutput, fp32_region, round_ste
 
 
-class FSQ(Quantizer):
+class FSQ(GridQuantizer):
     """Finite Scalar Quantization (Mentzer et al. 2023, arXiv:2309.15505, Sec. 3 and App. A.1).
 
     ``z (B, N, dim)`` is projected to L = ``len(levels)`` dims (``project_in``, a Linear only when ``dim != L``), each
@@ -43,6 +35,7 @@ class FSQ(Quantizer):
             raise ValueError(f"FSQ levels must be a non-empty list of integers >= 2, got {levels}")
         self.levels = levels
         self.dim = dim if dim is not None else len(levels)
+        self.label = f"FSQ{self.levels}"
         num_dims = len(levels)
         self.project_in = nn.Linear(self.dim, num_dims) if self.dim != num_dims else nn.Identity()
         self.project_out = nn.Linear(num_dims, self.dim) if self.dim != num_dims else nn.Identity()
@@ -126,11 +119,7 @@ class FSQ(Quantizer):
 
     def indices_to_codes(self, indices: Tensor) -> Tensor:
         """Indices ``(...)`` -> grid coordinates ``(..., L)`` float32."""
-        if indices.dtype.is_floating_point:
-            raise TypeError(f"FSQ indices must be integers, got {indices.dtype}")
-        if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
-            raise ValueError(f"FSQ{self.levels}: indices must lie in [0, {self.codebook_size}), got range "
-                             f"[{int(indices.min())}, {int(indices.max())}]")
+        self._check_index_range(indices)
         level_idx = (indices[..., None] // self._basis) % self._levels
         return (level_idx - self._half_width).float() / self._half_width.float()
 
@@ -146,36 +135,10 @@ class FSQ(Quantizer):
         level_idx = torch.minimum(level_idx.clamp_min(0), (self._levels - 1).float())
         return (level_idx - self._half_width) / self._half_width.float()
 
-    def codes_to_latents(self, codes: Tensor) -> Tensor:
-        """Coordinates ``(B, N, L)`` -> latents ``(B, N, dim)`` (``project_out``)."""
-        self._check_codes(codes)
-        with fp32_region(codes):
-            return self.project_out(codes.float())
-
-    def indices_to_latents(self, indices: Tensor) -> Tensor:
-        """``(B, N)`` -> ``(B, N, dim)``."""
-        return self.codes_to_latents(self.indices_to_codes(indices))
-
-    def encode_codes(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``z (B, N, dim)`` -> (coordinates ``(B, N, L)`` with straight-through gradient, indices ``(B, N)``)."""
-        check_latents(z, self.dim, f"FSQ{self.levels}")
-        with fp32_region(z):
-            return self._quantize(self.project_in(z.float()))
-
-    def quantize(self, z: Tensor) -> Tensor:
-        """Indices ``(B, N)`` (FSQ is deterministic in every mode)."""
-        with torch.no_grad():
-            return self.encode_codes(z)[1]
-
     def forward(self, z: Tensor) -> QuantizerOutput:
         """``z (B, N, dim)`` -> ``QuantizerOutput`` (``aux_loss`` 0; perplexity from the counts of the codes present,
         never a dense one-hot of K x tokens; absent codes add nothing to it)."""
         codes, indices = self.encode_codes(z)
         z_q = self.codes_to_latents(codes)
-        with torch.no_grad():
-            present, counts = present_code_counts(indices)
-            if self.usage_counts.device != counts.device:
-                self.usage_counts = self.usage_counts.to(counts.device)
-            self.usage_counts.index_add_(0, present, counts)
         return QuantizerOutput(z_q.to(z.dtype), indices, z.new_zeros((), dtype=torch.float32),
-                               perplexity_from_counts(counts))
+                               self._record_present_codes(indices))

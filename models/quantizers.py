@@ -16,7 +16,8 @@ Classes:
   ``QuantizeEMA`` (EMA, no reset), ``QuantizeReset`` (reset only), ``QuantizeOrig`` (van den Oord VQ with a learned
   codebook): the other quantizers T2M-GPT offers.
 - ``ResidualVQ`` (MoMask): Q EMA-reset layers on the running residual, quantize dropout, optional Gumbel sampling.
-- ``FSQ`` (Mentzer et al. 2023) lives in ``models.fsq`` and shares this interface and the helpers here.
+- ``FSQ`` (Mentzer et al. 2023) lives in ``models.fsq`` and ``LFQ`` (lookup-free quantization, MAGVIT-v2) in
+  ``models.lfq``; both are ``GridQuantizer``s (a fixed grid between two projections) and share the helpers here.
 
 The codebook quantizers pass the gradient of ``z_q`` to ``z`` straight through (T2M-GPT, MoMask), or with
 ``rotation_trick`` through the rotation and rescaling that map each latent onto its code (Fifty et al. 2024).
@@ -255,6 +256,17 @@ class Quantizer(nn.Module):
             self.usage_counts = self.usage_counts.to(counts.device)
         self.usage_counts += counts
 
+    @torch.no_grad()
+    def _record_present_codes(self, indices: Tensor) -> Tensor:
+        """Add ``indices`` (any shape, no -1 entries) to the usage counts and return this batch's perplexity ``()``,
+        from the counts of the codes present (a sort of the tokens, not a histogram over all K codes: what matters
+        when K is much larger than the number of tokens)."""
+        present, counts = present_code_counts(indices)
+        if self.usage_counts.device != counts.device:
+            self.usage_counts = self.usage_counts.to(counts.device)
+        self.usage_counts.index_add_(0, present, counts)
+        return perplexity_from_counts(counts)
+
     def _state_device(self) -> torch.device:
         return next(iter([*self.buffers(), *self.parameters()])).device
 
@@ -267,6 +279,67 @@ class Quantizer(nn.Module):
     def reset_usage(self) -> None:
         """Zero the usage statistics (e.g. before an evaluation pass)."""
         self.usage_counts.zero_()
+
+
+class GridQuantizer(Quantizer):
+    """A quantizer onto a fixed grid of L coordinates per token, with no codebook to look up (FSQ, LFQ):
+    ``project_in`` (dim -> L), the grid (``_quantize``: straight-through coordinates and their indices),
+    ``project_out`` (L -> dim). Subclasses set ``dim``, the projections and ``label`` (for errors) and define
+    ``_quantize``, ``_check_codes``, ``indices_to_codes``, ``snap_to_grid`` and ``num_dims``."""
+
+    dim: int
+    label: str
+    project_in: nn.Module
+    project_out: nn.Module
+
+    @property
+    def num_dims(self) -> int:
+        """L, the number of grid coordinates per token."""
+        raise NotImplementedError
+
+    def _quantize(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _check_codes(self, codes: Tensor) -> None:
+        raise NotImplementedError
+
+    def indices_to_codes(self, indices: Tensor) -> Tensor:
+        """Indices ``(...)`` -> grid coordinates ``(..., L)`` float32."""
+        raise NotImplementedError
+
+    def snap_to_grid(self, coords: Tensor) -> Tensor:
+        """Nearest grid point ``(..., L)`` of arbitrary coordinates (e.g. a generator's continuous output)."""
+        raise NotImplementedError
+
+    def _check_index_range(self, indices: Tensor) -> None:
+        """TypeError for float ``indices``; ValueError naming ``label`` for any outside ``[0, K)`` (a grid has no
+        empty code, so -1 is refused too)."""
+        if indices.dtype.is_floating_point:
+            raise TypeError(f"{self.label} indices must be integers, got {indices.dtype}")
+        if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
+            raise ValueError(f"{self.label}: indices must lie in [0, {self.codebook_size}), got range "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
+
+    def codes_to_latents(self, codes: Tensor) -> Tensor:
+        """Coordinates ``(B, N, L)`` -> latents ``(B, N, dim)`` (``project_out``)."""
+        self._check_codes(codes)
+        with fp32_region(codes):
+            return self.project_out(codes.float())
+
+    def indices_to_latents(self, indices: Tensor) -> Tensor:
+        """``(B, N)`` -> ``(B, N, dim)``."""
+        return self.codes_to_latents(self.indices_to_codes(indices))
+
+    def encode_codes(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, N, dim)`` -> (coordinates ``(B, N, L)`` with straight-through gradient, indices ``(B, N)``)."""
+        check_latents(z, self.dim, self.label)
+        with fp32_region(z):
+            return self._quantize(self.project_in(z.float()))
+
+    def quantize(self, z: Tensor) -> Tensor:
+        """Indices ``(B, N)`` (a grid quantizer is deterministic in every mode)."""
+        with torch.no_grad():
+            return self.encode_codes(z)[1]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ keywords as plain values; checkpoints store it with the registry name so loaders
 Families:
 - ``AE`` (MARDM's continuous autoencoder, registry ``AE_Model``).
 - ``FSQAE``: encoder -> C -> Linear to L -> FSQ -> Linear to C -> decoder (``FSQ_AE_*``; MotionMillion's tokenizer).
+- ``LFQAE``: the same with lookup-free quantization to d = log2(K) signs (``LFQ_AE*``; MAGVIT-v2's quantizer).
 - ``VQVAE``: one codebook (T2M-GPT; ``VQ_AE_Model`` is the VQ ablation of the FSQ autoencoders).
 - ``RVQVAE``: residual VQ (MoMask).
 """
@@ -23,8 +24,10 @@ from torch import Tensor, nn
 
 from models.encdec import Decoder, Encoder, normalize_norm_name
 from models.fsq import FSQ
+from models.lfq import LFQ
 from models.part_aware import PART_AWARE_MODELS
 from models.quantizers import (
+    GridQuantizer,
     QuantizeEMA,
     QuantizeEMAReset,
     QuantizeOrig,
@@ -35,8 +38,9 @@ from models.quantizers import (
 
 
 class TokenizerOutput(NamedTuple):
-    """``recon (B, T, D)``, ``aux_loss ()`` (commitment; 0 for AE/FSQ), ``perplexity ()`` (0 for the AE) and
-    ``indices_or_latents``: ``(B, N)`` / ``(B, N, Q)`` long indices, or ``(B, N, C)`` latents for the AE."""
+    """``recon (B, T, D)``, ``aux_loss ()`` (commitment; LFQ: its weighted entropy penalty; 0 for AE/FSQ),
+    ``perplexity ()`` (0 for the AE) and ``indices_or_latents``: ``(B, N)`` / ``(B, N, Q)`` long indices, or
+    ``(B, N, C)`` latents for the AE."""
 
     recon: Tensor
     aux_loss: Tensor
@@ -44,13 +48,16 @@ class TokenizerOutput(NamedTuple):
     indices_or_latents: Tensor
 
 
-class FSQEncoding(NamedTuple):
+class GridEncoding(NamedTuple):
     """``latent (B, N, C)``: the quantized latent the decoder consumes (``project_out(coords)``);
-    ``coords (B, N, L)``: FSQ grid coordinates in [-1, 1]; ``indices (B, N)``."""
+    ``coords (B, N, L)``: grid coordinates (FSQ: in [-1, 1]; LFQ: ``±codebook_scale``, L = d); ``indices (B, N)``."""
 
     latent: Tensor
     coords: Tensor
     indices: Tensor
+
+
+FSQEncoding = GridEncoding  # the name FSQ-MARDM code has used
 
 
 def _plain_args(local_vars: dict[str, Any]) -> dict[str, Any]:
@@ -212,12 +219,41 @@ class RVQVAE(QuantizedTokenizer):
         return self.quantizer.num_quantizers
 
 
-class FSQAE(QuantizedTokenizer):
+class GridTokenizer(QuantizedTokenizer):
+    """A tokenizer whose quantizer snaps to a fixed grid (FSQ, LFQ): a generator may predict the L grid coordinates
+    of each token instead of its index. ``encode_with_grid_output`` gives its targets, ``decode_from_grid`` turns
+    (snapped) predictions back into motion."""
+
+    quantizer: GridQuantizer
+
+    @property
+    def grid_dim(self) -> int:
+        """L, the number of grid coordinates per token."""
+        return self.quantizer.num_dims
+
+    def encode_with_grid_output(self, motion: Tensor) -> GridEncoding:
+        """``(B, T, D)`` -> ``GridEncoding(latent (B, N, C), coords (B, N, L), indices (B, N))``."""
+        coords, indices = self.quantizer.encode_codes(self.encode_latent(motion))
+        return GridEncoding(self.quantizer.codes_to_latents(coords), coords, indices)
+
+    def grid_to_latent(self, coords: Tensor) -> Tensor:
+        """Grid coordinates ``(B, N, L)`` -> decoder-input latents ``(B, N, C)``."""
+        return self.quantizer.codes_to_latents(coords)
+
+    def decode_from_grid(self, coords: Tensor, snap: bool = False) -> Tensor:
+        """Coordinates ``(B, N, L)`` -> motion ``(B, T, D)``; ``snap`` first moves them to the nearest grid point
+        (for a generator's continuous predictions)."""
+        if snap:
+            coords = self.quantizer.snap_to_grid(coords)
+        return self.decode_latent(self.grid_to_latent(coords))
+
+
+class FSQAE(GridTokenizer):
     """FSQ autoencoder: encoder -> ``code_dim`` -> Linear to L = len(levels) -> FSQ -> Linear to ``code_dim`` ->
     decoder. The projections are the quantizer's ``project_in`` / ``project_out`` (MotionMillion's key layout).
 
-    A generator may predict the L-dim grid coordinates instead of indices: ``encode_with_fsq_output`` gives its
-    targets, ``decode_from_fsq`` turns (snapped) predictions back into motion.
+    A generator may predict the L-dim grid coordinates instead of indices (``GridTokenizer``; the ``fsq_*`` names
+    are those FSQ-MARDM code uses).
     """
 
     kind = "fsq"
@@ -233,26 +269,38 @@ class FSQAE(QuantizedTokenizer):
         self.model_args = self_args
         self.quantizer = FSQ(levels, dim=code_dim)
 
-    @property
-    def fsq_dim(self) -> int:
-        """L, the number of FSQ coordinates per token."""
-        return self.quantizer.num_dims
+    fsq_dim = GridTokenizer.grid_dim
+    encode_with_fsq_output = GridTokenizer.encode_with_grid_output
+    fsq_coords_to_latent = GridTokenizer.grid_to_latent
+    decode_from_fsq = GridTokenizer.decode_from_grid
 
-    def encode_with_fsq_output(self, motion: Tensor) -> FSQEncoding:
-        """``(B, T, D)`` -> ``FSQEncoding(latent (B, N, C), coords (B, N, L), indices (B, N))``."""
-        coords, indices = self.quantizer.encode_codes(self.encode_latent(motion))
-        return FSQEncoding(self.quantizer.codes_to_latents(coords), coords, indices)
 
-    def fsq_coords_to_latent(self, coords: Tensor) -> Tensor:
-        """Grid coordinates ``(B, N, L)`` -> decoder-input latents ``(B, N, C)``."""
-        return self.quantizer.codes_to_latents(coords)
+class LFQAE(GridTokenizer):
+    """LFQ autoencoder: encoder -> ``code_dim`` -> Linear to d = log2(``nb_code``) -> sign quantization to
+    ``±codebook_scale`` -> Linear to ``code_dim`` -> decoder (``models.lfq.LFQ``; MAGVIT-v2, arXiv:2310.05737).
 
-    def decode_from_fsq(self, coords: Tensor, snap: bool = False) -> Tensor:
-        """Coordinates ``(B, N, L)`` -> motion ``(B, T, D)``; ``snap`` first moves them to the nearest grid point
-        (for a generator's continuous predictions)."""
-        if snap:
-            coords = self.quantizer.snap_to_grid(coords)
-        return self.decode_latent(self.fsq_coords_to_latent(coords))
+    The quantizer's ``aux_loss`` is its weighted entropy penalty (and commitment term): ``entropy_loss_weight``,
+    ``diversity_gamma``, ``commitment_loss_weight``, ``inv_temperature`` and ``dense_entropy_max_dim`` are LFQ's own
+    (defaults: vector-quantize-pytorch's LFQ), so the training objective adds it unscaled. A generator may predict
+    the d signs as grid coordinates (LFQ-MARDM) or the indices (MoMask's transformers).
+    """
+
+    kind = "lfq"
+
+    def __init__(self, input_width: int = 67, nb_code: int = 8192, code_dim: int = 512,
+                 entropy_loss_weight: float = 0.1, commitment_loss_weight: float = 0.0, diversity_gamma: float = 1.0,
+                 codebook_scale: float = 1.0, inv_temperature: float = 100.0, dense_entropy_max_dim: int = 14,
+                 down_t: int = 2, stride_t: int = 2, width: int = 512, depth: int = 3, dilation_growth_rate: int = 3,
+                 activation: str = "relu", norm: str | None = None, dropout: float = 0.2,
+                 kernel_size: int = 3) -> None:
+        self_args = _plain_args(locals())
+        super().__init__(input_width, code_dim, down_t, stride_t, width, depth, dilation_growth_rate, activation,
+                         norm, dropout, kernel_size)
+        self.model_args = self_args
+        self.quantizer = LFQ(nb_code, dim=code_dim, entropy_loss_weight=entropy_loss_weight,
+                             commitment_loss_weight=commitment_loss_weight, diversity_gamma=diversity_gamma,
+                             codebook_scale=codebook_scale, inv_temperature=inv_temperature,
+                             dense_entropy_max_dim=dense_entropy_max_dim)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -275,6 +323,10 @@ AE_MODELS: dict[str, Callable[..., ConvAutoencoder]] = {
     "FSQ_AE_HighDim7": partial(FSQAE, levels=[7, 5, 5, 5, 5, 5, 5]),  # 109,375 codes
     "FSQ_AE_HighDim8": partial(FSQAE, levels=[5] * 8),  # 390,625 codes
     "FSQ_AE_Tiny": partial(FSQAE, levels=[8, 5, 5], code_dim=16, **_TINY_CONV),
+    # LFQ (MAGVIT-v2) on the FSQ-MARDM backbone: 2^13 = 8,192 codes of 13 signs, the size of the smaller FSQ level
+    # sets above, with the exact (tokens x K) codebook entropy still affordable at a 256-clip batch.
+    "LFQ_AE": partial(LFQAE, nb_code=2 ** 13),
+    "LFQ_AE_Tiny": partial(LFQAE, nb_code=2 ** 5, code_dim=16, **_TINY_CONV),
     # VQ ablation of the FSQ autoencoders: same backbone and input, one EMA-reset codebook.
     "VQ_AE_Model": partial(VQVAE, input_width=67, nb_code=512, code_dim=512, dropout=0.2),
     "VQ_AE_Tiny": partial(VQVAE, input_width=67, nb_code=32, code_dim=16, dropout=0.2, **_TINY_CONV),

@@ -9,6 +9,7 @@ from options.config import positive_int
 
 RECONS_LOSSES = ("l1_smooth", "l1", "mse")
 WINDOW_EPOCHS = ("random", "all")  # training window modes of utils.datasets.MotionWindowDataset
+DEFAULT_COMMIT = 0.02  # T2M-GPT / MoMask
 
 
 def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +36,10 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                            "--aux_loss_joints, T2M-GPT/MoMask --loss_vel although it is no velocity)")
     data.add_argument("--loss_joint_vel", type=float, default=0.0,
                       help="weight of the joint-velocity term (first differences of the position slice)")
-    data.add_argument("--commit", type=float, default=0.02, help="weight of the codebook commitment loss")
+    data.add_argument("--commit", type=float, default=DEFAULT_COMMIT,
+                      help="weight of the codebook commitment loss (VQ / RVQ; an LFQ tokenizer weighs its own terms "
+                           "with --entropy_loss_weight and --commitment_loss_weight, and is trained with its "
+                           "auxiliary loss unscaled)")
     data.add_argument("--evaluator_dir", type=str, default=None,
                       help="evaluator for --need_evaluation (default: <checkpoints_dir>/<dataset_name>/text_mot_match)")
     data.add_argument("--glove_dir", type=str, default=None,
@@ -49,9 +53,17 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
     arch.add_argument("--down_t", type=int, default=None, help="number of stride-2 temporal downsamplings")
     arch.add_argument("--dilation_growth_rate", type=int, default=None, help="dilation growth in Resnet1D")
     arch.add_argument("--output_emb_width", type=int, default=None, help="latent width of the continuous AE")
-    arch.add_argument("--code_dim", type=int, default=None, help="width of code vectors / latent before the FSQ")
-    arch.add_argument("--nb_code", type=int, default=None, help="codebook size of VQ codebooks")
+    arch.add_argument("--code_dim", type=int, default=None, help="width of code vectors / latent before the FSQ or LFQ")
+    arch.add_argument("--nb_code", type=int, default=None,
+                      help="codebook size of VQ codebooks; LFQ: a power of 2, K = 2^d for d signs per token")
     arch.add_argument("--levels", type=int, nargs="+", default=None, help="FSQ levels per dimension")
+    arch.add_argument("--entropy_loss_weight", type=float, default=None,
+                      help="LFQ: weight of the entropy penalty (per-token entropy minus --diversity_gamma times the "
+                           "entropy of the batch-mean assignment; default 0.1, MAGVIT-v2)")
+    arch.add_argument("--diversity_gamma", type=float, default=None,
+                      help="LFQ: weight of the batch (codebook) entropy inside the penalty (default 1)")
+    arch.add_argument("--commitment_loss_weight", type=float, default=None,
+                      help="LFQ: weight of mse(pre-quantization value, sg(sign code)) (default 0)")
     arch.add_argument("--mu", type=float, default=None, help="EMA decay of VQ codebooks")
     arch.add_argument("--kmeans_init", action="store_true", default=None,
                       help="VQ / RVQ: initialise each codebook (each residual layer on its own residual) by k-means "
@@ -70,10 +82,11 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
 
 
 def get_train_ae_parser() -> argparse.ArgumentParser:
-    """``train_AE.py``: MARDM's continuous AE, the FSQ autoencoders and the VQ ablation (defaults: MARDM AE)."""
+    """``train_AE.py``: MARDM's continuous AE, the FSQ and LFQ autoencoders and the VQ ablation (defaults: MARDM
+    AE)."""
     from models.tokenizers import AE_MODELS
 
-    parser = get_base_parser("Train a motion autoencoder (AE_Model, FSQ_AE_*, VQ_AE_Model).")
+    parser = get_base_parser("Train a motion autoencoder (AE_Model, FSQ_AE_*, LFQ_AE*, VQ_AE_Model).")
     parser.add_argument("--model", type=str, default="AE_Model", choices=sorted(AE_MODELS),
                         help="autoencoder registry entry")
     _add_common_tokenizer_args(parser)
@@ -118,8 +131,9 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
 
 
 ARCH_FLAGS = ("width", "depth", "down_t", "dilation_growth_rate", "output_emb_width", "code_dim", "nb_code", "levels",
-              "mu", "kmeans_init", "kmeans_iters", "rotation_trick", "norm", "activation", "dropout", "num_quantizers",
-              "quantize_dropout_prob", "shared_codebook", "quantizer", "per_part_dim", "spatial_layers")
+              "entropy_loss_weight", "diversity_gamma", "commitment_loss_weight", "mu", "kmeans_init", "kmeans_iters",
+              "rotation_trick", "norm", "activation", "dropout", "num_quantizers", "quantize_dropout_prob",
+              "shared_codebook", "quantizer", "per_part_dim", "spatial_layers")
 RENAMED = {"quantizer": "quantizer_type"}  # flag name -> constructor keyword
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.lfq import LFQ
 from models.tokenizers import ConvAutoencoder
 from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint
 from utils.conditions import UNKNOWN, ConditionedBatch, ConditionLabels, with_vocabularies
@@ -68,15 +69,24 @@ def load_window_data(spec: DatasetSpec, window_size: int | None, data_root: str 
     return WindowData(train, val, mean, std)
 
 
-def make_loss_fn(spec: DatasetSpec, args: argparse.Namespace, position: slice | None = None) -> LossFn:
+def make_loss_fn(spec: DatasetSpec, args: argparse.Namespace, position: slice | None = None,
+                 lfq: LFQ | None = None) -> LossFn:
     """``loss_fn(model, batch) -> (loss, logs)`` with the flags' loss weights; ``batch`` is motion ``(B, T, D)`` or a
-    ``ConditionedBatch``. ``position`` overrides the spec's joint-position slice (a body part's own columns)."""
+    ``ConditionedBatch``. ``position`` overrides the spec's joint-position slice (a body part's own columns).
+
+    ``lfq``: the quantizer of an LFQ tokenizer, whose auxiliary loss carries its own weights: it is added unscaled
+    (``--commit`` does not apply) and logged as ``commit``, with the entropies of training steps as
+    ``entropy_sample`` and ``entropy_codebook``."""
     target = position if position is not None else spec
+    commit = 1.0 if lfq is not None else args.commit
 
     def loss_fn(model: nn.Module, batch: Tensor | ConditionedBatch) -> tuple[Tensor, dict[str, Tensor]]:
         motion, out = _forward(model, batch)
-        return tokenizer_loss(out.recon, motion, out, target, recons_loss=args.recons_loss,
-                              w_pos=args.aux_loss_joints, w_vel=args.loss_joint_vel, commit=args.commit)
+        loss, logs = tokenizer_loss(out.recon, motion, out, target, recons_loss=args.recons_loss,
+                                    w_pos=args.aux_loss_joints, w_vel=args.loss_joint_vel, commit=commit)
+        if lfq is not None and lfq.training and lfq.last_entropy is not None:
+            logs.update(entropy_sample=lfq.last_entropy.per_sample, entropy_codebook=lfq.last_entropy.codebook)
+        return loss, logs
 
     return loss_fn
 
@@ -205,6 +215,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     from models.part_aware import PART_AWARE_MODELS, joint_part_indices
     from models.tokenizers import build_tokenizer
     from options.config import resolve_max_iters, save_config
+    from options.tokenizer_options import DEFAULT_COMMIT
     from utils.conditions import ConditionedWindowDataset, read_conditions, training_labels
     from utils.dataset_specs import get_dataset_spec
     from utils.engine import EngineConfig, check_run_start, train
@@ -277,7 +288,11 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
                 model.model_args)
 
     # ---------------------------------------------------------------- train
-    loss_fn = make_loss_fn(spec, args, position)
+    lfq = model.quantizer if isinstance(getattr(model, "quantizer", None), LFQ) else None
+    if lfq is not None and args.commit != DEFAULT_COMMIT:
+        logger.warning("--commit %g does not apply to %s: LFQ weighs its own auxiliary terms (--entropy_loss_weight, "
+                       "--commitment_loss_weight)", args.commit, model_name)
+    loss_fn = make_loss_fn(spec, args, position, lfq)
     val_fn = make_val_fn(data, spec, loss_fn, min(args.batch_size, 256), args.val_batches, collate_fn)
     if args.need_evaluation:
         from utils.eval_data import load_validation_evaluator

@@ -1,5 +1,5 @@
 """Train a masked autoregressive diffusion generator on a frozen tokenizer: MARDM on continuous AE latents, FSQ-MARDM
-on FSQ grid coordinates, VQ-MARDM on VQ code vectors.
+on FSQ grid coordinates, VQ-MARDM on VQ code vectors, LFQ-MARDM on the signs of an LFQ tokenizer.
 
 Examples:
     python train_AE.py --config options/configs/tiny_ae.yaml --name FSQ_Tiny

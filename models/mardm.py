@@ -5,9 +5,9 @@ The transformer reads a token sequence of continuous latents in which some posit
 generates the token. Text enters only through adaLN-Zero modulation (DiT, Peebles & Xie 2023, sec. 3.2); there is no
 condition token. ``forward`` returns its own loss; ``generate`` runs the random-order masked schedule.
 
-FSQ-MARDM and VQ-MARDM reuse the same network: the transformer input is the tokenizer's latent (C_in) while the head
-generates a target of its own size (C_t, e.g. the d FSQ grid coordinates), which the caller may snap onto the grid
-(``snap_fn``) and map back to the input space (``latent_fn``) during generation.
+FSQ-MARDM, VQ-MARDM and LFQ-MARDM reuse the same network: the transformer input is the tokenizer's latent (C_in)
+while the head generates a target of its own size (C_t, e.g. the d FSQ grid coordinates or LFQ signs), which the
+caller may snap onto the grid (``snap_fn``) and map back to the input space (``latent_fn``) during generation.
 
 Two choices differ from the reference code, on purpose:
 - Training mask counts use each sample's *real* length: num = round(len * cos(pi/2 * u)).clamp(min=1), drawn among
@@ -441,7 +441,7 @@ def _build(name: str, preset: dict[str, Any], diffusion: str, same_dim: bool, ae
         raise ValueError(f"{name}: diffusion={overrides['diffusion']!r} contradicts the variant ({diffusion!r})")
     if same_dim and target_dim != ae_dim:
         raise ValueError(f"{name}: generates the AE latents themselves, so target_dim ({target_dim}) must equal "
-                         f"ae_dim ({ae_dim}); use an FSQ-/VQ- variant for a different target")
+                         f"ae_dim ({ae_dim}); use an FSQ-/VQ-/LFQ- variant for a different target")
     kwargs = {**preset, "diffusion": diffusion, **overrides}
     return MARDM(ae_dim=ae_dim, target_dim=target_dim, text_dim=text_dim, **kwargs)
 
@@ -471,6 +471,11 @@ def VQ_MARDM_SiT_XL(ae_dim: int, target_dim: int, text_dim: int, **overrides: An
     return _build("VQ-MARDM-SiT-XL", _XL, "sit", False, ae_dim, target_dim, text_dim, overrides)
 
 
+def LFQ_MARDM_SiT_XL(ae_dim: int, target_dim: int, text_dim: int, **overrides: Any) -> MARDM:
+    """XL sizes; the head generates the d LFQ signs (target_dim = log2 K), snapped by sign by the caller."""
+    return _build("LFQ-MARDM-SiT-XL", _XL, "sit", False, ae_dim, target_dim, text_dim, overrides)
+
+
 def MARDM_SiT_Tiny(ae_dim: int, target_dim: int, text_dim: int, **overrides: Any) -> MARDM:
     """Test-sized MARDM-SiT."""
     return _build("MARDM-SiT-Tiny", _TINY, "sit", True, ae_dim, target_dim, text_dim, overrides)
@@ -496,15 +501,22 @@ def VQ_MARDM_SiT_Tiny(ae_dim: int, target_dim: int, text_dim: int, **overrides: 
     return _build("VQ-MARDM-SiT-Tiny", _TINY, "sit", False, ae_dim, target_dim, text_dim, overrides)
 
 
+def LFQ_MARDM_SiT_Tiny(ae_dim: int, target_dim: int, text_dim: int, **overrides: Any) -> MARDM:
+    """Test-sized LFQ-MARDM-SiT."""
+    return _build("LFQ-MARDM-SiT-Tiny", _TINY, "sit", False, ae_dim, target_dim, text_dim, overrides)
+
+
 MARDM_MODELS: dict[str, Callable[..., MARDM]] = {
     "MARDM-DDPM-XL": MARDM_DDPM_XL,
     "MARDM-SiT-XL": MARDM_SiT_XL,
     "FSQ-MARDM-SiT-XL": FSQ_MARDM_SiT_XL,
     "FSQ-MARDM-DDPM-XL": FSQ_MARDM_DDPM_XL,
     "VQ-MARDM-SiT-XL": VQ_MARDM_SiT_XL,
+    "LFQ-MARDM-SiT-XL": LFQ_MARDM_SiT_XL,
     "MARDM-SiT-Tiny": MARDM_SiT_Tiny,
     "MARDM-DDPM-Tiny": MARDM_DDPM_Tiny,
     "FSQ-MARDM-SiT-Tiny": FSQ_MARDM_SiT_Tiny,
     "FSQ-MARDM-DDPM-Tiny": FSQ_MARDM_DDPM_Tiny,
     "VQ-MARDM-SiT-Tiny": VQ_MARDM_SiT_Tiny,
+    "LFQ-MARDM-SiT-Tiny": LFQ_MARDM_SiT_Tiny,
 }

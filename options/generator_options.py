@@ -26,15 +26,17 @@ def add_text_encoder_args(parser: argparse.ArgumentParser) -> None:
 
 
 def get_train_mardm_parser() -> argparse.ArgumentParser:
-    """``train_MARDM.py``: MARDM / FSQ-MARDM / VQ-MARDM on a frozen tokenizer (defaults: MARDM's HumanML3D recipe)."""
+    """``train_MARDM.py``: MARDM / FSQ-MARDM / VQ-MARDM / LFQ-MARDM on a frozen tokenizer (defaults: MARDM's
+    HumanML3D recipe)."""
     from models.mardm import MARDM_MODELS
     from models.tokenizers import TOKENIZERS
 
-    parser = get_base_parser("Train a masked autoregressive diffusion generator (MARDM, FSQ-MARDM, VQ-MARDM).")
+    parser = get_base_parser("Train a masked autoregressive diffusion generator (MARDM, FSQ-MARDM, VQ-MARDM, "
+                             "LFQ-MARDM).")
     group = parser.add_argument_group("generator")
     group.add_argument("--model", type=str, default="MARDM-SiT-XL", choices=sorted(MARDM_MODELS),
                        help="generator registry entry; MARDM-* needs an AE tokenizer, FSQ-MARDM-* an FSQ one, "
-                            "VQ-MARDM-* a VQ one")
+                            "VQ-MARDM-* a VQ one, LFQ-MARDM-* an LFQ one")
     group.add_argument("--ae_name", type=str, default=None,
                        help="tokenizer run under <checkpoints_dir>/<dataset_name>/<ae_name>/model/ (net_best_fid.tar, "
                             "else net_best_loss.tar, else latest.tar)")

@@ -1,6 +1,6 @@
 """Lookup-free quantization (models/lfq.py): sign codes and their straight-through gradient, MSB-first indices, the
 entropy penalty on hand-computable assignments, usage counts, projections; an LFQ tokenizer trained by train_AE.py
-reloads exactly."""
+reloads exactly, and LFQ-MARDM and MoMask's masked transformer train and generate on it."""
 
 from __future__ import annotations
 
@@ -12,15 +12,22 @@ import os
 import numpy as np
 import pytest
 import torch
+from test_generation import write_fake_clip
 
 import train_AE
+import train_MARDM
+import train_t2m_transformer
 from models import load_tokenizer
 from models.lfq import LFQ
 from models.tokenizers import build_tokenizer
 from options.config import parse_with_config
+from options.generator_options import get_train_mardm_parser
+from options.token_generator_options import get_train_t2m_transformer_parser
 from options.tokenizer_options import get_train_ae_parser
 from utils.checkpoint import load_checkpoint
 from utils.dataset_specs import get_dataset_spec
+from utils.generation import load_generator
+from utils.generator_stage import snap_and_latent_fns, token_dims
 from utils.tokenizer_stage import make_loss_fn
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -159,7 +166,7 @@ STEPS = 60
 
 @pytest.fixture(scope="module")
 def lfq_run(tmp_path_factory, synthetic_root):
-    """A tiny LFQ tokenizer trained by train_AE.py (entropy weight and diversity set by flag)."""
+    """A tiny LFQ tokenizer trained by train_AE.py (entropy weight and diversity set by flag), and a tiny CLIP."""
     ckpt = str(tmp_path_factory.mktemp("lfq_ckpt"))
     args = parse_with_config(get_train_ae_parser(), [
         "--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--name", "lfq",
@@ -167,7 +174,8 @@ def lfq_run(tmp_path_factory, synthetic_root):
         str(STEPS), "--eval_every", "30", "--batch_size", "16", "--num_workers", "0", "--lr", "1e-3",
         "--warm_up_iter", "5", "--milestones", "1000", "--log_every", "5", "--save_every", "30", "--val_batches", "2"])
     train_AE.main(args)
-    return {"ckpt": ckpt, "root": synthetic_root, "run": os.path.join(ckpt, "synthetic", "lfq")}
+    return {"ckpt": ckpt, "root": synthetic_root, "clip": write_fake_clip(os.path.join(ckpt, "clip")),
+            "run": os.path.join(ckpt, "synthetic", "lfq")}
 
 
 def _log(run_root: str) -> list[dict]:
@@ -215,3 +223,39 @@ def test_train_ae_trains_an_lfq_tokenizer_that_reloads_exactly(lfq_run):
         assert torch.equal(tok(motion), model(motion).recon)
         assert torch.equal(tok.decode(indices), model.decode(indices))
     assert indices.shape == (2, 16) and int(indices.max()) < 32
+
+
+def _train_generator(lfq_run, script, parser, name, *flags):
+    """A few steps of a generator script on the LFQ run (tiny CLIP)."""
+    script.main(parse_with_config(parser(), [
+        "--dataset_name", "synthetic", "--data_root", lfq_run["root"], "--checkpoints_dir", lfq_run["ckpt"],
+        "--name", name, "--text_encoder", "clip", "--clip_path", lfq_run["clip"], "--max_iters", "6", "--eval_every",
+        "6", "--batch_size", "8", "--num_workers", "0", "--lr", "1e-3", "--warm_up_iter", "2", "--milestones", "1000",
+        "--log_every", "3", "--save_every", "100", *flags]))
+    root = os.path.join(lfq_run["ckpt"], "synthetic", name)
+    return root, load_checkpoint(os.path.join(root, "model", "latest.tar"))
+
+
+def test_lfq_mardm_trains_and_generates_on_the_signs(lfq_run):
+    root, state = _train_generator(lfq_run, train_MARDM, get_train_mardm_parser, "lfq_mardm", "--model",
+                                   "LFQ-MARDM-SiT-Tiny", "--ae_name", "lfq", "--flow_solver", "euler",
+                                   "--flow_steps", "4")
+    assert state["target"] == "lfq_codes" and state["tokenizer"]["kind"] == "lfq"
+    assert state["model_args"]["target_dim"] == 5 and state["model_args"]["ae_dim"] == 16
+    gen = load_generator(root)
+    out = gen.generate(["a person walks forward", "a person jumps"], [32, 16], time_steps=2, seed=0)
+    assert out.features.shape == (2, 32, 263) and out.tokens.shape == (2, 8, 5)
+    assert set(out.tokens[0].unique().tolist()) <= {-1.0, 1.0}  # snapped onto the signs
+    assert token_dims(gen.tokenizer) == (16, 5)
+    snap, _ = snap_and_latent_fns(gen.tokenizer)
+    assert torch.equal(snap(torch.tensor([[0.2, -0.1, 0.0, 3.0, -3.0]])), torch.tensor([[1.0, -1.0, -1.0, 1.0, -1.0]]))
+
+
+def test_momask_masked_transformer_trains_and_generates_on_lfq_indices(lfq_run):
+    root, state = _train_generator(lfq_run, train_t2m_transformer, get_train_t2m_transformer_parser, "lfq_mask",
+                                   "--model", "MoMask-Mask-Tiny", "--vq_name", "lfq")
+    assert state["tokenizer"]["kind"] == "lfq" and state["model_args"]["codebook_size"] == 32
+    gen = load_generator(root)
+    out = gen.generate(["a person walks forward"], [32], time_steps=2, seed=0)
+    assert out.features.shape == (1, 32, 263) and out.tokens.shape[:2] == (1, 8)
+    assert (out.tokens >= 0).all() and (out.tokens < 32).all()

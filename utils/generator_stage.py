@@ -9,9 +9,11 @@ MARDM-*       ae              AE latents                                  the sa
 FSQ-MARDM-*   fsq             ``project_out(coords)``, what the decoder   FSQ grid coordinates (L)  fsq_coords
                               sees (``FSQEncoding.latent``)
 VQ-MARDM-*    vq              quantized code vectors                      the same vectors          vq_codes
+LFQ-MARDM-*   lfq             ``project_out(signs)``, as FSQ-MARDM        LFQ signs ±scale (d)      lfq_codes
 ============  ==============  ==========================================  ========================  ===========
 
-At generation the head's samples are snapped (FSQ grid, nearest codebook vector) and mapped back to the transformer
+At generation the head's samples are snapped (FSQ grid, LFQ sign, nearest codebook vector) and mapped back to the
+transformer
 input with :func:`snap_and_latent_fns`; :func:`decode_targets` turns generated targets into motion.
 
 The tokenizer and the text encoder are frozen and bound into the loss function (:class:`GeneratorLoss`), never
@@ -45,8 +47,10 @@ from utils.tokenizer_stage import dataset_record
 logger = logging.getLogger(__name__)
 
 # Registry-name prefix -> tokenizer kind it needs, and tokenizer kind -> name of the generated target.
-GENERATOR_FAMILIES = {"MARDM": "ae", "FSQ-MARDM": "fsq", "VQ-MARDM": "vq"}
-TARGET_NAMES = {"ae": "latent", "fsq": "fsq_coords", "vq": "vq_codes"}
+GENERATOR_FAMILIES = {"MARDM": "ae", "FSQ-MARDM": "fsq", "VQ-MARDM": "vq", "LFQ-MARDM": "lfq"}
+TARGET_NAMES = {"ae": "latent", "fsq": "fsq_coords", "vq": "vq_codes", "lfq": "lfq_codes"}
+# Kinds whose generators predict grid coordinates (``models.tokenizers.GridTokenizer``).
+GRID_KINDS = ("fsq", "lfq")
 TOKENIZER_CHECKPOINTS = ("net_best_fid", "net_best_loss", "latest")
 
 SnapFn = Callable[[Tensor], Tensor]
@@ -57,8 +61,9 @@ SnapFn = Callable[[Tensor], Tensor]
 # ---------------------------------------------------------------------------------------------------------------------
 
 def generator_family(model_name: str) -> str:
-    """Generator registry name -> its family ``"MARDM"``, ``"FSQ-MARDM"`` or ``"VQ-MARDM"`` (from the prefix)."""
-    # Longest prefixes first: every FSQ-/VQ- name also contains "MARDM-".
+    """Generator registry name -> its family ``"MARDM"``, ``"FSQ-MARDM"``, ``"VQ-MARDM"`` or ``"LFQ-MARDM"`` (from
+    the prefix)."""
+    # Longest prefixes first: every FSQ-/VQ-/LFQ- name also contains "MARDM-".
     for family in sorted(GENERATOR_FAMILIES, key=len, reverse=True):
         if model_name.startswith(family + "-"):
             return family
@@ -182,7 +187,7 @@ def load_generator_tokenizer(path: str, model_name: str, spec: DatasetSpec, ae_m
     Raises (naming both sides) when ``ae_model`` (from ``ae_model_source``, named in the error) is given and differs
     from the checkpoint's registry name, when the checkpoint has no dataset record with mean/std, when it was trained
     on another dataset or feature width than ``spec``, or when its kind does not fit the generator family (MARDM-*
-    needs ``ae``, FSQ-MARDM-* ``fsq``, VQ-MARDM-* ``vq``).
+    needs ``ae``, FSQ-MARDM-* ``fsq``, VQ-MARDM-* ``vq``, LFQ-MARDM-* ``lfq``).
     """
     tokenizer = load_stage_tokenizer(path, spec, ae_model, ae_model_source, device, use_ema)
     family = generator_family(model_name)
@@ -212,9 +217,9 @@ class TokenDims(NamedTuple):
 
 
 def token_dims(tokenizer: Tokenizer) -> TokenDims:
-    """Channel sizes a generator on ``tokenizer`` needs (FSQ: C and L; AE and VQ: C twice)."""
-    if tokenizer.kind == "fsq":
-        return TokenDims(tokenizer.latent_dim, tokenizer.model.fsq_dim)
+    """Channel sizes a generator on ``tokenizer`` needs (FSQ / LFQ: C and L; AE and VQ: C twice)."""
+    if tokenizer.kind in GRID_KINDS:
+        return TokenDims(tokenizer.latent_dim, tokenizer.model.grid_dim)
     if tokenizer.kind in ("ae", "vq"):
         return TokenDims(tokenizer.latent_dim, tokenizer.latent_dim)
     raise ValueError(f"{tokenizer.source}: no generator family is trained on a {tokenizer.kind!r} tokenizer")
@@ -254,8 +259,8 @@ def tokenize(tokenizer: Tokenizer, motion: Tensor, lengths: Tensor) -> TokenBatc
         motion = motion.float()
         if tokenizer.kind == "ae":
             latents = targets = model.encode(motion)
-        elif tokenizer.kind == "fsq":
-            encoding = model.encode_with_fsq_output(motion)
+        elif tokenizer.kind in GRID_KINDS:
+            encoding = model.encode_with_grid_output(motion)
             latents, targets = encoding.latent, encoding.coords
         elif tokenizer.kind == "vq":
             latents = targets = model.quantizer.lookup(model.encode(motion))
@@ -269,15 +274,16 @@ def tokenize(tokenizer: Tokenizer, motion: Tensor, lengths: Tensor) -> TokenBatc
 def snap_and_latent_fns(tokenizer: Tokenizer) -> tuple[SnapFn | None, SnapFn | None]:
     """``(snap_fn, latent_fn)`` for ``MARDM.generate`` on this tokenizer.
 
-    - FSQ: ``snap_fn`` = nearest grid point ``(M, L) -> (M, L)``; ``latent_fn`` = ``project_out`` ``(M, L) -> (M, C)``.
+    - FSQ / LFQ: ``snap_fn`` = nearest grid point (LFQ: the sign) ``(M, L) -> (M, L)``; ``latent_fn`` =
+      ``project_out`` ``(M, L) -> (M, C)``.
     - VQ: ``snap_fn`` = nearest codebook vector ``(M, C) -> (M, C)``; ``latent_fn`` None (targets are latents).
     - AE: ``(None, None)``.
     """
     model = tokenizer.model
     if tokenizer.kind == "ae":
         return None, None
-    if tokenizer.kind == "fsq":
-        return model.quantizer.snap_to_grid, model.fsq_coords_to_latent
+    if tokenizer.kind in GRID_KINDS:
+        return model.quantizer.snap_to_grid, model.grid_to_latent
     if tokenizer.kind == "vq":
         quantizer = model.quantizer
 
@@ -294,7 +300,7 @@ def snap_and_latent_fns(tokenizer: Tokenizer) -> tuple[SnapFn | None, SnapFn | N
 def decode_targets(tokenizer: Tokenizer, targets: Tensor) -> Tensor:
     """Generated targets ``(B, N, C_t)`` -> normalised motion ``(B, N * unit_length, D)`` (tokenizer statistics).
 
-    FSQ coordinates and VQ vectors are snapped first (a no-op on already snapped values). Frames past a sample's
+    FSQ / LFQ coordinates and VQ vectors are snapped first (a no-op on already snapped values). Frames past a sample's
     length are whatever the decoder makes of the zero padding; callers crop or zero them.
     """
     snap_fn, latent_fn = snap_and_latent_fns(tokenizer)
@@ -486,7 +492,7 @@ def generator_checkpoint_meta(model_name: str, model_args: dict[str, Any], spec:
     Keys: ``stage`` "generator", ``model_name``, ``model_args`` (``MARDM_MODELS[model_name](**model_args)`` rebuilds
     the model), ``dataset`` {name, spec, mean, std} (the tokenizer's statistics), ``tokenizer`` {name, path, sha256,
     model_name, kind, weights (ema | model)}, ``text_encoder`` {name, dim, path}, ``target`` (latent | fsq_coords |
-    vq_codes), ``config``, ``parent`` {path, sha256} of the tokenizer.
+    vq_codes | lfq_codes), ``config``, ``parent`` {path, sha256} of the tokenizer.
     """
     mean, std = tokenizer_statistics(tokenizer)
     sha = file_sha256(ref.path)

@@ -1,9 +1,9 @@
 """What the MoMask token-generator stages share (``train_t2m_transformer.py``, ``train_res_transformer.py``) and what
 ``utils.generation`` needs to load their runs.
 
-Both generators read the integer codes of one frozen tokenizer run of ``train_vq.py``: the masked transformer the base
-layer (``(B, N)``: the codes of a VQ / FSQ tokenizer, layer 0 of an RVQ one), the residual transformer every layer of
-an RVQ tokenizer (``(B, N, Q)``). Codes come from the tokenizer in one of two ways:
+Both generators read the integer codes of one frozen tokenizer run of ``train_vq.py`` (or ``train_AE.py``): the masked
+transformer the base layer (``(B, N)``: the codes of a VQ / FSQ / LFQ tokenizer, layer 0 of an RVQ one), the residual
+transformer every layer of an RVQ tokenizer (``(B, N, Q)``). Codes come from the tokenizer in one of two ways:
 
 - on the fly (default, as MoMask): each training batch of ``Text2MotionDataset`` motion (random crop, normalised with
   the tokenizer's recorded statistics) is encoded inside the loss function;
@@ -52,7 +52,7 @@ from utils.tokenizer_stage import dataset_record
 logger = logging.getLogger(__name__)
 
 TOKEN_TARGET = "tokens"
-TOKEN_KINDS = ("vq", "rvq", "fsq")  # tokenizer kinds whose encode() gives integer codes
+TOKEN_KINDS = ("vq", "rvq", "fsq", "lfq")  # tokenizer kinds whose encode() gives integer codes
 ROLES = ("mask", "res")  # base-layer masked transformer, residual-layer transformer
 CACHE_DIR = "tokens"
 CACHE_FORMAT = 1
@@ -86,7 +86,8 @@ def load_token_tokenizer(path: str, spec: DatasetSpec, vq_model: str | None = No
     run = f"tokenizer run {run_name!r} ({path})" if run_name else path
     if tokenizer.kind not in TOKEN_KINDS:
         raise ValueError(f"{run} holds {tokenizer.model_name!r} of kind {tokenizer.kind!r}, which gives no integer "
-                         f"codes; MoMask's transformers need a VQ, RVQ or FSQ tokenizer (train_vq.py)")
+                         f"codes; MoMask's transformers need a VQ, RVQ, FSQ or LFQ tokenizer (train_vq.py, "
+                         f"train_AE.py)")
     if role == "res" and tokenizer.num_quantizers < 2:
         raise ValueError(f"{run} holds {tokenizer.model_name!r} with {tokenizer.num_quantizers} quantizer layer "
                          f"(Q == 1): there are no residual layers to predict. Train an RVQ tokenizer (train_vq.py "

@@ -80,8 +80,9 @@ def main_bvh(cfg: argparse.Namespace) -> int:
         extra.append(f"shorter than the minimum length (written; the loaders skip them): {len(summary.too_short)}: "
                      f"{', '.join(summary.too_short[:5])}{' ...' if len(summary.too_short) > 5 else ''}")
     name = os.path.basename(os.path.normpath(cfg.out))
-    extra.append(f"use it with --dataset_name {name}" + ("" if os.path.dirname(os.path.normpath(cfg.out)) ==
-                                                          "dataset" else f" --data_root {cfg.out}"))
+    # --dataset_name alone looks in the default dataset folder, under $FSQ_MARDM_HOME when that is set.
+    found = os.path.dirname(os.path.abspath(cfg.out)) == os.path.abspath(project_path("dataset"))
+    extra.append(f"use it with --dataset_name {name}" + ("" if found else f" --data_root {cfg.out}"))
     _print_summary("bvh", summary.motions, summary.frames, cfg.fps, summary.seconds, cfg.out, extra)
     return 0
 

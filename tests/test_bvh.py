@@ -399,6 +399,30 @@ def test_prepare_data_bvh_and_export(tmp_path, capsys):
     assert (tmp_path / "generated.bvh").read_text() == before
 
 
+def test_prepare_data_bvh_names_the_flags_that_find_the_import_under_a_home_folder(tmp_path, monkeypatch, capsys):
+    """With FSQ_MARDM_HOME set, --dataset_name alone looks under $FSQ_MARDM_HOME/dataset: an import written to the
+    working directory's dataset/ needs --data_root, one written to the home folder's does not."""
+    import prepare_data
+    from utils.paths import HOME_ENV
+
+    motion = synthesize_motion(np.random.default_rng(8), "jump")
+    src = tmp_path / "mocap"
+    src.mkdir()
+    write_bvh(src / "jump_take1.bvh", motion.joints, fps=30, scale=100.0)
+    skeleton = tmp_path / "smpl_names.yaml"
+    _write_yaml(skeleton, {n: n for n in SMPL22_JOINT_NAMES}, unit_scale=0.01)
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv(HOME_ENV, str(home))
+    monkeypatch.chdir(work)
+    for out, advice in ((os.path.join("dataset", "Mocap"), "use it with --dataset_name Mocap --data_root "),
+                        (str(home / "dataset" / "Homed"), "use it with --dataset_name Homed\n")):
+        args = ["bvh", "--src", str(src), "--out", out, "--skeleton", str(skeleton)]
+        assert prepare_data.main(prepare_data.parse_args(args)) == 0
+        assert advice in capsys.readouterr().out
+    assert get_dataset_spec("Homed").root == str(home / "dataset" / "Homed")
+
+
 def test_prepare_data_bvh_refuses_a_registered_dataset_name(tmp_path):
     import prepare_data
 

@@ -56,3 +56,21 @@ def test_an_imported_dataset_without_registration_is_found_under_home(monkeypatc
     monkeypatch.setenv(HOME_ENV, str(tmp_path))
     with pytest.raises(ValueError, match=f"no {tmp_path}/dataset/Mocap/spec.json"):
         get_dataset_spec("Mocap")
+
+
+def test_a_moved_imported_dataset_is_read_where_its_spec_is_found(monkeypatch, tmp_path):
+    import json
+    import shutil
+
+    from utils.dataset_specs import humanml3d_spec
+
+    monkeypatch.delenv(HOME_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("dataset/Mocap")
+    humanml3d_spec("Mocap", "somewhere/else/Mocap").save("dataset/Mocap/spec.json")
+    assert json.load(open("dataset/Mocap/spec.json"))["root"] == "somewhere/else/Mocap"
+    assert get_dataset_spec("Mocap").root == os.path.join("dataset", "Mocap")
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    shutil.copytree("dataset", tmp_path / "home" / "dataset")
+    assert get_dataset_spec("Mocap").root == str(tmp_path / "home" / "dataset" / "Mocap")
+    assert get_dataset_spec("Mocap", data_root="dataset/Mocap").root == "dataset/Mocap"

@@ -304,7 +304,9 @@ def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
     """Look up ``name`` in the registry, else read ``<data_root or dataset/name>/spec.json``.
 
     ``data_root`` overrides the spec's folder (``--data_root``). A registered name always uses the registered spec;
-    a ``spec.json`` in ``data_root`` that disagrees with it is reported as a warning.
+    a ``spec.json`` in ``data_root`` that disagrees with it is reported as a warning. An unregistered dataset's root
+    is the folder its ``spec.json`` was found in (not the ``root`` recorded there, which names where it was imported:
+    the folder may have moved since).
     """
     if name in DATASETS:
         spec = DATASETS[name]
@@ -321,8 +323,9 @@ def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
                 raw = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: cannot read dataset spec: {e}") from e
-        spec = DatasetSpec.from_dict(raw, source=path)
-    # Without --data_root, a relative root resolves under $FSQ_MARDM_HOME when that is set (utils.paths).
+        # The folder the spec.json was found in is the dataset's root, wherever it was imported to.
+        return dataclasses.replace(DatasetSpec.from_dict(raw, source=path), root=folder)
+    # Without --data_root, a registered relative root resolves under $FSQ_MARDM_HOME when that is set (utils.paths).
     return dataclasses.replace(spec, root=data_root or project_path(spec.root))
 
 

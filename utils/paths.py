@@ -2,9 +2,8 @@
 
 They are relative to the working directory, as in the reference code, unless ``FSQ_MARDM_HOME`` names a folder: then
 the defaults resolve under it, so the scripts run from any directory and share one set of data, runs and word
-vectors. Only defaults move; a path given on the command line is used as written. A relative ``root`` in the
-``spec.json`` of a dataset found in the default folder is read under the home folder too (``get_dataset_spec``), an
-absolute one as written.
+vectors. Only defaults move; a path given on the command line is used as written. A dataset with a ``spec.json``
+found in the default folder has that folder as its root (``get_dataset_spec``).
 """
 
 from __future__ import annotations

@@ -36,6 +36,24 @@ def test_user_errors_exit_with_one_line_and_others_propagate(monkeypatch, capsys
     assert run_script(lambda: 7) == 7
 
 
+def test_a_scripts_own_refusal_has_the_same_form(monkeypatch):
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+
+    def refuse():
+        raise SystemExit("--kmeans_iters 5: the iterations of --kmeans_init")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(refuse, prog="train_vq.py")
+    assert exit_info.value.code == "train_vq.py: error: --kmeans_iters 5: the iterations of --kmeans_init"
+
+    def usage_error():  # argparse has printed its message and exits with status 2
+        raise SystemExit(2)
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(usage_error, prog="train_vq.py")
+    assert exit_info.value.code == 2
+
+
 def test_a_script_reports_a_missing_dataset_file_in_one_line(tmp_path):
     argv = [sys.executable, str(ROOT / "evaluation_AE.py"), "--name", "nope", "--dataset_name", "synthetic",
             "--checkpoints_dir", str(tmp_path)]

@@ -23,7 +23,8 @@ TRACEBACK_ENV = "FSQ_MARDM_TRACEBACK"
 
 
 def run_script(main: Callable[[], Any], prog: str | None = None, single_process: bool = False) -> Any:
-    """``main()``; a ``USER_ERRORS`` exception exits with status 1 and ``<prog>: error: <message>`` on stderr.
+    """``main()``; a ``USER_ERRORS`` exception, or ``SystemExit("<message>")``, exits with status 1 and
+    ``<prog>: error: <message>`` on stderr.
 
     ``single_process`` scripts (evaluation, sampling) do not split their work over processes: started by ``torchrun``
     or ``accelerate launch`` with more than one, each process would do all of it and write the same files, so they
@@ -40,3 +41,8 @@ def run_script(main: Callable[[], Any], prog: str | None = None, single_process:
         return main()
     except USER_ERRORS as e:
         sys.exit(f"{prog}: error: {e}\n(set {TRACEBACK_ENV}=1 to see where it was raised)")
+    except SystemExit as e:
+        # A script's own refusal, raise SystemExit("<message>"), in the same form; a status (argparse's 2) as it is.
+        if isinstance(e.code, str) and not e.code.startswith(f"{prog}: error: "):
+            sys.exit(f"{prog}: error: {e.code}")
+        raise

@@ -238,7 +238,7 @@ def test_resume_with_other_settings_is_refused_naming_both_sides(runs, tmp_path)
                                               r"requested"):
         train_AE.main(other_model)
     with pytest.raises(CheckpointError, match=r"model_args differ in 1 entry: 'width': 32 in the checkpoint but 16 "
-                                              r"requested$"):
+                                              r"requested\. .*resume with --config .*opt\.yaml --is_continue$"):
         train_AE.main(_tokenizer_args(runs["data"], root, "--is_continue", "--max_iters", "8", "--width", "16"))
     data = synthetic_copy(runs["data"], tmp_path / "data")
     std = np.load(data / "Std.npy")

@@ -312,10 +312,15 @@ def test_kmeans_init_and_rotation_trick_flags_are_recorded_and_kept_on_resume(tm
     # of 16 windows x 16 tokens, its counts still sum to about the 256 rows of a batch.
     assert 200 < float(state["model"]["quantizer.layers.0.code_count"].sum()) < 300
     # Resuming without --rotation_trick would train another model: refused as any other model-argument change.
-    with pytest.raises(CheckpointError, match="'rotation_trick': True in the checkpoint but False requested"):
+    opt_yaml = os.path.join(ckpt, "synthetic", "km", "opt.yaml")
+    with pytest.raises(CheckpointError, match="'rotation_trick': True in the checkpoint but False requested.*"
+                                              f"resume with --config {opt_yaml} --is_continue"):
         _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "6", "--is_continue"])
     _run(train_vq, get_train_vq_parser(), [*base, "--rotation_trick", "--max_iters", "6", "--is_continue"])
     assert load_checkpoint(latest)["step"] == 6
+    # The run's opt.yaml, which the refusal names, resumes it with every flag it was started with.
+    _run(train_vq, get_train_vq_parser(), ["--config", opt_yaml, "--max_iters", "8", "--is_continue"])
+    assert load_checkpoint(latest)["step"] == 8
     # The VQ ablation of train_AE.py takes the flags too; --kmeans_iters alone is refused before the run exists.
     ae = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--model",
           "VQ_AE_Tiny", *COMMON, "--max_iters", "2"]
@@ -340,7 +345,7 @@ def test_a_run_saved_before_kmeans_init_and_rotation_trick_resumes(tmp_path, syn
         state["model_args"].pop(key)
     save_checkpoint(latest, state)
     with pytest.raises(CheckpointError, match="differ in 1 entry: 'kmeans_init': '<absent>' in the checkpoint but "
-                                              "True requested$"):
+                                              "True requested\\."):
         _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "5", "--is_continue", "--kmeans_init"])
     _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "5", "--is_continue"])
     resumed = load_checkpoint(latest)

@@ -309,7 +309,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
             **extra_meta}
     if args.is_continue:
         meta["model_args"] = resumed_model_args(run.latest_path, meta["model_args"])
-        check_tokenizer_resume(run.latest_path, meta)
+        check_tokenizer_resume(run.latest_path, meta, run.config_path)
     save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn, collate_fn=collate_fn)
     logger.info("finished at step %d: %s", result.step, {k: round(v, 5) for k, v in result.metrics.items()})
@@ -357,14 +357,22 @@ def resumed_model_args(latest_path: str, model_args: dict[str, Any]) -> dict[str
             if key in saved or key not in ADDED_MODEL_ARGS or value != ADDED_MODEL_ARGS[key]}
 
 
-def check_tokenizer_resume(latest_path: str, meta: dict[str, Any]) -> None:
+def check_tokenizer_resume(latest_path: str, meta: dict[str, Any], config_path: str | None = None) -> None:
     """Before ``--is_continue``: the run must be of the same model, arguments and dataset, normalised with the same
-    Mean/Std (resuming on other statistics would silently train the model on other inputs)."""
+    Mean/Std (resuming on other statistics would silently train the model on other inputs). A refused model or
+    model argument names ``config_path``, the run's ``opt.yaml``, whose flags resume it."""
     if not os.path.isfile(latest_path):
         return  # the engine reports the missing checkpoint with the flags to check
     saved = load_checkpoint(latest_path)
     for key in ("stage", "model_name", "model_args", "conditions"):
-        check_matches(latest_path, key, saved.get(key), meta.get(key))
+        try:
+            check_matches(latest_path, key, saved.get(key), meta.get(key))
+        except CheckpointError as e:
+            if key not in ("model_name", "model_args") or not config_path or not os.path.isfile(config_path):
+                raise
+            # A flag left out on resume (--kmeans_init, --width, ...) takes its default, not the run's value.
+            raise CheckpointError(f"{e}. The model comes from --model and its flags, which a resume repeats: "
+                                  f"add the run's, or resume with --config {config_path} --is_continue") from None
     check_training_settings(latest_path, saved.get("config") or {}, meta.get("config") or {})
     saved_data, data = saved.get("dataset") or {}, meta["dataset"]
     check_matches(latest_path, "dataset name", saved_data.get("name"), data["name"])

@@ -137,7 +137,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
                                       best_metric="fid" if args.need_evaluation else "loss", best_mode="min")
     result = train(model, train_set, loss_fn, cfg, run, checkpoint_meta=meta, collate_fn=collate_text_motion,
                    val_fn=val_fn)
-    logger.info("finished at step %d: %s", result.step, {k: round(v, 5) for k, v in result.metrics.items()})
+    logger.info("finished at %s", result.summary())
     return result
 
 

@@ -144,7 +144,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     cfg = EngineConfig.from_namespace(args, max_iters=resolve_max_iters(args, len(train_set)), best_metric=best[0],
                                       best_mode=best[1])
     result = train(model, train_set, loss_fn, cfg, run, checkpoint_meta=meta, collate_fn=collate, val_fn=val_fn)
-    logger.info("finished at step %d: %s", result.step, {k: round(v, 5) for k, v in result.metrics.items()})
+    logger.info("finished at %s", result.summary())
     return result
 
 

@@ -224,6 +224,21 @@ def test_best_checkpoint_follows_the_metric_and_survives_resume(tmp_path):
     assert result.best_value == 0.5 and load_checkpoint(run.best_path())["best"]["step"] == 30
 
 
+def test_the_result_says_which_step_its_validation_metrics_are_from(tmp_path):
+    # Validation runs every eval_every (5) steps: a run of 12 steps last validated at step 10.
+    run, result = run_toy(tmp_path, "stale", make_cfg(max_iters=12), val_fn=val_loss)
+    assert result.step == 12 and result.metrics_step == 10
+    assert result.summary().startswith("step 12; last validation, at step 10: {'val_loss': ")
+    result = train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=13, is_continue=True), run, checkpoint_meta=META,
+                   val_fn=val_loss)
+    assert (result.step, result.metrics_step) == (13, 10)  # kept across the resume
+    result = train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=15, is_continue=True), run, checkpoint_meta=META,
+                   val_fn=val_loss)
+    assert result.metrics_step == 15 and result.summary().startswith("step 15: {'val_loss': ")
+    _, result = run_toy(tmp_path, "none", make_cfg(max_iters=3), val_fn=val_loss)
+    assert result.summary() == "step 3 (no validation ran)"
+
+
 def test_best_metric_missing_from_val_fn_is_an_error(tmp_path):
     with pytest.raises(KeyError, match="lacks best_metric .val_loss."):
         run_toy(tmp_path, "nometric", make_cfg(max_iters=5), val_fn=lambda model: {"mpjpe": 1.0})

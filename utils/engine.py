@@ -72,7 +72,7 @@ ValFn = Callable[[nn.Module], Mapping[str, Any]]
 
 # Keys the engine writes; checkpoint_meta must not use them.
 ENGINE_KEYS = frozenset({"format_version", "model", "ema", "optimizer", "scaler", "step", "epoch", "rng",
-                         "data_state", "best", "metrics", "engine"})
+                         "data_state", "best", "metrics", "metrics_step", "engine"})
 REQUIRED_META = ("stage", "model_name", "model_args")
 # How long a process waits in a collective for the others. While the first process validates (with --need_evaluation
 # a generation pass over the val split) or writes a checkpoint, the others wait at the broadcast of its outcome, and
@@ -232,6 +232,7 @@ class _State:
     best_value: float | None = None
     best_step: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    metrics_step: int | None = None  # the step ``metrics`` were taken at
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -298,7 +299,7 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
 
     def checkpoint_state(resume: bool) -> dict[str, Any]:
         ckpt = {**checkpoint_meta, "model": net.state_dict(), "step": state.step, "epoch": state.epoch,
-                "metrics": dict(state.metrics), "engine": cfg.to_dict(),
+                "metrics": dict(state.metrics), "metrics_step": state.metrics_step, "engine": cfg.to_dict(),
                 "best": {"metric": cfg.best_metric, "mode": cfg.best_mode, "value": state.best_value,
                          "step": state.best_step, "evaluated_with": "ema" if ema is not None else "model"}}
         if ema is not None:
@@ -386,6 +387,7 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
 
     best_path = run.best_path(cfg.best_metric)
     return TrainResult(step=state.step, epoch=state.epoch, logs=last_logs, metrics=dict(state.metrics),
+                       metrics_step=state.metrics_step,
                        best_value=state.best_value, best_step=state.best_step, latest_path=run.latest_path,
                        best_path=best_path if os.path.exists(best_path) else None, train_log_path=run.train_log_path)
 
@@ -446,7 +448,7 @@ def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Modu
         net.train()
         set_rng_state(rng)
     metrics = {k: float(v) for k, v in raw.items()}
-    state.metrics = metrics
+    state.metrics, state.metrics_step = metrics, state.step
     tb.scalars("Val", metrics, state.step)
     logger.info("validation at step %d: %s", state.step, " ".join(f"{k} {v:.5g}" for k, v in metrics.items()))
     if cfg.best_metric not in metrics:
@@ -505,6 +507,7 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
         warn("%s: best checkpoint criterion changed from %s/%s to %s/%s; best tracking restarts",
              path, best["metric"], best["mode"], cfg.best_metric, cfg.best_mode)
     state.step, state.metrics = int(ckpt["step"]), dict(ckpt["metrics"])
+    state.metrics_step = ckpt.get("metrics_step")  # absent from runs saved before it was recorded
     _warn_schedule_changes(path, ckpt.get("engine") or {}, cfg, state.step, warn)
     data = ckpt["data_state"]
     same_data = (data["num_samples"], data["batch_size"], data["seed"]) == (num_samples, cfg.batch_size, cfg.seed)

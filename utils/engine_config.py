@@ -84,3 +84,15 @@ class TrainResult:
     latest_path: str
     best_path: str | None  # None until a validation has produced a best checkpoint
     train_log_path: str
+    metrics_step: int | None = None  # the step ``metrics`` were taken at (None: unknown, or no validation)
+
+    def summary(self) -> str:
+        """``step N: {metrics}`` for a script's last log line, naming the validation's own step when it was earlier
+        (validation runs every ``eval_every`` steps, not necessarily at the last)."""
+        metrics = {k: round(v, 5) for k, v in self.metrics.items()}
+        if not metrics:
+            return f"step {self.step} (no validation ran)"
+        if self.metrics_step == self.step:
+            return f"step {self.step}: {metrics}"
+        at = f"step {self.metrics_step}" if self.metrics_step is not None else "an earlier step"
+        return f"step {self.step}; last validation, at {at}: {metrics}"

@@ -312,7 +312,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
         check_tokenizer_resume(run.latest_path, meta, run.config_path)
     save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn, collate_fn=collate_fn)
-    logger.info("finished at step %d: %s", result.step, {k: round(v, 5) for k, v in result.metrics.items()})
+    logger.info("finished at %s", result.summary())
     return result
 
 

@@ -333,6 +333,9 @@ def test_report_table_and_json(setup, tmp_path):
                       meta={"checkpoint": "ckpt.tar", "steps": 10})
     text = format_report(report, title="test")
     assert "FID" in text and "R-precision top-3" in text and "Matching score" in text
+    # One replication: means only, since a ± 0 would claim no uncertainty.
+    assert "±" not in text and text.endswith("1 replication of 64 test samples (batch 32); no interval from one "
+                                             "replication")
     path = tmp_path / "report.json"
     write_report_json(report, str(path))
     data = json.loads(path.read_text())

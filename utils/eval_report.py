@@ -56,12 +56,12 @@ def checkpoint_info(path: str) -> dict[str, Any]:
     return {"checkpoint": os.path.abspath(path), "checkpoint_sha256": file_sha256(path)}
 
 
-def _fmt(stat: MetricStat | None) -> str:
+def _fmt(stat: MetricStat | None, interval: bool = True) -> str:
     if stat is None:
         return "-"
     if not math.isfinite(stat.mean):
         return str(stat.mean)
-    return f"{stat.mean:.4f} ± {stat.ci:.4f}"
+    return f"{stat.mean:.4f} ± {stat.ci:.4f}" if interval else f"{stat.mean:.4f}"
 
 
 def format_report(report: EvalReport, title: str | None = None) -> str:
@@ -71,12 +71,17 @@ def format_report(report: EvalReport, title: str | None = None) -> str:
     lines = [title] if title else []
     lines.append(f"{'Metric':<{width}}{'Real':<22}{'Model':<22}")
     lines.append("-" * (width + 44))
-    for m in names:
-        lines.append(f"{METRIC_LABELS[m]:<{width}}{_fmt(report.real.get(m)):<22}{_fmt(report.metrics.get(m)):<22}")
-    proto = report.meta.get("protocol", {})
     r = len(report.rows)
-    lines.append(f"{r} replications of {proto.get('num_samples', '?')} {proto.get('split', '?')} samples "
-                 f"(batch {proto.get('batch_size', '?')}); mean ± 1.96·std/√{r}")
+    # One replication has no spread to estimate an interval from: its ± 0 would read as no uncertainty at all.
+    interval = r > 1
+    for m in names:
+        lines.append(f"{METRIC_LABELS[m]:<{width}}{_fmt(report.real.get(m), interval):<22}"
+                     f"{_fmt(report.metrics.get(m), interval):<22}")
+    proto = report.meta.get("protocol", {})
+    samples = (f"{proto.get('num_samples', '?')} {proto.get('split', '?')} samples "
+               f"(batch {proto.get('batch_size', '?')})")
+    lines.append(f"{r} replications of {samples}; mean ± 1.96·std/√{r}" if interval
+                 else f"{r} replication of {samples}; no interval from one replication")
     return "\n".join(lines)
 
 

@@ -99,16 +99,32 @@ def load_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
     return values
 
 
+# The repository root: the shipped presets are options/configs/*.yaml under it.
+CODE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def resolve_config_path(path: str) -> str:
+    """``path`` as written when it exists (or is absolute), else the same relative path under the repository root
+    when that exists there: the documented ``--config options/configs/<preset>.yaml`` then works from any working
+    directory (scripts run from anywhere with ``FSQ_MARDM_HOME``)."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    shipped = os.path.join(CODE_ROOT, path)
+    return shipped if os.path.isfile(shipped) else path
+
+
 def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse ``argv`` with precedence defaults < ``--config`` YAML < command line.
 
     The parser needs a ``--config`` option (``options.base_options.get_base_parser`` has one). Flags the YAML sets
-    are no longer required on the command line. ``--name`` must end up set somewhere.
+    are no longer required on the command line. ``--name`` must end up set somewhere. A relative ``--config`` that
+    is not found from the working directory is read from the repository root (``resolve_config_path``).
     """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
     if known.config:
+        known.config = resolve_config_path(known.config)
         try:
             preset = load_preset(parser, known.config)
         except ConfigError as e:
@@ -118,6 +134,8 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
             actions[dest].required = False
         parser.set_defaults(**preset)
     args = parser.parse_args(argv)
+    if known.config:
+        args.config = known.config  # the file read, for the run's opt.yaml
     if getattr(args, "name", "") is None:
         parser.error("--name is required (on the command line or in the --config YAML)")
     # The training length is one setting in two units: an --epoch typed on the command line replaces the preset's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 import yaml
@@ -97,6 +98,24 @@ def test_missing_config_file_and_missing_name(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse([])
     assert "--name is required" in capsys.readouterr().err
+
+
+def test_a_shipped_preset_is_found_from_another_working_directory(tmp_path, monkeypatch, capsys):
+    from options.config import CODE_ROOT
+    from options.tokenizer_options import get_train_vq_parser
+
+    monkeypatch.chdir(tmp_path)
+    args = parse_with_config(get_train_vq_parser(), ["--config", "options/configs/tiny_vq.yaml", "--name", "x"])
+    assert args.batch_size == 32 and args.max_iters == 300 and args.dataset_name == "synthetic"
+    assert args.config == os.path.join(CODE_ROOT, "options", "configs", "tiny_vq.yaml")
+    # A file of that relative path in the working directory comes first: paths are used as written.
+    (tmp_path / "options" / "configs").mkdir(parents=True)
+    (tmp_path / "options" / "configs" / "tiny_vq.yaml").write_text("batch_size: 8\n")
+    args = parse_with_config(get_train_vq_parser(), ["--config", "options/configs/tiny_vq.yaml", "--name", "x"])
+    assert args.batch_size == 8 and args.config == "options/configs/tiny_vq.yaml"
+    with pytest.raises(SystemExit):
+        parse(["--config", "options/configs/no_such_preset.yaml", "--name", "x"])
+    assert "cannot read config file options/configs/no_such_preset.yaml" in capsys.readouterr().err
 
 
 def test_saved_config_round_trips_and_is_a_valid_preset(tmp_path):

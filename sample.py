@@ -174,6 +174,8 @@ def main(cfg) -> dict:
     jobs = [(i, r, prompt) for i, prompt in enumerate(prompts) for r in range(cfg.repeat_times)]
     kind = "_edit" if edit is not None else ""
     stems = [f"{slugify(prompt.text)}{kind}_{i:03d}_r{r:02d}" for i, r, prompt in jobs]
+    if edit is not None:
+        edit.check_outputs([os.path.join(out_dir, stem + end) for stem in stems for end in (".npy", "_features.npy")])
     run_record = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
                   "generator": generator.info, "dataset": spec.name, "fps": spec.fps, "sampling": settings.to_dict(),
                   "seed": cfg.seed, "repeat_times": cfg.repeat_times}

@@ -232,6 +232,14 @@ def test_sample_py_edits_a_source_and_records_it(ckdir, source, tmp_path):
                         "--edit_source", str(out / manifest["samples"][0]["files"]["features"]),
                         "--edit_frames", "16:24")
     assert again["edit"]["spans_tokens"] == [[4, 6]] and again["samples"][-1]["length_frames"] == 48
+    # Editing that edit again with its own prompt would write the output over the source: refused, source intact.
+    edited = out / manifest["samples"][0]["files"]["features"]
+    before = file_sha256(str(edited))
+    with pytest.raises(ValueError, match=r"would write its output a_person_jumps_edit_000_r00_features\.npy over "
+                                         r"the source; pass another --output_dir"):
+        edit_sample(ckdir, "--name", "mask", "--res_name", "res", "--text_prompt", "a person jumps", "--output_dir",
+                    str(out), "--edit_source", str(edited), "--edit_frames", "16:24")
+    assert file_sha256(str(edited)) == before
 
 
 def test_sample_py_refuses_bad_edits(ckdir, source, tmp_path):

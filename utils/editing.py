@@ -185,6 +185,16 @@ class EditRequest(NamedTuple):
                 "unit_length": unit_length, "spans_frames": [[s.start, s.end] for s in self.spans],
                 "spans_tokens": tokens, "edited_frames": [[a * unit_length, b * unit_length] for a, b in tokens]}
 
+    def check_outputs(self, paths: list[str]) -> None:
+        """Raise ValueError when one of the files an edit is about to write is its source: editing an earlier edit
+        with the same prompt into the same folder would replace the source that the manifest cites by hash."""
+        source = os.path.realpath(self.source)
+        for path in paths:
+            if os.path.realpath(path) == source:
+                raise ValueError(f"--edit_source {self.source}: this run would write its output "
+                                 f"{os.path.basename(path)} over the source; pass another --output_dir or edit a "
+                                 f"copy of the source")
+
 
 def read_edit_request(source: str | None, frames: list[str] | None, seconds: list[str] | None, spec: DatasetSpec,
                       unit_length: int) -> EditRequest | None:

@@ -64,6 +64,9 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                       help="LFQ: weight of the batch (codebook) entropy inside the penalty (default 1)")
     arch.add_argument("--commitment_loss_weight", type=float, default=None,
                       help="LFQ: weight of mse(pre-quantization value, sg(sign code)) (default 0)")
+    arch.add_argument("--inv_temperature", type=float, default=None,
+                      help="LFQ: inverse temperature of the soft assignment the entropy penalty reads (default 100, "
+                           "vector-quantize-pytorch's)")
     arch.add_argument("--mu", type=float, default=None, help="EMA decay of VQ codebooks")
     arch.add_argument("--kmeans_init", action="store_true", default=None,
                       help="VQ / RVQ: initialise each codebook (each residual layer on its own residual) by k-means "
@@ -131,9 +134,9 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
 
 
 ARCH_FLAGS = ("width", "depth", "down_t", "dilation_growth_rate", "output_emb_width", "code_dim", "nb_code", "levels",
-              "entropy_loss_weight", "diversity_gamma", "commitment_loss_weight", "mu", "kmeans_init", "kmeans_iters",
-              "rotation_trick", "norm", "activation", "dropout", "num_quantizers", "quantize_dropout_prob",
-              "shared_codebook", "quantizer", "per_part_dim", "spatial_layers")
+              "entropy_loss_weight", "diversity_gamma", "commitment_loss_weight", "inv_temperature", "mu",
+              "kmeans_init", "kmeans_iters", "rotation_trick", "norm", "activation", "dropout", "num_quantizers",
+              "quantize_dropout_prob", "shared_codebook", "quantizer", "per_part_dim", "spatial_layers")
 RENAMED = {"quantizer": "quantizer_type"}  # flag name -> constructor keyword
 
 

@@ -166,11 +166,12 @@ STEPS = 60
 
 @pytest.fixture(scope="module")
 def lfq_run(tmp_path_factory, synthetic_root):
-    """A tiny LFQ tokenizer trained by train_AE.py (entropy weight and diversity set by flag), and a tiny CLIP."""
+    """A tiny LFQ tokenizer trained by train_AE.py (its loss weights and temperature set by flag), and a tiny CLIP."""
     ckpt = str(tmp_path_factory.mktemp("lfq_ckpt"))
     args = parse_with_config(get_train_ae_parser(), [
         "--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--name", "lfq",
-        "--model", "LFQ_AE_Tiny", "--entropy_loss_weight", "0.05", "--diversity_gamma", "1.5", "--max_iters",
+        "--model", "LFQ_AE_Tiny", "--entropy_loss_weight", "0.05", "--diversity_gamma", "1.5",
+        "--commitment_loss_weight", "0.25", "--inv_temperature", "20", "--max_iters",
         str(STEPS), "--eval_every", "30", "--batch_size", "16", "--num_workers", "0", "--lr", "1e-3",
         "--warm_up_iter", "5", "--milestones", "1000", "--log_every", "5", "--save_every", "30", "--val_batches", "2"])
     train_AE.main(args)
@@ -211,7 +212,9 @@ def test_train_ae_trains_an_lfq_tokenizer_that_reloads_exactly(lfq_run):
     state = load_checkpoint(path)
     assert state["model_name"] == "LFQ_AE_Tiny" and state["model_args"]["nb_code"] == 32
     assert state["model_args"]["entropy_loss_weight"] == 0.05 and state["model_args"]["diversity_gamma"] == 1.5
+    assert state["model_args"]["commitment_loss_weight"] == 0.25 and state["model_args"]["inv_temperature"] == 20
     tok = load_tokenizer(path, use_ema=False)
+    assert tok.model.quantizer.inv_temperature == 20 and tok.model.quantizer.commitment_loss_weight == 0.25
     assert tok.kind == "lfq" and tok.codebook_size == 32 and tok.model.grid_dim == 5
     model = build_tokenizer("LFQ_AE_Tiny", **state["model_args"])
     model.load_state_dict(state["model"])

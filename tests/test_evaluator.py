@@ -162,7 +162,8 @@ def test_round_trip_glove_evaluator_small_width(tmp_path):
     after = loaded.get_co_embeddings(words, pos, cap_lens, motions, lengths)
     for b, a in zip(before, after):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    with pytest.raises(CheckpointError, match="dataset name"):
+    with pytest.raises(CheckpointError, match="an evaluator of dataset 't2m', but 'kit' is evaluated; .*"
+                                              "--eval_dataset t2m"):
         load_evaluator(str(path), "kit")
     with pytest.raises(CheckpointError, match="mean/std"):
         load_evaluator(str(path), "t2m", mean=np.zeros(dim_pose), std=np.ones(dim_pose))

@@ -363,7 +363,11 @@ def _load_own(state: dict[str, Any], sizes: dict[str, Any], path: str, dataset_n
         if not isinstance(state.get(key), dict):
             raise CheckpointError(f"{path}: evaluator checkpoint lacks its {key!r} record")
     dataset = state["dataset"]
-    check_matches(path, "dataset name", dataset.get("name"), dataset_name)
+    if dataset.get("name") != dataset_name:
+        raise CheckpointError(f"{path}: an evaluator of dataset {dataset.get('name')!r}, but {dataset_name!r} is "
+                              f"evaluated; to score a model of {dataset_name!r} with it, evaluation_MARDM.py takes "
+                              f"--eval_dataset {dataset.get('name')} (a registered conversion between the two "
+                              f"representations), else pass an evaluator of {dataset_name!r}")
     model_args = dict(state["model_args"])
     if model_args.get("ignore_dims") is not None:
         model_args["ignore_dims"] = tuple(int(v) for v in model_args["ignore_dims"])

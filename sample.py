@@ -51,7 +51,7 @@ from options.eval_generator_options import family_sampling_options, get_sample_p
 from utils.bvh_export import write_bvh
 from utils.checkpoint import CheckpointError
 from utils.cli import run_script
-from utils.editing import read_edit_request
+from utils.editing import check_edit_flags, read_edit_request
 from utils.generation import LENGTH_ESTIMATOR_RUN, load_generator
 from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
@@ -102,9 +102,8 @@ def read_prompts(cfg) -> list[Prompt]:
 
 
 def sample_frames(generator, text: str, given: torch.Tensor | None, seed: int) -> torch.Tensor:
-    """The length of one sample: the prompt's own (``given``, checked beforehand), else a draw of the length
-    estimator from its own generator seeded with ``seed``, so the motion of a seed does not depend on the length
-    source."""
+    """One sample's length: the prompt's own (``given``), else a draw of the length estimator from a generator
+    seeded with ``seed`` (so the motion of a seed does not depend on the length source)."""
     if given is not None:
         return given
     return generator.estimate_lengths([text], torch.Generator(device=generator.device).manual_seed(seed))
@@ -130,6 +129,9 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     setup_logging()
     prompts = read_prompts(cfg)
+    editing = check_edit_flags(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds)  # before the model loads
+    if editing and any(p.frames is not None for p in prompts):
+        raise ValueError("an edit has the length of its --edit_source; drop --motion_length and #<frames> lengths")
     if cfg.repeat_times < 1:
         raise ValueError(f"--repeat_times must be >= 1, got {cfg.repeat_times}")
     try:
@@ -139,9 +141,6 @@ def main(cfg) -> dict:
     path, name, dataset_name = resolve_run(cfg)
     res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
     options = family_sampling_options(cfg)
-    if cfg.edit_source is not None and any(p.frames is not None for p in prompts):
-        raise ValueError("an edit has the length of its --edit_source; drop --motion_length and the prompts' "
-                         "#<frames> lengths")
 
     # ---------------------------------------------------------------------------------------------------------------
     # model

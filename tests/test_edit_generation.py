@@ -258,3 +258,16 @@ def test_sample_py_refuses_bad_edits(ckdir, source, tmp_path):
         edit_sample(ckdir, *common, "--edit_source", str(src), "--edit_seconds", "3:1")
     with pytest.raises(ValueError, match=r"walk_features\.npy: edit span \[45, 60\) reaches past the source"):
         edit_sample(ckdir, *common, "--edit_source", str(src), "--edit_frames", "45:60")
+
+
+def test_sample_py_refuses_edit_flags_before_loading_a_model(tmp_path):
+    """Spans without a source, a source without spans and unreadable frame spans are refused before the generator
+    is looked for (here there is none to find)."""
+    missing = str(tmp_path / "no_runs")
+    common = ["--name", "nothing", "--text_prompt", "a person jumps"]
+    with pytest.raises(ValueError, match="need --edit_source"):
+        edit_sample(missing, *common, "--edit_frames", "0:8")
+    with pytest.raises(ValueError, match="--edit_source needs the spans"):
+        edit_sample(missing, *common, "--edit_source", str(tmp_path / "x.npy"))
+    with pytest.raises(ValueError, match="0-8"):
+        edit_sample(missing, *common, "--edit_source", str(tmp_path / "x.npy"), "--edit_frames", "0-8")

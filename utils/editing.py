@@ -196,18 +196,28 @@ class EditRequest(NamedTuple):
                                  f"copy of the source")
 
 
-def read_edit_request(source: str | None, frames: list[str] | None, seconds: list[str] | None, spec: DatasetSpec,
-                      unit_length: int) -> EditRequest | None:
-    """``--edit_source`` with its ``--edit_frames`` / ``--edit_seconds`` spans (at ``spec.fps``) -> an
-    ``EditRequest``; None without ``--edit_source``. Spans without a source, or a source without spans, fail."""
+def check_edit_flags(source: str | None, frames: list[str] | None, seconds: list[str] | None) -> bool:
+    """Whether the flags ask for an edit; ValueError for spans without a source, a source without spans, or frame
+    spans that do not parse. Needs no model, so scripts call it before loading one."""
     spans_given = bool(frames or seconds)
     if source is None:
         if spans_given:
             raise ValueError("--edit_frames / --edit_seconds need --edit_source, the motion (features .npy) to edit")
-        return None
+        return False
     if not spans_given:
         raise ValueError("--edit_source needs the spans to regenerate: --edit_frames START:END or --edit_seconds "
                          "START:END (e.g. ':40' for a prefix, '100:' for a suffix)")
+    for text in frames or []:
+        parse_span(text, "frames")
+    return True
+
+
+def read_edit_request(source: str | None, frames: list[str] | None, seconds: list[str] | None, spec: DatasetSpec,
+                      unit_length: int) -> EditRequest | None:
+    """``--edit_source`` with its ``--edit_frames`` / ``--edit_seconds`` spans (at ``spec.fps``) -> an
+    ``EditRequest``; None without ``--edit_source``. Spans without a source, or a source without spans, fail."""
+    if not check_edit_flags(source, frames, seconds):
+        return None
     features = load_edit_source(source, spec)
     if features.shape[0] < unit_length:
         raise ValueError(f"--edit_source {source}: {features.shape[0]} frames, fewer than one {unit_length}-frame "

@@ -26,10 +26,18 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.quantizers import GridQuantizer, QuantizerOutput, check_latents, fp32_region
+from models.quantizers import (
+    GridQuantizer,
+    QuantizerOutput,
+    _all_reduce_sum_,
+    _distributed,
+    check_latents,
+    fp32_region,
+)
 
 
 class LFQEntropy(NamedTuple):
@@ -50,6 +58,23 @@ def entropy(probs: Tensor, eps: float = 1e-12) -> Tensor:
     return -(probs * probs.clamp_min(eps).log()).sum(-1)
 
 
+def _global_mean(rows: Tensor) -> Tensor:
+    """The mean of ``rows (M, ...)`` over the global batch: this process's rows, with gradient, and every other
+    process's, as constants (one all-reduce). A function of the global mean, such as the codebook entropy, then has
+    its one-process value; its gradient reaches this process's parameters through this process's rows only, so it is
+    scaled by the number of processes (its value unchanged), and the gradient average of DistributedDataParallel
+    gives the one-process gradient."""
+    if not _distributed():
+        return rows.mean(0)
+    local = rows.sum(0)
+    totals = torch.cat([local.detach().reshape(-1), local.new_tensor([rows.shape[0]])])
+    _all_reduce_sum_(totals)
+    others = totals[:-1].reshape(local.shape) - local.detach()
+    world = dist.get_world_size()
+    scaled = world * local - (world - 1) * local.detach()  # the value of local, world times its gradient
+    return (scaled + others) / totals[-1]
+
+
 class LFQ(GridQuantizer):
     """Lookup-free quantization (MAGVIT-v2, arXiv:2310.05737, Sec. 3.1; defaults of vector-quantize-pytorch's LFQ).
 
@@ -62,8 +87,8 @@ class LFQ(GridQuantizer):
     ``entropy_loss_weight * (per_sample_entropy - diversity_gamma * codebook_entropy)
     + commitment_loss_weight * mse(h, sg(code))``, already weighted: a training objective adds it as it is. The soft
     assignment is ``softmax(2 inv_temperature <h, c>)`` over the codes c; see the module docstring for how its
-    entropies are computed and what ``dense_entropy_max_dim`` bounds. The codebook entropy is that of this process's
-    batch (under torch.distributed, not all-reduced).
+    entropies are computed and what ``dense_entropy_max_dim`` bounds. Under torch.distributed the codebook entropy
+    is that of the global batch (one all-reduce of the summed assignments per training forward).
     """
 
     def __init__(self, codebook_size: int, dim: int | None = None, entropy_loss_weight: float = 0.1,
@@ -137,15 +162,16 @@ class LFQ(GridQuantizer):
 
     def entropy_terms(self, h: Tensor) -> LFQEntropy:
         """Per-sample and codebook entropy (nats, with gradient) of the soft assignments of ``h (M, d)``, the
-        pre-quantization values (after ``project_in``)."""
+        pre-quantization values (after ``project_in``). Under torch.distributed the codebook entropy is that of the
+        global batch's mean assignment (``_global_mean``), as one process on the whole batch computes it."""
         bit_logits = (4.0 * self.inv_temperature * self.codebook_scale) * h  # log-odds of each bit being +scale
         per_sample = binary_entropy_from_logits(bit_logits).sum(-1).mean()
         if self.codebook_dim <= self.dense_entropy_max_dim:
             codes = self._codes_of(torch.arange(self.codebook_size, device=h.device))  # (K, d)
-            mean_assignment = torch.softmax((2.0 * self.inv_temperature) * h @ codes.t(), dim=-1).mean(0)
+            mean_assignment = _global_mean(torch.softmax((2.0 * self.inv_temperature) * h @ codes.t(), dim=-1))
             codebook = entropy(mean_assignment)
         else:
-            mean_bits = torch.sigmoid(bit_logits).mean(0)  # (d,) batch-mean probability of each bit being +scale
+            mean_bits = _global_mean(torch.sigmoid(bit_logits))  # (d,) mean probability of each bit being +scale
             codebook = entropy(torch.stack([mean_bits, 1 - mean_bits], -1)).sum()
         return LFQEntropy(per_sample, codebook)
 

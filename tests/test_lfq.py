@@ -262,3 +262,51 @@ def test_momask_masked_transformer_trains_and_generates_on_lfq_indices(lfq_run):
     out = gen.generate(["a person walks forward"], [32], time_steps=2, seed=0)
     assert out.features.shape == (1, 32, 263) and out.tokens.shape[:2] == (1, 8)
     assert (out.tokens >= 0).all() and (out.tokens < 32).all()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# torch.distributed: the codebook entropy is the global batch's
+
+
+def _lfq_batch(codebook_dim_max: int) -> tuple[LFQ, torch.Tensor]:
+    torch.manual_seed(0)
+    lfq = LFQ(16, dim=6, inv_temperature=2.0, dense_entropy_max_dim=codebook_dim_max).train()
+    return lfq, torch.randn(4, 8, 6)
+
+
+def _lfq_ddp_worker(rank: int, world: int, init_file: str, result_file: str, codebook_dim_max: int) -> None:
+    import torch.distributed as dist
+
+    from utils.checkpoint import save_checkpoint
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        lfq, z = _lfq_batch(codebook_dim_max)
+        share = z.shape[0] // world
+        out = lfq(z[rank * share:(rank + 1) * share])
+        (out.aux_loss + out.z_q.square().mean()).backward()  # a per-row term too, so project_out has a gradient
+        grads = {}
+        for name, param in lfq.named_parameters():  # the gradient average DistributedDataParallel applies
+            dist.all_reduce(param.grad)
+            grads[name] = param.grad / world
+        if rank == 0:
+            save_checkpoint(result_file, {"grads": grads, "codebook": lfq.last_entropy.codebook})
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
+@pytest.mark.parametrize("codebook_dim_max", [14, 2], ids=["dense", "per-bit"])
+def test_two_processes_train_the_codebook_entropy_of_the_global_batch(codebook_dim_max, tmp_path):
+    import torch.multiprocessing as mp
+
+    init_file, result_file = str(tmp_path / "init"), str(tmp_path / "result.pt")
+    mp.spawn(_lfq_ddp_worker, args=(2, init_file, result_file, codebook_dim_max), nprocs=2, join=True)
+    result = load_checkpoint(result_file)
+    lfq, z = _lfq_batch(codebook_dim_max)
+    out = lfq(z)  # one process on the whole batch
+    (out.aux_loss + out.z_q.square().mean()).backward()
+    assert result["codebook"].item() == pytest.approx(lfq.last_entropy.codebook.item(), rel=1e-5)
+    for name, param in lfq.named_parameters():
+        torch.testing.assert_close(result["grads"][name], param.grad, rtol=1e-4, atol=1e-6)

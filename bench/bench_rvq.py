@@ -2,7 +2,7 @@
 
 - baseline: ``reference_impl.RefResidualVQ``, the MoMask computation: per layer, Gumbel-sampled codes and EMA
   statistics through a dense one-hot (512 x tokens) matrix multiplied with the latents.
-- ours: ``models.quantizers.ResidualVQ``: per-code sums by an accumulating ``index_put_``, ``bincount`` counts, Gumbel
+- ours: ``models.residual_vq.ResidualVQ``: per-code sums by an accumulating ``index_put_``, ``bincount`` counts, Gumbel
   noise computed in place from one uniform draw.
 
 Both in training mode (codebook updates, Gumbel sampling at temperature 0.5) and in eval mode (nearest codes, no
@@ -21,7 +21,7 @@ import torch
 from benchlib import Result, interleaved, median, peak_memory, speedup_row
 from reference_impl import RefResidualVQ
 
-from models.quantizers import ResidualVQ
+from models.residual_vq import ResidualVQ
 
 LAYERS, CODES, DIM = 6, 512, 512
 TOKENS_PER_WINDOW = 16

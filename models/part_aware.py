@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from models.encdec import Decoder, Encoder, normalize_norm_name
-from models.quantizers import ResidualVQ
+from models.residual_vq import ResidualVQ
 from utils.dataset_specs import DatasetSpec, humanml3d_layout
 
 if TYPE_CHECKING:

@@ -33,8 +33,8 @@ from models.quantizers import (
     QuantizeOrig,
     Quantizer,
     QuantizeReset,
-    ResidualVQ,
 )
+from models.residual_vq import ResidualVQ
 
 
 class TokenizerOutput(NamedTuple):

@@ -17,7 +17,6 @@ from models.quantizers import (
     QuantizeEMAReset,
     QuantizeOrig,
     QuantizeReset,
-    ResidualVQ,
     code_counts,
     kmeans,
     perplexity_from_counts,
@@ -25,6 +24,7 @@ from models.quantizers import (
     select_codes,
     squared_distances,
 )
+from models.residual_vq import ResidualVQ
 from models.tokenizers import AE_MODELS, VQ_MODELS
 from utils.checkpoint import load_checkpoint, save_checkpoint
 

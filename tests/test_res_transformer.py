@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 import models.res_transformer as rt
 from models.mask_schedule import lengths_to_mask, q_schedule
-from models.quantizers import ResidualVQ
 from models.res_transformer import RES_TRANSFORMERS, ResidualTransformer
+from models.residual_vq import ResidualVQ
 
 torch.set_num_threads(1)
 

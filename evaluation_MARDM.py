@@ -64,7 +64,8 @@ from utils.eval_data import build_eval_loader
 from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag, renormalize
 from utils.eval_report import format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
-from utils.generation import SamplingSettings, load_generator
+from utils.generation import load_generator
+from utils.generation_backends import SamplingSettings
 from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging

@@ -35,7 +35,7 @@ from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
 from utils.eval_data import load_validation_evaluator
-from utils.generation import MARDMBackend
+from utils.generation_backends import MARDMBackend
 from utils.generator_stage import (
     GeneratorLoss,
     check_resume_matches,

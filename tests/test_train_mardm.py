@@ -18,7 +18,7 @@ from options.config import load_preset, parse_with_config
 from options.generator_options import get_train_mardm_parser
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
-from utils.generation import MARDMBackend
+from utils.generation_backends import MARDMBackend
 from utils.generator_stage import (
     check_resume_matches,
     decode_targets,

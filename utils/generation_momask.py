@@ -21,7 +21,7 @@ from models.mask_transformer import MASK_TRANSFORMERS, MaskTransformer
 from models.res_transformer import RES_TRANSFORMERS, ResidualTransformer
 from utils.checkpoint import CheckpointError
 from utils.dataset_specs import DatasetSpec
-from utils.generation import GENERATOR_BACKENDS, GeneratorBackend, SamplingSettings
+from utils.generation_backends import GENERATOR_BACKENDS, GeneratorBackend, SamplingSettings
 from utils.generator_stage import trained_on_ema
 from utils.token_stage import TOKEN_TARGET, check_token_model_fits, encode_tokens, load_token_tokenizer
 

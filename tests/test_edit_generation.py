@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from test_generation import make_runs, write_fake_clip
+from test_generation import make_runs, save_generator, write_fake_clip
 from test_momask_generation import _one_thread, save_code_tokenizer, save_token_generator  # noqa: F401 (fixture)
 
 import sample
@@ -36,13 +36,16 @@ from utils.generation import load_generator
 
 @pytest.fixture(scope="module")
 def ckdir(tmp_path_factory, synthetic_root):
-    """FSQ-MARDM and MARDM runs (make_runs) plus a MoMask masked + residual pair on an RVQ tokenizer."""
+    """FSQ-MARDM and MARDM runs (make_runs), a MoMask masked + residual pair on an RVQ tokenizer and VQ-MARDM on a
+    VQ tokenizer."""
     folder = str(tmp_path_factory.mktemp("edit") / "checkpoints")
     make_runs(folder, synthetic_root)
     clip = write_fake_clip(os.path.join(folder, "clip"))
     rvq = save_code_tokenizer(folder, synthetic_root, "rvq", "RVQVAE_Tiny", quantize_dropout_prob=0.0)
     save_token_generator(folder, synthetic_root, "mask", "MoMask-Mask-Tiny", rvq, clip)
     save_token_generator(folder, synthetic_root, "res", "MoMask-Res-Tiny", rvq, clip, seed=1)
+    vq = save_code_tokenizer(folder, synthetic_root, "vq_tok", "VQ_AE_Tiny")
+    save_generator(folder, synthetic_root, "vq_gen", "VQ-MARDM-SiT-Tiny", vq, clip, seed=2)
     return folder
 
 
@@ -140,7 +143,7 @@ def test_bad_source_files_fail_naming_file_and_shape(tmp_path, source):
 # MotionGenerator.edit
 # ---------------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("run", ["fsq_gen", "ae_gen", "momask"])
+@pytest.mark.parametrize("run", ["fsq_gen", "ae_gen", "vq_gen", "momask"])
 def test_edit_keeps_the_source_tokens_outside_the_spans(ckdir, source, run):
     root = os.path.join(ckdir, "synthetic")
     if run == "momask":

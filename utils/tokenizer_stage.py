@@ -238,6 +238,8 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
                          "evaluator; drop it for --body_part / --conditions runs")
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
     check_run_start(run, args.is_continue)
+    # The run being resumed, read once (without its weights) for the checks below; the engine restores the state.
+    resumed = _resumed_records(run.latest_path) if args.is_continue else None
     run.make_dirs()
     setup_logging(run.log_file)
     set_seed(args.seed)
@@ -265,8 +267,8 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
             train_ids = [data.train.index.clip_id(int(r)) for r in data.train.clips]
             found = read_conditions(args.data_root or spec.root, conditions)
             labels, unseen = training_labels(found, train_ids)
-            if args.is_continue:
-                labels, unseen = resumed_vocabularies(run.latest_path, found, labels, unseen)
+            if resumed is not None:
+                labels, unseen = resumed_vocabularies(resumed, run.latest_path, found, labels, unseen)
             if unseen:
                 logger.warning("%s: values no training clip carries are encoded as unknown: %s", labels.source,
                                "; ".join(f"{v} ({len(ids)} clips, e.g. {ids[0]})" for v, ids in unseen.items()))
@@ -307,63 +309,68 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     meta = {"stage": "tokenizer", "model_name": model_name, "model_args": dict(model.model_args),
             "dataset": dataset_record(spec, data.mean, data.std), "config": _plain_config(args), "parent": None,
             **extra_meta}
-    if args.is_continue:
-        meta["model_args"] = resumed_model_args(run.latest_path, meta["model_args"])
-        check_tokenizer_resume(run.latest_path, meta, run.config_path)
+    if resumed is not None:
+        meta["model_args"] = resumed_model_args(resumed.get("model_args") or {}, meta["model_args"])
+        check_tokenizer_resume(resumed, run.latest_path, meta, run.config_path)
     save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn, collate_fn=collate_fn)
     logger.info("finished at %s", result.summary())
     return result
 
 
-def resumed_vocabularies(latest_path: str, found: ConditionLabels, labels: ConditionLabels,
+def _resumed_records(latest_path: str) -> dict[str, Any] | None:
+    """The records of the run at ``latest_path`` (everything but the weights and optimizer state), None if missing
+    (the engine then reports the missing checkpoint with the flags to check)."""
+    if not os.path.isfile(latest_path):
+        return None
+    saved = load_checkpoint(latest_path)
+    return {k: v for k, v in saved.items() if k not in ("model", "ema", "optimizer", "scaler", "rng")}
+
+
+def resumed_vocabularies(saved: dict[str, Any], latest_path: str, found: ConditionLabels, labels: ConditionLabels,
                          unseen: dict[str, list[str]]) -> tuple[ConditionLabels, dict[str, list[str]]]:
     """The condition labels of a resumed run. Runs started before vocabularies were built from the training clips
     alone also gave an id to values only val/test clips carry; such a run keeps the vocabularies it trained with
     (``found`` mapped onto them). Any other difference (relabelled values) is left to ``check_tokenizer_resume``,
-    which refuses it. ``labels, unseen``: the training clips' vocabularies (``training_labels``)."""
-    if not os.path.isfile(latest_path):
-        return labels, unseen
-    record = load_checkpoint(latest_path).get("conditions")
+    which refuses it. ``saved``: the resumed run's records (``latest_path``); ``labels, unseen``: the training clips'
+    vocabularies (``training_labels``)."""
+    record = saved.get("conditions")
     if not record:
         return labels, unseen
-    saved = ConditionLabels.from_dict(record, source=f"{latest_path} (conditions)")
-    if saved.to_dict() == labels.to_dict() or tuple(saved.names) != tuple(labels.names):
+    vocab = ConditionLabels.from_dict(record, source=f"{latest_path} (conditions)")
+    if vocab.to_dict() == labels.to_dict() or tuple(vocab.names) != tuple(labels.names):
         return labels, unseen
     every_value = {name: {v.get(name) for v in found.labels.values()} for name in found.names}
-    older = all(set(labels.vocabularies[name]) <= set(saved.vocabularies[name])
-                and set(saved.vocabularies[name]) - {UNKNOWN} <= every_value[name] for name in saved.names)
+    older = all(set(labels.vocabularies[name]) <= set(vocab.vocabularies[name])
+                and set(vocab.vocabularies[name]) - {UNKNOWN} <= every_value[name] for name in vocab.names)
     if not older:
         return labels, unseen
     logger.warning("%s: the run gives ids to condition values no training clip carries (%s), as runs started before "
                    "vocabularies came from the training clips did; it keeps its vocabularies", latest_path,
-                   "; ".join(f"{n}: {sorted(set(saved.vocabularies[n]) - set(labels.vocabularies[n]))}"
-                             for n in saved.names if set(saved.vocabularies[n]) != set(labels.vocabularies[n])))
-    return with_vocabularies(found, saved)
+                   "; ".join(f"{n}: {sorted(set(vocab.vocabularies[n]) - set(labels.vocabularies[n]))}"
+                             for n in vocab.names if set(vocab.vocabularies[n]) != set(labels.vocabularies[n])))
+    return with_vocabularies(found, vocab)
 
 
 # Constructor arguments added after tokenizer runs were saved, with the value those runs trained with.
 ADDED_MODEL_ARGS = {"kmeans_init": False, "kmeans_iters": 10, "rotation_trick": False}
 
 
-def resumed_model_args(latest_path: str, model_args: dict[str, Any]) -> dict[str, Any]:
-    """The ``model_args`` a resumed run records. A run saved before ``ADDED_MODEL_ARGS`` existed keeps its record
-    without those it resumes with the value it trained with (loaders rebuild it with that default), so the model
-    check does not refuse it for arguments it could not record; any other value stays, and is refused."""
-    if not os.path.isfile(latest_path):
-        return model_args
-    saved = load_checkpoint(latest_path).get("model_args") or {}
+def resumed_model_args(saved: dict[str, Any], model_args: dict[str, Any]) -> dict[str, Any]:
+    """The ``model_args`` a resumed run records (``saved``: those of its checkpoint). A run saved before
+    ``ADDED_MODEL_ARGS`` existed keeps its record without those it resumes with the value it trained with (loaders
+    rebuild it with that default), so the model check does not refuse it for arguments it could not record; any other
+    value stays, and is refused."""
     return {key: value for key, value in model_args.items()
             if key in saved or key not in ADDED_MODEL_ARGS or value != ADDED_MODEL_ARGS[key]}
 
 
-def check_tokenizer_resume(latest_path: str, meta: dict[str, Any], config_path: str | None = None) -> None:
+def check_tokenizer_resume(saved: dict[str, Any], latest_path: str, meta: dict[str, Any],
+                           config_path: str | None = None) -> None:
     """Before ``--is_continue``: the run must be of the same model, arguments and dataset, normalised with the same
     Mean/Std (resuming on other statistics would silently train the model on other inputs). A refused model or
-    model argument names ``config_path``, the run's ``opt.yaml``, whose flags resume it."""
-    if not os.path.isfile(latest_path):
-        return  # the engine reports the missing checkpoint with the flags to check
-    saved = load_checkpoint(latest_path)
+    model argument names ``config_path``, the run's ``opt.yaml``, whose flags resume it. ``saved``: the records of
+    the run's checkpoint ``latest_path``."""
     for key in ("stage", "model_name", "model_args", "conditions"):
         try:
             check_matches(latest_path, key, saved.get(key), meta.get(key))

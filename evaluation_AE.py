@@ -25,8 +25,9 @@ Examples::
 Writes ``<run>/eval/eval_<which>[_ema][_<split>][_seed<seed>][_ev<hash>].json`` (EMA weights; split and seed when
 not the defaults; the first 8 hex digits of the evaluator file's SHA-256 when ``--evaluator_dir`` names another one
 than the dataset's own), ``eval_<...>_replications.jsonl`` (one line per replication as it finishes;
-``--is_continue`` reuses them) and ``eval.log``. ``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for
-``--ckpt``, the run folder holding the file (``<run>/model/<file>``) unless ``--name`` is given too.
+``--is_continue`` reuses them) and ``eval.log``; ``--report_json PATH`` writes the result JSON to PATH as well.
+``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding the file
+(``<run>/model/<file>``) unless ``--name`` is given too.
 """
 
 from __future__ import annotations
@@ -213,6 +214,8 @@ def main(cfg) -> dict:
     }
     out_path = os.path.join(eval_dir, f"eval_{tag}.json")
     write_report_json(result, out_path)
+    if cfg.report_json:
+        write_report_json(result, cfg.report_json)
     print(reconstruction_table(result))
     if report is not None:
         print(format_report(report, title=f"{tokenizer.model_name} reconstruction, {spec.name} {cfg.split}"))

@@ -25,7 +25,8 @@ Examples::
 
 Writes ``<run>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluator, seeds, every replication),
 ``eval_<tag>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue`` reuses them) and
-``eval.log``. ``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding the file
+``eval.log`` (``--report_json PATH`` writes the result JSON to PATH as well, for scripts such as ``reproduce.py``).
+``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding the file
 (``<run>/model/<file>``) unless ``--name`` is given too. ``<tag>`` names the checkpoint, weights, sampling settings,
 the protocol settings away from their defaults (split, seed, batch size, multimodality) and an ``--evaluator_dir``
 other than ``<checkpoints_dir>/<ds>/text_mot_match`` (``_ev`` and its file's SHA-256 prefix), so sweeps do not
@@ -240,6 +241,8 @@ def main(cfg) -> dict:
                            recorder.folder)
     out_path = os.path.join(source.eval_dir, f"eval_{tag}.json")
     write_report_json(result, out_path)
+    if cfg.report_json:
+        write_report_json(result, cfg.report_json)
     print(format_report(report, title=title))
     logger.info("wrote %s", out_path)
     return result

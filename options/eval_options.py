@@ -34,6 +34,9 @@ def add_protocol_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGrou
                        help="recompute the GT embeddings instead of reading/writing <evaluator>/gt_cache")
     group.add_argument("--is_continue", action="store_true",
                        help="reuse the replications already streamed to the eval JSONL file by the same evaluation")
+    group.add_argument("--report_json", type=str, default=None,
+                       help="also write the result JSON to this path (the run's eval/ copy is written as always), "
+                            "for scripts that read the numbers")
     return group
 
 

@@ -104,7 +104,8 @@ def test_no_mm_run_writes_reports_and_renormalises(setup, monkeypatch):
         return original_evaluate(ev, loader, checked_motion_fn, *args, **kwargs)
 
     monkeypatch.setattr(evaluation_MARDM, "evaluate", evaluate)
-    result = run_eval(ckdir, data_root, "--no_mm", "--cfg", "3", "--temperature", "0.7")
+    copy = os.path.join(ckdir, "elsewhere", "result.json")
+    result = run_eval(ckdir, data_root, "--no_mm", "--cfg", "3", "--temperature", "0.7", "--report_json", copy)
 
     assert len(log.calls) == 4 == len(checked)  # 2 replications x 2 batches of 8, no multimodality repeats
     assert all(c == {"n": 8, "time_steps": 2, "cfg": 3.0, "temperature": 0.7, "snap": True} for c in log.calls)
@@ -114,6 +115,8 @@ def test_no_mm_run_writes_reports_and_renormalises(setup, monkeypatch):
         report = json.load(f)
     with open(os.path.join(eval_dir, f"eval_{tag}_replications.jsonl")) as f:
         rows = [json.loads(line) for line in f]
+    with open(copy) as f:
+        assert json.load(f) == report  # --report_json: the same result, and the file names do not change
     assert os.path.isfile(os.path.join(eval_dir, "eval.log"))
     assert [row["seed"] for row in rows] == [3407, 3408]
     assert all(row["metrics"]["multimodality"] is None and math.isfinite(row["metrics"]["fid"]) for row in rows)

@@ -1,0 +1,277 @@
+"""Reproduce a published row: run every stage of its recipe, then compare the measured numbers with the paper's.
+
+Examples::
+
+    python reproduce.py --list                               # the recipes, their datasets and published numbers
+    python reproduce.py momask --dataset_name t2m --dry_run  # the commands, one per line (a bash script)
+    python reproduce.py momask --dataset_name kit            # train RVQ, both transformers, evaluate, report
+    python reproduce.py mardm_sit_xl --quick                 # the same chain with tiny models on synthetic data
+    python reproduce.py fsq_mardm --launch "accelerate launch --multi_gpu --num_processes 8"
+
+A recipe (``utils/recipes.py``) is the paper's setting written down: the shipped ``options/configs`` presets, the
+checkpoint its evaluation reads, its sampling steps and guidance. Each stage is the script a user would type, run as a
+separate process from the current directory. A training stage whose run already has ``model/latest.tar`` continues it
+with ``--is_continue`` (a finished run is left as it is), an evaluation reuses its finished replications, and a stage
+recorded as finished with the same command in ``state.json`` is skipped, so after a failure or a kill the same command
+goes on where it stopped (``--rerun`` runs every stage again). Stages shared by recipes (MARDM's AE under SiT and
+DDPM, MoMask's RVQ) are trained once. ``--launch`` prefixes the training stages (``accelerate launch ...``,
+``torchrun ...``); evaluations run in one process.
+
+``--quick`` runs the recipe's tiny counterpart on the synthetic dataset (made under ``dataset/Synthetic`` if it is
+missing, with a small evaluator trained for it): a few minutes on a CPU, to check the chain before a paper run. A paper
+run needs the dataset and the official evaluator in place (README, "Evaluator files"): one trained with
+``train_evaluator.py`` gives numbers that are not comparable with the papers', so it is refused unless
+``--evaluator_dir`` names it explicitly.
+
+Writes ``<checkpoints_dir>/<dataset>/reproduce/<recipe>/``: ``report.md`` and ``report.json`` (the commands, their
+times, the environment and git commit, and per evaluation the measured mean ± 95% CI beside each published number with
+its source, the difference and whether the published value lies inside the interval; unverified published numbers are
+marked), ``<stage>.json`` (each evaluation's full result) and ``state.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from utils.cli import run_script
+from utils.paths import project_path
+from utils.recipes import EVALUATOR_RUN, QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, Recipe, Stage, get_recipe
+from utils.reproduce_report import build_report, format_markdown, read_result, write_report
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+QUICK_MOTIONS = 400
+QUICK_EVALUATOR = ("--sizes", "small", "--max_iters", "200", "--pretrain_iters", "60", "--batch_size", "32",
+                   "--num_workers", "0", "--eval_every", "50")
+
+
+@dataclass
+class Step:
+    """One command of a planned reproduction. ``done_file``: the file whose presence means the step's output
+    exists (data statistics, evaluator, a run's ``latest.tar``, an evaluation's result)."""
+
+    name: str
+    argv: list[str]
+    done_file: str
+    training: bool = False
+    evaluation: bool = False
+    always_skip_when_done: bool = False  # data and evaluator: never rerun once present
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Run a paper recipe's stages (train, evaluate) and compare the numbers with the published ones.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", nargs="?", default=None, help=f"one of {', '.join(sorted(RECIPES))}")
+    parser.add_argument("--list", action="store_true", help="list the recipes with their published numbers and exit")
+    parser.add_argument("--dataset_name", type=str, default=None,
+                        help="a dataset the recipe was published on (default: its first; --quick: synthetic)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny models on the synthetic dataset: check the chain in minutes on a CPU")
+    parser.add_argument("--dry_run", action="store_true", help="print the commands (shell-quoted) and exit")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run every stage again (training stages continue their runs; finished runs stay)")
+    parser.add_argument("--checkpoints_dir", type=str, default=project_path("checkpoints"), help="root folder of runs")
+    parser.add_argument("--data_root", type=str, default=None,
+                        help=f"folder of the dataset (default: the dataset's own; --quick: {QUICK_DATA_ROOT})")
+    parser.add_argument("--evaluator_dir", type=str, default=None,
+                        help="evaluator for every evaluation (default <checkpoints_dir>/<dataset>/text_mot_match)")
+    parser.add_argument("--python", type=str, default=sys.executable, help="interpreter that runs the stages")
+    parser.add_argument("--launch", type=str, default=None,
+                        help="command prefix of the training stages, e.g. \"accelerate launch --multi_gpu "
+                             "--num_processes 8\" (the script path follows it)")
+    return parser
+
+
+def _script(name: str) -> str:
+    """The script's path as the user would type it: relative when the repository is the working directory."""
+    path = os.path.join(REPO, name)
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else path
+
+
+def output_folder(args: argparse.Namespace, recipe: Recipe, dataset: str) -> str:
+    return os.path.join(args.checkpoints_dir, dataset, "reproduce", recipe.name)
+
+
+def plan(args: argparse.Namespace, recipe: Recipe, dataset: str) -> list[Step]:
+    """The commands of the recipe on ``dataset``, in order; quick mode adds the synthetic data and its evaluator."""
+    runs = os.path.join(args.checkpoints_dir, dataset)
+    names = {s.name: s.run for s in recipe.stages}
+    names["runs"] = runs
+    common = ["--dataset_name", dataset, "--checkpoints_dir", args.checkpoints_dir]
+    if args.data_root:
+        common += ["--data_root", args.data_root]
+    launch = shlex.split(args.launch) if args.launch else [args.python]
+    out = output_folder(args, recipe, dataset)
+    steps = []
+    if args.quick:
+        steps.append(Step("data", [args.python, _script("prepare_data.py"), "synthetic", "--out", args.data_root,
+                                   "--num_motions", str(QUICK_MOTIONS), "--seed", "0"],
+                          os.path.join(args.data_root, "Mean.npy"), always_skip_when_done=True))
+        if not args.evaluator_dir:
+            steps.append(Step("evaluator", [*launch, _script("train_evaluator.py"), *common, *QUICK_EVALUATOR],
+                              os.path.join(runs, EVALUATOR_RUN, "model", "finest.tar"), training=True,
+                              always_skip_when_done=True))
+    for stage in recipe.stages:
+        steps.append(_stage_step(stage, args, dataset, common, names, launch, out))
+    return steps
+
+
+def _stage_step(stage: Stage, args: argparse.Namespace, dataset: str, common: list[str], names: dict[str, str],
+                launch: list[str], out: str) -> Step:
+    raw = stage.quick_args if args.quick else (*stage.args, *stage.dataset_args.get(dataset, ()))
+    try:
+        flags = [a.format(**names) for a in raw]
+    except KeyError as e:
+        raise ValueError(f"recipe stage {stage.name!r}: {e} names no stage of the recipe") from None
+    run_dir = os.path.join(names["runs"], stage.run)
+    if stage.evaluation:
+        result = os.path.join(out, f"{stage.name}.json")
+        evaluator = ["--evaluator_dir", args.evaluator_dir] if args.evaluator_dir else []
+        argv = [args.python, _script(stage.script), *common, "--name", stage.run, *flags, *evaluator,
+                "--is_continue", "--report_json", result]
+        return Step(stage.name, argv, result, evaluation=True)
+    argv = [*launch, _script(stage.script), *common, "--name", stage.run, *flags]
+    return Step(stage.name, argv, os.path.join(run_dir, "model", "latest.tar"), training=True)
+
+
+def _command(step: Step) -> str:
+    return shlex.join(step.argv)
+
+
+def _read_state(path: str) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}  # a damaged state only costs reruns: every stage checks its own outputs
+
+
+def _write_state(path: str, state: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(state, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _check_evaluator(args: argparse.Namespace, dataset: str) -> str | None:
+    """Why a paper run cannot be compared with the paper (no official evaluator in place), or None."""
+    if args.quick or args.evaluator_dir:
+        return None
+    path = os.path.join(args.checkpoints_dir, dataset, EVALUATOR_RUN, "model", "finest.tar")
+    if os.path.isfile(path):
+        return None
+    return (f"no evaluator at {path}: place the official evaluator files there (README, 'Evaluator files'); the "
+            f"published numbers were measured with them. An evaluator trained with train_evaluator.py gives numbers "
+            f"that are not comparable with the papers': pass it with --evaluator_dir to use it anyway")
+
+
+def list_recipes() -> str:
+    lines = []
+    for recipe in RECIPES.values():
+        lines.append(f"{recipe.name}: {recipe.title} [{recipe.paper}]")
+        lines.append(f"    datasets: {', '.join(recipe.datasets)}; stages: "
+                     f"{', '.join(s.name for s in recipe.stages)}")
+        for dataset in recipe.datasets:
+            for stage, numbers in recipe.published(dataset).items():
+                shown = ", ".join(f"{p.metric} {p.value:g}{'' if p.verified else '*'}" for p in numbers)
+                lines.append(f"    published on {dataset} ({stage}): {shown}")
+    lines.append("* unverified (quoted from an aggregator or from memory; the report says where from)")
+    return "\n".join(lines)
+
+
+def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
+    recipe = get_recipe(args.recipe)
+    if args.quick:
+        dataset = args.dataset_name or QUICK_DATASET
+        if dataset != QUICK_DATASET:
+            raise SystemExit(f"--quick runs on the synthetic dataset, not --dataset_name {dataset}")
+        args.data_root = args.data_root or project_path(QUICK_DATA_ROOT)
+    else:
+        dataset = args.dataset_name or recipe.datasets[0]
+        if dataset not in recipe.datasets:
+            raise SystemExit(f"recipe {recipe.name} was published on {', '.join(recipe.datasets)}, not "
+                             f"--dataset_name {dataset} (--quick runs it on synthetic data)")
+    steps = plan(args, recipe, dataset)
+    problem = _check_evaluator(args, dataset)
+    if args.dry_run:
+        print(f"# reproduce.py {recipe.name}: {recipe.title}, dataset {dataset}")
+        if problem:
+            print(f"# WARNING: {problem}")
+        for step in steps:
+            print(_command(step))
+        return None
+    if problem:
+        raise SystemExit(problem)
+
+    out = output_folder(args, recipe, dataset)
+    state_path = os.path.join(out, "state.json")
+    state = _read_state(state_path)
+    done = state.setdefault("stages", {})
+    records: list[dict[str, Any]] = []
+    failure = None
+    for step in steps:
+        record = {"name": step.name, "command": _command(step), "seconds": None}
+        records.append(record)
+        present = os.path.isfile(step.done_file)
+        previous = done.get(step.name, {})
+        if present and (step.always_skip_when_done or (not args.rerun and previous.get("command") == record["command"]
+                                                       and previous.get("status") == "done")):
+            record["status"], record["seconds"] = "skipped (done)", previous.get("seconds")
+            print(f"=== {step.name}: done, skipped ({step.done_file})", flush=True)
+            continue
+        argv = list(step.argv)
+        if step.training and present:
+            argv.append("--is_continue")
+        print(f"=== {step.name}: {shlex.join(argv)}", flush=True)
+        start = time.perf_counter()
+        code = subprocess.run(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+        record["seconds"] = time.perf_counter() - start
+        if code != 0:
+            record["status"] = f"failed (exit {code})"
+            failure = (step, code)
+            break
+        record["status"] = "done"
+        done[step.name] = {"command": record["command"], "status": "done", "seconds": record["seconds"]}
+        _write_state(state_path, state)
+    for step in steps[len(records):]:
+        records.append({"name": step.name, "command": _command(step), "seconds": None, "status": "not run"})
+
+    # Only evaluations that ran (or were confirmed done) in this invocation: a result file left by an earlier
+    # invocation of other settings must not be reported as this one's.
+    finished = {r["name"] for r in records if r["status"] in ("done", "skipped (done)")}
+    results = {s.name: read_result(s.done_file) for s in steps if s.evaluation and s.name in finished}
+    report = build_report(recipe, dataset, args.quick, records, results)
+    json_path, md_path = write_report(report, out)
+    print(format_markdown(report))
+    print(f"wrote {md_path} and {json_path}")
+    if failure is not None:
+        step, code = failure
+        raise SystemExit(f"stage {step.name} failed (exit status {code}): {_command(step)}\nFix the cause and run the "
+                         f"same reproduce.py command again: finished stages are skipped and runs continue")
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    args = get_parser().parse_args(argv)
+    if args.list:
+        print(list_recipes())
+        return None
+    if not args.recipe:
+        raise SystemExit(f"name a recipe ({', '.join(sorted(RECIPES))}) or pass --list")
+    return run_recipe(args)
+
+
+if __name__ == "__main__":
+    run_script(main)

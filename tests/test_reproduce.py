@@ -1,0 +1,231 @@
+"""reproduce.py and its recipes: every command parses, the report compares honestly, a quick run goes end to end and
+continues where it stopped."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import reproduce
+from options.config import parse_with_config
+from options.eval_generator_options import get_evaluation_generator_parser
+from options.eval_options import get_evaluation_ae_parser, get_train_evaluator_parser
+from options.generator_options import get_train_mardm_parser
+from options.token_generator_options import get_train_res_transformer_parser, get_train_t2m_transformer_parser
+from options.tokenizer_options import get_train_ae_parser, get_train_vq_parser
+from utils.dataset_specs import get_dataset_spec
+from utils.evaluator import build_evaluator, save_evaluator
+from utils.normalization import eval_normalization, load_mean_std
+from utils.recipes import RECIPES, Published, Recipe, Stage
+from utils.reproduce_report import compare, format_markdown, measured
+from utils.synthetic import generate_synthetic_dataset
+from utils.word_vectorizer import LearnedVocab
+
+PARSERS = {"train_vq.py": get_train_vq_parser, "train_AE.py": get_train_ae_parser,
+           "train_MARDM.py": get_train_mardm_parser, "train_t2m_transformer.py": get_train_t2m_transformer_parser,
+           "train_res_transformer.py": get_train_res_transformer_parser,
+           "evaluation_AE.py": get_evaluation_ae_parser, "evaluation_MARDM.py": get_evaluation_generator_parser,
+           "train_evaluator.py": get_train_evaluator_parser}
+
+
+def _args(*extra: str, ckpt: str = "ck"):
+    return reproduce.get_parser().parse_args(["x", "--checkpoints_dir", ckpt, *extra])
+
+
+def _planned(recipe: Recipe, quick: bool) -> list[tuple[str, reproduce.Step]]:
+    out = []
+    for dataset in (["synthetic"] if quick else recipe.datasets):
+        args = _args(*(["--quick"] if quick else []))
+        if quick:
+            args.data_root = "dataset/Synthetic"
+        out += [(dataset, step) for step in reproduce.plan(args, recipe, dataset)]
+    return out
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["paper", "quick"])
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_stage_command_parses_with_its_script(name, quick):
+    """Each command is what its script accepts (flags, presets, choices), placeholders are filled, and a generator
+    names the tokenizer model its recipe trains."""
+    recipe = RECIPES[name]
+    parsed = {}
+    for dataset, step in _planned(recipe, quick):
+        script = Path(step.argv[1]).name
+        if script == "prepare_data.py":
+            continue
+        assert not any("{" in a for a in step.argv), step.argv
+        args = parse_with_config(PARSERS[script](), step.argv[2:])
+        assert args.dataset_name == dataset
+        parsed[(dataset, step.name)] = args
+        if step.evaluation:
+            assert args.is_continue and args.report_json.endswith(f"reproduce/{name}/{step.name}.json")
+    for (dataset, stage), args in parsed.items():
+        tokenizer_model = getattr(parsed.get((dataset, "tokenizer")), "model", None)
+        wanted = getattr(args, "ae_model", None) or getattr(args, "vq_model", None)
+        if stage in ("generator", "mask_transformer", "residual_transformer") and wanted:
+            assert wanted == tokenizer_model, (dataset, stage)
+
+
+def test_recipes_are_consistent():
+    for recipe in RECIPES.values():
+        runs = {s.run for s in recipe.stages if not s.evaluation}
+        for stage in recipe.stages:
+            if stage.evaluation:
+                assert stage.run in runs, (recipe.name, stage.name)
+            assert set(stage.published) <= set(recipe.datasets), (recipe.name, stage.name)
+            assert set(stage.dataset_args) <= set(recipe.datasets)
+        assert len({s.name for s in recipe.stages}) == len(recipe.stages)
+
+
+def test_paper_settings_are_the_papers():
+    planned = _planned(RECIPES["momask"], False)
+    evaluate = {d: step.argv for d, step in planned if step.name == "evaluate"}
+    # MoMask's eval_t2m_trans_res.py: latest masked transformer, best-FID residual, 10 steps, guidance 4 (KIT 2).
+    t2m = parse_with_config(get_evaluation_generator_parser(), evaluate["t2m"][2:])
+    kit = parse_with_config(get_evaluation_generator_parser(), evaluate["kit"][2:])
+    assert (t2m.which_epoch, t2m.time_steps, t2m.cfg, kit.cfg) == ("latest", 10, 4.0, 2.0)
+    assert t2m.res_ckpt == "ck/t2m/tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw/model/net_best_fid.tar"
+    rvq = {step.name: step.argv for d, step in planned if d == "t2m"}
+    assert parse_with_config(get_evaluation_ae_parser(), rvq["evaluate_tokenizer"][2:]).which_epoch == "net_best_fid"
+    mardm = {step.name: step.argv for _, step in _planned(RECIPES["mardm_sit_xl"], False)}
+    args = parse_with_config(get_evaluation_generator_parser(), mardm["evaluate"][2:])
+    assert (args.which_epoch, args.time_steps, args.cfg) == ("latest", 18, 4.5)
+    gen = parse_with_config(get_train_mardm_parser(), mardm["generator"][2:])
+    assert (gen.model, gen.batch_size, gen.lr, gen.milestones) == ("MARDM-SiT-XL", 64, 2e-4, [50000])
+
+
+def test_unknown_published_metric_is_refused():
+    with pytest.raises(ValueError, match="published metric 'R@1'"):
+        Published("R@1", 0.5, "x")
+
+
+def test_compare_verdicts():
+    published = (Published("fid", 0.045, "paper"), Published("top1", 0.52, "memo", verified=False),
+                 Published("multimodality", 1.2, "paper"), Published("mpjpe_mm", 29.5, "paper"),
+                 Published("matching_score", 3.0, "paper"))
+    values = {"fid": (0.050, 0.004), "top1": (0.525, 0.01), "multimodality": (1.5, 0.05), "mpjpe_mm": (25.0, None),
+              "diversity": (9.5, 0.1)}
+    rows = {r.metric: r for r in compare(published, values, {"top1": 0.51})}
+    assert rows["fid"].verdict == "above (worse)" and rows["fid"].difference == pytest.approx(0.005)
+    assert rows["top1"].verdict == "within the 95% CI" and rows["top1"].verified is False and rows["top1"].real == 0.51
+    assert rows["multimodality"].verdict == "above"  # no better side
+    assert rows["mpjpe_mm"].verdict == "below (better)" and rows["mpjpe_mm"].ci is None
+    assert rows["matching_score"].verdict == "not measured" and rows["matching_score"].mean is None
+    assert rows["diversity"].published is None and rows["diversity"].verdict == ""
+    order = [r.metric for r in compare(published, values)]
+    assert order == ["fid", "diversity", "top1", "matching_score", "multimodality", "mpjpe_mm"]
+
+
+def test_measured_reads_both_evaluation_scripts():
+    generator = {"protocol": {"metrics": {"fid": {"mean": 1.0, "ci": 0.1}, "multimodality": {"mean": 2.0, "ci": 0.2}}}}
+    tokenizer = {"protocol": {"metrics": {"fid": {"mean": 0.5, "ci": 0.05}}},
+                 "reconstruction": {"mpjpe_mm": 30.0, "mpjpe_seq_mm": None}}
+    assert measured(generator) == {"fid": (1.0, 0.1), "multimodality": (2.0, 0.2)}
+    assert measured(tokenizer) == {"fid": (0.5, 0.05), "mpjpe_mm": (30.0, None)}
+    assert measured({"protocol": None, "reconstruction": {"mpjpe_mm": 40.0}}) == {"mpjpe_mm": (40.0, None)}
+
+
+def test_markdown_marks_unverified_numbers():
+    env = {"date": "d", "torch": "t", "cuda": None, "git_commit": "abc", "git_dirty": False}
+    report = {"title": "T", "recipe": "r", "paper": "P", "dataset": "t2m", "quick": False,
+              "published_datasets": ["t2m"], "notes": "", "environment": env,
+              "stages": [{"name": "evaluate", "status": "done", "seconds": 3.0, "command": "python e.py"}],
+              "evaluations": {"evaluate": {"evaluation": {}, "rows": [
+                  {"metric": "fid", "mean": 0.1, "ci": 0.01, "real": None, "published": 0.114, "source": "memory",
+                   "verified": False, "difference": -0.014, "verdict": "below (better)"}]}}}
+    text = format_markdown(report)
+    assert "| FID | - | 0.1000 ± 0.0100 | 0.114 * | -0.0140 | below (better) | memory |" in text
+    assert "unverified" in text.splitlines()[-1]
+
+
+def test_arguments_are_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="name a recipe"):
+        reproduce.main([])
+    with pytest.raises(KeyError, match="unknown recipe 'nope'"):
+        reproduce.main(["nope"])
+    with pytest.raises(SystemExit, match="published on t2m_67, not --dataset_name t2m"):
+        reproduce.main(["mardm_sit_xl", "--dataset_name", "t2m"])
+    with pytest.raises(SystemExit, match="--quick runs on the synthetic dataset"):
+        reproduce.main(["momask", "--quick", "--dataset_name", "t2m"])
+    # A paper run without the official evaluator stops before running anything; a dry run warns and prints.
+    with pytest.raises(SystemExit, match="no evaluator at .*text_mot_match/model/finest.tar.*--evaluator_dir"):
+        reproduce.main(["momask_rvq", "--checkpoints_dir", str(tmp_path)])
+    reproduce.main(["momask_rvq", "--checkpoints_dir", str(tmp_path), "--dry_run"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("# WARNING: no evaluator") and "train_vq.py" in out[2] and "evaluation_AE.py" in out[3]
+    assert shlex.split(out[2])[0] == sys.executable
+    reproduce.main(["--list"])
+    assert "momask: MoMask" in capsys.readouterr().out
+
+
+def test_a_failed_stage_stops_the_chain_and_reports_it(tmp_path, monkeypatch):
+    bad = Recipe("bad", "a failing recipe", "none", ("synthetic",), (
+        Stage("tokenizer", "train_vq.py", "r", ("--no_such_flag",), ("--no_such_flag",)),
+        Stage("evaluate", "evaluation_AE.py", "r", (), (), evaluation=True)))
+    monkeypatch.setitem(RECIPES, "bad", bad)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "Mean.npy").write_bytes(b"")  # the data step is skipped once the statistics exist
+    argv = ["bad", "--quick", "--checkpoints_dir", str(tmp_path / "ck"), "--data_root", str(tmp_path / "data"),
+            "--evaluator_dir", str(tmp_path / "ev")]
+    failed = r"(?s)stage tokenizer failed \(exit status 2\).*run the same reproduce.py command"
+    with pytest.raises(SystemExit, match=failed):
+        reproduce.main(argv)
+    folder = tmp_path / "ck" / "synthetic" / "reproduce" / "bad"
+    report = json.loads((folder / "report.json").read_text())
+    assert [s["status"] for s in report["stages"]] == ["skipped (done)", "failed (exit 2)", "not run"]
+    assert report["evaluations"] == {}
+    assert "failed (exit 2)" in (folder / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def quick_env(tmp_path_factory):
+    """A synthetic dataset with a full evaluation batch in its test split, and a tiny (untrained) evaluator in the
+    checkpoints folder."""
+    synthetic_root = str(tmp_path_factory.mktemp("reproduce_data") / "Synthetic")
+    generate_synthetic_dataset(synthetic_root, num_motions=160, seed=0)
+    ck = tmp_path_factory.mktemp("reproduce_ck")
+    spec = get_dataset_spec("synthetic", synthetic_root)
+    mean, std = load_mean_std(spec, synthetic_root)
+    torch.manual_seed(0)
+    vocab = LearnedVocab.from_split(synthetic_root, "train", dim_word=8)
+    ev = build_evaluator("synthetic", *eval_normalization(mean, std, spec), word_vectors=vocab, sizes="tiny",
+                         data_root=synthetic_root)
+    save_evaluator(str(ck / "synthetic" / "text_mot_match" / "model" / "finest.tar"), ev)
+    return synthetic_root, ck
+
+
+def test_quick_recipe_runs_end_to_end_and_continues(quick_env, monkeypatch, capsys):
+    """momask_rvq --quick: the RVQ trains with validation FID, its best-FID weights are evaluated, the report holds
+    the evaluation's numbers and checkpoint; a second call skips every stage and writes the same numbers."""
+    root, ck = quick_env
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    argv = ["momask_rvq", "--quick", "--checkpoints_dir", str(ck), "--data_root", root]
+    report = reproduce.main(argv)
+    assert [s["status"] for s in report["stages"]] == ["skipped (done)", "skipped (done)", "done", "done"]
+    block = report["evaluations"]["evaluate_tokenizer"]
+    run = ck / "synthetic" / "rvq_nq6_dc512_nc512_noshare_qdp0.2"
+    assert block["evaluation"]["checkpoint"] == str((run / "model" / "net_best_fid.tar").resolve())
+    rows = {r["metric"]: r for r in block["rows"]}
+    assert set(rows) >= {"fid", "top1", "top3", "matching_score", "diversity", "mpjpe_mm"}
+    assert all(r["published"] is None for r in rows.values())  # a quick run compares with nothing
+    folder = ck / "synthetic" / "reproduce" / "momask_rvq"
+    result = json.loads((folder / "evaluate_tokenizer.json").read_text())
+    assert rows["fid"]["mean"] == result["protocol"]["metrics"]["fid"]["mean"]
+    assert result["protocol"]["meta"]["protocol"]["replications"] == 3
+    assert "quick" in (folder / "report.md").read_text()
+
+    again = reproduce.main(argv)
+    assert [s["status"] for s in again["stages"]][2:] == ["skipped (done)", "skipped (done)"]
+    assert again["evaluations"]["evaluate_tokenizer"]["rows"] == block["rows"]
+    # The state records each finished command: another flag on a stage runs it again (continuing its run).
+    state = json.loads((folder / "state.json").read_text())
+    assert state["stages"]["tokenizer"]["status"] == "done"
+    capsys.readouterr()
+    reproduce.main([*argv, "--dry_run"])
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 5 and "WARNING" not in printed[0] and "--report_json" in printed[-1]

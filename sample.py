@@ -10,6 +10,7 @@ Examples::
         --text_prompt "a person walks" --motion_length 80                    # MoMask: masked + residual transformer
     python sample.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --text_prompt "a person jumps" \\
         --edit_source generation/FSQ_MARDM_SiT_XL_t2m_67/a_person_walks_000_r00_features.npy --edit_frames 40:80
+    python sample.py --name FSQ_MARDM_SiT_XL --dataset_name t2m_67 --text_path story.txt --sequence   # one motion
 
 ``--text_path`` holds one prompt per line; ``<prompt>#<frames>`` fixes that prompt's length, otherwise (or with
 ``#NA``) ``--motion_length`` applies, else the text-to-length estimator of
@@ -26,6 +27,10 @@ samples listed, except those whose names this run writes again (``utils/sample_m
 or Inf values (``"finite": false``) keeps its arrays but gets no video or BVH, and the other samples go on. Sample
 k (prompts in order, repeats inside) uses seed ``--seed + k`` for both its length and its motion, so ``--text_prompt
 <prompt> --seed <its seed>`` with the same length option regenerates it exactly.
+
+Sequences: ``--sequence`` makes one motion per repeat from all the prompts in order, ``sequence_<slug>_<n>p_r<repeat>``
+(``MotionGenerator.generate_sequence``, ``utils/motion_sequence.py``): each segment from its prompt, then every seam
+in-betweened over ``--transition_seconds``; the manifest lists the segments' frames and the transitions.
 
 Editing: ``--edit_source FILE`` (features (T, D) in the dataset's units) with ``--edit_frames`` / ``--edit_seconds``
 ``START:END`` spans regenerates from each prompt the tokens that touch a span and keeps every other source token
@@ -130,6 +135,9 @@ def main(cfg) -> dict:
     setup_logging()
     prompts = read_prompts(cfg)
     editing = check_edit_flags(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds)  # before the model loads
+    if editing and cfg.sequence:
+        raise ValueError("--sequence makes a new motion from the prompts; it does not take --edit_source (edit the "
+                         "sequence's _features.npy afterwards)")
     if editing and any(p.frames is not None for p in prompts):
         raise ValueError("an edit has the length of its --edit_source; drop --motion_length and #<frames> lengths")
     if cfg.repeat_times < 1:
@@ -170,9 +178,14 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # sampling
     # ---------------------------------------------------------------------------------------------------------------
-    jobs = [(i, r, prompt) for i, prompt in enumerate(prompts) for r in range(cfg.repeat_times)]
-    kind = "_edit" if edit is not None else ""
-    stems = [f"{slugify(prompt.text)}{kind}_{i:03d}_r{r:02d}" for i, r, prompt in jobs]
+    if cfg.sequence:  # one motion of all prompts per repeat
+        jobs = [(0, r, Prompt(" / ".join(p.text for p in prompts), None, "segments")) for r in range(cfg.repeat_times)]
+        stems = [f"sequence_{slugify(prompts[0].text, SLUG_LENGTH // 2)}_{len(prompts)}p_r{r:02d}"
+                 for r in range(cfg.repeat_times)]
+    else:
+        jobs = [(i, r, prompt) for i, prompt in enumerate(prompts) for r in range(cfg.repeat_times)]
+        kind = "_edit" if edit is not None else ""
+        stems = [f"{slugify(prompt.text)}{kind}_{i:03d}_r{r:02d}" for i, r, prompt in jobs]
     if edit is not None:
         edit.check_outputs([os.path.join(out_dir, stem + end) for stem in stems for end in (".npy", "_features.npy")])
     run_record = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
@@ -180,6 +193,10 @@ def main(cfg) -> dict:
                   "seed": cfg.seed, "repeat_times": cfg.repeat_times}
     if edit is not None:
         run_record["edit"] = edit.record(generator.unit_length)
+    transition_frames = round(cfg.transition_seconds * spec.fps)
+    if cfg.sequence:
+        run_record["sequence"] = {"transition_seconds": cfg.transition_seconds,
+                                  "transition_frames": transition_frames, "prompts": [p.text for p in prompts]}
     # Samples of earlier runs into this folder stay in the manifest, unless this run writes their files again.
     manifest = SampleManifest(out_dir, run_record, [f"{stem}_features.npy" for stem in stems])
     joints_warned = False
@@ -187,8 +204,14 @@ def main(cfg) -> dict:
         seed = cfg.seed + k
         sampling = dict(time_steps=settings.time_steps, cfg=settings.cfg, temperature=settings.temperature, seed=seed,
                         snap=settings.snap, **options)
+        segments = None
         if edit is not None:
             out = generator.edit([prompt.text], edit.features, edit.spans, **sampling)
+        elif cfg.sequence:
+            lengths = [int(sample_frames(generator, p.text, given.get(j), seed)[0]) for j, p in enumerate(prompts)]
+            out = generator.generate_sequence([p.text for p in prompts], lengths, transition_frames, **sampling)
+            segments = [{"prompt": p.text, "start_frame": start, "end_frame": end, "length_source": p.length_source}
+                        for p, (start, end) in zip(prompts, out.segments)]
         else:
             out = generator.generate([prompt.text], sample_frames(generator, prompt.text, given.get(i), seed),
                                      **sampling)
@@ -215,9 +238,10 @@ def main(cfg) -> dict:
             np.save(joints_path, joints)
             if video_format is not None and finite:
                 try:
+                    captions = [(s["start_frame"], s["prompt"]) for s in segments] if segments else None
                     video = plot_3d_motion(os.path.join(out_dir, f"{stem}.{video_format}"), joints,
                                            spec.kinematic_chain, title=prompt.text, fps=spec.fps, fmt=cfg.format,
-                                           save_joints=False)
+                                           save_joints=False, captions=captions)
                     files["video"] = os.path.basename(video)
                 except RenderError as e:
                     logger.warning("%s: no video (%s)", stem, e)
@@ -230,6 +254,9 @@ def main(cfg) -> dict:
                   "length_source": prompt.length_source if edit is None else "--edit_source"}
         if edit is not None:
             record["unedited_change"] = out.unedited_change(0)
+        if segments is not None:
+            record["segments"] = segments
+            record["transitions"] = [list(t) for t in out.transitions]
         manifest.add(record)
 
     # ---------------------------------------------------------------------------------------------------------------

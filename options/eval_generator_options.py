@@ -161,6 +161,14 @@ def get_sample_parser() -> argparse.ArgumentParser:
                            "(4 frames for the published models) is regenerated when any of its frames is")
     edit.add_argument("--edit_seconds", type=str, action="append", default=None, metavar="START:END",
                       help="as --edit_frames, in seconds at the dataset's fps (START rounded down, END up to frames)")
+    seq = parser.add_argument_group("sequence (one long motion from the prompts in order)")
+    seq.add_argument("--sequence", action="store_true",
+                     help="make one motion whose consecutive segments follow the prompts, in order (lengths per "
+                          "prompt as without it): each segment is generated from its prompt, then every seam is "
+                          "in-betweened; may be longer than the longest training clip")
+    seq.add_argument("--transition_seconds", type=non_negative_float, default=2.0,
+                     help="stretch around each seam generated again to join the segments, half before and half "
+                          "after (whole tokens; at most half of each segment; 0: segments joined as generated)")
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", type=str, default=None,
                      help="folder of the samples (default generation/<name>_<dataset_name>/)")

@@ -276,6 +276,15 @@ class MotionGenerator:
         return GeneratedBatch(texts=texts, features=self.denormalize(motion) * valid, features_normalised=motion,
                               lengths=frames, tokens=tokens, spec=self.spec)
 
+    def generate_sequence(self, texts: list[str], lengths_frames: list[int] | Tensor | None = None,
+                          transition_frames: int | None = None, **sampling: Any) -> Any:
+        """One motion whose consecutive segments follow ``texts``, each generated from its prompt and the seams
+        in-betweened (``utils.motion_sequence.generate_sequence``, which documents the arguments); a
+        ``SequenceBatch``."""
+        from utils.motion_sequence import generate_sequence
+
+        return generate_sequence(self, texts, lengths_frames, transition_frames, **sampling)
+
     def _seeded(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
         """A private generator on the model's device seeded with ``seed``, else ``generator`` (None: global RNG)."""
         if seed is not None and generator is not None:

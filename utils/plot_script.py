@@ -164,27 +164,37 @@ def _encode(fig, update, num_frames: int, stem: str, fmt: str, fps: float, dpi: 
     raise RenderError(f"could not render {stem}.{attempts[0]} ({'; '.join(errors)}){saved_note}")
 
 
+def _title_width(cols: int, panel_size: float) -> int:
+    return max(20, int(45 * cols * panel_size / 4))
+
+
 def _figure(rows: int, cols: int, panel_size: float, title: str) -> Figure:
     # A bare Agg figure rather than pyplot: renders headless whatever backend the caller uses, and leaves no global
     # figure state behind.
     fig = Figure(figsize=(panel_size * cols, panel_size * rows + (0.4 if title else 0.0)))
     FigureCanvasAgg(fig)
     if title:
-        width = max(20, int(45 * cols * panel_size / 4))
-        fig.suptitle(textwrap.fill(title, width=width), fontsize=9)
+        fig.suptitle(textwrap.fill(title, width=_title_width(cols, panel_size)), fontsize=9)
     return fig
 
 
 def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence[Sequence[int]], title: str = "",
                    fps: float = 20, radius: float | None = None, dpi: int = 100, fmt: str = "auto",
-                   figsize: float = 4.0, save_joints: bool = True, joints_path: str | None = None) -> str:
+                   figsize: float = 4.0, save_joints: bool = True, joints_path: str | None = None,
+                   captions: Sequence[tuple[int, str]] | None = None) -> str:
     """Animate one motion ``joints`` (T, J, 3), Y up, as a stick figure.
 
     ``save_path``'s extension is replaced by the format written (``fmt``: "auto", "mp4" or "gif"). With
     ``save_joints`` the joints go to ``joints_path`` (default: ``save_path`` with ``.npy``) before drawing starts.
-    ``radius`` is the side of the view cube in the joints' units (default: fitted to the motion).
-    Returns the path of the video; raises ``RenderError`` when it could not be written.
+    ``radius`` is the side of the view cube in the joints' units (default: fitted to the motion). ``captions``
+    [(first frame, text), ...] in order replace ``title`` by the text of the segment each frame is in (a motion made
+    of several prompts). Returns the path of the video; raises ``RenderError`` when it could not be written.
     """
+    if captions:
+        starts = [int(start) for start, _ in captions]
+        if starts[0] != 0 or starts != sorted(starts):
+            raise ValueError(f"{save_path}: captions must start at frame 0 and be in order, got starts {starts}")
+        title = str(captions[0][1])
     stem = os.path.splitext(save_path)[0]
     checked = check_joints(joints, kinematic_chain, name=save_path)  # bad joints leave no file behind
     if save_joints:
@@ -200,7 +210,16 @@ def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence
     panel = _SkeletonPanel(fig.add_subplot(1, 1, 1, projection="3d"), joints, kinematic_chain,
                            radius or auto_radius([joints]), "")
     fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9 if title else 1)
-    return _encode(fig, panel.update, len(joints), stem, fmt, fps, dpi, saved_note)
+    update = panel.update
+    if captions:
+        texts = [textwrap.fill(str(text), width=_title_width(1, figsize)) for _, text in captions]
+        segment_of = np.searchsorted(np.asarray(starts), np.arange(len(joints)), side="right") - 1
+
+        def update(frame: int) -> None:
+            fig.suptitle(texts[segment_of[frame]], fontsize=9)
+            panel.update(frame)
+
+    return _encode(fig, update, len(joints), stem, fmt, fps, dpi, saved_note)
 
 
 def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain: Sequence[Sequence[int]],

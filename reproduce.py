@@ -19,9 +19,10 @@ DDPM, MoMask's RVQ) are trained once. ``--launch`` prefixes the training stages 
 
 ``--quick`` runs the recipe's tiny counterpart on the synthetic dataset (made under ``dataset/Synthetic`` if it is
 missing, with a small evaluator trained for it): a few minutes on a CPU, to check the chain before a paper run. A paper
-run needs the dataset and the official evaluator in place (README, "Evaluator files"): one trained with
-``train_evaluator.py`` gives numbers that are not comparable with the papers', so it is refused unless
-``--evaluator_dir`` names it explicitly.
+run checks first, and lists together, what it needs and lacks: the dataset's files, the official evaluator and the
+GloVe vectors it reads, the CLIP weights and vocabulary (README, "Evaluator and text-encoder files"). An evaluator
+trained with ``train_evaluator.py`` gives numbers that are not comparable with the papers', so it is used only when
+``--evaluator_dir`` names it.
 
 Writes ``<checkpoints_dir>/<dataset>/reproduce/<recipe>/``: ``report.md`` and ``report.json`` (the commands, their
 times, the environment and git commit, and per evaluation the measured mean ± 95% CI beside each published number with
@@ -41,10 +42,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from models.text_encoders import CLIP_VOCAB_NAME
 from utils.cli import run_script
+from utils.dataset_specs import get_dataset_spec
+from utils.evaluator import load_evaluator
+from utils.motion_files import MOTION_DIR, TEXT_DIR
 from utils.paths import project_path
 from utils.recipes import EVALUATOR_RUN, QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, Recipe, Stage, get_recipe
 from utils.reproduce_report import build_report, format_markdown, read_result, write_report
+from utils.word_vectorizer import glove_file_names
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 QUICK_MOTIONS = 400
@@ -165,16 +171,44 @@ def _write_state(path: str, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _check_evaluator(args: argparse.Namespace, dataset: str) -> str | None:
-    """Why a paper run cannot be compared with the paper (no official evaluator in place), or None."""
-    if args.quick or args.evaluator_dir:
-        return None
-    path = os.path.join(args.checkpoints_dir, dataset, EVALUATOR_RUN, "model", "finest.tar")
-    if os.path.isfile(path):
-        return None
-    return (f"no evaluator at {path}: place the official evaluator files there (README, 'Evaluator files'); the "
-            f"published numbers were measured with them. An evaluator trained with train_evaluator.py gives numbers "
-            f"that are not comparable with the papers': pass it with --evaluator_dir to use it anyway")
+def preflight(args: argparse.Namespace, recipe: Recipe, dataset: str, steps: list[Step]) -> list[str]:
+    """What a paper run needs and does not have, all at once, before anything trains: the dataset's files, the
+    official evaluator (and the GloVe vectors it reads), the CLIP weights and vocabulary the generator stages name."""
+    if args.quick:
+        return []
+    problems = []
+    root = get_dataset_spec(dataset, args.data_root).root
+    wanted = [MOTION_DIR, TEXT_DIR, "Mean.npy", "Std.npy", "train.txt", "val.txt", "test.txt"]
+    missing = [name for name in wanted if not os.path.exists(os.path.join(root, name))]
+    if missing:
+        problems.append(f"dataset {dataset}: {root} lacks {', '.join(missing)} (dataset/README.md says what goes "
+                        f"there; --data_root names another folder)")
+    evaluator = args.evaluator_dir or os.path.join(args.checkpoints_dir, dataset, EVALUATOR_RUN)
+    evaluator_file = evaluator if os.path.isfile(evaluator) else os.path.join(evaluator, "model", "finest.tar")
+    if not os.path.isfile(evaluator_file):
+        problems.append(f"no evaluator at {evaluator_file}: place the official evaluator files there (README, "
+                        f"'Evaluator and text-encoder files'); the published numbers were measured with them. One "
+                        f"trained with train_evaluator.py gives numbers that are not comparable with the papers': "
+                        f"pass it with --evaluator_dir to use it anyway")
+    elif not args.dry_run:
+        try:
+            uses_glove = load_evaluator(evaluator, dataset, data_root=args.data_root).vocab is None
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            problems.append(f"the evaluator {evaluator_file} does not load: {e}")
+        else:
+            glove = project_path("glove")
+            absent = [f for f in glove_file_names() if not os.path.isfile(os.path.join(glove, f))]
+            if uses_glove and absent:
+                problems.append(f"the evaluator reads GloVe vectors: {glove} lacks {', '.join(absent)} (README, "
+                                f"'Evaluator and text-encoder files')")
+    clip_paths = {step.argv[step.argv.index("--clip_path") + 1] for step in steps if "--clip_path" in step.argv}
+    for path in sorted(clip_paths):
+        vocab = os.path.join(os.path.dirname(path), CLIP_VOCAB_NAME)
+        absent = [f for f in (path, vocab) if not os.path.isfile(f)]
+        if absent:
+            problems.append(f"the text encoder is CLIP ViT-B/32: {' and '.join(absent)} missing (README, 'Evaluator "
+                            f"and text-encoder files')")
+    return problems
 
 
 def list_recipes() -> str:
@@ -204,16 +238,16 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
             raise SystemExit(f"recipe {recipe.name} was published on {', '.join(recipe.datasets)}, not "
                              f"--dataset_name {dataset} (--quick runs it on synthetic data)")
     steps = plan(args, recipe, dataset)
-    problem = _check_evaluator(args, dataset)
+    problems = preflight(args, recipe, dataset, steps)
     if args.dry_run:
         print(f"# reproduce.py {recipe.name}: {recipe.title}, dataset {dataset}")
-        if problem:
+        for problem in problems:
             print(f"# WARNING: {problem}")
         for step in steps:
             print(_command(step))
         return None
-    if problem:
-        raise SystemExit(problem)
+    if problems:
+        raise SystemExit("the paper run cannot start:\n" + "\n".join(f"- {p}" for p in problems))
 
     out = output_folder(args, recipe, dataset)
     state_path = os.path.join(out, "state.json")

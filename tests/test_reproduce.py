@@ -152,13 +152,16 @@ def test_arguments_are_checked(tmp_path, capsys):
         reproduce.main(["mardm_sit_xl", "--dataset_name", "t2m"])
     with pytest.raises(SystemExit, match="--quick runs on the synthetic dataset"):
         reproduce.main(["momask", "--quick", "--dataset_name", "t2m"])
-    # A paper run without the official evaluator stops before running anything; a dry run warns and prints.
-    with pytest.raises(SystemExit, match="no evaluator at .*text_mot_match/model/finest.tar.*--evaluator_dir"):
-        reproduce.main(["momask_rvq", "--checkpoints_dir", str(tmp_path)])
-    reproduce.main(["momask_rvq", "--checkpoints_dir", str(tmp_path), "--dry_run"])
+    # A paper run without its dataset and evaluator stops before running anything; a dry run warns and prints.
+    absent = ["momask_rvq", "--checkpoints_dir", str(tmp_path), "--data_root", str(tmp_path / "nothing")]
+    with pytest.raises(SystemExit, match="(?s)cannot start:\n- dataset t2m: .*nothing lacks new_joint_vecs, texts, "
+                                         "Mean.npy.*\n- no evaluator at .*text_mot_match/model/finest.tar"):
+        reproduce.main(absent)
+    reproduce.main([*absent, "--dry_run"])
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("# WARNING: no evaluator") and "train_vq.py" in out[2] and "evaluation_AE.py" in out[3]
-    assert shlex.split(out[2])[0] == sys.executable
+    assert out[1].startswith("# WARNING: dataset t2m") and out[2].startswith("# WARNING: no evaluator")
+    assert "train_vq.py" in out[3] and "evaluation_AE.py" in out[4]
+    assert shlex.split(out[3])[0] == sys.executable
     reproduce.main(["--list"])
     assert "momask: MoMask" in capsys.readouterr().out
 
@@ -229,3 +232,37 @@ def test_quick_recipe_runs_end_to_end_and_continues(quick_env, monkeypatch, caps
     reproduce.main([*argv, "--dry_run"])
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 5 and "WARNING" not in printed[0] and "--report_json" in printed[-1]
+
+
+def test_a_paper_run_checks_everything_it_needs_first(quick_env, tmp_path, monkeypatch):
+    """Dataset files, evaluator, the GloVe vectors a GloVe evaluator reads and the CLIP files of the generator stages
+    are checked before any stage runs, and named together."""
+    root, ck = quick_env
+    clip = tmp_path / "deps" / "ViT-B-32.pt"
+    paper = Recipe("paper", "a paper run on the synthetic data", "none", ("synthetic",), (
+        Stage("generator", "train_MARDM.py", "g", ("--clip_path", str(clip)), ()),
+        Stage("evaluate", "evaluation_MARDM.py", "g", (), (), evaluation=True)))
+    monkeypatch.setitem(RECIPES, "paper", paper)
+    monkeypatch.setenv("FSQ_MARDM_HOME", str(tmp_path))       # GloVe is looked for in $FSQ_MARDM_HOME/glove
+    argv = ["paper", "--checkpoints_dir", str(ck), "--data_root", root, "--dry_run"]
+
+    def problems() -> list[str]:
+        args = reproduce.get_parser().parse_args(argv)
+        return reproduce.preflight(args, paper, "synthetic", reproduce.plan(args, paper, "synthetic"))
+
+    found = problems()
+    assert len(found) == 1 and "ViT-B-32.pt and " in found[0] and "bpe_simple_vocab_16e6.txt.gz missing" in found[0]
+    clip.parent.mkdir()
+    clip.write_bytes(b"x")
+    (clip.parent / "bpe_simple_vocab_16e6.txt.gz").write_bytes(b"x")
+    assert problems() == []
+    # An evaluator reading GloVe needs the vectors (the learned-vocabulary one above does not).
+    spec = get_dataset_spec("synthetic", root)
+    mean, std = load_mean_std(spec, root)
+    glove_ev = build_evaluator("synthetic", *eval_normalization(mean, std, spec), dim_word=8, sizes="tiny",
+                               data_root=root)
+    save_evaluator(str(tmp_path / "glove_ev" / "model" / "finest.tar"), glove_ev)
+    argv[-1:] = ["--evaluator_dir", str(tmp_path / "glove_ev")]
+    found = problems()
+    assert len(found) == 1 and found[0].startswith("the evaluator reads GloVe vectors")
+    assert "our_vab_data.npy" in found[0]

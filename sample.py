@@ -36,7 +36,9 @@ Editing: ``--edit_source FILE`` (features (T, D) in the dataset's units) with ``
 ``START:END`` spans regenerates from each prompt the tokens that touch a span and keeps every other source token
 exactly (``MotionGenerator.edit``, ``utils/editing.py``); outputs ``<slug>_edit_<index>_r<repeat>`` have the source's
 length in whole tokens. The manifest records the source, its SHA-256, the spans and, per sample, ``unedited_change``
-(how far the unedited frames moved from the decoded source tokens; the decoder reads the whole sequence).
+(how far the unedited frames moved from the decoded source tokens; the decoder reads the whole sequence). With
+``--span_prompts`` the prompts go one to each span, from left to right (``MotionGenerator.edit_spans``), and each repeat
+makes one motion ``edit_spans_<slug>_<n>p_r<repeat>``.
 """
 
 from __future__ import annotations
@@ -140,6 +142,14 @@ def main(cfg) -> dict:
                          "sequence's _features.npy afterwards)")
     if editing and any(p.frames is not None for p in prompts):
         raise ValueError("an edit has the length of its --edit_source; drop --motion_length and #<frames> lengths")
+    if cfg.span_prompts:
+        spans = len(cfg.edit_frames or []) + len(cfg.edit_seconds or [])
+        if not editing:
+            raise ValueError("--span_prompts pairs the prompts with the spans of an edit: add --edit_source and "
+                             "--edit_frames / --edit_seconds")
+        if spans != len(prompts):
+            raise ValueError(f"--span_prompts: {len(prompts)} prompt(s) for {spans} span(s); give one prompt per span "
+                             f"(they go to the spans from left to right)")
     if cfg.repeat_times < 1:
         raise ValueError(f"--repeat_times must be >= 1, got {cfg.repeat_times}")
     try:
@@ -178,9 +188,10 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # sampling
     # ---------------------------------------------------------------------------------------------------------------
-    if cfg.sequence:  # one motion of all prompts per repeat
+    if cfg.sequence or cfg.span_prompts:  # one motion of all prompts per repeat
         jobs = [(0, r, Prompt(" / ".join(p.text for p in prompts), None, "segments")) for r in range(cfg.repeat_times)]
-        stems = [f"sequence_{slugify(prompts[0].text, SLUG_LENGTH // 2)}_{len(prompts)}p_r{r:02d}"
+        kind = "sequence" if cfg.sequence else "edit_spans"
+        stems = [f"{kind}_{slugify(prompts[0].text, SLUG_LENGTH // 2)}_{len(prompts)}p_r{r:02d}"
                  for r in range(cfg.repeat_times)]
     else:
         jobs = [(i, r, prompt) for i, prompt in enumerate(prompts) for r in range(cfg.repeat_times)]
@@ -205,7 +216,10 @@ def main(cfg) -> dict:
         sampling = dict(time_steps=settings.time_steps, cfg=settings.cfg, temperature=settings.temperature, seed=seed,
                         snap=settings.snap, **options)
         segments = None
-        if edit is not None:
+        if edit is not None and cfg.span_prompts:  # the prompts go to the spans from left to right
+            ordered = sorted(edit.spans, key=lambda span: span.start)
+            out = generator.edit_spans([p.text for p in prompts], edit.features, ordered, **sampling)
+        elif edit is not None:
             out = generator.edit([prompt.text], edit.features, edit.spans, **sampling)
         elif cfg.sequence:
             lengths = [int(sample_frames(generator, p.text, given.get(j), seed)[0]) for j, p in enumerate(prompts)]
@@ -254,6 +268,9 @@ def main(cfg) -> dict:
                   "length_source": prompt.length_source if edit is None else "--edit_source"}
         if edit is not None:
             record["unedited_change"] = out.unedited_change(0)
+            if cfg.span_prompts:
+                record["span_prompts"] = [{"prompt": p.text, "frames": [span.start, span.end]}
+                                          for p, span in zip(prompts, ordered)]
         if segments is not None:
             record["segments"] = segments
             record["transitions"] = [list(t) for t in out.transitions]

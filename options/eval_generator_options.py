@@ -161,6 +161,10 @@ def get_sample_parser() -> argparse.ArgumentParser:
                            "(4 frames for the published models) is regenerated when any of its frames is")
     edit.add_argument("--edit_seconds", type=str, action="append", default=None, metavar="START:END",
                       help="as --edit_frames, in seconds at the dataset's fps (START rounded down, END up to frames)")
+    edit.add_argument("--span_prompts", action="store_true",
+                      help="one prompt per span instead of every prompt for every span: the prompts, in order, go to "
+                           "the spans from left to right (which may not share a token), and each repeat makes one "
+                           "edited motion")
     seq = parser.add_argument_group("sequence (one long motion from the prompts in order)")
     seq.add_argument("--sequence", action="store_true",
                      help="make one motion whose consecutive segments follow the prompts, in order (lengths per "

@@ -274,3 +274,70 @@ def test_sample_py_refuses_edit_flags_before_loading_a_model(tmp_path):
         edit_sample(missing, *common, "--edit_source", str(tmp_path / "x.npy"))
     with pytest.raises(ValueError, match="0-8"):
         edit_sample(missing, *common, "--edit_source", str(tmp_path / "x.npy"), "--edit_frames", "0-8")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# One caption per span (MotionGenerator.edit_spans, sample.py --span_prompts)
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("run", ["fsq_gen", "momask"])
+def test_each_span_is_generated_from_its_own_caption_left_to_right(ckdir, source, run, monkeypatch):
+    from test_motion_sequence import Recorder
+
+    root = os.path.join(ckdir, "synthetic")
+    gen = load_generator(os.path.join(root, "mask"), res_run=os.path.join(root, "res")) if run == "momask" \
+        else load_generator(os.path.join(root, run))
+    calls = Recorder(gen.backend, monkeypatch).calls
+    out = gen.edit_spans(["a person jumps", "a person waves"], source, [FrameSpan(30, 40), FrameSpan(0, 8)],
+                         time_steps=2, seed=0)
+    assert out.texts == ["a person waves / a person jumps"] and out.tokens.shape[0] == 1
+    assert out.edit_mask.tolist() == [True, True] + [False] * 5 + [True] * 3 + [False] * 2
+    # Left span first, from the source; the right span next, from the motion with the left one edited.
+    assert [c["mask"][0].nonzero().squeeze(1).tolist() for c in calls] == [[0, 1], [7, 8, 9]]
+    assert torch.equal(calls[0]["known"], out.source_tokens[None])
+    assert torch.equal(calls[1]["known"], calls[0]["out"]) and torch.equal(out.tokens, calls[1]["out"])
+    kept = ~out.edit_mask
+    assert torch.equal(out.tokens[0][kept], out.source_tokens[kept])
+    assert out.unedited_change(0)["frames"] == 28
+    # Each span follows its own caption (off the FSQ grid, where small differences are not rounded away).
+    unsnapped = {} if run == "momask" else {"snap": False}
+
+    def tokens(texts):
+        return gen.edit_spans(texts, source, [FrameSpan(30, 40), FrameSpan(0, 8)], time_steps=2, seed=0,
+                              **unsnapped).tokens[0]
+
+    assert not torch.equal(tokens(["someone jumps high", "a person waves"])[7:10],
+                           tokens(["a person walks", "a person waves"])[7:10])
+
+
+def test_span_captions_must_match_the_spans(ckdir, source):
+    gen = load_generator(os.path.join(ckdir, "synthetic", "fsq_gen"))
+    with pytest.raises(ValueError, match="1 captions for 2 edit spans"):
+        gen.edit_spans(["a person jumps"], source, [FrameSpan(0, 8), FrameSpan(20, 24)])
+    with pytest.raises(ValueError, match=r"share a token \(4 frames\)"):
+        gen.edit_spans(["a person jumps", "a person waves"], source, [FrameSpan(0, 9), FrameSpan(10, 16)])
+
+
+def test_sample_py_gives_each_span_its_prompt(ckdir, source, tmp_path):
+    src = tmp_path / "walk_features.npy"
+    np.save(src, source)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a person waves\na person jumps\n", encoding="utf-8")
+    out = tmp_path / "out"
+    common = ["--name", "fsq_gen", "--text_path", str(prompts), "--output_dir", str(out), "--edit_source", str(src)]
+    manifest = edit_sample(ckdir, *common, "--edit_seconds", "1.5:2", "--edit_frames", ":8", "--span_prompts",
+                           "--repeat_times", "2")
+    assert [s["repeat"] for s in manifest["samples"]] == [0, 1]
+    for s in manifest["samples"]:
+        assert s["files"]["features"] == f"edit_spans_a_person_waves_2p_r{s['repeat']:02d}_features.npy"
+        assert s["prompt"] == "a person waves / a person jumps"
+        # Left to right: the first prompt to frames 0-8, the second to 1.5-2 s (frames 30-40).
+        assert s["span_prompts"] == [{"prompt": "a person waves", "frames": [0, 8]},
+                                     {"prompt": "a person jumps", "frames": [30, 40]}]
+        assert np.load(out / s["files"]["features"]).shape == (48, 263) and s["unedited_change"]["frames"] == 28
+    # Checked before any model loads (the run named here does not exist).
+    bad = ["--name", "no_such_run", "--text_path", str(prompts), "--output_dir", str(out)]
+    with pytest.raises(ValueError, match=r"--span_prompts: 2 prompt\(s\) for 1 span\(s\)"):
+        edit_sample(ckdir, *bad, "--edit_source", str(src), "--edit_frames", ":8", "--span_prompts")
+    with pytest.raises(ValueError, match="--span_prompts pairs the prompts with the spans of an edit"):
+        edit_sample(ckdir, *bad, "--span_prompts")

@@ -40,7 +40,7 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -320,6 +320,51 @@ class MotionGenerator:
         texts = _caption_list(texts)
         settings = self.sampling_settings(time_steps, cfg, temperature, snap, **options)
         generator = self._seeded(seed, generator)
+        src = self._edit_source(source, spans, settings.snap)
+        if bool(src.edit_mask.all()):
+            logger.info("the edit spans cover every token: plain generation at the source's length")
+        batch = len(texts)
+        token_lengths = torch.full((batch,), src.num_tokens, device=self.device)
+        text_emb = self.text_encoder.encode(texts).to(self.device)
+        tokens = self.backend.sample_tokens(text_emb, token_lengths, settings, generator,
+                                            known=src.tokens.expand(batch, *src.tokens.shape[1:]),
+                                            edit_mask=src.edit_mask.to(self.device)[None].expand(batch, -1))
+        return self._edited(texts, tokens, src, settings.snap)
+
+    @torch.no_grad()
+    def edit_spans(self, span_texts: list[str], source: np.ndarray | Tensor,
+                   spans: list[FrameSpan] | list[tuple[int, int | None]], time_steps: int | None = None,
+                   cfg: float | None = None, temperature: float = 1.0, seed: int | None = None,
+                   generator: torch.Generator | None = None, snap: bool = True, **options: Any) -> EditedBatch:
+        """Regenerate each span of a source motion from its own caption, keeping the rest: one edited motion.
+
+        As ``edit``, except that span k is generated from ``span_texts[k]``: the spans are generated one after
+        another from left to right, each with every other token known (the spans generated before it included), and
+        may not share a token. Returns an ``EditedBatch`` of one sample whose ``texts`` holds the captions joined with
+        " / ", left to right.
+        """
+        span_texts = _caption_list(span_texts)
+        settings = self.sampling_settings(time_steps, cfg, temperature, snap, **options)
+        generator = self._seeded(seed, generator)
+        src = self._edit_source(source, spans, settings.snap)
+        if len(span_texts) != len(src.spans):
+            raise ValueError(f"{len(span_texts)} captions for {len(src.spans)} edit spans; give one caption per span")
+        order = sorted(range(len(src.spans)), key=lambda k: src.spans[k].start)
+        masks = [token_edit_mask([src.spans[k]], src.num_tokens, self.unit_length) for k in order]
+        for a, b in zip(masks[:-1], masks[1:]):
+            if bool((a & b).any()):
+                raise ValueError(f"edit spans {[list(src.spans[k]) for k in order]} share a token "
+                                 f"({self.unit_length} frames): spans with their own captions must not overlap")
+        tokens = src.tokens
+        for k, mask in zip(order, masks):
+            text_emb = self.text_encoder.encode([span_texts[k]]).to(self.device)
+            tokens = self.backend.sample_tokens(text_emb, torch.tensor([src.num_tokens], device=self.device),
+                                                settings, generator, known=tokens, edit_mask=mask.to(self.device)[None])
+        return self._edited([" / ".join(span_texts[k] for k in order)], tokens, src, settings.snap)
+
+    def _edit_source(self, source: np.ndarray | Tensor, spans: list[FrameSpan] | list[tuple[int, int | None]],
+                     snap: bool) -> _EditSource:
+        """The source of an edit: checked, cut to whole tokens, encoded and decoded again; its spans resolved."""
         features = torch.as_tensor(np.asarray(source, dtype=np.float32))
         if features.ndim != 2 or features.shape[1] != self.spec.dim_pose:
             raise ValueError(f"source must be features (T, {self.spec.dim_pose}) of dataset {self.spec.name!r}, got "
@@ -333,24 +378,30 @@ class MotionGenerator:
             logger.warning("the source has %d frames, more than the %d the model was trained on; it is edited at its "
                            "own length", frames, self.max_frames)
         resolved = resolve_spans(list(spans), features.shape[0], self.unit_length)
-        edit_tokens = token_edit_mask(resolved, num_tokens, self.unit_length)
-        if bool(edit_tokens.all()):
-            logger.info("the edit spans cover every token: plain generation at the source's length")
-
-        batch = len(texts)
         motion = (features[:frames].to(self.device) - self._mean_t) / self._std_t
-        source_tokens = self.backend.encode_motion(motion[None], torch.tensor([frames], device=self.device))
-        reconstruction = self.decode(source_tokens, torch.tensor([num_tokens]), settings.snap)[0]
-        token_lengths = torch.full((batch,), num_tokens, device=self.device)
-        text_emb = self.text_encoder.encode(texts).to(self.device)
-        tokens = self.backend.sample_tokens(text_emb, token_lengths, settings, generator,
-                                            known=source_tokens.expand(batch, *source_tokens.shape[1:]),
-                                            edit_mask=edit_tokens.to(self.device)[None].expand(batch, -1))
-        edited = self.decode(tokens, token_lengths, settings.snap)
+        tokens = self.backend.encode_motion(motion[None], torch.tensor([frames], device=self.device))
+        reconstruction = self.decode(tokens, torch.tensor([num_tokens]), snap)[0]
+        return _EditSource(tokens, num_tokens, resolved, token_edit_mask(resolved, num_tokens, self.unit_length),
+                           reconstruction)
+
+    def _edited(self, texts: list[str], tokens: Tensor, src: _EditSource, snap: bool) -> EditedBatch:
+        batch = tokens.shape[0]
+        edited = self.decode(tokens, torch.full((batch,), src.num_tokens), snap)
         return EditedBatch(texts=texts, features=self.denormalize(edited), features_normalised=edited,
-                           lengths=torch.full((batch,), frames), tokens=tokens, spec=self.spec,
-                           source_tokens=source_tokens[0], edit_mask=edit_tokens, spans=resolved,
-                           reconstruction=self.denormalize(reconstruction), unit_length=self.unit_length)
+                           lengths=torch.full((batch,), src.num_tokens * self.unit_length), tokens=tokens,
+                           spec=self.spec, source_tokens=src.tokens[0], edit_mask=src.edit_mask, spans=src.spans,
+                           reconstruction=self.denormalize(src.reconstruction), unit_length=self.unit_length)
+
+
+class _EditSource(NamedTuple):
+    """An edit's source: ``tokens`` (1, N, ...), ``num_tokens`` N, the resolved ``spans``, ``edit_mask`` (N,) bool
+    (CPU) of the tokens they touch, ``reconstruction`` (T, D) its tokens decoded, normalised."""
+
+    tokens: Tensor
+    num_tokens: int
+    spans: list[FrameSpan]
+    edit_mask: Tensor
+    reconstruction: Tensor
 
 
 def _caption_list(texts: list[str]) -> list[str]:

@@ -1,8 +1,8 @@
 """Captions for imported motion capture clips: from Bandai Namco file names, or from a label file.
 
 ``captions_from_name`` turns a Bandai Namco clip name (``dataset-<n>_<content>_<style>_<take>``) into a few varied
-sentences ("a person walks happily"); ``read_labels`` reads a CSV or JSON file of captions per clip stem. Both feed
-``utils.bvh_import.import_bvh_folder``.
+sentences ("a person walks happily"); ``read_labels`` reads a CSV or JSON file of captions per clip id. Both feed
+``utils.bvh_import.import_clip_folder`` (the BVH and AMASS imports).
 """
 
 from __future__ import annotations
@@ -104,10 +104,11 @@ def captions_from_name(stem: str, rng: np.random.Generator, count: int = 3) -> l
     return captions
 
 
-def read_labels(path: str | os.PathLike) -> dict[str, list[str]]:
+def read_labels(path: str | os.PathLike, suffixes: tuple[str, ...] = (".bvh",)) -> dict[str, list[str]]:
     """Captions per clip id from a CSV (``id,caption`` rows; an id may repeat) or JSON (``{id: caption | [..]}``).
 
-    Ids are file stems (the ``.bvh`` extension is dropped if present).
+    Ids are the clips' ids (file stems for BVH); an extension in ``suffixes`` (the source files') is dropped if
+    present.
     """
     path = str(path)
     if not os.path.isfile(path):
@@ -115,7 +116,7 @@ def read_labels(path: str | os.PathLike) -> dict[str, list[str]]:
     labels: dict[str, list[str]] = {}
 
     def add(key: str, caption: str) -> None:
-        key = os.path.splitext(key.strip())[0] if key.strip().lower().endswith(".bvh") else key.strip()
+        key = os.path.splitext(key.strip())[0] if key.strip().lower().endswith(suffixes) else key.strip()
         caption = caption.strip()
         if key and caption:
             labels.setdefault(key, []).append(caption)

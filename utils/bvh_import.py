@@ -1,10 +1,12 @@
-"""Import a folder of BVH clips as a HumanML3D-layout dataset (``prepare_data.py bvh``).
+"""Import a folder of BVH clips as a HumanML3D-layout dataset (``prepare_data.py bvh``), and the folder loop that
+the AMASS import (``utils.amass_import``) shares.
 
 Each clip goes through ``utils.bvh`` (parse, map onto SMPL-22, resample) and ``utils.dataset_io`` (263-dim features,
 splits, Mean/Std); the dataset is written next to ``--out`` and moved into place when every clip has been converted.
+``import_clip_folder`` is that loop for any format: a reader turns one file into SMPL-22 joints (``SourceClip``).
 
 ``clips.csv`` records where every motion came from, so that frames and captions can be traced back to the mocap:
-``id`` (the motion file), ``source`` (the BVH file, relative to ``--src``), ``source_fps`` (1 / Frame Time, to 3
+``id`` (the motion file), ``source`` (the source file, relative to ``--src``), ``source_fps`` (1 / Frame Time, to 3
 decimals) and ``source_frames`` (the file's frame count), ``start_s`` / ``end_s`` (the motion's first and last joint
 frame in seconds of the source; a chunk of a long clip starts where the one before it ends), ``fps`` (the dataset's
 rate) and ``frames`` (the feature frames written, one fewer than the joint frames, as HumanML3D).
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.bvh import SkeletonMap, bvh_to_smpl22, check_bones, load_skeleton_map, parse_bvh
+from utils.bvh import bvh_to_smpl22, check_bones, load_skeleton_map, parse_bvh
 from utils.bvh_captions import captions_from_name, is_bandai_name, read_labels
 from utils.dataset_io import make_layout_dirs, split_groups, write_mean_std, write_motion, write_split_files
 from utils.dataset_specs import DATASETS, SPEC_FILE, DatasetSpec, humanml3d_spec
@@ -47,10 +49,10 @@ def _no_progress(items: Iterable, **_: object) -> Iterable:
 
 @dataclass
 class ImportSummary:
-    """What ``import_bvh_folder`` did: clips read, motions written (chunks count separately), frames at the target
+    """What ``import_clip_folder`` did: clips read, motions written (chunks count separately), frames at the target
     rate, clips split into chunks, motions shorter than the spec's minimum (written, but skipped by the loaders),
-    caption sources (``generic_captions``: clips captioned only by the words of an unknown name) and the time
-    taken."""
+    caption sources (``generic_captions``: clips captioned only by the words of an unknown name), files skipped for
+    holding no motion and the time taken."""
 
     out_dir: str
     clips: int = 0
@@ -65,6 +67,8 @@ class ImportSummary:
     odd_size: list[str] = field(default_factory=list)
     seconds: float = 0.0
     splits: dict[str, int] = field(default_factory=dict)
+    clip_ids: list[str] = field(default_factory=list)  # the clips read, before chunking
+    skipped: list[str] = field(default_factory=list)  # files without motion (AMASS's shape.npz), relative to src
     provenance: list[dict[str, object]] = field(default_factory=list)  # the rows of clips.csv
 
 
@@ -80,6 +84,43 @@ def chunk_bounds(frames: int, max_features: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
+@dataclass
+class SourceClip:
+    """One source file as SMPL-22 joints, what ``import_clip_folder`` needs from a format's reader.
+
+    ``clip_id`` is the motion id (chunks append ``_c<k>``; may contain ``/``), ``caption_name`` the name whose words
+    caption the clip when no label does, ``joints`` (T, 22, 3) metres, Y up, at the import's frame rate, and
+    ``source_fps`` / ``source_frames`` the file's own rate and frame count (for ``clips.csv``).
+    """
+
+    clip_id: str
+    caption_name: str
+    joints: np.ndarray
+    source_fps: float
+    source_frames: int
+
+
+ClipReader = Callable[[Path], "SourceClip | None"]  # None: a file without motion, skipped and counted
+
+
+def check_import_folders(src: str, out: str, what: str) -> str:
+    """Refuse an ``out`` named like a registered dataset or already holding files, and a ``src`` that is not a
+    folder (``what`` names the files it should hold). Returns the dataset name, the ``out`` folder's name."""
+    name = os.path.basename(os.path.normpath(out))
+    if name in DATASETS:
+        # A registered name always resolves to the registry's spec, so this folder's spec.json would be ignored.
+        raise ValueError(f"{out}: the folder name {name!r} is a registered dataset name; --dataset_name {name} would "
+                         f"use the registered spec, not the imported one. Choose another --out folder name (not one "
+                         f"of {sorted(DATASETS)})")
+    if not os.path.isdir(src):
+        raise ValueError(f"--src {src}: " + (f"a file; give the folder that holds the {what}" if os.path.isfile(src)
+                                             else "no such folder"))
+    if os.path.isdir(out) and os.listdir(out):
+        # Clips of an earlier import that this one does not have would stay and mix into the new splits.
+        raise ValueError(f"{out}: exists and is not empty; import into a new --out folder (or remove this one)")
+    return name
+
+
 def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.0, labels: str | None = None,
                       seed: int = 0, progress: Progress | None = None) -> ImportSummary:
     """Convert every ``*.bvh`` under ``src`` into a HumanML3D-layout dataset at ``out``.
@@ -92,20 +133,7 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
     80/5/15 by clip (chunks of one clip share a split). Writes ``spec.json`` named after the ``out`` folder, which
     therefore must not be a registered dataset name (``DATASETS``).
     """
-    start = time.perf_counter()
-    name = os.path.basename(os.path.normpath(out))
-    if name in DATASETS:
-        # A registered name always resolves to the registry's spec, so this folder's spec.json would be ignored.
-        raise ValueError(f"{out}: the folder name {name!r} is a registered dataset name; --dataset_name {name} would "
-                         f"use the registered spec, not the imported one. Choose another --out folder name (not one "
-                         f"of {sorted(DATASETS)})")
-    if not os.path.isdir(src):
-        raise ValueError(f"--src {src}: " + ("a file; give the folder that holds the .bvh clips" if os.path.isfile(src)
-                                             else "no such folder"))
-    if os.path.isdir(out) and os.listdir(out):
-        # Clips of an earlier import that this one does not have would stay and mix into the new splits.
-        raise ValueError(f"{out}: exists and is not empty; import into a new --out folder (or remove this one)")
-    iterate = progress or _no_progress
+    check_import_folders(src, out, ".bvh clips")
     skel = load_skeleton_map(skeleton)
     files = sorted(Path(src).rglob("*.bvh"), key=lambda p: str(p))
     if not files:
@@ -114,14 +142,40 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise ValueError(f"{src}: clip names must be unique (they become motion ids); repeated: {dupes[:5]}")
-    label_map = read_labels(labels) if labels else {}
+
+    def read_clip(path: Path) -> SourceClip:
+        parsed = parse_bvh(path)
+        if parsed.frames == 0:
+            raise ValueError(f"{path}: the MOTION section has 0 frames; need at least 2")
+        joints = bvh_to_smpl22(parsed, skel, target_fps)
+        if joints.shape[0] >= 2:  # fewer frames: import_clip_folder says so
+            check_bones(joints, skel, str(path))
+        return SourceClip(path.stem, path.stem, joints, parsed.fps, parsed.frames)
+
+    return import_clip_folder(files, src, out, read_clip, target_fps=target_fps, labels=labels, seed=seed,
+                              progress=progress, lying_hint="the skeleton's up_axis is wrong",
+                              size_hint="check the skeleton's unit_scale")
+
+
+def import_clip_folder(files: list[Path], src: str, out: str, read_clip: ClipReader, target_fps: float,
+                       labels: str | None, seed: int, progress: Progress | None, lying_hint: str,
+                       size_hint: str, label_suffixes: tuple[str, ...] = (".bvh",)) -> ImportSummary:
+    """The folder loop that every importer shares: ``read_clip`` turns each of ``files`` into SMPL-22 joints, and
+    this writes their motions (chunked, captioned), the splits, Mean/Std, ``clips.csv`` and ``spec.json`` to a
+    staging folder that replaces ``out`` at the end, then logs what looks wrong (``lying_hint`` / ``size_hint``
+    say what to check when clips lie down or have an odd size). ``src`` and ``out`` must have passed
+    ``check_import_folders``; ``label_suffixes`` are file extensions dropped from the ids of ``labels``."""
+    start = time.perf_counter()
+    name = os.path.basename(os.path.normpath(out))
+    iterate = progress or _no_progress
+    label_map = read_labels(labels, suffixes=label_suffixes) if labels else {}
     # Caption tags are seconds, so they convert to frames at the clips' own rate. (The registered HumanML3D and KIT
     # specs keep the reference loaders' factor of 20, which is HumanML3D's frame rate.)
     spec = humanml3d_spec(name=name, root=out, fps=float(target_fps), text_fps=float(target_fps))
     # Written next to --out and moved into place at the end: a clip that fails leaves no half dataset behind.
     staging = f"{os.path.normpath(out)}.importing-{os.getpid()}"
     try:
-        summary = _import_clips(files, staging, spec, skel, target_fps, label_map, seed, iterate, Path(src))
+        summary = _import_clips(files, staging, spec, read_clip, target_fps, label_map, seed, iterate, Path(src))
         os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -129,7 +183,7 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
     summary.out_dir = out
     summary.seconds = time.perf_counter() - start
     if label_map:
-        unused = sorted(set(label_map) - set(stems))
+        unused = sorted(set(label_map) - set(summary.clip_ids))
         if unused:
             logger.warning("%s: %d label ids match no clip, e.g. %s", labels, len(unused), unused[:5])
     if summary.generic_captions:
@@ -141,11 +195,10 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
                        spec.min_motion_length, summary.too_short[:10])
     if summary.lying:
         logger.warning("%d clips are lower than they are wide through most of their frames, as a body lying down "
-                       "is (e.g. %s): if they are not, the skeleton's up_axis is wrong", len(summary.lying),
-                       summary.lying[:5])
+                       "is (e.g. %s): if they are not, %s", len(summary.lying), summary.lying[:5], lying_hint)
     if summary.odd_size:
-        logger.warning("%d clips have a body size outside %g to %g m (e.g. %s): check the skeleton's unit_scale",
-                       len(summary.odd_size), MIN_BODY_M, MAX_BODY_M, summary.odd_size[:5])
+        logger.warning("%d clips have a body size outside %g to %g m (e.g. %s): %s", len(summary.odd_size),
+                       MIN_BODY_M, MAX_BODY_M, summary.odd_size[:5], size_hint)
     if summary.clips < 3:
         logger.warning("%d clip(s): the val and test splits get one clip each only from 3 clips on, so they are "
                        "empty (training and evaluation need them)", summary.clips)
@@ -160,9 +213,9 @@ def body_extent(joints: np.ndarray) -> tuple[float, float]:
     return float(np.median(height)), float(np.median(span))
 
 
-def _import_clips(files: list[Path], out: str, spec: DatasetSpec, skel: SkeletonMap, target_fps: float,
+def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: ClipReader, target_fps: float,
                   label_map: dict[str, list[str]], seed: int, iterate: Progress, src: Path) -> ImportSummary:
-    """The body of ``import_bvh_folder``: every clip, the splits, Mean/Std, ``clips.csv`` and ``spec.json`` written
+    """The body of ``import_clip_folder``: every clip, the splits, Mean/Std, ``clips.csv`` and ``spec.json`` written
     to ``out``."""
     make_layout_dirs(out)
     rng = np.random.default_rng(seed)
@@ -170,13 +223,20 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, skel: Skeleton
     groups: list[list[str]] = []
     for path in iterate(files, desc=f"import {spec.name}", unit="clip"):
         try:
-            ids = _import_clip(path, out, spec, skel, target_fps, label_map, rng, summary, src)
+            clip = read_clip(path)
+            if clip is None:
+                summary.skipped.append(path.relative_to(src).as_posix())
+                continue
+            ids = _write_clip(clip, path, out, spec, target_fps, label_map, rng, summary, src)
         except ValueError as e:
-            # Errors of the kinematics and the feature pass do not know the clip; the parser's already name it.
+            # Errors of the kinematics and the feature pass do not know the clip; the readers' already name it.
             raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from e
         groups.append(ids)
+        summary.clip_ids.append(clip.clip_id)
         summary.clips += 1
         summary.motions += len(ids)
+    if not groups:
+        raise ValueError(f"{src}: none of the {len(files)} files holds a motion (skipped: {summary.skipped[:5]})")
     splits = split_groups(groups, rng)
     write_split_files(out, splits)
     write_mean_std(out, splits["all"], spec)
@@ -189,44 +249,40 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, skel: Skeleton
     return summary
 
 
-def _import_clip(path: Path, out: str, spec: DatasetSpec, skel: SkeletonMap, target_fps: float,
-                 label_map: dict[str, list[str]], rng: np.random.Generator, summary: ImportSummary,
-                 src: Path) -> list[str]:
+def _write_clip(clip: SourceClip, path: Path, out: str, spec: DatasetSpec, target_fps: float,
+                label_map: dict[str, list[str]], rng: np.random.Generator, summary: ImportSummary,
+                src: Path) -> list[str]:
     """One clip of ``_import_clips``: its motions (chunks) written to ``out``, ``summary`` updated; returns their
     ids."""
-    parsed = parse_bvh(path)
-    if parsed.frames == 0:
-        raise ValueError(f"{path}: the MOTION section has 0 frames; need at least 2")
-    joints = bvh_to_smpl22(parsed, skel, target_fps)
+    joints = clip.joints
     if joints.shape[0] < 2:
         raise ValueError(f"{path}: {joints.shape[0]} frame(s) at {target_fps} fps; need at least 2")
-    check_bones(joints, skel, str(path))
     height, span = body_extent(joints)
     if height < LYING_RATIO * span:
-        summary.lying.append(path.stem)
+        summary.lying.append(clip.clip_id)
     if not MIN_BODY_M <= max(height, span) <= MAX_BODY_M:
-        summary.odd_size.append(f"{path.stem} ({max(height, span):.2g} m)")
-    if path.stem in label_map:
-        captions = label_map[path.stem]
+        summary.odd_size.append(f"{clip.clip_id} ({max(height, span):.2g} m)")
+    if clip.clip_id in label_map:
+        captions = label_map[clip.clip_id]
         summary.captions_from_labels += 1
     else:
-        captions = captions_from_name(path.stem, rng)
+        captions = captions_from_name(clip.caption_name, rng)
         summary.captions_from_names += 1
-        if not is_bandai_name(path.stem):
-            summary.generic_captions.append(path.stem)
+        if not is_bandai_name(clip.caption_name):
+            summary.generic_captions.append(clip.clip_id)
     lines = [format_text_line(c) for c in captions]
     bounds = chunk_bounds(joints.shape[0], spec.max_motion_length)
     if len(bounds) > 1:
-        summary.chunked_clips.append(path.stem)
+        summary.chunked_clips.append(clip.clip_id)
     ids = []
     for k, (a, b) in enumerate(bounds):
-        clip_id = path.stem if len(bounds) == 1 else f"{path.stem}_c{k}"
+        clip_id = clip.clip_id if len(bounds) == 1 else f"{clip.clip_id}_c{k}"
         features = write_motion(out, clip_id, joints[a:b + 1], lines)
         if features.shape[0] < spec.min_motion_length:
             summary.too_short.append(clip_id)
         summary.frames += features.shape[0]
         summary.provenance.append({"id": clip_id, "source": path.relative_to(src).as_posix(),
-                                   "source_fps": round(parsed.fps, 3), "source_frames": parsed.frames,
+                                   "source_fps": round(clip.source_fps, 3), "source_frames": clip.source_frames,
                                    "start_s": round(a / target_fps, 6), "end_s": round(b / target_fps, 6),
                                    "fps": target_fps, "frames": features.shape[0]})
         ids.append(clip_id)

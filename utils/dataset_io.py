@@ -87,10 +87,13 @@ def make_layout_dirs(out_dir: str) -> None:
 
 def write_motion(out_dir: str, clip_id: str, joints: np.ndarray, caption_lines: Sequence[str]) -> np.ndarray:
     """Write one clip: features of joints (T, 22, 3) -> ``new_joint_vecs`` (T-1, 263), their ``recover_from_ric``
-    joints -> ``new_joints`` (T-1, 22, 3), and ``texts/<id>.txt``. Returns the features."""
+    joints -> ``new_joints`` (T-1, 22, 3), and ``texts/<id>.txt``. An id with ``/`` gets its sub-folders. Returns the
+    features."""
     features = extract_features(joints)
     if not np.all(np.isfinite(features)):
         raise ValueError(f"clip {clip_id!r}: feature extraction produced non-finite values")
+    for sub in ("new_joint_vecs", "new_joints", "texts"):
+        os.makedirs(os.path.dirname(os.path.join(out_dir, sub, clip_id)), exist_ok=True)
     np.save(os.path.join(out_dir, "new_joint_vecs", f"{clip_id}.npy"), features)
     np.save(os.path.join(out_dir, "new_joints", f"{clip_id}.npy"), recover_from_ric(features, 22).astype(np.float32))
     with open(os.path.join(out_dir, "texts", f"{clip_id}.txt"), "w", encoding="utf-8") as f:

@@ -1,4 +1,5 @@
-"""Prepare datasets in the HumanML3D layout: synthetic text-motion pairs, BVH imports, validation, BVH export.
+"""Prepare datasets in the HumanML3D layout: synthetic text-motion pairs, BVH and AMASS imports, validation, BVH
+export.
 
     # a procedural dataset (registered as --dataset_name synthetic)
     python prepare_data.py synthetic --out dataset/Synthetic --num_motions 300 --seed 0
@@ -7,6 +8,9 @@
     python prepare_data.py bvh --src ../shared/data/bandai-namco-1/bvh --out dataset/Bandai --skeleton bandai
     python prepare_data.py bvh --src mocap/ --out dataset/MyMocap --skeleton my_skeleton.yaml --fps 20 \\
         --labels captions.csv
+
+    # AMASS SMPL-H / SMPL-X parameters (poses, trans, betas) with the body models in AMASS's layout
+    python prepare_data.py amass --src amass/ --body_models body_models/ --out dataset/AMASS20 --fps 20
 
     # check every file of a dataset (exit status 1 when a loader would fail)
     python prepare_data.py validate --dataset_name Bandai
@@ -25,6 +29,9 @@
 ``bvh`` maps each clip onto SMPL-22 with ``options/skeletons/<skeleton>.yaml`` (copy one to map your own skeleton),
 resamples to ``--fps`` by time stamps, splits clips longer than 196 feature frames into equal chunks ``<name>_c<k>``,
 and takes captions from ``--labels`` (CSV ``id,caption`` or JSON ``{id: caption}``) or from the file names.
+``amass`` computes the 22 body joints of each SMPL-H / SMPL-X file with the body model of its type and gender
+(``--body_models DIR/smplh/<gender>/model.npz``, or one ``--body_model FILE``), turns Z up into Y up and does the
+same; its motion ids are the file paths relative to ``--src`` without ``.npz``.
 """
 
 from __future__ import annotations
@@ -33,11 +40,15 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from utils.paths import project_path
+
+if TYPE_CHECKING:
+    from utils.bvh_import import ImportSummary
 
 logger = logging.getLogger("prepare_data")
 
@@ -63,14 +74,14 @@ def main_synthetic(cfg: argparse.Namespace) -> int:
     return 0
 
 
-def main_bvh(cfg: argparse.Namespace) -> int:
-    from utils.bvh_import import import_bvh_folder
-
-    summary = import_bvh_folder(cfg.src, cfg.out, cfg.skeleton, target_fps=cfg.fps, labels=cfg.labels,
-                                seed=cfg.seed, progress=tqdm)
+def _print_import(what: str, summary: ImportSummary, cfg: argparse.Namespace) -> None:
+    """The closing lines of an import (``utils.bvh_import.ImportSummary``): counts, splits, what to look at, and the
+    flags that find the dataset."""
     splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
     extra = [f"clips: {summary.clips}; captions from labels {summary.captions_from_labels}, "
              f"from file names {summary.captions_from_names}", f"splits: {splits}"]
+    if summary.skipped:
+        extra.append(f"files without motion, skipped: {len(summary.skipped)}, e.g. {', '.join(summary.skipped[:3])}")
     if summary.generic_captions:
         extra.append(f"captioned only by the words of their names (pass --labels): {len(summary.generic_captions)}")
     if summary.chunked_clips:
@@ -83,7 +94,24 @@ def main_bvh(cfg: argparse.Namespace) -> int:
     # --dataset_name alone looks in the default dataset folder, under $FSQ_MARDM_HOME when that is set.
     found = os.path.dirname(os.path.abspath(cfg.out)) == os.path.abspath(project_path("dataset"))
     extra.append(f"use it with --dataset_name {name}" + ("" if found else f" --data_root {cfg.out}"))
-    _print_summary("bvh", summary.motions, summary.frames, cfg.fps, summary.seconds, cfg.out, extra)
+    _print_summary(what, summary.motions, summary.frames, cfg.fps, summary.seconds, cfg.out, extra)
+
+
+def main_bvh(cfg: argparse.Namespace) -> int:
+    from utils.bvh_import import import_bvh_folder
+
+    summary = import_bvh_folder(cfg.src, cfg.out, cfg.skeleton, target_fps=cfg.fps, labels=cfg.labels,
+                                seed=cfg.seed, progress=tqdm)
+    _print_import("bvh", summary, cfg)
+    return 0
+
+
+def main_amass(cfg: argparse.Namespace) -> int:
+    from utils.amass_import import import_amass_folder
+
+    summary = import_amass_folder(cfg.src, cfg.out, body_models=cfg.body_models, body_model=cfg.body_model,
+                                  target_fps=cfg.fps, labels=cfg.labels, seed=cfg.seed, progress=tqdm)
+    _print_import("amass", summary, cfg)
     return 0
 
 
@@ -209,6 +237,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")
     p.set_defaults(func=main_bvh)
+
+    p = sub.add_parser("amass", help="import a folder of AMASS SMPL-H / SMPL-X parameter files (.npz)")
+    p.add_argument("--src", required=True, help="folder searched recursively for *.npz (e.g. AMASS's unpacked "
+                   "subsets); files without poses, such as shape.npz, are skipped")
+    p.add_argument("--out", required=True, help="output dataset folder; its name becomes the dataset name "
+                   "(so it must not be a registered one such as t2m or kit)")
+    models = p.add_mutually_exclusive_group(required=True)
+    models.add_argument("--body_models", default=None, help="folder of body models in AMASS's layout: "
+                        "smplh/<gender>/model.npz and smplx/<gender>/model.npz (neutral stands in for a missing "
+                        "gender)")
+    models.add_argument("--body_model", default=None, help="one body model .npz for every clip")
+    p.add_argument("--fps", type=float, default=20.0, help="target frame rate (resampled by time stamps)")
+    p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}, "
+                   "ids being the paths relative to --src without .npz")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")
+    p.set_defaults(func=main_amass)
 
     p = sub.add_parser("validate", help="check every file of a dataset")
     p.add_argument("--dataset_name", required=True)

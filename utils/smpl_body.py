@@ -1,0 +1,162 @@
+"""SMPL-family body models (SMPL, SMPL-H, SMPL-X) reduced to what joint positions need: the first 22 joints.
+
+A body model ``.npz`` holds ``v_template`` (V, 3), ``shapedirs`` (V, 3, S), ``J_regressor`` (J, V) and
+``kintree_table`` (2, J) (first row: each joint's parent, the root's a large number such as 4294967295, or -1).
+Rest joints for shape ``betas`` are ``J_regressor @ (v_template + shapedirs[:, :, :n] @ betas[:n])`` with ``n`` at
+most 10, the betas HumanML3D uses; posed joints follow by forward kinematics of axis-angle rotations:
+``G_j = G_parent(j) [R_j | J_j - J_parent(j)]``, the joint at the translation of ``G_j``, plus the global ``trans``.
+Joints 0-21 (pelvis ... wrists) are the SMPL-22 = HumanML3D joints in every member of the family, and their parents
+lie among them, so the hands, face and vertex skinning are never needed.
+
+``z_up_to_y_up`` maps AMASS's Z-up axes to HumanML3D's Y up the way HumanML3D's ``raw_pose_processing`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from utils.bvh import forward_kinematics, parents_from_chain
+from utils.dataset_specs import T2M_KINEMATIC_CHAIN
+
+NUM_BODY_JOINTS = 22
+# Root + 21 body joints, 3 axis-angle values each: the leading columns of SMPL, SMPL-H and SMPL-X pose vectors.
+BODY_POSE_WIDTH = 3 * NUM_BODY_JOINTS
+MAX_BETAS = 10  # HumanML3D's SMPL-H forward pass uses the first 10 shape coefficients
+BODY_MODEL_KEYS = ("v_template", "shapedirs", "J_regressor", "kintree_table")
+SMPL22_PARENTS = tuple(parents_from_chain(T2M_KINEMATIC_CHAIN, NUM_BODY_JOINTS))
+# (x, y, z) -> (-x, z, y): HumanML3D's swap of y and z followed by negating x. Two flips, so a proper rotation.
+Z_UP_TO_Y_UP = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+@dataclass(frozen=True)
+class SmplBody:
+    """The joint part of a body model: ``joint_template`` (22, 3) rest joints of the mean shape and
+    ``joint_shapedirs`` (22, 3, S) their change per shape coefficient (S at most ``MAX_BETAS``), both already
+    regressed from the vertices; ``parents`` of the 22 joints (-1 for the root)."""
+
+    path: str
+    joint_template: np.ndarray
+    joint_shapedirs: np.ndarray
+    parents: tuple[int, ...]
+
+    def rest_joints(self, betas: np.ndarray) -> np.ndarray:
+        """Rest joints (22, 3) for shape coefficients ``betas`` (n,); the first ``min(n, S)`` are used."""
+        betas = np.asarray(betas, dtype=np.float64).reshape(-1)
+        n = min(betas.shape[0], self.joint_shapedirs.shape[2])
+        return self.joint_template + self.joint_shapedirs[:, :, :n] @ betas[:n]
+
+
+def _parents(kintree: np.ndarray) -> np.ndarray:
+    """Parent of every joint (-1 for the root) from a ``kintree_table`` (2, J) whose second row names the joints."""
+    joints = kintree.shape[1]
+    parent_of = np.full(joints, -1, dtype=np.int64)
+    # Cast through int64 first: uint32 tables write the root's parent as 4294967295, signed ones as -1.
+    raw = kintree.astype(np.int64)
+    for parent, child in zip(raw[0], raw[1]):
+        if 0 <= child < joints:
+            parent_of[child] = parent if 0 <= parent < joints else -1
+    return parent_of
+
+
+def load_body_model(path: str | os.PathLike, max_betas: int = MAX_BETAS) -> SmplBody:
+    """Read the joint part of an SMPL / SMPL-H / SMPL-X body model ``.npz`` (see the module docstring).
+
+    Raises ``ValueError`` naming the file for a ``.pkl`` model (those need chumpy), missing keys, a ``J_regressor``
+    stored as a Python object (a scipy sparse matrix) instead of a dense array, inconsistent shapes, or parents of
+    joints 0-21 that are not SMPL's.
+    """
+    path = str(path)
+    if path.lower().endswith(".pkl"):
+        raise ValueError(f"{path}: .pkl body models need chumpy to unpickle; use the .npz release of the model "
+                         f"(AMASS's smplh/<gender>/model.npz, SMPL-X's SMPLX_<GENDER>.npz)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such body model file; expected an .npz with {', '.join(BODY_MODEL_KEYS)}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .npz body model ({e})") from e
+    with data:
+        missing = [k for k in BODY_MODEL_KEYS if k not in data.files]
+        if missing:
+            raise ValueError(f"{path}: body model lacks {', '.join(missing)}; expected the keys "
+                             f"{', '.join(BODY_MODEL_KEYS)} (has {', '.join(sorted(data.files)[:12])})")
+        arrays = {}
+        for key in BODY_MODEL_KEYS:
+            try:
+                arrays[key] = data[key]
+            except ValueError as e:  # an object array, which np.load refuses without pickle
+                raise ValueError(f"{path}: {key} is stored as a Python object (a scipy sparse matrix, as in the .pkl "
+                                 f"releases), not a dense array; save it dense (e.g. {key}=matrix.toarray())") from e
+    v_template = np.asarray(arrays["v_template"], dtype=np.float64)
+    shapedirs = np.asarray(arrays["shapedirs"], dtype=np.float64)
+    regressor = np.asarray(arrays["J_regressor"], dtype=np.float64)
+    kintree = np.asarray(arrays["kintree_table"])
+    vertices = v_template.shape[0] if v_template.ndim == 2 else -1
+    expected = {"v_template": (v_template, (vertices, 3), "(V, 3)"),
+                "shapedirs": (shapedirs, (vertices, 3, None), "(V, 3, S)"),
+                "J_regressor": (regressor, (None, vertices), "(J, V)"),
+                "kintree_table": (kintree, (2, None), "(2, J)")}
+    for key, (array, shape, described) in expected.items():
+        if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+            raise ValueError(f"{path}: {key} has shape {array.shape}; expected {described} with V vertices "
+                             f"(v_template {v_template.shape}), J joints and S shape components")
+    joints = regressor.shape[0]
+    if joints < NUM_BODY_JOINTS or kintree.shape[1] != joints:
+        raise ValueError(f"{path}: J_regressor has {joints} joints and kintree_table {kintree.shape[1]}; expected "
+                         f"the same number, at least {NUM_BODY_JOINTS} (SMPL 24, SMPL-H 52, SMPL-X 55)")
+    parents = tuple(int(p) for p in _parents(kintree)[:NUM_BODY_JOINTS])
+    if parents != SMPL22_PARENTS:
+        raise ValueError(f"{path}: kintree_table gives joints 0-21 the parents {list(parents)}; expected SMPL's "
+                         f"{list(SMPL22_PARENTS)} (pelvis ... wrists, as in SMPL, SMPL-H and SMPL-X)")
+    body = regressor[:NUM_BODY_JOINTS]
+    s = min(max_betas, shapedirs.shape[2])
+    return SmplBody(path=path, joint_template=body @ v_template,
+                    joint_shapedirs=np.einsum("jv,vcs->jcs", body, shapedirs[:, :, :s]), parents=parents)
+
+
+def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) from axis-angle vectors (..., 3) (Rodrigues' formula).
+
+    Near zero angle the series of sin(t)/t and (1 - cos t)/t^2 replaces the division, so small rotations stay exact.
+    """
+    v = np.asarray(axis_angle, dtype=np.float64)
+    angle_sq = np.sum(v * v, axis=-1)
+    angle = np.sqrt(angle_sq)
+    small = angle < 1e-6
+    safe = np.where(small, 1.0, angle)
+    a = np.where(small, 1.0 - angle_sq / 6.0, np.sin(safe) / safe)
+    b = np.where(small, 0.5 - angle_sq / 24.0, (1.0 - np.cos(safe)) / (safe * safe))
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    zero = np.zeros_like(x)
+    skew = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
+    eye = np.broadcast_to(np.eye(3), skew.shape)
+    return eye + a[..., None, None] * skew + b[..., None, None] * (skew @ skew)
+
+
+def smpl_joints(body: SmplBody, poses: np.ndarray, trans: np.ndarray, betas: np.ndarray) -> np.ndarray:
+    """Posed joints (T, 22, 3) in the body model's axes and units.
+
+    ``poses`` (T, P) axis-angle with P >= 66 (root then the 21 body joints; further columns, hands or face, are not
+    used), ``trans`` (T, 3) the global translation, ``betas`` (n,) the shape.
+    """
+    poses = np.asarray(poses, dtype=np.float64)
+    trans = np.asarray(trans, dtype=np.float64)
+    if poses.ndim != 2 or poses.shape[1] < BODY_POSE_WIDTH or trans.shape != (poses.shape[0], 3):
+        raise ValueError(f"smpl_joints: expected poses (T, >={BODY_POSE_WIDTH}) and trans (T, 3), got "
+                         f"{poses.shape} and {trans.shape}")
+    frames = poses.shape[0]
+    rest = body.rest_joints(betas)
+    rotations = axis_angle_to_matrix(poses[:, :BODY_POSE_WIDTH].reshape(frames, NUM_BODY_JOINTS, 3))
+    offsets = np.zeros((frames, NUM_BODY_JOINTS, 3))
+    # The root turns about its own rest position, which the translation then moves.
+    offsets[:, 0] = rest[0] + trans
+    offsets[:, 1:] = rest[1:] - rest[list(body.parents[1:])]
+    return forward_kinematics(rotations, offsets, body.parents)
+
+
+def z_up_to_y_up(points: np.ndarray) -> np.ndarray:
+    """Points (..., 3) from AMASS's Z-up axes to HumanML3D's Y up: (x, y, z) -> (-x, z, y)."""
+    return np.asarray(points) @ Z_UP_TO_Y_UP.T

@@ -6,10 +6,11 @@ splits, Mean/Std); the dataset is written next to ``--out`` and moved into place
 ``import_clip_folder`` is that loop for any format: a reader turns one file into SMPL-22 joints (``SourceClip``).
 
 ``clips.csv`` records where every motion came from, so that frames and captions can be traced back to the mocap:
-``id`` (the motion file), ``source`` (the source file, relative to ``--src``), ``source_fps`` (1 / Frame Time, to 3
-decimals) and ``source_frames`` (the file's frame count), ``start_s`` / ``end_s`` (the motion's first and last joint
-frame in seconds of the source; a chunk of a long clip starts where the one before it ends), ``fps`` (the dataset's
-rate) and ``frames`` (the feature frames written, one fewer than the joint frames, as HumanML3D).
+``id`` (the motion file), ``source`` (the source file, relative to ``--src``), ``source_fps`` (a BVH file's
+1 / Frame Time, an AMASS file's stored frame rate, to 3 decimals) and ``source_frames`` (the file's frame count),
+``start_s`` / ``end_s`` (the motion's first and last joint frame in seconds of the source; a chunk of a long clip
+starts where the one before it ends), ``fps`` (the dataset's rate) and ``frames`` (the feature frames written, one
+fewer than the joint frames, as HumanML3D).
 """
 
 from __future__ import annotations

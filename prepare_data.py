@@ -1,5 +1,5 @@
 """Prepare datasets in the HumanML3D layout: synthetic text-motion pairs, BVH and AMASS imports, validation, BVH
-export.
+and SMPL-parameter export.
 
     # a procedural dataset (registered as --dataset_name synthetic)
     python prepare_data.py synthetic --out dataset/Synthetic --num_motions 300 --seed 0
@@ -26,6 +26,9 @@ export.
     # joint positions (T, 22, 3) -> BVH, e.g. to open generated motions in Blender
     python prepare_data.py export_bvh generation/M_t2m/a_person_walks_000_r00.npy --out 0.bvh --dataset_name t2m
 
+    # joint positions or features -> SMPL parameters in AMASS's layout, for the SMPL Blender add-ons
+    python prepare_data.py export_smpl motion.npy --out motion_smpl.npz --body_model smplh/neutral/model.npz
+
 ``bvh`` maps each clip onto SMPL-22 with ``options/skeletons/<skeleton>.yaml`` (copy one to map your own skeleton),
 resamples to ``--fps`` by time stamps, splits clips longer than 196 feature frames into equal chunks ``<name>_c<k>``,
 and takes captions from ``--labels`` (CSV ``id,caption`` or JSON ``{id: caption}``) or from the file names.
@@ -49,6 +52,7 @@ from utils.paths import project_path
 
 if TYPE_CHECKING:
     from utils.bvh_import import ImportSummary
+    from utils.dataset_specs import DatasetSpec
 
 logger = logging.getLogger("prepare_data")
 
@@ -175,32 +179,56 @@ def main_stats(cfg: argparse.Namespace) -> int:
     return 0
 
 
-def main_export_bvh(cfg: argparse.Namespace) -> int:
-    from utils.bvh_export import write_bvh
-    from utils.dataset_specs import get_dataset_spec
-
-    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
-    if not os.path.isfile(cfg.input):
-        raise FileNotFoundError(f"{cfg.input}: no such file")
+def _read_joints(path: str, spec: DatasetSpec) -> np.ndarray:
+    """Joint positions (T, J, 3) of ``path``: joints as they are, or de-normalised features (T, D) through the
+    dataset's kinematics."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
     try:
-        joints = np.load(cfg.input, allow_pickle=False)
+        joints = np.load(path, allow_pickle=False)
     except ValueError as e:
-        raise ValueError(f"{cfg.input}: not a plain numeric .npy of joint positions ({e})") from e
+        raise ValueError(f"{path}: not a plain numeric .npy of joint positions ({e})") from e
     if joints.ndim == 2 and joints.shape[1] in (spec.dim_pose, spec.file_dim):
         # De-normalised features (sample.py's <stem>_features.npy, a dataset's new_joint_vecs): to joints first.
         from utils.motion_process import features_to_joints
 
         if not np.isfinite(joints).all():
-            raise ValueError(f"{cfg.input}: the features hold NaN or Inf; expected finite values")
+            raise ValueError(f"{path}: the features hold NaN or Inf; expected finite values")
         features = np.ascontiguousarray(joints[None, :, : spec.dim_pose], dtype=np.float32)
         joints = np.asarray(features_to_joints(features, spec))[0]
     if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3):
         widths = " or ".join(str(w) for w in dict.fromkeys((spec.dim_pose, spec.file_dim)))
-        raise ValueError(f"{cfg.input}: expected joint positions of shape (T, {spec.joints_num}, 3) or features of "
+        raise ValueError(f"{path}: expected joint positions of shape (T, {spec.joints_num}, 3) or features of "
                          f"shape (T, {widths}) for dataset {spec.name!r}, got {joints.shape}")
+    return joints
+
+
+def main_export_bvh(cfg: argparse.Namespace) -> int:
+    from utils.bvh_export import write_bvh
+    from utils.dataset_specs import get_dataset_spec
+
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    joints = _read_joints(cfg.input, spec)
     out = cfg.out or os.path.splitext(cfg.input)[0] + ".bvh"
     write_bvh(out, joints, cfg.fps or spec.fps, spec.kinematic_chain, scale=cfg.scale, source=cfg.input)
     print(f"export_bvh: {joints.shape[0]} frames -> {out}")
+    return 0
+
+
+def main_export_smpl(cfg: argparse.Namespace) -> int:
+    from utils.dataset_specs import get_dataset_spec
+    from utils.smpl_body import load_body_model
+    from utils.smpl_export import check_smpl_skeleton, write_smpl
+
+    body = load_body_model(cfg.body_model)
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    check_smpl_skeleton(spec, "--dataset_name")
+    joints = _read_joints(cfg.input, spec)
+    out = cfg.out or os.path.splitext(cfg.input)[0] + "_smpl.npz"
+    report = write_smpl(out, joints, body, cfg.fps or spec.fps, gender=cfg.gender, source=cfg.input)
+    print(f"export_smpl: {joints.shape[0]} frames, poses ({joints.shape[0]}, {3 * body.num_joints}) -> {out}; "
+          f"joints of the parameters vs the input: mean {report.mean_error_mm:.2f} mm, max "
+          f"{report.max_error_mm:.2f} mm (non-zero where the motion's bone lengths differ from the body model's)")
     return 0
 
 
@@ -287,6 +315,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fps", type=float, default=None, help="frame rate (default: the dataset's)")
     p.add_argument("--scale", type=float, default=1.0, help="length factor (100 writes centimetres)")
     p.set_defaults(func=main_export_bvh)
+
+    p = sub.add_parser("export_smpl", help="write joint positions (T, 22, 3) or features (T, D) as SMPL parameters "
+                       "(AMASS .npz layout)")
+    p.add_argument("input", help=".npy of SMPL-22 joint positions (T, 22, 3) in metres, or of de-normalised features "
+                                 "(T, D) such as sample.py's <stem>_features.npy")
+    p.add_argument("--out", default=None, help="output .npz (default: <input>_smpl.npz next to the input)")
+    p.add_argument("--body_model", required=True, help="SMPL / SMPL-H / SMPL-X body model .npz (e.g. "
+                   "smplh/neutral/model.npz); its joint count sets the width of poses")
+    p.add_argument("--dataset_name", default="t2m", help="dataset whose skeleton the joints use (SMPL-22)")
+    p.add_argument("--data_root", default=None)
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the dataset's)")
+    p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"),
+                   help="gender recorded in the file; use the body model's")
+    p.set_defaults(func=main_export_smpl)
     return parser.parse_args(argv)
 
 

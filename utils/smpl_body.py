@@ -35,12 +35,14 @@ Z_UP_TO_Y_UP = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
 class SmplBody:
     """The joint part of a body model: ``joint_template`` (22, 3) rest joints of the mean shape and
     ``joint_shapedirs`` (22, 3, S) their change per shape coefficient (S at most ``MAX_BETAS``), both already
-    regressed from the vertices; ``parents`` of the 22 joints (-1 for the root)."""
+    regressed from the vertices; ``parents`` of the 22 joints (-1 for the root); ``num_joints`` of the whole model
+    (24 SMPL, 52 SMPL-H, 55 SMPL-X), the width of its pose vectors divided by 3."""
 
     path: str
     joint_template: np.ndarray
     joint_shapedirs: np.ndarray
     parents: tuple[int, ...]
+    num_joints: int
 
     def rest_joints(self, betas: np.ndarray) -> np.ndarray:
         """Rest joints (22, 3) for shape coefficients ``betas`` (n,); the first ``min(n, S)`` are used."""
@@ -114,7 +116,8 @@ def load_body_model(path: str | os.PathLike, max_betas: int = MAX_BETAS) -> Smpl
     body = regressor[:NUM_BODY_JOINTS]
     s = min(max_betas, shapedirs.shape[2])
     return SmplBody(path=path, joint_template=body @ v_template,
-                    joint_shapedirs=np.einsum("jv,vcs->jcs", body, shapedirs[:, :, :s]), parents=parents)
+                    joint_shapedirs=np.einsum("jv,vcs->jcs", body, shapedirs[:, :, :s]), parents=parents,
+                    num_joints=joints)
 
 
 def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:

@@ -21,12 +21,14 @@ Examples::
 Per sample, in ``--output_dir`` (default ``generation/<name>_<dataset_name>/``), named
 ``<prompt slug>_<index>_r<repeat>``: ``.npy`` joints (T, J, 3) in the dataset's units, ``_features.npy`` the
 de-normalised features (T, D), a stick-figure ``.mp4`` (``.gif`` without ffmpeg) unless ``--no_render``, a ``.bvh``
-with ``--bvh``; and ``manifest.json`` (prompt, length, seed and files of every sample, checkpoint and SHA-256,
-sampling settings). Sampling again into the same folder adds a run to the manifest and keeps the earlier runs'
-samples listed, except those whose names this run writes again (``utils/sample_manifest.py``). A motion with NaN
-or Inf values (``"finite": false``) keeps its arrays but gets no video or BVH, and the other samples go on. Sample
-k (prompts in order, repeats inside) uses seed ``--seed + k`` for both its length and its motion, so ``--text_prompt
-<prompt> --seed <its seed>`` with the same length option regenerates it exactly.
+with ``--bvh``, ``_smpl.npz`` SMPL parameters in AMASS's layout with ``--smpl BODY_MODEL`` (``utils/smpl_export.py``;
+the sample's ``smpl_fit`` says how far they land from the joints); and ``manifest.json`` (prompt, length, seed and
+files of every sample, checkpoint and SHA-256, sampling settings). Sampling again into the same folder adds a run to
+the manifest and keeps the earlier runs' samples listed, except those whose names this run writes again
+(``utils/sample_manifest.py``). A motion with NaN or Inf values (``"finite": false``) keeps its arrays but gets no
+video, BVH or SMPL file, and the other samples go on. Sample k (prompts in order, repeats inside) uses seed ``--seed +
+k`` for both its length and its motion, so ``--text_prompt <prompt> --seed <its seed>`` with the same length option
+regenerates it exactly.
 
 Sequences: ``--sequence`` makes one motion per repeat from all the prompts in order, ``sequence_<slug>_<n>p_r<repeat>``
 (``MotionGenerator.generate_sequence``, ``utils/motion_sequence.py``): each segment from its prompt, then every seam
@@ -67,6 +69,8 @@ from utils.plot_script import RenderError, plot_3d_motion, resolve_format
 from utils.prompts import read_prompt_file
 from utils.run_dir import RunDir
 from utils.sample_manifest import SampleManifest
+from utils.smpl_body import load_body_model
+from utils.smpl_export import check_smpl_skeleton, write_smpl
 
 logger = logging.getLogger("sample")
 
@@ -156,6 +160,10 @@ def main(cfg) -> dict:
         video_format = None if cfg.no_render else resolve_format(cfg.format)  # fails now if MP4 cannot be written
     except RenderError as e:
         raise ValueError(f"--format {cfg.format}: {e}") from e
+    try:  # a bad body model fails now, not after the generator has loaded
+        body = load_body_model(cfg.smpl) if cfg.smpl else None
+    except (OSError, ValueError) as e:
+        raise type(e)(f"--smpl: {e}") from e
     path, name, dataset_name = resolve_run(cfg)
     res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
     options = family_sampling_options(cfg)
@@ -176,6 +184,8 @@ def main(cfg) -> dict:
     if dataset_name and dataset_name != spec.name:
         raise CheckpointError(f"{path}: the generator was trained on dataset {spec.name!r} but --dataset_name is "
                               f"{dataset_name!r}")
+    if body is not None:
+        check_smpl_skeleton(spec, "--smpl")
     edit = read_edit_request(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds, spec, generator.unit_length)
     out_dir = cfg.output_dir or RunDir(cfg.checkpoints_dir, spec.name, name).generation_dir
     os.makedirs(out_dir, exist_ok=True)
@@ -231,14 +241,15 @@ def main(cfg) -> dict:
                                      **sampling)
         length = int(out.lengths[0])
         stem = stems[k]
-        files = {"joints": None, "features": f"{stem}_features.npy", "video": None, "bvh": None}
+        files = {"joints": None, "features": f"{stem}_features.npy", "video": None, "bvh": None, "smpl": None}
+        smpl_fit = None
         features = out.features[0, :length].cpu().numpy()
         np.save(os.path.join(out_dir, files["features"]), features)
         # A diverged model or an extreme --cfg / --temperature can give NaN or Inf: keep the arrays, skip what cannot
         # draw or export them, and go on with the other samples.
         finite = bool(np.isfinite(features).all())
         if not finite:
-            logger.warning("%s: the motion has NaN or Inf values; its arrays are saved, no video or BVH", stem)
+            logger.warning("%s: the motion has NaN or Inf values; its arrays are saved, no video, BVH or SMPL", stem)
         try:
             joints = out.joints[0]
         except ValueError as e:  # a representation without joint positions (SMPL-X rotations)
@@ -262,10 +273,15 @@ def main(cfg) -> dict:
             if cfg.bvh and finite:
                 files["bvh"] = f"{stem}.bvh"
                 write_bvh(os.path.join(out_dir, files["bvh"]), joints, spec.fps, kinematic_chain=spec.kinematic_chain)
+            if body is not None and finite:
+                files["smpl"] = f"{stem}_smpl.npz"
+                smpl_fit = write_smpl(os.path.join(out_dir, files["smpl"]), joints, body, spec.fps, source=stem)
         # Rewritten after every sample: an interrupted run still describes what it wrote.
         record = {"index": i, "repeat": r, "prompt": prompt.text, "length_frames": length,
                   "length_seconds": length / spec.fps, "seed": seed, "finite": finite, "files": files,
                   "length_source": prompt.length_source if edit is None else "--edit_source"}
+        if smpl_fit is not None:
+            record["smpl_fit"] = smpl_fit._asdict()
         if edit is not None:
             record["unedited_change"] = out.unedited_change(0)
             if cfg.span_prompts:

@@ -180,4 +180,7 @@ def get_sample_parser() -> argparse.ArgumentParser:
     out.add_argument("--format", type=str, default="auto", choices=FORMATS,
                      help="video container: auto is MP4 when ffmpeg is installed, else GIF")
     out.add_argument("--bvh", action="store_true", help="also export every sample as a BVH file")
+    out.add_argument("--smpl", type=str, default=None, metavar="BODY_MODEL.npz",
+                     help="also export every sample as SMPL parameters in AMASS's layout (<stem>_smpl.npz) for this "
+                          "SMPL / SMPL-H / SMPL-X body model file (yours; inverse kinematics, betas zero)")
     return parser

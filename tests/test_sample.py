@@ -1,4 +1,4 @@
-"""sample.py end to end on tiny untrained runs: files, safe names, manifest, lengths, repeats, seeds, BVH."""
+"""sample.py end to end on tiny untrained runs: files, safe names, manifest, lengths, repeats, seeds, BVH, SMPL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from test_amass import _body_model
 from test_generation import make_runs, save_length_estimator
 
 import sample
@@ -241,10 +242,12 @@ def test_a_non_finite_motion_keeps_its_arrays_and_the_run_goes_on(ckdir, tmp_pat
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING, logger="sample"):
         manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--repeat_times", "2",
-                              "--format", "gif", "--bvh", "--output_dir", str(out))
+                              "--format", "gif", "--bvh", "--smpl", str(_body_model(tmp_path / "model.npz")),
+                              "--output_dir", str(out))
     first, second = manifest["samples"]
     assert not first["finite"] and second["finite"]
-    assert first["files"]["video"] is None and first["files"]["bvh"] is None
+    assert first["files"]["video"] is None and first["files"]["bvh"] is None and first["files"]["smpl"] is None
+    assert "smpl_fit" not in first and (out / second["files"]["smpl"]).is_file()
     assert np.isnan(np.load(out / first["files"]["features"])).any()
     assert np.load(out / first["files"]["joints"]).shape == (8, 22, 3)
     assert second["files"]["video"] and second["files"]["bvh"]

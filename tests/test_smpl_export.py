@@ -1,14 +1,20 @@
 """SMPL export: inverse kinematics against the synthetic body model of test_amass.py, AMASS layout, read back by the
-AMASS import, prepare_data.py export_smpl."""
+AMASS import, prepare_data.py export_smpl and sample.py --smpl."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
 import pytest
+import torch
 from test_amass import PARENTS, _body_model, _body_models
+from test_generation import make_runs
 
+import sample
+from options.config import parse_with_config
+from options.eval_generator_options import get_sample_parser
 from utils.amass_import import BodyModels, read_amass_clip
 from utils.smpl_body import Z_UP_TO_Y_UP, axis_angle_to_matrix, load_body_model, smpl_joints, z_up_to_y_up
 from utils.smpl_export import joints_to_smpl, write_smpl, y_up_to_z_up
@@ -210,3 +216,35 @@ def test_prepare_data_export_smpl(body, tmp_path, synthetic_root, capsys):
     with pytest.raises(FileNotFoundError, match=r"none\.npz: no such body model file"):
         prepare_data.main(prepare_data.parse_args(["export_smpl", str(joints_file), "--body_model",
                                                    str(tmp_path / "none.npz")]))
+
+
+@pytest.fixture(scope="module")
+def ckdir(tmp_path_factory, synthetic_root):
+    folder = str(tmp_path_factory.mktemp("sample_smpl") / "checkpoints")
+    make_runs(folder, synthetic_root)
+    return folder
+
+
+def test_sample_writes_smpl_files_and_their_fit(ckdir, body, tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    args = ["--name", "fsq_gen", "--dataset_name", "synthetic", "--checkpoints_dir", ckdir, "--time_steps", "2",
+            "--text_prompt", "a person walks", "--motion_length", "8", "--repeat_times", "2", "--no_render",
+            "--output_dir", str(tmp_path / "out")]
+    manifest = sample.main(parse_with_config(get_sample_parser(), [*args, "--smpl", body.path]))
+    for s in manifest["samples"]:
+        files, fit = s["files"], s["smpl_fit"]
+        assert files["smpl"] == files["joints"].replace(".npy", "_smpl.npz")
+        joints = np.load(tmp_path / "out" / files["joints"])
+        # The tiny generator's bones are not the body model's: the fit report says by how much.
+        clip = read_amass_clip(tmp_path / "out" / files["smpl"], BodyModels(file=body.path), 20.0, "s")
+        error = 1000 * np.linalg.norm(clip.joints - joints, axis=-1)
+        assert np.isclose(fit["max_error_mm"], error.max()) and np.isclose(fit["mean_error_mm"], error.mean())
+    on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    assert on_disk["samples"] == manifest["samples"]
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the generator was loaded before the body model was checked")
+
+    monkeypatch.setattr(sample, "load_generator", no_model)
+    with pytest.raises(FileNotFoundError, match=r"--smpl: .*missing\.npz: no such body model file"):
+        sample.main(parse_with_config(get_sample_parser(), [*args, "--smpl", str(tmp_path / "missing.npz")]))

@@ -26,7 +26,7 @@ and SMPL-parameter export.
     # joint positions (T, 22, 3) -> BVH, e.g. to open generated motions in Blender
     python prepare_data.py export_bvh generation/M_t2m/a_person_walks_000_r00.npy --out 0.bvh --dataset_name t2m
 
-    # joint positions or features -> SMPL parameters in AMASS's layout, for the SMPL Blender add-ons
+    # joint positions or features -> SMPL parameters in AMASS's layout (read back by the amass command)
     python prepare_data.py export_smpl motion.npy --out motion_smpl.npz --body_model smplh/neutral/model.npz
 
 ``bvh`` maps each clip onto SMPL-22 with ``options/skeletons/<skeleton>.yaml`` (copy one to map your own skeleton),

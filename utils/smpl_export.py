@@ -2,12 +2,12 @@
 ``prepare_data.py export_smpl``): the reverse of ``utils.amass_import``.
 
 Inverse kinematics against a body model (``utils.smpl_body``, the user's ``.npz``) turns joints (T, 22, 3), metres,
-Y up, into axis-angle rotations of the root and the 21 body joints plus a root translation, in AMASS's Z-up axes, so
-that the file opens in the SMPL / SMPL-X Blender add-ons and reads back through the AMASS import. Hands and face stay
-at zero. Each joint's rotation only has to place its children, so forward kinematics of the result with the same body
-model gives the input back exactly when the motion has the body model's bone lengths; otherwise the bones keep their
-directions (exactly below single-child joints, as a best fit below the pelvis and spine3) and the fit report says how
-far the joints moved.
+Y up, into axis-angle rotations of the root and the 21 body joints plus a root translation, in AMASS's Z-up axes and
+file layout, so that the file reads back through the AMASS import (and, in that layout, in tools that read AMASS).
+Hands and face stay at zero. Each joint's rotation only has to place its children, so forward kinematics of the result
+with the same body model gives the input back exactly when the motion has the body model's bone lengths; otherwise the
+bones keep their directions (exactly below single-child joints, as a best fit below the pelvis and spine3) and the fit
+report says how far the joints moved.
 """
 
 from __future__ import annotations

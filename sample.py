@@ -34,13 +34,13 @@ Sequences: ``--sequence`` makes one motion per repeat from all the prompts in or
 (``MotionGenerator.generate_sequence``, ``utils/motion_sequence.py``): each segment from its prompt, then every seam
 in-betweened over ``--transition_seconds``; the manifest lists the segments' frames and the transitions.
 
-Editing: ``--edit_source FILE`` (features (T, D) in the dataset's units) with ``--edit_frames`` / ``--edit_seconds``
-``START:END`` spans regenerates from each prompt the tokens that touch a span and keeps every other source token
-exactly (``MotionGenerator.edit``, ``utils/editing.py``); outputs ``<slug>_edit_<index>_r<repeat>`` have the source's
-length in whole tokens. The manifest records the source, its SHA-256, the spans and, per sample, ``unedited_change``
-(how far the unedited frames moved from the decoded source tokens; the decoder reads the whole sequence). With
-``--span_prompts`` the prompts go one to each span, from left to right (``MotionGenerator.edit_spans``), and each repeat
-makes one motion ``edit_spans_<slug>_<n>p_r<repeat>``.
+Editing: ``--edit_source FILE`` (features (T, D) in the dataset's units, or joints (T, J, 3)) with
+``--edit_frames`` / ``--edit_seconds`` ``START:END`` spans regenerates from each prompt the tokens that touch a span
+and keeps every other source token exactly (``MotionGenerator.edit``, ``utils/editing.py``); outputs
+``<slug>_edit_<index>_r<repeat>`` have the source's length in whole tokens. The manifest records the source, its
+SHA-256, the spans and, per sample, ``unedited_change`` (how far the unedited frames moved from the decoded source
+tokens; the decoder reads the whole sequence). With ``--span_prompts`` the prompts go one to each span, from left to
+right (``MotionGenerator.edit_spans``), and each repeat makes one motion ``edit_spans_<slug>_<n>p_r<repeat>``.
 """
 
 from __future__ import annotations

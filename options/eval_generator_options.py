@@ -154,7 +154,8 @@ def get_sample_parser() -> argparse.ArgumentParser:
     edit = parser.add_argument_group("editing (regenerate spans of a motion, keep the rest)")
     edit.add_argument("--edit_source", type=str, default=None,
                       help="features .npy (T, D) in the dataset's units to edit: a <name>_features.npy that "
-                           "sample.py wrote, or a dataset file (new_joint_vecs/<id>.npy); the prompts condition the "
+                           "sample.py wrote, or a dataset file (new_joint_vecs/<id>.npy); or joint positions "
+                           "(T, J, 3), turned into features by HumanML3D's extraction; the prompts condition the "
                            "edited spans and the output has the source's length cut to whole tokens")
     edit.add_argument("--edit_frames", type=str, action="append", default=None, metavar="START:END",
                       help="frames [START, END) to regenerate (repeatable; ':40' a prefix, '100:' a suffix); a token "

@@ -108,12 +108,35 @@ def test_spans_outside_the_motion_fail():
 # Sources
 # ---------------------------------------------------------------------------------------------------------------------
 
+def test_a_joints_file_is_turned_into_the_datasets_features(tmp_path, source):
+    """Joint positions (T, J, 3), as sample.py writes them, are a source too: HumanML3D's extraction gives features
+    of the same motion (the synthetic motions are on the t2m skeleton already, so no bone changes), T frames for T."""
+    from utils.motion_process import recover_from_ric
+
+    joints = tmp_path / "walk.npy"
+    positions = recover_from_ric(source, 22).astype(np.float32)
+    np.save(joints, positions)
+    features = load_edit_source(str(joints), get_dataset_spec("synthetic"))
+    assert features.shape == (50, 263) and features.dtype == np.float32
+    np.testing.assert_allclose(recover_from_ric(features, 22)[:-1], positions[:-1], atol=1e-5)
+    assert load_edit_source(str(joints), get_dataset_spec("t2m_67")).shape == (50, 67)
+    np.save(joints, np.zeros((40, 21, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"looks like joint positions .* \(21 joints, the dataset's skeleton has 22\)"):
+        load_edit_source(str(joints), get_dataset_spec("synthetic"))
+    np.save(joints, np.ones((40, 22, 3), dtype=np.float32) * np.nan)
+    with pytest.raises(ValueError, match="joint positions hold NaN or Inf"):
+        load_edit_source(str(joints), get_dataset_spec("synthetic"))
+    np.save(joints, np.ones((40, 22, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="no feature extraction from joint positions here"):
+        load_edit_source(str(joints), get_dataset_spec("motionmillion"))
+
+
 def test_bad_source_files_fail_naming_file_and_shape(tmp_path, source):
     spec = get_dataset_spec("synthetic")
     joints = tmp_path / "walk.npy"
     np.save(joints, np.zeros((40, 22, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"walk\.npy: shape \(40, 22, 3\) looks like joint positions .* "
-                                         r"features \(T, 263\)"):
+                                         r"features \(T, 263\).*every joint must differ from its parent"):
         load_edit_source(str(joints), spec)
     narrow = tmp_path / "narrow.npy"
     np.save(narrow, np.zeros((40, 67), dtype=np.float32))

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from utils.checkpoint import file_sha256
 from utils.dataset_specs import DatasetSpec
+from utils.representation import joints_to_features
 
 # Guards the outward rounding of seconds against float error (2.0 * 20 must give frame 40, not 41).
 _SECONDS_EPS = 1e-6
@@ -125,11 +126,14 @@ def mask_runs(mask: Tensor) -> list[list[int]]:
 
 
 def load_edit_source(path: str, spec: DatasetSpec) -> np.ndarray:
-    """The features ``(T, spec.dim_pose)`` float32 of the source file ``path`` (a ``.npy`` of ``(T, D)``, D being
-    ``dim_pose`` or the width of the dataset's files, ``spec.file_dim``, whose first ``dim_pose`` dims are kept).
+    """The features ``(T, spec.dim_pose)`` float32 of the source file ``path``: a ``.npy`` of features ``(T, D)``, D
+    being ``dim_pose`` or the width of the dataset's files, ``spec.file_dim`` (whose first ``dim_pose`` dims are
+    kept), or of joint positions ``(T, J, 3)`` in the dataset's units and axes (a joints ``.npy`` that sample.py or
+    an import wrote), turned into the dataset's features by HumanML3D's extraction
+    (``utils.representation.joints_to_features``; HumanML3D-layout datasets only), T frames either way.
 
-    Raises ValueError naming the file and the expected shape for anything else (a joints file ``(T, J, 3)``, another
-    dataset's features, NaN or Inf).
+    Raises ValueError naming the file and the expected shape for anything else (another dataset's features or
+    skeleton, NaN or Inf).
     """
     expected = f"features (T, {spec.dim_pose}) of dataset {spec.name!r}"
     if spec.file_dim != spec.dim_pose:
@@ -144,8 +148,20 @@ def load_edit_source(path: str, spec: DatasetSpec) -> np.ndarray:
     except (OSError, ValueError) as e:
         raise ValueError(f"--edit_source {path}: not a readable .npy array ({e}); expected {expected}") from e
     if array.ndim == 3 and array.shape[-1] == 3:
-        raise ValueError(f"--edit_source {path}: shape {array.shape} looks like joint positions (T, J, 3); expected "
-                         f"{expected}: pass the <name>_features.npy that sample.py writes next to the joints")
+        if not np.isfinite(array).all():
+            raise ValueError(f"--edit_source {path}: the joint positions hold NaN or Inf values")
+        try:
+            if array.shape[1] != spec.joints_num:
+                raise ValueError(f"{array.shape[1]} joints, the dataset's skeleton has {spec.joints_num}")
+            features = joints_to_features(array, spec)
+        except ValueError as e:
+            raise ValueError(f"--edit_source {path}: shape {array.shape} looks like joint positions (T, J, 3), which "
+                             f"cannot be turned into {expected} ({e}); pass features, e.g. the <name>_features.npy "
+                             f"that sample.py writes next to the joints") from e
+        if not np.isfinite(features).all():
+            raise ValueError(f"--edit_source {path}: the feature extraction from these joint positions gave NaN or "
+                             f"Inf values (joints that coincide, or a motion that does not move?)")
+        return features
     if array.ndim != 2 or array.shape[1] not in (spec.dim_pose, spec.file_dim) or not np.issubdtype(array.dtype,
                                                                                                     np.floating):
         raise ValueError(f"--edit_source {path}: got a {array.dtype} array of shape {array.shape}; expected {expected}")

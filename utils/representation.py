@@ -81,18 +81,33 @@ def _through_joints_problem(source: DatasetSpec, target: DatasetSpec) -> str:
     return ""
 
 
+def joints_to_features(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
+    """Joint positions (T, J, 3) -> the features (T, dim_pose) of a HumanML3D-family ``spec`` (``humanml3d`` or
+    ``essential``), by HumanML3D's feature extraction (bones retargeted to the built-in target skeleton, rotations by
+    IK on positions). T joint frames give T-1 feature rows; one more frame at the last frame's velocity keeps T rows.
+    Raises ValueError for other representations or skeletons, and for joints the extraction cannot handle."""
+    if spec.representation not in ("humanml3d", "essential") or spec.joints_num not in TARGET_SKELETONS:
+        raise ValueError(f"dataset {spec.name!r} ({spec.representation}, {spec.joints_num} joints) has no feature "
+                         f"extraction from joint positions here (only HumanML3D-layout datasets with "
+                         f"{sorted(TARGET_SKELETONS)} joints)")
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3) or joints.shape[0] < 1:
+        raise ValueError(f"expected joint positions (T, {spec.joints_num}, 3), got shape {joints.shape}")
+    step = joints[-1] - joints[-2] if joints.shape[0] > 1 else np.zeros_like(joints[-1])
+    features = extract_features(np.concatenate([joints, (joints[-1] + step)[None]]),
+                                skeleton=TARGET_SKELETONS[spec.joints_num])
+    if spec.representation == "essential":
+        features = to_essential(features, spec.joints_num)
+    return np.asarray(features, dtype=np.float32)
+
+
 def _through_joints(features: torch.Tensor, lengths: torch.Tensor, source: DatasetSpec,
                     target: DatasetSpec) -> tuple[torch.Tensor, torch.Tensor]:
     positions = recover_from_ric(features.detach().double().cpu(), source.joints_num).numpy()  # (B, T, J, 3)
     out = torch.zeros(features.shape[:-1] + (target.dim_pose,), dtype=features.dtype)
     for i, n in enumerate(lengths.tolist()):
-        if n == 0:
-            continue
-        joints = positions[i, :n]
-        # T joint frames give T-1 feature rows: one more frame at the last frame's velocity keeps T rows, whole tokens.
-        step = joints[-1] - joints[-2] if n > 1 else np.zeros_like(joints[-1])
-        joints = np.concatenate([joints, (joints[-1] + step)[None]])
-        out[i, :n] = torch.from_numpy(extract_features(joints, skeleton=TARGET_SKELETONS[source.joints_num]))
+        if n:  # T rows in, T rows out: whole tokens stay whole
+            out[i, :n] = torch.from_numpy(joints_to_features(positions[i, :n], target)).to(features.dtype)
     return out.to(features.device), lengths
 
 

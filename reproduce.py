@@ -61,7 +61,10 @@ QUICK_EVALUATOR = ("--sizes", "small", "--max_iters", "200", "--pretrain_iters",
 @dataclass
 class Step:
     """One command of a planned reproduction. ``done_file``: the file whose presence means the step's output
-    exists (data statistics, evaluator, a run's ``latest.tar``, an evaluation's result)."""
+    exists (data statistics, the evaluator's final validation, a run's ``latest.tar``, an evaluation's result).
+    ``resume_file``: for a training step, the run's ``latest.tar``, whose presence means the run is continued with
+    ``--is_continue`` (default: ``done_file``). ``placed_file``: an output that counts as done when no run of the
+    step is in progress (``resume_file`` absent), such as an evaluator whose files were put in place by hand."""
 
     name: str
     argv: list[str]
@@ -69,6 +72,16 @@ class Step:
     training: bool = False
     evaluation: bool = False
     always_skip_when_done: bool = False  # data and evaluator: never rerun once present
+    resume_file: str | None = None
+    placed_file: str | None = None
+
+    def output_present(self) -> bool:
+        if os.path.isfile(self.done_file):
+            return True
+        return bool(self.placed_file) and os.path.isfile(self.placed_file) and not os.path.isfile(self.resumes())
+
+    def resumes(self) -> str:
+        return self.resume_file or self.done_file
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -123,9 +136,13 @@ def plan(args: argparse.Namespace, recipe: Recipe, dataset: str) -> list[Step]:
                                    "--num_motions", str(QUICK_MOTIONS), "--seed", "0"],
                           os.path.join(args.data_root, "Mean.npy"), always_skip_when_done=True))
         if not args.evaluator_dir:
+            # finest.tar is written at every better validation, so it is there long before the training ends: the
+            # evaluator is done once train_evaluator.py has written its final validation.
+            evaluator = os.path.join(runs, EVALUATOR_RUN)
             steps.append(Step("evaluator", [*launch, _script("train_evaluator.py"), *common, *QUICK_EVALUATOR],
-                              os.path.join(runs, EVALUATOR_RUN, "model", "finest.tar"), training=True,
-                              always_skip_when_done=True))
+                              os.path.join(evaluator, "eval", "evaluator_val.json"), training=True,
+                              always_skip_when_done=True, resume_file=os.path.join(evaluator, "model", "latest.tar"),
+                              placed_file=os.path.join(evaluator, "model", "finest.tar")))
     for stage in recipe.stages:
         steps.append(_stage_step(stage, args, dataset, common, names, launch, out))
     return steps
@@ -258,7 +275,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
     for step in steps:
         record = {"name": step.name, "command": _command(step), "seconds": None}
         records.append(record)
-        present = os.path.isfile(step.done_file)
+        present = step.output_present()
         previous = done.get(step.name, {})
         if present and (step.always_skip_when_done or (not args.rerun and previous.get("command") == record["command"]
                                                        and previous.get("status") == "done")):
@@ -266,7 +283,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
             print(f"=== {step.name}: done, skipped ({step.done_file})", flush=True)
             continue
         argv = list(step.argv)
-        if step.training and present:
+        if step.training and os.path.isfile(step.resumes()):
             argv.append("--is_continue")
         print(f"=== {step.name}: {shlex.join(argv)}", flush=True)
         start = time.perf_counter()

@@ -266,3 +266,40 @@ def test_a_paper_run_checks_everything_it_needs_first(quick_env, tmp_path, monke
     found = problems()
     assert len(found) == 1 and found[0].startswith("the evaluator reads GloVe vectors")
     assert "our_vab_data.npy" in found[0]
+
+
+def test_an_interrupted_quick_evaluator_is_continued_not_taken_as_done(tmp_path, monkeypatch):
+    """train_evaluator.py writes finest.tar at every better validation and latest.tar as it goes: a killed run leaves
+    both, and the next call continues it rather than skipping it with a half-trained evaluator. An evaluator placed by
+    hand (finest.tar alone) is used as it is."""
+    log = tmp_path / "argv.log"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\n")
+    fake.chmod(0o755)
+    one = Recipe("one", "one training stage", "none", ("synthetic",),
+                 (Stage("tokenizer", "train_vq.py", "r", (), ()),))
+    monkeypatch.setitem(RECIPES, "one", one)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "Mean.npy").write_bytes(b"")
+    model = tmp_path / "ck" / "synthetic" / "text_mot_match" / "model"
+    model.mkdir(parents=True)
+    argv = ["one", "--quick", "--checkpoints_dir", str(tmp_path / "ck"), "--data_root", str(tmp_path / "data"),
+            "--python", str(fake), "--rerun"]
+
+    def evaluator_status() -> tuple[str, list[str]]:
+        log.write_text("")
+        report = reproduce.main(argv)
+        calls = [line.split() for line in log.read_text().splitlines() if "train_evaluator.py" in line]
+        return report["stages"][1]["status"], calls[0] if calls else []
+
+    (model / "finest.tar").write_bytes(b"")
+    assert evaluator_status() == ("skipped (done)", [])  # placed by hand
+    (model / "latest.tar").write_bytes(b"")  # killed after a validation
+    status, call = evaluator_status()
+    assert status == "done" and call[-1] == "--is_continue"
+    (model / "finest.tar").unlink()  # killed before the first validation
+    status, call = evaluator_status()
+    assert status == "done" and call[-1] == "--is_continue"
+    (model.parent / "eval").mkdir()
+    (model.parent / "eval" / "evaluator_val.json").write_text("{}")  # finished
+    assert evaluator_status() == ("skipped (done)", [])

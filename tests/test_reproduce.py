@@ -90,6 +90,11 @@ def test_paper_settings_are_the_papers():
     kit = parse_with_config(get_evaluation_generator_parser(), evaluate["kit"][2:])
     assert (t2m.which_epoch, t2m.time_steps, t2m.cfg, kit.cfg) == ("latest", 10, 4.0, 2.0)
     assert t2m.res_ckpt == "ck/t2m/tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw/model/net_best_fid.tar"
+    # MoMask's README: batch 64 for both transformers on HumanML3D, 16 on KIT-ML.
+    for stage, parser in (("mask_transformer", get_train_t2m_transformer_parser),
+                          ("residual_transformer", get_train_res_transformer_parser)):
+        batch = {d: parse_with_config(parser(), step.argv[2:]).batch_size for d, step in planned if step.name == stage}
+        assert batch == {"t2m": 64, "kit": 16}, stage
     rvq = {step.name: step.argv for d, step in planned if d == "t2m"}
     assert parse_with_config(get_evaluation_ae_parser(), rvq["evaluate_tokenizer"][2:]).which_epoch == "net_best_fid"
     mardm = {step.name: step.argv for _, step in _planned(RECIPES["mardm_sit_xl"], False)}

@@ -48,8 +48,8 @@ class Stage:
     ``run``: the run folder under ``<checkpoints_dir>/<dataset>/`` the stage trains (or, for an evaluation, reads).
     ``args`` / ``quick_args``: the flags besides ``--dataset_name``, ``--checkpoints_dir``, ``--data_root`` and
     ``--name``, which every stage gets. They may name other stages' runs as ``{stage name}`` and the dataset's run
-    folder as ``{runs}``. ``dataset_args``: extra flags on one dataset (KIT's guidance). ``published``: for an
-    evaluation, the paper's numbers per dataset.
+    folder as ``{runs}``. ``dataset_args``: extra flags on one dataset (KIT's guidance and batch size).
+    ``published``: for an evaluation, the paper's numbers per dataset.
     """
 
     name: str
@@ -155,15 +155,20 @@ def _mardm_stages(tokenizer: str, tokenizer_run: str, tiny_tokenizer: str, gener
     )
 
 
+# MoMask's README: the masked and residual transformers train with batch 64 on HumanML3D (the presets) and 16 on KIT-ML.
+_MOMASK_KIT_BATCH = {"kit": ("--batch_size", "16")}
+
 _MOMASK_STAGES = (
     MOMASK_RVQ,
     MOMASK_RVQ_EVAL,
     Stage("mask_transformer", "train_t2m_transformer.py", "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
           (*_cfg("momask_mask"), "--vq_name", "{tokenizer}", "--need_evaluation", *_CLIP),
-          (*_cfg("tiny_momask"), "--vq_name", "{tokenizer}", "--need_evaluation", *_QUICK_GENERATOR)),
+          (*_cfg("tiny_momask"), "--vq_name", "{tokenizer}", "--need_evaluation", *_QUICK_GENERATOR),
+          dataset_args=_MOMASK_KIT_BATCH),
     Stage("residual_transformer", "train_res_transformer.py", "tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw",
           (*_cfg("momask_res"), "--vq_name", "{tokenizer}", "--need_evaluation", *_CLIP),
-          (*_cfg("tiny_momask"), "--vq_name", "{tokenizer}", "--need_evaluation", *_QUICK_GENERATOR)),
+          (*_cfg("tiny_momask"), "--vq_name", "{tokenizer}", "--need_evaluation", *_QUICK_GENERATOR),
+          dataset_args=_MOMASK_KIT_BATCH),
     Stage("evaluate", "evaluation_MARDM.py", "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
           ("--which_epoch", "latest", "--res_ckpt", "{runs}/{residual_transformer}/model/net_best_fid.tar",
            "--time_steps", "10", "--cfg", "4"),

@@ -232,7 +232,11 @@ def main(cfg) -> dict:
         elif edit is not None:
             out = generator.edit([prompt.text], edit.features, edit.spans, **sampling)
         elif cfg.sequence:
-            lengths = [int(sample_frames(generator, p.text, given.get(j), seed)[0]) for j, p in enumerate(prompts)]
+            # Lengths the prompts lack: one draw each from one stream seeded with the sample's seed.
+            missing = [p.text for j, p in enumerate(prompts) if j not in given]
+            drawn = iter(generator.estimate_lengths(missing, torch.Generator(device=generator.device).manual_seed(
+                seed)).tolist() if missing else [])
+            lengths = [int(given[j][0]) if j in given else next(drawn) for j in range(len(prompts))]
             out = generator.generate_sequence([p.text for p in prompts], lengths, transition_frames, **sampling)
             segments = [{"prompt": p.text, "start_frame": start, "end_frame": end, "length_source": p.length_source}
                         for p, (start, end) in zip(prompts, out.segments)]

@@ -314,6 +314,7 @@ def test_each_span_is_generated_from_its_own_caption_left_to_right(ckdir, source
     out = gen.edit_spans(["a person jumps", "a person waves"], source, [FrameSpan(30, 40), FrameSpan(0, 8)],
                          time_steps=2, seed=0)
     assert out.texts == ["a person waves / a person jumps"] and out.tokens.shape[0] == 1
+    assert out.spans == [FrameSpan(0, 8), FrameSpan(30, 40)]                      # in the order of the captions
     assert out.edit_mask.tolist() == [True, True] + [False] * 5 + [True] * 3 + [False] * 2
     # Left span first, from the source; the right span next, from the motion with the left one edited.
     assert [c["mask"][0].nonzero().squeeze(1).tolist() for c in calls] == [[0, 1], [7, 8, 9]]

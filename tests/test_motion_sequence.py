@@ -122,6 +122,8 @@ def test_bad_sequences_fail_clearly(ckdir):
     gen = _load(ckdir, "fsq_gen")
     with pytest.raises(ValueError, match="at least one prompt and no empty ones"):
         gen.generate_sequence([], [])
+    with pytest.raises(TypeError, match="a list of prompts, got a single string"):
+        gen.generate_sequence("a person walks", [40])
     with pytest.raises(ValueError, match="at least one prompt and no empty ones"):
         gen.generate_sequence(["a person walks", " "], [40, 40])
     with pytest.raises(ValueError, match="2 prompts but 1 lengths"):
@@ -185,3 +187,20 @@ def test_a_video_of_segments_shows_each_segments_prompt(tmp_path, monkeypatch):
     assert [titles[f] for f in range(6)] == ["walk"] * 4 + ["jump"] * 2
     with pytest.raises(ValueError, match="captions must start at frame 0 and be in order"):
         plot_3d_motion(str(tmp_path / "bad.gif"), joints, T2M_KINEMATIC_CHAIN, fmt="gif", captions=[(2, "walk")])
+
+
+def test_sample_py_draws_missing_segment_lengths_from_the_estimator(ckdir, tmp_path):
+    from test_generation import save_length_estimator
+
+    save_length_estimator(ckdir, os.path.join(ckdir, "clip", "ViT-tiny.pt"))
+    prompts = tmp_path / "story.txt"
+    prompts.write_text("a person walks forward#20\na person jumps\nsomeone waves\n", encoding="utf-8")
+    manifest = sample.main(parse_with_config(get_sample_parser(), [
+        "--dataset_name", "synthetic", "--checkpoints_dir", ckdir, "--name", "fsq_gen", "--time_steps", "2",
+        "--text_path", str(prompts), "--sequence", "--no_render", "--seed", "5", "--output_dir", str(tmp_path / "o")]))
+    segments = manifest["samples"][0]["segments"]
+    assert [g["length_source"] for g in segments] == ["--text_path", "length estimator", "length estimator"]
+    # One draw per missing length, from one stream seeded with the sample's seed.
+    gen = _load(ckdir, "fsq_gen")
+    drawn = gen.estimate_lengths(["a person jumps", "someone waves"], torch.Generator().manual_seed(5)).tolist()
+    assert [g["end_frame"] - g["start_frame"] for g in segments] == [20, *drawn]

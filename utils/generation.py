@@ -341,7 +341,7 @@ class MotionGenerator:
         As ``edit``, except that span k is generated from ``span_texts[k]``: the spans are generated one after
         another from left to right, each with every other token known (the spans generated before it included), and
         may not share a token. Returns an ``EditedBatch`` of one sample whose ``texts`` holds the captions joined with
-        " / ", left to right.
+        " / " and whose ``spans`` are the spans, both left to right.
         """
         span_texts = _caption_list(span_texts)
         settings = self.sampling_settings(time_steps, cfg, temperature, snap, **options)
@@ -360,6 +360,7 @@ class MotionGenerator:
             text_emb = self.text_encoder.encode([span_texts[k]]).to(self.device)
             tokens = self.backend.sample_tokens(text_emb, torch.tensor([src.num_tokens], device=self.device),
                                                 settings, generator, known=tokens, edit_mask=mask.to(self.device)[None])
+        src = src._replace(spans=[src.spans[k] for k in order])   # the spans in the order of the captions joined
         return self._edited([" / ".join(span_texts[k] for k in order)], tokens, src, settings.snap)
 
     def _edit_source(self, source: np.ndarray | Tensor, spans: list[FrameSpan] | list[tuple[int, int | None]],

@@ -59,6 +59,8 @@ def generate_sequence(model: MotionGenerator, texts: list[str], lengths_frames: 
             and then the transitions draw from one random stream, in order; the first segment is the first prompt's
             plain generation.
     """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of prompts, got a single string")
     texts = [str(t) for t in texts]
     if not texts or not all(t.strip() for t in texts):
         raise ValueError(f"a sequence needs at least one prompt and no empty ones, got {texts}")

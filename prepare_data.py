@@ -105,7 +105,7 @@ def main_bvh(cfg: argparse.Namespace) -> int:
     from utils.bvh_import import import_bvh_folder
 
     summary = import_bvh_folder(cfg.src, cfg.out, cfg.skeleton, target_fps=cfg.fps, labels=cfg.labels,
-                                seed=cfg.seed, progress=tqdm)
+                                seed=cfg.seed, progress=tqdm, mirror=cfg.mirror)
     _print_import("bvh", summary, cfg)
     return 0
 
@@ -114,7 +114,8 @@ def main_amass(cfg: argparse.Namespace) -> int:
     from utils.amass_import import import_amass_folder
 
     summary = import_amass_folder(cfg.src, cfg.out, body_models=cfg.body_models, body_model=cfg.body_model,
-                                  target_fps=cfg.fps, labels=cfg.labels, seed=cfg.seed, progress=tqdm)
+                                  target_fps=cfg.fps, labels=cfg.labels, seed=cfg.seed, progress=tqdm,
+                                  mirror=cfg.mirror)
     _print_import("amass", summary, cfg)
     return 0
 
@@ -264,6 +265,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fps", type=float, default=20.0, help="target frame rate")
     p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")
+    p.add_argument("--mirror", action="store_true", help="also write every motion's mirror image as HumanML3D "
+                   "does: M<name>, left and right swapped in the motion and its captions, in its original's split")
     p.set_defaults(func=main_bvh)
 
     p = sub.add_parser("amass", help="import a folder of AMASS SMPL-H / SMPL-X parameter files (.npz)")
@@ -280,6 +283,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}, "
                    "ids being the paths relative to --src without .npz")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")
+    p.add_argument("--mirror", action="store_true", help="also write every motion's mirror image as HumanML3D "
+                   "does: M<name>, left and right swapped in the motion and its captions, in its original's split")
     p.set_defaults(func=main_amass)
 
     p = sub.add_parser("validate", help="check every file of a dataset")

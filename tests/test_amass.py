@@ -223,6 +223,10 @@ def test_prepare_data_amass_and_its_clear_errors(tmp_path, capsys):
     assert "amass: 3 motions, 180 frames" in printed and "captioned only by the words of their names" in printed
     with pytest.raises(ValueError, match=r"Out: exists and is not empty"):
         run("--body_models", str(models))
+    # --mirror adds each motion's mirror image, in the folder of its id.
+    assert run("--body_models", str(models), "--mirror", out="Mirrored") == 0
+    assert "amass: 6 motions, 360 frames" in capsys.readouterr().out
+    assert (tmp_path / "Mirrored" / "new_joint_vecs" / "S1" / "M01_poses.npy").is_file()
     with pytest.raises(ValueError, match=r"the folder name 'kit' is a registered dataset name"):
         run("--body_models", str(models), out="kit")
     with pytest.raises(SystemExit):  # --body_models and --body_model are one choice

@@ -553,3 +553,39 @@ def test_export_bvh_help_and_refusal_name_the_feature_widths_it_takes(tmp_path, 
     np.save(wrong, np.zeros((5, 100), dtype=np.float32))
     with pytest.raises(ValueError, match=r"or features of shape \(T, 67 or 263\) for dataset 't2m_67'"):
         prepare_data.main(prepare_data.parse_args(["export_bvh", str(wrong), "--dataset_name", "t2m_67"]))
+
+
+def test_mirror_adds_each_motions_mirror_image_in_its_split(tmp_path):
+    """--mirror writes M<name> as HumanML3D does: x negated and left/right swapped (the recovered joints are the
+    mirror image of the original's, up to the retargeting to the t2m skeleton, whose two sides differ by a few mm),
+    captions with left and right swapped, in the original's split, in clips.csv."""
+    from utils.motion_process import recover_from_ric, swap_left_right
+
+    src = tmp_path / "mocap"
+    src.mkdir()
+    for k, kind in enumerate(("jump", "walk", "wave", "kick")):
+        write_bvh(src / f"{kind}.bvh", synthesize_motion(np.random.default_rng(k), kind).joints, fps=20)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"wave": "a person waves with the left hand, then turns clockwise"}))
+    skeleton = _write_yaml(tmp_path / "smpl_names.yaml", {n: n for n in SMPL22_JOINT_NAMES})
+    out = tmp_path / "Mirrored"
+    summary = import_bvh_folder(str(src), str(out), skeleton, labels=str(labels), mirror=True)
+    assert summary.clips == 4 and summary.motions == 8
+    split_of = {i: s for s in ("train", "val", "test") for i in read_split(str(out), s)}
+    assert sorted(split_of) == sorted(["jump", "walk", "wave", "kick", "Mjump", "Mwalk", "Mwave", "Mkick"])
+    assert all(split_of[f"M{k}"] == split_of[k] for k in ("jump", "walk", "wave", "kick"))
+    for kind in ("jump", "wave", "kick"):   # (a walk's root drifts further over its steps: legs of unequal length)
+        original = recover_from_ric(np.load(out / "new_joint_vecs" / f"{kind}.npy"), 22)
+        mirrored = recover_from_ric(np.load(out / "new_joint_vecs" / f"M{kind}.npy"), 22)
+        assert np.abs(mirrored - swap_left_right(original)).max() < 0.02, kind
+    assert np.abs(mirrored - original).max() > 0.4               # a kick: its mirror image kicks with the other leg
+    assert [e.caption for e in read_texts(str(out / "texts" / "Mwave.txt"))] == \
+        ["a person waves with the right hand, then turns counterclockwise"]
+    with open(out / "clips.csv") as f:
+        rows = {r["id"]: r for r in csv.DictReader(f)}
+    assert rows["Mwave"]["source"] == rows["wave"]["source"] == "wave.bvh"
+    assert rows["Mwave"]["frames"] == rows["wave"]["frames"]
+    # A clip already named like another's mirror image would be overwritten: refused.
+    write_bvh(src / "Mjump.bvh", synthesize_motion(np.random.default_rng(9), "jump").joints, fps=20)
+    with pytest.raises(ValueError, match=r"motion id 'Mjump' would be written twice"):
+        import_bvh_folder(str(src), str(tmp_path / "Clash"), skeleton, mirror=True)

@@ -169,14 +169,15 @@ def read_amass_clip(path: Path, bodies: BodyModels, target_fps: float, clip_id: 
 
 def import_amass_folder(src: str, out: str, body_models: str | None = None, body_model: str | None = None,
                         target_fps: float = 20.0, labels: str | None = None, seed: int = 0,
-                        progress: Progress | None = None) -> ImportSummary:
+                        progress: Progress | None = None, mirror: bool = False) -> ImportSummary:
     """Convert every ``*.npz`` under ``src`` (AMASS's SMPL-H or SMPL-X parameters) into a HumanML3D-layout dataset
     at ``out``.
 
     Body models come from ``body_models`` (a folder in AMASS's layout) or ``body_model`` (one file). Ids are paths
     relative to ``src`` without ``.npz``; chunks of clips longer than the spec's maximum are ``<id>_c<k>``. Captions
     come from ``labels`` (CSV/JSON keyed by those ids) and otherwise from the file name's words. Splits, Mean/Std,
-    ``clips.csv`` and ``spec.json`` as ``utils.bvh_import.import_bvh_folder`` writes them.
+    ``clips.csv``, ``spec.json`` and, with ``mirror``, the mirror images as ``utils.bvh_import.import_clip_folder``
+    writes them.
     """
     check_import_folders(src, out, "AMASS .npz files")
     bodies = BodyModels(body_models, body_model)
@@ -189,7 +190,7 @@ def import_amass_folder(src: str, out: str, body_models: str | None = None, body
         return read_amass_clip(path, bodies, target_fps, path.relative_to(root).with_suffix("").as_posix())
 
     return import_clip_folder(files, src, out, read_clip, target_fps=target_fps, labels=labels, seed=seed,
-                              progress=progress, label_suffixes=(".npz",),
+                              progress=progress, label_suffixes=(".npz",), mirror=mirror,
                               lying_hint="they are not Z up as AMASS files are (AMASS has lying and crawling "
                                          "motions too)",
                               size_hint="check the files' betas and the body models")

@@ -30,7 +30,8 @@ from utils.bvh import bvh_to_smpl22, check_bones, load_skeleton_map, parse_bvh
 from utils.bvh_captions import captions_from_name, is_bandai_name, read_labels
 from utils.dataset_io import make_layout_dirs, split_groups, write_mean_std, write_motion, write_split_files
 from utils.dataset_specs import DATASETS, SPEC_FILE, DatasetSpec, humanml3d_spec
-from utils.text_tags import format_text_line
+from utils.motion_process import swap_left_right
+from utils.text_tags import format_text_line, mirror_caption
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class ImportSummary:
     splits: dict[str, int] = field(default_factory=dict)
     clip_ids: list[str] = field(default_factory=list)  # the clips read, before chunking
     skipped: list[str] = field(default_factory=list)  # files without motion (AMASS's shape.npz), relative to src
+    written: set[str] = field(default_factory=set)  # every motion id written, mirror images included
     provenance: list[dict[str, object]] = field(default_factory=list)  # the rows of clips.csv
 
 
@@ -123,7 +125,7 @@ def check_import_folders(src: str, out: str, what: str) -> str:
 
 
 def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.0, labels: str | None = None,
-                      seed: int = 0, progress: Progress | None = None) -> ImportSummary:
+                      seed: int = 0, progress: Progress | None = None, mirror: bool = False) -> ImportSummary:
     """Convert every ``*.bvh`` under ``src`` into a HumanML3D-layout dataset at ``out``.
 
     Each clip is mapped onto SMPL-22 with ``skeleton`` (a name under ``options/skeletons`` or a YAML path), converted
@@ -131,8 +133,9 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
     than the spec's ``max_motion_length`` feature frames are split into equal chunks named ``<stem>_c<k>``
     (``chunk_bounds``); clips shorter than ``min_motion_length`` are written but reported. Captions come from
     ``labels`` (CSV/JSON, see ``read_labels``) and otherwise from the file name (``captions_from_name``). Splits are
-    80/5/15 by clip (chunks of one clip share a split). Writes ``spec.json`` named after the ``out`` folder, which
-    therefore must not be a registered dataset name (``DATASETS``).
+    80/5/15 by clip (chunks of one clip share a split). ``mirror`` adds every motion's mirror image as HumanML3D does
+    (``import_clip_folder``). Writes ``spec.json`` named after the ``out`` folder, which therefore must not be a
+    registered dataset name (``DATASETS``).
     """
     check_import_folders(src, out, ".bvh clips")
     skel = load_skeleton_map(skeleton)
@@ -155,17 +158,23 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
 
     return import_clip_folder(files, src, out, read_clip, target_fps=target_fps, labels=labels, seed=seed,
                               progress=progress, lying_hint="the skeleton's up_axis is wrong",
-                              size_hint="check the skeleton's unit_scale")
+                              size_hint="check the skeleton's unit_scale", mirror=mirror)
 
 
 def import_clip_folder(files: list[Path], src: str, out: str, read_clip: ClipReader, target_fps: float,
                        labels: str | None, seed: int, progress: Progress | None, lying_hint: str,
-                       size_hint: str, label_suffixes: tuple[str, ...] = (".bvh",)) -> ImportSummary:
+                       size_hint: str, label_suffixes: tuple[str, ...] = (".bvh",),
+                       mirror: bool = False) -> ImportSummary:
     """The folder loop that every importer shares: ``read_clip`` turns each of ``files`` into SMPL-22 joints, and
     this writes their motions (chunked, captioned), the splits, Mean/Std, ``clips.csv`` and ``spec.json`` to a
     staging folder that replaces ``out`` at the end, then logs what looks wrong (``lying_hint`` / ``size_hint``
     say what to check when clips lie down or have an odd size). ``src`` and ``out`` must have passed
-    ``check_import_folders``; ``label_suffixes`` are file extensions dropped from the ids of ``labels``."""
+    ``check_import_folders``; ``label_suffixes`` are file extensions dropped from the ids of ``labels``.
+
+    ``mirror`` also writes every motion's mirror image, as HumanML3D's ``M`` files: x negated and left and right
+    joints swapped (``swap_left_right``), captions with left and right (and clockwise and counterclockwise) swapped
+    (``mirror_caption``), named ``M<name>`` (``<folder>/M<name>`` for an id in a folder), in its original's split
+    and listed in ``clips.csv`` with the same source."""
     start = time.perf_counter()
     name = os.path.basename(os.path.normpath(out))
     iterate = progress or _no_progress
@@ -176,7 +185,8 @@ def import_clip_folder(files: list[Path], src: str, out: str, read_clip: ClipRea
     # Written next to --out and moved into place at the end: a clip that fails leaves no half dataset behind.
     staging = f"{os.path.normpath(out)}.importing-{os.getpid()}"
     try:
-        summary = _import_clips(files, staging, spec, read_clip, target_fps, label_map, seed, iterate, Path(src))
+        summary = _import_clips(files, staging, spec, read_clip, target_fps, label_map, seed, iterate, Path(src),
+                                mirror)
         os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -215,7 +225,8 @@ def body_extent(joints: np.ndarray) -> tuple[float, float]:
 
 
 def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: ClipReader, target_fps: float,
-                  label_map: dict[str, list[str]], seed: int, iterate: Progress, src: Path) -> ImportSummary:
+                  label_map: dict[str, list[str]], seed: int, iterate: Progress, src: Path,
+                  mirror: bool = False) -> ImportSummary:
     """The body of ``import_clip_folder``: every clip, the splits, Mean/Std, ``clips.csv`` and ``spec.json`` written
     to ``out``."""
     make_layout_dirs(out)
@@ -228,7 +239,7 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: Cli
             if clip is None:
                 summary.skipped.append(path.relative_to(src).as_posix())
                 continue
-            ids = _write_clip(clip, path, out, spec, target_fps, label_map, rng, summary, src)
+            ids = _write_clip(clip, path, out, spec, target_fps, label_map, rng, summary, src, mirror)
         except ValueError as e:
             # Errors of the kinematics and the feature pass do not know the clip; the readers' already name it.
             raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from e
@@ -250,11 +261,18 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: Cli
     return summary
 
 
+def mirrored_id(clip_id: str) -> str:
+    """The id of a motion's mirror image: ``M<name>``, in the same folder for an id with ``/`` (HumanML3D's ``M``
+    files)."""
+    folder, _, name = clip_id.rpartition("/")
+    return f"{folder}/M{name}" if folder else f"M{name}"
+
+
 def _write_clip(clip: SourceClip, path: Path, out: str, spec: DatasetSpec, target_fps: float,
                 label_map: dict[str, list[str]], rng: np.random.Generator, summary: ImportSummary,
-                src: Path) -> list[str]:
-    """One clip of ``_import_clips``: its motions (chunks) written to ``out``, ``summary`` updated; returns their
-    ids."""
+                src: Path, mirror: bool = False) -> list[str]:
+    """One clip of ``_import_clips``: its motions (chunks, and with ``mirror`` their mirror images) written to
+    ``out``, ``summary`` updated; returns their ids."""
     joints = clip.joints
     if joints.shape[0] < 2:
         raise ValueError(f"{path}: {joints.shape[0]} frame(s) at {target_fps} fps; need at least 2")
@@ -275,16 +293,25 @@ def _write_clip(clip: SourceClip, path: Path, out: str, spec: DatasetSpec, targe
     bounds = chunk_bounds(joints.shape[0], spec.max_motion_length)
     if len(bounds) > 1:
         summary.chunked_clips.append(clip.clip_id)
+    mirrored_lines = [format_text_line(mirror_caption(c)) for c in captions] if mirror else []
     ids = []
     for k, (a, b) in enumerate(bounds):
         clip_id = clip.clip_id if len(bounds) == 1 else f"{clip.clip_id}_c{k}"
-        features = write_motion(out, clip_id, joints[a:b + 1], lines)
-        if features.shape[0] < spec.min_motion_length:
-            summary.too_short.append(clip_id)
-        summary.frames += features.shape[0]
-        summary.provenance.append({"id": clip_id, "source": path.relative_to(src).as_posix(),
-                                   "source_fps": round(clip.source_fps, 3), "source_frames": clip.source_frames,
-                                   "start_s": round(a / target_fps, 6), "end_s": round(b / target_fps, 6),
-                                   "fps": target_fps, "frames": features.shape[0]})
-        ids.append(clip_id)
+        versions = [(clip_id, joints[a:b + 1], lines)]
+        if mirror:
+            versions.append((mirrored_id(clip_id), swap_left_right(joints[a:b + 1]), mirrored_lines))
+        for motion_id, motion, captions_of in versions:
+            if motion_id in summary.written:
+                raise ValueError(f"motion id {motion_id!r} would be written twice (with --mirror, the mirror image of "
+                                 f"<name> is M<name>): rename the clip")
+            summary.written.add(motion_id)
+            features = write_motion(out, motion_id, motion, captions_of)
+            if features.shape[0] < spec.min_motion_length:
+                summary.too_short.append(motion_id)
+            summary.frames += features.shape[0]
+            summary.provenance.append({"id": motion_id, "source": path.relative_to(src).as_posix(),
+                                       "source_fps": round(clip.source_fps, 3), "source_frames": clip.source_frames,
+                                       "start_s": round(a / target_fps, 6), "end_s": round(b / target_fps, 6),
+                                       "fps": target_fps, "frames": features.shape[0]})
+            ids.append(motion_id)
     return ids

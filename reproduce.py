@@ -13,7 +13,9 @@ checkpoint its evaluation reads, its sampling steps and guidance. Each stage is 
 separate process from the current directory. A training stage whose run already has ``model/latest.tar`` continues it
 with ``--is_continue`` (a finished run is left as it is), an evaluation reuses its finished replications, and a stage
 recorded as finished with the same command in ``state.json`` is skipped, so after a failure or a kill the same command
-goes on where it stopped (``--rerun`` runs every stage again). Stages shared by recipes (MARDM's AE under SiT and
+goes on where it stopped (``--rerun`` runs the recipe's stages again even when recorded as finished: training
+continues its run and evaluation reuses its replications, so only what is missing is computed; the data and the
+evaluator, once present, are kept). Stages shared by recipes (MARDM's AE under SiT and
 DDPM, MoMask's RVQ) are trained once. ``--launch`` prefixes the training stages (``accelerate launch ...``,
 ``torchrun ...``); evaluations run in one process.
 
@@ -96,7 +98,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="tiny models on the synthetic dataset: check the chain in minutes on a CPU")
     parser.add_argument("--dry_run", action="store_true", help="print the commands (shell-quoted) and exit")
     parser.add_argument("--rerun", action="store_true",
-                        help="run every stage again (training stages continue their runs; finished runs stay)")
+                        help="run the recipe's stages again even when recorded as finished (a training run "
+                             "continues, an evaluation reuses its finished replications; the data and the "
+                             "evaluator, once present, are kept); delete a run or its eval/ to start it afresh")
     parser.add_argument("--checkpoints_dir", type=str, default=project_path("checkpoints"), help="root folder of runs")
     parser.add_argument("--data_root", type=str, default=None,
                         help=f"folder of the dataset (default: the dataset's own; --quick: {QUICK_DATA_ROOT})")

@@ -229,7 +229,8 @@ def main_export_smpl(cfg: argparse.Namespace) -> int:
     report = write_smpl(out, joints, body, cfg.fps or spec.fps, gender=cfg.gender, source=cfg.input)
     print(f"export_smpl: {joints.shape[0]} frames, poses ({joints.shape[0]}, {3 * body.num_joints}) -> {out}; "
           f"joints of the parameters vs the input: mean {report.mean_error_mm:.2f} mm, max "
-          f"{report.max_error_mm:.2f} mm (non-zero where the motion's bone lengths differ from the body model's)")
+          f"{report.max_error_mm:.2f} mm (non-zero where the motion's skeleton differs from the body model's: "
+          f"bone lengths, or the angles between the bones leaving the pelvis and the upper spine)")
     return 0
 
 

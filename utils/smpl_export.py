@@ -5,9 +5,10 @@ Inverse kinematics against a body model (``utils.smpl_body``, the user's ``.npz`
 Y up, into axis-angle rotations of the root and the 21 body joints plus a root translation, in AMASS's Z-up axes and
 file layout, so that the file reads back through the AMASS import (and, in that layout, in tools that read AMASS).
 Hands and face stay at zero. Each joint's rotation only has to place its children, so forward kinematics of the result
-with the same body model gives the input back exactly when the motion has the body model's bone lengths; otherwise the
-bones keep their directions (exactly below single-child joints, as a best fit below the pelvis and spine3) and the fit
-report says how far the joints moved.
+with the same body model gives the input back exactly when the motion has the body model's skeleton: its bone lengths,
+and the angles between the bones that leave the pelvis (hips, spine) and spine3 (neck, collars), which no rotation can
+change. Otherwise the bones keep their directions (exactly below single-child joints, as a best fit below the pelvis
+and spine3) and the fit report says how far the joints moved.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ _EPS = 1e-9
 
 class FitReport(NamedTuple):
     """How far forward kinematics of exported parameters lands from the input joints, in millimetres: zero up to
-    rounding when the motion has the body model's bone lengths."""
+    rounding when the motion has the body model's skeleton (bone lengths, and the angles between the bones that leave
+    the pelvis and spine3)."""
 
     mean_error_mm: float
     max_error_mm: float

@@ -263,7 +263,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "(so it must not be a registered one such as t2m or kit)")
     p.add_argument("--skeleton", required=True,
                    help="bandai, lafan (options/skeletons/<name>.yaml) or a path to your own mapping .yaml")
-    p.add_argument("--fps", type=float, default=20.0, help="target frame rate")
+    p.add_argument("--fps", type=float, default=20.0, help="target frame rate (default 20, as HumanML3D)")
     p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")
     p.add_argument("--mirror", action="store_true", help="also write every motion's mirror image as HumanML3D "
@@ -280,7 +280,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "smplh/<gender>/model.npz and smplx/<gender>/model.npz (neutral stands in for a missing "
                         "gender)")
     models.add_argument("--body_model", default=None, help="one body model .npz for every clip")
-    p.add_argument("--fps", type=float, default=20.0, help="target frame rate (resampled by time stamps)")
+    p.add_argument("--fps", type=float, default=20.0,
+                   help="target frame rate (default 20, as HumanML3D; resampled by time stamps)")
     p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}, "
                    "ids being the paths relative to --src without .npz")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")
@@ -316,8 +317,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("input", help=".npy of joint positions (T, J, 3), or of de-normalised features (T, D) such as "
                                  "sample.py's <stem>_features.npy")
     p.add_argument("--out", default=None, help="output .bvh (default: next to the input)")
-    p.add_argument("--dataset_name", default="t2m", help="dataset whose skeleton the joints use")
-    p.add_argument("--data_root", default=None)
+    p.add_argument("--dataset_name", default="t2m",
+                   help="dataset whose skeleton the joints use and whose layout features have (default t2m)")
+    p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
     p.add_argument("--fps", type=float, default=None, help="frame rate (default: the dataset's)")
     p.add_argument("--scale", type=float, default=1.0, help="length factor (100 writes centimetres)")
     p.set_defaults(func=main_export_bvh)
@@ -329,11 +331,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="output .npz (default: <input>_smpl.npz next to the input)")
     p.add_argument("--body_model", required=True, help="SMPL / SMPL-H / SMPL-X body model .npz (e.g. "
                    "smplh/neutral/model.npz); its joint count sets the width of poses")
-    p.add_argument("--dataset_name", default="t2m", help="dataset whose skeleton the joints use (SMPL-22)")
-    p.add_argument("--data_root", default=None)
+    p.add_argument("--dataset_name", default="t2m", help="dataset whose skeleton (SMPL-22) the joints use and "
+                   "whose layout features have (default t2m)")
+    p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
     p.add_argument("--fps", type=float, default=None, help="frame rate (default: the dataset's)")
     p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"),
-                   help="gender recorded in the file; use the body model's")
+                   help="gender recorded in the file (default neutral); use the body model's")
     p.set_defaults(func=main_export_smpl)
     return parser.parse_args(argv)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from options.config import DefaultsHelpFormatter
 from utils.dataset_specs import dataset_names
 from utils.paths import project_path
 
@@ -17,7 +18,7 @@ from utils.paths import project_path
 def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
     """A parser with the shared run, data, optimisation, cadence and runtime flags (defaults from MARDM's AE stage)."""
     parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
 
     run = parser.add_argument_group("run")
     run.add_argument("--name", type=str, default=None,

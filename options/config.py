@@ -27,6 +27,18 @@ class ConfigError(ValueError):
     """A YAML preset that does not fit the parser."""
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with "(default: X)" where it tells something: not after a help text that already says its default,
+    nor for defaults that mean "not given" (None, False, an empty string)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == ""  # (0 is a value)
+        if "default" in text.lower() or unset or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return {a.dest: a for a in parser._actions if a.dest not in (argparse.SUPPRESS, "help") and a.option_strings}
 

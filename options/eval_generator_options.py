@@ -13,7 +13,7 @@ import argparse
 import torch
 
 from models.mask_schedule import SAMPLING_MODES
-from options.config import fraction_below_one, non_negative_float, positive_int
+from options.config import DefaultsHelpFormatter, fraction_below_one, non_negative_float, positive_int
 from options.eval_options import add_protocol_args
 from options.generator_options import TEXT_ENCODER_CHOICES
 from utils.eval_data import EVAL_BATCH_SIZE
@@ -93,7 +93,7 @@ def family_sampling_options(cfg: argparse.Namespace) -> dict[str, object]:
 def get_evaluation_generator_parser() -> argparse.ArgumentParser:
     """``evaluation_MARDM.py``: generator, sampling settings, multimodality and the protocol flags."""
     parser = argparse.ArgumentParser(description="Evaluate a text-to-motion generator with the Guo et al. protocol.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     add_generator_args(parser)
     add_sampling_args(parser)
     data = parser.add_argument_group("data")
@@ -133,7 +133,7 @@ def get_evaluation_generator_parser() -> argparse.ArgumentParser:
 def get_sample_parser() -> argparse.ArgumentParser:
     """``sample.py``: prompts, lengths, repeats and outputs."""
     parser = argparse.ArgumentParser(description="Generate motion from text with a trained generator.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     add_generator_args(parser)
     add_sampling_args(parser)
     prompts = parser.add_argument_group("prompts")

@@ -12,7 +12,7 @@ import torch
 from models.evaluator import EVALUATOR_SIZES
 from models.tokenizers import TOKENIZERS
 from options.base_options import get_base_parser
-from options.config import positive_int
+from options.config import DefaultsHelpFormatter, positive_int
 from utils.dataset_specs import dataset_names
 from utils.eval_protocol import DEFAULT_REPLICATIONS, DEFAULT_SEED
 from utils.paths import project_path
@@ -72,7 +72,7 @@ def get_train_evaluator_parser() -> argparse.ArgumentParser:
 def get_evaluation_ae_parser() -> argparse.ArgumentParser:
     """``evaluation_AE.py``: which tokenizer to load, and the protocol flags."""
     parser = argparse.ArgumentParser(description="Evaluate a motion tokenizer (reconstruction).",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     run = parser.add_argument_group("run")
     run.add_argument("--name", type=str, default="",
                      help="tokenizer run name: checkpoints/<dataset_name>/<name>/model/<which_epoch>.tar; with "

@@ -188,3 +188,21 @@ def test_sampling_flag_types_apply_to_presets_and_accept_boundaries(tmp_path):
     args = parse_with_config(get_evaluation_generator_parser(), ["--config", str(good)])
     assert (args.cfg, args.time_steps, args.topk_filter_thres, args.temperature) == (0.0, 18, 0.9, 0.0)
     assert isinstance(args.time_steps, int)
+
+
+def test_help_gives_each_default_once_and_only_real_ones():
+    """--help adds "(default: X)" only where the help text does not already say its default and X is a value."""
+    from options.eval_generator_options import get_sample_parser
+    from options.eval_options import get_evaluation_ae_parser
+    from options.tokenizer_options import get_train_ae_parser
+
+    for parser in (get_sample_parser(), get_evaluation_ae_parser(), get_train_ae_parser()):
+        text = " ".join(parser.format_help().split())
+        for unset in ("(default: None)", "(default: False)", "(default: )"):
+            assert unset not in text
+        for action in parser._actions:
+            if action.help:
+                shown = " ".join(parser._get_formatter()._get_help_string(action).split())
+                assert shown.lower().count("(default:") <= 1, action.dest
+    assert "(default: 0)" in " ".join(get_evaluation_ae_parser().format_help().split())   # 0 is a value
+    assert "(default: 3407)" in " ".join(get_sample_parser().format_help().split())

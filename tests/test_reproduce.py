@@ -229,6 +229,8 @@ def test_quick_recipe_runs_end_to_end_and_continues(quick_env, monkeypatch, caps
 
     again = reproduce.main(argv)
     assert [s["status"] for s in again["stages"]][2:] == ["skipped (done)", "skipped (done)"]
+    assert "| tokenizer | skipped (done) |" in (folder / "report.md").read_text()
+    assert " (an earlier call) |" in (folder / "report.md").read_text()   # its time is the run's that did it
     assert again["evaluations"]["evaluate_tokenizer"]["rows"] == block["rows"]
     # The state records each finished command: another flag on a stage runs it again (continuing its run).
     state = json.loads((folder / "state.json").read_text())

@@ -164,6 +164,8 @@ def format_markdown(report: dict[str, Any]) -> str:
     lines += ["", "| stage | status | seconds | command |", "|---|---|---|---|"]
     for s in report["stages"]:
         seconds = "-" if s.get("seconds") is None else f"{s['seconds']:.0f}"
+        if s["status"].startswith("skipped") and s.get("seconds") is not None:
+            seconds += " (an earlier call)"
         lines.append(f"| {s['name']} | {s['status']} | {seconds} | `{s['command']}` |")
     unverified = False
     for name, block in report["evaluations"].items():

@@ -47,6 +47,7 @@ from typing import Any
 from models.text_encoders import CLIP_VOCAB_NAME
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
+from utils.eval_report import write_report_json
 from utils.evaluator import load_evaluator
 from utils.motion_files import MOTION_DIR, TEXT_DIR
 from utils.paths import project_path
@@ -184,14 +185,6 @@ def _read_state(path: str) -> dict[str, Any]:
         return {}  # a damaged state only costs reruns: every stage checks its own outputs
 
 
-def _write_state(path: str, state: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(state, f, indent=2)
-    os.replace(tmp, path)
-
-
 def preflight(args: argparse.Namespace, recipe: Recipe, dataset: str, steps: list[Step]) -> list[str]:
     """What a paper run needs and does not have, all at once, before anything trains: the dataset's files, the
     official evaluator (and the GloVe vectors it reads), the CLIP weights and vocabulary the generator stages name."""
@@ -299,7 +292,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
             break
         record["status"] = "done"
         done[step.name] = {"command": record["command"], "status": "done", "seconds": record["seconds"]}
-        _write_state(state_path, state)
+        write_report_json(state, state_path)
     for step in steps[len(records):]:
         records.append({"name": step.name, "command": _command(step), "seconds": None, "status": "not run"})
 

@@ -13,15 +13,12 @@ that only moves the jump next to the seam does not lower it).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
+import benchlib  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.generation import load_generator  # noqa: E402
+from utils.generation import load_generator
 
 STORIES = [["a person walks forward slowly", "a person jumps in place", "someone waves with their right hand"],
            ["a person runs forward quickly", "a person turns around", "a person sits down"],

@@ -266,6 +266,22 @@ def test_skeleton_fk_inverts_ik(io):
         assert np.allclose(skel.forward_kinematics(quat, joints[:, 0]), joints, atol=1e-9)
 
 
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_skeleton_ik_refuses_degenerate_poses_without_nan_warnings(io):
+    skel = Skeleton(paramutil.t2m_raw_offsets, paramutil.t2m_kinematic_chain)
+    face = paramutil.SKELETONS["t2m"].face_joint_indx
+    collapsed = np.zeros_like(io["t2m_joints"][:5])
+    with pytest.raises(ValueError, match="bone of joint 1 has zero"):
+        skel.inverse_kinematics(collapsed, face)
+    # Hips and shoulders whose across vectors cancel: the bones are fine, the facing is undefined in frame 2.
+    joints = io["t2m_joints"][:5].copy()
+    r_hip, l_hip, r_shoulder, l_shoulder = face
+    joints[2, r_shoulder] = joints[2, l_shoulder] - (joints[2, l_hip] - joints[2, r_hip])
+    with pytest.raises(ValueError, match=r"frame 2: hips and shoulders give no across direction"):
+        skel.facing_rotation(joints, face)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Recovery: numpy / torch, batches, essential subset, real samples
 # ---------------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,18 @@ from utils.quaternion import qbetween, qinv, qmul, qrot
 FORWARD_SMOOTH_SIGMA = 20.0
 _UP = np.array([0.0, 1.0, 0.0])
 _FORWARD = np.array([0.0, 0.0, 1.0])
+_MIN_NORM = 1e-9  # a facing vector shorter than this is rounding noise, not a direction
+
+
+def _checked_norm(vectors: np.ndarray, problem: str, face_joint_idx: Sequence[int]) -> np.ndarray:
+    """Norms (T, 1) of ``vectors`` (T, 3); ``ValueError`` naming the first frame where one is zero (below rounding,
+    ``_MIN_NORM``) or non-finite."""
+    norm = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    bad = ~(norm[:, 0] > _MIN_NORM) | ~np.isfinite(norm[:, 0])
+    if bad.any():
+        raise ValueError(f"Skeleton.facing_rotation: frame {int(np.argmax(bad))}: {problem} (face joints "
+                         f"{tuple(face_joint_idx)}); expected a body whose hips and shoulders span a direction")
+    return norm
 
 
 class Skeleton:
@@ -76,6 +88,14 @@ class Skeleton:
                              f"got {offsets.shape}")
         self.offsets = offsets
 
+    def _check_bones(self, joints: np.ndarray) -> None:
+        """Raise ``ValueError`` naming the first joint that lies on its parent (its bone has no direction)."""
+        lengths = self.bone_lengths(joints)[..., 1:]
+        if not np.all(lengths > 0):
+            joint = 1 + int(np.argwhere(~(lengths > 0))[0, -1])
+            raise ValueError(f"Skeleton.inverse_kinematics: bone of joint {joint} has zero (or non-finite) length; "
+                             "every joint must differ from its parent")
+
     def facing_rotation(self, joints: np.ndarray, face_joint_idx: Sequence[int],
                         smooth_forward: bool = False) -> np.ndarray:
         """Root quaternions (T, 4) turning each frame's facing direction onto +Z, as the HumanML3D IK computes them.
@@ -92,11 +112,12 @@ class Skeleton:
             raise ValueError(f"Skeleton.facing_rotation: expected joints (T, {self.njoints}, 3), got {joints.shape}")
         i0, i1, i2, i3 = face_joint_idx
         across = (joints[:, i1] - joints[:, i0]) + (joints[:, i2] - joints[:, i3])
-        across = across / np.linalg.norm(across, axis=-1, keepdims=True)
+        across = across / _checked_norm(across, "hips and shoulders give no across direction", face_joint_idx)
         forward = np.cross(_UP, across)
         if smooth_forward:
             forward = gaussian_filter1d(forward, FORWARD_SMOOTH_SIGMA, axis=0, mode="nearest")
-        forward = forward / np.linalg.norm(forward, axis=-1, keepdims=True)
+        forward = forward / _checked_norm(forward, "the body's across direction is vertical, so it faces no way",
+                                          face_joint_idx)
         root_quat = qbetween(forward, np.broadcast_to(_FORWARD, forward.shape))
         root_quat[0] = (1.0, 0.0, 0.0, 0.0)
         return root_quat
@@ -108,11 +129,7 @@ class Skeleton:
         stored quaternion is that rotation relative to the accumulated rotation of its chain so far.
         """
         joints = self._check_joints(joints, "Skeleton.inverse_kinematics")
-        lengths = self.bone_lengths(joints)[..., 1:]
-        if not np.all(lengths > 0):
-            joint = 1 + int(np.argwhere(~(lengths > 0))[0, -1])
-            raise ValueError(f"Skeleton.inverse_kinematics: bone of joint {joint} has zero (or non-finite) length; "
-                             "every joint must differ from its parent")
+        self._check_bones(joints)
         quat = np.zeros(joints.shape[:-1] + (4,))
         quat[:, 0] = root_quat
         for chain in self.kinematic_chain:
@@ -129,6 +146,8 @@ class Skeleton:
     def inverse_kinematics(self, joints: np.ndarray, face_joint_idx: Sequence[int],
                            smooth_forward: bool = False) -> np.ndarray:
         """HumanML3D inverse kinematics: joints (T, J, 3) -> quaternions (T, J, 4), root from ``facing_rotation``."""
+        joints = self._check_joints(joints, "Skeleton.inverse_kinematics")
+        self._check_bones(joints)
         return self.inverse_kinematics_from_root(joints, self.facing_rotation(joints, face_joint_idx, smooth_forward))
 
     def forward_kinematics(self, quat: np.ndarray, root_pos: np.ndarray, offsets: np.ndarray | None = None,

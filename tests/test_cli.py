@@ -11,6 +11,7 @@ import pytest
 
 from utils.checkpoint import CheckpointError
 from utils.cli import TRACEBACK_ENV, run_script
+from utils.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,3 +78,69 @@ def test_evaluation_and_sampling_refuse_a_multi_process_launch(tmp_path, script)
     assert done.returncode == 1
     assert f"{script}: error: runs in one process, but was launched as 2" in done.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_failed_start_leaves_the_checkpoints_folder_as_it_was(monkeypatch, tmp_path):
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "t2m" / "old").mkdir(parents=True)
+
+    def start(name: str, fail: bool):
+        def main():
+            run = RunDir(str(checkpoints), "synthetic" if name != "old" else "t2m", name)
+            run.make_dirs()
+            Path(run.log_file).write_text("set-up log\n")
+            if fail:
+                raise ValueError("dataset/Synthetic/Mean.npy: missing")
+            return run.root
+        return main
+
+    # A new folder (with the dataset folder made for it) that failed before its first checkpoint goes entirely.
+    with pytest.raises(SystemExit):
+        run_script(start("fresh", fail=True), prog="train_AE.py")
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["t2m"]
+    # One that existed before keeps what it holds, as does a new one that saved a checkpoint.
+    with pytest.raises(SystemExit):
+        run_script(start("old", fail=True), prog="train_AE.py")
+    assert (checkpoints / "t2m" / "old" / "train.log").read_text() == "set-up log\n"
+    with pytest.raises(KeyboardInterrupt):
+        run_script(_interrupted(checkpoints))
+    assert (checkpoints / "synthetic" / "trained" / "model" / "latest.tar").exists()
+    # A successful start is never touched, even when a later main() in the same process fails.
+    root = run_script(start("done", fail=False))
+    with pytest.raises(SystemExit):
+        run_script(start("fresh", fail=True), prog="train_AE.py")
+    assert os.path.isdir(root) and not (checkpoints / "synthetic" / "fresh").exists()
+    # Processes other than the first leave the folder to it.
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit):
+        run_script(start("other_rank", fail=True), prog="train_AE.py")
+    assert (checkpoints / "synthetic" / "other_rank" / "train.log").exists()
+
+
+def _interrupted(checkpoints: Path):
+    def main():
+        run = RunDir(str(checkpoints), "synthetic", "trained")
+        run.make_dirs()
+        Path(run.latest_path).write_bytes(b"step 0")
+        raise KeyboardInterrupt
+    return main
+
+
+def test_holds_only_setup_counts_logs_config_and_events(tmp_path):
+    run = RunDir(str(tmp_path), "synthetic", "r")
+    run.make_dirs()
+    for name in ("train.log", "opt.yaml", "model/events.out.tfevents.1.host"):
+        Path(run.root, name).write_text("x")
+    assert run.holds_only_setup()
+    Path(run.eval_dir, "evaluation_AE.log").write_text("x")
+    assert not run.holds_only_setup()
+
+
+def test_train_script_refused_for_a_missing_dataset_file_leaves_no_run_folder(tmp_path):
+    argv = [sys.executable, str(ROOT / "train_AE.py"), "--name", "typo", "--dataset_name", "synthetic",
+            "--data_root", str(tmp_path / "no_data"), "--checkpoints_dir", str(tmp_path / "checkpoints")]
+    env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "train_AE.py: error: " in done.stderr
+    assert not (tmp_path / "checkpoints").exists()

@@ -14,8 +14,8 @@ from typing import Any
 
 from options.config import ConfigError
 from utils.checkpoint import CheckpointError
-from utils.launch_env import world_size
-from utils.run_dir import RunDirError
+from utils.launch_env import is_first_process, world_size
+from utils.run_dir import RunDirError, discarding_failed_starts
 
 # DatasetError is a ValueError; ValueError also covers model and flag validation (``build_tokenizer``, ...).
 USER_ERRORS = (CheckpointError, RunDirError, ConfigError, FileNotFoundError, ValueError)
@@ -36,9 +36,9 @@ def run_script(main: Callable[[], Any], prog: str | None = None, single_process:
         sys.exit(f"{prog}: error: runs in one process, but was launched as {processes} (torchrun / accelerate "
                  f"launch); start it with `python {prog} ...` (--device picks the GPU)")
     if os.environ.get(TRACEBACK_ENV):
-        return main()
+        return _discarding_failed_starts(main)
     try:
-        return main()
+        return _discarding_failed_starts(main)
     except USER_ERRORS as e:
         sys.exit(f"{prog}: error: {e}\n(set {TRACEBACK_ENV}=1 to see where it was raised)")
     except SystemExit as e:
@@ -46,3 +46,11 @@ def run_script(main: Callable[[], Any], prog: str | None = None, single_process:
         if isinstance(e.code, str) and not e.code.startswith(f"{prog}: error: "):
             sys.exit(f"{prog}: error: {e.code}")
         raise
+
+
+
+def _discarding_failed_starts(main: Callable[[], Any]) -> Any:
+    """``main()``; when it fails, the first process removes the run folders it created and left without a checkpoint
+    (``utils.run_dir.discarding_failed_starts``)."""
+    with discarding_failed_starts(enabled=is_first_process()):
+        return main()

@@ -19,11 +19,19 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from utils.paths import project_path
 
 PROBE_NAME = ".write-probe"
 MiB = 2**20
+# What a start writes before it has trained anything: a folder holding only these is no run yet.
+SETUP_FILES = ("train.log", "opt.yaml")
+_SETUP_PREFIXES = ("events.out.tfevents.",)
+# Folders created by ``make_dirs`` in this process, with the first one created above them: ``discarding_failed_starts``
+# removes those a failed start left without a checkpoint.
+_created: list[tuple[RunDir, str]] = []
 
 
 class RunDirError(RuntimeError):
@@ -104,12 +112,26 @@ class RunDir:
 
     def make_dirs(self) -> None:
         """Create ``model/`` and ``eval/`` (and their parents); RunDirError naming the folder when that fails."""
+        top = _first_missing(self.root)
         try:
             for folder in (self.model_dir, self.eval_dir):
                 os.makedirs(folder, exist_ok=True)
         except OSError as e:
             raise RunDirError(f"cannot create the run folder {self.root} ({e.strerror or e}); fix the permissions or "
                               f"pick another --checkpoints_dir") from e
+        if top is not None:
+            _created.append((self, top))
+
+    def holds_only_setup(self) -> bool:
+        """Whether the folder holds nothing a training wrote: only ``train.log``, ``opt.yaml``, TensorBoard event
+        files and empty folders (what a start leaves when it fails before its first checkpoint)."""
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                if folder == self.root and name in SETUP_FILES:
+                    continue
+                if not name.startswith(_SETUP_PREFIXES):
+                    return False
+        return True
 
     def ensure_writable(self, min_free_bytes: int = 256 * MiB, probe_bytes: int = 4 * MiB) -> None:
         """Fail now, with a clear message, if checkpoints could not be written later.
@@ -132,6 +154,49 @@ class RunDir:
             raise RunDirError(f"only {free / MiB:.0f} MiB free on the file system of {self.model_dir}; at least "
                               f"{min_free_bytes / MiB:.0f} MiB are needed for the checkpoints of this run. "
                               f"Free some space or pick another --checkpoints_dir.")
+
+
+def _first_missing(path: str) -> str | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet; None when ``path`` exists."""
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        return None
+    while not os.path.exists(os.path.dirname(path)):
+        path = os.path.dirname(path)
+    return path
+
+
+@contextmanager
+def discarding_failed_starts(enabled: bool = True) -> Iterator[list[str]]:
+    """Around a script's ``main()``: when the block fails, remove the run folders ``make_dirs`` created inside it
+    that hold only what set-up wrote (``RunDir.holds_only_setup``), with the parents created for them. The list it
+    yields receives the removed folders.
+
+    The scripts' error boundary (``utils.cli.run_script``) wraps ``main()`` in it on the first process, so a start
+    refused after its folder was made (a dataset file missing, a bad flag found late) leaves the checkpoints folder
+    as it was. Folders that existed before, or that hold a checkpoint, are kept.
+    """
+    mark, removed = len(_created), []
+    try:
+        yield removed
+    except BaseException:
+        if enabled:
+            for run, top in reversed(_created[mark:]):
+                if os.path.isdir(run.root) and run.holds_only_setup():
+                    _remove_run(run.root, top)
+                    removed.append(run.root)
+        raise
+    finally:
+        del _created[mark:]
+
+
+def _remove_run(root: str, top: str) -> None:
+    """Remove ``root`` and its parents up to ``top`` (the first folder created for it) while they are empty."""
+    shutil.rmtree(root, ignore_errors=True)
+    parent = os.path.dirname(os.path.abspath(root))
+    while len(parent) >= len(top) and os.path.isdir(parent) and not os.listdir(parent):
+        os.rmdir(parent)
+        parent = os.path.dirname(parent)
 
 
 def _write_probe(path: str, nbytes: int) -> None:

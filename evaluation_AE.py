@@ -21,13 +21,19 @@ Examples::
     python evaluation_AE.py --ckpt checkpoints/t2m/rvq_nq6_dc512_nc512_noshare_qdp0.2/model/net_best_fid.tar \\
         --dataset_name t2m --glove_dir ./glove --name momask_rvq
     python evaluation_AE.py --name FSQ_Tiny --dataset_name synthetic --data_root dataset/Synthetic --replications 5
+    python evaluation_AE.py --name FSQ_AE_High --dataset_name t2m_67 --eval_dataset t2m   # 263-dim evaluator
 
-Writes ``<run>/eval/eval_<which>[_ema][_<split>][_seed<seed>][_ev<hash>].json`` (EMA weights; split and seed when
-not the defaults; the first 8 hex digits of the evaluator file's SHA-256 when ``--evaluator_dir`` names another one
-than the dataset's own), ``eval_<...>_replications.jsonl`` (one line per replication as it finishes;
-``--is_continue`` reuses them) and ``eval.log``; ``--report_json PATH`` writes the result JSON to PATH as well.
-``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding the file
-(``<run>/model/<file>``) unless ``--name`` is given too.
+``--eval_dataset X`` runs the protocol on X's GT, captions and evaluator (``utils/representation.py``): X's GT must
+convert exactly to the tokenizer's input (t2m -> t2m_67 is a slice; the other way is refused), the reconstruction is
+converted back (t2m_67 -> t2m re-extracts the features from joints: lossy, flagged in the log, the table title and the
+JSON's ``conversion``), and the files are tagged ``_as<X>``. The reconstruction metrics stay on ``--dataset_name``.
+
+Writes ``<run>/eval/eval_<which>[_ema][_<split>][_seed<seed>][_as<X>][_ev<hash>].json`` (EMA weights; split and seed
+when not the defaults; ``--eval_dataset``; the first 8 hex digits of the evaluator file's SHA-256 when
+``--evaluator_dir`` names another one than the dataset's own), ``eval_<...>_replications.jsonl`` (one line per
+replication as it finishes; ``--is_continue`` reuses them) and ``eval.log``; ``--report_json PATH`` writes the result
+JSON to PATH as well. ``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding
+the file (``<run>/model/<file>``) unless ``--name`` is given too.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from utils.eval_report import checkpoint_info, format_report, run_folder_of, wri
 from utils.evaluator import load_evaluator
 from utils.logging_utils import setup_logging
 from utils.normalization import DatasetError, load_mean_std
+from utils.representation import tokenizer_conversions
 from utils.run_dir import RunDir
 from utils.seed import set_seed
 from utils.tokenizer_eval import (
@@ -101,16 +108,23 @@ def main(cfg) -> dict:
         raise CheckpointError(f"{path}: the tokenizer takes {tokenizer.model.input_width} features but dataset "
                               f"{spec.name!r} has {len(columns)}"
                               f"{' in part ' + repr(body_part['name']) if body_part else ''}; wrong --dataset_name?")
-    default_evaluator = os.path.join(cfg.checkpoints_dir, cfg.dataset_name, "text_mot_match")
+    # The protocol's GT, captions and evaluator: the tokenizer's dataset, or --eval_dataset's through conversions.
+    eval_name = cfg.eval_dataset or spec.name
+    to_tokenizer = from_tokenizer = None
+    if eval_name != spec.name:
+        to_tokenizer, from_tokenizer = tokenizer_conversions(spec.name, eval_name, tokenizer.unit_length,
+                                                             cfg.data_root)
+        tag += f"_as{eval_name}"
+    default_evaluator = os.path.join(cfg.checkpoints_dir, eval_name, "text_mot_match")
     evaluator_dir = cfg.evaluator_dir or default_evaluator
     evaluator, skipped = None, None
     try:
-        evaluator = load_evaluator(evaluator_dir, cfg.dataset_name, device, data_root=cfg.data_root)
+        evaluator = load_evaluator(evaluator_dir, eval_name, device, data_root=cfg.data_root)
         # Scores under another evaluator than the dataset's own get files of their own.
         tag += evaluator_tag(cfg.evaluator_dir, default_evaluator)
     except (CheckpointError, FileNotFoundError) as e:
-        skipped = (f"no usable evaluator for {cfg.dataset_name!r} ({e}); FID, Diversity, R-precision and matching "
-                   f"score are skipped. Train one with: python train_evaluator.py --dataset_name {cfg.dataset_name}")
+        skipped = (f"no usable evaluator for {eval_name!r} ({e}); FID, Diversity, R-precision and matching "
+                   f"score are skipped. Train one with: python train_evaluator.py --dataset_name {eval_name}")
         logger.warning(skipped)
     if body_part and evaluator is not None:
         evaluator, skipped = None, (f"the tokenizer covers only body part {body_part['name']!r}; the text-motion "
@@ -123,7 +137,9 @@ def main(cfg) -> dict:
         evaluator, skipped = None, (f"the tokenizer is conditioned on {list(labels.names)}; the text-motion protocol "
                                     "does not carry clip labels and is skipped")
         logger.warning(skipped)
-    tok_mean, tok_std, stats_source = recorded_statistics(tokenizer, spec, cfg, evaluator)
+    # Official T2M-GPT / MoMask tokenizers use their own dataset's evaluator statistics, not another dataset's.
+    tok_mean, tok_std, stats_source = recorded_statistics(tokenizer, spec, cfg,
+                                                          evaluator if to_tokenizer is None else None)
     logger.info("%s: %s (%s, %s, %s weights), statistics from %s", path, tokenizer.model_name, tokenizer.kind,
                 tokenizer.source_format, tokenizer.weights, stats_source)
     layers = tokenizer.num_quantizers if tokenizer.kind == "rvq" else 1
@@ -180,18 +196,27 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # evaluation protocol
     # ---------------------------------------------------------------------------------------------------------------
-    report = None
+    report, title = None, f"{tokenizer.model_name} reconstruction, {spec.name} {cfg.split}"
     if evaluator is not None:
-        eval_loader = build_eval_loader(evaluator, spec, cfg.split, data_root=cfg.data_root,
+        eval_spec = get_dataset_spec(eval_name, cfg.data_root)
+        eval_loader = build_eval_loader(evaluator, eval_spec, cfg.split, data_root=cfg.data_root,
                                         glove_dir=cfg.glove_dir, num_workers=cfg.num_workers)
 
         def motion_fn(batch):
-            motion = renormalize(batch.motion.to(device), evaluator.mean, evaluator.std, tok_mean, tok_std)
-            recon, _ = reconstruct(tokenizer, motion)
-            return renormalize(recon, tok_mean, tok_std, evaluator.mean, evaluator.std), batch.m_lengths
+            if to_tokenizer is None:
+                motion = renormalize(batch.motion.to(device), evaluator.mean, evaluator.std, tok_mean, tok_std)
+                recon, _ = reconstruct(tokenizer, motion)
+                return renormalize(recon, tok_mean, tok_std, evaluator.mean, evaluator.std), batch.m_lengths
+            motion, lengths = to_tokenizer.renormalize(batch.motion, batch.m_lengths, evaluator.mean, evaluator.std,
+                                                       tok_mean, tok_std)
+            recon, _ = reconstruct(tokenizer, motion.to(device))
+            return from_tokenizer.renormalize(recon.cpu(), lengths, tok_mean, tok_std, evaluator.mean, evaluator.std)
 
         meta = {**info, "model_name": tokenizer.model_name, "kind": tokenizer.kind,
                 "source_format": tokenizer.source_format, "weights": tokenizer.weights}
+        if from_tokenizer is not None:
+            meta["conversion"] = {"input": to_tokenizer.to_dict(), "output": from_tokenizer.to_dict()}
+            title += from_tokenizer.title_note(logger, "reconstructions")
         report = evaluate(evaluator, eval_loader, motion_fn, replications=cfg.replications, seed=cfg.seed,
                           results_path=os.path.join(eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
                           gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue,
@@ -209,6 +234,7 @@ def main(cfg) -> dict:
         "tokens_per_second": spec.fps / tokenizer.unit_length, "layers": layers,
         "bits_per_second": bits_per_second(tokenizer.codebook_size, spec.fps, tokenizer.unit_length, layers),
         "reconstruction": recon_metrics,
+        "eval_dataset": eval_name, "conversion": meta.get("conversion") if report is not None else None,
         "protocol": report.to_dict() if report is not None else None, "protocol_skipped": skipped,
         "config": config_to_dict(cfg),
     }
@@ -218,7 +244,7 @@ def main(cfg) -> dict:
         write_report_json(result, cfg.report_json)
     print(reconstruction_table(result))
     if report is not None:
-        print(format_report(report, title=f"{tokenizer.model_name} reconstruction, {spec.name} {cfg.split}"))
+        print(format_report(report, title=title))
     logger.info("wrote %s", out_path)
     return result
 

@@ -177,12 +177,7 @@ def main(cfg) -> dict:
     meta, title = source.meta, source.title
     if conversion is not None:
         meta = {**meta, "conversion": conversion.to_dict()}
-        title += (f" | scored as {dataset_name} through the {'exact' if conversion.exact else 'LOSSY'} conversion "
-                  f"{source.dataset_name} -> {dataset_name}")
-        if not conversion.exact:
-            logger.warning("%s motion is scored by the %s evaluator through a lossy conversion (%s): the scores are "
-                           "not those of a model of %s", source.dataset_name, dataset_name,
-                           conversion.conversion.description, dataset_name)
+        title += conversion.title_note(logger)
     mm_setting = (cfg.mm_batches, cfg.mm_repeats) if cfg.cal_mm else None
     recorder = None
     if cfg.save_motions:

@@ -100,6 +100,12 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
                       help=f"registered dataset ({', '.join(dataset_names())}) or one with a spec.json in "
                            "--data_root or dataset/<name>/ (made by prepare_data.py bvh)")
     data.add_argument("--data_root", type=str, default=None, help="folder of the dataset (default: the spec's root)")
+    data.add_argument("--eval_dataset", type=str, default=None,
+                      help="run the protocol under another dataset's GT, captions and evaluator (default folder "
+                           "<checkpoints_dir>/<eval_dataset>/text_mot_match): its GT converts exactly to the "
+                           "tokenizer's input, the reconstruction back to its representation (a lossy conversion is "
+                           "flagged), outputs are tagged _as<eval_dataset>. The reconstruction metrics stay on "
+                           "--dataset_name. Default: the tokenizer's own dataset")
     data.add_argument("--batch_size", type=int, default=32, help="batch of the reconstruction-metric pass")
     data.add_argument("--num_workers", type=int, default=0, help="DataLoader workers")
     add_protocol_args(parser)

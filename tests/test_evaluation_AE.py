@@ -23,6 +23,7 @@ from utils.dataset_specs import get_dataset_spec
 from utils.evaluator import build_evaluator, load_evaluator, save_evaluator
 from utils.generator_stage import load_stage_tokenizer
 from utils.normalization import eval_normalization, load_mean_std
+from utils.representation import get_conversion
 from utils.tokenizer_eval import ReconstructionStats, bits_per_second
 from utils.tokenizer_stage import _joints
 from utils.word_vectorizer import LearnedVocab
@@ -349,3 +350,70 @@ def test_results_go_to_the_named_run_or_the_files_own(env, tmp_path):
     evaluation_AE.main(parse_with_config(get_evaluation_ae_parser(), [*base, "--seed", "10", "--name", "mine"]))
     assert (ck / "synthetic" / "mine" / "eval" / "eval_net_best_loss_seed10.json").is_file()
     assert not (ck / "synthetic" / "fsq" / "eval" / "eval_net_best_loss_seed10.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Under another dataset's evaluator (--eval_dataset)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _essential_tokenizer(env) -> None:
+    """An FSQ tokenizer of t2m_67 (the first 67 dims of the same files) with the dataset's statistics."""
+    root, ck, _ = env
+    spec = get_dataset_spec("t2m_67", str(root))
+    mean, std = load_mean_std(spec, str(root))
+    torch.manual_seed(3)
+    model = build_tokenizer("FSQ_AE_Tiny", input_width=spec.dim_pose)
+    save_checkpoint(str(ck / "t2m_67" / "fsq67" / "model" / "net_best_loss.tar"),
+                    {"stage": "tokenizer", "model_name": "FSQ_AE_Tiny", "model_args": dict(model.model_args),
+                     "model": model.state_dict(),
+                     "dataset": {"name": "t2m_67", "spec": spec.to_dict(), "mean": torch.from_numpy(mean),
+                                 "std": torch.from_numpy(std)}})
+
+
+def test_an_essential_tokenizer_is_scored_by_the_full_evaluator_through_the_conversions(env, monkeypatch, caplog):
+    root, ck, _ = env
+    _essential_tokenizer(env)
+    seen = []
+    original = evaluation_AE.evaluate
+
+    def evaluate(ev, loader, motion_fn, *args, **kwargs):
+        def recorded(batch):
+            motion, lengths = motion_fn(batch)
+            seen.append((batch.motion.clone(), batch.m_lengths.clone(), motion.clone(), lengths.clone()))
+            return motion, lengths
+
+        return original(ev, loader, recorded, *args, **kwargs)
+
+    def identity(tokenizer, motion, cond=None):
+        return motion, None
+
+    monkeypatch.setattr(evaluation_AE, "evaluate", evaluate)
+    monkeypatch.setattr(evaluation_AE, "reconstruct", identity)
+    with caplog.at_level(logging.WARNING, logger="evaluation_AE"):
+        result = run_eval(env, "--name", "fsq67", "--dataset_name", "t2m_67", "--eval_dataset", "synthetic",
+                          "--replications", "1", "--no_gt_cache")
+    assert "through a lossy conversion" in caplog.text
+    eval_dir = ck / "t2m_67" / "fsq67" / "eval"
+    saved = json.loads((eval_dir / "eval_net_best_loss_seed5_assynthetic.json").read_text())
+    assert saved["dataset"] == "t2m_67" and saved["eval_dataset"] == "synthetic"
+    assert saved["conversion"]["input"]["exact"] and not saved["conversion"]["output"]["exact"]
+    assert (saved["conversion"]["input"]["from"], saved["conversion"]["output"]["to"]) == ("synthetic", "synthetic")
+    proto = saved["protocol"]["meta"]["protocol"]
+    assert proto["dataset"] == proto["evaluator"]["dataset"] == "synthetic"
+    assert result["reconstruction"]["mpjpe_mm"] < 1e-3  # the reconstruction metrics stay on t2m_67's own data
+    # What the evaluator saw: its GT cut to the 67 dims, through the identity, re-extracted as 263-dim features.
+    ev = load_evaluator(str(ck / "synthetic" / "text_mot_match"), "synthetic", "cpu", data_root=str(root))
+    s263, s67 = get_dataset_spec("synthetic", str(root)), get_dataset_spec("t2m_67", str(root))
+    assert seen
+    for gt, gt_lengths, motion, lengths in seen:
+        raw67 = gt[..., :67] * torch.as_tensor(ev.std[:67]) + torch.as_tensor(ev.mean[:67])
+        expected, _ = get_conversion(s67, s263)(raw67, gt_lengths)
+        got = motion * torch.as_tensor(ev.std) + torch.as_tensor(ev.mean)
+        assert torch.equal(lengths, gt_lengths) and got.shape == gt.shape
+        assert torch.allclose(got, expected.float(), atol=1e-3)
+
+
+def test_a_tokenizer_whose_input_would_be_converted_lossily_is_refused(env):
+    with pytest.raises(ValueError, match=r"--eval_dataset t2m_67: the tokenizer's synthetic input would come from "
+                                         r"t2m_67's GT through a lossy conversion"):
+        run_eval(env, "--name", "fsq", "--eval_dataset", "t2m_67")

@@ -25,6 +25,7 @@ same frame rates, and the GT lengths must be whole generator tokens.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -164,6 +165,16 @@ class SpecConversion:
         dim = self.target.dim_pose
         return renormalize(converted, np.zeros(dim, np.float32), np.ones(dim, np.float32), to_mean, to_std), lengths
 
+    def title_note(self, log: logging.Logger, what: str = "motion") -> str:
+        """The printed table's note on this conversion (`` | scored as X through the exact|LOSSY conversion A -> X``);
+        a lossy one is also a warning on ``log`` saying that the scores are not those of a model of X (``what``: the
+        thing scored, "motion" or "reconstructions")."""
+        source, target = self.source.name, self.target.name
+        if not self.exact:
+            log.warning("%s %s is scored by the %s evaluator through a lossy conversion (%s): the scores are not those "
+                        "of a model of %s", source, what, target, self.conversion.description, target)
+        return f" | scored as {target} through the {'exact' if self.exact else 'LOSSY'} conversion {source} -> {target}"
+
     def to_dict(self) -> dict[str, Any]:
         """What the report records: datasets, representations, whether it is exact, and how."""
         return {"from": self.source.name, "to": self.target.name, "from_representation": self.source.representation,
@@ -183,9 +194,10 @@ def get_conversion(source: DatasetSpec, target: DatasetSpec) -> SpecConversion:
     return SpecConversion(conversion, source, target)
 
 
-def check_same_clips(source: DatasetSpec, target: DatasetSpec, unit_length: int) -> None:
+def check_same_clips(source: DatasetSpec, target: DatasetSpec, unit_length: int, role: str = "generator") -> None:
     """ValueError unless ``target``'s splits, clips and captions can be ``source``'s (same data folder and frame
-    rates) and its GT lengths (multiples of ``target.unit_length``) are whole tokens of ``unit_length`` frames."""
+    rates) and its GT lengths (multiples of ``target.unit_length``) are whole tokens of ``unit_length`` frames.
+    ``role`` names the model in the messages (``generator``, ``tokenizer``)."""
     differ = []
     if os.path.realpath(source.root) != os.path.realpath(target.root):
         differ.append(f"data folder {source.root} vs {target.root}")
@@ -193,13 +205,13 @@ def check_same_clips(source: DatasetSpec, target: DatasetSpec, unit_length: int)
         if getattr(source, name) != getattr(target, name):
             differ.append(f"{name} {getattr(source, name):g} vs {getattr(target, name):g}")
     if differ:
-        raise ValueError(f"--eval_dataset {target.name}: its clips cannot be those of the generator's dataset "
-                         f"{source.name!r} ({'; '.join(differ)}); the generator is asked to match the evaluation "
+        raise ValueError(f"--eval_dataset {target.name}: its clips cannot be those of the {role}'s dataset "
+                         f"{source.name!r} ({'; '.join(differ)}); the {role}'s motion is matched to the evaluation "
                          f"dataset's GT by caption and length, so both must read the same clips (--data_root "
                          f"points both at one folder)")
     if target.unit_length != unit_length:
         raise ValueError(f"--eval_dataset {target.name}: GT lengths are multiples of {target.unit_length} frames, but "
-                         f"the generator makes tokens of {unit_length} frames; the lengths would not be whole tokens")
+                         f"the {role} makes tokens of {unit_length} frames; the lengths would not be whole tokens")
 
 
 def conversion_for_evaluation(source_name: str, eval_name: str, unit_length: int,
@@ -210,3 +222,21 @@ def conversion_for_evaluation(source_name: str, eval_name: str, unit_length: int
     conversion = get_conversion(source, target)
     check_same_clips(source, target, unit_length)
     return conversion
+
+
+def tokenizer_conversions(source_name: str, eval_name: str, unit_length: int,
+                          data_root: str | None = None) -> tuple[SpecConversion, SpecConversion]:
+    """The conversions that score a tokenizer of dataset ``source_name`` (tokens of ``unit_length`` frames) with the
+    GT and evaluator of ``eval_name``: the evaluation dataset's GT to the tokenizer's input, which must be exact (a
+    tokenizer measured on a lossy copy of its input would be charged for the conversion twice), and the
+    reconstruction back, exact or lossy. Checks that both datasets hold the same clips."""
+    source, target = get_dataset_spec(source_name, data_root), get_dataset_spec(eval_name, data_root)
+    to_source = get_conversion(target, source)
+    if not to_source.exact:
+        raise ValueError(f"--eval_dataset {eval_name}: the tokenizer's {source_name} input would come from "
+                         f"{eval_name}'s GT through a lossy conversion ({to_source.conversion.description}); a "
+                         f"tokenizer is scored under another evaluator only when its input follows exactly from that "
+                         f"dataset's GT (e.g. a t2m_67 tokenizer under the t2m evaluator)")
+    from_source = get_conversion(source, target)
+    check_same_clips(source, target, unit_length, role="tokenizer")
+    return to_source, from_source

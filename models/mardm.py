@@ -476,6 +476,16 @@ def LFQ_MARDM_SiT_XL(ae_dim: int, target_dim: int, text_dim: int, **overrides: A
     return _build("LFQ-MARDM-SiT-XL", _XL, "sit", False, ae_dim, target_dim, text_dim, overrides)
 
 
+def VQ_MARDM_DDPM_XL(ae_dim: int, target_dim: int, text_dim: int, **overrides: Any) -> MARDM:
+    """XL sizes, DDPM head generating VQ code vectors (snapped to the codebook by the caller)."""
+    return _build("VQ-MARDM-DDPM-XL", _XL, "ddpm", False, ae_dim, target_dim, text_dim, overrides)
+
+
+def LFQ_MARDM_DDPM_XL(ae_dim: int, target_dim: int, text_dim: int, **overrides: Any) -> MARDM:
+    """XL sizes, DDPM head generating the d LFQ signs (snapped by sign by the caller)."""
+    return _build("LFQ-MARDM-DDPM-XL", _XL, "ddpm", False, ae_dim, target_dim, text_dim, overrides)
+
+
 def MARDM_SiT_Tiny(ae_dim: int, target_dim: int, text_dim: int, **overrides: Any) -> MARDM:
     """Test-sized MARDM-SiT."""
     return _build("MARDM-SiT-Tiny", _TINY, "sit", True, ae_dim, target_dim, text_dim, overrides)
@@ -506,6 +516,16 @@ def LFQ_MARDM_SiT_Tiny(ae_dim: int, target_dim: int, text_dim: int, **overrides:
     return _build("LFQ-MARDM-SiT-Tiny", _TINY, "sit", False, ae_dim, target_dim, text_dim, overrides)
 
 
+def VQ_MARDM_DDPM_Tiny(ae_dim: int, target_dim: int, text_dim: int, **overrides: Any) -> MARDM:
+    """Test-sized VQ-MARDM-DDPM."""
+    return _build("VQ-MARDM-DDPM-Tiny", _TINY, "ddpm", False, ae_dim, target_dim, text_dim, overrides)
+
+
+def LFQ_MARDM_DDPM_Tiny(ae_dim: int, target_dim: int, text_dim: int, **overrides: Any) -> MARDM:
+    """Test-sized LFQ-MARDM-DDPM."""
+    return _build("LFQ-MARDM-DDPM-Tiny", _TINY, "ddpm", False, ae_dim, target_dim, text_dim, overrides)
+
+
 MARDM_MODELS: dict[str, Callable[..., MARDM]] = {
     "MARDM-DDPM-XL": MARDM_DDPM_XL,
     "MARDM-SiT-XL": MARDM_SiT_XL,
@@ -513,10 +533,14 @@ MARDM_MODELS: dict[str, Callable[..., MARDM]] = {
     "FSQ-MARDM-DDPM-XL": FSQ_MARDM_DDPM_XL,
     "VQ-MARDM-SiT-XL": VQ_MARDM_SiT_XL,
     "LFQ-MARDM-SiT-XL": LFQ_MARDM_SiT_XL,
+    "VQ-MARDM-DDPM-XL": VQ_MARDM_DDPM_XL,
+    "LFQ-MARDM-DDPM-XL": LFQ_MARDM_DDPM_XL,
     "MARDM-SiT-Tiny": MARDM_SiT_Tiny,
     "MARDM-DDPM-Tiny": MARDM_DDPM_Tiny,
     "FSQ-MARDM-SiT-Tiny": FSQ_MARDM_SiT_Tiny,
     "FSQ-MARDM-DDPM-Tiny": FSQ_MARDM_DDPM_Tiny,
     "VQ-MARDM-SiT-Tiny": VQ_MARDM_SiT_Tiny,
     "LFQ-MARDM-SiT-Tiny": LFQ_MARDM_SiT_Tiny,
+    "VQ-MARDM-DDPM-Tiny": VQ_MARDM_DDPM_Tiny,
+    "LFQ-MARDM-DDPM-Tiny": LFQ_MARDM_DDPM_Tiny,
 }

@@ -239,11 +239,13 @@ def _train_generator(lfq_run, script, parser, name, *flags):
     return root, load_checkpoint(os.path.join(root, "model", "latest.tar"))
 
 
-def test_lfq_mardm_trains_and_generates_on_the_signs(lfq_run):
-    root, state = _train_generator(lfq_run, train_MARDM, get_train_mardm_parser, "lfq_mardm", "--model",
-                                   "LFQ-MARDM-SiT-Tiny", "--ae_name", "lfq", "--flow_solver", "euler",
-                                   "--flow_steps", "4")
+@pytest.mark.parametrize("model,flags", [("LFQ-MARDM-SiT-Tiny", ("--flow_solver", "euler", "--flow_steps", "4")),
+                                         ("LFQ-MARDM-DDPM-Tiny", ())])
+def test_lfq_mardm_trains_and_generates_on_the_signs(lfq_run, model, flags):
+    root, state = _train_generator(lfq_run, train_MARDM, get_train_mardm_parser, f"lfq_{model}", "--model", model,
+                                   "--ae_name", "lfq", *flags)
     assert state["target"] == "lfq_codes" and state["tokenizer"]["kind"] == "lfq"
+    assert state["model_args"]["diffusion"] == ("ddpm" if "DDPM" in model else "sit")
     assert state["model_args"]["target_dim"] == 5 and state["model_args"]["ae_dim"] == 16
     gen = load_generator(root)
     out = gen.generate(["a person walks forward", "a person jumps"], [32, 16], time_steps=2, seed=0)

@@ -96,6 +96,7 @@ def _losses(run_root):
     ("FSQ-MARDM-SiT-Tiny", "fsq", "fsq_coords", ["--diffmlps_batch_mul", "3", "--cond_drop_prob", "0.2"]),
     ("FSQ-MARDM-DDPM-Tiny", "fsq", "fsq_coords", []),
     ("VQ-MARDM-SiT-Tiny", "vq", "vq_codes", []),
+    ("VQ-MARDM-DDPM-Tiny", "vq", "vq_codes", []),
 ])
 def test_each_family_trains_and_writes_the_generator_checkpoint(setup, encoder, model, tokenizer, target, extra):
     name = f"gen_{model}"

@@ -1,0 +1,96 @@
+"""Atomic writes: the content arrives under the asked name, a failed write leaves the previous file and no
+temporary, and concurrent writers of one file do not trip over each other's temporaries."""
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from utils.atomic_io import atomic_write
+
+
+def test_text_mode_writes_content_with_the_given_encoding(tmp_path):
+    path = tmp_path / "caption.json"
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump({"text": "a person walks \u2192 left"}, f, ensure_ascii=False)
+    assert path.read_bytes() == '{"text": "a person walks \u2192 left"}'.encode()
+    assert os.listdir(tmp_path) == ["caption.json"]
+
+
+def test_binary_mode_writes_bytes(tmp_path):
+    path = tmp_path / "blob.bin"
+    with atomic_write(str(path), "wb") as f:
+        f.write(b"\x00\x01\xff")
+    assert path.read_bytes() == b"\x00\x01\xff"
+
+
+def test_file_gets_the_permissions_open_would_give(tmp_path):
+    plain, atomic = tmp_path / "plain.txt", tmp_path / "atomic.txt"
+    plain.write_text("x")
+    with atomic_write(atomic) as f:
+        f.write("x")
+    assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+@pytest.mark.parametrize("mode", ["w", "wb"])
+def test_failure_inside_the_block_keeps_previous_file_and_leaves_no_temporary(tmp_path, mode):
+    path = tmp_path / "opt.yaml"
+    path.write_text("old: 1\n")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_write(path, mode) as f:
+            f.write("new: 2\n" if mode == "w" else b"new: 2\n")
+            raise RuntimeError("interrupted")
+    assert path.read_text() == "old: 1\n"
+    assert os.listdir(tmp_path) == ["opt.yaml"]
+
+
+def test_failure_without_a_previous_file_creates_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(tmp_path / "report.json") as f:
+            f.write("{")
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["mean.npy", "mean", "cache.bin"])
+def test_np_save_writes_exactly_the_asked_path(tmp_path, name):
+    """np.save(path) would append .npy to a name without it; through the open file the name is kept."""
+    values = np.arange(4, dtype=np.float32)
+    with atomic_write(tmp_path / name, "wb") as f:
+        np.save(f, values)
+    assert os.listdir(tmp_path) == [name]
+    assert np.array_equal(np.load(tmp_path / name), values)
+
+
+@pytest.mark.parametrize("name", ["codes.npz", "codes.cache"])
+def test_np_savez_writes_exactly_the_asked_path(tmp_path, name):
+    with atomic_write(tmp_path / name, "wb") as f:
+        np.savez(f, codes=np.arange(3), offsets=np.array([0, 3]))
+    assert os.listdir(tmp_path) == [name]
+    with np.load(tmp_path / name) as data:
+        assert data["codes"].tolist() == [0, 1, 2] and data["offsets"].tolist() == [0, 3]
+
+
+def test_concurrent_writers_of_one_file_use_separate_temporaries(tmp_path):
+    """Under torchrun every process writes the same opt.yaml at once: each writer's temporary is its own, so the
+    last one to finish wins and neither fails."""
+    path = tmp_path / "opt.yaml"
+    with atomic_write(path) as outer:
+        outer.write("rank: 0\n")
+        with atomic_write(path) as inner:
+            inner.write("rank: 1\n")
+        assert path.read_text() == "rank: 1\n"
+    assert path.read_text() == "rank: 0\n"
+    assert os.listdir(tmp_path) == ["opt.yaml"]
+
+
+def test_missing_folder_and_bad_mode_are_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        with atomic_write(tmp_path / "absent" / "x.json") as f:
+            f.write("{}")
+    with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"):
+        with atomic_write(tmp_path / "x.json", "a"):
+            pass
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,51 @@
+"""Atomic file writes: a reader, or a run killed mid-write, never sees half a file under its final name.
+
+``atomic_write`` hands out a temporary file in the destination folder (so ``os.replace`` stays on one filesystem
+and is atomic), flushes and fsyncs it, and moves it over the destination only when the ``with`` block succeeds. On
+any failure the temporary is removed, the exception goes on and the previous file is left as it was.
+
+Libraries that take a path and append a suffix to it (``np.save`` adds ``.npy``, ``np.savez`` ``.npz``) are given
+the open file instead, so the name written is always the one asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+# Temporaries are named ``.tmp-<final name>.<random>``: hidden, unique per writer (processes under torchrun write
+# the same file at the same moment), and recognisable to ``utils.checkpoint.remove_stale_temporaries`` after a kill.
+TMP_PREFIX = ".tmp-"
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is set back at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = None) -> Iterator[IO[Any]]:
+    """Open a temporary file for writing (``mode`` "w" or "wb", ``encoding`` as for ``open``) and move it to
+    ``path`` when the block ends without an exception. The folder of ``path`` must exist."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600 files; give the file the permissions open() would have given it.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise

@@ -23,15 +23,15 @@ import os
 import pickle
 import re
 import struct
-import tempfile
 import zipfile
 import zlib
 from typing import Any
 
 import torch
 
+from utils.atomic_io import TMP_PREFIX, atomic_write
+
 CHECKPOINT_VERSION = 1
-TMP_PREFIX = ".tmp-"
 
 ZIP_MAGIC = b"PK\x03\x04"
 # torch.save's format before PyTorch 1.6: a pickle (opcode 0x80 = protocol marker) whose first value is this
@@ -91,23 +91,9 @@ def save_checkpoint(path: str, state: dict[str, Any]) -> None:
     """Atomically write ``state`` to ``path`` (temporary file in the same folder, fsync, ``os.replace``)."""
     check_plain(state, "checkpoint")
     state = {"format_version": CHECKPOINT_VERSION, **state}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600 files; give the checkpoint the permissions an ordinary file would get.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
 
 
 def remove_stale_temporaries(folder: str) -> list[str]:

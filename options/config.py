@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from utils.atomic_io import atomic_write
+
 
 class ConfigError(ValueError):
     """A YAML preset that does not fit the parser."""
@@ -196,11 +198,9 @@ def config_to_dict(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
 def save_config(args: argparse.Namespace | dict[str, Any], path: str) -> None:
     """Write the resolved config as YAML (the run's ``opt.yaml``), atomically."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # A temporary name per process: under torchrun every process writes the same opt.yaml at the same moment.
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    # Under torchrun every process writes the same opt.yaml at the same moment; each has its own temporary.
+    with atomic_write(path) as f:
         yaml.safe_dump(config_to_dict(args), f, sort_keys=True, default_flow_style=None)
-    os.replace(tmp, path)
 
 
 def load_config(path: str) -> dict[str, Any]:

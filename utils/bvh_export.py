@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from utils.atomic_io import atomic_write
 from utils.bvh import SMPL22_JOINT_NAMES, matrix_to_euler_zyx, parents_from_chain
 from utils.dataset_specs import T2M_KINEMATIC_CHAIN
 
@@ -172,7 +173,5 @@ def write_bvh(path: str | os.PathLike, joints: np.ndarray, fps: float,
     lines.append(f"Frame Time: {1.0 / fps:.8f}")
     values = np.concatenate([root, euler.reshape(euler.shape[0], -1)], axis=-1)
     lines.extend(" ".join(f"{v:.6f}" for v in row) for row in values)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path, encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)

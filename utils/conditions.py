@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from utils.atomic_io import atomic_write
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import MotionWindowDataset
 from utils.losses import tokenizer_loss
@@ -180,10 +181,8 @@ def write_conditions(path_or_root: str, labels: Mapping[str, Mapping[str, str]])
     """Write ``{clip_id: {name: value}}`` as ``conditions.json`` (atomically); returns the path."""
     path = _conditions_path(path_or_root)
     build_condition_labels(labels, source=path)  # refuse to write what could not be read back
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path, encoding="utf-8") as f:
         json.dump({k: dict(v) for k, v in labels.items()}, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
     return path
 
 

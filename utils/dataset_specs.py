@@ -15,6 +15,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from utils.atomic_io import atomic_write
 from utils.paths import project_path
 
 logger = logging.getLogger(__name__)
@@ -151,10 +152,8 @@ class DatasetSpec:
 
     def save(self, path: str) -> None:
         """Write the spec as JSON (used by importers so the dataset is found by name)."""
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        with atomic_write(path) as f:
             json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, path)
 
 
 def _is_int(value: object) -> bool:

@@ -70,6 +70,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from utils.atomic_io import atomic_write
 from utils.checkpoint import file_sha256
 from utils.datasets import EvalBatch
 from utils.eval_data import EVAL_BATCH_SIZE, PROTOCOL_VERSION, EvalLoader, digest
@@ -237,10 +238,8 @@ def _drop_rows(path: str, key: str) -> None:
                 continue
             if isinstance(row, dict) and row.get("eval_key") != key:
                 kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path) as f:
         f.writelines(kept)
-    os.replace(tmp, path)
 
 
 def _read_finished(path: str, key: str, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:

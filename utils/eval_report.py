@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from utils.atomic_io import atomic_write
 from utils.checkpoint import file_sha256
 
 METRICS = ("fid", "diversity", "top1", "top2", "top3", "matching_score", "multimodality")
@@ -89,11 +90,9 @@ def write_report_json(report: EvalReport | dict[str, Any], path: str) -> None:
     """Write the report (or any JSON-able dict) atomically, indented."""
     data = report.to_dict() if isinstance(report, EvalReport) else report
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    with atomic_write(path) as f:
         json.dump(data, f, indent=2, default=json_default)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def json_default(value: Any) -> Any:

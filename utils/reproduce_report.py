@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from utils.atomic_io import atomic_write
 from utils.eval_report import METRIC_LABELS, METRICS, write_report_json
 from utils.recipes import BETTER, Published, Recipe
 
@@ -200,10 +201,8 @@ def write_report(report: dict[str, Any], folder: str) -> tuple[str, str]:
     """``report.json`` and ``report.md`` in ``folder``, each written atomically; their paths."""
     json_path, md_path = os.path.join(folder, "report.json"), os.path.join(folder, "report.md")
     write_report_json(report, json_path)
-    tmp = f"{md_path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    with atomic_write(md_path) as f:
         f.write(format_markdown(report))
-    os.replace(tmp, md_path)
     return json_path, md_path
 
 

@@ -14,6 +14,8 @@ import logging
 import os
 from typing import Any
 
+from utils.atomic_io import atomic_write
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
@@ -23,11 +25,9 @@ RUN_KEYS = ("checkpoint", "checkpoint_sha256", "generator", "dataset", "fps", "s
 
 def write_json(path: str, data: dict) -> None:
     """Write ``data`` as UTF-8 JSON through a temporary file, so a reader never sees half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path, encoding="utf-8") as f:
         json.dump(data, f, indent=2, ensure_ascii=False)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def _read_previous(path: str) -> tuple[list[dict], list[dict]]:

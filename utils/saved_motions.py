@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from utils.atomic_io import atomic_write
 from utils.datasets import EvalBatch
 from utils.eval_protocol import replication_seeds
 from utils.eval_report import json_default
@@ -62,30 +63,14 @@ def seed_file(folder: str, seed: int) -> str:
     return os.path.join(folder, f"seed{int(seed)}.npz")
 
 
-def _atomic_write(path: str, write) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _write_json(path: str, data: dict[str, Any]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, default=json_default)
-
-    _atomic_write(path, write)
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=1, default=json_default)
 
 
 def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
-            np.savez(f, **arrays)
-
-    _atomic_write(path, write)
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def make_header(*, dataset: str, split: str, seed: int, eval_batch_size: int, multimodality: tuple[int, int] | None,

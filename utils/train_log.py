@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from utils.atomic_io import atomic_write
 from utils.collectives import all_reduce_mean
 
 
@@ -30,10 +31,8 @@ class TrainLog:
         if resume_step > 0 and os.path.exists(path):
             with open(path) as f:
                 kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
-        tmp = path + ".rewrite"
-        with open(tmp, "w") as f:
+        with atomic_write(path) as f:
             f.writelines(kept)
-        os.replace(tmp, path)
         self.file = open(path, "a")  # kept open for the whole run, flushed at every log
 
     def write(self, rows: list[dict[str, Any]]) -> None:

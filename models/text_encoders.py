@@ -21,7 +21,6 @@ import gzip
 import html
 import logging
 import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 from functools import lru_cache
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+
+from utils.atomic_io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -424,21 +425,12 @@ class CachedTextEncoder(TextEncoder):
         path = os.fspath(path) if path is not None else self.cache_path
         if path is None:
             raise ValueError("CachedTextEncoder.save: no path given and no cache_path set")
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         captions = list(self._cache)
         embeddings = torch.stack([self._cache[c] for c in captions]).numpy() if captions \
             else np.zeros((0, self.dim), np.float32)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, captions=np.array(captions, dtype=str), embeddings=embeddings,
-                         encoder=np.array(self.name))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_write(path, "wb") as f:
+            np.savez(f, captions=np.array(captions, dtype=str), embeddings=embeddings, encoder=np.array(self.name))
         return path
 
 

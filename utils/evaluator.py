@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from models.evaluator import EVALUATOR_SIZES, TextMotionEvaluator
+from utils.atomic_io import atomic_write
 from utils.checkpoint import CheckpointError, check_matches, load_checkpoint, save_checkpoint, unwrap_model
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.word_vectorizer import (
@@ -465,7 +466,6 @@ def save_evaluator_meta(run_dir: str, mean: np.ndarray, std: np.ndarray) -> str:
     meta_dir = os.path.join(run_dir, "meta")
     os.makedirs(meta_dir, exist_ok=True)
     for name, values in (("mean", mean), ("std", std)):
-        tmp = os.path.join(meta_dir, f".tmp-{name}.{os.getpid()}.npy")
-        np.save(tmp, np.asarray(values, dtype=np.float32))
-        os.replace(tmp, os.path.join(meta_dir, f"{name}.npy"))
+        with atomic_write(os.path.join(meta_dir, f"{name}.npy"), "wb") as f:
+            np.save(f, np.asarray(values, dtype=np.float32))
     return meta_dir

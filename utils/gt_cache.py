@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from utils.atomic_io import atomic_write
 from utils.evaluator import EvaluatorWrapper
 
 logger = logging.getLogger(__name__)
@@ -54,17 +55,13 @@ class GTCache:
         """Write atomically; an unwritable folder (a read-only evaluator download) only disables caching."""
         if self._write_failed:
             return
-        path = self.path(key, seed)
-        tmp = f"{path}.tmp-{os.getpid()}.npz"
         try:
             os.makedirs(self.folder, exist_ok=True)
-            np.savez(tmp, key=np.array(key), **emb._asdict())
-            os.replace(tmp, path)
+            with atomic_write(self.path(key, seed), "wb") as f:
+                np.savez(f, key=np.array(key), **emb._asdict())
         except OSError as e:
             self._write_failed = True
             logger.warning("cannot write the GT embedding cache in %s (%s); continuing without it", self.folder, e)
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
 
 def default_gt_cache(evaluator: EvaluatorWrapper) -> GTCache | None:

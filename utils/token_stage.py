@@ -34,6 +34,7 @@ from tqdm import tqdm
 from models.loader import Tokenizer
 from models.mask_schedule import lengths_to_mask
 from models.text_encoders import TextEncoder
+from utils.atomic_io import atomic_write
 from utils.checkpoint import CheckpointError, file_sha256
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import TextMotionBatch, collate_text_motion
@@ -244,10 +245,9 @@ def build_token_cache(tokenizer: Tokenizer, dataset: Any, path: str, batch_size:
     codes = np.concatenate(per_sample).astype(np.int32)
     if write:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, codes=codes, offsets=offsets, format=CACHE_FORMAT, samples_sha256=digest, tokenizer_sha256=sha,
-                 tokenizer_weights=tokenizer.weights, unit_length=tokenizer.unit_length)
-        os.replace(tmp, path)
+        with atomic_write(path, "wb") as f:
+            np.savez(f, codes=codes, offsets=offsets, format=CACHE_FORMAT, samples_sha256=digest,
+                     tokenizer_sha256=sha, tokenizer_weights=tokenizer.weights, unit_length=tokenizer.unit_length)
         logger.info("%s: cached the codes of %d samples (%d tokens)", path, len(per_sample), len(codes))
     return codes, offsets
 

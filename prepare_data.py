@@ -16,6 +16,10 @@ and SMPL-parameter export.
     python prepare_data.py validate --dataset_name Bandai
     python prepare_data.py validate --dataset_name synthetic --data_root /data/Synthetic
 
+    # the files the published protocol reads: dataset, evaluator (+ GloVe), CLIP weights and vocabulary (SHA-256)
+    python prepare_data.py assets --dataset_name t2m
+    python prepare_data.py assets --dataset_name t2m_67 --clip_path deps/ViT-B-32.pt --evaluator_dir official/t2m
+
     # Mean.npy / Std.npy of a dataset you built yourself (every clip, or one split's)
     python prepare_data.py stats --dataset_name MyData --data_root dataset/MyData
     python prepare_data.py stats --dataset_name t2m --split train
@@ -128,6 +132,20 @@ def main_validate(cfg: argparse.Namespace) -> int:
     report = validate_dataset(spec, cfg.data_root, splits=cfg.splits, texts=not cfg.no_texts, progress=True)
     print(report.format())
     return 0 if report.ok else 1
+
+
+def main_assets(cfg: argparse.Namespace) -> int:
+    from utils.assets import OK, check_clip, check_dataset, check_evaluator, format_checks
+
+    checks = check_dataset(cfg.dataset_name, cfg.data_root)
+    evaluator = cfg.evaluator_dir or os.path.join(cfg.checkpoints_dir, cfg.dataset_name, "text_mot_match")
+    checks += check_evaluator(evaluator, cfg.dataset_name, cfg.data_root, cfg.glove_dir)
+    if cfg.clip_path:
+        checks += check_clip(cfg.clip_path)
+    print(format_checks(checks))
+    bad = [c for c in checks if c.state != OK]
+    print(f"{len(checks) - len(bad)} of {len(checks)} ok" + (f"; {len(bad)} to fix" if bad else ""))
+    return 1 if bad else 0
 
 
 def main_stats(cfg: argparse.Namespace) -> int:
@@ -296,6 +314,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no_texts", action="store_true",
                    help="skip the caption checks (a motion-only dataset such as BEAT-X)")
     p.set_defaults(func=main_validate)
+
+    p = sub.add_parser("assets", help="check the files the published protocol reads: the dataset's, the evaluator "
+                       "(and the GloVe vectors it reads), the CLIP weights and vocabulary (against OpenAI's SHA-256)")
+    p.add_argument("--dataset_name", required=True)
+    p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
+    p.add_argument("--checkpoints_dir", default=project_path("checkpoints"),
+                   help="root of the runs; the evaluator is <checkpoints_dir>/<dataset_name>/text_mot_match")
+    p.add_argument("--evaluator_dir", default=None, help="another evaluator folder or file")
+    p.add_argument("--glove_dir", default=None, help="folder of the GloVe files (default: glove/)")
+    p.add_argument("--clip_path", default=project_path("deps/ViT-B-32.pt"),
+                   help="CLIP ViT-B/32 weights, the vocabulary beside them; '' skips the CLIP check (MiniLM runs)")
+    p.set_defaults(func=main_assets)
 
     p = sub.add_parser("stats", help="compute Mean.npy and Std.npy of a dataset (HumanML3D's group-averaged std)")
     p.add_argument("--dataset_name", required=True,

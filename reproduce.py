@@ -41,19 +41,15 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from models.text_encoders import CLIP_VOCAB_NAME
+from utils.assets import MISSING, check_clip, check_dataset, check_evaluator
 from utils.cli import run_script
-from utils.dataset_specs import get_dataset_spec
 from utils.eval_report import write_report_json
-from utils.evaluator import load_evaluator
-from utils.motion_files import MOTION_DIR, TEXT_DIR
 from utils.paths import project_path
 from utils.recipes import EVALUATOR_RUN, QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, Recipe, Stage, get_recipe
 from utils.reproduce_report import build_report, format_markdown, read_result, write_report
-from utils.word_vectorizer import glove_file_names
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 QUICK_MOTIONS = 400
@@ -187,42 +183,22 @@ def _read_state(path: str) -> dict[str, Any]:
 
 def preflight(args: argparse.Namespace, recipe: Recipe, dataset: str, steps: list[Step]) -> list[str]:
     """What a paper run needs and does not have, all at once, before anything trains: the dataset's files, the
-    official evaluator (and the GloVe vectors it reads), the CLIP weights and vocabulary the generator stages name."""
+    official evaluator (and the GloVe vectors it reads), the CLIP weights and vocabulary the generator stages name
+    (``utils.assets``; a dry run does not load the evaluator)."""
     if args.quick:
         return []
-    problems = []
-    root = get_dataset_spec(dataset, args.data_root).root
-    wanted = [MOTION_DIR, TEXT_DIR, "Mean.npy", "Std.npy", "train.txt", "val.txt", "test.txt"]
-    missing = [name for name in wanted if not os.path.exists(os.path.join(root, name))]
-    if missing:
-        problems.append(f"dataset {dataset}: {root} lacks {', '.join(missing)} (dataset/README.md says what goes "
-                        f"there; --data_root names another folder)")
+    checks = check_dataset(dataset, args.data_root)
     evaluator = args.evaluator_dir or os.path.join(args.checkpoints_dir, dataset, EVALUATOR_RUN)
-    evaluator_file = evaluator if os.path.isfile(evaluator) else os.path.join(evaluator, "model", "finest.tar")
-    if not os.path.isfile(evaluator_file):
-        problems.append(f"no evaluator at {evaluator_file}: place the official evaluator files there (README, "
-                        f"'Evaluator and text-encoder files'); the published numbers were measured with them. One "
-                        f"trained with train_evaluator.py gives numbers that are not comparable with the papers': "
-                        f"pass it with --evaluator_dir to use it anyway")
-    elif not args.dry_run:
-        try:
-            uses_glove = load_evaluator(evaluator, dataset, data_root=args.data_root).vocab is None
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            problems.append(f"the evaluator {evaluator_file} does not load: {e}")
-        else:
-            glove = project_path("glove")
-            absent = [f for f in glove_file_names() if not os.path.isfile(os.path.join(glove, f))]
-            if uses_glove and absent:
-                problems.append(f"the evaluator reads GloVe vectors: {glove} lacks {', '.join(absent)} (README, "
-                                f"'Evaluator and text-encoder files')")
-    clip_paths = {step.argv[step.argv.index("--clip_path") + 1] for step in steps if "--clip_path" in step.argv}
-    for path in sorted(clip_paths):
-        vocab = os.path.join(os.path.dirname(path), CLIP_VOCAB_NAME)
-        absent = [f for f in (path, vocab) if not os.path.isfile(f)]
-        if absent:
-            problems.append(f"the text encoder is CLIP ViT-B/32: {' and '.join(absent)} missing (README, 'Evaluator "
-                            f"and text-encoder files')")
-    return problems
+    evaluator_checks = check_evaluator(evaluator, dataset, args.data_root, load=not args.dry_run)
+    if evaluator_checks[0].state == MISSING:
+        evaluator_checks[0] = replace(evaluator_checks[0], detail=evaluator_checks[0].detail + "; the published "
+                                      "numbers were measured with the official one: pass another with --evaluator_dir "
+                                      "to use it anyway")
+    checks += evaluator_checks
+    for path in sorted({step.argv[step.argv.index("--clip_path") + 1] for step in steps
+                        if "--clip_path" in step.argv}):
+        checks += check_clip(path)
+    return [c.problem for c in checks if c.problem]
 
 
 def list_recipes() -> str:

@@ -3,6 +3,7 @@ continues where it stopped."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import sys
@@ -18,6 +19,7 @@ from options.eval_options import get_evaluation_ae_parser, get_train_evaluator_p
 from options.generator_options import get_train_mardm_parser
 from options.token_generator_options import get_train_res_transformer_parser, get_train_t2m_transformer_parser
 from options.tokenizer_options import get_train_ae_parser, get_train_vq_parser
+from utils import assets
 from utils.dataset_specs import get_dataset_spec
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.normalization import eval_normalization, load_mean_std
@@ -159,14 +161,15 @@ def test_arguments_are_checked(tmp_path, capsys):
         reproduce.main(["momask", "--quick", "--dataset_name", "t2m"])
     # A paper run without its dataset and evaluator stops before running anything; a dry run warns and prints.
     absent = ["momask_rvq", "--checkpoints_dir", str(tmp_path), "--data_root", str(tmp_path / "nothing")]
-    with pytest.raises(SystemExit, match="(?s)cannot start:\n- dataset t2m: .*nothing lacks new_joint_vecs, texts, "
-                                         "Mean.npy.*\n- no evaluator at .*text_mot_match/model/finest.tar"):
+    with pytest.raises(SystemExit, match="(?s)cannot start:\n- dataset t2m new_joint_vecs: .*nothing/new_joint_vecs "
+                                         "is missing.*\n- evaluator t2m: .*text_mot_match/model/finest.tar is missing"
+                                         ".*pass another with --evaluator_dir"):
         reproduce.main(absent)
     reproduce.main([*absent, "--dry_run"])
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("# WARNING: dataset t2m") and out[2].startswith("# WARNING: no evaluator")
-    assert "train_vq.py" in out[3] and "evaluation_AE.py" in out[4]
-    assert shlex.split(out[3])[0] == sys.executable
+    assert out[1].startswith("# WARNING: dataset t2m new_joint_vecs") and out[8].startswith("# WARNING: evaluator t2m")
+    assert "train_vq.py" in out[9] and "evaluation_AE.py" in out[10]
+    assert shlex.split(out[9])[0] == sys.executable
     reproduce.main(["--list"])
     assert "momask: MoMask" in capsys.readouterr().out
 
@@ -258,10 +261,15 @@ def test_a_paper_run_checks_everything_it_needs_first(quick_env, tmp_path, monke
         return reproduce.preflight(args, paper, "synthetic", reproduce.plan(args, paper, "synthetic"))
 
     found = problems()
-    assert len(found) == 1 and "ViT-B-32.pt and " in found[0] and "bpe_simple_vocab_16e6.txt.gz missing" in found[0]
+    assert len(found) == 2 and found[0].startswith(f"CLIP weights: {clip} is missing")
+    assert found[1].startswith(f"CLIP vocabulary: {clip.parent / 'bpe_simple_vocab_16e6.txt.gz'} is missing")
     clip.parent.mkdir()
     clip.write_bytes(b"x")
     (clip.parent / "bpe_simple_vocab_16e6.txt.gz").write_bytes(b"x")
+    # Files that are not OpenAI's are refused by their size, then by their SHA-256.
+    assert [p.split(":")[0] for p in problems()] == ["CLIP weights", "CLIP vocabulary"]
+    for name in ("ViT-B-32.pt", "bpe_simple_vocab_16e6.txt.gz"):
+        monkeypatch.setitem(assets.PUBLISHED, name, assets.Published(hashlib.sha256(b"x").hexdigest(), 1, name))
     assert problems() == []
     # An evaluator reading GloVe needs the vectors (the learned-vocabulary one above does not).
     spec = get_dataset_spec("synthetic", root)
@@ -271,8 +279,7 @@ def test_a_paper_run_checks_everything_it_needs_first(quick_env, tmp_path, monke
     save_evaluator(str(tmp_path / "glove_ev" / "model" / "finest.tar"), glove_ev)
     argv[-1:] = ["--evaluator_dir", str(tmp_path / "glove_ev")]
     found = problems()
-    assert len(found) == 1 and found[0].startswith("the evaluator reads GloVe vectors")
-    assert "our_vab_data.npy" in found[0]
+    assert len(found) == 1 and found[0].startswith("GloVe vectors: ") and "our_vab_data.npy" in found[0]
 
 
 def test_an_interrupted_quick_evaluator_is_continued_not_taken_as_done(tmp_path, monkeypatch):

@@ -1,0 +1,129 @@
+"""utils/assets.py and ``prepare_data.py assets``: the files the published protocol reads, checked where the scripts
+look for them, CLIP files against OpenAI's published size and SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils import assets
+from utils.assets import BAD, MISSING, OK, Published, check_clip, check_dataset, check_evaluator, check_published
+from utils.dataset_specs import get_dataset_spec
+from utils.evaluator import build_evaluator, save_evaluator
+from utils.normalization import eval_normalization
+from utils.word_vectorizer import LearnedVocab, write_glove_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dataset(root: Path) -> None:
+    """Two captioned 263-dim clips in the HumanML3D layout."""
+    (root / "new_joint_vecs").mkdir(parents=True)
+    (root / "texts").mkdir()
+    for i in range(2):
+        np.save(root / "new_joint_vecs" / f"m{i}.npy", np.random.default_rng(i).standard_normal((40, 263)))
+        (root / "texts" / f"m{i}.txt").write_text("a person walks.#a/DET person/NOUN walk/VERB#0.0#0.0\n")
+    for split in ("train", "val", "test"):
+        (root / f"{split}.txt").write_text("m0\nm1\n")
+    np.save(root / "Mean.npy", np.zeros(263, np.float32))
+    np.save(root / "Std.npy", np.ones(263, np.float32))
+
+
+def _states(checks) -> dict[str, str]:
+    return {f"{c.asset} {Path(c.path).name}": c.state for c in checks}
+
+
+def test_dataset_files_are_found_or_named(tmp_path):
+    _dataset(tmp_path)
+    assert all(c.state == OK for c in check_dataset("synthetic", str(tmp_path)))
+    # The 67-dim subset reads the same 263-dim statistics files.
+    assert all(c.state == OK for c in check_dataset("t2m_67", str(tmp_path)))
+    np.save(tmp_path / "Std.npy", np.ones(100, np.float32))
+    (tmp_path / "val.txt").unlink()
+    states = _states(check_dataset("synthetic", str(tmp_path)))
+    assert states["dataset synthetic Std.npy Std.npy"] == BAD and states["dataset synthetic split val.txt"] == MISSING
+    bad = [c for c in check_dataset("synthetic", str(tmp_path)) if c.state != OK]
+    assert [c.problem for c in bad] == [
+        f"dataset synthetic Std.npy: {tmp_path / 'Std.npy'} has shape (100,); expected (263,), one value per feature",
+        f"dataset synthetic split: {tmp_path / 'val.txt'} is missing (one motion id per line)"]
+
+
+def test_published_files_are_checked_by_size_and_sha256(tmp_path, monkeypatch):
+    good = tmp_path / "deps" / "ViT-B-32.pt"
+    good.parent.mkdir()
+    good.write_bytes(b"weights")
+    vocab = good.parent / "bpe_simple_vocab_16e6.txt.gz"
+    vocab.write_bytes(b"vocab!!")  # the same size as the weights file here
+    monkeypatch.setitem(assets.PUBLISHED, "ViT-B-32.pt",
+                        Published(hashlib.sha256(b"weights").hexdigest(), 7, "the weights"))
+    monkeypatch.setitem(assets.PUBLISHED, "bpe_simple_vocab_16e6.txt.gz",
+                        Published(hashlib.sha256(b"vocab??").hexdigest(), 7, "the vocabulary"))
+    weights, vocabulary = check_clip(str(good))
+    assert weights.state == OK and vocabulary.state == BAD
+    digest = hashlib.sha256(b"vocab!!").hexdigest()
+    assert vocabulary.problem.startswith(f"CLIP vocabulary: {vocab} has SHA-256 {digest}; the vocabulary has ")
+    good.write_bytes(b"<html>")
+    assert "has 6 bytes; the weights has 7 (a partial download" in check_published("CLIP weights", str(good),
+                                                                                  "ViT-B-32.pt").detail
+    assert check_published("CLIP weights", str(tmp_path / "none.pt"), "ViT-B-32.pt").state == MISSING
+
+
+def test_the_published_clip_hashes_are_openais():
+    # The weights' hash is the folder name of the URL clip.load("ViT-B/32") downloads from.
+    assert assets.PUBLISHED["ViT-B-32.pt"].sha256 == "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
+    assert assets.PUBLISHED["bpe_simple_vocab_16e6.txt.gz"].size == 1_356_917
+
+
+def test_an_evaluator_is_loaded_and_its_glove_checked(tmp_path):
+    _dataset(tmp_path / "data")
+    data = str(tmp_path / "data")
+    missing = check_evaluator(str(tmp_path / "ev"), "synthetic", data)
+    assert [c.state for c in missing] == [MISSING] and "train_evaluator.py" in missing[0].detail
+    spec = get_dataset_spec("synthetic", data)
+    stats = eval_normalization(np.zeros(263, np.float32), np.ones(263, np.float32), spec)
+    torch.manual_seed(0)
+    save_evaluator(str(tmp_path / "own" / "model" / "finest.tar"),
+                   build_evaluator("synthetic", *stats, word_vectors=LearnedVocab.from_split(data, "train", 8),
+                                   sizes="tiny", data_root=data))
+    own = check_evaluator(str(tmp_path / "own"), "synthetic", data, glove_dir=str(tmp_path / "glove"))
+    assert [c.state for c in own] == [OK]  # its own vocabulary: no GloVe needed
+    save_evaluator(str(tmp_path / "glove_ev" / "model" / "finest.tar"),
+                   build_evaluator("synthetic", *stats, dim_word=8, sizes="tiny", data_root=data))
+    ev, glove = check_evaluator(str(tmp_path / "glove_ev"), "synthetic", data, glove_dir=str(tmp_path / "glove"))
+    assert ev.state == OK and glove.state == MISSING and "our_vab_data.npy" in glove.detail
+    write_glove_folder(str(tmp_path / "glove"), ["unk", "walk", "person"], np.ones((3, 8)))
+    ev, glove = check_evaluator(str(tmp_path / "glove_ev"), "synthetic", data, glove_dir=str(tmp_path / "glove"))
+    assert glove.state == OK and glove.detail == "3 words"
+    (tmp_path / "glove" / "our_vab_data.npy").write_bytes(b"not an array")
+    assert check_evaluator(str(tmp_path / "glove_ev"), "synthetic", data, glove_dir=str(tmp_path / "glove"))[1].state \
+        == BAD
+    (tmp_path / "broken" / "model").mkdir(parents=True)
+    (tmp_path / "broken" / "model" / "finest.tar").write_bytes(b"not a checkpoint")
+    assert check_evaluator(str(tmp_path / "broken"), "synthetic", data)[0].state == BAD
+    assert check_evaluator(str(tmp_path / "broken"), "synthetic", data, load=False)[0].state == OK
+
+
+def test_prepare_data_assets_prints_every_file_and_fails_when_one_is_missing(tmp_path):
+    _dataset(tmp_path / "data")
+    argv = [sys.executable, str(ROOT / "prepare_data.py"), "assets", "--dataset_name", "synthetic", "--data_root",
+            str(tmp_path / "data"), "--checkpoints_dir", str(tmp_path / "ck")]
+    done = subprocess.run([*argv, "--clip_path", str(tmp_path / "deps" / "ViT-B-32.pt")], capture_output=True,
+                          text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1 and lines[-1] == "7 of 10 ok; 3 to fix"
+    assert lines[7].startswith("MISSING  evaluator synthetic") and lines[8].startswith("MISSING  CLIP weights")
+    done = subprocess.run([*argv, "--clip_path", ""], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "7 of 8 ok; 1 to fix"
+    spec = get_dataset_spec("synthetic", str(tmp_path / "data"))
+    save_evaluator(str(tmp_path / "ck" / "synthetic" / "text_mot_match" / "model" / "finest.tar"),
+                   build_evaluator("synthetic", np.zeros(263, np.float32), np.ones(263, np.float32),
+                                   word_vectors=LearnedVocab.from_split(str(tmp_path / "data"), "train", 8),
+                                   sizes="tiny", data_root=spec.root))
+    done = subprocess.run([*argv, "--clip_path", ""], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "8 of 8 ok", done.stdout + done.stderr
+

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -106,12 +107,25 @@ def _check_finite(array: np.ndarray, name: str, path: Path, frames: int) -> None
                          f"expected finite values")
 
 
-def read_amass_clip(path: Path, bodies: BodyModels, target_fps: float, clip_id: str) -> SourceClip | None:
-    """One AMASS file as SMPL-22 joints (metres, Y up, ``target_fps``); None for a file without ``poses``.
+class AmassMotion(NamedTuple):
+    """The parameters of one AMASS-layout file: ``poses`` (T, P) axis-angle as stored (P >= 66; the root and body
+    columns, the first 66, are checked finite), ``trans`` (T, 3), ``betas`` (n,), ``fps``, ``gender`` (lower case;
+    None when the file has none) and ``model_type`` (its ``surface_model_type``, else 'smplh' or 'smplx' by the width
+    of ``poses``, else None)."""
 
-    Only the root and body columns of ``poses`` (the first 66) are used and checked for NaN; hands and face do not
-    move the 22 joints.
-    """
+    poses: np.ndarray
+    trans: np.ndarray
+    betas: np.ndarray
+    fps: float
+    gender: str | None
+    model_type: str | None
+
+
+def read_amass_motion(path: str | os.PathLike) -> AmassMotion | None:
+    """The checked parameters of one AMASS-layout ``.npz`` (see the module docstring); None for a file without
+    ``poses`` (AMASS's per-subject ``shape.npz``). Raises ``ValueError`` naming the file and the field for a missing
+    key, a wrong shape, fewer than 2 frames, NaN or Inf, or a frame rate that is not positive."""
+    path = Path(path)
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -150,21 +164,33 @@ def read_amass_clip(path: Path, bodies: BodyModels, target_fps: float, clip_id: 
     fps = float(rate.reshape(-1)[0]) if rate.size == 1 and np.issubdtype(rate.dtype, np.number) else float("nan")
     if not (np.isfinite(fps) and fps > 0):
         raise ValueError(f"{path}: {fps_key} is {rate.tolist()!r}; expected a positive frame rate")
-    body_pose = poses[:, :BODY_POSE_WIDTH].astype(np.float64)
-    _check_finite(body_pose, "poses", path, frames)
+    poses = poses.astype(np.float64)
+    _check_finite(poses[:, :BODY_POSE_WIDTH], "poses", path, frames)
     _check_finite(trans, "trans", path, frames)
     if not np.isfinite(betas).all():
         raise ValueError(f"{path}: betas hold NaN or Inf; expected finite shape coefficients")
-    model_type = surface or MODEL_TYPES.get(poses.shape[1])
-    if model_type is None and bodies.single is None:
-        raise ValueError(f"{path}: poses has {poses.shape[1]} columns and the file no surface_model_type, so the "
-                         f"model is neither SMPL-H (156 columns) nor SMPL-X (165); pass --body_model FILE for it")
-    body = bodies.get(model_type, gender, str(path))
-    joints = z_up_to_y_up(smpl_joints(body, body_pose, trans, betas))
-    caption_name = path.stem
+    return AmassMotion(poses, trans, betas, fps, gender, surface or MODEL_TYPES.get(poses.shape[1]))
+
+
+def read_amass_clip(path: Path, bodies: BodyModels, target_fps: float, clip_id: str) -> SourceClip | None:
+    """One AMASS file as SMPL-22 joints (metres, Y up, ``target_fps``); None for a file without ``poses``.
+
+    Only the root and body columns of ``poses`` (the first 66) are used and checked for NaN; hands and face do not
+    move the 22 joints.
+    """
+    motion = read_amass_motion(path)
+    if motion is None:
+        return None
+    if motion.model_type is None and bodies.single is None:
+        raise ValueError(f"{path}: poses has {motion.poses.shape[1]} columns and the file no surface_model_type, so "
+                         f"the model is neither SMPL-H (156 columns) nor SMPL-X (165); pass --body_model FILE for it")
+    body = bodies.get(motion.model_type, motion.gender, str(path))
+    joints = z_up_to_y_up(smpl_joints(body, motion.poses[:, :BODY_POSE_WIDTH], motion.trans, motion.betas))
+    caption_name = Path(path).stem
     for noise in NAME_NOISE:
         caption_name = caption_name.removesuffix(noise)
-    return SourceClip(clip_id, caption_name, joints_fps_resample(joints, fps, target_fps), fps, frames)
+    return SourceClip(clip_id, caption_name, joints_fps_resample(joints, motion.fps, target_fps), motion.fps,
+                      len(motion.poses))
 
 
 def import_amass_folder(src: str, out: str, body_models: str | None = None, body_model: str | None = None,

@@ -91,12 +91,14 @@ def forward_kinematics(local_rotations: np.ndarray, local_translations: np.ndarr
     Joint j sits at ``p[parent] + G[parent] @ t[j]`` with ``G[j] = G[parent] @ R[j]``; the root (parent -1) sits at
     ``t[0]`` with ``G = R[0]``. Parents must come before their children.
     """
-    positions, _ = _forward_kinematics(local_rotations, local_translations, parents)
+    positions, _ = forward_kinematics_transforms(local_rotations, local_translations, parents)
     return positions
 
 
-def _forward_kinematics(local_rotations: np.ndarray, local_translations: np.ndarray,
-                        parents: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def forward_kinematics_transforms(local_rotations: np.ndarray, local_translations: np.ndarray,
+                                  parents: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Global joint positions (T, J, 3) and global rotations (T, J, 3, 3), as ``forward_kinematics`` computes them
+    (vertex skinning needs both)."""
     local_rotations = np.asarray(local_rotations, dtype=np.float64)
     frames, joints = local_rotations.shape[:2]
     trans = np.broadcast_to(np.asarray(local_translations, dtype=np.float64), (frames, joints, 3))

@@ -14,6 +14,7 @@ lie among them, so the hands, face and vertex skinning are never needed.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,10 @@ NUM_BODY_JOINTS = 22
 # Root + 21 body joints, 3 axis-angle values each: the leading columns of SMPL, SMPL-H and SMPL-X pose vectors.
 BODY_POSE_WIDTH = 3 * NUM_BODY_JOINTS
 MAX_BETAS = 10  # HumanML3D's SMPL-H forward pass uses the first 10 shape coefficients
-BODY_MODEL_KEYS = ("v_template", "shapedirs", "J_regressor", "kintree_table")
+# The keys the joints need, with what each holds (for error messages).
+BODY_MODEL_KEYS = {"v_template": "(V, 3): the rest vertices", "shapedirs": "(V, 3, S): the shape blend shapes",
+                   "J_regressor": "(J, V): the joints as weighted sums of vertices",
+                   "kintree_table": "(2, J): each joint's parent"}
 SMPL22_PARENTS = tuple(parents_from_chain(T2M_KINEMATIC_CHAIN, NUM_BODY_JOINTS))
 # (x, y, z) -> (-x, z, y): HumanML3D's swap of y and z followed by negating x. Two flips, so a proper rotation.
 Z_UP_TO_Y_UP = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
@@ -51,7 +55,7 @@ class SmplBody:
         return self.joint_template + self.joint_shapedirs[:, :, :n] @ betas[:n]
 
 
-def _parents(kintree: np.ndarray) -> np.ndarray:
+def kintree_parents(kintree: np.ndarray) -> np.ndarray:
     """Parent of every joint (-1 for the root) from a ``kintree_table`` (2, J) whose second row names the joints."""
     joints = kintree.shape[1]
     parent_of = np.full(joints, -1, dtype=np.int64)
@@ -63,6 +67,83 @@ def _parents(kintree: np.ndarray) -> np.ndarray:
     return parent_of
 
 
+def read_body_model_arrays(path: str | os.PathLike, keys: Mapping[str, str],
+                           optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (name -> what it holds, for the error message) and those of ``optional`` that the body
+    model ``.npz`` at ``path`` has, as stored.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for a ``.pkl`` model (those
+    need chumpy), an unreadable file, missing keys (each with what was expected), or an array stored as a Python
+    object (a scipy sparse matrix) instead of a dense array.
+    """
+    path = str(path)
+    if path.lower().endswith(".pkl"):
+        raise ValueError(f"{path}: .pkl body models need chumpy to unpickle; use the .npz release of the model "
+                         f"(AMASS's smplh/<gender>/model.npz, SMPL-X's SMPLX_<GENDER>.npz)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such body model file; expected an .npz with {', '.join(keys)}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .npz body model ({e})") from e
+    if not hasattr(data, "files"):
+        raise ValueError(f"{path}: a single array, not an .npz body model with {', '.join(keys)}")
+    with data:
+        missing = [k for k in keys if k not in data.files]
+        if missing:
+            raise ValueError(f"{path}: body model lacks {', '.join(missing)}; expected "
+                             f"{'; '.join(f'{k} {keys[k]}' for k in missing)} (has "
+                             f"{', '.join(sorted(data.files)[:12])})")
+        arrays = {}
+        for key in [*keys, *(k for k in optional if k in data.files)]:
+            try:
+                arrays[key] = data[key]
+            except ValueError as e:  # an object array, which np.load refuses without pickle
+                raise ValueError(f"{path}: {key} is stored as a Python object (a scipy sparse matrix, as in the .pkl "
+                                 f"releases), not a dense array; save it dense (e.g. {key}=matrix.toarray())") from e
+    return arrays
+
+
+def check_shapes(path: str, expected: Mapping[str, tuple[np.ndarray, tuple[int | None, ...], str]],
+                 legend: str) -> None:
+    """Raise ``ValueError`` naming ``path`` and the key for the first array whose shape is not the expected one.
+
+    ``expected``: key -> (array, shape with None for any size, the shape as the message describes it); ``legend``
+    says what the letters of those descriptions are.
+    """
+    for key, (array, shape, described) in expected.items():
+        if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+            raise ValueError(f"{path}: {key} has shape {array.shape}; expected {described} with {legend}")
+
+
+def body_from_arrays(path: str, arrays: Mapping[str, np.ndarray], max_betas: int = MAX_BETAS) -> SmplBody:
+    """The joint part (``SmplBody``) of the arrays ``BODY_MODEL_KEYS`` read from ``path``, after checking their
+    shapes and that joints 0-21 have SMPL's parents (``ValueError`` naming the file otherwise)."""
+    v_template = np.asarray(arrays["v_template"], dtype=np.float64)
+    shapedirs = np.asarray(arrays["shapedirs"])  # SMPL-X has 400 components; only the first few are converted
+    regressor = np.asarray(arrays["J_regressor"], dtype=np.float64)
+    kintree = np.asarray(arrays["kintree_table"])
+    vertices = v_template.shape[0] if v_template.ndim == 2 else -1
+    check_shapes(path, {"v_template": (v_template, (vertices, 3), "(V, 3)"),
+                        "shapedirs": (shapedirs, (vertices, 3, None), "(V, 3, S)"),
+                        "J_regressor": (regressor, (None, vertices), "(J, V)"),
+                        "kintree_table": (kintree, (2, None), "(2, J)")},
+                 f"V vertices (v_template {v_template.shape}), J joints and S shape components")
+    joints = regressor.shape[0]
+    if joints < NUM_BODY_JOINTS or kintree.shape[1] != joints:
+        raise ValueError(f"{path}: J_regressor has {joints} joints and kintree_table {kintree.shape[1]}; expected "
+                         f"the same number, at least {NUM_BODY_JOINTS} (SMPL 24, SMPL-H 52, SMPL-X 55)")
+    parents = tuple(int(p) for p in kintree_parents(kintree)[:NUM_BODY_JOINTS])
+    if parents != SMPL22_PARENTS:
+        raise ValueError(f"{path}: kintree_table gives joints 0-21 the parents {list(parents)}; expected SMPL's "
+                         f"{list(SMPL22_PARENTS)} (pelvis ... wrists, as in SMPL, SMPL-H and SMPL-X)")
+    body = regressor[:NUM_BODY_JOINTS]
+    s = min(max_betas, shapedirs.shape[2])
+    return SmplBody(path=path, joint_template=body @ v_template,
+                    joint_shapedirs=np.einsum("jv,vcs->jcs", body, shapedirs[:, :, :s].astype(np.float64)),
+                    parents=parents, num_joints=joints)
+
+
 def load_body_model(path: str | os.PathLike, max_betas: int = MAX_BETAS) -> SmplBody:
     """Read the joint part of an SMPL / SMPL-H / SMPL-X body model ``.npz`` (see the module docstring).
 
@@ -70,54 +151,7 @@ def load_body_model(path: str | os.PathLike, max_betas: int = MAX_BETAS) -> Smpl
     stored as a Python object (a scipy sparse matrix) instead of a dense array, inconsistent shapes, or parents of
     joints 0-21 that are not SMPL's.
     """
-    path = str(path)
-    if path.lower().endswith(".pkl"):
-        raise ValueError(f"{path}: .pkl body models need chumpy to unpickle; use the .npz release of the model "
-                         f"(AMASS's smplh/<gender>/model.npz, SMPL-X's SMPLX_<GENDER>.npz)")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such body model file; expected an .npz with {', '.join(BODY_MODEL_KEYS)}")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable .npz body model ({e})") from e
-    with data:
-        missing = [k for k in BODY_MODEL_KEYS if k not in data.files]
-        if missing:
-            raise ValueError(f"{path}: body model lacks {', '.join(missing)}; expected the keys "
-                             f"{', '.join(BODY_MODEL_KEYS)} (has {', '.join(sorted(data.files)[:12])})")
-        arrays = {}
-        for key in BODY_MODEL_KEYS:
-            try:
-                arrays[key] = data[key]
-            except ValueError as e:  # an object array, which np.load refuses without pickle
-                raise ValueError(f"{path}: {key} is stored as a Python object (a scipy sparse matrix, as in the .pkl "
-                                 f"releases), not a dense array; save it dense (e.g. {key}=matrix.toarray())") from e
-    v_template = np.asarray(arrays["v_template"], dtype=np.float64)
-    shapedirs = np.asarray(arrays["shapedirs"], dtype=np.float64)
-    regressor = np.asarray(arrays["J_regressor"], dtype=np.float64)
-    kintree = np.asarray(arrays["kintree_table"])
-    vertices = v_template.shape[0] if v_template.ndim == 2 else -1
-    expected = {"v_template": (v_template, (vertices, 3), "(V, 3)"),
-                "shapedirs": (shapedirs, (vertices, 3, None), "(V, 3, S)"),
-                "J_regressor": (regressor, (None, vertices), "(J, V)"),
-                "kintree_table": (kintree, (2, None), "(2, J)")}
-    for key, (array, shape, described) in expected.items():
-        if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
-            raise ValueError(f"{path}: {key} has shape {array.shape}; expected {described} with V vertices "
-                             f"(v_template {v_template.shape}), J joints and S shape components")
-    joints = regressor.shape[0]
-    if joints < NUM_BODY_JOINTS or kintree.shape[1] != joints:
-        raise ValueError(f"{path}: J_regressor has {joints} joints and kintree_table {kintree.shape[1]}; expected "
-                         f"the same number, at least {NUM_BODY_JOINTS} (SMPL 24, SMPL-H 52, SMPL-X 55)")
-    parents = tuple(int(p) for p in _parents(kintree)[:NUM_BODY_JOINTS])
-    if parents != SMPL22_PARENTS:
-        raise ValueError(f"{path}: kintree_table gives joints 0-21 the parents {list(parents)}; expected SMPL's "
-                         f"{list(SMPL22_PARENTS)} (pelvis ... wrists, as in SMPL, SMPL-H and SMPL-X)")
-    body = regressor[:NUM_BODY_JOINTS]
-    s = min(max_betas, shapedirs.shape[2])
-    return SmplBody(path=path, joint_template=body @ v_template,
-                    joint_shapedirs=np.einsum("jv,vcs->jcs", body, shapedirs[:, :, :s]), parents=parents,
-                    num_joints=joints)
+    return body_from_arrays(str(path), read_body_model_arrays(path, BODY_MODEL_KEYS), max_betas)
 
 
 def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:

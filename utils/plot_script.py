@@ -2,7 +2,8 @@
 
 ``plot_3d_motion`` draws one motion, ``plot_multiple`` a grid of motions (ground truth next to a reconstruction) in one
 file. Joints are ``(T, J, 3)`` in the dataset's units with Y up. The view follows the root: the skeleton stays in the
-middle, the floor and the root trajectory drawn on it slide underneath.
+middle, the floor and the root trajectory drawn on it slide underneath. ``plot_frames`` writes images drawn by another
+renderer (``utils.mesh_render``) with the same formats and titles.
 
 The joints are written to disk before any drawing starts, so a broken video encoder never loses a generated motion.
 Videos are MP4 through ffmpeg when the ``ffmpeg`` executable is found and GIF through Pillow otherwise (or when ffmpeg
@@ -15,7 +16,7 @@ import logging
 import os
 import shutil
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib
 import numpy as np
@@ -23,6 +24,7 @@ from matplotlib import animation
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +180,32 @@ def _figure(rows: int, cols: int, panel_size: float, title: str) -> Figure:
     return fig
 
 
+def _check_captions(save_path: str, captions: Sequence[tuple[int, str]] | None) -> str:
+    """The first caption's text ('' without captions); ``ValueError`` unless the captions start at frame 0 in order."""
+    if not captions:
+        return ""
+    starts = [int(start) for start, _ in captions]
+    if starts[0] != 0 or starts != sorted(starts):
+        raise ValueError(f"{save_path}: captions must start at frame 0 and be in order, got starts {starts}")
+    return str(captions[0][1])
+
+
+def _with_captions(fig: Figure, update: Callable[[int], None], captions: Sequence[tuple[int, str]] | None,
+                   num_frames: int, figsize: float) -> Callable[[int], None]:
+    """``update`` that also sets the figure's title to the caption of the segment each frame is in."""
+    if not captions:
+        return update
+    texts = [textwrap.fill(str(text), width=_title_width(1, figsize)) for _, text in captions]
+    starts = np.asarray([int(start) for start, _ in captions])
+    segment_of = np.searchsorted(starts, np.arange(num_frames), side="right") - 1
+
+    def update_with_caption(frame: int) -> None:
+        fig.suptitle(texts[segment_of[frame]], fontsize=9)
+        update(frame)
+
+    return update_with_caption
+
+
 def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence[Sequence[int]], title: str = "",
                    fps: float = 20, radius: float | None = None, dpi: int = 100, fmt: str = "auto",
                    figsize: float = 4.0, save_joints: bool = True, joints_path: str | None = None,
@@ -190,11 +218,7 @@ def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence
     [(first frame, text), ...] in order replace ``title`` by the text of the segment each frame is in (a motion made
     of several prompts). Returns the path of the video; raises ``RenderError`` when it could not be written.
     """
-    if captions:
-        starts = [int(start) for start, _ in captions]
-        if starts[0] != 0 or starts != sorted(starts):
-            raise ValueError(f"{save_path}: captions must start at frame 0 and be in order, got starts {starts}")
-        title = str(captions[0][1])
+    title = _check_captions(save_path, captions) or title
     stem = os.path.splitext(save_path)[0]
     checked = check_joints(joints, kinematic_chain, name=save_path)  # bad joints leave no file behind
     if save_joints:
@@ -210,15 +234,7 @@ def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence
     panel = _SkeletonPanel(fig.add_subplot(1, 1, 1, projection="3d"), joints, kinematic_chain,
                            radius or auto_radius([joints]), "")
     fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9 if title else 1)
-    update = panel.update
-    if captions:
-        texts = [textwrap.fill(str(text), width=_title_width(1, figsize)) for _, text in captions]
-        segment_of = np.searchsorted(np.asarray(starts), np.arange(len(joints)), side="right") - 1
-
-        def update(frame: int) -> None:
-            fig.suptitle(texts[segment_of[frame]], fontsize=9)
-            panel.update(frame)
-
+    update = _with_captions(fig, panel.update, captions, len(joints), figsize)
     return _encode(fig, update, len(joints), stem, fmt, fps, dpi, saved_note)
 
 
@@ -259,3 +275,42 @@ def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain
             panel.update(frame)
 
     return _encode(fig, update, max(len(m) for m in motions), stem, fmt, fps, dpi, saved_note)
+
+
+def plot_frames(save_path: str, draw: Callable[[int], np.ndarray], num_frames: int, title: str = "",
+                fps: float = 20, dpi: int = 100, fmt: str = "auto", figsize: float = 4.0,
+                captions: Sequence[tuple[int, str]] | None = None, saved_note: str = "") -> str:
+    """Write ``num_frames`` images ``draw(frame)`` (S, S, 3) uint8, S = ``figsize * dpi``, as a video with the
+    formats, fallback and errors of ``plot_3d_motion``; a ``title`` (or ``captions``, as there) goes in a band above
+    the images, which are shown pixel for pixel. A progress bar counts the frames drawn.
+
+    ``saved_note`` ends the ``RenderError`` message (where the motion is saved). Returns the path written.
+    """
+    title = _check_captions(save_path, captions) or title
+    stem = os.path.splitext(save_path)[0]
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    fig = _figure(1, 1, figsize, title)
+    # The axes cover the image's S x S pixels exactly, and the title's band above is a whole number of pixels.
+    size = round(figsize * dpi)
+    fig.set_size_inches(size / dpi, (size + round((fig.get_figheight() - figsize) * dpi)) / dpi)
+    ax = fig.add_axes((0.0, 0.0, 1.0, size / dpi / fig.get_figheight()))
+    ax.set_axis_off()
+    image = ax.imshow(np.zeros((size, size, 3), dtype=np.uint8), interpolation="nearest", aspect="auto")
+    bar = tqdm(total=num_frames, desc=os.path.basename(stem), unit="frame", leave=False)
+    drawn = -1  # matplotlib draws the first frame twice (once to initialise)
+
+    def update(frame: int) -> None:
+        nonlocal drawn
+        if frame == drawn:
+            return
+        if frame < drawn:  # a second attempt after a failed encoder starts again
+            bar.reset()
+        image.set_data(draw(frame))
+        drawn = frame
+        bar.update(1)
+
+    try:
+        return _encode(fig, _with_captions(fig, update, captions, num_frames, figsize), num_frames, stem, fmt, fps,
+                       dpi, saved_note)
+    finally:
+        bar.close()

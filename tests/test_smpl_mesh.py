@@ -3,12 +3,18 @@ on the synthetic body model of test_amass.py with a box around every joint."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.spatial.transform import Rotation
+from test_amass import PARENTS, _body_model
 
 from utils import plot_script
 from utils.mesh_render import AMBIENT, BACKGROUND, BODY_COLOR, FLOOR_COLORS, MeshScene, lambert, plot_mesh_motion
+from utils.smpl_body import load_body_model, smpl_joints
+from utils.smpl_mesh import load_body_mesh, pose_mesh
 
 # The quads of a box whose corner 4 * ix + 2 * iy + iz sits at the low (0) or high (1) end of each axis.
 BOX_QUADS = ((0, 1, 3, 2), (4, 5, 7, 6), (0, 4, 5, 1), (2, 6, 7, 3), (0, 2, 6, 4), (1, 5, 7, 3))
@@ -138,3 +144,171 @@ def test_bad_meshes_fail_clearly():
     bad[0, 3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN or Inf"):
         MeshScene(bad, faces)
+
+
+# ---------------------------------------------------------------------------------------------- linear blend skinning
+
+
+def mesh_model(path: Path, joints_num: int = 24, seed: int = 0, **drop_or_replace) -> Path:
+    """test_amass's body model (8 vertices around each joint) made whole: a box of 12 triangles around each joint,
+    every vertex weighted to its joint alone, and small random pose blend shapes."""
+    _, cube = box(-np.ones(3), np.ones(3))  # the same corner order as test_amass's CORNERS
+    vertices = 8 * joints_num
+    arrays = {"f": np.concatenate([cube + 8 * j for j in range(joints_num)]).astype(np.uint32),
+              "weights": np.kron(np.eye(joints_num), np.ones((8, 1))),
+              "posedirs": np.random.default_rng(seed + 100).normal(0, 0.01, (vertices, 3, (joints_num - 1) * 9))}
+    return _body_model(path, joints_num=joints_num, seed=seed, **{**arrays, **drop_or_replace})
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _global_transforms(poses: np.ndarray, trans: np.ndarray, rest: np.ndarray, parents: list[int]):
+    """Global rotations (T, J, 3, 3) and positions (T, J, 3) by scipy's rotation composition along the chain."""
+    frames, joints = len(poses), len(parents)
+    full = np.zeros((frames, 3 * joints))
+    full[:, :poses.shape[1]] = poses
+    rotations = np.zeros((frames, joints, 3, 3))
+    positions = np.zeros((frames, joints, 3))
+    for t in range(frames):
+        for j in range(joints):
+            local = Rotation.from_rotvec(full[t, 3 * j:3 * j + 3]).as_matrix()
+            p = parents[j]
+            if p < 0:
+                rotations[t, j], positions[t, j] = local, rest[j] + trans[t]
+            else:
+                rotations[t, j] = rotations[t, p] @ local
+                positions[t, j] = positions[t, p] + rotations[t, p] @ (rest[j] - rest[p])
+    return rotations, positions
+
+
+def _parents(joints_num: int) -> list[int]:
+    return list(PARENTS) + [20 + (j % 2) for j in range(22, joints_num)]  # as test_amass's _body_model
+
+
+def test_zero_pose_gives_the_template_plus_the_shape_blend(tmp_path):
+    path = mesh_model(tmp_path / "model.npz")
+    mesh, m = load_body_mesh(path), _arrays(path)
+    rng = np.random.default_rng(0)
+    betas, trans = rng.normal(0, 1, 16), rng.normal(0, 1, (3, 3))
+    posed = pose_mesh(mesh, np.zeros((3, 72)), trans, betas)
+    shaped = m["v_template"] + m["shapedirs"][:, :, :10] @ betas[:10]  # the first ten betas only
+    assert posed.vertices.shape == (3, 192, 3) and posed.joints.shape == (3, 24, 3)
+    np.testing.assert_allclose(posed.vertices, shaped[None] + trans[:, None], atol=1e-12)
+    np.testing.assert_allclose(posed.joints, (m["J_regressor"] @ shaped)[None] + trans[:, None], atol=1e-12)
+
+
+@pytest.mark.parametrize("joints_num", [24, 52, 55])
+def test_the_body_joints_of_the_skinning_are_smpl_joints(tmp_path, joints_num):
+    """The 22 body joints of the skinning transforms are utils.smpl_body's; the hands and face follow the chain; 66
+    columns are the full width with zero hands and face."""
+    path = mesh_model(tmp_path / "model.npz", joints_num=joints_num)
+    mesh = load_body_mesh(path)
+    rng = np.random.default_rng(1)
+    poses, trans, betas = rng.normal(0, 0.7, (4, 3 * joints_num)), rng.normal(0, 1, (4, 3)), rng.normal(0, 1, 10)
+    posed = pose_mesh(mesh, poses, trans, betas)
+    np.testing.assert_allclose(posed.joints[:, :22], smpl_joints(load_body_model(path), poses, trans, betas),
+                               atol=1e-10)
+    m = _arrays(path)
+    rest = m["J_regressor"] @ (m["v_template"] + m["shapedirs"][:, :, :10] @ betas)
+    _, positions = _global_transforms(poses, trans, rest, _parents(joints_num))
+    np.testing.assert_allclose(posed.joints, positions, atol=1e-10)
+    body_only = poses.copy()
+    body_only[:, 66:] = 0.0
+    np.testing.assert_array_equal(pose_mesh(mesh, poses[:, :66], trans, betas).vertices,
+                                  pose_mesh(mesh, body_only, trans, betas).vertices)
+
+
+def test_a_vertex_weighted_to_one_joint_moves_rigidly_with_it(tmp_path):
+    """Without pose blend shapes, a vertex weighted to joint j alone keeps its distance to j, and its offset from j
+    turns with j's global rotation."""
+    path = mesh_model(tmp_path / "model.npz", posedirs=None)
+    mesh = load_body_mesh(path)
+    assert mesh.posedirs is None
+    rng = np.random.default_rng(2)
+    poses, trans, betas = rng.normal(0, 0.8, (5, 72)), rng.normal(0, 1, (5, 3)), rng.normal(0, 1, 10)
+    posed = pose_mesh(mesh, poses, trans, betas)
+    m = _arrays(path)
+    shaped = m["v_template"] + m["shapedirs"][:, :, :10] @ betas
+    rest = m["J_regressor"] @ shaped
+    joint_of = np.repeat(np.arange(24), 8)
+    before = np.linalg.norm(shaped - rest[joint_of], axis=-1)
+    after = np.linalg.norm(posed.vertices - posed.joints[:, joint_of], axis=-1)
+    np.testing.assert_allclose(after, np.broadcast_to(before, after.shape), atol=1e-12)
+    rotations, _ = _global_transforms(poses, trans, rest, _parents(24))
+    turned = np.einsum("tvab,vb->tva", rotations[:, joint_of], shaped - rest[joint_of])
+    np.testing.assert_allclose(posed.vertices - posed.joints[:, joint_of], turned, atol=1e-12)
+
+
+def test_pose_blend_shapes_add_posedirs_times_rotation_minus_identity(tmp_path):
+    """With posedirs, each vertex first moves by posedirs[v] @ (R_j - I) over the joints 1 .. J-1 (row-major), in the
+    rest pose, and is then skinned: the difference to the same model without posedirs is that offset turned by the
+    vertex's joint."""
+    path = mesh_model(tmp_path / "model.npz")
+    mesh, without = load_body_mesh(path), load_body_mesh(mesh_model(tmp_path / "plain.npz", posedirs=None))
+    rng = np.random.default_rng(3)
+    poses, trans, betas = rng.normal(0, 0.8, (4, 72)), rng.normal(0, 1, (4, 3)), np.zeros(10)
+    shift = pose_mesh(mesh, poses, trans, betas).vertices - pose_mesh(without, poses, trans, betas).vertices
+    features = np.stack([(Rotation.from_rotvec(poses[t].reshape(24, 3)[1:]).as_matrix() - np.eye(3)).reshape(-1)
+                         for t in range(4)])
+    offsets = np.einsum("vcp,tp->tvc", _arrays(path)["posedirs"], features)
+    m = _arrays(path)
+    rotations, _ = _global_transforms(poses, trans, m["J_regressor"] @ m["v_template"], _parents(24))
+    joint_of = np.repeat(np.arange(24), 8)
+    np.testing.assert_allclose(shift, np.einsum("tvab,tvb->tva", rotations[:, joint_of], offsets), atol=1e-12)
+    assert np.abs(shift).max() > 1e-3
+
+
+def test_blended_weights_match_a_vertex_by_vertex_skinning(tmp_path):
+    rng = np.random.default_rng(4)
+    weights = rng.uniform(0, 1, (192, 24)) ** 4
+    path = mesh_model(tmp_path / "model.npz", weights=weights / weights.sum(1, keepdims=True))
+    mesh, m = load_body_mesh(path), _arrays(path)
+    poses, trans, betas = rng.normal(0, 0.8, (2, 72)), rng.normal(0, 1, (2, 3)), rng.normal(0, 1, 10)
+    shaped = m["v_template"] + m["shapedirs"][:, :, :10] @ betas
+    rest = m["J_regressor"] @ shaped
+    rotations, positions = _global_transforms(poses, trans, rest, _parents(24))
+    expected = np.zeros((2, 192, 3))
+    for t in range(2):
+        features = (Rotation.from_rotvec(poses[t].reshape(24, 3)[1:]).as_matrix() - np.eye(3)).reshape(-1)
+        for v in range(192):
+            rest_v = shaped[v] + m["posedirs"][v] @ features
+            expected[t, v] = sum(m["weights"][v, j] * (rotations[t, j] @ (rest_v - rest[j]) + positions[t, j])
+                                 for j in range(24))
+    np.testing.assert_allclose(pose_mesh(mesh, poses, trans, betas).vertices, expected, atol=1e-12)
+
+
+def test_body_models_without_a_mesh_or_with_bad_arrays_fail_clearly(tmp_path):
+    lacking = mesh_model(tmp_path / "joints_only.npz", weights=None, f=None)
+    load_body_model(lacking)  # the joints alone need neither
+    with pytest.raises(ValueError, match=r"joints_only\.npz: body model lacks weights, f; expected weights \(V, J\): "
+                                         r"every vertex's skinning weights over the joints; f \(F, 3\): the vertex "
+                                         r"indices of each triangle"):
+        load_body_mesh(lacking)
+    cases = [({"weights": np.ones((192, 23))}, r"weights has shape \(192, 23\); expected \(V, J\) with V = 192 "
+                                               r"vertices and J = 24 joints"),
+             ({"posedirs": np.zeros((192, 3, 9))}, r"posedirs has shape \(192, 3, 9\); expected \(V, 3, \(J - 1\) "
+                                                   r"\* 9\)"),
+             ({"f": np.array([[0, 1, 192]])}, r"f holds 1 faces of dtype int64; expected integer vertex indices "
+                                              r"from 0 to 191"),
+             ({"f": np.zeros((2, 3))}, r"f holds 2 faces of dtype float64; expected integer vertex indices")]
+    for k, (replace, match) in enumerate(cases):
+        with pytest.raises(ValueError, match=rf"bad{k}\.npz: " + match):
+            load_body_mesh(mesh_model(tmp_path / f"bad{k}.npz", **replace))
+    # Faces wound clockwise (an inside-out file) are turned round, so that culling keeps the outside.
+    model = load_body_mesh(mesh_model(tmp_path / "model.npz"))
+    inside_out = _arrays(tmp_path / "model.npz")["f"][:, ::-1]
+    np.testing.assert_array_equal(load_body_mesh(mesh_model(tmp_path / "flipped.npz", f=inside_out)).faces,
+                                  model.faces)
+
+    rng = np.random.default_rng(5)
+    for poses, trans, match in [(np.zeros((2, 75)), np.zeros((2, 3)), r"poses has shape \(2, 75\); expected \(T, P\) "
+                                 r"axis-angle with P a multiple of 3 from 66 \(root and body\) to 72"),
+                                (np.zeros((2, 70)), np.zeros((2, 3)), r"poses has shape \(2, 70\)"),
+                                (np.zeros((2, 72)), np.zeros((3, 3)), r"trans has shape \(3, 3\); expected \(2, 3\)"),
+                                (np.full((2, 72), np.nan), np.zeros((2, 3)), r"poses hold NaN or Inf")]:
+        with pytest.raises(ValueError, match=r"clip\.npz: " + match):
+            pose_mesh(model, poses, trans, rng.normal(0, 1, 10), source="clip.npz")
+

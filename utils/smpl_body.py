@@ -6,7 +6,8 @@ Rest joints for shape ``betas`` are ``J_regressor @ (v_template + shapedirs[:, :
 most 10, the betas HumanML3D uses; posed joints follow by forward kinematics of axis-angle rotations:
 ``G_j = G_parent(j) [R_j | J_j - J_parent(j)]``, the joint at the translation of ``G_j``, plus the global ``trans``.
 Joints 0-21 (pelvis ... wrists) are the SMPL-22 = HumanML3D joints in every member of the family, and their parents
-lie among them, so the hands, face and vertex skinning are never needed.
+lie among them, so the hands, face and vertex skinning are never needed here; ``utils.smpl_mesh`` reads the rest of
+the file (skinning weights, faces, pose blend shapes) through the same reader for mesh videos.
 
 ``z_up_to_y_up`` maps AMASS's Z-up axes to HumanML3D's Y up the way HumanML3D's ``raw_pose_processing`` does.
 """

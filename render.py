@@ -1,4 +1,4 @@
-"""Render saved motions as stick-figure videos.
+"""Render saved motions as stick-figure or SMPL mesh videos.
 
 Any ``.npy`` of joint positions (T, J, 3) or of motion features (T, D) is accepted; a leading batch axis
 ((B, T, J, 3) or (B, T, D)) renders one video per motion. Features are told apart from joints by their width
@@ -7,6 +7,14 @@ Any ``.npy`` of joint positions (T, J, 3) or of motion features (T, D) is accept
     python render.py generation/FSQ_MARDM_t2m/a_person_walks_000_r00.npy --dataset_name t2m
     python render.py sample_feats.npy --dataset_name t2m --denorm --data_root dataset/HumanML3D --out videos
     python render.py a.npy b.npy --dataset_name kit --format gif --title "a person jumps"
+    python render.py CMU/01/01_01_poses.npz --body_model smplh/neutral/model.npz          # AMASS-layout parameters
+    python render.py a_person_walks_000_r00.npy --mesh smplh/neutral/model.npz --dataset_name t2m
+
+With a body model (``--body_model`` or ``--mesh``, one flag: an SMPL / SMPL-H / SMPL-X ``.npz``, whose faces give the
+topology) the videos show the skinned mesh (``utils/smpl_mesh.py``) as ``<name>_mesh.<ext>``. ``.npz`` inputs are
+SMPL parameters in AMASS's layout (AMASS files, ``_smpl.npz`` of ``sample.py --smpl`` and ``prepare_data.py
+export_smpl``), turned from Z up to Y up and drawn in real time at ``--fps`` (default: the file's rate, at most 30).
+Joints and features of an SMPL-22 dataset are fitted by inverse kinematics first (``utils/smpl_export.py``).
 
 Videos are MP4 when ffmpeg is installed and GIF otherwise (``--format auto``). Joints computed from features are saved
 as ``<name>_joints.npy`` next to the video before rendering starts. Inputs that would write the same video (two
@@ -26,6 +34,8 @@ from tqdm import tqdm
 
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.plot_script import FORMATS, RenderError, plot_3d_motion, resolve_format
+from utils.smpl_export import check_smpl_skeleton
+from utils.smpl_mesh import load_body_mesh, render_amass_file, render_joints_mesh
 
 logger = logging.getLogger("render")
 
@@ -33,12 +43,16 @@ logger = logging.getLogger("render")
 @dataclass
 class MotionFile:
     path: str
-    kind: str  # "joints" or "features"
+    kind: str  # "joints", "features" or "parameters" (an .npz of SMPL parameters)
     shape: tuple[int, ...]
 
 
-def classify(path: str, spec: DatasetSpec) -> MotionFile:
-    """Tell joints from features by shape, without reading the whole file."""
+def classify(path: str, spec: DatasetSpec | None) -> MotionFile:
+    """Tell joints from features by shape, without reading the whole file; an ``.npz`` holds SMPL parameters."""
+    if path.lower().endswith(".npz"):
+        return MotionFile(path, "parameters", ())
+    if spec is None:
+        raise ValueError(f"{path}: joints or features need --dataset_name, the dataset whose skeleton they use")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
@@ -104,17 +118,26 @@ def features_to_joints_np(features: np.ndarray, spec: DatasetSpec) -> np.ndarray
 def main(cfg: argparse.Namespace) -> list[str]:
     # ------------------------------------------------------------------ setup
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
-    fps = cfg.fps or spec.fps
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root) if cfg.dataset_name else None
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # it logs every writer choice at INFO
     if resolve_format(cfg.format) == "gif" and cfg.format == "auto":  # an impossible format fails before any work
         logger.warning("ffmpeg not found on the PATH: writing GIF instead of MP4")
+    try:
+        mesh = load_body_mesh(cfg.body_model) if cfg.body_model else None
+    except (OSError, ValueError) as e:
+        raise type(e)(f"--body_model: {e}") from e
 
     # ------------------------------------------------------------------ data
     for path in cfg.inputs:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
+    if mesh is not None and spec is not None:  # the dataset's joints are fitted to the body model
+        check_smpl_skeleton(spec, "--mesh")
     files = [classify(path, spec) for path in cfg.inputs]  # every shape is checked before the first render
+    if mesh is None and any(f.kind == "parameters" for f in files):
+        path = next(f.path for f in files if f.kind == "parameters")
+        raise ValueError(f"{path}: SMPL parameters render as a mesh; pass --body_model BODY_MODEL.npz (SMPL, SMPL-H "
+                         f"or SMPL-X, the model the parameters are for)")
     outputs = [output_stems(item, cfg.out) for item in files]
     check_distinct_outputs(files, outputs)
     has_features = any(f.kind == "features" for f in files)
@@ -124,7 +147,15 @@ def main(cfg: argparse.Namespace) -> list[str]:
 
     # ------------------------------------------------------------------ render
     written, failures = [], []
+    view = dict(fmt=cfg.format, dpi=cfg.dpi, radius=cfg.radius)
     for item, stems in zip(tqdm(files, desc="render", unit="file"), outputs):
+        if item.kind == "parameters":
+            try:
+                written.append(render_amass_file(item.path, mesh, f"{stems[0]}_mesh.mp4", fps=cfg.fps,
+                                                 title=cfg.title or os.path.basename(stems[0]), **view))
+            except (RenderError, ValueError) as e:  # bad fields or a failed encoder; the other inputs still render
+                failures.append(str(e))
+            continue
         array = np.load(item.path, allow_pickle=False)
         if item.kind == "features":
             features = array[..., : spec.dim_pose]
@@ -134,13 +165,20 @@ def main(cfg: argparse.Namespace) -> list[str]:
             motions = features_to_joints_np(batched, spec)
         else:
             motions = array if array.ndim == 4 else array[None]
-        for joints, out_stem in zip(motions, stems):
+        for i, (joints, out_stem) in enumerate(zip(motions, stems)):
             name = os.path.basename(out_stem)
+            joints_path = f"{out_stem}_joints.npy" if item.kind == "features" else None
             try:  # the .mp4 extension becomes the format actually written
-                written.append(plot_3d_motion(f"{out_stem}.mp4", joints, spec.kinematic_chain,
-                                              title=cfg.title or name, fps=fps, radius=cfg.radius, dpi=cfg.dpi,
-                                              fmt=cfg.format, save_joints=item.kind == "features",
-                                              joints_path=f"{out_stem}_joints.npy"))
+                if mesh is not None:
+                    source = item.path if len(stems) == 1 else f"{item.path} motion {i}"
+                    written.append(render_joints_mesh(f"{out_stem}_mesh.mp4", joints, mesh, cfg.fps or spec.fps,
+                                                      joints_path=joints_path, source=source,
+                                                      title=cfg.title or name, **view))
+                else:
+                    written.append(plot_3d_motion(f"{out_stem}.mp4", joints, spec.kinematic_chain,
+                                                  title=cfg.title or name, fps=cfg.fps or spec.fps,
+                                                  radius=cfg.radius, dpi=cfg.dpi, fmt=cfg.format,
+                                                  save_joints=joints_path is not None, joints_path=joints_path))
             except (RenderError, ValueError) as e:  # ValueError: NaN or Inf joints; the other motions still render
                 failures.append(str(e))
 
@@ -153,11 +191,17 @@ def main(cfg: argparse.Namespace) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", metavar="INPUT.npy", help="joints (T, J, 3) or features (T, D)")
-    parser.add_argument("--dataset_name", required=True, help="dataset whose skeleton and features the files use")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="joints (T, J, 3) or features (T, D) .npy, or SMPL parameters .npz in AMASS's layout")
+    parser.add_argument("--dataset_name", default=None,
+                        help="dataset whose skeleton and features the .npy files use (required for them)")
+    parser.add_argument("--body_model", "--mesh", default=None, metavar="BODY_MODEL.npz",
+                        help="SMPL / SMPL-H / SMPL-X body model: render the skinned mesh (<name>_mesh.<ext>) instead "
+                             "of the stick figure; .npz parameter inputs need it")
     parser.add_argument("--data_root", default=None, help="dataset folder (for --denorm statistics and spec.json)")
     parser.add_argument("--out", default=None, help="output folder (default: next to each input)")
-    parser.add_argument("--fps", type=float, default=None, help="frame rate (default: the dataset's)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="frame rate (default: the dataset's; .npz inputs: the file's, at most 30, in real time)")
     parser.add_argument("--title", default=None, help="caption above every video (default: the file name)")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="auto: mp4 if ffmpeg is installed, else gif")
     parser.add_argument("--denorm", action="store_true", help="features are normalised: apply the dataset Mean/Std")

@@ -245,3 +245,89 @@ def test_cli_inputs_that_would_write_the_same_video_fail_before_work(no_ffmpeg, 
     written = run_cli(str(tmp_path / "a" / "walk.npy"), str(tmp_path / "b" / "walk.npy"), "--dataset_name", "t2m",
                       "--dpi", "20")
     assert written == [str(tmp_path / "a" / "walk.gif"), str(tmp_path / "b" / "walk.gif")]
+
+
+# --------------------------------------------------------------------------------------------------- SMPL mesh videos
+
+
+def test_cli_renders_amass_parameters_as_a_mesh_in_real_time(no_ffmpeg, tmp_path, caplog):
+    """An AMASS-layout file with --body_model: a mesh video <stem>_mesh.gif at the file's rate capped to 30 fps (or
+    --fps), frames at the nearest time stamps; an SMPL-X file drawn with an SMPL-H model uses its body only."""
+    from test_amass import _motion, _save
+    from test_smpl_mesh import mesh_model
+
+    model = str(mesh_model(tmp_path / "model.npz", joints_num=52))
+    clip = _save(tmp_path / "walk_poses.npz", fps=60.0, **_motion(61, 60.0))
+    written = run_cli(str(clip), "--body_model", model, "--format", "gif", "--dpi", "16")
+    assert written == [str(tmp_path / "walk_poses_mesh.gif")]
+    with Image.open(written[0]) as gif:
+        assert gif.n_frames == 31 and gif.size == (64, 70)  # 1 s at 30 fps; a title band of 0.4 x 16 pixels
+    out = tmp_path / "at20"
+    assert run_cli(str(clip), "--mesh", model, "--fps", "20", "--out", str(out), "--dpi", "16",
+                   "--title", "a walk") == [str(out / "walk_poses_mesh.gif")]
+    assert_gif(str(out / "walk_poses_mesh.gif"), 21)
+    wide = _save(tmp_path / "x_stageii.npz", fps_key="mocap_frame_rate", fps=30.0, **_motion(4, 30.0, width=165))
+    assert_gif(run_cli(str(wide), "--body_model", model, "--dpi", "16")[0], 4)
+    assert "poses has 165 columns but" in caplog.text and "only the root and body" in caplog.text
+
+
+def test_cli_renders_joints_and_features_as_a_fitted_mesh(no_ffmpeg, tmp_path, synthetic_root):
+    """Joints of an SMPL-22 dataset are fitted by inverse kinematics and skinned; features are turned into joints,
+    which are saved before drawing."""
+    from test_smpl_mesh import mesh_model
+
+    from utils.smpl_body import load_body_model, smpl_joints, z_up_to_y_up
+
+    model = mesh_model(tmp_path / "model.npz")
+    rng = np.random.default_rng(0)
+    poses, trans = rng.normal(0, 0.3, (6, 72)), rng.normal(0, 0.2, (6, 3))
+    np.save(tmp_path / "walk.npy", z_up_to_y_up(smpl_joints(load_body_model(model), poses, trans, np.zeros(10))))
+    written = run_cli(str(tmp_path / "walk.npy"), "--mesh", str(model), "--dataset_name", "t2m", "--dpi", "16")
+    assert written == [str(tmp_path / "walk_mesh.gif")]
+    assert_gif(written[0], 6)
+    assert not (tmp_path / "walk.gif").exists() and not (tmp_path / "walk_joints.npy").exists()
+
+    features = tmp_path / "clip.npy"
+    np.save(features, np.load(sorted((Path(synthetic_root) / "new_joint_vecs").glob("*.npy"))[0])[:FRAMES])
+    out = tmp_path / "features"
+    written = run_cli(str(features), "--mesh", str(model), "--dataset_name", "synthetic", "--data_root",
+                      synthetic_root, "--out", str(out), "--dpi", "24")
+    assert written == [str(out / "clip_mesh.gif")]
+    assert_gif(written[0], FRAMES)
+    assert np.load(out / "clip_joints.npy").shape == (FRAMES, 22, 3)
+
+
+def test_cli_mesh_inputs_fail_clearly_and_keep_the_motion(no_ffmpeg, tmp_path, monkeypatch):
+    from test_amass import _body_model, _motion, _save
+    from test_smpl_mesh import mesh_model
+
+    model = str(mesh_model(tmp_path / "model.npz", joints_num=52))
+    clip = str(_save(tmp_path / "walk.npz", fps=30.0, **_motion(5, 30.0)))
+    np.save(tmp_path / "joints.npy", random_walk())
+    with pytest.raises(ValueError, match=r"walk\.npz: SMPL parameters render as a mesh; pass --body_model"):
+        run_cli(clip)
+    with pytest.raises(ValueError, match=r"joints\.npy: joints or features need --dataset_name"):
+        run_cli(str(tmp_path / "joints.npy"), "--mesh", model)
+    with pytest.raises(ValueError, match=r"--mesh: dataset 'kit' has 21 joints"):
+        run_cli(str(tmp_path / "joints.npy"), "--mesh", model, "--dataset_name", "kit")
+    joints_only = str(_body_model(tmp_path / "joints_only.npz"))
+    with pytest.raises(ValueError, match=r"--body_model: .*joints_only\.npz: body model lacks weights; expected "
+                                         r"weights \(V, J\)"):
+        run_cli(clip, "--body_model", joints_only)
+    no_trans = _save(tmp_path / "no_trans.npz", **{**_motion(5, 30.0), "trans": None})
+    with pytest.raises(plot_script.RenderError, match=r"1 of 2 videos failed:\n.*no_trans\.npz: lacks trans"):
+        run_cli(str(no_trans), clip, "--body_model", model, "--dpi", "16")
+    assert_gif(str(tmp_path / "walk_mesh.gif"), 5)
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(plot_script, "_write_animation", explode)
+    with pytest.raises(plot_script.RenderError, match=r"encoder exploded\).*the parameters are in .*walk\.npz"):
+        run_cli(clip, "--body_model", model, "--dpi", "16", "--out", str(tmp_path / "broken"))
+    features = tmp_path / "features.npy"
+    np.save(features, np.zeros((4, SPEC.dim_pose), dtype=np.float32))
+    with pytest.raises(plot_script.RenderError, match=r"exploded\).*the joints are saved in .*features_joints\.npy"):
+        run_cli(str(features), "--mesh", model, "--dataset_name", "t2m", "--dpi", "16")
+    assert np.load(tmp_path / "features_joints.npy").shape == (4, 22, 3)
+    assert not list((tmp_path / "broken").glob("*.gif")) and not (tmp_path / "features_mesh.gif").exists()

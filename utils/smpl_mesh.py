@@ -14,17 +14,26 @@ optionally, ``posedirs`` (V, 3, (J - 1) * 9) pose blend shapes. Skinning follows
 Axes and units are the body model's (AMASS: metres, Z up; ``utils.smpl_body.z_up_to_y_up`` turns them to Y up).
 Everything is vectorised over frames and vertices; frames go through in chunks so that the (T, V, 12) blended
 transforms stay small.
+
+Videos: ``render_smpl`` draws parameters (``utils.mesh_render``, Y up, the camera following the pelvis),
+``render_amass_file`` an AMASS-layout ``.npz`` as ``utils.amass_import`` reads it (``render.py FILE.npz
+--body_model``, ``sample.py --smpl --mesh_video``), ``render_joints_mesh`` SMPL-22 joints fitted by
+``utils.smpl_export``'s inverse kinematics (``render.py motion.npy --mesh``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from utils.amass_import import read_amass_motion
 from utils.bvh import forward_kinematics_transforms
+from utils.mesh_render import plot_mesh_motion
 from utils.smpl_body import (
     BODY_MODEL_KEYS,
     BODY_POSE_WIDTH,
@@ -35,12 +44,17 @@ from utils.smpl_body import (
     check_shapes,
     kintree_parents,
     read_body_model_arrays,
+    z_up_to_y_up,
 )
+from utils.smpl_export import joints_to_smpl
+
+logger = logging.getLogger(__name__)
 
 MESH_KEYS = {"weights": "(V, J): every vertex's skinning weights over the joints",
              "f": "(F, 3): the vertex indices of each triangle"}
 POSEDIRS = "posedirs"
 CHUNK_FRAMES = 32  # frames skinned at once: (32, V, 12) doubles is 32 MB for SMPL-X
+MAX_VIDEO_FPS = 30.0  # parameter files at 60-250 fps are drawn at this rate unless asked otherwise
 
 
 @dataclass(frozen=True)
@@ -176,3 +190,67 @@ def pose_mesh(mesh: SmplMesh, poses: np.ndarray, trans: np.ndarray, betas: np.nd
         positions[chunk] = joint_pos
     return PosedMesh(vertices, positions)
 
+def frames_at(frames: int, fps: float, video_fps: float) -> np.ndarray:
+    """Indices of the frames (of ``frames`` at ``fps``) nearest to the times k / ``video_fps`` within the motion, so
+    that a video at ``video_fps`` plays in real time."""
+    count = int(np.floor((frames - 1) / fps * video_fps + 1e-9)) + 1
+    return np.minimum(np.round(np.arange(count) * fps / video_fps).astype(np.int64), frames - 1)
+
+
+def render_smpl(save_path: str, mesh: SmplMesh, poses: np.ndarray, trans: np.ndarray, betas: np.ndarray,
+                fps: float, source: str = "render_smpl", **plot) -> str:
+    """Skin ``poses`` (T, P), ``trans`` (T, 3), ``betas`` (n,) in AMASS's Z-up axes (``pose_mesh``) and write the
+    mesh video at ``fps`` (``utils.mesh_render.plot_mesh_motion``, whose ``title``, ``fmt``, ``captions``,
+    ``saved_note``, ``dpi``, ... ``plot`` passes on) with Y up. Returns the path written."""
+    posed = pose_mesh(mesh, poses, trans, betas, source)
+    return plot_mesh_motion(save_path, z_up_to_y_up(posed.vertices), mesh.faces, root=z_up_to_y_up(posed.joints[:, 0]),
+                            fps=fps, **plot)
+
+
+def render_amass_file(path: str | os.PathLike, mesh: SmplMesh, save_path: str, fps: float | None = None,
+                      captions: Sequence[tuple[int, str]] | None = None, **plot) -> str:
+    """The mesh video of an AMASS-layout parameter file (``utils.amass_import.read_amass_motion``) at ``fps``
+    (default: the file's rate, at most ``MAX_VIDEO_FPS``), frames taken at the nearest time stamps so that it plays
+    in real time; ``captions`` start at frames of the file.
+
+    Poses whose width is neither the body model's (3 J) nor the 66 root and body columns belong to another member
+    of the family (an SMPL-H file with an SMPL-X model): only the 66 body columns, which every member shares, are
+    used, with a warning. Raises ``ValueError`` naming the file for a file without ``poses`` or bad fields.
+    """
+    motion = read_amass_motion(path)
+    if motion is None:
+        raise ValueError(f"{path}: no poses; expected an AMASS-layout motion (poses, trans, betas and the frame rate), "
+                         f"not a shape.npz")
+    poses = motion.poses
+    if poses.shape[1] not in (BODY_POSE_WIDTH, 3 * mesh.num_joints):
+        logger.warning("%s: poses has %d columns but %s has %d joints (%d columns): another member of the SMPL "
+                       "family; only the root and body (the first %d columns) are used, hands and face stay at rest",
+                       path, poses.shape[1], mesh.path, mesh.num_joints, 3 * mesh.num_joints, BODY_POSE_WIDTH)
+        poses = poses[:, :BODY_POSE_WIDTH]
+    video_fps = fps or min(motion.fps, MAX_VIDEO_FPS)
+    picked = frames_at(len(poses), motion.fps, video_fps)
+    if captions:
+        captions = [(int(np.searchsorted(picked, start)), text) for start, text in captions]
+    return render_smpl(save_path, mesh, poses[picked], motion.trans[picked], motion.betas, video_fps,
+                       source=str(path), captions=captions,
+                       **{"saved_note": f"; the parameters are in {path}", **plot})
+
+
+def render_joints_mesh(save_path: str, joints: np.ndarray, mesh: SmplMesh, fps: float, joints_path: str | None = None,
+                       source: str = "render_joints_mesh", **plot) -> str:
+    """The mesh video of SMPL-22 joints (T, 22, 3), metres, Y up: parameters fitted by inverse kinematics
+    (``utils.smpl_export.joints_to_smpl``, betas zero) and skinned. Where the motion's skeleton is not the body
+    model's, the mesh's joints differ from the input; the fit's mean and max distance are logged.
+
+    With ``joints_path`` the joints are saved there once they are checked and before drawing starts, so a failed
+    video never loses them. Raises ``ValueError`` naming ``source`` for bad joints, ``RenderError`` when the video
+    could not be written.
+    """
+    fit = joints_to_smpl(joints, mesh.body, source=source)
+    logger.info("%s: the mesh's joints are %.1f mm from the input on average, %.1f mm at most", source,
+                fit.report.mean_error_mm, fit.report.max_error_mm)
+    if joints_path is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(joints_path)), exist_ok=True)
+        np.save(joints_path, np.asarray(joints))
+        plot.setdefault("saved_note", f"; the joints are saved in {joints_path}")
+    return render_smpl(save_path, mesh, fit.poses, fit.trans, fit.betas, fps, source=source, **plot)

@@ -22,7 +22,8 @@ Per sample, in ``--output_dir`` (default ``generation/<name>_<dataset_name>/``),
 ``<prompt slug>_<index>_r<repeat>``: ``.npy`` joints (T, J, 3) in the dataset's units, ``_features.npy`` the
 de-normalised features (T, D), a stick-figure ``.mp4`` (``.gif`` without ffmpeg) unless ``--no_render``, a ``.bvh``
 with ``--bvh``, ``_smpl.npz`` SMPL parameters in AMASS's layout with ``--smpl BODY_MODEL`` (``utils/smpl_export.py``;
-the sample's ``smpl_fit`` says how far they land from the joints); and ``manifest.json`` (prompt, length, seed and
+the sample's ``smpl_fit`` says how far they land from the joints), with ``--mesh_video`` too a ``_mesh.mp4`` of the
+body model's mesh skinned from that file (``utils/smpl_mesh.py``); and ``manifest.json`` (prompt, length, seed and
 files of every sample, checkpoint and SHA-256, sampling settings). Sampling again into the same folder adds a run to
 the manifest and keeps the earlier runs' samples listed, except those whose names this run writes again
 (``utils/sample_manifest.py``). A motion with NaN or Inf values (``"finite": false``) keeps its arrays but gets no
@@ -71,6 +72,7 @@ from utils.run_dir import RunDir
 from utils.sample_manifest import SampleManifest
 from utils.smpl_body import load_body_model
 from utils.smpl_export import check_smpl_skeleton, write_smpl
+from utils.smpl_mesh import load_body_mesh, render_amass_file
 
 logger = logging.getLogger("sample")
 
@@ -156,12 +158,16 @@ def main(cfg) -> dict:
                              f"(they go to the spans from left to right)")
     if cfg.repeat_times < 1:
         raise ValueError(f"--repeat_times must be >= 1, got {cfg.repeat_times}")
-    try:
-        video_format = None if cfg.no_render else resolve_format(cfg.format)  # fails now if MP4 cannot be written
+    if cfg.mesh_video and not cfg.smpl:
+        raise ValueError("--mesh_video draws the mesh of the SMPL parameters that --smpl exports: add --smpl "
+                         "BODY_MODEL.npz (an SMPL, SMPL-H or SMPL-X model with its skinning weights and faces)")
+    try:  # fails now if MP4 cannot be written
+        video_format = resolve_format(cfg.format) if not cfg.no_render or cfg.mesh_video else None
     except RenderError as e:
         raise ValueError(f"--format {cfg.format}: {e}") from e
     try:  # a bad body model fails now, not after the generator has loaded
-        body = load_body_model(cfg.smpl) if cfg.smpl else None
+        mesh = load_body_mesh(cfg.smpl) if cfg.mesh_video else None
+        body = mesh.body if mesh is not None else load_body_model(cfg.smpl) if cfg.smpl else None
     except (OSError, ValueError) as e:
         raise type(e)(f"--smpl: {e}") from e
     path, name, dataset_name = resolve_run(cfg)
@@ -245,7 +251,8 @@ def main(cfg) -> dict:
                                      **sampling)
         length = int(out.lengths[0])
         stem = stems[k]
-        files = {"joints": None, "features": f"{stem}_features.npy", "video": None, "bvh": None, "smpl": None}
+        files = {"joints": None, "features": f"{stem}_features.npy", "video": None, "bvh": None, "smpl": None,
+                 "mesh_video": None}
         smpl_fit = None
         features = out.features[0, :length].cpu().numpy()
         np.save(os.path.join(out_dir, files["features"]), features)
@@ -265,9 +272,9 @@ def main(cfg) -> dict:
             files["joints"] = f"{stem}.npy"
             joints_path = os.path.join(out_dir, files["joints"])
             np.save(joints_path, joints)
-            if video_format is not None and finite:
+            captions = [(s["start_frame"], s["prompt"]) for s in segments] if segments else None
+            if not cfg.no_render and finite:
                 try:
-                    captions = [(s["start_frame"], s["prompt"]) for s in segments] if segments else None
                     video = plot_3d_motion(os.path.join(out_dir, f"{stem}.{video_format}"), joints,
                                            spec.kinematic_chain, title=prompt.text, fps=spec.fps, fmt=cfg.format,
                                            save_joints=False, captions=captions)
@@ -280,6 +287,14 @@ def main(cfg) -> dict:
             if body is not None and finite:
                 files["smpl"] = f"{stem}_smpl.npz"
                 smpl_fit = write_smpl(os.path.join(out_dir, files["smpl"]), joints, body, spec.fps, source=stem)
+                if mesh is not None:  # the mesh of the parameters as written, drawn after every file is saved
+                    try:
+                        video = render_amass_file(os.path.join(out_dir, files["smpl"]), mesh,
+                                                  os.path.join(out_dir, f"{stem}_mesh.{video_format}"),
+                                                  title=prompt.text, fmt=cfg.format, captions=captions)
+                        files["mesh_video"] = os.path.basename(video)
+                    except RenderError as e:
+                        logger.warning("%s: no mesh video (%s)", stem, e)
         # Rewritten after every sample: an interrupted run still describes what it wrote.
         record = {"index": i, "repeat": r, "prompt": prompt.text, "length_frames": length,
                   "length_seconds": length / spec.fps, "seed": seed, "finite": finite, "files": files,

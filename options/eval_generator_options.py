@@ -177,11 +177,15 @@ def get_sample_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", type=str, default=None,
                      help="folder of the samples (default generation/<name>_<dataset_name>/)")
-    out.add_argument("--no_render", action="store_true", help="write joints (and BVH) only, no video")
+    out.add_argument("--no_render", action="store_true",
+                     help="no stick-figure video: write joints (and BVH, SMPL, mesh video when asked) only")
     out.add_argument("--format", type=str, default="auto", choices=FORMATS,
                      help="video container: auto is MP4 when ffmpeg is installed, else GIF")
     out.add_argument("--bvh", action="store_true", help="also export every sample as a BVH file")
     out.add_argument("--smpl", type=str, default=None, metavar="BODY_MODEL.npz",
                      help="also export every sample as SMPL parameters in AMASS's layout (<stem>_smpl.npz) for this "
                           "SMPL / SMPL-H / SMPL-X body model file (yours; inverse kinematics, betas zero)")
+    out.add_argument("--mesh_video", action="store_true",
+                     help="with --smpl, also a video of the body model's mesh skinned from those parameters "
+                          "(<stem>_mesh.mp4, .gif without ffmpeg); the model file needs its weights and faces f")
     return parser

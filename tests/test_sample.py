@@ -1,4 +1,5 @@
-"""sample.py end to end on tiny untrained runs: files, safe names, manifest, lengths, repeats, seeds, BVH, SMPL."""
+"""sample.py end to end on tiny untrained runs: files, safe names, manifest, lengths, repeats, seeds, BVH, SMPL, mesh
+videos."""
 
 from __future__ import annotations
 
@@ -289,3 +290,55 @@ def test_sampling_again_into_a_folder_keeps_the_earlier_samples_listed(ckdir, tm
         fresh = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "5", *common)
         assert [s["seed"] for s in fresh["samples"]] == [5] and len(fresh["runs"]) == 1
         assert (out / "manifest.json.unreadable").read_text(encoding="utf-8") == broken
+
+
+def _gif_seconds(path) -> float:
+    """How long a GIF plays (Pillow merges equal consecutive frames into one of their summed duration)."""
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as gif:
+        return sum(frame.info["duration"] for frame in ImageSequence.Iterator(gif)) / 1000.0
+
+
+def test_mesh_video_of_the_smpl_parameters(ckdir, tmp_path, monkeypatch, caplog):
+    """--smpl --mesh_video draws the exported parameters' mesh next to the stick figure and lists it; without --smpl,
+    or with a body model that has no mesh, it fails before the generator loads; a failed encoder keeps every file."""
+    from test_smpl_mesh import mesh_model
+
+    import utils.plot_script as plot_script
+
+    model = str(mesh_model(tmp_path / "model.npz"))
+    out = tmp_path / "out"
+    manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--format", "gif",
+                          "--smpl", model, "--mesh_video", "--output_dir", str(out))
+    (record,) = manifest["samples"]
+    files = record["files"]
+    assert files["mesh_video"] == files["joints"].replace(".npy", "_mesh.gif") and files["video"].endswith(".gif")
+    assert _gif_seconds(out / files["mesh_video"]) == pytest.approx(record["length_seconds"])
+    assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["samples"] == manifest["samples"]
+    # --no_render drops the stick figure only.
+    only_mesh = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--format", "gif",
+                           "--smpl", model, "--mesh_video", "--no_render", "--output_dir", str(tmp_path / "mesh"))
+    assert only_mesh["samples"][0]["files"]["video"] is None and only_mesh["samples"][0]["files"]["mesh_video"]
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(plot_script, "_write_animation", explode)
+    broken = tmp_path / "broken"
+    with caplog.at_level(logging.WARNING, logger="sample"):
+        files = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--format", "gif",
+                           "--smpl", model, "--mesh_video", "--output_dir", str(broken))["samples"][0]["files"]
+    assert files["mesh_video"] is None and files["video"] is None and (broken / files["smpl"]).is_file()
+    assert (broken / files["joints"]).is_file() and not list(broken.glob("*.gif"))
+    assert any("no mesh video" in r.message and "the parameters are in" in r.message for r in caplog.records)
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the generator was loaded before the flags were checked")
+
+    monkeypatch.setattr(sample, "load_generator", no_model)
+    with pytest.raises(ValueError, match=r"--mesh_video draws the mesh of the SMPL parameters that --smpl exports"):
+        run_sample(ckdir, "--text_prompt", "a person walks", "--mesh_video")
+    with pytest.raises(ValueError, match=r"--smpl: .*joints_only\.npz: body model lacks weights; expected weights"):
+        run_sample(ckdir, "--text_prompt", "a person walks", "--mesh_video", "--smpl",
+                   str(_body_model(tmp_path / "joints_only.npz")))

@@ -15,6 +15,11 @@ bounding box, barycentric coordinates keep those inside, and per pixel the candi
 lexicographic sort by pixel, then depth) wins against the other triangles and the floor. Depth is interpolated as
 1/z, which is linear in screen space under perspective. Shading is flat Lambert: each face's colour is scaled by
 ``ambient + diffuse * max(0, n . l)`` for its world normal ``n`` and a light ``l`` above and left of the camera.
+
+Speed, measured on a 2-core CPU (AMD EPYC, one thread: ``OMP_NUM_THREADS=1``) with ``bench/mesh_render.py`` for a
+synthetic mesh of SMPL's size (6890 vertices, 13776 triangles, 24 joints) at the default 400 x 400 pixels: 0.016 s
+to draw a frame and 0.04 s per frame for a whole GIF (skinning 0.0006 s, drawing, and matplotlib and Pillow
+encoding), about 25 frames a second.
 """
 
 from __future__ import annotations

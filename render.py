@@ -34,8 +34,6 @@ from tqdm import tqdm
 
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.plot_script import FORMATS, RenderError, plot_3d_motion, resolve_format
-from utils.smpl_export import check_smpl_skeleton
-from utils.smpl_mesh import load_body_mesh, render_amass_file, render_joints_mesh
 
 logger = logging.getLogger("render")
 
@@ -122,10 +120,16 @@ def main(cfg: argparse.Namespace) -> list[str]:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # it logs every writer choice at INFO
     if resolve_format(cfg.format) == "gif" and cfg.format == "auto":  # an impossible format fails before any work
         logger.warning("ffmpeg not found on the PATH: writing GIF instead of MP4")
-    try:
-        mesh = load_body_mesh(cfg.body_model) if cfg.body_model else None
-    except (OSError, ValueError) as e:
-        raise type(e)(f"--body_model: {e}") from e
+    mesh = None
+    if cfg.body_model:
+        # Only mesh videos need the body model code, which brings torch through the kinematics (a second at start).
+        from utils.smpl_export import check_smpl_skeleton
+        from utils.smpl_mesh import load_body_mesh, render_amass_file, render_joints_mesh
+
+        try:
+            mesh = load_body_mesh(cfg.body_model)
+        except (OSError, ValueError) as e:
+            raise type(e)(f"--body_model: {e}") from e
 
     # ------------------------------------------------------------------ data
     for path in cfg.inputs:

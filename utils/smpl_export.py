@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from utils.atomic_io import atomic_write
 from utils.bvh_export import best_fit_rotation, shortest_arc
 from utils.dataset_specs import T2M_KINEMATIC_CHAIN, DatasetSpec
 from utils.smpl_body import BODY_POSE_WIDTH, NUM_BODY_JOINTS, Z_UP_TO_Y_UP, SmplBody, smpl_joints, z_up_to_y_up
@@ -188,8 +189,6 @@ def write_smpl(path: str | os.PathLike, joints: np.ndarray, body: SmplBody, fps:
     if not (np.isfinite(fps) and fps > 0):
         raise ValueError(f"{source}: fps {fps!r}; expected a positive frame rate")
     fit = joints_to_smpl(joints, body, betas, source)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
+    with atomic_write(path, "wb") as f:  # a file object: np.savez would add .npz to a name
         np.savez(f, **amass_parameters(fit, body, fps, gender))
-    os.replace(tmp, path)
     return fit.report

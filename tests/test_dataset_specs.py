@@ -18,6 +18,10 @@ def test_registry_layouts_tile_feature_vector(name):
 def test_known_widths():
     assert DATASETS["t2m"].dim_pose == 263 and DATASETS["kit"].dim_pose == 251
     assert DATASETS["t2m_67"].dim_pose == 67 and DATASETS["t2m_67"].file_dim == 263
+    assert DATASETS["kit_64"].dim_pose == 64 and DATASETS["kit_64"].file_dim == 251
+    assert DATASETS["kit_64"].layout == DATASETS["kit"].layout[:4]  # root and ric of the 21 KIT joints
+    assert DATASETS["kit"].metres_per_unit == DATASETS["kit_64"].metres_per_unit == 0.001  # KIT-ML is in mm
+    assert DATASETS["t2m"].metres_per_unit == 1.0
     assert DATASETS["motionmillion"].dim_pose == 272 and DATASETS["beatx"].dim_pose == 330
     assert DATASETS["t2m"].group("ric") == slice(4, 67)
     assert DATASETS["kit"].group("foot_contact") == slice(247, 251)

@@ -225,6 +225,20 @@ def test_reconstruction_stats_conventions():
     assert bits_per_second(None, 20.0, 4) is None
 
 
+
+@pytest.mark.parametrize("name", ["kit", "kit_64"])
+def test_kit_mpjpe_is_in_millimetres_as_its_positions(name):
+    """KIT-ML's positions are millimetres: the root lifted by 200 units is 200 mm, not 200 m."""
+    spec = get_dataset_spec(name)
+    d = spec.dim_pose
+    gt = torch.from_numpy(np.random.default_rng(1).standard_normal((1, 8, d)).astype(np.float32))
+    recon = gt.clone()
+    recon[..., spec.group("root_y")] += 200.0
+    stats = ReconstructionStats(spec, np.zeros(d, np.float32), np.ones(d, np.float32), None, 4)
+    stats.update(gt, recon, torch.tensor([8]))
+    assert stats.summary()["mpjpe_mm"] == pytest.approx(200.0 * 20 / 21, rel=1e-4)
+
+
 def test_reconstruction_stats_of_a_body_part():
     """A part's columns of a joint-recoverable layout: group errors over the part's columns of each group, no MPJPE
     (joints cannot be recovered from part of the features), and validation in training skips joints too."""

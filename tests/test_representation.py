@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.dataset_specs import DATASETS, DatasetSpec, essential_layout, get_dataset_spec
+from utils.dataset_specs import DATASETS, get_dataset_spec
 from utils.eval_protocol import renormalize
 from utils.motion_process import to_essential
 from utils.representation import check_same_clips, conversion_for_evaluation, get_conversion
@@ -80,9 +80,7 @@ def test_pairs_without_a_conversion_are_refused_naming_those_that_exist():
         get_conversion(DATASETS["t2m"], DATASETS["motionmillion"])
     with pytest.raises(ValueError, match="'t2m_67' .* is not the essential subset of 'kit'"):
         get_conversion(DATASETS["kit"], DATASETS["t2m_67"])
-    kit_64 = DatasetSpec(name="kit_64", root="dataset/KIT-ML", joints_num=21, dim_pose=64, fps=12.5,
-                         representation="essential", kinematic_chain=DATASETS["kit"].kinematic_chain,
-                         layout=essential_layout(21), source_dim=251, eval_feat_bias=1.0, contact_group=None)
+    kit_64 = DATASETS["kit_64"]  # MARDM's KIT-ML subset
     assert get_conversion(DATASETS["kit"], kit_64).exact
     with pytest.raises(ValueError, match=r"built in only for 22 joints \(t2m\); 'kit_64' has 21"):
         get_conversion(kit_64, DATASETS["kit"])

@@ -111,7 +111,7 @@ def test_each_family_trains_and_writes_the_generator_checkpoint(setup, encoder, 
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     # Validation guidance: MARDM's for the dataset (4.5; 2.5 on KIT-ML), recorded as a number.
     config = load_checkpoint(os.path.join(root, "model", "latest.tar"))["config"]
-    assert config["cfg"] == 4.5 and MARDMBackend.guidance("kit") == 2.5
+    assert config["cfg"] == 4.5 and MARDMBackend.guidance("kit") == MARDMBackend.guidance("kit_64") == 2.5
 
     tok_path = os.path.join(setup["ckpt"], "synthetic", tokenizer, "model", "latest.tar")
     state = load_checkpoint(os.path.join(root, "model", "latest.tar"))

@@ -53,7 +53,9 @@ class DatasetSpec:
     ``layout`` lists the feature groups in order and must tile ``[0, dim_pose)``. ``positions`` names the group that
     holds joint positions (the target of the joint-position loss). ``eval_feat_bias`` is the factor by which the
     evaluator normalisation divides the std of the root and contact groups (the Guo et al. convention, see
-    ``utils.motion_process``); 1 means the dataset statistics are used as they are.
+    ``utils.motion_process``); 1 means the dataset statistics are used as they are. ``metres_per_unit`` is the
+    length of one position unit: 1 for metres (HumanML3D, MotionMillion, the importers), 0.001 for KIT-ML's
+    millimetres; metrics reported in millimetres (MPJPE) use it.
     """
 
     name: str
@@ -75,6 +77,7 @@ class DatasetSpec:
     contact_group: str | None = "foot_contact"
     text_fps: float = 20.0  # sub-clip tags are seconds times 20 in every reference loader, even for KIT
     body_parts: dict[str, tuple[int, ...]] = field(default_factory=dict)  # part -> feature indices
+    metres_per_unit: float = 1.0
 
     def __post_init__(self) -> None:
         pos = 0
@@ -139,7 +142,7 @@ class DatasetSpec:
                 raise ValueError(f"{source}: dataset spec field {name!r} is {_short(value, 80)}; expected {expected}")
         try:
             d = dict(d)
-            for name in ("fps", "text_fps", "eval_feat_bias"):
+            for name in ("fps", "text_fps", "eval_feat_bias", "metres_per_unit"):
                 if name in d:
                     d[name] = float(d[name])  # JSON writes 20.0 as 20 in some tools
             d["layout"] = tuple(FeatureGroup(str(n), int(a), int(b)) for n, a, b in d["layout"])
@@ -178,7 +181,7 @@ def _check_spec_field(name: str, value: object) -> str:
         ok, expected = _is_int(value) and value > 0, "a positive integer"
     elif name == "source_dim":
         ok, expected = value is None or (_is_int(value) and value > 0), "a positive integer or null"
-    elif name in ("fps", "text_fps", "eval_feat_bias"):
+    elif name in ("fps", "text_fps", "eval_feat_bias", "metres_per_unit"):
         ok, expected = _is_number(value) and value > 0, "a positive number"
     elif name == "contact_group":
         ok, expected = value is None or isinstance(value, str), "a feature group name or null"
@@ -255,10 +258,16 @@ def _beatx_spec() -> DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "t2m": humanml3d_spec("t2m", "dataset/HumanML3D"),
-    "kit": humanml3d_spec("kit", "dataset/KIT-ML", joints_num=21, fps=12.5, min_motion_length=24),
+    "kit": humanml3d_spec("kit", "dataset/KIT-ML", joints_num=21, fps=12.5, min_motion_length=24,
+                          metres_per_unit=0.001),
     "t2m_67": DatasetSpec(name="t2m_67", root="dataset/HumanML3D", joints_num=22, dim_pose=67, fps=20.0,
                           representation="essential", kinematic_chain=T2M_KINEMATIC_CHAIN,
                           layout=essential_layout(22), source_dim=263, eval_feat_bias=1.0, contact_group=None),
+    # MARDM's KIT-ML subset: root and ric of the 21 joints, 4 + 20 * 3 = 64 dims of the 251-dim files.
+    "kit_64": DatasetSpec(name="kit_64", root="dataset/KIT-ML", joints_num=21, dim_pose=64, fps=12.5,
+                          representation="essential", kinematic_chain=KIT_KINEMATIC_CHAIN,
+                          layout=essential_layout(21), source_dim=251, eval_feat_bias=1.0, contact_group=None,
+                          min_motion_length=24, metres_per_unit=0.001),
     "motionmillion": DatasetSpec(name="motionmillion", root="dataset/MotionMillion", joints_num=22, dim_pose=272,
                                  fps=30.0, representation="vector_272", kinematic_chain=T2M_KINEMATIC_CHAIN,
                                  layout=vector272_layout(), positions="local_pos", max_motion_length=600,

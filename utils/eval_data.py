@@ -114,7 +114,8 @@ class EvalLoader:
         if self._fingerprint is None:
             ds = self.dataset
             spec = ds.spec.to_dict()
-            spec.pop("root", None)  # moving the data folder changes nothing
+            for name in ("root", "metres_per_unit"):  # moving the data folder, or naming its units, changes no batch
+                spec.pop(name, None)
             samples = ds.samples
             h = digest(PROTOCOL_VERSION, spec, ds.split, os.path.basename(ds.index.folder), self.batch_size,
                      ds.max_text_len, ds.unit_length, ds.max_motion_length, ds.pointer, ds.mean, ds.std,

@@ -334,7 +334,7 @@ def _load_official(state: dict[str, Any], sizes: dict[str, Any], path: str, data
         raise CheckpointError(
             f"{path}: movement_encoder.main.0.weight takes {sizes['dim_movement_input']} features, but dataset "
             f"{dataset_name!r} gives {spec.dim_pose} {contacts}= {expected_input}; wrong --dataset_name? "
-            "(MARDM's 67-dim evaluator goes with 't2m_67')")
+            "(MARDM's 67- and 64-dim evaluators go with 't2m_67' and 'kit_64')")
     if mean is None:
         for folder in _official_stat_dirs(path):
             mean_path, std_path = os.path.join(folder, "mean.npy"), os.path.join(folder, "std.npy")

@@ -136,8 +136,9 @@ class ReconstructionStats:
     """Accumulates reconstruction errors of a tokenizer over batches (all on valid frames only).
 
     - MPJPE on joints recovered from de-normalised features, root-aligned (joint 0 subtracted per frame), reported
-      in millimetres assuming metres in the data (HumanML3D and our importers): ``mpjpe_mm`` averages over all
-      valid frames (MoMask / MARDM), ``mpjpe_seq_mm`` per sequence then over sequences (MotionMillion).
+      in millimetres (through ``spec.metres_per_unit``: KIT-ML's positions already are millimetres): ``mpjpe_mm``
+      averages over all valid frames (MoMask / MARDM), ``mpjpe_seq_mm`` per sequence then over sequences
+      (MotionMillion).
     - Mean absolute error per feature group of ``spec.layout``, in feature units and in normalised units.
     - Code usage per residual layer from the indices of the valid tokens (``length // unit_length`` per sample):
       perplexity, fraction of the codebook used, dead codes. Nothing for a continuous autoencoder.
@@ -196,8 +197,9 @@ class ReconstructionStats:
         """Plain values: mpjpe_mm, mpjpe_seq_mm (None without joint recovery), per-group errors, codebook usage."""
         out: dict[str, Any] = {"frames": self.frames, "mpjpe_mm": None, "mpjpe_seq_mm": None}
         if self.frame_errors:
-            out["mpjpe_mm"] = 1000.0 * float(np.concatenate(self.frame_errors).mean())
-            out["mpjpe_seq_mm"] = 1000.0 * float(np.concatenate(self.seq_errors).mean())
+            to_mm = 1000.0 * self.spec.metres_per_unit
+            out["mpjpe_mm"] = to_mm * float(np.concatenate(self.frame_errors).mean())
+            out["mpjpe_seq_mm"] = to_mm * float(np.concatenate(self.seq_errors).mean())
         n = max(self.frames, 1)
         out["group_mae"] = {k: v / n for k, v in self.group_abs.items()}
         out["group_mae_normalized"] = {k: v / n for k, v in self.group_abs_norm.items()}

@@ -143,7 +143,7 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
             break
     metrics = {k: v / max(batches, 1) for k, v in sums.items()}
     if frames:
-        metrics["mpjpe_mm"] = 1000.0 * err_sum / frames
+        metrics["mpjpe_mm"] = 1000.0 * spec.metres_per_unit * err_sum / frames
     if codes and quantizer is not None:
         # Counted from the indices rather than with quantizer.code_usage(), which all-reduces under
         # torch.distributed: validation runs on the main process only, so the other processes would never join.

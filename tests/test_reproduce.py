@@ -99,11 +99,20 @@ def test_paper_settings_are_the_papers():
         assert batch == {"t2m": 64, "kit": 16}, stage
     rvq = {step.name: step.argv for d, step in planned if d == "t2m"}
     assert parse_with_config(get_evaluation_ae_parser(), rvq["evaluate_tokenizer"][2:]).which_epoch == "net_best_fid"
-    mardm = {step.name: step.argv for _, step in _planned(RECIPES["mardm_sit_xl"], False)}
-    args = parse_with_config(get_evaluation_generator_parser(), mardm["evaluate"][2:])
-    assert (args.which_epoch, args.time_steps, args.cfg) == ("latest", 18, 4.5)
-    gen = parse_with_config(get_train_mardm_parser(), mardm["generator"][2:])
-    assert (gen.model, gen.batch_size, gen.lr, gen.milestones) == ("MARDM-SiT-XL", 64, 2e-4, [50000])
+    # MARDM: the generator's EMA latest.tar, 18 steps, guidance 4.5 (2.5 on KIT-ML); the AE's latest.tar on HumanML3D
+    # and its best validation FID on KIT-ML, where the AE trains at batch 512, lr decay 0.1, and the generator at
+    # batch 16 with its milestone at 20000.
+    for dataset, cfg, ae_file, ae_batch, ae_decay, gen_batch, milestones in (
+            ("t2m_67", 4.5, "latest", 256, 0.05, 64, [50000]), ("kit_64", 2.5, "net_best_fid", 512, 0.1, 16, [20000])):
+        mardm = {step.name: step.argv for d, step in _planned(RECIPES["mardm_sit_xl"], False) if d == dataset}
+        args = parse_with_config(get_evaluation_generator_parser(), mardm["evaluate"][2:])
+        assert (args.which_epoch, args.time_steps, args.cfg) == ("latest", 18, cfg)
+        ae = parse_with_config(get_train_ae_parser(), mardm["tokenizer"][2:])
+        assert (ae.batch_size, ae.lr_decay, ae.need_evaluation) == (ae_batch, ae_decay, dataset == "kit_64")
+        ae_eval = parse_with_config(get_evaluation_ae_parser(), mardm["evaluate_tokenizer"][2:])
+        gen = parse_with_config(get_train_mardm_parser(), mardm["generator"][2:])
+        assert (gen.model, gen.batch_size, gen.lr, gen.milestones) == ("MARDM-SiT-XL", gen_batch, 2e-4, milestones)
+        assert ae_eval.which_epoch == ae_file and gen.ae_ckpt == f"ck/{dataset}/AE/model/{ae_file}.tar"
 
 
 def test_unknown_published_metric_is_refused():
@@ -155,7 +164,7 @@ def test_arguments_are_checked(tmp_path, capsys):
         reproduce.main([])
     with pytest.raises(KeyError, match="unknown recipe 'nope'"):
         reproduce.main(["nope"])
-    with pytest.raises(SystemExit, match="published on t2m_67, not --dataset_name t2m"):
+    with pytest.raises(SystemExit, match="published on t2m_67, kit_64, not --dataset_name t2m"):
         reproduce.main(["mardm_sit_xl", "--dataset_name", "t2m"])
     with pytest.raises(SystemExit, match="--quick runs on the synthetic dataset"):
         reproduce.main(["momask", "--quick", "--dataset_name", "t2m"])

@@ -133,25 +133,41 @@ MOMASK_RVQ_EVAL = Stage(
     })
 
 
+# MARDM on its two datasets. The AE weights its scripts load (train_MARDM.py, evaluation, sampling) are latest.tar on
+# HumanML3D and the best validation FID on KIT-ML, which needs the evaluator while the AE trains; on KIT-ML the AE
+# trains at batch 512 with lr decay 0.1 and the generator at batch 16 with its milestone at 20000 (MARDM's README).
+_MARDM_AE_FILE = {"t2m_67": "latest", "kit_64": "net_best_fid"}
+_MARDM_KIT_AE = ("--batch_size", "512", "--lr_decay", "0.1", "--need_evaluation")
+_MARDM_KIT_GENERATOR = ("--batch_size", "16", "--milestones", "20000")
+
+
+def _ae_file(which: str) -> tuple[str, str]:
+    return "--ae_ckpt", f"{{runs}}/{{tokenizer}}/model/{which}.tar"
+
+
 def _mardm_stages(tokenizer: str, tokenizer_run: str, tiny_tokenizer: str, generator: str, generator_run: str,
                   tiny_generator: str, tokenizer_script: str = "train_AE.py", tokenizer_preset: str = "mardm_ae",
                   tokenizer_model: tuple[str, ...] = (),
                   published: dict[str, tuple[Published, ...]] | None = None) -> tuple[Stage, ...]:
     """Tokenizer, its evaluation, the MARDM-family generator on it and the generator's evaluation (MARDM's settings:
-    the EMA weights of ``latest.tar``, 18 steps, guidance 4.5)."""
+    the AE file of ``_MARDM_AE_FILE``, the EMA weights of the generator's ``latest.tar``, 18 steps, guidance 4.5 on
+    HumanML3D and 2.5 on KIT-ML)."""
     return (
         Stage("tokenizer", tokenizer_script, tokenizer_run, (*_cfg(tokenizer_preset), *tokenizer_model),
-              (*_cfg("tiny_ae"), "--model", tiny_tokenizer, *_QUICK_TOKENIZER)),
-        Stage("evaluate_tokenizer", "evaluation_AE.py", tokenizer_run, ("--which_epoch", "latest"),
-              ("--which_epoch", "latest", *_QUICK_AE_EVAL), evaluation=True),
+              (*_cfg("tiny_ae"), "--model", tiny_tokenizer, *_QUICK_TOKENIZER),
+              dataset_args={"kit_64": _MARDM_KIT_AE}),
+        Stage("evaluate_tokenizer", "evaluation_AE.py", tokenizer_run, (),
+              ("--which_epoch", "latest", *_QUICK_AE_EVAL), evaluation=True,
+              dataset_args={d: ("--which_epoch", which) for d, which in _MARDM_AE_FILE.items()}),
         Stage("generator", "train_MARDM.py", generator_run,
               (*_cfg(generator), "--ae_name", "{tokenizer}", "--ae_model", tokenizer, *_CLIP),
               (*_cfg("tiny_mardm"), "--model", tiny_generator, "--ae_name", "{tokenizer}", "--ae_model",
-               tiny_tokenizer, *_QUICK_GENERATOR)),
-        Stage("evaluate", "evaluation_MARDM.py", generator_run,
-              ("--which_epoch", "latest", "--time_steps", "18", "--cfg", "4.5"),
+               tiny_tokenizer, *_ae_file("latest"), *_QUICK_GENERATOR),
+              dataset_args={"t2m_67": _ae_file("latest"),
+                            "kit_64": (*_ae_file("net_best_fid"), *_MARDM_KIT_GENERATOR)}),
+        Stage("evaluate", "evaluation_MARDM.py", generator_run, ("--which_epoch", "latest", "--time_steps", "18"),
               ("--which_epoch", "latest", "--time_steps", "4", "--cfg", "2.5", *_QUICK_GEN_EVAL), evaluation=True,
-              published=published or {}),
+              dataset_args={"t2m_67": ("--cfg", "4.5"), "kit_64": ("--cfg", "2.5")}, published=published or {}),
     )
 
 
@@ -206,20 +222,21 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
                  "transformer's net_best_fid.tar, 10 steps, guidance 4 (2 on KIT), residual guidance 5."),
     Recipe("mardm_sit_xl", "MARDM-SiT-XL on MARDM's continuous AE, generation",
            "Rethinking Diffusion for Text-Driven Human Motion Generation (MARDM), CVPR 2025, arXiv 2411.16575",
-           ("t2m_67",), _mardm_stages("AE_Model", "AE", "AE_Tiny", "mardm_sit_xl", "MARDM_SiT_XL", "MARDM-SiT-Tiny",
+           ("t2m_67", "kit_64"),
+           _mardm_stages("AE_Model", "AE", "AE_Tiny", "mardm_sit_xl", "MARDM_SiT_XL", "MARDM-SiT-Tiny",
                                       published=_MARDM_PUBLISHED),
            notes="MARDM's numbers use its own 67-dim evaluator: not comparable with the 263-dim protocol."),
     Recipe("mardm_ddpm_xl", "MARDM-DDPM-XL on MARDM's continuous AE, generation",
-           "MARDM, CVPR 2025, arXiv 2411.16575", ("t2m_67",),
+           "MARDM, CVPR 2025, arXiv 2411.16575", ("t2m_67", "kit_64"),
            _mardm_stages("AE_Model", "AE", "AE_Tiny", "mardm_ddpm_xl", "MARDM_DDPM_XL", "MARDM-DDPM-Tiny"),
            notes="No DDPM-XL numbers are recorded here (the paper reports it slightly behind SiT-XL)."),
     Recipe("fsq_mardm", "FSQ-MARDM-SiT-XL on FSQ_AE_High (levels 8,8,8,5,5,5), generation",
-           "this project (denoising to grid)", ("t2m_67",),
+           "this project (denoising to grid)", ("t2m_67", "kit_64"),
            _mardm_stages("FSQ_AE_High", "FSQ_AE_High", "FSQ_AE_Tiny", "fsq_mardm_sit_xl", "FSQ_MARDM_SiT_XL",
                          "FSQ-MARDM-SiT-Tiny", tokenizer_preset="fsq_ae_high"),
            notes="MARDM's recipe and evaluation with the FSQ tokenizer, so the row compares with mardm_sit_xl."),
     Recipe("vq_mardm", "VQ-MARDM-SiT-XL ablation on a 512-code VQ autoencoder, generation",
-           "this project (ablation of FSQ-MARDM)", ("t2m_67",),
+           "this project (ablation of FSQ-MARDM)", ("t2m_67", "kit_64"),
            _mardm_stages("VQ_AE_Model", "VQ_AE_Model", "VQ_AE_Tiny", "vq_mardm_sit_xl", "VQ_MARDM_SiT_XL",
                          "VQ-MARDM-SiT-Tiny", tokenizer_model=("--model", "VQ_AE_Model")),
            notes="The MARDM AE recipe with a VQ bottleneck, then MARDM's generator recipe on its codes."),

@@ -102,7 +102,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_root", type=str, default=None,
                         help=f"folder of the dataset (default: the dataset's own; --quick: {QUICK_DATA_ROOT})")
     parser.add_argument("--evaluator_dir", type=str, default=None,
-                        help="evaluator for every evaluation (default <checkpoints_dir>/<dataset>/text_mot_match)")
+                        help="evaluator for every evaluation and for the FID validation of the training stages that "
+                             "run one (default <checkpoints_dir>/<dataset>/text_mot_match)")
     parser.add_argument("--python", type=str, default=sys.executable, help="interpreter that runs the stages")
     parser.add_argument("--launch", type=str, default=None,
                         help="command prefix of the training stages, e.g. \"accelerate launch --multi_gpu "
@@ -157,13 +158,15 @@ def _stage_step(stage: Stage, args: argparse.Namespace, dataset: str, common: li
     except KeyError as e:
         raise ValueError(f"recipe stage {stage.name!r}: {e} names no stage of the recipe") from None
     run_dir = os.path.join(names["runs"], stage.run)
+    evaluator = ["--evaluator_dir", args.evaluator_dir] if args.evaluator_dir else []
     if stage.evaluation:
         result = os.path.join(out, f"{stage.name}.json")
-        evaluator = ["--evaluator_dir", args.evaluator_dir] if args.evaluator_dir else []
         argv = [args.python, _script(stage.script), *common, "--name", stage.run, *flags, *evaluator,
                 "--is_continue", "--report_json", result]
         return Step(stage.name, argv, result, evaluation=True)
-    argv = [*launch, _script(stage.script), *common, "--name", stage.run, *flags]
+    # A training that validates by FID picks its best checkpoint under the evaluator the evaluations use.
+    argv = [*launch, _script(stage.script), *common, "--name", stage.run, *flags,
+            *(evaluator if "--need_evaluation" in flags else [])]
     return Step(stage.name, argv, os.path.join(run_dir, "model", "latest.tar"), training=True)
 
 

@@ -326,3 +326,21 @@ def test_an_interrupted_quick_evaluator_is_continued_not_taken_as_done(tmp_path,
     (model.parent / "eval").mkdir()
     (model.parent / "eval" / "evaluator_val.json").write_text("{}")  # finished
     assert evaluator_status() == ("skipped (done)", [])
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["paper", "quick"])
+def test_evaluator_dir_reaches_the_training_stages_that_validate_with_it(quick):
+    """--evaluator_dir is the evaluator of every evaluation, the FID validation of --need_evaluation training
+    included (MoMask's RVQ, MARDM's AE on KIT-ML): otherwise that stage looks for the default one and either stops or
+    picks its best checkpoint under another evaluator than the one the evaluations use."""
+    for name, dataset in (("momask_rvq", "t2m"), ("mardm_sit_xl", "kit_64")):
+        args = _args("--evaluator_dir", "official/ev", *(["--quick"] if quick else []))
+        if quick:
+            args.data_root, dataset = "dataset/Synthetic", "synthetic"
+        steps = {step.name: step for step in reproduce.plan(args, RECIPES[name], dataset)}
+        tokenizer = parse_with_config(PARSERS[Path(steps["tokenizer"].argv[1]).name](), steps["tokenizer"].argv[2:])
+        if tokenizer.need_evaluation:
+            assert tokenizer.evaluator_dir == "official/ev", (name, dataset)
+        for step in steps.values():
+            if "--need_evaluation" not in step.argv and not step.evaluation:
+                assert "--evaluator_dir" not in step.argv, (name, step.name)

@@ -127,3 +127,16 @@ def test_prepare_data_assets_prints_every_file_and_fails_when_one_is_missing(tmp
     done = subprocess.run([*argv, "--clip_path", ""], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == "8 of 8 ok", done.stdout + done.stderr
 
+
+
+def test_a_glove_word_list_that_is_no_pickle_is_named_bad(tmp_path):
+    """A failed download saves an HTML page, an empty file or a truncated pickle: each is a BAD line naming the file,
+    not a traceback out of the check."""
+    glove = tmp_path / "glove"
+    write_glove_folder(str(glove), ["unk", "walk", "person"], np.ones((3, 8)))
+    words = glove / "our_vab_words.pkl"
+    intact = words.read_bytes()
+    for content in (b"<!DOCTYPE html><html>Google Drive - quota exceeded</html>", intact[:len(intact) // 2], b""):
+        words.write_bytes(content)
+        check = assets.check_glove(str(glove))
+        assert check.state == BAD and str(words) in check.detail, check

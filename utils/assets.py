@@ -17,6 +17,7 @@ prints the table and ``reproduce.py`` refuses a paper run with the same messages
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -133,7 +134,7 @@ def check_glove(glove_dir: str) -> AssetCheck:
     except FileNotFoundError:
         absent = [n for n in names if not os.path.isfile(os.path.join(glove_dir, n))]
         return AssetCheck("GloVe vectors", glove_dir, MISSING, f"lacks {', '.join(absent)} ({README_SECTION})")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, pickle.UnpicklingError) as e:  # a word list that is an HTML page, empty, cut short
         return AssetCheck("GloVe vectors", glove_dir, BAD, f"do not load: {e}")
     return AssetCheck("GloVe vectors", glove_dir, OK, f"{len(vectors.word2idx)} words")
 

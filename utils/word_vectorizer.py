@@ -105,7 +105,7 @@ def load_plain_pickle(path: str) -> Any:
     with open(path, "rb") as f:
         try:
             return _PlainUnpickler(f).load()
-        except pickle.UnpicklingError as e:
+        except (pickle.UnpicklingError, EOFError) as e:  # EOFError: an empty file
             raise pickle.UnpicklingError(f"{path}: {e}") from e
 
 

@@ -140,3 +140,16 @@ def test_a_glove_word_list_that_is_no_pickle_is_named_bad(tmp_path):
         words.write_bytes(content)
         check = assets.check_glove(str(glove))
         assert check.state == BAD and str(words) in check.detail, check
+
+
+def test_empty_npy_files_are_named_bad(tmp_path):
+    """An empty .npy (a download that wrote nothing) makes np.load raise EOFError: a BAD line, not a traceback."""
+    _dataset(tmp_path / "data")
+    (tmp_path / "data" / "Mean.npy").write_bytes(b"")
+    states = _states(check_dataset("synthetic", str(tmp_path / "data")))
+    assert states["dataset synthetic Mean.npy Mean.npy"] == BAD
+    glove = tmp_path / "glove"
+    write_glove_folder(str(glove), ["unk", "walk", "person"], np.ones((3, 8)))
+    (glove / "our_vab_data.npy").write_bytes(b"")
+    check = assets.check_glove(str(glove))
+    assert check.state == BAD and str(glove / "our_vab_data.npy") in check.detail, check

@@ -95,7 +95,7 @@ def _check_statistics(asset: str, path: str, widths: list[int]) -> AssetCheck:
                                                 "prepare_data.py stats)")
     try:
         shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
         return AssetCheck(asset, path, BAD, f"is not a readable .npy ({e})")
     if len(shape) != 1 or shape[0] not in widths:
         return AssetCheck(asset, path, BAD, f"has shape {shape}; expected {' or '.join(f'({w},)' for w in widths)}, "

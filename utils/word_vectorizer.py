@@ -131,7 +131,7 @@ class WordVectorizer:
         data_path, words_path, idx_path = paths
         try:
             vectors = np.load(data_path, allow_pickle=False)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
             raise ValueError(f"{data_path}: not a readable .npy array of word vectors: {e}") from e
         words = load_plain_pickle(words_path)
         word2idx = load_plain_pickle(idx_path)

@@ -153,3 +153,24 @@ def test_empty_npy_files_are_named_bad(tmp_path):
     (glove / "our_vab_data.npy").write_bytes(b"")
     check = assets.check_glove(str(glove))
     assert check.state == BAD and str(glove / "our_vab_data.npy") in check.detail, check
+
+
+def test_released_evaluator_statistics_that_do_not_load_are_named(tmp_path):
+    """The released layout's meta/mean.npy and std.npy: an empty file or an HTML page in their place is a BAD line
+    naming the file, not a traceback or an error without it."""
+    import json
+    import shutil
+
+    fixture = ROOT / "tests" / "fixtures" / "t2m_evaluator"
+    manifest = json.loads((fixture / "manifest.json").read_text())
+    dim_pose = manifest["constructor"]["kwargs"]["dim_pose"]
+    dataset = next(n for n in ("t2m", "synthetic") if get_dataset_spec(n).dim_pose == dim_pose)
+    (tmp_path / "ev" / "model").mkdir(parents=True)
+    shutil.copy(fixture / manifest["checkpoint"]["file"], tmp_path / "ev" / "model" / "finest.tar")
+    meta = tmp_path / "ev" / "meta"
+    meta.mkdir()
+    np.save(meta / "std.npy", np.ones(dim_pose, np.float32))
+    for content in (b"", b"<!DOCTYPE html><html>Google Drive</html>"):
+        (meta / "mean.npy").write_bytes(content)
+        (check,) = check_evaluator(str(tmp_path / "ev"), dataset, glove_dir=str(tmp_path / "glove"))[:1]
+        assert check.state == BAD and str(meta / "mean.npy") in check.detail, check

@@ -71,6 +71,14 @@ def test_published_files_are_checked_by_size_and_sha256(tmp_path, monkeypatch):
     assert "has 6 bytes; the weights has 7 (a partial download" in check_published("CLIP weights", str(good),
                                                                                   "ViT-B-32.pt").detail
     assert check_published("CLIP weights", str(tmp_path / "none.pt"), "ViT-B-32.pt").state == MISSING
+    good.write_bytes(b"weights")
+
+    def unreadable(path):  # a file without read permission (which root reads anyway, so simulated)
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(assets, "file_sha256", unreadable)
+    check = check_published("CLIP weights", str(good), "ViT-B-32.pt")
+    assert check.state == BAD and check.detail == "cannot be read (Permission denied)"
 
 
 def test_the_published_clip_hashes_are_openais():

@@ -74,7 +74,7 @@ def check_dataset(dataset_name: str, data_root: str | None = None) -> list[Asset
     checks = []
     for name in (MOTION_DIR, TEXT_DIR):
         path = os.path.join(root, name)
-        found = os.path.isdir(path) and any(os.scandir(path))
+        found = os.path.isdir(path) and _has_entries(path)
         checks.append(AssetCheck(f"dataset {spec.name} {name}", path, OK if found else MISSING,
                                  "" if found else "is missing or empty (dataset/README.md says what goes there; "
                                                   "--data_root names another folder)"))
@@ -87,6 +87,11 @@ def check_dataset(dataset_name: str, data_root: str | None = None) -> list[Asset
         checks.append(AssetCheck(f"dataset {spec.name} split", path, OK if found else MISSING,
                                  "" if found else "is missing (one motion id per line)"))
     return checks
+
+
+def _has_entries(folder: str) -> bool:
+    with os.scandir(folder) as entries:
+        return any(entries)
 
 
 def _check_statistics(asset: str, path: str, widths: list[int]) -> AssetCheck:
@@ -148,7 +153,10 @@ def check_published(asset: str, path: str, name: str) -> AssetCheck:
     if size != published.size:
         return AssetCheck(asset, path, BAD, f"has {size} bytes; {published.origin} has {published.size} (a partial "
                                             f"download, an HTML error page or another file)")
-    digest = file_sha256(path)
+    try:
+        digest = file_sha256(path)
+    except OSError as e:
+        return AssetCheck(asset, path, BAD, f"cannot be read ({e.strerror or e})")
     if digest != published.sha256:
         return AssetCheck(asset, path, BAD, f"has SHA-256 {digest}; {published.origin} has {published.sha256}")
     return AssetCheck(asset, path, OK, f"SHA-256 {digest[:12]}... as published")

@@ -195,7 +195,10 @@ def _remove_run(root: str, top: str) -> None:
     shutil.rmtree(root, ignore_errors=True)
     parent = os.path.dirname(os.path.abspath(root))
     while len(parent) >= len(top) and os.path.isdir(parent) and not os.listdir(parent):
-        os.rmdir(parent)
+        try:
+            os.rmdir(parent)
+        except OSError:  # filled meanwhile (another start): it stays, and the failed start's own error is raised
+            break
         parent = os.path.dirname(parent)
 
 

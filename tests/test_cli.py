@@ -144,3 +144,24 @@ def test_train_script_refused_for_a_missing_dataset_file_leaves_no_run_folder(tm
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "train_AE.py: error: " in done.stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_parent_filled_during_the_removal_keeps_the_starts_own_error(monkeypatch, tmp_path):
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+
+    def main():
+        run = RunDir(str(tmp_path / "checkpoints"), "synthetic", "fresh")
+        run.make_dirs()
+        raise ValueError("dataset/Synthetic/Mean.npy: missing")
+
+    rmdir = os.rmdir
+
+    def filled(path, *args, **kwargs):  # another start writes into checkpoints/synthetic just before it goes
+        if str(path) == str(tmp_path / "checkpoints" / "synthetic"):
+            raise OSError(39, "Directory not empty", path)
+        return rmdir(path, *args, **kwargs)
+
+    monkeypatch.setattr("utils.run_dir.os.rmdir", filled)
+    with pytest.raises(SystemExit, match="train_AE.py: error: dataset/Synthetic/Mean.npy: missing"):
+        run_script(main, prog="train_AE.py")
+    assert not (tmp_path / "checkpoints" / "synthetic" / "fresh").exists()

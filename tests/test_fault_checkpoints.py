@@ -260,6 +260,20 @@ def test_resume_with_other_settings_is_refused_naming_both_sides(runs, tmp_path)
     assert load_checkpoint(str(gen_run / "model" / "latest.tar"))["step"] == 2
 
 
+def test_resume_of_a_misspelt_name_is_reported_before_other_flags(runs, tmp_path):
+    """A misspelt --name with --is_continue names the missing checkpoint, not whatever other flag would fail next
+    (here a batch larger than the data, a tokenizer of the wrong kind), and writes nothing."""
+    root = tmp_path / "ck"
+    missing = r"--is_continue: no checkpoint to resume at .*typo.model.latest\.tar .*check those three flags"
+    with pytest.raises(CheckpointError, match=missing):
+        train_AE.main(_tokenizer_args(runs["data"], str(root), "--is_continue", "--name", "typo",
+                                      "--batch_size", "4096"))
+    with pytest.raises(CheckpointError, match=missing):
+        train_MARDM.main(_generator_args(runs, str(root), "typo", "--ae_ckpt", runs["tok"], "--model",
+                                         "MARDM-SiT-Tiny", "--is_continue"))
+    assert not root.exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Disk
 # ---------------------------------------------------------------------------------------------------------------------

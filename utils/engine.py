@@ -178,18 +178,26 @@ def _check_run_folder(run: RunDir, cfg: EngineConfig, min_free_bytes: int) -> No
 
 
 def check_run_start(run: RunDir, is_continue: bool, meta: Mapping[str, Any] | None = None) -> None:
-    """What a script checks before it writes into its run folder (``opt.yaml``, logs), so that a refused start
-    leaves the run as it was: a new run must not find ``latest.tar`` there; a resumed run's ``latest.tar``, when
-    ``meta`` is given, must hold the same stage, model and model arguments (``train`` checks again on resume, and
-    reports a missing checkpoint with the flags to check)."""
+    """What a script checks before it writes into its run folder (``opt.yaml``, logs) or loads its data and models,
+    so that a refused start leaves the run as it was and names the real problem: a new run must not find
+    ``latest.tar`` there; a resumed run must find it (a misspelt ``--name`` is reported before any other flag is
+    judged) and, when ``meta`` is given, it must hold the same stage, model and model arguments (``train`` checks
+    both again on resume)."""
     path = run.latest_path
     if not is_continue:
         if os.path.exists(path):
             raise RunDirError(f"{path} exists: pass --is_continue to resume that run, or choose another --name (or "
                               f"delete {run.root}) to start a new one")
         return
-    if meta is not None and os.path.exists(path):
+    _require_latest(path)
+    if meta is not None:
         _check_same_model(path, load_checkpoint(path), meta)
+
+
+def _require_latest(path: str) -> None:
+    if not os.path.exists(path):
+        raise CheckpointError(f"--is_continue: no checkpoint to resume at {path} (the run folder is "
+                              f"<checkpoints_dir>/<dataset_name>/<name>; check those three flags)")
 
 
 def _check_same_model(path: str, ckpt: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
@@ -485,9 +493,7 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
     reported once, by the first process)."""
     warn = logger.warning if accelerator.is_main_process else (lambda *args, **kwargs: None)
     path = run.latest_path
-    if not os.path.exists(path):
-        raise CheckpointError(f"--is_continue: no checkpoint to resume at {path} (the run folder is "
-                              f"<checkpoints_dir>/<dataset_name>/<name>; check those three flags)")
+    _require_latest(path)
     ckpt = load_checkpoint(path)
     require_keys(ckpt, ["model", "optimizer", "step", "epoch", "rng", "data_state", "best"], path)
     _check_same_model(path, ckpt, meta)

@@ -510,7 +510,7 @@ def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str
     """Before ``--is_continue``: the run's tokenizer weights and text encoder (``saved``, its ``resume_records``) must
     be the ones given now (``meta``)."""
     if saved is None:
-        return  # no latest.tar: the engine reports the missing checkpoint with the flags to check
+        return  # a new run (a resumed one without latest.tar was refused by check_run_start)
     saved_text = saved.get("text_encoder") or {}
     saved_tok = saved.get("tokenizer") or {}
     if saved_tok.get("sha256") != meta["tokenizer"]["sha256"]:

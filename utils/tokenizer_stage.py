@@ -320,7 +320,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
 
 def _resumed_records(latest_path: str) -> dict[str, Any] | None:
     """The records of the run at ``latest_path`` (everything but the weights and optimizer state), None if missing
-    (the engine then reports the missing checkpoint with the flags to check)."""
+    (``check_run_start`` refuses such a resume before this is read)."""
     if not os.path.isfile(latest_path):
         return None
     saved = load_checkpoint(latest_path)

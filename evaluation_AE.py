@@ -216,7 +216,7 @@ def main(cfg) -> dict:
                 "source_format": tokenizer.source_format, "weights": tokenizer.weights}
         if from_tokenizer is not None:
             meta["conversion"] = {"input": to_tokenizer.to_dict(), "output": from_tokenizer.to_dict()}
-            title += from_tokenizer.title_note(logger, "reconstructions")
+            title += from_tokenizer.title_note(logger, "reconstruction")
         report = evaluate(evaluator, eval_loader, motion_fn, replications=cfg.replications, seed=cfg.seed,
                           results_path=os.path.join(eval_dir, f"eval_{tag}_replications.jsonl"), meta=meta,
                           gt_cache=None if cfg.no_gt_cache else "auto", resume=cfg.is_continue,

@@ -406,7 +406,7 @@ def test_an_essential_tokenizer_is_scored_by_the_full_evaluator_through_the_conv
     with caplog.at_level(logging.WARNING, logger="evaluation_AE"):
         result = run_eval(env, "--name", "fsq67", "--dataset_name", "t2m_67", "--eval_dataset", "synthetic",
                           "--replications", "1", "--no_gt_cache")
-    assert "through a lossy conversion" in caplog.text
+    assert "t2m_67 reconstruction is scored by the synthetic evaluator through a lossy conversion" in caplog.text
     eval_dir = ck / "t2m_67" / "fsq67" / "eval"
     saved = json.loads((eval_dir / "eval_net_best_loss_seed5_assynthetic.json").read_text())
     assert saved["dataset"] == "t2m_67" and saved["eval_dataset"] == "synthetic"

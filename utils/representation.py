@@ -168,7 +168,7 @@ class SpecConversion:
     def title_note(self, log: logging.Logger, what: str = "motion") -> str:
         """The printed table's note on this conversion (`` | scored as X through the exact|LOSSY conversion A -> X``);
         a lossy one is also a warning on ``log`` saying that the scores are not those of a model of X (``what``: the
-        thing scored, "motion" or "reconstructions")."""
+        thing scored, "motion" or "reconstruction", the subject of "is scored")."""
         source, target = self.source.name, self.target.name
         if not self.exact:
             log.warning("%s %s is scored by the %s evaluator through a lossy conversion (%s): the scores are not those "

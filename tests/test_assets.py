@@ -125,8 +125,9 @@ def test_prepare_data_assets_prints_every_file_and_fails_when_one_is_missing(tmp
     lines = done.stdout.splitlines()
     assert done.returncode == 1 and lines[-1] == "7 of 10 ok; 3 to fix"
     assert lines[7].startswith("MISSING  evaluator synthetic") and lines[8].startswith("MISSING  CLIP weights")
+    assert lines[-2].startswith("note: only runs with --text_encoder clip") and "--clip_path ''" in lines[-2]
     done = subprocess.run([*argv, "--clip_path", ""], capture_output=True, text=True, timeout=120)
-    assert done.stdout.splitlines()[-1] == "7 of 8 ok; 1 to fix"
+    assert done.stdout.splitlines()[-1] == "7 of 8 ok; 1 to fix" and "note:" not in done.stdout
     spec = get_dataset_spec("synthetic", str(tmp_path / "data"))
     save_evaluator(str(tmp_path / "ck" / "synthetic" / "text_mot_match" / "model" / "finest.tar"),
                    build_evaluator("synthetic", np.zeros(263, np.float32), np.ones(263, np.float32),

@@ -21,7 +21,7 @@ from scipy.spatial.transform import Rotation
 
 from utils.atomic_io import atomic_write
 from utils.bvh_export import best_fit_rotation, shortest_arc
-from utils.dataset_specs import T2M_KINEMATIC_CHAIN, DatasetSpec
+from utils.dataset_specs import DATASETS, T2M_KINEMATIC_CHAIN, DatasetSpec
 from utils.smpl_body import BODY_POSE_WIDTH, NUM_BODY_JOINTS, Z_UP_TO_Y_UP, SmplBody, smpl_joints, z_up_to_y_up
 
 GENDERS = ("neutral", "male", "female")
@@ -59,11 +59,16 @@ def y_up_to_z_up(points: np.ndarray) -> np.ndarray:
 
 def check_smpl_skeleton(spec: DatasetSpec, flag: str) -> None:
     """Raise ``ValueError`` naming ``flag`` unless the dataset's joints are SMPL-22 (HumanML3D's order)."""
-    chain = tuple(tuple(c) for c in spec.kinematic_chain)
-    if spec.joints_num != NUM_BODY_JOINTS or chain != tuple(tuple(c) for c in T2M_KINEMATIC_CHAIN):
+    if not _is_smpl22(spec):
+        smpl22 = ", ".join(name for name, registered in DATASETS.items() if _is_smpl22(registered))
         raise ValueError(f"{flag}: dataset {spec.name!r} has {spec.joints_num} joints in its own chain; SMPL "
-                         f"parameters are exported from SMPL-22 joints in metres (HumanML3D's order: t2m, t2m_67, "
-                         f"motionmillion, BVH and AMASS imports)")
+                         f"parameters are exported from SMPL-22 joints in metres (HumanML3D's order: {smpl22}, "
+                         f"BVH and AMASS imports)")
+
+
+def _is_smpl22(spec: DatasetSpec) -> bool:
+    chain = tuple(tuple(c) for c in spec.kinematic_chain)
+    return spec.joints_num == NUM_BODY_JOINTS and chain == tuple(tuple(c) for c in T2M_KINEMATIC_CHAIN)
 
 
 def _check_joints(joints: np.ndarray, source: str) -> np.ndarray:

@@ -61,6 +61,8 @@ def test_every_stage_command_parses_with_its_script(name, quick):
         if script == "prepare_data.py":
             continue
         assert not any("{" in a for a in step.argv), step.argv
+        flags = [a for a in step.argv[2:] if a.startswith("--")]
+        assert len(flags) == len(set(flags)), f"a flag given twice (the last one wins): {shlex.join(step.argv)}"
         args = parse_with_config(PARSERS[script](), step.argv[2:])
         assert args.dataset_name == dataset
         parsed[(dataset, step.name)] = args

@@ -187,10 +187,10 @@ _MOMASK_STAGES = (
           dataset_args=_MOMASK_KIT_BATCH),
     Stage("evaluate", "evaluation_MARDM.py", "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
           ("--which_epoch", "latest", "--res_ckpt", "{runs}/{residual_transformer}/model/net_best_fid.tar",
-           "--time_steps", "10", "--cfg", "4"),
+           "--time_steps", "10"),
           ("--which_epoch", "latest", "--res_ckpt", "{runs}/{residual_transformer}/model/net_best_fid.tar",
            "--time_steps", "4", "--cfg", "2.5", *_QUICK_GEN_EVAL),
-          evaluation=True, dataset_args={"kit": ("--cfg", "2")},
+          evaluation=True, dataset_args={"t2m": ("--cfg", "4"), "kit": ("--cfg", "2")},
           published={
               "t2m": (Published("fid", 0.045, "MoMask paper (confirmed on a paperswithcode mirror)"),
                       Published("top3", 0.807, "MoMask paper (confirmed on a paperswithcode mirror)"),

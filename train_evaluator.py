@@ -70,7 +70,11 @@ def main(cfg) -> dict:
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
     decomp_run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, f"{cfg.name}_decomp")
-    check_run_start(run, cfg.is_continue)
+    # A run stopped in stage 1, or in stage 2 before its first save, has only the movement autoencoder's latest.tar:
+    # --is_continue resumes that one and starts stage 2 afresh.
+    continue_stage2 = cfg.is_continue and (os.path.isfile(run.latest_path)
+                                           or not os.path.isfile(decomp_run.latest_path))
+    check_run_start(run, continue_stage2)
     run.make_dirs()
     setup_logging(run.log_file)
     set_seed(cfg.seed)
@@ -118,7 +122,7 @@ def main(cfg) -> dict:
     model_args = {**sizes, "ignore_dims": list(sizes["ignore_dims"]) if sizes["ignore_dims"] else None}
     meta = {"stage": "evaluator_training", "model_name": "TextMotionEvaluator", "model_args": model_args,
             "dataset": dataset_info, "config": config}
-    check_run_start(run, cfg.is_continue, meta)
+    check_run_start(run, continue_stage2, meta)
     save_config(cfg, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     save_evaluator_meta(run.root, mean, std)  # the released layout's meta/, next to model/finest.tar
 
@@ -167,7 +171,7 @@ def main(cfg) -> dict:
         return loss_pos + loss_neg, {"loss_pos": loss_pos.detach(), "loss_neg": loss_neg.detach()}
 
     best = {"val_loss": float("inf")}
-    if cfg.is_continue and os.path.isfile(finest_path):
+    if continue_stage2 and os.path.isfile(finest_path):
         best["val_loss"] = float(load_checkpoint(finest_path).get("metrics", {}).get("val_loss", float("inf")))
 
     def validate(m: nn.Module) -> dict[str, float]:
@@ -196,7 +200,7 @@ def main(cfg) -> dict:
         return metrics
 
     engine_cfg = EngineConfig.from_namespace(cfg, max_iters=resolve_max_iters(cfg, len(train_set)),
-                                             best_metric="val_loss", best_mode="min")
+                                             best_metric="val_loss", best_mode="min", is_continue=continue_stage2)
     train(model, train_set, loss_fn, engine_cfg, run, collate_fn=collate_eval, val_fn=validate,
           optimizer_factory=make_optimizer,
           checkpoint_meta={**meta, "parent": decomp_run.latest_path if pretrain_iters > 0 else None})

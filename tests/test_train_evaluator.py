@@ -126,6 +126,25 @@ def test_training_lowers_loss_and_writes_the_official_layout(data_root, tmp_path
     assert resumed[:20] == steps_prefix(losses)
 
 
+def test_a_run_stopped_before_stage_2_saved_resumes_with_is_continue(data_root, tmp_path):
+    """Stopped after the movement autoencoder's first save and before the co-embedding's: --is_continue resumes the
+    first stage and starts the second (a new start would be refused, as the first stage has a checkpoint)."""
+    ck = tmp_path / "checkpoints"
+    run_script(data_root, ck, "--max_iters", "10", "--pretrain_iters", "4")
+    run = ck / "synthetic" / "text_mot_match"
+    for name in ("latest.tar", "finest.tar", "net_best_val_loss.tar", "train_log.jsonl"):
+        (run / "model" / name).unlink()
+    with pytest.raises(RunDirError, match="text_mot_match_decomp.model.latest.tar exists: pass --is_continue"):
+        run_script(data_root, ck, "--max_iters", "10", "--pretrain_iters", "4")
+    run_script(data_root, ck, "--max_iters", "10", "--pretrain_iters", "4", "--is_continue")
+    assert [row["step"] for row in steps(run / "model" / "train_log.jsonl")] == list(range(1, 11))
+    assert (run / "model" / "finest.tar").is_file()
+    # Neither stage's checkpoint (a misspelt --name): the main run's missing latest.tar is named.
+    with pytest.raises(CheckpointError, match=r"no checkpoint to resume at .*typo.model.latest\.tar"):
+        run_script(data_root, ck, "--max_iters", "10", "--name", "typo", "--is_continue")
+    assert not (ck / "synthetic" / "typo").exists()
+
+
 def steps_prefix(losses: list[float]) -> list[dict]:
     return [{"step": i + 1, "loss": loss, "lr": 1e-3} for i, loss in enumerate(losses)]
 

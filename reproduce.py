@@ -61,9 +61,10 @@ QUICK_EVALUATOR = ("--sizes", "small", "--max_iters", "200", "--pretrain_iters",
 class Step:
     """One command of a planned reproduction. ``done_file``: the file whose presence means the step's output
     exists (data statistics, the evaluator's final validation, a run's ``latest.tar``, an evaluation's result).
-    ``resume_file``: for a training step, the run's ``latest.tar``, whose presence means the run is continued with
-    ``--is_continue`` (default: ``done_file``). ``placed_file``: an output that counts as done when no run of the
-    step is in progress (``resume_file`` absent), such as an evaluator whose files were put in place by hand."""
+    ``resume_files``: for a training step, the ``latest.tar`` files of its runs, any of which means the step is
+    continued with ``--is_continue`` (default: ``done_file``). ``placed_file``: an output that counts as done when no
+    run of the step is in progress (no ``resume_files``), such as an evaluator whose files were put in place by
+    hand."""
 
     name: str
     argv: list[str]
@@ -71,16 +72,17 @@ class Step:
     training: bool = False
     evaluation: bool = False
     always_skip_when_done: bool = False  # data and evaluator: never rerun once present
-    resume_file: str | None = None
+    resume_files: tuple[str, ...] = ()
     placed_file: str | None = None
 
     def output_present(self) -> bool:
         if os.path.isfile(self.done_file):
             return True
-        return bool(self.placed_file) and os.path.isfile(self.placed_file) and not os.path.isfile(self.resumes())
+        return bool(self.placed_file) and os.path.isfile(self.placed_file) and not self.resumes()
 
-    def resumes(self) -> str:
-        return self.resume_file or self.done_file
+    def resumes(self) -> bool:
+        """Whether a run of this step is there to continue."""
+        return any(os.path.isfile(path) for path in self.resume_files or (self.done_file,))
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -139,11 +141,14 @@ def plan(args: argparse.Namespace, recipe: Recipe, dataset: str) -> list[Step]:
                           os.path.join(args.data_root, "Mean.npy"), always_skip_when_done=True))
         if not args.evaluator_dir:
             # finest.tar is written at every better validation, so it is there long before the training ends: the
-            # evaluator is done once train_evaluator.py has written its final validation.
+            # evaluator is done once train_evaluator.py has written its final validation. Its first stage (the
+            # movement autoencoder) is a run of its own, which a run stopped before the second stage saved has alone.
             evaluator = os.path.join(runs, EVALUATOR_RUN)
             steps.append(Step("evaluator", [*launch, _script("train_evaluator.py"), *common, *QUICK_EVALUATOR],
                               os.path.join(evaluator, "eval", "evaluator_val.json"), training=True,
-                              always_skip_when_done=True, resume_file=os.path.join(evaluator, "model", "latest.tar"),
+                              always_skip_when_done=True,
+                              resume_files=tuple(os.path.join(run, "model", "latest.tar")
+                                                 for run in (evaluator, f"{evaluator}_decomp")),
                               placed_file=os.path.join(evaluator, "model", "finest.tar")))
     for stage in recipe.stages:
         steps.append(_stage_step(stage, args, dataset, common, names, launch, out))
@@ -259,7 +264,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
             print(f"=== {step.name}: done, skipped ({step.done_file})", flush=True)
             continue
         argv = list(step.argv)
-        if step.training and os.path.isfile(step.resumes()):
+        if step.training and step.resumes():
             argv.append("--is_continue")
         print(f"=== {step.name}: {shlex.join(argv)}", flush=True)
         start = time.perf_counter()

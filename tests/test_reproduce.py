@@ -295,8 +295,8 @@ def test_a_paper_run_checks_everything_it_needs_first(quick_env, tmp_path, monke
 
 def test_an_interrupted_quick_evaluator_is_continued_not_taken_as_done(tmp_path, monkeypatch):
     """train_evaluator.py writes finest.tar at every better validation and latest.tar as it goes: a killed run leaves
-    both, and the next call continues it rather than skipping it with a half-trained evaluator. An evaluator placed by
-    hand (finest.tar alone) is used as it is."""
+    both, and the next call continues it rather than skipping it with a half-trained evaluator, as it does a run
+    killed in its first stage. An evaluator placed by hand (finest.tar alone) is used as it is."""
     log = tmp_path / "argv.log"
     fake = tmp_path / "python"
     fake.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\n")
@@ -323,6 +323,12 @@ def test_an_interrupted_quick_evaluator_is_continued_not_taken_as_done(tmp_path,
     status, call = evaluator_status()
     assert status == "done" and call[-1] == "--is_continue"
     (model / "finest.tar").unlink()  # killed before the first validation
+    status, call = evaluator_status()
+    assert status == "done" and call[-1] == "--is_continue"
+    (model / "latest.tar").unlink()  # killed in the first stage, the movement autoencoder's run
+    decomp = model.parent.parent / "text_mot_match_decomp" / "model"
+    decomp.mkdir(parents=True)
+    (decomp / "latest.tar").write_bytes(b"")
     status, call = evaluator_status()
     assert status == "done" and call[-1] == "--is_continue"
     (model.parent / "eval").mkdir()

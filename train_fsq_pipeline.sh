@@ -73,12 +73,21 @@ AE_NAME=${PREFIX}_AE
 GEN_NAME=${PREFIX}_MARDM
 RUNS=$CKPT/$DATASET
 
-if [ ! -f "$RUNS/text_mot_match/model/finest.tar" ]; then
+# The evaluator is done once train_evaluator.py has written its final validation (finest.tar is written at every better
+# validation, long before the end), or when its files were placed by hand (finest.tar without a run's latest.tar).
+EV_RUN=$RUNS/text_mot_match
+evaluator_done() {
+  [ -f "$EV_RUN/eval/evaluator_val.json" ] || { [ -f "$EV_RUN/model/finest.tar" ] && [ ! -f "$EV_RUN/model/latest.tar" ]; }
+}
+if ! evaluator_done; then
   if [ "$QUICK" = 1 ]; then
     stage "evaluator (text-motion matching) on $DATASET"
-    "$PY" train_evaluator.py "${ROOT_ARGS[@]}" "${EV_ARGS[@]}"
+    cont=()  # a run stopped in either of its two stages continues
+    if [ -f "$EV_RUN/model/latest.tar" ] || [ -f "${EV_RUN}_decomp/model/latest.tar" ]; then cont=(--is_continue); fi
+    "$PY" train_evaluator.py "${ROOT_ARGS[@]}" "${EV_ARGS[@]}" "${cont[@]}"
   else
-    echo "no evaluator at $RUNS/text_mot_match: place the official files there or run train_evaluator.py" >&2
+    echo "no finished evaluator at $EV_RUN: place the official files there, or run (or finish, with --is_continue)" \
+         "train_evaluator.py" >&2
     exit 1
   fi
 fi

@@ -123,6 +123,10 @@ def main(cfg) -> dict:
         # Scores under another evaluator than the dataset's own get files of their own.
         tag += evaluator_tag(cfg.evaluator_dir, default_evaluator)
     except (CheckpointError, FileNotFoundError) as e:
+        if to_tokenizer is not None:  # the protocol is all that --eval_dataset asks for
+            raise CheckpointError(f"--eval_dataset {eval_name}: no usable evaluator ({e}); place it or pass "
+                                  f"--evaluator_dir, or train one with: python train_evaluator.py --dataset_name "
+                                  f"{eval_name}") from e
         skipped = (f"no usable evaluator for {eval_name!r} ({e}); FID, Diversity, R-precision and matching "
                    f"score are skipped. Train one with: python train_evaluator.py --dataset_name {eval_name}")
         logger.warning(skipped)

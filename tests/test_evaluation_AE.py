@@ -427,6 +427,14 @@ def test_an_essential_tokenizer_is_scored_by_the_full_evaluator_through_the_conv
         assert torch.allclose(got, expected.float(), atol=1e-3)
 
 
+def test_eval_dataset_without_its_evaluator_is_an_error_not_a_skipped_protocol(env):
+    root, ck, _ = env
+    _essential_tokenizer(env)
+    with pytest.raises(CheckpointError, match=r"--eval_dataset t2m: no usable evaluator \(.*t2m.text_mot_match"):
+        run_eval(env, "--name", "fsq67", "--dataset_name", "t2m_67", "--eval_dataset", "t2m", "--replications", "1")
+    assert not list((ck / "t2m_67" / "fsq67" / "eval").glob("*_ast2m*"))
+
+
 def test_a_tokenizer_whose_input_would_be_converted_lossily_is_refused(env):
     with pytest.raises(ValueError, match=r"--eval_dataset t2m_67: the tokenizer's synthetic input would come from "
                                          r"t2m_67's GT through a lossy conversion"):

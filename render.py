@@ -135,9 +135,9 @@ def main(cfg: argparse.Namespace) -> list[str]:
     for path in cfg.inputs:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
-    if mesh is not None and spec is not None:  # the dataset's joints are fitted to the body model
-        check_smpl_skeleton(spec, "--mesh")
     files = [classify(path, spec) for path in cfg.inputs]  # every shape is checked before the first render
+    if mesh is not None and spec is not None and any(f.kind != "parameters" for f in files):
+        check_smpl_skeleton(spec, "--mesh")  # the dataset's joints are fitted to the body model
     if mesh is None and any(f.kind == "parameters" for f in files):
         path = next(f.path for f in files if f.kind == "parameters")
         raise ValueError(f"{path}: SMPL parameters render as a mesh; pass --body_model BODY_MODEL.npz (SMPL, SMPL-H "

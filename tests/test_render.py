@@ -308,8 +308,12 @@ def test_cli_mesh_inputs_fail_clearly_and_keep_the_motion(no_ffmpeg, tmp_path, m
         run_cli(clip)
     with pytest.raises(ValueError, match=r"joints\.npy: joints or features need --dataset_name"):
         run_cli(str(tmp_path / "joints.npy"), "--mesh", model)
+    np.save(tmp_path / "kit_joints.npy", random_walk(joints=21))
     with pytest.raises(ValueError, match=r"--mesh: dataset 'kit' has 21 joints"):
-        run_cli(str(tmp_path / "joints.npy"), "--mesh", model, "--dataset_name", "kit")
+        run_cli(str(tmp_path / "kit_joints.npy"), "--mesh", model, "--dataset_name", "kit")
+    # Parameter files need no dataset: one named anyway (another input's) does not stand in their way.
+    assert run_cli(clip, "--body_model", model, "--dataset_name", "kit", "--dpi", "16", "--out",
+                   str(tmp_path / "kit_named")) == [str(tmp_path / "kit_named" / "walk_mesh.gif")]
     joints_only = str(_body_model(tmp_path / "joints_only.npz"))
     with pytest.raises(ValueError, match=r"--body_model: .*joints_only\.npz: body model lacks weights; expected "
                                          r"weights \(V, J\)"):

@@ -28,7 +28,7 @@ import torch
 
 from models.mardm import MARDM_MODELS
 from models.text_encoders import TextEncoder
-from options.config import config_to_dict, parse_with_config, resolve_max_iters, save_config
+from options.config import config_to_dict, option_origin, parse_with_config, resolve_max_iters, save_config
 from options.generator_options import get_train_mardm_parser
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
@@ -81,6 +81,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     ref = resolve_tokenizer_checkpoint(args.checkpoints_dir, args.dataset_name, args.ae_name, args.ae_ckpt)
     resumed = resume_records(run.latest_path, args.is_continue)
     tokenizer = load_generator_tokenizer(ref.path, args.model, spec, args.ae_model, device,
+                                         ae_model_source=option_origin(args, "ae_model"),
                                          use_ema=resumed_tokenizer_ema(resumed))
     mean, std = tokenizer_statistics(tokenizer)
     encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)

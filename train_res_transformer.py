@@ -29,7 +29,7 @@ import torch
 
 from models.res_transformer import RES_TRANSFORMERS
 from models.text_encoders import TextEncoder
-from options.config import config_to_dict, parse_with_config, resolve_max_iters, save_config
+from options.config import config_to_dict, option_origin, parse_with_config, resolve_max_iters, save_config
 from options.token_generator_options import get_train_res_transformer_parser, model_overrides
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
@@ -99,7 +99,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     ref = resolve_vq_checkpoint(args.checkpoints_dir, args.dataset_name, args.vq_name, args.vq_ckpt)
     resumed = resume_records(run.latest_path, args.is_continue)
     tokenizer = load_token_tokenizer(ref.path, spec, args.vq_model, device, role="res", run_name=ref.name,
-                                     use_ema=resumed_tokenizer_ema(resumed))
+                                     use_ema=resumed_tokenizer_ema(resumed),
+                                     vq_model_source=option_origin(args, "vq_model"))
     mean, std = tokenizer_statistics(tokenizer)
     encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
     evaluator, eval_loader = (load_validation_evaluator(args.evaluator_dir, args.checkpoints_dir, args.dataset_name,

@@ -203,6 +203,22 @@ def save_config(args: argparse.Namespace | dict[str, Any], path: str) -> None:
         yaml.safe_dump(config_to_dict(args), f, sort_keys=True, default_flow_style=None)
 
 
+def option_origin(args: argparse.Namespace, dest: str) -> str:
+    """``--<dest>`` as an error message should name it: with where its value came from when the ``--config`` preset
+    set it (``--ae_model (ae_model: FSQ_AE_Tiny in options/configs/tiny_mardm.yaml)``), so a refusal never seems to
+    blame a flag the user did not type. A value typed again on the command line reads the same, which is harmless."""
+    flag = f"--{dest}"
+    path = getattr(args, "config", None)
+    if not path:
+        return flag
+    try:
+        preset = load_config(path)
+    except ConfigError:
+        return flag
+    value = getattr(args, dest, None)
+    return f"{flag} ({dest}: {value} in {path})" if dest in preset and preset[dest] == value else flag
+
+
 def load_config(path: str) -> dict[str, Any]:
     """Read a YAML mapping (a preset or a saved ``opt.yaml``); errors name the file."""
     try:

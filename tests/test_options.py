@@ -14,6 +14,7 @@ from options.config import (
     epochs_to_iters,
     load_config,
     load_preset,
+    option_origin,
     parse_with_config,
     resolve_max_iters,
     save_config,
@@ -52,6 +53,16 @@ def test_precedence_defaults_yaml_command_line(tmp_path):
     assert args.batch_size == 32  # command line over YAML
     assert args.lr == 0.001 and args.seed == 3407  # YAML value; untouched default
     assert args.config == preset
+
+
+
+def test_option_origin_names_the_preset_that_set_a_value(tmp_path):
+    preset = write(tmp_path, "name: from_yaml\nbatch_size: 64\n")
+    args = parse(["--config", preset, "--batch_size", "32"])
+    assert option_origin(args, "name") == f"--name (name: from_yaml in {preset})"
+    assert option_origin(args, "batch_size") == "--batch_size"  # the command line's value, not the preset's
+    assert option_origin(args, "lr") == "--lr"  # a default
+    assert option_origin(parse(["--name", "x"]), "name") == "--name"
 
 
 def test_yaml_values_are_cast_through_flag_types(tmp_path):

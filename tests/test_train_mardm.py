@@ -180,6 +180,11 @@ def test_mismatches_fail_at_start_naming_both_sides(setup, encoder, tmp_path):
 
     with pytest.raises(CheckpointError, match="'FSQ_AE_Tiny'.*--ae_model is 'AE_Tiny'"):
         run("bad_ae_model", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--ae_model", "AE_Tiny")
+    # A preset's ae_model is named with its file, not as a flag the user typed.
+    with pytest.raises(CheckpointError, match=r"'AE_Tiny' but --ae_model \(ae_model: FSQ_AE_Tiny in "
+                                              r"options/configs/tiny_mardm\.yaml\) is 'FSQ_AE_Tiny'"):
+        run("bad_ae_model", "--config", "options/configs/tiny_mardm.yaml", "--model", "MARDM-SiT-Tiny",
+            "--ae_name", "ae")
     with pytest.raises(CheckpointError, match="trained on dataset 't2m' but --dataset_name is 'synthetic'"):
         run("bad_dataset", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq_t2m")
     with pytest.raises(ValueError, match="MARDM-SiT-Tiny \\(MARDM\\) needs a tokenizer of kind 'ae'.*kind 'fsq'"):

@@ -42,6 +42,8 @@ and keeps every other source token exactly (``MotionGenerator.edit``, ``utils/ed
 SHA-256, the spans and, per sample, ``unedited_change`` (how far the unedited frames moved from the decoded source
 tokens; the decoder reads the whole sequence). With ``--span_prompts`` the prompts go one to each span, from left to
 right (``MotionGenerator.edit_spans``), and each repeat makes one motion ``edit_spans_<slug>_<n>p_r<repeat>``.
+``--anchor_root`` keeps what follows each span where the source has it (``utils.editing.anchor_root``; the manifest's
+``root_anchor`` gives what was spread over each span).
 """
 
 from __future__ import annotations
@@ -148,6 +150,9 @@ def main(cfg) -> dict:
                          "sequence's _features.npy afterwards)")
     if editing and any(p.frames is not None for p in prompts):
         raise ValueError("an edit has the length of its --edit_source; drop --motion_length and #<frames> lengths")
+    if cfg.anchor_root and not editing:
+        raise ValueError("--anchor_root keeps an edit's unedited frames in place: add --edit_source and "
+                         "--edit_frames / --edit_seconds")
     if cfg.span_prompts:
         spans = len(cfg.edit_frames or []) + len(cfg.edit_seconds or [])
         if not editing:
@@ -234,9 +239,10 @@ def main(cfg) -> dict:
         segments = None
         if edit is not None and cfg.span_prompts:  # the prompts go to the spans from left to right
             ordered = sorted(edit.spans, key=lambda span: span.start)
-            out = generator.edit_spans([p.text for p in prompts], edit.features, ordered, **sampling)
+            out = generator.edit_spans([p.text for p in prompts], edit.features, ordered,
+                                       anchor_root=cfg.anchor_root, **sampling)
         elif edit is not None:
-            out = generator.edit([prompt.text], edit.features, edit.spans, **sampling)
+            out = generator.edit([prompt.text], edit.features, edit.spans, anchor_root=cfg.anchor_root, **sampling)
         elif cfg.sequence:
             # Lengths the prompts lack: one draw each from one stream seeded with the sample's seed.
             missing = [p.text for j, p in enumerate(prompts) if j not in given]
@@ -303,6 +309,8 @@ def main(cfg) -> dict:
             record["smpl_fit"] = smpl_fit._asdict()
         if edit is not None:
             record["unedited_change"] = out.unedited_change(0)
+            if out.root_anchors is not None:
+                record["root_anchor"] = out.root_anchors[0]
             if cfg.span_prompts:
                 record["span_prompts"] = [{"prompt": p.text, "frames": [span.start, span.end]}
                                           for p, span in zip(prompts, ordered)]

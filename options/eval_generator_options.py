@@ -166,6 +166,11 @@ def get_sample_parser() -> argparse.ArgumentParser:
                       help="one prompt per span instead of every prompt for every span: the prompts, in order, go to "
                            "the spans from left to right (which may not share a token), and each repeat makes one "
                            "edited motion")
+    edit.add_argument("--anchor_root", action="store_true",
+                      help="keep the frames after each edited span where the source's stand: the span's root yaw and "
+                           "xz velocities are bent evenly so that its end meets the source as its tokens decode "
+                           "(HumanML3D and 67-dim "
+                           "features; the manifest gives the yaw and distance spread over each span)")
     seq = parser.add_argument_group("sequence (one long motion from the prompts in order)")
     seq.add_argument("--sequence", action="store_true",
                      help="make one motion whose consecutive segments follow the prompts, in order (lengths per "

@@ -24,6 +24,7 @@ from utils.checkpoint import file_sha256
 from utils.dataset_specs import get_dataset_spec
 from utils.editing import (
     FrameSpan,
+    anchor_root,
     load_edit_source,
     mask_runs,
     parse_span,
@@ -32,6 +33,7 @@ from utils.editing import (
     token_edit_mask,
 )
 from utils.generation import load_generator
+from utils.motion_process import recover_root_rot_pos
 
 
 @pytest.fixture(scope="module")
@@ -365,3 +367,75 @@ def test_sample_py_gives_each_span_its_prompt(ckdir, source, tmp_path):
         edit_sample(ckdir, *bad, "--edit_source", str(src), "--edit_frames", ":8", "--span_prompts")
     with pytest.raises(ValueError, match="--span_prompts pairs the prompts with the spans of an edit"):
         edit_sample(ckdir, *bad, "--span_prompts")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Anchoring the root of edited spans (--anchor_root)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _root(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Root yaw angle (HumanML3D's half angle) and xz position per frame."""
+    quat, pos = recover_root_rot_pos(np.asarray(features, dtype=np.float64))
+    return np.arctan2(quat[:, 2], quat[:, 0]), pos[:, [0, 2]]
+
+
+def test_anchor_root_puts_the_frame_after_each_span_where_the_target_has_it(source):
+    rng = np.random.default_rng(0)
+    target = source.astype(np.float64)
+    edited = target.copy()
+    mask = np.zeros(len(target), dtype=bool)
+    mask[8:20] = mask[28:36] = mask[44:] = True
+    edited[mask, :4] += rng.normal(0, 0.1, (int(mask.sum()), 4))   # the spans turn and travel otherwise
+    edited[mask, 4:] += rng.normal(0, 0.1, (int(mask.sum()), 263 - 4))
+    out, records = anchor_root(edited, target, mask, metres_per_unit=1.0)
+    assert [r["frames"] for r in records] == [[8, 20], [28, 36]]           # the suffix span has nothing after it
+    yaw_t, xz_t = _root(target)
+    yaw_e, xz_e = _root(edited)
+    yaw_o, xz_o = _root(out)
+    for _, b in ([8, 20], [28, 36]):
+        assert abs(yaw_o[b] - yaw_t[b]) < 1e-9 and np.abs(xz_o[b] - xz_t[b]).max() < 1e-9
+        assert np.abs(xz_e[b] - xz_t[b]).max() > 1e-2                      # without anchoring it was off
+    # The unedited frames between and after the anchored spans follow the target's path exactly.
+    assert np.abs(xz_o[20:28] - xz_t[20:28]).max() < 1e-9 and np.abs(xz_o[36:44] - xz_t[36:44]).max() < 1e-9
+    # Only the root dims of anchored spans change; what the records say was spread is what the edit was off by.
+    changed = np.abs(out - edited) > 0
+    assert not changed[~mask].any() and not changed[:, 4:].any() and not changed[44:].any()
+    first = records[0]
+    yaw_off = 2 * (np.arctan2(*_root_half_angle(target, 20)) - np.arctan2(*_root_half_angle(edited, 20)))
+    assert first["yaw_deg"] == pytest.approx(np.degrees(yaw_off), abs=1e-6)
+    with pytest.raises(ValueError, match=r"anchor_root: expected features and target"):
+        anchor_root(edited, target[:10], mask)
+
+
+def _root_half_angle(features: np.ndarray, frame: int) -> tuple[float, float]:
+    angle = float(np.sum(features[:frame, 0]))
+    return np.sin(angle), np.cos(angle)
+
+
+@pytest.mark.parametrize("run", ["fsq_gen", "momask"])
+def test_an_anchored_edit_keeps_what_follows_the_span_in_place(ckdir, source, run):
+    root = os.path.join(ckdir, "synthetic")
+    gen = (load_generator(os.path.join(root, "mask"), res_run=os.path.join(root, "res")) if run == "momask"
+           else load_generator(os.path.join(root, run)))
+    plain = gen.edit(["a person jumps"], source, [FrameSpan(8, 24)], time_steps=2, seed=0)
+    anchored = gen.edit(["a person jumps"], source, [FrameSpan(8, 24)], time_steps=2, seed=0, anchor_root=True)
+    assert plain.root_anchors is None and [r["frames"] for r in anchored.root_anchors[0]] == [[8, 24]]
+    assert torch.equal(plain.tokens, anchored.tokens)                      # the same edit, bent afterwards
+    _, xz_src = _root(anchored.reconstruction.numpy())
+    _, xz_plain = _root(plain.features[0].numpy())
+    _, xz_anchored = _root(anchored.features[0].numpy())
+    assert np.abs(xz_anchored[24] - xz_src[24]).max() < 1e-5 < np.abs(xz_plain[24] - xz_src[24]).max()
+    # The normalised copy and the joints follow the bent features.
+    assert torch.allclose(gen.denormalize(anchored.features_normalised), anchored.features, atol=1e-5)
+    assert np.allclose(anchored.joints[0][:, 0, [0, 2]], xz_anchored, atol=1e-5)
+
+
+def test_sample_py_anchor_root_is_recorded_and_needs_an_edit(ckdir, source, tmp_path):
+    src = tmp_path / "walk_features.npy"
+    np.save(src, source)
+    manifest = edit_sample(ckdir, "--name", "fsq_gen", "--text_prompt", "a person jumps", "--edit_source", str(src),
+                           "--edit_frames", "8:24", "--anchor_root", "--output_dir", str(tmp_path / "out"))
+    (anchor,) = manifest["samples"][0]["root_anchor"]
+    assert anchor["frames"] == [8, 24] and anchor["xz_m"] >= 0 and np.isfinite(anchor["yaw_deg"])
+    with pytest.raises(ValueError, match="--anchor_root keeps an edit's unedited frames in place: add --edit_source"):
+        edit_sample(ckdir, "--name", "fsq_gen", "--text_prompt", "a person jumps", "--anchor_root")

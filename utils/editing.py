@@ -182,6 +182,53 @@ def unedited_change(features: np.ndarray, reconstruction: np.ndarray, edited_fra
     return {"frames": int(kept.sum()), "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
 
 
+# Representations whose first four dims are HumanML3D's root: yaw velocity, local xz velocity, height.
+ROOT_VELOCITY_REPRESENTATIONS = ("humanml3d", "essential")
+
+
+def anchor_root(features: np.ndarray, target: np.ndarray, edited_frames: np.ndarray,
+                metres_per_unit: float = 1.0) -> tuple[np.ndarray, list[dict]]:
+    """Bend the root of each edited span so that the motion after it stands where ``target``'s does.
+
+    HumanML3D features store the root as velocities (yaw rate, xz step in the body's frame), so a regenerated span
+    that turns or travels differently from the source moves everything after it in the world. For every run of
+    ``edited_frames`` (T,) [a, b) followed by unedited frames, the yaw error at frame b is spread evenly over the yaw
+    velocities of rows a..b-1, then the xz error at frame b over their steps (each rotated into its frame's facing),
+    so frame b's root yaw and xz equal ``target``'s (T, D) and the frames after it, whose velocities are untouched,
+    follow the target's path. A span at the end has nothing after it and is left alone. Only the four root dims of
+    the span change. Returns the features (T, D) and one record per anchored span: frames, and the yaw (degrees) and
+    xz shift (metres, through ``metres_per_unit``) that were spread over it.
+    """
+    from utils.motion_process import recover_root_rot_pos  # torch-backed; imported when an edit is anchored
+    from utils.quaternion import qrot
+
+    out = np.asarray(features, dtype=np.float64).copy()
+    target = np.asarray(target, dtype=np.float64)
+    edited = np.asarray(edited_frames, dtype=bool)
+    if out.ndim != 2 or target.shape != out.shape or edited.shape != out.shape[:1] or out.shape[1] < 4:
+        raise ValueError(f"anchor_root: expected features and target (T, D >= 4) and edited_frames (T,), got "
+                         f"{out.shape}, {target.shape} and {edited.shape}")
+    target_angle = np.concatenate([[0.0], np.cumsum(target[:-1, 0])])
+    _, target_pos = recover_root_rot_pos(target)
+    records = []
+    for a, b in mask_runs(torch.from_numpy(edited)):
+        if b >= len(out):
+            continue
+        n = b - a
+        yaw = target_angle[b] - out[:b, 0].sum()
+        out[a:b, 0] += yaw / n
+        quat, pos = recover_root_rot_pos(out)
+        shift = np.array([target_pos[b, 0] - pos[b, 0], 0.0, target_pos[b, 2] - pos[b, 2]])
+        # Row u - 1 holds the step into frame u, turned to the world by frame u's yaw: turn the share back with it.
+        local = qrot(quat[a + 1:b + 1], np.broadcast_to(shift / n, (n, 3)))
+        out[a:b, 1] += local[:, 0]
+        out[a:b, 2] += local[:, 2]
+        # The quaternions hold half the yaw angle (HumanML3D's r_rot_quat = [cos a, 0, sin a, 0]).
+        records.append({"frames": [int(a), int(b)], "yaw_deg": float(np.degrees(2.0 * yaw)),
+                        "xz_m": float(np.hypot(shift[0], shift[2]) * metres_per_unit)})
+    return out.astype(np.asarray(features).dtype), records
+
+
 class EditRequest(NamedTuple):
     """An edit asked for on the command line: the ``source`` file, its SHA-256, its ``features`` (T, D) and the
     resolved frame ``spans``."""

@@ -51,7 +51,14 @@ from models.loader import Tokenizer
 from models.text_encoders import TextEncoder
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, require_keys
 from utils.dataset_specs import DatasetSpec
-from utils.editing import FrameSpan, resolve_spans, token_edit_mask, unedited_change
+from utils.editing import (
+    ROOT_VELOCITY_REPRESENTATIONS,
+    FrameSpan,
+    anchor_root,
+    resolve_spans,
+    token_edit_mask,
+    unedited_change,
+)
 from utils.generation_backends import GeneratorBackend, SamplingSettings, backend_for
 from utils.generator_checkpoints import (
     LoadedLengthEstimator,
@@ -108,7 +115,8 @@ class EditedBatch(GeneratedBatch):
 
     ``source_tokens`` (N, ...) the source's tokens; ``edit_mask`` (N,) bool, True at generated tokens (CPU);
     ``spans`` the frame spans asked for, closed at the source's length; ``reconstruction`` (T, D) the source's
-    tokens decoded, in the dataset's units; ``unit_length`` frames per token.
+    tokens decoded, in the dataset's units; ``unit_length`` frames per token; ``root_anchors`` per sample, with
+    ``anchor_root``, the spans whose root was bent to keep what follows in place (``utils.editing.anchor_root``).
     """
 
     source_tokens: Tensor
@@ -116,6 +124,7 @@ class EditedBatch(GeneratedBatch):
     spans: list[FrameSpan]
     reconstruction: Tensor
     unit_length: int
+    root_anchors: list[list[dict]] | None = None
 
     @property
     def edited_frames(self) -> Tensor:
@@ -297,7 +306,7 @@ class MotionGenerator:
     def edit(self, texts: list[str], source: np.ndarray | Tensor, spans: list[FrameSpan] | list[tuple[int, int | None]],
              time_steps: int | None = None, cfg: float | None = None, temperature: float = 1.0,
              seed: int | None = None, generator: torch.Generator | None = None, snap: bool = True,
-             **options: Any) -> EditedBatch:
+             anchor_root: bool = False, **options: Any) -> EditedBatch:
         """Regenerate the frames of ``spans`` of a source motion from each caption, keeping the rest.
 
         The source is normalised with the generator's statistics and encoded with its tokenizer; the tokens that
@@ -314,10 +323,14 @@ class MotionGenerator:
                 ``utils.editing.resolve_spans``; spans covering every token make this plain generation at the
                 source's length.
             time_steps, cfg, temperature, seed, generator, snap, options: as ``generate``.
+            anchor_root: bend the root velocities of each edited span so that the frames after it stand where the
+                source's do (``utils.editing.anchor_root``; HumanML3D and essential features): without it, a span
+                that travels or turns differently moves everything after it.
         Returns:
             ``EditedBatch`` (features (B, T', D), lengths (B,), tokens, edit mask, source reconstruction, joints).
         """
         texts = _caption_list(texts)
+        self._check_anchor(anchor_root)
         settings = self.sampling_settings(time_steps, cfg, temperature, snap, **options)
         generator = self._seeded(seed, generator)
         src = self._edit_source(source, spans, settings.snap)
@@ -329,13 +342,14 @@ class MotionGenerator:
         tokens = self.backend.sample_tokens(text_emb, token_lengths, settings, generator,
                                             known=src.tokens.expand(batch, *src.tokens.shape[1:]),
                                             edit_mask=src.edit_mask.to(self.device)[None].expand(batch, -1))
-        return self._edited(texts, tokens, src, settings.snap)
+        return self._edited(texts, tokens, src, settings.snap, anchor_root)
 
     @torch.no_grad()
     def edit_spans(self, span_texts: list[str], source: np.ndarray | Tensor,
                    spans: list[FrameSpan] | list[tuple[int, int | None]], time_steps: int | None = None,
                    cfg: float | None = None, temperature: float = 1.0, seed: int | None = None,
-                   generator: torch.Generator | None = None, snap: bool = True, **options: Any) -> EditedBatch:
+                   generator: torch.Generator | None = None, snap: bool = True, anchor_root: bool = False,
+                   **options: Any) -> EditedBatch:
         """Regenerate each span of a source motion from its own caption, keeping the rest: one edited motion.
 
         As ``edit``, except that span k is generated from ``span_texts[k]``: the spans are generated one after
@@ -344,6 +358,7 @@ class MotionGenerator:
         " / " and whose ``spans`` are the spans, both left to right.
         """
         span_texts = _caption_list(span_texts)
+        self._check_anchor(anchor_root)
         settings = self.sampling_settings(time_steps, cfg, temperature, snap, **options)
         generator = self._seeded(seed, generator)
         src = self._edit_source(source, spans, settings.snap)
@@ -361,7 +376,13 @@ class MotionGenerator:
             tokens = self.backend.sample_tokens(text_emb, torch.tensor([src.num_tokens], device=self.device),
                                                 settings, generator, known=tokens, edit_mask=mask.to(self.device)[None])
         src = src._replace(spans=[src.spans[k] for k in order])   # the spans in the order of the captions joined
-        return self._edited([" / ".join(span_texts[k] for k in order)], tokens, src, settings.snap)
+        return self._edited([" / ".join(span_texts[k] for k in order)], tokens, src, settings.snap, anchor_root)
+
+    def _check_anchor(self, anchor_root: bool) -> None:
+        if anchor_root and self.spec.representation not in ROOT_VELOCITY_REPRESENTATIONS:
+            raise ValueError(f"anchor_root: dataset {self.spec.name!r} ({self.spec.representation}) does not store the "
+                             f"root as HumanML3D's velocities; anchoring applies to "
+                             f"{', '.join(ROOT_VELOCITY_REPRESENTATIONS)} features")
 
     def _edit_source(self, source: np.ndarray | Tensor, spans: list[FrameSpan] | list[tuple[int, int | None]],
                      snap: bool) -> _EditSource:
@@ -385,13 +406,26 @@ class MotionGenerator:
         return _EditSource(tokens, num_tokens, resolved, token_edit_mask(resolved, num_tokens, self.unit_length),
                            reconstruction)
 
-    def _edited(self, texts: list[str], tokens: Tensor, src: _EditSource, snap: bool) -> EditedBatch:
+    def _edited(self, texts: list[str], tokens: Tensor, src: _EditSource, snap: bool,
+                anchor: bool = False) -> EditedBatch:
         batch = tokens.shape[0]
         edited = self.decode(tokens, torch.full((batch,), src.num_tokens), snap)
-        return EditedBatch(texts=texts, features=self.denormalize(edited), features_normalised=edited,
+        features, reconstruction = self.denormalize(edited), self.denormalize(src.reconstruction)
+        anchors = None
+        if anchor:
+            frames = src.edit_mask.repeat_interleave(self.unit_length).numpy()
+            target = reconstruction.detach().float().cpu().numpy()
+            fixed, anchors = [], []
+            for sample in features.detach().float().cpu().numpy():
+                bent, records = anchor_root(sample, target, frames, self.spec.metres_per_unit)
+                fixed.append(bent)
+                anchors.append(records)
+            features = torch.as_tensor(np.stack(fixed), dtype=features.dtype, device=features.device)
+            edited = (features - self._mean_t) / self._std_t
+        return EditedBatch(texts=texts, features=features, features_normalised=edited,
                            lengths=torch.full((batch,), src.num_tokens * self.unit_length), tokens=tokens,
                            spec=self.spec, source_tokens=src.tokens[0], edit_mask=src.edit_mask, spans=src.spans,
-                           reconstruction=self.denormalize(src.reconstruction), unit_length=self.unit_length)
+                           reconstruction=reconstruction, unit_length=self.unit_length, root_anchors=anchors)
 
 
 class _EditSource(NamedTuple):

@@ -92,6 +92,10 @@ def test_an_evaluator_is_loaded_and_its_glove_checked(tmp_path):
     data = str(tmp_path / "data")
     missing = check_evaluator(str(tmp_path / "ev"), "synthetic", data)
     assert [c.state for c in missing] == [MISSING] and "train_evaluator.py" in missing[0].detail
+    # Where the official evaluator is GloVe's, its vectors are listed at once with the missing evaluator.
+    ev, glove = check_evaluator(str(tmp_path / "ev"), "t2m", glove_dir=str(tmp_path / "glove"))
+    assert ev.state == glove.state == MISSING and glove.detail.endswith("; the official evaluator reads them")
+    assert len(check_evaluator(str(tmp_path / "ev"), "t2m", glove_dir=str(tmp_path / "glove"), load=False)) == 1
     spec = get_dataset_spec("synthetic", data)
     stats = eval_normalization(np.zeros(263, np.float32), np.ones(263, np.float32), spec)
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -32,6 +32,8 @@ from utils.paths import project_path
 from utils.word_vectorizer import WordVectorizer, glove_file_names
 
 README_SECTION = "README, 'Evaluator and text-encoder files'"
+# Datasets whose released evaluators (Guo et al.'s, MARDM's) read the GloVe vectors.
+GLOVE_EVALUATOR_DATASETS = ("t2m", "kit", "t2m_67", "kit_64")
 OK, MISSING, BAD = "ok", "missing", "bad"
 
 
@@ -116,9 +118,14 @@ def check_evaluator(evaluator_dir: str, dataset_name: str, data_root: str | None
     try:
         path = resolve_evaluator_path(evaluator_dir)
     except CheckpointError:
-        return [AssetCheck(asset, os.path.join(evaluator_dir, "model", "finest.tar"), MISSING,
-                           f"is missing: place the official evaluator files there ({README_SECTION}), or train one "
-                           f"with train_evaluator.py (its numbers are not comparable with the papers')")]
+        missing = [AssetCheck(asset, os.path.join(evaluator_dir, "model", "finest.tar"), MISSING,
+                              f"is missing: place the official evaluator files there ({README_SECTION}), or train one "
+                              f"with train_evaluator.py (its numbers are not comparable with the papers')")]
+        if load and dataset_name in GLOVE_EVALUATOR_DATASETS:  # what the official one will read, listed at once
+            glove = check_glove(glove_dir or project_path("glove"))
+            missing.append(glove if glove.state == OK else
+                           replace(glove, detail=f"{glove.detail}; the official evaluator reads them"))
+        return missing
     if not load:
         return [AssetCheck(asset, path, OK, "present (not loaded)")]
     try:

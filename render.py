@@ -77,16 +77,16 @@ def output_stems(item: MotionFile, out: str | None) -> list[str]:
     return [os.path.join(folder, stem if count == 1 else f"{stem}_{i}") for i in range(count)]
 
 
-def check_distinct_outputs(files: list[MotionFile], outputs: list[list[str]]) -> None:
+def check_distinct_outputs(files: list[MotionFile], outputs: list[list[str]], suffix: str = "") -> None:
     """Fail before any work when two inputs would write the same video (``a/x.npy b/x.npy --out videos``): the later
-    one would silently replace the earlier one's."""
+    one would silently replace the earlier one's. ``suffix`` ends the videos' names (``_mesh`` for mesh videos)."""
     owner: dict[str, str] = {}
     for item, stems in zip(files, outputs):
         for stem in stems:
             key = os.path.abspath(stem)
             if key in owner:
-                raise ValueError(f"{owner[key]} and {item.path} would both write {stem}.<mp4|gif>; render them into "
-                                 f"separate --out folders or rename one")
+                raise ValueError(f"{owner[key]} and {item.path} would both write {stem}{suffix}.<mp4|gif>; render "
+                                 f"them into separate --out folders or rename one")
             owner[key] = item.path
 
 
@@ -143,7 +143,7 @@ def main(cfg: argparse.Namespace) -> list[str]:
         raise ValueError(f"{path}: SMPL parameters render as a mesh; pass --body_model BODY_MODEL.npz (SMPL, SMPL-H "
                          f"or SMPL-X, the model the parameters are for)")
     outputs = [output_stems(item, cfg.out) for item in files]
-    check_distinct_outputs(files, outputs)
+    check_distinct_outputs(files, outputs, "_mesh" if mesh is not None else "")
     has_features = any(f.kind == "features" for f in files)
     if cfg.denorm and not has_features:
         logger.warning("--denorm ignored: every input holds joint positions")

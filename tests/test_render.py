@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -311,6 +312,10 @@ def test_cli_mesh_inputs_fail_clearly_and_keep_the_motion(no_ffmpeg, tmp_path, m
     np.save(tmp_path / "kit_joints.npy", random_walk(joints=21))
     with pytest.raises(ValueError, match=r"--mesh: dataset 'kit' has 21 joints"):
         run_cli(str(tmp_path / "kit_joints.npy"), "--mesh", model, "--dataset_name", "kit")
+    (tmp_path / "other").mkdir()
+    shutil.copy(clip, tmp_path / "other" / "walk.npz")
+    with pytest.raises(ValueError, match=r"would both write .*walk_mesh\.<mp4\|gif>"):
+        run_cli(clip, str(tmp_path / "other" / "walk.npz"), "--body_model", model, "--out", str(tmp_path / "same"))
     # Parameter files need no dataset: one named anyway (another input's) does not stand in their way.
     assert run_cli(clip, "--body_model", model, "--dataset_name", "kit", "--dpi", "16", "--out",
                    str(tmp_path / "kit_named")) == [str(tmp_path / "kit_named" / "walk_mesh.gif")]

@@ -326,10 +326,13 @@ def main(cfg) -> dict:
     written_now = manifest.this_runs_samples()
     for s in written_now:
         written = s["files"]["video"] or s["files"]["joints"] or s["files"]["features"]
+        others = sum(1 for name in s["files"].values() if name) - 1  # features, BVH, SMPL, mesh video: the manifest
+        shown = f"{written} (+{others})" if others else written
         print(f"{s['index']:>4} {s['repeat']:>4} {s['length_frames']:>6} {s['length_seconds']:>6.2f}  "
-              f"{written:<40} {s['prompt'][:60]}")
+              f"{shown:<40} {s['prompt'][:60]}")
     earlier = f"; it also lists {manifest.earlier} of earlier runs" if manifest.earlier else ""
-    print(f"wrote {len(written_now)} samples to {out_dir} (manifest.json lists every file{earlier})")
+    print(f"wrote {len(written_now)} samples to {out_dir} (manifest.json lists every file, +N the others of a "
+          f"sample{earlier})")
     return manifest.to_dict()
 
 

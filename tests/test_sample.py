@@ -111,7 +111,7 @@ def test_bad_structured_prompt_files_fail_naming_the_line(tmp_path, name, conten
         read_prompt_file(str(path))
 
 
-def test_prompt_file_with_lengths_repeats_and_gif(ckdir, tmp_path):
+def test_prompt_file_with_lengths_repeats_and_gif(ckdir, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# a comment line\nA person: walks / turns left#8\n\nCafé — naïve «jump»#NA\n"
                        "someone jumps 2x? <fast>#5\n", encoding="utf-8")
@@ -127,6 +127,9 @@ def test_prompt_file_with_lengths_repeats_and_gif(ckdir, tmp_path):
     assert samples[0]["files"]["joints"] == "a_person_walks_turns_left_000_r00.npy"
     assert samples[3]["files"]["joints"] == "cafe_naive_jump_001_r01.npy"
     assert samples[5]["files"]["video"].startswith("someone_jumps_2x_fast_002_r01.")
+    # The summary shows each sample's video and counts its other files (joints, features, BVH).
+    table = [line for line in capsys.readouterr().out.splitlines() if "_r01." in line]
+    assert len(table) == 3 and all(line.split()[4].endswith(("mp4", "gif")) and "(+3)" in line for line in table)
 
     video_ext = ".mp4" if ffmpeg_available() else ".gif"
     files = sorted(os.listdir(out))

@@ -27,7 +27,7 @@ import numpy as np
 
 from utils.bvh_import import ImportSummary, Progress, SourceClip, check_import_folders, import_clip_folder
 from utils.motion_process import joints_fps_resample
-from utils.smpl_body import BODY_POSE_WIDTH, SmplBody, load_body_model, smpl_joints, z_up_to_y_up
+from utils.smpl_body import BODY_POSE_WIDTH, SmplBody, load_body_model, open_npz, smpl_joints, z_up_to_y_up
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +126,7 @@ def read_amass_motion(path: str | os.PathLike) -> AmassMotion | None:
     ``poses`` (AMASS's per-subject ``shape.npz``). Raises ``ValueError`` naming the file and the field for a missing
     key, a wrong shape, fewer than 2 frames, NaN or Inf, or a frame rate that is not positive."""
     path = Path(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable .npz ({e})") from e
-    if not hasattr(data, "files"):
-        raise ValueError(f"{path}: a single array, not an .npz archive of poses, trans, betas, ...")
-    with data:
+    with open_npz(path, "archive of poses, trans, betas, ...") as data:
         if "poses" not in data.files:
             return None
         missing = [k for k in ("trans", "betas") if k not in data.files]

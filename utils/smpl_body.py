@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,18 @@ def kintree_parents(kintree: np.ndarray) -> np.ndarray:
     return parent_of
 
 
+def open_npz(path: str | os.PathLike, what: str) -> Any:
+    """``np.load`` of an ``.npz`` archive without pickles, to be used in a ``with`` block; ``ValueError`` naming the
+    file for an unreadable one or a single ``.npy`` array (``what``: what the archive should be, for the message)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .npz {what} ({e})") from e
+    if not hasattr(data, "files"):
+        raise ValueError(f"{path}: a single array, not an .npz {what}")
+    return data
+
+
 def read_body_model_arrays(path: str | os.PathLike, keys: Mapping[str, str],
                            optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """The arrays ``keys`` (name -> what it holds, for the error message) and those of ``optional`` that the body
@@ -83,13 +96,7 @@ def read_body_model_arrays(path: str | os.PathLike, keys: Mapping[str, str],
                          f"(AMASS's smplh/<gender>/model.npz, SMPL-X's SMPLX_<GENDER>.npz)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such body model file; expected an .npz with {', '.join(keys)}")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable .npz body model ({e})") from e
-    if not hasattr(data, "files"):
-        raise ValueError(f"{path}: a single array, not an .npz body model with {', '.join(keys)}")
-    with data:
+    with open_npz(path, f"body model with {', '.join(keys)}") as data:
         missing = [k for k in keys if k not in data.files]
         if missing:
             raise ValueError(f"{path}: body model lacks {', '.join(missing)}; expected "

@@ -43,7 +43,9 @@ SHA-256, the spans and, per sample, ``unedited_change`` (how far the unedited fr
 tokens; the decoder reads the whole sequence). With ``--span_prompts`` the prompts go one to each span, from left to
 right (``MotionGenerator.edit_spans``), and each repeat makes one motion ``edit_spans_<slug>_<n>p_r<repeat>``.
 ``--anchor_root`` keeps what follows each span where the source has it (``utils.editing.anchor_root``; the manifest's
-``root_anchor`` gives what was spread over each span).
+``root_anchor`` gives what was spread over each span). The joints of an edit of a joints file stand where the source
+does (frame 0's root xz, its facing, its floor; the manifest's ``edit.source_frame``); features carry no world
+placement, so those of a features source stand in the canonical frame, at the origin facing +Z.
 """
 
 from __future__ import annotations
@@ -225,6 +227,8 @@ def main(cfg) -> dict:
                   "seed": cfg.seed, "repeat_times": cfg.repeat_times}
     if edit is not None:
         run_record["edit"] = edit.record(generator.unit_length)
+        if edit.frame is not None:
+            run_record["edit"]["source_frame"] = edit.frame.record(spec.metres_per_unit)
     transition_frames = round(cfg.transition_seconds * spec.fps)
     if cfg.sequence:
         run_record["sequence"] = {"transition_seconds": cfg.transition_seconds,
@@ -274,6 +278,8 @@ def main(cfg) -> dict:
             if not joints_warned:
                 logger.warning("no joints, videos or BVH for dataset %r: %s", spec.name, e)
                 joints_warned = True
+        if joints is not None and edit is not None and edit.frame is not None:
+            joints = edit.frame.place(joints)  # where the joints source stands, not the canonical frame
         if joints is not None:
             files["joints"] = f"{stem}.npy"
             joints_path = os.path.join(out_dir, files["joints"])

@@ -30,10 +30,12 @@ from utils.editing import (
     parse_span,
     read_edit_request,
     resolve_spans,
+    source_frame,
     token_edit_mask,
 )
 from utils.generation import load_generator
-from utils.motion_process import recover_root_rot_pos
+from utils.motion_process import place_canonical, recover_from_ric, recover_root_rot_pos
+from utils.representation import joints_to_features
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +115,6 @@ def test_spans_outside_the_motion_fail():
 def test_a_joints_file_is_turned_into_the_datasets_features(tmp_path, source):
     """Joint positions (T, J, 3), as sample.py writes them, are a source too: HumanML3D's extraction gives features
     of the same motion (the synthetic motions are on the t2m skeleton already, so no bone changes), T frames for T."""
-    from utils.motion_process import recover_from_ric
-
     joints = tmp_path / "walk.npy"
     positions = recover_from_ric(source, 22).astype(np.float32)
     np.save(joints, positions)
@@ -131,6 +131,44 @@ def test_a_joints_file_is_turned_into_the_datasets_features(tmp_path, source):
     np.save(joints, np.ones((40, 22, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="no feature extraction from joint positions here"):
         load_edit_source(str(joints), get_dataset_spec("motionmillion"))
+
+
+def placed_joints(source: np.ndarray, yaw_deg: float, offset: tuple[float, float, float],
+                  scale: float = 1.0) -> np.ndarray:
+    """The source's joints, recovered in the canonical frame (frame 0's root at the origin facing +Z, floor at 0),
+    scaled about that origin, turned by ``yaw_deg`` about +Y and moved by ``offset``: a motion in some world."""
+    canonical = recover_from_ric(source, 22).astype(np.float64) * scale
+    canonical[..., 1] -= canonical[..., 1].min()
+    return place_canonical(canonical, np.radians(yaw_deg), np.asarray(offset))
+
+
+@pytest.mark.parametrize("yaw_deg", [0.0, 37.0, -100.0, 170.0])
+def test_a_joints_sources_frame_puts_canonical_joints_back_where_it_stands(source, yaw_deg):
+    """Features keep no world placement; ``source_frame`` measures the turn and move that take the joints recovered
+    from a joints source's features back onto it: the same motion in its own world, to float precision on the t2m
+    skeleton."""
+    spec = get_dataset_spec("synthetic")
+    world = placed_joints(source, yaw_deg, (3.0, 0.25, -7.0))
+    frame = source_frame(world, spec)
+    facing = np.degrees(frame.yaw) - yaw_deg
+    assert abs((facing + 180.0) % 360.0 - 180.0) < 1e-3
+    np.testing.assert_allclose(frame.offset, [world[0, 0, 0], 0.25, world[0, 0, 2]], atol=1e-9)
+    canonical = recover_from_ric(joints_to_features(world, spec), 22)
+    np.testing.assert_allclose(frame.place(canonical), world, atol=1e-5)
+    assert np.abs(canonical - world).max() > 1.0  # without it, metres away
+    record = frame.record(spec.metres_per_unit)
+    assert record["yaw_deg"] == pytest.approx(np.degrees(frame.yaw)) and record["offset_m"] == record["offset"]
+
+
+def test_a_source_on_another_skeleton_keeps_its_start_and_floor(source):
+    """A skeleton 10% larger than the target is retargeted, which scales the root path; frame 0's root xz and the
+    floor still land exactly on the source's."""
+    spec = get_dataset_spec("synthetic")
+    world = placed_joints(source, 60.0, (-2.0, 1.5, 4.0), scale=1.1)
+    frame = source_frame(world, spec)
+    placed = frame.place(recover_from_ric(joints_to_features(world, spec), 22))
+    np.testing.assert_allclose(placed[0, 0, [0, 2]], world[0, 0, [0, 2]], atol=1e-9)
+    assert placed[..., 1].min() == pytest.approx(1.5, abs=1e-5) and world[..., 1].min() == pytest.approx(1.5)
 
 
 def test_bad_source_files_fail_naming_file_and_shape(tmp_path, source):
@@ -268,6 +306,35 @@ def test_sample_py_edits_a_source_and_records_it(ckdir, source, tmp_path):
         edit_sample(ckdir, "--name", "mask", "--res_name", "res", "--text_prompt", "a person jumps", "--output_dir",
                     str(out), "--edit_source", str(edited), "--edit_frames", "16:24")
     assert file_sha256(str(edited)) == before
+
+
+def test_sample_py_puts_the_edit_of_a_joints_file_where_the_source_stands(ckdir, source, tmp_path):
+    """The joints written for an edit of a joints source are the generated features' joints turned and moved to the
+    source's place: frame 0's root on the source's, the manifest naming the turn and move. A features source has no
+    place, and its edits stay in the canonical frame."""
+    spec = get_dataset_spec("synthetic")
+    world = placed_joints(source, -100.0, (3.0, 0.25, -7.0)).astype(np.float32)
+    src = tmp_path / "walk.npy"
+    np.save(src, world)
+    out = tmp_path / "out"
+    manifest = edit_sample(ckdir, "--name", "fsq_gen", "--text_prompt", "a person jumps", "--edit_source", str(src),
+                           "--edit_frames", "8:24", "--output_dir", str(out))
+    edit = manifest["edit"]
+    assert edit["joints_frame"] == "source"
+    assert edit["source_frame"]["yaw_deg"] == pytest.approx(-100.0, abs=1e-3)
+    np.testing.assert_allclose(edit["source_frame"]["offset_m"], [3.0, 0.25, -7.0], atol=1e-5)
+    (sample_record,) = manifest["samples"]
+    joints = np.load(out / sample_record["files"]["joints"])
+    features = np.load(out / sample_record["files"]["features"])
+    frame = source_frame(world, spec)
+    np.testing.assert_allclose(joints, frame.place(recover_from_ric(features, 22)), atol=1e-5)
+    np.testing.assert_allclose(joints[0, 0, [0, 2]], [3.0, -7.0], atol=1e-5)
+    np.save(tmp_path / "walk_features.npy", source)
+    plain = edit_sample(ckdir, "--name", "fsq_gen", "--text_prompt", "a person jumps", "--edit_frames", "8:24",
+                        "--edit_source", str(tmp_path / "walk_features.npy"), "--output_dir", str(tmp_path / "o2"))
+    assert plain["edit"]["joints_frame"] == "canonical" and "source_frame" not in plain["edit"]
+    np.testing.assert_allclose(np.load(tmp_path / "o2" / plain["samples"][0]["files"]["joints"])[0, 0, [0, 2]],
+                               [0.0, 0.0], atol=1e-6)
 
 
 def test_sample_py_refuses_bad_edits(ckdir, source, tmp_path):

@@ -9,8 +9,11 @@ START is 0 (a prefix), an empty END the end of the source (a suffix). Several sp
 
 The source is a features file ``(T, D)`` in the dataset's units: what ``sample.py`` writes (``*_features.npy``) or
 what the dataset stores (``new_joint_vecs/*.npy``, of which the generator reads the first ``dim_pose`` dims when the
-files are wider). The edited motion has the source's length cut to whole tokens (the last T % unit frames, which no
-token covers, are dropped), so the tokens outside the spans can be kept exactly.
+files are wider), or joint positions ``(T, J, 3)`` turned into features by HumanML3D's extraction. The edited motion
+has the source's length cut to whole tokens (the last T % unit frames, which no token covers, are dropped), so the
+tokens outside the spans can be kept exactly. Features hold no world placement: the extraction moves frame 0's root
+to the xz origin facing +Z with the floor at y = 0, and the generated joints come out there. ``SourceFrame.place``
+puts them back where a joints source stands.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from torch import Tensor
 
 from utils.checkpoint import file_sha256
 from utils.dataset_specs import DatasetSpec
-from utils.representation import joints_to_features
+from utils.motion_process import initial_placement, place_canonical, recover_root_rot_pos
+from utils.quaternion import qrot
+from utils.representation import TARGET_SKELETONS, joints_to_features
 
 # Guards the outward rounding of seconds against float error (2.0 * 20 must give frame 40, not 41).
 _SECONDS_EPS = 1e-6
@@ -135,6 +140,11 @@ def load_edit_source(path: str, spec: DatasetSpec) -> np.ndarray:
     Raises ValueError naming the file and the expected shape for anything else (another dataset's features or
     skeleton, NaN or Inf).
     """
+    return _read_source(path, spec)[0]
+
+
+def _read_source(path: str, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """``load_edit_source``'s features, and the joint positions they came from (None for a features file)."""
     expected = f"features (T, {spec.dim_pose}) of dataset {spec.name!r}"
     if spec.file_dim != spec.dim_pose:
         expected += f" (or its {spec.file_dim}-dim files)"
@@ -161,14 +171,14 @@ def load_edit_source(path: str, spec: DatasetSpec) -> np.ndarray:
         if not np.isfinite(features).all():
             raise ValueError(f"--edit_source {path}: the feature extraction from these joint positions gave NaN or "
                              f"Inf values (joints that coincide, or a motion that does not move?)")
-        return features
+        return features, array
     if array.ndim != 2 or array.shape[1] not in (spec.dim_pose, spec.file_dim) or not np.issubdtype(array.dtype,
                                                                                                     np.floating):
         raise ValueError(f"--edit_source {path}: got a {array.dtype} array of shape {array.shape}; expected {expected}")
     features = np.asarray(array[:, : spec.dim_pose], dtype=np.float32)
     if not np.isfinite(features).all():
         raise ValueError(f"--edit_source {path}: the features hold NaN or Inf values")
-    return features
+    return features, None
 
 
 def unedited_change(features: np.ndarray, reconstruction: np.ndarray, edited_frames: np.ndarray) -> dict | None:
@@ -199,9 +209,6 @@ def anchor_root(features: np.ndarray, target: np.ndarray, edited_frames: np.ndar
     the span change. Returns the features (T, D) and one record per anchored span: frames, and the yaw (degrees) and
     xz shift (metres, through ``metres_per_unit``) that were spread over it.
     """
-    from utils.motion_process import recover_root_rot_pos  # torch-backed; imported when an edit is anchored
-    from utils.quaternion import qrot
-
     out = np.asarray(features, dtype=np.float64).copy()
     target = np.asarray(target, dtype=np.float64)
     edited = np.asarray(edited_frames, dtype=bool)
@@ -229,14 +236,41 @@ def anchor_root(features: np.ndarray, target: np.ndarray, edited_frames: np.ndar
     return out.astype(np.asarray(features).dtype), records
 
 
+class SourceFrame(NamedTuple):
+    """Where a joints source stands in its own world: features keep no world placement, so the motion an edit
+    generates comes out in the canonical frame (frame 0's root at the xz origin facing +Z, the floor at y = 0);
+    ``place`` turns it by ``yaw`` (radians about +Y) and moves it by ``offset`` (3,), the source's frame-0 root xz and
+    floor, as ``utils.motion_process.initial_placement`` measures them."""
+
+    yaw: float
+    offset: np.ndarray
+
+    def place(self, joints: np.ndarray) -> np.ndarray:
+        """Canonical joints (..., J, 3) -> the same joints in the source's world frame."""
+        return place_canonical(joints, self.yaw, self.offset)
+
+    def record(self, metres_per_unit: float = 1.0) -> dict:
+        """The manifest's ``source_frame`` entry: the turn (degrees) and the move (dataset units and metres)."""
+        return {"yaw_deg": float(np.degrees(self.yaw)), "offset": [float(v) for v in self.offset],
+                "offset_m": [float(v) * metres_per_unit for v in self.offset]}
+
+
+def source_frame(joints: np.ndarray, spec: DatasetSpec) -> SourceFrame:
+    """The ``SourceFrame`` of a joints source (T, J, 3) of a HumanML3D-layout dataset ``spec`` (T >= 2)."""
+    yaw, offset = initial_placement(joints, skeleton=TARGET_SKELETONS[spec.joints_num])
+    return SourceFrame(yaw, offset)
+
+
 class EditRequest(NamedTuple):
-    """An edit asked for on the command line: the ``source`` file, its SHA-256, its ``features`` (T, D) and the
-    resolved frame ``spans``."""
+    """An edit asked for on the command line: the ``source`` file, its SHA-256, its ``features`` (T, D), the resolved
+    frame ``spans`` and, for a joints source, its ``frame`` (None for a features source, which has no world
+    placement)."""
 
     source: str
     sha256: str
     features: np.ndarray
     spans: list[FrameSpan]
+    frame: SourceFrame | None = None
 
     def record(self, unit_length: int) -> dict:
         """The manifest's ``edit`` entry: the source and its hash, its frames, the spans as asked (frames, END
@@ -246,7 +280,8 @@ class EditRequest(NamedTuple):
         return {"source": os.path.abspath(self.source), "source_sha256": self.sha256,
                 "source_frames": int(self.features.shape[0]), "edited_motion_frames": num_tokens * unit_length,
                 "unit_length": unit_length, "spans_frames": [[s.start, s.end] for s in self.spans],
-                "spans_tokens": tokens, "edited_frames": [[a * unit_length, b * unit_length] for a, b in tokens]}
+                "spans_tokens": tokens, "edited_frames": [[a * unit_length, b * unit_length] for a, b in tokens],
+                "joints_frame": "canonical" if self.frame is None else "source"}
 
     def check_outputs(self, paths: list[str]) -> None:
         """Raise ValueError when one of the files an edit is about to write is its source: editing an earlier edit
@@ -281,7 +316,7 @@ def read_edit_request(source: str | None, frames: list[str] | None, seconds: lis
     ``EditRequest``; None without ``--edit_source``. Spans without a source, or a source without spans, fail."""
     if not check_edit_flags(source, frames, seconds):
         return None
-    features = load_edit_source(source, spec)
+    features, joints = _read_source(source, spec)
     if features.shape[0] < unit_length:
         raise ValueError(f"--edit_source {source}: {features.shape[0]} frames, fewer than one {unit_length}-frame "
                          f"token")
@@ -291,4 +326,5 @@ def read_edit_request(source: str | None, frames: list[str] | None, seconds: lis
         spans = resolve_spans(parsed, features.shape[0], unit_length)
     except ValueError as e:
         raise ValueError(f"--edit_source {source}: {e}") from e
-    return EditRequest(source, file_sha256(source), features, spans)
+    frame = None if joints is None else source_frame(joints, spec)
+    return EditRequest(source, file_sha256(source), features, spans, frame)

@@ -328,6 +328,8 @@ class MotionGenerator:
                 that travels or turns differently moves everything after it.
         Returns:
             ``EditedBatch`` (features (B, T', D), lengths (B,), tokens, edit mask, source reconstruction, joints).
+            Features keep no world placement, so the joints start at the origin facing +Z;
+            ``utils.editing.source_frame(source_joints, spec).place(joints)`` puts them where a joints source stands.
         """
         texts = _caption_list(texts)
         self._check_anchor(anchor_root)

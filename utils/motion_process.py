@@ -219,6 +219,37 @@ def extract_features(joints: np.ndarray, tgt_offsets: np.ndarray | None = None, 
     return process_joints(joints, tgt_offsets, skeleton, feet_thre).features
 
 
+def initial_placement(joints: np.ndarray, tgt_offsets: np.ndarray | None = None,
+                      skeleton: str = "t2m") -> tuple[float, np.ndarray]:
+    """Where ``process_joints`` takes a motion from: ``(yaw, offset)`` that put a motion in its canonical frame
+    (frame 0's root at the xz origin facing +Z, the floor at y = 0) back where ``joints`` (T, J, 3) stands.
+
+    ``yaw`` (radians, about +Y; 0 faces +Z, pi / 2 faces +X) is frame 0's facing as ``process_joints`` measures it,
+    on the retargeted pose; ``offset`` (3,) is ``joints``' own frame-0 root xz and its floor (the lowest y of any
+    joint of any frame). ``place_canonical(canonical, yaw, offset)`` turns and moves canonical joints there. The
+    retargeting scales the root path by the ratio of the leg lengths, so later frames of a source whose skeleton is
+    not the target's drift from it by that ratio; frame 0's root xz and the floor are matched exactly.
+    """
+    settings = get_skeleton_settings(skeleton)
+    joints = _check_input_joints(joints, settings.joints_num, "initial_placement")
+    tgt_offsets = _resolve_target(tgt_offsets, settings, "initial_placement")
+    first = _uniform_skeleton(joints[:1], tgt_offsets, settings)[0]  # the retargeting works frame by frame
+    facing = qrot(qinv(_initial_facing(first, settings.face_joint_indx)), _FORWARD)
+    offset = np.array([joints[0, 0, 0], joints[..., 1].min(), joints[0, 0, 2]])
+    return float(np.arctan2(facing[0], facing[2])), offset
+
+
+def place_canonical(joints: np.ndarray, yaw: float, offset: np.ndarray) -> np.ndarray:
+    """Joints (..., J, 3) in a canonical frame turned by ``yaw`` (radians about +Y, +Z towards +X) and moved by
+    ``offset`` (3,): the inverse of ``process_joints``' normalisation with ``initial_placement``'s values. Keeps the
+    input's dtype."""
+    joints = np.asarray(joints)
+    c, s = np.cos(yaw), np.sin(yaw)
+    x, z = joints[..., 0], joints[..., 2]
+    out = np.stack([c * x + s * z, joints[..., 1], -s * x + c * z], axis=-1) + np.asarray(offset)
+    return out.astype(joints.dtype, copy=False)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # HumanML3D / essential features -> joints
 # ---------------------------------------------------------------------------------------------------------------------

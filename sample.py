@@ -35,7 +35,8 @@ Sequences: ``--sequence`` makes one motion per repeat from all the prompts in or
 (``MotionGenerator.generate_sequence``, ``utils/motion_sequence.py``): each segment from its prompt, then every seam
 in-betweened over ``--transition_seconds``; the manifest lists the segments' frames and the transitions.
 
-Editing: ``--edit_source FILE`` (features (T, D) in the dataset's units, or joints (T, J, 3)) with
+Editing: ``--edit_source FILE`` (features (T, D) in the dataset's units, joints (T, J, 3), a ``.bvh`` with
+``--edit_skeleton`` or an AMASS ``.npz`` with ``--edit_body_model``) with
 ``--edit_frames`` / ``--edit_seconds`` ``START:END`` spans regenerates from each prompt the tokens that touch a span
 and keeps every other source token exactly (``MotionGenerator.edit``, ``utils/editing.py``); outputs
 ``<slug>_edit_<index>_r<repeat>`` have the source's length in whole tokens. The manifest records the source, its
@@ -43,9 +44,9 @@ SHA-256, the spans and, per sample, ``unedited_change`` (how far the unedited fr
 tokens; the decoder reads the whole sequence). With ``--span_prompts`` the prompts go one to each span, from left to
 right (``MotionGenerator.edit_spans``), and each repeat makes one motion ``edit_spans_<slug>_<n>p_r<repeat>``.
 ``--anchor_root`` keeps what follows each span where the source has it (``utils.editing.anchor_root``; the manifest's
-``root_anchor`` gives what was spread over each span). The joints of an edit of a joints file stand where the source
-does (frame 0's root xz, its facing, its floor; the manifest's ``edit.source_frame``); features carry no world
-placement, so those of a features source stand in the canonical frame, at the origin facing +Z.
+``root_anchor`` gives what was spread over each span). The joints of an edit of a joints, BVH or AMASS file stand
+where the source does (frame 0's root xz, its facing, its floor; the manifest's ``edit.source_frame``); features
+carry no world placement, so those of a features source stand in the canonical frame, at the origin facing +Z.
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     setup_logging()
     prompts = read_prompts(cfg)
-    editing = check_edit_flags(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds)  # before the model loads
+    editing = check_edit_flags(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds, cfg.edit_skeleton,
+                               cfg.edit_body_model)  # before the model loads
     if editing and cfg.sequence:
         raise ValueError("--sequence makes a new motion from the prompts; it does not take --edit_source (edit the "
                          "sequence's _features.npy afterwards)")
@@ -199,7 +201,8 @@ def main(cfg) -> dict:
                               f"{dataset_name!r}")
     if body is not None:
         check_smpl_skeleton(spec, "--smpl")
-    edit = read_edit_request(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds, spec, generator.unit_length)
+    edit = read_edit_request(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds, spec, generator.unit_length,
+                             cfg.edit_skeleton, cfg.edit_body_model)
     out_dir = cfg.output_dir or RunDir(cfg.checkpoints_dir, spec.name, name).generation_dir
     os.makedirs(out_dir, exist_ok=True)
     # Check every given length, and load the length estimator if a prompt needs it, now rather than after minutes of

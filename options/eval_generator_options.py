@@ -155,8 +155,17 @@ def get_sample_parser() -> argparse.ArgumentParser:
     edit.add_argument("--edit_source", type=str, default=None,
                       help="features .npy (T, D) in the dataset's units to edit: a <name>_features.npy that "
                            "sample.py wrote, or a dataset file (new_joint_vecs/<id>.npy); or joint positions "
-                           "(T, J, 3), turned into features by HumanML3D's extraction; the prompts condition the "
-                           "edited spans and the output has the source's length cut to whole tokens")
+                           "(T, J, 3), turned into features by HumanML3D's extraction; or a .bvh (with "
+                           "--edit_skeleton) or AMASS .npz (with --edit_body_model) motion, read as prepare_data.py "
+                           "imports it; the prompts condition the edited spans and the output has the source's "
+                           "length cut to whole tokens")
+    edit.add_argument("--edit_skeleton", type=str, default=None, metavar="NAME|YAML",
+                      help="the joint mapping of a .bvh --edit_source onto SMPL-22: a name under options/skeletons "
+                           "(bandai, lafan, smpl22 for the BVH files sample.py writes) or a YAML path, as "
+                           "prepare_data.py bvh --skeleton takes it")
+    edit.add_argument("--edit_body_model", type=str, default=None, metavar="FILE|DIR",
+                      help="the SMPL-H / SMPL-X body model (.npz file, or a folder in AMASS's layout) that gives the "
+                           "joints of an AMASS .npz --edit_source")
     edit.add_argument("--edit_frames", type=str, action="append", default=None, metavar="START:END",
                       help="frames [START, END) to regenerate (repeatable; ':40' a prefix, '100:' a suffix); a token "
                            "(4 frames for the published models) is regenerated when any of its frames is")

@@ -168,6 +168,8 @@ def test_skeleton_maps(tmp_path):
         skel = load_skeleton_map(name)
         assert len(skel.sources) == 22 and skel.unit_scale == 0.01 and skel.up_axis == "y"
     assert load_skeleton_map("bandai").sources[6] == ("Spine", "Chest", 0.5)
+    own = load_skeleton_map("smpl22")  # this project's BVH exports, metres
+    assert own.unit_scale == 1.0 and [a for a, _, _ in own.sources] == list(SMPL22_JOINT_NAMES)
 
     # A user mapping of the small file: Z up, an interpolated joint.
     joints = {n: "Hips" for n in SMPL22_JOINT_NAMES}

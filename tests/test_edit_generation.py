@@ -20,15 +20,19 @@ from test_momask_generation import _one_thread, save_code_tokenizer, save_token_
 import sample
 from options.config import parse_with_config
 from options.eval_generator_options import get_sample_parser
+from utils.bvh import bvh_positions, parse_bvh
+from utils.bvh_export import write_bvh
 from utils.checkpoint import file_sha256
 from utils.dataset_specs import get_dataset_spec
 from utils.editing import (
     FrameSpan,
     anchor_root,
+    check_edit_flags,
     load_edit_source,
     mask_runs,
     parse_span,
     read_edit_request,
+    read_edit_source,
     resolve_spans,
     source_frame,
     token_edit_mask,
@@ -171,6 +175,71 @@ def test_a_source_on_another_skeleton_keeps_its_start_and_floor(source):
     assert placed[..., 1].min() == pytest.approx(1.5, abs=1e-5) and world[..., 1].min() == pytest.approx(1.5)
 
 
+def test_a_bvh_file_is_a_source_through_its_skeleton_mapping(tmp_path, source):
+    """A BVH file is read as prepare_data.py bvh imports it (mapped onto SMPL-22, metres, Y up, the dataset's fps):
+    the project's own export, mapped with smpl22, gives back the joints' features and their place."""
+    spec = get_dataset_spec("synthetic")
+    world = placed_joints(source, 37.0, (3.0, 0.25, -7.0))
+    write_bvh(tmp_path / "walk.bvh", world, fps=20)
+    features, joints = read_edit_source(str(tmp_path / "walk.bvh"), spec, skeleton="smpl22")
+    np.testing.assert_allclose(joints, world, atol=1e-4)
+    np.testing.assert_allclose(features, joints_to_features(world, spec), atol=1e-3)
+    request = read_edit_request(str(tmp_path / "walk.bvh"), ["8:24"], None, spec, 4, skeleton="smpl22")
+    assert request.frame.yaw == pytest.approx(np.radians(37.0), abs=1e-5)
+    np.testing.assert_allclose(request.frame.offset, [3.0, 0.25, -7.0], atol=1e-4)
+    # At 40 fps (Frame Time 0.025) the clip is resampled to the dataset's 20 fps by time stamps.
+    write_bvh(tmp_path / "fast.bvh", world, fps=40)
+    assert load_edit_source(str(tmp_path / "fast.bvh"), spec, skeleton="smpl22").shape == (25, 263)
+
+
+def test_an_amass_file_is_a_source_through_its_body_model(tmp_path):
+    """An AMASS .npz is read as prepare_data.py amass imports it (SMPL joints, Y up, resampled to the dataset's
+    fps), with the body model it names."""
+    from test_amass import _body_model, _motion, _save
+
+    spec = get_dataset_spec("synthetic")
+    model = _body_model(tmp_path / "model.npz")
+    path = _save(tmp_path / "walk_poses.npz", fps=60.0, **_motion(120, 60.0, heading=0.7))
+    features, joints = read_edit_source(str(path), spec, body_models=str(model))
+    assert joints.shape == (40, 22, 3) and features.shape == (40, 263)
+    request = read_edit_request(str(path), None, ["0.5:1"], spec, 4, body_models=str(model))
+    np.testing.assert_allclose(request.frame.offset[[0, 2]], joints[0, 0, [0, 2]], atol=1e-9)
+    assert request.frame.offset[1] == pytest.approx(joints[..., 1].min())
+    # The body model's bones are not the dataset's: the same motion in the same place, on the dataset's bones.
+    canonical = recover_from_ric(features, 22)
+    np.testing.assert_allclose(request.frame.place(canonical), joints, atol=0.05)
+    assert np.abs(canonical - joints).max() > 1.0
+    (tmp_path / "models" / "smplh" / "male").mkdir(parents=True)
+    _body_model(tmp_path / "models" / "smplh" / "male" / "model.npz")
+    assert load_edit_source(str(path), spec, body_models=str(tmp_path / "models")).shape == (40, 263)
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("walk.bvh", {}, r"a \.bvh source needs --edit_skeleton, the mapping of its joints onto SMPL-22"),
+    ("walk.npz", {}, r"an AMASS \.npz source needs --edit_body_model"),
+    ("walk.npy", {"skeleton": "smpl22"}, r"--edit_skeleton is for a \.bvh source, not a \.npy file"),
+    ("walk.bvh", {"body_models": "m.npz"}, r"--edit_body_model is for a \.npz source, not a \.bvh file"),
+    ("walk.fbx", {}, r"walk\.fbx: expected a \.npy file of features .* or a \.bvh or an AMASS \.npz motion"),
+    ("walk.bvh", {"skeleton": "nope"}, r"walk\.bvh: unknown skeleton 'nope': expected one of \[.*'smpl22'"),
+])
+def test_motion_capture_sources_name_what_they_need(tmp_path, source, name, kwargs, message):
+    write_bvh(tmp_path / "walk.bvh", recover_from_ric(source, 22), fps=20)
+    for other in ("walk.npz", "walk.npy", "walk.fbx"):
+        (tmp_path / other).write_bytes(b"")
+    with pytest.raises(ValueError, match=message):
+        load_edit_source(str(tmp_path / name), get_dataset_spec("synthetic"), **kwargs)
+
+
+def test_motion_capture_sources_need_an_smpl22_dataset_and_a_source(tmp_path, source):
+    write_bvh(tmp_path / "walk.bvh", recover_from_ric(source, 22), fps=20)
+    with pytest.raises(ValueError, match=r"walk\.bvh: a \.bvh file becomes SMPL-22 joints in metres, which dataset "
+                                         r"'kit' \(21 joints, 0\.001 m per unit\) does not use"):
+        load_edit_source(str(tmp_path / "walk.bvh"), get_dataset_spec("kit"), skeleton="smpl22")
+    with pytest.raises(ValueError, match="--edit_skeleton / --edit_body_model read a .bvh or AMASS .npz "
+                                         "--edit_source; add --edit_source"):
+        check_edit_flags(None, None, None, skeleton="bandai")
+
+
 def test_bad_source_files_fail_naming_file_and_shape(tmp_path, source):
     spec = get_dataset_spec("synthetic")
     joints = tmp_path / "walk.npy"
@@ -185,8 +254,10 @@ def test_bad_source_files_fail_naming_file_and_shape(tmp_path, source):
         load_edit_source(str(narrow), spec)
     bvh = tmp_path / "walk.bvh"
     bvh.write_text("HIERARCHY\n")
-    with pytest.raises(ValueError, match=r"walk\.bvh: expected a \.npy file"):
+    with pytest.raises(ValueError, match=r"walk\.bvh: a \.bvh source needs --edit_skeleton"):
         load_edit_source(str(bvh), spec)
+    with pytest.raises(ValueError, match=r"walk\.bvh: no MOTION section"):
+        load_edit_source(str(bvh), spec, skeleton="smpl22")
     with pytest.raises(FileNotFoundError, match="missing.npy"):
         load_edit_source(str(tmp_path / "missing.npy"), spec)
     good = tmp_path / "good.npy"
@@ -337,6 +408,24 @@ def test_sample_py_puts_the_edit_of_a_joints_file_where_the_source_stands(ckdir,
                                [0.0, 0.0], atol=1e-6)
 
 
+def test_sample_py_edits_a_bvh_file_where_it_stands(ckdir, source, tmp_path):
+    """A BVH source with its mapping: the edit's joints, and the BVH written of them, start where the source's root
+    does, and the manifest records the mapping's file and the source's place."""
+    world = placed_joints(source, 170.0, (-4.0, 0.0, 2.5))
+    write_bvh(tmp_path / "walk.bvh", world, fps=20)
+    out = tmp_path / "out"
+    manifest = edit_sample(ckdir, "--name", "fsq_gen", "--text_prompt", "a person jumps", "--edit_source",
+                           str(tmp_path / "walk.bvh"), "--edit_skeleton", "smpl22", "--edit_seconds", "1:2", "--bvh",
+                           "--output_dir", str(out))
+    assert manifest["edit"]["source_frame"]["yaw_deg"] == pytest.approx(170.0, abs=1e-3)
+    files = manifest["samples"][0]["files"]
+    joints = np.load(out / files["joints"])
+    assert joints.shape == (48, 22, 3)
+    np.testing.assert_allclose(joints[0, 0, [0, 2]], [-4.0, 2.5], atol=1e-4)
+    exported = bvh_positions(parse_bvh(out / files["bvh"]))
+    np.testing.assert_allclose(exported[0, 0, [0, 2]], [-4.0, 2.5], atol=1e-4)
+
+
 def test_sample_py_refuses_bad_edits(ckdir, source, tmp_path):
     src = tmp_path / "walk_features.npy"
     np.save(src, source)
@@ -366,6 +455,8 @@ def test_sample_py_refuses_edit_flags_before_loading_a_model(tmp_path):
         edit_sample(missing, *common, "--edit_source", str(tmp_path / "x.npy"))
     with pytest.raises(ValueError, match="0-8"):
         edit_sample(missing, *common, "--edit_source", str(tmp_path / "x.npy"), "--edit_frames", "0-8")
+    with pytest.raises(ValueError, match="--edit_skeleton / --edit_body_model read a .bvh or AMASS .npz"):
+        edit_sample(missing, *common, "--edit_body_model", str(tmp_path / "m.npz"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -130,33 +131,87 @@ def mask_runs(mask: Tensor) -> list[list[int]]:
     return runs
 
 
-def load_edit_source(path: str, spec: DatasetSpec) -> np.ndarray:
+def load_edit_source(path: str, spec: DatasetSpec, skeleton: str | None = None,
+                     body_models: str | None = None) -> np.ndarray:
     """The features ``(T, spec.dim_pose)`` float32 of the source file ``path``: a ``.npy`` of features ``(T, D)``, D
     being ``dim_pose`` or the width of the dataset's files, ``spec.file_dim`` (whose first ``dim_pose`` dims are
     kept), or of joint positions ``(T, J, 3)`` in the dataset's units and axes (a joints ``.npy`` that sample.py or
-    an import wrote), turned into the dataset's features by HumanML3D's extraction
-    (``utils.representation.joints_to_features``; HumanML3D-layout datasets only), T frames either way.
+    an import wrote); or a motion capture file read as ``prepare_data.py`` imports one, to SMPL-22 joints in metres,
+    Y up, at the dataset's fps: a ``.bvh`` through the ``skeleton`` mapping (a name under ``options/skeletons`` or a
+    YAML path) or an AMASS ``.npz`` through ``body_models`` (a body-model file or a folder in AMASS's layout). Joint
+    positions become the dataset's features by HumanML3D's extraction (``utils.representation.joints_to_features``;
+    HumanML3D-layout datasets only), T frames for T.
 
-    Raises ValueError naming the file and the expected shape for anything else (another dataset's features or
-    skeleton, NaN or Inf).
+    Raises ValueError naming the file and what was expected for anything else (another dataset's features or
+    skeleton, NaN or Inf, a mapping or body model missing or given for the wrong kind of file).
     """
-    return _read_source(path, spec)[0]
+    return read_edit_source(path, spec, skeleton, body_models)[0]
 
 
-def _read_source(path: str, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """``load_edit_source``'s features, and the joint positions they came from (None for a features file)."""
+def _capture_joints(path: str, kind: str, spec: DatasetSpec, skeleton: str | None,
+                    body_models: str | None) -> np.ndarray:
+    """SMPL-22 joints (T, 22, 3), metres, Y up, at ``spec.fps``, of a ``.bvh`` or AMASS ``.npz`` source."""
+    if spec.joints_num != 22 or spec.metres_per_unit != 1.0:
+        raise ValueError(f"--edit_source {path}: a {kind} file becomes SMPL-22 joints in metres, which dataset "
+                         f"{spec.name!r} ({spec.joints_num} joints, {spec.metres_per_unit:g} m per unit) does not use; "
+                         f"pass features of that dataset")
+    if kind == ".bvh":
+        from utils.bvh import bvh_to_smpl22, check_bones, load_skeleton_map, parse_bvh
+
+        if skeleton is None:
+            raise ValueError(f"--edit_source {path}: a .bvh source needs --edit_skeleton, the mapping of its joints "
+                             f"onto SMPL-22 (a name under options/skeletons, e.g. bandai, lafan or smpl22 for this "
+                             f"project's own BVH files, or a YAML path), as prepare_data.py bvh takes it")
+        parsed = parse_bvh(path)
+        if parsed.frames < 2:
+            raise ValueError(f"--edit_source {path}: the MOTION section has {parsed.frames} frame(s); need at least 2")
+        mapping = load_skeleton_map(skeleton)
+        joints = bvh_to_smpl22(parsed, mapping, spec.fps)
+        if joints.shape[0] >= 2:
+            check_bones(joints, mapping, path)
+        return joints
+    from utils.amass_import import BodyModels, read_amass_clip
+
+    if body_models is None:
+        raise ValueError(f"--edit_source {path}: an AMASS .npz source needs --edit_body_model, the SMPL-H or SMPL-X "
+                         f"body model file (or a folder in AMASS's layout) that gives its joints")
+    bodies = BodyModels(body_models, None) if os.path.isdir(body_models) else BodyModels(None, body_models)
+    clip = read_amass_clip(Path(path), bodies, spec.fps, Path(path).stem)
+    if clip is None:
+        raise ValueError(f"--edit_source {path}: the archive has no poses (a per-subject shape.npz?); expected an "
+                         f"AMASS motion with poses, trans, betas and its frame rate")
+    return clip.joints
+
+
+def read_edit_source(path: str, spec: DatasetSpec, skeleton: str | None = None,
+                     body_models: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``load_edit_source``'s features (T, D), and the joint positions (T, J, 3) they came from (None for a features
+    file), from which ``source_frame`` measures where the source stands."""
     expected = f"features (T, {spec.dim_pose}) of dataset {spec.name!r}"
     if spec.file_dim != spec.dim_pose:
         expected += f" (or its {spec.file_dim}-dim files)"
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--edit_source: file not found: {path}")
-    if not path.lower().endswith(".npy"):
+    kind = os.path.splitext(path)[1].lower()
+    if kind not in (".npy", ".bvh", ".npz"):
         raise ValueError(f"--edit_source {path}: expected a .npy file of {expected}, as sample.py writes them "
-                         f"(<name>_features.npy) or the dataset stores them")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"--edit_source {path}: not a readable .npy array ({e}); expected {expected}") from e
+                         f"(<name>_features.npy) or the dataset stores them, or of joint positions; or a .bvh or an "
+                         f"AMASS .npz motion")
+    for flag, value, wanted in (("--edit_skeleton", skeleton, ".bvh"), ("--edit_body_model", body_models, ".npz")):
+        if value is not None and kind != wanted:
+            raise ValueError(f"--edit_source {path}: {flag} is for a {wanted} source, not a {kind} file")
+    if kind != ".npy":
+        try:
+            array = _capture_joints(path, kind, spec, skeleton, body_models)
+        except ValueError as e:
+            message = str(e)
+            raise ValueError(message if message.startswith(("--edit_source", path)) else
+                             f"--edit_source {path}: {message}") from e
+    else:
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--edit_source {path}: not a readable .npy array ({e}); expected {expected}") from e
     if array.ndim == 3 and array.shape[-1] == 3:
         if not np.isfinite(array).all():
             raise ValueError(f"--edit_source {path}: the joint positions hold NaN or Inf values")
@@ -294,13 +349,18 @@ class EditRequest(NamedTuple):
                                  f"copy of the source")
 
 
-def check_edit_flags(source: str | None, frames: list[str] | None, seconds: list[str] | None) -> bool:
-    """Whether the flags ask for an edit; ValueError for spans without a source, a source without spans, or frame
-    spans that do not parse. Needs no model, so scripts call it before loading one."""
+def check_edit_flags(source: str | None, frames: list[str] | None, seconds: list[str] | None,
+                     skeleton: str | None = None, body_models: str | None = None) -> bool:
+    """Whether the flags ask for an edit; ValueError for spans without a source, a source without spans, frame
+    spans that do not parse, or a BVH mapping or body model (``skeleton``, ``body_models``) without a source. Needs
+    no model, so scripts call it before loading one."""
     spans_given = bool(frames or seconds)
     if source is None:
         if spans_given:
             raise ValueError("--edit_frames / --edit_seconds need --edit_source, the motion (features .npy) to edit")
+        if skeleton is not None or body_models is not None:
+            raise ValueError("--edit_skeleton / --edit_body_model read a .bvh or AMASS .npz --edit_source; add "
+                             "--edit_source and its spans")
         return False
     if not spans_given:
         raise ValueError("--edit_source needs the spans to regenerate: --edit_frames START:END or --edit_seconds "
@@ -311,12 +371,14 @@ def check_edit_flags(source: str | None, frames: list[str] | None, seconds: list
 
 
 def read_edit_request(source: str | None, frames: list[str] | None, seconds: list[str] | None, spec: DatasetSpec,
-                      unit_length: int) -> EditRequest | None:
+                      unit_length: int, skeleton: str | None = None,
+                      body_models: str | None = None) -> EditRequest | None:
     """``--edit_source`` with its ``--edit_frames`` / ``--edit_seconds`` spans (at ``spec.fps``) -> an
-    ``EditRequest``; None without ``--edit_source``. Spans without a source, or a source without spans, fail."""
-    if not check_edit_flags(source, frames, seconds):
+    ``EditRequest``; None without ``--edit_source``. Spans without a source, or a source without spans, fail.
+    ``skeleton`` and ``body_models`` read a ``.bvh`` or AMASS ``.npz`` source (``load_edit_source``)."""
+    if not check_edit_flags(source, frames, seconds, skeleton, body_models):
         return None
-    features, joints = _read_source(source, spec)
+    features, joints = read_edit_source(source, spec, skeleton, body_models)
     if features.shape[0] < unit_length:
         raise ValueError(f"--edit_source {source}: {features.shape[0]} frames, fewer than one {unit_length}-frame "
                          f"token")

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from utils.plot_script import plot_frames
+from utils.plot_script import even_pixels, plot_frames
 
 BODY_COLOR = np.array([0.55, 0.68, 0.85])
 FLOOR_COLORS = np.array([[0.83, 0.83, 0.83], [0.70, 0.70, 0.70]])
@@ -232,10 +232,10 @@ def plot_mesh_motion(save_path: str, vertices: np.ndarray, faces: np.ndarray, ro
                      captions: Sequence[tuple[int, str]] | None = None, saved_note: str = "",
                      **view) -> str:
     """Write the mesh motion ``vertices`` (T, V, 3), Y up, ``faces`` (F, 3) as a video of ``figsize * dpi`` pixels
-    square (plus a title band), ``save_path``'s extension replaced by the format written (``fmt``: "auto", "mp4",
-    "gif"). ``root`` (T, 3) is the point the camera follows; ``view`` takes ``MeshScene``'s ``elevation``,
-    ``azimuth``, ``fov``, ``radius`` and ``light``; ``title`` / ``captions`` and ``saved_note`` as in
+    square, rounded to even (plus a title band), ``save_path``'s extension replaced by the format written (``fmt``:
+    "auto", "mp4", "gif"). ``root`` (T, 3) is the point the camera follows; ``view`` takes ``MeshScene``'s
+    ``elevation``, ``azimuth``, ``fov``, ``radius`` and ``light``; ``title`` / ``captions`` and ``saved_note`` as in
     ``utils.plot_script.plot_frames``. Returns the path written; raises ``RenderError`` when it could not be."""
-    scene = MeshScene(vertices, faces, root, size=round(figsize * dpi), **view)
+    scene = MeshScene(vertices, faces, root, size=even_pixels(figsize * dpi), **view)
     return plot_frames(save_path, scene.frame, len(scene), title=title, fps=fps, dpi=dpi, fmt=fmt, figsize=figsize,
                        captions=captions, saved_note=saved_note)

@@ -7,7 +7,9 @@ renderer (``utils.mesh_render``) with the same formats and titles.
 
 The joints are written to disk before any drawing starts, so a broken video encoder never loses a generated motion.
 Videos are MP4 through ffmpeg when the ``ffmpeg`` executable is found and GIF through Pillow otherwise (or when ffmpeg
-fails in ``fmt="auto"``); the returned path carries the extension actually written.
+fails in ``fmt="auto"``); the returned path carries the extension actually written. MP4 is H.264 in yuv420p, which
+needs an even width and height: matplotlib rounds an odd figure down to even pixels, and ``plot_frames`` lays its
+images out in even pixels so that they reach the encoder unscaled.
 """
 
 from __future__ import annotations
@@ -135,9 +137,30 @@ class _SkeletonPanel:
             line.set_data_3d(pose[chain, 0], pose[chain, 1], pose[chain, 2])
 
 
+def even_pixels(size: float) -> int:
+    """``size`` pixels rounded to the nearest even number: H.264 in yuv420p stores colour per 2 x 2 pixels and refuses
+    an odd width or height."""
+    return 2 * round(size / 2)
+
+
+class _EvenFFMpegWriter(animation.FFMpegWriter):
+    """matplotlib's ffmpeg writer, without shrinking frames that are even already.
+
+    For H.264 the writer rounds the figure down to even pixels through ``pixels / dpi * dpi``, which falls an ulp short
+    of an even size for many (size, dpi) pairs (58 pixels at dpi 100) and takes off two pixels: ``plot_frames``' images
+    would then be rescaled with a row and a column dropped. Odd sizes are still rounded down by matplotlib.
+    """
+
+    def _adjust_frame_size(self):
+        width, height = self.frame_size
+        if width % 2 == 0 and height % 2 == 0:
+            return tuple(self.fig.get_size_inches())
+        return super()._adjust_frame_size()
+
+
 def _write_animation(fig, update, num_frames: int, path: str, fmt: str, fps: float, dpi: int) -> None:
     """Encode ``num_frames`` frames drawn by ``update(frame)`` into ``path`` as ``fmt`` ("mp4" or "gif")."""
-    writer = animation.FFMpegWriter(fps=fps) if fmt == "mp4" else animation.PillowWriter(fps=fps)
+    writer = _EvenFFMpegWriter(fps=fps) if fmt == "mp4" else animation.PillowWriter(fps=fps)
     anim = animation.FuncAnimation(fig, update, frames=num_frames, interval=1000.0 / fps, blit=False, repeat=False)
     anim.save(path, writer=writer, dpi=dpi)
 
@@ -153,8 +176,10 @@ def _encode(fig, update, num_frames: int, stem: str, fmt: str, fps: float, dpi: 
         raise RenderError(f"{stem}: {e}{saved_note}") from e
     attempts = [first] if fmt != "auto" or first == "gif" else ["mp4", "gif"]
     errors = []
+    size = fig.get_size_inches().copy()
     for kind in attempts:
         path = f"{stem}.{kind}"
+        fig.set_size_inches(size)  # the MP4 writer may have rounded the figure down to even pixels
         try:
             _write_animation(fig, update, num_frames, path, kind, fps, dpi)
             return path
@@ -280,9 +305,10 @@ def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain
 def plot_frames(save_path: str, draw: Callable[[int], np.ndarray], num_frames: int, title: str = "",
                 fps: float = 20, dpi: int = 100, fmt: str = "auto", figsize: float = 4.0,
                 captions: Sequence[tuple[int, str]] | None = None, saved_note: str = "") -> str:
-    """Write ``num_frames`` images ``draw(frame)`` (S, S, 3) uint8, S = ``figsize * dpi``, as a video with the
-    formats, fallback and errors of ``plot_3d_motion``; a ``title`` (or ``captions``, as there) goes in a band above
-    the images, which are shown pixel for pixel. A progress bar counts the frames drawn.
+    """Write ``num_frames`` images ``draw(frame)`` (S, S, 3) uint8, S = ``even_pixels(figsize * dpi)``, as a video
+    with the formats, fallback and errors of ``plot_3d_motion``; a ``title`` (or ``captions``, as there) goes in a band
+    above the images, which are shown pixel for pixel. Both sizes are even, so an MP4 needs no rounding that would
+    rescale the images. A progress bar counts the frames drawn.
 
     ``saved_note`` ends the ``RenderError`` message (where the motion is saved). Returns the path written.
     """
@@ -290,9 +316,9 @@ def plot_frames(save_path: str, draw: Callable[[int], np.ndarray], num_frames: i
     stem = os.path.splitext(save_path)[0]
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     fig = _figure(1, 1, figsize, title)
-    # The axes cover the image's S x S pixels exactly, and the title's band above is a whole number of pixels.
-    size = round(figsize * dpi)
-    fig.set_size_inches(size / dpi, (size + round((fig.get_figheight() - figsize) * dpi)) / dpi)
+    # The axes cover the image's S x S pixels exactly, and the title's band above is a whole, even number of pixels.
+    size = even_pixels(figsize * dpi)
+    fig.set_size_inches(size / dpi, (size + even_pixels((fig.get_figheight() - figsize) * dpi)) / dpi)
     ax = fig.add_axes((0.0, 0.0, 1.0, size / dpi / fig.get_figheight()))
     ax.set_axis_off()
     image = ax.imshow(np.zeros((size, size, 3), dtype=np.uint8), interpolation="nearest", aspect="auto")

@@ -221,6 +221,23 @@ def test_mp4_without_ffmpeg_is_a_one_line_error(ckdir, monkeypatch):
         run_sample(ckdir, "--text_prompt", "a person walks", "--format", "mp4")
 
 
+def test_mp4_stick_figure_and_mesh_videos(ckdir, tmp_path, monkeypatch):
+    """--format mp4 writes both videos as H.264 (through a stand-in ffmpeg) and lists them under their .mp4 names."""
+    from test_smpl_mesh import mesh_model
+    from video_helpers import assert_h264_frames, install_fake_ffmpeg
+
+    install_fake_ffmpeg(tmp_path / "bin", monkeypatch)
+    out = tmp_path / "out"
+    (record,) = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--format", "mp4",
+                           "--smpl", str(mesh_model(tmp_path / "model.npz")), "--mesh_video",
+                           "--output_dir", str(out))["samples"]
+    files = record["files"]
+    assert files["video"] == files["joints"].replace(".npy", ".mp4")
+    assert files["mesh_video"] == files["joints"].replace(".npy", "_mesh.mp4")
+    assert_h264_frames(str(out / files["video"]), record["length_frames"], 20.0)
+    assert_h264_frames(str(out / files["mesh_video"]), record["length_frames"], 20.0)
+
+
 def test_a_byte_order_mark_does_not_make_a_comment_a_prompt(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_bytes("# my prompts\r\na person walks#40\r\n".encode("utf-8-sig"))

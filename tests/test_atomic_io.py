@@ -1,5 +1,6 @@
-"""Atomic writes: the content arrives under the asked name, a failed write leaves the previous file and no
-temporary, and concurrent writers of one file do not trip over each other's temporaries."""
+"""Atomic writes: the content arrives under the asked name (through a symbolic link, in the file it points to) with
+the permissions of the file it replaces, a failed write leaves the previous file and no temporary, and concurrent
+writers of one file do not trip over each other's temporaries."""
 
 import json
 import os
@@ -32,6 +33,63 @@ def test_file_gets_the_permissions_open_would_give(tmp_path):
     with atomic_write(atomic) as f:
         f.write("x")
     assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+@pytest.mark.parametrize("permissions", [0o640, 0o600, 0o755, 0o444], ids=oct)
+def test_a_replaced_file_keeps_its_permissions(tmp_path, permissions):
+    path = tmp_path / "latest.tar"
+    path.write_bytes(b"old")
+    path.chmod(permissions)
+    with atomic_write(path, "wb") as f:
+        f.write(b"new")
+    assert path.read_bytes() == b"new"
+    assert stat.S_IMODE(path.stat().st_mode) == permissions
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_symlink_stays_and_the_file_it_points_to_is_replaced(tmp_path, relative):
+    """A run folder whose opt.yaml links to a shared file: the link is kept, the shared file gets the content (and
+    keeps its permissions), and the temporary lived beside it."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "run").mkdir()
+    target = tmp_path / "shared" / "opt.yaml"
+    target.write_text("old: 1\n")
+    target.chmod(0o640)
+    link = tmp_path / "run" / "opt.yaml"
+    link.symlink_to(os.path.join("..", "shared", "opt.yaml") if relative else target)
+    with atomic_write(link) as f:
+        f.write("new: 2\n")
+        assert [name.startswith(".tmp-opt.yaml.") for name in sorted(os.listdir(tmp_path / "shared"))] == [True, False]
+        assert os.listdir(tmp_path / "run") == ["opt.yaml"]
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert target.read_text() == "new: 2\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert os.listdir(tmp_path / "run") == ["opt.yaml"] and os.listdir(tmp_path / "shared") == ["opt.yaml"]
+
+
+def test_a_dangling_symlink_creates_its_target(tmp_path):
+    target, link = tmp_path / "store" / "net_best_fid.tar", tmp_path / "best.tar"
+    target.parent.mkdir()
+    link.symlink_to(target)
+    with atomic_write(link, "wb") as f:
+        f.write(b"weights")
+    assert link.is_symlink() and target.read_bytes() == b"weights"
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)  # a new file's permissions
+
+
+def test_failure_through_a_symlink_leaves_link_and_target_unchanged(tmp_path):
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    target.write_text("{}")
+    link.symlink_to("target.json")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_write(link) as f:
+            f.write('{"half":')
+            raise RuntimeError("interrupted")
+    assert link.is_symlink() and os.readlink(link) == "target.json"
+    assert target.read_text() == "{}"
+    assert sorted(os.listdir(tmp_path)) == ["link.json", "target.json"]
 
 
 @pytest.mark.parametrize("mode", ["w", "wb"])

@@ -4,6 +4,11 @@
 and is atomic), flushes and fsyncs it, and moves it over the destination only when the ``with`` block succeeds. On
 any failure the temporary is removed, the exception goes on and the previous file is left as it was.
 
+A file that is replaced keeps its permission bits (a checkpoint made private with ``chmod 600`` stays private); a new
+file gets those ``open`` would give it (``0o666`` less the umask). A destination that is a symbolic link, to a file
+or to nothing yet, stays a link: the file it resolves to is the one replaced (or created), and the temporary goes
+in that file's folder. A replaced file's owner and group are not carried over.
+
 Libraries that take a path and append a suffix to it (``np.save`` adds ``.npy``, ``np.savez`` ``.npz``) are given
 the open file instead, so the name written is always the one asked for.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
@@ -28,23 +34,36 @@ def _umask() -> int:
     return umask
 
 
+def _replaced_mode(path: str) -> int:
+    """The permission bits of the regular file at ``path``, or those ``open`` gives a new file."""
+    with contextlib.suppress(FileNotFoundError):
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file for writing (``mode`` "w" or "wb", ``encoding`` as for ``open``) and move it to
-    ``path`` when the block ends without an exception. The folder of ``path`` must exist."""
+    ``path`` (the file it links to, when it is a symbolic link) when the block ends without an exception. The file
+    replaced keeps its permission bits. The folder of ``path`` must exist."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".",
-                               dir=os.path.dirname(os.path.abspath(path)))
+    # os.replace over a link would put a plain file in its place; replacing what it resolves to keeps the link.
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(target) + ".",
+                               dir=os.path.dirname(os.path.abspath(target)))
     try:
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp creates 0600 files; give the file the permissions open() would have given it.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        # mkstemp creates 0600 files: give the file the permissions of the one it replaces, or those open() would
+        # give a new one.
+        os.chmod(tmp, _replaced_mode(target))
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)

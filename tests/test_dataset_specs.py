@@ -110,3 +110,22 @@ def test_registered_name_warns_when_the_folder_spec_disagrees(tmp_path, caplog):
         get_dataset_spec("kit", data_root=str(folder))
         get_dataset_spec("t2m", data_root=str(tmp_path))
     assert caplog.text == ""
+
+
+def test_a_spec_file_older_than_a_field_does_not_disagree_about_it(tmp_path, caplog):
+    """A KIT spec.json written before metres_per_unit existed holds every other field as registered: no warning. The
+    field written with another value is a disagreement, named."""
+    folder = tmp_path / "kit"
+    folder.mkdir()
+    old = DATASETS["kit"].to_dict()
+    del old["metres_per_unit"]
+    old["fps"] = 12.5
+    (folder / "spec.json").write_text(json.dumps(old))
+    with caplog.at_level(logging.WARNING, logger="utils.dataset_specs"):
+        assert get_dataset_spec("kit", data_root=str(folder)).metres_per_unit == 0.001
+    assert caplog.text == ""
+
+    (folder / "spec.json").write_text(json.dumps({**old, "metres_per_unit": 1.0}))
+    with caplog.at_level(logging.WARNING, logger="utils.dataset_specs"):
+        get_dataset_spec("kit", data_root=str(folder))
+    assert "disagrees with the registered dataset 'kit' (metres_per_unit 1.0 there, 0.001 registered)" in caplog.text

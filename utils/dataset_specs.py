@@ -282,20 +282,23 @@ def _warn_if_folder_spec_differs(spec: DatasetSpec, data_root: str) -> None:
     """Log a warning when ``data_root`` carries a ``spec.json`` that the registered ``spec`` contradicts.
 
     A registered name always wins over a folder's spec.json, so a folder imported under a registered name (say
-    ``.../kit``) would otherwise be read with the registry's layout without a word.
+    ``.../kit``) would otherwise be read with the registry's layout without a word. Only the fields the file holds
+    are compared: one written before a field existed (``metres_per_unit``) does not disagree about it.
     """
     path = os.path.join(data_root, SPEC_FILE)
     if not os.path.isfile(path):
         return
     try:
         with open(path) as f:
-            folder_spec = DatasetSpec.from_dict(json.load(f), source=path)
+            raw = json.load(f)
+        folder_spec = DatasetSpec.from_dict(raw, source=path)
     except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         logger.warning("%s is ignored: --dataset_name %s is a registered dataset, whose spec is used (%s)", path,
                        spec.name, e)
         return
+    # Both sides in to_dict's form (floats, lists), so 20 and 20.0 or a list and a tuple are not a disagreement.
     ours, theirs = spec.to_dict(), folder_spec.to_dict()
-    differ = [k for k in ours if k not in ("name", "root") and ours[k] != theirs[k]]
+    differ = [k for k in ours if k not in ("name", "root") and k in raw and ours[k] != theirs[k]]
     if differ:
         shown = "; ".join(f"{k} {_short(theirs[k])} there, {_short(ours[k])} registered" for k in differ)
         logger.warning("%s disagrees with the registered dataset %r (%s): the registered spec is used and this "

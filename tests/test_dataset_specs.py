@@ -5,7 +5,15 @@ import logging
 
 import pytest
 
-from utils.dataset_specs import DATASETS, DatasetSpec, FeatureGroup, dataset_names, get_dataset_spec, humanml3d_spec
+from utils.dataset_specs import (
+    DATASETS,
+    DatasetSpec,
+    FeatureGroup,
+    dataset_names,
+    get_dataset_spec,
+    humanml3d_spec,
+    spec_from_record,
+)
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
@@ -129,3 +137,19 @@ def test_a_spec_file_older_than_a_field_does_not_disagree_about_it(tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="utils.dataset_specs"):
         get_dataset_spec("kit", data_root=str(folder))
     assert "disagrees with the registered dataset 'kit' (metres_per_unit 1.0 there, 0.001 registered)" in caplog.text
+
+
+def test_a_checkpoints_spec_record_older_than_a_field_takes_the_registered_value():
+    """A KIT checkpoint written before metres_per_unit existed records every other field: the field comes from the
+    registered spec of that name (0.001, millimetres), not the default 1.0; an unregistered name gets the default."""
+    old = DATASETS["kit"].to_dict()
+    del old["metres_per_unit"]
+    assert DatasetSpec.from_dict(old).metres_per_unit == 1.0  # what a plain rebuild would give
+    assert spec_from_record(old, "run/latest.tar").metres_per_unit == 0.001
+    custom = {**humanml3d_spec("mocap", "dataset/mocap").to_dict(), "fps": 30.0}
+    del custom["metres_per_unit"]
+    assert spec_from_record(custom, "run/latest.tar").metres_per_unit == 1.0
+    # What the record holds wins over the registry, and a bad record still fails naming it.
+    assert spec_from_record({**old, "fps": 25.0}, "run/latest.tar").fps == 25.0
+    with pytest.raises(ValueError, match=r"run/latest\.tar: unknown dataset spec fields \['nope'\]"):
+        spec_from_record({**old, "nope": 1}, "run/latest.tar")

@@ -278,6 +278,15 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+def spec_from_record(record: dict, source: str) -> DatasetSpec:
+    """The spec a checkpoint records (``DatasetSpec.to_dict``'s form); ``source`` names it in errors. A field the
+    record lacks because it is older than the field takes the registered dataset's value when the record names a
+    registered dataset (KIT's ``metres_per_unit`` of 0.001, not the default 1.0), else the field's default."""
+    if isinstance(record, dict) and record.get("name") in DATASETS:
+        record = {**DATASETS[record["name"]].to_dict(), **record}
+    return DatasetSpec.from_dict(record, source=source)
+
+
 def _warn_if_folder_spec_differs(spec: DatasetSpec, data_root: str) -> None:
     """Log a warning when ``data_root`` carries a ``spec.json`` that the registered ``spec`` contradicts.
 

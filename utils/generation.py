@@ -50,7 +50,7 @@ from models.length_estimator import classes_to_lengths, sample_lengths
 from models.loader import Tokenizer
 from models.text_encoders import TextEncoder
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, require_keys
-from utils.dataset_specs import DatasetSpec
+from utils.dataset_specs import DatasetSpec, spec_from_record
 from utils.editing import (
     ROOT_VELOCITY_REPRESENTATIONS,
     FrameSpan,
@@ -520,7 +520,7 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
     backend_cls = backend_for(state, path)
     dataset = state["dataset"]
     require_keys(dataset, ["name", "spec", "mean", "std"], f"{path} (dataset record)")
-    spec = DatasetSpec.from_dict(dataset["spec"], source=f"{path} (dataset.spec)")
+    spec = spec_from_record(dataset["spec"], source=f"{path} (dataset.spec)")
     mean = torch.as_tensor(dataset["mean"]).float().numpy()
     std = torch.as_tensor(dataset["std"]).float().numpy()
 

@@ -105,7 +105,8 @@ def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options
         parts = os.path.abspath(residual["checkpoint"]).split(os.sep)
         run = parts[-3] if len(parts) >= 3 and parts[-2] == "model" else os.path.splitext(parts[-1])[0]
         tag += f"_res-{run}"
-    short = {"topk_filter_thres": "topk", "sampling": "", "res_cond_scale": "rcfg"}
+    short = {"topk_filter_thres": "topk", "sampling": "", "res_cond_scale": "rcfg", "head_steps": "hs",
+             "head_solver": ""}
     for name, value in options.items():
         tag += f"_{short.get(name, name)}{value:g}" if isinstance(value, float) else f"_{short.get(name, name)}{value}"
     tag += ("_nosnap" if cfg.no_snap else "") + ("" if cfg.cal_mm else "_nomm")

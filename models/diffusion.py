@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -203,19 +203,36 @@ def cosine_betas(num_steps: int, max_beta: float = 0.999, offset: float = 0.008)
     return torch.tensor(betas, dtype=torch.float64, device="cpu")
 
 
+def respaced_timesteps(num_steps: int, count: int) -> list[int]:
+    """The ``count`` of ``num_steps`` training steps a respaced sampler visits (improved DDPM's ``space_timesteps``
+    with one section): evenly spaced from 0 to num_steps - 1, both included, rounded to the nearest step."""
+    if not 1 <= count <= num_steps:
+        raise ValueError(f"respaced_timesteps: count must be between 1 and the {num_steps} training steps, got {count}")
+    stride = (num_steps - 1) / (count - 1) if count > 1 else 1.0
+    return [round(i * stride) for i in range(count)]
+
+
 class GaussianDiffusion:
     """DDPM with epsilon prediction, MSE loss and the fixed-small (posterior) variance.
 
-    MARDM trains and samples with 50 steps in total (no respacing), so ``num_steps`` is both.
-    The schedule is a derived float64 table kept on the CPU (never saved); values are gathered per step and cast
-    to the state's dtype.
+    MARDM trains and samples with 50 steps in total (no respacing), so ``num_steps`` is both. ``sample`` can also
+    visit fewer steps (``respaced``). The schedule is a derived float64 table kept on the CPU (never saved); values
+    are gathered per step and cast to the state's dtype.
+
+    Args:
+        num_steps: steps of the cosine schedule.
+        betas, timesteps: a respaced schedule instead (``respaced`` builds them): its betas, and the training step
+            the denoiser is told at each of its steps.
     """
 
-    def __init__(self, num_steps: int = 50) -> None:
+    def __init__(self, num_steps: int = 50, betas: torch.Tensor | None = None,
+                 timesteps: torch.Tensor | None = None) -> None:
         if num_steps < 1:
             raise ValueError(f"GaussianDiffusion: num_steps must be >= 1, got {num_steps}")
         self.num_steps = num_steps
-        betas = cosine_betas(num_steps)
+        betas = cosine_betas(num_steps) if betas is None else betas
+        self.timesteps = torch.arange(num_steps) if timesteps is None else timesteps
+        self._respaced: dict[int, GaussianDiffusion] = {}
         alphas = 1.0 - betas
         acp = torch.cumprod(alphas, dim=0)
         acp_prev = torch.cat([torch.ones(1, dtype=torch.float64, device="cpu"), acp[:-1]])
@@ -231,6 +248,25 @@ class GaussianDiffusion:
         self.posterior_log_variance_clipped = clipped.log()
         self.posterior_mean_coef1 = betas * acp_prev.sqrt() / (1.0 - acp)
         self.posterior_mean_coef2 = (1.0 - acp_prev) * alphas.sqrt() / (1.0 - acp)
+
+    def respaced(self, num_steps: int) -> GaussianDiffusion:
+        """The sampler that visits ``num_steps`` of the training steps (``respaced_timesteps``), as improved DDPM
+        respaces one: the betas between consecutive visited steps, 1 - alpha_bar(t_i) / alpha_bar(t_{i-1}), keep each
+        visited step's alpha_bar, and the denoiser is told the training step. ``num_steps`` equal to this schedule's
+        own is this schedule."""
+        if num_steps == self.num_steps:
+            return self
+        if num_steps not in self._respaced:
+            try:
+                kept = respaced_timesteps(self.num_steps, num_steps)
+            except ValueError as e:
+                raise ValueError(f"DDPM sampling steps must be between 1 and the {self.num_steps} training steps, got "
+                                 f"{num_steps}") from e
+            acp = self.alphas_cumprod[kept]
+            previous = torch.cat([torch.ones(1, dtype=acp.dtype), acp[:-1]])
+            self._respaced[num_steps] = GaussianDiffusion(num_steps, betas=1.0 - acp / previous,
+                                                          timesteps=self.timesteps[kept])
+        return self._respaced[num_steps]
 
     @staticmethod
     def _gather(table: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -259,8 +295,9 @@ class GaussianDiffusion:
     @torch.no_grad()
     def sample(self, net: Denoiser, shape: tuple[int, int], cond: torch.Tensor, cfg_scale: float = 1.0,
                temperature: float = 1.0, generator: torch.Generator | None = None,
-               uncond: torch.Tensor | None = None) -> torch.Tensor:
-        """Ancestral sampling over all ``num_steps`` steps (clip_denoised=False).
+               uncond: torch.Tensor | None = None, num_steps: int | None = None) -> torch.Tensor:
+        """Ancestral sampling over all ``num_steps`` steps (clip_denoised=False), or over the respaced schedule of
+        ``num_steps`` of them (``respaced``).
 
         ``temperature`` scales every Gaussian draw: the initial state and the per-step noise.
 
@@ -269,17 +306,18 @@ class GaussianDiffusion:
         Returns:
             (M, D) float32 samples.
         """
+        process = self if num_steps is None else self.respaced(int(num_steps))
         fn = guided(net, cond, cfg_scale, uncond)
         x = _randn(shape, cond, generator) * temperature
-        for i in reversed(range(self.num_steps)):
+        for i in reversed(range(process.num_steps)):
             t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
-            eps = fn(x, t)
-            x_start = self._gather(self.sqrt_recip_alphas_cumprod, t, x) * x \
-                - self._gather(self.sqrt_recipm1_alphas_cumprod, t, x) * eps
-            mean = self._gather(self.posterior_mean_coef1, t, x) * x_start \
-                + self._gather(self.posterior_mean_coef2, t, x) * x
+            eps = fn(x, process.timesteps[i].to(x.device).expand(shape[0]))
+            x_start = process._gather(process.sqrt_recip_alphas_cumprod, t, x) * x \
+                - process._gather(process.sqrt_recipm1_alphas_cumprod, t, x) * eps
+            mean = process._gather(process.posterior_mean_coef1, t, x) * x_start \
+                + process._gather(process.posterior_mean_coef2, t, x) * x
             if i > 0:
-                std = (0.5 * self._gather(self.posterior_log_variance_clipped, t, x)).exp()
+                std = (0.5 * process._gather(process.posterior_log_variance_clipped, t, x)).exp()
                 x = mean + std * _randn(shape, x, generator) * temperature
             else:
                 x = mean
@@ -537,9 +575,38 @@ class DiffusionHead(nn.Module):
         mask = mask.to(loss.dtype)
         return (loss * mask).sum() / mask.sum().clamp(min=1.0)
 
+    def check_sampler(self, steps: int | None = None, solver: str | None = None) -> None:
+        """ValueError for sampler settings this head cannot take: a solver for a DDPM head, DDPM steps outside 1 to
+        its training steps, an unknown flow solver, or steps for dopri5 (which chooses its own)."""
+        if steps is not None and steps < 1:
+            raise ValueError(f"head sampling steps must be >= 1, got {steps}")
+        if self.diffusion == "ddpm":
+            if solver is not None:
+                raise ValueError(f"a DDPM head samples by ancestral steps and takes no solver (got {solver!r}); "
+                                 f"solvers {FLOW_SOLVERS} are for SiT heads")
+            if steps is not None and steps > self.process.num_steps:
+                raise ValueError(f"DDPM sampling steps must be between 1 and the {self.process.num_steps} training "
+                                 f"steps, got {steps}")
+            return
+        solver = solver or self.process.solver
+        if solver not in FLOW_SOLVERS:
+            raise ValueError(f"flow solver must be one of {FLOW_SOLVERS}, got {solver!r}")
+        if steps is not None and solver == "dopri5":
+            raise ValueError(f"dopri5 chooses its own steps; sampling steps ({steps}) are for the fixed-step solvers "
+                             f"euler and heun")
+
+    def sampler(self) -> dict[str, Any]:
+        """The head's own sampler: ``{"steps": ..., "solver": ...}`` (DDPM: its training steps, no solver; SiT: the
+        solver, and its steps unless dopri5 chooses them)."""
+        if self.diffusion == "ddpm":
+            return {"steps": self.process.num_steps, "solver": None}
+        return {"steps": None if self.process.solver == "dopri5" else self.process.num_steps,
+                "solver": self.process.solver}
+
     @torch.no_grad()
     def sample(self, z: torch.Tensor, cfg_scale: float = 1.0, temperature: float = 1.0,
-               z_uncond: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+               z_uncond: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               steps: int | None = None, solver: str | None = None) -> torch.Tensor:
         """Sample one target per condition vector.
 
         Args:
@@ -547,11 +614,17 @@ class DiffusionHead(nn.Module):
             cfg_scale: guidance scale; != 1 requires ``z_uncond``.
             temperature: scales the sampler's Gaussian draws (1 = the trained distribution).
             z_uncond: (M, Hc) outputs of the same tokens with the condition dropped.
+            steps, solver: another sampler than the head's own (``check_sampler``): DDPM visits ``steps`` of its
+                training steps (respaced); SiT integrates with ``solver``, in ``steps`` steps for euler / heun.
         Returns:
             (M, Dt) float32.
         """
+        self.check_sampler(steps, solver)
         shape = (z.shape[0], self.target_dim)
         if z.shape[0] == 0:
             return torch.zeros(shape, device=z.device)
+        extra: dict[str, Any] = {"num_steps": steps}
+        if self.diffusion == "sit":
+            extra["solver"] = solver
         return self.process.sample(self.net, shape, z, cfg_scale=cfg_scale, temperature=temperature,
-                                   generator=generator, uncond=z_uncond)
+                                   generator=generator, uncond=z_uncond, **extra)

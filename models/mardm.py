@@ -336,7 +336,8 @@ class MARDM(nn.Module):
                  temperature: float = 1.0, snap_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  generator: torch.Generator | None = None,
                  latent_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 known: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None) -> torch.Tensor:
+                 known: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None,
+                 head_steps: int | None = None, head_solver: str | None = None) -> torch.Tensor:
         """Random-order masked generation, as in MARDM (after MAR, Li et al. 2024).
 
         Every valid position starts masked with a uniform random score. At step k (tau_k on linspace(0, 1,
@@ -360,11 +361,14 @@ class MARDM(nn.Module):
                 the targets are the latents (requires C_t == C_in).
             known: (B, N, C_t) targets kept outside ``edit_mask`` (e.g. a source motion's), given with it.
             edit_mask: (B, N) bool, True at the positions to generate; every sample needs at least one valid one.
+            head_steps, head_solver: the diffusion head's sampler instead of its own (``DiffusionHead.sample``):
+                DDPM respaced to ``head_steps`` of its training steps; SiT with ``head_solver`` in ``head_steps``.
         Returns:
             (B, N, C_t) generated targets, ``known`` where not edited, zeros at padded positions.
         """
         if time_steps < 1:
             raise ValueError(f"MARDM.generate: time_steps must be >= 1, got {time_steps}")
+        self.head.check_sampler(head_steps, head_solver)
         if latent_fn is None and self.target_dim != self.ae_dim:
             raise ValueError(f"MARDM.generate: targets have {self.target_dim} channels but the transformer reads "
                              f"{self.ae_dim}; pass latent_fn to map targets back to latents")
@@ -406,7 +410,7 @@ class MARDM(nn.Module):
                                     torch.cat([valid, valid]))
                     z_cond, z_uncond = z[:batch][masked], z[batch:][masked]             # (M, H) each
                 sampled = self.head.sample(z_cond, cfg_scale=cfg, temperature=temperature, z_uncond=z_uncond,
-                                           generator=generator)             # (M, C_t)
+                                           generator=generator, steps=head_steps, solver=head_solver)  # (M, C_t)
                 if snap_fn is not None:
                     sampled = snap_fn(sampled)
                 targets[masked] = sampled.to(targets.dtype)

@@ -12,6 +12,7 @@ import argparse
 
 import torch
 
+from models.diffusion import FLOW_SOLVERS
 from models.mask_schedule import SAMPLING_MODES
 from options.config import DefaultsHelpFormatter, fraction_below_one, non_negative_float, positive_int
 from options.eval_options import add_protocol_args
@@ -81,13 +82,22 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
                         help="guidance scale of the residual layers (MoMask 5)")
 
 
-MOMASK_OPTIONS = ("topk_filter_thres", "sampling", "res_cond_scale")
+    mardm = parser.add_argument_group("MARDM-family sampling (default: the diffusion head's own sampler)")
+    mardm.add_argument("--head_steps", type=positive_int, default=None,
+                       help="steps of the diffusion head's sampler: a DDPM head visits this many of its training "
+                            "steps (respaced, 1 to 50 for MARDM); a SiT head takes them with --head_solver euler or "
+                            "heun")
+    mardm.add_argument("--head_solver", type=str, default=None, choices=FLOW_SOLVERS,
+                       help="ODE solver of a SiT head (MARDM: dopri5, adaptive; euler and heun take --head_steps)")
+
+
+FAMILY_OPTIONS = ("topk_filter_thres", "sampling", "res_cond_scale", "head_steps", "head_solver")
 
 
 def family_sampling_options(cfg: argparse.Namespace) -> dict[str, object]:
     """The family-specific sampling options given on the command line (``MotionGenerator.generate(**options)``);
     those left unset are not passed, so the family's defaults apply and other families see none."""
-    return {name: getattr(cfg, name) for name in MOMASK_OPTIONS if getattr(cfg, name, None) is not None}
+    return {name: getattr(cfg, name) for name in FAMILY_OPTIONS if getattr(cfg, name, None) is not None}
 
 
 def get_evaluation_generator_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from models.diffusion import (
     guided,
     odeint_dopri5,
     odeint_fixed,
+    respaced_timesteps,
 )
 
 torch.set_num_threads(1)
@@ -148,29 +149,93 @@ def test_fixed_step_solvers_converge_at_their_order(method, order):
 
 
 # ----- samplers with exact denoisers ----------------------------------------------------------------------------------
+def cosine_alpha_bars(num_steps: int) -> np.ndarray:
+    """alpha_bar of each step of the clipped cosine schedule, from its formula, in float64."""
+    u = np.arange(num_steps + 1) / num_steps
+    alpha_bar = np.cos((u + 0.008) / 1.008 * np.pi / 2) ** 2
+    return np.cumprod(1 - np.minimum(1 - alpha_bar[1:] / alpha_bar[:-1], 0.999))
+
+
+def reverse_process_variance(acp: np.ndarray) -> float:
+    """Independent float64 recursion of the output variance of ancestral sampling through the steps with these
+    alpha_bars (betas between consecutive ones, fixed-small variance) with ``ddpm_oracle``'s linear denoiser."""
+    acp_prev = np.concatenate([[1.0], acp[:-1]])
+    betas = 1 - acp / acp_prev
+    var = 1.0
+    for i in reversed(range(len(acp))):
+        k = np.sqrt(1 - acp[i]) / (acp[i] * DATA_STD**2 + 1 - acp[i])
+        x0_coef = np.sqrt(1 / acp[i]) - np.sqrt(1 / acp[i] - 1) * k
+        coef = betas[i] * np.sqrt(acp_prev[i]) / (1 - acp[i]) * x0_coef \
+            + (1 - acp_prev[i]) * np.sqrt(1 - betas[i]) / (1 - acp[i])
+        var = coef**2 * var + (betas[i] * (1 - acp_prev[i]) / (1 - acp[i]) if i > 0 else 0.0)
+    return float(var)
+
+
 def test_ddpm_sampler_matches_the_analytic_reverse_process():
     diffusion = GaussianDiffusion(num_steps=50)
     cond = torch.tensor([[1.0], [-2.0]]).repeat_interleave(10000, 0)
     samples = diffusion.sample(ddpm_oracle(diffusion), (20000, 1), cond, generator=torch.Generator().manual_seed(0))
 
-    # Independent float64 recursion of the output variance for this linear denoiser, from the schedule's formula.
-    u = np.arange(51) / 50
-    alpha_bar = np.cos((u + 0.008) / 1.008 * np.pi / 2) ** 2
-    betas = np.minimum(1 - alpha_bar[1:] / alpha_bar[:-1], 0.999)
-    acp = np.cumprod(1 - betas)
-    acp_prev = np.concatenate([[1.0], acp[:-1]])
-    var = 1.0
-    for i in reversed(range(50)):
-        k = np.sqrt(1 - acp[i]) / (acp[i] * DATA_STD**2 + 1 - acp[i])
-        x0_coef = np.sqrt(1 / acp[i]) - np.sqrt(1 / acp[i] - 1) * k
-        coef = betas[i] * np.sqrt(acp_prev[i]) / (1 - acp[i]) * x0_coef \
-            + (1 - acp_prev[i]) * np.sqrt(1 - betas[i]) / (1 - acp[i])
-        post_var = betas[i] * (1 - acp_prev[i]) / (1 - acp[i]) if i > 0 else 0.0
-        var = coef**2 * var + post_var
+    var = reverse_process_variance(cosine_alpha_bars(50))
     for half, mu in ((samples[:10000], 1.0), (samples[10000:], -2.0)):
         assert half.mean().item() == pytest.approx(mu, abs=0.02)
         assert half.std().item() == pytest.approx(math.sqrt(var), abs=0.012)
         assert abs(half.std().item() - DATA_STD) < 0.1 * DATA_STD
+
+
+def test_respaced_timesteps_spread_evenly_over_the_training_steps():
+    """improved DDPM's space_timesteps with one section: first and last training step kept, nearest in between."""
+    assert respaced_timesteps(50, 10) == [0, 5, 11, 16, 22, 27, 33, 38, 44, 49]
+    assert respaced_timesteps(50, 50) == list(range(50)) and respaced_timesteps(50, 1) == [0]
+    assert respaced_timesteps(50, 2) == [0, 49]
+    for bad in (0, 51):
+        with pytest.raises(ValueError, match="between 1 and the 50 training steps"):
+            respaced_timesteps(50, bad)
+
+
+def test_respaced_ddpm_sampler_matches_its_analytic_reverse_process():
+    """Respaced to 10 of 50 steps, the sampler tells the denoiser the kept training steps and follows the reverse
+    process of the respaced schedule (betas 1 - abar(t_i) / abar(t_{i-1})): the data's mean, and the output variance
+    of an independent float64 recursion."""
+    diffusion = GaussianDiffusion(num_steps=50)
+    kept = respaced_timesteps(50, 10)
+    told = []
+    oracle = ddpm_oracle(diffusion)
+
+    def net(x, t, c):
+        told.append(sorted(set(t.tolist())))
+        return oracle(x, t, c)
+
+    cond = torch.tensor([[1.0], [-2.0]]).repeat_interleave(10000, 0)
+    samples = diffusion.sample(net, (20000, 1), cond, generator=torch.Generator().manual_seed(0), num_steps=10)
+    assert told == [[t] for t in reversed(kept)]
+
+    var = reverse_process_variance(cosine_alpha_bars(50)[kept])
+    for half, mu in ((samples[:10000], 1.0), (samples[10000:], -2.0)):
+        assert half.mean().item() == pytest.approx(mu, abs=0.02)
+        assert half.std().item() == pytest.approx(math.sqrt(var), abs=0.012)
+        # With the fixed-small variance, 10 steps narrow the samples (0.38 here for data of std 0.5).
+        assert 0.7 * DATA_STD < half.std().item() < 0.8 * DATA_STD
+    # All the training steps is the sampler itself, draw for draw.
+    plain = diffusion.sample(oracle, (100, 1), cond[:100], generator=torch.Generator().manual_seed(3))
+    same = diffusion.sample(oracle, (100, 1), cond[:100], generator=torch.Generator().manual_seed(3), num_steps=50)
+    assert torch.equal(plain, same)
+
+
+def test_a_head_refuses_a_sampler_it_cannot_take():
+    ddpm = DiffusionHead(target_dim=1, cond_dim=2, depth=1, width=8, diffusion="ddpm")
+    sit = DiffusionHead(target_dim=1, cond_dim=2, depth=1, width=8, diffusion="sit")
+    z = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="a DDPM head samples by ancestral steps and takes no solver"):
+        ddpm.sample(z, solver="euler")
+    with pytest.raises(ValueError, match="between 1 and the 50 training steps, got 60"):
+        ddpm.sample(z, steps=60)
+    with pytest.raises(ValueError, match=r"dopri5 chooses its own steps; sampling steps \(8\)"):
+        sit.sample(z, steps=8)
+    with pytest.raises(ValueError, match="flow solver must be one of"):
+        sit.sample(z, solver="rk4")
+    assert ddpm.sampler() == {"steps": 50, "solver": None} and sit.sampler() == {"steps": None, "solver": "dopri5"}
+    assert ddpm.sample(z, steps=5).shape == (3, 1) and sit.sample(z, solver="heun", steps=3).shape == (3, 1)
 
 
 @pytest.mark.parametrize("solver", ["euler", "heun", "dopri5"])

@@ -474,3 +474,17 @@ def test_evaluations_across_datasets_are_refused_where_they_cannot_correspond(se
     (copy / "motions.json").write_text(json.dumps(header))
     with pytest.raises(ValueError, match="GT lengths are multiples of 4 frames, but the generator makes tokens of 2"):
         rescore(ckdir, data_root, str(copy), "--eval_dataset", "t2m_67")
+
+
+def test_the_heads_sampler_is_in_the_report_and_the_file_names(setup, tmp_path):
+    """--head_solver / --head_steps reach the generator, are recorded in the report's sampling settings, and name
+    the evaluation's files, so a run with another sampler never resumes or replaces the default one; saved motions
+    refuse them, having been generated already."""
+    ckdir, _, data_root, _ = setup
+    report = run_eval(ckdir, data_root, "--no_mm", "--replications", "1", "--seed", "41", "--head_solver", "heun",
+                      "--head_steps", "2")
+    assert report["sampling"]["head_solver"] == "heun" and report["sampling"]["head_steps"] == 2
+    eval_dir = os.path.join(ckdir, "synthetic", "fsq_gen", "eval")
+    assert [name for name in os.listdir(eval_dir) if "_hs2_heun" in name and "seed41" in name]
+    with pytest.raises(ValueError, match="--head_steps choose how motion is generated"):
+        rescore(ckdir, data_root, str(tmp_path), "--head_steps", "3")

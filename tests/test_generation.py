@@ -265,6 +265,33 @@ def test_text_guidance_and_temperature_change_the_motion(fsq_gen):
         assert not torch.allclose(base, other)
 
 
+def test_the_diffusion_heads_sampler_is_a_sampling_option(fsq_gen, runs, tmp_path):
+    """head_solver / head_steps reach the head (here SiT, euler in 2 steps as built), are recorded only when given,
+    are checked before sampling, and sample.py takes them as --head_solver / --head_steps."""
+    import sample
+    from options.config import parse_with_config
+    from options.eval_generator_options import get_sample_parser
+
+    net = fsq_gen.backend.model.head.net
+    evals = []
+    forward = net.forward
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(net, "forward", lambda x, t, c: evals.append(1) or forward(x, t, c))
+        fsq_gen.generate(["a person walks"], [12], time_steps=2, seed=1, head_solver="euler", head_steps=3)
+    assert len(evals) == 2 * 3  # 2 generation steps of 3 euler steps (guidance in the same call)
+    assert fsq_gen.sampling_settings().to_dict() == {"time_steps": 18, "cfg": 4.5, "temperature": 1.0, "snap": True}
+    assert fsq_gen.sampling_settings(head_solver="heun", head_steps=5).to_dict()["head_steps"] == 5
+    with pytest.raises(ValueError, match="dopri5 chooses its own steps"):
+        fsq_gen.sampling_settings(head_solver="dopri5", head_steps=5)
+    manifest = sample.main(parse_with_config(get_sample_parser(), [
+        "--name", "fsq_gen", "--dataset_name", "synthetic", "--checkpoints_dir", runs[0],
+        "--text_prompt", "a person walks", "--motion_length", "16",
+        "--time_steps", "2", "--head_solver", "euler", "--head_steps", "3", "--no_render", "--output_dir",
+        str(tmp_path)]))
+    assert manifest["runs"][-1]["sampling"]["head_solver"] == "euler"
+    assert manifest["runs"][-1]["sampling"]["head_steps"] == 3
+
+
 def test_snapping_puts_fsq_tokens_on_the_grid_and_can_be_disabled(fsq_gen):
     quantizer = fsq_gen.tokenizer.model.quantizer
     snapped = fsq_gen.generate(["a person walks"] * 2, [16, 8], time_steps=3, seed=4)

@@ -170,13 +170,43 @@ def spy_generation(model, monkeypatch):
         calls["x_in"].append(x_in.clone())
         return encode(x_in, text_emb, valid, force_uncond)
 
-    def spy_sample(z, cfg_scale=1.0, temperature=1.0, z_uncond=None, generator=None):
+    def spy_sample(z, cfg_scale=1.0, temperature=1.0, z_uncond=None, generator=None, **sampler):
         calls["sample"].append((z.shape[0], z_uncond is not None))
-        return sample(z, cfg_scale, temperature, z_uncond, generator)
+        return sample(z, cfg_scale, temperature, z_uncond, generator, **sampler)
 
     monkeypatch.setattr(model, "encode", spy_encode)
     monkeypatch.setattr(model.head, "sample", spy_sample)
     return calls
+
+
+def test_generation_takes_another_head_sampler(monkeypatch):
+    """head_steps respaces a DDPM head (all its steps: the default, draw for draw); head_solver / head_steps choose a
+    SiT head's solver; a sampler the head cannot take fails before anything is generated."""
+    model = randomize(tiny("MARDM-DDPM-Tiny", diffusion_steps=20))
+    lengths, text = torch.tensor([5, 3]), torch.randn(2, 12)
+
+    def run(**sampler):
+        return model.generate(lengths, text, time_steps=3, cfg=2.0, generator=torch.Generator().manual_seed(0),
+                              **sampler)
+
+    default = run()
+    assert torch.equal(run(head_steps=20), default)
+    told = []
+    forward = model.head.net.forward
+    monkeypatch.setattr(model.head.net, "forward", lambda x, t, c: told.append(t[0].item()) or forward(x, t, c))
+    fast = run(head_steps=4)
+    assert told == [19, 13, 6, 0] * 3 and not torch.equal(fast, default)  # 3 generation steps of 4 head steps
+    for bad, message in (({"head_solver": "euler"}, "takes no solver"), ({"head_steps": 21}, "between 1 and the 20")):
+        told.clear()
+        with pytest.raises(ValueError, match=message):
+            run(**bad)
+        assert told == []
+    sit = randomize(tiny("MARDM-SiT-Tiny"))  # euler in 4 steps
+    evals = []
+    sit_forward = sit.head.net.forward
+    monkeypatch.setattr(sit.head.net, "forward", lambda x, t, c: evals.append(1) or sit_forward(x, t, c))
+    sit.generate(lengths, text, time_steps=2, cfg=1.0, head_solver="heun", head_steps=3)
+    assert len(evals) == 2 * 3 * 2  # 2 generation steps, 3 heun steps of 2 evaluations
 
 
 def test_generation_schedule_commits_every_position(monkeypatch):

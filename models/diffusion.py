@@ -203,6 +203,10 @@ def cosine_betas(num_steps: int, max_beta: float = 0.999, offset: float = 0.008)
     return torch.tensor(betas, dtype=torch.float64, device="cpu")
 
 
+# How a DDPM head steps back: ancestral sampling (DDPM, MARDM's) or deterministic DDIM (eta = 0).
+DDPM_SAMPLERS = ("ancestral", "ddim")
+
+
 def respaced_timesteps(num_steps: int, count: int) -> list[int]:
     """The ``count`` of ``num_steps`` training steps a respaced sampler visits (improved DDPM's ``space_timesteps``
     with one section): evenly spaced from 0 to num_steps - 1, both included, rounded to the nearest step."""
@@ -238,6 +242,7 @@ class GaussianDiffusion:
         acp_prev = torch.cat([torch.ones(1, dtype=torch.float64, device="cpu"), acp[:-1]])
         self.betas = betas
         self.alphas_cumprod = acp
+        self.alphas_cumprod_prev = acp_prev
         self.sqrt_alphas_cumprod = acp.sqrt()
         self.sqrt_one_minus_alphas_cumprod = (1.0 - acp).sqrt()
         self.sqrt_recip_alphas_cumprod = (1.0 / acp).sqrt()
@@ -295,17 +300,24 @@ class GaussianDiffusion:
     @torch.no_grad()
     def sample(self, net: Denoiser, shape: tuple[int, int], cond: torch.Tensor, cfg_scale: float = 1.0,
                temperature: float = 1.0, generator: torch.Generator | None = None,
-               uncond: torch.Tensor | None = None, num_steps: int | None = None) -> torch.Tensor:
-        """Ancestral sampling over all ``num_steps`` steps (clip_denoised=False), or over the respaced schedule of
-        ``num_steps`` of them (``respaced``).
+               uncond: torch.Tensor | None = None, num_steps: int | None = None,
+               method: str = "ancestral") -> torch.Tensor:
+        """Sample over all ``num_steps`` steps, or over the respaced schedule of ``num_steps`` of them
+        (``respaced``), with clip_denoised=False.
 
-        ``temperature`` scales every Gaussian draw: the initial state and the per-step noise.
+        ``method`` "ancestral" (DDPM's): each step draws from the posterior with the fixed-small variance, and
+        ``temperature`` scales every Gaussian draw (the initial state and the per-step noise). "ddim" (Song et al.
+        2021 with eta = 0): each step moves deterministically to the predicted clean sample re-noised with the
+        predicted noise, x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps, so ``temperature`` scales the initial
+        state, the only draw.
 
         Args:
             shape: (M, D); cond, uncond: (M, Hc).
         Returns:
             (M, D) float32 samples.
         """
+        if method not in DDPM_SAMPLERS:
+            raise ValueError(f"GaussianDiffusion.sample: method must be one of {DDPM_SAMPLERS}, got {method!r}")
         process = self if num_steps is None else self.respaced(int(num_steps))
         fn = guided(net, cond, cfg_scale, uncond)
         x = _randn(shape, cond, generator) * temperature
@@ -314,6 +326,10 @@ class GaussianDiffusion:
             eps = fn(x, process.timesteps[i].to(x.device).expand(shape[0]))
             x_start = process._gather(process.sqrt_recip_alphas_cumprod, t, x) * x \
                 - process._gather(process.sqrt_recipm1_alphas_cumprod, t, x) * eps
+            if method == "ddim":
+                previous = process.alphas_cumprod_prev[i].item()
+                x = math.sqrt(previous) * x_start + math.sqrt(1.0 - previous) * eps
+                continue
             mean = process._gather(process.posterior_mean_coef1, t, x) * x_start \
                 + process._gather(process.posterior_mean_coef2, t, x) * x
             if i > 0:
@@ -576,32 +592,26 @@ class DiffusionHead(nn.Module):
         return (loss * mask).sum() / mask.sum().clamp(min=1.0)
 
     def check_sampler(self, steps: int | None = None, solver: str | None = None) -> None:
-        """ValueError for sampler settings this head cannot take: a solver for a DDPM head, DDPM steps outside 1 to
-        its training steps, an unknown flow solver, or steps for dopri5 (which chooses its own)."""
+        """ValueError for sampler settings this head cannot take: a DDPM head's sampler other than ``DDPM_SAMPLERS``
+        or steps outside 1 to its training steps; a SiT head's solver other than ``FLOW_SOLVERS``, or steps for
+        dopri5 (which chooses its own)."""
         if steps is not None and steps < 1:
             raise ValueError(f"head sampling steps must be >= 1, got {steps}")
         if self.diffusion == "ddpm":
-            if solver is not None:
-                raise ValueError(f"a DDPM head samples by ancestral steps and takes no solver (got {solver!r}); "
-                                 f"solvers {FLOW_SOLVERS} are for SiT heads")
+            if solver is not None and solver not in DDPM_SAMPLERS:
+                raise ValueError(f"a DDPM head samples with {DDPM_SAMPLERS}, got {solver!r}; solvers {FLOW_SOLVERS} "
+                                 f"are for SiT heads")
             if steps is not None and steps > self.process.num_steps:
                 raise ValueError(f"DDPM sampling steps must be between 1 and the {self.process.num_steps} training "
                                  f"steps, got {steps}")
             return
         solver = solver or self.process.solver
         if solver not in FLOW_SOLVERS:
-            raise ValueError(f"flow solver must be one of {FLOW_SOLVERS}, got {solver!r}")
+            raise ValueError(f"a SiT head integrates with {FLOW_SOLVERS}, got {solver!r}; {DDPM_SAMPLERS} are for "
+                             f"DDPM heads")
         if steps is not None and solver == "dopri5":
             raise ValueError(f"dopri5 chooses its own steps; sampling steps ({steps}) are for the fixed-step solvers "
                              f"euler and heun")
-
-    def sampler(self) -> dict[str, Any]:
-        """The head's own sampler: ``{"steps": ..., "solver": ...}`` (DDPM: its training steps, no solver; SiT: the
-        solver, and its steps unless dopri5 chooses them)."""
-        if self.diffusion == "ddpm":
-            return {"steps": self.process.num_steps, "solver": None}
-        return {"steps": None if self.process.solver == "dopri5" else self.process.num_steps,
-                "solver": self.process.solver}
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, cfg_scale: float = 1.0, temperature: float = 1.0,
@@ -614,8 +624,9 @@ class DiffusionHead(nn.Module):
             cfg_scale: guidance scale; != 1 requires ``z_uncond``.
             temperature: scales the sampler's Gaussian draws (1 = the trained distribution).
             z_uncond: (M, Hc) outputs of the same tokens with the condition dropped.
-            steps, solver: another sampler than the head's own (``check_sampler``): DDPM visits ``steps`` of its
-                training steps (respaced); SiT integrates with ``solver``, in ``steps`` steps for euler / heun.
+            steps, solver: another sampler than the head's own (``check_sampler``): DDPM steps back with ``solver``
+                ("ancestral" or "ddim") through ``steps`` of its training steps (respaced); SiT integrates with
+                ``solver``, in ``steps`` steps for euler / heun.
         Returns:
             (M, Dt) float32.
         """
@@ -626,5 +637,7 @@ class DiffusionHead(nn.Module):
         extra: dict[str, Any] = {"num_steps": steps}
         if self.diffusion == "sit":
             extra["solver"] = solver
+        else:
+            extra["method"] = solver or "ancestral"
         return self.process.sample(self.net, shape, z, cfg_scale=cfg_scale, temperature=temperature,
                                    generator=generator, uncond=z_uncond, **extra)

@@ -362,7 +362,8 @@ class MARDM(nn.Module):
             known: (B, N, C_t) targets kept outside ``edit_mask`` (e.g. a source motion's), given with it.
             edit_mask: (B, N) bool, True at the positions to generate; every sample needs at least one valid one.
             head_steps, head_solver: the diffusion head's sampler instead of its own (``DiffusionHead.sample``):
-                DDPM respaced to ``head_steps`` of its training steps; SiT with ``head_solver`` in ``head_steps``.
+                DDPM with ``head_solver`` (ancestral, ddim) respaced to ``head_steps`` of its training steps; SiT
+                with ``head_solver`` (dopri5, euler, heun) in ``head_steps``.
         Returns:
             (B, N, C_t) generated targets, ``known`` where not edited, zeros at padded positions.
         """

@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from models.diffusion import FLOW_SOLVERS
+from models.diffusion import DDPM_SAMPLERS, FLOW_SOLVERS
 from models.mask_schedule import SAMPLING_MODES
 from options.config import DefaultsHelpFormatter, fraction_below_one, non_negative_float, positive_int
 from options.eval_options import add_protocol_args
@@ -87,8 +87,9 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
                        help="steps of the diffusion head's sampler: a DDPM head visits this many of its training "
                             "steps (respaced, 1 to 50 for MARDM); a SiT head takes them with --head_solver euler or "
                             "heun")
-    mardm.add_argument("--head_solver", type=str, default=None, choices=FLOW_SOLVERS,
-                       help="ODE solver of a SiT head (MARDM: dopri5, adaptive; euler and heun take --head_steps)")
+    mardm.add_argument("--head_solver", type=str, default=None, choices=DDPM_SAMPLERS + FLOW_SOLVERS,
+                       help="a DDPM head's sampler (MARDM: ancestral; ddim: deterministic DDIM) or a SiT head's ODE "
+                            "solver (MARDM: dopri5, adaptive; euler and heun take --head_steps)")
 
 
 FAMILY_OPTIONS = ("topk_filter_thres", "sampling", "res_cond_scale", "head_steps", "head_solver")

@@ -222,19 +222,51 @@ def test_respaced_ddpm_sampler_matches_its_analytic_reverse_process():
     assert torch.equal(plain, same)
 
 
+@pytest.mark.parametrize("steps", [50, 10])
+def test_ddim_sampler_is_deterministic_and_follows_its_analytic_map(steps):
+    """DDIM (eta = 0) with the exact denoiser maps the initial draw affinely: its spread is the product of the
+    per-step gains of an independent float64 recursion and temperature scales it; the same draw gives the same
+    sample."""
+    diffusion = GaussianDiffusion(num_steps=50)
+    cond = torch.tensor([[1.0], [-2.0]]).repeat_interleave(10000, 0)
+
+    def draw(temperature=1.0, seed=0):
+        return diffusion.sample(ddpm_oracle(diffusion), (20000, 1), cond, temperature=temperature,
+                                generator=torch.Generator().manual_seed(seed), num_steps=steps, method="ddim")
+
+    acp = cosine_alpha_bars(50)[respaced_timesteps(50, steps)]
+    gain = 1.0
+    for i in reversed(range(steps)):
+        previous = acp[i - 1] if i > 0 else 1.0
+        k = np.sqrt(1 - acp[i]) / (acp[i] * DATA_STD**2 + 1 - acp[i])
+        gain *= np.sqrt(previous) * (1 / np.sqrt(acp[i]) - np.sqrt(1 / acp[i] - 1) * k) + np.sqrt(1 - previous) * k
+    samples = draw()
+    assert torch.equal(samples, draw())
+    for temperature in (1.0, 0.5):
+        out = samples if temperature == 1.0 else draw(temperature)
+        for half, mu in ((out[:10000], 1.0), (out[10000:], -2.0)):
+            assert half.mean().item() == pytest.approx(mu, abs=0.02)
+            assert half.std().item() == pytest.approx(gain * temperature, rel=0.02)
+    # Near the data's at 50 steps (0.484); 10 narrow it less than the ancestral sampler's 0.38 (0.427).
+    assert 0.95 * DATA_STD < gain if steps == 50 else 0.8 * DATA_STD < gain < 0.9 * DATA_STD
+    with pytest.raises(ValueError, match=r"method must be one of \('ancestral', 'ddim'\)"):
+        diffusion.sample(ddpm_oracle(diffusion), (2, 1), cond[:2], method="ddpm")
+
+
 def test_a_head_refuses_a_sampler_it_cannot_take():
     ddpm = DiffusionHead(target_dim=1, cond_dim=2, depth=1, width=8, diffusion="ddpm")
     sit = DiffusionHead(target_dim=1, cond_dim=2, depth=1, width=8, diffusion="sit")
     z = torch.zeros(3, 2)
-    with pytest.raises(ValueError, match="a DDPM head samples by ancestral steps and takes no solver"):
+    with pytest.raises(ValueError, match=r"a DDPM head samples with \('ancestral', 'ddim'\), got 'euler'"):
         ddpm.sample(z, solver="euler")
+    with pytest.raises(ValueError, match=r"a SiT head integrates with .*, got 'ddim'"):
+        sit.sample(z, solver="ddim")
     with pytest.raises(ValueError, match="between 1 and the 50 training steps, got 60"):
         ddpm.sample(z, steps=60)
     with pytest.raises(ValueError, match=r"dopri5 chooses its own steps; sampling steps \(8\)"):
         sit.sample(z, steps=8)
-    with pytest.raises(ValueError, match="flow solver must be one of"):
+    with pytest.raises(ValueError, match="a SiT head integrates with"):
         sit.sample(z, solver="rk4")
-    assert ddpm.sampler() == {"steps": 50, "solver": None} and sit.sampler() == {"steps": None, "solver": "dopri5"}
     assert ddpm.sample(z, steps=5).shape == (3, 1) and sit.sample(z, solver="heun", steps=3).shape == (3, 1)
 
 

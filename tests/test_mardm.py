@@ -196,7 +196,9 @@ def test_generation_takes_another_head_sampler(monkeypatch):
     monkeypatch.setattr(model.head.net, "forward", lambda x, t, c: told.append(t[0].item()) or forward(x, t, c))
     fast = run(head_steps=4)
     assert told == [19, 13, 6, 0] * 3 and not torch.equal(fast, default)  # 3 generation steps of 4 head steps
-    for bad, message in (({"head_solver": "euler"}, "takes no solver"), ({"head_steps": 21}, "between 1 and the 20")):
+    told.clear()
+    assert not torch.equal(run(head_solver="ddim", head_steps=4), fast) and told == [19, 13, 6, 0] * 3
+    for bad, message in (({"head_solver": "euler"}, "samples with"), ({"head_steps": 21}, "between 1 and the 20")):
         told.clear()
         with pytest.raises(ValueError, match=message):
             run(**bad)

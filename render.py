@@ -9,6 +9,7 @@ Any ``.npy`` of joint positions (T, J, 3) or of motion features (T, D) is accept
     python render.py a.npy b.npy --dataset_name kit --format gif --title "a person jumps"
     python render.py CMU/01/01_01_poses.npz --body_model smplh/neutral/model.npz          # AMASS-layout parameters
     python render.py a_person_walks_000_r00.npy --mesh smplh/neutral/model.npz --dataset_name t2m
+    python render.py dataset-1_walk_happy_001.bvh --skeleton bandai                     # motion capture, as imported
 
 With a body model (``--body_model`` or ``--mesh``, one flag: an SMPL / SMPL-H / SMPL-X ``.npz``, whose faces give the
 topology) the videos show the skinned mesh (``utils/smpl_mesh.py``) as ``<name>_mesh.<ext>``. ``.npz`` inputs are
@@ -16,9 +17,13 @@ SMPL parameters in AMASS's layout (AMASS files, ``_smpl.npz`` of ``sample.py --s
 export_smpl``), turned from Z up to Y up and drawn in real time at ``--fps`` (default: the file's rate, at most 30).
 Joints and features of an SMPL-22 dataset are fitted by inverse kinematics first (``utils/smpl_export.py``).
 
-Videos are MP4 when ffmpeg is installed and GIF otherwise (``--format auto``). Joints computed from features are saved
-as ``<name>_joints.npy`` next to the video before rendering starts. Inputs that would write the same video (two
-``x.npy`` from different folders with one ``--out``) are refused before anything is rendered.
+``.bvh`` inputs are read as ``prepare_data.py bvh`` imports them, through the ``--skeleton`` mapping (a name under
+``options/skeletons`` or a YAML path) onto SMPL-22 joints in metres, Y up, drawn in real time at ``--fps`` (default:
+the file's rate, at most 30): a look at a mapping before a whole folder is imported. No ``--dataset_name`` is needed.
+
+Videos are MP4 when ffmpeg is installed and GIF otherwise (``--format auto``). Joints computed from features or BVH
+files are saved as ``<name>_joints.npy`` next to the video before rendering starts. Inputs that would write the same
+video (two ``x.npy`` from different folders with one ``--out``) are refused before anything is rendered.
 """
 
 from __future__ import annotations
@@ -28,12 +33,16 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from utils.dataset_specs import DatasetSpec, get_dataset_spec
+from utils.dataset_specs import T2M_KINEMATIC_CHAIN, DatasetSpec, get_dataset_spec
 from utils.plot_script import FORMATS, RenderError, plot_3d_motion, resolve_format
+
+if TYPE_CHECKING:
+    from utils.bvh import SkeletonMap
 
 logger = logging.getLogger("render")
 
@@ -41,14 +50,17 @@ logger = logging.getLogger("render")
 @dataclass
 class MotionFile:
     path: str
-    kind: str  # "joints", "features" or "parameters" (an .npz of SMPL parameters)
+    kind: str  # "joints", "features", "parameters" (an .npz of SMPL parameters) or "bvh"
     shape: tuple[int, ...]
 
 
 def classify(path: str, spec: DatasetSpec | None) -> MotionFile:
-    """Tell joints from features by shape, without reading the whole file; an ``.npz`` holds SMPL parameters."""
+    """Tell joints from features by shape, without reading the whole file; an ``.npz`` holds SMPL parameters, a
+    ``.bvh`` motion capture."""
     if path.lower().endswith(".npz"):
         return MotionFile(path, "parameters", ())
+    if path.lower().endswith(".bvh"):
+        return MotionFile(path, "bvh", ())
     if spec is None:
         raise ValueError(f"{path}: joints or features need --dataset_name, the dataset whose skeleton they use")
     try:
@@ -136,12 +148,13 @@ def main(cfg: argparse.Namespace) -> list[str]:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
     files = [classify(path, spec) for path in cfg.inputs]  # every shape is checked before the first render
-    if mesh is not None and spec is not None and any(f.kind != "parameters" for f in files):
+    if mesh is not None and spec is not None and any(f.kind in ("joints", "features") for f in files):
         check_smpl_skeleton(spec, "--mesh")  # the dataset's joints are fitted to the body model
     if mesh is None and any(f.kind == "parameters" for f in files):
         path = next(f.path for f in files if f.kind == "parameters")
         raise ValueError(f"{path}: SMPL parameters render as a mesh; pass --body_model BODY_MODEL.npz (SMPL, SMPL-H "
                          f"or SMPL-X, the model the parameters are for)")
+    mapping = bvh_mapping(files, cfg.skeleton)
     outputs = [output_stems(item, cfg.out) for item in files]
     check_distinct_outputs(files, outputs, "_mesh" if mesh is not None else "")
     has_features = any(f.kind == "features" for f in files)
@@ -160,28 +173,29 @@ def main(cfg: argparse.Namespace) -> list[str]:
             except (RenderError, ValueError) as e:  # bad fields or a failed encoder; the other inputs still render
                 failures.append(str(e))
             continue
-        array = np.load(item.path, allow_pickle=False)
-        if item.kind == "features":
-            features = array[..., : spec.dim_pose]
-            if mean is not None:
-                features = features * std + mean
-            batched = features if features.ndim == 3 else features[None]
-            motions = features_to_joints_np(batched, spec)
+        fps = cfg.fps or (spec.fps if spec is not None else None)
+        if item.kind == "bvh":
+            try:
+                motions, fps = read_bvh(item.path, mapping, cfg.fps)
+            except ValueError as e:
+                failures.append(str(e))
+                continue
+            chain = T2M_KINEMATIC_CHAIN
         else:
-            motions = array if array.ndim == 4 else array[None]
+            chain = spec.kinematic_chain
+            motions = load_motions(item, spec, mean, std)
         for i, (joints, out_stem) in enumerate(zip(motions, stems)):
             name = os.path.basename(out_stem)
-            joints_path = f"{out_stem}_joints.npy" if item.kind == "features" else None
+            joints_path = f"{out_stem}_joints.npy" if item.kind in ("features", "bvh") else None
             try:  # the .mp4 extension becomes the format actually written
                 if mesh is not None:
                     source = item.path if len(stems) == 1 else f"{item.path} motion {i}"
-                    written.append(render_joints_mesh(f"{out_stem}_mesh.mp4", joints, mesh, cfg.fps or spec.fps,
+                    written.append(render_joints_mesh(f"{out_stem}_mesh.mp4", joints, mesh, fps,
                                                       joints_path=joints_path, source=source,
                                                       title=cfg.title or name, **view))
                 else:
-                    written.append(plot_3d_motion(f"{out_stem}.mp4", joints, spec.kinematic_chain,
-                                                  title=cfg.title or name, fps=cfg.fps or spec.fps,
-                                                  radius=cfg.radius, dpi=cfg.dpi, fmt=cfg.format,
+                    written.append(plot_3d_motion(f"{out_stem}.mp4", joints, chain, title=cfg.title or name,
+                                                  fps=fps, radius=cfg.radius, dpi=cfg.dpi, fmt=cfg.format,
                                                   save_joints=joints_path is not None, joints_path=joints_path))
             except (RenderError, ValueError) as e:  # ValueError: NaN or Inf joints; the other motions still render
                 failures.append(str(e))
@@ -193,19 +207,67 @@ def main(cfg: argparse.Namespace) -> list[str]:
     return written
 
 
+def load_motions(item: MotionFile, spec: DatasetSpec, mean: np.ndarray | None,
+                 std: np.ndarray | None) -> np.ndarray:
+    """The joints (B, T, J, 3) of a joints or features ``.npy`` (features de-normalised with ``mean`` / ``std``
+    when given)."""
+    array = np.load(item.path, allow_pickle=False)
+    if item.kind == "features":
+        features = array[..., : spec.dim_pose]
+        if mean is not None:
+            features = features * std + mean
+        return features_to_joints_np(features if features.ndim == 3 else features[None], spec)
+    return array if array.ndim == 4 else array[None]
+
+
+def bvh_mapping(files: list[MotionFile], skeleton: str | None) -> SkeletonMap | None:
+    """The ``--skeleton`` mapping the ``.bvh`` inputs need, read before anything renders; None without them."""
+    from utils.bvh import load_skeleton_map  # the BVH code brings torch through the kinematics
+
+    bvh = [f.path for f in files if f.kind == "bvh"]
+    if not bvh:
+        if skeleton is not None:
+            raise ValueError("--skeleton maps the joints of .bvh inputs onto SMPL-22, and no input is a .bvh file")
+        return None
+    if skeleton is None:
+        raise ValueError(f"{bvh[0]}: a BVH file renders through the mapping of its joints onto SMPL-22; pass "
+                         f"--skeleton NAME (one under options/skeletons: bandai, lafan, smpl22 for this project's "
+                         f"own BVH files) or a YAML path, as prepare_data.py bvh takes it")
+    return load_skeleton_map(skeleton)
+
+
+def read_bvh(path: str, mapping: SkeletonMap, fps: float | None) -> tuple[np.ndarray, float]:
+    """The SMPL-22 joints (1, T, 22, 3) of a BVH file at ``fps`` (None: the file's rate, at most 30), and that
+    rate."""
+    from utils.bvh import parse_bvh, read_bvh_smpl22, source_fps
+    from utils.smpl_mesh import MAX_VIDEO_FPS
+
+    if fps is None:
+        fps = min(source_fps(parse_bvh(path), mapping), MAX_VIDEO_FPS)
+    joints, _ = read_bvh_smpl22(path, mapping, fps)
+    if joints.shape[0] < 2:
+        raise ValueError(f"{path}: {joints.shape[0]} frame at {fps:g} fps; a video needs at least 2")
+    return joints[None], fps
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="joints (T, J, 3) or features (T, D) .npy, or SMPL parameters .npz in AMASS's layout")
+                        help="joints (T, J, 3) or features (T, D) .npy, SMPL parameters .npz in AMASS's layout, or "
+                             "a .bvh (with --skeleton)")
     parser.add_argument("--dataset_name", default=None,
                         help="dataset whose skeleton and features the .npy files use (required for them)")
     parser.add_argument("--body_model", "--mesh", default=None, metavar="BODY_MODEL.npz",
                         help="SMPL / SMPL-H / SMPL-X body model: render the skinned mesh (<name>_mesh.<ext>) instead "
                              "of the stick figure; .npz parameter inputs need it")
+    parser.add_argument("--skeleton", default=None, metavar="NAME|YAML",
+                        help="the mapping of .bvh inputs onto SMPL-22: a name under options/skeletons (bandai, lafan, "
+                             "smpl22) or a YAML path, as prepare_data.py bvh takes it")
     parser.add_argument("--data_root", default=None, help="dataset folder (for --denorm statistics and spec.json)")
     parser.add_argument("--out", default=None, help="output folder (default: next to each input)")
     parser.add_argument("--fps", type=float, default=None,
-                        help="frame rate (default: the dataset's; .npz inputs: the file's, at most 30, in real time)")
+                        help="frame rate (default: the dataset's; .npz and .bvh inputs: the file's, at most 30, in "
+                             "real time)")
     parser.add_argument("--title", default=None, help="caption above every video (default: the file name)")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="auto: mp4 if ffmpeg is installed, else gif")
     parser.add_argument("--denorm", action="store_true", help="features are normalised: apply the dataset Mean/Std")

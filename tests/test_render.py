@@ -340,3 +340,54 @@ def test_cli_mesh_inputs_fail_clearly_and_keep_the_motion(no_ffmpeg, tmp_path, m
         run_cli(str(features), "--mesh", model, "--dataset_name", "t2m", "--dpi", "16")
     assert np.load(tmp_path / "features_joints.npy").shape == (4, 22, 3)
     assert not list((tmp_path / "broken").glob("*.gif")) and not (tmp_path / "features_mesh.gif").exists()
+
+
+# ------------------------------------------------------------------------------------------------- BVH inputs
+
+
+def test_cli_renders_a_bvh_file_through_its_mapping(no_ffmpeg, tmp_path):
+    """A .bvh renders as prepare_data.py bvh would import it, without --dataset_name: mapped onto SMPL-22 (the
+    project's own export through smpl22), at the file's rate up to 30 fps, its joints saved beside the video."""
+    from utils.bvh_export import write_bvh
+    from utils.synthetic import synthesize_motion
+
+    joints = synthesize_motion(np.random.default_rng(5), "walk").joints[:16]
+    write_bvh(tmp_path / "walk.bvh", joints, fps=20)
+    write_bvh(tmp_path / "fast.bvh", joints, fps=60)
+    written = run_cli(str(tmp_path / "walk.bvh"), str(tmp_path / "fast.bvh"), "--skeleton", "smpl22", "--dpi", "20",
+                      "--out", str(tmp_path / "out"))
+    assert written == [str(tmp_path / "out" / "walk.gif"), str(tmp_path / "out" / "fast.gif")]
+    assert_gif(written[0], 16)
+    assert_gif(written[1], 8)  # 15 / 60 s at 30 fps
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "walk_joints.npy"), joints, atol=1e-4)
+    assert_gif(run_cli(str(tmp_path / "fast.bvh"), "--skeleton", "smpl22", "--dpi", "20", "--fps", "12")[0], 4)
+
+
+def test_cli_bvh_inputs_and_the_skeleton_flag_go_together(no_ffmpeg, tmp_path):
+    from utils.bvh_export import write_bvh
+
+    write_bvh(tmp_path / "walk.bvh", random_walk(), fps=20)
+    np.save(tmp_path / "walk.npy", random_walk())
+    with pytest.raises(ValueError, match=r"walk\.bvh: a BVH file renders through the mapping of its joints onto "
+                                         r"SMPL-22; pass --skeleton NAME"):
+        run_cli(str(tmp_path / "walk.bvh"))
+    with pytest.raises(ValueError, match="--skeleton maps the joints of .bvh inputs onto SMPL-22, and no input is"):
+        run_cli(str(tmp_path / "walk.npy"), "--dataset_name", "t2m", "--skeleton", "bandai")
+    with pytest.raises(ValueError, match="unknown skeleton 'nope'"):
+        run_cli(str(tmp_path / "walk.bvh"), "--skeleton", "nope")
+    (tmp_path / "broken.bvh").write_text("HIERARCHY\n")
+    with pytest.raises(render.RenderError, match=r"1 of 2 videos failed:\n.*broken\.bvh: no MOTION section"):
+        run_cli(str(tmp_path / "broken.bvh"), str(tmp_path / "walk.bvh"), "--skeleton", "smpl22", "--dpi", "20")
+    assert (tmp_path / "walk.gif").exists()  # the other input still renders
+
+
+def test_cli_renders_a_real_bandai_clip(no_ffmpeg, tmp_path):
+    bandai = Path(__file__).resolve().parents[2] / "shared" / "data" / "bandai-namco-1" / "bvh"
+    clip = bandai / "dataset-1_walk_happy_001.bvh"
+    if not clip.is_file():
+        pytest.skip(f"Bandai Namco BVH clips not found: {bandai}")
+    (video,) = run_cli(str(clip), "--skeleton", "bandai", "--fps", "4", "--dpi", "20", "--out", str(tmp_path))
+    joints = np.load(tmp_path / "dataset-1_walk_happy_001_joints.npy")
+    assert_gif(video, len(joints))
+    height = np.median(joints[:, 15, 1] - np.minimum(joints[:, 10, 1], joints[:, 11, 1]))
+    assert 1.0 < height < 2.0  # metres, Y up: the head above the feet

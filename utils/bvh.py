@@ -493,8 +493,26 @@ def _clean_fps(fps: float) -> float:
     return float(round(fps)) if abs(fps - round(fps)) < 1e-3 else fps
 
 
+def source_fps(bvh: BVH, skeleton: SkeletonMap) -> float:
+    """The frame rate of ``bvh``'s motion: the mapping's ``fps`` if it sets one, else the file's Frame Time."""
+    return skeleton.fps or _clean_fps(bvh.fps)
+
+
 def bvh_to_smpl22(bvh: BVH, skeleton: SkeletonMap, target_fps: float) -> np.ndarray:
     """SMPL-22 joints (T, 22, 3) in metres, Y up, resampled by time stamps to ``target_fps``."""
-    src_fps = skeleton.fps or _clean_fps(bvh.fps)
     joints = map_to_smpl22(bvh_positions(bvh, end_sites=True), bvh.names, skeleton, bvh.source)
-    return joints_fps_resample(joints, src_fps, target_fps)
+    return joints_fps_resample(joints, source_fps(bvh, skeleton), target_fps)
+
+
+def read_bvh_smpl22(path: str | os.PathLike, skeleton: SkeletonMap,
+                    target_fps: float | None = None) -> tuple[np.ndarray, BVH]:
+    """The BVH file ``path`` as SMPL-22 joints (T, 22, 3) in metres, Y up, at ``target_fps`` (None: the motion's own
+    rate, ``source_fps``), with the parsed file. Raises ValueError naming the file for a motion without frames and
+    for a mapping that gives a bone no length (``check_bones``)."""
+    parsed = parse_bvh(path)
+    if parsed.frames == 0:
+        raise ValueError(f"{path}: the MOTION section has 0 frames; need at least 2")
+    joints = bvh_to_smpl22(parsed, skeleton, source_fps(parsed, skeleton) if target_fps is None else target_fps)
+    if joints.shape[0] >= 2:  # fewer frames: the callers say what they need
+        check_bones(joints, skeleton, str(path))
+    return joints, parsed

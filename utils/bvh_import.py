@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.bvh import bvh_to_smpl22, check_bones, load_skeleton_map, parse_bvh
+from utils.bvh import load_skeleton_map, read_bvh_smpl22
 from utils.bvh_captions import captions_from_name, is_bandai_name, read_labels
 from utils.dataset_io import make_layout_dirs, split_groups, write_mean_std, write_motion, write_split_files
 from utils.dataset_specs import DATASETS, SPEC_FILE, DatasetSpec, humanml3d_spec
@@ -148,12 +148,7 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
         raise ValueError(f"{src}: clip names must be unique (they become motion ids); repeated: {dupes[:5]}")
 
     def read_clip(path: Path) -> SourceClip:
-        parsed = parse_bvh(path)
-        if parsed.frames == 0:
-            raise ValueError(f"{path}: the MOTION section has 0 frames; need at least 2")
-        joints = bvh_to_smpl22(parsed, skel, target_fps)
-        if joints.shape[0] >= 2:  # fewer frames: import_clip_folder says so
-            check_bones(joints, skel, str(path))
+        joints, parsed = read_bvh_smpl22(path, skel, target_fps)  # fewer than 2 frames: import_clip_folder says so
         return SourceClip(path.stem, path.stem, joints, parsed.fps, parsed.frames)
 
     return import_clip_folder(files, src, out, read_clip, target_fps=target_fps, labels=labels, seed=seed,

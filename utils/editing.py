@@ -156,20 +156,13 @@ def _capture_joints(path: str, kind: str, spec: DatasetSpec, skeleton: str | Non
                          f"{spec.name!r} ({spec.joints_num} joints, {spec.metres_per_unit:g} m per unit) does not use; "
                          f"pass features of that dataset")
     if kind == ".bvh":
-        from utils.bvh import bvh_to_smpl22, check_bones, load_skeleton_map, parse_bvh
+        from utils.bvh import load_skeleton_map, read_bvh_smpl22
 
         if skeleton is None:
             raise ValueError(f"--edit_source {path}: a .bvh source needs --edit_skeleton, the mapping of its joints "
                              f"onto SMPL-22 (a name under options/skeletons, e.g. bandai, lafan or smpl22 for this "
                              f"project's own BVH files, or a YAML path), as prepare_data.py bvh takes it")
-        parsed = parse_bvh(path)
-        if parsed.frames < 2:
-            raise ValueError(f"--edit_source {path}: the MOTION section has {parsed.frames} frame(s); need at least 2")
-        mapping = load_skeleton_map(skeleton)
-        joints = bvh_to_smpl22(parsed, mapping, spec.fps)
-        if joints.shape[0] >= 2:
-            check_bones(joints, mapping, path)
-        return joints
+        return read_bvh_smpl22(path, load_skeleton_map(skeleton), spec.fps)[0]
     from utils.amass_import import BodyModels, read_amass_clip
 
     if body_models is None:

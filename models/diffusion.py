@@ -213,7 +213,13 @@ def respaced_timesteps(num_steps: int, count: int) -> list[int]:
     if not 1 <= count <= num_steps:
         raise ValueError(f"respaced_timesteps: count must be between 1 and the {num_steps} training steps, got {count}")
     stride = (num_steps - 1) / (count - 1) if count > 1 else 1.0
-    return [round(i * stride) for i in range(count)]
+    # Accumulated as improved DDPM does: a position that lands on a half rounds as its float sum does (50 steps in 25
+    # visit step 25, where round(12 * stride) would give 24).
+    steps, position = [], 0.0
+    for _ in range(count):
+        steps.append(round(position))
+        position += stride
+    return steps
 
 
 class GaussianDiffusion:

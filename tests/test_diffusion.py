@@ -193,6 +193,26 @@ def test_respaced_timesteps_spread_evenly_over_the_training_steps():
             respaced_timesteps(50, bad)
 
 
+def improved_ddpm_space_timesteps(num_steps: int, count: int) -> list[int]:
+    """improved DDPM's ``space_timesteps(num_steps, [count])`` (openai/improved-diffusion, respace.py), one section:
+    the stride is accumulated, so a step that lands on a half is rounded after the float sum, not as i * stride."""
+    stride = 1 if count <= 1 else (num_steps - 1) / (count - 1)
+    steps, position = [], 0.0
+    for _ in range(count):
+        steps.append(round(position))
+        position += stride
+    return sorted(set(steps))
+
+
+@pytest.mark.parametrize("num_steps", [50, 100, 1000])
+def test_respaced_timesteps_are_improved_ddpms(num_steps):
+    """Every count from 2 up visits improved DDPM's steps, ties at a half included (50 steps in 25: step 25, which
+    round(12 * 49 / 24) would give as 24)."""
+    for count in range(2, num_steps + 1):
+        assert respaced_timesteps(num_steps, count) == improved_ddpm_space_timesteps(num_steps, count), count
+    assert 25 in respaced_timesteps(50, 25)
+
+
 def test_respaced_ddpm_sampler_matches_its_analytic_reverse_process():
     """Respaced to 10 of 50 steps, the sampler tells the denoiser the kept training steps and follows the reverse
     process of the respaced schedule (betas 1 - abar(t_i) / abar(t_{i-1})): the data's mean, and the output variance

@@ -209,10 +209,14 @@ DDPM_SAMPLERS = ("ancestral", "ddim")
 
 def respaced_timesteps(num_steps: int, count: int) -> list[int]:
     """The ``count`` of ``num_steps`` training steps a respaced sampler visits (improved DDPM's ``space_timesteps``
-    with one section): evenly spaced from 0 to num_steps - 1, both included, rounded to the nearest step."""
+    with one section): evenly spaced from 0 to num_steps - 1, both included, rounded to the nearest step. One step is
+    the last training step, where sampling starts from noise (the one-section rule would visit step 0, which treats
+    the noise as almost clean data and returns it unchanged)."""
     if not 1 <= count <= num_steps:
         raise ValueError(f"respaced_timesteps: count must be between 1 and the {num_steps} training steps, got {count}")
-    stride = (num_steps - 1) / (count - 1) if count > 1 else 1.0
+    if count == 1:
+        return [num_steps - 1]
+    stride = (num_steps - 1) / (count - 1)
     # Accumulated as improved DDPM does: a position that lands on a half rounds as its float sum does (50 steps in 25
     # visit step 25, where round(12 * stride) would give 24).
     steps, position = [], 0.0

@@ -186,7 +186,7 @@ def test_ddpm_sampler_matches_the_analytic_reverse_process():
 def test_respaced_timesteps_spread_evenly_over_the_training_steps():
     """improved DDPM's space_timesteps with one section: first and last training step kept, nearest in between."""
     assert respaced_timesteps(50, 10) == [0, 5, 11, 16, 22, 27, 33, 38, 44, 49]
-    assert respaced_timesteps(50, 50) == list(range(50)) and respaced_timesteps(50, 1) == [0]
+    assert respaced_timesteps(50, 50) == list(range(50))
     assert respaced_timesteps(50, 2) == [0, 49]
     for bad in (0, 51):
         with pytest.raises(ValueError, match="between 1 and the 50 training steps"):
@@ -211,6 +211,19 @@ def test_respaced_timesteps_are_improved_ddpms(num_steps):
     for count in range(2, num_steps + 1):
         assert respaced_timesteps(num_steps, count) == improved_ddpm_space_timesteps(num_steps, count), count
     assert 25 in respaced_timesteps(50, 25)
+
+
+def test_one_respaced_step_starts_from_noise():
+    """One step visits the last training step, the only one whose input is noise: the sample is the denoiser's
+    estimate of the data from it. (improved DDPM's one-section rule visits step 0, which takes the noise for almost
+    clean data and returns it, whatever the condition.)"""
+    assert respaced_timesteps(50, 1) == [49]
+    diffusion = GaussianDiffusion(num_steps=50)
+    cond = torch.tensor([[1.0], [-2.0]]).repeat_interleave(2000, 0)
+    samples = diffusion.sample(ddpm_oracle(diffusion), (4000, 1), cond, generator=torch.Generator().manual_seed(0),
+                               num_steps=1)
+    assert samples[:2000].mean().item() == pytest.approx(1.0, abs=0.02)
+    assert samples[2000:].mean().item() == pytest.approx(-2.0, abs=0.02)
 
 
 def test_respaced_ddpm_sampler_matches_its_analytic_reverse_process():

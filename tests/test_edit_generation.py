@@ -457,6 +457,16 @@ def test_sample_py_refuses_edit_flags_before_loading_a_model(tmp_path):
         edit_sample(missing, *common, "--edit_source", str(tmp_path / "x.npy"), "--edit_frames", "0-8")
     with pytest.raises(ValueError, match="--edit_skeleton / --edit_body_model read a .bvh or AMASS .npz"):
         edit_sample(missing, *common, "--edit_body_model", str(tmp_path / "m.npz"))
+    # What a source's kind needs, or cannot take, is known from its name: refused before the model too.
+    span = ["--edit_frames", "0:8"]
+    with pytest.raises(ValueError, match=r"x\.bvh: a \.bvh source needs --edit_skeleton"):
+        edit_sample(missing, *common, *span, "--edit_source", str(tmp_path / "x.bvh"))
+    with pytest.raises(ValueError, match=r"x\.npz: an AMASS \.npz source needs --edit_body_model"):
+        edit_sample(missing, *common, *span, "--edit_source", str(tmp_path / "x.npz"))
+    with pytest.raises(ValueError, match=r"--edit_skeleton is for a \.bvh source, not a \.npy file"):
+        edit_sample(missing, *common, *span, "--edit_source", str(tmp_path / "x.npy"), "--edit_skeleton", "smpl22")
+    with pytest.raises(ValueError, match=r"x\.fbx: expected a \.npy file"):
+        edit_sample(missing, *common, *span, "--edit_source", str(tmp_path / "x.fbx"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

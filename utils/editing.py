@@ -148,9 +148,33 @@ def load_edit_source(path: str, spec: DatasetSpec, skeleton: str | None = None,
     return read_edit_source(path, spec, skeleton, body_models)[0]
 
 
+def _check_source_kind(path: str, skeleton: str | None, body_models: str | None,
+                       expected: str = "features (T, D) in the dataset's units") -> str:
+    """The kind of source ``path`` is by its extension (".npy", ".bvh" or ".npz"); ValueError for another
+    extension, a .bvh without its mapping ``skeleton``, an AMASS .npz without ``body_models``, or either given for
+    another kind. Reads nothing, so it can run before a model loads."""
+    kind = os.path.splitext(path)[1].lower()
+    if kind not in (".npy", ".bvh", ".npz"):
+        raise ValueError(f"--edit_source {path}: expected a .npy file of {expected}, as sample.py writes them "
+                         f"(<name>_features.npy) or the dataset stores them, or of joint positions; or a .bvh or an "
+                         f"AMASS .npz motion")
+    for flag, value, wanted in (("--edit_skeleton", skeleton, ".bvh"), ("--edit_body_model", body_models, ".npz")):
+        if value is not None and kind != wanted:
+            raise ValueError(f"--edit_source {path}: {flag} is for a {wanted} source, not a {kind} file")
+    if kind == ".bvh" and skeleton is None:
+        raise ValueError(f"--edit_source {path}: a .bvh source needs --edit_skeleton, the mapping of its joints onto "
+                         f"SMPL-22 (a name under options/skeletons, e.g. bandai, lafan or smpl22 for this project's "
+                         f"own BVH files, or a YAML path), as prepare_data.py bvh takes it")
+    if kind == ".npz" and body_models is None:
+        raise ValueError(f"--edit_source {path}: an AMASS .npz source needs --edit_body_model, the SMPL-H or SMPL-X "
+                         f"body model file (or a folder in AMASS's layout) that gives its joints")
+    return kind
+
+
 def _capture_joints(path: str, kind: str, spec: DatasetSpec, skeleton: str | None,
                     body_models: str | None) -> np.ndarray:
-    """SMPL-22 joints (T, 22, 3), metres, Y up, at ``spec.fps``, of a ``.bvh`` or AMASS ``.npz`` source."""
+    """SMPL-22 joints (T, 22, 3), metres, Y up, at ``spec.fps``, of a ``.bvh`` or AMASS ``.npz`` source (whose
+    ``skeleton`` or ``body_models`` ``_check_source_kind`` has checked)."""
     if spec.joints_num != 22 or spec.metres_per_unit != 1.0:
         raise ValueError(f"--edit_source {path}: a {kind} file becomes SMPL-22 joints in metres, which dataset "
                          f"{spec.name!r} ({spec.joints_num} joints, {spec.metres_per_unit:g} m per unit) does not use; "
@@ -158,16 +182,9 @@ def _capture_joints(path: str, kind: str, spec: DatasetSpec, skeleton: str | Non
     if kind == ".bvh":
         from utils.bvh import load_skeleton_map, read_bvh_smpl22
 
-        if skeleton is None:
-            raise ValueError(f"--edit_source {path}: a .bvh source needs --edit_skeleton, the mapping of its joints "
-                             f"onto SMPL-22 (a name under options/skeletons, e.g. bandai, lafan or smpl22 for this "
-                             f"project's own BVH files, or a YAML path), as prepare_data.py bvh takes it")
         return read_bvh_smpl22(path, load_skeleton_map(skeleton), spec.fps)[0]
     from utils.amass_import import BodyModels, read_amass_clip
 
-    if body_models is None:
-        raise ValueError(f"--edit_source {path}: an AMASS .npz source needs --edit_body_model, the SMPL-H or SMPL-X "
-                         f"body model file (or a folder in AMASS's layout) that gives its joints")
     bodies = BodyModels(body_models, None) if os.path.isdir(body_models) else BodyModels(None, body_models)
     clip = read_amass_clip(Path(path), bodies, spec.fps, Path(path).stem)
     if clip is None:
@@ -185,14 +202,7 @@ def read_edit_source(path: str, spec: DatasetSpec, skeleton: str | None = None,
         expected += f" (or its {spec.file_dim}-dim files)"
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--edit_source: file not found: {path}")
-    kind = os.path.splitext(path)[1].lower()
-    if kind not in (".npy", ".bvh", ".npz"):
-        raise ValueError(f"--edit_source {path}: expected a .npy file of {expected}, as sample.py writes them "
-                         f"(<name>_features.npy) or the dataset stores them, or of joint positions; or a .bvh or an "
-                         f"AMASS .npz motion")
-    for flag, value, wanted in (("--edit_skeleton", skeleton, ".bvh"), ("--edit_body_model", body_models, ".npz")):
-        if value is not None and kind != wanted:
-            raise ValueError(f"--edit_source {path}: {flag} is for a {wanted} source, not a {kind} file")
+    kind = _check_source_kind(path, skeleton, body_models, expected)
     if kind != ".npy":
         try:
             array = _capture_joints(path, kind, spec, skeleton, body_models)
@@ -345,8 +355,9 @@ class EditRequest(NamedTuple):
 def check_edit_flags(source: str | None, frames: list[str] | None, seconds: list[str] | None,
                      skeleton: str | None = None, body_models: str | None = None) -> bool:
     """Whether the flags ask for an edit; ValueError for spans without a source, a source without spans, frame
-    spans that do not parse, or a BVH mapping or body model (``skeleton``, ``body_models``) without a source. Needs
-    no model, so scripts call it before loading one."""
+    spans that do not parse, a BVH mapping or body model (``skeleton``, ``body_models``) without a source, or a
+    source whose kind (by its extension) lacks the one it needs or is given the other. Needs no model, so scripts
+    call it before loading one."""
     spans_given = bool(frames or seconds)
     if source is None:
         if spans_given:
@@ -360,6 +371,7 @@ def check_edit_flags(source: str | None, frames: list[str] | None, seconds: list
                          "START:END (e.g. ':40' for a prefix, '100:' for a suffix)")
     for text in frames or []:
         parse_span(text, "frames")
+    _check_source_kind(source, skeleton, body_models)
     return True
 
 

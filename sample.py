@@ -36,17 +36,17 @@ Sequences: ``--sequence`` makes one motion per repeat from all the prompts in or
 in-betweened over ``--transition_seconds``; the manifest lists the segments' frames and the transitions.
 
 Editing: ``--edit_source FILE`` (features (T, D) in the dataset's units, joints (T, J, 3), a ``.bvh`` with
-``--edit_skeleton`` or an AMASS ``.npz`` with ``--edit_body_model``) with
-``--edit_frames`` / ``--edit_seconds`` ``START:END`` spans regenerates from each prompt the tokens that touch a span
-and keeps every other source token exactly (``MotionGenerator.edit``, ``utils/editing.py``); outputs
-``<slug>_edit_<index>_r<repeat>`` have the source's length in whole tokens. The manifest records the source, its
-SHA-256, the spans and, per sample, ``unedited_change`` (how far the unedited frames moved from the decoded source
-tokens; the decoder reads the whole sequence). With ``--span_prompts`` the prompts go one to each span, from left to
-right (``MotionGenerator.edit_spans``), and each repeat makes one motion ``edit_spans_<slug>_<n>p_r<repeat>``.
+``--edit_skeleton`` or an AMASS ``.npz`` with ``--edit_body_model``) with ``--edit_frames`` / ``--edit_seconds``
+``START:END`` spans regenerates from each prompt the tokens that touch a span and keeps every other source token exactly
+(``MotionGenerator.edit``, ``utils/editing.py``); outputs ``<slug>_edit_<index>_r<repeat>`` have the source's length in
+whole tokens. The manifest records the source, its SHA-256 (and the mapping or body model that read a BVH or AMASS file,
+``edit.reader``), the spans and, per sample, ``unedited_change`` (how far the unedited frames moved from the decoded
+source tokens; the decoder reads the whole sequence). With ``--span_prompts`` the prompts go one to each span, from left
+to right (``MotionGenerator.edit_spans``), and each repeat makes one motion ``edit_spans_<slug>_<n>p_r<repeat>``.
 ``--anchor_root`` keeps what follows each span where the source has it (``utils.editing.anchor_root``; the manifest's
-``root_anchor`` gives what was spread over each span). The joints of an edit of a joints, BVH or AMASS file stand
-where the source does (frame 0's root xz, its facing, its floor; the manifest's ``edit.source_frame``); features
-carry no world placement, so those of a features source stand in the canonical frame, at the origin facing +Z.
+``root_anchor`` gives what was spread over each span). The joints of an edit of a joints, BVH or AMASS file stand where
+the source does (frame 0's root xz, its facing, its floor; the manifest's ``edit.source_frame``); features carry no
+world placement, so those of a features source stand in the canonical frame, at the origin facing +Z.
 """
 
 from __future__ import annotations

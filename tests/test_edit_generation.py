@@ -203,6 +203,8 @@ def test_an_amass_file_is_a_source_through_its_body_model(tmp_path):
     features, joints = read_edit_source(str(path), spec, body_models=str(model))
     assert joints.shape == (40, 22, 3) and features.shape == (40, 263)
     request = read_edit_request(str(path), None, ["0.5:1"], spec, 4, body_models=str(model))
+    assert request.record(4)["reader"] == {"edit_body_model": str(model), "path": str(model),
+                                           "sha256": file_sha256(str(model))}
     np.testing.assert_allclose(request.frame.offset[[0, 2]], joints[0, 0, [0, 2]], atol=1e-9)
     assert request.frame.offset[1] == pytest.approx(joints[..., 1].min())
     # The body model's bones are not the dataset's: the same motion in the same place, on the dataset's bones.
@@ -418,6 +420,10 @@ def test_sample_py_edits_a_bvh_file_where_it_stands(ckdir, source, tmp_path):
                            str(tmp_path / "walk.bvh"), "--edit_skeleton", "smpl22", "--edit_seconds", "1:2", "--bvh",
                            "--output_dir", str(out))
     assert manifest["edit"]["source_frame"]["yaw_deg"] == pytest.approx(170.0, abs=1e-3)
+    # The mapping turns the file into joints, so it is part of the edit's provenance, as the source's hash is.
+    mapping = os.path.join(os.path.dirname(os.path.abspath(sample.__file__)), "options", "skeletons", "smpl22.yaml")
+    assert manifest["edit"]["reader"] == {"edit_skeleton": "smpl22", "path": mapping,
+                                          "sha256": file_sha256(mapping)}
     files = manifest["samples"][0]["files"]
     joints = np.load(out / files["joints"])
     assert joints.shape == (48, 22, 3)

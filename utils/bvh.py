@@ -379,18 +379,25 @@ def _number(value: object, path: Path, name: str, expected: str) -> float:
     return number
 
 
-def load_skeleton_map(name_or_path: str) -> SkeletonMap:
-    """Read ``options/skeletons/<name>.yaml`` or a YAML file path into a ``SkeletonMap``.
-
-    The YAML has ``joints`` (every SMPL-22 name -> a source joint name, or ``{between: [A, B], weight: w}``),
-    ``unit_scale``, ``up_axis`` and optionally ``fps``, ``name`` and ``description``.
-    """
+def skeleton_map_path(name_or_path: str) -> Path:
+    """The YAML file of a mapping: ``name_or_path`` itself when it ends in .yaml / .yml, else
+    ``options/skeletons/<name>.yaml``; ValueError naming the known mappings when there is no such name."""
     path = Path(name_or_path)
     if path.suffix.lower() not in (".yaml", ".yml"):
         path = SKELETON_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
             known = sorted(p.stem for p in SKELETON_DIR.glob("*.yaml"))
             raise ValueError(f"unknown skeleton {name_or_path!r}: expected one of {known} or a path to a .yaml file")
+    return path
+
+
+def load_skeleton_map(name_or_path: str) -> SkeletonMap:
+    """Read ``options/skeletons/<name>.yaml`` or a YAML file path into a ``SkeletonMap``.
+
+    The YAML has ``joints`` (every SMPL-22 name -> a source joint name, or ``{between: [A, B], weight: w}``),
+    ``unit_scale``, ``up_axis`` and optionally ``fps``, ``name`` and ``description``.
+    """
+    path = skeleton_map_path(name_or_path)
     if not path.is_file():
         raise ValueError(f"{path}: skeleton mapping file not found")
     with open(path, encoding="utf-8") as f:

@@ -319,27 +319,48 @@ def source_frame(joints: np.ndarray, spec: DatasetSpec) -> SourceFrame:
     return SourceFrame(yaw, offset)
 
 
+def _reader_record(skeleton: str | None, body_models: str | None) -> dict | None:
+    """What turned a motion-capture source into joints, for the manifest: the ``--edit_skeleton`` mapping or the
+    ``--edit_body_model`` as given, the file (or folder) it resolves to and its SHA-256 (None for a folder); None for
+    neither."""
+    if skeleton is not None:
+        from utils.bvh import skeleton_map_path
+
+        path = os.path.abspath(skeleton_map_path(skeleton))
+        return {"edit_skeleton": skeleton, "path": path, "sha256": file_sha256(path)}
+    if body_models is not None:
+        path = os.path.abspath(body_models)
+        return {"edit_body_model": body_models, "path": path,
+                "sha256": file_sha256(path) if os.path.isfile(path) else None}
+    return None
+
+
 class EditRequest(NamedTuple):
     """An edit asked for on the command line: the ``source`` file, its SHA-256, its ``features`` (T, D), the resolved
-    frame ``spans`` and, for a joints source, its ``frame`` (None for a features source, which has no world
-    placement)."""
+    frame ``spans``, for a joints source its ``frame`` (None for a features source, which has no world placement)
+    and, for a motion-capture source, the ``reader`` that gave its joints (``_reader_record``)."""
 
     source: str
     sha256: str
     features: np.ndarray
     spans: list[FrameSpan]
     frame: SourceFrame | None = None
+    reader: dict | None = None
 
     def record(self, unit_length: int) -> dict:
-        """The manifest's ``edit`` entry: the source and its hash, its frames, the spans as asked (frames, END
-        excluded) and as edited (tokens, and the frames those tokens cover)."""
+        """The manifest's ``edit`` entry: the source and its hash (with the mapping or body model that read a
+        motion-capture file, ``reader``), its frames, the spans as asked (frames, END excluded) and as edited (tokens,
+        and the frames those tokens cover)."""
         num_tokens = self.features.shape[0] // unit_length
         tokens = mask_runs(token_edit_mask(self.spans, num_tokens, unit_length))
-        return {"source": os.path.abspath(self.source), "source_sha256": self.sha256,
-                "source_frames": int(self.features.shape[0]), "edited_motion_frames": num_tokens * unit_length,
-                "unit_length": unit_length, "spans_frames": [[s.start, s.end] for s in self.spans],
-                "spans_tokens": tokens, "edited_frames": [[a * unit_length, b * unit_length] for a, b in tokens],
-                "joints_frame": "canonical" if self.frame is None else "source"}
+        record = {"source": os.path.abspath(self.source), "source_sha256": self.sha256,
+                  "source_frames": int(self.features.shape[0]), "edited_motion_frames": num_tokens * unit_length,
+                  "unit_length": unit_length, "spans_frames": [[s.start, s.end] for s in self.spans],
+                  "spans_tokens": tokens, "edited_frames": [[a * unit_length, b * unit_length] for a, b in tokens],
+                  "joints_frame": "canonical" if self.frame is None else "source"}
+        if self.reader is not None:
+            record["reader"] = self.reader
+        return record
 
     def check_outputs(self, paths: list[str]) -> None:
         """Raise ValueError when one of the files an edit is about to write is its source: editing an earlier edit
@@ -394,4 +415,4 @@ def read_edit_request(source: str | None, frames: list[str] | None, seconds: lis
     except ValueError as e:
         raise ValueError(f"--edit_source {source}: {e}") from e
     frame = None if joints is None else source_frame(joints, spec)
-    return EditRequest(source, file_sha256(source), features, spans, frame)
+    return EditRequest(source, file_sha256(source), features, spans, frame, _reader_record(skeleton, body_models))

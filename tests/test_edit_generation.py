@@ -214,6 +214,13 @@ def test_an_amass_file_is_a_source_through_its_body_model(tmp_path):
     (tmp_path / "models" / "smplh" / "male").mkdir(parents=True)
     _body_model(tmp_path / "models" / "smplh" / "male" / "model.npz")
     assert load_edit_source(str(path), spec, body_models=str(tmp_path / "models")).shape == (40, 263)
+    # A body model that is not there is named with the flag that gave it.
+    with pytest.raises(FileNotFoundError, match=r"walk_poses\.npz \(read with --edit_body_model .*nope\.npz\): "
+                                                r".*no such body model"):
+        load_edit_source(str(path), spec, body_models=str(tmp_path / "nope.npz"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"--edit_body_model .*empty\): .*no smplh body model for gender"):
+        load_edit_source(str(path), spec, body_models=str(tmp_path / "empty"))
 
 
 @pytest.mark.parametrize("name, kwargs, message", [

@@ -185,8 +185,11 @@ def _capture_joints(path: str, kind: str, spec: DatasetSpec, skeleton: str | Non
         return read_bvh_smpl22(path, load_skeleton_map(skeleton), spec.fps)[0]
     from utils.amass_import import BodyModels, read_amass_clip
 
-    bodies = BodyModels(body_models, None) if os.path.isdir(body_models) else BodyModels(None, body_models)
-    clip = read_amass_clip(Path(path), bodies, spec.fps, Path(path).stem)
+    try:  # the body model loads here or with the clip; its errors name the flag that gave it
+        bodies = BodyModels(body_models, None) if os.path.isdir(body_models) else BodyModels(None, body_models)
+        clip = read_amass_clip(Path(path), bodies, spec.fps, Path(path).stem)
+    except OSError as e:
+        raise type(e)(f"--edit_source {path} (read with --edit_body_model {body_models}): {e}") from e
     if clip is None:
         raise ValueError(f"--edit_source {path}: the archive has no poses (a per-subject shape.npz?); expected an "
                          f"AMASS motion with poses, trans, betas and its frame rate")

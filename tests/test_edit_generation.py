@@ -164,6 +164,28 @@ def test_a_joints_sources_frame_puts_canonical_joints_back_where_it_stands(sourc
     assert record["yaw_deg"] == pytest.approx(np.degrees(frame.yaw)) and record["offset_m"] == record["offset"]
 
 
+def test_a_source_that_ends_going_down_stands_on_its_floor(source):
+    """The extraction reads one frame more than the source, at the last frame's velocity, and floors the motion on
+    the lowest joint of all of them: a motion that ends going down (here sinking 1 cm a frame) is floored on that
+    extra frame, and its place is measured on the same frames, so it comes back exactly, not a frame's drop higher."""
+    spec = get_dataset_spec("synthetic")
+    world = placed_joints(source, 37.0, (3.0, 0.25, -7.0))
+    world[..., 1] -= 0.01 * np.arange(len(world))[:, None]
+    placed = source_frame(world, spec).place(recover_from_ric(joints_to_features(world, spec), 22))
+    np.testing.assert_allclose(placed, world, atol=1e-5)
+
+
+def test_a_one_frame_joints_source_has_a_frame(tmp_path, source):
+    """Where a source stands needs frame 0 and the floor only: a one-frame joints file (a whole token for a
+    tokenizer that does not downsample) stands where its frame does, as it would in a longer motion."""
+    spec = get_dataset_spec("synthetic")
+    world = placed_joints(source, 37.0, (3.0, 0.25, -7.0))
+    np.save(tmp_path / "pose.npy", world[:1])
+    request = read_edit_request(str(tmp_path / "pose.npy"), ["0:1"], None, spec, 1)
+    assert request.frame.yaw == pytest.approx(source_frame(world, spec).yaw, abs=1e-9)
+    np.testing.assert_allclose(request.frame.offset, [world[0, 0, 0], world[0, :, 1].min(), world[0, 0, 2]])
+
+
 def test_a_source_on_another_skeleton_keeps_its_start_and_floor(source):
     """A skeleton 10% larger than the target is retargeted, which scales the root path; frame 0's root xz and the
     floor still land exactly on the source's."""

@@ -31,7 +31,7 @@ from utils.checkpoint import file_sha256
 from utils.dataset_specs import DatasetSpec
 from utils.motion_process import initial_placement, place_canonical, recover_root_rot_pos
 from utils.quaternion import qrot
-from utils.representation import TARGET_SKELETONS, joints_to_features
+from utils.representation import TARGET_SKELETONS, joints_to_features, with_extrapolated_frame
 
 # Guards the outward rounding of seconds against float error (2.0 * 20 must give frame 40, not 41).
 _SECONDS_EPS = 1e-6
@@ -317,8 +317,11 @@ class SourceFrame(NamedTuple):
 
 
 def source_frame(joints: np.ndarray, spec: DatasetSpec) -> SourceFrame:
-    """The ``SourceFrame`` of a joints source (T, J, 3) of a HumanML3D-layout dataset ``spec`` (T >= 2)."""
-    yaw, offset = initial_placement(joints, skeleton=TARGET_SKELETONS[spec.joints_num])
+    """The ``SourceFrame`` of a joints source (T, J, 3) of a HumanML3D-layout dataset ``spec`` (T >= 1), measured on
+    the frames the feature extraction reads (``with_extrapolated_frame``): a motion that ends going down is floored
+    on the frame the extraction adds, below its own lowest joint."""
+    yaw, offset = initial_placement(with_extrapolated_frame(joints), skeleton=TARGET_SKELETONS[spec.joints_num],
+                                    own_frames=len(joints))
     return SourceFrame(yaw, offset)
 
 

@@ -219,23 +219,31 @@ def extract_features(joints: np.ndarray, tgt_offsets: np.ndarray | None = None, 
     return process_joints(joints, tgt_offsets, skeleton, feet_thre).features
 
 
-def initial_placement(joints: np.ndarray, tgt_offsets: np.ndarray | None = None,
-                      skeleton: str = "t2m") -> tuple[float, np.ndarray]:
+def initial_placement(joints: np.ndarray, tgt_offsets: np.ndarray | None = None, skeleton: str = "t2m",
+                      own_frames: int | None = None) -> tuple[float, np.ndarray]:
     """Where ``process_joints`` takes a motion from: ``(yaw, offset)`` that put a motion in its canonical frame
     (frame 0's root at the xz origin facing +Z, the floor at y = 0) back where ``joints`` (T, J, 3) stands.
 
     ``yaw`` (radians, about +Y; 0 faces +Z, pi / 2 faces +X) is frame 0's facing as ``process_joints`` measures it,
-    on the retargeted pose; ``offset`` (3,) is ``joints``' own frame-0 root xz and its floor (the lowest y of any
-    joint of any frame). ``place_canonical(canonical, yaw, offset)`` turns and moves canonical joints there. The
-    retargeting scales the root path by the ratio of the leg lengths, so later frames of a source whose skeleton is
-    not the target's drift from it by that ratio; frame 0's root xz and the floor are matched exactly.
+    on the retargeted pose; ``offset`` (3,) is ``joints``' own frame-0 root xz and the height of the canonical floor,
+    set so that the lowest joint of the first ``own_frames`` frames (default all; later ones are extrapolated, as
+    ``utils.representation.joints_to_features`` adds one) lands on theirs: ``process_joints`` floors the lowest
+    retargeted joint of every frame it reads, which for a motion that ends going down is on an extrapolated frame.
+    ``place_canonical(canonical, yaw, offset)`` turns and moves canonical joints there. The retargeting scales the root
+    path by the ratio of the leg lengths, so later frames of a source whose skeleton is not the target's drift from
+    it by that ratio; frame 0's root xz and the floor are matched exactly.
     """
     settings = get_skeleton_settings(skeleton)
     joints = _check_input_joints(joints, settings.joints_num, "initial_placement")
     tgt_offsets = _resolve_target(tgt_offsets, settings, "initial_placement")
-    first = _uniform_skeleton(joints[:1], tgt_offsets, settings)[0]  # the retargeting works frame by frame
-    facing = qrot(qinv(_initial_facing(first, settings.face_joint_indx)), _FORWARD)
-    offset = np.array([joints[0, 0, 0], joints[..., 1].min(), joints[0, 0, 2]])
+    own = len(joints) if own_frames is None else int(own_frames)
+    if not 1 <= own <= len(joints):
+        raise ValueError(f"initial_placement: own_frames must be between 1 and the {len(joints)} frames, got "
+                         f"{own_frames}")
+    uniform = _uniform_skeleton(joints, tgt_offsets, settings)
+    facing = qrot(qinv(_initial_facing(uniform[0], settings.face_joint_indx)), _FORWARD)
+    floor = joints[:own, :, 1].min() - (uniform[:own, :, 1].min() - uniform[..., 1].min())
+    offset = np.array([joints[0, 0, 0], floor, joints[0, 0, 2]])
     return float(np.arctan2(facing[0], facing[2])), offset
 
 

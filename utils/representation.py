@@ -82,6 +82,14 @@ def _through_joints_problem(source: DatasetSpec, target: DatasetSpec) -> str:
     return ""
 
 
+def with_extrapolated_frame(joints: np.ndarray) -> np.ndarray:
+    """Joints (T, J, 3) and one more frame at the last frame's velocity (a single frame stands still) -> (T+1, J, 3):
+    the frames ``joints_to_features`` extracts from, so that T joint frames give T feature rows."""
+    joints = np.asarray(joints, dtype=np.float64)
+    step = joints[-1] - joints[-2] if joints.shape[0] > 1 else np.zeros_like(joints[-1])
+    return np.concatenate([joints, (joints[-1] + step)[None]])
+
+
 def joints_to_features(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
     """Joint positions (T, J, 3) -> the features (T, dim_pose) of a HumanML3D-family ``spec`` (``humanml3d`` or
     ``essential``), by HumanML3D's feature extraction (bones retargeted to the built-in target skeleton, rotations by
@@ -94,9 +102,7 @@ def joints_to_features(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3) or joints.shape[0] < 1:
         raise ValueError(f"expected joint positions (T, {spec.joints_num}, 3), got shape {joints.shape}")
-    step = joints[-1] - joints[-2] if joints.shape[0] > 1 else np.zeros_like(joints[-1])
-    features = extract_features(np.concatenate([joints, (joints[-1] + step)[None]]),
-                                skeleton=TARGET_SKELETONS[spec.joints_num])
+    features = extract_features(with_extrapolated_frame(joints), skeleton=TARGET_SKELETONS[spec.joints_num])
     if spec.representation == "essential":
         features = to_essential(features, spec.joints_num)
     return np.asarray(features, dtype=np.float32)

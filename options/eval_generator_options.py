@@ -85,8 +85,9 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     mardm = parser.add_argument_group("MARDM-family sampling (default: the diffusion head's own sampler)")
     mardm.add_argument("--head_steps", type=positive_int, default=None,
                        help="steps of the diffusion head's sampler: a DDPM head visits this many of its training "
-                            "steps (respaced, 1 to 50 for MARDM); a SiT head takes them with --head_solver euler or "
-                            "heun")
+                            "steps (respaced, 1 to 50 for MARDM); a SiT head integrates in this many with a fixed-step "
+                            "solver, euler or heun (--head_solver, or the one it was built with; MARDM's dopri5 "
+                            "chooses its own)")
     mardm.add_argument("--head_solver", type=str, default=None, choices=DDPM_SAMPLERS + FLOW_SOLVERS,
                        help="a DDPM head's sampler (MARDM: ancestral; ddim: deterministic DDIM) or a SiT head's ODE "
                             "solver (MARDM: dopri5, adaptive; euler and heun take --head_steps)")

@@ -33,7 +33,8 @@ from utils.generator_stage import (
 class SamplingSettings:
     """``time_steps`` generation steps, ``cfg`` guidance scale, ``temperature`` of the sampling noise, ``snap``:
     project generated tokens onto the tokenizer's grid / codebook (off only as an ablation); ``options``: the family's
-    own settings (``GeneratorBackend.sampling_options``), every one of them filled in."""
+    own settings (``GeneratorBackend.sampling_options``), every one of them present (None where the model's own
+    choice applies, as for MARDM's head sampler)."""
 
     time_steps: int = 18
     cfg: float = 4.5

@@ -263,9 +263,12 @@ def test_motion_capture_sources_name_what_they_need(tmp_path, source, name, kwar
 
 def test_motion_capture_sources_need_an_smpl22_dataset_and_a_source(tmp_path, source):
     write_bvh(tmp_path / "walk.bvh", recover_from_ric(source, 22), fps=20)
-    with pytest.raises(ValueError, match=r"walk\.bvh: a \.bvh file becomes SMPL-22 joints in metres, which dataset "
-                                         r"'kit' \(21 joints, 0\.001 m per unit\) does not use"):
+    with pytest.raises(ValueError, match=r"walk\.bvh: a \.bvh file becomes SMPL-22 joints in metres and then "
+                                         r"HumanML3D features, which dataset 'kit' \(21 joints, 0\.001 m per unit"):
         load_edit_source(str(tmp_path / "walk.bvh"), get_dataset_spec("kit"), skeleton="smpl22")
+    with pytest.raises(ValueError, match=r"which dataset 'motionmillion' \(22 joints, 1 m per unit, vector_272 "
+                                         r"features\) does not use"):
+        load_edit_source(str(tmp_path / "walk.bvh"), get_dataset_spec("motionmillion"), skeleton="smpl22")
     with pytest.raises(ValueError, match="--edit_skeleton / --edit_body_model read a .bvh or AMASS .npz "
                                          "--edit_source; add --edit_source"):
         check_edit_flags(None, None, None, skeleton="bandai")

@@ -281,7 +281,7 @@ def test_the_diffusion_heads_sampler_is_a_sampling_option(fsq_gen, runs, tmp_pat
     assert len(evals) == 2 * 3  # 2 generation steps of 3 euler steps (guidance in the same call)
     assert fsq_gen.sampling_settings().to_dict() == {"time_steps": 18, "cfg": 4.5, "temperature": 1.0, "snap": True}
     assert fsq_gen.sampling_settings(head_solver="heun", head_steps=5).to_dict()["head_steps"] == 5
-    with pytest.raises(ValueError, match="dopri5 chooses its own steps"):
+    with pytest.raises(ValueError, match="--head_steps 5, --head_solver dopri5: dopri5 chooses its own steps"):
         fsq_gen.sampling_settings(head_solver="dopri5", head_steps=5)
     manifest = sample.main(parse_with_config(get_sample_parser(), [
         "--name", "fsq_gen", "--dataset_name", "synthetic", "--checkpoints_dir", runs[0],

@@ -175,10 +175,10 @@ def _capture_joints(path: str, kind: str, spec: DatasetSpec, skeleton: str | Non
                     body_models: str | None) -> np.ndarray:
     """SMPL-22 joints (T, 22, 3), metres, Y up, at ``spec.fps``, of a ``.bvh`` or AMASS ``.npz`` source (whose
     ``skeleton`` or ``body_models`` ``_check_source_kind`` has checked)."""
-    if spec.joints_num != 22 or spec.metres_per_unit != 1.0:
-        raise ValueError(f"--edit_source {path}: a {kind} file becomes SMPL-22 joints in metres, which dataset "
-                         f"{spec.name!r} ({spec.joints_num} joints, {spec.metres_per_unit:g} m per unit) does not use; "
-                         f"pass features of that dataset")
+    if spec.joints_num != 22 or spec.metres_per_unit != 1.0 or spec.representation not in ("humanml3d", "essential"):
+        raise ValueError(f"--edit_source {path}: a {kind} file becomes SMPL-22 joints in metres and then HumanML3D "
+                         f"features, which dataset {spec.name!r} ({spec.joints_num} joints, {spec.metres_per_unit:g} m "
+                         f"per unit, {spec.representation} features) does not use; pass features of that dataset")
     if kind == ".bvh":
         from utils.bvh import load_skeleton_map, read_bvh_smpl22
 

@@ -206,7 +206,13 @@ class MARDMBackend(GeneratorBackend):
 
     def settings(self, *args: Any, **kwargs: Any) -> SamplingSettings:
         settings = super().settings(*args, **kwargs)
-        self.model.head.check_sampler(settings.options["head_steps"], settings.options["head_solver"])
+        steps, solver = settings.options["head_steps"], settings.options["head_solver"]
+        try:
+            self.model.head.check_sampler(steps, solver)
+        except ValueError as e:
+            given = ", ".join(f"--{name} {value}" for name, value in (("head_steps", steps), ("head_solver", solver))
+                              if value is not None)
+            raise ValueError(f"{given}: {e}") from e
         return settings
 
     def encode_motion(self, motion: Tensor, lengths: Tensor) -> Tensor:

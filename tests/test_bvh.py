@@ -591,3 +591,15 @@ def test_mirror_adds_each_motions_mirror_image_in_its_split(tmp_path):
     write_bvh(src / "Mjump.bvh", synthesize_motion(np.random.default_rng(9), "jump").joints, fps=20)
     with pytest.raises(ValueError, match=r"motion id 'Mjump' would be written twice"):
         import_bvh_folder(str(src), str(tmp_path / "Clash"), skeleton, mirror=True)
+
+
+def test_the_smpl22_mapping_imports_this_projects_own_bvh_exports(tmp_path):
+    """sample.py --bvh and export_bvh write SMPL-22 joints under their own names in metres: the shipped smpl22
+    mapping imports them back to the features of the motion they were written from."""
+    motion = synthesize_motion(np.random.default_rng(9), "walk_while_wave")
+    src = tmp_path / "exports"
+    src.mkdir()
+    write_bvh(src / "walk.bvh", motion.joints, fps=20)
+    import_bvh_folder(str(src), str(tmp_path / "Reimported"), "smpl22", target_fps=20)
+    features = np.load(tmp_path / "Reimported" / "new_joint_vecs" / "walk.npy")
+    np.testing.assert_allclose(features, extract_features(motion.joints), atol=1e-3)

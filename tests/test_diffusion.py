@@ -13,10 +13,9 @@ from models.diffusion import (
     SimpleMLPAdaLN,
     cosine_betas,
     guided,
-    odeint_dopri5,
-    odeint_fixed,
     respaced_timesteps,
 )
+from models.ode import odeint_dopri5, odeint_fixed
 
 torch.set_num_threads(1)
 

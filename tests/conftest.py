@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,3 +23,12 @@ def synthetic_root(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("synthetic") / "Synthetic"
     generate_synthetic_dataset(str(root), num_motions=80, seed=0)
     return str(root)
+
+
+@pytest.fixture(scope="module")
+def source(synthetic_root) -> np.ndarray:
+    """A synthetic motion's features, 50 frames (12 whole tokens and 2 frames no token covers): the source of the
+    editing tests."""
+    files = sorted(glob.glob(os.path.join(synthetic_root, "new_joint_vecs", "*.npy")))
+    motion = next(m for m in (np.load(f) for f in files) if m.shape[0] >= 50)
+    return motion[:50].astype(np.float32)

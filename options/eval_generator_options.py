@@ -179,8 +179,9 @@ def get_sample_parser() -> argparse.ArgumentParser:
                       help="the SMPL-H / SMPL-X body model (.npz file, or a folder in AMASS's layout) that gives the "
                            "joints of an AMASS .npz --edit_source")
     edit.add_argument("--edit_frames", type=str, action="append", default=None, metavar="START:END",
-                      help="frames [START, END) to regenerate (repeatable; ':40' a prefix, '100:' a suffix); a token "
-                           "(4 frames for the published models) is regenerated when any of its frames is")
+                      help="frames [START, END) to regenerate (repeatable; ':40' a prefix, '100:' a suffix), at the "
+                           "dataset's fps (a .bvh or AMASS source is resampled to it first); a token (4 frames for "
+                           "the published models) is regenerated when any of its frames is")
     edit.add_argument("--edit_seconds", type=str, action="append", default=None, metavar="START:END",
                       help="as --edit_frames, in seconds at the dataset's fps (START rounded down, END up to frames)")
     edit.add_argument("--span_prompts", action="store_true",

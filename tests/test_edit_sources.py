@@ -182,6 +182,20 @@ def test_motion_capture_sources_need_an_smpl22_dataset_and_a_source(tmp_path, so
         check_edit_flags(None, None, None, skeleton="bandai")
 
 
+def test_joints_read_from_a_capture_file_that_fail_extraction_name_the_reader(tmp_path, source, monkeypatch):
+    import utils.editing
+
+    write_bvh(tmp_path / "walk.bvh", recover_from_ric(source, 22), fps=20)
+
+    def refuse(joints, spec):
+        raise ValueError("frame 3: the hips and shoulders span no direction")
+
+    monkeypatch.setattr(utils.editing, "joints_to_features", refuse)
+    with pytest.raises(ValueError, match=r"walk\.bvh: the SMPL-22 joints read from this \.bvh file cannot be turned "
+                                         r"into .*\(frame 3: the hips .*\); check the mapping that read it"):
+        load_edit_source(str(tmp_path / "walk.bvh"), get_dataset_spec("synthetic"), skeleton="smpl22")
+
+
 def test_bad_source_files_fail_naming_file_and_shape(tmp_path, source):
     spec = get_dataset_spec("synthetic")
     joints = tmp_path / "walk.npy"

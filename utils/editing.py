@@ -226,6 +226,10 @@ def read_edit_source(path: str, spec: DatasetSpec, skeleton: str | None = None,
                 raise ValueError(f"{array.shape[1]} joints, the dataset's skeleton has {spec.joints_num}")
             features = joints_to_features(array, spec)
         except ValueError as e:
+            if kind != ".npy":  # joints this project read from a motion-capture file
+                reader = "mapping" if kind == ".bvh" else "body model"
+                raise ValueError(f"--edit_source {path}: the SMPL-22 joints read from this {kind} file cannot be "
+                                 f"turned into {expected} ({e}); check the {reader} that read it") from e
             raise ValueError(f"--edit_source {path}: shape {array.shape} looks like joint positions (T, J, 3), which "
                              f"cannot be turned into {expected} ({e}); pass features, e.g. the <name>_features.npy "
                              f"that sample.py writes next to the joints") from e

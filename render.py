@@ -222,8 +222,6 @@ def load_motions(item: MotionFile, spec: DatasetSpec, mean: np.ndarray | None,
 
 def bvh_mapping(files: list[MotionFile], skeleton: str | None) -> SkeletonMap | None:
     """The ``--skeleton`` mapping the ``.bvh`` inputs need, read before anything renders; None without them."""
-    from utils.bvh import load_skeleton_map  # the BVH code brings torch through the kinematics
-
     bvh = [f.path for f in files if f.kind == "bvh"]
     if not bvh:
         if skeleton is not None:
@@ -233,6 +231,9 @@ def bvh_mapping(files: list[MotionFile], skeleton: str | None) -> SkeletonMap | 
         raise ValueError(f"{bvh[0]}: a BVH file renders through the mapping of its joints onto SMPL-22; pass "
                          f"--skeleton NAME (one under options/skeletons: bandai, lafan, smpl22 for this project's "
                          f"own BVH files) or a YAML path, as prepare_data.py bvh takes it")
+    # Imported only for BVH inputs: the BVH code brings torch through the kinematics, which joints do not need.
+    from utils.bvh import load_skeleton_map
+
     return load_skeleton_map(skeleton)
 
 

@@ -4,6 +4,8 @@ import importlib.util
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -145,6 +147,18 @@ def test_cli_renders_joints_and_batches(no_ffmpeg, tmp_path):
     for path in written:
         assert_gif(path, FRAMES)
     assert not list(out.glob("*.npy"))  # joint inputs are on disk already
+
+
+def test_cli_renders_joints_without_importing_torch(tmp_path):
+    """Joints need only numpy and matplotlib: torch (seconds to import) comes in with features, BVH or mesh inputs."""
+    np.save(tmp_path / "one.npy", random_walk())
+    script = ("import sys, render; render.main(render.parse_args(sys.argv[1:])); "
+              "assert 'torch' not in sys.modules, 'render.py imported torch for a joints input'")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "one.npy"), "--dataset_name", "t2m",
+                             "--format", "gif", "--dpi", "20"], cwd=Path(render.__file__).parent,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_gif(str(tmp_path / "one.gif"), FRAMES)
 
 
 def test_cli_bad_shapes_name_the_file(no_ffmpeg, tmp_path):

@@ -122,6 +122,15 @@ def test_a_bvh_file_is_a_source_through_its_skeleton_mapping(tmp_path, source):
     assert load_edit_source(str(tmp_path / "fast.bvh"), spec, skeleton="smpl22").shape == (25, 263)
 
 
+def test_a_bvh_source_needs_two_frames_as_an_amass_source_does(tmp_path, source):
+    """A motion-capture source of one frame is refused naming the file, before its joints become features (the
+    bone check of its mapping needs two frames)."""
+    write_bvh(tmp_path / "pose.bvh", recover_from_ric(source, 22)[:1], fps=20)
+    with pytest.raises(ValueError, match=r"--edit_source .*pose\.bvh: the MOTION section has 1 frame\(s\); need at "
+                                         r"least 2"):
+        read_edit_source(str(tmp_path / "pose.bvh"), get_dataset_spec("synthetic"), skeleton="smpl22")
+
+
 def test_an_amass_file_is_a_source_through_its_body_model(tmp_path):
     """An AMASS .npz is read as prepare_data.py amass imports it (SMPL joints, Y up, resampled to the dataset's
     fps), with the body model it names."""

@@ -182,7 +182,10 @@ def _capture_joints(path: str, kind: str, spec: DatasetSpec, skeleton: str | Non
     if kind == ".bvh":
         from utils.bvh import load_skeleton_map, read_bvh_smpl22
 
-        return read_bvh_smpl22(path, load_skeleton_map(skeleton), spec.fps)[0]
+        joints, parsed = read_bvh_smpl22(path, load_skeleton_map(skeleton), spec.fps)
+        if parsed.frames < 2:  # as an AMASS source's poses; the mapping's bone check needs two frames too
+            raise ValueError(f"--edit_source {path}: the MOTION section has {parsed.frames} frame(s); need at least 2")
+        return joints
     from utils.amass_import import BodyModels, read_amass_clip
 
     try:  # the body model loads here or with the clip; its errors name the flag that gave it

@@ -240,12 +240,16 @@ def bvh_mapping(files: list[MotionFile], skeleton: str | None) -> SkeletonMap | 
 def read_bvh(path: str, mapping: SkeletonMap, fps: float | None) -> tuple[np.ndarray, float]:
     """The SMPL-22 joints (1, T, 22, 3) of a BVH file at ``fps`` (None: the file's rate, at most 30), and that
     rate."""
-    from utils.bvh import parse_bvh, read_bvh_smpl22, source_fps
+    from utils.bvh import read_bvh_smpl22, source_fps
+    from utils.motion_process import joints_fps_resample
     from utils.smpl_mesh import MAX_VIDEO_FPS
 
+    joints, parsed = read_bvh_smpl22(path, mapping, fps)  # None: at the file's own rate
     if fps is None:
-        fps = min(source_fps(parse_bvh(path), mapping), MAX_VIDEO_FPS)
-    joints, _ = read_bvh_smpl22(path, mapping, fps)
+        own = source_fps(parsed, mapping)
+        fps = min(own, MAX_VIDEO_FPS)
+        if fps < own:
+            joints = joints_fps_resample(joints, own, fps)
     if joints.shape[0] < 2:
         raise ValueError(f"{path}: {joints.shape[0]} frame at {fps:g} fps; a video needs at least 2")
     return joints[None], fps

@@ -91,8 +91,11 @@ def output_stems(item: MotionFile, out: str | None) -> list[str]:
 
 def check_distinct_outputs(files: list[MotionFile], outputs: list[list[str]], suffix: str = "") -> None:
     """Fail before any work when two inputs would write the same video (``a/x.npy b/x.npy --out videos``): the later
-    one would silently replace the earlier one's. ``suffix`` ends the videos' names (``_mesh`` for mesh videos)."""
+    one would silently replace the earlier one's; or when the joints saved beside a video (``<name>_joints.npy``,
+    for features and BVH inputs) would replace one of the inputs. ``suffix`` ends the videos' names (``_mesh`` for
+    mesh videos)."""
     owner: dict[str, str] = {}
+    inputs = {os.path.abspath(item.path): item.path for item in files}
     for item, stems in zip(files, outputs):
         for stem in stems:
             key = os.path.abspath(stem)
@@ -100,6 +103,10 @@ def check_distinct_outputs(files: list[MotionFile], outputs: list[list[str]], su
                 raise ValueError(f"{owner[key]} and {item.path} would both write {stem}{suffix}.<mp4|gif>; render "
                                  f"them into separate --out folders or rename one")
             owner[key] = item.path
+            joints = os.path.abspath(f"{stem}_joints.npy")
+            if item.kind in ("features", "bvh") and joints in inputs:
+                raise ValueError(f"{item.path} would save its joints as {stem}_joints.npy, over the input "
+                                 f"{inputs[joints]}; render into another --out folder or rename one")
 
 
 def load_statistics(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -161,6 +161,23 @@ def test_cli_renders_joints_without_importing_torch(tmp_path):
     assert_gif(str(tmp_path / "one.gif"), FRAMES)
 
 
+def test_cli_never_saves_joints_over_an_input(no_ffmpeg, tmp_path):
+    """Features render with their joints saved as <name>_joints.npy: an input of that name in the same folder would
+    be replaced, so the render is refused before anything is written."""
+    from utils.motion_process import extract_features
+
+    features = extract_features(random_walk(frames=FRAMES + 1))
+    np.save(tmp_path / "walk.npy", features)
+    np.save(tmp_path / "walk_joints.npy", random_walk(seed=3))
+    before = (tmp_path / "walk_joints.npy").read_bytes()
+    with pytest.raises(ValueError, match=r"walk\.npy would save its joints as .*walk_joints\.npy, over the input "):
+        run_cli(str(tmp_path / "walk_joints.npy"), str(tmp_path / "walk.npy"), "--dataset_name", "t2m")
+    assert (tmp_path / "walk_joints.npy").read_bytes() == before and not list(tmp_path.glob("*.gif"))
+    written = run_cli(str(tmp_path / "walk_joints.npy"), str(tmp_path / "walk.npy"), "--dataset_name", "t2m",
+                      "--dpi", "20", "--out", str(tmp_path / "videos"))
+    assert len(written) == 2 and (tmp_path / "walk_joints.npy").read_bytes() == before
+
+
 def test_cli_bad_shapes_name_the_file(no_ffmpeg, tmp_path):
     np.save(tmp_path / "good.npy", random_walk())
     np.save(tmp_path / "odd.npy", np.zeros((FRAMES, 17), dtype=np.float32))

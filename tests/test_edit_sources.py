@@ -129,6 +129,11 @@ def test_a_bvh_source_needs_two_frames_as_an_amass_source_does(tmp_path, source)
     with pytest.raises(ValueError, match=r"--edit_source .*pose\.bvh: the MOTION section has 1 frame\(s\); need at "
                                          r"least 2"):
         read_edit_source(str(tmp_path / "pose.bvh"), get_dataset_spec("synthetic"), skeleton="smpl22")
+    header = (tmp_path / "pose.bvh").read_text().split("Frames:")[0]
+    (tmp_path / "empty.bvh").write_text(header + "Frames: 0\nFrame Time: 0.05\n")
+    with pytest.raises(ValueError, match=r"--edit_source .*empty\.bvh: the MOTION section has 0 frames; need at "
+                                         r"least 2"):
+        read_edit_source(str(tmp_path / "empty.bvh"), get_dataset_spec("synthetic"), skeleton="smpl22")
 
 
 def test_an_amass_file_is_a_source_through_its_body_model(tmp_path):
@@ -221,7 +226,7 @@ def test_bad_source_files_fail_naming_file_and_shape(tmp_path, source):
     bvh.write_text("HIERARCHY\n")
     with pytest.raises(ValueError, match=r"walk\.bvh: a \.bvh source needs --edit_skeleton"):
         load_edit_source(str(bvh), spec)
-    with pytest.raises(ValueError, match=r"walk\.bvh: no MOTION section"):
+    with pytest.raises(ValueError, match=r"--edit_source .*walk\.bvh: no MOTION section"):
         load_edit_source(str(bvh), spec, skeleton="smpl22")
     with pytest.raises(FileNotFoundError, match="missing.npy"):
         load_edit_source(str(tmp_path / "missing.npy"), spec)

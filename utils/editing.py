@@ -182,7 +182,11 @@ def _capture_joints(path: str, kind: str, spec: DatasetSpec, skeleton: str | Non
     if kind == ".bvh":
         from utils.bvh import load_skeleton_map, read_bvh_smpl22
 
-        joints, parsed = read_bvh_smpl22(path, load_skeleton_map(skeleton), spec.fps)
+        mapping = load_skeleton_map(skeleton)
+        try:  # the reader's errors (no frames, a malformed file, a bone of no length) name the file, not the flag
+            joints, parsed = read_bvh_smpl22(path, mapping, spec.fps)
+        except ValueError as e:
+            raise ValueError(f"--edit_source {e}") from e
         if parsed.frames < 2:  # as an AMASS source's poses; the mapping's bone check needs two frames too
             raise ValueError(f"--edit_source {path}: the MOTION section has {parsed.frames} frame(s); need at least 2")
         return joints

@@ -200,7 +200,8 @@ def get_sample_parser() -> argparse.ArgumentParser:
                           "in-betweened; may be longer than the longest training clip")
     seq.add_argument("--transition_seconds", type=non_negative_float, default=2.0,
                      help="stretch around each seam generated again to join the segments, half before and half "
-                          "after (whole tokens; at most half of each segment; 0: segments joined as generated)")
+                          "after (whole tokens; capped so that every segment keeps at least half of its own tokens; 0: "
+                          "segments joined as generated)")
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", type=str, default=None,
                      help="folder of the samples (default generation/<name>_<dataset_name>/)")

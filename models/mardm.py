@@ -261,6 +261,7 @@ class MARDM(nn.Module):
     # ----- pieces ---------------------------------------------------------------------------------------------------
     def condition(self, text_emb: torch.Tensor, force_uncond: bool = False) -> torch.Tensor:
         """Text embedding (B, E) -> adaLN condition (B, H); zeroed text when unconditional or dropped in training."""
+        text_emb = text_emb.to(self.cond_emb.weight.dtype)
         if force_uncond:
             text_emb = torch.zeros_like(text_emb)
         elif self.training and self.cond_drop_prob > 0:

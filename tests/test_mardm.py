@@ -138,6 +138,21 @@ def test_condition_dropout_zeroes_text():
     assert not ((model.condition(text) - model.cond_emb.bias).abs().sum(-1) < 1e-6).any()
 
 
+def test_text_embedding_of_another_dtype_is_cast():
+    """A float64 text embedding (e.g. read back from a NumPy cache) conditions like its float32 copy, in training and
+    in generation, as the token transformers' condition does."""
+    model = randomize(tiny())
+    text = torch.randn(2, 12, dtype=torch.float64)
+    latents, lengths = torch.randn(2, 5, 8), torch.tensor([5, 3])
+    torch.manual_seed(0)
+    loss64, _ = model(latents, latents, lengths, text)
+    torch.manual_seed(0)
+    loss32, _ = model(latents, latents, lengths, text.float())
+    assert torch.equal(loss64, loss32)
+    out = [model.generate(lengths, t, time_steps=2, cfg=2.0, generator=torch.Generator().manual_seed(0))
+           for t in (text, text.float())]
+    assert torch.equal(out[0], out[1])
+
 def test_tiny_model_learns_a_toy_task():
     torch.manual_seed(0)
     model = tiny(ae_dim=4, target_dim=4, text_dim=6, dropout=0.0, cond_drop_prob=0.1)

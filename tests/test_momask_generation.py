@@ -29,6 +29,7 @@ from utils.dataset_specs import get_dataset_spec
 from utils.eval_data import build_eval_loader
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.generation import load_generator
+from utils.generation_momask import MoMaskBackend
 from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.generator_stage import TokenizerRef
 from utils.normalization import eval_normalization, load_mean_std
@@ -182,6 +183,11 @@ def test_defaults_seeds_and_options(momask):
     with pytest.raises(ValueError, match="sampling must be one of"):
         tokens(sampling="greedy")
 
+
+def test_kit_ml_guidance_covers_its_64_dim_subset():
+    """Both KIT-ML datasets (251-dim and MARDM's 64-dim subset) take MoMask's KIT-ML guidance, as they take MARDM's."""
+    assert MoMaskBackend.guidance("kit") == MoMaskBackend.guidance("kit_64") == 2.0
+    assert MoMaskBackend.guidance("t2m") == MoMaskBackend.guidance("t2m_67") == 4.0
 
 def test_mardm_runs_refuse_momask_options(runs, synthetic_root, tmp_path):
     _, paths = runs

@@ -57,7 +57,8 @@ class MoMaskBackend(GeneratorBackend):
     takes_residual = True
     default_time_steps = 10
     default_cfg = 4.0
-    dataset_cfg = {"kit": 2.0}  # MoMask's evaluation commands: cond_scale 4 on HumanML3D, 2 on KIT-ML
+    # MoMask's evaluation commands: cond_scale 4 on HumanML3D, 2 on KIT-ML (its 64-dim subset included)
+    dataset_cfg = {"kit": 2.0, "kit_64": 2.0}
     sampling_options = {"topk_filter_thres": 0.9, "sampling": "categorical", "res_cond_scale": 5.0,
                         "res_temperature": 1.0}
 

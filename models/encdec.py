@@ -109,6 +109,10 @@ def _check_conv_args(down_t: int, stride_t: int, depth: int, kernel_size: int) -
                          f"depth={depth}")
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd (same-length convolutions), got {kernel_size}")
+    # The strided conv has kernel 2s and padding s // 2 (the references'), which gives T / s frames only for even s.
+    if down_t > 0 and stride_t % 2:
+        raise ValueError(f"stride_t must be even when down_t > 0 (the strided conv keeps T / stride_t frames only "
+                         f"for even strides), got stride_t={stride_t}")
 
 
 class Encoder(nn.Module):

@@ -208,6 +208,19 @@ def test_backbone_bad_options() -> None:
         Encoder(10, 8, kernel_size=4)
 
 
+@pytest.mark.parametrize("stride_t", [1, 3])
+def test_odd_temporal_stride_is_refused(stride_t: int) -> None:
+    # The strided conv (kernel 2s, padding s // 2) gives T // s frames only for even s; an odd stride would shorten
+    # the reconstruction (T=9, s=3: 2 latents, 6 frames back).
+    for module in (Encoder, Decoder):
+        with pytest.raises(ValueError, match=f"stride_t must be even.*got stride_t={stride_t}"):
+            module(10, 8, down_t=1, stride_t=stride_t)
+    with pytest.raises(ValueError, match="stride_t must be even"):
+        build_tokenizer("AE_Tiny", stride_t=stride_t, down_t=1)
+    # Without downsampling there is no strided conv, so the stride is irrelevant.
+    assert Encoder(10, 8, down_t=0, stride_t=stride_t, width=16, depth=1)(torch.randn(1, 5, 10)).shape == (1, 5, 8)
+
+
 def test_block_dropout_only_in_training() -> None:
     torch.manual_seed(2)
     model = build_tokenizer("AE_Tiny", dropout=0.5)

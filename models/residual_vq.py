@@ -9,14 +9,12 @@ import torch
 from torch import Tensor, nn
 
 from models.quantizers import (
-    CodeUsage,
     QuantizeEMAReset,
     Quantizer,
     QuantizerOutput,
-    _all_reduce_sum_,
     _broadcast_,
     check_latents,
-    perplexity_from_counts,
+    code_counts,
 )
 
 
@@ -66,6 +64,9 @@ class ResidualVQ(Quantizer):
         else:
             self.layers = nn.ModuleList(QuantizeEMAReset(**layer_args) for _ in range(num_quantizers))
         self.layer_perplexity = torch.full((num_quantizers,), float("nan"))
+        # Per-layer usage (Q, K), counted here rather than read from the layers: with a shared codebook the Q layers
+        # are one module, whose own counts add up every layer's codes.
+        self.usage_counts = torch.zeros(num_quantizers, codebook_size, dtype=torch.long)
 
     @property
     def codebook_size(self) -> int:
@@ -94,10 +95,20 @@ class ResidualVQ(Quantizer):
             losses.append(out.aux_loss)
             perplexities.append(out.perplexity)
         indices += [torch.full_like(indices[0], -1)] * (self.num_quantizers - active)
+        indices = torch.stack(indices, -1)
+        self._record_layer_usage(indices)
         layer_ppl = torch.stack(perplexities).detach()
         skipped = layer_ppl.new_full((self.num_quantizers - active,), float("nan"))
         self.layer_perplexity = torch.cat([layer_ppl, skipped])
-        return QuantizerOutput(z_q.to(z.dtype), torch.stack(indices, -1), torch.stack(losses).mean(), layer_ppl.mean())
+        return QuantizerOutput(z_q.to(z.dtype), indices, torch.stack(losses).mean(), layer_ppl.mean())
+
+    @torch.no_grad()
+    def _record_layer_usage(self, indices: Tensor) -> None:
+        """Add ``indices (B, N, Q)`` (-1 for skipped layers) to the per-layer counts, in one histogram of Q*K bins."""
+        k = self.codebook_size
+        offsets = torch.arange(self.num_quantizers, device=indices.device) * k
+        binned = torch.where(indices >= 0, indices + offsets, -1)
+        self._record_usage(code_counts(binned, self.num_quantizers * k).view(self.num_quantizers, k))
 
     @torch.no_grad()
     def quantize_layers(self, z: Tensor) -> RVQCodes:
@@ -145,13 +156,7 @@ class ResidualVQ(Quantizer):
                              f"got {tuple(indices.shape)}")
         return indices
 
-    @torch.no_grad()
-    def code_usage(self) -> CodeUsage:
-        """Per-layer usage: ``counts (Q, K)``, ``active (Q,)``, ``perplexity (Q,)``."""
-        device = self._state_device()
-        counts = _all_reduce_sum_(torch.stack([layer.usage_counts.to(device) for layer in self.layers]))
-        return CodeUsage(counts, (counts > 0).float().mean(-1), perplexity_from_counts(counts))
-
     def reset_usage(self) -> None:
+        super().reset_usage()
         for layer in self.layers:
             layer.reset_usage()

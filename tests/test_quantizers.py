@@ -434,6 +434,21 @@ def test_rvq_shared_codebook_is_one_module() -> None:
     assert torch.equal(state["layers.0.codebook"], state["layers.2.codebook"])
 
 
+@pytest.mark.parametrize("shared_codebook", [False, True])
+def test_rvq_code_usage_counts_each_layer_once(shared_codebook: bool) -> None:
+    # With a shared codebook the Q layers are one module; its usage must still be reported per layer.
+    rvq = _trained_rvq(3, shared_codebook=shared_codebook)
+    rvq.reset_usage()
+    indices = torch.cat([rvq(_batch(30)).indices, rvq(_batch(31)).indices])
+    usage = rvq.code_usage()
+    expected = torch.stack([code_counts(indices[..., q], 16) for q in range(3)])
+    assert torch.equal(usage.counts, expected)
+    assert torch.equal(usage.active, (expected > 0).float().mean(-1))
+    assert torch.allclose(usage.perplexity, perplexity_from_counts(expected))
+    rvq.reset_usage()
+    assert rvq.code_usage().counts.sum() == 0
+
+
 def test_rvq_gradient_is_straight_through() -> None:
     rvq = _trained_rvq(3).train()
     z = _batch(23).requires_grad_(True)

@@ -196,10 +196,19 @@ def quantized_with_gradient(x: Tensor, codes: Tensor, rotation_trick: bool = Fal
     return rotated + (codes - rotated).detach()
 
 
+def check_integer_indices(indices: Tensor, who: str) -> None:
+    """Raise a TypeError naming ``who`` for floating-point ``indices`` (F.embedding's own error names only its
+    argument #1)."""
+    if indices.dtype.is_floating_point:
+        raise TypeError(f"{who} indices must be integers, got {indices.dtype}")
+
+
 def check_indices(indices: Tensor, codebook_size: int, who: str) -> None:
     """Raise a ValueError naming ``who`` unless every index of ``indices (...)`` lies in ``[-1, codebook_size)``
-    (-1 marks a position that decodes to zero). One min/max pass, so F.embedding never sees an out-of-range index
-    (it fails with a bare "index out of range in self", or a device-side assert on CUDA)."""
+    (-1 marks a position that decodes to zero), a TypeError for floating-point ones. One min/max pass, so F.embedding
+    never sees an out-of-range index (it fails with a bare "index out of range in self", or a device-side assert on
+    CUDA)."""
+    check_integer_indices(indices, who)
     if indices.numel():
         low, high = torch.stack(torch.aminmax(indices)).tolist()
         if low < -1 or high >= codebook_size:
@@ -307,8 +316,7 @@ class GridQuantizer(Quantizer):
     def _check_index_range(self, indices: Tensor) -> None:
         """TypeError for float ``indices``; ValueError naming ``label`` for any outside ``[0, K)`` (a grid has no
         empty code, so -1 is refused too)."""
-        if indices.dtype.is_floating_point:
-            raise TypeError(f"{self.label} indices must be integers, got {indices.dtype}")
+        check_integer_indices(indices, self.label)
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
             raise ValueError(f"{self.label}: indices must lie in [0, {self.codebook_size}), got range "
                              f"[{int(indices.min())}, {int(indices.max())}]")

@@ -13,6 +13,7 @@ from models.quantizers import (
     Quantizer,
     QuantizerOutput,
     _broadcast_,
+    check_integer_indices,
     check_latents,
     code_counts,
 )
@@ -132,6 +133,7 @@ class ResidualVQ(Quantizer):
         """``(B, N, q)`` with ``q <= Q`` -> ``(B, N, C)``: the sum of the layers' codes; -1 and missing trailing
         layers contribute zero. A ``(B, N)`` tensor is read as the first layer only."""
         indices = self._layered(indices)
+        check_integer_indices(indices, "ResidualVQ")
         if indices.numel():
             # One min/max pass for all layers; the per-layer values only name the culprit.
             low, high = torch.aminmax(indices.reshape(-1, indices.shape[-1]), dim=0)

@@ -410,6 +410,16 @@ def test_out_of_range_codes_fail_with_the_value_and_the_valid_range() -> None:
     assert torch.equal(rvq.lookup(indices[..., 0]), rvq.indices_to_latents(indices[..., :1]))
 
 
+def test_float_codes_fail_naming_the_quantizer() -> None:
+    # As the grid quantizers do: a TypeError that names the quantizer, not F.embedding's message about argument #1.
+    rvq = _trained_rvq(3)
+    with pytest.raises(TypeError, match="ResidualVQ indices must be integers, got torch.float32"):
+        rvq.indices_to_latents(rvq.quantize(_batch(21)).float())
+    for quantizer in (QuantizeEMAReset(16, 6), QuantizeOrig(16, 6)):
+        with pytest.raises(TypeError, match=f"{type(quantizer).__name__} indices must be integers"):
+            quantizer.indices_to_latents(torch.tensor([[3.0, 1.0]]))
+
+
 def test_rvq_forward_eval_matches_deterministic_path_and_stats() -> None:
     rvq = _trained_rvq(3)
     x = _batch(22)

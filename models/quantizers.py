@@ -380,6 +380,10 @@ class QuantizeEMAReset(Quantizer):
             raise ValueError(f"codebook_size and code_dim must be positive, got {codebook_size}, {code_dim}")
         if kmeans_iters < 1:
             raise ValueError(f"kmeans_iters must be >= 1, got {kmeans_iters}")
+        if not 0.0 <= mu <= 1.0:
+            raise ValueError(f"mu must lie in [0, 1], got {mu} (the EMA decay; T2M-GPT and MoMask use 0.99)")
+        if sample_codebook_temp < 0:
+            raise ValueError(f"sample_codebook_temp must be >= 0, got {sample_codebook_temp} (0 picks nearest codes)")
         self.code_dim = code_dim
         self.mu = mu
         self.sample_codebook_temp = sample_codebook_temp

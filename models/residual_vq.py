@@ -49,6 +49,8 @@ class ResidualVQ(Quantizer):
         super().__init__()
         if num_quantizers < 1:
             raise ValueError(f"num_quantizers must be >= 1, got {num_quantizers}")
+        if not 0.0 <= quantize_dropout_prob <= 1.0:
+            raise ValueError(f"quantize_dropout_prob must lie in [0, 1], got {quantize_dropout_prob}")
         if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
             raise ValueError(f"quantize_dropout_cutoff_index must be in [0, {num_quantizers}), "
                              f"got {quantize_dropout_cutoff_index}")

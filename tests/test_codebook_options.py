@@ -162,6 +162,18 @@ def test_each_rvq_layer_runs_kmeans_on_its_own_residual() -> None:
 def test_kmeans_and_rotation_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="kmeans_iters must be >= 1"):
         QuantizeEMAReset(8, 6, kmeans_init=True, kmeans_iters=0)
+    # An EMA decay outside [0, 1] (e.g. 99 for 0.99) drives code_count negative; a dropout probability above 1
+    # drops layers on every batch. Both used to train silently.
+    for mu in (-0.1, 1.5, 99.0):
+        with pytest.raises(ValueError, match=rf"mu must lie in \[0, 1\], got {mu}"):
+            QuantizeEMAReset(8, 6, mu=mu)
+        with pytest.raises(ValueError, match="mu must lie in"):
+            VQ_MODELS["RVQVAE_Tiny"](mu=mu)
+    with pytest.raises(ValueError, match="sample_codebook_temp must be >= 0, got -0.5"):
+        QuantizeEMAReset(8, 6, sample_codebook_temp=-0.5)
+    for prob in (-0.2, 20.0):
+        with pytest.raises(ValueError, match=rf"quantize_dropout_prob must lie in \[0, 1\], got {prob}"):
+            VQ_MODELS["RVQVAE_Tiny"](quantize_dropout_prob=prob)
     with pytest.raises(ValueError, match="quantizer_type 'orig' learns"):
         VQ_MODELS["VQVAE_Tiny"](quantizer_type="orig", kmeans_init=True)
     vq = VQ_MODELS["VQVAE_Tiny"](quantizer_type="ema", kmeans_init=True, kmeans_iters=3, rotation_trick=True)

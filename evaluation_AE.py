@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -53,7 +54,7 @@ from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
-from utils.eval_data import build_eval_loader
+from utils.eval_data import build_eval_loader, digest
 from utils.eval_protocol import evaluate, evaluator_tag, protocol_tag, renormalize
 from utils.eval_report import checkpoint_info, format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
@@ -216,8 +217,13 @@ def main(cfg) -> dict:
             recon, _ = reconstruct(tokenizer, motion.to(device))
             return from_tokenizer.renormalize(recon.cpu(), lengths, tok_mean, tok_std, evaluator.mean, evaluator.std)
 
+        # The statistics are part of the evaluation key: an official file reconstructs differently under
+        # --ae_meta_dir than under its format's convention, so --is_continue must not mix the two.
         meta = {**info, "model_name": tokenizer.model_name, "kind": tokenizer.kind,
-                "source_format": tokenizer.source_format, "weights": tokenizer.weights}
+                "source_format": tokenizer.source_format, "weights": tokenizer.weights,
+                "tokenizer_statistics": stats_source,
+                "tokenizer_statistics_sha256": digest(np.asarray(tok_mean, dtype=np.float32),
+                                                      np.asarray(tok_std, dtype=np.float32)).hexdigest()}
         if from_tokenizer is not None:
             meta["conversion"] = {"input": to_tokenizer.to_dict(), "output": from_tokenizer.to_dict()}
             title += from_tokenizer.title_note(logger, "reconstruction")

@@ -317,6 +317,26 @@ def test_imported_official_run_evaluates_like_the_file(env, tmp_path, caplog):
             official["protocol"]["metrics"]["fid"]["mean"])
 
 
+def test_is_continue_never_reuses_replications_scored_under_other_tokenizer_statistics(env, tmp_path):
+    """The statistics an official tokenizer runs with (--ae_meta_dir, else its format's convention) change its
+    reconstructions, so replications streamed under other statistics are not taken over by --is_continue."""
+    root, _, spec = env
+    src = _momask_file(tmp_path)
+    meta_dir = tmp_path / "meta"
+    meta_dir.mkdir()
+    mean, std = load_mean_std(spec, str(root))
+    np.save(meta_dir / "mean.npy", mean)
+    np.save(meta_dir / "std.npy", std)
+    base = ["--ckpt", src, "--no_gt_cache"]
+    convention = run_eval(env, *base, "--name", "stats_a")
+    continued = run_eval(env, *base, "--name", "stats_a", "--ae_meta_dir", str(meta_dir), "--is_continue")
+    fresh = run_eval(env, *base, "--name", "stats_b", "--ae_meta_dir", str(meta_dir))
+    fid = {name: r["protocol"]["metrics"]["fid"]["mean"] for name, r in
+           (("convention", convention), ("continued", continued), ("fresh", fresh))}
+    assert fid["convention"] != pytest.approx(fid["fresh"])
+    assert fid["continued"] == pytest.approx(fid["fresh"])
+
+
 def test_ema_weights_are_evaluated_unless_no_ema(env, tmp_path):
     """A run trained with --ema_decay chose its best file with its EMA weights: those are the ones loaded."""
     root, ck, spec = env

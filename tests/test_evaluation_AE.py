@@ -337,6 +337,20 @@ def test_is_continue_never_reuses_replications_scored_under_other_tokenizer_stat
     assert fid["continued"] == pytest.approx(fid["fresh"])
 
 
+@pytest.mark.parametrize("mean, std, expected", [
+    (np.zeros(67), np.ones(67), r"\(67,\).*\(263,\)"),
+    (np.zeros(263), np.r_[np.ones(262), 0.0], "finite.*std > 0"),
+])
+def test_ae_meta_dir_statistics_of_another_width_or_zero_std_are_refused_by_name(env, tmp_path, mean, std, expected):
+    src = _momask_file(tmp_path)
+    meta_dir = tmp_path / "meta"
+    meta_dir.mkdir()
+    np.save(meta_dir / "mean.npy", mean.astype(np.float32))
+    np.save(meta_dir / "std.npy", std.astype(np.float32))
+    with pytest.raises(ValueError, match=f"--ae_meta_dir.*{expected}"):
+        run_eval(env, "--ckpt", src, "--name", "bad_meta", "--no_gt_cache", "--ae_meta_dir", str(meta_dir))
+
+
 def test_ema_weights_are_evaluated_unless_no_ema(env, tmp_path):
     """A run trained with --ema_decay chose its best file with its EMA weights: those are the ones loaded."""
     root, ck, spec = env

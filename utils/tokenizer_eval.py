@@ -70,6 +70,14 @@ def recorded_statistics(tokenizer, spec, cfg, evaluator) -> tuple:
             raise FileNotFoundError(f"--ae_meta_dir: {missing} not found; expected mean.npy and std.npy of shape "
                                     f"({spec.dim_pose},)")
         mean, std = (np.load(p, allow_pickle=False)[:spec.dim_pose].astype(np.float32) for p in paths)
+        # Checked here, by flag: a narrower file (a 67-dim meta for 263-dim features) or a zero std would otherwise
+        # fail later in the data loader under another name, or silently turn the tokenizer's input into inf.
+        if mean.shape != (spec.dim_pose,) or std.shape != (spec.dim_pose,):
+            raise ValueError(f"--ae_meta_dir {cfg.ae_meta_dir}: mean {mean.shape} and std {std.shape}; expected "
+                             f"({spec.dim_pose},) for dataset {spec.name!r} (or wider files whose first "
+                             f"{spec.dim_pose} entries are its features)")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise ValueError(f"--ae_meta_dir {cfg.ae_meta_dir}: mean and std must be finite with std > 0")
         return mean, std, f"--ae_meta_dir {cfg.ae_meta_dir}"
     if tokenizer.statistics_format == "ours":
         raise CheckpointError(f"{tokenizer.source}: the checkpoint records no mean/std and no official format whose "

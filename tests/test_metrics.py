@@ -144,6 +144,19 @@ def test_top_k_is_cumulative():
     np.testing.assert_array_equal(hits, [[False, True, True], [True, True, True], [False, False, True]])
 
 
+def test_batches_smaller_than_k_count_every_k_and_unpaired_batches_are_refused():
+    """A batch of 2 (a tiny val split) still gives one count per k: with fewer candidates than k, a caption's own
+    motion is always among its k nearest. Texts and motions of different counts are no pairs."""
+    text = np.eye(2, 4, dtype=np.float32)
+    scores = M.score_batch(text, text[::-1].copy(), top_k=3)
+    assert scores.top_k_count.tolist() == [0, 2, 2]
+    assert M.calculate_R_precision(text, text, 3, sum_all=True).tolist() == [2, 2, 2]
+    with pytest.raises(ValueError, match="pairs"):
+        M.score_batch(np.zeros((3, 4)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="pairs"):
+        M.calculate_R_precision(np.zeros((3, 4)), np.zeros((2, 4)), 3)
+
+
 def test_mpjpe_per_frame_and_per_sequence():
     gt = np.zeros((2, 4, 3, 3))
     pred = gt.copy()

@@ -103,11 +103,19 @@ def euclidean_distance_matrix(matrix1: np.ndarray, matrix2: np.ndarray) -> np.nd
 def calculate_top_k(ranking: np.ndarray, top_k: int) -> np.ndarray:
     """Row-wise ranking (N, N) (``argsort`` of a distance matrix) -> hits (N, top_k), bool.
 
-    ``hits[i, k]`` is True when row i's own column i is among its k+1 nearest.
+    ``hits[i, k]`` is True when row i's own column i is among its k+1 nearest. With fewer candidates than
+    ``top_k`` (N < top_k, a tiny validation batch) the columns past N repeat the last one, which is all True: the
+    reference's loop would index past the ranking, and a narrower result could not be summed with other batches'.
     """
     ranking = np.asarray(ranking)
+    if ranking.ndim != 2 or ranking.shape[0] != ranking.shape[1]:
+        raise ValueError(f"ranking must be (N, N), one row per text over the N motions it pairs with, got shape "
+                         f"{ranking.shape}: as many texts as motions are needed, they come in pairs")
     own = np.arange(ranking.shape[0])[:, None]
-    return np.logical_or.accumulate(ranking[:, :top_k] == own, axis=1)
+    hits = np.logical_or.accumulate(ranking[:, :top_k] == own, axis=1)
+    if hits.shape[1] < top_k:
+        hits = np.concatenate([hits, np.repeat(hits[:, -1:], top_k - hits.shape[1], axis=1)], axis=1)
+    return hits
 
 
 def calculate_R_precision(embedding1: np.ndarray, embedding2: np.ndarray, top_k: int,

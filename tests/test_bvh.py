@@ -95,6 +95,8 @@ def test_forward_kinematics_against_hand_computed_positions():
     (SMALL_BVH.replace("Frames: 3", "Frames: 4"), "expected Frames 4 x 18 channels"),
     (SMALL_BVH.replace("Xrotation Zrotation Yrotation", "Xrotation Zrotation Wrotation"), "X/Y/Z position"),
     (SMALL_BVH.replace("Frame Time: 0.05", "Frame Time: 0"), "Frame Time"),
+    (SMALL_BVH.replace("Frame Time: 0.05", "Frame Time: 0.05s"), "Frame Time is '0.05s'; expected seconds per frame"),
+    (SMALL_BVH.replace("Frame Time: 0.05", "Frame Time: inf"), "Frame Time is 'inf'; expected seconds per frame"),
     (SMALL_BVH.replace("  }\n  JOINT Leg", "  JOINT Leg", 1), "missing '}'"),
     (SMALL_BVH.replace("0 0 0 90 0 0  90", "0 0 0 90 nan 0  90"),
      "MOTION frame 2 of 3, joint 'Hips' channel Xrotation is nan"),

@@ -18,6 +18,7 @@ joint positions to a BVH file.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -272,9 +273,14 @@ def parse_bvh_text(text: str, source: str = "<bvh>") -> BVH:
     m = re.match(r"\s*Frames:\s*(\d+)\s*Frame\s+Time:\s*(\S+)", motion_text)
     if not m:
         raise ValueError(f"{source}: MOTION section must start with 'Frames: N' and 'Frame Time: dt'")
-    frames, frame_time = int(m.group(1)), float(m.group(2))
-    if not frame_time > 0:
-        raise ValueError(f"{source}: Frame Time is {frame_time}; expected seconds per frame > 0")
+    frames = int(m.group(1))
+    try:
+        frame_time = float(m.group(2))
+    except ValueError:
+        frame_time = float("nan")
+    # An infinite frame time would pass as a frame rate of 0 and fail later, away from the file.
+    if not (math.isfinite(frame_time) and frame_time > 0):
+        raise ValueError(f"{source}: Frame Time is {m.group(2)!r}; expected seconds per frame > 0")
     num_channels = sum(len(c) for c in channels)
     try:
         values = np.array(motion_text[m.end():].split(), dtype=np.float64)

@@ -16,6 +16,7 @@ from utils.bvh import (
     matrix_to_euler_zyx,
     parse_bvh,
     parse_bvh_text,
+    source_fps,
 )
 from utils.bvh_export import write_bvh
 from utils.motion_process import extract_features, recover_from_ric
@@ -224,3 +225,21 @@ def test_numeric_skeleton_fields_accept_exponent_strings(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("joints: {" + ", ".join(f"{n}: Hips" for n in SMPL22_JOINT_NAMES) + "}\nunit_scale: 1e-2\n")
     assert load_skeleton_map(str(path)).unit_scale == 0.01
+
+
+@pytest.mark.parametrize("frame_time, fps", [("0.008333", 120.0), ("0.016667", 60.0), ("0.0333333", 30.0),
+                                             ("0.0333667", 1 / 0.0333667)])
+def test_rounded_frame_times_keep_the_last_frame_at_the_integer_rate(tmp_path, frame_time, fps):
+    # Frame times written to 6 decimals are the integer rate up to a relative 1e-4 (120 fps: 0.008333 s, 120.005
+    # fps); the NTSC rate 29.97 is not an integer rate and stays as written.
+    frames = 121
+    text = ("HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 3 Xposition Yposition Zposition\n End Site\n {\n"
+            "  OFFSET 0 1 0\n }\n}\nMOTION\n" + f"Frames: {frames}\nFrame Time: {frame_time}\n"
+            + "".join(f"{0.01 * i} 1 0\n" for i in range(frames)))
+    bvh = parse_bvh_text(text, "clip.bvh")
+    skel = load_skeleton_map(_write_yaml(tmp_path / "all_hips.yaml", {n: "Hips" for n in SMPL22_JOINT_NAMES}))
+    assert source_fps(bvh, skel) == pytest.approx(fps, rel=1e-12)
+    joints = bvh_to_smpl22(bvh, skel, target_fps=20.0)
+    span = (frames - 1) / fps  # seconds from the first to the last frame
+    assert len(joints) == int(np.floor(span * 20.0 + 1e-9)) + 1
+    np.testing.assert_allclose(joints[:, 0, 0], 0.01 * np.arange(len(joints)) * fps / 20.0, atol=1e-9)

@@ -503,7 +503,9 @@ def check_bones(joints: np.ndarray, skeleton: SkeletonMap, source: str = "<bvh>"
 
 def _clean_fps(fps: float) -> float:
     # Frame times are written rounded ("0.0333333"); snap to the integer rate so resampling keeps the last frame.
-    return float(round(fps)) if abs(fps - round(fps)) < 1e-3 else fps
+    # The bound is relative: six decimals put 120 fps at 120.005 ("0.008333"), while NTSC rates such as 29.97 are
+    # 1e-3 away from an integer and stay as written.
+    return float(round(fps)) if abs(fps - round(fps)) < 1e-4 * fps else fps
 
 
 def source_fps(bvh: BVH, skeleton: SkeletonMap) -> float:

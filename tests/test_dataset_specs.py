@@ -80,6 +80,12 @@ def test_unknown_dataset_and_bad_spec_file(tmp_path, monkeypatch):
     (lambda d: d.update(kinematic_chain=[[0, "1"]]), "field 'kinematic_chain' is [[0, '1']]; expected a non-empty"),
     (lambda d: d.update(source_dim=0), "field 'source_dim' is 0; expected a positive integer or null"),
     (lambda d: d.update(body_parts={"upper": [1.5]}), "field 'body_parts' is {'upper': [1.5]}; expected an object"),
+    # Fields of the right type that contradict each other fail here too, not in the loader or the renderer.
+    (lambda d: d.update(source_dim=67), "source_dim 67 is narrower than dim_pose 263; expected the width of the files"),
+    (lambda d: d.update(kinematic_chain=[[0, 2, 5], [0, 30]]),
+     "kinematic_chain names joint 30; expected joint indices below joints_num 22"),
+    (lambda d: d.update(body_parts={"upper": [4, 263]}),
+     "body_parts 'upper' names feature 263; expected feature indices below dim_pose 263"),
 ])
 def test_spec_file_fields_are_checked_naming_file_and_field(tmp_path, change, message):
     folder = tmp_path / "Broken"

@@ -91,6 +91,21 @@ class DatasetSpec:
         names = [g.name for g in self.layout]
         if self.positions not in names:
             raise ValueError(f"dataset spec {self.name!r}: positions group {self.positions!r} not in {names}")
+        # Fields that contradict each other would otherwise fail far from the spec: a slice wider than the files in
+        # the loader's gather, a joint or feature index out of range in rendering or the part-aware models.
+        if self.source_dim is not None and self.source_dim < self.dim_pose:
+            raise ValueError(f"dataset spec {self.name!r}: source_dim {self.source_dim} is narrower than dim_pose "
+                             f"{self.dim_pose}; expected the width of the files, at least dim_pose (or null)")
+        for chain in self.kinematic_chain:
+            for joint in chain:
+                if not 0 <= joint < self.joints_num:
+                    raise ValueError(f"dataset spec {self.name!r}: kinematic_chain names joint {joint}; expected joint "
+                                     f"indices below joints_num {self.joints_num}")
+        for part, features in self.body_parts.items():
+            for feature in features:
+                if not 0 <= feature < self.dim_pose:
+                    raise ValueError(f"dataset spec {self.name!r}: body_parts {part!r} names feature {feature}; "
+                                     f"expected feature indices below dim_pose {self.dim_pose}")
 
     @property
     def file_dim(self) -> int:

@@ -38,7 +38,7 @@ def test_clean_dataset_is_ok(tmp_path):
 
 
 def test_broken_dataset_reports_every_problem(tmp_path):
-    ids = ["good", "nan", "inf", "width", "short", "zerobytes", "noframes", "strings", "notext", "emptytext",
+    ids = ["good", "nan", "inf", "width", "short", "long", "zerobytes", "noframes", "strings", "notext", "emptytext",
            "badbytes", "malformed", "notokens"]
     write_clean(tmp_path, ids)
     vecs, texts = tmp_path / "new_joint_vecs", tmp_path / "texts"
@@ -50,6 +50,7 @@ def test_broken_dataset_reports_every_problem(tmp_path):
     np.save(vecs / "inf.npy", values)
     np.save(vecs / "width.npy", np.zeros((60, 67), dtype=np.float32))
     np.save(vecs / "short.npy", np.zeros((12, 263), dtype=np.float32))
+    np.save(vecs / "long.npy", np.zeros((250, 263), dtype=np.float32))
     (vecs / "zerobytes.npy").write_bytes(b"")
     np.save(vecs / "noframes.npy", np.zeros((0, 263), dtype=np.float32))
     np.save(vecs / "strings.npy", np.full((60, 263), "a"))
@@ -69,7 +70,7 @@ def test_broken_dataset_reports_every_problem(tmp_path):
     report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path))
     assert not report.ok
     expected = {"stats_shape": 1, "stats_nonfinite": 1, "std_zero": 1, "empty_split": 1, "missing_split": 1,
-                "nan": 1, "inf": 1, "wrong_dim": 1, "too_short": 1, "empty_motion": 2, "non_numeric": 1,
+                "nan": 1, "inf": 1, "wrong_dim": 1, "too_short": 1, "too_long": 1, "empty_motion": 2, "non_numeric": 1,
                 "missing_text": 2, "empty_text": 1, "undecodable_text": 1, "malformed_text": 1, "no_tokens": 1,
                 "missing_motion": 1}
     assert report.counts == expected
@@ -78,9 +79,9 @@ def test_broken_dataset_reports_every_problem(tmp_path):
     by_kind = {p.kind: p for p in report.problems}
     names = {"stats_shape": "Mean.npy", "stats_nonfinite": "Std.npy", "std_zero": "Std.npy", "empty_split": "val.txt",
              "missing_split": "test.txt", "nan": "nan.npy", "inf": "inf.npy", "wrong_dim": "width.npy",
-             "too_short": "short.npy", "non_numeric": "strings.npy", "empty_text": "emptytext.txt",
-             "undecodable_text": "badbytes.txt", "malformed_text": "malformed.txt", "no_tokens": "notokens.txt",
-             "missing_motion": "ghost.npy"}
+             "too_short": "short.npy", "too_long": "long.npy", "non_numeric": "strings.npy",
+             "empty_text": "emptytext.txt", "undecodable_text": "badbytes.txt", "malformed_text": "malformed.txt",
+             "no_tokens": "notokens.txt", "missing_motion": "ghost.npy"}
     for kind, name in names.items():
         assert name in by_kind[kind].message, (kind, by_kind[kind].message)
         assert by_kind[kind].severity == KINDS[kind]
@@ -106,6 +107,18 @@ def test_warnings_alone_keep_ok_and_missing_stats_fail(tmp_path):
     report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train",))
     assert not report.ok and report.counts == {"missing_stats": 1, "too_short": 1}
     assert "Std.npy: missing" in report.problems[0].message
+
+
+def test_clips_the_text_loaders_skip_as_too_long_are_warnings(tmp_path):
+    # The text-motion loaders keep clips of min_motion_length <= T < max_motion_length + unit_length (200 for t2m).
+    write_clean(tmp_path, ["a", "b", "c"])
+    np.save(tmp_path / "new_joint_vecs" / "b.npy", np.zeros((199, 263), dtype=np.float32))
+    np.save(tmp_path / "new_joint_vecs" / "c.npy", np.zeros((200, 263), dtype=np.float32))
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train",))
+    assert report.ok and report.counts == {"too_long": 1}
+    problem = report.problems[0]
+    assert problem.severity == "warning" and problem.path == str(tmp_path / "new_joint_vecs" / "c.npy")
+    assert "c.npy: 200 frames; expected fewer than 200" in problem.message
 
 
 def test_t2m_67_accepts_263_files_and_texts_can_be_skipped(tmp_path):

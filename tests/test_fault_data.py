@@ -75,6 +75,7 @@ FAULTS: dict[str, tuple[Callable[[Path, str], None], str]] = {
     "inf": (lambda r, c: _add_clip(r, c, _motion(value=-np.inf)), "new_joint_vecs/{id}.npy"),
     "wrong_dim": (lambda r, c: _add_clip(r, c, np.zeros((80, 67), dtype=np.float32)), "new_joint_vecs/{id}.npy"),
     "too_short": (lambda r, c: _add_clip(r, c, _motion(frames=30)), "new_joint_vecs/{id}.npy"),
+    "too_long": (lambda r, c: _add_clip(r, c, _motion(frames=200)), "new_joint_vecs/{id}.npy"),
     "empty_motion": (lambda r, c: _add_clip(r, c, b""), "new_joint_vecs/{id}.npy"),
     "non_numeric": (lambda r, c: _add_clip(r, c, np.full((80, DIM), "x")), "new_joint_vecs/{id}.npy"),
     "missing_text": (lambda r, c: _add_clip(r, c, _motion(), caption=None), "texts/{id}.txt"),
@@ -93,6 +94,7 @@ ERRORS = {"nan": "tokenizer", "inf": "tokenizer", "wrong_dim": "tokenizer", "emp
           "non_numeric": "tokenizer", "stats_shape": "tokenizer", "std_zero": "tokenizer",
           "undecodable_text": "generator"}
 SKIPS = {"too_short": ("tokenizer", "1 clips shorter than the 64-frame window (bad)"),
+         "too_long": ("generator", "1 clips outside 40 <= frames < 200 (bad)"),
          "missing_motion": ("tokenizer", "1 ids without a motion file (bad)"),
          "missing_text": ("generator", "1 clips without a caption file (bad)"),
          "empty_text": ("generator", "1 clips with an empty caption file (bad)"),

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.dataset_specs import SPEC_FILE, DatasetSpec
+from utils.datasets import max_sample_length
 from utils.motion_files import MOTION_DIR, TEXT_DIR, motion_path, read_split, scan_motion, scan_texts, text_path
 from utils.normalization import MEAN_FILE, STD_FILE, DatasetError, stats_problems
 
@@ -41,6 +42,7 @@ KINDS: dict[str, str] = {
     "malformed_text": "error",
     "missing_motion": "warning",
     "too_short": "warning",
+    "too_long": "warning",
     "missing_text": "warning",
     "empty_text": "warning",
     "no_tokens": "warning",
@@ -128,7 +130,8 @@ def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
 
     Checks ``Mean.npy``/``Std.npy`` (present, size ``dim_pose`` or ``file_dim``, finite, std > 0), each split file
     (present, not empty), and for every id of those splits its motion file (present, readable, numeric, shape
-    (T, file_dim), T >= 1, finite, at least ``spec.min_motion_length`` frames) and caption file (present, UTF-8,
+    (T, file_dim), T >= 1, finite, at least ``spec.min_motion_length`` frames and, when captions are checked, fewer
+    than ``max_sample_length(spec)``) and caption file (present, UTF-8,
     well-formed lines, captions with tokens). Each motion file is read once even if several splits list it.
     ``texts=False`` skips the caption checks (motion-only datasets such as BEAT-X).
     """
@@ -168,6 +171,11 @@ def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
                                                   f"min_motion_length {spec.min_motion_length} (the text-motion "
                                                   f"loaders skip it; the tokenizer loader skips clips shorter than "
                                                   f"window_size {spec.window_size})")
+                elif texts and values.shape[0] >= max_sample_length(spec):
+                    report.add("too_long", path, f"{path}: {values.shape[0]} frames; expected fewer than "
+                                                 f"{max_sample_length(spec)} (max_motion_length "
+                                                 f"{spec.max_motion_length} + unit_length {spec.unit_length}): the "
+                                                 f"text-motion loaders skip it and its sub-clips")
         if not texts:
             continue
         tpath = text_path(root, clip_id)

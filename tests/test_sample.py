@@ -94,6 +94,16 @@ def test_prompt_files_as_text_jsonl_and_csv(tmp_path):
     assert sample.read_prompts(args)[1] == sample.Prompt("a person, waves", 60, "--motion_length")
 
 
+def test_caption_lines_with_nan_tags_or_no_tokens_give_their_caption(tmp_path):
+    """Caption lines that the dataset's texts reader accepts (NaN tags for the whole clip, no tokens) are captions
+    in a prompt file too, not prompts that carry their tokens and tags."""
+    captions = tmp_path / "000124.txt"
+    captions.write_text("he waves#he/PRON wave/VERB#nan#nan\nno tokens here##0.0#0.0\n"
+                        "a man turns#a/DET man/NOUN turn/VERB#0.0#NaN\n", encoding="utf-8")
+    assert [(t, f) for _, t, f in read_prompt_file(str(captions))] == [("he waves", None), ("no tokens here", None),
+                                                                          ("a man turns", None)]
+
+
 @pytest.mark.parametrize("name,content,match", [
     ("p.jsonl", '{"text": "a"}\n{"prompt": "b"}\n', r"p.jsonl, line 2: expected a JSON object with a \"text\""),
     ("p.jsonl", '{"text": "a", "length": -4}\n', r"p.jsonl, line 1: length -4: expected a positive whole"),

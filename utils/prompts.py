@@ -18,8 +18,10 @@ import json
 import re
 from typing import Any
 
-# caption#word/TAG word/TAG ...#start#end (the HumanML3D / KIT-ML texts files).
-_CAPTION_LINE = re.compile(r"^(?P<caption>[^#]*)#(?P<tokens>[^#]*/[^#]*)#(?P<start>[-+0-9.eE]+)#(?P<end>[-+0-9.eE]+)$")
+# caption#word/TAG word/TAG ...#start#end (the HumanML3D / KIT-ML texts files). As their reader
+# (utils.motion_files.scan_texts) takes them, the tokens may be empty and a tag may be NaN (the whole clip).
+_TAG = r"(?:[-+0-9.eE]+|[nN][aA][nN])"
+_CAPTION_LINE = re.compile(rf"^(?P<caption>[^#]*)#(?P<tokens>[^#]*/[^#]*|\s*)#(?P<start>{_TAG})#(?P<end>{_TAG})$")
 
 
 def parse_prompt_line(line: str) -> tuple[str, int | None]:

@@ -61,6 +61,19 @@ def test_read_texts_bad_input_names_file_and_line(tmp_path, content, match):
         read_texts(str(path))
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_id_or_caption(tmp_path):
+    """Windows editors start UTF-8 files with a byte-order mark: it must not become part of the first clip id (whose
+    files would then be missing) or of the first caption."""
+    (tmp_path / "train.txt").write_bytes("000001\r\n000002\r\n".encode("utf-8-sig"))
+    assert read_split(str(tmp_path), "train") == ["000001", "000002"]
+    path = tmp_path / "a.txt"
+    path.write_bytes("a man walks#a/DET man/NOUN walk/VERB#0.0#0.0\n".encode("utf-8-sig"))
+    assert [e.caption for e in read_texts(str(path))] == ["a man walks"]
+    path.write_bytes("walk#walk/VERB#0#0\ncaf".encode("utf-8-sig") + b"\xe9#x/X#0#0\n")
+    with pytest.raises(DatasetError, match=r"a\.txt: line 2: byte 25 cannot be decoded"):
+        read_texts(str(path))
+
+
 def test_read_texts_missing_file(tmp_path):
     with pytest.raises(DatasetError, match=r"nope\.txt: caption file missing") as e:
         read_texts(str(tmp_path / "nope.txt"))

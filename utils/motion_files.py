@@ -12,6 +12,7 @@ Every reader checks what it reads and raises ``DatasetError`` naming the file, t
 
 from __future__ import annotations
 
+import codecs
 import logging
 import math
 import os
@@ -54,8 +55,8 @@ def read_split(root: str, split: str) -> list[str]:
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: split file missing; expected one motion id per line", kind="missing_split",
                            path=path)
-    try:
-        with open(path, encoding="utf-8") as f:
+    try:  # utf-8-sig: a byte-order mark (Windows editors write one) would otherwise prefix the first id
+        with open(path, encoding="utf-8-sig") as f:
             ids = [line.strip() for line in f]
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot read split file ({e}); expected UTF-8 text, one id per line",
@@ -103,11 +104,14 @@ def scan_texts(path: str) -> tuple[list[TextEntry], list[DatasetError]]:
                                  kind="missing_text", path=path)]
     with open(path, "rb") as f:
         raw = f.read()
+    # A byte-order mark (Windows editors write one) would otherwise prefix the first caption.
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        text = raw.decode("utf-8")
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        return [], [DatasetError(f"{path}: line {line}: byte {e.start} cannot be decoded ({e.reason}); expected "
+        byte = bom + e.start
+        line = raw[:byte].count(b"\n") + 1
+        return [], [DatasetError(f"{path}: line {line}: byte {byte} cannot be decoded ({e.reason}); expected "
                                  f"UTF-8 text", kind="undecodable_text", path=path)]
     entries, problems = [], []
     for lineno, line in enumerate(text.splitlines(), start=1):

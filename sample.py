@@ -223,8 +223,9 @@ def main(cfg) -> dict:
         jobs = [(i, r, prompt) for i, prompt in enumerate(prompts) for r in range(cfg.repeat_times)]
         kind = "_edit" if edit is not None else ""
         stems = [f"{slugify(prompt.text)}{kind}_{i:03d}_r{r:02d}" for i, r, prompt in jobs]
-    if edit is not None:
-        edit.check_outputs([os.path.join(out_dir, stem + end) for stem in stems for end in (".npy", "_features.npy")])
+    if edit is not None:  # every file a source can be: arrays, and a BVH or AMASS file when this run writes them
+        ends = (".npy", "_features.npy") + ((".bvh",) if cfg.bvh else ()) + (("_smpl.npz",) if body is not None else ())
+        edit.check_outputs([os.path.join(out_dir, stem + end) for stem in stems for end in ends])
     run_record = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
                   "generator": generator.info, "dataset": spec.name, "fps": spec.fps, "sampling": settings.to_dict(),
                   "seed": cfg.seed, "repeat_times": cfg.repeat_times}

@@ -257,6 +257,21 @@ def test_sample_py_edits_a_bvh_file_where_it_stands(ckdir, source, tmp_path):
     np.testing.assert_allclose(exported[0, 0, [0, 2]], [-4.0, 2.5], atol=1e-4)
 
 
+def test_an_edit_never_writes_its_bvh_over_a_bvh_source(ckdir, source, tmp_path):
+    """Editing a BVH an earlier edit wrote, with its prompt, into its folder and with --bvh would write the new BVH
+    over the source the manifest cites by hash: refused before anything is written, source intact."""
+    write_bvh(tmp_path / "walk.bvh", placed_joints(source, 0.0, (0.0, 0.0, 0.0)), fps=20)
+    out = tmp_path / "out"
+    common = ("--name", "fsq_gen", "--text_prompt", "a person jumps", "--edit_skeleton", "smpl22", "--edit_frames",
+              "8:16", "--bvh", "--output_dir", str(out))
+    first = edit_sample(ckdir, "--edit_source", str(tmp_path / "walk.bvh"), *common)
+    edited = out / first["samples"][0]["files"]["bvh"]
+    before = file_sha256(str(edited))
+    with pytest.raises(ValueError, match=r"would write its output a_person_jumps_edit_000_r00\.bvh over the source"):
+        edit_sample(ckdir, "--edit_source", str(edited), *common)
+    assert file_sha256(str(edited)) == before
+
+
 def test_sample_py_refuses_bad_edits(ckdir, source, tmp_path):
     src = tmp_path / "walk_features.npy"
     np.save(src, source)

@@ -207,7 +207,16 @@ def main(cfg) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     # Check every given length, and load the length estimator if a prompt needs it, now rather than after minutes of
     # sampling.
-    given = {i: generator.round_lengths([p.frames]) for i, p in enumerate(prompts) if p.frames is not None}
+    given = {}
+    for i, prompt in enumerate(prompts):
+        if prompt.frames is None:
+            continue
+        try:
+            given[i] = generator.round_lengths([prompt.frames])
+        except ValueError as e:  # a length of the prompt file, or --motion_length
+            where = (f"{cfg.text_path}: prompt {prompt.text!r}" if prompt.length_source == "--text_path"
+                     else prompt.length_source)
+            raise ValueError(f"{where}: length {prompt.frames} frames; {e}") from e
     if edit is None and any(prompt.frames is None for prompt in prompts):
         generator.length_estimator()
 

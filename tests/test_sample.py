@@ -204,6 +204,18 @@ def test_bad_requests_fail_clearly(ckdir, tmp_path):
         run_sample(ckdir, "--text_prompt", "a person walks", "--text_encoder", "minilm")
 
 
+def test_a_length_shorter_than_a_token_names_where_it_came_from(ckdir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a person walks#40\na person jumps#2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(prompts))}: prompt 'a person jumps': length 2 frames; "
+                                         rf"motion lengths must be at least one token"):
+        run_sample(ckdir, "--text_path", str(prompts), "--no_render", "--output_dir", str(tmp_path / "out"))
+    with pytest.raises(ValueError, match=r"--motion_length: length -3 frames; motion lengths must be at least one"):
+        run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "-3", "--no_render",
+                   "--output_dir", str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
 def test_a_clamped_length_is_reported_once(ckdir, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="utils.generation"):
         manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "100000", "--no_render",

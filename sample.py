@@ -25,11 +25,11 @@ with ``--bvh``, ``_smpl.npz`` SMPL parameters in AMASS's layout with ``--smpl BO
 the sample's ``smpl_fit`` says how far they land from the joints), with ``--mesh_video`` too a ``_mesh.mp4`` of the
 body model's mesh skinned from that file (``utils/smpl_mesh.py``); and ``manifest.json`` (prompt, length, seed and
 files of every sample, checkpoint and SHA-256, sampling settings). Sampling again into the same folder adds a run to
-the manifest and keeps the earlier runs' samples listed, except those whose names this run writes again
-(``utils/sample_manifest.py``). A motion with NaN or Inf values (``"finite": false``) keeps its arrays but gets no
-video, BVH or SMPL file, and the other samples go on. Sample k (prompts in order, repeats inside) uses seed ``--seed +
-k`` for both its length and its motion, so ``--text_prompt <prompt> --seed <its seed>`` with the same length option
-regenerates it exactly.
+the manifest and keeps the earlier runs' samples listed, except those whose names this run writes again, whose files
+it replaces or removes (``utils/sample_manifest.py``). A motion with NaN or Inf values (``"finite": false``) keeps its
+arrays but gets no video, BVH or SMPL file, and the other samples go on. Sample k (prompts in order, repeats
+inside) uses seed ``--seed + k`` for both its length and its motion, so ``--text_prompt <prompt> --seed <its seed>``
+with the same length option regenerates it exactly.
 
 Sequences: ``--sequence`` makes one motion per repeat from all the prompts in order, ``sequence_<slug>_<n>p_r<repeat>``
 (``MotionGenerator.generate_sequence``, ``utils/motion_sequence.py``): each segment from its prompt, then every seam
@@ -247,7 +247,8 @@ def main(cfg) -> dict:
         run_record["sequence"] = {"transition_seconds": cfg.transition_seconds,
                                   "transition_frames": transition_frames, "prompts": [p.text for p in prompts]}
     # Samples of earlier runs into this folder stay in the manifest, unless this run writes their files again.
-    manifest = SampleManifest(out_dir, run_record, [f"{stem}_features.npy" for stem in stems])
+    manifest = SampleManifest(out_dir, run_record, [f"{stem}_features.npy" for stem in stems],
+                              keep=[edit.source] if edit is not None else [])
     joints_warned = False
     for k, (i, r, prompt) in enumerate(tqdm(jobs, desc="samples", dynamic_ncols=True)):
         seed = cfg.seed + k

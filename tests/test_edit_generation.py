@@ -270,6 +270,9 @@ def test_an_edit_never_writes_its_bvh_over_a_bvh_source(ckdir, source, tmp_path)
     with pytest.raises(ValueError, match=r"would write its output a_person_jumps_edit_000_r00\.bvh over the source"):
         edit_sample(ckdir, "--edit_source", str(edited), *common)
     assert file_sha256(str(edited)) == before
+    # Without --bvh the new edit replaces the earlier one's entry, whose BVH (this source) is kept all the same.
+    again = edit_sample(ckdir, "--edit_source", str(edited), *common[:-3], "--output_dir", str(out))
+    assert again["samples"][-1]["files"]["bvh"] is None and file_sha256(str(edited)) == before
 
 
 def test_sample_py_refuses_bad_edits(ckdir, source, tmp_path):

@@ -334,6 +334,18 @@ def test_sampling_again_into_a_folder_keeps_the_earlier_samples_listed(ckdir, tm
         assert (out / "manifest.json.unreadable").read_text(encoding="utf-8") == broken
 
 
+def test_a_replaced_sample_leaves_no_file_of_the_earlier_motion(ckdir, tmp_path):
+    """Sampling a prompt again into its folder with fewer outputs (no video, no BVH) must not leave the earlier
+    motion's video and BVH under the new sample's names, where they would pass for the new motion's."""
+    out = tmp_path / "out"
+    common = ("--text_prompt", "a person walks", "--motion_length", "8", "--output_dir", str(out))
+    (first,) = run_sample(ckdir, *common, "--seed", "1", "--format", "gif", "--bvh")["samples"]
+    assert (out / first["files"]["video"]).is_file() and (out / first["files"]["bvh"]).is_file()
+    (second,) = run_sample(ckdir, *common, "--seed", "2", "--no_render")["samples"]
+    assert second["files"]["joints"] == first["files"]["joints"] and second["files"]["bvh"] is None
+    assert sorted(os.listdir(out)) == sorted(["manifest.json", first["files"]["joints"], first["files"]["features"]])
+
+
 def _gif_seconds(path) -> float:
     """How long a GIF plays (Pillow merges equal consecutive frames into one of their summed duration)."""
     from PIL import Image, ImageSequence

@@ -3,7 +3,9 @@
 A folder is often sampled into more than once (other prompts, another seed or guidance, a retrained checkpoint).
 Each run appends to ``runs`` (checkpoint, its SHA-256, sampling settings, seed) and its samples carry the index of
 their run, so the files of an earlier run stay described. A sample whose files a later run writes again (same prompt
-slug, index and repeat) is replaced by the new one. The top-level ``checkpoint``, ``sampling``, ... keys describe
+slug, index and repeat) is replaced by the new one, and the files of the earlier sample that the new one does not
+write again (a video, BVH or SMPL file of the earlier motion) are removed, so that none passes for the new motion's.
+The top-level ``checkpoint``, ``sampling``, ... keys describe
 the latest run, as they did before ``runs`` existed; a manifest from then is read as one run.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from utils.atomic_io import atomic_write
@@ -62,14 +65,20 @@ def _read_previous(path: str) -> tuple[list[dict], list[dict]]:
 class SampleManifest:
     """The manifest of ``out_dir`` for a new run described by ``run`` (``RUN_KEYS``) that will write the samples
     whose feature files are ``features_files``: earlier runs' samples are kept unless this run writes their files
-    again. ``add`` records a sample and rewrites the file, so an interrupted run still describes what it wrote."""
+    again. ``add`` records a sample and rewrites the file, so an interrupted run still describes what it wrote, and
+    removes what is left of the earlier sample it replaces, except the files of ``keep`` (an edit's source)."""
 
-    def __init__(self, out_dir: str, run: dict[str, Any], features_files: list[str]) -> None:
+    def __init__(self, out_dir: str, run: dict[str, Any], features_files: list[str],
+                 keep: Sequence[str] = ()) -> None:
+        self.out_dir = out_dir
         self.path = os.path.join(out_dir, MANIFEST)
         self.run = dict(run)
+        self.keep = {os.path.realpath(path) for path in keep}
         runs, samples = _read_previous(self.path)
         rewritten = set(features_files)
         kept = [s for s in samples if (s.get("files") or {}).get("features") not in rewritten]
+        self.replaced = {s["files"]["features"]: s for s in samples
+                         if (s.get("files") or {}).get("features") in rewritten}
         if len(kept) < len(samples):
             logger.warning("%s: %d sample(s) of an earlier run have the names of this run's samples; their files are "
                            "replaced", out_dir, len(samples) - len(kept))
@@ -82,9 +91,25 @@ class SampleManifest:
         self.earlier = len(self.samples)
 
     def add(self, sample: dict[str, Any]) -> None:
-        """Record one sample of this run and rewrite the file."""
+        """Record one sample of this run, remove the files of the earlier sample it replaces that it did not write
+        again, and rewrite the file."""
+        self._remove_leftovers(sample)
         self.samples.append({**sample, "run": self.this_run})
         write_json(self.path, self.to_dict())
+
+    def _remove_leftovers(self, sample: dict[str, Any]) -> None:
+        earlier = self.replaced.pop(sample["files"]["features"], None)
+        if earlier is None:
+            return
+        written = {name for name in sample["files"].values() if name}
+        for name in (earlier.get("files") or {}).values():
+            # Only plain names in this folder, as sample.py writes them (a hand-edited manifest may hold others).
+            if not isinstance(name, str) or not name or name in written or os.path.basename(name) != name:
+                continue
+            path = os.path.join(self.out_dir, name)
+            if os.path.isfile(path) and os.path.realpath(path) not in self.keep:
+                os.remove(path)
+                logger.info("%s: removed %s, a file of the earlier motion this sample replaces", self.out_dir, name)
 
     def this_runs_samples(self) -> list[dict[str, Any]]:
         """The samples this run wrote, in order."""

@@ -188,6 +188,20 @@ def test_bad_inputs_fail_clearly_and_write_nothing(body, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_dataset_not_in_metres_is_refused():
+    """Inverse kinematics against the body model reads the joints as metres: SMPL-22 joints in other units
+    (a dataset whose spec.json gives metres_per_unit 0.01) would give parameters of a giant."""
+    import dataclasses
+
+    from utils.dataset_specs import get_dataset_spec
+    from utils.smpl_export import check_smpl_skeleton
+
+    spec = get_dataset_spec("t2m")
+    check_smpl_skeleton(spec, "--smpl")
+    with pytest.raises(ValueError, match=r"--smpl: dataset 't2m' has positions in units of 0\.01 m"):
+        check_smpl_skeleton(dataclasses.replace(spec, metres_per_unit=0.01), "--smpl")
+
+
 def test_prepare_data_export_smpl(body, tmp_path, synthetic_root, capsys):
     import prepare_data
 

@@ -58,7 +58,10 @@ def y_up_to_z_up(points: np.ndarray) -> np.ndarray:
 
 
 def check_smpl_skeleton(spec: DatasetSpec, flag: str) -> None:
-    """Raise ``ValueError`` naming ``flag`` unless the dataset's joints are SMPL-22 (HumanML3D's order)."""
+    """Raise ``ValueError`` naming ``flag`` unless the dataset's joints are SMPL-22 (HumanML3D's order) in metres."""
+    if _is_smpl22(spec) and spec.metres_per_unit != 1.0:
+        raise ValueError(f"{flag}: dataset {spec.name!r} has positions in units of {spec.metres_per_unit:g} m "
+                         f"(metres_per_unit); SMPL parameters are fitted to SMPL-22 joints in metres (1.0)")
     if not _is_smpl22(spec):
         smpl22 = ", ".join(name for name, registered in DATASETS.items() if _is_smpl22(registered))
         raise ValueError(f"{flag}: dataset {spec.name!r} has {spec.joints_num} joints in its own chain; SMPL "

@@ -137,6 +137,27 @@ def test_write_bvh_round_trip(tmp_path):
     np.testing.assert_allclose(back, joints, atol=1e-4)
 
 
+def test_written_end_sites_follow_the_bones_of_a_turning_motion(tmp_path):
+    """The End Site of a leaf (feet, head, wrists) continues the bone into the leaf in every frame: a body that turns
+    round keeps its toes and hands pointing along its feet and forearms, not where they pointed in frame 0."""
+    joints = synthesize_motion(np.random.default_rng(5), "walk").joints
+    angle = np.linspace(0.0, np.pi, len(joints))  # half a turn about +Y over the clip
+    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    turned = np.stack([cos * joints[..., 0] + sin * joints[..., 2], joints[..., 1],
+                       -sin * joints[..., 0] + cos * joints[..., 2]], axis=-1)
+    write_bvh(tmp_path / "turn.bvh", turned, fps=20)
+    bvh = parse_bvh(tmp_path / "turn.bvh")
+    positions = bvh_positions(bvh, end_sites=True)
+    parents = {"left_foot": "left_ankle", "right_foot": "right_ankle", "head": "neck", "left_wrist": "left_elbow",
+               "right_wrist": "right_elbow"}
+    for leaf, parent in parents.items():
+        assert leaf in SMPL22_JOINT_NAMES and parent in SMPL22_JOINT_NAMES
+        tip, end, base = (positions[:, bvh.names.index(n)] for n in (f"{leaf}_End", leaf, parent))
+        bone, tail = end - base, tip - end
+        cosine = np.sum(bone * tail, -1) / (np.linalg.norm(bone, axis=-1) * np.linalg.norm(tail, axis=-1))
+        np.testing.assert_allclose(cosine, 1.0, atol=1e-6, err_msg=leaf)
+
+
 def test_write_bvh_rejects_bad_shapes(tmp_path):
     with pytest.raises(ValueError, match="expected joints of shape"):
         write_bvh(tmp_path / "x.bvh", np.zeros((10, 22)), fps=20)

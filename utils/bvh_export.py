@@ -66,7 +66,8 @@ def joints_to_bvh_motion(joints: np.ndarray, parents: Sequence[int]) -> BVHPose:
     """Rest offsets, local rotations and root positions that reproduce joints (T, J, 3) by forward kinematics.
 
     Offsets: the first frame's bone directions with the median bone lengths. Rotations: shortest arc from the rest
-    direction for joints with one child, best-fit rotation for several children, identity for leaves.
+    direction for joints with one child, best-fit rotation for several children; leaves turn with their parent (a
+    local identity), so the End Site written past a leaf continues the bone into it in every frame.
     """
     joints = np.asarray(joints, dtype=np.float64)
     frames, num = joints.shape[:2]
@@ -92,6 +93,9 @@ def joints_to_bvh_motion(joints: np.ndarray, parents: Sequence[int]) -> BVHPose:
             global_rot[:, j] = shortest_arc(np.broadcast_to(rest, cur.shape), cur)
         elif len(kids) > 1:
             global_rot[:, j] = best_fit_rotation(offsets[kids], joints[:, kids] - joints[:, j:j + 1])
+    for j, p in enumerate(parents):
+        if p >= 0 and not children[j]:  # a leaf's parent has a child, so its rotation is set above
+            global_rot[:, j] = global_rot[:, p]
     local = global_rot.copy()
     for j, p in enumerate(parents):
         if p >= 0:

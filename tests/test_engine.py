@@ -498,3 +498,13 @@ def test_resume_reports_a_changed_schedule(tmp_path, caplog):
     assert [r.message for r in caplog.records if "resumed with other settings" in r.message] == [
         f"{run.latest_path}: resumed with other settings than the run was saved with: max_iters 12 -> 14; the new "
         f"values apply from step 12 (the learning rate is that of the new schedule at this step)"]
+
+
+def test_resume_applies_the_current_weight_decay_and_betas(tmp_path):
+    # The current options win on resume for every schedule setting the engine reports, not only the learning rate:
+    # loading the saved optimizer must not bring back the weight decay and betas the run started with.
+    run, _ = run_toy(tmp_path, "wd", make_cfg(max_iters=6))
+    train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=8, weight_decay=0.1, betas=(0.8, 0.9), is_continue=True), run,
+          checkpoint_meta=META)
+    groups = load_checkpoint(run.latest_path)["optimizer"]["param_groups"]
+    assert [(g["weight_decay"], tuple(g["betas"])) for g in groups] == [(0.1, (0.8, 0.9))] * len(groups)

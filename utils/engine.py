@@ -294,7 +294,8 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
     # the first process validates, so only it holds one (a copy of the whole model: 1.2 GB for MARDM-XL).
     eval_copy = copy.deepcopy(model) if cfg.ema_decay is not None and val_fn is not None and is_main else None
     optimizer = optimizer_factory(model) if optimizer_factory is not None else make_optimizer(model, cfg)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    # Each group's hyperparameters as the current options set them (lr, betas, weight decay, ...), without its tensors.
+    fresh_groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     model.train()
     model, optimizer = accelerator.prepare(model, optimizer)
     net = unwrap_model(model)
@@ -326,8 +327,11 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
 
     if cfg.is_continue:
         _resume(run, cfg, checkpoint_meta, net, optimizer, ema, accelerator, state, len(train_dataset))
-    for group, base_lr in zip(optimizer.param_groups, base_lrs):
-        group["initial_lr"] = base_lr  # the current options win over the rates stored in a resumed optimizer
+    for group, fresh in zip(optimizer.param_groups, fresh_groups):
+        # The current options win over the hyperparameters stored in a resumed optimizer (load_state_dict brings back
+        # the saved groups' rates, betas and weight decay); its moments and step counts are what resume restores.
+        group.update(fresh)
+        group["initial_lr"] = fresh["lr"]
     tb = TensorBoard(run.model_dir, enabled=is_main, purge_step=state.step if cfg.is_continue else None)
     train_log = TrainLog(run.train_log_path, state.step, enabled=is_main)
     if not cfg.is_continue:

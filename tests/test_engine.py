@@ -508,3 +508,27 @@ def test_resume_applies_the_current_weight_decay_and_betas(tmp_path):
           checkpoint_meta=META)
     groups = load_checkpoint(run.latest_path)["optimizer"]["param_groups"]
     assert [(g["weight_decay"], tuple(g["betas"])) for g in groups] == [(0.1, (0.8, 0.9))] * len(groups)
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 1.0])
+def test_non_finite_gradients_of_a_finite_loss_stop_before_the_update(tmp_path, grad_clip):
+    # sqrt of a negative number in the branch torch.where discards: the loss is finite, its gradients are NaN. Applied,
+    # they would make every weight NaN, be saved to latest.tar and blame the next step's batch.
+    calls = []
+
+    def nan_gradients_on_third_step(model, batch):
+        pred = model(batch["x"])
+        loss = nn.functional.mse_loss(pred, batch["y"])
+        calls.append(1)
+        if len(calls) == 3:
+            loss = loss + torch.where(torch.tensor(False), torch.sqrt(-pred.abs().sum() - 1.0), torch.tensor(0.0))
+        return loss, {"mse": loss.detach()}
+
+    set_seed(0)
+    run = RunDir(str(tmp_path / "checkpoints"), "t2m", "nan_grad")
+    with pytest.raises(NonFiniteLossError, match="non-finite gradient") as info:
+        train(Toy(), ToyData(), nan_gradients_on_third_step, make_cfg(max_iters=10, save_every=1, grad_clip=grad_clip),
+              run, checkpoint_meta=META)
+    assert "at step 3" in str(info.value) and os.path.isfile(os.path.join(run.model_dir, "nan_batch_step3.pt"))
+    latest = load_checkpoint(run.latest_path)
+    assert latest["step"] == 2 and all(torch.isfinite(t).all() for t in latest["model"].values())

@@ -364,6 +364,9 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
                     _check_finite(loss, logs, batch, state, run, accelerator, window, train_log)
                     accelerator.backward(loss)
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else None
+                if accelerator.scaler is None:  # fp16's grad scaler skips the update of non-finite gradients itself
+                    norm = grad_norm if grad_norm is not None else _gradient_norm(model)
+                    _check_finite(loss, logs, batch, state, run, accelerator, window, train_log, grad_norm=norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 if ema is not None:
@@ -408,15 +411,24 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
 # Pieces of the loop
 # ---------------------------------------------------------------------------------------------------------------------
 
-def _check_finite(loss: torch.Tensor, logs: Mapping[str, Any], batch: Any, state: _State, run: RunDir,
-                  accelerator: Accelerator, window: LossWindow, train_log: TrainLog) -> None:
-    """Stop before a non-finite loss reaches the weights: dump the batch, keep ``latest.tar``, raise.
+def _gradient_norm(model: nn.Module) -> torch.Tensor:
+    """The 2-norm of all of ``model``'s gradients (0 when none has one)."""
+    return torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
 
-    One host sync per step (the field's loops pay the same for ``loss.item()``); under DDP the flag is reduced so
-    that every process stops at the same step.
+
+def _check_finite(loss: torch.Tensor, logs: Mapping[str, Any], batch: Any, state: _State, run: RunDir,
+                  accelerator: Accelerator, window: LossWindow, train_log: TrainLog,
+                  grad_norm: torch.Tensor | None = None) -> None:
+    """Stop before a non-finite loss reaches the weights: dump the batch, keep ``latest.tar``, raise. Given
+    ``grad_norm`` (after backward), the same for non-finite gradients of a finite loss (a NaN in a branch that
+    ``torch.where`` discards, an infinite derivative): applied, they would turn every weight into NaN.
+
+    One host sync per check (the field's loops pay the same for ``loss.item()``); under DDP the loss flag is reduced
+    so that every process stops at the same step (gradients are already averaged over processes).
     """
-    bad = (~torch.isfinite(loss.detach())).float()
-    if accelerator.num_processes > 1:
+    checked = loss if grad_norm is None else grad_norm
+    bad = (~torch.isfinite(checked.detach())).float()
+    if accelerator.num_processes > 1 and grad_norm is None:
         bad_anywhere = accelerator.reduce(bad.clone(), reduction="sum")
     else:
         bad_anywhere = bad
@@ -431,7 +443,8 @@ def _check_finite(loss: torch.Tensor, logs: Mapping[str, Any], batch: Any, state
         save_checkpoint(path, {"stage": "nan_batch", "step": step, "epoch": state.epoch,
                                "rank": accelerator.process_index, "loss": loss.detach().float().cpu(),
                                "logs": terms, "batch": _to_plain(batch)})
-        what = f"non-finite loss {float(loss.detach()):g}"
+        what = (f"non-finite loss {float(loss.detach()):g}" if grad_norm is None else
+                f"non-finite gradient norm {float(grad_norm.detach()):g} of the finite loss {float(loss.detach()):g}")
         where = f"the batch was saved to {path}"
     else:
         # This process's own loss is finite: saying "non-finite loss 1.05" would send the reader after the wrong one.

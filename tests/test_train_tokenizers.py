@@ -382,3 +382,28 @@ def test_a_failed_main_before_it_leaves_nothing_in_the_run_log(tmp_path, synthet
             if handler not in root.handlers:
                 root.addHandler(handler)
         root.setLevel(before[1])
+
+
+def test_validation_loss_is_the_mean_over_windows_not_over_batches():
+    # Six validation windows in batches of four: the last batch holds two. Its loss counts for two windows, not for
+    # half of the validation set.
+    from types import SimpleNamespace
+
+    from utils.tokenizer_stage import reconstruction_metrics
+
+    class Identity(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, motion):
+            return SimpleNamespace(recon=motion, indices_or_latents=motion)
+
+    def loss_fn(model, motion):
+        return motion.mean(), {"loss": motion.mean()}
+
+    windows = torch.cat([torch.zeros(4, 8, 3), torch.ones(2, 8, 3)])
+    loader = torch.utils.data.DataLoader(windows, batch_size=4)
+    spec = SimpleNamespace(representation="smplx_rot6d", dim_pose=3)  # no joint recovery: loss terms only
+    metrics = reconstruction_metrics(Identity(), loader, spec, np.zeros(3), np.ones(3), loss_fn)
+    assert metrics["loss"] == pytest.approx(2 / 6)

@@ -110,24 +110,27 @@ def _joints(features: Tensor, mean: Tensor, std: Tensor, spec: DatasetSpec) -> T
 def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.DataLoader, spec: DatasetSpec,
                            mean: np.ndarray, std: np.ndarray, loss_fn: LossFn,
                            max_batches: int | None = None) -> dict[str, float]:
-    """Mean loss terms, MPJPE (mm, root-aligned, per frame) and code usage over ``loader``'s windows: ``code_usage``
-    is the fraction of codes used (mean over layers), and a residual quantizer adds ``code_usage_q<q>`` per layer."""
+    """Mean loss terms (over windows: a batch counts for its size), MPJPE (mm, root-aligned, per frame) and code usage
+    over ``loader``'s windows: ``code_usage`` is the fraction of codes used (mean over layers), and a residual
+    quantizer adds ``code_usage_q<q>`` per layer."""
     device = next(model.parameters()).device
     mean_t = torch.as_tensor(mean, device=device)
     std_t = torch.as_tensor(std, device=device)
     quantizer = getattr(model, "quantizer", None)
     sums: dict[str, float] = {}
     codes: list[Tensor] = []  # (B * N, Q) code indices per batch
-    err_sum, frames, batches = 0.0, 0, 0
+    err_sum, frames, batches, windows = 0.0, 0, 0, 0
     for batch in loader:
         if isinstance(batch, ConditionedBatch):
             batch = ConditionedBatch(batch.motion.to(device), {k: v.to(device) for k, v in batch.cond.items()})
         else:
             batch = batch.to(device)
         _, logs = loss_fn(model, batch)
-        for k, v in logs.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
         motion, out = _forward(model, batch)
+        # The terms are means over the batch; weighted by its size, a smaller last batch counts for what it holds.
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * motion.shape[0]
+        windows += motion.shape[0]
         recon = out.recon
         if not out.indices_or_latents.is_floating_point():
             indices = out.indices_or_latents
@@ -141,7 +144,7 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
         batches += 1
         if max_batches and batches >= max_batches:
             break
-    metrics = {k: v / max(batches, 1) for k, v in sums.items()}
+    metrics = {k: v / max(windows, 1) for k, v in sums.items()}
     if frames:
         metrics["mpjpe_mm"] = 1000.0 * spec.metres_per_unit * err_sum / frames
     if codes and quantizer is not None:

@@ -532,3 +532,12 @@ def test_non_finite_gradients_of_a_finite_loss_stop_before_the_update(tmp_path, 
     assert "at step 3" in str(info.value) and os.path.isfile(os.path.join(run.model_dir, "nan_batch_step3.pt"))
     latest = load_checkpoint(run.latest_path)
     assert latest["step"] == 2 and all(torch.isfinite(t).all() for t in latest["model"].values())
+
+
+def test_engine_config_refuses_a_negative_warm_up_or_decay_before_the_run_starts():
+    # Found at the first step, after the step-0 latest.tar was written, these left a run that only --is_continue could
+    # restart; a negative decay would flip the sign of the learning rate at the first milestone.
+    with pytest.raises(ValueError, match="warm_up_iter must be >= 0"):
+        make_cfg(warm_up_iter=-1)
+    with pytest.raises(ValueError, match="lr_decay must be >= 0"):
+        make_cfg(lr_decay=-0.1)

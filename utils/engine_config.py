@@ -47,6 +47,8 @@ class EngineConfig:
         checks = [
             (self.max_iters >= 1, "max_iters must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.warm_up_iter >= 0, "warm_up_iter must be >= 0 (0 turns warm-up off)"),
+            (self.lr_decay >= 0, "lr_decay must be >= 0 (the factor applied to the learning rate at each milestone)"),
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.eval_every >= 0 and self.save_every >= 0, "eval_every and save_every must be >= 0"),
             (self.grad_clip >= 0, "grad_clip must be >= 0 (0 turns clipping off)"),

@@ -108,9 +108,9 @@ def test_an_evaluator_is_loaded_and_its_glove_checked(tmp_path):
                    build_evaluator("synthetic", *stats, dim_word=8, sizes="tiny", data_root=data))
     ev, glove = check_evaluator(str(tmp_path / "glove_ev"), "synthetic", data, glove_dir=str(tmp_path / "glove"))
     assert ev.state == OK and glove.state == MISSING and "our_vab_data.npy" in glove.detail
-    write_glove_folder(str(tmp_path / "glove"), ["unk", "walk", "person"], np.ones((3, 8)))
+    write_glove_folder(str(tmp_path / "glove"), ["sos", "eos", "unk", "walk", "person"], np.ones((5, 8)))
     ev, glove = check_evaluator(str(tmp_path / "glove_ev"), "synthetic", data, glove_dir=str(tmp_path / "glove"))
-    assert glove.state == OK and glove.detail == "3 words"
+    assert glove.state == OK and glove.detail == "5 words"
     (tmp_path / "glove" / "our_vab_data.npy").write_bytes(b"not an array")
     assert check_evaluator(str(tmp_path / "glove_ev"), "synthetic", data, glove_dir=str(tmp_path / "glove"))[1].state \
         == BAD
@@ -146,7 +146,7 @@ def test_a_glove_word_list_that_is_no_pickle_is_named_bad(tmp_path):
     """A failed download saves an HTML page, an empty file or a truncated pickle: each is a BAD line naming the file,
     not a traceback out of the check."""
     glove = tmp_path / "glove"
-    write_glove_folder(str(glove), ["unk", "walk", "person"], np.ones((3, 8)))
+    write_glove_folder(str(glove), ["sos", "eos", "unk", "walk", "person"], np.ones((5, 8)))
     words = glove / "our_vab_words.pkl"
     intact = words.read_bytes()
     for content in (b"<!DOCTYPE html><html>Google Drive - quota exceeded</html>", intact[:len(intact) // 2], b""):
@@ -162,7 +162,7 @@ def test_empty_npy_files_are_named_bad(tmp_path):
     states = _states(check_dataset("synthetic", str(tmp_path / "data")))
     assert states["dataset synthetic Mean.npy Mean.npy"] == BAD
     glove = tmp_path / "glove"
-    write_glove_folder(str(glove), ["unk", "walk", "person"], np.ones((3, 8)))
+    write_glove_folder(str(glove), ["sos", "eos", "unk", "walk", "person"], np.ones((5, 8)))
     (glove / "our_vab_data.npy").write_bytes(b"")
     check = assets.check_glove(str(glove))
     assert check.state == BAD and str(glove / "our_vab_data.npy") in check.detail, check

@@ -133,3 +133,14 @@ def test_learned_vocab_rejects_bad_word_lists():
         LearnedVocab(["a", "b"])
     with pytest.raises(ValueError, match="duplicate"):
         LearnedVocab(["sos", "eos", "unk", "a", "a"])
+
+
+@pytest.mark.parametrize("absent", ["sos", "eos", "unk"])
+def test_a_vocabulary_without_a_special_word_is_refused(tmp_path, absent):
+    """Every caption starts with sos/OTHER and ends with eos/OTHER: a vocabulary lacking them would silently give
+    both the unk vector, and the evaluator would read other sentences than it was trained on."""
+    words = [w for w in WORDS if w != absent]
+    write_glove_folder(str(tmp_path / "glove"), words, np.ones((len(words), 7)))
+    with pytest.raises(ValueError, match=f"'{absent}'") as err:
+        WordVectorizer(str(tmp_path / "glove"))
+    assert str(tmp_path / "glove" / glove_file_names()[1]) in str(err.value)

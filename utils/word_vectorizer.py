@@ -149,8 +149,13 @@ class WordVectorizer:
         if rows and (min(rows) < 0 or max(rows) >= vectors.shape[0]):
             raise ValueError(f"{idx_path}: rows must lie in [0, {vectors.shape[0]}) (the rows of {data_path}), "
                              f"got [{min(rows)}, {max(rows)}]")
-        if UNK not in words:
-            raise ValueError(f"{words_path}: the vocabulary has no {UNK!r} entry (used for unknown words)")
+        # Every sentence is sos + tokens + eos padded with unk (encode_caption); a vocabulary without one of them
+        # would silently read it as unk.
+        absent_special = [w for w in SPECIAL_WORDS if w not in word2idx]
+        if absent_special:
+            raise ValueError(f"{words_path}: the vocabulary has no {' / '.join(map(repr, absent_special))} entry "
+                             f"(the released one has {', '.join(map(repr, SPECIAL_WORDS))}: sentence start, end, "
+                             "unknown words and padding)")
         self.glove_dir = glove_dir
         self.words: list[str] = list(words)
         self.word2idx: dict[str, int] = {w: word2idx[w] for w in words}

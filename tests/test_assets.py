@@ -187,3 +187,21 @@ def test_released_evaluator_statistics_that_do_not_load_are_named(tmp_path):
         (meta / "mean.npy").write_bytes(content)
         (check,) = check_evaluator(str(tmp_path / "ev"), dataset, glove_dir=str(tmp_path / "glove"))[:1]
         assert check.state == BAD and str(meta / "mean.npy") in check.detail, check
+
+
+def test_glove_vectors_of_another_width_than_the_evaluator_reads_are_named_bad(tmp_path):
+    """The evaluator's text encoder reads dim_word-wide vectors: GloVe files of another width load as a vocabulary
+    but fail at the first evaluation, so the check must not call them usable."""
+    _dataset(tmp_path / "data")
+    data = str(tmp_path / "data")
+    spec = get_dataset_spec("synthetic", data)
+    stats = eval_normalization(np.zeros(263, np.float32), np.ones(263, np.float32), spec)
+    save_evaluator(str(tmp_path / "ev" / "model" / "finest.tar"),
+                   build_evaluator("synthetic", *stats, dim_word=8, sizes="tiny", data_root=data))
+    glove = tmp_path / "glove"
+    write_glove_folder(str(glove), ["sos", "eos", "unk", "walk"], np.ones((4, 6)))
+    ev, check = check_evaluator(str(tmp_path / "ev"), "synthetic", data, glove_dir=str(glove))
+    assert ev.state == OK and check.state == BAD, check
+    assert str(glove / "our_vab_data.npy") in check.detail and "6" in check.detail and "8" in check.detail
+    write_glove_folder(str(glove), ["sos", "eos", "unk", "walk"], np.ones((4, 8)))
+    assert check_evaluator(str(tmp_path / "ev"), "synthetic", data, glove_dir=str(glove))[1].state == OK

@@ -134,12 +134,13 @@ def check_evaluator(evaluator_dir: str, dataset_name: str, data_root: str | None
         return [AssetCheck(asset, path, BAD, f"does not load: {e}")]
     checks = [AssetCheck(asset, path, OK, f"{evaluator.source}, epoch {evaluator.epoch}")]
     if evaluator.vocab is None:  # the released evaluators read GloVe; ours may carry their own vocabulary
-        checks.append(check_glove(glove_dir or project_path("glove")))
+        checks.append(check_glove(glove_dir or project_path("glove"), dim_word=evaluator.dim_word))
     return checks
 
 
-def check_glove(glove_dir: str) -> AssetCheck:
-    """The three GloVe files the released evaluators read (loaded and cross-checked by ``WordVectorizer``)."""
+def check_glove(glove_dir: str, dim_word: int | None = None) -> AssetCheck:
+    """The three GloVe files the released evaluators read (loaded and cross-checked by ``WordVectorizer``); with
+    ``dim_word``, their vectors must have the width the evaluator's text encoder reads."""
     names = glove_file_names()
     try:
         vectors = WordVectorizer(glove_dir)
@@ -148,6 +149,10 @@ def check_glove(glove_dir: str) -> AssetCheck:
         return AssetCheck("GloVe vectors", glove_dir, MISSING, f"lacks {', '.join(absent)} ({README_SECTION})")
     except (OSError, ValueError, pickle.UnpicklingError) as e:  # a word list that is an HTML page, empty, cut short
         return AssetCheck("GloVe vectors", glove_dir, BAD, f"do not load: {e}")
+    if dim_word is not None and vectors.dim_word != dim_word:
+        data_path = os.path.join(glove_dir, names[0])
+        return AssetCheck("GloVe vectors", glove_dir, BAD, f"hold {vectors.dim_word}-dim vectors ({data_path}) but the "
+                                                           f"evaluator's text encoder reads {dim_word}-dim ones")
     return AssetCheck("GloVe vectors", glove_dir, OK, f"{len(vectors.word2idx)} words")
 
 

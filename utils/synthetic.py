@@ -374,7 +374,7 @@ def generate_synthetic_dataset(out_dir: str, num_motions: int, seed: int = 0,
 
     ``new_joint_vecs/<id>.npy`` (T-1, 263) from ``extract_features``, ``new_joints/<id>.npy`` (T-1, 22, 3) from
     ``recover_from_ric``, ``texts/<id>.txt`` (three captions, plus sub-clip captions for sequences),
-    ``train/val/test/train_val/all.txt`` (80/5/15) and ``Mean.npy``/``Std.npy`` (std averaged per feature group).
+    ``train/val/test/train_val/all.txt`` (70/10/20) and ``Mean.npy``/``Std.npy`` (std averaged per feature group).
     Motion ``i`` depends only on ``(seed, i)``, so the same seed gives the same files.
     """
     if num_motions < 1:

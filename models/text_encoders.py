@@ -373,11 +373,20 @@ class CLIPTextEncoder(TextEncoder):
 # ---------------------------------------------------------------------------------------------------------------------
 # Caching and registry
 # ---------------------------------------------------------------------------------------------------------------------
+# A caption whose embedding a cache file keeps, so that a file written by other weights of the same encoder (another
+# CLIP file of the same width) is recognised: its probe embedding differs from the one the current weights give.
+PROBE_CAPTION = "a person walks forward, turns around and sits down."
+PROBE_MIN_COSINE = 0.999  # the same weights on another device or in another precision stay far above this
+PROBE_MAX_NORM_CHANGE = 0.01
+
+
 class CachedTextEncoder(TextEncoder):
     """Memoise an encoder's embeddings per caption; optionally persisted to ``cache_path`` (.npz).
 
-    The file holds ``captions`` (K,) str, ``embeddings`` (K, E) float32 and ``encoder`` (the encoder's name), and
-    is read with ``allow_pickle=False``. A file written by another encoder is refused.
+    The file holds ``captions`` (K,) str, ``embeddings`` (K, E) float32, ``encoder`` (the encoder's name) and
+    ``probe`` (E,), the embedding of ``PROBE_CAPTION``, and is read with ``allow_pickle=False``. A file written by
+    another encoder, or by other weights of this one (its probe embedding differs), is refused; a file without a
+    probe (written before it was kept) is used with a warning that its weights cannot be checked.
     """
 
     def __init__(self, encoder: TextEncoder, cache_path: str | os.PathLike | None = None) -> None:
@@ -387,6 +396,7 @@ class CachedTextEncoder(TextEncoder):
         self.dim = encoder.dim
         self.cache_path = os.fspath(cache_path) if cache_path is not None else None
         self._cache: dict[str, torch.Tensor] = {}
+        self._probe: torch.Tensor | None = None
         if self.cache_path is not None and os.path.isfile(self.cache_path):
             self._load(self.cache_path)
 
@@ -406,9 +416,36 @@ class CachedTextEncoder(TextEncoder):
             if str(data["encoder"]) != self.name or data["embeddings"].shape[1:] != (self.dim,):
                 raise ValueError(f"{path}: caption cache was written by encoder {str(data['encoder'])!r} with "
                                  f"dim {data['embeddings'].shape[1:]}, expected {self.name!r} with dim {self.dim}")
+            if "probe" in data:
+                self._check_probe(path, data["probe"])
+            else:
+                logger.warning("%s: caption cache keeps no probe embedding (an older file), so whether it was "
+                               "written with the weights of this %s encoder cannot be checked", path, self.name)
             embeddings = torch.from_numpy(data["embeddings"].astype(np.float32))
             self._cache.update(zip(data["captions"].tolist(), embeddings))
         logger.info("loaded %d cached caption embeddings from %s", len(self._cache), path)
+
+    def probe_embedding(self) -> torch.Tensor:
+        """The wrapped encoder's embedding of ``PROBE_CAPTION`` (E,) float32 on the CPU, computed once."""
+        if self._probe is None:
+            self._probe = self.encoder.encode([PROBE_CAPTION])[0].float().cpu()
+        return self._probe
+
+    def _check_probe(self, path: str, stored: np.ndarray) -> None:
+        if stored.shape != (self.dim,):
+            raise ValueError(f"{path}: caption cache's probe embedding has shape {stored.shape}, expected "
+                             f"({self.dim},)")
+        old, new = torch.from_numpy(stored.astype(np.float32)), self.probe_embedding()
+        old_norm, new_norm = float(old.norm()), float(new.norm())
+        if old_norm == 0.0 and new_norm == 0.0:
+            return
+        cosine = float(old @ new) / max(old_norm * new_norm, 1e-12)
+        norm_change = abs(old_norm - new_norm) / max(old_norm, new_norm)
+        if cosine < PROBE_MIN_COSINE or norm_change > PROBE_MAX_NORM_CHANGE:
+            raise ValueError(f"{path}: caption cache was written with other weights of the {self.name!r} encoder "
+                             f"(its embedding of the probe caption differs from this encoder's: cosine "
+                             f"{cosine:.4f}, norm {old_norm:.4g} against {new_norm:.4g}); delete the file or "
+                             f"pass another --text_cache")
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> torch.Tensor:
@@ -430,7 +467,8 @@ class CachedTextEncoder(TextEncoder):
         embeddings = torch.stack([self._cache[c] for c in captions]).numpy() if captions \
             else np.zeros((0, self.dim), np.float32)
         with atomic_write(path, "wb") as f:
-            np.savez(f, captions=np.array(captions, dtype=str), embeddings=embeddings, encoder=np.array(self.name))
+            np.savez(f, captions=np.array(captions, dtype=str), embeddings=embeddings, encoder=np.array(self.name),
+                     probe=self.probe_embedding().numpy())
         return path
 
 

@@ -22,7 +22,8 @@ def add_text_encoder_args(parser: argparse.ArgumentParser) -> None:
                             "lie next to it. Needed for --text_encoder clip")
     group.add_argument("--text_cache", type=str, default=None,
                        help="optional .npz file that keeps the caption embeddings between runs (read if present, "
-                            "written after the captions are encoded)")
+                            "written after the captions are encoded; refused when written by another encoder or other "
+                            "weights of this one)")
 
 
 def get_train_mardm_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,15 @@
 """Text encoders: MiniLM (packaged weights), CLIP rebuilt from tiny fake weights and vocabulary, caching."""
 
 import gzip
+import logging
 
+import numpy as np
 import pytest
 import torch
 
 from models.text_encoders import (
     CLIP_VOCAB_NAME,
+    PROBE_CAPTION,
     CachedTextEncoder,
     CLIPTextEncoder,
     CLIPTextTransformer,
@@ -182,13 +185,50 @@ def test_cache_encodes_each_caption_once_and_persists(tmp_path):
     reloaded = CachedTextEncoder(fresh_inner, cache_path=path)
     assert len(reloaded) == 3
     assert torch.equal(reloaded.encode(["a cat", "a bird"]), torch.stack([first[0], again[1]]))
-    assert fresh_inner.calls == []
+    assert fresh_inner.calls == [[PROBE_CAPTION]]  # only the probe that checks the weights
 
     class Other(CountingEncoder):
         name = "other"
 
     with pytest.raises(ValueError, match="written by encoder 'counting'"):
         CachedTextEncoder(Other(), cache_path=path)
+
+
+class ScaledEncoder(CountingEncoder):
+    """The counting encoder with other "weights": every embedding scaled."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def encode(self, texts):
+        return super().encode(texts) * self.scale
+
+
+def test_a_cache_written_with_other_weights_of_the_encoder_is_refused(tmp_path, caplog):
+    """Same encoder name and width, other weights (another CLIP file of 512 dims): the probe caption's embedding
+    tells them apart, while the same weights up to float noise pass."""
+    path = tmp_path / "text_cache.npz"
+    cached = CachedTextEncoder(ScaledEncoder(1.0), cache_path=path)
+    cached.encode(["a cat"])
+    cached.save()
+    assert len(CachedTextEncoder(ScaledEncoder(1.0 + 1e-6), cache_path=path)) == 1
+    with pytest.raises(ValueError, match=r"text_cache\.npz: caption cache was written with other weights of the "
+                                         r"'counting' encoder .*cosine 1\.0000, norm .*delete the file"):
+        CachedTextEncoder(ScaledEncoder(2.0), cache_path=path)
+
+    class Rotated(ScaledEncoder):
+        def encode(self, texts):
+            return super().encode(texts).flip(-1)
+
+    with pytest.raises(ValueError, match="written with other weights"):
+        CachedTextEncoder(Rotated(1.0), cache_path=path)
+    # A file written before the probe was kept is still used, with a warning that the weights are unchecked.
+    with np.load(path) as data:
+        np.savez(tmp_path / "old.npz", **{k: data[k] for k in ("captions", "embeddings", "encoder")})
+    with caplog.at_level(logging.WARNING, logger="models.text_encoders"):
+        assert len(CachedTextEncoder(ScaledEncoder(2.0), cache_path=tmp_path / "old.npz")) == 1
+    assert "keeps no probe embedding" in caplog.text
 
 
 # ----- MiniLM ---------------------------------------------------------------------------------------------------------

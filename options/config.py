@@ -89,7 +89,9 @@ def cast_value(value: Any, action: argparse.Action, where: str) -> Any:
     nargs = action.nargs
     if nargs in ("+", "*") or isinstance(nargs, int):
         items = value if isinstance(value, list) else [value]
-        if nargs == "+" and not items:
+        # An empty list is accepted where it is the flag's own default (a stage without milestones), so that the
+        # run's saved opt.yaml reads back; elsewhere ``nargs="+"`` wants a value, as on the command line.
+        if nargs == "+" and not items and action.default != []:
             raise ConfigError(f"{where}: expected at least one value")
         if isinstance(nargs, int) and len(items) != nargs:
             raise ConfigError(f"{where}: expected {nargs} values, got {len(items)}: {value!r}")

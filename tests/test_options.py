@@ -138,6 +138,23 @@ def test_saved_config_round_trips_and_is_a_valid_preset(tmp_path):
     assert vars(again) == {**vars(args), "config": path}
 
 
+def test_saved_config_without_milestones_is_a_valid_preset(tmp_path):
+    """The length estimator and the evaluator train without milestones: their opt.yaml holds ``milestones: []``, and
+    ``--config <run>/opt.yaml --is_continue`` must read it back."""
+    from options.eval_options import get_train_evaluator_parser
+    from options.generator_options import get_train_length_estimator_parser
+
+    for get_parser in (get_train_length_estimator_parser, get_train_evaluator_parser):
+        args = parse_with_config(get_parser(), [])
+        path = str(tmp_path / get_parser.__name__ / "opt.yaml")
+        save_config(args, path)
+        again = parse_with_config(get_parser(), ["--config", path])
+        assert again.milestones == [] and vars(again) == {**vars(args), "config": path}
+    # Where the flag's own default has milestones, an empty list stays an error naming the file and the field.
+    with pytest.raises(ConfigError, match="preset.yaml: milestones: expected at least one value"):
+        load_preset(get_base_parser(), write(tmp_path, "milestones: []\n"))
+
+
 def test_epochs_to_iters_and_resolve_max_iters():
     assert epochs_to_iters(50, 1000, 256) == 150
     assert epochs_to_iters(2, 1000, 256, drop_last=False) == 8

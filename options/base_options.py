@@ -43,7 +43,8 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--max_iters", type=int, default=None,
-                       help="optimizer steps to train for; overrides --epoch when given")
+                       help="optimizer steps to train for (at least 1: 0 is refused, not read as unset); overrides "
+                            "--epoch when given")
     optim.add_argument("--epoch", type=int, default=50,
                        help="passes over the training set (used when --max_iters is not given; typed on the command "
                             "line, it replaces a --config preset's max_iters)")

@@ -161,7 +161,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         args.max_iters = None
     for dest in ("max_iters", "epoch", "batch_size"):
         if getattr(args, dest, None) is not None and getattr(args, dest) < 1:
-            parser.error(f"--{dest} must be at least 1, got {getattr(args, dest)}")
+            parser.error(f"{option_origin(args, dest)} must be at least 1, got {getattr(args, dest)}")
     return args
 
 
@@ -278,8 +278,11 @@ def epochs_to_iters(epochs: int, dataset_len: int, batch_size: int, drop_last: b
 
 
 def resolve_max_iters(args: argparse.Namespace, dataset_len: int) -> int:
-    """``--max_iters`` when given, else ``--epoch`` epochs of ``dataset_len`` samples at ``--batch_size``."""
-    if getattr(args, "max_iters", None):
+    """``--max_iters`` when given, else ``--epoch`` epochs of ``dataset_len`` samples at ``--batch_size``. A
+    ``max_iters`` below 1 is an error, never "not given": it does not fall back to ``--epoch``."""
+    if getattr(args, "max_iters", None) is not None:
+        if args.max_iters < 1:
+            raise ValueError(f"--max_iters must be at least 1, got {args.max_iters}")
         return int(args.max_iters)
     if getattr(args, "epoch", None):
         return epochs_to_iters(args.epoch, dataset_len, args.batch_size)

@@ -175,6 +175,15 @@ def test_training_length_on_the_command_line_replaces_the_presets(tmp_path, caps
         with pytest.raises(SystemExit):
             parse(["--name", "a", flag, "0"])
         assert f"{flag} must be at least 1, got 0" in capsys.readouterr().err
+    # A preset's 0 is refused naming the file it came from, not only a flag the user did not type.
+    for key in ("max_iters", "epoch", "batch_size"):
+        bad = write(tmp_path, f"{key}: 0\n", name=f"{key}.yaml")
+        with pytest.raises(SystemExit):
+            parse(["--config", bad, "--name", "a"])
+        assert f"--{key} ({key}: 0 in {bad}) must be at least 1, got 0" in capsys.readouterr().err
+    # 0 steps is never "not given": a namespace built in code with max_iters 0 does not fall back to --epoch.
+    with pytest.raises(ValueError, match="max_iters must be at least 1, got 0"):
+        resolve_max_iters(argparse.Namespace(max_iters=0, epoch=3, batch_size=10), 95)
 
 
 def test_engine_config_from_parsed_options():

@@ -12,8 +12,9 @@ A recipe (``utils/recipes.py``) is the paper's setting written down: the shipped
 checkpoint its evaluation reads, its sampling steps and guidance. Each stage is the script a user would type, run as a
 separate process from the current directory. A training stage whose run already has ``model/latest.tar`` continues it
 with ``--is_continue`` (a finished run is left as it is), an evaluation reuses its finished replications, and a stage
-recorded as finished with the same command in ``state.json`` is skipped, so after a failure or a kill the same command
-goes on where it stopped (``--rerun`` runs the recipe's stages again even when recorded as finished: training
+recorded as finished with the same command in ``state.json`` is skipped unless a stage before it ran in the same call
+(a run deleted to train it afresh is evaluated afresh too), so after a failure or a kill the same command goes on where
+it stopped (``--rerun`` runs the recipe's stages again even when recorded as finished: training
 continues its run and evaluation reuses its replications, so only what is missing is computed; the data and the
 evaluator, once present, are kept). Stages shared by recipes (MARDM's AE under SiT and
 DDPM, MoMask's RVQ) are trained once. ``--launch`` prefixes the training stages (``accelerate launch ...``,
@@ -253,16 +254,22 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
     done = state.setdefault("stages", {})
     records: list[dict[str, Any]] = []
     failure = None
+    # Each stage reads what the ones before it made: once one has run in this call, a later one recorded as finished
+    # is run again (a training continues, an evaluation reuses its replications of the same weights) rather than
+    # reporting what it made from an earlier stage's former output.
+    upstream_ran = False
     for step in steps:
         record = {"name": step.name, "command": _command(step), "seconds": None}
         records.append(record)
         present = step.output_present()
         previous = done.get(step.name, {})
-        if present and (step.always_skip_when_done or (not args.rerun and previous.get("command") == record["command"]
-                                                       and previous.get("status") == "done")):
+        recorded = (not args.rerun and not upstream_ran and previous.get("command") == record["command"]
+                    and previous.get("status") == "done")
+        if present and (step.always_skip_when_done or recorded):
             record["status"], record["seconds"] = "skipped (done)", previous.get("seconds")
             print(f"=== {step.name}: done, skipped ({step.done_file})", flush=True)
             continue
+        upstream_ran = True
         argv = list(step.argv)
         if step.training and step.resumes():
             argv.append("--is_continue")

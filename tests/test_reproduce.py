@@ -352,3 +352,45 @@ def test_evaluator_dir_reaches_the_training_stages_that_validate_with_it(quick):
         for step in steps.values():
             if "--need_evaluation" not in step.argv and not step.evaluation:
                 assert "--evaluator_dir" not in step.argv, (name, step.name)
+
+
+def test_a_stage_after_one_that_ran_again_is_not_skipped(tmp_path, monkeypatch):
+    """A run deleted to train it afresh (README) is trained again, and the evaluation recorded as finished with the
+    same command is then run again too: its result file is the deleted model's, not this one's."""
+    log = tmp_path / "argv.log"
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!{sys.executable}
+import os, sys
+args = sys.argv[1:]
+with open({str(log)!r}, "a") as f:
+    f.write(" ".join(args) + "\\n")
+value = lambda flag: args[args.index(flag) + 1]
+if "--report_json" in args:
+    open(value("--report_json"), "w").write("{{}}")
+else:
+    model = os.path.join(value("--checkpoints_dir"), value("--dataset_name"), value("--name"), "model")
+    os.makedirs(model, exist_ok=True)
+    open(os.path.join(model, "latest.tar"), "w").close()
+""")
+    fake.chmod(0o755)
+    two = Recipe("two", "a training and its evaluation", "none", ("synthetic",), (
+        Stage("tokenizer", "train_vq.py", "r", (), ()),
+        Stage("evaluate", "evaluation_AE.py", "r", (), (), evaluation=True)))
+    monkeypatch.setitem(RECIPES, "two", two)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "Mean.npy").write_bytes(b"")
+    ck = tmp_path / "ck"
+    argv = ["two", "--quick", "--checkpoints_dir", str(ck), "--data_root", str(tmp_path / "data"),
+            "--evaluator_dir", str(tmp_path / "ev"), "--python", str(fake)]
+
+    def statuses() -> list[str]:
+        return [s["status"] for s in reproduce.main(argv)["stages"]][1:]
+
+    assert statuses() == ["done", "done"]
+    assert statuses() == ["skipped (done)", "skipped (done)"]
+    (ck / "synthetic" / "r" / "model" / "latest.tar").unlink()  # the run deleted: trained afresh, evaluated afresh
+    log.write_text("")
+    assert statuses() == ["done", "done"]
+    assert [line.split()[0].endswith(script) for line, script in
+            zip(log.read_text().splitlines(), ("train_vq.py", "evaluation_AE.py"))] == [True, True]
+

@@ -7,7 +7,8 @@
 #
 # Options: --quick, --dataset_name NAME, --data_root DIR, --checkpoints_dir DIR (default ./checkpoints),
 #          --prefix NAME (run-name prefix, default FSQ), --python PATH (default: .venv, created on first use).
-# Every stage skips itself when its output exists, so a rerun continues where a failed one stopped.
+# Every training stage skips itself when its run is finished and continues one that was stopped, and the evaluations
+# reuse their finished replications, so a rerun continues where a failed one stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     --checkpoints_dir) CKPT=$2; shift ;;
     --prefix) PREFIX=$2; shift ;;
     --python) PY=$2; shift ;;
-    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -101,11 +102,15 @@ if [ ! -f "$RUNS/$AE_NAME/model/latest.tar" ] || [ -f "$RUNS/$AE_NAME/.running" 
 fi
 
 stage "evaluate the FSQ autoencoder"
-"$PY" evaluation_AE.py "${ROOT_ARGS[@]}" --name "$AE_NAME" "${AE_EVAL_ARGS[@]}"
+"$PY" evaluation_AE.py "${ROOT_ARGS[@]}" --name "$AE_NAME" "${AE_EVAL_ARGS[@]}" --is_continue
 
-if [ ! -f "$RUNS/length_estimator/model/latest.tar" ]; then
+LE_RUN=$RUNS/length_estimator
+if [ ! -f "$LE_RUN/model/latest.tar" ] || [ -f "$LE_RUN/.running" ]; then
   stage "length estimator"
-  "$PY" train_length_estimator.py "${ROOT_ARGS[@]}" "${LE_ARGS[@]}"
+  cont=(); [ -f "$LE_RUN/model/latest.tar" ] && cont=(--is_continue)
+  mkdir -p "$LE_RUN" && touch "$LE_RUN/.running"
+  "$PY" train_length_estimator.py "${ROOT_ARGS[@]}" "${LE_ARGS[@]}" "${cont[@]}"
+  rm -f "$LE_RUN/.running"
 fi
 
 if [ ! -f "$RUNS/$GEN_NAME/model/latest.tar" ] || [ -f "$RUNS/$GEN_NAME/.running" ]; then
@@ -118,7 +123,7 @@ if [ ! -f "$RUNS/$GEN_NAME/model/latest.tar" ] || [ -f "$RUNS/$GEN_NAME/.running
 fi
 
 stage "evaluate FSQ-MARDM"
-"$PY" evaluation_MARDM.py "${ROOT_ARGS[@]}" --name "$GEN_NAME" "${EVAL_ARGS[@]}"
+"$PY" evaluation_MARDM.py "${ROOT_ARGS[@]}" --name "$GEN_NAME" "${EVAL_ARGS[@]}" --is_continue
 
 stage "sample"
 PROMPTS=$(mktemp)

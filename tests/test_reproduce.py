@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -394,3 +395,29 @@ else:
     assert [line.split()[0].endswith(script) for line, script in
             zip(log.read_text().splitlines(), ("train_vq.py", "evaluation_AE.py"))] == [True, True]
 
+
+def test_the_pipeline_script_continues_an_interrupted_length_estimator(tmp_path):
+    """train_fsq_pipeline.sh on a rerun: finished stages are skipped, a length estimator killed while training (its
+    latest.tar written, not finished) is continued rather than taken as done, and the evaluations reuse their finished
+    replications."""
+    log = tmp_path / "argv.log"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\n")
+    fake.chmod(0o755)
+    data, runs = tmp_path / "data", tmp_path / "ck" / "synthetic"
+    data.mkdir()
+    (data / "Mean.npy").write_bytes(b"")
+    (runs / "text_mot_match" / "eval").mkdir(parents=True)
+    (runs / "text_mot_match" / "eval" / "evaluator_val.json").write_text("{}")
+    for run in ("FSQ_AE", "FSQ_MARDM", "length_estimator"):
+        (runs / run / "model").mkdir(parents=True)
+        (runs / run / "model" / "latest.tar").write_bytes(b"")
+    (runs / "length_estimator" / ".running").write_bytes(b"")  # killed while training
+    script = Path(reproduce.REPO) / "train_fsq_pipeline.sh"
+    subprocess.run(["bash", str(script), "--quick", "--python", str(fake), "--checkpoints_dir", str(tmp_path / "ck"),
+                    "--data_root", str(data)], check=True, capture_output=True)
+    calls = {line.split()[0]: line.split() for line in log.read_text().splitlines()}
+    assert set(calls) == {"train_length_estimator.py", "evaluation_AE.py", "evaluation_MARDM.py", "sample.py"}
+    assert calls["train_length_estimator.py"][-1] == "--is_continue"
+    assert "--is_continue" in calls["evaluation_AE.py"] and "--is_continue" in calls["evaluation_MARDM.py"]
+    assert not (runs / "length_estimator" / ".running").exists()

@@ -108,8 +108,13 @@ def load_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
         if key == "config":
             continue
         if key not in actions:
+            # A key spelled as a flag of another name (MoMask's --loss_vel, --cfg) names the key of that setting,
+            # rather than a close name that may be another setting (loss_joint_vel).
+            flag = f"--{key}"
+            alias = next((a.dest for a in parser._actions if flag in a.option_strings and a.dest in actions), None)
             close = difflib.get_close_matches(str(key), list(actions), n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(sorted(actions))}"
+            hint = (f"; a preset names a setting by its key: {flag} is written {alias}" if alias else
+                    f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(sorted(actions))}")
             raise ConfigError(f"{path}: unknown key {key!r}{hint}")
         values[key] = cast_value(value, actions[key], f"{path}: {key}")
     return values

@@ -88,6 +88,24 @@ def test_unknown_yaml_key_names_file_key_and_close_matches(tmp_path, capsys):
         load_preset(get_base_parser(), write(tmp_path, "zzz: 1\n", "z.yaml"))
 
 
+def test_a_key_spelled_as_another_flag_of_the_setting_names_the_key_to_write(tmp_path):
+    """A preset key is the flag's destination: a key spelled as its other flag (MoMask's --loss_vel, --cfg) says which
+    key holds that setting, instead of suggesting a different setting of a close name (loss_joint_vel)."""
+    from options.eval_generator_options import get_evaluation_generator_parser
+    from options.tokenizer_options import get_train_vq_parser
+
+    cases = ((get_train_vq_parser, "loss_vel: 0.5", "aux_loss_joints", "--loss_vel"),
+             (get_evaluation_generator_parser, "cond_scale: 4", "cfg", "--cond_scale"),
+             (get_evaluation_generator_parser, "topkr: 0.9", "topk_filter_thres", "--topkr"))
+    for get_parser, text, key, flag in cases:
+        path = write(tmp_path, text + "\n", "alias.yaml")
+        with pytest.raises(ConfigError) as error:
+            load_preset(get_parser(), path)
+        message = str(error.value)
+        assert message.startswith(f"{path}: unknown key {text.split(':')[0]!r}") and "did you mean" not in message
+        assert f"{flag} is written {key}" in message, message
+
+
 @pytest.mark.parametrize("text, message", [
     ("batch_size: 2.5\n", "expected an integer"),
     ("lr: fast\n", "cannot read 'fast' as float"),

@@ -45,7 +45,8 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--glove_dir", type=str, default=None,
                       help="official GloVe files, when the evaluator was trained with them")
     data.add_argument("--val_batches", type=int, default=50,
-                      help="validation batches per evaluation (reconstruction loss, MPJPE, code usage)")
+                      help="validation batches per evaluation (reconstruction loss, MPJPE, code usage; 0: the "
+                           "whole val split)")
 
     arch = parser.add_argument_group("architecture overrides (default: the registry entry's values)")
     arch.add_argument("--width", type=int, default=None, help="conv channels of encoder and decoder")

@@ -9,7 +9,8 @@ Training step (motion of up to 196 frames -> 49 tokens, encoded by the frozen AE
 - baseline: the reference's way: captions encoded by the text encoder at every step, ``torch.optim.AdamW`` with
   default settings, fp32.
 - ours: ``utils.generator_stage.GeneratorLoss`` with a ``CachedTextEncoder`` warmed once (the engine's
-  ``warm_caption_cache``), the engine's fused AdamW (``utils.engine.make_optimizer``), bf16 autocast on CUDA; on a
+  ``warm_caption_cache``), the engine's fused AdamW (``utils.engine.make_optimizer``) and its checks of the loss and
+  of the gradient norm for non-finite values (``benchlib.engine_update``), bf16 autocast on CUDA; on a
   CPU with bf16 instructions (AVX512-BF16 or AMX) also a row under bf16 autocast (``--mixed_precision bf16``).
 
 Both variants train the same model instance (one copy of the 291M parameters in memory), each with its own optimizer.
@@ -142,9 +143,7 @@ def train_rows(model, name: str, loss_fn: GeneratorLoss, encoder, tokenizer, dat
     def ours_step(bf16: bool = cuda) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, _ = loss_fn(model, data)
-        loss.backward()
-        fused.step()
-        fused.zero_grad(set_to_none=True)
+        benchlib.engine_update(loss, model, fused)
 
     case = f"{name} train step, B={data.motion.shape[0]}, {data.motion.shape[1]} frames"
     fns = {"baseline": baseline_step, "ours": ours_step}

@@ -6,7 +6,8 @@ One step = forward, the README loss (SmoothL1 + 0.5 joint-position + 0.02 commit
   statistics go through a dense one-hot and a matmul; MotionMillion FSQ with a dense one-hot perplexity over its
   64,000 codes), ``torch.optim.AdamW`` with default settings, fp32.
 - ours: the registry model (``models.tokenizers.build_tokenizer``), the engine's optimizer
-  (``utils.engine.make_optimizer``: fused AdamW), ``utils.losses.tokenizer_loss``; bf16 autocast on CUDA (the
+  (``utils.engine.make_optimizer``: fused AdamW), ``utils.losses.tokenizer_loss``, the engine's checks of the loss and
+  of the gradient norm for non-finite values (``benchlib.engine_update``); bf16 autocast on CUDA (the
   engine's ``--mixed_precision bf16``), fp32 on CPU, the baseline's precision.
 - ours, bf16 autocast (CPU rows, only on a CPU with bf16 instructions, AVX512-BF16 or AMX): the same step under
   ``--mixed_precision bf16``, which the engine also offers on CPU. An AVX2 CPU has no bf16 arithmetic, and the row

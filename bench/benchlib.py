@@ -169,6 +169,22 @@ def interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1,
     return times
 
 
+def engine_update(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Backward and optimizer update of ``loss`` as ``utils.engine.train`` applies them: the loss checked for a
+    non-finite value before backward, the gradient norm after it (each one host sync), ``optimizer.step()`` and
+    ``zero_grad(set_to_none=True)``. Our side of a training-step benchmark pays what a training run pays."""
+    from utils.engine import _gradient_norm
+
+    if not bool(torch.isfinite(loss.detach())):
+        raise FloatingPointError(f"non-finite loss {float(loss.detach()):g}")
+    loss.backward()
+    norm = _gradient_norm(model)
+    if not bool(torch.isfinite(norm)):
+        raise FloatingPointError(f"non-finite gradient norm {float(norm):g}")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def progress(message: str) -> None:
     """A timestamped line on stderr (long benchmarks show they are alive; the table goes to stdout)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

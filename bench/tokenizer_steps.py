@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-import benchlib  # noqa: F401  (puts the repository on sys.path)
+import benchlib
 import torch
 from reference_impl import reference_tokenizer, reference_tokenizer_loss
 
@@ -64,8 +64,6 @@ def ours_step(name: str, motion: torch.Tensor, device: torch.device, compiled: b
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = forward(motion)
             loss, _ = tokenizer_loss(out.recon.float(), motion, out, spec)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        benchlib.engine_update(loss, model, optimizer)
 
     return step, model

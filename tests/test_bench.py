@@ -1,0 +1,44 @@
+"""The benchmarks under ``bench/`` time what they say: our side of a step does the work a training run does."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import benchlib  # noqa: E402
+
+
+def test_engine_update_stops_on_non_finite_gradients_of_a_finite_loss():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = torch.sqrt(model(torch.ones(1, 3)) * 0).sum()  # 0, with an infinite derivative: NaN gradients
+    assert torch.isfinite(loss)
+    with pytest.raises(FloatingPointError, match="gradient norm"):
+        benchlib.engine_update(loss, model, optimizer)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_engine_update_steps_and_frees_gradients():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    before = model.weight.detach().clone()
+    benchlib.engine_update(model(torch.ones(2, 3)).pow(2).mean(), model, optimizer)
+    assert not torch.equal(before, model.weight)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_our_tokenizer_step_checks_the_loss_as_the_engine_does():
+    from tokenizer_steps import ours_step
+
+    motion = torch.full((1, 64, 67), float("nan"))
+    step, _ = ours_step("AE_Model", motion, torch.device("cpu"))
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        step()

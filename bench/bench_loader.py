@@ -88,17 +88,17 @@ class Stream:
             return next(self.iterator)
 
 
-def baseline_stream(dataset: ListMotionDataset, workers: int) -> Stream:
-    """The field's loader: shuffled batches of the list dataset."""
+def baseline_stream(dataset: ListMotionDataset, workers: int, pin: bool) -> Stream:
+    """The field's loader: shuffled batches of the list dataset (in pinned memory with ``pin``, as ours)."""
     return Stream(lambda: iter(DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True,
-                                          num_workers=workers)))
+                                          num_workers=workers, pin_memory=pin)))
 
 
-def ours_stream(dataset: MotionWindowDataset, workers: int) -> Stream:
-    """Batches the way ``utils.engine.train`` draws them, epoch after epoch."""
+def ours_stream(dataset: MotionWindowDataset, workers: int, pin: bool) -> Stream:
+    """Batches the way ``utils.engine.train`` draws them, epoch after epoch (it pins them when it trains on CUDA)."""
     epochs = itertools.count()
     return Stream(lambda: epoch_batches(dataset, EpochBatchSampler(len(dataset), BATCH, 0, next(epochs)), None, workers,
-                                   False))
+                                   pin))
 
 
 def main() -> None:
@@ -108,6 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     threads = benchlib.configure_threads()
     device = benchlib.resolve_device(args.device)
+    pin = device.type == "cuda"
     clips = args.clips or (20_000 if args.quick else 100_000)
     reps = benchlib.reps_for(args)
     # A batch takes milliseconds and its time swings with the page cache and the workers' scheduling on a small
@@ -155,8 +156,8 @@ def main() -> None:
         # -- throughput -------------------------------------------------------------------------------------------
         per_window = {}
         for workers in (0, 2):
-            factories = {"baseline": lambda w=workers: baseline_stream(listed, w),
-                         "ours": lambda w=workers: ours_stream(ours, w)}
+            factories = {"baseline": lambda w=workers: baseline_stream(listed, w, pin),
+                         "ours": lambda w=workers: ours_stream(ours, w, pin)}
             streams, first = {}, {}
             for name, factory in factories.items():
                 start = time.perf_counter()
@@ -188,10 +189,11 @@ def main() -> None:
             per_window[workers] = res["ours"].value / BATCH
 
         # -- against a training step ------------------------------------------------------------------------------
-        step_batch = 8 if args.quick else 32
-        motion = torch.randn(step_batch, WINDOW, 67)
-        step, _ = ours_step("AE_Model", motion, torch.device("cpu"))
-        step_times = interleaved({"step": step}, reps, warmup=1)["step"]
+        # On the device the benchmark runs on, at the batch of bench_tokenizer_step.py (the published 256 on CUDA).
+        step_batch = BATCH if device.type == "cuda" else (8 if args.quick else 32)
+        motion = torch.randn(step_batch, WINDOW, 67, device=device)
+        step, _ = ours_step("AE_Model", motion, device)
+        step_times = interleaved({"step": step}, reps, warmup=1, device=device)["step"]
         step_ms_per_window = median(step_times) * 1e3 / step_batch
         loader_ms = min(per_window.values())
         fraction = loader_ms / step_ms_per_window

@@ -47,6 +47,7 @@ import torch
 from benchlib import Result, median, speedup_row
 from reference_impl import reference_evaluation
 
+from models.loader import Tokenizer
 from models.tokenizers import build_tokenizer
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_data import build_eval_loader
@@ -75,6 +76,12 @@ def synthetic_dataset(motions: int) -> tuple[Path, float]:
     summary = generate_synthetic_dataset(str(root), motions, seed=0)
     done.write_text(json.dumps(summary.splits))
     return root, time.perf_counter() - start
+
+
+def published_fsq_tokenizer(dim_pose: int, device: torch.device) -> Tokenizer:
+    """``FSQ_AE_High`` (random weights) wrapped as ``load_tokenizer`` gives it to ``evaluation_AE.py``: eval mode,
+    the ``encode`` / ``decode`` that ``utils.tokenizer_eval.reconstruct`` calls."""
+    return Tokenizer(build_tokenizer("FSQ_AE_High", input_width=dim_pose), "FSQ_AE_High", source="bench").to(device)
 
 
 def main() -> None:
@@ -115,7 +122,7 @@ def main() -> None:
         return 0.9 * batch.motion, batch.m_lengths
 
     torch.manual_seed(0)
-    tokenizer = build_tokenizer("FSQ_AE_High", input_width=spec.dim_pose).to(device).eval()
+    tokenizer = published_fsq_tokenizer(spec.dim_pose, device)
 
     @torch.no_grad()
     def fsq_reconstruction(batch):

@@ -42,3 +42,15 @@ def test_our_tokenizer_step_checks_the_loss_as_the_engine_does():
     step, _ = ours_step("AE_Model", motion, torch.device("cpu"))
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         step()
+
+
+def test_the_evaluation_benchmark_reconstructs_as_evaluation_AE_does():
+    from bench_eval import published_fsq_tokenizer
+
+    from utils.tokenizer_eval import reconstruct
+
+    tokenizer = published_fsq_tokenizer(67, torch.device("cpu"))
+    with torch.no_grad():
+        recon, codes = reconstruct(tokenizer, torch.randn(2, 50, 67))
+    assert recon.shape == (2, 50, 67) and codes.shape == (2, 13)
+    assert not tokenizer.model.training

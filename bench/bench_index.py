@@ -7,7 +7,8 @@ Written under ``/tmp/fsq_mardm_bench/`` and deleted at the end.
 
 - ours: ``MotionIndex.build`` of the ``train`` split once (the first use of a corpus: one pass over every file), then
   opened from its cache in a fresh process (what every later training run does: read the split, ``stat`` every file
-  for the fingerprint, memory-map the arrays). RAM = growth of the fresh process's resident set.
+  for the fingerprint, memory-map the arrays). RAM = how far the fresh process's resident set rose above what it
+  was before the call at its highest (``VmHWM``; the table notes what stays resident afterwards).
 - baseline (``--with_baseline``): the field's start-up, ``np.load`` of every clip into a Python list (minutes at
   1M clips; ``bench_loader.py`` measures it on its corpus in every run).
 
@@ -59,11 +60,14 @@ def _open_in_fresh_process(root: Path, what: str) -> dict[str, float]:
 
 
 def child(what: str, root: str) -> None:
-    """Open the corpus ``what`` way (``index`` or ``list``) and print ``{"seconds", "rss_mb", "clips"}``."""
+    """Open the corpus ``what`` way (``index`` or ``list``) and print ``{"seconds", "peak_mb", "rss_mb", "clips"}``:
+    the peak and the lasting growth of the resident set."""
     from utils.dataset_specs import get_dataset_spec
     from utils.datasets import MotionIndex
 
     spec = get_dataset_spec("t2m", root)
+    benchlib.release_freed_memory()
+    benchlib.reset_high_water_mark()
     before = benchlib.rss_mb()["total"]
     start = time.perf_counter()
     if what == "index":
@@ -74,7 +78,9 @@ def child(what: str, root: str) -> None:
         data = [np.load(f"{root}/new_joint_vecs/{clip_id}.npy") for clip_id in ids]
         clips = len(data)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rss_mb": benchlib.rss_mb()["total"] - before, "clips": clips}))
+    peak = (benchlib.proc_status_kb("VmHWM") or 0) / 1024 - before
+    print(json.dumps({"seconds": seconds, "peak_mb": peak, "rss_mb": benchlib.rss_mb()["total"] - before,
+                      "clips": clips}))
 
 
 def main() -> None:
@@ -107,15 +113,16 @@ def main() -> None:
         if opened["clips"] != clips:
             raise RuntimeError(f"the index holds {opened['clips']} clips, expected {clips}")
         case = "open 1M-clip index (263 wide, 3 frames)"
-        seconds, ram = opened["seconds"] * scale, opened["rss_mb"] * scale
+        seconds, ram = opened["seconds"] * scale, opened["peak_mb"] * scale
         ours = Result("motion index", case, "ours", seconds, "s", [seconds], ram,
                       target=f"< {TARGET_SECONDS:g} s and < {TARGET_MB / 1024:g} GB",
                       met=seconds < TARGET_SECONDS and ram < TARGET_MB,
-                      note="; ".join(filter(None, [note, f"first build {build_seconds * scale:.0f} s"])))
+                      note="; ".join(filter(None, [note, f"{opened['rss_mb'] * scale:.0f} MB held afterwards",
+                                                   f"first build {build_seconds * scale:.0f} s"])))
         if args.with_baseline:
             listed = _open_in_fresh_process(root, "list")
             base = Result("motion index", case, "baseline", listed["seconds"] * scale, "s",
-                          [listed["seconds"] * scale], listed["rss_mb"] * scale, note="np.load of every clip")
+                          [listed["seconds"] * scale], listed["peak_mb"] * scale, note="np.load of every clip")
             rows.append(base)
             ours = speedup_row("motion index", case, base, ours, None)  # keeps the absolute target set above
         rows.append(ours)

@@ -209,7 +209,8 @@ def proc_status_kb(field_name: str) -> int | None:
     return None
 
 
-def _reset_high_water_mark() -> bool:
+def reset_high_water_mark() -> bool:
+    """Reset the kernel's resident-set high-water mark (``VmHWM``) to the current resident set; False off Linux."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -266,7 +267,7 @@ def _peak_memory_once(fn: Callable[[], Any], device: torch.device,
     set_mmap_threshold(MEMORY_MMAP_THRESHOLD)
     try:
         release_freed_memory()
-        if not _reset_high_water_mark():
+        if not reset_high_water_mark():
             fn()
             return None
         before = proc_status_kb("VmRSS")

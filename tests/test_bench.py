@@ -54,3 +54,16 @@ def test_the_evaluation_benchmark_reconstructs_as_evaluation_AE_does():
         recon, codes = reconstruct(tokenizer, torch.randn(2, 50, 67))
     assert recon.shape == (2, 50, 67) and codes.shape == (2, 13)
     assert not tokenizer.model.training
+
+
+def test_the_index_benchmark_reports_the_peak_of_the_open_not_what_stays(tmp_path):
+    from bench_index import _open_in_fresh_process, write_corpus
+
+    from utils.dataset_specs import get_dataset_spec
+    from utils.datasets import MotionIndex
+
+    write_corpus(tmp_path, 20)
+    MotionIndex.build(get_dataset_spec("t2m", str(tmp_path)), "train", str(tmp_path), progress=False)
+    opened = _open_in_fresh_process(tmp_path, "index")
+    assert opened["clips"] == 20
+    assert opened["peak_mb"] >= opened["rss_mb"]

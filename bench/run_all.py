@@ -1,6 +1,6 @@
 """Run every benchmark, each in a fresh process, and print one combined table.
 
-    OMP_NUM_THREADS=2 python bench/run_all.py --quick                      # the suite in about 10 minutes on 2 cores
+    OMP_NUM_THREADS=2 python bench/run_all.py --quick                      # the suite in about 5 minutes on 2 cores
     python bench/run_all.py                                                 # full sizes (much longer on a CPU)
     python bench/run_all.py --quick --only fsq,rvq --markdown results.md   # a subset; also a Markdown table
 

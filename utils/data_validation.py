@@ -131,8 +131,8 @@ def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
     Checks ``Mean.npy``/``Std.npy`` (present, size ``dim_pose`` or ``file_dim``, finite, std > 0), each split file
     (present, not empty), and for every id of those splits its motion file (present, readable, numeric, shape
     (T, file_dim), T >= 1, finite, at least ``spec.min_motion_length`` frames and, when captions are checked, fewer
-    than ``max_sample_length(spec)``) and caption file (present, UTF-8,
-    well-formed lines, captions with tokens). Each motion file is read once even if several splits list it.
+    than ``max_sample_length(spec)``) and caption file (present, UTF-8, well-formed lines, captions with tokens). Each
+    motion file is read once even if several splits list it.
     ``texts=False`` skips the caption checks (motion-only datasets such as BEAT-X).
     """
     root = data_root or spec.root

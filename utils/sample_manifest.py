@@ -5,8 +5,8 @@ Each run appends to ``runs`` (checkpoint, its SHA-256, sampling settings, seed) 
 their run, so the files of an earlier run stay described. A sample whose files a later run writes again (same prompt
 slug, index and repeat) is replaced by the new one, and the files of the earlier sample that the new one does not
 write again (a video, BVH or SMPL file of the earlier motion) are removed, so that none passes for the new motion's.
-The top-level ``checkpoint``, ``sampling``, ... keys describe
-the latest run, as they did before ``runs`` existed; a manifest from then is read as one run.
+The top-level ``checkpoint``, ``sampling``, ... keys describe the latest run, as they did before ``runs`` existed; a
+manifest from then is read as one run.
 """
 
 from __future__ import annotations

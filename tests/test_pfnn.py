@@ -171,3 +171,29 @@ def test_bad_inputs_fail_clearly(synthetic_root, tmp_path) -> None:
         export_pfnn(str(short), get_dataset_spec("synthetic", str(short)), str(tmp_path / "out"))
     with pytest.raises(ValueError, match=r"expected two \(T,\) contact tracks"):
         foot_phase(np.zeros(4, bool), np.zeros(5, bool), fps=20.0)
+
+
+@pytest.mark.parametrize("fps", [20.0, 30.0, 60.0])
+def test_future_trajectory_starts_at_the_next_frame(synthetic_root, fps) -> None:
+    # The output's future trajectory is sampled at t + 1 + k * fps / 6 in the root frame of t + 1: its first sample
+    # is frame t + 1's own root (at the origin, facing +Z), and the last one stays inside the clip at any frame rate.
+    import dataclasses
+
+    from utils.pfnn import clip_frames, pfnn_layout
+
+    spec = dataclasses.replace(get_dataset_spec("synthetic", synthetic_root), fps=fps)
+    with open(os.path.join(synthetic_root, "test.txt")) as f:
+        name = f.readline().strip()
+    features = load_motion(motion_path(synthetic_root, name), spec).astype(np.float64)
+    clip = clip_frames(features, spec)
+    assert clip.frames[-1] + 1 + 5 * fps / 6 <= len(features) - 1
+    _, y_blocks = pfnn_layout(spec.joints_num, 6 * (spec.joints_num - 1), False)
+    y = {b.name: slice(b.start, b.stop) for b in y_blocks}
+    np.testing.assert_allclose(clip.outputs[:, y["next_traj_pos_x"]][:, 0], 0.0, atol=1e-5)
+    np.testing.assert_allclose(clip.outputs[:, y["next_traj_pos_z"]][:, 0], 0.0, atol=1e-5)
+    np.testing.assert_allclose(clip.outputs[:, y["next_traj_dir_z"]][:, 0], 1.0, atol=1e-5)
+    # Sample k of the next frame's trajectory is sample 6 + k of the trajectory around t + 1 (same root frame).
+    x_blocks, _ = pfnn_layout(spec.joints_num, 0, False)
+    x = {b.name: slice(b.start, b.stop) for b in x_blocks}
+    np.testing.assert_allclose(clip.outputs[:-1, y["next_traj_pos_z"]], clip.inputs[1:, x["traj_pos_z"]][:, 6:],
+                               atol=1e-5)

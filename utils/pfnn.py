@@ -227,10 +227,10 @@ def _width(blocks: list[Block]) -> int:
 
 
 def _sample_offsets(fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Trajectory sample offsets in frames of the dataset: X (12,) and Y (6,)."""
+    """Trajectory sample offsets in frames of the dataset: X (12,) from frame t and Y (6,) from frame t+1."""
     step = PFNN_STEP * fps / PFNN_FPS
     past = (np.arange(TRAJ_SAMPLES) - TRAJ_SAMPLES // 2) * step
-    future = 1.0 + np.arange(TRAJ_NEXT_SAMPLES) * step
+    future = np.arange(TRAJ_NEXT_SAMPLES) * step
     return past, future
 
 
@@ -238,7 +238,7 @@ def _frame_range(frames: int, fps: float) -> tuple[int, int]:
     """First and last exported frame (inclusive; first > last when the clip is too short)."""
     past, future = _sample_offsets(fps)
     first = max(1, int(math.ceil(-past[0] - 1e-9)))
-    last = int(math.floor(frames - 1 - future[-1] + 1e-9))
+    last = int(math.floor(frames - 2 - future[-1] + 1e-9))  # the future samples start at t+1
     return first, last
 
 

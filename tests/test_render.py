@@ -57,6 +57,23 @@ def test_gif_fallback_without_ffmpeg(no_ffmpeg, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "walk.npy"), joints)
 
 
+@pytest.mark.parametrize("fps", [30.0, 24.0, 20.0, 12.5])
+def test_gif_plays_in_real_time(no_ffmpeg, tmp_path, fps):
+    # GIF frame delays are whole centiseconds: a constant int(1000 / fps) ms (30 ms at 30 fps) would play a 30 fps
+    # motion 11 % fast; the delays must add up to the motion's duration.
+    frames = 30
+    out = plot_script.plot_3d_motion(str(tmp_path / "walk.mp4"), random_walk(frames), SPEC.kinematic_chain, fps=fps,
+                                     save_joints=False, **SMALL)
+    with Image.open(out) as image:
+        durations = []
+        for k in range(image.n_frames):
+            image.seek(k)
+            durations.append(image.info["duration"])
+    assert len(durations) == frames
+    assert abs(sum(durations) - 1000.0 * frames / fps) <= 10.0
+    assert max(durations) - min(durations) <= 10
+
+
 @pytest.mark.skipif(not plot_script.ffmpeg_available(), reason="ffmpeg executable not installed on this machine")
 def test_mp4_with_ffmpeg(tmp_path):
     out = plot_script.plot_3d_motion(str(tmp_path / "walk.gif"), random_walk(), SPEC.kinematic_chain, fmt="mp4",

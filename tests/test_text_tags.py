@@ -84,6 +84,9 @@ def test_mirror_caption():
         "A person waves with the Right hand and turns left."
     assert mirror_caption("walks in a circle clockwise") == "walks in a circle counterclockwise"
     assert mirror_caption("turns counter-clockwise") == "turns clockwise"
+    # Written as two words, the whole phrase is the sense of turning (not "counter" + a mirrored "clockwise").
+    assert mirror_caption("a man turns counter clockwise") == "a man turns clockwise"
+    assert mirror_caption("spins anti clockwise twice") == "spins clockwise twice"
     assert mirror_caption("stands upright in bright light") == "stands upright in bright light"
     caption = "the left foot, then the RIGHT foot, turning clockwise"
     assert mirror_caption(mirror_caption(caption)) == caption

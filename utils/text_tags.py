@@ -407,7 +407,7 @@ def format_text_line(caption: str, f_tag: float = 0.0, to_tag: float = 0.0) -> s
     return f"{caption}#{' '.join(tag_caption(caption))}#{_format_tag(f_tag)}#{_format_tag(to_tag)}"
 
 
-_MIRROR_RE = re.compile(r"\b(left|right|counter-?clockwise|anti-?clockwise|clockwise)\b", re.IGNORECASE)
+_MIRROR_RE = re.compile(r"\b(left|right|counter[- ]?clockwise|anti[- ]?clockwise|clockwise)\b", re.IGNORECASE)
 
 
 def _mirror_word(match: re.Match) -> str:

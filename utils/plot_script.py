@@ -167,6 +167,8 @@ class _RealTimePillowWriter(animation.PillowWriter):
     """
 
     def finish(self):
+        if not isinstance(getattr(self, "_frames", None), list):  # another matplotlib keeps its frames elsewhere
+            return super().finish()
         stamps = np.round(100.0 * np.arange(len(self._frames) + 1) / self.fps).astype(np.int64)
         durations = [int(d) for d in 10 * np.diff(stamps)]
         self._frames[0].save(self.outfile, save_all=True, append_images=self._frames[1:], duration=durations,

@@ -17,6 +17,7 @@ import difflib
 import math
 import os
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -162,12 +163,25 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     # The training length is one setting in two units: an --epoch typed on the command line replaces the preset's
     # max_iters rather than losing to it (max_iters wins over epoch whenever both are set).
     given = _given_dests(parser, sys.argv[1:] if argv is None else argv)
+    _GIVEN[id(args)] = frozenset(given)
+    weakref.finalize(args, _GIVEN.pop, id(args), None)
     if known.config and "epoch" in given and "max_iters" not in given and getattr(args, "max_iters", None) is not None:
         args.max_iters = None
     for dest in ("max_iters", "epoch", "batch_size"):
         if getattr(args, dest, None) is not None and getattr(args, dest) < 1:
             parser.error(f"{option_origin(args, dest)} must be at least 1, got {getattr(args, dest)}")
     return args
+
+
+# Destinations typed on the command line, per namespace parse_with_config returned (by id: a Namespace is not
+# hashable; the entry goes with the namespace). Kept off the namespace, whose vars() is the run's recorded config.
+_GIVEN: dict[int, frozenset[str]] = {}
+
+
+def given_on_command_line(args: argparse.Namespace) -> frozenset[str]:
+    """Destinations of the flags typed on the command line ``parse_with_config`` read ``args`` from, even those
+    typed at their default value (empty for a namespace it did not return)."""
+    return _GIVEN.get(id(args), frozenset())
 
 
 def _given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:

@@ -281,6 +281,21 @@ def test_saved_motions_refuse_what_they_cannot_answer(setup, tmp_path):
         rescore(ckdir, data_root, str(copy))
 
 
+def test_saved_motions_honour_flags_typed_at_their_default(setup):
+    """A protocol flag typed on the command line is the user's request even at its default value: it is checked
+    against the saved run, never silently replaced by the saved run's setting."""
+    ckdir, _, data_root, _ = setup
+    run_eval(ckdir, data_root, "--no_mm", "--seed", "61", "--replications", "1", "--save_motions")
+    folder = os.path.join(ckdir, "synthetic", "fsq_gen", "eval", "motions_latest_ema_ts2_cfg4.5_nomm_seed61_eb8")
+    with pytest.raises(ValueError, match=r"no saved motions for replication seed\(s\) \[62, .*\] of 20"):
+        rescore(ckdir, data_root, folder, "--replications", "20")
+    with pytest.raises(ValueError, match="--seed is 3407, but the motions .* were generated with 61"):
+        rescore(ckdir, data_root, folder, "--seed", "3407")
+    with pytest.raises(ValueError, match="--which_epoch choose how motion is generated"):
+        rescore(ckdir, data_root, folder, "--which_epoch", "latest")
+    assert rescore(ckdir, data_root, folder)["protocol"]["meta"]["protocol"]["replications"] == 1
+
+
 def test_a_resave_replaces_another_evaluations_motions(tmp_path, caplog):
     from utils.datasets import EvalBatch
     from utils.saved_motions import MotionRecorder, MotionReplay, make_header

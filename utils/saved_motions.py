@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from options.config import given_on_command_line
 from utils.atomic_io import atomic_write
 from utils.datasets import EvalBatch
 from utils.eval_protocol import replication_seeds
@@ -295,9 +296,15 @@ GENERATION_FLAGS = {"name": "--name", "ckpt": "--ckpt", "which_epoch": "--which_
 
 def replay_source(cfg: Any, default: Callable[[str], Any]) -> MotionSource:
     """The motions saved in ``cfg.from_motions`` (``evaluation_MARDM.py``'s parsed flags; ``default(dest)`` gives a
-    flag's default). The protocol settings are the saved run's: ``cfg`` is updated, and a flag set to another value
-    than its default and the saved one is an error, as are the flags that choose how motion is generated."""
-    given = [flag for dest, flag in GENERATION_FLAGS.items() if getattr(cfg, dest) != default(dest)]
+    flag's default). The protocol settings are the saved run's: ``cfg`` is updated, and a flag given (typed on the
+    command line, even at its default value, or set away from its default) with another value than the saved one is
+    an error, as are the flags that choose how motion is generated."""
+    typed = given_on_command_line(cfg)
+
+    def explicit(dest: str) -> bool:
+        return dest in typed or getattr(cfg, dest) != default(dest)
+
+    given = [flag for dest, flag in GENERATION_FLAGS.items() if explicit(dest)]
     if given:
         raise ValueError(f"--from_motions scores motions generated earlier; {', '.join(given)} choose how motion is "
                          f"generated and do not apply (the saved run's settings are in its motions.json)")
@@ -311,12 +318,12 @@ def replay_source(cfg: Any, default: Callable[[str], Any]) -> MotionSource:
              "cal_mm": mm is not None, **({"mm_batches": mm[0], "mm_repeats": mm[1]} if mm is not None else {})}
     for dest, value in saved.items():
         mine = getattr(cfg, dest)
-        if mine != value and mine != default(dest):
+        if mine != value and explicit(dest):
             flag = {"cal_mm": "--cal_mm / --no_mm"}.get(dest, f"--{dest}")
             raise ValueError(f"{flag} is {mine}, but the motions in {folder} were generated with {value}; these "
                              f"settings are the saved run's (leave the flag out)")
         setattr(cfg, dest, value)
-    if cfg.replications == default("replications"):
+    if not explicit("replications"):
         cfg.replications = int(header.get("replications", cfg.replications))
     seeds = replication_seeds(cfg.seed, cfg.replications)
     missing = sorted(set(seeds) - set(replay.available(seeds)))

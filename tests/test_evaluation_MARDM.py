@@ -326,6 +326,28 @@ def test_a_resave_replaces_another_evaluations_motions(tmp_path, caplog):
     assert "checkpoint_sha256 differs" in caplog.text
 
 
+def test_saved_motions_with_statistics_of_another_width_name_the_files(tmp_path):
+    from utils.datasets import EvalBatch
+    from utils.saved_motions import MotionRecorder, MotionReplay, make_header
+
+    folder = str(tmp_path / "motions_t")
+    header = make_header(dataset="synthetic", split="test", seed=1, eval_batch_size=2, multimodality=None, tag="t",
+                         which="latest", meta={})
+    recorder = MotionRecorder(folder, header, np.zeros(3), np.ones(3))
+    recorder.begin(1)
+    batch = EvalBatch(torch.zeros(2, 1, 1), torch.zeros(2, 1, 1), ["a", "b"], torch.tensor([2, 1]),
+                      torch.zeros(2, 8, 3), torch.tensor([8, 4]), ["", ""])
+    recorder.record(0, batch, torch.randn(2, 8, 3), torch.tensor([8, 4]))
+    recorder.end(1)
+    np.savez(os.path.join(folder, "statistics.npz"), mean=np.zeros(4, np.float32), std=np.ones(4, np.float32))
+    with pytest.raises(ValueError, match=r"seed1.npz: 'frames' has shape \(12, 3\), but .*statistics.npz "
+                                         r"holds 4-dim statistics; expected \(F, 4\)"):
+        MotionReplay(folder).begin(1)
+    np.savez(os.path.join(folder, "statistics.npz"), mean=np.zeros(3, np.float32), std=np.ones(2, np.float32))
+    with pytest.raises(ValueError, match=r"statistics.npz: expected 'mean' and 'std' of one shape \(D,\)"):
+        MotionReplay(folder)
+
+
 def test_resumed_replications_without_saved_motions_are_named(setup, caplog):
     ckdir, _, data_root, _ = setup
     run_eval(ckdir, data_root, "--no_mm", "--seed", "41", "--replications", "1")

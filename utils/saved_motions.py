@@ -195,6 +195,9 @@ class MotionReplay:
                 self.mean, self.std = z["mean"], z["std"]
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
             raise SavedMotionsError(f"{stats}: expected the generator's 'mean' and 'std' ({e})") from e
+        if self.mean.ndim != 1 or self.mean.shape != self.std.shape:
+            raise SavedMotionsError(f"{stats}: expected 'mean' and 'std' of one shape (D,), got {self.mean.shape} and "
+                                    f"{self.std.shape}")
         self._file = ""
         self._data: dict[str, np.ndarray] | None = None
 
@@ -216,6 +219,10 @@ class MotionReplay:
                 and data["frames"].shape[0] == int(data["lengths"].sum())):
             raise SavedMotionsError(f"{path}: the arrays do not agree ({rows} rows in 'rows', "
                                     f"{len(data['captions'])} captions, {data['frames'].shape[0]} frames)")
+        if data["frames"].ndim != 2 or data["frames"].shape[1] != self.mean.shape[0]:
+            raise SavedMotionsError(f"{path}: 'frames' has shape {data['frames'].shape}, but "
+                                    f"{os.path.join(self.folder, STATISTICS)} holds {self.mean.shape[0]}-dim "
+                                    f"statistics; expected (F, {self.mean.shape[0]})")
         self._file, self._data = path, data
         self._call = self._row = self._frame = 0
 

@@ -215,6 +215,11 @@ def test_window_dataset_errors(tmp_path):
         MotionWindowDataset(spec, "train", mean[:67], std[:67], window_size=8, progress=False)
     with pytest.raises(ValueError, match="mode 'every'"):
         MotionWindowDataset(spec, "train", mean, std, mode="every")
+    # 0 is a bad value, not "use the default" (64 frames, or a stride of one window)
+    with pytest.raises(ValueError, match="window_size 0 and stride 8 must be >= 1"):
+        MotionWindowDataset(spec, "train", mean, std, window_size=0, stride=8, progress=False)
+    with pytest.raises(ValueError, match="window_size 8 and stride 0 must be >= 1"):
+        MotionWindowDataset(spec, "train", mean, std, window_size=8, mode="all", stride=0, progress=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

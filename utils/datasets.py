@@ -120,9 +120,10 @@ class MotionWindowDataset(Dataset):
         if mode not in WINDOW_MODES:
             raise ValueError(f"MotionWindowDataset: mode {mode!r}; expected one of {WINDOW_MODES}")
         self.spec = spec
-        self.window_size = int(window_size or spec.window_size)
+        # None means the default; 0 is a bad value, caught below (not silently replaced by the default)
+        self.window_size = int(spec.window_size if window_size is None else window_size)
         self.mode = mode
-        self.stride = int(stride or self.window_size)
+        self.stride = int(self.window_size if stride is None else stride)
         if self.window_size < 1 or self.stride < 1:
             raise ValueError(f"MotionWindowDataset: window_size {self.window_size} and stride {self.stride} must be "
                              f">= 1")

@@ -160,6 +160,20 @@ def test_edit_rejects_what_it_cannot_edit(ckdir, source):
     assert bool(every.edit_mask.all()) and every.unedited_change(0) is None
 
 
+def test_a_tensor_source_edits_like_its_array(ckdir, source):
+    """A source given as a tensor, e.g. a generated motion's features on the generator's device, or in bf16 (neither
+    of which numpy can read), edits as its float32 array does."""
+    gen = load_generator(os.path.join(ckdir, "synthetic", "fsq_gen"))
+    spans = [FrameSpan(8, 20)]
+    expected = gen.edit(["a person jumps"], source, spans, time_steps=2, seed=0).tokens
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    on_device = gen.edit(["a person jumps"], torch.from_numpy(source).to(device), spans, time_steps=2, seed=0)
+    assert torch.equal(on_device.tokens, expected)
+    as_bf16 = torch.from_numpy(source).bfloat16()
+    assert torch.equal(gen.edit(["a person jumps"], as_bf16, spans, time_steps=2, seed=0).tokens,
+                       gen.edit(["a person jumps"], as_bf16.float().numpy(), spans, time_steps=2, seed=0).tokens)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # sample.py --edit_source
 # ---------------------------------------------------------------------------------------------------------------------

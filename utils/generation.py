@@ -389,7 +389,10 @@ class MotionGenerator:
     def _edit_source(self, source: np.ndarray | Tensor, spans: list[FrameSpan] | list[tuple[int, int | None]],
                      snap: bool) -> _EditSource:
         """The source of an edit: checked, cut to whole tokens, encoded and decoded again; its spans resolved."""
-        features = torch.as_tensor(np.asarray(source, dtype=np.float32))
+        # A tensor (a generated motion's features, on the generator's device) goes through torch: numpy reads no
+        # CUDA or bf16 tensor.
+        features = source.detach().float().cpu() if isinstance(source, Tensor) \
+            else torch.as_tensor(np.asarray(source, dtype=np.float32))
         if features.ndim != 2 or features.shape[1] != self.spec.dim_pose:
             raise ValueError(f"source must be features (T, {self.spec.dim_pose}) of dataset {self.spec.name!r}, got "
                              f"shape {tuple(features.shape)}")

@@ -147,6 +147,11 @@ class ConditionEmbedding(nn.Module):
         for name, size in conditions.items():
             if not name.isidentifier() or name == TEXT_KEY:
                 raise ValueError(f"condition name {name!r} must be a Python identifier other than {TEXT_KEY!r}")
+            # The embeddings live in an nn.ModuleDict, which cannot hold a module under one of its own attribute
+            # names (torch raises a bare KeyError for "type", "keys", "training", ...).
+            if hasattr(nn.ModuleDict(), name):
+                raise ValueError(f"condition name {name!r} is the name of a torch.nn.ModuleDict attribute and cannot "
+                                 f"name an embedding; rename that field of conditions.json (and in --conditions)")
             if int(size) < 1:
                 raise ValueError(f"condition {name!r}: vocabulary size must be >= 1, got {size}")
         self.cond_dim = cond_dim

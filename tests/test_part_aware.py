@@ -353,6 +353,14 @@ def test_bad_conditions_fail_clearly(cond, match) -> None:
         PART_AWARE_MODELS[TINY](conditions={"my.species": 3})
 
 
+@pytest.mark.parametrize("name", ["type", "keys", "training", "float"])
+def test_condition_names_that_clash_with_module_attributes_fail_clearly(name) -> None:
+    """A field such as "type" is a fine label name, but torch keeps the embeddings in an nn.ModuleDict whose own
+    attributes cannot be module names: a clear error naming the condition, not torch's KeyError."""
+    with pytest.raises(ValueError, match=f"condition name '{name}'.*rename"):
+        PART_AWARE_MODELS[TINY](conditions={name: 3})
+
+
 def test_model_args_are_plain_and_rebuild() -> None:
     torch.manual_seed(1)
     model = PART_AWARE_MODELS[TINY](conditions={"species": 3})

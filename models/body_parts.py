@@ -213,10 +213,11 @@ class BodyPartTokenizers(nn.Module):
     def forward(self, motion: Tensor) -> BodyPartOutput:
         """``(B, T, D)``: every part through its tokenizer, the reconstructions written back at their indices."""
         self._check_motion(motion)
-        recon = motion.new_zeros(motion.shape)
+        outs = {name: tokenizer(motion[..., self.index(name)]) for name, tokenizer in self.tokenizers.items()}
+        # The body takes the parts' dtype (bf16 under autocast), as in combined_decode.
+        recon = next(iter(outs.values())).recon.new_zeros(motion.shape)
         aux, ppl, indices = [], [], {}
-        for name, tokenizer in self.tokenizers.items():
-            out = tokenizer(motion[..., self.index(name)])
+        for name, out in outs.items():
             recon[..., self.index(name)] = out.recon
             aux.append(out.aux_loss)
             ppl.append(out.perplexity)

@@ -143,6 +143,22 @@ def test_combined_decode_reassembles_the_body(beatx_root) -> None:
         combined(motion[..., :300])
 
 
+def test_forward_under_autocast_reassembles_in_the_parts_dtype() -> None:
+    """Under mixed precision the part decoders return bf16: the reassembled body takes their dtype, as
+    combined_decode's does, instead of failing to write bf16 parts into an fp32 body."""
+    torch.manual_seed(0)
+    combined = BodyPartTokenizers.build({"a": [0, 2, 4], "b": [1, 3, 5, 6]}, 7, "BodyPartRVQ_Tiny")
+    motion = torch.randn(2, 8, 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        trained = combined.train()(motion)  # initialises the codebooks from this batch
+        combined.eval()
+        out = combined(motion)
+        body = combined.combined_decode(combined.encode(motion))
+    assert trained.recon.dtype == out.recon.dtype == body.dtype == torch.bfloat16
+    assert out.recon.shape == motion.shape
+    assert torch.allclose(out.recon.float(), body.float(), atol=0.05)
+
+
 def test_bad_part_sets_fail_clearly() -> None:
     spec = get_dataset_spec("beatx")
     with pytest.raises(ValueError, match="parts must be disjoint"):

@@ -118,7 +118,8 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
                         choices=["ema_reset", "ema", "reset", "orig"], help="VQ codebook update rule (T2M-GPT)")
     parser.add_argument("--body_part", type=str, default=None,
                         help="train on one body part of the dataset spec (beatx: upper, lower, hands, face, whole); "
-                             "the tokenizer's input width is the part's feature count")
+                             "the tokenizer's input width is the part's feature count (not with the part-aware "
+                             "models, which split the whole vector themselves)")
     part_aware = parser.add_argument_group("conditional part-aware RVQ-VAE (--model PartAwareRVQ*)")
     part_aware.add_argument("--per_part_dim", type=int, default=None, help="width of each part token")
     part_aware.add_argument("--spatial_layers", type=int, default=None, help="layers of the spatial transformer")

@@ -438,6 +438,16 @@ def test_evaluation_reconstructs_each_clip_under_its_labels(synthetic_root, tmp_
     assert any("species=alien (1 clips" in r.message for r in caplog.records)
 
 
+def test_body_part_runs_of_part_aware_models_are_refused_naming_the_flag(synthetic_root, tmp_path) -> None:
+    """The part-aware models split the whole feature vector into joint parts themselves; on one body part's columns
+    that partition does not fit, which used to fail deep in the model with "part_indices: ... outside [0, N)"."""
+    argv = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", str(tmp_path / "ck"),
+            "--name", "part", "--model", TINY, "--body_part", "upper", "--num_workers", "0", "--max_iters", "1"]
+    with pytest.raises(ValueError, match=f"--body_part upper: .*{TINY}"):
+        train_vq.main(parse_with_config(get_train_vq_parser(), argv))
+    assert not (tmp_path / "ck").exists()
+
+
 def test_training_vocabularies_come_from_the_training_clips(synthetic_root, tmp_path, caplog) -> None:
     """train_vq.py --conditions gives a value that only val/test clips carry no id of its own (its embedding would
     never be trained): those clips get <unk>, with a warning. Resuming under relabelled values is refused, even when

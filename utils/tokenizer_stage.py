@@ -233,6 +233,10 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     if conditions and model_name not in PART_AWARE_MODELS:
         raise ValueError(f"--conditions {' '.join(conditions)}: only the part-aware models take conditions "
                          f"({', '.join(sorted(PART_AWARE_MODELS))}); {model_name} would ignore them")
+    if body_part and model_name in PART_AWARE_MODELS:
+        raise ValueError(f"--body_part {body_part}: {model_name} splits the whole feature vector into joint parts "
+                         f"itself and cannot train on one body part's columns; drop --body_part, or train the part "
+                         f"with --model RVQVAE")
     if overrides.get("kmeans_iters") is not None and not overrides.get("kmeans_init"):
         raise SystemExit(f"--kmeans_iters {overrides['kmeans_iters']}: the iterations of --kmeans_init; add "
                          f"--kmeans_init or drop it")

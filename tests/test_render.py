@@ -37,6 +37,16 @@ def assert_gif(path: str, frames: int) -> None:
         assert image.n_frames == frames
 
 
+def gif_durations(path: str) -> list[int]:
+    """The delay of every frame of a GIF, in milliseconds."""
+    with Image.open(path) as image:
+        durations = []
+        for k in range(image.n_frames):
+            image.seek(k)
+            durations.append(image.info["duration"])
+    return durations
+
+
 def assert_mp4(path: str) -> None:
     with open(path, "rb") as f:
         assert f.read(8)[4:] == b"ftyp"
@@ -64,14 +74,22 @@ def test_gif_plays_in_real_time(no_ffmpeg, tmp_path, fps):
     frames = 30
     out = plot_script.plot_3d_motion(str(tmp_path / "walk.mp4"), random_walk(frames), SPEC.kinematic_chain, fps=fps,
                                      save_joints=False, **SMALL)
-    with Image.open(out) as image:
-        durations = []
-        for k in range(image.n_frames):
-            image.seek(k)
-            durations.append(image.info["duration"])
+    durations = gif_durations(out)
     assert len(durations) == frames
     assert abs(sum(durations) - 1000.0 * frames / fps) <= 10.0
     assert max(durations) - min(durations) <= 10
+
+
+@pytest.mark.parametrize("fps", [60.0, 120.0, 250.0])
+def test_gif_above_50_fps_drops_frames_and_keeps_the_duration(no_ffmpeg, tmp_path, fps):
+    # Viewers play a delay below 2 cs (0 or 10 ms) at about 10 fps, so a 120 fps motion would crawl 12 times too
+    # slowly: frames are dropped to 50 fps (2 cs each) and the delays still add up to the motion's duration.
+    frames = 60
+    out = plot_script.plot_3d_motion(str(tmp_path / "walk.mp4"), random_walk(frames), SPEC.kinematic_chain, fps=fps,
+                                     save_joints=False, **SMALL)
+    durations = gif_durations(out)
+    assert min(durations) >= 20
+    assert abs(sum(durations) - 1000.0 * frames / fps) <= 10.0
 
 
 @pytest.mark.skipif(not plot_script.ffmpeg_available(), reason="ffmpeg executable not installed on this machine")

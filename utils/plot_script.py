@@ -7,9 +7,10 @@ renderer (``utils.mesh_render``) with the same formats and titles.
 
 The joints are written to disk before any drawing starts, so a broken video encoder never loses a generated motion.
 Videos are MP4 through ffmpeg when the ``ffmpeg`` executable is found and GIF through Pillow otherwise (or when ffmpeg
-fails in ``fmt="auto"``); the returned path carries the extension actually written. MP4 is H.264 in yuv420p, which
-needs an even width and height: matplotlib rounds an odd figure down to even pixels, and ``plot_frames`` lays its
-images out in even pixels so that they reach the encoder unscaled.
+fails in ``fmt="auto"``); the returned path carries the extension actually written. GIFs play in real time at
+up to 50 fps: above that, frames are dropped to 50 fps (a GIF delay is whole centiseconds). MP4 is H.264 in
+yuv420p, which needs an even width and height: matplotlib rounds an odd figure down to even pixels, and
+``plot_frames`` lays its images out in even pixels so that they reach the encoder unscaled.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ CHAIN_COLORS = ("#d62728", "#1f77b4", "#404040", "#ff7f0e", "#17becf", "#2ca02c"
                 "#bcbd22")
 FLOOR_COLOR = (0.55, 0.55, 0.55, 0.35)
 TRAJECTORY_COLOR = "#2b2bd9"
+MAX_GIF_FPS = 50.0  # a GIF delay is whole centiseconds, and viewers slow down delays under 2 cs
 
 
 class RenderError(RuntimeError):
@@ -164,15 +166,21 @@ class _RealTimePillowWriter(animation.PillowWriter):
     GIF stores each frame's delay in whole centiseconds, and matplotlib gives every frame ``int(1000 / fps)`` ms,
     which Pillow rounds down to 30 ms at 30 fps (a video 11 % fast) and 40 ms at 24 fps. Here frame k lasts from
     ``round(100 k / fps)`` to ``round(100 (k + 1) / fps)`` centiseconds (30 fps: 30, 40, 30, 30, 40, ... ms).
+    Viewers play delays below 2 cs at about 10 fps, so above ``MAX_GIF_FPS`` the frames nearest to a 50 fps clock are
+    kept, each for 2 cs, as many as make the motion's duration.
     """
 
     def finish(self):
         if not isinstance(getattr(self, "_frames", None), list):  # another matplotlib keeps its frames elsewhere
             return super().finish()
-        stamps = np.round(100.0 * np.arange(len(self._frames) + 1) / self.fps).astype(np.int64)
+        frames, rate = self._frames, min(self.fps, MAX_GIF_FPS)
+        if rate < self.fps:
+            count = max(1, round(len(frames) * rate / self.fps))
+            picked = np.minimum(np.round(np.arange(count) * self.fps / rate), len(frames) - 1).astype(np.int64)
+            frames = [frames[i] for i in picked]
+        stamps = np.round(100.0 * np.arange(len(frames) + 1) / rate).astype(np.int64)
         durations = [int(d) for d in 10 * np.diff(stamps)]
-        self._frames[0].save(self.outfile, save_all=True, append_images=self._frames[1:], duration=durations,
-                             loop=0)
+        frames[0].save(self.outfile, save_all=True, append_images=frames[1:], duration=durations, loop=0)
 
 
 def _write_animation(fig, update, num_frames: int, path: str, fmt: str, fps: float, dpi: int) -> None:

@@ -69,6 +69,8 @@ def classify(path: str, spec: DatasetSpec | None) -> MotionFile:
         raise ValueError(f"{path}: not a plain numeric .npy (it holds Python objects; save the joints or features "
                          f"array itself with np.save): {e}") from e
     shape = tuple(array.shape)
+    if 0 in shape:  # a batch of no motions would render nothing and succeed
+        raise ValueError(f"{path}: shape {shape} holds no motion; expected at least one motion of at least one frame")
     if len(shape) in (3, 4) and shape[-1] == 3:
         if shape[-2] != spec.joints_num:
             raise ValueError(f"{path}: joint positions of shape {shape} have {shape[-2]} joints, but dataset "

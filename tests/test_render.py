@@ -227,6 +227,16 @@ def test_cli_bad_shapes_name_the_file(no_ffmpeg, tmp_path):
         run_cli(str(tmp_path / "missing.npy"), "--dataset_name", "t2m")
 
 
+@pytest.mark.parametrize("shape", [(0, FRAMES, SPEC.dim_pose), (0, SPEC.dim_pose), (2, 0, SPEC.joints_num, 3)])
+def test_cli_inputs_without_frames_or_motions_fail_before_work(no_ffmpeg, tmp_path, shape):
+    # A batch of no motions used to render nothing and exit successfully.
+    np.save(tmp_path / "good.npy", random_walk())
+    np.save(tmp_path / "empty.npy", np.zeros(shape, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"empty\.npy: .*shape \(" + ", ".join(map(str, shape)) + r"\) holds no"):
+        run_cli(str(tmp_path / "good.npy"), str(tmp_path / "empty.npy"), "--dataset_name", "t2m")
+    assert not (tmp_path / "good.gif").exists()
+
+
 def test_cli_explicit_mp4_without_ffmpeg_fails_before_work(no_ffmpeg, tmp_path):
     np.save(tmp_path / "one.npy", random_walk())
     with pytest.raises(plot_script.RenderError, match="ffmpeg"):

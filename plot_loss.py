@@ -90,7 +90,8 @@ def safe_filename(tag: str) -> str:
 
 def plot_metrics(runs: dict[str, dict[str, Series]], metrics: list[str], output: str, smooth: float, logy: bool,
                  dpi: int) -> str:
-    """One panel per metric, one colour per run: raw values faint, smoothed values on top. Returns ``output``."""
+    """One panel per metric, one colour per run: raw values faint, smoothed values on top. Returns the path written
+    (``output``, with ``.png`` appended when it has no extension)."""
     fig = Figure(figsize=(7.0, 3.0 * len(metrics)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
@@ -110,6 +111,8 @@ def plot_metrics(runs: dict[str, dict[str, Series]], metrics: list[str], output:
             ax.set_yscale("log")
         if len(runs) > 1:
             ax.legend()
+    if not os.path.splitext(output)[1]:  # matplotlib would append its default format's extension on its own
+        output += ".png"
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     fig.savefig(output, dpi=dpi)
     return output
@@ -172,7 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--log_dirs", nargs="+", help="several runs, compared on the same axes")
     parser.add_argument("--names", nargs="+", default=None, help="legend names for --log_dirs (default: folder names)")
     parser.add_argument("--metric", nargs="+", default=None, help="scalar tag(s) to plot (default: tags with 'loss')")
-    parser.add_argument("--output", default="loss.png", help="PNG to write")
+    parser.add_argument("--output", default="loss.png", help="PNG to write (.png is added to a name without one)")
     parser.add_argument("--smooth", type=float, default=0.6, help="TensorBoard smoothing weight in [0, 1)")
     parser.add_argument("--logy", action="store_true", help="log-scale y axis")
     parser.add_argument("--all", action="store_true", help="one PNG per scalar tag (or per --metric) into --output_dir")

@@ -128,3 +128,11 @@ def test_all_takes_the_metrics_given(tmp_path):
         run_cli("--log_dir", str(tmp_path / "run"), "--all", "--metric", "Val/loss", "--output_dir",
                 str(tmp_path / "none"))
     assert not (tmp_path / "none").exists()
+
+
+def test_output_without_extension_returns_the_png_written(tmp_path):
+    # matplotlib appends ".png" to a name without extension; the path printed and returned must be that file.
+    write_run(tmp_path / "run", {"Train/loss": curve()})
+    written = run_cli("--log_dir", str(tmp_path / "run"), "--output", str(tmp_path / "plots" / "loss"))
+    assert written == [str(tmp_path / "plots" / "loss.png")]
+    assert_png(written[0])

@@ -496,6 +496,16 @@ def test_quaternion_identities():
     assert isinstance(torch_q, torch.Tensor) and np.allclose(torch_q.numpy(), mq)
 
 
+def test_quaternion_helpers_take_keyword_arguments():
+    rng = np.random.default_rng(3)
+    q, v = qnormalize(rng.normal(size=(4, 4))), rng.normal(size=(4, 3))
+    expected = qrot(q, v)
+    assert np.array_equal(qrot(q=q, v=v), expected)
+    assert np.array_equal(qrot(q, v=v), expected)
+    assert torch.equal(qrot(torch.from_numpy(q), v=torch.from_numpy(v)), torch.from_numpy(expected))
+    assert np.array_equal(qbetween(v0=v, v1=v[::-1]), qbetween(v, v[::-1]))
+
+
 def test_qbetween_including_opposite_directions():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))

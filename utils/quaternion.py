@@ -27,20 +27,24 @@ _EPS = 1e-12
 def _numpy_compatible(fn: Callable[..., torch.Tensor]) -> Callable:
     """Let a torch implementation take numpy arrays (all arguments numpy -> result numpy).
 
-    Numpy arguments become tensors of a common floating dtype (integers become float64) and the result is converted
-    back, so numpy callers keep numpy and float64 stays float64.
+    Numpy arguments, positional or keyword, become tensors of a common floating dtype (integers become float64) and
+    the result is converted back, so numpy callers keep numpy and float64 stays float64.
     """
 
     @functools.wraps(fn)
-    def wrapper(*args):
-        if not any(isinstance(a, np.ndarray) for a in args):
-            return fn(*args)
-        arrays = [np.asarray(a) if isinstance(a, (np.ndarray, list, tuple)) else a for a in args]
-        dtype = np.result_type(*[a.dtype for a in arrays if isinstance(a, np.ndarray)])
+    def wrapper(*args, **kwargs):
+        if not any(isinstance(a, np.ndarray) for a in (*args, *kwargs.values())):
+            return fn(*args, **kwargs)
+        args = [np.asarray(a) if isinstance(a, (np.ndarray, list, tuple)) else a for a in args]
+        kwargs = {k: np.asarray(a) if isinstance(a, (np.ndarray, list, tuple)) else a for k, a in kwargs.items()}
+        dtype = np.result_type(*[a.dtype for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)])
         if not np.issubdtype(dtype, np.floating):
             dtype = np.float64
-        tensors = [torch.from_numpy(np.array(a, dtype=dtype)) if isinstance(a, np.ndarray) else a for a in arrays]
-        return fn(*tensors).numpy()
+
+        def to_tensor(a):
+            return torch.from_numpy(np.array(a, dtype=dtype)) if isinstance(a, np.ndarray) else a
+
+        return fn(*map(to_tensor, args), **{k: to_tensor(a) for k, a in kwargs.items()}).numpy()
 
     return wrapper
 

@@ -561,3 +561,17 @@ def test_bad_input_is_rejected(io):
     collapsed[:, 4] = collapsed[:, 1]
     with pytest.raises(ValueError, match="joint 4"):
         extract_features(collapsed)
+
+
+def test_bad_target_skeleton_is_named(io):
+    joints = io["t2m_joints"]
+    offsets = paramutil.T2M_TGT_OFFSETS.astype(np.float64)
+    with_nan = offsets.copy()
+    with_nan[4, 1] = np.nan
+    zero_bone = offsets.copy()
+    zero_bone[5] = 0.0
+    for fn in (extract_features, uniform_skeleton, process_joints):
+        with pytest.raises(ValueError, match=r"tgt_offsets.*finite"):
+            fn(joints, with_nan)
+        with pytest.raises(ValueError, match=r"tgt_offsets.*joint 5"):
+            fn(joints, zero_bone)

@@ -120,6 +120,13 @@ def _resolve_target(tgt_offsets: np.ndarray | None, settings: SkeletonSettings, 
     if tgt_offsets.shape != (settings.joints_num, 3):
         raise ValueError(f"{what}: expected tgt_offsets of shape ({settings.joints_num}, 3) for skeleton "
                          f"{settings.name!r}, got {tgt_offsets.shape}")
+    if not np.all(np.isfinite(tgt_offsets)):
+        raise ValueError(f"{what}: tgt_offsets must be finite numbers")
+    # A zero offset puts a joint on its parent, which the inverse kinematics of the feature pass cannot handle.
+    zero = np.flatnonzero(~(np.linalg.norm(tgt_offsets[1:], axis=-1) > 0))
+    if zero.size:
+        raise ValueError(f"{what}: tgt_offsets row of joint {int(zero[0]) + 1} is zero; expected a bone of non-zero "
+                         f"length for every joint but the root")
     return tgt_offsets
 
 

@@ -575,3 +575,13 @@ def test_bad_target_skeleton_is_named(io):
             fn(joints, with_nan)
         with pytest.raises(ValueError, match=r"tgt_offsets.*joint 5"):
             fn(joints, zero_bone)
+
+
+def test_feet_threshold_must_be_positive(io):
+    joints = io["t2m_joints"]
+    for bad in (float("nan"), 0.0, -0.002, float("inf")):
+        with pytest.raises(ValueError, match=r"feet_thre"):
+            process_joints(joints, feet_thre=bad)
+    # A larger threshold marks more contacts (the rule is squared displacement < feet_thre).
+    few, many = extract_features(joints, feet_thre=1e-4), extract_features(joints, feet_thre=1.0)
+    assert many[:, -4:].all() and few[:, -4:].sum() <= extract_features(joints)[:, -4:].sum()

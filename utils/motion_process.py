@@ -175,6 +175,9 @@ def process_joints(joints: np.ndarray, tgt_offsets: np.ndarray | None = None, sk
     joints = _check_input_joints(joints, settings.joints_num, "process_joints")
     tgt_offsets = _resolve_target(tgt_offsets, settings, "process_joints")
     feet_thre = settings.feet_thre if feet_thre is None else float(feet_thre)
+    if not (np.isfinite(feet_thre) and feet_thre > 0):
+        raise ValueError(f"process_joints: feet_thre must be a positive finite squared displacement per frame "
+                         f"(default {settings.feet_thre} for skeleton {settings.name!r}), got {feet_thre}")
 
     uniform = _uniform_skeleton(joints, tgt_offsets, settings)
     positions = uniform.copy()

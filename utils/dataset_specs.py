@@ -53,9 +53,9 @@ class DatasetSpec:
     ``layout`` lists the feature groups in order and must tile ``[0, dim_pose)``. ``positions`` names the group that
     holds joint positions (the target of the joint-position loss). ``eval_feat_bias`` is the factor by which the
     evaluator normalisation divides the std of the root and contact groups (the Guo et al. convention, see
-    ``utils.motion_process``); 1 means the dataset statistics are used as they are. ``metres_per_unit`` is the
-    length of one position unit: 1 for metres (HumanML3D, MotionMillion, the importers), 0.001 for KIT-ML's
-    millimetres; metrics reported in millimetres (MPJPE) use it.
+    ``utils.normalization.eval_normalization``); 1 means the dataset statistics are used as they are.
+    ``metres_per_unit`` is the length of one position unit: 1 for metres (HumanML3D, MotionMillion, the importers),
+    0.001 for KIT-ML's millimetres; metrics reported in millimetres (MPJPE) use it.
     """
 
     name: str

@@ -246,6 +246,18 @@ def test_feat_bias_trains_on_the_reference_statistics(tmp_path, synthetic_root):
     np.testing.assert_array_equal(feat_bias_normalization(zeros, ones, beatx, 1.0)[1], ones)
 
 
+def test_feat_bias_must_be_finite():
+    # An infinite bias would make the root and contact std 0 and fail later, far from --feat_bias.
+    from utils.dataset_specs import get_dataset_spec
+    from utils.normalization import feat_bias_normalization
+
+    spec = get_dataset_spec("t2m")
+    zeros, ones = np.zeros(spec.dim_pose, np.float32), np.ones(spec.dim_pose, np.float32)
+    for bad in (float("inf"), float("nan"), -5.0):
+        with pytest.raises(ValueError, match=r"--feat_bias: the feature bias must be > 0 and finite"):
+            feat_bias_normalization(zeros, ones, spec, bad, "--feat_bias")
+
+
 def test_momask_rvq_preset_is_the_readme_command():
     # MoMask README: --batch_size 256 --num_quantizers 6 --max_epoch 50 --quantize_dropout_prob 0.2 --gamma 0.05
     from options.config import load_config

@@ -131,8 +131,8 @@ def feat_bias_normalization(mean: np.ndarray, std: np.ndarray, spec: DatasetSpec
     if std.shape != (spec.dim_pose,) or mean.shape != (spec.dim_pose,):
         raise ValueError(f"{who}: mean {mean.shape} and std {std.shape}; expected ({spec.dim_pose},) "
                          f"for dataset {spec.name!r}")
-    if not feat_bias > 0:
-        raise ValueError(f"{who}: the feature bias must be > 0, got {feat_bias}")
+    if not (np.isfinite(feat_bias) and feat_bias > 0):
+        raise ValueError(f"{who}: the feature bias must be > 0 and finite, got {feat_bias}")
     if feat_bias != 1.0:
         groups = list(spec.root_groups) + ([spec.contact_group] if spec.contact_group else [])
         if not groups:  # BEAT-X's rotations: the bias would change nothing, which the caller did not ask for

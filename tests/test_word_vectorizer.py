@@ -144,3 +144,25 @@ def test_a_vocabulary_without_a_special_word_is_refused(tmp_path, absent):
     with pytest.raises(ValueError, match=f"'{absent}'") as err:
         WordVectorizer(str(tmp_path / "glove"))
     assert str(tmp_path / "glove" / glove_file_names()[1]) in str(err.value)
+
+
+def test_learned_vocab_reads_caption_lines_as_the_datasets_do(tmp_path):
+    """A caption may itself hold '#' (lines split from the right, as the datasets read them): its tokens are the
+    second field from the end-tags, not the text after the caption's own '#'."""
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "000001.txt").write_text("a person does move #1 slowly.#a/DET person/NOUN do/VERB move/NOUN "
+                                      "slowly/ADV#0.0#0.0\n")
+    (tmp_path / "train.txt").write_text("000001\n")
+    vocab = LearnedVocab.from_split(str(tmp_path), "train", dim_word=8)
+    assert vocab.words[3:] == ["a", "do", "move", "person", "slowly"]
+
+
+def test_learned_vocab_names_the_caption_file_of_a_malformed_token(tmp_path):
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "000001.txt").write_text("a person walks.#a/DET person walk/VERB#0.0#0.0\n")
+    (tmp_path / "train.txt").write_text("000001\n")
+    with pytest.raises(ValueError, match="'person' is not of the form 'word/POS'") as err:
+        LearnedVocab.from_split(str(tmp_path), "train", dim_word=8)
+    assert str(texts / "000001.txt") in str(err.value)

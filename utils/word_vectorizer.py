@@ -27,6 +27,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from utils.motion_files import read_texts
+
 logger = logging.getLogger(__name__)
 
 POS_ENUMERATOR: dict[str, int] = {
@@ -214,8 +216,9 @@ class LearnedVocab:
                    min_count: int = 1) -> LearnedVocab:
         """Vocabulary of the captions of ``<data_root>/texts/<id>.txt`` for the ids in ``<data_root>/<split>.txt``.
 
-        Caption lines are ``caption#word/POS word/POS ...#start#end``; only the training split should be used so
-        that test-only words stay unknown, as they are for GloVe.
+        Caption lines are ``caption#word/POS word/POS ...#start#end``, read by ``utils.motion_files.read_texts`` as
+        the datasets read them (``DatasetError`` naming the file and line of a malformed one). Only the training
+        split should be used so that test-only words stay unknown, as they are for GloVe.
         """
         split_file = os.path.join(data_root, f"{split}.txt")
         if not os.path.isfile(split_file):
@@ -229,14 +232,14 @@ class LearnedVocab:
             if not os.path.isfile(path):
                 missing += 1
                 continue
-            with open(path) as f:
-                for line_no, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    parts = line.strip().split("#")
-                    if len(parts) < 2:
-                        raise ValueError(f"{path}:{line_no}: expected 'caption#word/POS ...#start#end', got {line!r}")
-                    tokens.extend(t for t in parts[1].split(" ") if t)
+            # Read as the datasets read it (a caption may itself hold '#'), so both see the same tokens.
+            for entry in read_texts(path):
+                for token in entry.tokens:
+                    try:
+                        split_token(token)
+                    except ValueError as e:
+                        raise ValueError(f"{path}: {e}") from e
+                tokens.extend(entry.tokens)
         if missing:
             logger.warning("%d of %d ids in %s have no caption file under %s", missing, len(ids), split_file,
                            os.path.join(data_root, "texts"))

@@ -166,3 +166,24 @@ def test_learned_vocab_names_the_caption_file_of_a_malformed_token(tmp_path):
     with pytest.raises(ValueError, match="'person' is not of the form 'word/POS'") as err:
         LearnedVocab.from_split(str(tmp_path), "train", dim_word=8)
     assert str(texts / "000001.txt") in str(err.value)
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("npz", "not a readable .npy array"),
+    ("strings", "not numeric"),
+    ("nan", "NaN or inf"),
+])
+def test_a_vectors_file_that_is_no_numeric_array_names_the_file(glove, content, expected):
+    folder, vectors = glove
+    data_path = folder / glove_file_names()[0]
+    if content == "npz":  # an .npz archive saved under the .npy name
+        with open(data_path, "wb") as f:
+            np.savez(f, vectors=vectors)
+    elif content == "strings":
+        np.save(data_path, vectors.astype(str))
+    else:
+        vectors[3, 2] = np.nan
+        np.save(data_path, vectors)
+    with pytest.raises(ValueError, match=expected) as err:
+        WordVectorizer(str(folder))
+    assert str(data_path) in str(err.value)

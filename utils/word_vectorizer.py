@@ -135,10 +135,20 @@ class WordVectorizer:
             vectors = np.load(data_path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
             raise ValueError(f"{data_path}: not a readable .npy array of word vectors: {e}") from e
+        if not isinstance(vectors, np.ndarray):  # np.load opens any zip, whatever its name, as an .npz archive
+            vectors.close()
+            raise ValueError(f"{data_path}: not a readable .npy array of word vectors (an .npz archive; save the "
+                             "(num_words, dim_word) array with np.save)")
         words = load_plain_pickle(words_path)
         word2idx = load_plain_pickle(idx_path)
         if vectors.ndim != 2:
             raise ValueError(f"{data_path}: expected word vectors of shape (num_words, dim_word), got {vectors.shape}")
+        if not (np.issubdtype(vectors.dtype, np.floating) or np.issubdtype(vectors.dtype, np.integer)):
+            raise ValueError(f"{data_path}: word vectors of dtype {vectors.dtype} are not numeric; expected floats")
+        if not np.isfinite(vectors).all():
+            bad = sorted({int(r) for r in np.argwhere(~np.isfinite(vectors))[:, 0]})
+            raise ValueError(f"{data_path}: rows {bad[:5]} of the word vectors hold NaN or inf; expected finite "
+                             "values")
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise ValueError(f"{words_path}: expected a list of words (str), got {type(words).__name__}")
         if not isinstance(word2idx, dict) or not all(isinstance(k, str) and isinstance(v, int)

@@ -16,6 +16,7 @@ from utils.eval_protocol import evaluate, renormalize, replication_seeds
 from utils.eval_report import format_report, write_report_json
 from utils.evaluator import build_evaluator
 from utils.gt_cache import GTCache
+from utils.model_embeddings import checked_motion, embed_in_chunks, motion_embeddings
 from utils.normalization import eval_normalization, load_mean_std
 from utils.word_vectorizer import LearnedVocab
 
@@ -207,6 +208,22 @@ def test_gt_cache_hit_skips_the_evaluator_and_gives_identical_numbers(setup, tmp
     third = evaluate(ev, loader, model, replications=1, seed=20, gt_cache=cache, progress=False)
     assert calls["n"] == loader.num_batches and third.rows[0]["gt_cache"] == "stale"
     assert third.rows[0]["metrics"] == first.rows[0]["metrics"]
+
+
+def test_embedding_in_chunks_equals_embedding_each_batch_alone(setup):
+    """A generator returns each batch at T = its longest length, where the evaluator's convolutions read their own
+    zero padding past the end; padding that batch to a longer one's T in a shared call would change its longest
+    rows' embeddings, so chunked calls (the GT cache's) must give each batch's own numbers."""
+    _, _, ev, loader = setup
+    items = []
+    for batch in loader.batches(3):
+        frames = int(batch.m_lengths.max())
+        items.append(checked_motion((batch.motion[:, :frames], batch.m_lengths), batch, ev, "motion_fn"))
+    items.append((items[0][0][:, :-8], items[0][1].clamp(max=items[0][0].shape[1] - 8)))  # a shorter T
+    assert len({motion.shape[1] for motion, _ in items}) > 1
+    chunked = embed_in_chunks(ev, items, max_rows=1000)
+    for item, emb in zip(items, chunked):
+        np.testing.assert_allclose(emb, motion_embeddings(ev, *item), rtol=1e-5, atol=1e-5)
 
 
 def rows_counted(calls, scale=0.9):

@@ -31,8 +31,8 @@ statistics, and a fingerprint of the evaluation data (split, motion-file index, 
 vectors, batch size). A cached entry also stores each batch's lengths and caption lengths, which are checked against
 the batches as they are drawn; any mismatch drops the entry and recomputes. The data are still loaded (the model
 needs the GT motion and the captions); only the evaluator passes over GT are skipped. With the cache, the model's
-motion is embedded in evaluator calls of up to ``EMBED_ROWS`` rows (several batches at once; the per-batch metrics
-are unchanged), which is what remains of the evaluator's cost.
+motion is embedded in evaluator calls of up to ``EMBED_ROWS`` rows (several batches of the same frame count at once;
+the per-batch metrics are unchanged), which is what remains of the evaluator's cost.
 
 FID is computed from QR factors of the centred embeddings and the singular values of their product
 (``_frechet_distance``): the value of the reference's ``sqrtm`` formula to round-off, without its 512 x 512 matrix

@@ -2,8 +2,8 @@
 
 - ``checked_motion``: validates what ``motion_fn`` returned and zeroes the frames past each length, as the GT padding
   is.
-- ``embed_in_chunks``: embeds the model's motion of several batches in evaluator calls of up to a given number of
-  rows (the motion GRU runs one step at a time, so small calls leave the machine idle).
+- ``embed_in_chunks``: embeds the model's motion of several batches of the same frame count in evaluator calls of up
+  to a given number of rows (the motion GRU runs one step at a time, so small calls leave the machine idle).
 - ``ModelMemo``: remembers a deterministic model's embeddings by the content of the GT row they came from, so that
   crops drawn again in a later replication are not computed again.
 """
@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from utils.datasets import EvalBatch
 from utils.evaluator import EvaluatorWrapper
@@ -56,31 +55,31 @@ def motion_embeddings(evaluator: EvaluatorWrapper, motion: torch.Tensor, lengths
 def embed_in_chunks(evaluator: EvaluatorWrapper, items: Sequence[tuple[torch.Tensor, torch.Tensor]],
                     max_rows: int) -> list[np.ndarray]:
     """Motion embeddings of ``items`` (``(motion (B_i, T_i, D), lengths (B_i,))`` from ``checked_motion``), one
-    array ``(B_i, E)`` per item, computed in evaluator calls of up to ``max_rows`` rows.
+    array ``(B_i, E)`` per item in input order, computed in evaluator calls of up to ``max_rows`` rows.
 
-    Consecutive items are zero-padded to the longest T of their call; frames past each length are zero already, so
-    the padding changes nothing the evaluator reads. Fewer, larger calls matter because the motion GRU runs one step
-    at a time: at 32 rows its matrix products are too small to use the machine.
+    A call joins only items of the same T: padding an item to a longer T would change what the evaluator reads. Its
+    convolutions read 2-3 frames past the last movement step; at a row whose length is T that is the convolutions'
+    own zero padding, but behind frames of zeros the second convolution sees the first one's response to them
+    instead (a generator returns each batch at T = its longest length, and the reference embeds it so). Fewer,
+    larger calls matter because the motion GRU runs one step at a time: at 32 rows its matrix products are too small
+    to use the machine.
     """
-    out: list[np.ndarray] = []
-    group: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def flush() -> None:
-        if not group:
-            return
-        frames = max(motion.shape[1] for motion, _ in group)
-        motion = torch.cat([F.pad(m, (0, 0, 0, frames - m.shape[1])) for m, _ in group])
-        emb = motion_embeddings(evaluator, motion, torch.cat([lengths for _, lengths in group]))
-        sizes = [m.shape[0] for m, _ in group]
-        out.extend(np.split(emb, np.cumsum(sizes)[:-1]))
-        group.clear()
-
-    for item in items:
-        if group and sum(m.shape[0] for m, _ in group) + item[0].shape[0] > max_rows:
-            flush()
-        group.append(item)
-    flush()
-    return out
+    by_frames: dict[int, list[int]] = {}
+    for i, (motion, _) in enumerate(items):
+        by_frames.setdefault(motion.shape[1], []).append(i)
+    calls: list[list[int]] = []  # item indices per evaluator call
+    for indices in by_frames.values():
+        calls.append([])
+        for i in indices:
+            if calls[-1] and sum(items[j][0].shape[0] for j in calls[-1]) + items[i][0].shape[0] > max_rows:
+                calls.append([])
+            calls[-1].append(i)
+    out: dict[int, np.ndarray] = {}
+    for call in calls:
+        emb = motion_embeddings(evaluator, torch.cat([items[i][0] for i in call]),
+                                torch.cat([items[i][1] for i in call]))
+        out.update(zip(call, np.split(emb, np.cumsum([items[i][0].shape[0] for i in call])[:-1])))
+    return [out[i] for i in range(len(items))]
 
 
 class ModelMemo:

@@ -72,7 +72,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
     check_run_start(run, args.is_continue)
-    unit_length = args.unit_length or spec.unit_length
+    unit_length = spec.unit_length if args.unit_length is None else args.unit_length
     if unit_length < 1:
         raise ValueError(f"--unit_length must be >= 1, got {unit_length}")
     num_classes = spec.max_motion_length // unit_length + 1  # classes 0 .. max tokens

@@ -94,3 +94,11 @@ def test_unit_length_sets_the_classes(tmp_path, synthetic_root, encoder):
                                       "len8"), text_encoder=encoder)
     state = load_checkpoint(os.path.join(ckpt, "synthetic", "len8", "model", "latest.tar"))
     assert state["unit_length"] == 8 and state["model_args"]["num_classes"] == 196 // 8 + 1
+
+
+@pytest.mark.parametrize("unit_length", ["0", "-4"])
+def test_a_unit_length_below_one_is_refused(tmp_path, synthetic_root, unit_length):
+    """--unit_length 0 is a typed value, not a blank: refused rather than replaced by the spec's."""
+    with pytest.raises(ValueError, match=f"--unit_length must be >= 1, got {unit_length}"):
+        train_length_estimator.main(_args(synthetic_root, str(tmp_path / "ckpt"), "--max_iters", "2",
+                                          "--unit_length", unit_length))

@@ -78,8 +78,8 @@ def main(cfg) -> dict:
     run.make_dirs()
     setup_logging(run.log_file)
     set_seed(cfg.seed)
-    if cfg.pretrain_window % 4:
-        raise ValueError(f"--pretrain_window must be a multiple of 4 (the movement encoder's stride), got "
+    if cfg.pretrain_window < 4 or cfg.pretrain_window % 4:
+        raise ValueError(f"--pretrain_window must be a positive multiple of 4 (the movement encoder's stride), got "
                          f"{cfg.pretrain_window}")
     finest_path = os.path.join(run.model_dir, "finest.tar")
 
@@ -93,7 +93,8 @@ def main(cfg) -> dict:
     else:
         if cfg.glove_dir:
             logger.warning("--glove_dir %s does not exist; learning a vocabulary instead", cfg.glove_dir)
-        word_vectors = LearnedVocab.from_split(root, "train", dim_word=cfg.dim_word or LEARNED_DIM_WORD[cfg.sizes])
+        dim_word = LEARNED_DIM_WORD[cfg.sizes] if cfg.dim_word is None else cfg.dim_word
+        word_vectors = LearnedVocab.from_split(root, "train", dim_word=dim_word)
     logger.info("word vectors: %s (%d words, %d dims)", word_vectors.source, len(word_vectors), word_vectors.dim_word)
     train_set = Text2MotionEvalDataset(spec, "train", mean, std, word_vectors, data_root=cfg.data_root)
     windows = MotionWindowDataset(spec, "train", mean, std, window_size=cfg.pretrain_window, data_root=cfg.data_root)

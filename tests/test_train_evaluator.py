@@ -208,3 +208,14 @@ def test_each_stage_trains_exactly_the_parameters_its_loss_reaches():
     assert not _untrained(model)
     trained = {name.split(".")[1] for name, p in model.named_parameters() if p.requires_grad}
     assert trained == {"text_encoder", "motion_encoder"}
+
+
+@pytest.mark.parametrize("flag,value,expected", [
+    ("--pretrain_window", "0", "--pretrain_window must be a positive multiple of 4"),
+    ("--pretrain_window", "-8", "--pretrain_window must be a positive multiple of 4"),
+    ("--dim_word", "0", "dim_word must be >= 1, got 0"),
+])
+def test_typed_zero_or_negative_sizes_are_refused(data_root, tmp_path, flag, value, expected):
+    """A typed 0 is the user's value, not a blank: refused rather than replaced by a default."""
+    with pytest.raises(ValueError, match=expected):
+        run_script(data_root, tmp_path / "checkpoints", "--max_iters", "2", "--pretrain_iters", "2", flag, value)

@@ -313,3 +313,22 @@ def test_loader_infers_sizes_from_official_layouts(tmp_path, name, overrides, to
     with torch.no_grad():
         assert torch.equal(tok.encode(x), model.encode(x))
         assert torch.allclose(tok(x), model(x).recon, atol=1e-6)
+
+
+def test_import_checkpoint_keeps_any_checkpoint_of_an_existing_run(tmp_path) -> None:
+    """A run holding only net_best_fid.tar (no latest.tar) is not overwritten without --overwrite."""
+    fx = Fixture(TOKENIZER_FIXTURES[0])
+    tool = load_tool("import_checkpoint")
+    official = load_tokenizer(fx.checkpoint, **_unshaped_kwargs(fx))
+    dataset_args = _dataset_args(official.model.input_width, tmp_path)
+    model_flags = [f"--{k}={v}" for k, v in _unshaped_kwargs(fx).items()]
+    argv = ["--src", fx.checkpoint, "--name", "taken", "--checkpoints_dir", str(tmp_path), *dataset_args,
+            *model_flags]
+    best = tmp_path / dataset_args[1] / "taken" / "model" / "net_best_fid.tar"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"a trained run's best weights")
+    with pytest.raises(SystemExit, match=r"a run exists at .*taken \(net_best_fid.tar\); choose another --name"):
+        tool.main(tool.get_parser().parse_args(argv))
+    assert best.read_bytes() == b"a trained run's best weights"
+    tool.main(tool.get_parser().parse_args([*argv, "--overwrite"]))
+    assert load_tokenizer(str(best), model_name=official.model_name).source_format == "ours"

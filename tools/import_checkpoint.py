@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import os
 import sys
@@ -81,8 +82,11 @@ def main(cfg: argparse.Namespace) -> str:
     setup_logging()
     # ---------------------------------------------------------------------------------------------------- setup
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
-    if os.path.exists(run.latest_path) and not cfg.overwrite:
-        raise SystemExit(f"{run.latest_path} exists; choose another --name or pass --overwrite")
+    # Any checkpoint of a run of that name (a trained run may hold net_best_fid.tar without latest.tar) is kept.
+    existing = sorted(glob.glob(os.path.join(run.model_dir, "*.tar")))
+    if existing and not cfg.overwrite:
+        raise SystemExit(f"a run exists at {run.root} ({', '.join(os.path.basename(p) for p in existing)}); choose "
+                         f"another --name or pass --overwrite")
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     mean, std = read_meta(cfg.meta_dir)
     stats_source = f"--meta_dir {cfg.meta_dir}"

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from utils.cli import USER_ERRORS
 from utils.paths import project_path
 
 if TYPE_CHECKING:
@@ -382,5 +383,5 @@ def main(cfg: argparse.Namespace) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main(parse_args()))
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (*USER_ERRORS, KeyError) as e:
         sys.exit(f"prepare_data.py: error: {e}")

@@ -165,3 +165,27 @@ def test_a_parent_filled_during_the_removal_keeps_the_starts_own_error(monkeypat
     with pytest.raises(SystemExit, match="train_AE.py: error: dataset/Synthetic/Mean.npy: missing"):
         run_script(main, prog="train_AE.py")
     assert not (tmp_path / "checkpoints" / "synthetic" / "fresh").exists()
+
+
+@pytest.mark.parametrize("error", [NotADirectoryError, IsADirectoryError, PermissionError])
+def test_a_path_of_the_wrong_kind_is_a_user_error(monkeypatch, error):
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+
+    def bad_path():
+        raise error(20, "Not what was expected", "out/file")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(bad_path, prog="sample.py")
+    assert str(exit_info.value).startswith("sample.py: error: [Errno 20] Not what was expected: 'out/file'\n")
+
+
+def test_prepare_data_reports_an_output_folder_that_is_a_file_in_one_line(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    argv = [sys.executable, str(ROOT / "prepare_data.py"), "synthetic", "--out", str(taken), "--num_motions", "4"]
+    env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "prepare_data.py: error:" in done.stderr and str(taken) in done.stderr
+    assert taken.read_text() == "a file, not a folder"

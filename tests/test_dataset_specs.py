@@ -86,6 +86,15 @@ def test_unknown_dataset_and_bad_spec_file(tmp_path, monkeypatch):
      "kinematic_chain names joint 30; expected joint indices below joints_num 22"),
     (lambda d: d.update(body_parts={"upper": [4, 263]}),
      "body_parts 'upper' names feature 263; expected feature indices below dim_pose 263"),
+    # The root and contact groups are looked up by name in the evaluator normalisation, the part partition and the
+    # PFNN export; a name that is not a layout group, or one named twice, divides the wrong std or none.
+    (lambda d: d.update(root_groups=["root_rot_vel", "root_vel"]),
+     "root_groups names group 'root_vel'; expected names of its layout groups ['root_rot_vel', 'root_lin_vel'"),
+    (lambda d: d.update(contact_group="contacts"),
+     "contact_group 'contacts' is not a layout group; expected one of ['root_rot_vel', 'root_lin_vel'"),
+    (lambda d: d.update(root_groups=["root_y", "root_y"]), "root_groups names group 'root_y' twice"),
+    (lambda d: d.update(root_groups=["root_y", "foot_contact"]),
+     "contact_group 'foot_contact' is also one of the root_groups"),
 ])
 def test_spec_file_fields_are_checked_naming_file_and_field(tmp_path, change, message):
     folder = tmp_path / "Broken"

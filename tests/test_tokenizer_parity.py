@@ -79,7 +79,7 @@ def _dataset_args(width: int, tmp_path: Path) -> list[str]:
     root.mkdir()
     spec = DatasetSpec(name=f"features{width}", root=str(root), joints_num=22, dim_pose=width, fps=20.0,
                        representation="essential", kinematic_chain=T2M_KINEMATIC_CHAIN,
-                       layout=(FeatureGroup("ric", 0, width),))
+                       layout=(FeatureGroup("ric", 0, width),), root_groups=(), contact_group=None)
     spec.save(str(root / SPEC_FILE))
     return ["--dataset_name", spec.name, "--data_root", str(root)]
 

@@ -106,6 +106,22 @@ class DatasetSpec:
                 if not 0 <= feature < self.dim_pose:
                     raise ValueError(f"dataset spec {self.name!r}: body_parts {part!r} names feature {feature}; "
                                      f"expected feature indices below dim_pose {self.dim_pose}")
+        # The evaluator normalisation divides the std of each root and contact group once (a group named twice would
+        # be divided twice), the part partition puts each in the root part, and both look them up by name.
+        for i, group_name in enumerate(self.root_groups):
+            if group_name not in names:
+                raise ValueError(f"dataset spec {self.name!r}: root_groups names group {group_name!r}; expected names "
+                                 f"of its layout groups {names} (or [] for none)")
+            if group_name in self.root_groups[:i]:
+                raise ValueError(f"dataset spec {self.name!r}: root_groups names group {group_name!r} twice; "
+                                 f"expected each group once")
+        if self.contact_group is not None:
+            if self.contact_group not in names:
+                raise ValueError(f"dataset spec {self.name!r}: contact_group {self.contact_group!r} is not a layout "
+                                 f"group; expected one of {names} (or null for none)")
+            if self.contact_group in self.root_groups:
+                raise ValueError(f"dataset spec {self.name!r}: contact_group {self.contact_group!r} is also one of "
+                                 f"the root_groups {list(self.root_groups)}; expected a group that is not a root group")
 
     @property
     def file_dim(self) -> int:

@@ -27,7 +27,7 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
                      help="root folder of all runs")
     run.add_argument("--config", type=str, default=None,
                      help="YAML preset (flag: value); the command line overrides it, it overrides the defaults")
-    run.add_argument("--is_continue", action="store_true",
+    run.add_argument("--is_continue", action=argparse.BooleanOptionalAction, default=False,
                      help="resume exactly from <run>/model/latest.tar (weights, optimizer, EMA, step, RNG, data order)")
     run.add_argument("--seed", type=int, default=3407, help="seed of the model init, data order and sample crops")
 
@@ -67,12 +67,12 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
                          help="steps between validations (0: once per epoch)")
     cadence.add_argument("--save_every", type=int, default=500,
                          help="steps between writes of model/latest.tar (0: once per epoch); always at the end")
-    cadence.add_argument("--need_evaluation", action="store_true",
+    cadence.add_argument("--need_evaluation", action=argparse.BooleanOptionalAction, default=False,
                          help="run the evaluator-based validation (FID etc.) during training")
 
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--mixed_precision", type=str, default="no", choices=["no", "bf16", "fp16"],
                          help="autocast precision of the trained model (quantizers stay in fp32)")
-    runtime.add_argument("--detect_anomaly", action="store_true",
+    runtime.add_argument("--detect_anomaly", action=argparse.BooleanOptionalAction, default=False,
                          help="autograd anomaly detection to locate a NaN (several times slower; debugging only)")
     return parser

@@ -131,7 +131,7 @@ def get_evaluation_generator_parser() -> argparse.ArgumentParser:
     mm.add_argument("--mm_repeats", type=positive_int, default=MM_REPEATS,
                     help="generations per caption for multimodality")
     saved = parser.add_argument_group("generate once, score many")
-    saved.add_argument("--save_motions", action="store_true",
+    saved.add_argument("--save_motions", action=argparse.BooleanOptionalAction, default=False,
                        help="keep every generated motion in <run>/eval/motions_<tag>/ (float32 frames up to each "
                             "length, about 4 x dim bytes a frame) so that --from_motions can score them again")
     saved.add_argument("--from_motions", type=str, default=None,
@@ -184,17 +184,17 @@ def get_sample_parser() -> argparse.ArgumentParser:
                            "the published models) is regenerated when any of its frames is")
     edit.add_argument("--edit_seconds", type=str, action="append", default=None, metavar="START:END",
                       help="as --edit_frames, in seconds at the dataset's fps (START rounded down, END up to frames)")
-    edit.add_argument("--span_prompts", action="store_true",
+    edit.add_argument("--span_prompts", action=argparse.BooleanOptionalAction, default=False,
                       help="one prompt per span instead of every prompt for every span: the prompts, in order, go to "
                            "the spans from left to right (which may not share a token), and each repeat makes one "
                            "edited motion")
-    edit.add_argument("--anchor_root", action="store_true",
+    edit.add_argument("--anchor_root", action=argparse.BooleanOptionalAction, default=False,
                       help="keep the frames after each edited span where the source's stand: the span's root yaw and "
                            "xz velocities are bent evenly so that its end meets the source as its tokens decode "
                            "(HumanML3D and 67-dim "
                            "features; the manifest gives the yaw and distance spread over each span)")
     seq = parser.add_argument_group("sequence (one long motion from the prompts in order)")
-    seq.add_argument("--sequence", action="store_true",
+    seq.add_argument("--sequence", action=argparse.BooleanOptionalAction, default=False,
                      help="make one motion whose consecutive segments follow the prompts, in order (lengths per "
                           "prompt as without it): each segment is generated from its prompt, then every seam is "
                           "in-betweened; may be longer than the longest training clip")
@@ -209,11 +209,12 @@ def get_sample_parser() -> argparse.ArgumentParser:
                      help="no stick-figure video: write joints (and BVH, SMPL, mesh video when asked) only")
     out.add_argument("--format", type=str, default="auto", choices=FORMATS,
                      help="video container: auto is MP4 when ffmpeg is installed, else GIF")
-    out.add_argument("--bvh", action="store_true", help="also export every sample as a BVH file")
+    out.add_argument("--bvh", action=argparse.BooleanOptionalAction, default=False,
+                     help="also export every sample as a BVH file")
     out.add_argument("--smpl", type=str, default=None, metavar="BODY_MODEL.npz",
                      help="also export every sample as SMPL parameters in AMASS's layout (<stem>_smpl.npz) for this "
                           "SMPL / SMPL-H / SMPL-X body model file (yours; inverse kinematics, betas zero)")
-    out.add_argument("--mesh_video", action="store_true",
+    out.add_argument("--mesh_video", action=argparse.BooleanOptionalAction, default=False,
                      help="with --smpl, also a video of the body model's mesh skinned from those parameters "
                           "(<stem>_mesh.mp4, .gif without ffmpeg); the model file needs its weights and faces f")
     return parser

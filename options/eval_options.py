@@ -32,7 +32,7 @@ def add_protocol_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGrou
                        help="passes over the split; metrics are mean ± 1.96·std/√replications")
     group.add_argument("--no_gt_cache", action="store_true",
                        help="recompute the GT embeddings instead of reading/writing <evaluator>/gt_cache")
-    group.add_argument("--is_continue", action="store_true",
+    group.add_argument("--is_continue", action=argparse.BooleanOptionalAction, default=False,
                        help="reuse the replications already streamed to the eval JSONL file by the same evaluation")
     group.add_argument("--report_json", type=str, default=None,
                        help="also write the result JSON to this path (the run's eval/ copy is written as always), "

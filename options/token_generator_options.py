@@ -27,7 +27,7 @@ def _add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                        help="tokenizer checkpoint file instead of --vq_name")
     group.add_argument("--vq_model", "--ae_model", dest="vq_model", type=str, default=None, choices=sorted(TOKENIZERS),
                        help="expected tokenizer registry name; a checkpoint of another model is an error")
-    group.add_argument("--cache_tokens", action="store_true",
+    group.add_argument("--cache_tokens", action=argparse.BooleanOptionalAction, default=False,
                        help="encode every sample's motion once and keep the codes in <run>/tokens/ (crops are then "
                             "taken in token space); default: encode each batch on the fly, as MoMask")
 

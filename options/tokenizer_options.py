@@ -69,13 +69,13 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                       help="LFQ: inverse temperature of the soft assignment the entropy penalty reads (default 100, "
                            "vector-quantize-pytorch's)")
     arch.add_argument("--mu", type=float, default=None, help="EMA decay of VQ codebooks")
-    arch.add_argument("--kmeans_init", action="store_true", default=None,
+    arch.add_argument("--kmeans_init", action=argparse.BooleanOptionalAction, default=None,
                       help="VQ / RVQ: initialise each codebook (each residual layer on its own residual) by k-means "
                            "on the first training batch, with EMA statistics of the clusters' sizes, instead of "
                            "copying the batch's leading rows (T2M-GPT / MoMask)")
     arch.add_argument("--kmeans_iters", type=positive_int, default=None,
                       help="k-means iterations of --kmeans_init (default 10)")
-    arch.add_argument("--rotation_trick", action="store_true", default=None,
+    arch.add_argument("--rotation_trick", action=argparse.BooleanOptionalAction, default=None,
                       help="VQ / RVQ: pass the gradient to the encoder through the rotation and rescaling that map "
                            "each latent onto its code (Fifty et al. 2024) instead of straight through (T2M-GPT / "
                            "MoMask)")
@@ -112,7 +112,7 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
                         help="residual layers Q (1 without --model: T2M-GPT's VQ-VAE)")
     parser.add_argument("--quantize_dropout_prob", type=float, default=None,
                         help="probability of dropping trailing residual layers in training (MoMask 0.2)")
-    parser.add_argument("--shared_codebook", action="store_true", default=None,
+    parser.add_argument("--shared_codebook", action=argparse.BooleanOptionalAction, default=None,
                         help="one codebook shared by all residual layers")
     parser.add_argument("--quantizer", type=str, default=None,
                         choices=["ema_reset", "ema", "reset", "orig"], help="VQ codebook update rule (T2M-GPT)")

@@ -156,6 +156,54 @@ def test_saved_config_round_trips_and_is_a_valid_preset(tmp_path):
     assert vars(again) == {**vars(args), "config": path}
 
 
+def _config_parsers() -> list[argparse.ArgumentParser]:
+    """Every script parser that reads --config presets."""
+    from options.eval_generator_options import get_evaluation_generator_parser, get_sample_parser
+    from options.eval_options import get_evaluation_ae_parser, get_train_evaluator_parser
+    from options.generator_options import get_train_length_estimator_parser, get_train_mardm_parser
+    from options.token_generator_options import get_train_res_transformer_parser, get_train_t2m_transformer_parser
+    from options.tokenizer_options import get_train_ae_parser, get_train_vq_parser
+
+    return [get_train_ae_parser(), get_train_vq_parser(), get_train_mardm_parser(), get_train_length_estimator_parser(),
+            get_train_t2m_transformer_parser(), get_train_res_transformer_parser(), get_train_evaluator_parser(),
+            get_evaluation_ae_parser(), get_evaluation_generator_parser(), get_sample_parser()]
+
+
+def test_a_flag_a_preset_turns_on_is_turned_off_on_the_command_line(tmp_path):
+    """The command line overrides the preset for on/off flags too: --no-<flag> turns off what the preset (or a run's
+    opt.yaml, which records is_continue) turns on; --<flag> still turns it on, and both count as typed."""
+    from options.config import given_on_command_line
+
+    preset = write(tmp_path, "name: x\nis_continue: true\nneed_evaluation: true\ndetect_anomaly: true\n")
+    args = parse(["--config", preset, "--no-is_continue", "--no-need_evaluation", "--no-detect_anomaly"])
+    assert (args.is_continue, args.need_evaluation, args.detect_anomaly) == (False, False, False)
+    assert {"is_continue", "need_evaluation", "detect_anomaly"} <= given_on_command_line(args)
+    args = parse(["--name", "x", "--is_continue", "--need_evaluation"])
+    assert (args.is_continue, args.need_evaluation, args.detect_anomaly) == (True, True, False)
+    path = str(tmp_path / "opt.yaml")
+    save_config(args, path)
+    assert parse(["--config", path, "--no-is_continue"]).is_continue is False
+    # Every on/off flag named for what it turns on can be turned off again (a no_* flag is itself the way off).
+    for parser in _config_parsers():
+        for action in parser._actions:
+            if action.nargs == 0 and action.const is True and not action.option_strings[0].startswith("--no_"):
+                assert isinstance(action, argparse.BooleanOptionalAction), (parser.description, action.dest)
+
+
+def test_a_tokenizer_flag_turned_off_overrides_the_registry_entry(tmp_path):
+    """--kmeans_init / --rotation_trick / --shared_codebook keep the registry value when left out (None) and pass
+    False when turned off, also against a preset that turns them on."""
+    from options.tokenizer_options import get_train_vq_parser, model_overrides
+
+    preset = write(tmp_path, "name: x\nkmeans_init: true\nrotation_trick: true\nshared_codebook: true\n")
+    args = parse_with_config(get_train_vq_parser(), ["--config", preset, "--no-kmeans_init", "--no-rotation_trick",
+                                                     "--no-shared_codebook"])
+    assert {k: model_overrides(args)[k] for k in ("kmeans_init", "rotation_trick", "shared_codebook")} == {
+        "kmeans_init": False, "rotation_trick": False, "shared_codebook": False}
+    left_out = model_overrides(parse_with_config(get_train_vq_parser(), ["--name", "x"]))
+    assert not {"kmeans_init", "rotation_trick", "shared_codebook"} & set(left_out)
+
+
 def test_saved_config_without_milestones_is_a_valid_preset(tmp_path):
     """The length estimator and the evaluator train without milestones: their opt.yaml holds ``milestones: []``, and
     ``--config <run>/opt.yaml --is_continue`` must read it back."""

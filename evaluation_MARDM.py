@@ -35,11 +35,11 @@ overwrite each other.
 Generate once, score many (``utils/saved_motions.py``). ``--save_motions`` also keeps every generated motion in
 ``<run>/eval/motions_<tag>/`` (one file per replication, written before its JSONL line). ``--from_motions <folder>``
 scores them again without loading the generator, under another ``--evaluator_dir`` or after a change of the metrics:
-the split, seed, batch size and multimodality settings are the saved run's (one of these flags typed with another
-value, even its default, is an error), the number of replications too unless ``--replications`` is given, and every
-batch is checked to draw the captions and lengths the motions were made for. Under the same evaluator the scores are
-those of the saving run, to the bit; the results go to the same ``eval_<tag>[_ev...]`` files a direct evaluation would
-write, with ``motions_from`` recorded.
+the split, seed, batch size and multimodality settings are the saved run's (one of these flags typed or set in the
+``--config`` preset with another value, even its default, is an error), the number of replications too unless
+``--replications`` is given, and every batch is checked to draw the captions and lengths the motions were made for.
+Under the same evaluator the scores are those of the saving run, to the bit; the results go to the same
+``eval_<tag>[_ev...]`` files a direct evaluation would write, with ``motions_from`` recorded.
 
 Another representation's evaluator (``utils/representation.py``). ``--eval_dataset X`` takes the GT, captions, crops,
 evaluator statistics and default evaluator (``<checkpoints_dir>/X/text_mot_match``) from dataset X, whose clips must

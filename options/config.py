@@ -163,7 +163,8 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     # The training length is one setting in two units: an --epoch typed on the command line replaces the preset's
     # max_iters rather than losing to it (max_iters wins over epoch whenever both are set).
     given = _given_dests(parser, sys.argv[1:] if argv is None else argv)
-    _GIVEN[id(args)] = frozenset(given)
+    in_config = {dest for dest, value in preset.items() if value is not None} if known.config else set()
+    _GIVEN[id(args)] = (frozenset(given), frozenset(in_config))
     weakref.finalize(args, _GIVEN.pop, id(args), None)
     if known.config and "epoch" in given and "max_iters" not in given and getattr(args, "max_iters", None) is not None:
         args.max_iters = None
@@ -173,15 +174,22 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     return args
 
 
-# Destinations typed on the command line, per namespace parse_with_config returned (by id: a Namespace is not
-# hashable; the entry goes with the namespace). Kept off the namespace, whose vars() is the run's recorded config.
-_GIVEN: dict[int, frozenset[str]] = {}
+# Destinations typed on the command line and those the --config preset set, per namespace parse_with_config
+# returned (by id: a Namespace is not hashable; the entry goes with the namespace). Kept off the namespace, whose
+# vars() is the run's recorded config.
+_GIVEN: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
 
 
 def given_on_command_line(args: argparse.Namespace) -> frozenset[str]:
     """Destinations of the flags typed on the command line ``parse_with_config`` read ``args`` from, even those
     typed at their default value (empty for a namespace it did not return)."""
-    return _GIVEN.get(id(args), frozenset())
+    return _GIVEN.get(id(args), (frozenset(), frozenset()))[0]
+
+
+def given_in_config(args: argparse.Namespace) -> frozenset[str]:
+    """Destinations the ``--config`` preset ``parse_with_config`` read for ``args`` sets to a value (not null), even
+    the flag's default value (empty without a preset, or for a namespace it did not return)."""
+    return _GIVEN.get(id(args), (frozenset(), frozenset()))[1]
 
 
 def _given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:

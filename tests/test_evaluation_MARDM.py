@@ -296,6 +296,25 @@ def test_saved_motions_honour_flags_typed_at_their_default(setup):
     assert rescore(ckdir, data_root, folder)["protocol"]["meta"]["protocol"]["replications"] == 1
 
 
+def test_saved_motions_honour_preset_values_at_their_default(setup, tmp_path):
+    """A protocol setting written in the --config preset is the user's request even at the flag's default value, as
+    when typed: it is checked against the saved run (the error names the preset), never silently replaced."""
+    ckdir, _, data_root, _ = setup
+    run_eval(ckdir, data_root, "--no_mm", "--seed", "62", "--replications", "1", "--save_motions")
+    folder = os.path.join(ckdir, "synthetic", "fsq_gen", "eval", "motions_latest_ema_ts2_cfg4.5_nomm_seed62_eb8")
+    preset = tmp_path / "rescore.yaml"
+    preset.write_text("replications: 20\n")
+    with pytest.raises(ValueError, match=r"no saved motions for replication seed\(s\) \[63, .*\] of 20"):
+        rescore(ckdir, data_root, folder, "--config", str(preset))
+    preset.write_text("seed: 3407\n")
+    with pytest.raises(ValueError, match=rf"--seed \(seed: 3407 in {preset}\) is 3407, but the motions .* were "
+                                         rf"generated with 62"):
+        rescore(ckdir, data_root, folder, "--config", str(preset))
+    preset.write_text("which_epoch: latest\n")
+    with pytest.raises(ValueError, match=rf"--which_epoch \(which_epoch: latest in {preset}\) choose how motion"):
+        rescore(ckdir, data_root, folder, "--config", str(preset))
+
+
 def test_a_resave_replaces_another_evaluations_motions(tmp_path, caplog):
     from utils.datasets import EvalBatch
     from utils.saved_motions import MotionRecorder, MotionReplay, make_header

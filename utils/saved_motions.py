@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from options.config import given_on_command_line
+from options.config import given_in_config, given_on_command_line
 from utils.atomic_io import atomic_write
 from utils.datasets import EvalBatch
 from utils.eval_protocol import replication_seeds
@@ -304,14 +304,18 @@ GENERATION_FLAGS = {"name": "--name", "ckpt": "--ckpt", "which_epoch": "--which_
 def replay_source(cfg: Any, default: Callable[[str], Any]) -> MotionSource:
     """The motions saved in ``cfg.from_motions`` (``evaluation_MARDM.py``'s parsed flags; ``default(dest)`` gives a
     flag's default). The protocol settings are the saved run's: ``cfg`` is updated, and a flag given (typed on the
-    command line, even at its default value, or set away from its default) with another value than the saved one is
-    an error, as are the flags that choose how motion is generated."""
+    command line or set in the ``--config`` preset, even at its default value, or set away from its default) with
+    another value than the saved one is an error, as are the flags that choose how motion is generated."""
     typed = given_on_command_line(cfg)
+    from_config = given_in_config(cfg) - typed
 
     def explicit(dest: str) -> bool:
-        return dest in typed or getattr(cfg, dest) != default(dest)
+        return dest in typed or dest in from_config or getattr(cfg, dest) != default(dest)
 
-    given = [flag for dest, flag in GENERATION_FLAGS.items() if explicit(dest)]
+    def named(dest: str, flag: str) -> str:
+        return f"{flag} ({dest}: {getattr(cfg, dest)} in {cfg.config})" if dest in from_config else flag
+
+    given = [named(dest, flag) for dest, flag in GENERATION_FLAGS.items() if explicit(dest)]
     if given:
         raise ValueError(f"--from_motions scores motions generated earlier; {', '.join(given)} choose how motion is "
                          f"generated and do not apply (the saved run's settings are in its motions.json)")
@@ -326,7 +330,7 @@ def replay_source(cfg: Any, default: Callable[[str], Any]) -> MotionSource:
     for dest, value in saved.items():
         mine = getattr(cfg, dest)
         if mine != value and explicit(dest):
-            flag = {"cal_mm": "--cal_mm / --no_mm"}.get(dest, f"--{dest}")
+            flag = named(dest, {"cal_mm": "--cal_mm / --no_mm"}.get(dest, f"--{dest}"))
             raise ValueError(f"{flag} is {mine}, but the motions in {folder} were generated with {value}; these "
                              f"settings are the saved run's (leave the flag out)")
         setattr(cfg, dest, value)

@@ -43,7 +43,13 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    return {a.dest: a for a in parser._actions if a.dest not in (argparse.SUPPRESS, "help") and a.option_strings}
+    """The flag that reads each destination's preset value: the first one added, not a later shortcut to the same
+    destination (``--gumbel_sample`` sets ``sampling`` to a constant and takes no value; ``--no_mm``)."""
+    actions: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        if action.dest not in (argparse.SUPPRESS, "help") and action.option_strings:
+            actions.setdefault(action.dest, action)
+    return actions
 
 
 def _is_flag(action: argparse.Action) -> bool:

@@ -106,6 +106,20 @@ def test_a_key_spelled_as_another_flag_of_the_setting_names_the_key_to_write(tmp
         assert f"{flag} is written {key}" in message, message
 
 
+def test_a_key_with_a_shortcut_flag_is_read_as_its_own_flag(tmp_path):
+    """A setting that also has a shortcut flag (MoMask's --gumbel_sample for --sampling gumbel, --no_mm for
+    --no-cal_mm, --max_epoch for --epoch) is read from a preset through its own flag: its type and choices."""
+    from options.eval_generator_options import get_evaluation_generator_parser, get_sample_parser
+    from options.eval_options import get_train_evaluator_parser
+
+    args = parse_with_config(get_sample_parser(), ["--config", write(tmp_path, "name: x\nsampling: categorical\n")])
+    assert args.sampling == "categorical"
+    with pytest.raises(ConfigError, match=r"sampling: 'greedy' is not one of \['categorical', 'gumbel'\]"):
+        load_preset(get_sample_parser(), write(tmp_path, "sampling: greedy\n"))
+    assert load_preset(get_evaluation_generator_parser(), write(tmp_path, "cal_mm: false\n")) == {"cal_mm": False}
+    assert load_preset(get_train_evaluator_parser(), write(tmp_path, "epoch: 3.0\n")) == {"epoch": 3}
+
+
 @pytest.mark.parametrize("text, message", [
     ("batch_size: 2.5\n", "expected an integer"),
     ("lr: fast\n", "cannot read 'fast' as float"),

@@ -95,6 +95,7 @@ def test_unknown_dataset_and_bad_spec_file(tmp_path, monkeypatch):
     (lambda d: d.update(root_groups=["root_y", "root_y"]), "root_groups names group 'root_y' twice"),
     (lambda d: d.update(root_groups=["root_y", "foot_contact"]),
      "contact_group 'foot_contact' is also one of the root_groups"),
+    (lambda d: d["layout"].__setitem__(5, ["ric", 193, 259]), "layout names group 'ric' twice"),
 ])
 def test_spec_file_fields_are_checked_naming_file_and_field(tmp_path, change, message):
     folder = tmp_path / "Broken"

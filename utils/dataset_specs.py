@@ -89,6 +89,10 @@ class DatasetSpec:
         if pos != self.dim_pose:
             raise ValueError(f"dataset spec {self.name!r}: layout covers {pos} dims, dim_pose is {self.dim_pose}")
         names = [g.name for g in self.layout]
+        for i, group_name in enumerate(names):
+            if group_name in names[:i]:  # lookups by name would see only the first of them
+                raise ValueError(f"dataset spec {self.name!r}: layout names group {group_name!r} twice; expected "
+                                 f"each feature group to have its own name")
         if self.positions not in names:
             raise ValueError(f"dataset spec {self.name!r}: positions group {self.positions!r} not in {names}")
         # Fields that contradict each other would otherwise fail far from the spec: a slice wider than the files in

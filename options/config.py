@@ -30,6 +30,9 @@ class ConfigError(ValueError):
     """A YAML preset that does not fit the parser."""
 
 
+_DEFAULT_SUFFIX = " (default: %(default)s)"
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """``--help`` with "(default: X)" where it tells something: not after a help text that already says its default,
     nor for defaults that mean "not given" (None, False, an empty string)."""
@@ -37,6 +40,8 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         unset = action.default is None or action.default is False or action.default == ""  # (0 is a value)
+        if unset and text.endswith(_DEFAULT_SUFFIX):  # appended by Python 3.10's BooleanOptionalAction itself
+            return text[:-len(_DEFAULT_SUFFIX)]
         if "default" in text.lower() or unset or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)

@@ -323,3 +323,13 @@ def test_help_gives_each_default_once_and_only_real_ones():
                 assert shown.lower().count("(default:") <= 1, action.dest
     assert "(default: 0)" in " ".join(get_evaluation_ae_parser().format_help().split())   # 0 is a value
     assert "(default: 3407)" in " ".join(get_sample_parser().format_help().split())
+    # Python 3.10's BooleanOptionalAction appends " (default: %(default)s)" to its help itself: not shown for off.
+    from options.config import DefaultsHelpFormatter
+
+    parser = argparse.ArgumentParser(formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("--bvh", action=argparse.BooleanOptionalAction, default=False,
+                        help="also export BVH (default: %(default)s)")
+    parser.add_argument("--cal_mm", action=argparse.BooleanOptionalAction, default=True,
+                        help="compute multimodality (default: %(default)s)")
+    text = " ".join(parser.format_help().split())
+    assert "also export BVH --cal_mm" in text and "compute multimodality (default: True)" in text

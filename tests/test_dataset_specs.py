@@ -116,6 +116,15 @@ def test_spec_dict_round_trips_for_every_registered_dataset():
     assert DatasetSpec.from_dict(d).fps == 20.0 and isinstance(DatasetSpec.from_dict(d).fps, float)
 
 
+def test_optional_spec_fields_left_out_take_their_defaults():
+    """A spec.json written by hand may leave out the optional fields: each takes the DatasetSpec default (the
+    HumanML3D root groups with its foot contacts), not an empty value."""
+    full = humanml3d_spec("x", "r")
+    d = {k: v for k, v in full.to_dict().items() if k not in ("root_groups", "contact_group", "body_parts")}
+    assert DatasetSpec.from_dict(d) == full
+    assert full.root_groups == ("root_rot_vel", "root_lin_vel", "root_y") and full.contact_group == "foot_contact"
+
+
 def test_registered_name_warns_when_the_folder_spec_disagrees(tmp_path, caplog):
     folder = tmp_path / "kit"
     folder.mkdir()

@@ -183,7 +183,8 @@ class DatasetSpec:
             d["layout"] = tuple(FeatureGroup(str(n), int(a), int(b)) for n, a, b in d["layout"])
             d["kinematic_chain"] = tuple(tuple(int(j) for j in c) for c in d["kinematic_chain"])
             d["body_parts"] = {k: tuple(int(i) for i in v) for k, v in d.get("body_parts", {}).items()}
-            d["root_groups"] = tuple(d.get("root_groups", ()))
+            if "root_groups" in d:  # left out, it takes the field's default like every optional field
+                d["root_groups"] = tuple(d["root_groups"])
             return cls(**d)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{source}: invalid dataset spec: {e}") from e

@@ -56,8 +56,8 @@ def generate_sequence(model: MotionGenerator, texts: list[str], lengths_frames: 
             after (whole tokens, the later half rounded up; None: ``DEFAULT_TRANSITION_SECONDS`` at the dataset's fps;
             0: the segments are joined as generated).
         time_steps, cfg, temperature, seed, generator, snap, options: as ``MotionGenerator.generate``. The segments
-            and then the transitions draw from one random stream, in order; the first segment is the first prompt's
-            plain generation.
+            and then the transitions draw from one random stream, in order (after the lengths when they are
+            sampled); with ``lengths_frames`` given, the first segment is the first prompt's plain generation.
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a list of prompts, got a single string")

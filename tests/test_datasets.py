@@ -374,6 +374,18 @@ def test_eval_dataset_items_sorting_and_reset_max_len(tmp_path, caplog):
     assert len(batch.tokens) == 3
 
 
+def test_eval_dataset_names_the_caption_file_of_a_token_without_pos(tmp_path):
+    """A token the evaluator cannot read fails when the captions are read, naming the file, not mid-evaluation."""
+    texts = {"b": ["a person walks.#a/DET person walks/VERB#0#0"]}
+    write_dataset(tmp_path, {"a": 60, "b": 44}, {"test": ["a", "b"]}, texts=texts)
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = eval_normalization(*stats(spec, tmp_path), spec)
+    with pytest.raises(DatasetError, match=r"texts/b\.txt: caption 'a person walks\.': caption token 'person' is "
+                                           r"not of the form 'word/POS'"):
+        Text2MotionEvalDataset(spec, "test", mean, std, FakeVectorizer(), progress=False)
+    assert len(Text2MotionDataset(spec, "test", mean, std, progress=False)) == 2  # training reads only the caption
+
+
 def test_text_datasets_fail_when_nothing_is_left(tmp_path):
     write_dataset(tmp_path, {"a": 50}, {"train": ["a"]}, texts={"a": None})
     spec = get_dataset_spec("t2m", str(tmp_path))

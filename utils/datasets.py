@@ -48,6 +48,7 @@ from utils.motion_files import (
 )
 from utils.motion_index import MotionIndex
 from utils.normalization import DatasetError
+from utils.word_vectorizer import split_token
 
 logger = logging.getLogger(__name__)
 
@@ -286,6 +287,13 @@ def collect_text_samples(spec: DatasetSpec, index: MotionIndex, data_root: str |
             if require_tokens and not entry.tokens:
                 skipped.add("captions without tokens", clip_id)
                 continue
+            if require_tokens:  # the evaluator reads every token; a bad one would fail mid-evaluation, unnamed
+                for token in entry.tokens:
+                    try:
+                        split_token(token)
+                    except ValueError as e:
+                        raise DatasetError(f"{path}: caption {entry.caption!r}: {e}", kind="malformed_text",
+                                           path=path) from e
             if entry.f_tag == 0.0 and entry.to_tag == 0.0:
                 whole.append(entry)
                 continue

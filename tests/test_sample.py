@@ -326,12 +326,19 @@ def test_sampling_again_into_a_folder_keeps_the_earlier_samples_listed(ckdir, tm
     merged = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "4", *common)
     assert [(s["prompt"], s["run"]) for s in merged["samples"]] == [("a person jumps", 0), ("a person walks", 1)]
     assert merged["runs"][0]["seed"] == 2
-    for broken in ('{"samples": [', json.dumps({**merged, "samples": [{**merged["samples"][0], "run": "first"}]}),
-                   json.dumps({**merged, "samples": [{**merged["samples"][0], "run": 7}]})):
+    # Each unreadable manifest gets its own copy: a later one does not overwrite an earlier one's.
+    asides = ("manifest.json.unreadable", "manifest.json.unreadable.1", "manifest.json.unreadable.2")
+    broken_manifests = ('{"samples": [', json.dumps({**merged, "samples": [{**merged["samples"][0], "run": "first"}]}),
+                        json.dumps({**merged, "samples": [{**merged["samples"][0], "run": 7}]}))
+    for aside, broken in zip(asides, broken_manifests):
         (out / "manifest.json").write_text(broken, encoding="utf-8")
-        fresh = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "5", *common)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="utils.sample_manifest"):
+            fresh = run_sample(ckdir, "--text_prompt", "a person walks", "--seed", "5", *common)
         assert [s["seed"] for s in fresh["samples"]] == [5] and len(fresh["runs"]) == 1
-        assert (out / "manifest.json.unreadable").read_text(encoding="utf-8") == broken
+        assert any(f"moved to {out / aside}" in r.message for r in caplog.records)
+    for aside, broken in zip(asides, broken_manifests):
+        assert (out / aside).read_text(encoding="utf-8") == broken
 
 
 def test_a_replaced_sample_leaves_no_file_of_the_earlier_motion(ckdir, tmp_path):

@@ -35,7 +35,8 @@ def write_json(path: str, data: dict) -> None:
 
 def _read_previous(path: str) -> tuple[list[dict], list[dict]]:
     """(runs, samples) of the manifest at ``path``; nothing when there is none. An unreadable one is moved aside to
-    ``<path>.unreadable`` (with a warning) rather than overwritten."""
+    ``<path>.unreadable`` (``<path>.unreadable.1``, ``.2``, ... when that is taken, so no earlier copy is overwritten)
+    with a warning, rather than overwritten."""
     if not os.path.isfile(path):
         return [], []
     try:
@@ -55,11 +56,21 @@ def _read_previous(path: str) -> tuple[list[dict], list[dict]]:
                 raise ValueError(f"sample {sample.get('files')} has run {run!r}; expected an index into 'runs' "
                                  f"(0 to {len(runs) - 1})")
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        aside = f"{path}.unreadable"
+        aside = _free_name(f"{path}.unreadable")
         os.replace(path, aside)
-        logger.warning("%s: cannot read the earlier manifest (%s); moved to %s, a new one is started", path, e, aside)
+        logger.warning("%s: cannot read the earlier manifest (%s); moved to %s (earlier unreadable copies are kept), "
+                       "a new one is started", path, e, aside)
         return [], []
     return runs, samples
+
+
+def _free_name(path: str) -> str:
+    """``path``, or the first of ``path.1``, ``path.2``, ... that does not exist."""
+    name, number = path, 0
+    while os.path.lexists(name):
+        number += 1
+        name = f"{path}.{number}"
+    return name
 
 
 class SampleManifest:

@@ -353,6 +353,54 @@ def test_a_replaced_sample_leaves_no_file_of_the_earlier_motion(ckdir, tmp_path)
     assert sorted(os.listdir(out)) == sorted(["manifest.json", first["files"]["joints"], first["files"]["features"]])
 
 
+def _assert_manifest_matches_folder(out) -> dict:
+    """Every file the manifest lists is there, and every file there is listed."""
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    listed = {name for s in manifest["samples"] for name in s["files"].values() if name}
+    assert all((out / name).is_file() for name in listed), sorted(listed - set(os.listdir(out)))
+    assert set(os.listdir(out)) - {"manifest.json"} == listed
+    return manifest
+
+
+def test_an_interrupted_replacing_run_lists_every_file_it_leaves(ckdir, tmp_path, monkeypatch):
+    """A run that replaces samples of the same names and stops part way keeps the manifest true to the folder: the
+    earlier samples it has not replaced yet stay listed, and none is listed whose files were removed."""
+    from utils import sample_manifest
+    from utils.generation import MotionGenerator
+
+    out = tmp_path / "out"
+    common = ("--text_prompt", "a person walks", "--motion_length", "8", "--repeat_times", "2", "--no_render",
+              "--output_dir", str(out))
+    run_sample(ckdir, *common, "--seed", "1", "--bvh")
+
+    # Stopped while making the second sample: the first is replaced, the earlier second is still listed.
+    generate, calls = MotionGenerator.generate, []
+
+    def second_fails(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(MotionGenerator, "generate", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        run_sample(ckdir, *common, "--seed", "10", "--bvh")
+    monkeypatch.setattr(MotionGenerator, "generate", generate)
+    manifest = _assert_manifest_matches_folder(out)
+    assert sorted((s["repeat"], s["seed"]) for s in manifest["samples"]) == [(0, 10), (1, 2)]
+
+    # Stopped while writing the manifest, by a run without --bvh: the earlier sample whose arrays were written again
+    # is still listed, and so keeps its BVH.
+    def write_fails(path, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sample_manifest, "write_json", write_fails)
+    with pytest.raises(KeyboardInterrupt):
+        run_sample(ckdir, *common, "--seed", "20")
+    manifest = _assert_manifest_matches_folder(out)
+    assert sorted((s["repeat"], s["seed"]) for s in manifest["samples"]) == [(0, 10), (1, 2)]
+
+
 def _gif_seconds(path) -> float:
     """How long a GIF plays (Pillow merges equal consecutive frames into one of their summed duration)."""
     from PIL import Image, ImageSequence

@@ -5,6 +5,9 @@ Each run appends to ``runs`` (checkpoint, its SHA-256, sampling settings, seed) 
 their run, so the files of an earlier run stay described. A sample whose files a later run writes again (same prompt
 slug, index and repeat) is replaced by the new one, and the files of the earlier sample that the new one does not
 write again (a video, BVH or SMPL file of the earlier motion) are removed, so that none passes for the new motion's.
+The earlier sample stays listed until the new one's files are written and the file lists the new one instead; its
+leftovers are removed only then, so a run stopped part way lists no removed file and keeps listed the earlier samples
+it had not replaced yet.
 The top-level ``checkpoint``, ``sampling``, ... keys describe the latest run, as they did before ``runs`` existed; a
 manifest from then is read as one run.
 """
@@ -85,31 +88,28 @@ class SampleManifest:
         self.path = os.path.join(out_dir, MANIFEST)
         self.run = dict(run)
         self.keep = {os.path.realpath(path) for path in keep}
-        runs, samples = _read_previous(self.path)
+        self.earlier_runs, samples = _read_previous(self.path)
         rewritten = set(features_files)
-        kept = [s for s in samples if (s.get("files") or {}).get("features") not in rewritten]
+        self.kept = [s for s in samples if (s.get("files") or {}).get("features") not in rewritten]
+        # The earlier samples this run will write again stay listed until their replacement is, so that a run stopped
+        # part way leaves none of their files unlisted.
         self.replaced = {s["files"]["features"]: s for s in samples
                          if (s.get("files") or {}).get("features") in rewritten}
-        if len(kept) < len(samples):
+        if len(self.kept) < len(samples):
             logger.warning("%s: %d sample(s) of an earlier run have the names of this run's samples; their files are "
-                           "replaced", out_dir, len(samples) - len(kept))
-        # Keep only the runs that still have samples, renumbered in order.
-        used = sorted({s["run"] for s in kept})
-        number = {old: new for new, old in enumerate(used)}
-        self.runs = [runs[old] for old in used] + [self.run]
-        self.samples = [{**s, "run": number[s["run"]]} for s in kept]
-        self.this_run = len(self.runs) - 1
-        self.earlier = len(self.samples)
+                           "replaced", out_dir, len(samples) - len(self.kept))
+        self.written: list[dict[str, Any]] = []
+        self.earlier = len(self.kept)
 
     def add(self, sample: dict[str, Any]) -> None:
-        """Record one sample of this run, remove the files of the earlier sample it replaces that it did not write
-        again, and rewrite the file."""
-        self._remove_leftovers(sample)
-        self.samples.append({**sample, "run": self.this_run})
-        write_json(self.path, self.to_dict())
-
-    def _remove_leftovers(self, sample: dict[str, Any]) -> None:
+        """Record one sample of this run, rewrite the file, then remove the files of the earlier sample it replaces
+        that it did not write again (in that order, so that the file never lists a removed file)."""
         earlier = self.replaced.pop(sample["files"]["features"], None)
+        self.written.append(sample)
+        write_json(self.path, self.to_dict())
+        self._remove_leftovers(earlier, sample)
+
+    def _remove_leftovers(self, earlier: dict[str, Any] | None, sample: dict[str, Any]) -> None:
         if earlier is None:
             return
         written = {name for name in sample["files"].values() if name}
@@ -124,8 +124,14 @@ class SampleManifest:
 
     def this_runs_samples(self) -> list[dict[str, Any]]:
         """The samples this run wrote, in order."""
-        return self.samples[self.earlier:]
+        return self.to_dict()["samples"][-len(self.written):] if self.written else []
 
     def to_dict(self) -> dict[str, Any]:
-        """The manifest: the latest run's keys, ``runs`` and ``samples``."""
-        return {**self.run, "runs": self.runs, "samples": self.samples}
+        """The manifest: the latest run's keys, ``runs`` and ``samples`` (the earlier runs' samples, those this run
+        has not replaced yet, then this run's)."""
+        earlier = self.kept + list(self.replaced.values())
+        # Keep only the runs that still have samples, renumbered in order.
+        used = sorted({s["run"] for s in earlier})
+        number = {old: new for new, old in enumerate(used)}
+        samples = [{**s, "run": number[s["run"]]} for s in earlier] + [{**s, "run": len(used)} for s in self.written]
+        return {**self.run, "runs": [self.earlier_runs[old] for old in used] + [self.run], "samples": samples}

@@ -63,6 +63,7 @@ from tqdm import tqdm
 
 from options.config import parse_with_config
 from options.eval_generator_options import family_sampling_options, get_sample_parser
+from utils.atomic_io import atomic_write
 from utils.bvh_export import write_bvh
 from utils.checkpoint import CheckpointError
 from utils.cli import run_script
@@ -125,6 +126,13 @@ def sample_frames(generator, text: str, given: torch.Tensor | None, seed: int) -
     if given is not None:
         return given
     return generator.estimate_lengths([text], torch.Generator(device=generator.device).manual_seed(seed))
+
+
+def save_array(path: str, array: np.ndarray) -> None:
+    """``np.save`` through a temporary file: a run stopped while writing over an earlier sample's array, which the
+    manifest still lists, leaves that file whole."""
+    with atomic_write(path, "wb") as f:
+        np.save(f, array)
 
 
 def resolve_run(cfg) -> tuple[str, str, str | None]:
@@ -279,7 +287,7 @@ def main(cfg) -> dict:
                  "mesh_video": None}
         smpl_fit = None
         features = out.features[0, :length].cpu().numpy()
-        np.save(os.path.join(out_dir, files["features"]), features)
+        save_array(os.path.join(out_dir, files["features"]), features)
         # A diverged model or an extreme --cfg / --temperature can give NaN or Inf: keep the arrays, skip what cannot
         # draw or export them, and go on with the other samples.
         finite = bool(np.isfinite(features).all())
@@ -297,7 +305,7 @@ def main(cfg) -> dict:
         if joints is not None:
             files["joints"] = f"{stem}.npy"
             joints_path = os.path.join(out_dir, files["joints"])
-            np.save(joints_path, joints)
+            save_array(joints_path, joints)
             captions = [(s["start_frame"], s["prompt"]) for s in segments] if segments else None
             if not cfg.no_render and finite:
                 try:

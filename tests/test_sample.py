@@ -401,6 +401,31 @@ def test_an_interrupted_replacing_run_lists_every_file_it_leaves(ckdir, tmp_path
     assert sorted((s["repeat"], s["seed"]) for s in manifest["samples"]) == [(0, 10), (1, 2)]
 
 
+def test_a_run_stopped_while_writing_an_array_leaves_the_earlier_file_whole(ckdir, tmp_path, monkeypatch):
+    """The joints and features arrays go through a temporary file: a run stopped while writing one over an earlier
+    sample's (still listed) leaves that file as it was, not cut short."""
+    out = tmp_path / "out"
+    common = ("--text_prompt", "a person walks", "--motion_length", "8", "--no_render", "--output_dir", str(out))
+    (first,) = run_sample(ckdir, *common, "--seed", "1")["samples"]
+    before = {name: (out / name).read_bytes() for name in (first["files"]["features"], first["files"]["joints"])}
+
+    def stopped_half_way(file, array, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            with open(file, "wb") as f:
+                f.write(b"\x93NUMPY")
+        else:
+            file.write(b"\x93NUMPY")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", stopped_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        run_sample(ckdir, *common, "--seed", "2")
+    monkeypatch.undo()
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]
+    _assert_manifest_matches_folder(out)
+
+
 def _gif_seconds(path) -> float:
     """How long a GIF plays (Pillow merges equal consecutive frames into one of their summed duration)."""
     from PIL import Image, ImageSequence

@@ -27,7 +27,8 @@ body model's mesh skinned from that file (``utils/smpl_mesh.py``); and ``manifes
 files of every sample, checkpoint and SHA-256, sampling settings). Sampling again into the same folder adds a run to
 the manifest and keeps the earlier runs' samples listed, except those whose names this run writes again, whose files
 it replaces or removes (``utils/sample_manifest.py``). A motion with NaN or Inf values (``"finite": false``) keeps its
-arrays but gets no video, BVH or SMPL file, and the other samples go on. Sample k (prompts in order, repeats
+arrays but gets no video, BVH or SMPL file, and the other samples go on; so do they when a BVH or SMPL export fails,
+the sample listed without that file and with the error in its ``export_errors``. Sample k (prompts in order, repeats
 inside) uses seed ``--seed + k`` for both its length and its motion, so ``--text_prompt <prompt> --seed <its seed>``
 with the same length option regenerates it exactly.
 
@@ -133,6 +134,13 @@ def save_array(path: str, array: np.ndarray) -> None:
     manifest still lists, leaves that file whole."""
     with atomic_write(path, "wb") as f:
         np.save(f, array)
+
+
+def export_failed(stem: str, flag: str, error: Exception) -> str:
+    """Log that ``flag``'s export of sample ``stem`` failed; the error's text, for the sample's ``export_errors``."""
+    message = f"{type(error).__name__}: {error}"
+    logger.warning("%s: the %s export failed (%s); the sample is listed without it", stem, flag, message)
+    return message
 
 
 def resolve_run(cfg) -> tuple[str, str, str | None]:
@@ -286,6 +294,7 @@ def main(cfg) -> dict:
         files = {"joints": None, "features": f"{stem}_features.npy", "video": None, "bvh": None, "smpl": None,
                  "mesh_video": None}
         smpl_fit = None
+        export_errors = {}
         features = out.features[0, :length].cpu().numpy()
         save_array(os.path.join(out_dir, files["features"]), features)
         # A diverged model or an extreme --cfg / --temperature can give NaN or Inf: keep the arrays, skip what cannot
@@ -315,13 +324,22 @@ def main(cfg) -> dict:
                     files["video"] = os.path.basename(video)
                 except RenderError as e:
                     logger.warning("%s: no video (%s)", stem, e)
+            # A failed export leaves the sample listed with the files it has and the error; the others go on.
             if cfg.bvh and finite:
-                files["bvh"] = f"{stem}.bvh"
-                write_bvh(os.path.join(out_dir, files["bvh"]), joints, spec.fps, kinematic_chain=spec.kinematic_chain)
+                try:
+                    write_bvh(os.path.join(out_dir, f"{stem}.bvh"), joints, spec.fps,
+                              kinematic_chain=spec.kinematic_chain, source=stem)
+                    files["bvh"] = f"{stem}.bvh"
+                except (OSError, ValueError) as e:
+                    export_errors["bvh"] = export_failed(stem, "--bvh", e)
             if body is not None and finite:
-                files["smpl"] = f"{stem}_smpl.npz"
-                smpl_fit = write_smpl(os.path.join(out_dir, files["smpl"]), joints, body, spec.fps, source=stem)
-                if mesh is not None:  # the mesh of the parameters as written, drawn after every file is saved
+                try:
+                    smpl_fit = write_smpl(os.path.join(out_dir, f"{stem}_smpl.npz"), joints, body, spec.fps,
+                                          source=stem)
+                    files["smpl"] = f"{stem}_smpl.npz"
+                except (OSError, ValueError) as e:
+                    export_errors["smpl"] = export_failed(stem, "--smpl", e)
+                if mesh is not None and files["smpl"]:  # the mesh of the parameters as written, after every file
                     try:
                         video = render_amass_file(os.path.join(out_dir, files["smpl"]), mesh,
                                                   os.path.join(out_dir, f"{stem}_mesh.{video_format}"),
@@ -335,6 +353,8 @@ def main(cfg) -> dict:
                   "length_source": prompt.length_source if edit is None else "--edit_source"}
         if smpl_fit is not None:
             record["smpl_fit"] = smpl_fit._asdict()
+        if export_errors:
+            record["export_errors"] = export_errors
         if edit is not None:
             record["unedited_change"] = out.unedited_change(0)
             if out.root_anchors is not None:

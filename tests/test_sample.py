@@ -426,6 +426,34 @@ def test_a_run_stopped_while_writing_an_array_leaves_the_earlier_file_whole(ckdi
     _assert_manifest_matches_folder(out)
 
 
+@pytest.mark.parametrize("export", ["write_bvh", "write_smpl"])
+def test_a_failed_export_keeps_the_sample_listed_and_the_run_going(ckdir, tmp_path, monkeypatch, caplog, export):
+    """A BVH or SMPL export that fails for one sample leaves that sample listed with the files it has and the error,
+    names the sample and the export, and the other samples are made as usual."""
+    writer, calls = getattr(sample, export), []
+
+    def first_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("the export broke")
+        return writer(*args, **kwargs)
+
+    monkeypatch.setattr(sample, export, first_fails)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="sample"):
+        first, second = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--repeat_times",
+                                   "2", "--no_render", "--bvh", "--smpl", str(_body_model(tmp_path / "model.npz")),
+                                   "--output_dir", str(out))["samples"]
+    key, flag = {"write_bvh": ("bvh", "--bvh"), "write_smpl": ("smpl", "--smpl")}[export]
+    assert first["files"][key] is None and "the export broke" in first["export_errors"][key]
+    assert all(first["files"][other] for other in ("joints", "features", "bvh", "smpl") if other != key)
+    assert second["files"][key] and "export_errors" not in second
+    stem = first["files"]["joints"][:-len(".npy")]
+    assert any(r.message.startswith(f"{stem}: the {flag} export failed") and "the export broke" in r.message
+               for r in caplog.records)
+    _assert_manifest_matches_folder(out)
+
+
 def _gif_seconds(path) -> float:
     """How long a GIF plays (Pillow merges equal consecutive frames into one of their summed duration)."""
     from PIL import Image, ImageSequence

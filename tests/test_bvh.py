@@ -171,6 +171,21 @@ def test_write_bvh_rejects_bad_shapes(tmp_path):
     assert not (tmp_path / "x.bvh").exists()
 
 
+@pytest.mark.parametrize("fps,scale,message", [
+    (0, 1.0, r"fps 0; expected a positive frame rate"), (-20, 1.0, r"fps -20; expected a positive frame rate"),
+    (float("nan"), 1.0, r"fps nan; expected a positive frame rate"),
+    (20, 0.0, r"scale 0\.0; expected a positive length factor"),
+    (20, float("inf"), r"scale inf; expected a positive length factor"),
+])
+def test_write_bvh_rejects_a_bad_frame_rate_or_scale(tmp_path, fps, scale, message):
+    """A frame rate or scale no BVH can carry (a negative or NaN frame time, bones of no length) fails naming the
+    input, rather than writing such a file."""
+    joints = synthesize_motion(np.random.default_rng(5), "walk").joints
+    with pytest.raises(ValueError, match=rf"gen\.npy: {message}; nothing written to .*x\.bvh"):
+        write_bvh(tmp_path / "x.bvh", joints, fps=fps, scale=scale, source="gen.npy")
+    assert not (tmp_path / "x.bvh").exists()
+
+
 def _write_yaml(path, joints, **extra):
     import yaml
 

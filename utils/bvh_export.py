@@ -112,6 +112,11 @@ def write_bvh(path: str | os.PathLike, joints: np.ndarray, fps: float,
     joints; ``scale`` multiplies lengths (100 writes centimetres, as many tools expect); ``source`` names where the
     joints came from (the input file) in error messages.
     """
+    # A frame time of 0, below 0 or NaN, or bones of no length, make a file no BVH reader plays.
+    if not (np.isfinite(fps) and fps > 0):
+        raise ValueError(f"{source}: fps {fps!r}; expected a positive frame rate; nothing written to {path}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"{source}: scale {scale!r}; expected a positive length factor; nothing written to {path}")
     joints = np.asarray(joints, dtype=np.float64) * scale
     if joints.ndim != 3 or joints.shape[-1] != 3 or joints.shape[0] < 1:
         raise ValueError(f"{source}: expected joints of shape (T, J, 3), got {joints.shape}")

@@ -327,9 +327,11 @@ def test_sampling_again_into_a_folder_keeps_the_earlier_samples_listed(ckdir, tm
     assert [(s["prompt"], s["run"]) for s in merged["samples"]] == [("a person jumps", 0), ("a person walks", 1)]
     assert merged["runs"][0]["seed"] == 2
     # Each unreadable manifest gets its own copy: a later one does not overwrite an earlier one's.
-    asides = ("manifest.json.unreadable", "manifest.json.unreadable.1", "manifest.json.unreadable.2")
+    asides = ("manifest.json.unreadable",) + tuple(f"manifest.json.unreadable.{n}" for n in range(1, 5))
     broken_manifests = ('{"samples": [', json.dumps({**merged, "samples": [{**merged["samples"][0], "run": "first"}]}),
-                        json.dumps({**merged, "samples": [{**merged["samples"][0], "run": 7}]}))
+                        json.dumps({**merged, "samples": [{**merged["samples"][0], "run": 7}]}),
+                        json.dumps({**merged, "samples": [{**merged["samples"][0], "files": ["a.npy"]}]}),
+                        json.dumps({**merged, "samples": [{**merged["samples"][0], "files": {"features": ["a"]}}]}))
     for aside, broken in zip(asides, broken_manifests):
         (out / "manifest.json").write_text(broken, encoding="utf-8")
         caplog.clear()

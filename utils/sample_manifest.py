@@ -58,6 +58,11 @@ def _read_previous(path: str) -> tuple[list[dict], list[dict]]:
             if not isinstance(run, int) or isinstance(run, bool) or not 0 <= run < len(runs):
                 raise ValueError(f"sample {sample.get('files')} has run {run!r}; expected an index into 'runs' "
                                  f"(0 to {len(runs) - 1})")
+            files = sample.get("files")
+            if files is not None and not (isinstance(files, dict)
+                                          and all(name is None or isinstance(name, str) for name in files.values())):
+                raise ValueError(f"sample {sample.get('prompt')!r} has files {files!r}; expected an object of file "
+                                 f"names (or null)")
     except (OSError, UnicodeDecodeError, ValueError) as e:
         aside = _free_name(f"{path}.unreadable")
         os.replace(path, aside)

@@ -230,3 +230,13 @@ def test_presets_parse_for_their_scripts():
         tiny = parse_with_config(parser(), ["--config", os.path.join(folder, "tiny_momask.yaml"), "--name", "t"])
         assert tiny.dataset_name == "synthetic" and tiny.vq_model == "RVQVAE_Tiny" and tiny.max_iters <= 500
         assert (tiny.latent_dim, tiny.n_layers) == (64, 2)
+
+
+@pytest.mark.parametrize("preset, parser", [("momask_mask", get_train_t2m_transformer_parser),
+                                            ("momask_res", get_train_res_transformer_parser)])
+def test_clip_presets_name_the_clip_weights(preset, parser):
+    # As the MARDM presets: the README's stage command runs with the preset alone, not only under reproduce.py,
+    # which adds the same --clip_path.
+    path = os.path.join(os.path.dirname(__file__), "..", "options", "configs", f"{preset}.yaml")
+    args = parse_with_config(parser(), ["--config", path, "--name", "m"])
+    assert args.text_encoder == "clip" and args.clip_path == "deps/ViT-B-32.pt"

@@ -284,7 +284,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output dataset folder; its name becomes the dataset name "
                    "(so it must not be a registered one such as t2m or kit)")
     p.add_argument("--skeleton", required=True,
-                   help="bandai, lafan (options/skeletons/<name>.yaml) or a path to your own mapping .yaml")
+                   help="bandai, lafan, smpl22 for this project's own BVH files (options/skeletons/<name>.yaml) "
+                        "or a path to your own mapping .yaml")
     p.add_argument("--fps", type=float, default=20.0, help="target frame rate (default 20, as HumanML3D)")
     p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from utils.cli import USER_ERRORS
+from utils.cli import TRACEBACK_ENV, USER_ERRORS
 from utils.paths import project_path
 
 if TYPE_CHECKING:
@@ -385,4 +385,6 @@ if __name__ == "__main__":
     try:
         sys.exit(main(parse_args()))
     except (*USER_ERRORS, KeyError) as e:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
         sys.exit(f"prepare_data.py: error: {e}")

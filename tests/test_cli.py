@@ -189,3 +189,5 @@ def test_prepare_data_reports_an_output_folder_that_is_a_file_in_one_line(tmp_pa
     assert "Traceback" not in done.stderr
     assert "prepare_data.py: error:" in done.stderr and str(taken) in done.stderr
     assert taken.read_text() == "a file, not a folder"
+    done = subprocess.run(argv, cwd=ROOT, env={**env, TRACEBACK_ENV: "1"}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" in done.stderr and str(taken) in done.stderr

@@ -62,6 +62,18 @@ def _is_flag(action: argparse.Action) -> bool:
     return isinstance(action, argparse.BooleanOptionalAction) or (action.nargs == 0 and isinstance(action.const, bool))
 
 
+def add_off_switch(group: argparse._ActionsContainer, flag: str, help: str) -> None:
+    """``--no_<x>`` (store_true, key ``no_<x>``) and its twin ``--<x>``, which sets the same key back to False, so
+    that a ``--config`` preset's ``no_<x>: true`` can be undone on the command line (``--no-no_<x>`` would read
+    badly). A preset still spells the key ``no_<x>``: the first flag of a key reads its preset value."""
+    if not flag.startswith("--no_"):
+        raise ValueError(f"add_off_switch: expected a --no_<x> flag, got {flag!r}")
+    dest = flag[2:]
+    group.add_argument(flag, action="store_true", help=help)
+    group.add_argument("--" + dest[3:], dest=dest, action="store_false", default=argparse.SUPPRESS,
+                       help=f"the default: undoes {flag} (a --config preset's {dest}: true)")
+
+
 def _cast_one(value: Any, action: argparse.Action, where: str) -> Any:
     """Cast one YAML scalar through ``action.type`` (as argparse would cast the command-line text)."""
     if isinstance(value, (dict, list)):

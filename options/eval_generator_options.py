@@ -14,7 +14,13 @@ import torch
 
 from models.diffusion import DDPM_SAMPLERS, FLOW_SOLVERS
 from models.mask_schedule import SAMPLING_MODES
-from options.config import DefaultsHelpFormatter, fraction_below_one, non_negative_float, positive_int
+from options.config import (
+    DefaultsHelpFormatter,
+    add_off_switch,
+    fraction_below_one,
+    non_negative_float,
+    positive_int,
+)
 from options.eval_options import add_protocol_args
 from options.generator_options import TEXT_ENCODER_CHOICES
 from utils.eval_data import EVAL_BATCH_SIZE
@@ -36,8 +42,7 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--which_epoch", type=str, default="latest",
                      help="latest (model/latest.tar, as MARDM), best (model/net_best_fid.tar, else "
                           "net_best_loss.tar) or a file name in model/")
-    run.add_argument("--no_ema", action="store_true",
-                     help="use the raw weights instead of the EMA weights the checkpoint carries")
+    add_off_switch(run, "--no_ema", help="use the raw weights instead of the EMA weights the checkpoint carries")
     run.add_argument("--checkpoints_dir", type=str, default=project_path("checkpoints"), help="root folder of all runs")
     run.add_argument("--res_name", type=str, default=None,
                      help="MoMask: residual-transformer run under <checkpoints_dir>/<dataset_name>/ (same "
@@ -68,8 +73,8 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--temperature", type=non_negative_float, default=1.0,
                        help="scale of the sampling noise: the diffusion head's (MARDM, honoured unlike the reference "
                             "code) or the base-layer softmax (MoMask)")
-    group.add_argument("--no_snap", action="store_true",
-                       help="ablation: keep the generated FSQ coordinates / VQ vectors off the grid / codebook (MARDM)")
+    add_off_switch(group, "--no_snap",
+                   help="ablation: keep the generated FSQ coordinates / VQ vectors off the grid / codebook (MARDM)")
     momask = parser.add_argument_group("MoMask sampling (default: MoMask's settings)")
     momask.add_argument("--topkr", dest="topk_filter_thres", type=fraction_below_one, default=None,
                         help="keep the top (1 - topkr) fraction of the logits (MoMask 0.9)")
@@ -205,8 +210,8 @@ def get_sample_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", type=str, default=None,
                      help="folder of the samples (default generation/<name>_<dataset_name>/)")
-    out.add_argument("--no_render", action="store_true",
-                     help="no stick-figure video: write joints (and BVH, SMPL, mesh video when asked) only")
+    add_off_switch(out, "--no_render",
+                   help="no stick-figure video: write joints (and BVH, SMPL, mesh video when asked) only")
     out.add_argument("--format", type=str, default="auto", choices=FORMATS,
                      help="video container: auto is MP4 when ffmpeg is installed, else GIF")
     out.add_argument("--bvh", action=argparse.BooleanOptionalAction, default=False,

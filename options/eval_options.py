@@ -12,7 +12,7 @@ import torch
 from models.evaluator import EVALUATOR_SIZES
 from models.tokenizers import TOKENIZERS
 from options.base_options import get_base_parser
-from options.config import DefaultsHelpFormatter, positive_int
+from options.config import DefaultsHelpFormatter, add_off_switch, positive_int
 from utils.dataset_specs import dataset_names
 from utils.eval_protocol import DEFAULT_REPLICATIONS, DEFAULT_SEED
 from utils.paths import project_path
@@ -30,8 +30,8 @@ def add_protocol_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGrou
     group.add_argument("--split", type=str, default="test", help="split the protocol runs on")
     group.add_argument("--replications", type=positive_int, default=DEFAULT_REPLICATIONS,
                        help="passes over the split; metrics are mean ± 1.96·std/√replications")
-    group.add_argument("--no_gt_cache", action="store_true",
-                       help="recompute the GT embeddings instead of reading/writing <evaluator>/gt_cache")
+    add_off_switch(group, "--no_gt_cache",
+                   help="recompute the GT embeddings instead of reading/writing <evaluator>/gt_cache")
     group.add_argument("--is_continue", action=argparse.BooleanOptionalAction, default=False,
                        help="reuse the replications already streamed to the eval JSONL file by the same evaluation")
     group.add_argument("--report_json", type=str, default=None,
@@ -85,9 +85,9 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
                           "default: net_best_fid, else net_best_loss, else latest (the one used is logged)")
     run.add_argument("--ae_model", type=str, default=None, choices=sorted(TOKENIZERS),
                      help="expected registry name; a checkpoint of another model is an error")
-    run.add_argument("--no_ema", action="store_true",
-                     help="evaluate the raw weights of a run trained with --ema_decay (default: its EMA weights, with "
-                          "which it was validated)")
+    add_off_switch(run, "--no_ema",
+                   help="evaluate the raw weights of a run trained with --ema_decay (default: its EMA weights, with "
+                        "which it was validated)")
     run.add_argument("--ae_meta_dir", type=str, default=None,
                      help="folder with the mean.npy/std.npy an official tokenizer file was trained with (ours record "
                           "theirs; default for T2M-GPT/MoMask files: the evaluator's statistics)")

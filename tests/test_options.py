@@ -204,6 +204,31 @@ def test_a_flag_a_preset_turns_on_is_turned_off_on_the_command_line(tmp_path):
                 assert isinstance(action, argparse.BooleanOptionalAction), (parser.description, action.dest)
 
 
+def test_a_no_flag_a_preset_turns_on_is_undone_by_its_positive_twin(tmp_path):
+    """A --no_<x> switch (--no_ema, --no_snap, --no_render, --no_gt_cache) that a preset sets to true is undone by
+    --<x> on the command line: same key, counted as typed, named once in --help; the preset still spells it no_<x>."""
+    from options.config import given_in_config, given_on_command_line
+
+    switches = 0
+    for parser in _config_parsers():
+        for action in list(parser._actions):
+            flag = action.option_strings[0] if action.option_strings else ""
+            if not (flag.startswith("--no_") and action.nargs == 0 and action.const is True):
+                continue
+            switches += 1
+            dest, twin = action.dest, "--" + flag[len("--no_"):]
+            preset = write(tmp_path, f"name: x\n{dest}: true\n")
+            on = parse_with_config(parser, ["--config", preset])
+            assert getattr(on, dest) is True and dest in given_in_config(on)
+            off = parse_with_config(parser, ["--config", preset, twin])
+            assert getattr(off, dest) is False, (parser.description, twin)
+            assert dest in given_on_command_line(off) and option_origin(off, dest) == flag
+            assert load_preset(parser, write(tmp_path, f"{dest}: false\n")) == {dest: False}
+            usage = parser.format_usage().split()
+            assert usage.count(f"[{flag}]") == 1 and usage.count(f"[{twin}]") == 1, (parser.description, usage)
+    assert switches == 8  # evaluation_AE.py 2, evaluation_MARDM.py 3, sample.py 3
+
+
 def test_a_tokenizer_flag_turned_off_overrides_the_registry_entry(tmp_path):
     """--kmeans_init / --rotation_trick / --shared_codebook keep the registry value when left out (None) and pass
     False when turned off, also against a preset that turns them on."""

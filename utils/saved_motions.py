@@ -292,11 +292,11 @@ class MotionSource:
 
 
 # Flags that choose how motion is generated: they have no meaning when saved motions are scored.
-GENERATION_FLAGS = {"name": "--name", "ckpt": "--ckpt", "which_epoch": "--which_epoch", "no_ema": "--no_ema",
+GENERATION_FLAGS = {"name": "--name", "ckpt": "--ckpt", "which_epoch": "--which_epoch", "no_ema": "--no_ema/--ema",
                     "res_name": "--res_name", "res_ckpt": "--res_ckpt", "tokenizer_path": "--tokenizer_path",
                     "text_encoder": "--text_encoder", "text_encoder_path": "--text_encoder_path",
                     "time_steps": "--time_steps", "cfg": "--cfg", "temperature": "--temperature",
-                    "no_snap": "--no_snap", "topk_filter_thres": "--topkr", "sampling": "--sampling",
+                    "no_snap": "--no_snap/--snap", "topk_filter_thres": "--topkr", "sampling": "--sampling",
                     "res_cond_scale": "--res_cond_scale", "head_steps": "--head_steps", "head_solver": "--head_solver",
                     "save_motions": "--save_motions"}
 

@@ -123,6 +123,18 @@ def cast_value(value: Any, action: argparse.Action, where: str) -> Any:
     return _cast_one(value, action, where)
 
 
+def _written_as(action: argparse.Action, flag: str) -> str:
+    """How a preset writes what ``flag`` of ``action`` sets: its key, with the value when the flag takes none
+    (``--no_mm`` is ``cal_mm: false``, not ``cal_mm``; ``--gumbel_sample`` is ``sampling: gumbel``)."""
+    if action.nargs != 0:
+        return action.dest
+    if isinstance(action, argparse.BooleanOptionalAction):
+        value = not flag.startswith("--no-")
+    else:
+        value = action.const
+    return f"{action.dest}: {str(value).lower() if isinstance(value, bool) else value}"
+
+
 def load_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
     """Read a YAML preset and return ``{dest: cast value}``; unknown keys and bad values raise :class:`ConfigError`."""
     raw = load_config(path)
@@ -135,7 +147,8 @@ def load_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
             # A key spelled as a flag of another name (MoMask's --loss_vel, --cfg) names the key of that setting,
             # rather than a close name that may be another setting (loss_joint_vel).
             flag = f"--{key}"
-            alias = next((a.dest for a in parser._actions if flag in a.option_strings and a.dest in actions), None)
+            alias = next((_written_as(a, flag) for a in parser._actions if flag in a.option_strings and
+                          a.dest in actions), None)
             close = difflib.get_close_matches(str(key), list(actions), n=3, cutoff=0.6)
             hint = (f"; a preset names a setting by its key: {flag} is written {alias}" if alias else
                     f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(sorted(actions))}")

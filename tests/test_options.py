@@ -96,7 +96,12 @@ def test_a_key_spelled_as_another_flag_of_the_setting_names_the_key_to_write(tmp
 
     cases = ((get_train_vq_parser, "loss_vel: 0.5", "aux_loss_joints", "--loss_vel"),
              (get_evaluation_generator_parser, "cond_scale: 4", "cfg", "--cond_scale"),
-             (get_evaluation_generator_parser, "topkr: 0.9", "topk_filter_thres", "--topkr"))
+             (get_evaluation_generator_parser, "topkr: 0.9", "topk_filter_thres", "--topkr"),
+             # A flag that takes no value stands for one value of the key: the hint gives it, not the opposite.
+             (get_evaluation_generator_parser, "no_mm: true", "cal_mm: false", "--no_mm"),
+             (get_evaluation_generator_parser, "gumbel_sample: true", "sampling: gumbel", "--gumbel_sample"),
+             (get_evaluation_generator_parser, "ema: true", "no_ema: false", "--ema"),
+             (get_base_parser, "no-is_continue: true", "is_continue: false", "--no-is_continue"))
     for get_parser, text, key, flag in cases:
         path = write(tmp_path, text + "\n", "alias.yaml")
         with pytest.raises(ConfigError) as error:

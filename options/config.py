@@ -270,18 +270,13 @@ def save_config(args: argparse.Namespace | dict[str, Any], path: str) -> None:
 
 def option_origin(args: argparse.Namespace, dest: str) -> str:
     """``--<dest>`` as an error message should name it: with where its value came from when the ``--config`` preset
-    set it (``--ae_model (ae_model: FSQ_AE_Tiny in options/configs/tiny_mardm.yaml)``), so a refusal never seems to
-    blame a flag the user did not type. A value typed again on the command line reads the same, which is harmless."""
+    set it and the command line did not (``--ae_model (ae_model: FSQ_AE_Tiny in options/configs/tiny_mardm.yaml)``),
+    so a refusal never seems to blame a flag the user did not type. Read from ``parse_with_config``'s record of
+    ``args``, not by comparing values: a preset's ``1e-4`` or ``'64'`` is a string in the YAML file."""
     flag = f"--{dest}"
-    path = getattr(args, "config", None)
-    if not path:
+    if dest not in given_in_config(args) or dest in given_on_command_line(args):
         return flag
-    try:
-        preset = load_config(path)
-    except ConfigError:
-        return flag
-    value = getattr(args, dest, None)
-    return f"{flag} ({dest}: {value} in {path})" if dest in preset and preset[dest] == value else flag
+    return f"{flag} ({dest}: {getattr(args, dest, None)} in {args.config})"
 
 
 def load_config(path: str) -> dict[str, Any]:

@@ -63,6 +63,13 @@ def test_option_origin_names_the_preset_that_set_a_value(tmp_path):
     assert option_origin(args, "batch_size") == "--batch_size"  # the command line's value, not the preset's
     assert option_origin(args, "lr") == "--lr"  # a default
     assert option_origin(parse(["--name", "x"]), "name") == "--name"
+    # PyYAML reads 1e-4 and a quoted number as strings: the value the preset set is still credited to it.
+    preset = write(tmp_path, "name: x\nlr: 1e-4\nbatch_size: '64'\n")
+    args = parse(["--config", preset])
+    assert option_origin(args, "lr") == f"--lr (lr: 0.0001 in {preset})"
+    assert option_origin(args, "batch_size") == f"--batch_size (batch_size: 64 in {preset})"
+    # The same value typed again on the command line is the user's: the flag is named as typed.
+    assert option_origin(parse(["--config", preset, "--batch_size", "64"]), "batch_size") == "--batch_size"
 
 
 def test_yaml_values_are_cast_through_flag_types(tmp_path):
@@ -286,8 +293,8 @@ def test_training_length_on_the_command_line_replaces_the_presets(tmp_path, caps
             parse(["--name", "a", flag, "0"])
         assert f"{flag} must be at least 1, got 0" in capsys.readouterr().err
     # A preset's 0 is refused naming the file it came from, not only a flag the user did not type.
-    for key in ("max_iters", "epoch", "batch_size"):
-        bad = write(tmp_path, f"{key}: 0\n", name=f"{key}.yaml")
+    for key, text in (("max_iters", "0"), ("epoch", "0"), ("batch_size", "0"), ("batch_size", "'0'")):
+        bad = write(tmp_path, f"{key}: {text}\n", name=f"{key}.yaml")
         with pytest.raises(SystemExit):
             parse(["--config", bad, "--name", "a"])
         assert f"--{key} ({key}: 0 in {bad}) must be at least 1, got 0" in capsys.readouterr().err

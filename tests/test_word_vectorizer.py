@@ -128,6 +128,23 @@ def test_learned_vocab_from_train_split(tmp_path):
     assert caption.word_embs[0] == 0 and caption.word_embs[3] == 1 and caption.sent_len == 4
 
 
+def test_learned_vocab_reads_the_split_as_the_datasets_do(tmp_path):
+    """The split file is read by the datasets' reader: a byte-order mark does not hide the first clip's words (the
+    dataset reads that clip), and a missing split file is a DatasetError naming it."""
+    from utils.normalization import DatasetError
+
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "000001.txt").write_text("a man walks.#a/DET man/NOUN walk/VERB#0.0#0.0\n")
+    (texts / "000002.txt").write_text("someone waves.#someone/PRON wave/VERB#0.0#0.0\n")
+    (tmp_path / "train.txt").write_bytes(b"\xef\xbb\xbf000001\r\n000002\r\n")
+    vocab = LearnedVocab.from_split(str(tmp_path), "train", dim_word=8)
+    assert vocab.words[3:] == ["a", "man", "someone", "walk", "wave"]
+    with pytest.raises(DatasetError, match="split file missing") as err:
+        LearnedVocab.from_split(str(tmp_path), "val", dim_word=8)
+    assert str(tmp_path / "val.txt") in str(err.value)
+
+
 def test_learned_vocab_rejects_bad_word_lists():
     with pytest.raises(ValueError, match="starts with"):
         LearnedVocab(["a", "b"])

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from utils.motion_files import read_texts
+from utils.motion_files import read_split, read_texts
 
 logger = logging.getLogger(__name__)
 
@@ -226,15 +226,13 @@ class LearnedVocab:
                    min_count: int = 1) -> LearnedVocab:
         """Vocabulary of the captions of ``<data_root>/texts/<id>.txt`` for the ids in ``<data_root>/<split>.txt``.
 
-        Caption lines are ``caption#word/POS word/POS ...#start#end``, read by ``utils.motion_files.read_texts`` as
-        the datasets read them (``DatasetError`` naming the file and line of a malformed one). Only the training
-        split should be used so that test-only words stay unknown, as they are for GloVe.
+        The split file and the caption lines (``caption#word/POS word/POS ...#start#end``) are read by
+        ``utils.motion_files.read_split`` / ``read_texts`` as the datasets read them (``DatasetError`` naming the file,
+        and the line of a malformed caption). Only the training split should be used so that test-only words stay
+        unknown, as they are for GloVe.
         """
         split_file = os.path.join(data_root, f"{split}.txt")
-        if not os.path.isfile(split_file):
-            raise FileNotFoundError(f"split file not found: {split_file} (one motion id per line)")
-        with open(split_file) as f:
-            ids = [line.strip() for line in f if line.strip()]
+        ids = read_split(data_root, split)
         tokens: list[str] = []
         missing = 0
         for motion_id in ids:

@@ -96,6 +96,17 @@ def test_wrong_pickle_content_is_reported(glove):
         WordVectorizer(str(folder))
 
 
+def test_a_row_that_is_not_an_integer_names_the_file_and_word(glove):
+    """True/False pass an isinstance(int) check (True would read row 1, eos's vector): refused like any non-int."""
+    folder, _ = glove
+    idx_path = folder / glove_file_names()[2]
+    for row in (True, "3"):
+        idx_path.write_bytes(pickle.dumps({**{w: i for i, w in enumerate(WORDS)}, "man": row}))
+        with pytest.raises(ValueError, match=rf"'man' -> {row!r}; expected a dict word \(str\) -> row \(int\)") as err:
+            WordVectorizer(str(folder))
+        assert str(idx_path) in str(err.value)
+
+
 def test_encode_caption_pads_and_crops(glove):
     wv = WordVectorizer(str(glove[0]))
     short = encode_caption(wv, ["a/DET", "man/NOUN", "walk/VERB"], max_text_len=6)

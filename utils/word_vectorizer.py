@@ -151,9 +151,13 @@ class WordVectorizer:
                              "values")
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise ValueError(f"{words_path}: expected a list of words (str), got {type(words).__name__}")
-        if not isinstance(word2idx, dict) or not all(isinstance(k, str) and isinstance(v, int)
-                                                      for k, v in word2idx.items()):
+        if not isinstance(word2idx, dict):
             raise ValueError(f"{idx_path}: expected a dict word (str) -> row (int), got {type(word2idx).__name__}")
+        # bool is an int subclass: a True row would silently read row 1 (eos's vector).
+        bad = next(((k, v) for k, v in word2idx.items() if not isinstance(k, str) or not isinstance(v, int)
+                    or isinstance(v, bool)), None)
+        if bad is not None:
+            raise ValueError(f"{idx_path}: entry {bad[0]!r} -> {bad[1]!r}; expected a dict word (str) -> row (int)")
         absent = [w for w in words if w not in word2idx]
         if absent:
             raise ValueError(f"{idx_path}: words listed in {words_path} have no row: {absent[:5]}")

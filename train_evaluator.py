@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.evaluator_training import CoEmbedding, MovementAutoencoder, contrastive_loss, draw_shift
-from options.config import parse_with_config, resolve_max_iters, save_config
+from options.config import option_origin, parse_with_config, resolve_max_iters, save_config
 from options.eval_options import get_train_evaluator_parser
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_script
@@ -90,6 +90,10 @@ def main(cfg) -> dict:
     root = cfg.data_root or spec.root
     if cfg.glove_dir and os.path.isdir(cfg.glove_dir):
         word_vectors = WordVectorizer(cfg.glove_dir)
+        if cfg.dim_word is not None and cfg.dim_word != word_vectors.dim_word:
+            raise ValueError(f"{option_origin(cfg, 'dim_word')} is {cfg.dim_word}, but the GloVe vectors in "
+                             f"{cfg.glove_dir} are {word_vectors.dim_word} wide (--dim_word sets the width of a "
+                             "learned word embedding; leave it out with --glove_dir)")
     else:
         if cfg.glove_dir:
             logger.warning("--glove_dir %s does not exist; learning a vocabulary instead", cfg.glove_dir)

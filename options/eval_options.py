@@ -53,7 +53,8 @@ def get_train_evaluator_parser() -> argparse.ArgumentParser:
     group.add_argument("--glove_dir", type=str, default=None,
                        help="GloVe folder (our_vab_*); when absent, a vocabulary is learned from the train captions")
     group.add_argument("--dim_word", type=int, default=None,
-                       help="width of a learned word embedding (default 300 for official sizes, else smaller)")
+                       help="width of a learned word embedding (default 300 for official sizes, else smaller); "
+                            "with --glove_dir the vectors set it, and another value is an error")
     group.add_argument("--val_split", type=str, default="val", help="split for the validation loss / R-precision")
     group.add_argument("--margin", type=float, default=10.0, help="contrastive margin for negative pairs")
     group.add_argument("--neg_shift", type=str, default="nonzero", choices=NEG_SHIFTS,

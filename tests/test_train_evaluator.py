@@ -158,6 +158,12 @@ def test_glove_vectors_are_used_when_the_folder_exists(data_root, tmp_path):
     state = load_checkpoint(str(ck / "synthetic" / "text_mot_match" / "model" / "finest.tar"))
     assert state["word_vectors"]["source"] == SOURCE_GLOVE and state["model_args"]["dim_word"] == 12
     assert state["model_args"]["vocab_size"] is None
+    # --dim_word is a learned embedding's width: one that contradicts the GloVe vectors' is refused, naming both.
+    with pytest.raises(ValueError, match=rf"--dim_word is 16, but the GloVe vectors in {re.escape(str(glove))} are 12 "
+                                         "wide"):
+        run_script(data_root, tmp_path / "other", "--max_iters", "3", "--pretrain_iters", "0", "--glove_dir",
+                   str(glove), "--dim_word", "16")
+    assert not list((tmp_path / "other").rglob("*.tar"))
 
 
 @pytest.mark.parametrize("val_count", [1, 2])

@@ -93,7 +93,6 @@ def test_forward_kinematics_against_hand_computed_positions():
 
 @pytest.mark.parametrize("text, message", [
     ("HIERARCHY\nROOT A\n{\n OFFSET 0 0 0\n CHANNELS 3 Xposition Yposition Zposition\n}\n", "no MOTION section"),
-    (SMALL_BVH.replace("Frames: 3", "Frames: 4"), "expected Frames 4 x 18 channels"),
     (SMALL_BVH.replace("Xrotation Zrotation Yrotation", "Xrotation Zrotation Wrotation"), "X/Y/Z position"),
     (SMALL_BVH.replace("Frame Time: 0.05", "Frame Time: 0"), "Frame Time"),
     (SMALL_BVH.replace("Frame Time: 0.05", "Frame Time: 0.05s"), "Frame Time is '0.05s'; expected seconds per frame"),
@@ -109,6 +108,43 @@ def test_bad_bvh_fails_naming_the_file(text, message):
     with pytest.raises(ValueError, match="bad.bvh") as info:
         parse_bvh_text(text, "bad.bvh")
     assert message in str(info.value)
+
+
+def _move_last_value_to_next_line(text: str, line: int) -> str:
+    """``text`` with the last value of MOTION frame line ``line`` (0-based) moved to the start of the next one."""
+    lines = text.split("\n")
+    first = lines.index("Frame Time: 0.05") + 1
+    a, b = lines[first + line].split(), lines[first + line + 1].split()
+    lines[first + line], lines[first + line + 1] = " ".join(a[:-1]), " ".join([a[-1]] + b)
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("text, message", [
+    # The total still equals Frames x channels: only the line count catches the shifted values.
+    (_move_last_value_to_next_line(SMALL_BVH, 0), "bad.bvh:33: MOTION frame 1 of 3 has 17 values; expected one "
+                                                  "per channel, 18"),
+    (SMALL_BVH.replace("90 90 0 0 0 0   0 5 0 0 0 0   0 0 0\n", "90 90 0 0 0 0   0 5 0 0 0 0   0 0 0 7\n"),
+     "bad.bvh:35: MOTION frame 3 of 3 has 19 values; expected one per channel, 18"),
+    (SMALL_BVH + SMALL_BVH.split("Frame Time: 0.05\n")[1].split("\n")[0] + "\n",
+     "bad.bvh:36: MOTION has more frame lines than Frames 3"),
+    (_move_last_value_to_next_line(SMALL_BVH, 1).replace("\n", "\r\n"), "bad.bvh:34: MOTION frame 2 of 3 has 17"),
+    (SMALL_BVH.replace("Frames: 3", "Frames: 4"), "bad.bvh: MOTION has 3 frame lines; expected Frames 4"),
+    (SMALL_BVH.replace("0 0 0 90 0 0  90", "0 0 0 90 abc 0  90"), "bad.bvh:34: MOTION frame 2 of 3 holds 'abc'; "
+                                                                  "expected numbers"),
+])
+def test_motion_lines_are_checked_one_by_one(text, message):
+    with pytest.raises(ValueError) as info:
+        parse_bvh_text(text, "bad.bvh")
+    assert message in str(info.value)
+
+
+def test_motion_section_tolerates_crlf_tabs_and_blank_lines():
+    expected = parse_bvh_text(SMALL_BVH).motion
+    for text in (SMALL_BVH.replace("\n", "\r\n"), SMALL_BVH.replace("\n", "\r"), SMALL_BVH.replace(" ", "\t"),
+                 SMALL_BVH + "\n  \n\n",
+                 SMALL_BVH.replace("Frame Time: 0.05\n", "Frame Time: 0.05\n\n"),
+                 SMALL_BVH.replace("Frames: 3", "Frames:\t 3  ")):
+        np.testing.assert_array_equal(parse_bvh_text(text).motion, expected)
 
 
 def test_euler_round_trip():

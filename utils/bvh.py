@@ -194,7 +194,8 @@ def _floats(tokens: list[str], i: int, n: int, what: str, source: str) -> np.nda
 
 
 def parse_bvh_text(text: str, source: str = "<bvh>") -> BVH:
-    """Parse the contents of a BVH file (``source`` names it in error messages)."""
+    """Parse the contents of a BVH file (``source`` names it in error messages, with the line for MOTION data)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # line numbers count any line ending once
     head, sep, motion_text = re.split(r"\b(MOTION)\b", text, maxsplit=1) if "MOTION" in text else (text, "", "")
     if not sep:
         raise ValueError(f"{source}: no MOTION section; expected HIERARCHY ... MOTION Frames: N Frame Time: dt")
@@ -282,14 +283,33 @@ def parse_bvh_text(text: str, source: str = "<bvh>") -> BVH:
     if not (math.isfinite(frame_time) and frame_time > 0):
         raise ValueError(f"{source}: Frame Time is {m.group(2)!r}; expected seconds per frame > 0")
     num_channels = sum(len(c) for c in channels)
+    # One line per frame, checked line by line: a line one value short next to one a value over would add up to
+    # Frames x channels and shift every later channel of the frame silently.
+    first_line = text.count("\n", 0, len(head) + len(sep) + m.end()) + 1
+    rows: list[tuple[int, list[str]]] = []
+    for k, line in enumerate(motion_text[m.end():].split("\n")):
+        values = line.split()
+        if not values:
+            continue
+        if len(rows) == frames:
+            raise ValueError(f"{source}:{first_line + k}: MOTION has more frame lines than Frames {frames}")
+        if len(values) != num_channels:
+            raise ValueError(f"{source}:{first_line + k}: MOTION frame {len(rows) + 1} of {frames} has {len(values)} "
+                             f"values; expected one per channel, {num_channels}")
+        rows.append((first_line + k, values))
+    if len(rows) != frames and num_channels:
+        raise ValueError(f"{source}: MOTION has {len(rows)} frame lines; expected Frames {frames}, one line each")
     try:
-        values = np.array(motion_text[m.end():].split(), dtype=np.float64)
-    except ValueError as e:
-        raise ValueError(f"{source}: MOTION data must be numbers ({e})") from e
-    if values.size != frames * num_channels:
-        raise ValueError(f"{source}: MOTION has {values.size} numbers; expected Frames {frames} x "
-                         f"{num_channels} channels = {frames * num_channels}")
-    motion = values.reshape(frames, num_channels)
+        motion = np.array([values for _, values in rows], dtype=np.float64).reshape(frames, num_channels)
+    except ValueError:
+        for frame, (lineno, values) in enumerate(rows):
+            for value in values:
+                try:
+                    float(value)
+                except ValueError:
+                    raise ValueError(f"{source}:{lineno}: MOTION frame {frame + 1} of {frames} holds {value!r}; "
+                                     f"expected numbers") from None
+        raise
     bad = np.argwhere(~np.isfinite(motion))
     if bad.size:
         # Name the first bad value: a NaN would otherwise surface only after forward kinematics, without the file.

@@ -233,7 +233,9 @@ def main_export_bvh(cfg: argparse.Namespace) -> int:
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     joints = _read_joints(cfg.input, spec)
     out = cfg.out or os.path.splitext(cfg.input)[0] + ".bvh"
-    write_bvh(out, joints, cfg.fps or spec.fps, spec.kinematic_chain, scale=cfg.scale, source=cfg.input)
+    # --fps 0 goes to write_bvh, which refuses it, rather than falling back to the dataset's rate.
+    fps = spec.fps if cfg.fps is None else cfg.fps
+    write_bvh(out, joints, fps, spec.kinematic_chain, scale=cfg.scale, source=cfg.input)
     print(f"export_bvh: {joints.shape[0]} frames -> {out}")
     return 0
 

@@ -353,6 +353,19 @@ def test_export_bvh_help_and_refusal_name_the_feature_widths_it_takes(tmp_path, 
         prepare_data.main(prepare_data.parse_args(["export_bvh", str(wrong), "--dataset_name", "t2m_67"]))
 
 
+@pytest.mark.parametrize("fps", ["0", "-20"])
+def test_export_bvh_refuses_a_frame_rate_it_cannot_write(tmp_path, fps):
+    """--fps 0 is refused naming the input, not replaced by the dataset's rate."""
+    import prepare_data
+
+    joints_file = tmp_path / "gen.npy"
+    np.save(joints_file, synthesize_motion(np.random.default_rng(5), "walk").joints)
+    out = tmp_path / "gen.bvh"
+    with pytest.raises(ValueError, match=rf"gen\.npy: fps {float(fps)}; expected a positive frame rate"):
+        prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file), "--out", str(out), f"--fps={fps}"]))
+    assert not out.exists()
+
+
 def test_mirror_adds_each_motions_mirror_image_in_its_split(tmp_path):
     """--mirror writes M<name> as HumanML3D does: x negated and left/right swapped (the recovered joints are the
     mirror image of the original's, up to the retargeting to the t2m skeleton, whose two sides differ by a few mm),

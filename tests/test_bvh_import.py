@@ -263,6 +263,16 @@ def test_import_refuses_a_non_empty_out_and_a_file_as_src(tmp_path, caplog):
         import_bvh_folder(str(src), str(out), skeleton)
 
 
+@pytest.mark.parametrize("fps", [0.0, -20.0, float("nan")])
+def test_import_refuses_a_target_frame_rate_naming_the_flag_not_a_clip(tmp_path, fps):
+    src = tmp_path / "mocap"
+    src.mkdir()
+    write_bvh(src / "jump.bvh", synthesize_motion(np.random.default_rng(8), "jump").joints, fps=20)
+    with pytest.raises(ValueError, match=rf"^--fps {fps}: expected a positive target frame rate"):
+        import_bvh_folder(str(src), str(tmp_path / "Out"), "smpl22", target_fps=fps)
+    assert not list(tmp_path.glob("Out*"))
+
+
 def test_import_warns_about_a_wrong_up_axis_or_unit(tmp_path, caplog):
     src = tmp_path / "mocap"
     src.mkdir()

@@ -170,6 +170,9 @@ def import_clip_folder(files: list[Path], src: str, out: str, read_clip: ClipRea
     joints swapped (``swap_left_right``), captions with left and right (and clockwise and counterclockwise) swapped
     (``mirror_caption``), named ``M<name>`` (``<folder>/M<name>`` for an id in a folder), in its original's split
     and listed in ``clips.csv`` with the same source."""
+    if not (np.isfinite(target_fps) and target_fps > 0):
+        # Otherwise the first clip's resampling fails, and the message blames that clip.
+        raise ValueError(f"--fps {target_fps}: expected a positive target frame rate (frames per second, e.g. 20)")
     start = time.perf_counter()
     name = os.path.basename(os.path.normpath(out))
     iterate = progress or _no_progress

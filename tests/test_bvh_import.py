@@ -60,6 +60,18 @@ def test_captions_from_names_and_labels(tmp_path):
         read_labels(json_path)
 
 
+def test_labels_saved_with_a_byte_order_mark_keep_their_first_id(tmp_path):
+    """Excel's "CSV UTF-8" and some editors start the file with a byte order mark; it is not part of the first id."""
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("clip_a,a person jumps\n", encoding="utf-8-sig")
+    assert read_labels(csv_path) == {"clip_a": ["a person jumps"]}
+    csv_path.write_text("id,caption\nclip_a,a person jumps\n", encoding="utf-8-sig")
+    assert read_labels(csv_path) == {"clip_a": ["a person jumps"]}
+    json_path = tmp_path / "labels.json"
+    json_path.write_text(json.dumps({"clip_a": "a person jumps"}), encoding="utf-8-sig")
+    assert read_labels(json_path) == {"clip_a": ["a person jumps"]}
+
+
 def _bandai_files():
     if not BANDAI.is_dir():
         pytest.skip(f"Bandai Namco BVH clips not found: {BANDAI}")

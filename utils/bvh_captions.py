@@ -121,8 +121,9 @@ def read_labels(path: str | os.PathLike, suffixes: tuple[str, ...] = (".bvh",)) 
         if key and caption:
             labels.setdefault(key, []).append(caption)
 
+    # utf-8-sig drops the byte order mark that Excel's "CSV UTF-8" writes, which would otherwise start the first id.
     if path.lower().endswith(".json"):
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             try:
                 raw = json.load(f)
             except json.JSONDecodeError as e:
@@ -136,7 +137,7 @@ def read_labels(path: str | os.PathLike, suffixes: tuple[str, ...] = (".bvh",)) 
             for v in values:
                 add(key, v)
     else:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:
             for lineno, row in enumerate(csv.reader(f), 1):
                 if not row or not "".join(row).strip():
                     continue

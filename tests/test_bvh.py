@@ -147,6 +147,12 @@ def test_motion_section_tolerates_crlf_tabs_and_blank_lines():
         np.testing.assert_array_equal(parse_bvh_text(text).motion, expected)
 
 
+def test_a_bvh_file_saved_with_a_byte_order_mark_parses(tmp_path):
+    path = tmp_path / "bom.bvh"
+    path.write_text(SMALL_BVH, encoding="utf-8-sig")
+    np.testing.assert_array_equal(parse_bvh(path).motion, parse_bvh_text(SMALL_BVH).motion)
+
+
 def test_euler_round_trip():
     rng = np.random.default_rng(0)
     angles = rng.uniform([-180, -85, -180], [180, 85, 180], size=(200, 3))

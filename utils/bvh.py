@@ -324,7 +324,8 @@ def parse_bvh_text(text: str, source: str = "<bvh>") -> BVH:
 
 def parse_bvh(path: str | os.PathLike) -> BVH:
     """Parse a BVH file."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    # utf-8-sig: a byte order mark (Windows editors write one) would otherwise be read as part of "HIERARCHY".
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         return parse_bvh_text(f.read(), source=str(path))
 
 

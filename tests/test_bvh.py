@@ -103,6 +103,8 @@ def test_forward_kinematics_against_hand_computed_positions():
     (SMALL_BVH.replace("90 90 0 0 0 0   0 5 0 0 0 0   0 0 0", "90 90 0 0 0 0   0 5 0 0 0 0   0 0 -inf"),
      "MOTION frame 3 of 3, joint 'Leg' channel Yrotation is -inf"),
     (SMALL_BVH.replace("OFFSET 2 -1 0", "OFFSET 2 NaN 0"), "OFFSET of 'Leg' is ['2', 'NaN', '0']; expected 3 finite"),
+    # Without "Site" the End Site's brace was skipped and its OFFSET overwrote the joint's.
+    (SMALL_BVH.replace("    End Site\n    {", "    End\n    {"), "expected 'Site' in the HIERARCHY section, got '{'"),
 ])
 def test_bad_bvh_fails_naming_the_file(text, message):
     with pytest.raises(ValueError, match="bad.bvh") as info:

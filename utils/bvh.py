@@ -233,7 +233,7 @@ def parse_bvh_text(text: str, source: str = "<bvh>") -> BVH:
             channels.append([])
             is_end.append(True)
             pending = len(names) - 1
-            i += 2  # "End Site"
+            i = _expect(tokens, i + 1, "Site", source)
         elif tok == "{":
             if pending is None:
                 raise ValueError(f"{source}: unexpected '{{' in the HIERARCHY section")

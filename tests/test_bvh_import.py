@@ -233,6 +233,17 @@ def test_prepare_data_bvh_names_the_flags_that_find_the_import_under_a_home_fold
     assert get_dataset_spec("Homed").root == str(home / "dataset" / "Homed")
 
 
+def test_prepare_data_bvh_help_names_every_skeleton_preset(capsys):
+    import prepare_data
+    from utils.bvh import SKELETON_DIR
+
+    with pytest.raises(SystemExit):
+        prepare_data.parse_args(["bvh", "--help"])
+    listed = " ".join(capsys.readouterr().out.split())
+    presets = sorted(p.stem for p in SKELETON_DIR.glob("*.yaml"))
+    assert "smpl22" in presets and all(name in listed for name in presets), (presets, listed)
+
+
 def test_prepare_data_bvh_refuses_a_registered_dataset_name(tmp_path):
     import prepare_data
 

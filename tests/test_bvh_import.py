@@ -284,6 +284,12 @@ def test_import_refuses_a_non_empty_out_and_a_file_as_src(tmp_path, caplog):
     assert any("val and test splits" in r.message for r in caplog.records)
     with pytest.raises(ValueError, match=r"Out: exists and is not empty; import into a new --out folder"):
         import_bvh_folder(str(src), str(out), skeleton)
+    # A file in --out's place is refused before any clip is converted, not when the dataset is moved into place.
+    taken = tmp_path / "Taken"
+    taken.write_text("notes\n")
+    with pytest.raises(ValueError, match=r"--out .*Taken: a file; import into a new --out folder"):
+        import_bvh_folder(str(src), str(taken), skeleton)
+    assert taken.read_text() == "notes\n" and not list(tmp_path.glob("Taken.importing-*"))
 
 
 @pytest.mark.parametrize("fps", [0.0, -20.0, float("nan")])

@@ -107,8 +107,8 @@ ClipReader = Callable[[Path], "SourceClip | None"]  # None: a file without motio
 
 
 def check_import_folders(src: str, out: str, what: str) -> str:
-    """Refuse an ``out`` named like a registered dataset or already holding files, and a ``src`` that is not a
-    folder (``what`` names the files it should hold). Returns the dataset name, the ``out`` folder's name."""
+    """Refuse an ``out`` named like a registered dataset, a file or a folder already holding files, and a ``src`` that
+    is not a folder (``what`` names the files it should hold). Returns the dataset name, the ``out`` folder's name."""
     name = os.path.basename(os.path.normpath(out))
     if name in DATASETS:
         # A registered name always resolves to the registry's spec, so this folder's spec.json would be ignored.
@@ -118,6 +118,9 @@ def check_import_folders(src: str, out: str, what: str) -> str:
     if not os.path.isdir(src):
         raise ValueError(f"--src {src}: " + (f"a file; give the folder that holds the {what}" if os.path.isfile(src)
                                              else "no such folder"))
+    if os.path.exists(out) and not os.path.isdir(out):
+        # Found here rather than when the converted dataset is moved into place, after every clip.
+        raise ValueError(f"--out {out}: a file; import into a new --out folder")
     if os.path.isdir(out) and os.listdir(out):
         # Clips of an earlier import that this one does not have would stay and mix into the new splits.
         raise ValueError(f"{out}: exists and is not empty; import into a new --out folder (or remove this one)")

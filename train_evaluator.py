@@ -129,7 +129,8 @@ def main(cfg) -> dict:
             "dataset": dataset_info, "config": config}
     check_run_start(run, continue_stage2, meta)
     save_config(cfg, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
-    save_evaluator_meta(run.root, mean, std)  # the released layout's meta/, next to model/finest.tar
+    if is_first_process():  # the others write nothing into the run before training (RunDir.make_dirs)
+        save_evaluator_meta(run.root, mean, std)  # the released layout's meta/, next to model/finest.tar
 
     # ---------------------------------------------------------------------------------------------------------------
     # stage 1: movement encoder + decoder

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from utils.atomic_io import atomic_write
+from utils.launch_env import is_first_process
 
 
 class ConfigError(ValueError):
@@ -261,9 +262,11 @@ def config_to_dict(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
 
 
 def save_config(args: argparse.Namespace | dict[str, Any], path: str) -> None:
-    """Write the resolved config as YAML (the run's ``opt.yaml``), atomically."""
+    """Write the resolved config as YAML (the run's ``opt.yaml``), atomically; on the first process only, under
+    ``torchrun`` / ``accelerate launch`` (like the run folder, see ``RunDir.make_dirs``)."""
+    if not is_first_process():
+        return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # Under torchrun every process writes the same opt.yaml at the same moment; each has its own temporary.
     with atomic_write(path) as f:
         yaml.safe_dump(config_to_dict(args), f, sort_keys=True, default_flow_style=None)
 

@@ -132,8 +132,8 @@ def test_np_savez_writes_exactly_the_asked_path(tmp_path, name):
 
 
 def test_concurrent_writers_of_one_file_use_separate_temporaries(tmp_path):
-    """Under torchrun every process writes the same opt.yaml at once: each writer's temporary is its own, so the
-    last one to finish wins and neither fails."""
+    """Two writers of one file at once (two starts of one run): each writer's temporary is its own, so the last one
+    to finish wins and neither fails."""
     path = tmp_path / "opt.yaml"
     with atomic_write(path) as outer:
         outer.write("rank: 0\n")

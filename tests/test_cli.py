@@ -111,11 +111,34 @@ def test_a_failed_start_leaves_the_checkpoints_folder_as_it_was(monkeypatch, tmp
     with pytest.raises(SystemExit):
         run_script(start("fresh", fail=True), prog="train_AE.py")
     assert os.path.isdir(root) and not (checkpoints / "synthetic" / "fresh").exists()
-    # Processes other than the first leave the folder to it.
+
+
+def test_processes_other_than_the_first_write_nothing_into_a_starting_run(monkeypatch, tmp_path):
+    """Under torchrun only the first process creates the run folder and writes its set-up files, so that when a start
+    fails it alone decides what to remove: a folder another process had created first was kept (the first found it
+    existing), and one that another process wrote into after the first had removed it came back."""
+    from options.config import save_config
+
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
     monkeypatch.setenv("RANK", "1")
+    run = RunDir(str(tmp_path / "checkpoints"), "synthetic", "other_rank")
+
+    def main():
+        run.make_dirs()
+        save_config({"name": "other_rank"}, run.config_path)
+        raise ValueError("dataset/Synthetic/Mean.npy: missing")
+
     with pytest.raises(SystemExit):
-        run_script(start("other_rank", fail=True), prog="train_AE.py")
-    assert (checkpoints / "synthetic" / "other_rank" / "train.log").exists()
+        run_script(main, prog="train_AE.py")
+    assert not (tmp_path / "checkpoints").exists()
+    # The first process creates it, and removes it when its start fails.
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SystemExit):
+        run_script(main, prog="train_AE.py")
+    assert not (tmp_path / "checkpoints").exists()
+    run.make_dirs()
+    save_config({"name": "other_rank"}, run.config_path)
+    assert os.path.isdir(run.model_dir) and os.path.isfile(run.config_path)
 
 
 def _interrupted(checkpoints: Path):

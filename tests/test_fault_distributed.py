@@ -207,3 +207,18 @@ def test_two_process_generator_validates_with_the_evaluator_on_the_first_process
     assert done.returncode == 0, tail(done)
     best = load_checkpoint(str(run_root(tmp_path / "runs", "g") / "model" / "net_best_fid.tar"))
     assert best["best"]["metric"] == "fid" and best["step"] == 4 and best["metrics"]["fid"] >= 0
+
+
+@pytest.mark.parametrize("failure", ["dataset", "evaluator"])
+def test_a_two_process_start_that_fails_leaves_no_run_folder(tmp_path, synthetic_root, failure):
+    """A start refused before its first checkpoint leaves checkpoints/ as it was under torchrun too: a dataset file
+    missing (every process stops) or, with --need_evaluation, the evaluator (only the first process loads it, while
+    the other goes on towards training)."""
+    data_root = str(tmp_path / "no_data") if failure == "dataset" else synthetic_root
+    args = [*TOKENIZER_FLAGS, "--data_root", data_root, "--model", "VQVAE_Tiny", "--max_iters", "2", "--name", "vq",
+            "--checkpoints_dir", str(tmp_path / "runs")]
+    if failure == "evaluator":
+        args += ["--need_evaluation", "--evaluator_dir", str(tmp_path / "no_evaluator")]
+    done = run_script("train_vq.py", args, nproc=2)
+    assert done.returncode != 0 and "train_vq.py: error: " in done.stderr, tail(done)
+    assert not (tmp_path / "runs").exists(), sorted(str(p) for p in (tmp_path / "runs").rglob("*"))

@@ -22,8 +22,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
-# Temporaries are named ``.tmp-<final name>.<random>``: hidden, unique per writer (processes under torchrun write
-# the same file at the same moment), and recognisable to ``utils.checkpoint.remove_stale_temporaries`` after a kill.
+# Temporaries are named ``.tmp-<final name>.<random>``: hidden, unique per writer (two processes may write the same
+# file at the same moment), and recognisable to ``utils.checkpoint.remove_stale_temporaries`` after a kill.
 TMP_PREFIX = ".tmp-"
 
 

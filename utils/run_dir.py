@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from utils.launch_env import is_first_process
 from utils.paths import project_path
 
 PROBE_NAME = ".write-probe"
@@ -111,7 +112,15 @@ class RunDir:
         return os.path.join(self.model_dir, f"net_best_{metric.replace('/', '_')}.tar")
 
     def make_dirs(self) -> None:
-        """Create ``model/`` and ``eval/`` (and their parents); RunDirError naming the folder when that fails."""
+        """Create ``model/`` and ``eval/`` (and their parents); RunDirError naming the folder when that fails.
+
+        Only the first process of a ``torchrun`` / ``accelerate launch`` creates them (the others write nothing into
+        the run before training, whose first collective waits for the first process's folder check). So the first
+        process knows whether this launch created the folder, and a failed start that it removes does not come back
+        from another process still on its way (``discarding_failed_starts``).
+        """
+        if not is_first_process():
+            return
         top = _first_missing(self.root)
         try:
             for folder in (self.model_dir, self.eval_dir):

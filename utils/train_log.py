@@ -9,6 +9,7 @@ synchronisation per log), averaged over processes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,8 @@ from accelerate import Accelerator
 from utils.atomic_io import atomic_write
 from utils.collectives import all_reduce_mean
 
+logger = logging.getLogger(__name__)
+
 
 class TrainLog:
     """``model/train_log.jsonl``: one line per step, cut back to the resumed step so a resumed run continues it."""
@@ -27,10 +30,8 @@ class TrainLog:
         self.file = None
         if not enabled:
             return
-        kept = []
-        if resume_step > 0 and os.path.exists(path):
-            with open(path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
+        kept = [line for row, line in _read_rows(path) if row["step"] <= resume_step] \
+            if resume_step > 0 and os.path.exists(path) else []
         with atomic_write(path) as f:
             f.writelines(kept)
         self.file = open(path, "a")  # kept open for the whole run, flushed at every log
@@ -46,6 +47,29 @@ class TrainLog:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _read_rows(path: str) -> list[tuple[dict[str, Any], str]]:
+    """The rows of a log file with their lines. A last line cut off mid-write (a kill, a full disk) is dropped with
+    a warning; any other line that is not a JSON row with a step is a ValueError naming the file and the line."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not an object with an integer 'step'")
+        except ValueError as e:
+            if number == len(lines) and not line.endswith("\n"):
+                logger.warning("%s: line %d was cut off mid-write (%s); dropped", path, number, e)
+                break
+            raise ValueError(f"{path}: line {number} is not a training log row ({e}); expected "
+                             f'{{"step": ..., "loss": ..., "lr": ...}}') from e
+        rows.append((row, line))
+    return rows
 
 
 class LossWindow:

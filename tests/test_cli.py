@@ -153,11 +153,14 @@ def _interrupted(checkpoints: Path):
 def test_holds_only_setup_counts_logs_config_and_events(tmp_path):
     run = RunDir(str(tmp_path), "synthetic", "r")
     run.make_dirs()
-    for name in ("train.log", "opt.yaml", "model/events.out.tfevents.1.host"):
+    Path(run.root, "meta").mkdir()
+    for name in ("train.log", "opt.yaml", "model/events.out.tfevents.1.host", "meta/mean.npy", "meta/std.npy"):
         Path(run.root, name).write_text("x")
-    assert run.holds_only_setup()
-    Path(run.eval_dir, "evaluation_AE.log").write_text("x")
-    assert not run.holds_only_setup()
+    assert run.holds_only_setup()  # an evaluator start writes its statistics to meta/ before training
+    for name in ("model/mean.npy", "meta/train.log", "eval/evaluation_AE.log"):
+        Path(run.root, name).write_text("x")
+        assert not run.holds_only_setup(), name
+        Path(run.root, name).unlink()
 
 
 def test_train_script_refused_for_a_missing_dataset_file_leaves_no_run_folder(tmp_path):

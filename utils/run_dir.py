@@ -28,7 +28,7 @@ from utils.paths import project_path
 PROBE_NAME = ".write-probe"
 MiB = 2**20
 # What a start writes before it has trained anything: a folder holding only these is no run yet.
-SETUP_FILES = ("train.log", "opt.yaml")
+SETUP_FILES = ("train.log", "opt.yaml", os.path.join("meta", "mean.npy"), os.path.join("meta", "std.npy"))
 _SETUP_PREFIXES = ("events.out.tfevents.",)
 # Folders created by ``make_dirs`` in this process, with the first one created above them: ``discarding_failed_starts``
 # removes those a failed start left without a checkpoint.
@@ -132,11 +132,12 @@ class RunDir:
             _created.append((self, top))
 
     def holds_only_setup(self) -> bool:
-        """Whether the folder holds nothing a training wrote: only ``train.log``, ``opt.yaml``, TensorBoard event
-        files and empty folders (what a start leaves when it fails before its first checkpoint)."""
+        """Whether the folder holds nothing a training wrote: only ``train.log``, ``opt.yaml``, an evaluator's
+        ``meta/`` statistics, TensorBoard event files and empty folders (what a start leaves when it fails before its
+        first checkpoint)."""
         for folder, _, files in os.walk(self.root):
             for name in files:
-                if folder == self.root and name in SETUP_FILES:
+                if os.path.relpath(os.path.join(folder, name), self.root) in SETUP_FILES:
                     continue
                 if not name.startswith(_SETUP_PREFIXES):
                     return False

@@ -135,6 +135,42 @@ def test_joints_saved_when_writer_raises(monkeypatch, tmp_path):
     assert not (tmp_path / "walk.gif").exists()
 
 
+@pytest.mark.parametrize("failure", [RuntimeError("encoder exploded"), KeyboardInterrupt()])
+def test_a_failed_or_stopped_encode_leaves_the_earlier_video_whole(monkeypatch, tmp_path, failure):
+    """The encoder writes to a hidden temporary file with the video's extension next to it; a failure or an
+    interruption part way leaves the earlier video under its name and no temporary behind."""
+    earlier = tmp_path / "walk.gif"
+    earlier.write_bytes(b"the earlier sample's video")
+    written = []
+
+    def stopped_half_way(fig, update, num_frames, path, fmt, fps, dpi):
+        written.append(path)
+        with open(path, "wb") as f:
+            f.write(b"half a video")
+        raise failure
+
+    monkeypatch.setattr(plot_script, "_write_animation", stopped_half_way)
+    with pytest.raises((plot_script.RenderError, KeyboardInterrupt)):
+        plot_script.plot_3d_motion(str(earlier), random_walk(), SPEC.kinematic_chain, fmt="gif", save_joints=False,
+                                   **SMALL)
+    assert earlier.read_bytes() == b"the earlier sample's video"
+    (path,) = written
+    assert os.path.dirname(path) == str(tmp_path)
+    assert os.path.basename(path).startswith(".tmp-walk.gif.") and path.endswith(".gif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["walk.gif"]
+
+
+def test_a_video_replaces_the_earlier_one_with_the_usual_permissions(no_ffmpeg, tmp_path):
+    earlier = tmp_path / "walk.gif"
+    earlier.write_bytes(b"the earlier sample's video")
+    earlier.chmod(0o644)
+    out = plot_script.plot_3d_motion(str(earlier), random_walk(), SPEC.kinematic_chain, save_joints=False, **SMALL)
+    assert out == str(earlier)
+    assert_gif(out, FRAMES)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["walk.gif"]
+
+
 def test_plot_multiple_pads_shorter_motions(no_ffmpeg, tmp_path):
     gt, recon = random_walk(FRAMES), random_walk(FRAMES - 4, seed=1)
     out = plot_script.plot_multiple(str(tmp_path / "cmp.mp4"), [gt, recon], SPEC.kinematic_chain,

@@ -1,9 +1,10 @@
 """A stand-in ``ffmpeg`` for testing MP4 output on machines without one.
 
 ``install_fake_ffmpeg`` writes a Python script that takes the arguments matplotlib's ``FFMpegWriter`` passes, reads
-every raw frame from stdin and, instead of encoding, writes a JSON report to the output path (the frame size, the
-input and output pixel formats, the codec, the frame rate and the bytes read) and the raw frames beside it
-(``<output>.rgba``), then points ``matplotlib.rcParams["animation.ffmpeg_path"]`` at it.
+every raw frame from stdin and, instead of encoding, writes to the output path a JSON report on one line (the frame
+size, the input and output pixel formats, the codec, the frame rate and the bytes read) followed by the raw frames
+(in the file itself, since the video is written under a temporary name and moved into place), then points
+``matplotlib.rcParams["animation.ffmpeg_path"]`` at it.
 """
 
 from __future__ import annotations
@@ -33,10 +34,8 @@ width, height = (int(v) for v in value(inputs, "-s").split("x"))
 report = {"width": width, "height": height, "input_pix_fmt": value(inputs, "-pix_fmt"),
           "framerate": float(value(inputs, "-framerate", value(inputs, "-r"))), "codec": value(outputs, "-vcodec"),
           "pix_fmt": value(outputs, "-pix_fmt"), "bytes_read": len(data), "overwrite": "-y" in outputs}
-with open(args[-1] + ".rgba", "wb") as f:
-    f.write(data)
-with open(args[-1], "w") as f:
-    json.dump(report, f)
+with open(args[-1], "wb") as f:
+    f.write(json.dumps(report).encode() + b"\n" + data)
 '''
 
 
@@ -52,14 +51,15 @@ def install_fake_ffmpeg(folder: Path, monkeypatch, body: str = FAKE_FFMPEG) -> P
 
 def read_report(path: str) -> dict:
     """The fake's report on the video ``path``."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    with open(path, "rb") as f:
+        return json.loads(f.readline())
 
 
 def read_frames(path: str) -> np.ndarray:
     """The frames (T, H, W, 4) uint8 RGBA the fake received for the video ``path``."""
-    report = read_report(path)
-    data = np.fromfile(f"{path}.rgba", dtype=np.uint8)
+    with open(path, "rb") as f:
+        report = json.loads(f.readline())
+        data = np.frombuffer(f.read(), dtype=np.uint8)
     return data.reshape(-1, report["height"], report["width"], 4)
 
 

@@ -10,7 +10,9 @@ or to nothing yet, stays a link: the file it resolves to is the one replaced (or
 in that file's folder. A replaced file's owner and group are not carried over.
 
 Libraries that take a path and append a suffix to it (``np.save`` adds ``.npy``, ``np.savez`` ``.npz``) are given
-the open file instead, so the name written is always the one asked for.
+the open file instead, so the name written is always the one asked for. Writers that need a path of their own and go
+by its extension (matplotlib's video writers, ffmpeg) get one from ``atomic_path``: the temporary's name ends with the
+destination's extension, and it is moved into place the same way.
 """
 
 from __future__ import annotations
@@ -43,6 +45,26 @@ def _replaced_mode(path: str) -> int:
     return 0o666 & ~_umask()
 
 
+def _target(path: str | os.PathLike) -> str:
+    """The file a write to ``path`` replaces: the one it links to, when it is a symbolic link (``os.replace`` over a
+    link would put a plain file in its place)."""
+    path = os.fspath(path)
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def _temporary(target: str, suffix: str = "") -> tuple[int, str]:
+    """(descriptor, path) of a new temporary file in the folder of ``target``, its name ending in ``suffix``."""
+    return tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(target) + ".", suffix=suffix,
+                            dir=os.path.dirname(os.path.abspath(target)))
+
+
+def _move_into_place(tmp: str, target: str) -> None:
+    # mkstemp creates 0600 files: give the file the permissions of the one it replaces, or those open() would give a
+    # new one.
+    os.chmod(tmp, _replaced_mode(target))
+    os.replace(tmp, target)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file for writing (``mode`` "w" or "wb", ``encoding`` as for ``open``) and move it to
@@ -50,20 +72,34 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     replaced keeps its permission bits. The folder of ``path`` must exist."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
-    path = os.fspath(path)
-    # os.replace over a link would put a plain file in its place; replacing what it resolves to keeps the link.
-    target = os.path.realpath(path) if os.path.islink(path) else path
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(target) + ".",
-                               dir=os.path.dirname(os.path.abspath(target)))
+    target = _target(path)
+    fd, tmp = _temporary(target)
     try:
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp creates 0600 files: give the file the permissions of the one it replaces, or those open() would
-        # give a new one.
-        os.chmod(tmp, _replaced_mode(target))
-        os.replace(tmp, target)
+        _move_into_place(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """The path of a temporary file for a writer that opens files itself, moved to ``path`` (as ``atomic_write``
+    does) when the block ends without an exception. The temporary, ``.tmp-<name>.<random><ext>``, exists (empty) and
+    ends with the extension ``<ext>`` of ``path`` (not of a file it links to); the writer must overwrite it. The
+    folder of ``path`` must exist."""
+    target = _target(path)
+    fd, tmp = _temporary(target, suffix=os.path.splitext(os.fspath(path))[1])
+    try:
+        os.close(fd)
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        _move_into_place(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)

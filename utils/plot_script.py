@@ -7,7 +7,9 @@ renderer (``utils.mesh_render``) with the same formats and titles.
 
 The joints are written to disk before any drawing starts, so a broken video encoder never loses a generated motion.
 Videos are MP4 through ffmpeg when the ``ffmpeg`` executable is found and GIF through Pillow otherwise (or when ffmpeg
-fails in ``fmt="auto"``); the returned path carries the extension actually written. GIFs play in real time at
+fails in ``fmt="auto"``); the returned path carries the extension actually written. Each video is encoded into a
+hidden temporary file next to it (``utils.atomic_io.atomic_path``) and moved into place, so a failed or killed encode
+leaves an earlier video of that name whole. GIFs play in real time at
 up to 50 fps: above that, frames are dropped to 50 fps (a GIF delay is whole centiseconds). MP4 is H.264 in
 yuv420p, which needs an even width and height: matplotlib rounds an odd figure down to even pixels, and
 ``plot_frames`` lays its images out in even pixels so that they reach the encoder unscaled.
@@ -28,6 +30,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from tqdm import tqdm
+
+from utils.atomic_io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -206,13 +210,14 @@ def _encode(fig, update, num_frames: int, stem: str, fmt: str, fps: float, dpi: 
         path = f"{stem}.{kind}"
         fig.set_size_inches(size)  # the MP4 writer may have rounded the figure down to even pixels
         try:
-            _write_animation(fig, update, num_frames, path, kind, fps, dpi)
+            # Through a temporary file: a half-written video never stands under the name, and a failure or a kill
+            # part way leaves the earlier video there whole (sample.py's manifest may still list it).
+            with atomic_path(path) as tmp:
+                _write_animation(fig, update, num_frames, tmp, kind, fps, dpi)
             return path
         except Exception as e:  # any encoder failure (missing codec, broken pipe, Pillow) is reported the same way
             errors.append(f"{kind}: {type(e).__name__}: {e}")
             logger.warning("writing %s failed (%s: %s)", path, type(e).__name__, e)
-            if os.path.exists(path):
-                os.remove(path)  # a half-written video would look like a result
     raise RenderError(f"could not render {stem}.{attempts[0]} ({'; '.join(errors)}){saved_note}")
 
 

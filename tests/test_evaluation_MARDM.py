@@ -347,11 +347,11 @@ def test_a_resave_replaces_another_evaluations_motions(tmp_path, caplog):
     assert "checkpoint_sha256 differs" in caplog.text
 
 
-def test_saved_motions_with_statistics_of_another_width_name_the_files(tmp_path):
+def save_one_call(folder: str):
+    """Save replication seed 1 of one batch's motion (2 rows of 8 and 4 frames, D = 3) in ``folder``; its batch."""
     from utils.datasets import EvalBatch
-    from utils.saved_motions import MotionRecorder, MotionReplay, make_header
+    from utils.saved_motions import MotionRecorder, make_header
 
-    folder = str(tmp_path / "motions_t")
     header = make_header(dataset="synthetic", split="test", seed=1, eval_batch_size=2, multimodality=None, tag="t",
                          which="latest", meta={})
     recorder = MotionRecorder(folder, header, np.zeros(3), np.ones(3))
@@ -360,6 +360,14 @@ def test_saved_motions_with_statistics_of_another_width_name_the_files(tmp_path)
                       torch.zeros(2, 8, 3), torch.tensor([8, 4]), ["", ""])
     recorder.record(0, batch, torch.randn(2, 8, 3), torch.tensor([8, 4]))
     recorder.end(1)
+    return batch
+
+
+def test_saved_motions_with_statistics_of_another_width_name_the_files(tmp_path):
+    from utils.saved_motions import MotionReplay
+
+    folder = str(tmp_path / "motions_t")
+    save_one_call(folder)
     np.savez(os.path.join(folder, "statistics.npz"), mean=np.zeros(4, np.float32), std=np.ones(4, np.float32))
     with pytest.raises(ValueError, match=r"seed1.npz: 'frames' has shape \(12, 3\), but .*statistics.npz "
                                          r"holds 4-dim statistics; expected \(F, 4\)"):
@@ -367,6 +375,30 @@ def test_saved_motions_with_statistics_of_another_width_name_the_files(tmp_path)
     np.savez(os.path.join(folder, "statistics.npz"), mean=np.zeros(3, np.float32), std=np.ones(2, np.float32))
     with pytest.raises(ValueError, match=r"statistics.npz: expected 'mean' and 'std' of one shape \(D,\)"):
         MotionReplay(folder)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"kinds": np.array([0, 0], np.int8)}, r"'kinds', 'rows' and 'width' hold one entry per call; got 2, 1 and 1"),
+    ({"width": np.array([], np.int64)}, r"'kinds', 'rows' and 'width' hold one entry per call; got 1, 1 and 0"),
+    ({"width": np.array([6], np.int64)}, r"'lengths' holds 8 for row 0, but the 'width' of its call is 6"),
+    ({"lengths": np.array([8, -1], np.int64)}, r"'lengths' holds -1 for row 1, .*expected 0 to the width"),
+    ({"rows": np.array(2, np.int64)}, r"'rows' has shape \(\); expected one entry per call"),
+    ({"lengths": np.array([8.0, 4.0])}, r"'lengths' holds float64; expected integers"),
+])
+def test_a_seed_file_with_arrays_that_disagree_names_the_file_and_the_field(tmp_path, change, message):
+    from utils.saved_motions import MotionReplay, SavedMotionsError
+
+    folder = str(tmp_path / "motions_t")
+    batch = save_one_call(folder)
+    path = os.path.join(folder, "seed1.npz")
+    with np.load(path) as z:
+        arrays = {name: z[name] for name in z.files}
+    np.savez(path, **{**arrays, **change})
+    with pytest.raises(SavedMotionsError, match=r"seed1\.npz: " + message):
+        replay = MotionReplay(folder)
+        replay.begin(1)
+        replay.call(0, batch)
+        replay.end(1)
 
 
 def test_resumed_replications_without_saved_motions_are_named(setup, caplog):

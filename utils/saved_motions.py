@@ -214,6 +214,7 @@ class MotionReplay:
             raise SavedMotionsError(f"{path}: no saved motions for replication seed {seed}") from e
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
             raise SavedMotionsError(f"{path}: unreadable; expected the arrays {', '.join(names)} ({e})") from e
+        _check_seed_arrays(path, data)
         rows = int(data["rows"].sum())
         if not (len(data["captions"]) == len(data["m_lengths"]) == len(data["lengths"]) == rows
                 and data["frames"].shape[0] == int(data["lengths"].sum())):
@@ -262,6 +263,31 @@ class MotionReplay:
         if data is not None and self._call != len(data["kinds"]):
             raise SavedMotionsError(f"{self._file}: {len(data['kinds'])} calls saved, {self._call} asked for (other "
                                     f"multimodality settings or fewer batches than when it was saved)")
+
+
+def _check_seed_arrays(path: str, data: dict[str, np.ndarray]) -> None:
+    """``SavedMotionsError`` naming ``path`` and the field unless the per-call arrays (``kinds``, ``rows``, ``width``)
+    and per-row arrays are 1-D integers with one entry per call, and every row's length fits its call's width (a file
+    edited or written by other code would otherwise fail part way through a replication with an IndexError)."""
+    for name in ("kinds", "rows", "width", "m_lengths", "lengths", "captions"):
+        if data[name].ndim != 1:
+            what = "call" if name in ("kinds", "rows", "width") else "row"
+            raise SavedMotionsError(f"{path}: '{name}' has shape {data[name].shape}; expected one entry per {what}")
+        if name != "captions" and not (np.issubdtype(data[name].dtype, np.integer) or data[name].size == 0):
+            raise SavedMotionsError(f"{path}: '{name}' holds {data[name].dtype}; expected integers")
+    calls = (len(data["kinds"]), len(data["rows"]), len(data["width"]))
+    if len(set(calls)) != 1:
+        raise SavedMotionsError(f"{path}: 'kinds', 'rows' and 'width' hold one entry per call; got {calls[0]}, "
+                                f"{calls[1]} and {calls[2]} entries")
+    if (data["rows"] < 0).any():
+        raise SavedMotionsError(f"{path}: 'rows' holds {int(data['rows'].min())}; expected counts >= 0")
+    if int(data["rows"].sum()) == len(data["lengths"]):
+        widths = np.repeat(data["width"], data["rows"])
+        bad = np.flatnonzero((data["lengths"] < 0) | (data["lengths"] > widths))
+        if len(bad):
+            row = int(bad[0])
+            raise SavedMotionsError(f"{path}: 'lengths' holds {int(data['lengths'][row])} for row {row}, but the "
+                                    f"'width' of its call is {int(widths[row])}; expected 0 to the width")
 
 
 def _call_name(kind: int) -> str:

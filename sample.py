@@ -136,6 +136,20 @@ def save_array(path: str, array: np.ndarray) -> None:
         np.save(f, array)
 
 
+def make_folder(path: str, what: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``, failing with an error of the same type that names ``what`` and, when a
+    file stands where a folder should, that file."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        existing = path
+        while existing and not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        is_file = existing and not os.path.isdir(existing)
+        raise type(e)(f"{what}: cannot make the folder {path}: "
+                      f"{f'{existing} is a file' if is_file else e.strerror or e}") from e
+
+
 def export_failed(stem: str, flag: str, error: Exception) -> str:
     """Log that ``flag``'s export of sample ``stem`` failed; the error's text, for the sample's ``export_errors``."""
     message = f"{type(error).__name__}: {error}"
@@ -220,7 +234,7 @@ def main(cfg) -> dict:
     edit = read_edit_request(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds, spec, generator.unit_length,
                              cfg.edit_skeleton, cfg.edit_body_model)
     out_dir = cfg.output_dir or RunDir(cfg.checkpoints_dir, spec.name, name).generation_dir
-    os.makedirs(out_dir, exist_ok=True)
+    make_folder(out_dir, "--output_dir" if cfg.output_dir else "the samples' folder (--output_dir)")
     # Check every given length, and load the length estimator if a prompt needs it, now rather than after minutes of
     # sampling.
     given = {}

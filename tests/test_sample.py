@@ -243,6 +243,19 @@ def test_mp4_without_ffmpeg_is_a_one_line_error(ckdir, monkeypatch):
         run_sample(ckdir, "--text_prompt", "a person walks", "--format", "mp4")
 
 
+def test_an_output_dir_that_is_a_file_is_a_one_line_error_naming_the_flag(ckdir, tmp_path):
+    from utils.cli import USER_ERRORS
+
+    taken = tmp_path / "notes.txt"
+    taken.write_text("not a folder\n")
+    for output_dir in (taken, taken / "samples"):
+        with pytest.raises(USER_ERRORS, match=rf"--output_dir: cannot make the folder {re.escape(str(output_dir))}: "
+                                              rf"{re.escape(str(taken))} is a file"):
+            run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--no_render",
+                       "--output_dir", str(output_dir))
+    assert taken.read_text() == "not a folder\n"
+
+
 def test_mp4_stick_figure_and_mesh_videos(ckdir, tmp_path, monkeypatch):
     """--format mp4 writes both videos as H.264 (through a stand-in ffmpeg) and lists them under their .mp4 names."""
     from test_smpl_mesh import mesh_model

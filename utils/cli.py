@@ -19,8 +19,8 @@ from utils.run_dir import RunDirError, discarding_failed_starts
 
 # DatasetError is a ValueError; ValueError also covers model and flag validation (``build_tokenizer``, ...).
 # A path of the wrong kind (a file where a folder goes, or no permission) is the user's to fix as well.
-USER_ERRORS = (CheckpointError, RunDirError, ConfigError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-               PermissionError, ValueError)
+USER_ERRORS = (CheckpointError, RunDirError, ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               IsADirectoryError, PermissionError, ValueError)
 TRACEBACK_ENV = "FSQ_MARDM_TRACEBACK"
 
 

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from options.config import positive_float
 from utils.cli import TRACEBACK_ENV, USER_ERRORS
 from utils.paths import project_path
 
@@ -233,8 +234,7 @@ def main_export_bvh(cfg: argparse.Namespace) -> int:
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     joints = _read_joints(cfg.input, spec)
     out = cfg.out or os.path.splitext(cfg.input)[0] + ".bvh"
-    # --fps 0 goes to write_bvh, which refuses it, rather than falling back to the dataset's rate.
-    fps = spec.fps if cfg.fps is None else cfg.fps
+    fps = spec.fps if cfg.fps is None else cfg.fps  # only a flag left out means the dataset's rate
     write_bvh(out, joints, fps, spec.kinematic_chain, scale=cfg.scale, source=cfg.input)
     print(f"export_bvh: {joints.shape[0]} frames -> {out}")
     return 0
@@ -250,7 +250,8 @@ def main_export_smpl(cfg: argparse.Namespace) -> int:
     check_smpl_skeleton(spec, "--dataset_name")
     joints = _read_joints(cfg.input, spec)
     out = cfg.out or os.path.splitext(cfg.input)[0] + "_smpl.npz"
-    report = write_smpl(out, joints, body, cfg.fps or spec.fps, gender=cfg.gender, source=cfg.input)
+    fps = spec.fps if cfg.fps is None else cfg.fps
+    report = write_smpl(out, joints, body, fps, gender=cfg.gender, source=cfg.input)
     print(f"export_smpl: {joints.shape[0]} frames, poses ({joints.shape[0]}, {3 * body.num_joints}) -> {out}; "
           f"joints of the parameters vs the input: mean {report.mean_error_mm:.2f} mm, max "
           f"{report.max_error_mm:.2f} mm (non-zero where the motion's skeleton differs from the body model's: "
@@ -288,7 +289,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skeleton", required=True,
                    help="bandai, lafan, smpl22 for this project's own BVH files (options/skeletons/<name>.yaml) "
                         "or a path to your own mapping .yaml")
-    p.add_argument("--fps", type=float, default=20.0, help="target frame rate (default 20, as HumanML3D)")
+    p.add_argument("--fps", type=positive_float, default=20.0, help="target frame rate (default 20, as HumanML3D)")
     p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}")
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")
     p.add_argument("--mirror", action="store_true", help="also write every motion's mirror image as HumanML3D "
@@ -305,7 +306,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "smplh/<gender>/model.npz and smplx/<gender>/model.npz (neutral stands in for a missing "
                         "gender)")
     models.add_argument("--body_model", default=None, help="one body model .npz for every clip")
-    p.add_argument("--fps", type=float, default=20.0,
+    p.add_argument("--fps", type=positive_float, default=20.0,
                    help="target frame rate (default 20, as HumanML3D; resampled by time stamps)")
     p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}, "
                    "ids being the paths relative to --src without .npz")
@@ -357,7 +358,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset_name", default="t2m",
                    help="dataset whose skeleton the joints use and whose layout features have (default t2m)")
     p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
-    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the dataset's)")
+    p.add_argument("--fps", type=positive_float, default=None, help="frame rate (default: the dataset's)")
     p.add_argument("--scale", type=float, default=1.0, help="length factor (100 writes centimetres)")
     p.set_defaults(func=main_export_bvh)
 
@@ -371,7 +372,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset_name", default="t2m", help="dataset whose skeleton (SMPL-22) the joints use and "
                    "whose layout features have (default t2m)")
     p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
-    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the dataset's)")
+    p.add_argument("--fps", type=positive_float, default=None, help="frame rate (default: the dataset's)")
     p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"),
                    help="gender recorded in the file (default neutral); use the body model's")
     p.set_defaults(func=main_export_smpl)

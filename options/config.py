@@ -314,6 +314,11 @@ def positive_int(text: str) -> int:
     return int(_checked_number(text, lambda v: v.is_integer() and v >= 1, "a whole number >= 1"))
 
 
+def positive_float(text: str) -> float:
+    """Flag type: a finite number > 0 (frame rates)."""
+    return _checked_number(text, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+
+
 def non_negative_float(text: str) -> float:
     """Flag type: a finite number >= 0 (guidance scales, where 0 is unconditional; temperatures)."""
     return _checked_number(text, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")

@@ -392,17 +392,18 @@ def test_export_bvh_help_and_refusal_name_the_feature_widths_it_takes(tmp_path, 
         prepare_data.main(prepare_data.parse_args(["export_bvh", str(wrong), "--dataset_name", "t2m_67"]))
 
 
-@pytest.mark.parametrize("fps", ["0", "-20"])
-def test_export_bvh_refuses_a_frame_rate_it_cannot_write(tmp_path, fps):
-    """--fps 0 is refused naming the input, not replaced by the dataset's rate."""
+@pytest.mark.parametrize("fps", ["0", "-20", "nan", "inf"])
+@pytest.mark.parametrize("command", [["export_bvh", "x.npy"], ["export_smpl", "x.npy", "--body_model", "m.npz"],
+                                     ["bvh", "--src", "s", "--out", "o", "--skeleton", "bandai"],
+                                     ["amass", "--src", "s", "--out", "o", "--body_model", "m.npz"]])
+def test_a_typed_fps_must_be_a_positive_rate(command, fps, capsys):
+    """--fps 0 is not "the dataset's rate" (leaving the flag out is): it is refused, naming the flag."""
     import prepare_data
 
-    joints_file = tmp_path / "gen.npy"
-    np.save(joints_file, synthesize_motion(np.random.default_rng(5), "walk").joints)
-    out = tmp_path / "gen.bvh"
-    with pytest.raises(ValueError, match=rf"gen\.npy: fps {float(fps)}; expected a positive frame rate"):
-        prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file), "--out", str(out), f"--fps={fps}"]))
-    assert not out.exists()
+    with pytest.raises(SystemExit):
+        prepare_data.parse_args([*command, "--fps", fps])
+    assert f"argument --fps: expected a finite number > 0, got '{fps}'" in capsys.readouterr().err
+    assert prepare_data.parse_args(command).fps == (None if command[0].startswith("export") else 20.0)
 
 
 def test_mirror_adds_each_motions_mirror_image_in_its_split(tmp_path):

@@ -168,7 +168,9 @@ def main(cfg: argparse.Namespace) -> list[str]:
     check_distinct_outputs(files, outputs, "_mesh" if mesh is not None else "")
     has_features = any(f.kind == "features" for f in files)
     if cfg.denorm and not has_features:
-        logger.warning("--denorm ignored: every input holds joint positions")
+        held = {"joints": "joint positions", "parameters": "SMPL parameters", "bvh": "BVH motion capture"}
+        logger.warning("--denorm ignored: it applies to motion features, and the inputs hold %s",
+                       " and ".join(dict.fromkeys(held[f.kind] for f in files)))
     mean, std = load_statistics(spec) if cfg.denorm and has_features else (None, None)
 
     # ------------------------------------------------------------------ render

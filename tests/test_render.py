@@ -384,6 +384,20 @@ def test_cli_renders_amass_parameters_as_a_mesh_in_real_time(no_ffmpeg, tmp_path
     assert "poses has 165 columns but" in caplog.text and "only the root and body" in caplog.text
 
 
+def test_cli_denorm_without_features_says_what_the_inputs_hold(no_ffmpeg, tmp_path, caplog):
+    from test_amass import _motion, _save
+    from test_smpl_mesh import mesh_model
+
+    model = str(mesh_model(tmp_path / "model.npz", joints_num=52))
+    clip = _save(tmp_path / "walk_poses.npz", fps=30.0, **_motion(4, 30.0))
+    run_cli(str(clip), "--body_model", model, "--denorm", "--dpi", "16")
+    assert "--denorm ignored: it applies to motion features, and the inputs hold SMPL parameters" in caplog.text
+    caplog.clear()
+    np.save(tmp_path / "walk.npy", random_walk(4))
+    run_cli(str(tmp_path / "walk.npy"), "--dataset_name", "t2m", "--denorm", "--dpi", "16")
+    assert "--denorm ignored: it applies to motion features, and the inputs hold joint positions" in caplog.text
+
+
 def test_cli_renders_joints_and_features_as_a_fitted_mesh(no_ffmpeg, tmp_path, synthetic_root):
     """Joints of an SMPL-22 dataset are fitted by inverse kinematics and skinned; features are turned into joints,
     which are saved before drawing."""

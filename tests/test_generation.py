@@ -9,6 +9,7 @@ test_evaluation_MARDM.py.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
 
@@ -290,6 +291,22 @@ def test_the_diffusion_heads_sampler_is_a_sampling_option(fsq_gen, runs, tmp_pat
         str(tmp_path)]))
     assert manifest["runs"][-1]["sampling"]["head_solver"] == "euler"
     assert manifest["runs"][-1]["sampling"]["head_steps"] == 3
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"time_steps": 2.7}, r"time_steps must be a whole number >= 1, got 2\.7"),
+    ({"time_steps": 0}, r"time_steps must be a whole number >= 1, got 0"),
+    ({"cfg": -1.0}, r"cfg must be a finite number >= 0, got -1\.0"),
+    ({"cfg": math.nan}, r"cfg must be a finite number >= 0, got nan"),
+    ({"temperature": math.nan}, r"temperature must be a finite number >= 0, got nan"),
+])
+def test_sampling_settings_given_through_python_are_checked_as_the_flags_are(fsq_gen, given, message):
+    """The command line's --time_steps, --cfg and --temperature types refuse these; the Python API does as well,
+    rather than truncating 2.7 steps to 2 or sampling with a negative or NaN guidance scale."""
+    with pytest.raises(ValueError, match=message):
+        fsq_gen.sampling_settings(**given)
+    assert fsq_gen.sampling_settings(time_steps=np.int64(3), cfg=0).to_dict()["time_steps"] == 3
+    assert type(fsq_gen.sampling_settings(time_steps=3.0).time_steps) is int
 
 
 def test_snapping_puts_fsq_tokens_on_the_grid_and_can_be_disabled(fsq_gen):

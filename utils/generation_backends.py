@@ -6,6 +6,7 @@ and token counts into tokens and tokens into motion, and knows its family's chec
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -43,10 +44,16 @@ class SamplingSettings:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.time_steps < 1:
-            raise ValueError(f"time_steps must be >= 1, got {self.time_steps}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        # The command line's flag types (positive_int, non_negative_float) check the same; a value given through
+        # Python is not silently truncated (2.7 steps) or used as a negative or NaN scale.
+        steps = self.time_steps
+        if isinstance(steps, bool) or not (float(steps).is_integer() and steps >= 1):
+            raise ValueError(f"time_steps must be a whole number >= 1, got {steps!r}")
+        object.__setattr__(self, "time_steps", int(steps))  # frozen: set once, as an int for manifests and reports
+        for name in ("cfg", "temperature"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for manifests and reports: the four shared settings, then the family's options (those left
@@ -90,7 +97,7 @@ class GeneratorBackend:
             raise ValueError(f"{self.family} generators have no sampling option {unknown}; theirs: {known}")
         if cfg is None:
             cfg = self.guidance(dataset)
-        return SamplingSettings(int(self.default_time_steps if time_steps is None else time_steps), float(cfg),
+        return SamplingSettings(self.default_time_steps if time_steps is None else time_steps, float(cfg),
                                 float(temperature), bool(snap), {**self.sampling_options, **options})
 
     def attach_residual(self, state: dict[str, Any], weights: dict[str, Tensor], path: str,

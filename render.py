@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -291,8 +292,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dpi", type=int, default=100)
     args = parser.parse_args(argv)
     for flag in ("fps", "radius", "dpi"):
-        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
-            parser.error(f"--{flag} must be positive, got {getattr(args, flag)}")
+        value = getattr(args, flag)
+        if value is not None and not (math.isfinite(value) and value > 0):  # NaN and inf fail only in the encoder
+            parser.error(f"--{flag} must be a finite number > 0, got {value:g}")
     return args
 
 

@@ -194,11 +194,12 @@ def test_bad_joints_fail_clearly(tmp_path):
     assert not list(tmp_path.iterdir())  # bad joints leave no joints file behind
 
 
-@pytest.mark.parametrize("flag", ["--fps", "--dpi", "--radius"])
-def test_cli_refuses_non_positive_settings(flag, capsys):
+@pytest.mark.parametrize("flag, value", [("--fps", "0"), ("--dpi", "0"), ("--radius", "0"), ("--fps", "-5"),
+                                         ("--fps", "nan"), ("--fps", "inf"), ("--radius", "nan")])
+def test_cli_refuses_non_positive_settings(flag, value, capsys):
     with pytest.raises(SystemExit):
-        render.parse_args(["x.npy", "--dataset_name", "t2m", flag, "0"])
-    assert f"{flag} must be positive, got 0" in capsys.readouterr().err
+        render.parse_args(["x.npy", "--dataset_name", "t2m", flag, value])
+    assert f"{flag} must be a finite number > 0, got {float(value):g}" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------- render.py CLI

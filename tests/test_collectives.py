@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import torch
 import torch.distributed as dist
 from fault_helpers import torchrun_available
 
+from utils import collectives
 from utils.collectives import _reference_counts, await_release
 
 needs_gloo = pytest.mark.skipif(not torchrun_available(),
@@ -88,25 +88,37 @@ def test_await_release_waits_for_the_backend_reference(single_process_group):
         released.set()
 
     timer = threading.Timer(0.2, release)
-    start = time.monotonic()
     timer.start()
     try:
         assert await_release(tensors, before, timeout_s=30.0)
+        # Read before joining the timer: a wait that returned early would find the reference not yet dropped.
+        assert released.is_set(), "await_release returned before the backend let go of the tensor"
+        assert _reference_counts(tensors) == before
     finally:
         timer.join()
-    assert released.is_set() and time.monotonic() - start >= 0.2
-    assert _reference_counts(tensors) == before
 
 
 @needs_gloo
-def test_await_release_gives_up_after_its_timeout(single_process_group):
+def test_await_release_gives_up_after_its_timeout(single_process_group, monkeypatch):
     tensor = torch.ones(4)
     tensors = [tensor]
     before = _reference_counts(tensors)
     handle = dist.all_reduce(tensor, async_op=True)
     handle.wait()
-    start = time.monotonic()
+
+    class Clock:  # a clock that moves only when await_release sleeps, so the test does not depend on the machine
+        now = 1000.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            self.now += seconds
+
+    clock = Clock()
+    monkeypatch.setattr(collectives, "time", clock)
     assert not await_release(tensors, before, timeout_s=0.1)
-    assert 0.1 <= time.monotonic() - start < 5.0
+    assert 1000.1 <= clock.now <= 1000.1 + 1e-3  # it waited the whole timeout, polling, and not much longer
+    monkeypatch.undo()
     del handle
     assert await_release(tensors, before, timeout_s=5.0)

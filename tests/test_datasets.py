@@ -418,6 +418,7 @@ def test_real_humanml3d_files(tmp_path):
     spec = get_dataset_spec("t2m_67", str(tmp_path))
     mean, std = load_mean_std(spec, str(tmp_path))
     ds = MotionWindowDataset(spec, "train", mean, std, mode="first", progress=False)
+    assert len(ids) == 6 and len(ds) == len(ids)  # every sample has at least the 64 frames of a window
     for i in range(len(ds)):
         raw = np.load(REAL_DATA / "new_joint_vecs" / f"{ds.index.clip_id(int(ds.clips[i]))}.npy")
         np.testing.assert_allclose(ds[i].numpy() * std + mean, raw[:64, :67], rtol=1e-5, atol=1e-5)

@@ -197,6 +197,29 @@ def test_backbone_options(norm: str | None, activation: str) -> None:
     assert latents.shape == (2, 6, 8) and dec(latents).shape == (2, 12, 10)
     has_norm_weights = any(k.endswith("norm1.weight") for k in enc.state_dict())
     assert has_norm_weights == (norm is not None)
+    # Each residual block computes x + conv2(act(norm(conv1(act(norm(x)))))) with the chosen activation and the
+    # references' norms (T2M-GPT's GroupNorm of 32 groups, eps 1e-6; channel LayerNorm; BatchNorm1d, eps 1e-6).
+    for block in (enc.model[2][1].model[0], dec.model[2][0].model[0]):
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for tensor in [*block.parameters(), *block.buffers()]:
+                if tensor.is_floating_point():
+                    tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+        block.eval()
+        h = torch.randn(2, 32, 7, generator=generator)
+        act = {"relu": F.relu, "silu": F.silu, "gelu": F.gelu}[activation]
+
+        def normed(t, module):
+            if norm == "LN":
+                return F.layer_norm(t.transpose(1, 2), (32,), module.weight, module.bias).transpose(1, 2)
+            if norm == "GN":
+                return F.group_norm(t, 32, module.weight, module.bias, eps=1e-6)
+            if norm == "BN":
+                return F.batch_norm(t, module.running_mean, module.running_var, module.weight, module.bias, eps=1e-6)
+            return t
+
+        expected = h + block.conv2(act(normed(block.conv1(act(normed(h, block.norm1))), block.norm2)))
+        torch.testing.assert_close(block(h), expected)
 
 
 def test_backbone_bad_options() -> None:

@@ -304,7 +304,8 @@ def test_other_t2m_gpt_quantizers() -> None:
     ema = QuantizeEMA(codebook_size=8, code_dim=6).train()
     ema(_batch(12))
     ema(x)
-    assert torch.isfinite(ema.codebook).all()
+    assert (ema.code_count > 0).all()  # every code was initialised from a row, so no count has decayed to zero
+    torch.testing.assert_close(ema.codebook, ema.code_sum / ema.code_count[:, None])  # no reset: every code is EMA
     reset = QuantizeReset(codebook_size=8, code_dim=6).train()
     reset(_batch(12))
     out = reset(x)

@@ -1,6 +1,5 @@
 """Stick-figure rendering (utils/plot_script.py) and the render.py CLI, on tiny random-walk motions."""
 
-import importlib.util
 import os
 import shutil
 import stat
@@ -280,11 +279,6 @@ def test_cli_explicit_mp4_without_ffmpeg_fails_before_work(no_ffmpeg, tmp_path):
         run_cli(str(tmp_path / "one.npy"), "--dataset_name", "t2m", "--format", "mp4")
 
 
-HAS_MOTION_PROCESS = importlib.util.find_spec("utils.motion_process") is not None
-
-
-@pytest.mark.skipif(not HAS_MOTION_PROCESS, reason="utils/motion_process.py (features_to_joints) is not in the "
-                                                   "repository yet; feature inputs need it")
 def test_cli_renders_features_with_denorm(no_ffmpeg, tmp_path):
     import torch
 
@@ -314,8 +308,6 @@ def test_cli_renders_features_with_denorm(no_ffmpeg, tmp_path):
         run_cli(str(tmp_path / "feats.npy"), "--dataset_name", "t2m", "--denorm", "--data_root", str(data_root))
 
 
-@pytest.mark.skipif(not HAS_MOTION_PROCESS, reason="utils/motion_process.py (features_to_joints) is not in the "
-                                                   "repository yet; feature inputs need it")
 def test_cli_real_features_match_dataset_joints(no_ffmpeg, tmp_path):
     samples = Path(__file__).resolve().parents[2] / "shared" / "data" / "humanml3d-samples"
     clip = "007005"

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from utils.paths import HOME_ENV
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# FSQ_MARDM_HOME moves the default dataset/, checkpoints/ and generation/ folders: tests of those defaults would fail,
+# and a test would write into the user's folders, when the shell that runs pytest has it set. Tests of it set it.
+os.environ.pop(HOME_ENV, None)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -19,12 +19,13 @@ import argparse
 import logging
 import os
 import re
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from utils.user_errors import PATH_ERRORS, exit_with_error
 
 logger = logging.getLogger("plot_loss")
 EVENT_PREFIX = "events.out.tfevents"
@@ -188,5 +189,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     try:
         main(parse_args())
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"plot_loss.py: error: {e}")
+    except (ValueError, *PATH_ERRORS) as e:
+        exit_with_error("plot_loss.py", e)

@@ -53,8 +53,9 @@ import numpy as np
 from tqdm import tqdm
 
 from options.config import positive_float
-from utils.cli import TRACEBACK_ENV, USER_ERRORS
+from utils.cli import USER_ERRORS
 from utils.paths import project_path
+from utils.user_errors import exit_with_error
 
 if TYPE_CHECKING:
     from utils.bvh_import import ImportSummary
@@ -388,6 +389,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main(parse_args()))
     except (*USER_ERRORS, KeyError) as e:
-        if os.environ.get(TRACEBACK_ENV):
-            raise
-        sys.exit(f"prepare_data.py: error: {e}")
+        exit_with_error("prepare_data.py", e)

@@ -32,7 +32,6 @@ import argparse
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,6 +40,7 @@ from tqdm import tqdm
 
 from utils.dataset_specs import T2M_KINEMATIC_CHAIN, DatasetSpec, get_dataset_spec
 from utils.plot_script import FORMATS, RenderError, plot_3d_motion, resolve_format
+from utils.user_errors import PATH_ERRORS, exit_with_error
 
 if TYPE_CHECKING:
     from utils.bvh import SkeletonMap
@@ -301,5 +301,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     try:
         main(parse_args())
-    except (ValueError, FileNotFoundError, RenderError) as e:
-        sys.exit(f"render.py: error: {e}")
+    except (ValueError, *PATH_ERRORS, RenderError) as e:
+        exit_with_error("render.py", e)

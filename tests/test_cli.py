@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from utils.checkpoint import CheckpointError
@@ -217,3 +218,20 @@ def test_prepare_data_reports_an_output_folder_that_is_a_file_in_one_line(tmp_pa
     assert taken.read_text() == "a file, not a folder"
     done = subprocess.run(argv, cwd=ROOT, env={**env, TRACEBACK_ENV: "1"}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" in done.stderr and str(taken) in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["render.py", "{tmp}/missing.npy"], ["plot_loss.py", "--log_dir", "{tmp}/missing"],
+                                  ["render.py", "{tmp}/joints.npy", "--out", "{tmp}/taken/videos"]])
+def test_drawing_scripts_share_the_error_boundary(tmp_path, argv):
+    """render.py and plot_loss.py, which do not import torch, report as the other scripts do: one line, a path of the
+    wrong kind included, and the traceback with FSQ_MARDM_TRACEBACK=1."""
+    np.save(tmp_path / "joints.npy", np.zeros((4, 22, 3), np.float32))
+    (tmp_path / "taken").write_text("a file, not a folder")
+    command = [sys.executable, str(ROOT / argv[0]), *(a.format(tmp=tmp_path) for a in argv[1:])]
+    env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{argv[0]}: error: " in done.stderr and str(tmp_path) in done.stderr
+    env[TRACEBACK_ENV] = "1"
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" in done.stderr

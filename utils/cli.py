@@ -16,12 +16,11 @@ from options.config import ConfigError
 from utils.checkpoint import CheckpointError
 from utils.launch_env import is_first_process, world_size
 from utils.run_dir import RunDirError, discarding_failed_starts
+from utils.user_errors import PATH_ERRORS, TRACEBACK_ENV, exit_with_error
 
 # DatasetError is a ValueError; ValueError also covers model and flag validation (``build_tokenizer``, ...).
-# A path of the wrong kind (a file where a folder goes, or no permission) is the user's to fix as well.
-USER_ERRORS = (CheckpointError, RunDirError, ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError,
-               IsADirectoryError, PermissionError, ValueError)
-TRACEBACK_ENV = "FSQ_MARDM_TRACEBACK"
+USER_ERRORS = (CheckpointError, RunDirError, ConfigError, *PATH_ERRORS, ValueError)
+__all__ = ["TRACEBACK_ENV", "USER_ERRORS", "run_script"]
 
 
 def run_script(main: Callable[[], Any], prog: str | None = None, single_process: bool = False) -> Any:
@@ -42,7 +41,7 @@ def run_script(main: Callable[[], Any], prog: str | None = None, single_process:
     try:
         return _discarding_failed_starts(main)
     except USER_ERRORS as e:
-        sys.exit(f"{prog}: error: {e}\n(set {TRACEBACK_ENV}=1 to see where it was raised)")
+        exit_with_error(prog, e)
     except SystemExit as e:
         # A script's own refusal, raise SystemExit("<message>"), in the same form; a status (argparse's 2) as it is.
         if isinstance(e.code, str) and not e.code.startswith(f"{prog}: error: "):

@@ -56,7 +56,7 @@ def test_a_scripts_own_refusal_has_the_same_form(monkeypatch):
     assert exit_info.value.code == 2
 
 
-def test_a_script_reports_a_missing_dataset_file_in_one_line(tmp_path):
+def test_a_script_reports_a_missing_checkpoint_in_one_line(tmp_path):
     argv = [sys.executable, str(ROOT / "evaluation_AE.py"), "--name", "nope", "--dataset_name", "synthetic",
             "--checkpoints_dir", str(tmp_path)]
     env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}

@@ -124,7 +124,13 @@ class BodyPartOutput(NamedTuple):
 
 
 def _check_parts(parts: Mapping[str, Sequence[int]], total_width: int) -> dict[str, list[int]]:
-    """Parts must be non-empty, disjoint and together cover ``range(total_width)``."""
+    """Parts must be non-empty, disjoint and together cover ``range(total_width)``, and their names must be able to
+    name a module of an ``nn.ModuleDict`` (torch raises a bare KeyError for "a.b", "type", "keys", ...)."""
+    for name in parts:
+        if not str(name).isidentifier() or hasattr(nn.ModuleDict(), str(name)):
+            raise ValueError(f"BodyPartTokenizers: part name {str(name)!r} cannot name a part's tokenizer; the names "
+                             f"of a dataset spec's body_parts must be Python identifiers other than "
+                             f"torch.nn.ModuleDict attributes such as 'type' or 'keys'")
     return check_named_partition({str(name): indices for name, indices in parts.items()}, total_width,
                                  "BodyPartTokenizers",
                                  "parts must be disjoint (leave 'whole' out of a combination)")

@@ -172,6 +172,10 @@ def test_bad_part_sets_fail_clearly() -> None:
         BodyPartTokenizers.from_models({"a": torch.nn.Linear(2, 2), "b": RVQVAE(input_width=2)}, parts, 4)
     with pytest.raises(ValueError, match="unknown body-part model"):
         BodyPartTokenizers.build(parts, 4, model="Nope")
+    for name in ("left.hand", "type", "keys"):  # a spec.json part name torch cannot use as a module name
+        with pytest.raises(ValueError, match=rf"part name '{name}' cannot name a part's tokenizer; the names of a "
+                                             r"dataset spec's body_parts must be Python identifiers"):
+            BodyPartTokenizers.build({"a": [0, 1], name: [2, 3]}, 4, "BodyPartRVQ_Tiny")
 
 
 def test_full_size_parts_follow_the_recipe() -> None:

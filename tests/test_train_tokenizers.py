@@ -147,7 +147,9 @@ def test_flags_a_model_would_ignore_fail_before_the_run_folder_exists(tmp_path, 
     assert not ckpt.exists()
 
 
-def test_need_evaluation_selects_on_validation_fid(tmp_path, synthetic_root):
+# --down_t 3: tokens of 8 frames, which do not divide the evaluation batches' 196 frames (padded to whole tokens).
+@pytest.mark.parametrize("arch", [[], ["--down_t", "3"]], ids=["unit4", "unit8"])
+def test_need_evaluation_selects_on_validation_fid(tmp_path, synthetic_root, arch):
     from utils.dataset_specs import get_dataset_spec
     from utils.evaluator import build_evaluator, save_evaluator
     from utils.normalization import eval_normalization, load_mean_std
@@ -155,7 +157,8 @@ def test_need_evaluation_selects_on_validation_fid(tmp_path, synthetic_root):
 
     ckpt = tmp_path / "ckpt"
     argv = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", str(ckpt), "--name",
-            "fid", "--model", "FSQ_AE_Tiny", "--max_iters", "20", "--eval_every", "10", "--need_evaluation", *COMMON]
+            "fid", "--model", "FSQ_AE_Tiny", "--max_iters", "20", "--eval_every", "10", "--need_evaluation", *arch,
+            *COMMON]
     with pytest.raises(SystemExit, match="no usable evaluator"):
         _run(train_AE, get_train_ae_parser(), argv)
     spec = get_dataset_spec("synthetic", synthetic_root)

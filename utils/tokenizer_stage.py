@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.lfq import LFQ
@@ -184,7 +185,10 @@ def make_fid_val_fn(val_fn: Callable[[nn.Module], dict[str, float]], evaluator: 
 
         def motion_fn(batch: Any) -> tuple[Tensor, Tensor]:
             motion = renormalize(batch.motion.to(device), evaluator.mean, evaluator.std, mean, std)
-            recon = model(motion).recon
+            # The batches hold max_motion_length frames (196), which tokens of 8 frames do not divide: padded to
+            # whole tokens and cropped back, as evaluation_AE.py reconstructs.
+            frames = motion.shape[1]
+            recon = model(F.pad(motion, (0, 0, 0, (-frames) % model.unit_length))).recon[:, :frames]
             return renormalize(recon, mean, std, evaluator.mean, evaluator.std), batch.m_lengths
 
         report = evaluate(evaluator, eval_loader, motion_fn, replications=1, seed=seed, progress=False)

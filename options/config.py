@@ -314,6 +314,11 @@ def positive_int(text: str) -> int:
     return int(_checked_number(text, lambda v: v.is_integer() and v >= 1, "a whole number >= 1"))
 
 
+def non_negative_int(text: str) -> int:
+    """Flag type: a whole number >= 0 (counts where 0 means all, such as validation batches)."""
+    return int(_checked_number(text, lambda v: v.is_integer() and v >= 0, "a whole number >= 0"))
+
+
 def positive_float(text: str) -> float:
     """Flag type: a finite number > 0 (frame rates)."""
     return _checked_number(text, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")

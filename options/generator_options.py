@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
-from options.config import non_negative_float, positive_int
+from options.config import non_negative_float, non_negative_int, positive_int
 from utils.paths import project_path
 
 TEXT_ENCODER_CHOICES = ("minilm", "clip")
@@ -54,7 +54,7 @@ def get_train_mardm_parser() -> argparse.ArgumentParser:
                             "MARDM; a fixed-step solver bounds the sampling cost)")
     group.add_argument("--flow_steps", type=positive_int, default=None,
                        help="steps of the fixed-step euler/heun solvers (default: the registry entry's, 50)")
-    group.add_argument("--val_batches", type=int, default=0,
+    group.add_argument("--val_batches", type=non_negative_int, default=0,
                        help="validation-loss batches per evaluation (0: the whole val split)")
 
     gen = parser.add_argument_group("validation generation (--need_evaluation)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
-from options.config import non_negative_float, positive_int
+from options.config import non_negative_float, non_negative_int, positive_int
 from options.generator_options import add_text_encoder_args
 from utils.paths import project_path
 
@@ -48,7 +48,7 @@ def _add_arch_args(parser: argparse.ArgumentParser, default_cdp: float) -> None:
 def _add_validation_args(parser: argparse.ArgumentParser, cond_scale: float, time_steps: bool,
                          kit_scale: bool = False) -> None:
     group = parser.add_argument_group("validation (token loss and accuracy; FID with --need_evaluation)")
-    group.add_argument("--val_batches", type=int, default=0,
+    group.add_argument("--val_batches", type=non_negative_int, default=0,
                        help="validation batches per evaluation (0: the whole val split)")
     if time_steps:
         group.add_argument("--time_steps", type=positive_int, default=18,

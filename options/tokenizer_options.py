@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
-from options.config import positive_int
+from options.config import non_negative_int, positive_int
 
 RECONS_LOSSES = ("l1_smooth", "l1", "mse")
 WINDOW_EPOCHS = ("random", "all")  # training window modes of utils.datasets.MotionWindowDataset
@@ -44,7 +44,7 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                       help="evaluator for --need_evaluation (default: <checkpoints_dir>/<dataset_name>/text_mot_match)")
     data.add_argument("--glove_dir", type=str, default=None,
                       help="official GloVe files, when the evaluator was trained with them")
-    data.add_argument("--val_batches", type=int, default=50,
+    data.add_argument("--val_batches", type=non_negative_int, default=50,
                       help="validation batches per evaluation (reconstruction loss, MPJPE, code usage; 0: the "
                            "whole val split)")
 

@@ -370,3 +370,22 @@ def test_help_gives_each_default_once_and_only_real_ones():
                         help="compute multimodality (default: %(default)s)")
     text = " ".join(parser.format_help().split())
     assert "also export BVH --cal_mm" in text and "compute multimodality (default: True)" in text
+
+
+@pytest.mark.parametrize("module, parser", [
+    ("options.tokenizer_options", "get_train_ae_parser"),
+    ("options.tokenizer_options", "get_train_vq_parser"),
+    ("options.generator_options", "get_train_mardm_parser"),
+    ("options.token_generator_options", "get_train_t2m_transformer_parser"),
+    ("options.token_generator_options", "get_train_res_transformer_parser"),
+])
+def test_val_batches_must_be_a_count(module, parser, capsys):
+    # A negative count validated on no batch at all (a validation loss of 0, the best forever) or on one; 0 means the
+    # whole val split.
+    import importlib
+
+    get_parser = getattr(importlib.import_module(module), parser)
+    with pytest.raises(SystemExit):
+        parse_with_config(get_parser(), ["--name", "v", "--val_batches", "-1"])
+    assert "argument --val_batches: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+    assert parse_with_config(get_parser(), ["--name", "v", "--val_batches", "0"]).val_batches == 0

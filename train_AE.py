@@ -9,8 +9,9 @@ Examples:
     accelerate launch --multi_gpu --num_processes 4 train_AE.py --config options/configs/fsq_ae_high.yaml --name F
     python train_AE.py --config options/configs/fsq_ae_high.yaml --name FSQ_AE_High --is_continue
 
-The run is written to checkpoints/<dataset_name>/<name>/ (model/latest.tar, model/net_best_loss.tar, TensorBoard
-events in model/, opt.yaml). ``--batch_size`` is the global batch over all processes.
+The run is written to checkpoints/<dataset_name>/<name>/ (model/latest.tar, model/net_best_loss.tar or, with
+--need_evaluation, model/net_best_fid.tar, TensorBoard events in model/, opt.yaml). ``--batch_size`` is the global
+batch over all processes.
 """
 
 from __future__ import annotations

@@ -216,7 +216,8 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
 
     The run lives in ``<checkpoints_dir>/<dataset_name>/<name>/`` (``model/latest.tar``, ``model/net_best_*.tar``,
     TensorBoard events, ``opt.yaml``). Validation (loss terms, MPJPE, code usage) runs every ``--eval_every`` steps;
-    the best checkpoint is chosen on validation ``loss``.
+    the best checkpoint is chosen on validation ``loss`` (``net_best_loss.tar``), or with ``--need_evaluation`` on
+    the validation FID of the reconstructions (``net_best_fid.tar``).
     """
     from models.body_parts import PartSliceDataset, part_indices
     from models.part_aware import PART_AWARE_MODELS, joint_part_indices

@@ -41,6 +41,12 @@ def _rms(x: torch.Tensor) -> float:
     return x.pow(2).mean().sqrt().item()
 
 
+def _state(y0: torch.Tensor) -> torch.Tensor:
+    """The state the solvers integrate: float64 stays float64 (tolerances finer than float32 can resolve stay
+    reachable), any lower precision is raised to float32."""
+    return y0 if y0.dtype == torch.float64 else y0.float()
+
+
 def odeint_dopri5(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.Tensor, t0: float = 0.0,
                   t1: float = 1.0, atol: float = 1e-6, rtol: float = 1e-3, max_steps: int = 10000,
                   safety: float = 0.9, min_factor: float = 0.2, max_factor: float = 10.0) -> ODEResult:
@@ -53,7 +59,7 @@ def odeint_dopri5(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: t
 
     Args:
         f: (t scalar tensor, y (...)) -> dy/dt (...).
-        y0: initial state (...), any shape.
+        y0: initial state (...), any shape; integrated in float64 if it is float64, else in float32.
         max_steps: attempted steps (accepted + rejected) before giving up.
     Returns:
         ODEResult(y at t1, number of f evaluations, number of accepted steps).
@@ -62,7 +68,7 @@ def odeint_dopri5(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: t
         raise ValueError(f"odeint_dopri5 integrates forward only: need t1 > t0, got t0={t0}, t1={t1}")
     if y0.numel() == 0:
         return ODEResult(y0.clone(), 0, 0)
-    y = y0.float()
+    y = _state(y0)
 
     def call(t: float, state: torch.Tensor) -> torch.Tensor:
         return f(torch.tensor(t, device=state.device, dtype=state.dtype), state).to(state.dtype)
@@ -116,7 +122,8 @@ def odeint_dopri5(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: t
 
 def odeint_fixed(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.Tensor, num_steps: int,
                  method: str = "euler", t0: float = 0.0, t1: float = 1.0) -> ODEResult:
-    """Fixed-step Euler or Heun (explicit trapezoid) integration of dy/dt = f(t, y) over [t0, t1].
+    """Fixed-step Euler or Heun (explicit trapezoid) integration of dy/dt = f(t, y) over [t0, t1], in float64 for a
+    float64 ``y0``, else in float32.
 
     Returns:
         ODEResult(y at t1, number of f evaluations, num_steps).
@@ -125,7 +132,7 @@ def odeint_fixed(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: to
         raise ValueError(f"odeint_fixed: method must be 'euler' or 'heun', got {method!r}")
     if num_steps < 1:
         raise ValueError(f"odeint_fixed: num_steps must be >= 1, got {num_steps}")
-    y = y0.float()
+    y = _state(y0)
     grid = torch.linspace(t0, t1, num_steps + 1, dtype=torch.float64).tolist()
     num_evals = 0
     for t_a, t_b in zip(grid[:-1], grid[1:]):

@@ -132,6 +132,23 @@ def test_dopri5_integrates_known_odes():
     assert torch.allclose(rot.y, torch.tensor([1.0, 0.0]), atol=1e-4)
 
 
+def test_solvers_keep_a_float64_state_in_float64():
+    """A float64 state is integrated in float64, so tolerances below float32's resolution are met; lower precisions
+    are integrated in float32."""
+    y0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    exact = y0 * math.exp(-1)
+    r = odeint_dopri5(lambda t, y: -y, y0, 0.0, 1.0, atol=1e-12, rtol=1e-10)
+    assert r.y.dtype == torch.float64
+    assert (r.y - exact).abs().max().item() < 1e-9
+    for method in ("euler", "heun"):
+        fixed = odeint_fixed(lambda t, y: -y, y0, 4000, method)
+        assert fixed.y.dtype == torch.float64
+        assert (fixed.y - exact).abs().max().item() < (1e-4 if method == "euler" else 2e-8)
+    half = odeint_dopri5(lambda t, y: -y, y0.to(torch.bfloat16), 0.0, 1.0)
+    assert half.y.dtype == torch.float32
+    assert odeint_fixed(lambda t, y: -y, y0.half(), 4, "heun").y.dtype == torch.float32
+
+
 def test_dopri5_guards():
     with pytest.raises(RuntimeError, match="max_steps"):
         odeint_dopri5(lambda t, y: -50 * (y - torch.cos(20 * t)), torch.ones(3), 0.0, 1.0, max_steps=3)

@@ -463,7 +463,7 @@ class DiffusionHead(nn.Module):
         Returns:
             scalar loss: mean over tokens (weighted mean when ``mask`` is given).
         """
-        if z.ndim != 2 or target.ndim != 2 or z.shape[0] != target.shape[0]:
+        if z.ndim != 2 or target.ndim != 2 or z.shape[0] != target.shape[0] or z.shape[1] != self.cond_dim:
             raise ValueError(f"DiffusionHead.forward: expected z (M, {self.cond_dim}) and target (M, "
                              f"{self.target_dim}), got {tuple(z.shape)} and {tuple(target.shape)}")
         if target.shape[1] != self.target_dim:

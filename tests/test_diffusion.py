@@ -395,6 +395,8 @@ def test_head_loss_mask_and_shapes():
     assert head(z, target).item() == pytest.approx(per_token.mean().item(), rel=1e-6)
     with pytest.raises(ValueError, match="target has 4 channels"):
         head(z, torch.randn(6, 4))
+    with pytest.raises(ValueError, match=r"expected z \(M, 5\) and target \(M, 3\), got \(6, 4\)"):
+        head(torch.randn(6, 4), target)
     assert head.sample(torch.randn(0, 5)).shape == (0, 3)
     out = head.sample(torch.randn(4, 5), cfg_scale=3.0, z_uncond=torch.zeros(4, 5))
     assert out.shape == (4, 3) and out.dtype == torch.float32

@@ -21,6 +21,7 @@ import gzip
 import html
 import logging
 import os
+import unicodedata
 import zipfile
 from collections import OrderedDict
 from functools import lru_cache
@@ -110,6 +111,9 @@ class MiniLMTextEncoder(TextEncoder):
 # ---------------------------------------------------------------------------------------------------------------------
 CLIP_VOCAB_NAME = "bpe_simple_vocab_16e6.txt.gz"
 _CLIP_MAX_MERGES = 49152 - 256 - 2
+# ftfy's uncurl_quotes, on by default in the fix_text that OpenAI's tokenizer runs: "person’s" -> "person's".
+_STRAIGHT_QUOTES = str.maketrans({**dict.fromkeys("\u02bc\u2018\u2019\u201a\u201b", "'"),
+                                  **dict.fromkeys("\u201c\u201d\u201e\u201f", '"')})
 _CLIP_TEXT_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
 
 
@@ -131,8 +135,9 @@ def bytes_to_unicode() -> dict[int, str]:
 class CLIPTokenizer:
     """OpenAI CLIP's byte-level BPE tokenizer, read from ``bpe_simple_vocab_16e6.txt.gz``.
 
-    Text cleaning is HTML-unescape, whitespace collapse and lower-casing; OpenAI also runs ``ftfy.fix_text``,
-    which only changes mis-encoded (mojibake) input and is not a dependency here.
+    Text cleaning is HTML-unescape, the two fixes of OpenAI's ``ftfy.fix_text`` that ordinary captions meet (curly
+    quotes made straight, accents composed to NFC), whitespace collapse and lower-casing. ftfy is not a dependency
+    here: its repairs of mis-encoded (mojibake) text, Latin ligatures and full-width forms are not made.
     """
 
     def __init__(self, vocab_path: str | os.PathLike) -> None:
@@ -187,6 +192,7 @@ class CLIPTokenizer:
     def encode(self, text: str) -> list[int]:
         """One caption -> BPE ids (without start/end tokens)."""
         text = html.unescape(html.unescape(text))
+        text = unicodedata.normalize("NFC", text.translate(_STRAIGHT_QUOTES))
         text = " ".join(text.split()).lower()
         ids = []
         for token in self._pattern.findall(text):

@@ -75,6 +75,17 @@ def test_bpe_tokenizer_merges_and_framing(clip_files):
     assert tokens[1, 0] == SOT and tokens[1, -1] == EOT and tokens[1, 1:-1].eq(HELLO).all()  # truncated
 
 
+def test_tokenizer_straightens_quotes_and_composes_accents_as_openai_ftfy_does(clip_files):
+    """OpenAI cleans every caption with ftfy.fix_text, which on well-formed text straightens curly quotes and
+    composes accents (NFC): "person’s" must split as "person" + "'s", as clip.tokenize gives it."""
+    tok = CLIPTokenizer(clip_files.parent / CLIP_VOCAB_NAME)
+    for curly in ("\u2018", "\u2019", "\u201a", "\u201b", "\u02bc"):
+        assert tok.encode(f"walk{curly}s") == tok.encode("walk's"), repr(curly)
+    for curly in ("\u201c", "\u201d", "\u201e", "\u201f"):
+        assert tok.encode(f"{curly}hello{curly}") == tok.encode('"hello"'), repr(curly)
+    assert tok.encode("cafe\u0301") == tok.encode("caf\u00e9")
+
+
 # ----- CLIP text tower ------------------------------------------------------------------------------------------------
 def reference_clip(sd: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
     """The same text tower assembled from torch's own pre-LN encoder layer."""

@@ -386,6 +386,21 @@ PROBE_MIN_COSINE = 0.999  # the same weights on another device or in another pre
 PROBE_MAX_NORM_CHANGE = 0.01
 
 
+def _read_cache_file(path: str) -> dict[str, np.ndarray]:
+    """Every array of the caption cache ``path``; a file that is no .npz (empty, an HTML page, cut off, a plain
+    .npy) fails naming it, where numpy's own errors name no file."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                return {key: data[key] for key in data.files}
+        problem = "a single .npy array"
+    except (ValueError, EOFError, zipfile.BadZipFile):  # numpy calls any non-array file "pickled data"
+        problem = "not an .npz archive: empty, cut off or another kind of file"
+    raise ValueError(f"{path}: not a caption cache, the .npz file --text_cache names ({problem}); delete the file or "
+                     f"pass another --text_cache")
+
+
 class CachedTextEncoder(TextEncoder):
     """Memoise an encoder's embeddings per caption; optionally persisted to ``cache_path`` (.npz).
 
@@ -415,20 +430,20 @@ class CachedTextEncoder(TextEncoder):
         return len(self._cache)
 
     def _load(self, path: str) -> None:
-        with np.load(path, allow_pickle=False) as data:
-            for key in ("captions", "embeddings", "encoder"):
-                if key not in data:
-                    raise ValueError(f"{path}: caption cache lacks the array {key!r}")
-            if str(data["encoder"]) != self.name or data["embeddings"].shape[1:] != (self.dim,):
-                raise ValueError(f"{path}: caption cache was written by encoder {str(data['encoder'])!r} with "
-                                 f"dim {data['embeddings'].shape[1:]}, expected {self.name!r} with dim {self.dim}")
-            if "probe" in data:
-                self._check_probe(path, data["probe"])
-            else:
-                logger.warning("%s: caption cache keeps no probe embedding (an older file), so whether it was "
-                               "written with the weights of this %s encoder cannot be checked", path, self.name)
-            embeddings = torch.from_numpy(data["embeddings"].astype(np.float32))
-            self._cache.update(zip(data["captions"].tolist(), embeddings))
+        data = _read_cache_file(path)
+        for key in ("captions", "embeddings", "encoder"):
+            if key not in data:
+                raise ValueError(f"{path}: caption cache lacks the array {key!r}")
+        if str(data["encoder"]) != self.name or data["embeddings"].shape[1:] != (self.dim,):
+            raise ValueError(f"{path}: caption cache was written by encoder {str(data['encoder'])!r} with "
+                             f"dim {data['embeddings'].shape[1:]}, expected {self.name!r} with dim {self.dim}")
+        if "probe" in data:
+            self._check_probe(path, data["probe"])
+        else:
+            logger.warning("%s: caption cache keeps no probe embedding (an older file), so whether it was "
+                           "written with the weights of this %s encoder cannot be checked", path, self.name)
+        embeddings = torch.from_numpy(data["embeddings"].astype(np.float32))
+        self._cache.update(zip(data["captions"].tolist(), embeddings))
         logger.info("loaded %d cached caption embeddings from %s", len(self._cache), path)
 
     def probe_embedding(self) -> torch.Tensor:

@@ -205,6 +205,21 @@ def test_cache_encodes_each_caption_once_and_persists(tmp_path):
         CachedTextEncoder(Other(), cache_path=path)
 
 
+def test_a_cache_file_that_is_no_npz_is_refused_naming_it(tmp_path):
+    """An empty file, an HTML page, a cut-off archive or a plain .npy at --text_cache: an error naming the file, not
+    numpy's own (which names no file and, for the HTML page, suggests unpickling it)."""
+    np.savez(tmp_path / "whole.npz", captions=np.array(["a cat"]), embeddings=np.ones((1, 3), np.float32))
+    np.save(tmp_path / "array.npy", np.ones(3))
+    cut = (tmp_path / "whole.npz").read_bytes()[:100]
+    for name, content in (("empty.npz", b""), ("page.npz", b"<!DOCTYPE html><html></html>"), ("cut.npz", cut),
+                          ("array.npy", None)):
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(ValueError, match=f"{name}: not a caption cache"):
+            CachedTextEncoder(CountingEncoder(), cache_path=path)
+
+
 class ScaledEncoder(CountingEncoder):
     """A deterministic encoder (no string hash, which changes between processes) with "weights" ``scale``."""
 

@@ -146,8 +146,12 @@ class CLIPTokenizer:
         if not os.path.isfile(vocab_path):
             raise FileNotFoundError(f"CLIP BPE vocabulary not found: {vocab_path}. Put {CLIP_VOCAB_NAME} (from "
                                     "the openai/CLIP repository, clip/) next to the CLIP weights or pass vocab_path")
-        with gzip.open(vocab_path, "rt", encoding="utf-8") as f:
-            lines = f.read().split("\n")
+        try:
+            with gzip.open(vocab_path, "rt", encoding="utf-8") as f:
+                lines = f.read().split("\n")
+        except (OSError, EOFError, UnicodeDecodeError) as e:  # gzip's errors name no file
+            raise ValueError(f"{vocab_path}: not a readable gzip-compressed BPE vocabulary ({e}); it should be "
+                             f"{CLIP_VOCAB_NAME} as in the openai/CLIP repository, clip/") from e
         # Line 0 is a version header; the merges follow in priority order.
         merges = [tuple(line.split()) for line in lines[1:] if line.strip()][:_CLIP_MAX_MERGES]
         bad = [m for m in merges if len(m) != 2]

@@ -86,6 +86,17 @@ def test_tokenizer_straightens_quotes_and_composes_accents_as_openai_ftfy_does(c
     assert tok.encode("cafe\u0301") == tok.encode("caf\u00e9")
 
 
+def test_a_vocabulary_that_is_no_gzip_file_is_refused_naming_it(clip_files, tmp_path):
+    """An HTML page, the vocabulary already unpacked, or a cut-off download: an error naming the file, not gzip's."""
+    packed = (clip_files.parent / CLIP_VOCAB_NAME).read_bytes()
+    unpacked = gzip.decompress(packed)
+    for name, content in (("page.txt.gz", b"<!DOCTYPE html><html></html>"), ("plain.txt.gz", unpacked),
+                          ("cut.txt.gz", packed[:len(packed) // 2])):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"{name}: not a readable gzip-compressed BPE vocabulary"):
+            CLIPTokenizer(tmp_path / name)
+
+
 # ----- CLIP text tower ------------------------------------------------------------------------------------------------
 def reference_clip(sd: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
     """The same text tower assembled from torch's own pre-LN encoder layer."""

@@ -364,7 +364,10 @@ class CLIPTextEncoder(TextEncoder):
         if vocab_path is None:
             vocab_path = Path(weights_path).parent / CLIP_VOCAB_NAME
         self.tokenizer = CLIPTokenizer(vocab_path)
-        self.model = CLIPTextTransformer.from_state_dict(load_clip_text_state_dict(weights_path), heads=heads)
+        try:
+            self.model = CLIPTextTransformer.from_state_dict(load_clip_text_state_dict(weights_path), heads=heads)
+        except RuntimeError as e:  # load_state_dict's missing or mis-shaped keys, which name no file
+            raise ValueError(f"{weights_path}: not the weights of a CLIP text tower: {e}") from e
         vocab_rows = self.model.token_embedding.num_embeddings
         if self.tokenizer.vocab_size != vocab_rows:
             raise ValueError(f"{vocab_path}: the BPE vocabulary has {self.tokenizer.vocab_size} tokens but "

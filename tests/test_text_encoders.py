@@ -173,6 +173,11 @@ def test_clip_missing_or_mismatched_files_fail_clearly(clip_files, tmp_path):
     torch.save(fake_clip_state_dict(vocab=VOCAB + 5), wrong)
     with pytest.raises(ValueError, match="do not belong together"):
         CLIPTextEncoder(wrong, vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
+    torn = fake_clip_state_dict()
+    del torn[f"transformer.resblocks.{LAYERS - 1}.mlp.c_fc.bias"]
+    torch.save(torn, tmp_path / "torn.pt")
+    with pytest.raises(ValueError, match=r"(?s)torn\.pt: .*CLIP text tower.*mlp\.c_fc\.bias"):
+        CLIPTextEncoder(tmp_path / "torn.pt", vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
     with pytest.raises(ValueError, match="unknown text encoder"):
         build_text_encoder("t5")
     assert build_text_encoder("clip", weights_path=clip_files).dim == EMBED

@@ -391,6 +391,9 @@ class CLIPTextEncoder(TextEncoder):
 PROBE_CAPTION = "a person walks forward, turns around and sits down."
 PROBE_MIN_COSINE = 0.999  # the same weights on another device or in another precision stay far above this
 PROBE_MAX_NORM_CHANGE = 0.01
+# Version 2: CLIP's tokenizer straightens curly quotes and composes accents. The entries of an older file whose
+# caption is not plain ASCII may hold embeddings of the old cleaning; they are computed again.
+CACHE_VERSION = 2
 
 
 def _read_cache_file(path: str) -> dict[str, np.ndarray]:
@@ -412,9 +415,10 @@ class CachedTextEncoder(TextEncoder):
     """Memoise an encoder's embeddings per caption; optionally persisted to ``cache_path`` (.npz).
 
     The file holds ``captions`` (K,) str, ``embeddings`` (K, E) float32, ``encoder`` (the encoder's name) and
-    ``probe`` (E,), the embedding of ``PROBE_CAPTION``, and is read with ``allow_pickle=False``. A file written by
-    another encoder, or by other weights of this one (its probe embedding differs), is refused; a file without a
-    probe (written before it was kept) is used with a warning that its weights cannot be checked.
+    ``probe`` (E,), the embedding of ``PROBE_CAPTION``, and ``version`` (``CACHE_VERSION``), and is read with
+    ``allow_pickle=False``. A file written by another encoder, or by other weights of this one (its probe embedding
+    differs), is refused; a file without a probe (written before it was kept) is used with a warning that its weights
+    cannot be checked. From a file of an older version, captions that are not plain ASCII are encoded again.
     """
 
     def __init__(self, encoder: TextEncoder, cache_path: str | os.PathLike | None = None) -> None:
@@ -449,8 +453,21 @@ class CachedTextEncoder(TextEncoder):
         else:
             logger.warning("%s: caption cache keeps no probe embedding (an older file), so whether it was "
                            "written with the weights of this %s encoder cannot be checked", path, self.name)
+        captions = data["captions"].tolist()
+        if len(captions) != len(data["embeddings"]):
+            raise ValueError(f"{path}: caption cache holds {len(captions)} captions but {len(data['embeddings'])} "
+                             f"embeddings; delete the file or pass another --text_cache")
         embeddings = torch.from_numpy(data["embeddings"].astype(np.float32))
-        self._cache.update(zip(data["captions"].tolist(), embeddings))
+        entries = dict(zip(captions, embeddings))
+        version = int(data["version"]) if "version" in data else 1
+        if version < CACHE_VERSION:
+            stale = [c for c in entries if not c.isascii()]
+            for caption in stale:
+                del entries[caption]
+            if stale:
+                logger.info("%s: %d cached captions that are not plain ASCII come from an older text cleaning and "
+                            "are encoded again", path, len(stale))
+        self._cache.update(entries)
         logger.info("loaded %d cached caption embeddings from %s", len(self._cache), path)
 
     def probe_embedding(self) -> torch.Tensor:
@@ -496,7 +513,7 @@ class CachedTextEncoder(TextEncoder):
             else np.zeros((0, self.dim), np.float32)
         with atomic_write(path, "wb") as f:
             np.savez(f, captions=np.array(captions, dtype=str), embeddings=embeddings, encoder=np.array(self.name),
-                     probe=self.probe_embedding().numpy())
+                     probe=self.probe_embedding().numpy(), version=np.array(CACHE_VERSION))
         return path
 
 

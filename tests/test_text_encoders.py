@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from models.text_encoders import (
+    CACHE_VERSION,
     CLIP_VOCAB_NAME,
     PROBE_CAPTION,
     CachedTextEncoder,
@@ -289,3 +290,27 @@ def test_minilm_embeddings(minilm):
     assert torch.allclose(minilm.encode(texts), emb, atol=1e-6)
     assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2  # paraphrases are closer than unrelated text
     assert minilm.encode([]).shape == (0, 384)
+
+
+def test_an_older_cache_encodes_its_non_ascii_captions_again(tmp_path, caplog):
+    """Caches written before CLIP's cleaning straightened curly quotes may hold their old embeddings: from a file of
+    an older version, the captions that are not plain ASCII are computed again; the others are kept."""
+    path = tmp_path / "text_cache.npz"
+    cached = CachedTextEncoder(ScaledEncoder(1.0), cache_path=path)
+    cached.encode(["a cat", "a person\u2019s walk"])
+    cached.save()
+    with np.load(path) as data:
+        assert int(data["version"]) == CACHE_VERSION
+        np.savez(tmp_path / "old.npz", **{k: data[k] for k in ("captions", "encoder", "probe")},
+                 embeddings=np.full((2, 3), 7.0, np.float32))  # what an older cleaning might have given
+    with caplog.at_level(logging.INFO, logger="models.text_encoders"):
+        old = CachedTextEncoder(ScaledEncoder(1.0), cache_path=tmp_path / "old.npz")
+    assert len(old) == 1 and "1 cached captions that are not plain ASCII" in caplog.text
+    assert torch.equal(old.encode(["a person\u2019s walk"]), ScaledEncoder(1.0).encode(["a person\u2019s walk"]))
+    assert torch.equal(old.encode(["a cat"]), torch.full((1, 3), 7.0))  # plain ASCII: kept
+    assert len(CachedTextEncoder(ScaledEncoder(1.0), cache_path=path)) == 2  # the current version keeps all
+    with np.load(path) as data:
+        np.savez(tmp_path / "uneven.npz", **{k: data[k] for k in ("captions", "encoder", "probe")},
+                 embeddings=data["embeddings"][:1])
+    with pytest.raises(ValueError, match=r"uneven\.npz: caption cache holds 2 captions but 1 embeddings"):
+        CachedTextEncoder(ScaledEncoder(1.0), cache_path=tmp_path / "uneven.npz")

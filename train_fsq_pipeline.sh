@@ -8,10 +8,13 @@
 # Options: --quick, --dataset_name NAME, --data_root DIR, --checkpoints_dir DIR (default ./checkpoints),
 #          --prefix NAME (run-name prefix, default FSQ), --python PATH (default: .venv, created on first use).
 # Every training stage skips itself when its run is finished and continues one that was stopped, and the evaluations
-# reuse their finished replications, so a rerun continues where a failed one stopped.
+# reuse their finished replications, so a rerun continues where a failed one stopped. Relative paths given on the
+# command line are the caller's; the defaults are the repository's.
 set -euo pipefail
-cd "$(dirname "$0")"
 
+# The stages run from the repository, so a relative path given here is made absolute against the caller's folder
+# first (a --python without a slash is a command on PATH).
+absolute() { case "$1" in /*|"") echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 QUICK=0
 DATASET=""
 DATA_ROOT=""
@@ -22,15 +25,16 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --dataset_name) DATASET=$2; shift ;;
-    --data_root) DATA_ROOT=$2; shift ;;
-    --checkpoints_dir) CKPT=$2; shift ;;
+    --data_root) DATA_ROOT=$(absolute "$2"); shift ;;
+    --checkpoints_dir) CKPT=$(absolute "$2"); shift ;;
     --prefix) PREFIX=$2; shift ;;
-    --python) PY=$2; shift ;;
-    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    --python) case "$2" in */*) PY=$(absolute "$2") ;; *) PY=$2 ;; esac; shift ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+cd "$(dirname "$0")"
 
 if [ -z "$PY" ]; then
   bash tools/setup_env.sh

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -421,3 +422,33 @@ def test_the_pipeline_script_continues_an_interrupted_length_estimator(tmp_path)
     assert calls["train_length_estimator.py"][-1] == "--is_continue"
     assert "--is_continue" in calls["evaluation_AE.py"] and "--is_continue" in calls["evaluation_MARDM.py"]
     assert not (runs / "length_estimator" / ".running").exists()
+
+
+def test_the_pipeline_script_runs_from_another_directory_with_relative_paths(tmp_path):
+    """train_fsq_pipeline.sh started from another folder (its path relative, with a space): --help prints the usage,
+    and relative --python, --data_root and --checkpoints_dir name folders of the caller's working directory, not of
+    the repository the script moves into."""
+    cwd = tmp_path / "my work"
+    (cwd / "bin").mkdir(parents=True)
+    log = tmp_path / "argv.log"
+    fake = cwd / "bin" / "python"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> '{log}'\n")
+    fake.chmod(0o755)
+    (cwd / "my data").mkdir()
+    (cwd / "my data" / "Mean.npy").write_bytes(b"")
+    runs = cwd / "my ck" / "synthetic"
+    (runs / "text_mot_match" / "eval").mkdir(parents=True)
+    (runs / "text_mot_match" / "eval" / "evaluator_val.json").write_text("{}")
+    for run in ("FSQ_AE", "FSQ_MARDM", "length_estimator"):
+        (runs / run / "model").mkdir(parents=True)
+        (runs / run / "model" / "latest.tar").write_bytes(b"")
+    (cwd / "the repo").symlink_to(reproduce.REPO)
+    script = os.path.join("the repo", "train_fsq_pipeline.sh")
+    usage = subprocess.run(["bash", script, "--help"], cwd=cwd, capture_output=True, text=True)
+    assert usage.returncode == 0 and "--checkpoints_dir DIR" in usage.stdout, usage.stderr
+    subprocess.run(["bash", script, "--quick", "--python", "bin/python", "--checkpoints_dir", "my ck",
+                    "--data_root", "my data"], cwd=cwd, check=True, capture_output=True)
+    calls = {line.split()[0]: line for line in log.read_text().splitlines()}
+    assert set(calls) == {"evaluation_AE.py", "evaluation_MARDM.py", "sample.py"}  # all else found done
+    assert f"--checkpoints_dir {cwd / 'my ck'} " in calls["evaluation_AE.py"]
+    assert f"--data_root {cwd / 'my data'} " in calls["evaluation_AE.py"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -452,3 +453,29 @@ def test_the_pipeline_script_runs_from_another_directory_with_relative_paths(tmp
     assert set(calls) == {"evaluation_AE.py", "evaluation_MARDM.py", "sample.py"}  # all else found done
     assert f"--checkpoints_dir {cwd / 'my ck'} " in calls["evaluation_AE.py"]
     assert f"--data_root {cwd / 'my data'} " in calls["evaluation_AE.py"]
+
+
+def test_the_stated_python_version_installs_the_pinned_requirements():
+    """The oldest Python that pyproject.toml and the README's setup name is one every pinned requirement installs on
+    (their Requires-Python, read from the installed copies of the pinned versions)."""
+    from importlib.metadata import PackageNotFoundError, metadata, version
+
+    from packaging.specifiers import SpecifierSet
+
+    repo = Path(reproduce.REPO)
+    stated = re.search(r'requires-python = ">=(\d+\.\d+)"', (repo / "pyproject.toml").read_text()).group(1)
+    assert f"Python {stated}+" in (repo / "README.md").read_text()
+    checked = 0
+    for line in (repo / "requirements.txt").read_text().splitlines():
+        if line.startswith("#") or "==" not in line:
+            continue
+        name, pinned = line.split("==")
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue
+        requires = metadata(name).get("Requires-Python")
+        if installed.split("+")[0] == pinned and requires:
+            assert SpecifierSet(requires).contains(stated), f"{name}=={pinned} needs Python {requires}"
+            checked += 1
+    assert checked

@@ -270,6 +270,10 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
             print(f"=== {step.name}: done, skipped ({step.done_file})", flush=True)
             continue
         upstream_ran = True
+        # A stage that starts is no longer finished, however this run of it ends (a failure, a kill): the next call
+        # must continue it rather than skip it on an earlier call's record.
+        if done.pop(step.name, None) is not None:
+            write_report_json(state, state_path)
         argv = list(step.argv)
         if step.training and step.resumes():
             argv.append("--is_continue")

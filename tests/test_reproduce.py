@@ -357,9 +357,10 @@ def test_evaluator_dir_reaches_the_training_stages_that_validate_with_it(quick):
                 assert "--evaluator_dir" not in step.argv, (name, step.name)
 
 
-def test_a_stage_after_one_that_ran_again_is_not_skipped(tmp_path, monkeypatch):
-    """A run deleted to train it afresh (README) is trained again, and the evaluation recorded as finished with the
-    same command is then run again too: its result file is the deleted model's, not this one's."""
+def _two_stage_recipe(tmp_path, monkeypatch) -> tuple[Path, list[str]]:
+    """A training stage and its evaluation run by a fake interpreter that logs each command and writes the stage's
+    output (``latest.tar``, the result JSON); the training exits 1 after writing while ``tmp_path/fail`` exists.
+    Returns the log file and the reproduce.py arguments."""
     log = tmp_path / "argv.log"
     fake = tmp_path / "python"
     fake.write_text(f"""#!{sys.executable}
@@ -374,6 +375,7 @@ else:
     model = os.path.join(value("--checkpoints_dir"), value("--dataset_name"), value("--name"), "model")
     os.makedirs(model, exist_ok=True)
     open(os.path.join(model, "latest.tar"), "w").close()
+    sys.exit(1 if os.path.exists({str(tmp_path / "fail")!r}) else 0)
 """)
     fake.chmod(0o755)
     two = Recipe("two", "a training and its evaluation", "none", ("synthetic",), (
@@ -382,20 +384,42 @@ else:
     monkeypatch.setitem(RECIPES, "two", two)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "Mean.npy").write_bytes(b"")
-    ck = tmp_path / "ck"
-    argv = ["two", "--quick", "--checkpoints_dir", str(ck), "--data_root", str(tmp_path / "data"),
-            "--evaluator_dir", str(tmp_path / "ev"), "--python", str(fake)]
+    return log, ["two", "--quick", "--checkpoints_dir", str(tmp_path / "ck"), "--data_root", str(tmp_path / "data"),
+                 "--evaluator_dir", str(tmp_path / "ev"), "--python", str(fake)]
+
+
+def test_a_stage_after_one_that_ran_again_is_not_skipped(tmp_path, monkeypatch):
+    """A run deleted to train it afresh (README) is trained again, and the evaluation recorded as finished with the
+    same command is then run again too: its result file is the deleted model's, not this one's."""
+    log, argv = _two_stage_recipe(tmp_path, monkeypatch)
 
     def statuses() -> list[str]:
         return [s["status"] for s in reproduce.main(argv)["stages"]][1:]
 
     assert statuses() == ["done", "done"]
     assert statuses() == ["skipped (done)", "skipped (done)"]
-    (ck / "synthetic" / "r" / "model" / "latest.tar").unlink()  # the run deleted: trained afresh, evaluated afresh
+    (tmp_path / "ck" / "synthetic" / "r" / "model" / "latest.tar").unlink()  # trained afresh, evaluated afresh
     log.write_text("")
     assert statuses() == ["done", "done"]
     assert [line.split()[0].endswith(script) for line, script in
             zip(log.read_text().splitlines(), ("train_vq.py", "evaluation_AE.py"))] == [True, True]
+
+
+def test_a_stage_that_failed_after_its_earlier_success_is_not_skipped(tmp_path, monkeypatch):
+    """A stage recorded as finished by an earlier call that then starts again (its run deleted to train it afresh) and
+    fails after writing latest.tar is continued by the next call, not skipped as finished on the earlier record; the
+    evaluation after it is run again, not reported from the deleted model's result file."""
+    log, argv = _two_stage_recipe(tmp_path, monkeypatch)
+    assert [s["status"] for s in reproduce.main(argv)["stages"]][1:] == ["done", "done"]
+    (tmp_path / "ck" / "synthetic" / "r" / "model" / "latest.tar").unlink()  # trained afresh; this time it fails
+    (tmp_path / "fail").write_text("")
+    with pytest.raises(SystemExit, match="stage tokenizer failed"):
+        reproduce.main(argv)
+    (tmp_path / "fail").unlink()
+    log.write_text("")
+    assert [s["status"] for s in reproduce.main(argv)["stages"]][1:] == ["done", "done"]
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2 and calls[0].endswith("--is_continue") and "--report_json" in calls[1]
 
 
 def test_the_pipeline_script_continues_an_interrupted_length_estimator(tmp_path):

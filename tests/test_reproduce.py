@@ -23,6 +23,7 @@ from options.generator_options import get_train_mardm_parser
 from options.token_generator_options import get_train_res_transformer_parser, get_train_t2m_transformer_parser
 from options.tokenizer_options import get_train_ae_parser, get_train_vq_parser
 from utils import assets
+from utils.cli import TRACEBACK_ENV
 from utils.dataset_specs import get_dataset_spec
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.normalization import eval_normalization, load_mean_std
@@ -167,7 +168,7 @@ def test_markdown_marks_unverified_numbers():
 def test_arguments_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit, match="name a recipe"):
         reproduce.main([])
-    with pytest.raises(KeyError, match="unknown recipe 'nope'"):
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
         reproduce.main(["nope"])
     with pytest.raises(SystemExit, match="published on t2m_67, kit_64, not --dataset_name t2m"):
         reproduce.main(["mardm_sit_xl", "--dataset_name", "t2m"])
@@ -503,3 +504,12 @@ def test_the_stated_python_version_installs_the_pinned_requirements():
             assert SpecifierSet(requires).contains(stated), f"{name}=={pinned} needs Python {requires}"
             checked += 1
     assert checked
+
+
+def test_an_unknown_recipe_is_one_line_from_the_shell():
+    script = Path(reproduce.__file__)
+    env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
+    done = subprocess.run([sys.executable, str(script), "nope"], cwd=script.parent, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "reproduce.py: error: unknown recipe 'nope'; expected one of" in done.stderr

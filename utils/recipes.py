@@ -245,5 +245,5 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)} (reproduce.py --list)")
+        raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)} (reproduce.py --list)")
     return RECIPES[name]

@@ -131,6 +131,7 @@ stage "evaluate FSQ-MARDM"
 
 stage "sample"
 PROMPTS=$(mktemp)
+trap 'rm -f "$PROMPTS"' EXIT  # also when sample.py fails
 cat > "$PROMPTS" <<'EOF'
 a person walks forward slowly#120
 a person jumps in place#80
@@ -138,5 +139,4 @@ someone waves with their right hand#100
 a person runs forward quickly#100
 EOF
 "$PY" sample.py --dataset_name "$DATASET" --checkpoints_dir "$CKPT" --name "$GEN_NAME" --text_path "$PROMPTS" "${SAMPLE_ARGS[@]}"
-rm -f "$PROMPTS"
 stage "done: runs in $RUNS, samples in generation/${GEN_NAME}_${DATASET}/"

@@ -458,7 +458,8 @@ def test_the_pipeline_script_runs_from_another_directory_with_relative_paths(tmp
     (cwd / "bin").mkdir(parents=True)
     log = tmp_path / "argv.log"
     fake = cwd / "bin" / "python"
-    fake.write_text(f"#!/bin/sh\necho \"$@\" >> '{log}'\n")
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> '{log}'\n"
+                    f"if [ -n \"$FAIL_SAMPLE\" ] && [ \"$1\" = sample.py ]; then exit 3; fi\n")
     fake.chmod(0o755)
     (cwd / "my data").mkdir()
     (cwd / "my data" / "Mean.npy").write_bytes(b"")
@@ -478,6 +479,13 @@ def test_the_pipeline_script_runs_from_another_directory_with_relative_paths(tmp
     assert set(calls) == {"evaluation_AE.py", "evaluation_MARDM.py", "sample.py"}  # all else found done
     assert f"--checkpoints_dir {cwd / 'my ck'} " in calls["evaluation_AE.py"]
     assert f"--data_root {cwd / 'my data'} " in calls["evaluation_AE.py"]
+    # A failed sample.py stops the script with its status and leaves no prompts file behind.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    failed = subprocess.run(["bash", script, "--quick", "--python", "bin/python", "--checkpoints_dir", "my ck",
+                             "--data_root", "my data"], cwd=cwd, capture_output=True,
+                            env={**os.environ, "FAIL_SAMPLE": "1", "TMPDIR": str(scratch)})
+    assert failed.returncode == 3 and not list(scratch.iterdir())
 
 
 def test_the_stated_python_version_installs_the_pinned_requirements():

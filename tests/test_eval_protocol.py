@@ -148,6 +148,23 @@ def test_replications_stream_to_jsonl_and_resume(setup, tmp_path):
         assert a["metrics"] == pytest.approx(b["metrics"], abs=1e-9)
 
 
+def test_a_resume_after_a_torn_line_keeps_every_new_replication_readable(setup, tmp_path):
+    """A crash mid-write leaves a last line without its newline: the replications a resume streams after it must
+    start a line of their own, or the first of them is glued to the torn one and lost to the next resume."""
+    _, _, ev, loader = setup
+    path = tmp_path / "replications.jsonl"
+    evaluate(ev, loader, gt_motion, replications=1, seed=7, results_path=str(path), gt_cache=None, progress=False,
+             meta={"checkpoint": "x"})
+    with open(path, "a") as f:
+        f.write('{"replication": 1, "seed": 8, "metr')  # torn
+    evaluate(ev, loader, gt_motion, replications=3, seed=7, results_path=str(path), gt_cache=None, progress=False,
+             meta={"checkpoint": "x"}, resume=True)
+    calls = {"n": 0}
+    evaluate(ev, loader, gt_motion_counted(calls), replications=3, seed=7, results_path=str(path), gt_cache=None,
+             progress=False, meta={"checkpoint": "x"}, resume=True)
+    assert calls["n"] == 0  # all three replications were read back
+
+
 def gt_motion_counted(calls):
     def fn(batch):
         calls["n"] += 1

@@ -242,6 +242,19 @@ def _drop_rows(path: str, key: str) -> None:
         f.writelines(kept)
 
 
+def _end_torn_line(path: str) -> None:
+    """End the last line of ``path`` when a crash left it without its newline, so that the rows a resume appends
+    start lines of their own instead of being glued to the torn one (and lost to the next resume)."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        torn = f.read(1) != b"\n"
+    if torn:
+        with open(path, "a") as f:
+            f.write("\n")
+
+
 def _read_finished(path: str, key: str, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Replication rows already in ``path`` under ``key`` for one of ``seeds`` (a torn last line is ignored)."""
     done: dict[int, dict[str, Any]] = {}
@@ -346,6 +359,8 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
         os.makedirs(os.path.dirname(os.path.abspath(results_path)) or ".", exist_ok=True)
         if not resume:
             _drop_rows(results_path, eval_key)
+        else:
+            _end_torn_line(results_path)
         if done:
             logger.info("resuming: %d of %d replications already in %s", len(done), replications, results_path)
 

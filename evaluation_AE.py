@@ -55,7 +55,7 @@ from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.eval_data import build_eval_loader, digest
-from utils.eval_protocol import evaluate, evaluator_tag, protocol_tag, renormalize
+from utils.eval_protocol import evaluate, evaluator_tag, protocol_tag, renormalize, replication_seeds
 from utils.eval_report import checkpoint_info, format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.logging_utils import setup_logging
@@ -82,6 +82,7 @@ def main(cfg) -> dict:
     # setup
     # ---------------------------------------------------------------------------------------------------------------
     setup_logging(hold=True)  # eval.log receives what set-up logs, and nothing an earlier main() held
+    replication_seeds(cfg.seed, cfg.replications)  # a --seed the protocol cannot use fails before any work
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     path, name, which = resolve_checkpoint(cfg)
     # Results go to the run named by --name, else next to the --ckpt file's own run; their names give the file, its

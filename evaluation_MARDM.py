@@ -63,7 +63,7 @@ from utils.checkpoint import CheckpointError
 from utils.cli import run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_data import build_eval_loader
-from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag, renormalize
+from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag, renormalize, replication_seeds
 from utils.eval_report import format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.generation import load_generator
@@ -164,6 +164,7 @@ def main(cfg) -> dict:
     if cfg.cal_mm and cfg.mm_repeats <= MM_TIMES:
         raise ValueError(f"--mm_repeats {cfg.mm_repeats}: multimodality compares {MM_TIMES} pairs of repeats per "
                          f"caption, so it needs more than {MM_TIMES} (or --no_mm)")
+    replication_seeds(cfg.seed, cfg.replications)  # a --seed the protocol cannot use fails before any work
     source = (replay_source(cfg, get_evaluation_generator_parser().get_default) if cfg.from_motions
               else generator_source(cfg))
     dataset_name = cfg.eval_dataset or source.dataset_name

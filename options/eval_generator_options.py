@@ -57,7 +57,7 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
                      help="CLIP weights replacing the path recorded in the generator")
     run.add_argument("--config", type=str, default=None, help="YAML preset (flag: value)")
     run.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                     help="base seed (evaluation: replication r uses seed + r; sampling: sample k uses seed + k)")
+                     help="base seed (evaluation: >= 0, replication r uses seed + r; sampling: sample k uses seed + k)")
     run.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu",
                      help="torch device")
 

@@ -94,7 +94,7 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
                           "theirs; default for T2M-GPT/MoMask files: the evaluator's statistics)")
     run.add_argument("--checkpoints_dir", type=str, default=project_path("checkpoints"), help="root folder of all runs")
     run.add_argument("--config", type=str, default=None, help="YAML preset (flag: value)")
-    run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed (replication r uses seed + r)")
+    run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed, >= 0 (replication r uses seed + r)")
     run.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset_name", type=str, default="t2m",

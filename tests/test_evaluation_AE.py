@@ -186,6 +186,15 @@ def test_missing_checkpoint_names_what_exists(env):
         run_eval(env, "--name", "fsq", "--ae_model", "AE_Tiny")
 
 
+def test_a_negative_seed_fails_by_name_before_the_reconstruction_pass(env, monkeypatch):
+    def reconstruct(*args, **kwargs):
+        raise AssertionError("the reconstruction pass ran")
+
+    monkeypatch.setattr(evaluation_AE, "reconstruct", reconstruct)
+    with pytest.raises(ValueError, match="--seed -1: .* must be >= 0"):
+        run_eval(env, "--name", "fsq", "--seed", "-1")
+
+
 def test_reconstruction_stats_conventions():
     spec = get_dataset_spec("synthetic")
     d = spec.dim_pose

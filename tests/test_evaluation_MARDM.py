@@ -84,6 +84,11 @@ def test_too_few_mm_repeats_fail_before_anything_loads(tmp_path):
         run_eval(str(tmp_path / "nothing_here"), str(tmp_path), "--mm_repeats", "5")
 
 
+def test_a_negative_seed_fails_by_name_before_anything_loads(tmp_path):
+    with pytest.raises(ValueError, match="--seed -1: .* must be >= 0"):
+        run_eval(str(tmp_path / "nothing_here"), str(tmp_path), "--seed", "-1")
+
+
 def test_no_mm_run_writes_reports_and_renormalises(setup, monkeypatch):
     ckdir, paths, data_root, evaluator = setup
     log = CallLog(monkeypatch)

@@ -194,7 +194,11 @@ def evaluator_tag(evaluator_dir: str | None, default_dir: str) -> str:
 
 
 def replication_seeds(seed: int, replications: int) -> list[int]:
-    """Seed of each replication: ``seed + r``."""
+    """Seed of each replication: ``seed + r``. A negative base seed (``--seed``) is refused: each replication's
+    batches and index pairs come from numpy seed sequences of its seed, which take no negative number."""
+    if int(seed) < 0:
+        raise ValueError(f"--seed {seed}: the evaluation's base seed must be >= 0 (replication r draws its batches "
+                         f"and index pairs from numpy seed sequences of seed + r)")
     return [int(seed) + r for r in range(replications)]
 
 

@@ -228,7 +228,13 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
         codebooks = []
         while f"quantizer.layers.{len(codebooks)}.codebook" in sd:
             codebooks.append(sd[f"quantizer.layers.{len(codebooks)}.codebook"])
+        # MoMask's shared codebook is one module listed Q times, saved as Q equal copies. Trained separate EMA
+        # codebooks are never bit-equal, so equality means shared; shared_codebook=False overrides it. A shared
+        # module holds one codebook, so asking for one where they differ would silently keep only the last.
         shared = len(codebooks) > 1 and all(torch.equal(codebooks[0], cb) for cb in codebooks[1:])
+        if kwargs.get("shared_codebook") and not shared and len(codebooks) > 1:
+            raise CheckpointError(f"{path}: shared_codebook=True was requested but the {len(codebooks)} layers' "
+                                  f"codebooks differ (a shared codebook is saved as equal copies)")
         inferred.update(nb_code=int(codebooks[0].shape[0]), code_dim=latent, num_quantizers=len(codebooks),
                         shared_codebook=kwargs.pop("shared_codebook", shared), dropout=0.2)
     elif "quantizer.codebook" in sd or "quantizer.embedding.weight" in sd:

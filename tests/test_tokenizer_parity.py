@@ -332,3 +332,20 @@ def test_import_checkpoint_keeps_any_checkpoint_of_an_existing_run(tmp_path) -> 
     assert best.read_bytes() == b"a trained run's best weights"
     tool.main(tool.get_parser().parse_args([*argv, "--overwrite"]))
     assert load_tokenizer(str(best), model_name=official.model_name).source_format == "ours"
+
+
+def test_shared_codebook_request_must_fit_the_codebooks(tmp_path) -> None:
+    """A shared RVQ is one module listed Q times: loading distinct per-layer codebooks into it would keep only the
+    last one. ``shared_codebook=True`` on such a file is a contradiction; ``False`` overrides the detection."""
+    fx = Fixture("momask_rvqvae")
+    assert fx.manifest["constructor"]["args"]["shared_codebook"] is False
+    with pytest.raises(CheckpointError, match=r"net_best_fid.tar: shared_codebook=True was requested but the "
+                                              r"\d+ layers' codebooks differ"):
+        load_tokenizer(fx.checkpoint, shared_codebook=True)
+    sd = _official_state_dict(fx)
+    for key in [k for k in sd if k.startswith("quantizer.layers.")]:
+        sd[key] = sd["quantizer.layers.0.codebook"].clone()
+    path = str(tmp_path / "same_codebooks.tar")
+    save_checkpoint(path, {"vq_model": sd, "ep": 1})
+    assert load_tokenizer(path).model_args["shared_codebook"] is True
+    assert load_tokenizer(path, shared_codebook=False).model_args["shared_codebook"] is False

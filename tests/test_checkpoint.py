@@ -158,3 +158,12 @@ def test_a_file_written_without_checksums_loads(tmp_path):
     finally:
         torch.serialization.set_crc32_options(before)
     assert torch.equal(load_checkpoint(path)["w"], torch.arange(4.0))
+
+
+# torch marks the jit API deprecated; OpenAI's CLIP ViT-B-32.pt is such an archive.
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_a_torchscript_archive_is_named_and_described(tmp_path):
+    path = str(tmp_path / "ViT-B-32.pt")
+    torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2)).save(path)
+    with pytest.raises(CheckpointError, match=r"ViT-B-32.pt: not a checkpoint: a TorchScript archive"):
+        load_checkpoint(path)

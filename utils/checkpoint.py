@@ -139,6 +139,11 @@ def _check_zip(path: str, check_data: bool) -> None:
             names = [m.filename for m in members[:5]]
             raise CheckpointError(f"{path}: not a PyTorch checkpoint: a zip archive without data.pkl "
                                   f"(members {names}{' ...' if len(members) > 5 else ''})")
+        # torch.load refuses these under weights_only with a message that names no file and suggests turning
+        # weights_only off (OpenAI's CLIP ViT-B-32.pt is one).
+        if any(m.filename.endswith("constants.pkl") or "/code/" in m.filename for m in members):
+            raise CheckpointError(f"{path}: not a checkpoint: a TorchScript archive (torch.jit.save), a compiled "
+                                  "model rather than a dict of weights")
         for member in members:
             if not check_data and _is_tensor_data(member.filename):
                 continue

@@ -30,7 +30,7 @@ from utils.eval_data import build_eval_loader
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.generation import load_generator
 from utils.generation_momask import MoMaskBackend
-from utils.generator_checkpoints import resolve_generator_checkpoint
+from utils.generator_checkpoints import load_length_estimator, resolve_generator_checkpoint
 from utils.generator_stage import TokenizerRef
 from utils.normalization import eval_normalization, load_mean_std
 from utils.token_stage import load_token_tokenizer, make_token_generation_eval_fn, token_checkpoint_meta
@@ -213,6 +213,28 @@ def test_mismatched_runs_fail_naming_both(runs):
         load_generator(paths["mask"], res_run=paths["mask"])
     with pytest.raises(CheckpointError, match="tokenizer sha256"):
         load_generator(paths["vq_mask"], res_run=paths["res"])
+    with pytest.raises(CheckpointError, match=r"rvq/model/net_best_loss.tar: stage is 'tokenizer', expected "
+                                              r"'generator'"):
+        load_generator(paths["mask"], res_run=paths["rvq"])
+
+
+def test_official_generator_files_are_named_as_such(runs, tmp_path):
+    """The references' own generator files (no stage, their weight keys) are refused as what they are."""
+    _, paths = runs
+    official = {"MARDM": {"mardm": {}, "ema_mardm": {}, "ep": 1, "total_it": 2},
+                "MoMask masked transformer": {"t2m_transformer": {}, "ep": 1},
+                "MoMask residual transformer": {"res_transformer": {}, "ep": 1},
+                "length estimator": {"estimator": {}, "epoch": 1}}
+    for who, state in official.items():
+        path = str(tmp_path / f"{who.replace(' ', '_')}.tar")
+        save_checkpoint(path, state)
+        match = rf"{who.replace(' ', '_')}.tar: an official {who} checkpoint"
+        with pytest.raises(CheckpointError, match=match):
+            load_generator(path)
+        with pytest.raises(CheckpointError, match=match):
+            load_generator(paths["mask"], res_run=path)
+        with pytest.raises(CheckpointError, match=match):
+            load_length_estimator(path)
 
 
 def test_best_resolves_momask_checkpoint_names(runs, tmp_path):

@@ -66,6 +66,7 @@ from utils.generator_checkpoints import (
     check_text_encoder_request,
     checkpoints_root,
     load_length_estimator,
+    require_stage,
     resolve_generator_checkpoint,
     resolve_tokenizer_file,
 )
@@ -470,10 +471,7 @@ def _select_weights(state: dict[str, Any], use_ema: bool, path: str) -> tuple[di
 
 
 def _check_residual(res_state: dict[str, Any], res_path: str, state: dict[str, Any], path: str) -> None:
-    """A residual run must share the stage, dataset, statistics, tokenizer file and text encoder of its base run."""
-    if res_state["stage"] != GENERATOR_STAGE:
-        raise CheckpointError(f"{res_path}: stage is {res_state['stage']!r}, expected {GENERATOR_STAGE!r} (a "
-                              f"train_res_transformer.py checkpoint)")
+    """A residual run must share the dataset, statistics, tokenizer file and text encoder of its base run."""
     res_data, data = res_state["dataset"], state["dataset"]
     same_stats = all(np.allclose(torch.as_tensor(res_data[k]).float().numpy(), torch.as_tensor(data[k]).float().numpy())
                      for k in ("mean", "std"))
@@ -515,10 +513,7 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
     path = resolve_generator_checkpoint(path_or_run, which)
     device = torch.device(device)
     state = load_checkpoint(path, map_location="cpu")
-    # The stage first: a tokenizer or length-estimator file given here is named as such, not as missing keys.
-    if state.get("stage") != GENERATOR_STAGE:
-        raise CheckpointError(f"{path}: stage is {state.get('stage')!r}, expected {GENERATOR_STAGE!r} (a generator "
-                              f"checkpoint written by train_MARDM.py or train_t2m_transformer.py)")
+    require_stage(state, path, GENERATOR_STAGE, "train_MARDM.py or train_t2m_transformer.py")
     require_keys(state, GENERATOR_KEYS, path)
     backend_cls = backend_for(state, path)
     dataset = state["dataset"]
@@ -549,6 +544,7 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
                                   f"transformer does); drop res_run / --res_name")
         res_path = resolve_generator_checkpoint(res_run, res_which or which)
         res_state = load_checkpoint(res_path, map_location="cpu")
+        require_stage(res_state, res_path, GENERATOR_STAGE, "train_res_transformer.py")
         require_keys(res_state, GENERATOR_KEYS, res_path)
         _check_residual(res_state, res_path, state, path)
         res_weights, res_weights_name = _select_weights(res_state, use_ema, res_path)

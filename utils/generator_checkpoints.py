@@ -29,6 +29,26 @@ LENGTH_ESTIMATOR_STAGE = "length_estimator"
 # MoMask's masked transformer keeps its best validation accuracy (net_best_acc.tar) when trained without evaluation.
 CHECKPOINT_FILES = {"latest": ("latest.tar",), "best": ("net_best_fid.tar", "net_best_loss.tar", "net_best_acc.tar")}
 LENGTH_ESTIMATOR_FILES = ("net_best_*.tar", "finest.tar", "latest.tar")
+# Weight keys of the reference implementations' own generator files, which record no stage: MARDM's train_MARDM.py,
+# MoMask's train_t2m_transformer.py (legacy and T2M-GPT: "trans") and train_res_transformer.py, and the length
+# estimator both ship. Only tokenizers import (tools/import_checkpoint.py).
+OFFICIAL_GENERATOR_KEYS = {"ema_mardm": "MARDM", "mardm": "MARDM", "t2m_transformer": "MoMask masked transformer",
+                           "res_transformer": "MoMask residual transformer", "trans": "T2M-GPT / MoMask transformer",
+                           "estimator": "length estimator"}
+
+
+def require_stage(state: dict[str, Any], path: str, stage: str, written_by: str) -> None:
+    """Raise naming ``path`` unless ``state["stage"]`` is ``stage``; checked before the keys, so another stage's file,
+    or an official generator file, is named as such rather than as missing keys."""
+    if state.get("stage") == stage:
+        return
+    official = next((who for key, who in OFFICIAL_GENERATOR_KEYS.items() if key in state), None)
+    if "stage" not in state and official is not None:
+        raise CheckpointError(f"{path}: an official {official} checkpoint (top-level keys {sorted(state)}); only "
+                              f"{stage} checkpoints written by this framework's {written_by} load here (official "
+                              f"tokenizers import with tools/import_checkpoint.py, official generators do not)")
+    raise CheckpointError(f"{path}: stage is {state.get('stage')!r}, expected {stage!r} (a {stage} checkpoint "
+                          f"written by {written_by})")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -175,9 +195,7 @@ def load_length_estimator(path_or_run: str, device: str | torch.device = "cpu") 
     ``resolve_length_estimator_checkpoint``); logits (B, num_classes) over token counts."""
     path = resolve_length_estimator_checkpoint(path_or_run)
     state = load_checkpoint(path, map_location="cpu")
-    if state.get("stage") != LENGTH_ESTIMATOR_STAGE:  # before the keys: another stage's file is named as such
-        raise CheckpointError(f"{path}: stage is {state.get('stage')!r}, expected {LENGTH_ESTIMATOR_STAGE!r} (a "
-                              f"train_length_estimator.py checkpoint)")
+    require_stage(state, path, LENGTH_ESTIMATOR_STAGE, "train_length_estimator.py")
     require_keys(state, ["model_args", "model", "text_encoder", "unit_length"], path)
     try:
         model = LengthEstimator(**state["model_args"])

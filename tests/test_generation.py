@@ -24,7 +24,7 @@ from models.tokenizers import build_tokenizer
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.generation import load_generator
-from utils.generator_checkpoints import load_length_estimator, resolve_generator_checkpoint
+from utils.generator_checkpoints import build_recorded_text_encoder, load_length_estimator, resolve_generator_checkpoint
 from utils.generator_stage import TokenizerRef, generator_checkpoint_meta, token_dims
 from utils.normalization import load_mean_std
 from utils.tokenizer_stage import dataset_record
@@ -389,3 +389,13 @@ def test_a_replaced_tokenizer_of_another_model_names_the_generators_record(runs)
     with pytest.raises(CheckpointError, match="holds 'AE_Tiny' but the generator's recorded tokenizer model is "
                                               "'FSQ_AE_Tiny'"):
         load_generator(paths["fsq_gen"], tokenizer_path=paths["ae_tok"])
+
+
+def test_missing_clip_weights_are_named_by_where_the_path_came_from(tmp_path):
+    record = {"name": "clip", "dim": CLIP_EMBED, "path": str(tmp_path / "trained_with" / "ViT-B-32.pt")}
+    with pytest.raises(CheckpointError, match=r"gen.tar: CLIP weights not found: .*trained_with/ViT-B-32.pt \(the "
+                                              r"file the model was trained with\); pass text_encoder_path="):
+        build_recorded_text_encoder(record, "gen.tar")
+    with pytest.raises(CheckpointError, match=r"gen.tar: CLIP weights not found: .*elsewhere.pt \(given as "
+                                              r"text_encoder_path"):
+        build_recorded_text_encoder(record, "gen.tar", weights_path=str(tmp_path / "elsewhere.pt"))

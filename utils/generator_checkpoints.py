@@ -160,8 +160,9 @@ def build_recorded_text_encoder(record: dict[str, Any], path: str, device: str |
     if name == "clip":
         weights = weights_path or record.get("path")
         if not weights or not os.path.isfile(weights):
-            raise CheckpointError(f"{path}: CLIP weights not found: {weights} (the file the model was trained with); "
-                                  f"pass text_encoder_path= / --text_encoder_path with OpenAI's ViT-B-32.pt and "
+            where = ("given as text_encoder_path= / --text_encoder_path); pass the path of" if weights_path else
+                     "the file the model was trained with); pass text_encoder_path= / --text_encoder_path with")
+            raise CheckpointError(f"{path}: CLIP weights not found: {weights} ({where} OpenAI's ViT-B-32.pt, with "
                                   f"bpe_simple_vocab_16e6.txt.gz next to it")
         kwargs["weights_path"] = weights
     elif weights_path is not None:

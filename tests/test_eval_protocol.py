@@ -15,7 +15,7 @@ from utils.eval_data import build_eval_loader
 from utils.eval_protocol import evaluate, renormalize, replication_seeds
 from utils.eval_report import format_report, write_report_json
 from utils.evaluator import build_evaluator
-from utils.gt_cache import GTCache
+from utils.gt_cache import GTCache, GTEmbeddings
 from utils.model_embeddings import checked_motion, embed_in_chunks, motion_embeddings
 from utils.normalization import eval_normalization, load_mean_std
 from utils.word_vectorizer import LearnedVocab
@@ -225,6 +225,20 @@ def test_gt_cache_hit_skips_the_evaluator_and_gives_identical_numbers(setup, tmp
     third = evaluate(ev, loader, model, replications=1, seed=20, gt_cache=cache, progress=False)
     assert calls["n"] == loader.num_batches and third.rows[0]["gt_cache"] == "stale"
     assert third.rows[0]["metrics"] == first.rows[0]["metrics"]
+
+
+def test_a_torn_or_corrupt_gt_cache_entry_is_recomputed_not_a_crash(tmp_path, caplog):
+    cache = GTCache(str(tmp_path))
+    entry = GTEmbeddings(np.zeros((4, 8), np.float32), np.ones((4, 8), np.float32), np.arange(4), np.arange(4))
+    cache.save("k" * 64, 0, entry)
+    path = Path(cache.path("k" * 64, 0))
+    raw = path.read_bytes()
+    assert cache.load("k" * 64, 0) is not None
+    for damaged in (raw[:len(raw) // 2], raw[:200] + bytes([raw[200] ^ 0xFF]) + raw[201:]):
+        path.write_bytes(damaged)
+        caplog.clear()
+        assert cache.load("k" * 64, 0) is None
+        assert f"GT cache {path} is unreadable" in caplog.text
 
 
 def test_embedding_in_chunks_equals_embedding_each_batch_alone(setup):

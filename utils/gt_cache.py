@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
@@ -47,7 +48,7 @@ class GTCache:
                 if str(data["key"]) != key:
                     return None
                 return GTEmbeddings(*(data[name] for name in GTEmbeddings._fields))
-        except (OSError, ValueError, KeyError, EOFError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # torn or bit-flipped
             logger.warning("GT cache %s is unreadable (%s); recomputing", path, e)
             return None
 

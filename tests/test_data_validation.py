@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,18 @@ def test_warnings_alone_keep_ok_and_missing_stats_fail(tmp_path):
     report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train",))
     assert not report.ok and report.counts == {"missing_stats": 1, "too_short": 1}
     assert "Std.npy: missing" in report.problems[0].message
+
+
+def test_statistics_that_are_not_npy_files_are_reported_not_a_crash(tmp_path):
+    write_clean(tmp_path, ["a"])
+    buffer = io.BytesIO()
+    np.savez(buffer, mean=np.zeros(263))  # an .npz archive renamed to .npy
+    (tmp_path / "Mean.npy").write_bytes(buffer.getvalue())
+    (tmp_path / "Std.npy").write_bytes(buffer.getvalue()[:100])  # a torn one
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train",))
+    assert not report.ok and report.counts == {"stats_shape": 2}
+    for problem, name in zip(report.problems, ("Mean.npy", "Std.npy")):
+        assert problem.message == f"{tmp_path / name}: not a .npy file (no NUMPY header); expected shape (263,)"
 
 
 def test_clips_the_text_loaders_skip_as_too_long_are_warnings(tmp_path):

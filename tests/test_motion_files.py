@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -176,6 +177,25 @@ def test_load_mean_std_bad_std(tmp_path, value, kind, match):
     assert e.value.kind == kind
     # the 67-dim slice does not contain the bad entry
     assert load_mean_std(get_dataset_spec("t2m_67"), str(tmp_path))[1].shape == (67,)
+
+
+def _zipped(array: np.ndarray, torn: bool) -> bytes:
+    """The bytes of an .npz archive holding ``array`` (its first half when ``torn``)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, mean=array)
+    raw = buffer.getvalue()
+    return raw[:len(raw) // 2] if torn else raw
+
+
+@pytest.mark.parametrize("content", ["npz", "torn_npz", "text"])
+def test_load_mean_std_file_that_is_not_npy(tmp_path, content):
+    write_dataset(tmp_path, {"a": 10}, {"train": ["a"]})
+    raw = b"0.0 0.1 0.2\n" if content == "text" else _zipped(np.zeros(263), torn=content == "torn_npz")
+    (tmp_path / "Mean.npy").write_bytes(raw)
+    with pytest.raises(DatasetError, match=r"Mean\.npy: not a \.npy file \(no NUMPY header\); expected shape "
+                                           r"\(263,\)") as e:
+        load_mean_std(get_dataset_spec("t2m"), str(tmp_path))
+    assert e.value.kind == "stats_shape"
 
 
 def test_load_mean_std_missing(tmp_path):

@@ -13,13 +13,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 from tqdm import tqdm
 
 from utils.dataset_specs import SPEC_FILE, DatasetSpec
 from utils.datasets import max_sample_length
 from utils.motion_files import MOTION_DIR, TEXT_DIR, motion_path, read_split, scan_motion, scan_texts, text_path
-from utils.normalization import MEAN_FILE, STD_FILE, DatasetError, stats_problems
+from utils.normalization import MEAN_FILE, STD_FILE, DatasetError, read_stats_file, stats_problems
 
 logger = logging.getLogger(__name__)
 
@@ -114,10 +113,9 @@ def _check_stats(report: ValidationReport, spec: DatasetSpec, root: str) -> None
                                               f"both)")
             continue
         try:
-            values = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            report.add("stats_shape", path, f"{path}: cannot read as a .npy array ({e}); expected shape "
-                                            f"({spec.file_dim},)")
+            values = read_stats_file(path, spec)
+        except DatasetError as e:
+            report.add_error(e)
             continue
         for problem in stats_problems(values, spec, path, is_std):
             report.add_error(problem)

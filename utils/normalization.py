@@ -78,17 +78,32 @@ def _describe_index(spec: DatasetSpec, index: int) -> str:
     return str(index)
 
 
+def read_stats_file(path: str, spec: DatasetSpec) -> np.ndarray:
+    """The array of an existing statistics file ``path``, or a ``DatasetError`` (kind ``stats_shape``) when it is not
+    a readable .npy file; ``stats_problems`` checks what it holds."""
+    def unreadable(reason: object) -> DatasetError:
+        return DatasetError(f"{path}: {reason}; expected shape ({spec.file_dim},)", kind="stats_shape", path=path)
+
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise unreadable(f"cannot open ({e})") from e
+    if magic != b"\x93NUMPY":  # an .npz archive would load as an NpzFile, a text file as "pickled data"
+        raise unreadable("not a .npy file (no NUMPY header)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise unreadable(f"cannot read as a .npy array ({e})") from e
+
+
 def _load_stat(path: str, spec: DatasetSpec, is_std: bool) -> np.ndarray:
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: missing; expected the dataset {'std' if is_std else 'mean'} of shape "
                            f"({spec.file_dim},): copy the dataset's official file, or compute both with python "
                            f"prepare_data.py stats --dataset_name {spec.name} --data_root {os.path.dirname(path)}",
                            kind="missing_stats", path=path)
-    try:
-        values = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DatasetError(f"{path}: cannot read as a .npy array ({e}); expected shape ({spec.file_dim},)",
-                           kind="stats_shape", path=path) from e
+    values = read_stats_file(path, spec)
     problems = stats_problems(values, spec, path, is_std)
     if problems:
         raise problems[0]

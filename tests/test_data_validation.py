@@ -122,6 +122,17 @@ def test_statistics_that_are_not_npy_files_are_reported_not_a_crash(tmp_path):
         assert problem.message == f"{tmp_path / name}: not a .npy file (no NUMPY header); expected shape (263,)"
 
 
+def test_a_token_the_evaluation_dataset_refuses_is_an_error(tmp_path):
+    # The evaluation dataset reads every token as word/POS and raises on one that is not.
+    write_clean(tmp_path, ["a", "b"])
+    (tmp_path / "texts" / "b.txt").write_text(GOOD_TEXT + "a person runs.#a/DET person run/VERB#0.0#0.0\n")
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train",))
+    assert not report.ok and report.counts == {"malformed_text": 1}
+    message = report.problems[0].message
+    assert message.startswith(f"{tmp_path / 'texts' / 'b.txt'}: caption 'a person runs.': caption token 'person' is "
+                              f"not of the form 'word/POS'")
+
+
 def test_clips_the_text_loaders_skip_as_too_long_are_warnings(tmp_path):
     # The text-motion loaders keep clips of min_motion_length <= T < max_motion_length + unit_length (200 for t2m).
     write_clean(tmp_path, ["a", "b", "c"])

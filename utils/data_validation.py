@@ -19,6 +19,7 @@ from utils.dataset_specs import SPEC_FILE, DatasetSpec
 from utils.datasets import max_sample_length
 from utils.motion_files import MOTION_DIR, TEXT_DIR, motion_path, read_split, scan_motion, scan_texts, text_path
 from utils.normalization import MEAN_FILE, STD_FILE, DatasetError, read_stats_file, stats_problems
+from utils.word_vectorizer import split_token
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +130,8 @@ def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
     Checks ``Mean.npy``/``Std.npy`` (present, size ``dim_pose`` or ``file_dim``, finite, std > 0), each split file
     (present, not empty), and for every id of those splits its motion file (present, readable, numeric, shape
     (T, file_dim), T >= 1, finite, at least ``spec.min_motion_length`` frames and, when captions are checked, fewer
-    than ``max_sample_length(spec)``) and caption file (present, UTF-8, well-formed lines, captions with tokens). Each
-    motion file is read once even if several splits list it.
+    than ``max_sample_length(spec)``) and caption file (present, UTF-8, well-formed lines, captions with tokens, each
+    of the form ``word/POS``). Each motion file is read once even if several splits list it.
     ``texts=False`` skips the caption checks (motion-only datasets such as BEAT-X).
     """
     root = data_root or spec.root
@@ -192,6 +193,13 @@ def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
                 report.add("no_tokens", tpath, f"{tpath}: caption {entry.caption[:40]!r} has no word/POS tokens; "
                                                f"expected tokens between the first and second '#' (the evaluation "
                                                f"dataset skips it)")
+            for token in entry.tokens:
+                try:
+                    split_token(token)
+                except ValueError as e:
+                    report.add("malformed_text", tpath, f"{tpath}: caption {entry.caption!r}: {e} (the evaluation "
+                                                        f"dataset stops on it)")
+                    break
     spec_file = os.path.join(root, SPEC_FILE)
     if tagged and os.path.isfile(spec_file) and spec.text_fps != spec.fps:
         # BVH imports made before text_fps followed --fps recorded 20 whatever the frame rate.

@@ -60,7 +60,7 @@ def test_broken_dataset_reports_every_problem(tmp_path):
     (texts / "badbytes.txt").write_bytes(b"a person\xff walks.#a/DET#0#0\n")
     (texts / "malformed.txt").write_text(GOOD_TEXT + "a person waves.#a/DET person/NOUN wave/VERB\n")
     (texts / "notokens.txt").write_text("a person runs.##0.0#0.0\n")
-    (tmp_path / "train.txt").write_text("\n".join(ids + ["ghost"]) + "\n")
+    (tmp_path / "train.txt").write_text("\n".join(ids + ["ghost", "good"]) + "\n")  # good: listed twice
     (tmp_path / "val.txt").write_text("")
     (tmp_path / "test.txt").unlink()
     np.save(tmp_path / "Mean.npy", np.zeros(251, dtype=np.float32))
@@ -73,7 +73,7 @@ def test_broken_dataset_reports_every_problem(tmp_path):
     expected = {"stats_shape": 1, "stats_nonfinite": 1, "std_zero": 1, "empty_split": 1, "missing_split": 1,
                 "nan": 1, "inf": 1, "wrong_dim": 1, "too_short": 1, "too_long": 1, "empty_motion": 2, "non_numeric": 1,
                 "missing_text": 2, "empty_text": 1, "undecodable_text": 1, "malformed_text": 1, "no_tokens": 1,
-                "missing_motion": 1}
+                "missing_motion": 1, "duplicate_id": 1}
     assert report.counts == expected
     # text_fps needs an imported spec.json: tests/test_bvh.py covers it.
     assert set(expected) == set(KINDS) - {"missing_root", "missing_stats", "unreadable_motion", "text_fps"}
@@ -82,12 +82,13 @@ def test_broken_dataset_reports_every_problem(tmp_path):
              "missing_split": "test.txt", "nan": "nan.npy", "inf": "inf.npy", "wrong_dim": "width.npy",
              "too_short": "short.npy", "too_long": "long.npy", "non_numeric": "strings.npy",
              "empty_text": "emptytext.txt", "undecodable_text": "badbytes.txt", "malformed_text": "malformed.txt",
-             "no_tokens": "notokens.txt", "missing_motion": "ghost.npy"}
+             "no_tokens": "notokens.txt", "missing_motion": "ghost.npy", "duplicate_id": "train.txt"}
     for kind, name in names.items():
         assert name in by_kind[kind].message, (kind, by_kind[kind].message)
         assert by_kind[kind].severity == KINDS[kind]
     assert "frame 5, feature 10 (group 'ric')" in by_kind["nan"].message
     assert "line 2: 2 '#'-separated fields" in by_kind["malformed_text"].message
+    assert "train.txt: 1 id listed more than once ('good' 2 times)" in by_kind["duplicate_id"].message
     assert "std_zero" in report.format() and "index 3, group 'root_y'" in by_kind["std_zero"].message
     empty = sorted(p.path for p in report.problems if p.kind == "empty_motion")
     assert [Path(p).name for p in empty] == ["noframes.npy", "zerobytes.npy"]

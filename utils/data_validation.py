@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,7 +24,8 @@ from utils.word_vectorizer import split_token
 
 logger = logging.getLogger(__name__)
 
-# Problem kind -> severity. Warnings are what the loaders skip and count; errors make them raise.
+# Problem kind -> severity. Warnings are what the loaders skip and count (or, for an id a split lists twice, read
+# twice); errors make them raise.
 KINDS: dict[str, str] = {
     "missing_root": "error",
     "missing_split": "error",
@@ -41,6 +43,7 @@ KINDS: dict[str, str] = {
     "undecodable_text": "error",
     "malformed_text": "error",
     "missing_motion": "warning",
+    "duplicate_id": "warning",
     "too_short": "warning",
     "too_long": "warning",
     "missing_text": "warning",
@@ -128,10 +131,10 @@ def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
     """Check a dataset root in one pass and return every problem found.
 
     Checks ``Mean.npy``/``Std.npy`` (present, size ``dim_pose`` or ``file_dim``, finite, std > 0), each split file
-    (present, not empty), and for every id of those splits its motion file (present, readable, numeric, shape
-    (T, file_dim), T >= 1, finite, at least ``spec.min_motion_length`` frames and, when captions are checked, fewer
-    than ``max_sample_length(spec)``) and caption file (present, UTF-8, well-formed lines, captions with tokens, each
-    of the form ``word/POS``). Each motion file is read once even if several splits list it.
+    (present, not empty, each id once), and for every id of those splits its motion file (present, readable, numeric,
+    shape (T, file_dim), T >= 1, finite, at least ``spec.min_motion_length`` frames and, when captions are checked,
+    fewer than ``max_sample_length(spec)``) and caption file (present, UTF-8, well-formed lines, captions with tokens,
+    each of the form ``word/POS``). Each motion file is read once even if several splits list it.
     ``texts=False`` skips the caption checks (motion-only datasets such as BEAT-X).
     """
     root = data_root or spec.root
@@ -145,10 +148,19 @@ def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
     ids: dict[str, str] = {}  # id -> first split naming it
     for split in splits:
         try:
-            for clip_id in read_split(root, split):
-                ids.setdefault(clip_id, split)
+            split_ids = read_split(root, split)
         except DatasetError as e:
             report.add_error(e)
+            continue
+        for clip_id in split_ids:
+            ids.setdefault(clip_id, split)
+        repeated = {clip_id: n for clip_id, n in Counter(split_ids).items() if n > 1}
+        if repeated:
+            path = os.path.join(root, f"{split}.txt")
+            shown = ", ".join(f"{clip_id!r} {n} times" for clip_id, n in list(repeated.items())[:5])
+            report.add("duplicate_id", path, f"{path}: {len(repeated)} id{'s' if len(repeated) > 1 else ''} listed "
+                                             f"more than once ({shown}{', ...' if len(repeated) > 5 else ''}); "
+                                             f"expected each id once (the loaders read such a clip once per line)")
     report.checked["splits"] = len(splits)
 
     motions = text_files = frames = 0

@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -557,3 +558,23 @@ def test_train_log_drops_a_last_line_cut_off_mid_write_and_names_a_bad_one(tmp_p
     with pytest.raises(ValueError, match=r"train_log.jsonl: line 2 is not a training log row"):
         TrainLog(str(path), resume_step=3, enabled=True)
     assert path.read_text() == rows.replace('{"step": 2', '{"stop": 2')  # nothing lost
+
+
+def test_resume_keeps_the_tensorboard_points_of_the_resumed_step(tmp_path):
+    # The interrupted run logged, validated and saved step 10; the resumed one trains from step 11, so the step-10
+    # points must stay visible (only what the interrupted run logged after its last save is replaced).
+    full, _ = run_toy(tmp_path, "full", make_cfg(max_iters=20), val_fn=val_loss)
+    half, _ = run_toy(tmp_path, "half", make_cfg(max_iters=10), val_fn=val_loss)
+    # TensorBoard reads a folder's event files in name order: whole seconds, then a counter of the process's writers,
+    # which sorts wrongly as text (".9" after ".10") when both files are from the same second.
+    time.sleep(1.0)
+    train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=20, is_continue=True), half, checkpoint_meta=META,
+          val_fn=val_loss)
+    scalars = {}
+    for run in (full, half):
+        events = EventAccumulator(run.model_dir)
+        events.Reload()
+        scalars[run.name] = {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+                             for tag in ("Train/loss", "Val/val_loss")}
+    assert [step for step, _ in scalars["full"]["Train/loss"]] == [5, 10, 15, 20]
+    assert scalars["half"] == scalars["full"]

@@ -332,7 +332,9 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
         # the saved groups' rates, betas and weight decay); its moments and step counts are what resume restores.
         group.update(fresh)
         group["initial_lr"] = fresh["lr"]
-    tb = TensorBoard(run.model_dir, enabled=is_main, purge_step=state.step if cfg.is_continue else None)
+    # The resumed step's own points (train log, validation) were written before its checkpoint; what the interrupted
+    # run logged after that is replaced from the next step on.
+    tb = TensorBoard(run.model_dir, enabled=is_main, purge_step=state.step + 1 if cfg.is_continue else None)
     train_log = TrainLog(run.train_log_path, state.step, enabled=is_main)
     if not cfg.is_continue:
         save_latest()  # a resumable step-0 state; also proves now that checkpoint_meta can be stored
@@ -390,8 +392,8 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
                                                             checkpoint_state))
                 if state.step % save_every == 0 or done:
                     window.flush(train_log)
+                    tb.flush()  # on disk before the checkpoint that says this step is done (resume keeps them)
                     save_latest()
-                    tb.flush()
                 if done:
                     break
     finally:

@@ -544,6 +544,13 @@ def test_engine_config_refuses_a_negative_warm_up_or_decay_before_the_run_starts
         make_cfg(lr_decay=-0.1)
 
 
+def test_a_negative_num_workers_is_refused_before_the_step_0_checkpoint(tmp_path):
+    # The DataLoader refused it only after the step-0 latest.tar was written: the same command then failed with
+    # "latest.tar exists: pass --is_continue".
+    with pytest.raises(ValueError, match="num_workers must be >= 0"):
+        run_toy(tmp_path, "workers", make_cfg(max_iters=3, num_workers=-1))
+    assert not os.path.exists(RunDir(str(tmp_path / "checkpoints"), "t2m", "workers").latest_path)
+
 def test_train_log_drops_a_last_line_cut_off_mid_write_and_names_a_bad_one(tmp_path, caplog):
     from utils.train_log import TrainLog
 

@@ -47,6 +47,7 @@ class EngineConfig:
         checks = [
             (self.max_iters >= 1, "max_iters must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.num_workers >= 0, "num_workers must be >= 0 (0 loads the data in the training process)"),
             (self.warm_up_iter >= 0, "warm_up_iter must be >= 0 (0 turns warm-up off)"),
             (self.lr_decay >= 0, "lr_decay must be >= 0 (the factor applied to the learning rate at each milestone)"),
             (self.log_every >= 1, "log_every must be >= 1"),

@@ -29,7 +29,8 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
                      help="YAML preset (flag: value); the command line overrides it, it overrides the defaults")
     run.add_argument("--is_continue", action=argparse.BooleanOptionalAction, default=False,
                      help="resume exactly from <run>/model/latest.tar (weights, optimizer, EMA, step, RNG, data order)")
-    run.add_argument("--seed", type=int, default=3407, help="seed of the model init, data order and sample crops")
+    run.add_argument("--seed", type=int, default=3407,
+                     help="seed of the model init, data order and sample crops (>= 0)")
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset_name", type=str, default="t2m",

@@ -551,6 +551,12 @@ def test_a_negative_num_workers_is_refused_before_the_step_0_checkpoint(tmp_path
         run_toy(tmp_path, "workers", make_cfg(max_iters=3, num_workers=-1))
     assert not os.path.exists(RunDir(str(tmp_path / "checkpoints"), "t2m", "workers").latest_path)
 
+def test_a_negative_seed_is_refused_by_name():
+    # The data order is drawn from numpy seed sequences of (seed, epoch), which failed with a bare "expected
+    # non-negative integer" that named neither the flag nor the value.
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        make_cfg(seed=-1)
+
 def test_train_log_drops_a_last_line_cut_off_mid_write_and_names_a_bad_one(tmp_path, caplog):
     from utils.train_log import TrainLog
 

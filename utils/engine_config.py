@@ -56,6 +56,7 @@ class EngineConfig:
             (self.ema_decay is None or 0 <= self.ema_decay < 1, "ema_decay must be in [0, 1) or None"),
             (self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision must be 'no', 'bf16' or 'fp16'"),
             (self.best_mode in ("min", "max"), "best_mode must be 'min' or 'max'"),
+            (self.seed >= 0, "seed must be >= 0 (the data order is drawn from numpy seed sequences of the seed)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -103,7 +103,8 @@ class LossWindow:
         self.steps = []
 
     def report(self, train_log: TrainLog) -> dict[str, float]:
-        """Flush, and return the window means (over steps and processes) of loss, terms and lr; then reset."""
+        """Flush, and return the window means (over steps and processes) of loss and terms, with the lr of the
+        window's last step (the rate in use when it is logged); then reset."""
         lr = self.steps[-1][2] if self.steps else float("nan")
         self.flush(train_log)
         names = list(self.sums)

@@ -364,6 +364,19 @@ def test_rng_state_round_trip_is_weights_only(tmp_path):
     assert (random.random(), float(np.random.rand()), torch.rand(1).item()) == draws
 
 
+def test_rng_states_of_gpus_this_process_does_not_see_are_left_out(monkeypatch):
+    # A run saved with two GPUs visible and resumed with one (another node, CUDA_VISIBLE_DEVICES): torch's
+    # set_rng_state_all indexes its generators by position and fails with an IndexError on the missing device.
+    set_seed(5)
+    state = {**get_rng_state(include_cuda=False), "cuda": [torch.full((8,), 1, dtype=torch.uint8),
+                                                          torch.full((8,), 2, dtype=torch.uint8)]}
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.extend(states))
+    set_rng_state(state)
+    assert len(restored) == 1 and torch.equal(restored[0], state["cuda"][0])
+
 def test_run_dir_layout():
     run = RunDir("ck", "t2m", "AE")
     assert run.root == os.path.join("ck", "t2m", "AE")

@@ -52,7 +52,8 @@ def get_rng_state(include_cuda: bool = True) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore the states captured by :func:`get_rng_state` (a missing ``cuda`` entry leaves CUDA untouched)."""
+    """Restore the states captured by :func:`get_rng_state` (a missing ``cuda`` entry leaves CUDA untouched; states
+    of devices this process does not see are left out)."""
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
     nps = state["numpy"]
@@ -60,4 +61,5 @@ def set_rng_state(state: dict[str, Any]) -> None:
                          nps["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # Saved where more GPUs were visible (another node, CUDA_VISIBLE_DEVICES): torch would index past its devices.
+        torch.cuda.set_rng_state_all(list(state["cuda"])[:torch.cuda.device_count()])

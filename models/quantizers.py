@@ -510,7 +510,10 @@ class QuantizeEMA(QuantizeEMAReset):
     def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> None:
         self._ema_statistics(x, indices, counts)
         count = self.code_count[:, None]
-        self.codebook.copy_(torch.where(count > 0, self.code_sum / count.clamp_min(1e-30), self.codebook))
+        used = count > 0
+        # Divide by the count itself however small (a floor would shrink a long-unused code towards zero); a count of
+        # zero is replaced only in the branch that torch.where discards.
+        self.codebook.copy_(torch.where(used, self.code_sum / torch.where(used, count, 1.0), self.codebook))
 
 
 class QuantizeReset(QuantizeEMAReset):

@@ -306,6 +306,14 @@ def test_other_t2m_gpt_quantizers() -> None:
     ema(x)
     assert (ema.code_count > 0).all()  # every code was initialised from a row, so no count has decayed to zero
     torch.testing.assert_close(ema.codebook, ema.code_sum / ema.code_count[:, None])  # no reset: every code is EMA
+    # A code left unused for thousands of steps has a tiny but positive count; it is still code_sum / code_count
+    # (its value), not pulled towards zero.
+    far = torch.full((6,), 100.0)
+    with torch.no_grad():
+        ema.codebook[3], ema.code_sum[3], ema.code_count[3] = far, 1e-33 * far, 1e-33
+    ema(x)
+    assert 0 < ema.code_count[3] < 1e-30
+    torch.testing.assert_close(ema.codebook[3], far)
     reset = QuantizeReset(codebook_size=8, code_dim=6).train()
     reset(_batch(12))
     out = reset(x)

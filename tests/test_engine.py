@@ -570,22 +570,6 @@ def test_a_negative_seed_is_refused_by_name():
     with pytest.raises(ValueError, match="seed must be >= 0"):
         make_cfg(seed=-1)
 
-def test_train_log_drops_a_last_line_cut_off_mid_write_and_names_a_bad_one(tmp_path, caplog):
-    from utils.train_log import TrainLog
-
-    path = tmp_path / "train_log.jsonl"
-    rows = "".join(f'{{"step": {k}, "loss": {1.0 / k}, "lr": 0.0001}}\n' for k in range(1, 5))
-    path.write_text(rows + '{"step": 5, "lo')  # killed while writing step 5
-    with caplog.at_level(logging.WARNING, logger="utils.train_log"):
-        TrainLog(str(path), resume_step=3, enabled=True).close()
-    assert path.read_text() == "".join(rows.splitlines(keepends=True)[:3])
-    assert "train_log.jsonl: line 5 was cut off mid-write" in caplog.text
-    path.write_text(rows.replace('{"step": 2', '{"stop": 2'))
-    with pytest.raises(ValueError, match=r"train_log.jsonl: line 2 is not a training log row"):
-        TrainLog(str(path), resume_step=3, enabled=True)
-    assert path.read_text() == rows.replace('{"step": 2', '{"stop": 2')  # nothing lost
-
-
 def test_resume_keeps_the_tensorboard_points_of_the_resumed_step(tmp_path):
     # The interrupted run logged, validated and saved step 10; the resumed one trains from step 11, so the step-10
     # points must stay visible (only what the interrupted run logged after its last save is replaced).

@@ -104,6 +104,13 @@ def test_caption_lines_with_nan_tags_or_no_tokens_give_their_caption(tmp_path):
                                                                           ("a man turns", None)]
 
 
+def test_a_caption_line_whose_caption_holds_a_hash_gives_its_caption(tmp_path):
+    """The texts reader splits a caption line from the right, so a '#' inside the caption stays in the caption."""
+    captions = tmp_path / "000125.txt"
+    captions.write_text("he presses button #2#he/PRON press/VERB button/NOUN#0.0#0.0\n", encoding="utf-8")
+    assert [(t, f) for _, t, f in read_prompt_file(str(captions))] == [("he presses button #2", None)]
+
+
 @pytest.mark.parametrize("name,content,match", [
     ("p.jsonl", '{"text": "a"}\n{"prompt": "b"}\n', r"p.jsonl, line 2: expected a JSON object with a \"text\""),
     ("p.jsonl", '{"text": "a", "length": -4}\n', r"p.jsonl, line 1: length -4: expected a positive whole"),

@@ -19,9 +19,10 @@ import re
 from typing import Any
 
 # caption#word/TAG word/TAG ...#start#end (the HumanML3D / KIT-ML texts files). As their reader
-# (utils.motion_files.scan_texts) takes them, the tokens may be empty and a tag may be NaN (the whole clip).
+# (utils.motion_files.scan_texts) takes them, the tokens may be empty, a tag may be NaN (the whole clip) and the
+# caption may hold '#' (the line is split from the right).
 _TAG = r"(?:[-+0-9.eE]+|[nN][aA][nN])"
-_CAPTION_LINE = re.compile(rf"^(?P<caption>[^#]*)#(?P<tokens>[^#]*/[^#]*|\s*)#(?P<start>{_TAG})#(?P<end>{_TAG})$")
+_CAPTION_LINE = re.compile(rf"^(?P<caption>.*)#(?P<tokens>[^#]*/[^#]*|\s*)#(?P<start>{_TAG})#(?P<end>{_TAG})$")
 
 
 def parse_prompt_line(line: str) -> tuple[str, int | None]:

@@ -57,6 +57,11 @@ def test_slugs_are_safe_on_every_os():
     for tail in ("0", "-5"):
         with pytest.raises(ValueError, match=f"length #{tail}: expected a positive number of frames"):
             parse_prompt_line(f"a person jumps#{tail}")
+    # A length in seconds or with a fraction is not a prompt's text (as in the .csv and .jsonl files, an error).
+    for tail in ("1.5", "120.0", "6s", "3 seconds", "80 frames"):
+        with pytest.raises(ValueError, match=f"length #{tail}: expected a positive whole number of frames"):
+            parse_prompt_line(f"a person jumps#{tail}")
+    assert parse_prompt_line("a person jumps#\u00b2") == ("a person jumps#\u00b2", None)  # a digit, not decimal
 
 
 def test_bad_prompts_fail_naming_the_line(tmp_path):
@@ -119,6 +124,7 @@ def test_a_caption_line_whose_caption_holds_a_hash_gives_its_caption(tmp_path):
     ("p.jsonl", '{"text": "a"\n', r"p.jsonl, line 1: Expecting"),
     ("p.csv", "prompt,length\na,4\n", r"p.csv, line 1: expected a header row with a 'text' column"),
     ("p.csv", "text,length\na,4\nb,4.5\n", r"p.csv, line 3: length '4.5'"),
+    ("p.csv", "text,length\na,\u00b2\n", r"p.csv, line 2: length '\u00b2': expected a positive whole"),
     ("p.json", '[{"text": "a"}]', r"p.json: a .json prompt file is not read; write one JSON object per line"),
 ])
 def test_bad_structured_prompt_files_fail_naming_the_line(tmp_path, name, content, match):

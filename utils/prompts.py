@@ -22,19 +22,25 @@ from typing import Any
 # (utils.motion_files.scan_texts) takes them, the tokens may be empty, a tag may be NaN (the whole clip) and the
 # caption may hold '#' (the line is split from the right).
 _TAG = r"(?:[-+0-9.eE]+|[nN][aA][nN])"
+# A '#' tail that means a length but not in whole frames: "#1.5", "#120.0", "#6s", "#3 seconds", "#80 frames".
+_NOT_FRAMES = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d+)?\s*(?:s|secs?|seconds?|f|frames?))",
+                         re.ASCII | re.IGNORECASE)
 _CAPTION_LINE = re.compile(rf"^(?P<caption>.*)#(?P<tokens>[^#]*/[^#]*|\s*)#(?P<start>{_TAG})#(?P<end>{_TAG})$")
 
 
 def parse_prompt_line(line: str) -> tuple[str, int | None]:
     """``"<prompt>#<frames>"`` -> (prompt, frames); ``#NA`` or no suffix -> (prompt, None); a HumanML3D caption line
     -> (caption, None); other '#' stay text. A length that is not a positive whole number of frames (``#0``,
-    ``#-5``) is a ValueError."""
+    ``#-5``, ``#1.5``, ``#6s``) is a ValueError."""
     caption = _CAPTION_LINE.match(line.strip())
     if caption and caption.group("caption").strip():
         return caption.group("caption").strip(), None
     text, sep, tail = line.rpartition("#")
     tail = tail.strip()
-    if sep and text.strip() and (tail.lstrip("+-").isdigit() or tail.upper() == "NA"):
+    if sep and text.strip() and _NOT_FRAMES.fullmatch(tail):
+        raise ValueError(f"length #{tail}: expected a positive whole number of frames (seconds times the dataset's "
+                         f"fps), or #NA for the length estimator")
+    if sep and text.strip() and (tail.lstrip("+-").isdecimal() or tail.upper() == "NA"):
         if tail.upper() == "NA":
             return text.strip(), None
         if int(tail) < 1:
@@ -51,7 +57,7 @@ def _frames(value: Any) -> int | None:
         raise ValueError(f"length {value!r}: expected a positive whole number of frames")
     if isinstance(value, str):
         value = value.strip()
-        if not value.lstrip("+").isdigit():
+        if not value.lstrip("+").isdecimal():
             raise ValueError(f"length {value!r}: expected a positive whole number of frames, or nothing")
         value = int(value)
     if isinstance(value, float) and value.is_integer():

@@ -282,3 +282,13 @@ def test_prepare_data_amass_and_its_clear_errors(tmp_path, capsys):
     still = _save(tmp_path / "still.npz", fps=0.0, **_motion(61, 60.0))
     with pytest.raises(ValueError, match=r"still\.npz: mocap_framerate is 0\.0; expected a positive frame rate"):
         read_amass_clip(still, BodyModels(file=single), 20.0, "still")
+
+
+@pytest.mark.parametrize("key", ["v_template", "shapedirs", "J_regressor"])
+def test_a_body_model_with_nan_fails_naming_the_file_and_the_key(tmp_path, key):
+    arrays = dict(np.load(_body_model(tmp_path / "ok.npz")))
+    arrays[key] = arrays[key].copy()
+    arrays[key][(3,) + (0,) * (arrays[key].ndim - 1)] = np.nan
+    bad = _body_model(tmp_path / "nan.npz", **{key: arrays[key]})
+    with pytest.raises(ValueError, match=rf"nan\.npz: {key} holds NaN or Inf"):
+        load_body_model(bad)

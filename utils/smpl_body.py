@@ -126,7 +126,8 @@ def check_shapes(path: str, expected: Mapping[str, tuple[np.ndarray, tuple[int |
 
 def body_from_arrays(path: str, arrays: Mapping[str, np.ndarray], max_betas: int = MAX_BETAS) -> SmplBody:
     """The joint part (``SmplBody``) of the arrays ``BODY_MODEL_KEYS`` read from ``path``, after checking their
-    shapes and that joints 0-21 have SMPL's parents (``ValueError`` naming the file otherwise)."""
+    shapes, that the arrays it uses are finite and that joints 0-21 have SMPL's parents (``ValueError`` naming the
+    file otherwise)."""
     v_template = np.asarray(arrays["v_template"], dtype=np.float64)
     shapedirs = np.asarray(arrays["shapedirs"])  # SMPL-X has 400 components; only the first few are converted
     regressor = np.asarray(arrays["J_regressor"], dtype=np.float64)
@@ -147,8 +148,13 @@ def body_from_arrays(path: str, arrays: Mapping[str, np.ndarray], max_betas: int
                          f"{list(SMPL22_PARENTS)} (pelvis ... wrists, as in SMPL, SMPL-H and SMPL-X)")
     body = regressor[:NUM_BODY_JOINTS]
     s = min(max_betas, shapedirs.shape[2])
+    shapes = shapedirs[:, :, :s].astype(np.float64)
+    # NaN here would surface later as non-finite joints blamed on the motion, or an SVD failure in the export.
+    for key, array in (("v_template", v_template), ("shapedirs", shapes), ("J_regressor", body)):
+        if not np.isfinite(array).all():
+            raise ValueError(f"{path}: {key} holds NaN or Inf; expected finite values")
     return SmplBody(path=path, joint_template=body @ v_template,
-                    joint_shapedirs=np.einsum("jv,vcs->jcs", body, shapedirs[:, :, :s].astype(np.float64)),
+                    joint_shapedirs=np.einsum("jv,vcs->jcs", body, shapes),
                     parents=parents, num_joints=joints)
 
 
@@ -156,8 +162,8 @@ def load_body_model(path: str | os.PathLike, max_betas: int = MAX_BETAS) -> Smpl
     """Read the joint part of an SMPL / SMPL-H / SMPL-X body model ``.npz`` (see the module docstring).
 
     Raises ``ValueError`` naming the file for a ``.pkl`` model (those need chumpy), missing keys, a ``J_regressor``
-    stored as a Python object (a scipy sparse matrix) instead of a dense array, inconsistent shapes, or parents of
-    joints 0-21 that are not SMPL's.
+    stored as a Python object (a scipy sparse matrix) instead of a dense array, inconsistent shapes, NaN or Inf, or
+    parents of joints 0-21 that are not SMPL's.
     """
     return body_from_arrays(str(path), read_body_model_arrays(path, BODY_MODEL_KEYS), max_betas)
 

@@ -76,7 +76,8 @@ class FSQ(GridQuantizer):
                              f"got shape {tuple(codes.shape)}")
 
     def bound(self, h: Tensor) -> Tensor:
-        """Squash ``h (..., L)`` into ``(-levels/2, levels/2)`` so that rounding yields exactly ``levels`` values.
+        """Squash ``h (..., L)`` into ``(-half_l - offset, half_l - offset)`` (about ``(-levels/2, levels/2)``; for
+        L = 8, (-4.0035, 3.0035)) so that rounding yields exactly ``levels`` values.
 
         ``tanh(h + shift) * half_l - offset`` with ``half_l = (L-1)(1+eps)/2``, ``offset = 0.5`` for even L (so the
         integer grid ``{-L/2 .. L/2-1}`` is reachable) and ``shift = atanh(offset / half_l)`` (so h = 0 maps to 0).

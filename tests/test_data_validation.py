@@ -76,7 +76,8 @@ def test_broken_dataset_reports_every_problem(tmp_path):
                 "missing_motion": 1, "duplicate_id": 1}
     assert report.counts == expected
     # text_fps needs an imported spec.json: tests/test_bvh.py covers it.
-    assert set(expected) == set(KINDS) - {"missing_root", "missing_stats", "unreadable_motion", "text_fps"}
+    assert set(expected) == set(KINDS) - {"missing_root", "missing_stats", "unreadable_motion", "unreadable_text",
+                                          "text_fps"}
     by_kind = {p.kind: p for p in report.problems}
     names = {"stats_shape": "Mean.npy", "stats_nonfinite": "Std.npy", "std_zero": "Std.npy", "empty_split": "val.txt",
              "missing_split": "test.txt", "nan": "nan.npy", "inf": "inf.npy", "wrong_dim": "width.npy",
@@ -219,3 +220,26 @@ def test_stats_command_refuses_a_spec_that_reads_a_slice_of_the_files(tmp_path):
     std = np.load(root / "Std.npy")
     rot = get_dataset_spec("t2m", str(root)).group("rot")
     assert std.shape == (263,) and np.unique(std[rot]).size == 1  # every group averaged, past column 67 too
+
+
+def test_a_caption_file_that_cannot_be_read_is_one_problem_of_the_report(tmp_path, monkeypatch):
+    """No permission to read one caption file: that file is reported and the scan goes on (the report is not lost)."""
+    import builtins
+
+    from utils import motion_files
+
+    write_clean(tmp_path, ["000001", "000002", "000003"])
+    np.save(tmp_path / "new_joint_vecs" / "000003.npy", np.zeros((10, 263), np.float32))  # too short
+    locked = str(tmp_path / "texts" / "000002.txt")
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(motion_files, "open", guarded_open, raising=False)
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path))
+    assert not report.ok and report.counts == {"unreadable_text": 1, "too_short": 1}
+    (problem,) = [p for p in report.problems if p.kind == "unreadable_text"]
+    assert problem.severity == "error" and problem.path == locked
+    assert "000002.txt: cannot read the caption file (Permission denied)" in problem.message

@@ -40,6 +40,7 @@ KINDS: dict[str, str] = {
     "wrong_dim": "error",
     "nan": "error",
     "inf": "error",
+    "unreadable_text": "error",
     "undecodable_text": "error",
     "malformed_text": "error",
     "missing_motion": "warning",

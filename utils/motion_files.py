@@ -94,16 +94,20 @@ def _parse_tag(value: str, path: str, lineno: int, name: str) -> float:
 def scan_texts(path: str) -> tuple[list[TextEntry], list[DatasetError]]:
     """Parse a caption file, collecting every problem instead of stopping at the first.
 
-    Returns the parsed entries (including captions without tokens) and the problems found: ``undecodable_text``
-    (not UTF-8; nothing is parsed then), ``malformed_text`` (a line without four ``#`` fields, an empty caption or a
-    tag that is not a time), ``missing_text``. Blank lines are ignored. A line is split from the right, so a caption
-    that itself contains ``#`` stays whole.
+    Returns the parsed entries (including captions without tokens) and the problems found: ``unreadable_text`` (the
+    file cannot be read), ``undecodable_text`` (not UTF-8; nothing is parsed then), ``malformed_text`` (a line
+    without four ``#`` fields, an empty caption or a tag that is not a time), ``missing_text``. Blank lines are
+    ignored. A line is split from the right, so a caption that itself contains ``#`` stays whole.
     """
     if not os.path.isfile(path):
         return [], [DatasetError(f"{path}: caption file missing; expected lines caption#tokens#f_tag#to_tag",
                                  kind="missing_text", path=path)]
-    with open(path, "rb") as f:
-        raw = f.read()
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:  # no permission, an I/O error: one problem of the scan, not its end
+        return [], [DatasetError(f"{path}: cannot read the caption file ({e.strerror or e}); expected lines "
+                                 f"caption#tokens#f_tag#to_tag", kind="unreadable_text", path=path)]
     # A byte-order mark (Windows editors write one) would otherwise prefix the first caption.
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:

@@ -318,8 +318,10 @@ class CLIPTextTransformer(nn.Module):
 def _is_torchscript(path: str) -> bool:
     if not zipfile.is_zipfile(path):
         return False
+    from utils.checkpoint import is_torchscript_member
+
     with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+        return any(is_torchscript_member(name) for name in archive.namelist())
 
 
 def load_clip_text_state_dict(weights_path: str | os.PathLike) -> dict[str, torch.Tensor]:

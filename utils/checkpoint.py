@@ -126,6 +126,11 @@ def _is_tensor_data(name: str) -> bool:
     return len(parts) >= 2 and parts[-2] == "data"
 
 
+def is_torchscript_member(name: str) -> bool:
+    """Whether zip member ``name`` belongs to a TorchScript archive (``torch.jit.save``: its constants or code)."""
+    return name.endswith("constants.pkl") or "/code/" in name
+
+
 def _check_zip(path: str, check_data: bool) -> None:
     """Raise CheckpointError unless ``path`` is a whole zip with ``data.pkl`` and members matching their CRC-32."""
     damaged = f"{path}: not a readable checkpoint (truncated or corrupt?)"
@@ -141,7 +146,7 @@ def _check_zip(path: str, check_data: bool) -> None:
                                   f"(members {names}{' ...' if len(members) > 5 else ''})")
         # torch.load refuses these under weights_only with a message that names no file and suggests turning
         # weights_only off (OpenAI's CLIP ViT-B-32.pt is one).
-        if any(m.filename.endswith("constants.pkl") or "/code/" in m.filename for m in members):
+        if any(is_torchscript_member(m.filename) for m in members):
             raise CheckpointError(f"{path}: not a checkpoint: a TorchScript archive (torch.jit.save), a compiled "
                                   "model rather than a dict of weights")
         for member in members:

@@ -312,6 +312,20 @@ def test_body_models_without_a_mesh_or_with_bad_arrays_fail_clearly(tmp_path):
         with pytest.raises(ValueError, match=r"clip\.npz: " + match):
             pose_mesh(model, poses, trans, rng.normal(0, 1, 10), source="clip.npz")
 
+
+@pytest.mark.parametrize("key, index", [("weights", (5, 0)), ("posedirs", (7, 1, 2)),
+                                        ("J_regressor", (30, 8 * 30))])  # row 30: a hand joint of SMPL-H
+def test_a_mesh_with_nan_or_inf_fails_on_load_naming_the_file_and_the_key(tmp_path, key, index):
+    """The skinning reads all of weights, posedirs and J_regressor (the hand rows too): a non-finite value there
+    would give NaN vertices that the renderer blames on the motion."""
+    arrays = _arrays(mesh_model(tmp_path / "ok.npz", joints_num=52))
+    arrays[key] = arrays[key].copy()
+    arrays[key][index] = np.inf
+    load_body_model(mesh_model(tmp_path / "joints.npz", joints_num=52, **{key: arrays[key]}))  # joints 0-21: fine
+    with pytest.raises(ValueError, match=rf"joints\.npz: {key} holds NaN or Inf; expected finite values"):
+        load_body_mesh(tmp_path / "joints.npz")
+
+
 def test_frames_at_keeps_real_time():
     np.testing.assert_array_equal(frames_at(9, 120.0, 30.0), [0, 4, 8])
     np.testing.assert_array_equal(frames_at(5, 20.0, 20.0), np.arange(5))

@@ -124,6 +124,14 @@ def check_shapes(path: str, expected: Mapping[str, tuple[np.ndarray, tuple[int |
             raise ValueError(f"{path}: {key} has shape {array.shape}; expected {described} with {legend}")
 
 
+def check_finite(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """Raise ``ValueError`` naming ``path`` and the key for the first of ``arrays`` (key -> array) holding NaN or
+    Inf."""
+    for key, array in arrays.items():
+        if not np.isfinite(array).all():
+            raise ValueError(f"{path}: {key} holds NaN or Inf; expected finite values")
+
+
 def body_from_arrays(path: str, arrays: Mapping[str, np.ndarray], max_betas: int = MAX_BETAS) -> SmplBody:
     """The joint part (``SmplBody``) of the arrays ``BODY_MODEL_KEYS`` read from ``path``, after checking their
     shapes, that the arrays it uses are finite and that joints 0-21 have SMPL's parents (``ValueError`` naming the
@@ -150,9 +158,7 @@ def body_from_arrays(path: str, arrays: Mapping[str, np.ndarray], max_betas: int
     s = min(max_betas, shapedirs.shape[2])
     shapes = shapedirs[:, :, :s].astype(np.float64)
     # NaN here would surface later as non-finite joints blamed on the motion, or an SVD failure in the export.
-    for key, array in (("v_template", v_template), ("shapedirs", shapes), ("J_regressor", body)):
-        if not np.isfinite(array).all():
-            raise ValueError(f"{path}: {key} holds NaN or Inf; expected finite values")
+    check_finite(path, {"v_template": v_template, "shapedirs": shapes, "J_regressor": body})
     return SmplBody(path=path, joint_template=body @ v_template,
                     joint_shapedirs=np.einsum("jv,vcs->jcs", body, shapes),
                     parents=parents, num_joints=joints)

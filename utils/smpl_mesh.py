@@ -41,6 +41,7 @@ from utils.smpl_body import (
     SmplBody,
     axis_angle_to_matrix,
     body_from_arrays,
+    check_finite,
     check_shapes,
     kintree_parents,
     read_body_model_arrays,
@@ -100,9 +101,10 @@ def load_body_mesh(path: str | os.PathLike) -> SmplMesh:
     """Read the whole SMPL / SMPL-H / SMPL-X body model ``.npz`` at ``path`` (see the module docstring).
 
     Raises ``ValueError`` naming the file and the key for what ``utils.smpl_body.load_body_model`` refuses, missing
-    ``weights`` or ``f``, shapes that do not fit V vertices and J joints, face indices outside 0 .. V-1, or a parent
-    numbered after its child. Faces wound clockwise (a negative enclosed volume) are turned round, so that the
-    renderer's back-face culling keeps the outside of the body.
+    ``weights`` or ``f``, shapes that do not fit V vertices and J joints, NaN or Inf in ``weights``, ``posedirs`` or
+    any row of ``J_regressor``, face indices outside 0 .. V-1, or a parent numbered after its child. Faces wound
+    clockwise (a negative enclosed volume) are turned round, so that the renderer's back-face culling keeps the
+    outside of the body.
     """
     path = str(path)
     arrays = read_body_model_arrays(path, {**BODY_MODEL_KEYS, **MESH_KEYS}, optional=(POSEDIRS,))
@@ -125,12 +127,17 @@ def load_body_mesh(path: str | os.PathLike) -> SmplMesh:
     if late:
         raise ValueError(f"{path}: kintree_table gives joint {late[0]} the parent {parents[late[0]]}; expected every "
                          f"parent numbered before its children, as in SMPL, SMPL-H and SMPL-X")
+    # body_from_arrays checked only what the 22 joints use; skinning reads these whole (the hand and face rows of
+    # J_regressor too), and a NaN there would reach the renderer as vertices blamed on the motion.
+    regressor = np.asarray(arrays["J_regressor"], dtype=np.float64)
+    check_finite(path, {"J_regressor": regressor, "weights": weights,
+                        **({POSEDIRS: posedirs} if posedirs is not None else {})})
     faces = faces.astype(np.int64)
     if _signed_volume(v_template, faces) < 0:
         faces = faces[:, ::-1].copy()
     shapedirs = np.asarray(arrays["shapedirs"][:, :, :MAX_BETAS], dtype=np.float64)
     return SmplMesh(body=body, v_template=v_template, shapedirs=shapedirs, posedirs=posedirs,
-                    joint_regressor=np.asarray(arrays["J_regressor"], dtype=np.float64), weights=weights,
+                    joint_regressor=regressor, weights=weights,
                     faces=faces, parents=tuple(int(p) for p in parents))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from utils.amass_import import BodyModels, import_amass_folder, read_amass_clip
+from utils.amass_import import BodyModels, import_amass_folder, read_amass_clip, read_amass_motion
 from utils.bvh import parents_from_chain
 from utils.data_validation import validate_dataset
 from utils.dataset_specs import T2M_KINEMATIC_CHAIN, get_dataset_spec
@@ -292,3 +292,24 @@ def test_a_body_model_with_nan_fails_naming_the_file_and_the_key(tmp_path, key):
     bad = _body_model(tmp_path / "nan.npz", **{key: arrays[key]})
     with pytest.raises(ValueError, match=rf"nan\.npz: {key} holds NaN or Inf"):
         load_body_model(bad)
+
+
+@pytest.mark.parametrize("stored", [np.array("120"), np.array(b"120"), np.array([b" 120.0 "]), np.array(120),
+                                    np.array([120.0])])
+def test_a_frame_rate_stored_as_text_or_a_one_element_array_is_read(tmp_path, stored):
+    """Converters that write fields as text (str or bytes, 0-d or one element) keep the frame rate readable; gender
+    and surface_model_type already are."""
+    path = tmp_path / "clip.npz"
+    np.savez(path, mocap_framerate=stored, surface_model_type=np.array(b"SMPLH"),
+             **{**_motion(10, 120.0), "gender": np.array([b"Female"])})
+    motion = read_amass_motion(path)
+    assert (motion.fps, motion.gender, motion.model_type) == (120.0, "female", "smplh")
+
+
+@pytest.mark.parametrize("stored, shown", [(np.array("fast"), "'fast'"), (np.array(b"nan"), "b'nan'"),
+                                           (np.array([60.0, 120.0]), r"\[60\.0, 120\.0\]")])
+def test_a_frame_rate_that_is_no_positive_number_names_the_file_and_field(tmp_path, stored, shown):
+    path = tmp_path / "clip.npz"
+    np.savez(path, mocap_frame_rate=stored, **_motion(10, 120.0))
+    with pytest.raises(ValueError, match=rf"clip\.npz: mocap_frame_rate is {shown}; expected a positive frame rate"):
+        read_amass_motion(path)

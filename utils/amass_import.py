@@ -3,7 +3,7 @@
 A motion file is an ``.npz`` with ``poses`` (T, 156) SMPL-H or (T, 165) SMPL-X axis-angle (root, 21 body joints,
 then hands / face), ``trans`` (T, 3) metres, ``betas`` (16 or more), ``gender`` ('male', 'female', 'neutral', as
 str or bytes) and the frame rate in ``mocap_framerate`` (SMPL-H releases) or ``mocap_frame_rate`` (SMPL-X
-releases). Files without ``poses`` (AMASS's per-subject ``shape.npz``) are skipped and counted.
+releases), a number or its text. Files without ``poses`` (AMASS's per-subject ``shape.npz``) are skipped and counted.
 
 Each clip's 22 body joints come from ``utils.smpl_body`` with the body model of its type and gender
 (``--body_models DIR`` in AMASS's layout ``DIR/smplh/<gender>/model.npz``, ``DIR/smplx/<gender>/model.npz``, a
@@ -99,6 +99,21 @@ def _text(value: np.ndarray) -> str:
     return (item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)).strip().lower()
 
 
+def _rate(value: np.ndarray) -> float:
+    """A one-element number or text array (0-d or (1,), as converters write ``mocap_framerate``) as a float; NaN
+    for anything else."""
+    if value.size != 1:
+        return float("nan")
+    if np.issubdtype(value.dtype, np.number):
+        return float(value.reshape(-1)[0])
+    if value.dtype.kind in "SU":
+        try:
+            return float(_text(value))
+        except ValueError:
+            return float("nan")
+    return float("nan")
+
+
 def _check_finite(array: np.ndarray, name: str, path: Path, frames: int) -> None:
     bad = ~np.isfinite(array.reshape(frames, -1)).all(axis=1)
     if bad.any():
@@ -155,7 +170,7 @@ def read_amass_motion(path: str | os.PathLike) -> AmassMotion | None:
         betas = betas[0]
     if betas.ndim != 1:
         raise ValueError(f"{path}: betas has shape {betas.shape}; expected (n,) shape coefficients")
-    fps = float(rate.reshape(-1)[0]) if rate.size == 1 and np.issubdtype(rate.dtype, np.number) else float("nan")
+    fps = _rate(rate)
     if not (np.isfinite(fps) and fps > 0):
         raise ValueError(f"{path}: {fps_key} is {rate.tolist()!r}; expected a positive frame rate")
     poses = poses.astype(np.float64)

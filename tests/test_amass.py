@@ -313,3 +313,23 @@ def test_a_frame_rate_that_is_no_positive_number_names_the_file_and_field(tmp_pa
     np.savez(path, mocap_frame_rate=stored, **_motion(10, 120.0))
     with pytest.raises(ValueError, match=rf"clip\.npz: mocap_frame_rate is {shown}; expected a positive frame rate"):
         read_amass_motion(path)
+
+
+def test_a_truncated_or_damaged_archive_names_the_file(tmp_path):
+    """An interrupted download or extraction: the whole import stops, and the message says which file to fetch
+    again (zipfile's own error names none)."""
+    single = _body_model(tmp_path / "model.npz")
+    data = _save(tmp_path / "clip.npz", **_motion(61, 60.0)).read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"truncated\.npz: not a readable \.npz archive of poses, trans, betas"):
+        read_amass_motion(truncated)
+    truncated.write_bytes(single.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"truncated\.npz: not a readable \.npz body model"):
+        load_body_model(truncated)
+    damaged = tmp_path / "damaged.npz"  # one flipped byte inside poses: the member's CRC no longer matches
+    with np.load(tmp_path / "clip.npz") as archive:
+        at = data.index(archive["poses"].tobytes()[:64]) + 32
+    damaged.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
+    with pytest.raises(ValueError, match=r"damaged\.npz: poses cannot be read, the file is damaged \(Bad CRC-32"):
+        read_amass_motion(damaged)

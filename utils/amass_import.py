@@ -27,7 +27,15 @@ import numpy as np
 
 from utils.bvh_import import ImportSummary, Progress, SourceClip, check_import_folders, import_clip_folder
 from utils.motion_process import joints_fps_resample
-from utils.smpl_body import BODY_POSE_WIDTH, SmplBody, load_body_model, open_npz, smpl_joints, z_up_to_y_up
+from utils.smpl_body import (
+    BODY_POSE_WIDTH,
+    SmplBody,
+    load_body_model,
+    npz_array,
+    open_npz,
+    smpl_joints,
+    z_up_to_y_up,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +95,7 @@ class BodyModels:
 
 
 def _field(data: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
-    try:
-        return data[key]
-    except ValueError as e:  # an object array, which np.load refuses without pickle
-        raise ValueError(f"{path}: {key} is stored as a Python object; expected a plain array") from e
+    return npz_array(data, key, path, "; expected a plain array")
 
 
 def _text(value: np.ndarray) -> str:
@@ -138,8 +143,9 @@ class AmassMotion(NamedTuple):
 
 def read_amass_motion(path: str | os.PathLike) -> AmassMotion | None:
     """The checked parameters of one AMASS-layout ``.npz`` (see the module docstring); None for a file without
-    ``poses`` (AMASS's per-subject ``shape.npz``). Raises ``ValueError`` naming the file and the field for a missing
-    key, a wrong shape, fewer than 2 frames, NaN or Inf, or a frame rate that is not positive."""
+    ``poses`` (AMASS's per-subject ``shape.npz``). Raises ``ValueError`` naming the file (and the field) for a
+    truncated or damaged file, a missing key, a wrong shape, fewer than 2 frames, NaN or Inf, or a frame rate that
+    is not positive."""
     path = Path(path)
     with open_npz(path, "archive of poses, trans, betas, ...") as data:
         if "poses" not in data.files:

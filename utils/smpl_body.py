@@ -15,6 +15,8 @@ the file (skinning weights, faces, pose blend shapes) through the same reader fo
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,9 @@ BODY_MODEL_KEYS = {"v_template": "(V, 3): the rest vertices", "shapedirs": "(V, 
 SMPL22_PARENTS = tuple(parents_from_chain(T2M_KINEMATIC_CHAIN, NUM_BODY_JOINTS))
 # (x, y, z) -> (-x, z, y): HumanML3D's swap of y and z followed by negating x. Two flips, so a proper rotation.
 Z_UP_TO_Y_UP = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+# What a damaged archive member raises on reading (a flipped byte: bad CRC, bad deflate data, a short member);
+# zipfile's messages do not name the file.
+DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError)
 
 
 @dataclass(frozen=True)
@@ -71,14 +76,27 @@ def kintree_parents(kintree: np.ndarray) -> np.ndarray:
 
 def open_npz(path: str | os.PathLike, what: str) -> Any:
     """``np.load`` of an ``.npz`` archive without pickles, to be used in a ``with`` block; ``ValueError`` naming the
-    file for an unreadable one or a single ``.npy`` array (``what``: what the archive should be, for the message)."""
+    file for an unreadable one (a truncated download is no zip archive) or a single ``.npy`` array (``what``: what
+    the archive should be, for the message)."""
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not a readable .npz {what} ({e})") from e
     if not hasattr(data, "files"):
         raise ValueError(f"{path}: a single array, not an .npz {what}")
     return data
+
+
+def npz_array(data: Any, key: str, path: str | os.PathLike, object_hint: str) -> np.ndarray:
+    """``data[key]`` of an archive from ``open_npz``; ``ValueError`` naming ``path`` and ``key`` for a damaged member
+    or an array stored as a Python object (which needs pickle; ``object_hint`` ends that message)."""
+    try:
+        return data[key]
+    except DAMAGED_MEMBER as e:
+        raise ValueError(f"{path}: {key} cannot be read, the file is damaged ({e}); download or extract it "
+                         f"again") from e
+    except ValueError as e:  # an object array, which np.load refuses without pickle
+        raise ValueError(f"{path}: {key} is stored as a Python object{object_hint}") from e
 
 
 def read_body_model_arrays(path: str | os.PathLike, keys: Mapping[str, str],
@@ -87,8 +105,8 @@ def read_body_model_arrays(path: str | os.PathLike, keys: Mapping[str, str],
     model ``.npz`` at ``path`` has, as stored.
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for a ``.pkl`` model (those
-    need chumpy), an unreadable file, missing keys (each with what was expected), or an array stored as a Python
-    object (a scipy sparse matrix) instead of a dense array.
+    need chumpy), an unreadable or damaged file, missing keys (each with what was expected), or an array stored as a
+    Python object (a scipy sparse matrix) instead of a dense array.
     """
     path = str(path)
     if path.lower().endswith(".pkl"):
@@ -102,14 +120,9 @@ def read_body_model_arrays(path: str | os.PathLike, keys: Mapping[str, str],
             raise ValueError(f"{path}: body model lacks {', '.join(missing)}; expected "
                              f"{'; '.join(f'{k} {keys[k]}' for k in missing)} (has "
                              f"{', '.join(sorted(data.files)[:12])})")
-        arrays = {}
-        for key in [*keys, *(k for k in optional if k in data.files)]:
-            try:
-                arrays[key] = data[key]
-            except ValueError as e:  # an object array, which np.load refuses without pickle
-                raise ValueError(f"{path}: {key} is stored as a Python object (a scipy sparse matrix, as in the .pkl "
-                                 f"releases), not a dense array; save it dense (e.g. {key}=matrix.toarray())") from e
-    return arrays
+        return {key: npz_array(data, key, path, f" (a scipy sparse matrix, as in the .pkl releases), not a dense "
+                                                 f"array; save it dense (e.g. {key}=matrix.toarray())")
+                for key in [*keys, *(k for k in optional if k in data.files)]}
 
 
 def check_shapes(path: str, expected: Mapping[str, tuple[np.ndarray, tuple[int | None, ...], str]],

@@ -100,6 +100,15 @@ def test_spans_outside_the_motion_fail():
         resolve_spans([], 50, 4)
 
 
+def test_span_bounds_that_are_not_whole_frames_or_pairs_fail_naming_the_span():
+    # 1.33 s at 20 fps is 26.6 frames: cut to 26 it would narrow the span and leave frame 26 unedited.
+    with pytest.raises(ValueError, match=r"edit span \(0, 26\.6\): bound 26\.6 is not a whole number of frames"):
+        resolve_spans([(0, 26.6)], 50, 4)
+    with pytest.raises(ValueError, match=r"edit span 40: expected a \(START, END\) pair of frames"):
+        resolve_spans(list((40, 48)), 50, 4)                 # one span given where a list of spans is expected
+    assert resolve_spans([(np.int64(4), 8.0), (torch.tensor(9), None)], 50, 4) == [FrameSpan(4, 8), FrameSpan(9, 50)]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # MotionGenerator.edit
 # ---------------------------------------------------------------------------------------------------------------------

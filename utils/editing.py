@@ -19,6 +19,7 @@ puts them back where a joints source stands.
 from __future__ import annotations
 
 import math
+import operator
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -86,16 +87,22 @@ def resolve_spans(spans: list[FrameSpan] | list[tuple[int, int | None]], num_fra
                   unit_length: int) -> list[FrameSpan]:
     """Close the open ends at ``num_frames`` and check every span against a source of ``num_frames`` frames.
 
-    Raises ValueError for no span, an empty span, a span reaching past the source, or one that lies entirely in the
-    last ``num_frames % unit_length`` frames (no token covers them, so nothing there can be edited).
+    Raises ValueError for no span, a span that is not a (START, END) pair, a bound that is not a whole number of
+    frames, an empty span, a span reaching past the source, or one that lies entirely in the last
+    ``num_frames % unit_length`` frames (no token covers them, so nothing there can be edited).
     """
     if not spans:
         raise ValueError("no edit span given: pass --edit_frames START:END or --edit_seconds START:END")
     covered = (num_frames // unit_length) * unit_length
     resolved = []
-    for start, end in spans:
-        end = num_frames if end is None else int(end)
-        start = int(start)
+    for span in spans:
+        try:
+            start, end = span
+        except (TypeError, ValueError):
+            raise ValueError(f"edit span {span!r}: expected a (START, END) pair of frames, END None for the end of "
+                             f"the source; spans are a list of such pairs, e.g. [(40, 80)]") from None
+        start = _whole_frames(start, span)
+        end = num_frames if end is None else _whole_frames(end, span)
         if start < 0 or end <= start:
             raise ValueError(f"edit span [{start}, {end}) is empty or negative; spans are START:END frames with "
                              f"0 <= START < END")
@@ -108,6 +115,23 @@ def resolve_spans(spans: list[FrameSpan] | list[tuple[int, int | None]], num_fra
                              f"motion has {covered} frames")
         resolved.append(FrameSpan(start, end))
     return resolved
+
+
+def _whole_frames(bound: object, span: object) -> int:
+    """A span bound as an int; ValueError for a fractional one, which int() would cut toward zero and so narrow the
+    span (frames come from seconds through ``parse_span``, which rounds outward)."""
+    try:
+        return operator.index(bound)
+    except TypeError:
+        pass
+    try:
+        value = float(bound)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not value.is_integer():
+        raise ValueError(f"edit span {tuple(span)!r}: bound {bound!r} is not a whole number of frames; convert "
+                         f"seconds with parse_span(text, 'seconds', fps), which rounds outward")
+    return int(value)
 
 
 def token_edit_mask(spans: list[FrameSpan], num_tokens: int, unit_length: int) -> Tensor:

@@ -3,7 +3,7 @@
 import pytest
 
 from utils.datasets import read_texts
-from utils.text_tags import format_text_line, lemmatize, mirror_caption, tag_caption
+from utils.text_tags import format_text_line, lemmatize, mirror_caption, tag_caption, tag_words
 
 SPACY_COARSE = {"VERB", "NOUN", "DET", "ADP", "NUM", "AUX", "PRON", "ADJ", "ADV", "CCONJ", "SCONJ", "PART", "PROPN",
                 "INTJ"}
@@ -53,6 +53,16 @@ def test_auxiliaries_function_words_and_skipped_tokens():
     assert "counterclockwise/ADV" in tokens  # hyphens are removed before tokenising, as HumanML3D does
     assert all(t.split("/")[0].isalpha() and t.split("/")[1] in SPACY_COARSE for t in tokens)
     assert tag_caption("to walk to the door")[:3] == ["to/PART", "walk/VERB", "to/ADP"]
+
+
+def test_typographic_apostrophes_and_accented_letters_tokenise_as_plain_ones():
+    """spaCy splits "person’s" into "person" and the clitic (dropped, not alphabetic) and keeps "café" one word;
+    neither may leave a stray "s", "t" or "caf" token in the evaluator's input."""
+    assert tag_caption("a person’s left arm waves") == tag_caption("a person's left arm waves")
+    assert tag_caption("he doesn’t move") == ["he/PRON", "does/AUX", "move/VERB"]
+    assert [token for token, _ in tag_words("a naïve café dancer walks")] == [
+        "a", "naïve", "café", "dancer", "walk"]
+    assert format_text_line("a person’s arm").startswith("a person’s arm#")   # the caption is kept as written
 
 
 def test_every_tag_in_the_coarse_set_for_varied_captions():

@@ -223,7 +223,11 @@ _NOUN_BASES = set(_NOUNS)
 # Tagging
 # ---------------------------------------------------------------------------------------------------------------------
 
-_TOKEN_RE = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:\.\d+)?|\S")
+# Letters of any script ([^\W\d_]), so "café" stays one word as in spaCy; on ASCII text this is [A-Za-z].
+_TOKEN_RE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\d+(?:\.\d+)?|\S")
+# Typographic apostrophes (macOS, iOS and word processors type them) read as "'": spaCy splits "person’s" and
+# "doesn’t" at them as it does at "'", leaving no stray "s" or "t" word.
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 _MAIN_VERB_AUX = {"do", "does", "did", "has", "have", "had"}
 _INTENSIFIERS = {"very", "quite", "too", "so", "rather", "really", "fairly", "pretty", "extremely"}
 _NOUN_CONTEXT = {"DET", "ADJ", "NUM", "ADP"}
@@ -333,7 +337,7 @@ def _tokens(caption: str) -> list[tuple[str, str]]:
     context ("walks 4 steps": "steps" follows a number, so it is a noun).
     """
     tokens = []
-    for tok in _TOKEN_RE.findall(caption.replace("-", "")):
+    for tok in _TOKEN_RE.findall(caption.replace("-", "").translate(_APOSTROPHES)):
         if "'" in tok:
             # clitics ("'s", "n't") are not alphabetic tokens; keep the word in front of them
             tok = tok.split("'")[0]

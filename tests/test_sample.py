@@ -134,6 +134,19 @@ def test_bad_structured_prompt_files_fail_naming_the_line(tmp_path, name, conten
         read_prompt_file(str(path))
 
 
+@pytest.mark.parametrize("name,lines", [
+    ("p.txt", ["a person walks#40", "a person waves", "caf\u00e9 dance#NA"]),
+    ("p.jsonl", ['{"text": "a person walks"}', '{"text": "a person waves"}', '{"text": "caf\u00e9 dance"}']),
+    ("p.csv", ["text,length", "a person walks,40", "caf\u00e9 dance,"]),
+])
+def test_a_prompt_file_that_is_not_utf8_fails_naming_file_and_line(tmp_path, name, lines):
+    """A file saved in a legacy encoding (cp1252, as older Windows editors write) names the file and the line."""
+    path = tmp_path / name
+    path.write_bytes("\n".join(lines).encode("cp1252") + b"\n")
+    with pytest.raises(ValueError, match=rf"{name}, line 3: not UTF-8 text .*save the file as UTF-8"):
+        read_prompt_file(str(path))
+
+
 def test_prompt_file_with_lengths_repeats_and_gif(ckdir, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# a comment line\nA person: walks / turns left#8\n\nCafé — naïve «jump»#NA\n"

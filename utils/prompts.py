@@ -8,12 +8,15 @@
   null.
 - ``.csv``: a header row with a ``text`` column and optionally a ``length`` column (frames; empty means none).
 
-Frames must be positive whole numbers. Errors name the file and the line.
+Files are UTF-8 (a byte-order mark is dropped). Frames must be positive whole numbers. Errors name the file and
+the line.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import re
 from typing import Any
@@ -73,9 +76,24 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
+def _read_text(path: str) -> str:
+    """The text of ``path``: UTF-8 without its byte-order mark (Windows editors write one; it would turn a first-line
+    comment into a prompt and prefix the first prompt's text). ValueError naming the line of a byte that is not
+    UTF-8 (a file saved as cp1252 or Latin-1)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {data[e.start]:#04x}: {e.reason}); save the file "
+                         f"as UTF-8") from None
+
+
 def _read_jsonl(path: str) -> list[tuple[int, str, int | None]]:
     prompts = []
-    with open(path, encoding="utf-8-sig") as f:
+    with io.StringIO(_read_text(path), newline=None) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -91,7 +109,7 @@ def _read_jsonl(path: str) -> list[tuple[int, str, int | None]]:
 
 def _read_csv(path: str) -> list[tuple[int, str, int | None]]:
     prompts = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(_read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         fields = [name.strip() for name in reader.fieldnames or []]
         if "text" not in fields:
@@ -111,9 +129,7 @@ def _read_csv(path: str) -> list[tuple[int, str, int | None]]:
 
 def _read_lines(path: str) -> list[tuple[int, str, int | None]]:
     prompts = []
-    # utf-8-sig: a byte-order mark (Windows editors write one) would otherwise turn a first-line comment into a
-    # prompt and prefix the first prompt's text.
-    with open(path, encoding="utf-8-sig") as f:
+    with io.StringIO(_read_text(path), newline=None) as f:
         for number, line in enumerate(f, 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue

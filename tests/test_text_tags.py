@@ -100,3 +100,10 @@ def test_mirror_caption():
     assert mirror_caption("stands upright in bright light") == "stands upright in bright light"
     caption = "the left foot, then the RIGHT foot, turning clockwise"
     assert mirror_caption(mirror_caption(caption)) == caption
+
+
+def test_mirror_caption_swaps_leftward_and_rightward():
+    """A mirrored motion that moves leftwards was one that moved rightwards; the caption must say so."""
+    assert mirror_caption("walks leftward, then Rightwards") == "walks rightward, then Leftwards"
+    assert mirror_caption("a LEFTWARDS hop") == "a RIGHTWARDS hop"
+    assert mirror_caption("waves with the left-handed grip") == "waves with the right-handed grip"

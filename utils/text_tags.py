@@ -411,16 +411,17 @@ def format_text_line(caption: str, f_tag: float = 0.0, to_tag: float = 0.0) -> s
     return f"{caption}#{' '.join(tag_caption(caption))}#{_format_tag(f_tag)}#{_format_tag(to_tag)}"
 
 
-_MIRROR_RE = re.compile(r"\b(left|right|counter[- ]?clockwise|anti[- ]?clockwise|clockwise)\b", re.IGNORECASE)
+# Whole words only ("bright" stays), "leftward(s)" and "rightward(s)" included.
+_MIRROR_RE = re.compile(r"\b(?:left|right)(?:wards?)?\b|\b(?:counter[- ]?|anti[- ]?)?clockwise\b", re.IGNORECASE)
 
 
 def _mirror_word(match: re.Match) -> str:
     word = match.group(0)
     low = word.lower()
-    if low == "left":
-        new = "right"
-    elif low == "right":
-        new = "left"
+    if low.startswith("left"):
+        new = "right" + low[4:]
+    elif low.startswith("right"):
+        new = "left" + low[5:]
     elif low == "clockwise":
         new = "counterclockwise"
     else:
@@ -431,7 +432,8 @@ def _mirror_word(match: re.Match) -> str:
 
 
 def mirror_caption(caption: str) -> str:
-    """The caption of the mirrored motion: left and right swapped as whole words, case kept.
+    """The caption of the mirrored motion: left and right (and leftward(s), rightward(s)) swapped as whole words,
+    case kept.
 
     As HumanML3D's mirrored ``M`` files, plus clockwise <-> counterclockwise, since mirroring also reverses the
     sense of turning.

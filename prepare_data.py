@@ -279,7 +279,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     p = sub.add_parser("synthetic", help="procedural motions with captions (HumanML3D layout)")
     p.add_argument("--out", default=project_path("dataset/Synthetic"), help="output dataset folder")
-    p.add_argument("--num_motions", type=int, default=300)
+    p.add_argument("--num_motions", type=int, default=300,
+                   help="motions to generate (at least 3, so that train, val and test each get one)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=main_synthetic)
 

@@ -106,7 +106,7 @@ def test_same_seed_same_files_other_seed_other_files(dataset, tmp_path):
     for name in LAYOUT_FILES:
         assert filecmp.cmp(out / name, again / name, shallow=False)
     other = tmp_path / "other"
-    generate_synthetic_dataset(str(other), 1, seed=4)
+    generate_synthetic_dataset(str(other), 3, seed=4)
     assert not filecmp.cmp(out / "texts" / "000000.txt", other / "texts" / "000000.txt", shallow=False)
 
 
@@ -213,6 +213,18 @@ def test_every_action_builds_and_unknown_action_fails():
         assert np.all(np.isfinite(motion.joints))
     with pytest.raises(ValueError, match="unknown synthetic action 'moonwalk'"):
         synthesize_motion(np.random.default_rng(0), "moonwalk")
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_too_few_motions_for_every_split_is_refused_before_any_work(tmp_path, count):
+    """One or two motions leave val and test empty, which only fails later in training or evaluation: the generator
+    refuses them up front, naming the flag and the minimum, and writes nothing."""
+    import prepare_data
+
+    out = tmp_path / "Synthetic"
+    with pytest.raises(ValueError, match=rf"--num_motions {count}: expected at least 3 .*train, val and test"):
+        prepare_data.main(prepare_data.parse_args(["synthetic", "--out", str(out), "--num_motions", str(count)]))
+    assert not out.exists()
 
 
 def test_prepare_data_synthetic_and_validate(tmp_path, capsys):

@@ -20,19 +20,22 @@ from utils.motion_process import extract_features, recover_from_ric
 logger = logging.getLogger(__name__)
 
 SPLIT_FRACTIONS = (0.80, 0.05, 0.15)  # train / val / test, as HumanML3D
+# From this many groups on, split_groups gives val and test one group each at least; fewer leave them empty.
+MIN_SPLIT_GROUPS = 3
+
 
 def split_groups(groups: Sequence[Sequence[str]], rng: np.random.Generator,
                  fractions: tuple[float, float, float] = SPLIT_FRACTIONS) -> dict[str, list[str]]:
     """Assign groups of ids (the chunks of one clip stay together) to train/val/test by ``fractions``.
 
-    Val and test get at least one group each when there are three or more groups. Returns the three splits plus
-    ``train_val`` and ``all`` (lists of ids).
+    Val and test get at least one group each when there are ``MIN_SPLIT_GROUPS`` (three) or more groups. Returns the
+    three splits plus ``train_val`` and ``all`` (lists of ids).
     """
     order = rng.permutation(len(groups))
     n = len(groups)
     n_val = int(round(fractions[1] * n))
     n_test = int(round(fractions[2] * n))
-    if n >= 3:
+    if n >= MIN_SPLIT_GROUPS:
         n_val, n_test = max(n_val, 1), max(n_test, 1)
     splits = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
     out = {k: sorted(i for g in v for i in groups[g]) for k, v in splits.items()}

@@ -33,7 +33,14 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from utils.bvh import axis_rotation, forward_kinematics, parents_from_chain
-from utils.dataset_io import make_layout_dirs, split_groups, write_mean_std, write_motion, write_split_files
+from utils.dataset_io import (
+    MIN_SPLIT_GROUPS,
+    make_layout_dirs,
+    split_groups,
+    write_mean_std,
+    write_motion,
+    write_split_files,
+)
 from utils.dataset_specs import DATASETS, T2M_KINEMATIC_CHAIN
 from utils.paramutil import T2M_TGT_BONE_LENGTHS
 from utils.synthetic_actions import (
@@ -377,8 +384,10 @@ def generate_synthetic_dataset(out_dir: str, num_motions: int, seed: int = 0,
     ``train/val/test/train_val/all.txt`` (70/10/20) and ``Mean.npy``/``Std.npy`` (std averaged per feature group).
     Motion ``i`` depends only on ``(seed, i)``, so the same seed gives the same files.
     """
-    if num_motions < 1:
-        raise ValueError(f"num_motions is {num_motions}; expected at least 1")
+    if num_motions < MIN_SPLIT_GROUPS:
+        # Checked before any work: fewer motions leave val and test empty, which fails only later, in training.
+        raise ValueError(f"--num_motions {num_motions}: expected at least {MIN_SPLIT_GROUPS} so that train, val and "
+                         f"test each get a motion")
     start = time.perf_counter()
     iterate = progress or (lambda items, **_: items)
     spec = DATASETS["synthetic"]

@@ -155,7 +155,7 @@ def main_assets(cfg: argparse.Namespace) -> int:
 
 
 def main_stats(cfg: argparse.Namespace) -> int:
-    from utils.dataset_io import humanml3d_mean_std
+    from utils.dataset_io import humanml3d_mean_std, save_mean_std
     from utils.dataset_specs import DATASETS, get_dataset_spec
     from utils.motion_files import MOTION_DIR, motion_path, read_split, scan_motion
 
@@ -197,8 +197,7 @@ def main_stats(cfg: argparse.Namespace) -> int:
             yield path
 
     mean, std = humanml3d_mean_std(checked_paths(), spec)
-    for path, values in zip(targets, (mean, std)):
-        np.save(path, values)
+    save_mean_std(root, mean, std)
     print(f"stats: Mean.npy and Std.npy ({spec.file_dim},) from {len(ids)} clips "
           f"({'split ' + cfg.split if cfg.split else 'every clip'}; std averaged within each feature group) -> {root}")
     return 0
@@ -342,7 +341,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="dataset whose spec describes every column of the files (t2m, not t2m_67)")
     p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
     p.add_argument("--split", default=None, help="only the clips of this split (default: every clip, as HumanML3D)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing Mean.npy / Std.npy")
+    p.add_argument("--overwrite", action="store_true", help="replace existing Mean.npy / Std.npy (a link to other "
+                   "statistics is replaced by the new file; the file it links to is left as it is)")
     p.set_defaults(func=main_stats)
 
     p = sub.add_parser("pfnn", help="export PFNN training frames of a HumanML3D-layout dataset")

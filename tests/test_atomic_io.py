@@ -152,3 +152,16 @@ def test_missing_folder_and_bad_mode_are_errors(tmp_path):
         with atomic_write(tmp_path / "x.json", "a"):
             pass
     assert os.listdir(tmp_path) == []
+
+
+def test_not_following_a_symlink_replaces_the_link_and_leaves_its_file(tmp_path):
+    """Statistics recomputed for a dataset whose Mean.npy links to a shared file: the link becomes a plain file with
+    the new content, the shared file keeps its own."""
+    target, link = tmp_path / "shared.npy", tmp_path / "Mean.npy"
+    target.write_bytes(b"official")
+    link.symlink_to(target)
+    with atomic_write(link, "wb", follow_symlinks=False) as f:
+        f.write(b"recomputed")
+    assert not link.is_symlink() and link.read_bytes() == b"recomputed"
+    assert target.read_bytes() == b"official"
+    assert sorted(os.listdir(tmp_path)) == ["Mean.npy", "shared.npy"]

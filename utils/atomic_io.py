@@ -7,7 +7,9 @@ any failure the temporary is removed, the exception goes on and the previous fil
 A file that is replaced keeps its permission bits (a checkpoint made private with ``chmod 600`` stays private); a new
 file gets those ``open`` would give it (``0o666`` less the umask). A destination that is a symbolic link, to a file
 or to nothing yet, stays a link: the file it resolves to is the one replaced (or created), and the temporary goes
-in that file's folder. A replaced file's owner and group are not carried over.
+in that file's folder; ``follow_symlinks=False`` replaces the link itself instead, for files that must not reach
+what they link to (statistics recomputed for a dataset whose Mean.npy links to the official one). A replaced file's
+owner and group are not carried over.
 
 Libraries that take a path and append a suffix to it (``np.save`` adds ``.npy``, ``np.savez`` ``.npz``) are given
 the open file instead, so the name written is always the one asked for. Writers that need a path of their own and go
@@ -45,11 +47,11 @@ def _replaced_mode(path: str) -> int:
     return 0o666 & ~_umask()
 
 
-def _target(path: str | os.PathLike) -> str:
-    """The file a write to ``path`` replaces: the one it links to, when it is a symbolic link (``os.replace`` over a
-    link would put a plain file in its place)."""
+def _target(path: str | os.PathLike, follow_symlinks: bool = True) -> str:
+    """The file a write to ``path`` replaces: the one it links to, when it is a symbolic link and ``follow_symlinks``
+    (``os.replace`` over a link puts a plain file in its place)."""
     path = os.fspath(path)
-    return os.path.realpath(path) if os.path.islink(path) else path
+    return os.path.realpath(path) if follow_symlinks and os.path.islink(path) else path
 
 
 def _temporary(target: str, suffix: str = "") -> tuple[int, str]:
@@ -66,13 +68,14 @@ def _move_into_place(tmp: str, target: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = None) -> Iterator[IO[Any]]:
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = None,
+                 follow_symlinks: bool = True) -> Iterator[IO[Any]]:
     """Open a temporary file for writing (``mode`` "w" or "wb", ``encoding`` as for ``open``) and move it to
-    ``path`` (the file it links to, when it is a symbolic link) when the block ends without an exception. The file
-    replaced keeps its permission bits. The folder of ``path`` must exist."""
+    ``path`` (the file it links to, when it is a symbolic link and ``follow_symlinks``) when the block ends without an
+    exception. The file replaced keeps its permission bits. The folder of ``path`` must exist."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
-    target = _target(path)
+    target = _target(path, follow_symlinks)
     fd, tmp = _temporary(target)
     try:
         with os.fdopen(fd, mode, encoding=encoding) as f:

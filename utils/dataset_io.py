@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from utils.atomic_io import atomic_write
 from utils.dataset_specs import DatasetSpec
 from utils.motion_process import extract_features, recover_from_ric
 
@@ -75,11 +76,20 @@ def humanml3d_mean_std(feature_files: Iterable[str], spec: DatasetSpec) -> tuple
     return mean.astype(np.float32), std.astype(np.float32)
 
 
+def save_mean_std(out_dir: str, mean: np.ndarray, std: np.ndarray) -> None:
+    """Write ``mean`` and ``std`` (D,) as ``Mean.npy``/``Std.npy`` in ``out_dir``, atomically: both are written before
+    either is moved into place. A symbolic link in their place (to the official statistics, say) is replaced by the
+    new file; the file it links to is left as it is."""
+    with (atomic_write(os.path.join(out_dir, "Mean.npy"), "wb", follow_symlinks=False) as mean_file,
+          atomic_write(os.path.join(out_dir, "Std.npy"), "wb", follow_symlinks=False) as std_file):
+        np.save(mean_file, mean)
+        np.save(std_file, std)
+
+
 def write_mean_std(out_dir: str, ids: Sequence[str], spec: DatasetSpec) -> None:
     """Compute ``Mean.npy``/``Std.npy`` over ``new_joint_vecs/<id>.npy`` of ``ids`` and write them to ``out_dir``."""
     mean, std = humanml3d_mean_std((os.path.join(out_dir, "new_joint_vecs", f"{i}.npy") for i in ids), spec)
-    np.save(os.path.join(out_dir, "Mean.npy"), mean)
-    np.save(os.path.join(out_dir, "Std.npy"), std)
+    save_mean_std(out_dir, mean, std)
 
 
 def make_layout_dirs(out_dir: str) -> None:

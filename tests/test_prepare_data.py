@@ -1,0 +1,41 @@
+"""prepare_data.py sub-commands: what they write, and that bad input fails naming the file and what was expected
+without destroying work already on disk."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import prepare_data
+from utils.synthetic import generate_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prepare") / "Synthetic"
+    generate_synthetic_dataset(str(root), 3, seed=0)
+    return root
+
+
+def test_stats_overwrite_replaces_a_linked_mean_std_not_the_file_it_links_to(synthetic_root, tmp_path):
+    """Mean.npy / Std.npy linked to shared statistics (e.g. the official HumanML3D ones): --overwrite puts plain
+    files in place of the links and leaves the linked files as they were."""
+    root = tmp_path / "Linked"
+    root.mkdir()
+    (root / "new_joint_vecs").symlink_to(synthetic_root / "new_joint_vecs")
+    official = tmp_path / "official"
+    official.mkdir()
+    shared = {}
+    for name, value in (("Mean.npy", 7.0), ("Std.npy", 3.0)):
+        np.save(official / name, np.full(263, value, np.float32))
+        shared[name] = (official / name).read_bytes()
+        (root / name).symlink_to(official / name)
+    args = ["stats", "--dataset_name", "synthetic", "--data_root", str(root), "--overwrite"]
+    assert prepare_data.main(prepare_data.parse_args(args)) == 0
+    for name in ("Mean.npy", "Std.npy"):
+        assert (official / name).read_bytes() == shared[name], f"{name}: the linked file was overwritten"
+        assert not (root / name).is_symlink()
+        np.testing.assert_allclose(np.load(root / name), np.load(synthetic_root / name), rtol=1e-6, atol=1e-7)
+    assert sorted(os.listdir(root)) == ["Mean.npy", "Std.npy", "new_joint_vecs"]

@@ -212,6 +212,11 @@ def _read_joints(path: str, spec: DatasetSpec) -> np.ndarray:
         joints = np.load(path, allow_pickle=False)
     except ValueError as e:
         raise ValueError(f"{path}: not a plain numeric .npy of joint positions ({e})") from e
+    if isinstance(joints, np.lib.npyio.NpzFile):  # np.load opens a zip archive whatever the file's extension
+        names = ", ".join(joints.files)
+        joints.close()
+        raise ValueError(f"{path}: an .npz archive ({names}); expected a .npy of joint positions "
+                         f"(T, {spec.joints_num}, 3) or features (T, D)")
     if joints.ndim == 2 and joints.shape[1] in (spec.dim_pose, spec.file_dim):
         # De-normalised features (sample.py's <stem>_features.npy, a dataset's new_joint_vecs): to joints first.
         from utils.motion_process import features_to_joints
@@ -245,10 +250,10 @@ def main_export_smpl(cfg: argparse.Namespace) -> int:
     from utils.smpl_body import load_body_model
     from utils.smpl_export import check_smpl_skeleton, write_smpl
 
-    body = load_body_model(cfg.body_model)
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     check_smpl_skeleton(spec, "--dataset_name")
     joints = _read_joints(cfg.input, spec)
+    body = load_body_model(cfg.body_model)
     out = cfg.out or os.path.splitext(cfg.input)[0] + "_smpl.npz"
     fps = spec.fps if cfg.fps is None else cfg.fps
     report = write_smpl(out, joints, body, fps, gender=cfg.gender, source=cfg.input)

@@ -39,3 +39,22 @@ def test_stats_overwrite_replaces_a_linked_mean_std_not_the_file_it_links_to(syn
         assert not (root / name).is_symlink()
         np.testing.assert_allclose(np.load(root / name), np.load(synthetic_root / name), rtol=1e-6, atol=1e-7)
     assert sorted(os.listdir(root)) == ["Mean.npy", "Std.npy", "new_joint_vecs"]
+
+
+@pytest.fixture
+def joints_file(tmp_path):
+    path = tmp_path / "walk.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((10, 22, 3)).astype(np.float32))
+    return path
+
+
+def test_export_refuses_an_npz_naming_the_file_and_what_it_takes(tmp_path):
+    """An .npz (SMPL parameters, or joints saved with np.savez) is not a joint array: a clear error, not an
+    AttributeError from deep inside."""
+    archive = tmp_path / "walk_smpl.npz"
+    np.savez(archive, poses=np.zeros((10, 156)), trans=np.zeros((10, 3)))
+    for command in (["export_bvh", str(archive)], ["export_smpl", str(archive), "--body_model", str(archive)]):
+        with pytest.raises(ValueError, match=r"walk_smpl\.npz: an \.npz archive \(poses, trans\); expected a \.npy "
+                                             r"of joint positions \(T, 22, 3\) or features"):
+            prepare_data.main(prepare_data.parse_args(command))
+    assert sorted(os.listdir(tmp_path)) == ["walk_smpl.npz"]

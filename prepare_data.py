@@ -44,6 +44,7 @@ same; its motion ids are the file paths relative to ``--src`` without ``.npz``.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -232,13 +233,25 @@ def _read_joints(path: str, spec: DatasetSpec) -> np.ndarray:
     return joints
 
 
+def _output_file(out: str) -> str:
+    """``--out`` checked before any work: not a folder, and its folder made. Returns ``out``."""
+    if os.path.isdir(out):
+        raise IsADirectoryError(errno.EISDIR, "--out is a folder; expected the path of the file to write", out)
+    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:  # a file stands where a folder of the path goes
+        raise NotADirectoryError(f"--out {out}: cannot make the folder {folder} ({e.strerror})") from e
+    return out
+
+
 def main_export_bvh(cfg: argparse.Namespace) -> int:
     from utils.bvh_export import write_bvh
     from utils.dataset_specs import get_dataset_spec
 
+    out = _output_file(cfg.out or os.path.splitext(cfg.input)[0] + ".bvh")
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     joints = _read_joints(cfg.input, spec)
-    out = cfg.out or os.path.splitext(cfg.input)[0] + ".bvh"
     fps = spec.fps if cfg.fps is None else cfg.fps  # only a flag left out means the dataset's rate
     write_bvh(out, joints, fps, spec.kinematic_chain, scale=cfg.scale, source=cfg.input)
     print(f"export_bvh: {joints.shape[0]} frames -> {out}")
@@ -250,11 +263,11 @@ def main_export_smpl(cfg: argparse.Namespace) -> int:
     from utils.smpl_body import load_body_model
     from utils.smpl_export import check_smpl_skeleton, write_smpl
 
+    out = _output_file(cfg.out or os.path.splitext(cfg.input)[0] + "_smpl.npz")
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     check_smpl_skeleton(spec, "--dataset_name")
     joints = _read_joints(cfg.input, spec)
     body = load_body_model(cfg.body_model)
-    out = cfg.out or os.path.splitext(cfg.input)[0] + "_smpl.npz"
     fps = spec.fps if cfg.fps is None else cfg.fps
     report = write_smpl(out, joints, body, fps, gender=cfg.gender, source=cfg.input)
     print(f"export_smpl: {joints.shape[0]} frames, poses ({joints.shape[0]}, {3 * body.num_joints}) -> {out}; "
@@ -361,7 +374,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = sub.add_parser("export_bvh", help="write joint positions (T, J, 3) or features (T, D) as a BVH file")
     p.add_argument("input", help=".npy of joint positions (T, J, 3), or of de-normalised features (T, D) such as "
                                  "sample.py's <stem>_features.npy")
-    p.add_argument("--out", default=None, help="output .bvh (default: next to the input)")
+    p.add_argument("--out", default=None,
+                   help="output .bvh file, its folder made if missing (default: next to the input)")
     p.add_argument("--dataset_name", default="t2m",
                    help="dataset whose skeleton the joints use and whose layout features have (default t2m)")
     p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
@@ -373,7 +387,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        "(AMASS .npz layout)")
     p.add_argument("input", help=".npy of SMPL-22 joint positions (T, 22, 3) in metres, or of de-normalised features "
                                  "(T, D) such as sample.py's <stem>_features.npy")
-    p.add_argument("--out", default=None, help="output .npz (default: <input>_smpl.npz next to the input)")
+    p.add_argument("--out", default=None,
+                   help="output .npz file, its folder made if missing (default: <input>_smpl.npz next to the input)")
     p.add_argument("--body_model", required=True, help="SMPL / SMPL-H / SMPL-X body model .npz (e.g. "
                    "smplh/neutral/model.npz); its joint count sets the width of poses")
     p.add_argument("--dataset_name", default="t2m", help="dataset whose skeleton (SMPL-22) the joints use and "

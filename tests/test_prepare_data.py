@@ -58,3 +58,30 @@ def test_export_refuses_an_npz_naming_the_file_and_what_it_takes(tmp_path):
                                              r"of joint positions \(T, 22, 3\) or features"):
             prepare_data.main(prepare_data.parse_args(command))
     assert sorted(os.listdir(tmp_path)) == ["walk_smpl.npz"]
+
+
+@pytest.mark.parametrize("command", ["export_bvh", "export_smpl"])
+def test_export_refuses_an_out_that_is_a_folder_before_any_work(tmp_path, joints_file, command):
+    """--out naming a folder fails at once, naming the flag (export_smpl: before the body model is read and the
+    fit is run), instead of an OSError about a temporary file after the work."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    args = [command, str(joints_file), "--out", str(folder)]
+    if command == "export_smpl":
+        args += ["--body_model", str(tmp_path / "none.npz")]  # not read: the --out check comes first
+    with pytest.raises(IsADirectoryError, match=rf"--out is a folder; expected the path of the file to write.*"
+                                                rf"{folder.name}"):
+        prepare_data.main(prepare_data.parse_args(args))
+    assert os.listdir(folder) == []
+
+
+def test_export_bvh_makes_the_folder_of_out(tmp_path, joints_file):
+    out = tmp_path / "exports" / "bvh" / "walk.bvh"
+    assert prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file), "--out", str(out)])) == 0
+    assert out.read_text().startswith("HIERARCHY")
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    with pytest.raises(NotADirectoryError, match=r"--out .*taken.*walk\.bvh: cannot make the folder .*taken"):
+        prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file), "--out",
+                                                   str(taken / "walk.bvh")]))
+    assert taken.read_text() == "a file"

@@ -130,8 +130,7 @@ def sample_frames(generator, text: str, given: torch.Tensor | None, seed: int) -
 
 
 def save_array(path: str, array: np.ndarray) -> None:
-    """``np.save`` through a temporary file: a run stopped while writing over an earlier sample's array, which the
-    manifest still lists, leaves that file whole."""
+    """``np.save`` through a temporary file: a run stopped while writing leaves no half-written array under the name."""
     with atomic_write(path, "wb") as f:
         np.save(f, array)
 
@@ -310,6 +309,9 @@ def main(cfg) -> dict:
         smpl_fit = None
         export_errors = {}
         features = out.features[0, :length].cpu().numpy()
+        # The earlier sample of these names leaves the manifest, and its files go, before a file of this one is
+        # written; this one is listed once all its files are: the manifest never pairs a prompt with another's arrays.
+        manifest.replace(files["features"])
         save_array(os.path.join(out_dir, files["features"]), features)
         # A diverged model or an extreme --cfg / --temperature can give NaN or Inf: keep the arrays, skip what cannot
         # draw or export them, and go on with the other samples.

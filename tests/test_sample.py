@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -430,8 +431,8 @@ def test_an_interrupted_replacing_run_lists_every_file_it_leaves(ckdir, tmp_path
     manifest = _assert_manifest_matches_folder(out)
     assert sorted((s["repeat"], s["seed"]) for s in manifest["samples"]) == [(0, 10), (1, 2)]
 
-    # Stopped while writing the manifest, by a run without --bvh: the earlier sample whose arrays were written again
-    # is still listed, and so keeps its BVH.
+    # Stopped while writing the manifest, by a run without --bvh: the earlier sample it was about to replace is still
+    # listed, with its arrays and BVH untouched.
     def write_fails(path, data):
         raise KeyboardInterrupt
 
@@ -442,13 +443,12 @@ def test_an_interrupted_replacing_run_lists_every_file_it_leaves(ckdir, tmp_path
     assert sorted((s["repeat"], s["seed"]) for s in manifest["samples"]) == [(0, 10), (1, 2)]
 
 
-def test_a_run_stopped_while_writing_an_array_leaves_the_earlier_file_whole(ckdir, tmp_path, monkeypatch):
-    """The joints and features arrays go through a temporary file: a run stopped while writing one over an earlier
-    sample's (still listed) leaves that file as it was, not cut short."""
+def test_a_run_stopped_while_writing_an_array_leaves_no_cut_short_file(ckdir, tmp_path, monkeypatch):
+    """The joints and features arrays go through a temporary file: a run stopped while writing one leaves no file cut
+    short under its name, nor a temporary, and the manifest no longer lists the earlier sample it was replacing."""
     out = tmp_path / "out"
     common = ("--text_prompt", "a person walks", "--motion_length", "8", "--no_render", "--output_dir", str(out))
-    (first,) = run_sample(ckdir, *common, "--seed", "1")["samples"]
-    before = {name: (out / name).read_bytes() for name in (first["files"]["features"], first["files"]["joints"])}
+    run_sample(ckdir, *common, "--seed", "1")
 
     def stopped_half_way(file, array, *args, **kwargs):
         if isinstance(file, (str, os.PathLike)):
@@ -462,9 +462,61 @@ def test_a_run_stopped_while_writing_an_array_leaves_the_earlier_file_whole(ckdi
     with pytest.raises(KeyboardInterrupt):
         run_sample(ckdir, *common, "--seed", "2")
     monkeypatch.undo()
-    assert {name: (out / name).read_bytes() for name in before} == before
-    assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]
-    _assert_manifest_matches_folder(out)
+    assert os.listdir(out) == ["manifest.json"]
+    assert _assert_manifest_matches_folder(out)["samples"] == []
+
+
+def _listed_files(out) -> dict[str, dict[str, bytes]]:
+    """{(prompt, seed): {file name: bytes}} of every sample the manifest of ``out`` lists; a listed file that is
+    missing fails."""
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    listed = {}
+    for s in manifest["samples"]:
+        names = [name for name in s["files"].values() if name]
+        missing = [name for name in names if not (out / name).is_file()]
+        assert not missing, f"{s['prompt']!r} (seed {s['seed']}) lists missing {missing}"
+        listed[(s["prompt"], s["seed"])] = {name: (out / name).read_bytes() for name in names}
+    return listed
+
+
+@pytest.mark.parametrize("stop", ["before", "after"])
+def test_a_run_stopped_around_an_array_write_never_lists_a_sample_with_another_ones_array(ckdir, tmp_path,
+                                                                                         monkeypatch, stop):
+    """A run into a folder whose samples it replaces (same prompt, index and repeat), stopped just before or just
+    after writing any of its arrays, leaves each listed sample with its own files: the earlier sample with the
+    earlier arrays, or the new one with the new arrays, never the earlier prompt and seed with a new array."""
+    common = ("--text_prompt", "a person walks", "--motion_length", "8", "--repeat_times", "2", "--no_render")
+    earlier, new = tmp_path / "earlier", tmp_path / "new"
+    run_sample(ckdir, *common, "--seed", "1", "--output_dir", str(earlier))
+    run_sample(ckdir, *common, "--seed", "11", "--output_dir", str(new))
+    made = {**_listed_files(earlier), **_listed_files(new)}  # what each sample's files hold when it is made whole
+    assert len(made) == 4
+
+    save_array = sample.save_array
+    for stop_at in range(4):  # features, joints of repeat 0, then of repeat 1
+        out = tmp_path / f"stopped_{stop_at}"
+        shutil.copytree(earlier, out)
+        calls: list[str] = []
+
+        def stopped(path, array, stop_at=stop_at, calls=calls):
+            calls.append(path)
+            if len(calls) - 1 == stop_at and stop == "before":
+                raise KeyboardInterrupt
+            save_array(path, array)
+            if len(calls) - 1 == stop_at:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(sample, "save_array", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            run_sample(ckdir, *common, "--seed", "11", "--output_dir", str(out))
+        monkeypatch.undo()
+        listed = _listed_files(out)
+        for key, files in listed.items():
+            assert files == made[key], f"stopped {stop} array write {stop_at}: {key} is listed with other files"
+        # Listed: the new first sample once both its arrays are written, the earlier second one until the run
+        # starts writing over it; the earlier first one is dropped before its arrays are.
+        assert set(listed) == ({("a person walks", 11)} if stop_at >= 2 else {("a person walks", 2)}), stop_at
+        assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]
 
 
 @pytest.mark.parametrize("export", ["write_bvh", "write_smpl"])

@@ -2,12 +2,14 @@
 
 A folder is often sampled into more than once (other prompts, another seed or guidance, a retrained checkpoint).
 Each run appends to ``runs`` (checkpoint, its SHA-256, sampling settings, seed) and its samples carry the index of
-their run, so the files of an earlier run stay described. A sample whose files a later run writes again (same prompt
-slug, index and repeat) is replaced by the new one, and the files of the earlier sample that the new one does not
-write again (a video, BVH or SMPL file of the earlier motion) are removed, so that none passes for the new motion's.
-The earlier sample stays listed until the new one's files are written and the file lists the new one instead; its
-leftovers are removed only then, so a run stopped part way lists no removed file and keeps listed the earlier samples
-it had not replaced yet.
+their run, so the files of an earlier run stay described. A sample whose files a later run writes again (same
+prompt slug, index and repeat) is replaced by the new one, in steps that each leave the file true to the folder when
+a run stops: the earlier sample is dropped from the file, then its files are removed (all of them, so that none, a
+video, BVH or SMPL file the new sample does not write again, passes for the new motion's), then the new sample's files
+are written, and only then is it listed. A reader finds the earlier sample with its files, no sample of that name, or
+the new sample with its files, never one sample's entry with another one's arrays; a run stopped part way keeps listed
+the earlier samples it had not started to replace. Files written before a run stopped but not listed yet stay
+unlisted; a later run of the same names writes over them.
 The top-level ``checkpoint``, ``sampling``, ... keys describe the latest run, as they did before ``runs`` existed; a
 manifest from then is read as one run.
 """
@@ -84,8 +86,8 @@ def _free_name(path: str) -> str:
 class SampleManifest:
     """The manifest of ``out_dir`` for a new run described by ``run`` (``RUN_KEYS``) that will write the samples
     whose feature files are ``features_files``: earlier runs' samples are kept unless this run writes their files
-    again. ``add`` records a sample and rewrites the file, so an interrupted run still describes what it wrote, and
-    removes what is left of the earlier sample it replaces, except the files of ``keep`` (an edit's source)."""
+    again. Per sample, ``replace`` before its first file is written, ``add`` once its files are written, so an
+    interrupted run still describes what it wrote; the files of ``keep`` (an edit's source) are never removed."""
 
     def __init__(self, out_dir: str, run: dict[str, Any], features_files: list[str],
                  keep: Sequence[str] = ()) -> None:
@@ -96,8 +98,8 @@ class SampleManifest:
         self.earlier_runs, samples = _read_previous(self.path)
         rewritten = set(features_files)
         self.kept = [s for s in samples if (s.get("files") or {}).get("features") not in rewritten]
-        # The earlier samples this run will write again stay listed until their replacement is, so that a run stopped
-        # part way leaves none of their files unlisted.
+        # The earlier samples this run will write again stay listed until it starts on their replacement, so that a
+        # run stopped part way keeps those it had not reached.
         self.replaced = {s["files"]["features"]: s for s in samples
                          if (s.get("files") or {}).get("features") in rewritten}
         if len(self.kept) < len(samples):
@@ -106,26 +108,30 @@ class SampleManifest:
         self.written: list[dict[str, Any]] = []
         self.earlier = len(self.kept)
 
-    def add(self, sample: dict[str, Any]) -> None:
-        """Record one sample of this run, rewrite the file, then remove the files of the earlier sample it replaces
-        that it did not write again (in that order, so that the file never lists a removed file)."""
-        earlier = self.replaced.pop(sample["files"]["features"], None)
-        self.written.append(sample)
-        write_json(self.path, self.to_dict())
-        self._remove_leftovers(earlier, sample)
-
-    def _remove_leftovers(self, earlier: dict[str, Any] | None, sample: dict[str, Any]) -> None:
+    def replace(self, features_file: str) -> None:
+        """Before the sample whose features go to ``features_file`` writes a file: drop the earlier sample of that
+        name from the file, then remove its files (in that order, so that the file never lists a removed file, nor
+        the earlier sample once one of its arrays may be the new one's)."""
+        earlier = self.replaced.pop(features_file, None)
         if earlier is None:
             return
-        written = {name for name in sample["files"].values() if name}
+        write_json(self.path, self.to_dict())
         for name in (earlier.get("files") or {}).values():
             # Only plain names in this folder, as sample.py writes them (a hand-edited manifest may hold others).
-            if not isinstance(name, str) or not name or name in written or os.path.basename(name) != name:
+            if not isinstance(name, str) or not name or os.path.basename(name) != name:
                 continue
             path = os.path.join(self.out_dir, name)
             if os.path.isfile(path) and os.path.realpath(path) not in self.keep:
                 os.remove(path)
                 logger.info("%s: removed %s, a file of the earlier motion this sample replaces", self.out_dir, name)
+
+    def add(self, sample: dict[str, Any]) -> None:
+        """Record one sample of this run, whose files are written, and rewrite the file."""
+        if sample["files"]["features"] in self.replaced:  # removing the earlier files now would remove the new ones
+            raise RuntimeError(f"{self.path}: replace({sample['files']['features']!r}) must come before the sample's "
+                               f"files are written")
+        self.written.append(sample)
+        write_json(self.path, self.to_dict())
 
     def this_runs_samples(self) -> list[dict[str, Any]]:
         """The samples this run wrote, in order."""

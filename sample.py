@@ -111,11 +111,17 @@ def read_prompts(cfg) -> list[Prompt]:
             raise ValueError("--text_prompt is empty; give the text to generate from")
         prompts.append(Prompt(cfg.text_prompt.strip(), default, default_source))
     if cfg.text_path:
+        if os.path.isdir(cfg.text_path):
+            raise IsADirectoryError(f"--text_path: {cfg.text_path} is a folder; expected a prompt file (one prompt per "
+                                    f"line, or .jsonl / .csv)")
         if not os.path.isfile(cfg.text_path):
             raise FileNotFoundError(f"--text_path: prompt file not found: {cfg.text_path}")
         for _, text, frames in read_prompt_file(cfg.text_path):
             prompts.append(Prompt(text, frames, "--text_path") if frames is not None
                            else Prompt(text, default, default_source))
+        if not prompts:
+            raise ValueError(f"--text_path {cfg.text_path}: no prompt in the file (empty lines and lines starting "
+                             f"with '#' are skipped; a .csv file needs rows under its header)")
     if not prompts:
         raise ValueError("nothing to generate: pass --text_prompt \"...\" or --text_path FILE (one prompt per line)")
     return prompts

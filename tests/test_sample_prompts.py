@@ -1,0 +1,28 @@
+"""sample.py --text_path files that hold no prompt or are a folder: one clear error naming the file, before any model
+loads. (A file that is not UTF-8 is tested with the other prompt-file errors in test_sample.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+import sample
+from options.config import parse_with_config
+from options.eval_generator_options import get_sample_parser
+
+
+def _args(*argv: str):
+    return parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic", *argv])
+
+
+@pytest.mark.parametrize("name,content", [("prompts.txt", "# only a comment\n\n"), ("prompts.csv", "text,length\n"),
+                                          ("prompts.jsonl", "\n")])
+def test_a_prompt_file_without_prompts_is_named(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=f"--text_path {path}: no prompt in the file"):
+        sample.read_prompts(_args("--text_path", str(path)))
+
+
+def test_a_folder_as_prompt_file_says_it_is_a_folder(tmp_path):
+    with pytest.raises(IsADirectoryError, match=f"--text_path: {tmp_path} is a folder; expected a prompt file"):
+        sample.read_prompts(_args("--text_path", str(tmp_path)))

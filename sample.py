@@ -103,6 +103,9 @@ def slugify(text: str, max_length: int = SLUG_LENGTH) -> str:
 
 def read_prompts(cfg) -> list[Prompt]:
     """Prompts of ``--text_prompt`` and ``--text_path`` (in that order) with their length and its source."""
+    if cfg.motion_length is not None and cfg.motion_length < 0:  # checked now, not once the generator has loaded
+        raise ValueError(f"--motion_length {cfg.motion_length}: expected frames > 0, or 0 / unset for the length "
+                         f"estimator")
     default = cfg.motion_length if cfg.motion_length else None
     default_source = "--motion_length" if default else "length estimator"
     prompts = []

@@ -237,8 +237,8 @@ def test_a_length_shorter_than_a_token_names_where_it_came_from(ckdir, tmp_path)
     with pytest.raises(ValueError, match=rf"{re.escape(str(prompts))}: prompt 'a person jumps': length 2 frames; "
                                          rf"motion lengths must be at least one token"):
         run_sample(ckdir, "--text_path", str(prompts), "--no_render", "--output_dir", str(tmp_path / "out"))
-    with pytest.raises(ValueError, match=r"--motion_length: length -3 frames; motion lengths must be at least one"):
-        run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "-3", "--no_render",
+    with pytest.raises(ValueError, match=r"--motion_length: length 3 frames; motion lengths must be at least one"):
+        run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "3", "--no_render",
                    "--output_dir", str(tmp_path / "out"))
     assert not (tmp_path / "out" / "manifest.json").exists()
 

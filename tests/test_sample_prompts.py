@@ -26,3 +26,8 @@ def test_a_prompt_file_without_prompts_is_named(tmp_path, name, content):
 def test_a_folder_as_prompt_file_says_it_is_a_folder(tmp_path):
     with pytest.raises(IsADirectoryError, match=f"--text_path: {tmp_path} is a folder; expected a prompt file"):
         sample.read_prompts(_args("--text_path", str(tmp_path)))
+
+
+def test_a_negative_motion_length_fails_before_the_model_loads():
+    with pytest.raises(ValueError, match="--motion_length -8: expected frames > 0, or 0 / unset for the length est"):
+        sample.read_prompts(_args("--text_prompt", "a person walks", "--motion_length", "-8"))

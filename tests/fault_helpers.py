@@ -42,7 +42,8 @@ LAUNCHER = str(Path(__file__).resolve())
 # Flags shared by the tokenizer runs of the fault tests: tiny, deterministic, a handful of steps.
 TOKENIZER_FLAGS = ["--dataset_name", "synthetic", "--batch_size", "8", "--num_workers", "0", "--lr", "2e-3",
                    "--warm_up_iter", "2", "--milestones", "1000", "--log_every", "2", "--val_batches", "1"]
-CHECKPOINT_KEYS = ("model", "optimizer", "ema", "step", "epoch", "rng", "data_state", "best", "metrics")
+CHECKPOINT_KEYS = ("model", "optimizer", "ema", "step", "epoch", "rng", "data_state", "best", "metrics",
+                   "loss_window")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

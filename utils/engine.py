@@ -6,11 +6,13 @@ step: device placement, DDP and mixed precision through ``accelerate``, the lear
 non-finite losses, and exact resume.
 
 Exact resume. ``model/latest.tar`` holds the unwrapped weights, optimizer (and fp16 grad scaler), EMA, step, the RNG
-states of every process and the data position. The data order is a function of ``(seed, epoch)`` (``utils.batching``),
-resume starts the epoch at the first unconsumed batch, and every sample's ``random`` / ``np.random`` / torch CPU RNG is
-seeded from ``(seed, epoch, position)`` before the dataset reads it, so random crops and caption choices do not depend
-on worker count, process count or interruptions. On CPU, N steps equal N/2 steps, a restart with ``is_continue`` and
-N/2 more, bit for bit (weights, optimizer, EMA and the per-step losses in ``model/train_log.jsonl``).
+states of every process, the data position and the losses summed since the last log (so the first log after a resume
+averages the same steps as an uninterrupted run's). The data order is a function of ``(seed, epoch)``
+(``utils.batching``), resume starts the epoch at the first unconsumed batch, and every sample's ``random`` /
+``np.random`` / torch CPU RNG is seeded from ``(seed, epoch, position)`` before the dataset reads it, so random crops
+and caption choices do not depend on worker count, process count or interruptions. On CPU, N steps equal N/2 steps, a
+restart with ``is_continue`` and N/2 more, bit for bit (weights, optimizer, EMA and the per-step losses in
+``model/train_log.jsonl``).
 
 Batch size. ``cfg.batch_size`` is the *global* batch: with P processes each takes ``batch_size // P`` samples of the
 same global batch a single process would take, so a recipe (lr, milestones) means the same thing on any number of
@@ -72,7 +74,7 @@ ValFn = Callable[[nn.Module], Mapping[str, Any]]
 
 # Keys the engine writes; checkpoint_meta must not use them.
 ENGINE_KEYS = frozenset({"format_version", "model", "ema", "optimizer", "scaler", "step", "epoch", "rng",
-                         "data_state", "best", "metrics", "metrics_step", "engine"})
+                         "data_state", "best", "metrics", "metrics_step", "engine", "loss_window"})
 REQUIRED_META = ("stage", "model_name", "model_args")
 # How long a process waits in a collective for the others. While the first process validates (with --need_evaluation
 # a generation pass over the val split) or writes a checkpoint, the others wait at the broadcast of its outcome, and
@@ -160,9 +162,8 @@ def _on_main(accelerator: Accelerator, fn: Callable[[], Any]) -> Any:
     return result
 
 
-def _gather_rng(accelerator: Accelerator) -> list[dict[str, Any]]:
-    """RNG states of every process, in rank order (a collective: every process must call it)."""
-    state = get_rng_state()
+def _gather(accelerator: Accelerator, state: Any) -> list[Any]:
+    """``state`` of every process, in rank order (a collective: every process must call it)."""
     if accelerator.num_processes == 1:
         return [state]
     return all_gather_objects(state)
@@ -321,12 +322,16 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
                                   "num_samples": len(train_dataset), "batch_size": cfg.batch_size}
         return ckpt
 
+    window = LossWindow(accelerator)
+
     def save_latest() -> None:
-        rng = _gather_rng(accelerator)  # collective, outside _on_main
-        _on_main(accelerator, lambda: save_checkpoint(run.latest_path, {**checkpoint_state(True), "rng": rng}))
+        # One collective (outside _on_main) for the RNG states and loss windows of every process.
+        gathered = _gather(accelerator, {"rng": get_rng_state(), "loss_window": window.state_dict()})
+        per_process = {key: [g[key] for g in gathered] for key in ("rng", "loss_window")}
+        _on_main(accelerator, lambda: save_checkpoint(run.latest_path, {**checkpoint_state(True), **per_process}))
 
     if cfg.is_continue:
-        _resume(run, cfg, checkpoint_meta, net, optimizer, ema, accelerator, state, len(train_dataset))
+        _resume(run, cfg, checkpoint_meta, net, optimizer, ema, accelerator, state, len(train_dataset), window)
     for group, fresh in zip(optimizer.param_groups, fresh_groups):
         # The current options win over the hyperparameters stored in a resumed optimizer (load_state_dict brings back
         # the saved groups' rates, betas and weight decay); its moments and step counts are what resume restores.
@@ -342,7 +347,6 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
                 type(net).__name__, accelerator.device, world, f"global batch {cfg.batch_size}",
                 accelerator.mixed_precision, cfg.max_iters, per_epoch, state.step)
 
-    window = LossWindow(accelerator)
     last_logs: dict[str, float] = {}
     anomaly = torch.autograd.detect_anomaly if cfg.detect_anomaly else nullcontext
     if cfg.detect_anomaly:
@@ -381,8 +385,10 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
                 progress.update(1)
 
                 done = state.step >= cfg.max_iters
-                if state.step % cfg.log_every == 0 or done:
-                    last_logs = window.report(train_log)
+                on_cadence = state.step % cfg.log_every == 0
+                if on_cadence or done:
+                    # A last log off the cadence keeps its window: a resume that trains on logs the same averages.
+                    last_logs = window.report(train_log, reset=on_cadence)
                     tb.scalars("Train", last_logs, state.step)
                     progress.set_postfix(loss=f"{last_logs['loss']:.4f}", lr=f"{last_logs['lr']:.2e}")
                     logger.info("step %d epoch %d %s", state.step, state.epoch,
@@ -507,7 +513,7 @@ def _warn_schedule_changes(path: str, saved: Mapping[str, Any], cfg: EngineConfi
 
 
 def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module, optimizer: torch.optim.Optimizer,
-            ema: EMA | None, accelerator: Accelerator, state: _State, num_samples: int) -> None:
+            ema: EMA | None, accelerator: Accelerator, state: _State, num_samples: int, window: LossWindow) -> None:
     """Restore everything ``latest.tar`` holds into the live objects (on every process; what it finds changed is
     reported once, by the first process)."""
     warn = logger.warning if accelerator.is_main_process else (lambda *args, **kwargs: None)
@@ -549,6 +555,8 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
         warn("%s: saved by %d processes, resumed with %d; RNG streams are reseeded (not bitwise exact)",
              path, len(rng), accelerator.num_processes)
         set_seed(cfg.seed + state.step * 1009 + accelerator.process_index)
+    if "loss_window" in ckpt:  # absent from runs saved before it was: their first log averages the steps since resume
+        window.load_state_dict(ckpt["loss_window"])
     logger.info("resumed %s at step %d (epoch %d, batch %d of the epoch)", path, state.step, state.epoch,
                 state.batches_done)
     if state.step >= cfg.max_iters:

@@ -3,7 +3,8 @@
 ``TrainLog`` writes ``model/train_log.jsonl`` (one line per step: step, loss, lr), cut back to the resumed step when a
 run continues, so an interrupted and resumed run ends with the same file as an uninterrupted one. ``LossWindow``
 keeps the per-step losses and logged terms on the device and reads them back only when they are logged (one
-synchronisation per log), averaged over processes.
+synchronisation per log), averaged over processes; ``latest.tar`` carries its sums, so the first log after a resume
+averages the same steps as it would have without the interruption.
 """
 
 from __future__ import annotations
@@ -102,17 +103,41 @@ class LossWindow:
                          for (step, _, lr), value in zip(self.steps, losses)])
         self.steps = []
 
-    def report(self, train_log: TrainLog) -> dict[str, float]:
+    def report(self, train_log: TrainLog, reset: bool = True) -> dict[str, float]:
         """Flush, and return the window means (over steps and processes) of loss and terms, with the lr of the
-        window's last step (the rate in use when it is logged); then reset."""
+        window's last step (the rate in use when it is logged); then reset, unless ``reset`` is False (a log off the
+        cadence, at the end of a run, whose window a longer resumed run goes on filling)."""
         lr = self.steps[-1][2] if self.steps else float("nan")
         self.flush(train_log)
         names = list(self.sums)
         device = self.accelerator.device
         stacked = torch.stack([torch.as_tensor(self.sums[n], dtype=torch.float32, device=device) for n in names])
         means = (self._mean_over_processes(stacked) / self.count).tolist()
-        self.sums, self.count = {}, 0
+        if reset:
+            self.sums, self.count = {}, 0
         return {**dict(zip(names, means)), "lr": lr}
+
+    def state_dict(self) -> dict[str, Any]:
+        """This process's sums since the last log and their step count, as plain values (for ``latest.tar``; the
+        per-step entries are written to the jsonl before every save)."""
+        return {"count": self.count,
+                "sums": {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in self.sums.items()}}
+
+    def load_state_dict(self, states: list[dict[str, Any]]) -> None:
+        """Restore the window of this process from ``states`` (one per saved process, in rank order). Saved by
+        another number of processes, every process takes their mean: a log averages over processes, so it reports
+        the same values."""
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        if len(states) == world:
+            state = states[rank]
+            sums = dict(state["sums"])
+        else:
+            state = states[0]
+            sums = {k: sum(s["sums"][k] for s in states) / len(states) for k in state["sums"]}
+        device = self.accelerator.device
+        self.sums = {k: v.to(device) if torch.is_tensor(v) else float(v) for k, v in sums.items()}
+        self.count = int(state["count"])
+        self.steps = []
 
     def _mean_over_processes(self, values: torch.Tensor) -> torch.Tensor:
         if self.accelerator.num_processes == 1:

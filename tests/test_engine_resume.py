@@ -1,0 +1,98 @@
+"""Exact resume of what the engine logs: the running loss window between two logs is carried by ``latest.tar``, so a
+run interrupted between logs logs the same averages, in ``train_log.jsonl`` and TensorBoard, as an uninterrupted one."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_engine import META, Toy, ToyData, loss_fn, make_cfg, read_log, run_toy
+
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.engine import train
+from utils.run_dir import RunDir
+from utils.seed import set_seed
+
+TAGS = ("Train/loss", "Train/mse", "Train/l1", "Train/grad_norm", "Train/lr")
+
+
+class Killed(Exception):
+    """Stands in for a kill inside a step."""
+
+
+def killed_at(step: int):
+    """``loss_fn`` that stops the run inside ``step`` (after the checkpoint of an earlier step)."""
+    calls = []
+
+    def fn(model, batch):
+        calls.append(1)
+        if len(calls) == step:
+            raise Killed(f"killed inside step {step}")
+        return loss_fn(model, batch)
+    return fn
+
+
+def scalars(run: RunDir, tags: tuple[str, ...] = TAGS) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(run.model_dir)
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in tags}
+
+
+def resume(run: RunDir, cfg: dict, loss=loss_fn):
+    # TensorBoard orders a folder's event files by name, whose seconds and writer counter sort wrongly as text
+    # when both files are from the same second: the resumed run's file must come after the interrupted one's.
+    time.sleep(1.0)
+    set_seed(123)  # whatever the process did before, resume restores the saved states
+    return train(Toy(), ToyData(), loss, make_cfg(**cfg, is_continue=True), run, checkpoint_meta=META)
+
+
+def test_a_run_killed_between_logs_logs_the_same_averages_after_resume(tmp_path):
+    # Logs every 4 steps, saves every 6: the checkpoint of step 6 holds steps 5-6 of the window the step-8 log averages.
+    cfg = dict(max_iters=16, log_every=4, save_every=6, eval_every=0, grad_clip=1.0)
+    full, _ = run_toy(tmp_path, "full", make_cfg(**cfg))
+    set_seed(0)
+    half = RunDir(str(tmp_path / "checkpoints"), "t2m", "half")
+    with pytest.raises(Killed):
+        train(Toy(), ToyData(), killed_at(9), make_cfg(**cfg), half, checkpoint_meta=META)
+    assert load_checkpoint(half.latest_path)["step"] == 6
+    result = resume(half, cfg)
+    assert read_log(half) == read_log(full)
+    logged = scalars(full)
+    assert [step for step, _ in logged["Train/loss"]] == [4, 8, 12, 16]
+    assert scalars(half) == logged
+    assert result.logs["loss"] == pytest.approx(sum(r["loss"] for r in read_log(full)[-4:]) / 4)
+
+
+def test_a_run_extended_past_an_off_cadence_end_logs_the_same_averages(tmp_path):
+    # The first run ends at step 13 and logs steps 11-13 there; extended to 20, its step-15 log still averages 11-15.
+    cfg = dict(log_every=5, save_every=5, eval_every=0, grad_clip=1.0)
+    full, _ = run_toy(tmp_path, "full", make_cfg(max_iters=20, **cfg))
+    half, first = run_toy(tmp_path, "half", make_cfg(max_iters=13, **cfg))
+    assert first.logs["loss"] == pytest.approx(sum(r["loss"] for r in read_log(half)[10:13]) / 3)
+    resume(half, {**cfg, "max_iters": 20})
+    assert read_log(half) == read_log(full)
+    resumed = {tag: [(s, v) for s, v in points if s != 13] for tag, points in scalars(half).items()}
+    assert resumed == scalars(full)
+
+
+def test_a_checkpoint_without_a_loss_window_resumes_with_an_empty_one(tmp_path):
+    cfg = dict(max_iters=16, log_every=4, save_every=6, eval_every=0)
+    run, _ = run_toy(tmp_path, "old", make_cfg(**{**cfg, "max_iters": 6}))
+    state = load_checkpoint(run.latest_path)
+    assert state["loss_window"][0]["count"] == 2  # steps 5 and 6, not yet logged
+    del state["loss_window"]  # written before the window was saved
+    save_checkpoint(run.latest_path, state)
+    result = resume(run, cfg)
+    log = read_log(run)
+    points = dict(scalars(run, ("Train/loss",))["Train/loss"])
+    assert points[8] == pytest.approx(sum(r["loss"] for r in log[6:8]) / 2)  # steps 7-8 only, as before
+    assert result.step == 16
+
+
+def test_the_saved_loss_window_loads_weights_only(tmp_path):
+    run, _ = run_toy(tmp_path, "w", make_cfg(max_iters=7, log_every=4, save_every=7, eval_every=0, grad_clip=1.0))
+    window = torch.load(run.latest_path, weights_only=True)["loss_window"]
+    assert len(window) == 1 and window[0]["count"] == 3
+    assert set(window[0]["sums"]) == {"loss", "mse", "l1", "grad_norm"}

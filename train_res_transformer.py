@@ -39,6 +39,7 @@ from utils.eval_data import load_validation_evaluator
 from utils.generation_momask import MoMaskBackend
 from utils.generator_stage import (
     check_resume_matches,
+    check_resumed_settings,
     dataset_captions,
     resolve_text_encoder,
     resume_records,
@@ -98,6 +99,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     device = stage_device()
     ref = resolve_vq_checkpoint(args.checkpoints_dir, args.dataset_name, args.vq_name, args.vq_ckpt)
     resumed = resume_records(run.latest_path, args.is_continue)
+    check_resumed_settings(run.latest_path, resumed, config_to_dict(args))
     tokenizer = load_token_tokenizer(ref.path, spec, args.vq_model, device, role="res", run_name=ref.name,
                                      use_ema=resumed_tokenizer_ema(resumed),
                                      vq_model_source=option_origin(args, "vq_model"))

@@ -186,6 +186,16 @@ def test_resume_is_bitwise_exact(setup, tmp_path, role, extra):
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert _losses(runs[0]) == _losses(runs[1])
 
+    # Cached codes are cropped in token space, on-the-fly ones from the motion: switching mid-run changes the data,
+    # so it is refused, naming both values, before a cache is built or anything is trained.
+    cached = "--cache_tokens" in extra
+    flipped = [*base, "--no-cache_tokens" if cached else "--cache_tokens"]
+    with pytest.raises(CheckpointError, match=rf"--cache_tokens {cached} but {not cached} now.*"
+                                              rf"add {'--cache_tokens' if cached else '--no-cache_tokens'} to"):
+        _train(setup, role, "r", *flipped, "--max_iters", "9", "--is_continue", checkpoints_dir=str(tmp_path / "part"))
+    assert load_checkpoint(os.path.join(runs[1], "model", "latest.tar"))["step"] == 6
+    assert os.path.isdir(os.path.join(runs[1], "tokens")) == cached
+
     # Resuming on other tokenizer weights is refused before anything is trained or rewritten.
     other = save_tokenizer(str(tmp_path / "other"), setup["root"], "rvq2", "RVQVAE_Tiny")
     moved = [other if a == setup["rvq"] else a for a in base]

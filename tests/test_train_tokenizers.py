@@ -422,3 +422,21 @@ def test_validation_loss_is_the_mean_over_windows_not_over_batches():
     spec = SimpleNamespace(representation="smplx_rot6d", dim_pose=3)  # no joint recovery: loss terms only
     metrics = reconstruction_metrics(Identity(), loader, spec, np.zeros(3), np.ones(3), loss_fn)
     assert metrics["loss"] == pytest.approx(2 / 6)
+
+
+def test_resume_keeps_the_window_size_it_trained_on(tmp_path, synthetic_root):
+    # A run trained on the spec's 64-frame windows (no --window_size) must not go on with 32-frame ones: the refusal
+    # names the flag, the run's value and the new one; the spec's size given explicitly is the same setting.
+    from utils.checkpoint import CheckpointError
+
+    base = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", str(tmp_path / "ckpt"),
+            "--name", "w", "--model", "RVQVAE_Tiny", *COMMON]
+    _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "2"])
+    latest = os.path.join(tmp_path, "ckpt", "synthetic", "w", "model", "latest.tar")
+    with pytest.raises(CheckpointError) as refused:
+        _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "4", "--is_continue", "--window_size", "32"])
+    message = str(refused.value)
+    assert "--window_size 64 but 32 now" in message and "add --window_size 64 to the command" in message
+    assert load_checkpoint(latest)["step"] == 2
+    _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "4", "--is_continue", "--window_size", "64"])
+    assert load_checkpoint(latest)["step"] == 4

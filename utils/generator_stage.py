@@ -42,7 +42,7 @@ from utils.dataset_specs import DatasetSpec
 from utils.datasets import MotionIndex, TextMotionBatch, collate_text_motion, collect_text_samples
 from utils.run_dir import RunDir
 from utils.seed import set_seed
-from utils.tokenizer_stage import dataset_record
+from utils.tokenizer_stage import check_training_settings, dataset_record
 
 logger = logging.getLogger(__name__)
 
@@ -504,6 +504,18 @@ def generator_checkpoint_meta(model_name: str, model_args: dict[str, Any], spec:
         "text_encoder": dict(text_record), "target": TARGET_NAMES[tokenizer.kind], "config": dict(config),
         "parent": {"path": ref.path, "sha256": sha},
     }
+
+
+# Settings that decide what a generator trains on, with the value a run saved before the option existed trained with:
+# cached codes are cropped in token space, on-the-fly ones from the motion (``utils.token_stage``).
+RESUMED_GENERATOR_SETTINGS = {"cache_tokens": False}
+
+
+def check_resumed_settings(latest_path: str, saved: dict[str, Any] | None, config: dict[str, Any]) -> None:
+    """Before ``--is_continue`` builds its data: refuse other ``RESUMED_GENERATOR_SETTINGS`` in ``config`` (the
+    options now) than the run's (``saved``, its ``resume_records``), naming each with both values."""
+    if saved is not None:
+        check_training_settings(latest_path, saved.get("config") or {}, config, RESUMED_GENERATOR_SETTINGS)
 
 
 def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str, Any] | None) -> None:

@@ -392,7 +392,7 @@ def check_tokenizer_resume(saved: dict[str, Any], latest_path: str, meta: dict[s
             # A flag left out on resume (--kmeans_init, --width, ...) takes its default, not the run's value.
             raise CheckpointError(f"{e}. The model comes from --model and its flags, which a resume repeats: "
                                   f"add the run's, or resume with --config {config_path} --is_continue") from None
-    check_training_settings(latest_path, saved.get("config") or {}, meta.get("config") or {})
+    check_training_settings(latest_path, _resolved_config(saved), _resolved_config(meta))
     saved_data, data = saved.get("dataset") or {}, meta["dataset"]
     check_matches(latest_path, "dataset name", saved_data.get("name"), data["name"])
     for key in ("mean", "std"):
@@ -414,19 +414,39 @@ def check_tokenizer_resume(saved: dict[str, Any], latest_path: str, meta: dict[s
 # Settings that decide what the tokenizer trains on (the windows, their normalisation, condition dropout), with the
 # value a run saved before the option existed trained with. A resumed run keeps them: a preset or default that changed
 # since would otherwise switch the run's data mid-training (``--window_mode all`` also makes an ``--epoch`` about 80x
-# more steps on HumanML3D) with no more than a note that the dataset size changed.
-RESUMED_SETTINGS = {"window_mode": "random", "window_stride": 1, "feat_bias": 1.0, "cond_drop_prob": 0.0}
+# more steps on HumanML3D) with no more than a note that the dataset size changed. ``window_size`` None is the dataset
+# spec's, which ``_resolved_config`` reads from the spec each side recorded.
+RESUMED_SETTINGS = {"window_size": None, "window_mode": "random", "window_stride": 1, "feat_bias": 1.0,
+                    "cond_drop_prob": 0.0}
 
 
-def check_training_settings(latest_path: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to resume the run of ``latest_path`` (its saved config ``saved``) with other ``RESUMED_SETTINGS`` in
-    ``current`` (the config now), naming each setting, both values and the flags that resume it as it was."""
+def _resolved_config(record: dict[str, Any]) -> dict[str, Any]:
+    """The ``config`` of checkpoint record ``record`` with ``window_size`` None (the flag left out) replaced by the
+    window size of the dataset spec the record holds, the size the run trains on."""
+    config = dict(record.get("config") or {})
+    if config.get("window_size") is None:
+        config["window_size"] = ((record.get("dataset") or {}).get("spec") or {}).get("window_size")
+    return config
+
+
+def _flag(key: str, value: Any) -> str:
+    """The command-line spelling of setting ``key`` at ``value`` (an on/off flag as ``--key`` / ``--no-key``)."""
+    if isinstance(value, bool):
+        return f"--{key}" if value else f"--no-{key}"
+    return f"--{key} {value}"
+
+
+def check_training_settings(latest_path: str, saved: dict[str, Any], current: dict[str, Any],
+                            settings: dict[str, Any] = RESUMED_SETTINGS) -> None:
+    """Refuse to resume the run of ``latest_path`` (its saved config ``saved``) with other ``settings`` (name: value
+    of a run saved before the option existed) in ``current`` (the config now), naming each setting, both values and
+    the flags that resume it as it was."""
     def value(config: dict[str, Any], key: str) -> Any:
         found = config.get(key)
-        return RESUMED_SETTINGS[key] if found is None else found
+        return settings[key] if found is None else found
 
     differ = []
-    for key in RESUMED_SETTINGS:
+    for key in settings:
         if key == "window_stride" and value(saved, "window_mode") == value(current, "window_mode") == "random":
             continue  # the stride only spaces the windows of --window_mode all
         if key == "cond_drop_prob" and not (saved.get("conditions") or current.get("conditions")):
@@ -440,7 +460,7 @@ def check_training_settings(latest_path: str, saved: dict[str, Any], current: di
             f"{latest_path}: the run being resumed was trained with "
             + "; ".join(f"--{key} {was}{note} but {now} now" for key, was, now, note in differ)
             + ". A resumed run keeps the data it trained on: add "
-            + " ".join(f"--{key} {was}" for key, was, _, _ in differ)
+            + " ".join(_flag(key, was) for key, was, _, _ in differ)
             + " to the command (a --config preset may have set the other value), or start a new --name")
 
 

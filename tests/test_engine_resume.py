@@ -3,6 +3,7 @@ run interrupted between logs logs the same averages, in ``train_log.jsonl`` and 
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -96,3 +97,20 @@ def test_the_saved_loss_window_loads_weights_only(tmp_path):
     window = torch.load(run.latest_path, weights_only=True)["loss_window"]
     assert len(window) == 1 and window[0]["count"] == 3
     assert set(window[0]["sums"]) == {"loss", "mse", "l1", "grad_norm"}
+
+
+def test_resume_reports_a_changed_ema_decay(tmp_path, caplog):
+    # The EMA weights are what validation scores, the best checkpoint holds and later stages load: another decay (or
+    # none) from the resumed step on is named with both values, as a changed schedule is.
+    run, _ = run_toy(tmp_path, "ema", make_cfg(max_iters=6, ema_decay=0.9, eval_every=0))
+    with caplog.at_level(logging.WARNING, logger="utils.engine"):
+        train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=8, ema_decay=0.99, eval_every=0, is_continue=True), run,
+              checkpoint_meta=META)
+    changed = [r.message for r in caplog.records if "resumed with other settings" in r.message]
+    assert len(changed) == 1 and "max_iters 6 -> 8, ema_decay 0.9 -> 0.99" in changed[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="utils.engine"):
+        train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=10, eval_every=0, is_continue=True), run,
+              checkpoint_meta=META)
+    changed = [r.message for r in caplog.records if "resumed with other settings" in r.message]
+    assert len(changed) == 1 and "ema_decay 0.99 -> None" in changed[0]

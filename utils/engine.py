@@ -497,8 +497,10 @@ def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Modu
 
 # How a run steps: the current options win on resume (so a run can be continued with another rate or length), but a
 # value that differs from the run's own is reported, whether it was typed or came from a preset or default that
-# changed since the run started.
-SCHEDULE_KEYS = ("max_iters", "lr", "warm_up_iter", "milestones", "lr_decay", "weight_decay", "betas", "grad_clip")
+# changed since the run started. The EMA decay belongs here: the EMA weights are what validation scores, the best
+# checkpoint holds and later stages load, and without it later checkpoints carry none.
+SCHEDULE_KEYS = ("max_iters", "lr", "warm_up_iter", "milestones", "lr_decay", "weight_decay", "betas", "grad_clip",
+                 "ema_decay")
 
 
 def _warn_schedule_changes(path: str, saved: Mapping[str, Any], cfg: EngineConfig, step: int,

@@ -49,7 +49,9 @@ out not to be deterministic. Each replication's row records how many rows it reu
 
 Streaming. Every finished replication is appended as one JSON line to ``results_path`` and flushed, so a crash loses
 at most the replication in progress; with ``resume=True`` lines written under the same evaluation key are reused and
-those replications are skipped.
+those replications are skipped. The key is a digest of the GT key, the model's ``meta`` and the multimodality
+settings; files ``meta`` identifies by SHA-256 enter it by content, not by path (``location_free``), so a run
+folder moved, renamed or reached through a link resumes where it stopped.
 
 Progress. Besides the bar over replications, each replication shows a bar over its model calls (one per batch, and
 ``mm_repeats`` per multimodality batch) with an ETA: a generator's replication can take most of an hour, and the
@@ -63,7 +65,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -162,6 +164,19 @@ def evaluator_fingerprint(evaluator: EvaluatorWrapper) -> str:
     return h.hexdigest()
 
 
+def location_free(meta: Any) -> Any:
+    """``meta`` without the paths of the files it also identifies by content: ``<name>`` where ``<name>_sha256`` is
+    set beside it, ``path`` where ``sha256`` is. A checkpoints folder moved, renamed or reached through a link
+    changes those paths but not the evaluation, so the evaluation key (``--is_continue``) and a saved-motions
+    folder's identity are taken from this."""
+    if isinstance(meta, dict):
+        return {k: location_free(v) for k, v in meta.items()
+                if meta.get(f"{k}_sha256") is None and not (k == "path" and meta.get("sha256") is not None)}
+    if isinstance(meta, (list, tuple)):
+        return [location_free(v) for v in meta]
+    return meta
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The protocol
 # ---------------------------------------------------------------------------------------------------------------------
@@ -228,9 +243,9 @@ def _frechet_distance(gt: np.ndarray, gen: np.ndarray) -> float:
     return max(distance, 0.0)
 
 
-def _drop_rows(path: str, key: str) -> None:
-    """Rewrite ``path`` (atomically) without the rows of evaluation ``key``: a fresh start of one evaluation keeps
-    the replications other evaluations streamed to the same file. Unreadable lines go with them."""
+def _rewrite_rows(path: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+    """Rewrite ``path`` (atomically) with each row replaced by ``change(row)``, or left out where that is None;
+    unreadable lines are left out too."""
     if not os.path.isfile(path):
         return
     with open(path) as f:
@@ -240,10 +255,21 @@ def _drop_rows(path: str, key: str) -> None:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(row, dict) and row.get("eval_key") != key:
+            if not isinstance(row, dict):
+                continue
+            new = change(row)
+            if new is row:
                 kept.append(line if line.endswith("\n") else line + "\n")
+            elif new is not None:
+                kept.append(json.dumps(new, default=json_default) + "\n")
     with atomic_write(path) as f:
         f.writelines(kept)
+
+
+def _drop_rows(path: str, *keys: str) -> None:
+    """Rewrite ``path`` without the rows of the evaluation ``keys``: a fresh start of one evaluation keeps the
+    replications other evaluations streamed to the same file. Unreadable lines go with them."""
+    _rewrite_rows(path, lambda row: None if row.get("eval_key") in keys else row)
 
 
 def _end_torn_line(path: str) -> None:
@@ -259,8 +285,9 @@ def _end_torn_line(path: str) -> None:
             f.write("\n")
 
 
-def _read_finished(path: str, key: str, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Replication rows already in ``path`` under ``key`` for one of ``seeds`` (a torn last line is ignored)."""
+def _read_finished(path: str, keys: Collection[str], seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Replication rows already in ``path`` under one of ``keys`` for one of ``seeds`` (a torn last line is
+    ignored)."""
     done: dict[int, dict[str, Any]] = {}
     if not os.path.isfile(path):
         return done
@@ -270,7 +297,7 @@ def _read_finished(path: str, key: str, seeds: Sequence[int]) -> dict[int, dict[
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if row.get("eval_key") == key and row.get("seed") in seeds:
+            if isinstance(row, dict) and row.get("eval_key") in keys and row.get("seed") in seeds:
                 done[int(row["seed"])] = row
     return done
 
@@ -355,16 +382,24 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
     weights_key = evaluator_fingerprint(evaluator)
     gt_key = digest(PROTOCOL_VERSION, weights_key, eval_loader.fingerprint).hexdigest()
     meta = dict(meta or {})
-    eval_key = digest(gt_key, meta, mm_batches, mm_repeats, mm_times, mm_fn is not None).hexdigest()
+    mm_key = (mm_batches, mm_repeats, mm_times, mm_fn is not None)
+    eval_key = digest(gt_key, location_free(meta), *mm_key).hexdigest()
+    # Rows streamed before the key left out file paths carry the key of the whole meta: still this evaluation's
+    # where the paths are unchanged, so they are read (and re-keyed on resume, to survive a later move).
+    path_key = digest(gt_key, meta, *mm_key).hexdigest()
     seeds = replication_seeds(seed, replications)
 
-    done = _read_finished(results_path, eval_key, seeds) if results_path and resume else {}
+    done = _read_finished(results_path, (eval_key, path_key), seeds) if results_path and resume else {}
     if results_path:
         os.makedirs(os.path.dirname(os.path.abspath(results_path)) or ".", exist_ok=True)
         if not resume:
-            _drop_rows(results_path, eval_key)
+            _drop_rows(results_path, eval_key, path_key)
         else:
             _end_torn_line(results_path)
+            if any(row["eval_key"] == path_key != eval_key for row in done.values()):
+                _rewrite_rows(results_path, lambda row: {**row, "eval_key": eval_key}
+                              if row.get("eval_key") == path_key else row)
+                done = {s: {**row, "eval_key": eval_key} for s, row in done.items()}
         if done:
             logger.info("resuming: %d of %d replications already in %s", len(done), replications, results_path)
 

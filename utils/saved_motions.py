@@ -42,7 +42,7 @@ import torch
 from options.config import given_in_config, given_on_command_line
 from utils.atomic_io import atomic_write
 from utils.datasets import EvalBatch
-from utils.eval_protocol import replication_seeds
+from utils.eval_protocol import location_free, replication_seeds
 from utils.eval_report import json_default
 
 logger = logging.getLogger(__name__)
@@ -84,14 +84,15 @@ def make_header(*, dataset: str, split: str, seed: int, eval_batch_size: int, mu
 
 
 def _identity(header: dict[str, Any]) -> dict[str, Any]:
-    return {k: header.get(k) for k in IDENTITY_FIELDS}
+    """The header's ``IDENTITY_FIELDS``, files in ``meta`` by content (a moved run keeps its motions)."""
+    return {k: location_free(header.get(k)) if k == "meta" else header.get(k) for k in IDENTITY_FIELDS}
 
 
 class MotionRecorder:
     """Saves the motions of each replication (``begin(seed)``, ``record(...)`` per generator call, ``end(seed)``).
 
-    A folder saved by another evaluation (its header differs in ``IDENTITY_FIELDS``: another checkpoint file or
-    content, other sampling settings or protocol) has its seed files removed first, so it never mixes two
+    A folder saved by another evaluation (its header differs in ``IDENTITY_FIELDS``: another checkpoint (by its
+    SHA-256, not its path), other sampling settings or protocol) has its seed files removed first, so it never mixes two
     evaluations; seed files of the same evaluation stay (``--is_continue`` keeps them, a fresh run rewrites them).
     """
 
@@ -105,7 +106,7 @@ class MotionRecorder:
             for name in stale:
                 os.remove(os.path.join(folder, name))
             logger.warning("%s held the motions of another evaluation (%s); removed its %d replication file(s)",
-                           folder, _first_difference(old, header), len(stale))
+                           folder, _first_difference(_identity(old), _identity(header)), len(stale))
         _write_npz(os.path.join(folder, STATISTICS), {"mean": np.asarray(mean, dtype=np.float32),
                                                       "std": np.asarray(std, dtype=np.float32)})
         _write_json(os.path.join(folder, HEADER), header)

@@ -158,6 +158,11 @@ def test_holds_only_setup_counts_logs_config_and_events(tmp_path):
     for name in ("train.log", "opt.yaml", "model/events.out.tfevents.1.host", "meta/mean.npy", "meta/std.npy"):
         Path(run.root, name).write_text("x")
     assert run.holds_only_setup()  # an evaluator start writes its statistics to meta/ before training
+    Path(run.train_log_path).write_text("")  # the engine creates it before its first save
+    assert run.holds_only_setup()
+    Path(run.train_log_path).write_text('{"step": 1, "loss": 0.5, "lr": 0.001}\n')
+    assert not run.holds_only_setup()
+    Path(run.train_log_path).unlink()
     for name in ("model/mean.npy", "meta/train.log", "eval/evaluation_AE.log"):
         Path(run.root, name).write_text("x")
         assert not run.holds_only_setup(), name

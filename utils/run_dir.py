@@ -30,6 +30,8 @@ MiB = 2**20
 # What a start writes before it has trained anything: a folder holding only these is no run yet.
 SETUP_FILES = ("train.log", "opt.yaml", os.path.join("meta", "mean.npy"), os.path.join("meta", "std.npy"))
 _SETUP_PREFIXES = ("events.out.tfevents.",)
+# Created by the engine before its first save, and empty until a step is logged.
+_EMPTY_WHEN_SETUP = (os.path.join("model", "train_log.jsonl"),)
 # Folders created by ``make_dirs`` in this process, with the first one created above them: ``discarding_failed_starts``
 # removes those a failed start left without a checkpoint.
 _created: list[tuple[RunDir, str]] = []
@@ -133,11 +135,13 @@ class RunDir:
 
     def holds_only_setup(self) -> bool:
         """Whether the folder holds nothing a training wrote: only ``train.log``, ``opt.yaml``, an evaluator's
-        ``meta/`` statistics, TensorBoard event files and empty folders (what a start leaves when it fails before its
-        first checkpoint)."""
+        ``meta/`` statistics, TensorBoard event files, an empty ``model/train_log.jsonl`` and empty folders (what a
+        start leaves when it fails or is stopped before its first checkpoint)."""
         for folder, _, files in os.walk(self.root):
             for name in files:
-                if os.path.relpath(os.path.join(folder, name), self.root) in SETUP_FILES:
+                path = os.path.join(folder, name)
+                relative = os.path.relpath(path, self.root)
+                if relative in SETUP_FILES or (relative in _EMPTY_WHEN_SETUP and os.path.getsize(path) == 0):
                     continue
                 if not name.startswith(_SETUP_PREFIXES):
                     return False

@@ -51,7 +51,7 @@ from models.loader import load_tokenizer
 from options.config import config_to_dict, parse_with_config
 from options.eval_options import get_evaluation_ae_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
-from utils.cli import run_script
+from utils.cli import RESUME_EVALUATION, run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.eval_data import build_eval_loader, digest
@@ -261,4 +261,5 @@ def main(cfg) -> dict:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(parse_with_config(get_evaluation_ae_parser())), single_process=True)
+    run_script(lambda: main(parse_with_config(get_evaluation_ae_parser())),
+               single_process=True, resume=RESUME_EVALUATION)

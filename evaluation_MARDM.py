@@ -60,7 +60,7 @@ import torch
 from options.config import config_to_dict, parse_with_config
 from options.eval_generator_options import family_sampling_options, get_evaluation_generator_parser
 from utils.checkpoint import CheckpointError
-from utils.cli import run_script
+from utils.cli import RESUME_EVALUATION, run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_data import build_eval_loader
 from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag, renormalize, replication_seeds
@@ -247,4 +247,5 @@ def main(cfg) -> dict:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(parse_with_config(get_evaluation_generator_parser())), single_process=True)
+    run_script(lambda: main(parse_with_config(get_evaluation_generator_parser())),
+               single_process=True, resume=RESUME_EVALUATION)

@@ -51,6 +51,7 @@ from utils.eval_report import write_report_json
 from utils.paths import project_path
 from utils.recipes import EVALUATOR_RUN, QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, Recipe, Stage, get_recipe
 from utils.reproduce_report import build_report, format_markdown, read_result, write_report
+from utils.stop_signals import Stopped
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 QUICK_MOTIONS = 400
@@ -279,7 +280,15 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
             argv.append("--is_continue")
         print(f"=== {step.name}: {shlex.join(argv)}", flush=True)
         start = time.perf_counter()
-        code = subprocess.run(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+        with subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as stage:
+            try:
+                code = stage.wait()
+            except Stopped as stop:
+                # The stage stops the same way (its clean-up runs); one that had the signal already, from a
+                # scheduler that signals the whole process group, ignores the repeat.
+                stage.send_signal(stop.signum)
+                stage.wait()
+                raise
         record["seconds"] = time.perf_counter() - start
         if code != 0:
             record["status"] = f"failed (exit {code})"
@@ -317,4 +326,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
 
 
 if __name__ == "__main__":
-    run_script(main)
+    run_script(main, resume="rerun the same command to go on where it stopped")

@@ -41,7 +41,7 @@ from models.evaluator_training import CoEmbedding, MovementAutoencoder, contrast
 from options.config import option_origin, parse_with_config, resolve_max_iters, save_config
 from options.eval_options import get_train_evaluator_parser
 from utils.checkpoint import load_checkpoint
-from utils.cli import run_script
+from utils.cli import RESUME_TRAINING, run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset, collate_eval
 from utils.engine import EngineConfig, check_run_start, train
@@ -237,4 +237,4 @@ def main(cfg) -> dict:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(parse_with_config(get_train_evaluator_parser())))
+    run_script(lambda: main(parse_with_config(get_train_evaluator_parser())), resume=RESUME_TRAINING)

@@ -26,7 +26,7 @@ from models.length_estimator import LengthEstimator, lengths_to_classes
 from models.text_encoders import CachedTextEncoder, TextEncoder
 from options.config import config_to_dict, parse_with_config, resolve_max_iters, save_config
 from options.generator_options import get_train_length_estimator_parser
-from utils.cli import run_script
+from utils.cli import RESUME_TRAINING, run_script
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
 from utils.generator_stage import (
@@ -120,4 +120,5 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(parse_with_config(get_train_length_estimator_parser(), sys.argv[1:])))
+    run_script(lambda: main(parse_with_config(get_train_length_estimator_parser(), sys.argv[1:])),
+               resume=RESUME_TRAINING)

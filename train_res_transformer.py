@@ -31,7 +31,7 @@ from models.res_transformer import RES_TRANSFORMERS
 from models.text_encoders import TextEncoder
 from options.config import config_to_dict, option_origin, parse_with_config, resolve_max_iters, save_config
 from options.token_generator_options import get_train_res_transformer_parser, model_overrides
-from utils.cli import run_script
+from utils.cli import RESUME_TRAINING, run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
@@ -173,4 +173,5 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(parse_with_config(get_train_res_transformer_parser(), sys.argv[1:])))
+    run_script(lambda: main(parse_with_config(get_train_res_transformer_parser(), sys.argv[1:])),
+               resume=RESUME_TRAINING)

@@ -19,7 +19,7 @@ import sys
 from models.tokenizers import VQ_MODELS, VQVAE
 from options.config import parse_with_config
 from options.tokenizer_options import get_train_vq_parser, model_overrides
-from utils.cli import run_script
+from utils.cli import RESUME_TRAINING, run_script
 from utils.tokenizer_stage import train_tokenizer
 
 
@@ -41,4 +41,4 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(parse_with_config(get_train_vq_parser(), sys.argv[1:])))
+    run_script(lambda: main(parse_with_config(get_train_vq_parser(), sys.argv[1:])), resume=RESUME_TRAINING)

@@ -12,6 +12,7 @@ Fault points (steps are the engine's global optimizer steps, counted from 1):
 ``kill_at_step: N``       SIGKILL inside step N, after the forward pass and before the optimizer update.
 ``kill_during_save: N``   SIGKILL while ``latest.tar`` of step N is written: half of the temporary file is on disk.
 ``kill_during_best_save: N``  the same while the best checkpoint (``net_best_<metric>.tar``) of step N is written.
+``term_during_save: N``   SIGTERM (what torchrun or a scheduler sends) at the point of ``kill_during_save``.
 ``free_bytes: X``         the file system reports X free bytes (a full disk).
 ``nan_at_step: N``        the loss of step N becomes NaN, on the process of rank ``nan_rank`` (default 0) only.
 ``emulate_ranks: P``      one process reproduces P-process DDP: the loss is the mean of the losses of the P slices of
@@ -224,10 +225,11 @@ class _Step:
     current = 0
 
 
-def _kill_now() -> None:
+def _kill_now(signum: int = signal.SIGKILL) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    # raise_signal signals this thread, so a Python handler runs before the next line of the caller.
+    signal.raise_signal(signum)
 
 
 def _slice_batch(batch: Any, lo: int, hi: int) -> Any:
@@ -326,13 +328,16 @@ def install_faults(faults: dict[str, Any]) -> None:
 
     engine.lr_factor = lr_factor
 
-    if "kill_during_save" in faults or "kill_during_best_save" in faults:
+    if {"kill_during_save", "kill_during_best_save", "term_during_save"} & faults.keys():
         # latest.tar is the only checkpoint with an optimizer state; the best checkpoint has none.
-        targets = {(faults.get("kill_during_save"), True), (faults.get("kill_during_best_save"), False)}
+        points = (("kill_during_save", True, signal.SIGKILL), ("kill_during_best_save", False, signal.SIGKILL),
+                  ("term_during_save", True, signal.SIGTERM))
+        signals = {(faults[key], latest): signum for key, latest, signum in points if key in faults}
         real_save = torch.save
 
         def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-            if isinstance(obj, dict) and "model" in obj and (obj.get("step"), "optimizer" in obj) in targets:
+            target = (obj.get("step"), "optimizer" in obj) if isinstance(obj, dict) and "model" in obj else None
+            if target in signals:
                 buffer = io.BytesIO()
                 real_save(obj, buffer, *args, **kwargs)
                 data = buffer.getvalue()
@@ -340,7 +345,7 @@ def install_faults(faults: dict[str, Any]) -> None:
                 out.write(data[: len(data) // 2])
                 out.flush()
                 os.fsync(out.fileno())
-                _kill_now()
+                _kill_now(signals[target])
             real_save(obj, f, *args, **kwargs)
 
         torch.save = save

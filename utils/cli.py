@@ -3,6 +3,10 @@
 Errors raised for bad input (a missing or damaged checkpoint, a dataset file that fails its checks, an unusable run
 folder, a bad config value, a flag the chosen model cannot take) already name the file, the field and what was
 expected; their traceback only buries that line. ``FSQ_MARDM_TRACEBACK=1`` shows it anyway, for debugging.
+
+SIGTERM (``torchrun``, a scheduler, ``kill``) and SIGHUP stop ``main()`` as an exception would, so temporary files
+are removed and a run folder with nothing saved yet is taken back; the script then says which signal stopped it and
+how to go on, and exits with status 128 + the signal's number (``utils.stop_signals``).
 """
 
 from __future__ import annotations
@@ -10,22 +14,30 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from options.config import ConfigError
 from utils.checkpoint import CheckpointError
 from utils.launch_env import is_first_process, world_size
 from utils.run_dir import RunDirError, discarding_failed_starts
+from utils.stop_signals import Stopped, exit_stopped, stopping_on_signals
 from utils.user_errors import PATH_ERRORS, TRACEBACK_ENV, exit_with_error
 
 # DatasetError is a ValueError; ValueError also covers model and flag validation (``build_tokenizer``, ...).
 USER_ERRORS = (CheckpointError, RunDirError, ConfigError, *PATH_ERRORS, ValueError)
-__all__ = ["TRACEBACK_ENV", "USER_ERRORS", "run_script"]
+# How a stopped script goes on (``run_script``'s ``resume``).
+RESUME_TRAINING = "rerun with --is_continue to resume from the last checkpoint (model/latest.tar)"
+RESUME_EVALUATION = "rerun with --is_continue to reuse the replications it finished"
+__all__ = ["RESUME_EVALUATION", "RESUME_TRAINING", "TRACEBACK_ENV", "USER_ERRORS", "run_script"]
 
 
-def run_script(main: Callable[[], Any], prog: str | None = None, single_process: bool = False) -> Any:
+def run_script(main: Callable[[], Any], prog: str | None = None, single_process: bool = False,
+               resume: str | None = None) -> Any:
     """``main()``; a ``USER_ERRORS`` exception, or ``SystemExit("<message>")``, exits with status 1 and
     ``<prog>: error: <message>`` on stderr.
+
+    SIGTERM or SIGHUP during ``main()`` exits with status 128 + the signal's number after the clean-up and
+    ``<prog>: stopped by <SIGNAL>; <resume>`` on stderr (``resume``: how to go on, e.g. ``RESUME_TRAINING``).
 
     ``single_process`` scripts (evaluation, sampling) do not split their work over processes: started by ``torchrun``
     or ``accelerate launch`` with more than one, each process would do all of it and write the same files, so they
@@ -36,10 +48,22 @@ def run_script(main: Callable[[], Any], prog: str | None = None, single_process:
     if single_process and processes > 1:
         sys.exit(f"{prog}: error: runs in one process, but was launched as {processes} (torchrun / accelerate "
                  f"launch); start it with `python {prog} ...` (--device picks the GPU)")
-    if os.environ.get(TRACEBACK_ENV):
-        return _discarding_failed_starts(main)
+    removed: list[str] = []
     try:
-        return _discarding_failed_starts(main)
+        # On the first process, a failed or stopped start removes the run folders it created and left without a
+        # checkpoint (``utils.run_dir.discarding_failed_starts``); ``removed`` names them.
+        with stopping_on_signals(), discarding_failed_starts(enabled=is_first_process()) as removed:
+            return _reporting_errors(main, prog)
+    except Stopped as stop:
+        _exit_stopped(prog, stop, resume, removed)
+
+
+def _reporting_errors(main: Callable[[], Any], prog: str) -> Any:
+    """``main()``, its user errors reported as ``run_script`` says."""
+    if os.environ.get(TRACEBACK_ENV):
+        return main()
+    try:
+        return main()
     except USER_ERRORS as e:
         exit_with_error(prog, e)
     except SystemExit as e:
@@ -49,9 +73,9 @@ def run_script(main: Callable[[], Any], prog: str | None = None, single_process:
         raise
 
 
-
-def _discarding_failed_starts(main: Callable[[], Any]) -> Any:
-    """``main()``; when it fails, the first process removes the run folders it created and left without a checkpoint
-    (``utils.run_dir.discarding_failed_starts``)."""
-    with discarding_failed_starts(enabled=is_first_process()):
-        return main()
+def _exit_stopped(prog: str, stop: Stopped, resume: str | None, removed: list[str]) -> NoReturn:
+    """Say which signal stopped the script and how to go on; exit with ``stop.exit_status``."""
+    if removed:
+        exit_stopped(prog, stop, f"nothing was saved, so the new run folder {', '.join(removed)} was removed: rerun "
+                                 f"to start again")
+    exit_stopped(prog, stop, resume)

@@ -1,0 +1,198 @@
+"""Stop signals: SIGTERM (torchrun, a scheduler, ``kill``) or SIGHUP stops a script the way an error does. Its
+clean-up runs (a checkpoint's temporary file is removed, a new run folder with nothing saved is taken back), it says
+which signal stopped it and how to go on, exits with status 128 + the signal's number, and the run resumes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+from fault_helpers import REPO, TOKENIZER_FLAGS, child_env, read_log, run_root, run_script, tail
+
+from utils.stop_signals import Stopped, stopping_on_signals
+
+TERMINATED = 128 + signal.SIGTERM
+
+
+def _args(synthetic_root: str, checkpoints_dir, max_iters: int) -> list[str]:
+    return [*TOKENIZER_FLAGS, "--data_root", synthetic_root, "--model", "RVQVAE_Tiny", "--max_iters", str(max_iters),
+            "--save_every", "2", "--eval_every", "1000", "--seed", "3", "--name", "r",
+            "--checkpoints_dir", str(checkpoints_dir)]
+
+
+def _files_under(folder) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, n), folder) for d, _, names in os.walk(folder) for n in names)
+
+
+def _wait_for_steps(proc: subprocess.Popen, root, stderr_path, steps: int, timeout: float = 120) -> None:
+    """Poll until the run has logged ``steps`` optimizer steps and saved latest.tar (or fail with its stderr)."""
+    log, latest = root / "model" / "train_log.jsonl", root / "model" / "latest.tar"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if latest.exists() and log.exists() and len(log.read_text().splitlines()) >= steps:
+            return
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"the run did not reach step {steps}: exit {proc.returncode}\n"
+                         f"{stderr_path.read_text()[-4000:]}")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_cleanly_and_it_resumes(tmp_path, synthetic_root):
+    """SIGTERM from outside, while training runs: status 143, the message, no temporary file, and --is_continue
+    finishes the run from latest.tar."""
+    ckpt = tmp_path / "ckpt"
+    root = run_root(ckpt, "r")
+    cmd = [sys.executable, "train_vq.py", *_args(synthetic_root, ckpt, 100_000)]
+    # Output to files, not pipes: a pipe nobody reads while the test polls could fill and block the run.
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out, "w") as stdout, open(err, "w") as stderr, \
+            subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=stdout, stderr=stderr) as proc:
+        _wait_for_steps(proc, root, err, steps=3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    stderr = err.read_text()
+    done = subprocess.CompletedProcess(cmd, proc.returncode, out.read_text(), stderr)
+    assert done.returncode == TERMINATED, tail(done)
+    last = stderr.strip().splitlines()[-1]
+    assert last == ("train_vq.py: stopped by SIGTERM; rerun with --is_continue to resume from the last checkpoint "
+                    "(model/latest.tar)"), tail(done)
+    assert [f for f in _files_under(root) if ".tmp-" in f] == []
+
+    stopped_at = torch.load(root / "model" / "latest.tar", weights_only=True)["step"]
+    done = run_script("train_vq.py", [*_args(synthetic_root, ckpt, stopped_at + 2), "--is_continue"])
+    assert done.returncode == 0, tail(done)
+    assert torch.load(root / "model" / "latest.tar", weights_only=True)["step"] == stopped_at + 2
+    assert [row["step"] for row in read_log(root)] == list(range(1, stopped_at + 3))
+
+
+@pytest.mark.slow
+def test_sigterm_in_the_first_save_removes_the_temporary_and_the_new_run(tmp_path, synthetic_root):
+    """SIGTERM while the step-0 latest.tar is half written: the temporary file is removed and, nothing being saved,
+    so is the run folder the start created (with its dataset folder); the message says so."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    done = run_script("train_vq.py", _args(synthetic_root, ckpt, 6), faults={"term_during_save": 0})
+    assert done.returncode == TERMINATED, tail(done)
+    assert os.listdir(ckpt) == [], _files_under(ckpt)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("train_vq.py: stopped by SIGTERM; nothing was saved, so the new run folder "), tail(done)
+    assert str(run_root(ckpt, "r")) in last and last.endswith("was removed: rerun to start again")
+
+
+def test_stop_signals_raise_inside_the_block_only():
+    """SIGTERM and SIGHUP raise Stopped (exit status 128 + number) inside the block; the handlers that were there
+    before come back after it, also when it ends by the signal."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        with pytest.raises(Stopped) as stopped, stopping_on_signals():
+            assert signal.getsignal(signum) is not before[signum]
+            signal.raise_signal(signum)
+            pytest.fail("the signal did not stop the block")
+        assert stopped.value.signum == signum and stopped.value.exit_status == 128 + signum
+        assert str(stopped.value) == f"stopped by {signal.Signals(signum).name}"
+        assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_repeated_signal_does_not_interrupt_the_clean_up():
+    """The second SIGTERM (torchrun passing on a scheduler's) arrives during the clean-up of the first: ignored."""
+    cleaned = []
+    with pytest.raises(Stopped), stopping_on_signals():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        finally:
+            signal.raise_signal(signal.SIGTERM)
+            cleaned.append(True)
+    assert cleaned == [True]
+
+
+def test_ignored_or_handled_signals_are_left_alone():
+    """A SIGHUP ignored by nohup stays ignored; a handler set by someone else stays in place."""
+    own = []
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN), signal.signal(signal.SIGTERM, lambda *a: own.append(1))
+    try:
+        with stopping_on_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGHUP)
+            signal.raise_signal(signal.SIGTERM)
+        assert own == [1]
+    finally:
+        signal.signal(signal.SIGHUP, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
+def test_off_the_main_thread_nothing_is_installed():
+    """Python sets signal handlers from the main thread only: elsewhere the block is a no-op, not a ValueError."""
+    seen = []
+
+    def body() -> None:
+        with stopping_on_signals():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert seen == [signal.SIG_DFL]
+
+
+def _hang_up_self() -> None:
+    signal.raise_signal(signal.SIGHUP)
+
+
+def test_a_forked_child_keeps_the_default_action():
+    """A process forked inside the block (a DataLoader worker) dies of the signal instead of raising in its copy of
+    the script."""
+    with stopping_on_signals():
+        child = multiprocessing.get_context("fork").Process(target=_hang_up_self)
+        child.start()
+        child.join(timeout=60)
+    assert child.exitcode == -signal.SIGHUP
+
+
+def test_reproduce_passes_the_signal_on_to_its_stage(tmp_path, monkeypatch):
+    """SIGTERM to reproduce.py while a stage runs reaches the stage, which stops by its own clean-up; reproduce.py
+    waits for it and stops too (it used to SIGKILL the stage)."""
+    import reproduce
+    from utils.recipes import RECIPES, Recipe, Stage
+
+    started, stopped = tmp_path / "started", tmp_path / "stopped"
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!{sys.executable}
+import signal, sys, time
+def stop(signum, frame):
+    open({str(stopped)!r}, "w").write(str(signum))
+    sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, stop)
+open({str(started)!r}, "w").close()
+time.sleep(120)
+""")
+    fake.chmod(0o755)
+    monkeypatch.setitem(RECIPES, "one", Recipe("one", "a training", "none", ("synthetic",),
+                                               (Stage("tokenizer", "train_vq.py", "r", (), ()),)))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "Mean.npy").write_bytes(b"")  # the data step is skipped once the statistics exist
+    argv = ["one", "--quick", "--checkpoints_dir", str(tmp_path / "ck"), "--data_root", str(tmp_path / "data"),
+            "--evaluator_dir", str(tmp_path / "ev"), "--python", str(fake)]
+
+    def terminate_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)  # wakes the main thread's wait
+
+    sender = threading.Thread(target=terminate_when_started)
+    sender.start()
+    with pytest.raises(Stopped), stopping_on_signals():
+        reproduce.main(argv)
+    sender.join()
+    assert stopped.read_text() == str(int(signal.SIGTERM))

@@ -1,0 +1,92 @@
+"""SIGTERM and SIGHUP stop a script the way an error does, so its clean-up runs.
+
+Python's default for both signals ends the process at once: no ``finally`` block, context manager or ``atexit``
+handler runs, so a checkpoint's temporary file (``utils.atomic_io``), the folder of a run that had not saved anything
+yet (``utils.run_dir.discarding_failed_starts``) and open logs are left as the kill found them. ``torchrun``, cluster
+schedulers (SLURM, Kubernetes) and ``kill`` all stop a process with SIGTERM; a closed terminal sends SIGHUP.
+
+``stopping_on_signals`` turns them into a ``Stopped`` exception in the main thread while a script's ``main()`` runs;
+``exit_stopped`` (called by ``utils.cli.run_script``) reports it in one line and exits with status 128 + the signal's
+number (143 for SIGTERM), as a shell does for a process the signal killed. Nothing is installed at import time, and
+the previous handlers are put back when the block ends, so library use and tests see Python's defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from types import FrameType
+from typing import NoReturn
+
+from utils.user_errors import TRACEBACK_ENV
+
+# SIGHUP does not exist on Windows.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Stopped(BaseException):
+    """A stop signal arrived. A ``BaseException``, like ``KeyboardInterrupt``: ``except Exception`` does not swallow
+    it, while ``finally`` blocks and context managers run as it goes up."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(f"stopped by {self.signal_name}")
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number: what a shell reports for a process the signal killed."""
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP raise ``Stopped`` in the main thread.
+
+    Only signals left at the default action are taken over: one ignored (``nohup`` ignores SIGHUP) or handled by
+    someone else stays so. Off the main thread, where Python cannot set handlers, the block changes nothing. A repeat
+    of the signal while the first one's clean-up runs is ignored: ``torchrun`` passes a scheduler's SIGTERM on to its
+    workers, which may have had it already from the scheduler. A process forked inside the block (a ``DataLoader``
+    worker) keeps the default action.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if stopping:
+            return
+        stopping.append(signum)
+        raise Stopped(signum)
+
+    previous = {}
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            previous[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def exit_stopped(prog: str, stop: Stopped, hint: str | None = None) -> NoReturn:
+    """Exit with ``stop.exit_status`` and ``<prog>: stopped by <SIGNAL>; <hint>`` on stderr (the traceback too, where
+    it stopped, when ``FSQ_MARDM_TRACEBACK`` is set). Call it from the ``except`` block that caught ``stop``."""
+    # After SIGHUP the terminal may be gone: the exit status still tells.
+    with contextlib.suppress(OSError):
+        if os.environ.get(TRACEBACK_ENV):
+            traceback.print_exception(stop)
+        print(f"{prog}: {stop}" + (f"; {hint}" if hint else ""), file=sys.stderr, flush=True)
+    sys.exit(stop.exit_status)

@@ -295,7 +295,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synthetic", help="procedural motions with captions (HumanML3D layout)")
-    p.add_argument("--out", default=project_path("dataset/Synthetic"), help="output dataset folder")
+    p.add_argument("--out", default=project_path("dataset/Synthetic"),
+                   help="output dataset folder: new, empty or an earlier synthetic dataset, which is replaced (never "
+                        "a registered dataset's folder, an import or a folder with other files)")
     p.add_argument("--num_motions", type=int, default=300,
                    help="motions to generate (at least 3, so that train, val and test each get one)")
     p.add_argument("--seed", type=int, default=0)

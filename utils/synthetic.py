@@ -24,6 +24,8 @@ parameters (speed, side, count, angle); sequences also get sub-clip captions wit
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from utils.atomic_io import TMP_PREFIX
 from utils.bvh import axis_rotation, forward_kinematics, parents_from_chain
 from utils.dataset_io import (
     MIN_SPLIT_GROUPS,
@@ -41,8 +44,10 @@ from utils.dataset_io import (
     write_motion,
     write_split_files,
 )
-from utils.dataset_specs import DATASETS, T2M_KINEMATIC_CHAIN
+from utils.dataset_specs import DATASETS, SPEC_FILE, T2M_KINEMATIC_CHAIN
+from utils.motion_files import CACHE_DIR
 from utils.paramutil import T2M_TGT_BONE_LENGTHS
+from utils.paths import project_path
 from utils.synthetic_actions import (
     OVERLAY_KINDS,
     SEQUENCE_KINDS,
@@ -375,6 +380,72 @@ class SyntheticSummary:
     seconds: float = 0.0
 
 
+# What generate_synthetic_dataset writes, besides the clips <id>.npy / <id>.txt (ids of six digits or more).
+_CLIP_FOLDERS = {"new_joint_vecs": ".npy", "new_joints": ".npy", "texts": ".txt"}
+_CLIP_ID = re.compile(r"[0-9]{6,}")
+_OWN_FILES = {"Mean.npy", "Std.npy", *(f"{split}.txt" for split in ("train", "val", "test", "train_val", "all"))}
+
+
+def _is_own_entry(name: str) -> bool:
+    """A top-level entry the generator writes, the loaders' cache, or a statistics temporary a kill left behind."""
+    return (name in _OWN_FILES or name == CACHE_DIR
+            or any(name.startswith(f"{TMP_PREFIX}{stats}.") for stats in ("Mean.npy", "Std.npy")))
+
+
+def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
+    """Check that ``out_dir`` may take a synthetic dataset, and remove the clips of an earlier one from
+    ``num_motions`` on.
+
+    Refused: a file; the folder of another registered dataset (``dataset/HumanML3D`` holds the official statistics,
+    splits and clips ``000000``...); a folder with a ``spec.json`` (an import); any file the generator does not write.
+    An earlier synthetic dataset there is replaced (the quick pipeline and ``reproduce.py --quick`` rerun into their
+    folder after an interrupted run): clips below ``num_motions`` are overwritten, and those past it removed, or
+    ``stats`` without ``--split`` would still count them.
+    """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir}: a file; expected a dataset folder")
+    here = os.path.realpath(out_dir)
+    own_root = os.path.realpath(project_path(DATASETS["synthetic"].root))
+    registered = sorted(name for name, spec in DATASETS.items()
+                        if here in {os.path.realpath(spec.root), os.path.realpath(project_path(spec.root))}
+                        and here != own_root)
+    if registered:
+        raise ValueError(f"--out {out_dir}: the folder of the registered dataset {' and '.join(registered)}; its "
+                         f"statistics, splits and clips would be overwritten. Choose another --out folder (the "
+                         f"synthetic dataset's own is {DATASETS['synthetic'].root})")
+    if not os.path.isdir(out_dir):
+        return
+    entries = sorted(os.listdir(out_dir))
+    if SPEC_FILE in entries:
+        raise ValueError(f"--out {out_dir}: holds {SPEC_FILE}, the spec of an imported dataset; choose another "
+                         f"--out folder")
+    foreign, stale = [], []
+    for entry in entries:
+        path = os.path.join(out_dir, entry)
+        if entry in _CLIP_FOLDERS and os.path.isdir(path):
+            for name in sorted(os.listdir(path)):
+                stem, ext = os.path.splitext(name)
+                if ext != _CLIP_FOLDERS[entry] or not _CLIP_ID.fullmatch(stem) or not os.path.isfile(
+                        os.path.join(path, name)):
+                    foreign.append(f"{entry}/{name}")
+                elif int(stem) >= num_motions:
+                    stale.append(os.path.join(path, name))
+        elif _is_own_entry(entry):
+            if entry.startswith(TMP_PREFIX):
+                stale.append(path)
+        else:
+            foreign.append(entry)
+    if foreign:
+        raise ValueError(f"--out {out_dir}: holds files that prepare_data.py synthetic does not write: "
+                         f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''} ({len(foreign)} in all); "
+                         f"it is not a synthetic dataset. Choose another --out folder")
+    for path in stale:
+        os.remove(path)
+    if stale:
+        logger.info("%s: removed %d files of an earlier synthetic dataset past the new %d motions", out_dir,
+                    len(stale), num_motions)
+
+
 def generate_synthetic_dataset(out_dir: str, num_motions: int, seed: int = 0,
                                progress: Callable[..., Iterable] | None = None) -> SyntheticSummary:
     """Write ``num_motions`` synthetic motions in the HumanML3D layout under ``out_dir``.
@@ -382,12 +453,14 @@ def generate_synthetic_dataset(out_dir: str, num_motions: int, seed: int = 0,
     ``new_joint_vecs/<id>.npy`` (T-1, 263) from ``extract_features``, ``new_joints/<id>.npy`` (T-1, 22, 3) from
     ``recover_from_ric``, ``texts/<id>.txt`` (three captions, plus sub-clip captions for sequences),
     ``train/val/test/train_val/all.txt`` (70/10/20) and ``Mean.npy``/``Std.npy`` (std averaged per feature group).
-    Motion ``i`` depends only on ``(seed, i)``, so the same seed gives the same files.
+    Motion ``i`` depends only on ``(seed, i)``, so the same seed gives the same files. ``out_dir`` is new, empty or
+    an earlier synthetic dataset (``prepare_synthetic_folder``).
     """
     if num_motions < MIN_SPLIT_GROUPS:
         # Checked before any work: fewer motions leave val and test empty, which fails only later, in training.
         raise ValueError(f"--num_motions {num_motions}: expected at least {MIN_SPLIT_GROUPS} so that train, val and "
                          f"test each get a motion")
+    prepare_synthetic_folder(out_dir, num_motions)
     start = time.perf_counter()
     iterate = progress or (lambda items, **_: items)
     spec = DATASETS["synthetic"]

@@ -1,0 +1,134 @@
+"""Where ``prepare_data.py synthetic`` may write: never over another dataset, and a rerun into an earlier synthetic
+folder (the quick pipeline and ``reproduce.py --quick`` after an interrupted run) leaves exactly the new dataset."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import prepare_data
+import reproduce
+from utils.motion_files import read_split
+from utils.paths import HOME_ENV
+from utils.recipes import get_recipe
+from utils.synthetic import generate_synthetic_dataset
+
+
+def _synthetic(out, count: int) -> int:
+    return prepare_data.main(prepare_data.parse_args(["synthetic", "--out", str(out), "--num_motions", str(count)]))
+
+
+def _official_like(root) -> dict[str, bytes]:
+    """A few files of a HumanML3D folder; returns their contents by relative path."""
+    files = {"Mean.npy": b"official mean", "Std.npy": b"official std", "train.txt": b"000000\nM000000\n",
+             "new_joint_vecs/000000.npy": b"official clip", "texts/000000.txt": b"a person walks#\n"}
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    return files
+
+
+def _unchanged(root, files: dict[str, bytes]) -> bool:
+    present = {os.path.relpath(os.path.join(d, n), root) for d, _, names in os.walk(root) for n in names}
+    return present == set(files) and all((root / n).read_bytes() == c for n, c in files.items())
+
+
+def test_refuses_the_folder_of_a_registered_dataset(tmp_path, monkeypatch):
+    """--out dataset/HumanML3D would overwrite the official statistics, splits and clips 000000...: refused before
+    any file is written, naming the dataset, even while that folder is still empty."""
+    monkeypatch.delenv(HOME_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    official = tmp_path / "dataset" / "HumanML3D"
+    files = _official_like(official)
+    with pytest.raises(ValueError, match=r"dataset/HumanML3D: the folder of the registered dataset t2m"):
+        _synthetic("dataset/HumanML3D", 3)
+    assert _unchanged(official, files)
+    (tmp_path / "dataset" / "KIT-ML").mkdir()
+    with pytest.raises(ValueError, match=r"KIT-ML: the folder of the registered dataset kit"):
+        _synthetic(tmp_path / "dataset" / "KIT-ML", 3)
+    assert os.listdir(tmp_path / "dataset" / "KIT-ML") == []
+
+
+def test_refuses_an_imported_dataset_and_foreign_files(tmp_path):
+    """A folder with a spec.json (a BVH or AMASS import), or with files the synthetic layout does not have (an
+    official copy elsewhere: its mirrored M clips), is refused, naming what is there; nothing is written."""
+    imported = tmp_path / "Bandai"
+    files = _official_like(imported)
+    (imported / "spec.json").write_text("{}")
+    files["spec.json"] = b"{}"
+    with pytest.raises(ValueError, match=r"Bandai: holds spec.json, the spec of an imported dataset"):
+        _synthetic(imported, 3)
+    assert _unchanged(imported, files)
+
+    copy = tmp_path / "HumanML3D_copy"
+    files = _official_like(copy)
+    (copy / "new_joint_vecs" / "M000000.npy").write_bytes(b"mirrored")
+    files["new_joint_vecs/M000000.npy"] = b"mirrored"
+    with pytest.raises(ValueError, match=r"HumanML3D_copy: holds files that prepare_data.py synthetic does not "
+                                         r"write: new_joint_vecs/M000000.npy"):
+        _synthetic(copy, 3)
+    assert _unchanged(copy, files)
+
+    file_out = tmp_path / "notes.txt"
+    file_out.write_text("mine")
+    with pytest.raises(ValueError, match=r"notes.txt: a file"):
+        _synthetic(file_out, 3)
+    assert file_out.read_text() == "mine"
+
+
+def test_rerun_with_fewer_motions_leaves_only_the_new_clips(tmp_path, capsys):
+    """Regenerating an earlier synthetic folder with fewer motions removes the clips past the new count, so
+    ``stats`` over every clip (no --split) sees the same clips as the splits, and the files equal a fresh run's."""
+    out = tmp_path / "Synthetic"
+    assert _synthetic(out, 4) == 0
+    assert _synthetic(out, 3) == 0
+    for sub, ext in (("new_joint_vecs", "npy"), ("new_joints", "npy"), ("texts", "txt")):
+        assert sorted(os.listdir(out / sub)) == [f"00000{i}.{ext}" for i in range(3)]
+    assert read_split(str(out), "all") == ["000000", "000001", "000002"]
+    fresh = tmp_path / "fresh"
+    generate_synthetic_dataset(str(fresh), 3)
+    np.testing.assert_array_equal(np.load(out / "Mean.npy"), np.load(fresh / "Mean.npy"))
+    capsys.readouterr()
+    args = ["stats", "--dataset_name", "synthetic", "--data_root", str(out), "--overwrite"]
+    assert prepare_data.main(prepare_data.parse_args(args)) == 0
+    assert "from 3 clips" in capsys.readouterr().out
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupted(out, count: int, after: int) -> None:
+    """A synthetic run into ``out`` stopped after ``after`` motions, before its splits and statistics."""
+    def progress(items, **_):
+        for n, item in enumerate(items):
+            if n == after:
+                raise _Interrupt
+            yield item
+
+    with pytest.raises(_Interrupt):
+        generate_synthetic_dataset(str(out), count, progress=progress)
+    assert not (out / "Mean.npy").exists()
+
+
+def test_quick_pipelines_rerun_after_an_interrupted_run(tmp_path, monkeypatch):
+    """train_fsq_pipeline.sh --quick and reproduce.py --quick run ``synthetic`` again into the same folder while its
+    Mean.npy is missing: the rerun completes there, with the same flags they pass."""
+    out = tmp_path / "Synthetic"
+    _interrupted(out, 4, after=2)
+    # train_fsq_pipeline.sh: prepare_data.py synthetic --out "$DATA_ROOT" --num_motions 400 --seed 0 (4 here)
+    argv = ["synthetic", "--out", str(out), "--num_motions", "4", "--seed", "0"]
+    assert prepare_data.main(prepare_data.parse_args(argv)) == 0
+    assert (out / "Mean.npy").exists() and len(read_split(str(out), "all")) == 4
+
+    monkeypatch.setattr(reproduce, "QUICK_MOTIONS", 3)
+    again = tmp_path / "again"
+    _interrupted(again, 3, after=1)
+    args = reproduce.get_parser().parse_args(["momask_rvq", "--quick", "--checkpoints_dir", str(tmp_path / "ck"),
+                                              "--data_root", str(again)])
+    data = reproduce.plan(args, get_recipe("momask_rvq"), "synthetic")[0]
+    assert data.name == "data" and not os.path.exists(data.done_file)
+    assert prepare_data.main(prepare_data.parse_args(data.argv[2:])) == 0
+    assert os.path.exists(data.done_file) and len(read_split(str(again), "all")) == 3

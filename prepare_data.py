@@ -102,6 +102,8 @@ def _print_import(what: str, summary: ImportSummary, cfg: argparse.Namespace) ->
     if summary.too_short:
         extra.append(f"shorter than the minimum length (written; the loaders skip them): {len(summary.too_short)}: "
                      f"{', '.join(summary.too_short[:5])}{' ...' if len(summary.too_short) > 5 else ''}")
+    if summary.empty_splits:
+        extra.append(summary.empty_splits_message())
     name = os.path.basename(os.path.normpath(cfg.out))
     # --dataset_name alone looks in the default dataset folder, under $FSQ_MARDM_HOME when that is set.
     found = os.path.dirname(os.path.abspath(cfg.out)) == os.path.abspath(project_path("dataset"))

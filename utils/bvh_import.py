@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils import dataset_io
 from utils.bvh import load_skeleton_map, read_bvh_smpl22
 from utils.bvh_captions import captions_from_name, is_bandai_name, read_labels
 from utils.dataset_io import make_layout_dirs, split_groups, write_mean_std, write_motion, write_split_files
@@ -34,6 +35,8 @@ from utils.motion_process import swap_left_right
 from utils.text_tags import format_text_line, mirror_caption
 
 logger = logging.getLogger(__name__)
+
+NO_MOTION = "no motion"  # why a split is empty (ImportSummary.empty_splits)
 
 # Plausibility of imported clips (warnings only: a crawl or a fall is real motion). A body lying on its side is far
 # lower than it is wide; a crawl (about 0.6 m high, 1.2 m long) is not flagged.
@@ -54,7 +57,7 @@ class ImportSummary:
     """What ``import_clip_folder`` did: clips read, motions written (chunks count separately), frames at the target
     rate, clips split into chunks, motions shorter than the spec's minimum (written, but skipped by the loaders),
     caption sources (``generic_captions``: clips captioned only by the words of an unknown name), files skipped for
-    holding no motion and the time taken."""
+    holding no motion, the splits left without a motion the loaders keep and the time taken."""
 
     out_dir: str
     clips: int = 0
@@ -73,6 +76,39 @@ class ImportSummary:
     skipped: list[str] = field(default_factory=list)  # files without motion (AMASS's shape.npz), relative to src
     written: set[str] = field(default_factory=set)  # every motion id written, mirror images included
     provenance: list[dict[str, object]] = field(default_factory=list)  # the rows of clips.csv
+    # train / val / test without a motion the loaders keep -> why: "no motion", or every one too short.
+    empty_splits: dict[str, str] = field(default_factory=dict)
+
+    def empty_splits_message(self) -> str:
+        """One line naming the splits without a motion the loaders keep and what needs them; "" when none is."""
+        if not self.empty_splits:
+            return ""
+        names = list(self.empty_splits)
+        listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        causes = {}
+        for split, why in self.empty_splits.items():
+            if why != NO_MOTION:
+                causes.setdefault(why, []).append(split)
+        shown = "; ".join(f"{' and '.join(splits)}: {why}" for why, splits in causes.items())
+        message = (f"{'splits' if len(names) > 1 else 'split'} {listed} {'hold' if len(names) > 1 else 'holds'} no "
+                   f"motion the loaders keep{f' ({shown})' if shown else ''}: training needs motions in train and "
+                   f"val, evaluation in test")
+        least = dataset_io.MIN_SPLIT_GROUPS
+        if self.clips < least:
+            message += f"; {self.clips} clip(s): val and test get one clip each only from {least} clips on"
+        return message
+
+
+def _empty_splits(splits: dict[str, list[str]], too_short: list[str], min_length: int) -> dict[str, str]:
+    """train / val / test without a motion the loaders keep (``ImportSummary.empty_splits``)."""
+    short = set(too_short)
+    empty = {}
+    for split in ("train", "val", "test"):
+        if not splits[split]:
+            empty[split] = NO_MOTION
+        elif set(splits[split]) <= short:
+            empty[split] = f"only motions shorter than {min_length} frames, which the loaders skip"
+    return empty
 
 
 def chunk_bounds(frames: int, max_features: int) -> list[tuple[int, int]]:
@@ -211,9 +247,9 @@ def import_clip_folder(files: list[Path], src: str, out: str, read_clip: ClipRea
     if summary.odd_size:
         logger.warning("%d clips have a body size outside %g to %g m (e.g. %s): %s", len(summary.odd_size),
                        MIN_BODY_M, MAX_BODY_M, summary.odd_size[:5], size_hint)
-    if summary.clips < 3:
-        logger.warning("%d clip(s): the val and test splits get one clip each only from 3 clips on, so they are "
-                       "empty (training and evaluation need them)", summary.clips)
+    if summary.empty_splits:
+        # Written all the same: a one-clip import serves export and quick checks.
+        logger.warning("%s", summary.empty_splits_message())
     return summary
 
 
@@ -251,6 +287,7 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: Cli
     if not groups:
         raise ValueError(f"{src}: none of the {len(files)} files holds a motion (skipped: {summary.skipped[:5]})")
     splits = split_groups(groups, rng)
+    summary.empty_splits = _empty_splits(splits, summary.too_short, spec.min_motion_length)
     write_split_files(out, splits)
     write_mean_std(out, splits["all"], spec)
     with open(os.path.join(out, CLIPS_FILE), "w", newline="") as f:

@@ -370,7 +370,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = sub.add_parser("pfnn", help="export PFNN training frames of a HumanML3D-layout dataset")
     p.add_argument("--dataset_name", required=True)
     p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
-    p.add_argument("--out", required=True, help="output folder for Input.npy, Output.npy, ..., layout.json")
+    p.add_argument("--out", required=True, help="output folder for Input.npy, Output.npy, ..., layout.json, replaced "
+                   "whole when the export is done (so it must hold nothing else)")
     p.add_argument("--split", default="train", help="split to export")
     p.add_argument("--gait", action="store_true", help="add stand/walk/run one-hot columns per trajectory sample")
     p.set_defaults(func=main_pfnn)

@@ -375,14 +375,50 @@ def _block_std(variance: np.ndarray, blocks: list[Block]) -> np.ndarray:
     return std.astype(np.float32)
 
 
+def _output_folder(out_dir: str) -> str:
+    """The folder an export replaces: ``out_dir``, or the folder it links to. Checked before any work: not a file, and
+    holding nothing but an earlier export's files (the whole folder is replaced, so other files would be lost)."""
+    target = os.path.realpath(out_dir)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise ValueError(f"--out {out_dir}: a file; expected the folder of the PFNN files")
+    if os.path.isdir(target):
+        # .tmp-pfnn-<pid>: the staging folder earlier versions made inside --out, dropped with the export it held.
+        foreign = sorted(e for e in os.listdir(target) if e not in FILES and not e.startswith(".tmp-pfnn-"))
+        if foreign:
+            raise ValueError(f"--out {out_dir}: holds files the PFNN export does not write: {', '.join(foreign[:5])}"
+                             f"{' ...' if len(foreign) > 5 else ''}; the export replaces the whole folder, so choose "
+                             f"another --out folder (or move them out)")
+    return target
+
+
+def _replace_folder(staging: str, target: str) -> None:
+    """Put the folder ``staging`` in ``target``'s place. An earlier ``target`` is moved aside and removed only once
+    ``staging`` is in place, and put back when that move fails, so ``target`` never holds files of two exports. (A
+    kill between the two moves leaves no ``target``: the earlier export is then ``<target>.replaced-<pid>``, the new
+    one ``<target>.exporting-<pid>``.)"""
+    if not os.path.isdir(target):
+        os.replace(staging, target)
+        return
+    old = f"{target}.replaced-{os.getpid()}"
+    os.replace(target, old)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def export_pfnn(dataset_root: str, spec: DatasetSpec, out_dir: str, split: str = "train", gait: bool = False,
                 gait_speeds: tuple[float, float] = (0.3, 2.0), progress: bool = False) -> PFNNExport:
     """Write the PFNN frames of ``split`` (files and layout in the module docstring); returns a ``PFNNExport``.
 
-    Files go to a temporary folder first and are moved into ``out_dir`` at the end, so an interrupted export leaves
-    no partial arrays under the final names.
+    Files are written to a folder next to ``out_dir`` that replaces it whole at the end (``_replace_folder``), so an
+    interrupted export leaves no partial arrays and never mixes files of two exports. ``out_dir`` must hold nothing
+    but an earlier export's files.
     """
     _check_spec(spec)
+    target = _output_folder(out_dir)
     index = MotionIndex.build(spec, split, dataset_root, progress=progress)
     fps = float(spec.fps)
     rot_width = spec.group("rot").stop - spec.group("rot").start if "rot" in {g.name for g in spec.layout} else 0
@@ -399,8 +435,8 @@ def export_pfnn(dataset_root: str, spec: DatasetSpec, out_dir: str, split: str =
                            f"(-1 s .. +0.83 s); expected clips of at least about {need} frames at {fps:g} fps",
                            kind="too_short", path=dataset_root)
 
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = os.path.join(out_dir, f".tmp-pfnn-{os.getpid()}")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = f"{target}.exporting-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
@@ -460,8 +496,7 @@ def export_pfnn(dataset_root: str, spec: DatasetSpec, out_dir: str, split: str =
         }
         with open(os.path.join(tmp, "layout.json"), "w") as f:
             json.dump(layout, f, indent=1)
-        for name in FILES:
-            os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+        _replace_folder(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if skipped:

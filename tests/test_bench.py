@@ -67,3 +67,55 @@ def test_the_index_benchmark_reports_the_peak_of_the_open_not_what_stays(tmp_pat
     opened = _open_in_fresh_process(tmp_path, "index")
     assert opened["clips"] == 20
     assert opened["peak_mb"] >= opened["rss_mb"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# benchlib on tiny inputs: what every table is made of
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_interleaved_times_every_variant_once_per_round_after_its_warm_up():
+    calls = []
+    times = benchlib.interleaved({"baseline": lambda: calls.append("b"), "ours": lambda: calls.append("o")},
+                                 reps=3, warmup=1)
+    assert calls == ["b", "o"] + ["b", "o"] * 3  # warm-ups first, then rounds alternating
+    assert {k: len(v) for k, v in times.items()} == {"baseline": 3, "ours": 3}
+    assert all(t >= 0 for ts in times.values() for t in ts)
+
+
+def test_speedup_row_divides_the_baseline_by_ours_and_checks_memory():
+    base = benchlib.Result("b", "c", "baseline", 2.0, "s", peak_mb=100.0)
+    faster = benchlib.speedup_row("b", "c", base, benchlib.Result("b", "c", "ours", 0.5, "s", peak_mb=90.0), 1.25,
+                                  memory_must_not_grow=True, note="n")
+    assert faster.ratio == pytest.approx(4.0) and faster.met and faster.target == ">= 1.25x, mem <= baseline"
+    assert faster.note == "n"
+    hungry = benchlib.speedup_row("b", "c", base, benchlib.Result("b", "c", "ours", 0.5, "s", peak_mb=200.0), 1.25,
+                                  memory_must_not_grow=True)
+    assert hungry.ratio == pytest.approx(4.0) and hungry.met is False
+    slower = benchlib.speedup_row("b", "c", base, benchlib.Result("b", "c", "ours", 4.0, "s"), 1.25)
+    assert slower.ratio == pytest.approx(0.5) and slower.met is False
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_peak_memory_sees_a_call_that_touches_64_mb():
+    def allocate() -> None:
+        torch.ones(16 * 2 ** 20)  # 64 MB, written
+
+    big = benchlib.peak_memory(allocate, calls=1)
+    small = benchlib.peak_memory(lambda: None, calls=1)
+    assert big is not None and small is not None
+    assert big >= 60.0 and small < 30.0
+
+
+def test_report_prints_the_table_and_writes_the_rows_as_json(tmp_path, capsys):
+    import argparse
+    import json
+
+    base = benchlib.Result("b", "case", "baseline", 2.0, "ms", [2.0, 2.1], 1.5)
+    rows = [base, benchlib.speedup_row("b", "case", base, benchlib.Result("b", "case", "ours", 1.0, "ms"), None)]
+    out = tmp_path / "rows.json"
+    benchlib.report(rows, argparse.Namespace(json=str(out)), torch.device("cpu"), "tiny", {"batch": 1})
+    printed = capsys.readouterr().out
+    assert "== tiny ==" in printed and "settings: batch=1" in printed and "2.00x" in printed
+    saved = json.loads(out.read_text())
+    assert [benchlib.Result(**r) for r in saved["rows"]] == rows
+

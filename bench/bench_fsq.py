@@ -12,12 +12,15 @@ levels [8, 8, 8, 5, 5, 5] (64,000 codes), either already projected to the L = 6 
 - ``perplexity``: ours (counts of the codes present) against MotionMillion's dense one-hot of 64,000 x tokens floats
   (``reference_impl.dense_perplexity``), whose memory grows with the batch (about 1 GB at batch 256).
 
-Needs ``pip install -r bench/requirements.txt`` (vector-quantize-pytorch); without it those rows are skipped.
+Needs ``pip install -r bench/requirements.txt`` (vector-quantize-pytorch); without it those rows are skipped, and
+the table and the log say so.
 
     python bench/bench_fsq.py [--quick] [--batch_size 256]
 """
 
 from __future__ import annotations
+
+from importlib import metadata
 
 import benchlib
 import torch
@@ -30,15 +33,29 @@ from models.quantizers import perplexity_from_counts, present_code_counts
 LEVELS = [8, 8, 8, 5, 5, 5]
 DIM = 512
 TOKENS_PER_WINDOW = 16  # 64 frames, 4x downsampling
+MISSING = "vector-quantize-pytorch is not installed: its comparison rows are skipped " \
+          "(pip install -r bench/requirements.txt)"
 
 
-def _layers(dim: int | None, device: torch.device):
-    ours = FSQ(LEVELS, dim=dim).to(device).train()
+def _their_fsq_class() -> type | None:
+    """vector-quantize-pytorch's ``FSQ``, or None where the package is not installed."""
     try:
         from vector_quantize_pytorch import FSQ as LucidrainsFSQ
     except ImportError:
-        return ours, None
-    theirs = LucidrainsFSQ(levels=LEVELS, dim=dim).to(device).train()
+        return None
+    return LucidrainsFSQ
+
+
+def _their_version() -> str:
+    try:
+        return metadata.version("vector-quantize-pytorch")
+    except metadata.PackageNotFoundError:  # importable without package metadata (e.g. a source checkout)
+        return "version unknown"
+
+
+def _layers(dim: int | None, device: torch.device, their_class: type):
+    ours = FSQ(LEVELS, dim=dim).to(device).train()
+    theirs = their_class(levels=LEVELS, dim=dim).to(device).train()
     if dim is not None:  # same projection weights, so both produce the same indices
         theirs.project_in.load_state_dict(ours.project_in.state_dict())
         theirs.project_out.load_state_dict(ours.project_out.state_dict())
@@ -70,11 +87,16 @@ def main() -> None:
         rows.append(res["vector-quantize-pytorch"])
         rows.append(speedup_row("FSQ", case, res["vector-quantize-pytorch"], res["ours"], 1.0, note=note))
 
+    their_class = _their_fsq_class()
+    if their_class is None:
+        benchlib.progress(MISSING)
+        rows.append(Result("FSQ", "quantize+indices against vector-quantize-pytorch", "vector-quantize-pytorch",
+                           float("nan"), "ms", note=MISSING))
     torch.manual_seed(0)
     for dim, what in ((None, f"L={len(LEVELS)} inputs"), (DIM, f"with {DIM}<->{len(LEVELS)} projections")):
-        ours, theirs = _layers(dim, device)
-        if theirs is None:
+        if their_class is None:
             break
+        ours, theirs = _layers(dim, device, their_class)
         z = torch.randn(args.batch_size, TOKENS_PER_WINDOW, dim or len(LEVELS), device=device)
         z_grad = z.clone().requires_grad_(True)
         with torch.no_grad():
@@ -123,7 +145,8 @@ def main() -> None:
     rows.append(speedup_row("FSQ", case, res["baseline"], res["ours"], None,
                             note="counts of the codes present vs dense one-hot"))
     settings = {"batch": args.batch_size, "tokens": tokens, "levels": LEVELS, "rounds": reps,
-                "calls_per_round": inner, "threads": threads}
+                "calls_per_round": inner, "threads": threads,
+                "vector-quantize-pytorch": _their_version() if their_class else MISSING}
     benchlib.report(rows, args, device, "FSQ quantize + indices", settings)
 
 

@@ -31,6 +31,7 @@ import ctypes
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import shutil
@@ -365,7 +366,9 @@ def reps_for(args: argparse.Namespace) -> int:
 
 
 def format_value(value: float, unit: str) -> str:
-    """``value`` with its unit, to 3-4 significant digits."""
+    """``value`` with its unit, to 3-4 significant digits; ``-`` for NaN (a row with nothing measured)."""
+    if math.isnan(value):
+        return "-"
     if unit in ("s", "ms"):
         return f"{value:.3f} {unit}" if value < 10 else f"{value:.1f} {unit}"
     if value >= 1000:

@@ -119,3 +119,24 @@ def test_report_prints_the_table_and_writes_the_rows_as_json(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert [benchlib.Result(**r) for r in saved["rows"]] == rows
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command lines: a missing comparison package is said
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _run_main(module_name: str, argv: list[str], monkeypatch) -> None:
+    import importlib
+
+    module = importlib.import_module(module_name)
+    monkeypatch.setattr(sys, "argv", [f"{module_name}.py", *argv])
+    module.main()
+
+
+def test_fsq_bench_says_when_vector_quantize_pytorch_is_missing(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "vector_quantize_pytorch", None)  # import fails as if not installed
+    _run_main("bench_fsq", ["--batch_size", "1", "--reps", "1"], monkeypatch)
+    captured = capsys.readouterr()
+    assert "vector-quantize-pytorch is not installed" in captured.out
+    assert "pip install -r bench/requirements.txt" in captured.out
+    assert "vector-quantize-pytorch is not installed" in captured.err
+    assert "perplexity, K=64000" in captured.out  # the rows that need no comparison package still run

@@ -86,9 +86,11 @@ def published_fsq_tokenizer(dim_pose: int, device: torch.device) -> Tokenizer:
 
 def main() -> None:
     parser = benchlib.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--replications", type=int, default=None, help=f"default {FULL} (3 with --quick)")
-    parser.add_argument("--motions", type=int, default=None, help="synthetic motions (250 with --quick, 1000)")
-    parser.add_argument("--baseline_replications", type=int, default=None,
+    parser.add_argument("--replications", type=benchlib.positive_int, default=None,
+                        help=f"default {FULL} (3 with --quick)")
+    parser.add_argument("--motions", type=benchlib.positive_int, default=None,
+                        help="synthetic motions (250 with --quick, 1000)")
+    parser.add_argument("--baseline_replications", type=benchlib.positive_int, default=None,
                         help="replications of the slow baseline (default: as ours on CUDA, at most 3 on CPU); "
                              "the 20-replication time is extrapolated from their median")
     args = parser.parse_args()

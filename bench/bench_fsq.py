@@ -64,7 +64,7 @@ def _layers(dim: int | None, device: torch.device, their_class: type):
 
 def main() -> None:
     parser = benchlib.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=benchlib.positive_int, default=256)
     args = parser.parse_args()
     threads = benchlib.configure_threads()
     device = benchlib.resolve_device(args.device)

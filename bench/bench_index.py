@@ -85,7 +85,8 @@ def child(what: str, root: str) -> None:
 
 def main() -> None:
     parser = benchlib.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=None, help=f"default {FULL:,} (100,000 with --quick)")
+    parser.add_argument("--clips", type=benchlib.positive_int, default=None,
+                        help=f"default {FULL:,} (100,000 with --quick)")
     parser.add_argument("--with_baseline", action="store_true", help="also time np.load into a list (slow at 1M)")
     parser.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)  # internal: the fresh process
     args = parser.parse_args()

@@ -103,7 +103,8 @@ def ours_stream(dataset: MotionWindowDataset, workers: int, pin: bool) -> Stream
 
 def main() -> None:
     parser = benchlib.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=None, help="default 100,000 (20,000 with --quick)")
+    parser.add_argument("--clips", type=benchlib.positive_int, default=None,
+                        help="default 100,000 (20,000 with --quick)")
     parser.add_argument("--keep", action="store_true", help="keep the corpus under /tmp for another run")
     args = parser.parse_args()
     threads = benchlib.configure_threads()

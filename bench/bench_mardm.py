@@ -161,7 +161,8 @@ def train_rows(model, name: str, loss_fn: GeneratorLoss, encoder, tokenizer, dat
 
 def main() -> None:
     parser = benchlib.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--batch_size", type=int, default=None, help="default 64 on CUDA, 1 (--quick) / 2 on CPU")
+    parser.add_argument("--batch_size", type=benchlib.positive_int, default=None,
+                        help="default 64 on CUDA, 1 (--quick) / 2 on CPU")
     parser.add_argument("--train_models", default=None, help="models whose training step is timed (default: both; "
                                                                 "MARDM-SiT-XL with --quick on CPU)")
     args = parser.parse_args()
@@ -175,8 +176,9 @@ def main() -> None:
     sample_tokens, sample_steps = (FRAMES // UNIT, PUBLISHED_STEPS) if cuda else ((4, 1) if args.quick else (8, 2))
     # --quick on CPU: the training step of one XL model (both share the network and its size) and the sampling
     # estimates only, so that the suite stays short; the full run measures everything.
-    train_models = args.train_models.split(",") if args.train_models else (
-        [MODELS[0]] if args.quick and not cuda else list(MODELS))
+    train_models = [MODELS[0]] if args.quick and not cuda else list(MODELS)
+    if args.train_models:
+        train_models = benchlib.names_from(args.train_models, "--train_models", MODELS, parser)
     sample_runs = reps if cuda or not args.quick else 0
 
     torch.manual_seed(0)

@@ -29,7 +29,8 @@ TOKENS_PER_WINDOW = 16
 
 def main() -> None:
     parser = benchlib.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--batch_size", type=int, default=None, help="default 256 (64 with --quick on CPU)")
+    parser.add_argument("--batch_size", type=benchlib.positive_int, default=None,
+                        help="default 256 (64 with --quick on CPU)")
     args = parser.parse_args()
     threads = benchlib.configure_threads()
     device = benchlib.resolve_device(args.device)

@@ -32,10 +32,12 @@ from utils.dataset_specs import DATASETS
 
 def main() -> None:
     parser = benchlib.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--batch_size", type=int, default=None, help="default: 256 on CUDA, 8 (--quick) / 32 on CPU")
+    parser.add_argument("--batch_size", type=benchlib.positive_int, default=None,
+                        help="default: 256 on CUDA, 8 (--quick) / 32 on CPU")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated registry names")
     parser.add_argument("--compile", action="store_true", help="also time ours under torch.compile (slow to build)")
     args = parser.parse_args()
+    models = benchlib.names_from(args.models, "--models", list(MODELS), parser)
     threads = benchlib.configure_threads()
     device = benchlib.resolve_device(args.device)
     batch = args.batch_size or (256 if device.type == "cuda" else (8 if args.quick else 32))
@@ -43,7 +45,7 @@ def main() -> None:
     cpu_bf16 = device.type == "cpu" and benchlib.native_bf16(device)
 
     rows: list[Result] = []
-    for name in args.models.split(","):
+    for name in models:
         label, dataset = MODELS[name]
         spec = DATASETS[dataset]
         motion = torch.randn(batch, WINDOW, spec.dim_pose, device=device)

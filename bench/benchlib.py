@@ -331,12 +331,47 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
 # Command line, output
 # ---------------------------------------------------------------------------------------------------------------------
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a size or count of 0 would otherwise fall back to the default unnoticed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """argparse type for ``--device``: one of ``DEVICES``; ``cuda`` only where torch can use a GPU."""
+    if text not in DEVICES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICES)}, got {text!r}")
+    if text == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"CUDA is not available to this torch ({torch.__version__}); "
+                                         "use --device cpu or auto")
+    return text
+
+
+def names_from(text: str, flag: str, choices: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """A comma-separated ``flag`` value as a list, each name one of ``choices`` (else a parser error naming it)."""
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in choices]
+    if unknown or not names:
+        parser.error(f"{flag}: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(choices)}")
+    return names
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     """Flags every benchmark takes: ``--quick``, ``--reps``, ``--device``, ``--json``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (the run_all suite)")
-    parser.add_argument("--reps", type=int, default=None, help="timed rounds per variant (default: 3 quick, 5 full)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    parser.add_argument("--reps", type=positive_int, default=None,
+                        help="timed rounds per variant (default: 3 quick, 5 full)")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="cpu, cuda or auto (cuda when available)")
     parser.add_argument("--json", default=None, help="also write the rows and the machine description here")
     return parser
 
@@ -345,7 +380,7 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(device_name(name))
 
 
 def native_bf16(device: torch.device) -> bool:

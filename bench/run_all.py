@@ -51,15 +51,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the short suite (smaller sizes, fewer rounds)")
     parser.add_argument("--only", default=None, help=f"comma-separated subset of {sorted(BENCHMARKS)}")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", type=benchlib.device_name, default="auto",
+                        help="cpu, cuda or auto (cuda when available)")
     parser.add_argument("--json", default=None, help="write every row and the machine description here")
     parser.add_argument("--markdown", default=None, help="write the combined table as Markdown here")
     parser.add_argument("--cleanup", action="store_true", help="remove /tmp/fsq_mardm_bench afterwards")
     args = parser.parse_args()
-    names = args.only.split(",") if args.only else list(BENCHMARKS)
-    unknown = sorted(set(names) - set(BENCHMARKS))
-    if unknown:
-        parser.error(f"unknown benchmarks {unknown}; choose from {sorted(BENCHMARKS)}")
+    names = benchlib.names_from(args.only, "--only", list(BENCHMARKS), parser) if args.only else list(BENCHMARKS)
 
     rows: list[benchlib.Result] = []
     durations: dict[str, float] = {}

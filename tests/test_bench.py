@@ -121,8 +121,27 @@ def test_report_prints_the_table_and_writes_the_rows_as_json(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Command lines: a missing comparison package is said
+# Command lines: bad arguments are clear errors, a missing comparison package is said
 # ---------------------------------------------------------------------------------------------------------------------
+
+def _parse_error(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        benchlib.base_parser("test").parse_args(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_bad_device_and_reps_are_argument_errors(capsys):
+    assert "--device" in _parse_error(capsys, ["--device", "tpu"])
+    assert "--reps" in _parse_error(capsys, ["--reps", "0"])
+    assert "--reps" in _parse_error(capsys, ["--reps", "-2"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_is_an_argument_error(capsys):
+    err = _parse_error(capsys, ["--device", "cuda"])
+    assert "--device" in err and "CUDA is not available" in err
+
 
 def _run_main(module_name: str, argv: list[str], monkeypatch) -> None:
     import importlib
@@ -130,6 +149,28 @@ def _run_main(module_name: str, argv: list[str], monkeypatch) -> None:
     module = importlib.import_module(module_name)
     monkeypatch.setattr(sys, "argv", [f"{module_name}.py", *argv])
     module.main()
+
+
+@pytest.mark.parametrize("module_name, argv, flag", [
+    ("bench_tokenizer_step", ["--models", "VQVAE,NoSuchModel"], "--models"),
+    ("bench_tokenizer_step", ["--batch_size", "0"], "--batch_size"),
+    ("bench_mardm", ["--train_models", "MARDM-SiT-XXL"], "--train_models"),
+])
+def test_bench_scripts_reject_bad_arguments_by_name(module_name, argv, flag, monkeypatch, capsys):
+    import importlib
+
+    def no_benchmark(*args, **kwargs):
+        raise AssertionError("the benchmark started despite a bad argument")
+
+    module = importlib.import_module(module_name)
+    for builder in ("baseline_step", "Tokenizer"):  # the first thing each script builds once its arguments pass
+        if hasattr(module, builder):
+            monkeypatch.setattr(module, builder, no_benchmark)
+    with pytest.raises(SystemExit) as exit_info:
+        _run_main(module_name, argv, monkeypatch)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and argv[1].split(",")[-1] in err
 
 
 def test_fsq_bench_says_when_vector_quantize_pytorch_is_missing(monkeypatch, capsys):

@@ -18,13 +18,14 @@ from typing import Any, NoReturn
 
 from options.config import ConfigError
 from utils.checkpoint import CheckpointError
+from utils.file_lock import FileLockedError
 from utils.launch_env import is_first_process, world_size
 from utils.run_dir import RunDirError, discarding_failed_starts
 from utils.stop_signals import Stopped, exit_stopped, stopping_on_signals
 from utils.user_errors import PATH_ERRORS, TRACEBACK_ENV, exit_with_error
 
 # DatasetError is a ValueError; ValueError also covers model and flag validation (``build_tokenizer``, ...).
-USER_ERRORS = (CheckpointError, RunDirError, ConfigError, *PATH_ERRORS, ValueError)
+USER_ERRORS = (CheckpointError, RunDirError, FileLockedError, ConfigError, *PATH_ERRORS, ValueError)
 # How a stopped script goes on (``run_script``'s ``resume``).
 RESUME_TRAINING = "rerun with --is_continue to resume from the last checkpoint (model/latest.tar)"
 RESUME_EVALUATION = "rerun with --is_continue to reuse the replications it finished"

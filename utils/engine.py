@@ -63,7 +63,7 @@ from utils.ema import EMA
 from utils.engine_config import EngineConfig, TrainResult
 from utils.logging_utils import TensorBoard, setup_logging
 from utils.lr_schedule import lr_factor
-from utils.run_dir import RunDir, RunDirError
+from utils.run_dir import RunDir, RunDirError, releasing_run_locks
 from utils.seed import get_rng_state, set_rng_state, set_seed
 from utils.train_log import LossWindow, TrainLog
 
@@ -183,7 +183,10 @@ def check_run_start(run: RunDir, is_continue: bool, meta: Mapping[str, Any] | No
     so that a refused start leaves the run as it was and names the real problem: a new run must not find
     ``latest.tar`` there; a resumed run must find it (a misspelt ``--name`` is reported before any other flag is
     judged) and, when ``meta`` is given, it must hold the same stage, model and model arguments (``train`` checks
-    both again on resume)."""
+    both again on resume). An existing run folder is locked first (``RunDir.lock``), so a second start of a run that
+    is training fails here, before it loads anything; a new folder is locked when ``make_dirs`` creates it."""
+    if os.path.isdir(run.root):
+        run.lock()
     path = run.latest_path
     if not is_continue:
         if os.path.exists(path):
@@ -275,6 +278,16 @@ def train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engine
         :class:`TrainResult`. Raises :class:`NonFiniteLossError` when the loss becomes NaN/inf (the batch is saved to
         ``model/nan_batch_step<k>.pt``, ``latest.tar`` keeps the last good state).
     """
+    # The run's lock (RunDir.lock), when train takes it itself rather than a script that goes on writing into the run
+    # afterwards, is given back on return.
+    with releasing_run_locks():
+        return _train(model, train_dataset, loss_fn, cfg, run, checkpoint_meta=checkpoint_meta, collate_fn=collate_fn,
+                      val_fn=val_fn, optimizer_factory=optimizer_factory)
+
+
+def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: EngineConfig, run: RunDir, *,
+           checkpoint_meta: dict[str, Any], collate_fn: Callable | None, val_fn: ValFn | None,
+           optimizer_factory: Callable[[nn.Module], torch.optim.Optimizer] | None) -> TrainResult:
     require_keys(checkpoint_meta, list(REQUIRED_META), "checkpoint_meta")
     clash = sorted(ENGINE_KEYS & set(checkpoint_meta))
     if clash:

@@ -3,6 +3,7 @@
 ::
 
     checkpoints/<dataset_name>/<name>/
+        .lock               held by the process training the run (``RunDir.lock``)
         opt.yaml            resolved config (written by the script)
         train.log           text log of the main process
         model/latest.tar    exact-resume state, rewritten every --save_every steps and at the end
@@ -13,6 +14,11 @@
     generation/<name>_<dataset_name>/   generated samples
 
 These are the names the field's scripts (MoMask, MARDM) use, so existing habits and tools keep working.
+
+One process at a time trains a run: the one that starts it holds an exclusive lock on ``.lock`` until its script ends,
+and a second start of the same run (fresh or ``--is_continue``) is refused before it writes into the run, naming the
+holder's pid, instead of both writing ``latest.tar`` and the logs. Evaluations, which write only into ``eval/``, do
+not take it.
 """
 
 from __future__ import annotations
@@ -22,19 +28,24 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from utils.file_lock import FileLock, FileLockedError, acquire_lock
 from utils.launch_env import is_first_process
 from utils.paths import project_path
 
 PROBE_NAME = ".write-probe"
+LOCK_NAME = ".lock"
 MiB = 2**20
 # What a start writes before it has trained anything: a folder holding only these is no run yet.
-SETUP_FILES = ("train.log", "opt.yaml", os.path.join("meta", "mean.npy"), os.path.join("meta", "std.npy"))
+SETUP_FILES = ("train.log", "opt.yaml", LOCK_NAME, os.path.join("meta", "mean.npy"), os.path.join("meta", "std.npy"))
 _SETUP_PREFIXES = ("events.out.tfevents.",)
 # Created by the engine before its first save, and empty until a step is logged.
 _EMPTY_WHEN_SETUP = (os.path.join("model", "train_log.jsonl"),)
 # Folders created by ``make_dirs`` in this process, with the first one created above them: ``discarding_failed_starts``
 # removes those a failed start left without a checkpoint.
 _created: list[tuple[RunDir, str]] = []
+# The runs whose lock this process holds (the real path of the run folder -> its lock): ``RunDir.lock`` is called by
+# each step of a start (``check_run_start``, ``make_dirs``, the engine) and takes the lock once.
+_locks: dict[str, FileLock] = {}
 
 
 class RunDirError(RuntimeError):
@@ -109,6 +120,11 @@ class RunDir:
         """``<generation_root>/<name>_<dataset_name>`` for generated samples."""
         return os.path.join(self.generation_root, f"{self.name}_{self.dataset_name}")
 
+    @property
+    def lock_path(self) -> str:
+        """``.lock``, locked by the process that trains the run; it holds that process's pid."""
+        return os.path.join(self.root, LOCK_NAME)
+
     def best_path(self, metric: str = "fid") -> str:
         """``model/net_best_<metric>.tar`` (``net_best_fid.tar`` for the default)."""
         return os.path.join(self.model_dir, f"net_best_{metric.replace('/', '_')}.tar")
@@ -130,12 +146,35 @@ class RunDir:
         except OSError as e:
             raise RunDirError(f"cannot create the run folder {self.root} ({e.strerror or e}); fix the permissions or "
                               f"pick another --checkpoints_dir") from e
+        # Locked before it is counted as this start's: a start refused here removes nothing of the holder's.
+        self.lock()
         if top is not None:
             _created.append((self, top))
 
+    def lock(self) -> None:
+        """Hold the run's lock (``.lock``, in the existing run folder) for this process until ``releasing_run_locks``
+        gives it back, or the process ends: another start of the same run, here or in another process, is refused
+        with ``RunDirError`` naming the folder and the holder's pid. Only the first process of a launch locks; a
+        process that holds the lock already keeps it.
+        """
+        if not is_first_process():
+            return
+        key = os.path.realpath(self.root)
+        if key in _locks:
+            return
+        try:
+            _locks[key] = acquire_lock(self.lock_path, f"the run folder {self.root}",
+                                       "wait for it to finish (--is_continue then resumes the run), or pick another "
+                                       "--name")
+        except FileLockedError as e:
+            raise RunDirError(str(e)) from None
+        except OSError as e:
+            raise RunDirError(f"cannot create the lock file {self.lock_path} ({e.strerror or e}); fix the permissions "
+                              f"or pick another --checkpoints_dir") from e
+
     def holds_only_setup(self) -> bool:
-        """Whether the folder holds nothing a training wrote: only ``train.log``, ``opt.yaml``, an evaluator's
-        ``meta/`` statistics, TensorBoard event files, an empty ``model/train_log.jsonl`` and empty folders (what a
+        """Whether the folder holds nothing a training wrote: only ``train.log``, ``opt.yaml``, ``.lock``, an
+        evaluator's ``meta/`` statistics, TensorBoard event files, an empty ``model/train_log.jsonl`` and empty folders (what a
         start leaves when it fails or is stopped before its first checkpoint)."""
         for folder, _, files in os.walk(self.root):
             for name in files:
@@ -188,20 +227,33 @@ def discarding_failed_starts(enabled: bool = True) -> Iterator[list[str]]:
 
     The scripts' error boundary (``utils.cli.run_script``) wraps ``main()`` in it on the first process, so a start
     refused after its folder was made (a dataset file missing, a bad flag found late) leaves the checkpoints folder
-    as it was. Folders that existed before, or that hold a checkpoint, are kept.
+    as it was. Folders that existed before, or that hold a checkpoint, are kept. The run locks taken inside the
+    block are released at its end, after any removal.
     """
     mark, removed = len(_created), []
+    with releasing_run_locks():
+        try:
+            yield removed
+        except BaseException:
+            if enabled:
+                for run, top in reversed(_created[mark:]):
+                    if os.path.isdir(run.root) and run.holds_only_setup():
+                        _remove_run(run.root, top)
+                        removed.append(run.root)
+            raise
+        finally:
+            del _created[mark:]
+
+
+@contextmanager
+def releasing_run_locks() -> Iterator[None]:
+    """Release, at the end of the block, the run locks (``RunDir.lock``) this process took inside it."""
+    held = set(_locks)
     try:
-        yield removed
-    except BaseException:
-        if enabled:
-            for run, top in reversed(_created[mark:]):
-                if os.path.isdir(run.root) and run.holds_only_setup():
-                    _remove_run(run.root, top)
-                    removed.append(run.root)
-        raise
+        yield
     finally:
-        del _created[mark:]
+        for key in [key for key in _locks if key not in held]:
+            _locks.pop(key).release()
 
 
 def _remove_run(root: str, top: str) -> None:

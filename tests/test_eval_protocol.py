@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,11 @@ from utils.eval_data import build_eval_loader
 from utils.eval_protocol import evaluate, renormalize, replication_seeds
 from utils.eval_report import format_report, write_report_json
 from utils.evaluator import build_evaluator
+from utils.file_lock import FileLockedError, acquire_lock
 from utils.gt_cache import GTCache, GTEmbeddings
 from utils.model_embeddings import checked_motion, embed_in_chunks, motion_embeddings
 from utils.normalization import eval_normalization, load_mean_std
+from utils.run_dir import RunDir, releasing_run_locks
 from utils.word_vectorizer import LearnedVocab
 
 WORDS = {"walk": "VERB", "run": "VERB", "jump": "VERB", "wave": "VERB", "sit": "VERB"}
@@ -163,6 +167,27 @@ def test_a_resume_after_a_torn_line_keeps_every_new_replication_readable(setup, 
     evaluate(ev, loader, gt_motion_counted(calls), replications=3, seed=7, results_path=str(path), gt_cache=None,
              progress=False, meta={"checkpoint": "x"}, resume=True)
     assert calls["n"] == 0  # all three replications were read back
+
+
+def test_a_second_evaluation_into_the_same_file_is_refused_but_a_training_of_the_run_is_no_obstacle(setup, tmp_path):
+    """Two evaluations streaming to one JSONL file would drop or repeat each other's rows; the run's training lock
+    (model/ and the run's own files) does not keep an evaluation out of eval/."""
+    _, _, ev, loader = setup
+    run = RunDir(str(tmp_path), "synthetic", "busy")
+    path = os.path.join(run.eval_dir, "eval_net_best_fid_replications.jsonl")
+    with releasing_run_locks():
+        run.make_dirs()  # the run is training
+        evaluate(ev, loader, gt_motion, replications=1, seed=7, results_path=path, gt_cache=None, progress=False)
+        other = acquire_lock(path + ".lock", path, "")  # another evaluation of the same file is running
+        try:
+            with pytest.raises(FileLockedError, match=rf"{re.escape(path)} is in use by another process \(pid "
+                                                      rf"{os.getpid()} .*; wait for that evaluation to finish"):
+                evaluate(ev, loader, gt_motion, replications=1, seed=7, results_path=path, gt_cache=None,
+                         progress=False)
+        finally:
+            other.release()
+        assert len(Path(path).read_text().splitlines()) == 1  # the refused one changed nothing
+        acquire_lock(path + ".lock", path, "").release()  # the finished evaluation gave its lock back
 
 
 def gt_motion_counted(calls):

@@ -78,6 +78,7 @@ from utils.datasets import EvalBatch
 from utils.eval_data import EVAL_BATCH_SIZE, PROTOCOL_VERSION, EvalLoader, digest
 from utils.eval_report import METRICS, EvalReport, MetricStat, json_default
 from utils.evaluator import EvaluatorWrapper
+from utils.file_lock import acquire_lock
 from utils.gt_cache import GTCache, GTEmbeddings, default_gt_cache
 from utils.metrics import (
     calculate_diversity,
@@ -389,24 +390,28 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
     path_key = digest(gt_key, meta, *mm_key).hexdigest()
     seeds = replication_seeds(seed, replications)
 
-    done = _read_finished(results_path, (eval_key, path_key), seeds) if results_path and resume else {}
-    if results_path:
-        os.makedirs(os.path.dirname(os.path.abspath(results_path)) or ".", exist_ok=True)
-        if not resume:
-            _drop_rows(results_path, eval_key, path_key)
-        else:
-            _end_torn_line(results_path)
-            if any(row["eval_key"] == path_key != eval_key for row in done.values()):
-                _rewrite_rows(results_path, lambda row: {**row, "eval_key": eval_key}
-                              if row.get("eval_key") == path_key else row)
-                done = {s: {**row, "eval_key": eval_key} for s, row in done.items()}
-        if done:
-            logger.info("resuming: %d of %d replications already in %s", len(done), replications, results_path)
-
     caller_rng = get_rng_state()
     rows: list[dict[str, Any]] = []
     memo = ModelMemo() if deterministic else None
+    done, results_lock = {}, None
     try:
+        if results_path:
+            os.makedirs(os.path.dirname(os.path.abspath(results_path)) or ".", exist_ok=True)
+            # A second evaluation streaming to the same file would drop or repeat the first one's rows.
+            results_lock = acquire_lock(results_path + ".lock", results_path,
+                                        "wait for that evaluation to finish (--is_continue then reuses its "
+                                        "replications)")
+            done = _read_finished(results_path, (eval_key, path_key), seeds) if resume else {}
+            if not resume:
+                _drop_rows(results_path, eval_key, path_key)
+            else:
+                _end_torn_line(results_path)
+                if any(row["eval_key"] == path_key != eval_key for row in done.values()):
+                    _rewrite_rows(results_path, lambda row: {**row, "eval_key": eval_key}
+                                  if row.get("eval_key") == path_key else row)
+                    done = {s: {**row, "eval_key": eval_key} for s, row in done.items()}
+            if done:
+                logger.info("resuming: %d of %d replications already in %s", len(done), replications, results_path)
         bar = tqdm(seeds, desc="replications", disable=not progress, dynamic_ncols=True)
         for r, rep_seed in enumerate(bar):
             if rep_seed in done:
@@ -436,6 +441,8 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
                         " ".join(f"{k} {v:.4f}" for k, v in row["metrics"].items() if v is not None))
     finally:
         set_rng_state(caller_rng)
+        if results_lock is not None:
+            results_lock.release()
 
     proto = {
         "version": PROTOCOL_VERSION, "dataset": eval_loader.spec.name, "split": eval_loader.split,

@@ -43,13 +43,13 @@ import os
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from models.body_parts import part_feature_errors, part_indices, part_rotation_errors_deg
 from models.loader import load_tokenizer
 from options.config import config_to_dict, parse_with_config
 from options.eval_options import get_evaluation_ae_parser
+from utils.batching import SequentialBatchSampler, epoch_batches
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import RESUME_EVALUATION, run_script
 from utils.dataset_specs import get_dataset_spec
@@ -170,10 +170,11 @@ def main(cfg) -> dict:
     parts = ({body_part["name"]: list(range(len(columns)))} if body_part else
              {name: part_indices(spec, name) for name in spec.body_parts if name != "whole"})
     part_sums = {name: [0.0, 0.0] for name in parts}  # feature MAE, rotation degrees (frame-weighted sums)
-    torch.manual_seed(cfg.seed)
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_text_motion,
-                        num_workers=cfg.num_workers)
-    for b, batch in enumerate(tqdm(loader, desc="reconstruction", dynamic_ncols=True)):
+    # Every clip draws its caption, length and crop from its own seed, so the metrics do not depend on
+    # --num_workers; dataset order keeps batch b on rows b * batch_size onwards (the clip labels below).
+    sampler = SequentialBatchSampler(len(data), cfg.batch_size, cfg.seed)
+    loader = epoch_batches(data, sampler, collate_text_motion, cfg.num_workers, pin_memory=False)
+    for b, batch in enumerate(tqdm(loader, desc="reconstruction", total=len(sampler), dynamic_ncols=True)):
         motion = batch.motion
         if body_part:
             motion = renormalize(motion[..., columns], data_mean[columns], data_std[columns], tok_mean, tok_std)

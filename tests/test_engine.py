@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 import utils.run_dir as run_dir_module
-from utils.batching import EpochBatchSampler
+from utils.batching import EpochBatchSampler, SequentialBatchSampler
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.ema import EMA
 from utils.engine import COLLECTIVE_TIMEOUT, EngineConfig, NonFiniteLossError, train
@@ -204,6 +204,18 @@ def test_batch_sampler_splits_the_global_batch():
         EpochBatchSampler(20, 8, seed=1, epoch=0, world_size=3)
     with pytest.raises(ValueError, match="fewer than one batch"):
         EpochBatchSampler(5, 8, seed=1, epoch=0)
+
+
+def test_sequential_sampler_keeps_dataset_order_and_every_sample():
+    batches = list(SequentialBatchSampler(20, 8, seed=1))
+    assert len(SequentialBatchSampler(20, 8, seed=1)) == len(batches) == 3
+    assert [[i for i, _ in batch] for batch in batches] == [list(range(8)), list(range(8, 16)), list(range(16, 20))]
+    # A sample's seed depends on the seed alone, not on how the samples are batched.
+    seeds = [s for batch in batches for _, s in batch]
+    assert seeds == [s for batch in SequentialBatchSampler(20, 3, seed=1) for _, s in batch]
+    assert len(set(seeds)) == 20 and seeds != [s for batch in SequentialBatchSampler(20, 8, seed=2) for _, s in batch]
+    with pytest.raises(ValueError, match="batch_size 0"):
+        SequentialBatchSampler(20, 0, seed=1)
 
 
 def test_best_checkpoint_follows_the_metric_and_survives_resume(tmp_path):

@@ -3,7 +3,8 @@
 The order is a function of ``(seed, epoch)`` only (:class:`EpochBatchSampler`), and every sample seeds the host RNGs
 (``random``, ``np.random``, torch CPU) from its own seed before the dataset reads it (:class:`SeededSamples`), so
 random crops and caption choices do not depend on worker count, process count or interruptions. That is what lets
-``utils.engine.train`` resume mid-epoch exactly and the evaluation protocol replay a replication from its seed.
+``utils.engine.train`` resume mid-epoch exactly and the evaluation protocol replay a replication from its seed. A
+pass over a whole split in dataset order (:class:`SequentialBatchSampler`) seeds its samples the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from utils.datasets import StackedBatch
 from utils.seed import get_rng_state, seed_cpu_generators, set_rng_state
+
+
+def _generator(*key: int) -> torch.Generator:
+    """A torch generator seeded from ``key`` (a seed and an epoch, say) through numpy's ``SeedSequence``."""
+    words = np.random.SeedSequence(list(key)).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
 
 
 class EpochBatchSampler:
@@ -35,8 +42,7 @@ class EpochBatchSampler:
         if self.num_batches == 0:
             raise ValueError(f"the training set has {num_samples} samples, fewer than one batch of {batch_size}; "
                              f"lower --batch_size")
-        words = np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint32)
-        generator = torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
+        generator = _generator(seed, epoch)
         self.perm = torch.randperm(num_samples, generator=generator)
         self.sample_seeds = torch.randint(0, 2**62, (num_samples,), generator=generator)
         self.batch_size, self.start = batch_size, start
@@ -51,6 +57,31 @@ class EpochBatchSampler:
             lo = b * self.batch_size + self.offset
             positions = range(lo, lo + self.local)
             yield [(int(self.perm[p]), int(self.sample_seeds[p])) for p in positions]
+
+
+class SequentialBatchSampler:
+    """Batches of ``(index, sample_seed)`` over every sample in dataset order, the last batch possibly short.
+
+    For a pass that scores a whole split once (``evaluation_AE.py``'s reconstruction metrics): batch ``b`` holds
+    samples ``b * batch_size`` onwards, and the per-sample seeds are a function of ``seed`` only.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size {batch_size} must be at least 1")
+        self.num_samples, self.batch_size = num_samples, batch_size
+        self.sample_seeds = torch.randint(0, 2**62, (num_samples,), generator=_generator(seed))
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for lo in range(0, self.num_samples, self.batch_size):
+            stop = min(lo + self.batch_size, self.num_samples)
+            yield [(i, int(self.sample_seeds[i])) for i in range(lo, stop)]
+
+
+BatchSampler = EpochBatchSampler | SequentialBatchSampler
 
 
 class SeededSamples(Dataset):
@@ -92,7 +123,7 @@ class _CurrentSampler:
     """The batch sampler a persistent ``DataLoader`` holds: it iterates whichever epoch's sampler was set last."""
 
     def __init__(self) -> None:
-        self.current: EpochBatchSampler | None = None
+        self.current: BatchSampler | None = None
 
     def __len__(self) -> int:
         return len(self.current) if self.current is not None else 0
@@ -123,7 +154,7 @@ class EpochLoader:
                                   pin_memory=pin_memory, persistent_workers=persistent and self.num_workers > 0,
                                   generator=torch.Generator().manual_seed(0))
 
-    def epoch(self, sampler: EpochBatchSampler) -> Iterator[Any]:
+    def epoch(self, sampler: BatchSampler) -> Iterator[Any]:
         """Yield the batches of ``sampler`` (one epoch of one process, from its ``start`` batch)."""
         self._sampler.current = sampler
         iterator = iter(self._loader)
@@ -148,7 +179,7 @@ class EpochLoader:
         self._loader._iterator = None
 
 
-def epoch_batches(dataset: Dataset, sampler: EpochBatchSampler, collate_fn: Callable | None, num_workers: int,
+def epoch_batches(dataset: Dataset, sampler: BatchSampler, collate_fn: Callable | None, num_workers: int,
                   pin_memory: bool) -> Iterator[Any]:
     """The batches of one epoch from a loader of its own (no workers kept afterwards); see ``EpochLoader``."""
     return EpochLoader(dataset, collate_fn, num_workers, pin_memory, persistent=False).epoch(sampler)

@@ -14,10 +14,11 @@ so the datasets below hold only index arrays and per-sample records, never per-c
 - ``Text2MotionDataset``: (caption, padded motion, length) for generator training;
 - ``Text2MotionEvalDataset``: the Guo et al. evaluation dataset (word vectors, POS one-hots, crops).
 
-Randomness (windows, captions, crop lengths and offsets) is drawn from torch's default generator, which the
-``DataLoader`` seeds per worker from the main process's generator: a run is reproducible given ``torch.manual_seed``
-and the same ``num_workers``. The reference loaders draw from Python's ``random`` and numpy, with the same
-distributions.
+Randomness (windows, captions, crop lengths and offsets) is drawn from torch's default generator. A plain
+``DataLoader`` seeds it per worker from the main process's generator, so its draws depend on ``num_workers``; the
+project's loaders (training, the evaluation protocol, ``evaluation_AE.py``'s reconstruction pass) seed it per sample
+instead (``utils.batching``), so theirs do not. The reference loaders draw from Python's ``random`` and numpy, with
+the same distributions.
 """
 
 from __future__ import annotations

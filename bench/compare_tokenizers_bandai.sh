@@ -22,7 +22,11 @@ COMMON=(--dataset_name bandai --data_root "$DATA" --checkpoints_dir "$CKPT" --ma
         --width 128 --depth 2 --eval_every $((STEPS / 2)) --save_every $((STEPS / 2)) --log_every 100 --seed 0)
 run() {  # name script args...
   local name=$1 script=$2; shift 2
-  [ -f "$CKPT/bandai/$name/model/latest.tar" ] || "$PY" "$script" "${COMMON[@]}" --name "$name" "$@"
+  # A run folder from an interrupted call holds a latest.tar short of STEPS (one is written at step 0):
+  # --is_continue trains it on to STEPS, and does nothing for a finished run.
+  local resume=()
+  [ -f "$CKPT/bandai/$name/model/latest.tar" ] && resume=(--is_continue)
+  "$PY" "$script" "${COMMON[@]}" --name "$name" "${resume[@]}" "$@"
   "$PY" evaluation_AE.py --dataset_name bandai --data_root "$DATA" --checkpoints_dir "$CKPT" --name "$name" \
       --which_epoch latest --replications 1 > "$WORK/$name.eval.txt"
 }

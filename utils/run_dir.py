@@ -174,8 +174,8 @@ class RunDir:
 
     def holds_only_setup(self) -> bool:
         """Whether the folder holds nothing a training wrote: only ``train.log``, ``opt.yaml``, ``.lock``, an
-        evaluator's ``meta/`` statistics, TensorBoard event files, an empty ``model/train_log.jsonl`` and empty folders (what a
-        start leaves when it fails or is stopped before its first checkpoint)."""
+        evaluator's ``meta/`` statistics, TensorBoard event files, an empty ``model/train_log.jsonl`` and empty
+        folders (what a start leaves when it fails or is stopped before its first checkpoint)."""
         for folder, _, files in os.walk(self.root):
             for name in files:
                 path = os.path.join(folder, name)

@@ -6,11 +6,16 @@ levels [8, 8, 8, 5, 5, 5] (64,000 codes), either already projected to the L = 6 
 
 - ``quantize+indices fwd+bwd``: bound, round, indices (and the projections), ``sum()`` backward: our
   ``encode_codes`` (+ ``codes_to_latents``) against their ``forward``, the same work.
-- ``indices only`` (no gradient): the tokenization call of a generator's data pipeline.
+- ``indices only`` (no gradient): the tokenization call of a generator's data pipeline: our ``quantize`` against
+  their ``project_in``, ``quantize`` and ``codes_to_indices`` (their ``forward`` without its ``project_out``, which
+  an indices-only call does not need).
 - ``layer fwd+bwd with usage stats``: our ``forward``, which also counts code usage and the perplexity (its
   interface), against their ``forward``; shown without a target, since ours does more.
 - ``perplexity``: ours (counts of the codes present) against MotionMillion's dense one-hot of 64,000 x tokens floats
   (``reference_impl.dense_perplexity``), whose memory grows with the batch (about 1 GB at batch 256).
+
+Each timed call returns what it computed (``fsq_calls``, ``perplexity_calls``), and the check column compares the
+two sides' indices from those same calls.
 
 Needs ``pip install -r bench/requirements.txt`` (vector-quantize-pytorch); without it those rows are skipped, and
 the table and the log say so.
@@ -20,12 +25,14 @@ the table and the log say so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import metadata
 
 import benchlib
 import torch
 from benchlib import Result, interleaved, median, peak_memory, speedup_row
 from reference_impl import dense_perplexity
+from torch import Tensor
 
 from models.fsq import FSQ
 from models.quantizers import perplexity_from_counts, present_code_counts
@@ -33,6 +40,7 @@ from models.quantizers import perplexity_from_counts, present_code_counts
 LEVELS = [8, 8, 8, 5, 5, 5]
 DIM = 512
 TOKENS_PER_WINDOW = 16  # 64 frames, 4x downsampling
+LAYER_CASE = "layer fwd+bwd with usage stats"  # ours does more than theirs here: shown without a target
 MISSING = "vector-quantize-pytorch is not installed: its comparison rows are skipped " \
           "(pip install -r bench/requirements.txt)"
 
@@ -60,6 +68,59 @@ def _layers(dim: int | None, device: torch.device, their_class: type):
         theirs.project_in.load_state_dict(ours.project_in.state_dict())
         theirs.project_out.load_state_dict(ours.project_out.state_dict())
     return ours, theirs
+
+
+Call = Callable[[], tuple[Tensor | None, Tensor]]
+
+
+def fsq_calls(ours: FSQ, theirs: torch.nn.Module, z: Tensor, z_grad: Tensor) -> dict[str, tuple[Call, Call]]:
+    """The timed (ours, theirs) calls of each FSQ row, keyed by the row's case without its input suffix.
+
+    ``z (B, N, dim)`` feeds the no-gradient calls, ``z_grad`` (the same values, a leaf that requires grad) the
+    backward ones. Every call returns ``(quantized values or None, indices (B, N))``: the values are the coordinates
+    ``(B, N, L)`` without projections and ``project_out``'s latents ``(B, N, dim)`` with them.
+    """
+    project = ours.dim != ours.num_dims
+
+    def ours_train() -> tuple[Tensor, Tensor]:
+        codes, indices = ours.encode_codes(z_grad)
+        out = ours.codes_to_latents(codes) if project else codes
+        out.sum().backward()
+        return out, indices
+
+    def theirs_train() -> tuple[Tensor, Tensor]:
+        out, indices = theirs(z_grad)
+        out.sum().backward()
+        return out, indices
+
+    def ours_layer() -> tuple[Tensor, Tensor]:
+        out = ours(z_grad)
+        out.z_q.sum().backward()
+        return out.z_q, out.indices
+
+    def ours_indices() -> tuple[None, Tensor]:
+        return None, ours.quantize(z)
+
+    def theirs_indices() -> tuple[None, Tensor]:
+        # Their forward() minus project_out and the (B, N, dim) output it builds, which an indices-only call skips.
+        with torch.no_grad():
+            return None, theirs.codes_to_indices(theirs.quantize(theirs.project_in(z)))
+
+    return {"quantize+indices fwd+bwd": (ours_train, theirs_train),
+            "indices only (no grad)": (ours_indices, theirs_indices),
+            LAYER_CASE: (ours_layer, theirs_train)}
+
+
+def perplexity_calls(indices: Tensor, codebook_size: int) -> tuple[Callable[[], Tensor], Callable[[], Tensor]]:
+    """(ours, the dense baseline): each returns the perplexity ``()`` of ``indices`` over ``codebook_size`` codes."""
+
+    def ours() -> Tensor:
+        return perplexity_from_counts(present_code_counts(indices)[1])
+
+    def dense() -> Tensor:
+        return dense_perplexity(indices, codebook_size)[0]
+
+    return ours, dense
 
 
 def main() -> None:
@@ -99,42 +160,21 @@ def main() -> None:
         ours, theirs = _layers(dim, device, their_class)
         z = torch.randn(args.batch_size, TOKENS_PER_WINDOW, dim or len(LEVELS), device=device)
         z_grad = z.clone().requires_grad_(True)
-        with torch.no_grad():
-            agree = float((ours.quantize(z).int() == theirs(z)[1]).float().mean())
-        note = f"same indices on {agree:.1%} of tokens"
-
-        def ours_train(q=ours, x=z_grad, project=dim is not None) -> None:
-            codes, _ = q.encode_codes(x)
-            (q.codes_to_latents(codes) if project else codes).sum().backward()
-
-        def theirs_train(q=theirs, x=z_grad) -> None:
-            q(x)[0].sum().backward()
-
-        def ours_layer(q=ours, x=z_grad) -> None:
-            q(x).z_q.sum().backward()
-
-        def ours_indices(q=ours, x=z) -> None:
-            q.quantize(x)
-
-        def theirs_indices(q=theirs, x=z) -> None:
-            with torch.no_grad():
-                q(x)
-
-        compare(f"quantize+indices fwd+bwd, {what}", ours_train, theirs_train, note)
-        compare(f"indices only (no grad), {what}", ours_indices, theirs_indices, note)
-        compare(f"layer fwd+bwd with usage stats, {what}", ours_layer, theirs_train,
-                "ours: forward() also counts code usage and perplexity, theirs computes neither")
-        rows[-1].target, rows[-1].met = None, None  # extra work on our side: shown, not a target
+        calls = fsq_calls(ours, theirs, z, z_grad)
+        for case, (mine, other) in calls.items():
+            if case == LAYER_CASE:
+                compare(f"{case}, {what}", mine, other,
+                        "ours: forward() also counts code usage and perplexity, theirs computes neither")
+                rows[-1].target, rows[-1].met = None, None  # extra work on our side: shown, not a target
+                continue
+            agree = float((mine()[1] == other()[1]).float().mean())  # the indices of the timed calls themselves
+            compare(f"{case}, {what}", mine, other, f"same indices on {agree:.1%} of tokens")
 
     ours = FSQ(LEVELS, dim=DIM).to(device)
     with torch.no_grad():
         indices = ours.quantize(torch.randn(args.batch_size, TOKENS_PER_WINDOW, DIM, device=device))
 
-    def ours_perplexity() -> None:
-        perplexity_from_counts(present_code_counts(indices)[1])
-
-    def dense() -> None:
-        dense_perplexity(indices, ours.codebook_size)
+    ours_perplexity, dense = perplexity_calls(indices, ours.codebook_size)
 
     case = f"perplexity, K={ours.codebook_size}"
     fns = {"baseline": dense, "ours": ours_perplexity}

@@ -181,3 +181,61 @@ def test_fsq_bench_says_when_vector_quantize_pytorch_is_missing(monkeypatch, cap
     assert "pip install -r bench/requirements.txt" in captured.out
     assert "vector-quantize-pytorch is not installed" in captured.err
     assert "perplexity, K=64000" in captured.out  # the rows that need no comparison package still run
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The FSQ comparison: both sides of each row do the same work and get the same result
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dim", [None, 16])
+def test_both_sides_of_each_fsq_row_quantize_alike(dim):
+    vqp = pytest.importorskip("vector_quantize_pytorch")
+    from bench_fsq import LAYER_CASE, LEVELS, _layers, fsq_calls
+
+    torch.manual_seed(0)
+    ours, theirs = _layers(dim, torch.device("cpu"), vqp.FSQ)
+    z = 3 * torch.randn(2, 8, dim or len(LEVELS))
+    z_grad = z.clone().requires_grad_(True)
+    calls = fsq_calls(ours, theirs, z, z_grad)
+    assert set(calls) == {"quantize+indices fwd+bwd", "indices only (no grad)", LAYER_CASE}
+
+    def run(fn, layer):
+        """What one call returns, the gradients it leaves, and which of the layer's projections it ran."""
+        z_grad.grad = None
+        layer.zero_grad(set_to_none=True)
+        ran = []
+        hooks = [getattr(layer, name).register_forward_hook(lambda *_, name=name: ran.append(name))
+                 for name in ("project_in", "project_out")]
+        values, indices = fn()
+        for hook in hooks:
+            hook.remove()
+        grads = [z_grad.grad] + [p.grad for p in layer.parameters()]
+        return values, indices, grads, ran
+
+    for case, (mine, other) in calls.items():
+        ours_values, ours_indices, ours_grads, ours_ran = run(mine, ours)
+        their_values, their_indices, their_grads, their_ran = run(other, theirs)
+        assert ours_indices.shape == (2, 8) and ours_indices.unique().numel() > 4, case  # not all one code
+        assert torch.equal(ours_indices.long(), their_indices.long()), case
+        assert (ours_values is None) == (their_values is None), case
+        if ours_values is not None:
+            assert ours_values.shape == (2, 8, dim or len(LEVELS))
+            torch.testing.assert_close(ours_values, their_values, msg=case)
+        assert [g is None for g in ours_grads] == [g is None for g in their_grads], case
+        for ours_grad, their_grad in zip(ours_grads, their_grads):
+            if ours_grad is not None:
+                torch.testing.assert_close(ours_grad, their_grad, msg=case)
+        if dim is not None:  # the 512 <-> 6 matrix products are most of the time: both sides run the same ones
+            assert ours_ran == their_ran, case
+            assert ours_ran == (["project_in"] if case == "indices only (no grad)" else ["project_in", "project_out"])
+
+
+def test_both_sides_of_the_fsq_perplexity_row_agree():
+    from bench_fsq import perplexity_calls
+
+    indices = torch.tensor([[0, 5, 5, 63999], [5, 7, 0, 0]])
+    ours, dense = perplexity_calls(indices, 64000)
+    counts = torch.tensor([3.0, 3.0, 1.0, 1.0])
+    expected = torch.exp(-(counts / 8 * torch.log(counts / 8 + 1e-7)).sum())
+    torch.testing.assert_close(ours(), expected)
+    torch.testing.assert_close(dense(), expected)

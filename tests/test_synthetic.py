@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from utils.bvh import forward_kinematics
+from utils.dataset_io import write_split_files
 from utils.dataset_specs import DATASETS
 from utils.datasets import read_split, read_texts
 from utils.motion_process import extract_features, recover_from_ric
@@ -108,6 +109,21 @@ def test_same_seed_same_files_other_seed_other_files(dataset, tmp_path):
     other = tmp_path / "other"
     generate_synthetic_dataset(str(other), 3, seed=4)
     assert not filecmp.cmp(out / "texts" / "000000.txt", other / "texts" / "000000.txt", shallow=False)
+
+
+class _Unprintable:
+    def __format__(self, spec):
+        raise RuntimeError("stopped mid-write")
+
+
+def test_split_file_is_written_whole_or_not_at_all(tmp_path):
+    """A write stopped midway keeps the previous split file: a truncated one would load as a smaller split."""
+    write_split_files(str(tmp_path), {"train": ["000000", "000001"]})
+    assert (tmp_path / "train.txt").read_bytes() == b"000000\n000001\n"
+    with pytest.raises(RuntimeError, match="stopped mid-write"):
+        write_split_files(str(tmp_path), {"train": ["000002", _Unprintable()]})
+    assert (tmp_path / "train.txt").read_bytes() == b"000000\n000001\n"
+    assert os.listdir(tmp_path) == ["train.txt"]
 
 
 @pytest.mark.parametrize("action", SINGLE_ACTIONS)

@@ -46,9 +46,10 @@ def split_groups(groups: Sequence[Sequence[str]], rng: np.random.Generator,
 
 
 def write_split_files(out_dir: str, splits: dict[str, list[str]]) -> None:
-    """Write ``<split>.txt`` (one id per line) for every split."""
+    """Write ``<split>.txt`` (one id per line) for every split, each whole or not at all: a split file cut short by a
+    kill would load as a smaller split without any error."""
     for name, ids in splits.items():
-        with open(os.path.join(out_dir, f"{name}.txt"), "w", encoding="utf-8") as f:
+        with atomic_write(os.path.join(out_dir, f"{name}.txt"), "w", encoding="utf-8") as f:
             f.write("".join(f"{i}\n" for i in ids))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,10 @@ from tool_helpers import load_tool
 from models import load_tokenizer
 from models.tokenizers import AE, RVQVAE, VQVAE, build_tokenizer
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.cli import TRACEBACK_ENV, run_script
 from utils.dataset_specs import DATASETS, SPEC_FILE, T2M_KINEMATIC_CHAIN, DatasetSpec, FeatureGroup
+from utils.file_lock import acquire_lock
+from utils.run_dir import RunDir
 
 torch.set_num_threads(1)
 
@@ -332,6 +336,32 @@ def test_import_checkpoint_keeps_any_checkpoint_of_an_existing_run(tmp_path) -> 
     assert best.read_bytes() == b"a trained run's best weights"
     tool.main(tool.get_parser().parse_args([*argv, "--overwrite"]))
     assert load_tokenizer(str(best), model_name=official.model_name).source_format == "ours"
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_import_checkpoint_refuses_a_run_that_is_training(tmp_path, monkeypatch, overwrite: bool) -> None:
+    """A run whose lock is held (it is training, before or after its first checkpoint) is not written over, even with
+    --overwrite: the import is refused naming the holder's pid, as a second training start is."""
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    fx = Fixture("t2m_gpt_vqvae")
+    tool = load_tool("import_checkpoint")
+    run = RunDir(str(tmp_path), "synthetic", "busy")
+    os.makedirs(run.model_dir)
+    if overwrite:
+        Path(run.best_path()).write_bytes(b"a training run's best weights")
+    before = {name: (Path(run.model_dir) / name).read_bytes() for name in os.listdir(run.model_dir)}
+    holder = acquire_lock(run.lock_path, f"the run folder {run.root}", "")
+    argv = ["--src", fx.checkpoint, "--name", "busy", "--dataset_name", "synthetic", "--checkpoints_dir",
+            str(tmp_path), *[f"--{k}={v}" for k, v in _unshaped_kwargs(fx).items()]]
+    try:
+        with pytest.raises(SystemExit, match=rf"import_checkpoint.py: error: the run folder {run.root} is in use by "
+                                             rf"another process \(pid {os.getpid()} "):
+            run_script(lambda: tool.main(tool.get_parser().parse_args(argv + ["--overwrite"] * overwrite)),
+                       prog="import_checkpoint.py")
+    finally:
+        holder.release()
+    assert {name: (Path(run.model_dir) / name).read_bytes() for name in os.listdir(run.model_dir)} == before
+    assert not os.path.exists(run.config_path)
 
 
 def test_shared_codebook_request_must_fit_the_codebooks(tmp_path) -> None:

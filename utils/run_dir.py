@@ -17,8 +17,8 @@ These are the names the field's scripts (MoMask, MARDM) use, so existing habits 
 
 One process at a time trains a run: the one that starts it holds an exclusive lock on ``.lock`` until its script ends,
 and a second start of the same run (fresh or ``--is_continue``) is refused before it writes into the run, naming the
-holder's pid, instead of both writing ``latest.tar`` and the logs. Evaluations, which write only into ``eval/``, do
-not take it.
+holder's pid, instead of both writing ``latest.tar`` and the logs. ``tools/import_checkpoint.py``, which writes the
+run's checkpoints, takes it too; evaluations, which write only into ``eval/``, do not.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from utils.atomic_io import atomic_path
 from utils.user_errors import PATH_ERRORS, exit_with_error
 
 logger = logging.getLogger("plot_loss")
@@ -115,7 +116,10 @@ def plot_metrics(runs: dict[str, dict[str, Series]], metrics: list[str], output:
     if not os.path.splitext(output)[1]:  # matplotlib would append its default format's extension on its own
         output += ".png"
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    fig.savefig(output, dpi=dpi)
+    # Through a temporary file with the same extension (matplotlib picks the format from it): a failed or stopped
+    # write leaves the earlier plot whole rather than a truncated PNG under its name.
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, dpi=dpi)
     return output
 
 

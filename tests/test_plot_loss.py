@@ -136,3 +136,22 @@ def test_output_without_extension_returns_the_png_written(tmp_path):
     written = run_cli("--log_dir", str(tmp_path / "run"), "--output", str(tmp_path / "plots" / "loss"))
     assert written == [str(tmp_path / "plots" / "loss.png")]
     assert_png(written[0])
+
+
+def test_a_write_stopped_midway_keeps_the_earlier_png(tmp_path, monkeypatch):
+    """A PNG is written whole or not at all: a failure (or a kill) part way through leaves the earlier plot."""
+    write_run(tmp_path / "run", {"Train/loss": curve()})
+    out = tmp_path / "loss.png"
+    run_cli("--log_dir", str(tmp_path / "run"), "--output", str(out))
+    earlier = out.read_bytes()
+
+    def fails_midway(fig, path, **kwargs):
+        with open(path, "wb") as f:
+            f.write(PNG_MAGIC)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plot_loss.Figure, "savefig", fails_midway)
+    with pytest.raises(OSError, match="No space left"):
+        run_cli("--log_dir", str(tmp_path / "run"), "--output", str(out), "--logy")
+    assert out.read_bytes() == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png", "run"]

@@ -26,7 +26,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from utils.atomic_io import atomic_path
-from utils.user_errors import PATH_ERRORS, exit_with_error
+from utils.stop_signals import run_with_error_boundary
+from utils.user_errors import PATH_ERRORS
 
 logger = logging.getLogger("plot_loss")
 EVENT_PREFIX = "events.out.tfevents"
@@ -191,7 +192,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except (ValueError, *PATH_ERRORS) as e:
-        exit_with_error("plot_loss.py", e)
+    run_with_error_boundary(lambda: main(parse_args()), "plot_loss.py", (ValueError, *PATH_ERRORS),
+                            "rerun the same command")

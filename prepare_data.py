@@ -56,7 +56,7 @@ from tqdm import tqdm
 from options.config import positive_float
 from utils.cli import USER_ERRORS
 from utils.paths import project_path
-from utils.user_errors import exit_with_error
+from utils.stop_signals import run_with_error_boundary
 
 if TYPE_CHECKING:
     from utils.bvh_import import ImportSummary
@@ -412,7 +412,7 @@ def main(cfg: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(parse_args()))
-    except (*USER_ERRORS, KeyError) as e:
-        exit_with_error("prepare_data.py", e)
+    # A stop removes the staging folder of an import and the temporary files of a write, so the same command starts
+    # over (and replaces an earlier synthetic dataset).
+    sys.exit(run_with_error_boundary(lambda: main(parse_args()), "prepare_data.py", (*USER_ERRORS, KeyError),
+                                     "rerun the same command"))

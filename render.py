@@ -40,7 +40,8 @@ from tqdm import tqdm
 
 from utils.dataset_specs import T2M_KINEMATIC_CHAIN, DatasetSpec, get_dataset_spec
 from utils.plot_script import FORMATS, RenderError, plot_3d_motion, resolve_format
-from utils.user_errors import PATH_ERRORS, exit_with_error
+from utils.stop_signals import run_with_error_boundary
+from utils.user_errors import PATH_ERRORS
 
 if TYPE_CHECKING:
     from utils.bvh import SkeletonMap
@@ -299,7 +300,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except (ValueError, *PATH_ERRORS, RenderError) as e:
-        exit_with_error("render.py", e)
+    run_with_error_boundary(lambda: main(parse_args()), "render.py", (ValueError, *PATH_ERRORS, RenderError),
+                            "rerun the same command")

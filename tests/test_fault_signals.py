@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 from fault_helpers import REPO, TOKENIZER_FLAGS, child_env, read_log, run_root, run_script, tail
+from test_plot_loss import curve, write_run
 
+import utils.bvh_import
+import utils.plot_script
+from utils.bvh_export import write_bvh
 from utils.stop_signals import Stopped, stopping_on_signals
+from utils.synthetic import synthesize_motion
+from utils.user_errors import TRACEBACK_ENV
 
 TERMINATED = 128 + signal.SIGTERM
 
@@ -196,3 +204,53 @@ time.sleep(120)
         reproduce.main(argv)
     sender.join()
     assert stopped.read_text() == str(int(signal.SIGTERM))
+
+
+def _terminated_after(write):
+    """``write``, then SIGTERM to this process, as a scheduler's arriving while a file is being written."""
+
+    def write_then_terminate(*args, **kwargs):
+        write(*args, **kwargs)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            pytest.fail("SIGTERM would kill the script here, leaving what it was writing behind")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    return write_then_terminate
+
+
+def _prepare_bvh_import(tmp_path) -> list[str]:
+    (tmp_path / "src").mkdir()
+    write_bvh(tmp_path / "src" / "jump.bvh", synthesize_motion(np.random.default_rng(8), "jump").joints, fps=20)
+    return ["bvh", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "Mocap"), "--skeleton", "smpl22"]
+
+
+def _prepare_render(tmp_path) -> list[str]:
+    np.save(tmp_path / "walk.npy", synthesize_motion(np.random.default_rng(8), "walk").joints[:8])
+    return [str(tmp_path / "walk.npy"), "--dataset_name", "t2m", "--format", "gif", "--dpi", "20"]
+
+
+def _prepare_plot_loss(tmp_path) -> list[str]:
+    write_run(tmp_path / "run", {"Train/loss": curve()})
+    return ["--log_dir", str(tmp_path / "run"), "--output", str(tmp_path / "loss.png")]
+
+
+@pytest.mark.parametrize("script, prepare, writer, left", [
+    ("prepare_data.py", _prepare_bvh_import, (utils.bvh_import, "write_motion"), ["jump.bvh"]),
+    ("render.py", _prepare_render, (utils.plot_script, "_write_animation"), ["walk.npy"]),
+    ("plot_loss.py", _prepare_plot_loss, (utils.plot_script.Figure, "savefig"), ["events.out.tfevents"]),
+])
+def test_scripts_outside_run_script_stop_cleanly_on_sigterm(tmp_path, monkeypatch, capsys, script, prepare, writer,
+                                                              left):
+    """prepare_data.py, render.py and plot_loss.py stopped by SIGTERM while writing: the half-written import folder,
+    video or PNG is removed, the script says so in one line and exits with status 143."""
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    argv = prepare(tmp_path)
+    monkeypatch.setattr(*writer, _terminated_after(getattr(*writer)))
+    monkeypatch.setattr(sys, "argv", [script, *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / script), run_name="__main__")
+    assert exit_info.value.code == TERMINATED
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"{script}: stopped by SIGTERM; rerun the same command"
+    # Only the inputs are left: no import staging folder, temporary file or partial output.
+    assert _files_under(tmp_path) and all(os.path.basename(p).startswith(tuple(left)) for p in _files_under(tmp_path))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

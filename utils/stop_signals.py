@@ -7,8 +7,10 @@ schedulers (SLURM, Kubernetes) and ``kill`` all stop a process with SIGTERM; a c
 
 ``stopping_on_signals`` turns them into a ``Stopped`` exception in the main thread while a script's ``main()`` runs;
 ``exit_stopped`` (called by ``utils.cli.run_script``) reports it in one line and exits with status 128 + the signal's
-number (143 for SIGTERM), as a shell does for a process the signal killed. Nothing is installed at import time, and
-the previous handlers are put back when the block ends, so library use and tests see Python's defaults.
+number (143 for SIGTERM), as a shell does for a process the signal killed. Scripts that do not go through
+``run_script`` (``prepare_data.py``, and ``render.py`` and ``plot_loss.py``, which do not import torch) get the same
+through ``run_with_error_boundary``. Nothing is installed at import time, and the previous handlers are put back when
+the block ends, so library use and tests see Python's defaults.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
-from utils.user_errors import TRACEBACK_ENV
+from utils.user_errors import TRACEBACK_ENV, exit_with_error
+
+T = TypeVar("T")
 
 # SIGHUP does not exist on Windows.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -90,3 +94,18 @@ def exit_stopped(prog: str, stop: Stopped, hint: str | None = None) -> NoReturn:
             traceback.print_exception(stop)
         print(f"{prog}: {stop}" + (f"; {hint}" if hint else ""), file=sys.stderr, flush=True)
     sys.exit(stop.exit_status)
+
+
+def run_with_error_boundary(main: Callable[[], T], prog: str, errors: tuple[type[BaseException], ...],
+                            hint: str) -> T:
+    """``main()`` for a script that does not go through ``utils.cli.run_script``: an ``errors`` exception exits with
+    status 1 and ``<prog>: error: <error>`` (``utils.user_errors.exit_with_error``); SIGTERM or SIGHUP stops it as
+    ``stopping_on_signals`` says, so temporary files and staging folders are removed, and exits with status 128 + the
+    signal's number and ``<prog>: stopped by <SIGNAL>; <hint>``."""
+    try:
+        with stopping_on_signals():
+            return main()
+    except errors as e:
+        exit_with_error(prog, e)
+    except Stopped as stop:
+        exit_stopped(prog, stop, hint)

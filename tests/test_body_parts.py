@@ -214,3 +214,29 @@ def test_preset_matches_the_registry_entry() -> None:
     # Every key is a train_vq.py flag, apart from --body_part which the script has to add.
     flags = {action.dest for action in get_train_vq_parser()._actions}
     assert set(preset) - flags <= {"body_part"}
+
+
+def test_resume_with_another_body_part_is_refused_naming_the_flag(beatx_root, tmp_path) -> None:
+    # A body part is the data the run trains on: resumed with another one (or the whole vector), the refusal names
+    # --body_part with both values, not the shape of the statistics or the model's input width it implies.
+    import train_vq
+    from options.config import parse_with_config
+    from options.tokenizer_options import get_train_vq_parser
+    from utils.checkpoint import CheckpointError, load_checkpoint
+
+    base = ["--dataset_name", "beatx", "--data_root", beatx_root, "--checkpoints_dir", str(tmp_path), "--name", "p",
+            "--model", "RVQVAE_Tiny", "--window_size", "32", "--batch_size", "4", "--num_workers", "0",
+            "--val_batches", "1", "--aux_loss_joints", "0"]
+    train_vq.main(parse_with_config(get_train_vq_parser(), [*base, "--body_part", "upper", "--max_iters", "1"]))
+    latest = tmp_path / "beatx" / "p" / "model" / "latest.tar"
+    resume = [*base, "--max_iters", "2", "--is_continue"]
+    with pytest.raises(CheckpointError) as refused:
+        train_vq.main(parse_with_config(get_train_vq_parser(), [*resume, "--body_part", "lower"]))
+    assert str(refused.value) == (f"{latest}: the run being resumed was trained with --body_part upper but lower now. "
+                                  f"A resumed run keeps the data it trained on: add --body_part upper to the command, "
+                                  f"or start a new --name")
+    with pytest.raises(CheckpointError, match="trained with --body_part upper but none now.*add --body_part upper"):
+        train_vq.main(parse_with_config(get_train_vq_parser(), resume))
+    assert load_checkpoint(str(latest))["step"] == 1
+    train_vq.main(parse_with_config(get_train_vq_parser(), [*resume, "--body_part", "upper"]))
+    assert load_checkpoint(str(latest))["step"] == 2

@@ -383,11 +383,15 @@ def check_tokenizer_resume(saved: dict[str, Any], latest_path: str, meta: dict[s
     Mean/Std (resuming on other statistics would silently train the model on other inputs). A refused model or
     model argument names ``config_path``, the run's ``opt.yaml``, whose flags resume it. ``saved``: the records of
     the run's checkpoint ``latest_path``."""
-    for key in ("stage", "model_name", "model_args", "conditions"):
+    check_matches(latest_path, "stage", saved.get("stage"), meta.get("stage"))
+    # Before the model: another part's columns change the model's input width and the statistics too, and a refusal
+    # of either would not name the flag that changed.
+    _check_body_part(latest_path, saved, meta)
+    for key in ("model_name", "model_args", "conditions"):
         try:
             check_matches(latest_path, key, saved.get(key), meta.get(key))
         except CheckpointError as e:
-            if key not in ("model_name", "model_args") or not config_path or not os.path.isfile(config_path):
+            if key == "conditions" or not config_path or not os.path.isfile(config_path):
                 raise
             # A flag left out on resume (--kmeans_init, --width, ...) takes its default, not the run's value.
             raise CheckpointError(f"{e}. The model comes from --model and its flags, which a resume repeats: "
@@ -409,6 +413,17 @@ def check_tokenizer_resume(saved: dict[str, Any], latest_path: str, meta: dict[s
                                   f"{differ.numel()} features (first at index {i}: {float(found[i]):g} in the "
                                   f"checkpoint, {float(expected[i]):g} now); resume on the data the run was trained "
                                   f"on, or start a new --name")
+
+
+def _check_body_part(latest_path: str, saved: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Refuse to resume the run of ``latest_path`` (its records ``saved``) on another ``--body_part`` than the one in
+    ``meta`` (the records now), naming both values."""
+    was, now = ((record.get("body_part") or {}).get("name") for record in (saved, meta))
+    if was != now:
+        fix = f"add --body_part {was} to the command" if was else "drop --body_part"
+        raise CheckpointError(f"{latest_path}: the run being resumed was trained with --body_part {was or 'none'} but "
+                              f"{now or 'none'} now. A resumed run keeps the data it trained on: {fix}, or start a "
+                              f"new --name")
 
 
 # Settings that decide what the tokenizer trains on (the windows, their normalisation, condition dropout), with the

@@ -440,3 +440,36 @@ def test_resume_keeps_the_window_size_it_trained_on(tmp_path, synthetic_root):
     assert load_checkpoint(latest)["step"] == 2
     _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "4", "--is_continue", "--window_size", "64"])
     assert load_checkpoint(latest)["step"] == 4
+
+
+def test_resume_reports_a_changed_loss_weighting(tmp_path, synthetic_root, caplog):
+    # The loss terms and weights are the training objective: the command line wins on resume (a run may go on with
+    # another weighting), but a value other than the run's is named with both, as a changed schedule is. --commit
+    # weighs the commitment loss of codebooks only, which a continuous AE does not have.
+    import logging
+
+    ckpt = str(tmp_path / "ckpt")
+    vq = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--name", "vq",
+          "--model", "VQVAE_Tiny", *COMMON]
+    _run(train_vq, get_train_vq_parser(), [*vq, "--max_iters", "2"])
+    with caplog.at_level(logging.WARNING, logger="utils.tokenizer_stage"):
+        _run(train_vq, get_train_vq_parser(), [*vq, "--max_iters", "4", "--is_continue", "--recons_loss", "l1",
+                                               "--loss_vel", "0.25", "--loss_joint_vel", "0.5", "--commit", "0.05"])
+    changed = [r.message for r in caplog.records if "training objective" in r.message]
+    latest = os.path.join(ckpt, "synthetic", "vq", "model", "latest.tar")
+    assert changed == [f"{latest}: resumed with another training objective than the run was saved with: "
+                       f"--recons_loss l1_smooth -> l1, --aux_loss_joints 0.5 -> 0.25, --loss_joint_vel 0.0 -> 0.5, "
+                       f"--commit 0.02 -> 0.05; the new values apply from step 2 (add --recons_loss l1_smooth "
+                       f"--aux_loss_joints 0.5 --loss_joint_vel 0.0 --commit 0.02 to train as before)"]
+    assert load_checkpoint(latest)["config"]["recons_loss"] == "l1"
+    caplog.clear()
+    ae = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", ckpt, "--name", "ae",
+          "--model", "AE_Tiny", *COMMON]
+    _run(train_AE, get_train_ae_parser(), [*ae, "--max_iters", "2"])
+    with caplog.at_level(logging.WARNING, logger="utils.tokenizer_stage"):
+        _run(train_AE, get_train_ae_parser(), [*ae, "--max_iters", "4", "--is_continue", "--commit", "0.05"])
+        _run(train_AE, get_train_ae_parser(), [*ae, "--max_iters", "6", "--is_continue", "--commit", "0.05",
+                                               "--aux_loss_joints", "2"])
+    changed = [r.message for r in caplog.records if "training objective" in r.message]
+    assert len(changed) == 1 and "--aux_loss_joints 1.0 -> 2.0; the new values apply from step 4" in changed[0]
+    assert "commit" not in changed[0]

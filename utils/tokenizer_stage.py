@@ -324,6 +324,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     if resumed is not None:
         meta["model_args"] = resumed_model_args(resumed.get("model_args") or {}, meta["model_args"])
         check_tokenizer_resume(resumed, run.latest_path, meta, run.config_path)
+        warn_objective_changes(run.latest_path, resumed, meta["config"], commitment=model.kind in COMMITMENT_KINDS)
     save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn, collate_fn=collate_fn)
     logger.info("finished at %s", result.summary())
@@ -424,6 +425,30 @@ def _check_body_part(latest_path: str, saved: dict[str, Any], meta: dict[str, An
         raise CheckpointError(f"{latest_path}: the run being resumed was trained with --body_part {was or 'none'} but "
                               f"{now or 'none'} now. A resumed run keeps the data it trained on: {fix}, or start a "
                               f"new --name")
+
+
+# The terms and weights of the training objective. Unlike the data, they follow the command line on resume (a run may
+# go on with another weighting, as with another learning rate), and a value other than the run's is reported with
+# both, whether it was typed or came from a preset or default that changed since the run started. LFQ's weights are
+# constructor arguments (``model_args``), which a resume keeps.
+OBJECTIVE_SETTINGS = ("recons_loss", "aux_loss_joints", "loss_joint_vel", "commit")
+# Tokenizer kinds with a commitment loss, the one term ``--commit`` weighs (AE and FSQ have none; LFQ weighs its own).
+COMMITMENT_KINDS = ("vq", "rvq")
+
+
+def warn_objective_changes(latest_path: str, saved: dict[str, Any], config: dict[str, Any],
+                           commitment: bool = True) -> None:
+    """Warn when ``config`` (the options now) sets another ``OBJECTIVE_SETTINGS`` value than the run of
+    ``latest_path`` (its records ``saved``) was saved with, naming both values and the step they apply from;
+    ``commitment`` False: the model has no commitment loss, and ``--commit`` changes nothing."""
+    was = saved.get("config") or {}
+    changed = [(key, was[key], config.get(key)) for key in OBJECTIVE_SETTINGS
+               if (commitment or key != "commit") and was.get(key) is not None and was[key] != config.get(key)]
+    if changed:
+        logger.warning("%s: resumed with another training objective than the run was saved with: %s; the new values "
+                       "apply from step %s (add %s to train as before)", latest_path,
+                       ", ".join(f"--{key} {old} -> {new}" for key, old, new in changed), saved.get("step"),
+                       " ".join(_flag(key, old) for key, old, _ in changed))
 
 
 # Settings that decide what the tokenizer trains on (the windows, their normalisation, condition dropout), with the

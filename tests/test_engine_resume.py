@@ -114,3 +114,15 @@ def test_resume_reports_a_changed_ema_decay(tmp_path, caplog):
               checkpoint_meta=META)
     changed = [r.message for r in caplog.records if "resumed with other settings" in r.message]
     assert len(changed) == 1 and "ema_decay 0.99 -> None" in changed[0]
+
+
+def test_resume_reports_a_changed_mixed_precision(tmp_path, caplog):
+    # The run records its --mixed_precision so that a resume trains alike: resumed with another one (a flag left out
+    # of the command, a preset's), it trains on with the new one from the resumed step, and the log names both.
+    run, _ = run_toy(tmp_path, "amp", make_cfg(max_iters=6, mixed_precision="bf16", eval_every=0))
+    with caplog.at_level(logging.WARNING, logger="utils.engine"):
+        result = train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=8, eval_every=0, is_continue=True), run,
+                       checkpoint_meta=META)
+    changed = [r.message for r in caplog.records if "resumed with other settings" in r.message]
+    assert len(changed) == 1 and "max_iters 6 -> 8, mixed_precision bf16 -> no;" in changed[0]
+    assert result.step == 8 and load_checkpoint(run.latest_path)["engine"]["mixed_precision"] == "no"

@@ -511,9 +511,11 @@ def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Modu
 # How a run steps: the current options win on resume (so a run can be continued with another rate or length), but a
 # value that differs from the run's own is reported, whether it was typed or came from a preset or default that
 # changed since the run started. The EMA decay belongs here: the EMA weights are what validation scores, the best
-# checkpoint holds and later stages load, and without it later checkpoints carry none.
+# checkpoint holds and later stages load, and without it later checkpoints carry none. So does the precision: the run
+# records it so that a resume trains alike, and a switch (out of fp16's overflows, onto a machine without bf16) is
+# allowed but said.
 SCHEDULE_KEYS = ("max_iters", "lr", "warm_up_iter", "milestones", "lr_decay", "weight_decay", "betas", "grad_clip",
-                 "ema_decay")
+                 "ema_decay", "mixed_precision")
 
 
 def _warn_schedule_changes(path: str, saved: Mapping[str, Any], cfg: EngineConfig, step: int,

@@ -307,7 +307,8 @@ def test_resume_refuses_other_tokenizer_weights(tmp_path):
     save_checkpoint(latest, {"tokenizer": {"path": "tok.tar", "sha256": "ab" * 32}, "text_encoder": text,
                              "target": "latent", "model": {"w": torch.zeros(3)}})
     saved = resume_records(latest, is_continue=True)
-    assert set(saved) == {"tokenizer", "text_encoder", "target", "config"}  # the records only, not the weights
+    # the records only, not the weights
+    assert set(saved) == {"stage", "model_name", "model_args", "tokenizer", "text_encoder", "target", "config"}
     meta = {"tokenizer": {"path": "tok.tar", "sha256": "ab" * 32, "weights": "model"}, "text_encoder": text,
             "target": "latent"}
     check_resume_matches(latest, meta, saved)
@@ -365,3 +366,22 @@ def test_need_evaluation_validates_on_a_small_val_split(setup, encoder, tmp_path
     assert any("the val split has only" in r.message for r in caplog.records)
     best = load_checkpoint(os.path.join(setup["ckpt"], "synthetic", "small_val", "model", "net_best_fid.tar"))
     assert best["best"]["metric"] == "fid" and np.isfinite(best["metrics"]["fid"])
+
+
+def test_resume_with_other_model_flags_is_refused_before_opt_yaml_changes(setup, encoder, tmp_path):
+    # --cond_drop_prob (and the diffusion head's flags) are model arguments: resumed with another value, the run is
+    # refused naming it, and its opt.yaml, which resumes it with --config, still holds the flags it was trained with.
+    base = [*COMMON, "--data_root", setup["root"], "--checkpoints_dir", str(tmp_path), "--name", "r", "--model",
+            "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--ae_ckpt",
+            os.path.join(setup["ckpt"], "synthetic", "fsq", "model", "latest.tar"), "--eval_every", "100"]
+    train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*base, "--max_iters", "2"]), text_encoder=encoder)
+    opt_yaml = tmp_path / "synthetic" / "r" / "opt.yaml"
+    config = opt_yaml.read_text()
+    with pytest.raises(CheckpointError, match="'cond_drop_prob': 0.1 in the checkpoint but 0.3 requested"):
+        train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*base, "--max_iters", "4", "--is_continue",
+                                                                      "--cond_drop_prob", "0.3"]),
+                         text_encoder=encoder)
+    assert opt_yaml.read_text() == config
+    train_MARDM.main(parse_with_config(get_train_mardm_parser(), ["--config", str(opt_yaml), "--max_iters", "4",
+                                                                  "--is_continue"]), text_encoder=encoder)
+    assert load_checkpoint(str(opt_yaml.parent / "model" / "latest.tar"))["step"] == 4

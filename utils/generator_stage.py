@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from models.loader import Tokenizer, load_tokenizer
 from models.text_encoders import CachedTextEncoder, TextEncoder, build_text_encoder
-from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
+from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import MotionIndex, TextMotionBatch, collate_text_motion, collect_text_samples
 from utils.run_dir import RunDir
@@ -125,13 +125,17 @@ def trained_on_ema(state: dict[str, Any]) -> bool:
     return (state.get("tokenizer") or {}).get("weights") == "ema"
 
 
+# What ``check_resume_matches`` compares: a generator checkpoint's records, without its weights.
+RESUME_RECORDS = ("stage", "model_name", "model_args", "tokenizer", "text_encoder", "target", "config")
+
+
 def resume_records(latest_path: str, is_continue: bool) -> dict[str, Any] | None:
-    """The ``tokenizer``, ``text_encoder`` and ``target`` records of the run being resumed (``latest_path``), or None
-    for a new run or a missing file. Read once, before the tokenizer is loaded; the weights are not kept."""
+    """The ``RESUME_RECORDS`` of the run being resumed (``latest_path``), or None for a new run or a missing file.
+    Read once, before the tokenizer is loaded; the weights are not kept."""
     if not (is_continue and os.path.isfile(latest_path)):
         return None
     saved = load_checkpoint(latest_path)
-    return {key: saved.get(key) for key in ("tokenizer", "text_encoder", "target", "config")}
+    return {key: saved.get(key) for key in RESUME_RECORDS}
 
 
 def resumed_tokenizer_ema(saved: dict[str, Any] | None) -> bool:
@@ -519,8 +523,8 @@ def check_resumed_settings(latest_path: str, saved: dict[str, Any] | None, confi
 
 
 def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str, Any] | None) -> None:
-    """Before ``--is_continue``: the run's tokenizer weights and text encoder (``saved``, its ``resume_records``) must
-    be the ones given now (``meta``)."""
+    """Before ``--is_continue``: the run's tokenizer weights, text encoder and model (``saved``, its
+    ``resume_records``) must be the ones given now (``meta``)."""
     if saved is None:
         return  # a new run (a resumed one without latest.tar was refused by check_run_start)
     saved_text = saved.get("text_encoder") or {}
@@ -545,6 +549,11 @@ def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str
         if found != expected:
             raise CheckpointError(f"{latest_path}: {field} is {found!r} in the run being resumed but {expected!r} "
                                   f"now; resume with the same tokenizer and text encoder, or start a new --name")
+    # The engine checks the model again when it resumes, but only after the script has written the run's opt.yaml:
+    # a model flag changed on resume (--cond_drop_prob, the diffusion head's) is refused here, while that file still
+    # holds the flags that resume the run (--config <run>/opt.yaml --is_continue).
+    for key in ("stage", "model_name", "model_args"):
+        check_matches(latest_path, key, saved.get(key), meta.get(key))
     _warn_validation_changes(latest_path, saved.get("config") or {}, meta.get("config") or {})
 
 

@@ -26,6 +26,7 @@ from models.length_estimator import LengthEstimator, lengths_to_classes
 from models.text_encoders import CachedTextEncoder, TextEncoder
 from options.config import config_to_dict, parse_with_config, resolve_max_iters, save_config
 from options.generator_options import get_train_length_estimator_parser
+from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import RESUME_TRAINING, run_script
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
@@ -63,6 +64,19 @@ def classification_loss(model: torch.nn.Module, batch: list[torch.Tensor]) -> tu
     return loss, {"accuracy": (logits.argmax(-1) == classes).float().mean().detach()}
 
 
+def check_resumed_inputs(latest_path: str, unit_length: int, encoder_name: str) -> None:
+    """Before ``--is_continue`` embeds anything: the run's class width and text encoder must be those given now. The
+    model arguments alone miss both where the counts agree (``--unit_length`` 33 and 34 give 6 classes on 196
+    frames; two encoders of one width), and the classes would then mean other lengths, the inputs another space."""
+    saved = load_checkpoint(latest_path)
+    recorded = (("--unit_length", saved.get("unit_length"), unit_length),
+                ("--text_encoder", (saved.get("text_encoder") or {}).get("name"), encoder_name))
+    for flag, was, now in recorded:
+        if was is not None and was != now:
+            raise CheckpointError(f"{latest_path}: {flag} is {was!r} in the run being resumed but {now!r} now; "
+                                  f"resume with {flag} {was}, or start a new --name")
+
+
 def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> TrainResult:
     """Train the estimator; ``text_encoder`` optionally supplies an already built encoder (tests, notebooks)."""
     # -----------------------------------------------------------------------------------------------------------------
@@ -78,6 +92,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     num_classes = spec.max_motion_length // unit_length + 1  # classes 0 .. max tokens
     device = stage_device()
     encoder = resolve_text_encoder(args.text_encoder, args.clip_path, args.text_cache, device, prebuilt=text_encoder)
+    if args.is_continue:
+        check_resumed_inputs(run.latest_path, unit_length, encoder.name)
     run.make_dirs()
     setup_logging(run.log_file)
 

@@ -102,3 +102,19 @@ def test_a_unit_length_below_one_is_refused(tmp_path, synthetic_root, unit_lengt
     with pytest.raises(ValueError, match=f"--unit_length must be >= 1, got {unit_length}"):
         train_length_estimator.main(_args(synthetic_root, str(tmp_path / "ckpt"), "--max_iters", "2",
                                           "--unit_length", unit_length))
+
+
+def test_resume_with_another_unit_length_of_as_many_classes_is_refused(tmp_path, synthetic_root, encoder):
+    """--unit_length 33 and 34 both give 6 classes on 196 frames, so the model arguments agree; the classes mean
+    other lengths, and the resume is refused naming the flag, before opt.yaml is rewritten."""
+    ckpt = str(tmp_path / "ckpt")
+    train_length_estimator.main(_args(synthetic_root, ckpt, "--max_iters", "2", "--unit_length", "33"),
+                                text_encoder=encoder)
+    config_path = os.path.join(ckpt, "synthetic", "length_estimator", "opt.yaml")
+    with open(config_path) as f:
+        config = f.read()
+    with pytest.raises(CheckpointError, match="--unit_length is 33 in the run being resumed but 34 now"):
+        train_length_estimator.main(_args(synthetic_root, ckpt, "--max_iters", "4", "--unit_length", "34",
+                                          "--is_continue"), text_encoder=encoder)
+    with open(config_path) as f:
+        assert f.read() == config

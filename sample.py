@@ -410,4 +410,5 @@ def main(cfg) -> dict:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(parse_with_config(get_sample_parser())), single_process=True)
+    run_script(lambda: main(parse_with_config(get_sample_parser())), single_process=True,
+               resume="rerun the same command to write its samples again")

@@ -178,4 +178,5 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(get_parser().parse_args()))
+    run_script(lambda: main(get_parser().parse_args()),
+               resume="rerun the same command with --overwrite (a stop between its files may have replaced one)")

@@ -211,6 +211,10 @@ def test_preset_matches_the_registry_entry() -> None:
     recipe = BODY_PART_MODELS["BodyPartRVQ"].keywords
     assert preset["dataset_name"] == "beatx" and preset["model"] == "RVQVAE" and preset["body_part"] == "whole"
     assert {k: preset[k] for k in recipe} == recipe
+    # MoMask's RVQ recipe (README: gamma 0.05) over MoMask's ~360k steps: one random window per clip of BEAT2's few
+    # thousand clips is about ten steps an epoch, so a length in epochs ended inside the warm-up.
+    assert preset["lr_decay"] == 0.05 and "epoch" not in preset
+    assert preset["warm_up_iter"] < max(preset["milestones"]) < preset["max_iters"] == 360_000
     # Every key is a train_vq.py flag, apart from --body_part which the script has to add.
     flags = {action.dest for action in get_train_vq_parser()._actions}
     assert set(preset) - flags <= {"body_part"}

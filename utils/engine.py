@@ -384,8 +384,9 @@ def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engin
                     accelerator.backward(loss)
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else None
                 if accelerator.scaler is None:  # fp16's grad scaler skips the update of non-finite gradients itself
-                    norm = grad_norm if grad_norm is not None else _gradient_norm(model)
-                    _check_finite(loss, logs, batch, state, run, accelerator, window, train_log, grad_norm=norm)
+                    # The norm the check needs is logged too, so Train/grad_norm is there without --grad_clip.
+                    grad_norm = grad_norm if grad_norm is not None else _gradient_norm(model)
+                    _check_finite(loss, logs, batch, state, run, accelerator, window, train_log, grad_norm=grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 if ema is not None:

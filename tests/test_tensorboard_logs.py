@@ -1,0 +1,27 @@
+"""What the engine writes to TensorBoard besides the window means: the gradient norm without clipping."""
+
+from __future__ import annotations
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_engine import make_cfg, read_log, run_toy
+
+from utils.run_dir import RunDir
+
+
+def scalars(run: RunDir) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(run.model_dir, size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_gradient_norm_is_logged_without_clipping(tmp_path):
+    # A clip far above the norm clips nothing, so both runs train alike and must log the same norms.
+    plain, _ = run_toy(tmp_path, "plain", make_cfg(max_iters=10, grad_clip=0.0))
+    clipped, _ = run_toy(tmp_path, "clipped", make_cfg(max_iters=10, grad_clip=1e9))
+    assert read_log(plain) == read_log(clipped)
+    norms, clipped_norms = scalars(plain)["Train/grad_norm"], scalars(clipped)["Train/grad_norm"]
+    assert [step for step, _ in norms] == [step for step, _ in clipped_norms] == [5, 10]
+    assert all(value > 0 for _, value in norms)
+    assert [value for _, value in norms] == pytest.approx([value for _, value in clipped_norms])
+

@@ -142,7 +142,8 @@ def test_loss_goes_down_and_lr_follows_schedule(tmp_path):
     events = EventAccumulator(run.model_dir)
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert tags == {"Train/loss", "Train/mse", "Train/l1", "Train/lr", "Train/grad_norm", "Val/val_loss"}
+    assert tags == {"Train/loss", "Train/mse", "Train/l1", "Train/lr", "Train/grad_norm", "Val/val_loss",
+                    "Best/val_loss"}
     assert [e.step for e in events.Scalars("Train/loss")] == list(range(5, 61, 5))
     assert os.path.isfile(run.log_file)
 

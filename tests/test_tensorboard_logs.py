@@ -1,4 +1,5 @@
-"""What the engine writes to TensorBoard besides the window means: the gradient norm without clipping."""
+"""What the engine writes to TensorBoard besides the window means: the gradient norm without clipping, and one
+``Best/<metric>`` point per save of the best checkpoint, at the step its weights come from."""
 
 from __future__ import annotations
 
@@ -25,3 +26,16 @@ def test_gradient_norm_is_logged_without_clipping(tmp_path):
     assert all(value > 0 for _, value in norms)
     assert [value for _, value in norms] == pytest.approx([value for _, value in clipped_norms])
 
+
+def test_best_checkpoint_saves_are_logged_at_their_steps(tmp_path):
+    scores = iter([3.0, 1.0, 2.0, 0.5])  # improves at the 1st, 2nd and 4th validation (steps 5, 10, 20)
+
+    def val_fn(model):
+        return {"fid": next(scores), "top1": 0.5}
+
+    run, result = run_toy(tmp_path, "best", make_cfg(max_iters=20, best_metric="fid"), val_fn=val_fn)
+    logged = scalars(run)
+    assert logged["Best/fid"] == [(5, 3.0), (10, 1.0), (20, 0.5)]
+    assert [step for step, _ in logged["Val/fid"]] == [5, 10, 15, 20]
+    assert (result.best_step, result.best_value) == (20, 0.5)
+    assert [tag for tag in logged if tag.startswith("Best/")] == ["Best/fid"]

@@ -481,7 +481,8 @@ def _check_finite(loss: torch.Tensor, logs: Mapping[str, Any], batch: Any, state
 
 def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Module | None, cfg: EngineConfig,
               run: RunDir, state: _State, tb: TensorBoard, checkpoint_state: Callable[[bool], dict]) -> None:
-    """Run ``val_fn`` (main process), log ``Val/*``, and write the best checkpoint when ``cfg.best_metric`` improves."""
+    """Run ``val_fn`` (main process), log ``Val/*``, and write the best checkpoint when ``cfg.best_metric`` improves
+    (logged as ``Best/<best_metric>`` at that step)."""
     rng = get_rng_state()
     model = net
     if ema is not None and eval_copy is not None:
@@ -505,6 +506,8 @@ def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Modu
         previous = state.best_value
         state.best_value, state.best_step = value, state.step
         save_checkpoint(run.best_path(cfg.best_metric), checkpoint_state(False))
+        # One point per save of the best checkpoint: the curve's steps are the steps the best weights come from.
+        tb.scalar(f"Best/{cfg.best_metric}", value, state.step)
         logger.info("%s improved %s -> %.5g: saved %s", cfg.best_metric,
                     "(none)" if previous is None else f"{previous:.5g}", value, run.best_path(cfg.best_metric))
 

@@ -424,6 +424,36 @@ def test_validation_loss_is_the_mean_over_windows_not_over_batches():
     assert metrics["loss"] == pytest.approx(2 / 6)
 
 
+
+def test_validation_code_perplexity_is_of_all_windows_per_layer():
+    # Layer 0 spreads the val windows over all 4 codes, 2 per batch; layer 1 collapsed onto code 0. Each layer's
+    # perplexity is that of the whole val set's histogram (4 and 1), not of a batch's (2 for layer 0).
+    from types import SimpleNamespace
+
+    from utils.tokenizer_stage import reconstruction_metrics
+
+    class TwoLayerCodes(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.quantizer = SimpleNamespace(codebook_size=4)
+            self.unused = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, motion):
+            first = motion[:, :2, 0].long()  # (B, N) codes carried in the motion itself
+            return SimpleNamespace(recon=motion, indices_or_latents=torch.stack([first, torch.zeros_like(first)], -1))
+
+    def loss_fn(model, motion):
+        return motion.mean(), {"loss": motion.mean()}
+
+    windows = torch.tensor([0.0, 1.0, 2.0, 3.0]).repeat_interleave(2)[:, None, None].expand(8, 2, 3).contiguous()
+    loader = torch.utils.data.DataLoader(windows, batch_size=4)  # codes {0, 1} in the first batch, {2, 3} after
+    spec = SimpleNamespace(representation="smplx_rot6d", dim_pose=3)
+    metrics = reconstruction_metrics(TwoLayerCodes(), loader, spec, np.zeros(3), np.ones(3), loss_fn)
+    assert metrics["code_perplexity_q0"] == pytest.approx(4.0, rel=1e-4)
+    assert metrics["code_perplexity_q1"] == pytest.approx(1.0, rel=1e-4)
+    assert metrics["code_perplexity"] == pytest.approx(2.5, rel=1e-4)
+    assert (metrics["code_usage_q0"], metrics["code_usage_q1"]) == (1.0, 0.25)
+
 def test_resume_keeps_the_window_size_it_trained_on(tmp_path, synthetic_root):
     # A run trained on the spec's 64-frame windows (no --window_size) must not go on with 32-frame ones: the refusal
     # names the flag, the run's value and the new one; the spec's size given explicitly is the same setting.

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.lfq import LFQ
+from models.quantizers import perplexity_from_counts
 from models.tokenizers import ConvAutoencoder
 from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint
 from utils.conditions import UNKNOWN, ConditionedBatch, ConditionLabels, with_vocabularies
@@ -112,8 +113,9 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
                            mean: np.ndarray, std: np.ndarray, loss_fn: LossFn,
                            max_batches: int | None = None) -> dict[str, float]:
     """Mean loss terms (over windows: a batch counts for its size), MPJPE (mm, root-aligned, per frame) and code usage
-    over ``loader``'s windows: ``code_usage`` is the fraction of codes used (mean over layers), and a residual
-    quantizer adds ``code_usage_q<q>`` per layer."""
+    over ``loader``'s windows: ``code_usage`` is the fraction of codes used and ``code_perplexity`` the perplexity of
+    the code histogram of all the windows (means over layers; the ``perplexity`` term is the mean of the batches'),
+    and a residual quantizer adds ``code_usage_q<q>`` and ``code_perplexity_q<q>`` per layer."""
     device = next(model.parameters()).device
     mean_t = torch.as_tensor(mean, device=device)
     std_t = torch.as_tensor(std, device=device)
@@ -152,10 +154,14 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
         # Counted from the indices rather than with quantizer.code_usage(), which all-reduces under
         # torch.distributed: validation runs on the main process only, so the other processes would never join.
         per_layer = torch.cat(codes).unbind(-1)
-        active = [torch.bincount(c[c >= 0], minlength=quantizer.codebook_size).gt(0).float().mean() for c in per_layer]
-        metrics["code_usage"] = float(torch.stack(active).mean())
+        counts = torch.stack([torch.bincount(c[c >= 0], minlength=quantizer.codebook_size) for c in per_layer])
+        active = counts.gt(0).float().mean(-1)  # (Q,)
+        perplexity = perplexity_from_counts(counts)  # (Q,): of all val windows' codes, not a batch's
+        metrics["code_usage"] = float(active.mean())
+        metrics["code_perplexity"] = float(perplexity.mean())
         if len(active) > 1:  # the mean over RVQ layers hides a collapsed layer, so each is logged as well
             metrics.update({f"code_usage_q{q}": float(a) for q, a in enumerate(active)})
+            metrics.update({f"code_perplexity_q{q}": float(p) for q, p in enumerate(perplexity)})
     return metrics
 
 

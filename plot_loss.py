@@ -104,7 +104,10 @@ def plot_metrics(runs: dict[str, dict[str, Series]], metrics: list[str], output:
                 continue
             series, color = scalars[metric], f"C{i % 10}"
             ax.plot(series.steps, series.values, color=color, alpha=0.25, linewidth=0.8)
-            ax.plot(series.steps, smooth_ema(series.values, smooth), color=color, linewidth=1.5, label=name)
+            # A line through a single point draws nothing (a run validated once, a best checkpoint saved once).
+            marker = "o" if len(series.steps) == 1 else None
+            ax.plot(series.steps, smooth_ema(series.values, smooth), color=color, linewidth=1.5, label=name,
+                    marker=marker, markersize=4)
             if logy and (series.values <= 0).any():
                 logger.warning("%s of %s has values <= 0; the log scale leaves them out", metric, name)
         ax.set_title(metric)

@@ -155,3 +155,16 @@ def test_a_write_stopped_midway_keeps_the_earlier_png(tmp_path, monkeypatch):
         run_cli("--log_dir", str(tmp_path / "run"), "--output", str(out), "--logy")
     assert out.read_bytes() == earlier
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png", "run"]
+
+
+def test_a_tag_with_one_point_is_drawn(tmp_path):
+    # A run validated once (or a best checkpoint saved once) has one point per Val/ or Best/ tag: a line through one
+    # point draws nothing, so the panel came out empty.
+    write_run(tmp_path / "run", {"Val/fid": [2.0]}, start=10)
+    out = tmp_path / "fid.png"
+    plot_loss.main(plot_loss.parse_args(["--log_dir", str(tmp_path / "run"), "--metric", "Val/fid", "--output",
+                                          str(out), "--dpi", "100"]))
+    with Image.open(out) as image:
+        rgb = np.asarray(image.convert("RGB")).astype(int)
+    first_colour = np.array([0x1F, 0x77, 0xB4])  # matplotlib's C0, the colour of the first run
+    assert (np.abs(rgb - first_colour).sum(-1) < 40).sum() > 5

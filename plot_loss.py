@@ -6,11 +6,11 @@
     python plot_loss.py --log_dirs checkpoints/t2m/fsq_a checkpoints/t2m/fsq_b --names a b --output cmp.png
     python plot_loss.py --log_dir checkpoints/t2m/fsq_ae --all --output_dir plots
 
-Event files are found anywhere under a log dir (a run keeps them in ``model/``). A tag logged in several sub-folders
-(``SummaryWriter.add_scalars``) is named ``<sub-folder>/<tag>``; a step logged twice (a resumed run) keeps its last
-value. Smoothing is TensorBoard's: an exponential moving average with its start-up bias removed. Without
-``--metric`` every tag with "loss" in its name is drawn, one panel per tag, every run on the same axes; ``--all`` writes
-one PNG per tag (every tag, or those of ``--metric``).
+Event files are found anywhere under a log dir (a run keeps them in ``model/``). Where they lie in several folders
+(the runs under a common parent, ``SummaryWriter.add_scalars``), each tag is named ``<sub-folder>/<tag>``; a step
+logged twice (a resumed run) keeps its last value. Smoothing is TensorBoard's: an exponential moving average with its
+start-up bias removed. Without ``--metric`` every tag with "loss" in its name is drawn, one panel per tag, every run on
+the same axes; ``--all`` writes one PNG per tag (every tag, or those of ``--metric``).
 """
 
 from __future__ import annotations
@@ -75,10 +75,10 @@ def read_scalars(log_dir: str) -> dict[str, Series]:
             steps, values = steps[order], np.array([e.value for e in events], dtype=np.float64)[order]
             last_of_step = np.append(steps[1:] != steps[:-1], True)
             found.append((os.path.relpath(folder, log_dir), tag, Series(steps[last_of_step], values[last_of_step])))
-    counts: dict[str, int] = {}
-    for _, tag, _ in found:
-        counts[tag] = counts.get(tag, 0) + 1
-    return {(tag if counts[tag] == 1 or rel == "." else f"{rel}/{tag}"): series for rel, tag, series in found}
+    # Several folders (runs under a common parent, add_scalars sub-folders): every tag is named by its folder, also
+    # one that only one folder logs, which would otherwise pass for the tag of them all.
+    several = len(event_dirs) > 1
+    return {(f"{rel}/{tag}" if several and rel != "." else tag): series for rel, tag, series in found}
 
 
 def run_name(log_dir: str) -> str:

@@ -168,3 +168,12 @@ def test_a_tag_with_one_point_is_drawn(tmp_path):
         rgb = np.asarray(image.convert("RGB")).astype(int)
     first_colour = np.array([0x1F, 0x77, 0xB4])  # matplotlib's C0, the colour of the first run
     assert (np.abs(rgb - first_colour).sum(-1) < 40).sum() > 5
+
+
+def test_runs_under_one_parent_name_every_tag_by_its_run(tmp_path):
+    # A tag only one of the runs logs (a Best/ tag, the tokenizer's code statistics) must still say whose it is.
+    write_run(tmp_path / "fsq" / "model", {"Train/loss": curve(), "Best/fid": [3.0, 2.0]})
+    write_run(tmp_path / "vq" / "model", {"Train/loss": curve(scale=0.5)})
+    assert set(plot_loss.read_scalars(str(tmp_path))) == {"fsq/model/Train/loss", "fsq/model/Best/fid",
+                                                          "vq/model/Train/loss"}
+    assert set(plot_loss.read_scalars(str(tmp_path / "fsq"))) == {"Train/loss", "Best/fid"}

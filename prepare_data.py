@@ -159,7 +159,7 @@ def main_assets(cfg: argparse.Namespace) -> int:
 
 def main_stats(cfg: argparse.Namespace) -> int:
     from utils.dataset_io import humanml3d_mean_std, save_mean_std
-    from utils.dataset_specs import DATASETS, get_dataset_spec
+    from utils.dataset_specs import full_width_names, get_dataset_spec
     from utils.motion_files import MOTION_DIR, motion_path, read_split, scan_motion
 
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
@@ -167,9 +167,7 @@ def main_stats(cfg: argparse.Namespace) -> int:
     if spec.file_dim != spec.dim_pose:
         # The files' statistics cover all file_dim columns, but this spec's feature groups only its leading dim_pose:
         # the std past them would not be group-averaged, in files that the full-width dataset reads too.
-        registered = DATASETS[spec.name].root if spec.name in DATASETS else None
-        full = sorted(name for name, other in DATASETS.items() if other.root == registered
-                      and other.dim_pose == spec.file_dim)
+        full = full_width_names(spec)
         raise ValueError(f"--dataset_name {spec.name} reads the first {spec.dim_pose} of the {spec.file_dim} features "
                          f"of its files, whose Mean.npy/Std.npy cover all {spec.file_dim}: compute them with "
                          + (f"--dataset_name {' or '.join(full)}" if full else "a dataset that describes every column")

@@ -4,11 +4,14 @@ without destroying work already on disk."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
 
 import prepare_data
+from utils.dataset_specs import get_dataset_spec
+from utils.normalization import DatasetError, load_mean_std
 from utils.synthetic import generate_synthetic_dataset
 
 
@@ -39,6 +42,21 @@ def test_stats_overwrite_replaces_a_linked_mean_std_not_the_file_it_links_to(syn
         assert not (root / name).is_symlink()
         np.testing.assert_allclose(np.load(root / name), np.load(synthetic_root / name), rtol=1e-6, atol=1e-7)
     assert sorted(os.listdir(root)) == ["Mean.npy", "Std.npy", "new_joint_vecs"]
+
+
+def test_missing_statistics_suggest_a_stats_command_that_runs(synthetic_root, tmp_path):
+    """t2m_67 reads the first 67 columns of HumanML3D's files, whose statistics ``stats`` computes only as t2m: the
+    error for a missing Mean.npy must suggest that command, not one naming t2m_67, which ``stats`` refuses."""
+    root = tmp_path / "HumanML3D"
+    root.mkdir()
+    (root / "new_joint_vecs").symlink_to(synthetic_root / "new_joint_vecs")
+    with pytest.raises(DatasetError) as info:
+        load_mean_std(get_dataset_spec("t2m_67", str(root)), str(root))
+    command = re.search(r"python prepare_data\.py (stats [^;)]*)", str(info.value))
+    assert command, str(info.value)
+    assert prepare_data.main(prepare_data.parse_args(command.group(1).split())) == 0
+    mean, std = load_mean_std(get_dataset_spec("t2m_67", str(root)), str(root))
+    assert mean.shape == std.shape == (67,)
 
 
 @pytest.fixture

@@ -314,6 +314,17 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+def full_width_names(spec: DatasetSpec) -> list[str]:
+    """The datasets whose statistics cover every column of ``spec``'s files, the only ones ``prepare_data.py stats``
+    computes them with: ``[spec.name]`` when ``spec`` reads whole files, else the registered datasets of its folder
+    that do (``["t2m"]`` for ``t2m_67``; empty for an unregistered slice)."""
+    if spec.file_dim == spec.dim_pose:
+        return [spec.name]
+    registered = DATASETS[spec.name].root if spec.name in DATASETS else None
+    return sorted(name for name, other in DATASETS.items() if other.root == registered
+                  and other.dim_pose == spec.file_dim)
+
+
 def spec_from_record(record: dict, source: str) -> DatasetSpec:
     """The spec a checkpoint records (``DatasetSpec.to_dict``'s form); ``source`` names it in errors. A field the
     record lacks because it is older than the field takes the registered dataset's value when the record names a

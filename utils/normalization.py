@@ -19,7 +19,7 @@ import os
 import numpy as np
 import torch
 
-from utils.dataset_specs import DatasetSpec
+from utils.dataset_specs import DatasetSpec, full_width_names
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +99,12 @@ def read_stats_file(path: str, spec: DatasetSpec) -> np.ndarray:
 
 def _load_stat(path: str, spec: DatasetSpec, is_std: bool) -> np.ndarray:
     if not os.path.isfile(path):
+        # A spec reading a leading slice of its files (t2m_67) cannot compute statistics that cover every column.
+        full = full_width_names(spec)
+        compute = (f"python prepare_data.py stats --dataset_name {full[0]} --data_root {os.path.dirname(path)}"
+                   if full else "prepare_data.py stats with a dataset that reads every column")
         raise DatasetError(f"{path}: missing; expected the dataset {'std' if is_std else 'mean'} of shape "
-                           f"({spec.file_dim},): copy the dataset's official file, or compute both with python "
-                           f"prepare_data.py stats --dataset_name {spec.name} --data_root {os.path.dirname(path)}",
+                           f"({spec.file_dim},): copy the dataset's official file, or compute both with {compute}",
                            kind="missing_stats", path=path)
     values = read_stats_file(path, spec)
     problems = stats_problems(values, spec, path, is_std)

@@ -510,3 +510,37 @@ def test_cli_renders_a_real_bandai_clip(no_ffmpeg, tmp_path):
     assert_gif(video, len(joints))
     height = np.median(joints[:, 15, 1] - np.minimum(joints[:, 10, 1], joints[:, 11, 1]))
     assert 1.0 < height < 2.0  # metres, Y up: the head above the feet
+
+
+BAD_SETTINGS = [("fps", 0), ("fps", -20), ("fps", float("nan")), ("fps", None), ("dpi", 0), ("figsize", -1.0)]
+BAD_RADII = [("radius", -2.0), ("radius", 0.0), ("radius", float("inf"))]
+
+
+@pytest.mark.parametrize("plot, setting, value",
+                         [(plot, *bad) for plot in ("plot_3d_motion", "plot_multiple")
+                          for bad in BAD_SETTINGS + BAD_RADII] + [("plot_frames", *bad) for bad in BAD_SETTINGS])
+def test_bad_video_settings_fail_before_any_file(no_ffmpeg, tmp_path, plot, setting, value):
+    """fps 0 divided by zero in the encoder and a negative radius drew an empty floor, after the joints were saved;
+    every plot function names the file and the setting before it writes anything."""
+    path = str(tmp_path / "bad.gif")
+    settings = {"fps": 20, "dpi": 30, "figsize": 1.5, setting: value}
+    with pytest.raises(ValueError, match=rf"bad\.gif: {setting} must be a finite number > 0"):
+        if plot == "plot_3d_motion":
+            plot_script.plot_3d_motion(path, random_walk(), SPEC.kinematic_chain, **settings)
+        elif plot == "plot_multiple":
+            plot_script.plot_multiple(path, [random_walk()], SPEC.kinematic_chain, **settings)
+        else:
+            plot_script.plot_frames(path, lambda t: np.zeros((44, 44, 3), np.uint8), 3, **settings)
+    assert not list(tmp_path.iterdir())
+
+
+def test_plot_frames_without_frames_fails_clearly(no_ffmpeg, tmp_path):
+    with pytest.raises(ValueError, match=r"none\.gif: a video needs at least one frame, got num_frames 0"):
+        plot_script.plot_frames(str(tmp_path / "none.gif"), lambda t: np.zeros((44, 44, 3), np.uint8), 0, **SMALL)
+
+
+@pytest.mark.parametrize("chain", [[], [[0, -1, 2]]])
+def test_a_bad_kinematic_chain_fails_clearly(tmp_path, chain):
+    """An empty chain raised max()'s own error; a negative index drew a bone to the last joint."""
+    with pytest.raises(ValueError, match=r"chain\.gif: a kinematic chain lists joint indices >= 0"):
+        plot_script.plot_3d_motion(str(tmp_path / "chain.gif"), random_walk(), chain)

@@ -146,6 +146,16 @@ def test_bad_meshes_fail_clearly():
         MeshScene(bad, faces)
 
 
+@pytest.mark.parametrize("radius", [0.0, -1.0, float("nan")])
+def test_a_view_without_a_positive_radius_fails_clearly(radius):
+    """A zero, negative or NaN radius drew every frame as the white background."""
+    corners, faces = box([0, 0, 0], [1, 1, 1])
+    with pytest.raises(ValueError, match=r"MeshScene: radius .*; expected a finite size > 0"):
+        MeshScene(corners[None], faces, radius=radius)
+    with pytest.raises(ValueError, match=r"MeshScene: size 0; expected at least 1 pixel"):
+        MeshScene(corners[None], faces, size=0)
+
+
 # ---------------------------------------------------------------------------------------------- linear blend skinning
 
 

@@ -137,6 +137,11 @@ class MeshScene:
                              f"indices of the {vertices.shape[1]} vertices")
         if not np.isfinite(vertices).all():
             raise ValueError("MeshScene: the vertices hold NaN or Inf")
+        if radius is not None and not (np.isfinite(radius) and radius > 0):  # else a blank image, the view reversed
+            raise ValueError(f"MeshScene: radius {radius}; expected a finite size > 0 in the vertices' units "
+                             f"(None: fitted)")
+        if int(size) < 1:
+            raise ValueError(f"MeshScene: size {size}; expected at least 1 pixel")
         if not 0 <= fov < 180:
             raise ValueError(f"MeshScene: fov {fov}; expected degrees in [0, 180) (0: orthographic)")
         root = vertices.mean(axis=1) if root is None else np.asarray(root, dtype=np.float64)

@@ -18,6 +18,7 @@ yuv420p, which needs an even width and height: matplotlib rounds an odd figure d
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import textwrap
@@ -80,10 +81,28 @@ def check_joints(joints: np.ndarray, kinematic_chain: Sequence[Sequence[int]], n
         frame, joint, _ = np.argwhere(~finite)[0]
         raise ValueError(f"{name}: joint positions contain NaN or Inf ({int((~finite).any(-1).any(-1).sum())} of "
                          f"{len(joints)} frames; first at frame {frame}, joint {joint})")
-    used = max(j for chain in kinematic_chain for j in chain)
-    if used >= joints.shape[1]:
-        raise ValueError(f"{name}: the kinematic chain uses joint {used} but the motion has {joints.shape[1]} joints")
+    used = [int(j) for chain in kinematic_chain for j in chain]
+    if not used or min(used) < 0:
+        raise ValueError(f"{name}: a kinematic chain lists joint indices >= 0, got {list(kinematic_chain)}")
+    if max(used) >= joints.shape[1]:
+        raise ValueError(f"{name}: the kinematic chain uses joint {max(used)} but the motion has {joints.shape[1]} "
+                         f"joints")
     return joints.astype(np.float64)
+
+
+def check_video_settings(save_path: str, fps: float, dpi: float, figsize: float, radius: float | None = None) -> None:
+    """``ValueError`` naming ``save_path`` unless ``fps``, ``dpi``, ``figsize`` and ``radius`` (None: fitted) are
+    finite and > 0: the encoders fail on them only after the joints are saved, with a message about neither (fps 0
+    divides by zero), and a negative radius turns the view inside out, a video of an empty floor."""
+    settings = (("fps", fps), ("dpi", dpi), ("figsize", figsize)) + ((("radius", radius),) if radius is not None
+                                                                     else ())
+    for flag, value in settings:
+        try:
+            good = math.isfinite(float(value)) and float(value) > 0
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ValueError(f"{save_path}: {flag} must be a finite number > 0, got {value!r}")
 
 
 def auto_radius(motions: Sequence[np.ndarray]) -> float:
@@ -271,9 +290,11 @@ def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence
     ``save_joints`` the joints go to ``joints_path`` (default: ``save_path`` with ``.npy``) before drawing starts.
     ``radius`` is the side of the view cube in the joints' units (default: fitted to the motion). ``captions``
     [(first frame, text), ...] in order replace ``title`` by the text of the segment each frame is in (a motion made
-    of several prompts). Returns the path of the video; raises ``RenderError`` when it could not be written.
+    of several prompts). Returns the path of the video; raises ``RenderError`` when it could not be written, and
+    ``ValueError``, before any file is written, for joints or settings (fps, dpi, figsize, radius) it cannot draw.
     """
     title = _check_captions(save_path, captions) or title
+    check_video_settings(save_path, fps, dpi, figsize, radius)
     stem = os.path.splitext(save_path)[0]
     checked = check_joints(joints, kinematic_chain, name=save_path)  # bad joints leave no file behind
     if save_joints:
@@ -307,6 +328,7 @@ def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain
         raise ValueError(f"{save_path}: no motions to plot")
     if titles is not None and len(titles) != len(motions):
         raise ValueError(f"{save_path}: {len(titles)} titles for {len(motions)} motions")
+    check_video_settings(save_path, fps, dpi, figsize, radius)
     stem = os.path.splitext(save_path)[0]
     checked = [check_joints(m, kinematic_chain, name=f"{save_path} motion {i}") for i, m in enumerate(motions)]
     if save_joints:
@@ -343,6 +365,9 @@ def plot_frames(save_path: str, draw: Callable[[int], np.ndarray], num_frames: i
     ``saved_note`` ends the ``RenderError`` message (where the motion is saved). Returns the path written.
     """
     title = _check_captions(save_path, captions) or title
+    check_video_settings(save_path, fps, dpi, figsize)
+    if num_frames < 1:
+        raise ValueError(f"{save_path}: a video needs at least one frame, got num_frames {num_frames}")
     stem = os.path.splitext(save_path)[0]
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     fig = _figure(1, 1, figsize, title)

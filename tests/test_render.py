@@ -544,3 +544,20 @@ def test_a_bad_kinematic_chain_fails_clearly(tmp_path, chain):
     """An empty chain raised max()'s own error; a negative index drew a bone to the last joint."""
     with pytest.raises(ValueError, match=r"chain\.gif: a kinematic chain lists joint indices >= 0"):
         plot_script.plot_3d_motion(str(tmp_path / "chain.gif"), random_walk(), chain)
+
+
+def test_a_title_keeps_its_line_breaks_and_a_long_one_gets_room(no_ffmpeg, tmp_path):
+    """A title's own line breaks were joined into one line, and the band above the skeleton stayed 0.4 in whatever
+    the number of lines, so that a long title ran over the figure."""
+    def height(title: str, **kwargs) -> int:
+        path = plot_script.plot_3d_motion(str(tmp_path / "t.gif"), random_walk(), SPEC.kinematic_chain, title=title,
+                                          save_joints=False, **SMALL, **kwargs)
+        with Image.open(path) as image:
+            return image.height
+
+    one_line = height("a b c d")
+    assert one_line == height("a person walks forward")  # two lines at this size: the band as before
+    assert height("a\nb\nc\nd") > one_line  # four lines
+    assert height("x " * 200) > height("a\nb\nc\nd")
+    # the band fits the longest caption, not only the first one on screen
+    assert height("", captions=[(0, "a"), (5, "a\nb\nc\nd")]) == height("a\nb\nc\nd")

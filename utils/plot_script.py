@@ -3,7 +3,8 @@
 ``plot_3d_motion`` draws one motion, ``plot_multiple`` a grid of motions (ground truth next to a reconstruction) in one
 file. Joints are ``(T, J, 3)`` in the dataset's units with Y up. The view follows the root: the skeleton stays in the
 middle, the floor and the root trajectory drawn on it slide underneath. ``plot_frames`` writes images drawn by another
-renderer (``utils.mesh_render``) with the same formats and titles.
+renderer (``utils.mesh_render``) with the same formats and titles. A title (or caption) is wrapped to the figure's
+width and keeps its own line breaks; the band above the drawing grows with its lines, so a long one never covers it.
 
 The joints are written to disk before any drawing starts, so a broken video encoder never loses a generated motion.
 Videos are MP4 through ffmpeg when the ``ffmpeg`` executable is found and GIF through Pillow otherwise (or when ffmpeg
@@ -45,6 +46,9 @@ CHAIN_COLORS = ("#d62728", "#1f77b4", "#404040", "#ff7f0e", "#17becf", "#2ca02c"
 FLOOR_COLOR = (0.55, 0.55, 0.55, 0.35)
 TRAJECTORY_COLOR = "#2b2bd9"
 MAX_GIF_FPS = 50.0  # a GIF delay is whole centiseconds, and viewers slow down delays under 2 cs
+TITLE_BAND = 0.4  # inches above the panels: two lines of 9 pt text
+TITLE_LINE = 0.17  # inches each further line of the title adds: a 9 pt line at 1.2 spacing takes 0.15
+PANELS_TOP = 0.9  # of a figure with a band of TITLE_BAND: where the panels end
 
 
 class RenderError(RuntimeError):
@@ -244,14 +248,28 @@ def _title_width(cols: int, panel_size: float) -> int:
     return max(20, int(45 * cols * panel_size / 4))
 
 
-def _figure(rows: int, cols: int, panel_size: float, title: str) -> Figure:
+def _wrap(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters (longer words stay whole), its own line breaks kept."""
+    return "\n".join(textwrap.fill(line, width=width) for line in str(text).splitlines())
+
+
+def _figure(rows: int, cols: int, panel_size: float, title: str,
+            captions: Sequence[tuple[int, str]] | None = None) -> tuple[Figure, float]:
+    """A figure of ``rows`` x ``cols`` panels of ``panel_size`` inches with ``title`` above, and the fraction of its
+    height where the panels end. The band above grows with the lines of the title, or of the longest caption, so
+    that a long one never runs into the panels."""
     # A bare Agg figure rather than pyplot: renders headless whatever backend the caller uses, and leaves no global
     # figure state behind.
-    fig = Figure(figsize=(panel_size * cols, panel_size * rows + (0.4 if title else 0.0)))
+    width = _title_width(cols, panel_size)
+    texts = [title] + [str(text) for _, text in captions or ()]
+    lines = max(_wrap(text, width).count("\n") + 1 for text in texts) if title else 0
+    base = panel_size * rows + (TITLE_BAND if title else 0.0)
+    height = base + TITLE_LINE * max(0, lines - 2)
+    fig = Figure(figsize=(panel_size * cols, height))
     FigureCanvasAgg(fig)
     if title:
-        fig.suptitle(textwrap.fill(title, width=_title_width(cols, panel_size)), fontsize=9)
-    return fig
+        fig.suptitle(_wrap(title, width), fontsize=9)
+    return fig, PANELS_TOP * (base / height) if title else 1.0
 
 
 def _check_captions(save_path: str, captions: Sequence[tuple[int, str]] | None) -> str:
@@ -269,7 +287,7 @@ def _with_captions(fig: Figure, update: Callable[[int], None], captions: Sequenc
     """``update`` that also sets the figure's title to the caption of the segment each frame is in."""
     if not captions:
         return update
-    texts = [textwrap.fill(str(text), width=_title_width(1, figsize)) for _, text in captions]
+    texts = [_wrap(str(text), _title_width(1, figsize)) for _, text in captions]
     starts = np.asarray([int(start) for start, _ in captions])
     segment_of = np.searchsorted(starts, np.arange(num_frames), side="right") - 1
 
@@ -306,10 +324,10 @@ def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence
         saved_note = ""
     joints = checked
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
-    fig = _figure(1, 1, figsize, title)
+    fig, top = _figure(1, 1, figsize, title, captions)
     panel = _SkeletonPanel(fig.add_subplot(1, 1, 1, projection="3d"), joints, kinematic_chain,
                            radius or auto_radius([joints]), "")
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9 if title else 1)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=top)
     update = _with_captions(fig, panel.update, captions, len(joints), figsize)
     return _encode(fig, update, len(joints), stem, fmt, fps, dpi, saved_note)
 
@@ -342,10 +360,10 @@ def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain
     cols = ncols or len(motions)
     rows = -(-len(motions) // cols)
     radius = radius or auto_radius(motions)
-    fig = _figure(rows, cols, figsize, title)
+    fig, top = _figure(rows, cols, figsize, title)
     panels = [_SkeletonPanel(fig.add_subplot(rows, cols, i + 1, projection="3d"), m, kinematic_chain, radius,
                              titles[i] if titles else "") for i, m in enumerate(motions)]
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9 if title else 1, wspace=0, hspace=0.05)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=top, wspace=0, hspace=0.05)
 
     def update(frame: int) -> None:
         for panel in panels:
@@ -370,7 +388,7 @@ def plot_frames(save_path: str, draw: Callable[[int], np.ndarray], num_frames: i
         raise ValueError(f"{save_path}: a video needs at least one frame, got num_frames {num_frames}")
     stem = os.path.splitext(save_path)[0]
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
-    fig = _figure(1, 1, figsize, title)
+    fig, _ = _figure(1, 1, figsize, title, captions)
     # The axes cover the image's S x S pixels exactly, and the title's band above is a whole, even number of pixels.
     size = even_pixels(figsize * dpi)
     fig.set_size_inches(size / dpi, (size + even_pixels((fig.get_figheight() - figsize) * dpi)) / dpi)

@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.dataset_specs import T2M_KINEMATIC_CHAIN, DatasetSpec, get_dataset_spec
-from utils.plot_script import FORMATS, RenderError, plot_3d_motion, resolve_format
+from utils.plot_script import FORMATS, RenderError, check_joints, plot_3d_motion, resolve_format
 from utils.stop_signals import run_with_error_boundary
 from utils.user_errors import PATH_ERRORS
 
@@ -200,13 +200,14 @@ def main(cfg: argparse.Namespace) -> list[str]:
         for i, (joints, out_stem) in enumerate(zip(motions, stems)):
             name = os.path.basename(out_stem)
             joints_path = f"{out_stem}_joints.npy" if item.kind in ("features", "bvh") else None
+            source = item.path if len(stems) == 1 else f"{item.path} motion {i}"
             try:  # the .mp4 extension becomes the format actually written
                 if mesh is not None:
-                    source = item.path if len(stems) == 1 else f"{item.path} motion {i}"
                     written.append(render_joints_mesh(f"{out_stem}_mesh.mp4", joints, mesh, fps,
                                                       joints_path=joints_path, source=source,
                                                       title=cfg.title or name, **view))
                 else:
+                    check_joints(joints, chain, name=source)  # a NaN names the input, not the video not written
                     written.append(plot_3d_motion(f"{out_stem}.mp4", joints, chain, title=cfg.title or name,
                                                   fps=fps, radius=cfg.radius, dpi=cfg.dpi, fmt=cfg.format,
                                                   save_joints=joints_path is not None, joints_path=joints_path))

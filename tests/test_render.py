@@ -334,6 +334,17 @@ def test_cli_a_non_finite_motion_does_not_stop_the_others(no_ffmpeg, tmp_path):
     assert not (tmp_path / "bad.gif").exists()
 
 
+def test_cli_a_non_finite_motion_names_its_input(no_ffmpeg, tmp_path):
+    """With --out the NaN error named the video it would have written (out/bad.mp4, even for a GIF), not the input;
+    a batch's motion is named by its file and index."""
+    bad = np.stack([random_walk(), random_walk(seed=1)])
+    bad[1, 3, 5, 1] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(plot_script.RenderError, match=r"failed:\n[^\n]*bad\.npy motion 1: joint positions contain NaN"):
+        run_cli(str(tmp_path / "bad.npy"), "--dataset_name", "t2m", "--dpi", "20", "--out", str(tmp_path / "out"))
+    assert_gif(str(tmp_path / "out" / "bad_0.gif"), FRAMES)
+
+
 def test_cli_inputs_that_would_write_the_same_video_fail_before_work(no_ffmpeg, tmp_path):
     for run in ("a", "b"):
         (tmp_path / run).mkdir()

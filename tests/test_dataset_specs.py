@@ -60,6 +60,8 @@ def test_unknown_dataset_and_bad_spec_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         get_dataset_spec("nope")
+    with pytest.raises(ValueError, match=r"and --data_root \S*gone does not exist"):
+        get_dataset_spec("nope", data_root=str(tmp_path / "gone"))
     folder = tmp_path / "dataset" / "Broken"
     folder.mkdir(parents=True)
     d = humanml3d_spec("Broken", "dataset/Broken").to_dict()

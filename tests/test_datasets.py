@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -464,3 +465,45 @@ def test_epoch_loader_keeps_its_workers_and_the_batches_of_fresh_loaders():
         loader.close()
     assert len(pids) == 2 and os.getpid() not in pids  # two worker processes served every epoch
 
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A dataset folder that does not exist
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _missing_root_readers(spec, data_root):
+    return {"statistics": lambda: load_mean_std(spec, data_root),
+            "index": lambda: MotionIndex.build(spec, "train", data_root, progress=False)}
+
+
+@pytest.mark.parametrize("reader", ["statistics", "index"])
+def test_missing_data_root_names_the_flag_the_layout_and_the_synthetic_command(tmp_path, reader):
+    root = str(tmp_path / "nowhere")
+    with pytest.raises(DatasetError) as info:
+        _missing_root_readers(get_dataset_spec("synthetic", root), root)[reader]()
+    message = str(info.value)
+    assert info.value.kind == "missing_root" and info.value.path == root
+    assert message.startswith(f"--data_root {root}: dataset folder missing; expected a dataset in the HumanML3D layout")
+    assert "Mean.npy: missing" not in message and "train.txt: split file missing" not in message
+    for part in ("new_joint_vecs/", "texts/", "train.txt", "Mean.npy/Std.npy"):
+        assert part in message
+    assert message.endswith(f"python prepare_data.py synthetic --out {root}")
+
+
+@pytest.mark.parametrize("reader", ["statistics", "index"])
+def test_missing_default_folder_is_named_as_the_dataset_default(tmp_path, monkeypatch, reader):
+    monkeypatch.setenv("FSQ_MARDM_HOME", str(tmp_path))
+    spec = get_dataset_spec("t2m")
+    with pytest.raises(DatasetError) as info:
+        _missing_root_readers(spec, None)[reader]()
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'dataset' / 'HumanML3D'}: dataset folder missing (the default folder of "
+                              f"--dataset_name t2m; --data_root reads another)")
+    assert "prepare_data.py synthetic" not in message and "dataset/README.md" in message
+
+
+def test_data_root_that_is_a_file_is_not_called_missing(tmp_path):
+    root = tmp_path / "file"
+    root.write_text("")
+    with pytest.raises(DatasetError, match=rf"--data_root {re.escape(str(root))}: not a folder;"):
+        load_mean_std(get_dataset_spec("synthetic", str(root)), str(root))

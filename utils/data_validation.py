@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from utils.dataset_specs import SPEC_FILE, DatasetSpec
 from utils.datasets import max_sample_length
-from utils.motion_files import MOTION_DIR, TEXT_DIR, motion_path, read_split, scan_motion, scan_texts, text_path
-from utils.normalization import MEAN_FILE, STD_FILE, DatasetError, read_stats_file, stats_problems
+from utils.motion_files import motion_path, read_split, scan_motion, scan_texts, text_path
+from utils.normalization import MEAN_FILE, STD_FILE, DatasetError, data_root_problem, read_stats_file, stats_problems
 from utils.word_vectorizer import split_token
 
 logger = logging.getLogger(__name__)
@@ -140,9 +140,9 @@ def validate_dataset(spec: DatasetSpec, data_root: str | None = None,
     """
     root = data_root or spec.root
     report = ValidationReport(dataset=spec.name, root=root)
-    if not os.path.isdir(root):
-        report.add("missing_root", root, f"{root}: dataset folder missing; expected {MOTION_DIR}/, {TEXT_DIR}/, "
-                                         f"split files and {MEAN_FILE}/{STD_FILE} (see dataset/README.md)")
+    problem = data_root_problem(spec, data_root)
+    if problem:
+        report.add_error(problem)
         return report
     _check_stats(report, spec, root)
 

@@ -383,7 +383,9 @@ def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
         folder = data_root or project_path(os.path.join("dataset", name))
         path = os.path.join(folder, SPEC_FILE)
         if not os.path.isfile(path):
-            raise ValueError(f"unknown dataset {name!r}: not one of {sorted(DATASETS)} and no {path} "
+            where = (f"--data_root {folder} does not exist" if data_root and not os.path.isdir(folder)
+                     else f"no {path}")
+            raise ValueError(f"unknown dataset {name!r}: not one of {sorted(DATASETS)} and {where} "
                              f"(datasets made by prepare_data.py write one)")
         try:
             with open(path) as f:

@@ -29,7 +29,7 @@ from utils.motion_files import (
     read_split,
     value_problems,
 )
-from utils.normalization import DatasetError
+from utils.normalization import DatasetError, data_root_problem
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,9 @@ class MotionIndex:
         counted (the reference loaders skip them silently); a corrupt file raises ``DatasetError`` naming it
         (``prepare_data.py validate`` lists every such file at once).
         """
+        problem = data_root_problem(spec, data_root)
+        if problem:
+            raise problem
         root = data_root or spec.root
         ids = read_split(root, split)
         base = os.path.join(cache_dir or os.path.join(root, CACHE_DIR), "motion_index")

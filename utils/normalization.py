@@ -40,6 +40,24 @@ class DatasetError(ValueError):
         self.path = path
 
 
+def data_root_problem(spec: DatasetSpec, data_root: str | None = None) -> DatasetError | None:
+    """A ``DatasetError`` (kind ``missing_root``) when the dataset folder (``data_root``, else ``spec.root``) is not a
+    folder, else None. Without it every loader would report its first file (``Mean.npy``, ``train.txt``) as missing,
+    as though the folder held a half-made dataset. The message names where the folder came from (``--data_root`` or
+    the dataset's default), what it should hold and, for the synthetic dataset, the command that makes it."""
+    root = data_root or spec.root
+    if os.path.isdir(root):
+        return None
+    state = "not a folder" if os.path.exists(root) else "dataset folder missing"
+    where = (f"--data_root {root}: {state}" if data_root else
+             f"{root}: {state} (the default folder of --dataset_name {spec.name}; --data_root reads another)")
+    make = (f"; make the synthetic dataset with: python prepare_data.py synthetic --out {root}"
+            if spec.name == "synthetic" else "; see dataset/README.md for where its files come from")
+    return DatasetError(f"{where}; expected a dataset in the HumanML3D layout: new_joint_vecs/<id>.npy, "
+                        f"texts/<id>.txt, the split files train.txt, val.txt and test.txt, and {MEAN_FILE}/{STD_FILE}"
+                        f"{make}", kind="missing_root", path=root)
+
+
 def stats_problems(values: np.ndarray, spec: DatasetSpec, path: str, is_std: bool) -> list[DatasetError]:
     """Every problem of one statistics array ``values`` read from ``path`` (empty list when it is usable).
 
@@ -118,8 +136,12 @@ def load_mean_std(spec: DatasetSpec, data_root: str | None = None) -> tuple[np.n
 
     Files of width ``spec.file_dim`` are sliced to their first D entries (t2m_67 reads the 263-dim HumanML3D
     statistics); files already of width D are used as they are. Raises ``DatasetError`` naming the file for a missing
-    file, a wrong size, or a non-finite / zero std entry (with its index and feature group).
+    file, a wrong size, or a non-finite / zero std entry (with its index and feature group), and (kind
+    ``missing_root``) for a dataset folder that does not exist.
     """
+    problem = data_root_problem(spec, data_root)
+    if problem:
+        raise problem
     root = data_root or spec.root
     mean = _load_stat(os.path.join(root, MEAN_FILE), spec, is_std=False)
     std = _load_stat(os.path.join(root, STD_FILE), spec, is_std=True)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import prepare_data
+from utils.dataset_io import save_mean_std
 from utils.dataset_specs import get_dataset_spec
 from utils.normalization import DatasetError, load_mean_std
 from utils.synthetic import generate_synthetic_dataset
@@ -42,6 +43,34 @@ def test_stats_overwrite_replaces_a_linked_mean_std_not_the_file_it_links_to(syn
         assert not (root / name).is_symlink()
         np.testing.assert_allclose(np.load(root / name), np.load(synthetic_root / name), rtol=1e-6, atol=1e-7)
     assert sorted(os.listdir(root)) == ["Mean.npy", "Std.npy", "new_joint_vecs"]
+
+
+def test_a_stop_between_the_statistics_moves_leaves_no_mismatched_pair(tmp_path, monkeypatch):
+    """Mean.npy and Std.npy are moved into place one after the other. A stop between the two moves must not leave an
+    old Mean.npy beside a new Std.npy (same shape, finite: it would load and mis-normalise without a word): Mean.npy
+    is missing instead, which the loaders report and the quick pipelines take as "data not made yet"."""
+    spec = get_dataset_spec("synthetic", str(tmp_path))
+    save_mean_std(str(tmp_path), np.zeros(263, np.float32), np.ones(263, np.float32))
+    replace = os.replace
+
+    def stop_before_mean(src, dst):
+        if os.path.basename(dst) == "Mean.npy":
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", stop_before_mean)
+    with pytest.raises(KeyboardInterrupt):
+        save_mean_std(str(tmp_path), np.full(263, 5.0, np.float32), np.full(263, 2.0, np.float32))
+    monkeypatch.setattr(os, "replace", replace)
+    assert sorted(os.listdir(tmp_path)) == ["Std.npy"]  # the new std, no temporary left
+    np.testing.assert_array_equal(np.load(tmp_path / "Std.npy"), np.full(263, 2.0, np.float32))
+    with pytest.raises(DatasetError) as info:
+        load_mean_std(spec, str(tmp_path))
+    assert info.value.kind == "missing_stats" and info.value.path == str(tmp_path / "Mean.npy")
+
+    save_mean_std(str(tmp_path), np.full(263, 5.0, np.float32), np.full(263, 2.0, np.float32))
+    mean, std = load_mean_std(spec, str(tmp_path))
+    assert mean[0] == 5.0 and std[0] == 2.0
 
 
 def test_missing_statistics_suggest_a_stats_command_that_runs(synthetic_root, tmp_path):

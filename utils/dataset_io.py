@@ -8,6 +8,7 @@ the HumanML3D way. Used by the BVH importer (``utils.bvh``) and the synthetic da
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -78,13 +79,21 @@ def humanml3d_mean_std(feature_files: Iterable[str], spec: DatasetSpec) -> tuple
 
 
 def save_mean_std(out_dir: str, mean: np.ndarray, std: np.ndarray) -> None:
-    """Write ``mean`` and ``std`` (D,) as ``Mean.npy``/``Std.npy`` in ``out_dir``, atomically: both are written before
-    either is moved into place. A symbolic link in their place (to the official statistics, say) is replaced by the
-    new file; the file it links to is left as it is."""
-    with (atomic_write(os.path.join(out_dir, "Mean.npy"), "wb", follow_symlinks=False) as mean_file,
+    """Write ``mean`` and ``std`` (D,) as ``Mean.npy``/``Std.npy`` in ``out_dir``: both are written before either is
+    moved into place, Std.npy first and Mean.npy last, so a present Mean.npy marks a complete pair (the quick
+    pipelines take it as "the data is made"). A symbolic link in their place (to the official statistics, say) is
+    replaced by the new file; the file it links to is left as it is."""
+    mean_path = os.path.join(out_dir, "Mean.npy")
+    with (atomic_write(mean_path, "wb", follow_symlinks=False) as mean_file,
           atomic_write(os.path.join(out_dir, "Std.npy"), "wb", follow_symlinks=False) as std_file):
         np.save(mean_file, mean)
         np.save(std_file, std)
+        # The pair cannot be moved in one step, and an old Mean.npy beside the new Std.npy would have the right shape
+        # and finite values: it would normalise with mismatched statistics without any error. Without it, a stop
+        # between the moves leaves Mean.npy missing, which the loaders report.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(mean_path)
+    # The blocks end innermost first: Std.npy is moved into place, then Mean.npy.
 
 
 def write_mean_std(out_dir: str, ids: Sequence[str], spec: DatasetSpec) -> None:

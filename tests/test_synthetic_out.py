@@ -132,3 +132,14 @@ def test_quick_pipelines_rerun_after_an_interrupted_run(tmp_path, monkeypatch):
     assert data.name == "data" and not os.path.exists(data.done_file)
     assert prepare_data.main(prepare_data.parse_args(data.argv[2:])) == 0
     assert os.path.exists(data.done_file) and len(read_split(str(again), "all")) == 3
+
+
+def test_an_interrupted_rerun_over_a_finished_dataset_does_not_look_finished(tmp_path):
+    """Mean.npy marks a finished dataset for the quick pipelines: a rerun stopped while rewriting the clips of an
+    earlier, finished dataset must not leave that dataset's statistics behind, or the pipelines would skip the data
+    stage and train on a mix of clips with the earlier statistics and splits."""
+    out = tmp_path / "Synthetic"
+    assert _synthetic(out, 4) == 0
+    _interrupted(out, 5, after=2)  # asserts that Mean.npy is gone
+    assert not (out / "Std.npy").exists()
+

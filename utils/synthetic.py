@@ -23,6 +23,7 @@ parameters (speed, side, count, angle); sequences also get sub-clip captions wit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -399,8 +400,9 @@ def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
     Refused: a file; the folder of another registered dataset (``dataset/HumanML3D`` holds the official statistics,
     splits and clips ``000000``...); a folder with a ``spec.json`` (an import); any file the generator does not write.
     An earlier synthetic dataset there is replaced (the quick pipeline and ``reproduce.py --quick`` rerun into their
-    folder after an interrupted run): clips below ``num_motions`` are overwritten, and those past it removed, or
-    ``stats`` without ``--split`` would still count them.
+    folder after an interrupted run): its statistics are removed first, clips below
+    ``num_motions`` are overwritten, and those past it removed, or ``stats`` without ``--split`` would still count
+    them.
     """
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"--out {out_dir}: a file; expected a dataset folder")
@@ -439,6 +441,12 @@ def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
         raise ValueError(f"--out {out_dir}: holds files that prepare_data.py synthetic does not write: "
                          f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''} ({len(foreign)} in all); "
                          f"it is not a synthetic dataset. Choose another --out folder")
+    # Mean.npy marks a finished dataset (the quick pipelines skip the data stage when it is there), so the earlier
+    # one's goes first: a run stopped while it rewrites the clips must not look finished, with the earlier
+    # statistics and splits.
+    for name in ("Mean.npy", "Std.npy"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(out_dir, name))
     for path in stale:
         os.remove(path)
     if stale:

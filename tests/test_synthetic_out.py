@@ -10,10 +10,12 @@ import pytest
 
 import prepare_data
 import reproduce
+from utils.dataset_specs import get_dataset_spec
 from utils.motion_files import read_split
+from utils.motion_index import MotionIndex
 from utils.paths import HOME_ENV
 from utils.recipes import get_recipe
-from utils.synthetic import generate_synthetic_dataset
+from utils.synthetic import generate_synthetic_dataset, prepare_synthetic_folder
 
 
 def _synthetic(out, count: int) -> int:
@@ -143,3 +145,21 @@ def test_an_interrupted_rerun_over_a_finished_dataset_does_not_look_finished(tmp
     _interrupted(out, 5, after=2)  # asserts that Mean.npy is gone
     assert not (out / "Std.npy").exists()
 
+
+def test_a_rerun_drops_the_loaders_cache_of_the_earlier_clips(tmp_path):
+    """The motion index cache is keyed by each clip's size and mtime. A clip rewritten by a run of another --seed may
+    keep both (the same frame count, within the filesystem's mtime granularity): emulated here by other values of
+    the same size under the earlier mtime. After a rerun the loaders must read the new clips, not the cached ones."""
+    out = tmp_path / "Synthetic"
+    generate_synthetic_dataset(str(out), 3, seed=0)
+    spec = get_dataset_spec("synthetic", str(out))
+    MotionIndex.build(spec, "all", str(out), progress=False)
+    for clip in sorted((out / "new_joint_vecs").iterdir()):
+        st = clip.stat()
+        np.save(clip, np.load(clip) + np.float32(1.0))
+        os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert clip.stat().st_size == st.st_size
+    prepare_synthetic_folder(str(out), 3)
+    index = MotionIndex.build(spec, "all", str(out), progress=False)
+    for i in range(len(index)):
+        np.testing.assert_array_equal(index.clip(i), np.load(out / "new_joint_vecs" / f"{index.clip_id(i)}.npy"))

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -400,7 +401,7 @@ def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
     Refused: a file; the folder of another registered dataset (``dataset/HumanML3D`` holds the official statistics,
     splits and clips ``000000``...); a folder with a ``spec.json`` (an import); any file the generator does not write.
     An earlier synthetic dataset there is replaced (the quick pipeline and ``reproduce.py --quick`` rerun into their
-    folder after an interrupted run): its statistics are removed first, clips below
+    folder after an interrupted run): its statistics and the loaders' ``.cache/`` are removed first, clips below
     ``num_motions`` are overwritten, and those past it removed, or ``stats`` without ``--split`` would still count
     them.
     """
@@ -447,6 +448,9 @@ def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
     for name in ("Mean.npy", "Std.npy"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(out_dir, name))
+    # The loaders' cache is keyed by each clip's size and mtime, which a rewritten clip of another --seed may share
+    # (same frame count, within the filesystem's mtime granularity): the earlier motions would be served for the new.
+    shutil.rmtree(os.path.join(out_dir, CACHE_DIR), ignore_errors=True)
     for path in stale:
         os.remove(path)
     if stale:

@@ -111,7 +111,11 @@ def make_layout_dirs(out_dir: str) -> None:
 def write_motion(out_dir: str, clip_id: str, joints: np.ndarray, caption_lines: Sequence[str]) -> np.ndarray:
     """Write one clip: features of joints (T, 22, 3) -> ``new_joint_vecs`` (T-1, 263), their ``recover_from_ric``
     joints -> ``new_joints`` (T-1, 22, 3), and ``texts/<id>.txt``. An id with ``/`` gets its sub-folders. Returns the
-    features."""
+    features.
+
+    The files are written in place: a clip cut short by a stop fails to load with a ``DatasetError`` naming its file
+    (``utils.motion_files.open_npy``), and the dataset's ``Mean.npy``, written after every clip, is missing, so the
+    run does not look finished. Temporaries would cost an fsync per file and leave files behind after a kill."""
     features = extract_features(joints)
     if not np.all(np.isfinite(features)):
         raise ValueError(f"clip {clip_id!r}: feature extraction produced non-finite values")

@@ -13,6 +13,7 @@ import reproduce
 from utils.dataset_specs import get_dataset_spec
 from utils.motion_files import read_split
 from utils.motion_index import MotionIndex
+from utils.normalization import DatasetError, load_mean_std
 from utils.paths import HOME_ENV
 from utils.recipes import get_recipe
 from utils.synthetic import generate_synthetic_dataset, prepare_synthetic_folder
@@ -163,3 +164,16 @@ def test_a_rerun_drops_the_loaders_cache_of_the_earlier_clips(tmp_path):
     index = MotionIndex.build(spec, "all", str(out), progress=False)
     for i in range(len(index)):
         np.testing.assert_array_equal(index.clip(i), np.load(out / "new_joint_vecs" / f"{index.clip_id(i)}.npy"))
+
+
+def test_a_stopped_run_suggests_making_the_dataset_again_not_computing_statistics(tmp_path):
+    """A synthetic folder without Mean.npy is mostly a run stopped before its end: ``stats`` over its clips would make
+    it look finished, with clips and splits half made. The loaders' error points first at the command that completes
+    it."""
+    out = tmp_path / "Synthetic"
+    _interrupted(out, 4, after=2)
+    with pytest.raises(DatasetError) as info:
+        load_mean_std(get_dataset_spec("synthetic", str(out)), str(out))
+    message = str(info.value)
+    assert f"missing; expected the dataset mean of shape (263,): make the dataset again with python prepare_data.py " \
+           f"synthetic --out {out} (a run stopped before its end writes none), or for clips made otherwise" in message

@@ -121,9 +121,14 @@ def _load_stat(path: str, spec: DatasetSpec, is_std: bool) -> np.ndarray:
         full = full_width_names(spec)
         compute = (f"python prepare_data.py stats --dataset_name {full[0]} --data_root {os.path.dirname(path)}"
                    if full else "prepare_data.py stats with a dataset that reads every column")
+        # The synthetic generator writes the statistics last: without them its clips and splits may be half made,
+        # and computing statistics over them would make the folder look finished.
+        source = (f"make the dataset again with python prepare_data.py synthetic --out {os.path.dirname(path)} (a "
+                  f"run stopped before its end writes none), or for clips made otherwise compute both with {compute}"
+                  if spec.name == "synthetic" else
+                  f"copy the dataset's official file, or compute both with {compute}")
         raise DatasetError(f"{path}: missing; expected the dataset {'std' if is_std else 'mean'} of shape "
-                           f"({spec.file_dim},): copy the dataset's official file, or compute both with {compute}",
-                           kind="missing_stats", path=path)
+                           f"({spec.file_dim},): {source}", kind="missing_stats", path=path)
     values = read_stats_file(path, spec)
     problems = stats_problems(values, spec, path, is_std)
     if problems:

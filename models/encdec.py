@@ -13,6 +13,7 @@ Public tensors are ``(B, T, D)`` for motion and ``(B, N, C)`` for latents; the c
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 NORMS = (None, "LN", "GN", "BN")
@@ -37,6 +38,18 @@ def normalize_norm_name(norm: str | None) -> str | None:
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     return norm
+
+
+def check_input_dtype(x: Tensor, weight: Tensor, who: str, what: str) -> None:
+    """TypeError naming ``who`` and ``what`` unless ``x`` is floating point and of ``weight``'s dtype (the
+    convolutions would fail with "Input type (long int) and bias type (float) should be the same"). Under autocast
+    the convolutions cast float16, bfloat16 and float32 inputs, so only float64 (which autocast never casts) has to
+    match."""
+    if not x.is_floating_point():
+        raise TypeError(f"{who}: {what} must be a floating-point tensor, got {x.dtype}; convert it with .float()")
+    if x.dtype != weight.dtype and (x.dtype == torch.float64 or not torch.is_autocast_enabled(x.device.type)):
+        raise TypeError(f"{who}: {what} is {x.dtype} but the model's weights are {weight.dtype}; convert it with "
+                        f".to({weight.dtype}) (e.g. .float() for a float64 array from numpy)")
 
 
 class _ChannelLayerNorm(nn.LayerNorm):

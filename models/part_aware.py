@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from models.encdec import Decoder, Encoder, normalize_norm_name
+from models.encdec import Decoder, Encoder, check_input_dtype, normalize_norm_name
 from models.residual_vq import ResidualVQ
 from utils.dataset_specs import DatasetSpec, humanml3d_layout
 
@@ -328,6 +328,7 @@ class PartAwareRVQVAE(nn.Module):
         if motion.ndim != 3 or motion.shape[-1] != self.input_width:
             raise ValueError(f"PartAwareRVQVAE: expected motion of shape (B, T, {self.input_width}), "
                              f"got {tuple(motion.shape)}")
+        check_input_dtype(motion, self.part_embed[0].weight, "PartAwareRVQVAE", "motion")
         frames = motion.shape[1]
         if frames < self.unit_length or frames % self.unit_length:
             raise ValueError(f"PartAwareRVQVAE: T={frames} frames is not a positive multiple of the downsampling "
@@ -368,6 +369,7 @@ class PartAwareRVQVAE(nn.Module):
         if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
             raise ValueError(f"PartAwareRVQVAE: expected latents of shape (B, N, {self.latent_dim}), "
                              f"got {tuple(latents.shape)}")
+        check_input_dtype(latents, self.decoder.model[0].weight, "PartAwareRVQVAE", "latents")
         cond_vec = self._cond_vec(cond, latents.shape[0], latents.device)
         h = self._run_stack(self.decoder.model, self.decoder_film, latents.transpose(1, 2), cond_vec)
         return h.transpose(1, 2)

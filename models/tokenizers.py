@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from models.encdec import Decoder, Encoder, normalize_norm_name
+from models.encdec import Decoder, Encoder, check_input_dtype, normalize_norm_name
 from models.fsq import FSQ
 from models.lfq import LFQ
 from models.part_aware import PART_AWARE_MODELS
@@ -89,6 +89,7 @@ class ConvAutoencoder(nn.Module):
         name = type(self).__name__
         if motion.ndim != 3 or motion.shape[-1] != self.input_width:
             raise ValueError(f"{name}: expected motion of shape (B, T, {self.input_width}), got {tuple(motion.shape)}")
+        check_input_dtype(motion, self.encoder.model[0].weight, name, "motion")
         frames = motion.shape[1]
         if frames < self.unit_length or frames % self.unit_length:
             raise ValueError(f"{name}: T={frames} frames is not a positive multiple of the downsampling factor "
@@ -104,6 +105,7 @@ class ConvAutoencoder(nn.Module):
         if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
             raise ValueError(f"{type(self).__name__}: expected latents of shape (B, N, {self.latent_dim}), "
                              f"got {tuple(latents.shape)}")
+        check_input_dtype(latents, self.decoder.model[0].weight, type(self).__name__, "latents")
         return self.decoder(latents)
 
 

@@ -342,3 +342,21 @@ def test_load_tokenizer_refuses_contradictions(tmp_path) -> None:
     save_checkpoint(bad, {"weights": {}, "epoch": 3})
     with pytest.raises(CheckpointError, match=r"top-level keys are \['epoch', 'format_version', 'weights'\]"):
         load_tokenizer(bad)
+
+
+@pytest.mark.parametrize("name", ["AE_Tiny", "FSQ_AE_Tiny", "RVQVAE_Tiny", "PartAwareRVQ_Tiny"])
+def test_motion_of_the_wrong_dtype_fails_clearly(name: str) -> None:
+    model = build_tokenizer(name).eval()
+    motion = _motion(model)
+    with pytest.raises(TypeError, match="motion must be a floating-point tensor, got torch.int64"):
+        model(motion.long())
+    with pytest.raises(TypeError, match=r"motion is torch.float64 but the model's weights are torch.float32"):
+        model.encode(motion.double())
+    latents = model.encode_latent(motion)
+    with pytest.raises(TypeError, match="latents must be a floating-point tensor"):
+        model.decode_latent(latents.long())
+    # Under autocast the convolutions cast float32 and lower-precision inputs; float64 they never cast.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(motion.bfloat16()).recon.shape == motion.shape
+        with pytest.raises(TypeError, match="motion is torch.float64"):
+            model(motion.double())

@@ -98,7 +98,10 @@ class FSQ(GridQuantizer):
         rounded = bounded.detach().round()
         codes = (bounded + (rounded - bounded).detach()) / self._half_width_f
         if self._float_indices:
-            flat = torch.addmv(self._index_offset, rounded.reshape(-1, self.num_dims), self._basis_f)
+            rows = rounded.reshape(-1, self.num_dims)
+            # The offset expanded to the rows: addmv returns the bare 0-dim input for an empty matrix, which the view
+            # below cannot shape to an empty batch.
+            flat = torch.addmv(self._index_offset.expand(rows.shape[0]), rows, self._basis_f)
             indices = flat.long().view(rounded.shape[:-1])
         else:
             indices = ((rounded + self._half_width_f).long() * self._basis).sum(-1)

@@ -128,6 +128,16 @@ def test_fsq_bad_input() -> None:
         FSQ([5, 1])
 
 
+@pytest.mark.parametrize("levels", [(8, 5, 5), (8, 8, 8, 8, 8, 8, 8, 8, 8)])
+def test_fsq_empty_batch_gives_empty_indices(levels: tuple[int, ...]) -> None:
+    # Both index paths: the float product (K <= 2**24) and the integer sum.
+    fsq = FSQ(list(levels), dim=6)
+    z = torch.zeros(0, 4, 6)
+    assert fsq.quantize(z).shape == (0, 4)
+    out = fsq(z)
+    assert out.z_q.shape == (0, 4, 6) and out.indices.shape == (0, 4) and out.indices.dtype == torch.long
+
+
 def test_bincount_perplexity_matches_dense_reference() -> None:
     torch.manual_seed(4)
     k = 50

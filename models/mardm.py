@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.diffusion import DiffusionHead
-from models.mask_schedule import edit_positions
+from models.mask_schedule import check_batch, check_lengths, edit_positions
 
 logger = logging.getLogger(__name__)
 
@@ -312,10 +312,14 @@ class MARDM(nn.Module):
         """
         if latents.ndim != 3 or latents.shape[2] != self.ae_dim:
             raise ValueError(f"MARDM.forward: latents must be (B, N, {self.ae_dim}), got {tuple(latents.shape)}")
+        if not latents.is_floating_point():
+            raise TypeError(f"MARDM.forward: latents must be a floating-point tensor, got {latents.dtype}")
         if targets.shape[:2] != latents.shape[:2] or targets.shape[2] != self.target_dim:
             raise ValueError(f"MARDM.forward: targets must be (B, N, {self.target_dim}) matching latents "
                              f"{tuple(latents.shape[:2])}, got {tuple(targets.shape)}")
         batch, max_len, _ = latents.shape
+        check_lengths(lengths, "MARDM.forward")
+        check_batch(batch, lengths, "latents", "MARDM.forward")
         lengths = lengths.to(latents.device)
         self._check_inputs(lengths, text_emb, max_len)
         valid = lengths_to_mask(lengths, max_len)
@@ -375,6 +379,7 @@ class MARDM(nn.Module):
             raise ValueError(f"MARDM.generate: targets have {self.target_dim} channels but the transformer reads "
                              f"{self.ae_dim}; pass latent_fn to map targets back to latents")
         device = self.mask_latent.device
+        check_lengths(lengths, "MARDM.generate")
         lengths = lengths.to(device).long()
         text_emb = text_emb.to(device)
         batch = lengths.shape[0]

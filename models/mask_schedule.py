@@ -24,6 +24,25 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def check_lengths(lengths: torch.Tensor, who: str) -> None:
+    """TypeError naming ``who`` unless ``lengths`` is an integer tensor (tokens per sample). Float lengths would be
+    truncated by ``.long()`` in one place and compared as fractions in another; bool ones would read as 0 and 1."""
+    if not isinstance(lengths, torch.Tensor):
+        raise TypeError(f"{who}: lengths must be a (B,) integer tensor of tokens per sample, got "
+                        f"{type(lengths).__name__}; wrap it with torch.tensor(...)")
+    if lengths.dtype == torch.bool or lengths.is_floating_point() or lengths.is_complex():
+        raise TypeError(f"{who}: lengths must be an integer tensor of tokens per sample, got {lengths.dtype}")
+
+
+def check_batch(batch: int, lengths: torch.Tensor, what: str, who: str, allow_empty: bool = False) -> None:
+    """ValueError naming ``who`` unless ``what`` (holding ``batch`` samples) and ``lengths (B,)`` agree on B, and,
+    unless ``allow_empty`` (generation), B is not 0: a training loss over no tokens is undefined."""
+    if lengths.ndim == 1 and lengths.shape[0] != batch:
+        raise ValueError(f"{who}: {what} holds B={batch} samples but lengths has {lengths.shape[0]}")
+    if batch == 0 and not allow_empty:
+        raise ValueError(f"{who}: the batch is empty (B=0); a loss over no tokens is undefined")
+
+
 def cosine_schedule(r: torch.Tensor) -> torch.Tensor:
     """Mask ratio gamma(r) = cos(pi/2 * r) for r in [0, 1]: 1 at r = 0 (all masked), 0 at r = 1."""
     return torch.cos(r * math.pi / 2)

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 
 from models.mask_schedule import (
     SAMPLING_MODES,
+    check_batch,
+    check_lengths,
     corrupt_tokens,
     cosine_schedule,
     edit_positions,
@@ -179,6 +181,9 @@ class TextConditionedEncoder(nn.Module):
 
     @staticmethod
     def _check_codes(indices: torch.Tensor, valid: torch.Tensor, codebook_size: int, who: str) -> None:
+        if indices.dtype == torch.bool or indices.is_floating_point() or indices.is_complex():
+            # .long() would truncate float ids silently (3.7 -> 3).
+            raise TypeError(f"{who}: indices must be integer codes, got {indices.dtype}")
         codes = indices[valid] if indices.ndim == valid.ndim else indices[valid].reshape(-1)
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= codebook_size):
             raise ValueError(f"{who}: indices at valid positions must lie in [0, {codebook_size}), got "
@@ -252,6 +257,8 @@ class MaskTransformer(TextConditionedEncoder):
             raise ValueError(f"MaskTransformer.forward: indices must be (B, N) base-layer codes, "
                              f"got {tuple(indices.shape)}")
         batch, max_len = indices.shape
+        check_lengths(lengths, "MaskTransformer.forward")
+        check_batch(batch, lengths, "indices", "MaskTransformer.forward")
         lengths = lengths.to(indices.device).long()
         self._check_lengths_text(lengths, text_emb, max_len, "MaskTransformer.forward")
         valid = lengths_to_mask(lengths, max_len)
@@ -304,6 +311,7 @@ class MaskTransformer(TextConditionedEncoder):
             raise ValueError(f"MaskTransformer.generate: time_steps must be >= 1, got {time_steps}")
         sampling = resolve_sampling(sampling, gsample)
         device = self.token_emb.weight.device
+        check_lengths(lengths, "MaskTransformer.generate")
         lengths = lengths.to(device).long()
         text_emb = text_emb.to(device)
         batch = lengths.shape[0]
@@ -329,6 +337,8 @@ class MaskTransformer(TextConditionedEncoder):
             # Fixed positions sort last, so no step ever masks them.
             scores = scores.masked_fill(fixed, 1e5)
             num_edits = edit.sum(1)
+        if batch == 0:
+            return ids
         with eval_mode(self):
             for tau in torch.linspace(0, 1, time_steps).tolist():
                 ratio = cosine_schedule(torch.full((batch,), tau, device=device))

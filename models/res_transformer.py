@@ -19,6 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.mask_schedule import (
+    check_batch,
+    check_lengths,
     edit_positions,
     lengths_to_mask,
     q_schedule,
@@ -197,6 +199,8 @@ class ResidualTransformer(TextConditionedEncoder):
 
     def _padded_ids(self, indices: torch.Tensor, lengths: torch.Tensor, text_emb: torch.Tensor,
                     who: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        check_lengths(lengths, who)
+        check_batch(indices.shape[0], lengths, "indices", who, allow_empty=True)
         lengths = lengths.to(indices.device).long()
         self._check_lengths_text(lengths, text_emb, indices.shape[1], who)
         valid = lengths_to_mask(lengths, indices.shape[1])
@@ -219,6 +223,8 @@ class ResidualTransformer(TextConditionedEncoder):
         if indices.ndim != 3 or indices.shape[2] != self.num_quantizers:
             raise ValueError(f"ResidualTransformer.forward: indices must be (B, N, {self.num_quantizers}), "
                              f"got {tuple(indices.shape)}")
+        check_lengths(lengths, "ResidualTransformer.forward")
+        check_batch(indices.shape[0], lengths, "indices", "ResidualTransformer.forward")
         ids, lengths, valid = self._padded_ids(indices, lengths, text_emb, "ResidualTransformer.forward")
         batch, max_len, _ = ids.shape
         layer = q_schedule(batch, self.num_quantizers, device=ids.device)           # (B,) in [1, Q-1]
@@ -274,8 +280,9 @@ class ResidualTransformer(TextConditionedEncoder):
                 raise ValueError(f"ResidualTransformer.generate: known must be (B, N, Q) = "
                                  f"{(*ids.shape, self.num_quantizers)}, got {tuple(known.shape)}")
             fixed = valid & ~edit_positions(edit_mask, valid, "ResidualTransformer.generate")
-            known = known.to(device).long()
+            known = known.to(device)
             self._check_codes(known, fixed, self.codebook_size, "ResidualTransformer.generate (known)")
+            known = known.long()
         all_ids = [ids]
         with eval_mode(self):
             tables = self.input_tables()

@@ -361,3 +361,29 @@ def test_xl_registry_entries_have_the_published_sizes(name):
     assert args["diffusion"] == ("ddpm" if "DDPM" in name else "sit")
     assert len(model.head.net.res_blocks) == 16 and len(model.blocks) == 1
     assert sum(p.numel() for p in model.parameters()) == expected_xl_parameters(512, target_dim, 512)
+
+
+def test_lengths_of_the_wrong_type_fail_clearly():
+    # Float lengths were used as fractions by the padding mask and the mask counts alike; bool ones read as 0 and 1.
+    model = tiny()
+    latents, text = torch.randn(2, 5, 8), torch.randn(2, 12)
+    for lengths in (torch.tensor([4.5, 3.0]), torch.tensor([True, True])):
+        with pytest.raises(TypeError, match=f"MARDM.forward: lengths must be an integer tensor.*{lengths.dtype}"):
+            model(latents, latents, lengths, text)
+        with pytest.raises(TypeError, match="MARDM.generate: lengths must be an integer tensor"):
+            model.generate(lengths, text, time_steps=1)
+    with pytest.raises(TypeError, match="lengths must be a \\(B,\\) integer tensor .* got list"):
+        model.generate([5, 3], text, time_steps=1)
+    with pytest.raises(TypeError, match="latents must be a floating-point tensor, got torch.int64"):
+        model(latents.long(), latents, torch.tensor([5, 3]), text)
+
+
+def test_mismatched_or_empty_batch_fails_clearly():
+    model = tiny()
+    latents = torch.randn(2, 5, 8)
+    with pytest.raises(ValueError, match="latents holds B=2 samples but lengths has 1"):
+        model(latents, latents, torch.tensor([5]), torch.randn(1, 12))
+    # An empty batch gave a NaN loss.
+    with pytest.raises(ValueError, match=r"the batch is empty \(B=0\)"):
+        model(latents[:0], latents[:0], torch.zeros(0, dtype=torch.long), torch.randn(0, 12))
+    assert model.generate(torch.zeros(0, dtype=torch.long), torch.randn(0, 12), time_steps=1).shape == (0, 0, 8)

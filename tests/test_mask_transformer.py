@@ -309,3 +309,32 @@ def test_bad_inputs_fail_clearly():
         model(indices[..., None], torch.tensor([5, 3]), text)
     with pytest.raises(ValueError, match="time_steps"):
         model.generate(torch.tensor([3]), text[:1], time_steps=0)
+
+
+def test_token_ids_and_lengths_of_the_wrong_type_fail_clearly():
+    # Float ids were truncated by .long() (3.7 -> 3), float lengths likewise, bool ones read as 0 and 1.
+    model = tiny()
+    text = torch.randn(2, TEXT_DIM)
+    indices = torch.randint(0, K, (2, 5))
+    lengths = torch.tensor([5, 3])
+    for bad in (indices.float() + 0.5, indices > 5):
+        with pytest.raises(TypeError, match=f"forward: indices must be integer codes, got {bad.dtype}"):
+            model(bad, lengths, text)
+    with pytest.raises(TypeError, match=r"generate \(known\): indices must be integer codes, got torch.float32"):
+        model.generate(lengths, text, time_steps=1, known=indices.float(), edit_mask=torch.ones(2, 5, dtype=torch.bool))
+    for bad in (lengths.float(), lengths > 0):
+        with pytest.raises(TypeError, match="forward: lengths must be an integer tensor"):
+            model(indices, bad, text)
+        with pytest.raises(TypeError, match="generate: lengths must be an integer tensor"):
+            model.generate(bad, text, time_steps=1)
+
+
+def test_mismatched_or_empty_batch_fails_clearly():
+    model = tiny()
+    indices = torch.randint(0, K, (2, 5))
+    with pytest.raises(ValueError, match="indices holds B=2 samples but lengths has 1"):
+        model(indices, torch.tensor([5]), torch.randn(1, TEXT_DIM))
+    with pytest.raises(ValueError, match=r"the batch is empty \(B=0\)"):
+        model(indices[:0], torch.zeros(0, dtype=torch.long), torch.randn(0, TEXT_DIM))
+    out = model.generate(torch.zeros(0, dtype=torch.long), torch.randn(0, TEXT_DIM), time_steps=2)
+    assert out.shape == (0, 0) and out.dtype == torch.long

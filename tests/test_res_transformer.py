@@ -258,3 +258,34 @@ def test_bad_inputs_fail_clearly():
         model.generate(indices[..., 0], torch.tensor([5, 3]), torch.randn(2, 3))
     with pytest.raises(ValueError, match="num_quantizers must be >= 2"):
         ResidualTransformer(K, 1, CODE_DIM, TEXT_DIM)
+
+
+def test_token_ids_and_lengths_of_the_wrong_type_fail_clearly():
+    # Float ids were truncated by .long() (3.7 -> 3) in training, generation and editing alike.
+    model = tiny()
+    text = torch.randn(2, TEXT_DIM)
+    lengths = torch.tensor([5, 3])
+    indices = codes(2, 5, lengths, torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match="forward: indices must be integer codes, got torch.float32"):
+        model(indices.float(), lengths, text)
+    with pytest.raises(TypeError, match="generate: indices must be integer codes, got torch.float32"):
+        model.generate(indices[..., 0].float(), lengths, text)
+    with pytest.raises(TypeError, match=r"generate \(known\): indices must be integer codes, got torch.float32"):
+        model.generate(indices[..., 0], lengths, text, known=indices.float(),
+                       edit_mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(TypeError, match="forward: lengths must be an integer tensor .*torch.float32"):
+        model(indices, lengths.float(), text)
+    with pytest.raises(TypeError, match="generate: lengths must be an integer tensor"):
+        model.generate(indices[..., 0], lengths > 0, text)
+
+
+def test_mismatched_or_empty_batch_fails_clearly():
+    model = tiny()
+    lengths = torch.tensor([5, 3])
+    indices = codes(2, 5, lengths, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="forward: indices holds B=2 samples but lengths has 1"):
+        model(indices, lengths[:1], torch.randn(1, TEXT_DIM))
+    with pytest.raises(ValueError, match="generate: indices holds B=2 samples but lengths has 1"):
+        model.generate(indices[..., 0], lengths[:1], torch.randn(1, TEXT_DIM))
+    with pytest.raises(ValueError, match=r"the batch is empty \(B=0\)"):
+        model(indices[:0], lengths[:0], torch.randn(0, TEXT_DIM))

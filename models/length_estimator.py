@@ -45,6 +45,13 @@ class LengthEstimator(nn.Module):
 
     def forward(self, text_emb: torch.Tensor) -> torch.Tensor:
         """text_emb (B, E) -> logits (B, num_classes)."""
+        text_dim = self.model_args["text_dim"]
+        if text_emb.ndim != 2 or text_emb.shape[1] != text_dim:
+            # A 1-D embedding would pass the Linear layers and give (num_classes,) logits for a batch of one.
+            raise ValueError(f"LengthEstimator: expected text_emb of shape (B, {text_dim}), "
+                             f"got {tuple(text_emb.shape)}")
+        if not text_emb.is_floating_point():
+            raise TypeError(f"LengthEstimator: text_emb must be a floating-point tensor, got {text_emb.dtype}")
         return self.output(text_emb)
 
 
@@ -72,6 +79,8 @@ def sample_lengths(logits: torch.Tensor, temperature: float = 1.0,
     Class 0 (an empty motion) is never returned: its probability is set to zero before sampling. MoMask samples it
     like any other class, which yields zero-length motions.
     """
+    if logits.ndim != 2:
+        raise ValueError(f"sample_lengths: expected logits of shape (B, num_classes), got {tuple(logits.shape)}")
     logits = logits.float().clone()
     logits[:, 0] = float("-inf")
     if temperature == 0:

@@ -69,3 +69,16 @@ def test_tiny_fit_learns_lengths_from_text():
     with torch.no_grad():
         predicted = sample_lengths(model(centers), temperature=0)
     assert torch.equal(classes_to_lengths(predicted, 4), target_classes * 4)
+
+
+def test_bad_text_embedding_and_logits_fail_clearly():
+    model = LengthEstimator(text_dim=8).eval()
+    with pytest.raises(ValueError, match=r"expected text_emb of shape \(B, 8\), got \(2, 9\)"):
+        model(torch.randn(2, 9))
+    # A single embedding without its batch axis gave (num_classes,) logits that sample_lengths could not index.
+    with pytest.raises(ValueError, match=r"expected text_emb of shape \(B, 8\), got \(8,\)"):
+        model(torch.randn(8))
+    with pytest.raises(TypeError, match="text_emb must be a floating-point tensor, got torch.int64"):
+        model(torch.zeros(2, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"sample_lengths: expected logits of shape \(B, num_classes\), got \(50,\)"):
+        sample_lengths(torch.randn(50))

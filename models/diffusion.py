@@ -469,6 +469,10 @@ class DiffusionHead(nn.Module):
         if target.shape[1] != self.target_dim:
             raise ValueError(f"DiffusionHead.forward: target has {target.shape[1]} channels, "
                              f"expected {self.target_dim}")
+        if mask is not None and tuple(mask.shape) != (z.shape[0],):
+            # A (M, 1) mask would broadcast against the (M,) per-token loss to an (M, M) product.
+            raise ValueError(f"DiffusionHead.forward: expected mask of shape (M,) = ({z.shape[0]},), "
+                             f"got {tuple(mask.shape)}")
         loss = self.process.training_loss(self.net, target.float(), z)
         if mask is None:
             return loss.mean()
@@ -515,6 +519,8 @@ class DiffusionHead(nn.Module):
             (M, Dt) float32.
         """
         self.check_sampler(steps, solver)
+        if z.ndim != 2 or z.shape[1] != self.cond_dim:
+            raise ValueError(f"DiffusionHead.sample: expected z of shape (M, {self.cond_dim}), got {tuple(z.shape)}")
         shape = (z.shape[0], self.target_dim)
         if z.shape[0] == 0:
             return torch.zeros(shape, device=z.device)

@@ -1,6 +1,7 @@
 """Diffusion heads: schedule, guidance, ODE solvers, and recovery of known 1-D distributions."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -404,3 +405,19 @@ def test_head_loss_mask_and_shapes():
         head.sample(torch.randn(4, 5), cfg_scale=3.0)
     with pytest.raises(ValueError, match="diffusion must be one of"):
         DiffusionHead(target_dim=3, cond_dim=5, diffusion="edm")
+
+
+@pytest.mark.parametrize("diffusion", ["ddpm", "sit"])
+def test_head_refuses_a_mask_or_condition_of_the_wrong_shape(diffusion):
+    head = DiffusionHead(target_dim=3, cond_dim=5, depth=1, width=16, diffusion=diffusion, flow_solver="euler",
+                         flow_steps=2)
+    z, target = torch.randn(6, 5), torch.randn(6, 3)
+    # (M, 1) broadcast silently against the (M,) per-token loss; (M - 1,) failed inside the product.
+    for mask in (torch.ones(6, 1), torch.ones(5)):
+        got = re.escape(str(tuple(mask.shape)))
+        with pytest.raises(ValueError, match=rf"expected mask of shape \(M,\) = \(6,\), got {got}"):
+            head(z, target, mask)
+    with pytest.raises(ValueError, match=r"DiffusionHead.sample: expected z of shape \(M, 5\), got \(6, 4\)"):
+        head.sample(torch.randn(6, 4))
+    with pytest.raises(ValueError, match=r"expected z of shape \(M, 5\), got \(2, 3, 5\)"):
+        head.sample(torch.randn(2, 3, 5))

@@ -198,8 +198,8 @@ def quantized_with_gradient(x: Tensor, codes: Tensor, rotation_trick: bool = Fal
 
 def check_integer_indices(indices: Tensor, who: str) -> None:
     """Raise a TypeError naming ``who`` for floating-point ``indices`` (F.embedding's own error names only its
-    argument #1)."""
-    if indices.dtype.is_floating_point:
+    argument #1) and for bool ones (a mask passed by mistake, which would decode silently as codes 0 and 1)."""
+    if indices.dtype.is_floating_point or indices.dtype == torch.bool:
         raise TypeError(f"{who} indices must be integers, got {indices.dtype}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 
 import pytest
@@ -555,3 +556,12 @@ def test_distributed_kmeans_init_is_the_one_process_one(codebook_size: int) -> N
         single(torch.cat([_batch(100 * step + r, b=2) for r in range(2)]))
     assert torch.allclose(single.codebook, codebooks[0], atol=1e-5)
     assert torch.allclose(single.code_count, result["code_count"], atol=1e-5)
+
+
+def test_bool_codes_fail_naming_the_quantizer() -> None:
+    # A bool mask passed as indices decoded silently as codes 0 and 1.
+    codes = torch.tensor([[True, False]])
+    for quantizer in (QuantizeEMAReset(16, 6), QuantizeOrig(16, 6), FSQ([5, 5]), ResidualVQ(2, 16, 6)):
+        label = getattr(quantizer, "label", type(quantizer).__name__)
+        with pytest.raises(TypeError, match=f"{re.escape(label)} indices must be integers, got torch.bool"):
+            quantizer.indices_to_latents(codes)

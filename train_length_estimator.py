@@ -31,14 +31,13 @@ from utils.cli import RESUME_TRAINING, run_script
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
 from utils.generator_stage import (
-    EmbeddingClassDataset,
-    caption_lengths,
     resolve_text_encoder,
     stage_device,
     text_encoder_record,
     warm_caption_cache,
 )
 from utils.launch_env import is_first_process
+from utils.length_data import EmbeddingClassDataset, caption_lengths
 from utils.logging_utils import setup_logging
 from utils.run_dir import RunDir
 from utils.seed import set_seed

@@ -9,7 +9,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -508,35 +507,6 @@ def test_setup_logging_holds_set_up_records_for_the_run_log(tmp_path) -> None:
     assert (tmp_path / "other.log").read_text() == "" and (tmp_path / "third.log").read_text() == ""
 
 
-def test_resume_reports_a_changed_schedule(tmp_path, caplog):
-    # The current options win on resume, but a rate, decay or length that differs from the run's own (typed, or from
-    # a preset or default that changed since) is named with both values: it changes the run from the resumed step.
-    run, _ = run_toy(tmp_path, "sched", make_cfg(max_iters=10))
-    with caplog.at_level(logging.WARNING, logger="utils.engine"):
-        train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=12, lr_decay=0.05, is_continue=True), run,
-              checkpoint_meta=META)
-    changed = [r.message for r in caplog.records if "resumed with other settings" in r.message]
-    assert len(changed) == 1 and "max_iters 10 -> 12, lr_decay 0.5 -> 0.05" in changed[0]
-    assert "from step 10" in changed[0]
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="utils.engine"):  # the same settings: nothing to report
-        train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=14, lr_decay=0.05, is_continue=True), run,
-              checkpoint_meta=META)
-    assert [r.message for r in caplog.records if "resumed with other settings" in r.message] == [
-        f"{run.latest_path}: resumed with other settings than the run was saved with: max_iters 12 -> 14; the new "
-        f"values apply from step 12 (the learning rate is that of the new schedule at this step)"]
-
-
-def test_resume_applies_the_current_weight_decay_and_betas(tmp_path):
-    # The current options win on resume for every schedule setting the engine reports, not only the learning rate:
-    # loading the saved optimizer must not bring back the weight decay and betas the run started with.
-    run, _ = run_toy(tmp_path, "wd", make_cfg(max_iters=6))
-    train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=8, weight_decay=0.1, betas=(0.8, 0.9), is_continue=True), run,
-          checkpoint_meta=META)
-    groups = load_checkpoint(run.latest_path)["optimizer"]["param_groups"]
-    assert [(g["weight_decay"], tuple(g["betas"])) for g in groups] == [(0.1, (0.8, 0.9))] * len(groups)
-
-
 @pytest.mark.parametrize("grad_clip", [0.0, 1.0])
 def test_non_finite_gradients_of_a_finite_loss_stop_before_the_update(tmp_path, grad_clip):
     # sqrt of a negative number in the branch torch.where discards: the loss is finite, its gradients are NaN. Applied,
@@ -582,22 +552,3 @@ def test_a_negative_seed_is_refused_by_name():
     # non-negative integer" that named neither the flag nor the value.
     with pytest.raises(ValueError, match="seed must be >= 0"):
         make_cfg(seed=-1)
-
-def test_resume_keeps_the_tensorboard_points_of_the_resumed_step(tmp_path):
-    # The interrupted run logged, validated and saved step 10; the resumed one trains from step 11, so the step-10
-    # points must stay visible (only what the interrupted run logged after its last save is replaced).
-    full, _ = run_toy(tmp_path, "full", make_cfg(max_iters=20), val_fn=val_loss)
-    half, _ = run_toy(tmp_path, "half", make_cfg(max_iters=10), val_fn=val_loss)
-    # TensorBoard reads a folder's event files in name order: whole seconds, then a counter of the process's writers,
-    # which sorts wrongly as text (".9" after ".10") when both files are from the same second.
-    time.sleep(1.0)
-    train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=20, is_continue=True), half, checkpoint_meta=META,
-          val_fn=val_loss)
-    scalars = {}
-    for run in (full, half):
-        events = EventAccumulator(run.model_dir)
-        events.Reload()
-        scalars[run.name] = {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-                             for tag in ("Train/loss", "Val/val_loss")}
-    assert [step for step, _ in scalars["full"]["Train/loss"]] == [5, 10, 15, 20]
-    assert scalars["half"] == scalars["full"]

@@ -1,5 +1,6 @@
-"""Exact resume of what the engine logs: the running loss window between two logs is carried by ``latest.tar``, so a
-run interrupted between logs logs the same averages, in ``train_log.jsonl`` and TensorBoard, as an uninterrupted one."""
+"""Resume of what the engine logs and applies: the running loss window between two logs is carried by ``latest.tar``,
+so a run interrupted between logs logs the same averages, in ``train_log.jsonl`` and TensorBoard, as an uninterrupted
+one; the resumed step's TensorBoard points stay; settings that differ from the run's are applied and reported."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_engine import META, Toy, ToyData, loss_fn, make_cfg, read_log, run_toy
+from test_engine import META, Toy, ToyData, loss_fn, make_cfg, read_log, run_toy, val_loss
 
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.engine import train
@@ -126,3 +127,52 @@ def test_resume_reports_a_changed_mixed_precision(tmp_path, caplog):
     changed = [r.message for r in caplog.records if "resumed with other settings" in r.message]
     assert len(changed) == 1 and "max_iters 6 -> 8, mixed_precision bf16 -> no;" in changed[0]
     assert result.step == 8 and load_checkpoint(run.latest_path)["engine"]["mixed_precision"] == "no"
+
+
+def test_resume_reports_a_changed_schedule(tmp_path, caplog):
+    # The current options win on resume, but a rate, decay or length that differs from the run's own (typed, or from
+    # a preset or default that changed since) is named with both values: it changes the run from the resumed step.
+    run, _ = run_toy(tmp_path, "sched", make_cfg(max_iters=10))
+    with caplog.at_level(logging.WARNING, logger="utils.engine"):
+        train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=12, lr_decay=0.05, is_continue=True), run,
+              checkpoint_meta=META)
+    changed = [r.message for r in caplog.records if "resumed with other settings" in r.message]
+    assert len(changed) == 1 and "max_iters 10 -> 12, lr_decay 0.5 -> 0.05" in changed[0]
+    assert "from step 10" in changed[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="utils.engine"):  # the same settings: nothing to report
+        train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=14, lr_decay=0.05, is_continue=True), run,
+              checkpoint_meta=META)
+    assert [r.message for r in caplog.records if "resumed with other settings" in r.message] == [
+        f"{run.latest_path}: resumed with other settings than the run was saved with: max_iters 12 -> 14; the new "
+        f"values apply from step 12 (the learning rate is that of the new schedule at this step)"]
+
+
+def test_resume_applies_the_current_weight_decay_and_betas(tmp_path):
+    # The current options win on resume for every schedule setting the engine reports, not only the learning rate:
+    # loading the saved optimizer must not bring back the weight decay and betas the run started with.
+    run, _ = run_toy(tmp_path, "wd", make_cfg(max_iters=6))
+    train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=8, weight_decay=0.1, betas=(0.8, 0.9), is_continue=True), run,
+          checkpoint_meta=META)
+    groups = load_checkpoint(run.latest_path)["optimizer"]["param_groups"]
+    assert [(g["weight_decay"], tuple(g["betas"])) for g in groups] == [(0.1, (0.8, 0.9))] * len(groups)
+
+
+def test_resume_keeps_the_tensorboard_points_of_the_resumed_step(tmp_path):
+    # The interrupted run logged, validated and saved step 10; the resumed one trains from step 11, so the step-10
+    # points must stay visible (only what the interrupted run logged after its last save is replaced).
+    full, _ = run_toy(tmp_path, "full", make_cfg(max_iters=20), val_fn=val_loss)
+    half, _ = run_toy(tmp_path, "half", make_cfg(max_iters=10), val_fn=val_loss)
+    # TensorBoard reads a folder's event files in name order: whole seconds, then a counter of the process's writers,
+    # which sorts wrongly as text (".9" after ".10") when both files are from the same second.
+    time.sleep(1.0)
+    train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=20, is_continue=True), half, checkpoint_meta=META,
+          val_fn=val_loss)
+    scalars = {}
+    for run in (full, half):
+        events = EventAccumulator(run.model_dir)
+        events.Reload()
+        scalars[run.name] = {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+                             for tag in ("Train/loss", "Val/val_loss")}
+    assert [step for step, _ in scalars["full"]["Train/loss"]] == [5, 10, 15, 20]
+    assert scalars["half"] == scalars["full"]

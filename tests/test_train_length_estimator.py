@@ -17,7 +17,7 @@ from options.config import parse_with_config
 from options.generator_options import get_train_length_estimator_parser
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.dataset_specs import get_dataset_spec
-from utils.generator_stage import caption_lengths
+from utils.length_data import caption_lengths
 from utils.run_dir import RunDirError
 
 

@@ -318,7 +318,7 @@ def test_body_models_without_a_mesh_or_with_bad_arrays_fail_clearly(tmp_path):
                                  r"axis-angle with P a multiple of 3 from 66 \(root and body\) to 72"),
                                 (np.zeros((2, 70)), np.zeros((2, 3)), r"poses has shape \(2, 70\)"),
                                 (np.zeros((2, 72)), np.zeros((3, 3)), r"trans has shape \(3, 3\); expected \(2, 3\)"),
-                                (np.full((2, 72), np.nan), np.zeros((2, 3)), r"poses hold NaN or Inf")]:
+                                (np.full((2, 72), np.nan), np.zeros((2, 3)), r"poses holds NaN or Inf")]:
         with pytest.raises(ValueError, match=r"clip\.npz: " + match):
             pose_mesh(model, poses, trans, rng.normal(0, 1, 10), source="clip.npz")
 

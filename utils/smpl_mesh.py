@@ -153,9 +153,7 @@ def _check_parameters(mesh: SmplMesh, poses: np.ndarray, trans: np.ndarray, beta
                          f"{mesh.path})")
     if trans.shape != (poses.shape[0], 3):
         raise ValueError(f"{source}: trans has shape {trans.shape}; expected ({poses.shape[0]}, 3) like poses")
-    for name, array in (("poses", poses), ("trans", trans), ("betas", betas)):
-        if not np.isfinite(array).all():
-            raise ValueError(f"{source}: {name} hold NaN or Inf; expected finite values")
+    check_finite(source, {"poses": poses, "trans": trans, "betas": betas})
     return poses, trans, betas
 
 

@@ -84,6 +84,7 @@ def test_a_token_is_edited_when_any_of_its_frames_is():
     ("-4:8", "frames", "finite and >= 0"),
     ("8:8", "frames", "the span is empty"),
     ("3:1", "seconds", "the span is empty"),
+    ("1.04:1.01", "seconds", "the span is empty"),                  # reversed, though both round into frame 20-21
     ("a:1", "seconds", "not a number of seconds"),
 ])
 def test_bad_spans_fail_naming_the_span(text, unit, match):
@@ -339,6 +340,23 @@ def test_sample_py_refuses_edit_flags_before_loading_a_model(tmp_path):
         edit_sample(missing, *common, *span, "--edit_source", str(tmp_path / "x.npy"), "--edit_skeleton", "smpl22")
     with pytest.raises(ValueError, match=r"x\.fbx: expected a \.npy file"):
         edit_sample(missing, *common, *span, "--edit_source", str(tmp_path / "x.fbx"))
+    # Seconds spans need no fps to be read, a source must exist, and so must what reads a .bvh or AMASS source.
+    with pytest.raises(ValueError, match=r"--edit_seconds '1-2': expected START:END"):
+        edit_sample(missing, *common, "--edit_source", str(tmp_path / "x.npy"), "--edit_seconds", "1-2")
+    with pytest.raises(ValueError, match=r"--edit_seconds '3:1': the span is empty"):
+        edit_sample(missing, *common, "--edit_source", str(tmp_path / "x.npy"), "--edit_seconds", "3:1")
+    with pytest.raises(FileNotFoundError, match=r"--edit_source: file not found: .*x\.npy"):
+        edit_sample(missing, *common, *span, "--edit_source", str(tmp_path / "x.npy"))
+    for name in ("x.bvh", "x.npz"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"--edit_skeleton nope: unknown skeleton 'nope'"):
+        edit_sample(missing, *common, *span, "--edit_source", str(tmp_path / "x.bvh"), "--edit_skeleton", "nope")
+    with pytest.raises(ValueError, match=r"--edit_skeleton .*no\.yaml: skeleton mapping file not found"):
+        edit_sample(missing, *common, *span, "--edit_source", str(tmp_path / "x.bvh"), "--edit_skeleton",
+                    str(tmp_path / "no.yaml"))
+    with pytest.raises(FileNotFoundError, match=r"--edit_body_model: no such file or folder: .*model\.npz"):
+        edit_sample(missing, *common, *span, "--edit_source", str(tmp_path / "x.npz"), "--edit_body_model",
+                    str(tmp_path / "model.npz"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -51,6 +51,24 @@ def parse_span(text: str, unit: str = "frames", fps: float | None = None) -> Fra
     Frames must be whole numbers; seconds are rounded outward to frames at ``fps``. Raises ValueError naming the
     span for anything else (a missing colon, a negative or non-numeric bound, END not after START).
     """
+    start, end = _span_bounds(text, unit)
+    if unit == "seconds":
+        if fps is None or fps <= 0:
+            raise ValueError(f"--edit_seconds {text!r}: converting seconds to frames needs the dataset's fps, got "
+                             f"{fps}")
+        start = math.floor(start * fps + _SECONDS_EPS)
+        end = None if end is None else math.ceil(end * fps - _SECONDS_EPS)
+    start = int(start)
+    if end is not None and end <= start:
+        raise ValueError(f"--edit_{unit} {text!r}: the span is empty (frames [{start}, {end})); END must be after "
+                         f"START")
+    return FrameSpan(start, end)
+
+
+def _span_bounds(text: str, unit: str) -> tuple[float, float | None]:
+    """``"START:END"`` -> its bounds in ``unit`` as written (an empty START is 0, an empty END None); ValueError for
+    the span's syntax, a bound that is negative, not finite or not a number of ``unit``, or END not after START. Needs
+    no fps, so scripts check ``--edit_seconds`` before a model gives them one."""
     if unit not in ("frames", "seconds"):
         raise ValueError(f"span unit must be 'frames' or 'seconds', got {unit!r}")
     flag = f"--edit_{unit}"
@@ -58,7 +76,7 @@ def parse_span(text: str, unit: str = "frames", fps: float | None = None) -> Fra
     if not colon or ":" in end_text:
         raise ValueError(f"{flag} {text!r}: expected START:END (e.g. 40:80, :40 for a prefix, 100: for a suffix)")
 
-    def bound(value: str, outward: str) -> int | None:
+    def bound(value: str) -> float | None:
         value = value.strip()
         if not value:
             return None
@@ -69,18 +87,14 @@ def parse_span(text: str, unit: str = "frames", fps: float | None = None) -> Fra
             raise ValueError(f"{flag} {text!r}: {value!r} is not {kind}") from None
         if not math.isfinite(number) or number < 0:
             raise ValueError(f"{flag} {text!r}: bounds must be finite and >= 0, got {value!r}")
-        if unit == "frames":
-            return int(number)
-        if fps is None or fps <= 0:
-            raise ValueError(f"{flag} {text!r}: converting seconds to frames needs the dataset's fps, got {fps}")
-        frames = number * fps
-        return math.floor(frames + _SECONDS_EPS) if outward == "down" else math.ceil(frames - _SECONDS_EPS)
+        return number
 
-    start, end = bound(start_text, "down"), bound(end_text, "up")
+    start, end = bound(start_text), bound(end_text)
     start = 0 if start is None else start
+    # Checked before seconds round outward, which could turn a reversed span inside one frame into that frame.
     if end is not None and end <= start:
-        raise ValueError(f"{flag} {text!r}: the span is empty (frames [{start}, {end})); END must be after START")
-    return FrameSpan(start, end)
+        raise ValueError(f"{flag} {text!r}: the span is empty ({start}:{end} {unit}); END must be after START")
+    return start, end
 
 
 def resolve_spans(spans: list[FrameSpan] | list[tuple[int, int | None]], num_frames: int,
@@ -416,10 +430,11 @@ class EditRequest(NamedTuple):
 
 def check_edit_flags(source: str | None, frames: list[str] | None, seconds: list[str] | None,
                      skeleton: str | None = None, body_models: str | None = None) -> bool:
-    """Whether the flags ask for an edit; ValueError for spans without a source, a source without spans, frame
-    spans that do not parse, a BVH mapping or body model (``skeleton``, ``body_models``) without a source, or a
-    source whose kind (by its extension) lacks the one it needs or is given the other. Needs no model, so scripts
-    call it before loading one."""
+    """Whether the flags ask for an edit; ValueError for spans without a source, a source without spans, frame or
+    seconds spans that do not parse, a BVH mapping or body model (``skeleton``, ``body_models``) without a source, a
+    source whose kind (by its extension) lacks the one it needs or is given the other, or a mapping that cannot be
+    found; FileNotFoundError for a missing source or body model. Needs no model, so scripts call it before loading
+    one."""
     spans_given = bool(frames or seconds)
     if source is None:
         if spans_given:
@@ -431,9 +446,23 @@ def check_edit_flags(source: str | None, frames: list[str] | None, seconds: list
     if not spans_given:
         raise ValueError("--edit_source needs the spans to regenerate: --edit_frames START:END or --edit_seconds "
                          "START:END (e.g. ':40' for a prefix, '100:' for a suffix)")
-    for text in frames or []:
-        parse_span(text, "frames")
-    _check_source_kind(source, skeleton, body_models)
+    for unit, texts in (("frames", frames), ("seconds", seconds)):
+        for text in texts or []:
+            _span_bounds(text, unit)
+    kind = _check_source_kind(source, skeleton, body_models)
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"--edit_source: file not found: {source}")
+    if kind == ".bvh":
+        from utils.bvh import skeleton_map_path
+
+        try:
+            mapping = skeleton_map_path(skeleton)
+        except ValueError as e:
+            raise ValueError(f"--edit_skeleton {skeleton}: {e}") from e
+        if not mapping.is_file():
+            raise ValueError(f"--edit_skeleton {skeleton}: skeleton mapping file not found")
+    if kind == ".npz" and not os.path.exists(body_models):
+        raise FileNotFoundError(f"--edit_body_model: no such file or folder: {body_models}")
     return True
 
 

@@ -101,6 +101,25 @@ def test_a_refused_start_does_not_remove_the_folder_of_the_run_holding_it(holder
     assert os.path.isdir(run.model_dir) and os.path.exists(run.lock_path)
 
 
+def test_importing_into_a_running_run_is_refused_in_the_import_tool_s_terms(holder):
+    """tools/import_checkpoint.py cannot resume a run: its refusal names the run and the holder's pid and says to
+    wait for the training or stop it, not to pass --is_continue."""
+    from tool_helpers import load_tool
+
+    proc, run = holder
+    tool = load_tool("import_checkpoint")
+    args = tool.get_parser().parse_args(["--src", "net_last.pth", "--name", "busy", "--dataset_name", "synthetic",
+                                         "--checkpoints_dir", os.path.dirname(os.path.dirname(run.root))])
+    with pytest.raises(RunDirError) as info:
+        tool.main(args)
+    message = str(info.value)
+    assert message.startswith(f"the run folder {run.root} is in use by another process (pid {proc.pid} on ")
+    assert message.endswith("; wait for that training to finish, or stop it, before importing into this run; or "
+                            "import under another --name")
+    assert "--is_continue" not in message
+    assert sorted(os.listdir(run.root)) == [".lock", "eval", "model"] and not os.listdir(run.model_dir)
+
+
 def test_the_script_boundary_releases_the_lock_and_removes_a_failed_start_with_it(tmp_path, monkeypatch):
     monkeypatch.delenv(TRACEBACK_ENV, raising=False)
     run = RunDir(str(tmp_path / "checkpoints"), "synthetic", "fresh")

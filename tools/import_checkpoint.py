@@ -84,7 +84,8 @@ def main(cfg: argparse.Namespace) -> str:
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
     # The run lock, taken as a training start takes it and held until the script ends: a run that is training (its
     # first checkpoint saved or not yet) is refused, naming the holder's pid, instead of written over.
-    run.make_dirs()
+    run.make_dirs(lock_advice="wait for that training to finish, or stop it, before importing into this run; or "
+                              "import under another --name")
     # Any checkpoint of a run of that name (a trained run may hold net_best_fid.tar without latest.tar) is kept.
     existing = sorted(glob.glob(os.path.join(run.model_dir, "*.tar")))
     if existing and not cfg.overwrite:

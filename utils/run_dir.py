@@ -34,6 +34,8 @@ from utils.paths import project_path
 
 PROBE_NAME = ".write-probe"
 LOCK_NAME = ".lock"
+# What a refused training start can do instead (``RunDir.lock``); a command that does not train passes its own.
+START_ADVICE = "wait for it to finish (--is_continue then resumes the run), or pick another --name"
 MiB = 2**20
 # What a start writes before it has trained anything: a folder holding only these is no run yet.
 SETUP_FILES = ("train.log", "opt.yaml", LOCK_NAME, os.path.join("meta", "mean.npy"), os.path.join("meta", "std.npy"))
@@ -129,8 +131,9 @@ class RunDir:
         """``model/net_best_<metric>.tar`` (``net_best_fid.tar`` for the default)."""
         return os.path.join(self.model_dir, f"net_best_{metric.replace('/', '_')}.tar")
 
-    def make_dirs(self) -> None:
-        """Create ``model/`` and ``eval/`` (and their parents); RunDirError naming the folder when that fails.
+    def make_dirs(self, lock_advice: str = START_ADVICE) -> None:
+        """Create ``model/`` and ``eval/`` (and their parents) and take the run's lock (``lock``, whose refusal ends
+        with ``lock_advice``); RunDirError naming the folder when that fails.
 
         Only the first process of a ``torchrun`` / ``accelerate launch`` creates them (the others write nothing into
         the run before training, whose first collective waits for the first process's folder check). So the first
@@ -147,15 +150,15 @@ class RunDir:
             raise RunDirError(f"cannot create the run folder {self.root} ({e.strerror or e}); fix the permissions or "
                               f"pick another --checkpoints_dir") from e
         # Locked before it is counted as this start's: a start refused here removes nothing of the holder's.
-        self.lock()
+        self.lock(lock_advice)
         if top is not None:
             _created.append((self, top))
 
-    def lock(self) -> None:
+    def lock(self, advice: str = START_ADVICE) -> None:
         """Hold the run's lock (``.lock``, in the existing run folder) for this process until ``releasing_run_locks``
         gives it back, or the process ends: another start of the same run, here or in another process, is refused
-        with ``RunDirError`` naming the folder and the holder's pid. Only the first process of a launch locks; a
-        process that holds the lock already keeps it.
+        with ``RunDirError`` naming the folder and the holder's pid, then ``advice`` (what the refused command can do).
+        Only the first process of a launch locks; a process that holds the lock already keeps it.
         """
         if not is_first_process():
             return
@@ -163,9 +166,7 @@ class RunDir:
         if key in _locks:
             return
         try:
-            _locks[key] = acquire_lock(self.lock_path, f"the run folder {self.root}",
-                                       "wait for it to finish (--is_continue then resumes the run), or pick another "
-                                       "--name")
+            _locks[key] = acquire_lock(self.lock_path, f"the run folder {self.root}", advice)
         except FileLockedError as e:
             raise RunDirError(str(e)) from None
         except OSError as e:

@@ -470,3 +470,30 @@ def test_validation_evaluator_is_loaded_by_the_first_process_only(tmp_path, monk
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(SystemExit, match="--need_evaluation: no usable evaluator for dataset 'synthetic'"):
         load_validation_evaluator(missing, str(tmp_path), "synthetic", spec, synthetic_root)
+
+
+@pytest.mark.parametrize("n_val", [1, 2])
+def test_validation_needs_two_val_samples_and_says_so_before_training(tmp_path, n_val):
+    """A val split of one evaluation sample has no FID (a covariance needs two samples): --need_evaluation refuses it
+    when the evaluator is loaded, not at the first validation after the training steps before it. Two samples
+    validate, with a finite FID."""
+    from utils.eval_data import load_validation_evaluator
+    from utils.evaluator import save_evaluator
+
+    root = tmp_path / "data"
+    write_dataset(root, n_test=4)
+    (root / "val.txt").write_text("".join(f"t{i:03d}\n" for i in range(n_val)))
+    spec = get_dataset_spec("synthetic", str(root))
+    mean, std = eval_normalization(*load_mean_std(spec, str(root)), spec)
+    torch.manual_seed(0)
+    ev = build_evaluator("synthetic", mean, std, sizes="tiny", data_root=str(root),
+                         word_vectors=LearnedVocab.from_split(str(root), "train", dim_word=8))
+    save_evaluator(str(tmp_path / "ev" / "model" / "finest.tar"), ev)
+    if n_val == 1:
+        with pytest.raises(SystemExit, match="val split has 1 evaluation sample"):
+            load_validation_evaluator(str(tmp_path / "ev"), str(tmp_path), "synthetic", spec, str(root))
+        return
+    evaluator, loader = load_validation_evaluator(str(tmp_path / "ev"), str(tmp_path), "synthetic", spec, str(root))
+    report = evaluate(evaluator, loader, gt_motion, replications=1, gt_cache=None, progress=False)
+    assert loader.batch_size == 2 and report.metrics["fid"].mean == 0.0
+    assert math.isfinite(report.metrics["diversity"].mean)

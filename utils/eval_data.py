@@ -155,7 +155,8 @@ def load_validation_evaluator(evaluator_dir: str | None, checkpoints_dir: str, d
     ``evaluator_dir`` (default ``<checkpoints_dir>/<dataset_name>/text_mot_match``, ``dataset_name`` as given on the
     command line, as the evaluation scripts look for it), checked now rather than at the first validation (SystemExit
     with the commands to get one). A val split of fewer than 32 evaluation samples gives batches of what it has, with
-    a warning: validation only ranks checkpoints, and a noisier FID still does.
+    a warning: validation only ranks checkpoints, and a noisier FID still does. One sample is refused (SystemExit):
+    it has no FID.
 
     ``(None, None)`` on every process of a multi-process launch but the first: only the first validates, and the
     others need neither the evaluator nor the word vectors and val data its loader holds (GloVe alone is about
@@ -175,6 +176,9 @@ def load_validation_evaluator(evaluator_dir: str | None, checkpoints_dir: str, d
                          f"drop --need_evaluation") from e
     loader = build_eval_loader(evaluator, spec, "val", data_root=data_root, glove_dir=glove_dir, batch_size=1)
     batch = min(EVAL_BATCH_SIZE, len(loader.dataset))
+    if batch < 2:  # refused now, not at the first validation after hours of training
+        raise SystemExit(f"--need_evaluation: the {spec.name} val split has {batch} evaluation sample; the validation "
+                         "FID compares covariances, which need at least 2. Add val clips or drop --need_evaluation")
     if batch < EVAL_BATCH_SIZE:
         logger.warning("the val split has only %d evaluation samples: validation batches of %d (R-precision chance "
                        "1/%d, not 1/%d)", batch, batch, batch, EVAL_BATCH_SIZE)

@@ -26,6 +26,7 @@ from utils.data_validation import validate_dataset
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import read_split, read_texts
 from utils.motion_process import extract_features, recover_from_ric
+from utils.representation import joints_to_features
 from utils.synthetic import synthesize_motion
 
 
@@ -452,3 +453,27 @@ def test_the_smpl22_mapping_imports_this_projects_own_bvh_exports(tmp_path):
     import_bvh_folder(str(src), str(tmp_path / "Reimported"), "smpl22", target_fps=20)
     features = np.load(tmp_path / "Reimported" / "new_joint_vecs" / "walk.npy")
     np.testing.assert_allclose(features, extract_features(motion.joints), atol=1e-3)
+
+
+def test_foot_contacts_mean_the_same_foot_speed_at_any_import_frame_rate(tmp_path):
+    """HumanML3D's contact threshold is a squared displacement per frame at 20 fps (a foot slower than about 0.9 m/s).
+    A body gliding at 1.2 m/s has no contact and one at 0.6 m/s has contact, whatever ``--fps`` the import uses: the
+    threshold per frame follows the frame rate, or at 30 fps the faster glide would count as standing."""
+    pose = synthesize_motion(np.random.default_rng(3), "walk").joints[0]
+    src = tmp_path / "mocap"
+    src.mkdir()
+    times = np.arange(121) / 60.0
+    for name, speed in (("fast", 1.2), ("slow", 0.6)):
+        glide = pose[None] + speed * times[:, None, None] * np.array([0.0, 0.0, 1.0])
+        write_bvh(src / f"{name}.bvh", glide, fps=60)
+    for fps in (20, 30, 60):
+        out = tmp_path / f"Glide{fps}"
+        import_bvh_folder(str(src), str(out), "smpl22", target_fps=fps)
+        fast = np.load(out / "new_joint_vecs" / "fast.npy")[:, -4:]
+        slow = np.load(out / "new_joint_vecs" / "slow.npy")[:, -4:]
+        assert not fast.any(), f"{fps} fps: a foot gliding at 1.2 m/s is in contact in {fast.mean():.0%} of frames"
+        assert slow.all(), f"{fps} fps: a foot gliding at 0.6 m/s is in contact in only {slow.mean():.0%} of frames"
+        # Features made from joints for that dataset (editing, conversions) use its frame rate too.
+        spec = get_dataset_spec(out.name, str(out))
+        fast_joints = pose[None] + 1.2 * (np.arange(41) / fps)[:, None, None] * np.array([0.0, 0.0, 1.0])
+        assert spec.fps == fps and not joints_to_features(fast_joints, spec)[:, -4:].any()

@@ -343,7 +343,7 @@ def _write_clip(clip: SourceClip, path: Path, out: str, spec: DatasetSpec, targe
                 raise ValueError(f"motion id {motion_id!r} would be written twice (with --mirror, the mirror image of "
                                  f"<name> is M<name>): rename the clip")
             summary.written.add(motion_id)
-            features = write_motion(out, motion_id, motion, captions_of)
+            features = write_motion(out, motion_id, motion, captions_of, target_fps)
             if features.shape[0] < spec.min_motion_length:
                 summary.too_short.append(motion_id)
             summary.frames += features.shape[0]

@@ -108,15 +108,16 @@ def make_layout_dirs(out_dir: str) -> None:
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
 
 
-def write_motion(out_dir: str, clip_id: str, joints: np.ndarray, caption_lines: Sequence[str]) -> np.ndarray:
-    """Write one clip: features of joints (T, 22, 3) -> ``new_joint_vecs`` (T-1, 263), their ``recover_from_ric``
-    joints -> ``new_joints`` (T-1, 22, 3), and ``texts/<id>.txt``. An id with ``/`` gets its sub-folders. Returns the
-    features.
+def write_motion(out_dir: str, clip_id: str, joints: np.ndarray, caption_lines: Sequence[str],
+                 fps: float = 20.0) -> np.ndarray:
+    """Write one clip: features of joints (T, 22, 3) at ``fps`` -> ``new_joint_vecs`` (T-1, 263) (foot contacts at
+    HumanML3D's foot speed, ``feet_threshold``), their ``recover_from_ric`` joints -> ``new_joints`` (T-1, 22, 3), and
+    ``texts/<id>.txt``. An id with ``/`` gets its sub-folders. Returns the features.
 
     The files are written in place: a clip cut short by a stop fails to load with a ``DatasetError`` naming its file
     (``utils.motion_files.open_npy``), and the dataset's ``Mean.npy``, written after every clip, is missing, so the
     run does not look finished. Temporaries would cost an fsync per file and leave files behind after a kill."""
-    features = extract_features(joints)
+    features = extract_features(joints, fps=fps)
     if not np.all(np.isfinite(features)):
         raise ValueError(f"clip {clip_id!r}: feature extraction produced non-finite values")
     for sub in ("new_joint_vecs", "new_joints", "texts"):

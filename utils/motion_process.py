@@ -163,18 +163,35 @@ def _initial_facing(pose: np.ndarray, face_joint_indx: tuple[int, int, int, int]
     return qbetween(forward, _FORWARD)
 
 
+def feet_threshold(skeleton: str = "t2m", fps: float | None = None) -> float:
+    """The contact threshold (squared foot displacement per frame) of ``skeleton`` for motion at ``fps``.
+
+    The skeleton's ``feet_thre`` is per frame of its dataset (20 fps for HumanML3D, 12.5 for KIT-ML), so it stands
+    for a foot speed; at another frame rate a frame spans another time, and the same speed keeps the threshold
+    ``feet_thre * (dataset fps / fps)^2``. None or the dataset's own rate gives ``feet_thre`` itself.
+    """
+    settings = get_skeleton_settings(skeleton)
+    if fps is None or fps == settings.fps:
+        return settings.feet_thre
+    if not (np.isfinite(fps) and fps > 0):
+        raise ValueError(f"feet_threshold: fps must be a positive frame rate, got {fps}")
+    return settings.feet_thre * (settings.fps / fps) ** 2
+
+
 def process_joints(joints: np.ndarray, tgt_offsets: np.ndarray | None = None, skeleton: str = "t2m",
-                   feet_thre: float | None = None) -> ProcessedMotion:
+                   feet_thre: float | None = None, fps: float | None = None) -> ProcessedMotion:
     """The HumanML3D ``process_file`` pipeline with its intermediates.
 
-    joints: (T, J, 3), y up, metres for "t2m" (J = 22) or millimetres for "kit" (J = 21), at the dataset frame rate.
+    joints: (T, J, 3), y up, metres for "t2m" (J = 22) or millimetres for "kit" (J = 21), at ``fps``.
     tgt_offsets: (J, 3) target skeleton; default the official HumanML3D one (t2m only).
-    feet_thre: squared per-frame foot displacement below which a foot is in contact; default per skeleton.
+    feet_thre: squared per-frame foot displacement below which a foot is in contact; default
+        ``feet_threshold(skeleton, fps)``, the dataset's threshold for the same foot speed at ``fps`` (None: the
+        dataset's own frame rate).
     """
     settings = get_skeleton_settings(skeleton)
     joints = _check_input_joints(joints, settings.joints_num, "process_joints")
     tgt_offsets = _resolve_target(tgt_offsets, settings, "process_joints")
-    feet_thre = settings.feet_thre if feet_thre is None else float(feet_thre)
+    feet_thre = feet_threshold(skeleton, fps) if feet_thre is None else float(feet_thre)
     if not (np.isfinite(feet_thre) and feet_thre > 0):
         raise ValueError(f"process_joints: feet_thre must be a positive finite squared displacement per frame "
                          f"(default {settings.feet_thre} for skeleton {settings.name!r}), got {feet_thre}")
@@ -221,12 +238,12 @@ def process_joints(joints: np.ndarray, tgt_offsets: np.ndarray | None = None, sk
 
 
 def extract_features(joints: np.ndarray, tgt_offsets: np.ndarray | None = None, skeleton: str = "t2m",
-                     feet_thre: float | None = None) -> np.ndarray:
-    """HumanML3D features (T-1, D) float32 of joints (T, J, 3); D = 263 for "t2m", 251 for "kit".
+                     feet_thre: float | None = None, fps: float | None = None) -> np.ndarray:
+    """HumanML3D features (T-1, D) float32 of joints (T, J, 3) at ``fps``; D = 263 for "t2m", 251 for "kit".
 
     See ``process_joints`` for the arguments.
     """
-    return process_joints(joints, tgt_offsets, skeleton, feet_thre).features
+    return process_joints(joints, tgt_offsets, skeleton, feet_thre, fps).features
 
 
 def initial_placement(joints: np.ndarray, tgt_offsets: np.ndarray | None = None, skeleton: str = "t2m",

@@ -67,7 +67,8 @@ class SkeletonSettings:
 
     ``face_joint_indx`` is (right hip, left hip, right shoulder, left shoulder); ``fid_l``/``fid_r`` are the foot
     joints whose contacts are stored; ``l_idx1``/``l_idx2`` are the two lower-leg bones whose lengths scale the root
-    trajectory when retargeting; ``feet_thre`` is in squared units of the data per frame (m^2 for t2m, mm^2 for KIT).
+    trajectory when retargeting; ``feet_thre`` is in squared units of the data per frame (m^2 for t2m, mm^2 for KIT)
+    at the dataset's frame rate ``fps`` (20 for t2m, 12.5 for KIT), so it stands for a foot speed.
     """
 
     name: str
@@ -80,6 +81,7 @@ class SkeletonSettings:
     l_idx1: int
     l_idx2: int
     feet_thre: float
+    fps: float
     right_chain: tuple[int, ...]
     left_chain: tuple[int, ...]
 
@@ -95,11 +97,11 @@ class SkeletonSettings:
 SKELETONS: dict[str, SkeletonSettings] = {
     "t2m": SkeletonSettings(
         name="t2m", joints_num=22, raw_offsets=t2m_raw_offsets, kinematic_chain=t2m_kinematic_chain,
-        face_joint_indx=(2, 1, 17, 16), fid_l=(7, 10), fid_r=(8, 11), l_idx1=5, l_idx2=8, feet_thre=0.002,
+        face_joint_indx=(2, 1, 17, 16), fid_l=(7, 10), fid_r=(8, 11), l_idx1=5, l_idx2=8, feet_thre=0.002, fps=20.0,
         right_chain=T2M_RIGHT_CHAIN, left_chain=T2M_LEFT_CHAIN),
     "kit": SkeletonSettings(
         name="kit", joints_num=21, raw_offsets=kit_raw_offsets, kinematic_chain=kit_kinematic_chain,
-        face_joint_indx=(11, 16, 5, 8), fid_l=(19, 20), fid_r=(14, 15), l_idx1=17, l_idx2=18, feet_thre=0.05,
+        face_joint_indx=(11, 16, 5, 8), fid_l=(19, 20), fid_r=(14, 15), l_idx1=17, l_idx2=18, feet_thre=0.05, fps=12.5,
         right_chain=KIT_RIGHT_CHAIN, left_chain=KIT_LEFT_CHAIN),
 }
 

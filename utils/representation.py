@@ -93,8 +93,9 @@ def with_extrapolated_frame(joints: np.ndarray) -> np.ndarray:
 def joints_to_features(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
     """Joint positions (T, J, 3) -> the features (T, dim_pose) of a HumanML3D-family ``spec`` (``humanml3d`` or
     ``essential``), by HumanML3D's feature extraction (bones retargeted to the built-in target skeleton, rotations by
-    IK on positions). T joint frames give T-1 feature rows; one more frame at the last frame's velocity keeps T rows.
-    Raises ValueError for other representations or skeletons, and for joints the extraction cannot handle."""
+    IK on positions, foot contacts at the dataset's frame rate). T joint frames give T-1 feature rows; one more frame
+    at the last frame's velocity keeps T rows. Raises ValueError for other representations or skeletons, and for
+    joints the extraction cannot handle."""
     if spec.representation not in ("humanml3d", "essential") or spec.joints_num not in TARGET_SKELETONS:
         raise ValueError(f"dataset {spec.name!r} ({spec.representation}, {spec.joints_num} joints) has no feature "
                          f"extraction from joint positions here (only HumanML3D-layout datasets with "
@@ -102,7 +103,8 @@ def joints_to_features(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3) or joints.shape[0] < 1:
         raise ValueError(f"expected joint positions (T, {spec.joints_num}, 3), got shape {joints.shape}")
-    features = extract_features(with_extrapolated_frame(joints), skeleton=TARGET_SKELETONS[spec.joints_num])
+    features = extract_features(with_extrapolated_frame(joints), skeleton=TARGET_SKELETONS[spec.joints_num],
+                                fps=spec.fps)
     if spec.representation == "essential":
         features = to_essential(features, spec.joints_num)
     return np.asarray(features, dtype=np.float32)

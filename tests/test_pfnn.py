@@ -197,3 +197,18 @@ def test_future_trajectory_starts_at_the_next_frame(synthetic_root, fps) -> None
     x = {b.name: slice(b.start, b.stop) for b in x_blocks}
     np.testing.assert_allclose(clip.outputs[:-1, y["next_traj_pos_z"]], clip.inputs[1:, x["traj_pos_z"]][:, 6:],
                                atol=1e-5)
+
+
+def test_derived_contacts_mean_the_same_foot_speed_at_any_frame_rate() -> None:
+    # Layouts without contact columns (the essential subset) derive them from joint displacements: HumanML3D's
+    # threshold is per frame at 20 fps, so at 60 fps a foot gliding at 1.2 m/s must still count as moving.
+    from utils.pfnn import _joint_contacts
+
+    for fps in (20.0, 30.0, 60.0):
+        frames = np.arange(40)[:, None, None] / fps
+        for speed, planted in ((1.2, False), (0.6, True)):
+            joints = np.zeros((40, 22, 3))
+            joints[..., 2] = speed * frames[..., 0]
+            contacts = _joint_contacts(joints, 22, fps)
+            assert contacts.shape == (40, 4)
+            assert np.all(contacts == float(planted)), (fps, speed)

@@ -76,7 +76,7 @@ from tqdm import tqdm
 
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import MotionIndex
-from utils.motion_process import recover_from_ric, recover_root_rot_pos
+from utils.motion_process import feet_threshold, recover_from_ric, recover_root_rot_pos
 from utils.normalization import DatasetError
 from utils.paramutil import SKELETONS
 from utils.quaternion import qinv, qrot
@@ -265,14 +265,15 @@ def _trajectory(ground: np.ndarray, forward: np.ndarray, quat: np.ndarray, base:
     return positions, _to_root(quat[base], directions)
 
 
-def _joint_contacts(joints: np.ndarray, joints_num: int) -> np.ndarray:
-    """Contacts ``(T, 4)`` from squared foot displacements (HumanML3D's rule) for layouts without contact columns."""
+def _joint_contacts(joints: np.ndarray, joints_num: int, fps: float) -> np.ndarray:
+    """Contacts ``(T, 4)`` from squared foot displacements (HumanML3D's rule, its foot speed at ``fps``:
+    ``feet_threshold``) for layouts without contact columns."""
     settings = next((s for s in SKELETONS.values() if s.joints_num == joints_num), None)
     if settings is None:
         raise ValueError(f"PFNN export: no foot-contact columns and no skeleton with {joints_num} joints to derive "
                          f"them from; known skeletons: {sorted(SKELETONS)}")
     feet = list(settings.fid_l) + list(settings.fid_r)
-    step = ((joints[1:, feet] - joints[:-1, feet]) ** 2).sum(-1) < settings.feet_thre
+    step = ((joints[1:, feet] - joints[:-1, feet]) ** 2).sum(-1) < feet_threshold(settings.name, fps)
     return np.concatenate([step, step[-1:]], axis=0).astype(np.float64)
 
 
@@ -311,7 +312,7 @@ def clip_frames(features: np.ndarray, spec: DatasetSpec, gait: bool = False,
     if spec.contact_group and spec.contact_group in {g.name for g in spec.layout}:
         contacts = feats[:, spec.group(spec.contact_group)]
     else:
-        contacts = _joint_contacts(joints, joints_num)
+        contacts = _joint_contacts(joints, joints_num, fps)
     if contacts.shape[1] != 4:
         raise ValueError(f"PFNN export: dataset {spec.name!r} has {contacts.shape[1]} contact columns; expected 4 "
                          f"({', '.join(CONTACT_NAMES)})")

@@ -25,7 +25,8 @@ class FSQ(GridQuantizer):
     a symmetric grid, even levels one that stops a step short of +1 (e.g. 8 -> {-1, ..., 0.75}). The index of a code is
     ``sum_i k_i * prod(levels[:i])`` (first dim least significant), so ``codebook_size = prod(levels)``.
 
-    There is no codebook to learn and no auxiliary loss; ``aux_loss`` is 0.
+    There is no codebook to learn and no auxiliary loss; ``aux_loss`` is 0. A token with a NaN coordinate has index
+    -1 ("no code"; see ``_quantize``).
     """
 
     def __init__(self, levels: Sequence[int], dim: int | None = None) -> None:
@@ -93,7 +94,9 @@ class FSQ(GridQuantizer):
         """``h (..., L)`` float32 -> (coordinates with straight-through gradient, indices ``(...)`` long).
 
         The indices come from the rounded integers themselves, so no second rounding of ``codes * half_width`` is
-        needed (it gives the same integers)."""
+        needed (it gives the same integers). A token with a NaN coordinate (a diverged encoder) has no grid point: its
+        index is -1 and its codes NaN, so the NaN reaches the loss (where training stops with a report) instead of an
+        arbitrary integer reaching the usage statistics (an IndexError there)."""
         bounded = self.bound(h)
         rounded = bounded.detach().round()
         codes = (bounded + (rounded - bounded).detach()) / self._half_width_f
@@ -105,7 +108,7 @@ class FSQ(GridQuantizer):
             indices = flat.long().view(rounded.shape[:-1])
         else:
             indices = ((rounded + self._half_width_f).long() * self._basis).sum(-1)
-        return codes, indices
+        return codes, indices.masked_fill(rounded.isnan().any(-1), -1)
 
     def quantize_latent(self, h: Tensor) -> Tensor:
         """FSQ coordinates ``(..., L)`` on the grid in [-1, 1] for pre-quantization values ``h (..., L)``

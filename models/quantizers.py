@@ -260,13 +260,15 @@ class Quantizer(nn.Module):
 
     @torch.no_grad()
     def _record_present_codes(self, indices: Tensor) -> Tensor:
-        """Add ``indices`` (any shape, no -1 entries) to the usage counts and return this batch's perplexity ``()``,
-        from the counts of the codes present (a sort of the tokens, not a histogram over all K codes: what matters
-        when K is much larger than the number of tokens)."""
+        """Add ``indices`` (any shape; -1, "no code", is ignored) to the usage counts and return this batch's
+        perplexity ``()``, from the counts of the codes present (a sort of the tokens, not a histogram over all K
+        codes: what matters when K is much larger than the number of tokens)."""
         present, counts = present_code_counts(indices)
+        # -1 counts zero times (at code 0) rather than being dropped: a boolean mask would cost a device sync.
+        counts = counts * (present >= 0)
         if self.usage_counts.device != counts.device:
             self.usage_counts = self.usage_counts.to(counts.device)
-        self.usage_counts.index_add_(0, present, counts)
+        self.usage_counts.index_add_(0, present.clamp_min(0), counts)
         return perplexity_from_counts(counts)
 
     def _state_device(self) -> torch.device:

@@ -139,6 +139,26 @@ def test_fsq_empty_batch_gives_empty_indices(levels: tuple[int, ...]) -> None:
     assert out.z_q.shape == (0, 4, 6) and out.indices.shape == (0, 4) and out.indices.dtype == torch.long
 
 
+@pytest.mark.parametrize("levels", [(8, 5, 5), (8, 8, 8, 8, 8, 8, 8, 8, 8)])
+def test_fsq_nan_latent_has_no_code_and_reaches_the_loss(levels: tuple[int, ...]) -> None:
+    # A diverged encoder's NaN must come out of the quantizer as NaN, for the engine's non-finite-loss stop, not as an
+    # IndexError of the usage statistics; its index is -1 ("no code"), which decoding refuses.
+    torch.manual_seed(5)
+    fsq = FSQ(list(levels), dim=6).train()
+    z = torch.randn(2, 3, 6)
+    expected = fsq.quantize(z)
+    z[1, 2, 0] = float("nan")
+    finite = torch.ones(2, 3, dtype=torch.bool)
+    finite[1, 2] = False
+    out = fsq(z)
+    assert int(out.indices[1, 2]) == -1 and torch.equal(out.indices[finite], expected[finite])
+    assert torch.isnan(out.z_q[1, 2]).all() and torch.isfinite(out.z_q[finite]).all()
+    assert int(fsq.code_usage().counts.sum()) == 5 and torch.isfinite(out.perplexity)
+    assert torch.equal(fsq.eval().quantize(z), out.indices)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, "):
+        fsq.indices_to_latents(out.indices)
+
+
 def test_bincount_perplexity_matches_dense_reference() -> None:
     torch.manual_seed(4)
     k = 50

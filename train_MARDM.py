@@ -26,9 +26,17 @@ import sys
 
 import torch
 
-from models.mardm import MARDM_MODELS
+from models.mardm import MARDM_MODELS, ignored_head_args
 from models.text_encoders import TextEncoder
-from options.config import config_to_dict, option_origin, parse_with_config, resolve_max_iters, save_config
+from options.config import (
+    config_to_dict,
+    given_in_config,
+    given_on_command_line,
+    option_origin,
+    parse_with_config,
+    resolve_max_iters,
+    save_config,
+)
 from options.generator_options import get_train_mardm_parser
 from utils.cli import RESUME_TRAINING, run_script
 from utils.dataset_specs import get_dataset_spec
@@ -65,6 +73,20 @@ logger = logging.getLogger("train_MARDM")
 MODEL_FLAGS = ("diffmlps_batch_mul", "cond_drop_prob", "flow_solver", "flow_steps")
 
 
+def model_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The ``MODEL_FLAGS`` that are set, as overrides of ``--model``'s registry entry. A head flag the model would
+    record but never use (``models.mardm.ignored_head_args``: the ODE solver's on a DDPM head, steps for dopri5) is
+    refused when typed; one set by the ``--config`` preset, which may serve both heads, is passed on as before and
+    logged."""
+    overrides = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
+    from_preset = given_in_config(args) - given_on_command_line(args)
+    for key, why in ignored_head_args(args.model, overrides).items():
+        if key not in from_preset:
+            raise ValueError(f"--{key} {overrides[key]}: {why}")
+        logger.info("%s does not apply to %s: %s", option_origin(args, key), args.model, why)
+    return overrides
+
+
 def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> TrainResult:
     """Train ``args.model``; ``text_encoder`` optionally supplies an already built encoder of kind
     ``--text_encoder`` (tests, notebooks). Returns the engine's ``TrainResult``."""
@@ -75,6 +97,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     if args.cfg is None:  # the published guidance of the dataset (MARDM: 4.5, 2.5 on KIT-ML)
         args.cfg = MARDMBackend.guidance(spec.name)
+    overrides = model_overrides(args)
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
     check_run_start(run, args.is_continue)
     device = stage_device()
@@ -108,7 +131,6 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # -----------------------------------------------------------------------------------------------------------------
     set_seed(args.seed)
     dims = token_dims(tokenizer)
-    overrides = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
     model = MARDM_MODELS[args.model](dims.ae_dim, dims.target_dim, encoder.dim, **overrides)
     logger.info("%s: %.2fM parameters, args %s", args.model, sum(p.numel() for p in model.parameters()) / 1e6,
                 model.model_args)

@@ -197,6 +197,10 @@ def _eval_mode(module: nn.Module):
         module.train(was_training)
 
 
+# MARDM integrates its SiT head with torchdiffeq's adaptive dopri5; no registry entry chooses another solver.
+DEFAULT_FLOW_SOLVER = "dopri5"
+
+
 class MARDM(nn.Module):
     """Masked autoregressive transformer over continuous tokens with a diffusion head.
 
@@ -214,7 +218,7 @@ class MARDM(nn.Module):
     def __init__(self, ae_dim: int, target_dim: int, text_dim: int, latent_dim: int = 1024, ff_size: int = 4096,
                  num_layers: int = 1, num_heads: int = 16, dropout: float = 0.2, cond_drop_prob: float = 0.1,
                  diffmlps_batch_mul: int = 4, diffmlps_depth: int = 16, diffmlps_width: int = 1792,
-                 diffusion: str = "sit", diffusion_steps: int = 50, flow_solver: str = "dopri5",
+                 diffusion: str = "sit", diffusion_steps: int = 50, flow_solver: str = DEFAULT_FLOW_SOLVER,
                  flow_steps: int = 50) -> None:
         super().__init__()
         if diffmlps_batch_mul < 1:
@@ -455,6 +459,18 @@ def _build(name: str, preset: dict[str, Any], diffusion: str, same_dim: bool, ae
                          f"ae_dim ({ae_dim}); use an FSQ-/VQ-/LFQ- variant for a different target")
     kwargs = {**preset, "diffusion": diffusion, **overrides}
     return MARDM(ae_dim=ae_dim, target_dim=target_dim, text_dim=text_dim, **kwargs)
+
+
+def ignored_head_args(name: str, overrides: dict[str, Any]) -> dict[str, str]:
+    """The head arguments among ``overrides`` that registry entry ``name`` would record but never use, each with why:
+    ``flow_solver`` and ``flow_steps`` on a DDPM head (it has no ODE solver), ``flow_steps`` with the adaptive dopri5
+    solver (it chooses its own steps)."""
+    if "-DDPM-" in name:
+        return {key: f"{name} has a DDPM head, which integrates no ODE ({key} is for SiT heads)"
+                for key in ("flow_solver", "flow_steps") if key in overrides}
+    if "flow_steps" in overrides and overrides.get("flow_solver", DEFAULT_FLOW_SOLVER) == "dopri5":
+        return {"flow_steps": "dopri5 chooses its own steps; the steps are for --flow_solver euler or heun"}
+    return {}
 
 
 def MARDM_DDPM_XL(ae_dim: int, target_dim: int, text_dim: int, **overrides: Any) -> MARDM:

@@ -51,9 +51,10 @@ def get_train_mardm_parser() -> argparse.ArgumentParser:
                             "(default: the registry entry's, 0.1)")
     group.add_argument("--flow_solver", type=str, default=None, choices=["dopri5", "euler", "heun"],
                        help="ODE solver of SiT heads at generation (default: the registry entry's, adaptive dopri5 as "
-                            "MARDM; a fixed-step solver bounds the sampling cost)")
+                            "MARDM; a fixed-step solver bounds the sampling cost); refused for DDPM heads")
     group.add_argument("--flow_steps", type=positive_int, default=None,
-                       help="steps of the fixed-step euler/heun solvers (default: the registry entry's, 50)")
+                       help="steps of the fixed-step euler/heun solvers (default: the registry entry's, 50); refused "
+                            "for dopri5, which chooses its own, and for DDPM heads")
     group.add_argument("--val_batches", type=non_negative_int, default=0,
                        help="validation-loss batches per evaluation (0: the whole val split)")
 

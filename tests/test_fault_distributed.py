@@ -202,8 +202,8 @@ def test_two_process_generator_validates_with_the_evaluator_on_the_first_process
         "--dataset_name", "synthetic", "--data_root", synthetic_root, "--model", "FSQ-MARDM-SiT-Tiny",
         "--ae_ckpt", tokenizer, "--text_encoder", "clip", "--clip_path", clip, "--batch_size", "8",
         "--num_workers", "0", "--max_iters", "4", "--eval_every", "4", "--save_every", "4", "--val_batches", "1",
-        "--need_evaluation", "--evaluator_dir", str(tmp_path / "ev"), "--time_steps", "2", "--flow_steps", "2",
-        "--checkpoints_dir", str(tmp_path / "runs"), "--name", "g"], nproc=2, timeout=240)
+        "--need_evaluation", "--evaluator_dir", str(tmp_path / "ev"), "--time_steps", "2", "--flow_solver", "euler",
+        "--flow_steps", "2", "--checkpoints_dir", str(tmp_path / "runs"), "--name", "g"], nproc=2, timeout=240)
     assert done.returncode == 0, tail(done)
     best = load_checkpoint(str(run_root(tmp_path / "runs", "g") / "model" / "net_best_fid.tar"))
     assert best["best"]["metric"] == "fid" and best["step"] == 4 and best["metrics"]["fid"] >= 0

@@ -362,7 +362,8 @@ def test_need_evaluation_validates_on_a_small_val_split(setup, encoder, tmp_path
     with caplog.at_level(logging.WARNING, logger="utils.eval_protocol"):
         train_MARDM.main(_args(setup, "small_val", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--max_iters",
                                "4", "--eval_every", "4", "--need_evaluation", "--evaluator_dir", str(tmp_path / "ev"),
-                               "--time_steps", "2", "--flow_steps", "2", "--val_batches", "1"), text_encoder=encoder)
+                               "--time_steps", "2", "--flow_solver", "euler", "--flow_steps", "2", "--val_batches",
+                               "1"), text_encoder=encoder)
     assert any("the val split has only" in r.message for r in caplog.records)
     best = load_checkpoint(os.path.join(setup["ckpt"], "synthetic", "small_val", "model", "net_best_fid.tar"))
     assert best["best"]["metric"] == "fid" and np.isfinite(best["metrics"]["fid"])
@@ -385,3 +386,27 @@ def test_resume_with_other_model_flags_is_refused_before_opt_yaml_changes(setup,
     train_MARDM.main(parse_with_config(get_train_mardm_parser(), ["--config", str(opt_yaml), "--max_iters", "4",
                                                                   "--is_continue"]), text_encoder=encoder)
     assert load_checkpoint(str(opt_yaml.parent / "model" / "latest.tar"))["step"] == 4
+
+
+def test_head_flags_the_model_would_ignore_are_refused_before_the_run_folder(setup, encoder):
+    # --flow_solver / --flow_steps set the SiT head's ODE solver: a DDPM head has none, and dopri5 picks its own steps,
+    # so either flag typed for such a model would be recorded in model_args while changing nothing.
+    def run(name, *extra):
+        return train_MARDM.main(_args(setup, name, "--ae_name", "fsq", "--max_iters", "1", *extra),
+                                text_encoder=encoder)
+
+    refused = {
+        "ddpm_solver": (("FSQ-MARDM-DDPM-Tiny", "--flow_solver", "heun"), "--flow_solver heun: .* has a DDPM head"),
+        "ddpm_steps": (("FSQ-MARDM-DDPM-Tiny", "--flow_steps", "2"), "--flow_steps 2: .* has a DDPM head"),
+        "dopri5_steps": (("FSQ-MARDM-SiT-Tiny", "--flow_steps", "2"),
+                         "--flow_steps 2: dopri5 chooses its own steps.*--flow_solver euler"),
+    }
+    for name, ((model, *flags), message) in refused.items():
+        with pytest.raises(ValueError, match=message):
+            run(name, "--model", model, *flags)
+        assert not os.path.exists(os.path.join(setup["ckpt"], "synthetic", name)), name
+    # One preset serves both heads (reproduce.py's quick DDPM recipe trains on tiny_mardm.yaml): its solver settings
+    # do not stop a DDPM model, and a fixed-step solver takes its steps.
+    run("ddpm_preset", "--config", "options/configs/tiny_mardm.yaml", "--model", "FSQ-MARDM-DDPM-Tiny",
+        "--ae_model", "FSQ_AE_Tiny")
+    run("heun_steps", "--model", "FSQ-MARDM-SiT-Tiny", "--flow_solver", "heun", "--flow_steps", "2")

@@ -1,8 +1,9 @@
 """Skeleton constants of the HumanML3D (SMPL-22) and KIT-ML (21-joint) skeletons.
 
-Raw offsets are unit directions of each bone (joint minus parent) in the rest pose: Y up, the body faces +Z and its
-left side is +X. Bone lengths come from a target skeleton; ``Skeleton.get_offsets_joints`` turns a pose into
-``raw offset x bone length``. Kinematic chains are the ones of ``utils.dataset_specs``.
+Raw offsets are unit directions of each bone (joint minus parent) in the rest pose, Y up and the body facing +Z: for
+SMPL-22 the left side is +X; KIT-ML's offsets, as released, point the right hip and right shoulder to +X. Bone
+lengths come from a target skeleton; ``Skeleton.get_offsets_joints`` turns a pose into ``raw offset x bone length``.
+Kinematic chains are the ones of ``utils.dataset_specs``.
 """
 
 from __future__ import annotations

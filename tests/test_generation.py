@@ -113,14 +113,19 @@ def save_generator(ckdir: str, data_root: str, run: str, model_name: str, tokeni
     return path
 
 
-def save_length_estimator(ckdir: str, clip_path: str, unit_length: int = 4) -> str:
+def save_length_estimator(ckdir: str, clip_path: str, unit_length: int = 4, dataset: str | None = None) -> str:
+    """An untrained estimator at ``<ckdir>/<dataset or synthetic>/length_estimator``; ``dataset`` also records that
+    dataset as ``train_length_estimator.py`` does (None: a file without the record)."""
     torch.manual_seed(0)
     model = LengthEstimator(CLIP_EMBED, num_classes=50, hidden_dim=32)
-    path = os.path.join(ckdir, "synthetic", "length_estimator", "model", "latest.tar")
-    save_checkpoint(path, {"stage": "length_estimator", "model_name": "LengthEstimator",
-                           "model_args": dict(model.model_args), "model": model.state_dict(),
-                           "text_encoder": {"name": "clip", "dim": CLIP_EMBED, "path": os.path.abspath(clip_path)},
-                           "unit_length": unit_length})
+    path = os.path.join(ckdir, dataset or "synthetic", "length_estimator", "model", "latest.tar")
+    state = {"stage": "length_estimator", "model_name": "LengthEstimator", "model_args": dict(model.model_args),
+             "model": model.state_dict(),
+             "text_encoder": {"name": "clip", "dim": CLIP_EMBED, "path": os.path.abspath(clip_path)},
+             "unit_length": unit_length}
+    if dataset is not None:
+        state["dataset"] = {"name": dataset, "spec": get_dataset_spec(dataset).to_dict()}
+    save_checkpoint(path, state)
     return path
 
 
@@ -356,6 +361,20 @@ def test_lengths_come_from_the_estimator(runs, tmp_path, synthetic_root):
     assert torch.equal(out.lengths, again.lengths)
     est = load_length_estimator(os.path.join(ckdir, "synthetic", "length_estimator"))
     assert est.unit_length == 4 and est.text_encoder["name"] == "clip"
+
+
+def test_an_estimator_of_a_dataset_at_another_frame_rate_is_refused(runs, tmp_path):
+    """A length estimator counts frames of its own dataset: KIT-ML's 12.5 fps lengths would give a 20 fps generator
+    motions of 5/8 the duration. One of another dataset at the same frame rate is accepted."""
+    _, paths = runs
+    kit = save_length_estimator(str(tmp_path), paths["clip"], dataset="kit")
+    gen = load_generator(paths["ae_gen"], length_estimator=kit)
+    with pytest.raises(CheckpointError, match=r"trained on 'kit' at 12.5 fps.*'synthetic' is at 20.0 fps"):
+        gen.generate(["a person walks"], None, time_steps=2, seed=0)
+    same_rate = save_length_estimator(str(tmp_path), paths["clip"], dataset="t2m")
+    out = load_generator(paths["ae_gen"], length_estimator=same_rate).generate(["a person walks"], None,
+                                                                               time_steps=2, seed=0)
+    assert out.lengths.shape == (1,) and int(out.lengths[0]) % 4 == 0
 
 
 def test_the_tokenizer_loads_with_the_weights_the_generator_was_trained_on(tmp_path, synthetic_root):

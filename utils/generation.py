@@ -201,6 +201,13 @@ class MotionGenerator:
                                       f"<checkpoints_dir>/<dataset>/<name>/model/ folder); give the motion lengths "
                                       f"or a length estimator path")
             estimator = load_length_estimator(self.length_estimator_path, self.device)
+            fps = ((estimator.dataset or {}).get("spec") or {}).get("fps")
+            if fps is not None and float(fps) != float(self.spec.fps):
+                # Its classes count frames of its own dataset: at another rate they would mean other durations.
+                raise CheckpointError(f"{estimator.path}: the length estimator was trained on "
+                                      f"{estimator.dataset.get('name')!r} at {float(fps)} fps, but the generator's "
+                                      f"dataset {self.spec.name!r} is at {float(self.spec.fps)} fps; use an estimator "
+                                      f"trained on a {float(self.spec.fps)} fps dataset, or give the motion lengths")
             record = estimator.text_encoder
             if record.get("name") == self.text_encoder.name and record.get("dim") == self.text_encoder.dim:
                 self._length_text_encoder = self.text_encoder

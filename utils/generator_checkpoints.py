@@ -183,12 +183,13 @@ def build_recorded_text_encoder(record: dict[str, Any], path: str, device: str |
 
 class LoadedLengthEstimator(NamedTuple):
     """A length estimator ready to use: ``model`` (eval mode), its ``text_encoder`` record, ``unit_length`` (frames per
-    class step) and the checkpoint ``path``."""
+    class step), the checkpoint ``path`` and its ``dataset`` record ``{"name", "spec"}`` (None in files without one)."""
 
     model: LengthEstimator
     text_encoder: dict[str, Any]
     unit_length: int
     path: str
+    dataset: dict[str, Any] | None = None
 
 
 def load_length_estimator(path_or_run: str, device: str | torch.device = "cpu") -> LoadedLengthEstimator:
@@ -205,4 +206,6 @@ def load_length_estimator(path_or_run: str, device: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: cannot rebuild LengthEstimator from model_args {state['model_args']}: {e}") \
             from e
     model.to(device).eval().requires_grad_(False)
-    return LoadedLengthEstimator(model, dict(state["text_encoder"]), int(state["unit_length"]), path)
+    dataset = state.get("dataset")
+    return LoadedLengthEstimator(model, dict(state["text_encoder"]), int(state["unit_length"]), path,
+                                 dict(dataset) if dataset is not None else None)

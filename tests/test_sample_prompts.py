@@ -1,5 +1,6 @@
-"""sample.py --text_path files that hold no prompt or are a folder: one clear error naming the file, before any model
-loads. (A file that is not UTF-8 is tested with the other prompt-file errors in test_sample.py.)"""
+"""sample.py --text_path files that hold no prompt, are a folder or would lose what they hold (a caption cut at an
+unquoted comma): one clear error naming the file, before any model loads. (A file that is not UTF-8 is tested with
+the other prompt-file errors in test_sample.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import sample
 from options.config import parse_with_config
 from options.eval_generator_options import get_sample_parser
+from utils.prompts import read_prompt_file
 
 
 def _args(*argv: str):
@@ -31,3 +33,16 @@ def test_a_folder_as_prompt_file_says_it_is_a_folder(tmp_path):
 def test_a_negative_motion_length_fails_before_the_model_loads():
     with pytest.raises(ValueError, match="--motion_length -8: expected frames > 0, or 0 / unset for the length est"):
         sample.read_prompts(_args("--text_prompt", "a person walks", "--motion_length", "-8"))
+
+
+@pytest.mark.parametrize("content,match", [
+    # An unquoted comma in a caption splits it: the rest would be dropped (a text-only file) or read as its length.
+    ("text\na person walks forward, then turns around\n", r"p.csv, line 2: 2 fields under a header of 1 column"),
+    ("text,length\na person walks, then runs,40\n", r"p.csv, line 2: 3 fields under a header of 2 columns"),
+])
+def test_a_csv_row_with_more_fields_than_its_header_fails_instead_of_losing_text(tmp_path, content, match):
+    path = tmp_path / "p.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=match + r".*in double quotes"):
+        read_prompt_file(str(path))
+

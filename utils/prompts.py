@@ -6,7 +6,8 @@
   ``texts/<id>.txt``) gives its caption.
 - ``.jsonl``: one JSON object per line, ``{"text": "...", "length": 120}``; ``length`` (frames) may be missing or
   null.
-- ``.csv``: a header row with a ``text`` column and optionally a ``length`` column (frames; empty means none).
+- ``.csv``: a header row with a ``text`` column and optionally a ``length`` column (frames; empty means none); a
+  text that holds commas is in double quotes, as spreadsheets write it.
 
 Files are UTF-8 (a byte-order mark is dropped). Frames must be positive whole numbers. Errors name the file and
 the line.
@@ -118,8 +119,15 @@ def _read_csv(path: str) -> list[tuple[int, str, int | None]]:
         reader.fieldnames = fields
         for row in reader:
             number = reader.line_num
-            if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
+            extra = row.pop(None, None) or []  # fields past the header's columns
+            if not any((value or "").strip() for value in [*row.values(), *extra]):
                 continue
+            if extra:
+                # An unquoted comma in a caption splits it; the fields past the header would be dropped.
+                count = len(fields) + len(extra)
+                raise ValueError(f"{path}, line {number}: {count} fields under a header of {len(fields)} "
+                                 f"column{'s' if len(fields) > 1 else ''}; put a text that holds commas in double "
+                                 f"quotes (\"a person walks, then runs\")")
             try:
                 prompts.append((number, _text(row.get("text")), _frames(row.get("length"))))
             except ValueError as e:

@@ -46,3 +46,17 @@ def test_a_csv_row_with_more_fields_than_its_header_fails_instead_of_losing_text
     with pytest.raises(ValueError, match=match + r".*in double quotes"):
         read_prompt_file(str(path))
 
+
+@pytest.mark.parametrize("name,content,match", [
+    # A misspelt length (or a per-prompt seed, which is not read) would leave the prompt to --motion_length.
+    ("p.csv", "text,Length\na person walks,40\n", r"p.csv, line 1: unknown column\(s\) \['Length'\]"),
+    ("p.csv", "text,length,seed\na person walks,40,3\n", r"p.csv, line 1: unknown column\(s\) \['seed'\]"),
+    ("p.jsonl", '{"text": "a person walks", "frames": 40}\n', r"p.jsonl, line 1: unknown key\(s\) \['frames'\]"),
+    ("p.jsonl", '{"text": "a", "length": 8}\n{"text": "b", "seed": 3}\n',
+     r"p.jsonl, line 2: unknown key\(s\) \['seed'\]"),
+])
+def test_unknown_fields_of_a_structured_prompt_file_fail_instead_of_being_ignored(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=match + r".*'text' and optionally 'length'"):
+        read_prompt_file(str(path))

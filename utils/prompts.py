@@ -5,9 +5,9 @@
   skipped (MoMask's and MARDM's format). A HumanML3D caption line (``caption#tokens#start#end``, as in
   ``texts/<id>.txt``) gives its caption.
 - ``.jsonl``: one JSON object per line, ``{"text": "...", "length": 120}``; ``length`` (frames) may be missing or
-  null.
-- ``.csv``: a header row with a ``text`` column and optionally a ``length`` column (frames; empty means none); a
-  text that holds commas is in double quotes, as spreadsheets write it.
+  null; no other key.
+- ``.csv``: a header row with a ``text`` column and optionally a ``length`` column (frames; empty means none), no
+  other; a text that holds commas is in double quotes, as spreadsheets write it.
 
 Files are UTF-8 (a byte-order mark is dropped). Frames must be positive whole numbers. Errors name the file and
 the line.
@@ -21,6 +21,11 @@ import io
 import json
 import re
 from typing import Any
+
+# The fields of a .jsonl object or .csv header. Any other is an error: a misspelt length ("Length", "frames") or a
+# per-prompt seed, which is not read, would silently leave the prompt to --motion_length or the length estimator.
+FIELDS = ("text", "length")
+_FIELDS_NOTE = "expected 'text' and optionally 'length' (frames); the seed of sample k is --seed + k"
 
 # caption#word/TAG word/TAG ...#start#end (the HumanML3D / KIT-ML texts files). As their reader
 # (utils.motion_files.scan_texts) takes them, the tokens may be empty, a tag may be NaN (the whole clip) and the
@@ -102,6 +107,9 @@ def _read_jsonl(path: str) -> list[tuple[int, str, int | None]]:
                 entry = json.loads(line)
                 if not isinstance(entry, dict) or "text" not in entry:
                     raise ValueError('expected a JSON object with a "text" field (and optionally "length" in frames)')
+                unknown = [key for key in entry if key not in FIELDS]
+                if unknown:
+                    raise ValueError(f"unknown key(s) {unknown}; {_FIELDS_NOTE}")
                 prompts.append((number, _text(entry["text"]), _frames(entry.get("length"))))
             except ValueError as e:  # json.JSONDecodeError is a ValueError
                 raise ValueError(f"{path}, line {number}: {e}") from e
@@ -116,6 +124,9 @@ def _read_csv(path: str) -> list[tuple[int, str, int | None]]:
         if "text" not in fields:
             raise ValueError(f"{path}, line 1: expected a header row with a 'text' column (and optionally 'length' "
                              f"in frames), got {fields}")
+        unknown = [name for name in fields if name not in FIELDS]
+        if unknown:
+            raise ValueError(f"{path}, line 1: unknown column(s) {unknown}; {_FIELDS_NOTE}")
         reader.fieldnames = fields
         for row in reader:
             number = reader.line_num

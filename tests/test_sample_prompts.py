@@ -55,8 +55,23 @@ def test_a_csv_row_with_more_fields_than_its_header_fails_instead_of_losing_text
     ("p.jsonl", '{"text": "a", "length": 8}\n{"text": "b", "seed": 3}\n',
      r"p.jsonl, line 2: unknown key\(s\) \['seed'\]"),
 ])
-def test_unknown_fields_of_a_structured_prompt_file_fail_instead_of_being_ignored(tmp_path, name, content, match):
+def test_misspelt_length_or_seed_fields_of_a_structured_prompt_file_fail(tmp_path, name, content, match):
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=match + r".*'text' and optionally 'length'"):
         read_prompt_file(str(path))
+
+
+@pytest.mark.parametrize("name,content", [
+    ("p.csv", "id,text,length\n000021,a person walks,40\n000022,a person runs,\n"),
+    ("p.jsonl", '{"id": "000021", "text": "a person walks", "length": 40}\n'
+                '{"id": "000022", "text": "a person runs"}\n'),
+])
+def test_other_fields_of_a_structured_prompt_file_are_ignored_with_one_warning(tmp_path, caplog, name, content):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with caplog.at_level("WARNING", logger="utils.prompts"):
+        prompts = read_prompt_file(str(path))
+    assert [(text, frames) for _, text, frames in prompts] == [("a person walks", 40), ("a person runs", None)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "'id' not read" in warnings[0] and name in warnings[0]

@@ -5,9 +5,13 @@
   skipped (MoMask's and MARDM's format). A HumanML3D caption line (``caption#tokens#start#end``, as in
   ``texts/<id>.txt``) gives its caption.
 - ``.jsonl``: one JSON object per line, ``{"text": "...", "length": 120}``; ``length`` (frames) may be missing or
-  null; no other key.
-- ``.csv``: a header row with a ``text`` column and optionally a ``length`` column (frames; empty means none), no
-  other; a text that holds commas is in double quotes, as spreadsheets write it.
+  null.
+- ``.csv``: a header row with a ``text`` column and optionally a ``length`` column (frames; empty means none); a text
+  that holds commas is in double quotes, as spreadsheets write it.
+
+Other keys or columns (an ``id``, a source) are ignored with a warning; one that reads as a length or a seed in
+another spelling (``Length``, ``frames``, ``duration``, ``seed``) is an error, as it would silently leave the prompt
+to ``--motion_length`` or the length estimator, or to the seed ``--seed + k``.
 
 Files are UTF-8 (a byte-order mark is dropped). Frames must be positive whole numbers. Errors name the file and
 the line.
@@ -19,13 +23,32 @@ import codecs
 import csv
 import io
 import json
+import logging
 import re
 from typing import Any
 
-# The fields of a .jsonl object or .csv header. Any other is an error: a misspelt length ("Length", "frames") or a
-# per-prompt seed, which is not read, would silently leave the prompt to --motion_length or the length estimator.
+logger = logging.getLogger(__name__)
+
+# The fields of a .jsonl object or .csv header. Others are ignored, except the names below (compared lower-cased):
+# another spelling of a length, or a per-prompt seed, which is not read, would silently leave the prompt to
+# --motion_length or the length estimator, or to the seed --seed + k.
 FIELDS = ("text", "length")
+_MISREAD_FIELDS = frozenset({"text", "length", "len", "frames", "num_frames", "n_frames", "nframes", "motion_length",
+                             "duration", "seconds", "seed"})
 _FIELDS_NOTE = "expected 'text' and optionally 'length' (frames); the seed of sample k is --seed + k"
+
+
+def _check_fields(names: list[str], path: str, where: str, noun: str, warned: set[str]) -> None:
+    """ValueError for ``names`` that read as a length or a seed in another spelling; a warning (once per name and
+    file, ``warned``) for the other names that are not read."""
+    unknown = [name for name in names if name not in FIELDS]
+    misread = [name for name in unknown if str(name).strip().lower() in _MISREAD_FIELDS]
+    if misread:
+        raise ValueError(f"{where}unknown {noun}(s) {misread}; {_FIELDS_NOTE}")
+    new = [name for name in unknown if name not in warned]
+    if new:
+        warned.update(new)
+        logger.warning("%s: %s not read (%s)", path, ", ".join(map(repr, new)), _FIELDS_NOTE)
 
 # caption#word/TAG word/TAG ...#start#end (the HumanML3D / KIT-ML texts files). As their reader
 # (utils.motion_files.scan_texts) takes them, the tokens may be empty, a tag may be NaN (the whole clip) and the
@@ -98,7 +121,7 @@ def _read_text(path: str) -> str:
 
 
 def _read_jsonl(path: str) -> list[tuple[int, str, int | None]]:
-    prompts = []
+    prompts, warned = [], set()
     with io.StringIO(_read_text(path), newline=None) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -107,9 +130,7 @@ def _read_jsonl(path: str) -> list[tuple[int, str, int | None]]:
                 entry = json.loads(line)
                 if not isinstance(entry, dict) or "text" not in entry:
                     raise ValueError('expected a JSON object with a "text" field (and optionally "length" in frames)')
-                unknown = [key for key in entry if key not in FIELDS]
-                if unknown:
-                    raise ValueError(f"unknown key(s) {unknown}; {_FIELDS_NOTE}")
+                _check_fields(list(entry), path, "", "key", warned)
                 prompts.append((number, _text(entry["text"]), _frames(entry.get("length"))))
             except ValueError as e:  # json.JSONDecodeError is a ValueError
                 raise ValueError(f"{path}, line {number}: {e}") from e
@@ -124,9 +145,7 @@ def _read_csv(path: str) -> list[tuple[int, str, int | None]]:
         if "text" not in fields:
             raise ValueError(f"{path}, line 1: expected a header row with a 'text' column (and optionally 'length' "
                              f"in frames), got {fields}")
-        unknown = [name for name in fields if name not in FIELDS]
-        if unknown:
-            raise ValueError(f"{path}, line 1: unknown column(s) {unknown}; {_FIELDS_NOTE}")
+        _check_fields(fields, path, f"{path}, line 1: ", "column", set())
         reader.fieldnames = fields
         for row in reader:
             number = reader.line_num

@@ -244,3 +244,22 @@ def test_resume_with_another_body_part_is_refused_naming_the_flag(beatx_root, tm
     assert load_checkpoint(str(latest))["step"] == 1
     train_vq.main(parse_with_config(get_train_vq_parser(), [*resume, "--body_part", "upper"]))
     assert load_checkpoint(str(latest))["step"] == 2
+
+
+def test_a_body_part_the_dataset_lacks_is_refused_before_the_run_folder_exists(beatx_root, synthetic_root,
+                                                                                tmp_path) -> None:
+    # Known from the spec alone: the refusal comes before the run folder, its log and the data index are written.
+    import train_vq
+    from options.config import parse_with_config
+    from options.tokenizer_options import get_train_vq_parser
+
+    ckpt = tmp_path / "ck"
+    base = ["--checkpoints_dir", str(ckpt), "--name", "p", "--model", "RVQVAE_Tiny", "--num_workers", "0",
+            "--max_iters", "1"]
+    beatx = ["--dataset_name", "beatx", "--data_root", beatx_root]
+    with pytest.raises(ValueError, match=r"dataset 'beatx' has no body part 'torso'; its parts are \['face'"):
+        train_vq.main(parse_with_config(get_train_vq_parser(), [*base, *beatx, "--body_part", "torso"]))
+    synthetic = ["--dataset_name", "synthetic", "--data_root", synthetic_root]
+    with pytest.raises(ValueError, match="dataset 'synthetic' defines no body parts"):
+        train_vq.main(parse_with_config(get_train_vq_parser(), [*base, *synthetic, "--body_part", "upper"]))
+    assert not ckpt.exists()

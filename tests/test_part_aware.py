@@ -448,6 +448,28 @@ def test_body_part_runs_of_part_aware_models_are_refused_naming_the_flag(synthet
     assert not (tmp_path / "ck").exists()
 
 
+def test_data_a_part_aware_run_cannot_use_is_refused_before_the_run_folder_exists(synthetic_root, tmp_path) -> None:
+    """A layout without joints to split, or --conditions without a conditions.json, is known from the spec and the
+    data root alone: the refusal comes before the run folder, its log and the data index are written."""
+    ckpt = tmp_path / "ck"
+    base = ["--checkpoints_dir", str(ckpt), "--name", "part", "--model", TINY, "--num_workers", "0", "--max_iters", "1"]
+    beatx_root = tmp_path / "BEAT2"
+    (beatx_root / "new_joint_vecs").mkdir(parents=True)
+    clip = np.random.default_rng(0).normal(size=(70, 330)).astype(np.float32)
+    np.save(beatx_root / "new_joint_vecs" / "a.npy", clip)
+    np.save(beatx_root / "Mean.npy", clip.mean(0))
+    np.save(beatx_root / "Std.npy", clip.std(0))
+    for split in ("train", "val", "test"):
+        (beatx_root / f"{split}.txt").write_text("a\n")
+    beatx = ["--dataset_name", "beatx", "--data_root", str(beatx_root)]
+    with pytest.raises(ValueError, match="dataset 'beatx': a part-aware partition needs a HumanML3D-style layout"):
+        train_vq.main(parse_with_config(get_train_vq_parser(), [*base, *beatx]))
+    synthetic = ["--dataset_name", "synthetic", "--data_root", synthetic_root]
+    with pytest.raises(DatasetError, match="conditions.json: condition labels missing"):
+        train_vq.main(parse_with_config(get_train_vq_parser(), [*base, *synthetic, "--conditions", "species"]))
+    assert not ckpt.exists()
+
+
 def test_training_vocabularies_come_from_the_training_clips(synthetic_root, tmp_path, caplog) -> None:
     """train_vq.py --conditions gives a value that only val/test clips carry no id of its own (its embedding would
     never be trained): those clips get <unk>, with a warning. Resuming under relabelled values is refused, even when

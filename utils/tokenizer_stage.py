@@ -254,6 +254,10 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     if args.need_evaluation and (body_part or conditions):
         raise SystemExit("--need_evaluation scores whole-body, unconditioned reconstructions with the text-motion "
                          "evaluator; drop it for --body_part / --conditions runs")
+    # What the spec and the data root alone decide fails here, before the run folder and the data index are written.
+    part_columns = part_indices(spec, body_part) if body_part else None
+    joint_parts = joint_part_indices(spec) if model_name in PART_AWARE_MODELS else None
+    found = read_conditions(args.data_root or spec.root, conditions) if conditions else None
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
     check_run_start(run, args.is_continue)
     # The run being resumed, read once (without its weights) for the checks below; the engine restores the state.
@@ -268,22 +272,19 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
     extra_meta, collate_fn, position = {}, None, None
     if body_part:
         # One body part: its feature columns, statistics and (all-feature) reconstruction terms.
-        indices = part_indices(spec, body_part)
-        data = WindowData(PartSliceDataset(data.train, indices), PartSliceDataset(data.val, indices),
-                          data.mean[indices], data.std[indices])
-        position = slice(0, len(indices))
-        extra_meta["body_part"] = {"name": body_part, "indices": indices}
-    width = len(extra_meta["body_part"]["indices"]) if body_part else spec.dim_pose
-    if model_name in PART_AWARE_MODELS:
-        parts = joint_part_indices(spec)
-        overrides = {"part_indices": parts, "num_parts": len(parts), **overrides}
+        data = WindowData(PartSliceDataset(data.train, part_columns), PartSliceDataset(data.val, part_columns),
+                          data.mean[part_columns], data.std[part_columns])
+        position = slice(0, len(part_columns))
+        extra_meta["body_part"] = {"name": body_part, "indices": part_columns}
+    width = len(part_columns) if body_part else spec.dim_pose
+    if joint_parts is not None:
+        overrides = {"part_indices": joint_parts, "num_parts": len(joint_parts), **overrides}
         if "code_dim" in overrides:
             overrides.setdefault("output_emb_width", overrides["code_dim"])
         if conditions:
             # Vocabularies come from the training clips: a value only val/test clips carry is unknown (id 0) there,
             # as evaluation_AE.py treats it, rather than an id whose embedding training never updates.
             train_ids = [data.train.index.clip_id(int(r)) for r in data.train.clips]
-            found = read_conditions(args.data_root or spec.root, conditions)
             labels, unseen = training_labels(found, train_ids)
             if resumed is not None:
                 labels, unseen = resumed_vocabularies(resumed, run.latest_path, found, labels, unseen)

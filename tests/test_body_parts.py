@@ -215,9 +215,9 @@ def test_preset_matches_the_registry_entry() -> None:
     # thousand clips is about ten steps an epoch, so a length in epochs ended inside the warm-up.
     assert preset["lr_decay"] == 0.05 and "epoch" not in preset
     assert preset["warm_up_iter"] < max(preset["milestones"]) < preset["max_iters"] == 360_000
-    # Every key is a train_vq.py flag, apart from --body_part which the script has to add.
+    # Every key is a train_vq.py flag (--body_part included).
     flags = {action.dest for action in get_train_vq_parser()._actions}
-    assert set(preset) - flags <= {"body_part"}
+    assert set(preset) <= flags
 
 
 def test_resume_with_another_body_part_is_refused_naming_the_flag(beatx_root, tmp_path) -> None:

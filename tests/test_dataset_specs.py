@@ -88,6 +88,10 @@ def test_unknown_dataset_and_bad_spec_file(tmp_path, monkeypatch):
      "kinematic_chain names joint 30; expected joint indices below joints_num 22"),
     (lambda d: d.update(body_parts={"upper": [4, 263]}),
      "body_parts 'upper' names feature 263; expected feature indices below dim_pose 263"),
+    # A body part is the input of its own tokenizer: without features it has none, and a repeated one is trained twice.
+    (lambda d: d.update(body_parts={"upper": [4, 5], "hands": []}),
+     "body_parts 'hands' names no feature; expected at least one feature index"),
+    (lambda d: d.update(body_parts={"upper": [4, 5, 4]}), "body_parts 'upper' names feature 4 twice"),
     # The root and contact groups are looked up by name in the evaluator normalisation, the part partition and the
     # PFNN export; a name that is not a layout group, or one named twice, divides the wrong std or none.
     (lambda d: d.update(root_groups=["root_rot_vel", "root_vel"]),

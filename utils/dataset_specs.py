@@ -106,10 +106,19 @@ class DatasetSpec:
                     raise ValueError(f"dataset spec {self.name!r}: kinematic_chain names joint {joint}; expected joint "
                                      f"indices below joints_num {self.joints_num}")
         for part, features in self.body_parts.items():
+            # Each part is the input of its own tokenizer (train_vq.py --body_part).
+            if not features:
+                raise ValueError(f"dataset spec {self.name!r}: body_parts {part!r} names no feature; expected at "
+                                 f"least one feature index")
+            seen: set[int] = set()
             for feature in features:
                 if not 0 <= feature < self.dim_pose:
                     raise ValueError(f"dataset spec {self.name!r}: body_parts {part!r} names feature {feature}; "
                                      f"expected feature indices below dim_pose {self.dim_pose}")
+                if feature in seen:
+                    raise ValueError(f"dataset spec {self.name!r}: body_parts {part!r} names feature {feature} "
+                                     f"twice; expected each feature once")
+                seen.add(feature)
         # The evaluator normalisation divides the std of each root and contact group once (a group named twice would
         # be divided twice), the part partition puts each in the root part, and both look them up by name.
         for i, group_name in enumerate(self.root_groups):

@@ -115,6 +115,7 @@ _CLIP_MAX_MERGES = 49152 - 256 - 2
 _STRAIGHT_QUOTES = str.maketrans({**dict.fromkeys("\u02bc\u2018\u2019\u201a\u201b", "'"),
                                   **dict.fromkeys("\u201c\u201d\u201e\u201f", '"')})
 _CLIP_TEXT_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+CLIP_SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
 
 
 @lru_cache
@@ -132,12 +133,24 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, [chr(c) for c in codes]))
 
 
-class CLIPTokenizer:
-    """OpenAI CLIP's byte-level BPE tokenizer, read from ``bpe_simple_vocab_16e6.txt.gz``.
+def clean_clip_text(text: str) -> str:
+    """A caption as OpenAI's tokenizer reads it: HTML-unescaped, the two fixes of ``ftfy.fix_text`` that ordinary
+    captions meet (curly quotes made straight, accents composed to NFC), whitespace collapsed, lower-cased.
 
-    Text cleaning is HTML-unescape, the two fixes of OpenAI's ``ftfy.fix_text`` that ordinary captions meet (curly
-    quotes made straight, accents composed to NFC), whitespace collapse and lower-casing. ftfy is not a dependency
-    here: its repairs of mis-encoded (mojibake) text, Latin ligatures and full-width forms are not made.
+    ftfy is not a dependency here: its repairs of mis-encoded (mojibake) text, Latin ligatures and full-width forms
+    are not made.
+    """
+    text = html.unescape(html.unescape(text))
+    text = unicodedata.normalize("NFC", text.translate(_STRAIGHT_QUOTES))
+    return " ".join(text.split()).lower()
+
+
+class CLIPTokenizer:
+    """OpenAI CLIP's byte-level BPE tokenizer, read from ``bpe_simple_vocab_16e6.txt.gz``; text cleaned by
+    ``clean_clip_text``.
+
+    As in OpenAI's, "<|startoftext|>" and "<|endoftext|>" inside a caption are the special tokens, not text: a typed
+    end token is where the text feature is pooled, so the words after it do not count.
     """
 
     def __init__(self, vocab_path: str | os.PathLike) -> None:
@@ -167,7 +180,8 @@ class CLIPTokenizer:
         self.sot_token = self.encoder["<|startoftext|>"]
         self.eot_token = self.encoder["<|endoftext|>"]
         self.vocab_size = len(vocab)
-        self._cache: dict[str, str] = {}
+        # Seeded as OpenAI's: the special strings, which the pattern keeps whole, are their own single BPE piece.
+        self._cache: dict[str, str] = {t: t for t in CLIP_SPECIAL_TOKENS}
         self._pattern = regex.compile(
             r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
             regex.IGNORECASE)
@@ -195,11 +209,8 @@ class CLIPTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """One caption -> BPE ids (without start/end tokens)."""
-        text = html.unescape(html.unescape(text))
-        text = unicodedata.normalize("NFC", text.translate(_STRAIGHT_QUOTES))
-        text = " ".join(text.split()).lower()
         ids = []
-        for token in self._pattern.findall(text):
+        for token in self._pattern.findall(clean_clip_text(text)):
             token = "".join(self.byte_encoder[b] for b in token.encode("utf-8"))
             ids.extend(self.encoder[piece] for piece in self._bpe(token))
         return ids
@@ -395,7 +406,15 @@ PROBE_MIN_COSINE = 0.999  # the same weights on another device or in another pre
 PROBE_MAX_NORM_CHANGE = 0.01
 # Version 2: CLIP's tokenizer straightens curly quotes and composes accents. The entries of an older file whose
 # caption is not plain ASCII may hold embeddings of the old cleaning; they are computed again.
-CACHE_VERSION = 2
+# Version 3: CLIP's tokenizer reads "<|startoftext|>" / "<|endoftext|>" in a caption as the special tokens; older
+# entries of captions holding them are computed again.
+CACHE_VERSION = 3
+# (cache version from which, captions whose CLIP tokens changed then, what the log says of them)
+_STALE_CAPTIONS = (
+    (2, lambda c: not c.isascii(), "that are not plain ASCII come from an older text cleaning"),
+    (3, lambda c: any(t in clean_clip_text(c) for t in CLIP_SPECIAL_TOKENS),
+     "holding a CLIP special-token string were tokenized as text by an older version"),
+)
 
 
 def _read_cache_file(path: str) -> dict[str, np.ndarray]:
@@ -420,7 +439,8 @@ class CachedTextEncoder(TextEncoder):
     ``probe`` (E,), the embedding of ``PROBE_CAPTION``, and ``version`` (``CACHE_VERSION``), and is read with
     ``allow_pickle=False``. A file written by another encoder, or by other weights of this one (its probe embedding
     differs), is refused; a file without a probe (written before it was kept) is used with a warning that its weights
-    cannot be checked. From a file of an older version, captions that are not plain ASCII are encoded again.
+    cannot be checked. From a file of an older version, the captions whose CLIP tokens have changed since are encoded
+    again (not plain ASCII before version 2, holding a special-token string before version 3).
     """
 
     def __init__(self, encoder: TextEncoder, cache_path: str | os.PathLike | None = None) -> None:
@@ -462,13 +482,12 @@ class CachedTextEncoder(TextEncoder):
         embeddings = torch.from_numpy(data["embeddings"].astype(np.float32))
         entries = dict(zip(captions, embeddings))
         version = int(data["version"]) if "version" in data else 1
-        if version < CACHE_VERSION:
-            stale = [c for c in entries if not c.isascii()]
+        for fixed_in, changed, what in _STALE_CAPTIONS:
+            stale = [c for c in entries if version < fixed_in and changed(c)]
             for caption in stale:
                 del entries[caption]
             if stale:
-                logger.info("%s: %d cached captions that are not plain ASCII come from an older text cleaning and "
-                            "are encoded again", path, len(stale))
+                logger.info("%s: %d cached captions %s and are encoded again", path, len(stale), what)
         self._cache.update(entries)
         logger.info("loaded %d cached caption embeddings from %s", len(self._cache), path)
 

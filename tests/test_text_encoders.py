@@ -87,6 +87,17 @@ def test_tokenizer_straightens_quotes_and_composes_accents_as_openai_ftfy_does(c
     assert tok.encode("cafe\u0301") == tok.encode("caf\u00e9")
 
 
+def test_special_token_strings_in_a_caption_are_the_special_tokens_as_in_openai_clip(clip_files):
+    """OpenAI's tokenizer maps "<|startoftext|>" / "<|endoftext|>" typed in a caption (any case, or HTML-escaped) to
+    the special ids, so a typed end token is where the text feature is pooled; as text they would be BPE pieces."""
+    tok = CLIPTokenizer(clip_files.parent / CLIP_VOCAB_NAME)
+    assert tok.encode("hello <|endoftext|> walk") == [HELLO, EOT, WALK]
+    assert tok.encode("<|StartOfText|>walk") == [SOT, WALK]
+    assert tok.encode("hello&lt;|endoftext|&gt;") == [HELLO, EOT]
+    encoder = CLIPTextEncoder(clip_files)
+    assert torch.allclose(encoder.encode(["hello <|endoftext|> walk"]), encoder.encode(["hello"]), atol=1e-6)
+
+
 def test_a_vocabulary_that_is_no_gzip_file_is_refused_naming_it(clip_files, tmp_path):
     """An HTML page, the vocabulary already unpacked, or a cut-off download: an error naming the file, not gzip's."""
     packed = (clip_files.parent / CLIP_VOCAB_NAME).read_bytes()
@@ -314,3 +325,17 @@ def test_an_older_cache_encodes_its_non_ascii_captions_again(tmp_path, caplog):
                  embeddings=data["embeddings"][:1])
     with pytest.raises(ValueError, match=r"uneven\.npz: caption cache holds 2 captions but 1 embeddings"):
         CachedTextEncoder(ScaledEncoder(1.0), cache_path=tmp_path / "uneven.npz")
+
+
+def test_a_version_2_cache_encodes_its_captions_holding_special_token_strings_again(tmp_path, caplog):
+    """Files of version 2 were written while CLIP read "<|endoftext|>" in a caption as text: those captions are
+    computed again, the others are kept."""
+    special = "hello &lt;|EndOfText|&gt; walk"
+    with np.load(CachedTextEncoder(ScaledEncoder(1.0)).save(tmp_path / "new.npz")) as data:
+        np.savez(tmp_path / "v2.npz", captions=np.array(["a cat", special, "caf\u00e9"]), encoder=data["encoder"],
+                 probe=data["probe"], embeddings=np.full((3, 3), 7.0, np.float32), version=np.array(2))
+    with caplog.at_level(logging.INFO, logger="models.text_encoders"):
+        old = CachedTextEncoder(ScaledEncoder(1.0), cache_path=tmp_path / "v2.npz")
+    assert len(old) == 2 and "1 cached captions holding a CLIP special-token string" in caplog.text
+    assert torch.equal(old.encode([special]), ScaledEncoder(1.0).encode([special]))
+    assert torch.equal(old.encode(["a cat", "caf\u00e9"]), torch.full((2, 3), 7.0))

@@ -49,7 +49,7 @@ from utils.eval_data import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader
 from utils.eval_protocol import TOP_K, retrieval_metrics
 from utils.eval_report import write_report_json
 from utils.evaluator import EvaluatorWrapper, build_evaluator, load_evaluator, save_evaluator, save_evaluator_meta
-from utils.launch_env import is_first_process
+from utils.launch_env import is_first_process, world_size
 from utils.logging_utils import setup_logging
 from utils.metrics import score_batch
 from utils.normalization import DatasetError, eval_normalization, load_mean_std
@@ -81,6 +81,12 @@ def main(cfg) -> dict:
     if cfg.pretrain_window < 4 or cfg.pretrain_window % 4:
         raise ValueError(f"--pretrain_window must be a positive multiple of 4 (the movement encoder's stride), got "
                          f"{cfg.pretrain_window}")
+    processes = world_size()
+    if cfg.batch_size // processes < 2:
+        # The negatives are the other captions of a process's batch (draw_shift); stage 2 would otherwise fail only
+        # at its first step, after the movement pre-training.
+        raise ValueError(f"--batch_size {cfg.batch_size} over {processes} process(es) gives "
+                         f"{cfg.batch_size // processes} caption(s) per process; the contrastive loss needs at least 2")
     finest_path = os.path.join(run.model_dir, "finest.tar")
 
     # ---------------------------------------------------------------------------------------------------------------

@@ -225,3 +225,16 @@ def test_typed_zero_or_negative_sizes_are_refused(data_root, tmp_path, flag, val
     """A typed 0 is the user's value, not a blank: refused rather than replaced by a default."""
     with pytest.raises(ValueError, match=expected):
         run_script(data_root, tmp_path / "checkpoints", "--max_iters", "2", "--pretrain_iters", "2", flag, value)
+
+
+@pytest.mark.parametrize("batch_size,processes", [(1, "1"), (4, "4")])
+def test_a_batch_of_one_caption_per_process_is_refused_before_training(data_root, tmp_path, monkeypatch,
+                                                                       batch_size, processes):
+    """The negatives are the other captions of a process's batch: with one per process there are none, which
+    torch's random draw reported only at the first step of stage 2, after the movement pre-training."""
+    monkeypatch.setenv("WORLD_SIZE", processes)
+    ck = tmp_path / "checkpoints"
+    with pytest.raises(ValueError, match=rf"--batch_size {batch_size} over {processes} process\(es\) gives 1 "
+                                         r"caption\(s\) per process; the contrastive loss needs at least 2"):
+        run_script(data_root, ck, "--batch_size", str(batch_size), "--max_iters", "2", "--pretrain_iters", "2")
+    assert not list(ck.rglob("*.tar"))

@@ -1,7 +1,11 @@
 """Checkpoint I/O: atomic writes, weights_only loading, clear errors for unusable files."""
 
+import collections
+import enum
 import os
+from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,6 +36,37 @@ def test_non_plain_values_refused_before_writing(tmp_path):
         import argparse
         save_checkpoint(path, {"config": {"opt": argparse.Namespace(a=1)}})
     assert not os.path.exists(path)
+
+
+class _Pair(NamedTuple):
+    a: int
+    b: int
+
+
+class _Split(enum.IntEnum):
+    TRAIN = 1
+
+
+@pytest.mark.parametrize("value", [np.float64(0.5), _Pair(1, 2), collections.defaultdict(int, a=1), _Split.TRAIN,
+                                   {_Split.TRAIN: 1}], ids=["np.float64", "namedtuple", "defaultdict", "IntEnum",
+                                                            "IntEnum key"])
+def test_subclasses_of_plain_types_are_refused_before_writing(tmp_path, value):
+    # A numpy float is a float and a NamedTuple a tuple, but torch.save pickles their own classes, which weights_only
+    # loading refuses: the file would be written and then never load.
+    path = str(tmp_path / "x.tar")
+    with pytest.raises(TypeError, match="checkpoint.metrics"):
+        save_checkpoint(path, {"metrics": value})
+    assert not os.path.exists(path)
+
+
+def test_plain_values_of_every_accepted_type_load_weights_only(tmp_path):
+    path = str(tmp_path / "x.tar")
+    state = {"none": None, "flag": True, "n": 3, "x": 0.5, "s": "a", "dtype": torch.float16,
+             "device": torch.device("cpu"), "tensor": torch.ones(2), "param": torch.nn.Parameter(torch.ones(2)),
+             "ordered": collections.OrderedDict(a=1), "shape": torch.Size([2, 3]), "nested": [(1, "b"), {2: [None]}],
+             True: 1}
+    save_checkpoint(path, state)
+    assert load_checkpoint(path)["ordered"] == {"a": 1}
 
 
 def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ leaves a truncated checkpoint under the final name.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import pickle
@@ -54,21 +55,34 @@ _GARBLED_PICKLE_MESSAGES = ("Unsupported operand", "String is too long", "trunca
 _ZIP_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, NotImplementedError)
 
 
+# What check_plain lets through, by exact type (nn.Parameter, OrderedDict and torch.Size are among the classes that
+# weights_only loads).
+PLAIN_TYPES = (type(None), bool, int, float, str, torch.Tensor, torch.nn.Parameter, torch.dtype, torch.device)
+PLAIN_DICTS = (dict, collections.OrderedDict)
+PLAIN_SEQUENCES = (list, tuple, torch.Size)
+PLAIN_KEYS = (str, int, bool)
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: missing, truncated, unsafe or of the wrong kind."""
 
 
 def check_plain(value: Any, where: str = "checkpoint") -> None:
-    """Raise TypeError for anything ``weights_only`` loading would reject (checked before writing)."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor, torch.dtype, torch.device)):
+    """Raise TypeError for anything ``weights_only`` loading would reject (checked before writing).
+
+    Types are matched exactly: ``torch.save`` pickles a subclass as its own class, which ``weights_only`` refuses, so
+    a numpy float (a ``float``), a ``NamedTuple`` (a ``tuple``), a ``defaultdict`` or an ``IntEnum`` would be
+    written and then never load.
+    """
+    if type(value) in PLAIN_TYPES:
         return
-    if isinstance(value, dict):
+    if type(value) in PLAIN_DICTS:
         for k, v in value.items():
-            if not isinstance(k, (str, int)):
+            if type(k) not in PLAIN_KEYS:
                 raise TypeError(f"checkpoint key {where}.{k!r} must be str or int, got {type(k).__name__}")
             check_plain(v, f"{where}.{k}")
         return
-    if isinstance(value, (list, tuple)):
+    if type(value) in PLAIN_SEQUENCES:
         for i, v in enumerate(value):
             check_plain(v, f"{where}[{i}]")
         return

@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -271,6 +272,32 @@ def test_nan_loss_stops_saves_batch_and_keeps_latest(tmp_path):
     assert latest["step"] == (bad_step - 1) // 2 * 2
     assert all(torch.isfinite(t).all() for t in latest["model"].values())
     assert [r["step"] for r in read_log(run)] == list(range(1, bad_step))
+
+
+def test_the_nan_batch_dump_of_a_batch_with_numpy_scalars_loads(tmp_path):
+    # A collate function may leave numpy scalars and named tuples in the batch; the dump turns them into plain values,
+    # so that it loads as the error message says it can (weights_only) rather than failing to be written.
+    class Pair(NamedTuple):
+        x: torch.Tensor
+        scale: np.float64
+
+    def collate(items):
+        return {"pair": Pair(torch.stack([i["x"] for i in items]), np.float64(2.0)),
+                "y": torch.stack([i["y"] for i in items]), "fps": np.float32(20.0), "name": np.str_("clip"),
+                "flags": np.array([True, False]), "names": np.array(["a", "b"]), "objects": np.array([None])}
+
+    def loss(model, batch):
+        return loss_fn(model, {"x": batch["pair"].x * batch["pair"].scale, "y": batch["y"]})
+
+    set_seed(0)
+    run = RunDir(str(tmp_path / "checkpoints"), "t2m", "nan_numpy")
+    with pytest.raises(NonFiniteLossError, match="non-finite loss"):
+        train(Toy(), ToyData(n=8, nan_index=3), loss, make_cfg(max_iters=2), run, checkpoint_meta=META,
+              collate_fn=collate)
+    dump = load_checkpoint(os.path.join(run.model_dir, "nan_batch_step1.pt"))
+    assert dump["batch"]["pair"][1] == 2.0 and dump["batch"]["fps"] == 20.0 and dump["batch"]["name"] == "clip"
+    assert torch.isnan(dump["batch"]["pair"][0]).any() and dump["batch"]["flags"].tolist() == [True, False]
+    assert dump["batch"]["names"] == ["a", "b"] and dump["batch"]["objects"] == "array([None], dtype=object)"
 
 
 def test_unwritable_run_dir_fails_before_training(tmp_path, monkeypatch):

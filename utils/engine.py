@@ -210,16 +210,25 @@ def _check_same_model(path: str, ckpt: Mapping[str, Any], meta: Mapping[str, Any
 
 
 def _to_plain(value: Any) -> Any:
-    """Batch contents as tensors and plain values (for the NaN dump); anything else becomes its repr."""
+    """Batch contents as tensors and plain values (for the NaN dump); anything else becomes its repr.
+
+    Scalars are matched by exact type: a numpy float is a ``float`` and an ``IntEnum`` an ``int``, but saved as they
+    are the dump would not load with ``weights_only`` (``check_plain`` refuses them).
+    """
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
+        return value.detach().cpu().as_subclass(torch.Tensor)
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
+        try:
+            return torch.from_numpy(np.ascontiguousarray(value))
+        except TypeError:  # strings, objects, dates: no tensor dtype
+            return value.tolist() if value.dtype.kind == "U" else repr(value)
+    if isinstance(value, np.generic):
+        return _to_plain(value.item())
     if isinstance(value, Mapping):
         return {str(k): _to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_to_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
     return repr(value)
 

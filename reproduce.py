@@ -3,7 +3,7 @@
 Examples::
 
     python reproduce.py --list                               # the recipes, their datasets and published numbers
-    python reproduce.py momask --dataset_name t2m --dry_run  # the commands, one per line (a bash script)
+    python reproduce.py momask --dataset_name t2m --dry_run  # what it would run, one per line (a bash script)
     python reproduce.py momask --dataset_name kit            # train RVQ, both transformers, evaluate, report
     python reproduce.py mardm_sit_xl --quick                 # the same chain with tiny models on synthetic data
     python reproduce.py fsq_mardm --launch "accelerate launch --multi_gpu --num_processes 8"
@@ -97,7 +97,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="a dataset the recipe was published on (default: its first; --quick: synthetic)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny models on the synthetic dataset: check the chain in minutes on a CPU")
-    parser.add_argument("--dry_run", action="store_true", help="print the commands (shell-quoted) and exit")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="print the commands this call would run (shell-quoted; a step it would skip as a "
+                             "comment, a run it would continue with --is_continue) and exit")
     parser.add_argument("--rerun", action="store_true",
                         help="run the recipe's stages again even when recorded as finished (a training run "
                              "continues, an evaluation reuses its finished replications; the data and the "
@@ -181,6 +183,21 @@ def _command(step: Step) -> str:
     return shlex.join(step.argv)
 
 
+def _kept(step: Step, previous: dict[str, Any], rerun: bool, upstream_ran: bool) -> bool:
+    """Whether ``step`` is skipped: its output is there and it is data or the evaluator, or it was recorded as
+    finished with the same command (``previous``, its entry in ``state.json``), no step before it ran in this call
+    and ``--rerun`` was not given."""
+    if not step.output_present():
+        return False
+    return step.always_skip_when_done or (not rerun and not upstream_ran and previous.get("status") == "done"
+                                          and previous.get("command") == _command(step))
+
+
+def _launched(step: Step) -> list[str]:
+    """The command ``step`` runs with: a training whose run is there continues it."""
+    return [*step.argv, "--is_continue"] if step.training and step.resumes() else list(step.argv)
+
+
 def _read_state(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         return {}
@@ -239,20 +256,27 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
                              f"--dataset_name {dataset} (--quick runs it on synthetic data)")
     steps = plan(args, recipe, dataset)
     problems = preflight(args, recipe, dataset, steps)
-    if args.dry_run:
-        print(f"# reproduce.py {recipe.name}: {recipe.title}, dataset {dataset}")
-        for problem in problems:
-            print(f"# WARNING: {problem}")
-        for step in steps:
-            print(_command(step))
-        return None
-    if problems:
-        raise SystemExit("the paper run cannot start:\n" + "\n".join(f"- {p}" for p in problems))
-
     out = output_folder(args, recipe, dataset)
     state_path = os.path.join(out, "state.json")
     state = _read_state(state_path)
     done = state.setdefault("stages", {})
+    if args.dry_run:
+        # What this call would run, as a script: a step it would skip is a comment, a run it would continue has
+        # --is_continue (steps after the first that runs all run, as below).
+        print(f"# reproduce.py {recipe.name}: {recipe.title}, dataset {dataset}")
+        for problem in problems:
+            print(f"# WARNING: {problem}")
+        upstream_ran = False
+        for step in steps:
+            if _kept(step, done.get(step.name, {}), args.rerun, upstream_ran):
+                print(f"# done, skipped: {_command(step)}")
+            else:
+                upstream_ran = True
+                print(shlex.join(_launched(step)))
+        return None
+    if problems:
+        raise SystemExit("the paper run cannot start:\n" + "\n".join(f"- {p}" for p in problems))
+
     records: list[dict[str, Any]] = []
     failure = None
     # Each stage reads what the ones before it made: once one has run in this call, a later one recorded as finished
@@ -262,11 +286,8 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
     for step in steps:
         record = {"name": step.name, "command": _command(step), "seconds": None}
         records.append(record)
-        present = step.output_present()
         previous = done.get(step.name, {})
-        recorded = (not args.rerun and not upstream_ran and previous.get("command") == record["command"]
-                    and previous.get("status") == "done")
-        if present and (step.always_skip_when_done or recorded):
+        if _kept(step, previous, args.rerun, upstream_ran):
             record["status"], record["seconds"] = "skipped (done)", previous.get("seconds")
             print(f"=== {step.name}: done, skipped ({step.done_file})", flush=True)
             continue
@@ -275,9 +296,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
         # must continue it rather than skip it on an earlier call's record.
         if done.pop(step.name, None) is not None:
             write_report_json(state, state_path)
-        argv = list(step.argv)
-        if step.training and step.resumes():
-            argv.append("--is_continue")
+        argv = _launched(step)
         print(f"=== {step.name}: {shlex.join(argv)}", flush=True)
         start = time.perf_counter()
         with subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as stage:

@@ -423,6 +423,29 @@ def test_a_stage_that_failed_after_its_earlier_success_is_not_skipped(tmp_path, 
     assert len(calls) == 2 and calls[0].endswith("--is_continue") and "--report_json" in calls[1]
 
 
+def test_the_dry_run_prints_what_the_same_call_would_run(tmp_path, monkeypatch, capsys):
+    """After a stop, --dry_run prints the commands the call without it would run, and nothing else: a finished step
+    as a comment, a stopped training with --is_continue; once everything is finished, only comments."""
+    log, argv = _two_stage_recipe(tmp_path, monkeypatch)
+    (tmp_path / "fail").write_text("")  # the training writes latest.tar, then fails
+    with pytest.raises(SystemExit, match="stage tokenizer failed"):
+        reproduce.main(argv)
+    (tmp_path / "fail").unlink()
+    capsys.readouterr()
+    reproduce.main([*argv, "--dry_run"])
+    printed = capsys.readouterr().out.splitlines()[1:]
+    assert printed[0].startswith("# done, skipped: ") and "prepare_data.py" in printed[0]
+    commands = [shlex.split(line) for line in printed if not line.startswith("#")]
+    assert commands[0][-1] == "--is_continue"
+    log.write_text("")
+    reproduce.main(argv)
+    assert [c[1:] for c in commands] == [line.split() for line in log.read_text().splitlines()]
+    capsys.readouterr()
+    reproduce.main([*argv, "--dry_run"])
+    printed = capsys.readouterr().out.splitlines()[1:]
+    assert len(printed) == 3 and all(line.startswith("# done, skipped: ") for line in printed)
+
+
 def test_the_pipeline_script_continues_an_interrupted_length_estimator(tmp_path):
     """train_fsq_pipeline.sh on a rerun: finished stages are skipped, a length estimator killed while training (its
     latest.tar written, not finished) is continued rather than taken as done, and the evaluations reuse their finished

@@ -21,7 +21,7 @@ from options.config import (
     non_negative_float,
     positive_int,
 )
-from options.eval_options import add_protocol_args
+from options.eval_options import add_protocol_args, torch_device
 from options.generator_options import TEXT_ENCODER_CHOICES
 from utils.eval_data import EVAL_BATCH_SIZE
 from utils.eval_protocol import DEFAULT_SEED, MM_BATCHES, MM_REPEATS
@@ -58,7 +58,7 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--config", type=str, default=None, help="YAML preset (flag: value)")
     run.add_argument("--seed", type=int, default=DEFAULT_SEED,
                      help="base seed (evaluation: >= 0, replication r uses seed + r; sampling: sample k uses seed + k)")
-    run.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu",
+    run.add_argument("--device", type=torch_device, default="cuda" if torch.cuda.is_available() else "cpu",
                      help="torch device")
 
 

@@ -20,6 +20,27 @@ from utils.paths import project_path
 NEG_SHIFTS = ("nonzero", "reference")
 
 
+def torch_device(text: str) -> str:
+    """Flag type of ``--device``: a torch device this machine has. Checked when the flags are parsed, since torch
+    itself fails only when the first checkpoint is loaded onto it, with a traceback about deserialisation."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected a torch device such as cpu, cuda or cuda:1, got {text!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available to this torch ({torch.__version__}); "
+                                             "use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA device{'s' * (count != 1)} "
+                                             f"(cuda:0 to cuda:{count - 1})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available to this torch ({torch.__version__}); "
+                                         "use --device cpu")
+    return text
+
+
 def add_protocol_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The evaluation-protocol flags every evaluation script shares: evaluator, split, replications, resume."""
     group = parser.add_argument_group("evaluation protocol")
@@ -95,7 +116,8 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoints_dir", type=str, default=project_path("checkpoints"), help="root folder of all runs")
     run.add_argument("--config", type=str, default=None, help="YAML preset (flag: value)")
     run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed, >= 0 (replication r uses seed + r)")
-    run.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    run.add_argument("--device", type=torch_device, default="cuda" if torch.cuda.is_available() else "cpu",
+                     help="torch device")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset_name", type=str, default="t2m",
                       help=f"registered dataset ({', '.join(dataset_names())}) or one with a spec.json in "

@@ -389,3 +389,36 @@ def test_val_batches_must_be_a_count(module, parser, capsys):
         parse_with_config(get_parser(), ["--name", "v", "--val_batches", "-1"])
     assert "argument --val_batches: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
     assert parse_with_config(get_parser(), ["--name", "v", "--val_batches", "0"]).val_batches == 0
+
+
+_DEVICE_PARSERS = [
+    ("options.eval_generator_options", "get_sample_parser"),
+    ("options.eval_generator_options", "get_evaluation_generator_parser"),
+    ("options.eval_options", "get_evaluation_ae_parser"),
+]
+
+
+@pytest.mark.parametrize("module, parser", _DEVICE_PARSERS)
+def test_a_device_this_machine_lacks_is_an_argument_error(module, parser, monkeypatch, capsys):
+    # torch only failed once the checkpoint was loaded onto the device, with a traceback about deserialising; a
+    # misspelt device type failed the same way.
+    import importlib
+
+    import torch
+
+    get_parser = getattr(importlib.import_module(module), parser)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"),
+                            ("gpu", "expected a torch device such as cpu, cuda or cuda:1, got 'gpu'")]:
+        with pytest.raises(SystemExit):
+            parse_with_config(get_parser(), ["--name", "g", "--device", device])
+        err = capsys.readouterr().err
+        assert "argument --device:" in err and message in err, (device, err)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(SystemExit):
+        parse_with_config(get_parser(), ["--name", "g", "--device", "cuda:2"])
+    assert "argument --device: cuda:2: this machine has 2 CUDA devices (cuda:0 to cuda:1)" in capsys.readouterr().err
+    for device in ("cpu", "cuda", "cuda:1"):
+        assert parse_with_config(get_parser(), ["--name", "g", "--device", device]).device == device
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from options.config import DefaultsHelpFormatter
+from options.config import DefaultsHelpFormatter, non_negative_int
 from utils.dataset_specs import dataset_names
 from utils.paths import project_path
 
@@ -40,7 +40,8 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
                       help="folder of the dataset; defaults to the dataset spec's root")
     data.add_argument("--batch_size", type=int, default=256,
                       help="global batch size (split evenly over processes under torchrun / accelerate launch)")
-    data.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes per training process")
+    data.add_argument("--num_workers", type=non_negative_int, default=4,
+                      help="DataLoader worker processes per training process")
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--max_iters", type=int, default=None,

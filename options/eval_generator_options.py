@@ -19,6 +19,7 @@ from options.config import (
     add_off_switch,
     fraction_below_one,
     non_negative_float,
+    non_negative_int,
     positive_int,
 )
 from options.eval_options import add_protocol_args, torch_device
@@ -121,7 +122,8 @@ def get_evaluation_generator_parser() -> argparse.ArgumentParser:
                            "its representation (utils/representation.py; a lossy conversion is flagged) and the "
                            "outputs are tagged _as<eval_dataset>. Both datasets must read the same clips "
                            "(--data_root applies to both). Default: the generator's own dataset")
-    data.add_argument("--num_workers", type=int, default=0, help="DataLoader workers of the evaluation data")
+    data.add_argument("--num_workers", type=non_negative_int, default=0,
+                      help="DataLoader workers of the evaluation data")
     data.add_argument("--eval_batch_size", type=positive_int, default=EVAL_BATCH_SIZE,
                       help="captions per batch; R-precision ranks among this many (32 in every published table)")
     mm = parser.add_argument_group("multimodality")

@@ -12,7 +12,7 @@ import torch
 from models.evaluator import EVALUATOR_SIZES
 from models.tokenizers import TOKENIZERS
 from options.base_options import get_base_parser
-from options.config import DefaultsHelpFormatter, add_off_switch, positive_int
+from options.config import DefaultsHelpFormatter, add_off_switch, non_negative_int, positive_int
 from utils.dataset_specs import dataset_names
 from utils.eval_protocol import DEFAULT_REPLICATIONS, DEFAULT_SEED
 from utils.paths import project_path
@@ -130,6 +130,6 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
                            "flagged), outputs are tagged _as<eval_dataset>. The reconstruction metrics stay on "
                            "--dataset_name. Default: the tokenizer's own dataset")
     data.add_argument("--batch_size", type=int, default=32, help="batch of the reconstruction-metric pass")
-    data.add_argument("--num_workers", type=int, default=0, help="DataLoader workers")
+    data.add_argument("--num_workers", type=non_negative_int, default=0, help="DataLoader workers")
     add_protocol_args(parser)
     return parser

@@ -422,3 +422,25 @@ def test_a_device_this_machine_lacks_is_an_argument_error(module, parser, monkey
     for device in ("cpu", "cuda", "cuda:1"):
         assert parse_with_config(get_parser(), ["--name", "g", "--device", device]).device == device
 
+
+
+@pytest.mark.parametrize("module, parser", [
+    ("options.base_options", "get_base_parser"),
+    ("options.eval_options", "get_train_evaluator_parser"),
+    ("options.eval_options", "get_evaluation_ae_parser"),
+    ("options.eval_generator_options", "get_evaluation_generator_parser"),
+])
+def test_num_workers_must_be_a_count(module, parser, tmp_path, capsys):
+    # A negative count failed only once the data and models were loaded, in the engine's config or in torch's
+    # DataLoader, neither naming the flag.
+    import importlib
+
+    get_parser = getattr(importlib.import_module(module), parser)
+    with pytest.raises(SystemExit):
+        parse_with_config(get_parser(), ["--name", "w", "--num_workers", "-1"])
+    assert "argument --num_workers: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+    preset = write(tmp_path, "num_workers: -2\n")
+    with pytest.raises(SystemExit):
+        parse_with_config(get_parser(), ["--name", "w", "--config", preset])
+    assert "num_workers" in capsys.readouterr().err
+    assert parse_with_config(get_parser(), ["--name", "w", "--num_workers", "0"]).num_workers == 0

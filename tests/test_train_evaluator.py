@@ -178,6 +178,19 @@ def test_a_validation_split_under_three_samples_is_refused_before_training(tmp_p
     assert not list(ck.rglob("*.tar"))
 
 
+def test_a_start_refused_in_stage_1_leaves_no_run_folder(data_root, tmp_path, monkeypatch):
+    # The movement autoencoder's run folder (<name>_decomp) was made by its log file before the engine counted it as
+    # this start's, so a refusal in stage 1 (here a batch larger than the training set) left it behind.
+    from utils import cli
+
+    ck = tmp_path / "checkpoints"
+    monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+    with pytest.raises(SystemExit, match="fewer than one batch of 500"):
+        cli.run_script(lambda: run_script(data_root, ck, "--max_iters", "2", "--pretrain_iters", "2",
+                                          "--batch_size", "500"), prog="train_evaluator.py")
+    assert not ck.exists()
+
+
 def test_contrastive_loss_and_negative_shift():
     text = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
     pos, neg = contrastive_loss(text, text.clone(), shift=1, margin=10.0)

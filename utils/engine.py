@@ -305,6 +305,9 @@ def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engin
     # -- setup -------------------------------------------------------------------------------------------------------
     accelerator = _make_accelerator(cfg.mixed_precision)
     is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    # Made before the log file would make it, so that a new folder counts as this start's and a start refused before
+    # its first checkpoint removes it (discarding_failed_starts): train_evaluator's stage-1 run is made only here.
+    _on_main(accelerator, run.make_dirs)
     setup_logging(run.log_file, is_main)
     needed = max(cfg.min_free_bytes, _estimate_checkpoint_bytes(model, cfg.ema_decay is not None))
     _on_main(accelerator, lambda: _check_run_folder(run, cfg, needed))

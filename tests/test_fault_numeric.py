@@ -170,3 +170,26 @@ def test_detect_anomaly_flag_turns_on_anomaly_detection_in_training(tmp_path, sy
     assert "autograd anomaly detection is on" in caplog.text
     assert not torch.is_anomaly_enabled()
     assert os.path.isfile(run_root(tmp_path, "anomaly") / "model" / "latest.tar")
+
+
+def test_a_nan_batch_that_cannot_be_saved_still_stops_with_the_non_finite_report(tmp_path, monkeypatch):
+    # A full disk while the batch is dumped: the stop still says what went wrong, and that the dump is missing.
+    import errno
+
+    from test_engine import META, Toy, ToyData, loss_fn, make_cfg
+
+    import utils.engine as engine
+    from utils.run_dir import RunDir
+
+    save = engine.save_checkpoint
+
+    def full_disk(path, state):
+        if os.path.basename(path).startswith("nan_batch"):
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        save(path, state)
+
+    monkeypatch.setattr(engine, "save_checkpoint", full_disk)
+    run = RunDir(str(tmp_path / "checkpoints"), "t2m", "nan_full")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss nan at step 1 .*its batch could not be saved to "
+                                                 r".*nan_batch_step1\.pt \(No space left on device\)"):
+        engine.train(Toy(), ToyData(n=8, nan_index=3), loss_fn, make_cfg(max_iters=2), run, checkpoint_meta=META)

@@ -474,12 +474,15 @@ def _check_finite(loss: torch.Tensor, logs: Mapping[str, Any], batch: Any, state
     path = os.path.join(run.model_dir, f"nan_batch_step{step}{suffix}.pt")
     terms = {k: float(v) for k, v in logs.items()}
     if bad.item():
-        save_checkpoint(path, {"stage": "nan_batch", "step": step, "epoch": state.epoch,
-                               "rank": accelerator.process_index, "loss": loss.detach().float().cpu(),
-                               "logs": terms, "batch": _to_plain(batch)})
         what = (f"non-finite loss {float(loss.detach()):g}" if grad_norm is None else
                 f"non-finite gradient norm {float(grad_norm.detach()):g} of the finite loss {float(loss.detach()):g}")
-        where = f"the batch was saved to {path}"
+        try:
+            save_checkpoint(path, {"stage": "nan_batch", "step": step, "epoch": state.epoch,
+                                   "rank": accelerator.process_index, "loss": loss.detach().float().cpu(),
+                                   "logs": terms, "batch": _to_plain(batch)})
+            where = f"the batch was saved to {path}"
+        except OSError as e:  # a full disk must not hide the stop's own report behind its dump's
+            where = f"its batch could not be saved to {path} ({e.strerror or e})"
     else:
         # This process's own loss is finite: saying "non-finite loss 1.05" would send the reader after the wrong one.
         what = f"non-finite loss on another process (this process's loss {float(loss.detach()):g})"

@@ -194,6 +194,10 @@ def test_missing_checkpoint_names_what_exists(env):
         run_eval(env, "--name", "fsq", "--which_epoch", "latest")
     with pytest.raises(CheckpointError, match="model_name"):
         run_eval(env, "--name", "fsq", "--ae_model", "AE_Tiny")
+    # A run that is not there is said to be missing, not to lack a --which_epoch.
+    with pytest.raises(CheckpointError, match=r"no run fqs of dataset synthetic under .*; check --name") as e:
+        run_eval(env, "--name", "fqs")
+    assert "which_epoch" not in str(e.value)
 
 
 def test_a_negative_seed_fails_by_name_before_the_reconstruction_pass(env, monkeypatch):

@@ -39,7 +39,11 @@ def resolve_checkpoint(cfg) -> tuple[str, str, str]:
         return path, name, os.path.splitext(os.path.basename(path))[0]
     if not cfg.name:
         raise ValueError("pass --name (a run under --checkpoints_dir) or --ckpt (a checkpoint file)")
-    model_dir = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name).model_dir
+    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
+    model_dir = run.model_dir
+    if not os.path.isdir(run.root):
+        raise CheckpointError(f"no run {cfg.name} of dataset {cfg.dataset_name} under {cfg.checkpoints_dir} "
+                              f"({run.root} does not exist); check --name, --dataset_name and --checkpoints_dir")
     candidates = [cfg.which_epoch] if cfg.which_epoch else list(BEST_FIRST)
     for stem in candidates:
         path = os.path.join(model_dir, f"{stem}.tar")

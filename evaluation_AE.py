@@ -60,6 +60,7 @@ from utils.eval_report import checkpoint_info, format_report, run_folder_of, wri
 from utils.evaluator import load_evaluator
 from utils.logging_utils import setup_logging
 from utils.normalization import DatasetError, load_mean_std
+from utils.paths import folder_flags
 from utils.representation import tokenizer_conversions
 from utils.run_dir import RunDir
 from utils.seed import set_seed
@@ -125,12 +126,13 @@ def main(cfg) -> dict:
         # Scores under another evaluator than the dataset's own get files of their own.
         tag += evaluator_tag(cfg.evaluator_dir, default_evaluator)
     except (CheckpointError, FileNotFoundError) as e:
+        train_one = (f"python train_evaluator.py --dataset_name {eval_name}"
+                     f"{folder_flags(cfg.checkpoints_dir, cfg.data_root)}")
         if to_tokenizer is not None:  # the protocol is all that --eval_dataset asks for
             raise CheckpointError(f"--eval_dataset {eval_name}: no usable evaluator ({e}); place it or pass "
-                                  f"--evaluator_dir, or train one with: python train_evaluator.py --dataset_name "
-                                  f"{eval_name}") from e
+                                  f"--evaluator_dir, or train one with: {train_one}") from e
         skipped = (f"no usable evaluator for {eval_name!r} ({e}); FID, Diversity, R-precision and matching "
-                   f"score are skipped. Train one with: python train_evaluator.py --dataset_name {eval_name}")
+                   f"score are skipped. Train one with: {train_one}")
         logger.warning(skipped)
     if body_part and evaluator is not None:
         evaluator, skipped = None, (f"the tokenizer covers only body part {body_part['name']!r}; the text-motion "

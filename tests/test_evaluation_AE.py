@@ -175,7 +175,10 @@ def test_perfect_reconstruction_scores_like_gt(env, monkeypatch):
 def test_without_evaluator_the_protocol_is_skipped_with_a_message(env, tmp_path):
     result = run_eval(env, "--name", "fsq", "--evaluator_dir", str(tmp_path / "none"))
     assert result["protocol"] is None
-    assert "train_evaluator.py --dataset_name synthetic" in result["protocol_skipped"]
+    # The suggested command, run as printed, trains into and reads from the folders this evaluation used.
+    root, ck, _ = env
+    assert (f"train_evaluator.py --dataset_name synthetic --checkpoints_dir {ck} --data_root {root}"
+            in result["protocol_skipped"])
     assert result["reconstruction"]["mpjpe_mm"] > 0
 
 

@@ -74,3 +74,14 @@ def test_a_moved_imported_dataset_is_read_where_its_spec_is_found(monkeypatch, t
     shutil.copytree("dataset", tmp_path / "home" / "dataset")
     assert get_dataset_spec("Mocap").root == str(tmp_path / "home" / "dataset" / "Mocap")
     assert get_dataset_spec("Mocap", data_root="dataset/Mocap").root == "dataset/Mocap"
+
+
+def test_folder_flags_name_only_the_folders_that_are_not_defaults(monkeypatch, tmp_path):
+    from utils.paths import folder_flags
+
+    monkeypatch.delenv(HOME_ENV, raising=False)
+    assert folder_flags("checkpoints") == "" and folder_flags(os.path.abspath("checkpoints"), None) == ""
+    assert folder_flags(str(tmp_path / "ck"), "data/x") == f" --checkpoints_dir {tmp_path / 'ck'} --data_root data/x"
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))  # the default moves with FSQ_MARDM_HOME
+    assert folder_flags(str(tmp_path / "checkpoints")) == ""
+    assert folder_flags("checkpoints") == " --checkpoints_dir checkpoints"

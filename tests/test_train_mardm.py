@@ -191,9 +191,12 @@ def test_mismatches_fail_at_start_naming_both_sides(setup, encoder, tmp_path):
         run("bad_family", "--model", "MARDM-SiT-Tiny", "--ae_name", "fsq")
     with pytest.raises(ValueError, match="VQ-MARDM-SiT-Tiny \\(VQ-MARDM\\) needs .*'vq'.*'AE_Tiny' of kind 'ae'"):
         run("bad_family_vq", "--model", "VQ-MARDM-SiT-Tiny", "--ae_name", "ae")
-    with pytest.raises(CheckpointError, match="none of .*net_best_fid.tar"):
+    # The suggested commands keep the folders given, so that they run as printed.
+    with pytest.raises(CheckpointError, match="none of .*net_best_fid.tar.*--name missing_run --dataset_name "
+                                              "synthetic --checkpoints_dir "):
         run("no_tokenizer", "--model", "MARDM-SiT-Tiny", "--ae_name", "missing_run")
-    with pytest.raises(SystemExit, match="no usable evaluator for dataset 'synthetic'.*train_evaluator.py"):
+    with pytest.raises(SystemExit, match="no usable evaluator for dataset 'synthetic'.*train_evaluator.py "
+                                         "--dataset_name synthetic --checkpoints_dir .* --data_root "):
         run("no_evaluator", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--need_evaluation")
     with pytest.raises(ValueError, match="is 'minilm' but --text_encoder is 'clip'"):
         run("bad_encoder", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--text_encoder", "clip")

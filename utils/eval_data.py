@@ -20,6 +20,7 @@ from utils.batching import EpochBatchSampler, epoch_batches
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.datasets import EvalBatch, Text2MotionEvalDataset, collate_eval
 from utils.evaluator import EvaluatorWrapper
+from utils.paths import folder_flags
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ def load_validation_evaluator(evaluator_dir: str | None, checkpoints_dir: str, d
         evaluator = load_evaluator(folder, dataset_name, device, data_root=data_root)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"--need_evaluation: no usable evaluator for dataset {dataset_name!r} ({e}). Train one with: "
-                         f"python train_evaluator.py --dataset_name {dataset_name}, point --evaluator_dir at one, or "
+                         f"python train_evaluator.py --dataset_name {dataset_name}"
+                         f"{folder_flags(checkpoints_dir, data_root)}, point --evaluator_dir at one, or "
                          f"drop --need_evaluation") from e
     loader = build_eval_loader(evaluator, spec, "val", data_root=data_root, glove_dir=glove_dir, batch_size=1)
     batch = min(EVAL_BATCH_SIZE, len(loader.dataset))

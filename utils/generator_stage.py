@@ -40,6 +40,7 @@ from models.text_encoders import CachedTextEncoder, TextEncoder, build_text_enco
 from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import TextMotionBatch, collate_text_motion
+from utils.paths import folder_flags
 from utils.run_dir import RunDir
 from utils.seed import set_seed
 from utils.tokenizer_stage import check_training_settings, dataset_record
@@ -116,7 +117,7 @@ def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_nam
     found = sorted(f for f in os.listdir(model_dir) if f.endswith(".tar")) if os.path.isdir(model_dir) else []
     raise CheckpointError(f"--{flag}_name {ae_name!r}: none of {[s + '.tar' for s in TOKENIZER_CHECKPOINTS]} in "
                           f"{model_dir} (found {found or 'nothing'}); train it with {trainer} --name {ae_name} "
-                          f"--dataset_name {dataset_name}, or pass --{flag}_ckpt")
+                          f"--dataset_name {dataset_name}{folder_flags(checkpoints_dir)}, or pass --{flag}_ckpt")
 
 
 def trained_on_ema(state: dict[str, Any]) -> bool:

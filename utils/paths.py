@@ -19,3 +19,14 @@ def project_path(path: str) -> str:
     if not home or os.path.isabs(path):
         return path
     return os.path.join(os.path.expanduser(home), path)
+
+
+def folder_flags(checkpoints_dir: str | None = None, data_root: str | None = None) -> str:
+    """`` --checkpoints_dir X`` / `` --data_root Y`` for a suggested command, each only where it is not the default, so
+    that the command, run as printed, looks in the folders the failing one did (``""`` when both are defaults)."""
+    flags = ""
+    if checkpoints_dir and os.path.abspath(checkpoints_dir) != os.path.abspath(project_path("checkpoints")):
+        flags += f" --checkpoints_dir {checkpoints_dir}"
+    if data_root:
+        flags += f" --data_root {data_root}"
+    return flags

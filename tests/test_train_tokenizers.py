@@ -410,18 +410,22 @@ def test_validation_loss_is_the_mean_over_windows_not_over_batches():
         def __init__(self) -> None:
             super().__init__()
             self.unused = torch.nn.Parameter(torch.zeros(()))
+            self.calls = 0
 
         def forward(self, motion):
+            self.calls += 1
             return SimpleNamespace(recon=motion, indices_or_latents=motion)
 
-    def loss_fn(model, motion):
-        return motion.mean(), {"loss": motion.mean()}
+    def terms_fn(motion, out):
+        return out.recon.mean(), {"loss": out.recon.mean()}
 
     windows = torch.cat([torch.zeros(4, 8, 3), torch.ones(2, 8, 3)])
     loader = torch.utils.data.DataLoader(windows, batch_size=4)
     spec = SimpleNamespace(representation="smplx_rot6d", dim_pose=3)  # no joint recovery: loss terms only
-    metrics = reconstruction_metrics(Identity(), loader, spec, np.zeros(3), np.ones(3), loss_fn)
+    model = Identity()
+    metrics = reconstruction_metrics(model, loader, spec, np.zeros(3), np.ones(3), terms_fn)
     assert metrics["loss"] == pytest.approx(2 / 6)
+    assert model.calls == 2  # one forward per batch serves the loss terms and the metrics
 
 
 
@@ -442,13 +446,13 @@ def test_validation_code_perplexity_is_of_all_windows_per_layer():
             first = motion[:, :2, 0].long()  # (B, N) codes carried in the motion itself
             return SimpleNamespace(recon=motion, indices_or_latents=torch.stack([first, torch.zeros_like(first)], -1))
 
-    def loss_fn(model, motion):
+    def terms_fn(motion, out):
         return motion.mean(), {"loss": motion.mean()}
 
     windows = torch.tensor([0.0, 1.0, 2.0, 3.0]).repeat_interleave(2)[:, None, None].expand(8, 2, 3).contiguous()
     loader = torch.utils.data.DataLoader(windows, batch_size=4)  # codes {0, 1} in the first batch, {2, 3} after
     spec = SimpleNamespace(representation="smplx_rot6d", dim_pose=3)
-    metrics = reconstruction_metrics(TwoLayerCodes(), loader, spec, np.zeros(3), np.ones(3), loss_fn)
+    metrics = reconstruction_metrics(TwoLayerCodes(), loader, spec, np.zeros(3), np.ones(3), terms_fn)
     assert metrics["code_perplexity_q0"] == pytest.approx(4.0, rel=1e-4)
     assert metrics["code_perplexity_q1"] == pytest.approx(1.0, rel=1e-4)
     assert metrics["code_perplexity"] == pytest.approx(2.5, rel=1e-4)

@@ -33,6 +33,7 @@ from utils.normalization import feat_bias_normalization, load_mean_std
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Tensor], tuple[Tensor, dict[str, Tensor]]]
+TermsFn = Callable[[Tensor, Any], tuple[Tensor, dict[str, Tensor]]]
 
 
 class WindowData(NamedTuple):
@@ -71,10 +72,10 @@ def load_window_data(spec: DatasetSpec, window_size: int | None, data_root: str 
     return WindowData(train, val, mean, std)
 
 
-def make_loss_fn(spec: DatasetSpec, args: argparse.Namespace, position: slice | None = None,
-                 lfq: LFQ | None = None) -> LossFn:
-    """``loss_fn(model, batch) -> (loss, logs)`` with the flags' loss weights; ``batch`` is motion ``(B, T, D)`` or a
-    ``ConditionedBatch``. ``position`` overrides the spec's joint-position slice (a body part's own columns).
+def make_loss_terms(spec: DatasetSpec, args: argparse.Namespace, position: slice | None = None,
+                    lfq: LFQ | None = None) -> TermsFn:
+    """``terms(motion, out) -> (loss, logs)`` of the model's output ``out`` for ``motion (B, T, D)`` with the flags'
+    loss weights; ``position`` overrides the spec's joint-position slice (a body part's own columns).
 
     ``lfq``: the quantizer of an LFQ tokenizer, whose auxiliary loss carries its own weights: it is added unscaled
     (``--commit`` does not apply) and logged as ``commit``, with the entropies of training steps as
@@ -82,13 +83,24 @@ def make_loss_fn(spec: DatasetSpec, args: argparse.Namespace, position: slice | 
     target = position if position is not None else spec
     commit = 1.0 if lfq is not None else args.commit
 
-    def loss_fn(model: nn.Module, batch: Tensor | ConditionedBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        motion, out = _forward(model, batch)
+    def terms(motion: Tensor, out: Any) -> tuple[Tensor, dict[str, Tensor]]:
         loss, logs = tokenizer_loss(out.recon, motion, out, target, recons_loss=args.recons_loss,
                                     w_pos=args.aux_loss_joints, w_vel=args.loss_joint_vel, commit=commit)
         if lfq is not None and lfq.training and lfq.last_entropy is not None:
             logs.update(entropy_sample=lfq.last_entropy.per_sample, entropy_codebook=lfq.last_entropy.codebook)
         return loss, logs
+
+    return terms
+
+
+def make_loss_fn(spec: DatasetSpec, args: argparse.Namespace, position: slice | None = None,
+                 lfq: LFQ | None = None) -> LossFn:
+    """``loss_fn(model, batch) -> (loss, logs)``: the model's forward on ``batch`` (motion ``(B, T, D)`` or a
+    ``ConditionedBatch``), then ``make_loss_terms``' terms."""
+    terms = make_loss_terms(spec, args, position, lfq)
+
+    def loss_fn(model: nn.Module, batch: Tensor | ConditionedBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        return terms(*_forward(model, batch))
 
     return loss_fn
 
@@ -110,7 +122,7 @@ def _joints(features: Tensor, mean: Tensor, std: Tensor, spec: DatasetSpec) -> T
 
 @torch.no_grad()
 def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.DataLoader, spec: DatasetSpec,
-                           mean: np.ndarray, std: np.ndarray, loss_fn: LossFn,
+                           mean: np.ndarray, std: np.ndarray, terms_fn: TermsFn,
                            max_batches: int | None = None) -> dict[str, float]:
     """Mean loss terms (over windows: a batch counts for its size), MPJPE (mm, root-aligned, per frame) and code usage
     over ``loader``'s windows: ``code_usage`` is the fraction of codes used and ``code_perplexity`` the perplexity of
@@ -128,8 +140,8 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
             batch = ConditionedBatch(batch.motion.to(device), {k: v.to(device) for k, v in batch.cond.items()})
         else:
             batch = batch.to(device)
-        _, logs = loss_fn(model, batch)
-        motion, out = _forward(model, batch)
+        motion, out = _forward(model, batch)  # one forward for the loss terms and the metrics
+        _, logs = terms_fn(motion, out)
         # The terms are means over the batch; weighted by its size, a smaller last batch counts for what it holds.
         for k, v in logs.items():
             sums[k] = sums.get(k, 0.0) + float(v) * motion.shape[0]
@@ -165,13 +177,13 @@ def reconstruction_metrics(model: ConvAutoencoder, loader: torch.utils.data.Data
     return metrics
 
 
-def make_val_fn(data: WindowData, spec: DatasetSpec, loss_fn: LossFn, batch_size: int,
+def make_val_fn(data: WindowData, spec: DatasetSpec, terms_fn: TermsFn, batch_size: int,
                 max_batches: int, collate_fn: Callable | None = None) -> Callable[[nn.Module], dict[str, float]]:
     """Validation on the val windows: reconstruction loss terms, MPJPE (mm) and code usage."""
     loader = torch.utils.data.DataLoader(data.val, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
 
     def val_fn(model: nn.Module) -> dict[str, float]:
-        return reconstruction_metrics(model, loader, spec, data.mean, data.std, loss_fn, max_batches)
+        return reconstruction_metrics(model, loader, spec, data.mean, data.std, terms_fn, max_batches)
 
     return val_fn
 
@@ -314,7 +326,8 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
         logger.warning("--commit %g does not apply to %s: LFQ weighs its own auxiliary terms (--entropy_loss_weight, "
                        "--commitment_loss_weight)", args.commit, model_name)
     loss_fn = make_loss_fn(spec, args, position, lfq)
-    val_fn = make_val_fn(data, spec, loss_fn, min(args.batch_size, 256), args.val_batches, collate_fn)
+    val_fn = make_val_fn(data, spec, make_loss_terms(spec, args, position, lfq), min(args.batch_size, 256),
+                         args.val_batches, collate_fn)
     if args.need_evaluation:
         from utils.eval_data import load_validation_evaluator
 

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from layout_helpers import write_dataset
 from test_generation import CLIP_EMBED, save_tokenizer, write_fake_clip
 
 import train_res_transformer
@@ -26,6 +27,7 @@ from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset
 from utils.generation import load_generator
 from utils.generation_momask import MoMaskBackend
+from utils.normalization import load_mean_std
 from utils.run_dir import RunDir
 from utils.token_stage import build_token_cache, load_token_tokenizer, token_cache_path
 
@@ -171,6 +173,44 @@ def test_cached_codes_live_in_the_run_and_match_the_tokenizer(setup, trained, mo
     monkeypatch.setattr(token_stage, "_encode_samples", lambda *a: encoded.append(1) or original(*a))
     build_token_cache(tok, dataset, path, progress=False, write=False)
     assert encoded == [1]
+
+
+class _SignTokenizer(torch.nn.Module):
+    """A stand-in tokenizer for the code cache: code of a token = 1 where its first feature's frames sum above 0."""
+
+    unit_length = 4
+    weights = "model"
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, motion: torch.Tensor) -> torch.Tensor:
+        b, t, _ = motion.shape
+        return (motion[..., 0].reshape(b, t // 4, 4).sum(-1) > 0).long()
+
+
+def test_cached_codes_are_encoded_again_when_a_motion_file_changes(tmp_path):
+    root = tmp_path / "data"
+    write_dataset(root, {"a": 60, "b": 80}, {"train": ["a", "b"]})
+    spec = get_dataset_spec("t2m", str(root))
+    mean, std = load_mean_std(spec, str(root))
+    (tmp_path / "tok.tar").write_bytes(b"weights")
+    tok = _SignTokenizer(str(tmp_path / "tok.tar"))
+    path = str(tmp_path / "tokens" / "train.npz")
+    codes, _ = build_token_cache(tok, Text2MotionDataset(spec, "train", mean, std, progress=False), path,
+                                 progress=False)
+    # Same clips, same lengths and captions, other frames (a dataset processed again): the codes must follow.
+    motion_file = root / "new_joint_vecs" / "a.npy"
+    np.save(motion_file, -np.load(motion_file))
+    dataset = Text2MotionDataset(spec, "train", mean, std, progress=False)
+    again, offsets = build_token_cache(tok, dataset, path, progress=False)
+    j = dataset.samples.names.index("a")
+    frames = dataset.index.clip(int(dataset.samples.rows[j]), 0, 60, spec.dim_pose)
+    expected = tok.encode(torch.from_numpy((frames - mean) / std)[None])[0].numpy()
+    assert np.array_equal(again[offsets[j]:offsets[j + 1], 0], expected)
+    assert not np.array_equal(again, codes)
 
 
 @pytest.mark.parametrize("role,extra", [("mask", []), ("res", ["--cache_tokens"])])

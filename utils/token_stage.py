@@ -182,12 +182,17 @@ def collate_text_tokens(batch: Sequence[TokenItem]) -> TextTokenBatch:
 
 
 def _samples_digest(dataset: Any) -> str:
-    """Fingerprint of a text-motion dataset's samples (names and frame bounds)."""
+    """Fingerprint of what a text-motion dataset's codes are encoded from: its samples (names and frame bounds), its
+    statistics, and its motion index, whose folder name changes with any motion file's size or mtime (so a dataset
+    processed again with the same clip lengths is encoded again, as the evaluation's GT cache is recomputed)."""
     h = hashlib.sha256()
     samples = dataset.samples
     h.update("\n".join(samples.names).encode())
     for array in (samples.rows, samples.starts, samples.stops):
         h.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    for stats in (dataset.mean, dataset.std):
+        h.update(np.ascontiguousarray(stats, dtype=np.float32).tobytes())
+    h.update(os.path.basename(dataset.index.folder).encode())
     return h.hexdigest()
 
 
@@ -221,8 +226,8 @@ def _encode_samples(tokenizer: Tokenizer, dataset: Any, batch_size: int, progres
 
 def build_token_cache(tokenizer: Tokenizer, dataset: Any, path: str, batch_size: int = 64, progress: bool = True,
                       write: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of every sample of a ``Text2MotionDataset``, read from ``path`` when it holds this dataset's samples and
-    this tokenizer's codes, else encoded (and written to ``path`` when ``write``).
+    """Codes of every sample of a ``Text2MotionDataset``, read from ``path`` when it holds the codes of this dataset's
+    samples, statistics and motion files under this tokenizer, else encoded (and written to ``path`` when ``write``).
 
     Returns:
         ``codes`` (M, Q) int32, all samples' codes one after the other, and ``offsets`` (S + 1,) int64: sample j owns

@@ -282,11 +282,31 @@ def option_origin(args: argparse.Namespace, dest: str) -> str:
     return f"{flag} ({dest}: {getattr(args, dest, None)} in {args.config})"
 
 
+class _PresetLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping, which PyYAML would silently read as the
+    last of its values (a preset setting ``lr`` twice is a mistake, not an override)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *base``: the mapping's own keys override it
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                            f"found duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+            except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str) -> dict[str, Any]:
     """Read a YAML mapping (a preset or a saved ``opt.yaml``); errors name the file."""
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_PresetLoader)
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
     except yaml.YAMLError as e:

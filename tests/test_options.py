@@ -444,3 +444,12 @@ def test_num_workers_must_be_a_count(module, parser, tmp_path, capsys):
         parse_with_config(get_parser(), ["--name", "w", "--config", preset])
     assert "num_workers" in capsys.readouterr().err
     assert parse_with_config(get_parser(), ["--name", "w", "--num_workers", "0"]).num_workers == 0
+
+
+def test_a_key_given_twice_is_an_error_naming_the_line(tmp_path):
+    """PyYAML keeps the last of two equal keys silently: a preset that sets a flag twice is refused instead."""
+    path = write(tmp_path, "name: x\nlr: 1.0e-3\nbatch_size: 8\nlr: 2.0e-4\n")
+    with pytest.raises(ConfigError, match=r"(?s)preset.yaml: not valid YAML: .*duplicate key 'lr'.*line 4"):
+        load_config(path)
+    # A merge key (<<) that a key of the mapping overrides is not a duplicate.
+    assert load_config(write(tmp_path, "base: &b {lr: 1}\nrun:\n  <<: *b\n  lr: 2\n"))["run"] == {"lr": 2}

@@ -305,10 +305,13 @@ class _PresetLoader(yaml.SafeLoader):
 def load_config(path: str) -> dict[str, Any]:
     """Read a YAML mapping (a preset or a saved ``opt.yaml``); errors name the file."""
     try:
-        with open(path) as f:
+        # UTF-8 (YAML's own encoding) whatever the locale, which could read a non-ASCII path or caption otherwise.
+        with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_PresetLoader)
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if data is None:

@@ -453,3 +453,15 @@ def test_a_key_given_twice_is_an_error_naming_the_line(tmp_path):
         load_config(path)
     # A merge key (<<) that a key of the mapping overrides is not a duplicate.
     assert load_config(write(tmp_path, "base: &b {lr: 1}\nrun:\n  <<: *b\n  lr: 2\n"))["run"] == {"lr": 2}
+
+
+def test_a_preset_that_is_not_utf8_names_the_file(tmp_path, capsys):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text"):
+        load_config(str(path))
+    with pytest.raises(SystemExit):
+        parse(["--config", str(path)])
+    assert "latin1.yaml: not UTF-8 text" in capsys.readouterr().err
+    path.write_bytes("name: café\n".encode())
+    assert load_config(str(path)) == {"name": "café"}

@@ -138,7 +138,7 @@ def _written_as(action: argparse.Action, flag: str) -> str:
 
 def load_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
     """Read a YAML preset and return ``{dest: cast value}``; unknown keys and bad values raise :class:`ConfigError`."""
-    raw = load_config(path)
+    raw, nodes = _load_mapping(path)
     actions = _actions_by_dest(parser)
     values = {}
     for key, value in raw.items():
@@ -154,7 +154,10 @@ def load_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
             hint = (f"; a preset names a setting by its key: {flag} is written {alias}" if alias else
                     f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(sorted(actions))}")
             raise ConfigError(f"{path}: unknown key {key!r}{hint}")
-        values[key] = cast_value(value, actions[key], f"{path}: {key}")
+        action = actions[key]
+        if action.type in (None, str) and not _is_flag(action):
+            value = _as_written(value, nodes.get(key))
+        values[key] = cast_value(value, action, f"{path}: {key}")
     return values
 
 
@@ -304,10 +307,22 @@ class _PresetLoader(yaml.SafeLoader):
 
 def load_config(path: str) -> dict[str, Any]:
     """Read a YAML mapping (a preset or a saved ``opt.yaml``); errors name the file."""
+    return _load_mapping(path)[0]
+
+
+def _load_mapping(path: str) -> tuple[dict[Any, Any], dict[Any, yaml.Node]]:
+    """``load_config``'s mapping, and the YAML node each of its keys was read from."""
     try:
         # UTF-8 (YAML's own encoding) whatever the locale, which could read a non-ASCII path or caption otherwise.
         with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_PresetLoader)
+            loader = _PresetLoader(f)
+            try:
+                node = loader.get_single_node()
+                data = None if node is None else loader.construct_document(node)
+                nodes = ({loader.construct_object(key, deep=True): value for key, value in node.value}
+                         if isinstance(data, dict) else {})
+            finally:
+                loader.dispose()
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
     except UnicodeDecodeError as e:
@@ -315,10 +330,20 @@ def load_config(path: str) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if data is None:
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of flag names to values, got {type(data).__name__}")
-    return data
+    return data, nodes
+
+
+def _as_written(value: Any, node: yaml.Node | None) -> Any:
+    """A text flag's YAML value as the file spells it, as if typed on the command line: YAML 1.1 reads a plain
+    ``no`` as False, ``1.10`` as 1.1 and ``010`` as 8 (``mixed_precision: no``). Quoted text and null stay as read."""
+    if isinstance(node, yaml.ScalarNode) and node.style is None and value is not None and not isinstance(value, str):
+        return node.value
+    if isinstance(node, yaml.SequenceNode) and isinstance(value, list):
+        return [_as_written(item, item_node) for item, item_node in zip(value, node.value)]
+    return value
 
 
 def _checked_number(text: str, ok: Callable[[float], bool], expected: str) -> float:

@@ -465,3 +465,18 @@ def test_a_preset_that_is_not_utf8_names_the_file(tmp_path, capsys):
     assert "latin1.yaml: not UTF-8 text" in capsys.readouterr().err
     path.write_bytes("name: café\n".encode())
     assert load_config(str(path)) == {"name": "café"}
+
+
+def test_a_text_flag_reads_a_plain_yaml_value_as_written(tmp_path):
+    """YAML 1.1 reads ``no`` as False, ``1.10`` as 1.1 and ``010`` as 8: a text flag gets the text the preset wrote,
+    as if typed on the command line, so ``mixed_precision: no`` is the default setting rather than 'False'."""
+    path = write(tmp_path, "mixed_precision: no\nname: 1.10\ndataset_name: off\ndata_root: 010\ncheckpoints_dir: ~\n")
+    assert load_preset(get_base_parser(), path) == {"mixed_precision": "no", "name": "1.10", "dataset_name": "off",
+                                                    "data_root": "010", "checkpoints_dir": None}
+    # Quoted values and the numbers of other flags are read as before.
+    path = write(tmp_path, "name: 'yes'\nlr: 1.10\nseed: 010\n")
+    assert load_preset(get_base_parser(), path) == {"name": "yes", "lr": 1.1, "seed": 8}
+    from options.tokenizer_options import get_train_vq_parser
+
+    assert load_preset(get_train_vq_parser(), write(tmp_path, "conditions: [on, 1.50]\n")) == {
+        "conditions": ["on", "1.50"]}

@@ -111,6 +111,9 @@ def cast_value(value: Any, action: argparse.Action, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
+    if isinstance(action, argparse._AppendAction):  # --edit_frames A --edit_frames B: a list, or one value
+        items = value if isinstance(value, list) else [value]
+        return [_cast_one(v, action, f"{where}[{i}]") for i, v in enumerate(items)]
     nargs = action.nargs
     if nargs in ("+", "*") or isinstance(nargs, int):
         items = value if isinstance(value, list) else [value]
@@ -194,10 +197,15 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         actions = _actions_by_dest(parser)
         for dest in preset:
             actions[dest].required = False
-        parser.set_defaults(**preset)
+        # argparse appends a repeatable flag's values to its default: the command line's must replace the preset's.
+        appended = {dest: value for dest, value in preset.items() if isinstance(actions[dest], argparse._AppendAction)}
+        parser.set_defaults(**{**preset, **dict.fromkeys(appended)})
     args = parser.parse_args(argv)
     if known.config:
         args.config = known.config  # the file read, for the run's opt.yaml
+        for dest, value in appended.items():
+            if getattr(args, dest) is None:  # not typed on the command line
+                setattr(args, dest, value)
     if getattr(args, "name", "") is None:
         parser.error("--name is required (on the command line or in the --config YAML)")
     # The training length is one setting in two units: an --epoch typed on the command line replaces the preset's

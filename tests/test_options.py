@@ -480,3 +480,18 @@ def test_a_text_flag_reads_a_plain_yaml_value_as_written(tmp_path):
 
     assert load_preset(get_train_vq_parser(), write(tmp_path, "conditions: [on, 1.50]\n")) == {
         "conditions": ["on", "1.50"]}
+
+
+def test_a_repeatable_flag_takes_a_list_or_one_value_and_the_command_line_replaces_it(tmp_path):
+    """``--edit_frames`` (action append) from a preset is a list of spans, never the characters of one string, and
+    spans typed on the command line replace the preset's rather than adding to them."""
+    from options.eval_generator_options import get_sample_parser
+
+    many = write(tmp_path, "edit_frames: ['0:40', '100:']\n")
+    assert parse_with_config(get_sample_parser(), ["--config", many]).edit_frames == ["0:40", "100:"]
+    one = write(tmp_path, "edit_seconds: '1:2'\n", "one.yaml")
+    assert parse_with_config(get_sample_parser(), ["--config", one]).edit_seconds == ["1:2"]
+    args = parse_with_config(get_sample_parser(), ["--config", many, "--edit_frames", "8:16"])
+    assert args.edit_frames == ["8:16"]
+    assert parse_with_config(get_sample_parser(), ["--edit_frames", "8:16"]).edit_frames == ["8:16"]
+    assert parse_with_config(get_sample_parser(), []).edit_frames is None

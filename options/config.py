@@ -106,6 +106,10 @@ def _cast_one(value: Any, action: argparse.Action, where: str) -> Any:
 def cast_value(value: Any, action: argparse.Action, where: str) -> Any:
     """Cast a YAML value for ``action``: booleans for flags, lists for ``nargs``, ``type`` and ``choices`` otherwise."""
     if value is None:
+        # An on/off flag with a default has no third state (None would read as off, even for --cal_mm); one whose
+        # default is None (--kmeans_init: the registry entry decides) may be left null.
+        if _is_flag(action) and isinstance(action.default, bool):
+            raise ConfigError(f"{where}: expected true or false, got null")
         return None
     if _is_flag(action):
         if not isinstance(value, bool):

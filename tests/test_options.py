@@ -495,3 +495,16 @@ def test_a_repeatable_flag_takes_a_list_or_one_value_and_the_command_line_replac
     assert args.edit_frames == ["8:16"]
     assert parse_with_config(get_sample_parser(), ["--edit_frames", "8:16"]).edit_frames == ["8:16"]
     assert parse_with_config(get_sample_parser(), []).edit_frames is None
+
+
+def test_null_is_not_a_value_of_an_on_off_flag(tmp_path):
+    """``cal_mm: null`` would be read as off (None) although the flag is on by default: an on/off flag with a default
+    takes true or false; one whose default is None (the registry decides) may be left null."""
+    from options.eval_generator_options import get_evaluation_generator_parser
+    from options.tokenizer_options import get_train_vq_parser
+
+    with pytest.raises(ConfigError, match="cal_mm: expected true or false, got null"):
+        load_preset(get_evaluation_generator_parser(), write(tmp_path, "cal_mm: null\n"))
+    with pytest.raises(ConfigError, match="is_continue: expected true or false, got null"):
+        load_preset(get_base_parser(), write(tmp_path, "is_continue:\n"))
+    assert load_preset(get_train_vq_parser(), write(tmp_path, "kmeans_init: null\n")) == {"kmeans_init": None}

@@ -3,8 +3,9 @@
 Precedence: the parser's defaults < the ``--config`` YAML file < the command line. A preset is a flat mapping of flag
 names (argparse ``dest``, e.g. ``batch_size``) to values. Every value goes through its flag's ``type`` and
 ``choices`` exactly as if it had been typed on the command line, because PyYAML reads ``1e-4`` as the *string*
-``"1e-4"`` (YAML 1.1 wants a dot in floats) and would otherwise leak strings into the optimizer. Unknown keys are an
-error, with close matches suggested, so a typo never silently falls back to the default.
+``"1e-4"`` (YAML 1.1 wants a dot in floats) and would otherwise leak strings into the optimizer; a text flag reads a
+plain value as written (YAML 1.1 reads ``no`` as False). Unknown keys are an error, with close matches suggested, so a
+typo never silently falls back to the default, and so is a key given twice (PyYAML would keep the last).
 
 A saved ``opt.yaml`` is itself a valid preset for the same script (its ``config`` entry only records the preset the
 run was started from).

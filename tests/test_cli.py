@@ -63,7 +63,7 @@ def test_a_script_reports_a_missing_checkpoint_in_one_line(tmp_path):
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert f"evaluation_AE.py: error: no net_best_fid.tar / net_best_loss.tar / latest.tar in {tmp_path}" in done.stderr
+    assert f"evaluation_AE.py: error: no run nope of dataset synthetic under {tmp_path}" in done.stderr
 
 
 @pytest.mark.parametrize("script", ["evaluation_AE.py", "evaluation_MARDM.py", "sample.py"])

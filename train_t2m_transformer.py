@@ -1,5 +1,5 @@
 """Train MoMask's masked transformer on the base-layer codes of a frozen tokenizer (a VQ, RVQ or FSQ run of
-train_vq.py).
+train_vq.py, or an FSQ, LFQ or VQ autoencoder of train_AE.py; not the continuous AE).
 
 Examples:
     python train_vq.py --config options/configs/tiny_vq.yaml --name RVQ_Tiny

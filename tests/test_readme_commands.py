@@ -42,6 +42,9 @@ def _reproduce(argv: list[str]) -> object:
     args = reproduce.get_parser().parse_args(argv)
     if not args.list:
         assert args.recipe in reproduce.RECIPES, f"unknown recipe {args.recipe!r}: one of {sorted(reproduce.RECIPES)}"
+        # As run_recipe refuses them: a paper run on the recipe's datasets, --quick on the synthetic one.
+        datasets = (reproduce.QUICK_DATASET,) if args.quick else reproduce.RECIPES[args.recipe].datasets
+        assert args.dataset_name in (None, *datasets), f"{args.recipe} runs on {datasets}"
     return args
 
 
@@ -165,6 +168,7 @@ def test_documented_command_parses(where, command, monkeypatch, capsys):
     "python sample.py --name x --head_solver rk4",
     "python prepare_data.py validate --dataset",                                              # flag without value
     "python reproduce.py no_such_recipe",
+    "python reproduce.py fsq_mardm --dataset_name t2m",                                       # not the recipe's
     "python tools/import_checkpoint.py --src a.pth --name x",                                 # required flag left out
     "python bench/run_all.py --device tpu",
     "python bench/run_all.py --devic cpu",                                                    # abbreviated flag

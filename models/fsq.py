@@ -105,9 +105,9 @@ class FSQ(GridQuantizer):
             # The offset expanded to the rows: addmv returns the bare 0-dim input for an empty matrix, which the view
             # below cannot shape to an empty batch.
             flat = torch.addmv(self._index_offset.expand(rows.shape[0]), rows, self._basis_f)
-            indices = flat.long().view(rounded.shape[:-1])
-        else:
-            indices = ((rounded + self._half_width_f).long() * self._basis).sum(-1)
+            # A NaN coordinate makes the whole sum NaN: -1 comes in the same pass as the cast.
+            return codes, flat.nan_to_num(nan=-1.0).long().view(rounded.shape[:-1])
+        indices = ((rounded + self._half_width_f).long() * self._basis).sum(-1)
         return codes, indices.masked_fill(rounded.isnan().any(-1), -1)
 
     def quantize_latent(self, h: Tensor) -> Tensor:

@@ -4,6 +4,7 @@ rate, and the printed summary."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import os
@@ -13,10 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.loader import Tokenizer
 from models.quantizers import code_counts
 from utils.checkpoint import CheckpointError, check_matches
 from utils.conditions import ConditionLabels, read_conditions, with_vocabularies
 from utils.dataset_specs import DatasetSpec
+from utils.evaluator import EvaluatorWrapper
 from utils.metrics import calculate_mpjpe_per_sequence, mpjpe_per_frame
 from utils.motion_process import features_to_joints
 from utils.normalization import eval_normalization, load_mean_std
@@ -28,7 +31,7 @@ BEST_FIRST = ("net_best_fid", "net_best_loss", "latest")
 EVALUATOR_STYLE_FORMATS = ("t2m-gpt", "momask")  # trained with the evaluator's (feat_bias) statistics
 
 
-def resolve_checkpoint(cfg) -> tuple[str, str, str]:
+def resolve_checkpoint(cfg: argparse.Namespace) -> tuple[str, str, str]:
     """(checkpoint path, run name, tag for the output files)."""
     if cfg.ckpt:
         path = cfg.ckpt
@@ -54,7 +57,8 @@ def resolve_checkpoint(cfg) -> tuple[str, str, str]:
                           "(pick one with --which_epoch)")
 
 
-def recorded_statistics(tokenizer, spec, cfg, evaluator) -> tuple:
+def recorded_statistics(tokenizer: Tokenizer, spec: DatasetSpec, cfg: argparse.Namespace,
+                        evaluator: EvaluatorWrapper | None) -> tuple[np.ndarray, np.ndarray, str]:
     """(mean, std, where they came from): the statistics the tokenizer was trained with, each (D,).
 
     Ours record them. Official files, and runs imported from them without their statistics, do not:
@@ -89,8 +93,8 @@ def recorded_statistics(tokenizer, spec, cfg, evaluator) -> tuple:
     return convention_statistics(tokenizer.statistics_format, tokenizer.source, spec, cfg.data_root, evaluator)
 
 
-def convention_statistics(source_format: str, source: str, spec, data_root: str | None,
-                          evaluator) -> tuple[np.ndarray, np.ndarray, str]:
+def convention_statistics(source_format: str, source: str, spec: DatasetSpec, data_root: str | None,
+                          evaluator: EvaluatorWrapper | None) -> tuple[np.ndarray, np.ndarray, str]:
     """(mean, std, where) an official tokenizer of ``source_format`` was trained with, each (D,).
 
     T2M-GPT / MoMask were trained with the evaluator's statistics (their VQ meta is the evaluator meta), MARDM /
@@ -108,7 +112,7 @@ def convention_statistics(source_format: str, source: str, spec, data_root: str 
     return mean, std, f"dataset Mean/Std ({source_format} convention)"
 
 
-def reconstruct(tokenizer, motion: torch.Tensor,
+def reconstruct(tokenizer: Tokenizer, motion: torch.Tensor,
                 cond: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised motion (B, T, D) -> (reconstruction (B, T, D), codes): padded to whole tokens, cropped back.
     ``cond``: a conditional tokenizer's condition ids ``{name: (B,) long}``."""

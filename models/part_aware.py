@@ -176,7 +176,7 @@ class ConditionEmbedding(nn.Module):
             ids = cond.get(name)
             if ids is None:
                 ids = torch.zeros(batch, dtype=torch.long, device=device)
-            if ids.shape != (batch,) or ids.dtype.is_floating_point:
+            if ids.shape != (batch,) or ids.dtype == torch.bool or ids.dtype.is_floating_point or ids.dtype.is_complex:
                 raise ValueError(f"cond[{name!r}]: expected ({batch},) integer ids, got {tuple(ids.shape)} {ids.dtype}")
             if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= embedding.num_embeddings):
                 raise ValueError(f"cond[{name!r}]: ids must lie in [0, {embedding.num_embeddings}), got "

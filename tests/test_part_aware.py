@@ -341,6 +341,8 @@ def test_conditional_training_film_and_checkpoint(synthetic_root, tmp_path, monk
 
 @pytest.mark.parametrize("cond,match", [
     ({"species": torch.zeros(2)}, r"cond\['species'\]: expected \(2,\) integer ids"),
+    # bool ids read as 0/1 would select the unknown and the first label; torch.nn.Embedding refused them obscurely
+    ({"species": torch.tensor([True, False])}, r"expected \(2,\) integer ids, got \(2,\) torch.bool"),
     ({"species": torch.tensor([0, 7])}, r"ids must lie in \[0, 3\)"),
     ({"age": torch.zeros(2, dtype=torch.long)}, r"keys \['age'\] the model was not built with"),
     ({"text_emb": torch.zeros(2, 5)}, r"cond\['text_emb'\]: expected \(2, 4\)"),

@@ -51,7 +51,11 @@ def embed_split(encoder: CachedTextEncoder, spec: DatasetSpec, split: str, data_
     pairs = caption_lengths(spec, split, data_root)
     warm_caption_cache(encoder, pairs.captions)
     embeddings = encoder.encode(pairs.captions).cpu()
-    classes = lengths_to_classes(torch.from_numpy(pairs.lengths), unit_length, num_classes)
+    try:
+        classes = lengths_to_classes(torch.from_numpy(pairs.lengths), unit_length, num_classes)
+    except ValueError as e:  # a class is a whole number of tokens: a caption shorter than one has none
+        raise ValueError(f"--unit_length {unit_length}: the {split} split has captions of {int(pairs.lengths.min())} "
+                         f"frames, shorter than one token; pick a unit length of at most that ({e})") from e
     return EmbeddingClassDataset(embeddings, classes)
 
 

@@ -104,6 +104,14 @@ def test_a_unit_length_below_one_is_refused(tmp_path, synthetic_root, unit_lengt
                                           "--unit_length", unit_length))
 
 
+def test_a_unit_length_longer_than_the_shortest_caption_names_the_flag(tmp_path, synthetic_root, encoder):
+    # A caption shorter than one token has no class; the error said only "lengths_to_classes: frame lengths ...".
+    with pytest.raises(ValueError, match=r"--unit_length 150: the train split has captions of \d+ frames, shorter "
+                                         r"than one token"):
+        train_length_estimator.main(_args(synthetic_root, str(tmp_path / "ckpt"), "--max_iters", "2",
+                                          "--unit_length", "150"), text_encoder=encoder)
+
+
 def test_resume_with_another_unit_length_of_as_many_classes_is_refused(tmp_path, synthetic_root, encoder):
     """--unit_length 33 and 34 both give 6 classes on 196 frames, so the model arguments agree; the classes mean
     other lengths, and the resume is refused naming the flag, before opt.yaml is rewritten."""

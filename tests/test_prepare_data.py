@@ -3,6 +3,7 @@ without destroying work already on disk."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import prepare_data
+from options.prepare_data_options import get_prepare_data_parser
 from utils.dataset_io import save_mean_std
 from utils.dataset_specs import get_dataset_spec
 from utils.normalization import DatasetError, load_mean_std
@@ -132,3 +134,12 @@ def test_export_bvh_makes_the_folder_of_out(tmp_path, joints_file):
         prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file), "--out",
                                                    str(taken / "walk.bvh")]))
     assert taken.read_text() == "a file"
+
+
+def test_every_subcommand_of_the_parser_runs_its_own_main():
+    """options.prepare_data_options holds the flags, prepare_data.COMMANDS the mains: the two name the same
+    subcommands, so none parses and then fails to find what runs it."""
+    parser = get_prepare_data_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(subcommands.choices) == list(prepare_data.COMMANDS)
+    assert all(main.__name__ == f"main_{name}" for name, main in prepare_data.COMMANDS.items())

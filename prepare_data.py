@@ -50,7 +50,6 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-import numpy as np
 from tqdm import tqdm
 
 from options.prepare_data_options import get_prepare_data_parser
@@ -60,7 +59,6 @@ from utils.stop_signals import run_with_error_boundary
 
 if TYPE_CHECKING:
     from utils.bvh_import import ImportSummary
-    from utils.dataset_specs import DatasetSpec
 
 logger = logging.getLogger("prepare_data")
 
@@ -204,35 +202,6 @@ def main_stats(cfg: argparse.Namespace) -> int:
     return 0
 
 
-def _read_joints(path: str, spec: DatasetSpec) -> np.ndarray:
-    """Joint positions (T, J, 3) of ``path``: joints as they are, or de-normalised features (T, D) through the
-    dataset's kinematics."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        joints = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise ValueError(f"{path}: not a plain numeric .npy of joint positions ({e})") from e
-    if isinstance(joints, np.lib.npyio.NpzFile):  # np.load opens a zip archive whatever the file's extension
-        names = ", ".join(joints.files)
-        joints.close()
-        raise ValueError(f"{path}: an .npz archive ({names}); expected a .npy of joint positions "
-                         f"(T, {spec.joints_num}, 3) or features (T, D)")
-    if joints.ndim == 2 and joints.shape[1] in (spec.dim_pose, spec.file_dim):
-        # De-normalised features (sample.py's <stem>_features.npy, a dataset's new_joint_vecs): to joints first.
-        from utils.motion_process import features_to_joints
-
-        if not np.isfinite(joints).all():
-            raise ValueError(f"{path}: the features hold NaN or Inf; expected finite values")
-        features = np.ascontiguousarray(joints[None, :, : spec.dim_pose], dtype=np.float32)
-        joints = np.asarray(features_to_joints(features, spec))[0]
-    if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3):
-        widths = " or ".join(str(w) for w in dict.fromkeys((spec.dim_pose, spec.file_dim)))
-        raise ValueError(f"{path}: expected joint positions of shape (T, {spec.joints_num}, 3) or features of "
-                         f"shape (T, {widths}) for dataset {spec.name!r}, got {joints.shape}")
-    return joints
-
-
 def _output_file(out: str) -> str:
     """``--out`` checked before any work: not a folder, and its folder made. Returns ``out``."""
     if os.path.isdir(out):
@@ -248,10 +217,11 @@ def _output_file(out: str) -> str:
 def main_export_bvh(cfg: argparse.Namespace) -> int:
     from utils.bvh_export import write_bvh
     from utils.dataset_specs import get_dataset_spec
+    from utils.motion_files import read_joints
 
     out = _output_file(cfg.out or os.path.splitext(cfg.input)[0] + ".bvh")
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
-    joints = _read_joints(cfg.input, spec)
+    joints = read_joints(cfg.input, spec)
     fps = spec.fps if cfg.fps is None else cfg.fps  # only a flag left out means the dataset's rate
     write_bvh(out, joints, fps, spec.kinematic_chain, scale=cfg.scale, source=cfg.input)
     print(f"export_bvh: {joints.shape[0]} frames -> {out}")
@@ -260,13 +230,14 @@ def main_export_bvh(cfg: argparse.Namespace) -> int:
 
 def main_export_smpl(cfg: argparse.Namespace) -> int:
     from utils.dataset_specs import get_dataset_spec
+    from utils.motion_files import read_joints
     from utils.smpl_body import load_body_model
     from utils.smpl_export import check_smpl_skeleton, write_smpl
 
     out = _output_file(cfg.out or os.path.splitext(cfg.input)[0] + "_smpl.npz")
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     check_smpl_skeleton(spec, "--dataset_name")
-    joints = _read_joints(cfg.input, spec)
+    joints = read_joints(cfg.input, spec)
     body = load_body_model(cfg.body_model)
     fps = spec.fps if cfg.fps is None else cfg.fps
     report = write_smpl(out, joints, body, fps, gender=cfg.gender, source=cfg.input)

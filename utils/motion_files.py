@@ -255,6 +255,36 @@ def load_motion(path: str, spec: DatasetSpec) -> np.ndarray:
     return np.ascontiguousarray(values[:, :spec.dim_pose])
 
 
+def read_joints(path: str, spec: DatasetSpec) -> np.ndarray:
+    """Joint positions (T, J, 3) of the .npy file at ``path`` (an export's input, not a dataset clip): joints as they
+    are, or de-normalised features (T, D), D = ``spec.dim_pose`` or ``spec.file_dim``, through the dataset's
+    kinematics. Raises ``FileNotFoundError``, or ``ValueError`` naming the file and the shapes expected."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        joints = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a plain numeric .npy of joint positions ({e})") from e
+    if isinstance(joints, np.lib.npyio.NpzFile):  # np.load opens a zip archive whatever the file's extension
+        names = ", ".join(joints.files)
+        joints.close()
+        raise ValueError(f"{path}: an .npz archive ({names}); expected a .npy of joint positions "
+                         f"(T, {spec.joints_num}, 3) or features (T, D)")
+    if joints.ndim == 2 and joints.shape[1] in (spec.dim_pose, spec.file_dim):
+        # De-normalised features (sample.py's <stem>_features.npy, a dataset's new_joint_vecs): to joints first.
+        from utils.motion_process import features_to_joints
+
+        if not np.isfinite(joints).all():
+            raise ValueError(f"{path}: the features hold NaN or Inf; expected finite values")
+        features = np.ascontiguousarray(joints[None, :, : spec.dim_pose], dtype=np.float32)
+        joints = np.asarray(features_to_joints(features, spec))[0]
+    if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3):
+        widths = " or ".join(str(w) for w in dict.fromkeys((spec.dim_pose, spec.file_dim)))
+        raise ValueError(f"{path}: expected joint positions of shape (T, {spec.joints_num}, 3) or features of "
+                         f"shape (T, {widths}) for dataset {spec.name!r}, got {joints.shape}")
+    return joints
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Skip accounting
 # ---------------------------------------------------------------------------------------------------------------------

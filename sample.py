@@ -54,9 +54,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import unicodedata
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -74,7 +71,7 @@ from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
 from utils.plot_script import RenderError, plot_3d_motion, resolve_format
-from utils.prompts import read_prompt_file
+from utils.prompts import SLUG_LENGTH, Prompt, read_prompts, slugify
 from utils.run_dir import RunDir
 from utils.sample_manifest import SampleManifest
 from utils.smpl_body import load_body_model
@@ -82,52 +79,6 @@ from utils.smpl_export import check_smpl_skeleton, write_smpl
 from utils.smpl_mesh import load_body_mesh, render_amass_file
 
 logger = logging.getLogger("sample")
-
-SLUG_LENGTH = 60
-
-
-class Prompt(NamedTuple):
-    """One prompt, its length in frames (None: the length estimator) and where that length came from."""
-
-    text: str
-    frames: int | None
-    length_source: str
-
-
-def slugify(text: str, max_length: int = SLUG_LENGTH) -> str:
-    """A file-name stem that is safe on every OS: ASCII lowercase ``[a-z0-9_-]``, at most ``max_length`` long."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    slug = re.sub(r"[^a-z0-9_-]+", "_", ascii_text).strip("_-")
-    return slug[:max_length].rstrip("_-") or "prompt"
-
-
-def read_prompts(cfg) -> list[Prompt]:
-    """Prompts of ``--text_prompt`` and ``--text_path`` (in that order) with their length and its source."""
-    if cfg.motion_length is not None and cfg.motion_length < 0:  # checked now, not once the generator has loaded
-        raise ValueError(f"--motion_length {cfg.motion_length}: expected frames > 0, or 0 / unset for the length "
-                         f"estimator")
-    default = cfg.motion_length if cfg.motion_length else None
-    default_source = "--motion_length" if default else "length estimator"
-    prompts = []
-    if cfg.text_prompt is not None:
-        if not cfg.text_prompt.strip():
-            raise ValueError("--text_prompt is empty; give the text to generate from")
-        prompts.append(Prompt(cfg.text_prompt.strip(), default, default_source))
-    if cfg.text_path:
-        if os.path.isdir(cfg.text_path):
-            raise IsADirectoryError(f"--text_path: {cfg.text_path} is a folder; expected a prompt file (one prompt per "
-                                    f"line, or .jsonl / .csv)")
-        if not os.path.isfile(cfg.text_path):
-            raise FileNotFoundError(f"--text_path: prompt file not found: {cfg.text_path}")
-        for _, text, frames in read_prompt_file(cfg.text_path):
-            prompts.append(Prompt(text, frames, "--text_path") if frames is not None
-                           else Prompt(text, default, default_source))
-        if not prompts:
-            raise ValueError(f"--text_path {cfg.text_path}: no prompt in the file (empty lines and lines starting "
-                             f"with '#' are skipped; a .csv file needs rows under its header)")
-    if not prompts:
-        raise ValueError("nothing to generate: pass --text_prompt \"...\" or --text_path FILE (one prompt per line)")
-    return prompts
 
 
 def sample_frames(generator, text: str, given: torch.Tensor | None, seed: int) -> torch.Tensor:
@@ -184,7 +135,7 @@ def main(cfg) -> dict:
     # setup
     # ---------------------------------------------------------------------------------------------------------------
     setup_logging()
-    prompts = read_prompts(cfg)
+    prompts = read_prompts(cfg.text_prompt, cfg.text_path, cfg.motion_length)
     editing = check_edit_flags(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds, cfg.edit_skeleton,
                                cfg.edit_body_model)  # before the model loads
     if editing and cfg.sequence:

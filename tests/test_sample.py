@@ -21,7 +21,7 @@ from options.eval_generator_options import get_sample_parser
 from utils.bvh import bvh_positions, parse_bvh
 from utils.checkpoint import CheckpointError
 from utils.plot_script import ffmpeg_available
-from utils.prompts import parse_prompt_line, read_prompt_file
+from utils.prompts import Prompt, parse_prompt_line, read_prompt_file, read_prompts, slugify
 
 SAFE_NAME = re.compile(r"^[a-z0-9_-]+\.(npy|gif|mp4|bvh)$")
 
@@ -47,11 +47,15 @@ def run_sample(ckdir: str, *argv: str) -> dict:
     return sample.main(args)
 
 
+def _read_prompts(cfg) -> list[Prompt]:
+    return read_prompts(cfg.text_prompt, cfg.text_path, cfg.motion_length)
+
+
 def test_slugs_are_safe_on_every_os():
-    assert sample.slugify("A person: walks / runs\\back?") == "a_person_walks_runs_back"
-    assert sample.slugify("Café — naïve «jump»") == "cafe_naive_jump"
-    assert sample.slugify("人が歩く") == "prompt"
-    assert sample.slugify("x" * 100) == "x" * 60
+    assert slugify("A person: walks / runs\\back?") == "a_person_walks_runs_back"
+    assert slugify("Café — naïve «jump»") == "cafe_naive_jump"
+    assert slugify("人が歩く") == "prompt"
+    assert slugify("x" * 100) == "x" * 60
     assert parse_prompt_line("a person walks#40\n") == ("a person walks", 40)
     assert parse_prompt_line("a person walks #NA") == ("a person walks", None)
     assert parse_prompt_line("move #2 then #left") == ("move #2 then #left", None)
@@ -71,10 +75,10 @@ def test_bad_prompts_fail_naming_the_line(tmp_path):
     args = parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic",
                                                    "--text_path", str(prompts)])
     with pytest.raises(ValueError, match=f"{prompts}, line 4: length #-5"):
-        sample.read_prompts(args)
+        _read_prompts(args)
     args = parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic", "--text_prompt", " "])
     with pytest.raises(ValueError, match="--text_prompt is empty"):
-        sample.read_prompts(args)
+        _read_prompts(args)
 
 
 def test_prompt_files_as_text_jsonl_and_csv(tmp_path):
@@ -97,7 +101,7 @@ def test_prompt_files_as_text_jsonl_and_csv(tmp_path):
                                                                           ("someone steps forward", None)]
     args = parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic", "--text_path",
                                                    str(jsonl), "--motion_length", "60"])
-    assert sample.read_prompts(args)[1] == sample.Prompt("a person, waves", 60, "--motion_length")
+    assert _read_prompts(args)[1] == Prompt("a person, waves", 60, "--motion_length")
 
 
 def test_caption_lines_with_nan_tags_or_no_tokens_give_their_caption(tmp_path):
@@ -305,7 +309,7 @@ def test_a_byte_order_mark_does_not_make_a_comment_a_prompt(tmp_path):
     prompts.write_bytes("# my prompts\r\na person walks#40\r\n".encode("utf-8-sig"))
     args = parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic",
                                                    "--text_path", str(prompts)])
-    assert sample.read_prompts(args) == [sample.Prompt("a person walks", 40, "--text_path")]
+    assert _read_prompts(args) == [Prompt("a person walks", 40, "--text_path")]
 
 
 def test_a_non_finite_motion_keeps_its_arrays_and_the_run_goes_on(ckdir, tmp_path, monkeypatch, caplog):

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-import sample
 from options.config import parse_with_config
 from options.eval_generator_options import get_sample_parser
-from utils.prompts import read_prompt_file
+from utils.prompts import read_prompt_file, read_prompts
 
 
-def _args(*argv: str):
-    return parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic", *argv])
+def _read_prompts(*argv: str):
+    """The prompts sample.py reads from its command line ``argv``."""
+    cfg = parse_with_config(get_sample_parser(), ["--name", "x", "--dataset_name", "synthetic", *argv])
+    return read_prompts(cfg.text_prompt, cfg.text_path, cfg.motion_length)
 
 
 @pytest.mark.parametrize("name,content", [("prompts.txt", "# only a comment\n\n"), ("prompts.csv", "text,length\n"),
@@ -22,17 +23,17 @@ def test_a_prompt_file_without_prompts_is_named(tmp_path, name, content):
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=f"--text_path {path}: no prompt in the file"):
-        sample.read_prompts(_args("--text_path", str(path)))
+        _read_prompts("--text_path", str(path))
 
 
 def test_a_folder_as_prompt_file_says_it_is_a_folder(tmp_path):
     with pytest.raises(IsADirectoryError, match=f"--text_path: {tmp_path} is a folder; expected a prompt file"):
-        sample.read_prompts(_args("--text_path", str(tmp_path)))
+        _read_prompts("--text_path", str(tmp_path))
 
 
 def test_a_negative_motion_length_fails_before_the_model_loads():
     with pytest.raises(ValueError, match="--motion_length -8: expected frames > 0, or 0 / unset for the length est"):
-        sample.read_prompts(_args("--text_prompt", "a person walks", "--motion_length", "-8"))
+        _read_prompts("--text_prompt", "a person walks", "--motion_length", "-8")
 
 
 @pytest.mark.parametrize("content,match", [

@@ -14,7 +14,8 @@ another spelling (``Length``, ``frames``, ``duration``, ``seed``) is an error, a
 to ``--motion_length`` or the length estimator, or to the seed ``--seed + k``.
 
 Files are UTF-8 (a byte-order mark is dropped). Frames must be positive whole numbers. Errors name the file and
-the line.
+the line. ``read_prompts`` gathers ``--text_prompt`` and ``--text_path`` with each prompt's length and its source;
+``slugify`` makes a prompt's file-name stem.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import csv
 import io
 import json
 import logging
+import os
 import re
-from typing import Any
+import unicodedata
+from typing import Any, NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ FIELDS = ("text", "length")
 _MISREAD_FIELDS = frozenset({"text", "length", "len", "frames", "num_frames", "n_frames", "nframes", "motion_length",
                              "duration", "seconds", "seed"})
 _FIELDS_NOTE = "expected 'text' and optionally 'length' (frames); the seed of sample k is --seed + k"
+SLUG_LENGTH = 60
 
 
 def _check_fields(names: list[str], path: str, where: str, noun: str, warned: set[str]) -> None:
@@ -190,3 +194,48 @@ def read_prompt_file(path: str) -> list[tuple[int, str, int | None]]:
         raise ValueError(f"{path}: a .json prompt file is not read; write one JSON object per line as .jsonl, "
                          f'e.g. {{"text": "a person walks", "length": 120}}')
     return _read_lines(path)
+
+
+class Prompt(NamedTuple):
+    """One prompt, its length in frames (None: the length estimator) and where that length came from."""
+
+    text: str
+    frames: int | None
+    length_source: str
+
+
+def slugify(text: str, max_length: int = SLUG_LENGTH) -> str:
+    """A file-name stem that is safe on every OS: ASCII lowercase ``[a-z0-9_-]``, at most ``max_length`` long."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    slug = re.sub(r"[^a-z0-9_-]+", "_", ascii_text).strip("_-")
+    return slug[:max_length].rstrip("_-") or "prompt"
+
+
+def read_prompts(text_prompt: str | None, text_path: str | None, motion_length: int | None) -> list[Prompt]:
+    """Prompts of ``--text_prompt`` and ``--text_path`` (in that order) with their length and its source: a file's
+    ``#<frames>`` or ``length``, else ``--motion_length`` (``motion_length``; 0 or None: the length estimator)."""
+    if motion_length is not None and motion_length < 0:  # checked now, not once the generator has loaded
+        raise ValueError(f"--motion_length {motion_length}: expected frames > 0, or 0 / unset for the length "
+                         f"estimator")
+    default = motion_length if motion_length else None
+    default_source = "--motion_length" if default else "length estimator"
+    prompts = []
+    if text_prompt is not None:
+        if not text_prompt.strip():
+            raise ValueError("--text_prompt is empty; give the text to generate from")
+        prompts.append(Prompt(text_prompt.strip(), default, default_source))
+    if text_path:
+        if os.path.isdir(text_path):
+            raise IsADirectoryError(f"--text_path: {text_path} is a folder; expected a prompt file (one prompt per "
+                                    f"line, or .jsonl / .csv)")
+        if not os.path.isfile(text_path):
+            raise FileNotFoundError(f"--text_path: prompt file not found: {text_path}")
+        for _, text, frames in read_prompt_file(text_path):
+            prompts.append(Prompt(text, frames, "--text_path") if frames is not None
+                           else Prompt(text, default, default_source))
+        if not prompts:
+            raise ValueError(f"--text_path {text_path}: no prompt in the file (empty lines and lines starting "
+                             f"with '#' are skipped; a .csv file needs rows under its header)")
+    if not prompts:
+        raise ValueError("nothing to generate: pass --text_prompt \"...\" or --text_path FILE (one prompt per line)")
+    return prompts

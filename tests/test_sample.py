@@ -18,6 +18,7 @@ from test_generation import make_runs, save_length_estimator
 import sample
 from options.config import parse_with_config
 from options.eval_generator_options import get_sample_parser
+from utils import sample_outputs
 from utils.bvh import bvh_positions, parse_bvh
 from utils.checkpoint import CheckpointError
 from utils.plot_script import ffmpeg_available
@@ -496,7 +497,7 @@ def test_a_run_stopped_around_an_array_write_never_lists_a_sample_with_another_o
     made = {**_listed_files(earlier), **_listed_files(new)}  # what each sample's files hold when it is made whole
     assert len(made) == 4
 
-    save_array = sample.save_array
+    save_array = sample_outputs.save_array
     for stop_at in range(4):  # features, joints of repeat 0, then of repeat 1
         out = tmp_path / f"stopped_{stop_at}"
         shutil.copytree(earlier, out)
@@ -510,7 +511,7 @@ def test_a_run_stopped_around_an_array_write_never_lists_a_sample_with_another_o
             if len(calls) - 1 == stop_at:
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(sample, "save_array", stopped)
+        monkeypatch.setattr(sample_outputs, "save_array", stopped)
         with pytest.raises(KeyboardInterrupt):
             run_sample(ckdir, *common, "--seed", "11", "--output_dir", str(out))
         monkeypatch.undo()
@@ -527,7 +528,7 @@ def test_a_run_stopped_around_an_array_write_never_lists_a_sample_with_another_o
 def test_a_failed_export_keeps_the_sample_listed_and_the_run_going(ckdir, tmp_path, monkeypatch, caplog, export):
     """A BVH or SMPL export that fails for one sample leaves that sample listed with the files it has and the error,
     names the sample and the export, and the other samples are made as usual."""
-    writer, calls = getattr(sample, export), []
+    writer, calls = getattr(sample_outputs, export), []
 
     def first_fails(*args, **kwargs):
         calls.append(1)
@@ -535,7 +536,7 @@ def test_a_failed_export_keeps_the_sample_listed_and_the_run_going(ckdir, tmp_pa
             raise ValueError("the export broke")
         return writer(*args, **kwargs)
 
-    monkeypatch.setattr(sample, export, first_fails)
+    monkeypatch.setattr(sample_outputs, export, first_fails)
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING, logger="sample"):
         first, second = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--repeat_times",

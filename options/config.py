@@ -104,14 +104,35 @@ def _cast_one(value: Any, action: argparse.Action, where: str) -> Any:
     return cast
 
 
+def allow_null(action: argparse.Action) -> argparse.Action:
+    """Mark ``action`` as a flag whose None means something even where its default is a value, so that a preset may
+    set it to null (``ema_decay``: null turns the EMA off, also in train_MARDM.py, which keeps one by default)."""
+    action.nullable = True  # type: ignore[attr-defined]
+    return action
+
+
+def _expected(action: argparse.Action) -> str:
+    """What ``action`` takes, in words, for an error message (``an integer``, ``one of ['bf16', 'fp16', 'no']``)."""
+    if _is_flag(action):
+        return "true or false"
+    if action.choices is not None:
+        one = f"one of {sorted(action.choices, key=str)}"
+    else:
+        one = _TYPE_WORDS.get(action.type) or f"a {getattr(action.type, '__name__', 'value').replace('_', ' ')}"
+    many = isinstance(action, argparse._AppendAction) or action.nargs in ("+", "*") or isinstance(action.nargs, int)
+    return f"a list ({one} each)" if many else one
+
+
 def cast_value(value: Any, action: argparse.Action, where: str) -> Any:
     """Cast a YAML value for ``action``: booleans for flags, lists for ``nargs``, ``type`` and ``choices`` otherwise."""
     if value is None:
-        # An on/off flag with a default has no third state (None would read as off, even for --cal_mm); one whose
-        # default is None (--kmeans_init: the registry entry decides) may be left null.
-        if _is_flag(action) and isinstance(action.default, bool):
-            raise ConfigError(f"{where}: expected true or false, got null")
-        return None
+        # null is "not given" only for a flag whose default is None (--kmeans_init, --cfg: the registry entry or the
+        # dataset spec decides) or one marked by ``allow_null``. Elsewhere None is no setting (batch_size, seed, lr,
+        # an on/off flag's third state) and would fail far from the preset, or silently read as off.
+        if action.default is None or getattr(action, "nullable", False):
+            return None
+        raise ConfigError(f"{where}: expected {_expected(action)}, got null (leave the key out for the default, "
+                          f"{action.default})")
     if _is_flag(action):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -393,6 +414,13 @@ def non_negative_float(text: str) -> float:
 def fraction_below_one(text: str) -> float:
     """Flag type: a number in [0, 1) (the share of logits a top-k filter drops)."""
     return _checked_number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+# How ``_expected`` names each flag type (others by their function name: ``torch_device`` is "a torch device").
+_TYPE_WORDS: dict[Any, str] = {None: "a text value", str: "a text value", int: "an integer", float: "a number",
+                               positive_int: "a whole number >= 1", non_negative_int: "a whole number >= 0",
+                               positive_float: "a finite number > 0", non_negative_float: "a finite number >= 0",
+                               fraction_below_one: "a number in [0, 1)"}
 
 
 def epochs_to_iters(epochs: int, dataset_len: int, batch_size: int, drop_last: bool = True) -> int:

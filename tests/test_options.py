@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ import yaml
 from options.base_options import get_base_parser
 from options.config import (
     ConfigError,
+    _actions_by_dest,
     epochs_to_iters,
     load_config,
     load_preset,
@@ -470,9 +472,10 @@ def test_a_preset_that_is_not_utf8_names_the_file(tmp_path, capsys):
 def test_a_text_flag_reads_a_plain_yaml_value_as_written(tmp_path):
     """YAML 1.1 reads ``no`` as False, ``1.10`` as 1.1 and ``010`` as 8: a text flag gets the text the preset wrote,
     as if typed on the command line, so ``mixed_precision: no`` is the default setting rather than 'False'."""
-    path = write(tmp_path, "mixed_precision: no\nname: 1.10\ndataset_name: off\ndata_root: 010\ncheckpoints_dir: ~\n")
+    path = write(tmp_path, "mixed_precision: no\nname: 1.10\ndataset_name: off\ndata_root: 010\n")
     assert load_preset(get_base_parser(), path) == {"mixed_precision": "no", "name": "1.10", "dataset_name": "off",
-                                                    "data_root": "010", "checkpoints_dir": None}
+                                                    "data_root": "010"}
+    assert load_preset(get_base_parser(), write(tmp_path, "data_root: ~\n")) == {"data_root": None}  # null stays
     # Quoted values and the numbers of other flags are read as before.
     path = write(tmp_path, "name: 'yes'\nlr: 1.10\nseed: 010\n")
     assert load_preset(get_base_parser(), path) == {"name": "yes", "lr": 1.1, "seed": 8}
@@ -508,3 +511,33 @@ def test_null_is_not_a_value_of_an_on_off_flag(tmp_path):
     with pytest.raises(ConfigError, match="is_continue: expected true or false, got null"):
         load_preset(get_base_parser(), write(tmp_path, "is_continue:\n"))
     assert load_preset(get_train_vq_parser(), write(tmp_path, "kmeans_init: null\n")) == {"kmeans_init": None}
+
+
+def test_null_is_refused_where_the_flag_has_a_value_by_default(tmp_path):
+    """``batch_size: null`` (or ``seed``, ``lr``, ``milestones``...) would reach the script as None and fail much later,
+    or mean something nobody asked for: null is a value only of a flag whose default is None (left to a registry entry
+    or a dataset spec) or one marked nullable, such as ``ema_decay``, whose null turns the EMA off even where
+    train_MARDM.py keeps one by default."""
+    from options.generator_options import get_train_mardm_parser
+
+    for key, expected in (("batch_size", "an integer"), ("seed", "an integer"), ("lr", "a number"),
+                          ("num_workers", "a whole number >= 0"), ("checkpoints_dir", "a text value"),
+                          ("milestones", "a list (an integer each)"),
+                          ("mixed_precision", "one of ['bf16', 'fp16', 'no']")):
+        path = write(tmp_path, f"{key}: null\n", name=f"{key}.yaml")
+        with pytest.raises(ConfigError, match=re.escape(f"{key}.yaml: {key}: expected {expected}, got null")):
+            load_preset(get_base_parser(), path)
+    assert load_preset(get_train_mardm_parser(), write(tmp_path, "ema_decay: null\n")) == {"ema_decay": None}
+    args = parse_with_config(get_train_mardm_parser(), ["--config", write(tmp_path, "name: x\nema_decay: ~\n")])
+    assert args.ema_decay is None and get_train_mardm_parser().parse_args([]).ema_decay == 0.9999
+    # The rule, over every script's flags: null reads as None exactly where None is the default or is marked nullable.
+    for parser in _config_parsers():
+        for dest, action in _actions_by_dest(parser).items():
+            if dest == "config":  # the record of a run's opt.yaml, not a setting
+                continue
+            path = write(tmp_path, f"{dest}: null\n", name="one.yaml")
+            if action.default is None or dest == "ema_decay":
+                assert load_preset(parser, path) == {dest: None}, (parser.description, dest)
+            else:
+                with pytest.raises(ConfigError, match=rf"one\.yaml: {dest}: expected .+, got null"):
+                    load_preset(parser, path)

@@ -7,8 +7,9 @@ names (argparse ``dest``, e.g. ``batch_size``) to values. Every value goes throu
 plain value as written (YAML 1.1 reads ``no`` as False). Unknown keys are an error, with close matches suggested, so a
 typo never silently falls back to the default, and so is a key given twice (PyYAML would keep the last).
 
-A saved ``opt.yaml`` is itself a valid preset for the same script (its ``config`` entry only records the preset the
-run was started from).
+A saved ``opt.yaml`` is itself a valid preset for the same script; its ``config`` entry records the preset the run
+was started from, and stays the record of a run resumed with ``--config <run>/opt.yaml`` (the file read is kept apart,
+for error messages: ``preset_file``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 
 from utils.atomic_io import atomic_write
 from utils.launch_env import is_first_process
+from utils.run_dir import CONFIG_NAME
 
 
 class ConfigError(ValueError):
@@ -167,11 +169,24 @@ def _written_as(action: argparse.Action, flag: str) -> str:
 
 def load_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
     """Read a YAML preset and return ``{dest: cast value}``; unknown keys and bad values raise :class:`ConfigError`."""
+    return _read_preset(parser, path)[0]
+
+
+# ``_read_preset``'s record for a file that is not a run's opt.yaml (None is a record: a run started without preset).
+_NO_RECORD = object()
+
+
+def _read_preset(parser: argparse.ArgumentParser, path: str) -> tuple[dict[str, Any], Any]:
+    """``load_preset``'s values, and the preset a run's ``opt.yaml`` records under ``config`` (``_NO_RECORD`` for
+    another file, or an opt.yaml written before it recorded one)."""
     raw, nodes = _load_mapping(path)
     actions = _actions_by_dest(parser)
     values = {}
+    record = _NO_RECORD
     for key, value in raw.items():
         if key == "config":
+            if os.path.basename(path) == CONFIG_NAME:
+                record = value if value is None else str(value)
             continue
         if key not in actions:
             # A key spelled as a flag of another name (MoMask's --loss_vel, --cfg) names the key of that setting,
@@ -187,7 +202,7 @@ def load_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
         if action.type in (None, str) and not _is_flag(action):
             value = _as_written(value, nodes.get(key))
         values[key] = cast_value(value, action, f"{path}: {key}")
-    return values
+    return values, record
 
 
 # The repository root: the shipped presets are options/configs/*.yaml under it.
@@ -217,7 +232,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     if known.config:
         known.config = resolve_config_path(known.config)
         try:
-            preset = load_preset(parser, known.config)
+            preset, record = _read_preset(parser, known.config)
         except ConfigError as e:
             parser.error(str(e))
         actions = _actions_by_dest(parser)
@@ -228,7 +243,9 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         parser.set_defaults(**{**preset, **dict.fromkeys(appended)})
     args = parser.parse_args(argv)
     if known.config:
-        args.config = known.config  # the file read, for the run's opt.yaml
+        # The preset the run started from, for its opt.yaml: the file read, unless that is a run's opt.yaml, which
+        # keeps its own record (``--config <run>/opt.yaml --is_continue`` rewrites the file it read).
+        args.config = known.config if record is _NO_RECORD else record
         for dest, value in appended.items():
             if getattr(args, dest) is None:  # not typed on the command line
                 setattr(args, dest, value)
@@ -238,7 +255,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     # max_iters rather than losing to it (max_iters wins over epoch whenever both are set).
     given = _given_dests(parser, sys.argv[1:] if argv is None else argv)
     in_config = {dest for dest, value in preset.items() if value is not None} if known.config else set()
-    _GIVEN[id(args)] = (frozenset(given), frozenset(in_config))
+    _GIVEN[id(args)] = (frozenset(given), frozenset(in_config), known.config)
     weakref.finalize(args, _GIVEN.pop, id(args), None)
     if known.config and "epoch" in given and "max_iters" not in given and getattr(args, "max_iters", None) is not None:
         args.max_iters = None
@@ -248,22 +265,30 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     return args
 
 
-# Destinations typed on the command line and those the --config preset set, per namespace parse_with_config
-# returned (by id: a Namespace is not hashable; the entry goes with the namespace). Kept off the namespace, whose
-# vars() is the run's recorded config.
-_GIVEN: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+# Destinations typed on the command line, those the --config preset set, and the file read, per namespace
+# parse_with_config returned (by id: a Namespace is not hashable; the entry goes with the namespace). Kept off the
+# namespace, whose vars() is the run's recorded config.
+_GIVEN: dict[int, tuple[frozenset[str], frozenset[str], str | None]] = {}
+_NOTHING_GIVEN = (frozenset(), frozenset(), None)
 
 
 def given_on_command_line(args: argparse.Namespace) -> frozenset[str]:
     """Destinations of the flags typed on the command line ``parse_with_config`` read ``args`` from, even those
     typed at their default value (empty for a namespace it did not return)."""
-    return _GIVEN.get(id(args), (frozenset(), frozenset()))[0]
+    return _GIVEN.get(id(args), _NOTHING_GIVEN)[0]
 
 
 def given_in_config(args: argparse.Namespace) -> frozenset[str]:
     """Destinations the ``--config`` preset ``parse_with_config`` read for ``args`` sets to a value (not null), even
     the flag's default value (empty without a preset, or for a namespace it did not return)."""
-    return _GIVEN.get(id(args), (frozenset(), frozenset()))[1]
+    return _GIVEN.get(id(args), _NOTHING_GIVEN)[1]
+
+
+def preset_file(args: argparse.Namespace) -> str | None:
+    """The ``--config`` file ``parse_with_config`` read ``args`` from (None without one, or for a namespace it did
+    not return): ``args.config`` itself, except for a run's opt.yaml, where that keeps the preset the run started
+    from."""
+    return _GIVEN.get(id(args), _NOTHING_GIVEN)[2]
 
 
 def _given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
@@ -316,7 +341,7 @@ def option_origin(args: argparse.Namespace, dest: str) -> str:
     flag = f"--{dest}"
     if dest not in given_in_config(args) or dest in given_on_command_line(args):
         return flag
-    return f"{flag} ({dest}: {getattr(args, dest, None)} in {args.config})"
+    return f"{flag} ({dest}: {getattr(args, dest, None)} in {preset_file(args)})"
 
 
 class _PresetLoader(yaml.SafeLoader):

@@ -34,11 +34,12 @@ from utils.paths import project_path
 
 PROBE_NAME = ".write-probe"
 LOCK_NAME = ".lock"
+CONFIG_NAME = "opt.yaml"  # the resolved config; options.config reads its ``config`` entry as the run's record
 # What a refused training start can do instead (``RunDir.lock``); a command that does not train passes its own.
 START_ADVICE = "wait for it to finish (--is_continue then resumes the run), or pick another --name"
 MiB = 2**20
 # What a start writes before it has trained anything: a folder holding only these is no run yet.
-SETUP_FILES = ("train.log", "opt.yaml", LOCK_NAME, os.path.join("meta", "mean.npy"), os.path.join("meta", "std.npy"))
+SETUP_FILES = ("train.log", CONFIG_NAME, LOCK_NAME, os.path.join("meta", "mean.npy"), os.path.join("meta", "std.npy"))
 _SETUP_PREFIXES = ("events.out.tfevents.",)
 # Created by the engine before its first save, and empty until a step is logged.
 _EMPTY_WHEN_SETUP = (os.path.join("model", "train_log.jsonl"),)
@@ -100,7 +101,7 @@ class RunDir:
     @property
     def config_path(self) -> str:
         """The resolved config, ``opt.yaml``."""
-        return os.path.join(self.root, "opt.yaml")
+        return os.path.join(self.root, CONFIG_NAME)
 
     @property
     def log_file(self) -> str:

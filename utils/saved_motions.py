@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from options.config import given_in_config, given_on_command_line
+from options.config import given_in_config, given_on_command_line, preset_file
 from utils.atomic_io import atomic_write
 from utils.datasets import EvalBatch
 from utils.eval_protocol import location_free, replication_seeds
@@ -340,7 +340,7 @@ def replay_source(cfg: Any, default: Callable[[str], Any]) -> MotionSource:
         return dest in typed or dest in from_config or getattr(cfg, dest) != default(dest)
 
     def named(dest: str, flag: str) -> str:
-        return f"{flag} ({dest}: {getattr(cfg, dest)} in {cfg.config})" if dest in from_config else flag
+        return f"{flag} ({dest}: {getattr(cfg, dest)} in {preset_file(cfg)})" if dest in from_config else flag
 
     given = [named(dest, flag) for dest, flag in GENERATION_FLAGS.items() if explicit(dest)]
     if given:

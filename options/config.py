@@ -187,6 +187,13 @@ def _read_preset(parser: argparse.ArgumentParser, path: str) -> tuple[dict[str, 
         if key == "config":
             if os.path.basename(path) == CONFIG_NAME:
                 record = value if value is None else str(value)
+            elif value is not None:
+                # Refused rather than warned about: a run that went on without the named preset's settings would
+                # be found out only after training, and a copy of an opt.yaml needs only this line deleted.
+                raise ConfigError(f"{path}: config: {value} is not read: presets do not nest (a run's "
+                                  f"{CONFIG_NAME} records there the preset it started from); pass --config {value} "
+                                  f"and put this file's other settings on the command line, or copy that preset's "
+                                  f"keys into this file and delete the line")
             continue
         if key not in actions:
             # A key spelled as a flag of another name (MoMask's --loss_vel, --cfg) names the key of that setting,

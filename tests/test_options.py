@@ -559,3 +559,19 @@ def test_null_is_refused_where_the_flag_has_a_value_by_default(tmp_path):
             else:
                 with pytest.raises(ConfigError, match=rf"one\.yaml: {dest}: expected .+, got null"):
                     load_preset(parser, path)
+
+
+def test_a_preset_that_names_another_preset_is_refused(tmp_path, capsys):
+    """Presets do not nest: ``config: base.yaml`` in a preset would be silently ignored and the run would train
+    without base.yaml's settings, so it is refused, naming the file; only a run's opt.yaml records a preset there."""
+    base = write(tmp_path, "lr: 0.001\n", name="base.yaml")
+    mine = write(tmp_path, f"config: {base}\nname: x\n", name="mine.yaml")
+    with pytest.raises(ConfigError, match=re.escape(f"{mine}: config: {base} is not read: presets do not nest")):
+        load_preset(get_base_parser(), mine)
+    with pytest.raises(SystemExit):
+        parse(["--config", mine])
+    assert "presets do not nest" in capsys.readouterr().err
+    assert load_preset(get_base_parser(), write(tmp_path, "config: null\nname: x\n")) == {"name": "x"}
+    run = str(tmp_path / "run" / "opt.yaml")
+    save_config(parse(["--config", base, "--name", "x"]), run)
+    assert parse(["--config", run]).lr == 0.001

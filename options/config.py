@@ -300,7 +300,9 @@ def preset_file(args: argparse.Namespace) -> str | None:
 
 def _given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
     """Destinations of the options spelled out in ``argv`` (``--flag value``, ``--flag=value`` or an abbreviation
-    argparse accepts, such as ``--epo``)."""
+    argparse accepts, such as ``--epo``). A value is never taken for a flag: argparse itself reads a token as an
+    option by the same rules (the whole token, or its text before ``=``, is a flag or the abbreviation of one), and
+    ``--text_prompt "--seed=3 walks"`` is refused as a missing --text_prompt value, not read as a prompt."""
     by_option = {opt: action.dest for action in parser._actions for opt in action.option_strings}
     given = set()
     for token in argv:

@@ -575,3 +575,16 @@ def test_a_preset_that_names_another_preset_is_refused(tmp_path, capsys):
     run = str(tmp_path / "run" / "opt.yaml")
     save_config(parse(["--config", base, "--name", "x"]), run)
     assert parse(["--config", run]).lr == 0.001
+
+
+def test_a_value_that_looks_like_a_flag_is_not_counted_as_typed():
+    """A prompt argparse reads as a value (it starts with -- but names no flag: it has a space, or comes after =) is
+    not counted as that flag typed, which would make its preset value lose to the default (``--epoch``) or blame it."""
+    from options.config import given_on_command_line
+    from options.eval_generator_options import get_sample_parser
+
+    for argv in (["--text_prompt", "--seed 3 walks"], ["--text_prompt=--seed=3 walks"], ["--text_prompt", "--see x"],
+                 ["--text_prompt", "a person --seed=3 walks"]):
+        args = parse_with_config(get_sample_parser(), argv)
+        assert args.text_prompt == argv[-1].removeprefix("--text_prompt=") and args.seed == 3407
+        assert given_on_command_line(args) == {"text_prompt"}, argv

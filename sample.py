@@ -74,7 +74,6 @@ from utils.sample_outputs import (
     edit_output_paths,
     make_folder,
     open_exports,
-    print_summary,
     run_record,
     sample_record,
 )
@@ -130,6 +129,22 @@ def load_model(cfg, path: str, res_run: str | None) -> MotionGenerator:
         # <checkpoints>/<dataset>/<name>/model/ folder takes the one under --checkpoints_dir.
         generator.length_estimator_path = os.path.join(cfg.checkpoints_dir, generator.spec.name, LENGTH_ESTIMATOR_RUN)
     return generator
+
+
+def print_summary(manifest: SampleManifest, out_dir: str) -> None:
+    """The script's result table: per sample of this run its index, repeat, length and main file, then where the
+    samples went."""
+    print(f"{'idx':>4} {'rep':>4} {'frames':>6} {'sec':>6}  {'files':<40} prompt")
+    written_now = manifest.this_runs_samples()
+    for s in written_now:
+        written = s["files"]["video"] or s["files"]["joints"] or s["files"]["features"]
+        others = sum(1 for name in s["files"].values() if name) - 1  # features, BVH, SMPL, mesh video: the manifest
+        shown = f"{written} (+{others})" if others else written
+        print(f"{s['index']:>4} {s['repeat']:>4} {s['length_frames']:>6} {s['length_seconds']:>6.2f}  "
+              f"{shown:<40} {s['prompt'][:60]}")
+    earlier = f"; it also lists {manifest.earlier} of earlier runs" if manifest.earlier else ""
+    print(f"wrote {len(written_now)} samples to {out_dir} (manifest.json lists every file, +N the others of a "
+          f"sample{earlier})")
 
 
 def main(cfg) -> dict:

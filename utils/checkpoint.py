@@ -26,8 +26,10 @@ import re
 import struct
 import zipfile
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from utils.atomic_io import TMP_PREFIX, atomic_write
@@ -88,6 +90,32 @@ def check_plain(value: Any, where: str = "checkpoint") -> None:
         return
     raise TypeError(f"checkpoint value at {where} is a {type(value).__name__}; only tensors and plain Python "
                     "values are stored (so every file loads with weights_only=True)")
+
+
+def to_plain(value: Any) -> Any:
+    """Arbitrary contents (a data batch, for the engine's NaN dump) as tensors and plain values that ``check_plain``
+    accepts: numpy arrays become tensors (string arrays lists), numpy scalars Python values, mappings dicts with str
+    keys, sequences lists, tensor subclasses plain tensors, anything else its repr.
+
+    Scalars are matched by exact type: a numpy float is a ``float`` and an ``IntEnum`` an ``int``, but saved as they
+    are the file would not load with ``weights_only``.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().as_subclass(torch.Tensor)
+    if isinstance(value, np.ndarray):
+        try:
+            return torch.from_numpy(np.ascontiguousarray(value))
+        except TypeError:  # strings, objects, dates: no tensor dtype
+            return value.tolist() if value.dtype.kind == "U" else repr(value)
+    if isinstance(value, np.generic):
+        return to_plain(value.item())
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    return repr(value)
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

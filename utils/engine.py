@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
@@ -56,6 +55,7 @@ from utils.checkpoint import (
     remove_stale_temporaries,
     require_keys,
     save_checkpoint,
+    to_plain,
     unwrap_model,
 )
 from utils.collectives import all_gather_objects, broadcast_object
@@ -207,30 +207,6 @@ def _require_latest(path: str) -> None:
 def _check_same_model(path: str, ckpt: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
     for key in ("stage", "model_name", "model_args"):
         check_matches(path, key, ckpt.get(key), meta[key])
-
-
-def _to_plain(value: Any) -> Any:
-    """Batch contents as tensors and plain values (for the NaN dump); anything else becomes its repr.
-
-    Scalars are matched by exact type: a numpy float is a ``float`` and an ``IntEnum`` an ``int``, but saved as they
-    are the dump would not load with ``weights_only`` (``check_plain`` refuses them).
-    """
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().as_subclass(torch.Tensor)
-    if isinstance(value, np.ndarray):
-        try:
-            return torch.from_numpy(np.ascontiguousarray(value))
-        except TypeError:  # strings, objects, dates: no tensor dtype
-            return value.tolist() if value.dtype.kind == "U" else repr(value)
-    if isinstance(value, np.generic):
-        return _to_plain(value.item())
-    if isinstance(value, Mapping):
-        return {str(k): _to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    return repr(value)
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
@@ -479,7 +455,7 @@ def _check_finite(loss: torch.Tensor, logs: Mapping[str, Any], batch: Any, state
         try:
             save_checkpoint(path, {"stage": "nan_batch", "step": step, "epoch": state.epoch,
                                    "rank": accelerator.process_index, "loss": loss.detach().float().cpu(),
-                                   "logs": terms, "batch": _to_plain(batch)})
+                                   "logs": terms, "batch": to_plain(batch)})
             where = f"the batch was saved to {path}"
         except OSError as e:  # a full disk must not hide the stop's own report behind its dump's
             where = f"its batch could not be saved to {path} ({e.strerror or e})"

@@ -126,3 +126,26 @@ def test_resume_with_another_unit_length_of_as_many_classes_is_refused(tmp_path,
                                           "--is_continue"), text_encoder=encoder)
     with open(config_path) as f:
         assert f.read() == config
+
+
+def test_resume_is_bitwise_exact(tmp_path, synthetic_root, encoder):
+    # 12 steps in one go and 7 + 5 resumed (a stop between two saves, mid-epoch, with dropout) give the same weights,
+    # optimizer state and log.
+    def run(ckpt, *steps):
+        for i, n in enumerate(steps):
+            extra = ("--is_continue",) if i else ()
+            train_length_estimator.main(_args(synthetic_root, ckpt, "--max_iters", str(n), "--save_every", "1",
+                                              *extra), text_encoder=encoder)
+        model_dir = os.path.join(ckpt, "synthetic", "length_estimator", "model")
+        with open(os.path.join(model_dir, "train_log.jsonl")) as f:
+            losses = [json.loads(line)["loss"] for line in f]
+        return load_checkpoint(os.path.join(model_dir, "latest.tar")), losses
+
+    whole, whole_log = run(str(tmp_path / "whole"), 12)
+    resumed, resumed_log = run(str(tmp_path / "resumed"), 7, 12)
+    assert whole["step"] == resumed["step"] == 12 and whole_log == resumed_log
+    for key, value in whole["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert whole["optimizer"]["state"] and len(whole["optimizer"]["state"]) == len(resumed["optimizer"]["state"])
+    for a, b in zip(whole["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        assert all(torch.equal(a[k], b[k]) for k in a), "optimizer state"

@@ -8,6 +8,9 @@ Recognised layouts (top-level key holding the weights; other keys, e.g. optimize
 - MARDM (``latest.tar``, ``net_best_fid.tar``): ``ae``; ``encoder...``, ``decoder...``.
 - MotionMillion (``net_*.pth``): ``net``; ``[module.]vqvae...``, ``quantizer.project_in...``, Haar patcher buffers.
 
+The top-level key and the weight names must agree (``OFFICIAL_TOP_KEYS``): the key names the program that wrote the
+file, and so the statistics convention its tokenizer was trained with.
+
 For official files the sizes (input dim, width, code dim, codebook size, number of quantizers, down_t, stride_t,
 depth, kernel size, normalisation) are read from the weight shapes; what shapes cannot tell (dilation growth rate,
 activation, mu, FSQ levels other than MotionMillion's, LN vs GN) comes from ``**model_kwargs`` with the references'
@@ -31,6 +34,18 @@ from utils.checkpoint import CheckpointError, check_matches, load_checkpoint
 logger = logging.getLogger(__name__)
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# What each official top-level key holds: the program that writes it, the layouts it holds (in words and as our
+# registry names). The key, not only the weight names, decides the format, and with it the statistics convention
+# (``utils.tokenizer_eval.convention_statistics``), so weights of another layout under it are refused.
+OFFICIAL_TOP_KEYS = {
+    "vq_model": ("MoMask", "a residual VQ-VAE (quantizer.layers.<q>.codebook)", ("RVQVAE",)),
+    "ae": ("MARDM", "a continuous autoencoder (no quantizer weights)", ("AE_Model",)),
+    "net": ("T2M-GPT / MotionMillion; MoMask's legacy key", "a VQ-VAE (quantizer.codebook), an FSQ "
+            "(quantizer.project_in) or a residual VQ-VAE", ("VQVAE", "FSQ_MotionMillion", "RVQVAE")),
+}
+LAYOUT_NAMES = {"VQVAE": "a VQ-VAE", "RVQVAE": "a residual VQ-VAE", "FSQ_MotionMillion": "an FSQ tokenizer",
+                "AE_Model": "a continuous autoencoder (no quantizer weights)"}
+SOURCE_FORMATS = {"VQVAE": "t2m-gpt", "RVQVAE": "momask", "FSQ_MotionMillion": "motionmillion", "AE_Model": "mardm"}
 
 
 class ImportedWeights(NamedTuple):
@@ -188,20 +203,32 @@ def _infer_conv_args(sd: dict[str, Tensor], norm_kwarg: str | None, path: str) -
     )
 
 
+def _detect_layout(sd: dict[str, Tensor], top_key: str, levels_given: bool, path: str) -> str:
+    """The registry name of an official state dict (prefixes stripped), from its quantizer keys. A ``net`` file
+    without quantizer weights is an FSQ with identity projections when ``levels`` are given."""
+    has_quantizer = any(k.startswith("quantizer.") for k in sd)
+    if "quantizer.project_in.weight" in sd or (top_key == "net" and levels_given and not has_quantizer):
+        return "FSQ_MotionMillion"
+    if "quantizer.layers.0.codebook" in sd:
+        return "RVQVAE"
+    if "quantizer.codebook" in sd or "quantizer.embedding.weight" in sd:
+        return "VQVAE"
+    if not has_quantizer:
+        return "AE_Model"
+    raise CheckpointError(f"{path}: unrecognised quantizer keys "
+                          f"{sorted(k for k in sd if k.startswith('quantizer.'))[:6]}")
+
+
 def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> ImportedWeights:
     """Translate a loaded official checkpoint dict (see the module table) into our registry name, args and keys.
 
     ``model_kwargs`` supply what the shapes cannot tell; one that contradicts a shape is a CheckpointError.
     """
-    if "vq_model" in state:
-        raw, source = state["vq_model"], "momask"
-    elif "ae" in state:
-        raw, source = state["ae"], "mardm"
-    elif "net" in state:
-        raw, source = state["net"], "net"
-    else:
+    top_key = next((key for key in OFFICIAL_TOP_KEYS if key in state), None)
+    if top_key is None:
         raise CheckpointError(f"{path}: unknown checkpoint layout; top-level keys are {sorted(state)} (expected ours "
                               f"'model'+'model_name', T2M-GPT/MotionMillion 'net', MoMask 'vq_model', MARDM 'ae')")
+    raw = state[top_key]
     if not isinstance(raw, dict) or not raw:
         raise CheckpointError(f"{path}: the weights entry is not a non-empty state dict")
     kwargs = dict(model_kwargs)
@@ -209,9 +236,13 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
     inferred = _infer_conv_args(sd, kwargs.get("norm"), path)
     latent = inferred.pop("latent")
 
-    has_quantizer = any(k.startswith("quantizer.") for k in sd)
-    if "quantizer.project_in.weight" in sd or (source == "net" and "levels" in kwargs and not has_quantizer):
-        name, source = "FSQ_MotionMillion", "motionmillion"
+    name = _detect_layout(sd, top_key, "levels" in kwargs, path)
+    writer, holds, names = OFFICIAL_TOP_KEYS[top_key]
+    if name not in names:
+        hint = "; an FSQ without projections loads with levels=[...]" if top_key == "net" else ""
+        raise CheckpointError(f"{path}: the {top_key!r} entry ({writer}) holds {holds}, but these weights are "
+                              f"{LAYOUT_NAMES[name]}{hint}; top-level keys are {sorted(state)}")
+    if name == "FSQ_MotionMillion":
         fsq_dims = int(sd["quantizer.project_in.weight"].shape[0]) if "quantizer.project_in.weight" in sd else None
         levels = kwargs.pop("levels", None)
         if levels is None:
@@ -222,9 +253,7 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
         if fsq_dims is not None and len(levels) != fsq_dims:
             raise CheckpointError(f"{path}: quantizer.project_in maps to {fsq_dims} dims but levels={levels}")
         inferred.update(levels=[int(v) for v in levels], code_dim=latent, dropout=0.0)
-    elif "quantizer.layers.0.codebook" in sd:
-        name = "RVQVAE"
-        source = "momask" if source == "net" else source
+    elif name == "RVQVAE":
         codebooks = []
         while f"quantizer.layers.{len(codebooks)}.codebook" in sd:
             codebooks.append(sd[f"quantizer.layers.{len(codebooks)}.codebook"])
@@ -237,8 +266,7 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
                                   f"codebooks differ (a shared codebook is saved as equal copies)")
         inferred.update(nb_code=int(codebooks[0].shape[0]), code_dim=latent, num_quantizers=len(codebooks),
                         shared_codebook=kwargs.pop("shared_codebook", shared), dropout=0.2)
-    elif "quantizer.codebook" in sd or "quantizer.embedding.weight" in sd:
-        name, source = "VQVAE", "t2m-gpt"
+    elif name == "VQVAE":
         orig = "quantizer.embedding.weight" in sd
         codebook = sd["quantizer.embedding.weight" if orig else "quantizer.codebook"]
         if orig:
@@ -247,12 +275,8 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
             raise CheckpointError(f"{path}: quantizer_type='orig' needs quantizer.embedding.weight, found a "
                                   f"quantizer.codebook buffer")
         inferred.update(nb_code=int(codebook.shape[0]), code_dim=latent, dropout=0.0)
-    elif not has_quantizer:
-        name = "AE_Model"
-        inferred.update(output_emb_width=latent, dropout=0.2)
     else:
-        raise CheckpointError(f"{path}: unrecognised quantizer keys "
-                              f"{sorted(k for k in sd if k.startswith('quantizer.'))[:6]}")
+        inferred.update(output_emb_width=latent, dropout=0.2)
 
     if "norm" in kwargs and (inferred["norm"] is None) != (normalize_norm_name(kwargs["norm"]) is None):
         raise CheckpointError(f"{path}: norm={kwargs['norm']!r} was requested but the weights have "
@@ -265,7 +289,7 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
         model = build_tokenizer(name, **model_args)
     except ValueError as e:
         raise CheckpointError(f"{path}: cannot build {name} from the checkpoint: {e}") from e
-    return ImportedWeights(name, dict(model.model_args), sd, source)
+    return ImportedWeights(name, dict(model.model_args), sd, SOURCE_FORMATS[name])
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import torch
 from tool_helpers import load_tool
 
 from models import load_tokenizer
+from models.loader import import_official
 from models.tokenizers import AE, RVQVAE, VQVAE, build_tokenizer
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.cli import TRACEBACK_ENV, run_script
@@ -379,3 +380,51 @@ def test_shared_codebook_request_must_fit_the_codebooks(tmp_path) -> None:
     save_checkpoint(path, {"vq_model": sd, "ep": 1})
     assert load_tokenizer(path).model_args["shared_codebook"] is True
     assert load_tokenizer(path, shared_codebook=False).model_args["shared_codebook"] is False
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Format detection on minimal state dicts made from the fixtures' key lists
+
+
+def _weights_from_manifest(name: str, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Random tensors with the names and shapes the fixture's manifest lists (random codebooks, so RVQ layers are
+    not mistaken for one shared codebook); T2M-GPT's ``vqvae.`` holder is dropped, ``prefix`` added."""
+    shapes = Fixture(name).manifest["checkpoint"]["state_dict_shapes"]
+    gen = torch.Generator().manual_seed(0)
+    return {prefix + k.removeprefix("vqvae."): torch.randn(*shape, generator=gen) for k, shape in shapes.items()}
+
+
+DETECTED = [
+    # (fixture, top-level key, registry model, source format)
+    ("t2m_gpt_vqvae", "net", "VQVAE", "t2m-gpt"),
+    ("momask_rvqvae", "vq_model", "RVQVAE", "momask"),
+    ("momask_rvqvae", "net", "RVQVAE", "momask"),  # the legacy key MoMask's loaders still read
+    ("mardm_ae", "ae", "AE_Model", "mardm"),
+]
+
+
+@pytest.mark.parametrize("prefix", ["", "vqvae.", "module.", "_orig_mod.", "module.vqvae."])
+@pytest.mark.parametrize("name,top_key,model_name,source_format", DETECTED)
+def test_each_official_layout_is_detected_as_its_format(name, top_key, model_name, source_format, prefix) -> None:
+    imported = import_official({top_key: _weights_from_manifest(name, prefix), "ep": 1}, "f.tar")
+    assert (imported.model_name, imported.source_format) == (model_name, source_format)
+    assert set(imported.state_dict) == set(_weights_from_manifest(name))
+
+
+CROSSED = [(name, top_key) for name in TOKENIZER_FIXTURES for top_key in ("net", "vq_model", "ae")
+           if not any(d[:2] == (name, top_key) for d in DETECTED)]
+
+
+@pytest.mark.parametrize("name,top_key", CROSSED)
+def test_weights_under_another_format_s_key_are_refused(name, top_key) -> None:
+    """A top-level key says which program wrote the file, and so which statistics convention applies: weights of
+    another layout under it are an error naming the file, never loaded under the other format's name."""
+    with pytest.raises(CheckpointError, match=rf"^crossed.tar: the {top_key!r} entry .* holds "):
+        import_official({top_key: _weights_from_manifest(name), "ep": 1}, "crossed.tar")
+
+
+def test_a_net_file_without_quantizer_weights_is_not_taken_for_an_autoencoder() -> None:
+    weights = {k: v for k, v in _weights_from_manifest("t2m_gpt_vqvae").items() if not k.startswith("quantizer.")}
+    with pytest.raises(CheckpointError, match=r"^vq.pth: the 'net' entry .*, but these weights are a continuous "
+                                              r"autoencoder \(no quantizer weights\); an FSQ"):
+        import_official({"net": weights}, "vq.pth")

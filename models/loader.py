@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from models.encdec import normalize_norm_name
 from models.tokenizers import TOKENIZERS, ConvAutoencoder, build_tokenizer
-from utils.checkpoint import CheckpointError, check_matches, load_checkpoint
+from utils.checkpoint import CheckpointError, check_matches, load_checkpoint, official_kind
 
 logger = logging.getLogger(__name__)
 
@@ -136,17 +136,22 @@ class Tokenizer(nn.Module):
 # official layouts
 
 
-def _strip_prefixes(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Drop DDP / torch.compile wrappers and T2M-GPT's ``vqvae.`` holder from every key."""
-    out = {}
+def _strip_prefixes(state_dict: dict[str, Tensor], path: str,
+                    prefixes: tuple[str, ...] = (*_WRAPPER_PREFIXES, "vqvae.")) -> dict[str, Tensor]:
+    """Drop ``prefixes`` (DDP / torch.compile wrappers and T2M-GPT's ``vqvae.`` holder) from every key; two keys
+    that name the same weight are an error, not one silently replacing the other."""
+    out, original = {}, {}
     for key, value in state_dict.items():
-        changed = True
+        name, changed = key, True
         while changed:
             changed = False
-            for prefix in (*_WRAPPER_PREFIXES, "vqvae."):
-                if key.startswith(prefix):
-                    key, changed = key[len(prefix):], True
-        out[key] = value
+            for prefix in prefixes:
+                if name.startswith(prefix):
+                    name, changed = name[len(prefix):], True
+        if name in out:
+            raise CheckpointError(f"{path}: {original[name]!r} and {key!r} are the same weight {name!r} once the "
+                                  f"prefixes {list(prefixes)} are removed")
+        out[name], original[name] = value, key
     return out
 
 
@@ -232,7 +237,7 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
     if not isinstance(raw, dict) or not raw:
         raise CheckpointError(f"{path}: the weights entry is not a non-empty state dict")
     kwargs = dict(model_kwargs)
-    sd = _drop_patchers(_strip_prefixes(raw), int(kwargs.pop("patch_size", 1)), path)
+    sd = _drop_patchers(_strip_prefixes(raw, path), int(kwargs.pop("patch_size", 1)), path)
     inferred = _infer_conv_args(sd, kwargs.get("norm"), path)
     latent = inferred.pop("latent")
 
@@ -313,6 +318,15 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
     weights, so those are loaded unless ``use_ema`` is False.
     """
     state = load_checkpoint(path, map_location=map_location)
+    if state.get("stage", "tokenizer") != "tokenizer":
+        what = (f"model_name {state['model_name']!r} is not a registered tokenizer" if "model_name" in state
+                else "not a tokenizer")
+        raise CheckpointError(f"{path}: {what}; its stage is {state['stage']!r}")
+    kind = official_kind(state)
+    if kind is not None and not any(key in state for key in OFFICIAL_TOP_KEYS):
+        raise CheckpointError(f"{path}: an official {kind} checkpoint (top-level keys {sorted(state)}), not a "
+                              "tokenizer (official tokenizers are T2M-GPT / MotionMillion 'net', MoMask 'vq_model' "
+                              "and MARDM 'ae' files)")
     dataset, source_format, parent_format, weights, cond_drop_prob = None, "ours", None, "model", 0.0
     if "model_name" in state and "model" in state:
         name = state["model_name"]
@@ -329,6 +343,7 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
         state_dict = state["model"]
         if use_ema and state.get("ema"):
             state_dict, weights = state["ema"], "ema"
+        state_dict = _strip_prefixes(state_dict, path, _WRAPPER_PREFIXES)
         dataset = state.get("dataset")
         parent = state.get("parent")
         parent_format = parent.get("format") if isinstance(parent, dict) else None

@@ -428,3 +428,44 @@ def test_a_net_file_without_quantizer_weights_is_not_taken_for_an_autoencoder() 
     with pytest.raises(CheckpointError, match=r"^vq.pth: the 'net' entry .*, but these weights are a continuous "
                                               r"autoencoder \(no quantizer weights\); an FSQ"):
         import_official({"net": weights}, "vq.pth")
+
+
+def test_a_checkpoint_of_another_kind_is_named_as_such(tmp_path) -> None:
+    """The released evaluator, an official generator file, or one of our own other stages, given where a tokenizer
+    is expected, is refused as what it is, naming the file."""
+    evaluator = str(FIXTURES / "t2m_evaluator" / "finest.tar")
+    with pytest.raises(CheckpointError, match=r"t2m_evaluator/finest.tar: an official text/motion evaluator "
+                                              r"checkpoint .*not a tokenizer"):
+        load_tokenizer(evaluator)
+    mardm = str(tmp_path / "mardm_latest.tar")
+    save_checkpoint(mardm, {"mardm": {}, "ema_mardm": {}, "ep": 1, "total_it": 2})
+    with pytest.raises(CheckpointError, match=r"mardm_latest.tar: an official MARDM checkpoint .*not a tokenizer"):
+        load_tokenizer(mardm)
+    ours = str(tmp_path / "estimator.tar")
+    save_checkpoint(ours, {"stage": "length_estimator", "model_name": "LengthEstimator", "model_args": {},
+                           "model": {}})
+    with pytest.raises(CheckpointError, match=r"estimator.tar: model_name 'LengthEstimator' is not a registered "
+                                              r"tokenizer; its stage is 'length_estimator'"):
+        load_tokenizer(ours)
+
+
+@pytest.mark.parametrize("wrapper", ["module.", "_orig_mod.", "_orig_mod.module."])
+def test_our_checkpoint_saved_from_a_wrapped_model_loads(tmp_path, wrapper: str) -> None:
+    torch.manual_seed(0)
+    model = build_tokenizer("VQVAE", nb_code=16, code_dim=8, width=16, depth=1).eval()
+    path = str(tmp_path / "wrapped.tar")
+    wrapped = {wrapper + k: v for k, v in model.state_dict().items()}
+    save_checkpoint(path, {"stage": "tokenizer", "model_name": "VQVAE", "model_args": model.model_args,
+                           "model": wrapped, "ema": wrapped})
+    tok = load_tokenizer(path)
+    x = torch.randn(2, 8, model.input_width)
+    with torch.no_grad():
+        assert torch.equal(tok(x), model(x).recon)
+
+
+def test_a_key_present_with_and_without_a_wrapper_prefix_is_refused() -> None:
+    sd = _weights_from_manifest("mardm_ae")
+    sd["module.encoder.model.0.bias"] = sd["encoder.model.0.bias"] + 1
+    with pytest.raises(CheckpointError, match=r"^ae.tar: 'encoder.model.0.bias' and "
+                                              r"'module.encoder.model.0.bias' are the same weight"):
+        import_official({"ae": sd}, "ae.tar")

@@ -69,6 +69,23 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: missing, truncated, unsafe or of the wrong kind."""
 
 
+# Weight keys of the reference implementations' files other than tokenizers, which record no stage, and what wrote
+# them: MARDM's train_MARDM.py, MoMask's train_t2m_transformer.py (legacy and T2M-GPT: "trans") and
+# train_res_transformer.py, the length estimator both ship, and the released text_mot_match evaluator. Only
+# tokenizers import (tools/import_checkpoint.py); these are named in the refusal of every loader they reach.
+OFFICIAL_FILE_KINDS = {"ema_mardm": "MARDM", "mardm": "MARDM", "t2m_transformer": "MoMask masked transformer",
+                       "res_transformer": "MoMask residual transformer", "trans": "T2M-GPT / MoMask transformer",
+                       "estimator": "length estimator", "movement_encoder": "text/motion evaluator"}
+
+
+def official_kind(state: Mapping[str, Any]) -> str | None:
+    """What wrote ``state`` when it is one of the ``OFFICIAL_FILE_KINDS`` (a stage-less file with their keys), else
+    None."""
+    if "stage" in state:
+        return None
+    return next((who for key, who in OFFICIAL_FILE_KINDS.items() if key in state), None)
+
+
 def check_plain(value: Any, where: str = "checkpoint") -> None:
     """Raise TypeError for anything ``weights_only`` loading would reject (checked before writing).
 

@@ -19,7 +19,7 @@ import torch
 
 from models.length_estimator import LengthEstimator
 from models.text_encoders import CachedTextEncoder, build_text_encoder
-from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, require_keys
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, official_kind, require_keys
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +29,6 @@ LENGTH_ESTIMATOR_STAGE = "length_estimator"
 # MoMask's masked transformer keeps its best validation accuracy (net_best_acc.tar) when trained without evaluation.
 CHECKPOINT_FILES = {"latest": ("latest.tar",), "best": ("net_best_fid.tar", "net_best_loss.tar", "net_best_acc.tar")}
 LENGTH_ESTIMATOR_FILES = ("net_best_*.tar", "finest.tar", "latest.tar")
-# Weight keys of the reference implementations' own generator files, which record no stage: MARDM's train_MARDM.py,
-# MoMask's train_t2m_transformer.py (legacy and T2M-GPT: "trans") and train_res_transformer.py, and the length
-# estimator both ship. Only tokenizers import (tools/import_checkpoint.py).
-OFFICIAL_GENERATOR_KEYS = {"ema_mardm": "MARDM", "mardm": "MARDM", "t2m_transformer": "MoMask masked transformer",
-                           "res_transformer": "MoMask residual transformer", "trans": "T2M-GPT / MoMask transformer",
-                           "estimator": "length estimator"}
 
 
 def require_stage(state: dict[str, Any], path: str, stage: str, written_by: str) -> None:
@@ -42,7 +36,7 @@ def require_stage(state: dict[str, Any], path: str, stage: str, written_by: str)
     or an official generator file, is named as such rather than as missing keys."""
     if state.get("stage") == stage:
         return
-    official = next((who for key, who in OFFICIAL_GENERATOR_KEYS.items() if key in state), None)
+    official = official_kind(state)
     if "stage" not in state and official is not None:
         raise CheckpointError(f"{path}: an official {official} checkpoint (top-level keys {sorted(state)}); only "
                               f"{stage} checkpoints written by this framework's {written_by} load here (official "

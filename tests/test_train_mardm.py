@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from tool_helpers import load_tool
 
 import train_MARDM
 from models.mardm import MARDM_MODELS
@@ -413,3 +414,23 @@ def test_head_flags_the_model_would_ignore_are_refused_before_the_run_folder(set
     run("ddpm_preset", "--config", "options/configs/tiny_mardm.yaml", "--model", "FSQ-MARDM-DDPM-Tiny",
         "--ae_model", "FSQ_AE_Tiny")
     run("heun_steps", "--model", "FSQ-MARDM-SiT-Tiny", "--flow_solver", "heun", "--flow_steps", "2")
+
+
+def test_an_imported_official_autoencoder_trains_a_generator_by_name(setup, encoder, tmp_path):
+    """The stage chain from an official file: MARDM's ``{'ae': ...}`` file imports as a run (recording the dataset
+    Mean/Std, MARDM's convention), and ``--ae_name`` finds it like any trained run."""
+    torch.manual_seed(0)
+    model = build_tokenizer("AE_Tiny", input_width=setup["spec"].dim_pose)
+    src = str(tmp_path / "latest.tar")
+    save_checkpoint(src, {"ae": model.state_dict(), "ep": 3, "total_it": 30})
+    tool = load_tool("import_checkpoint")
+    tool.main(tool.get_parser().parse_args(["--src", src, "--name", "mardm_ae", "--dataset_name", "synthetic",
+                                            "--data_root", setup["root"], "--checkpoints_dir", setup["ckpt"]]))
+    train_MARDM.main(_args(setup, "gen_on_import", "--model", "MARDM-SiT-Tiny", "--ae_name", "mardm_ae",
+                           "--max_iters", "2", "--eval_every", "2"), text_encoder=encoder)
+    state = load_checkpoint(os.path.join(setup["ckpt"], "synthetic", "gen_on_import", "model", "latest.tar"))
+    assert state["tokenizer"]["name"] == "mardm_ae" and state["tokenizer"]["kind"] == "ae"
+    assert state["tokenizer"]["model_name"] == "AE_Model"
+    mean, std = load_mean_std(setup["spec"], setup["root"])
+    assert np.array_equal(state["dataset"]["mean"].numpy(), mean)
+    assert np.array_equal(state["dataset"]["std"].numpy(), std)

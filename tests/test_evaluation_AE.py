@@ -377,6 +377,24 @@ def test_ae_meta_dir_statistics_of_another_width_or_zero_std_are_refused_by_name
         run_eval(env, "--ckpt", src, "--name", "bad_meta", "--no_gt_cache", "--ae_meta_dir", str(meta_dir))
 
 
+def test_meta_statistics_that_are_no_npy_array_name_the_file(env, tmp_path):
+    # A failed download saves an HTML page under mean.npy: numpy's own error named neither the file nor the flag.
+    root, ck, _ = env
+    src = _momask_file(tmp_path)
+    meta_dir = tmp_path / "meta"
+    meta_dir.mkdir()
+    (meta_dir / "mean.npy").write_text("<html>not found</html>")
+    np.save(meta_dir / "std.npy", np.ones(263, np.float32))
+    with pytest.raises(ValueError, match=r"meta.mean\.npy: not a \.npy file .*expected --ae_meta_dir statistics"):
+        run_eval(env, "--ckpt", src, "--name", "html_meta", "--no_gt_cache", "--ae_meta_dir", str(meta_dir))
+    tool = load_tool("import_checkpoint")
+    with pytest.raises(ValueError, match=r"meta.mean\.npy: not a \.npy file .*official run's meta folder"):
+        tool.main(tool.get_parser().parse_args(["--src", src, "--dataset_name", "synthetic", "--data_root", str(root),
+                                                "--checkpoints_dir", str(ck), "--name", "html_import",
+                                                "--meta_dir", str(meta_dir)]))
+    assert not (ck / "synthetic" / "html_import").exists()  # the inputs are read before the run folder is made
+
+
 def test_ema_weights_are_evaluated_unless_no_ema(env, tmp_path):
     """A run trained with --ema_decay chose its best file with its EMA weights: those are the ones loaded."""
     root, ck, spec = env

@@ -37,7 +37,7 @@ from utils.cli import run_script  # noqa: E402
 from utils.dataset_specs import get_dataset_spec  # noqa: E402
 from utils.evaluator import load_evaluator  # noqa: E402
 from utils.logging_utils import setup_logging  # noqa: E402
-from utils.normalization import DatasetError  # noqa: E402
+from utils.normalization import DatasetError, read_npy_array  # noqa: E402
 from utils.run_dir import RunDir  # noqa: E402
 from utils.tokenizer_eval import EVALUATOR_STYLE_FORMATS, convention_statistics  # noqa: E402
 
@@ -55,7 +55,8 @@ def read_meta(meta_dir: str | None) -> tuple[torch.Tensor | None, torch.Tensor |
         path = os.path.join(meta_dir, f"{stat}.npy")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--meta_dir {meta_dir}: {stat}.npy not found ({path})")
-        arrays.append(torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32)))
+        array = read_npy_array(path, f"the {stat} of an official run's meta folder, a numeric .npy array")
+        arrays.append(torch.from_numpy(array.astype(np.float32)))
     return arrays[0], arrays[1]
 
 
@@ -81,6 +82,9 @@ def convention_at_import(cfg: argparse.Namespace, spec, source_format: str) -> t
 def main(cfg: argparse.Namespace) -> str:
     setup_logging()
     # ---------------------------------------------------------------------------------------------------- setup
+    # The inputs are read before the run folder is made: a bad one leaves nothing behind.
+    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    mean, std = read_meta(cfg.meta_dir)
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
     # The run lock, taken as a training start takes it and held until the script ends: a run that is training (its
     # first checkpoint saved or not yet) is refused, naming the holder's pid, instead of written over.
@@ -91,8 +95,6 @@ def main(cfg: argparse.Namespace) -> str:
     if existing and not cfg.overwrite:
         raise SystemExit(f"a run exists at {run.root} ({', '.join(os.path.basename(p) for p in existing)}); choose "
                          f"another --name or pass --overwrite")
-    spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
-    mean, std = read_meta(cfg.meta_dir)
     stats_source = f"--meta_dir {cfg.meta_dir}"
 
     # ---------------------------------------------------------------------------------------------------- model

@@ -96,23 +96,30 @@ def _describe_index(spec: DatasetSpec, index: int) -> str:
     return str(index)
 
 
-def read_stats_file(path: str, spec: DatasetSpec) -> np.ndarray:
-    """The array of an existing statistics file ``path``, or a ``DatasetError`` (kind ``stats_shape``) when it is not
-    a readable .npy file; ``stats_problems`` checks what it holds."""
-    def unreadable(reason: object) -> DatasetError:
-        return DatasetError(f"{path}: {reason}; expected shape ({spec.file_dim},)", kind="stats_shape", path=path)
-
+def read_npy_array(path: str, expected: str) -> np.ndarray:
+    """The array of the .npy file ``path``; ValueError naming it and ``expected`` (what it should hold) when it is no
+    readable .npy array: an .npz archive or a pickle under the name, an HTML page of a failed download, an empty or
+    cut-short file."""
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
     except OSError as e:
-        raise unreadable(f"cannot open ({e})") from e
+        raise ValueError(f"{path}: cannot open ({e}); expected {expected}") from e
     if magic != b"\x93NUMPY":  # an .npz archive would load as an NpzFile, a text file as "pickled data"
-        raise unreadable("not a .npy file (no NUMPY header)")
+        raise ValueError(f"{path}: not a .npy file (no NUMPY header); expected {expected}")
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise unreadable(f"cannot read as a .npy array ({e})") from e
+        raise ValueError(f"{path}: cannot read as a .npy array ({e}); expected {expected}") from e
+
+
+def read_stats_file(path: str, spec: DatasetSpec) -> np.ndarray:
+    """The array of an existing statistics file ``path``, or a ``DatasetError`` (kind ``stats_shape``) when it is not
+    a readable .npy file; ``stats_problems`` checks what it holds."""
+    try:
+        return read_npy_array(path, f"shape ({spec.file_dim},)")
+    except ValueError as e:
+        raise DatasetError(str(e), kind="stats_shape", path=path) from e
 
 
 def _load_stat(path: str, spec: DatasetSpec, is_std: bool) -> np.ndarray:

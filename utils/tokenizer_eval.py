@@ -22,7 +22,7 @@ from utils.dataset_specs import DatasetSpec
 from utils.evaluator import EvaluatorWrapper
 from utils.metrics import calculate_mpjpe_per_sequence, mpjpe_per_frame
 from utils.motion_process import features_to_joints
-from utils.normalization import eval_normalization, load_mean_std
+from utils.normalization import eval_normalization, load_mean_std, read_npy_array
 from utils.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,8 @@ def recorded_statistics(tokenizer: Tokenizer, spec: DatasetSpec, cfg: argparse.N
         if missing:
             raise FileNotFoundError(f"--ae_meta_dir: {missing} not found; expected mean.npy and std.npy of shape "
                                     f"({spec.dim_pose},)")
-        mean, std = (np.load(p, allow_pickle=False)[:spec.dim_pose].astype(np.float32) for p in paths)
+        mean, std = (read_npy_array(p, f"--ae_meta_dir statistics, a ({spec.dim_pose},) .npy array")[:spec.dim_pose]
+                     .astype(np.float32) for p in paths)
         # Checked here, by flag: a narrower file (a 67-dim meta for 263-dim features) or a zero std would otherwise
         # fail later in the data loader under another name, or silently turn the tokenizer's input into inf.
         if mean.shape != (spec.dim_pose,) or std.shape != (spec.dim_pose,):

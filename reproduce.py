@@ -36,55 +36,20 @@ marked), ``<stage>.json`` (each evaluation's full result) and ``state.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
 from typing import Any
 
-from utils.assets import MISSING, check_clip, check_dataset, check_evaluator
 from utils.cli import run_script
 from utils.eval_report import write_report_json
 from utils.paths import project_path
-from utils.recipes import EVALUATOR_RUN, QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, Recipe, Stage, get_recipe
+from utils.recipe_plan import command, kept, launched, output_folder, plan, preflight, read_state
+from utils.recipes import QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, get_recipe, list_recipes
 from utils.reproduce_report import build_report, format_markdown, read_result, write_report
 from utils.stop_signals import Stopped
-
-REPO = os.path.dirname(os.path.abspath(__file__))
-QUICK_MOTIONS = 400
-QUICK_EVALUATOR = ("--sizes", "small", "--max_iters", "200", "--pretrain_iters", "60", "--batch_size", "32",
-                   "--num_workers", "0", "--eval_every", "50")
-
-
-@dataclass
-class Step:
-    """One command of a planned reproduction. ``done_file``: the file whose presence means the step's output
-    exists (data statistics, the evaluator's final validation, a run's ``latest.tar``, an evaluation's result).
-    ``resume_files``: for a training step, the ``latest.tar`` files of its runs, any of which means the step is
-    continued with ``--is_continue`` (default: ``done_file``). ``placed_file``: an output that counts as done when no
-    run of the step is in progress (no ``resume_files``), such as an evaluator whose files were put in place by
-    hand."""
-
-    name: str
-    argv: list[str]
-    done_file: str
-    training: bool = False
-    evaluation: bool = False
-    always_skip_when_done: bool = False  # data and evaluator: never rerun once present
-    resume_files: tuple[str, ...] = ()
-    placed_file: str | None = None
-
-    def output_present(self) -> bool:
-        if os.path.isfile(self.done_file):
-            return True
-        return bool(self.placed_file) and os.path.isfile(self.placed_file) and not self.resumes()
-
-    def resumes(self) -> bool:
-        """Whether a run of this step is there to continue."""
-        return any(os.path.isfile(path) for path in self.resume_files or (self.done_file,))
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -117,131 +82,6 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _script(name: str) -> str:
-    """The script's path as the user would type it: relative when the repository is the working directory."""
-    path = os.path.join(REPO, name)
-    relative = os.path.relpath(path)
-    return relative if not relative.startswith("..") else path
-
-
-def output_folder(args: argparse.Namespace, recipe: Recipe, dataset: str) -> str:
-    return os.path.join(args.checkpoints_dir, dataset, "reproduce", recipe.name)
-
-
-def plan(args: argparse.Namespace, recipe: Recipe, dataset: str) -> list[Step]:
-    """The commands of the recipe on ``dataset``, in order; quick mode adds the synthetic data and its evaluator."""
-    runs = os.path.join(args.checkpoints_dir, dataset)
-    names = {s.name: s.run for s in recipe.stages}
-    names["runs"] = runs
-    common = ["--dataset_name", dataset, "--checkpoints_dir", args.checkpoints_dir]
-    if args.data_root:
-        common += ["--data_root", args.data_root]
-    launch = shlex.split(args.launch) if args.launch else [args.python]
-    out = output_folder(args, recipe, dataset)
-    steps = []
-    if args.quick:
-        steps.append(Step("data", [args.python, _script("prepare_data.py"), "synthetic", "--out", args.data_root,
-                                   "--num_motions", str(QUICK_MOTIONS), "--seed", "0"],
-                          os.path.join(args.data_root, "Mean.npy"), always_skip_when_done=True))
-        if not args.evaluator_dir:
-            # finest.tar is written at every better validation, so it is there long before the training ends: the
-            # evaluator is done once train_evaluator.py has written its final validation. Its first stage (the
-            # movement autoencoder) is a run of its own, which a run stopped before the second stage saved has alone.
-            evaluator = os.path.join(runs, EVALUATOR_RUN)
-            steps.append(Step("evaluator", [*launch, _script("train_evaluator.py"), *common, *QUICK_EVALUATOR],
-                              os.path.join(evaluator, "eval", "evaluator_val.json"), training=True,
-                              always_skip_when_done=True,
-                              resume_files=tuple(os.path.join(run, "model", "latest.tar")
-                                                 for run in (evaluator, f"{evaluator}_decomp")),
-                              placed_file=os.path.join(evaluator, "model", "finest.tar")))
-    for stage in recipe.stages:
-        steps.append(_stage_step(stage, args, dataset, common, names, launch, out))
-    return steps
-
-
-def _stage_step(stage: Stage, args: argparse.Namespace, dataset: str, common: list[str], names: dict[str, str],
-                launch: list[str], out: str) -> Step:
-    raw = stage.quick_args if args.quick else (*stage.args, *stage.dataset_args.get(dataset, ()))
-    try:
-        flags = [a.format(**names) for a in raw]
-    except KeyError as e:
-        raise ValueError(f"recipe stage {stage.name!r}: {e} names no stage of the recipe") from None
-    run_dir = os.path.join(names["runs"], stage.run)
-    evaluator = ["--evaluator_dir", args.evaluator_dir] if args.evaluator_dir else []
-    if stage.evaluation:
-        result = os.path.join(out, f"{stage.name}.json")
-        argv = [args.python, _script(stage.script), *common, "--name", stage.run, *flags, *evaluator,
-                "--is_continue", "--report_json", result]
-        return Step(stage.name, argv, result, evaluation=True)
-    # A training that validates by FID picks its best checkpoint under the evaluator the evaluations use.
-    argv = [*launch, _script(stage.script), *common, "--name", stage.run, *flags,
-            *(evaluator if "--need_evaluation" in flags else [])]
-    return Step(stage.name, argv, os.path.join(run_dir, "model", "latest.tar"), training=True)
-
-
-def _command(step: Step) -> str:
-    return shlex.join(step.argv)
-
-
-def _kept(step: Step, previous: dict[str, Any], rerun: bool, upstream_ran: bool) -> bool:
-    """Whether ``step`` is skipped: its output is there and it is data or the evaluator, or it was recorded as
-    finished with the same command (``previous``, its entry in ``state.json``), no step before it ran in this call
-    and ``--rerun`` was not given."""
-    if not step.output_present():
-        return False
-    return step.always_skip_when_done or (not rerun and not upstream_ran and previous.get("status") == "done"
-                                          and previous.get("command") == _command(step))
-
-
-def _launched(step: Step) -> list[str]:
-    """The command ``step`` runs with: a training whose run is there continues it."""
-    return [*step.argv, "--is_continue"] if step.training and step.resumes() else list(step.argv)
-
-
-def _read_state(path: str) -> dict[str, Any]:
-    if not os.path.isfile(path):
-        return {}
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}  # a damaged state only costs reruns: every stage checks its own outputs
-
-
-def preflight(args: argparse.Namespace, recipe: Recipe, dataset: str, steps: list[Step]) -> list[str]:
-    """What a paper run needs and does not have, all at once, before anything trains: the dataset's files, the
-    official evaluator (and the GloVe vectors it reads), the CLIP weights and vocabulary the generator stages name
-    (``utils.assets``; a dry run does not load the evaluator)."""
-    if args.quick:
-        return []
-    checks = check_dataset(dataset, args.data_root)
-    evaluator = args.evaluator_dir or os.path.join(args.checkpoints_dir, dataset, EVALUATOR_RUN)
-    evaluator_checks = check_evaluator(evaluator, dataset, args.data_root, load=not args.dry_run)
-    if evaluator_checks[0].state == MISSING:
-        evaluator_checks[0] = replace(evaluator_checks[0], detail=evaluator_checks[0].detail + "; the published "
-                                      "numbers were measured with the official one: pass another with --evaluator_dir "
-                                      "to use it anyway")
-    checks += evaluator_checks
-    for path in sorted({step.argv[step.argv.index("--clip_path") + 1] for step in steps
-                        if "--clip_path" in step.argv}):
-        checks += check_clip(path)
-    return [c.problem for c in checks if c.problem]
-
-
-def list_recipes() -> str:
-    lines = []
-    for recipe in RECIPES.values():
-        lines.append(f"{recipe.name}: {recipe.title} [{recipe.paper}]")
-        lines.append(f"    datasets: {', '.join(recipe.datasets)}; stages: "
-                     f"{', '.join(s.name for s in recipe.stages)}")
-        for dataset in recipe.datasets:
-            for stage, numbers in recipe.published(dataset).items():
-                shown = ", ".join(f"{p.metric} {p.value:g}{'' if p.verified else '*'}" for p in numbers)
-                lines.append(f"    published on {dataset} ({stage}): {shown}")
-    lines.append("* unverified (quoted from an aggregator or from memory; the report says where from)")
-    return "\n".join(lines)
-
-
 def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
     recipe = get_recipe(args.recipe)
     if args.quick:
@@ -258,7 +98,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
     problems = preflight(args, recipe, dataset, steps)
     out = output_folder(args, recipe, dataset)
     state_path = os.path.join(out, "state.json")
-    state = _read_state(state_path)
+    state = read_state(state_path)
     done = state.setdefault("stages", {})
     if args.dry_run:
         # What this call would run, as a script: a step it would skip is a comment, a run it would continue has
@@ -268,11 +108,11 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
             print(f"# WARNING: {problem}")
         upstream_ran = False
         for step in steps:
-            if _kept(step, done.get(step.name, {}), args.rerun, upstream_ran):
-                print(f"# done, skipped: {_command(step)}")
+            if kept(step, done.get(step.name, {}), args.rerun, upstream_ran):
+                print(f"# done, skipped: {command(step)}")
             else:
                 upstream_ran = True
-                print(shlex.join(_launched(step)))
+                print(shlex.join(launched(step)))
         return None
     if problems:
         raise SystemExit("the paper run cannot start:\n" + "\n".join(f"- {p}" for p in problems))
@@ -284,10 +124,10 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
     # reporting what it made from an earlier stage's former output.
     upstream_ran = False
     for step in steps:
-        record = {"name": step.name, "command": _command(step), "seconds": None}
+        record = {"name": step.name, "command": command(step), "seconds": None}
         records.append(record)
         previous = done.get(step.name, {})
-        if _kept(step, previous, args.rerun, upstream_ran):
+        if kept(step, previous, args.rerun, upstream_ran):
             record["status"], record["seconds"] = "skipped (done)", previous.get("seconds")
             print(f"=== {step.name}: done, skipped ({step.done_file})", flush=True)
             continue
@@ -296,7 +136,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
         # must continue it rather than skip it on an earlier call's record.
         if done.pop(step.name, None) is not None:
             write_report_json(state, state_path)
-        argv = _launched(step)
+        argv = launched(step)
         print(f"=== {step.name}: {shlex.join(argv)}", flush=True)
         start = time.perf_counter()
         with subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as stage:
@@ -317,7 +157,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
         done[step.name] = {"command": record["command"], "status": "done", "seconds": record["seconds"]}
         write_report_json(state, state_path)
     for step in steps[len(records):]:
-        records.append({"name": step.name, "command": _command(step), "seconds": None, "status": "not run"})
+        records.append({"name": step.name, "command": command(step), "seconds": None, "status": "not run"})
 
     # Only evaluations that ran (or were confirmed done) in this invocation: a result file left by an earlier
     # invocation of other settings must not be reported as this one's.
@@ -329,7 +169,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
     print(f"wrote {md_path} and {json_path}")
     if failure is not None:
         step, code = failure
-        raise SystemExit(f"stage {step.name} failed (exit status {code}): {_command(step)}\nFix the cause and run the "
+        raise SystemExit(f"stage {step.name} failed (exit status {code}): {command(step)}\nFix the cause and run the "
                          f"same reproduce.py command again: finished stages are skipped and runs continue")
     return report
 

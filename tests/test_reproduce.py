@@ -27,6 +27,7 @@ from utils.cli import TRACEBACK_ENV
 from utils.dataset_specs import get_dataset_spec
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.normalization import eval_normalization, load_mean_std
+from utils.recipe_plan import REPO, Step, plan, preflight
 from utils.recipes import RECIPES, Published, Recipe, Stage
 from utils.reproduce_report import compare, format_markdown, measured
 from utils.synthetic import generate_synthetic_dataset
@@ -43,13 +44,13 @@ def _args(*extra: str, ckpt: str = "ck"):
     return reproduce.get_parser().parse_args(["x", "--checkpoints_dir", ckpt, *extra])
 
 
-def _planned(recipe: Recipe, quick: bool) -> list[tuple[str, reproduce.Step]]:
+def _planned(recipe: Recipe, quick: bool) -> list[tuple[str, Step]]:
     out = []
     for dataset in (["synthetic"] if quick else recipe.datasets):
         args = _args(*(["--quick"] if quick else []))
         if quick:
             args.data_root = "dataset/Synthetic"
-        out += [(dataset, step) for step in reproduce.plan(args, recipe, dataset)]
+        out += [(dataset, step) for step in plan(args, recipe, dataset)]
     return out
 
 
@@ -273,7 +274,7 @@ def test_a_paper_run_checks_everything_it_needs_first(quick_env, tmp_path, monke
 
     def problems() -> list[str]:
         args = reproduce.get_parser().parse_args(argv)
-        return reproduce.preflight(args, paper, "synthetic", reproduce.plan(args, paper, "synthetic"))
+        return preflight(args, paper, "synthetic", plan(args, paper, "synthetic"))
 
     found = problems()
     assert len(found) == 2 and found[0].startswith(f"CLIP weights: {clip} is missing")
@@ -349,7 +350,7 @@ def test_evaluator_dir_reaches_the_training_stages_that_validate_with_it(quick):
         args = _args("--evaluator_dir", "official/ev", *(["--quick"] if quick else []))
         if quick:
             args.data_root, dataset = "dataset/Synthetic", "synthetic"
-        steps = {step.name: step for step in reproduce.plan(args, RECIPES[name], dataset)}
+        steps = {step.name: step for step in plan(args, RECIPES[name], dataset)}
         tokenizer = parse_with_config(PARSERS[Path(steps["tokenizer"].argv[1]).name](), steps["tokenizer"].argv[2:])
         if tokenizer.need_evaluation:
             assert tokenizer.evaluator_dir == "official/ev", (name, dataset)
@@ -463,7 +464,7 @@ def test_the_pipeline_script_continues_an_interrupted_length_estimator(tmp_path)
         (runs / run / "model").mkdir(parents=True)
         (runs / run / "model" / "latest.tar").write_bytes(b"")
     (runs / "length_estimator" / ".running").write_bytes(b"")  # killed while training
-    script = Path(reproduce.REPO) / "train_fsq_pipeline.sh"
+    script = Path(REPO) / "train_fsq_pipeline.sh"
     subprocess.run(["bash", str(script), "--quick", "--python", str(fake), "--checkpoints_dir", str(tmp_path / "ck"),
                     "--data_root", str(data)], check=True, capture_output=True)
     calls = {line.split()[0]: line.split() for line in log.read_text().splitlines()}
@@ -492,7 +493,7 @@ def test_the_pipeline_script_runs_from_another_directory_with_relative_paths(tmp
     for run in ("FSQ_AE", "FSQ_MARDM", "length_estimator"):
         (runs / run / "model").mkdir(parents=True)
         (runs / run / "model" / "latest.tar").write_bytes(b"")
-    (cwd / "the repo").symlink_to(reproduce.REPO)
+    (cwd / "the repo").symlink_to(REPO)
     script = os.path.join("the repo", "train_fsq_pipeline.sh")
     usage = subprocess.run(["bash", script, "--help"], cwd=cwd, capture_output=True, text=True)
     assert usage.returncode == 0 and "--checkpoints_dir DIR" in usage.stdout, usage.stderr
@@ -518,7 +519,7 @@ def test_the_stated_python_version_installs_the_pinned_requirements():
 
     from packaging.specifiers import SpecifierSet
 
-    repo = Path(reproduce.REPO)
+    repo = Path(REPO)
     stated = re.search(r'requires-python = ">=(\d+\.\d+)"', (repo / "pyproject.toml").read_text()).group(1)
     assert f"Python {stated}+" in (repo / "README.md").read_text()
     checked = 0

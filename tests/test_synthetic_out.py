@@ -10,6 +10,7 @@ import pytest
 
 import prepare_data
 import reproduce
+from utils import recipe_plan
 from utils.dataset_specs import get_dataset_spec
 from utils.motion_files import read_split
 from utils.motion_index import MotionIndex
@@ -126,12 +127,12 @@ def test_quick_pipelines_rerun_after_an_interrupted_run(tmp_path, monkeypatch):
     assert prepare_data.main(prepare_data.parse_args(argv)) == 0
     assert (out / "Mean.npy").exists() and len(read_split(str(out), "all")) == 4
 
-    monkeypatch.setattr(reproduce, "QUICK_MOTIONS", 3)
+    monkeypatch.setattr(recipe_plan, "QUICK_MOTIONS", 3)
     again = tmp_path / "again"
     _interrupted(again, 3, after=1)
     args = reproduce.get_parser().parse_args(["momask_rvq", "--quick", "--checkpoints_dir", str(tmp_path / "ck"),
                                               "--data_root", str(again)])
-    data = reproduce.plan(args, get_recipe("momask_rvq"), "synthetic")[0]
+    data = recipe_plan.plan(args, get_recipe("momask_rvq"), "synthetic")[0]
     assert data.name == "data" and not os.path.exists(data.done_file)
     assert prepare_data.main(prepare_data.parse_args(data.argv[2:])) == 0
     assert os.path.exists(data.done_file) and len(read_split(str(again), "all")) == 3

@@ -4,8 +4,8 @@ A recipe is data: each stage names the script, its run folder and the flags it r
 setting (the shipped ``options/configs`` presets on the paper's dataset) and once for ``--quick`` (the tiny presets on
 the synthetic dataset, a few minutes on a CPU, to check the chain before spending GPU days on it). The evaluation
 stages carry the published numbers with where each comes from; numbers quoted from an aggregator or from memory are
-marked unverified and say so in every report. ``reproduce.py`` runs the stages and writes the report
-(``utils/reproduce_report.py``).
+marked unverified and say so in every report. ``reproduce.py`` plans the stages (``utils/recipe_plan.py``), runs
+them and writes the report (``utils/reproduce_report.py``).
 
 The checkpoint each evaluation reads follows the paper's own code: MARDM evaluates ``latest.tar`` with its EMA
 weights; MoMask the masked transformer's ``latest.tar`` with the residual transformer's and the RVQ's
@@ -247,3 +247,19 @@ def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)} (reproduce.py --list)")
     return RECIPES[name]
+
+
+def list_recipes() -> str:
+    """The recipe table as ``reproduce.py --list`` prints it: each recipe with its datasets, stages and published
+    numbers, unverified ones marked ``*``."""
+    lines = []
+    for recipe in RECIPES.values():
+        lines.append(f"{recipe.name}: {recipe.title} [{recipe.paper}]")
+        lines.append(f"    datasets: {', '.join(recipe.datasets)}; stages: "
+                     f"{', '.join(s.name for s in recipe.stages)}")
+        for dataset in recipe.datasets:
+            for stage, numbers in recipe.published(dataset).items():
+                shown = ", ".join(f"{p.metric} {p.value:g}{'' if p.verified else '*'}" for p in numbers)
+                lines.append(f"    published on {dataset} ({stage}): {shown}")
+    lines.append("* unverified (quoted from an aggregator or from memory; the report says where from)")
+    return "\n".join(lines)

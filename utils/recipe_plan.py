@@ -1,0 +1,170 @@
+"""What ``reproduce.py`` runs for a recipe, and what it has already run.
+
+``plan`` turns a recipe (``utils/recipes.py``) into the commands a user would type, one ``Step`` each, in order;
+``preflight`` lists what a paper run needs and lacks before anything trains. ``state.json`` in the recipe's output
+folder records each stage finished with its command: ``kept`` says whether a step is skipped on that record (or on its
+output alone), ``launched`` whether a training continues its run with ``--is_continue``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+from dataclasses import dataclass, replace
+from typing import Any
+
+from utils.assets import MISSING, check_clip, check_dataset, check_evaluator
+from utils.recipes import EVALUATOR_RUN, Recipe, Stage
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK_MOTIONS = 400
+QUICK_EVALUATOR = ("--sizes", "small", "--max_iters", "200", "--pretrain_iters", "60", "--batch_size", "32",
+                   "--num_workers", "0", "--eval_every", "50")
+
+
+@dataclass
+class Step:
+    """One command of a planned reproduction. ``done_file``: the file whose presence means the step's output
+    exists (data statistics, the evaluator's final validation, a run's ``latest.tar``, an evaluation's result).
+    ``resume_files``: for a training step, the ``latest.tar`` files of its runs, any of which means the step is
+    continued with ``--is_continue`` (default: ``done_file``). ``placed_file``: an output that counts as done when no
+    run of the step is in progress (no ``resume_files``), such as an evaluator whose files were put in place by
+    hand."""
+
+    name: str
+    argv: list[str]
+    done_file: str
+    training: bool = False
+    evaluation: bool = False
+    always_skip_when_done: bool = False  # data and evaluator: never rerun once present
+    resume_files: tuple[str, ...] = ()
+    placed_file: str | None = None
+
+    def output_present(self) -> bool:
+        """Whether the step's output is there: ``done_file``, or ``placed_file`` with no run to continue."""
+        if os.path.isfile(self.done_file):
+            return True
+        return bool(self.placed_file) and os.path.isfile(self.placed_file) and not self.resumes()
+
+    def resumes(self) -> bool:
+        """Whether a run of this step is there to continue."""
+        return any(os.path.isfile(path) for path in self.resume_files or (self.done_file,))
+
+
+def _script(name: str) -> str:
+    """The script's path as the user would type it: relative when the repository is the working directory."""
+    path = os.path.join(REPO, name)
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else path
+
+
+def output_folder(args: argparse.Namespace, recipe: Recipe, dataset: str) -> str:
+    """``<checkpoints_dir>/<dataset>/reproduce/<recipe>``: the report, each evaluation's result and ``state.json``."""
+    return os.path.join(args.checkpoints_dir, dataset, "reproduce", recipe.name)
+
+
+def plan(args: argparse.Namespace, recipe: Recipe, dataset: str) -> list[Step]:
+    """The commands of the recipe on ``dataset``, in order; quick mode adds the synthetic data and its evaluator."""
+    runs = os.path.join(args.checkpoints_dir, dataset)
+    names = {s.name: s.run for s in recipe.stages}
+    names["runs"] = runs
+    common = ["--dataset_name", dataset, "--checkpoints_dir", args.checkpoints_dir]
+    if args.data_root:
+        common += ["--data_root", args.data_root]
+    launch = shlex.split(args.launch) if args.launch else [args.python]
+    out = output_folder(args, recipe, dataset)
+    steps = []
+    if args.quick:
+        steps.append(Step("data", [args.python, _script("prepare_data.py"), "synthetic", "--out", args.data_root,
+                                   "--num_motions", str(QUICK_MOTIONS), "--seed", "0"],
+                          os.path.join(args.data_root, "Mean.npy"), always_skip_when_done=True))
+        if not args.evaluator_dir:
+            # finest.tar is written at every better validation, so it is there long before the training ends: the
+            # evaluator is done once train_evaluator.py has written its final validation. Its first stage (the
+            # movement autoencoder) is a run of its own, which a run stopped before the second stage saved has alone.
+            evaluator = os.path.join(runs, EVALUATOR_RUN)
+            steps.append(Step("evaluator", [*launch, _script("train_evaluator.py"), *common, *QUICK_EVALUATOR],
+                              os.path.join(evaluator, "eval", "evaluator_val.json"), training=True,
+                              always_skip_when_done=True,
+                              resume_files=tuple(os.path.join(run, "model", "latest.tar")
+                                                 for run in (evaluator, f"{evaluator}_decomp")),
+                              placed_file=os.path.join(evaluator, "model", "finest.tar")))
+    for stage in recipe.stages:
+        steps.append(_stage_step(stage, args, dataset, common, names, launch, out))
+    return steps
+
+
+def _stage_step(stage: Stage, args: argparse.Namespace, dataset: str, common: list[str], names: dict[str, str],
+                launch: list[str], out: str) -> Step:
+    """The command of one recipe stage: an evaluation writes its result into ``out``, a training runs under
+    ``launch``; ``names`` fills the ``{stage}`` and ``{runs}`` placeholders of its flags."""
+    raw = stage.quick_args if args.quick else (*stage.args, *stage.dataset_args.get(dataset, ()))
+    try:
+        flags = [a.format(**names) for a in raw]
+    except KeyError as e:
+        raise ValueError(f"recipe stage {stage.name!r}: {e} names no stage of the recipe") from None
+    run_dir = os.path.join(names["runs"], stage.run)
+    evaluator = ["--evaluator_dir", args.evaluator_dir] if args.evaluator_dir else []
+    if stage.evaluation:
+        result = os.path.join(out, f"{stage.name}.json")
+        argv = [args.python, _script(stage.script), *common, "--name", stage.run, *flags, *evaluator,
+                "--is_continue", "--report_json", result]
+        return Step(stage.name, argv, result, evaluation=True)
+    # A training that validates by FID picks its best checkpoint under the evaluator the evaluations use.
+    argv = [*launch, _script(stage.script), *common, "--name", stage.run, *flags,
+            *(evaluator if "--need_evaluation" in flags else [])]
+    return Step(stage.name, argv, os.path.join(run_dir, "model", "latest.tar"), training=True)
+
+
+def command(step: Step) -> str:
+    """The step's command as recorded in ``state.json`` and the report: shell-quoted, without ``--is_continue``."""
+    return shlex.join(step.argv)
+
+
+def kept(step: Step, previous: dict[str, Any], rerun: bool, upstream_ran: bool) -> bool:
+    """Whether ``step`` is skipped: its output is there and it is data or the evaluator, or it was recorded as
+    finished with the same command (``previous``, its entry in ``state.json``), no step before it ran in this call
+    and ``--rerun`` was not given."""
+    if not step.output_present():
+        return False
+    return step.always_skip_when_done or (not rerun and not upstream_ran and previous.get("status") == "done"
+                                          and previous.get("command") == command(step))
+
+
+def launched(step: Step) -> list[str]:
+    """The command ``step`` runs with: a training whose run is there continues it."""
+    return [*step.argv, "--is_continue"] if step.training and step.resumes() else list(step.argv)
+
+
+def read_state(path: str) -> dict[str, Any]:
+    """``state.json`` as written (``{"stages": {name: {"command", "status", "seconds"}}}``), or ``{}`` when it is
+    missing or cannot be read."""
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}  # a damaged state only costs reruns: every stage checks its own outputs
+
+
+def preflight(args: argparse.Namespace, recipe: Recipe, dataset: str, steps: list[Step]) -> list[str]:
+    """What a paper run needs and does not have, all at once, before anything trains: the dataset's files, the
+    official evaluator (and the GloVe vectors it reads), the CLIP weights and vocabulary the generator stages name
+    (``utils.assets``; a dry run does not load the evaluator)."""
+    if args.quick:
+        return []
+    checks = check_dataset(dataset, args.data_root)
+    evaluator = args.evaluator_dir or os.path.join(args.checkpoints_dir, dataset, EVALUATOR_RUN)
+    evaluator_checks = check_evaluator(evaluator, dataset, args.data_root, load=not args.dry_run)
+    if evaluator_checks[0].state == MISSING:
+        evaluator_checks[0] = replace(evaluator_checks[0], detail=evaluator_checks[0].detail + "; the published "
+                                      "numbers were measured with the official one: pass another with --evaluator_dir "
+                                      "to use it anyway")
+    checks += evaluator_checks
+    for path in sorted({step.argv[step.argv.index("--clip_path") + 1] for step in steps
+                        if "--clip_path" in step.argv}):
+        checks += check_clip(path)
+    return [c.problem for c in checks if c.problem]

@@ -46,13 +46,14 @@ from typing import Any
 from utils.cli import run_script
 from utils.eval_report import write_report_json
 from utils.paths import project_path
-from utils.recipe_plan import command, kept, launched, output_folder, plan, preflight, read_state
-from utils.recipes import QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, get_recipe, list_recipes
+from utils.recipe_plan import Step, command, kept, launched, output_folder, plan, preflight, read_state
+from utils.recipes import QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, Recipe, get_recipe, list_recipes
 from utils.reproduce_report import build_report, format_markdown, read_result, write_report
 from utils.stop_signals import Stopped
 
 
 def get_parser() -> argparse.ArgumentParser:
+    """The flags of ``reproduce.py``."""
     parser = argparse.ArgumentParser(
         description="Run a paper recipe's stages (train, evaluate) and compare the numbers with the published ones.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,41 +83,56 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
-    recipe = get_recipe(args.recipe)
+def _dataset(args: argparse.Namespace, recipe: Recipe) -> str:
+    """The dataset this call runs on, refused where the recipe was not published on it (``--quick``: the synthetic
+    one, whose folder becomes ``args.data_root`` when none is given)."""
     if args.quick:
         dataset = args.dataset_name or QUICK_DATASET
         if dataset != QUICK_DATASET:
             raise SystemExit(f"--quick runs on the synthetic dataset, not --dataset_name {dataset}")
         args.data_root = args.data_root or project_path(QUICK_DATA_ROOT)
-    else:
-        dataset = args.dataset_name or recipe.datasets[0]
-        if dataset not in recipe.datasets:
-            raise SystemExit(f"recipe {recipe.name} was published on {', '.join(recipe.datasets)}, not "
-                             f"--dataset_name {dataset} (--quick runs it on synthetic data)")
-    steps = plan(args, recipe, dataset)
-    problems = preflight(args, recipe, dataset, steps)
-    out = output_folder(args, recipe, dataset)
-    state_path = os.path.join(out, "state.json")
-    state = read_state(state_path)
-    done = state.setdefault("stages", {})
-    if args.dry_run:
-        # What this call would run, as a script: a step it would skip is a comment, a run it would continue has
-        # --is_continue (steps after the first that runs all run, as below).
-        print(f"# reproduce.py {recipe.name}: {recipe.title}, dataset {dataset}")
-        for problem in problems:
-            print(f"# WARNING: {problem}")
-        upstream_ran = False
-        for step in steps:
-            if kept(step, done.get(step.name, {}), args.rerun, upstream_ran):
-                print(f"# done, skipped: {command(step)}")
-            else:
-                upstream_ran = True
-                print(shlex.join(launched(step)))
-        return None
-    if problems:
-        raise SystemExit("the paper run cannot start:\n" + "\n".join(f"- {p}" for p in problems))
+        return dataset
+    dataset = args.dataset_name or recipe.datasets[0]
+    if dataset not in recipe.datasets:
+        raise SystemExit(f"recipe {recipe.name} was published on {', '.join(recipe.datasets)}, not "
+                         f"--dataset_name {dataset} (--quick runs it on synthetic data)")
+    return dataset
 
+
+def _print_dry_run(recipe: Recipe, dataset: str, steps: list[Step], problems: list[str], done: dict[str, Any],
+                   rerun: bool) -> None:
+    """What this call would run, as a script: a step it would skip is a comment, a run it would continue has
+    --is_continue (steps after the first that runs all run, as in ``_run_steps``)."""
+    print(f"# reproduce.py {recipe.name}: {recipe.title}, dataset {dataset}")
+    for problem in problems:
+        print(f"# WARNING: {problem}")
+    upstream_ran = False
+    for step in steps:
+        if kept(step, done.get(step.name, {}), rerun, upstream_ran):
+            print(f"# done, skipped: {command(step)}")
+        else:
+            upstream_ran = True
+            print(shlex.join(launched(step)))
+
+
+def _run_stage(argv: list[str]) -> int:
+    """Runs one stage's command as a separate process; its exit status."""
+    with subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as stage:
+        try:
+            return stage.wait()
+        except Stopped as stop:
+            # The stage stops the same way (its clean-up runs); one that had the signal already, from a
+            # scheduler that signals the whole process group, ignores the repeat.
+            stage.send_signal(stop.signum)
+            stage.wait()
+            raise
+
+
+def _run_steps(steps: list[Step], state: dict[str, Any], state_path: str,
+               rerun: bool) -> tuple[list[dict[str, Any]], tuple[Step, int] | None]:
+    """Runs the steps in order until one fails, recording each finished one in ``state.json``; a record per step
+    (name, command, seconds, status) and the failed step with its exit status, if one failed."""
+    done = state["stages"]
     records: list[dict[str, Any]] = []
     failure = None
     # Each stage reads what the ones before it made: once one has run in this call, a later one recorded as finished
@@ -127,7 +143,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
         record = {"name": step.name, "command": command(step), "seconds": None}
         records.append(record)
         previous = done.get(step.name, {})
-        if kept(step, previous, args.rerun, upstream_ran):
+        if kept(step, previous, rerun, upstream_ran):
             record["status"], record["seconds"] = "skipped (done)", previous.get("seconds")
             print(f"=== {step.name}: done, skipped ({step.done_file})", flush=True)
             continue
@@ -139,15 +155,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
         argv = launched(step)
         print(f"=== {step.name}: {shlex.join(argv)}", flush=True)
         start = time.perf_counter()
-        with subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as stage:
-            try:
-                code = stage.wait()
-            except Stopped as stop:
-                # The stage stops the same way (its clean-up runs); one that had the signal already, from a
-                # scheduler that signals the whole process group, ignores the repeat.
-                stage.send_signal(stop.signum)
-                stage.wait()
-                raise
+        code = _run_stage(argv)
         record["seconds"] = time.perf_counter() - start
         if code != 0:
             record["status"] = f"failed (exit {code})"
@@ -158,15 +166,53 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
         write_report_json(state, state_path)
     for step in steps[len(records):]:
         records.append({"name": step.name, "command": command(step), "seconds": None, "status": "not run"})
+    return records, failure
 
+
+def _report(recipe: Recipe, dataset: str, quick: bool, steps: list[Step], records: list[dict[str, Any]],
+            out: str) -> dict[str, Any]:
+    """Writes and prints the report of this call's records."""
     # Only evaluations that ran (or were confirmed done) in this invocation: a result file left by an earlier
     # invocation of other settings must not be reported as this one's.
     finished = {r["name"] for r in records if r["status"] in ("done", "skipped (done)")}
     results = {s.name: read_result(s.done_file) for s in steps if s.evaluation and s.name in finished}
-    report = build_report(recipe, dataset, args.quick, records, results)
+    report = build_report(recipe, dataset, quick, records, results)
     json_path, md_path = write_report(report, out)
     print(format_markdown(report))
     print(f"wrote {md_path} and {json_path}")
+    return report
+
+
+def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Plans the recipe, then prints the plan (``--dry_run``) or runs it and writes the report; the report, or None
+    for a dry run. A failed stage stops the chain after the report is written."""
+    # ---------------------------------------------------------------------------------------------------------------
+    # plan
+    # ---------------------------------------------------------------------------------------------------------------
+    recipe = get_recipe(args.recipe)
+    dataset = _dataset(args, recipe)
+    steps = plan(args, recipe, dataset)
+    problems = preflight(args, recipe, dataset, steps)
+    out = output_folder(args, recipe, dataset)
+    state_path = os.path.join(out, "state.json")
+    state = read_state(state_path)
+    done = state.setdefault("stages", {})
+    # ---------------------------------------------------------------------------------------------------------------
+    # dry run
+    # ---------------------------------------------------------------------------------------------------------------
+    if args.dry_run:
+        _print_dry_run(recipe, dataset, steps, problems, done, args.rerun)
+        return None
+    if problems:
+        raise SystemExit("the paper run cannot start:\n" + "\n".join(f"- {p}" for p in problems))
+    # ---------------------------------------------------------------------------------------------------------------
+    # run each stage
+    # ---------------------------------------------------------------------------------------------------------------
+    records, failure = _run_steps(steps, state, state_path, args.rerun)
+    # ---------------------------------------------------------------------------------------------------------------
+    # report
+    # ---------------------------------------------------------------------------------------------------------------
+    report = _report(recipe, dataset, args.quick, steps, records, out)
     if failure is not None:
         step, code = failure
         raise SystemExit(f"stage {step.name} failed (exit status {code}): {command(step)}\nFix the cause and run the "
@@ -175,6 +221,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    """``--list`` prints the recipes; otherwise runs the named one (``run_recipe``)."""
     args = get_parser().parse_args(argv)
     if args.list:
         print(list_recipes())

@@ -111,6 +111,9 @@ def test_released_layout_with_meta_folder(fx, tmp_path):
     np.testing.assert_allclose(ev.normalize(np.ones(dim_pose)), (1 - mean) / std, rtol=1e-6)
     _, motion_emb = ev.get_co_embeddings(d["word_embs"], d["pos_ohot"], d["cap_lens"], d["motions"], d["m_lens"])
     _check(motion_emb, d["motion_emb"], "motion_emb", manifest)
+    (meta / "std.npy").write_text("<html>not found</html>")  # a failed download saved under the name
+    with pytest.raises(ValueError, match=r"meta.std\.npy: not a \.npy file .*expected evaluator statistics"):
+        load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose))
 
 
 def test_wrong_dataset_or_missing_checkpoint_fail_clearly(fx, tmp_path):

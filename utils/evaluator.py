@@ -34,6 +34,7 @@ from models.evaluator import EVALUATOR_SIZES, TextMotionEvaluator
 from utils.atomic_io import atomic_write
 from utils.checkpoint import CheckpointError, check_matches, load_checkpoint, save_checkpoint, unwrap_model
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
+from utils.normalization import read_npy_array
 from utils.word_vectorizer import (
     DIM_POS_OHOT,
     SOURCE_GLOVE,
@@ -201,15 +202,6 @@ def _as_array(value: np.ndarray | str | None, what: str) -> np.ndarray | None:
     return np.asarray(value)
 
 
-def _load_statistics(path: str) -> np.ndarray:
-    """A released ``meta/mean.npy`` or ``std.npy``; ValueError naming it when it is no readable array (an empty file,
-    an HTML page saved by a failed download)."""
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
-        raise ValueError(f"{path}: not a readable .npy array of evaluator statistics ({e})") from e
-
-
 def _check_stats(mean: Any, std: Any, dim_pose: int, where: str) -> tuple[np.ndarray, np.ndarray]:
     mean = np.asarray(mean, dtype=np.float32).reshape(-1)
     std = np.asarray(std, dtype=np.float32).reshape(-1)
@@ -348,7 +340,8 @@ def _load_official(state: dict[str, Any], sizes: dict[str, Any], path: str, data
         for folder in _official_stat_dirs(path):
             mean_path, std_path = os.path.join(folder, "mean.npy"), os.path.join(folder, "std.npy")
             if os.path.isfile(mean_path) and os.path.isfile(std_path):
-                mean, std = _load_statistics(mean_path), _load_statistics(std_path)
+                mean, std = (read_npy_array(p, "evaluator statistics, a numeric .npy array")
+                             for p in (mean_path, std_path))
                 logger.info("evaluator statistics from %s", folder)
                 break
         else:

@@ -13,6 +13,8 @@ Fault points (steps are the engine's global optimizer steps, counted from 1):
 ``kill_during_save: N``   SIGKILL while ``latest.tar`` of step N is written: half of the temporary file is on disk.
 ``kill_during_best_save: N``  the same while the best checkpoint (``net_best_<metric>.tar``) of step N is written.
 ``term_during_save: N``   SIGTERM (what torchrun or a scheduler sends) at the point of ``kill_during_save``.
+``term_inside_save: N``   SIGTERM while ``torch.save`` writes ``latest.tar`` of step N, its handler running inside the
+                          zip writer (which then cannot finish the file and raises an error of its own).
 ``free_bytes: X``         the file system reports X free bytes (a full disk).
 ``nan_at_step: N``        the loss of step N becomes NaN, on the process of rank ``nan_rank`` (default 0) only.
 ``emulate_ranks: P``      one process reproduces P-process DDP: the loss is the mean of the losses of the P slices of
@@ -232,6 +234,27 @@ def _kill_now(signum: int = signal.SIGKILL) -> None:
     signal.raise_signal(signum)
 
 
+class _SignalledWriter(io.RawIOBase):
+    """A file that raises ``signum`` in this thread at its third ``write``: a signal that arrives while
+    ``torch.save``'s zip writer is open."""
+
+    def __init__(self, file: Any, signum: int) -> None:
+        super().__init__()
+        self.file, self.signum, self.writes = file, signum, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.writes += 1
+        if self.writes == 3:
+            _kill_now(self.signum)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def _slice_batch(batch: Any, lo: int, hi: int) -> Any:
     """Samples ``lo:hi`` of a collated batch (a tensor, or a NamedTuple of tensors and per-sample lists)."""
     import torch
@@ -328,7 +351,7 @@ def install_faults(faults: dict[str, Any]) -> None:
 
     engine.lr_factor = lr_factor
 
-    if {"kill_during_save", "kill_during_best_save", "term_during_save"} & faults.keys():
+    if {"kill_during_save", "kill_during_best_save", "term_during_save", "term_inside_save"} & faults.keys():
         # latest.tar is the only checkpoint with an optimizer state; the best checkpoint has none.
         points = (("kill_during_save", True, signal.SIGKILL), ("kill_during_best_save", False, signal.SIGKILL),
                   ("term_during_save", True, signal.SIGTERM))
@@ -337,6 +360,8 @@ def install_faults(faults: dict[str, Any]) -> None:
 
         def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
             target = (obj.get("step"), "optimizer" in obj) if isinstance(obj, dict) and "model" in obj else None
+            if target == (faults.get("term_inside_save"), True):
+                f = _SignalledWriter(f, signal.SIGTERM)
             if target in signals:
                 buffer = io.BytesIO()
                 real_save(obj, buffer, *args, **kwargs)

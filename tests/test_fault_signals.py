@@ -98,6 +98,40 @@ def test_sigterm_in_the_first_save_removes_the_temporary_and_the_new_run(tmp_pat
     assert str(run_root(ckpt, "r")) in last and last.endswith("was removed: rerun to start again")
 
 
+@pytest.mark.slow
+def test_sigterm_inside_torch_save_still_stops_with_the_signal(tmp_path, synthetic_root):
+    """SIGTERM whose handler runs inside torch.save's zip writer: the writer cannot finish the file and raises a
+    RuntimeError of its own on the way out. The run still stops as SIGTERM says (status 143, the resume hint), the
+    temporary is removed and the run resumes from the checkpoint before."""
+    ckpt = tmp_path / "ckpt"
+    root = run_root(ckpt, "r")
+    done = run_script("train_vq.py", _args(synthetic_root, ckpt, 6), faults={"term_inside_save": 4})
+    assert done.returncode == TERMINATED, tail(done)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == ("train_vq.py: stopped by SIGTERM; rerun with --is_continue to resume from the last checkpoint "
+                    "(model/latest.tar)"), tail(done)
+    assert [f for f in _files_under(root) if ".tmp-" in f] == []
+    assert torch.load(root / "model" / "latest.tar", weights_only=True)["step"] == 2
+    done = run_script("train_vq.py", [*_args(synthetic_root, ckpt, 6), "--is_continue"])
+    assert done.returncode == 0, tail(done)
+    assert [row["step"] for row in read_log(root)] == list(range(1, 7))
+
+
+def test_an_error_in_the_clean_up_of_a_stop_is_reported_as_the_stop():
+    """A clean-up the signal cut short may fail in turn (a zip writer that cannot finish its file): the block still
+    ends with Stopped, the failure as its cause, so the exit status and message say what happened."""
+    with pytest.raises(Stopped) as stopped, stopping_on_signals():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        finally:
+            raise RuntimeError("unexpected pos 46 vs 0")
+    assert stopped.value.signum == signal.SIGTERM
+    assert isinstance(stopped.value.__cause__, RuntimeError)
+    assert isinstance(stopped.value.__cause__.__context__, Stopped)
+    with pytest.raises(RuntimeError, match="no stop"), stopping_on_signals():
+        raise RuntimeError("no stop")
+
+
 def test_stop_signals_raise_inside_the_block_only():
     """SIGTERM and SIGHUP raise Stopped (exit status 128 + number) inside the block; the handlers that were there
     before come back after it, also when it ends by the signal."""

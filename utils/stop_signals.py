@@ -55,7 +55,8 @@ def stopping_on_signals() -> Iterator[None]:
     Only signals left at the default action are taken over: one ignored (``nohup`` ignores SIGHUP) or handled by
     someone else stays so. Off the main thread, where Python cannot set handlers, the block changes nothing. A repeat
     of the signal while the first one's clean-up runs is ignored: ``torchrun`` passes a scheduler's SIGTERM on to its
-    workers, which may have had it already from the scheduler. A process forked inside the block (a ``DataLoader``
+    workers, which may have had it already from the scheduler. An error raised by a clean-up the stop interrupted
+    ends the block as ``Stopped`` too, that error as its cause. A process forked inside the block (a ``DataLoader``
     worker) keeps the default action.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -80,9 +81,34 @@ def stopping_on_signals() -> Iterator[None]:
             previous[signum] = signal.signal(signum, stop)
     try:
         yield
+    except Stopped:
+        raise
+    except BaseException as error:
+        stop = _stop_behind(error)
+        if stop is None:
+            raise
+        # A clean-up the signal cut short failed in turn (torch.save's zip writer cannot finish a file interrupted
+        # between two records, and says so with a RuntimeError): the stop is what happened, and what the exit status
+        # and the message must say. The failure stays in the traceback as the cause.
+        raise Stopped(stop.signum) from error
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _stop_behind(error: BaseException) -> Stopped | None:
+    """The ``Stopped`` that ``error`` was raised while handling (its ``__context__``/``__cause__`` chain), or None."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error.__context__, error.__cause__]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, Stopped):
+            return current
+        seen.add(id(current))
+        pending += [current.__context__, current.__cause__]
+    return None
 
 
 def exit_stopped(prog: str, stop: Stopped, hint: str | None = None) -> NoReturn:

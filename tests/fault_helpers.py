@@ -15,6 +15,8 @@ Fault points (steps are the engine's global optimizer steps, counted from 1):
 ``term_during_save: N``   SIGTERM (what torchrun or a scheduler sends) at the point of ``kill_during_save``.
 ``term_inside_save: N``   SIGTERM while ``torch.save`` writes ``latest.tar`` of step N, its handler running inside the
                           zip writer (which then cannot finish the file and raises an error of its own).
+``term_in_finalizer: N``  SIGTERM inside step N while a ``__del__`` method runs, where Python only prints the
+                          exception its handler raises.
 ``free_bytes: X``         the file system reports X free bytes (a full disk).
 ``nan_at_step: N``        the loss of step N becomes NaN, on the process of rank ``nan_rank`` (default 0) only.
 ``emulate_ranks: P``      one process reproduces P-process DDP: the loss is the mean of the losses of the P slices of
@@ -234,6 +236,16 @@ def _kill_now(signum: int = signal.SIGKILL) -> None:
     signal.raise_signal(signum)
 
 
+class _SignalledOnDelete:
+    """An object that raises ``signum`` in this thread when it is deleted."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __del__(self) -> None:
+        _kill_now(self.signum)
+
+
 class _SignalledWriter(io.RawIOBase):
     """A file that raises ``signum`` in this thread at its third ``write``: a signal that arrives while
     ``torch.save``'s zip writer is open."""
@@ -394,6 +406,8 @@ def install_faults(faults: dict[str, Any]) -> None:
             loss, logs = inner(model_, batch)
             if _Step.current == faults.get("kill_at_step"):
                 _kill_now()
+            if _Step.current == faults.get("term_in_finalizer"):
+                _SignalledOnDelete(signal.SIGTERM)  # dropped at once: its __del__ runs here
             if (_Step.current == faults.get("nan_at_step")
                     and int(os.environ.get("RANK", 0)) == int(faults.get("nan_rank", 0))):
                 loss = loss * float("nan")

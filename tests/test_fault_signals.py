@@ -22,7 +22,7 @@ from test_plot_loss import curve, write_run
 import utils.bvh_import
 import utils.plot_script
 from utils.bvh_export import write_bvh
-from utils.stop_signals import Stopped, stopping_on_signals
+from utils.stop_signals import Stopped, raise_if_stopped, stopping_on_signals
 from utils.synthetic import synthesize_motion
 from utils.user_errors import TRACEBACK_ENV
 
@@ -130,6 +130,41 @@ def test_an_error_in_the_clean_up_of_a_stop_is_reported_as_the_stop():
     assert isinstance(stopped.value.__cause__.__context__, Stopped)
     with pytest.raises(RuntimeError, match="no stop"), stopping_on_signals():
         raise RuntimeError("no stop")
+
+
+@pytest.mark.slow
+def test_sigterm_lost_in_a_finalizer_still_stops_training(tmp_path, synthetic_root):
+    """SIGTERM whose handler runs inside a __del__ method: Python only prints the Stopped it raises, and repeats of
+    the signal are ignored. The engine raises it again at the next step: status 143, and the run resumes."""
+    ckpt = tmp_path / "ckpt"
+    root = run_root(ckpt, "r")
+    done = run_script("train_vq.py", _args(synthetic_root, ckpt, 20), faults={"term_in_finalizer": 3})
+    assert done.returncode == TERMINATED, tail(done)
+    assert "Exception ignored" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("train_vq.py: stopped by SIGTERM; rerun with --is_continue")
+    assert torch.load(root / "model" / "latest.tar", weights_only=True)["step"] == 2
+    done = run_script("train_vq.py", [*_args(synthetic_root, ckpt, 4), "--is_continue"])
+    assert done.returncode == 0, tail(done)
+    assert [row["step"] for row in read_log(root)] == list(range(1, 5))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed Stopped itself
+def test_a_stop_swallowed_by_a_finalizer_is_raised_again():
+    """Python only prints an exception raised in __del__: raise_if_stopped raises the lost stop again, inside the
+    block only."""
+
+    class Finalized:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGTERM)
+
+    went_on = []
+    with pytest.raises(Stopped) as stopped, stopping_on_signals():
+        raise_if_stopped()
+        Finalized()
+        went_on.append(True)
+        raise_if_stopped()
+    assert went_on == [True] and stopped.value.signum == signal.SIGTERM
+    raise_if_stopped()
 
 
 def test_stop_signals_raise_inside_the_block_only():

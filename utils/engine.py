@@ -65,6 +65,7 @@ from utils.logging_utils import TensorBoard, setup_logging
 from utils.lr_schedule import lr_factor
 from utils.run_dir import RunDir, RunDirError, releasing_run_locks
 from utils.seed import get_rng_state, set_rng_state, set_seed
+from utils.stop_signals import raise_if_stopped
 from utils.train_log import LossWindow, TrainLog
 
 logger = logging.getLogger(__name__)
@@ -361,6 +362,7 @@ def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engin
             sampler = EpochBatchSampler(len(train_dataset), cfg.batch_size, cfg.seed, state.epoch,
                                         start=state.batches_done, rank=rank, world_size=world)
             for batch in epochs.epoch(sampler):
+                raise_if_stopped()  # a stop whose exception a finalizer swallowed
                 batch = send_to_device(batch, accelerator.device, non_blocking=pin)
                 lr_scale = lr_factor(state.step, cfg.warm_up_iter, cfg.milestones, cfg.lr_decay)
                 for group in optimizer.param_groups:

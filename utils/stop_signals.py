@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 # SIGHUP does not exist on Windows.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+# The signals each active ``stopping_on_signals`` block has had, the innermost block last (main thread only).
+_ACTIVE: list[list[int]] = []
 
 
 class Stopped(BaseException):
@@ -79,6 +81,7 @@ def stopping_on_signals() -> Iterator[None]:
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is signal.SIG_DFL:
             previous[signum] = signal.signal(signum, stop)
+    _ACTIVE.append(stopping)
     try:
         yield
     except Stopped:
@@ -92,8 +95,20 @@ def stopping_on_signals() -> Iterator[None]:
         # and the message must say. The failure stays in the traceback as the cause.
         raise Stopped(stop.signum) from error
     finally:
+        _ACTIVE.remove(stopping)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def raise_if_stopped() -> None:
+    """Raise ``Stopped`` again if a stop signal arrived in the active block and its exception never got out.
+
+    Python only prints an exception raised in a ``__del__`` method or a garbage-collector callback, so a signal whose
+    handler ran there would be lost, and its repeats ignored: the script would go on until killed. Long loops (the
+    training engine's steps) call this once per iteration; it costs a list lookup.
+    """
+    if _ACTIVE and _ACTIVE[-1]:
+        raise Stopped(_ACTIVE[-1][0])
 
 
 def _stop_behind(error: BaseException) -> Stopped | None:

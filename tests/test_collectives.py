@@ -81,18 +81,20 @@ def test_await_release_waits_for_the_backend_reference(single_process_group):
     handles = [dist.all_reduce(tensor, async_op=True)]  # the Work handle keeps a C++ reference to the tensor
     handles[0].wait()
     assert _reference_counts(tensors)[0] > before[0], "this torch does not count the backend's references"
-    released = threading.Event()
+    releasing = threading.Event()
 
     def release():
+        # Set before the reference goes, not after: the Work's destructor runs without the GIL, so await_release may
+        # see the count drop and return while clear() has not returned yet.
+        releasing.set()
         handles.clear()
-        released.set()
 
     timer = threading.Timer(0.2, release)
     timer.start()
     try:
         assert await_release(tensors, before, timeout_s=30.0)
         # Read before joining the timer: a wait that returned early would find the reference not yet dropped.
-        assert released.is_set(), "await_release returned before the backend let go of the tensor"
+        assert releasing.is_set(), "await_release returned before the backend let go of the tensor"
         assert _reference_counts(tensors) == before
     finally:
         timer.join()

@@ -4,12 +4,16 @@ writers of one file do not trip over each other's temporaries."""
 
 import json
 import os
+import signal
 import stat
+import tempfile
 
 import numpy as np
 import pytest
 
+from utils import atomic_io
 from utils.atomic_io import atomic_write
+from utils.stop_signals import Stopped, stopping_on_signals
 
 
 def test_text_mode_writes_content_with_the_given_encoding(tmp_path):
@@ -165,3 +169,22 @@ def test_not_following_a_symlink_replaces_the_link_and_leaves_its_file(tmp_path)
     assert not link.is_symlink() and link.read_bytes() == b"recomputed"
     assert target.read_bytes() == b"official"
     assert sorted(os.listdir(tmp_path)) == ["Mean.npy", "shared.npy"]
+
+
+@pytest.mark.parametrize("writer", ["atomic_write", "atomic_path"])
+def test_a_stop_signal_while_the_temporary_is_created_leaves_none(tmp_path, monkeypatch, writer):
+    """SIGTERM whose handler runs after mkstemp has created the temporary but before its name is returned (a
+    scheduler's stop at a random moment): the writer still stops with the signal, and removes the file."""
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp_then_terminate(*args, **kwargs):
+        created = real_mkstemp(*args, **kwargs)
+        signal.raise_signal(signal.SIGTERM)  # its handler runs before the next line: before the return
+        return created
+
+    monkeypatch.setattr(atomic_io.tempfile, "mkstemp", mkstemp_then_terminate)
+    written = []
+    with pytest.raises(Stopped), stopping_on_signals():
+        with getattr(atomic_io, writer)(tmp_path / "latest.tar"):
+            written.append(True)
+    assert written == [] and os.listdir(tmp_path) == []

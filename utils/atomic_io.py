@@ -26,6 +26,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
+from utils.stop_signals import stops_deferred
+
 # Temporaries are named ``.tmp-<final name>.<random>``: hidden, unique per writer (two processes may write the same
 # file at the same moment), and recognisable to ``utils.checkpoint.remove_stale_temporaries`` after a kill.
 TMP_PREFIX = ".tmp-"
@@ -76,16 +78,22 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
     target = _target(path, follow_symlinks)
-    fd, tmp = _temporary(target)
+    tmp = None
     try:
-        with os.fdopen(fd, mode, encoding=encoding) as f:
+        # A stop signal (utils.stop_signals) arriving after mkstemp has created the file but before its name is held
+        # here would leave it behind: it is raised once the name is held and the file open.
+        with stops_deferred():
+            fd, tmp = _temporary(target)
+            f = os.fdopen(fd, mode, encoding=encoding)
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         _move_into_place(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
         raise
 
 
@@ -96,14 +104,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     ends with the extension ``<ext>`` of ``path`` (not of a file it links to); the writer must overwrite it. The
     folder of ``path`` must exist."""
     target = _target(path)
-    fd, tmp = _temporary(target, suffix=os.path.splitext(os.fspath(path))[1])
+    tmp = None
     try:
-        os.close(fd)
+        with stops_deferred():  # as in atomic_write
+            fd, tmp = _temporary(target, suffix=os.path.splitext(os.fspath(path))[1])
+            os.close(fd)
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         _move_into_place(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
         raise

@@ -33,6 +33,8 @@ T = TypeVar("T")
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 # The signals each active ``stopping_on_signals`` block has had, the innermost block last (main thread only).
 _ACTIVE: list[list[int]] = []
+# The signals held back by each active ``stops_deferred`` block, the innermost last (main thread only).
+_DEFERRED: list[list[int]] = []
 
 
 class Stopped(BaseException):
@@ -75,6 +77,9 @@ def stopping_on_signals() -> Iterator[None]:
         if stopping:
             return
         stopping.append(signum)
+        if _DEFERRED:
+            _DEFERRED[-1].append(signum)
+            return
         raise Stopped(signum)
 
     previous = {}
@@ -98,6 +103,27 @@ def stopping_on_signals() -> Iterator[None]:
         _ACTIVE.remove(stopping)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def stops_deferred() -> Iterator[None]:
+    """A stop signal that arrives inside the block raises ``Stopped`` only when the block ends.
+
+    For the few lines between creating something and holding it where a clean-up finds it: a temporary file that
+    ``tempfile.mkstemp`` has created but not yet returned would be left behind by a ``Stopped`` raised in between.
+    Put the block inside the ``try`` whose clean-up removes what it creates. Off the main thread it changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    _DEFERRED.append(held)
+    try:
+        yield
+    finally:
+        _DEFERRED.remove(held)
+    if held:
+        raise Stopped(held[0])
 
 
 def raise_if_stopped() -> None:

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from utils.stop_signals import stops_deferred
+
 FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -106,7 +108,10 @@ class TensorBoard:
     def scalar(self, tag: str, value: float | torch.Tensor, step: int) -> None:
         """Log one scalar (a 0-d tensor is converted)."""
         if self.writer is not None:
-            self.writer.add_scalar(tag, float(value), step)
+            # The writer hands events to its thread through a queue: a stop signal raised between queuing an event and
+            # waking the thread leaves it asleep until its flush timer (120 s), and close() waits that long for it.
+            with stops_deferred():
+                self.writer.add_scalar(tag, float(value), step)
 
     def scalars(self, prefix: str, values: dict[str, Any], step: int) -> None:
         """Log ``{name: value}`` as ``<prefix>/<name>`` scalars."""
@@ -116,7 +121,8 @@ class TensorBoard:
     def flush(self) -> None:
         """Write pending events to disk."""
         if self.writer is not None:
-            self.writer.flush()
+            with stops_deferred():  # as in scalar()
+                self.writer.flush()
 
     def close(self) -> None:
         """Flush and close the event file."""

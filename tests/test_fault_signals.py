@@ -22,7 +22,7 @@ from test_plot_loss import curve, write_run
 import utils.bvh_import
 import utils.plot_script
 from utils.bvh_export import write_bvh
-from utils.stop_signals import Stopped, raise_if_stopped, stopping_on_signals
+from utils.stop_signals import Stopped, raise_if_stopped, stopping_on_signals, stops_deferred
 from utils.synthetic import synthesize_motion
 from utils.user_errors import TRACEBACK_ENV
 
@@ -165,6 +165,29 @@ def test_a_stop_swallowed_by_a_finalizer_is_raised_again():
         raise_if_stopped()
     assert went_on == [True] and stopped.value.signum == signal.SIGTERM
     raise_if_stopped()
+
+
+def test_nested_deferrals_hold_a_stop_for_the_block_it_arrived_in():
+    """Two nested stops_deferred blocks: a signal after the inner one ended is held by the outer one and raised when
+    it ends (the inner block must take its own record off, not the outer's)."""
+    order = []
+    with pytest.raises(Stopped), stopping_on_signals():
+        with stops_deferred():
+            with stops_deferred():
+                order.append("inner")
+            signal.raise_signal(signal.SIGTERM)
+            order.append("held")
+        order.append("not reached")
+    assert order == ["inner", "held"]
+
+
+def test_an_error_after_a_held_stop_ends_the_block_as_the_stop():
+    """A stop held back by stops_deferred, then an error of the block's own: the block ends as Stopped, the error
+    as its cause."""
+    with pytest.raises(Stopped) as stopped, stopping_on_signals(), stops_deferred():
+        signal.raise_signal(signal.SIGTERM)
+        raise OSError("disk full")
+    assert isinstance(stopped.value.__cause__, OSError)
 
 
 def test_stop_signals_raise_inside_the_block_only():

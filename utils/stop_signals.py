@@ -59,9 +59,9 @@ def stopping_on_signals() -> Iterator[None]:
     Only signals left at the default action are taken over: one ignored (``nohup`` ignores SIGHUP) or handled by
     someone else stays so. Off the main thread, where Python cannot set handlers, the block changes nothing. A repeat
     of the signal while the first one's clean-up runs is ignored: ``torchrun`` passes a scheduler's SIGTERM on to its
-    workers, which may have had it already from the scheduler. An error raised by a clean-up the stop interrupted
-    ends the block as ``Stopped`` too, that error as its cause. A process forked inside the block (a ``DataLoader``
-    worker) keeps the default action.
+    workers, which may have had it already from the scheduler. An error raised by a clean-up the stop interrupted,
+    or by the block after a stop arrived, ends the block as ``Stopped`` too, that error as its cause. A process forked
+    inside the block (a ``DataLoader`` worker) keeps the default action.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -93,14 +93,16 @@ def stopping_on_signals() -> Iterator[None]:
         raise
     except BaseException as error:
         stop = _stop_behind(error)
-        if stop is None:
+        signum = stop.signum if stop is not None else stopping[0] if stopping else None
+        if signum is None:
             raise
         # A clean-up the signal cut short failed in turn (torch.save's zip writer cannot finish a file interrupted
-        # between two records, and says so with a RuntimeError): the stop is what happened, and what the exit status
-        # and the message must say. The failure stays in the traceback as the cause.
-        raise Stopped(stop.signum) from error
+        # between two records, and says so with a RuntimeError), or the block failed while ``stops_deferred`` held
+        # the stop back: the stop is what happened, and what the exit status and the message must say. The failure
+        # stays in the traceback as the cause.
+        raise Stopped(signum) from error
     finally:
-        _ACTIVE.remove(stopping)
+        _pop(_ACTIVE, stopping)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -121,9 +123,18 @@ def stops_deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        _DEFERRED.remove(held)
+        _pop(_DEFERRED, held)
     if held:
         raise Stopped(held[0])
+
+
+def _pop(stack: list[list[int]], entry: list[int]) -> None:
+    """Take ``entry`` itself off ``stack`` (``list.remove`` compares by value: two empty lists are equal, and the
+    outer block's list would go instead of the inner's)."""
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i] is entry:
+            del stack[i]
+            return
 
 
 def raise_if_stopped() -> None:

@@ -39,3 +39,35 @@ def test_best_checkpoint_saves_are_logged_at_their_steps(tmp_path):
     assert [step for step, _ in logged["Val/fid"]] == [5, 10, 15, 20]
     assert (result.best_step, result.best_value) == (20, 0.5)
     assert [tag for tag in logged if tag.startswith("Best/")] == ["Best/fid"]
+
+
+def test_a_stop_signal_inside_a_scalar_write_lets_the_write_finish(tmp_path, monkeypatch):
+    """SIGTERM whose handler runs inside the writer's queue put, after the event is queued and before the queue counts
+    it and wakes the writer thread: the stop is held until the write ends, so the queue's count stays true, the thread
+    lives (it died of "task_done() called too many times") and the event reaches the file. The queue is reached
+    through tensorboard's internals (pinned in requirements.txt)."""
+    import signal
+    import threading
+
+    from utils.logging_utils import TensorBoard
+    from utils.stop_signals import Stopped, stopping_on_signals
+
+    thread_errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+    tb = TensorBoard(str(tmp_path))
+    queue = tb.writer._get_file_writer().event_writer._async_writer._byte_queue
+    real_put = queue._put
+
+    def put_then_terminate(item):
+        real_put(item)
+        queue._put = real_put
+        signal.raise_signal(signal.SIGTERM)  # its handler runs before put() counts the item and wakes the thread
+
+    queue._put = put_then_terminate
+    with pytest.raises(Stopped), stopping_on_signals():
+        tb.scalar("Train/loss", 1.5, 7)
+    tb.close()
+    assert thread_errors == []
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("Train/loss")] == [(7, 1.5)]

@@ -68,7 +68,12 @@ def test_sigterm_stops_training_cleanly_and_it_resumes(tmp_path, synthetic_root)
             subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=stdout, stderr=stderr) as proc:
         _wait_for_steps(proc, root, err, steps=3)
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"still running 120 s after SIGTERM\n--- stderr\n{err.read_text()[-4000:]}")
     stderr = err.read_text()
     done = subprocess.CompletedProcess(cmd, proc.returncode, out.read_text(), stderr)
     assert done.returncode == TERMINATED, tail(done)

@@ -264,6 +264,38 @@ def test_a_forked_child_keeps_the_default_action():
     assert child.exitcode == -signal.SIGHUP
 
 
+def _wait_until_dead(pid: int, timeout: float = 10) -> None:
+    """Until the child ``pid`` has exited (without reaping it, as torch's own check needs it unreaped)."""
+    deadline = time.monotonic() + timeout
+    while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        assert time.monotonic() < deadline, f"process {pid} did not exit"
+        time.sleep(0.01)
+
+
+def test_dataloader_workers_killed_by_the_stop_do_not_cut_the_clean_up_short():
+    """A stop sent to the process group (scancel, Kubernetes, a closed terminal) kills the DataLoader workers too.
+    torch reports a dead worker from its SIGCHLD handler, with a RuntimeError raised in the main thread wherever it
+    is: inside the stop's clean-up, that error skipped the rest of it (a temporary file, the engine's loggers). (A
+    worker sent SIGTERM by its own parent exits quietly; one sent SIGHUP, or SIGTERM by anyone else, does not.)"""
+    previous = signal.getsignal(signal.SIGCHLD)
+    iterator = iter(torch.utils.data.DataLoader(range(4), num_workers=1, persistent_workers=True))
+    next(iterator)
+    worker = iterator._workers[0]
+    cleaned = []
+    try:
+        with pytest.raises(Stopped) as stopped, stopping_on_signals():
+            try:
+                signal.raise_signal(signal.SIGHUP)
+            finally:
+                os.kill(worker.pid, signal.SIGHUP)
+                _wait_until_dead(worker.pid)
+                cleaned.append(True)
+        assert cleaned == [True] and stopped.value.__cause__ is None
+    finally:
+        iterator._shutdown_workers()
+        signal.signal(signal.SIGCHLD, previous)
+
+
 def test_reproduce_passes_the_signal_on_to_its_stage(tmp_path, monkeypatch):
     """SIGTERM to reproduce.py while a stage runs reaches the stage, which stops by its own clean-up; reproduce.py
     waits for it and stops too (it used to SIGKILL the stage)."""

@@ -61,7 +61,8 @@ def stopping_on_signals() -> Iterator[None]:
     of the signal while the first one's clean-up runs is ignored: ``torchrun`` passes a scheduler's SIGTERM on to its
     workers, which may have had it already from the scheduler. An error raised by a clean-up the stop interrupted,
     or by the block after a stop arrived, ends the block as ``Stopped`` too, that error as its cause. A process forked
-    inside the block (a ``DataLoader`` worker) keeps the default action.
+    inside the block (a ``DataLoader`` worker) keeps the default action, and dies of a stop sent to the whole process
+    group (a closed terminal, ``scancel``, Kubernetes); from then on torch no longer reports its workers' deaths.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -77,6 +78,7 @@ def stopping_on_signals() -> Iterator[None]:
         if stopping:
             return
         stopping.append(signum)
+        _forget_dataloader_workers()
         if _DEFERRED:
             _DEFERRED[-1].append(signum)
             return
@@ -126,6 +128,20 @@ def stops_deferred() -> Iterator[None]:
         _pop(_DEFERRED, held)
     if held:
         raise Stopped(held[0])
+
+
+def _forget_dataloader_workers() -> None:
+    """Take torch's ``DataLoader`` SIGCHLD handler off, for the rest of the process.
+
+    That handler raises a ``RuntimeError`` ("DataLoader worker ... is killed by signal") in the main thread, at
+    whatever line it is on, when a worker dies. A stop sent to the process group kills the workers on purpose, so the
+    error would only land somewhere in the stop's clean-up and skip the rest of it (a temporary file not removed, the
+    engine's loggers not closed). The process is on its way out, and the clean-up shuts the workers down itself; a
+    later SIGCHLD must not raise either, so the handler is not put back. SIGCHLD's default action is to do nothing.
+    """
+    sigchld = getattr(signal, "SIGCHLD", None)  # none on Windows
+    if sigchld is not None and getattr(signal.getsignal(sigchld), "__module__", "").startswith("torch.utils.data"):
+        signal.signal(sigchld, signal.SIG_DFL)
 
 
 def _pop(stack: list[list[int]], entry: list[int]) -> None:

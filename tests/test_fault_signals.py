@@ -22,7 +22,7 @@ from test_plot_loss import curve, write_run
 import utils.bvh_import
 import utils.plot_script
 from utils.bvh_export import write_bvh
-from utils.stop_signals import Stopped, raise_if_stopped, stopping_on_signals, stops_deferred
+from utils.stop_signals import STOP_SIGNALS, Stopped, raise_if_stopped, stopping_on_signals, stops_deferred
 from utils.synthetic import synthesize_motion
 from utils.user_errors import TRACEBACK_ENV
 
@@ -221,6 +221,23 @@ def test_a_repeated_signal_does_not_interrupt_the_clean_up():
     assert cleaned == [True]
 
 
+def test_a_repeat_while_the_process_exits_does_not_change_its_exit_status():
+    """After the stop's message the interpreter still has to exit, which with torch loaded takes a second or more. A
+    repeat of the signal then (torchrun passing on a scheduler's SIGTERM) used to kill it: the
+    status became a kill by the signal instead of 128 + its number, and buffered output was lost."""
+    code = ("import os, signal\n"
+            "from utils.stop_signals import Stopped, exit_stopped\n"
+            "try:\n"
+            "    exit_stopped('train_vq.py', Stopped(signal.SIGTERM), 'rerun')\n"
+            "finally:\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    os.kill(os.getpid(), signal.SIGHUP)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == TERMINATED, tail(done)
+    assert done.stderr.strip() == "train_vq.py: stopped by SIGTERM; rerun", tail(done)
+
+
 def test_ignored_or_handled_signals_are_left_alone():
     """A SIGHUP ignored by nohup stays ignored; a handler set by someone else stays in place."""
     own = []
@@ -363,13 +380,23 @@ def _prepare_plot_loss(tmp_path) -> list[str]:
     return ["--log_dir", str(tmp_path / "run"), "--output", str(tmp_path / "loss.png")]
 
 
+@pytest.fixture
+def stop_handlers_restored():
+    """A script's exit_stopped run in this process leaves SIGTERM and SIGHUP ignored (the script is exiting): the
+    test puts the process's own handlers back."""
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
 @pytest.mark.parametrize("script, prepare, writer, left", [
     ("prepare_data.py", _prepare_bvh_import, (utils.bvh_import, "write_motion"), ["jump.bvh"]),
     ("render.py", _prepare_render, (utils.plot_script, "_write_animation"), ["walk.npy"]),
     ("plot_loss.py", _prepare_plot_loss, (utils.plot_script.Figure, "savefig"), ["events.out.tfevents"]),
 ])
-def test_scripts_outside_run_script_stop_cleanly_on_sigterm(tmp_path, monkeypatch, capsys, script, prepare, writer,
-                                                              left):
+def test_scripts_outside_run_script_stop_cleanly_on_sigterm(tmp_path, monkeypatch, capsys, stop_handlers_restored,
+                                                              script, prepare, writer, left):
     """prepare_data.py, render.py and plot_loss.py stopped by SIGTERM while writing: the half-written import folder,
     video or PNG is removed, the script says so in one line and exits with status 143."""
     monkeypatch.delenv(TRACEBACK_ENV, raising=False)
@@ -382,4 +409,5 @@ def test_scripts_outside_run_script_stop_cleanly_on_sigterm(tmp_path, monkeypatc
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"{script}: stopped by SIGTERM; rerun the same command"
     # Only the inputs are left: no import staging folder, temporary file or partial output.
     assert _files_under(tmp_path) and all(os.path.basename(p).startswith(tuple(left)) for p in _files_under(tmp_path))
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    # The process is exiting: a repeat of the signal is ignored until it has (see exit_stopped).
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN

@@ -181,7 +181,15 @@ def _stop_behind(error: BaseException) -> Stopped | None:
 
 def exit_stopped(prog: str, stop: Stopped, hint: str | None = None) -> NoReturn:
     """Exit with ``stop.exit_status`` and ``<prog>: stopped by <SIGNAL>; <hint>`` on stderr (the traceback too, where
-    it stopped, when ``FSQ_MARDM_TRACEBACK`` is set). Call it from the ``except`` block that caught ``stop``."""
+    it stopped, when ``FSQ_MARDM_TRACEBACK`` is set). Call it from the ``except`` block that caught ``stop``.
+
+    From here on SIGTERM and SIGHUP are ignored (those left at the default action): the clean-up is done, but the
+    interpreter still has to exit, which with torch loaded takes a second or more, and a repeat of the signal then
+    (``torchrun`` passing on a scheduler's SIGTERM) would kill the process, so that it reports a kill by the signal
+    instead of this exit status and loses buffered output."""
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_IGN)
     # After SIGHUP the terminal may be gone: the exit status still tells.
     with contextlib.suppress(OSError):
         if os.environ.get(TRACEBACK_ENV):

@@ -17,6 +17,8 @@ Fault points (steps are the engine's global optimizer steps, counted from 1):
                           zip writer (which then cannot finish the file and raises an error of its own).
 ``term_in_finalizer: N``  SIGTERM inside step N while a ``__del__`` method runs, where Python only prints the
                           exception its handler raises.
+``hup_group_at_step: N``  SIGHUP to the script's whole process group inside step N (a closed terminal): its
+                          DataLoader workers die of it too. Run the script in a session of its own (``own_session``).
 ``free_bytes: X``         the file system reports X free bytes (a full disk).
 ``nan_at_step: N``        the loss of step N becomes NaN, on the process of rank ``nan_rank`` (default 0) only.
 ``emulate_ranks: P``      one process reproduces P-process DDP: the loss is the mean of the losses of the P slices of
@@ -65,9 +67,10 @@ def child_env(faults: dict[str, Any] | None = None) -> dict[str, str]:
 
 
 def run_script(script: str, args: Sequence[str], faults: dict[str, Any] | None = None, nproc: int = 1,
-               timeout: float = 300) -> subprocess.CompletedProcess:
+               timeout: float = 300, own_session: bool = False) -> subprocess.CompletedProcess:
     """Run ``script`` (a file in the repository root) with ``args`` in a fresh process (``nproc`` > 1: torchrun on
-    CPU), through the launcher when ``faults`` are given. Returns the completed process (stdout, stderr as text)."""
+    CPU), through the launcher when ``faults`` are given; ``own_session``: in a session and process group of its own,
+    as a terminal or a scheduler starts it. Returns the completed process (stdout, stderr as text)."""
     target = [LAUNCHER, script] if faults else [script]
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
@@ -75,7 +78,7 @@ def run_script(script: str, args: Sequence[str], faults: dict[str, Any] | None =
     else:
         cmd = [sys.executable, *target, *args]
     with subprocess.Popen(cmd, cwd=REPO, env=child_env(faults), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as proc:
+                          text=True, start_new_session=own_session) as proc:
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -406,6 +409,10 @@ def install_faults(faults: dict[str, Any]) -> None:
             loss, logs = inner(model_, batch)
             if _Step.current == faults.get("kill_at_step"):
                 _kill_now()
+            if _Step.current == faults.get("hup_group_at_step"):
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.killpg(os.getpgrp(), signal.SIGHUP)
             if _Step.current == faults.get("term_in_finalizer"):
                 _SignalledOnDelete(signal.SIGTERM)  # dropped at once: its __del__ runs here
             if (_Step.current == faults.get("nan_at_step")

@@ -122,6 +122,28 @@ def test_sigterm_inside_torch_save_still_stops_with_the_signal(tmp_path, synthet
     assert [row["step"] for row in read_log(root)] == list(range(1, 7))
 
 
+@pytest.mark.slow
+def test_sighup_to_the_process_group_stops_training_with_dataloader_workers(tmp_path, synthetic_root, monkeypatch):
+    """SIGHUP to the whole process group (a closed terminal) while training reads through two DataLoader workers,
+    which die of it too: status 129, the message last, no dead-worker error behind the stop (the traceback is on to
+    show one), no temporary file, and --is_continue finishes the run."""
+    monkeypatch.setenv(TRACEBACK_ENV, "1")
+    ckpt = tmp_path / "ckpt"
+    root = run_root(ckpt, "r")
+    workers = ["--num_workers", "2"]
+    done = run_script("train_vq.py", [*_args(synthetic_root, ckpt, 8), *workers], faults={"hup_group_at_step": 5},
+                      own_session=True)
+    assert done.returncode == 128 + signal.SIGHUP, tail(done)
+    assert done.stderr.strip().splitlines()[-1] == ("train_vq.py: stopped by SIGHUP; rerun with --is_continue to "
+                                                    "resume from the last checkpoint (model/latest.tar)"), tail(done)
+    assert "DataLoader worker" not in done.stderr, tail(done)
+    assert [f for f in _files_under(root) if ".tmp-" in f] == []
+    assert torch.load(root / "model" / "latest.tar", weights_only=True)["step"] == 4
+    done = run_script("train_vq.py", [*_args(synthetic_root, ckpt, 8), *workers, "--is_continue"])
+    assert done.returncode == 0, tail(done)
+    assert [row["step"] for row in read_log(root)] == list(range(1, 9))
+
+
 def test_an_error_in_the_clean_up_of_a_stop_is_reported_as_the_stop():
     """A clean-up the signal cut short may fail in turn (a zip writer that cannot finish its file): the block still
     ends with Stopped, the failure as its cause, so the exit status and message say what happened."""

@@ -144,6 +144,31 @@ def test_sighup_to_the_process_group_stops_training_with_dataloader_workers(tmp_
     assert [row["step"] for row in read_log(root)] == list(range(1, 9))
 
 
+def test_a_stop_before_torch_save_enters_its_zip_writer_does_not_abort_the_exit(tmp_path):
+    """A stop between torch.save creating its zip writer and entering the writer's with block: the writer finishes
+    the file from its C++ destructor once the traceback goes, after the temporary was closed and removed. The write
+    to the closed file used to raise inside the destructor and abort the process (SIGABRT) after the message."""
+    code = ("import signal, sys, torch, torch.serialization\n"
+            "from utils.checkpoint import save_checkpoint\n"
+            "from utils.stop_signals import Stopped, exit_stopped, stopping_on_signals\n"
+            "real = torch.serialization._open_zipfile_writer\n"
+            "def interrupted(f):\n"
+            "    writer = real(f)\n"
+            "    signal.raise_signal(signal.SIGTERM)\n"
+            "    return writer\n"
+            "torch.serialization._open_zipfile_writer = interrupted\n"
+            "try:\n"
+            "    with stopping_on_signals():\n"
+            "        save_checkpoint(sys.argv[1], {'weight': torch.zeros(3)})\n"
+            "except Stopped as stop:\n"
+            "    exit_stopped('train_vq.py', stop, 'rerun')\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "latest.tar")], cwd=REPO, env=child_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == TERMINATED, tail(done)
+    assert done.stderr.strip() == "train_vq.py: stopped by SIGTERM; rerun", tail(done)
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_error_in_the_clean_up_of_a_stop_is_reported_as_the_stop():
     """A clean-up the signal cut short may fail in turn (a zip writer that cannot finish its file): the block still
     ends with Stopped, the failure as its cause, so the exit status and message say what happened."""

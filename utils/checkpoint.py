@@ -146,13 +146,39 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+class _ClosedDropsWrites:
+    """The file ``torch.save`` writes to; a write that comes after the file was closed is dropped.
+
+    torch's zip writer finishes its file from its C++ destructor when ``torch.save`` never did (a stop signal
+    between creating the writer and entering its ``with`` block). The destructor runs when the interrupted save's
+    traceback is let go, after ``atomic_write`` has closed and removed the temporary: the write to the closed file
+    raised inside a destructor, and the process aborted (SIGABRT) after the stop's message. Those bytes were for a
+    file that is gone; in a save that completes, ``atomic_write`` closes the file only after ``torch.save`` returns.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def write(self, data: Any) -> int:
+        if self.file.closed:
+            return memoryview(data).nbytes
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        if not self.file.closed:
+            self.file.flush()
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+
 def save_checkpoint(path: str, state: dict[str, Any]) -> None:
     """Atomically write ``state`` to ``path`` (temporary file in the same folder, fsync, ``os.replace``)."""
     check_plain(state, "checkpoint")
     state = {"format_version": CHECKPOINT_VERSION, **state}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(path, "wb") as f:
-        torch.save(state, f)
+        torch.save(state, _ClosedDropsWrites(f))
 
 
 def remove_stale_temporaries(folder: str) -> list[str]:

@@ -137,11 +137,17 @@ def _forget_dataloader_workers() -> None:
     whatever line it is on, when a worker dies. A stop sent to the process group kills the workers on purpose, so the
     error would only land somewhere in the stop's clean-up and skip the rest of it (a temporary file not removed, the
     engine's loggers not closed). The process is on its way out, and the clean-up shuts the workers down itself; a
-    later SIGCHLD must not raise either, so the handler is not put back. SIGCHLD's default action is to do nothing.
+    later SIGCHLD must not raise either, so the handler is not put back. It becomes a handler that does nothing rather
+    than the default: a SIGCHLD already pending when the stop arrives would otherwise make Python print "Signal 17
+    ignored due to race condition".
     """
     sigchld = getattr(signal, "SIGCHLD", None)  # none on Windows
     if sigchld is not None and getattr(signal.getsignal(sigchld), "__module__", "").startswith("torch.utils.data"):
-        signal.signal(sigchld, signal.SIG_DFL)
+        signal.signal(sigchld, _child_exited)
+
+
+def _child_exited(signum: int, frame: FrameType | None) -> None:
+    """SIGCHLD after a stop: a worker the stop killed has exited; nothing to do."""
 
 
 def _pop(stack: list[list[int]], entry: list[int]) -> None:

@@ -17,6 +17,8 @@ Fault points (steps are the engine's global optimizer steps, counted from 1):
                           zip writer (which then cannot finish the file and raises an error of its own).
 ``term_in_finalizer: N``  SIGTERM inside step N while a ``__del__`` method runs, where Python only prints the
                           exception its handler raises.
+``term_in_loader_close: true``  SIGTERM as the engine's finally block starts closing the DataLoader workers (a stop
+                          that lands as training ends).
 ``hup_group_at_step: N``  SIGHUP to the script's whole process group inside step N (a closed terminal): its
                           DataLoader workers die of it too. Run the script in a session of its own (``own_session``).
 ``free_bytes: X``         the file system reports X free bytes (a full disk).
@@ -394,6 +396,17 @@ def install_faults(faults: dict[str, Any]) -> None:
         free = int(faults["free_bytes"])
         real_usage = shutil.disk_usage
         shutil.disk_usage = lambda path: real_usage(path)._replace(free=free)
+
+    if faults.get("term_in_loader_close"):
+        from utils.batching import EpochLoader
+
+        real_close = EpochLoader.close
+
+        def close(self: Any) -> None:
+            _kill_now(signal.SIGTERM)
+            real_close(self)
+
+        EpochLoader.close = close
 
     real_train = engine.train
 

@@ -169,6 +169,18 @@ def test_a_stop_before_torch_save_enters_its_zip_writer_does_not_abort_the_exit(
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
+def test_sigterm_while_the_engine_closes_its_loader_still_closes_the_rest(tmp_path, synthetic_root):
+    """SIGTERM as training ends, while the engine's finally block closes the DataLoader workers: the progress bar,
+    TensorBoard and the train log are closed all the same, before the message (the bar used to be redrawn after
+    it, when the bar was let go at exit), which stays the last line."""
+    ckpt = tmp_path / "ckpt"
+    done = run_script("train_vq.py", _args(synthetic_root, ckpt, 4), faults={"term_in_loader_close": True})
+    assert done.returncode == TERMINATED, tail(done)
+    assert done.stderr.strip().splitlines()[-1].startswith("train_vq.py: stopped by SIGTERM; "), tail(done)
+    assert [row["step"] for row in read_log(run_root(ckpt, "r"))] == [1, 2, 3, 4]
+
+
 def test_an_error_in_the_clean_up_of_a_stop_is_reported_as_the_stop():
     """A clean-up the signal cut short may fail in turn (a zip writer that cannot finish its file): the block still
     ends with Stopped, the failure as its cause, so the exit status and message say what happened."""

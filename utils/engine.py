@@ -34,7 +34,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -407,10 +407,11 @@ def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engin
                 if done:
                     break
     finally:
-        epochs.close()
-        progress.close()
-        tb.close()
-        train_log.close()
+        # Each is closed even when closing one before it fails, or a stop signal lands in it (joining the DataLoader
+        # workers takes a while as training ends): an ExitStack runs every callback, last registered first.
+        with ExitStack() as closing:
+            for close in (train_log.close, tb.close, progress.close, epochs.close):
+                closing.callback(close)
 
     best_path = run.best_path(cfg.best_metric)
     return TrainResult(step=state.step, epoch=state.epoch, logs=last_logs, metrics=dict(state.metrics),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,18 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 os.environ.pop(HOME_ENV, None)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# A script's stop run inside the test process leaves SIGTERM and SIGHUP ignored (it is exiting: utils.stop_signals.
+# exit_stopped) and torch's DataLoader SIGCHLD handler replaced; each test starts from the process's own handlers.
+_RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGCHLD") if hasattr(signal, name))
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    before = {signum: signal.getsignal(signum) for signum in _RESTORED_SIGNALS}
+    yield
+    for signum, handler in before.items():
+        if signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from test_plot_loss import curve, write_run
 import utils.bvh_import
 import utils.plot_script
 from utils.bvh_export import write_bvh
-from utils.stop_signals import STOP_SIGNALS, Stopped, raise_if_stopped, stopping_on_signals, stops_deferred
+from utils.stop_signals import Stopped, raise_if_stopped, stopping_on_signals, stops_deferred
 from utils.synthetic import synthesize_motion
 from utils.user_errors import TRACEBACK_ENV
 
@@ -466,23 +466,13 @@ def _prepare_plot_loss(tmp_path) -> list[str]:
     return ["--log_dir", str(tmp_path / "run"), "--output", str(tmp_path / "loss.png")]
 
 
-@pytest.fixture
-def stop_handlers_restored():
-    """A script's exit_stopped run in this process leaves SIGTERM and SIGHUP ignored (the script is exiting): the
-    test puts the process's own handlers back."""
-    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    yield
-    for signum, handler in before.items():
-        signal.signal(signum, handler)
-
-
 @pytest.mark.parametrize("script, prepare, writer, left", [
     ("prepare_data.py", _prepare_bvh_import, (utils.bvh_import, "write_motion"), ["jump.bvh"]),
     ("render.py", _prepare_render, (utils.plot_script, "_write_animation"), ["walk.npy"]),
     ("plot_loss.py", _prepare_plot_loss, (utils.plot_script.Figure, "savefig"), ["events.out.tfevents"]),
 ])
-def test_scripts_outside_run_script_stop_cleanly_on_sigterm(tmp_path, monkeypatch, capsys, stop_handlers_restored,
-                                                              script, prepare, writer, left):
+def test_scripts_outside_run_script_stop_cleanly_on_sigterm(tmp_path, monkeypatch, capsys, script, prepare, writer,
+                                                              left):
     """prepare_data.py, render.py and plot_loss.py stopped by SIGTERM while writing: the half-written import folder,
     video or PNG is removed, the script says so in one line and exits with status 143."""
     monkeypatch.delenv(TRACEBACK_ENV, raising=False)

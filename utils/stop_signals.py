@@ -10,7 +10,14 @@ schedulers (SLURM, Kubernetes) and ``kill`` all stop a process with SIGTERM; a c
 number (143 for SIGTERM), as a shell does for a process the signal killed. Scripts that do not go through
 ``run_script`` (``prepare_data.py``, and ``render.py`` and ``plot_loss.py``, which do not import torch) get the same
 through ``run_with_error_boundary``. Nothing is installed at import time, and the previous handlers are put back when
-the block ends, so library use and tests see Python's defaults.
+the block ends, so library use and tests see Python's defaults; two changes outlive a stop on purpose, as the process
+is on its way out: torch's DataLoader SIGCHLD handler is replaced (``_forget_dataloader_workers``) and
+``exit_stopped`` ignores repeats of the signal.
+
+Signals land at any line, so the module also covers the places where an exception cannot get out cleanly: an error
+raised by the clean-up the stop interrupted (torch.save's zip writer) ends the block as the stop; a stop swallowed by
+a finalizer is raised again by ``raise_if_stopped``; ``stops_deferred`` holds a stop for the few lines between
+creating something and holding it (a temporary file, a TensorBoard event queued but not yet counted).
 """
 
 from __future__ import annotations

@@ -109,7 +109,8 @@ class TensorBoard:
         """Log one scalar (a 0-d tensor is converted)."""
         if self.writer is not None:
             # The writer hands events to its thread through a queue: a stop signal raised between queuing an event and
-            # waking the thread leaves it asleep until its flush timer (120 s), and close() waits that long for it.
+            # counting it breaks the queue's count (the thread dies of it at close), and one raised before the thread
+            # is woken leaves it asleep until its flush timer (120 s) while close() waits for it.
             with stops_deferred():
                 self.writer.add_scalar(tag, float(value), step)
 
@@ -127,5 +128,6 @@ class TensorBoard:
     def close(self) -> None:
         """Flush and close the event file."""
         if self.writer is not None:
-            self.writer.close()
+            with stops_deferred():  # as in scalar(): close() queues a last event for the thread
+                self.writer.close()
             self.writer = None

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from utils.paths import HOME_ENV
+from utils.stop_signals import STOP_SIGNALS
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -22,7 +23,7 @@ os.environ.pop(HOME_ENV, None)
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # A script's stop run inside the test process leaves SIGTERM and SIGHUP ignored (it is exiting: utils.stop_signals.
 # exit_stopped) and torch's DataLoader SIGCHLD handler replaced; each test starts from the process's own handlers.
-_RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGCHLD") if hasattr(signal, name))
+_RESTORED_SIGNALS = (*STOP_SIGNALS, *((signal.SIGCHLD,) if hasattr(signal, "SIGCHLD") else ()))
 
 
 @pytest.fixture(autouse=True)

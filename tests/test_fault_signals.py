@@ -351,16 +351,14 @@ def _wait_until_dead(pid: int, timeout: float = 10) -> None:
 @pytest.fixture
 def loader_iterator(monkeypatch):
     """A DataLoader iterator with one live worker, torch's SIGCHLD handler installed (again, if an earlier test had
-    it taken off); the handler this process had comes back afterwards."""
+    it taken off); the handler this process had comes back afterwards (conftest.py)."""
     import torch.utils.data._utils.signal_handling as torch_signals
 
-    previous = signal.getsignal(signal.SIGCHLD)
     monkeypatch.setattr(torch_signals, "_SIGCHLD_handler_set", False)
     iterator = iter(torch.utils.data.DataLoader(range(4), num_workers=1, persistent_workers=True))
     next(iterator)
     yield iterator
     iterator._shutdown_workers()
-    signal.signal(signal.SIGCHLD, previous)
 
 
 def test_dataloader_workers_killed_by_the_stop_do_not_cut_the_clean_up_short(loader_iterator):

@@ -1,4 +1,4 @@
-"""Shared test fixtures: one small synthetic dataset per test session, CPU threads kept low."""
+"""Shared test fixtures: one small synthetic dataset per test session, one CPU thread."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import torch
 from utils.paths import HOME_ENV
 from utils.stop_signals import STOP_SIGNALS
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One CPU thread for every test, whichever files are selected: a BLAS call's last bits depend on its thread count, and
+# tests compare runs bit for bit (resume, memo, fixtures). Tests that need another count set it and put it back.
+torch.set_num_threads(1)
 
 # FSQ_MARDM_HOME moves the default dataset/, checkpoints/ and generation/ folders: tests of those defaults would fail,
 # and a test would write into the user's folders, when the shell that runs pytest has it set. Tests of it set it.

@@ -26,8 +26,6 @@ from utils.losses import tokenizer_loss
 from utils.normalization import load_mean_std
 from utils.quaternion import matrix_to_rot6d
 
-torch.set_num_threads(1)
-
 PART_SIZES = {"upper": 13 * 6, "lower": 9 * 6, "hands": 30 * 6, "face": 3 * 6, "whole": 330}
 
 

@@ -19,8 +19,6 @@ from models.quantizers import (
 from models.residual_vq import ResidualVQ
 from models.tokenizers import VQ_MODELS
 
-torch.set_num_threads(1)
-
 
 def _batch(seed: int, b: int = 4, n: int = 8, c: int = 6) -> torch.Tensor:
     return torch.randn(b, n, c, generator=torch.Generator().manual_seed(seed))

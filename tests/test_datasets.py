@@ -29,8 +29,6 @@ from utils.datasets import (
 )
 from utils.normalization import eval_normalization, load_mean_std
 
-torch.set_num_threads(1)
-
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humanml3d-samples"
 
 

@@ -18,8 +18,6 @@ from models.diffusion import (
 )
 from models.ode import odeint_dopri5, odeint_fixed
 
-torch.set_num_threads(1)
-
 DATA_STD = 0.5
 
 

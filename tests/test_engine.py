@@ -27,7 +27,6 @@ from utils.lr_schedule import lr_at_step, lr_factor
 from utils.run_dir import RunDir, RunDirError
 from utils.seed import get_rng_state, set_rng_state, set_seed
 
-torch.set_num_threads(1)
 META = {"stage": "test", "model_name": "Toy", "model_args": {"width": 16}, "dataset": {"name": "toy"},
         "config": {"lr": 1e-2}, "parent": None}
 

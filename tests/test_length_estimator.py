@@ -5,8 +5,6 @@ import torch
 
 from models.length_estimator import LengthEstimator, classes_to_lengths, lengths_to_classes, sample_lengths
 
-torch.set_num_threads(1)
-
 
 def test_layout_matches_momask_keys_and_sizes():
     model = LengthEstimator(text_dim=384)

@@ -15,8 +15,6 @@ from models.mardm import (
     sample_training_mask,
 )
 
-torch.set_num_threads(1)
-
 
 def randomize(model: torch.nn.Module, std: float = 0.1, seed: int = 0) -> torch.nn.Module:
     """Replace the zero initialisations (adaLN-Zero, zero head output) so every input matters."""

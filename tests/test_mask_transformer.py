@@ -19,8 +19,6 @@ from models.mask_schedule import (
 )
 from models.mask_transformer import MASK_TRANSFORMERS, MaskTransformer, masked_token_loss
 
-torch.set_num_threads(1)
-
 K, CODE_DIM, TEXT_DIM = 16, 24, 12
 
 

@@ -18,9 +18,6 @@ from utils.motion_files import DatasetError, load_motion, read_split, read_texts
 from utils.motion_index import MotionIndex
 from utils.normalization import Normalizer, eval_normalization, load_mean_std
 
-torch.set_num_threads(1)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------------------------------------

@@ -25,8 +25,6 @@ from utils.checkpoint import load_checkpoint
 from utils.metrics import calculate_mpjpe, calculate_mpjpe_per_sequence
 from utils.motion_process import extract_features_272, joints_fps_resample, recover_from_272
 
-torch.set_num_threads(1)
-
 PRESET = Path(__file__).resolve().parents[1] / "options" / "configs" / "motionmillion_fsq.yaml"
 CLIPS = 36  # synthetic clips turned into 272-dim features (of the 80 in the session dataset)
 

@@ -42,8 +42,6 @@ from utils.normalization import DatasetError, eval_normalization, load_mean_std
 from utils.tokenizer_stage import dataset_record
 from utils.word_vectorizer import LearnedVocab
 
-torch.set_num_threads(1)
-
 TINY = "PartAwareRVQ_Tiny"
 
 

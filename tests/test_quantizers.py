@@ -26,8 +26,6 @@ from models.residual_vq import ResidualVQ
 from models.tokenizers import AE_MODELS, VQ_MODELS
 from utils.checkpoint import load_checkpoint, save_checkpoint
 
-torch.set_num_threads(1)
-
 REGISTRY_LEVELS = sorted({tuple(f.keywords["levels"]) for f in {**AE_MODELS, **VQ_MODELS}.values()
                           if "levels" in f.keywords})
 EXTRA_LEVELS = [(2,), (3,), (4,), (6,), (7, 3), (8, 6, 5), (2, 7, 4)]

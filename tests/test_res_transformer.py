@@ -12,8 +12,6 @@ from models.mask_schedule import lengths_to_mask, q_schedule
 from models.res_transformer import RES_TRANSFORMERS, ResidualTransformer
 from models.residual_vq import ResidualVQ
 
-torch.set_num_threads(1)
-
 K, Q, CODE_DIM, TEXT_DIM = 16, 4, 24, 12
 VARIANTS = {
     "shared": dict(),

@@ -19,8 +19,6 @@ from models.text_encoders import (
     build_text_encoder,
 )
 
-torch.set_num_threads(1)
-
 MERGES = ["h e", "l l", "he ll", "hell o</w>", "w a", "l k</w>", "wa lk</w>"]
 VOCAB = 512 + len(MERGES) + 2
 WIDTH, LAYERS, CONTEXT, EMBED = 128, 2, 16, 32

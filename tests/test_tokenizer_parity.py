@@ -27,8 +27,6 @@ from utils.dataset_specs import DATASETS, SPEC_FILE, T2M_KINEMATIC_CHAIN, Datase
 from utils.file_lock import acquire_lock
 from utils.run_dir import RunDir
 
-torch.set_num_threads(1)
-
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOKENIZER_FIXTURES = ["t2m_gpt_vqvae", "momask_rvqvae", "mardm_ae"]
 WEIGHT_KEYS = {"t2m_gpt_vqvae": "net", "momask_rvqvae": "vq_model", "mardm_ae": "ae"}

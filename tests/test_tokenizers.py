@@ -13,8 +13,6 @@ from utils.checkpoint import CheckpointError, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.losses import position_loss, reconstruction_loss, tokenizer_loss, velocity_loss
 
-torch.set_num_threads(1)
-
 TINY = sorted(name for name in TOKENIZERS if name.endswith("_Tiny"))
 FULL = sorted(name for name in TOKENIZERS if not name.endswith("_Tiny"))
 

@@ -90,8 +90,6 @@ def main(cfg) -> dict:
     # weights and any protocol setting away from its default.
     run_root = ((not cfg.name and run_folder_of(path)) or RunDir(cfg.checkpoints_dir, cfg.dataset_name, name).root)
     eval_dir = os.path.join(run_root, "eval")
-    os.makedirs(eval_dir, exist_ok=True)
-    setup_logging(os.path.join(eval_dir, "eval.log"))
     set_seed(cfg.seed)
     device = torch.device(cfg.device)
 
@@ -166,6 +164,10 @@ def main(cfg) -> dict:
         logger.warning("%s. The reconstruction metrics use every clip of the split, without captions", e)
         data = Text2MotionDataset(spec, cfg.split, data_mean, data_std, data_root=cfg.data_root,
                                   captions_optional=True)
+    # Every check of the input has passed: only now is the eval/ folder made (a refused --ckpt X --name Y leaves no
+    # run Y behind) and its eval.log opened, holding what set-up logged.
+    os.makedirs(eval_dir, exist_ok=True)
+    setup_logging(os.path.join(eval_dir, "eval.log"))
     stats = ReconstructionStats(spec, tok_mean, tok_std, tokenizer.codebook_size, tokenizer.unit_length,
                                 columns=columns if body_part else None)
     # Per-part errors: the evaluated part, or every body part of the spec for a whole-body tokenizer.

@@ -22,7 +22,7 @@ from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save
 from utils.dataset_specs import get_dataset_spec
 from utils.evaluator import build_evaluator, load_evaluator, save_evaluator
 from utils.generator_stage import load_stage_tokenizer
-from utils.normalization import eval_normalization, load_mean_std
+from utils.normalization import DatasetError, eval_normalization, load_mean_std
 from utils.representation import get_conversion
 from utils.tokenizer_eval import ReconstructionStats, bits_per_second
 from utils.tokenizer_stage import _joints
@@ -517,3 +517,15 @@ def test_a_tokenizer_whose_input_would_be_converted_lossily_is_refused(env):
     with pytest.raises(ValueError, match=r"--eval_dataset t2m_67: the tokenizer's synthetic input would come from "
                                          r"t2m_67's GT through a lossy conversion"):
         run_eval(env, "--name", "fsq", "--eval_dataset", "t2m_67")
+
+
+@pytest.mark.parametrize("extra", [["--ae_model", "AE_Tiny"], ["--split", "val"]], ids=["model", "split"])
+def test_a_refused_evaluation_leaves_no_run_folder_behind(env, extra):
+    """A --ckpt evaluated under a new --name makes that run's folder only once the model and data checks passed."""
+    root, ck, _ = env
+    path = str(ck / "synthetic" / "fsq" / "model" / "net_best_loss.tar")
+    argv = ["--ckpt", path, "--name", "refused", "--dataset_name", "synthetic", "--data_root", str(root),
+            "--checkpoints_dir", str(ck), "--device", "cpu", "--replications", "1", *extra]
+    with pytest.raises((CheckpointError, DatasetError)):
+        evaluation_AE.main(parse_with_config(get_evaluation_ae_parser(), argv))
+    assert not (ck / "synthetic" / "refused").exists()

@@ -172,9 +172,20 @@ def main(cfg) -> dict:
     if dataset_name != source.dataset_name:
         conversion = conversion_for_evaluation(source.dataset_name, dataset_name,
                                                source.meta["sampling"]["unit_length"], cfg.data_root)
+    default_evaluator = os.path.join(cfg.checkpoints_dir, dataset_name, "text_mot_match")
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # data: GT test motion normalised with the evaluator statistics
+    # ---------------------------------------------------------------------------------------------------------------
+    device = torch.device(cfg.device)
+    spec = get_dataset_spec(dataset_name, cfg.data_root)
+    evaluator = load_evaluator(cfg.evaluator_dir or default_evaluator, dataset_name, device, data_root=cfg.data_root)
+    eval_loader = build_eval_loader(evaluator, spec, cfg.split, data_root=cfg.data_root, glove_dir=cfg.glove_dir,
+                                    batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
+    # Every check of the input has passed: only now is the eval/ folder made (a refused --ckpt X --name Y leaves no
+    # run Y behind) and its eval.log opened, holding what set-up logged.
     os.makedirs(source.eval_dir, exist_ok=True)
     setup_logging(os.path.join(source.eval_dir, "eval.log"))
-    default_evaluator = os.path.join(cfg.checkpoints_dir, dataset_name, "text_mot_match")
     own_tag = source.tag + (f"_as{dataset_name}" if conversion else "")
     tag = own_tag + evaluator_tag(cfg.evaluator_dir, default_evaluator)
     meta, title = source.meta, source.title
@@ -191,15 +202,6 @@ def main(cfg) -> dict:
         recorder = MotionRecorder(os.path.join(source.eval_dir, f"motions_{own_tag}"), header, source.mean,
                                   source.std)
         source.hooks = recorder
-
-    # ---------------------------------------------------------------------------------------------------------------
-    # data: GT test motion normalised with the evaluator statistics
-    # ---------------------------------------------------------------------------------------------------------------
-    device = torch.device(cfg.device)
-    spec = get_dataset_spec(dataset_name, cfg.data_root)
-    evaluator = load_evaluator(cfg.evaluator_dir or default_evaluator, dataset_name, device, data_root=cfg.data_root)
-    eval_loader = build_eval_loader(evaluator, spec, cfg.split, data_root=cfg.data_root, glove_dir=cfg.glove_dir,
-                                    batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
 
     # ---------------------------------------------------------------------------------------------------------------
     # evaluation

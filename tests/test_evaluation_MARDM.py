@@ -16,12 +16,12 @@ from test_generation import make_runs
 import evaluation_MARDM
 from options.config import parse_with_config
 from options.eval_generator_options import get_evaluation_generator_parser
-from utils.checkpoint import file_sha256
+from utils.checkpoint import CheckpointError, file_sha256
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_protocol import _drop_rows
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.generation import MotionGenerator
-from utils.normalization import eval_normalization, load_mean_std
+from utils.normalization import DatasetError, eval_normalization, load_mean_std
 from utils.word_vectorizer import LearnedVocab
 
 
@@ -583,3 +583,19 @@ def test_the_heads_sampler_is_in_the_report_and_the_file_names(setup, tmp_path):
     assert [name for name in os.listdir(eval_dir) if "_hs2_heun" in name and "seed41" in name]
     with pytest.raises(ValueError, match="--head_steps choose how motion is generated"):
         rescore(ckdir, data_root, str(tmp_path), "--head_steps", "3")
+
+
+@pytest.mark.parametrize("extra", [["--evaluator_dir", "missing_evaluator"], ["--split", "nosuch"]],
+                         ids=["evaluator", "split"])
+def test_a_refused_evaluation_leaves_no_run_folder_behind(setup, tmp_path, extra):
+    """A --ckpt evaluated under a new --name makes that run's folder only once the evaluator and the data load."""
+    ckdir, paths, data_root, _ = setup
+    if extra[0] == "--evaluator_dir":
+        extra = [extra[0], str(tmp_path / extra[1])]
+    args = parse_with_config(get_evaluation_generator_parser(), [
+        "--ckpt", paths["fsq_gen"], "--name", "refused", "--dataset_name", "synthetic", "--checkpoints_dir", ckdir,
+        "--data_root", data_root, "--device", "cpu", "--replications", "1", "--eval_batch_size", "8",
+        "--time_steps", "2", "--no_mm", "--save_motions", *extra])
+    with pytest.raises((CheckpointError, DatasetError, FileNotFoundError)):
+        evaluation_MARDM.main(args)
+    assert not os.path.exists(os.path.join(ckdir, "synthetic", "refused"))

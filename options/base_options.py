@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from options.config import DefaultsHelpFormatter, allow_null, non_negative_int
+from options.config import DefaultsHelpFormatter, allow_null, decay_or_none, non_negative_int
 from utils.dataset_specs import dataset_names
 from utils.paths import project_path
 
@@ -59,10 +59,10 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
     optim.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay")
     optim.add_argument("--grad_clip", type=float, default=0.0,
                        help="clip the global gradient norm to this value (0 turns clipping off)")
-    ema_decay = optim.add_argument("--ema_decay", type=float, default=None,
-                                   help="keep an EMA of the weights with this decay (e.g. 0.9999), used for validation "
-                                        "and saved as 'ema'; off when not given, or when a --config preset sets it to "
-                                        "null (which also turns off train_MARDM.py's 0.9999)")
+    ema_decay = optim.add_argument("--ema_decay", type=decay_or_none, default=None,
+                                   help="keep an EMA of the weights with this decay in [0, 1) (e.g. 0.9999), used for "
+                                        "validation and saved as 'ema'; off when not given, and 'none' (or a --config "
+                                        "preset's null) turns off train_MARDM.py's 0.9999")
     allow_null(ema_decay)  # the one flag whose null is a setting where its default is a value
 
     cadence = parser.add_argument_group("logging and evaluation")

@@ -450,11 +450,20 @@ def fraction_below_one(text: str) -> float:
     return _checked_number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+def decay_or_none(text: str) -> float | None:
+    """Flag type: a decay in [0, 1), or ``none`` / ``off`` for no EMA at all (``--ema_decay none`` turns off
+    train_MARDM.py's default EMA from the command line, as ``ema_decay: null`` does in a preset)."""
+    if text.strip().lower() in ("none", "off", "null"):
+        return None
+    return _checked_number(text, lambda v: 0 <= v < 1, "a number in [0, 1), or none")
+
+
 # How ``_expected`` names each flag type (others by their function name: ``torch_device`` is "a torch device").
 _TYPE_WORDS: dict[Any, str] = {None: "a text value", str: "a text value", int: "an integer", float: "a number",
                                positive_int: "a whole number >= 1", non_negative_int: "a whole number >= 0",
                                positive_float: "a finite number > 0", non_negative_float: "a finite number >= 0",
-                               fraction_below_one: "a number in [0, 1)"}
+                               fraction_below_one: "a number in [0, 1)",
+                               decay_or_none: "a number in [0, 1), or none"}
 
 
 def epochs_to_iters(epochs: int, dataset_len: int, batch_size: int, drop_last: bool = True) -> int:

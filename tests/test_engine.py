@@ -352,6 +352,10 @@ def test_resume_errors_are_clear(tmp_path):
         train(Toy(), ToyData(), loss_fn, make_cfg(), run, checkpoint_meta=META)
     with pytest.raises(ValueError, match="reserved"):
         train(Toy(), ToyData(), loss_fn, make_cfg(), run, checkpoint_meta={**META, "step": 3})
+    # A run saved without EMA, resumed with one (train_MARDM.py's default 0.9999), says how to resume it.
+    with pytest.raises(CheckpointError, match=r"EMA is on \(--ema_decay 0\.9\) but the checkpoint has no EMA weights; "
+                                              r"resume with --ema_decay none"):
+        train(Toy(), ToyData(), loss_fn, make_cfg(is_continue=True, ema_decay=0.9), run, checkpoint_meta=META)
 
 
 def test_stale_temporaries_are_removed(tmp_path):

@@ -561,6 +561,24 @@ def test_null_is_refused_where_the_flag_has_a_value_by_default(tmp_path):
                     load_preset(parser, path)
 
 
+def test_ema_decay_none_turns_the_ema_off_from_the_command_line_and_a_decay_outside_0_1_is_refused(tmp_path,
+                                                                                                       capsys):
+    """train_MARDM.py keeps an EMA by default; ``--ema_decay none`` turns it off as a preset's null does, and a decay
+    the EMA cannot use fails while the flags are read, naming the flag, not when the engine starts."""
+    from options.generator_options import get_train_mardm_parser
+
+    for text in ("none", "off", "None"):
+        assert parse_with_config(get_train_mardm_parser(), ["--name", "x", "--ema_decay", text]).ema_decay is None
+    assert parse_with_config(get_train_mardm_parser(), ["--name", "x", "--ema_decay", "0.99"]).ema_decay == 0.99
+    assert load_preset(get_train_mardm_parser(), write(tmp_path, "ema_decay: none\n")) == {"ema_decay": None}
+    for bad in ("1", "1.5", "-0.1", "nan", "fast"):
+        with pytest.raises(SystemExit):
+            parse_with_config(get_train_mardm_parser(), ["--name", "x", "--ema_decay", bad])
+        assert f"--ema_decay: expected a number in [0, 1), or none, got '{bad}'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"one\.yaml: ema_decay: cannot read 1\.5"):
+        load_preset(get_base_parser(), write(tmp_path, "ema_decay: 1.5\n", name="one.yaml"))
+
+
 def test_a_preset_that_names_another_preset_is_refused(tmp_path, capsys):
     """Presets do not nest: ``config: base.yaml`` in a preset would be silently ignored and the run would train
     without base.yaml's settings, so it is refused, naming the file; only a run's opt.yaml records a preset there."""

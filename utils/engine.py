@@ -542,7 +542,8 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
     if ema is not None:
         if "ema" not in ckpt:
             raise CheckpointError(f"{path}: EMA is on (--ema_decay {cfg.ema_decay}) but the checkpoint has no EMA "
-                                  f"weights; resume without --ema_decay or start a new run")
+                                  "weights; resume with --ema_decay none (or --config <run>/opt.yaml) or start a new "
+                                  "run")
         ema.load_state_dict(ckpt["ema"])
     if accelerator.scaler is not None and "scaler" in ckpt:
         accelerator.scaler.load_state_dict(ckpt["scaler"])

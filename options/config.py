@@ -193,7 +193,8 @@ def _read_preset(parser: argparse.ArgumentParser, path: str) -> tuple[dict[str, 
                 raise ConfigError(f"{path}: config: {value} is not read: presets do not nest (a run's "
                                   f"{CONFIG_NAME} records there the preset it started from); pass --config {value} "
                                   f"and put this file's other settings on the command line, or copy that preset's "
-                                  f"keys into this file and delete the line")
+                                  f"keys into this file and delete the line (a copy of a run's {CONFIG_NAME} holds "
+                                  f"them already: delete the line)")
             continue
         if key not in actions:
             # A key spelled as a flag of another name (MoMask's --loss_vel, --cfg) names the key of that setting,

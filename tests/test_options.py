@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -593,6 +594,13 @@ def test_a_preset_that_names_another_preset_is_refused(tmp_path, capsys):
     run = str(tmp_path / "run" / "opt.yaml")
     save_config(parse(["--config", base, "--name", "x"]), run)
     assert parse(["--config", run]).lr == 0.001
+    # A copy of that opt.yaml under another name is a preset: its record is refused, the message saying to drop it.
+    copy = write(tmp_path, Path(run).read_text(), name="copied.yaml")
+    with pytest.raises(ConfigError, match=r"a copy of a run's opt\.yaml holds them already: delete the line"):
+        load_preset(get_base_parser(), copy)
+    without = write(tmp_path, "".join(line for line in Path(run).read_text().splitlines(keepends=True)
+                                      if not line.startswith("config:")), name="copied_without.yaml")
+    assert parse(["--config", without]).lr == 0.001
 
 
 def test_a_value_that_looks_like_a_flag_is_not_counted_as_typed():

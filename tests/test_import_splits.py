@@ -8,11 +8,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 from test_bvh import _write_yaml
 
 from utils.bvh import SMPL22_JOINT_NAMES
 from utils.bvh_export import write_bvh
 from utils.bvh_import import SourceClip, import_clip_folder
+from utils.dataset_io import split_groups
 from utils.motion_files import read_split
 from utils.synthetic import synthesize_motion
 
@@ -80,3 +82,37 @@ def test_prepare_data_bvh_prints_the_empty_splits(tmp_path, capsys):
     assert prepare_data.main(prepare_data.parse_args(args)) == 0
     printed = capsys.readouterr().out
     assert "  splits val and test hold no motion the loaders keep" in printed and NEEDS in printed
+
+
+def _import_named(out: Path, names: list[str], seed: int = 0) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Import one synthetic walk per Bandai-style name, in the order given; returns each clip's caption file and the
+    train/val/test ids."""
+    src = out.parent / "src"
+
+    def read_clip(path: Path) -> SourceClip:
+        k = int(path.stem.rsplit("_", 1)[1])
+        joints = synthesize_motion(np.random.default_rng(k), "walk").joints
+        return SourceClip(path.stem, path.stem, joints, 20.0, len(joints))
+
+    import_clip_folder([src / f"{name}.bvh" for name in names], str(src), str(out), read_clip, target_fps=20.0,
+                       labels=None, seed=seed, progress=None, lying_hint="", size_hint="")
+    captions = {name: (out / "texts" / f"{name}.txt").read_text() for name in names}
+    return captions, {split: read_split(str(out), split) for split in ("train", "val", "test")}
+
+
+def test_captions_and_splits_depend_on_each_clip_and_the_seed_not_on_the_file_order_or_the_other_clips(tmp_path):
+    """A clip's generated captions come from a generator of its own and the splits from a ranking by a hash of each
+    clip's id, so importing the same clips in another order gives the same dataset, a subset gives its clips the same
+    captions, and the seed still changes both."""
+    names = [f"dataset-1_{content}_{style}_{k:03d}" for k, (content, style) in
+             enumerate([("walk", "happy"), ("run", "sad"), ("bow", "angry"), ("kick", "normal"), ("walk", "tired"),
+                        ("run", "happy"), ("bow", "sad"), ("punch", "angry")])]
+    captions, splits = _import_named(tmp_path / "a" / "Mocap", names)
+    assert len(splits["val"]) == len(splits["test"]) == 1 and len(splits["train"]) == 6
+    assert _import_named(tmp_path / "b" / "Mocap", names[::-1]) == (captions, splits)
+    subset, _ = _import_named(tmp_path / "c" / "Mocap", names[3:6])
+    assert subset == {name: captions[name] for name in names[3:6]}
+    other_captions, other_splits = _import_named(tmp_path / "d" / "Mocap", names, seed=1)
+    assert other_captions != captions or other_splits != splits
+    with pytest.raises(ValueError, match=r"order must hold each of the 2 group indices once, got \[0, 0\]"):
+        split_groups([["a"], ["b"]], [0, 0])

@@ -29,7 +29,15 @@ import numpy as np
 from utils import dataset_io
 from utils.bvh import load_skeleton_map, read_bvh_smpl22
 from utils.bvh_captions import captions_from_name, is_bandai_name, read_labels
-from utils.dataset_io import make_layout_dirs, split_groups, write_mean_std, write_motion, write_split_files
+from utils.dataset_io import (
+    keyed_order,
+    keyed_rng,
+    make_layout_dirs,
+    split_groups,
+    write_mean_std,
+    write_motion,
+    write_split_files,
+)
 from utils.dataset_specs import DATASETS, SPEC_FILE, DatasetSpec, humanml3d_spec
 from utils.motion_process import swap_left_right
 from utils.text_tags import format_text_line, mirror_caption
@@ -267,7 +275,6 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: Cli
     """The body of ``import_clip_folder``: every clip, the splits, Mean/Std, ``clips.csv`` and ``spec.json`` written
     to ``out``."""
     make_layout_dirs(out)
-    rng = np.random.default_rng(seed)
     summary = ImportSummary(out_dir=out)
     groups: list[list[str]] = []
     for path in iterate(files, desc=f"import {spec.name}", unit="clip"):
@@ -276,7 +283,10 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: Cli
             if clip is None:
                 summary.skipped.append(path.relative_to(src).as_posix())
                 continue
-            ids = _write_clip(clip, path, out, spec, target_fps, label_map, rng, summary, src, mirror)
+            # Captions drawn from the clip's own generator and splits ranked by its id: neither depends on the file
+            # order or on the other clips of the folder.
+            ids = _write_clip(clip, path, out, spec, target_fps, label_map, keyed_rng(seed, clip.clip_id), summary,
+                              src, mirror)
         except ValueError as e:
             # Errors of the kinematics and the feature pass do not know the clip; the readers' already name it.
             raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from e
@@ -286,7 +296,7 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: Cli
         summary.motions += len(ids)
     if not groups:
         raise ValueError(f"{src}: none of the {len(files)} files holds a motion (skipped: {summary.skipped[:5]})")
-    splits = split_groups(groups, rng)
+    splits = split_groups(groups, keyed_order(summary.clip_ids, seed))
     summary.empty_splits = _empty_splits(splits, summary.too_short, spec.min_motion_length)
     write_split_files(out, splits)
     write_mean_std(out, splits["all"], spec)

@@ -29,6 +29,15 @@ from utils.user_errors import TRACEBACK_ENV
 TERMINATED = 128 + signal.SIGTERM
 
 
+@pytest.fixture(autouse=True)
+def _stop_signals_at_their_default():
+    """Each test starts with SIGTERM and SIGHUP at their default action, in this process and in the scripts and
+    workers it starts, which inherit it: under ``nohup`` (SIGHUP ignored, which the scripts respect) the SIGHUP tests
+    would otherwise test nothing. conftest puts the handlers back afterwards."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def _args(synthetic_root: str, checkpoints_dir, max_iters: int) -> list[str]:
     return [*TOKENIZER_FLAGS, "--data_root", synthetic_root, "--model", "RVQVAE_Tiny", "--max_iters", str(max_iters),
             "--save_every", "2", "--eval_every", "1000", "--seed", "3", "--name", "r",

@@ -180,13 +180,13 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # prompts: lengths, file names and the manifest
     # ---------------------------------------------------------------------------------------------------------------
-    out_dir = cfg.output_dir or RunDir(cfg.checkpoints_dir, spec.name, name).generation_dir
-    make_folder(out_dir, "--output_dir" if cfg.output_dir else "the samples' folder (--output_dir)")
     # Check every given length, and load the length estimator if a prompt needs it, now rather than after minutes of
-    # sampling.
+    # sampling, and before the samples' folder is made (a refused length leaves no empty folder).
     given = given_lengths(generator, prompts, cfg.text_path)
     if edit is None and any(prompt.frames is None for prompt in prompts):
         generator.length_estimator()
+    out_dir = cfg.output_dir or RunDir(cfg.checkpoints_dir, spec.name, name).generation_dir
+    make_folder(out_dir, "--output_dir" if cfg.output_dir else "the samples' folder (--output_dir)")
     combined = "sequence" if cfg.sequence else "edit_spans" if cfg.span_prompts else None
     jobs = plan_samples(prompts, cfg.repeat_times, combined, edit is not None)
     if edit is not None:

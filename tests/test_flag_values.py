@@ -1,0 +1,133 @@
+"""Flag values: each flag's type and range, on the command line and in presets, refused while the flags are read and
+naming the flag (sampling and protocol settings, counts, devices, the EMA decay)."""
+
+from __future__ import annotations
+
+import pytest
+from test_options import write
+
+from options.base_options import get_base_parser
+from options.config import ConfigError, load_preset, parse_with_config
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cfg", "-1"], "argument --cfg/--cond_scale: expected a finite number >= 0, got '-1'"),
+    (["--cfg", "inf"], "argument --cfg/--cond_scale: expected a finite number >= 0, got 'inf'"),
+    (["--time_steps", "0"], "argument --time_steps: expected a whole number >= 1, got '0'"),
+    (["--temperature", "-0.5"], "argument --temperature: expected a finite number >= 0"),
+    (["--topkr", "1"], "argument --topkr: expected a number in [0, 1), got '1'"),
+    (["--replications", "0"], "argument --replications: expected a whole number >= 1"),
+    (["--mm_repeats", "2.5"], "argument --mm_repeats: expected a whole number >= 1, got '2.5'"),
+])
+def test_sampling_and_protocol_flags_refuse_values_without_meaning(argv, message, capsys):
+    from options.eval_generator_options import get_evaluation_generator_parser
+
+    with pytest.raises(SystemExit):
+        parse_with_config(get_evaluation_generator_parser(), ["--name", "g", *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_sampling_flag_types_apply_to_presets_and_accept_boundaries(tmp_path):
+    from options.eval_generator_options import get_evaluation_generator_parser
+    from options.generator_options import get_train_mardm_parser
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cfg: -2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*cfg.*expected a finite number >= 0, got '-2'"):
+        load_preset(get_train_mardm_parser(), str(bad))
+    good = tmp_path / "good.yaml"
+    good.write_text("cfg: 0\ntime_steps: 18.0\ntopk_filter_thres: 0.9\ntemperature: 0\n")
+    args = parse_with_config(get_evaluation_generator_parser(), ["--config", str(good)])
+    assert (args.cfg, args.time_steps, args.topk_filter_thres, args.temperature) == (0.0, 18, 0.9, 0.0)
+    assert isinstance(args.time_steps, int)
+
+
+@pytest.mark.parametrize("module, parser", [
+    ("options.tokenizer_options", "get_train_ae_parser"),
+    ("options.tokenizer_options", "get_train_vq_parser"),
+    ("options.generator_options", "get_train_mardm_parser"),
+    ("options.token_generator_options", "get_train_t2m_transformer_parser"),
+    ("options.token_generator_options", "get_train_res_transformer_parser"),
+])
+def test_val_batches_must_be_a_count(module, parser, capsys):
+    # A negative count validated on no batch at all (a validation loss of 0, the best forever) or on one; 0 means the
+    # whole val split.
+    import importlib
+
+    get_parser = getattr(importlib.import_module(module), parser)
+    with pytest.raises(SystemExit):
+        parse_with_config(get_parser(), ["--name", "v", "--val_batches", "-1"])
+    assert "argument --val_batches: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+    assert parse_with_config(get_parser(), ["--name", "v", "--val_batches", "0"]).val_batches == 0
+
+
+_DEVICE_PARSERS = [
+    ("options.eval_generator_options", "get_sample_parser"),
+    ("options.eval_generator_options", "get_evaluation_generator_parser"),
+    ("options.eval_options", "get_evaluation_ae_parser"),
+]
+
+
+@pytest.mark.parametrize("module, parser", _DEVICE_PARSERS)
+def test_a_device_this_machine_lacks_is_an_argument_error(module, parser, monkeypatch, capsys):
+    # torch only failed once the checkpoint was loaded onto the device, with a traceback about deserialising; a
+    # misspelt device type failed the same way.
+    import importlib
+
+    import torch
+
+    get_parser = getattr(importlib.import_module(module), parser)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"),
+                            ("gpu", "expected a torch device such as cpu, cuda or cuda:1, got 'gpu'")]:
+        with pytest.raises(SystemExit):
+            parse_with_config(get_parser(), ["--name", "g", "--device", device])
+        err = capsys.readouterr().err
+        assert "argument --device:" in err and message in err, (device, err)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(SystemExit):
+        parse_with_config(get_parser(), ["--name", "g", "--device", "cuda:2"])
+    assert "argument --device: cuda:2: this machine has 2 CUDA devices (cuda:0 to cuda:1)" in capsys.readouterr().err
+    for device in ("cpu", "cuda", "cuda:1"):
+        assert parse_with_config(get_parser(), ["--name", "g", "--device", device]).device == device
+
+
+@pytest.mark.parametrize("module, parser", [
+    ("options.base_options", "get_base_parser"),
+    ("options.eval_options", "get_train_evaluator_parser"),
+    ("options.eval_options", "get_evaluation_ae_parser"),
+    ("options.eval_generator_options", "get_evaluation_generator_parser"),
+])
+def test_num_workers_must_be_a_count(module, parser, tmp_path, capsys):
+    # A negative count failed only once the data and models were loaded, in the engine's config or in torch's
+    # DataLoader, neither naming the flag.
+    import importlib
+
+    get_parser = getattr(importlib.import_module(module), parser)
+    with pytest.raises(SystemExit):
+        parse_with_config(get_parser(), ["--name", "w", "--num_workers", "-1"])
+    assert "argument --num_workers: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+    preset = write(tmp_path, "num_workers: -2\n")
+    with pytest.raises(SystemExit):
+        parse_with_config(get_parser(), ["--name", "w", "--config", preset])
+    assert "num_workers" in capsys.readouterr().err
+    assert parse_with_config(get_parser(), ["--name", "w", "--num_workers", "0"]).num_workers == 0
+
+
+def test_ema_decay_none_turns_the_ema_off_from_the_command_line_and_a_decay_outside_0_1_is_refused(tmp_path,
+                                                                                                       capsys):
+    """train_MARDM.py keeps an EMA by default; ``--ema_decay none`` turns it off as a preset's null does, and a decay
+    the EMA cannot use fails while the flags are read, naming the flag, not when the engine starts."""
+    from options.generator_options import get_train_mardm_parser
+
+    for text in ("none", "off", "None"):
+        assert parse_with_config(get_train_mardm_parser(), ["--name", "x", "--ema_decay", text]).ema_decay is None
+    assert parse_with_config(get_train_mardm_parser(), ["--name", "x", "--ema_decay", "0.99"]).ema_decay == 0.99
+    assert load_preset(get_train_mardm_parser(), write(tmp_path, "ema_decay: none\n")) == {"ema_decay": None}
+    for bad in ("1", "1.5", "-0.1", "nan", "fast"):
+        with pytest.raises(SystemExit):
+            parse_with_config(get_train_mardm_parser(), ["--name", "x", "--ema_decay", bad])
+        assert f"--ema_decay: expected a number in [0, 1), or none, got '{bad}'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"one\.yaml: ema_decay: cannot read 1\.5"):
+        load_preset(get_base_parser(), write(tmp_path, "ema_decay: 1.5\n", name="one.yaml"))

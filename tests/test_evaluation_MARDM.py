@@ -590,8 +590,7 @@ def test_the_heads_sampler_is_in_the_report_and_the_file_names(setup, tmp_path):
 def test_a_refused_evaluation_leaves_no_run_folder_behind(setup, tmp_path, extra):
     """A --ckpt evaluated under a new --name makes that run's folder only once the evaluator and the data load."""
     ckdir, paths, data_root, _ = setup
-    if extra[0] == "--evaluator_dir":
-        extra = [extra[0], str(tmp_path / extra[1])]
+    extra = [extra[0], str(tmp_path / extra[1])] if extra[0] == "--evaluator_dir" else extra
     args = parse_with_config(get_evaluation_generator_parser(), [
         "--ckpt", paths["fsq_gen"], "--name", "refused", "--dataset_name", "synthetic", "--checkpoints_dir", ckdir,
         "--data_root", data_root, "--device", "cpu", "--replications", "1", "--eval_batch_size", "8",

@@ -113,6 +113,6 @@ def test_captions_and_splits_depend_on_each_clip_and_the_seed_not_on_the_file_or
     subset, _ = _import_named(tmp_path / "c" / "Mocap", names[3:6])
     assert subset == {name: captions[name] for name in names[3:6]}
     other_captions, other_splits = _import_named(tmp_path / "d" / "Mocap", names, seed=1)
-    assert other_captions != captions or other_splits != splits
+    assert other_captions != captions and other_splits != splits
     with pytest.raises(ValueError, match=r"order must hold each of the 2 group indices once, got \[0, 0\]"):
         split_groups([["a"], ["b"]], [0, 0])

@@ -27,30 +27,34 @@ SPLIT_FRACTIONS = (0.80, 0.05, 0.15)  # train / val / test, as HumanML3D
 MIN_SPLIT_GROUPS = 3
 
 
+def _keyed_digest(seed: int, key: str, size: int) -> bytes:
+    """BLAKE2b of (``seed``, ``key``): ``size`` bytes that depend on the two alone."""
+    return hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=size).digest()
+
+
 def keyed_order(keys: Sequence[str], seed: int) -> np.ndarray:
-    """Indices that rank ``keys`` by a BLAKE2b hash of (``seed``, key): a random order in which each key's place
-    depends on the keys and the seed alone, not on the order they come in or on any other random draw."""
-    digests = [hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest() for key in keys]
+    """Indices that rank ``keys`` by a hash of (``seed``, key): a random order in which each key's place depends on
+    the keys and the seed alone, not on the order they come in or on any other random draw."""
+    digests = [_keyed_digest(seed, key, 8) for key in keys]
     return np.array(sorted(range(len(keys)), key=lambda i: (digests[i], keys[i])), dtype=np.int64)
 
 
 def keyed_rng(seed: int, key: str) -> np.random.Generator:
     """A generator of its own for ``key`` under ``seed``: what one clip draws does not depend on the clips before
     it."""
-    words = np.frombuffer(hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=16).digest(), dtype=np.uint32)
-    return np.random.default_rng(words)
+    return np.random.default_rng(np.frombuffer(_keyed_digest(seed, key, 16), dtype=np.uint32))
 
 
-def split_groups(groups: Sequence[Sequence[str]], order: np.random.Generator | Sequence[int],
+def split_groups(groups: Sequence[Sequence[str]], order: Sequence[int],
                  fractions: tuple[float, float, float] = SPLIT_FRACTIONS) -> dict[str, list[str]]:
     """Assign groups of ids (the chunks of one clip stay together) to train/val/test by ``fractions``.
 
-    ``order`` ranks the groups (``keyed_order``), or is a generator that draws a permutation. The first groups in it
-    go to val, the next to test, the rest to train. Val and test get at least one group each when there are
-    ``MIN_SPLIT_GROUPS`` (three) or more groups. Returns the three splits plus ``train_val`` and ``all`` (lists of ids).
+    ``order`` ranks the groups (``keyed_order``, or a random permutation): the first go to val, the next to test, the
+    rest to train. Val and test get at least one group each when there are ``MIN_SPLIT_GROUPS`` (three) or more
+    groups. Returns the three splits plus ``train_val`` and ``all`` (lists of ids).
     """
     n = len(groups)
-    order = order.permutation(n) if isinstance(order, np.random.Generator) else np.asarray(order, dtype=np.int64)
+    order = np.asarray(order, dtype=np.int64)
     if sorted(order.tolist()) != list(range(n)):
         raise ValueError(f"split_groups: order must hold each of the {n} group indices once, got {order.tolist()}")
     n_val = int(round(fractions[1] * n))

@@ -493,7 +493,8 @@ def generate_synthetic_dataset(out_dir: str, num_motions: int, seed: int = 0,
         summary.actions[motion.kind] = summary.actions.get(motion.kind, 0) + 1
     # 70/10/20 rather than HumanML3D's 80/5/15: a few hundred motions must still give val and test splits with
     # several evaluation batches of 32.
-    splits = split_groups([[i] for i in ids], np.random.default_rng([seed, num_motions, 7]), fractions=(0.7, 0.1, 0.2))
+    splits = split_groups([[i] for i in ids], np.random.default_rng([seed, num_motions, 7]).permutation(len(ids)),
+                          fractions=(0.7, 0.1, 0.2))
     write_split_files(out_dir, splits)
     write_mean_std(out_dir, ids, spec)
     summary.splits = {k: len(v) for k, v in splits.items()}

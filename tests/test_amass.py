@@ -333,3 +333,13 @@ def test_a_truncated_or_damaged_archive_names_the_file(tmp_path):
     damaged.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
     with pytest.raises(ValueError, match=r"damaged\.npz: poses cannot be read, the file is damaged \(Bad CRC-32"):
         read_amass_motion(damaged)
+
+
+def test_an_upper_case_extension_is_an_amass_file_too(tmp_path):
+    src = tmp_path / "amass"
+    _save(src / "S1" / "walk_poses.npz", fps=60.0, **_motion(121, 60.0))
+    (src / "S1" / "walk_poses.npz").rename(src / "S1" / "WALK_poses.NPZ")
+    summary = import_amass_folder(str(src), str(tmp_path / "Upper"), body_models=str(_body_models(tmp_path / "m")))
+    assert summary.clips == 1 and read_split(str(tmp_path / "Upper"), "all") == ["S1/WALK_poses"]
+    with open(tmp_path / "Upper" / "clips.csv", newline="") as f:
+        assert [r["source"] for r in csv.DictReader(f)] == ["S1/WALK_poses.NPZ"]

@@ -477,3 +477,24 @@ def test_foot_contacts_mean_the_same_foot_speed_at_any_import_frame_rate(tmp_pat
         spec = get_dataset_spec(out.name, str(out))
         fast_joints = pose[None] + 1.2 * (np.arange(41) / fps)[:, None, None] * np.array([0.0, 0.0, 1.0])
         assert spec.fps == fps and not joints_to_features(fast_joints, spec)[:, -4:].any()
+
+
+def test_upper_case_extensions_are_imported_and_other_files_are_not(tmp_path):
+    """Exporters write ``.BVH`` as often as ``.bvh``: both are clips (found in sub-folders too); a folder named like
+    a clip and files of other types are not."""
+    src = tmp_path / "mocap"
+    (src / "session2").mkdir(parents=True)
+    rng = np.random.default_rng(10)
+    write_bvh(src / "walk.bvh", synthesize_motion(rng, "walk").joints, fps=20)
+    write_bvh(src / "session2" / "JUMP.BVH", synthesize_motion(rng, "jump").joints, fps=20)
+    write_bvh(src / "Run.Bvh", synthesize_motion(rng, "run").joints, fps=20)
+    (src / "notes.txt").write_text("not a clip\n")
+    (src / "folder.bvh").mkdir()
+    summary = import_bvh_folder(str(src), str(tmp_path / "Out"), "smpl22", target_fps=20)
+    assert summary.clips == 3
+    assert sorted(p.stem for p in (tmp_path / "Out" / "new_joint_vecs").glob("*.npy")) == ["JUMP", "Run", "walk"]
+    only_other = tmp_path / "other"
+    only_other.mkdir()
+    (only_other / "clip.fbx").write_text("")
+    with pytest.raises(ValueError, match=r"other: no \.bvh files found \(searched recursively, any case"):
+        import_bvh_folder(str(only_other), str(tmp_path / "Out2"), "smpl22")

@@ -25,7 +25,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from utils.bvh_import import ImportSummary, Progress, SourceClip, check_import_folders, import_clip_folder
+from utils.bvh_import import (
+    ImportSummary,
+    Progress,
+    SourceClip,
+    check_import_folders,
+    import_clip_folder,
+    source_files,
+)
 from utils.motion_process import joints_fps_resample
 from utils.smpl_body import (
     BODY_POSE_WIDTH,
@@ -223,9 +230,9 @@ def import_amass_folder(src: str, out: str, body_models: str | None = None, body
     check_import_folders(src, out, "AMASS .npz files")
     bodies = BodyModels(body_models, body_model)
     root = Path(src)
-    files = sorted(root.rglob("*.npz"), key=lambda p: str(p))
+    files = source_files(src, ".npz")
     if not files:
-        raise ValueError(f"{src}: no .npz files found")
+        raise ValueError(f"{src}: no .npz files found (searched recursively, any case of the extension)")
 
     def read_clip(path: Path) -> SourceClip | None:
         return read_amass_clip(path, bodies, target_fps, path.relative_to(root).with_suffix("").as_posix())

@@ -150,6 +150,14 @@ class SourceClip:
 ClipReader = Callable[[Path], "SourceClip | None"]  # None: a file without motion, skipped and counted
 
 
+def source_files(src: str, suffix: str) -> list[Path]:
+    """The files under ``src`` (searched recursively) whose extension is ``suffix`` in any case, sorted by path.
+
+    Exporters write ``.BVH`` as often as ``.bvh``; a case-sensitive search would leave those out without a word.
+    """
+    return sorted((p for p in Path(src).rglob("*") if p.suffix.lower() == suffix and p.is_file()), key=str)
+
+
 def check_import_folders(src: str, out: str, what: str) -> str:
     """Refuse an ``out`` named like a registered dataset, a file or a folder already holding files, and a ``src`` that
     is not a folder (``what`` names the files it should hold). Returns the dataset name, the ``out`` folder's name."""
@@ -186,9 +194,9 @@ def import_bvh_folder(src: str, out: str, skeleton: str, target_fps: float = 20.
     """
     check_import_folders(src, out, ".bvh clips")
     skel = load_skeleton_map(skeleton)
-    files = sorted(Path(src).rglob("*.bvh"), key=lambda p: str(p))
+    files = source_files(src, ".bvh")
     if not files:
-        raise ValueError(f"{src}: no .bvh files found")
+        raise ValueError(f"{src}: no .bvh files found (searched recursively, any case of the extension)")
     stems = [p.stem for p in files]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:

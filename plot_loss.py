@@ -91,12 +91,22 @@ def safe_filename(tag: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", tag).strip("._") or "scalar"
 
 
+def output_path(output: str, formats: dict[str, str]) -> str:
+    """The file ``--output`` names: ``.png`` appended unless it ends in the extension of an image format matplotlib
+    writes (one of ``formats``), so ``loss_0.9`` and ``run.v2`` become ``loss_0.9.png`` and ``run.v2.png`` rather than
+    formats '9' and 'v2'; ``loss.png`` inside a folder (one that exists, or a name ending in a separator)."""
+    if output.endswith(("/", os.sep)) or os.path.isdir(output):
+        return os.path.join(output, "loss.png")
+    extension = os.path.splitext(output)[1][1:].lower()
+    return output if extension in formats else output + ".png"
+
+
 def plot_metrics(runs: dict[str, dict[str, Series]], metrics: list[str], output: str, smooth: float, logy: bool,
                  dpi: int) -> str:
     """One panel per metric, one colour per run: raw values faint, smoothed values on top. Returns the path written
-    (``output``, with ``.png`` appended when it has no extension)."""
+    (``output_path(output)``)."""
     fig = Figure(figsize=(7.0, 3.0 * len(metrics)), layout="constrained")
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)
     axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
     for ax, metric in zip(axes, metrics):
         for i, (name, scalars) in enumerate(runs.items()):
@@ -117,8 +127,7 @@ def plot_metrics(runs: dict[str, dict[str, Series]], metrics: list[str], output:
             ax.set_yscale("log")
         if len(runs) > 1:
             ax.legend()
-    if not os.path.splitext(output)[1]:  # matplotlib would append its default format's extension on its own
-        output += ".png"
+    output = output_path(output, canvas.get_supported_filetypes())
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     # Through a temporary file with the same extension (matplotlib picks the format from it): a failed or stopped
     # write leaves the earlier plot whole rather than a truncated PNG under its name.
@@ -184,7 +193,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--log_dirs", nargs="+", help="several runs, compared on the same axes")
     parser.add_argument("--names", nargs="+", default=None, help="legend names for --log_dirs (default: folder names)")
     parser.add_argument("--metric", nargs="+", default=None, help="scalar tag(s) to plot (default: tags with 'loss')")
-    parser.add_argument("--output", default="loss.png", help="PNG to write (.png is added to a name without one)")
+    parser.add_argument("--output", default="loss.png",
+                        help="image to write: PNG unless the name ends in another format's extension (.pdf, .svg, "
+                             "...), with .png added to any other name; loss.png inside an existing folder or a name "
+                             "ending in /")
     parser.add_argument("--smooth", type=float, default=0.6, help="TensorBoard smoothing weight in [0, 1)")
     parser.add_argument("--logy", action="store_true", help="log-scale y axis")
     parser.add_argument("--all", action="store_true", help="one PNG per scalar tag (or per --metric) into --output_dir")

@@ -138,6 +138,25 @@ def test_output_without_extension_returns_the_png_written(tmp_path):
     assert_png(written[0])
 
 
+@pytest.mark.parametrize("given, written", [("loss_0.9", "loss_0.9.png"), ("run.v2", "run.v2.png"),
+                                             ("loss.PNG", "loss.PNG"), ("folder/", "folder/loss.png")])
+def test_an_output_name_with_a_dot_or_a_folder_gets_a_png(tmp_path, given, written):
+    """A dot in the name is no format (matplotlib refused '9' and 'v2'), and a folder gets loss.png inside it."""
+    write_run(tmp_path / "run", {"Train/loss": curve()})
+    assert run_cli("--log_dir", str(tmp_path / "run"), "--output", f"{tmp_path}/{given}") == [f"{tmp_path}/{written}"]
+    assert_png(tmp_path / written)
+    (tmp_path / "existing").mkdir()
+    assert run_cli("--log_dir", str(tmp_path / "run"), "--output", str(tmp_path / "existing")) == [
+        str(tmp_path / "existing" / "loss.png")]
+
+
+def test_another_image_format_is_kept(tmp_path):
+    write_run(tmp_path / "run", {"Train/loss": curve()})
+    assert run_cli("--log_dir", str(tmp_path / "run"), "--output", str(tmp_path / "loss.svg")) == [
+        str(tmp_path / "loss.svg")]
+    assert (tmp_path / "loss.svg").read_text().lstrip().startswith("<?xml")
+
+
 def test_a_write_stopped_midway_keeps_the_earlier_png(tmp_path, monkeypatch):
     """A PNG is written whole or not at all: a failure (or a kill) part way through leaves the earlier plot."""
     write_run(tmp_path / "run", {"Train/loss": curve()})

@@ -65,11 +65,18 @@ def classify(path: str, spec: DatasetSpec | None) -> MotionFile:
         return MotionFile(path, "bvh", ())
     if spec is None:
         raise ValueError(f"{path}: joints or features need --dataset_name, the dataset whose skeleton they use")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":  # np.load would read an empty file as EOFError and a text file as "pickled data"
+        raise ValueError(f"{path}: not a .npy file (no NUMPY header{': the file is empty' if not magic else ''}); "
+                         f"expected joints or features saved with np.save")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as e:
-        raise ValueError(f"{path}: not a plain numeric .npy (it holds Python objects; save the joints or features "
-                         f"array itself with np.save): {e}") from e
+    except (ValueError, EOFError) as e:
+        if "allow_pickle" in str(e) or "Python objects" in str(e):  # numpy's words for an object dtype
+            raise ValueError(f"{path}: not a plain numeric .npy (it holds Python objects; save the joints or "
+                             f"features array itself with np.save): {e}") from e
+        raise ValueError(f"{path}: cannot read as a .npy array, the file is cut short or damaged ({e})") from e
     shape = tuple(array.shape)
     if 0 in shape:  # a batch of no motions would render nothing and succeed
         raise ValueError(f"{path}: shape {shape} holds no motion; expected at least one motion of at least one frame")

@@ -273,6 +273,24 @@ def test_cli_inputs_without_frames_or_motions_fail_before_work(no_ffmpeg, tmp_pa
     assert not (tmp_path / "good.gif").exists()
 
 
+def test_cli_empty_text_cut_short_and_object_files_each_get_their_own_reason(no_ffmpeg, tmp_path):
+    """An empty file raised a bare EOFError, and a text file or a half-copied .npy were said to hold Python objects."""
+    np.save(tmp_path / "whole.npy", random_walk())
+    data = (tmp_path / "whole.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:len(data) // 2])
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "text.npy").write_text("0 0 0\n")
+    np.save(tmp_path / "objects.npy", np.array([{"joints": 1}], dtype=object), allow_pickle=True)
+    cases = {"empty": r"empty\.npy: not a \.npy file \(no NUMPY header: the file is empty\)",
+             "text": r"text\.npy: not a \.npy file \(no NUMPY header\); expected joints or features",
+             "cut": r"cut\.npy: cannot read as a \.npy array, the file is cut short or damaged",
+             "objects": r"objects\.npy: not a plain numeric \.npy \(it holds Python objects"}
+    for name, message in cases.items():
+        with pytest.raises(ValueError, match=message):
+            run_cli(str(tmp_path / "whole.npy"), str(tmp_path / f"{name}.npy"), "--dataset_name", "t2m")
+    assert not (tmp_path / "whole.gif").exists()
+
+
 def test_cli_explicit_mp4_without_ffmpeg_fails_before_work(no_ffmpeg, tmp_path):
     np.save(tmp_path / "one.npy", random_walk())
     with pytest.raises(plot_script.RenderError, match="ffmpeg"):

@@ -100,6 +100,11 @@ def check_flags(cfg, prompts: list[Prompt], editing: bool) -> None:
                              f"(they go to the spans from left to right)")
     if cfg.repeat_times < 1:
         raise ValueError(f"--repeat_times must be >= 1, got {cfg.repeat_times}")
+    # Sample k uses seed --seed + k for a torch generator, which takes seeds in [-2^63, 2^64).
+    samples = len(prompts) * cfg.repeat_times
+    if not -2**63 <= cfg.seed <= 2**64 - samples:
+        raise ValueError(f"--seed {cfg.seed}: sample k uses seed --seed + k, and seeds must lie in [-2^63, 2^64); "
+                         f"for {samples} sample(s) give a seed from {-2**63} to {2**64 - samples}")
     if cfg.mesh_video and not cfg.smpl:
         raise ValueError("--mesh_video draws the mesh of the SMPL parameters that --smpl exports: add --smpl "
                          "BODY_MODEL.npz (an SMPL, SMPL-H or SMPL-X model with its skinning weights and faces)")

@@ -142,12 +142,29 @@ def test_a_length_shorter_than_a_token_names_where_it_came_from(ckdir, tmp_path)
     assert not (tmp_path / "out").exists()  # refused before the samples' folder is made
 
 
-def test_a_clamped_length_is_reported_once(ckdir, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="utils.generation"):
-        manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "100000", "--no_render",
+@pytest.mark.parametrize("length", ["100000", "99999999999999999999"])
+def test_a_clamped_length_is_reported_once(ckdir, tmp_path, caplog, length):
+    """Any length, one past the 64-bit range too (it failed with torch's 'Overflow when unpacking long long')."""
+    with caplog.at_level(logging.WARNING):
+        manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", length, "--no_render",
                               "--repeat_times", "2", "--output_dir", str(tmp_path))
     assert [s["length_frames"] for s in manifest["samples"]] == [196, 196]
-    assert sum("clamped" in r.message for r in caplog.records) == 1
+    assert [r.getMessage() for r in caplog.records if "clamped" in r.getMessage()] == [
+        f"--motion_length: length {length} frames exceeds the 196 frames the model was trained on; clamped"]
+
+
+@pytest.mark.parametrize("seed, repeats", [(2**64 - 2, 3), (-2**63 - 1, 1)])
+def test_a_seed_out_of_range_for_any_sample_is_refused_before_work(ckdir, tmp_path, seed, repeats):
+    """Sample k is seeded with --seed + k: a seed whose last sample fell outside torch's range wrote the first
+    samples, then failed with 'Overflow when unpacking long long'."""
+    with pytest.raises(ValueError, match=rf"--seed {seed}: sample k uses seed --seed \+ k, .* for {repeats} "
+                                         rf"sample\(s\) give a seed from -9223372036854775808 to {2**64 - repeats}"):
+        run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--no_render", "--seed",
+                   str(seed), "--repeat_times", str(repeats), "--output_dir", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--no_render", "--seed",
+                          str(2**64 - 2), "--repeat_times", "2", "--output_dir", str(tmp_path / "out"))
+    assert [s["seed"] for s in manifest["samples"]] == [2**64 - 2, 2**64 - 1]
 
 
 def test_a_generator_file_outside_a_run_uses_the_estimator_under_checkpoints_dir(synthetic_root, tmp_path):

@@ -3,6 +3,7 @@ that makes it (a motion per prompt, one ``--sequence`` of all prompts, an edit, 
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NamedTuple
 
 import torch
@@ -11,6 +12,8 @@ from torch import Tensor
 from utils.editing import EditRequest, FrameSpan
 from utils.generation import GeneratedBatch, MotionGenerator
 from utils.prompts import SLUG_LENGTH, Prompt, slugify
+
+logger = logging.getLogger(__name__)
 
 
 class SampleJob(NamedTuple):
@@ -51,11 +54,16 @@ def given_lengths(generator: MotionGenerator, prompts: list[Prompt], text_path: 
     for i, prompt in enumerate(prompts):
         if prompt.frames is None:
             continue
+        where = (f"{text_path}: prompt {prompt.text!r}" if prompt.length_source == "--text_path"
+                 else prompt.length_source)
+        frames = prompt.frames
+        if frames > generator.max_frames:  # clamped here, where the prompt can be named (and any length fits a tensor)
+            logger.warning("%s: length %d frames exceeds the %d frames the model was trained on; clamped", where,
+                           frames, generator.max_frames)
+            frames = generator.max_frames
         try:
-            given[i] = generator.round_lengths([prompt.frames])
+            given[i] = generator.round_lengths([frames])
         except ValueError as e:  # a length of the prompt file, or --motion_length
-            where = (f"{text_path}: prompt {prompt.text!r}" if prompt.length_source == "--text_path"
-                     else prompt.length_source)
             raise ValueError(f"{where}: length {prompt.frames} frames; {e}") from e
     return given
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from options.config import DefaultsHelpFormatter, allow_null, decay_or_none, non_negative_int
+from options.config import DefaultsHelpFormatter, allow_null, decay_or_none, non_negative_int, seed_int
 from utils.dataset_specs import dataset_names
 from utils.paths import project_path
 
@@ -29,8 +29,8 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
                      help="YAML preset (flag: value); the command line overrides it, it overrides the defaults")
     run.add_argument("--is_continue", action=argparse.BooleanOptionalAction, default=False,
                      help="resume exactly from <run>/model/latest.tar (weights, optimizer, EMA, step, RNG, data order)")
-    run.add_argument("--seed", type=int, default=3407,
-                     help="seed of the model init, data order and sample crops (>= 0)")
+    run.add_argument("--seed", type=seed_int, default=3407,
+                     help="seed of the model init, data order and sample crops, in [0, 2^64)")
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset_name", type=str, default="t2m",

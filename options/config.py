@@ -451,6 +451,18 @@ def fraction_below_one(text: str) -> float:
     return _checked_number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+def seed_int(text: str) -> int:
+    """Flag type: a whole number in [0, 2^64), the seeds torch takes that numpy's seed sequences take too. Read
+    exactly, not through a float (3407 and 2^64 - 1 alike)."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = -1
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected a whole number in [0, 2^64), got {text!r}")
+    return value
+
+
 def decay_or_none(text: str) -> float | None:
     """Flag type: a decay in [0, 1), or ``none`` / ``off`` for no EMA at all (``--ema_decay none`` turns off
     train_MARDM.py's default EMA from the command line, as ``ema_decay: null`` does in a preset)."""
@@ -464,7 +476,7 @@ _TYPE_WORDS: dict[Any, str] = {None: "a text value", str: "a text value", int: "
                                positive_int: "a whole number >= 1", non_negative_int: "a whole number >= 0",
                                positive_float: "a finite number > 0", non_negative_float: "a finite number >= 0",
                                fraction_below_one: "a number in [0, 1)",
-                               decay_or_none: "a number in [0, 1), or none"}
+                               decay_or_none: "a number in [0, 1), or none", seed_int: "a whole number in [0, 2^64)"}
 
 
 def epochs_to_iters(epochs: int, dataset_len: int, batch_size: int, drop_last: bool = True) -> int:

@@ -12,7 +12,7 @@ import torch
 from models.evaluator import EVALUATOR_SIZES
 from models.tokenizers import TOKENIZERS
 from options.base_options import get_base_parser
-from options.config import DefaultsHelpFormatter, add_off_switch, non_negative_int, positive_int
+from options.config import DefaultsHelpFormatter, add_off_switch, non_negative_int, positive_int, seed_int
 from utils.dataset_specs import dataset_names
 from utils.eval_protocol import DEFAULT_REPLICATIONS, DEFAULT_SEED
 from utils.paths import project_path
@@ -115,7 +115,8 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
                           "theirs; default for T2M-GPT/MoMask files: the evaluator's statistics)")
     run.add_argument("--checkpoints_dir", type=str, default=project_path("checkpoints"), help="root folder of all runs")
     run.add_argument("--config", type=str, default=None, help="YAML preset (flag: value)")
-    run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed, >= 0 (replication r uses seed + r)")
+    run.add_argument("--seed", type=seed_int, default=DEFAULT_SEED,
+                     help="base seed, in [0, 2^64) (replication r uses seed + r)")
     run.add_argument("--device", type=torch_device, default="cuda" if torch.cuda.is_available() else "cpu",
                      help="torch device")
     data = parser.add_argument_group("data")

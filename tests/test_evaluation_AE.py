@@ -203,13 +203,19 @@ def test_missing_checkpoint_names_what_exists(env):
     assert "which_epoch" not in str(e.value)
 
 
-def test_a_negative_seed_fails_by_name_before_the_reconstruction_pass(env, monkeypatch):
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_a_seed_out_of_range_fails_by_name_before_the_reconstruction_pass(env, monkeypatch, seed, capsys):
     def reconstruct(*args, **kwargs):
         raise AssertionError("the reconstruction pass ran")
 
     monkeypatch.setattr(evaluation_AE, "reconstruct", reconstruct)
-    with pytest.raises(ValueError, match="--seed -1: .* must be >= 0"):
-        run_eval(env, "--name", "fsq", "--seed", "-1")
+    with pytest.raises(SystemExit):  # while the flags are read
+        run_eval(env, "--name", "fsq", "--seed", seed)
+    assert f"argument --seed: expected a whole number in [0, 2^64), got '{seed}'" in capsys.readouterr().err
+    # Replication r seeds torch with seed + r: the last one must fit too.
+    with pytest.raises(ValueError, match=r"--seed 18446744073709551615: replication r uses seed \+ r, .* for 2 "
+                                         r"replication\(s\) give a seed up to 18446744073709551614"):
+        run_eval(env, "--name", "fsq", "--seed", str(2**64 - 1))
 
 
 def test_reconstruction_stats_conventions():

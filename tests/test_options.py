@@ -432,7 +432,7 @@ def test_null_is_refused_where_the_flag_has_a_value_by_default(tmp_path):
     train_MARDM.py keeps one by default."""
     from options.generator_options import get_train_mardm_parser
 
-    for key, expected in (("batch_size", "an integer"), ("seed", "an integer"), ("lr", "a number"),
+    for key, expected in (("batch_size", "an integer"), ("seed", "a whole number in [0, 2^64)"), ("lr", "a number"),
                           ("num_workers", "a whole number >= 0"), ("checkpoints_dir", "a text value"),
                           ("milestones", "a list (an integer each)"),
                           ("mixed_precision", "one of ['bf16', 'fp16', 'no']")):

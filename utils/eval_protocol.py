@@ -215,6 +215,9 @@ def replication_seeds(seed: int, replications: int) -> list[int]:
     if int(seed) < 0:
         raise ValueError(f"--seed {seed}: the evaluation's base seed must be >= 0 (replication r draws its batches "
                          f"and index pairs from numpy seed sequences of seed + r)")
+    if int(seed) + replications > 2**64:  # replication r also seeds torch with seed + r, which must be < 2^64
+        raise ValueError(f"--seed {seed}: replication r uses seed + r, which torch takes below 2^64; for "
+                         f"{replications} replication(s) give a seed up to {2**64 - replications}")
     return [int(seed) + r for r in range(replications)]
 
 

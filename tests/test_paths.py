@@ -76,6 +76,25 @@ def test_a_moved_imported_dataset_is_read_where_its_spec_is_found(monkeypatch, t
     assert get_dataset_spec("Mocap", data_root="dataset/Mocap").root == "dataset/Mocap"
 
 
+def test_a_copied_or_renamed_imported_dataset_takes_the_name_it_is_asked_for_by(monkeypatch, tmp_path):
+    """Its runs are filed under ``checkpoints/<dataset_name>/`` and the name is recorded in their checkpoints, which
+    sample.py and evaluation_MARDM.py compare with their --dataset_name: the spec.json's name, that of the folder it
+    was imported to, would contradict the flag."""
+    import shutil
+
+    from utils.dataset_specs import humanml3d_spec
+
+    monkeypatch.delenv(HOME_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("dataset/Mocap")
+    humanml3d_spec("Mocap", "dataset/Mocap").save("dataset/Mocap/spec.json")
+    shutil.copytree("dataset/Mocap", "dataset/MocapV2")
+    assert get_dataset_spec("Mocap").name == "Mocap"
+    spec = get_dataset_spec("MocapV2")
+    assert (spec.name, spec.root) == ("MocapV2", os.path.join("dataset", "MocapV2"))
+    assert get_dataset_spec("Takes", data_root="dataset/Mocap").name == "Takes"
+
+
 def test_folder_flags_name_only_the_folders_that_are_not_defaults(monkeypatch, tmp_path):
     from utils.paths import folder_flags
 

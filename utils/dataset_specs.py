@@ -381,8 +381,9 @@ def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
 
     ``data_root`` overrides the spec's folder (``--data_root``). A registered name always uses the registered spec;
     a ``spec.json`` in ``data_root`` that disagrees with it is reported as a warning. An unregistered dataset's root
-    is the folder its ``spec.json`` was found in (not the ``root`` recorded there, which names where it was imported:
-    the folder may have moved since).
+    is the folder its ``spec.json`` was found in and its name is ``name``, the one it was asked for by (not the
+    ``root`` and ``name`` recorded there, which say where and as what it was imported: the folder may have been moved
+    or copied under another name since, and runs, samples and checks on it are then filed under the new name).
     """
     if name in DATASETS:
         spec = DATASETS[name]
@@ -401,8 +402,9 @@ def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
                 raw = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: cannot read dataset spec: {e}") from e
-        # The folder the spec.json was found in is the dataset's root, wherever it was imported to.
-        return dataclasses.replace(DatasetSpec.from_dict(raw, source=path), root=folder)
+        # The folder the spec.json was found in is the dataset's root and the name it was found by is its name,
+        # wherever and as whatever it was imported.
+        return dataclasses.replace(DatasetSpec.from_dict(raw, source=path), root=folder, name=name)
     # Without --data_root, a registered relative root resolves under $FSQ_MARDM_HOME when that is set (utils.paths).
     return dataclasses.replace(spec, root=data_root or project_path(spec.root))
 

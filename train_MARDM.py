@@ -70,7 +70,7 @@ from utils.seed import set_seed
 logger = logging.getLogger("train_MARDM")
 
 # Flags passed to the registry entry as overrides.
-MODEL_FLAGS = ("diffmlps_batch_mul", "cond_drop_prob", "flow_solver", "flow_steps")
+MODEL_FLAGS = ("diffmlps_batch_mul", "cond_drop_prob", "flow_solver", "flow_steps", "train_mask_count")
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, object]:

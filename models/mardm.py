@@ -13,7 +13,8 @@ Two choices differ from the reference code, on purpose:
 - Training mask counts use each sample's *real* length: num = round(len * cos(pi/2 * u)).clamp(min=1), drawn among
   its valid tokens. The reference uses the padded length and then drops padded positions, so a short sequence in a
   long batch often gets zero masked tokens (no loss) and its effective ratio differs from the one generation uses,
-  which counts from the real length. Here training and generation follow the same schedule.
+  which counts from the real length. Here training and generation follow the same schedule by default;
+  ``train_mask_count="padded"`` trains with the reference's count (the published recipes' presets set it).
 - Condition dropout for classifier-free guidance replaces the text embedding with zeros (as the reference does), so
   "unconditional" is cond_emb(0) = its bias; no extra null parameter is needed and zero-text checkpoints stay
   interchangeable.
@@ -32,7 +33,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.diffusion import DiffusionHead
-from models.mask_schedule import check_batch, check_lengths, edit_positions
+from models.mask_schedule import (
+    check_batch,
+    check_lengths,
+    check_training_mask_count,
+    edit_positions,
+    padded_training_mask,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +69,13 @@ def lowest_score_mask(scores: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
 
 
 def sample_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tensor | None = None,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
+                         generator: torch.Generator | None = None, count: str = "length") -> torch.Tensor:
     """Positions to mask for one training step.
 
     A ratio r = cos(pi/2 * u), u ~ U(0, 1), is drawn per sample unless given; round(len * r).clamp(min=1) of the
-    sample's valid positions are chosen by a random permutation. Padded positions are never chosen.
+    sample's valid positions are chosen by a random permutation. Padded positions are never chosen. ``count="padded"``
+    counts as MARDM's code does instead, round(max_len * r) over the padded length with the padded positions then
+    dropped (``models.mask_schedule.padded_training_mask``).
 
     Args:
         lengths: (B,) valid tokens per sample (1 <= length <= max_len).
@@ -74,10 +83,13 @@ def sample_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tenso
     Returns:
         (B, max_len) bool, True at masked positions.
     """
+    check_training_mask_count(count, "sample_training_mask")
     batch = lengths.shape[0]
     device = lengths.device
     if ratio is None:
         ratio = cosine_schedule(torch.rand(batch, device=device, generator=generator))
+    if count == "padded":
+        return padded_training_mask(lengths, max_len, ratio, generator)
     num = num_masked_tokens(lengths, ratio)
     scores = torch.rand(batch, max_len, device=device, generator=generator)
     # Padded positions sort last, so the permutation only ever picks valid ones (num <= length).
@@ -213,14 +225,17 @@ class MARDM(nn.Module):
         cond_drop_prob: probability of training a sample without its text (classifier-free guidance).
         diffmlps_batch_mul: each masked token's loss is drawn this many times (independent t and noise) per step.
         diffmlps_depth, diffmlps_width, diffusion, diffusion_steps, flow_solver, flow_steps: the ``DiffusionHead``.
+        train_mask_count: how a training step counts the tokens it masks: "length", from each sample's own length
+            (the default, see the module docstring), or "padded", from the padded length as MARDM's code does.
     """
 
     def __init__(self, ae_dim: int, target_dim: int, text_dim: int, latent_dim: int = 1024, ff_size: int = 4096,
                  num_layers: int = 1, num_heads: int = 16, dropout: float = 0.2, cond_drop_prob: float = 0.1,
                  diffmlps_batch_mul: int = 4, diffmlps_depth: int = 16, diffmlps_width: int = 1792,
                  diffusion: str = "sit", diffusion_steps: int = 50, flow_solver: str = DEFAULT_FLOW_SOLVER,
-                 flow_steps: int = 50) -> None:
+                 flow_steps: int = 50, train_mask_count: str = "length") -> None:
         super().__init__()
+        check_training_mask_count(train_mask_count, "MARDM")
         if diffmlps_batch_mul < 1:
             raise ValueError(f"MARDM: diffmlps_batch_mul must be >= 1, got {diffmlps_batch_mul}")
         if not 0.0 <= cond_drop_prob < 1.0:
@@ -229,7 +244,9 @@ class MARDM(nn.Module):
             ae_dim=ae_dim, target_dim=target_dim, text_dim=text_dim, latent_dim=latent_dim, ff_size=ff_size,
             num_layers=num_layers, num_heads=num_heads, dropout=dropout, cond_drop_prob=cond_drop_prob,
             diffmlps_batch_mul=diffmlps_batch_mul, diffmlps_depth=diffmlps_depth, diffmlps_width=diffmlps_width,
-            diffusion=diffusion, diffusion_steps=diffusion_steps, flow_solver=flow_solver, flow_steps=flow_steps)
+            diffusion=diffusion, diffusion_steps=diffusion_steps, flow_solver=flow_solver, flow_steps=flow_steps,
+            train_mask_count=train_mask_count)
+        self.train_mask_count = train_mask_count
         self.ae_dim = ae_dim
         self.target_dim = target_dim
         self.text_dim = text_dim
@@ -329,7 +346,7 @@ class MARDM(nn.Module):
         valid = lengths_to_mask(lengths, max_len)
         latents = latents.masked_fill(~valid[..., None], 0.0)
 
-        mask = sample_training_mask(lengths, max_len)
+        mask = sample_training_mask(lengths, max_len, count=self.train_mask_count)
         x_in = corrupt_masked(latents, mask, self.mask_latent)
         z = self.encode(x_in, text_emb, valid)                                   # (B, N, H)
 

@@ -3,7 +3,8 @@
 Every function here is independent of any network so it can be tested on its own:
 
 - ``cosine_schedule``: mask ratio gamma(r) = cos(pi/2 * r) (MaskGIT, Chang et al. 2022, sec. 3.2).
-- ``sample_training_mask``: ceil(gamma * length) masked positions per sample, drawn among its valid positions.
+- ``sample_training_mask``: ceil(gamma * length) masked positions per sample, drawn among its valid positions, or
+  (``count="padded"``) MoMask's own count over the padded length (``padded_training_mask``).
 - ``corrupt_tokens``: BERT-style corruption of the masked inputs.
 - ``q_schedule``: the residual layer trained at each step, biased towards the first residual layers.
 - ``lowest_score_mask``, ``top_k_filter``, ``sample_from_logits``: the pieces of confidence-based generation.
@@ -17,6 +18,9 @@ import math
 import torch
 
 SAMPLING_MODES = ("categorical", "gumbel")
+# How a training step counts the positions it masks: from each sample's own length, or as the MoMask and MARDM code
+# does, from the padded length of the batch (``padded_training_mask``).
+TRAINING_MASK_COUNTS = ("length", "padded")
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -89,14 +93,47 @@ def lowest_score_mask(scores: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
     return ranks < num[:, None]
 
 
-def sample_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tensor | None = None,
+def check_training_mask_count(count: str, who: str) -> None:
+    """ValueError naming ``who`` unless ``count`` is one of ``TRAINING_MASK_COUNTS``."""
+    if count not in TRAINING_MASK_COUNTS:
+        raise ValueError(f"{who}: train_mask_count must be one of {TRAINING_MASK_COUNTS}, got {count!r}")
+
+
+def padded_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tensor,
                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """The training mask of the MoMask and MARDM code: round(ratio * max_len).clamp(min=1) positions of a random
+    permutation of all ``max_len`` positions, those in the padding then dropped.
+
+    A sample's count among its own tokens is therefore random (about ratio * length on average) and can be 0 for a
+    short sequence in a padded batch, which then adds nothing to the loss. Where no position of the whole batch is
+    left (only possible for batches of short sequences), the first sample's lowest-score valid position is masked,
+    so that the step has a loss: the reference's would be NaN (a mean over no tokens).
+
+    Args:
+        lengths: (B,) valid tokens per sample, 1 <= length <= max_len; ratio: (B,) mask ratios in [0, 1].
+    Returns:
+        (B, max_len) bool, True at masked positions (never at padding).
+    """
+    valid = lengths_to_mask(lengths, max_len)
+    num = torch.round(max_len * ratio).clamp(min=1).long()
+    scores = torch.rand(lengths.shape[0], max_len, device=lengths.device, generator=generator)
+    mask = lowest_score_mask(scores, num) & valid
+    # Without a host sync: row 0 gains its lowest-score valid position only when the whole mask is empty.
+    first = torch.zeros_like(mask[0])
+    first[scores[0].masked_fill(~valid[0], 2.0).argmin()] = True
+    mask[0] |= first & ~mask.any()
+    return mask
+
+
+def sample_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tensor | None = None,
+                         generator: torch.Generator | None = None, count: str = "length") -> torch.Tensor:
     """Positions to mask in one training step.
 
     A ratio gamma = cos(pi/2 * r), r ~ U(0, 1), is drawn per sample unless given, and ``num_masked_for_training``
     of that sample's valid positions are picked by a random permutation. MoMask instead takes round(gamma * N_pad)
     positions of the *padded* length and then drops the padded ones, so a short sequence in a long batch is often
-    trained on zero tokens; counting from the real length keeps training consistent with generation.
+    trained on zero tokens; counting from the real length keeps training consistent with generation. ``count``
+    picks the rule: "length" (this one) or "padded" (MoMask's, ``padded_training_mask``).
 
     Args:
         lengths: (B,) valid tokens per sample, 1 <= length <= max_len.
@@ -104,10 +141,13 @@ def sample_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tenso
     Returns:
         (B, max_len) bool, True at masked positions (never at padding).
     """
+    check_training_mask_count(count, "sample_training_mask")
     batch = lengths.shape[0]
     device = lengths.device
     if ratio is None:
         ratio = cosine_schedule(torch.rand(batch, device=device, generator=generator))
+    if count == "padded":
+        return padded_training_mask(lengths, max_len, ratio, generator)
     num = num_masked_for_training(lengths, ratio)
     scores = torch.rand(batch, max_len, device=device, generator=generator)
     # Padded positions sort last, so the permutation only picks valid ones (num <= length).

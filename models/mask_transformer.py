@@ -11,8 +11,9 @@ Linear's bias) and classifier-free guidance is ``uncond + scale * (cond - uncond
   can never be predicted or sampled.
 - training (``forward``): MaskGIT's cosine schedule gamma(r) = cos(pi/2 * r), r ~ U(0, 1); ceil(gamma * length) of
   each sample's valid tokens are masked (MoMask counts round(gamma * N) over the padded length instead, see
-  ``models.mask_schedule.sample_training_mask``), corrupted BERT-style (10% random code, 79.2% mask id, 10.8%
-  unchanged) and predicted with a cross-entropy over the masked positions only.
+  ``models.mask_schedule.sample_training_mask``; ``train_mask_count="padded"`` trains that way), corrupted
+  BERT-style (10% random code, 79.2% mask id, 10.8% unchanged) and predicted with a cross-entropy over the masked
+  positions only.
 - generation (``generate``): iterative confidence-based re-masking with the cosine schedule.
 
 ``ResidualTransformer`` (layers 1..Q-1) lives in ``models.res_transformer`` and runs on the same text-conditioned
@@ -35,6 +36,7 @@ from models.mask_schedule import (
     SAMPLING_MODES,
     check_batch,
     check_lengths,
+    check_training_mask_count,
     corrupt_tokens,
     cosine_schedule,
     edit_positions,
@@ -203,19 +205,23 @@ class MaskTransformer(TextConditionedEncoder):
         latent_dim, ff_size, num_layers, num_heads, dropout: transformer sizes (dropout also on the positions).
         cond_drop_prob: probability of training a sample without its text.
         label_smoothing: of the masked-token cross-entropy (MoMask: 0).
+        train_mask_count: "length" (ceil(gamma * length) of each sample's tokens) or "padded" (MoMask's count,
+            ``models.mask_schedule.padded_training_mask``).
     """
 
     def __init__(self, codebook_size: int, text_dim: int, code_dim: int = 512, latent_dim: int = 384,
                  ff_size: int = 1024, num_layers: int = 8, num_heads: int = 6, dropout: float = 0.2,
-                 cond_drop_prob: float = 0.1, label_smoothing: float = 0.0) -> None:
+                 cond_drop_prob: float = 0.1, label_smoothing: float = 0.0, train_mask_count: str = "length") -> None:
         if codebook_size < 2:
             raise ValueError(f"MaskTransformer: codebook_size must be >= 2, got {codebook_size}")
+        check_training_mask_count(train_mask_count, "MaskTransformer")
         super().__init__(code_dim, text_dim, latent_dim, ff_size, num_layers, num_heads, dropout, cond_drop_prob,
                          label_smoothing)
         self.model_args: dict[str, Any] = dict(
             codebook_size=codebook_size, text_dim=text_dim, code_dim=code_dim, latent_dim=latent_dim,
             ff_size=ff_size, num_layers=num_layers, num_heads=num_heads, dropout=dropout,
-            cond_drop_prob=cond_drop_prob, label_smoothing=label_smoothing)
+            cond_drop_prob=cond_drop_prob, label_smoothing=label_smoothing, train_mask_count=train_mask_count)
+        self.train_mask_count = train_mask_count
         self.codebook_size = codebook_size
         self.mask_id = codebook_size
         self.pad_id = codebook_size + 1
@@ -265,7 +271,7 @@ class MaskTransformer(TextConditionedEncoder):
         self._check_codes(indices, valid, self.codebook_size, "MaskTransformer.forward")
         ids = indices.long().masked_fill(~valid, self.pad_id)
 
-        mask = sample_training_mask(lengths, max_len)
+        mask = sample_training_mask(lengths, max_len, count=self.train_mask_count)
         x_ids = corrupt_tokens(ids, mask, self.codebook_size, self.mask_id)
         logits = self.logits(x_ids, text_emb, valid)                             # (B, N, K)
         loss, acc = masked_token_loss(logits, ids, mask, self.label_smoothing)

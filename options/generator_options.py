@@ -11,6 +11,18 @@ from utils.paths import project_path
 TEXT_ENCODER_CHOICES = ("minilm", "clip")
 
 
+def add_train_mask_count_arg(group: argparse._ArgumentGroup, reference: str, length_rule: str) -> None:
+    """``--train_mask_count``: how a training step counts the tokens it masks (``reference`` names the code whose
+    own rule "padded" is; ``length_rule`` says what "length" masks)."""
+    from models.mask_schedule import TRAINING_MASK_COUNTS
+
+    group.add_argument("--train_mask_count", type=str, default=None, choices=TRAINING_MASK_COUNTS,
+                       help=f"how a training step counts the tokens it masks at a drawn ratio: length, "
+                            f"{length_rule} (the registry default: training masks as generation does); padded, "
+                            f"round(ratio * padded length) with the padded positions then dropped, as {reference}'s "
+                            f"code does (the published recipes' presets set it)")
+
+
 def add_text_encoder_args(parser: argparse.ArgumentParser) -> None:
     """``--text_encoder``, ``--clip_path`` and ``--text_cache``: which frozen encoder turns captions into vectors."""
     group = parser.add_argument_group("text encoder (frozen, never saved with the model)")
@@ -55,6 +67,7 @@ def get_train_mardm_parser() -> argparse.ArgumentParser:
     group.add_argument("--flow_steps", type=positive_int, default=None,
                        help="steps of the fixed-step euler/heun solvers (default: the registry entry's, 50); refused "
                             "for dopri5, which chooses its own, and for DDPM heads")
+    add_train_mask_count_arg(group, "MARDM", "round(ratio * length) of each sample's tokens")
     group.add_argument("--val_batches", type=non_negative_int, default=0,
                        help="validation-loss batches per evaluation (0: the whole val split)")
 

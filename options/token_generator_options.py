@@ -8,12 +8,13 @@ import argparse
 
 from options.base_options import get_base_parser
 from options.config import non_negative_float, non_negative_int, positive_int
-from options.generator_options import add_text_encoder_args
+from options.generator_options import add_text_encoder_args, add_train_mask_count_arg
 from utils.paths import project_path
 
 # Flag dest -> constructor keyword of the transformers (MoMask spells the layer and head counts n_layers / n_heads).
 ARCH_FLAGS = {"latent_dim": "latent_dim", "ff_size": "ff_size", "n_layers": "num_layers", "n_heads": "num_heads",
-              "dropout": "dropout", "cond_drop_prob": "cond_drop_prob", "label_smoothing": "label_smoothing"}
+              "dropout": "dropout", "cond_drop_prob": "cond_drop_prob", "label_smoothing": "label_smoothing",
+              "train_mask_count": "train_mask_count"}
 
 
 def _add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +77,8 @@ def get_train_t2m_transformer_parser() -> argparse.ArgumentParser:
                         help="masked-transformer registry entry")
     _add_tokenizer_args(parser)
     _add_arch_args(parser, default_cdp=0.1)
+    add_train_mask_count_arg(parser.add_argument_group("training mask"), "MoMask",
+                             "ceil(ratio * length) of each sample's tokens")
     _add_validation_args(parser, cond_scale=4.0, time_steps=True, kit_scale=True)
     add_text_encoder_args(parser)
     _momask_defaults(parser)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+import train_MARDM
 from models.mardm import MARDM_MODELS
 from models.mask_transformer import MASK_TRANSFORMERS
 from models.res_transformer import RES_TRANSFORMERS
@@ -48,10 +49,11 @@ MARDM_AE_TRAIN = dict(dataset_name="t2m_67", batch_size=256, epoch=50, max_iters
 # MARDM's train_MARDM.py for HumanML3D; validation generation with 18 steps and the dataset's guidance (cfg None).
 MARDM_TRAIN = dict(dataset_name="t2m_67", batch_size=64, epoch=500, max_iters=None, lr=2e-4, weight_decay=1e-5,
                    warm_up_iter=2000, milestones=[50_000], lr_decay=0.1, ema_decay=0.9999, text_encoder="clip",
-                   time_steps=18, cfg=None, seed=3407)
-# MARDM-*-XL: 1 transformer layer of width 1024 (16 heads, ff 4096), DiffMLPs 16 x 1792, 4 draws per token.
+                   time_steps=18, cfg=None, seed=3407, train_mask_count="padded")
+# MARDM-*-XL: 1 transformer layer of width 1024 (16 heads, ff 4096), DiffMLPs 16 x 1792, 4 draws per token; the
+# training mask counted over the padded length, as MARDM's forward_loss.
 MARDM_XL = dict(latent_dim=1024, ff_size=4096, num_layers=1, num_heads=16, dropout=0.2, cond_drop_prob=0.1,
-                diffmlps_batch_mul=4, diffmlps_depth=16, diffmlps_width=1792)
+                diffmlps_batch_mul=4, diffmlps_depth=16, diffmlps_width=1792, train_mask_count="padded")
 SIT = dict(diffusion="sit", flow_solver="dopri5")  # SiT: adaptive dopri5 (atol 1e-6, rtol 1e-3)
 # MoMask's masked and residual transformers: train_option.py defaults and the README's batch 64.
 MOMASK_TRANSFORMER_TRAIN = dict(dataset_name="t2m", text_encoder="clip", batch_size=64, epoch=500, max_iters=None,
@@ -75,9 +77,11 @@ PRESETS: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
     "momask_rvq": (get_train_vq_parser,
                    dict(dataset_name="t2m", model="RVQVAE", feat_bias=25.0, **MOMASK_RVQ_TRAIN),
                    dict(input_width=263, **MOMASK_RVQ)),
+    # The training mask counted over the padded length, as MoMask's MaskTransformer.forward.
     "momask_mask": (get_train_t2m_transformer_parser,
-                    dict(model="MoMask-Mask", time_steps=18, cond_scale=None, **MOMASK_TRANSFORMER_TRAIN),
-                    dict(cond_drop_prob=0.1, **MOMASK_TRANSFORMER)),
+                    dict(model="MoMask-Mask", time_steps=18, cond_scale=None, train_mask_count="padded",
+                         **MOMASK_TRANSFORMER_TRAIN),
+                    dict(cond_drop_prob=0.1, train_mask_count="padded", **MOMASK_TRANSFORMER)),
     "momask_res": (get_train_res_transformer_parser,
                    dict(model="MoMask-Res", cond_scale=5.0, share_weight=True, code_embedding="learned",
                         **MOMASK_TRANSFORMER_TRAIN),
@@ -136,7 +140,8 @@ def _model_args(args: Any) -> dict[str, Any]:
     with torch.device("meta"):
         if args.model in MARDM_MODELS:
             target = {"FSQ-MARDM-SiT-XL": 6}.get(args.model, 512)
-            return MARDM_MODELS[args.model](ae_dim=512, target_dim=target, text_dim=512).model_args
+            overrides = {k: getattr(args, k) for k in train_MARDM.MODEL_FLAGS if getattr(args, k) is not None}
+            return MARDM_MODELS[args.model](ae_dim=512, target_dim=target, text_dim=512, **overrides).model_args
         if args.model in MASK_TRANSFORMERS:
             return MASK_TRANSFORMERS[args.model](512, 512, 512,
                                                  **token_generator_options.model_overrides(args)).model_args

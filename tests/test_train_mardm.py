@@ -434,3 +434,31 @@ def test_an_imported_official_autoencoder_trains_a_generator_by_name(setup, enco
     mean, std = load_mean_std(setup["spec"], setup["root"])
     assert np.array_equal(state["dataset"]["mean"].numpy(), mean)
     assert np.array_equal(state["dataset"]["std"].numpy(), std)
+
+
+def test_the_padded_mask_count_is_recorded_and_a_run_saved_without_it_resumes(setup, encoder, tmp_path):
+    """--train_mask_count padded (the published presets') is a model argument; a run saved before the flag existed
+    (its checkpoint records none) resumes with the length count it trained with and keeps its record."""
+    base = [*COMMON, "--data_root", setup["root"], "--checkpoints_dir", str(tmp_path), "--model",
+            "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--ae_ckpt",
+            os.path.join(setup["ckpt"], "synthetic", "fsq", "model", "latest.tar"), "--eval_every", "100"]
+    train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*base, "--name", "p", "--max_iters", "2",
+                                                                  "--train_mask_count", "padded"]),
+                     text_encoder=encoder)
+    latest = tmp_path / "synthetic" / "p" / "model" / "latest.tar"
+    assert load_checkpoint(str(latest))["model_args"]["train_mask_count"] == "padded"
+    with pytest.raises(CheckpointError, match="'train_mask_count': 'padded' in the checkpoint but 'length' requested"):
+        train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*base, "--name", "p", "--max_iters", "4",
+                                                                      "--is_continue", "--train_mask_count", "length"]),
+                         text_encoder=encoder)
+
+    train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*base, "--name", "old", "--max_iters", "2"]),
+                     text_encoder=encoder)
+    latest = tmp_path / "synthetic" / "old" / "model" / "latest.tar"
+    state = load_checkpoint(str(latest))
+    assert state["model_args"].pop("train_mask_count") == "length"
+    save_checkpoint(str(latest), state)
+    train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*base, "--name", "old", "--max_iters", "4",
+                                                                  "--is_continue"]), text_encoder=encoder)
+    resumed = load_checkpoint(str(latest))
+    assert resumed["step"] == 4 and "train_mask_count" not in resumed["model_args"]

@@ -314,6 +314,15 @@ def require_keys(state: dict[str, Any], keys: list[str], path: str) -> None:
         raise CheckpointError(f"{path}: missing keys {missing}; top-level keys are {sorted(state)}")
 
 
+def resumed_model_args(saved: dict[str, Any], model_args: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
+    """The ``model_args`` a resumed run records (``saved``: those of its checkpoint). ``added`` maps constructor
+    arguments added after runs were saved to the value those runs trained with: a run saved before one existed keeps
+    its record without it when it resumes with that value (loaders rebuild it with that default), so the model check
+    does not refuse it for an argument it could not record; any other value stays, and is refused."""
+    return {key: value for key, value in model_args.items()
+            if key in saved or key not in added or value != added[key]}
+
+
 def check_matches(path: str, field: str, found: Any, expected: Any) -> None:
     """Raise when a checkpoint's ``field`` contradicts what the caller asked for, naming both sides (for two dicts,
     such as ``model_args``, only the entries that differ)."""

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from models.loader import Tokenizer, load_tokenizer
 from models.text_encoders import CachedTextEncoder, TextEncoder, build_text_encoder
-from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint
+from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint, resumed_model_args
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import TextMotionBatch, collate_text_motion
 from utils.paths import folder_flags
@@ -523,11 +523,20 @@ def check_resumed_settings(latest_path: str, saved: dict[str, Any] | None, confi
         check_training_settings(latest_path, saved.get("config") or {}, config, RESUMED_GENERATOR_SETTINGS)
 
 
+# Generator constructor arguments added after runs were saved, with the value those runs trained with.
+ADDED_GENERATOR_ARGS = {"train_mask_count": "length"}
+
+
 def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str, Any] | None) -> None:
     """Before ``--is_continue``: the run's tokenizer weights, text encoder and model (``saved``, its
-    ``resume_records``) must be the ones given now (``meta``)."""
+    ``resume_records``) must be the ones given now (``meta``). A run saved before an argument of
+    ``ADDED_GENERATOR_ARGS`` existed, resumed with that argument's old value, keeps its record: ``meta["model_args"]``
+    (what the engine checks and saves next) is updated in place to leave it out."""
     if saved is None:
         return  # a new run (a resumed one without latest.tar was refused by check_run_start)
+    if meta.get("model_args") is not None:
+        meta["model_args"] = resumed_model_args(saved.get("model_args") or {}, meta["model_args"],
+                                                ADDED_GENERATOR_ARGS)
     saved_text = saved.get("text_encoder") or {}
     saved_tok = saved.get("tokenizer") or {}
     if saved_tok.get("sha256") != meta["tokenizer"]["sha256"]:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from models.lfq import LFQ
 from models.quantizers import perplexity_from_counts
 from models.tokenizers import ConvAutoencoder
-from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint
+from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint, resumed_model_args
 from utils.conditions import UNKNOWN, ConditionedBatch, ConditionLabels, with_vocabularies
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import MotionWindowDataset
@@ -342,7 +342,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
             "dataset": dataset_record(spec, data.mean, data.std), "config": _plain_config(args), "parent": None,
             **extra_meta}
     if resumed is not None:
-        meta["model_args"] = resumed_model_args(resumed.get("model_args") or {}, meta["model_args"])
+        meta["model_args"] = resumed_model_args(resumed.get("model_args") or {}, meta["model_args"], ADDED_MODEL_ARGS)
         check_tokenizer_resume(resumed, run.latest_path, meta, run.config_path)
         warn_objective_changes(run.latest_path, resumed, meta["config"], commitment=model.kind in COMMITMENT_KINDS)
     save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
@@ -387,15 +387,6 @@ def resumed_vocabularies(saved: dict[str, Any], latest_path: str, found: Conditi
 
 # Constructor arguments added after tokenizer runs were saved, with the value those runs trained with.
 ADDED_MODEL_ARGS = {"kmeans_init": False, "kmeans_iters": 10, "rotation_trick": False}
-
-
-def resumed_model_args(saved: dict[str, Any], model_args: dict[str, Any]) -> dict[str, Any]:
-    """The ``model_args`` a resumed run records (``saved``: those of its checkpoint). A run saved before
-    ``ADDED_MODEL_ARGS`` existed keeps its record without those it resumes with the value it trained with (loaders
-    rebuild it with that default), so the model check does not refuse it for arguments it could not record; any other
-    value stays, and is refused."""
-    return {key: value for key, value in model_args.items()
-            if key in saved or key not in ADDED_MODEL_ARGS or value != ADDED_MODEL_ARGS[key]}
 
 
 def check_tokenizer_resume(saved: dict[str, Any], latest_path: str, meta: dict[str, Any],

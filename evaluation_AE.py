@@ -28,12 +28,13 @@ convert exactly to the tokenizer's input (t2m -> t2m_67 is a slice; the other wa
 converted back (t2m_67 -> t2m re-extracts the features from joints: lossy, flagged in the log, the table title and the
 JSON's ``conversion``), and the files are tagged ``_as<X>``. The reconstruction metrics stay on ``--dataset_name``.
 
-Writes ``<run>/eval/eval_<which>[_ema][_<split>][_seed<seed>][_as<X>][_ev<hash>].json`` (EMA weights; split and seed
-when not the defaults; ``--eval_dataset``; the first 8 hex digits of the evaluator file's SHA-256 when
-``--evaluator_dir`` names another one than the dataset's own), ``eval_<...>_replications.jsonl`` (one line per
-replication as it finishes; ``--is_continue`` reuses them) and ``eval.log``; ``--report_json PATH`` writes the result
-JSON to PATH as well. ``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding
-the file (``<run>/model/<file>``) unless ``--name`` is given too.
+Writes ``<run>/eval/eval_<which>[_ema][_each][_<split>][_seed<seed>][_as<X>][_ev<hash>].json`` (EMA weights;
+``--per_motion``, each motion reconstructed alone as T2M-GPT evaluates; split and seed when not the defaults;
+``--eval_dataset``; the first 8 hex digits of the evaluator file's SHA-256 when ``--evaluator_dir`` names another one
+than the dataset's own), ``eval_<...>_replications.jsonl`` (one line per replication as it finishes; ``--is_continue``
+reuses them) and ``eval.log``; ``--report_json PATH`` writes the result JSON to PATH as well. ``<run>`` is
+``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding the file (``<run>/model/<file>``)
+unless ``--name`` is given too.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from utils.tokenizer_eval import (
     bits_per_second,
     evaluation_conditions,
     reconstruct,
+    reconstruct_each,
     reconstruction_table,
     recorded_statistics,
     resolve_checkpoint,
@@ -98,7 +100,14 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     tokenizer = load_tokenizer(path, model_name=cfg.ae_model, map_location=device, use_ema=not cfg.no_ema)
     # The weights are part of the evaluation key (so --is_continue never mixes them) and EMA ones of the file names.
-    tag = which + ("_ema" if tokenizer.weights == "ema" else "") + protocol_tag(cfg.split, cfg.seed)
+    tag = (which + ("_ema" if tokenizer.weights == "ema" else "") + ("_each" if cfg.per_motion else "")
+           + protocol_tag(cfg.split, cfg.seed))
+
+    def rebuild(motion: torch.Tensor, lengths: torch.Tensor, cond: dict[str, torch.Tensor] | None = None):
+        """(reconstruction, codes): each motion alone with --per_motion (T2M-GPT), else the padded batch."""
+        if cfg.per_motion:
+            return reconstruct_each(tokenizer, motion, lengths, cond)
+        return reconstruct(tokenizer, motion, cond)
     # A body-part tokenizer (train_vq.py --body_part) sees only its part's feature columns.
     saved = load_checkpoint(path) if tokenizer.source_format == "ours" else {}
     body_part = saved.get("body_part")
@@ -186,7 +195,7 @@ def main(cfg) -> dict:
         if labels is not None:
             rows = data.samples.rows[b * cfg.batch_size:b * cfg.batch_size + motion.shape[0]]
             cond = {k: v.to(device) for k, v in batch_conditions(labels, [data.index.clip_id(r) for r in rows]).items()}
-        recon, codes = reconstruct(tokenizer, motion.to(device), cond)
+        recon, codes = rebuild(motion.to(device), batch.lengths, cond)
         stats.update(motion, recon, batch.lengths, None if tokenizer.kind == "ae" else codes)
         if parts:
             valid = torch.arange(motion.shape[1])[None] < batch.lengths[:, None]
@@ -216,11 +225,11 @@ def main(cfg) -> dict:
         def motion_fn(batch):
             if to_tokenizer is None:
                 motion = renormalize(batch.motion.to(device), evaluator.mean, evaluator.std, tok_mean, tok_std)
-                recon, _ = reconstruct(tokenizer, motion)
+                recon, _ = rebuild(motion, batch.m_lengths)
                 return renormalize(recon, tok_mean, tok_std, evaluator.mean, evaluator.std), batch.m_lengths
             motion, lengths = to_tokenizer.renormalize(batch.motion, batch.m_lengths, evaluator.mean, evaluator.std,
                                                        tok_mean, tok_std)
-            recon, _ = reconstruct(tokenizer, motion.to(device))
+            recon, _ = rebuild(motion.to(device), lengths)
             return from_tokenizer.renormalize(recon.cpu(), lengths, tok_mean, tok_std, evaluator.mean, evaluator.std)
 
         # The statistics are part of the evaluation key: an official file reconstructs differently under

@@ -106,9 +106,10 @@ _MEMORY_MARDM = "MARDM paper (arXiv 2411.16575) Table 2, quoted from memory: che
 T2M_GPT_VQ = Stage("tokenizer", "train_vq.py", "VQVAE_t2m_gpt", _cfg("t2m_gpt_vq"),
                    (*_cfg("tiny_vq"), "--model", "VQVAE_Tiny", "--num_quantizers", "1", "--quantizer", "ema_reset",
                     *_QUICK_TOKENIZER))
+# T2M-GPT evaluates its tokenizer one motion at a time, each cut to its length (--per_motion).
 T2M_GPT_VQ_EVAL = Stage(
-    "evaluate", "evaluation_AE.py", "VQVAE_t2m_gpt", ("--which_epoch", "latest"),
-    ("--which_epoch", "latest", *_QUICK_AE_EVAL), evaluation=True,
+    "evaluate", "evaluation_AE.py", "VQVAE_t2m_gpt", ("--which_epoch", "latest", "--per_motion"),
+    ("--which_epoch", "latest", "--per_motion", *_QUICK_AE_EVAL), evaluation=True,
     published={
         "t2m": (Published("fid", 0.070, "T2M-GPT paper via an aggregator (wizwand, 'HumanML3D FID 0.07') and a blog "
                                         "citing it", verified=False),
@@ -212,7 +213,7 @@ _MARDM_PUBLISHED = {"t2m_67": (Published("fid", 0.114, _MEMORY_MARDM, verified=F
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("t2m_gpt_vq", "T2M-GPT VQ-VAE (512 codes, EMA reset), reconstruction",
            "Zhang et al., T2M-GPT, CVPR 2023", ("t2m", "kit"), (T2M_GPT_VQ, T2M_GPT_VQ_EVAL),
-           notes="T2M-GPT evaluates its last weights (net_last.pth)."),
+           notes="T2M-GPT evaluates its last weights (net_last.pth), each motion reconstructed alone."),
     Recipe("momask_rvq", "MoMask residual VQ-VAE (6 layers x 512 codes), reconstruction",
            "Guo et al., MoMask, CVPR 2024", ("t2m", "kit"), (MOMASK_RVQ, MOMASK_RVQ_EVAL),
            notes="MoMask evaluates the RVQ's best val-FID weights (net_best_fid.tar)."),

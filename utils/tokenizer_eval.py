@@ -123,6 +123,24 @@ def reconstruct(tokenizer: Tokenizer, motion: torch.Tensor,
     return tokenizer.decode(codes, cond)[:, :frames], codes
 
 
+def reconstruct_each(tokenizer: Tokenizer, motion: torch.Tensor, lengths: torch.Tensor,
+                     cond: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``reconstruct`` one motion at a time, each cut to its length (B,) first, as T2M-GPT's evaluation does; the
+    padded batch at once (``reconstruct``, MoMask's and MARDM's way) lets the convolutions near each motion's end read
+    the padding. Returns the reconstruction (B, T, D), zero past each length, and the codes (B, N, ...), zero past
+    each motion's tokens."""
+    tokens = -(-motion.shape[1] // tokenizer.unit_length)
+    recon, codes = torch.zeros_like(motion), None
+    for i, length in enumerate(lengths.tolist()):
+        one = None if cond is None else {name: ids[i:i + 1] for name, ids in cond.items()}
+        rec, code = reconstruct(tokenizer, motion[i:i + 1, :length], one)
+        recon[i, :length] = rec[0]
+        if codes is None:
+            codes = code.new_zeros((motion.shape[0], tokens, *code.shape[2:]))
+        codes[i, :code.shape[1]] = code[0]
+    return recon, codes
+
+
 def evaluation_conditions(record: dict[str, Any], path: str, root: str) -> ConditionLabels:
     """The labels of every clip (``<root>/conditions.json``) under the vocabularies a conditional tokenizer was
     trained with (its checkpoint's ``conditions`` record), so each clip is encoded with the ids training gave it.

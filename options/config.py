@@ -447,7 +447,8 @@ def non_negative_float(text: str) -> float:
 
 
 def fraction_below_one(text: str) -> float:
-    """Flag type: a number in [0, 1) (the share of logits a top-k filter drops)."""
+    """Flag type: a number in [0, 1) (the share of logits a top-k filter drops; dropout and condition-dropout
+    probabilities, label smoothing)."""
     return _checked_number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
-from options.config import non_negative_float, non_negative_int, positive_int
+from options.config import fraction_below_one, non_negative_float, non_negative_int, positive_int
 from utils.paths import project_path
 
 TEXT_ENCODER_CHOICES = ("minilm", "clip")
@@ -56,9 +56,9 @@ def get_train_mardm_parser() -> argparse.ArgumentParser:
     group.add_argument("--ae_ckpt", type=str, default=None, help="tokenizer checkpoint file instead of --ae_name")
     group.add_argument("--ae_model", type=str, default=None, choices=sorted(TOKENIZERS),
                        help="expected tokenizer registry name; a checkpoint of another model is an error")
-    group.add_argument("--diffmlps_batch_mul", type=int, default=None,
+    group.add_argument("--diffmlps_batch_mul", type=positive_int, default=None,
                        help="draws of (t, noise) per masked token per step (default: the registry entry's, 4 for XL)")
-    group.add_argument("--cond_drop_prob", type=float, default=None,
+    group.add_argument("--cond_drop_prob", type=fraction_below_one, default=None,
                        help="probability of dropping the text in training, for classifier-free guidance "
                             "(default: the registry entry's, 0.1)")
     group.add_argument("--flow_solver", type=str, default=None, choices=["dopri5", "euler", "heun"],
@@ -93,7 +93,7 @@ def get_train_length_estimator_parser() -> argparse.ArgumentParser:
     group.add_argument("--unit_length", type=int, default=None,
                        help="frames per token; a class is a token count (default: the dataset spec's, 4 for t2m)")
     group.add_argument("--hidden_dim", type=int, default=512, help="width of the first layer (later ones halve it)")
-    group.add_argument("--dropout", type=float, default=0.2, help="dropout between the layers")
+    group.add_argument("--dropout", type=fraction_below_one, default=0.2, help="dropout between the layers")
     add_text_encoder_args(parser)
     parser.set_defaults(name="length_estimator", batch_size=64, lr=1e-4, weight_decay=0.0, warm_up_iter=0,
                         milestones=[], lr_decay=1.0, epoch=50, seed=3407)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
-from options.config import non_negative_float, non_negative_int, positive_int
+from options.config import fraction_below_one, non_negative_float, non_negative_int, positive_int
 from options.generator_options import add_text_encoder_args, add_train_mask_count_arg
 from utils.paths import project_path
 
@@ -39,11 +39,12 @@ def _add_arch_args(parser: argparse.ArgumentParser, default_cdp: float) -> None:
     group.add_argument("--ff_size", type=int, default=None, help="feed-forward width (MoMask 1024)")
     group.add_argument("--n_layers", type=int, default=None, help="transformer layers (MoMask 8)")
     group.add_argument("--n_heads", type=int, default=None, help="attention heads (MoMask 6)")
-    group.add_argument("--dropout", type=float, default=None, help="dropout (MoMask 0.2)")
-    group.add_argument("--cond_drop_prob", type=float, default=None,
+    group.add_argument("--dropout", type=fraction_below_one, default=None, help="dropout (MoMask 0.2)")
+    group.add_argument("--cond_drop_prob", type=fraction_below_one, default=None,
                        help=f"probability of dropping the text in training, for classifier-free guidance (default: "
                             f"the registry entry's, MoMask {default_cdp})")
-    group.add_argument("--label_smoothing", type=float, default=None, help="of the cross-entropy (MoMask 0)")
+    group.add_argument("--label_smoothing", type=fraction_below_one, default=None,
+                       help="of the cross-entropy (MoMask 0)")
 
 
 def _add_validation_args(parser: argparse.ArgumentParser, cond_scale: float, time_steps: bool,

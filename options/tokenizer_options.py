@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
-from options.config import non_negative_int, positive_int
+from options.config import fraction_below_one, non_negative_int, positive_int
 
 RECONS_LOSSES = ("l1_smooth", "l1", "mse")
 WINDOW_EPOCHS = ("random", "all")  # training window modes of utils.datasets.MotionWindowDataset
@@ -82,7 +82,7 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
     arch.add_argument("--norm", type=str, default=None, choices=["LN", "GN", "BN"], help="normalisation in blocks")
     arch.add_argument("--activation", type=str, default=None, choices=["relu", "silu", "gelu"],
                       help="activation in blocks")
-    arch.add_argument("--dropout", type=float, default=None, help="dropout inside the residual blocks")
+    arch.add_argument("--dropout", type=fraction_below_one, default=None, help="dropout inside the residual blocks")
 
 
 def get_train_ae_parser() -> argparse.ArgumentParser:
@@ -125,7 +125,7 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
     part_aware.add_argument("--spatial_layers", type=int, default=None, help="layers of the spatial transformer")
     part_aware.add_argument("--conditions", type=str, nargs="*", default=[],
                             help="condition names read from <data_root>/conditions.json (e.g. species gender)")
-    part_aware.add_argument("--cond_drop_prob", type=float, default=0.1,
+    part_aware.add_argument("--cond_drop_prob", type=fraction_below_one, default=0.1,
                             help="with --conditions: probability that a training window's conditions all count as "
                                  "unknown, and otherwise that each one does, so the unknown id (a missing label, or "
                                  "no conditions given) is trained; 0 turns it off")

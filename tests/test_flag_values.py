@@ -131,3 +131,26 @@ def test_ema_decay_none_turns_the_ema_off_from_the_command_line_and_a_decay_outs
         assert f"--ema_decay: expected a number in [0, 1), or none, got '{bad}'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"one\.yaml: ema_decay: cannot read 1\.5"):
         load_preset(get_base_parser(), write(tmp_path, "ema_decay: 1.5\n", name="one.yaml"))
+
+
+@pytest.mark.parametrize("module, parser, flag, value, expected", [
+    ("options.generator_options", "get_train_mardm_parser", "--cond_drop_prob", "1", "a number in [0, 1)"),
+    ("options.generator_options", "get_train_mardm_parser", "--diffmlps_batch_mul", "0", "a whole number >= 1"),
+    ("options.token_generator_options", "get_train_t2m_transformer_parser", "--cond_drop_prob", "1.5",
+     "a number in [0, 1)"),
+    ("options.token_generator_options", "get_train_res_transformer_parser", "--label_smoothing", "1",
+     "a number in [0, 1)"),
+    ("options.token_generator_options", "get_train_t2m_transformer_parser", "--dropout", "-0.1", "a number in [0, 1)"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--dropout", "1", "a number in [0, 1)"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--cond_drop_prob", "nan", "a number in [0, 1)"),
+    ("options.generator_options", "get_train_length_estimator_parser", "--dropout", "2", "a number in [0, 1)"),
+])
+def test_probabilities_and_draw_counts_are_refused_while_the_flags_are_read(module, parser, flag, value, expected,
+                                                                         capsys):
+    """They failed when the model was built, after the tokenizer, text encoder and data had loaded."""
+    import importlib
+
+    get_parser = getattr(importlib.import_module(module), parser)
+    with pytest.raises(SystemExit):
+        parse_with_config(get_parser(), ["--name", "p", flag, value])
+    assert f"argument {flag}: expected {expected}, got '{value}'" in capsys.readouterr().err

@@ -180,6 +180,29 @@ def test_a_generator_file_outside_a_run_uses_the_estimator_under_checkpoints_dir
     assert manifest["samples"][0]["length_source"] == "length estimator"
 
 
+def test_a_link_to_a_moved_runs_generator_finds_its_tokenizer_and_estimator_beside_the_target(synthetic_root,
+                                                                                                 tmp_path):
+    """The runs folder was moved after training (the recorded tokenizer path is stale) and the generator is reached
+    through a symbolic link elsewhere: the tokenizer and the length estimator are looked up beside the link's target,
+    as they are for the file itself."""
+    trained = tmp_path / "checkpoints"
+    make_runs(str(trained), synthetic_root)
+    save_length_estimator(str(trained), str(trained / "clip" / "ViT-tiny.pt"))
+    moved = tmp_path / "archive" / "checkpoints"
+    moved.parent.mkdir()
+    trained.rename(moved)
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "gen.tar"
+    link.symlink_to(moved / "synthetic" / "fsq_gen" / "model" / "latest.tar")
+    args = parse_with_config(get_sample_parser(), ["--ckpt", str(link), "--checkpoints_dir", str(tmp_path / "none"),
+                                                   "--time_steps", "2", "--no_render", "--text_prompt",
+                                                   "a person walks", "--output_dir", str(tmp_path / "out"),
+                                                   "--text_encoder_path", str(moved / "clip" / "ViT-tiny.pt")])
+    manifest = sample.main(args)
+    assert manifest["samples"][0]["length_source"] == "length estimator"
+    assert manifest["generator"]["tokenizer"]["path"].startswith(str(moved))
+
+
 def test_mp4_without_ffmpeg_is_a_one_line_error(ckdir, monkeypatch):
     monkeypatch.setattr("utils.plot_script.ffmpeg_available", lambda: False)
     with pytest.raises(ValueError, match="--format mp4: MP4 output needs the ffmpeg executable"):

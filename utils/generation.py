@@ -64,7 +64,7 @@ from utils.generator_checkpoints import (
     LoadedLengthEstimator,
     build_recorded_text_encoder,
     check_text_encoder_request,
-    checkpoints_root,
+    checkpoints_roots,
     load_length_estimator,
     require_stage,
     resolve_generator_checkpoint,
@@ -567,9 +567,9 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
         raise CheckpointError(f"{path}: the model takes {backend.text_dim}-dim text embeddings, text encoder "
                               f"{encoder.name!r} gives {encoder.dim}")
 
-    if length_estimator is None:
-        root = checkpoints_root(path)
-        length_estimator = os.path.join(root, spec.name, LENGTH_ESTIMATOR_RUN) if root is not None else None
+    if length_estimator is None:  # beside the generator's run (or the run a link to its file points into)
+        found = [os.path.join(root, spec.name, LENGTH_ESTIMATOR_RUN) for root in checkpoints_roots(path)]
+        length_estimator = next((p for p in found if os.path.isdir(p)), found[0] if found else None)
     info = {
         "checkpoint": os.path.abspath(path), "checkpoint_sha256": file_sha256(path), "stage": state["stage"],
         "family": backend_cls.family, "model_name": state["model_name"],

@@ -73,12 +73,15 @@ def resolve_generator_checkpoint(path_or_run: str, which: str = "latest") -> str
                           f"which= / --which_epoch: latest, best or a file name)")
 
 
-def checkpoints_root(path: str) -> str | None:
-    """``<checkpoints_dir>`` of a file laid out as ``<checkpoints_dir>/<dataset>/<name>/model/<file>``, else None."""
-    p = Path(os.path.abspath(path))
-    if p.parent.name != "model" or len(p.parents) < 5:
-        return None
-    return str(p.parents[3])
+def checkpoints_roots(path: str) -> list[str]:
+    """``<checkpoints_dir>`` of a file laid out as ``<checkpoints_dir>/<dataset>/<name>/model/<file>``: that of the
+    path as given and, for a symbolic link (or a path through one), that of the file it points to, so a link to a run's
+    checkpoint finds the runs beside its target; empty when neither is laid out so."""
+    roots: list[str] = []
+    for p in (Path(os.path.abspath(path)), Path(os.path.realpath(path))):
+        if p.parent.name == "model" and len(p.parents) >= 5 and str(p.parents[3]) not in roots:
+            roots.append(str(p.parents[3]))
+    return roots
 
 
 def resolve_length_estimator_checkpoint(path_or_run: str) -> str:
@@ -111,11 +114,10 @@ def resolve_tokenizer_file(record: dict[str, Any], generator_path: str, override
                            "(sha256 %s)", generator_path, override, found, recorded, sha)
         return override, found
     candidates = [recorded] if recorded else []
-    root = checkpoints_root(generator_path)
     parts = Path(recorded).parts if recorded else ()
-    if root is not None and len(parts) >= 4 and parts[-2] == "model":
+    if len(parts) >= 4 and parts[-2] == "model":
         # <checkpoints_dir>/<dataset>/<run>/model/<file>: the same run under this generator's checkpoints folder.
-        candidates.append(os.path.join(root, *parts[-4:]))
+        candidates += [os.path.join(root, *parts[-4:]) for root in checkpoints_roots(generator_path)]
     changed = []
     for candidate in dict.fromkeys(candidates):
         if os.path.isfile(candidate):

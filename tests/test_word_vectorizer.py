@@ -1,6 +1,7 @@
 """WordVectorizer on a GloVe folder written here, VIP classes, unk, errors; the restricted unpickler; LearnedVocab."""
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -215,3 +216,16 @@ def test_a_vectors_file_that_is_no_numeric_array_names_the_file(glove, content, 
     with pytest.raises(ValueError, match=expected) as err:
         WordVectorizer(str(folder))
     assert str(data_path) in str(err.value)
+
+
+def test_a_word_list_that_is_a_web_page_is_a_one_line_error_of_the_scripts(glove, tmp_path):
+    """A failed download saves an HTML page under the name: evaluation_MARDM.py and train_evaluator.py printed a
+    traceback for it (an UnpicklingError is not a ValueError); it is now one of the errors they report in one line."""
+    from utils.cli import USER_ERRORS
+
+    folder, _ = glove
+    words_path = folder / glove_file_names()[1]
+    words_path.write_bytes(b"<!DOCTYPE html><html>")
+    with pytest.raises(USER_ERRORS, match=rf"{re.escape(str(words_path))}: not a readable vocabulary pickle") as err:
+        WordVectorizer(str(folder))
+    assert isinstance(err.value, pickle.UnpicklingError)

@@ -89,6 +89,11 @@ def token_pos_onehot(word: str, pos: str, known: bool) -> np.ndarray:
     return pos_onehot(_VIP_CLASS.get(word, pos))
 
 
+class VocabularyFileError(pickle.UnpicklingError, ValueError):
+    """A vocabulary pickle that cannot be read (an HTML page of a failed download, an empty or cut-short file, a
+    refused class): an ``UnpicklingError`` that is also a ``ValueError``, so the scripts report it in one line."""
+
+
 class _PlainUnpickler(pickle.Unpickler):
     """Builds only lists, dicts, strings and ints; any other class named in the stream is refused."""
 
@@ -107,8 +112,8 @@ def load_plain_pickle(path: str) -> Any:
     with open(path, "rb") as f:
         try:
             return _PlainUnpickler(f).load()
-        except (pickle.UnpicklingError, EOFError) as e:  # EOFError: an empty file
-            raise pickle.UnpicklingError(f"{path}: {e}") from e
+        except (pickle.UnpicklingError, EOFError, ValueError) as e:  # EOFError: an empty file
+            raise VocabularyFileError(f"{path}: not a readable vocabulary pickle ({e})") from e
 
 
 class WordVectorizer:

@@ -336,7 +336,9 @@ def _is_torchscript(path: str) -> bool:
 
 
 def load_clip_text_state_dict(weights_path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Text-tower tensors (float32) from OpenAI's TorchScript archive or a state-dict checkpoint."""
+    """Text-tower tensors (float32) from OpenAI's TorchScript archive or a state-dict checkpoint: OpenAI's key names,
+    at the top level or under ``state_dict`` / ``model``, with or without the ``module.`` prefix that
+    DataParallel/DDP saving adds. ValueError naming the file when the text tower's keys are not there."""
     weights_path = os.fspath(weights_path)
     if not os.path.isfile(weights_path):
         raise FileNotFoundError(f"CLIP weights not found: {weights_path}. Place OpenAI's ViT-B-32.pt (the file "
@@ -348,13 +350,19 @@ def load_clip_text_state_dict(weights_path: str | os.PathLike) -> dict[str, torc
         from utils.checkpoint import load_checkpoint
 
         state = load_checkpoint(weights_path)
-        if isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-    text = {k: v.float() for k, v in state.items() if k.startswith(_CLIP_TEXT_PREFIXES)}
+        for wrapper in ("state_dict", "model"):
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+                break
+        if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+            state = {k[len("module."):]: v for k, v in state.items()}
+    text = {k: v.float() for k, v in state.items()
+            if isinstance(k, str) and k.startswith(_CLIP_TEXT_PREFIXES) and isinstance(v, torch.Tensor)}
     missing = [k for k in ("token_embedding.weight", "positional_embedding", "ln_final.weight", "text_projection")
                if k not in text]
     if missing:
-        raise KeyError(f"{weights_path}: not a CLIP checkpoint, missing keys {missing}")
+        raise ValueError(f"{weights_path}: not a CLIP checkpoint, missing the text tower's keys {missing} (expected "
+                         f"OpenAI's key names, e.g. the ViT-B-32.pt that clip.load('ViT-B/32') downloads)")
     return text
 
 

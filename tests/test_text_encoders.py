@@ -193,6 +193,26 @@ def test_clip_missing_or_mismatched_files_fail_clearly(clip_files, tmp_path):
     assert build_text_encoder("clip", weights_path=clip_files).dim == EMBED
 
 
+@pytest.mark.parametrize("wrap", ["module", "model", "state_dict_module"])
+def test_clip_weights_saved_through_a_wrapper_or_ddp_load_the_same(clip_files, tmp_path, wrap):
+    sd = fake_clip_state_dict()
+    prefixed = {f"module.{k}": v for k, v in sd.items()}
+    saved = {"module": prefixed, "model": {"model": sd, "step": 3}, "state_dict_module": {"state_dict": prefixed}}
+    torch.save(saved[wrap], tmp_path / "w.pt")
+    encoder = CLIPTextEncoder(tmp_path / "w.pt", vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
+    assert torch.equal(encoder.encode(["hello walk"]), CLIPTextEncoder(clip_files).encode(["hello walk"]))
+
+
+def test_weights_without_the_text_tower_are_a_value_error_naming_the_file(clip_files, tmp_path):
+    """A KeyError escaped the scripts' one-line errors as a traceback."""
+    sd = fake_clip_state_dict()
+    del sd["text_projection"]
+    torch.save(sd, tmp_path / "w.pt")
+    with pytest.raises(ValueError, match=r"w\.pt: not a CLIP checkpoint, missing the text tower's keys "
+                                         r"\['text_projection'\]"):
+        CLIPTextEncoder(tmp_path / "w.pt", vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
+
+
 # ----- caching --------------------------------------------------------------------------------------------------------
 class CountingEncoder(TextEncoder):
     name = "counting"

@@ -60,7 +60,7 @@ from options.config import parse_with_config
 from options.eval_generator_options import family_sampling_options, get_sample_parser
 from utils.checkpoint import CheckpointError
 from utils.cli import run_script
-from utils.editing import check_edit_flags, read_edit_request
+from utils.editing import check_disjoint_spans, check_edit_flags, read_edit_request
 from utils.generation import LENGTH_ESTIMATOR_RUN, MotionGenerator, load_generator
 from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
@@ -181,6 +181,8 @@ def main(cfg) -> dict:
         check_smpl_skeleton(spec, "--smpl")
     edit = read_edit_request(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds, spec, generator.unit_length,
                              cfg.edit_skeleton, cfg.edit_body_model)
+    if edit is not None and cfg.span_prompts:  # before the samples' folder is made
+        check_disjoint_spans(edit.spans, edit.features.shape[0] // generator.unit_length, generator.unit_length)
 
     # ---------------------------------------------------------------------------------------------------------------
     # prompts: lengths, file names and the manifest

@@ -99,6 +99,11 @@ def test_spans_outside_the_motion_fail():
         resolve_spans([FrameSpan(48, None)], 50, 4)
     with pytest.raises(ValueError, match="no edit span given"):
         resolve_spans([], 50, 4)
+    # An open end past the source was called "empty or negative" ([60, 50)).
+    for start in (50, 60):
+        with pytest.raises(ValueError, match=rf"edit span \[{start}, end\) starts past the end of the source, which "
+                                             rf"has 50 frames \(frames 0 to 49\)"):
+            resolve_spans([FrameSpan(start, None)], 50, 4)
 
 
 def test_span_bounds_that_are_not_whole_frames_or_pairs_fail_naming_the_span():
@@ -425,6 +430,12 @@ def test_sample_py_gives_each_span_its_prompt(ckdir, source, tmp_path):
         edit_sample(ckdir, *bad, "--edit_source", str(src), "--edit_frames", ":8", "--span_prompts")
     with pytest.raises(ValueError, match="--span_prompts pairs the prompts with the spans of an edit"):
         edit_sample(ckdir, *bad, "--span_prompts")
+    # Spans sharing a token are refused before the samples' folder is made (it was left empty).
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ValueError, match=r"edit spans \[\[0, 6\], \[7, 12\]\] share a token \(4 frames\)"):
+        edit_sample(ckdir, "--name", "fsq_gen", "--text_path", str(prompts), "--output_dir", str(fresh),
+                    "--edit_source", str(src), "--edit_frames", "0:6", "--edit_frames", "7:12", "--span_prompts")
+    assert not fresh.exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------------

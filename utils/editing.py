@@ -116,6 +116,9 @@ def resolve_spans(spans: list[FrameSpan] | list[tuple[int, int | None]], num_fra
             raise ValueError(f"edit span {span!r}: expected a (START, END) pair of frames, END None for the end of "
                              f"the source; spans are a list of such pairs, e.g. [(40, 80)]") from None
         start = _whole_frames(start, span)
+        if end is None and start >= num_frames:  # an open end closes at the source's end, before the start
+            raise ValueError(f"edit span [{start}, end) starts past the end of the source, which has {num_frames} "
+                             f"frames (frames 0 to {num_frames - 1})")
         end = num_frames if end is None else _whole_frames(end, span)
         if start < 0 or end <= start:
             raise ValueError(f"edit span [{start}, {end}) is empty or negative; spans are START:END frames with "
@@ -155,6 +158,18 @@ def token_edit_mask(spans: list[FrameSpan], num_tokens: int, unit_length: int) -
     for start, end in spans:
         mask |= (first < end) & (first + unit_length > start)
     return mask
+
+
+def check_disjoint_spans(spans: list[FrameSpan], num_tokens: int, unit_length: int) -> list[int]:
+    """The order of ``spans`` (resolved) from left to right; ValueError when two share a token, which spans with
+    captions of their own (``--span_prompts``, ``MotionGenerator.edit_spans``) may not."""
+    order = sorted(range(len(spans)), key=lambda k: spans[k].start)
+    masks = [token_edit_mask([spans[k]], num_tokens, unit_length) for k in order]
+    for a, b in zip(masks[:-1], masks[1:]):
+        if bool((a & b).any()):
+            raise ValueError(f"edit spans {[list(spans[k]) for k in order]} share a token ({unit_length} frames): "
+                             f"spans with their own captions must not overlap")
+    return order
 
 
 def mask_runs(mask: Tensor) -> list[list[int]]:

@@ -55,6 +55,7 @@ from utils.editing import (
     ROOT_VELOCITY_REPRESENTATIONS,
     FrameSpan,
     anchor_root,
+    check_disjoint_spans,
     resolve_spans,
     token_edit_mask,
     unedited_change,
@@ -374,12 +375,8 @@ class MotionGenerator:
         src = self._edit_source(source, spans, settings.snap)
         if len(span_texts) != len(src.spans):
             raise ValueError(f"{len(span_texts)} captions for {len(src.spans)} edit spans; give one caption per span")
-        order = sorted(range(len(src.spans)), key=lambda k: src.spans[k].start)
+        order = check_disjoint_spans(src.spans, src.num_tokens, self.unit_length)
         masks = [token_edit_mask([src.spans[k]], src.num_tokens, self.unit_length) for k in order]
-        for a, b in zip(masks[:-1], masks[1:]):
-            if bool((a & b).any()):
-                raise ValueError(f"edit spans {[list(src.spans[k]) for k in order]} share a token "
-                                 f"({self.unit_length} frames): spans with their own captions must not overlap")
         tokens = src.tokens
         for k, mask in zip(order, masks):
             text_emb = self.text_encoder.encode([span_texts[k]]).to(self.device)

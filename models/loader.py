@@ -196,6 +196,14 @@ def _infer_conv_args(sd: dict[str, Tensor], norm_kwarg: str | None, path: str) -
         norm = norm_kwarg if norm_kwarg in ("LN", "GN") else "LN"
     else:
         norm = None
+    out_conv = f"encoder.model.{2 + down_t}.weight"
+    if out_conv not in sd:  # a layer missing in the middle reads as fewer down blocks and no output conv
+        layers = sorted({int(k.split(".")[2]) for k in sd
+                         if k.startswith("encoder.model.") and k.split(".")[2].isdigit()})
+        raise CheckpointError(f"{path}: no {out_conv} in the state dict: the encoder's layers {layers} are not the "
+                              f"1D-conv backbone's (encoder.model.0 the input conv, 2 to {1 + down_t} the "
+                              f"{down_t} down-sampling blocks found, then the output conv); the file is incomplete or "
+                              f"of another model")
     return dict(
         input_width=int(stem.shape[1]),
         width=int(stem.shape[0]),
@@ -203,7 +211,7 @@ def _infer_conv_args(sd: dict[str, Tensor], norm_kwarg: str | None, path: str) -
         down_t=down_t,
         stride_t=int(sd["encoder.model.2.0.weight"].shape[2]) // 2 if down_t else 2,
         depth=depth,
-        latent=int(sd[f"encoder.model.{2 + down_t}.weight"].shape[0]),
+        latent=int(sd[out_conv].shape[0]),
         norm=norm,
     )
 

@@ -467,3 +467,13 @@ def test_a_key_present_with_and_without_a_wrapper_prefix_is_refused() -> None:
     with pytest.raises(CheckpointError, match=r"^ae.tar: 'encoder.model.0.bias' and "
                                               r"'module.encoder.model.0.bias' are the same weight"):
         import_official({"ae": sd}, "ae.tar")
+
+
+@pytest.mark.parametrize("dropped", ["encoder.model.4.", "encoder.model.2.0."])
+def test_an_official_file_missing_an_encoder_layer_names_the_file(dropped) -> None:
+    """The output conv, or a down-sampling block before it, missing: a bare KeyError naming a key the file need not
+    have ('encoder.model.2.weight') escaped as a traceback."""
+    weights = {k: v for k, v in _weights_from_manifest("t2m_gpt_vqvae").items() if not k.startswith(dropped)}
+    with pytest.raises(CheckpointError, match=r"^partial.pth: no encoder\.model\.\d\.weight in the state dict: the "
+                                              r"encoder's layers \[.*\] are not the 1D-conv backbone's"):
+        import_official({"net": weights}, "partial.pth")

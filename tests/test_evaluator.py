@@ -97,7 +97,8 @@ def test_released_layout_with_meta_folder(fx, tmp_path):
     model_dir = tmp_path / "t2m" / "text_mot_match" / "model"
     model_dir.mkdir(parents=True)
     shutil.copy(FIXTURE / manifest["checkpoint"]["file"], model_dir / "finest.tar")
-    with pytest.raises(FileNotFoundError, match="mean="):
+    with pytest.raises(FileNotFoundError, match=r"no mean\.npy \+ std\.npy \(or MARDM's eval_mean\.npy \+ "
+                                                r"eval_std\.npy\) is in any of \[.*text_mot_match/model/meta"):
         load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose))
     meta = tmp_path / "t2m" / "Comp_v6_KLD005" / "meta"
     meta.mkdir(parents=True)
@@ -114,6 +115,21 @@ def test_released_layout_with_meta_folder(fx, tmp_path):
     (meta / "std.npy").write_text("<html>not found</html>")  # a failed download saved under the name
     with pytest.raises(ValueError, match=r"meta.std\.npy: not a \.npy file .*expected evaluator statistics"):
         load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose))
+    # Statistics that load but cannot normalise are named by their files, not by the checkpoint.
+    np.save(meta / "std.npy", np.zeros(dim_pose, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"Comp_v6_KLD005/meta/mean\.npy / std\.npy: evaluator mean/std must be "
+                                         r"finite with std > 0"):
+        load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose))
+    # MARDM's evaluators ship eval_mean.npy / eval_std.npy, placed with the checkpoint.
+    shutil.rmtree(meta)
+    np.save(model_dir / "eval_mean.npy", mean)
+    with pytest.raises(FileNotFoundError, match="no mean.npy"):  # both files are needed
+        load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose))
+    (model_dir / "meta").mkdir()
+    np.save(model_dir / "meta" / "eval_mean.npy", mean)
+    np.save(model_dir / "meta" / "eval_std.npy", std)
+    ev = load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose))
+    np.testing.assert_array_equal(ev.std, std)
 
 
 def test_wrong_dataset_or_missing_checkpoint_fail_clearly(fx, tmp_path):

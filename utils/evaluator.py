@@ -52,6 +52,8 @@ OFFICIAL_RELPATH = os.path.join("text_mot_match", "model", "finest.tar")
 # Released folders (next to text_mot_match) whose meta/ holds the evaluator normalisation; all pair with the same
 # text_mot_match weights.
 OFFICIAL_META_FOLDERS = ("text_mot_match", "Comp_v6_KLD005", "Comp_v6_KLD01")
+# The statistics files of released evaluators: Guo et al.'s meta/ folder, and MARDM's (utils/eval_mean_std/<ds>/).
+OFFICIAL_STAT_FILES = (("mean.npy", "std.npy"), ("eval_mean.npy", "eval_std.npy"))
 
 TensorLike = torch.Tensor | np.ndarray
 
@@ -337,18 +339,19 @@ def _load_official(state: dict[str, Any], sizes: dict[str, Any], path: str, data
             f"{dataset_name!r} gives {spec.dim_pose} {contacts}= {expected_input}; wrong --dataset_name? "
             "(MARDM's 67- and 64-dim evaluators go with 't2m_67' and 'kit_64')")
     if mean is None:
-        for folder in _official_stat_dirs(path):
-            mean_path, std_path = os.path.join(folder, "mean.npy"), os.path.join(folder, "std.npy")
-            if os.path.isfile(mean_path) and os.path.isfile(std_path):
-                mean, std = (read_npy_array(p, "evaluator statistics, a numeric .npy array")
-                             for p in (mean_path, std_path))
-                logger.info("evaluator statistics from %s", folder)
-                break
-        else:
+        found = [(os.path.join(folder, m), os.path.join(folder, s)) for folder in _official_stat_dirs(path)
+                 for m, s in OFFICIAL_STAT_FILES]
+        found = next(((m, s) for m, s in found if os.path.isfile(m) and os.path.isfile(s)), None)
+        if found is None:
             raise FileNotFoundError(
-                f"{path}: released evaluators carry no normalisation; no meta/mean.npy + meta/std.npy found in "
-                f"{_official_stat_dirs(path)}. Pass mean= and std= (arrays or .npy paths) with the statistics the "
-                "evaluator was trained with.")
+                f"{path}: released evaluators carry no normalisation, and no mean.npy + std.npy (or MARDM's "
+                f"eval_mean.npy + eval_std.npy) is in any of {_official_stat_dirs(path)}; put the statistics the "
+                "evaluator was trained with in one of them (Guo et al.'s meta/ folder; for MARDM's 67-/64-dim "
+                "evaluators the eval_mean.npy and eval_std.npy of MARDM's utils/eval_mean_std/<dataset>/)")
+        mean, std = (read_npy_array(p, "evaluator statistics, a numeric .npy array") for p in found)
+        # Checked here, where the files are known: the evaluator's own check could only name the checkpoint.
+        _check_stats(mean, std, spec.dim_pose, f"{found[0]} / {os.path.basename(found[1])}")
+        logger.info("evaluator statistics from %s", " and ".join(found))
     # The released evaluators divide lengths by 4, their movement encoder's downsampling.
     model_args = dict(dim_pose=spec.dim_pose, ignore_dims=ignore,
                       unit_length=4 if unit_length is None else unit_length,

@@ -55,11 +55,17 @@ from utils.metrics import score_batch
 from utils.normalization import DatasetError, eval_normalization, load_mean_std
 from utils.run_dir import RunDir
 from utils.seed import set_seed
+from utils.tokenizer_stage import check_training_settings, warn_objective_changes
 from utils.word_vectorizer import LearnedVocab, WordVectorizer
 
 logger = logging.getLogger("train_evaluator")
 
 LEARNED_DIM_WORD = {"official": 300, "small": 128, "tiny": 16}
+# What a resumed co-embedding stage keeps, with the value of a run saved before it was recorded: finest.tar is the
+# lowest validation loss so far, which another split or contrastive margin would score differently.
+RESUMED_SETTINGS = {"val_split": "val", "margin": 10.0}
+# Changed on resume with a warning: the negatives of the contrastive loss (not the validation, whose shift is fixed).
+OBJECTIVE_SETTINGS = ("neg_shift",)
 
 
 def main(cfg) -> dict:
@@ -134,6 +140,10 @@ def main(cfg) -> dict:
     meta = {"stage": "evaluator_training", "model_name": "TextMotionEvaluator", "model_args": model_args,
             "dataset": dataset_info, "config": config}
     check_run_start(run, continue_stage2, meta)
+    if continue_stage2:
+        saved = load_checkpoint(run.latest_path)
+        check_training_settings(run.latest_path, saved.get("config") or {}, config, RESUMED_SETTINGS)
+        warn_objective_changes(run.latest_path, saved, config, settings=OBJECTIVE_SETTINGS)
     save_config(cfg, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     if is_first_process():  # the others write nothing into the run before training (RunDir.make_dirs)
         save_evaluator_meta(run.root, mean, std)  # the released layout's meta/, next to model/finest.tar

@@ -117,6 +117,10 @@ def test_training_lowers_loss_and_writes_the_official_layout(data_root, tmp_path
         run_script(data_root, ck, "--max_iters", "20", "--lr", "5e-4")
     with pytest.raises(CheckpointError, match="model_args"):
         run_script(data_root, ck, "--max_iters", "25", "--sizes", "small", "--is_continue")
+    # Another validation split or margin would score validations against a best (finest.tar) taken otherwise.
+    with pytest.raises(CheckpointError, match=r"trained with --val_split val but test now; --margin 10\.0 but 5\.0 "
+                                              r"now\. .*add --val_split val --margin 10\.0"):
+        run_script(data_root, ck, "--max_iters", "25", "--is_continue", "--val_split", "test", "--margin", "5")
     assert (run / "opt.yaml").read_text() == config
 
     # Resume continues the same run to the new step count.

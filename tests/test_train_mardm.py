@@ -462,3 +462,21 @@ def test_the_padded_mask_count_is_recorded_and_a_run_saved_without_it_resumes(se
                                                                   "--is_continue"]), text_encoder=encoder)
     resumed = load_checkpoint(str(latest))
     assert resumed["step"] == 4 and "train_mask_count" not in resumed["model_args"]
+
+
+def test_resume_warns_when_the_validation_batches_change(tmp_path, caplog):
+    """Another --val_batches makes the later validation losses incomparable with the best so far (net_best_*)."""
+    latest = str(tmp_path / "latest.tar")
+    text = {"name": "clip", "dim": 16}
+    tok = {"path": "tok.tar", "sha256": "ab" * 32, "weights": "model"}
+    save_checkpoint(latest, {"tokenizer": tok, "text_encoder": text, "target": "latent",
+                             "config": {"val_batches": 0}, "model": {"w": torch.zeros(3)}})
+    saved = resume_records(latest, is_continue=True)
+    meta = {"tokenizer": tok, "text_encoder": text, "target": "latent"}
+    with caplog.at_level("WARNING"):
+        check_resume_matches(latest, {**meta, "config": {"val_batches": 0}}, saved)
+        check_resume_matches(latest, {**meta, "config": {"val_batches": 1}}, saved)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{latest}: the run validated on the whole val split, now on 1 val batch: its later validation scores are "
+        f"compared with a best checkpoint (net_best_*.tar) scored on the others; add --val_batches 0 to validate as "
+        f"before"]

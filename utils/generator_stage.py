@@ -43,7 +43,7 @@ from utils.datasets import TextMotionBatch, collate_text_motion
 from utils.paths import folder_flags
 from utils.run_dir import RunDir
 from utils.seed import set_seed
-from utils.tokenizer_stage import check_training_settings, dataset_record
+from utils.tokenizer_stage import check_training_settings, dataset_record, warn_validation_batches
 
 logger = logging.getLogger(__name__)
 
@@ -565,6 +565,7 @@ def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str
     for key in ("stage", "model_name", "model_args"):
         check_matches(latest_path, key, saved.get(key), meta.get(key))
     _warn_validation_changes(latest_path, saved.get("config") or {}, meta.get("config") or {})
+    warn_validation_batches(latest_path, saved.get("config") or {}, meta.get("config") or {})
 
 
 # The --need_evaluation generation settings: net_best_fid.tar is the lowest validation FID, so FIDs taken at other

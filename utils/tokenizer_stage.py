@@ -345,6 +345,7 @@ def train_tokenizer(args: argparse.Namespace, model_name: str, overrides: dict[s
         meta["model_args"] = resumed_model_args(resumed.get("model_args") or {}, meta["model_args"], ADDED_MODEL_ARGS)
         check_tokenizer_resume(resumed, run.latest_path, meta, run.config_path)
         warn_objective_changes(run.latest_path, resumed, meta["config"], commitment=model.kind in COMMITMENT_KINDS)
+        warn_validation_batches(run.latest_path, resumed.get("config") or {}, meta["config"])
     save_config(args, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     result = train(model, data.train, loss_fn, cfg, run, checkpoint_meta=meta, val_fn=val_fn, collate_fn=collate_fn)
     logger.info("finished at %s", result.summary())
@@ -448,18 +449,34 @@ COMMITMENT_KINDS = ("vq", "rvq")
 
 
 def warn_objective_changes(latest_path: str, saved: dict[str, Any], config: dict[str, Any],
-                           commitment: bool = True) -> None:
-    """Warn when ``config`` (the options now) sets another ``OBJECTIVE_SETTINGS`` value than the run of
-    ``latest_path`` (its records ``saved``) was saved with, naming both values and the step they apply from;
-    ``commitment`` False: the model has no commitment loss, and ``--commit`` changes nothing."""
+                           commitment: bool = True, settings: tuple[str, ...] = OBJECTIVE_SETTINGS) -> None:
+    """Warn when ``config`` (the options now) sets another value of one of ``settings`` (the tokenizers'
+    ``OBJECTIVE_SETTINGS`` by default) than the run of ``latest_path`` (its records ``saved``) was saved with, naming
+    both values and the step they apply from; ``commitment`` False: the model has no commitment loss, and
+    ``--commit`` changes nothing."""
     was = saved.get("config") or {}
-    changed = [(key, was[key], config.get(key)) for key in OBJECTIVE_SETTINGS
+    changed = [(key, was[key], config.get(key)) for key in settings
                if (commitment or key != "commit") and was.get(key) is not None and was[key] != config.get(key)]
     if changed:
         logger.warning("%s: resumed with another training objective than the run was saved with: %s; the new values "
                        "apply from step %s (add %s to train as before)", latest_path,
                        ", ".join(f"--{key} {old} -> {new}" for key, old, new in changed), saved.get("step"),
                        " ".join(_flag(key, old) for key, old, _ in changed))
+
+
+def warn_validation_batches(latest_path: str, saved_config: dict[str, Any], config: dict[str, Any]) -> None:
+    """Warn when a resumed run validates on another ``--val_batches`` than it was saved with: its later validation
+    scores are then compared with a best checkpoint (``net_best_*.tar``) scored on other batches."""
+    was, now = saved_config.get("val_batches"), config.get("val_batches")
+    if was is None or now is None or was == now:
+        return
+
+    def batches(n: int) -> str:
+        return "the whole val split" if n == 0 else f"{n} val batch{'es' if n > 1 else ''}"
+
+    logger.warning("%s: the run validated on %s, now on %s: its later validation scores are compared with a best "
+                   "checkpoint (net_best_*.tar) scored on the others; add --val_batches %d to validate as before",
+                   latest_path, batches(was), batches(now), was)
 
 
 # Settings that decide what the tokenizer trains on (the windows, their normalisation, condition dropout), with the

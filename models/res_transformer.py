@@ -168,11 +168,14 @@ class ResidualTransformer(TextConditionedEncoder):
             (B, N, code_dim).
         """
         tables = self.input_tables()
-        num = ids.shape[-1]
-        layer_idx = torch.arange(num, device=ids.device)
-        emb = tables[layer_idx[None, None, :], ids]                                   # (B, N, q, code_dim)
-        keep = (layer_idx[None, :] < layer[:, None]).to(emb.dtype)                    # (B, q)
-        return (emb * keep[:, None, :, None]).sum(dim=2)
+        # One embedding lookup per layer rather than one advanced-index gather over all of them: on CPU the gather's
+        # backward accumulated the tables' gradients in a thread-dependent order, so two runs (and a resumed one)
+        # drifted apart in the last bits with more than one thread.
+        out = torch.zeros(*ids.shape[:2], tables.shape[-1], dtype=tables.dtype, device=ids.device)
+        for q in range(ids.shape[-1]):
+            keep = (q < layer).to(tables.dtype)[:, None, None]                       # (B, 1, 1)
+            out = out + F.embedding(ids[..., q], tables[q]) * keep
+        return out
 
     def logits(self, history: torch.Tensor, layer: torch.Tensor, text_emb: torch.Tensor,
                valid: torch.Tensor) -> torch.Tensor:
@@ -181,9 +184,12 @@ class ResidualTransformer(TextConditionedEncoder):
         prefix = torch.cat([self.condition(text_emb), layer_token[:, None]], dim=1)  # (B, 2, H)
         h = self.output_process(self.encode(history, prefix, valid))               # (B, N, code_dim)
         weight, bias = self.output_tables()
-        out = torch.einsum("bnd,bkd->bnk", h, weight[layer - 1].to(h.dtype))
+        # Each sample's table picked by a one-hot product, not weight[layer - 1]: that gather's backward summed the
+        # samples of one layer in a thread-dependent order on CPU (see ``history``).
+        pick = F.one_hot(layer - 1, weight.shape[0]).to(weight.dtype)              # (B, Q-1)
+        out = torch.einsum("bnd,bkd->bnk", h, torch.einsum("bq,qkd->bkd", pick, weight).to(h.dtype))
         if bias is not None:
-            out = out + bias[layer - 1][:, None].to(out.dtype)
+            out = out + (pick @ bias)[:, None].to(out.dtype)
         return out[..., : self.codebook_size]
 
     def guided_logits(self, history: torch.Tensor, layer: torch.Tensor, text_emb: torch.Tensor, valid: torch.Tensor,

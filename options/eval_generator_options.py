@@ -48,7 +48,9 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--res_name", type=str, default=None,
                      help="MoMask: residual-transformer run under <checkpoints_dir>/<dataset_name>/ (same "
                           "--which_epoch); without it only the base layer of an RVQ tokenizer is generated")
-    run.add_argument("--res_ckpt", type=str, default=None, help="MoMask: residual-transformer checkpoint file")
+    run.add_argument("--res_ckpt", type=str, default=None,
+                     help="MoMask: residual-transformer checkpoint file (MoMask's evaluation reads the residual run's "
+                          "model/net_best_fid.tar next to the base run's latest.tar)")
     run.add_argument("--tokenizer_path", type=str, default=None,
                      help="tokenizer checkpoint replacing the path recorded in the generator (when it was moved)")
     run.add_argument("--text_encoder", type=str, default=None, choices=TEXT_ENCODER_CHOICES,
@@ -73,7 +75,8 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
                             "KIT), MoMask 4 (2 on KIT))")
     group.add_argument("--temperature", type=non_negative_float, default=1.0,
                        help="scale of the sampling noise: the diffusion head's (MARDM, honoured unlike the reference "
-                            "code) or the base-layer softmax (MoMask)")
+                            "code) or the base-layer softmax (MoMask; its code divides the probabilities, which "
+                            "renormalising undoes, so it samples at 1 whatever it is given)")
     add_off_switch(group, "--no_snap",
                    help="ablation: keep the generated FSQ coordinates / VQ vectors off the grid / codebook (MARDM)")
     momask = parser.add_argument_group("MoMask sampling (default: MoMask's settings)")

@@ -44,7 +44,8 @@ def _add_arch_args(parser: argparse.ArgumentParser, default_cdp: float) -> None:
                        help=f"probability of dropping the text in training, for classifier-free guidance (default: "
                             f"the registry entry's, MoMask {default_cdp})")
     group.add_argument("--label_smoothing", type=fraction_below_one, default=None,
-                       help="of the cross-entropy (MoMask 0)")
+                       help="of the cross-entropy (MoMask 0): PyTorch's, eps/K to every class; MoMask's cal_loss "
+                            "would give 1 - eps to the true class and eps/(K-1) to each other one")
 
 
 def _add_validation_args(parser: argparse.ArgumentParser, cond_scale: float, time_steps: bool,

@@ -213,6 +213,32 @@ def test_cached_codes_are_encoded_again_when_a_motion_file_changes(tmp_path):
     assert not np.array_equal(again, codes)
 
 
+@pytest.mark.parametrize("damage", ["half", "empty", "npy"])
+def test_a_cut_short_or_foreign_cache_file_is_encoded_again(tmp_path, caplog, damage):
+    """A copy stopped midway or a full disk left a cache the run crashed on (BadZipFile, EOFError, naming no file)."""
+    root = tmp_path / "data"
+    write_dataset(root, {"a": 60, "b": 80}, {"train": ["a", "b"]})
+    spec = get_dataset_spec("t2m", str(root))
+    mean, std = load_mean_std(spec, str(root))
+    (tmp_path / "tok.tar").write_bytes(b"weights")
+    tok = _SignTokenizer(str(tmp_path / "tok.tar"))
+    path = tmp_path / "tokens" / "train.npz"
+    dataset = Text2MotionDataset(spec, "train", mean, std, progress=False)
+    codes, _ = build_token_cache(tok, dataset, str(path), progress=False)
+    data = path.read_bytes()
+    if damage == "npy":
+        np.save(tmp_path / "lone.npy", np.zeros(3))
+        path.write_bytes((tmp_path / "lone.npy").read_bytes())
+    else:
+        path.write_bytes(data[:len(data) // 2] if damage == "half" else b"")
+    with caplog.at_level("WARNING"):
+        again, _ = build_token_cache(tok, dataset, str(path), progress=False)
+    assert np.array_equal(again, codes)
+    assert any(f"{path}: unreadable token cache" in r.getMessage() for r in caplog.records)
+    with np.load(path) as f:  # rewritten whole
+        assert np.array_equal(f["codes"], codes)
+
+
 @pytest.mark.parametrize("role,extra", [("mask", []), ("res", ["--cache_tokens"])])
 def test_resume_is_bitwise_exact(setup, tmp_path, role, extra):
     base = ["--vq_ckpt", setup["rvq"], "--eval_every", "3", "--save_every", "3", *extra]

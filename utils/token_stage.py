@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -235,9 +236,16 @@ def build_token_cache(tokenizer: Tokenizer, dataset: Any, path: str, batch_size:
     """
     digest = _samples_digest(dataset)
     sha = file_sha256(tokenizer.source)
+    stored = None
     if os.path.isfile(path):
-        with np.load(path) as f:
-            stored = {k: f[k] for k in f.files}
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                stored = {k: f[k] for k in f.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, TypeError) as e:
+            # Cut short or damaged (a copy stopped midway, a full disk): the codes are encoded again and rewritten.
+            # TypeError: np.load gives a plain array, no archive to open, for a lone .npy under the name.
+            logger.warning("%s: unreadable token cache (%s); encoding again", path, e)
+    if stored is not None:
         same = (int(stored.get("format", -1)) == CACHE_FORMAT and str(stored.get("samples_sha256")) == digest
                 and str(stored.get("tokenizer_sha256")) == sha and int(stored.get("unit_length", -1)) ==
                 tokenizer.unit_length and str(stored.get("tokenizer_weights", "model")) == tokenizer.weights)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.paths import HOME_ENV
+from utils.paths import CACHE_ENV, HOME_ENV
 from utils.stop_signals import STOP_SIGNALS
 
 # One CPU thread for every test, whichever files are selected: a BLAS call's last bits depend on its thread count, and
@@ -21,6 +21,8 @@ torch.set_num_threads(1)
 # FSQ_MARDM_HOME moves the default dataset/, checkpoints/ and generation/ folders: tests of those defaults would fail,
 # and a test would write into the user's folders, when the shell that runs pytest has it set. Tests of it set it.
 os.environ.pop(HOME_ENV, None)
+# FSQ_MARDM_CACHE moves the motion indexes out of the dataset folders, where tests look for them.
+os.environ.pop(CACHE_ENV, None)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # A script's stop run inside the test process leaves SIGTERM and SIGHUP ignored (it is exiting: utils.stop_signals.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,15 @@ def test_read_split_and_errors(tmp_path):
     assert e.value.kind == "empty_split"
     with pytest.raises(DatasetError, match=r"test\.txt: split file missing"):
         read_split(str(tmp_path), "test")
+    # Ids that would read motions from outside the dataset (the motion index read them, and its fingerprint missed
+    # an absolute one's changes).
+    for bad in ("../../elsewhere/clip", "/tmp/clip", "sub/../../clip", "..\\clip"):
+        (tmp_path / "odd.txt").write_text(f"000001\n{bad}\n")
+        with pytest.raises(DatasetError, match=r"odd\.txt: ids \[.*\] point outside the dataset") as e:
+            read_split(str(tmp_path), "odd")
+        assert e.value.kind == "bad_split"
+    (tmp_path / "nested.txt").write_text("CMU/01/01_01_poses\nclip..v2\n")  # subfolders and dots in a name are fine
+    assert read_split(str(tmp_path), "nested") == ["CMU/01/01_01_poses", "clip..v2"]
 
 
 def test_read_texts_parses_tags_and_tokens(tmp_path):
@@ -266,6 +276,15 @@ def test_motion_index_cached_reused_and_rebuilt(tmp_path, caplog):
     np.testing.assert_array_equal(rebuilt.clip(1), changed)
     assert rebuilt.position("c") == 2
 
+    # A file of the index left empty (a crash before it reached the disk) is rebuilt, not an EOFError forever.
+    for name in ("offsets.npy", "motion.npy"):
+        open(os.path.join(rebuilt.folder, name), "wb").close()
+        with caplog.at_level(logging.WARNING):
+            again = MotionIndex.build(spec, "train", progress=False)
+        assert again.built and "unreadable motion index" in caplog.text
+        np.testing.assert_array_equal(again.clip(1), changed)
+        rebuilt = again
+
 
 def test_motion_index_nested_ids_and_shared_cache_dir(tmp_path):
     (tmp_path / "one" / "new_joint_vecs" / "sub").mkdir(parents=True)
@@ -302,3 +321,33 @@ def test_motion_index_all_missing(tmp_path):
     write_dataset(tmp_path, {}, {"train": ["x", "y"]})
     with pytest.raises(DatasetError, match=r"train\.txt: none of its 2 ids has a motion file"):
         MotionIndex.build(get_dataset_spec("t2m", str(tmp_path)), "train", progress=False)
+
+
+def test_motion_index_of_a_read_only_dataset_goes_where_the_environment_says(tmp_path, monkeypatch):
+    """No script takes a cache folder, so a shared read-only corpus could not be used at all."""
+    from utils.paths import CACHE_ENV
+
+    write_dataset(tmp_path / "data", {"a": 30}, {"train": ["a"]})
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    index = MotionIndex.build(get_dataset_spec("t2m", str(tmp_path / "data")), "train", progress=False)
+    assert index.folder.startswith(str(tmp_path / "cache" / "motion_index"))
+    assert not (tmp_path / "data" / ".cache").exists()
+
+
+def test_an_abandoned_build_folder_is_removed_and_a_live_one_kept(tmp_path, caplog):
+    """A build killed with SIGKILL leaves its temporary folder, a partial copy of the split."""
+    from utils import motion_index
+
+    write_dataset(tmp_path, {"a": 30}, {"train": ["a"]})
+    base = tmp_path / ".cache" / "motion_index"
+    old, live = base / ".tmp-train_d263_1-0000abcd", base / ".tmp-train_d263_2-0000beef"
+    for folder in (old, live):
+        folder.mkdir(parents=True)
+        (folder / "motion.npy").write_bytes(b"partial")
+    stale = time.time() - motion_index.ABANDONED_BUILD_SECONDS - 60
+    for path in (old, old / "motion.npy"):
+        os.utime(path, (stale, stale))
+    with caplog.at_level(logging.WARNING):
+        MotionIndex.build(get_dataset_spec("t2m", str(tmp_path)), "train", progress=False)
+    assert not old.exists() and live.exists()
+    assert "temporary folder of an index build abandoned" in caplog.text

@@ -64,6 +64,12 @@ def read_split(root: str, split: str) -> list[str]:
     ids = [i for i in ids if i]
     if not ids:
         raise DatasetError(f"{path}: split is empty; expected at least one motion id", kind="empty_split", path=path)
+    # An id names files under the dataset's folders: an absolute one or one climbing out with '..' would read (and
+    # cache) motions from elsewhere.
+    outside = [i for i in ids if os.path.isabs(i) or ".." in i.replace("\\", "/").split("/")]
+    if outside:
+        raise DatasetError(f"{path}: ids {outside[:3]} point outside the dataset; expected ids relative to its "
+                           f"folders (new_joint_vecs/<id>.npy), without '..'", kind="bad_split", path=path)
     return ids
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import shutil
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ from utils.motion_files import (
     value_problems,
 )
 from utils.normalization import DatasetError, data_root_problem
+from utils.paths import CACHE_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +62,9 @@ class MotionIndex:
     ``motion[offsets[i]:offsets[i] + lengths[i]]``; ``ids`` (N,) clip ids; ``skipped`` ids of the split without a
     motion file; ``built`` True when this call (re)built the cache rather than opening it.
 
-    The cache lives in ``<root>/.cache/motion_index/<split>_d<file_dim>_<fingerprint>/`` (or, with ``cache_dir``,
-    in ``<cache_dir>/motion_index/`` with a hash of the root in front of the name). The fingerprint covers the
+    The cache lives in ``<root>/.cache/motion_index/<split>_d<file_dim>_<fingerprint>/`` (or, with ``cache_dir``, or
+    else ``$FSQ_MARDM_CACHE`` for a read-only dataset folder, in ``<cache_dir>/motion_index/`` with a hash of the
+    root in front of the name). The fingerprint covers the
     split's ids, file sizes and mtimes, so a changed, added or removed file builds a new index; older ones of the
     same split and width are removed. Opening is a few ``np.load`` calls with ``mmap_mode='r'`` plus one ``stat``
     per clip, so it stays cheap at a million clips. Width-sliced datasets
@@ -140,6 +143,7 @@ class MotionIndex:
             raise problem
         root = data_root or spec.root
         ids = read_split(root, split)
+        cache_dir = cache_dir or os.environ.get(CACHE_ENV) or None
         base = os.path.join(cache_dir or os.path.join(root, CACHE_DIR), "motion_index")
         prefix = f"{split}_d{spec.file_dim}_"
         if cache_dir:  # a cache shared by several roots: tell them apart, or each build would delete the others
@@ -150,15 +154,17 @@ class MotionIndex:
                 index = cls(folder, split, spec.file_dim)
                 index.skipped.report(f"{spec.name} {split} motions")
                 return index
-            except (OSError, ValueError, KeyError) as e:
+            except (OSError, ValueError, KeyError, EOFError) as e:  # EOFError: a file left empty
                 logger.warning("%s: unreadable motion index (%s); rebuilding it", folder, e)
                 shutil.rmtree(folder, ignore_errors=True)
         try:
             os.makedirs(base, exist_ok=True)
         except OSError as e:
             raise DatasetError(f"{base}: cannot create the index cache folder ({e}); expected a writable "
-                               f"<root>/{CACHE_DIR} or a cache_dir", kind="cache", path=base) from e
-        tmp = os.path.join(base, f".tmp-{prefix}{os.getpid()}-{random.getrandbits(32):08x}")
+                               f"<root>/{CACHE_DIR}, or set {CACHE_ENV} to a writable folder for the indexes of a "
+                               f"read-only dataset", kind="cache", path=base) from e
+        _remove_abandoned_builds(base)
+        tmp = os.path.join(base, f"{_TMP}{prefix}{os.getpid()}-{random.getrandbits(32):08x}")
         try:
             _write_index(tmp, root, split, ids, spec, progress)
             try:
@@ -175,6 +181,30 @@ class MotionIndex:
         index = cls(folder, split, spec.file_dim, built=True)
         index.skipped.report(f"{spec.name} {split} motions")
         return index
+
+
+_TMP = ".tmp-"
+# A build's temporary folder untouched for this long was abandoned (a build killed with SIGKILL or by the OOM killer
+# cannot remove it): a live build writes into it all along, and the largest corpora build in minutes.
+ABANDONED_BUILD_SECONDS = 24 * 3600
+
+
+def _remove_abandoned_builds(base: str) -> None:
+    """Remove the temporary folders of builds in ``base`` whose newest file is older than ``ABANDONED_BUILD_SECONDS``
+    (a partial copy of a split each; on a large corpus, many GB)."""
+    now = time.time()
+    for entry in os.listdir(base):
+        path = os.path.join(base, entry)
+        if not entry.startswith(_TMP) or not os.path.isdir(path):
+            continue
+        try:
+            newest = max([os.path.getmtime(path)] + [os.path.getmtime(os.path.join(path, f)) for f in os.listdir(path)])
+        except OSError:
+            continue  # removed meanwhile, by its build or another cleaner
+        if now - newest > ABANDONED_BUILD_SECONDS:
+            logger.warning("%s: removing the temporary folder of an index build abandoned %.0f h ago", path,
+                           (now - newest) / 3600)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 _NPY_HEADER_BYTES = 128  # a format-1.0 .npy header for any 2-D float32 shape of realistic size

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 
 HOME_ENV = "FSQ_MARDM_HOME"
+# A writable folder for the motion indexes of datasets whose own folder is read-only (a shared corpus).
+CACHE_ENV = "FSQ_MARDM_CACHE"
 
 
 def project_path(path: str) -> str:

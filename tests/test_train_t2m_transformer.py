@@ -191,13 +191,19 @@ class _SignTokenizer(torch.nn.Module):
         return (motion[..., 0].reshape(b, t // 4, 4).sum(-1) > 0).long()
 
 
-def test_cached_codes_are_encoded_again_when_a_motion_file_changes(tmp_path):
+def _two_clips_and_a_sign_tokenizer(tmp_path):
+    """(spec, mean, std, tokenizer) of a two-clip t2m-layout dataset under ``tmp_path / "data"``."""
     root = tmp_path / "data"
     write_dataset(root, {"a": 60, "b": 80}, {"train": ["a", "b"]})
     spec = get_dataset_spec("t2m", str(root))
     mean, std = load_mean_std(spec, str(root))
     (tmp_path / "tok.tar").write_bytes(b"weights")
-    tok = _SignTokenizer(str(tmp_path / "tok.tar"))
+    return spec, mean, std, _SignTokenizer(str(tmp_path / "tok.tar"))
+
+
+def test_cached_codes_are_encoded_again_when_a_motion_file_changes(tmp_path):
+    spec, mean, std, tok = _two_clips_and_a_sign_tokenizer(tmp_path)
+    root = tmp_path / "data"
     path = str(tmp_path / "tokens" / "train.npz")
     codes, _ = build_token_cache(tok, Text2MotionDataset(spec, "train", mean, std, progress=False), path,
                                  progress=False)
@@ -216,12 +222,7 @@ def test_cached_codes_are_encoded_again_when_a_motion_file_changes(tmp_path):
 @pytest.mark.parametrize("damage", ["half", "empty", "npy"])
 def test_a_cut_short_or_foreign_cache_file_is_encoded_again(tmp_path, caplog, damage):
     """A copy stopped midway or a full disk left a cache the run crashed on (BadZipFile, EOFError, naming no file)."""
-    root = tmp_path / "data"
-    write_dataset(root, {"a": 60, "b": 80}, {"train": ["a", "b"]})
-    spec = get_dataset_spec("t2m", str(root))
-    mean, std = load_mean_std(spec, str(root))
-    (tmp_path / "tok.tar").write_bytes(b"weights")
-    tok = _SignTokenizer(str(tmp_path / "tok.tar"))
+    spec, mean, std, tok = _two_clips_and_a_sign_tokenizer(tmp_path)
     path = tmp_path / "tokens" / "train.npz"
     dataset = Text2MotionDataset(spec, "train", mean, std, progress=False)
     codes, _ = build_token_cache(tok, dataset, str(path), progress=False)

@@ -38,6 +38,32 @@ def test_user_errors_exit_with_one_line_and_others_propagate(monkeypatch, capsys
     assert run_script(lambda: 7) == 7
 
 
+def test_a_collective_broken_by_another_process_leaving_is_one_line(monkeypatch):
+    """Under torchrun, a process whose peer failed (and printed its own error) got a 50-line gloo traceback."""
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+
+    def peer_left():
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer "
+                           "[127.0.0.1]:29500\nException raised from recvBuffer")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(peer_left, prog="train_vq.py")
+    assert str(exit_info.value).startswith(
+        "train_vq.py: error: another process of this launch ended, so this one stops too (see that process's error; "
+        "here: [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:29500)\n")
+
+    def bug():
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # any other RuntimeError is a bug: its traceback stays
+        run_script(bug, prog="train_vq.py")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(RuntimeError, match="Connection closed by peer"):  # one process has no peer to lose
+        run_script(peer_left, prog="train_vq.py")
+
+
 def test_a_scripts_own_refusal_has_the_same_form(monkeypatch):
     monkeypatch.delenv(TRACEBACK_ENV, raising=False)
 

@@ -67,11 +67,27 @@ def _reporting_errors(main: Callable[[], Any], prog: str) -> Any:
         return main()
     except USER_ERRORS as e:
         exit_with_error(prog, e)
+    except RuntimeError as e:
+        if world_size() > 1 and _peer_gone(e):
+            # Another process of the launch failed and left: its own error line says why; this one's traceback would
+            # only bury it under a communication backend's.
+            exit_with_error(prog, RuntimeError(f"another process of this launch ended, so this one stops too (see "
+                                               f"that process's error; here: {str(e).splitlines()[0][:200]})"))
+        raise
     except SystemExit as e:
         # A script's own refusal, raise SystemExit("<message>"), in the same form; a status (argparse's 2) as it is.
         if isinstance(e.code, str) and not e.code.startswith(f"{prog}: error: "):
             sys.exit(f"{prog}: error: {e.code}")
         raise
+
+
+# What gloo's and NCCL's collectives say when a peer process has gone away.
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted")
+
+
+def _peer_gone(error: RuntimeError) -> bool:
+    """Whether ``error`` is a collective's failure because another process of the launch ended."""
+    return any(words in str(error) for words in PEER_GONE)
 
 
 def _exit_stopped(prog: str, stop: Stopped, resume: str | None, removed: list[str]) -> NoReturn:

@@ -27,6 +27,18 @@ LAYERS, CODES, DIM = 6, 512, 512
 TOKENS_PER_WINDOW = 16
 
 
+def same_codes(ours: ResidualVQ, baseline: RefResidualVQ, z: torch.Tensor, z_first: torch.Tensor) -> None:
+    """Give the baseline our codebooks, then check that both pick the same codes (eval mode). The Gumbel draws use
+    the random stream differently on the two sides, so their codebooks part in training mode, and eval rows timed on
+    other codebooks would not time the same work."""
+    with torch.no_grad():
+        for mine, theirs in zip(ours.layers, baseline.layers):
+            theirs.codebook.copy_(mine.codebook)
+        if not torch.equal(ours(z).indices, baseline(z_first)[3]):
+            raise SystemExit("bench_rvq.py: with the same codebooks the baseline chose other codes than ours: the "
+                             "two sides do not compute the same quantization")
+
+
 def main() -> None:
     parser = benchlib.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--batch_size", type=benchlib.positive_int, default=None,
@@ -49,6 +61,8 @@ def main() -> None:
     for mode in ("train", "eval"):
         ours.train(mode == "train")
         baseline.train(mode == "train")
+        if mode == "eval":
+            same_codes(ours, baseline, z, z_first)
 
         def run_ours() -> None:
             with torch.no_grad():

@@ -56,6 +56,16 @@ def test_the_evaluation_benchmark_reconstructs_as_evaluation_AE_does():
     assert not tokenizer.model.training
 
 
+def test_the_evaluation_benchmark_stops_when_the_two_sides_score_different_motions():
+    """An unmasked reconstruction made the baseline's FID 464.77 against our 466.78, and nothing said so."""
+    from bench_eval import check_same_fid
+
+    check_same_fid("case", "ours", 0.12680, 0.12674)      # floating-point order only
+    check_same_fid("case", "ours", 466.5573, 466.5572)
+    with pytest.raises(SystemExit, match=r"case, ours: our FID 466\.78339 and the baseline's 464\.76568 differ"):
+        check_same_fid("case", "ours", 466.78339, 464.76568)
+
+
 def test_the_index_benchmark_reports_the_peak_of_the_open_not_what_stays(tmp_path):
     from bench_index import _open_in_fresh_process, write_corpus
 
@@ -239,3 +249,26 @@ def test_both_sides_of_the_fsq_perplexity_row_agree():
     expected = torch.exp(-(counts / 8 * torch.log(counts / 8 + 1e-7)).sum())
     torch.testing.assert_close(ours(), expected)
     torch.testing.assert_close(dense(), expected)
+
+
+def test_the_rvq_benchmark_times_eval_mode_on_the_same_codebooks():
+    """Training-mode Gumbel draws leave the two sides with different codebooks; the eval rows timed those."""
+    from bench_rvq import same_codes
+    from reference_impl import RefResidualVQ
+
+    from models.residual_vq import ResidualVQ
+
+    torch.manual_seed(0)
+    z = torch.randn(4, 16, 8)
+    ours = ResidualVQ(3, 16, 8, quantize_dropout_prob=0.0, sample_codebook_temp=0.5)
+    baseline = RefResidualVQ(3, 16, 8, dropout_prob=0.0, temperature=0.5)
+    with torch.no_grad():
+        for _ in range(3):
+            ours.train()(z)
+            baseline.train()(z.transpose(1, 2).contiguous())
+    assert not torch.equal(ours.layers[0].codebook, baseline.layers[0].codebook)
+    ours.eval()
+    baseline.eval()
+    same_codes(ours, baseline, z, z.transpose(1, 2).contiguous())
+    for mine, theirs in zip(ours.layers, baseline.layers):
+        assert torch.equal(mine.codebook, theirs.codebook)

@@ -147,12 +147,13 @@ def main() -> None:
         assert len(ours) == len(listed) == clips
 
         base = Result("data loader", f"start-up, {case}", "baseline", list_start, "s", [list_start], list_ram,
-                      note="np.load of every clip into a list (peak MB = RAM held)")
+                      note="np.load of every clip into a list (one run; peak MB = RAM held)")
         rows.append(base)
         rows.append(speedup_row("data loader", f"start-up, {case}", base,
                                 Result("data loader", f"start-up, {case}", "ours", ours_start, "s", [ours_start],
                                        ours_ram), None,
-                                note=f"memory-mapped index opened from cache; first build {build_seconds:.1f} s"))
+                                note=f"memory-mapped index opened from cache (one run; peak MB = RAM held); first "
+                                     f"build {build_seconds:.1f} s"))
 
         # -- throughput -------------------------------------------------------------------------------------------
         per_window = {}
@@ -184,7 +185,8 @@ def main() -> None:
             c = f"ms per batch of {BATCH}x{WINDOW}, {workers} workers, {case}"
             res = {k: Result("data loader", c, k, median(ts) / batches_per_round * 1e3, "ms",
                              [t / batches_per_round * 1e3 for t in ts], ram[k],
-                             note=f"first batch {first[k] * 1e3:.0f} ms") for k, ts in times.items()}
+                             note=f"first batch {first[k] * 1e3:.0f} ms; peak MB = RAM the loader and its workers "
+                                  f"hold after two batches") for k, ts in times.items()}
             rows.append(res["baseline"])
             rows.append(speedup_row("data loader", c, res["baseline"], res["ours"], None))
             per_window[workers] = res["ours"].value / BATCH

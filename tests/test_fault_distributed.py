@@ -26,6 +26,7 @@ from fault_helpers import (
 )
 
 from utils.checkpoint import load_checkpoint
+from utils.file_lock import acquire_lock
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not torchrun_available(),
@@ -222,3 +223,25 @@ def test_a_two_process_start_that_fails_leaves_no_run_folder(tmp_path, synthetic
     done = run_script("train_vq.py", args, nproc=2)
     assert done.returncode != 0 and "train_vq.py: error: " in done.stderr, tail(done)
     assert not (tmp_path / "runs").exists(), sorted(str(p) for p in (tmp_path / "runs").rglob("*"))
+
+
+def test_a_two_process_start_refused_by_a_held_lock_ends_without_waiting_for_torchrun(tmp_path, synthetic_root):
+    """The first process refuses the start (another run holds the folder's lock) before it joins the process group,
+    so the second process waits in the rendezvous, in native code, where Python cannot run its stop handler: it sat
+    there until torchrun killed it 30 s after its SIGTERM. It now takes the SIGTERM for what it is and exits."""
+    root = run_root(tmp_path / "runs", "vq")
+    root.mkdir(parents=True)
+    holder = acquire_lock(str(root / ".lock"), "the run folder", "wait")
+    try:
+        done = run_script("train_vq.py", [*TOKENIZER_FLAGS, "--data_root", synthetic_root, "--model", "VQVAE_Tiny",
+                                          "--max_iters", "2", "--name", "vq", "--checkpoints_dir",
+                                          str(tmp_path / "runs")], nproc=2, timeout=120)
+    finally:
+        holder.release()
+    assert done.returncode != 0, tail(done)
+    assert f"train_vq.py: error: the run folder {root} is in use by another process (pid {os.getpid()}" \
+        in done.stderr, tail(done)
+    assert "train_vq.py: stopped by SIGTERM, which came while this process waited for another one" in done.stderr, \
+        tail(done)
+    assert "forcefully exiting via 9" not in done.stderr, tail(done)
+    assert sorted(p.name for p in root.iterdir()) == [".lock"]

@@ -349,6 +349,80 @@ def test_a_forked_child_keeps_the_default_action():
     assert child.exitcode == -signal.SIGHUP
 
 
+# A process of a two-process launch, its stop watch quick, that runs SETUP, prints "ready" and runs BODY inside the
+# scripts' stop block; it prints "cleaned" from the block's clean-up and "alive" when the block is done.
+_LAUNCHED = """
+import datetime, os, signal, sys, time
+import utils.stop_signals as stops
+stops.STUCK_AFTER_S = {grace}
+{setup}
+try:
+    with stops.stopping_on_signals():
+        try:
+            print("ready", flush=True)
+{body}
+        finally:
+            print("cleaned", flush=True)
+except stops.Stopped as stop:
+    stops.exit_stopped("train_x.py", stop, "rerun")
+print("alive", flush=True)
+"""
+
+
+def _launched(body: str, grace: float, setup: str = "") -> subprocess.Popen:
+    code = _LAUNCHED.format(grace=grace, setup=setup,
+                            body="".join(f"            {line}\n" for line in body.splitlines()))
+    env = {**child_env(), "RANK": "1", "WORLD_SIZE": "2"}
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _when_ready(proc: subprocess.Popen) -> None:
+    assert proc.stdout.readline() == "ready\n", proc.communicate(timeout=60)
+
+
+def test_a_launched_process_stuck_in_native_code_exits_soon_after_a_stop():
+    """Under torchrun, a process waiting in native code for another process (here a store read, as in the start-up's
+    rendezvous when the first process refused the start) cannot run Python's handler: it used to sit there until
+    torchrun killed it 30 s later. It now says why it stops and exits with 128 + the signal's number."""
+    setup = ("import torch.distributed as dist\n"
+             "store = dist.TCPStore('127.0.0.1', 0, 1, True, timeout=datetime.timedelta(seconds=120))\n")
+    proc = _launched("store.get('never')", grace=1.0, setup=setup)
+    _when_ready(proc)
+    time.sleep(0.5)  # into the store read
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == TERMINATED, (stdout, stderr)
+    assert "cleaned" not in stdout
+    assert stderr.strip().splitlines()[-1] == (
+        "-c: stopped by SIGTERM, which came while this process waited for another one of the launch (a collective, "
+        "or the start-up that the first process left); it exits without its clean-up"), stderr
+
+
+def test_a_launched_process_that_takes_the_stop_cleans_up_as_before():
+    """The watch leaves a stop the main thread takes alone, however long its clean-up then lasts."""
+    proc = _launched("try:\n    time.sleep(60)\nfinally:\n    time.sleep(2)\n", grace=0.5)
+    _when_ready(proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == TERMINATED and stdout == "cleaned\n", (stdout, stderr)
+    assert stderr.strip() == "train_x.py: stopped by SIGTERM; rerun", stderr
+
+
+def test_a_launched_process_ignores_the_signals_of_its_forked_children():
+    """A child forked inside the block (a DataLoader worker) inherits the wakeup pipe unless it is dropped; its own
+    SIGHUP would then read, in the parent's watch, as a stop the parent never took."""
+    body = ("import multiprocessing\n"
+            "child = multiprocessing.get_context('fork').Process(target=signal.raise_signal, args=(signal.SIGHUP,))\n"
+            "child.start()\n"
+            "child.join(timeout=60)\n"
+            "assert child.exitcode == -signal.SIGHUP, child.exitcode\n"
+            "time.sleep(1.5)\n")
+    proc = _launched(body, grace=0.3)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and stdout == "ready\ncleaned\nalive\n", (stdout, stderr)
+
+
 def _wait_until_dead(pid: int, timeout: float = 10) -> None:
     """Until the child ``pid`` has exited (without reaping it, as torch's own check needs it unreaped)."""
     deadline = time.monotonic() + timeout

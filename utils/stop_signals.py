@@ -18,6 +18,13 @@ Signals land at any line, so the module also covers the places where an exceptio
 raised by the clean-up the stop interrupted (torch.save's zip writer) ends the block as the stop; a stop swallowed by
 a finalizer is raised again by ``raise_if_stopped``; ``stops_deferred`` holds a stop for the few lines between
 creating something and holding it (a temporary file, a TensorBoard event queued but not yet counted).
+
+A process launched as one of several (``torchrun``, ``accelerate launch``) can be inside native code that waits for
+another process when the stop comes: a collective, or the start-up's rendezvous when the first process refused the
+start before joining it (its run folder locked by another run, say). Python runs a signal's handler only between two
+bytecodes, so that process would sit there until ``torchrun`` kills it 30 seconds later. There, a watch thread sees
+the signal arrive (``signal.set_wakeup_fd``) and, if the main thread has not taken it within ``STUCK_AFTER_S``
+seconds, says so in one line and exits with 128 + the signal's number without the clean-up it could not reach.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import NoReturn, TypeVar
 
+from utils.launch_env import world_size
 from utils.user_errors import TRACEBACK_ENV, exit_with_error
 
 T = TypeVar("T")
@@ -42,6 +50,15 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if 
 _ACTIVE: list[list[int]] = []
 # The signals held back by each active ``stops_deferred`` block, the innermost last (main thread only).
 _DEFERRED: list[list[int]] = []
+# How long, after a stop signal, a process launched as one of several waits for its main thread to take the signal
+# before it takes the main thread for stuck in native code and exits (``torchrun`` kills its workers 30 s after its
+# SIGTERM). A main thread that runs Python takes a signal within microseconds; only a single native call that long
+# (a collective waiting for a peer, a rendezvous) goes past it.
+STUCK_AFTER_S = 10.0
+# The write end of the active watch's wakeup pipe (``_StuckWatch``), None when no watch is on; and whether the fork
+# handler that drops it in a child is registered (once per process).
+_watch_fd: int | None = None
+_fork_handler_registered = False
 
 
 class Stopped(BaseException):
@@ -77,11 +94,14 @@ def stopping_on_signals() -> Iterator[None]:
     owner = os.getpid()
     stopping: list[int] = []
 
+    taken = threading.Event()
+
     def stop(signum: int, frame: FrameType | None) -> None:
         if os.getpid() != owner:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        taken.set()
         if stopping:
             return
         stopping.append(signum)
@@ -96,6 +116,7 @@ def stopping_on_signals() -> Iterator[None]:
         if signal.getsignal(signum) is signal.SIG_DFL:
             previous[signum] = signal.signal(signum, stop)
     _ACTIVE.append(stopping)
+    watch = _StuckWatch(frozenset(previous), taken) if previous and world_size() > 1 else None
     try:
         yield
     except Stopped:
@@ -111,9 +132,67 @@ def stopping_on_signals() -> Iterator[None]:
         # stays in the traceback as the cause.
         raise Stopped(signum) from error
     finally:
+        if watch is not None:
+            watch.close()
         _pop(_ACTIVE, stopping)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class _StuckWatch:
+    """A daemon thread that reads the signals Python's C-level handler reports on a wakeup pipe (it writes there at
+    once, even while the main thread is in native code) and, for one of ``signums``, waits ``STUCK_AFTER_S`` for
+    ``taken`` (set by the main thread's handler) before it reports the stop and exits the process.
+
+    Only the main thread may set the wakeup fd, which ``stopping_on_signals`` has checked. A process forked while the
+    watch is on drops the inherited fd (``_drop_wakeup_fd``): its signals are not the parent's.
+    """
+
+    def __init__(self, signums: frozenset[int], taken: threading.Event) -> None:
+        global _fork_handler_registered, _watch_fd
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        _watch_fd = self._write
+        if not _fork_handler_registered:
+            os.register_at_fork(after_in_child=_drop_wakeup_fd)
+            _fork_handler_registered = True
+        threading.Thread(target=self._run, args=(signums, taken), name="stop-signal-watch", daemon=True).start()
+
+    def _run(self, signums: frozenset[int], taken: threading.Event) -> None:
+        try:
+            while data := os.read(self._read, 64):
+                arrived = [signum for signum in data if signum in signums]
+                if arrived and not taken.wait(STUCK_AFTER_S):
+                    _exit_stuck(arrived[0])
+        except OSError:
+            pass
+        finally:
+            os.close(self._read)
+
+    def close(self) -> None:
+        """Put the previous wakeup fd back, then close the pipe's write end: the thread reads its end and ends."""
+        global _watch_fd
+        signal.set_wakeup_fd(self._previous)
+        _watch_fd = None
+        os.close(self._write)
+
+
+def _drop_wakeup_fd() -> None:
+    """In a child forked while a watch is on: no wakeup fd, so the parent's watch never reads the child's signals."""
+    if _watch_fd is not None:
+        with contextlib.suppress(ValueError):  # forked from a thread other than the main one: not ours to change
+            signal.set_wakeup_fd(-1)
+
+
+def _exit_stuck(signum: int) -> NoReturn:
+    """The main thread did not take the stop in time: one line on stderr, then exit at once with 128 + ``signum``."""
+    prog = os.path.basename(sys.argv[0]) or "python"
+    with contextlib.suppress(OSError):
+        os.write(2, (f"{prog}: stopped by {signal.Signals(signum).name}, which came while this process waited for "
+                     f"another one of the launch (a collective, or the start-up that the first process left); it "
+                     f"exits without its clean-up\n").encode())
+    os._exit(128 + signum)
 
 
 @contextlib.contextmanager

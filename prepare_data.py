@@ -278,6 +278,7 @@ def main(cfg: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     # A stop removes the staging folder of an import and the temporary files of a write, so the same command starts
-    # over (and replaces an earlier synthetic dataset).
-    sys.exit(run_with_error_boundary(lambda: main(parse_args()), "prepare_data.py", (*USER_ERRORS, KeyError),
-                                     "rerun the same command"))
+    # over (and replaces an earlier synthetic dataset). OSError: a full disk or a file-size limit, whose error names
+    # the file (utils.atomic_io).
+    sys.exit(run_with_error_boundary(lambda: main(parse_args()), "prepare_data.py",
+                                     (*USER_ERRORS, KeyError, OSError), "rerun the same command"))

@@ -2,6 +2,7 @@
 the permissions of the file it replaces, a failed write leaves the previous file and no temporary, and concurrent
 writers of one file do not trip over each other's temporaries."""
 
+import errno
 import json
 import os
 import signal
@@ -106,6 +107,29 @@ def test_failure_inside_the_block_keeps_previous_file_and_leaves_no_temporary(tm
             raise RuntimeError("interrupted")
     assert path.read_text() == "old: 1\n"
     assert os.listdir(tmp_path) == ["opt.yaml"]
+
+
+@pytest.mark.parametrize("writer", ["atomic_write", "atomic_path"])
+def test_a_full_disk_is_reported_with_the_file_it_was_writing(tmp_path, monkeypatch, writer):
+    """A write's OSError (a full disk, a file-size limit) names no file: a script's one-line report said only
+    "[Errno 28] No space left on device". It now names the file being written; the previous one stays."""
+    path = tmp_path / "clip.bvh"
+    path.write_text("previous")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic_io.os, "fsync", full)
+    with pytest.raises(OSError, match=r"No space left on device") as info:
+        if writer == "atomic_write":
+            with atomic_write(path) as f:
+                f.write("new")
+        else:
+            with atomic_io.atomic_path(path) as tmp:
+                with open(tmp, "w") as f:
+                    f.write("new")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert path.read_text() == "previous" and os.listdir(tmp_path) == ["clip.bvh"]
 
 
 def test_failure_without_a_previous_file_creates_nothing(tmp_path):

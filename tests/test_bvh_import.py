@@ -210,6 +210,26 @@ def test_prepare_data_bvh_and_export(tmp_path, capsys):
     assert (tmp_path / "generated.bvh").read_text() == before
 
 
+def test_an_export_past_a_file_size_limit_is_one_line_naming_the_file(tmp_path):
+    """prepare_data.py export_bvh on a full disk (here a file-size limit): one line that names the BVH file, no
+    traceback, and no partial file; it used to be a traceback ending in "[Errno 27] File too large"."""
+    import resource
+    import subprocess
+    import sys
+
+    import prepare_data
+
+    joints_file = tmp_path / "jump.npy"
+    np.save(joints_file, synthesize_motion(np.random.default_rng(8), "jump").joints)
+    done = subprocess.run([sys.executable, "prepare_data.py", "export_bvh", str(joints_file)],
+                          cwd=os.path.dirname(os.path.abspath(prepare_data.__file__)), capture_output=True, text=True,
+                          timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.splitlines()[0] == (f"prepare_data.py: error: [Errno 27] File too large: "
+                                           f"'{tmp_path / 'jump.bvh'}'"), done.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jump.npy"]
+
+
 def test_prepare_data_bvh_names_the_flags_that_find_the_import_under_a_home_folder(tmp_path, monkeypatch, capsys):
     """With FSQ_MARDM_HOME set, --dataset_name alone looks under $FSQ_MARDM_HOME/dataset: an import written to the
     working directory's dataset/ needs --data_root, one written to the home folder's does not."""

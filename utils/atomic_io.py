@@ -90,10 +90,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
             f.flush()
             os.fsync(f.fileno())
         _move_into_place(tmp, target)
-    except BaseException:
+    except BaseException as e:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
+        _raise_naming(e, target)
         raise
 
 
@@ -113,8 +114,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         _move_into_place(tmp, target)
-    except BaseException:
+    except BaseException as e:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
+        _raise_naming(e, target)
         raise
+
+
+def _raise_naming(error: BaseException, target: str) -> None:
+    """Raise ``error`` again naming ``target`` when it is an ``OSError`` of a write that names no file (a full disk,
+    a file-size limit: ``[Errno 28] No space left on device``), so that the one-line report says which file."""
+    if isinstance(error, OSError) and error.errno is not None and error.filename is None:
+        raise OSError(error.errno, error.strerror, target) from error

@@ -24,6 +24,7 @@ import os
 import shutil
 import textwrap
 from collections.abc import Callable, Sequence
+from typing import IO
 
 import matplotlib
 import numpy as np
@@ -33,7 +34,7 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from tqdm import tqdm
 
-from utils.atomic_io import atomic_path
+from utils.atomic_io import atomic_path, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -317,8 +318,7 @@ def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence
     checked = check_joints(joints, kinematic_chain, name=save_path)  # bad joints leave no file behind
     if save_joints:
         joints_file = joints_path or f"{stem}.npy"
-        os.makedirs(os.path.dirname(os.path.abspath(joints_file)), exist_ok=True)
-        np.save(joints_file, np.asarray(joints))
+        save_beside_video(joints_file, lambda f: np.save(f, np.asarray(joints)), "joints")
         saved_note = f"; the joints are saved in {joints_file}"
     else:
         saved_note = ""
@@ -330,6 +330,18 @@ def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence
     fig.subplots_adjust(left=0, right=1, bottom=0, top=top)
     update = _with_captions(fig, panel.update, captions, len(joints), figsize)
     return _encode(fig, update, len(joints), stem, fmt, fps, dpi, saved_note)
+
+
+def save_beside_video(path: str, write: Callable[[IO[bytes]], None], what: str) -> None:
+    """Save the ``what`` ("joints") a video is drawn from to ``path``, before the video, through a temporary file
+    (``write`` gets the open file): a full disk or a kill part way leaves an earlier file of that name whole. A
+    failure to write raises ``RenderError`` naming ``path``."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with atomic_write(path, "wb") as f:
+            write(f)
+    except OSError as e:
+        raise RenderError(f"cannot save the {what} to {path} ({e.strerror or e}); nothing was drawn") from e
 
 
 def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain: Sequence[Sequence[int]],
@@ -351,8 +363,8 @@ def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain
     checked = [check_joints(m, kinematic_chain, name=f"{save_path} motion {i}") for i, m in enumerate(motions)]
     if save_joints:
         motions_file = f"{stem}.npz"
-        os.makedirs(os.path.dirname(os.path.abspath(motions_file)), exist_ok=True)
-        np.savez(motions_file, **{f"motion_{i}": np.asarray(m) for i, m in enumerate(motions)})
+        save_beside_video(motions_file, lambda f: np.savez(f, **{f"motion_{i}": np.asarray(m)
+                                                                  for i, m in enumerate(motions)}), "motions")
         saved_note = f"; the motions are saved in {motions_file}"
     else:
         saved_note = ""

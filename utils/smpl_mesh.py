@@ -34,6 +34,7 @@ import numpy as np
 from utils.amass_import import read_amass_motion
 from utils.bvh import forward_kinematics_transforms
 from utils.mesh_render import plot_mesh_motion
+from utils.plot_script import save_beside_video
 from utils.smpl_body import (
     BODY_MODEL_KEYS,
     BODY_POSE_WIDTH,
@@ -255,7 +256,6 @@ def render_joints_mesh(save_path: str, joints: np.ndarray, mesh: SmplMesh, fps: 
     logger.info("%s: the mesh's joints are %.1f mm from the input on average, %.1f mm at most", source,
                 fit.report.mean_error_mm, fit.report.max_error_mm)
     if joints_path is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(joints_path)), exist_ok=True)
-        np.save(joints_path, np.asarray(joints))
+        save_beside_video(joints_path, lambda f: np.save(f, np.asarray(joints)), "joints")
         plot.setdefault("saved_note", f"; the joints are saved in {joints_path}")
     return render_smpl(save_path, mesh, fit.poses, fit.trans, fit.betas, fps, source=source, **plot)

@@ -271,8 +271,6 @@ def read_bvh(path: str, mapping: SkeletonMap, fps: float | None) -> tuple[np.nda
         fps = min(own, MAX_VIDEO_FPS)
         if fps < own:
             joints = joints_fps_resample(joints, own, fps)
-    if joints.shape[0] < 2:
-        raise ValueError(f"{path}: {joints.shape[0]} frame at {fps:g} fps; a video needs at least 2")
     return joints[None], fps
 
 

@@ -534,6 +534,9 @@ def test_cli_renders_a_bvh_file_through_its_mapping(no_ffmpeg, tmp_path):
     assert_gif(written[1], 8)  # 15 / 60 s at 30 fps
     np.testing.assert_allclose(np.load(tmp_path / "out" / "walk_joints.npy"), joints, atol=1e-4)
     assert_gif(run_cli(str(tmp_path / "fast.bvh"), "--skeleton", "smpl22", "--dpi", "20", "--fps", "12")[0], 4)
+    # One frame renders as a one-frame .npy does (export_bvh writes such a file; it was refused as "needs at least 2").
+    write_bvh(tmp_path / "pose.bvh", joints[:1], fps=20)
+    assert_gif(run_cli(str(tmp_path / "pose.bvh"), "--skeleton", "smpl22", "--dpi", "20")[0], 1)
 
 
 def test_cli_bvh_inputs_and_the_skeleton_flag_go_together(no_ffmpeg, tmp_path):

@@ -57,7 +57,7 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
                      help="expected text encoder; the checkpoint records the one it was trained with and another "
                           "one is an error")
     run.add_argument("--text_encoder_path", type=str, default=None,
-                     help="CLIP weights replacing the path recorded in the generator")
+                     help="CLIP weights replacing the path recorded in the generator and in its length estimator")
     run.add_argument("--config", type=str, default=None, help="YAML preset (flag: value)")
     run.add_argument("--seed", type=int, default=DEFAULT_SEED,
                      help="base seed (evaluation: >= 0, replication r uses seed + r; sampling: sample k uses seed + k)")

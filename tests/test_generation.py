@@ -30,6 +30,7 @@ from utils.normalization import load_mean_std
 from utils.tokenizer_stage import dataset_record
 
 CLIP_WIDTH, CLIP_CONTEXT, CLIP_EMBED = 32, 16, 16
+MINILM_DIM = 384
 MERGES = ["w a", "l k</w>", "wa lk</w>", "j u", "m p</w>", "ju mp</w>"]
 
 
@@ -84,21 +85,24 @@ def save_tokenizer(ckdir: str, data_root: str, run: str, model_name: str, seed: 
 
 
 def save_generator(ckdir: str, data_root: str, run: str, model_name: str, tokenizer_path: str, clip_path: str,
-                   seed: int = 0, ema: bool = True) -> str:
-    """An untrained generator run in train_MARDM.py's format (raw weights + a different EMA); returns latest.tar."""
+                   seed: int = 0, ema: bool = True, minilm: bool = False) -> str:
+    """An untrained generator run in train_MARDM.py's format (raw weights + a different EMA); returns latest.tar.
+    ``minilm``: on the MiniLM sentence encoder (384-dim) instead of the CLIP file ``clip_path``."""
     from models.loader import load_tokenizer
 
     spec = get_dataset_spec("synthetic", data_root)
     tokenizer = load_tokenizer(tokenizer_path)
     dims = token_dims(tokenizer)
     torch.manual_seed(seed)
-    model = MARDM_MODELS[model_name](dims.ae_dim, dims.target_dim, CLIP_EMBED, flow_solver="euler", flow_steps=2)
+    model = MARDM_MODELS[model_name](dims.ae_dim, dims.target_dim, MINILM_DIM if minilm else CLIP_EMBED,
+                                     flow_solver="euler", flow_steps=2)
     # adaLN-Zero and the zeroed output layers make an untrained model ignore its text and tokens; fill them.
     with torch.no_grad():
         for value in model.parameters():
             if not value.any():
                 value.normal_(std=0.1)
-    text_record = {"name": "clip", "dim": CLIP_EMBED, "path": os.path.abspath(clip_path)}
+    text_record = ({"name": "minilm", "dim": MINILM_DIM, "path": None} if minilm else
+                   {"name": "clip", "dim": CLIP_EMBED, "path": os.path.abspath(clip_path)})
     meta = generator_checkpoint_meta(model_name, dict(model.model_args), spec, tokenizer,
                                      TokenizerRef(tokenizer_path, os.path.basename(os.path.dirname(
                                          os.path.dirname(tokenizer_path)))), text_record, {})
@@ -361,6 +365,53 @@ def test_lengths_come_from_the_estimator(runs, tmp_path, synthetic_root):
     assert torch.equal(out.lengths, again.lengths)
     est = load_length_estimator(os.path.join(ckdir, "synthetic", "length_estimator"))
     assert est.unit_length == 4 and est.text_encoder["name"] == "clip"
+
+
+def test_an_estimator_on_other_clip_weights_reads_its_own_embeddings(runs, tmp_path):
+    """An estimator recorded with another CLIP file of the same width was handed the generator's embeddings, of
+    another space, without a word (its lengths then followed the wrong text). It now encodes with its own file."""
+    from models.text_encoders import CLIPTextEncoder
+
+    _, paths = runs
+    other = write_fake_clip(str(tmp_path / "other_clip"))
+    weights = load_checkpoint(other)
+    g = torch.Generator().manual_seed(7)
+    weights["state_dict"] = {k: v + 0.5 * torch.randn(v.shape, generator=g) for k, v in weights["state_dict"].items()}
+    save_checkpoint(other, weights)
+    estimator = save_length_estimator(str(tmp_path), other)
+    gen = load_generator(paths["ae_gen"], length_estimator=estimator)
+    gen.length_estimator()
+    texts = ["a person walks", "someone jumps"]
+    assert gen._length_text_encoder is not gen.text_encoder
+    torch.testing.assert_close(gen._length_text_encoder.encode(texts), CLIPTextEncoder(other).encode(texts))
+    assert not torch.allclose(gen._length_text_encoder.encode(texts), gen.text_encoder.encode(texts))
+    # The generator's own file reached through a link is the same encoder, shared.
+    os.symlink(paths["clip"], tmp_path / "linked.pt")
+    gen = load_generator(paths["ae_gen"], length_estimator=save_length_estimator(str(tmp_path / "l"),
+                                                                                 str(tmp_path / "linked.pt")))
+    gen.length_estimator()
+    assert gen._length_text_encoder is gen.text_encoder
+
+
+def test_text_encoder_path_reaches_a_clip_length_estimator(runs, tmp_path, synthetic_root, caplog):
+    """A generator on the sentence encoder with a CLIP length estimator whose weights were moved: the error said to
+    pass --text_encoder_path, which only went to the generator (and was ignored there). It now reaches the
+    estimator."""
+    ckdir, paths = runs
+    gen_path = save_generator(str(tmp_path), synthetic_root, "minilm_gen", "MARDM-SiT-Tiny", paths["ae_tok"], "",
+                              minilm=True)
+    moved = str(tmp_path / "moved" / "ViT-tiny.pt")
+    estimator = save_length_estimator(str(tmp_path), moved)
+    with pytest.raises(CheckpointError, match=r"CLIP weights not found: .*moved/ViT-tiny.pt \(the file the model "
+                                              r"was trained with\); pass text_encoder_path"):
+        load_generator(gen_path, length_estimator=estimator).length_estimator()
+    with caplog.at_level("WARNING", logger="utils.generation"):
+        gen = load_generator(gen_path, length_estimator=estimator, text_encoder_path=paths["clip"])
+    assert "takes no weights file; --text_encoder_path" in caplog.text and "only used by a CLIP length" in caplog.text
+    assert gen.text_encoder.name == "minilm" and gen.info["text_encoder"]["path"] is None
+    out = gen.generate(["a person walks"], None, time_steps=2, seed=0)
+    assert out.lengths.shape == (1,) and int(out.lengths[0]) % 4 == 0
+    assert gen._length_text_encoder.name == "clip"
 
 
 def test_an_estimator_of_a_dataset_at_another_frame_rate_is_refused(runs, tmp_path):

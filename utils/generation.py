@@ -151,7 +151,7 @@ class MotionGenerator:
 
     def __init__(self, backend: GeneratorBackend, tokenizer: Tokenizer, text_encoder: TextEncoder, spec: DatasetSpec,
                  mean: np.ndarray, std: np.ndarray, device: torch.device, path: str, info: dict[str, Any],
-                 length_estimator_path: str | None = None) -> None:
+                 length_estimator_path: str | None = None, text_encoder_path: str | None = None) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
@@ -164,6 +164,8 @@ class MotionGenerator:
         self.unit_length = int(tokenizer.unit_length)
         self.max_frames = (spec.max_motion_length // self.unit_length) * self.unit_length
         self.length_estimator_path = length_estimator_path
+        # --text_encoder_path: the CLIP weights replacing the recorded ones, the length estimator's included.
+        self.text_encoder_path = text_encoder_path
         self._length_estimator: LoadedLengthEstimator | None = None
         self._length_text_encoder: TextEncoder | None = None
         self._mean_t = torch.as_tensor(self.mean, device=device)
@@ -210,10 +212,16 @@ class MotionGenerator:
                                       f"dataset {self.spec.name!r} is at {float(self.spec.fps)} fps; use an estimator "
                                       f"trained on a {float(self.spec.fps)} fps dataset, or give the motion lengths")
             record = estimator.text_encoder
-            if record.get("name") == self.text_encoder.name and record.get("dim") == self.text_encoder.dim:
+            if self._same_text_encoder(record):
                 self._length_text_encoder = self.text_encoder
             else:
-                self._length_text_encoder = build_recorded_text_encoder(record, estimator.path, self.device)
+                weights = self.text_encoder_path if record.get("name") == "clip" else None
+                if self.text_encoder_path is not None and weights is None and self.text_encoder.name != "clip":
+                    logger.warning("--text_encoder_path %s: neither the generator's text encoder %r nor the length "
+                                   "estimator's %r takes a weights file; ignored", self.text_encoder_path,
+                                   self.text_encoder.name, record.get("name"))
+                self._length_text_encoder = build_recorded_text_encoder(record, estimator.path, self.device,
+                                                                        weights_path=weights)
             expected = estimator.model.model_args["text_dim"]
             if self._length_text_encoder.dim != expected:
                 raise CheckpointError(f"{estimator.path}: the estimator takes {expected}-dim text embeddings, its "
@@ -221,6 +229,21 @@ class MotionGenerator:
             self._length_estimator = estimator
             logger.info("length estimator %s (text encoder %s)", estimator.path, record.get("name"))
         return self._length_estimator
+
+    def _same_text_encoder(self, record: dict[str, Any]) -> bool:
+        """Whether the length estimator's text encoder ``record`` is the generator's own: the same encoder and width
+        and, for CLIP, the same weights file (the estimator's recorded one unless ``--text_encoder_path`` replaces
+        both). Two CLIP files of one width give embeddings in different spaces."""
+        if record.get("name") != self.text_encoder.name or record.get("dim") != self.text_encoder.dim:
+            return False
+        if record.get("name") != "clip" or self.text_encoder_path is not None:
+            return True
+        mine, theirs = self.info["text_encoder"].get("path"), record.get("path")
+        if not mine or not theirs:
+            return mine == theirs
+        if os.path.isfile(mine) and os.path.isfile(theirs):
+            return os.path.samefile(mine, theirs)
+        return os.path.realpath(mine) == os.path.realpath(theirs)
 
     @torch.no_grad()
     def estimate_lengths(self, texts: list[str], generator: torch.Generator | None = None,
@@ -504,7 +527,7 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
         which: ``"latest"`` (default, as MARDM evaluates and samples), ``"best"`` or a file name in ``model/``.
         use_ema: load the EMA weights (default; the raw weights when the checkpoint has none).
         device: where everything runs.
-        text_encoder_path: CLIP weights replacing the recorded path.
+        text_encoder_path: CLIP weights replacing the recorded path (the length estimator's too).
         text_encoder: the encoder the caller expects (``--text_encoder``); another than the recorded one fails.
         tokenizer_path: tokenizer file replacing the recorded one (its SHA-256 may then differ; logged).
         length_estimator: length-estimator file or run; default ``<checkpoints_dir>/<dataset>/length_estimator``
@@ -559,7 +582,12 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
     elif backend_cls.takes_residual and tokenizer.num_quantizers > 1:
         logger.warning("%s: no residual transformer (--res_name / --res_ckpt): only the base layer of the %d-layer "
                        "tokenizer is generated, the other layers are left empty", path, tokenizer.num_quantizers)
-    encoder = build_recorded_text_encoder(record, path, device, text_encoder, text_encoder_path)
+    # A path given for CLIP weights may be meant for the length estimator when the generator's encoder takes none.
+    if text_encoder_path is not None and record.get("name") != "clip":
+        logger.warning("%s: the generator's text encoder %r takes no weights file; --text_encoder_path %s is only "
+                       "used by a CLIP length estimator", path, record.get("name"), text_encoder_path)
+    encoder = build_recorded_text_encoder(record, path, device, text_encoder,
+                                          text_encoder_path if record.get("name") == "clip" else None)
     if encoder.dim != backend.text_dim:
         raise CheckpointError(f"{path}: the model takes {backend.text_dim}-dim text embeddings, text encoder "
                               f"{encoder.name!r} gives {encoder.dim}")
@@ -576,10 +604,11 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
                       "recorded_path": tok_record.get("path"), "recorded_sha256": tok_record.get("sha256"),
                       "model_name": tokenizer.model_name, "kind": tokenizer.kind},
         "text_encoder": {"name": encoder.name, "dim": int(encoder.dim),
-                         "path": text_encoder_path or record.get("path")},
+                         "path": (text_encoder_path if record.get("name") == "clip" else None) or record.get("path")},
     }
     if residual_info is not None:
         info["residual"] = residual_info
     logger.info("generator %s: %s (%s weights, target %s), tokenizer %s, text encoder %s", path, state["model_name"],
                 weights_name, state["target"], tok_path, encoder.name)
-    return MotionGenerator(backend, tokenizer, encoder, spec, mean, std, device, path, info, length_estimator)
+    return MotionGenerator(backend, tokenizer, encoder, spec, mean, std, device, path, info, length_estimator,
+                           text_encoder_path)

@@ -31,6 +31,28 @@ def test_a_prompt_file_without_prompts_is_named(tmp_path, name, content):
         _read_prompts("--text_path", str(path))
 
 
+@pytest.mark.parametrize("name,content", [("prompts.txt", "# only a comment\n\n"), ("prompts.csv", "text,length\n")])
+def test_a_prompt_file_without_prompts_is_named_beside_a_text_prompt_too(tmp_path, name, content):
+    """With --text_prompt also given, an empty --text_path was skipped without a word."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=f"--text_path {path}: no prompt in the file"):
+        _read_prompts("--text_prompt", "a person walks", "--text_path", str(path))
+
+
+@pytest.mark.parametrize("name,first,second", [
+    ("all.txt", b"a person walks#40\n", b"# my second list\na person jumps#40\n"),
+    ("all.jsonl", b'{"text": "a person walks", "length": 40}\n', b'{"text": "a person jumps", "length": 40}\n'),
+])
+def test_files_joined_with_their_byte_order_marks_read_as_each_alone(tmp_path, name, first, second):
+    """``cat a.txt b.txt`` where b.txt was saved with a byte-order mark: the mark sat at the start of a middle line,
+    which turned its comment into a prompt (and broke a .jsonl line)."""
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + first + b"\xef\xbb\xbf" + second)
+    assert [(p.text, p.frames) for p in _read_prompts("--text_path", str(path))] == [("a person walks", 40),
+                                                                                   ("a person jumps", 40)]
+
+
 def test_a_folder_as_prompt_file_says_it_is_a_folder(tmp_path):
     with pytest.raises(IsADirectoryError, match=f"--text_path: {tmp_path} is a folder; expected a prompt file"):
         _read_prompts("--text_path", str(tmp_path))

@@ -20,7 +20,6 @@ the line. ``read_prompts`` gathers ``--text_prompt`` and ``--text_path`` with ea
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
@@ -110,14 +109,14 @@ def _text(value: Any) -> str:
 
 
 def _read_text(path: str) -> str:
-    """The text of ``path``: UTF-8 without its byte-order mark (Windows editors write one; it would turn a first-line
-    comment into a prompt and prefix the first prompt's text). ValueError naming the line of a byte that is not
-    UTF-8 (a file saved as cp1252 or Latin-1)."""
+    """The text of ``path``: UTF-8 without byte-order marks (Windows editors write one; it would turn a first-line
+    comment into a prompt and prefix the first prompt's text). Every one goes, not only the file's first: files joined
+    with ``cat`` carry theirs in the middle. ValueError naming the line of a byte that is not UTF-8 (a file saved as
+    cp1252 or Latin-1)."""
     with open(path, "rb") as f:
         data = f.read()
-    data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").replace("\ufeff", "")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {data[e.start]:#04x}: {e.reason}); save the file "
@@ -230,10 +229,11 @@ def read_prompts(text_prompt: str | None, text_path: str | None, motion_length: 
                                     f"line, or .jsonl / .csv)")
         if not os.path.isfile(text_path):
             raise FileNotFoundError(f"--text_path: prompt file not found: {text_path}")
-        for _, text, frames in read_prompt_file(text_path):
+        read = read_prompt_file(text_path)
+        for _, text, frames in read:
             prompts.append(Prompt(text, frames, "--text_path") if frames is not None
                            else Prompt(text, default, default_source))
-        if not prompts:
+        if not read:  # with --text_prompt too: the file was meant to hold prompts
             raise ValueError(f"--text_path {text_path}: no prompt in the file (empty lines and lines starting "
                              f"with '#' are skipped; a .csv file needs rows under its header)")
     if not prompts:

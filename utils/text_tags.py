@@ -62,13 +62,13 @@ _NOUNS = """
 person man woman human figure guy lady boy girl child kid people individual subject character actor dancer
 athlete player body arm leg hand foot head knee shoulder elbow wrist hip waist torso chest back finger toe heel
 neck face thumb fist palm ankle belly stomach thigh calf shin spine hair eye
-circle step time way direction side ground floor chair seat ball object place position air front manner pace
+circle step stop time way direction side ground floor chair seat ball object place position air front manner pace
 speed goodbye hello sword degree thug giant motion movement gesture line path curve spot distance jump walk run
 turn wave kick bow squat clap dance punch slash swing spin lunge hop stretch twist crawl push pull throw catch
 table stairs stair wall door box cup bottle glass rope bar ladder weight obstacle track room corner edge middle
 center centre floor meter metre centimeter foot inch second minute moment beginning end start half quarter
 instrument guitar violin drum piano racket bat club golf tennis basketball football soccer baseball boxing
-exercise routine pose stance posture balance rest pattern square rectangle triangle figure eight angle
+exercise routine pose stance posture balance rest pattern square rectangle triangle figure angle
 partner thing stuff sequence series rhythm music beat song dog cat animal bird chicken monkey zombie
 robot soldier ninja boxer fighter swimmer runner walker elder thug hoodlum punk confidence
 mood emotion style attitude tiptoe round sidestep lap
@@ -237,20 +237,26 @@ _VERB_CONTEXT = {"PRON", "NOUN", "PROPN", "AUX", "ADV", "CCONJ", "SCONJ", "PART"
 def _strip_suffix_lemma(word: str, suffix: str) -> str:
     """Undo -ing / -ed / -s on a word outside the lexicon (walking -> walk, hopping -> hop, waving -> wave)."""
     stem = word[: -len(suffix)]
+    vowels = "aeiou"
     if suffix == "s":
         if stem.endswith("ie") and len(stem) > 3:
             return stem[:-2] + "y"
-        if stem.endswith(("ss", "sh", "ch", "x", "z")) and word.endswith("es"):
-            return stem[:-1]
+        if word.endswith("es") and word[:-2].endswith(("ss", "sh", "ch", "x", "z")):
+            return word[:-2]  # watches -> watch, fixes -> fix
         return stem
     if suffix == "ed" and stem.endswith("i"):
         return stem[:-1] + "y"
     for cand in (stem, stem + "e"):
         if cand in _VERB_BASES:
             return cand
-    if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
-        return stem[:-1]
-    vowels = "aeiou"
+    if suffix == "ed" and stem.endswith("e"):
+        return stem + "e"  # freed -> free, agreed -> agree
+    if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "lsz" + vowels:
+        return stem[:-1]  # hopping -> hop (seeing -> see keeps its "ee")
+    if len(stem) >= 3 and stem[-1] == "l" and stem[-2] in "bcdfgkptz":
+        return stem + "e"  # wobbled -> wobble, juggling -> juggle
+    if len(stem) >= 3 and stem[-1] == "z" and stem[-2] in vowels:
+        return stem + "e"  # sneezed -> sneeze, gazing -> gaze
     if len(stem) >= 3 and stem[-1] not in vowels + "wxy" and stem[-2] in "aiou" and stem[-3] not in vowels:
         return stem + "e"
     return stem
@@ -315,6 +321,8 @@ def _resolve(word: str, options: set[str], prev: str, next_options: set[str]) ->
     if "ADJ" in options and next_options & {"NOUN"} and not next_options & {"VERB", "DET"}:
         if prev in _NOUN_CONTEXT or prev in ("START", "VERB", "CCONJ"):
             return "ADJ"
+    if "ADJ" in options and prev in ("DET", "NUM", "ADJ") and "NOUN" in next_options:
+        return "ADJ"  # "a slow pace", "a fast walk": the noun after it may also be a verb
     if "NOUN" in options and "VERB" in options:
         return "NOUN" if prev in _NOUN_CONTEXT else "VERB"
     if "NOUN" in options and prev in _NOUN_CONTEXT:

@@ -37,6 +37,7 @@ EVENT_PREFIX = "events.out.tfevents"
 class Series:
     steps: np.ndarray  # (S,) int, increasing
     values: np.ndarray  # (S,) float
+    tag: str = ""  # the tag as logged (the key it is read under may name its folder in front)
 
 
 def smooth_ema(values: np.ndarray, weight: float) -> np.ndarray:
@@ -70,11 +71,14 @@ def read_scalars(log_dir: str) -> dict[str, Series]:
         accumulator.Reload()
         for tag in accumulator.Tags()["scalars"]:
             events = accumulator.Scalars(tag)
+            if not events:  # every point purged by a resumed run (it logs from its last save on, as TensorBoard
+                continue    # drops what the interrupted one wrote after it) and none logged again yet
             steps = np.array([e.step for e in events], dtype=np.int64)
             order = np.lexsort((np.array([e.wall_time for e in events]), steps))
             steps, values = steps[order], np.array([e.value for e in events], dtype=np.float64)[order]
             last_of_step = np.append(steps[1:] != steps[:-1], True)
-            found.append((os.path.relpath(folder, log_dir), tag, Series(steps[last_of_step], values[last_of_step])))
+            found.append((os.path.relpath(folder, log_dir), tag,
+                          Series(steps[last_of_step], values[last_of_step], tag)))
     # Several folders (runs under a common parent, add_scalars sub-folders): every tag is named by its folder, also
     # one that only one folder logs, which would otherwise pass for the tag of them all.
     several = len(event_dirs) > 1
@@ -161,7 +165,9 @@ def main(cfg: argparse.Namespace) -> list[str]:
         return all_tags
 
     # ------------------------------------------------------------------ plot
-    metrics = cfg.metric or (all_tags if cfg.all else [t for t in all_tags if "loss" in t.lower()])
+    # "loss" in the tag itself, not in the folder a run's key names in front of it ("no_vel_loss/model/Train/lr").
+    loss_tags = {key for scalars in runs.values() for key, series in scalars.items() if "loss" in series.tag.lower()}
+    metrics = cfg.metric or (all_tags if cfg.all else [t for t in all_tags if t in loss_tags])
     if not metrics:
         raise ValueError(f"no tag with 'loss' in its name; pass --metric, available tags: {all_tags}")
     for metric in metrics:

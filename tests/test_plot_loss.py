@@ -196,3 +196,39 @@ def test_runs_under_one_parent_name_every_tag_by_its_run(tmp_path):
     assert set(plot_loss.read_scalars(str(tmp_path))) == {"fsq/model/Train/loss", "fsq/model/Best/fid",
                                                           "vq/model/Train/loss"}
     assert set(plot_loss.read_scalars(str(tmp_path / "fsq"))) == {"Train/loss", "Best/fid"}
+
+
+def test_a_tag_a_resumed_run_purged_entirely_is_left_out(tmp_path, capsys):
+    """A run stopped after a validation and before its next save resumes from that save: TensorBoard drops what the
+    interrupted run logged after it, every Val/ point included. The tag stays listed with no point, and --list and
+    plotting failed with an IndexError."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    model = tmp_path / "run" / "model"
+    writer = SummaryWriter(str(model))
+    for step in range(1, 81):
+        writer.add_scalar("Train/loss", 1.0 / step, step)
+    writer.add_scalar("Val/loss", 0.5, 75)
+    writer.close()
+    writer = SummaryWriter(str(model), purge_step=51)  # as the engine reopens its writer on resume
+    for step in range(51, 61):
+        writer.add_scalar("Train/loss", 2.0 / step, step)
+    writer.close()
+    scalars = plot_loss.read_scalars(str(model))
+    assert set(scalars) == {"Train/loss"}
+    np.testing.assert_array_equal(scalars["Train/loss"].steps, np.arange(1, 61))
+    assert run_cli("--log_dir", str(model), "--list") == ["Train/loss"]
+    assert "Train/loss" in capsys.readouterr().out
+    assert_png(run_cli("--log_dir", str(model), "--output", str(tmp_path / "loss.png"))[0])
+
+
+def test_the_default_loss_tags_are_read_from_the_tags_not_the_run_folders(tmp_path, monkeypatch):
+    """Without --metric every tag with 'loss' in its name is drawn: a run folder named no_vel_loss made all of its
+    tags count (Train/lr, Train/perplexity)."""
+    write_run(tmp_path / "base" / "model", {"Train/loss": curve(), "Train/lr": [1e-3] * 30})
+    write_run(tmp_path / "no_vel_loss" / "model", {"Train/loss": curve(scale=0.5), "Train/lr": [1e-3] * 30,
+                                                   "Train/perplexity": curve(scale=9.0)})
+    drawn = []
+    monkeypatch.setattr(plot_loss, "plot_metrics", lambda runs, metrics, *args: drawn.append(metrics) or "x.png")
+    run_cli("--log_dir", str(tmp_path), "--output", str(tmp_path / "loss.png"))
+    assert drawn == [["base/model/Train/loss", "no_vel_loss/model/Train/loss"]]

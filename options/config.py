@@ -4,7 +4,8 @@ Precedence: the parser's defaults < the ``--config`` YAML file < the command lin
 names (argparse ``dest``, e.g. ``batch_size``) to values. Every value goes through its flag's ``type`` and
 ``choices`` exactly as if it had been typed on the command line, because PyYAML reads ``1e-4`` as the *string*
 ``"1e-4"`` (YAML 1.1 wants a dot in floats) and would otherwise leak strings into the optimizer; a text flag reads a
-plain value as written (YAML 1.1 reads ``no`` as False). Unknown keys are an error, with close matches suggested, so a
+plain value as written (YAML 1.1 reads ``no`` as False), and so does a number flag a plain integer (YAML 1.1 reads
+``0042`` as octal 34 and ``1:00`` as 60). Unknown keys are an error, with close matches suggested, so a
 typo never silently falls back to the default, and so is a key given twice (PyYAML would keep the last).
 
 A saved ``opt.yaml`` is itself a valid preset for the same script; its ``config`` entry records the preset the run
@@ -209,6 +210,8 @@ def _read_preset(parser: argparse.ArgumentParser, path: str) -> tuple[dict[str, 
         action = actions[key]
         if action.type in (None, str) and not _is_flag(action):
             value = _as_written(value, nodes.get(key))
+        elif not _is_flag(action):
+            value = _numbers_as_written(value, nodes.get(key))
         values[key] = cast_value(value, action, f"{path}: {key}")
     return values, record
 
@@ -412,6 +415,23 @@ def _as_written(value: Any, node: yaml.Node | None) -> Any:
         return node.value
     if isinstance(node, yaml.SequenceNode) and isinstance(value, list):
         return [_as_written(item, item_node) for item, item_node in zip(value, node.value)]
+    return value
+
+
+# YAML 1.1 integers, and floats in base 60, that a number flag reads as the command line would read their text:
+# ``0042`` is octal 34 to PyYAML, 42 typed; ``1:00`` is 60 to PyYAML, an error typed; ``0x10`` 16, an error as a float.
+_YAML_INT = "tag:yaml.org,2002:int"
+_YAML_FLOAT = "tag:yaml.org,2002:float"
+
+
+def _numbers_as_written(value: Any, node: yaml.Node | None) -> Any:
+    """A number flag's YAML value as the file spells it where PyYAML reads the text otherwise than the flag's type
+    would (every plain integer, and a float written in base 60); other values stay as read (``.inf``, quoted text)."""
+    if isinstance(node, yaml.ScalarNode) and node.style is None and not isinstance(value, (str, bool)) and \
+            (node.tag == _YAML_INT or (node.tag == _YAML_FLOAT and ":" in node.value)):
+        return node.value
+    if isinstance(node, yaml.SequenceNode) and isinstance(value, list):
+        return [_numbers_as_written(item, item_node) for item, item_node in zip(value, node.value)]
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 from pathlib import Path
@@ -388,13 +389,28 @@ def test_a_text_flag_reads_a_plain_yaml_value_as_written(tmp_path):
     assert load_preset(get_base_parser(), path) == {"mixed_precision": "no", "name": "1.10", "dataset_name": "off",
                                                     "data_root": "010"}
     assert load_preset(get_base_parser(), write(tmp_path, "data_root: ~\n")) == {"data_root": None}  # null stays
-    # Quoted values and the numbers of other flags are read as before.
-    path = write(tmp_path, "name: 'yes'\nlr: 1.10\nseed: 010\n")
-    assert load_preset(get_base_parser(), path) == {"name": "yes", "lr": 1.1, "seed": 8}
+    # Quoted values stay as read; so do the floats of number flags.
+    path = write(tmp_path, "name: 'yes'\nlr: 1.10\n")
+    assert load_preset(get_base_parser(), path) == {"name": "yes", "lr": 1.1}
     from options.tokenizer_options import get_train_vq_parser
 
     assert load_preset(get_train_vq_parser(), write(tmp_path, "conditions: [on, 1.50]\n")) == {
         "conditions": ["on", "1.50"]}
+
+
+def test_a_number_flag_reads_a_plain_yaml_integer_as_typed(tmp_path):
+    """YAML 1.1 reads ``0042`` as octal 34, ``1:00`` as 60 and ``0x10`` as 16: a preset's zero-padded seed or step
+    count changed silently (``0049`` stayed 49). A number flag reads the text, as the command line does."""
+    path = write(tmp_path, "seed: 0042\nmax_iters: 0100\nbatch_size: 032\nmilestones: [0100, 0200]\n"
+                           "warm_up_iter: 1_000\ngrad_clip: .inf\nlr: 2\n")
+    assert load_preset(get_base_parser(), path) == {"seed": 42, "max_iters": 100, "batch_size": 32,
+                                                    "milestones": [100, 200], "warm_up_iter": 1000,
+                                                    "grad_clip": math.inf, "lr": 2.0}
+    for text, message in [("warm_up_iter: 1:00\n", r"warm_up_iter: cannot read '1:00' as int"),
+                          ("lr: 0x10\n", r"lr: cannot read '0x10' as float"),
+                          ("lr: 1:30.5\n", r"lr: cannot read '1:30.5' as float")]:
+        with pytest.raises(ConfigError, match=message):
+            load_preset(get_base_parser(), write(tmp_path, text))
 
 
 def test_a_repeatable_flag_takes_a_list_or_one_value_and_the_command_line_replaces_it(tmp_path):

@@ -142,6 +142,9 @@ def _strip_prefixes(state_dict: dict[str, Tensor], path: str,
     that name the same weight are an error, not one silently replacing the other."""
     out, original = {}, {}
     for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path}: the state dict has a key {key!r} of type {type(key).__name__}; weights "
+                                  f"are named by text keys")
         name, changed = key, True
         while changed:
             changed = False
@@ -204,6 +207,12 @@ def _infer_conv_args(sd: dict[str, Tensor], norm_kwarg: str | None, path: str) -
                               f"1D-conv backbone's (encoder.model.0 the input conv, 2 to {1 + down_t} the "
                               f"{down_t} down-sampling blocks found, then the output conv); the file is incomplete or "
                               f"of another model")
+    for key in ("encoder.model.0.weight", *(["encoder.model.2.0.weight"] if down_t else []), out_conv):
+        value = sd[key]
+        if not isinstance(value, torch.Tensor) or value.ndim != 3:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise CheckpointError(f"{path}: {key} is {shape}; expected a Conv1d weight (out channels, in channels, "
+                                  f"kernel): the file is damaged or of another model")
     return dict(
         input_width=int(stem.shape[1]),
         width=int(stem.shape[0]),

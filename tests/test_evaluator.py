@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.dataset_specs import DATASETS
 from utils.evaluator import build_evaluator, length_order, load_evaluator, save_evaluator
 from utils.word_vectorizer import SOURCE_GLOVE, SOURCE_LEARNED, LearnedVocab, encode_caption
@@ -139,6 +139,18 @@ def test_wrong_dataset_or_missing_checkpoint_fail_clearly(fx, tmp_path):
                        std=np.ones(67))
     with pytest.raises(CheckpointError, match="text_mot_match"):
         load_evaluator(str(tmp_path), "t2m")
+
+
+def test_a_weight_that_is_not_a_tensor_is_named(fx, tmp_path):
+    """A damaged evaluator file holding None for a weight escaped as an AttributeError ('NoneType' has no shape)."""
+    manifest, _ = fx
+    state = load_checkpoint(str(FIXTURE / manifest["checkpoint"]["file"]))
+    state["movement_encoder"]["main.0.weight"] = None
+    path = tmp_path / "t2m" / "text_mot_match" / "model" / "finest.tar"
+    path.parent.mkdir(parents=True)
+    save_checkpoint(str(path), state)
+    with pytest.raises(CheckpointError, match=r"finest.tar: 'movement_encoder' has no tensor 'main.0.weight'"):
+        load_evaluator(str(path), "t2m")
 
 
 def test_too_short_motion_fails_clearly(fx):

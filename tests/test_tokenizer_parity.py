@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -337,6 +338,27 @@ def test_import_checkpoint_keeps_any_checkpoint_of_an_existing_run(tmp_path) -> 
     assert load_tokenizer(str(best), model_name=official.model_name).source_format == "ours"
 
 
+@pytest.mark.parametrize("bad", ["zero", "nan"])
+def test_import_checkpoint_refuses_meta_statistics_that_are_not_finite_or_zero(tmp_path, bad: str) -> None:
+    """A zero or NaN std in --meta_dir was recorded and read by every later stage (the tokenizer's input then inf
+    or NaN); --ae_meta_dir already refused it. The import stops before it makes the run folder."""
+    fx = Fixture(TOKENIZER_FIXTURES[0])
+    tool = load_tool("import_checkpoint")
+    official = load_tokenizer(fx.checkpoint, **_unshaped_kwargs(fx))
+    dataset_args = _dataset_args(official.model.input_width, tmp_path)
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    std = np.ones(official.model.input_width, dtype=np.float32)
+    std[10] = 0.0 if bad == "zero" else np.nan
+    np.save(meta / "mean.npy", np.zeros(official.model.input_width, dtype=np.float32))
+    np.save(meta / "std.npy", std)
+    argv = ["--src", fx.checkpoint, "--name", "m", "--checkpoints_dir", str(tmp_path / "runs"), *dataset_args,
+            *[f"--{k}={v}" for k, v in _unshaped_kwargs(fx).items()], "--meta_dir", str(meta)]
+    with pytest.raises(ValueError, match=rf"--meta_dir {meta}: std.npy: mean and std must be finite with std > 0"):
+        tool.main(tool.get_parser().parse_args(argv))
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_import_checkpoint_refuses_a_run_that_is_training(tmp_path, monkeypatch, overwrite: bool) -> None:
     """A run whose lock is held (it is training, before or after its first checkpoint) is not written over, even with
@@ -477,3 +499,21 @@ def test_an_official_file_missing_an_encoder_layer_names_the_file(dropped) -> No
     with pytest.raises(CheckpointError, match=r"^partial.pth: no encoder\.model\.\d\.weight in the state dict: the "
                                               r"encoder's layers \[.*\] are not the 1D-conv backbone's"):
         import_official({"net": weights}, "partial.pth")
+
+
+@pytest.mark.parametrize("key, value", [("encoder.model.0.weight", "2d"), ("encoder.model.2.0.weight", "1d"),
+                                        ("encoder.model.0.weight", "none")])
+def test_an_official_file_with_a_conv_weight_of_another_rank_names_the_key(key, value) -> None:
+    """A damaged convolution weight (one of another rank, or not a tensor) escaped as an IndexError from the size
+    inference; it is a CheckpointError naming the file and the key."""
+    weights = _weights_from_manifest("t2m_gpt_vqvae")
+    weights[key] = {"2d": weights[key][:, :, 0], "1d": torch.zeros(64), "none": None}[value]
+    with pytest.raises(CheckpointError, match=rf"^damaged.pth: {re.escape(key)} is .*; expected a Conv1d weight"):
+        import_official({"net": weights}, "damaged.pth")
+
+
+def test_an_official_file_with_a_key_that_is_not_text_is_named() -> None:
+    weights = _weights_from_manifest("t2m_gpt_vqvae")
+    weights[3] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match=r"^odd.pth: the state dict has a key 3 of type int"):
+        import_official({"net": weights}, "odd.pth")

@@ -57,7 +57,13 @@ def read_meta(meta_dir: str | None) -> tuple[torch.Tensor | None, torch.Tensor |
             raise FileNotFoundError(f"--meta_dir {meta_dir}: {stat}.npy not found ({path})")
         array = read_npy_array(path, f"the {stat} of an official run's meta folder, a numeric .npy array")
         arrays.append(torch.from_numpy(array.astype(np.float32)))
-    return arrays[0], arrays[1]
+    mean, std = arrays
+    # A zero or NaN std would turn the tokenizer's input into inf or NaN in every later stage (as --ae_meta_dir).
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+        bad = [f"{name}.npy" for name, ok in (("mean", torch.isfinite(mean).all()),
+                                               ("std", torch.isfinite(std).all() and (std > 0).all())) if not ok]
+        raise ValueError(f"--meta_dir {meta_dir}: {' and '.join(bad)}: mean and std must be finite with std > 0")
+    return mean, std
 
 
 def convention_at_import(cfg: argparse.Namespace, spec, source_format: str) -> tuple[torch.Tensor | None,

@@ -240,7 +240,7 @@ def _official_stat_dirs(path: str) -> list[str]:
 
 def _shape(state: dict[str, Any], group: str, key: str, ndim: int, path: str) -> tuple[int, ...]:
     sd = state.get(group)
-    if not isinstance(sd, dict) or key not in sd:
+    if not isinstance(sd, dict) or key not in sd or not isinstance(sd[key], torch.Tensor):
         raise CheckpointError(f"{path}: {group!r} has no tensor {key!r} (not a text_mot_match evaluator?)")
     shape = tuple(sd[key].shape)
     if len(shape) != ndim:

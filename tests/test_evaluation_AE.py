@@ -319,21 +319,26 @@ def _momask_file(tmp_path: Path) -> str:
 
 
 def test_imported_official_run_evaluates_like_the_file(env, tmp_path, caplog):
-    """An import records the statistics of the format's convention (MoMask: the evaluator's), or none when they
-    cannot be read; either way the imported run evaluates exactly like the official file itself."""
+    """An import records the statistics of the format's convention (MoMask: the released evaluator's; with one
+    trained here, whose statistics are not the released meta, the dataset's with the feature bias, and a warning),
+    or none when they cannot be read; either way the imported run evaluates exactly like the official file itself."""
     root, ck, spec = env
     src = _momask_file(tmp_path)
     tool = load_tool("import_checkpoint")
     base = ["--src", src, "--dataset_name", "synthetic", "--data_root", str(root), "--checkpoints_dir", str(ck)]
-    tool.main(tool.get_parser().parse_args([*base, "--name", "imp_ev"]))
+    with caplog.at_level(logging.WARNING, logger="utils.tokenizer_eval"):
+        tool.main(tool.get_parser().parse_args([*base, "--name", "imp_ev"]))
+    assert any("text_mot_match/model/finest.tar was trained here, not released with the official files" in r.message
+               for r in caplog.records)
     with caplog.at_level(logging.WARNING, logger="import_checkpoint"):
         tool.main(tool.get_parser().parse_args([*base, "--name", "imp_none", "--evaluator_dir", str(tmp_path / "no")]))
     assert any("no statistics recorded" in r.message for r in caplog.records)
 
     with_stats = load_tokenizer(str(ck / "synthetic" / "imp_ev" / "model" / "latest.tar"))
-    evaluator = load_evaluator(str(ck / "synthetic" / "text_mot_match"), "synthetic", data_root=str(root))
-    assert with_stats.parent_format == "momask" and with_stats.dataset["statistics"].startswith("the evaluator's")
-    assert torch.equal(with_stats.dataset["std"], torch.as_tensor(evaluator.std))
+    assert with_stats.parent_format == "momask"
+    assert with_stats.dataset["statistics"] == "dataset Mean/Std with the evaluator feature bias (momask convention)"
+    expected = eval_normalization(*load_mean_std(spec, str(root)), spec)[1]
+    assert torch.equal(with_stats.dataset["std"], torch.as_tensor(expected))
     without = load_tokenizer(str(ck / "synthetic" / "imp_none" / "model" / "latest.tar"))
     assert without.dataset["mean"] is None and without.statistics_format == "momask"
     with pytest.raises(CheckpointError, match="import it again with --meta_dir"):

@@ -153,6 +153,32 @@ def test_a_weight_that_is_not_a_tensor_is_named(fx, tmp_path):
         load_evaluator(str(path), "t2m")
 
 
+def test_official_tokenizers_take_the_statistics_of_a_released_evaluator_only(fx, tmp_path):
+    """T2M-GPT and MoMask files were trained with the released evaluator's meta: its statistics are theirs. One
+    trained here normalises otherwise, so the convention falls back to the dataset's with the feature bias."""
+    from utils.dataset_specs import get_dataset_spec
+    from utils.tokenizer_eval import convention_statistics
+
+    manifest, _ = fx
+    rng = np.random.default_rng(0)
+    dim_pose = manifest["constructor"]["kwargs"]["dim_pose"]
+    released = _load_fixture(manifest, mean=rng.standard_normal(dim_pose), std=rng.uniform(0.5, 2.0, dim_pose))
+    assert released.released
+    spec = get_dataset_spec(_dataset_for(dim_pose))
+    mean, std, where = convention_statistics("momask", "net.tar", spec, None, released)
+    assert where == "the evaluator's (momask convention)" and mean is released.mean and std is released.std
+    ours = build_evaluator(spec.name, released.mean, released.std, dim_word=12, sizes="tiny")
+    assert not ours.released
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "Mean.npy", np.zeros(dim_pose, np.float32))
+    np.save(data / "Std.npy", np.full(dim_pose, 2.0, np.float32))
+    mean, std, where = convention_statistics("momask", "net.tar", get_dataset_spec(spec.name, str(data)), str(data),
+                                             ours)
+    assert where == "dataset Mean/Std with the evaluator feature bias (momask convention)"
+    assert std.min() == np.float32(0.4) and std.max() == 2.0  # the feature bias: root and contact dims / 5
+
+
 def test_too_short_motion_fails_clearly(fx):
     manifest, d = fx
     ev = _load_fixture(manifest)

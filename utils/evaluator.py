@@ -71,12 +71,14 @@ class EvaluatorWrapper:
 
     Attributes: ``model`` (``TextMotionEvaluator``), ``mean``/``std`` (dim_pose,) float32 evaluator statistics,
     ``source`` ("official GloVe" or "learned vocabulary"), ``vocab`` (the ``LearnedVocab`` or None),
-    ``dataset_name``, ``model_args`` (constructor keywords), ``device``, ``path`` and ``epoch`` when loaded.
+    ``dataset_name``, ``model_args`` (constructor keywords), ``device``, ``path`` and ``epoch`` when loaded, and
+    ``released``: a file of the released layout (Guo et al.'s, MARDM's), not one ``train_evaluator.py`` wrote.
     """
 
     def __init__(self, model: TextMotionEvaluator, model_args: dict[str, Any], *, dataset_name: str,
                  mean: np.ndarray, std: np.ndarray, source: str, vocab: LearnedVocab | None = None,
-                 device: str | torch.device = "cpu", path: str | None = None, epoch: int | None = None) -> None:
+                 device: str | torch.device = "cpu", path: str | None = None, epoch: int | None = None,
+                 released: bool = False) -> None:
         if source not in (SOURCE_GLOVE, SOURCE_LEARNED):
             raise ValueError(f"word-vector source must be {SOURCE_GLOVE!r} or {SOURCE_LEARNED!r}, got {source!r}")
         if (source == SOURCE_LEARNED) != (vocab is not None):
@@ -89,6 +91,7 @@ class EvaluatorWrapper:
         self.vocab = vocab
         self.path = path
         self.epoch = epoch
+        self.released = released
         self.device = torch.device(device)
         self.model.to(self.device).eval()
 
@@ -359,7 +362,8 @@ def _load_official(state: dict[str, Any], sizes: dict[str, Any], path: str, data
     model = _model_from_state(state, model_args, path)
     epoch = state.get("epoch")
     return EvaluatorWrapper(model, model_args, dataset_name=dataset_name, mean=mean, std=std, source=SOURCE_GLOVE,
-                            device=device, path=path, epoch=int(epoch) if isinstance(epoch, int) else None)
+                            device=device, path=path, epoch=int(epoch) if isinstance(epoch, int) else None,
+                            released=True)
 
 
 def _load_own(state: dict[str, Any], sizes: dict[str, Any], path: str, dataset_name: str,

@@ -103,11 +103,15 @@ def convention_statistics(source_format: str, source: str, spec: DatasetSpec, da
     statistics are needed and ``evaluator`` is None.
     """
     if source_format in EVALUATOR_STYLE_FORMATS:
-        if evaluator is not None:
+        if evaluator is not None and evaluator.released:
             return evaluator.mean, evaluator.std, f"the evaluator's ({source_format} convention)"
+        # An evaluator trained here normalises as eval_normalization does, not as the released meta the official
+        # file was trained with.
+        why = ("no evaluator statistics to read" if evaluator is None else
+               f"the evaluator {evaluator.path} was trained here, not released with the official files")
         mean, std = eval_normalization(*load_mean_std(spec, data_root), spec)
-        logger.warning("%s: no evaluator statistics to read; using the dataset Mean/Std with the feature bias (the "
-                       "released metas divide those dims by about 25, not 5: pass --ae_meta_dir)", source)
+        logger.warning("%s: %s; using the dataset Mean/Std with the feature bias (the released metas divide those "
+                       "dims by about 25, not 5: pass --ae_meta_dir, or --meta_dir at import)", source, why)
         return mean, std, f"dataset Mean/Std with the evaluator feature bias ({source_format} convention)"
     mean, std = load_mean_std(spec, data_root)
     return mean, std, f"dataset Mean/Std ({source_format} convention)"

@@ -13,13 +13,14 @@ file, and so the statistics convention its tokenizer was trained with.
 
 For official files the sizes (input dim, width, code dim, codebook size, number of quantizers, down_t, stride_t,
 depth, kernel size, normalisation) are read from the weight shapes; what shapes cannot tell (dilation growth rate,
-activation, mu, FSQ levels other than MotionMillion's, LN vs GN) comes from ``**model_kwargs`` with the references'
-defaults. File access goes through ``utils.checkpoint``.
+activation, mu, FSQ levels other than MotionMillion's, LN vs GN) comes from ``**model_kwargs``, else from MoMask's
+``opt.txt`` next to a MoMask file, else the references' defaults. File access goes through ``utils.checkpoint``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -314,6 +315,36 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
     return ImportedWeights(name, dict(model.model_args), sd, SOURCE_FORMATS[name])
 
 
+# MoMask's opt.txt keys for what the weight shapes cannot tell, and our constructor arguments they set.
+_MOMASK_OPTIONS = {"dilation_growth_rate": ("dilation_growth_rate", int), "vq_act": ("activation", str),
+                   "vq_norm": ("norm", str), "mu": ("mu", float)}
+
+
+def _momask_options(path: str) -> dict[str, Any]:
+    """The settings of MoMask's ``opt.txt`` (``key: value`` lines, beside the checkpoint or in the run folder above
+    its ``model/``) that the weight shapes cannot tell, as constructor arguments; {} without the file. A value that
+    cannot be read is a CheckpointError naming the file and the key."""
+    folder = os.path.dirname(os.path.abspath(path))
+    found = next((p for p in (os.path.join(folder, "opt.txt"), os.path.join(os.path.dirname(folder), "opt.txt"))
+                  if os.path.isfile(p)), None)
+    if found is None:
+        return {}
+    with open(found, encoding="utf-8", errors="replace") as f:
+        lines = dict(line.split(":", 1) for line in f if ":" in line and not line.startswith("-"))
+    options = {}
+    for key, (name, kind) in _MOMASK_OPTIONS.items():
+        text = lines.get(key, "").strip()
+        if not text or text == "None":  # vq_norm None: no normalisation, which the weights show
+            continue
+        try:
+            options[name] = kind(text)
+        except ValueError:
+            raise CheckpointError(f"{found}: {key}: cannot read {text!r} as {kind.__name__}") from None
+    if options:
+        logger.info("%s: %s from %s", path, ", ".join(f"{k}={v!r}" for k, v in options.items()), found)
+    return options
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # entry point
 
@@ -367,6 +398,8 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
         if state.get("conditions"):
             cond_drop_prob = float((state.get("config") or {}).get("cond_drop_prob") or 0.0)
     else:
+        if "vq_model" in state:  # MoMask writes the settings the shapes cannot tell into its run's opt.txt
+            model_kwargs = {**_momask_options(path), **model_kwargs}
         imported = import_official(state, path, **model_kwargs)
         name = imported.model_name
         model = build_tokenizer(name, **imported.model_args)

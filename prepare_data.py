@@ -92,6 +92,9 @@ def _print_import(what: str, summary: ImportSummary, cfg: argparse.Namespace) ->
              f"from file names {summary.captions_from_names}", f"splits: {splits}"]
     if summary.skipped:
         extra.append(f"files without motion, skipped: {len(summary.skipped)}, e.g. {', '.join(summary.skipped[:3])}")
+    if summary.too_brief:
+        extra.append(f"files under 2 frames at the target rate, skipped: {len(summary.too_brief)}, e.g. "
+                     f"{', '.join(summary.too_brief[:3])}")
     if summary.generic_captions:
         extra.append(f"captioned only by the words of their names (pass --labels): {len(summary.generic_captions)}")
     if summary.chunked_clips:

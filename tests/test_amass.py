@@ -343,3 +343,29 @@ def test_an_upper_case_extension_is_an_amass_file_too(tmp_path):
     assert summary.clips == 1 and read_split(str(tmp_path / "Upper"), "all") == ["S1/WALK_poses"]
     with open(tmp_path / "Upper" / "clips.csv", newline="") as f:
         assert [r["source"] for r in csv.DictReader(f)] == ["S1/WALK_poses.NPZ"]
+
+
+def test_a_file_of_one_frame_is_skipped_and_counted_by_an_import_and_rendered(tmp_path, monkeypatch):
+    """export_smpl writes a one-frame file for a one-frame motion, but the readers wanted 2 frames: the whole import
+    stopped on it (as on a clip under 1/20 s), and render.py refused it. An import now skips such files and counts
+    them; render.py draws the pose."""
+    from test_render import assert_gif
+    from test_smpl_mesh import mesh_model
+
+    import render
+    from utils import plot_script
+
+    src = tmp_path / "amass"
+    _save(src / "S1" / "walk_poses.npz", fps=60.0, **_motion(121, 60.0))
+    pose = {k: v[:1] if k in ("poses", "trans") else v for k, v in _motion(121, 60.0, seed=1).items()}
+    _save(src / "S1" / "pose_poses.npz", fps=60.0, **pose)
+    _save(src / "S2" / "blink_poses.npz", fps=120.0, **_motion(3, 120.0, seed=2))  # 2.5 / 120 s: 1 frame at 20
+    summary = import_amass_folder(str(src), str(tmp_path / "Out"), body_models=str(_body_models(tmp_path / "m")))
+    assert summary.clips == 1 and read_split(str(tmp_path / "Out"), "all") == ["S1/walk_poses"]
+    assert summary.too_brief == ["S1/pose_poses.npz (1 frame)", "S2/blink_poses.npz (1 frame)"]
+
+    monkeypatch.setattr(plot_script.shutil, "which", lambda *args, **kwargs: None)
+    model = mesh_model(tmp_path / "mesh" / "model.npz", joints_num=52)
+    written = render.main(render.parse_args([str(src / "S1" / "pose_poses.npz"), "--body_model", str(model),
+                                             "--out", str(tmp_path / "videos"), "--dpi", "20"]))
+    assert_gif(written[0], 1)

@@ -175,8 +175,8 @@ def read_amass_motion(path: str | os.PathLike) -> AmassMotion | None:
         raise ValueError(f"{path}: poses has shape {poses.shape}; expected (T, 156) SMPL-H or (T, 165) SMPL-X "
                          f"axis-angle (at least {BODY_POSE_WIDTH} columns: the root and 21 body joints)")
     frames = poses.shape[0]
-    if frames < 2:
-        raise ValueError(f"{path}: poses has {frames} frame(s); need at least 2")
+    if frames < 1:  # one frame is a pose: rendered, and skipped by an import (no motion to take features from)
+        raise ValueError(f"{path}: poses has no frame")
     if trans.shape != (frames, 3):
         raise ValueError(f"{path}: trans has shape {trans.shape}; expected ({frames}, 3) like poses' {frames} frames")
     if betas.ndim == 2 and betas.shape[0] == 1:

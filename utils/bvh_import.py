@@ -65,7 +65,8 @@ class ImportSummary:
     """What ``import_clip_folder`` did: clips read, motions written (chunks count separately), frames at the target
     rate, clips split into chunks, motions shorter than the spec's minimum (written, but skipped by the loaders),
     caption sources (``generic_captions``: clips captioned only by the words of an unknown name), files skipped for
-    holding no motion, the splits left without a motion the loaders keep and the time taken."""
+    holding no motion or under two frames at the target rate (``too_brief``), the splits left without a motion the
+    loaders keep and the time taken."""
 
     out_dir: str
     clips: int = 0
@@ -82,6 +83,7 @@ class ImportSummary:
     splits: dict[str, int] = field(default_factory=dict)
     clip_ids: list[str] = field(default_factory=list)  # the clips read, before chunking
     skipped: list[str] = field(default_factory=list)  # files without motion (AMASS's shape.npz), relative to src
+    too_brief: list[str] = field(default_factory=list)  # files of fewer than 2 frames at the target rate, skipped
     written: set[str] = field(default_factory=set)  # every motion id written, mirror images included
     provenance: list[dict[str, object]] = field(default_factory=list)  # the rows of clips.csv
     # train / val / test without a motion the loaders keep -> why: "no motion", or every one too short.
@@ -291,6 +293,9 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: Cli
             if clip is None:
                 summary.skipped.append(path.relative_to(src).as_posix())
                 continue
+            if clip.joints.shape[0] < 2:  # a pose, or under 1/20 s of source: no motion to extract features from
+                summary.too_brief.append(f"{path.relative_to(src).as_posix()} ({clip.joints.shape[0]} frame)")
+                continue
             # Captions drawn from the clip's own generator and splits ranked by its id: neither depends on the file
             # order or on the other clips of the folder.
             ids = _write_clip(clip, path, out, spec, target_fps, label_map, keyed_rng(seed, clip.clip_id), summary,
@@ -303,7 +308,8 @@ def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: Cli
         summary.clips += 1
         summary.motions += len(ids)
     if not groups:
-        raise ValueError(f"{src}: none of the {len(files)} files holds a motion (skipped: {summary.skipped[:5]})")
+        raise ValueError(f"{src}: none of the {len(files)} files holds a motion (skipped: "
+                         f"{(summary.skipped + summary.too_brief)[:5]})")
     splits = split_groups(groups, keyed_order(summary.clip_ids, seed))
     summary.empty_splits = _empty_splits(splits, summary.too_short, spec.min_motion_length)
     write_split_files(out, splits)

@@ -52,6 +52,7 @@ world placement, so those of a features source stand in the canonical frame, at 
 
 from __future__ import annotations
 
+import logging
 import os
 
 from tqdm import tqdm
@@ -198,7 +199,16 @@ def main(cfg) -> dict:
     jobs = plan_samples(prompts, cfg.repeat_times, combined, edit is not None)
     if edit is not None:
         edit.check_outputs(edit_output_paths(out_dir, [job.stem for job in jobs], cfg.bvh, exports.body is not None))
-    transition_frames = round(cfg.transition_seconds * spec.fps)
+    # Transitions are regenerated in whole tokens: the record holds the frames that are, and a cut is said.
+    asked = round(cfg.transition_seconds * spec.fps)
+    transition_frames = asked - asked % generator.unit_length
+    if cfg.sequence and transition_frames != asked:
+        logging.getLogger("sample").warning(
+            "--transition_seconds %g is %d frames at %g fps; transitions are regenerated in whole tokens of %d "
+            "frames, so %d frames are (%s)", cfg.transition_seconds, asked, spec.fps, generator.unit_length,
+            transition_frames, "the seams are joined as generated" if transition_frames == 0 else
+            "the later segment takes the odd token" if (transition_frames // generator.unit_length) % 2 else
+            "half before each seam, half after")
     record = run_record(generator, settings, cfg.seed, cfg.repeat_times, edit,
                         [p.text for p in prompts] if cfg.sequence else None, cfg.transition_seconds, transition_frames)
     # Samples of earlier runs into this folder stay in the manifest, unless this run writes their files again.

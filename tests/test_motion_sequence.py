@@ -164,6 +164,28 @@ def test_sample_py_writes_one_motion_per_repeat_with_its_segments(ckdir, tmp_pat
             "--edit_frames", "0:8"]))
 
 
+@pytest.mark.parametrize("seconds, frames, transitions, said", [
+    (0.1, 0, [[24, 24]], "so 0 frames are (the seams are joined as generated)"),
+    (0.3, 4, [[24, 28]], "so 4 frames are (the later segment takes the odd token)"),
+    (0.4, 8, [[20, 28]], None),
+])
+def test_a_transition_is_recorded_and_said_in_whole_tokens(ckdir, tmp_path, caplog, seconds, frames, transitions,
+                                                           said):
+    """Transitions are regenerated in whole tokens (4 frames here): 0.1 s regenerated nothing and 0.3 s one token
+    after the seam, while the run record said 2 and 6 frames, without a word."""
+    prompts = tmp_path / "story.txt"
+    prompts.write_text("a person walks#24\na person jumps#32\n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="sample"):
+        manifest = sample.main(parse_with_config(get_sample_parser(), [
+            "--dataset_name", "synthetic", "--checkpoints_dir", ckdir, "--name", "fsq_gen", "--time_steps", "2",
+            "--text_path", str(prompts), "--sequence", "--transition_seconds", str(seconds), "--no_render",
+            "--output_dir", str(tmp_path / "out")]))
+    assert manifest["runs"][-1]["sequence"]["transition_frames"] == frames
+    assert manifest["samples"][0]["transitions"] == transitions
+    warned = [r.getMessage() for r in caplog.records if "transition_seconds" in r.getMessage()]
+    assert (warned == []) if said is None else (len(warned) == 1 and warned[0].endswith(said))
+
+
 def test_a_video_of_segments_shows_each_segments_prompt(tmp_path, monkeypatch):
     """The figure title follows the segment of the frame being drawn."""
     import utils.plot_script as plot_script

@@ -222,6 +222,18 @@ def test_an_output_dir_that_is_a_file_is_a_one_line_error_naming_the_flag(ckdir,
     assert taken.read_text() == "not a folder\n"
 
 
+def test_a_folder_where_the_manifest_goes_is_refused_before_any_sample(ckdir, tmp_path):
+    """It was found when the first sample was listed: that sample's files stayed, listed nowhere, and the error
+    named a temporary file."""
+    out = tmp_path / "out"
+    (out / "manifest.json").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match=rf"{re.escape(str(out / 'manifest.json'))} is a folder; the "
+                                                rf"samples' manifest is written there"):
+        run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "8", "--no_render",
+                   "--output_dir", str(out))
+    assert [p.name for p in out.iterdir()] == ["manifest.json"]
+
+
 def test_mp4_stick_figure_and_mesh_videos(ckdir, tmp_path, monkeypatch):
     """--format mp4 writes both videos as H.264 (through a stand-in ffmpeg) and lists them under their .mp4 names."""
     from test_smpl_mesh import mesh_model

@@ -41,7 +41,11 @@ def write_json(path: str, data: dict) -> None:
 def _read_previous(path: str) -> tuple[list[dict], list[dict]]:
     """(runs, samples) of the manifest at ``path``; nothing when there is none. An unreadable one is moved aside to
     ``<path>.unreadable`` (``<path>.unreadable.1``, ``.2``, ... when that is taken, so no earlier copy is overwritten)
-    with a warning, rather than overwritten."""
+    with a warning, rather than overwritten. Something else at ``path`` (a folder) is an ``IsADirectoryError`` now,
+    before any sample is made, rather than when the first one is listed."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder; the samples' manifest is written there: move it away or pick "
+                                f"another --output_dir")
     if not os.path.isfile(path):
         return [], []
     try:

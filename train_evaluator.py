@@ -29,6 +29,7 @@ Examples::
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 
@@ -148,6 +149,13 @@ def main(cfg) -> dict:
     if is_first_process():  # the others write nothing into the run before training (RunDir.make_dirs)
         save_evaluator_meta(run.root, mean, std)  # the released layout's meta/, next to model/finest.tar
 
+    def adam(params) -> torch.optim.Optimizer:
+        # Guo et al.'s Adam; --weight_decay (0 by default, as theirs) makes it AdamW, as the flag says.
+        params = list(params)
+        if cfg.weight_decay:
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr)
+
     # ---------------------------------------------------------------------------------------------------------------
     # stage 1: movement encoder + decoder
     # ---------------------------------------------------------------------------------------------------------------
@@ -171,7 +179,7 @@ def main(cfg) -> dict:
         train(decomp, windows, decomp_loss, decomp_cfg, decomp_run,
               checkpoint_meta={"stage": "evaluator_decomp", "model_name": "MovementAutoencoder",
                                "model_args": model_args, "dataset": dataset_info, "config": config, "parent": None},
-              optimizer_factory=lambda m: torch.optim.Adam(m.parameters(), lr=cfg.lr))
+              optimizer_factory=lambda m: adam(m.parameters()))
     else:
         logger.warning("--pretrain_iters 0: the movement encoder stays at its random initialisation")
 
@@ -183,7 +191,7 @@ def main(cfg) -> dict:
     optimizers: list[torch.optim.Optimizer] = []
 
     def make_optimizer(m: nn.Module) -> torch.optim.Optimizer:
-        optimizers.append(torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=cfg.lr))
+        optimizers.append(adam([p for p in m.parameters() if p.requires_grad]))
         return optimizers[-1]
 
     def loss_fn(m: nn.Module, batch) -> tuple[torch.Tensor, dict]:
@@ -223,17 +231,27 @@ def main(cfg) -> dict:
 
     engine_cfg = EngineConfig.from_namespace(cfg, max_iters=resolve_max_iters(cfg, len(train_set)),
                                              best_metric="val_loss", best_mode="min", is_continue=continue_stage2)
-    train(model, train_set, loss_fn, engine_cfg, run, collate_fn=collate_eval, val_fn=validate,
-          optimizer_factory=make_optimizer,
-          checkpoint_meta={**meta, "parent": decomp_run.latest_path if pretrain_iters > 0 else None})
+    result = train(model, train_set, loss_fn, engine_cfg, run, collate_fn=collate_eval, val_fn=validate,
+                   optimizer_factory=make_optimizer,
+                   checkpoint_meta={**meta, "parent": decomp_run.latest_path if pretrain_iters > 0 else None})
     if not is_first_process():
         # What follows writes finest.tar and the report: the first process's work. The others never ran the
         # validations (the engine runs them on the first process), so their final state would always look best and
         # replace finest.tar.
         return {}
-    model.eval()
-    with torch.no_grad():
-        validate(model)  # the final state competes too (and a run shorter than one validation still gets finest.tar)
+    if not os.path.isfile(finest_path):
+        # A run shorter than one validation: its final state becomes finest.tar, scored with the weights validations
+        # score (the EMA's when the run keeps one). Only then: a final state off the validation schedule competing
+        # would make a run stopped at its --max_iters and continued further keep another finest.tar than one run
+        # straight through.
+        ema = load_checkpoint(result.latest_path).get("ema") if engine_cfg.ema_decay else None
+        final_model = model
+        if ema:
+            final_model = copy.deepcopy(model)
+            final_model.load_state_dict(ema)
+        final_model.eval()
+        with torch.no_grad():
+            validate(final_model)
 
     # ---------------------------------------------------------------------------------------------------------------
     # final: reload the written evaluator, validation retrieval

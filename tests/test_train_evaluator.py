@@ -255,3 +255,42 @@ def test_a_batch_of_one_caption_per_process_is_refused_before_training(data_root
                                          r"caption\(s\) per process; the contrastive loss needs at least 2"):
         run_script(data_root, ck, "--batch_size", str(batch_size), "--max_iters", "2", "--pretrain_iters", "2")
     assert not list(ck.rglob("*.tar"))
+
+
+def _groups_equal(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[g][k], b[g][k]) for g in ("text_encoder", "motion_encoder") for k in a[g])
+
+
+def test_a_run_continued_past_its_end_keeps_the_finest_of_a_run_straight_through(data_root, tmp_path):
+    """Each invocation's final state competed for finest.tar: a run stopped at --max_iters 17, off the validation
+    schedule (every 10 steps), and continued to 20 kept step 17, which a run of 20 never scores."""
+    flags = ("--pretrain_iters", "4", "--lr", "1e-2")
+    run_script(data_root, tmp_path / "straight", "--max_iters", "20", *flags)
+    run_script(data_root, tmp_path / "split", "--max_iters", "17", *flags)
+    run_script(data_root, tmp_path / "split", "--max_iters", "20", "--is_continue", *flags)
+    a, b = (load_checkpoint(str(tmp_path / name / "synthetic" / "text_mot_match" / "model" / "finest.tar"))
+            for name in ("straight", "split"))
+    assert a["iter"] == b["iter"] and a["iter"] % 10 == 0 and _groups_equal(a, b)
+
+
+def test_a_run_shorter_than_one_validation_scores_the_weights_validations_score(data_root, tmp_path):
+    """It still gets finest.tar from its final state; with --ema_decay that is the EMA weights, as every validation
+    of the engine scores them (the raw ones were saved)."""
+    run_script(data_root, tmp_path, "--max_iters", "6", "--pretrain_iters", "4", "--ema_decay", "0.5")
+    model_dir = tmp_path / "synthetic" / "text_mot_match" / "model"
+    finest, latest = load_checkpoint(str(model_dir / "finest.tar")), load_checkpoint(str(model_dir / "latest.tar"))
+    for group in ("text_encoder", "motion_encoder"):
+        for key, value in finest[group].items():
+            assert torch.equal(value, latest["ema"][f"evaluator.{group}.{key}"]), (group, key)
+    assert not all(torch.equal(latest["ema"][k], latest["model"][k]) for k in latest["ema"])
+
+
+def test_weight_decay_is_applied_not_only_recorded(data_root, tmp_path):
+    """--weight_decay was recorded in opt.yaml and the checkpoints but both stages' Adam ignored it."""
+    run_script(data_root, tmp_path / "plain", "--max_iters", "4", "--pretrain_iters", "4")
+    run_script(data_root, tmp_path / "decay", "--max_iters", "4", "--pretrain_iters", "4", "--weight_decay", "0.5")
+    plain, decay = (load_checkpoint(str(tmp_path / name / "synthetic" / "text_mot_match" / "model" / "latest.tar"))
+                    for name in ("plain", "decay"))
+    assert [g["weight_decay"] for g in decay["optimizer"]["param_groups"]] == [0.5]
+    assert [g["weight_decay"] for g in plain["optimizer"]["param_groups"]] == [0]
+    assert not all(torch.equal(plain["model"][k], decay["model"][k]) for k in plain["model"])

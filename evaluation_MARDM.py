@@ -28,9 +28,10 @@ Writes ``<run>/eval/eval_<tag>.json`` (settings, checkpoint and SHA-256, evaluat
 ``eval.log`` (``--report_json PATH`` writes the result JSON to PATH as well, for scripts such as ``reproduce.py``).
 ``<run>`` is ``checkpoints/<ds>/<name>`` for ``--name``; for ``--ckpt``, the run folder holding the file
 (``<run>/model/<file>``) unless ``--name`` is given too. ``<tag>`` names the checkpoint, weights, sampling settings,
-the protocol settings away from their defaults (split, seed, batch size, multimodality) and an ``--evaluator_dir``
-other than ``<checkpoints_dir>/<ds>/text_mot_match`` (``_ev`` and its file's SHA-256 prefix), so sweeps do not
-overwrite each other.
+a MoMask residual's run (and file, where it is not the generator's), a ``--tokenizer_path`` file (``_tok`` and its
+SHA-256 prefix), the protocol settings away from their defaults (split, seed, batch size, multimodality) and an
+``--evaluator_dir`` other than ``<checkpoints_dir>/<ds>/text_mot_match`` (``_ev`` and its file's SHA-256 prefix), so
+sweeps do not overwrite each other.
 
 Generate once, score many (``utils/saved_motions.py``). ``--save_motions`` also keeps every generated motion in
 ``<run>/eval/motions_<tag>/`` (one file per replication, written before its JSONL line). ``--from_motions <folder>``
@@ -94,18 +95,26 @@ def resolve_run(cfg) -> tuple[str, str, str]:
 
 
 def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options: dict,
-               residual: dict | None = None) -> str:
-    """``<checkpoint>[_ema]_ts<steps>_cfg<scale>[_temp<t>][_res-<run>][_<option><value>...][_nosnap][_nomm]`` plus
-    ``protocol_tag``'s suffix (split, seed, batch size, multimodality away from the defaults) for the output file
-    names (options: the family options given on the command line)."""
-    tag = f"{os.path.splitext(os.path.basename(path))[0]}{'_ema' if weights == 'ema' else ''}"
+               residual: dict | None = None, tokenizer: dict | None = None) -> str:
+    """``<checkpoint>[_ema]_ts<steps>_cfg<scale>[_temp<t>][_res-<run>[-<file>]][_tok-<sha>][_<option><value>...]
+    [_nosnap][_nomm]`` plus ``protocol_tag``'s suffix (split, seed, batch size, multimodality away from the defaults)
+    for the output file names (options: the family options given on the command line). The residual's file is named
+    when it is not the one of the generator's name (``--res_ckpt .../net_best_fid.tar`` beside a ``latest.tar``), and
+    a tokenizer given with ``--tokenizer_path`` by its SHA-256 prefix."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    tag = f"{stem}{'_ema' if weights == 'ema' else ''}"
     tag += f"_ts{settings.time_steps}_cfg{settings.cfg:g}"
     if settings.temperature != 1.0:
         tag += f"_temp{settings.temperature:g}"
     if residual is not None:
         parts = os.path.abspath(residual["checkpoint"]).split(os.sep)
-        run = parts[-3] if len(parts) >= 3 and parts[-2] == "model" else os.path.splitext(parts[-1])[0]
-        tag += f"_res-{run}"
+        res_stem = os.path.splitext(parts[-1])[0]
+        if len(parts) >= 3 and parts[-2] == "model":
+            tag += f"_res-{parts[-3]}" + (f"-{res_stem}" if res_stem != stem else "")
+        else:
+            tag += f"_res-{res_stem}"
+    if cfg.tokenizer_path and tokenizer is not None:
+        tag += f"_tok-{tokenizer['sha256'][:8]}"
     short = {"topk_filter_thres": "topk", "sampling": "", "res_cond_scale": "rcfg", "head_steps": "hs",
              "head_solver": ""}
     for name, value in options.items():
@@ -150,7 +159,8 @@ def generator_source(cfg) -> MotionSource:
         return out.features_normalised, out.lengths
 
     return MotionSource(dataset_name, os.path.join(run_root, "eval"),
-                        output_tag(cfg, path, generator.info["weights"], sampling, options, residual),
+                        output_tag(cfg, path, generator.info["weights"], sampling, options, residual,
+                                   generator.info["tokenizer"]),
                         cfg.which_epoch if not cfg.ckpt else os.path.basename(path), meta, generator.mean,
                         generator.std, title, produce)
 

@@ -482,11 +482,19 @@ def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Modu
     if ema is not None and eval_copy is not None:
         ema.copy_to(eval_copy)
         model = eval_copy
+    # Validation runs in fp32 as evaluation does, so that the best file is picked on the numbers an evaluation of it
+    # gives: the EMA copy was taken before prepare(); the trained model itself has prepare()'s autocast forward
+    # (mixed precision) on the instance, put aside for the call.
+    patched = model.__dict__.get("forward") if "_original_forward" in model.__dict__ else None
+    if patched is not None:
+        model.forward = model.__dict__["_original_forward"]
     model.eval()
     try:
         with torch.no_grad():
             raw = val_fn(model)
     finally:
+        if patched is not None:
+            model.forward = patched
         net.train()
         set_rng_state(rng)
     metrics = {k: float(v) for k, v in raw.items()}

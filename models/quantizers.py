@@ -269,6 +269,11 @@ class Quantizer(nn.Module):
         if self.usage_counts.device != counts.device:
             self.usage_counts = self.usage_counts.to(counts.device)
         self.usage_counts.index_add_(0, present.clamp_min(0), counts)
+        if self.training and _distributed():
+            # The global batch's perplexity, as the EMA quantizers log: this process's codes on a histogram over all
+            # K codes, summed over the processes (one K-long all-reduce per step, in training only).
+            histogram = torch.zeros_like(self.usage_counts).index_add_(0, present.clamp_min(0), counts)
+            return perplexity_from_counts(_all_reduce_sum_(histogram))
         return perplexity_from_counts(counts)
 
     def _state_device(self) -> torch.device:
@@ -447,7 +452,8 @@ class QuantizeEMAReset(Quantizer):
         self.initted.fill_(True)
 
     @torch.no_grad()
-    def _ema_statistics(self, x: Tensor, indices: Tensor, counts: Tensor) -> None:
+    def _ema_statistics(self, x: Tensor, indices: Tensor, counts: Tensor) -> Tensor:
+        """Update the EMA sums with this step's batch; returns the batch's code counts ``(K,)`` over all processes."""
         # Accumulating put rather than index_add_: the same sums without the (M, C) index tensor that index_add_
         # expands to on CPU, several times faster there, and deterministic on CUDA.
         code_sum = torch.zeros_like(self.code_sum).index_put_((indices,), x, accumulate=True)
@@ -455,14 +461,17 @@ class QuantizeEMAReset(Quantizer):
         _all_reduce_sum_(code_sum)
         self.code_sum.mul_(self.mu).add_(code_sum, alpha=1.0 - self.mu)
         self.code_count.mul_(self.mu).add_(code_count, alpha=1.0 - self.mu)
+        return code_count
 
     @torch.no_grad()
-    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> None:
-        self._ema_statistics(x, indices, counts)
+    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> Tensor:
+        """One training step's codebook update; returns the batch's code counts over all processes."""
+        global_counts = self._ema_statistics(x, indices, counts)
         reset_rows = self._leading_rows(x)
         alive = (self.code_count >= 1.0)[:, None]
         updated = self.code_sum / self.code_count[:, None]
         self.codebook.copy_(torch.where(alive, updated, reset_rows))
+        return global_counts
 
     def quantize(self, z: Tensor) -> Tensor:
         """Nearest-code indices ``(B, N)`` for ``z (B, N, C)``."""
@@ -493,13 +502,14 @@ class QuantizeEMAReset(Quantizer):
                 indices = select_codes(x.detach(), self.codebook, temperature)
             x_d = F.embedding(indices, self.codebook)
             counts = code_counts(indices, self.codebook_size)
-            if self.training:
-                self._update_codebook(x.detach(), indices, counts)
+            # The logged perplexity is the global batch's (the counts over all processes, which the update sums
+            # anyway), not a mean of the processes' own, which would change with their number.
+            batch_counts = self._update_codebook(x.detach(), indices, counts) if self.training else counts
             commit_loss = F.mse_loss(x, x_d.detach())
             z_q = quantized_with_gradient(x, x_d, self.rotation_trick)
         self._record_usage(counts)
         return QuantizerOutput(z_q.view(b, n, c).to(z.dtype), indices.view(b, n), commit_loss,
-                               perplexity_from_counts(counts))
+                               perplexity_from_counts(batch_counts))
 
 
 class QuantizeEMA(QuantizeEMAReset):
@@ -509,13 +519,14 @@ class QuantizeEMA(QuantizeEMAReset):
     """
 
     @torch.no_grad()
-    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> None:
-        self._ema_statistics(x, indices, counts)
+    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> Tensor:
+        global_counts = self._ema_statistics(x, indices, counts)
         count = self.code_count[:, None]
         used = count > 0
         # Divide by the count itself however small (a floor would shrink a long-unused code towards zero); a count of
         # zero is replaced only in the branch that torch.where discards.
         self.codebook.copy_(torch.where(used, self.code_sum / torch.where(used, count, 1.0), self.codebook))
+        return global_counts
 
 
 class QuantizeReset(QuantizeEMAReset):
@@ -524,10 +535,11 @@ class QuantizeReset(QuantizeEMAReset):
     straight-through estimator both detach it), so it is a buffer here. ``code_count`` holds the last batch's counts."""
 
     @torch.no_grad()
-    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> None:
+    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> Tensor:
         self.code_count.copy_(_all_reduce_sum_(counts.to(self.code_count.dtype)))
         reset_rows = self._leading_rows(x)
         self.codebook.copy_(torch.where((self.code_count >= 1.0)[:, None], self.codebook, reset_rows))
+        return self.code_count.clone()
 
 
 class QuantizeOrig(Quantizer):
@@ -577,4 +589,7 @@ class QuantizeOrig(Quantizer):
             z_q = quantized_with_gradient(x, codes, self.rotation_trick)
         counts = code_counts(indices, self.codebook_size)
         self._record_usage(counts)
-        return QuantizerOutput(z_q.view(b, n, c).to(z.dtype), indices.view(b, n), loss, perplexity_from_counts(counts))
+        # Training under several processes: the global batch's perplexity, as the EMA quantizers log.
+        batch_counts = _all_reduce_sum_(counts.clone()) if self.training else counts
+        return QuantizerOutput(z_q.view(b, n, c).to(z.dtype), indices.view(b, n), loss,
+                               perplexity_from_counts(batch_counts))

@@ -235,6 +235,9 @@ def _frechet_distance(gt: np.ndarray, gen: np.ndarray) -> float:
     if gt.ndim != 2 or gen.ndim != 2 or gt.shape[1] != gen.shape[1] or min(gt.shape[0], gen.shape[0]) < 2:
         raise ValueError(f"FID needs two embedding sets (N >= 2, E) of the same width, got {gt.shape} and "
                          f"{gen.shape}")
+    for name, x in (("real", gt), ("generated", gen)):
+        if not np.isfinite(x).all():  # checked first: the factorisations fail on them with a LinAlgError
+            raise ValueError(f"FID: the {name} motions' embeddings hold non-finite values (NaN or inf in the motions?)")
     diff = np.mean(gt, axis=0) - np.mean(gen, axis=0)
     centred = [x.astype(np.float64) - x.astype(np.float64).mean(axis=0) for x in (gt, gen)]
     traces = [float((x * x).sum()) / (x.shape[0] - 1) for x in centred]
@@ -322,10 +325,18 @@ def retrieval_metrics(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, seed
     return {**{f"top{k + 1}": float(hits[k] / n) for k in range(TOP_K)}, "matching_score": match / n}
 
 
+_SMALL_DIVERSITY_WARNED: set[int] = set()
+
+
 def _diversity(emb: np.ndarray, rng: np.random.Generator) -> tuple[float, int]:
     times = default_diversity_times(emb.shape[0])
     if emb.shape[0] <= times:
-        # Fewer samples than the reference's 100 pairs: draw as many as possible (only tiny test sets get here).
+        # Fewer samples than the reference's 100 pairs (it refuses them): draw as many as possible (only tiny test
+        # sets get here), and say so, as the number is not the protocol's.
+        if emb.shape[0] not in _SMALL_DIVERSITY_WARNED:  # once per size, not in every replication
+            _SMALL_DIVERSITY_WARNED.add(emb.shape[0])
+            logger.warning("diversity over %d samples: %d pairs instead of the protocol's %d (a test set this small "
+                           "is not comparable with published numbers)", emb.shape[0], emb.shape[0] - 1, times)
         times = emb.shape[0] - 1
     return calculate_diversity(emb, times, rng=rng), times
 

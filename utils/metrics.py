@@ -58,6 +58,9 @@ def calculate_frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndar
     if sigma1.shape != sigma2.shape or sigma1.shape != (mu1.shape[0], mu1.shape[0]):
         raise ValueError(f"covariances must both be ({mu1.shape[0]}, {mu1.shape[0]}), "
                          f"got {sigma1.shape} and {sigma2.shape}")
+    if not all(np.isfinite(a).all() for a in (mu1, mu2, sigma1, sigma2)):
+        # Checked first: sqrtm of a non-finite product runs for minutes before it fails.
+        raise ValueError("FID: the means or covariances hold non-finite values (NaN or inf in the motions?)")
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():

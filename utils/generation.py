@@ -66,6 +66,7 @@ from utils.generator_checkpoints import (
     build_recorded_text_encoder,
     check_text_encoder_request,
     checkpoints_roots,
+    estimator_text_encoder,
     load_length_estimator,
     require_stage,
     resolve_generator_checkpoint,
@@ -212,16 +213,9 @@ class MotionGenerator:
                                       f"dataset {self.spec.name!r} is at {float(self.spec.fps)} fps; use an estimator "
                                       f"trained on a {float(self.spec.fps)} fps dataset, or give the motion lengths")
             record = estimator.text_encoder
-            if self._same_text_encoder(record):
-                self._length_text_encoder = self.text_encoder
-            else:
-                weights = self.text_encoder_path if record.get("name") == "clip" else None
-                if self.text_encoder_path is not None and weights is None and self.text_encoder.name != "clip":
-                    logger.warning("--text_encoder_path %s: neither the generator's text encoder %r nor the length "
-                                   "estimator's %r takes a weights file; ignored", self.text_encoder_path,
-                                   self.text_encoder.name, record.get("name"))
-                self._length_text_encoder = build_recorded_text_encoder(record, estimator.path, self.device,
-                                                                        weights_path=weights)
+            self._length_text_encoder = estimator_text_encoder(record, estimator.path, self.text_encoder,
+                                                               self.info["text_encoder"].get("path"),
+                                                               self.text_encoder_path, self.device)
             expected = estimator.model.model_args["text_dim"]
             if self._length_text_encoder.dim != expected:
                 raise CheckpointError(f"{estimator.path}: the estimator takes {expected}-dim text embeddings, its "
@@ -229,21 +223,6 @@ class MotionGenerator:
             self._length_estimator = estimator
             logger.info("length estimator %s (text encoder %s)", estimator.path, record.get("name"))
         return self._length_estimator
-
-    def _same_text_encoder(self, record: dict[str, Any]) -> bool:
-        """Whether the length estimator's text encoder ``record`` is the generator's own: the same encoder and width
-        and, for CLIP, the same weights file (the estimator's recorded one unless ``--text_encoder_path`` replaces
-        both). Two CLIP files of one width give embeddings in different spaces."""
-        if record.get("name") != self.text_encoder.name or record.get("dim") != self.text_encoder.dim:
-            return False
-        if record.get("name") != "clip" or self.text_encoder_path is not None:
-            return True
-        mine, theirs = self.info["text_encoder"].get("path"), record.get("path")
-        if not mine or not theirs:
-            return mine == theirs
-        if os.path.isfile(mine) and os.path.isfile(theirs):
-            return os.path.samefile(mine, theirs)
-        return os.path.realpath(mine) == os.path.realpath(theirs)
 
     @torch.no_grad()
     def estimate_lengths(self, texts: list[str], generator: torch.Generator | None = None,

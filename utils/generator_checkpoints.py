@@ -173,6 +173,36 @@ def build_recorded_text_encoder(record: dict[str, Any], path: str, device: str |
     return CachedTextEncoder(encoder)
 
 
+def estimator_text_encoder(record: dict[str, Any], estimator_path: str, generator_encoder: CachedTextEncoder,
+                           generator_weights: str | None, weights_path: str | None,
+                           device: str | torch.device) -> CachedTextEncoder:
+    """The text encoder of a length estimator's ``record``: the generator's own (``generator_encoder``, its CLIP
+    file ``generator_weights``) when it is the same encoder and width and, for CLIP, the same weights file (two CLIP
+    files of one width give embeddings in different spaces), else its own. ``weights_path`` (``--text_encoder_path``)
+    replaces the recorded CLIP file of both."""
+    if _same_text_encoder(record, generator_encoder, generator_weights, weights_path):
+        return generator_encoder
+    weights = weights_path if record.get("name") == "clip" else None
+    if weights_path is not None and weights is None and generator_encoder.name != "clip":
+        logger.warning("--text_encoder_path %s: neither the generator's text encoder %r nor the length estimator's "
+                       "%r takes a weights file; ignored", weights_path, generator_encoder.name, record.get("name"))
+    return build_recorded_text_encoder(record, estimator_path, device, weights_path=weights)
+
+
+def _same_text_encoder(record: dict[str, Any], encoder: CachedTextEncoder, encoder_weights: str | None,
+                       weights_path: str | None) -> bool:
+    if record.get("name") != encoder.name or record.get("dim") != encoder.dim:
+        return False
+    if record.get("name") != "clip" or weights_path is not None:
+        return True
+    theirs = record.get("path")
+    if not encoder_weights or not theirs:
+        return encoder_weights == theirs
+    if os.path.isfile(encoder_weights) and os.path.isfile(theirs):
+        return os.path.samefile(encoder_weights, theirs)
+    return os.path.realpath(encoder_weights) == os.path.realpath(theirs)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Length estimator
 # ---------------------------------------------------------------------------------------------------------------------

@@ -582,27 +582,3 @@ def test_a_negative_seed_is_refused_by_name():
     # non-negative integer" that named neither the flag nor the value.
     with pytest.raises(ValueError, match="seed must be >= 0"):
         make_cfg(seed=-1)
-
-
-@pytest.mark.parametrize("ema_decay", [None, 0.9])
-def test_bf16_runs_validate_in_fp32_with_or_without_ema(tmp_path, ema_decay):
-    """Without EMA, validation scored the trained model itself, whose forward prepare() had wrapped in bf16 autocast,
-    so the best file was picked on other numbers than an evaluation of it gives (and than an EMA run's, scored on an
-    fp32 copy). Training itself stays in bf16."""
-    seen = {"train": set(), "val": set()}
-
-    class Probe(Toy):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            seen["train" if self.training else "val"].add(torch.is_autocast_enabled("cpu"))
-            return super().forward(x)
-
-    def val_fn(model: nn.Module) -> dict[str, float]:
-        return {"val_loss": float(nn.functional.mse_loss(model(ToyData().x), ToyData().y))}
-
-    set_seed(0)
-    run = RunDir(str(tmp_path / "checkpoints"), "t2m", "probe")
-    train(Probe(), ToyData(), loss_fn, make_cfg(max_iters=10, mixed_precision="bf16", ema_decay=ema_decay), run,
-          checkpoint_meta=META, val_fn=val_fn)
-    assert seen == {"train": {True}, "val": {False}}
-    # The autocast forward is back for training after each validation.
-    assert load_checkpoint(run.latest_path)["step"] == 10

@@ -1,0 +1,37 @@
+"""render.py's files beside a video when the disk is full: the earlier ones stay whole, and the error names them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from test_render import random_walk
+
+import render
+
+
+def test_a_joints_file_that_cannot_be_written_leaves_the_earlier_one_whole(tmp_path):
+    """A full disk (here a file-size limit) while the joints beside a video are saved: the joints file of an earlier
+    render stays whole, no temporary is left, and render.py says which file in one line. The joints used to be
+    written in place, cut short, with a traceback."""
+    import resource
+
+    from utils.motion_process import extract_features
+
+    np.save(tmp_path / "walk.npy", extract_features(random_walk(frames=41)))  # 40 frames: 10 KiB of joints
+    out = tmp_path / "videos"
+    out.mkdir()
+    (out / "walk_joints.npy").write_bytes(b"an earlier render's joints")
+    done = subprocess.run([sys.executable, "render.py", str(tmp_path / "walk.npy"), "--dataset_name", "t2m",
+                           "--format", "gif", "--dpi", "20", "--out", str(out)], cwd=Path(render.__file__).parent,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)))
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("render:")]
+    assert lines[0] == "render.py: error: 1 of 1 videos failed:", done.stderr[-2000:]
+    assert lines[1].startswith(f"cannot save the joints to {out / 'walk_joints.npy'} (") and \
+        lines[1].endswith("written); nothing was drawn") and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["walk_joints.npy"]
+    assert (out / "walk_joints.npy").read_bytes() == b"an earlier render's joints"

@@ -562,11 +562,11 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
         logger.warning("%s: no residual transformer (--res_name / --res_ckpt): only the base layer of the %d-layer "
                        "tokenizer is generated, the other layers are left empty", path, tokenizer.num_quantizers)
     # A path given for CLIP weights may be meant for the length estimator when the generator's encoder takes none.
-    if text_encoder_path is not None and record.get("name") != "clip":
+    clip_weights = text_encoder_path if record.get("name") == "clip" else None
+    if text_encoder_path is not None and clip_weights is None:
         logger.warning("%s: the generator's text encoder %r takes no weights file; --text_encoder_path %s is only "
                        "used by a CLIP length estimator", path, record.get("name"), text_encoder_path)
-    encoder = build_recorded_text_encoder(record, path, device, text_encoder,
-                                          text_encoder_path if record.get("name") == "clip" else None)
+    encoder = build_recorded_text_encoder(record, path, device, text_encoder, clip_weights)
     if encoder.dim != backend.text_dim:
         raise CheckpointError(f"{path}: the model takes {backend.text_dim}-dim text embeddings, text encoder "
                               f"{encoder.name!r} gives {encoder.dim}")
@@ -583,7 +583,7 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
                       "recorded_path": tok_record.get("path"), "recorded_sha256": tok_record.get("sha256"),
                       "model_name": tokenizer.model_name, "kind": tokenizer.kind},
         "text_encoder": {"name": encoder.name, "dim": int(encoder.dim),
-                         "path": (text_encoder_path if record.get("name") == "clip" else None) or record.get("path")},
+                         "path": clip_weights or record.get("path")},
     }
     if residual_info is not None:
         info["residual"] = residual_info

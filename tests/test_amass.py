@@ -294,6 +294,27 @@ def test_a_body_model_with_nan_fails_naming_the_file_and_the_key(tmp_path, key):
         load_body_model(bad)
 
 
+@pytest.mark.parametrize("key", ["v_template", "kintree_table"])
+@pytest.mark.parametrize("kind", ["text", "complex"])
+def test_a_body_model_array_of_text_or_complex_numbers_names_the_file_and_the_key(tmp_path, key, kind):
+    arrays = dict(np.load(_body_model(tmp_path / "ok.npz")))
+    arrays[key] = arrays[key].astype(str if kind == "text" else np.complex128)
+    bad = _body_model(tmp_path / "odd.npz", **{key: arrays[key]})
+    with pytest.raises(ValueError, match=rf"odd\.npz: {key} holds (<U\d+|complex128) values; expected real numbers"):
+        load_body_model(bad)
+
+
+@pytest.mark.parametrize("key", ["poses", "trans", "betas"])
+def test_motion_parameters_that_are_no_real_numbers_name_the_file_and_the_field(tmp_path, key):
+    """Text in ``poses`` was reported as a wrong shape that was the right one; in ``trans`` or ``betas`` it failed
+    in numpy without the file's name."""
+    motion = _motion(61, 60.0)
+    motion[key] = np.full(motion[key].shape, "x") if key != "poses" else motion[key].astype(np.complex64)
+    odd = _save(tmp_path / "odd.npz", **motion)
+    with pytest.raises(ValueError, match=rf"odd\.npz: {key} holds (<U1|complex64) values; expected real numbers"):
+        read_amass_motion(odd)
+
+
 @pytest.mark.parametrize("stored", [np.array("120"), np.array(b"120"), np.array([b" 120.0 "]), np.array(120),
                                     np.array([120.0])])
 def test_a_frame_rate_stored_as_text_or_a_one_element_array_is_read(tmp_path, stored):

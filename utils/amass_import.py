@@ -148,11 +148,18 @@ class AmassMotion(NamedTuple):
     model_type: str | None
 
 
+def _real(stored: np.ndarray, key: str, path: str) -> np.ndarray:
+    """``stored`` as float64; ``ValueError`` naming the file and the field for values that are not real numbers."""
+    if stored.dtype.kind not in "biuf":  # text, complex numbers, dates: astype would fail without the file's name
+        raise ValueError(f"{path}: {key} holds {stored.dtype} values; expected real numbers")
+    return stored.astype(np.float64)
+
+
 def read_amass_motion(path: str | os.PathLike) -> AmassMotion | None:
     """The checked parameters of one AMASS-layout ``.npz`` (see the module docstring); None for a file without
     ``poses`` (AMASS's per-subject ``shape.npz``). Raises ``ValueError`` naming the file (and the field) for a
-    truncated or damaged file, a missing key, a wrong shape, fewer than 2 frames, NaN or Inf, or a frame rate that
-    is not positive."""
+    truncated or damaged file, a missing key, values that are no real numbers, a wrong shape, fewer than 2 frames,
+    NaN or Inf, or a frame rate that is not positive."""
     path = Path(path)
     with open_npz(path, "archive of poses, trans, betas, ...") as data:
         if "poses" not in data.files:
@@ -164,14 +171,12 @@ def read_amass_motion(path: str | os.PathLike) -> AmassMotion | None:
         if missing:
             raise ValueError(f"{path}: lacks {', '.join(missing)}; an AMASS file has poses, trans, betas, gender and "
                              f"the frame rate (has {', '.join(sorted(data.files)[:12])})")
-        poses = np.asarray(_field(data, "poses", path))
-        trans = np.asarray(_field(data, "trans", path), dtype=np.float64)
-        betas = np.asarray(_field(data, "betas", path), dtype=np.float64)
+        poses, trans, betas = (_real(_field(data, key, path), key, path) for key in ("poses", "trans", "betas"))
         rate = np.asarray(_field(data, fps_key, path))
         gender = _text(_field(data, "gender", path)) if "gender" in data.files else None
         surface = (_text(_field(data, "surface_model_type", path)) if "surface_model_type" in data.files
                    else None)
-    if poses.ndim != 2 or poses.shape[1] < BODY_POSE_WIDTH or not np.issubdtype(poses.dtype, np.number):
+    if poses.ndim != 2 or poses.shape[1] < BODY_POSE_WIDTH:
         raise ValueError(f"{path}: poses has shape {poses.shape}; expected (T, 156) SMPL-H or (T, 165) SMPL-X "
                          f"axis-angle (at least {BODY_POSE_WIDTH} columns: the root and 21 body joints)")
     frames = poses.shape[0]
@@ -186,7 +191,6 @@ def read_amass_motion(path: str | os.PathLike) -> AmassMotion | None:
     fps = _rate(rate)
     if not (np.isfinite(fps) and fps > 0):
         raise ValueError(f"{path}: {fps_key} is {rate.tolist()!r}; expected a positive frame rate")
-    poses = poses.astype(np.float64)
     _check_finite(poses[:, :BODY_POSE_WIDTH], "poses", path, frames)
     _check_finite(trans, "trans", path, frames)
     if not np.isfinite(betas).all():

@@ -105,8 +105,8 @@ def read_body_model_arrays(path: str | os.PathLike, keys: Mapping[str, str],
     model ``.npz`` at ``path`` has, as stored.
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for a ``.pkl`` model (those
-    need chumpy), an unreadable or damaged file, missing keys (each with what was expected), or an array stored as a
-    Python object (a scipy sparse matrix) instead of a dense array.
+    need chumpy), an unreadable or damaged file, missing keys (each with what was expected), an array stored as a
+    Python object (a scipy sparse matrix) instead of a dense array, or one of text or complex numbers.
     """
     path = str(path)
     if path.lower().endswith(".pkl"):
@@ -120,9 +120,13 @@ def read_body_model_arrays(path: str | os.PathLike, keys: Mapping[str, str],
             raise ValueError(f"{path}: body model lacks {', '.join(missing)}; expected "
                              f"{'; '.join(f'{k} {keys[k]}' for k in missing)} (has "
                              f"{', '.join(sorted(data.files)[:12])})")
-        return {key: npz_array(data, key, path, f" (a scipy sparse matrix, as in the .pkl releases), not a dense "
-                                                 f"array; save it dense (e.g. {key}=matrix.toarray())")
-                for key in [*keys, *(k for k in optional if k in data.files)]}
+        arrays = {key: npz_array(data, key, path, f" (a scipy sparse matrix, as in the .pkl releases), not a dense "
+                                                   f"array; save it dense (e.g. {key}=matrix.toarray())")
+                  for key in [*keys, *(k for k in optional if k in data.files)]}
+    for key, array in arrays.items():
+        if array.dtype.kind not in "biuf":  # text or complex numbers would fail later without the file's name
+            raise ValueError(f"{path}: {key} holds {array.dtype} values; expected real numbers")
+    return arrays
 
 
 def check_shapes(path: str, expected: Mapping[str, tuple[np.ndarray, tuple[int | None, ...], str]],

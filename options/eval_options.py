@@ -112,7 +112,8 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
                         "which it was validated)")
     run.add_argument("--ae_meta_dir", type=str, default=None,
                      help="folder with the mean.npy/std.npy an official tokenizer file was trained with (ours record "
-                          "theirs; default for T2M-GPT/MoMask files: the evaluator's statistics)")
+                          "theirs; default for a MoMask file: its run's meta/ beside model/, else for T2M-GPT/MoMask "
+                          "files the evaluator's statistics)")
     run.add_argument("--checkpoints_dir", type=str, default=project_path("checkpoints"), help="root folder of all runs")
     run.add_argument("--config", type=str, default=None, help="YAML preset (flag: value)")
     run.add_argument("--seed", type=seed_int, default=DEFAULT_SEED,

@@ -108,7 +108,8 @@ def test_importing_into_a_running_run_is_refused_in_the_import_tool_s_terms(hold
 
     proc, run = holder
     tool = load_tool("import_checkpoint")
-    args = tool.get_parser().parse_args(["--src", "net_last.pth", "--name", "busy", "--dataset_name", "synthetic",
+    official = str(ROOT / "tests" / "fixtures" / "t2m_gpt_vqvae" / "net_last.pth")  # 263-dim, as synthetic
+    args = tool.get_parser().parse_args(["--src", official, "--name", "busy", "--dataset_name", "synthetic",
                                          "--checkpoints_dir", os.path.dirname(os.path.dirname(run.root))])
     with pytest.raises(RunDirError) as info:
         tool.main(args)

@@ -39,22 +39,23 @@ from utils.evaluator import load_evaluator  # noqa: E402
 from utils.logging_utils import setup_logging  # noqa: E402
 from utils.normalization import DatasetError, read_npy_array  # noqa: E402
 from utils.run_dir import RunDir  # noqa: E402
-from utils.tokenizer_eval import EVALUATOR_STYLE_FORMATS, convention_statistics  # noqa: E402
+from utils.tokenizer_eval import EVALUATOR_STYLE_FORMATS, convention_statistics, official_run_meta  # noqa: E402
 
 logger = logging.getLogger("import_checkpoint")
 
 MODEL_KWARGS = ("levels", "quantizer_type", "mu", "dilation_growth_rate", "activation", "norm", "patch_size")
 
 
-def read_meta(meta_dir: str | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``mean.npy`` / ``std.npy`` from an official run's ``meta`` folder, or (None, None)."""
+def read_meta(meta_dir: str | None, where: str = "--meta_dir") -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``mean.npy`` / ``std.npy`` from an official run's ``meta`` folder, or (None, None); ``where`` says where the
+    folder came from, for the messages."""
     if meta_dir is None:
         return None, None
     arrays = []
     for stat in ("mean", "std"):
         path = os.path.join(meta_dir, f"{stat}.npy")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"--meta_dir {meta_dir}: {stat}.npy not found ({path})")
+            raise FileNotFoundError(f"{where} {meta_dir}: {stat}.npy not found ({path})")
         array = read_npy_array(path, f"the {stat} of an official run's meta folder, a numeric .npy array")
         arrays.append(torch.from_numpy(array.astype(np.float32)))
     mean, std = arrays
@@ -62,7 +63,7 @@ def read_meta(meta_dir: str | None) -> tuple[torch.Tensor | None, torch.Tensor |
     if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
         bad = [f"{name}.npy" for name, ok in (("mean", torch.isfinite(mean).all()),
                                                ("std", torch.isfinite(std).all() and (std > 0).all())) if not ok]
-        raise ValueError(f"--meta_dir {meta_dir}: {' and '.join(bad)}: mean and std must be finite with std > 0")
+        raise ValueError(f"{where} {meta_dir}: {' and '.join(bad)}: mean and std must be finite with std > 0")
     return mean, std
 
 
@@ -90,7 +91,25 @@ def main(cfg: argparse.Namespace) -> str:
     # ---------------------------------------------------------------------------------------------------- setup
     # The inputs are read before the run folder is made: a bad one leaves nothing behind.
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
-    mean, std = read_meta(cfg.meta_dir)
+    tokenizer = load_tokenizer(cfg.src, model_name=cfg.model,
+                               **{k: getattr(cfg, k) for k in MODEL_KWARGS if getattr(cfg, k) is not None})
+    if tokenizer.source_format == "ours":
+        raise CheckpointError(f"{cfg.src}: already in our format (model_name {tokenizer.model_name!r}); copy the run "
+                              "folder instead")
+    input_width = tokenizer.model.input_width
+    if input_width != spec.dim_pose:
+        raise SystemExit(f"{cfg.src}: the model reads {input_width}-dim motion but dataset {cfg.dataset_name!r} has "
+                         f"dim_pose {spec.dim_pose}; pick the matching --dataset_name")
+    # A MoMask file in its run folder comes with the statistics it was trained with (<run>/meta beside <run>/model).
+    meta_dir, where = cfg.meta_dir, "--meta_dir"
+    if meta_dir is None and tokenizer.source_format == "momask":
+        meta_dir, where = official_run_meta(cfg.src), "the run's meta folder"
+    mean, std = read_meta(meta_dir, where)
+    for stat_name, stat in (("mean", mean), ("std", std)):
+        if stat is not None and stat.shape != (input_width,):
+            raise SystemExit(f"{where} {meta_dir}: {stat_name}.npy has shape {tuple(stat.shape)}, "
+                             f"expected ({input_width},)")
+    stats_source = f"{where} {meta_dir}"
     run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
     # The run lock, taken as a training start takes it and held until the script ends: a run that is training (its
     # first checkpoint saved or not yet) is refused, naming the holder's pid, instead of written over.
@@ -101,23 +120,8 @@ def main(cfg: argparse.Namespace) -> str:
     if existing and not cfg.overwrite:
         raise SystemExit(f"a run exists at {run.root} ({', '.join(os.path.basename(p) for p in existing)}); choose "
                          f"another --name or pass --overwrite")
-    stats_source = f"--meta_dir {cfg.meta_dir}"
 
-    # ---------------------------------------------------------------------------------------------------- model
-    kwargs = {k: getattr(cfg, k) for k in MODEL_KWARGS if getattr(cfg, k) is not None}
-    tokenizer = load_tokenizer(cfg.src, model_name=cfg.model, **kwargs)
-    if tokenizer.source_format == "ours":
-        raise CheckpointError(f"{cfg.src}: already in our format (model_name {tokenizer.model_name!r}); copy the run "
-                              "folder instead")
-    input_width = tokenizer.model.input_width
-    if input_width != spec.dim_pose:
-        raise SystemExit(f"{cfg.src}: the model reads {input_width}-dim motion but dataset {cfg.dataset_name!r} has "
-                         f"dim_pose {spec.dim_pose}; pick the matching --dataset_name")
-    for stat_name, stat in (("mean", mean), ("std", std)):
-        if stat is not None and stat.shape != (input_width,):
-            raise SystemExit(f"--meta_dir {cfg.meta_dir}: {stat_name}.npy has shape {tuple(stat.shape)}, "
-                             f"expected ({input_width},)")
-    if cfg.meta_dir is None:
+    if meta_dir is None:
         mean, std, stats_source = convention_at_import(cfg, spec, tokenizer.source_format)
         if mean is None:
             logger.warning("no statistics recorded (%s). evaluation_AE.py applies the %s convention when it runs; "
@@ -167,8 +171,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints_dir", default="checkpoints", help="root of the run folders")
     p.add_argument("--data_root", default=None, help="dataset folder, for datasets known by their spec.json only")
     p.add_argument("--meta_dir", default=None,
-                   help="folder with the run's mean.npy/std.npy to record (default: the evaluator's statistics for "
-                        "T2M-GPT / MoMask, the dataset's Mean/Std for MARDM / MotionMillion, where present)")
+                   help="folder with the run's mean.npy/std.npy to record (default: a MoMask file's <run>/meta beside "
+                        "its model/ folder, else the evaluator's statistics for T2M-GPT / MoMask, the dataset's "
+                        "Mean/Std for MARDM / MotionMillion, where present)")
     p.add_argument("--evaluator_dir", default=None,
                    help="evaluator whose statistics a T2M-GPT / MoMask file was trained with (default "
                         "<checkpoints_dir>/<dataset_name>/text_mot_match)")

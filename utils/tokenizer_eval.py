@@ -57,13 +57,24 @@ def resolve_checkpoint(cfg: argparse.Namespace) -> tuple[str, str, str]:
                           "(pick one with --which_epoch)")
 
 
+def official_run_meta(source: str) -> str | None:
+    """The ``meta`` folder of the official run a checkpoint file sits in, or None: MoMask writes the statistics a
+    tokenizer was trained with to ``<run>/meta/{mean,std}.npy`` beside ``<run>/model/<file>.tar``."""
+    folder = os.path.dirname(os.path.abspath(source))
+    meta = os.path.join(os.path.dirname(folder), "meta")
+    if os.path.basename(folder) != "model" or not all(os.path.isfile(os.path.join(meta, f))
+                                                       for f in ("mean.npy", "std.npy")):
+        return None
+    return meta
+
+
 def recorded_statistics(tokenizer: Tokenizer, spec: DatasetSpec, cfg: argparse.Namespace,
                         evaluator: EvaluatorWrapper | None) -> tuple[np.ndarray, np.ndarray, str]:
     """(mean, std, where they came from): the statistics the tokenizer was trained with, each (D,).
 
     Ours record them. Official files, and runs imported from them without their statistics, do not:
-    ``--ae_meta_dir`` (mean.npy, std.npy) when given, else the convention of the official format
-    (``convention_statistics``).
+    ``--ae_meta_dir`` (mean.npy, std.npy) when given, else a MoMask file's own run's ``meta`` folder
+    (``official_run_meta``), else the convention of the official format (``convention_statistics``).
     """
     record = tokenizer.dataset
     if record is not None:
@@ -71,23 +82,26 @@ def recorded_statistics(tokenizer: Tokenizer, spec: DatasetSpec, cfg: argparse.N
         if record.get("mean") is not None and record.get("std") is not None:
             return (torch.as_tensor(record["mean"]).float().numpy(), torch.as_tensor(record["std"]).float().numpy(),
                     "checkpoint")
-    if cfg.ae_meta_dir:
-        paths = [os.path.join(cfg.ae_meta_dir, f) for f in ("mean.npy", "std.npy")]
+    meta_dir, where = cfg.ae_meta_dir, "--ae_meta_dir"
+    if not meta_dir and tokenizer.source_format == "momask":
+        meta_dir, where = official_run_meta(tokenizer.source), "the run's meta folder"
+    if meta_dir:
+        paths = [os.path.join(meta_dir, f) for f in ("mean.npy", "std.npy")]
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
             raise FileNotFoundError(f"--ae_meta_dir: {missing} not found; expected mean.npy and std.npy of shape "
                                     f"({spec.dim_pose},)")
-        mean, std = (read_npy_array(p, f"--ae_meta_dir statistics, a ({spec.dim_pose},) .npy array")[:spec.dim_pose]
+        mean, std = (read_npy_array(p, f"{where} statistics, a ({spec.dim_pose},) .npy array")[:spec.dim_pose]
                      .astype(np.float32) for p in paths)
-        # Checked here, by flag: a narrower file (a 67-dim meta for 263-dim features) or a zero std would otherwise
-        # fail later in the data loader under another name, or silently turn the tokenizer's input into inf.
+        # Checked here: a narrower file (a 67-dim meta for 263-dim features) or a zero std would otherwise fail
+        # later in the data loader under another name, or silently turn the tokenizer's input into inf.
         if mean.shape != (spec.dim_pose,) or std.shape != (spec.dim_pose,):
-            raise ValueError(f"--ae_meta_dir {cfg.ae_meta_dir}: mean {mean.shape} and std {std.shape}; expected "
+            raise ValueError(f"{where} {meta_dir}: mean {mean.shape} and std {std.shape}; expected "
                              f"({spec.dim_pose},) for dataset {spec.name!r} (or wider files whose first "
                              f"{spec.dim_pose} entries are its features)")
         if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-            raise ValueError(f"--ae_meta_dir {cfg.ae_meta_dir}: mean and std must be finite with std > 0")
-        return mean, std, f"--ae_meta_dir {cfg.ae_meta_dir}"
+            raise ValueError(f"{where} {meta_dir}: mean and std must be finite with std > 0")
+        return mean, std, f"{where} {meta_dir}"
     if tokenizer.statistics_format == "ours":
         raise CheckpointError(f"{tokenizer.source}: the checkpoint records no mean/std and no official format whose "
                               "convention would give them; pass --ae_meta_dir (a folder with mean.npy and std.npy)")

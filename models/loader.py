@@ -161,7 +161,11 @@ def _strip_prefixes(state_dict: dict[str, Tensor], path: str,
 
 def _drop_patchers(state_dict: dict[str, Tensor], patch_size: int, path: str) -> dict[str, Tensor]:
     """MotionMillion's Haar patcher (encoder ``model.0``, decoder last module) is an identity for patch_size 1;
-    remove its buffers and shift the encoder's module indices down by one."""
+    remove its buffers and shift the encoder's module indices down by one. Only patch_size 1 is supported; a file
+    without a patcher has no other."""
+    if patch_size != 1 and "encoder.model.0.wavelets" not in state_dict:
+        raise CheckpointError(f"{path}: patch_size={patch_size} was requested but the checkpoint has no wavelet "
+                              f"patcher (encoder.model.0.wavelets): its motion goes in unpatched, patch_size 1")
     if "encoder.model.0.wavelets" not in state_dict:
         return state_dict
     if patch_size != 1:

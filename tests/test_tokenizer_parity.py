@@ -273,6 +273,14 @@ def test_motionmillion_layout_loads(tmp_path) -> None:
         load_tokenizer(path, levels=levels, patch_size=4)
 
 
+def test_a_patch_size_for_a_file_without_a_patcher_is_refused() -> None:
+    """--patch_size 2 with a MoMask file (no wavelet patcher) was dropped without a word; patch_size 1 is fine."""
+    fx = Fixture("momask_rvqvae")
+    with pytest.raises(CheckpointError, match=r"patch_size=2 was requested but the checkpoint has no wavelet patcher"):
+        load_tokenizer(fx.checkpoint, patch_size=2)
+    assert load_tokenizer(fx.checkpoint, patch_size=1).model_name == "RVQVAE"
+
+
 def test_official_loader_rejects_contradictions(tmp_path) -> None:
     fx = Fixture("t2m_gpt_vqvae")
     width = fx.manifest["constructor"]["kwargs"]["width"]

@@ -17,6 +17,7 @@ from models.text_encoders import CachedTextEncoder, build_text_encoder
 from models.tokenizers import build_tokenizer
 from options.config import load_preset, parse_with_config
 from options.generator_options import get_train_mardm_parser
+from utils import generator_stage
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.generation_backends import MARDMBackend
@@ -229,6 +230,13 @@ def test_tokens_snapping_and_decoding_per_kind(setup, synthetic_root):
     assert torch.equal(snap(noisy), tokens.targets.reshape(-1, fsq.model.fsq_dim))
     assert to_latent(snap(noisy)).shape == (32, fsq.latent_dim)
     assert torch.allclose(decode_targets(fsq, tokens.targets), fsq.model.decode_from_fsq(tokens.targets), atol=1e-6)
+    # With lengths, each sample is decoded at its own: the 10-token one as if alone, zero past its 40 frames (decoded
+    # whole, the batch's padding reaches into its last frames).
+    alone = decode_targets(fsq, tokens.targets[1:, :10])[0]
+    per_length = decode_targets(fsq, tokens.targets, tokens.lengths)
+    assert torch.allclose(per_length[1, :40], alone, atol=1e-6) and not per_length[1, 40:].any()
+    assert torch.allclose(per_length[0], decode_targets(fsq, tokens.targets)[0], atol=1e-6)
+    assert not torch.allclose(decode_targets(fsq, tokens.targets)[1, :40], alone, atol=1e-4)
 
     vq = load_generator_tokenizer(path["vq"], "VQ-MARDM-SiT-Tiny", spec)
     tokens = tokenize(vq, motion, lengths)
@@ -247,7 +255,7 @@ def test_tokens_snapping_and_decoding_per_kind(setup, synthetic_root):
     assert decode_targets(ae, tokens.latents).shape == (2, 64, spec.dim_pose)
 
 
-def test_generation_eval_fn_scores_generated_motion(setup, encoder):
+def test_generation_eval_fn_scores_generated_motion(setup, encoder, monkeypatch):
     from utils.eval_data import build_eval_loader
     from utils.evaluator import build_evaluator
     from utils.word_vectorizer import LearnedVocab
@@ -263,8 +271,12 @@ def test_generation_eval_fn_scores_generated_motion(setup, encoder):
                                                flow_steps=2).eval()
     eval_fn = make_generation_eval_fn(tok, encoder, evaluator, loader, setup["mean"], setup["std"], time_steps=2,
                                       cfg_scale=2.0, seed=5)
+    decoded, decode = [], generator_stage.decode_targets
+    monkeypatch.setattr(generator_stage, "decode_targets", lambda *a: decoded.append(a[2:]) or decode(*a))
     with torch.no_grad():
         metrics = eval_fn(model)
+    # Validation decodes each sample at its own length, as evaluation_MARDM.py does.
+    assert decoded and all(len(extra) == 1 and extra[0].ndim == 1 for extra in decoded)
     assert {"fid", "diversity", "top1", "top2", "top3", "matching_score"} <= set(metrics)
     assert all(np.isfinite(v) for v in metrics.values()) and metrics["fid"] > 0
 

@@ -302,11 +302,14 @@ def snap_and_latent_fns(tokenizer: Tokenizer) -> tuple[SnapFn | None, SnapFn | N
 
 
 @torch.no_grad()
-def decode_targets(tokenizer: Tokenizer, targets: Tensor) -> Tensor:
+def decode_targets(tokenizer: Tokenizer, targets: Tensor, lengths: Tensor | None = None) -> Tensor:
     """Generated targets ``(B, N, C_t)`` -> normalised motion ``(B, N * unit_length, D)`` (tokenizer statistics).
 
-    FSQ / LFQ coordinates and VQ vectors are snapped first (a no-op on already snapped values). Frames past a sample's
-    length are whatever the decoder makes of the zero padding; callers crop or zero them.
+    FSQ / LFQ coordinates and VQ vectors are snapped first (a no-op on already snapped values). With ``lengths``
+    (B,) in tokens, samples of equal length are decoded together, each at its own length, and frames past it are
+    zero, as generation decodes (the decoder's convolutions would otherwise read the padding of shorter samples, so
+    a motion would depend on what it was batched with); without, the batch is decoded whole and frames past a
+    sample's length are whatever the decoder makes of the padding.
     """
     snap_fn, latent_fn = snap_and_latent_fns(tokenizer)
     x = targets.float().to(module_device(tokenizer))
@@ -314,7 +317,15 @@ def decode_targets(tokenizer: Tokenizer, targets: Tensor) -> Tensor:
         x = snap_fn(x)
     if latent_fn is not None:
         x = latent_fn(x)
-    return tokenizer.model.decode_latent(x)
+    if lengths is None:
+        return tokenizer.model.decode_latent(x)
+    lengths = lengths.to(x.device).long()
+    unit = tokenizer.unit_length
+    motion = torch.zeros(x.shape[0], x.shape[1] * unit, tokenizer.model.input_width, device=x.device)
+    for n in lengths.unique().tolist():
+        rows = (lengths == n).nonzero().squeeze(1)
+        motion[rows, : n * unit] = tokenizer.model.decode_latent(x[rows, :n]).float()
+    return motion
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -458,7 +469,8 @@ def make_generation_eval_fn(tokenizer: Tokenizer, text_encoder: TextEncoder, eva
             text_emb = text_encoder.encode(list(batch.captions)).to(device)
             targets = model.generate(tokens.to(device), text_emb, time_steps=time_steps, cfg=cfg_scale,
                                      snap_fn=snap_fn, latent_fn=latent_fn)
-            motion = renormalize(decode_targets(tokenizer, targets), mean, std, evaluator.mean, evaluator.std)
+            # Each sample decoded at its own length, as evaluation_MARDM.py's generation decodes it.
+            motion = renormalize(decode_targets(tokenizer, targets, tokens), mean, std, evaluator.mean, evaluator.std)
             return motion, tokens * unit
 
         return motion_fn

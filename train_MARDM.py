@@ -138,7 +138,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # -----------------------------------------------------------------------------------------------------------------
     # train
     # -----------------------------------------------------------------------------------------------------------------
-    loss_fn = GeneratorLoss(tokenizer, encoder)
+    # --train_mask_count padded counts over the padded length of every sample (49 tokens on HumanML3D), as MARDM does.
+    loss_fn = GeneratorLoss(tokenizer, encoder, padded_tokens=spec.max_motion_length // tokenizer.unit_length)
     val_loss_fn = make_val_loss_fn(loss_fn, val_set, args.batch_size, args.val_batches, seed=args.seed)
     gen_eval_fn = None
     if evaluator is not None:

@@ -123,7 +123,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # -----------------------------------------------------------------------------------------------------------------
     # train
     # -----------------------------------------------------------------------------------------------------------------
-    loss_fn = TokenLoss(tokenizer, encoder, role="mask")
+    # --train_mask_count padded counts over the padded length of every sample (49 tokens on HumanML3D), as MoMask does.
+    loss_fn = TokenLoss(tokenizer, encoder, role="mask", padded_tokens=spec.max_motion_length // tokenizer.unit_length)
     val_loss_fn = make_token_val_fn(loss_fn, val_set, args.batch_size, args.val_batches, seed=args.seed,
                                     collate_fn=collate)
     gen_eval_fn = None

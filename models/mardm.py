@@ -33,12 +33,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.diffusion import DiffusionHead
-from models.mask_schedule import (
+from models.mask_schedule import (  # noqa: F401  (sample_training_mask: the masks MARDM.forward draws)
     check_batch,
     check_lengths,
     check_training_mask_count,
     edit_positions,
-    padded_training_mask,
+    lowest_score_mask,
+    num_masked_for_generation,
+    sample_training_mask,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,44 +59,7 @@ def cosine_schedule(u: torch.Tensor) -> torch.Tensor:
     return torch.cos(u * math.pi / 2)
 
 
-def num_masked_tokens(lengths: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    """round(lengths * ratio).clamp(min=1) per sample; lengths, ratio (B,) -> (B,) long."""
-    return torch.round(lengths.to(ratio.dtype) * ratio).clamp(min=1).long()
-
-
-def lowest_score_mask(scores: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
-    """Mark the ``num[b]`` lowest-score positions of each row; scores (B, N), num (B,) -> (B, N) bool."""
-    ranks = scores.argsort(dim=1).argsort(dim=1)
-    return ranks < num[:, None]
-
-
-def sample_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tensor | None = None,
-                         generator: torch.Generator | None = None, count: str = "length") -> torch.Tensor:
-    """Positions to mask for one training step.
-
-    A ratio r = cos(pi/2 * u), u ~ U(0, 1), is drawn per sample unless given; round(len * r).clamp(min=1) of the
-    sample's valid positions are chosen by a random permutation. Padded positions are never chosen. ``count="padded"``
-    counts as MARDM's code does instead, round(max_len * r) over the padded length with the padded positions then
-    dropped (``models.mask_schedule.padded_training_mask``).
-
-    Args:
-        lengths: (B,) valid tokens per sample (1 <= length <= max_len).
-        ratio: optional (B,) mask ratios in [0, 1].
-    Returns:
-        (B, max_len) bool, True at masked positions.
-    """
-    check_training_mask_count(count, "sample_training_mask")
-    batch = lengths.shape[0]
-    device = lengths.device
-    if ratio is None:
-        ratio = cosine_schedule(torch.rand(batch, device=device, generator=generator))
-    if count == "padded":
-        return padded_training_mask(lengths, max_len, ratio, generator)
-    num = num_masked_tokens(lengths, ratio)
-    scores = torch.rand(batch, max_len, device=device, generator=generator)
-    # Padded positions sort last, so the permutation only ever picks valid ones (num <= length).
-    scores = scores.masked_fill(~lengths_to_mask(lengths, max_len), 2.0)
-    return lowest_score_mask(scores, num)
+num_masked_tokens = num_masked_for_generation  # round(lengths * ratio).clamp(min=1): generation's count per sample
 
 
 def corrupt_masked(latents: torch.Tensor, mask: torch.Tensor, mask_latent: torch.Tensor, noise_prob: float = 0.1,
@@ -320,7 +285,7 @@ class MARDM(nn.Module):
 
     # ----- training -------------------------------------------------------------------------------------------------
     def forward(self, latents: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
-                text_emb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                text_emb: torch.Tensor, padded_len: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Masked-modelling diffusion loss.
 
         Args:
@@ -346,7 +311,7 @@ class MARDM(nn.Module):
         valid = lengths_to_mask(lengths, max_len)
         latents = latents.masked_fill(~valid[..., None], 0.0)
 
-        mask = sample_training_mask(lengths, max_len, count=self.train_mask_count)
+        mask = sample_training_mask(lengths, max_len, count=self.train_mask_count, padded_len=padded_len)
         x_in = corrupt_masked(latents, mask, self.mask_latent)
         z = self.encode(x_in, text_emb, valid)                                   # (B, N, H)
 

@@ -3,8 +3,8 @@
 Every function here is independent of any network so it can be tested on its own:
 
 - ``cosine_schedule``: mask ratio gamma(r) = cos(pi/2 * r) (MaskGIT, Chang et al. 2022, sec. 3.2).
-- ``sample_training_mask``: ceil(gamma * length) masked positions per sample, drawn among its valid positions, or
-  (``count="padded"``) MoMask's own count over the padded length (``padded_training_mask``).
+- ``sample_training_mask``: round(gamma * length) masked positions per sample (generation's count), drawn among its
+  valid positions, or (``count="padded"``) MoMask's own count over the padded length (``padded_training_mask``).
 - ``corrupt_tokens``: BERT-style corruption of the masked inputs.
 - ``q_schedule``: the residual layer trained at each step, biased towards the first residual layers.
 - ``lowest_score_mask``, ``top_k_filter``, ``sample_from_logits``: the pieces of confidence-based generation.
@@ -19,7 +19,7 @@ import torch
 
 SAMPLING_MODES = ("categorical", "gumbel")
 # How a training step counts the positions it masks: from each sample's own length, or as the MoMask and MARDM code
-# does, from the padded length of the batch (``padded_training_mask``).
+# does, from the length every sample is padded to (``padded_training_mask``).
 TRAINING_MASK_COUNTS = ("length", "padded")
 
 
@@ -53,13 +53,12 @@ def cosine_schedule(r: torch.Tensor) -> torch.Tensor:
 
 
 def num_masked_for_training(lengths: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    """ceil(ratio * length), clamped to [1, length]; lengths, ratio (B,) -> (B,) long.
+    """round(ratio * length), clamped to [1, length]; lengths, ratio (B,) -> (B,) long.
 
-    MaskGIT masks ceil(gamma * N) tokens. The clamp keeps at least one target per sample (ratio can round to 0 in
-    floating point) and never more than its length.
+    The count generation uses at the same ratio (``num_masked_for_generation``), so that training sees the masks
+    generation makes. The clamp keeps at least one target per sample and never more than its length.
     """
-    num = torch.ceil(lengths.to(ratio.dtype) * ratio).long()
-    return torch.minimum(num.clamp(min=1), lengths.long())
+    return torch.minimum(num_masked_for_generation(lengths, ratio), lengths.long())
 
 
 def num_masked_for_generation(lengths: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
@@ -100,9 +99,11 @@ def check_training_mask_count(count: str, who: str) -> None:
 
 
 def padded_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tensor,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """The training mask of the MoMask and MARDM code: round(ratio * max_len).clamp(min=1) positions of a random
-    permutation of all ``max_len`` positions, those in the padding then dropped.
+                         generator: torch.Generator | None = None, padded_len: int | None = None) -> torch.Tensor:
+    """The training mask of the MoMask and MARDM code: round(ratio * P).clamp(min=1) positions of a random
+    permutation of all P positions, those in the padding then dropped. P is ``padded_len``, the length the references
+    pad every sample to (196 frames, 49 tokens, on HumanML3D), when given and not shorter than ``max_len``, else
+    ``max_len``: a batch cut to its longest sample has only ``max_len`` positions, the others being padding anyway.
 
     A sample's count among its own tokens is therefore random (about ratio * length on average) and can be 0 for a
     short sequence in a padded batch, which then adds nothing to the loss. Where no position of the whole batch is
@@ -115,9 +116,11 @@ def padded_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tenso
         (B, max_len) bool, True at masked positions (never at padding).
     """
     valid = lengths_to_mask(lengths, max_len)
-    num = torch.round(max_len * ratio).clamp(min=1).long()
-    scores = torch.rand(lengths.shape[0], max_len, device=lengths.device, generator=generator)
-    mask = lowest_score_mask(scores, num) & valid
+    positions = max(max_len, padded_len or 0)
+    num = torch.round(positions * ratio).clamp(min=1).long()
+    scores = torch.rand(lengths.shape[0], positions, device=lengths.device, generator=generator)
+    mask = lowest_score_mask(scores, num)[:, :max_len] & valid
+    scores = scores[:, :max_len]
     # Without a host sync: row 0 gains its lowest-score valid position only when the whole mask is empty.
     first = torch.zeros_like(mask[0])
     first[scores[0].masked_fill(~valid[0], 2.0).argmin()] = True
@@ -126,18 +129,21 @@ def padded_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tenso
 
 
 def sample_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tensor | None = None,
-                         generator: torch.Generator | None = None, count: str = "length") -> torch.Tensor:
+                         generator: torch.Generator | None = None, count: str = "length",
+                         padded_len: int | None = None) -> torch.Tensor:
     """Positions to mask in one training step.
 
     A ratio gamma = cos(pi/2 * r), r ~ U(0, 1), is drawn per sample unless given, and ``num_masked_for_training``
-    of that sample's valid positions are picked by a random permutation. MoMask instead takes round(gamma * N_pad)
-    positions of the *padded* length and then drops the padded ones, so a short sequence in a long batch is often
-    trained on zero tokens; counting from the real length keeps training consistent with generation. ``count``
-    picks the rule: "length" (this one) or "padded" (MoMask's, ``padded_training_mask``).
+    of that sample's valid positions are picked by a random permutation. MoMask and MARDM instead take
+    round(gamma * N_pad) positions of the *padded* length and then drop the padded ones, so a short sequence in a
+    long batch is often trained on zero tokens; counting from the real length keeps training consistent with
+    generation. ``count`` picks the rule: "length" (this one) or "padded" (the references', ``padded_training_mask``
+    with ``padded_len``).
 
     Args:
         lengths: (B,) valid tokens per sample, 1 <= length <= max_len.
         ratio: optional (B,) mask ratios in [0, 1].
+        padded_len: the length in tokens the references pad every sample to ("padded" only; None: ``max_len``).
     Returns:
         (B, max_len) bool, True at masked positions (never at padding).
     """
@@ -147,7 +153,7 @@ def sample_training_mask(lengths: torch.Tensor, max_len: int, ratio: torch.Tenso
     if ratio is None:
         ratio = cosine_schedule(torch.rand(batch, device=device, generator=generator))
     if count == "padded":
-        return padded_training_mask(lengths, max_len, ratio, generator)
+        return padded_training_mask(lengths, max_len, ratio, generator, padded_len)
     num = num_masked_for_training(lengths, ratio)
     scores = torch.rand(batch, max_len, device=device, generator=generator)
     # Padded positions sort last, so the permutation only picks valid ones (num <= length).

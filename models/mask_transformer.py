@@ -9,11 +9,11 @@ Linear's bias) and classifier-free guidance is ``uncond + scale * (cond - uncond
 ``MaskTransformer`` (base layer):
 - vocabulary K + 2: codes 0..K-1, ``mask_id = K``, ``pad_id = K + 1``; the head has K outputs, so the mask and pad ids
   can never be predicted or sampled.
-- training (``forward``): MaskGIT's cosine schedule gamma(r) = cos(pi/2 * r), r ~ U(0, 1); ceil(gamma * length) of
-  each sample's valid tokens are masked (MoMask counts round(gamma * N) over the padded length instead, see
-  ``models.mask_schedule.sample_training_mask``; ``train_mask_count="padded"`` trains that way), corrupted
-  BERT-style (10% random code, 79.2% mask id, 10.8% unchanged) and predicted with a cross-entropy over the masked
-  positions only.
+- training (``forward``): MaskGIT's cosine schedule gamma(r) = cos(pi/2 * r), r ~ U(0, 1); round(gamma * length) of
+  each sample's valid tokens are masked, as generation counts (MoMask counts round(gamma * N) over the padded length
+  instead, see ``models.mask_schedule.sample_training_mask``; ``train_mask_count="padded"`` trains that way),
+  corrupted BERT-style (10% random code, 79.2% mask id, 10.8% unchanged) and predicted with a cross-entropy over the
+  masked positions only.
 - generation (``generate``): iterative confidence-based re-masking with the cosine schedule.
 
 ``ResidualTransformer`` (layers 1..Q-1) lives in ``models.res_transformer`` and runs on the same text-conditioned
@@ -205,7 +205,7 @@ class MaskTransformer(TextConditionedEncoder):
         latent_dim, ff_size, num_layers, num_heads, dropout: transformer sizes (dropout also on the positions).
         cond_drop_prob: probability of training a sample without its text.
         label_smoothing: of the masked-token cross-entropy (MoMask: 0).
-        train_mask_count: "length" (ceil(gamma * length) of each sample's tokens) or "padded" (MoMask's count,
+        train_mask_count: "length" (round(gamma * length) of each sample's tokens) or "padded" (MoMask's count,
             ``models.mask_schedule.padded_training_mask``).
     """
 
@@ -248,14 +248,16 @@ class MaskTransformer(TextConditionedEncoder):
         return uncond + cond_scale * (cond - uncond)
 
     # ----- training -------------------------------------------------------------------------------------------------
-    def forward(self, indices: torch.Tensor, lengths: torch.Tensor,
-                text_emb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, indices: torch.Tensor, lengths: torch.Tensor, text_emb: torch.Tensor,
+                padded_len: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Masked-token loss of one batch.
 
         Args:
             indices: (B, N) long base-layer codes; padded positions may hold anything (e.g. -1).
             lengths: (B,) valid tokens per sample.
             text_emb: (B, E).
+            padded_len: the length in tokens the references pad every sample to (49 on HumanML3D), over which
+                ``train_mask_count="padded"`` counts; None: the batch's N.
         Returns:
             loss (scalar) and logs {"loss", "acc", "mask_ratio"} (detached scalars; acc is top-1 over masked tokens).
         """
@@ -271,7 +273,7 @@ class MaskTransformer(TextConditionedEncoder):
         self._check_codes(indices, valid, self.codebook_size, "MaskTransformer.forward")
         ids = indices.long().masked_fill(~valid, self.pad_id)
 
-        mask = sample_training_mask(lengths, max_len, count=self.train_mask_count)
+        mask = sample_training_mask(lengths, max_len, count=self.train_mask_count, padded_len=padded_len)
         x_ids = corrupt_tokens(ids, mask, self.codebook_size, self.mask_id)
         logits = self.logits(x_ids, text_emb, valid)                             # (B, N, K)
         loss, acc = masked_token_loss(logits, ids, mask, self.label_smoothing)

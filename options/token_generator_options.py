@@ -80,7 +80,7 @@ def get_train_t2m_transformer_parser() -> argparse.ArgumentParser:
     _add_tokenizer_args(parser)
     _add_arch_args(parser, default_cdp=0.1)
     add_train_mask_count_arg(parser.add_argument_group("training mask"), "MoMask",
-                             "ceil(ratio * length) of each sample's tokens")
+                             "round(ratio * length) of each sample's tokens")
     _add_validation_args(parser, cond_scale=4.0, time_steps=True, kit_scale=True)
     add_text_encoder_args(parser)
     _momask_defaults(parser)

@@ -37,21 +37,23 @@ def test_cosine_schedule_values():
 def test_training_mask_counts_only_valid_positions():
     lengths = torch.tensor([1, 3, 7, 10, 10])
     ratio = torch.tensor([0.5, 0.5, 0.3, 1.0, 0.0])
-    # ceil(gamma * length) clamped to [1, length]: ceil(0.5)=1, ceil(1.5)=2, ceil(2.1)=3, 10, clamp(0)=1.
-    torch.testing.assert_close(num_masked_for_training(lengths, ratio), torch.tensor([1, 2, 3, 10, 1]))
+    # round(gamma * length) clamped to [1, length], generation's count: round(0.5) = 0 -> 1, round(1.5) = 2,
+    # round(2.1) = 2, 10, clamp(0) = 1.
+    torch.testing.assert_close(num_masked_for_training(lengths, ratio), torch.tensor([1, 2, 2, 10, 1]))
+    torch.testing.assert_close(num_masked_for_training(lengths, ratio), num_masked_for_generation(lengths, ratio))
     g = torch.Generator().manual_seed(0)
     mask = sample_training_mask(lengths, 12, ratio, generator=g)
     assert mask.shape == (5, 12)
-    torch.testing.assert_close(mask.sum(1), torch.tensor([1, 2, 3, 10, 1]))
+    torch.testing.assert_close(mask.sum(1), torch.tensor([1, 2, 2, 10, 1]))
     assert not (mask & ~lengths_to_mask(lengths, 12)).any()
-    # Random ratios: per-sample counts follow ceil(cos(pi/2 r) * length), never 0, never on padding.
+    # Random ratios: per-sample counts follow round(cos(pi/2 r) * length), never 0, never on padding.
     lengths = torch.randint(1, 20, (500,), generator=g)
     mask = sample_training_mask(lengths, 20, generator=g)
     counts = mask.sum(1)
     assert (counts >= 1).all() and (counts <= lengths).all()
     assert not (mask & ~lengths_to_mask(lengths, 20)).any()
     ratios = (counts.float() / lengths.float())
-    assert 0.5 < ratios.mean() < 0.8        # E[cos(pi/2 r)] = 2/pi ~ 0.64, a little more from the ceil
+    assert 0.5 < ratios.mean() < 0.8        # E[cos(pi/2 r)] = 2/pi ~ 0.64, a little more from the clamp to 1
 
 
 def test_generation_counts_round_and_clamp():

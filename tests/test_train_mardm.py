@@ -448,15 +448,24 @@ def test_an_imported_official_autoencoder_trains_a_generator_by_name(setup, enco
     assert np.array_equal(state["dataset"]["std"].numpy(), std)
 
 
-def test_the_padded_mask_count_is_recorded_and_a_run_saved_without_it_resumes(setup, encoder, tmp_path):
-    """--train_mask_count padded (the published presets') is a model argument; a run saved before the flag existed
-    (its checkpoint records none) resumes with the length count it trained with and keeps its record."""
+def test_the_padded_mask_count_is_recorded_and_a_run_saved_without_it_resumes(setup, encoder, tmp_path,
+                                                                              monkeypatch):
+    """--train_mask_count padded (the published presets') is a model argument, counted over the padded length of
+    every sample (196 frames / 4 = 49 tokens), not the batch's longest; a run saved before the flag existed (its
+    checkpoint records none) resumes with the length count it trained with and keeps its record."""
+    import models.mardm as mardm
+
+    draws, draw = [], mardm.sample_training_mask
+    monkeypatch.setattr(mardm, "sample_training_mask",
+                        lambda *a, **k: draws.append((a[1], k["count"], k["padded_len"])) or draw(*a, **k))
     base = [*COMMON, "--data_root", setup["root"], "--checkpoints_dir", str(tmp_path), "--model",
             "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--ae_ckpt",
             os.path.join(setup["ckpt"], "synthetic", "fsq", "model", "latest.tar"), "--eval_every", "100"]
     train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*base, "--name", "p", "--max_iters", "2",
                                                                   "--train_mask_count", "padded"]),
                      text_encoder=encoder)
+    assert len(draws) >= 2 and {d[1:] for d in draws} == {("padded", 196 // 4)}
+    assert all(n <= 49 for n, _, _ in draws)
     latest = tmp_path / "synthetic" / "p" / "model" / "latest.tar"
     assert load_checkpoint(str(latest))["model_args"]["train_mask_count"] == "padded"
     with pytest.raises(CheckpointError, match="'train_mask_count': 'padded' in the checkpoint but 'length' requested"):

@@ -271,6 +271,22 @@ def test_resume_is_bitwise_exact(setup, tmp_path, role, extra):
     assert load_checkpoint(os.path.join(runs[1], "model", "latest.tar"))["step"] == 6
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_the_padded_mask_count_is_taken_over_every_sample_s_padded_length(setup, tmp_path, monkeypatch, cached):
+    """--train_mask_count padded counts over 196 / 4 = 49 tokens as MoMask does, whether the batch of codes (encoded
+    on the fly or cached) is cut to its longest sample or not; the residual transformer masks nothing."""
+    import models.mask_transformer as mt
+
+    draws, draw = [], mt.sample_training_mask
+    monkeypatch.setattr(mt, "sample_training_mask",
+                        lambda *a, **k: draws.append((a[1], k["count"], k["padded_len"])) or draw(*a, **k))
+    _train(setup, "mask", "p", "--vq_ckpt", setup["rvq"], "--max_iters", "2", "--eval_every", "100",
+           "--train_mask_count", "padded", *(["--cache_tokens"] if cached else []),
+           checkpoints_dir=str(tmp_path))
+    assert len(draws) >= 2 and {d[1:] for d in draws} == {("padded", 196 // 4)}
+    assert all(n <= 49 for n, _, _ in draws)
+
+
 def test_contradicting_tokenizers_and_flags_fail_naming_both(setup):
     def run(role, name, *extra):
         _train(setup, role, name, "--max_iters", "2", *extra)

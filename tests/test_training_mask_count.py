@@ -38,11 +38,49 @@ def test_a_short_sample_gets_a_random_count_of_its_own_tokens_and_sometimes_none
     assert counts.mean().item() == pytest.approx(2.5, abs=0.03)          # 10 of 20 drawn, 5 of them valid
     # P(0 of the 5 valid positions among the 10 drawn) = C(15, 10) / C(20, 10).
     assert (counts == 0).float().mean().item() == pytest.approx(math.comb(15, 10) / math.comb(20, 10), abs=0.005)
-    # By length (the default), the masked transformer's count is ceil(ratio * length) of its own tokens, MARDM's
-    # round(ratio * length), never 0.
-    assert sample_training_mask(lengths, max_len, ratio, generator=g)[1:].sum(1).unique().tolist() == [3]
+    # By length (the default), both generators count round(ratio * length) of a sample's own tokens (at least one),
+    # as their generation does: round(2.5) = 2, half to even.
+    assert sample_training_mask(lengths, max_len, ratio, generator=g)[1:].sum(1).unique().tolist() == [2]
     assert mardm.sample_training_mask(lengths, max_len, ratio, generator=g)[1:].sum(1).unique().tolist() == [2]
     assert mardm.sample_training_mask(lengths, max_len, ratio, generator=g, count="padded")[1:].sum(1).min() == 0
+
+
+def test_a_batch_cut_to_its_longest_sample_counts_over_the_padded_length_it_is_given():
+    """The references pad every sample to 49 tokens (HumanML3D) and draw round(ratio * 49) of those positions; a
+    batch cut to its longest sample (20 tokens) drew round(ratio * 20) instead. With ``padded_len`` the mask is the
+    one of the full padded batch, cut: the same draws give the same mask."""
+    lengths = torch.tensor([20, 5, 12, 1])
+    ratio = torch.tensor([0.5, 0.9, 0.3, 0.05])
+    cut = padded_training_mask(lengths, 20, ratio, torch.Generator().manual_seed(4), padded_len=49)
+    full = padded_training_mask(lengths, 49, ratio, torch.Generator().manual_seed(4))
+    assert cut.shape == (4, 20) and torch.equal(cut, full[:, :20])
+    assert torch.equal(sample_training_mask(lengths, 20, ratio, torch.Generator().manual_seed(4), count="padded",
+                                            padded_len=49), full[:, :20])
+    # A sample of 5 tokens: 24 of 49 positions drawn, hypergeometric; as often none of its own as the reference's.
+    g = torch.Generator().manual_seed(5)
+    many = torch.full((20000,), 5)
+    many[0] = 20
+    counts = padded_training_mask(many, 20, torch.full((20000,), 0.5), g, padded_len=49)[1:].sum(1).float()
+    assert counts.mean().item() == pytest.approx(5 * 24 / 49, abs=0.03)
+    assert (counts == 0).float().mean().item() == pytest.approx(math.comb(44, 24) / math.comb(49, 24), abs=0.005)
+    # Without it (or a padded length shorter than the batch) the batch's own length is the count's.
+    assert torch.equal(padded_training_mask(lengths, 20, ratio, torch.Generator().manual_seed(4)),
+                       padded_training_mask(lengths, 20, ratio, torch.Generator().manual_seed(4), padded_len=8))
+
+
+def test_the_masked_transformer_and_mardm_pass_the_padded_length_on(monkeypatch):
+    seen = []
+    for module in (mt, mardm):
+        draw = module.sample_training_mask
+        monkeypatch.setattr(module, "sample_training_mask",
+                            lambda *a, _draw=draw, **k: seen.append(k["padded_len"]) or _draw(*a, **k))
+    lengths = torch.tensor([9, 2, 5])
+    masked = MASK_TRANSFORMERS["MoMask-Mask-Tiny"](16, 24, 12, train_mask_count="padded")
+    masked(torch.randint(0, 16, (3, 9)), lengths, torch.randn(3, 12), padded_len=49)
+    model = MARDM_MODELS["MARDM-SiT-Tiny"](8, 8, 12, train_mask_count="padded")
+    model(torch.randn(3, 9, 8), torch.randn(3, 9, 8), lengths, torch.randn(3, 12), padded_len=49)
+    model(torch.randn(3, 9, 8), torch.randn(3, 9, 8), lengths, torch.randn(3, 12))
+    assert seen == [49, 49, None]
 
 
 def test_a_batch_left_with_no_masked_token_masks_one_so_the_loss_is_defined():

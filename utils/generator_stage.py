@@ -404,11 +404,15 @@ class GeneratorLoss:
 
     ``batch`` is a ``TextMotionBatch`` (captions, motion (B, T, D) normalised with the tokenizer's statistics, lengths
     in frames). The frozen modules live here, not in the model; the tokenizer follows the batch to its device.
+    ``padded_tokens``: the length in tokens every sample is padded to (``max_motion_length // unit_length``), over
+    which a model trained with ``train_mask_count="padded"`` counts its masks, as the references do; None: the
+    batch's longest sample.
     """
 
-    def __init__(self, tokenizer: Tokenizer, text_encoder: TextEncoder) -> None:
+    def __init__(self, tokenizer: Tokenizer, text_encoder: TextEncoder, padded_tokens: int | None = None) -> None:
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
+        self.padded_tokens = padded_tokens
 
     def inputs(self, batch: TextMotionBatch) -> GeneratorInputs:
         """What ``model(...)`` takes for ``batch`` (computed without gradients)."""
@@ -420,8 +424,8 @@ class GeneratorLoss:
         return GeneratorInputs(tokens.latents, tokens.targets, tokens.lengths, text_emb)
 
     def __call__(self, model: nn.Module, batch: TextMotionBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        """``model(latents, targets, lengths, text_emb)`` -> (loss, logs)."""
-        return model(*self.inputs(batch))
+        """``model(latents, targets, lengths, text_emb, padded_len=padded_tokens)`` -> (loss, logs)."""
+        return model(*self.inputs(batch), padded_len=self.padded_tokens)
 
 
 def make_val_loss_fn(loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Any]], dataset: Dataset, batch_size: int,

@@ -344,14 +344,18 @@ class TokenLoss:
     ``batch`` is a ``TextMotionBatch`` (motion normalised with the tokenizer's statistics, encoded here) or a
     ``TextTokenBatch`` of cached codes. ``role="mask"`` feeds the base layer ``(B, N)``, ``role="res"`` every layer
     ``(B, N, Q)``. The frozen modules live here, not in the model; the tokenizer follows the batch to its device.
+    ``padded_tokens`` (role "mask"): the length in tokens every sample is padded to, over which a transformer trained
+    with ``train_mask_count="padded"`` counts its masks, as MoMask does; None: the batch's longest sample.
     """
 
-    def __init__(self, tokenizer: Tokenizer, text_encoder: TextEncoder, role: str = "mask") -> None:
+    def __init__(self, tokenizer: Tokenizer, text_encoder: TextEncoder, role: str = "mask",
+                 padded_tokens: int | None = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.role = role
+        self.padded_tokens = padded_tokens
 
     def inputs(self, batch: TextMotionBatch | TextTokenBatch) -> TokenInputs:
         """The model's inputs for ``batch`` (computed without gradients), codes cut to the longest sample."""
@@ -372,7 +376,10 @@ class TokenLoss:
         return TokenInputs(indices, lengths, text_emb)
 
     def __call__(self, model: nn.Module, batch: TextMotionBatch | TextTokenBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        """``model(indices, lengths, text_emb)`` -> (loss, logs)."""
+        """``model(indices, lengths, text_emb)`` -> (loss, logs); the masked transformer also gets
+        ``padded_len=padded_tokens``."""
+        if self.role == "mask":
+            return model(*self.inputs(batch), padded_len=self.padded_tokens)
         return model(*self.inputs(batch))
 
 

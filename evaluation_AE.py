@@ -3,7 +3,9 @@
 Reported:
 - through the evaluation protocol (``utils/eval_protocol.py``), when an evaluator exists for the dataset: FID,
   Diversity, R-precision top-1/2/3 and matching score of the reconstructions, mean ± 95% interval over
-  ``--replications`` passes; skipped with a message otherwise;
+  ``--replications`` passes; skipped with a message when there is none in the default place, when the split has
+  fewer samples than one protocol batch, or with ``--no_protocol`` (a named ``--evaluator_dir`` that cannot be
+  loaded is an error);
 - MPJPE in mm, root-aligned over valid frames, per frame (MoMask / MARDM) and per sequence (MotionMillion);
 - mean absolute error per feature group of the dataset layout (feature units and normalised units);
 - per residual layer: code perplexity, fraction of the codebook used, dead codes (none for a continuous AE); and the
@@ -55,7 +57,7 @@ from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import RESUME_EVALUATION, run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
-from utils.eval_data import build_eval_loader, digest
+from utils.eval_data import EvalSplitTooSmall, build_eval_loader, digest
 from utils.eval_protocol import evaluate, evaluator_tag, protocol_tag, renormalize, replication_seeds
 from utils.eval_report import checkpoint_info, format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
@@ -128,16 +130,26 @@ def main(cfg) -> dict:
     default_evaluator = os.path.join(cfg.checkpoints_dir, eval_name, "text_mot_match")
     evaluator_dir = cfg.evaluator_dir or default_evaluator
     evaluator, skipped = None, None
+    if cfg.no_protocol:
+        if to_tokenizer is not None or cfg.evaluator_dir:
+            raise ValueError(f"--no_protocol skips the protocol that "
+                             f"{'--eval_dataset' if to_tokenizer is not None else '--evaluator_dir'} is for; "
+                             f"leave one of them out")
+        skipped, tag = "--no_protocol: the text-motion protocol was not asked for", tag + "_recon"
     try:
-        evaluator = load_evaluator(evaluator_dir, eval_name, device, data_root=cfg.data_root)
-        # Scores under another evaluator than the dataset's own get files of their own.
-        tag += evaluator_tag(cfg.evaluator_dir, default_evaluator)
+        if not cfg.no_protocol:
+            evaluator = load_evaluator(evaluator_dir, eval_name, device, data_root=cfg.data_root)
+            # Scores under another evaluator than the dataset's own get files of their own.
+            tag += evaluator_tag(cfg.evaluator_dir, default_evaluator)
     except (CheckpointError, FileNotFoundError) as e:
         train_one = (f"python train_evaluator.py --dataset_name {eval_name}"
                      f"{folder_flags(cfg.checkpoints_dir, cfg.data_root)}")
         if to_tokenizer is not None:  # the protocol is all that --eval_dataset asks for
             raise CheckpointError(f"--eval_dataset {eval_name}: no usable evaluator ({e}); place it or pass "
                                   f"--evaluator_dir, or train one with: {train_one}") from e
+        if cfg.evaluator_dir:  # an evaluator asked for by name: a typo must not pass for "no evaluator here"
+            raise CheckpointError(f"--evaluator_dir {cfg.evaluator_dir}: no usable evaluator ({e}); fix the path, "
+                                  f"or leave the flag out to use {default_evaluator} where there is one") from e
         skipped = (f"no usable evaluator for {eval_name!r} ({e}); FID, Diversity, R-precision and matching "
                    f"score are skipped. Train one with: {train_one}")
         logger.warning(skipped)
@@ -152,6 +164,17 @@ def main(cfg) -> dict:
         evaluator, skipped = None, (f"the tokenizer is conditioned on {list(labels.names)}; the text-motion protocol "
                                     "does not carry clip labels and is skipped")
         logger.warning(skipped)
+    eval_loader = None
+    if evaluator is not None:  # built before the reconstruction pass, whose metrics a too small split still gets
+        try:
+            eval_loader = build_eval_loader(evaluator, get_dataset_spec(eval_name, cfg.data_root), cfg.split,
+                                            data_root=cfg.data_root, glove_dir=cfg.glove_dir,
+                                            num_workers=cfg.num_workers)
+        except EvalSplitTooSmall as e:
+            if to_tokenizer is not None:  # the protocol is all that --eval_dataset asks for
+                raise
+            evaluator, skipped = None, f"{e}; the protocol is skipped, the reconstruction metrics are reported"
+            logger.warning(skipped)
     # Official T2M-GPT / MoMask tokenizers use their own dataset's evaluator statistics, not another dataset's.
     tok_mean, tok_std, stats_source = recorded_statistics(tokenizer, spec, cfg,
                                                           evaluator if to_tokenizer is None else None)
@@ -218,10 +241,6 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     report, title = None, f"{tokenizer.model_name} reconstruction, {spec.name} {cfg.split}"
     if evaluator is not None:
-        eval_spec = get_dataset_spec(eval_name, cfg.data_root)
-        eval_loader = build_eval_loader(evaluator, eval_spec, cfg.split, data_root=cfg.data_root,
-                                        glove_dir=cfg.glove_dir, num_workers=cfg.num_workers)
-
         def motion_fn(batch):
             if to_tokenizer is None:
                 motion = renormalize(batch.motion.to(device), evaluator.mean, evaluator.std, tok_mean, tok_std)

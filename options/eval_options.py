@@ -133,6 +133,9 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
                            "--dataset_name. Default: the tokenizer's own dataset")
     data.add_argument("--batch_size", type=int, default=32, help="batch of the reconstruction-metric pass")
     data.add_argument("--num_workers", type=non_negative_int, default=0, help="DataLoader workers")
+    add_off_switch(data, "--no_protocol",
+                   help="reconstruction metrics only, without the text-motion protocol (the report goes to "
+                        "eval_<tag>_recon.json, so it never replaces one with the protocol)")
     data.add_argument("--per_motion", action=argparse.BooleanOptionalAction, default=False,
                       help="reconstruct each motion alone, cut to its length, as T2M-GPT's evaluation does (outputs "
                            "tagged _each); default: the zero-padded batch at once, as MoMask and MARDM do")

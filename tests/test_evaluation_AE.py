@@ -173,19 +173,20 @@ def test_perfect_reconstruction_scores_like_gt(env, monkeypatch):
 
 
 def test_without_evaluator_the_protocol_is_skipped_with_a_message(env, tmp_path):
-    result = run_eval(env, "--name", "fsq", "--evaluator_dir", str(tmp_path / "none"))
+    result = run_eval(env, "--name", "fsq", "--checkpoints_dir", str(tmp_path / "no_evaluator"), "--ckpt",
+                      str(env[1] / "synthetic" / "fsq" / "model" / "net_best_loss.tar"))
     assert result["protocol"] is None
     # The suggested command, run as printed, trains into and reads from the folders this evaluation used.
-    root, ck, _ = env
-    assert (f"train_evaluator.py --dataset_name synthetic --checkpoints_dir {ck} --data_root {root}"
-            in result["protocol_skipped"])
+    root = env[0]
+    assert (f"train_evaluator.py --dataset_name synthetic --checkpoints_dir {tmp_path / 'no_evaluator'} "
+            f"--data_root {root}" in result["protocol_skipped"])
     assert result["reconstruction"]["mpjpe_mm"] > 0
 
 
 def test_reconstruction_metrics_do_not_depend_on_num_workers(env, tmp_path):
     """Each clip's caption, length and crop come from its own seed, so the metrics are the same with or without
     worker processes (batches of 8 over 36 clips: workers would otherwise draw from RNGs of their own)."""
-    args = ("--name", "fsq", "--evaluator_dir", str(tmp_path / "none"), "--batch_size", "8")
+    args = ("--name", "fsq", "--no_protocol", "--batch_size", "8")
     in_process = run_eval(env, *args, "--num_workers", "0")["reconstruction"]
     workers = run_eval(env, *args, "--num_workers", "2")["reconstruction"]
     assert workers == in_process
@@ -436,7 +437,7 @@ def test_a_dataset_without_captions_gets_reconstruction_metrics(env, tmp_path):
     write_dataset(root)
     shutil.rmtree(root / "texts")
     argv = ["--name", "fsq", "--dataset_name", "synthetic", "--data_root", str(root), "--checkpoints_dir", str(ck),
-            "--device", "cpu", "--evaluator_dir", str(tmp_path / "none")]
+            "--device", "cpu", "--no_protocol"]
     result = evaluation_AE.main(parse_with_config(get_evaluation_ae_parser(), argv))
     assert result["protocol"] is None and result["reconstruction"]["mpjpe_mm"] > 0
     assert result["reconstruction"]["frames"] > 36 * 30  # all 36 test clips (40 to 70 frames, cropped to whole tokens)

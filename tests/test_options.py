@@ -259,7 +259,7 @@ def test_a_no_flag_a_preset_turns_on_is_undone_by_its_positive_twin(tmp_path):
             assert load_preset(parser, write(tmp_path, f"{dest}: false\n")) == {dest: False}
             usage = parser.format_usage().split()
             assert usage.count(f"[{flag}]") == 1 and usage.count(f"[{twin}]") == 1, (parser.description, usage)
-    assert switches == 8  # evaluation_AE.py 2, evaluation_MARDM.py 3, sample.py 3
+    assert switches == 9  # evaluation_AE.py 3, evaluation_MARDM.py 3, sample.py 3
 
 
 def test_a_tokenizer_flag_turned_off_overrides_the_registry_entry(tmp_path):

@@ -61,6 +61,11 @@ def _vectorizer_digest(word_vectorizer: Any) -> str:
     return h.hexdigest()
 
 
+class EvalSplitTooSmall(ValueError):
+    """An evaluation split with fewer samples than one protocol batch: R-precision cannot rank among
+    ``batch_size`` motions."""
+
+
 class EvalLoader:
     """Replication batches of an evaluation dataset: ``batches(seed)`` yields ``EvalBatch`` es of ``batch_size``.
 
@@ -72,9 +77,9 @@ class EvalLoader:
     def __init__(self, dataset: Text2MotionEvalDataset, batch_size: int = EVAL_BATCH_SIZE,
                  num_workers: int = 0) -> None:
         if len(dataset) < batch_size:
-            raise ValueError(f"{dataset.spec.name} {dataset.split}: {len(dataset)} evaluation samples, fewer than one "
-                             f"batch of {batch_size}; the protocol needs full batches (R-precision ranks each caption "
-                             f"among {batch_size} motions)")
+            raise EvalSplitTooSmall(f"{dataset.spec.name} {dataset.split}: {len(dataset)} evaluation samples, fewer "
+                                    f"than one batch of {batch_size}; the protocol needs full batches (R-precision "
+                                    f"ranks each caption among {batch_size} motions)")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)

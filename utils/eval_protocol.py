@@ -20,8 +20,10 @@ Randomness. Replication r uses seed ``seed + r``. Its batches are a function of 
 one seed per sample come from ``utils.engine.EpochBatchSampler`` and every sample seeds the host RNGs before the
 dataset draws its caption and crop, so neither the worker count nor the randomness a model consumes in ``motion_fn``
 changes the data. The model's own randomness is seeded with the same number at the start of the replication (so a
-resumed evaluation reproduces an uninterrupted one). Diversity and Multimodality draw their index pairs from
-separate ``np.random.default_rng([seed, k])`` generators; Diversity uses the same pairs for the model and for GT.
+resumed evaluation reproduces an uninterrupted one; with ``deterministic=True`` to float32 round-off only, as the
+resumed process has not seen the rows the skipped replications embedded and computes them in other batches).
+Diversity and Multimodality draw their index pairs from separate ``np.random.default_rng([seed, k])`` generators;
+Diversity uses the same pairs for the model and for GT.
 The reference draws everything from global RNGs, so numbers match it in distribution, not bit for bit.
 
 GT cache. The GT text and motion embeddings of a replication depend on the evaluator, the data and the replication's

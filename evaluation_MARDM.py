@@ -142,8 +142,9 @@ def generator_source(cfg) -> MotionSource:
     run_root = (not cfg.name and run_folder_of(path)) or RunDir(cfg.checkpoints_dir, dataset_name, name).root
     settings = {**sampling.to_dict(), "lengths": "GT (m_length // unit_length tokens)",
                 "unit_length": generator.unit_length}
+    # "sampler": what the settings leave to the model, resolved (MARDM: its head's solver and steps).
     meta = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
-            "generator": generator.info, "sampling": settings}
+            "generator": generator.info, "sampling": settings, "sampler": generator.backend.sampler(sampling)}
     residual = generator.info.get("residual")
     title = (f"{generator.info['model_name']}{' + ' + residual['model_name'] if residual else ''} "
              f"({generator.info['weights']} weights of {os.path.basename(path)}), {dataset_name} {cfg.split}: "

@@ -501,6 +501,19 @@ class DiffusionHead(nn.Module):
             raise ValueError(f"dopri5 chooses its own steps; sampling steps ({steps}) are for the fixed-step solvers "
                              f"euler and heun")
 
+    def sampler(self, steps: int | None = None, solver: str | None = None) -> dict[str, Any]:
+        """The sampler ``sample(steps=, solver=)`` runs, with the head's own choices filled in, for reports:
+        ``{"diffusion", "solver", "steps"}`` (steps None for dopri5, which chooses its own, with its tolerances)."""
+        self.check_sampler(steps, solver)
+        if self.diffusion == "ddpm":
+            return {"diffusion": "ddpm", "solver": solver or "ancestral", "steps": steps or self.process.num_steps,
+                    "training_steps": self.process.num_steps}
+        solver = solver or self.process.solver
+        if solver == "dopri5":
+            return {"diffusion": "sit", "solver": solver, "steps": None, "atol": self.process.atol,
+                    "rtol": self.process.rtol}
+        return {"diffusion": "sit", "solver": solver, "steps": steps or self.process.num_steps}
+
     @torch.no_grad()
     def sample(self, z: torch.Tensor, cfg_scale: float = 1.0, temperature: float = 1.0,
                z_uncond: torch.Tensor | None = None, generator: torch.Generator | None = None,

@@ -100,6 +100,11 @@ class GeneratorBackend:
         return SamplingSettings(self.default_time_steps if time_steps is None else time_steps, float(cfg),
                                 float(temperature), bool(snap), {**self.sampling_options, **options})
 
+    def sampler(self, settings: SamplingSettings) -> dict[str, Any]:
+        """What ``settings`` leave to the model, resolved, for reports (MARDM: its diffusion head's sampler); {}
+        where the settings say it all."""
+        return {}
+
     def attach_residual(self, state: dict[str, Any], weights: dict[str, Tensor], path: str,
                         device: torch.device) -> None:
         """Add a second-stage model (MoMask's residual transformer) read from checkpoint ``path``."""
@@ -221,6 +226,11 @@ class MARDMBackend(GeneratorBackend):
                               if value is not None)
             raise ValueError(f"{given}: {e}") from e
         return settings
+
+    def sampler(self, settings: SamplingSettings) -> dict[str, Any]:
+        """The diffusion head's sampler under ``settings`` (``DiffusionHead.sampler``): head_solver / head_steps left
+        None are the ones the model was trained with, which only its arguments record."""
+        return {"head": self.model.head.sampler(settings.options["head_steps"], settings.options["head_solver"])}
 
     def encode_motion(self, motion: Tensor, lengths: Tensor) -> Tensor:
         # The head's targets: AE latents, FSQ / LFQ grid coordinates or VQ code vectors.

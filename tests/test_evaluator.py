@@ -219,9 +219,16 @@ def test_round_trip_glove_evaluator_small_width(tmp_path):
     after = loaded.get_co_embeddings(words, pos, cap_lens, motions, lengths)
     for b, a in zip(before, after):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    with pytest.raises(CheckpointError, match="an evaluator of dataset 't2m', but 'kit' is evaluated; .*"
-                                              "--eval_dataset t2m"):
+    # --eval_dataset is suggested only where a conversion lets it score the other dataset (t2m_67 -> t2m), not
+    # between two HumanML3D-style datasets of other skeletons, where following it failed.
+    with pytest.raises(CheckpointError, match="an evaluator of dataset 't2m', but 't2m_67' is evaluated; .*"
+                                              "take --eval_dataset t2m"):
+        load_evaluator(str(path), "t2m_67")
+    with pytest.raises(CheckpointError, match="an evaluator of dataset 't2m', but 'kit' is evaluated; pass an "
+                                              "evaluator of 'kit' .*cannot score 'kit' through --eval_dataset "
+                                              r"\(no conversion from 'kit'") as info:
         load_evaluator(str(path), "kit")
+    assert "take --eval_dataset" not in str(info.value)
     with pytest.raises(CheckpointError, match="mean/std"):
         load_evaluator(str(path), "t2m", mean=np.zeros(dim_pose), std=np.ones(dim_pose))
 

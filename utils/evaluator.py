@@ -317,7 +317,8 @@ def load_evaluator(path_or_dir: str, dataset_name: str, device: str | torch.devi
     if (explicit_mean is None) != (explicit_std is None):
         raise ValueError("pass both mean and std for the evaluator, or neither")
     if state.get("stage") == STAGE and "model_args" in state:
-        wrapper = _load_own(state, sizes, path, dataset_name, explicit_mean, explicit_std, unit_length, device)
+        wrapper = _load_own(state, sizes, path, dataset_name, explicit_mean, explicit_std, unit_length, device,
+                            data_root)
     else:
         wrapper = _load_official(state, sizes, path, dataset_name, explicit_mean, explicit_std, unit_length,
                                  data_root, device)
@@ -366,18 +367,32 @@ def _load_official(state: dict[str, Any], sizes: dict[str, Any], path: str, data
                             released=True)
 
 
+def _cross_dataset_advice(evaluated: str, evaluator_dataset: str, data_root: str | None) -> str:
+    """What to do when an evaluator of ``evaluator_dataset`` is given for ``evaluated``: score through
+    ``--eval_dataset`` where a conversion between the two representations is registered, else use the dataset's
+    own evaluator."""
+    from utils.representation import get_conversion  # it imports the protocol, which imports this module
+
+    own = f"pass an evaluator of {evaluated!r} (train one with train_evaluator.py --dataset_name {evaluated})"
+    try:
+        get_conversion(get_dataset_spec(evaluated, data_root), get_dataset_spec(evaluator_dataset, data_root))
+    except (ValueError, FileNotFoundError) as e:
+        return f"{own}; it cannot score {evaluated!r} through --eval_dataset ({e})"
+    return (f"to score a model of {evaluated!r} with it, evaluation_MARDM.py and evaluation_AE.py take "
+            f"--eval_dataset {evaluator_dataset} (a registered conversion between the two representations), else "
+            f"{own}")
+
+
 def _load_own(state: dict[str, Any], sizes: dict[str, Any], path: str, dataset_name: str,
               mean: np.ndarray | None, std: np.ndarray | None, unit_length: int | None,
-              device: str | torch.device) -> EvaluatorWrapper:
+              device: str | torch.device, data_root: str | None = None) -> EvaluatorWrapper:
     for key in ("word_vectors", "dataset"):
         if not isinstance(state.get(key), dict):
             raise CheckpointError(f"{path}: evaluator checkpoint lacks its {key!r} record")
     dataset = state["dataset"]
     if dataset.get("name") != dataset_name:
         raise CheckpointError(f"{path}: an evaluator of dataset {dataset.get('name')!r}, but {dataset_name!r} is "
-                              f"evaluated; to score a model of {dataset_name!r} with it, evaluation_MARDM.py takes "
-                              f"--eval_dataset {dataset.get('name')} (a registered conversion between the two "
-                              f"representations), else pass an evaluator of {dataset_name!r}")
+                              f"evaluated; {_cross_dataset_advice(dataset_name, str(dataset.get('name')), data_root)}")
     model_args = dict(state["model_args"])
     if model_args.get("ignore_dims") is not None:
         model_args["ignore_dims"] = tuple(int(v) for v in model_args["ignore_dims"])

@@ -224,6 +224,21 @@ def test_missing_or_changed_tokenizer_fails_naming_the_file(runs, tmp_path, synt
     assert sha in str(err.value) and tok in str(err.value)
 
 
+def test_a_changed_tokenizer_recorded_by_a_relative_path_is_named_once(runs, tmp_path, synthetic_root, monkeypatch):
+    """The recorded relative path and the same file found under the generator's checkpoints folder were listed as
+    two changed tokenizers."""
+    _, paths = runs
+    monkeypatch.chdir(tmp_path)
+    tok = save_tokenizer("ckpt", synthetic_root, "tok", "AE_Tiny")
+    assert not os.path.isabs(tok)
+    gen = save_generator("ckpt", synthetic_root, "gen", "MARDM-SiT-Tiny", tok, paths["clip"])
+    save_tokenizer("ckpt", synthetic_root, "tok", "AE_Tiny", seed=5)
+    with pytest.raises(CheckpointError, match=r"changed since the generator was trained: [^,]*net_best_loss\.tar "
+                                              r"\(sha256 \w+\), recorded sha256") as err:
+        load_generator(gen)
+    assert "trained further with --is_continue" in str(err.value)
+
+
 def test_moved_checkpoints_folder_still_finds_its_tokenizer(runs, tmp_path, synthetic_root):
     _, paths = runs
     old = str(tmp_path / "old" / "checkpoints")

@@ -118,8 +118,12 @@ def resolve_tokenizer_file(record: dict[str, Any], generator_path: str, override
     if len(parts) >= 4 and parts[-2] == "model":
         # <checkpoints_dir>/<dataset>/<run>/model/<file>: the same run under this generator's checkpoints folder.
         candidates += [os.path.join(root, *parts[-4:]) for root in checkpoints_roots(generator_path)]
-    changed = []
-    for candidate in dict.fromkeys(candidates):
+    changed, seen = [], set()
+    for candidate in candidates:
+        # One file reached by two spellings (the recorded relative path, its absolute twin) is looked at once.
+        if os.path.realpath(candidate) in seen:
+            continue
+        seen.add(os.path.realpath(candidate))
         if os.path.isfile(candidate):
             found = file_sha256(candidate)
             if not sha or found == sha:
@@ -127,7 +131,8 @@ def resolve_tokenizer_file(record: dict[str, Any], generator_path: str, override
             changed.append(f"{candidate} (sha256 {found})")
     if changed:
         raise CheckpointError(f"{generator_path}: the tokenizer has changed since the generator was trained: "
-                              f"{', '.join(changed)}, recorded sha256 {sha}; restore that file, or pass "
+                              f"{', '.join(changed)}, recorded sha256 {sha} (a tokenizer run trained further with "
+                              f"--is_continue rewrites its latest and best files); restore that file, or pass "
                               f"tokenizer_path= / --tokenizer_path to decode with another one anyway")
     raise CheckpointError(f"{generator_path}: the tokenizer the generator was trained on is missing: {recorded} "
                           f"(sha256 {sha}); put that file back or pass tokenizer_path= / --tokenizer_path with its "

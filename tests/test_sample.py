@@ -85,6 +85,8 @@ def test_prompt_file_with_lengths_repeats_and_gif(ckdir, tmp_path, capsys):
     assert on_disk["samples"] == samples
     assert on_disk["checkpoint_sha256"] == manifest["generator"]["checkpoint_sha256"]
     assert on_disk["sampling"] == {"time_steps": 2, "cfg": 4.5, "temperature": 1.0, "snap": True}
+    # The head's sampler the settings leave to the model, as it ran.
+    assert on_disk["sampler"]["head"]["diffusion"] in ("sit", "ddpm") and "solver" in on_disk["sampler"]["head"]
     # Two repeats of a prompt differ; their seeds are recorded.
     assert not np.allclose(np.load(out / samples[0]["files"]["joints"]), np.load(out / samples[1]["files"]["joints"]))
 

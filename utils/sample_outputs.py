@@ -104,12 +104,13 @@ def edit_output_paths(out_dir: str, stems: list[str], bvh: bool, smpl: bool) -> 
 def run_record(generator: MotionGenerator, settings: SamplingSettings, seed: int, repeat_times: int,
                edit: EditRequest | None = None, sequence_prompts: list[str] | None = None,
                transition_seconds: float = 0.0, transition_frames: int = 0) -> dict[str, Any]:
-    """The manifest's entry of this run: checkpoint and SHA-256, generator, dataset, sampling settings, seed, and the
-    ``edit`` (source, spans, where its joints stand) or the ``sequence`` (prompts, transitions) it makes."""
+    """The manifest's entry of this run: checkpoint and SHA-256, generator, dataset, sampling settings and the
+    sampler they leave to the model (``GeneratorBackend.sampler``), seed, and the ``edit`` (source, spans, where its
+    joints stand) or the ``sequence`` (prompts, transitions) it makes."""
     spec = generator.spec
     record = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
               "generator": generator.info, "dataset": spec.name, "fps": spec.fps, "sampling": settings.to_dict(),
-              "seed": seed, "repeat_times": repeat_times}
+              "sampler": generator.backend.sampler(settings), "seed": seed, "repeat_times": repeat_times}
     if edit is not None:
         record["edit"] = edit.record(generator.unit_length)
         if edit.frame is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from options.config import positive_float
+from options.config import positive_float, seed_int
 from utils.paths import project_path
 
 
@@ -23,7 +23,7 @@ def get_prepare_data_parser(description: str | None = None) -> argparse.Argument
                         "a registered dataset's folder, an import or a folder with other files)")
     p.add_argument("--num_motions", type=int, default=300,
                    help="motions to generate (at least 3, so that train, val and test each get one)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="motion i is drawn from the seed sequence (seed, i)")
 
     p = sub.add_parser("bvh", help="import a folder of BVH clips")
     p.add_argument("--src", required=True, help="folder searched recursively for *.bvh")
@@ -34,7 +34,7 @@ def get_prepare_data_parser(description: str | None = None) -> argparse.Argument
                         "or a path to your own mapping .yaml")
     p.add_argument("--fps", type=positive_float, default=20.0, help="target frame rate (default 20, as HumanML3D)")
     p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the split assignment and caption choice")
     p.add_argument("--mirror", action="store_true", help="also write every motion's mirror image as HumanML3D "
                    "does: M<name>, left and right swapped in the motion and its captions, in its original's split")
 
@@ -52,7 +52,7 @@ def get_prepare_data_parser(description: str | None = None) -> argparse.Argument
                    help="target frame rate (default 20, as HumanML3D; resampled by time stamps)")
     p.add_argument("--labels", default=None, help="captions: CSV rows 'id,caption' or JSON {id: caption | [..]}, "
                    "ids being the paths relative to --src without .npz")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and caption choice")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the split assignment and caption choice")
     p.add_argument("--mirror", action="store_true", help="also write every motion's mirror image as HumanML3D "
                    "does: M<name>, left and right swapped in the motion and its captions, in its original's split")
 

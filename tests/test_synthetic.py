@@ -243,6 +243,23 @@ def test_too_few_motions_for_every_split_is_refused_before_any_work(tmp_path, co
     assert not out.exists()
 
 
+def test_a_negative_seed_is_refused_by_name_before_a_finished_dataset_is_touched(tmp_path, capsys):
+    """--seed -1 was accepted by the parser; the old statistics were deleted before numpy refused the seed at the
+    first motion, leaving a finished dataset looking unfinished."""
+    import prepare_data
+    from utils.synthetic import generate_synthetic_dataset
+
+    out = tmp_path / "Synthetic"
+    generate_synthetic_dataset(str(out), 3)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(SystemExit):
+        prepare_data.parse_args(["synthetic", "--out", str(out), "--seed", "-1"])
+    assert "argument --seed: expected a whole number in [0, 2^64), got '-1'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"--seed -1: expected a whole number in \[0, 2\^64\)"):
+        generate_synthetic_dataset(str(out), 3, seed=-1)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 def test_prepare_data_synthetic_and_validate(tmp_path, capsys):
     import prepare_data
 

@@ -472,6 +472,9 @@ def generate_synthetic_dataset(out_dir: str, num_motions: int, seed: int = 0,
         # Checked before any work: fewer motions leave val and test empty, which fails only later, in training.
         raise ValueError(f"--num_motions {num_motions}: expected at least {MIN_SPLIT_GROUPS} so that train, val and "
                          f"test each get a motion")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        # Before the folder is touched: numpy refuses it only at the first motion, after the old files are gone.
+        raise ValueError(f"--seed {seed!r}: expected a whole number in [0, 2^64)")
     prepare_synthetic_folder(out_dir, num_motions)
     start = time.perf_counter()
     iterate = progress or (lambda items, **_: items)

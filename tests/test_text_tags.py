@@ -34,6 +34,22 @@ def test_lemmas_and_noun_verb_context(caption, token):
     assert token in tag_caption(caption)
 
 
+@pytest.mark.parametrize("caption, tokens", [
+    # The generator's own punch and walk captions: "hands" after a participle, "curves" / "veers" after "and".
+    ("a man throws five punches with alternating hands", ["alternate/VERB", "hand/NOUN"]),
+    ("a person walks forward and curves around to the left", ["curve/VERB", "around/ADV"]),
+    ("a person walks forward and veers to the left", ["veer/VERB", "to/ADP"]),
+    ("a person walks in a curve", ["curve/NOUN"]),
+    # A verb's object that is also a verb: "shaking hands", "draws circles", "performs punches".
+    ("a person is walking and then shaking hands", ["shake/VERB", "hand/NOUN"]),
+    ("a human draws circles in the air", ["draw/VERB", "circle/NOUN"]),
+    ("a human takes a 90 degree left turn", ["left/ADJ", "turn/NOUN"]),
+])
+def test_nouns_after_verbs_and_the_generator_s_own_captions(caption, tokens):
+    tagged = tag_caption(caption)
+    assert all(token in tagged for token in tokens), tagged
+
+
 def test_lemmatize():
     assert lemmatize("walks", "VERB") == "walk" and lemmatize("stepped", "VERB") == "step"
     assert lemmatize("ran", "VERB") == "run" and lemmatize("knees", "NOUN") == "knee"

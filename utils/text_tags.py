@@ -35,6 +35,7 @@ lead follow greet salute beckon signal wait rest relax stagger shove kneel land 
 unfold open close cover bring send give receive pass hand shift transfer change slow accelerate decelerate speed
 squeeze flip cartwheel somersault exercise warm practice dribble kneel leap vault crouch sidestep backflip
 lose pace tread trudge hobble waddle prance skip gallop jab uppercut swat slap stab thrust swipe chop sweep mop
+curve veer alternate
 """.split()
 
 # Verbs that double their final consonant before -ing / -ed (run -> running, step -> stepped).
@@ -313,8 +314,8 @@ def _resolve(word: str, options: set[str], prev: str, next_options: set[str]) ->
             return "VERB"  # "the person left the room"
         if next_options & {"NOUN"} and not next_options & {"VERB"}:
             return "ADJ"
-        if "NOUN" in next_options and prev in _NOUN_CONTEXT:
-            return "ADJ"
+        if "NOUN" in next_options and (prev in _NOUN_CONTEXT or prev == "NOUN"):
+            return "ADJ"  # "a left turn", "a 90 degree left curve"
         return "NOUN" if prev == "DET" else "ADV"
     if word in ("up", "down", "around", "over", "off", "out", "along", "across", "before", "after", "by"):
         return "ADP" if next_options & {"DET", "PRON", "NOUN", "NUM", "PROPN"} else "ADV"
@@ -388,6 +389,10 @@ def tag_words(caption: str) -> list[tuple[str, str]]:
             tag = "ADJ"
         elif options[i] == {"VERB"} and prev in ("NUM", "DET") and word.endswith("s"):
             # "two sidesteps": a plural noun made from a verb
+            tag = "NOUN"
+        elif {"NOUN", "VERB"} <= options[i] and prev == "VERB" and not word.endswith(("ing", "ed")):
+            # after a verb, a noun: its object ("waves hands", "throws punches") or the noun a participle qualifies
+            # ("with alternating hands", "the swinging arms")
             tag = "NOUN"
         elif {"NOUN", "VERB"} <= options[i] and prev == "NOUN" and prev2 in ("DET", "NUM", "ADJ") \
                 and not word.endswith(("s", "ing", "ed")):

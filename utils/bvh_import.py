@@ -40,6 +40,7 @@ from utils.dataset_io import (
 )
 from utils.dataset_specs import DATASETS, SPEC_FILE, DatasetSpec, humanml3d_spec
 from utils.motion_process import swap_left_right
+from utils.staging import remove_abandoned_staging, staging_folder
 from utils.text_tags import format_text_line, mirror_caption
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ NO_MOTION = "no motion"  # why a split is empty (ImportSummary.empty_splits)
 LYING_RATIO = 0.4
 MIN_BODY_M, MAX_BODY_M = 0.3, 4.0
 
+STAGING_TAG = "importing"  # the staging folder is <out>.importing-<host>-<pid> (utils.staging)
 CLIPS_FILE = "clips.csv"
 CLIPS_COLUMNS = ("id", "source", "source_fps", "source_frames", "start_s", "end_s", "fps", "frames")
 
@@ -237,8 +239,10 @@ def import_clip_folder(files: list[Path], src: str, out: str, read_clip: ClipRea
     # Caption tags are seconds, so they convert to frames at the clips' own rate. (The registered HumanML3D and KIT
     # specs keep the reference loaders' factor of 20, which is HumanML3D's frame rate.)
     spec = humanml3d_spec(name=name, root=out, fps=float(target_fps), text_fps=float(target_fps))
-    # Written next to --out and moved into place at the end: a clip that fails leaves no half dataset behind.
-    staging = f"{os.path.normpath(out)}.importing-{os.getpid()}"
+    # Written next to --out and moved into place at the end: a clip that fails leaves no half dataset behind. One that
+    # a kill -9 left (its process gone) is removed first; nothing else would ever read or remove it.
+    remove_abandoned_staging(out, STAGING_TAG, "an import")
+    staging = staging_folder(out, STAGING_TAG)
     try:
         summary = _import_clips(files, staging, spec, read_clip, target_fps, label_map, seed, iterate, Path(src),
                                 mirror)

@@ -80,6 +80,7 @@ from utils.motion_process import feet_threshold, recover_from_ric, recover_root_
 from utils.normalization import DatasetError
 from utils.paramutil import SKELETONS
 from utils.quaternion import qinv, qrot
+from utils.staging import remove_abandoned_staging, staging_folder
 
 logger = logging.getLogger(__name__)
 
@@ -396,7 +397,7 @@ def _replace_folder(staging: str, target: str) -> None:
     """Put the folder ``staging`` in ``target``'s place. An earlier ``target`` is moved aside and removed only once
     ``staging`` is in place, and put back when that move fails, so ``target`` never holds files of two exports. (A
     kill between the two moves leaves no ``target``: the earlier export is then ``<target>.replaced-<pid>``, the new
-    one ``<target>.exporting-<pid>``.)"""
+    one ``<target>.exporting-<host>-<pid>``.)"""
     if not os.path.isdir(target):
         os.replace(staging, target)
         return
@@ -437,8 +438,8 @@ def export_pfnn(dataset_root: str, spec: DatasetSpec, out_dir: str, split: str =
                            kind="too_short", path=dataset_root)
 
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = f"{target}.exporting-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_abandoned_staging(target, "exporting", "a PFNN export")  # left by a kill -9, never read again
+    tmp = staging_folder(target, "exporting")
     os.makedirs(tmp)
     try:
         inputs = np.lib.format.open_memmap(os.path.join(tmp, "Input.npy"), "w+", np.float32, (rows, x_dim))

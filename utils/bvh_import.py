@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from utils import dataset_io
-from utils.bvh import load_skeleton_map, read_bvh_smpl22
+from utils.bvh import SMPL22_JOINT_NAMES, load_skeleton_map, read_bvh_smpl22
 from utils.bvh_captions import captions_from_name, is_bandai_name, read_labels
 from utils.dataset_io import (
     keyed_order,
@@ -47,9 +49,14 @@ logger = logging.getLogger(__name__)
 
 NO_MOTION = "no motion"  # why a split is empty (ImportSummary.empty_splits)
 
-# Plausibility of imported clips (warnings only: a crawl or a fall is real motion). A body lying on its side is far
-# lower than it is wide; a crawl (about 0.6 m high, 1.2 m long) is not flagged.
-LYING_RATIO = 0.4
+# Plausibility of imported clips (warnings only: a crawl or a fall is real motion). A clip lies down when, over its
+# frames, the body is in the median lower than it is wide AND its trunk (pelvis to neck) leans more than 45 degrees
+# from vertical. With a wrong up_axis the true up is horizontal: the 174 Bandai clips read Z up measure at most 0.74
+# (height / width) and 0.58 (sine of the trunk's rise), and at least 1.19 and 0.77 read Y up. Neither cue alone is
+# enough: a walk seen lying down is 0.46 as high as wide (its strides and arm swings become height), and a person
+# sitting on the floor with legs stretched (HumanML3D 011673) is 0.68 as high as wide with the trunk upright (0.95).
+LYING_RATIO = 1.0
+TRUNK_UPRIGHT_SINE = math.sin(math.radians(45.0))
 MIN_BODY_M, MAX_BODY_M = 0.3, 4.0
 
 STAGING_TAG = "importing"  # the staging folder is <out>.importing-<host>-<pid> (utils.staging)
@@ -264,8 +271,9 @@ def import_clip_folder(files: list[Path], src: str, out: str, read_clip: ClipRea
         logger.warning("%d motions are shorter than %d frames (loaders skip them): %s", len(summary.too_short),
                        spec.min_motion_length, summary.too_short[:10])
     if summary.lying:
-        logger.warning("%d clips are lower than they are wide through most of their frames, as a body lying down "
-                       "is (e.g. %s): if they are not, %s", len(summary.lying), summary.lying[:5], lying_hint)
+        logger.warning("%d clips are lower than they are wide, with the trunk more than 45 degrees from vertical, "
+                       "through most of their frames, as a body lying down or on all fours is (e.g. %s): if they "
+                       "are not, %s", len(summary.lying), summary.lying[:5], lying_hint)
     if summary.odd_size:
         logger.warning("%d clips have a body size outside %g to %g m (e.g. %s): %s", len(summary.odd_size),
                        MIN_BODY_M, MAX_BODY_M, summary.odd_size[:5], size_hint)
@@ -275,12 +283,38 @@ def import_clip_folder(files: list[Path], src: str, out: str, read_clip: ClipRea
     return summary
 
 
-def body_extent(joints: np.ndarray) -> tuple[float, float]:
-    """(height, span) of a motion ``(T, J, 3)`` in metres, Y up: the median over frames of the joints' vertical extent
-    and of their largest horizontal extent. A standing or walking body is about 1.5 m high and under 1 m wide."""
-    height = joints[..., 1].max(axis=1) - joints[..., 1].min(axis=1)
+class BodyExtent(NamedTuple):
+    """A motion's size and posture, medians over its frames (``body_extent``)."""
+
+    height: float  # metres: the joints' vertical extent (Y)
+    span: float  # metres: their largest horizontal extent (X or Z)
+    height_ratio: float  # of each frame's height / span
+    trunk_rise: float  # of each frame's sine of pelvis -> neck above the horizontal: 1 upright, 0 lying, < 0 head down
+
+    @property
+    def lies_down(self) -> bool:
+        """Lower than wide with the trunk more than 45 degrees from vertical (medians over frames): a body lying
+        down or on all fours, or one read with a wrong up axis. Upright, bowing, crouching and sitting bodies stand."""
+        return self.height_ratio < LYING_RATIO and self.trunk_rise < TRUNK_UPRIGHT_SINE
+
+
+_PELVIS, _NECK = SMPL22_JOINT_NAMES.index("pelvis"), SMPL22_JOINT_NAMES.index("neck")
+
+
+def body_extent(joints: np.ndarray) -> BodyExtent:
+    """The size and posture of SMPL-22 joints ``(T, 22, 3)`` in metres, Y up (``BodyExtent``). A standing or walking
+    body is about 1.5 m high, under 1 m wide, with a trunk rise near 1."""
+    height = np.ptp(joints[..., 1], axis=1)
     span = np.maximum(np.ptp(joints[..., 0], axis=1), np.ptp(joints[..., 2], axis=1))
-    return float(np.median(height)), float(np.median(span))
+    trunk = joints[:, _NECK] - joints[:, _PELVIS]
+    # A frame without width (every joint on one vertical line, or on one point) does not lie: its ratio is infinite.
+    # The size check reports a clip without extent.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(span > 0, height / span, np.inf)
+        length = np.linalg.norm(trunk, axis=-1)
+        rise = np.where(length > 0, trunk[:, 1] / length, 0.0)
+    return BodyExtent(float(np.median(height)), float(np.median(span)), float(np.median(ratio)),
+                      float(np.median(rise)))
 
 
 def _import_clips(files: list[Path], out: str, spec: DatasetSpec, read_clip: ClipReader, target_fps: float,
@@ -342,11 +376,12 @@ def _write_clip(clip: SourceClip, path: Path, out: str, spec: DatasetSpec, targe
     joints = clip.joints
     if joints.shape[0] < 2:
         raise ValueError(f"{path}: {joints.shape[0]} frame(s) at {target_fps} fps; need at least 2")
-    height, span = body_extent(joints)
-    if height < LYING_RATIO * span:
+    extent = body_extent(joints)
+    if extent.lies_down:
         summary.lying.append(clip.clip_id)
-    if not MIN_BODY_M <= max(height, span) <= MAX_BODY_M:
-        summary.odd_size.append(f"{clip.clip_id} ({max(height, span):.2g} m)")
+    size = max(extent.height, extent.span)
+    if not MIN_BODY_M <= size <= MAX_BODY_M:
+        summary.odd_size.append(f"{clip.clip_id} ({size:.2g} m)")
     if clip.clip_id in label_map:
         captions = label_map[clip.clip_id]
         summary.captions_from_labels += 1

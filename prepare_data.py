@@ -20,7 +20,7 @@ and SMPL-parameter export.
     python prepare_data.py assets --dataset_name t2m
     python prepare_data.py assets --dataset_name t2m_67 --clip_path deps/ViT-B-32.pt --evaluator_dir official/t2m
 
-    # Mean.npy / Std.npy of a dataset you built yourself (every clip, or one split's)
+    # Mean.npy / Std.npy of a dataset you built yourself (every clip its split files list, or one split's)
     python prepare_data.py stats --dataset_name MyData --data_root dataset/MyData
     python prepare_data.py stats --dataset_name t2m --split train
 
@@ -161,7 +161,16 @@ def main_assets(cfg: argparse.Namespace) -> int:
 def main_stats(cfg: argparse.Namespace) -> int:
     from utils.dataset_io import humanml3d_mean_std, save_mean_std
     from utils.dataset_specs import full_width_names, get_dataset_spec
-    from utils.motion_files import MOTION_DIR, motion_path, read_split, scan_motion
+    from utils.motion_files import (
+        MOTION_DIR,
+        SPLITS,
+        DatasetClips,
+        dataset_clips,
+        motion_path,
+        read_split,
+        scan_motion,
+    )
+    from utils.normalization import DatasetError
 
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     root = cfg.data_root or spec.root
@@ -179,29 +188,32 @@ def main_stats(cfg: argparse.Namespace) -> int:
         verb = "exists" if len(existing) == 1 else "exist"
         raise ValueError(f"{' and '.join(existing)} already {verb}; pass --overwrite to replace them (models trained "
                          f"on the old statistics keep them in their checkpoints)")
-    if cfg.split:
-        ids = read_split(root, cfg.split)
-    else:
-        motions = os.path.join(root, MOTION_DIR)
-        if not os.path.isdir(motions):
-            raise FileNotFoundError(f"{motions}: no such folder; expected the features <id>.npy of every clip")
-        ids = sorted(os.path.relpath(os.path.join(folder, name), motions)[:-4]
-                     for folder, _, names in os.walk(motions) for name in names if name.endswith(".npy"))
-        if not ids:
-            raise FileNotFoundError(f"{motions}: no .npy files")
+    # Every clip: the ids of the split files, as the loaders and validate read them; files under new_joint_vecs/ that
+    # no split lists (a video's joints saved there, notes) are not clips, and are named instead of read.
+    clips = DatasetClips(read_split(root, cfg.split), True, []) if cfg.split else dataset_clips(root)
+    ids = clips.ids
+    if clips.unlisted:
+        logger.warning("%d .npy files under %s that no split file (%s.txt) lists are not clips, and are left out: "
+                       "%s%s", len(clips.unlisted), os.path.join(root, MOTION_DIR), "/".join(SPLITS),
+                       ", ".join(clips.unlisted[:5]), " ..." if len(clips.unlisted) > 5 else "")
 
     def checked_paths():  # every file is checked first, so a NaN or a wrong width cannot reach the statistics
         for clip_id in tqdm(ids, desc=f"stats {spec.name}", unit="clip"):
             path = motion_path(root, clip_id)
             _, problems = scan_motion(path, spec)
+            if problems and not clips.listed and problems[0].kind in ("wrong_dim", "non_numeric", "unreadable_motion"):
+                raise DatasetError(f"{problems[0]} (without {'/'.join(SPLITS)}.txt every .npy under "
+                                   f"{MOTION_DIR}/ is a clip: move other files out, or write the split files)",
+                                   kind=problems[0].kind, path=problems[0].path)
             if problems:
                 raise problems[0]
             yield path
 
     mean, std = humanml3d_mean_std(checked_paths(), spec)
     save_mean_std(root, mean, std)
-    print(f"stats: Mean.npy and Std.npy ({spec.file_dim},) from {len(ids)} clips "
-          f"({'split ' + cfg.split if cfg.split else 'every clip'}; std averaged within each feature group) -> {root}")
+    which = f"split {cfg.split}" if cfg.split else "every clip of " + ("the splits" if clips.listed else MOTION_DIR)
+    print(f"stats: Mean.npy and Std.npy ({spec.file_dim},) from {len(ids)} clips ({which}; std averaged within each "
+          f"feature group) -> {root}")
     return 0
 
 

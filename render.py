@@ -24,6 +24,13 @@ the file's rate, at most 30): a look at a mapping before a whole folder is impor
 Videos are MP4 when ffmpeg is installed and GIF otherwise (``--format auto``). Joints computed from features or BVH
 files are saved as ``<name>_joints.npy`` next to the video before rendering starts. Inputs that would write the same
 video (two ``x.npy`` from different folders with one ``--out``) are refused before anything is rendered.
+
+Without ``--out`` the files go next to each input, except for a clip of a dataset
+(``dataset/<name>/new_joint_vecs/<id>.npy``, or ``new_joints/``): its files go to ``dataset/<name>/renders/`` (the
+id's subfolders kept), so the dataset's folders keep one file per clip.
+
+    python render.py dataset/Bandai/new_joint_vecs/dataset-1_walk_happy_001.npy --dataset_name Bandai
+    # -> dataset/Bandai/renders/dataset-1_walk_happy_001.mp4 and dataset-1_walk_happy_001_joints.npy
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.dataset_specs import T2M_KINEMATIC_CHAIN, DatasetSpec, get_dataset_spec
+from utils.paths import DATASET_CLIP_FOLDERS, RENDERS_DIR
 from utils.plot_script import FORMATS, RenderError, check_joints, plot_3d_motion, resolve_format
 from utils.stop_signals import run_with_error_boundary
 from utils.user_errors import PATH_ERRORS
@@ -91,10 +99,22 @@ def classify(path: str, spec: DatasetSpec | None) -> MotionFile:
                      f"(T, {spec.dim_pose}) of dataset {spec.name!r} (a leading batch axis is allowed)")
 
 
+def default_folder(path: str) -> str:
+    """Where the videos of ``path`` go without ``--out``: its own folder, or for a clip of a dataset
+    (``<root>/new_joint_vecs/<id>.npy``, or ``new_joints/``) ``<root>/renders/`` with the id's subfolders."""
+    folder = os.path.dirname(os.path.abspath(path))
+    parts = folder.split(os.sep)
+    for i in range(len(parts) - 1, 0, -1):  # the innermost one: the dataset the clip belongs to
+        if parts[i] in DATASET_CLIP_FOLDERS:
+            return os.sep.join([*parts[:i], RENDERS_DIR, *parts[i + 1:]])
+    return folder
+
+
 def output_stems(item: MotionFile, out: str | None) -> list[str]:
-    """``<folder>/<name>`` of each video of ``item`` (``<stem>_<i>`` for the motions of a batch), without extension."""
+    """``<folder>/<name>`` of each video of ``item`` (``<stem>_<i>`` for the motions of a batch), without extension.
+    ``out`` None: ``default_folder``."""
     stem = os.path.splitext(os.path.basename(item.path))[0]
-    folder = out or os.path.dirname(os.path.abspath(item.path))
+    folder = out or default_folder(item.path)
     batched = len(item.shape) == (4 if item.kind == "joints" else 3)
     count = item.shape[0] if batched else 1
     return [os.path.join(folder, stem if count == 1 else f"{stem}_{i}") for i in range(count)]
@@ -174,6 +194,11 @@ def main(cfg: argparse.Namespace) -> list[str]:
                          f"or SMPL-X, the model the parameters are for)")
     mapping = bvh_mapping(files, cfg.skeleton)
     outputs = [output_stems(item, cfg.out) for item in files]
+    if cfg.out is None:  # a dataset's clips do not render next to themselves: say where they do
+        moved = [f.path for f in files if default_folder(f.path) != os.path.dirname(os.path.abspath(f.path))]
+        for folder in sorted({default_folder(path) for path in moved}):
+            logger.info("clips of a dataset (in its %s) render into %s, not beside them (--out picks another "
+                        "folder)", " or ".join(f"{name}/" for name in DATASET_CLIP_FOLDERS), folder)
     check_distinct_outputs(files, outputs, "_mesh" if mesh is not None else "")
     has_features = any(f.kind == "features" for f in files)
     if cfg.denorm and not has_features:
@@ -288,7 +313,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the mapping of .bvh inputs onto SMPL-22: a name under options/skeletons (bandai, lafan, "
                              "smpl22) or a YAML path, as prepare_data.py bvh takes it")
     parser.add_argument("--data_root", default=None, help="dataset folder (for --denorm statistics and spec.json)")
-    parser.add_argument("--out", default=None, help="output folder (default: next to each input)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: next to each input; for a dataset's clip, "
+                             "<dataset>/new_joint_vecs/<id>.npy or new_joints/, <dataset>/renders/)")
     parser.add_argument("--fps", type=float, default=None,
                         help="frame rate (default: the dataset's; .npz and .bvh inputs: the file's, at most 30, in "
                              "real time)")

@@ -78,7 +78,10 @@ def get_prepare_data_parser(description: str | None = None) -> argparse.Argument
     p.add_argument("--dataset_name", required=True,
                    help="dataset whose spec describes every column of the files (t2m, not t2m_67)")
     p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
-    p.add_argument("--split", default=None, help="only the clips of this split (default: every clip, as HumanML3D)")
+    p.add_argument("--split", default=None,
+                   help="only the clips of this split (default: every clip, as HumanML3D: the ids of train/val/"
+                        "test.txt, other .npy under new_joint_vecs/ left out and named; without those files, every "
+                        ".npy there)")
     p.add_argument("--overwrite", action="store_true", help="replace existing Mean.npy / Std.npy (a link to other "
                    "statistics is replaced by the new file; the file it links to is left as it is)")
 

@@ -16,6 +16,7 @@ import codecs
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -71,6 +72,46 @@ def read_split(root: str, split: str) -> list[str]:
         raise DatasetError(f"{path}: ids {outside[:3]} point outside the dataset; expected ids relative to its "
                            f"folders (new_joint_vecs/<id>.npy), without '..'", kind="bad_split", path=path)
     return ids
+
+
+# The splits the loaders and ``prepare_data.py validate`` read: a dataset's clips are the ids they list.
+SPLITS = ("train", "val", "test")
+
+
+class DatasetClips(NamedTuple):
+    """The clips of a dataset root (``dataset_clips``)."""
+
+    ids: list[str]  # each clip once, in split order (or sorted, for a root without split files)
+    listed: bool  # True: the ids of the split files; False: no split file, every .npy under new_joint_vecs/
+    unlisted: list[str]  # .npy files under new_joint_vecs/ that no split lists (relative, sorted): not clips
+
+
+def dataset_clips(root: str, splits: Sequence[str] = SPLITS) -> DatasetClips:
+    """The clips of the dataset at ``root``: the ids its ``<split>.txt`` files list (those of ``splits`` present), as
+    the loaders and ``validate`` find them; other ``.npy`` files under ``new_joint_vecs/`` (a video's joints saved
+    there, notes) are returned as ``unlisted``. A root without any of those split files (a dataset being built) has
+    every ``.npy`` under ``new_joint_vecs/`` (searched recursively) as its clips.
+
+    Raises ``DatasetError`` for an unreadable or empty split file, and, without split files, when
+    ``new_joint_vecs/`` is missing or holds no ``.npy`` file.
+    """
+    motions = os.path.join(root, MOTION_DIR)
+    found = []
+    if os.path.isdir(motions):
+        found = sorted(os.path.relpath(os.path.join(folder, name), motions)[:-4].replace(os.sep, "/")
+                       for folder, _, names in os.walk(motions) for name in names if name.endswith(".npy"))
+    present = [split for split in splits if os.path.isfile(os.path.join(root, f"{split}.txt"))]
+    if present:
+        ids = list(dict.fromkeys(clip_id for split in present for clip_id in read_split(root, split)))
+        listed = set(ids)
+        return DatasetClips(ids, True, [f"{clip_id}.npy" for clip_id in found if clip_id not in listed])
+    if not os.path.isdir(motions):
+        raise DatasetError(f"{motions}: no such folder; expected the features <id>.npy of every clip",
+                           kind="missing_motion", path=motions)
+    if not found:
+        raise DatasetError(f"{motions}: no .npy files; expected the features <id>.npy of every clip",
+                           kind="missing_motion", path=motions)
+    return DatasetClips(found, False, [])
 
 
 class TextEntry(NamedTuple):

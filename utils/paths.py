@@ -13,6 +13,11 @@ import os
 HOME_ENV = "FSQ_MARDM_HOME"
 # A writable folder for the motion indexes of datasets whose own folder is read-only (a shared corpus).
 CACHE_ENV = "FSQ_MARDM_CACHE"
+# A dataset's folders of one file per clip, which the loaders, validate and stats read: render.py never writes there
+# unasked, but into the dataset's renders/ folder, which prepare_data.py synthetic leaves in place when it replaces a
+# dataset. (Plain names here: utils.motion_files, which owns the layout, brings torch, and render.py does not need it.)
+DATASET_CLIP_FOLDERS = ("new_joint_vecs", "new_joints")
+RENDERS_DIR = "renders"
 
 
 def project_path(path: str) -> str:

@@ -49,7 +49,7 @@ from utils.dataset_io import (
 from utils.dataset_specs import DATASETS, SPEC_FILE, T2M_KINEMATIC_CHAIN
 from utils.motion_files import CACHE_DIR
 from utils.paramutil import T2M_TGT_BONE_LENGTHS
-from utils.paths import project_path
+from utils.paths import RENDERS_DIR, project_path
 from utils.synthetic_actions import (
     OVERLAY_KINDS,
     SEQUENCE_KINDS,
@@ -399,7 +399,8 @@ def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
     ``num_motions`` on.
 
     Refused: a file; the folder of another registered dataset (``dataset/HumanML3D`` holds the official statistics,
-    splits and clips ``000000``...); a folder with a ``spec.json`` (an import); any file the generator does not write.
+    splits and clips ``000000``...); a folder with a ``spec.json`` (an import); any file the generator does not write,
+    except ``renders/`` (``render.py``'s videos of the clips), which is left as it is.
     An earlier synthetic dataset there is replaced (the quick pipeline and ``reproduce.py --quick`` rerun into their
     folder after an interrupted run): its statistics and the loaders' ``.cache/`` are removed first, clips below
     ``num_motions`` are overwritten, and those past it removed, or ``stats`` without ``--split`` would still count
@@ -436,6 +437,8 @@ def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
         elif _is_own_entry(entry):
             if entry.startswith(TMP_PREFIX):
                 stale.append(path)
+        elif entry == RENDERS_DIR and os.path.isdir(path):
+            continue  # render.py's videos of the clips: the user's, left as they are
         else:
             foreign.append(entry)
     if foreign:

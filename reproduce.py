@@ -13,8 +13,9 @@ checkpoint its evaluation reads, its sampling steps and guidance. Each stage is 
 separate process from the current directory. A training stage whose run already has ``model/latest.tar`` continues it
 with ``--is_continue`` (a finished run is left as it is), an evaluation reuses its finished replications, and a stage
 recorded as finished with the same command in ``state.json`` is skipped unless a stage before it ran in the same call
-(a run deleted to train it afresh is evaluated afresh too), so after a failure or a kill the same command goes on where
-it stopped (``--rerun`` runs the recipe's stages again even when recorded as finished: training
+(a run deleted to train it afresh is evaluated afresh too) or left another output than the one whose SHA-256 was
+recorded (a run trained further by hand is kept, and what follows it runs again), so after a failure or a kill the same
+command goes on where it stopped (``--rerun`` runs the recipe's stages again even when recorded as finished: training
 continues its run and evaluation reuses its replications, so only what is missing is computed; the data and the
 evaluator, once present, are kept). Stages shared by recipes (MARDM's AE under SiT and
 DDPM, MoMask's RVQ) are trained once. ``--launch`` prefixes the training stages (``accelerate launch ...``,
@@ -46,7 +47,18 @@ from typing import Any
 from utils.cli import run_script
 from utils.eval_report import write_report_json
 from utils.paths import project_path
-from utils.recipe_plan import Step, command, kept, launched, output_folder, plan, preflight, read_state
+from utils.recipe_plan import (
+    Step,
+    command,
+    finished,
+    kept,
+    launched,
+    output_check,
+    output_folder,
+    plan,
+    preflight,
+    read_state,
+)
 from utils.recipes import QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, Recipe, get_recipe, list_recipes
 from utils.reproduce_report import build_report, format_markdown, read_result, write_report
 from utils.stop_signals import Stopped
@@ -108,8 +120,13 @@ def _print_dry_run(recipe: Recipe, dataset: str, steps: list[Step], problems: li
         print(f"# WARNING: {problem}")
     upstream_ran = False
     for step in steps:
-        if kept(step, done.get(step.name, {}), rerun, upstream_ran):
+        previous = done.get(step.name, {})
+        if kept(step, previous, rerun, upstream_ran):
             print(f"# done, skipped: {command(step)}")
+            changed = output_check(step, previous).changed
+            if changed:
+                upstream_ran = True
+                print(f"# {step.name}: {changed}")
         else:
             upstream_ran = True
             print(shlex.join(launched(step)))
@@ -130,8 +147,9 @@ def _run_stage(argv: list[str]) -> int:
 
 def _run_steps(steps: list[Step], state: dict[str, Any], state_path: str,
                rerun: bool) -> tuple[list[dict[str, Any]], tuple[Step, int] | None]:
-    """Runs the steps in order until one fails, recording each finished one in ``state.json``; a record per step
-    (name, command, seconds, status) and the failed step with its exit status, if one failed."""
+    """Runs the steps in order until one fails, recording each finished one in ``state.json`` with its output's
+    SHA-256; a record per step (name, command, seconds, status) and the failed step with its exit status, if one
+    failed."""
     done = state["stages"]
     records: list[dict[str, Any]] = []
     failure = None
@@ -139,13 +157,27 @@ def _run_steps(steps: list[Step], state: dict[str, Any], state_path: str,
     # is run again (a training continues, an evaluation reuses its replications of the same weights) rather than
     # reporting what it made from an earlier stage's former output.
     upstream_ran = False
-    for step in steps:
+    for at, step in enumerate(steps):
         record = {"name": step.name, "command": command(step), "seconds": None}
         records.append(record)
         previous = done.get(step.name, {})
         if kept(step, previous, rerun, upstream_ran):
             record["status"], record["seconds"] = "skipped (done)", previous.get("seconds")
             print(f"=== {step.name}: done, skipped ({step.done_file})", flush=True)
+            # The report describes the files on disk: an output that is not the one recorded (a run trained further
+            # by hand) makes what the steps after it made stale. Their records go in the same write as the new SHA-256,
+            # so a call stopped before they run again still runs them next time.
+            check = output_check(step, previous)
+            if check.changed:
+                upstream_ran = True
+                print(f"=== {step.name}: {check.changed}", flush=True)
+                for later in steps[at + 1:]:
+                    done.pop(later.name, None)
+            if not previous or check.sha256 != previous.get("sha256"):
+                # A first record for data or an evaluator found in place, so that a later change to it is noticed.
+                entry = previous or {"command": record["command"], "status": "done", "seconds": None}
+                done[step.name] = {**entry, "output": check.path, "sha256": check.sha256}
+                write_report_json(state, state_path)
             continue
         upstream_ran = True
         # A stage that starts is no longer finished, however this run of it ends (a failure, a kill): the next call
@@ -162,7 +194,7 @@ def _run_steps(steps: list[Step], state: dict[str, Any], state_path: str,
             failure = (step, code)
             break
         record["status"] = "done"
-        done[step.name] = {"command": record["command"], "status": "done", "seconds": record["seconds"]}
+        done[step.name] = finished(step, record["seconds"])
         write_report_json(state, state_path)
     for step in steps[len(records):]:
         records.append({"name": step.name, "command": command(step), "seconds": None, "status": "not run"})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from reproduce_helpers import two_stage_recipe
 
 import reproduce
 from options.config import parse_with_config
@@ -359,41 +360,10 @@ def test_evaluator_dir_reaches_the_training_stages_that_validate_with_it(quick):
                 assert "--evaluator_dir" not in step.argv, (name, step.name)
 
 
-def _two_stage_recipe(tmp_path, monkeypatch) -> tuple[Path, list[str]]:
-    """A training stage and its evaluation run by a fake interpreter that logs each command and writes the stage's
-    output (``latest.tar``, the result JSON); the training exits 1 after writing while ``tmp_path/fail`` exists.
-    Returns the log file and the reproduce.py arguments."""
-    log = tmp_path / "argv.log"
-    fake = tmp_path / "python"
-    fake.write_text(f"""#!{sys.executable}
-import os, sys
-args = sys.argv[1:]
-with open({str(log)!r}, "a") as f:
-    f.write(" ".join(args) + "\\n")
-value = lambda flag: args[args.index(flag) + 1]
-if "--report_json" in args:
-    open(value("--report_json"), "w").write("{{}}")
-else:
-    model = os.path.join(value("--checkpoints_dir"), value("--dataset_name"), value("--name"), "model")
-    os.makedirs(model, exist_ok=True)
-    open(os.path.join(model, "latest.tar"), "w").close()
-    sys.exit(1 if os.path.exists({str(tmp_path / "fail")!r}) else 0)
-""")
-    fake.chmod(0o755)
-    two = Recipe("two", "a training and its evaluation", "none", ("synthetic",), (
-        Stage("tokenizer", "train_vq.py", "r", (), ()),
-        Stage("evaluate", "evaluation_AE.py", "r", (), (), evaluation=True)))
-    monkeypatch.setitem(RECIPES, "two", two)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "Mean.npy").write_bytes(b"")
-    return log, ["two", "--quick", "--checkpoints_dir", str(tmp_path / "ck"), "--data_root", str(tmp_path / "data"),
-                 "--evaluator_dir", str(tmp_path / "ev"), "--python", str(fake)]
-
-
 def test_a_stage_after_one_that_ran_again_is_not_skipped(tmp_path, monkeypatch):
     """A run deleted to train it afresh (README) is trained again, and the evaluation recorded as finished with the
     same command is then run again too: its result file is the deleted model's, not this one's."""
-    log, argv = _two_stage_recipe(tmp_path, monkeypatch)
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
 
     def statuses() -> list[str]:
         return [s["status"] for s in reproduce.main(argv)["stages"]][1:]
@@ -411,7 +381,7 @@ def test_a_stage_that_failed_after_its_earlier_success_is_not_skipped(tmp_path, 
     """A stage recorded as finished by an earlier call that then starts again (its run deleted to train it afresh) and
     fails after writing latest.tar is continued by the next call, not skipped as finished on the earlier record; the
     evaluation after it is run again, not reported from the deleted model's result file."""
-    log, argv = _two_stage_recipe(tmp_path, monkeypatch)
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
     assert [s["status"] for s in reproduce.main(argv)["stages"]][1:] == ["done", "done"]
     (tmp_path / "ck" / "synthetic" / "r" / "model" / "latest.tar").unlink()  # trained afresh; this time it fails
     (tmp_path / "fail").write_text("")
@@ -427,7 +397,7 @@ def test_a_stage_that_failed_after_its_earlier_success_is_not_skipped(tmp_path, 
 def test_the_dry_run_prints_what_the_same_call_would_run(tmp_path, monkeypatch, capsys):
     """After a stop, --dry_run prints the commands the call without it would run, and nothing else: a finished step
     as a comment, a stopped training with --is_continue; once everything is finished, only comments."""
-    log, argv = _two_stage_recipe(tmp_path, monkeypatch)
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
     (tmp_path / "fail").write_text("")  # the training writes latest.tar, then fails
     with pytest.raises(SystemExit, match="stage tokenizer failed"):
         reproduce.main(argv)

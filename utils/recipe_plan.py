@@ -2,8 +2,10 @@
 
 ``plan`` turns a recipe (``utils/recipes.py``) into the commands a user would type, one ``Step`` each, in order;
 ``preflight`` lists what a paper run needs and lacks before anything trains. ``state.json`` in the recipe's output
-folder records each stage finished with its command: ``kept`` says whether a step is skipped on that record (or on its
-output alone), ``launched`` whether a training continues its run with ``--is_continue``.
+folder records each stage finished with its command and the SHA-256 of its output: ``kept`` says whether a step is
+skipped on that record (or on its output alone), ``output_check`` whether the output of a skipped step is still the file
+recorded (a run trained further outside ``reproduce.py`` is not, and what the steps after it made is then stale),
+``launched`` whether a training continues its run with ``--is_continue``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from utils.assets import MISSING, check_clip, check_dataset, check_evaluator
+from utils.checkpoint import file_sha256
 from utils.recipes import EVALUATOR_RUN, Recipe, Stage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,6 +50,11 @@ class Step:
         if os.path.isfile(self.done_file):
             return True
         return bool(self.placed_file) and os.path.isfile(self.placed_file) and not self.resumes()
+
+    def output_file(self) -> str | None:
+        """The file ``state.json`` identifies the step's output by: ``placed_file`` where it is there (the evaluator's
+        weights, which its final validation's result does not identify), else ``done_file`` (None when neither is)."""
+        return next((p for p in (self.placed_file, self.done_file) if p and os.path.isfile(p)), None)
 
     def resumes(self) -> bool:
         """Whether a run of this step is there to continue."""
@@ -133,14 +141,51 @@ def kept(step: Step, previous: dict[str, Any], rerun: bool, upstream_ran: bool) 
                                           and previous.get("command") == command(step))
 
 
+@dataclass(frozen=True)
+class OutputCheck:
+    """The output of a step skipped as done, against its record in ``state.json``: its file and SHA-256 now, and
+    ``changed``, a line saying why the steps after it must run again (None when the record matches, or when no call
+    recorded the step: data or an evaluator found in place)."""
+
+    path: str | None
+    sha256: str | None
+    changed: str | None
+
+
+def output_check(step: Step, previous: dict[str, Any]) -> OutputCheck:
+    """Whether the output of ``step``, skipped as done, is the file recorded in ``previous`` (its entry in
+    ``state.json``) when it finished. A training continued outside ``reproduce.py`` (``--is_continue`` by hand) has
+    another ``latest.tar``, and the evaluations after it would report the former weights; a record without a SHA-256
+    (written before they were recorded) cannot tell, so it counts as changed, once."""
+    path = step.output_file()
+    sha256 = file_sha256(path) if path else None
+    recorded = previous.get("sha256")
+    if not previous or recorded == sha256:
+        changed = None
+    elif recorded is None:
+        changed = (f"{path}: no SHA-256 was recorded when the step finished (a state.json of an earlier version), so "
+                   f"it may have changed since: the steps after it run again")
+    else:
+        changed = (f"{path} changed since the step finished (SHA-256 {recorded[:12]}... now {str(sha256)[:12]}...): "
+                   f"the steps after it run again")
+    return OutputCheck(path, sha256, changed)
+
+
+def finished(step: Step, seconds: float | None) -> dict[str, Any]:
+    """The ``state.json`` entry of ``step`` once finished: its command, time, output file and the output's SHA-256."""
+    path = step.output_file()
+    return {"command": command(step), "status": "done", "seconds": seconds, "output": path,
+            "sha256": file_sha256(path) if path else None}
+
+
 def launched(step: Step) -> list[str]:
     """The command ``step`` runs with: a training whose run is there continues it."""
     return [*step.argv, "--is_continue"] if step.training and step.resumes() else list(step.argv)
 
 
 def read_state(path: str) -> dict[str, Any]:
-    """``state.json`` as written (``{"stages": {name: {"command", "status", "seconds"}}}``), or ``{}`` when it is
-    missing or cannot be read."""
+    """``state.json`` as written (``{"stages": {name: {"command", "status", "seconds", "output", "sha256"}}}``), or
+    ``{}`` when it is missing or cannot be read."""
     if not os.path.isfile(path):
         return {}
     try:

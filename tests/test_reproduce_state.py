@@ -1,0 +1,109 @@
+"""reproduce.py's state.json: a step skipped as done must still have the output recorded when it finished, so that the
+report describes the files on disk (a run trained further by hand is evaluated again)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from reproduce_helpers import two_stage_recipe
+
+import reproduce
+
+
+def _scripts(log: Path) -> list[str]:
+    """The scripts the fake interpreter ran since ``log`` was emptied, in order."""
+    return [Path(line.split()[0]).name for line in log.read_text().splitlines()]
+
+
+def test_a_run_trained_further_by_hand_is_kept_and_evaluated_again(tmp_path, monkeypatch, capsys):
+    """A training continued outside reproduce.py has another latest.tar: the same call keeps the training (it is
+    not trained again), says which file changed, evaluates it again, and the report names the new SHA-256 and FID;
+    the next call skips everything again."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    first = reproduce.main(argv)
+    assert [s["status"] for s in first["stages"]][1:] == ["done", "done"]
+    latest = tmp_path / "ck" / "synthetic" / "r" / "model" / "latest.tar"
+    folder = tmp_path / "ck" / "synthetic" / "reproduce" / "two"
+    state = json.loads((folder / "state.json").read_text())
+    assert state["stages"]["tokenizer"]["sha256"] == hashlib.sha256(b"").hexdigest()
+    assert state["stages"]["tokenizer"]["output"] == str(latest)
+
+    latest.write_bytes(b"trained further")  # train_vq.py ... --is_continue, by hand
+    new_sha = hashlib.sha256(b"trained further").hexdigest()
+    log.write_text("")
+    capsys.readouterr()
+    again = reproduce.main(argv)
+    assert [s["status"] for s in again["stages"]][1:] == ["skipped (done)", "done"]
+    assert _scripts(log) == ["evaluation_AE.py"]
+    printed = capsys.readouterr().out
+    assert f"=== tokenizer: {latest} changed since the step finished (SHA-256 " in printed
+    evaluation = again["evaluations"]["evaluate"]
+    assert evaluation["evaluation"]["checkpoint_sha256"] == new_sha
+    assert evaluation["rows"][0]["mean"] == len(b"trained further")
+    markdown = (folder / "report.md").read_text()
+    assert f"SHA-256 {new_sha[:16]}..." in markdown and "15.0000" in markdown
+    assert json.loads((folder / "state.json").read_text())["stages"]["tokenizer"]["sha256"] == new_sha
+
+    log.write_text("")
+    third = reproduce.main(argv)
+    assert [s["status"] for s in third["stages"]][1:] == ["skipped (done)", "skipped (done)"]
+    assert _scripts(log) == []
+
+
+def test_a_changed_output_is_shown_by_the_dry_run(tmp_path, monkeypatch, capsys):
+    """--dry_run takes the same decision: the training stays a comment, the line says which file changed, and the
+    evaluation after it is printed to run."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    reproduce.main(argv)
+    latest = tmp_path / "ck" / "synthetic" / "r" / "model" / "latest.tar"
+    latest.write_bytes(b"trained further")
+    capsys.readouterr()
+    reproduce.main([*argv, "--dry_run"])
+    printed = capsys.readouterr().out.splitlines()[1:]
+    assert printed[1].startswith("# done, skipped: ") and "train_vq.py" in printed[1]
+    assert printed[2].startswith(f"# tokenizer: {latest} changed since the step finished")
+    assert "evaluation_AE.py" in printed[3] and not printed[3].startswith("#")
+    assert len(printed) == 4
+
+
+def test_a_state_without_sha256_reruns_the_later_steps_once(tmp_path, monkeypatch, capsys):
+    """A state.json written before the SHA-256 was recorded cannot tell whether the run changed: the training is kept,
+    the steps after it run again once with a line saying why, and the SHA-256 is recorded for the next call."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    reproduce.main(argv)
+    state_path = tmp_path / "ck" / "synthetic" / "reproduce" / "two" / "state.json"
+    state = json.loads(state_path.read_text())
+    # As an earlier version wrote it: the data found in place unrecorded, the stages that ran without a SHA-256.
+    del state["stages"]["data"]
+    for entry in state["stages"].values():
+        del entry["sha256"], entry["output"]
+    state_path.write_text(json.dumps(state))
+    log.write_text("")
+    capsys.readouterr()
+    again = reproduce.main(argv)
+    assert [s["status"] for s in again["stages"]][1:] == ["skipped (done)", "done"]
+    assert _scripts(log) == ["evaluation_AE.py"]
+    latest = tmp_path / "ck" / "synthetic" / "r" / "model" / "latest.tar"
+    assert f"=== tokenizer: {latest}: no SHA-256 was recorded when the step finished" in capsys.readouterr().out
+    log.write_text("")
+    third = reproduce.main(argv)
+    assert [s["status"] for s in third["stages"]][1:] == ["skipped (done)", "skipped (done)"]
+    assert _scripts(log) == []
+
+
+def test_a_state_entry_is_dropped_for_the_steps_after_a_changed_output(tmp_path, monkeypatch):
+    """The new SHA-256 and the end of the later steps' records are written together: a call stopped before the
+    evaluation ran again (here: it fails) does not leave it recorded as finished on the former weights."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    reproduce.main(argv)
+    (tmp_path / "ck" / "synthetic" / "r" / "model" / "latest.tar").write_bytes(b"trained further")
+    result = tmp_path / "ck" / "synthetic" / "reproduce" / "two" / "evaluate.json"
+    monkeypatch.setattr(reproduce, "_run_stage", lambda argv: 1)
+    with pytest.raises(SystemExit, match="stage evaluate failed"):
+        reproduce.main(argv)
+    state = json.loads((result.parent / "state.json").read_text())
+    assert "evaluate" not in state["stages"]
+    assert state["stages"]["tokenizer"]["sha256"] == hashlib.sha256(b"trained further").hexdigest()

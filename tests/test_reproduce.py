@@ -123,6 +123,20 @@ def test_paper_settings_are_the_papers():
         assert ae_eval.which_epoch == ae_file and gen.ae_ckpt == f"ck/{dataset}/AE/model/{ae_file}.tar"
 
 
+@pytest.mark.parametrize("quick", [False, True], ids=["paper", "quick"])
+def test_evaluations_use_the_papers_seed(quick):
+    """Every evaluation runs with the seed of its paper's evaluation code, in quick mode too: MoMask's 10107 (its
+    eval_option), T2M-GPT's 123 (VQ_eval.py's torch.manual_seed of option_vq's default), MARDM's 3407 (our default)."""
+    seeds = {"momask": 10107, "momask_rvq": 10107, "t2m_gpt_vq": 123, "mardm_sit_xl": 3407, "mardm_ddpm_xl": 3407,
+             "fsq_mardm": 3407, "vq_mardm": 3407}
+    assert set(seeds) <= set(RECIPES)
+    for name, seed in seeds.items():
+        for dataset, step in _planned(RECIPES[name], quick):
+            if step.evaluation:
+                args = parse_with_config(PARSERS[Path(step.argv[1]).name](), step.argv[2:])
+                assert args.seed == seed, (name, dataset, step.name)
+
+
 def test_unknown_published_metric_is_refused():
     with pytest.raises(ValueError, match="published metric 'R@1'"):
         Published("R@1", 0.5, "x")

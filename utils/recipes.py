@@ -9,7 +9,9 @@ them and writes the report (``utils/reproduce_report.py``).
 
 The checkpoint each evaluation reads follows the paper's own code: MARDM evaluates ``latest.tar`` with its EMA
 weights; MoMask the masked transformer's ``latest.tar`` with the residual transformer's and the RVQ's
-``net_best_fid.tar`` (both chosen on the val split); T2M-GPT its VQ-VAE's last weights.
+``net_best_fid.tar`` (both chosen on the val split); T2M-GPT its VQ-VAE's last weights. So does the evaluation seed:
+MoMask's 10107 (its ``eval_option`` default), T2M-GPT's 123 (the ``option_vq`` default ``VQ_eval.py`` seeds torch
+with), MARDM's 3407 (the scripts' default).
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ _QUICK_GEN_EVAL = ("--replications", "2", "--mm_batches", "1", "--mm_repeats", "
 _QUICK_TOKENIZER = ("--max_iters", "300", "--eval_every", "100", "--save_every", "100")
 _QUICK_GENERATOR = ("--max_iters", "200", "--eval_every", "100", "--save_every", "100")
 _CLIP = ("--clip_path", "deps/ViT-B-32.pt")
+# Evaluation seeds of the papers' code (reference/generators-and-evaluation.md §3.5 and MoMask's eval_option: 10107;
+# T2M-GPT's VQ_eval.py seeds torch with option_vq's default 123, reference/tokenizers.md §2.4); MARDM's 3407 is the
+# scripts' default.
+_MOMASK_EVAL_SEED = ("--seed", "10107")
+_T2M_GPT_EVAL_SEED = ("--seed", "123")
 
 _MEMORY_T2M_GPT = "T2M-GPT paper, quoted from memory (not checked against the paper)"
 _MEMORY_MOMASK = "MoMask paper, quoted from memory (not checked against the paper)"
@@ -108,8 +115,8 @@ T2M_GPT_VQ = Stage("tokenizer", "train_vq.py", "VQVAE_t2m_gpt", _cfg("t2m_gpt_vq
                     *_QUICK_TOKENIZER))
 # T2M-GPT evaluates its tokenizer one motion at a time, each cut to its length (--per_motion).
 T2M_GPT_VQ_EVAL = Stage(
-    "evaluate", "evaluation_AE.py", "VQVAE_t2m_gpt", ("--which_epoch", "latest", "--per_motion"),
-    ("--which_epoch", "latest", "--per_motion", *_QUICK_AE_EVAL), evaluation=True,
+    "evaluate", "evaluation_AE.py", "VQVAE_t2m_gpt", ("--which_epoch", "latest", "--per_motion", *_T2M_GPT_EVAL_SEED),
+    ("--which_epoch", "latest", "--per_motion", *_T2M_GPT_EVAL_SEED, *_QUICK_AE_EVAL), evaluation=True,
     published={
         "t2m": (Published("fid", 0.070, "T2M-GPT paper via an aggregator (wizwand, 'HumanML3D FID 0.07') and a blog "
                                         "citing it", verified=False),
@@ -123,8 +130,9 @@ MOMASK_RVQ = Stage("tokenizer", "train_vq.py", "rvq_nq6_dc512_nc512_noshare_qdp0
                    (*_cfg("momask_rvq"), "--need_evaluation"),
                    (*_cfg("tiny_vq"), "--need_evaluation", *_QUICK_TOKENIZER))
 MOMASK_RVQ_EVAL = Stage(
-    "evaluate_tokenizer", "evaluation_AE.py", "rvq_nq6_dc512_nc512_noshare_qdp0.2", ("--which_epoch", "net_best_fid"),
-    ("--which_epoch", "net_best_fid", *_QUICK_AE_EVAL), evaluation=True,
+    "evaluate_tokenizer", "evaluation_AE.py", "rvq_nq6_dc512_nc512_noshare_qdp0.2",
+    ("--which_epoch", "net_best_fid", *_MOMASK_EVAL_SEED), ("--which_epoch", "net_best_fid", *_MOMASK_EVAL_SEED,
+                                                            *_QUICK_AE_EVAL), evaluation=True,
     published={
         "t2m": (Published("fid", 0.019, "MoMask paper; the released checkpoint also evaluates to 0.019 "
                                         "(momask-codes issue #8)"),
@@ -188,9 +196,9 @@ _MOMASK_STAGES = (
           dataset_args=_MOMASK_KIT_BATCH),
     Stage("evaluate", "evaluation_MARDM.py", "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
           ("--which_epoch", "latest", "--res_ckpt", "{runs}/{residual_transformer}/model/net_best_fid.tar",
-           "--time_steps", "10"),
+           "--time_steps", "10", *_MOMASK_EVAL_SEED),
           ("--which_epoch", "latest", "--res_ckpt", "{runs}/{residual_transformer}/model/net_best_fid.tar",
-           "--time_steps", "4", "--cfg", "2.5", *_QUICK_GEN_EVAL),
+           "--time_steps", "4", "--cfg", "2.5", *_MOMASK_EVAL_SEED, *_QUICK_GEN_EVAL),
           evaluation=True, dataset_args={"t2m": ("--cfg", "4"), "kit": ("--cfg", "2")},
           published={
               "t2m": (Published("fid", 0.045, "MoMask paper (confirmed on a paperswithcode mirror)"),
@@ -213,14 +221,15 @@ _MARDM_PUBLISHED = {"t2m_67": (Published("fid", 0.114, _MEMORY_MARDM, verified=F
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("t2m_gpt_vq", "T2M-GPT VQ-VAE (512 codes, EMA reset), reconstruction",
            "Zhang et al., T2M-GPT, CVPR 2023", ("t2m", "kit"), (T2M_GPT_VQ, T2M_GPT_VQ_EVAL),
-           notes="T2M-GPT evaluates its last weights (net_last.pth), each motion reconstructed alone."),
+           notes="T2M-GPT evaluates its last weights (net_last.pth), each motion reconstructed alone, seed 123."),
     Recipe("momask_rvq", "MoMask residual VQ-VAE (6 layers x 512 codes), reconstruction",
            "Guo et al., MoMask, CVPR 2024", ("t2m", "kit"), (MOMASK_RVQ, MOMASK_RVQ_EVAL),
-           notes="MoMask evaluates the RVQ's best val-FID weights (net_best_fid.tar)."),
+           notes="MoMask evaluates the RVQ's best val-FID weights (net_best_fid.tar), seed 10107."),
     Recipe("momask", "MoMask: RVQ-VAE, masked and residual transformers, generation",
            "Guo et al., MoMask, CVPR 2024", ("t2m", "kit"), _MOMASK_STAGES,
            notes="Evaluated as MoMask's eval_t2m_trans_res.py: the masked transformer's latest.tar, the residual "
-                 "transformer's net_best_fid.tar, 10 steps, guidance 4 (2 on KIT), residual guidance 5."),
+                 "transformer's net_best_fid.tar, 10 steps, guidance 4 (2 on KIT), residual guidance 5, seed "
+                 "10107."),
     Recipe("mardm_sit_xl", "MARDM-SiT-XL on MARDM's continuous AE, generation",
            "Rethinking Diffusion for Text-Driven Human Motion Generation (MARDM), CVPR 2025, arXiv 2411.16575",
            ("t2m_67", "kit_64"),

@@ -7,9 +7,9 @@
 #
 # Options: --quick, --dataset_name NAME, --data_root DIR, --checkpoints_dir DIR (default ./checkpoints),
 #          --prefix NAME (run-name prefix, default FSQ), --python PATH (default: .venv, created on first use).
-# Every training stage skips itself when its run is finished and continues one that was stopped, and the evaluations
-# reuse their finished replications, so a rerun continues where a failed one stopped. Relative paths given on the
-# command line are the caller's; the defaults are the repository's.
+# --quick runs on the synthetic dataset only. Every training stage skips itself when its run is finished and continues
+# one that was stopped, and the evaluations reuse their finished replications, so a rerun continues where a failed one
+# stopped. Relative paths given on the command line are the caller's; the defaults are the repository's.
 set -euo pipefail
 
 # The stages run from the repository, so a relative path given here is made absolute against the caller's folder
@@ -34,6 +34,11 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+# As reproduce.py refuses it, before anything is made: the quick settings, data and evaluator are the synthetic ones.
+if [ "$QUICK" = 1 ] && [ -n "$DATASET" ] && [ "$DATASET" != synthetic ]; then
+  echo "--quick runs on the synthetic dataset, not --dataset_name $DATASET" >&2
+  exit 2
+fi
 cd "$(dirname "$0")"
 
 if [ -z "$PY" ]; then

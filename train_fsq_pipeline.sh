@@ -7,9 +7,11 @@
 #
 # Options: --quick, --dataset_name NAME, --data_root DIR, --checkpoints_dir DIR (default ./checkpoints),
 #          --prefix NAME (run-name prefix, default FSQ), --python PATH (default: .venv, created on first use).
-# --quick runs on the synthetic dataset only. Every training stage skips itself when its run is finished and continues
-# one that was stopped, and the evaluations reuse their finished replications, so a rerun continues where a failed one
-# stopped. Relative paths given on the command line are the caller's; the defaults are the repository's.
+# The tokenizer file evaluated and generated from is the one of `reproduce.py fsq_mardm` (MARDM's choice): latest.tar,
+# and on kit_64 the best validation FID (net_best_fid.tar; its training then validates with the evaluator). --quick
+# runs on the synthetic dataset only. Every training stage skips itself when its run is finished and continues one that
+# was stopped, and the evaluations reuse their finished replications, so a rerun continues where a failed one stopped.
+# Relative paths given on the command line are the caller's; the defaults are the repository's.
 set -euo pipefail
 
 # The stages run from the repository, so a relative path given here is made absolute against the caller's folder
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --checkpoints_dir) CKPT=$(absolute "$2"); shift ;;
     --prefix) PREFIX=$2; shift ;;
     --python) case "$2" in */*) PY=$(absolute "$2") ;; *) PY=$2 ;; esac; shift ;;
-    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -77,6 +79,13 @@ else
   SAMPLE_ARGS=()
   AE_MODEL=FSQ_AE_High
 fi
+# The tokenizer file the evaluation reads and the generator trains on, as utils/recipes.py's fsq_mardm recipe (MARDM's
+# scripts): latest.tar, on KIT-ML the best validation FID, which its training then has to compute.
+AE_FILE=latest
+if [ "$DATASET" = kit_64 ]; then
+  AE_FILE=net_best_fid
+  AE_ARGS+=(--need_evaluation)
+fi
 ROOT_ARGS=(--dataset_name "$DATASET" --checkpoints_dir "$CKPT")
 [ -n "$DATA_ROOT" ] && ROOT_ARGS+=(--data_root "$DATA_ROOT")
 AE_NAME=${PREFIX}_AE
@@ -111,7 +120,7 @@ if [ ! -f "$RUNS/$AE_NAME/model/latest.tar" ] || [ -f "$RUNS/$AE_NAME/.running" 
 fi
 
 stage "evaluate the FSQ autoencoder"
-"$PY" evaluation_AE.py "${ROOT_ARGS[@]}" --name "$AE_NAME" "${AE_EVAL_ARGS[@]}" --is_continue
+"$PY" evaluation_AE.py "${ROOT_ARGS[@]}" --name "$AE_NAME" --which_epoch "$AE_FILE" "${AE_EVAL_ARGS[@]}" --is_continue
 
 LE_RUN=$RUNS/length_estimator
 if [ ! -f "$LE_RUN/model/latest.tar" ] || [ -f "$LE_RUN/.running" ]; then
@@ -127,7 +136,7 @@ if [ ! -f "$RUNS/$GEN_NAME/model/latest.tar" ] || [ -f "$RUNS/$GEN_NAME/.running
   cont=(); [ -f "$RUNS/$GEN_NAME/model/latest.tar" ] && cont=(--is_continue)
   mkdir -p "$RUNS/$GEN_NAME" && touch "$RUNS/$GEN_NAME/.running"
   "$PY" train_MARDM.py "${ROOT_ARGS[@]}" "${GEN_ARGS[@]}" --ae_name "$AE_NAME" --ae_model "$AE_MODEL" \
-      --name "$GEN_NAME" "${cont[@]}"
+      --ae_ckpt "$RUNS/$AE_NAME/model/$AE_FILE.tar" --name "$GEN_NAME" "${cont[@]}"
   rm -f "$RUNS/$GEN_NAME/.running"
 fi
 

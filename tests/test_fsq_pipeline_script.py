@@ -1,12 +1,18 @@
-"""train_fsq_pipeline.sh against reproduce.py: --quick on the synthetic dataset only, and a paper run on the dataset's
-own data. The stages run under a fake interpreter that only logs their commands."""
+"""train_fsq_pipeline.sh against reproduce.py's fsq_mardm recipe: the same tokenizer file per dataset, --quick on the
+synthetic dataset only, and a paper run on the dataset's own data. The stages run under a fake interpreter that only
+logs their commands."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
-from utils.recipe_plan import REPO
+import pytest
+
+import reproduce
+from utils.recipe_plan import REPO, plan
+from utils.recipes import RECIPES
 
 SCRIPT = Path(REPO) / "train_fsq_pipeline.sh"
 
@@ -32,6 +38,30 @@ def _evaluator_in_place(tmp_path: Path, dataset: str) -> None:
 
 def _value(argv: list[str], flag: str) -> str:
     return argv[argv.index(flag) + 1]
+
+
+@pytest.mark.parametrize("dataset", ["t2m_67", "kit_64", "synthetic"])
+def test_the_pipeline_evaluates_and_generates_from_the_recipes_tokenizer_file(tmp_path, dataset):
+    """MARDM's AE file (latest.tar; on KIT-ML the best validation FID, which the AE then validates for), as
+    ``reproduce.py fsq_mardm`` plans it on the same dataset (--quick for synthetic), in the evaluation of the AE and
+    in the generator's training."""
+    quick = dataset == "synthetic"
+    args = reproduce.get_parser().parse_args(["fsq_mardm", "--checkpoints_dir", "ck", *(["--quick"] * quick)])
+    args.data_root = str(tmp_path / "data") if quick else None
+    steps = {step.name: step.argv for step in plan(args, RECIPES["fsq_mardm"], dataset)}
+    if quick:
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "Mean.npy").write_bytes(b"")
+    _evaluator_in_place(tmp_path, dataset)
+    done, calls = _run_pipeline(tmp_path, *(["--quick", "--data_root", str(tmp_path / "data")] if quick
+                                            else ["--dataset_name", dataset]))
+    assert done.returncode == 0, done.stderr
+    which = _value(steps["evaluate_tokenizer"], "--which_epoch")
+    assert _value(calls["evaluation_AE.py"], "--which_epoch") == which
+    ae_file = os.path.basename(_value(steps["generator"], "--ae_ckpt"))
+    assert ae_file == f"{which}.tar"
+    assert _value(calls["train_MARDM.py"], "--ae_ckpt") == str(tmp_path / "ck" / dataset / "FSQ_AE" / "model" / ae_file)
+    assert ("--need_evaluation" in calls["train_AE.py"]) == ("--need_evaluation" in steps["tokenizer"])
 
 
 def test_quick_on_another_dataset_is_refused_before_anything_is_made(tmp_path):

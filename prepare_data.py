@@ -2,7 +2,7 @@
 and SMPL-parameter export.
 
     # a procedural dataset (registered as --dataset_name synthetic)
-    python prepare_data.py synthetic --out dataset/Synthetic --num_motions 300 --seed 0
+    python prepare_data.py synthetic --out dataset/Synthetic --num_motions 400 --seed 0
 
     # a folder of BVH clips; the dataset is then found as --dataset_name Bandai (dataset/Bandai/spec.json)
     python prepare_data.py bvh --src ../shared/data/bandai-namco-1/bvh --out dataset/Bandai --skeleton bandai
@@ -73,8 +73,17 @@ def _print_summary(what: str, motions: int, frames: int, fps: float, seconds: fl
 
 def main_synthetic(cfg: argparse.Namespace) -> int:
     # Imported here so that --help and the other subcommands do not load the kinematics.
-    from utils.synthetic import FPS, generate_synthetic_dataset
+    from utils.synthetic import FPS, built_with, generate_synthetic_dataset, settings_mismatch
 
+    if cfg.keep_existing and built_with(cfg.out) is not None:
+        mismatch = settings_mismatch(cfg.out, cfg.num_motions, cfg.seed)
+        if mismatch:
+            logger.warning("%s; kept as it is (--keep_existing), so results on it are not those of %d motions. To "
+                           "build those: python prepare_data.py synthetic --out %s --num_motions %d --seed %d, and "
+                           "train again the runs trained on the data there now", mismatch, cfg.num_motions, cfg.out,
+                           cfg.num_motions, cfg.seed)
+        print(f"synthetic: kept the finished dataset in {cfg.out}")
+        return 0
     summary = generate_synthetic_dataset(cfg.out, cfg.num_motions, seed=cfg.seed, progress=tqdm)
     splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
     actions = ", ".join(f"{k} {v}" for k, v in sorted(summary.actions.items()))

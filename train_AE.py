@@ -2,7 +2,7 @@
 (lookup-free quantization, MAGVIT-v2) or the VQ ablation.
 
 Examples:
-    python prepare_data.py synthetic --out dataset/Synthetic --num_motions 300 --seed 0
+    python prepare_data.py synthetic --out dataset/Synthetic --num_motions 400 --seed 0
     python train_AE.py --config options/configs/tiny_ae.yaml --name FSQ_Tiny           # a minute on CPU
     python train_AE.py --config options/configs/fsq_ae_high.yaml --name FSQ_AE_High    # the FSQ-MARDM recipe
     python train_AE.py --config options/configs/mardm_ae.yaml --name AE                # MARDM's AE on t2m_67

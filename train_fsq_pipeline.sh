@@ -8,10 +8,11 @@
 # Options: --quick, --dataset_name NAME, --data_root DIR, --checkpoints_dir DIR (default ./checkpoints),
 #          --prefix NAME (run-name prefix, default FSQ), --python PATH (default: .venv, created on first use).
 # The tokenizer file evaluated and generated from is the one of `reproduce.py fsq_mardm` (MARDM's choice): latest.tar,
-# and on kit_64 the best validation FID (net_best_fid.tar; its training then validates with the evaluator). --quick
-# runs on the synthetic dataset only. Every training stage skips itself when its run is finished and continues one that
-# was stopped, and the evaluations reuse their finished replications, so a rerun continues where a failed one stopped.
-# Relative paths given on the command line are the caller's; the defaults are the repository's.
+# and on kit_64 the best validation FID (net_best_fid.tar; its training then validates with the evaluator), with the
+# recipe's KIT-ML batch sizes and schedules. --quick runs on the synthetic dataset only. Every training stage skips
+# itself when its run is finished and continues one that was stopped, and the evaluations reuse their finished
+# replications, so a rerun continues where a failed one stopped. Relative paths given on the command line are the
+# caller's; the defaults are the repository's.
 set -euo pipefail
 
 # The stages run from the repository, so a relative path given here is made absolute against the caller's folder
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --checkpoints_dir) CKPT=$(absolute "$2"); shift ;;
     --prefix) PREFIX=$2; shift ;;
     --python) case "$2" in */*) PY=$(absolute "$2") ;; *) PY=$2 ;; esac; shift ;;
-    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -64,10 +65,9 @@ if [ "$QUICK" = 1 ]; then
   EVAL_ARGS=(--replications 3 --mm_batches 1 --mm_repeats 11 --time_steps 8 --cfg 2.5)
   SAMPLE_ARGS=(--time_steps 8 --cfg 2.5)
   AE_MODEL=FSQ_AE_Tiny
-  if [ ! -f "$DATA_ROOT/Mean.npy" ]; then
-    stage "synthetic data -> $DATA_ROOT"
-    "$PY" prepare_data.py synthetic --out "$DATA_ROOT" --num_motions 400 --seed 0
-  fi
+  # A finished dataset there is kept (with a warning when it was built with other settings than these).
+  stage "synthetic data -> $DATA_ROOT"
+  "$PY" prepare_data.py synthetic --out "$DATA_ROOT" --num_motions 400 --seed 0 --keep_existing
 else
   DATASET=${DATASET:-t2m_67}
   AE_ARGS=(--config options/configs/fsq_ae_high.yaml)
@@ -80,11 +80,13 @@ else
   AE_MODEL=FSQ_AE_High
 fi
 # The tokenizer file the evaluation reads and the generator trains on, as utils/recipes.py's fsq_mardm recipe (MARDM's
-# scripts): latest.tar, on KIT-ML the best validation FID, which its training then has to compute.
+# scripts): latest.tar, on KIT-ML the best validation FID, which its training then has to compute; KIT-ML also trains
+# the AE with batch 512 and learning-rate decay 0.1, the generator with batch 16 and its milestone at 20000.
 AE_FILE=latest
 if [ "$DATASET" = kit_64 ]; then
   AE_FILE=net_best_fid
-  AE_ARGS+=(--need_evaluation)
+  AE_ARGS+=(--batch_size 512 --lr_decay 0.1 --need_evaluation)
+  GEN_ARGS+=(--batch_size 16 --milestones 20000)
 fi
 ROOT_ARGS=(--dataset_name "$DATASET" --checkpoints_dir "$CKPT")
 [ -n "$DATA_ROOT" ] && ROOT_ARGS+=(--data_root "$DATA_ROOT")

@@ -1,7 +1,7 @@
 """Train a VQ tokenizer: T2M-GPT's VQ-VAE (``--num_quantizers 1``), MoMask's residual VQ-VAE or MotionMillion's FSQ.
 
 Examples:
-    python prepare_data.py synthetic --out dataset/Synthetic --num_motions 300 --seed 0
+    python prepare_data.py synthetic --out dataset/Synthetic --num_motions 400 --seed 0
     python train_vq.py --config options/configs/tiny_vq.yaml --name RVQ_Tiny              # a minute on CPU
     python train_vq.py --config options/configs/momask_rvq.yaml --name rvq_nq6             # MoMask RVQ-VAE
     python train_vq.py --config options/configs/t2m_gpt_vq.yaml --name VQVAE               # T2M-GPT VQ-VAE

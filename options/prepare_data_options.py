@@ -21,9 +21,14 @@ def get_prepare_data_parser(description: str | None = None) -> argparse.Argument
     p.add_argument("--out", default=project_path("dataset/Synthetic"),
                    help="output dataset folder: new, empty or an earlier synthetic dataset, which is replaced (never "
                         "a registered dataset's folder, an import or a folder with other files)")
-    p.add_argument("--num_motions", type=int, default=300,
-                   help="motions to generate (at least 3, so that train, val and test each get one)")
+    p.add_argument("--num_motions", type=int, default=400,
+                   help="motions to generate (at least 3, so that train, val and test each get one; the quick "
+                        "pipeline's 400 by default)")
     p.add_argument("--seed", type=seed_int, default=0, help="motion i is drawn from the seed sequence (seed, i)")
+    p.add_argument("--keep_existing", action="store_true",
+                   help="keep a finished synthetic dataset already in --out instead of building it again, with a "
+                        "warning when it was built with another --num_motions or --seed (the quick pipelines use "
+                        "this)")
 
     p = sub.add_parser("bvh", help="import a folder of BVH clips")
     p.add_argument("--src", required=True, help="folder searched recursively for *.bvh")

@@ -62,6 +62,11 @@ def test_the_pipeline_evaluates_and_generates_from_the_recipes_tokenizer_file(tm
     assert ae_file == f"{which}.tar"
     assert _value(calls["train_MARDM.py"], "--ae_ckpt") == str(tmp_path / "ck" / dataset / "FSQ_AE" / "model" / ae_file)
     assert ("--need_evaluation" in calls["train_AE.py"]) == ("--need_evaluation" in steps["tokenizer"])
+    # The recipe's per-dataset training settings (KIT-ML: AE batch 512, decay 0.1; generator batch 16, milestone).
+    for script, stage in (("train_AE.py", "tokenizer"), ("train_MARDM.py", "generator")):
+        for flag in ("--batch_size", "--lr_decay", "--milestones"):
+            if flag in steps[stage] and not quick:
+                assert _value(calls[script], flag) == _value(steps[stage], flag), (script, flag)
 
 
 def test_quick_on_another_dataset_is_refused_before_anything_is_made(tmp_path):

@@ -452,7 +452,9 @@ def test_the_pipeline_script_continues_an_interrupted_length_estimator(tmp_path)
     subprocess.run(["bash", str(script), "--quick", "--python", str(fake), "--checkpoints_dir", str(tmp_path / "ck"),
                     "--data_root", str(data)], check=True, capture_output=True)
     calls = {line.split()[0]: line.split() for line in log.read_text().splitlines()}
-    assert set(calls) == {"train_length_estimator.py", "evaluation_AE.py", "evaluation_MARDM.py", "sample.py"}
+    assert set(calls) == {"prepare_data.py", "train_length_estimator.py", "evaluation_AE.py", "evaluation_MARDM.py",
+                          "sample.py"}
+    assert calls["prepare_data.py"][-1] == "--keep_existing"  # the finished data is kept
     assert calls["train_length_estimator.py"][-1] == "--is_continue"
     assert "--is_continue" in calls["evaluation_AE.py"] and "--is_continue" in calls["evaluation_MARDM.py"]
     assert not (runs / "length_estimator" / ".running").exists()
@@ -484,7 +486,9 @@ def test_the_pipeline_script_runs_from_another_directory_with_relative_paths(tmp
     subprocess.run(["bash", script, "--quick", "--python", "bin/python", "--checkpoints_dir", "my ck",
                     "--data_root", "my data"], cwd=cwd, check=True, capture_output=True)
     calls = {line.split()[0]: line for line in log.read_text().splitlines()}
-    assert set(calls) == {"evaluation_AE.py", "evaluation_MARDM.py", "sample.py"}  # all else found done
+    # All else found done (the finished data kept by prepare_data.py --keep_existing).
+    assert set(calls) == {"prepare_data.py", "evaluation_AE.py", "evaluation_MARDM.py", "sample.py"}
+    assert calls["prepare_data.py"].endswith(f"--out {cwd / 'my data'} --num_motions 400 --seed 0 --keep_existing")
     assert f"--checkpoints_dir {cwd / 'my ck'} " in calls["evaluation_AE.py"]
     assert f"--data_root {cwd / 'my data'} " in calls["evaluation_AE.py"]
     # A failed sample.py stops the script with its status and leaves no prompts file behind.

@@ -3,6 +3,7 @@ folder (the quick pipeline and ``reproduce.py --quick`` after an interrupted run
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -122,8 +123,9 @@ def test_quick_pipelines_rerun_after_an_interrupted_run(tmp_path, monkeypatch):
     Mean.npy is missing: the rerun completes there, with the same flags they pass."""
     out = tmp_path / "Synthetic"
     _interrupted(out, 4, after=2)
-    # train_fsq_pipeline.sh: prepare_data.py synthetic --out "$DATA_ROOT" --num_motions 400 --seed 0 (4 here)
-    argv = ["synthetic", "--out", str(out), "--num_motions", "4", "--seed", "0"]
+    # train_fsq_pipeline.sh: prepare_data.py synthetic --out "$DATA_ROOT" --num_motions 400 --seed 0 --keep_existing
+    # (4 here): an unfinished dataset is built again
+    argv = ["synthetic", "--out", str(out), "--num_motions", "4", "--seed", "0", "--keep_existing"]
     assert prepare_data.main(prepare_data.parse_args(argv)) == 0
     assert (out / "Mean.npy").exists() and len(read_split(str(out), "all")) == 4
 
@@ -178,3 +180,43 @@ def test_a_stopped_run_suggests_making_the_dataset_again_not_computing_statistic
     message = str(info.value)
     assert f"missing; expected the dataset mean of shape (263,): make the dataset again with python prepare_data.py " \
            f"synthetic --out {out} (a run stopped before its end writes none), or for clips made otherwise" in message
+
+
+def test_a_finished_dataset_of_other_settings_is_kept_with_a_warning(tmp_path, caplog, capsys):
+    """The quick pipelines kept whatever finished dataset was in their folder (300 motions from the stage table's
+    command, say) without a word, and their numbers were then not those of 400. The settings are recorded with the
+    dataset; --keep_existing keeps a finished one and warns when they differ, as reproduce.py --quick does."""
+    import logging
+
+    from utils.synthetic import SETTINGS_FILE, built_with, settings_mismatch
+
+    out = tmp_path / "Synthetic"
+    assert built_with(str(out)) is None
+    _synthetic(out, 3)
+    assert json.loads((out / SETTINGS_FILE).read_text()) == {"num_motions": 3, "seed": 0} == built_with(str(out))
+    assert settings_mismatch(str(out), 3, 0) is None
+    assert settings_mismatch(str(out), 4, 0) == (f"{out} holds a synthetic dataset of 3 motions (seed 0), not 4 "
+                                                 f"motions (seed 0)")
+    before = (out / "Mean.npy").read_bytes()
+    argv = ["synthetic", "--out", str(out), "--num_motions", "4", "--seed", "0", "--keep_existing"]
+    with caplog.at_level(logging.WARNING, logger="prepare_data"):
+        assert prepare_data.main(prepare_data.parse_args(argv)) == 0
+    assert f"kept the finished dataset in {out}" in capsys.readouterr().out
+    assert "holds a synthetic dataset of 3 motions (seed 0), not 4 motions (seed 0); kept as it is" in caplog.text
+    assert (out / "Mean.npy").read_bytes() == before and len(read_split(str(out), "all")) == 3
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="prepare_data"):
+        prepare_data.main(prepare_data.parse_args(["synthetic", "--out", str(out), "--num_motions", "3",
+                                                   "--keep_existing"]))
+    assert "holds" not in caplog.text  # the same settings: kept without a word
+    (out / SETTINGS_FILE).unlink()  # a dataset built before the settings were recorded
+    assert "built before they were recorded" in settings_mismatch(str(out), 3, 0)
+
+    with caplog.at_level(logging.WARNING, logger="reproduce"):
+        args = reproduce.get_parser().parse_args(["momask_rvq", "--quick", "--checkpoints_dir", str(tmp_path / "ck"),
+                                                  "--data_root", str(out)])
+        recipe_plan.plan(args, get_recipe("momask_rvq"), "synthetic")
+    assert "not 400 motions (seed 0); it is used as it is" in caplog.text
+    # Without the flag a finished dataset is built again, as before.
+    prepare_data.main(prepare_data.parse_args(argv[:-1]))
+    assert len(read_split(str(out), "all")) == 4 and built_with(str(out)) == {"num_motions": 4, "seed": 0}

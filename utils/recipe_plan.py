@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from typing import Any
 from utils.assets import MISSING, check_clip, check_dataset, check_evaluator
 from utils.checkpoint import file_sha256
 from utils.recipes import EVALUATOR_RUN, Recipe, Stage
+from utils.synthetic import settings_mismatch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK_MOTIONS = 400
@@ -85,6 +87,13 @@ def plan(args: argparse.Namespace, recipe: Recipe, dataset: str) -> list[Step]:
     out = output_folder(args, recipe, dataset)
     steps = []
     if args.quick:
+        # A finished dataset there is kept, whatever it was built with: say so when it is not the quick one.
+        mismatch = settings_mismatch(args.data_root, QUICK_MOTIONS, 0)
+        if mismatch:
+            logging.getLogger("reproduce").warning(
+                "%s; it is used as it is, so the results are not those of the quick recipe's data. To build that: "
+                "python prepare_data.py synthetic --out %s --num_motions %d --seed 0, and train the runs again",
+                mismatch, args.data_root, QUICK_MOTIONS)
         steps.append(Step("data", [args.python, _script("prepare_data.py"), "synthetic", "--out", args.data_root,
                                    "--num_motions", str(QUICK_MOTIONS), "--seed", "0"],
                           os.path.join(args.data_root, "Mean.npy"), always_skip_when_done=True))

@@ -24,6 +24,7 @@ parameters (speed, side, count, angle); sequences also get sub-clip captions wit
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -31,12 +32,12 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from utils.atomic_io import TMP_PREFIX
+from utils.atomic_io import TMP_PREFIX, atomic_write
 from utils.bvh import axis_rotation, forward_kinematics, parents_from_chain
 from utils.dataset_io import (
     MIN_SPLIT_GROUPS,
@@ -385,7 +386,34 @@ class SyntheticSummary:
 # What generate_synthetic_dataset writes, besides the clips <id>.npy / <id>.txt (ids of six digits or more).
 _CLIP_FOLDERS = {"new_joint_vecs": ".npy", "new_joints": ".npy", "texts": ".txt"}
 _CLIP_ID = re.compile(r"[0-9]{6,}")
-_OWN_FILES = {"Mean.npy", "Std.npy", *(f"{split}.txt" for split in ("train", "val", "test", "train_val", "all"))}
+# The settings a dataset was built with ({"num_motions", "seed"}), written before its statistics.
+SETTINGS_FILE = "synthetic.json"
+_OWN_FILES = {"Mean.npy", "Std.npy", SETTINGS_FILE,
+              *(f"{split}.txt" for split in ("train", "val", "test", "train_val", "all"))}
+
+
+def built_with(out_dir: str) -> dict[str, Any] | None:
+    """The settings ``{"num_motions", "seed"}`` a finished synthetic dataset in ``out_dir`` was built with (``{}``
+    for one built before they were recorded), or None where there is no finished dataset (no ``Mean.npy``)."""
+    if not os.path.isfile(os.path.join(out_dir, "Mean.npy")):
+        return None
+    try:
+        with open(os.path.join(out_dir, SETTINGS_FILE), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def settings_mismatch(out_dir: str, num_motions: int, seed: int) -> str | None:
+    """Why the finished synthetic dataset in ``out_dir`` is not the one ``num_motions`` and ``seed`` build (None when
+    it is, or when there is none)."""
+    record = built_with(out_dir)
+    if record is None or record == {"num_motions": num_motions, "seed": seed}:
+        return None
+    held = (f"{record.get('num_motions')} motions (seed {record.get('seed')})" if record
+            else "motions of unrecorded settings (built before they were recorded)")
+    return f"{out_dir} holds a synthetic dataset of {held}, not {num_motions} motions (seed {seed})"
 
 
 def _is_own_entry(name: str) -> bool:
@@ -448,7 +476,7 @@ def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
     # Mean.npy marks a finished dataset (the quick pipelines skip the data stage when it is there), so the earlier
     # one's goes first: a run stopped while it rewrites the clips must not look finished, with the earlier
     # statistics and splits.
-    for name in ("Mean.npy", "Std.npy"):
+    for name in ("Mean.npy", "Std.npy", SETTINGS_FILE):
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(out_dir, name))
     # The loaders' cache is keyed by each clip's size and mtime, which a rewritten clip of another --seed may share
@@ -502,6 +530,8 @@ def generate_synthetic_dataset(out_dir: str, num_motions: int, seed: int = 0,
     splits = split_groups([[i] for i in ids], np.random.default_rng([seed, num_motions, 7]).permutation(len(ids)),
                           fractions=(0.7, 0.1, 0.2))
     write_split_files(out_dir, splits)
+    with atomic_write(os.path.join(out_dir, SETTINGS_FILE), "w") as f:  # before Mean.npy, which marks it finished
+        json.dump({"num_motions": num_motions, "seed": int(seed)}, f)
     write_mean_std(out_dir, ids, spec)
     summary.splits = {k: len(v) for k, v in splits.items()}
     summary.seconds = time.perf_counter() - start

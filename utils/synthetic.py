@@ -221,23 +221,25 @@ def _synthesize(c: dict[str, np.ndarray], style: _Style, rng: np.random.Generato
     lateral = hip_off[:, 0] + _SIDE * (0.01 + style.step_width)
     targets, foot_yaw = _foot_targets(c, contact, ref, heading, lateral, ankle_height)
 
-    # Pelvis: the requested height, lowered where a stance leg could not reach its foothold.
+    # Pelvis: the requested height, lowered where a stance leg could not reach its foothold. The hips are placed with
+    # the pelvis's whole rotation: a deep bow pitches it forward, which lifts the hips and moves them back.
+    pitch, twist, roll = c["pelvis_rot"].T
+    root_rot = _yaw(heading + twist) @ axis_rotation("x", pitch) @ axis_rotation("z", -roll)
     pelvis = ref + np.einsum("tab,tb->ta", _yaw(heading), c["pelvis"] + np.array([0.0, standing, 0.0]))
     for _ in range(2):
         cap = np.full(n, np.inf)
         for k in range(2):
-            hip_xz = pelvis + np.einsum("tab,b->ta", _yaw(heading), hip_off[k] * np.array([1.0, 0.0, 1.0]))
-            horiz = np.linalg.norm((targets[:, k] - hip_xz)[:, [0, 2]], axis=-1)
+            hip = np.einsum("tab,b->ta", root_rot, hip_off[k])  # (n, 3), from the pelvis
+            horiz = np.linalg.norm((targets[:, k] - pelvis - hip)[:, [0, 2]], axis=-1)
             reach = c["reach"] * (thigh[k] + shin[k])
-            height = np.sqrt(np.maximum(reach ** 2 - horiz ** 2, 0.0)) + targets[:, k, 1] - hip_off[k, 1]
+            height = np.sqrt(np.maximum(reach ** 2 - horiz ** 2, 0.0)) + targets[:, k, 1] - hip[:, 1]
             cap = np.where(contact[:, k], np.minimum(cap, height), cap)
         pelvis[:, 1] = np.minimum(pelvis[:, 1], cap)
         pelvis[:, 1] = np.minimum(gaussian_filter1d(pelvis[:, 1], 1.0, mode="nearest"), cap)
 
     # Trunk.
     local = np.broadcast_to(np.eye(3), (n, 22, 3, 3)).copy()
-    pitch, twist, roll = c["pelvis_rot"].T
-    local[:, 0] = _yaw(heading + twist) @ axis_rotation("x", pitch) @ axis_rotation("z", -roll)
+    local[:, 0] = root_rot
     sp, sy, sr = c["spine"].T
     # Walking twists the shoulders against the hips.
     sy = sy + c["swing"] * 0.3 * np.sin(2 * np.pi * phases[:, LEFT])

@@ -7,10 +7,10 @@ import json
 import os
 
 import pytest
-import torch
 from test_evaluation_MARDM import run_eval, setup  # noqa: F401  (setup: the module's fixture)
 
 from models.diffusion import DiffusionHead
+from utils.checkpoint import load_checkpoint
 
 
 def test_the_head_resolves_the_sampler_it_runs():
@@ -28,7 +28,7 @@ def test_the_head_resolves_the_sampler_it_runs():
 
 def test_the_report_names_the_head_sampler_the_model_chose(setup):  # noqa: F811
     ckdir, _, data_root, _ = setup
-    state = torch.load(os.path.join(ckdir, "synthetic", "fsq_gen", "model", "latest.tar"), weights_only=False)
+    state = load_checkpoint(os.path.join(ckdir, "synthetic", "fsq_gen", "model", "latest.tar"))
     args = state["model_args"]
     report = run_eval(ckdir, data_root, "--no_mm", "--replications", "1", "--seed", "43")
     assert "head_solver" not in report["sampling"]  # left to the model

@@ -44,9 +44,9 @@ from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
 from utils.eval_data import load_validation_evaluator
 from utils.generation_backends import MARDMBackend
+from utils.generator_resume import check_resume_matches
 from utils.generator_stage import (
     GeneratorLoss,
-    check_resume_matches,
     dataset_captions,
     generator_checkpoint_meta,
     load_generator_tokenizer,

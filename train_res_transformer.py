@@ -37,9 +37,8 @@ from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
 from utils.eval_data import load_validation_evaluator
 from utils.generation_momask import MoMaskBackend
+from utils.generator_resume import check_resume_matches, check_resumed_settings
 from utils.generator_stage import (
-    check_resume_matches,
-    check_resumed_settings,
     dataset_captions,
     resolve_text_encoder,
     resume_records,

@@ -21,8 +21,8 @@ from utils import generator_stage
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.generation_backends import MARDMBackend
+from utils.generator_resume import check_resume_matches
 from utils.generator_stage import (
-    check_resume_matches,
     decode_targets,
     load_generator_tokenizer,
     make_generation_eval_fn,

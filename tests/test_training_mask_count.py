@@ -13,7 +13,7 @@ import models.mask_transformer as mt
 from models.mardm import MARDM_MODELS
 from models.mask_schedule import lengths_to_mask, padded_training_mask, sample_training_mask
 from models.mask_transformer import MASK_TRANSFORMERS
-from utils.generator_stage import ADDED_GENERATOR_ARGS, check_resume_matches
+from utils.generator_resume import ADDED_GENERATOR_ARGS, check_resume_matches
 
 
 def test_a_full_length_sample_masks_round_ratio_times_the_padded_length():

@@ -72,6 +72,7 @@ from utils.generator_checkpoints import (
     resolve_generator_checkpoint,
     resolve_tokenizer_file,
 )
+from utils.generator_stage import decode_each_length
 from utils.motion_process import features_to_joints
 
 logger = logging.getLogger(__name__)
@@ -238,14 +239,9 @@ class MotionGenerator:
     @torch.no_grad()
     def decode(self, tokens: Tensor, token_lengths: Tensor, snap: bool = True) -> Tensor:
         """Tokens (B, N, ...) and their lengths (B,) -> normalised motion (B, N * unit_length, D), zero past each
-        length. Samples of equal length are decoded together, each at its own length."""
-        token_lengths = token_lengths.to(tokens.device).long()
-        batch, n_max = tokens.shape[:2]
-        motion = torch.zeros(batch, n_max * self.unit_length, self.spec.dim_pose, device=tokens.device)
-        for n in token_lengths.unique().tolist():
-            rows = (token_lengths == n).nonzero().squeeze(1)
-            motion[rows, : n * self.unit_length] = self.backend.decode_tokens(tokens[rows, :n], snap).float()
-        return motion
+        length. Samples of equal length are decoded together, each at its own length (``decode_each_length``)."""
+        return decode_each_length(lambda part: self.backend.decode_tokens(part, snap), tokens, token_lengths,
+                                  self.unit_length, self.spec.dim_pose)
 
     def denormalize(self, motion: Tensor) -> Tensor:
         """(..., D) in the generator's normalisation -> the dataset's units."""

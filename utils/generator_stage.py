@@ -13,8 +13,9 @@ LFQ-MARDM-*   lfq             ``project_out(signs)``, as FSQ-MARDM        LFQ si
 ============  ==============  ==========================================  ========================  ===========
 
 At generation the head's samples are snapped (FSQ grid, LFQ sign, nearest codebook vector) and mapped back to the
-transformer
-input with :func:`snap_and_latent_fns`; :func:`decode_targets` turns generated targets into motion.
+transformer input with :func:`snap_and_latent_fns`; :func:`decode_targets` turns generated targets into motion, each
+sample at its own length (:func:`decode_each_length`, which every generator family's decoding shares). The checks a
+resumed run passes live in ``utils.generator_resume``.
 
 The tokenizer and the text encoder are frozen and bound into the loss function (:class:`GeneratorLoss`), never
 registered in the trained model, so neither is ever saved with it. Motion is normalised with the statistics recorded
@@ -37,13 +38,13 @@ from tqdm import tqdm
 
 from models.loader import Tokenizer, load_tokenizer
 from models.text_encoders import CachedTextEncoder, TextEncoder, build_text_encoder
-from utils.checkpoint import CheckpointError, check_matches, file_sha256, load_checkpoint, resumed_model_args
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import TextMotionBatch, collate_text_motion
 from utils.paths import folder_flags
 from utils.run_dir import RunDir
 from utils.seed import set_seed
-from utils.tokenizer_stage import check_training_settings, dataset_record, warn_validation_batches
+from utils.tokenizer_stage import dataset_record
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def trained_on_ema(state: dict[str, Any]) -> bool:
     return (state.get("tokenizer") or {}).get("weights") == "ema"
 
 
-# What ``check_resume_matches`` compares: a generator checkpoint's records, without its weights.
+# What ``utils.generator_resume.check_resume_matches`` compares: a generator checkpoint's records, without its weights.
 RESUME_RECORDS = ("stage", "model_name", "model_args", "tokenizer", "text_encoder", "target", "config")
 
 
@@ -301,15 +302,27 @@ def snap_and_latent_fns(tokenizer: Tokenizer) -> tuple[SnapFn | None, SnapFn | N
     raise ValueError(f"{tokenizer.source}: no generator family is trained on a {tokenizer.kind!r} tokenizer")
 
 
+def decode_each_length(decode: Callable[[Tensor], Tensor], tokens: Tensor, lengths: Tensor, unit_length: int,
+                       width: int) -> Tensor:
+    """``decode`` (tokens of one length ``(b, n, ...)`` -> motion ``(b, n * unit_length, width)``) over a batch
+    ``(B, N, ...)`` of ``lengths`` (B,) tokens: samples of equal length together, each at its own length, frames past
+    it zero. Decoded whole, the decoder's convolutions would read the padding of the shorter samples, so a motion
+    would depend on what it was batched with."""
+    lengths = lengths.to(tokens.device).long()
+    motion = torch.zeros(tokens.shape[0], tokens.shape[1] * unit_length, width, device=tokens.device)
+    for n in lengths.unique().tolist():
+        rows = (lengths == n).nonzero().squeeze(1)
+        motion[rows, : n * unit_length] = decode(tokens[rows, :n]).float()
+    return motion
+
+
 @torch.no_grad()
 def decode_targets(tokenizer: Tokenizer, targets: Tensor, lengths: Tensor | None = None) -> Tensor:
     """Generated targets ``(B, N, C_t)`` -> normalised motion ``(B, N * unit_length, D)`` (tokenizer statistics).
 
     FSQ / LFQ coordinates and VQ vectors are snapped first (a no-op on already snapped values). With ``lengths``
-    (B,) in tokens, samples of equal length are decoded together, each at its own length, and frames past it are
-    zero, as generation decodes (the decoder's convolutions would otherwise read the padding of shorter samples, so
-    a motion would depend on what it was batched with); without, the batch is decoded whole and frames past a
-    sample's length are whatever the decoder makes of the padding.
+    (B,) in tokens, each sample is decoded at its own length (``decode_each_length``); without, the batch is decoded
+    whole and frames past a sample's length are whatever the decoder makes of the padding.
     """
     snap_fn, latent_fn = snap_and_latent_fns(tokenizer)
     x = targets.float().to(module_device(tokenizer))
@@ -319,13 +332,8 @@ def decode_targets(tokenizer: Tokenizer, targets: Tensor, lengths: Tensor | None
         x = latent_fn(x)
     if lengths is None:
         return tokenizer.model.decode_latent(x)
-    lengths = lengths.to(x.device).long()
-    unit = tokenizer.unit_length
-    motion = torch.zeros(x.shape[0], x.shape[1] * unit, tokenizer.model.input_width, device=x.device)
-    for n in lengths.unique().tolist():
-        rows = (lengths == n).nonzero().squeeze(1)
-        motion[rows, : n * unit] = tokenizer.model.decode_latent(x[rows, :n]).float()
-    return motion
+    return decode_each_length(tokenizer.model.decode_latent, x, lengths, tokenizer.unit_length,
+                              tokenizer.model.input_width)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -525,78 +533,3 @@ def generator_checkpoint_meta(model_name: str, model_args: dict[str, Any], spec:
         "text_encoder": dict(text_record), "target": TARGET_NAMES[tokenizer.kind], "config": dict(config),
         "parent": {"path": ref.path, "sha256": sha},
     }
-
-
-# Settings that decide what a generator trains on, with the value a run saved before the option existed trained with:
-# cached codes are cropped in token space, on-the-fly ones from the motion (``utils.token_stage``).
-RESUMED_GENERATOR_SETTINGS = {"cache_tokens": False}
-
-
-def check_resumed_settings(latest_path: str, saved: dict[str, Any] | None, config: dict[str, Any]) -> None:
-    """Before ``--is_continue`` builds its data: refuse other ``RESUMED_GENERATOR_SETTINGS`` in ``config`` (the
-    options now) than the run's (``saved``, its ``resume_records``), naming each with both values."""
-    if saved is not None:
-        check_training_settings(latest_path, saved.get("config") or {}, config, RESUMED_GENERATOR_SETTINGS)
-
-
-# Generator constructor arguments added after runs were saved, with the value those runs trained with.
-ADDED_GENERATOR_ARGS = {"train_mask_count": "length"}
-
-
-def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str, Any] | None) -> None:
-    """Before ``--is_continue``: the run's tokenizer weights, text encoder and model (``saved``, its
-    ``resume_records``) must be the ones given now (``meta``). A run saved before an argument of
-    ``ADDED_GENERATOR_ARGS`` existed, resumed with that argument's old value, keeps its record: ``meta["model_args"]``
-    (what the engine checks and saves next) is updated in place to leave it out."""
-    if saved is None:
-        return  # a new run (a resumed one without latest.tar was refused by check_run_start)
-    if meta.get("model_args") is not None:
-        meta["model_args"] = resumed_model_args(saved.get("model_args") or {}, meta["model_args"],
-                                                ADDED_GENERATOR_ARGS)
-    saved_text = saved.get("text_encoder") or {}
-    saved_tok = saved.get("tokenizer") or {}
-    if saved_tok.get("sha256") != meta["tokenizer"]["sha256"]:
-        raise CheckpointError(f"{latest_path}: the run being resumed was trained on tokenizer {saved_tok.get('path')} "
-                              f"(sha256 {str(saved_tok.get('sha256'))[:12]}...), now {meta['tokenizer']['path']} "
-                              f"(sha256 {meta['tokenizer']['sha256'][:12]}...); resume with the same tokenizer file, "
-                              f"or start a new --name")
-    # Runs recorded before tokenizers loaded their EMA weights by default were trained on the raw ones.
-    trained, now = saved_tok.get("weights", "model"), meta["tokenizer"]["weights"]
-    if trained != now:
-        raise CheckpointError(f"{latest_path}: the run being resumed was trained on the {trained} weights of its "
-                              f"tokenizer, but the tokenizer file gives its {now} weights; resuming would change the "
-                              f"generator's inputs, so resume with the tokenizer it was trained on or start a new "
-                              f"--name")
-    # The weights file of CLIP may have moved; the encoder's kind and width must not change.
-    checks = [("text encoder", (saved_text.get("name"), saved_text.get("dim")),
-               (meta["text_encoder"]["name"], meta["text_encoder"]["dim"])),
-              ("target", saved.get("target"), meta["target"])]
-    for field, found, expected in checks:
-        if found != expected:
-            raise CheckpointError(f"{latest_path}: {field} is {found!r} in the run being resumed but {expected!r} "
-                                  f"now; resume with the same tokenizer and text encoder, or start a new --name")
-    # The engine checks the model again when it resumes, but only after the script has written the run's opt.yaml:
-    # a model flag changed on resume (--cond_drop_prob, the diffusion head's) is refused here, while that file still
-    # holds the flags that resume the run (--config <run>/opt.yaml --is_continue).
-    for key in ("stage", "model_name", "model_args"):
-        check_matches(latest_path, key, saved.get(key), meta.get(key))
-    _warn_validation_changes(latest_path, saved.get("config") or {}, meta.get("config") or {})
-    warn_validation_batches(latest_path, saved.get("config") or {}, meta.get("config") or {})
-
-
-# The --need_evaluation generation settings: net_best_fid.tar is the lowest validation FID, so FIDs taken at other
-# settings than the run's earlier ones are not comparable with its best so far.
-VALIDATION_GENERATION_KEYS = ("cfg", "cond_scale", "time_steps")
-
-
-def _warn_validation_changes(latest_path: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    if not (saved.get("need_evaluation") and current.get("need_evaluation")):
-        return
-    changed = [(key, saved[key], current[key]) for key in VALIDATION_GENERATION_KEYS
-               if saved.get(key) is not None and current.get(key) is not None and saved[key] != current[key]]
-    if changed:
-        logger.warning("%s: the run validated with %s, now with %s: its later validation FIDs are compared with a "
-                       "best FID (net_best_fid.tar) taken at the earlier settings; add %s to keep validating as "
-                       "before", latest_path, ", ".join(f"--{k} {was:g}" for k, was, _ in changed),
-                       ", ".join(f"--{k} {now:g}" for k, _, now in changed),
-                       " ".join(f"--{k} {was:g}" for k, was, _ in changed))

@@ -41,6 +41,7 @@ from utils.dataset_specs import DatasetSpec
 from utils.datasets import TextMotionBatch, collate_text_motion
 from utils.generator_stage import (
     TokenizerRef,
+    decode_each_length,
     load_stage_tokenizer,
     module_device,
     protocol_eval_fn,
@@ -144,16 +145,8 @@ def decode_indices(tokenizer: Tokenizer, indices: Tensor, lengths: Tensor) -> Te
     read the padding of shorter samples); frames past a length are zero. Within a length, RVQ layers holding -1
     contribute nothing (MoMask's convention for layers not generated).
     """
-    unit = tokenizer.unit_length
-    device = module_device(tokenizer)
-    indices = indices.to(device)
-    lengths = lengths.to(device).long()
-    batch, n_max = indices.shape[:2]
-    motion = torch.zeros(batch, n_max * unit, tokenizer.model.input_width, device=device)
-    for n in lengths.unique().tolist():
-        rows = (lengths == n).nonzero().squeeze(1)
-        motion[rows, : n * unit] = tokenizer.decode(indices[rows, :n]).float()
-    return motion
+    return decode_each_length(tokenizer.decode, indices.to(module_device(tokenizer)), lengths, tokenizer.unit_length,
+                              tokenizer.model.input_width)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -77,23 +77,33 @@ def fsq_calls(ours: FSQ, theirs: torch.nn.Module, z: Tensor, z_grad: Tensor) -> 
     """The timed (ours, theirs) calls of each FSQ row, keyed by the row's case without its input suffix.
 
     ``z (B, N, dim)`` feeds the no-gradient calls, ``z_grad`` (the same values, a leaf that requires grad) the
-    backward ones. Every call returns ``(quantized values or None, indices (B, N))``: the values are the coordinates
-    ``(B, N, L)`` without projections and ``project_out``'s latents ``(B, N, dim)`` with them.
+    backward ones, each of which starts from freed gradients. Every call returns ``(quantized values or None,
+    indices (B, N))``: the values are the coordinates ``(B, N, L)`` without projections and ``project_out``'s latents
+    ``(B, N, dim)`` with them.
     """
     project = ours.dim != ours.num_dims
 
+    def free_gradients(layer: torch.nn.Module) -> None:
+        # Every backward call starts from no gradients, as a training step does after the engine freed them: both
+        # sides share z_grad, and without this each backward would add to the gradient the other side left.
+        z_grad.grad = None
+        layer.zero_grad(set_to_none=True)
+
     def ours_train() -> tuple[Tensor, Tensor]:
+        free_gradients(ours)
         codes, indices = ours.encode_codes(z_grad)
         out = ours.codes_to_latents(codes) if project else codes
         out.sum().backward()
         return out, indices
 
     def theirs_train() -> tuple[Tensor, Tensor]:
+        free_gradients(theirs)
         out, indices = theirs(z_grad)
         out.sum().backward()
         return out, indices
 
     def ours_layer() -> tuple[Tensor, Tensor]:
+        free_gradients(ours)
         out = ours(z_grad)
         out.z_q.sum().backward()
         return out.z_q, out.indices

@@ -13,7 +13,8 @@ Training step (motion of up to 196 frames -> 49 tokens, encoded by the frozen AE
   of the gradient norm for non-finite values (``benchlib.engine_update``), bf16 autocast on CUDA; on a
   CPU with bf16 instructions (AVX512-BF16 or AMX) also a row under bf16 autocast (``--mixed_precision bf16``).
 
-Both variants train the same model instance (one copy of the 291M parameters in memory), each with its own optimizer.
+Both variants train the same model instance (one copy of the 291M parameters in memory), each with its own optimizer;
+each frees its gradients at the end of its step, as the engine does, so that every step starts from none.
 
 Sampling (``MARDM.generate``, cfg 4.5; the same network, so no baseline on CPU): the published setting (49 tokens,
 18 steps) takes minutes per motion on a CPU, so on CPU a short motion with few steps is measured (stated in the
@@ -29,6 +30,7 @@ motions (16 tokens) instead of 196.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import benchlib
 import torch
@@ -120,12 +122,12 @@ def sampling_rows(model, name: str, text_emb: torch.Tensor, tokens: int, steps: 
     return rows
 
 
-def train_rows(model, name: str, loss_fn: GeneratorLoss, encoder, tokenizer, data: TextMotionBatch, reps: int,
-               device: torch.device, cpu_bf16: bool) -> list[Result]:
-    """Baseline and our training step of ``model`` on ``data``, interleaved, with their peak memory; ``cpu_bf16`` adds
-    our step under bf16 autocast on a CPU with bf16 instructions."""
+def train_steps(model, loss_fn: GeneratorLoss, encoder, tokenizer, data: TextMotionBatch, device: torch.device,
+                cpu_bf16: bool) -> dict[str, Callable[[], None]]:
+    """One training step of ``model`` on ``data`` per variant: ``baseline``, ``ours`` and, with ``cpu_bf16``, ``ours,
+    bf16 autocast``. They share ``model`` (each has its own optimizer), and each leaves its gradients freed, as the
+    engine does after every step, so that the next variant's backward starts from none."""
     cuda = device.type == "cuda"
-    params = sum(p.numel() for p in model.parameters()) / 1e6
     plain = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99))
     fused = make_optimizer(model, EngineConfig(max_iters=1, lr=1e-4))
 
@@ -139,16 +141,28 @@ def train_rows(model, name: str, loss_fn: GeneratorLoss, encoder, tokenizer, dat
         plain.zero_grad()
         loss.backward()
         plain.step()
+        # The reference frees its gradients at the start of its next step; here the next step is another variant's,
+        # whose backward would add to them. Freed now, still inside the baseline's time.
+        model.zero_grad(set_to_none=True)
 
     def ours_step(bf16: bool = cuda) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, _ = loss_fn(model, data)
         benchlib.engine_update(loss, model, fused)
 
-    case = f"{name} train step, B={data.motion.shape[0]}, {data.motion.shape[1]} frames"
     fns = {"baseline": baseline_step, "ours": ours_step}
     if cpu_bf16:
         fns["ours, bf16 autocast"] = lambda: ours_step(bf16=True)
+    return fns
+
+
+def train_rows(model, name: str, loss_fn: GeneratorLoss, encoder, tokenizer, data: TextMotionBatch, reps: int,
+               device: torch.device, cpu_bf16: bool) -> list[Result]:
+    """Baseline and our training step of ``model`` on ``data``, interleaved, with their peak memory; ``cpu_bf16`` adds
+    our step under bf16 autocast on a CPU with bf16 instructions."""
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    case = f"{name} train step, B={data.motion.shape[0]}, {data.motion.shape[1]} frames"
+    fns = train_steps(model, loss_fn, encoder, tokenizer, data, device, cpu_bf16)
     times = interleaved(fns, reps, warmup=1, device=device)
     peaks = {k: peak_memory(fn, device, reset=lambda: model.zero_grad(set_to_none=True)) for k, fn in fns.items()}
     res = {k: Result("MARDM", case, k, median(ts), "s", ts, peaks[k]) for k, ts in times.items()}

@@ -272,3 +272,77 @@ def test_the_rvq_benchmark_times_eval_mode_on_the_same_codebooks():
     same_codes(ours, baseline, z, z.transpose(1, 2).contiguous())
     for mine, theirs in zip(ours.layers, baseline.layers):
         assert torch.equal(mine.codebook, theirs.codebook)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training steps: every variant starts from the state the engine leaves, gradients freed
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _fixed_text_encoder():
+    """A text encoder without weights: the same 8-d embedding for every caption."""
+    from models.text_encoders import TextEncoder
+
+    class FixedTextEncoder(TextEncoder):
+        name, dim = "fixed", 8
+
+        def encode(self, texts: list[str]) -> torch.Tensor:
+            return torch.ones(len(texts), self.dim)
+
+    return FixedTextEncoder()
+
+
+def test_every_mardm_training_variant_starts_from_freed_gradients():
+    """The variants train one model: the baseline left its gradients on it, and our backward added to them."""
+    from bench_mardm import train_steps
+
+    from models.loader import Tokenizer
+    from models.mardm import MARDM_MODELS
+    from models.text_encoders import CachedTextEncoder
+    from models.tokenizers import build_tokenizer
+    from utils.datasets import TextMotionBatch
+    from utils.generator_stage import GeneratorLoss, warm_caption_cache
+
+    torch.manual_seed(0)
+    tokenizer = Tokenizer(build_tokenizer("AE_Tiny"), "AE_Tiny", source="test")
+    encoder = _fixed_text_encoder()
+    cached = CachedTextEncoder(encoder)
+    captions = ["a person walks", "a person jumps"]
+    warm_caption_cache(cached, captions, progress=False)
+    data = TextMotionBatch(captions, torch.randn(2, 32, 67), torch.tensor([32, 24]))
+    model = MARDM_MODELS["MARDM-SiT-Tiny"](tokenizer.latent_dim, tokenizer.latent_dim, encoder.dim).train()
+    fns = train_steps(model, GeneratorLoss(tokenizer, cached), encoder, tokenizer, data, torch.device("cpu"),
+                      cpu_bf16=True)
+    assert set(fns) == {"baseline", "ours", "ours, bf16 autocast"}
+    held = []
+
+    def checked(name, fn):
+        def run() -> None:
+            held.append((name, sum(p.grad is not None for p in model.parameters())))
+            fn()
+        return run
+
+    benchlib.interleaved({k: checked(k, fn) for k, fn in fns.items()}, reps=2, warmup=1)
+    assert len(held) == 9
+    assert held == [(name, 0) for name, _ in held]
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_each_fsq_backward_call_starts_from_freed_gradients():
+    """Both sides share the input leaf: each backward added to the gradient the other side had left on it."""
+    vqp = pytest.importorskip("vector_quantize_pytorch")
+    from bench_fsq import LAYER_CASE, _layers, fsq_calls
+
+    torch.manual_seed(0)
+    ours, theirs = _layers(16, torch.device("cpu"), vqp.FSQ)
+    z = 3 * torch.randn(2, 8, 16)
+    z_grad = z.clone().requires_grad_(True)
+    calls = fsq_calls(ours, theirs, z, z_grad)
+    mine, other = calls["quantize+indices fwd+bwd"]
+    mine()
+    once = z_grad.grad.clone(), ours.project_in.weight.grad.clone()
+    other()
+    calls[LAYER_CASE][0]()
+    mine()
+    torch.testing.assert_close(z_grad.grad, once[0])
+    torch.testing.assert_close(ours.project_in.weight.grad, once[1])
+

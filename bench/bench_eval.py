@@ -107,6 +107,8 @@ def main() -> None:
                         help="replications of the slow baseline (default: as ours on CUDA, at most 3 on CPU); "
                              "the 20-replication time is extrapolated from their median")
     args = parser.parse_args()
+    if args.reps:
+        parser.error("--reps: each evaluation is timed once; --replications sets how many replications it runs")
     threads = benchlib.configure_threads()
     device = benchlib.resolve_device(args.device)
     reps = args.replications or (3 if args.quick else FULL)

@@ -134,12 +134,13 @@ def perplexity_calls(indices: Tensor, codebook_size: int) -> tuple[Callable[[], 
 
 
 def main() -> None:
-    parser = benchlib.base_parser(__doc__.splitlines()[0])
+    # Calls take milliseconds: more rounds than the other benchmarks' 3 with --quick cost little.
+    parser = benchlib.base_parser(__doc__.splitlines()[0], quick_reps=5, full_reps=5)
     parser.add_argument("--batch_size", type=benchlib.positive_int, default=256)
     args = parser.parse_args()
     threads = benchlib.configure_threads()
     device = benchlib.resolve_device(args.device)
-    reps = max(benchlib.reps_for(args), 5)  # calls take milliseconds: more rounds cost little
+    reps = benchlib.reps_for(args)
     inner = 20  # calls per timed round, so that one round is well above the timer's resolution
     tokens = args.batch_size * TOKENS_PER_WINDOW
     rows: list[Result] = []

@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--with_baseline", action="store_true", help="also time np.load into a list (slow at 1M)")
     parser.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)  # internal: the fresh process
     args = parser.parse_args()
+    if args.reps:
+        parser.error("--reps: the index is opened once, in a fresh process; there are no rounds to repeat")
     if args.child:
         child(*args.child)
         return

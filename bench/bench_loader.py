@@ -12,7 +12,7 @@ Measured: index build (first use of a corpus), start-up and the RAM the dataset 
 process's anonymous memory), steady-state milliseconds per batch of 256 windows of 64 frames with 0 and 2 worker
 processes and the memory the loader adds (proportional set size, PSS, of the process and its workers, so pages shared
 between them count once), and the loader's time per window against our MARDM AE training step per window (the target:
-at most 10%).
+at most 10%). Every timed row runs ``--reps`` rounds (default 9; a round reads 10 batches).
 
     python bench/bench_loader.py [--quick] [--clips 100000] [--keep]
 """
@@ -102,7 +102,9 @@ def ours_stream(dataset: MotionWindowDataset, workers: int, pin: bool) -> Stream
 
 
 def main() -> None:
-    parser = benchlib.base_parser(__doc__.splitlines()[0])
+    # A batch takes milliseconds and its time swings with the page cache and the workers' scheduling on a small
+    # machine: more and longer rounds cost seconds and steady the medians.
+    parser = benchlib.base_parser(__doc__.splitlines()[0], quick_reps=9, full_reps=9)
     parser.add_argument("--clips", type=benchlib.positive_int, default=None,
                         help="default 100,000 (20,000 with --quick)")
     parser.add_argument("--keep", action="store_true", help="keep the corpus under /tmp for another run")
@@ -112,9 +114,7 @@ def main() -> None:
     pin = device.type == "cuda"
     clips = args.clips or (20_000 if args.quick else 100_000)
     reps = benchlib.reps_for(args)
-    # A batch takes milliseconds and its time swings with the page cache and the workers' scheduling on a small
-    # machine: more and longer rounds cost seconds and steady the medians.
-    loader_reps, batches_per_round = max(reps, 9), 10
+    batches_per_round = 10
 
     root = benchlib.scratch_dir("loader_corpus")
     rows: list[Result] = []
@@ -170,7 +170,7 @@ def main() -> None:
             def run(stream):
                 return lambda: [next(stream) for _ in range(batches_per_round)]
 
-            times = interleaved({k: run(v) for k, v in streams.items()}, loader_reps, warmup=0)
+            times = interleaved({k: run(v) for k, v in streams.items()}, reps, warmup=0)
             streams.clear()
             ram = {}
             for name, factory in factories.items():  # one loader at a time, so its workers are the only children

@@ -364,12 +364,15 @@ def names_from(text: str, flag: str, choices: Sequence[str], parser: argparse.Ar
     return names
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
-    """Flags every benchmark takes: ``--quick``, ``--reps``, ``--device``, ``--json``."""
+def base_parser(description: str, quick_reps: int = 3, full_reps: int = 5) -> argparse.ArgumentParser:
+    """Flags every benchmark takes: ``--quick``, ``--reps``, ``--device``, ``--json``. ``quick_reps`` and
+    ``full_reps`` are the script's timed rounds when ``--reps`` is not given (``reps_for``); a given ``--reps`` is
+    what runs."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (the run_all suite)")
     parser.add_argument("--reps", type=positive_int, default=None,
-                        help="timed rounds per variant (default: 3 quick, 5 full)")
+                        help=f"timed rounds per variant (default: {quick_reps} quick, {full_reps} full)")
+    parser.set_defaults(default_reps=(quick_reps, full_reps))
     parser.add_argument("--device", type=device_name, default="auto",
                         help="cpu, cuda or auto (cuda when available)")
     parser.add_argument("--json", default=None, help="also write the rows and the machine description here")
@@ -396,8 +399,12 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def reps_for(args: argparse.Namespace) -> int:
-    """Timed rounds: ``--reps``, else 3 with ``--quick`` and 5 without."""
-    return args.reps if args.reps else (3 if args.quick else 5)
+    """Timed rounds: ``--reps`` when given, else the script's default for ``--quick`` or a full run (``base_parser``:
+    3 and 5 unless the script sets others)."""
+    if args.reps:
+        return args.reps
+    quick_reps, full_reps = getattr(args, "default_reps", (3, 5))
+    return quick_reps if args.quick else full_reps
 
 
 def format_value(value: float, unit: str) -> str:

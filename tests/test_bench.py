@@ -346,3 +346,52 @@ def test_each_fsq_backward_call_starts_from_freed_gradients():
     torch.testing.assert_close(z_grad.grad, once[0])
     torch.testing.assert_close(ours.project_in.weight.grad, once[1])
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rounds: a given --reps is what runs, and the settings line says what ran
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_reps_defaults_per_script_and_a_given_reps_is_honoured():
+    parser = benchlib.base_parser("test", quick_reps=9, full_reps=12)
+    assert benchlib.reps_for(parser.parse_args(["--quick"])) == 9
+    assert benchlib.reps_for(parser.parse_args([])) == 12
+    assert benchlib.reps_for(parser.parse_args(["--quick", "--reps", "2"])) == 2
+    assert "default: 9 quick, 12 full" in parser.format_help()
+    plain = benchlib.base_parser("test")
+    assert benchlib.reps_for(plain.parse_args(["--quick"])) == 3 and benchlib.reps_for(plain.parse_args([])) == 5
+
+
+def test_fsq_bench_runs_the_rounds_it_is_given_and_says_so(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setitem(sys.modules, "vector_quantize_pytorch", None)  # the perplexity rows only
+    out = tmp_path / "fsq.json"
+    _run_main("bench_fsq", ["--batch_size", "1", "--reps", "2", "--json", str(out)], monkeypatch)
+    saved = json.loads(out.read_text())
+    timed = [row for row in saved["rows"] if row["samples"]]
+    assert saved["settings"]["rounds"] == 2 and len(timed) == 2
+    assert all(len(row["samples"]) == 2 for row in timed)
+
+
+def test_loader_bench_runs_the_rounds_it_is_given_and_says_so(tmp_path, monkeypatch):
+    """The per-batch rows ran max(--reps, 9) rounds while the settings line printed --reps."""
+    import json
+
+    import bench_loader
+
+    monkeypatch.setattr(benchlib, "BENCH_TMP", str(tmp_path / "scratch"))
+    monkeypatch.setattr(bench_loader, "BATCH", 8)
+    monkeypatch.setattr(bench_loader, "ours_step", lambda *args, **kwargs: (lambda: None, None))
+    out = tmp_path / "loader.json"
+    _run_main("bench_loader", ["--quick", "--clips", "40", "--reps", "2", "--json", str(out)], monkeypatch)
+    saved = json.loads(out.read_text())
+    per_batch = [row for row in saved["rows"] if row["case"].startswith("ms per batch")]
+    assert saved["settings"]["rounds"] == 2 and len(per_batch) == 4
+    assert all(len(row["samples"]) == 2 for row in per_batch)
+
+
+@pytest.mark.parametrize("module_name", ["bench_eval", "bench_index"])
+def test_benches_without_rounds_refuse_reps(module_name, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run_main(module_name, ["--reps", "2"], monkeypatch)
+    assert exit_info.value.code == 2 and "--reps" in capsys.readouterr().err

@@ -6,7 +6,8 @@ HumanML3D width; about 7 GB at 100k), written under ``/tmp/fsq_mardm_bench/`` an
 - baseline: ``reference_impl.ListMotionDataset``: one ``np.load`` per clip into a Python list at start-up, random
   windows cut from the list, ``DataLoader(shuffle=True)``.
 - ours: ``utils.datasets.MotionWindowDataset`` over the memory-mapped ``MotionIndex`` (built once, then opened from
-  its cache), batches as the engine draws them (``EpochBatchSampler`` + per-sample seeding, ``utils.engine``).
+  its cache), batches as the engine draws them: one ``EpochLoader`` whose workers persist across epochs, an
+  ``EpochBatchSampler`` per epoch, per-sample seeding (``utils.engine.train``).
 
 Measured: index build (first use of a corpus), start-up and the RAM the dataset holds afterwards (growth of the
 process's anonymous memory), steady-state milliseconds per batch of 256 windows of 64 frames with 0 and 2 worker
@@ -34,7 +35,7 @@ from reference_impl import ListMotionDataset
 from tokenizer_steps import ours_step
 from torch.utils.data import DataLoader
 
-from utils.batching import EpochBatchSampler, epoch_batches
+from utils.batching import EpochBatchSampler, EpochLoader
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionIndex, MotionWindowDataset
 
@@ -74,11 +75,17 @@ def pss_mb(pids: list[int]) -> dict[str, float]:
 
 
 class Stream:
-    """Batches from an endless sequence of epochs: ``next()`` returns one, starting a new epoch when needed."""
+    """Batches from an endless sequence of epochs: ``next()`` returns one, starting a new epoch when needed;
+    ``close()`` stops the workers a loader keeps across epochs."""
 
-    def __init__(self, make_iter) -> None:
+    def __init__(self, make_iter, close=None) -> None:
         self.make_iter = make_iter
         self.iterator = make_iter()
+        self._close = close
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
 
     def __next__(self):
         try:
@@ -95,10 +102,11 @@ def baseline_stream(dataset: ListMotionDataset, workers: int, pin: bool) -> Stre
 
 
 def ours_stream(dataset: MotionWindowDataset, workers: int, pin: bool) -> Stream:
-    """Batches the way ``utils.engine.train`` draws them, epoch after epoch (it pins them when it trains on CUDA)."""
+    """Batches the way ``utils.engine.train`` draws them, epoch after epoch: one loader whose workers serve every
+    epoch (it pins them when it trains on CUDA)."""
+    loader = EpochLoader(dataset, None, workers, pin)
     epochs = itertools.count()
-    return Stream(lambda: epoch_batches(dataset, EpochBatchSampler(len(dataset), BATCH, 0, next(epochs)), None, workers,
-                                   pin))
+    return Stream(lambda: loader.epoch(EpochBatchSampler(len(dataset), BATCH, 0, next(epochs))), loader.close)
 
 
 def main() -> None:
@@ -171,6 +179,8 @@ def main() -> None:
                 return lambda: [next(stream) for _ in range(batches_per_round)]
 
             times = interleaved({k: run(v) for k, v in streams.items()}, reps, warmup=0)
+            for stream in streams.values():
+                stream.close()
             streams.clear()
             ram = {}
             for name, factory in factories.items():  # one loader at a time, so its workers are the only children
@@ -181,6 +191,7 @@ def main() -> None:
                 next(stream)
                 children = [p.pid for p in psutil.Process().children(recursive=True)]
                 ram[name] = pss_mb([os.getpid(), *children])["total"] - before
+                stream.close()
                 del stream
             c = f"ms per batch of {BATCH}x{WINDOW}, {workers} workers, {case}"
             res = {k: Result("data loader", c, k, median(ts) / batches_per_round * 1e3, "ms",

@@ -390,6 +390,33 @@ def test_loader_bench_runs_the_rounds_it_is_given_and_says_so(tmp_path, monkeypa
     assert all(len(row["samples"]) == 2 for row in per_batch)
 
 
+class _WorkerPids(torch.utils.data.Dataset):
+    """Each sample is the id of the process that read it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        import os
+
+        return os.getpid()
+
+
+def test_the_loader_bench_draws_our_batches_from_workers_kept_across_epochs(monkeypatch):
+    """As the engine's EpochLoader does; the benchmark started new workers every epoch."""
+    import os
+
+    import bench_loader
+
+    monkeypatch.setattr(bench_loader, "BATCH", 2)
+    stream = bench_loader.ours_stream(_WorkerPids(), 1, False)
+    try:
+        pids = {int(pid) for _ in range(6) for pid in next(stream)}  # three epochs of two batches
+    finally:
+        stream.close()
+    assert len(pids) == 1 and pids != {os.getpid()}
+
+
 @pytest.mark.parametrize("module_name", ["bench_eval", "bench_index"])
 def test_benches_without_rounds_refuse_reps(module_name, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -24,6 +24,9 @@ Three cases:
   for Multimodality; the reference embeds each repeat with its captions, ours embeds the repeats in calls of up to
   256 rows).
 
+Peak MB is the extra memory (RAM on CPU, ``benchlib.peak_memory``) of one replication of each variant (seed 3407),
+run on its own after the timed runs: from an empty GT cache for the cold variant, from the filled one otherwise.
+
 With ``--quick`` fewer replications run where the model is random, and on CPU the baseline runs at most 3
 (``--baseline_replications``); the 20-replication totals are then the median replication x 20 (marked in the table).
 Larger test sets gain little more: per motion (official widths, lengths 40 to 196 frames, 2-core CPU) ours embeds in
@@ -44,7 +47,7 @@ from pathlib import Path
 import benchlib
 import numpy as np
 import torch
-from benchlib import Result, median, speedup_row
+from benchlib import Result, median, peak_memory, speedup_row
 from reference_impl import reference_evaluation
 
 from models.loader import Tokenizer
@@ -153,6 +156,7 @@ def main() -> None:
         return (recon * valid).cpu(), batch.m_lengths
 
     cache_dir = benchlib.scratch_dir("gt_cache")
+    cold_cache_dir = Path(benchlib.BENCH_TMP) / "gt_cache_cold"
     mm_batches = min(MM_BATCHES, loader.num_batches)
     # (label, model, multimodality batches, baseline replications, [(variant, GT cache, deterministic)]). Tokenizer
     # evaluations declare the model deterministic, so crops drawn again reuse the model's embeddings; the memo only
@@ -179,11 +183,21 @@ def main() -> None:
             benchlib.progress(f"{label}, baseline: replication {r + 1}/{n_base} {baseline_per_rep[-1]:.1f} s")
         base = Result("evaluation", case, "baseline", median(baseline_per_rep) * FULL, "s",
                       [t * FULL for t in baseline_per_rep],
+                      peak_memory(lambda fn=fn, mm=mm: reference_evaluation(
+                          reference_evaluator, loader, fn, 1, SEED, mm_batches=mm, mm_repeats=MM_REPEATS),
+                          device, calls=1),
                       note="GT + text recomputed every replication" + extrapolated(n_base))
         rows.append(base)
         for name, cache_state, deterministic in variants:
             if cache_state == "cold":
                 shutil.rmtree(cache_dir, ignore_errors=True)
+
+            def one_replication(fn=fn, mm=mm, deterministic=deterministic, cold=cache_state == "cold") -> None:
+                # A cold replication fills a cache of its own, so that the timed runs' cache stays as they left it.
+                evaluate(evaluator, loader, fn, replications=1, seed=SEED, mm_fn=fn if mm else None,
+                         mm_batches=mm or MM_BATCHES, mm_repeats=MM_REPEATS,
+                         gt_cache=GTCache(str(cold_cache_dir if cold else cache_dir)), deterministic=deterministic,
+                         progress=False)
             n = FULL if deterministic else reps
             start = time.perf_counter()
             report = evaluate(evaluator, loader, fn, replications=n, seed=SEED, mm_fn=fn if mm else None,
@@ -197,14 +211,16 @@ def main() -> None:
             once = max(wall - sum(per_rep), 0.0)
             states = "/".join(sorted({r["gt_cache"] for r in report.rows}))
             note = f"GT cache {states}"
+            peak = peak_memory(one_replication, device, calls=1,
+                               reset=lambda: shutil.rmtree(cold_cache_dir, ignore_errors=True))
             if deterministic:
                 # Reused rows grow with the replications, so the total of all 20 is the number, not a median.
                 reused = sum(r["reused_rows"] for r in report.rows)
-                ours = Result("evaluation", case, name, wall, "s", [wall])
+                ours = Result("evaluation", case, name, wall, "s", [wall], peak)
                 note += f"; model rows reused {reused} of {n * loader.num_samples}; all {n} replications run"
             else:
                 ours = Result("evaluation", case, name, median(per_rep) * FULL + once, "s",
-                              [t * FULL + once for t in per_rep])
+                              [t * FULL + once for t in per_rep], peak)
                 note += extrapolated(n)
             # The target applies to the usual case, a filled cache; the first (cold) evaluation has none.
             rows.append(speedup_row("evaluation", case, base, ours, TARGET if name == "ours" else None, note=note))
@@ -213,10 +229,12 @@ def main() -> None:
             fids[label] = f"ours {ours_fid:.5f}, baseline {base_fid:.5f}"
             check_same_fid(label, name, ours_fid, base_fid)
     shutil.rmtree(cache_dir, ignore_errors=True)
+    shutil.rmtree(cold_cache_dir, ignore_errors=True)
 
     settings = {"replications_run": f"ours {reps} (all {FULL} where the model is deterministic), baseline "
                                     f"{base_reps} (1 with multimodality and --quick)",
                 "batch": loader.batch_size, "test_samples": loader.num_samples, "evaluator": "official widths",
+                "peak_mb": f"one replication (seed {SEED}) of each variant, on its own",
                 "threads": threads, "synthetic_generation_s": round(gen_seconds, 1),
                 "mean_fid_of_the_baseline_replications": fids}
     benchlib.report(rows, args, device, "Evaluation protocol (FID, Diversity, R-precision, MM-Dist, MModality)",

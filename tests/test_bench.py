@@ -422,3 +422,41 @@ def test_benches_without_rounds_refuse_reps(module_name, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _run_main(module_name, ["--reps", "2"], monkeypatch)
     assert exit_info.value.code == 2 and "--reps" in capsys.readouterr().err
+
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_every_evaluation_row_carries_the_peak_memory_of_its_own_variant(synthetic_root, tmp_path, monkeypatch):
+    """Its rows printed 'peak MB -' throughout. Here the baseline's replication holds 128 MB and ours 32 MB, so a
+    peak taken over both, or over the whole run, would show in our rows."""
+    import json
+    import types
+
+    import bench_eval
+
+    def holding(mb: int) -> None:
+        torch.ones(mb * 2 ** 18).sum()  # mb MB, written
+
+    def reference_evaluation(evaluator, loader, fn, replications, seed, **kwargs):
+        holding(128)
+        return [{"fid": 1.0}] * replications
+
+    def evaluate(evaluator, loader, fn, replications, **kwargs):
+        holding(32)
+        row = {"seconds": 0.01, "gt_cache": "hit", "reused_rows": 0, "metrics": {"fid": 1.0}}
+        return types.SimpleNamespace(rows=[row] * replications)
+
+    monkeypatch.setattr(benchlib, "BENCH_TMP", str(tmp_path / "scratch"))
+    monkeypatch.setattr(bench_eval, "synthetic_dataset", lambda motions: (Path(synthetic_root), 0.0))
+    monkeypatch.setattr(bench_eval, "build_eval_loader", lambda *args, **kwargs: types.SimpleNamespace(
+        num_batches=2, num_samples=64, batch_size=32))
+    monkeypatch.setattr(bench_eval, "published_fsq_tokenizer", lambda dim_pose, device: None)
+    monkeypatch.setattr(bench_eval, "reference_evaluation", reference_evaluation)
+    monkeypatch.setattr(bench_eval, "evaluate", evaluate)
+    out = tmp_path / "eval.json"
+    _run_main("bench_eval", ["--quick", "--json", str(out)], monkeypatch)
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["variant"] for row in rows} == {"baseline", "ours", "ours, cold cache", "ours, GT cache only"}
+    assert len(rows) == 8 and all(row["peak_mb"] is not None for row in rows)
+    for row in rows:
+        assert (120 <= row["peak_mb"] < 150) if row["variant"] == "baseline" else (28 <= row["peak_mb"] < 60), row

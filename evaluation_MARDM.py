@@ -142,9 +142,8 @@ def generator_source(cfg) -> MotionSource:
     run_root = (not cfg.name and run_folder_of(path)) or RunDir(cfg.checkpoints_dir, dataset_name, name).root
     settings = {**sampling.to_dict(), "lengths": "GT (m_length // unit_length tokens)",
                 "unit_length": generator.unit_length}
-    # "sampler": what the settings leave to the model, resolved (MARDM: its head's solver and steps).
     meta = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
-            "generator": generator.info, "sampling": settings, "sampler": generator.backend.sampler(sampling)}
+            "generator": generator.info, "sampling": settings}
     residual = generator.info.get("residual")
     title = (f"{generator.info['model_name']}{' + ' + residual['model_name'] if residual else ''} "
              f"({generator.info['weights']} weights of {os.path.basename(path)}), {dataset_name} {cfg.split}: "
@@ -163,7 +162,10 @@ def generator_source(cfg) -> MotionSource:
                         output_tag(cfg, path, generator.info["weights"], sampling, options, residual,
                                    generator.info["tokenizer"]),
                         cfg.which_epoch if not cfg.ckpt else os.path.basename(path), meta, generator.mean,
-                        generator.std, title, produce)
+                        generator.std, title, produce,
+                        # What the settings leave to the model, resolved (MARDM: its head's solver and steps); for the
+                        # report, outside the meta that keys the evaluation, so earlier replications still resume.
+                        sampler=generator.backend.sampler(sampling))
 
 
 @torch.no_grad()
@@ -209,7 +211,8 @@ def main(cfg) -> dict:
         header = make_header(dataset=source.dataset_name, split=cfg.split, seed=cfg.seed,
                              eval_batch_size=cfg.eval_batch_size, multimodality=mm_setting, tag=source.tag,
                              which=source.which, meta=source.meta)
-        header.update(title=source.title, replications=cfg.replications, eval_dataset=dataset_name)
+        header.update(title=source.title, replications=cfg.replications, eval_dataset=dataset_name,
+                      sampler=source.sampler)
         recorder = MotionRecorder(os.path.join(source.eval_dir, f"motions_{own_tag}"), header, source.mean,
                                   source.std)
         source.hooks = recorder
@@ -239,8 +242,8 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # results
     # ---------------------------------------------------------------------------------------------------------------
-    result = {"which": source.which, **meta, "dataset": dataset_name, "split": cfg.split, "seed": cfg.seed,
-              "protocol": report.to_dict(), "config": config_to_dict(cfg)}
+    result = {"which": source.which, **meta, "sampler": source.sampler, "dataset": dataset_name, "split": cfg.split,
+              "seed": cfg.seed, "protocol": report.to_dict(), "config": config_to_dict(cfg)}
     if cfg.from_motions:
         result["motions_from"] = os.path.abspath(cfg.from_motions)
     if recorder is not None:

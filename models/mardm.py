@@ -293,6 +293,8 @@ class MARDM(nn.Module):
             targets: (B, N, C_t) what the head learns to generate (the latents themselves for MARDM).
             lengths: (B,) valid tokens per sample.
             text_emb: (B, E).
+            padded_len: the length in tokens the references pad every sample to (49 on HumanML3D), over which
+                ``train_mask_count="padded"`` counts; None: the batch's N.
         Returns:
             loss (scalar) over masked positions only, and logs {"loss", "mask_ratio"} as detached scalars.
         """

@@ -41,3 +41,20 @@ def test_the_report_names_the_head_sampler_the_model_chose(setup):  # noqa: F811
     chosen = run_eval(ckdir, data_root, "--no_mm", "--replications", "1", "--seed", "43", "--head_solver", "heun",
                       "--head_steps", "2")
     assert chosen["sampler"]["head"] == {"diffusion": "sit", "solver": "heun", "steps": 2}
+
+
+def test_the_sampler_record_does_not_key_the_evaluation(setup, monkeypatch):  # noqa: F811
+    """Replications streamed before the record existed (or under another description of the same sampler) are
+    reused by --is_continue: the record sits beside the meta that keys the evaluation, not in it."""
+    from utils.generation import MotionGenerator
+    from utils.generation_backends import GeneratorBackend, MARDMBackend
+
+    ckdir, _, data_root, _ = setup
+    first = run_eval(ckdir, data_root, "--no_mm", "--replications", "1", "--seed", "44")
+    calls = []
+    generate = MotionGenerator.generate
+    monkeypatch.setattr(MotionGenerator, "generate", lambda *a, **k: calls.append(1) or generate(*a, **k))
+    monkeypatch.setattr(MARDMBackend, "sampler", GeneratorBackend.sampler)  # as before the record: {}
+    again = run_eval(ckdir, data_root, "--no_mm", "--replications", "1", "--seed", "44", "--is_continue")
+    assert calls == [] and again["sampler"] == {} and first["sampler"]["head"]
+    assert again["protocol"]["metrics"]["fid"]["mean"] == first["protocol"]["metrics"]["fid"]["mean"]

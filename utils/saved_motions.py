@@ -304,7 +304,8 @@ class MotionSource:
     """Where an evaluation's motion comes from: a loaded generator, or the motions a generator saved earlier.
 
     ``produce(kind, batch)`` returns ``(motion (B, T, D) normalised with (mean, std), lengths (B,))`` for a batch's
-    motion (``KIND_BATCH``) or a multimodality repeat (``KIND_MM``)."""
+    motion (``KIND_BATCH``) or a multimodality repeat (``KIND_MM``). ``sampler``: what the sampling settings left to
+    the model, resolved, for the report only (it is not part of ``meta``, which keys the evaluation)."""
 
     dataset_name: str
     eval_dir: str
@@ -316,6 +317,7 @@ class MotionSource:
     title: str
     produce: Callable[[int, Any], tuple[torch.Tensor, torch.Tensor]]
     hooks: Any = None
+    sampler: dict[str, Any] | None = None
 
 
 # Flags that choose how motion is generated: they have no meaning when saved motions are scored.
@@ -374,4 +376,4 @@ def replay_source(cfg: Any, default: Callable[[str], Any]) -> MotionSource:
                 cfg.eval_batch_size, mm, cfg.replications)
     return MotionSource(header["dataset"], os.path.dirname(folder), header["tag"], header["which"], header["meta"],
                         replay.mean, replay.std, f"{header.get('title', header['tag'])} [saved motions]",
-                        lambda kind, batch: replay.call(kind, batch), replay)
+                        lambda kind, batch: replay.call(kind, batch), replay, header.get("sampler"))

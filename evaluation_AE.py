@@ -41,6 +41,7 @@ unless ``--name`` is given too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -68,6 +69,7 @@ from utils.representation import tokenizer_conversions
 from utils.run_dir import RunDir
 from utils.seed import set_seed
 from utils.tokenizer_eval import (
+    EVALUATOR_STYLE_FORMATS,
     ReconstructionStats,
     batch_conditions,
     bits_per_second,
@@ -136,6 +138,10 @@ def main(cfg) -> dict:
                              f"{'--eval_dataset' if to_tokenizer is not None else '--evaluator_dir'} is for; "
                              f"leave one of them out")
         skipped, tag = "--no_protocol: the text-motion protocol was not asked for", tag + "_recon"
+    stats_evaluator = None  # an official T2M-GPT / MoMask file's statistics are its released evaluator's
+    if cfg.no_protocol and tokenizer.statistics_format in EVALUATOR_STYLE_FORMATS:
+        with contextlib.suppress(CheckpointError, FileNotFoundError):
+            stats_evaluator = load_evaluator(evaluator_dir, eval_name, device, data_root=cfg.data_root)
     try:
         if not cfg.no_protocol:
             evaluator = load_evaluator(evaluator_dir, eval_name, device, data_root=cfg.data_root)
@@ -153,6 +159,7 @@ def main(cfg) -> dict:
         skipped = (f"no usable evaluator for {eval_name!r} ({e}); FID, Diversity, R-precision and matching "
                    f"score are skipped. Train one with: {train_one}")
         logger.warning(skipped)
+    stats_evaluator = stats_evaluator or evaluator  # kept when the protocol is skipped below
     if body_part and evaluator is not None:
         evaluator, skipped = None, (f"the tokenizer covers only body part {body_part['name']!r}; the text-motion "
                                     "protocol needs whole-body motion and is skipped")
@@ -177,7 +184,7 @@ def main(cfg) -> dict:
             logger.warning(skipped)
     # Official T2M-GPT / MoMask tokenizers use their own dataset's evaluator statistics, not another dataset's.
     tok_mean, tok_std, stats_source = recorded_statistics(tokenizer, spec, cfg,
-                                                          evaluator if to_tokenizer is None else None)
+                                                          stats_evaluator if to_tokenizer is None else None)
     logger.info("%s: %s (%s, %s, %s weights), statistics from %s", path, tokenizer.model_name, tokenizer.kind,
                 tokenizer.source_format, tokenizer.weights, stats_source)
     layers = tokenizer.num_quantizers if tokenizer.kind == "rvq" else 1

@@ -50,3 +50,30 @@ def test_a_split_smaller_than_one_protocol_batch_still_gets_its_reconstruction_m
     assert "11 evaluation samples, fewer than one batch of 32" in result["protocol_skipped"]
     assert "the reconstruction metrics are reported" in result["protocol_skipped"]
     assert result["reconstruction"]["mpjpe_mm"] > 0 and result["reconstruction"]["frames"] > 11 * 30
+
+
+def test_an_official_file_keeps_its_evaluator_statistics_when_the_protocol_is_skipped(env, tmp_path,  # noqa: F811
+                                                                                       monkeypatch):
+    """A MoMask file is read with the released evaluator's statistics; with --no_protocol, or on a split too small
+    for the protocol, the evaluator was dropped before those were taken, and the file was reconstructed under the
+    dataset's statistics instead (other MPJPE than the full evaluation)."""
+    from test_evaluation_AE import _momask_file
+
+    import evaluation_AE
+
+    load = evaluation_AE.load_evaluator
+
+    def released(*args, **kwargs):  # the test's evaluator standing in for a released one
+        evaluator = load(*args, **kwargs)
+        evaluator.released = True
+        return evaluator
+
+    monkeypatch.setattr(evaluation_AE, "load_evaluator", released)
+    src = _momask_file(tmp_path)
+    small = tmp_path / "small"
+    write_dataset(small, n_test=11)
+    full = run_eval(env, "--ckpt", src, "--name", "m_full", "--no_gt_cache", "--seed", "34")
+    alone = run_eval(env, "--ckpt", src, "--name", "m_alone", "--no_protocol", "--seed", "34")
+    few = run_eval(env, "--ckpt", src, "--name", "m_few", "--data_root", str(small), "--seed", "34")
+    assert {r["tokenizer_statistics"] for r in (full, alone, few)} == {"the evaluator's (momask convention)"}
+    assert alone["reconstruction"] == full["reconstruction"] and few["protocol"] is None

@@ -26,11 +26,12 @@ files are saved as ``<name>_joints.npy`` next to the video before rendering star
 video (two ``x.npy`` from different folders with one ``--out``) are refused before anything is rendered.
 
 Without ``--out`` the files go next to each input, except for a clip of a dataset
-(``dataset/<name>/new_joint_vecs/<id>.npy``, or ``new_joints/``): its files go to ``dataset/<name>/renders/`` (the
-id's subfolders kept), so the dataset's folders keep one file per clip.
+(``dataset/<name>/new_joint_vecs/<id>.npy``, or ``new_joints/``): its files go to
+``dataset/<name>/renders/new_joint_vecs/`` (or ``renders/new_joints/``; the id's subfolders kept), so the dataset's
+folders keep one file per clip, and a clip's features and joints rendered together do not share a video.
 
     python render.py dataset/Bandai/new_joint_vecs/dataset-1_walk_happy_001.npy --dataset_name Bandai
-    # -> dataset/Bandai/renders/dataset-1_walk_happy_001.mp4 and dataset-1_walk_happy_001_joints.npy
+    # -> dataset/Bandai/renders/new_joint_vecs/dataset-1_walk_happy_001.mp4 and dataset-1_walk_happy_001_joints.npy
 """
 
 from __future__ import annotations
@@ -101,12 +102,14 @@ def classify(path: str, spec: DatasetSpec | None) -> MotionFile:
 
 def default_folder(path: str) -> str:
     """Where the videos of ``path`` go without ``--out``: its own folder, or for a clip of a dataset
-    (``<root>/new_joint_vecs/<id>.npy``, or ``new_joints/``) ``<root>/renders/`` with the id's subfolders."""
+    (``<root>/new_joint_vecs/<id>.npy``, or ``new_joints/``) ``<root>/renders/new_joint_vecs/`` (``new_joints/``)
+    with the id's subfolders: the clip folder's name is kept, so a clip's features and joints get videos of their
+    own."""
     folder = os.path.dirname(os.path.abspath(path))
     parts = folder.split(os.sep)
     for i in range(len(parts) - 1, 0, -1):  # the innermost one: the dataset the clip belongs to
         if parts[i] in DATASET_CLIP_FOLDERS:
-            return os.sep.join([*parts[:i], RENDERS_DIR, *parts[i + 1:]])
+            return os.sep.join([*parts[:i], RENDERS_DIR, *parts[i:]])
     return folder
 
 
@@ -315,7 +318,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data_root", default=None, help="dataset folder (for --denorm statistics and spec.json)")
     parser.add_argument("--out", default=None,
                         help="output folder (default: next to each input; for a dataset's clip, "
-                             "<dataset>/new_joint_vecs/<id>.npy or new_joints/, <dataset>/renders/)")
+                             "<dataset>/new_joint_vecs/<id>.npy or new_joints/, <dataset>/renders/new_joint_vecs/ or "
+                             "renders/new_joints/)")
     parser.add_argument("--fps", type=float, default=None,
                         help="frame rate (default: the dataset's; .npz and .bvh inputs: the file's, at most 30, in "
                              "real time)")

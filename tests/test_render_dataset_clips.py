@@ -45,7 +45,7 @@ def test_a_dataset_clip_renders_into_the_dataset_s_renders_folder_and_stats_stil
     with caplog.at_level(logging.INFO, logger="render"):
         written = render.main(render.parse_args([str(dataset / "new_joint_vecs" / f"{clip}.npy"), "--dataset_name",
                                                  "synthetic", "--data_root", str(dataset), "--dpi", "20"]))
-    renders = dataset / "renders"
+    renders = dataset / "renders" / "new_joint_vecs"
     assert written == [str(renders / f"{clip}.gif")]
     assert sorted(os.listdir(renders)) == [f"{clip}.gif", f"{clip}_joints.npy"]
     assert {sub: sorted(os.listdir(dataset / sub)) for sub in before} == before
@@ -62,13 +62,24 @@ def test_a_clip_in_a_subfolder_keeps_it_and_other_inputs_render_beside_themselve
     np.save(tmp_path / "sample.npy", random_walk(seed=1))
     written = render.main(render.parse_args([str(root / "new_joints" / "CMU" / "01" / "walk.npy"),
                                              str(tmp_path / "sample.npy"), "--dataset_name", "t2m", "--dpi", "20"]))
-    assert written == [str(root / "renders" / "CMU" / "01" / "walk.gif"), str(tmp_path / "sample.gif")]
+    assert written == [str(root / "renders" / "new_joints" / "CMU" / "01" / "walk.gif"), str(tmp_path / "sample.gif")]
     assert_gif(written[0], 12)
     assert sorted(os.listdir(root / "new_joints" / "CMU" / "01")) == ["walk.npy"]
     out = tmp_path / "chosen"  # --out is used as given
     written = render.main(render.parse_args([str(root / "new_joints" / "CMU" / "01" / "walk.npy"), "--dataset_name",
                                              "t2m", "--dpi", "20", "--out", str(out)]))
     assert written == [str(out / "walk.gif")]
+
+
+def test_a_clip_s_features_and_joints_render_together_without_out(no_ffmpeg, dataset):
+    """Both went to <dataset>/renders/<id>.gif, and render.py refused them as one video; the clip folder's name is
+    kept under renders/."""
+    clip = read_split(str(dataset), "train")[0]
+    written = render.main(render.parse_args([str(dataset / sub / f"{clip}.npy") for sub in ("new_joint_vecs",
+                                                                                         "new_joints")]
+                                            + ["--dataset_name", "synthetic", "--data_root", str(dataset), "--dpi",
+                                               "20"]))
+    assert written == [str(dataset / "renders" / sub / f"{clip}.gif") for sub in ("new_joint_vecs", "new_joints")]
 
 
 def test_stats_reads_the_clips_the_splits_list_and_names_other_files(dataset, caplog, capsys):
@@ -111,4 +122,4 @@ def test_synthetic_rerun_keeps_the_renders_of_the_earlier_dataset(no_ffmpeg, dat
                                    "--data_root", str(dataset), "--dpi", "20"]))
     args = ["synthetic", "--out", str(dataset), "--num_motions", "3", "--seed", "1"]
     assert prepare_data.main(prepare_data.parse_args(args)) == 0
-    assert sorted(os.listdir(dataset / "renders")) == [f"{clip}.gif"]
+    assert sorted(os.listdir(dataset / "renders" / "new_joints")) == [f"{clip}.gif"]

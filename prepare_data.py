@@ -73,8 +73,10 @@ def _print_summary(what: str, motions: int, frames: int, fps: float, seconds: fl
 
 def main_synthetic(cfg: argparse.Namespace) -> int:
     # Imported here so that --help and the other subcommands do not load the kinematics.
-    from utils.synthetic import FPS, built_with, generate_synthetic_dataset, settings_mismatch
+    from utils.synthetic import FPS, built_with, check_synthetic_folder, generate_synthetic_dataset, settings_mismatch
 
+    if cfg.keep_existing:  # only a synthetic dataset is kept: a folder the build would refuse is refused here too
+        check_synthetic_folder(cfg.out, cfg.num_motions)
     if cfg.keep_existing and built_with(cfg.out) is not None:
         mismatch = settings_mismatch(cfg.out, cfg.num_motions, cfg.seed)
         if mismatch:

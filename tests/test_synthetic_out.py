@@ -220,3 +220,18 @@ def test_a_finished_dataset_of_other_settings_is_kept_with_a_warning(tmp_path, c
     # Without the flag a finished dataset is built again, as before.
     prepare_data.main(prepare_data.parse_args(argv[:-1]))
     assert len(read_split(str(out), "all")) == 4 and built_with(str(out)) == {"num_motions": 4, "seed": 0}
+
+
+def test_keep_existing_keeps_only_a_synthetic_dataset(tmp_path):
+    """--keep_existing kept any folder with a Mean.npy (an import with its spec.json, a registered dataset's folder)
+    as a synthetic dataset, where the build without it refuses them."""
+    from utils.synthetic import settings_mismatch
+
+    out = tmp_path / "Imported"
+    _synthetic(out, 3)
+    (out / "spec.json").write_text("{}")
+    argv = ["synthetic", "--out", str(out), "--num_motions", "3", "--seed", "0", "--keep_existing"]
+    with pytest.raises(ValueError, match=r"Imported: holds spec\.json, the spec of an imported dataset"):
+        prepare_data.main(prepare_data.parse_args(argv))
+    assert settings_mismatch(str(out), 3, 0).startswith(f"{out} holds a finished dataset that is not a synthetic one")
+    assert (out / "Mean.npy").exists()  # refused, not touched

@@ -408,8 +408,14 @@ def built_with(out_dir: str) -> dict[str, Any] | None:
 
 
 def settings_mismatch(out_dir: str, num_motions: int, seed: int) -> str | None:
-    """Why the finished synthetic dataset in ``out_dir`` is not the one ``num_motions`` and ``seed`` build (None when
-    it is, or when there is none)."""
+    """Why the finished dataset in ``out_dir`` is not the synthetic one ``num_motions`` and ``seed`` build (None when
+    it is, or when there is none): other settings, or no synthetic dataset at all (``check_synthetic_folder``)."""
+    if built_with(out_dir) is None:
+        return None
+    try:
+        check_synthetic_folder(out_dir, num_motions)
+    except ValueError as e:
+        return f"{out_dir} holds a finished dataset that is not a synthetic one ({e})"
     record = built_with(out_dir)
     if record is None or record == {"num_motions": num_motions, "seed": seed}:
         return None
@@ -425,16 +431,41 @@ def _is_own_entry(name: str) -> bool:
 
 
 def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
-    """Check that ``out_dir`` may take a synthetic dataset, and remove the clips of an earlier one from
-    ``num_motions`` on.
+    """Check that ``out_dir`` may take a synthetic dataset (``check_synthetic_folder``), and remove the clips of an
+    earlier one from ``num_motions`` on.
 
-    Refused: a file; the folder of another registered dataset (``dataset/HumanML3D`` holds the official statistics,
-    splits and clips ``000000``...); a folder with a ``spec.json`` (an import); any file the generator does not write,
-    except ``renders/`` (``render.py``'s videos of the clips), which is left as it is.
     An earlier synthetic dataset there is replaced (the quick pipeline and ``reproduce.py --quick`` rerun into their
     folder after an interrupted run): its statistics and the loaders' ``.cache/`` are removed first, clips below
     ``num_motions`` are overwritten, and those past it removed, or ``stats`` without ``--split`` would still count
     them.
+    """
+    stale = check_synthetic_folder(out_dir, num_motions)
+    if not os.path.isdir(out_dir):
+        return
+    # Mean.npy marks a finished dataset (the quick pipelines skip the data stage when it is there), so the earlier
+    # one's goes first: a run stopped while it rewrites the clips must not look finished, with the earlier
+    # statistics and splits.
+    for name in ("Mean.npy", "Std.npy", SETTINGS_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(out_dir, name))
+    # The loaders' cache is keyed by each clip's size and mtime, which a rewritten clip of another --seed may share
+    # (same frame count, within the filesystem's mtime granularity): the earlier motions would be served for the new.
+    shutil.rmtree(os.path.join(out_dir, CACHE_DIR), ignore_errors=True)
+    for path in stale:
+        os.remove(path)
+    if stale:
+        logger.info("%s: removed %d files of an earlier synthetic dataset past the new %d motions", out_dir,
+                    len(stale), num_motions)
+
+
+def check_synthetic_folder(out_dir: str, num_motions: int) -> list[str]:
+    """Raise ``ValueError`` naming ``out_dir`` unless it is new, empty or an earlier synthetic dataset; return the
+    files of an earlier one that a dataset of ``num_motions`` would not write again (clips from ``num_motions`` on,
+    temporaries a kill left).
+
+    Refused: a file; the folder of another registered dataset (``dataset/HumanML3D`` holds the official statistics,
+    splits and clips ``000000``...); a folder with a ``spec.json`` (an import); any file the generator does not write,
+    except ``renders/`` (``render.py``'s videos of the clips), which is left as it is.
     """
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"--out {out_dir}: a file; expected a dataset folder")
@@ -448,7 +479,7 @@ def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
                          f"statistics, splits and clips would be overwritten. Choose another --out folder (the "
                          f"synthetic dataset's own is {DATASETS['synthetic'].root})")
     if not os.path.isdir(out_dir):
-        return
+        return []
     entries = sorted(os.listdir(out_dir))
     if SPEC_FILE in entries:
         raise ValueError(f"--out {out_dir}: holds {SPEC_FILE}, the spec of an imported dataset; choose another "
@@ -475,20 +506,7 @@ def prepare_synthetic_folder(out_dir: str, num_motions: int) -> None:
         raise ValueError(f"--out {out_dir}: holds files that prepare_data.py synthetic does not write: "
                          f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''} ({len(foreign)} in all); "
                          f"it is not a synthetic dataset. Choose another --out folder")
-    # Mean.npy marks a finished dataset (the quick pipelines skip the data stage when it is there), so the earlier
-    # one's goes first: a run stopped while it rewrites the clips must not look finished, with the earlier
-    # statistics and splits.
-    for name in ("Mean.npy", "Std.npy", SETTINGS_FILE):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(out_dir, name))
-    # The loaders' cache is keyed by each clip's size and mtime, which a rewritten clip of another --seed may share
-    # (same frame count, within the filesystem's mtime granularity): the earlier motions would be served for the new.
-    shutil.rmtree(os.path.join(out_dir, CACHE_DIR), ignore_errors=True)
-    for path in stale:
-        os.remove(path)
-    if stale:
-        logger.info("%s: removed %d files of an earlier synthetic dataset past the new %d motions", out_dir,
-                    len(stale), num_motions)
+    return stale
 
 
 def generate_synthetic_dataset(out_dir: str, num_motions: int, seed: int = 0,

@@ -96,7 +96,9 @@ def get_prepare_data_parser(description: str | None = None) -> argparse.Argument
     p.add_argument("--out", required=True, help="output folder for Input.npy, Output.npy, ..., layout.json, replaced "
                    "whole when the export is done (so it must hold nothing else)")
     p.add_argument("--split", default="train", help="split to export")
-    p.add_argument("--gait", action="store_true", help="add stand/walk/run one-hot columns per trajectory sample")
+    p.add_argument("--gait", action="store_true",
+                   help="add stand/walk/run one-hot columns per trajectory sample (ground speed below 0.3 m/s, below "
+                        "2 m/s, above; in metres whatever the dataset's unit)")
 
     p = sub.add_parser("export_bvh", help="write joint positions (T, J, 3) or features (T, D) as a BVH file")
     p.add_argument("input", help=".npy of joint positions (T, J, 3), or of de-normalised features (T, D) such as "

@@ -138,6 +138,20 @@ def test_foot_phase_on_a_constructed_gait() -> None:
     assert contact_onsets(np.array([1, 0, 1, 1, 0, 0, 0, 1], bool), min_swing=2).tolist() == [7]
 
 
+def test_gait_thresholds_are_metres_per_second_in_any_unit() -> None:
+    """KIT-ML positions are millimetres: a 1 m/s walk moves 1000 units a second, and was labelled "run" against the
+    thresholds (0.3, 2.0) read as data units; the speed is converted with the dataset's metres_per_unit."""
+    from utils.pfnn import GAIT_CLASSES, _gait_one_hot
+
+    fps, seconds = 20.0, np.arange(60) / 20.0
+    metres = np.stack([np.zeros(60), np.zeros(60), 1.0 * seconds], axis=-1)  # 1 m/s along +Z
+    at = np.arange(10, 50, dtype=np.float64)[:, None]
+    walk = GAIT_CLASSES.index("walk")
+    in_metres = _gait_one_hot(metres, at, fps, (0.3, 2.0))
+    in_mm = _gait_one_hot(metres * 1000.0, at, fps, (0.3, 2.0), metres_per_unit=0.001)
+    assert (in_metres.argmax(-1) == walk).all() and np.array_equal(in_mm, in_metres)
+
+
 def test_gait_and_essential_variants(synthetic_root, tmp_path) -> None:
     spec = get_dataset_spec("synthetic", synthetic_root)
     summary = export_pfnn(synthetic_root, spec, str(tmp_path / "gait"), split="val", gait=True)

@@ -24,7 +24,7 @@ traj_pos_z         12       z of the same
 traj_dir_x         12       x of the samples' facing directions (unit), root frame of t
 traj_dir_z         12       z of the same
 traj_gait_<g>      12 each  optional (``gait=True``): one-hot gait of each sample, g in stand, walk, run, from
-                            the ground speed (``gait_speeds`` thresholds in data units per second)
+                            the ground speed (``gait_speeds`` thresholds in metres per second)
 joint_pos_prev     3 J      joints of frame t-1 in the root frame of t-1 (x, y, z per joint, root first)
 joint_vel_prev     3 J      J(t) - J(t-1) in the root frame of t-1
 =================  =======  ============================================================================
@@ -278,9 +278,11 @@ def _joint_contacts(joints: np.ndarray, joints_num: int, fps: float) -> np.ndarr
     return np.concatenate([step, step[-1:]], axis=0).astype(np.float64)
 
 
-def _gait_one_hot(ground: np.ndarray, at: np.ndarray, fps: float, gait_speeds: tuple[float, float]) -> np.ndarray:
-    """``(n, k, 3)`` one-hot stand / walk / run of each sample from the ground speed (data units per second)."""
-    step = np.linalg.norm(np.diff(ground, axis=0), axis=-1) * fps
+def _gait_one_hot(ground: np.ndarray, at: np.ndarray, fps: float, gait_speeds: tuple[float, float],
+                  metres_per_unit: float = 1.0) -> np.ndarray:
+    """``(n, k, 3)`` one-hot stand / walk / run of each sample from the ground speed in metres per second (positions
+    in data units of ``metres_per_unit`` metres: KIT-ML's are millimetres)."""
+    step = np.linalg.norm(np.diff(ground, axis=0), axis=-1) * fps * metres_per_unit
     speed = np.concatenate([step, step[-1:]])[:, None]
     sample_speed = _interp(speed, at)[..., 0]
     classes = np.digitize(sample_speed, gait_speeds)
@@ -327,7 +329,7 @@ def clip_frames(features: np.ndarray, spec: DatasetSpec, gait: bool = False,
     next_pos, next_dirs = _trajectory(ground, forward, quat, t + 1, future)
     x_blocks = [pos[..., 0], pos[..., 2], dirs[..., 0], dirs[..., 2]]
     if gait:
-        one_hot = _gait_one_hot(ground, t[:, None] + past[None, :], fps, gait_speeds)
+        one_hot = _gait_one_hot(ground, t[:, None] + past[None, :], fps, gait_speeds, float(spec.metres_per_unit))
         x_blocks += [one_hot[..., g] for g in range(len(GAIT_CLASSES))]
     x_blocks += [local_pos[t - 1].reshape(len(t), -1), local_vel[t - 1].reshape(len(t), -1)]
 
@@ -483,7 +485,8 @@ def export_pfnn(dataset_root: str, spec: DatasetSpec, out_dir: str, split: str =
             "units": {"position": "data units (metres for HumanML3D)", "velocity": "per frame", "angle": "radians"},
             "trajectory": {"offsets_frames": past.tolist(), "offsets_s": (past / fps).tolist(),
                            "next_offsets_frames": future.tolist(), "next_relative_to": "frame t+1"},
-            "gait": {"classes": list(GAIT_CLASSES) if gait else [], "speed_thresholds": list(gait_speeds)},
+            "gait": {"classes": list(GAIT_CLASSES) if gait else [], "speed_thresholds": list(gait_speeds),
+                     "speed_unit": "m/s"},
             "contacts": list(CONTACT_NAMES),
             "phase": {"file": "Phase.npy", "range": [0.0, TWO_PI],
                       "definition": "0 at left-foot contact onsets, pi at right-foot onsets, linear in between"},

@@ -20,8 +20,10 @@ and SMPL-parameter export.
     python prepare_data.py assets --dataset_name t2m
     python prepare_data.py assets --dataset_name t2m_67 --clip_path deps/ViT-B-32.pt --evaluator_dir official/t2m
 
-    # Mean.npy / Std.npy of a dataset you built yourself (every clip its split files list, or one split's)
-    python prepare_data.py stats --dataset_name MyData --data_root dataset/MyData
+    # Mean.npy / Std.npy of a dataset you built yourself (every clip its split files list, or one split's): an
+    # import (its spec.json names the layout), or 263-dim HumanML3D features in a folder of your own (as t2m)
+    python prepare_data.py stats --dataset_name MyImport --data_root dataset/MyImport
+    python prepare_data.py stats --dataset_name t2m --data_root dataset/MyData
     python prepare_data.py stats --dataset_name t2m --split train
 
     # PFNN training frames (Input/Output/Phase .npy, normalisation, layout.json) of a HumanML3D-layout dataset

@@ -396,7 +396,8 @@ def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
             where = (f"--data_root {folder} does not exist" if data_root and not os.path.isdir(folder)
                      else f"no {path}")
             raise ValueError(f"unknown dataset {name!r}: not one of {sorted(DATASETS)} and {where} "
-                             f"(datasets made by prepare_data.py write one)")
+                             f"(datasets made by prepare_data.py write one; for HumanML3D-layout features of your "
+                             f"own, 263-dim, pass --dataset_name t2m --data_root {folder})")
         try:
             with open(path) as f:
                 raw = json.load(f)

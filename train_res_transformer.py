@@ -36,7 +36,7 @@ from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.engine import EngineConfig, TrainResult, check_run_start, train
 from utils.eval_data import load_validation_evaluator
-from utils.generation_momask import MoMaskBackend
+from utils.generation_momask import RES_VALIDATION_COND_SCALE
 from utils.generator_resume import check_resume_matches, check_resumed_settings
 from utils.generator_stage import (
     dataset_captions,
@@ -90,8 +90,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # -----------------------------------------------------------------------------------------------------------------
     setup_logging(hold=True)  # the run's train.log receives what set-up logs once the folder exists
     spec = get_dataset_spec(args.dataset_name, args.data_root)
-    if args.cond_scale is None:  # MoMask's residual guidance
-        args.cond_scale = float(MoMaskBackend.sampling_options["res_cond_scale"])
+    if args.cond_scale is None:  # MoMask's trainer validates the residual transformer at guidance 2 (its
+        args.cond_scale = RES_VALIDATION_COND_SCALE  # evaluations and sampling use 5: res_cond_scale)
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
     check_run_start(run, args.is_continue)
     embedding = embedding_overrides(args)

@@ -104,7 +104,7 @@ def get_train_res_transformer_parser() -> argparse.ArgumentParser:
     group.add_argument("--code_embedding", type=str, default=None, choices=CODE_EMBEDDINGS,
                        help="learned: embedding tables trained from scratch (MoMask); codebook: the frozen RVQ "
                             "codebooks, so the input is the tokenizer's partial reconstruction (default: learned)")
-    _add_validation_args(parser, cond_scale=5.0, time_steps=False)
+    _add_validation_args(parser, cond_scale=2.0, time_steps=False)
     add_text_encoder_args(parser)
     _momask_defaults(parser)
     return parser

@@ -83,7 +83,7 @@ PRESETS: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
                          **MOMASK_TRANSFORMER_TRAIN),
                     dict(cond_drop_prob=0.1, train_mask_count="padded", **MOMASK_TRANSFORMER)),
     "momask_res": (get_train_res_transformer_parser,
-                   dict(model="MoMask-Res", cond_scale=5.0, share_weight=True, code_embedding="learned",
+                   dict(model="MoMask-Res", cond_scale=2.0, share_weight=True, code_embedding="learned",
                         **MOMASK_TRANSFORMER_TRAIN),
                    dict(cond_drop_prob=0.2, share_weight=True, code_embedding="learned", **MOMASK_TRANSFORMER)),
     "mardm_ae": (get_train_ae_parser, dict(model="AE_Model", **MARDM_AE_TRAIN),

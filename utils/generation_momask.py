@@ -48,6 +48,11 @@ def resolve_residual_run(checkpoints_dir: str, dataset_name: str | None, res_nam
     return root
 
 
+# The guidance of the residual transformer's validation during training: MoMask's trainer calls
+# evaluation_res_transformer with its default 2; its final evaluation and sampling use 5 (res_cond_scale).
+RES_VALIDATION_COND_SCALE = 2.0
+
+
 class MoMaskBackend(GeneratorBackend):
     """MoMask (``models.mask_transformer``): base-layer codes from the masked transformer, RVQ layers 1..Q-1 from the
     residual transformer when one is attached, decoded by the tokenizer. Tokens are what ``tokenizer.encode`` gives:

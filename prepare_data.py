@@ -82,10 +82,8 @@ def main_synthetic(cfg: argparse.Namespace) -> int:
     if cfg.keep_existing and built_with(cfg.out) is not None:
         mismatch = settings_mismatch(cfg.out, cfg.num_motions, cfg.seed)
         if mismatch:
-            logger.warning("%s; kept as it is (--keep_existing), so results on it are not those of %d motions. To "
-                           "build those: python prepare_data.py synthetic --out %s --num_motions %d --seed %d, and "
-                           "train again the runs trained on the data there now", mismatch, cfg.num_motions, cfg.out,
-                           cfg.num_motions, cfg.seed)
+            logger.warning("kept as it is (--keep_existing), so results on it are not those of the data asked for: "
+                           "%s", mismatch)
         print(f"synthetic: kept the finished dataset in {cfg.out}")
         return 0
     summary = generate_synthetic_dataset(cfg.out, cfg.num_motions, seed=cfg.seed, progress=tqdm)

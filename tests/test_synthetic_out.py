@@ -196,13 +196,16 @@ def test_a_finished_dataset_of_other_settings_is_kept_with_a_warning(tmp_path, c
     assert json.loads((out / SETTINGS_FILE).read_text()) == {"num_motions": 3, "seed": 0} == built_with(str(out))
     assert settings_mismatch(str(out), 3, 0) is None
     assert settings_mismatch(str(out), 4, 0) == (f"{out} holds a synthetic dataset of 3 motions (seed 0), not 4 "
-                                                 f"motions (seed 0)")
+                                                 f"motions (seed 0); to build those: python prepare_data.py "
+                                                 f"synthetic --out {out} --num_motions 4 --seed 0, and train again "
+                                                 f"the runs trained on the data there now")
     before = (out / "Mean.npy").read_bytes()
     argv = ["synthetic", "--out", str(out), "--num_motions", "4", "--seed", "0", "--keep_existing"]
     with caplog.at_level(logging.WARNING, logger="prepare_data"):
         assert prepare_data.main(prepare_data.parse_args(argv)) == 0
     assert f"kept the finished dataset in {out}" in capsys.readouterr().out
-    assert "holds a synthetic dataset of 3 motions (seed 0), not 4 motions (seed 0); kept as it is" in caplog.text
+    assert ("kept as it is (--keep_existing), so results on it are not those of the data asked for: "
+            f"{out} holds a synthetic dataset of 3 motions (seed 0), not 4 motions (seed 0)") in caplog.text
     assert (out / "Mean.npy").read_bytes() == before and len(read_split(str(out), "all")) == 3
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="prepare_data"):
@@ -216,7 +219,8 @@ def test_a_finished_dataset_of_other_settings_is_kept_with_a_warning(tmp_path, c
         args = reproduce.get_parser().parse_args(["momask_rvq", "--quick", "--checkpoints_dir", str(tmp_path / "ck"),
                                                   "--data_root", str(out)])
         recipe_plan.plan(args, get_recipe("momask_rvq"), "synthetic")
-    assert "not 400 motions (seed 0); it is used as it is" in caplog.text
+    assert "used as it is, so the results are not those of the quick recipe's data" in caplog.text
+    assert "not 400 motions (seed 0); to build those: python prepare_data.py synthetic --out" in caplog.text
     # Without the flag a finished dataset is built again, as before.
     prepare_data.main(prepare_data.parse_args(argv[:-1]))
     assert len(read_split(str(out), "all")) == 4 and built_with(str(out)) == {"num_motions": 4, "seed": 0}

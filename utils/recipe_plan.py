@@ -90,10 +90,8 @@ def plan(args: argparse.Namespace, recipe: Recipe, dataset: str) -> list[Step]:
         # A finished dataset there is kept, whatever it was built with: say so when it is not the quick one.
         mismatch = settings_mismatch(args.data_root, QUICK_MOTIONS, 0)
         if mismatch:
-            logging.getLogger("reproduce").warning(
-                "%s; it is used as it is, so the results are not those of the quick recipe's data. To build that: "
-                "python prepare_data.py synthetic --out %s --num_motions %d --seed 0, and train the runs again",
-                mismatch, args.data_root, QUICK_MOTIONS)
+            logging.getLogger("reproduce").warning("used as it is, so the results are not those of the quick "
+                                                   "recipe's data: %s", mismatch)
         steps.append(Step("data", [args.python, _script("prepare_data.py"), "synthetic", "--out", args.data_root,
                                    "--num_motions", str(QUICK_MOTIONS), "--seed", "0"],
                           os.path.join(args.data_root, "Mean.npy"), always_skip_when_done=True))

@@ -409,19 +409,22 @@ def built_with(out_dir: str) -> dict[str, Any] | None:
 
 def settings_mismatch(out_dir: str, num_motions: int, seed: int) -> str | None:
     """Why the finished dataset in ``out_dir`` is not the synthetic one ``num_motions`` and ``seed`` build (None when
-    it is, or when there is none): other settings, or no synthetic dataset at all (``check_synthetic_folder``)."""
-    if built_with(out_dir) is None:
+    it is, or when there is none): other settings, with the command that builds the one asked for, or no synthetic
+    dataset at all (``check_synthetic_folder``)."""
+    record = built_with(out_dir)
+    if record is None:
         return None
     try:
         check_synthetic_folder(out_dir, num_motions)
     except ValueError as e:
         return f"{out_dir} holds a finished dataset that is not a synthetic one ({e})"
-    record = built_with(out_dir)
-    if record is None or record == {"num_motions": num_motions, "seed": seed}:
+    if record == {"num_motions": num_motions, "seed": seed}:
         return None
     held = (f"{record.get('num_motions')} motions (seed {record.get('seed')})" if record
             else "motions of unrecorded settings (built before they were recorded)")
-    return f"{out_dir} holds a synthetic dataset of {held}, not {num_motions} motions (seed {seed})"
+    return (f"{out_dir} holds a synthetic dataset of {held}, not {num_motions} motions (seed {seed}); to build "
+            f"those: python prepare_data.py synthetic --out {out_dir} --num_motions {num_motions} --seed {seed}, and "
+            f"train again the runs trained on the data there now")
 
 
 def _is_own_entry(name: str) -> bool:

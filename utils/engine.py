@@ -58,6 +58,7 @@ from utils.checkpoint import (
     to_plain,
     unwrap_model,
 )
+from utils.checkpoint_users import register_parent, replace_checkpoint
 from utils.collectives import all_gather_objects, broadcast_object
 from utils.ema import EMA
 from utils.engine_config import EngineConfig, TrainResult
@@ -330,7 +331,7 @@ def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engin
         # One collective (outside _on_main) for the RNG states and loss windows of every process.
         gathered = _gather(accelerator, {"rng": get_rng_state(), "loss_window": window.state_dict()})
         per_process = {key: [g[key] for g in gathered] for key in ("rng", "loss_window")}
-        _on_main(accelerator, lambda: save_checkpoint(run.latest_path, {**checkpoint_state(True), **per_process}))
+        _on_main(accelerator, lambda: replace_checkpoint(run.latest_path, {**checkpoint_state(True), **per_process}))
 
     if cfg.is_continue:
         _resume(run, cfg, checkpoint_meta, net, optimizer, ema, accelerator, state, len(train_dataset), window)
@@ -345,6 +346,8 @@ def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engin
     train_log = TrainLog(run.train_log_path, state.step, enabled=is_main)
     if not cfg.is_continue:
         save_latest()  # a resumable step-0 state; also proves now that checkpoint_meta can be stored
+    # Only once a checkpoint exists (a refused start registers nothing); again on resume, for runs older than this.
+    _on_main(accelerator, lambda: register_parent(checkpoint_meta.get("parent"), run.root))
     logger.info("training %s on %s: %d processes, %s, mixed precision %s, %d steps (%d per epoch), from step %d",
                 type(net).__name__, accelerator.device, world, f"global batch {cfg.batch_size}",
                 accelerator.mixed_precision, cfg.max_iters, per_epoch, state.step)
@@ -507,7 +510,7 @@ def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Modu
     if _improved(value, state.best_value, cfg.best_mode):
         previous = state.best_value
         state.best_value, state.best_step = value, state.step
-        save_checkpoint(run.best_path(cfg.best_metric), checkpoint_state(False))
+        replace_checkpoint(run.best_path(cfg.best_metric), checkpoint_state(False))
         # One point per save of the best checkpoint: the curve's steps are the steps the best weights come from.
         tb.scalar(f"Best/{cfg.best_metric}", value, state.step)
         logger.info("%s improved %s -> %.5g: saved %s", cfg.best_metric,

@@ -20,6 +20,7 @@ import torch
 from models.length_estimator import LengthEstimator
 from models.text_encoders import CachedTextEncoder, build_text_encoder
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, official_kind, require_keys
+from utils.checkpoint_users import find_kept_copy
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,12 @@ def resolve_tokenizer_file(record: dict[str, Any], generator_path: str, override
             found = file_sha256(candidate)
             if not sha or found == sha:
                 return candidate, found
+            kept = find_kept_copy(candidate, sha)
+            if kept is not None:
+                # The tokenizer run was trained further and kept the version this generator was trained on.
+                logger.info("%s: %s has changed since the generator was trained; using the kept version %s",
+                            generator_path, candidate, kept)
+                return kept, sha
             changed.append(f"{candidate} (sha256 {found})")
     if changed:
         raise CheckpointError(f"{generator_path}: the tokenizer has changed since the generator was trained: "

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from utils.checkpoint import CheckpointError, check_matches, resumed_model_args
+from utils.checkpoint_users import find_kept_copy
 from utils.tokenizer_stage import check_training_settings, warn_validation_batches
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,14 @@ def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str
     saved_text = saved.get("text_encoder") or {}
     saved_tok = saved.get("tokenizer") or {}
     if saved_tok.get("sha256") != meta["tokenizer"]["sha256"]:
+        kept = None
+        if saved_tok.get("path") and saved_tok.get("sha256"):
+            kept = find_kept_copy(str(saved_tok["path"]), str(saved_tok["sha256"]))
+        advice = (f"resume with that version, kept as {kept} (--ae_ckpt / --vq_ckpt {kept})" if kept else
+                  "resume with the same tokenizer file")
         raise CheckpointError(f"{latest_path}: the run being resumed was trained on tokenizer {saved_tok.get('path')} "
                               f"(sha256 {str(saved_tok.get('sha256'))[:12]}...), now {meta['tokenizer']['path']} "
-                              f"(sha256 {meta['tokenizer']['sha256'][:12]}...); resume with the same tokenizer file, "
-                              f"or start a new --name")
+                              f"(sha256 {meta['tokenizer']['sha256'][:12]}...); {advice}, or start a new --name")
     # Runs recorded before tokenizers loaded their EMA weights by default were trained on the raw ones.
     trained, now = saved_tok.get("weights", "model"), meta["tokenizer"]["weights"]
     if trained != now:

@@ -91,12 +91,19 @@ def test_input_order_is_a_permutation_and_captions_need_not_be_sorted(fx):
     torch.testing.assert_close(text_perm, text_input[torch.from_numpy(perm)], rtol=1e-5, atol=1e-6)
 
 
-def test_released_layout_with_meta_folder(fx, tmp_path):
-    manifest, d = fx
-    dim_pose = manifest["constructor"]["kwargs"]["dim_pose"]
+def _released_copy(tmp_path, manifest) -> Path:
+    """The fixture's checkpoint in the released layout, ``<tmp_path>/t2m/text_mot_match/model/finest.tar``; returns
+    its folder."""
     model_dir = tmp_path / "t2m" / "text_mot_match" / "model"
     model_dir.mkdir(parents=True)
     shutil.copy(FIXTURE / manifest["checkpoint"]["file"], model_dir / "finest.tar")
+    return model_dir
+
+
+def test_released_layout_with_meta_folder(fx, tmp_path):
+    manifest, d = fx
+    dim_pose = manifest["constructor"]["kwargs"]["dim_pose"]
+    model_dir = _released_copy(tmp_path, manifest)
     with pytest.raises(FileNotFoundError, match=r"no mean\.npy \+ std\.npy \(or MARDM's eval_mean\.npy \+ "
                                                 r"eval_std\.npy\) is in any of \[.*text_mot_match/model/meta"):
         load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose))
@@ -151,6 +158,27 @@ def test_a_weight_that_is_not_a_tensor_is_named(fx, tmp_path):
     save_checkpoint(str(path), state)
     with pytest.raises(CheckpointError, match=r"finest.tar: 'movement_encoder' has no tensor 'main.0.weight'"):
         load_evaluator(str(path), "t2m")
+
+
+def test_statistics_that_are_not_numbers_are_named_by_their_file(fx, tmp_path):
+    """An array of strings under meta/mean.npy loaded, then failed converting to float naming no file."""
+    manifest, _ = fx
+    dim_pose = manifest["constructor"]["kwargs"]["dim_pose"]
+    _released_copy(tmp_path, manifest)
+    meta = tmp_path / "t2m" / "text_mot_match" / "meta"
+    meta.mkdir()
+    np.save(meta / "mean.npy", np.array(["a"] * dim_pose))
+    np.save(meta / "std.npy", np.ones(dim_pose, np.float32))
+    with pytest.raises(ValueError, match=r"meta/mean\.npy: cannot read as a \.npy array of numbers \(it holds dtype "
+                                         r"<U1\); expected evaluator statistics, a numeric \.npy array"):
+        load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose))
+    # Passed as a file or as an array, they are named too.
+    with pytest.raises(ValueError, match=r"meta/mean\.npy: cannot read as a \.npy array of numbers"):
+        load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose), mean=str(meta / "mean.npy"),
+                       std=str(meta / "std.npy"))
+    with pytest.raises(ValueError, match=r"finest\.tar: evaluator mean/std must be numbers"):
+        load_evaluator(str(tmp_path / "t2m"), _dataset_for(dim_pose), mean=np.array(["a"] * dim_pose),
+                       std=np.ones(dim_pose))
 
 
 def test_official_tokenizers_take_the_statistics_of_a_released_evaluator_only(fx, tmp_path):

@@ -201,15 +201,18 @@ def _as_array(value: np.ndarray | str | None, what: str) -> np.ndarray | None:
     if isinstance(value, (str, os.PathLike)):
         if not os.path.isfile(value):
             raise FileNotFoundError(f"evaluator {what} file not found: {value}")
-        return np.load(value, allow_pickle=False)
+        return read_npy_array(os.fspath(value), f"evaluator {what}, a numeric .npy array")
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
 
 
 def _check_stats(mean: Any, std: Any, dim_pose: int, where: str) -> tuple[np.ndarray, np.ndarray]:
-    mean = np.asarray(mean, dtype=np.float32).reshape(-1)
-    std = np.asarray(std, dtype=np.float32).reshape(-1)
+    try:
+        mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+        std = np.asarray(std, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError) as e:  # strings: numpy's message names no file
+        raise ValueError(f"{where}: evaluator mean/std must be numbers ({e})") from e
     if mean.shape != (dim_pose,) or std.shape != (dim_pose,):
         raise ValueError(f"{where}: evaluator mean/std must be ({dim_pose},) for this evaluator, got {mean.shape} "
                          f"and {std.shape}")

@@ -98,8 +98,8 @@ def _describe_index(spec: DatasetSpec, index: int) -> str:
 
 def read_npy_array(path: str, expected: str) -> np.ndarray:
     """The array of the .npy file ``path``; ValueError naming it and ``expected`` (what it should hold) when it is no
-    readable .npy array: an .npz archive or a pickle under the name, an HTML page of a failed download, an empty or
-    cut-short file."""
+    readable .npy array of real numbers: an .npz archive or a pickle under the name, an HTML page of a failed
+    download, an empty or cut-short file, an array of strings (or of complex numbers, dates, records)."""
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
@@ -108,9 +108,14 @@ def read_npy_array(path: str, expected: str) -> np.ndarray:
     if magic != b"\x93NUMPY":  # an .npz archive would load as an NpzFile, a text file as "pickled data"
         raise ValueError(f"{path}: not a .npy file (no NUMPY header); expected {expected}")
     try:
-        return np.load(path, allow_pickle=False)
+        values = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise ValueError(f"{path}: cannot read as a .npy array ({e}); expected {expected}") from e
+    # Every caller reads statistics: strings would fail later, in a float conversion that names no file.
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise ValueError(f"{path}: cannot read as a .npy array of numbers (it holds dtype {values.dtype}); expected "
+                         f"{expected}")
+    return values
 
 
 def read_stats_file(path: str, spec: DatasetSpec) -> np.ndarray:

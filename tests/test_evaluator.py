@@ -160,6 +160,26 @@ def test_a_weight_that_is_not_a_tensor_is_named(fx, tmp_path):
         load_evaluator(str(path), "t2m")
 
 
+def test_a_pos_embedding_of_another_width_than_the_pos_one_hot_is_refused(fx, tmp_path):
+    """Captions always carry 15 POS classes: a 14-wide pos_emb loaded and passed the assets check, then failed at
+    the first caption with a matmul shape error."""
+    manifest, _ = fx
+    dim_pose = manifest["constructor"]["kwargs"]["dim_pose"]
+    state = load_checkpoint(str(FIXTURE / manifest["checkpoint"]["file"]))
+    state["text_encoder"]["pos_emb.weight"] = torch.zeros(state["text_encoder"]["pos_emb.weight"].shape[0], 14)
+    path = tmp_path / "released.tar"
+    save_checkpoint(str(path), state)
+    expected = r"released\.tar: text_encoder\.pos_emb\.weight has shape \(\d+, 14\), taking 14 POS classes; expected " \
+               r"width 15"
+    with pytest.raises(CheckpointError, match=expected):
+        load_evaluator(str(path), _dataset_for(dim_pose), mean=np.zeros(dim_pose), std=np.ones(dim_pose))
+    # Our own format is read the same way.
+    ours = build_evaluator("t2m", np.zeros(263), np.ones(263), dim_word=12, dim_pos_ohot=14, sizes="tiny")
+    save_evaluator(str(tmp_path / "ours.tar"), ours)
+    with pytest.raises(CheckpointError, match=r"ours\.tar: text_encoder\.pos_emb\.weight has shape \(12, 14\)"):
+        load_evaluator(str(tmp_path / "ours.tar"), "t2m")
+
+
 def test_statistics_that_are_not_numbers_are_named_by_their_file(fx, tmp_path):
     """An array of strings under meta/mean.npy loaded, then failed converting to float naming no file."""
     manifest, _ = fx

@@ -259,6 +259,11 @@ def infer_sizes(state: dict[str, Any], path: str) -> dict[str, Any]:
     hid_mov, dim_movement_input, _ = _shape(state, "movement_encoder", "main.0.weight", 3, path)
     latent, hid_mov2, _ = _shape(state, "movement_encoder", "main.3.weight", 3, path)
     dim_word, dim_pos = _shape(state, "text_encoder", "pos_emb.weight", 2, path)
+    if dim_pos != DIM_POS_OHOT:
+        # Both vocabularies emit this many POS classes: another width loads, then fails at the first caption.
+        raise CheckpointError(f"{path}: text_encoder.pos_emb.weight has shape {(dim_word, dim_pos)}, taking "
+                              f"{dim_pos} POS classes; expected width {DIM_POS_OHOT}, the one-hot the captions are "
+                              "encoded with (utils/word_vectorizer.POS_ENUMERATOR)")
     hid_text, dim_word2 = _shape(state, "text_encoder", "input_emb.weight", 2, path)
     coemb_text, hid_text2 = _shape(state, "text_encoder", "output_net.3.weight", 2, path)
     hid_motion, latent2 = _shape(state, "motion_encoder", "input_emb.weight", 2, path)

@@ -302,13 +302,18 @@ class CLIPTextTransformer(nn.Module):
 
     @classmethod
     def from_state_dict(cls, state_dict: dict[str, torch.Tensor], heads: int | None = None) -> CLIPTextTransformer:
-        """Build with the sizes read from the state dict (heads = width // 64 as OpenAI does unless given)."""
-        width = state_dict["ln_final.weight"].shape[0]
+        """Build with the sizes read from the state dict (heads = width // 64 as OpenAI does unless given).
+
+        ValueError naming the key, its shape and the expected one when a tensor the sizes are read from has another
+        rank or width (the caller adds the file); RuntimeError from ``load_state_dict`` for the other tensors."""
+        (width,) = _checked_shape(state_dict, "ln_final.weight", ("width",))
+        vocab_size, _ = _checked_shape(state_dict, "token_embedding.weight", ("vocab_size", "width"), width=width)
+        context_length, _ = _checked_shape(state_dict, "positional_embedding", ("context_length", "width"),
+                                           width=width)
+        _, embed_dim = _checked_shape(state_dict, "text_projection", ("width", "embed_dim"), width=width)
         layers = len({k.split(".")[2] for k in state_dict if k.startswith("transformer.resblocks.")})
-        model = cls(vocab_size=state_dict["token_embedding.weight"].shape[0],
-                    context_length=state_dict["positional_embedding"].shape[0], width=width,
-                    heads=heads or max(1, width // 64), layers=layers,
-                    embed_dim=state_dict["text_projection"].shape[1])
+        model = cls(vocab_size=vocab_size, context_length=context_length, width=width,
+                    heads=heads or max(1, width // 64), layers=layers, embed_dim=embed_dim)
         model.load_state_dict(state_dict)
         return model
 
@@ -324,6 +329,20 @@ class CLIPTextTransformer(nn.Module):
         feats = self.token_features(tokens)
         pooled = feats[torch.arange(tokens.shape[0], device=tokens.device), tokens.argmax(dim=-1)]
         return pooled @ self.text_projection
+
+
+def _checked_shape(state_dict: dict[str, torch.Tensor], key: str, dims: tuple[str, ...],
+                   width: int | None = None) -> tuple[int, ...]:
+    """The shape of ``state_dict[key]``, whose axes are named ``dims``; an axis named "width" must be ``width`` when
+    given. ValueError naming the key, the shape found and the one expected otherwise."""
+    expected = "(" + ", ".join(str(width) if d == "width" and width is not None else d for d in dims) + \
+        ("," if len(dims) == 1 else "") + ")"
+    if key not in state_dict:
+        raise ValueError(f"no tensor {key!r}; expected one of shape {expected}")
+    shape = tuple(state_dict[key].shape)
+    if len(shape) != len(dims) or any(d == "width" and width is not None and n != width for d, n in zip(dims, shape)):
+        raise ValueError(f"{key} has shape {shape}; expected {expected}")
+    return shape
 
 
 def _is_torchscript(path: str) -> bool:
@@ -385,9 +404,10 @@ class CLIPTextEncoder(TextEncoder):
         if vocab_path is None:
             vocab_path = Path(weights_path).parent / CLIP_VOCAB_NAME
         self.tokenizer = CLIPTokenizer(vocab_path)
+        state_dict = load_clip_text_state_dict(weights_path)
         try:
-            self.model = CLIPTextTransformer.from_state_dict(load_clip_text_state_dict(weights_path), heads=heads)
-        except RuntimeError as e:  # load_state_dict's missing or mis-shaped keys, which name no file
+            self.model = CLIPTextTransformer.from_state_dict(state_dict, heads=heads)
+        except (RuntimeError, ValueError) as e:  # missing or mis-shaped keys, which name no file
             raise ValueError(f"{weights_path}: not the weights of a CLIP text tower: {e}") from e
         vocab_rows = self.model.token_embedding.num_embeddings
         if self.tokenizer.vocab_size != vocab_rows:

@@ -213,6 +213,23 @@ def test_weights_without_the_text_tower_are_a_value_error_naming_the_file(clip_f
         CLIPTextEncoder(tmp_path / "w.pt", vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
 
 
+@pytest.mark.parametrize("key, cut, expected", [
+    ("text_projection", lambda t: t[:, 0], rf"text_projection has shape \({WIDTH},\); expected \({WIDTH}, embed_dim\)"),
+    ("ln_final.weight", lambda t: t[0], r"ln_final\.weight has shape \(\); expected \(width,\)"),
+    ("token_embedding.weight", lambda t: t[:, :8],
+     rf"token_embedding\.weight has shape \({VOCAB}, 8\); expected \(vocab_size, {WIDTH}\)"),
+    ("positional_embedding", lambda t: t[0], rf"positional_embedding has shape \({WIDTH},\); expected "
+                                              rf"\(context_length, {WIDTH}\)"),
+])
+def test_a_tensor_of_another_shape_is_a_value_error_naming_the_file_and_key(clip_files, tmp_path, key, cut, expected):
+    """The sizes are read from these tensors' shapes: another rank escaped as a bare IndexError naming nothing."""
+    sd = fake_clip_state_dict()
+    sd[key] = cut(sd[key])
+    torch.save(sd, tmp_path / "w.pt")
+    with pytest.raises(ValueError, match=r"w\.pt: not the weights of a CLIP text tower: " + expected):
+        CLIPTextEncoder(tmp_path / "w.pt", vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
+
+
 # ----- caching --------------------------------------------------------------------------------------------------------
 class CountingEncoder(TextEncoder):
     name = "counting"

@@ -12,9 +12,11 @@ Two stages, as the released evaluator was made (Guo et al., CVPR 2022):
    gradient norm clipped to 0.5 (one optimizer over both encoders, one global clip, where the reference had one per
    encoder).
 
-Word vectors: the released GloVe files with ``--glove_dir`` (when the folder exists), else a vocabulary learned from
-the training captions (stored in the checkpoint). The evaluator normalisation is ``eval_normalization`` of the
-dataset statistics (std of root and foot-contact groups divided by the spec's feature bias) and is saved with it.
+Word vectors: the released GloVe files with ``--glove_dir`` (when the folder exists; the checkpoint records the
+folder and a digest of its vectors, and evaluation and ``--is_continue`` refuse other vectors), else a vocabulary
+learned from the training captions (stored in the checkpoint). The evaluator normalisation is ``eval_normalization``
+of the dataset statistics (std of root and foot-contact groups divided by the spec's feature bias) and is saved with
+it.
 
 Output: ``<checkpoints_dir>/<ds>/<name>/model/finest.tar`` (lowest validation loss, the released key layout plus our
 metadata; ``load_evaluator`` finds it), ``model/latest.tar`` (exact resume), ``eval/evaluator_val.json``.
@@ -49,7 +51,14 @@ from utils.engine import EngineConfig, check_run_start, train
 from utils.eval_data import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader
 from utils.eval_protocol import TOP_K, retrieval_metrics
 from utils.eval_report import write_report_json
-from utils.evaluator import EvaluatorWrapper, build_evaluator, load_evaluator, save_evaluator, save_evaluator_meta
+from utils.evaluator import (
+    EvaluatorWrapper,
+    build_evaluator,
+    check_resumed_word_vectors,
+    load_evaluator,
+    save_evaluator,
+    save_evaluator_meta,
+)
 from utils.launch_env import is_first_process, world_size
 from utils.logging_utils import setup_logging
 from utils.metrics import score_batch
@@ -112,7 +121,8 @@ def main(cfg) -> dict:
             logger.warning("--glove_dir %s does not exist; learning a vocabulary instead", cfg.glove_dir)
         dim_word = LEARNED_DIM_WORD[cfg.sizes] if cfg.dim_word is None else cfg.dim_word
         word_vectors = LearnedVocab.from_split(root, "train", dim_word=dim_word)
-    logger.info("word vectors: %s (%d words, %d dims)", word_vectors.source, len(word_vectors), word_vectors.dim_word)
+    logger.info("word vectors: %s (%d words, %d dims)", f"GloVe vectors of {cfg.glove_dir}" if isinstance(
+        word_vectors, WordVectorizer) else word_vectors.source, len(word_vectors), word_vectors.dim_word)
     train_set = Text2MotionEvalDataset(spec, "train", mean, std, word_vectors, data_root=cfg.data_root)
     windows = MotionWindowDataset(spec, "train", mean, std, window_size=cfg.pretrain_window, data_root=cfg.data_root)
     val_set = Text2MotionEvalDataset(spec, cfg.val_split, mean, std, word_vectors, data_root=cfg.data_root)
@@ -139,10 +149,12 @@ def main(cfg) -> dict:
     config = {k: v for k, v in vars(cfg).items() if v is None or isinstance(v, (bool, int, float, str, list))}
     model_args = {**sizes, "ignore_dims": list(sizes["ignore_dims"]) if sizes["ignore_dims"] else None}
     meta = {"stage": "evaluator_training", "model_name": "TextMotionEvaluator", "model_args": model_args,
-            "dataset": dataset_info, "config": config}
+            "dataset": dataset_info, "config": config, "word_vectors": ev.word_vectors_record()}
+    if continue_stage2:  # before the model arguments, which other word vectors change too, are compared
+        saved = load_checkpoint(run.latest_path)
+        check_resumed_word_vectors(run.latest_path, saved, meta["word_vectors"], cfg.glove_dir)
     check_run_start(run, continue_stage2, meta)
     if continue_stage2:
-        saved = load_checkpoint(run.latest_path)
         check_training_settings(run.latest_path, saved.get("config") or {}, config, RESUMED_SETTINGS)
         warn_objective_changes(run.latest_path, saved, config, settings=OBJECTIVE_SETTINGS)
     save_config(cfg, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
@@ -223,7 +235,8 @@ def main(cfg) -> dict:
             state = optimizers[0].state
             step = int(next(iter(state.values()))["step"]) if state else 0  # Adam counts its updates
             trained = EvaluatorWrapper(m.evaluator, ev.model_args, dataset_name=ev.dataset_name, mean=ev.mean,
-                                       std=ev.std, source=ev.source, vocab=ev.vocab, device=device)
+                                       std=ev.std, source=ev.source, vocab=ev.vocab, device=device,
+                                       glove_dir=ev.glove_dir, glove_sha256=ev.glove_sha256)
             save_evaluator(finest_path, trained, epoch=step // max(len(train_set) // cfg.batch_size, 1),
                            iteration=step, metrics=metrics, config=config)
             logger.info("val_loss %.4f at step %d: saved %s", metrics["val_loss"], step, finest_path)

@@ -205,3 +205,22 @@ def test_glove_vectors_of_another_width_than_the_evaluator_reads_are_named_bad(t
     assert str(glove / "our_vab_data.npy") in check.detail and "6" in check.detail and "8" in check.detail
     write_glove_folder(str(glove), ["sos", "eos", "unk", "walk"], np.ones((4, 8)))
     assert check_evaluator(str(tmp_path / "ev"), "synthetic", data, glove_dir=str(glove))[1].state == OK
+
+
+def test_glove_vectors_other_than_those_the_evaluator_records_are_named_bad(tmp_path):
+    """An evaluator trained here with a GloVe folder records the digest of its vectors: another folder of the same
+    width would give other scores, so the check must not call it usable."""
+    from utils.word_vectorizer import WordVectorizer
+
+    _dataset(tmp_path / "data")
+    data = str(tmp_path / "data")
+    words = ["sos", "eos", "unk", "walk", "person"]
+    for name, seed in (("glove", 0), ("other", 1)):
+        write_glove_folder(str(tmp_path / name), words, np.random.default_rng(seed).standard_normal((5, 8)))
+    stats = eval_normalization(np.zeros(263, np.float32), np.ones(263, np.float32), get_dataset_spec("synthetic", data))
+    save_evaluator(str(tmp_path / "ev" / "model" / "finest.tar"),
+                   build_evaluator("synthetic", *stats, word_vectors=WordVectorizer(str(tmp_path / "glove")),
+                                   sizes="tiny", data_root=data))
+    ev, check = check_evaluator(str(tmp_path / "ev"), "synthetic", data, glove_dir=str(tmp_path / "other"))
+    assert ev.state == OK and check.state == BAD and "word_vectors.sha256" in check.detail, check
+    assert check_evaluator(str(tmp_path / "ev"), "synthetic", data, glove_dir=str(tmp_path / "glove"))[1].state == OK

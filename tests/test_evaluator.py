@@ -11,7 +11,15 @@ import torch
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.dataset_specs import DATASETS
 from utils.evaluator import build_evaluator, length_order, load_evaluator, save_evaluator
-from utils.word_vectorizer import SOURCE_GLOVE, SOURCE_LEARNED, LearnedVocab, encode_caption
+from utils.word_vectorizer import (
+    SOURCE_GLOVE,
+    SOURCE_GLOVE_FOLDER,
+    SOURCE_LEARNED,
+    LearnedVocab,
+    WordVectorizer,
+    encode_caption,
+    write_glove_folder,
+)
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "t2m_evaluator"
 SIZE_KEYS = ("dim_word", "dim_pos_ohot", "dim_movement_enc_hidden", "dim_movement_latent", "dim_text_hidden",
@@ -279,6 +287,46 @@ def test_round_trip_glove_evaluator_small_width(tmp_path):
     assert "take --eval_dataset" not in str(info.value)
     with pytest.raises(CheckpointError, match="mean/std"):
         load_evaluator(str(path), "t2m", mean=np.zeros(dim_pose), std=np.ones(dim_pose))
+
+
+def test_glove_vectors_other_than_the_recorded_ones_are_refused(fx, tmp_path, caplog):
+    """An evaluator trained with a GloVe folder records the digest of its vectors: a folder of other vectors of the
+    same width gave other scores silently. Released evaluators and ours saved before the digest record none."""
+    words = ["sos", "eos", "unk", "walk", "person"]
+    trained_with, other = tmp_path / "glove", tmp_path / "other"
+    for folder, seed in ((trained_with, 0), (other, 1)):
+        write_glove_folder(str(folder), words, np.random.default_rng(seed).standard_normal((len(words), 12)))
+    ev = build_evaluator("t2m", np.zeros(263), np.ones(263), word_vectors=WordVectorizer(str(trained_with)),
+                         sizes="tiny")
+    assert ev.source == SOURCE_GLOVE_FOLDER and ev.glove_dir == str(trained_with)
+    path = tmp_path / "ours.tar"
+    save_evaluator(str(path), ev)
+    loaded = load_evaluator(str(path), "t2m")
+    assert loaded.source == SOURCE_GLOVE_FOLDER and loaded.glove_sha256 == ev.glove_sha256
+    assert loaded.word_vectorizer(str(trained_with)).glove_dir == str(trained_with)
+    with pytest.raises(ValueError, match=rf"ours\.tar: word_vectors\.sha256 is {ev.glove_sha256}, the digest of the "
+                                         rf"GloVe vectors of {trained_with} it was trained with, but the vectors of "
+                                         rf"{other} have [0-9a-f]{{64}}; pass the GloVe folder it was trained with"):
+        loaded.word_vectorizer(str(other))
+    raw = load_checkpoint(str(path))
+    raw["word_vectors"]["sha256"] = None
+    save_checkpoint(str(tmp_path / "torn.tar"), raw)
+    with pytest.raises(CheckpointError, match=r"torn\.tar: word_vectors\.source is 'GloVe' but word_vectors\.sha256"):
+        load_evaluator(str(tmp_path / "torn.tar"), "t2m")
+    # Saved before the digest: it loads, and any folder of its width is taken, with a note.
+    raw["word_vectors"] = {"source": SOURCE_GLOVE, "dim_word": 12, "words": None}
+    save_checkpoint(str(tmp_path / "older.tar"), raw)
+    older = load_evaluator(str(tmp_path / "older.tar"), "t2m")
+    with caplog.at_level("WARNING", logger="utils.evaluator"):
+        older.word_vectorizer(str(other))
+    assert "older.tar records no digest of the GloVe vectors" in caplog.text
+    # The released evaluators read the official GloVe, of which they record nothing.
+    manifest, _ = fx
+    write_glove_folder(str(tmp_path / "official"), words, np.ones((len(words), 300)))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="utils.evaluator"):
+        assert _load_fixture(manifest).word_vectorizer(str(tmp_path / "official")).dim_word == 300
+    assert not caplog.text
 
 
 def test_round_trip_learned_vocabulary_without_contacts(tmp_path):

@@ -15,11 +15,18 @@ from models.evaluator import TextMotionEvaluator
 from models.evaluator_training import CoEmbedding, MovementAutoencoder, contrastive_loss, draw_shift
 from options.config import parse_with_config
 from options.eval_options import get_train_evaluator_parser
-from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.evaluator import load_evaluator
 from utils.normalization import DatasetError
 from utils.run_dir import RunDirError
-from utils.word_vectorizer import SOURCE_GLOVE, SOURCE_LEARNED, LearnedVocab, write_glove_folder
+from utils.word_vectorizer import (
+    SOURCE_GLOVE_FOLDER,
+    SOURCE_LEARNED,
+    LearnedVocab,
+    WordVectorizer,
+    vectorizer_digest,
+    write_glove_folder,
+)
 
 ACTIONS = ("walk", "run", "jump", "wave")
 
@@ -160,7 +167,7 @@ def test_glove_vectors_are_used_when_the_folder_exists(data_root, tmp_path):
     ck = tmp_path / "checkpoints"
     run_script(data_root, ck, "--max_iters", "3", "--pretrain_iters", "0", "--glove_dir", str(glove))
     state = load_checkpoint(str(ck / "synthetic" / "text_mot_match" / "model" / "finest.tar"))
-    assert state["word_vectors"]["source"] == SOURCE_GLOVE and state["model_args"]["dim_word"] == 12
+    assert state["word_vectors"]["source"] == SOURCE_GLOVE_FOLDER and state["model_args"]["dim_word"] == 12
     assert state["model_args"]["vocab_size"] is None
     # --dim_word is a learned embedding's width: one that contradicts the GloVe vectors' is refused, naming both.
     with pytest.raises(ValueError, match=rf"--dim_word is 16, but the GloVe vectors in {re.escape(str(glove))} are 12 "
@@ -168,6 +175,45 @@ def test_glove_vectors_are_used_when_the_folder_exists(data_root, tmp_path):
         run_script(data_root, tmp_path / "other", "--max_iters", "3", "--pretrain_iters", "0", "--glove_dir",
                    str(glove), "--dim_word", "16")
     assert not list((tmp_path / "other").rglob("*.tar"))
+
+
+def test_the_glove_vectors_are_recorded_and_others_refused_at_evaluation_and_resume(data_root, tmp_path):
+    """The checkpoint kept only {'source': 'official GloVe'}: vectors of another folder of the same width were
+    accepted silently by evaluation and by --is_continue, and a resume without --glove_dir was refused only for its
+    dim_word."""
+    words = LearnedVocab.from_split(str(data_root), "train").words
+    glove, same, other = (tmp_path / name for name in ("glove", "same", "other"))
+    for folder, seed in ((glove, 0), (same, 0), (other, 1)):
+        write_glove_folder(str(folder), words, np.random.default_rng(seed).standard_normal((len(words), 12)))
+    ck = tmp_path / "checkpoints"
+    run_script(data_root, ck, "--max_iters", "3", "--pretrain_iters", "0", "--glove_dir", str(glove))
+    run = ck / "synthetic" / "text_mot_match" / "model"
+    digest, other_digest = (vectorizer_digest(WordVectorizer(str(f))) for f in (glove, other))
+    for name in ("finest.tar", "latest.tar"):
+        record = load_checkpoint(str(run / name))["word_vectors"]
+        assert record["source"] == "GloVe" and record["glove_dir"] == str(glove) and record["sha256"] == digest
+    ev = load_evaluator(str(ck / "synthetic"), "synthetic", data_root=str(data_root))
+    assert ev.word_vectorizer(str(same)).dim_word == 12  # the same vectors in another folder
+    with pytest.raises(ValueError, match=rf"finest\.tar: word_vectors\.sha256 is {digest}, the digest of the GloVe "
+                                         rf"vectors of {re.escape(str(glove))} it was trained with, but the vectors of "
+                                         rf"{re.escape(str(other))} have {other_digest}"):
+        ev.word_vectorizer(str(other))
+    with pytest.raises(CheckpointError, match=rf"trained with the GloVe vectors of {re.escape(str(glove))} "
+                                              rf"\(word_vectors\.sha256 {digest}\), but those of --glove_dir "
+                                              rf"{re.escape(str(other))} differ \({other_digest}\)"):
+        run_script(data_root, ck, "--max_iters", "4", "--is_continue", "--glove_dir", str(other))
+    missing = rf"trained with the GloVe vectors of {re.escape(str(glove))}, but no --glove_dir is given, .*add " \
+              rf"--glove_dir {re.escape(str(glove))}"
+    with pytest.raises(CheckpointError, match=missing):
+        run_script(data_root, ck, "--max_iters", "4", "--is_continue")
+    # A run saved before the record is taken as GloVe by its model arguments: the missing flag is still named.
+    latest = load_checkpoint(str(run / "latest.tar"))
+    del latest["word_vectors"]
+    save_checkpoint(str(run / "latest.tar"), latest)
+    with pytest.raises(CheckpointError, match=missing):
+        run_script(data_root, ck, "--max_iters", "4", "--is_continue")
+    run_script(data_root, ck, "--max_iters", "4", "--is_continue", "--glove_dir", str(same))
+    assert load_checkpoint(str(run / "latest.tar"))["word_vectors"]["sha256"] == digest
 
 
 @pytest.mark.parametrize("val_count", [1, 2])

@@ -134,7 +134,13 @@ def check_evaluator(evaluator_dir: str, dataset_name: str, data_root: str | None
         return [AssetCheck(asset, path, BAD, f"does not load: {e}")]
     checks = [AssetCheck(asset, path, OK, f"{evaluator.source}, epoch {evaluator.epoch}")]
     if evaluator.vocab is None:  # the released evaluators read GloVe; ours may carry their own vocabulary
-        checks.append(check_glove(glove_dir or project_path("glove"), dim_word=evaluator.dim_word))
+        glove = check_glove(glove_dir or project_path("glove"), dim_word=evaluator.dim_word)
+        if glove.state == OK and evaluator.glove_sha256 is not None:  # ours record which vectors they read
+            try:
+                evaluator.word_vectorizer(glove.path)
+            except ValueError as e:
+                glove = replace(glove, state=BAD, detail=str(e))
+        checks.append(glove)
     return checks
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import os
 import pickle
 import re
@@ -296,6 +297,21 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict at the top level, got {type(state).__name__}")
     return state
+
+
+def digest(*parts: Any) -> Any:
+    """A sha256 object fed with each part (arrays by dtype, shape and bytes; others as sorted JSON)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(str((part.dtype.str, part.shape)).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, bytes):
+            h.update(part)
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"|")
+    return h
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:

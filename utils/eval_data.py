@@ -6,21 +6,20 @@ protocol over it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any
 
-import numpy as np
 import torch
 
 from utils.batching import EpochBatchSampler, epoch_batches
+from utils.checkpoint import digest
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.datasets import EvalBatch, Text2MotionEvalDataset, collate_eval
 from utils.evaluator import EvaluatorWrapper
 from utils.paths import folder_flags
+from utils.word_vectorizer import vectorizer_digest
 
 logger = logging.getLogger(__name__)
 
@@ -32,34 +31,6 @@ REFERENCE_MIN_LENGTH = 20  # Text2MotionDatasetV2 calls reset_max_len(20): short
 # ---------------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------------
-
-def digest(*parts: Any) -> Any:
-    """A sha256 object fed with each part (arrays by dtype, shape and bytes; others as sorted JSON)."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            h.update(str((part.dtype.str, part.shape)).encode())
-            h.update(np.ascontiguousarray(part).tobytes())
-        elif isinstance(part, bytes):
-            h.update(part)
-        else:
-            h.update(json.dumps(part, sort_keys=True, default=str).encode())
-        h.update(b"|")
-    return h
-
-
-def _vectorizer_digest(word_vectorizer: Any) -> str:
-    """What the word vectors contribute to the GT text embeddings: the words and their vectors (or ids)."""
-    words = getattr(word_vectorizer, "words", None)
-    h = digest(type(word_vectorizer).__name__, getattr(word_vectorizer, "source", None))
-    if words is None:
-        return h.hexdigest()
-    h.update(json.dumps(list(words)).encode())
-    if not getattr(word_vectorizer, "returns_ids", False):
-        vectors = np.stack([np.asarray(word_vectorizer[f"{w}/OTHER"][0], dtype=np.float32) for w in words])
-        h.update(vectors.tobytes())
-    return h.hexdigest()
-
 
 class EvalSplitTooSmall(ValueError):
     """An evaluation split with fewer samples than one protocol batch: R-precision cannot rank among
@@ -125,7 +96,7 @@ class EvalLoader:
             samples = ds.samples
             h = digest(PROTOCOL_VERSION, spec, ds.split, os.path.basename(ds.index.folder), self.batch_size,
                      ds.max_text_len, ds.unit_length, ds.max_motion_length, ds.pointer, ds.mean, ds.std,
-                     samples.rows, samples.starts, samples.stops, _vectorizer_digest(ds.word_vectorizer))
+                     samples.rows, samples.starts, samples.stops, vectorizer_digest(ds.word_vectorizer))
             for captions in samples.captions:
                 h.update(json.dumps([list(c) for c in captions]).encode())
             self._fingerprint = h.hexdigest()

@@ -7,8 +7,9 @@ Two checkpoint kinds load through ``load_evaluator``:
   the evaluator statistics come from ``meta/mean.npy`` and ``meta/std.npy`` in the released layout or from the
   ``mean``/``std`` arguments;
 - our own evaluators (``save_evaluator``): the same three keys plus ``epoch``/``iter`` (so the released loaders
-  read them too) and the metadata that makes them self-contained: constructor arguments, word-vector source and,
-  for a learned vocabulary, its word list, dataset name and evaluator mean/std.
+  read them too) and the metadata that makes them self-contained: constructor arguments, word-vector source (for
+  GloVe, the folder and the digest of the vectors, so that evaluation refuses other ones; for a learned vocabulary,
+  its word list), dataset name and evaluator mean/std.
 
 Layer widths are always read from the weight shapes (the released evaluator is 512/1024 wide; any other width loads
 the same way), so no size flags exist.
@@ -38,9 +39,11 @@ from utils.normalization import read_npy_array
 from utils.word_vectorizer import (
     DIM_POS_OHOT,
     SOURCE_GLOVE,
+    SOURCE_GLOVE_FOLDER,
     SOURCE_LEARNED,
     LearnedVocab,
     WordVectorizer,
+    vectorizer_digest,
 )
 
 logger = logging.getLogger(__name__)
@@ -70,25 +73,32 @@ class EvaluatorWrapper:
     """A loaded or freshly built evaluator with its normalisation and word-vector source.
 
     Attributes: ``model`` (``TextMotionEvaluator``), ``mean``/``std`` (dim_pose,) float32 evaluator statistics,
-    ``source`` ("official GloVe" or "learned vocabulary"), ``vocab`` (the ``LearnedVocab`` or None),
-    ``dataset_name``, ``model_args`` (constructor keywords), ``device``, ``path`` and ``epoch`` when loaded, and
-    ``released``: a file of the released layout (Guo et al.'s, MARDM's), not one ``train_evaluator.py`` wrote.
+    ``source`` (``SOURCE_GLOVE``: the official GloVe vectors, unrecorded; ``SOURCE_GLOVE_FOLDER``: the GloVe vectors
+    of ``glove_dir`` whose ``vectorizer_digest`` is ``glove_sha256``; ``SOURCE_LEARNED``), ``vocab`` (the
+    ``LearnedVocab`` or None), ``dataset_name``, ``model_args`` (constructor keywords), ``device``, ``path`` and
+    ``epoch`` when loaded, and ``released``: a file of the released layout (Guo et al.'s, MARDM's), not one
+    ``train_evaluator.py`` wrote.
     """
 
     def __init__(self, model: TextMotionEvaluator, model_args: dict[str, Any], *, dataset_name: str,
                  mean: np.ndarray, std: np.ndarray, source: str, vocab: LearnedVocab | None = None,
                  device: str | torch.device = "cpu", path: str | None = None, epoch: int | None = None,
-                 released: bool = False) -> None:
-        if source not in (SOURCE_GLOVE, SOURCE_LEARNED):
-            raise ValueError(f"word-vector source must be {SOURCE_GLOVE!r} or {SOURCE_LEARNED!r}, got {source!r}")
+                 released: bool = False, glove_dir: str | None = None, glove_sha256: str | None = None) -> None:
+        sources = (SOURCE_GLOVE, SOURCE_GLOVE_FOLDER, SOURCE_LEARNED)
+        if source not in sources:
+            raise ValueError(f"word-vector source must be one of {sources}, got {source!r}")
         if (source == SOURCE_LEARNED) != (vocab is not None):
             raise ValueError("a learned-vocabulary evaluator needs its LearnedVocab, a GloVe one takes none")
+        if (source == SOURCE_GLOVE_FOLDER) != (glove_sha256 is not None):
+            raise ValueError(f"the digest of the GloVe vectors goes with source {SOURCE_GLOVE_FOLDER!r} only")
         self.model = model
         self.model_args = dict(model_args)
         self.dataset_name = dataset_name
         self.mean, self.std = _check_stats(mean, std, model.dim_pose, path or "evaluator statistics")
         self.source = source
         self.vocab = vocab
+        self.glove_dir = glove_dir
+        self.glove_sha256 = glove_sha256
         self.path = path
         self.epoch = epoch
         self.released = released
@@ -122,17 +132,38 @@ class EvaluatorWrapper:
             return (motion - mean) / std
         return (np.asarray(motion) - self.mean) / self.std
 
+    def word_vectors_record(self) -> dict[str, Any]:
+        """What a checkpoint records of the word vectors (plain values; the learned word list apart)."""
+        return {"source": self.source, "dim_word": self.dim_word, "glove_dir": self.glove_dir,
+                "sha256": self.glove_sha256}
+
     def word_vectorizer(self, glove_dir: str | None = None) -> WordVectorizer | LearnedVocab:
-        """The vocabulary that turns ``word/POS`` tokens into this evaluator's text input."""
+        """The vocabulary that turns ``word/POS`` tokens into this evaluator's text input.
+
+        An evaluator that records the digest of its GloVe vectors refuses a folder of other vectors: its scores
+        would be another evaluator's. The released ones record none, and neither do ours saved before the digest;
+        their folder is taken as it is."""
         if self.vocab is not None:
             return self.vocab
+        which = (f"the GloVe vectors of {self.glove_dir}" if self.source == SOURCE_GLOVE_FOLDER
+                 else "the official GloVe vectors")
         if glove_dir is None:
-            raise ValueError("this evaluator uses the official GloVe vectors: pass glove_dir, the folder holding "
-                             "our_vab_data.npy, our_vab_words.pkl and our_vab_idx.pkl")
+            raise ValueError(f"this evaluator uses {which}: pass glove_dir, the folder holding our_vab_data.npy, "
+                             "our_vab_words.pkl and our_vab_idx.pkl")
         wv = WordVectorizer(glove_dir)
         if wv.dim_word != self.dim_word:
             raise ValueError(f"{glove_dir}: GloVe vectors are {wv.dim_word}-dim but the evaluator's text encoder "
                              f"expects {self.dim_word}")
+        if self.glove_sha256 is not None:
+            found = vectorizer_digest(wv)
+            if found != self.glove_sha256:
+                raise ValueError(f"{self.path or 'evaluator'}: word_vectors.sha256 is {self.glove_sha256}, the "
+                                 f"digest of {which} it was trained with, but the vectors of {glove_dir} have "
+                                 f"{found}; pass the GloVe folder it was trained with (with other vectors its "
+                                 "scores are not its own)")
+        elif self.path is not None and not self.released:
+            logger.warning("%s records no digest of the GloVe vectors it was trained with (saved before evaluators "
+                           "recorded it): %s is used unchecked", self.path, glove_dir)
         return wv
 
     @contextmanager
@@ -424,14 +455,20 @@ def _load_own(state: dict[str, Any], sizes: dict[str, Any], path: str, dataset_n
             raise CheckpointError(f"{path}: learned-vocabulary evaluator without its word list")
         vocab = LearnedVocab(words["words"], dim_word=model_args["dim_word"])
         check_matches(path, "vocabulary size", len(vocab), model_args.get("vocab_size"))
-    elif source != SOURCE_GLOVE:
-        raise CheckpointError(f"{path}: word_vectors.source is {source!r}; expected {SOURCE_GLOVE!r} or "
-                              f"{SOURCE_LEARNED!r}")
+    elif source == SOURCE_GLOVE_FOLDER:
+        if not isinstance(words.get("sha256"), str):
+            raise CheckpointError(f"{path}: word_vectors.source is {source!r} but word_vectors.sha256, the digest "
+                                  f"of those vectors, is {words.get('sha256')!r}")
+    elif source != SOURCE_GLOVE:  # an evaluator saved before the digest: official GloVe was all it could say
+        raise CheckpointError(f"{path}: word_vectors.source is {source!r}; expected one of "
+                              f"{(SOURCE_GLOVE_FOLDER, SOURCE_LEARNED, SOURCE_GLOVE)}")
     model = _model_from_state(state, model_args, path)
     epoch = state.get("epoch")
+    glove_record = {"glove_dir": words.get("glove_dir"), "glove_sha256": words.get("sha256")} \
+        if source == SOURCE_GLOVE_FOLDER else {}
     return EvaluatorWrapper(model, model_args, dataset_name=dataset_name, mean=ck_mean, std=ck_std, source=source,
                             vocab=vocab, device=device, path=path,
-                            epoch=int(epoch) if isinstance(epoch, int) else None)
+                            epoch=int(epoch) if isinstance(epoch, int) else None, **glove_record)
 
 
 def build_evaluator(dataset_name: str, mean: np.ndarray, std: np.ndarray, *,
@@ -441,9 +478,10 @@ def build_evaluator(dataset_name: str, mean: np.ndarray, std: np.ndarray, *,
     """A freshly initialised evaluator for ``dataset_name`` (to be trained).
 
     ``sizes`` is a name in ``EVALUATOR_SIZES`` or a dict of the five widths. ``word_vectors`` fixes the text input:
-    a ``LearnedVocab`` adds a learned embedding of its size and width; a ``WordVectorizer`` (or None, with
-    ``dim_word``) means GloVe vectors. ``mean``/``std`` (dim_pose,) are the evaluator statistics it is trained
-    with; they are saved with it. The model comes back in eval mode: call ``ev.model.train()`` before training.
+    a ``LearnedVocab`` adds a learned embedding of its size and width; a ``WordVectorizer`` means its GloVe vectors,
+    recorded by folder and digest; None (with ``dim_word``) means the official GloVe vectors, unrecorded.
+    ``mean``/``std`` (dim_pose,) are the evaluator statistics it is trained with; they are saved with it. The model
+    comes back in eval mode: call ``ev.model.train()`` before training.
     """
     spec = get_dataset_spec(dataset_name, data_root)
     if isinstance(sizes, str):
@@ -460,9 +498,13 @@ def build_evaluator(dataset_name: str, mean: np.ndarray, std: np.ndarray, *,
                       dim_pos_ohot=dim_pos_ohot, **{**EVALUATOR_SIZES["official"], **sizes},
                       unit_length=unit_length, vocab_size=len(vocab) if vocab is not None else None)
     model = TextMotionEvaluator(**model_args)
+    source, glove_record = (SOURCE_LEARNED if vocab else SOURCE_GLOVE), {}
+    if isinstance(word_vectors, WordVectorizer):
+        source = SOURCE_GLOVE_FOLDER
+        glove_record = {"glove_dir": os.path.abspath(word_vectors.glove_dir),
+                        "glove_sha256": vectorizer_digest(word_vectors)}
     return EvaluatorWrapper(model, model_args, dataset_name=dataset_name, mean=_as_array(mean, "mean"),
-                            std=_as_array(std, "std"), source=SOURCE_LEARNED if vocab else SOURCE_GLOVE,
-                            vocab=vocab, device=device)
+                            std=_as_array(std, "std"), source=source, vocab=vocab, device=device, **glove_record)
 
 
 def save_evaluator(path: str, wrapper: EvaluatorWrapper, *, epoch: int = 0, iteration: int = 0,
@@ -480,7 +522,7 @@ def save_evaluator(path: str, wrapper: EvaluatorWrapper, *, epoch: int = 0, iter
         model_args["ignore_dims"] = list(model_args["ignore_dims"])
     state.update(
         epoch=int(epoch), iter=int(iteration), stage=STAGE, model_name=MODEL_NAME, model_args=model_args,
-        word_vectors={"source": wrapper.source, "dim_word": wrapper.dim_word,
+        word_vectors={**wrapper.word_vectors_record(),
                       "words": list(wrapper.vocab.words) if wrapper.vocab is not None else None},
         dataset={"name": wrapper.dataset_name, "mean": torch.from_numpy(wrapper.mean.copy()),
                  "std": torch.from_numpy(wrapper.std.copy())},
@@ -490,6 +532,36 @@ def save_evaluator(path: str, wrapper: EvaluatorWrapper, *, epoch: int = 0, iter
         raise ValueError(f"extra checkpoint entries {clash} would overwrite evaluator fields")
     state.update(extra or {})
     save_checkpoint(path, state)
+
+
+def check_resumed_word_vectors(latest_path: str, saved: dict[str, Any], record: dict[str, Any],
+                               glove_dir: str | None) -> None:
+    """Refuse to resume the co-embedding run of ``latest_path`` (its checkpoint ``saved``) with other word vectors
+    than it trained with (``record``: ``EvaluatorWrapper.word_vectors_record`` now, ``glove_dir`` the flag): GloVe
+    vectors of another digest, a learned vocabulary where it read GloVe (no ``--glove_dir``), or the reverse."""
+    was = saved.get("word_vectors")
+    if not isinstance(was, dict):  # a run saved before the record: GloVe unless it learned a vocabulary
+        learned = (saved.get("model_args") or {}).get("vocab_size") is not None
+        was = {"source": SOURCE_LEARNED if learned else SOURCE_GLOVE,
+               "glove_dir": (saved.get("config") or {}).get("glove_dir"), "sha256": None}
+    keep = f"add --glove_dir {was.get('glove_dir')} to the command, or start a new --name"
+    if was.get("source") != SOURCE_LEARNED and record["source"] == SOURCE_LEARNED:
+        given = f"--glove_dir {glove_dir} does not exist" if glove_dir else "no --glove_dir is given"
+        raise CheckpointError(f"{latest_path}: the run being resumed was trained with the GloVe vectors of "
+                              f"{was.get('glove_dir')}, but {given}, which would learn a vocabulary instead; {keep}")
+    if was.get("source") == SOURCE_LEARNED and record["source"] != SOURCE_LEARNED:
+        raise CheckpointError(f"{latest_path}: the run being resumed learned its vocabulary from the training "
+                              f"captions, but --glove_dir {glove_dir} gives GloVe vectors; leave --glove_dir out, "
+                              "or start a new --name")
+    if record["source"] == SOURCE_LEARNED:
+        return
+    if not was.get("sha256"):
+        logger.warning("%s records no digest of the GloVe vectors it was trained with (saved before runs recorded "
+                       "it): the vectors of %s are used unchecked", latest_path, glove_dir)
+    elif was["sha256"] != record["sha256"]:
+        raise CheckpointError(f"{latest_path}: the run being resumed was trained with the GloVe vectors of "
+                              f"{was.get('glove_dir')} (word_vectors.sha256 {was['sha256']}), but those of "
+                              f"--glove_dir {glove_dir} differ ({record['sha256']}); {keep}")
 
 
 def save_evaluator_meta(run_dir: str, mean: np.ndarray, std: np.ndarray) -> str:

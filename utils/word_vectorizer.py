@@ -18,6 +18,7 @@ other class is refused rather than executed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -27,6 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from utils.checkpoint import digest
 from utils.motion_files import read_split, read_texts
 
 logger = logging.getLogger(__name__)
@@ -58,7 +60,11 @@ SOS, EOS, UNK = "sos", "eos", "unk"
 SPECIAL_WORDS = (SOS, EOS, UNK)  # rows 0, 1, 2 of the released vocabulary
 MAX_TEXT_LEN = 20  # tokens kept per caption before sos/eos are added (reference max_text_len)
 GLOVE_PREFIX = "our_vab"
+# The word-vector sources an evaluator records. A released evaluator reads the official GloVe vectors and records
+# nothing of them; one trained here with --glove_dir records "GloVe" with the folder and the digest of its vectors
+# (vectorizer_digest), whatever folder it was: only those vectors reproduce its scores.
 SOURCE_GLOVE = "official GloVe"
+SOURCE_GLOVE_FOLDER = "GloVe"
 SOURCE_LEARNED = "learned vocabulary"
 
 
@@ -297,6 +303,25 @@ def encode_caption(wv: WordVectorizer | LearnedVocab, tokens: Sequence[str],
     kept += [f"{UNK}/OTHER"] * (max_text_len + 2 - sent_len)
     words, poses = zip(*(wv[t] for t in kept))
     return CaptionEncoding(np.stack(words), np.stack(poses), sent_len)
+
+
+def vectorizer_digest(word_vectorizer: Any) -> str:
+    """SHA-256 of what word vectors contribute to an evaluator's text input: the words and their vectors (or ids).
+
+    It keys the GT embedding cache, and an evaluator trained with a GloVe folder records it to recognise the same
+    vectors in another folder."""
+    words = getattr(word_vectorizer, "words", None)
+    h = digest(type(word_vectorizer).__name__, getattr(word_vectorizer, "source", None))
+    if words is None:
+        return h.hexdigest()
+    h.update(json.dumps(list(words)).encode())
+    if isinstance(word_vectorizer, WordVectorizer):  # the same rows as below, without 400k lookups of tokens
+        rows = np.array([word_vectorizer.word2idx[w] for w in words], dtype=np.int64)
+        h.update(np.ascontiguousarray(word_vectorizer._vectors[rows]).tobytes())
+    elif not getattr(word_vectorizer, "returns_ids", False):
+        vectors = np.stack([np.asarray(word_vectorizer[f"{w}/OTHER"][0], dtype=np.float32) for w in words])
+        h.update(vectors.tobytes())
+    return h.hexdigest()
 
 
 def write_glove_folder(folder: str, words: Sequence[str], vectors: np.ndarray, prefix: str = GLOVE_PREFIX) -> None:

@@ -13,6 +13,8 @@ Public tensors are ``(B, T, D)`` for motion and ``(B, N, C)`` for latents; the c
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor, nn
 
@@ -116,7 +118,16 @@ class Resnet1D(nn.Module):
         return self.model(x)
 
 
-def _check_conv_args(down_t: int, stride_t: int, depth: int, kernel_size: int) -> None:
+def check_dilation_growth_rate(rate: int) -> None:
+    """ValueError unless ``rate`` >= 1: the residual blocks' dilations are its powers (``rate**d``), and a dilation
+    of 0 or below makes the convolution fail only at the first forward pass."""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or rate < 1:
+        raise ValueError(f"dilation_growth_rate must be a whole number >= 1 (the residual dilations are its powers, "
+                         f"rate**d), got {rate!r}")
+
+
+def _check_conv_args(down_t: int, stride_t: int, depth: int, kernel_size: int, dilation_growth_rate: int) -> None:
+    check_dilation_growth_rate(dilation_growth_rate)
     if down_t < 0 or stride_t < 1 or depth < 1:
         raise ValueError(f"need down_t >= 0, stride_t >= 1, depth >= 1; got down_t={down_t}, stride_t={stride_t}, "
                          f"depth={depth}")
@@ -138,7 +149,7 @@ class Encoder(nn.Module):
                  width: int = 512, depth: int = 3, dilation_growth_rate: int = 3, activation: str = "relu",
                  norm: str | None = None, dropout: float = 0.0, kernel_size: int = 3) -> None:
         super().__init__()
-        _check_conv_args(down_t, stride_t, depth, kernel_size)
+        _check_conv_args(down_t, stride_t, depth, kernel_size, dilation_growth_rate)
         pad = (kernel_size - 1) // 2
         blocks: list[nn.Module] = [nn.Conv1d(input_emb_width, width, kernel_size, 1, pad), nn.ReLU()]
         for _ in range(down_t):
@@ -166,7 +177,7 @@ class Decoder(nn.Module):
                  width: int = 512, depth: int = 3, dilation_growth_rate: int = 3, activation: str = "relu",
                  norm: str | None = None, dropout: float = 0.0, kernel_size: int = 3) -> None:
         super().__init__()
-        _check_conv_args(down_t, stride_t, depth, kernel_size)
+        _check_conv_args(down_t, stride_t, depth, kernel_size, dilation_growth_rate)
         pad = (kernel_size - 1) // 2
         blocks: list[nn.Module] = [nn.Conv1d(output_emb_width, width, kernel_size, 1, pad), nn.ReLU()]
         for _ in range(down_t):

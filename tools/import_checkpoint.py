@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from models.encdec import ACTIVATIONS  # noqa: E402
 from models.loader import load_tokenizer  # noqa: E402
 from models.tokenizers import QUANTIZER_TYPES, TOKENIZERS  # noqa: E402
-from options.config import save_config  # noqa: E402
+from options.config import positive_int, save_config  # noqa: E402
 from utils.checkpoint import CheckpointError, file_sha256, save_checkpoint  # noqa: E402
 from utils.cli import run_script  # noqa: E402
 from utils.dataset_specs import get_dataset_spec  # noqa: E402
@@ -185,7 +185,7 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--levels", type=int_list, default=None, help="FSQ levels, e.g. 8,8,8,5,5,5")
     g.add_argument("--quantizer_type", default=None, choices=QUANTIZER_TYPES, help="T2M-GPT quantizer (ema_reset)")
     g.add_argument("--mu", type=float, default=None, help="EMA decay of the codebook (0.99)")
-    g.add_argument("--dilation_growth_rate", type=int, default=None, help="residual dilation growth (3)")
+    g.add_argument("--dilation_growth_rate", type=positive_int, default=None, help="residual dilation growth (3)")
     g.add_argument("--activation", default=None, choices=ACTIVATIONS, help="residual block activation (relu)")
     g.add_argument("--norm", default=None, choices=("LN", "GN"), help="LN or GN when the blocks have norm weights")
     g.add_argument("--patch_size", type=int, default=None, help="MotionMillion patcher size (only 1 is supported)")

@@ -46,6 +46,7 @@ OFFICIAL_TOP_KEYS = {
 }
 LAYOUT_NAMES = {"VQVAE": "a VQ-VAE", "RVQVAE": "a residual VQ-VAE", "FSQ_MotionMillion": "an FSQ tokenizer",
                 "AE_Model": "a continuous autoencoder (no quantizer weights)"}
+_CODEBOOK = "a codebook (codes, code dim)"
 SOURCE_FORMATS = {"VQVAE": "t2m-gpt", "RVQVAE": "momask", "FSQ_MotionMillion": "motionmillion", "AE_Model": "mardm"}
 
 
@@ -182,6 +183,17 @@ def _drop_patchers(state_dict: dict[str, Tensor], patch_size: int, path: str) ->
     return out
 
 
+def _check_weight(sd: dict[str, Tensor], key: str, ndim: int, expected: str, path: str) -> Tensor:
+    """``sd[key]`` when it is a tensor of ``ndim`` dims; else a CheckpointError naming the file, the key and what
+    was ``expected``, rather than an AttributeError, IndexError or TypeError from reading its shape."""
+    value = sd[key]
+    if not isinstance(value, torch.Tensor) or value.ndim != ndim:
+        what = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise CheckpointError(f"{path}: {key} is {what}; expected {expected}: the file is damaged or of another "
+                              f"model")
+    return value
+
+
 def _infer_conv_args(sd: dict[str, Tensor], norm_kwarg: str | None, path: str) -> dict[str, Any]:
     """Backbone sizes from the weight shapes."""
     if "encoder.model.0.weight" not in sd:
@@ -213,11 +225,7 @@ def _infer_conv_args(sd: dict[str, Tensor], norm_kwarg: str | None, path: str) -
                               f"{down_t} down-sampling blocks found, then the output conv); the file is incomplete or "
                               f"of another model")
     for key in ("encoder.model.0.weight", *(["encoder.model.2.0.weight"] if down_t else []), out_conv):
-        value = sd[key]
-        if not isinstance(value, torch.Tensor) or value.ndim != 3:
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise CheckpointError(f"{path}: {key} is {shape}; expected a Conv1d weight (out channels, in channels, "
-                                  f"kernel): the file is damaged or of another model")
+        _check_weight(sd, key, 3, "a Conv1d weight (out channels, in channels, kernel)", path)
     return dict(
         input_width=int(stem.shape[1]),
         width=int(stem.shape[0]),
@@ -270,7 +278,8 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
         raise CheckpointError(f"{path}: the {top_key!r} entry ({writer}) holds {holds}, but these weights are "
                               f"{LAYOUT_NAMES[name]}{hint}; top-level keys are {sorted(state)}")
     if name == "FSQ_MotionMillion":
-        fsq_dims = int(sd["quantizer.project_in.weight"].shape[0]) if "quantizer.project_in.weight" in sd else None
+        fsq_dims = (int(_check_weight(sd, "quantizer.project_in.weight", 2, "a Linear weight (FSQ dims, code dim)",
+                                      path).shape[0]) if "quantizer.project_in.weight" in sd else None)
         levels = kwargs.pop("levels", None)
         if levels is None:
             if fsq_dims != 6:
@@ -283,7 +292,7 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
     elif name == "RVQVAE":
         codebooks = []
         while f"quantizer.layers.{len(codebooks)}.codebook" in sd:
-            codebooks.append(sd[f"quantizer.layers.{len(codebooks)}.codebook"])
+            codebooks.append(_check_weight(sd, f"quantizer.layers.{len(codebooks)}.codebook", 2, _CODEBOOK, path))
         # MoMask's shared codebook is one module listed Q times, saved as Q equal copies. Trained separate EMA
         # codebooks are never bit-equal, so equality means shared; shared_codebook=False overrides it. A shared
         # module holds one codebook, so asking for one where they differ would silently keep only the last.
@@ -295,7 +304,7 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
                         shared_codebook=kwargs.pop("shared_codebook", shared), dropout=0.2)
     elif name == "VQVAE":
         orig = "quantizer.embedding.weight" in sd
-        codebook = sd["quantizer.embedding.weight" if orig else "quantizer.codebook"]
+        codebook = _check_weight(sd, "quantizer.embedding.weight" if orig else "quantizer.codebook", 2, _CODEBOOK, path)
         if orig:
             kwargs.setdefault("quantizer_type", "orig")
         elif kwargs.get("quantizer_type") == "orig":

@@ -14,13 +14,13 @@ file, and so the statistics convention its tokenizer was trained with.
 For official files the sizes (input dim, width, code dim, codebook size, number of quantizers, down_t, stride_t,
 depth, kernel size, normalisation) are read from the weight shapes; what shapes cannot tell (dilation growth rate,
 activation, mu, FSQ levels other than MotionMillion's, LN vs GN) comes from ``**model_kwargs``, else from MoMask's
-``opt.txt`` next to a MoMask file, else the references' defaults. File access goes through ``utils.checkpoint``.
+``opt.txt`` next to a MoMask file, else the references' defaults; ``**model_kwargs`` must agree with the opt.txt, and
+the sizes it records with the weights (``models.momask_opt``). File access goes through ``utils.checkpoint``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from models.encdec import normalize_norm_name
+from models.momask_opt import RunOptions, find_run_options, momask_settings
 from models.tokenizers import TOKENIZERS, ConvAutoencoder, build_tokenizer
 from utils.checkpoint import CheckpointError, check_matches, load_checkpoint, official_kind
 
@@ -254,10 +255,12 @@ def _detect_layout(sd: dict[str, Tensor], top_key: str, levels_given: bool, path
                           f"{sorted(k for k in sd if k.startswith('quantizer.'))[:6]}")
 
 
-def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> ImportedWeights:
+def import_official(state: dict[str, Any], path: str, run_options: RunOptions | None = None,
+                    **model_kwargs: Any) -> ImportedWeights:
     """Translate a loaded official checkpoint dict (see the module table) into our registry name, args and keys.
 
     ``model_kwargs`` supply what the shapes cannot tell; one that contradicts a shape is a CheckpointError.
+    ``run_options``: the MoMask run's opt.txt, applied to RVQ weights (``models.momask_opt.momask_settings``).
     """
     top_key = next((key for key in OFFICIAL_TOP_KEYS if key in state), None)
     if top_key is None:
@@ -300,6 +303,12 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
         if kwargs.get("shared_codebook") and not shared and len(codebooks) > 1:
             raise CheckpointError(f"{path}: shared_codebook=True was requested but the {len(codebooks)} layers' "
                                   f"codebooks differ (a shared codebook is saved as equal copies)")
+        if run_options is not None:  # MoMask writes the settings the shapes cannot tell into its run's opt.txt
+            shapes = dict(inferred, nb_code=int(codebooks[0].shape[0]), code_dim=latent, num_quantizers=len(codebooks))
+            settings = momask_settings(run_options, path, shapes, shared, kwargs)
+            logger.info("%s: %s from %s", path, ", ".join(f"{k}={v!r}" for k, v in settings.items()),
+                        run_options.path)
+            kwargs = {**settings, **kwargs}
         inferred.update(nb_code=int(codebooks[0].shape[0]), code_dim=latent, num_quantizers=len(codebooks),
                         shared_codebook=kwargs.pop("shared_codebook", shared), dropout=0.2)
     elif name == "VQVAE":
@@ -326,36 +335,6 @@ def import_official(state: dict[str, Any], path: str, **model_kwargs: Any) -> Im
     except ValueError as e:
         raise CheckpointError(f"{path}: cannot build {name} from the checkpoint: {e}") from e
     return ImportedWeights(name, dict(model.model_args), sd, SOURCE_FORMATS[name])
-
-
-# MoMask's opt.txt keys for what the weight shapes cannot tell, and our constructor arguments they set.
-_MOMASK_OPTIONS = {"dilation_growth_rate": ("dilation_growth_rate", int), "vq_act": ("activation", str),
-                   "vq_norm": ("norm", str), "mu": ("mu", float)}
-
-
-def _momask_options(path: str) -> dict[str, Any]:
-    """The settings of MoMask's ``opt.txt`` (``key: value`` lines, beside the checkpoint or in the run folder above
-    its ``model/``) that the weight shapes cannot tell, as constructor arguments; {} without the file. A value that
-    cannot be read is a CheckpointError naming the file and the key."""
-    folder = os.path.dirname(os.path.abspath(path))
-    found = next((p for p in (os.path.join(folder, "opt.txt"), os.path.join(os.path.dirname(folder), "opt.txt"))
-                  if os.path.isfile(p)), None)
-    if found is None:
-        return {}
-    with open(found, encoding="utf-8", errors="replace") as f:
-        lines = dict(line.split(":", 1) for line in f if ":" in line and not line.startswith("-"))
-    options = {}
-    for key, (name, kind) in _MOMASK_OPTIONS.items():
-        text = lines.get(key, "").strip()
-        if not text or text == "None":  # vq_norm None: no normalisation, which the weights show
-            continue
-        try:
-            options[name] = kind(text)
-        except ValueError:
-            raise CheckpointError(f"{found}: {key}: cannot read {text!r} as {kind.__name__}") from None
-    if options:
-        logger.info("%s: %s from %s", path, ", ".join(f"{k}={v!r}" for k, v in options.items()), found)
-    return options
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -411,9 +390,8 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
         if state.get("conditions"):
             cond_drop_prob = float((state.get("config") or {}).get("cond_drop_prob") or 0.0)
     else:
-        if "vq_model" in state:  # MoMask writes the settings the shapes cannot tell into its run's opt.txt
-            model_kwargs = {**_momask_options(path), **model_kwargs}
-        imported = import_official(state, path, **model_kwargs)
+        run_options = find_run_options(path) if "vq_model" in state else None
+        imported = import_official(state, path, run_options, **model_kwargs)
         name = imported.model_name
         model = build_tokenizer(name, **imported.model_args)
         state_dict, source_format = imported.state_dict, imported.source_format

@@ -196,6 +196,12 @@ def quantized_with_gradient(x: Tensor, codes: Tensor, rotation_trick: bool = Fal
     return rotated + (codes - rotated).detach()
 
 
+def check_ema_decay(mu: float) -> None:
+    """ValueError unless the codebook's EMA decay ``mu`` lies in [0, 1]."""
+    if not 0.0 <= mu <= 1.0:
+        raise ValueError(f"mu must lie in [0, 1], got {mu} (the EMA decay; T2M-GPT and MoMask use 0.99)")
+
+
 def check_integer_indices(indices: Tensor, who: str) -> None:
     """Raise a TypeError naming ``who`` for floating-point ``indices`` (F.embedding's own error names only its
     argument #1) and for bool ones (a mask passed by mistake, which would decode silently as codes 0 and 1)."""
@@ -387,8 +393,7 @@ class QuantizeEMAReset(Quantizer):
             raise ValueError(f"codebook_size and code_dim must be positive, got {codebook_size}, {code_dim}")
         if kmeans_iters < 1:
             raise ValueError(f"kmeans_iters must be >= 1, got {kmeans_iters}")
-        if not 0.0 <= mu <= 1.0:
-            raise ValueError(f"mu must lie in [0, 1], got {mu} (the EMA decay; T2M-GPT and MoMask use 0.99)")
+        check_ema_decay(mu)
         if sample_codebook_temp < 0:
             raise ValueError(f"sample_codebook_temp must be >= 0, got {sample_codebook_temp} (0 picks nearest codes)")
         self.code_dim = code_dim

@@ -530,7 +530,8 @@ def test_an_official_file_with_a_key_that_is_not_text_is_named() -> None:
 def test_a_momask_file_takes_what_its_opt_txt_says_the_shapes_cannot(tmp_path, caplog) -> None:
     """The dilation growth rate (like the activation and the EMA decay) cannot be read from the weights: a MoMask
     run trained with another one than the default 3 loaded as 3, its reconstructions off, without a word. MoMask's
-    opt.txt, beside the file or in the run folder above model/, now says it; a value given by the caller wins."""
+    opt.txt, beside the file or in the run folder above model/, now says it; a value given by the caller must agree
+    with it (tests/test_momask_opt_txt.py)."""
     import logging
     import shutil
 
@@ -545,13 +546,13 @@ def test_a_momask_file_takes_what_its_opt_txt_says_the_shapes_cannot(tmp_path, c
     with caplog.at_level(logging.INFO, logger="models.loader"):
         tok = load_tokenizer(str(run / "model" / "net_best_fid.tar"))
     assert tok.model_args["dilation_growth_rate"] == 2 and tok.model_args["activation"] == "gelu"
-    assert "dilation_growth_rate=2, activation='gelu', mu=0.99 from" in caplog.text
+    assert "dilation_growth_rate=2, activation='gelu', mu=0.99, norm=None, shared_codebook=False from" in caplog.text
     default = load_tokenizer(fx.checkpoint)  # the fixture's own opt.txt says 3, the default
     x = fx.tensor("x")
     with torch.no_grad():
         assert not torch.allclose(tok(x), default(x), atol=1e-4)
     assert load_tokenizer(str(run / "model" / "net_best_fid.tar"),
-                          dilation_growth_rate=3).model_args["dilation_growth_rate"] == 3
+                          dilation_growth_rate=2).model_args["dilation_growth_rate"] == 2
     (run / "opt.txt").write_text(text.replace("dilation_growth_rate: 3\n", "dilation_growth_rate: two\n"))
     with pytest.raises(CheckpointError, match=r"opt.txt: dilation_growth_rate: cannot read 'two' as int"):
         load_tokenizer(str(run / "model" / "net_best_fid.tar"))

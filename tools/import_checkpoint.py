@@ -181,7 +181,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="expected registry name; an error if the checkpoint is another model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     g = p.add_argument_group("model arguments the weight shapes cannot tell (defaults: a MoMask run's opt.txt, "
-                             "else the references')")
+                             "which a flag must agree with, else the references')")
     g.add_argument("--levels", type=int_list, default=None, help="FSQ levels, e.g. 8,8,8,5,5,5")
     g.add_argument("--quantizer_type", default=None, choices=QUANTIZER_TYPES, help="T2M-GPT quantizer (ema_reset)")
     g.add_argument("--mu", type=float, default=None, help="EMA decay of the codebook (0.99)")

@@ -390,7 +390,8 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
         if state.get("conditions"):
             cond_drop_prob = float((state.get("config") or {}).get("cond_drop_prob") or 0.0)
     else:
-        run_options = find_run_options(path) if "vq_model" in state else None
+        # Applied to RVQ weights only: under 'vq_model' or MoMask's legacy 'net' (also T2M-GPT's key).
+        run_options = find_run_options(path)
         imported = import_official(state, path, run_options, **model_kwargs)
         name = imported.model_name
         model = build_tokenizer(name, **imported.model_args)

@@ -130,3 +130,26 @@ def test_opt_txt_says_a_run_with_equal_codebooks_did_not_share_them(tmp_path) ->
     assert load_tokenizer(src).model_args["shared_codebook"] is False
     shutil.copy(src, tmp_path / "alone.tar")  # without opt.txt: the equality decides
     assert load_tokenizer(str(tmp_path / "alone.tar")).model_args["shared_codebook"] is True
+
+
+def test_a_momask_file_under_the_legacy_net_key_takes_its_opt_txt(tmp_path) -> None:
+    """MoMask's loaders read 'net' as well as 'vq_model'; a file under 'net' was detected as MoMask's but its
+    opt.txt was not read (nor checked)."""
+    src, opt = _momask_run(tmp_path, {"dilation_growth_rate: 3": "dilation_growth_rate: 2"})
+    state = load_checkpoint(src)
+    save_checkpoint(src, {"net": state.pop("vq_model"), "ep": state.get("ep", 0)})
+    tok = load_tokenizer(src)
+    assert tok.source_format == "momask" and tok.model_args["dilation_growth_rate"] == 2
+    state = load_checkpoint(src)
+    del state["net"]["quantizer.layers.2.codebook"]
+    save_checkpoint(src, state)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(opt)}: num_quantizers: 3, but the weights"):
+        load_tokenizer(src)
+
+
+def test_opt_txt_beside_a_t2m_gpt_file_is_not_applied(tmp_path) -> None:
+    """'net' is T2M-GPT's key too: an opt.txt beside a VQ-VAE file is not MoMask's and is not read."""
+    fx = Fixture("t2m_gpt_vqvae")
+    shutil.copy(fx.checkpoint, tmp_path / "net_last.pth")
+    (tmp_path / "opt.txt").write_text("dilation_growth_rate: 2\nnum_quantizers: 6\nvq_act: foo\n")
+    assert load_tokenizer(str(tmp_path / "net_last.pth")).model_args["dilation_growth_rate"] == 3

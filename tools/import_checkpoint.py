@@ -67,6 +67,18 @@ def read_meta(meta_dir: str | None, where: str = "--meta_dir") -> tuple[torch.Te
     return mean, std
 
 
+def check_source_outside(src: str, run: RunDir) -> None:
+    """SystemExit when ``src`` lies in the run folder the import writes, or is one of the files it writes under
+    another path (a link): writing the run would replace the official file being imported."""
+    root, real = os.path.realpath(run.root), os.path.realpath(src)
+    inside = os.path.commonpath([real, root]) == root
+    written = (run.best_path("fid"), run.latest_path, run.config_path)
+    if inside or any(os.path.exists(p) and os.path.exists(src) and os.path.samefile(src, p) for p in written):
+        raise SystemExit(f"--src {src} ({real}) is {'inside' if inside else 'a file of'} the run folder {run.root} "
+                         f"that the import writes, so it would replace the official file it reads: import under "
+                         f"another --name, e.g. --name {run.name}_imported")
+
+
 def convention_at_import(cfg: argparse.Namespace, spec, source_format: str) -> tuple[torch.Tensor | None,
                                                                                     torch.Tensor | None, str]:
     """(mean, std, where) by the convention of ``source_format`` when they can be read now: the evaluator's
@@ -91,6 +103,8 @@ def main(cfg: argparse.Namespace) -> str:
     # ---------------------------------------------------------------------------------------------------- setup
     # The inputs are read before the run folder is made: a bad one leaves nothing behind.
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
+    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
+    check_source_outside(cfg.src, run)
     tokenizer = load_tokenizer(cfg.src, model_name=cfg.model,
                                **{k: getattr(cfg, k) for k in MODEL_KWARGS if getattr(cfg, k) is not None})
     if tokenizer.source_format == "ours":
@@ -110,7 +124,6 @@ def main(cfg: argparse.Namespace) -> str:
             raise SystemExit(f"{where} {meta_dir}: {stat_name}.npy has shape {tuple(stat.shape)}, "
                              f"expected ({input_width},)")
     stats_source = f"{where} {meta_dir}"
-    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
     # The run lock, taken as a training start takes it and held until the script ends: a run that is training (its
     # first checkpoint saved or not yet) is refused, naming the holder's pid, instead of written over.
     run.make_dirs(lock_advice="wait for that training to finish, or stop it, before importing into this run; or "

@@ -331,9 +331,11 @@ def test_imported_official_run_evaluates_like_the_file(env, tmp_path, caplog):
         tool.main(tool.get_parser().parse_args([*base, "--name", "imp_ev"]))
     assert any("text_mot_match/model/finest.tar was trained here, not released with the official files" in r.message
                for r in caplog.records)
+    bare = tmp_path / "no_evaluator"  # a checkpoints folder without the default evaluator
     with caplog.at_level(logging.WARNING, logger="import_checkpoint"):
-        tool.main(tool.get_parser().parse_args([*base, "--name", "imp_none", "--evaluator_dir", str(tmp_path / "no")]))
+        tool.main(tool.get_parser().parse_args([*base[:-1], str(bare), "--name", "imp_none"]))
     assert any("no statistics recorded" in r.message for r in caplog.records)
+    shutil.move(bare / "synthetic" / "imp_none", ck / "synthetic" / "imp_none")
 
     with_stats = load_tokenizer(str(ck / "synthetic" / "imp_ev" / "model" / "latest.tar"))
     assert with_stats.parent_format == "momask"

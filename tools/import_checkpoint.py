@@ -85,13 +85,22 @@ def convention_at_import(cfg: argparse.Namespace, spec, source_format: str) -> t
     statistics for T2M-GPT / MoMask, the dataset's Mean/Std for MARDM / MotionMillion; else (None, None, why not).
 
     Without them ``evaluation_AE.py`` applies the same convention when it runs, but the generator stages need the
-    statistics in the run, so a missing file is reported rather than approximated here.
+    statistics in the run, so a missing file is reported rather than approximated here. An evaluator named by
+    ``--evaluator_dir`` that cannot be loaded is an error (as in ``evaluation_AE.py``): a typo must not pass for "no
+    evaluator here".
     """
+    default_dir = os.path.join(cfg.checkpoints_dir, cfg.dataset_name, "text_mot_match")
+    evaluator = None
+    if source_format in EVALUATOR_STYLE_FORMATS:
+        try:
+            evaluator = load_evaluator(cfg.evaluator_dir or default_dir, cfg.dataset_name, "cpu",
+                                       data_root=cfg.data_root)
+        except (CheckpointError, DatasetError, FileNotFoundError) as e:
+            if cfg.evaluator_dir:
+                raise CheckpointError(f"--evaluator_dir {cfg.evaluator_dir}: no usable evaluator ({e}); fix the path, "
+                                      f"or leave the flag out to use {default_dir} where there is one") from e
+            return None, None, str(e)
     try:
-        evaluator = None
-        if source_format in EVALUATOR_STYLE_FORMATS:
-            evaluator_dir = cfg.evaluator_dir or os.path.join(cfg.checkpoints_dir, cfg.dataset_name, "text_mot_match")
-            evaluator = load_evaluator(evaluator_dir, cfg.dataset_name, "cpu", data_root=cfg.data_root)
         mean, std, where = convention_statistics(source_format, cfg.src, spec, cfg.data_root, evaluator)
     except (CheckpointError, DatasetError, FileNotFoundError) as e:
         return None, None, str(e)
@@ -124,6 +133,8 @@ def main(cfg: argparse.Namespace) -> str:
             raise SystemExit(f"{where} {meta_dir}: {stat_name}.npy has shape {tuple(stat.shape)}, "
                              f"expected ({input_width},)")
     stats_source = f"{where} {meta_dir}"
+    if meta_dir is None:
+        mean, std, stats_source = convention_at_import(cfg, spec, tokenizer.source_format)
     # The run lock, taken as a training start takes it and held until the script ends: a run that is training (its
     # first checkpoint saved or not yet) is refused, naming the holder's pid, instead of written over.
     run.make_dirs(lock_advice="wait for that training to finish, or stop it, before importing into this run; or "
@@ -134,13 +145,11 @@ def main(cfg: argparse.Namespace) -> str:
         raise SystemExit(f"a run exists at {run.root} ({', '.join(os.path.basename(p) for p in existing)}); choose "
                          f"another --name or pass --overwrite")
 
-    if meta_dir is None:
-        mean, std, stats_source = convention_at_import(cfg, spec, tokenizer.source_format)
-        if mean is None:
-            logger.warning("no statistics recorded (%s). evaluation_AE.py applies the %s convention when it runs; "
-                           "the generator stages need them in the run: import again with --meta_dir (or once the "
-                           "dataset / evaluator files are in place)", stats_source, tokenizer.source_format)
-            stats_source = None
+    if mean is None:
+        logger.warning("no statistics recorded (%s). evaluation_AE.py applies the %s convention when it runs; the "
+                       "generator stages need them in the run: import again with --meta_dir (or once the dataset / "
+                       "evaluator files are in place)", stats_source, tokenizer.source_format)
+        stats_source = None
 
     # ---------------------------------------------------------------------------------------------------- write
     resolved = {**vars(cfg), "model": tokenizer.model_name, "model_args": tokenizer.model_args,
@@ -188,8 +197,8 @@ def get_parser() -> argparse.ArgumentParser:
                         "its model/ folder, else the evaluator's statistics for T2M-GPT / MoMask, the dataset's "
                         "Mean/Std for MARDM / MotionMillion, where present)")
     p.add_argument("--evaluator_dir", default=None,
-                   help="evaluator whose statistics a T2M-GPT / MoMask file was trained with (default "
-                        "<checkpoints_dir>/<dataset_name>/text_mot_match)")
+                   help="evaluator whose statistics a T2M-GPT / MoMask file was trained with; an error if it cannot "
+                        "be loaded (default <checkpoints_dir>/<dataset_name>/text_mot_match, where there is one)")
     p.add_argument("--model", default=None, choices=sorted(TOKENIZERS),
                    help="expected registry name; an error if the checkpoint is another model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")

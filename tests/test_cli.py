@@ -12,6 +12,7 @@ import pytest
 
 from utils.checkpoint import CheckpointError
 from utils.cli import TRACEBACK_ENV, run_script
+from utils.collectives import MainProcessFailed
 from utils.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,8 @@ def test_user_errors_exit_with_one_line_and_others_propagate(monkeypatch, capsys
 
 
 def test_a_collective_broken_by_another_process_leaving_is_one_line(monkeypatch):
-    """Under torchrun, a process whose peer failed (and printed its own error) got a 50-line gloo traceback."""
+    """Under torchrun, a process whose peer failed (and printed its own error) got a 50-line gloo traceback, and one
+    whose main process failed in work only it does a 30-line one."""
     monkeypatch.delenv(TRACEBACK_ENV, raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
@@ -53,6 +55,16 @@ def test_a_collective_broken_by_another_process_leaving_is_one_line(monkeypatch)
     assert str(exit_info.value).startswith(
         "train_vq.py: error: another process of this launch ended, so this one stops too (see that process's error; "
         "here: [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:29500)\n")
+
+    def main_failed():  # work only the main process does (a validation) failed there; it reports why itself
+        raise MainProcessFailed("the main process failed: FileNotFoundError: [Errno 2] No such file or directory: "
+                                "'val/clip_0001.npy'")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(main_failed, prog="train_vq.py")
+    assert str(exit_info.value).startswith(
+        "train_vq.py: error: the main process failed: FileNotFoundError: [Errno 2] No such file or directory: "
+        "'val/clip_0001.npy' (see that process's error)\n")
 
     def bug():
         raise RuntimeError("shape mismatch")

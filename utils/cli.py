@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from options.config import ConfigError
 from utils.checkpoint import CheckpointError
+from utils.collectives import MainProcessFailed
 from utils.file_lock import FileLockedError
 from utils.launch_env import is_first_process, world_size
 from utils.run_dir import RunDirError, discarding_failed_starts
@@ -67,6 +68,9 @@ def _reporting_errors(main: Callable[[], Any], prog: str) -> Any:
         return main()
     except USER_ERRORS as e:
         exit_with_error(prog, e)
+    except MainProcessFailed as e:
+        # The main process failed in work only it does (a validation, a checkpoint save): it says why itself.
+        exit_with_error(prog, RuntimeError(f"{str(e).splitlines()[0][:300]} (see that process's error)"))
     except RuntimeError as e:
         if world_size() > 1 and _peer_gone(e):
             # Another process of the launch failed and left: its own error line says why; this one's traceback would

@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 RELEASE_TIMEOUT_S = 10.0
 
 
+class MainProcessFailed(RuntimeError):
+    """Raised on the other processes when work that only the main process does failed there (the main process
+    reports its own error; the others stop with one line)."""
+
+
 def _own_tensors() -> bool:
     """Whether this module runs the collectives itself (gloo) rather than through torch's object collectives."""
     return dist.get_backend() == "gloo"

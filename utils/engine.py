@@ -59,7 +59,7 @@ from utils.checkpoint import (
     unwrap_model,
 )
 from utils.checkpoint_users import register_parent, replace_checkpoint
-from utils.collectives import all_gather_objects, broadcast_object
+from utils.collectives import MainProcessFailed, all_gather_objects, broadcast_object
 from utils.ema import EMA
 from utils.engine_config import EngineConfig, TrainResult
 from utils.logging_utils import TensorBoard, setup_logging
@@ -158,7 +158,7 @@ def _on_main(accelerator: Accelerator, fn: Callable[[], Any]) -> Any:
     if accelerator.num_processes > 1:
         message = broadcast_object(f"{type(error).__name__}: {error}" if error is not None else None, src=0)
         if error is None and message is not None:
-            raise RuntimeError(f"the main process failed: {message}")
+            raise MainProcessFailed(f"the main process failed: {message}")
     if error is not None:
         raise error
     return result

@@ -143,7 +143,8 @@ def test_sample_py_writes_one_motion_per_repeat_with_its_segments(ckdir, tmp_pat
         "--text_path", str(prompts), "--motion_length", "16", "--sequence", "--transition_seconds", "0.4",
         "--repeat_times", "2", "--output_dir", str(out), "--format", "gif"]))
     texts = ["a person walks forward", "a person jumps", "someone waves"]
-    assert manifest["runs"][-1]["sequence"] == {"transition_seconds": 0.4, "transition_frames": 8, "prompts": texts}
+    assert manifest["runs"][-1]["sequence"] == {"transition_seconds": 0.4, "transition_frames_asked": 8,
+                                                "prompts": texts}
     samples = manifest["samples"]
     assert [s["repeat"] for s in samples] == [0, 1] and [s["seed"] for s in samples] == [3407, 3408]
     for s in samples:
@@ -180,10 +181,32 @@ def test_a_transition_is_recorded_and_said_in_whole_tokens(ckdir, tmp_path, capl
             "--dataset_name", "synthetic", "--checkpoints_dir", ckdir, "--name", "fsq_gen", "--time_steps", "2",
             "--text_path", str(prompts), "--sequence", "--transition_seconds", str(seconds), "--no_render",
             "--output_dir", str(tmp_path / "out")]))
-    assert manifest["runs"][-1]["sequence"]["transition_frames"] == frames
+    assert manifest["runs"][-1]["sequence"]["transition_frames_asked"] == frames
     assert manifest["samples"][0]["transitions"] == transitions
     warned = [r.getMessage() for r in caplog.records if "transition_seconds" in r.getMessage()]
     assert (warned == []) if said is None else (len(warned) == 1 and warned[0].endswith(said))
+
+
+def test_a_capped_transition_is_said_and_the_manifest_keeps_asked_and_used_apart(ckdir, tmp_path, caplog):
+    """Three 4-token segments and 2 s (40 frames) asked: every seam gets 12 frames (the middle segment gives one
+    token to each), which the log says; the run record names the 40 frames as asked."""
+    prompts = tmp_path / "story.txt"
+    prompts.write_text("a person walks forward#16\na person jumps#16\nsomeone waves#16\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        manifest = sample.main(parse_with_config(get_sample_parser(), [
+            "--dataset_name", "synthetic", "--checkpoints_dir", ckdir, "--name", "fsq_gen", "--time_steps", "2",
+            "--text_path", str(prompts), "--sequence", "--repeat_times", "2", "--no_render",
+            "--output_dir", str(tmp_path / "out")]))
+    sequence = manifest["runs"][-1]["sequence"]
+    assert sequence["transition_frames_asked"] == 40 and "transition_frames" not in sequence
+    assert [s["transitions"] for s in manifest["samples"]] == [[[8, 20], [28, 40]]] * 2
+    said = [r.getMessage() for r in caplog.records if r.name == "utils.motion_sequence"]
+    assert said == ["transitions of 40 frames asked, shortened so that every segment keeps at least half of its own "
+                    "tokens: 12 frames at the seam at frame 16, 12 frames at the seam at frame 32"] * 2
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _load(ckdir, "fsq_gen").generate_sequence(TEXTS[:2], [40, 40], transition_frames=16, time_steps=2, seed=1)
+    assert not [r for r in caplog.records if r.name == "utils.motion_sequence"]
 
 
 def test_a_video_of_segments_shows_each_segments_prompt(tmp_path, monkeypatch):

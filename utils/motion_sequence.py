@@ -15,6 +15,7 @@ the quick pipeline's FSQ-MARDM (README, "Long motions"); ``transition_frames`` 0
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from utils.generation import MotionGenerator
 
 DEFAULT_TRANSITION_SECONDS = 2.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +61,9 @@ def generate_sequence(model: MotionGenerator, texts: list[str], lengths_frames: 
         time_steps, cfg, temperature, seed, generator, snap, options: as ``MotionGenerator.generate``. The segments
             and then the transitions draw from one random stream, in order (after the lengths when they are
             sampled); with ``lengths_frames`` given, the first segment is the first prompt's plain generation.
+
+    A transition capped so that its segments keep half of their tokens is said in one warning per call, with the
+    frames asked and those used at each such seam (``SequenceBatch.transitions`` holds every seam's).
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a list of prompts, got a single string")
@@ -87,6 +93,7 @@ def generate_sequence(model: MotionGenerator, texts: list[str], lengths_frames: 
     tokens = torch.cat(pieces, dim=1)
     starts = [0, *torch.cumsum(torch.tensor(counts), 0).tolist()]
     transitions = []
+    shortened = []
 
     def share(j: int) -> int:
         # The tokens segment j may give to one seam: half at either end of the sequence, a quarter in the middle
@@ -97,6 +104,8 @@ def generate_sequence(model: MotionGenerator, texts: list[str], lengths_frames: 
         seam = starts[i]
         before = min(transition_tokens // 2, share(i - 1))
         after = min(transition_tokens - transition_tokens // 2, share(i))
+        if before + after < transition_tokens:
+            shortened.append(f"{(before + after) * unit} frames at the seam at frame {seam * unit}")
         if before + after == 0:
             transitions.append((seam * unit, seam * unit))
             continue
@@ -112,6 +121,9 @@ def generate_sequence(model: MotionGenerator, texts: list[str], lengths_frames: 
         tokens[:, lo:hi] = window
         transitions.append(((seam - before) * unit, (seam + after) * unit))
 
+    if shortened:
+        logger.warning("transitions of %d frames asked, shortened so that every segment keeps at least half of its "
+                       "own tokens: %s", transition_tokens * unit, ", ".join(shortened))
     motion = model.decode(tokens, torch.tensor([starts[-1]]), settings.snap)
     segments = [(a * unit, b * unit) for a, b in zip(starts[:-1], starts[1:])]
     return SequenceBatch(texts=[" / ".join(texts)], features=model.denormalize(motion), features_normalised=motion,

@@ -106,7 +106,9 @@ def run_record(generator: MotionGenerator, settings: SamplingSettings, seed: int
                transition_seconds: float = 0.0, transition_frames: int = 0) -> dict[str, Any]:
     """The manifest's entry of this run: checkpoint and SHA-256, generator, dataset, sampling settings and the
     sampler they leave to the model (``GeneratorBackend.sampler``), seed, and the ``edit`` (source, spans, where its
-    joints stand) or the ``sequence`` (prompts, transitions) it makes."""
+    joints stand) or the ``sequence`` (prompts, transitions) it makes. A sequence's ``transition_frames_asked`` is
+    the transition asked at every seam, in whole tokens; a seam may get less (``generate_sequence``), and each
+    sample's ``transitions`` hold the frames each seam used."""
     spec = generator.spec
     record = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
               "generator": generator.info, "dataset": spec.name, "fps": spec.fps, "sampling": settings.to_dict(),
@@ -116,7 +118,7 @@ def run_record(generator: MotionGenerator, settings: SamplingSettings, seed: int
         if edit.frame is not None:
             record["edit"]["source_frame"] = edit.frame.record(spec.metres_per_unit)
     if sequence_prompts is not None:
-        record["sequence"] = {"transition_seconds": transition_seconds, "transition_frames": transition_frames,
+        record["sequence"] = {"transition_seconds": transition_seconds, "transition_frames_asked": transition_frames,
                               "prompts": sequence_prompts}
     return record
 

@@ -5,6 +5,7 @@ file. Joints are ``(T, J, 3)`` in the dataset's units with Y up. The view follow
 middle, the floor and the root trajectory drawn on it slide underneath. ``plot_frames`` writes images drawn by another
 renderer (``utils.mesh_render``) with the same formats and titles. A title (or caption) is wrapped to the figure's
 width and keeps its own line breaks; the band above the drawing grows with its lines, so a long one never covers it.
+Titles are drawn as written: a ``$`` in a prompt is a dollar sign, not mathtext.
 
 The joints are written to disk before any drawing starts, so a broken video encoder never loses a generated motion.
 Videos are MP4 through ffmpeg when the ``ffmpeg`` executable is found and GIF through Pillow otherwise (or when ffmpeg
@@ -50,6 +51,9 @@ MAX_GIF_FPS = 50.0  # a GIF delay is whole centiseconds, and viewers slow down d
 TITLE_BAND = 0.4  # inches above the panels: two lines of 9 pt text
 TITLE_LINE = 0.17  # inches each further line of the title adds: a 9 pt line at 1.2 spacing takes 0.15
 PANELS_TOP = 0.9  # of a figure with a band of TITLE_BAND: where the panels end
+# Titles and captions are free text (prompts, file names): drawn as written, never as mathtext or LaTeX, so that
+# "$5 and $10" shows its dollars and a stray "$\\foo$" cannot fail the video.
+LITERAL_TEXT = {"parse_math": False, "usetex": False}
 
 
 class RenderError(RuntimeError):
@@ -144,7 +148,7 @@ class _SkeletonPanel:
         ax.set_box_aspect((1, 1, 1), zoom=1.3)  # the default leaves a wide empty margin
         ax.set_axis_off()
         if title:
-            ax.set_title(title, fontsize=8)
+            ax.set_title(title, fontsize=8, **LITERAL_TEXT)
         self.floor = Poly3DCollection([np.zeros((4, 3))], facecolor=FLOOR_COLOR, edgecolor="none")
         ax.add_collection3d(self.floor)
         (self.path_line,) = ax.plot([], [], [], color=TRAJECTORY_COLOR, linewidth=1.0)
@@ -269,7 +273,7 @@ def _figure(rows: int, cols: int, panel_size: float, title: str,
     fig = Figure(figsize=(panel_size * cols, height))
     FigureCanvasAgg(fig)
     if title:
-        fig.suptitle(_wrap(title, width), fontsize=9)
+        fig.suptitle(_wrap(title, width), fontsize=9, **LITERAL_TEXT)
     return fig, PANELS_TOP * (base / height) if title else 1.0
 
 
@@ -293,7 +297,7 @@ def _with_captions(fig: Figure, update: Callable[[int], None], captions: Sequenc
     segment_of = np.searchsorted(starts, np.arange(num_frames), side="right") - 1
 
     def update_with_caption(frame: int) -> None:
-        fig.suptitle(texts[segment_of[frame]], fontsize=9)
+        fig.suptitle(texts[segment_of[frame]], fontsize=9, **LITERAL_TEXT)
         update(frame)
 
     return update_with_caption

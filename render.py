@@ -23,7 +23,9 @@ the file's rate, at most 30): a look at a mapping before a whole folder is impor
 
 Videos are MP4 when ffmpeg is installed and GIF otherwise (``--format auto``). Joints computed from features or BVH
 files are saved as ``<name>_joints.npy`` next to the video before rendering starts. Inputs that would write the same
-video (two ``x.npy`` from different folders with one ``--out``) are refused before anything is rendered.
+video (two ``x.npy`` from different folders with one ``--out``) are refused before anything is rendered, and so is a
+video that exists already, unless ``--overwrite`` is given: the video beside a sample's joints ``<stem>.npy`` is the
+one ``sample.py`` wrote, titled with its prompt and listed in its manifest (``--out`` renders elsewhere).
 
 Without ``--out`` the files go next to each input, except for a clip of a dataset
 (``dataset/<name>/new_joint_vecs/<id>.npy``, or ``new_joints/``): its files go to
@@ -48,7 +50,7 @@ from tqdm import tqdm
 
 from utils.dataset_specs import T2M_KINEMATIC_CHAIN, DatasetSpec, get_dataset_spec
 from utils.paths import DATASET_CLIP_FOLDERS, RENDERS_DIR
-from utils.plot_script import FORMATS, RenderError, check_joints, plot_3d_motion, resolve_format
+from utils.plot_script import FORMATS, RenderError, check_joints, plot_3d_motion, resolve_format, video_formats
 from utils.stop_signals import run_with_error_boundary
 from utils.user_errors import PATH_ERRORS
 
@@ -143,6 +145,16 @@ def check_distinct_outputs(files: list[MotionFile], outputs: list[list[str]], su
                                  f"{inputs[joints]}; render into another --out folder or rename one")
 
 
+def check_no_existing_videos(outputs: list[list[str]], suffix: str, fmt: str) -> None:
+    """Fail before any work when a video this run may write (``<stem><suffix>`` in each container ``fmt`` may
+    write) exists already: it may be one ``sample.py`` wrote and its manifest lists. ``--overwrite`` skips this."""
+    existing = [path for stems in outputs for stem in stems for path in
+                (f"{stem}{suffix}.{kind}" for kind in video_formats(fmt)) if os.path.exists(path)]
+    if existing:
+        raise FileExistsError(f"{len(existing)} video(s) exist already and would be replaced: "
+                              f"{', '.join(existing)}; pass --overwrite to replace them, or --out another folder")
+
+
 def load_statistics(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """The dataset ``Mean.npy`` / ``Std.npy`` from the data root, cut to ``dim_pose``."""
     stats = []
@@ -209,6 +221,8 @@ def main(cfg: argparse.Namespace) -> list[str]:
         logger.warning("--denorm ignored: it applies to motion features, and the inputs hold %s",
                        " and ".join(dict.fromkeys(held[f.kind] for f in files)))
     mean, std = load_statistics(spec) if cfg.denorm and has_features else (None, None)
+    if not cfg.overwrite:  # last of the checks: a run refused for another reason is not told to --overwrite
+        check_no_existing_videos(outputs, "_mesh" if mesh is not None else "", cfg.format)
 
     # ------------------------------------------------------------------ render
     written, failures = [], []
@@ -324,6 +338,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="frame rate (default: the dataset's; .npz and .bvh inputs: the file's, at most 30, in "
                              "real time)")
     parser.add_argument("--title", default=None, help="caption above every video (default: the file name)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace videos that exist already (default: refuse before rendering anything)")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="auto: mp4 if ffmpeg is installed, else gif")
     parser.add_argument("--denorm", action="store_true", help="features are normalised: apply the dataset Mean/Std")
     parser.add_argument("--radius", type=float, default=None, help="view size in joint units (default: fitted)")

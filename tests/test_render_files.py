@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+from PIL import Image
 from test_render import random_walk
 
 import render
@@ -35,3 +37,31 @@ def test_a_joints_file_that_cannot_be_written_leaves_the_earlier_one_whole(tmp_p
         lines[1].endswith("written); nothing was drawn") and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["walk_joints.npy"]
     assert (out / "walk_joints.npy").read_bytes() == b"an earlier render's joints"
+
+
+def test_an_existing_video_is_replaced_only_with_overwrite(monkeypatch, tmp_path):
+    """The video beside a sample's joints is sample.py's (titled with its prompt, listed in its manifest): render.py
+    on those joints replaced it without a word. It is now refused, before any file is written, unless --overwrite."""
+    from utils import plot_script
+
+    monkeypatch.setattr(plot_script.shutil, "which", lambda *args, **kwargs: None)  # no ffmpeg: auto writes GIF
+    np.save(tmp_path / "a_person_walks_r00.npy", random_walk())
+    np.save(tmp_path / "batch.npy", np.stack([random_walk(), random_walk(seed=2)]))
+    video = tmp_path / "a_person_walks_r00.gif"
+    video.write_bytes(b"sample.py's video")
+    (tmp_path / "batch_1.gif").write_bytes(b"an earlier render")
+    (tmp_path / "batch_0.mp4").write_bytes(b"an MP4 this run cannot write without ffmpeg")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    inputs = [str(tmp_path / "a_person_walks_r00.npy"), str(tmp_path / "batch.npy"), "--dataset_name", "t2m",
+              "--dpi", "20"]
+    with pytest.raises(FileExistsError) as refused:
+        render.main(render.parse_args(inputs))
+    assert str(refused.value) == (f"2 video(s) exist already and would be replaced: {video}, {tmp_path / 'batch_1.gif'}"
+                                  f"; pass --overwrite to replace them, or --out another folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and video.read_bytes() == b"sample.py's video"
+
+    written = render.main(render.parse_args([*inputs, "--overwrite"]))
+    assert written == [str(video), str(tmp_path / "batch_0.gif"), str(tmp_path / "batch_1.gif")]
+    with Image.open(video) as image:
+        assert image.format == "GIF"
+    assert (tmp_path / "batch_0.mp4").read_bytes() == b"an MP4 this run cannot write without ffmpeg"

@@ -80,6 +80,13 @@ def resolve_format(fmt: str = "auto") -> str:
     return fmt
 
 
+def video_formats(fmt: str = "auto") -> list[str]:
+    """The containers a render of ``fmt`` may write, in the order tried: "auto" with ffmpeg tries MP4 and falls
+    back to GIF. Raises as ``resolve_format``."""
+    first = resolve_format(fmt)
+    return [first] if fmt != "auto" or first == "gif" else ["mp4", "gif"]
+
+
 def check_joints(joints: np.ndarray, kinematic_chain: Sequence[Sequence[int]], name: str = "joints") -> np.ndarray:
     """Validate a motion ``(T, J, 3)`` against its chain; returns it as float64."""
     joints = np.asarray(joints)
@@ -228,10 +235,9 @@ def _encode(fig, update, num_frames: int, stem: str, fmt: str, fps: float, dpi: 
     ``saved_note`` is appended to error messages (where the motion was saved, or empty).
     """
     try:
-        first = resolve_format(fmt)
+        attempts = video_formats(fmt)
     except RenderError as e:
         raise RenderError(f"{stem}: {e}{saved_note}") from e
-    attempts = [first] if fmt != "auto" or first == "gif" else ["mp4", "gif"]
     errors = []
     size = fig.get_size_inches().copy()
     for kind in attempts:

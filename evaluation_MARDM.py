@@ -59,7 +59,7 @@ import os
 import torch
 
 from options.config import config_to_dict, parse_with_config
-from options.eval_generator_options import family_sampling_options, get_evaluation_generator_parser
+from options.eval_generator_options import check_family_flags, family_sampling_options, get_evaluation_generator_parser
 from utils.checkpoint import CheckpointError
 from utils.cli import RESUME_EVALUATION, run_script
 from utils.dataset_specs import get_dataset_spec
@@ -132,6 +132,7 @@ def generator_source(cfg) -> MotionSource:
     generator = load_generator(path, use_ema=not cfg.no_ema, device=torch.device(cfg.device),
                                text_encoder=cfg.text_encoder, text_encoder_path=cfg.text_encoder_path,
                                tokenizer_path=cfg.tokenizer_path, res_run=res_run, res_which=cfg.which_epoch)
+    check_family_flags(options, generator.backend.family, generator.backend.sampling_options)
     # The guidance scale's flag is --cfg (the field's name; cfg itself is the parsed config); None: the family's.
     sampling = generator.sampling_settings(cfg.time_steps, cfg.cfg, cfg.temperature, not cfg.no_snap, **options)
     dataset_name = dataset_name or generator.spec.name

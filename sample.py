@@ -58,7 +58,7 @@ import os
 from tqdm import tqdm
 
 from options.config import parse_with_config
-from options.eval_generator_options import family_sampling_options, get_sample_parser
+from options.eval_generator_options import check_family_flags, family_sampling_options, get_sample_parser
 from utils.checkpoint import CheckpointError
 from utils.cli import run_script
 from utils.editing import check_disjoint_spans, check_edit_flags, read_edit_request
@@ -172,6 +172,7 @@ def main(cfg) -> dict:
     # model
     # ---------------------------------------------------------------------------------------------------------------
     generator = load_model(cfg, path, res_run)
+    check_family_flags(options, generator.backend.family, generator.backend.sampling_options)
     # The guidance scale's flag is --cfg (the field's name; cfg itself is the parsed config); None: the family's.
     settings = generator.sampling_settings(cfg.time_steps, cfg.cfg, cfg.temperature, not cfg.no_snap, **options)
     spec = generator.spec

@@ -9,6 +9,7 @@ family's published settings; the MoMask options (``--topkr``, ``--sampling`` / `
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 
 import torch
 
@@ -102,13 +103,27 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
                             "solver (MARDM: dopri5, adaptive; euler and heun take --head_steps)")
 
 
-FAMILY_OPTIONS = ("topk_filter_thres", "sampling", "res_cond_scale", "head_steps", "head_solver")
+# Each family option as the user types it (the option is the flag's dest).
+FAMILY_FLAGS = {"topk_filter_thres": "--topkr", "sampling": "--sampling/--gumbel_sample",
+                "res_cond_scale": "--res_cond_scale", "head_steps": "--head_steps", "head_solver": "--head_solver"}
+FAMILY_OPTIONS = tuple(FAMILY_FLAGS)
 
 
 def family_sampling_options(cfg: argparse.Namespace) -> dict[str, object]:
     """The family-specific sampling options given on the command line (``MotionGenerator.generate(**options)``);
     those left unset are not passed, so the family's defaults apply and other families see none."""
     return {name: getattr(cfg, name) for name in FAMILY_OPTIONS if getattr(cfg, name, None) is not None}
+
+
+def check_family_flags(options: dict[str, object], family: str, taken: Iterable[str]) -> None:
+    """Fail naming the flags of ``options`` (``family_sampling_options``) that generators of ``family``, which take
+    the options ``taken``, have no use for, and the flags they do take: before the generator's own check, which
+    names the options in code."""
+    taken = set(taken)
+    refused = [FAMILY_FLAGS[name] for name in options if name not in taken]
+    if refused:
+        theirs = ", ".join(flag for name, flag in FAMILY_FLAGS.items() if name in taken) or "none"
+        raise ValueError(f"{family} generators take no {', '.join(refused)}; their sampling flags: {theirs}")
 
 
 def get_evaluation_generator_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from models.mask_transformer import MASK_TRANSFORMERS
 from models.res_transformer import RES_TRANSFORMERS
 from models.tokenizers import build_tokenizer
 from options.config import parse_with_config
-from options.eval_generator_options import get_evaluation_generator_parser, get_sample_parser
+from options.eval_generator_options import FAMILY_FLAGS, get_evaluation_generator_parser, get_sample_parser
 from utils.checkpoint import CheckpointError, file_sha256, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_data import build_eval_loader
@@ -201,6 +201,31 @@ def test_mardm_runs_refuse_momask_options(runs, synthetic_root, tmp_path):
         gen.generate(["a person walks"], [8], time_steps=2, res_cond_scale=2.0)
     with pytest.raises(CheckpointError, match="mardm generators take no residual run"):
         load_generator(gen.path, res_run=paths["res"])
+
+
+def test_a_family_option_of_another_family_is_refused_naming_the_flags(runs, synthetic_root, tmp_path):
+    """The error named the options in code ('topk_filter_thres'; theirs: 'head_solver', 'head_steps'), not the flags
+    the user typed."""
+    ckdir, paths = runs
+    tok = save_tokenizer(str(tmp_path), synthetic_root, "ae", "AE_Tiny")
+    mardm = save_generator(str(tmp_path), synthetic_root, "gen", "MARDM-SiT-Tiny", tok, paths["clip"])
+    prompt = ["--text_prompt", "a person walks", "--motion_length", "16", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(ValueError) as refused:
+        sample.main(parse_with_config(get_sample_parser(), ["--ckpt", mardm, "--topkr", "0.5", *prompt]))
+    assert str(refused.value) == "mardm generators take no --topkr; their sampling flags: --head_steps, --head_solver"
+    with pytest.raises(ValueError) as refused:
+        evaluation_MARDM.main(parse_with_config(get_evaluation_generator_parser(), [
+            "--name", "mask", "--res_name", "res", "--dataset_name", "synthetic", "--checkpoints_dir", ckdir,
+            "--device", "cpu", "--no_mm", "--head_steps", "4", "--head_solver", "euler"]))
+    assert str(refused.value) == ("momask generators take no --head_steps, --head_solver; their sampling flags: "
+                                  "--topkr, --sampling/--gumbel_sample, --res_cond_scale")
+    assert not os.path.exists(tmp_path / "out")
+    # Every flag named is the one of its option.
+    parser = get_sample_parser()
+    for name, flags in FAMILY_FLAGS.items():
+        dests = {action.dest for action in parser._actions for flag in flags.split("/")
+                 if flag in action.option_strings}
+        assert dests == {name}, flags
 
 
 def test_mismatched_runs_fail_naming_both(runs):

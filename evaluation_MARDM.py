@@ -97,10 +97,10 @@ def resolve_run(cfg) -> tuple[str, str, str]:
 def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options: dict,
                residual: dict | None = None, tokenizer: dict | None = None) -> str:
     """``<checkpoint>[_ema]_ts<steps>_cfg<scale>[_temp<t>][_res-<run>[-<file>]][_tok-<sha>][_<option><value>...]
-    [_nosnap][_nomm]`` plus ``protocol_tag``'s suffix (split, seed, batch size, multimodality away from the defaults)
-    for the output file names (options: the family options given on the command line). The residual's file is named
-    when it is not the one of the generator's name (``--res_ckpt .../net_best_fid.tar`` beside a ``latest.tar``), and
-    a tokenizer given with ``--tokenizer_path`` by its SHA-256 prefix."""
+    [_nosnap][_nomm|_mm<mm_sampling>]`` plus ``protocol_tag``'s suffix (split, seed, batch size, multimodality away
+    from the defaults) for the output file names (options: the family options given on the command line). The
+    residual's file is named when it is not the one of the generator's name (``--res_ckpt .../net_best_fid.tar``
+    beside a ``latest.tar``), and a tokenizer given with ``--tokenizer_path`` by its SHA-256 prefix."""
     stem = os.path.splitext(os.path.basename(path))[0]
     tag = f"{stem}{'_ema' if weights == 'ema' else ''}"
     tag += f"_ts{settings.time_steps}_cfg{settings.cfg:g}"
@@ -120,8 +120,26 @@ def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options
     for name, value in options.items():
         tag += f"_{short.get(name, name)}{value:g}" if isinstance(value, float) else f"_{short.get(name, name)}{value}"
     tag += ("_nosnap" if cfg.no_snap else "") + ("" if cfg.cal_mm else "_nomm")
+    if cfg.cal_mm and cfg.mm_sampling:
+        tag += f"_mm{cfg.mm_sampling}"  # chosen: files of their own (the default's are MoMask's)
     return tag + protocol_tag(cfg.split, cfg.seed, cfg.eval_batch_size,
                               (cfg.mm_batches, cfg.mm_repeats) if cfg.cal_mm else None)
+
+
+# MoMask's evaluation draws the base layer of its multimodality repeats by Gumbel-max (``generate``'s default there)
+# and of every other batch from the categorical distribution.
+MOMASK_MM_SAMPLING = "gumbel"
+
+
+def multimodality_options(cfg, family: str, options: dict) -> dict:
+    """The family options the multimodality repeats are generated with: ``options``, but for MoMask generators with
+    ``--mm_sampling`` (default ``MOMASK_MM_SAMPLING``) as their base-layer draws."""
+    if family != "momask":
+        if cfg.mm_sampling is not None:
+            raise ValueError(f"--mm_sampling is for MoMask generators; {family} generators sample the multimodality "
+                             "repeats as every other batch")
+        return options
+    return {**options, "sampling": cfg.mm_sampling or MOMASK_MM_SAMPLING}
 
 
 def generator_source(cfg) -> MotionSource:
@@ -143,6 +161,9 @@ def generator_source(cfg) -> MotionSource:
     run_root = (not cfg.name and run_folder_of(path)) or RunDir(cfg.checkpoints_dir, dataset_name, name).root
     settings = {**sampling.to_dict(), "lengths": "GT (m_length // unit_length tokens)",
                 "unit_length": generator.unit_length}
+    mm_options = multimodality_options(cfg, generator.backend.family, options)
+    if cfg.cal_mm and mm_options != options:
+        settings["mm_sampling"] = mm_options["sampling"]
     meta = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
             "generator": generator.info, "sampling": settings}
     residual = generator.info.get("residual")
@@ -156,7 +177,8 @@ def generator_source(cfg) -> MotionSource:
     def produce(kind: int, batch) -> tuple[torch.Tensor, torch.Tensor]:
         # The protocol seeds the global RNGs per replication; generation draws from them (no private generator).
         out = generator.generate(batch.captions, batch.m_lengths, time_steps=sampling.time_steps, cfg=sampling.cfg,
-                                 temperature=sampling.temperature, snap=sampling.snap, **options)
+                                 temperature=sampling.temperature, snap=sampling.snap,
+                                 **(mm_options if kind == KIND_MM else options))
         return out.features_normalised, out.lengths
 
     return MotionSource(dataset_name, os.path.join(run_root, "eval"),

@@ -155,6 +155,9 @@ def get_evaluation_generator_parser() -> argparse.ArgumentParser:
                     help="first batches whose captions are repeated")
     mm.add_argument("--mm_repeats", type=positive_int, default=MM_REPEATS,
                     help="generations per caption for multimodality")
+    mm.add_argument("--mm_sampling", type=str, default=None, choices=SAMPLING_MODES,
+                    help="MoMask generators: base-layer draws of the multimodality repeats (default gumbel, as "
+                         "MoMask's evaluation draws them, while its other batches draw categorical: --sampling)")
     saved = parser.add_argument_group("generate once, score many")
     saved.add_argument("--save_motions", action=argparse.BooleanOptionalAction, default=False,
                        help="keep every generated motion in <run>/eval/motions_<tag>/ (float32 frames up to each "

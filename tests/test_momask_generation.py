@@ -28,7 +28,7 @@ from utils.checkpoint import CheckpointError, file_sha256, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_data import build_eval_loader
 from utils.evaluator import build_evaluator, save_evaluator
-from utils.generation import load_generator
+from utils.generation import MotionGenerator, load_generator
 from utils.generation_momask import MoMaskBackend
 from utils.generator_checkpoints import load_length_estimator, resolve_generator_checkpoint
 from utils.generator_stage import TokenizerRef
@@ -359,3 +359,35 @@ def test_evaluation_py_scores_a_momask_run(runs, evaluator, synthetic_root):
     assert report["sampling"]["cfg"] == 4.0 and report["generator"]["residual"]["model_name"] == "MoMask-Res-Tiny"
     metrics = result["protocol"]["metrics"]
     assert all(np.isfinite(metrics[k]["mean"]) for k in ("fid", "diversity", "top1", "matching_score"))
+
+
+@pytest.mark.parametrize("flags, main, repeats", [([], "categorical", "gumbel"),
+                                                  (["--mm_sampling", "categorical"], "categorical", "categorical")])
+def test_multimodality_repeats_draw_as_momask_s_evaluation(runs, evaluator, synthetic_root, monkeypatch, flags, main,
+                                                           repeats):
+    """MoMask's evaluation draws the base layer of its multimodality repeats by Gumbel-max and of every other batch
+    from the categorical distribution; the repeats had been drawn like the other batches."""
+    ckdir, _ = runs
+    drawn = []
+    generate = MotionGenerator.generate
+
+    def recording(self, texts, *args, **kwargs):
+        drawn.append((len(texts), kwargs.get("sampling", "categorical")))  # categorical: MoMaskBackend's default
+        return generate(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(MotionGenerator, "generate", recording)
+    args = parse_with_config(get_evaluation_generator_parser(), [
+        "--name", "mask", "--res_name", "res", "--dataset_name", "synthetic", "--checkpoints_dir", ckdir,
+        "--data_root", synthetic_root, "--device", "cpu", "--replications", "1", "--eval_batch_size", "8",
+        "--time_steps", "2", "--mm_batches", "1", "--mm_repeats", "11", *flags])
+    result = evaluation_MARDM.main(args)
+    # The first batch's captions 11 times (the last repeat is also its batch's motion, as in MoMask), then the others.
+    assert len(drawn) > 11 and [s for _, s in drawn] == [repeats] * 11 + [main] * (len(drawn) - 11)
+    assert result["protocol"]["meta"]["sampling"]["mm_sampling"] == repeats
+    assert np.isfinite(result["protocol"]["metrics"]["multimodality"]["mean"])
+
+
+def test_mm_sampling_is_refused_for_mardm_generators():
+    args = get_evaluation_generator_parser().parse_args(["--name", "x", "--mm_sampling", "gumbel"])
+    with pytest.raises(ValueError, match="--mm_sampling is for MoMask generators; mardm generators"):
+        evaluation_MARDM.multimodality_options(args, "mardm", {})

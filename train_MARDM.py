@@ -101,7 +101,8 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     run = RunDir(args.checkpoints_dir, args.dataset_name, args.name)
     check_run_start(run, args.is_continue)
     device = stage_device()
-    ref = resolve_tokenizer_checkpoint(args.checkpoints_dir, args.dataset_name, args.ae_name, args.ae_ckpt)
+    ref = resolve_tokenizer_checkpoint(args.checkpoints_dir, args.dataset_name, args.ae_name, args.ae_ckpt,
+                                       which=args.ae_which)
     resumed = resume_records(run.latest_path, args.is_continue)
     tokenizer = load_generator_tokenizer(ref.path, args.model, spec, args.ae_model, device,
                                          ae_model_source=option_origin(args, "ae_model"),

@@ -96,7 +96,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     check_run_start(run, args.is_continue)
     embedding = embedding_overrides(args)
     device = stage_device()
-    ref = resolve_vq_checkpoint(args.checkpoints_dir, args.dataset_name, args.vq_name, args.vq_ckpt)
+    ref = resolve_vq_checkpoint(args.checkpoints_dir, args.dataset_name, args.vq_name, args.vq_ckpt, args.vq_which)
     resumed = resume_records(run.latest_path, args.is_continue)
     check_resumed_settings(run.latest_path, resumed, config_to_dict(args))
     tokenizer = load_token_tokenizer(ref.path, spec, args.vq_model, device, role="res", run_name=ref.name,

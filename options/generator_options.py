@@ -8,6 +8,10 @@ from options.base_options import get_base_parser
 from options.config import fraction_below_one, non_negative_float, non_negative_int, positive_int
 from utils.paths import project_path
 
+# Files a generator may take from its tokenizer run (--ae_which / --vq_which): "best" is the first of the others that
+# exists, in this order; each other one names that file.
+TOKENIZER_WHICH = ("best", "net_best_fid", "net_best_loss", "latest")
+
 TEXT_ENCODER_CHOICES = ("minilm", "clip")
 
 
@@ -51,8 +55,11 @@ def get_train_mardm_parser() -> argparse.ArgumentParser:
                        help="generator registry entry; MARDM-* needs an AE tokenizer, FSQ-MARDM-* an FSQ one, "
                             "VQ-MARDM-* a VQ one, LFQ-MARDM-* an LFQ one")
     group.add_argument("--ae_name", type=str, default=None,
-                       help="tokenizer run under <checkpoints_dir>/<dataset_name>/<ae_name>/model/ (net_best_fid.tar, "
-                            "else net_best_loss.tar, else latest.tar)")
+                       help="tokenizer run under <checkpoints_dir>/<dataset_name>/<ae_name>/model/ (its --ae_which "
+                            "file)")
+    group.add_argument("--ae_which", type=str, default="best", choices=TOKENIZER_WHICH,
+                       help="file of the --ae_name run: best (net_best_fid.tar, else net_best_loss.tar, else "
+                            "latest.tar) or that file (MARDM's presets: latest, as MARDM trains on its AE's)")
     group.add_argument("--ae_ckpt", type=str, default=None, help="tokenizer checkpoint file instead of --ae_name")
     group.add_argument("--ae_model", type=str, default=None, choices=sorted(TOKENIZERS),
                        help="expected tokenizer registry name; a checkpoint of another model is an error")

@@ -8,7 +8,7 @@ import argparse
 
 from options.base_options import get_base_parser
 from options.config import fraction_below_one, non_negative_float, non_negative_int, positive_int
-from options.generator_options import add_text_encoder_args, add_train_mask_count_arg
+from options.generator_options import TOKENIZER_WHICH, add_text_encoder_args, add_train_mask_count_arg
 from utils.paths import project_path
 
 # Flag dest -> constructor keyword of the transformers (MoMask spells the layer and head counts n_layers / n_heads).
@@ -22,8 +22,11 @@ def _add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group("tokenizer (a train_vq.py run, frozen)")
     group.add_argument("--vq_name", "--ae_name", dest="vq_name", type=str, default=None,
-                       help="tokenizer run under <checkpoints_dir>/<dataset_name>/<vq_name>/model/ (net_best_fid.tar, "
-                            "else net_best_loss.tar, else latest.tar)")
+                       help="tokenizer run under <checkpoints_dir>/<dataset_name>/<vq_name>/model/ (its --vq_which "
+                            "file)")
+    group.add_argument("--vq_which", "--ae_which", dest="vq_which", type=str, default="best", choices=TOKENIZER_WHICH,
+                       help="file of the --vq_name run: best (net_best_fid.tar, else net_best_loss.tar, else "
+                            "latest.tar) or that file (MoMask's presets: net_best_fid)")
     group.add_argument("--vq_ckpt", "--ae_ckpt", dest="vq_ckpt", type=str, default=None,
                        help="tokenizer checkpoint file instead of --vq_name")
     group.add_argument("--vq_model", "--ae_model", dest="vq_model", type=str, default=None, choices=sorted(TOKENIZERS),

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from models.loader import Tokenizer, load_tokenizer
 from models.text_encoders import CachedTextEncoder, TextEncoder, build_text_encoder
+from options.generator_options import TOKENIZER_WHICH
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from utils.dataset_specs import DatasetSpec
 from utils.datasets import TextMotionBatch, collate_text_motion
@@ -53,7 +54,8 @@ GENERATOR_FAMILIES = {"MARDM": "ae", "FSQ-MARDM": "fsq", "VQ-MARDM": "vq", "LFQ-
 TARGET_NAMES = {"ae": "latent", "fsq": "fsq_coords", "vq": "vq_codes", "lfq": "lfq_codes"}
 # Kinds whose generators predict grid coordinates (``models.tokenizers.GridTokenizer``).
 GRID_KINDS = ("fsq", "lfq")
-TOKENIZER_CHECKPOINTS = ("net_best_fid", "net_best_loss", "latest")
+# --ae_which / --vq_which: "best" takes the first of TOKENIZER_CHECKPOINTS that exists, any other that file alone.
+TOKENIZER_CHECKPOINTS = TOKENIZER_WHICH[1:]
 
 SnapFn = Callable[[Tensor], Tensor]
 
@@ -90,9 +92,10 @@ def _run_name_of(path: str) -> str:
 
 def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_name: str | None = None,
                                  ae_ckpt: str | None = None, flag: str = "ae",
-                                 trainer: str = "train_AE.py / train_vq.py") -> TokenizerRef:
-    """``--ae_ckpt`` as given, else the best file of run ``--ae_name``: ``net_best_fid.tar``, else
-    ``net_best_loss.tar``, else ``latest.tar`` in ``<checkpoints_dir>/<dataset_name>/<ae_name>/model/``.
+                                 trainer: str = "train_AE.py / train_vq.py", which: str = "best") -> TokenizerRef:
+    """``--ae_ckpt`` as given, else the file ``which`` (``--ae_which``) of run ``--ae_name`` in
+    ``<checkpoints_dir>/<dataset_name>/<ae_name>/model/``: for ``best`` ``net_best_fid.tar``, else
+    ``net_best_loss.tar``, else ``latest.tar``; for a file name that file (MARDM trains on its AE's ``latest.tar``).
 
     ``flag`` names the pair of flags in errors (``ae``: --ae_name/--ae_ckpt, ``vq``: --vq_name/--vq_ckpt) and
     ``trainer`` the script that trains such a run."""
@@ -110,13 +113,22 @@ def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_nam
     if not ae_name:
         raise ValueError(f"no tokenizer given: pass --{flag}_name (a {trainer} run under --checkpoints_dir/"
                          f"--dataset_name) or --{flag}_ckpt (a checkpoint file)")
+    if which not in TOKENIZER_WHICH:
+        raise ValueError(f"--{flag}_which must be one of {list(TOKENIZER_WHICH)}, got {which!r}")
     model_dir = RunDir(checkpoints_dir, dataset_name, ae_name).model_dir
-    for stem in TOKENIZER_CHECKPOINTS:
+    stems = TOKENIZER_CHECKPOINTS if which == "best" else (which,)
+    for stem in stems:
         path = os.path.join(model_dir, f"{stem}.tar")
         if os.path.isfile(path):
             return TokenizerRef(path, ae_name)
     found = sorted(f for f in os.listdir(model_dir) if f.endswith(".tar")) if os.path.isdir(model_dir) else []
-    raise CheckpointError(f"--{flag}_name {ae_name!r}: none of {[s + '.tar' for s in TOKENIZER_CHECKPOINTS]} in "
+    if which == "net_best_fid" and found:
+        # Written only by a run validated on FID, which needs the evaluator while the tokenizer trains.
+        raise CheckpointError(f"--{flag}_name {ae_name!r} --{flag}_which net_best_fid: no net_best_fid.tar in "
+                              f"{model_dir} (found {found}); the tokenizer run writes it only when trained with "
+                              f"--need_evaluation; pass --{flag}_which best to take its best file of another kind")
+    raise CheckpointError(f"--{flag}_name {ae_name!r}: {'none of ' if len(stems) > 1 else 'no '}"
+                          f"{[s + '.tar' for s in stems] if len(stems) > 1 else stems[0] + '.tar'} in "
                           f"{model_dir} (found {found or 'nothing'}); train it with {trainer} --name {ae_name} "
                           f"--dataset_name {dataset_name}{folder_flags(checkpoints_dir)}, or pass --{flag}_ckpt")
 

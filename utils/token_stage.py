@@ -66,11 +66,11 @@ CACHE_FORMAT = 1
 # ---------------------------------------------------------------------------------------------------------------------
 
 def resolve_vq_checkpoint(checkpoints_dir: str, dataset_name: str, vq_name: str | None = None,
-                          vq_ckpt: str | None = None) -> TokenizerRef:
-    """``--vq_ckpt`` as given, else the best file of run ``--vq_name``: ``net_best_fid.tar``, else
-    ``net_best_loss.tar``, else ``latest.tar`` in ``<checkpoints_dir>/<dataset_name>/<vq_name>/model/``."""
+                          vq_ckpt: str | None = None, which: str = "best") -> TokenizerRef:
+    """``--vq_ckpt`` as given, else the file ``which`` of run ``--vq_name`` (see ``resolve_tokenizer_checkpoint``;
+    MoMask trains on its RVQ's ``net_best_fid.tar``)."""
     return resolve_tokenizer_checkpoint(checkpoints_dir, dataset_name, vq_name, vq_ckpt, flag="vq",
-                                        trainer="train_vq.py")
+                                        trainer="train_vq.py", which=which)
 
 
 def load_token_tokenizer(path: str, spec: DatasetSpec, vq_model: str | None = None, device: str | torch.device = "cpu",

@@ -6,8 +6,9 @@ three deliberate differences:
 - Milestones are *global* optimizer steps. MoMask and MARDM only call ``scheduler.step()`` once ``it >= warm_up_iter``,
   so their milestones fire ``warm_up_iter`` steps after the nominal number (150k becomes about 152k with a 2k warm-up).
   T2M-GPT and MotionMillion run the warm-up as a separate loop before ``total_iter`` iterations, so theirs fire
-  ``warm_up_iter`` steps later too (T2M-GPT's 200k at about 201k, MotionMillion's 300k at 348k), and their runs are
-  that much longer than ``total_iter``; the presets' ``max_iters`` count the warm-up.
+  ``warm_up_iter`` steps later too (T2M-GPT's 200k at about 201k, MotionMillion's 300k at 348k in one process; its
+  released 4-GPU run, see the third point, at about 123k), and their runs are that much longer than ``total_iter``;
+  the presets' ``max_iters`` count the warm-up.
 - The ramp is ``(step + 1) / warm_up_iter``, reaching the base rate on the last warm-up step; the references use
   ``(it + 1) / (warm_up_iter + 1)``, one step short of it. During the warm-up ours is ``(W + 1) / W`` times theirs,
   0.05% more for W = 2,000.

@@ -90,3 +90,9 @@ def test_a_paper_run_reads_the_datasets_own_folder(tmp_path):
                           "evaluation_MARDM.py", "sample.py"}
     for argv in calls.values():
         assert _value(argv, "--dataset_name") == "BandaiM" and "--data_root" not in argv
+    # The length estimator reads the text as the generator does (CLIP, as MoMask's and MARDM's estimators).
+    from options.config import load_config
+    preset = load_config(os.path.join(REPO, "options", "configs", "fsq_mardm_sit_xl.yaml"))
+    estimator = calls["train_length_estimator.py"]
+    assert (_value(estimator, "--text_encoder"), _value(estimator, "--clip_path")) == (preset["text_encoder"],
+                                                                                       preset["clip_path"])

@@ -33,9 +33,10 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], Any]]] = {
     "vq_norm": ("norm", str, normalize_norm_name),
 }
 # opt.txt field -> our constructor argument whose value the weight shapes give
-_SIZES = {"nb_code": "nb_code", "code_dim": "code_dim", "output_emb_width": "code_dim",
-          "num_quantizers": "num_quantizers", "width": "width", "down_t": "down_t", "stride_t": "stride_t",
-          "depth": "depth"}
+# (not output_emb_width: MoMask's train_vq.py builds the RVQ-VAE with code_dim in its place, so the field keeps its
+# default 512 whatever the code dim)
+_SIZES = {"nb_code": "nb_code", "code_dim": "code_dim", "num_quantizers": "num_quantizers", "width": "width",
+          "down_t": "down_t", "stride_t": "stride_t", "depth": "depth"}
 
 
 class RunOptions(NamedTuple):

@@ -58,7 +58,6 @@ def test_a_missing_codebook_is_refused_naming_opt_txt_and_both_counts(tmp_path) 
     ("num_quantizers: 3", "num_quantizers", "num_quantizers", 3),
     ("nb_code: 32", "nb_code", "nb_code", 32),
     ("code_dim: 32", "code_dim", "code_dim", 32),
-    ("output_emb_width: 32", "output_emb_width", "code_dim", 32),
     ("width: 64", "width", "width", 64),
     ("down_t: 2", "down_t", "down_t", 2),
     ("depth: 3", "depth", "depth", 3),
@@ -68,6 +67,13 @@ def test_a_size_opt_txt_contradicts_is_refused(tmp_path, line, field, arg, value
     with pytest.raises(CheckpointError, match=rf"^{re.escape(opt)}: {field}: {value + 1}, but the weights of "
                                               rf"{re.escape(src)} have {arg} {value}"):
         load_tokenizer(src)
+
+
+def test_output_emb_width_is_not_a_size_momask_uses(tmp_path) -> None:
+    """MoMask's train_vq.py passes code_dim where RVQVAE takes output_emb_width, so a run of another code dim keeps the
+    field's default 512 in its opt.txt; such a run was refused as having lost weights."""
+    src, _ = _momask_run(tmp_path, {"output_emb_width: 32": "output_emb_width: 512"})
+    assert load_tokenizer(src).latent_dim == 32
 
 
 def test_a_shared_codebook_opt_txt_claims_for_distinct_codebooks_is_refused(tmp_path) -> None:

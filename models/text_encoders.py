@@ -364,7 +364,11 @@ def load_clip_text_state_dict(weights_path: str | os.PathLike) -> dict[str, torc
                                 "clip.load('ViT-B/32') downloads) at this path, or pass the path of a state dict with "
                                 "the same keys")
     if _is_torchscript(weights_path):
-        state = torch.jit.load(weights_path, map_location="cpu").state_dict()
+        try:
+            state = torch.jit.load(weights_path, map_location="cpu").state_dict()
+        except RuntimeError as e:  # a damaged archive: TorchScript's own message names no file
+            raise ValueError(f"{weights_path}: not the weights of a CLIP text tower: a TorchScript archive that "
+                             f"does not load ({str(e).splitlines()[0]})") from e
     else:
         from utils.checkpoint import load_checkpoint
 

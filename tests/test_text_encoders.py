@@ -2,6 +2,7 @@
 
 import gzip
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -169,6 +170,19 @@ def test_clip_loads_a_torchscript_archive(clip_files, tmp_path):
     encoder = CLIPTextEncoder(jit_path, vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
     texts = ["hello walk", "walk walk"]
     assert torch.allclose(encoder.encode(texts), reference.encode(texts), atol=1e-5)
+
+
+def test_a_damaged_torchscript_archive_fails_naming_the_file(clip_files, tmp_path):
+    """torch.jit.load's error on a damaged archive named no file and reached the user as a traceback."""
+    import zipfile
+
+    damaged = tmp_path / "ViT-B-32.pt"
+    with zipfile.ZipFile(damaged, "w") as archive:
+        for member in ("ViT-B-32/code/__torch__.py", "ViT-B-32/constants.pkl", "ViT-B-32/data.pkl"):
+            archive.writestr(member, b"not what TorchScript wrote")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(damaged))}: not the weights of a CLIP text tower: a "
+                                         r"TorchScript archive that does not load"):
+        CLIPTextEncoder(damaged, vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
 
 
 def test_clip_missing_or_mismatched_files_fail_clearly(clip_files, tmp_path):

@@ -270,6 +270,8 @@ def test_saved_motions_refuse_what_they_cannot_answer(setup, tmp_path):
         rescore(ckdir, data_root, folder, "--cfg", "3", "--time_steps", "4")
     with pytest.raises(ValueError, match="--no_ema/--ema choose how motion is generated"):
         rescore(ckdir, data_root, folder, "--ema")
+    with pytest.raises(ValueError, match="--mm_sampling choose how motion is generated"):
+        rescore(ckdir, data_root, folder, "--mm_sampling", "categorical")
     with pytest.raises(ValueError, match="--seed is 5, but the motions .* were generated with 31"):
         rescore(ckdir, data_root, folder, "--seed", "5")
     with pytest.raises(ValueError, match=r"no saved motions for replication seed\(s\) \[32\] of 2"):

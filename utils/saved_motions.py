@@ -327,7 +327,7 @@ GENERATION_FLAGS = {"name": "--name", "ckpt": "--ckpt", "which_epoch": "--which_
                     "time_steps": "--time_steps", "cfg": "--cfg", "temperature": "--temperature",
                     "no_snap": "--no_snap/--snap", "topk_filter_thres": "--topkr", "sampling": "--sampling",
                     "res_cond_scale": "--res_cond_scale", "head_steps": "--head_steps", "head_solver": "--head_solver",
-                    "save_motions": "--save_motions"}
+                    "mm_sampling": "--mm_sampling", "save_motions": "--save_motions"}
 
 
 def replay_source(cfg: Any, default: Callable[[str], Any]) -> MotionSource:

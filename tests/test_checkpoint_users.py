@@ -25,7 +25,9 @@ from utils.checkpoint_users import (
     keep_used_version,
     kept_copy_path,
     read_users,
+    register_parent,
     register_user,
+    replace_checkpoint,
 )
 from utils.generation import load_generator
 
@@ -75,6 +77,28 @@ def test_a_damaged_or_unwritable_record_never_stops_training(tmp_path, caplog, m
     with caplog.at_level(logging.WARNING):
         register_user(ckpt, file_sha256(ckpt), str(tmp_path / "gen"))
     assert "could not record" in caplog.text and "without keeping this version" in caplog.text
+
+
+@pytest.mark.parametrize("record", [{"latest.tar": {"abc": None}}, {"latest.tar": {"abc": "x"}},
+                                    {"latest.tar": ["abc"]}, ["latest.tar"]])
+def test_a_record_of_another_shape_is_replaced_not_trusted(tmp_path, record):
+    ckpt = _write(tmp_path / "model" / "latest.tar", "version 1")
+    _write(tmp_path / "model" / USERS_FILE, json.dumps(record))
+    register_user(ckpt, "abc", str(tmp_path / "gen"))
+    assert read_users(ckpt) == {"abc": [str(tmp_path / "gen")]}
+
+
+def test_a_generator_given_a_link_keeps_the_version_beside_the_real_file(tmp_path):
+    ckpt = _write(tmp_path / "ck" / "model" / "latest.tar", "version 1")
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "tok.tar"
+    link.symlink_to(ckpt)
+    sha = file_sha256(ckpt)
+    register_parent({"path": str(link), "sha256": sha}, str(tmp_path / "gen"))
+    assert os.listdir(tmp_path / "links") == ["tok.tar"] and read_users(ckpt) == {sha: [str(tmp_path / "gen")]}
+    replace_checkpoint(ckpt, {"step": 2})
+    assert find_kept_copy(str(link), sha) == kept_copy_path(ckpt, sha)
+    assert open(kept_copy_path(ckpt, sha)).read() == "version 1"
 
 
 def _tokenizer_args(data_root: str, ckpt: str, *extra: str) -> object:

@@ -31,13 +31,14 @@ SHA_PREFIX = 12  # hex digits of the hash in a kept copy's name
 
 
 def kept_copy_path(path: str, sha256: str) -> str:
-    """Where the version ``sha256`` of checkpoint ``path`` is kept: ``<stem>.<sha256[:12]><ext>`` beside it."""
-    stem, ext = os.path.splitext(path)
+    """Where the version ``sha256`` of checkpoint ``path`` is kept: ``<stem>.<sha256[:12]><ext>`` beside the file
+    (the file a link points to: a generator may have been given a link)."""
+    stem, ext = os.path.splitext(os.path.realpath(path))
     return f"{stem}.{sha256[:SHA_PREFIX]}{ext}"
 
 
 def _users_path(path: str) -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(path)), USERS_FILE)
+    return os.path.join(os.path.dirname(os.path.realpath(path)), USERS_FILE)
 
 
 def read_users(path: str) -> dict[str, list[str]]:
@@ -49,7 +50,7 @@ def read_users(path: str) -> dict[str, list[str]]:
     try:
         with open(record_path, encoding="utf-8") as f:
             record = json.load(f)
-        entry = record.get(os.path.basename(path), {}) if isinstance(record, dict) else {}
+        entry = record.get(os.path.basename(os.path.realpath(path)), {}) if isinstance(record, dict) else {}
         if not isinstance(entry, dict):
             raise ValueError(f"field {os.path.basename(path)!r}: expected an object of sha256 -> run folders")
         return {str(sha): [str(u) for u in users] for sha, users in entry.items() if isinstance(users, list)}
@@ -62,17 +63,16 @@ def read_users(path: str) -> dict[str, list[str]]:
 def register_user(path: str, sha256: str, user: str) -> None:
     """Record that run folder ``user`` was trained on version ``sha256`` of checkpoint ``path``."""
     record_path = _users_path(path)
-    name, user = os.path.basename(path), os.path.abspath(user)
+    name, user = os.path.basename(os.path.realpath(path)), os.path.abspath(user)
     try:
         record: dict[str, Any] = {}
         if os.path.isfile(record_path):
             with open(record_path, encoding="utf-8") as f:
                 loaded = json.load(f)
             record = loaded if isinstance(loaded, dict) else {}
-        entry = record.setdefault(name, {})
-        if not isinstance(entry, dict):
-            entry = record[name] = {}
-        users = entry.setdefault(sha256, [])
+        # Parts of another shape (a record edited by hand) are replaced rather than trusted.
+        entry = record[name] = record[name] if isinstance(record.get(name), dict) else {}
+        users = entry[sha256] = [str(u) for u in entry[sha256]] if isinstance(entry.get(sha256), list) else []
         if user in users:
             return
         users.append(user)
@@ -87,6 +87,7 @@ def keep_used_version(path: str) -> str | None:
     """Before ``path`` is replaced: if a run was registered on its present version and no kept copy of that version
     exists, keep one (see the module); returns the kept copy's path, else None."""
     users = read_users(path)
+    path = os.path.realpath(path)
     if not users or not os.path.isfile(path):
         return None
     pending = [sha for sha in users if not os.path.exists(kept_copy_path(path, sha))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -150,6 +151,23 @@ def test_replications_stream_to_jsonl_and_resume(setup, tmp_path):
     fresh = evaluate(ev, loader, gt_motion, replications=3, seed=7, gt_cache=None, progress=False)
     for a, b in zip(report.rows, fresh.rows):
         assert a["metrics"] == pytest.approx(b["metrics"], abs=1e-9)
+
+
+def test_a_resume_says_when_the_file_s_replications_were_made_otherwise(setup, tmp_path, caplog):
+    """Replications under another evaluation key (other settings) were silently computed again."""
+    _, _, ev, loader = setup
+    path = tmp_path / "replications.jsonl"
+    evaluate(ev, loader, gt_motion, replications=1, seed=7, results_path=str(path), gt_cache=None, progress=False,
+             meta={"checkpoint": "x", "sampling": {"sampling": "categorical"}})
+    with caplog.at_level(logging.WARNING, logger="utils.eval_protocol"):
+        evaluate(ev, loader, gt_motion, replications=1, seed=7, results_path=str(path), gt_cache=None,
+                 progress=False, meta={"checkpoint": "x", "sampling": {"sampling": "gumbel"}}, resume=True)
+    assert f"{path} holds 1 replication(s) of these seeds made with other settings" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="utils.eval_protocol"):  # the same settings: reused, no warning
+        evaluate(ev, loader, gt_motion, replications=1, seed=7, results_path=str(path), gt_cache=None,
+                 progress=False, meta={"checkpoint": "x", "sampling": {"sampling": "gumbel"}}, resume=True)
+    assert "other settings" not in caplog.text
 
 
 def test_a_resume_after_a_torn_line_keeps_every_new_replication_readable(setup, tmp_path):

@@ -169,7 +169,8 @@ def test_resume_is_bitwise_exact_including_ema(setup, encoder, tmp_path):
     _save_tokenizer(other, "FSQ_AE_Tiny", setup["spec"], setup["mean"] + 1.0, setup["std"])
     moved = [a if a != base[3] else other for a in part]
     with pytest.raises(CheckpointError, match=r"trained on tokenizer .*fsq.* \(sha256 [0-9a-f]{12}\.\.\.\), now "
-                                              r".*other_fsq\.tar"):
+                                              r".*other_fsq\.tar .*; resume with the same tokenizer file "
+                                              r"\(--ae_which / --vq_which, or --ae_ckpt / --vq_ckpt, naming it\)"):
         train_MARDM.main(parse_with_config(get_train_mardm_parser(), [*moved, "--max_iters", "10", "--is_continue"]),
                          text_encoder=encoder)
 

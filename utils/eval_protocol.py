@@ -296,8 +296,9 @@ def _end_torn_line(path: str) -> None:
 
 def _read_finished(path: str, keys: Collection[str], seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Replication rows already in ``path`` under one of ``keys`` for one of ``seeds`` (a torn last line is
-    ignored)."""
+    ignored). Rows of those seeds under other keys (the same file, other settings) are not reused, and said so."""
     done: dict[int, dict[str, Any]] = {}
+    others: set[int] = set()
     if not os.path.isfile(path):
         return done
     with open(path) as f:
@@ -306,8 +307,16 @@ def _read_finished(path: str, keys: Collection[str], seeds: Sequence[int]) -> di
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(row, dict) and row.get("eval_key") in keys and row.get("seed") in seeds:
-                done[int(row["seed"])] = row
+            if isinstance(row, dict) and row.get("seed") in seeds:
+                if row.get("eval_key") in keys:
+                    done[int(row["seed"])] = row
+                else:
+                    others.add(int(row["seed"]))
+    if others - set(done):
+        logger.warning("%s holds %d replication(s) of these seeds made with other settings or data (another "
+                       "evaluation key: the checkpoint, sampling, evaluator, data or protocol differ, or a version "
+                       "of this program that recorded them otherwise); they are not reused", path,
+                       len(others - set(done)))
     return done
 
 

@@ -46,7 +46,8 @@ def check_resume_matches(latest_path: str, meta: dict[str, Any], saved: dict[str
         if saved_tok.get("path") and saved_tok.get("sha256"):
             kept = find_kept_copy(str(saved_tok["path"]), str(saved_tok["sha256"]))
         advice = (f"resume with that version, kept as {kept} (--ae_ckpt / --vq_ckpt {kept})" if kept else
-                  "resume with the same tokenizer file")
+                  "resume with the same tokenizer file (--ae_which / --vq_which, or --ae_ckpt / --vq_ckpt, naming "
+                  "it)")
         raise CheckpointError(f"{latest_path}: the run being resumed was trained on tokenizer {saved_tok.get('path')} "
                               f"(sha256 {str(saved_tok.get('sha256'))[:12]}...), now {meta['tokenizer']['path']} "
                               f"(sha256 {meta['tokenizer']['sha256'][:12]}...); {advice}, or start a new --name")

@@ -172,6 +172,7 @@ def test_clip_loads_a_torchscript_archive(clip_files, tmp_path):
     assert torch.allclose(encoder.encode(texts), reference.encode(texts), atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_a_damaged_torchscript_archive_fails_naming_the_file(clip_files, tmp_path):
     """torch.jit.load's error on a damaged archive named no file and reached the user as a traceback."""
     import zipfile

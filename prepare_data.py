@@ -208,9 +208,14 @@ def main_stats(cfg: argparse.Namespace) -> int:
                        "%s%s", len(clips.unlisted), os.path.join(root, MOTION_DIR), "/".join(SPLITS),
                        ", ".join(clips.unlisted[:5]), " ..." if len(clips.unlisted) > 5 else "")
 
+    missing: list[str] = []  # split ids without a motion file: skipped, as the loaders and validate skip them
+
     def checked_paths():  # every file is checked first, so a NaN or a wrong width cannot reach the statistics
         for clip_id in tqdm(ids, desc=f"stats {spec.name}", unit="clip"):
             path = motion_path(root, clip_id)
+            if not os.path.exists(path):
+                missing.append(clip_id)
+                continue
             _, problems = scan_motion(path, spec)
             if problems and not clips.listed and problems[0].kind in ("wrong_dim", "non_numeric", "unreadable_motion"):
                 raise DatasetError(f"{problems[0]} (without {'/'.join(SPLITS)}.txt every .npy under "
@@ -221,10 +226,14 @@ def main_stats(cfg: argparse.Namespace) -> int:
             yield path
 
     mean, std = humanml3d_mean_std(checked_paths(), spec)
+    if missing:
+        logger.warning("%d ids of the split files have no motion file under %s and are left out, as the loaders "
+                       "leave them out: %s%s", len(missing), os.path.join(root, MOTION_DIR), ", ".join(missing[:5]),
+                       " ..." if len(missing) > 5 else "")
     save_mean_std(root, mean, std)
     which = f"split {cfg.split}" if cfg.split else "every clip of " + ("the splits" if clips.listed else MOTION_DIR)
-    print(f"stats: Mean.npy and Std.npy ({spec.file_dim},) from {len(ids)} clips ({which}; std averaged within each "
-          f"feature group) -> {root}")
+    print(f"stats: Mean.npy and Std.npy ({spec.file_dim},) from {len(ids) - len(missing)} clips ({which}; std "
+          f"averaged within each feature group) -> {root}")
     return 0
 
 

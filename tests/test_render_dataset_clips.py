@@ -102,6 +102,22 @@ def test_stats_reads_the_clips_the_splits_list_and_names_other_files(dataset, ca
     assert dataset_clips(str(dataset)).unlisted == [f"{clip}_joints.npy"]
 
 
+def test_stats_skips_split_ids_without_a_motion_file_as_the_loaders_do(dataset, caplog, capsys):
+    """validate and the loaders skip a listed id whose motion file is missing (HumanML3D's official splits next to a
+    part of its clips); stats stopped on it, so the statistics validate asks for could not be made."""
+    expected = [np.load(dataset / name) for name in ("Mean.npy", "Std.npy")]
+    with open(dataset / "train.txt", "a") as f:
+        f.write("009707\n")
+    with caplog.at_level(logging.WARNING, logger="prepare_data"):
+        assert _stats(dataset) == 0
+    assert "from 3 clips (every clip of the splits;" in capsys.readouterr().out
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"1 ids of the split files have no motion file under {dataset / 'new_joint_vecs'} and are left out, as the "
+        "loaders leave them out: 009707"]
+    for name, values in zip(("Mean.npy", "Std.npy"), expected):
+        np.testing.assert_allclose(np.load(dataset / name), values, rtol=1e-6, atol=1e-7)
+
+
 def test_stats_without_split_files_reads_every_file_and_says_why_a_stray_one_fails(dataset, capsys):
     for split in ("train", "val", "test", "train_val", "all"):
         os.remove(dataset / f"{split}.txt")

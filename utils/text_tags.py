@@ -35,7 +35,8 @@ lead follow greet salute beckon signal wait rest relax stagger shove kneel land 
 unfold open close cover bring send give receive pass hand shift transfer change slow accelerate decelerate speed
 squeeze flip cartwheel somersault exercise warm practice dribble kneel leap vault crouch sidestep backflip
 lose pace tread trudge hobble waddle prance skip gallop jab uppercut swat slap stab thrust swipe chop sweep mop
-curve veer alternate
+curve veer alternate recover avoid maintain rebalance compensate counterbalance search assume inspect complete
+fence glance serve miss regain steady stabilize retrieve cause pause focus paralyze
 """.split()
 
 # Verbs that double their final consonant before -ing / -ed (run -> running, step -> stepped).
@@ -67,6 +68,7 @@ circle step stop time way direction side ground floor chair seat ball object pla
 speed goodbye hello sword degree thug giant motion movement gesture line path curve spot distance jump walk run
 turn wave kick bow squat clap dance punch slash swing spin lunge hop stretch twist crawl push pull throw catch
 table stairs stair wall door box cup bottle glass rope bar ladder weight obstacle track room corner edge middle
+bottom
 center centre floor meter metre centimeter foot inch second minute moment beginning end start half quarter
 instrument guitar violin drum piano racket bat club golf tennis basketball football soccer baseball boxing
 exercise routine pose stance posture balance rest pattern square rectangle triangle figure angle
@@ -256,8 +258,10 @@ def _strip_suffix_lemma(word: str, suffix: str) -> str:
         return stem[:-1]  # hopping -> hop (seeing -> see keeps its "ee")
     if len(stem) >= 3 and stem[-1] == "l" and stem[-2] in "bcdfgkptz":
         return stem + "e"  # wobbled -> wobble, juggling -> juggle
-    if len(stem) >= 3 and stem[-1] == "z" and stem[-2] in vowels:
-        return stem + "e"  # sneezed -> sneeze, gazing -> gaze
+    if len(stem) >= 3 and stem[-1] == "z" and stem[-2] in vowels + "y":
+        return stem + "e"  # sneezed -> sneeze, gazing -> gaze, analyzed -> analyze
+    if len(stem) >= 3 and (stem[-1] in "cv" or stem[-1] == "s" and stem[-2] not in vowels + "s"):
+        return stem + "e"  # fencing -> fence, serving -> serve, convulsed -> convulse (no English verb ends so)
     if len(stem) >= 3 and stem[-1] not in vowels + "wxy" and stem[-2] in "aiou" and stem[-3] not in vowels:
         return stem + "e"
     return stem
@@ -271,6 +275,8 @@ def lemmatize(word: str, pos: str) -> str:
         if word in _IRREGULAR_VERBS:
             return _IRREGULAR_VERBS[word]
         for suffix in ("ing", "ed", "s"):
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                continue  # miss, focus: no -s suffix to strip
             if word.endswith(suffix) and len(word) > len(suffix) + 2:
                 return _strip_suffix_lemma(word, suffix)
         return word
@@ -286,6 +292,9 @@ def lemmatize(word: str, pos: str) -> str:
     return word
 
 
+_NOUN_SUFFIXES = ("tion", "sion", "ment", "ness", "ity", "ance", "ence", "er", "or", "ist", "ism")
+
+
 def _guess_pos(word: str, original: str, prev: str, is_first: bool) -> str:
     """POS of a word outside the lexicon, from its suffix and the previous tag."""
     if original[:1].isupper() and not is_first:
@@ -298,7 +307,7 @@ def _guess_pos(word: str, original: str, prev: str, is_first: bool) -> str:
         return "VERB"
     if word.endswith(("ous", "ful", "ive", "able", "ible", "ic", "ish", "less", "al", "ary")):
         return "ADJ"
-    if word.endswith(("tion", "sion", "ment", "ness", "ity", "ance", "ence", "er", "or", "ist", "ism")):
+    if word.endswith(_NOUN_SUFFIXES):
         return "NOUN"
     if word.endswith("s") and prev in ("PRON", "NOUN", "PROPN", "START") and len(word) > 3:
         return "VERB"
@@ -375,7 +384,13 @@ def tag_words(caption: str) -> list[tuple[str, str]]:
         nxt = options[i + 1] if i + 1 < len(options) else set()
         nxt_word = words[i + 1] if i + 1 < len(words) else ""
         if not options[i]:
-            tag = "VERB" if prev == "AUX" else _guess_pos(word, original, prev, not out)
+            last = next((t for _, t in reversed(out) if t in ("VERB", "NOUN", "PRON", "PROPN")), None)
+            tag = _guess_pos(word, original, prev, not out)
+            if prev == "AUX" or prev == "PART" and tag == "NOUN" and not word.endswith(_NOUN_SUFFIXES):
+                tag = "VERB"  # "is recovering", "to recover" (but "reacts to perturbation")
+            elif (prev == "CCONJ" or prev == "ADV" and prev2 == "CCONJ") and last == "VERB" and tag == "NOUN" \
+                    and word.endswith("s") and not word.endswith("ss"):
+                tag = "VERB"  # "gets pushed and (then) recovers": a verb coordinated with the one before
         elif word == "to":
             # "to walk" is the infinitive marker; "to the left" is a preposition
             verb_next = nxt_word in _VERB_BASES or (not nxt and nxt_word.isalpha() and nxt_word.islower())

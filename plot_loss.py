@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from utils.atomic_io import atomic_path
+from utils.event_files import check_event_file
 from utils.stop_signals import run_with_error_boundary
 from utils.user_errors import PATH_ERRORS
 
@@ -57,14 +58,22 @@ def smooth_ema(values: np.ndarray, weight: float) -> np.ndarray:
 
 
 def read_scalars(log_dir: str) -> dict[str, Series]:
-    """Every scalar tag logged under ``log_dir`` (searched recursively) -> its series."""
+    """Every scalar tag logged under ``log_dir`` (searched recursively) -> its series. An event file damaged or cut
+    short is read up to its first bad record, with a warning naming it and where reading stopped."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     if not os.path.isdir(log_dir):
         raise FileNotFoundError(f"{log_dir}: no such log directory")
-    event_dirs = sorted(root for root, _, names in os.walk(log_dir) if any(n.startswith(EVENT_PREFIX) for n in names))
-    if not event_dirs:
+    event_files = sorted(os.path.join(root, n) for root, _, names in os.walk(log_dir) for n in names
+                         if n.startswith(EVENT_PREFIX))
+    if not event_files:
         raise FileNotFoundError(f"{log_dir}: no TensorBoard event files ({EVENT_PREFIX}.*) in it or below it")
+    # TensorBoard's reader stops at a file's first bad record without a word, and the run looks shorter than it was.
+    checks = [check_event_file(path) for path in event_files]
+    for check in checks:
+        if check.problem:
+            logger.warning("%s: %s; the rest of the file is not read", check.path, check.describe())
+    event_dirs = sorted({os.path.dirname(path) for path in event_files})
     found: list[tuple[str, str, Series]] = []
     for folder in event_dirs:
         accumulator = EventAccumulator(folder, size_guidance={"scalars": 0})  # 0 keeps every point

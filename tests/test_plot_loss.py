@@ -232,3 +232,40 @@ def test_the_default_loss_tags_are_read_from_the_tags_not_the_run_folders(tmp_pa
     monkeypatch.setattr(plot_loss, "plot_metrics", lambda runs, metrics, *args: drawn.append(metrics) or "x.png")
     run_cli("--log_dir", str(tmp_path), "--output", str(tmp_path / "loss.png"))
     assert drawn == [["base/model/Train/loss", "no_vel_loss/model/Train/loss"]]
+
+
+def _event_file(folder):
+    (path,) = [p for p in folder.iterdir() if p.name.startswith(plot_loss.EVENT_PREFIX)]
+    return path
+
+
+def test_a_damaged_event_file_is_read_up_to_its_bad_record_with_a_warning(tmp_path, caplog, capsys):
+    """TensorBoard's reader stops at a file's first bad record without a word: a damaged file passed for a shorter
+    run, its later points silently gone."""
+    write_run(tmp_path / "run" / "model", {"Train/loss": curve(24)})
+    path = _event_file(tmp_path / "run" / "model")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4] = b"XXXX"
+    path.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="plot_loss"):
+        points = plot_loss.read_scalars(str(tmp_path / "run"))["Train/loss"]
+    assert 0 < len(points.steps) < 24
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(path) in warning and f"of {len(data)}" in warning and "checksum" in warning
+    assert f"the last at step {points.steps[-1]}" in warning
+
+    path.write_bytes(bytes(data[:middle]))  # a copy cut in half
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="plot_loss"):
+        plot_loss.read_scalars(str(tmp_path / "run"))
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(path) in warning and f"of {middle}" in warning and "cut short" in warning
+
+
+def test_whole_event_files_raise_no_warning(tmp_path, caplog):
+    write_run(tmp_path / "run" / "model", {"Train/loss": curve()})
+    write_run(tmp_path / "run" / "model", {"Train/loss": curve()}, start=30)
+    with caplog.at_level("WARNING", logger="plot_loss"):
+        assert len(plot_loss.read_scalars(str(tmp_path / "run"))["Train/loss"].steps) == 60
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -59,7 +59,8 @@ def smooth_ema(values: np.ndarray, weight: float) -> np.ndarray:
 
 def read_scalars(log_dir: str) -> dict[str, Series]:
     """Every scalar tag logged under ``log_dir`` (searched recursively) -> its series. An event file damaged or cut
-    short is read up to its first bad record, with a warning naming it and where reading stopped."""
+    short is read up to its first bad record, with a warning naming it and where reading stopped; no scalar in any of
+    them is an error naming the files."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     if not os.path.isdir(log_dir):
@@ -88,6 +89,9 @@ def read_scalars(log_dir: str) -> dict[str, Series]:
             last_of_step = np.append(steps[1:] != steps[:-1], True)
             found.append((os.path.relpath(folder, log_dir), tag,
                           Series(steps[last_of_step], values[last_of_step], tag)))
+    if not found:
+        raise ValueError(f"{log_dir}: the event file(s) hold no readable scalars: "
+                         + "; ".join(f"{check.path} ({check.describe()})" for check in checks))
     # Several folders (runs under a common parent, add_scalars sub-folders): every tag is named by its folder, also
     # one that only one folder logs, which would otherwise pass for the tag of them all.
     several = len(event_dirs) > 1

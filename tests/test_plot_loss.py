@@ -269,3 +269,20 @@ def test_whole_event_files_raise_no_warning(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="plot_loss"):
         assert len(plot_loss.read_scalars(str(tmp_path / "run"))["Train/loss"].steps) == 60
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+@pytest.mark.parametrize("content", ["empty", "prefix", "text"])
+def test_event_files_without_a_readable_scalar_are_an_error_naming_them(tmp_path, content):
+    """An empty, cut or text file named like an event file read as a run with no tags: --list printed a header and
+    exited 0, plotting asked for --metric with 'available tags: []'."""
+    write_run(tmp_path / "good", {"Train/loss": curve()})
+    data = {"empty": b"", "prefix": _event_file(tmp_path / "good").read_bytes()[:100],
+            "text": b"not an event file\n"}[content]
+    path = tmp_path / "run" / "model" / f"{plot_loss.EVENT_PREFIX}.1.host"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    for argv in (["--list"], ["--output", str(tmp_path / "loss.png")]):
+        with pytest.raises(ValueError, match="hold no readable scalars") as error:
+            run_cli("--log_dir", str(tmp_path / "run"), *argv)
+        assert str(path) in str(error.value)
+    assert not (tmp_path / "loss.png").exists()

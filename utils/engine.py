@@ -62,6 +62,7 @@ from utils.checkpoint_users import register_parent, replace_checkpoint
 from utils.collectives import MainProcessFailed, all_gather_objects, broadcast_object
 from utils.ema import EMA
 from utils.engine_config import EngineConfig, TrainResult
+from utils.engine_validation import run_val_fn
 from utils.logging_utils import TensorBoard, setup_logging
 from utils.lr_schedule import lr_factor
 from utils.run_dir import RunDir, RunDirError, releasing_run_locks
@@ -480,27 +481,7 @@ def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Modu
               run: RunDir, state: _State, tb: TensorBoard, checkpoint_state: Callable[[bool], dict]) -> None:
     """Run ``val_fn`` (main process), log ``Val/*``, and write the best checkpoint when ``cfg.best_metric`` improves
     (logged as ``Best/<best_metric>`` at that step)."""
-    rng = get_rng_state()
-    model = net
-    if ema is not None and eval_copy is not None:
-        ema.copy_to(eval_copy)
-        model = eval_copy
-    # Validation runs in fp32 as evaluation does, so that the best file is picked on the numbers an evaluation of it
-    # gives: the EMA copy was taken before prepare(); the trained model itself has prepare()'s autocast forward
-    # (mixed precision) on the instance, put aside for the call.
-    patched = model.__dict__.get("forward") if "_original_forward" in model.__dict__ else None
-    if patched is not None:
-        model.forward = model.__dict__["_original_forward"]
-    model.eval()
-    try:
-        with torch.no_grad():
-            raw = val_fn(model)
-    finally:
-        if patched is not None:
-            model.forward = patched
-        net.train()
-        set_rng_state(rng)
-    metrics = {k: float(v) for k, v in raw.items()}
+    metrics = run_val_fn(val_fn, net, ema, eval_copy)
     state.metrics, state.metrics_step = metrics, state.step
     tb.scalars("Val", metrics, state.step)
     logger.info("validation at step %d: %s", state.step, " ".join(f"{k} {v:.5g}" for k, v in metrics.items()))

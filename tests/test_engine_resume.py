@@ -67,16 +67,49 @@ def test_a_run_killed_between_logs_logs_the_same_averages_after_resume(tmp_path)
     assert result.logs["loss"] == pytest.approx(sum(r["loss"] for r in read_log(full)[-4:]) / 4)
 
 
-def test_a_run_extended_past_an_off_cadence_end_logs_the_same_averages(tmp_path):
-    # The first run ends at step 13 and logs steps 11-13 there; extended to 20, its step-15 log still averages 11-15.
+def all_scalars(run: RunDir) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(run.model_dir)
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_a_run_extended_past_an_off_cadence_end_logs_as_an_uninterrupted_one(tmp_path):
+    # The first run ends at step 13 and logs steps 11-13 there; extended to 20, its step-15 log still averages 11-15,
+    # and the end-of-run points at step 13, which an uninterrupted run does not have, are replaced.
     cfg = dict(log_every=5, save_every=5, eval_every=0, grad_clip=1.0)
     full, _ = run_toy(tmp_path, "full", make_cfg(max_iters=20, **cfg))
     half, first = run_toy(tmp_path, "half", make_cfg(max_iters=13, **cfg))
     assert first.logs["loss"] == pytest.approx(sum(r["loss"] for r in read_log(half)[10:13]) / 3)
+    assert [step for step, _ in scalars(half)["Train/loss"]] == [5, 10, 13]
     resume(half, {**cfg, "max_iters": 20})
     assert read_log(half) == read_log(full)
-    resumed = {tag: [(s, v) for s, v in points if s != 13] for tag, points in scalars(half).items()}
-    assert resumed == scalars(full)
+    assert [step for step, _ in scalars(full)["Train/loss"]] == [5, 10, 15, 20]
+    assert scalars(half) == scalars(full)
+
+
+def test_an_off_cadence_end_keeps_its_validation_when_extended(tmp_path):
+    # Validation every 4 steps, logs every 5: the first run ends at step 12 with a validation (and a best checkpoint)
+    # there, which an uninterrupted run has too; only the end-of-run Train/ points at step 12 go.
+    cfg = dict(log_every=5, save_every=6, eval_every=4, grad_clip=1.0)
+    full, _ = run_toy(tmp_path, "full", make_cfg(max_iters=20, **cfg), val_fn=val_loss)
+    half, _ = run_toy(tmp_path, "half", make_cfg(max_iters=12, **cfg), val_fn=val_loss)
+    time.sleep(1.0)  # as resume() does
+    set_seed(123)
+    train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=20, is_continue=True, **cfg), half, checkpoint_meta=META,
+          val_fn=val_loss)
+    logged = all_scalars(full)
+    assert [step for step, _ in logged["Val/val_loss"]] == [4, 8, 12, 16, 20]
+    assert 12 in [step for step, _ in logged["Best/val_loss"]]
+    assert all_scalars(half) == logged
+
+
+def test_a_finished_off_cadence_end_resumed_without_more_steps_keeps_its_points(tmp_path):
+    cfg = dict(max_iters=13, log_every=5, save_every=5, eval_every=0)
+    run, _ = run_toy(tmp_path, "done", make_cfg(**cfg))
+    before = scalars(run)
+    resume(run, cfg)
+    assert [step for step, _ in before["Train/loss"]] == [5, 10, 13]
+    assert scalars(run) == before
 
 
 def test_a_checkpoint_without_a_loss_window_resumes_with_an_empty_one(tmp_path):

@@ -8,7 +8,7 @@ A checkpoint is one dict of tensors and plain Python values (so it loads with ``
 ``model_args``      constructor keywords (plain values) so loaders rebuild the model without flags
 ``model``           state_dict (unwrapped from DDP / torch.compile)
 ``ema``             EMA state_dict or absent
-``optimizer``, ``step``, ``epoch``, ``rng``, ``data_state``, ``loss_window``   exact resume
+``optimizer``, ``step``, ``epoch``, ``rng``, ``data_state``, ``loss_window``, ``log_off_cadence``   exact resume
 ``dataset``         {"name", "spec", "mean", "std"}
 ``metrics``, ``config``, ``parent``   provenance
 

@@ -77,7 +77,8 @@ ValFn = Callable[[nn.Module], Mapping[str, Any]]
 
 # Keys the engine writes; checkpoint_meta must not use them.
 ENGINE_KEYS = frozenset({"format_version", "model", "ema", "optimizer", "scaler", "step", "epoch", "rng",
-                         "data_state", "best", "metrics", "metrics_step", "engine", "loss_window"})
+                         "data_state", "best", "metrics", "metrics_step", "engine", "loss_window",
+                         "log_off_cadence"})
 REQUIRED_META = ("stage", "model_name", "model_args")
 # How long a process waits in a collective for the others. While the first process validates (with --need_evaluation
 # a generation pass over the val split) or writes a checkpoint, the others wait at the broadcast of its outcome, and
@@ -233,6 +234,10 @@ class _State:
     best_step: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_step: int | None = None  # the step ``metrics`` were taken at
+    # The last Train/ point is the end of a run off the --log_every cadence: one an uninterrupted longer run lacks.
+    log_off_cadence: bool = False
+    # On resume from such an end: the step's other TensorBoard points (Val/, Best/), which purging it removes.
+    end_points: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -324,6 +329,7 @@ def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engin
                 ckpt["scaler"] = accelerator.scaler.state_dict()
             ckpt["data_state"] = {"seed": cfg.seed, "epoch": state.epoch, "batches_done": state.batches_done,
                                   "num_samples": len(train_dataset), "batch_size": cfg.batch_size}
+            ckpt["log_off_cadence"] = state.log_off_cadence
         return ckpt
 
     window = LossWindow(accelerator)
@@ -342,8 +348,13 @@ def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engin
         group.update(fresh)
         group["initial_lr"] = fresh["lr"]
     # The resumed step's own points (train log, validation) were written before its checkpoint; what the interrupted
-    # run logged after that is replaced from the next step on.
-    tb = TensorBoard(run.model_dir, enabled=is_main, purge_step=state.step + 1 if cfg.is_continue else None)
+    # run logged after that is replaced from the next step on. A run that ended off the --log_every cadence logged
+    # Train/ points there that a longer run has not: extended, it replaces that step too and logs its others again.
+    replace_end = cfg.is_continue and state.log_off_cadence and state.step < cfg.max_iters
+    tb = TensorBoard(run.model_dir, enabled=is_main,
+                     purge_step=(state.step if replace_end else state.step + 1) if cfg.is_continue else None)
+    for tag, value in state.end_points.items() if replace_end else ():
+        tb.scalar(tag, value, state.step)
     train_log = TrainLog(run.train_log_path, state.step, enabled=is_main)
     if not cfg.is_continue:
         save_latest()  # a resumable step-0 state; also proves now that checkpoint_meta can be stored
@@ -397,6 +408,7 @@ def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engin
                 if on_cadence or done:
                     # A last log off the cadence keeps its window: a resume that trains on logs the same averages.
                     last_logs = window.report(train_log, reset=on_cadence)
+                    state.log_off_cadence = not on_cadence
                     tb.scalars("Train", last_logs, state.step)
                     progress.set_postfix(loss=f"{last_logs['loss']:.4f}", lr=f"{last_logs['lr']:.2e}")
                     logger.info("step %d epoch %d %s", state.step, state.epoch,
@@ -547,6 +559,11 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
              path, best["metric"], best["mode"], cfg.best_metric, cfg.best_mode)
     state.step, state.metrics = int(ckpt["step"]), dict(ckpt["metrics"])
     state.metrics_step = ckpt.get("metrics_step")  # absent from runs saved before it was recorded
+    state.log_off_cadence = bool(ckpt.get("log_off_cadence", False))
+    if state.metrics_step == state.step:
+        state.end_points.update({f"Val/{k}": v for k, v in state.metrics.items()})
+    if best["step"] == state.step and best["value"] is not None:
+        state.end_points[f"Best/{best['metric']}"] = best["value"]
     _warn_schedule_changes(path, ckpt.get("engine") or {}, cfg, state.step, warn)
     data = ckpt["data_state"]
     same_data = (data["num_samples"], data["batch_size"], data["seed"]) == (num_samples, cfg.batch_size, cfg.seed)

@@ -94,8 +94,9 @@ class TensorBoard:
     Args:
         log_dir: folder of the event files (the run's ``model/``).
         enabled: usually ``accelerator.is_main_process``.
-        purge_step: on resume, the first step the resumed run logs (the resumed step + 1): events at or after it
-            from the interrupted run are hidden, so the curves do not show the replayed steps twice.
+        purge_step: on resume, the first step the resumed run logs (the resumed step + 1; the step itself where
+            the run ended off the log cadence and trains on): events at or after it from the interrupted run are
+            hidden, so the curves do not show the replayed steps twice.
     """
 
     def __init__(self, log_dir: str, enabled: bool = True, purge_step: int | None = None) -> None:

@@ -46,21 +46,36 @@ class FSQ(GridQuantizer):
         self.register_buffer("_levels", level_tensor, persistent=False)
         self.register_buffer("_basis", basis, persistent=False)
         self.register_buffer("_half_width", level_tensor // 2, persistent=False)
-        # The constants of ``bound`` and the float half widths, computed once instead of in every forward (a dozen
-        # tiny kernels that cost more than the quantization itself at a few thousand tokens).
+        # Indices as one float matrix-vector product: exact while every partial sum is an integer below 2**24.
+        self._float_indices = math.prod(levels) <= 2 ** 24
+        self._register_float_constants()
+        self._init_usage(math.prod(levels))
+
+    def _register_float_constants(self) -> None:
+        """The float32 constants of ``bound`` and the indices, computed on the CPU from ``levels`` and put on the
+        device of ``_levels``. They are computed once instead of in every forward (a dozen tiny kernels that cost more
+        than the quantization itself at a few thousand tokens)."""
+        level_tensor = torch.tensor(self.levels, dtype=torch.long)
+        basis = torch.cumprod(torch.tensor([1] + self.levels[:-1], dtype=torch.long), 0)
         eps = 1e-3
         levels_f = level_tensor.float()
         half_l = (levels_f - 1) * (1 + eps) / 2
         offset = torch.where(level_tensor % 2 == 0, 0.5, 0.0).float()
-        self.register_buffer("_bound_half_l", half_l, persistent=False)
-        self.register_buffer("_bound_offset", offset, persistent=False)
-        self.register_buffer("_bound_shift", torch.atanh(offset / half_l), persistent=False)
-        self.register_buffer("_half_width_f", (level_tensor // 2).float(), persistent=False)
-        # Indices as one float matrix-vector product: exact while every partial sum is an integer below 2**24.
-        self._float_indices = math.prod(levels) <= 2 ** 24
-        self.register_buffer("_basis_f", basis.float(), persistent=False)
-        self.register_buffer("_index_offset", (self._half_width_f * basis.float()).sum(), persistent=False)
-        self._init_usage(math.prod(levels))
+        half_width_f = (level_tensor // 2).float()
+        constants = {"_bound_half_l": half_l, "_bound_offset": offset, "_bound_shift": torch.atanh(offset / half_l),
+                     "_half_width_f": half_width_f, "_basis_f": basis.float(),
+                     "_index_offset": (half_width_f * basis.float()).sum()}
+        for name, value in constants.items():
+            self.register_buffer(name, value.to(self._levels.device), persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        # A cast of the module (``.to(torch.bfloat16)``, ``.half()``) casts float buffers too, and bfloat16 rounds
+        # these constants (a basis of 4375, a bound of 3.5035): the grid and the indices would change with them.
+        # The projections take the new dtype; the constants are made again in float32 on the new device.
+        super()._apply(fn, recurse)
+        if self._bound_half_l.dtype != torch.float32:
+            self._register_float_constants()
+        return self
 
     @property
     def codebook_size(self) -> int:

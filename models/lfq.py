@@ -37,6 +37,7 @@ from models.quantizers import (
     _distributed,
     check_latents,
     fp32_region,
+    weight_dtype,
 )
 
 
@@ -180,9 +181,9 @@ class LFQ(GridQuantizer):
         of the codes present, never a dense one-hot of K x tokens)."""
         check_latents(z, self.dim, self.label)
         with fp32_region(z):
-            h = self.project_in(z.float())
+            h = self.project_in(z.to(weight_dtype(self.project_in))).float()
             codes, indices = self._quantize(h)
-            z_q = self.project_out(codes)
+            z_q = self.project_out(codes.to(weight_dtype(self.project_out)))
             aux = h.new_zeros(())
             if self.training:
                 flat = h.reshape(-1, self.codebook_dim)

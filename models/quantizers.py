@@ -8,7 +8,9 @@ skips the check for indices the quantizer produced itself), ``codebook_size`` is
 and ``code_usage()`` / ``reset_usage()`` report how often each code was chosen since the last reset.
 
 Quantization runs in float32 even under autocast (distances and rounding are not safe in bf16/fp16); ``z_q`` comes back
-in the input dtype.
+in the input dtype. A quantizer cast to another dtype (``.to(torch.bfloat16)``, ``.double()``) still measures distances
+and rounds in float32, from its codebook or projected latents cast up; its projections and code lookups run in its
+weights' dtype.
 
 Classes:
 - ``QuantizeEMAReset`` (T2M-GPT / MoMask): EMA codebook, codebook initialised from the first batch, dead-code reset.
@@ -133,8 +135,8 @@ def squared_distances(x: Tensor, codebook: Tensor) -> Tensor:
 
 def select_codes(x: Tensor, codebook: Tensor, temperature: float = 0.0) -> Tensor:
     """Nearest code ``(M,)`` for ``x (M, C)``; with ``temperature > 0`` a Gumbel-max sample of ``softmax(-d / t)``
-    (MoMask's training-time sampling)."""
-    distances = squared_distances(x, codebook)
+    (MoMask's training-time sampling). A codebook of another dtype (a quantizer cast to bf16) is taken in ``x``'s."""
+    distances = squared_distances(x, codebook.to(x.dtype))
     if temperature <= 0:
         return distances.argmin(-1)
     # Gumbel noise is g = -log(-log U) with U ~ U[0, 1), so argmax(-d/t + g) = argmin(d/t + log(-log U)): a uniform
@@ -195,6 +197,12 @@ def check_indices(indices: Tensor, codebook_size: int, who: str) -> None:
         if low < -1 or high >= codebook_size:
             raise ValueError(f"{who}: indices must lie in [0, {codebook_size}) (or -1 for an empty position), got "
                              f"range [{low}, {high}]")
+
+
+def weight_dtype(projection: nn.Module) -> torch.dtype:
+    """The dtype a grid quantizer's projection computes in: its weight's, float32 for ``nn.Identity``."""
+    weight = getattr(projection, "weight", None)
+    return weight.dtype if isinstance(weight, Tensor) else torch.float32
 
 
 def check_latents(z: Tensor, dim: int, who: str) -> None:
@@ -310,10 +318,10 @@ class GridQuantizer(Quantizer):
                              f"[{int(indices.min())}, {int(indices.max())}]")
 
     def codes_to_latents(self, codes: Tensor) -> Tensor:
-        """Coordinates ``(B, N, L)`` -> latents ``(B, N, dim)`` (``project_out``)."""
+        """Coordinates ``(B, N, L)`` -> latents ``(B, N, dim)`` (``project_out``, in its weights' dtype)."""
         self._check_codes(codes)
         with fp32_region(codes):
-            return self.project_out(codes.float())
+            return self.project_out(codes.to(weight_dtype(self.project_out)))
 
     def indices_to_latents(self, indices: Tensor) -> Tensor:
         """``(B, N)`` -> ``(B, N, dim)``."""
@@ -323,7 +331,7 @@ class GridQuantizer(Quantizer):
         """``z (B, N, dim)`` -> (coordinates ``(B, N, L)`` with straight-through gradient, indices ``(B, N)``)."""
         check_latents(z, self.dim, self.label)
         with fp32_region(z):
-            return self._quantize(self.project_in(z.float()))
+            return self._quantize(self.project_in(z.to(weight_dtype(self.project_in))).float())
 
     def quantize(self, z: Tensor) -> Tensor:
         """Indices ``(B, N)`` (a grid quantizer is deterministic in every mode)."""
@@ -480,7 +488,7 @@ class QuantizeEMAReset(Quantizer):
             temperature = self.sample_codebook_temp if self.training else 0.0
             with torch.no_grad():
                 indices = select_codes(x.detach(), self.codebook, temperature)
-            x_d = F.embedding(indices, self.codebook)
+            x_d = F.embedding(indices, self.codebook.to(x.dtype))
             counts = code_counts(indices, self.codebook_size)
             # The logged perplexity is the global batch's (the counts over all processes, which the update sums
             # anyway), not a mean of the processes' own, which would change with their number.

@@ -358,3 +358,46 @@ def test_motion_of_the_wrong_dtype_fails_clearly(name: str) -> None:
         assert model(motion.bfloat16()).recon.shape == motion.shape
         with pytest.raises(TypeError, match="motion is torch.float64"):
             model(motion.double())
+
+
+QUANTIZED_TINY = [name for name in TINY if name != "AE_Tiny"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("name", QUANTIZED_TINY)
+def test_a_tokenizer_cast_to_another_dtype_runs_in_it(name: str, dtype: torch.dtype) -> None:
+    """``model.to(torch.bfloat16)`` (or ``.double()``) with input of that dtype: the quantizers measured and projected
+    in float32 against weights and codebooks of the new dtype ("expected m1 and m2 to have the same dtype")."""
+    torch.manual_seed(0)
+    model = build_tokenizer(name)
+    motion = _motion(model)
+    model.train()
+    model(motion)  # initialises the EMA codebooks from the batch
+    model.eval()
+    with torch.no_grad():
+        codes = model.encode(motion)
+        model.to(dtype)
+        cast = motion.to(dtype)
+        out, cast_codes = model(cast), model.encode(cast)
+        decoded = model.decode(cast_codes)
+    assert out.recon.dtype == decoded.dtype == dtype and out.recon.shape == motion.shape
+    assert torch.isfinite(out.recon.float()).all()
+    assert cast_codes.shape == codes.shape and cast_codes.dtype == torch.long
+    assert torch.equal(out.indices_or_latents, cast_codes)
+    if dtype == torch.float64:  # the same encoder to round-off: the same codes
+        assert torch.equal(cast_codes, codes)
+    if model.kind in ("fsq", "lfq"):
+        coords = model.encode_with_grid_output(cast).coords
+        assert model.decode_from_grid(coords, snap=True).dtype == dtype
+
+
+def test_fsq_constants_stay_float32_when_the_model_is_cast() -> None:
+    """bfloat16 rounds the basis of levels [7, 5, 5, 5, 5, 5] (4375) and the bound (3.0030): the grid would move."""
+    from models.fsq import FSQ
+
+    fsq = FSQ([7, 5, 5, 5, 5, 5], dim=16)
+    constants = {name: buffer.clone() for name, buffer in fsq.named_buffers() if buffer.is_floating_point()}
+    fsq.to(torch.bfloat16)
+    for name, value in constants.items():
+        assert fsq.get_buffer(name).dtype == torch.float32 and torch.equal(fsq.get_buffer(name), value), name
+    assert fsq.project_in.weight.dtype == torch.bfloat16

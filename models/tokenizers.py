@@ -140,11 +140,17 @@ class QuantizedTokenizer(ConvAutoencoder):
     """Encoder -> ``self.quantizer`` -> decoder; subclasses only choose the quantizer."""
 
     quantizer: Quantizer
+    index_ranks: tuple[int, ...] = (2,)  # the ranks of indices ``decode`` takes
 
     @property
     def codebook_size(self) -> int:
         """K (per layer for RVQ)."""
         return self.quantizer.codebook_size
+
+    @property
+    def index_shape(self) -> str:
+        """The shape of the indices ``decode`` takes, for messages."""
+        return "(B, N)"
 
     def forward(self, motion: Tensor) -> TokenizerOutput:
         """``(B, T, D)`` -> reconstruction, quantizer loss and perplexity, indices."""
@@ -156,7 +162,11 @@ class QuantizedTokenizer(ConvAutoencoder):
         return self.quantizer.quantize(self.encode_latent(motion))
 
     def decode(self, indices: Tensor) -> Tensor:
-        """Indices -> motion ``(B, T, D)``."""
+        """Indices ``(B, N)`` (``(B, N, Q)`` for RVQ) -> motion ``(B, T, D)``."""
+        # Before the lookup: indices of another rank look up latents of another rank, and the error would name those.
+        if indices.ndim not in self.index_ranks:
+            raise ValueError(f"{type(self).__name__}: expected indices of shape {self.index_shape}, got "
+                             f"{tuple(indices.shape)}")
         return self.decode_latent(self.quantizer.indices_to_latents(indices))
 
 
@@ -215,10 +225,16 @@ class RVQVAE(QuantizedTokenizer):
                                     sample_codebook_temp=sample_codebook_temp, kmeans_init=kmeans_init,
                                     kmeans_iters=kmeans_iters, rotation_trick=rotation_trick)
 
+    index_ranks = (2, 3)
+
     @property
     def num_quantizers(self) -> int:
         """Q, the number of residual layers."""
         return self.quantizer.num_quantizers
+
+    @property
+    def index_shape(self) -> str:
+        return f"(B, N, Q) with Q <= {self.num_quantizers} layers (or (B, N): the first layer)"
 
 
 class GridTokenizer(QuantizedTokenizer):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -401,3 +403,18 @@ def test_fsq_constants_stay_float32_when_the_model_is_cast() -> None:
     for name, value in constants.items():
         assert fsq.get_buffer(name).dtype == torch.float32 and torch.equal(fsq.get_buffer(name), value), name
     assert fsq.project_in.weight.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("name", ["FSQ_AE_Tiny", "LFQ_AE_Tiny", "VQVAE_Tiny", "RVQVAE_Tiny"])
+def test_decode_of_indices_of_the_wrong_rank_names_the_indices(name: str) -> None:
+    """``decode(codes[0])`` looked the indices up first and then failed on the latents that gave ("expected latents
+    of shape (B, N, 16), got (16, 16)"), which the caller never passed."""
+    model = build_tokenizer(name).eval()
+    codes = model.encode(_motion(model))
+    expected = r"\(B, N, Q\) with Q <= 3 layers" if model.kind == "rvq" else r"\(B, N\)"
+    wrong = [codes[None]] + ([codes[0, 0, 0]] if model.kind == "rvq" else [codes[0]])
+    for indices in wrong:
+        given = re.escape(str(tuple(indices.shape)))
+        with pytest.raises(ValueError, match=rf"expected indices of shape {expected}.*got {given}"):
+            model.decode(indices)
+    assert model.decode(codes).shape == (2, 4 * model.unit_length, model.input_width)

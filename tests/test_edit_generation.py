@@ -171,6 +171,13 @@ def test_edit_rejects_what_it_cannot_edit(ckdir, source):
         gen.edit(["a person walks"], source[:3], [FrameSpan(0, 2)])
     with pytest.raises(ValueError, match="reaches past the source"):
         gen.edit(["a person walks"], source, [FrameSpan(0, 51)])
+    # As read_edit_source refuses such a file: the edit came back NaN without a word.
+    with pytest.raises(ValueError, match=r"the source's features hold NaN or Inf values \(frame 0 of 50"):
+        gen.edit(["a"], np.full_like(source, np.nan), [FrameSpan(0, 8)], time_steps=2, seed=0)
+    damaged = torch.from_numpy(source).clone()
+    damaged[30, 5] = float("inf")
+    with pytest.raises(ValueError, match=r"NaN or Inf values \(frame 30 of 50"):
+        gen.edit(["a"], damaged, [FrameSpan(0, 8)], time_steps=2, seed=0)
     every = gen.edit(["a person walks"], source, [FrameSpan(0, None)], time_steps=2, seed=0)
     assert bool(every.edit_mask.all()) and every.unedited_change(0) is None
 

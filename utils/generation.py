@@ -399,6 +399,10 @@ class MotionGenerator:
         if features.ndim != 2 or features.shape[1] != self.spec.dim_pose:
             raise ValueError(f"source must be features (T, {self.spec.dim_pose}) of dataset {self.spec.name!r}, got "
                              f"shape {tuple(features.shape)}")
+        finite = torch.isfinite(features).all(1)
+        if not bool(finite.all()):  # the tokenizer would encode it, and the edit would come back NaN without a word
+            raise ValueError(f"the source's features hold NaN or Inf values (frame {int((~finite).nonzero()[0])} of "
+                             f"{features.shape[0]}, counting from 0)")
         num_tokens = features.shape[0] // self.unit_length
         if num_tokens < 1:
             raise ValueError(f"the source has {features.shape[0]} frames, fewer than one {self.unit_length}-frame "

@@ -202,3 +202,20 @@ def test_a_torchscript_archive_is_named_and_described(tmp_path):
     torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2)).save(path)
     with pytest.raises(CheckpointError, match=r"ViT-B-32.pt: not a checkpoint: a TorchScript archive"):
         load_checkpoint(path)
+
+
+def test_a_folder_given_for_a_checkpoint_names_the_checkpoints_in_it(tmp_path):
+    """load_tokenizer(<run folder>) said "checkpoint not found" of a folder that exists."""
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"run is a folder, not a checkpoint file, and neither it nor its model/"):
+        load_checkpoint(str(run))
+    for name in ("latest.tar", "net_best_fid.tar"):
+        save_checkpoint(str(run / "model" / name), {"step": 1})
+    (run / "model" / ".tmp-latest.tar.x1").write_bytes(b"")  # an interrupted save's temporary is no checkpoint
+    (run / "model" / "train_log.jsonl").write_text("")
+    expected = f"{run / 'model' / 'latest.tar'}, {run / 'model' / 'net_best_fid.tar'}"
+    for folder in (run, run / "model"):
+        with pytest.raises(CheckpointError, match="pass one of the checkpoints in it") as error:
+            load_checkpoint(str(folder))
+        assert str(error.value).endswith(expected) and "is a folder" in str(error.value)

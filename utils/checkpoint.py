@@ -268,12 +268,26 @@ def _check_format(path: str, size: int) -> None:
                               f"found {_describe_content(head)}")
 
 
+def _folder_given(path: str) -> str:
+    """What to say when a folder is passed for a checkpoint file: the checkpoints in it and in its ``model/``."""
+    found = [os.path.join(path, sub, name) for sub in ("", "model") if os.path.isdir(os.path.join(path, sub))
+             for name in sorted(os.listdir(os.path.join(path, sub)))
+             if name.endswith((".tar", ".pth", ".pt")) and not name.startswith(".")  # not a save's temporary
+             and os.path.isfile(os.path.join(path, sub, name))]
+    if not found:
+        return (f"{path} is a folder, not a checkpoint file, and neither it nor its model/ folder holds a checkpoint "
+                f"(*.tar, *.pth, *.pt)")
+    return f"{path} is a folder, not a checkpoint file; pass one of the checkpoints in it: {', '.join(found)}"
+
+
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``) with errors that name the file and the problem.
 
     The file must be a torch.save zip archive (or a pre-1.6 torch.save file); zip members are checked against their
     CRC-32 first (only the metadata members in files over ``CRC_CHECK_MAX_BYTES``).
     """
+    if os.path.isdir(path):
+        raise CheckpointError(_folder_given(path))
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     size = os.path.getsize(path)

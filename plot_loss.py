@@ -63,6 +63,9 @@ def read_scalars(log_dir: str) -> dict[str, Series]:
     them is an error naming the files."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    if os.path.isfile(log_dir):
+        raise NotADirectoryError(f"{log_dir} is a file, not a log directory: pass the folder that holds it, "
+                                 f"{os.path.dirname(log_dir) or '.'}")
     if not os.path.isdir(log_dir):
         raise FileNotFoundError(f"{log_dir}: no such log directory")
     event_files = sorted(os.path.join(root, n) for root, _, names in os.walk(log_dir) for n in names

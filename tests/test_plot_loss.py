@@ -286,3 +286,10 @@ def test_event_files_without_a_readable_scalar_are_an_error_naming_them(tmp_path
             run_cli("--log_dir", str(tmp_path / "run"), *argv)
         assert str(path) in str(error.value)
     assert not (tmp_path / "loss.png").exists()
+
+
+def test_an_event_file_given_as_log_dir_says_to_pass_its_folder(tmp_path):
+    write_run(tmp_path / "run" / "model", {"Train/loss": curve()})
+    path = _event_file(tmp_path / "run" / "model")
+    with pytest.raises(NotADirectoryError, match=rf"is a file, not a log directory: .*{tmp_path / 'run' / 'model'}$"):
+        run_cli("--log_dir", str(path), "--list")

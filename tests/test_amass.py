@@ -3,6 +3,7 @@
 import csv
 import logging
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -354,6 +355,21 @@ def test_a_truncated_or_damaged_archive_names_the_file(tmp_path):
     damaged.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
     with pytest.raises(ValueError, match=r"damaged\.npz: poses cannot be read, the file is damaged \(Bad CRC-32"):
         read_amass_motion(damaged)
+    # An empty file (np.load raises EOFError) and a member cut short whose CRC still holds (numpy cannot read its
+    # header): a traceback naming nothing, and "stored as a Python object".
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.npz: not a readable \.npz archive of poses, trans, betas"):
+        read_amass_motion(empty)
+    with pytest.raises(ValueError, match=r"empty\.npz: not a readable \.npz body model"):
+        load_body_model(empty)
+    cut = tmp_path / "cut.npz"
+    with zipfile.ZipFile(tmp_path / "clip.npz") as src, zipfile.ZipFile(cut, "w") as dst:
+        for name in src.namelist():
+            member = src.read(name)
+            dst.writestr(name, member[:50] if name == "poses.npy" else member)
+    with pytest.raises(ValueError, match=r"cut\.npz: poses cannot be read, the file is damaged \(.*header"):
+        read_amass_motion(cut)
 
 
 def test_an_upper_case_extension_is_an_amass_file_too(tmp_path):

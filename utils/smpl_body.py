@@ -80,8 +80,8 @@ def open_npz(path: str | os.PathLike, what: str) -> Any:
     the archive should be, for the message)."""
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable .npz {what} ({e})") from e
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # EOFError: an empty file
+        raise ValueError(f"{path}: not a readable .npz {what} ({e or type(e).__name__})") from e
     if not hasattr(data, "files"):
         raise ValueError(f"{path}: a single array, not an .npz {what}")
     return data
@@ -95,7 +95,11 @@ def npz_array(data: Any, key: str, path: str | os.PathLike, object_hint: str) ->
     except DAMAGED_MEMBER as e:
         raise ValueError(f"{path}: {key} cannot be read, the file is damaged ({e}); download or extract it "
                          f"again") from e
-    except ValueError as e:  # an object array, which np.load refuses without pickle
+    except ValueError as e:
+        if "allow_pickle" not in str(e):  # a member cut short: numpy cannot read its header or data
+            raise ValueError(f"{path}: {key} cannot be read, the file is damaged ({e}); download or extract it "
+                             f"again") from e
+        # an object array, which np.load refuses without pickle
         raise ValueError(f"{path}: {key} is stored as a Python object{object_hint}") from e
 
 

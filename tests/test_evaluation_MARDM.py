@@ -266,12 +266,10 @@ def test_saved_motions_refuse_what_they_cannot_answer(setup, tmp_path):
     ckdir, _, data_root, _ = setup
     run_eval(ckdir, data_root, "--no_mm", "--seed", "31", "--replications", "1", "--save_motions")
     folder = os.path.join(ckdir, "synthetic", "fsq_gen", "eval", "motions_latest_ema_ts2_cfg4.5_nomm_seed31_eb8")
-    with pytest.raises(ValueError, match="--time_steps, --cfg choose how motion is generated"):
-        rescore(ckdir, data_root, folder, "--cfg", "3", "--time_steps", "4")
-    with pytest.raises(ValueError, match="--no_ema/--ema choose how motion is generated"):
-        rescore(ckdir, data_root, folder, "--ema")
-    with pytest.raises(ValueError, match="--mm_sampling choose how motion is generated"):
-        rescore(ckdir, data_root, folder, "--mm_sampling", "categorical")
+    for flags, named in ((("--cfg", "3", "--time_steps", "4"), "--time_steps, --cfg"), (("--ema",), "--no_ema/--ema"),
+                         (("--mm_sampling", "categorical"), "--mm_sampling")):
+        with pytest.raises(ValueError, match=f"{named} choose how motion is generated"):
+            rescore(ckdir, data_root, folder, *flags)
     with pytest.raises(ValueError, match="--seed is 5, but the motions .* were generated with 31"):
         rescore(ckdir, data_root, folder, "--seed", "5")
     with pytest.raises(ValueError, match=r"no saved motions for replication seed\(s\) \[32\] of 2"):

@@ -68,7 +68,7 @@ from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag,
 from utils.eval_report import format_report, run_folder_of, write_report_json
 from utils.evaluator import load_evaluator
 from utils.generation import load_generator
-from utils.generation_backends import SamplingSettings
+from utils.generation_backends import GeneratorBackend, SamplingSettings
 from utils.generation_momask import resolve_residual_run
 from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
@@ -126,20 +126,16 @@ def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options
                               (cfg.mm_batches, cfg.mm_repeats) if cfg.cal_mm else None)
 
 
-# MoMask's evaluation draws the base layer of its multimodality repeats by Gumbel-max (``generate``'s default there)
-# and of every other batch from the categorical distribution.
-MOMASK_MM_SAMPLING = "gumbel"
-
-
-def multimodality_options(cfg, family: str, options: dict) -> dict:
-    """The family options the multimodality repeats are generated with: ``options``, but for MoMask generators with
-    ``--mm_sampling`` (default ``MOMASK_MM_SAMPLING``) as their base-layer draws."""
-    if family != "momask":
+def multimodality_options(cfg, backend: type[GeneratorBackend], options: dict) -> dict:
+    """The family options the multimodality repeats are generated with: ``options``, but for a family whose published
+    evaluation draws them otherwise (``backend.mm_sampling``: MoMask's Gumbel-max) with ``--mm_sampling`` (default
+    that draw) as their ``sampling`` option."""
+    if backend.mm_sampling is None:
         if cfg.mm_sampling is not None:
-            raise ValueError(f"--mm_sampling is for MoMask generators; {family} generators sample the multimodality "
-                             "repeats as every other batch")
+            raise ValueError(f"--mm_sampling is for MoMask generators; {backend.family} generators sample the "
+                             "multimodality repeats as every other batch")
         return options
-    return {**options, "sampling": cfg.mm_sampling or MOMASK_MM_SAMPLING}
+    return {**options, "sampling": cfg.mm_sampling or backend.mm_sampling}
 
 
 def generator_source(cfg) -> MotionSource:
@@ -161,7 +157,7 @@ def generator_source(cfg) -> MotionSource:
     run_root = (not cfg.name and run_folder_of(path)) or RunDir(cfg.checkpoints_dir, dataset_name, name).root
     settings = {**sampling.to_dict(), "lengths": "GT (m_length // unit_length tokens)",
                 "unit_length": generator.unit_length}
-    mm_options = multimodality_options(cfg, generator.backend.family, options)
+    mm_options = multimodality_options(cfg, type(generator.backend), options)
     if cfg.cal_mm and mm_options != options:
         settings["mm_sampling"] = mm_options["sampling"]
     meta = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],

@@ -29,6 +29,7 @@ from utils.dataset_specs import get_dataset_spec
 from utils.eval_data import build_eval_loader
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.generation import MotionGenerator, load_generator
+from utils.generation_backends import MARDMBackend
 from utils.generation_momask import MoMaskBackend
 from utils.generator_checkpoints import load_length_estimator, resolve_generator_checkpoint
 from utils.generator_stage import TokenizerRef
@@ -390,4 +391,4 @@ def test_multimodality_repeats_draw_as_momask_s_evaluation(runs, evaluator, synt
 def test_mm_sampling_is_refused_for_mardm_generators():
     args = get_evaluation_generator_parser().parse_args(["--name", "x", "--mm_sampling", "gumbel"])
     with pytest.raises(ValueError, match="--mm_sampling is for MoMask generators; mardm generators"):
-        evaluation_MARDM.multimodality_options(args, "mardm", {})
+        evaluation_MARDM.multimodality_options(args, MARDMBackend, {})

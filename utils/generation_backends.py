@@ -70,7 +70,9 @@ class GeneratorBackend:
     generates, ``(B, N, ...)`` with N = max(token_lengths); ``decode_tokens`` receives tokens of one length.
     ``default_time_steps`` / ``default_cfg`` are the family's published sampling settings (``dataset_cfg``: the
     guidance published for other datasets, by dataset name) and ``sampling_options`` its own options with their
-    defaults; ``takes_residual`` whether ``attach_residual`` accepts a second model.
+    defaults; ``mm_sampling``, where the family's published evaluation draws its multimodality repeats otherwise than
+    its other batches, that draw (the value of the ``sampling`` option); ``takes_residual`` whether
+    ``attach_residual`` accepts a second model.
     """
 
     family: ClassVar[str] = ""
@@ -80,6 +82,7 @@ class GeneratorBackend:
     # MARDM's README: 4.5 on HumanML3D, 2.5 on KIT-ML (its 64-dim subset included)
     dataset_cfg: ClassVar[dict[str, float]] = {"kit": 2.5, "kit_64": 2.5}
     sampling_options: ClassVar[dict[str, Any]] = {}
+    mm_sampling: ClassVar[str | None] = None
     model: nn.Module
 
     @classmethod

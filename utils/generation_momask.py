@@ -64,6 +64,9 @@ class MoMaskBackend(GeneratorBackend):
     default_cfg = 4.0
     # MoMask's evaluation commands: cond_scale 4 on HumanML3D, 2 on KIT-ML (its 64-dim subset included)
     dataset_cfg = {"kit": 2.0, "kit_64": 2.0}
+    # MoMask's evaluation draws the base layer of its multimodality repeats by Gumbel-max (generate's default there)
+    # and of every other batch from the categorical distribution.
+    mm_sampling = "gumbel"
     sampling_options = {"topk_filter_thres": 0.9, "sampling": "categorical", "res_cond_scale": 5.0,
                         "res_temperature": 1.0}
 

@@ -54,6 +54,7 @@ from utils.eval_report import write_report_json
 from utils.evaluator import (
     EvaluatorWrapper,
     build_evaluator,
+    check_no_placed_evaluator,
     check_resumed_word_vectors,
     load_evaluator,
     save_evaluator,
@@ -91,6 +92,11 @@ def main(cfg) -> dict:
     continue_stage2 = cfg.is_continue and (os.path.isfile(run.latest_path)
                                            or not os.path.isfile(decomp_run.latest_path))
     check_run_start(run, continue_stage2)
+    if not cfg.is_continue:
+        # A new run refuses, before it writes anything, a first stage that has a checkpoint (rather than when that
+        # stage starts, after meta/ was written) and an evaluator placed by hand in its folder.
+        check_run_start(decomp_run, False)
+        check_no_placed_evaluator(run)
     run.make_dirs()
     setup_logging(run.log_file)
     set_seed(cfg.seed)

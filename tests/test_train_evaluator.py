@@ -340,3 +340,19 @@ def test_weight_decay_is_applied_not_only_recorded(data_root, tmp_path):
     assert [g["weight_decay"] for g in decay["optimizer"]["param_groups"]] == [0.5]
     assert [g["weight_decay"] for g in plain["optimizer"]["param_groups"]] == [0]
     assert not all(torch.equal(plain["model"][k], decay["model"][k]) for k in plain["model"])
+
+
+@pytest.mark.parametrize("placed", [("model", "finest.tar"), ("meta", "mean.npy"), ("meta", "std.npy")])
+def test_a_new_run_refuses_a_folder_holding_a_placed_evaluator(data_root, tmp_path, placed):
+    """The released evaluator is placed at text_mot_match, the default --name, without a run's latest.tar: a new run
+    there would overwrite its files (meta/ at start-up, finest.tar at the first validation, or report it as its own),
+    so it is refused before anything is written."""
+    run = tmp_path / "checkpoints" / "synthetic" / "text_mot_match"
+    (run / placed[0]).mkdir(parents=True)
+    (run / placed[0] / placed[1]).write_bytes(b"placed by hand")
+    with pytest.raises(RunDirError, match=rf"{placed[1]} exists without .*latest\.tar: .*choose another --name"):
+        run_script(data_root, tmp_path / "checkpoints", "--max_iters", "4", "--pretrain_iters", "2")
+    # Only the lock that every start takes on an existing run folder is added.
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [".lock", placed[0], "/".join(placed)]
+    assert (run / placed[0] / placed[1]).read_bytes() == b"placed by hand"
+    assert not (run.parent / "text_mot_match_decomp").exists()

@@ -36,6 +36,7 @@ from utils.atomic_io import atomic_write
 from utils.checkpoint import CheckpointError, check_matches, load_checkpoint, save_checkpoint, unwrap_model
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.normalization import read_npy_array
+from utils.run_dir import RunDir, RunDirError
 from utils.word_vectorizer import (
     DIM_POS_OHOT,
     SOURCE_GLOVE,
@@ -573,3 +574,17 @@ def save_evaluator_meta(run_dir: str, mean: np.ndarray, std: np.ndarray) -> str:
         with atomic_write(os.path.join(meta_dir, f"{name}.npy"), "wb") as f:
             np.save(f, np.asarray(values, dtype=np.float32))
     return meta_dir
+
+
+def check_no_placed_evaluator(run: RunDir) -> None:
+    """Refuse (``RunDirError``, naming the file) a new training run whose folder holds an evaluator without a run's
+    ``model/latest.tar``: ``model/finest.tar`` or ``meta/`` statistics placed there by hand (the released evaluator's
+    place is ``text_mot_match``, the default ``--name``), which the run would overwrite."""
+    if os.path.exists(run.latest_path):
+        return
+    for path in (os.path.join(run.model_dir, "finest.tar"), *(os.path.join(run.root, "meta", name)
+                                                                for name in OFFICIAL_STAT_FILES[0])):
+        if os.path.exists(path):
+            raise RunDirError(f"{path} exists without {run.latest_path}: an evaluator placed there (as the released "
+                              f"one is), which a new run would overwrite; choose another --name for the new run (or "
+                              f"move {run.root} away)")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,12 @@ from models.evaluator import TextMotionEvaluator
 from models.evaluator_training import CoEmbedding, MovementAutoencoder, contrastive_loss, draw_shift
 from options.config import parse_with_config
 from options.eval_options import get_train_evaluator_parser
+from utils import cli
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.evaluator import load_evaluator
 from utils.normalization import DatasetError
 from utils.run_dir import RunDirError
+from utils.user_errors import TRACEBACK_ENV
 from utils.word_vectorizer import (
     SOURCE_GLOVE_FOLDER,
     SOURCE_LEARNED,
@@ -70,11 +74,15 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
-def run_script(data_root: Path, ck: Path, *extra: str) -> dict:
+def parse(data_root: Path, ck: Path, *extra: str) -> argparse.Namespace:
     argv = ["--dataset_name", "synthetic", "--data_root", str(data_root), "--checkpoints_dir", str(ck),
             "--sizes", "tiny", "--batch_size", "8", "--num_workers", "0", "--lr", "1e-3", "--log_every", "5",
             "--eval_every", "10", "--save_every", "10", *extra]
-    return train_evaluator.main(parse_with_config(get_train_evaluator_parser(), argv))
+    return parse_with_config(get_train_evaluator_parser(), argv)
+
+
+def run_script(data_root: Path, ck: Path, *extra: str) -> dict:
+    return train_evaluator.main(parse(data_root, ck, *extra))
 
 
 def steps(log: Path) -> list[dict]:
@@ -356,3 +364,34 @@ def test_a_new_run_refuses_a_folder_holding_a_placed_evaluator(data_root, tmp_pa
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [".lock", placed[0], "/".join(placed)]
     assert (run / placed[0] / placed[1]).read_bytes() == b"placed by hand"
     assert not (run.parent / "text_mot_match_decomp").exists()
+
+
+def test_a_stop_after_the_first_stage_saved_says_to_resume_it(data_root, tmp_path, monkeypatch, capsys):
+    """SIGTERM once the movement autoencoder (<name>_decomp) has saved and before the co-embedding has: the new main
+    run folder is removed, but the message says to resume the first stage with --is_continue (a new start would be
+    refused), and that resume finishes the run."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a script starts (under nohup it could be ignored here)
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    engine_train = train_evaluator.train
+
+    def train_then_stop(*args, **kwargs):
+        result = engine_train(*args, **kwargs)
+        signal.raise_signal(signal.SIGTERM)  # its handler stops the script before the second stage starts
+        return result
+
+    ck = tmp_path / "checkpoints"
+    flags = ("--max_iters", "4", "--pretrain_iters", "2", "--name", "K4")
+    monkeypatch.setattr(train_evaluator, "train", train_then_stop)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_script(lambda: train_evaluator.main(parse(data_root, ck, *flags)), prog="train_evaluator.py",
+                       resume=cli.RESUME_TRAINING)
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    run, decomp_latest = ck / "synthetic" / "K4", ck / "synthetic" / "K4_decomp" / "model" / "latest.tar"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"train_evaluator.py: stopped by SIGTERM; nothing was saved in the new run folder {run}, so it was removed, "
+        f"but {decomp_latest} was: rerun with --is_continue to resume from it")
+    assert not run.exists() and decomp_latest.is_file()
+
+    monkeypatch.setattr(train_evaluator, "train", engine_train)
+    run_script(data_root, ck, *flags, "--is_continue")
+    assert (run / "model" / "finest.tar").is_file() and load_checkpoint(str(decomp_latest))["step"] == 2

@@ -21,7 +21,7 @@ from utils.checkpoint import CheckpointError
 from utils.collectives import MainProcessFailed
 from utils.file_lock import FileLockedError
 from utils.launch_env import is_first_process, world_size
-from utils.run_dir import RunDirError, discarding_failed_starts
+from utils.run_dir import FailedStart, RunDirError, discarding_failed_starts
 from utils.stop_signals import Stopped, exit_stopped, stopping_on_signals
 from utils.user_errors import PATH_ERRORS, TRACEBACK_ENV, exit_with_error
 
@@ -50,14 +50,14 @@ def run_script(main: Callable[[], Any], prog: str | None = None, single_process:
     if single_process and processes > 1:
         sys.exit(f"{prog}: error: runs in one process, but was launched as {processes} (torchrun / accelerate "
                  f"launch); start it with `python {prog} ...` (--device picks the GPU)")
-    removed: list[str] = []
+    failed = FailedStart()
     try:
         # On the first process, a failed or stopped start removes the run folders it created and left without a
-        # checkpoint (``utils.run_dir.discarding_failed_starts``); ``removed`` names them.
-        with stopping_on_signals(), discarding_failed_starts(enabled=is_first_process()) as removed:
+        # checkpoint (``utils.run_dir.discarding_failed_starts``); ``failed`` names them and the checkpoints left.
+        with stopping_on_signals(), discarding_failed_starts(enabled=is_first_process()) as failed:
             return _reporting_errors(main, prog)
     except Stopped as stop:
-        _exit_stopped(prog, stop, resume, removed)
+        _exit_stopped(prog, stop, resume, failed)
 
 
 def _reporting_errors(main: Callable[[], Any], prog: str) -> Any:
@@ -94,9 +94,15 @@ def _peer_gone(error: RuntimeError) -> bool:
     return any(words in str(error) for words in PEER_GONE)
 
 
-def _exit_stopped(prog: str, stop: Stopped, resume: str | None, removed: list[str]) -> NoReturn:
+def _exit_stopped(prog: str, stop: Stopped, resume: str | None, failed: FailedStart) -> NoReturn:
     """Say which signal stopped the script and how to go on; exit with ``stop.exit_status``."""
+    removed = ", ".join(failed.removed)
+    if removed and failed.resumable:
+        # Another run of the script has a checkpoint (train_evaluator.py stopped in its first stage): a new start
+        # would be refused, --is_continue resumes it.
+        exit_stopped(prog, stop, f"nothing was saved in the new run folder {removed}, so it was removed, but "
+                                 f"{', '.join(failed.resumable)} was: rerun with --is_continue to resume from it")
     if removed:
-        exit_stopped(prog, stop, f"nothing was saved, so the new run folder {', '.join(removed)} was removed: rerun "
-                                 f"to start again")
+        exit_stopped(prog, stop, f"nothing was saved, so the new run folder {removed} was removed: rerun to start "
+                                 f"again")
     exit_stopped(prog, stop, resume)

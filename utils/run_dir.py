@@ -27,6 +27,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from utils.file_lock import FileLock, FileLockedError, acquire_lock
 from utils.launch_env import is_first_process
@@ -49,6 +50,9 @@ _created: list[tuple[RunDir, str]] = []
 # The runs whose lock this process holds (the real path of the run folder -> its lock): ``RunDir.lock`` is called by
 # each step of a start (``check_run_start``, ``make_dirs``, the engine) and takes the lock once.
 _locks: dict[str, FileLock] = {}
+# Every run this process locked, in order, also those released since (the engine releases its run when it returns):
+# ``discarding_failed_starts`` names the checkpoints a failed start left in them.
+_locked: list[RunDir] = []
 
 
 class RunDirError(RuntimeError):
@@ -173,6 +177,7 @@ class RunDir:
         except OSError as e:
             raise RunDirError(f"cannot create the lock file {self.lock_path} ({e.strerror or e}); fix the permissions "
                               f"or pick another --checkpoints_dir") from e
+        _locked.append(self)
 
     def holds_only_setup(self) -> bool:
         """Whether the folder holds nothing a training wrote: only ``train.log``, ``opt.yaml``, ``.lock``, an
@@ -221,30 +226,43 @@ def _first_missing(path: str) -> str | None:
     return path
 
 
+@dataclass
+class FailedStart:
+    """What ``discarding_failed_starts`` found when its block failed."""
+
+    removed: list[str] = field(default_factory=list)  # the new run folders taken back
+    # ``latest.tar`` of the runs the block locked to write into: what ``--is_continue`` resumes. A script of two runs
+    # (train_evaluator.py's ``<name>_decomp``, then ``<name>``) may have saved one and not the other.
+    resumable: list[str] = field(default_factory=list)
+
+
 @contextmanager
-def discarding_failed_starts(enabled: bool = True) -> Iterator[list[str]]:
+def discarding_failed_starts(enabled: bool = True) -> Iterator[FailedStart]:
     """Around a script's ``main()``: when the block fails, remove the run folders ``make_dirs`` created inside it
-    that hold only what set-up wrote (``RunDir.holds_only_setup``), with the parents created for them. The list it
-    yields receives the removed folders.
+    that hold only what set-up wrote (``RunDir.holds_only_setup``), with the parents created for them. The
+    ``FailedStart`` it yields receives the removed folders and the checkpoints left to resume.
 
     The scripts' error boundary (``utils.cli.run_script``) wraps ``main()`` in it on the first process, so a start
     refused after its folder was made (a dataset file missing, a bad flag found late) leaves the checkpoints folder
     as it was. Folders that existed before, or that hold a checkpoint, are kept. The run locks taken inside the
     block are released at its end, after any removal.
     """
-    mark, removed = len(_created), []
+    mark, locked_mark, failed = len(_created), len(_locked), FailedStart()
     with releasing_run_locks():
         try:
-            yield removed
+            yield failed
         except BaseException:
             if enabled:
                 for run, top in reversed(_created[mark:]):
                     if os.path.isdir(run.root) and run.holds_only_setup():
                         _remove_run(run.root, top)
-                        removed.append(run.root)
+                        failed.removed.append(run.root)
+                for run in _locked[locked_mark:]:
+                    if os.path.isfile(run.latest_path) and run.latest_path not in failed.resumable:
+                        failed.resumable.append(run.latest_path)
             raise
         finally:
-            del _created[mark:]
+            del _created[mark:], _locked[locked_mark:]
 
 
 @contextmanager

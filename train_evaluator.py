@@ -43,7 +43,7 @@ from torch import nn
 from models.evaluator_training import CoEmbedding, MovementAutoencoder, contrastive_loss, draw_shift
 from options.config import option_origin, parse_with_config, resolve_max_iters, save_config
 from options.eval_options import get_train_evaluator_parser
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import RESUME_TRAINING, run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset, collate_eval
@@ -77,6 +77,27 @@ LEARNED_DIM_WORD = {"official": 300, "small": 128, "tiny": 16}
 RESUMED_SETTINGS = {"val_split": "val", "margin": 10.0}
 # Changed on resume with a warning: the negatives of the contrastive loss (not the validation, whose shift is fixed).
 OBJECTIVE_SETTINGS = ("neg_shift",)
+
+
+def pretrain_steps(cfg, num_windows: int, resumed: dict | None, latest_path: str) -> int:
+    """Stage 1's optimizer steps: ``--pretrain_iters``, or five epochs of ``num_windows`` windows when it is left
+    out. A resumed stage 2 (``resumed``: the config saved in ``latest_path``) keeps its run's, whose movement encoder
+    it froze: another ``--pretrain_iters`` is refused (CheckpointError), and leaving it out takes the run's."""
+    def five_epochs(batch_size: int) -> int:
+        return 5 * max(num_windows // batch_size, 1)
+
+    if resumed is None:
+        return five_epochs(cfg.batch_size) if cfg.pretrain_iters is None else cfg.pretrain_iters
+    was = resumed.get("pretrain_iters")
+    if was is None:  # saved before the resolved value was recorded: the default at the run's batch size
+        was = five_epochs(int(resumed.get("batch_size") or cfg.batch_size))
+    if cfg.pretrain_iters is not None and cfg.pretrain_iters != was:
+        raise CheckpointError(f"{latest_path}: the run being resumed pretrained its movement encoder for "
+                              f"--pretrain_iters {was} steps, but {option_origin(cfg, 'pretrain_iters')} is "
+                              f"{cfg.pretrain_iters} now; the co-embedding stage froze that encoder when it started "
+                              f"and its checkpoint holds it, so leave --pretrain_iters out (or give {was}) to resume, "
+                              f"or start a new --name")
+    return was
 
 
 def main(cfg) -> dict:
@@ -163,6 +184,9 @@ def main(cfg) -> dict:
     if continue_stage2:
         check_training_settings(run.latest_path, saved.get("config") or {}, config, RESUMED_SETTINGS)
         warn_objective_changes(run.latest_path, saved, config, settings=OBJECTIVE_SETTINGS)
+    pretrain_iters = pretrain_steps(cfg, len(windows), (saved.get("config") or {}) if continue_stage2 else None,
+                                    run.latest_path)
+    config["pretrain_iters"] = pretrain_iters  # resolved, as a resume compares it
     save_config(cfg, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     if is_first_process():  # the others write nothing into the run before training (RunDir.make_dirs)
         save_evaluator_meta(run.root, mean, std)  # the released layout's meta/, next to model/finest.tar
@@ -177,10 +201,11 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     # stage 1: movement encoder + decoder
     # ---------------------------------------------------------------------------------------------------------------
-    pretrain_iters = cfg.pretrain_iters
-    if pretrain_iters is None:
-        pretrain_iters = 5 * max(len(windows) // cfg.batch_size, 1)
-    if pretrain_iters > 0:
+    if continue_stage2:
+        # Stage 2 froze the movement encoder when it started, and its checkpoint holds it: stage 1 is over, and its
+        # run (the parent of stage 2's checkpoints) stays as stage 2 found it.
+        logger.info("stage 1 done (%d steps): resuming stage 2", pretrain_iters)
+    elif pretrain_iters > 0:
         decomp = MovementAutoencoder(ev.model, sizes["dim_movement_enc_hidden"], sizes["dim_movement_latent"])
 
         def decomp_loss(model: nn.Module, motion: torch.Tensor) -> tuple[torch.Tensor, dict]:

@@ -395,3 +395,24 @@ def test_a_stop_after_the_first_stage_saved_says_to_resume_it(data_root, tmp_pat
     monkeypatch.setattr(train_evaluator, "train", engine_train)
     run_script(data_root, ck, *flags, "--is_continue")
     assert (run / "model" / "finest.tar").is_file() and load_checkpoint(str(decomp_latest))["step"] == 2
+
+
+def test_a_resumed_second_stage_keeps_the_movement_encoder_it_froze(data_root, tmp_path):
+    """Once the co-embedding stage has a checkpoint, the movement encoder is fixed (that checkpoint holds it): a resume
+    with another --pretrain_iters is refused, and one without the flag leaves the first stage's run untouched."""
+    ck = tmp_path / "checkpoints"
+    run_script(data_root, ck, "--max_iters", "10", "--pretrain_iters", "4")
+    run, decomp = ck / "synthetic" / "text_mot_match", ck / "synthetic" / "text_mot_match_decomp"
+    decomp_files = {p: p.read_bytes() for p in (decomp / "model").iterdir()}
+    config = (run / "opt.yaml").read_text()
+    with pytest.raises(CheckpointError, match=r"text_mot_match.model.latest\.tar: .*--pretrain_iters 4 steps, but "
+                                              r"--pretrain_iters is 8 now"):
+        run_script(data_root, ck, "--max_iters", "12", "--pretrain_iters", "8", "--is_continue")
+    assert (run / "opt.yaml").read_text() == config
+    # Left out, the flag would default to five epochs of windows (25 steps here): the run's 4 are kept instead.
+    run_script(data_root, ck, "--max_iters", "12", "--is_continue")
+    assert {p: p.read_bytes() for p in (decomp / "model").iterdir()} == decomp_files
+    latest = load_checkpoint(str(run / "model" / "latest.tar"))
+    assert latest["step"] == 12 and latest["config"]["pretrain_iters"] == 4
+    assert latest["parent"] == str(decomp / "model" / "latest.tar")
+    run_script(data_root, ck, "--max_iters", "14", "--pretrain_iters", "4", "--is_continue")

@@ -73,8 +73,9 @@ logger = logging.getLogger("train_evaluator")
 
 LEARNED_DIM_WORD = {"official": 300, "small": 128, "tiny": 16}
 # What a resumed co-embedding stage keeps, with the value of a run saved before it was recorded: finest.tar is the
-# lowest validation loss so far, which another split or contrastive margin would score differently.
-RESUMED_SETTINGS = {"val_split": "val", "margin": 10.0}
+# lowest validation loss so far, which another split, contrastive margin or seed (it draws the validation crops and
+# captions) would score differently. Every run records its seed; 3407 is the flag's default.
+RESUMED_SETTINGS = {"val_split": "val", "margin": 10.0, "seed": 3407}
 # Changed on resume with a warning: the negatives of the contrastive loss (not the validation, whose shift is fixed).
 OBJECTIVE_SETTINGS = ("neg_shift",)
 

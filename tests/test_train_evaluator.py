@@ -416,3 +416,16 @@ def test_a_resumed_second_stage_keeps_the_movement_encoder_it_froze(data_root, t
     assert latest["step"] == 12 and latest["config"]["pretrain_iters"] == 4
     assert latest["parent"] == str(decomp / "model" / "latest.tar")
     run_script(data_root, ck, "--max_iters", "14", "--pretrain_iters", "4", "--is_continue")
+
+
+def test_a_resume_with_another_seed_is_refused(data_root, tmp_path):
+    """The validation batches (crops, captions) are drawn from --seed: a resume with another would compare its
+    validations with a finest.tar loss taken on other batches."""
+    ck = tmp_path / "checkpoints"
+    run_script(data_root, ck, "--max_iters", "10", "--pretrain_iters", "2", "--seed", "3")
+    config = (ck / "synthetic" / "text_mot_match" / "opt.yaml").read_text()
+    with pytest.raises(CheckpointError, match=r"text_mot_match.model.latest\.tar: the run being resumed was trained "
+                                              r"with --seed 3 but 5 now\. .*add --seed 3"):
+        run_script(data_root, ck, "--max_iters", "12", "--pretrain_iters", "2", "--seed", "5", "--is_continue")
+    assert (ck / "synthetic" / "text_mot_match" / "opt.yaml").read_text() == config
+    run_script(data_root, ck, "--max_iters", "12", "--pretrain_iters", "2", "--seed", "3", "--is_continue")

@@ -10,6 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+# The narrowest layer is hidden_dim // 4 wide: below 8 it has one feature, which a LayerNorm maps to its bias whatever
+# the text (or none at all), so the estimator would predict the same lengths for every caption.
+MIN_HIDDEN_DIM = 8
+
 
 class LengthEstimator(nn.Module):
     """MLP text_dim -> 512 -> 256 -> 128 -> num_classes with LayerNorm + LeakyReLU(0.2) and dropout between stages.
@@ -17,12 +21,16 @@ class LengthEstimator(nn.Module):
     Args:
         text_dim: E, size of the text embedding (512 for CLIP, 384 for MiniLM).
         num_classes: number of token-length classes (50).
-        hidden_dim: width of the first layer; later layers halve it.
+        hidden_dim: width of the first layer; later layers halve it (at least ``MIN_HIDDEN_DIM``, 8).
         dropout: dropout before the second and third linear layers.
     """
 
     def __init__(self, text_dim: int, num_classes: int = 50, hidden_dim: int = 512, dropout: float = 0.2) -> None:
         super().__init__()
+        if hidden_dim < MIN_HIDDEN_DIM:
+            raise ValueError(f"LengthEstimator: hidden_dim must be >= {MIN_HIDDEN_DIM} (the layers are hidden_dim, "
+                             f"hidden_dim // 2 and hidden_dim // 4 wide, and one feature or none ignores the text), "
+                             f"got {hidden_dim}")
         self.model_args = dict(text_dim=text_dim, num_classes=num_classes, hidden_dim=hidden_dim, dropout=dropout)
         self.num_classes = num_classes
         h = hidden_dim

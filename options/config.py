@@ -451,6 +451,15 @@ def positive_int(text: str) -> int:
     return int(_checked_number(text, lambda v: v.is_integer() and v >= 1, "a whole number >= 1"))
 
 
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """Flag type: a whole number >= ``minimum`` (a width whose layers halve it, where a small one leaves no feature)."""
+    def whole_number_at_least(text: str) -> int:
+        return int(_checked_number(text, lambda v: v.is_integer() and v >= minimum, f"a whole number >= {minimum}"))
+
+    whole_number_at_least.__name__ = f"whole number >= {minimum}"  # how a refused preset value names it
+    return whole_number_at_least
+
+
 def non_negative_int(text: str) -> int:
     """Flag type: a whole number >= 0 (counts where 0 means all, such as validation batches)."""
     return int(_checked_number(text, lambda v: v.is_integer() and v >= 0, "a whole number >= 0"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
-from options.config import fraction_below_one, non_negative_float, non_negative_int, positive_int
+from options.config import fraction_below_one, int_at_least, non_negative_float, non_negative_int, positive_int
 from utils.paths import project_path
 
 # Files a generator may take from its tokenizer run (--ae_which / --vq_which): "best" is the first of the others that
@@ -95,11 +95,15 @@ def get_train_mardm_parser() -> argparse.ArgumentParser:
 
 def get_train_length_estimator_parser() -> argparse.ArgumentParser:
     """``train_length_estimator.py``: caption embedding -> token-length class (MoMask / MARDM ``LengthEstimator``)."""
+    from models.length_estimator import MIN_HIDDEN_DIM
+
     parser = get_base_parser("Train the text-to-length estimator used to sample motion lengths from captions.")
     group = parser.add_argument_group("length estimator")
     group.add_argument("--unit_length", type=int, default=None,
                        help="frames per token; a class is a token count (default: the dataset spec's, 4 for t2m)")
-    group.add_argument("--hidden_dim", type=int, default=512, help="width of the first layer (later ones halve it)")
+    group.add_argument("--hidden_dim", type=int_at_least(MIN_HIDDEN_DIM), default=512,
+                       help=f"width of the first layer (later ones halve it; at least {MIN_HIDDEN_DIM}, so that the "
+                            f"last one has two features)")
     group.add_argument("--dropout", type=fraction_below_one, default=0.2, help="dropout between the layers")
     add_text_encoder_args(parser)
     parser.set_defaults(name="length_estimator", batch_size=64, lr=1e-4, weight_decay=0.0, warm_up_iter=0,

@@ -80,3 +80,27 @@ def test_bad_text_embedding_and_logits_fail_clearly():
         model(torch.zeros(2, 8, dtype=torch.long))
     with pytest.raises(ValueError, match=r"sample_lengths: expected logits of shape \(B, num_classes\), got \(50,\)"):
         sample_lengths(torch.randn(50))
+
+
+@pytest.mark.parametrize("hidden_dim", [7, 2, 0, -8])
+def test_a_width_whose_last_layers_ignore_the_text_is_refused(hidden_dim):
+    # hidden_dim // 4 below 2 left a LayerNorm over one feature (it outputs its bias) or a zero-width layer: the same
+    # lengths for every caption, and a negative width failed deep inside torch.
+    with pytest.raises(ValueError, match=f"LengthEstimator: hidden_dim must be >= 8 .* got {hidden_dim}"):
+        LengthEstimator(text_dim=8, hidden_dim=hidden_dim)
+    model = LengthEstimator(text_dim=8, hidden_dim=8).eval()
+    logits = model(torch.randn(2, 8))
+    assert not torch.allclose(logits[0], logits[1])
+
+
+def test_a_checkpoint_recording_a_refused_width_names_its_file(tmp_path):
+    from utils.checkpoint import CheckpointError, save_checkpoint
+    from utils.generator_checkpoints import load_length_estimator
+
+    path = str(tmp_path / "estimator.tar")
+    save_checkpoint(path, {"stage": "length_estimator", "model_name": "LengthEstimator", "model": {},
+                           "model_args": {"text_dim": 8, "num_classes": 50, "hidden_dim": 2, "dropout": 0.2},
+                           "text_encoder": {"name": "minilm", "dim": 8}, "unit_length": 4})
+    with pytest.raises(CheckpointError, match=r"estimator.tar: cannot rebuild LengthEstimator .* hidden_dim must be "
+                                              r">= 8"):
+        load_length_estimator(path)

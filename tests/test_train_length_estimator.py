@@ -149,3 +149,22 @@ def test_resume_is_bitwise_exact(tmp_path, synthetic_root, encoder):
     assert whole["optimizer"]["state"] and len(whole["optimizer"]["state"]) == len(resumed["optimizer"]["state"])
     for a, b in zip(whole["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a), "optimizer state"
+
+
+@pytest.mark.parametrize("hidden_dim", ["2", "7", "0", "-8", "12.5"])
+def test_a_hidden_dim_below_eight_is_an_argument_error(tmp_path, synthetic_root, capsys, hidden_dim):
+    # 2 trained an estimator that ignores the text (one feature in its last LayerNorm); -8 failed with a raw
+    # RuntimeError after every caption was embedded.
+    with pytest.raises(SystemExit):
+        _args(synthetic_root, str(tmp_path / "ckpt"), "--hidden_dim", hidden_dim)
+    assert f"argument --hidden_dim: expected a whole number >= 8, got '{hidden_dim}'" in capsys.readouterr().err
+    assert _args(synthetic_root, str(tmp_path / "ckpt"), "--hidden_dim", "8").hidden_dim == 8
+
+
+def test_a_preset_hidden_dim_below_eight_names_the_preset(tmp_path, synthetic_root, capsys):
+    preset = tmp_path / "narrow.yaml"
+    preset.write_text("hidden_dim: 4\n")
+    with pytest.raises(SystemExit):
+        _args(synthetic_root, str(tmp_path / "ckpt"), "--config", str(preset))
+    assert "narrow.yaml: hidden_dim: cannot read '4' as whole number >= 8: expected a whole number >= 8, got '4'" \
+        in capsys.readouterr().err

@@ -240,7 +240,7 @@ def load_length_estimator(path_or_run: str, device: str | torch.device = "cpu") 
     try:
         model = LengthEstimator(**state["model_args"])
         model.load_state_dict(state.get("ema") or state["model"])
-    except (TypeError, RuntimeError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:  # ValueError: sizes the constructor refuses (hidden_dim < 8)
         raise CheckpointError(f"{path}: cannot rebuild LengthEstimator from model_args {state['model_args']}: {e}") \
             from e
     model.to(device).eval().requires_grad_(False)

@@ -26,10 +26,10 @@ import sys
 
 import torch
 
-from models.mask_transformer import MASK_TRANSFORMERS
+from models.mask_transformer import MASK_TRANSFORMER_SIZES, MASK_TRANSFORMERS
 from models.text_encoders import TextEncoder
 from options.config import config_to_dict, option_origin, parse_with_config, resolve_max_iters, save_config
-from options.token_generator_options import get_train_t2m_transformer_parser, model_overrides
+from options.token_generator_options import check_head_split, get_train_t2m_transformer_parser, model_overrides
 from utils.cli import RESUME_TRAINING, run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import Text2MotionDataset, collate_text_motion
@@ -72,6 +72,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # setup: everything that can fail on bad flags fails before the run folder is written
     # -----------------------------------------------------------------------------------------------------------------
     setup_logging(hold=True)  # the run's train.log receives what set-up logs once the folder exists
+    check_head_split(args, MASK_TRANSFORMER_SIZES)
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     if args.cond_scale is None:  # the published guidance of the dataset (MoMask: 4, 2 on KIT-ML)
         args.cond_scale = MoMaskBackend.guidance(spec.name)

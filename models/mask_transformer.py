@@ -135,6 +135,12 @@ class TextConditionedEncoder(nn.Module):
                  dropout: float, cond_drop_prob: float, label_smoothing: float) -> None:
         super().__init__()
         name = type(self).__name__
+        sizes = dict(latent_dim=latent_dim, ff_size=ff_size, num_layers=num_layers, num_heads=num_heads)
+        for key, value in sizes.items():
+            # torch builds an encoder of no layers or a feed-forward of no width without a word, and fails on a
+            # zero head count or a negative size with an error that names no argument.
+            if value < 1:
+                raise ValueError(f"{name}: {key} must be >= 1, got {value}")
         if latent_dim % num_heads:
             raise ValueError(f"{name}: latent_dim={latent_dim} is not divisible by num_heads={num_heads}")
         if not 0.0 <= cond_drop_prob < 1.0:
@@ -386,3 +392,6 @@ MASK_TRANSFORMERS: dict[str, Callable[..., MaskTransformer]] = {
     "MoMask-Mask": MoMask_Mask,
     "MoMask-Mask-Tiny": MoMask_Mask_Tiny,
 }
+# The transformer sizes each entry builds when no override is given (the flags are checked against them before any
+# data is read; tests check that each entry builds these).
+MASK_TRANSFORMER_SIZES: dict[str, dict[str, Any]] = {"MoMask-Mask": MOMASK_SIZES, "MoMask-Mask-Tiny": TINY_SIZES}

@@ -330,3 +330,5 @@ RES_TRANSFORMERS: dict[str, Callable[..., ResidualTransformer]] = {
     "MoMask-Res": MoMask_Res,
     "MoMask-Res-Tiny": MoMask_Res_Tiny,
 }
+# The transformer sizes each entry builds when no override is given (as ``MASK_TRANSFORMER_SIZES``).
+RES_TRANSFORMER_SIZES: dict[str, dict[str, Any]] = {"MoMask-Res": MOMASK_SIZES, "MoMask-Res-Tiny": TINY_SIZES}

@@ -5,9 +5,10 @@ steps, lr x0.1 at step 50,000, batch 64, 500 epochs, seed 3407."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from options.base_options import get_base_parser
-from options.config import fraction_below_one, non_negative_float, non_negative_int, positive_int
+from options.config import fraction_below_one, non_negative_float, non_negative_int, option_origin, positive_int
 from options.generator_options import TOKENIZER_WHICH, add_text_encoder_args, add_train_mask_count_arg
 from utils.paths import project_path
 
@@ -38,10 +39,12 @@ def _add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
 
 def _add_arch_args(parser: argparse.ArgumentParser, default_cdp: float) -> None:
     group = parser.add_argument_group("architecture overrides (default: the registry entry's values)")
-    group.add_argument("--latent_dim", type=int, default=None, help="transformer width (MoMask 384)")
-    group.add_argument("--ff_size", type=int, default=None, help="feed-forward width (MoMask 1024)")
-    group.add_argument("--n_layers", type=int, default=None, help="transformer layers (MoMask 8)")
-    group.add_argument("--n_heads", type=int, default=None, help="attention heads (MoMask 6)")
+    group.add_argument("--latent_dim", type=positive_int, default=None,
+                       help="transformer width, a multiple of --n_heads (MoMask 384)")
+    group.add_argument("--ff_size", type=positive_int, default=None, help="feed-forward width (MoMask 1024)")
+    group.add_argument("--n_layers", type=positive_int, default=None, help="transformer layers (MoMask 8)")
+    group.add_argument("--n_heads", type=positive_int, default=None,
+                       help="attention heads, each latent_dim / n_heads wide (MoMask 6)")
     group.add_argument("--dropout", type=fraction_below_one, default=None, help="dropout (MoMask 0.2)")
     group.add_argument("--cond_drop_prob", type=fraction_below_one, default=None,
                        help=f"probability of dropping the text in training, for classifier-free guidance (default: "
@@ -121,3 +124,24 @@ def model_overrides(args: argparse.Namespace) -> dict[str, object]:
         if value is not None:
             out[keyword] = value
     return out
+
+
+def check_head_split(args: argparse.Namespace, sizes: dict[str, dict[str, Any]]) -> None:
+    """Refuse a transformer width that the head count does not divide (each head attends over latent_dim / n_heads
+    channels), before any data is read or the run folder written; ``sizes`` maps each registry entry to the sizes it
+    builds (``MASK_TRANSFORMER_SIZES``), which stand in for the flags left out. Raises ValueError naming both flags,
+    and the preset that set one."""
+    def named(dest: str, key: str) -> tuple[int, str]:
+        value = getattr(args, dest, None)
+        if value is None:
+            value = int(sizes[args.model][key])
+            return value, f"{args.model}'s {key} {value} (no --{dest})"
+        origin = option_origin(args, dest)
+        return value, origin if origin != f"--{dest}" else f"--{dest} {value}"
+
+    latent_dim, width = named("latent_dim", "latent_dim")
+    heads, head_count = named("n_heads", "num_heads")
+    if latent_dim % heads:
+        raise ValueError(f"{head_count} does not divide {width}: each attention head takes latent_dim / n_heads "
+                         f"channels; pick an --n_heads that divides the width, or a --latent_dim that is a multiple "
+                         f"of it")

@@ -24,9 +24,10 @@ de-normalised features (T, D), a stick-figure ``.mp4`` (``.gif`` without ffmpeg)
 with ``--bvh``, ``_smpl.npz`` SMPL parameters in AMASS's layout with ``--smpl BODY_MODEL`` (``utils/smpl_export.py``;
 the sample's ``smpl_fit`` says how far they land from the joints), with ``--mesh_video`` too a ``_mesh.mp4`` of the
 body model's mesh skinned from that file (``utils/smpl_mesh.py``); and ``manifest.json`` (prompt, length, seed and
-files of every sample, checkpoint and SHA-256, sampling settings). Sampling again into the same folder adds a run to
-the manifest and keeps the earlier runs' samples listed, except those whose names this run writes again, whose files
-it replaces or removes (``utils/sample_manifest.py``). A motion with NaN or Inf values (``"finite": false``) keeps its
+files of every sample, checkpoint and SHA-256, sampling settings, and the length estimator's checkpoint and SHA-256
+when it estimated a length). Sampling again into the same folder adds a run to the manifest and keeps the earlier
+runs' samples listed, except those whose names this run writes again, whose files it replaces or removes
+(``utils/sample_manifest.py``). A motion with NaN or Inf values (``"finite": false``) keeps its
 arrays but gets no video, BVH or SMPL file, and the other samples go on; so do they when a BVH or SMPL export fails,
 the sample listed without that file and with the error in its ``export_errors``. Sample k (prompts in order, repeats
 inside) uses seed ``--seed + k`` for both its length and its motion, so ``--text_prompt <prompt> --seed <its seed>``
@@ -192,8 +193,9 @@ def main(cfg) -> dict:
     # Check every given length, and load the length estimator if a prompt needs it, now rather than after minutes of
     # sampling, and before the samples' folder is made (a refused length leaves no empty folder).
     given = given_lengths(generator, prompts, cfg.text_path)
+    estimator = None
     if edit is None and any(prompt.frames is None for prompt in prompts):
-        generator.length_estimator()
+        estimator = generator.length_estimator().path
     out_dir = cfg.output_dir or RunDir(cfg.checkpoints_dir, spec.name, name).generation_dir
     make_folder(out_dir, "--output_dir" if cfg.output_dir else "the samples' folder (--output_dir)")
     combined = "sequence" if cfg.sequence else "edit_spans" if cfg.span_prompts else None
@@ -211,7 +213,8 @@ def main(cfg) -> dict:
             "the later segment takes the odd token" if (transition_frames // generator.unit_length) % 2 else
             "half before each seam, half after")
     record = run_record(generator, settings, cfg.seed, cfg.repeat_times, edit,
-                        [p.text for p in prompts] if cfg.sequence else None, cfg.transition_seconds, transition_frames)
+                        [p.text for p in prompts] if cfg.sequence else None, cfg.transition_seconds, transition_frames,
+                        length_estimator=estimator)
     # Samples of earlier runs into this folder stay in the manifest, unless this run writes their files again.
     manifest = SampleManifest(out_dir, record, [f"{job.stem}_features.npy" for job in jobs],
                               keep=[edit.source] if edit is not None else [])

@@ -20,7 +20,7 @@ from options.config import parse_with_config
 from options.eval_generator_options import get_sample_parser
 from utils import sample_outputs
 from utils.bvh import bvh_positions, parse_bvh
-from utils.checkpoint import CheckpointError
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from utils.plot_script import ffmpeg_available
 
 SAFE_NAME = re.compile(r"^[a-z0-9_-]+\.(npy|gif|mp4|bvh)$")
@@ -120,6 +120,23 @@ def test_default_output_dir_and_estimated_lengths(ckdir, tmp_path, monkeypatch):
         assert s["length_source"] == "length estimator"
         assert s["length_frames"] % 4 == 0 and 4 <= s["length_frames"] <= 196
         assert np.load(out / s["files"]["joints"]).shape[0] == s["length_frames"]
+
+
+def test_the_run_record_names_the_length_estimator_that_estimated_lengths(ckdir, tmp_path):
+    # Training the estimator further changed the sampled lengths while the manifest's run record stayed the same.
+    path = save_length_estimator(str(tmp_path / "estimators"), os.path.join(ckdir, "clip", "ViT-tiny.pt"))
+    argv = ["--text_prompt", "a person walks", "--no_render", "--length_estimator", path]
+    first = run_sample(ckdir, *argv, "--output_dir", str(tmp_path / "a"))
+    recorded = {"checkpoint": os.path.abspath(path), "checkpoint_sha256": file_sha256(path)}
+    assert first["length_estimator"] == first["runs"][-1]["length_estimator"] == recorded
+    state = load_checkpoint(path)
+    state["model"] = {key: value + 0.01 for key, value in state["model"].items()}  # trained further
+    save_checkpoint(path, state)
+    again = run_sample(ckdir, *argv, "--output_dir", str(tmp_path / "b"))
+    assert again["length_estimator"]["checkpoint_sha256"] == file_sha256(path) != recorded["checkpoint_sha256"]
+    given = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "40", "--no_render",
+                       "--length_estimator", path, "--output_dir", str(tmp_path / "c"))
+    assert "length_estimator" not in given  # no length was estimated
 
 
 def test_bad_requests_fail_clearly(ckdir, tmp_path):

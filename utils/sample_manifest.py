@@ -1,15 +1,15 @@
 """``manifest.json`` of a folder of generated samples (``sample.py``): what every sample file is and how it was made.
 
-A folder is often sampled into more than once (other prompts, another seed or guidance, a retrained checkpoint).
-Each run appends to ``runs`` (checkpoint, its SHA-256, sampling settings, seed) and its samples carry the index of
-their run, so the files of an earlier run stay described. A sample whose files a later run writes again (same
-prompt slug, index and repeat) is replaced by the new one, in steps that each leave the file true to the folder when
-a run stops: the earlier sample is dropped from the file, then its files are removed (all of them, so that none, a
-video, BVH or SMPL file the new sample does not write again, passes for the new motion's), then the new sample's files
-are written, and only then is it listed. A reader finds the earlier sample with its files, no sample of that name, or
-the new sample with its files, never one sample's entry with another one's arrays; a run stopped part way keeps listed
-the earlier samples it had not started to replace. Files written before a run stopped but not listed yet stay
-unlisted; a later run of the same names writes over them.
+A folder is often sampled into more than once (other prompts, another seed or guidance, a retrained checkpoint). Each
+run appends to ``runs`` (checkpoint, its SHA-256, sampling settings, seed, and the length estimator's file and SHA-256
+when it estimated lengths) and its samples carry the index of their run, so the files of an earlier run stay described.
+A sample whose files a later run writes again (same prompt slug, index and repeat) is replaced by the new one, in steps
+that each leave the file true to the folder when a run stops: the earlier sample is dropped from the file, then its
+files are removed (all of them, so that none, a video, BVH or SMPL file the new sample does not write again, passes for
+the new motion's), then the new sample's files are written, and only then is it listed. A reader finds the earlier
+sample with its files, no sample of that name, or the new sample with its files, never one sample's entry with another
+one's arrays; a run stopped part way keeps listed the earlier samples it had not started to replace. Files written
+before a run stopped but not listed yet stay unlisted; a later run of the same names writes over them.
 The top-level ``checkpoint``, ``sampling``, ... keys describe the latest run, as they did before ``runs`` existed; a
 manifest from then is read as one run.
 """

@@ -17,6 +17,7 @@ import numpy as np
 
 from utils.atomic_io import atomic_write
 from utils.bvh_export import write_bvh
+from utils.checkpoint import file_sha256
 from utils.dataset_specs import DatasetSpec
 from utils.editing import EditRequest, SourceFrame
 from utils.generation import MotionGenerator
@@ -103,16 +104,22 @@ def edit_output_paths(out_dir: str, stems: list[str], bvh: bool, smpl: bool) -> 
 
 def run_record(generator: MotionGenerator, settings: SamplingSettings, seed: int, repeat_times: int,
                edit: EditRequest | None = None, sequence_prompts: list[str] | None = None,
-               transition_seconds: float = 0.0, transition_frames: int = 0) -> dict[str, Any]:
+               transition_seconds: float = 0.0, transition_frames: int = 0,
+               length_estimator: str | None = None) -> dict[str, Any]:
     """The manifest's entry of this run: checkpoint and SHA-256, generator, dataset, sampling settings and the
-    sampler they leave to the model (``GeneratorBackend.sampler``), seed, and the ``edit`` (source, spans, where its
-    joints stand) or the ``sequence`` (prompts, transitions) it makes. A sequence's ``transition_frames_asked`` is
-    the transition asked at every seam, in whole tokens; a seam may get less (``generate_sequence``), and each
-    sample's ``transitions`` hold the frames each seam used."""
+    sampler they leave to the model (``GeneratorBackend.sampler``), seed, the ``length_estimator`` file that
+    estimates lengths (``checkpoint`` and ``checkpoint_sha256``; left out when every length is given), and the
+    ``edit`` (source, spans, where its joints stand) or the ``sequence`` (prompts, transitions) it makes. A sequence's
+    ``transition_frames_asked`` is the transition asked at every seam, in whole tokens; a seam may get less
+    (``generate_sequence``), and each sample's ``transitions`` hold the frames each seam used."""
     spec = generator.spec
     record = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
               "generator": generator.info, "dataset": spec.name, "fps": spec.fps, "sampling": settings.to_dict(),
               "sampler": generator.backend.sampler(settings), "seed": seed, "repeat_times": repeat_times}
+    if length_estimator is not None:
+        # The estimated lengths depend on its weights as much as the motions on the generator's.
+        record["length_estimator"] = {"checkpoint": os.path.abspath(length_estimator),
+                                      "checkpoint_sha256": file_sha256(length_estimator)}
     if edit is not None:
         record["edit"] = edit.record(generator.unit_length)
         if edit.frame is not None:

@@ -59,6 +59,7 @@ from utils.generator_stage import (
     stage_device,
     text_encoder_record,
     token_dims,
+    tokenizer_from_command_line,
     tokenizer_statistics,
     warm_caption_cache,
 )
@@ -94,6 +95,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # setup: everything that can fail on bad flags fails before the run folder is written
     # -----------------------------------------------------------------------------------------------------------------
     setup_logging(hold=True)  # the run's train.log receives what set-up logs once the folder exists
+    tokenizer_from_command_line(args, "ae")  # a typed --ae_ckpt over the preset's ae_name
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     if args.cfg is None:  # the published guidance of the dataset (MARDM: 4.5, 2.5 on KIT-ML)
         args.cfg = MARDMBackend.guidance(spec.name)

@@ -45,6 +45,7 @@ from utils.generator_stage import (
     resumed_tokenizer_ema,
     stage_device,
     text_encoder_record,
+    tokenizer_from_command_line,
     tokenizer_statistics,
     warm_caption_cache,
 )
@@ -89,6 +90,7 @@ def main(args: argparse.Namespace, text_encoder: TextEncoder | None = None) -> T
     # setup: everything that can fail on bad flags fails before the run folder is written
     # -----------------------------------------------------------------------------------------------------------------
     setup_logging(hold=True)  # the run's train.log receives what set-up logs once the folder exists
+    tokenizer_from_command_line(args, "vq")  # a typed --vq_ckpt over the preset's vq_name
     check_head_split(args, RES_TRANSFORMER_SIZES)
     spec = get_dataset_spec(args.dataset_name, args.data_root)
     if args.cond_scale is None:  # MoMask's trainer validates the residual transformer at guidance 2 (its

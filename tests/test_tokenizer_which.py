@@ -87,3 +87,34 @@ def test_the_scripts_pass_the_flag_on(run, monkeypatch, script, parser, flag):
                                         "--ae_name", "AE", flag, "latest"])
     with pytest.raises(_Resolved, match="latest.tar"):
         script.main(args)
+
+
+@pytest.mark.parametrize("script, parser, preset, flag", [
+    (train_MARDM, get_train_mardm_parser, "tiny_mardm.yaml", "ae"),
+    (train_t2m_transformer, get_train_t2m_transformer_parser, "tiny_momask.yaml", "vq"),
+    (train_res_transformer, get_train_res_transformer_parser, "momask_res.yaml", "vq")])
+def test_a_tokenizer_file_on_the_command_line_replaces_the_run_a_preset_names(run, monkeypatch, script, parser,
+                                                                              preset, flag):
+    # The presets name their tokenizer run (vq_name: RVQ_Tiny, ae_name: FSQ_Tiny): a --vq_ckpt / --ae_ckpt typed
+    # with them was refused as naming two tokenizers, though the user gave one.
+    ckpt, model = run
+    resolve = resolve_tokenizer_checkpoint if script is train_MARDM else resolve_vq_checkpoint
+
+    def resolved(*args, **kwargs):
+        raise _Resolved(resolve(*args, **kwargs))
+
+    monkeypatch.setattr(script, "resolve_tokenizer_checkpoint" if script is train_MARDM else "resolve_vq_checkpoint",
+                        resolved)
+    file = os.path.join(model, "latest.tar")
+    common = ["--config", os.path.join(PRESETS, preset), "--dataset_name", "t2m", "--checkpoints_dir", ckpt,
+              "--name", "g", "--text_encoder", "minilm", "--no-need_evaluation"]
+    args = parse_with_config(parser(), [*common, f"--{flag}_ckpt", file])
+    assert getattr(args, f"{flag}_name") is not None  # the preset's
+    with pytest.raises(_Resolved) as found:
+        script.main(args)
+    assert found.value.args[0] == (file, "AE")
+    assert getattr(args, f"{flag}_name") is None  # so the run's opt.yaml records the tokenizer it used
+    # Both typed on the command line: still two tokenizers.
+    args = parse_with_config(parser(), [*common, f"--{flag}_ckpt", file, f"--{flag}_name", "other"])
+    with pytest.raises(ValueError, match=f"--{flag}_name 'other' and --{flag}_ckpt .* name two tokenizers"):
+        script.main(args)

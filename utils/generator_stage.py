@@ -24,6 +24,7 @@ in the tokenizer's checkpoint (never recomputed), and those are what the generat
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from tqdm import tqdm
 
 from models.loader import Tokenizer, load_tokenizer
 from models.text_encoders import CachedTextEncoder, TextEncoder, build_text_encoder
+from options.config import given_in_config, given_on_command_line, option_origin
 from options.generator_options import TOKENIZER_WHICH
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from utils.dataset_specs import DatasetSpec
@@ -88,6 +90,21 @@ def _run_name_of(path: str) -> str:
     if len(parts) >= 3 and parts[-2] == "model":
         return parts[-3]
     return os.path.splitext(parts[-1])[0]
+
+
+def tokenizer_from_command_line(args: argparse.Namespace, flag: str = "ae") -> None:
+    """Let the tokenizer typed on the command line replace the one the ``--config`` preset gives the other way: a
+    typed ``--<flag>_ckpt`` clears the preset's ``<flag>_name`` (the shipped presets name their tokenizer run, such
+    as ``vq_name: rvq_nq6``), and a typed ``--<flag>_name`` the preset's ``<flag>_ckpt`` (a run's ``opt.yaml``).
+    Both typed, or both from the preset, are left for ``resolve_tokenizer_checkpoint`` to check. ``args`` changes in
+    place, so that the run's ``opt.yaml`` records the tokenizer it was trained on."""
+    typed = given_on_command_line(args)
+    preset_only = given_in_config(args) - typed
+    name, ckpt = f"{flag}_name", f"{flag}_ckpt"
+    for kept, dropped in ((ckpt, name), (name, ckpt)):
+        if kept in typed and dropped in preset_only and getattr(args, kept):
+            logger.info("--%s %s replaces %s", kept, getattr(args, kept), option_origin(args, dropped))
+            setattr(args, dropped, None)
 
 
 def resolve_tokenizer_checkpoint(checkpoints_dir: str, dataset_name: str, ae_name: str | None = None,

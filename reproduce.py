@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -133,13 +134,24 @@ def _print_dry_run(recipe: Recipe, dataset: str, steps: list[Step], problems: li
 
 
 def _run_stage(argv: list[str]) -> int:
-    """Runs one stage's command as a separate process; its exit status."""
-    with subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as stage:
+    """Runs one stage's command as a separate process; its exit status.
+
+    The stage runs in a process group of its own, so that Ctrl-C in the terminal (SIGINT to the foreground group)
+    reaches this process alone: the stage is then stopped with SIGTERM, which the scripts take as a stop (their
+    clean-up runs, a training keeps its last checkpoint), rather than dying of a KeyboardInterrupt traceback.
+    """
+    with subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}, process_group=0) as stage:
         try:
             return stage.wait()
+        except KeyboardInterrupt:
+            # Further Ctrl-Cs while the stage stops would only interrupt the wait for it: the call is ending.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            stage.send_signal(signal.SIGTERM)
+            stage.wait()
+            raise
         except Stopped as stop:
-            # The stage stops the same way (its clean-up runs); one that had the signal already, from a
-            # scheduler that signals the whole process group, ignores the repeat.
+            # The stage stops the same way (its clean-up runs); one that had the signal already (a scheduler that
+            # signals every process of the job) ignores the repeat.
             stage.send_signal(stop.signum)
             stage.wait()
             raise
@@ -260,7 +272,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         return None
     if not args.recipe:
         raise SystemExit(f"name a recipe ({', '.join(sorted(RECIPES))}) or pass --list")
-    return run_recipe(args)
+    try:
+        return run_recipe(args)
+    except KeyboardInterrupt:
+        # Ctrl-C ends the call as SIGTERM does: one line saying how to go on, exit status 130 (the running stage was
+        # stopped by ``_run_stage``).
+        raise Stopped(signal.SIGINT) from None
 
 
 if __name__ == "__main__":

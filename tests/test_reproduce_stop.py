@@ -1,0 +1,71 @@
+"""reproduce.py stopped from the terminal: Ctrl-C ends the call as SIGTERM does, the running stage stopped with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from utils.cli import TRACEBACK_ENV
+from utils.recipe_plan import REPO
+
+# A training stage that says it started, then waits; SIGTERM stops it as it stops the project's scripts (their
+# clean-up, exit status 143), while SIGINT would end it with Python's KeyboardInterrupt traceback.
+STAGE = """#!{python}
+import os, signal, sys, time
+def stop(signum, frame):
+    open({stopped!r}, "w").write(signal.Signals(signum).name)
+    sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, stop)
+open({started!r}, "w").close()
+time.sleep(60)
+"""
+
+# reproduce.py run as from the shell, on a one-stage recipe added to the recipe table.
+DRIVER = """import runpy, sys
+sys.path.insert(0, {repo!r})
+from utils.recipes import RECIPES, Recipe, Stage
+RECIPES["one"] = Recipe("one", "one training stage", "none", ("synthetic",), (Stage("tokenizer", "train_vq.py", "r",
+                                                                                    (), ()),))
+sys.argv = [{script!r}, *{argv!r}]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def test_ctrl_c_stops_the_stage_and_ends_in_one_line(tmp_path):
+    """Ctrl-C in the terminal (SIGINT to the whole foreground process group) stops the running stage with SIGTERM,
+    so that it saves and ends cleanly, and reproduce.py ends as a SIGTERM ends it: one line saying how to go on, no
+    traceback from it or the stage, exit status 130."""
+    started, stopped = tmp_path / "started", tmp_path / "stopped"
+    fake = tmp_path / "python"
+    fake.write_text(STAGE.format(python=sys.executable, started=str(started), stopped=str(stopped)))
+    fake.chmod(0o755)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "Mean.npy").write_bytes(b"")
+    argv = ["one", "--quick", "--checkpoints_dir", str(tmp_path / "ck"), "--data_root", str(tmp_path / "data"),
+            "--evaluator_dir", str(tmp_path / "ev"), "--python", str(fake)]
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(repo=REPO, script=str(Path(REPO) / "reproduce.py"), argv=argv))
+    env = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
+    # A session of its own stands for the terminal: its process group is the one Ctrl-C signals.
+    call = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and call.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert started.exists(), call.communicate(timeout=60)
+        os.killpg(call.pid, signal.SIGINT)
+        out, err = call.communicate(timeout=60)
+    finally:
+        if call.poll() is None:
+            os.killpg(call.pid, signal.SIGKILL)
+            call.wait()
+    assert call.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == ("reproduce.py: stopped by SIGINT; rerun the same command to go on where "
+                                            "it stopped")
+    assert stopped.read_text() == "SIGTERM"

@@ -12,14 +12,15 @@ A recipe (``utils/recipes.py``) is the paper's setting written down: the shipped
 checkpoint its evaluation reads, its sampling steps, guidance and evaluation seed. Each stage is the script a user would
 type, run as a separate process from the current directory. A training stage whose run already has ``model/latest.tar``
 continues it with ``--is_continue`` (a finished run is left as it is), an evaluation reuses its finished replications,
-and a stage recorded as finished with the same command in ``state.json`` is skipped unless a stage before it ran in the
-same call (a run deleted to train it afresh is evaluated afresh too) or left another output than the one whose SHA-256
-was recorded (a run trained further by hand is kept, and what follows it runs again), so after a failure or a kill the
-same command goes on where it stopped (``--rerun`` runs the recipe's stages again even when recorded as finished:
-training continues its run and evaluation reuses its replications, so only what is missing is computed; the data and the
-evaluator, once present, are kept). Stages shared by recipes (MARDM's AE under SiT and DDPM, MoMask's RVQ) are trained
-once. ``--launch`` prefixes the training stages (``accelerate launch ...``, ``torchrun ...``); evaluations run in one
-process.
+and a stage recorded as finished with the same settings in ``state.json`` (the script and its flags: not the interpreter
+or launcher, nor how a path is spelled) is skipped unless a stage before it ran in the same call (a run deleted to train
+it afresh is evaluated afresh too) or left another output than the one whose SHA-256 was recorded (a run trained further
+by hand is kept, and what follows it runs again), so after a failure or a kill the same command goes on where it stopped
+(``--rerun`` runs the recipe's stages again even when recorded as finished: training continues its run and evaluation
+reuses its replications, so only what is missing is computed; the data and the evaluator, once present, are kept). A run
+that would be continued with other flags than it was started with (a recipe edited since) is refused before anything
+runs. Stages shared by recipes (MARDM's AE under SiT and DDPM, MoMask's RVQ) are trained once. ``--launch`` prefixes the
+training stages (``accelerate launch ...``, ``torchrun ...``); evaluations run in one process.
 
 ``--quick`` runs the recipe's tiny counterpart on the synthetic dataset (made under ``dataset/Synthetic`` if it is
 missing, with a small evaluator trained for it): a few minutes on a CPU, to check the chain before a paper run. A paper
@@ -50,6 +51,7 @@ from utils.eval_report import write_report_json
 from utils.paths import project_path
 from utils.recipe_plan import (
     Step,
+    changed_runs,
     command,
     finished,
     kept,
@@ -59,6 +61,7 @@ from utils.recipe_plan import (
     plan,
     preflight,
     read_state,
+    started,
 )
 from utils.recipes import QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, Recipe, get_recipe, list_recipes
 from utils.reproduce_report import build_report, format_markdown, read_result, write_report
@@ -185,16 +188,21 @@ def _run_steps(steps: list[Step], state: dict[str, Any], state_path: str,
                 print(f"=== {step.name}: {check.changed}", flush=True)
                 for later in steps[at + 1:]:
                     done.pop(later.name, None)
-            if not previous or check.sha256 != previous.get("sha256"):
+            if previous.get("status") != "done" or check.sha256 != previous.get("sha256"):
                 # A first record for data or an evaluator found in place, so that a later change to it is noticed.
-                entry = previous or {"command": record["command"], "status": "done", "seconds": None}
+                entry = previous if previous.get("status") == "done" else {
+                    "command": record["command"], "status": "done", "seconds": None}
                 done[step.name] = {**entry, "output": check.path, "sha256": check.sha256}
                 write_report_json(state, state_path)
             continue
         upstream_ran = True
         # A stage that starts is no longer finished, however this run of it ends (a failure, a kill): the next call
-        # must continue it rather than skip it on an earlier call's record.
-        if done.pop(step.name, None) is not None:
+        # must continue it rather than skip it on an earlier call's record. A training's record keeps the command it
+        # starts with, which its run is trained with from now on.
+        if step.training:
+            done[step.name] = started(step)
+            write_report_json(state, state_path)
+        elif done.pop(step.name, None) is not None:
             write_report_json(state, state_path)
         argv = launched(step)
         print(f"=== {step.name}: {shlex.join(argv)}", flush=True)
@@ -241,6 +249,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
     state_path = os.path.join(out, "state.json")
     state = read_state(state_path)
     done = state.setdefault("stages", {})
+    problems += changed_runs(steps, done, state_path)
     # ---------------------------------------------------------------------------------------------------------------
     # dry run
     # ---------------------------------------------------------------------------------------------------------------
@@ -248,7 +257,8 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
         _print_dry_run(recipe, dataset, steps, problems, done, args.rerun)
         return None
     if problems:
-        raise SystemExit("the paper run cannot start:\n" + "\n".join(f"- {p}" for p in problems))
+        raise SystemExit(f"the {'quick' if args.quick else 'paper'} run cannot start:\n"
+                         + "\n".join(f"- {p}" for p in problems))
     # ---------------------------------------------------------------------------------------------------------------
     # run each stage
     # ---------------------------------------------------------------------------------------------------------------

@@ -3,14 +3,19 @@ report describes the files on disk (a run trained further by hand is evaluated a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
 from reproduce_helpers import two_stage_recipe
 
 import reproduce
+from utils.dataset_specs import get_dataset_spec
+from utils.recipes import RECIPES
 
 
 def _scripts(log: Path) -> list[str]:
@@ -107,3 +112,76 @@ def test_a_state_entry_is_dropped_for_the_steps_after_a_changed_output(tmp_path,
     state = json.loads((result.parent / "state.json").read_text())
     assert "evaluate" not in state["stages"]
     assert state["stages"]["tokenizer"]["sha256"] == hashlib.sha256(b"trained further").hexdigest()
+
+
+def _with_tokenizer_flags(monkeypatch, *flags: str) -> None:
+    """The ``two`` recipe of ``two_stage_recipe`` with ``flags`` added to its training stage."""
+    two = RECIPES["two"]
+    tokenizer = dataclasses.replace(two.stages[0], quick_args=flags)
+    monkeypatch.setitem(RECIPES, "two", dataclasses.replace(two, stages=(tokenizer, two.stages[1])))
+
+
+def test_a_run_is_not_continued_with_other_settings(tmp_path, monkeypatch, capsys):
+    """A recipe whose training flags changed since its run was trained (or started) is refused before anything runs,
+    naming the run, each flag with both values and the way out: the run would only be continued (a finished one
+    left as it is) and reported under the new command."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    reproduce.main(argv)
+    run = tmp_path / "ck" / "synthetic" / "r"
+    state = tmp_path / "ck" / "synthetic" / "reproduce" / "two" / "state.json"
+    _with_tokenizer_flags(monkeypatch, "--lr", "5e-4", "--batch_size", "16")
+    log.write_text("")
+    refused = (rf"(?s)quick run cannot start:\n- {run}: stage tokenizer was trained with other settings than this "
+               rf"call's \(--lr \(not given\) -> 5e-4; --batch_size \(not given\) -> 16; recorded in {state}\).*"
+               rf"move or delete {run} to train it afresh.*another --checkpoints_dir")
+    with pytest.raises(SystemExit, match=refused):
+        reproduce.main(argv)
+    assert _scripts(log) == []
+    capsys.readouterr()
+    reproduce.main([*argv, "--dry_run"])
+    assert f"# WARNING: {run}: stage tokenizer was trained with other settings" in capsys.readouterr().out
+
+    # A run started and stopped is refused too: its checkpoint holds steps trained with the former flags.
+    _with_tokenizer_flags(monkeypatch)
+    (tmp_path / "fail").write_text("")
+    (run / "model" / "latest.tar").unlink()
+    with pytest.raises(SystemExit, match="stage tokenizer failed"):
+        reproduce.main(argv)
+    _with_tokenizer_flags(monkeypatch, "--lr", "5e-4")
+    with pytest.raises(SystemExit, match=r"stage tokenizer was started with other settings than this call's \(--lr"):
+        reproduce.main(argv)
+
+
+def test_another_interpreter_or_path_spelling_is_not_another_setting(tmp_path, monkeypatch):
+    """The interpreter (--python), the launcher (--launch) and a folder named by another path run the same stages:
+    a finished recipe stays finished."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    reproduce.main(argv)
+    other = tmp_path / "bin" / "python3"
+    other.parent.mkdir()
+    shutil.copy(argv[-1], other)
+    monkeypatch.chdir(tmp_path)
+    argv[argv.index("--data_root") + 1] = "data"
+    log.write_text("")
+    for call in ([*argv[:-1], str(other)], [*argv, "--launch", f"{other} -u"]):
+        assert [s["status"] for s in reproduce.main(call)["stages"]][1:] == ["skipped (done)", "skipped (done)"]
+    assert _scripts(log) == []
+
+
+
+def test_flags_are_compared_as_the_scripts_read_them():
+    """What counts as another setting: a flag's value, a flag added or dropped (a switch shows as given); not the
+    interpreter, the script's path, the order of the flags, nor a folder left to its default and then named."""
+    from utils.recipe_plan import REPO, Step, changed_flags
+
+    default_data = get_dataset_spec("t2m").root
+    now = ["python3", "train_vq.py", "--dataset_name", "t2m", "--checkpoints_dir", "ck", "--lr", "2e-4",
+           "--need_evaluation", "--evaluator_dir", "ck/t2m/text_mot_match"]
+    step = Step("tokenizer", now, "ck/t2m/r/model/latest.tar", "train_vq.py", training=True)
+    same = ["accelerate", "launch", f"{REPO}/train_vq.py", "--checkpoints_dir", "ck", "--dataset_name", "t2m",
+            "--need_evaluation", "--lr", "2e-4", "--data_root", default_data]
+    assert changed_flags(step, {"command": shlex.join(same), "status": "done"}) == []
+    other = ["python", "train_vq.py", "--dataset_name", "t2m", "--checkpoints_dir", "ck", "--lr", "1e-4",
+             "--batch_size", "16"]
+    assert changed_flags(step, {"command": shlex.join(other), "status": "done"}) == [
+        "--lr 1e-4 -> 2e-4", "--batch_size 16 -> (not given)", "--need_evaluation (not given) -> (given)"]

@@ -2,9 +2,10 @@
 
 ``plan`` turns a recipe (``utils/recipes.py``) into the commands a user would type, one ``Step`` each, in order;
 ``preflight`` lists what a paper run needs and lacks before anything trains. ``state.json`` in the recipe's output
-folder records each stage finished with its command and the SHA-256 of its output: ``kept`` says whether a step is
-skipped on that record (or on its output alone), ``output_check`` whether the output of a skipped step is still the file
-recorded (a run trained further outside ``reproduce.py`` is not, and what the steps after it made is then stale),
+folder records each stage finished with its command and the SHA-256 of its output, and each training started with its
+command: ``kept`` says whether a step is skipped on that record (or on its output alone), ``output_check`` whether the
+output of a skipped step is still the file recorded (a run trained further outside ``reproduce.py`` is not, and what the
+steps after it made is then stale), ``changed_runs`` which runs would be continued with other settings than recorded,
 ``launched`` whether a training continues its run with ``--is_continue``.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from utils.assets import MISSING, check_clip, check_dataset, check_evaluator
 from utils.checkpoint import file_sha256
+from utils.dataset_specs import DATASETS, get_dataset_spec
 from utils.recipes import EVALUATOR_RUN, Recipe, Stage
 from utils.synthetic import settings_mismatch
 
@@ -36,11 +38,12 @@ class Step:
     ``resume_files``: for a training step, the ``latest.tar`` files of its runs, any of which means the step is
     continued with ``--is_continue`` (default: ``done_file``). ``placed_file``: an output that counts as done when no
     run of the step is in progress (no ``resume_files``), such as an evaluator whose files were put in place by
-    hand."""
+    hand. ``script``: the base name of the script ``argv`` runs."""
 
     name: str
     argv: list[str]
     done_file: str
+    script: str = ""
     training: bool = False
     evaluation: bool = False
     always_skip_when_done: bool = False  # data and evaluator: never rerun once present
@@ -60,7 +63,11 @@ class Step:
 
     def resumes(self) -> bool:
         """Whether a run of this step is there to continue."""
-        return any(os.path.isfile(path) for path in self.resume_files or (self.done_file,))
+        return self.run_latest() is not None
+
+    def run_latest(self) -> str | None:
+        """The ``latest.tar`` of the run of this step there is to continue, if any."""
+        return next((p for p in self.resume_files or (self.done_file,) if os.path.isfile(p)), None)
 
 
 def _script(name: str) -> str:
@@ -94,15 +101,15 @@ def plan(args: argparse.Namespace, recipe: Recipe, dataset: str) -> list[Step]:
                                                    "recipe's data: %s", mismatch)
         steps.append(Step("data", [args.python, _script("prepare_data.py"), "synthetic", "--out", args.data_root,
                                    "--num_motions", str(QUICK_MOTIONS), "--seed", "0"],
-                          os.path.join(args.data_root, "Mean.npy"), always_skip_when_done=True))
+                          os.path.join(args.data_root, "Mean.npy"), "prepare_data.py", always_skip_when_done=True))
         if not args.evaluator_dir:
             # finest.tar is written at every better validation, so it is there long before the training ends: the
             # evaluator is done once train_evaluator.py has written its final validation. Its first stage (the
             # movement autoencoder) is a run of its own, which a run stopped before the second stage saved has alone.
             evaluator = os.path.join(runs, EVALUATOR_RUN)
             steps.append(Step("evaluator", [*launch, _script("train_evaluator.py"), *common, *QUICK_EVALUATOR],
-                              os.path.join(evaluator, "eval", "evaluator_val.json"), training=True,
-                              always_skip_when_done=True,
+                              os.path.join(evaluator, "eval", "evaluator_val.json"), "train_evaluator.py",
+                              training=True, always_skip_when_done=True,
                               resume_files=tuple(os.path.join(run, "model", "latest.tar")
                                                  for run in (evaluator, f"{evaluator}_decomp")),
                               placed_file=os.path.join(evaluator, "model", "finest.tar")))
@@ -126,11 +133,11 @@ def _stage_step(stage: Stage, args: argparse.Namespace, dataset: str, common: li
         result = os.path.join(out, f"{stage.name}.json")
         argv = [args.python, _script(stage.script), *common, "--name", stage.run, *flags, *evaluator,
                 "--is_continue", "--report_json", result]
-        return Step(stage.name, argv, result, evaluation=True)
+        return Step(stage.name, argv, result, stage.script, evaluation=True)
     # A training that validates by FID picks its best checkpoint under the evaluator the evaluations use.
     argv = [*launch, _script(stage.script), *common, "--name", stage.run, *flags,
             *(evaluator if "--need_evaluation" in flags else [])]
-    return Step(stage.name, argv, os.path.join(run_dir, "model", "latest.tar"), training=True)
+    return Step(stage.name, argv, os.path.join(run_dir, "model", "latest.tar"), stage.script, training=True)
 
 
 def command(step: Step) -> str:
@@ -140,12 +147,64 @@ def command(step: Step) -> str:
 
 def kept(step: Step, previous: dict[str, Any], rerun: bool, upstream_ran: bool) -> bool:
     """Whether ``step`` is skipped: its output is there and it is data or the evaluator, or it was recorded as
-    finished with the same command (``previous``, its entry in ``state.json``), no step before it ran in this call
-    and ``--rerun`` was not given."""
+    finished with the same settings (``previous``, its entry in ``state.json``; see ``changed_flags``), no step before
+    it ran in this call and ``--rerun`` was not given."""
     if not step.output_present():
         return False
     return step.always_skip_when_done or (not rerun and not upstream_ran and previous.get("status") == "done"
-                                          and previous.get("command") == command(step))
+                                          and not changed_flags(step, previous))
+
+
+def _script_flags(argv: list[str], script: str) -> dict[str, tuple[str, ...]] | None:
+    """The flags after the script ``script`` (a base name) in ``argv``, each with its values (the last of a repeated
+    flag, as argparse takes it; positional arguments under ``""``), without ``--is_continue``; None when ``argv``
+    does not run ``script``."""
+    at = next((i for i, token in enumerate(argv) if os.path.basename(token) == script), None)
+    if at is None:
+        return None
+    flags: dict[str, tuple[str, ...]] = {}
+    flag = ""
+    for token in argv[at + 1:]:
+        if token.startswith("--"):
+            flag, _, value = token.partition("=")
+            flags[flag] = (value,) if value else ()
+        else:
+            flags[flag] = (*flags.get(flag, ()), token)
+    flags.pop("--is_continue", None)
+    # A folder left to its default is the folder named explicitly: the scripts' defaults.
+    checkpoints, dataset = flags.get("--checkpoints_dir", ("",))[-1], flags.get("--dataset_name", ("",))[-1]
+    if dataset and "--evaluator_dir" not in flags and checkpoints:
+        flags["--evaluator_dir"] = (os.path.join(checkpoints, dataset, EVALUATOR_RUN),)
+    if dataset in DATASETS and "--data_root" not in flags:
+        flags["--data_root"] = (get_dataset_spec(dataset).root,)
+    return flags
+
+
+def _same_value(was: str, was_cwd: str, now: str) -> bool:
+    """Whether a flag's value recorded by a call run in ``was_cwd`` is ``now``'s: the same text, or the same path
+    spelled otherwise (relative to another working directory, through a link)."""
+    return was == now or os.path.realpath(os.path.join(was_cwd, was)) == os.path.realpath(now)
+
+
+def changed_flags(step: Step, previous: dict[str, Any]) -> list[str]:
+    """The flags of the command recorded in ``previous`` (the step's entry in ``state.json``) that differ from the
+    planned command's, each as ``--flag old -> new``: what the stage runs with. The interpreter and launcher before
+    the script (``--python``, ``--launch``) do not count, nor the spelling of a path; a recorded command that does not
+    run the step's script differs as a whole."""
+    if not previous.get("command"):
+        return []
+    now = _script_flags(step.argv, step.script)
+    was = _script_flags(shlex.split(previous["command"]), step.script)
+    if was is None or now is None:
+        return [f"{previous['command']} -> {command(step)}"]
+    was_cwd = previous.get("cwd") or os.getcwd()
+
+    def shown(values: tuple[str, ...] | None) -> str:
+        return "(not given)" if values is None else " ".join(values) or "(given)"
+
+    return [f"{flag} {shown(was.get(flag))} -> {shown(now.get(flag))}" for flag in {**was, **now}
+            if was.get(flag) is None or now.get(flag) is None or len(was[flag]) != len(now[flag])
+            or not all(_same_value(a, was_cwd, b) for a, b in zip(was[flag], now[flag]))]
 
 
 @dataclass(frozen=True)
@@ -163,11 +222,12 @@ def output_check(step: Step, previous: dict[str, Any]) -> OutputCheck:
     """Whether the output of ``step``, skipped as done, is the file recorded in ``previous`` (its entry in
     ``state.json``) when it finished. A training continued outside ``reproduce.py`` (``--is_continue`` by hand) has
     another ``latest.tar``, and the evaluations after it would report the former weights; a record without a SHA-256
-    (written before they were recorded) cannot tell, so it counts as changed, once."""
+    (written before they were recorded) cannot tell, so it counts as changed, once. A step recorded as started only
+    (an evaluator finished by hand) has no output to compare."""
     path = step.output_file()
     sha256 = file_sha256(path) if path else None
     recorded = previous.get("sha256")
-    if not previous or recorded == sha256:
+    if previous.get("status") != "done" or recorded == sha256:
         changed = None
     elif recorded is None:
         changed = (f"{path}: no SHA-256 was recorded when the step finished (a state.json of an earlier version), so "
@@ -179,10 +239,38 @@ def output_check(step: Step, previous: dict[str, Any]) -> OutputCheck:
 
 
 def finished(step: Step, seconds: float | None) -> dict[str, Any]:
-    """The ``state.json`` entry of ``step`` once finished: its command, time, output file and the output's SHA-256."""
+    """The ``state.json`` entry of ``step`` once finished: its command (and the working directory its relative paths
+    are read from), time, output file and the output's SHA-256."""
     path = step.output_file()
-    return {"command": command(step), "status": "done", "seconds": seconds, "output": path,
+    return {**started(step), "status": "done", "seconds": seconds, "output": path,
             "sha256": file_sha256(path) if path else None}
+
+
+def started(step: Step) -> dict[str, Any]:
+    """The ``state.json`` entry of a training ``step`` that starts: the settings its run is trained with from now on,
+    which a later call may not continue it with others (``changed_runs``)."""
+    return {"command": command(step), "status": "started", "cwd": os.getcwd()}
+
+
+def changed_runs(steps: list[Step], done: dict[str, Any], state_path: str) -> list[str]:
+    """The training runs this call would continue with other settings (``changed_flags``) than those recorded in
+    ``state_path`` (``done``, its stages) when they started or finished, one line each: continuing would report the
+    weights trained with the former settings under the new command, and the engine keeps a finished run as it is."""
+    problems = []
+    for step in steps:
+        previous = done.get(step.name) or {}
+        if not step.training or (step.always_skip_when_done and step.output_present()):
+            continue
+        latest = step.run_latest()
+        changed = changed_flags(step, previous) if latest else []
+        if changed:
+            run = os.path.dirname(os.path.dirname(latest))
+            was = "trained" if previous.get("status") == "done" else "started"
+            problems.append(f"{run}: stage {step.name} was {was} with other settings than this call's "
+                            f"({'; '.join(changed)}; recorded in {state_path}), and continuing it would keep the "
+                            f"weights trained with the former ones under the new command: move or delete {run} to "
+                            f"train it afresh with these settings, or pass another --checkpoints_dir")
+    return problems
 
 
 def launched(step: Step) -> list[str]:
@@ -191,8 +279,9 @@ def launched(step: Step) -> list[str]:
 
 
 def read_state(path: str) -> dict[str, Any]:
-    """``state.json`` as written (``{"stages": {name: {"command", "status", "seconds", "output", "sha256"}}}``), or
-    ``{}`` when it is missing or cannot be read."""
+    """``state.json`` as written (``{"stages": {name: {"command", "status", "cwd", "seconds", "output", "sha256"}}}``,
+    status "done" or, for a training that started and did not finish, "started"), or ``{}`` when it is missing or
+    cannot be read."""
     if not os.path.isfile(path):
         return {}
     try:

@@ -14,8 +14,9 @@ import pytest
 from reproduce_helpers import two_stage_recipe
 
 import reproduce
+from utils.checkpoint import save_checkpoint
 from utils.dataset_specs import get_dataset_spec
-from utils.recipes import RECIPES
+from utils.recipes import RECIPES, Stage
 
 
 def _scripts(log: Path) -> list[str]:
@@ -185,3 +186,40 @@ def test_flags_are_compared_as_the_scripts_read_them():
              "--batch_size", "16"]
     assert changed_flags(step, {"command": shlex.join(other), "status": "done"}) == [
         "--lr 1e-4 -> 2e-4", "--batch_size 16 -> (not given)", "--need_evaluation (not given) -> (given)"]
+
+
+@pytest.mark.parametrize("trainings", [("train_MARDM.py",), ("train_t2m_transformer.py", "train_res_transformer.py")],
+                         ids=["mardm", "momask"])
+def test_a_training_on_a_tokenizer_trained_further_is_refused_first(tmp_path, monkeypatch, trainings):
+    """A tokenizer trained further by hand after a generator (MoMask: both transformers) was trained on it: the
+    generator run cannot continue on the new version, so the call stops before running anything, naming the run, the
+    tokenizer file, both SHA-256 and the kept copy of the former version; with the run moved aside, it is trained
+    afresh on the new version."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    runs = [f"gen{i}" for i in range(len(trainings))]
+    stages = (RECIPES["two"].stages[0], *(Stage(run, script, run, (), ()) for run, script in zip(runs, trainings)),
+              Stage("evaluate", "evaluation_MARDM.py", runs[0], (), (), evaluation=True))
+    monkeypatch.setitem(RECIPES, "two", dataclasses.replace(RECIPES["two"], stages=stages))
+    folder = tmp_path / "ck" / "synthetic"
+    tokenizer = folder / "r" / "model" / "latest.tar"
+    tokenizer.parent.mkdir(parents=True)
+    tokenizer.write_bytes(b"trained further")
+    was, now = hashlib.sha256(b"").hexdigest(), hashlib.sha256(b"trained further").hexdigest()
+    kept = tokenizer.with_name(f"latest.{was[:12]}.tar")
+    kept.write_bytes(b"")  # what the engine keeps of the version a generator was trained on
+    for run in runs:
+        save_checkpoint(str(folder / run / "model" / "latest.tar"), {"parent": {"path": str(tokenizer), "sha256": was}})
+    refused = "".join(
+        rf"\n- {folder / run}: stage {run} was trained on {tokenizer} with SHA-256 {was[:12]}\.\.\., but that file is "
+        rf"another version now \(SHA-256 {now[:12]}\.\.\.: trained further since\).*move or delete {folder / run} to "
+        rf"train it afresh on the new version \(the version it was trained on is kept as {kept}, so the run still "
+        rf"loads wherever it is moved\)" for run in runs)
+    with pytest.raises(SystemExit, match=f"(?s)cannot start:{refused}$"):
+        reproduce.main(argv)
+    assert not log.exists()  # nothing ran
+    for run in runs:
+        (folder / run).rename(tmp_path / run)
+    reproduce.main(argv)
+    calls = log.read_text().splitlines()
+    assert [Path(c.split()[0]).name for c in calls] == ["train_vq.py", *trainings, "evaluation_MARDM.py"]
+    assert calls[0].endswith("--is_continue") and not any(c.endswith("--is_continue") for c in calls[1:-1])

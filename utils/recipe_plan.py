@@ -6,7 +6,8 @@ folder records each stage finished with its command and the SHA-256 of its outpu
 command: ``kept`` says whether a step is skipped on that record (or on its output alone), ``output_check`` whether the
 output of a skipped step is still the file recorded (a run trained further outside ``reproduce.py`` is not, and what the
 steps after it made is then stale), ``changed_runs`` which runs would be continued with other settings than recorded,
-``launched`` whether a training continues its run with ``--is_continue``.
+``stale_parents`` which were trained on another version of their tokenizer than its file holds now, ``launched`` whether
+a training continues its run with ``--is_continue``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from utils.assets import MISSING, check_clip, check_dataset, check_evaluator
-from utils.checkpoint import file_sha256
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
+from utils.checkpoint_users import find_kept_copy, kept_copy_path
 from utils.dataset_specs import DATASETS, get_dataset_spec
 from utils.recipes import EVALUATOR_RUN, Recipe, Stage
 from utils.synthetic import settings_mismatch
@@ -276,6 +278,43 @@ def changed_runs(steps: list[Step], done: dict[str, Any], state_path: str) -> li
 def launched(step: Step) -> list[str]:
     """The command ``step`` runs with: a training whose run is there continues it."""
     return [*step.argv, "--is_continue"] if step.training and step.resumes() else list(step.argv)
+
+
+def stale_parents(steps: list[Step]) -> list[str]:
+    """The training runs this call would continue that were trained on another version of their parent (the tokenizer
+    file of a generator or transformer, recorded with its SHA-256 in the run's ``latest.tar``) than the file holds
+    now, one line each: the tokenizer was trained further after them, and a run cannot go on on another version of its
+    tokenizer (``utils.generator_resume``). The engine keeps the version such a run was trained on
+    (``utils.checkpoint_users``), so the run still loads once moved aside."""
+    problems = []
+    hashes: dict[str, str] = {}
+    for step in steps:
+        latest = step.run_latest()
+        if not step.training or latest is None or (step.always_skip_when_done and step.output_present()):
+            continue
+        try:
+            parent = load_checkpoint(latest).get("parent")
+        except (CheckpointError, OSError):
+            continue  # the stage says what is wrong with its run when it starts
+        if not (isinstance(parent, dict) and parent.get("path") and parent.get("sha256")):
+            continue
+        path, was = str(parent["path"]), str(parent["sha256"])
+        if not os.path.isfile(path):
+            continue  # the stage names the missing file
+        if path not in hashes:
+            hashes[path] = file_sha256(path)
+        if hashes[path] == was:
+            continue
+        run = os.path.dirname(os.path.dirname(latest))
+        kept = find_kept_copy(path, was)
+        loads = (f"the version it was trained on is kept as {kept}, so the run still loads wherever it is moved"
+                 if kept else f"no copy of the version it was trained on was kept ({kept_copy_path(path, was)}), so "
+                              f"the run no longer loads with its tokenizer")
+        problems.append(f"{run}: stage {step.name} was trained on {path} with SHA-256 {was[:12]}..., but that file "
+                        f"is another version now (SHA-256 {hashes[path][:12]}...: trained further since), and the run "
+                        f"cannot go on on another version of its tokenizer: move or delete {run} to train it afresh "
+                        f"on the new version ({loads})")
+    return problems
 
 
 def read_state(path: str) -> dict[str, Any]:

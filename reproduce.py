@@ -26,15 +26,15 @@ run in one process.
 
 ``--quick`` runs the recipe's tiny counterpart on the synthetic dataset (made under ``dataset/Synthetic`` if it is
 missing, with a small evaluator trained for it): a few minutes on a CPU, to check the chain before a paper run. A paper
-run checks first, and lists together, what it needs and lacks: the dataset's files, the official evaluator and the
-GloVe vectors it reads, the CLIP weights and vocabulary (README, "Evaluator and text-encoder files"). An evaluator
-trained with ``train_evaluator.py`` gives numbers that are not comparable with the papers', so it is used only when
-``--evaluator_dir`` names it.
+run checks first, and lists together, what it needs and lacks: the dataset's files, the official evaluator and the GloVe
+vectors it reads, the CLIP weights and vocabulary (README, "Evaluator and text-encoder files"). An evaluator trained
+with ``train_evaluator.py`` gives numbers that are not comparable with the papers', so it is used only when
+``--evaluator_dir`` names it (one in the default folder, where ``train_evaluator.py`` writes, is refused).
 
 Writes ``<checkpoints_dir>/<dataset>/reproduce/<recipe>/``: ``report.md`` and ``report.json`` (the commands, their
-times, the environment and git commit, and per evaluation the measured mean ± 95% CI beside each published number with
-its source, the difference and whether the published value lies inside the interval; unverified published numbers are
-marked), ``<stage>.json`` (each evaluation's full result) and ``state.json``.
+times, the environment and git commit, and per evaluation the evaluator that scored it and the measured mean ± 95% CI
+beside each published number with its source, the difference and whether the published value lies inside the interval;
+unverified published numbers are marked), ``<stage>.json`` (each evaluation's full result) and ``state.json``.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help=f"folder of the dataset (default: the dataset's own; --quick: {QUICK_DATA_ROOT})")
     parser.add_argument("--evaluator_dir", type=str, default=None,
                         help="evaluator for every evaluation and for the FID validation of the training stages that "
-                             "run one (default <checkpoints_dir>/<dataset>/text_mot_match)")
+                             "run one (default <checkpoints_dir>/<dataset>/text_mot_match; a paper run uses one "
+                             "trained with train_evaluator.py only when this names it)")
     parser.add_argument("--python", type=str, default=sys.executable, help="interpreter that runs the stages")
     parser.add_argument("--launch", type=str, default=None,
                         help="command prefix of the training stages, e.g. \"accelerate launch --multi_gpu "

@@ -179,6 +179,11 @@ def test_markdown_marks_unverified_numbers():
     text = format_markdown(report)
     assert "| FID | - | 0.1000 ± 0.0100 | 0.114 * | -0.0140 | below (better) | memory |" in text
     assert "unverified" in text.splitlines()[-1]
+    official = {"path": "ck/t2m/text_mot_match/model/finest.tar", "sha256": "ab" * 32, "source": "official GloVe",
+                "released": True}
+    report["evaluations"]["evaluate"]["evaluation"] = {"protocol": {"evaluator": official}}
+    assert (f"scored by the evaluator `{official['path']}` (SHA-256 {'ab' * 8}...): the official evaluator (released "
+            f"weights, official GloVe vectors)") in format_markdown(report)
 
 
 def test_arguments_are_checked(tmp_path, capsys):
@@ -260,6 +265,13 @@ def test_quick_recipe_runs_end_to_end_and_continues(quick_env, monkeypatch, caps
     assert rows["fid"]["mean"] == result["protocol"]["metrics"]["fid"]["mean"]
     assert result["protocol"]["meta"]["protocol"]["replications"] == 3
     assert "quick" in (folder / "report.md").read_text()
+    # The report names the evaluator that scored the numbers, and which it is.
+    evaluator = result["protocol"]["meta"]["protocol"]["evaluator"]
+    assert evaluator["released"] is False and evaluator["path"] == str(ck / "synthetic" / "text_mot_match" / "model"
+                                                                       / "finest.tar")
+    assert (f"scored by the evaluator `{evaluator['path']}` (SHA-256 {evaluator['sha256'][:16]}...): trained with "
+            f"train_evaluator.py (word vectors: learned vocabulary), not the papers' evaluator"
+            in (folder / "report.md").read_text())
 
     again = reproduce.main(argv)
     assert [s["status"] for s in again["stages"]][2:] == ["skipped (done)", "skipped (done)"]
@@ -285,7 +297,9 @@ def test_a_paper_run_checks_everything_it_needs_first(quick_env, tmp_path, monke
         Stage("evaluate", "evaluation_MARDM.py", "g", (), (), evaluation=True)))
     monkeypatch.setitem(RECIPES, "paper", paper)
     monkeypatch.setenv("FSQ_MARDM_HOME", str(tmp_path))       # GloVe is looked for in $FSQ_MARDM_HOME/glove
-    argv = ["paper", "--checkpoints_dir", str(ck), "--data_root", root, "--dry_run"]
+    # The evaluator in place is one train_evaluator.py wrote, which a paper run uses only when named.
+    argv = ["paper", "--checkpoints_dir", str(ck), "--data_root", root, "--evaluator_dir",
+            str(ck / "synthetic" / "text_mot_match"), "--dry_run"]
 
     def problems() -> list[str]:
         args = reproduce.get_parser().parse_args(argv)
@@ -311,6 +325,27 @@ def test_a_paper_run_checks_everything_it_needs_first(quick_env, tmp_path, monke
     argv[-1:] = ["--evaluator_dir", str(tmp_path / "glove_ev")]
     found = problems()
     assert len(found) == 1 and found[0].startswith("GloVe vectors: ") and "our_vab_data.npy" in found[0]
+
+
+def test_a_trained_evaluator_at_the_default_place_is_used_only_when_named(quick_env):
+    """train_evaluator.py --dataset_name X writes where a paper run looks for the official evaluator: found there, it
+    is refused (by the dry run too, which does not load it), naming the file, why and the flag that uses it anyway;
+    named by --evaluator_dir, it is used."""
+    root, ck = quick_env
+    paper = Recipe("paper", "a paper run on the synthetic data", "none", ("synthetic",), (
+        Stage("tokenizer", "train_AE.py", "a", (), ()), Stage("evaluate", "evaluation_AE.py", "a", (), (),
+                                                                evaluation=True)))
+    default = ck / "synthetic" / "text_mot_match"
+    for dry_run in ([], ["--dry_run"]):
+        args = _args("--data_root", root, *dry_run, ckpt=str(ck))
+        assert preflight(args, paper, "synthetic", plan(args, paper, "synthetic")) == [
+            f"evaluator synthetic: {default}/model/finest.tar was trained with train_evaluator.py (word vectors: "
+            f"learned vocabulary), not released with the papers: the published numbers were measured with the "
+            f"official evaluator, and this one's are not comparable with them, so it is used only when named: pass "
+            f"--evaluator_dir {default} to use it anyway, or put the official evaluator there "
+            f"({assets.README_SECTION})"]
+        args = _args("--data_root", root, "--evaluator_dir", str(default), *dry_run, ckpt=str(ck))
+        assert preflight(args, paper, "synthetic", plan(args, paper, "synthetic")) == []
 
 
 def test_an_interrupted_quick_evaluator_is_continued_not_taken_as_done(tmp_path, monkeypatch):

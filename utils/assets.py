@@ -26,7 +26,7 @@ import numpy as np
 from models.text_encoders import CLIP_VOCAB_NAME
 from utils.checkpoint import CheckpointError, file_sha256
 from utils.dataset_specs import get_dataset_spec
-from utils.evaluator import load_evaluator, resolve_evaluator_path
+from utils.evaluator import load_evaluator, resolve_evaluator_path, trained_evaluator_source
 from utils.motion_files import MOTION_DIR, TEXT_DIR
 from utils.paths import project_path
 from utils.word_vectorizer import WordVectorizer, glove_file_names
@@ -111,9 +111,10 @@ def _check_statistics(asset: str, path: str, widths: list[int]) -> AssetCheck:
 
 
 def check_evaluator(evaluator_dir: str, dataset_name: str, data_root: str | None = None,
-                    glove_dir: str | None = None, load: bool = True) -> list[AssetCheck]:
+                    glove_dir: str | None = None, load: bool = True, official: bool = False) -> list[AssetCheck]:
     """The evaluator (loaded, with its statistics) and, when it reads GloVe, the three GloVe files; without ``load``
-    only that the evaluator file is there."""
+    only that the evaluator file is there. With ``official``, an evaluator ``train_evaluator.py`` wrote is refused:
+    where the published numbers were measured with the released one, its numbers are not comparable with them."""
     asset = f"evaluator {dataset_name}"
     try:
         path = resolve_evaluator_path(evaluator_dir)
@@ -127,11 +128,19 @@ def check_evaluator(evaluator_dir: str, dataset_name: str, data_root: str | None
                            replace(glove, detail=f"{glove.detail}; the official evaluator reads them"))
         return missing
     if not load:
+        try:
+            source = trained_evaluator_source(path) if official else None
+        except CheckpointError:
+            source = None  # what is wrong with the file is said where it is loaded
+        if source is not None:
+            return [AssetCheck(asset, path, BAD, _not_official(source, evaluator_dir))]
         return [AssetCheck(asset, path, OK, "present (not loaded)")]
     try:
         evaluator = load_evaluator(path, dataset_name, data_root=data_root)
     except (OSError, ValueError, KeyError, RuntimeError, CheckpointError) as e:
         return [AssetCheck(asset, path, BAD, f"does not load: {e}")]
+    if official and not evaluator.released:
+        return [AssetCheck(asset, path, BAD, _not_official(evaluator.source, evaluator_dir))]
     checks = [AssetCheck(asset, path, OK, f"{evaluator.source}, epoch {evaluator.epoch}")]
     if evaluator.vocab is None:  # the released evaluators read GloVe; ours may carry their own vocabulary
         glove = check_glove(glove_dir or project_path("glove"), dim_word=evaluator.dim_word)
@@ -142,6 +151,13 @@ def check_evaluator(evaluator_dir: str, dataset_name: str, data_root: str | None
                 glove = replace(glove, state=BAD, detail=str(e))
         checks.append(glove)
     return checks
+
+
+def _not_official(source: str, evaluator_dir: str) -> str:
+    return (f"was trained with train_evaluator.py (word vectors: {source}), not released with the papers: the "
+            f"published numbers were measured with the official evaluator, and this one's are not comparable with "
+            f"them, so it is used only when named: pass --evaluator_dir {evaluator_dir} to use it anyway, or put the "
+            f"official evaluator there ({README_SECTION})")
 
 
 def check_glove(glove_dir: str, dim_word: int | None = None) -> AssetCheck:

@@ -480,8 +480,8 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
         "evaluator": {"path": os.path.abspath(evaluator.path) if evaluator.path else None,
                       "sha256": file_sha256(evaluator.path) if evaluator.path and os.path.isfile(evaluator.path)
                       else None,
-                      "source": evaluator.source, "epoch": evaluator.epoch, "dataset": evaluator.dataset_name,
-                      "weights_fingerprint": weights_key},
+                      "source": evaluator.source, "released": evaluator.released, "epoch": evaluator.epoch,
+                      "dataset": evaluator.dataset_name, "weights_fingerprint": weights_key},
         "eval_key": eval_key, "torch": torch.__version__, "numpy": np.__version__,
     }
     return EvalReport(metrics=_summaries(rows, "metrics"), real=_summaries(rows, "real"), rows=rows,

@@ -356,7 +356,7 @@ def load_evaluator(path_or_dir: str, dataset_name: str, device: str | torch.devi
     explicit_mean, explicit_std = _as_array(mean, "mean"), _as_array(std, "std")
     if (explicit_mean is None) != (explicit_std is None):
         raise ValueError("pass both mean and std for the evaluator, or neither")
-    if state.get("stage") == STAGE and "model_args" in state:
+    if _written_here(state):
         wrapper = _load_own(state, sizes, path, dataset_name, explicit_mean, explicit_std, unit_length, device,
                             data_root)
     else:
@@ -365,6 +365,18 @@ def load_evaluator(path_or_dir: str, dataset_name: str, device: str | torch.devi
     logger.info("loaded evaluator %s (%s, epoch %s, %s)", path, wrapper.source, wrapper.epoch,
                 {k: v for k, v in wrapper.model_args.items() if k.startswith("dim_")})
     return wrapper
+
+
+def _written_here(state: dict[str, Any]) -> bool:
+    """Whether an evaluator checkpoint is one ``save_evaluator`` wrote (``train_evaluator.py``), not a released one."""
+    return state.get("stage") == STAGE and "model_args" in state
+
+
+def trained_evaluator_source(path: str) -> str | None:
+    """The word-vector source of the evaluator file ``path`` when ``train_evaluator.py`` wrote it, None for a released
+    one (Guo et al.'s, MARDM's); read without building the model."""
+    state = load_checkpoint(path, map_location="cpu")
+    return str((state.get("word_vectors") or {}).get("source")) if _written_here(state) else None
 
 
 def _load_official(state: dict[str, Any], sizes: dict[str, Any], path: str, dataset_name: str,

@@ -333,12 +333,16 @@ def read_state(path: str) -> dict[str, Any]:
 def preflight(args: argparse.Namespace, recipe: Recipe, dataset: str, steps: list[Step]) -> list[str]:
     """What a paper run needs and does not have, all at once, before anything trains: the dataset's files, the
     official evaluator (and the GloVe vectors it reads), the CLIP weights and vocabulary the generator stages name
-    (``utils.assets``; a dry run does not load the evaluator)."""
+    (``utils.assets``; a dry run reads the evaluator's file, to tell one ``train_evaluator.py`` wrote, but does not
+    load the evaluator)."""
     if args.quick:
         return []
     checks = check_dataset(dataset, args.data_root)
     evaluator = args.evaluator_dir or os.path.join(args.checkpoints_dir, dataset, EVALUATOR_RUN)
-    evaluator_checks = check_evaluator(evaluator, dataset, args.data_root, load=not args.dry_run)
+    # One train_evaluator.py wrote at the default place (where it trains one for --dataset_name) is not taken for the
+    # official evaluator the published numbers were measured with: it is used only when --evaluator_dir names it.
+    evaluator_checks = check_evaluator(evaluator, dataset, args.data_root, load=not args.dry_run,
+                                       official=not args.evaluator_dir)
     if evaluator_checks[0].state == MISSING:
         evaluator_checks[0] = replace(evaluator_checks[0], detail=evaluator_checks[0].detail + "; the published "
                                       "numbers were measured with the official one: pass another with --evaluator_dir "

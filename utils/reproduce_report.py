@@ -151,6 +151,17 @@ def _num(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _evaluator_kind(record: dict[str, Any]) -> str:
+    """Which evaluator an evaluation's ``protocol.evaluator`` record names: the official one, or one trained with
+    ``train_evaluator.py`` (a result written before the record said so gives its word vectors only)."""
+    if record.get("released") is None:
+        return f"word vectors: {record.get('source')}"
+    if record["released"]:
+        return "the official evaluator (released weights, official GloVe vectors)"
+    return (f"trained with train_evaluator.py (word vectors: {record.get('source')}), not the papers' evaluator: its "
+            f"numbers are not comparable with the published ones")
+
+
 def format_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: what was run, then a table per evaluation stage."""
     env = report["environment"]
@@ -179,6 +190,11 @@ def format_markdown(report: dict[str, Any]) -> str:
         if residual:
             lines.append(f"residual transformer `{residual['checkpoint']}` (SHA-256 "
                          f"{str(residual.get('checkpoint_sha256', '?'))[:16]}...)")
+            lines.append("")
+        evaluator = (ev.get("protocol") or {}).get("evaluator") or {}
+        if evaluator.get("path"):
+            lines.append(f"scored by the evaluator `{evaluator['path']}` (SHA-256 "
+                         f"{str(evaluator.get('sha256'))[:16]}...): {_evaluator_kind(evaluator)}")
             lines.append("")
         lines += ["| metric | real motion | measured | published | difference | verdict | source |",
                   "|---|---|---|---|---|---|---|"]

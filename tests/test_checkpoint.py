@@ -27,6 +27,8 @@ def test_round_trip_and_version(tmp_path):
     assert state["format_version"] == 1 and state["step"] == 7
     assert torch.equal(state["model"]["w"], torch.arange(3.0))
     assert state["model_args"]["levels"] == [8, 5]
+    mapped = load_checkpoint(path, mmap=True)  # the records, the weights mapped from the file
+    assert mapped["step"] == 7 and torch.equal(mapped["model"]["w"], torch.arange(3.0))
     assert not [n for n in os.listdir(tmp_path / "model") if n.startswith(".tmp-")]
 
 
@@ -144,6 +146,7 @@ def test_pre_zip_torch_files_still_load(tmp_path):
     path = tmp_path / "legacy.pth"
     torch.save({"net": {"w": torch.arange(4.0)}}, str(path), _use_new_zipfile_serialization=False)
     assert torch.equal(load_checkpoint(str(path))["net"]["w"], torch.arange(4.0))
+    assert torch.equal(load_checkpoint(str(path), mmap=True)["net"]["w"], torch.arange(4.0))  # read: no zip to map
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(CheckpointError, match="legacy.pth: not a readable checkpoint"):
         load_checkpoint(str(path))

@@ -254,18 +254,20 @@ def _check_zip(path: str, check_data: bool) -> None:
                 raise CheckpointError(f"{damaged}: member {member.filename!r} is damaged: {e}") from e
 
 
-def _check_format(path: str, size: int) -> None:
-    """Raise CheckpointError unless ``path`` is an intact torch.save zip or looks like a legacy torch.save file."""
+def _check_format(path: str, size: int) -> bool:
+    """Raise CheckpointError unless ``path`` is an intact torch.save zip or looks like a legacy torch.save file;
+    whether it is a zip."""
     with open(path, "rb") as f:
         head = f.read(TAR_MAGIC_OFFSET + 8)
     if head.startswith(ZIP_MAGIC):
         _check_zip(path, check_data=size <= CRC_CHECK_MAX_BYTES)
-        return
+        return True
     legacy_pickle = head.startswith(b"\x80") and LEGACY_MAGIC in head[:32]
     legacy_tar = head[TAR_MAGIC_OFFSET:TAR_MAGIC_OFFSET + 5] == b"ustar"
     if not (legacy_pickle or legacy_tar):
         raise CheckpointError(f"{path}: not a PyTorch checkpoint: expected the zip archive torch.save writes, "
                               f"found {_describe_content(head)}")
+    return False
 
 
 def _folder_given(path: str) -> str:
@@ -280,11 +282,12 @@ def _folder_given(path: str) -> str:
     return f"{path} is a folder, not a checkpoint file; pass one of the checkpoints in it: {', '.join(found)}"
 
 
-def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``) with errors that name the file and the problem.
 
     The file must be a torch.save zip archive (or a pre-1.6 torch.save file); zip members are checked against their
-    CRC-32 first (only the metadata members in files over ``CRC_CHECK_MAX_BYTES``).
+    CRC-32 first (only the metadata members in files over ``CRC_CHECK_MAX_BYTES``). ``mmap`` maps the tensors of a
+    zip archive from the file instead of reading them, for a look at the records of a large checkpoint.
     """
     if os.path.isdir(path):
         raise CheckpointError(_folder_given(path))
@@ -293,10 +296,10 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     size = os.path.getsize(path)
     if size == 0:
         raise CheckpointError(f"{path}: empty file (an interrupted copy?)")
-    _check_format(path, size)
+    zipped = _check_format(path, size)
     damaged = f"{path}: not a readable checkpoint (truncated or corrupt?)"
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap and zipped)
     except pickle.UnpicklingError as e:
         if any(m in str(e) for m in _GARBLED_PICKLE_MESSAGES):
             raise CheckpointError(f"{damaged}: {e}") from e

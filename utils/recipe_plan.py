@@ -293,7 +293,7 @@ def stale_parents(steps: list[Step]) -> list[str]:
         if not step.training or latest is None or (step.always_skip_when_done and step.output_present()):
             continue
         try:
-            parent = load_checkpoint(latest).get("parent")
+            parent = load_checkpoint(latest, mmap=True).get("parent")  # the weights are not read
         except (CheckpointError, OSError):
             continue  # the stage says what is wrong with its run when it starts
         if not (isinstance(parent, dict) and parent.get("path") and parent.get("sha256")):

@@ -244,6 +244,26 @@ def test_mismatched_runs_fail_naming_both(runs):
         load_generator(paths["mask"], res_run=paths["rvq"])
 
 
+def test_a_generator_of_another_kind_as_residual_is_named_as_such(runs, synthetic_root, tmp_path):
+    """A MARDM run (on its own tokenizer) given as the residual was refused as a tokenizer mismatch, sending the user
+    to retrain; it is a run of the wrong kind, whatever it was trained on."""
+    ckdir, paths = runs
+    mardm = save_generator(str(tmp_path), synthetic_root, "gen", "MARDM-SiT-Tiny",
+                           save_tokenizer(str(tmp_path), synthetic_root, "ae", "AE_Tiny"), paths["clip"])
+    wrong_kind = rf"{mardm}: model_name 'MARDM-SiT-Tiny' is not a residual transformer .* train_res_transformer.py run"
+    with pytest.raises(CheckpointError, match=wrong_kind):
+        load_generator(paths["mask"], res_run=mardm)
+    prompt = ["--text_prompt", "a person walks", "--motion_length", "16", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(CheckpointError, match=wrong_kind):
+        sample.main(parse_with_config(get_sample_parser(), [
+            "--name", "mask", "--dataset_name", "synthetic", "--checkpoints_dir", ckdir, "--res_ckpt", mardm,
+            "--no_render", *prompt]))
+    with pytest.raises(CheckpointError, match=wrong_kind):
+        evaluation_MARDM.main(parse_with_config(get_evaluation_generator_parser(), [
+            "--name", "mask", "--res_ckpt", mardm, "--dataset_name", "synthetic", "--checkpoints_dir", ckdir,
+            "--device", "cpu", "--no_mm"]))
+
+
 def test_official_generator_files_are_named_as_such(runs, tmp_path):
     """The references' own generator files (no stage, their weight keys) are refused as what they are."""
     _, paths = runs

@@ -552,6 +552,8 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
         res_state = load_checkpoint(res_path, map_location="cpu")
         require_stage(res_state, res_path, GENERATOR_STAGE, "train_res_transformer.py")
         require_keys(res_state, GENERATOR_KEYS, res_path)
+        # A run of another kind (a MARDM generator, a masked transformer) is named as such, not as a mismatch.
+        backend_cls.check_residual_kind(res_state, res_path)
         _check_residual(res_state, res_path, state, path)
         res_weights, res_weights_name = _select_weights(res_state, use_ema, res_path)
         backend.attach_residual(res_state, res_weights, res_path, device)

@@ -108,6 +108,13 @@ class GeneratorBackend:
         where the settings say it all."""
         return {}
 
+    @classmethod
+    def check_residual_kind(cls, state: dict[str, Any], path: str) -> None:
+        """Refuse checkpoint ``path`` as a second-stage model unless its model is one (checked before anything that
+        compares it with the base run, so a run of another kind is named as such)."""
+        raise CheckpointError(f"{path}: {cls.family} generators take no residual run (only MoMask's masked "
+                              f"transformer does)")
+
     def attach_residual(self, state: dict[str, Any], weights: dict[str, Tensor], path: str,
                         device: torch.device) -> None:
         """Add a second-stage model (MoMask's residual transformer) read from checkpoint ``path``."""

@@ -105,12 +105,16 @@ class MoMaskBackend(GeneratorBackend):
                         spec: DatasetSpec, device: torch.device) -> MoMaskBackend:
         return cls(cls._build(MASK_TRANSFORMERS, state, weights, path, tokenizer, "mask", device), tokenizer)
 
-    def attach_residual(self, state: dict[str, Any], weights: dict[str, Tensor], path: str,
-                        device: torch.device) -> None:
+    @classmethod
+    def check_residual_kind(cls, state: dict[str, Any], path: str) -> None:
         if state.get("model_name") not in RES_TRANSFORMERS:
             raise CheckpointError(f"{path}: model_name {state.get('model_name')!r} is not a residual transformer "
                                   f"({sorted(RES_TRANSFORMERS)}); res_run / --res_name takes a "
                                   f"train_res_transformer.py run")
+
+    def attach_residual(self, state: dict[str, Any], weights: dict[str, Tensor], path: str,
+                        device: torch.device) -> None:
+        self.check_residual_kind(state, path)
         if self.tokenizer.kind != "rvq":
             raise CheckpointError(f"{path}: the tokenizer {self.tokenizer.source} is {self.tokenizer.kind!r} with one "
                                   f"layer of codes; a residual transformer needs an RVQ tokenizer")

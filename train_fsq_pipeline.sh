@@ -80,6 +80,17 @@ else
   SAMPLE_ARGS=()
   AE_MODEL=FSQ_AE_High
 fi
+
+# The dataset name resolves as every stage resolves it (registered, or a folder with a spec.json), so a misspelt one
+# fails in the stages' words before the evaluator or a run folder is looked for.
+"$PY" -c 'import sys
+from utils.dataset_specs import get_dataset_spec
+try:
+    get_dataset_spec(sys.argv[1], sys.argv[2] or None)
+except ValueError as e:
+    print(f"train_fsq_pipeline.sh: error: --dataset_name: {e}", file=sys.stderr)
+    sys.exit(2)' "$DATASET" "$DATA_ROOT"
+
 # The tokenizer file the evaluation reads and the generator trains on, as utils/recipes.py's fsq_mardm recipe (MARDM's
 # scripts): latest.tar, on KIT-ML the best validation FID, which its training then has to compute; KIT-ML also trains
 # the AE with batch 512 and learning-rate decay 0.1, the generator with batch 16 and its milestone at 20000.

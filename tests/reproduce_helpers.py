@@ -1,5 +1,5 @@
 """A two-stage recipe run by a fake interpreter, for the tests of reproduce.py's planning and state
-(tests/test_reproduce.py, tests/test_reproduce_state.py)."""
+(tests/test_reproduce.py, tests/test_reproduce_state.py), and the fake interpreter of train_fsq_pipeline.sh's tests."""
 
 from __future__ import annotations
 
@@ -42,3 +42,11 @@ else:
     (tmp_path / "data" / "Mean.npy").write_bytes(b"")
     return log, ["two", "--quick", "--checkpoints_dir", str(tmp_path / "ck"), "--data_root", str(tmp_path / "data"),
                  "--evaluator_dir", str(tmp_path / "ev"), "--python", str(fake)]
+
+
+def fake_pipeline_python(fake: Path, log: Path, extra: str = "") -> None:
+    """A ``--python`` for train_fsq_pipeline.sh at ``fake`` that logs each stage's command to ``log`` and does nothing
+    else (then runs the shell lines ``extra``); the script's own ``-c`` checks (its dataset name) run in this
+    interpreter."""
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = -c ] && exec '{sys.executable}' \"$@\"\necho \"$@\" >> '{log}'\n{extra}")
+    fake.chmod(0o755)

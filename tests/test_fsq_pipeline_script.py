@@ -6,26 +6,31 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from reproduce_helpers import fake_pipeline_python
 
 import reproduce
+from utils.dataset_specs import SPEC_FILE, get_dataset_spec
 from utils.recipe_plan import REPO, plan
 from utils.recipes import RECIPES
 
 SCRIPT = Path(REPO) / "train_fsq_pipeline.sh"
 
 
-def _run_pipeline(tmp_path: Path, *flags: str) -> tuple[subprocess.CompletedProcess, dict[str, list[str]]]:
-    """The script run with ``flags`` and a fake ``--python`` under ``tmp_path/ck``; its result and each script's
-    command (the last of each name), as the fake interpreter received it."""
+def _run_pipeline(tmp_path: Path, *flags: str, home: Path | None = None,
+                  ) -> tuple[subprocess.CompletedProcess, dict[str, list[str]]]:
+    """The script run with ``flags`` and a fake ``--python`` under ``tmp_path/ck`` (``home``: as $FSQ_MARDM_HOME);
+    its result and each script's command (the last of each name), as the fake interpreter received it. The script's
+    own ``-c`` calls (the dataset check) run in this interpreter."""
     log = tmp_path / "argv.log"
     fake = tmp_path / "python"
-    fake.write_text(f"#!/bin/sh\necho \"$@\" >> '{log}'\n")
-    fake.chmod(0o755)
+    fake_pipeline_python(fake, log)
+    env = {**os.environ, **({"FSQ_MARDM_HOME": str(home)} if home else {})}
     done = subprocess.run(["bash", str(SCRIPT), *flags, "--python", str(fake), "--checkpoints_dir",
-                           str(tmp_path / "ck")], capture_output=True, text=True, timeout=120)
+                           str(tmp_path / "ck")], capture_output=True, text=True, timeout=120, env=env)
     calls = {line.split()[0]: line.split() for line in (log.read_text().splitlines() if log.exists() else [])}
     return done, calls
 
@@ -34,6 +39,12 @@ def _evaluator_in_place(tmp_path: Path, dataset: str) -> None:
     evaluator = tmp_path / "ck" / dataset / "text_mot_match" / "eval"
     evaluator.mkdir(parents=True)
     (evaluator / "evaluator_val.json").write_text("{}")
+
+
+def _dataset_folder(home: Path, name: str) -> None:
+    """``home/dataset/<name>/spec.json``, as prepare_data.py's imports write it."""
+    (home / "dataset" / name).mkdir(parents=True)
+    replace(get_dataset_spec("t2m"), name=name, root=f"dataset/{name}").save(str(home / "dataset" / name / SPEC_FILE))
 
 
 def _value(argv: list[str], flag: str) -> str:
@@ -84,7 +95,8 @@ def test_a_paper_run_reads_the_datasets_own_folder(tmp_path):
     """Without --quick and --data_root every stage gets no --data_root, so it reads the dataset's own folder, and no
     synthetic data is made."""
     _evaluator_in_place(tmp_path, "BandaiM")
-    done, calls = _run_pipeline(tmp_path, "--dataset_name", "BandaiM")
+    _dataset_folder(tmp_path / "home", "BandaiM")
+    done, calls = _run_pipeline(tmp_path, "--dataset_name", "BandaiM", home=tmp_path / "home")
     assert done.returncode == 0, done.stderr
     assert set(calls) == {"train_AE.py", "evaluation_AE.py", "train_length_estimator.py", "train_MARDM.py",
                           "evaluation_MARDM.py", "sample.py"}
@@ -96,3 +108,14 @@ def test_a_paper_run_reads_the_datasets_own_folder(tmp_path):
     estimator = calls["train_length_estimator.py"]
     assert (_value(estimator, "--text_encoder"), _value(estimator, "--clip_path")) == (preset["text_encoder"],
                                                                                        preset["clip_path"])
+
+
+def test_an_unknown_dataset_is_refused_as_the_stages_refuse_it_before_anything_else(tmp_path):
+    """A misspelt --dataset_name was reported as a missing evaluator in checkpoints/<name>/text_mot_match; it is the
+    unknown-dataset error every script gives, before any stage, evaluator or run folder is looked for."""
+    done, calls = _run_pipeline(tmp_path, "--dataset_name", "t2m67")
+    assert done.returncode == 2
+    assert done.stderr.startswith("train_fsq_pipeline.sh: error: --dataset_name: unknown dataset 't2m67': not one of "
+                                  "['beatx', "), done.stderr
+    assert "no finished evaluator" not in done.stderr
+    assert calls == {} and not (tmp_path / "ck").exists()

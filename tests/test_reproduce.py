@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reproduce_helpers import two_stage_recipe
+from reproduce_helpers import fake_pipeline_python, two_stage_recipe
 
 import reproduce
 from options.config import parse_with_config
@@ -354,8 +354,7 @@ def test_an_interrupted_quick_evaluator_is_continued_not_taken_as_done(tmp_path,
     killed in its first stage. An evaluator placed by hand (finest.tar alone) is used as it is."""
     log = tmp_path / "argv.log"
     fake = tmp_path / "python"
-    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\n")
-    fake.chmod(0o755)
+    fake_pipeline_python(fake, log)
     one = Recipe("one", "one training stage", "none", ("synthetic",),
                  (Stage("tokenizer", "train_vq.py", "r", (), ()),))
     monkeypatch.setitem(RECIPES, "one", one)
@@ -472,8 +471,7 @@ def test_the_pipeline_script_continues_an_interrupted_length_estimator(tmp_path)
     replications."""
     log = tmp_path / "argv.log"
     fake = tmp_path / "python"
-    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\n")
-    fake.chmod(0o755)
+    fake_pipeline_python(fake, log)
     data, runs = tmp_path / "data", tmp_path / "ck" / "synthetic"
     data.mkdir()
     (data / "Mean.npy").write_bytes(b"")
@@ -503,9 +501,7 @@ def test_the_pipeline_script_runs_from_another_directory_with_relative_paths(tmp
     (cwd / "bin").mkdir(parents=True)
     log = tmp_path / "argv.log"
     fake = cwd / "bin" / "python"
-    fake.write_text(f"#!/bin/sh\necho \"$@\" >> '{log}'\n"
-                    f"if [ -n \"$FAIL_SAMPLE\" ] && [ \"$1\" = sample.py ]; then exit 3; fi\n")
-    fake.chmod(0o755)
+    fake_pipeline_python(fake, log, "if [ -n \"$FAIL_SAMPLE\" ] && [ \"$1\" = sample.py ]; then exit 3; fi\n")
     (cwd / "my data").mkdir()
     (cwd / "my data" / "Mean.npy").write_bytes(b"")
     runs = cwd / "my ck" / "synthetic"

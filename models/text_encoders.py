@@ -157,8 +157,8 @@ class CLIPTokenizer:
         import regex
 
         if not os.path.isfile(vocab_path):
-            raise FileNotFoundError(f"CLIP BPE vocabulary not found: {vocab_path}. Put {CLIP_VOCAB_NAME} (from "
-                                    "the openai/CLIP repository, clip/) next to the CLIP weights or pass vocab_path")
+            raise FileNotFoundError(f"CLIP BPE vocabulary not found: {vocab_path}; expected {CLIP_VOCAB_NAME} from "
+                                    "the openai/CLIP repository, clip/")
         try:
             with gzip.open(vocab_path, "rt", encoding="utf-8") as f:
                 lines = f.read().split("\n")
@@ -389,6 +389,24 @@ def load_clip_text_state_dict(weights_path: str | os.PathLike) -> dict[str, torc
     return text
 
 
+def _clip_vocab_path(weights_path: str | os.PathLike, vocab_path: str | os.PathLike | None) -> Path:
+    """The BPE vocabulary's path (default: next to the weights), once both files are there: one FileNotFoundError
+    names every missing one, so a user without them learns of both at once (the scripts take only the weights')."""
+    missing = [f"weights {os.fspath(weights_path)} (OpenAI's ViT-B-32.pt, the file clip.load('ViT-B/32') downloads)"
+               ] if not os.path.isfile(weights_path) else []
+    where = "looked for next to the weights" if vocab_path is None else "given as vocab_path="
+    vocab_path = Path(weights_path).parent / CLIP_VOCAB_NAME if vocab_path is None else Path(vocab_path)
+    if not vocab_path.is_file():
+        missing.append(f"BPE vocabulary {os.fspath(vocab_path)} ({CLIP_VOCAB_NAME} from the openai/CLIP repository, "
+                       f"clip/; {where})")
+    if missing:
+        raise FileNotFoundError(f"CLIP files not found: {'; '.join(missing)}. Pass the weights' path with "
+                                f"--clip_path (training) or --text_encoder_path (sampling, evaluation), with "
+                                f"{CLIP_VOCAB_NAME} in the same folder (from Python: weights_path=, and vocab_path= "
+                                f"for a vocabulary elsewhere)")
+    return vocab_path
+
+
 class CLIPTextEncoder(TextEncoder):
     """Frozen CLIP text encoder from local files.
 
@@ -405,8 +423,7 @@ class CLIPTextEncoder(TextEncoder):
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  heads: int | None = None) -> None:
         super().__init__()
-        if vocab_path is None:
-            vocab_path = Path(weights_path).parent / CLIP_VOCAB_NAME
+        vocab_path = _clip_vocab_path(weights_path, vocab_path)
         self.tokenizer = CLIPTokenizer(vocab_path)
         state_dict = load_clip_text_state_dict(weights_path)
         try:

@@ -186,8 +186,24 @@ def test_a_damaged_torchscript_archive_fails_naming_the_file(clip_files, tmp_pat
         CLIPTextEncoder(damaged, vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
 
 
+def test_clip_without_its_files_names_every_missing_one_and_the_flags(tmp_path):
+    """With no deps/ folder the vocabulary was reported alone (the weights only on the next try), with a hint to pass
+    vocab_path, which no script takes: one error names both files, where the vocabulary is looked for and the flags."""
+    weights = tmp_path / "deps" / "ViT-B-32.pt"
+    with pytest.raises(FileNotFoundError) as missing:
+        CLIPTextEncoder(weights)
+    message = str(missing.value)
+    assert message.startswith(f"CLIP files not found: weights {weights} (OpenAI's ViT-B-32.pt"), message
+    assert f"; BPE vocabulary {weights.parent / CLIP_VOCAB_NAME} (" in message
+    assert "looked for next to the weights" in message and "--clip_path" in message
+    assert "or pass vocab_path" not in message and "from Python: weights_path=, and vocab_path=" in message
+    with pytest.raises(FileNotFoundError) as missing:
+        CLIPTokenizer(weights.parent / CLIP_VOCAB_NAME)
+    assert "vocab_path" not in str(missing.value)
+
+
 def test_clip_missing_or_mismatched_files_fail_clearly(clip_files, tmp_path):
-    with pytest.raises(FileNotFoundError, match="CLIP weights not found: .*nowhere.pt"):
+    with pytest.raises(FileNotFoundError, match="CLIP files not found: weights .*nowhere.pt"):
         CLIPTextEncoder(tmp_path / "nowhere.pt", vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
     lonely = tmp_path / "alone" / "w.pt"
     lonely.parent.mkdir()

@@ -85,14 +85,24 @@ def main_synthetic(cfg: argparse.Namespace) -> int:
             logger.warning("kept as it is (--keep_existing), so results on it are not those of the data asked for: "
                            "%s", mismatch)
         print(f"synthetic: kept the finished dataset in {cfg.out}")
+        print(f"  {_synthetic_use(cfg.out)}")
         return 0
     summary = generate_synthetic_dataset(cfg.out, cfg.num_motions, seed=cfg.seed, progress=tqdm)
     splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
     actions = ", ".join(f"{k} {v}" for k, v in sorted(summary.actions.items()))
     _print_summary("synthetic", summary.motions, summary.frames, FPS, summary.seconds, cfg.out,
                    [f"splits: {splits}", f"actions: {actions}",
-                    f"sub-clip captions: {summary.subclip_captions}"])
+                    f"sub-clip captions: {summary.subclip_captions}", _synthetic_use(cfg.out)])
     return 0
+
+
+def _synthetic_use(out: str) -> str:
+    """The flags that find a synthetic dataset in ``out``: it is the registered ``synthetic`` dataset (it writes no
+    spec.json), found without --data_root only in its registered folder."""
+    from utils.dataset_specs import DATASETS
+
+    found = os.path.abspath(out) == os.path.abspath(project_path(DATASETS["synthetic"].root))
+    return "use it with --dataset_name synthetic" + ("" if found else f" --data_root {out}")
 
 
 def _print_import(what: str, summary: ImportSummary, cfg: argparse.Namespace) -> None:

@@ -58,8 +58,9 @@ def test_imported_spec_found_by_name(tmp_path, monkeypatch):
 
 def test_unknown_dataset_and_bad_spec_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"unknown dataset 'nope'.*features of your own, 263-dim, pass "
-                                         r"--dataset_name t2m --data_root \S*nope\)"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'nope'.*\(prepare_data.py bvh and amass write one; for "
+                                         r"HumanML3D-layout features of your own, 263-dim, pass --dataset_name t2m "
+                                         r"--data_root \S*nope\)"):
         get_dataset_spec("nope")
     with pytest.raises(ValueError, match=r"and --data_root \S*gone does not exist"):
         get_dataset_spec("nope", data_root=str(tmp_path / "gone"))

@@ -239,3 +239,22 @@ def test_keep_existing_keeps_only_a_synthetic_dataset(tmp_path):
         prepare_data.main(prepare_data.parse_args(argv))
     assert settings_mismatch(str(out), 3, 0).startswith(f"{out} holds a finished dataset that is not a synthetic one")
     assert (out / "Mean.npy").exists()  # refused, not touched
+
+
+def test_a_synthetic_dataset_elsewhere_is_found_as_the_advice_says(tmp_path, monkeypatch, capsys):
+    """A synthetic dataset in a folder of another name was reported as missing its spec.json, which "datasets made
+    by prepare_data.py write" (the synthetic command writes none), with advice for t2m features. The build says how to
+    use the folder, as an import does, and the lookup by the folder's name gives the same flags."""
+    monkeypatch.delenv(HOME_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    out = os.path.join("dataset", "Synth2")
+    _synthetic(out, 3)
+    assert "use it with --dataset_name synthetic --data_root dataset/Synth2\n" in capsys.readouterr().out
+    with pytest.raises(ValueError) as unknown:
+        prepare_data.main(prepare_data.parse_args(["validate", "--dataset_name", "Synth2", "--no_texts"]))
+    assert str(unknown.value).endswith("no dataset/Synth2/spec.json (dataset/Synth2 holds a dataset made by "
+                                       "prepare_data.py synthetic: pass --dataset_name synthetic --data_root "
+                                       "dataset/Synth2)")
+    assert get_dataset_spec("synthetic", out).root == out  # the advice, followed
+    _synthetic(os.path.join("dataset", "Synthetic"), 3)  # the registered folder needs no --data_root
+    assert "use it with --dataset_name synthetic\n" in capsys.readouterr().out

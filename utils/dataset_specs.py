@@ -20,7 +20,10 @@ from utils.paths import project_path
 
 logger = logging.getLogger(__name__)
 
-SPEC_FILE = "spec.json"
+SPEC_FILE = "spec.json"  # written by the imports (prepare_data.py bvh / amass)
+# Written by prepare_data.py synthetic instead: the settings it was built with (utils.synthetic). Such a folder is
+# read as the registered ``synthetic`` dataset, whatever its name.
+SYNTHETIC_SETTINGS_FILE = "synthetic.json"
 # The feature representations ``utils.motion_process.features_to_joints`` and the evaluators know.
 REPRESENTATIONS = ("humanml3d", "essential", "vector_272", "smplx_rot6d")
 
@@ -395,9 +398,13 @@ def get_dataset_spec(name: str, data_root: str | None = None) -> DatasetSpec:
         if not os.path.isfile(path):
             where = (f"--data_root {folder} does not exist" if data_root and not os.path.isdir(folder)
                      else f"no {path}")
-            raise ValueError(f"unknown dataset {name!r}: not one of {sorted(DATASETS)} and {where} "
-                             f"(datasets made by prepare_data.py write one; for HumanML3D-layout features of your "
-                             f"own, 263-dim, pass --dataset_name t2m --data_root {folder})")
+            if os.path.isfile(os.path.join(folder, SYNTHETIC_SETTINGS_FILE)):
+                hint = (f"{folder} holds a dataset made by prepare_data.py synthetic: pass --dataset_name synthetic "
+                        f"--data_root {folder}")
+            else:
+                hint = (f"prepare_data.py bvh and amass write one; for HumanML3D-layout features of your own, 263-dim, "
+                        f"pass --dataset_name t2m --data_root {folder}")
+            raise ValueError(f"unknown dataset {name!r}: not one of {sorted(DATASETS)} and {where} ({hint})")
         try:
             with open(path) as f:
                 raw = json.load(f)

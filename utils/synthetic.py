@@ -47,7 +47,7 @@ from utils.dataset_io import (
     write_motion,
     write_split_files,
 )
-from utils.dataset_specs import DATASETS, SPEC_FILE, T2M_KINEMATIC_CHAIN
+from utils.dataset_specs import DATASETS, SPEC_FILE, SYNTHETIC_SETTINGS_FILE, T2M_KINEMATIC_CHAIN
 from utils.motion_files import CACHE_DIR
 from utils.paramutil import T2M_TGT_BONE_LENGTHS
 from utils.paths import RENDERS_DIR, project_path
@@ -389,7 +389,7 @@ class SyntheticSummary:
 _CLIP_FOLDERS = {"new_joint_vecs": ".npy", "new_joints": ".npy", "texts": ".txt"}
 _CLIP_ID = re.compile(r"[0-9]{6,}")
 # The settings a dataset was built with ({"num_motions", "seed"}), written before its statistics.
-SETTINGS_FILE = "synthetic.json"
+SETTINGS_FILE = SYNTHETIC_SETTINGS_FILE
 _OWN_FILES = {"Mean.npy", "Std.npy", SETTINGS_FILE,
               *(f"{split}.txt" for split in ("train", "val", "test", "train_val", "all"))}
 

@@ -553,8 +553,8 @@ def test_evaluations_across_datasets_are_refused_where_they_cannot_correspond(se
     ckdir, _, data_root, _ = setup
     converted, _, _ = essential_run
     folder = converted["motions_saved"]
-    with pytest.raises(ValueError, match=r"no conversion from 'synthetic' \(humanml3d, 263 dims\) to 'motionmillion'"
-                                         r".*Conversions: humanml3d -> essential"):
+    with pytest.raises(ValueError, match=r"--eval_dataset motionmillion: its clips cannot be those of the generator's "
+                                         r"dataset 'synthetic' \(fps 20 vs 30; text_fps 20 vs 30\)"):
         rescore(ckdir, data_root, folder, "--eval_dataset", "motionmillion")
     args = parse_with_config(get_evaluation_generator_parser(),  # each dataset at its registered folder
                              ["--from_motions", folder, "--checkpoints_dir", ckdir, "--eval_dataset", "t2m_67"])

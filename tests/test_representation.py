@@ -13,7 +13,7 @@ import torch
 from utils.dataset_specs import DATASETS, get_dataset_spec
 from utils.eval_protocol import renormalize
 from utils.motion_process import to_essential
-from utils.representation import check_same_clips, conversion_for_evaluation, get_conversion
+from utils.representation import check_same_clips, conversion_for_evaluation, get_conversion, tokenizer_conversions
 
 H3D_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "humanml3d-samples"
 # The IK's forward direction is smoothed with a Gaussian of sigma 20 frames cut at 4 sigma: rows further than this
@@ -99,3 +99,14 @@ def test_datasets_of_other_clips_or_token_lengths_are_refused(tmp_path):
     with pytest.raises(ValueError, match="GT lengths are multiples of 4 frames, but the generator makes tokens of 2"):
         check_same_clips(t2m, t2m_67, 2)
     check_same_clips(t2m, get_dataset_spec("t2m_67"), 4)
+
+
+def test_datasets_of_other_clips_are_refused_for_that_whatever_their_representations():
+    """Two datasets of one representation with no conversion between them (synthetic and t2m, both humanml3d) were
+    refused as lacking a conversion, which no conversion could fix: their clips differ, and that is the reason."""
+    for eval_name, folder in (("t2m", "dataset/HumanML3D"), ("kit", "dataset/KIT-ML; fps 20 vs 12.5")):
+        for role, check in (("generator", conversion_for_evaluation), ("tokenizer", tokenizer_conversions)):
+            with pytest.raises(ValueError, match=rf"^--eval_dataset {eval_name}: its clips cannot be those of the "
+                                                 rf"{role}'s dataset 'synthetic' \(data folder dataset/Synthetic vs "
+                                                 rf"{folder}\)"):
+                check("synthetic", eval_name, 4)

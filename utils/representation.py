@@ -225,11 +225,11 @@ def check_same_clips(source: DatasetSpec, target: DatasetSpec, unit_length: int,
 def conversion_for_evaluation(source_name: str, eval_name: str, unit_length: int,
                               data_root: str | None = None) -> SpecConversion:
     """The conversion that scores a generator of dataset ``source_name`` (tokens of ``unit_length`` frames) with the
-    GT and evaluator of ``eval_name``, after checking both datasets hold the same clips (``data_root``: both)."""
+    GT and evaluator of ``eval_name``, once both datasets are found to hold the same clips (``data_root``: both)."""
     source, target = get_dataset_spec(source_name, data_root), get_dataset_spec(eval_name, data_root)
-    conversion = get_conversion(source, target)
+    # Other clips are the reason first: a conversion between their representations would not make them the same.
     check_same_clips(source, target, unit_length)
-    return conversion
+    return get_conversion(source, target)
 
 
 def tokenizer_conversions(source_name: str, eval_name: str, unit_length: int,
@@ -237,14 +237,13 @@ def tokenizer_conversions(source_name: str, eval_name: str, unit_length: int,
     """The conversions that score a tokenizer of dataset ``source_name`` (tokens of ``unit_length`` frames) with the
     GT and evaluator of ``eval_name``: the evaluation dataset's GT to the tokenizer's input, which must be exact (a
     tokenizer measured on a lossy copy of its input would be charged for the conversion twice), and the
-    reconstruction back, exact or lossy. Checks that both datasets hold the same clips."""
+    reconstruction back, exact or lossy. Checks first that both datasets hold the same clips."""
     source, target = get_dataset_spec(source_name, data_root), get_dataset_spec(eval_name, data_root)
+    check_same_clips(source, target, unit_length, role="tokenizer")
     to_source = get_conversion(target, source)
     if not to_source.exact:
         raise ValueError(f"--eval_dataset {eval_name}: the tokenizer's {source_name} input would come from "
                          f"{eval_name}'s GT through a lossy conversion ({to_source.conversion.description}); a "
                          f"tokenizer is scored under another evaluator only when its input follows exactly from that "
                          f"dataset's GT (e.g. a t2m_67 tokenizer under the t2m evaluator)")
-    from_source = get_conversion(source, target)
-    check_same_clips(source, target, unit_length, role="tokenizer")
-    return to_source, from_source
+    return to_source, get_conversion(source, target)

@@ -42,6 +42,15 @@ def normalize_norm_name(norm: str | None) -> str | None:
     return norm
 
 
+def check_is_tensor(x: object, who: str, what: str, shape: str, convert: str) -> None:
+    """TypeError naming ``who`` and ``what`` unless ``x`` is a torch tensor: a numpy array has ``ndim`` and ``shape``
+    but fails further on with an AttributeError (no ``is_floating_point``) that names neither. ``shape`` is the one
+    expected, ``convert`` how to make the tensor from a numpy array."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{who}: {what} must be a torch tensor of shape {shape}, got {type(x).__module__}."
+                        f"{type(x).__qualname__}; convert a numpy array with {convert}")
+
+
 def check_input_dtype(x: Tensor, weight: Tensor, who: str, what: str) -> None:
     """TypeError naming ``who`` and ``what`` unless ``x`` is floating point and of ``weight``'s dtype (the
     convolutions would fail with "Input type (long int) and bias type (float) should be the same"). Under autocast

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from models.encdec import Decoder, Encoder, check_input_dtype, normalize_norm_name
+from models.encdec import Decoder, Encoder, check_input_dtype, check_is_tensor, normalize_norm_name
 from models.residual_vq import ResidualVQ
 from utils.dataset_specs import DatasetSpec, humanml3d_layout
 
@@ -325,6 +325,8 @@ class PartAwareRVQVAE(nn.Module):
         return self.condition.keys if self.condition is not None else []
 
     def _check_motion(self, motion: Tensor) -> None:
+        check_is_tensor(motion, "PartAwareRVQVAE", "motion", f"(B, T, {self.input_width})",
+                        "torch.from_numpy(motion).float()")
         if motion.ndim != 3 or motion.shape[-1] != self.input_width:
             raise ValueError(f"PartAwareRVQVAE: expected motion of shape (B, T, {self.input_width}), "
                              f"got {tuple(motion.shape)}")
@@ -366,6 +368,8 @@ class PartAwareRVQVAE(nn.Module):
 
     def decode_latent(self, latents: Tensor, cond: Mapping[str, Tensor] | None = None) -> Tensor:
         """``(B, N, C) -> (B, N * unit_length, D)``."""
+        check_is_tensor(latents, "PartAwareRVQVAE", "latents", f"(B, N, {self.latent_dim})",
+                        "torch.from_numpy(latents).float()")
         if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
             raise ValueError(f"PartAwareRVQVAE: expected latents of shape (B, N, {self.latent_dim}), "
                              f"got {tuple(latents.shape)}")
@@ -388,6 +392,7 @@ class PartAwareRVQVAE(nn.Module):
 
     def decode(self, indices: Tensor, cond: Mapping[str, Tensor] | None = None) -> Tensor:
         """Indices ``(B, N, q<=Q)`` -> motion ``(B, T, D)``."""
+        check_is_tensor(indices, "PartAwareRVQVAE", "indices", "(B, N, q<=Q)", "torch.from_numpy(indices).long()")
         return self.decode_latent(self.quantizer.indices_to_latents(indices), cond)
 
 

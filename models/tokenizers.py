@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from models.encdec import Decoder, Encoder, check_input_dtype, normalize_norm_name
+from models.encdec import Decoder, Encoder, check_input_dtype, check_is_tensor, normalize_norm_name
 from models.fsq import FSQ
 from models.lfq import LFQ
 from models.part_aware import PART_AWARE_MODELS
@@ -87,6 +87,7 @@ class ConvAutoencoder(nn.Module):
 
     def _check_motion(self, motion: Tensor) -> None:
         name = type(self).__name__
+        check_is_tensor(motion, name, "motion", f"(B, T, {self.input_width})", "torch.from_numpy(motion).float()")
         if motion.ndim != 3 or motion.shape[-1] != self.input_width:
             raise ValueError(f"{name}: expected motion of shape (B, T, {self.input_width}), got {tuple(motion.shape)}")
         check_input_dtype(motion, self.encoder.model[0].weight, name, "motion")
@@ -102,6 +103,8 @@ class ConvAutoencoder(nn.Module):
 
     def decode_latent(self, latents: Tensor) -> Tensor:
         """``(B, N, C) -> (B, N * unit_length, D)``."""
+        check_is_tensor(latents, type(self).__name__, "latents", f"(B, N, {self.latent_dim})",
+                        "torch.from_numpy(latents).float()")
         if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
             raise ValueError(f"{type(self).__name__}: expected latents of shape (B, N, {self.latent_dim}), "
                              f"got {tuple(latents.shape)}")
@@ -164,6 +167,7 @@ class QuantizedTokenizer(ConvAutoencoder):
     def decode(self, indices: Tensor) -> Tensor:
         """Indices ``(B, N)`` (``(B, N, Q)`` for RVQ) -> motion ``(B, T, D)``."""
         # Before the lookup: indices of another rank look up latents of another rank, and the error would name those.
+        check_is_tensor(indices, type(self).__name__, "indices", self.index_shape, "torch.from_numpy(indices).long()")
         if indices.ndim not in self.index_ranks:
             raise ValueError(f"{type(self).__name__}: expected indices of shape {self.index_shape}, got "
                              f"{tuple(indices.shape)}")

@@ -362,6 +362,27 @@ def test_motion_of_the_wrong_dtype_fails_clearly(name: str) -> None:
             model(motion.double())
 
 
+@pytest.mark.parametrize("name", ["AE_Tiny", "FSQ_AE_Tiny", "RVQVAE_Tiny", "PartAwareRVQ_Tiny"])
+def test_numpy_arrays_are_refused_naming_the_tensor_expected(tmp_path, name: str) -> None:
+    """A numpy array given to a loaded tokenizer's encode (or decode) failed with a bare AttributeError ('numpy.ndarray'
+    object has no attribute 'is_floating_point'); it is a TypeError saying which tensor is expected and how to make it
+    from the array."""
+    model = build_tokenizer(name).eval()
+    tok = load_tokenizer(_save_run(tmp_path, model, name))
+    motion = _motion(model)
+    with pytest.raises(TypeError, match=rf"^{type(model).__name__}: motion must be a torch tensor of shape \(B, T, "
+                                        rf"{model.input_width}\), got numpy.ndarray; convert a numpy array with "
+                                        r"torch.from_numpy\(motion\).float\(\)$"):
+        tok.encode(motion.numpy())
+    codes = tok.encode(motion)
+    what, convert = ("latents", "float") if model.kind == "ae" else ("indices", "long")
+    with pytest.raises(TypeError, match=rf"{what} must be a torch tensor of shape \(B, N.*got numpy.ndarray; convert "
+                                        rf"a numpy array with torch.from_numpy\({what}\).{convert}\(\)$"):
+        tok.decode(codes.numpy())
+    converted = getattr(torch.from_numpy(codes.numpy()), convert)()
+    assert torch.equal(tok.decode(converted), tok.decode(codes))
+
+
 QUANTIZED_TINY = [name for name in TINY if name != "AE_Tiny"]
 
 

@@ -589,13 +589,10 @@ def save_evaluator_meta(run_dir: str, mean: np.ndarray, std: np.ndarray) -> str:
 
 
 def check_no_placed_evaluator(run: RunDir) -> None:
-    """Refuse (``RunDirError``, naming the file) a new training run whose folder holds an evaluator without a run's
-    ``model/latest.tar``: ``model/finest.tar`` or ``meta/`` statistics placed there by hand (the released evaluator's
-    place is ``text_mot_match``, the default ``--name``), which the run would overwrite."""
-    if os.path.exists(run.latest_path):
-        return
-    for path in (os.path.join(run.model_dir, "finest.tar"), *(os.path.join(run.root, "meta", name)
-                                                                for name in OFFICIAL_STAT_FILES[0])):
+    """Refuse (``RunDirError``, naming the file) a new run whose folder holds, without ``model/latest.tar``, an
+    evaluator placed by hand (``model/finest.tar`` or ``meta/`` statistics, as the released one has)."""
+    meta = [os.path.join(run.root, "meta", name) for name in OFFICIAL_STAT_FILES[0]]
+    for path in [] if os.path.exists(run.latest_path) else [os.path.join(run.model_dir, "finest.tar"), *meta]:
         if os.path.exists(path):
             raise RunDirError(f"{path} exists without {run.latest_path}: an evaluator placed there (as the released "
                               f"one is), which a new run would overwrite; choose another --name for the new run (or "

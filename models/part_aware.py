@@ -249,6 +249,8 @@ class PartAwareRVQVAE(nn.Module):
                  kmeans_iters: int = 10, rotation_trick: bool = False) -> None:
         args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
+        if width < 1 or code_dim < 1:  # torch builds a convolution of no channels and fails at the first forward
+            raise ValueError(f"PartAwareRVQVAE: width ({width}) and code_dim ({code_dim}) must be >= 1")
         if output_emb_width != code_dim:
             raise ValueError(f"PartAwareRVQVAE: output_emb_width ({output_emb_width}) must equal code_dim "
                              f"({code_dim}): the encoder output is what the residual codebooks quantize")

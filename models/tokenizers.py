@@ -75,6 +75,11 @@ class ConvAutoencoder(nn.Module):
                  dilation_growth_rate: int, activation: str, norm: str | None, dropout: float,
                  kernel_size: int) -> None:
         super().__init__()
+        for key, value in dict(width=width, latent_dim=latent_dim).items():
+            # torch builds a convolution of no channels without a word and fails only at the first forward pass
+            # (after a training run has written its step-0 checkpoint), or on a negative one naming no argument.
+            if value < 1:
+                raise ValueError(f"{type(self).__name__}: {key} must be >= 1, got {value}")
         norm = normalize_norm_name(norm)
         self.input_width = input_width
         self.latent_dim = latent_dim

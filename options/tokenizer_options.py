@@ -49,12 +49,13 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                            "whole val split)")
 
     arch = parser.add_argument_group("architecture overrides (default: the registry entry's values)")
-    arch.add_argument("--width", type=int, default=None, help="conv channels of encoder and decoder")
+    arch.add_argument("--width", type=positive_int, default=None, help="conv channels of encoder and decoder")
     arch.add_argument("--depth", type=int, default=None, help="residual blocks per resolution")
     arch.add_argument("--down_t", type=int, default=None, help="number of stride-2 temporal downsamplings")
     arch.add_argument("--dilation_growth_rate", type=int, default=None, help="dilation growth in Resnet1D")
-    arch.add_argument("--output_emb_width", type=int, default=None, help="latent width of the continuous AE")
-    arch.add_argument("--code_dim", type=int, default=None, help="width of code vectors / latent before the FSQ or LFQ")
+    arch.add_argument("--output_emb_width", type=positive_int, default=None, help="latent width of the continuous AE")
+    arch.add_argument("--code_dim", type=positive_int, default=None,
+                      help="width of code vectors / latent before the FSQ or LFQ")
     arch.add_argument("--nb_code", type=int, default=None,
                       help="codebook size of VQ codebooks; LFQ: a power of 2, K = 2^d for d signs per token")
     arch.add_argument("--levels", type=int, nargs="+", default=None, help="FSQ levels per dimension")

@@ -144,6 +144,14 @@ def test_ema_decay_none_turns_the_ema_off_from_the_command_line_and_a_decay_outs
     ("options.tokenizer_options", "get_train_vq_parser", "--dropout", "1", "a number in [0, 1)"),
     ("options.tokenizer_options", "get_train_vq_parser", "--cond_drop_prob", "nan", "a number in [0, 1)"),
     ("options.generator_options", "get_train_length_estimator_parser", "--dropout", "2", "a number in [0, 1)"),
+    # A tokenizer width or code width of 0 failed with a raw RuntimeError at the first step, after latest.tar was
+    # written (which then refused a rerun); a negative one with "negative dimension" after the data loaded.
+    ("options.tokenizer_options", "get_train_ae_parser", "--width", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--width", "-1", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--output_emb_width", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--code_dim", "-8", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--code_dim", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--code_dim", "2.5", "a whole number >= 1"),
 ])
 def test_probabilities_and_draw_counts_are_refused_while_the_flags_are_read(module, parser, flag, value, expected,
                                                                          capsys):

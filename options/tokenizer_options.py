@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
-from options.config import fraction_below_one, non_negative_int, positive_int
+from options.config import fraction_below_one, non_negative_float, non_negative_int, positive_int
 
 RECONS_LOSSES = ("l1_smooth", "l1", "mse")
 WINDOW_EPOCHS = ("random", "all")  # training window modes of utils.datasets.MotionWindowDataset
@@ -31,12 +31,12 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                            "Guo et al. evaluator ships)")
     data.add_argument("--recons_loss", type=str, default="l1_smooth", choices=RECONS_LOSSES,
                       help="reconstruction loss over all features")
-    data.add_argument("--aux_loss_joints", "--loss_vel", dest="aux_loss_joints", type=float, default=None,
+    data.add_argument("--aux_loss_joints", "--loss_vel", dest="aux_loss_joints", type=non_negative_float, default=None,
                       help="weight of the joint-POSITION term on the dataset's position slice (MARDM calls it "
                            "--aux_loss_joints, T2M-GPT/MoMask --loss_vel although it is no velocity)")
-    data.add_argument("--loss_joint_vel", type=float, default=0.0,
+    data.add_argument("--loss_joint_vel", type=non_negative_float, default=0.0,
                       help="weight of the joint-velocity term (first differences of the position slice)")
-    data.add_argument("--commit", type=float, default=DEFAULT_COMMIT,
+    data.add_argument("--commit", type=non_negative_float, default=DEFAULT_COMMIT,
                       help="weight of the codebook commitment loss (VQ / RVQ; an LFQ tokenizer weighs its own terms "
                            "with --entropy_loss_weight and --commitment_loss_weight, and is trained with its "
                            "auxiliary loss unscaled)")
@@ -59,17 +59,19 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
     arch.add_argument("--nb_code", type=int, default=None,
                       help="codebook size of VQ codebooks; LFQ: a power of 2, K = 2^d for d signs per token")
     arch.add_argument("--levels", type=int, nargs="+", default=None, help="FSQ levels per dimension")
-    arch.add_argument("--entropy_loss_weight", type=float, default=None,
+    arch.add_argument("--entropy_loss_weight", type=non_negative_float, default=None,
                       help="LFQ: weight of the entropy penalty (per-token entropy minus --diversity_gamma times the "
                            "entropy of the batch-mean assignment; default 0.1, MAGVIT-v2)")
-    arch.add_argument("--diversity_gamma", type=float, default=None,
+    arch.add_argument("--diversity_gamma", type=non_negative_float, default=None,
                       help="LFQ: weight of the batch (codebook) entropy inside the penalty (default 1)")
-    arch.add_argument("--commitment_loss_weight", type=float, default=None,
+    arch.add_argument("--commitment_loss_weight", type=non_negative_float, default=None,
                       help="LFQ: weight of mse(pre-quantization value, sg(sign code)) (default 0)")
     arch.add_argument("--inv_temperature", type=float, default=None,
                       help="LFQ: inverse temperature of the soft assignment the entropy penalty reads (default 100, "
                            "vector-quantize-pytorch's)")
-    arch.add_argument("--mu", type=float, default=None, help="EMA decay of VQ codebooks")
+    arch.add_argument("--mu", type=fraction_below_one, default=None,
+                      help="EMA decay of VQ codebooks, in [0, 1) (T2M-GPT / MoMask 0.99; at 1 the codes would never "
+                           "move towards the latents assigned to them)")
     arch.add_argument("--kmeans_init", action=argparse.BooleanOptionalAction, default=None,
                       help="VQ / RVQ: initialise each codebook (each residual layer on its own residual) by k-means "
                            "on the first training batch, with EMA statistics of the clusters' sizes, instead of "

@@ -152,10 +152,20 @@ def test_ema_decay_none_turns_the_ema_off_from_the_command_line_and_a_decay_outs
     ("options.tokenizer_options", "get_train_ae_parser", "--code_dim", "-8", "a whole number >= 1"),
     ("options.tokenizer_options", "get_train_vq_parser", "--code_dim", "0", "a whole number >= 1"),
     ("options.tokenizer_options", "get_train_vq_parser", "--code_dim", "2.5", "a whole number >= 1"),
+    # Negative loss weights trained without a word: a loss that falls by moving away from the target (the joint
+    # positions, the codes; LFQ's entropy terms then collapse the codebook). A codebook EMA decay of 1 never moved
+    # the codes.
+    ("options.tokenizer_options", "get_train_vq_parser", "--commit", "-0.02", "a finite number >= 0"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--loss_joint_vel", "-1", "a finite number >= 0"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--entropy_loss_weight", "-0.1", "a finite number >= 0"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--diversity_gamma", "-1", "a finite number >= 0"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--commitment_loss_weight", "inf", "a finite number >= 0"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--mu", "1", "a number in [0, 1)"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--mu", "-0.1", "a number in [0, 1)"),
 ])
-def test_probabilities_and_draw_counts_are_refused_while_the_flags_are_read(module, parser, flag, value, expected,
-                                                                         capsys):
-    """They failed when the model was built, after the tokenizer, text encoder and data had loaded."""
+def test_values_out_of_range_are_refused_while_the_flags_are_read(module, parser, flag, value, expected, capsys):
+    """They failed when the model was built, after the tokenizer, text encoder and data had loaded, or trained
+    without a word (the comments say which)."""
     import importlib
 
     get_parser = getattr(importlib.import_module(module), parser)

@@ -1,5 +1,6 @@
-"""The tokenizer stages' size flags (--width, --output_emb_width, --code_dim) in a preset, and the constructors' own
-checks for callers from code. Each flag's range on the command line: tests/test_flag_values.py."""
+"""The tokenizer stages' size flags (--width, --output_emb_width, --code_dim), loss weights and codebook EMA decay in a
+preset and under the flags' other names, and the constructors' own size checks for callers from code. Each flag's
+range on the command line: tests/test_flag_values.py."""
 
 from __future__ import annotations
 
@@ -20,6 +21,21 @@ def test_a_preset_size_below_one_names_the_preset_and_one_is_a_size(parser, tmp_
     assert "flat.yaml: code_dim: cannot read '0'" in capsys.readouterr().err
     args = parse_with_config(parser(), ["--name", "t", "--width", "1", "--code_dim", "1", "--output_emb_width", "1"])
     assert (args.width, args.code_dim, args.output_emb_width) == (1, 1, 1)
+
+
+def test_loss_weights_and_the_codebook_decay_refuse_values_without_meaning(tmp_path, capsys):
+    # A negative joint-position weight trained to a negative loss, and mu: 1 a codebook that never moved.
+    with pytest.raises(SystemExit):
+        parse_with_config(get_train_vq_parser(), ["--name", "t", "--loss_vel", "-0.5"])
+    assert "argument --aux_loss_joints/--loss_vel: expected a finite number >= 0, got '-0.5'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_with_config(get_train_vq_parser(), ["--name", "t", "--config", write(tmp_path, "mu: 1.0\n", "ema.yaml")])
+    assert "ema.yaml: mu: cannot read 1.0" in capsys.readouterr().err
+    zero = ["--commit", "0", "--aux_loss_joints", "0", "--loss_joint_vel", "0", "--entropy_loss_weight", "0",
+            "--diversity_gamma", "0", "--commitment_loss_weight", "0", "--mu", "0"]
+    args = parse_with_config(get_train_ae_parser(), ["--name", "t", *zero])
+    assert [args.commit, args.aux_loss_joints, args.loss_joint_vel, args.entropy_loss_weight, args.diversity_gamma,
+            args.commitment_loss_weight, args.mu] == [0.0] * 7
 
 
 @pytest.mark.parametrize("name, key, value, message", [

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from options.config import DefaultsHelpFormatter, allow_null, decay_or_none, non_negative_int, seed_int
+from options.config import (
+    DefaultsHelpFormatter,
+    allow_null,
+    decay_or_none,
+    non_negative_int,
+    positive_float,
+    seed_int,
+)
 from utils.dataset_specs import dataset_names
 from utils.paths import project_path
 
@@ -50,7 +57,7 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
     optim.add_argument("--epoch", type=int, default=50,
                        help="passes over the training set (used when --max_iters is not given; typed on the command "
                             "line, it replaces a --config preset's max_iters)")
-    optim.add_argument("--lr", type=float, default=2e-4, help="base learning rate (AdamW)")
+    optim.add_argument("--lr", type=positive_float, default=2e-4, help="base learning rate (AdamW)")
     optim.add_argument("--warm_up_iter", type=int, default=2000,
                        help="steps of linear learning-rate warm-up from 0 to --lr")
     optim.add_argument("--milestones", type=int, nargs="+", default=[150_000, 250_000],

@@ -162,6 +162,10 @@ def test_ema_decay_none_turns_the_ema_off_from_the_command_line_and_a_decay_outs
     ("options.tokenizer_options", "get_train_ae_parser", "--commitment_loss_weight", "inf", "a finite number >= 0"),
     ("options.tokenizer_options", "get_train_vq_parser", "--mu", "1", "a number in [0, 1)"),
     ("options.tokenizer_options", "get_train_vq_parser", "--mu", "-0.1", "a number in [0, 1)"),
+    # Every stage's learning rate: 0 trained nothing without a word, a negative one failed in AdamW ("Invalid
+    # learning rate") naming no flag, after the data had loaded.
+    ("options.tokenizer_options", "get_train_ae_parser", "--lr", "0", "a finite number > 0"),
+    ("options.generator_options", "get_train_mardm_parser", "--lr", "-0.0001", "a finite number > 0"),
 ])
 def test_values_out_of_range_are_refused_while_the_flags_are_read(module, parser, flag, value, expected, capsys):
     """They failed when the model was built, after the tokenizer, text encoder and data had loaded, or trained

@@ -137,7 +137,7 @@ def test_a_key_with_a_shortcut_flag_is_read_as_its_own_flag(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("batch_size: 2.5\n", "expected an integer"),
-    ("lr: fast\n", "cannot read 'fast' as float"),
+    ("lr: fast\n", "cannot read 'fast' as positive_float"),
     ("is_continue: 'yes'\n", "expected true or false"),
     ("mixed_precision: fp8\n", "not one of"),
     ("milestones: [10, x]\n", r"milestones\[1\]"),
@@ -407,8 +407,8 @@ def test_a_number_flag_reads_a_plain_yaml_integer_as_typed(tmp_path):
                                                     "milestones": [100, 200], "warm_up_iter": 1000,
                                                     "grad_clip": math.inf, "lr": 2.0}
     for text, message in [("warm_up_iter: 1:00\n", r"warm_up_iter: cannot read '1:00' as int"),
-                          ("lr: 0x10\n", r"lr: cannot read '0x10' as float"),
-                          ("lr: 1:30.5\n", r"lr: cannot read '1:30.5' as float")]:
+                          ("lr: 0x10\n", r"lr: cannot read '0x10' as positive_float"),
+                          ("lr: 1:30.5\n", r"lr: cannot read '1:30.5' as positive_float")]:
         with pytest.raises(ConfigError, match=message):
             load_preset(get_base_parser(), write(tmp_path, text))
 
@@ -448,7 +448,8 @@ def test_null_is_refused_where_the_flag_has_a_value_by_default(tmp_path):
     train_MARDM.py keeps one by default."""
     from options.generator_options import get_train_mardm_parser
 
-    for key, expected in (("batch_size", "an integer"), ("seed", "a whole number in [0, 2^64)"), ("lr", "a number"),
+    for key, expected in (("batch_size", "an integer"), ("seed", "a whole number in [0, 2^64)"),
+                          ("lr", "a finite number > 0"),
                           ("num_workers", "a whole number >= 0"), ("checkpoints_dir", "a text value"),
                           ("milestones", "a list (an integer each)"),
                           ("mixed_precision", "one of ['bf16', 'fp16', 'no']")):

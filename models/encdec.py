@@ -63,6 +63,9 @@ def check_input_dtype(x: Tensor, weight: Tensor, who: str, what: str) -> None:
                         f".to({weight.dtype}) (e.g. .float() for a float64 array from numpy)")
 
 
+GROUP_NORM_GROUPS = 32  # the references' GroupNorm
+
+
 class _ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channel axis of a ``(B, H, T)`` tensor (keys ``weight``/``bias`` as ``nn.LayerNorm``)."""
 
@@ -76,7 +79,10 @@ def make_norm(norm: str | None, channels: int) -> nn.Module:
     if norm == "LN":
         return _ChannelLayerNorm(channels)
     if norm == "GN":
-        return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+        if channels % GROUP_NORM_GROUPS:
+            raise ValueError(f"norm 'GN' normalises {GROUP_NORM_GROUPS} groups of channels, so the blocks' width "
+                             f"(--width) must be a multiple of {GROUP_NORM_GROUPS}: got {channels}")
+        return nn.GroupNorm(num_groups=GROUP_NORM_GROUPS, num_channels=channels, eps=1e-6, affine=True)
     if norm == "BN":
         return nn.BatchNorm1d(channels, eps=1e-6, affine=True)
     return nn.Identity()

@@ -16,6 +16,14 @@ from models.tokenizers import build_tokenizer
 from utils.checkpoint import CheckpointError
 
 
+def test_group_norm_names_the_width_it_cannot_split() -> None:
+    """GroupNorm splits the channels in 32 groups: a width of 8 failed in torch naming neither the norm nor --width."""
+    for cls in (Encoder, Decoder):
+        with pytest.raises(ValueError, match=r"norm 'GN' .*\(--width\) must be a multiple of 32: got 48"):
+            cls(input_emb_width=8, output_emb_width=4, width=48, depth=1, norm="GN")
+    cls(input_emb_width=8, output_emb_width=4, width=64, depth=1, norm="GN")
+
+
 @pytest.mark.parametrize("rate", [0, -1, -3])
 def test_a_dilation_growth_rate_below_one_is_refused_when_built(rate) -> None:
     """Rate 0 gives dilations 1, 0, 0 and a negative one negative dilations: the model was built and failed only in

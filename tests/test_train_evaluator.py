@@ -366,6 +366,20 @@ def test_a_new_run_refuses_a_folder_holding_a_placed_evaluator(data_root, tmp_pa
     assert not (run.parent / "text_mot_match_decomp").exists()
 
 
+def test_a_start_killed_before_its_first_checkpoint_is_not_taken_for_a_placed_evaluator(data_root, tmp_path):
+    """A start killed (SIGKILL, out of memory) after it wrote opt.yaml and meta/ and before any checkpoint leaves them
+    behind without latest.tar, as a placed evaluator's meta/ is: the next start was refused, and --is_continue had
+    nothing to resume."""
+    run = tmp_path / "checkpoints" / "synthetic" / "text_mot_match"
+    (run / "meta").mkdir(parents=True)
+    for name in ("mean.npy", "std.npy"):
+        (run / "meta" / name).write_bytes(b"written by the killed start")
+    (run / "opt.yaml").write_text("name: text_mot_match\n")
+    (run / "train.log").write_text("")
+    run_script(data_root, tmp_path / "checkpoints", "--max_iters", "4", "--pretrain_iters", "2")
+    assert (run / "model" / "latest.tar").is_file() and (run / "model" / "finest.tar").is_file()
+
+
 def test_a_stop_after_the_first_stage_saved_says_to_resume_it(data_root, tmp_path, monkeypatch, capsys):
     """SIGTERM once the movement autoencoder (<name>_decomp) has saved and before the co-embedding has: the new main
     run folder is removed, but the message says to resume the first stage with --is_continue (a new start would be

@@ -373,8 +373,7 @@ def _written_here(state: dict[str, Any]) -> bool:
 
 
 def trained_evaluator_source(path: str) -> str | None:
-    """The word-vector source of the evaluator file ``path`` when ``train_evaluator.py`` wrote it, None for a released
-    one (Guo et al.'s, MARDM's); read without building the model."""
+    """The word-vector source of the evaluator ``path`` if ``train_evaluator.py`` wrote it, else None (released)."""
     state = load_checkpoint(path, map_location="cpu")
     return str((state.get("word_vectors") or {}).get("source")) if _written_here(state) else None
 
@@ -590,9 +589,11 @@ def save_evaluator_meta(run_dir: str, mean: np.ndarray, std: np.ndarray) -> str:
 
 def check_no_placed_evaluator(run: RunDir) -> None:
     """Refuse (``RunDirError``, naming the file) a new run whose folder holds, without ``model/latest.tar``, an
-    evaluator placed by hand (``model/finest.tar`` or ``meta/`` statistics, as the released one has)."""
-    meta = [os.path.join(run.root, "meta", name) for name in OFFICIAL_STAT_FILES[0]]
-    for path in [] if os.path.exists(run.latest_path) else [os.path.join(run.model_dir, "finest.tar"), *meta]:
+    evaluator placed by hand: ``model/finest.tar``, or ``meta/`` statistics without the ``opt.yaml`` that a start of
+    ``train_evaluator.py`` writes before them (one killed before its first checkpoint leaves both: not refused)."""
+    own_start = os.path.exists(run.config_path)
+    for path in [] if os.path.exists(run.latest_path) else [os.path.join(run.model_dir, "finest.tar"), *(
+            [] if own_start else [os.path.join(run.root, "meta", name) for name in OFFICIAL_STAT_FILES[0]])]:
         if os.path.exists(path):
             raise RunDirError(f"{path} exists without {run.latest_path}: an evaluator placed there (as the released "
                               f"one is), which a new run would overwrite; choose another --name for the new run (or "

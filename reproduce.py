@@ -145,7 +145,10 @@ def _run_stage(argv: list[str]) -> int:
 
     The stage runs in a process group of its own, so that Ctrl-C in the terminal (SIGINT to the foreground group)
     reaches this process alone: the stage is then stopped with SIGTERM, which the scripts take as a stop (their
-    clean-up runs, a training keeps its last checkpoint), rather than dying of a KeyboardInterrupt traceback.
+    clean-up runs, a training keeps its last checkpoint), rather than dying of a KeyboardInterrupt traceback. A stop
+    goes to the stage's whole group, not only to the process started here: under a launcher (``accelerate launch``
+    with one process waits for its worker without passing a SIGTERM on) the worker would otherwise go on training,
+    orphaned, after this call ended.
     """
     with subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}, process_group=0) as stage:
         try:
@@ -153,15 +156,23 @@ def _run_stage(argv: list[str]) -> int:
         except KeyboardInterrupt:
             # Further Ctrl-Cs while the stage stops would only interrupt the wait for it: the call is ending.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            stage.send_signal(signal.SIGTERM)
+            _signal_group(stage, signal.SIGTERM)
             stage.wait()
             raise
         except Stopped as stop:
             # The stage stops the same way (its clean-up runs); one that had the signal already (a scheduler that
             # signals every process of the job) ignores the repeat.
-            stage.send_signal(stop.signum)
+            _signal_group(stage, stop.signum)
             stage.wait()
             raise
+
+
+def _signal_group(stage: subprocess.Popen, signum: int) -> None:
+    """Sends ``signum`` to every process of the stage's group (the stage leads it): a launcher and its workers."""
+    try:
+        os.killpg(stage.pid, signum)
+    except ProcessLookupError:
+        pass  # the stage and all it started have ended already
 
 
 def _run_steps(steps: list[Step], state: dict[str, Any], state_path: str,

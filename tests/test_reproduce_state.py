@@ -169,7 +169,6 @@ def test_another_interpreter_or_path_spelling_is_not_another_setting(tmp_path, m
     assert _scripts(log) == []
 
 
-
 def test_flags_are_compared_as_the_scripts_read_them():
     """What counts as another setting: a flag's value, a flag added or dropped (a switch shows as given); not the
     interpreter, the script's path, the order of the flags, nor a folder left to its default and then named."""
@@ -186,6 +185,30 @@ def test_flags_are_compared_as_the_scripts_read_them():
              "--batch_size", "16"]
     assert changed_flags(step, {"command": shlex.join(other), "status": "done"}) == [
         "--lr 1e-4 -> 2e-4", "--batch_size 16 -> (not given)", "--need_evaluation (not given) -> (given)"]
+
+
+def test_a_record_without_its_working_directory_accepts_its_paths_spelled_otherwise(tmp_path, monkeypatch):
+    """A state.json written before the working directory was recorded, read from another folder: its relative paths
+    name folders below one that is not known, so the same folders named absolutely are no change; another value of
+    a flag that is not a path still is."""
+    from utils.recipe_plan import Step, changed_flags
+
+    was = ["python", "train_vq.py", "--dataset_name", "synthetic", "--checkpoints_dir", "checkpoints",
+           "--data_root", "dataset/Synthetic", "--lr", "1e-4"]
+    record = {"command": shlex.join(was), "status": "done"}
+    monkeypatch.chdir(tmp_path)
+    repo = tmp_path / "elsewhere" / "repo"
+    now = ["python", "train_vq.py", "--dataset_name", "synthetic", "--checkpoints_dir", str(repo / "checkpoints"),
+           "--data_root", str(repo / "dataset" / "Synthetic")]
+    step = Step("tokenizer", [*now, "--lr", "1e-4"], "x", "train_vq.py", training=True)
+    assert changed_flags(step, record) == []
+    step = Step("tokenizer", [*now, "--lr", "2e-4"], "x", "train_vq.py", training=True)
+    assert changed_flags(step, record) == ["--lr 1e-4 -> 2e-4"]
+    # With its working directory recorded, the record's paths are read from there.
+    assert changed_flags(step, {**record, "cwd": str(tmp_path)}) == [
+        f"--checkpoints_dir checkpoints -> {repo / 'checkpoints'}",
+        f"--data_root dataset/Synthetic -> {repo / 'dataset' / 'Synthetic'}", "--lr 1e-4 -> 2e-4",
+        f"--evaluator_dir checkpoints/synthetic/text_mot_match -> {repo / 'checkpoints/synthetic/text_mot_match'}"]
 
 
 @pytest.mark.parametrize("trainings", [("train_MARDM.py",), ("train_t2m_transformer.py", "train_res_transformer.py")],

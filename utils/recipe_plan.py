@@ -182,10 +182,20 @@ def _script_flags(argv: list[str], script: str) -> dict[str, tuple[str, ...]] | 
     return flags
 
 
-def _same_value(was: str, was_cwd: str, now: str) -> bool:
+def _same_value(was: str, was_cwd: str | None, now: str) -> bool:
     """Whether a flag's value recorded by a call run in ``was_cwd`` is ``now``'s: the same text, or the same path
-    spelled otherwise (relative to another working directory, through a link)."""
-    return was == now or os.path.realpath(os.path.join(was_cwd, was)) == os.path.realpath(now)
+    spelled otherwise (relative to another working directory, through a link). A record without its working directory
+    (``was_cwd`` None: a ``state.json`` of an earlier version) read its relative paths from a folder not known, so such
+    a path is the same as any path that ends with it (``checkpoints`` as ``/work/checkpoints``)."""
+    if was == now:
+        return True
+    if was_cwd is not None or os.path.isabs(was):
+        return os.path.realpath(os.path.join(was_cwd or "", was)) == os.path.realpath(now)
+    tail = os.path.normpath(was).split(os.sep)
+    while tail and tail[0] in (os.curdir, os.pardir):
+        tail.pop(0)
+    return not tail or any(path.split(os.sep)[-len(tail):] == tail
+                           for path in (os.path.abspath(now), os.path.realpath(now)))
 
 
 def changed_flags(step: Step, previous: dict[str, Any]) -> list[str]:
@@ -199,7 +209,7 @@ def changed_flags(step: Step, previous: dict[str, Any]) -> list[str]:
     was = _script_flags(shlex.split(previous["command"]), step.script)
     if was is None or now is None:
         return [f"{previous['command']} -> {command(step)}"]
-    was_cwd = previous.get("cwd") or os.getcwd()
+    was_cwd = previous.get("cwd")
 
     def shown(values: tuple[str, ...] | None) -> str:
         return "(not given)" if values is None else " ".join(values) or "(given)"

@@ -211,6 +211,31 @@ def test_a_record_without_its_working_directory_accepts_its_paths_spelled_otherw
         f"--evaluator_dir checkpoints/synthetic/text_mot_match -> {repo / 'checkpoints/synthetic/text_mot_match'}"]
 
 
+def test_an_evaluator_named_by_its_folder_or_its_file_is_the_same(tmp_path, monkeypatch):
+    """--evaluator_dir names a folder or the checkpoint in it: the scripts read the same file, so it is no change,
+    whichever way the record or the recipe names it, or when left to its default folder; another evaluator is."""
+    from utils.recipe_plan import Step, changed_flags
+
+    folder = tmp_path / "ck" / "synthetic" / "text_mot_match"
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "finest.tar").write_bytes(b"")
+    (tmp_path / "other.tar").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    base = ["python", "train_vq.py", "--dataset_name", "synthetic", "--checkpoints_dir", "ck"]
+
+    def record(*flags: str) -> dict:
+        return {"command": shlex.join([*base, *flags]), "status": "done", "cwd": str(tmp_path)}
+
+    file = str(folder / "model" / "finest.tar")
+    for was, now in (([], ["--evaluator_dir", file]), (["--evaluator_dir", "ck/synthetic/text_mot_match"],
+                                                         ["--evaluator_dir", file]),
+                     (["--evaluator_dir", file], ["--evaluator_dir", str(folder)])):
+        step = Step("tokenizer", [*base, *now], "x", "train_vq.py", training=True)
+        assert changed_flags(step, record(*was)) == [], (was, now)
+    step = Step("tokenizer", [*base, "--evaluator_dir", "other.tar"], "x", "train_vq.py", training=True)
+    assert changed_flags(step, record("--evaluator_dir", file)) == [f"--evaluator_dir {file} -> other.tar"]
+
+
 @pytest.mark.parametrize("trainings", [("train_MARDM.py",), ("train_t2m_transformer.py", "train_res_transformer.py")],
                          ids=["mardm", "momask"])
 def test_a_training_on_a_tokenizer_trained_further_is_refused_first(tmp_path, monkeypatch, trainings):

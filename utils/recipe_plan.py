@@ -24,6 +24,7 @@ from utils.assets import MISSING, check_clip, check_dataset, check_evaluator
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from utils.checkpoint_users import find_kept_copy, kept_copy_path
 from utils.dataset_specs import DATASETS, get_dataset_spec
+from utils.evaluator import resolve_evaluator_path
 from utils.recipes import EVALUATOR_RUN, Recipe, Stage
 from utils.synthetic import settings_mismatch
 
@@ -198,6 +199,23 @@ def _same_value(was: str, was_cwd: str | None, now: str) -> bool:
                            for path in (os.path.abspath(now), os.path.realpath(now)))
 
 
+def _same_flag(flag: str, was: str, was_cwd: str | None, now: str) -> bool:
+    """``_same_value`` of ``flag``'s values, an ``--evaluator_dir`` compared by the file the scripts read (a folder and
+    its ``model/finest.tar`` name the same evaluator)."""
+    if flag == "--evaluator_dir":
+        was, now = _evaluator_file(was, was_cwd), _evaluator_file(now, None)
+    return _same_value(was, was_cwd, now)
+
+
+def _evaluator_file(path: str, cwd: str | None) -> str:
+    """The evaluator checkpoint ``--evaluator_dir path`` given in ``cwd`` (None: this one) names, as the scripts
+    resolve it; ``path`` itself when no file is there."""
+    try:
+        return resolve_evaluator_path(os.path.join(cwd or "", path))
+    except CheckpointError:
+        return path
+
+
 def changed_flags(step: Step, previous: dict[str, Any]) -> list[str]:
     """The flags of the command recorded in ``previous`` (the step's entry in ``state.json``) that differ from the
     planned command's, each as ``--flag old -> new``: what the stage runs with. The interpreter and launcher before
@@ -216,7 +234,7 @@ def changed_flags(step: Step, previous: dict[str, Any]) -> list[str]:
 
     return [f"{flag} {shown(was.get(flag))} -> {shown(now.get(flag))}" for flag in {**was, **now}
             if was.get(flag) is None or now.get(flag) is None or len(was[flag]) != len(now[flag])
-            or not all(_same_value(a, was_cwd, b) for a, b in zip(was[flag], now[flag]))]
+            or not all(_same_flag(flag, a, was_cwd, b) for a, b in zip(was[flag], now[flag]))]
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,17 @@ A recipe (``utils/recipes.py``) is the paper's setting written down: the shipped
 checkpoint its evaluation reads, its sampling steps, guidance and evaluation seed. Each stage is the script a user would
 type, run as a separate process from the current directory. A training stage whose run already has ``model/latest.tar``
 continues it with ``--is_continue`` (a finished run is left as it is), an evaluation reuses its finished replications,
-and a stage recorded as finished with the same settings in ``state.json`` (the script and its flags: not the interpreter
-or launcher, nor how a path is spelled) is skipped unless a stage before it ran in the same call (a run deleted to train
-it afresh is evaluated afresh too) or left another output than the one whose SHA-256 was recorded (a run trained further
-by hand is kept, and what follows it runs again: a training after it whose run was trained on the former version is
-refused before anything runs, to be moved or deleted and trained afresh on the new one), so after a failure or a kill
-the same command goes on where it stopped (``--rerun`` runs the recipe's stages again even when recorded as finished:
-training continues its run and evaluation reuses its replications, so only what is missing is computed; the data and the
-evaluator, once present, are kept). A run that would be continued with other flags than it was started with (a recipe
-edited since) is refused before anything runs. Stages shared by recipes (MARDM's AE under SiT and DDPM, MoMask's RVQ)
-are trained once. ``--launch`` prefixes the training stages (``accelerate launch ...``, ``torchrun ...``); evaluations
-run in one process.
+and a stage recorded as finished with the same settings in ``state.json`` (the script, its flags and the values of its
+``--config`` preset: not the interpreter or launcher, nor how a path is spelled) is skipped unless a stage before it ran
+in the same call (a run deleted to train it afresh is evaluated afresh too) or left another output than the one whose
+SHA-256 was recorded (a run trained further by hand is kept, and what follows it runs again: a training after it whose
+run was trained on the former version is refused before anything runs, to be moved or deleted and trained afresh on the
+new one), so after a failure or a kill the same command goes on where it stopped (``--rerun`` runs the recipe's stages
+again even when recorded as finished: training continues its run and evaluation reuses its replications, so only what is
+missing is computed; the data and the evaluator, once present, are kept). A run that would be continued with other flags
+or preset values than it was started with (a recipe or its preset edited since) is refused before anything runs. Stages
+shared by recipes (MARDM's AE under SiT and DDPM, MoMask's RVQ) are trained once. ``--launch`` prefixes the training
+stages (``accelerate launch ...``, ``torchrun ...``); evaluations run in one process.
 
 ``--quick`` runs the recipe's tiny counterpart on the synthetic dataset (made under ``dataset/Synthetic`` if it is
 missing, with a small evaluator trained for it): a few minutes on a CPU, to check the chain before a paper run. A paper

@@ -153,6 +153,37 @@ def test_a_run_is_not_continued_with_other_settings(tmp_path, monkeypatch, capsy
         reproduce.main(argv)
 
 
+def test_a_preset_edited_since_is_another_setting(tmp_path, monkeypatch, capsys):
+    """A recipe's --config preset edited after its run was trained changes what the stage runs with as a flag does:
+    the stage is not skipped as done, and continuing it is refused, naming the key with both values and the file; a
+    state.json of an earlier version, without the preset's values, is not refused for it."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    preset = tmp_path / "tiny_vq.yaml"
+    preset.write_text("lr: 1.0e-3\nmilestones: [250]\n")
+    _with_tokenizer_flags(monkeypatch, "--config", str(preset))
+    reproduce.main(argv)
+    state_path = tmp_path / "ck" / "synthetic" / "reproduce" / "two" / "state.json"
+    preset.write_text("lr: 0.05\nmilestones: [250]\nseed: 3\n")
+    log.write_text("")
+    with pytest.raises(SystemExit, match=rf"stage tokenizer was trained with other settings than this call's \(lr "
+                                         rf"0\.001 -> 0\.05 in {preset}; seed \(not set\) -> 3 in {preset}; "
+                                         rf"recorded in {state_path}\)"):
+        reproduce.main(argv)
+    assert _scripts(log) == []
+    capsys.readouterr()
+    reproduce.main([*argv, "--dry_run"])
+    printed = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("# WARNING: ") and "lr 0.001 -> 0.05" in line for line in printed)
+    assert not any(line.startswith("# done, skipped: ") and "train_vq.py" in line for line in printed)
+
+    state = json.loads(state_path.read_text())
+    for entry in state["stages"].values():
+        entry.pop("preset", None)
+    state_path.write_text(json.dumps(state))
+    assert [s["status"] for s in reproduce.main(argv)["stages"]][1:] == ["skipped (done)", "skipped (done)"]
+    assert _scripts(log) == []
+
+
 def test_another_interpreter_or_path_spelling_is_not_another_setting(tmp_path, monkeypatch):
     """The interpreter (--python), the launcher (--launch) and a folder named by another path run the same stages:
     a finished recipe stays finished."""

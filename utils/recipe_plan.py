@@ -20,6 +20,7 @@ import shlex
 from dataclasses import dataclass, replace
 from typing import Any
 
+from options.config import ConfigError, config_to_dict, load_config, resolve_config_path
 from utils.assets import MISSING, check_clip, check_dataset, check_evaluator
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from utils.checkpoint_users import find_kept_copy, kept_copy_path
@@ -218,9 +219,10 @@ def _evaluator_file(path: str, cwd: str | None) -> str:
 
 def changed_flags(step: Step, previous: dict[str, Any]) -> list[str]:
     """The flags of the command recorded in ``previous`` (the step's entry in ``state.json``) that differ from the
-    planned command's, each as ``--flag old -> new``: what the stage runs with. The interpreter and launcher before
-    the script (``--python``, ``--launch``) do not count, nor the spelling of a path; a recorded command that does not
-    run the step's script differs as a whole."""
+    planned command's, each as ``--flag old -> new``, then the keys of its ``--config`` preset edited since
+    (``_changed_preset``): what the stage runs with. The interpreter and launcher before the script (``--python``,
+    ``--launch``) do not count, nor the spelling of a path; a recorded command that does not run the step's script
+    differs as a whole."""
     if not previous.get("command"):
         return []
     now = _script_flags(step.argv, step.script)
@@ -234,7 +236,39 @@ def changed_flags(step: Step, previous: dict[str, Any]) -> list[str]:
 
     return [f"{flag} {shown(was.get(flag))} -> {shown(now.get(flag))}" for flag in {**was, **now}
             if was.get(flag) is None or now.get(flag) is None or len(was[flag]) != len(now[flag])
-            or not all(_same_flag(flag, a, was_cwd, b) for a, b in zip(was[flag], now[flag]))]
+            or not all(_same_flag(flag, a, was_cwd, b) for a, b in zip(was[flag], now[flag]))] + _changed_preset(
+        step, previous)
+
+
+def _preset(step: Step) -> dict[str, Any] | None:
+    """The ``--config`` preset of ``step``'s command as its script reads it (``{"file", "values"}``: the file found
+    as ``resolve_config_path`` finds it, and its keys with their values); None without one, or for one that cannot be
+    read (the stage names the error)."""
+    config = (_script_flags(step.argv, step.script) or {}).get("--config")
+    if not config:
+        return None
+    path = resolve_config_path(config[-1])
+    try:
+        return {"file": path, "values": config_to_dict(load_config(path))}
+    except ConfigError:
+        return None
+
+
+def _changed_preset(step: Step, previous: dict[str, Any]) -> list[str]:
+    """The keys of the step's preset whose values differ from those recorded in ``previous``, each as ``key old ->
+    new in <file>``: a preset edited since changes what the stage runs with as a flag does. A record without the
+    preset's values (a ``state.json`` of an earlier version) cannot tell, nor a command without a preset now (the
+    ``--config`` flag's own change says so)."""
+    was, now = previous.get("preset"), _preset(step)
+    if not isinstance(was, dict) or not isinstance(was.get("values"), dict) or now is None:
+        return []
+
+    def shown(values: dict[str, Any], key: str) -> str:
+        return "(not set)" if key not in values else json.dumps(values[key])
+
+    old, new = was["values"], now["values"]
+    return [f"{key} {shown(old, key)} -> {shown(new, key)} in {now['file']}" for key in {**old, **new}
+            if key not in old or key not in new or old[key] != new[key]]
 
 
 @dataclass(frozen=True)
@@ -277,9 +311,11 @@ def finished(step: Step, seconds: float | None) -> dict[str, Any]:
 
 
 def started(step: Step) -> dict[str, Any]:
-    """The ``state.json`` entry of a training ``step`` that starts: the settings its run is trained with from now on,
-    which a later call may not continue it with others (``changed_runs``)."""
-    return {"command": command(step), "status": "started", "cwd": os.getcwd()}
+    """The ``state.json`` entry of a training ``step`` that starts: the settings its run is trained with from now on
+    (its command, and the values of its ``--config`` preset), which a later call may not continue it with others
+    (``changed_runs``)."""
+    preset = _preset(step)
+    return {"command": command(step), "status": "started", "cwd": os.getcwd(), **({"preset": preset} if preset else {})}
 
 
 def changed_runs(steps: list[Step], done: dict[str, Any], state_path: str) -> list[str]:
@@ -346,7 +382,8 @@ def stale_parents(steps: list[Step]) -> list[str]:
 
 
 def read_state(path: str) -> dict[str, Any]:
-    """``state.json`` as written (``{"stages": {name: {"command", "status", "cwd", "seconds", "output", "sha256"}}}``,
+    """``state.json`` as written (``{"stages": {name: {"command", "status", "cwd", "preset", "seconds", "output",
+    "sha256"}}}``, ``preset`` with the file and values of the command's ``--config``,
     status "done" or, for a training that started and did not finish, "started"), or ``{}`` when it is missing or
     cannot be read."""
     if not os.path.isfile(path):

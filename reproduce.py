@@ -214,8 +214,9 @@ def _run_steps(steps: list[Step], state: dict[str, Any], state_path: str,
         # A stage that starts is no longer finished, however this run of it ends (a failure, a kill): the next call
         # must continue it rather than skip it on an earlier call's record. A training's record keeps the command it
         # starts with, which its run is trained with from now on.
+        begun = started(step)
         if step.training:
-            done[step.name] = started(step)
+            done[step.name] = begun
             write_report_json(state, state_path)
         elif done.pop(step.name, None) is not None:
             write_report_json(state, state_path)
@@ -229,7 +230,7 @@ def _run_steps(steps: list[Step], state: dict[str, Any], state_path: str,
             failure = (step, code)
             break
         record["status"] = "done"
-        done[step.name] = finished(step, record["seconds"])
+        done[step.name] = finished(step, record["seconds"], begun)
         write_report_json(state, state_path)
     for step in steps[len(records):]:
         records.append({"name": step.name, "command": command(step), "seconds": None, "status": "not run"})

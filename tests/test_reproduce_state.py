@@ -184,6 +184,45 @@ def test_a_preset_edited_since_is_another_setting(tmp_path, monkeypatch, capsys)
     assert _scripts(log) == []
 
 
+def test_a_preset_key_the_command_sets_itself_is_not_compared(tmp_path):
+    """A preset key that the stage's own flags set (then or now) is not read from the preset: editing it there changes
+    nothing the stage runs with, and refused the reruns of every recipe that passes the flag."""
+    from utils.recipe_plan import Step, changed_flags, started
+
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text("lr: 1.0e-3\nmax_iters: 300\n")
+    argv = ["python", "train_vq.py", "--config", str(preset), "--max_iters", "300"]
+    step = Step("tokenizer", argv, "x", "train_vq.py", training=True)
+    record = started(step)
+    preset.write_text("lr: 1.0e-3\nmax_iters: 400\n")
+    assert changed_flags(step, record) == []
+    preset.write_text("lr: 2.0e-3\nmax_iters: 400\n")
+    assert changed_flags(step, record) == [f"lr 0.001 -> 0.002 in {preset}"]
+
+
+def test_a_finished_record_keeps_the_preset_read_when_the_stage_started(tmp_path, monkeypatch):
+    """A preset edited while its stage ran was not read by it: the record keeps the values of the start, so the next
+    call refuses the edited preset rather than skipping the stage as done with it."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    preset = tmp_path / "tiny_vq.yaml"
+    preset.write_text("lr: 1.0e-3\n")
+    _with_tokenizer_flags(monkeypatch, "--config", str(preset))
+    run_stage = reproduce._run_stage
+
+    def edited_while_running(stage_argv):
+        code = run_stage(stage_argv)
+        preset.write_text("lr: 2.0e-3\n")
+        return code
+
+    monkeypatch.setattr(reproduce, "_run_stage", edited_while_running)
+    reproduce.main(argv)
+    state = json.loads((tmp_path / "ck" / "synthetic" / "reproduce" / "two" / "state.json").read_text())
+    assert state["stages"]["tokenizer"]["preset"]["values"] == {"lr": 0.001}
+    monkeypatch.setattr(reproduce, "_run_stage", run_stage)
+    with pytest.raises(SystemExit, match="lr 0.001 -> 0.002"):
+        reproduce.main(argv)
+
+
 def test_another_interpreter_or_path_spelling_is_not_another_setting(tmp_path, monkeypatch):
     """The interpreter (--python), the launcher (--launch) and a folder named by another path run the same stages:
     a finished recipe stays finished."""
@@ -235,6 +274,11 @@ def test_a_record_without_its_working_directory_accepts_its_paths_spelled_otherw
     assert changed_flags(step, record) == []
     step = Step("tokenizer", [*now, "--lr", "2e-4"], "x", "train_vq.py", training=True)
     assert changed_flags(step, record) == ["--lr 1e-4 -> 2e-4"]
+    # Run again where the record's relative folder exists: read from here, so another folder is another value.
+    (tmp_path / "dataset" / "Synthetic").mkdir(parents=True)
+    step = Step("tokenizer", [*now, "--lr", "1e-4"], "x", "train_vq.py", training=True)
+    assert changed_flags(step, record) == [f"--data_root dataset/Synthetic -> {repo / 'dataset' / 'Synthetic'}"]
+    step = Step("tokenizer", [*now, "--lr", "2e-4"], "x", "train_vq.py", training=True)
     # With its working directory recorded, the record's paths are read from there.
     assert changed_flags(step, {**record, "cwd": str(tmp_path)}) == [
         f"--checkpoints_dir checkpoints -> {repo / 'checkpoints'}",

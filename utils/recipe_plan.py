@@ -187,11 +187,12 @@ def _script_flags(argv: list[str], script: str) -> dict[str, tuple[str, ...]] | 
 def _same_value(was: str, was_cwd: str | None, now: str) -> bool:
     """Whether a flag's value recorded by a call run in ``was_cwd`` is ``now``'s: the same text, or the same path
     spelled otherwise (relative to another working directory, through a link). A record without its working directory
-    (``was_cwd`` None: a ``state.json`` of an earlier version) read its relative paths from a folder not known, so such
-    a path is the same as any path that ends with it (``checkpoints`` as ``/work/checkpoints``)."""
+    (``was_cwd`` None: a ``state.json`` of an earlier version) read its relative paths from a folder not known: one
+    that exists here is read from here (the call run again in the same folder), and one that does not is the same as
+    any path that ends with it (``checkpoints`` as ``/work/checkpoints``, the call run from another folder)."""
     if was == now:
         return True
-    if was_cwd is not None or os.path.isabs(was):
+    if was_cwd is not None or os.path.isabs(was) or os.path.exists(was):
         return os.path.realpath(os.path.join(was_cwd or "", was)) == os.path.realpath(now)
     tail = os.path.normpath(was).split(os.sep)
     while tail and tail[0] in (os.curdir, os.pardir):
@@ -266,9 +267,12 @@ def _changed_preset(step: Step, previous: dict[str, Any]) -> list[str]:
     def shown(values: dict[str, Any], key: str) -> str:
         return "(not set)" if key not in values else json.dumps(values[key])
 
+    # A key the command sets by its own flag, then or now, is not read from the preset (the flag's change says so).
+    typed = {flag[2:] for argv in (step.argv, shlex.split(previous.get("command") or ""))
+             for flag in _script_flags(argv, step.script) or {} if flag.startswith("--")}
     old, new = was["values"], now["values"]
     return [f"{key} {shown(old, key)} -> {shown(new, key)} in {now['file']}" for key in {**old, **new}
-            if key not in old or key not in new or old[key] != new[key]]
+            if key not in typed and (key not in old or key not in new or old[key] != new[key])]
 
 
 @dataclass(frozen=True)
@@ -302,11 +306,12 @@ def output_check(step: Step, previous: dict[str, Any]) -> OutputCheck:
     return OutputCheck(path, sha256, changed)
 
 
-def finished(step: Step, seconds: float | None) -> dict[str, Any]:
+def finished(step: Step, seconds: float | None, begun: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``state.json`` entry of ``step`` once finished: its command (and the working directory its relative paths
-    are read from), time, output file and the output's SHA-256."""
+    are read from) and preset values as ``begun`` (``started``'s entry, taken when it started: a preset edited while
+    it ran was not read) has them, time, output file and the output's SHA-256."""
     path = step.output_file()
-    return {**started(step), "status": "done", "seconds": seconds, "output": path,
+    return {**(begun or started(step)), "status": "done", "seconds": seconds, "output": path,
             "sha256": file_sha256(path) if path else None}
 
 

@@ -26,8 +26,12 @@ open({started!r}, "w").close()
 time.sleep(60)
 """
 
-# reproduce.py run as from the shell, on a one-stage recipe added to the recipe table.
-DRIVER = """import runpy, sys
+# reproduce.py run as from the shell, on a one-stage recipe added to the recipe table, with SIGINT as a terminal gives
+# it: the test process may have been started with SIGINT ignored (a shell without job control starts its background
+# commands so, a CI job's say), which Python and every process it starts would keep.
+DRIVER = """import runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGINT}})
 sys.path.insert(0, {repo!r})
 from utils.recipes import RECIPES, Recipe, Stage
 RECIPES["one"] = Recipe("one", "one training stage", "none", ("synthetic",), (Stage("tokenizer", "train_vq.py", "r",

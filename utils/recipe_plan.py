@@ -388,9 +388,8 @@ def stale_parents(steps: list[Step]) -> list[str]:
 
 def read_state(path: str) -> dict[str, Any]:
     """``state.json`` as written (``{"stages": {name: {"command", "status", "cwd", "preset", "seconds", "output",
-    "sha256"}}}``, ``preset`` with the file and values of the command's ``--config``,
-    status "done" or, for a training that started and did not finish, "started"), or ``{}`` when it is missing or
-    cannot be read."""
+    "sha256"}}}``: ``preset`` the file and values of the command's ``--config``, ``status`` "done", or "started" for a
+    training that started and did not finish), or ``{}`` when it is missing or cannot be read."""
     if not os.path.isfile(path):
         return {}
     try:

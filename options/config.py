@@ -481,6 +481,11 @@ def fraction_below_one(text: str) -> float:
     return _checked_number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+def probability(text: str) -> float:
+    """Flag type: a number in [0, 1] (the probability of dropping trailing residual layers, which may be 1)."""
+    return _checked_number(text, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
 def seed_int(text: str) -> int:
     """Flag type: a whole number in [0, 2^64), the seeds torch takes that numpy's seed sequences take too. Read
     exactly, not through a float (3407 and 2^64 - 1 alike)."""
@@ -505,7 +510,7 @@ def decay_or_none(text: str) -> float | None:
 _TYPE_WORDS: dict[Any, str] = {None: "a text value", str: "a text value", int: "an integer", float: "a number",
                                positive_int: "a whole number >= 1", non_negative_int: "a whole number >= 0",
                                positive_float: "a finite number > 0", non_negative_float: "a finite number >= 0",
-                               fraction_below_one: "a number in [0, 1)",
+                               fraction_below_one: "a number in [0, 1)", probability: "a number in [0, 1]",
                                decay_or_none: "a number in [0, 1), or none", seed_int: "a whole number in [0, 2^64)"}
 
 

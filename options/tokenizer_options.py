@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from options.base_options import get_base_parser
-from options.config import fraction_below_one, non_negative_float, non_negative_int, positive_int
+from options.config import (
+    fraction_below_one,
+    int_at_least,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 RECONS_LOSSES = ("l1_smooth", "l1", "mse")
 WINDOW_EPOCHS = ("random", "all")  # training window modes of utils.datasets.MotionWindowDataset
@@ -14,16 +22,16 @@ DEFAULT_COMMIT = 0.02  # T2M-GPT / MoMask
 
 def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("tokenizer data and loss")
-    data.add_argument("--window_size", type=int, default=None,
+    data.add_argument("--window_size", type=positive_int, default=None,
                       help="frames per training window (default: the dataset spec's, 64 for HumanML3D)")
     data.add_argument("--window_mode", type=str, default="random", choices=WINDOW_EPOCHS,
                       help="what an --epoch is: random = one random window per clip (T2M-GPT / MotionMillion); all = "
                            "every window at --window_stride (MoMask / MARDM with stride 1: about 80x more steps per "
                            "epoch on HumanML3D)")
-    data.add_argument("--window_stride", type=int, default=1,
+    data.add_argument("--window_stride", type=positive_int, default=1,
                       help="frames between the starts of consecutive windows of a clip with --window_mode all "
                            "(an error with --window_mode random)")
-    data.add_argument("--feat_bias", type=float, default=1.0,
+    data.add_argument("--feat_bias", type=positive_float, default=1.0,
                       help="divide the std of the root and foot-contact feature groups by this before training, so "
                            "those dims weigh more in the loss; 1 uses the dataset's Mean/Std (MARDM, MotionMillion; "
                            "the only value for datasets without those groups, BEAT-X). "
@@ -50,15 +58,15 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
 
     arch = parser.add_argument_group("architecture overrides (default: the registry entry's values)")
     arch.add_argument("--width", type=positive_int, default=None, help="conv channels of encoder and decoder")
-    arch.add_argument("--depth", type=int, default=None, help="residual blocks per resolution")
-    arch.add_argument("--down_t", type=int, default=None, help="number of stride-2 temporal downsamplings")
-    arch.add_argument("--dilation_growth_rate", type=int, default=None, help="dilation growth in Resnet1D")
+    arch.add_argument("--depth", type=positive_int, default=None, help="residual blocks per resolution")
+    arch.add_argument("--down_t", type=non_negative_int, default=None, help="number of stride-2 temporal downsamplings")
+    arch.add_argument("--dilation_growth_rate", type=positive_int, default=None, help="dilation growth in Resnet1D")
     arch.add_argument("--output_emb_width", type=positive_int, default=None, help="latent width of the continuous AE")
     arch.add_argument("--code_dim", type=positive_int, default=None,
                       help="width of code vectors / latent before the FSQ or LFQ")
-    arch.add_argument("--nb_code", type=int, default=None,
+    arch.add_argument("--nb_code", type=positive_int, default=None,
                       help="codebook size of VQ codebooks; LFQ: a power of 2, K = 2^d for d signs per token")
-    arch.add_argument("--levels", type=int, nargs="+", default=None, help="FSQ levels per dimension")
+    arch.add_argument("--levels", type=int_at_least(2), nargs="+", default=None, help="FSQ levels per dimension")
     arch.add_argument("--entropy_loss_weight", type=non_negative_float, default=None,
                       help="LFQ: weight of the entropy penalty (per-token entropy minus --diversity_gamma times the "
                            "entropy of the batch-mean assignment; default 0.1, MAGVIT-v2)")
@@ -66,7 +74,7 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                       help="LFQ: weight of the batch (codebook) entropy inside the penalty (default 1)")
     arch.add_argument("--commitment_loss_weight", type=non_negative_float, default=None,
                       help="LFQ: weight of mse(pre-quantization value, sg(sign code)) (default 0)")
-    arch.add_argument("--inv_temperature", type=float, default=None,
+    arch.add_argument("--inv_temperature", type=positive_float, default=None,
                       help="LFQ: inverse temperature of the soft assignment the entropy penalty reads (default 100, "
                            "vector-quantize-pytorch's)")
     arch.add_argument("--mu", type=fraction_below_one, default=None,
@@ -111,9 +119,9 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
                              "conditional part-aware RVQ-VAE.")
     parser.add_argument("--model", type=str, default=None, choices=sorted({**VQ_MODELS, **PART_AWARE_MODELS}),
                         help="tokenizer registry entry (default: VQVAE when --num_quantizers is 1, else RVQVAE)")
-    parser.add_argument("--num_quantizers", type=int, default=None,
+    parser.add_argument("--num_quantizers", type=positive_int, default=None,
                         help="residual layers Q (1 without --model: T2M-GPT's VQ-VAE)")
-    parser.add_argument("--quantize_dropout_prob", type=float, default=None,
+    parser.add_argument("--quantize_dropout_prob", type=probability, default=None,
                         help="probability of dropping trailing residual layers in training (MoMask 0.2)")
     parser.add_argument("--shared_codebook", action=argparse.BooleanOptionalAction, default=None,
                         help="one codebook shared by all residual layers")
@@ -124,8 +132,9 @@ def get_train_vq_parser() -> argparse.ArgumentParser:
                              "the tokenizer's input width is the part's feature count (not with the part-aware "
                              "models, which split the whole vector themselves)")
     part_aware = parser.add_argument_group("conditional part-aware RVQ-VAE (--model PartAwareRVQ*)")
-    part_aware.add_argument("--per_part_dim", type=int, default=None, help="width of each part token")
-    part_aware.add_argument("--spatial_layers", type=int, default=None, help="layers of the spatial transformer")
+    part_aware.add_argument("--per_part_dim", type=positive_int, default=None, help="width of each part token")
+    part_aware.add_argument("--spatial_layers", type=positive_int, default=None,
+                            help="layers of the spatial transformer")
     part_aware.add_argument("--conditions", type=str, nargs="*", default=[],
                             help="condition names read from <data_root>/conditions.json (e.g. species gender)")
     part_aware.add_argument("--cond_drop_prob", type=fraction_below_one, default=0.1,

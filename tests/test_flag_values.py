@@ -166,6 +166,21 @@ def test_ema_decay_none_turns_the_ema_off_from_the_command_line_and_a_decay_outs
     # learning rate") naming no flag, after the data had loaded.
     ("options.tokenizer_options", "get_train_ae_parser", "--lr", "0", "a finite number > 0"),
     ("options.generator_options", "get_train_mardm_parser", "--lr", "-0.0001", "a finite number > 0"),
+    # Tokenizer sizes and windows: refused after the data had loaded, naming the constructor's argument
+    # (``codebook_size`` for --nb_code, ``stride 0`` for a --window_size 0 given with the default stride).
+    ("options.tokenizer_options", "get_train_vq_parser", "--nb_code", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--num_quantizers", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--quantize_dropout_prob", "1.5", "a number in [0, 1]"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--depth", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--down_t", "-1", "a whole number >= 0"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--dilation_growth_rate", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--levels", "1", "a whole number >= 2"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--inv_temperature", "-100", "a finite number > 0"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--window_size", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--window_stride", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--feat_bias", "0", "a finite number > 0"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--per_part_dim", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--spatial_layers", "0", "a whole number >= 1"),
 ])
 def test_values_out_of_range_are_refused_while_the_flags_are_read(module, parser, flag, value, expected, capsys):
     """They failed when the model was built, after the tokenizer, text encoder and data had loaded, or trained
@@ -176,3 +191,18 @@ def test_values_out_of_range_are_refused_while_the_flags_are_read(module, parser
     with pytest.raises(SystemExit):
         parse_with_config(get_parser(), ["--name", "p", flag, value])
     assert f"argument {flag}: expected {expected}, got '{value}'" in capsys.readouterr().err
+
+
+def test_tokenizer_size_flags_in_a_preset_and_their_boundaries(tmp_path):
+    # MoMask's quantizer dropout may drop every trailing layer (probability 1); FSQ levels start at 2; down_t 0 keeps
+    # the frame rate.
+    from options.tokenizer_options import get_train_ae_parser, get_train_vq_parser
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nb_code: 0\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*nb_code.*expected a whole number >= 1, got '0'"):
+        load_preset(get_train_vq_parser(), str(bad))
+    args = parse_with_config(get_train_vq_parser(), ["--name", "p", "--quantize_dropout_prob", "1", "--down_t", "0"])
+    assert (args.quantize_dropout_prob, args.down_t) == (1.0, 0)
+    args = parse_with_config(get_train_ae_parser(), ["--name", "p", "--levels", "8", "5", "2", "--feat_bias", "25"])
+    assert (args.levels, args.feat_bias) == ([8, 5, 2], 25.0)

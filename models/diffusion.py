@@ -364,7 +364,7 @@ class FlowMatching:
     """SiT linear-path flow matching: x_t = t*x1 + (1-t)*x0, x0 ~ N(0, I), velocity target x1 - x0, t ~ U(0, 1).
 
     Args:
-        solver: "dopri5" (adaptive; MARDM's choice), "euler" or "heun" (fixed ``num_steps``).
+        solver: "dopri5" (adaptive, stepping as torchdiffeq's; MARDM's choice), "euler" or "heun" (fixed ``num_steps``).
         num_steps: steps of the fixed-step solvers (dopri5 chooses its own).
         atol, rtol: dopri5 tolerances (MARDM: 1e-6, 1e-3).
         max_steps: dopri5 guard against a step size that collapses.

@@ -13,9 +13,12 @@ import argparse
 from options.config import (
     DefaultsHelpFormatter,
     allow_null,
+    clip_norm,
     decay_or_none,
+    non_negative_float,
     non_negative_int,
     positive_float,
+    positive_int,
     seed_int,
 )
 from utils.dataset_specs import dataset_names
@@ -58,13 +61,14 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
                        help="passes over the training set (used when --max_iters is not given; typed on the command "
                             "line, it replaces a --config preset's max_iters)")
     optim.add_argument("--lr", type=positive_float, default=2e-4, help="base learning rate (AdamW)")
-    optim.add_argument("--warm_up_iter", type=int, default=2000,
+    optim.add_argument("--warm_up_iter", type=non_negative_int, default=2000,
                        help="steps of linear learning-rate warm-up from 0 to --lr")
-    optim.add_argument("--milestones", type=int, nargs="+", default=[150_000, 250_000],
+    optim.add_argument("--milestones", type=non_negative_int, nargs="+", default=[150_000, 250_000],
                        help="global steps at which the learning rate is multiplied by --lr_decay")
-    optim.add_argument("--lr_decay", type=float, default=0.1, help="learning-rate factor applied at each milestone")
-    optim.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay")
-    optim.add_argument("--grad_clip", type=float, default=0.0,
+    optim.add_argument("--lr_decay", type=non_negative_float, default=0.1,
+                       help="learning-rate factor applied at each milestone")
+    optim.add_argument("--weight_decay", type=non_negative_float, default=0.0, help="AdamW weight decay")
+    optim.add_argument("--grad_clip", type=clip_norm, default=0.0,
                        help="clip the global gradient norm to this value (0 turns clipping off)")
     ema_decay = optim.add_argument("--ema_decay", type=decay_or_none, default=None,
                                    help="keep an EMA of the weights with this decay in [0, 1) (e.g. 0.9999), used for "
@@ -73,10 +77,11 @@ def get_base_parser(description: str | None = None) -> argparse.ArgumentParser:
     allow_null(ema_decay)  # the one flag whose null is a setting where its default is a value
 
     cadence = parser.add_argument_group("logging and evaluation")
-    cadence.add_argument("--log_every", type=int, default=10, help="steps between log lines and TensorBoard points")
-    cadence.add_argument("--eval_every", type=int, default=0,
+    cadence.add_argument("--log_every", type=positive_int, default=10,
+                         help="steps between log lines and TensorBoard points")
+    cadence.add_argument("--eval_every", type=non_negative_int, default=0,
                          help="steps between validations (0: once per epoch)")
-    cadence.add_argument("--save_every", type=int, default=500,
+    cadence.add_argument("--save_every", type=non_negative_int, default=500,
                          help="steps between writes of model/latest.tar (0: once per epoch); always at the end")
     cadence.add_argument("--need_evaluation", action=argparse.BooleanOptionalAction, default=False,
                          help="run the evaluator-based validation (FID etc.) during training")

@@ -475,6 +475,12 @@ def non_negative_float(text: str) -> float:
     return _checked_number(text, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 
 
+def clip_norm(text: str) -> float:
+    """Flag type: a number >= 0 or inf (a gradient-norm clip: 0 turns it off, inf measures the norm without
+    clipping)."""
+    return _checked_number(text, lambda v: v >= 0, "a number >= 0 (0: off)")
+
+
 def fraction_below_one(text: str) -> float:
     """Flag type: a number in [0, 1) (the share of logits a top-k filter drops; dropout and condition-dropout
     probabilities, label smoothing)."""
@@ -511,6 +517,7 @@ _TYPE_WORDS: dict[Any, str] = {None: "a text value", str: "a text value", int: "
                                positive_int: "a whole number >= 1", non_negative_int: "a whole number >= 0",
                                positive_float: "a finite number > 0", non_negative_float: "a finite number >= 0",
                                fraction_below_one: "a number in [0, 1)", probability: "a number in [0, 1]",
+                               clip_norm: "a number >= 0 (0: off)",
                                decay_or_none: "a number in [0, 1), or none", seed_int: "a whole number in [0, 2^64)"}
 
 

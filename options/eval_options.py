@@ -12,7 +12,14 @@ import torch
 from models.evaluator import EVALUATOR_SIZES
 from models.tokenizers import TOKENIZERS
 from options.base_options import get_base_parser
-from options.config import DefaultsHelpFormatter, add_off_switch, non_negative_int, positive_int, seed_int
+from options.config import (
+    DefaultsHelpFormatter,
+    add_off_switch,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    seed_int,
+)
 from utils.dataset_specs import dataset_names
 from utils.eval_protocol import DEFAULT_REPLICATIONS, DEFAULT_SEED
 from utils.paths import project_path
@@ -73,20 +80,21 @@ def get_train_evaluator_parser() -> argparse.ArgumentParser:
                        help="layer widths: official (the released 512/1024), small, tiny (tests)")
     group.add_argument("--glove_dir", type=str, default=None,
                        help="GloVe folder (our_vab_*); when absent, a vocabulary is learned from the train captions")
-    group.add_argument("--dim_word", type=int, default=None,
+    group.add_argument("--dim_word", type=positive_int, default=None,
                        help="width of a learned word embedding (default 300 for official sizes, else smaller); "
                             "with --glove_dir the vectors set it, and another value is an error")
     group.add_argument("--val_split", type=str, default="val", help="split for the validation loss / R-precision")
-    group.add_argument("--margin", type=float, default=10.0, help="contrastive margin for negative pairs")
+    group.add_argument("--margin", type=non_negative_float, default=10.0, help="contrastive margin for negative pairs")
     group.add_argument("--neg_shift", type=str, default="nonzero", choices=NEG_SHIFTS,
                        help="negatives are the batch shifted by a random amount: 'nonzero' draws it from [1, B-1]; "
                             "'reference' from [0, B-2] like Guo et al. (a shift of 0 makes negatives positives)")
     pre = parser.add_argument_group("movement-encoder pretraining (Guo et al.'s Decomp stage)")
-    pre.add_argument("--pretrain_iters", type=int, default=None,
+    pre.add_argument("--pretrain_iters", type=non_negative_int, default=None,
                      help="steps of movement encoder + decoder training (default 5 epochs of windows; 0 skips it)")
     pre.add_argument("--pretrain_window", type=int, default=24, help="frames per pretraining window (multiple of 4)")
-    pre.add_argument("--lambda_sparsity", type=float, default=0.001, help="weight of mean |movement latent|")
-    pre.add_argument("--lambda_smooth", type=float, default=0.001,
+    pre.add_argument("--lambda_sparsity", type=non_negative_float, default=0.001,
+                     help="weight of mean |movement latent|")
+    pre.add_argument("--lambda_smooth", type=non_negative_float, default=0.001,
                      help="weight of the L1 difference of consecutive movement latents")
     return parser
 

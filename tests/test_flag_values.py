@@ -181,6 +181,25 @@ def test_ema_decay_none_turns_the_ema_off_from_the_command_line_and_a_decay_outs
     ("options.tokenizer_options", "get_train_vq_parser", "--feat_bias", "0", "a finite number > 0"),
     ("options.tokenizer_options", "get_train_vq_parser", "--per_part_dim", "0", "a whole number >= 1"),
     ("options.tokenizer_options", "get_train_vq_parser", "--spatial_layers", "0", "a whole number >= 1"),
+    # Every stage's schedule and cadence: a negative milestone decayed the learning rate from the first step without a
+    # word; the others failed after the data loaded, in the engine's or AdamW's words.
+    ("options.tokenizer_options", "get_train_vq_parser", "--milestones", "-5", "a whole number >= 0"),
+    ("options.generator_options", "get_train_mardm_parser", "--warm_up_iter", "-1", "a whole number >= 0"),
+    ("options.token_generator_options", "get_train_t2m_transformer_parser", "--lr_decay", "-0.1",
+     "a finite number >= 0"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--weight_decay", "-1", "a finite number >= 0"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--grad_clip", "-1", "a number >= 0 (0: off)"),
+    ("options.generator_options", "get_train_mardm_parser", "--log_every", "0", "a whole number >= 1"),
+    ("options.tokenizer_options", "get_train_vq_parser", "--eval_every", "-1", "a whole number >= 0"),
+    ("options.token_generator_options", "get_train_res_transformer_parser", "--save_every", "-1",
+     "a whole number >= 0"),
+    # The evaluator's: a negative margin made every negative pair's loss 0 (no contrast at all), negative weights
+    # rewarded latents that jump; a 0-wide word embedding failed after the captions were read.
+    ("options.eval_options", "get_train_evaluator_parser", "--margin", "-10", "a finite number >= 0"),
+    ("options.eval_options", "get_train_evaluator_parser", "--lambda_smooth", "-0.001", "a finite number >= 0"),
+    ("options.eval_options", "get_train_evaluator_parser", "--lambda_sparsity", "-1", "a finite number >= 0"),
+    ("options.eval_options", "get_train_evaluator_parser", "--pretrain_iters", "-2", "a whole number >= 0"),
+    ("options.eval_options", "get_train_evaluator_parser", "--dim_word", "0", "a whole number >= 1"),
 ])
 def test_values_out_of_range_are_refused_while_the_flags_are_read(module, parser, flag, value, expected, capsys):
     """They failed when the model was built, after the tokenizer, text encoder and data had loaded, or trained

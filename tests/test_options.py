@@ -406,7 +406,7 @@ def test_a_number_flag_reads_a_plain_yaml_integer_as_typed(tmp_path):
     assert load_preset(get_base_parser(), path) == {"seed": 42, "max_iters": 100, "batch_size": 32,
                                                     "milestones": [100, 200], "warm_up_iter": 1000,
                                                     "grad_clip": math.inf, "lr": 2.0}
-    for text, message in [("warm_up_iter: 1:00\n", r"warm_up_iter: cannot read '1:00' as int"),
+    for text, message in [("warm_up_iter: 1:00\n", r"warm_up_iter: cannot read '1:00' as non_negative_int"),
                           ("lr: 0x10\n", r"lr: cannot read '0x10' as positive_float"),
                           ("lr: 1:30.5\n", r"lr: cannot read '1:30.5' as positive_float")]:
         with pytest.raises(ConfigError, match=message):
@@ -451,7 +451,7 @@ def test_null_is_refused_where_the_flag_has_a_value_by_default(tmp_path):
     for key, expected in (("batch_size", "an integer"), ("seed", "a whole number in [0, 2^64)"),
                           ("lr", "a finite number > 0"),
                           ("num_workers", "a whole number >= 0"), ("checkpoints_dir", "a text value"),
-                          ("milestones", "a list (an integer each)"),
+                          ("milestones", "a list (a whole number >= 0 each)"),
                           ("mixed_precision", "one of ['bf16', 'fp16', 'no']")):
         path = write(tmp_path, f"{key}: null\n", name=f"{key}.yaml")
         with pytest.raises(ConfigError, match=re.escape(f"{key}.yaml: {key}: expected {expected}, got null")):

@@ -290,7 +290,6 @@ def test_each_stage_trains_exactly_the_parameters_its_loss_reaches():
 @pytest.mark.parametrize("flag,value,expected", [
     ("--pretrain_window", "0", "--pretrain_window must be a positive multiple of 4"),
     ("--pretrain_window", "-8", "--pretrain_window must be a positive multiple of 4"),
-    ("--dim_word", "0", "dim_word must be >= 1, got 0"),
 ])
 def test_typed_zero_or_negative_sizes_are_refused(data_root, tmp_path, flag, value, expected):
     """A typed 0 is the user's value, not a blank: refused rather than replaced by a default."""

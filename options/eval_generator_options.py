@@ -217,10 +217,10 @@ def get_sample_parser() -> argparse.ArgumentParser:
                            "the spans from left to right (which may not share a token), and each repeat makes one "
                            "edited motion")
     edit.add_argument("--anchor_root", action=argparse.BooleanOptionalAction, default=False,
-                      help="keep the frames after each edited span where the source's stand: the span's root yaw and "
-                           "xz velocities are bent evenly so that its end meets the source as its tokens decode "
-                           "(HumanML3D and 67-dim "
-                           "features; the manifest gives the yaw and distance spread over each span)")
+                      help="keep the frames outside the edited spans where the source's stand: each span's root yaw "
+                           "and xz velocities are bent evenly so that its end meets the source as its tokens decode, "
+                           "and the unedited frames take the source's root velocities (HumanML3D and 67-dim features; "
+                           "the manifest gives the yaw and distance spread over each span)")
     seq = parser.add_argument_group("sequence (one long motion from the prompts in order)")
     seq.add_argument("--sequence", action=argparse.BooleanOptionalAction, default=False,
                      help="make one motion whose consecutive segments follow the prompts, in order (lengths per "

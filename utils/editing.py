@@ -326,13 +326,14 @@ def anchor_root(features: np.ndarray, target: np.ndarray, edited_frames: np.ndar
     """Bend the root of each edited span so that the motion after it stands where ``target``'s does.
 
     HumanML3D features store the root as velocities (yaw rate, xz step in the body's frame), so a regenerated span
-    that turns or travels differently from the source moves everything after it in the world. For every run of
-    ``edited_frames`` (T,) [a, b) followed by unedited frames, the yaw error at frame b is spread evenly over the yaw
-    velocities of rows a..b-1, then the xz error at frame b over their steps (each rotated into its frame's facing),
-    so frame b's root yaw and xz equal ``target``'s (T, D) and the frames after it, whose velocities are untouched,
-    follow the target's path. A span at the end has nothing after it and is left alone. Only the four root dims of
-    the span change. Returns the features (T, D) and one record per anchored span: frames, and the yaw (degrees) and
-    xz shift (metres, through ``metres_per_unit``) that were spread over it.
+    that turns or travels differently from the source moves everything after it in the world. The unedited rows take
+    ``target``'s (T, D) root yaw and xz velocities (the decoder reads the whole sequence, so it changes them a little
+    too, and their sum drifts); then for every run of ``edited_frames`` (T,) [a, b) followed by unedited frames, the
+    yaw error at frame b is spread evenly over the yaw velocities of rows a..b-1, then the xz error at frame b over
+    their steps (each rotated into its frame's facing), so frame b's root yaw and xz equal the target's and every
+    unedited frame stands where the target's does. A span at the end has nothing after it and is not bent. Only the
+    root yaw and xz velocity dims change. Returns the features (T, D) and one record per anchored span: frames, and
+    the yaw (degrees) and xz shift (metres, through ``metres_per_unit``) that were spread over it.
     """
     out = np.asarray(features, dtype=np.float64).copy()
     target = np.asarray(target, dtype=np.float64)
@@ -340,6 +341,7 @@ def anchor_root(features: np.ndarray, target: np.ndarray, edited_frames: np.ndar
     if out.ndim != 2 or target.shape != out.shape or edited.shape != out.shape[:1] or out.shape[1] < 4:
         raise ValueError(f"anchor_root: expected features and target (T, D >= 4) and edited_frames (T,), got "
                          f"{out.shape}, {target.shape} and {edited.shape}")
+    out[~edited, :3] = target[~edited, :3]
     target_angle = np.concatenate([[0.0], np.cumsum(target[:-1, 0])])
     _, target_pos = recover_root_rot_pos(target)
     records = []

@@ -247,10 +247,15 @@ def main_stats(cfg: argparse.Namespace) -> int:
     return 0
 
 
-def _output_file(out: str) -> str:
-    """``--out`` checked before any work: not a folder, and its folder made. Returns ``out``."""
+def _output_file(out: str, cfg: argparse.Namespace) -> str:
+    """``--out`` checked before any work: not a folder, not the input, not an existing file unless ``--overwrite``,
+    and its folder made. Returns ``out``."""
     if os.path.isdir(out):
         raise IsADirectoryError(errno.EISDIR, "--out is a folder; expected the path of the file to write", out)
+    if os.path.exists(out) and os.path.exists(cfg.input) and os.path.samefile(out, cfg.input):
+        raise ValueError(f"--out {out} is the input file; name another file to write")
+    if os.path.lexists(out) and not cfg.overwrite:
+        raise FileExistsError(errno.EEXIST, "--out exists; pass --overwrite to replace it", out)
     folder = os.path.dirname(os.path.abspath(out))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -264,7 +269,7 @@ def main_export_bvh(cfg: argparse.Namespace) -> int:
     from utils.dataset_specs import get_dataset_spec
     from utils.motion_files import read_joints
 
-    out = _output_file(cfg.out or os.path.splitext(cfg.input)[0] + ".bvh")
+    out = _output_file(cfg.out or os.path.splitext(cfg.input)[0] + ".bvh", cfg)
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     joints = read_joints(cfg.input, spec)
     fps = spec.fps if cfg.fps is None else cfg.fps  # only a flag left out means the dataset's rate
@@ -279,7 +284,7 @@ def main_export_smpl(cfg: argparse.Namespace) -> int:
     from utils.smpl_body import load_body_model
     from utils.smpl_export import check_smpl_skeleton, write_smpl
 
-    out = _output_file(cfg.out or os.path.splitext(cfg.input)[0] + "_smpl.npz")
+    out = _output_file(cfg.out or os.path.splitext(cfg.input)[0] + "_smpl.npz", cfg)
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     check_smpl_skeleton(spec, "--dataset_name")
     joints = read_joints(cfg.input, spec)

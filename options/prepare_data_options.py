@@ -105,6 +105,7 @@ def get_prepare_data_parser(description: str | None = None) -> argparse.Argument
                                  "sample.py's <stem>_features.npy")
     p.add_argument("--out", default=None,
                    help="output .bvh file, its folder made if missing (default: next to the input)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--dataset_name", default="t2m",
                    help="dataset whose skeleton the joints use and whose layout features have (default t2m)")
     p.add_argument("--data_root", default=None, help="dataset folder (default: the registered one)")
@@ -117,6 +118,7 @@ def get_prepare_data_parser(description: str | None = None) -> argparse.Argument
                                  "(T, D) such as sample.py's <stem>_features.npy")
     p.add_argument("--out", default=None,
                    help="output .npz file, its folder made if missing (default: <input>_smpl.npz next to the input)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--body_model", required=True, help="SMPL / SMPL-H / SMPL-X body model .npz (e.g. "
                    "smplh/neutral/model.npz); its joint count sets the width of poses")
     p.add_argument("--dataset_name", default="t2m", help="dataset whose skeleton (SMPL-22) the joints use and "

@@ -191,7 +191,7 @@ def test_prepare_data_bvh_and_export(tmp_path, capsys):
     assert np.abs(from_features - exported).max() < 1e-3
     with pytest.raises(ValueError, match="expected joint positions of shape"):
         np.save(joints_file, np.zeros((5, 21, 3)))
-        prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file)]))
+        prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file), "--overwrite"]))
     objects = tmp_path / "objects.npy"
     np.save(objects, np.array([{"joints": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match=r"objects\.npy: not a plain numeric \.npy"):
@@ -206,7 +206,7 @@ def test_prepare_data_bvh_and_export(tmp_path, capsys):
     bad_joints[2, 0] = np.inf
     np.save(joints_file, bad_joints)
     with pytest.raises(ValueError, match=f"{re.escape(str(joints_file))}: joints\\[2, 0\\].*expected finite"):
-        prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file)]))
+        prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file), "--overwrite"]))
     assert (tmp_path / "generated.bvh").read_text() == before
 
 

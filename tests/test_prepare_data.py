@@ -124,6 +124,27 @@ def test_export_refuses_an_out_that_is_a_folder_before_any_work(tmp_path, joints
     assert os.listdir(folder) == []
 
 
+@pytest.mark.parametrize("command", ["export_bvh", "export_smpl"])
+def test_export_keeps_an_existing_file_and_the_input(tmp_path, joints_file, command):
+    """An existing --out, the input itself among them, was replaced without a word (the input then held the BVH
+    text). Both are refused before any work; --overwrite replaces another file."""
+    body = [] if command == "export_bvh" else ["--body_model", str(tmp_path / "none.npz")]  # not read before
+    before = joints_file.read_bytes()
+    for flags in ([], ["--overwrite"]):
+        with pytest.raises(ValueError, match=rf"--out {re.escape(str(joints_file))} is the input file"):
+            prepare_data.main(prepare_data.parse_args([command, str(joints_file), "--out", str(joints_file),
+                                                       *body, *flags]))
+    assert joints_file.read_bytes() == before
+    taken = tmp_path / ("walk.bvh" if command == "export_bvh" else "walk_smpl.npz")
+    taken.write_text("an earlier export")
+    with pytest.raises(FileExistsError, match=r"--out exists; pass --overwrite to replace it.*walk"):
+        prepare_data.main(prepare_data.parse_args([command, str(joints_file), *body]))
+    assert taken.read_text() == "an earlier export"
+    if command == "export_bvh":
+        assert prepare_data.main(prepare_data.parse_args([command, str(joints_file), "--overwrite"])) == 0
+        assert taken.read_text().startswith("HIERARCHY")
+
+
 def test_export_bvh_makes_the_folder_of_out(tmp_path, joints_file):
     out = tmp_path / "exports" / "bvh" / "walk.bvh"
     assert prepare_data.main(prepare_data.parse_args(["export_bvh", str(joints_file), "--out", str(out)])) == 0

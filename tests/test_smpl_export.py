@@ -228,9 +228,9 @@ def test_prepare_data_export_smpl(body, tmp_path, synthetic_root, capsys):
     # The SMPL-22 datasets named are the registered ones with HumanML3D's chain, the synthetic one among them.
     with pytest.raises(ValueError, match=r"--dataset_name: dataset 'kit' has 21 joints .*order: t2m, t2m_67, "
                                          r"motionmillion, synthetic, BVH and AMASS imports\)$"):
-        export(str(joints_file), "--dataset_name", "kit")
+        export(str(joints_file), "--dataset_name", "kit", "--overwrite")
     with pytest.raises(FileNotFoundError, match=r"none\.npz: no such body model file"):
-        prepare_data.main(prepare_data.parse_args(["export_smpl", str(joints_file), "--body_model",
+        prepare_data.main(prepare_data.parse_args(["export_smpl", str(joints_file), "--overwrite", "--body_model",
                                                    str(tmp_path / "none.npz")]))
 
 

@@ -24,8 +24,9 @@ the file's rate, at most 30): a look at a mapping before a whole folder is impor
 Videos are MP4 when ffmpeg is installed and GIF otherwise (``--format auto``). Joints computed from features or BVH
 files are saved as ``<name>_joints.npy`` next to the video before rendering starts. Inputs that would write the same
 video (two ``x.npy`` from different folders with one ``--out``) are refused before anything is rendered, and so is a
-video that exists already, unless ``--overwrite`` is given: the video beside a sample's joints ``<stem>.npy`` is the
-one ``sample.py`` wrote, titled with its prompt and listed in its manifest (``--out`` renders elsewhere).
+video or ``<name>_joints.npy`` that exists already, unless ``--overwrite`` is given: the video beside a sample's
+joints ``<stem>.npy`` is the one ``sample.py`` wrote, titled with its prompt and listed in its manifest (``--out``
+renders elsewhere).
 
 Without ``--out`` the files go next to each input, except for a clip of a dataset
 (``dataset/<name>/new_joint_vecs/<id>.npy``, or ``new_joints/``): its files go to
@@ -145,13 +146,19 @@ def check_distinct_outputs(files: list[MotionFile], outputs: list[list[str]], su
                                  f"{inputs[joints]}; render into another --out folder or rename one")
 
 
-def check_no_existing_videos(outputs: list[list[str]], suffix: str, fmt: str) -> None:
-    """Fail before any work when a video this run may write (``<stem><suffix>`` in each container ``fmt`` may
-    write) exists already: it may be one ``sample.py`` wrote and its manifest lists. ``--overwrite`` skips this."""
-    existing = [path for stems in outputs for stem in stems for path in
-                (f"{stem}{suffix}.{kind}" for kind in video_formats(fmt)) if os.path.exists(path)]
+def check_no_existing_outputs(files: list[MotionFile], outputs: list[list[str]], suffix: str, fmt: str) -> None:
+    """Fail before any work when a file this run may write exists already: a video (``<stem><suffix>`` in each
+    container ``fmt`` may write; it may be one ``sample.py`` wrote and its manifest lists) or the joints saved beside
+    the video of a features or BVH input (``<stem>_joints.npy``). ``--overwrite`` skips this."""
+    existing = []
+    for item, stems in zip(files, outputs):
+        for stem in stems:
+            candidates = [f"{stem}{suffix}.{kind}" for kind in video_formats(fmt)]
+            if item.kind in ("features", "bvh"):
+                candidates.append(f"{stem}_joints.npy")
+            existing += [path for path in candidates if os.path.lexists(path)]
     if existing:
-        raise FileExistsError(f"{len(existing)} video(s) exist already and would be replaced: "
+        raise FileExistsError(f"{len(existing)} file(s) exist already and would be replaced: "
                               f"{', '.join(existing)}; pass --overwrite to replace them, or --out another folder")
 
 
@@ -222,7 +229,7 @@ def main(cfg: argparse.Namespace) -> list[str]:
                        " and ".join(dict.fromkeys(held[f.kind] for f in files)))
     mean, std = load_statistics(spec) if cfg.denorm and has_features else (None, None)
     if not cfg.overwrite:  # last of the checks: a run refused for another reason is not told to --overwrite
-        check_no_existing_videos(outputs, "_mesh" if mesh is not None else "", cfg.format)
+        check_no_existing_outputs(files, outputs, "_mesh" if mesh is not None else "", cfg.format)
 
     # ------------------------------------------------------------------ render
     written, failures = [], []

@@ -27,7 +27,8 @@ def test_a_joints_file_that_cannot_be_written_leaves_the_earlier_one_whole(tmp_p
     out.mkdir()
     (out / "walk_joints.npy").write_bytes(b"an earlier render's joints")
     done = subprocess.run([sys.executable, "render.py", str(tmp_path / "walk.npy"), "--dataset_name", "t2m",
-                           "--format", "gif", "--dpi", "20", "--out", str(out)], cwd=Path(render.__file__).parent,
+                           "--format", "gif", "--dpi", "20", "--out", str(out), "--overwrite"],
+                          cwd=Path(render.__file__).parent,
                           capture_output=True, text=True, timeout=120,
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)))
     assert done.returncode == 1, done.stderr[-2000:]
@@ -56,7 +57,7 @@ def test_an_existing_video_is_replaced_only_with_overwrite(monkeypatch, tmp_path
               "--dpi", "20"]
     with pytest.raises(FileExistsError) as refused:
         render.main(render.parse_args(inputs))
-    assert str(refused.value) == (f"2 video(s) exist already and would be replaced: {video}, {tmp_path / 'batch_1.gif'}"
+    assert str(refused.value) == (f"2 file(s) exist already and would be replaced: {video}, {tmp_path / 'batch_1.gif'}"
                                   f"; pass --overwrite to replace them, or --out another folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == before and video.read_bytes() == b"sample.py's video"
 
@@ -65,3 +66,26 @@ def test_an_existing_video_is_replaced_only_with_overwrite(monkeypatch, tmp_path
     with Image.open(video) as image:
         assert image.format == "GIF"
     assert (tmp_path / "batch_0.mp4").read_bytes() == b"an MP4 this run cannot write without ffmpeg"
+
+
+def test_joints_a_features_render_would_save_are_replaced_only_with_overwrite(monkeypatch, tmp_path):
+    """A features input saves its joints as <name>_joints.npy beside the video: a file of that name that is not an
+    input (the user's own joints) was replaced without a word."""
+    from utils import plot_script
+    from utils.synthetic import generate_synthetic_dataset
+
+    monkeypatch.setattr(plot_script.shutil, "which", lambda *args, **kwargs: None)
+    data = tmp_path / "Synthetic"
+    generate_synthetic_dataset(str(data), num_motions=3, seed=0)
+    clip = tmp_path / "clip.npy"
+    clip.write_bytes(next((data / "new_joint_vecs").iterdir()).read_bytes())
+    mine = tmp_path / "clip_joints.npy"
+    np.save(mine, np.zeros((2, 1, 3)))
+    before = mine.read_bytes()
+    args = [str(clip), "--dataset_name", "synthetic", "--data_root", str(data), "--dpi", "20"]
+    with pytest.raises(FileExistsError, match=r"1 file\(s\) exist already and would be replaced: .*clip_joints\.npy; "
+                                              r"pass --overwrite"):
+        render.main(render.parse_args(args))
+    assert mine.read_bytes() == before and not (tmp_path / "clip.gif").exists()
+    assert render.main(render.parse_args([*args, "--overwrite"])) == [str(tmp_path / "clip.gif")]
+    assert np.load(mine).shape[1:] == (22, 3)

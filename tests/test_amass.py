@@ -363,6 +363,12 @@ def test_a_truncated_or_damaged_archive_names_the_file(tmp_path):
         read_amass_motion(empty)
     with pytest.raises(ValueError, match=r"empty\.npz: not a readable \.npz body model"):
         load_body_model(empty)
+    # A text file (an HTML page saved under the name) was said to hold "pickled (object) data".
+    page = tmp_path / "page.npz"
+    page.write_text("<html>not found</html>")
+    for read, what in ((read_amass_motion, "archive of poses"), (load_body_model, "body model")):
+        with pytest.raises(ValueError, match=rf"page\.npz: not a readable \.npz {what}.*\(no zip header, as in a "):
+            read(page)
     cut = tmp_path / "cut.npz"
     with zipfile.ZipFile(tmp_path / "clip.npz") as src, zipfile.ZipFile(cut, "w") as dst:
         for name in src.namelist():

@@ -124,6 +124,16 @@ def test_export_refuses_an_out_that_is_a_folder_before_any_work(tmp_path, joints
     assert os.listdir(folder) == []
 
 
+def test_export_refuses_a_text_file_naming_it(tmp_path):
+    """A text file named .npy was said to hold "pickled (object) data"."""
+    text = tmp_path / "walk.npy"
+    text.write_text("hello")
+    for command in (["export_bvh", str(text)], ["export_smpl", str(text), "--body_model", str(text)]):
+        with pytest.raises(ValueError, match=r"walk\.npy: not a \.npy file \(no NUMPY header\); expected joint "
+                                             r"positions \(T, 22, 3\) or features"):
+            prepare_data.main(prepare_data.parse_args(command))
+
+
 @pytest.mark.parametrize("command", ["export_bvh", "export_smpl"])
 def test_export_keeps_an_existing_file_and_the_input(tmp_path, joints_file, command):
     """An existing --out, the input itself among them, was replaced without a word (the input then held the BVH

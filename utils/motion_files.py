@@ -308,6 +308,11 @@ def read_joints(path: str, spec: DatasetSpec) -> np.ndarray:
     kinematics. Raises ``FileNotFoundError``, or ``ValueError`` naming the file and the shapes expected."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic[:2] != b"PK" and magic != b"\x93NUMPY":  # np.load would read a text file as "pickled data"
+        raise ValueError(f"{path}: not a .npy file (no NUMPY header{': the file is empty' if not magic else ''}); "
+                         f"expected joint positions (T, {spec.joints_num}, 3) or features (T, D) saved with np.save")
     try:
         joints = np.load(path, allow_pickle=False)
     except ValueError as e:

@@ -79,8 +79,16 @@ def open_npz(path: str | os.PathLike, what: str) -> Any:
     file for an unreadable one (a truncated download is no zip archive) or a single ``.npy`` array (``what``: what
     the archive should be, for the message)."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise ValueError(f"{path}: not a readable .npz {what} ({e})") from e
+    if magic[:2] != b"PK" and magic != b"\x93NUMPY":  # np.load would read a text file as "pickled data"
+        raise ValueError(f"{path}: not a readable .npz {what} (no zip header"
+                         f"{': the file is empty' if not magic else ', as in a text file'})")
+    try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # EOFError: an empty file
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # EOFError: a cut archive
         raise ValueError(f"{path}: not a readable .npz {what} ({e or type(e).__name__})") from e
     if not hasattr(data, "files"):
         raise ValueError(f"{path}: a single array, not an .npz {what}")

@@ -419,3 +419,33 @@ def test_head_refuses_a_mask_or_condition_of_the_wrong_shape(diffusion):
         head.sample(torch.randn(6, 4))
     with pytest.raises(ValueError, match=r"expected z of shape \(M, 5\), got \(2, 3, 5\)"):
         head.sample(torch.randn(2, 3, 5))
+
+
+@pytest.mark.parametrize("steps", [1, 4, 10])
+def test_heun_is_exact_for_a_field_linear_in_time(steps):
+    # Heun's end slope is taken at the end of the step: on dy/dt = t it integrates exactly (the -y tests cannot tell,
+    # their field does not depend on t).
+    y = odeint_fixed(lambda t, y: t * torch.ones_like(y), torch.zeros(1, dtype=torch.float64), steps, "heun").y
+    assert y.item() == pytest.approx(0.5, abs=1e-12)
+
+
+def test_ddpm_training_draws_every_step_including_the_last_one_sampled():
+    # Step 0 is where the sampler ends: a draw from [1, T) would never train it.
+    seen = []
+
+    def net(x, t, c):
+        seen.append(t.clone())
+        return torch.zeros_like(x)
+
+    torch.manual_seed(0)
+    GaussianDiffusion(num_steps=5).training_loss(net, torch.zeros(4000, 2), torch.zeros(4000, 3))
+    counts = torch.bincount(seen[-1], minlength=5)
+    assert counts.numel() == 5 and counts.min() > 650  # about 800 each
+
+
+def test_timestep_embedding_is_cos_then_sin():
+    # DiT / MARDM: [cos(t f), sin(t f)] with f = max_period^(-i / half); a released head reads them in this order.
+    from models.diffusion import timestep_embedding
+
+    emb = timestep_embedding(torch.tensor([1.0]), 4)[0]
+    assert emb.tolist() == pytest.approx([math.cos(1.0), math.cos(0.01), math.sin(1.0), math.sin(0.01)], abs=1e-7)

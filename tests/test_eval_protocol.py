@@ -515,3 +515,27 @@ def test_validation_needs_two_val_samples_and_says_so_before_training(tmp_path, 
     report = evaluate(evaluator, loader, gt_motion, replications=1, gt_cache=None, progress=False)
     assert loader.batch_size == 2 and report.metrics["fid"].mean == 0.0
     assert math.isfinite(report.metrics["diversity"].mean)
+
+
+def test_protocol_constants_are_the_published_ones():
+    # Guo et al. / MoMask / MARDM: 20 replications, multimodality over 3 batches x 30 generations x 10 pairs, top-3.
+    import inspect
+
+    from utils import eval_protocol
+
+    assert (eval_protocol.DEFAULT_REPLICATIONS, eval_protocol.MM_BATCHES, eval_protocol.MM_REPEATS,
+            eval_protocol.MM_TIMES, eval_protocol.TOP_K) == (20, 3, 30, 10, 3)
+    defaults = inspect.signature(evaluate).parameters
+    assert (defaults["replications"].default, defaults["mm_repeats"].default) == (20, 30)
+
+
+def test_retrieval_metrics_equal_the_real_row_of_the_protocol(setup):
+    """train_evaluator.py reports retrieval_metrics (R-precision and MM-Dist of the GT); they are the GT row of
+    one protocol replication with the same seed."""
+    from utils.eval_protocol import retrieval_metrics
+
+    _, _, ev, loader = setup
+    report = evaluate(ev, loader, gt_motion, replications=1, seed=5, gt_cache=None, progress=False)
+    got = retrieval_metrics(ev, loader, seed=5)
+    for key in ("top1", "top2", "top3", "matching_score"):
+        assert got[key] == pytest.approx(report.real[key].mean, rel=1e-9), key

@@ -583,3 +583,50 @@ def test_bool_codes_fail_naming_the_quantizer() -> None:
         label = getattr(quantizer, "label", type(quantizer).__name__)
         with pytest.raises(TypeError, match=f"{re.escape(label)} indices must be integers, got torch.bool"):
             quantizer.indices_to_latents(codes)
+
+
+@pytest.mark.parametrize("levels", [(7, 5, 5, 5, 5), (15, 7)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fsq_indices_of_half_precision_codes(levels: tuple[int, ...], dtype: torch.dtype) -> None:
+    """Grid codes that went through bf16 / fp16 (autocast, a half-precision sampler) still give their own index:
+    without rounding the scaled codes, 1,250 of the 4,375 codes of [7, 5, 5, 5, 5] came back one index off."""
+    fsq = FSQ(list(levels))
+    every = torch.arange(fsq.codebook_size)
+    assert torch.equal(fsq.codes_to_indices(fsq.indices_to_codes(every).to(dtype)), every)
+
+
+def test_fsq_bound_saturates_at_the_reference_half_widths() -> None:
+    # MotionMillion's bound: tanh(z + shift) * (L - 1) * (1 + 1e-3) / 2 - offset (0.5 for even L); the eps sets where
+    # a trained tokenizer's rounding boundaries fall.
+    big = FSQ([8, 5, 5, 5]).bound(torch.full((1, 4), 50.0))[0]
+    assert big.tolist() == pytest.approx([7 * 1.001 / 2 - 0.5, 4 * 1.001 / 2, 4 * 1.001 / 2, 4 * 1.001 / 2], abs=1e-6)
+    small = FSQ([8, 5, 5, 5]).bound(torch.full((1, 4), -50.0))[0]
+    assert small.tolist() == pytest.approx([-7 * 1.001 / 2 - 0.5, -4 * 1.001 / 2, -4 * 1.001 / 2, -4 * 1.001 / 2],
+                                           abs=1e-6)
+
+
+def test_commitment_loss_pulls_the_latents_to_their_codes() -> None:
+    """The commitment term ||z - sg(code)||^2 is what trains the encoder towards the EMA codebook: its gradient
+    reaches z (and only z: the codebook moves by EMA)."""
+    torch.manual_seed(0)
+    q = QuantizeEMAReset(codebook_size=8, code_dim=6).train()
+    q(torch.randn(2, 16, 6))  # initialises the codebook
+    q.eval()
+    z = torch.randn(2, 16, 6, requires_grad=True)
+    out = q(z)
+    out.aux_loss.backward()
+    code = q.codebook[out.indices]
+    assert torch.allclose(z.grad, 2 * (z - code).detach() / z.numel(), atol=1e-7)
+
+
+def test_kmeans_cluster_empty_after_the_last_round_keeps_its_position() -> None:
+    from models.quantizers import kmeans
+
+    a, b = torch.zeros(2), torch.tensor([5.0, 5.0])
+    x = torch.stack([a, a, a, b])  # 3 clusters, 2 distinct rows: one starts on a duplicate and stays empty
+    for seed in range(10):
+        torch.manual_seed(seed)
+        means, counts = kmeans(x, 3, 1)
+        assert counts.sum() == 4
+        for mean in means[counts == 0]:
+            assert torch.equal(mean, a), (seed, means, counts)

@@ -261,3 +261,15 @@ def test_a_body_part_the_dataset_lacks_is_refused_before_the_run_folder_exists(b
     with pytest.raises(ValueError, match="dataset 'synthetic' defines no body parts"):
         train_vq.main(parse_with_config(get_train_vq_parser(), [*base, *synthetic, "--body_part", "upper"]))
     assert not ckpt.exists()
+
+
+def test_body_part_aux_loss_is_the_mean_over_parts():
+    torch.manual_seed(0)
+    parts = {"a": list(range(0, 6)), "b": list(range(6, 12)), "c": list(range(12, 18))}
+    model = BodyPartTokenizers.build(parts, 18, "BodyPartRVQ_Tiny").eval()
+    motion = torch.randn(2, 8, 18)
+    with torch.no_grad():
+        out = model(motion)
+        per_part = [model.tokenizers[n](motion[..., idx]).aux_loss for n, idx in parts.items()]
+    assert all(float(a) > 0 for a in per_part)
+    assert float(out.aux_loss) == pytest.approx(float(sum(per_part)) / 3, rel=1e-5)

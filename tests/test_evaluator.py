@@ -430,3 +430,38 @@ def test_training_and_gradients_use_the_layers_themselves(fx):
     emb.sum().backward()
     assert emb.requires_grad and ev.model.motion_encoder.input_emb.weight.grad is not None
     assert ev.model._folded is None
+
+
+_TINY_SIZES = dict(dim_word=6, dim_pos_ohot=15, dim_movement_enc_hidden=8, dim_movement_latent=8, dim_text_hidden=8,
+               dim_motion_hidden=8, dim_coemb_hidden=8)
+
+
+def test_ignore_dims_inside_the_vector_drop_exactly_that_slice():
+    from models.evaluator import TextMotionEvaluator
+
+    ev = TextMotionEvaluator(dim_pose=10, ignore_dims=(2, 4), **_TINY_SIZES)
+    motion = torch.arange(2 * 8 * 10, dtype=torch.float32).reshape(2, 8, 10)
+    kept = ev.movement_input(motion)
+    assert kept.shape == (2, 8, 8)
+    assert torch.equal(kept, motion[..., [0, 1, 4, 5, 6, 7, 8, 9]])
+    assert ev.encode_movements(motion).shape == (2, 2, 8)
+
+
+def test_folded_motion_gru_equals_the_three_step_path_with_non_zero_biases():
+    """Every trained evaluator (the released one included) has non-zero biases; the fresh init zeroes them, so a
+    folded input bias left out went unseen."""
+    from models.evaluator import TextMotionEvaluator
+
+    torch.manual_seed(0)
+    ev = TextMotionEvaluator(dim_pose=12, **_TINY_SIZES).eval()
+    with torch.no_grad():
+        for name, p in ev.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.5)
+    motion = torch.randn(3, 16, 12)
+    lengths = torch.tensor([16, 12, 8])
+    with torch.no_grad():
+        folded = ev.encode_motion(motion, lengths)
+        ev.fold_input_maps = False
+        reference = ev.encode_motion(motion, lengths)
+    torch.testing.assert_close(folded, reference, rtol=1e-5, atol=1e-5)

@@ -439,3 +439,17 @@ def test_decode_of_indices_of_the_wrong_rank_names_the_indices(name: str) -> Non
         with pytest.raises(ValueError, match=rf"expected indices of shape {expected}.*got {given}"):
             model.decode(indices)
     assert model.decode(codes).shape == (2, 4 * model.unit_length, model.input_width)
+
+
+def test_unit_length_is_stride_to_the_power_of_down_t():
+    model = RVQVAE(input_width=12, nb_code=8, code_dim=8, num_quantizers=1, width=16, depth=1, down_t=3)
+    assert model.unit_length == 8
+    with torch.no_grad():
+        assert model(torch.randn(1, 16, 12)).recon.shape == (1, 16, 12)
+        with pytest.raises(ValueError, match="not a positive multiple"):
+            model(torch.randn(1, 12, 12))  # 12 frames are 1.5 tokens of 8
+
+
+def test_velocity_loss_refuses_a_single_frame():
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        velocity_loss(torch.zeros(2, 1, 10), torch.zeros(2, 1, 10), slice(0, 6))

@@ -442,3 +442,39 @@ def test_a_resume_with_another_seed_is_refused(data_root, tmp_path):
         run_script(data_root, ck, "--max_iters", "12", "--pretrain_iters", "2", "--seed", "5", "--is_continue")
     assert (ck / "synthetic" / "text_mot_match" / "opt.yaml").read_text() == config
     run_script(data_root, ck, "--max_iters", "12", "--pretrain_iters", "2", "--seed", "3", "--is_continue")
+
+
+_TINY_SIZES = dict(dim_word=6, dim_pos_ohot=15, dim_movement_enc_hidden=8, dim_movement_latent=8, dim_text_hidden=8,
+               dim_motion_hidden=8, dim_coemb_hidden=8)
+
+
+def _hinge_reference(text, motion, shift, margin):
+    terms = [max(margin - float(torch.linalg.vector_norm(text[i] - motion[(i + shift) % len(text)])), 0.0) ** 2
+             for i in range(len(text))]
+    return sum(terms) / len(terms)
+
+
+@pytest.mark.parametrize("shift", [1, 2])
+def test_negative_of_caption_i_is_motion_i_plus_shift(shift):
+    text = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    motion = torch.tensor([[5.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
+    _, neg = contrastive_loss(text, motion, shift=shift, margin=10.0)
+    assert float(neg) == pytest.approx(_hinge_reference(text, motion, shift, 10.0), rel=1e-5)
+
+
+def test_negatives_farther_than_the_margin_cost_nothing():
+    text = torch.tensor([[0.0, 0.0], [20.0, 0.0]])
+    _, neg = contrastive_loss(text, text.clone(), shift=1, margin=10.0)
+    assert float(neg) == 0.0
+
+
+def test_frozen_movement_encoder_runs_without_dropout_in_stage_2():
+    torch.manual_seed(0)
+    ev = TextMotionEvaluator(dim_pose=12, **_TINY_SIZES)
+    model = CoEmbedding(ev).train()
+    assert model.training and ev.text_encoder.training and not ev.movement_encoder.training
+    args = (torch.randn(2, 5, 6), torch.randn(2, 5, 15), torch.tensor([5, 3]), torch.randn(2, 16, 12),
+            torch.tensor([16, 12]))
+    first = model(*args)[1]
+    second = model(*args)[1]
+    assert torch.equal(first, second)  # no dropout anywhere on the motion path

@@ -505,3 +505,49 @@ def test_data_root_that_is_a_file_is_not_called_missing(tmp_path):
     root.write_text("")
     with pytest.raises(DatasetError, match=rf"--data_root {re.escape(str(root))}: not a folder;"):
         load_mean_std(get_dataset_spec("synthetic", str(root)), str(root))
+
+
+def test_random_windows_reach_the_last_start(tmp_path):
+    motions = write_dataset(tmp_path, {"a": 66}, {"train": ["a"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = stats(spec, tmp_path)
+    ds = MotionWindowDataset(spec, "train", mean, std, progress=False)
+    torch.manual_seed(0)
+    offsets = {match_offset(motions["a"], ds[0].numpy() * std + mean) for _ in range(60)}
+    assert offsets == {0, 1, 2}  # 66 - 64 + 1 starts, the last one included
+
+
+def test_text_motion_crops_reach_every_offset_and_shorten_one_time_in_three(tmp_path):
+    motions = write_dataset(tmp_path, {"a": 43}, {"train": ["a"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = stats(spec, tmp_path)
+    ds = Text2MotionDataset(spec, "train", mean, std, progress=False)
+    torch.manual_seed(0)
+    offsets: dict[int, set[int]] = {40: set(), 36: set()}
+    counts = {40: 0, 36: 0}
+    for _ in range(600):
+        _, motion, length = ds[0]
+        counts[length] += 1
+        if len(offsets[length]) < 43 - length + 1:
+            offsets[length].add(match_offset(motions["a"], motion[:length].numpy() * std + mean))
+    assert offsets == {40: set(range(4)), 36: set(range(8))}
+    assert 0.25 < counts[36] / 600 < 0.42  # one unit less with probability 1/3
+
+
+def test_a_subclip_running_past_the_clip_end_stops_at_it(tmp_path):
+    write_dataset(tmp_path, {"a": 100}, {"train": ["a"]}, texts={"a": [WHOLE, "he turns.#he/PRON turn/VERB#1.0#6.0"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    samples = collect_text_samples(spec, MotionIndex.build(spec, "train", progress=False))
+    assert sorted(zip(samples.starts.tolist(), samples.stops.tolist())) == [(0, 100), (20, 100)]
+    mean, std = stats(spec, tmp_path)
+    ds = Text2MotionDataset(spec, "train", mean, std, progress=False)
+    assert all(ds[j].length <= 80 for j in range(len(ds)) if ds.samples.starts[j] == 20)
+
+
+def test_reset_max_len_keeps_samples_of_exactly_that_length(tmp_path):
+    write_dataset(tmp_path, {"a": 70, "b": 44, "c": 80}, {"test": ["a", "b", "c"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = stats(spec, tmp_path)
+    ds = Text2MotionEvalDataset(spec, "test", mean, std, FakeVectorizer(), progress=False)
+    ds.reset_max_len(70)
+    assert len(ds) == 2 and sorted(ds.samples.lengths[ds.pointer:].tolist()) == [70, 80]

@@ -209,3 +209,28 @@ def test_resume_keeps_the_tensorboard_points_of_the_resumed_step(tmp_path):
                              for tag in ("Train/loss", "Val/val_loss")}
     assert [step for step, _ in scalars["full"]["Train/loss"]] == [5, 10, 15, 20]
     assert scalars["half"] == scalars["full"]
+
+
+def test_resume_with_another_seed_starts_the_next_epoch(tmp_path, caplog):
+    # 48 samples, batch 8: 6 batches per epoch; 8 steps stop in epoch 1 after 2 of its batches.
+    run, _ = run_toy(tmp_path, "seed", make_cfg(max_iters=8))
+    data = load_checkpoint(run.latest_path)["data_state"]
+    assert (data["epoch"], data["batches_done"]) == (1, 2)
+    with caplog.at_level(logging.WARNING, logger="utils.engine"):
+        train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=9, seed=8, is_continue=True), run, checkpoint_meta=META)
+    assert "resuming at the start of the next epoch" in caplog.text
+    data = load_checkpoint(run.latest_path)["data_state"]
+    assert (data["epoch"], data["batches_done"]) == (2, 1)
+
+
+def test_a_run_killed_right_after_a_save_keeps_the_saved_steps_in_its_log(tmp_path):
+    cfg = dict(max_iters=12, log_every=4, save_every=6, eval_every=0)
+    full, _ = run_toy(tmp_path, "full", make_cfg(**cfg))
+    set_seed(0)
+    half = RunDir(str(tmp_path / "checkpoints"), "t2m", "half")
+    with pytest.raises(Killed):  # inside step 7: after the step-6 save, before the step-8 log
+        train(Toy(), ToyData(), killed_at(7), make_cfg(**cfg), half, checkpoint_meta=META)
+    assert load_checkpoint(half.latest_path)["step"] == 6
+    assert [r["step"] for r in read_log(half)] == list(range(1, 7))
+    resume(half, cfg)
+    assert read_log(half) == read_log(full)

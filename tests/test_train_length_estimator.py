@@ -168,3 +168,12 @@ def test_a_preset_hidden_dim_below_eight_names_the_preset(tmp_path, synthetic_ro
         _args(synthetic_root, str(tmp_path / "ckpt"), "--config", str(preset))
     assert "narrow.yaml: hidden_dim: cannot read '4' as whole number >= 8: expected a whole number >= 8, got '4'" \
         in capsys.readouterr().err
+
+
+def test_caption_lengths_are_capped_at_max_motion_length(tmp_path):
+    from layout_helpers import write_dataset
+
+    write_dataset(tmp_path, {"a": 199, "b": 50}, {"train": ["a", "b"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    pairs = caption_lengths(spec, "train", str(tmp_path), progress=False)
+    assert sorted(pairs.lengths.tolist()) == [50, spec.max_motion_length]

@@ -229,3 +229,14 @@ def test_a_word_list_that_is_a_web_page_is_a_one_line_error_of_the_scripts(glove
     with pytest.raises(USER_ERRORS, match=rf"{re.escape(str(words_path))}: not a readable vocabulary pickle") as err:
         WordVectorizer(str(folder))
     assert isinstance(err.value, pickle.UnpicklingError)
+
+
+def test_a_glove_row_past_the_vectors_is_refused_at_load(tmp_path):
+    from utils.word_vectorizer import WordVectorizer, glove_file_names, write_glove_folder
+
+    words = ["sos", "eos", "unk", "walk"]
+    write_glove_folder(str(tmp_path), words, np.ones((4, 3), dtype=np.float32))
+    with open(tmp_path / glove_file_names()[2], "wb") as f:
+        pickle.dump({"sos": 0, "eos": 1, "unk": 2, "walk": 4}, f)  # 4 rows: 4 is one past the last
+    with pytest.raises(ValueError, match="rows must lie in"):
+        WordVectorizer(str(tmp_path))

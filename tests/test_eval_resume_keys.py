@@ -125,3 +125,21 @@ def test_a_run_reached_through_a_link_is_the_same_evaluation(generator_setup, tm
     log = CallLog(monkeypatch)
     run_eval(str(link), data_root, "--no_mm", "--replications", "1", "--seed", "51", "--is_continue")
     assert log.calls == []
+
+
+def test_a_fresh_start_says_which_finished_replications_it_drops(protocol_setup, tmp_path, caplog):  # noqa: F811
+    """Without resume, an evaluation streaming to the file of an earlier run of itself (the tag leaves out
+    --replications) dropped that run's finished replications without a word."""
+    _, _, ev, loader = protocol_setup
+    path = tmp_path / "replications.jsonl"
+    evaluate(ev, loader, gt_motion, replications=2, seed=7, results_path=str(path), gt_cache=None, progress=False)
+    with caplog.at_level(logging.WARNING, logger="utils.eval_protocol"):
+        evaluate(ev, loader, gt_motion, replications=1, seed=7, results_path=str(path), gt_cache=None,
+                 progress=False)
+    assert f"2 finished replications of an earlier run of this evaluation were dropped from {path}" in caplog.text
+    assert len(path.read_text().splitlines()) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="utils.eval_protocol"):  # a first run drops nothing: no word
+        evaluate(ev, loader, gt_motion, replications=1, seed=7, results_path=str(tmp_path / "other.jsonl"),
+                 gt_cache=None, progress=False)
+    assert "dropped" not in caplog.text

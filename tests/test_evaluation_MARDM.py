@@ -175,7 +175,7 @@ def test_a_fresh_start_keeps_other_evaluations_lines(tmp_path):
     path = tmp_path / "eval_x_replications.jsonl"
     rows = [{"eval_key": "a", "seed": 1}, {"eval_key": "b", "seed": 1}, {"eval_key": "a", "seed": 2}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"eval_key": "b", "se')  # a torn last line
-    _drop_rows(str(path), "a")
+    assert _drop_rows(str(path), "a") == 2
     assert [json.loads(line) for line in path.read_text().splitlines()] == [{"eval_key": "b", "seed": 1}]
 
 

@@ -275,10 +275,13 @@ def _rewrite_rows(path: str, change: Callable[[dict[str, Any]], dict[str, Any] |
         f.writelines(kept)
 
 
-def _drop_rows(path: str, *keys: str) -> None:
+def _drop_rows(path: str, *keys: str) -> int:
     """Rewrite ``path`` without the rows of the evaluation ``keys``: a fresh start of one evaluation keeps the
-    replications other evaluations streamed to the same file. Unreadable lines go with them."""
-    _rewrite_rows(path, lambda row: None if row.get("eval_key") in keys else row)
+    replications other evaluations streamed to the same file. Unreadable lines go with them. Returns the rows
+    dropped."""
+    dropped = []
+    _rewrite_rows(path, lambda row: dropped.append(row) if row.get("eval_key") in keys else row)
+    return len(dropped)
 
 
 def _end_torn_line(path: str) -> None:
@@ -427,9 +430,10 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
                                         "wait for that evaluation to finish (--is_continue then reuses its "
                                         "replications)")
             done = _read_finished(results_path, (eval_key, path_key), seeds) if resume else {}
-            if not resume:
-                _drop_rows(results_path, eval_key, path_key)
-            else:
+            if not resume and (dropped := _drop_rows(results_path, eval_key, path_key)):
+                logger.warning("started afresh (no --is_continue): %d finished replications of an earlier run of this "
+                               "evaluation were dropped from %s (--is_continue keeps them)", dropped, results_path)
+            elif resume:
                 _end_torn_line(results_path)
                 if any(row["eval_key"] == path_key != eval_key for row in done.values()):
                     _rewrite_rows(results_path, lambda row: {**row, "eval_key": eval_key}

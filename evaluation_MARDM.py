@@ -74,7 +74,15 @@ from utils.generator_checkpoints import resolve_generator_checkpoint
 from utils.logging_utils import setup_logging
 from utils.representation import conversion_for_evaluation
 from utils.run_dir import RunDir
-from utils.saved_motions import KIND_BATCH, KIND_MM, MotionRecorder, MotionSource, make_header, replay_source
+from utils.saved_motions import (
+    GENERATION_FLAGS,
+    KIND_BATCH,
+    KIND_MM,
+    MotionRecorder,
+    MotionSource,
+    make_header,
+    replay_source,
+)
 
 logger = logging.getLogger("evaluation_MARDM")
 
@@ -263,7 +271,8 @@ def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
     result = {"which": source.which, **meta, "sampler": source.sampler, "dataset": dataset_name, "split": cfg.split,
               "seed": cfg.seed, "protocol": report.to_dict(), "config": config_to_dict(cfg)}
-    if cfg.from_motions:
+    if cfg.from_motions:  # the generation flags did not apply: the saved run's settings are in "sampling" above
+        result["config"] = {k: v for k, v in result["config"].items() if k not in GENERATION_FLAGS}
         result["motions_from"] = os.path.abspath(cfg.from_motions)
     if recorder is not None:
         result["motions_saved"] = recorder.folder

@@ -243,6 +243,7 @@ def test_saved_motions_rescore_to_the_bit_without_the_generator(setup, monkeypat
     rows = [[r["metrics"] for r in result["protocol"]["replications"]] for result in (again, saved)]
     assert rows[0] == rows[1]
     assert again["motions_from"] == folder and again["checkpoint_sha256"] == file_sha256(paths["fsq_gen"])
+    assert again["sampling"] == saved["sampling"] and not {"name", "ckpt", "cfg", "time_steps"} & set(again["config"])
     key = saved["protocol"]["meta"]["protocol"]["eval_key"]
     assert again["protocol"]["meta"]["protocol"]["eval_key"] == key  # the same evaluation: --is_continue mixes them
     with open(os.path.join(eval_dir, f"eval_{tag}.json")) as f:
@@ -388,8 +389,7 @@ def test_saved_motions_with_statistics_of_another_width_name_the_files(tmp_path)
     ({"width": np.array([6], np.int64)}, r"'lengths' holds 8 for row 0, but the 'width' of its call is 6"),
     ({"lengths": np.array([8, -1], np.int64)}, r"'lengths' holds -1 for row 1, .*expected 0 to the width"),
     ({"rows": np.array(2, np.int64)}, r"'rows' has shape \(\); expected one entry per call"),
-    ({"lengths": np.array([8.0, 4.0])}, r"'lengths' holds float64; expected integers"),
-])
+    ({"lengths": np.array([8.0, 4.0])}, r"'lengths' holds float64; expected integers")])
 def test_a_seed_file_with_arrays_that_disagree_names_the_file_and_the_field(tmp_path, change, message):
     from utils.saved_motions import MotionReplay, SavedMotionsError
 

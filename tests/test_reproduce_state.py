@@ -200,6 +200,21 @@ def test_a_preset_key_the_command_sets_itself_is_not_compared(tmp_path):
     assert changed_flags(step, record) == [f"lr 0.001 -> 0.002 in {preset}"]
 
 
+def test_a_preset_value_rewritten_in_another_spelling_is_the_same_setting(tmp_path):
+    """A preset is compared as its script reads it: ``1e-4`` (text to PyYAML) is the learning rate 0.0001, and
+    ``[150]`` the ``milestones`` that ``150`` is."""
+    from utils.recipe_plan import Step, changed_flags, started
+
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text("lr: 1e-4\nmilestones: 150\n")
+    step = Step("tokenizer", ["python", "train_vq.py", "--config", str(preset)], "x", "train_vq.py", training=True)
+    record = started(step)
+    preset.write_text("lr: 0.0001\nmilestones: [150]\n")
+    assert changed_flags(step, record) == []
+    preset.write_text("lr: 1e-3\nmilestones: [150]\n")
+    assert changed_flags(step, record) == [f"lr 0.0001 -> 0.001 in {preset}"]
+
+
 def test_a_finished_record_keeps_the_preset_read_when_the_stage_started(tmp_path, monkeypatch):
     """A preset edited while its stage ran was not read by it: the record keeps the values of the start, so the next
     call refuses the edited preset rather than skipping the stage as done with it."""

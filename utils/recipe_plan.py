@@ -20,7 +20,12 @@ import shlex
 from dataclasses import dataclass, replace
 from typing import Any
 
-from options.config import ConfigError, config_to_dict, load_config, resolve_config_path
+from options.config import ConfigError, cast_value, config_to_dict, load_config, resolve_config_path
+from options.eval_generator_options import get_evaluation_generator_parser, get_sample_parser
+from options.eval_options import get_evaluation_ae_parser, get_train_evaluator_parser
+from options.generator_options import get_train_length_estimator_parser, get_train_mardm_parser
+from options.token_generator_options import get_train_res_transformer_parser, get_train_t2m_transformer_parser
+from options.tokenizer_options import get_train_ae_parser, get_train_vq_parser
 from utils.assets import MISSING, check_clip, check_dataset, check_evaluator
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from utils.checkpoint_users import find_kept_copy, kept_copy_path
@@ -264,15 +269,37 @@ def _changed_preset(step: Step, previous: dict[str, Any]) -> list[str]:
     if not isinstance(was, dict) or not isinstance(was.get("values"), dict) or now is None:
         return []
 
-    def shown(values: dict[str, Any], key: str) -> str:
-        return "(not set)" if key not in values else json.dumps(values[key])
-
     # A key the command sets by its own flag, then or now, is not read from the preset (the flag's change says so).
     typed = {flag[2:] for argv in (step.argv, shlex.split(previous.get("command") or ""))
              for flag in _script_flags(argv, step.script) or {} if flag.startswith("--")}
     old, new = was["values"], now["values"]
+    actions = _script_actions(step.script)
+
+    def read(values: dict[str, Any], key: str) -> Any:
+        """The value as the script reads it (``1e-4``, which PyYAML leaves as text, is 0.0001); as written when the
+        script would refuse it (the stage names the error)."""
+        try:
+            return cast_value(values[key], actions[key], key) if key in actions else values[key]
+        except ConfigError:
+            return values[key]
+
+    def shown(values: dict[str, Any], key: str) -> str:
+        return "(not set)" if key not in values else json.dumps(read(values, key))
+
     return [f"{key} {shown(old, key)} -> {shown(new, key)} in {now['file']}" for key in {**old, **new}
-            if key not in typed and (key not in old or key not in new or old[key] != new[key])]
+            if key not in typed and (key not in old or key not in new or read(old, key) != read(new, key))]
+
+
+def _script_actions(script: str) -> dict[str, argparse.Action]:
+    """The flags of a recipe's ``script`` (a base name) by destination, as its parser reads a preset's keys (empty
+    for a script without presets)."""
+    parsers = {"train_AE.py": get_train_ae_parser, "train_vq.py": get_train_vq_parser,
+               "train_MARDM.py": get_train_mardm_parser, "train_length_estimator.py": get_train_length_estimator_parser,
+               "train_t2m_transformer.py": get_train_t2m_transformer_parser,
+               "train_res_transformer.py": get_train_res_transformer_parser,
+               "train_evaluator.py": get_train_evaluator_parser, "evaluation_AE.py": get_evaluation_ae_parser,
+               "evaluation_MARDM.py": get_evaluation_generator_parser, "sample.py": get_sample_parser}
+    return {a.dest: a for a in parsers[script]()._actions} if script in parsers else {}
 
 
 @dataclass(frozen=True)

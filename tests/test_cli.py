@@ -152,6 +152,32 @@ def test_a_failed_start_leaves_the_checkpoints_folder_as_it_was(monkeypatch, tmp
     assert os.path.isdir(root) and not (checkpoints / "synthetic" / "fresh").exists()
 
 
+@pytest.mark.parametrize("rank", [0, 1])
+def test_only_the_first_process_says_how_a_stopped_run_goes_on(monkeypatch, tmp_path, capsys, rank):
+    """A new run stopped before its first checkpoint: the first process removes the folder and says to start again;
+    another process cannot tell, and told to resume with --is_continue, which is then refused (nothing to resume)."""
+    import signal
+
+    from utils.cli import RESUME_TRAINING
+    from utils.stop_signals import Stopped
+
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+
+    def main():
+        if rank == 0:
+            RunDir(str(tmp_path / "checkpoints"), "synthetic", "new").make_dirs()
+        raise Stopped(signal.SIGTERM)
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(main, prog="train_vq.py", resume=RESUME_TRAINING)
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("train_vq.py: stopped by SIGTERM; ") and "--is_continue" not in line, line
+    assert ("the new run folder" in line) if rank == 0 else line.endswith(
+        "; process 1 of 2; the first process says how to go on"), line
+
+
 def test_processes_other_than_the_first_write_nothing_into_a_starting_run(monkeypatch, tmp_path):
     """Under torchrun only the first process creates the run folder and writes its set-up files, so that when a start
     fails it alone decides what to remove: a folder another process had created first was kept (the first found it

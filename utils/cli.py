@@ -20,7 +20,7 @@ from options.config import ConfigError
 from utils.checkpoint import CheckpointError
 from utils.collectives import MainProcessFailed
 from utils.file_lock import FileLockedError
-from utils.launch_env import is_first_process, world_size
+from utils.launch_env import is_first_process, process_rank, world_size
 from utils.run_dir import FailedStart, RunDirError, discarding_failed_starts
 from utils.stop_signals import Stopped, exit_stopped, stopping_on_signals
 from utils.user_errors import PATH_ERRORS, TRACEBACK_ENV, exit_with_error
@@ -96,6 +96,10 @@ def _peer_gone(error: RuntimeError) -> bool:
 
 def _exit_stopped(prog: str, stop: Stopped, resume: str | None, failed: FailedStart) -> NoReturn:
     """Say which signal stopped the script and how to go on; exit with ``stop.exit_status``."""
+    if not is_first_process():
+        # Only the first process knows whether the run folder stays (it removes a new one without a checkpoint, and
+        # --is_continue would then find nothing): its line says how to go on.
+        exit_stopped(prog, stop, f"process {process_rank()} of {world_size()}; the first process says how to go on")
     removed = ", ".join(failed.removed)
     if removed and failed.resumable:
         # Another run of the script has a checkpoint (train_evaluator.py stopped in its first stage): a new start

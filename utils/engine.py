@@ -362,7 +362,8 @@ def _train(model: nn.Module, train_dataset: Dataset, loss_fn: LossFn, cfg: Engin
     _on_main(accelerator, lambda: register_parent(checkpoint_meta.get("parent"), run.root))
     logger.info("training %s on %s: %d processes, %s, mixed precision %s, %d steps (%d per epoch), from step %d",
                 type(net).__name__, accelerator.device, world, f"global batch {cfg.batch_size}",
-                accelerator.mixed_precision, cfg.max_iters, per_epoch, state.step)
+                "no" if not accelerator.native_amp else accelerator.mixed_precision, cfg.max_iters, per_epoch,
+                state.step)
 
     last_logs: dict[str, float] = {}
     anomaly = torch.autograd.detect_anomaly if cfg.detect_anomaly else nullcontext

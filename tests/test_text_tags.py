@@ -44,6 +44,11 @@ def test_lemmas_and_noun_verb_context(caption, token):
     ("a person is walking and then shaking hands", ["shake/VERB", "hand/NOUN"]),
     ("a human draws circles in the air", ["draw/VERB", "circle/NOUN"]),
     ("a human takes a 90 degree left turn", ["left/ADJ", "turn/NOUN"]),
+    # A compound's first noun may be plural after "a"; a plural no "a" began is the subject of the verb after it.
+    ("a person walks a 90 degrees curve to the left", ["degree/NOUN", "curve/NOUN"]),
+    ("the two men jump", ["man/NOUN", "jump/VERB"]),
+    ("the zombies walk slowly", ["zombie/NOUN", "walk/VERB"]),
+    ("two people dance together", ["people/NOUN", "dance/VERB"]),
 ])
 def test_nouns_after_verbs_and_the_generator_s_own_captions(caption, tokens):
     tagged = tag_caption(caption)

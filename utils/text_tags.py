@@ -376,6 +376,7 @@ def tag_words(caption: str) -> list[tuple[str, str]]:
     options = [set(_LEXICON.get(w, ())) if kind == "word" else {kind.upper()} for w, (_, kind) in zip(words, tokens)]
     out: list[tuple[str, str]] = []
     prev, prev2, prev_word = "START", "START", ""
+    article = False  # the last determiner was "a" / "an"
     for i, (original, kind) in enumerate(tokens):
         word = words[i]
         if kind != "word":
@@ -410,14 +411,16 @@ def tag_words(caption: str) -> list[tuple[str, str]]:
             # ("with alternating hands", "the swinging arms")
             tag = "NOUN"
         elif {"NOUN", "VERB"} <= options[i] and prev == "NOUN" and prev2 in ("DET", "NUM", "ADJ") \
-                and not word.endswith(("s", "ing", "ed")):
-            # a compound inside a noun phrase: "a quarter circle", "a 90 degree turn" ("a person walks" is a verb)
+                and not word.endswith(("s", "ing", "ed")) and (out[-1][0] == prev_word != "people" or article):
+            # a compound inside a noun phrase: "a quarter circle", "a 90 degree(s) turn" ("a person walks" is a
+            # verb, and so is "jump" after a plural that no "a" began: "the two men jump")
             tag = "NOUN"
         else:
             tag = _resolve(word, options[i], prev, nxt)
         token = lemmatize(word, tag) if tag in ("NOUN", "VERB") and word != "left" else word
         out.append((token, tag))
         prev, prev2, prev_word = tag, prev, word
+        article = word in ("a", "an") if tag == "DET" else article
     return out
 
 

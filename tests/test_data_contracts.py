@@ -1,0 +1,218 @@
+"""Data-pipeline contracts no other test pinned: the motion index's cache key and crops, split sizes and
+statistics, what validation reports (and does not), statistics files and the normaliser, representation conversions,
+a resumed batch sampler and the project home folder."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from test_data_validation import write_clean
+
+from utils.batching import EpochBatchSampler
+from utils.data_validation import validate_dataset
+from utils.dataset_io import humanml3d_mean_std, split_groups
+from utils.dataset_specs import DATASETS, get_dataset_spec
+from utils.motion_index import MotionIndex
+from utils.normalization import DatasetError, Normalizer, feat_bias_normalization, load_mean_std, read_npy_array
+from utils.paths import HOME_ENV, project_path
+from utils.representation import get_conversion, joints_to_features, tokenizer_conversions, with_extrapolated_frame
+
+
+def _layout(root, lengths, split="train", seed=0):
+    rng = np.random.default_rng(seed)
+    (root / "new_joint_vecs").mkdir(parents=True, exist_ok=True)
+    motions = {}
+    for clip_id, n in lengths.items():
+        motions[clip_id] = rng.standard_normal((n, 263)).astype(np.float32)
+        np.save(root / "new_joint_vecs" / f"{clip_id}.npy", motions[clip_id])
+    (root / f"{split}.txt").write_text("".join(f"{c}\n" for c in lengths))
+    return motions
+
+
+def test_motion_index_rebuilds_for_a_clip_rewritten_with_the_same_size(tmp_path):
+    # a clip of another seed may have the same frame count; its new mtime must invalidate the index
+    _layout(tmp_path, {"a": 30, "b": 40})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    first = MotionIndex.build(spec, "train", progress=False)
+    new = np.full((40, 263), 7.0, dtype=np.float32)
+    np.save(tmp_path / "new_joint_vecs" / "b.npy", new)
+    os.utime(tmp_path / "new_joint_vecs" / "b.npy", ns=(1, 1))
+    again = MotionIndex.build(spec, "train", progress=False)
+    assert again.built and again.folder != first.folder
+    np.testing.assert_array_equal(again.clip(again.position("b")), new)
+
+
+def test_motion_index_clip_stops_at_the_clip_end(tmp_path):
+    # a stop past the clip's end must not read the next clip's frames
+    motions = _layout(tmp_path, {"a": 30, "b": 40})
+    index = MotionIndex.build(get_dataset_spec("t2m", str(tmp_path)), "train", progress=False)
+    np.testing.assert_array_equal(index.clip(0, 10, 1000), motions["a"][10:])
+    assert index.clip(0, 0, 1000, dim=67).shape == (30, 67)
+
+
+def test_split_sizes_round_to_nearest():
+    # 30 clips at 80/5/15: val round(1.5) = 2, test round(4.5) = 4 (Python rounds half to even)
+    groups = [[f"{i:03d}"] for i in range(30)]
+    splits = split_groups(groups, list(range(30)))
+    assert (len(splits["val"]), len(splits["test"]), len(splits["train"])) == (2, 4, 24)
+    assert splits["val"] == ["000", "001"]
+    assert sorted(splits["train"] + splits["val"] + splits["test"]) == splits["all"]
+
+
+def test_statistics_of_a_single_frame_are_refused(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((1, 263), np.float32))
+    with pytest.raises(ValueError, match="from 1 frames"):
+        humanml3d_mean_std([str(tmp_path / "a.npy")], DATASETS["synthetic"])
+
+
+def test_a_constant_feature_group_gets_std_one(tmp_path):
+    # a group that never varies must not get std 0 (normalising would divide by zero)
+    spec = DATASETS["synthetic"]
+    x = np.random.default_rng(0).standard_normal((50, 263)).astype(np.float32)
+    contact = spec.group(spec.contact_group)
+    x[:, contact] = 1.0
+    np.save(tmp_path / "a.npy", x)
+    mean, std = humanml3d_mean_std([str(tmp_path / "a.npy")], spec)
+    np.testing.assert_array_equal(std[contact], 1.0)
+    assert (std > 0).all()
+
+
+def test_a_duplicated_id_is_a_warning_not_an_error(tmp_path):
+    # the loaders read such a clip twice; validation reports it but the dataset stays usable
+    write_clean(tmp_path, ["a", "b"])
+    (tmp_path / "train.txt").write_text("a\nb\na\n")
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train",))
+    assert report.counts == {"duplicate_id": 1}
+    assert report.problems[0].severity == "warning" and report.ok
+    assert "'a' 2 times" in report.problems[0].message
+
+
+def test_a_clip_of_exactly_min_motion_length_is_not_too_short(tmp_path):
+    # the loaders keep min_motion_length <= T
+    spec = get_dataset_spec("t2m")
+    write_clean(tmp_path, ["a", "b"])
+    np.save(tmp_path / "new_joint_vecs" / "a.npy", np.zeros((spec.min_motion_length, 263), np.float32))
+    np.save(tmp_path / "new_joint_vecs" / "b.npy", np.zeros((spec.min_motion_length - 1, 263), np.float32))
+    report = validate_dataset(spec, str(tmp_path), splits=("train",))
+    assert report.counts == {"too_short": 1}
+    assert report.problems[0].path.endswith("b.npy")
+
+
+def test_a_missing_caption_file_is_not_counted_as_checked(tmp_path):
+    write_clean(tmp_path, ["a", "b", "c"])
+    (tmp_path / "texts" / "b.txt").unlink()
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train",))
+    assert report.counts == {"missing_text": 1}
+    assert report.checked["texts"] == 2 and report.checked["motions"] == 3
+
+
+def test_a_caption_with_several_bad_tokens_is_one_problem(tmp_path):
+    # one malformed_text per caption (the evaluation dataset stops at its first bad token)
+    write_clean(tmp_path, ["a"])
+    (tmp_path / "texts" / "a.txt").write_text("a person runs.#a person run#0.0#0.0\n")
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train",))
+    assert report.counts == {"malformed_text": 1}
+
+
+def test_a_missing_motion_is_reported_against_the_first_split_naming_it(tmp_path):
+    # ids are attributed to the first split that lists them
+    write_clean(tmp_path, ["a", "b"])
+    (tmp_path / "new_joint_vecs" / "a.npy").unlink()   # "a" is in train.txt and val.txt
+    report = validate_dataset(get_dataset_spec("t2m"), str(tmp_path), splits=("train", "val"))
+    assert report.counts == {"missing_motion": 1}
+    assert report.problems[0].message.startswith(f"{tmp_path / 'train.txt'}: names 'a'")
+
+
+def _stats_root(root, mean, std):
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "Mean.npy", mean)
+    np.save(root / "Std.npy", std)
+    return str(root)
+
+
+def test_two_dimensional_statistics_are_refused(tmp_path):
+    # a (263, 1) Std.npy would broadcast (x - mean) / std into (..., 263, 263)
+    root = _stats_root(tmp_path / "d", np.zeros(263, np.float32), np.ones((263, 1), np.float32))
+    with pytest.raises(DatasetError, match=r"Std\.npy has shape \(263, 1\)") as e:
+        load_mean_std(get_dataset_spec("t2m"), root)
+    assert e.value.kind == "stats_shape"
+
+
+def test_read_npy_array_refuses_an_array_of_strings(tmp_path):
+    # evaluator statistics of strings must be refused naming the file, not fail later in a float cast
+    np.save(tmp_path / "mean.npy", np.full(263, "a"))
+    with pytest.raises(ValueError, match=r"mean\.npy: cannot read as a \.npy array of numbers"):
+        read_npy_array(str(tmp_path / "mean.npy"), "evaluator statistics")
+
+
+def test_normalizer_refuses_a_zero_std():
+    with pytest.raises(ValueError, match="finite and positive"):
+        Normalizer(np.zeros(3), np.array([1.0, 0.0, 1.0]))
+
+
+def test_normalizer_keeps_a_half_precision_tensor_in_its_dtype():
+    # the statistics follow the input's floating dtype (bf16 / fp16 under mixed precision)
+
+    norm = Normalizer(np.array([1.0, 2.0]), np.array([2.0, 4.0]))
+    for dtype in (torch.bfloat16, torch.float16):
+        x = torch.tensor([[3.0, 6.0]], dtype=dtype)
+        y = norm.transform(x)
+        assert y.dtype == dtype and norm.inverse(y).dtype == dtype
+        assert y.float().tolist() == [[1.0, 1.0]]
+    assert norm.transform(torch.tensor([[3, 6]])).dtype == torch.float32
+
+
+def test_feature_bias_must_be_finite():
+    # an infinite bias would make the std of the root and contact groups zero
+    spec = get_dataset_spec("t2m")
+    with pytest.raises(ValueError, match="must be > 0 and finite"):
+        feat_bias_normalization(np.zeros(263), np.ones(263), spec, float("inf"))
+
+
+def test_the_extrapolated_frame_continues_the_last_velocity():
+    j = np.zeros((3, 22, 3))
+    j[:, :, 0] = np.array([0.0, 1.0, 3.0])[:, None]
+    out = with_extrapolated_frame(j)
+    assert out.shape == (4, 22, 3)
+    np.testing.assert_allclose(out[-1, :, 0], 5.0)
+    np.testing.assert_allclose(with_extrapolated_frame(j[:1])[-1], j[0])
+
+
+def test_a_sample_of_length_zero_converts_to_zeros():
+    # rows past a length stay zero; a length-0 sample is no error
+
+    conv = get_conversion(get_dataset_spec("t2m_67"), get_dataset_spec("t2m"))
+    out, lengths = conv(torch.zeros(1, 8, 67), torch.tensor([0]))
+    assert out.shape == (1, 8, 263) and not out.any() and lengths.tolist() == [0]
+
+
+def test_a_tokenizer_is_not_scored_through_a_lossy_input_conversion():
+    # a t2m tokenizer under the t2m_67 evaluator would get its input through the lossy essential -> t2m path
+    unit = get_dataset_spec("t2m_67").unit_length
+    with pytest.raises(ValueError, match="through a lossy conversion"):
+        tokenizer_conversions("t2m", "t2m_67", unit)
+    to_source, back = tokenizer_conversions("t2m_67", "t2m", unit)
+    assert to_source.exact and not back.exact
+
+
+def test_joints_to_features_refuses_zero_frames():
+    # a clear ValueError, not an IndexError from inside the extrapolation
+    with pytest.raises(ValueError, match=r"expected joint positions \(T, 22, 3\)"):
+        joints_to_features(np.zeros((0, 22, 3)), get_dataset_spec("t2m"))
+
+
+def test_a_sampler_resumed_past_its_last_batch_is_empty():
+    # a resume whose start batch is past the epoch's end has no batches left (len 0, not negative)
+    sampler = EpochBatchSampler(10, 2, seed=0, epoch=0, start=7)
+    assert len(sampler) == 0 and list(sampler) == []
+    assert len(EpochBatchSampler(10, 2, seed=0, epoch=0, start=3)) == 2
+
+
+def test_a_home_folder_given_with_a_tilde_is_expanded(monkeypatch, tmp_path):
+    # FSQ_MARDM_HOME=~/fsq must not make a literal "~" folder in the working directory
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv(HOME_ENV, "~/fsq")
+    assert project_path("dataset") == os.path.join(str(tmp_path), "fsq", "dataset")

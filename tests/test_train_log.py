@@ -21,3 +21,17 @@ def test_train_log_drops_a_last_line_cut_off_mid_write_and_names_a_bad_one(tmp_p
     with pytest.raises(ValueError, match=r"train_log.jsonl: line 2 is not a training log row"):
         TrainLog(str(path), resume_step=3, enabled=True)
     assert path.read_text() == rows.replace('{"step": 2', '{"stop": 2')  # nothing lost
+
+
+def test_a_last_row_that_lost_only_its_newline_is_kept_on_a_line_of_its_own(tmp_path):
+    """A file cut one byte short ends in a complete row without its newline: kept, and the rows written after the
+    resume start on a line of their own (they were glued to it, and the next resume refused the file)."""
+    path = tmp_path / "train_log.jsonl"
+    rows = "".join(f'{{"step": {k}, "loss": 0.5, "lr": 0.1}}\n' for k in range(1, 5))
+    path.write_text(rows[:-1].rsplit("\n", 1)[0])  # steps 1-3, the third without its newline
+    log = TrainLog(str(path), resume_step=3, enabled=True)
+    log.write([{"step": 4, "loss": 0.5, "lr": 0.1}])
+    log.close()
+    assert path.read_text() == rows
+    TrainLog(str(path), resume_step=4, enabled=True).close()
+    assert path.read_text() == rows

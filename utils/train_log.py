@@ -69,7 +69,7 @@ def _read_rows(path: str) -> list[tuple[dict[str, Any], str]]:
                 break
             raise ValueError(f"{path}: line {number} is not a training log row ({e}); expected "
                              f'{{"step": ..., "loss": ..., "lr": ...}}') from e
-        rows.append((row, line))
+        rows.append((row, line if line.endswith("\n") else line + "\n"))  # a complete row that lost its newline
     return rows
 
 

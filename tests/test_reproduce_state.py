@@ -301,6 +301,24 @@ def test_a_record_without_its_working_directory_accepts_its_paths_spelled_otherw
         f"--evaluator_dir checkpoints/synthetic/text_mot_match -> {repo / 'checkpoints/synthetic/text_mot_match'}"]
 
 
+def test_a_relative_path_given_again_in_another_folder_names_another_folder(tmp_path, monkeypatch):
+    """The same text is not the same folder from another working directory: --data_root data recorded in a/ and given
+    again in b/, both holding a data/ folder, trains on other data. A name or a number is the same from anywhere."""
+    from utils.recipe_plan import Step, changed_flags, started
+
+    for folder in ("a/data", "b/data"):
+        (tmp_path / folder).mkdir(parents=True)
+    step = Step("tokenizer", ["python", "train_vq.py", "--name", "r", "--data_root", "data", "--lr", "1e-4"],
+                "x", "train_vq.py", training=True)
+    monkeypatch.chdir(tmp_path / "a")
+    record = started(step)
+    assert changed_flags(step, record) == []
+    monkeypatch.chdir(tmp_path / "b")
+    assert changed_flags(step, record) == [f"--data_root {tmp_path / 'a' / 'data'} -> {tmp_path / 'b' / 'data'}"]
+    (tmp_path / "a" / "data").rmdir()  # nothing there to tell them apart: taken as the same
+    assert changed_flags(step, record) == []
+
+
 def test_an_evaluator_named_by_its_folder_or_its_file_is_the_same(tmp_path, monkeypatch):
     """--evaluator_dir names a folder or the checkpoint in it: the scripts read the same file, so it is no change,
     whichever way the record or the recipe names it, or when left to its default folder; another evaluator is."""

@@ -194,9 +194,13 @@ def _same_value(was: str, was_cwd: str | None, now: str) -> bool:
     spelled otherwise (relative to another working directory, through a link). A record without its working directory
     (``was_cwd`` None: a ``state.json`` of an earlier version) read its relative paths from a folder not known: one
     that exists here is read from here (the call run again in the same folder), and one that does not is the same as
-    any path that ends with it (``checkpoints`` as ``/work/checkpoints``, the call run from another folder)."""
+    any path that ends with it (``checkpoints`` as ``/work/checkpoints``, the call run from another folder). The same
+    text is the same value, unless it is a relative path that exists both there and here, as two folders (``--data_root
+    data`` in two working directories)."""
     if was == now:
-        return True
+        there = os.path.join(was_cwd or "", was)
+        return was_cwd is None or os.path.isabs(was) or not (os.path.exists(there) and os.path.exists(now)) or \
+            os.path.realpath(there) == os.path.realpath(now)
     if was_cwd is not None or os.path.isabs(was) or os.path.exists(was):
         return os.path.realpath(os.path.join(was_cwd or "", was)) == os.path.realpath(now)
     tail = os.path.normpath(was).split(os.sep)
@@ -237,10 +241,14 @@ def changed_flags(step: Step, previous: dict[str, Any]) -> list[str]:
         return [f"{previous['command']} -> {command(step)}"]
     was_cwd = previous.get("cwd")
 
-    def shown(values: tuple[str, ...] | None) -> str:
+    def shown(flag: str, values: tuple[str, ...] | None, cwd: str | None) -> str:
+        # The same text naming two folders is shown as the paths it names, from the two working directories.
+        if values is not None and was.get(flag) == now.get(flag):
+            values = tuple(os.path.join(cwd or "", value) for value in values)
         return "(not given)" if values is None else " ".join(values) or "(given)"
 
-    return [f"{flag} {shown(was.get(flag))} -> {shown(now.get(flag))}" for flag in {**was, **now}
+    return [f"{flag} {shown(flag, was.get(flag), was_cwd)} -> {shown(flag, now.get(flag), os.getcwd())}"
+            for flag in {**was, **now}
             if was.get(flag) is None or now.get(flag) is None or len(was[flag]) != len(now[flag])
             or not all(_same_flag(flag, a, was_cwd, b) for a, b in zip(was[flag], now[flag]))] + _changed_preset(
         step, previous)

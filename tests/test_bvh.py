@@ -93,6 +93,8 @@ def test_forward_kinematics_against_hand_computed_positions():
 
 @pytest.mark.parametrize("text, message", [
     ("HIERARCHY\nROOT A\n{\n OFFSET 0 0 0\n CHANNELS 3 Xposition Yposition Zposition\n}\n", "no MOTION section"),
+    ("HIERARCHY\nROOT MOTIONLESS\n{\n OFFSET 0 0 0\n CHANNELS 3 Xposition Yposition Zposition\n}\n",
+     "no MOTION section"),  # the word inside a name is no section
     (SMALL_BVH.replace("Xrotation Zrotation Yrotation", "Xrotation Zrotation Wrotation"), "X/Y/Z position"),
     (SMALL_BVH.replace("Frame Time: 0.05", "Frame Time: 0"), "Frame Time"),
     (SMALL_BVH.replace("Frame Time: 0.05", "Frame Time: 0.05s"), "Frame Time is '0.05s'; expected seconds per frame"),
@@ -205,8 +207,11 @@ def test_written_end_sites_follow_the_bones_of_a_turning_motion(tmp_path):
 def test_write_bvh_rejects_bad_shapes(tmp_path):
     with pytest.raises(ValueError, match="expected joints of shape"):
         write_bvh(tmp_path / "x.bvh", np.zeros((10, 22)), fps=20)
-    with pytest.raises(ValueError, match="kinematic chain does not reach"):
-        write_bvh(tmp_path / "x.bvh", np.zeros((10, 23, 3)), fps=20)
+    with pytest.raises(ValueError, match=r"gen\.npy: joints of shape \(10, 23, 3\): kinematic chain does not reach"):
+        write_bvh(tmp_path / "x.bvh", np.zeros((10, 23, 3)), fps=20, source="gen.npy")
+    with pytest.raises(ValueError, match=r"gen\.npy: joints of shape \(10, 21, 3\): kinematic chain names joints "
+                                         r"\[21\], beyond the 21 joints; nothing written"):
+        write_bvh(tmp_path / "x.bvh", np.zeros((10, 21, 3)), fps=20, source="gen.npy")
     joints = synthesize_motion(np.random.default_rng(5), "walk").joints.copy()
     joints[3, 7, 1] = np.nan
     with pytest.raises(ValueError, match=r"gen\.npy: joints\[3, 7\] \(frame 3, joint 7\) is \[.*nan.*\]; expected "

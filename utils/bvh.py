@@ -119,6 +119,9 @@ def forward_kinematics_transforms(local_rotations: np.ndarray, local_translation
 
 def parents_from_chain(kinematic_chain: Sequence[Sequence[int]], joints_num: int) -> list[int]:
     """Parent index of every joint (-1 for the root) from a kinematic chain such as ``T2M_KINEMATIC_CHAIN``."""
+    beyond = sorted({j for chain in kinematic_chain for j in chain if not 0 <= j < joints_num})
+    if beyond:
+        raise ValueError(f"kinematic chain names joints {beyond}, beyond the {joints_num} joints")
     parents = [-2] * joints_num
     parents[kinematic_chain[0][0]] = -1
     for chain in kinematic_chain:
@@ -196,7 +199,8 @@ def _floats(tokens: list[str], i: int, n: int, what: str, source: str) -> np.nda
 def parse_bvh_text(text: str, source: str = "<bvh>") -> BVH:
     """Parse the contents of a BVH file (``source`` names it in error messages, with the line for MOTION data)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # line numbers count any line ending once
-    head, sep, motion_text = re.split(r"\b(MOTION)\b", text, maxsplit=1) if "MOTION" in text else (text, "", "")
+    parts = re.split(r"\b(MOTION)\b", text, maxsplit=1)  # the word, not MOTIONLESS
+    head, sep, motion_text = parts if len(parts) == 3 else (text, "", "")
     if not sep:
         raise ValueError(f"{source}: no MOTION section; expected HIERARCHY ... MOTION Frames: N Frame Time: dt")
     tokens = head.split()

@@ -128,7 +128,10 @@ def write_bvh(path: str | os.PathLike, joints: np.ndarray, fps: float,
                          f"{joints[frame, joint].tolist()}; expected finite positions ({len(bad)} non-finite "
                          f"value(s) in all); nothing written to {path}")
     num = joints.shape[1]
-    parents = parents_from_chain(kinematic_chain, num)
+    try:
+        parents = parents_from_chain(kinematic_chain, num)
+    except ValueError as e:
+        raise ValueError(f"{source}: joints of shape {joints.shape}: {e}; nothing written to {path}") from e
     if joint_names is None:
         joint_names = SMPL22_JOINT_NAMES if num == 22 else tuple(f"joint{j}" for j in range(num))
     if len(joint_names) != num:

@@ -26,8 +26,8 @@ class EMA:
         self.decay = float(decay)
         self.shadow: dict[str, torch.Tensor] = {}
         for name, value in model.state_dict(keep_vars=True).items():
-            value = value.detach()
-            self.shadow[name] = value.float().clone() if _averaged(value) else value.clone()
+            # Asked of the parameter itself: a detached tensor is no nn.Parameter, and was copied in its own dtype.
+            self.shadow[name] = value.detach().float().clone() if _averaged(value) else value.detach().clone()
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:

@@ -4,6 +4,7 @@ look for them, CLIP files against OpenAI's published size and SHA-256."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,16 @@ def _dataset(root: Path) -> None:
         (root / f"{split}.txt").write_text("m0\nm1\n")
     np.save(root / "Mean.npy", np.zeros(263, np.float32))
     np.save(root / "Std.npy", np.ones(263, np.float32))
+
+
+def _own_evaluator(folder: str, data: str) -> tuple[np.ndarray, np.ndarray]:
+    """A tiny evaluator trained-style (its own vocabulary) saved in ``folder``; returns its statistics."""
+    stats = eval_normalization(np.zeros(263, np.float32), np.ones(263, np.float32), get_dataset_spec("synthetic", data))
+    torch.manual_seed(0)
+    save_evaluator(os.path.join(folder, "model", "finest.tar"),
+                   build_evaluator("synthetic", *stats, word_vectors=LearnedVocab.from_split(data, "train", 8),
+                                   sizes="tiny", data_root=data))
+    return stats
 
 
 def _states(checks) -> dict[str, str]:
@@ -96,12 +107,7 @@ def test_an_evaluator_is_loaded_and_its_glove_checked(tmp_path):
     ev, glove = check_evaluator(str(tmp_path / "ev"), "t2m", glove_dir=str(tmp_path / "glove"))
     assert ev.state == glove.state == MISSING and glove.detail.endswith("; the official evaluator reads them")
     assert len(check_evaluator(str(tmp_path / "ev"), "t2m", glove_dir=str(tmp_path / "glove"), load=False)) == 1
-    spec = get_dataset_spec("synthetic", data)
-    stats = eval_normalization(np.zeros(263, np.float32), np.ones(263, np.float32), spec)
-    torch.manual_seed(0)
-    save_evaluator(str(tmp_path / "own" / "model" / "finest.tar"),
-                   build_evaluator("synthetic", *stats, word_vectors=LearnedVocab.from_split(data, "train", 8),
-                                   sizes="tiny", data_root=data))
+    stats = _own_evaluator(str(tmp_path / "own"), data)
     own = check_evaluator(str(tmp_path / "own"), "synthetic", data, glove_dir=str(tmp_path / "glove"))
     assert [c.state for c in own] == [OK]  # its own vocabulary: no GloVe needed
     save_evaluator(str(tmp_path / "glove_ev" / "model" / "finest.tar"),
@@ -224,3 +230,34 @@ def test_glove_vectors_other_than_those_the_evaluator_records_are_named_bad(tmp_
     ev, check = check_evaluator(str(tmp_path / "ev"), "synthetic", data, glove_dir=str(tmp_path / "other"))
     assert ev.state == OK and check.state == BAD and "word_vectors.sha256" in check.detail, check
     assert check_evaluator(str(tmp_path / "ev"), "synthetic", data, glove_dir=str(tmp_path / "glove"))[1].state == OK
+
+
+def test_an_empty_motion_or_text_folder_is_reported_missing(tmp_path):
+    _dataset(tmp_path)
+    assert all(c.state == OK for c in check_dataset("synthetic", str(tmp_path)))
+    for f in (tmp_path / "new_joint_vecs").iterdir():
+        f.unlink()
+    states = {os.path.basename(c.path): c.state for c in check_dataset("synthetic", str(tmp_path))}
+    assert states["new_joint_vecs"] == MISSING and states["texts"] == OK
+    problem = [c.problem for c in check_dataset("synthetic", str(tmp_path)) if c.state != OK]
+    assert len(problem) == 1 and "is missing or empty" in problem[0]
+
+
+def test_statistics_of_another_shape_than_one_value_per_feature_are_bad(tmp_path):
+    _dataset(tmp_path)
+    np.save(tmp_path / "Mean.npy", np.zeros((263, 2), np.float32))
+    np.save(tmp_path / "Std.npy", np.ones((263,), np.float32))
+    states = {os.path.basename(c.path): c for c in check_dataset("synthetic", str(tmp_path))}
+    assert states["Mean.npy"].state == BAD and "has shape (263, 2)" in states["Mean.npy"].detail
+    assert states["Std.npy"].state == OK
+
+
+def test_a_trained_evaluator_is_refused_for_an_official_run_loaded_or_not(tmp_path):
+    _dataset(tmp_path / "data")
+    data = str(tmp_path / "data")
+    _own_evaluator(str(tmp_path / "own"), data)
+    for load in (False, True):
+        [check] = check_evaluator(str(tmp_path / "own"), "synthetic", data, load=load, official=True)
+        assert check.state == BAD and "was trained with train_evaluator.py" in check.detail
+        assert f"--evaluator_dir {tmp_path / 'own'}" in check.detail
+        assert [c.state for c in check_evaluator(str(tmp_path / "own"), "synthetic", data, load=load)] == [OK]

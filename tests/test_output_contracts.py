@@ -1,7 +1,7 @@
 """Sampling, rendering and evaluation outputs: contracts no other test pinned (an edit's output files and record,
 joints saved where the source stands, a failed SMPL fit, sequence captions, drawn lengths and seeds, the sample
 manifest's checks and removals, the plot's refusals, view and trajectory, the GT cache's place and one warning, the
-report's table and JSON, the GT fingerprint, kept checkpoint versions, and the assets check)."""
+report's table and JSON, the GT fingerprint and kept checkpoint versions)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from test_assets import _dataset
 from test_eval_protocol import WORDS, write_dataset
 
 CHAIN = [[0, 1, 2], [0, 3, 4]]
@@ -45,30 +46,6 @@ def test_the_run_folder_of_a_checkpoint_is_the_parent_of_its_model_folder(tmp_pa
     assert run_folder_of(str(run / "model" / "latest.tar")) == str(run)
     assert run_folder_of(str(run / "weights" / "latest.tar")) is None
     assert run_folder_of(str(tmp_path / "loose.tar")) is None
-
-
-def _tiny_dataset(root):
-    (root / "new_joint_vecs").mkdir(parents=True)
-    (root / "texts").mkdir()
-    for i in range(2):
-        np.save(root / "new_joint_vecs" / f"m{i}.npy", np.zeros((40, 263), np.float32))
-        (root / "texts" / f"m{i}.txt").write_text("a person walks.#a/DET person/NOUN walk/VERB#0.0#0.0\n")
-    for split in ("train", "val", "test"):
-        (root / f"{split}.txt").write_text("m0\nm1\n")
-    np.save(root / "Mean.npy", np.zeros(263, np.float32))
-    np.save(root / "Std.npy", np.ones(263, np.float32))
-
-
-def test_an_empty_motion_or_text_folder_is_reported_missing(tmp_path):
-    from utils.assets import MISSING, OK, check_dataset
-    _tiny_dataset(tmp_path)
-    assert all(c.state == OK for c in check_dataset("synthetic", str(tmp_path)))
-    for f in (tmp_path / "new_joint_vecs").iterdir():
-        f.unlink()
-    states = {os.path.basename(c.path): c.state for c in check_dataset("synthetic", str(tmp_path))}
-    assert states["new_joint_vecs"] == MISSING and states["texts"] == OK
-    problem = [c.problem for c in check_dataset("synthetic", str(tmp_path)) if c.state != OK]
-    assert len(problem) == 1 and "is missing or empty" in problem[0]
 
 
 def _loader(root, mean_shift=0.0, batch_size=32):
@@ -233,39 +210,6 @@ def test_the_report_json_holds_numpy_values_as_numbers_and_every_replication(tmp
     assert data["meta"]["scale"] == 0.5 and data["meta"]["arr"] == [0, 1, 2] and data["meta"]["t"] == [1.0, 2.0]
     assert data["replications"] == [{"replication": i} for i in range(3)]
     assert data["real"]["diversity"] == {"mean": 9.5, "ci": 0.1}
-
-
-def test_statistics_of_another_shape_than_one_value_per_feature_are_bad(tmp_path):
-    from utils.assets import BAD, OK, check_dataset
-    _tiny_dataset(tmp_path)
-    np.save(tmp_path / "Mean.npy", np.zeros((263, 2), np.float32))
-    np.save(tmp_path / "Std.npy", np.ones((263,), np.float32))
-    states = {os.path.basename(c.path): c for c in check_dataset("synthetic", str(tmp_path))}
-    assert states["Mean.npy"].state == BAD and "has shape (263, 2)" in states["Mean.npy"].detail
-    assert states["Std.npy"].state == OK
-
-
-def test_a_trained_evaluator_is_refused_for_an_official_run_loaded_or_not(tmp_path):
-    import torch
-
-    from utils.assets import BAD, OK, check_evaluator
-    from utils.dataset_specs import get_dataset_spec
-    from utils.evaluator import build_evaluator, save_evaluator
-    from utils.normalization import eval_normalization
-    from utils.word_vectorizer import LearnedVocab
-    _tiny_dataset(tmp_path / "data")
-    data = str(tmp_path / "data")
-    spec = get_dataset_spec("synthetic", data)
-    stats = eval_normalization(np.zeros(263, np.float32), np.ones(263, np.float32), spec)
-    torch.manual_seed(0)
-    save_evaluator(str(tmp_path / "own" / "model" / "finest.tar"),
-                   build_evaluator("synthetic", *stats, word_vectors=LearnedVocab.from_split(data, "train", 8),
-                                   sizes="tiny", data_root=data))
-    for load in (False, True):
-        [check] = check_evaluator(str(tmp_path / "own"), "synthetic", data, load=load, official=True)
-        assert check.state == BAD and "was trained with train_evaluator.py" in check.detail
-        assert f"--evaluator_dir {tmp_path / 'own'}" in check.detail
-        assert [c.state for c in check_evaluator(str(tmp_path / "own"), "synthetic", data, load=load)] == [OK]
 
 
 class _FakeOut:
@@ -523,7 +467,7 @@ def test_an_evaluator_of_another_feature_width_is_refused_naming_both(tmp_path):
 
     from utils.dataset_specs import get_dataset_spec
     from utils.eval_data import build_eval_loader
-    _tiny_dataset(tmp_path)
+    _dataset(tmp_path)
     spec = get_dataset_spec("synthetic", str(tmp_path))
     ev = SimpleNamespace(dataset_name="synthetic", dim_pose=spec.dim_pose - 4, path=None,
                          word_vectorizer=lambda glove_dir: pytest.fail("reads word vectors before the check"))

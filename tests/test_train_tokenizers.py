@@ -359,7 +359,7 @@ def test_a_run_saved_before_kmeans_init_and_rotation_trick_resumes(tmp_path, syn
     for key in ("kmeans_init", "kmeans_iters", "rotation_trick"):
         state["model_args"].pop(key)
     save_checkpoint(latest, state)
-    with pytest.raises(CheckpointError, match="differ in 1 entry: 'kmeans_init': '<absent>' in the checkpoint but "
+    with pytest.raises(CheckpointError, match="differ in 1 entry: 'kmeans_init': absent in the checkpoint but "
                                               "True requested\\."):
         _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "5", "--is_continue", "--kmeans_init"])
     _run(train_vq, get_train_vq_parser(), [*base, "--max_iters", "5", "--is_continue"])

@@ -147,7 +147,7 @@ def test_a_run_saved_before_the_rule_existed_resumes_with_the_length_count_only(
     now = meta()
     check_resume_matches("latest.tar", now, saved)
     assert now["model_args"] == saved["model_args"]  # what the engine checks and records next
-    with pytest.raises(CheckpointError, match=r"model_args differ in 1 entry: 'train_mask_count': '<absent>' in the "
+    with pytest.raises(CheckpointError, match=r"model_args differ in 1 entry: 'train_mask_count': absent in the "
                                               r"checkpoint but 'padded' requested"):
         check_resume_matches("latest.tar", meta(train_mask_count="padded"), saved)
     recorded = {**saved, "model_args": model_args}  # a run that records it keeps it

@@ -362,8 +362,10 @@ def check_matches(path: str, field: str, found: Any, expected: Any) -> None:
     if found == expected:
         return
     if isinstance(found, dict) and isinstance(expected, dict):
-        absent = "<absent>"
-        differ = [f"{key!r}: {found.get(key, absent)!r} in the checkpoint but {expected.get(key, absent)!r} requested"
+        def shown(side: dict, key: Any) -> str:
+            return repr(side[key]) if key in side else "absent"
+
+        differ = [f"{key!r}: {shown(found, key)} in the checkpoint but {shown(expected, key)} requested"
                   for key in sorted(set(found) | set(expected), key=str)
                   if key not in found or key not in expected or found[key] != expected[key]]
         raise CheckpointError(f"{path}: {field} differ in {len(differ)} entr{'y' if len(differ) == 1 else 'ies'}: "

@@ -85,7 +85,9 @@ def test_plain_generation_equals_the_golden_outputs_from_before_editing():
     assert sorted(golden.files) == sorted(now)
     for name, value in now.items():
         if value.dtype.kind == "f":
-            np.testing.assert_allclose(value, golden[name], rtol=0, atol=1e-6, err_msg=name)
+            # float32 kernels round differently from one CPU to another (a few ulp, tripled by guidance at cfg 3:
+            # 1.7e-6 on values near 3 on an AMD EPYC); a change to the sampling itself moves them far more
+            np.testing.assert_allclose(value, golden[name], rtol=0, atol=1e-5, err_msg=name)
         else:
             np.testing.assert_array_equal(value, golden[name], err_msg=name)
 

@@ -23,6 +23,7 @@ from utils.gt_cache import GTCache, GTEmbeddings
 from utils.model_embeddings import checked_motion, embed_in_chunks, motion_embeddings
 from utils.normalization import eval_normalization, load_mean_std
 from utils.run_dir import RunDir, releasing_run_locks
+from utils.seed import set_seed
 from utils.word_vectorizer import LearnedVocab
 
 WORDS = {"walk": "VERB", "run": "VERB", "jump": "VERB", "wave": "VERB", "sit": "VERB"}
@@ -539,3 +540,35 @@ def test_retrieval_metrics_equal_the_real_row_of_the_protocol(setup):
     got = retrieval_metrics(ev, loader, seed=5)
     for key in ("top1", "top2", "top3", "matching_score"):
         assert got[key] == pytest.approx(report.real[key].mean, rel=1e-9), key
+
+
+def test_multimodality_batches_are_capped_at_the_loaders(setup):
+    """mm_batches above the loader's batch count uses every batch, and the report records what ran."""
+    _, _, ev, loader = setup
+    assert loader.num_batches == 2
+    report = evaluate(ev, loader, gt_motion, replications=1, seed=1, mm_fn=gt_motion, mm_batches=5, mm_repeats=3,
+                      mm_times=2, gt_cache=None, progress=False)
+    assert report.meta["protocol"]["multimodality"] == {"batches": 2, "repeats": 3, "pairs": 2}
+
+
+def test_evaluate_restores_the_callers_random_state_and_seeds_the_model_per_replication(setup):
+    """The caller's torch and numpy random states are as before the call, and replication r's model randomness
+    starts from a fresh set_seed(seed + r)."""
+    _, _, ev, loader = setup
+    drawn = []
+
+    def noisy(batch):
+        drawn.append(torch.rand(1).item())
+        return batch.motion + 0.01 * torch.randn_like(batch.motion), batch.m_lengths
+
+    torch.manual_seed(11)
+    np.random.seed(11)
+    expected_torch, expected_np = torch.rand(2), np.random.rand(2)
+    torch.manual_seed(11)
+    np.random.seed(11)
+    evaluate(ev, loader, noisy, replications=2, seed=5, gt_cache=None, progress=False)
+    assert torch.equal(torch.rand(2), expected_torch)
+    np.testing.assert_array_equal(np.random.rand(2), expected_np)
+    for r, value in enumerate([drawn[0], drawn[loader.num_batches]]):
+        set_seed(5 + r)
+        assert value == torch.rand(1).item()

@@ -75,9 +75,11 @@ def calculate_frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndar
             raise ValueError(f"FID: imaginary component {np.max(np.abs(covmean.imag))} in sqrtm(S1 S2) exceeds "
                              f"{FID_MAX_IMAG} on the diagonal")
         covmean = covmean.real
-    distance = float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as an error
+        distance = float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
     if not np.isfinite(distance):
-        raise ValueError(f"FID is {distance}: the means or covariances hold non-finite values")
+        raise ValueError(f"FID is {distance}: the means or covariances hold non-finite values or values too large "
+                         "for float64")
     return max(distance, 0.0)
 
 

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from mardm_helpers import randomize, tiny
 
 import models.mardm as mardm
 from models.mardm import (
@@ -14,21 +15,6 @@ from models.mardm import (
     num_masked_tokens,
     sample_training_mask,
 )
-
-
-def randomize(model: torch.nn.Module, std: float = 0.1, seed: int = 0) -> torch.nn.Module:
-    """Replace the zero initialisations (adaLN-Zero, zero head output) so every input matters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
-    return model
-
-
-def tiny(name: str = "MARDM-SiT-Tiny", ae_dim: int = 8, target_dim: int = 8, text_dim: int = 12, **kw):
-    kw.setdefault("flow_solver", "euler")
-    kw.setdefault("flow_steps", 4)
-    return MARDM_MODELS[name](ae_dim, target_dim, text_dim, **kw)
 
 
 # ----- schedule ------------------------------------------------------------------------------------------------------

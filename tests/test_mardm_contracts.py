@@ -6,27 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mardm_helpers import randomize, tiny
 
 import models.diffusion as diffusion
 import models.mardm as mardm
 from models.diffusion import DiffusionHead, FlowMatching, GaussianDiffusion
 from models.mardm import MARDM_MODELS, lengths_to_mask
-
-
-def randomized(model: torch.nn.Module, std: float = 0.1, seed: int = 1) -> torch.nn.Module:
-    """Fill every parameter (including the zero-initialised adaLN and output layers) so every input matters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
-    return model
-
-
-def tiny(name: str = "MARDM-SiT-Tiny", ae_dim: int = 8, target_dim: int = 8, text_dim: int = 12, **kw):
-    kw.setdefault("flow_solver", "euler")
-    kw.setdefault("flow_steps", 3)
-    torch.manual_seed(0)
-    return MARDM_MODELS[name](ae_dim, target_dim, text_dim, **kw)
 
 
 def rng(seed: int = 3) -> torch.Generator:
@@ -108,7 +93,7 @@ def test_every_registry_entry_builds_the_head_and_target_its_name_says():
 def test_non_finite_latents_at_padded_positions_do_not_reach_the_loss():
     """Padding is zeroed before the transformer: NaN/inf there (e.g. an unfilled buffer) leaves the loss finite and
     equal to the loss with clean padding."""
-    model = randomized(tiny(cond_drop_prob=0.0, dropout=0.0))
+    model = randomize(tiny(cond_drop_prob=0.0, dropout=0.0))
     latents = torch.randn(2, 7, 8, generator=rng(0))
     lengths, text = torch.tensor([7, 4]), torch.randn(2, 12, generator=rng(1))
     torch.manual_seed(0)
@@ -142,7 +127,7 @@ def test_logged_mask_ratio_is_masked_over_valid_tokens(monkeypatch):
 def test_training_loss_is_conditioned_on_the_text():
     """Without condition dropout the text reaches every training step: another caption gives another loss for the
     same masks and noise."""
-    model = randomized(tiny(cond_drop_prob=0.0, dropout=0.0))
+    model = randomize(tiny(cond_drop_prob=0.0, dropout=0.0))
     latents = torch.randn(2, 6, 8, generator=rng(0))
     lengths = torch.tensor([6, 5])
     losses = []
@@ -156,7 +141,7 @@ def test_training_loss_is_conditioned_on_the_text():
 def test_the_loss_pairs_each_condition_with_its_own_token(monkeypatch):
     """Every masked token's transformer output is paired with that token's target, each repeated
     diffmlps_batch_mul times in the same (tiled) order."""
-    model = randomized(tiny(diffmlps_batch_mul=2, cond_drop_prob=0.0, dropout=0.0))
+    model = randomize(tiny(diffmlps_batch_mul=2, cond_drop_prob=0.0, dropout=0.0))
     captured = {}
     encode = model.encode
 
@@ -184,7 +169,7 @@ def test_the_loss_pairs_each_condition_with_its_own_token(monkeypatch):
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_generation_restores_eval_mode():
-    model = randomized(tiny())
+    model = randomize(tiny())
     model.eval()
     model.generate(torch.tensor([3]), torch.randn(1, 12), time_steps=2, cfg=1.0, generator=rng())
     assert not model.training and not any(m.training for m in model.modules())
@@ -196,7 +181,7 @@ def test_generation_refuses_zero_steps():
 
 
 def test_editing_leaves_padded_positions_zero_whatever_known_holds_there():
-    model = randomized(tiny())
+    model = randomize(tiny())
     lengths = torch.tensor([6, 4])
     known = torch.randn(2, 6, 8, generator=rng(7))  # non-zero at sample 1's padding too
     edit = torch.zeros(2, 6, dtype=torch.bool)
@@ -234,7 +219,7 @@ def test_dopri5_head_integrates_with_the_configured_tolerances(monkeypatch):
 
 @pytest.mark.parametrize("solver,steps,evals", [("euler", 3, 3), ("heun", 3, 6), ("euler", None, 5)])
 def test_fixed_step_head_runs_its_configured_number_of_evaluations(solver, steps, evals):
-    head = randomized(DiffusionHead(target_dim=2, cond_dim=3, depth=1, width=8, diffusion="sit", flow_solver=solver,
+    head = randomize(DiffusionHead(target_dim=2, cond_dim=3, depth=1, width=8, diffusion="sit", flow_solver=solver,
                                     flow_steps=5))
     calls = []
     forward = head.net.forward
@@ -262,7 +247,7 @@ def test_a_head_refuses_zero_sampling_steps(diffusion_kind):
 def test_zero_temperature_makes_the_head_deterministic(kind, method):
     """Temperature scales every Gaussian draw of every sampler, so at zero the sample no longer depends on the
     generator."""
-    head = randomized(DiffusionHead(target_dim=2, cond_dim=3, depth=1, width=8, diffusion=kind,
+    head = randomize(DiffusionHead(target_dim=2, cond_dim=3, depth=1, width=8, diffusion=kind,
                                     diffusion_steps=10, flow_steps=4), std=0.3)
     z = torch.randn(5, 3, generator=rng(0))
     out = [head.sample(z, temperature=0.0, generator=rng(seed), solver=method) for seed in (1, 2)]

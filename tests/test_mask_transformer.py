@@ -217,6 +217,8 @@ def test_remasking_commits_most_confident_tokens():
 
 
 def test_cfg_scale_one_is_conditional_path():
+    """Scale 1 is the conditional pass alone; any other scale, also below 1 (0 gives the unconditional logits), is
+    uncond + scale * (cond - uncond)."""
     model = tiny().eval()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, K + 1, (3, 6), generator=g)
@@ -227,8 +229,10 @@ def test_cfg_scale_one_is_conditional_path():
         cond = model.logits(ids, text, valid)
         uncond = model.logits(ids, torch.zeros_like(text), valid)
         assert torch.equal(model.guided_logits(ids, text, valid, 1.0), cond)
-        guided = model.guided_logits(ids, text, valid, 3.0)
-    torch.testing.assert_close(guided[valid], (uncond + 3.0 * (cond - uncond))[valid], atol=1e-4, rtol=1e-4)
+        for scale in (3.0, 0.5, 0.0):
+            guided = model.guided_logits(ids, text, valid, scale)
+            torch.testing.assert_close(guided[valid], (uncond + scale * (cond - uncond))[valid], atol=1e-4,
+                                       rtol=1e-4)
     assert not torch.allclose(cond[valid], uncond[valid])
 
 

@@ -181,8 +181,10 @@ def test_cfg_scale_one_is_conditional_path():
         cond = model.logits(history, layer, text, valid)
         uncond = model.logits(history, layer, torch.zeros_like(text), valid)
         assert torch.equal(model.guided_logits(history, layer, text, valid, 1.0), cond)
-        guided = model.guided_logits(history, layer, text, valid, 5.0)
-    torch.testing.assert_close(guided[valid], (uncond + 5.0 * (cond - uncond))[valid], atol=1e-4, rtol=1e-4)
+        for scale in (5.0, 0.5, 0.0):  # also below 1: 0 gives the unconditional logits
+            guided = model.guided_logits(history, layer, text, valid, scale)
+            torch.testing.assert_close(guided[valid], (uncond + scale * (cond - uncond))[valid], atol=1e-4,
+                                       rtol=1e-4)
     assert not torch.allclose(cond[valid], uncond[valid])
 
 

@@ -55,6 +55,14 @@ def test_read_texts_parses_tags_and_tokens(tmp_path):
     assert entries[2].tokens == ()
 
 
+def test_caption_lines_end_only_at_newlines(tmp_path):
+    """A line ends at \\n, \\r\\n or \\r; a form feed, NEL or U+2028 inside a caption is part of the caption (the
+    reference loaders read the file line by line in text mode), so the line is not reported malformed."""
+    path = tmp_path / "a.txt"
+    path.write_bytes("a man\u2028walks#a/DET#0#0\r\nhe\x85waves#he/PRON#0#0\rshe\x0cruns#she/PRON#0#0\n".encode())
+    assert [e.caption for e in read_texts(str(path))] == ["a man\u2028walks", "he\x85waves", "she\x0cruns"]
+
+
 @pytest.mark.parametrize("content, match", [
     (b"a caption#a/DET#0.0\n", r"bad\.txt: line 1: 3 '#'-separated fields; expected 4"),
     (WHOLE.encode() + b"\nwalk#walk/VERB#zero#1.0\n", r"bad\.txt: line 2: f_tag 'zero' is not a number"),

@@ -165,7 +165,9 @@ def scan_texts(path: str) -> tuple[list[TextEntry], list[DatasetError]]:
         return [], [DatasetError(f"{path}: line {line}: byte {byte} cannot be decoded ({e.reason}); expected "
                                  f"UTF-8 text", kind="undecodable_text", path=path)]
     entries, problems = [], []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Lines end at \n, \r\n or \r (as text-mode reading has them), not at the other breaks str.splitlines() knows
+    # (\f, \x85, U+2028...): those are characters of a caption.
+    for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
         line = line.strip()
         if not line:
             continue

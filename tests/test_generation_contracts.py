@@ -30,7 +30,6 @@ from utils.generator_stage import tokenize
 from utils.model_embeddings import ModelMemo, checked_motion, embed_in_chunks
 from utils.prompts import Prompt, parse_prompt_line, read_prompt_file, read_prompts
 from utils.saved_motions import MotionRecorder, MotionReplay, SavedMotionsError, make_header, seed_file
-from utils.token_stage import CachedTokenDataset
 
 TEXTS = ["a person walks forward", "a person jumps", "someone waves with the right hand"]
 
@@ -71,7 +70,8 @@ def run_sample(folder: str, *argv: str) -> dict:
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_anchor_root_changes_only_the_root_yaw_and_xz_velocities(source):
-    """E8 (``out[~edited, :4] = target[~edited, :4]``): the root height of the unedited rows was replaced too."""
+    """Anchoring touches only the root's yaw and xz velocities (the first three features), which the unedited rows
+    take from the source; every other feature, the root height included, stays as decoded."""
     target = source.astype(np.float64)
     rng = np.random.default_rng(1)
     edited = target + rng.normal(0, 0.05, target.shape)  # the decoder moves every dim a little, the height included
@@ -87,13 +87,13 @@ def test_anchor_root_changes_only_the_root_yaw_and_xz_velocities(source):
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_fractional_lengths_round_down_to_whole_tokens(fsq):
-    """G2 (``frames.ceil()``): a fractional length was rounded up."""
+    """A fractional length rounds down to whole tokens, never up."""
     assert fsq.round_lengths(torch.tensor([7.9, 16.5])).tolist() == [4, 16]
     assert fsq.round_lengths([11.99]).tolist() == [8]
 
 
 def test_max_frames_is_whole_tokens_when_the_datasets_maximum_is_not(fsq, caplog):
-    """G3 (``max_frames = spec.max_motion_length``): only the attribute and the clamp warning show it."""
+    """max_frames is the dataset's maximum cut to whole tokens (198 frames: 196), and the clamp warning says so."""
     spec = dataclasses.replace(fsq.spec, max_motion_length=198)
     gen = MotionGenerator(fsq.backend, fsq.tokenizer, fsq.text_encoder, spec, fsq.mean, fsq.std, fsq.device,
                           fsq.path, fsq.info)
@@ -104,8 +104,8 @@ def test_max_frames_is_whole_tokens_when_the_datasets_maximum_is_not(fsq, caplog
 
 
 def test_an_edit_encodes_the_source_in_the_generators_normalisation(ckdir, source):
-    """G7 (``motion = features[:frames]``): the source was encoded in dataset units, not normalised. (On the AE run:
-    the tiny untrained FSQ grid saturates, so its codes come out the same either way.)"""
+    """An edit encodes its source normalised with the generator's statistics, not in dataset units. (On the AE
+    run the tiny untrained FSQ grid saturates, so its codes come out the same either way.)"""
     gen = load_generator(ckdir[1]["ae_gen"])
     out = gen.edit(["a person jumps"], source, [FrameSpan(8, 16)], time_steps=2, seed=0)
     motion = torch.from_numpy((source[:48] - gen.mean) / gen.std)[None]
@@ -118,7 +118,7 @@ def test_an_edit_encodes_the_source_in_the_generators_normalisation(ckdir, sourc
 
 
 def test_a_generator_whose_std_differs_from_its_tokenizers_is_refused(ckdir, tmp_path):
-    """G14 (only the means compared): a generator trained on other std than its tokenizer's loaded."""
+    """A generator trained on another std than its tokenizer's is refused, not only one with other means."""
     state = load_checkpoint(ckdir[1]["fsq_gen"])
     state["dataset"] = {**state["dataset"], "std": torch.as_tensor(state["dataset"]["std"]).float() * 2}
     path = str(tmp_path / "gen.tar")
@@ -128,7 +128,7 @@ def test_a_generator_whose_std_differs_from_its_tokenizers_is_refused(ckdir, tmp
 
 
 def test_estimated_lengths_count_in_the_estimators_own_unit(ckdir, tmp_path):
-    """G15 (``classes_to_lengths(classes, self.unit_length)``): class c of a 2-frame-unit estimator read as 4c."""
+    """Class c of an estimator with a 2-frame unit is 2c frames, whatever the generator's unit."""
     est = save_length_estimator(str(tmp_path), ckdir[1]["clip"], unit_length=2)
     gen = load_generator(ckdir[1]["fsq_gen"], length_estimator=est)
     texts = TEXTS + ["a man sits down", "a person turns around", "someone kicks"]
@@ -147,7 +147,7 @@ def test_estimated_lengths_count_in_the_estimators_own_unit(ckdir, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_vq_mardm_without_snapping_decodes_the_raw_tokens(ckdir):
-    """B4 (``if self.snap_fn is not None``): snap=False (the ablation) still snapped VQ tokens when decoding."""
+    """snap=False (the ablation) decodes a VQ-MARDM's raw tokens, without snapping them to the codebook."""
     gen = load_generator(ckdir[1]["vq_gen"])
     out = gen.generate(["a person walks"], [16], time_steps=2, seed=0, snap=False)
     raw = gen.tokenizer.model.decode_latent(out.tokens.float())
@@ -157,7 +157,7 @@ def test_vq_mardm_without_snapping_decodes_the_raw_tokens(ckdir):
 
 
 def test_residual_layers_take_res_temperature_and_gumbel_sampling(momask, monkeypatch):
-    """M3 (``temperature=settings.temperature``) and M7 (``sampling=opts["sampling"]``) for the residual layers."""
+    """The residual layers sample with res_temperature and Gumbel sampling, whatever the base layer uses."""
     def tokens(**kw):
         return momask.generate(["a person walks"], [32], time_steps=2, seed=1, **kw).tokens
 
@@ -176,7 +176,7 @@ def test_residual_layers_take_res_temperature_and_gumbel_sampling(momask, monkey
 
 
 def test_a_top_k_threshold_of_one_is_refused(momask):
-    """M5 (``<= 1.0``): topk_filter_thres 1 (no code left to sample) was accepted."""
+    """topk_filter_thres 1 (no code left to sample) is refused."""
     with pytest.raises(ValueError, match=r"topk_filter_thres must be in \[0, 1\)"):
         momask.sampling_settings(topk_filter_thres=1.0)
 
@@ -199,7 +199,7 @@ def _spy(backend, monkeypatch) -> list[dict]:
 
 
 def test_a_seam_is_in_betweened_from_the_next_segments_prompt(fsq, monkeypatch):
-    """S5 (``embeddings[i - 1]``): the transition was generated from the previous segment's prompt."""
+    """The transition at a seam is generated from the next segment's prompt, not the previous one's."""
     calls = _spy(fsq.backend, monkeypatch)
     fsq.generate_sequence(TEXTS[:2], [40, 40], transition_frames=16, time_steps=2, seed=0)
     (window,) = [c for c in calls if c["known"] is not None]
@@ -208,7 +208,8 @@ def test_a_seam_is_in_betweened_from_the_next_segments_prompt(fsq, monkeypatch):
 
 
 def test_the_window_of_a_seam_between_long_segments_is_centred_on_it(fsq, monkeypatch):
-    """S6 (``seam - max_tokens``): the window ended at the seam and the tokens after it were not regenerated."""
+    """Between long segments the regenerated window is centred on the seam: the tokens after it are regenerated
+    too."""
     calls = _spy(fsq.backend, monkeypatch)
     out = fsq.generate_sequence(TEXTS[:2], [196, 196], transition_frames=40, time_steps=2, seed=0)
     assert out.transitions == [(176, 216)]  # 5 tokens either side of the seam at token 49
@@ -219,14 +220,14 @@ def test_the_window_of_a_seam_between_long_segments_is_centred_on_it(fsq, monkey
 
 
 def test_a_sequence_is_in_the_datasets_units(fsq):
-    """S7 (``features=motion``): the sequence's features were left normalised."""
+    """A sequence's features are denormalised into the dataset's units."""
     out = fsq.generate_sequence(TEXTS[:2], [40, 40], transition_frames=8, time_steps=2, seed=0)
     mean, std = torch.as_tensor(fsq.mean), torch.as_tensor(fsq.std)
     torch.testing.assert_close(out.features[0], out.features_normalised[0] * std + mean)
 
 
 def test_transition_frames_count_whole_tokens_rounded_down(fsq):
-    """S8 (ceil): 6 frames (1.5 tokens) became 2 tokens."""
+    """transition_frames round down to whole tokens: 6 frames (1.5 tokens) are one token."""
     out = fsq.generate_sequence(TEXTS[:2], [40, 40], transition_frames=6, time_steps=2, seed=0)
     assert out.transitions == [(40, 44)]  # one token, the later half's
 
@@ -238,7 +239,7 @@ def test_transition_frames_count_whole_tokens_rounded_down(fsq):
 @pytest.mark.parametrize("name, text, line", [("p.jsonl", '{"text": "a person walks", "length": 0}\n', 1),
                                               ("p.csv", "text,length\na person walks,0\n", 2)])
 def test_a_zero_length_in_a_structured_prompt_file_fails_naming_the_line(tmp_path, name, text, line):
-    """P2 (``value < 0``): length 0 of a .jsonl / .csv file was read (and failed later without the line)."""
+    """A length of 0 in a .jsonl / .csv prompt file is refused with its line, not read and failed on later."""
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=rf"{name}, line {line}: length 0"):
@@ -246,12 +247,12 @@ def test_a_zero_length_in_a_structured_prompt_file_fails_naming_the_line(tmp_pat
 
 
 def test_a_hash_inside_a_prompt_stays_text_and_the_last_one_gives_the_length():
-    """P3 (``partition``): the first '#' was taken for the length's and the length was lost."""
+    """Only the last '#' of a prompt line gives the length; an earlier one is part of the text."""
     assert parse_prompt_line("a #1 fan walks to the left#40") == ("a #1 fan walks to the left", 40)
 
 
 def test_motion_length_zero_leaves_the_length_to_the_estimator():
-    """P4 (``default = motion_length``): --motion_length 0 gave frames 0, which fails as 'shorter than a token'."""
+    """--motion_length 0 leaves each prompt's length to the estimator."""
     assert read_prompts("a person walks", None, 0) == [Prompt("a person walks", None, "length estimator")]
 
 
@@ -260,7 +261,7 @@ def test_motion_length_zero_leaves_the_length_to_the_estimator():
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_sample_py_draws_each_samples_length_with_that_samples_seed(ckdir, fsq, tmp_path):
-    """J1 (``manual_seed(seed + 1)``): the estimated length of sample k did not come from seed --seed + k."""
+    """The estimated length of sample k is drawn with seed --seed + k."""
     manifest = run_sample(ckdir[0], "--name", "fsq_gen", "--text_prompt", "a person walks", "--seed", "5",
                           "--repeat_times", "3", "--output_dir", str(tmp_path / "out"))
     assert [s["seed"] for s in manifest["samples"]] == [5, 6, 7]
@@ -271,7 +272,8 @@ def test_sample_py_draws_each_samples_length_with_that_samples_seed(ckdir, fsq, 
 
 
 def test_sample_py_gives_the_span_prompts_left_to_right_whatever_order_the_spans_come_in(ckdir, source, tmp_path):  # noqa: E501
-    """J3 (``edit.spans`` unsorted): the first prompt went to the first span given, here the later one."""
+    """The span prompts go to the spans from left to right: the first prompt to the earliest span, even when that span
+    is given second."""
     src = tmp_path / "walk_features.npy"
     np.save(src, source)
     prompts = tmp_path / "prompts.txt"
@@ -287,7 +289,7 @@ def test_sample_py_gives_the_span_prompts_left_to_right_whatever_order_the_spans
 
 
 def test_sample_py_summary_counts_this_runs_samples(ckdir, tmp_path, capsys):
-    """SM2 (``[-len(self.written) + 1:]``): the summary left out this run's first sample."""
+    """The summary counts every sample this run wrote, its first included."""
     run_sample(ckdir[0], "--name", "fsq_gen", "--text_prompt", "a person walks", "--motion_length", "16",
                "--repeat_times", "2", "--output_dir", str(tmp_path / "out"))
     printed = capsys.readouterr().out
@@ -300,7 +302,7 @@ def test_sample_py_summary_counts_this_runs_samples(ckdir, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_a_saved_length_past_its_calls_width_is_refused_when_read(tmp_path):
-    """SV2 (``> widths + 1``): a length one past the width passed the check and broke the replay later."""
+    """A saved length one past its call's width is refused when the file is read, before the replay breaks on it."""
     folder = str(tmp_path / "motions")
     header = make_header(dataset="synthetic", split="test", seed=0, eval_batch_size=1, multimodality=None, tag="t",
                          which="latest", meta={})
@@ -313,49 +315,18 @@ def test_a_saved_length_past_its_calls_width_is_refused_when_read(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# utils/token_stage.py
-# ---------------------------------------------------------------------------------------------------------------------
-
-class _Samples(list):
-    captions = [[SimpleNamespace(caption="a person walks")]]
-
-
-def _cached(n: int, unit: int = 4, max_tokens: int = 49) -> CachedTokenDataset:
-    dataset = SimpleNamespace(samples=_Samples([0]), split="train",
-                              spec=SimpleNamespace(max_motion_length=max_tokens * unit))
-    return CachedTokenDataset(dataset, np.arange(n)[:, None], np.array([0, n]), unit)
-
-
-def test_cached_crops_drop_a_token_a_third_of_the_time_and_start_anywhere():
-    """T2 (``_randint(2) == 1``: half the time) and T6 (``_randint(max(n - units, 1))``: a crop one token short never
-    started at token 1)."""
-    ds = _cached(10)
-    torch.manual_seed(0)
-    items = [ds[0] for _ in range(3000)]
-    short = [it for it in items if it.length == 9]
-    assert {it.length for it in items} == {9, 10}
-    assert 0.30 < len(short) / len(items) < 0.37
-    starts = {int(it.indices[0, 0]) for it in short}
-    assert starts == {0, 1}
-    for it in items:  # the crop is the codes from its start, padded with -1
-        first = int(it.indices[0, 0])
-        assert it.indices[:it.length, 0].tolist() == list(range(first, first + it.length))
-        assert (it.indices[it.length:] == -1).all()
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # utils/generator_resume.py, utils/generator_checkpoints.py
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_a_run_saved_before_cache_tokens_existed_resumes_with_codes_on_the_fly():
-    """R2 (``{"cache_tokens": True}``): such a run was taken to have cached its codes."""
+    """A run saved before --cache_tokens existed computed its codes on the fly, and resumes that way."""
     check_resumed_settings("latest.tar", {"config": {}}, {"cache_tokens": False})
     with pytest.raises(CheckpointError, match="--cache_tokens"):
         check_resumed_settings("latest.tar", {"config": {}}, {"cache_tokens": True})
 
 
 def test_the_length_estimator_loads_its_ema_weights(ckdir, tmp_path):
-    """GC3 (``state["model"]``): an estimator trained with --ema_decay loaded its raw weights."""
+    """An estimator trained with --ema_decay is loaded with its EMA weights, not its raw ones."""
     path = save_length_estimator(str(tmp_path), ckdir[1]["clip"])
     state = load_checkpoint(path)
     state["ema"] = {k: v + 0.5 if v.is_floating_point() else v.clone() for k, v in state["model"].items()}
@@ -369,7 +340,7 @@ def test_the_length_estimator_loads_its_ema_weights(ckdir, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_checked_motion_refuses_lengths_past_the_motion_and_zeroes_the_padding():
-    """ME1 (``> frames + 1``) and ME2 (``<= lengths``: the frame at each length kept)."""
+    """Lengths past the motion's frames are refused, and every frame from each length on is zeroed."""
     evaluator = SimpleNamespace(dim_pose=3, unit_length=4)
     batch = SimpleNamespace(motion=torch.zeros(2, 8, 3))
     motion, lengths = checked_motion((torch.ones(2, 8, 3), torch.tensor([4, 8])), batch, evaluator, "motion_fn")
@@ -380,7 +351,7 @@ def test_checked_motion_refuses_lengths_past_the_motion_and_zeroes_the_padding()
 
 
 def test_embedding_calls_never_exceed_max_rows():
-    """ME3 (``> max_rows + 1``): a call of max_rows + 1 rows was made."""
+    """No embedding call is given more than max_rows rows."""
     sizes = []
 
     def embed(motion, lengths, keep_input_order=True):
@@ -396,7 +367,7 @@ def test_embedding_calls_never_exceed_max_rows():
 
 
 def test_the_memo_switches_off_at_a_difference_past_float32_round_off():
-    """ME4 (tolerance 1e-2): a motion_fn off by 1e-3 passed as deterministic."""
+    """A motion_fn whose output differs by 1e-3 from its first call is not taken for deterministic."""
     memo = ModelMemo()
     memo.embeddings["row"] = np.ones(4, np.float32)
     memo.verify(["row"], np.full((1, 4), 1.001, np.float32))
@@ -404,7 +375,7 @@ def test_the_memo_switches_off_at_a_difference_past_float32_round_off():
 
 
 def test_encode_tokens_pads_a_ragged_motion_to_whole_tokens(momask):
-    """T1 (``pad = T % unit``): 49 frames were padded to 50, which the tokenizer refuses (52 expected)."""
+    """A 49-frame motion is padded to 52 frames (whole tokens), not 50."""
     from utils.token_stage import encode_tokens
 
     motion = torch.randn(1, 49, momask.spec.dim_pose, generator=torch.Generator().manual_seed(0))

@@ -99,6 +99,7 @@ class MotionRecorder:
     def __init__(self, folder: str, header: dict[str, Any], mean: np.ndarray, std: np.ndarray) -> None:
         self.folder = folder
         self.header = header
+        self._dim = len(np.asarray(mean).reshape(-1))  # the frames' width when a replication made no call
         os.makedirs(folder, exist_ok=True)
         old = _read_header(folder, required=False)
         if old is not None and _identity(old) != _identity(header):
@@ -127,7 +128,7 @@ class MotionRecorder:
 
     def end(self, seed: int) -> None:
         calls, self._calls = self._calls or [], None
-        dim = calls[0][4].shape[1] if calls else 0
+        dim = calls[0][4].shape[1] if calls else self._dim
         _write_npz(seed_file(self.folder, seed), {
             "kinds": np.array([c[0] for c in calls], dtype=np.int8),
             "rows": np.array([len(c[1]) for c in calls], dtype=np.int64),
@@ -283,7 +284,8 @@ def _check_seed_arrays(path: str, data: dict[str, np.ndarray]) -> None:
     if (data["rows"] < 0).any():
         raise SavedMotionsError(f"{path}: 'rows' holds {int(data['rows'].min())}; expected counts >= 0")
     if int(data["rows"].sum()) == len(data["lengths"]):
-        widths = np.repeat(data["width"], data["rows"])
+        # (as integers: an empty array of any dtype passed the check above)
+        widths = np.repeat(data["width"].astype(np.int64), data["rows"].astype(np.int64))
         bad = np.flatnonzero((data["lengths"] < 0) | (data["lengths"] > widths))
         if len(bad):
             row = int(bad[0])

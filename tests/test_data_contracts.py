@@ -1,20 +1,32 @@
 """Data-pipeline contracts no other test pinned: the motion index's cache key and crops, split sizes and
 statistics, what validation reports (and does not), statistics files and the normaliser, representation conversions,
-a resumed batch sampler and the project home folder."""
+a resumed batch sampler, the project home folder, the datasets' windows, samples, sub-clips and crops, and how
+batches are drawn, fetched and collated."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import random
 
 import numpy as np
 import pytest
 import torch
+from layout_helpers import WHOLE, write_dataset
 from test_data_validation import write_clean
 
-from utils.batching import EpochBatchSampler
+from utils.batching import EpochBatchSampler, SeededSamples, collate_batch, epoch_batches
 from utils.data_validation import validate_dataset
 from utils.dataset_io import humanml3d_mean_std, split_groups
 from utils.dataset_specs import DATASETS, get_dataset_spec
+from utils.datasets import (
+    SUBCLIP_LETTERS,
+    MotionWindowDataset,
+    StackedBatch,
+    Text2MotionDataset,
+    Text2MotionEvalDataset,
+    collect_text_samples,
+)
 from utils.motion_index import MotionIndex
 from utils.normalization import DatasetError, Normalizer, feat_bias_normalization, load_mean_std, read_npy_array
 from utils.paths import HOME_ENV, project_path
@@ -216,3 +228,250 @@ def test_a_home_folder_given_with_a_tilde_is_expanded(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv(HOME_ENV, "~/fsq")
     assert project_path("dataset") == os.path.join(str(tmp_path), "fsq", "dataset")
+
+
+def _stats() -> tuple[np.ndarray, np.ndarray]:
+    """The Mean.npy / Std.npy that layout_helpers.write_dataset writes."""
+    return np.full(263, 1.0, dtype=np.float32), np.linspace(0.5, 2.0, 263).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tokenizer windows
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_statistics_of_the_wrong_width_are_refused_whichever_is_wrong(tmp_path):
+    write_dataset(tmp_path, {"a": 70}, {"train": ["a"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = _stats()
+    with pytest.raises(ValueError, match=r"expected \(263,\)"):
+        MotionWindowDataset(spec, "train", mean, std[:10], progress=False)
+    with pytest.raises(ValueError, match=r"expected \(263,\)"):
+        MotionWindowDataset(spec, "train", mean[:10], std, progress=False)
+
+
+def test_a_window_of_one_frame_is_allowed(tmp_path):
+    motions = write_dataset(tmp_path, {"a": 3}, {"train": ["a"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = _stats()
+    ds = MotionWindowDataset(spec, "train", mean, std, window_size=1, mode="all", progress=False)
+    assert len(ds) == 3
+    np.testing.assert_allclose(ds[2].numpy() * std + mean, motions["a"][2:3], rtol=1e-5, atol=1e-5)
+
+
+def test_all_windows_default_to_non_overlapping_windows(tmp_path):
+    motions = write_dataset(tmp_path, {"a": 150}, {"train": ["a"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = _stats()
+    ds = MotionWindowDataset(spec, "train", mean, std, mode="all", progress=False)
+    assert len(ds) == 2  # starts 0 and 64; 128 + 64 runs past the 150 frames
+    np.testing.assert_allclose(ds[1].numpy() * std + mean, motions["a"][64:128], rtol=1e-5, atol=1e-5)
+
+
+def test_every_item_of_all_windows_is_its_clip_slice(tmp_path):
+    motions = write_dataset(tmp_path, {"a": 70, "b": 100}, {"train": ["a", "b"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = _stats()
+    ds = MotionWindowDataset(spec, "train", mean, std, window_size=64, stride=16, mode="all", progress=False)
+    expected = [(c, o) for c, n in (("a", 70), ("b", 100)) for o in range(0, n - 64 + 1, 16)]
+    assert len(ds) == len(expected) == 1 + 3
+    for item, (clip, offset) in enumerate(expected):
+        np.testing.assert_allclose(ds[item].numpy() * std + mean, motions[clip][offset:offset + 64],
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(IndexError, match=r"window 4 out of range for 4 items"):
+        ds[len(expected)]
+    first = MotionWindowDataset(spec, "train", mean, std, mode="first", progress=False)
+    with pytest.raises(IndexError, match=r"window 2 out of range for 2 items"):
+        first[2]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Text-motion samples
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _samples(tmp_path, lengths, texts, name="t2m"):
+    write_dataset(tmp_path, lengths, {"train": list(lengths)}, texts=texts)
+    spec = get_dataset_spec(name, str(tmp_path))
+    return collect_text_samples(spec, MotionIndex.build(spec, "train", progress=False))
+
+
+def test_subclip_names_use_every_letter_once_then_numbered_letters(tmp_path):
+    texts = {"a": [f"move {i}.#move/VERB#1.0#4.0" for i in range(25)]}  # 25 sub-clips of frames [20, 80)
+    samples = _samples(tmp_path, {"a": 150}, texts)
+    assert len(samples) == 25 and len(set(samples.names)) == 25
+    first = samples.names[:23]  # same length: insertion order is kept
+    assert all(len(n) == 3 and n.endswith("_a") for n in first)
+    assert sorted(n[0] for n in first) == sorted(SUBCLIP_LETTERS)
+    assert samples.names[23:] == ["A1_a", "B1_a"]
+
+
+def test_subclip_letter_is_drawn_from_a_generator_seeded_by_the_id(tmp_path):
+    from utils.datasets import SUBCLIP_LETTERS
+
+    texts = {c: ["he turns.#he/PRON turn/VERB#1.0#4.0"] for c in ("clip_one", "clip_two", "clip_three")}
+    samples = _samples(tmp_path, {c: 100 for c in texts}, texts)
+    expected = {f"{random.Random(c).choice(SUBCLIP_LETTERS)}_{c}" for c in texts}
+    assert set(samples.names) == expected
+
+
+def test_a_clip_of_exactly_the_minimum_length_is_a_sample(tmp_path):
+    samples = _samples(tmp_path, {"a": 40, "b": 39}, None)
+    assert samples.names == ["a"]
+    assert samples.skipped.counts == {"clips outside 40 <= frames < 200": 1}
+
+
+def test_samples_are_sorted_by_their_length_not_their_end(tmp_path):
+    texts = {"a": ["late.#late/ADV#5.0#8.0"], "b": [WHOLE]}  # a sub-clip [100, 160) of 60 frames, a 120-frame clip
+    samples = _samples(tmp_path, {"a": 170, "b": 120}, texts)
+    assert samples.lengths.tolist() == [60, 120]
+    assert samples.names[1] == "b" and samples.names[0].endswith("_a")
+
+
+def test_text2motion_items_of_a_subclip_come_from_the_subclip_frames(tmp_path):
+    texts = {"a": ["late.#late/ADV#5.0#7.0"]}  # frames [100, 140)
+    motions = write_dataset(tmp_path, {"a": 170}, {"train": ["a"]}, texts=texts)
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = _stats()
+    ds = Text2MotionDataset(spec, "train", mean, std, progress=False)
+    torch.manual_seed(0)
+    sub = motions["a"][100:140]
+    for _ in range(10):
+        item = ds[0]
+        raw = item.motion[:item.length].numpy() * std + mean
+        assert any(np.allclose(sub[o:o + item.length], raw, atol=1e-5) for o in range(40 - item.length + 1))
+
+
+def test_text2motion_unit_length_override_rounds_to_that_unit(tmp_path):
+    write_dataset(tmp_path, {"a": 58}, {"train": ["a"]})
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = _stats()
+    ds = Text2MotionDataset(spec, "train", mean, std, unit_length=5, progress=False)
+    torch.manual_seed(0)
+    assert {ds[0].length for _ in range(40)} == {55, 50}
+
+
+def test_crop_length_never_exceeds_a_max_length_that_is_not_a_multiple_of_the_unit(tmp_path):
+    from utils.datasets import Text2MotionDataset
+
+    write_dataset(tmp_path, {"a": 201}, {"train": ["a"]})
+    spec = dataclasses.replace(get_dataset_spec("t2m", str(tmp_path)), max_motion_length=198)
+    mean, std = _stats()
+    ds = Text2MotionDataset(spec, "train", mean, std, progress=False)
+    torch.manual_seed(0)
+    lengths = {ds[0].length for _ in range(30)}
+    assert lengths == {196}  # 200 and 196 rounded to units of 4 are capped at 49 units
+
+
+def test_a_single_unit_clip_is_never_shortened_to_nothing(tmp_path):
+    from utils.datasets import Text2MotionDataset
+
+    write_dataset(tmp_path, {"a": 6}, {"train": ["a"]})
+    spec = dataclasses.replace(get_dataset_spec("t2m", str(tmp_path)), min_motion_length=4)
+    mean, std = _stats()
+    ds = Text2MotionDataset(spec, "train", mean, std, progress=False)
+    torch.manual_seed(0)
+    assert {ds[0].length for _ in range(30)} == {4}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Evaluation dataset
+# ---------------------------------------------------------------------------------------------------------------------
+
+class _Vectors:
+    def __getitem__(self, token):
+        word, _ = token.split("/")
+        return np.full(3, len(word), dtype=np.float32), np.zeros(2, dtype=np.float32)
+
+
+def _eval_dataset(tmp_path, lengths, texts=None):
+    write_dataset(tmp_path, lengths, {"test": list(lengths)}, texts=texts)
+    spec = get_dataset_spec("t2m", str(tmp_path))
+    mean, std = _stats()
+    return Text2MotionEvalDataset(spec, "test", mean, std, _Vectors(), progress=False)
+
+
+def test_reset_max_len_accepts_max_motion_length_itself(tmp_path):
+    ds = _eval_dataset(tmp_path, {"a": 60, "b": 199})
+    ds.reset_max_len(196)
+    assert ds.pointer == 1 and len(ds) == 1
+    assert ds[0].m_length == 196
+
+
+def test_eval_items_draw_among_all_captions_of_a_sample(tmp_path):
+    texts = {"a": [WHOLE, "a person runs.#a/DET person/NOUN run/VERB#0.0#0.0"]}
+    ds = _eval_dataset(tmp_path, {"a": 60}, texts)
+    torch.manual_seed(0)
+    assert {ds[0].caption for _ in range(30)} == {"a person walks forward.", "a person runs."}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Batch order and loading
+# ---------------------------------------------------------------------------------------------------------------------
+
+class _Noisy(torch.utils.data.Dataset):
+    """Item i is (i, a draw from each host RNG)."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int):
+        return torch.tensor([float(i), float(torch.rand(())), random.random(), float(np.random.rand())])
+
+
+def test_in_process_loading_leaves_every_host_rng_as_it_found_it():
+    from utils.batching import EpochBatchSampler, epoch_batches
+
+    def draws():
+        return float(torch.rand(())), random.random(), float(np.random.rand())
+
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    expected = draws()
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    batches = list(epoch_batches(_Noisy(), EpochBatchSampler(12, 4, seed=0, epoch=0), None, 0, False))
+    assert len(batches) == 3 and batches[0].shape == (4, 4)
+    assert draws() == expected
+
+
+def test_the_loader_uses_the_collate_function_it_is_given():
+    def first_column(items):
+        return [int(x[0]) for x in items]
+
+    sampler = EpochBatchSampler(12, 4, seed=1, epoch=0)
+    batches = list(epoch_batches(_Noisy(), sampler, first_column, 0, False))
+    assert batches == [[i for i, _ in keys] for keys in sampler]
+
+
+def test_a_stacked_batch_is_collated_without_a_copy():
+
+    stacked = torch.arange(12.0).reshape(3, 4)
+    assert collate_batch(StackedBatch(stacked)) is stacked
+    rows = [torch.ones(2), torch.zeros(2)]
+    assert torch.equal(collate_batch(rows), torch.stack(rows))
+
+
+class _DrawFetch(torch.utils.data.Dataset):
+    """A dataset read in one batched fetch of its draws; reading it item by item is an error."""
+
+    def __init__(self) -> None:
+        self.fetches = []
+
+    def __len__(self) -> int:
+        return 8
+
+    def draw(self, i: int):
+        return i, float(torch.rand(()))
+
+    def fetch(self, draws):
+        self.fetches.append(list(draws))
+        return [torch.tensor([float(i), r]) for i, r in draws]
+
+    def __getitem__(self, i: int):
+        raise AssertionError("read item by item")
+
+
+def test_seeded_samples_draw_each_sample_from_its_seed_then_fetch_the_batch_once():
+    ds = _DrawFetch()
+    items = SeededSamples(ds).__getitems__([(3, 11), (5, 12), (3, 11)])
+    assert len(ds.fetches) == 1 and [i for i, _ in ds.fetches[0]] == [3, 5, 3]
+    assert torch.equal(items[0], items[2]) and not torch.equal(items[0], items[1])
+    torch.manual_seed(11)
+    assert items[0][1].item() == pytest.approx(float(torch.rand(())))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import enum
 import math
 import os
 import sys
@@ -24,6 +25,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import yaml
 
 from utils.atomic_io import atomic_write
@@ -325,8 +327,13 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
+    if isinstance(value, np.generic):  # a numpy scalar: its Python value (np.int64 is no int, np.float64 a float)
+        return _plain(value.item())
+    for kind in (int, float, str):  # other subclasses, which safe_dump cannot write; an enum by its name below
+        if isinstance(value, kind) and not isinstance(value, enum.Enum):
+            return kind(value)
     return str(value)
 
 

@@ -106,10 +106,14 @@ def check_joints(joints: np.ndarray, kinematic_chain: Sequence[Sequence[int]], n
     return joints.astype(np.float64)
 
 
-def check_video_settings(save_path: str, fps: float, dpi: float, figsize: float, radius: float | None = None) -> None:
+def check_video_settings(save_path: str, fps: float, dpi: float, figsize: float, radius: float | None = None,
+                         fmt: str = "auto") -> None:
     """``ValueError`` naming ``save_path`` unless ``fps``, ``dpi``, ``figsize`` and ``radius`` (None: fitted) are
-    finite and > 0: the encoders fail on them only after the joints are saved, with a message about neither (fps 0
-    divides by zero), and a negative radius turns the view inside out, a video of an empty floor."""
+    finite and > 0 and ``fmt`` is a format: the encoders fail on them only after the joints are saved, with a message
+    about neither (fps 0 divides by zero), and a negative radius turns the view inside out, a video of an empty
+    floor. (Whether ffmpeg is there for an MP4 is the encoder's question: the joints are saved first then.)"""
+    if fmt not in FORMATS:
+        raise ValueError(f"{save_path}: video format must be one of {FORMATS}, got {fmt!r}")
     settings = (("fps", fps), ("dpi", dpi), ("figsize", figsize)) + ((("radius", radius),) if radius is not None
                                                                      else ())
     for flag, value in settings:
@@ -320,10 +324,11 @@ def plot_3d_motion(save_path: str, joints: np.ndarray, kinematic_chain: Sequence
     ``radius`` is the side of the view cube in the joints' units (default: fitted to the motion). ``captions``
     [(first frame, text), ...] in order replace ``title`` by the text of the segment each frame is in (a motion made
     of several prompts). Returns the path of the video; raises ``RenderError`` when it could not be written, and
-    ``ValueError``, before any file is written, for joints or settings (fps, dpi, figsize, radius) it cannot draw.
+    ``ValueError``, before any file is written, for joints or settings (fps, dpi, figsize, radius, fmt) it cannot
+    draw.
     """
     title = _check_captions(save_path, captions) or title
-    check_video_settings(save_path, fps, dpi, figsize, radius)
+    check_video_settings(save_path, fps, dpi, figsize, radius, fmt)
     stem = os.path.splitext(save_path)[0]
     checked = check_joints(joints, kinematic_chain, name=save_path)  # bad joints leave no file behind
     if save_joints:
@@ -368,7 +373,7 @@ def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain
         raise ValueError(f"{save_path}: no motions to plot")
     if titles is not None and len(titles) != len(motions):
         raise ValueError(f"{save_path}: {len(titles)} titles for {len(motions)} motions")
-    check_video_settings(save_path, fps, dpi, figsize, radius)
+    check_video_settings(save_path, fps, dpi, figsize, radius, fmt)
     stem = os.path.splitext(save_path)[0]
     checked = [check_joints(m, kinematic_chain, name=f"{save_path} motion {i}") for i, m in enumerate(motions)]
     if save_joints:
@@ -405,7 +410,7 @@ def plot_frames(save_path: str, draw: Callable[[int], np.ndarray], num_frames: i
     ``saved_note`` ends the ``RenderError`` message (where the motion is saved). Returns the path written.
     """
     title = _check_captions(save_path, captions) or title
-    check_video_settings(save_path, fps, dpi, figsize)
+    check_video_settings(save_path, fps, dpi, figsize, fmt=fmt)
     if num_frames < 1:
         raise ValueError(f"{save_path}: a video needs at least one frame, got num_frames {num_frames}")
     stem = os.path.splitext(save_path)[0]

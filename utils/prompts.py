@@ -60,6 +60,7 @@ _TAG = r"(?:[-+0-9.eE]+|[nN][aA][nN])"
 # A '#' tail that means a length but not in whole frames: "#1.5", "#120.0", "#6s", "#3 seconds", "#80 frames".
 _NOT_FRAMES = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d+)?\s*(?:s|secs?|seconds?|f|frames?))",
                          re.ASCII | re.IGNORECASE)
+_SIGNED_WHOLE = re.compile(r"[+-]?\d+")
 _CAPTION_LINE = re.compile(rf"^(?P<caption>.*)#(?P<tokens>[^#]*/[^#]*|\s*)#(?P<start>{_TAG})#(?P<end>{_TAG})$")
 
 
@@ -78,7 +79,7 @@ def parse_prompt_line(line: str) -> tuple[str, int | None]:
     if sep and text.strip() and (tail.lstrip("+-").isdecimal() or tail.upper() == "NA"):
         if tail.upper() == "NA":
             return text.strip(), None
-        if int(tail) < 1:
+        if not _SIGNED_WHOLE.fullmatch(tail) or int(tail) < 1:  # (#+-5 has its digits, but two signs)
             raise ValueError(f"length #{tail}: expected a positive number of frames, or #NA for the length estimator")
         return text.strip(), int(tail)
     return line.strip(), None

@@ -103,7 +103,7 @@ def part_rotation_errors_deg(recon: Tensor, target: Tensor,
     errors = {}
     for name, indices in parts.items():
         joints = sorted({int(i) // 6 for i in indices})
-        if len(indices) != 6 * len(joints):
+        if sorted(int(i) for i in indices) != [6 * j + k for j in joints for k in range(6)]:  # each dim once
             raise ValueError(f"part_rotation_errors_deg: part {name!r} does not hold whole joints (6 dims each)")
         errors[name] = float(angle[..., joints].mean())
     return errors

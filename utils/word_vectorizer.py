@@ -101,7 +101,9 @@ class VocabularyFileError(pickle.UnpicklingError, ValueError):
 
 
 class _PlainUnpickler(pickle.Unpickler):
-    """Builds only lists, dicts, strings and ints; any other class named in the stream is refused."""
+    """Calls no class but list, dict, str and int; any other class named in the stream is refused. (Tuples, floats,
+    None and, from protocol 4, sets have opcodes of their own, which name no class: those are built too, and
+    ``WordVectorizer`` checks the types it reads.)"""
 
     _ALLOWED = {("builtins", n) for n in ("list", "dict", "str", "int")} | \
                {("__builtin__", n) for n in ("list", "dict", "str", "int")}

@@ -331,7 +331,7 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, np.generic):  # a numpy scalar: its Python value (np.int64 is no int, np.float64 a float)
         return _plain(value.item())
-    for kind in (int, float, str):  # other subclasses, which safe_dump cannot write; an enum by its name below
+    for kind in (int, float, str):  # other subclasses, which safe_dump cannot write; an enum as its str() below
         if isinstance(value, kind) and not isinstance(value, enum.Enum):
             return kind(value)
     return str(value)

@@ -18,7 +18,6 @@ from models.loader import Tokenizer
 from models.tokenizers import RVQVAE
 from utils.quaternion import matrix_to_rot6d, rot6d_to_matrix
 
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Part slices and errors
 # ---------------------------------------------------------------------------------------------------------------------

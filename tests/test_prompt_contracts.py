@@ -18,17 +18,16 @@ def test_a_length_in_seconds_or_frames_words_is_refused_whatever_its_case(tail):
         parse_prompt_line(f"a person jumps#{tail}")
 
 
-def test_an_indented_comment_line_is_skipped(tmp_path):
-    path = tmp_path / "p.txt"
-    path.write_text("   # an indented comment\n\ta person walks#40\n", encoding="utf-8")
-    assert _rows(path) == [("a person walks", 40)]
-
-
-def test_a_blank_length_in_a_csv_leaves_the_length_open(tmp_path):
-    """A length cell of spaces is no length, like an empty one."""
-    path = tmp_path / "p.csv"
-    path.write_text("text,length\na person walks,   \na person runs,\n", encoding="utf-8")
-    assert _rows(path) == [("a person walks", None), ("a person runs", None)]
+@pytest.mark.parametrize("name, content, rows", [
+    ("p.txt", "   # an indented comment\n\ta person walks#40\n", [("a person walks", 40)]),  # comment skipped
+    ("p.csv", "text,length\na person walks,   \na person runs,\n",                        # spaces: no length
+     [("a person walks", None), ("a person runs", None)]),
+    ("p.csv", " text , length \na person walks,40\n", [("a person walks", 40)]),          # a spaced header
+])
+def test_comments_blank_lengths_and_spaced_headers_are_read(tmp_path, name, content, rows):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    assert _rows(path) == rows
 
 
 def test_a_length_with_a_plus_sign_is_read_as_frames(tmp_path):
@@ -81,12 +80,6 @@ def test_structured_texts_are_stripped(tmp_path):
     table.write_text('text,length\n"  a person runs  ",12\n', encoding="utf-8")
     assert _rows(jsonl) == [("a person walks", 40)]
     assert _rows(table) == [("a person runs", 12)]
-
-
-def test_a_csv_header_with_spaces_around_its_names_is_read(tmp_path):
-    path = tmp_path / "p.csv"
-    path.write_text(" text , length \na person walks,40\n", encoding="utf-8")
-    assert _rows(path) == [("a person walks", 40)]
 
 
 def test_the_format_is_read_from_the_extension_whatever_its_case(tmp_path):

@@ -31,6 +31,15 @@ _RESTORED_SIGNALS = (*STOP_SIGNALS, *((signal.SIGCHLD,) if hasattr(signal, "SIGC
 
 
 @pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test starts and ends on one thread, whatever a test before it set and left (see above). A module-scoped
+    fixture runs before its first test's function fixtures: it gets the count the previous test's teardown put back."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
 def _signal_handlers_restored():
     before = {signum: signal.getsignal(signum) for signum in _RESTORED_SIGNALS}
     yield

@@ -16,7 +16,7 @@ import pytest
 import torch
 from test_edit_sources import placed_joints
 from test_generation import make_runs, save_generator, write_fake_clip
-from test_momask_generation import _one_thread, save_code_tokenizer, save_token_generator  # noqa: F401 (fixture)
+from test_momask_generation import save_code_tokenizer, save_token_generator
 
 import sample
 from options.config import parse_with_config

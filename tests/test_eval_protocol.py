@@ -29,14 +29,6 @@ from utils.word_vectorizer import LearnedVocab
 WORDS = {"walk": "VERB", "run": "VERB", "jump": "VERB", "wave": "VERB", "sit": "VERB"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_dataset(root: Path, n_test: int = 70, n_train: int = 8, dim: int = 263, seed: int = 0) -> None:
     """Clips of 40-90 frames whose features depend on an action word in their two captions."""
     rng = np.random.default_rng(seed)

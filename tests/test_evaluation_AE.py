@@ -29,14 +29,6 @@ from utils.tokenizer_stage import _joints
 from utils.word_vectorizer import LearnedVocab
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_dataset(root: Path, n_test: int = 36, dim: int = 263, seed: int = 0) -> None:
     """Smooth random-walk features (40-70 frames) with captions, a test and a train split, Mean/Std."""
     rng = np.random.default_rng(seed)

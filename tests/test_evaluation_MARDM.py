@@ -25,14 +25,6 @@ from utils.normalization import DatasetError, eval_normalization, load_mean_std
 from utils.word_vectorizer import LearnedVocab
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, synthetic_root):
     ckdir = str(tmp_path_factory.mktemp("eval") / "checkpoints")
@@ -450,7 +442,7 @@ def essential_run(setup, tmp_path_factory):
     save_evaluator(os.path.join(ckdir, "t2m_67", "text_mot_match", "model", "finest.tar"),
                    build_evaluator("t2m_67", mean, std, word_vectors=vocab, sizes="tiny", data_root=data_root))
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the tests (_one_thread): a BLAS call's last bits depend on its thread count
+    torch.set_num_threads(1)  # as the tests (conftest): a BLAS call's last bits depend on its thread count
     try:
         with evaluator_inputs() as inputs:
             result = run_eval(ckdir, data_root, "--no_mm", "--seed", "51", "--replications", "1", "--eval_dataset",

@@ -26,14 +26,6 @@ SIZE_KEYS = ("dim_word", "dim_pos_ohot", "dim_movement_enc_hidden", "dim_movemen
              "dim_motion_hidden", "dim_coemb_hidden")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def fx():
     manifest = json.loads((FIXTURE / "manifest.json").read_text())

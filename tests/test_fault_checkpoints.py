@@ -78,14 +78,6 @@ def runs(tmp_path_factory, synthetic_root):
     return runs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class _WritesMarker:
     """Unpickling this object creates ``path``: a stand-in for code hidden in a checkpoint."""
 

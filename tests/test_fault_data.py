@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from fault_helpers import run_script, tail, write_text_encoder, write_tokenizer
 
 import train_MARDM
@@ -99,14 +98,6 @@ SKIPS = {"too_short": ("tokenizer", "1 clips shorter than the 64-frame window (b
          "missing_text": ("generator", "1 clips without a caption file (bad)"),
          "empty_text": ("generator", "1 clips with an empty caption file (bad)"),
          "no_tokens": ("evaluation", "1 captions without tokens (bad)")}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

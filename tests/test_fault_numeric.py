@@ -40,14 +40,6 @@ from utils.normalization import load_mean_std
 HUGE = 3.0e38  # finite in float32 (so it passes validation) but overflows once normalised and convolved
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _clip_of_step(data_root: str, step: int, batch_size: int, seed: int) -> str:
     """The id of the first clip the tokenizer engine trains on at ``step`` (epoch 0, one window per clip)."""
     spec = get_dataset_spec("synthetic", data_root)

@@ -34,14 +34,6 @@ MINILM_DIM = 384
 MERGES = ["w a", "l k</w>", "wa lk</w>", "j u", "m p</w>", "ju mp</w>"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Tiny runs (shared with the script tests)
 # ---------------------------------------------------------------------------------------------------------------------

@@ -39,15 +39,6 @@ from utils.tokenizer_stage import dataset_record
 from utils.word_vectorizer import LearnedVocab
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread for the module fixtures too (they train and sample before any function fixture runs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def save_code_tokenizer(ckdir: str, data_root: str, run: str, model_name: str, seed: int = 0, **overrides) -> str:
     """A tokenizer run in train_vq.py's format whose EMA codebooks were filled by one training forward."""
     spec = get_dataset_spec("synthetic", data_root)

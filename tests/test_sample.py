@@ -11,7 +11,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from test_amass import _body_model
 from test_generation import make_runs, save_length_estimator
 
@@ -24,14 +23,6 @@ from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save
 from utils.plot_script import ffmpeg_available
 
 SAFE_NAME = re.compile(r"^[a-z0-9_-]+\.(npy|gif|mp4|bvh)$")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

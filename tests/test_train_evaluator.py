@@ -35,14 +35,6 @@ from utils.word_vectorizer import (
 ACTIONS = ("walk", "run", "jump", "wave")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_dataset(root: Path, splits: dict[str, int], dim: int = 263, seed: int = 0) -> None:
     """Clips of 40-80 frames whose oscillation frequency is set by the action word of their captions."""
     rng = np.random.default_rng(seed)

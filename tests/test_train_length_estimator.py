@@ -21,14 +21,6 @@ from utils.length_data import caption_lengths
 from utils.run_dir import RunDirError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def encoder():
     """MiniLM built once for the module; the cache keeps caption embeddings across runs."""

@@ -40,14 +40,6 @@ COMMON = ["--dataset_name", "synthetic", "--batch_size", "8", "--num_workers", "
 TOKENIZERS = {"ae": "AE_Tiny", "fsq": "FSQ_AE_Tiny", "vq": "VQ_AE_Tiny"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def encoder():
     """MiniLM built once for the module; the cache keeps caption embeddings across runs."""

@@ -38,15 +38,6 @@ SCRIPTS = {"mask": (train_t2m_transformer, get_train_t2m_transformer_parser, "Mo
            "res": (train_res_transformer, get_train_res_transformer_parser, "MoMask-Res-Tiny")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread for the module fixtures too (they train and sample before any function fixture runs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, synthetic_root):
     """A checkpoint root with a tiny RVQ run trained by train_vq.py, an untrained VQ and AE run, and a tiny CLIP."""

@@ -221,5 +221,21 @@ def test_video_size_is_rounded_to_even_pixels(tmp_path, monkeypatch):
         shown = np.asarray(gif.convert("RGB")).astype(int)
     # The frames are drawn at 62 pixels, not drawn at 61 and resampled: the first one is the scene's frame exactly
     # (up to the GIF's palette).
-    walk = np.stack([corners, corners + [0.0, 0.2, 0.0]])
-    assert np.abs(shown - MeshScene(walk, faces, size=62).frame(0)).mean() < 0.5
+    assert np.abs(shown - MeshScene(frames, faces, size=62).frame(0)).mean() < 0.5
+
+
+@pytest.mark.parametrize("fps", [-10.0, float("nan")])
+def test_render_amass_file_refuses_a_frame_rate_that_is_not_positive_naming_fps(tmp_path, fps):
+    """A frame rate that is not positive (negative, NaN) is refused naming the file and the fps, as write_smpl
+    refuses one, rather than failing later on an empty frame list or int(nan)."""
+    mesh = load_body_mesh(_mesh_model(tmp_path / "m.npz"))
+    with pytest.raises(ValueError, match=r"a\.npz: .*fps .*expected a positive frame rate"):
+        render_amass_file(_amass_file(tmp_path / "a.npz", width=72), mesh, str(tmp_path / "a.gif"), fps=fps)
+
+
+def test_a_light_without_a_direction_is_refused():
+    """A light of zero length is refused naming light, like the other view arguments; it would turn the shading to
+    NaN and draw the body black."""
+    corners, faces = box([0, 0, 0], [1, 1, 1])
+    with pytest.raises(ValueError, match=r"MeshScene: light"):
+        MeshScene(corners[None], faces, size=16, light=[0.0, 0.0, 0.0]).frame(0)

@@ -144,6 +144,11 @@ class MeshScene:
             raise ValueError(f"MeshScene: size {size}; expected at least 1 pixel")
         if not 0 <= fov < 180:
             raise ValueError(f"MeshScene: fov {fov}; expected degrees in [0, 180) (0: orthographic)")
+        if light is not None:  # else lambert divides by zero: a black body and only numpy's warnings
+            light = np.asarray(light, dtype=np.float64)
+            if light.shape != (3,) or not np.isfinite(light).all() or not np.linalg.norm(light) > 0:
+                raise ValueError(f"MeshScene: light {light.tolist()}; expected a finite non-zero direction (x, y, z) "
+                                 f"toward the light (None: above and left of the camera)")
         root = vertices.mean(axis=1) if root is None else np.asarray(root, dtype=np.float64)
         if root.shape != (len(vertices), 3):
             raise ValueError(f"MeshScene: root has shape {root.shape}; expected ({len(vertices)}, 3)")
@@ -167,7 +172,7 @@ class MeshScene:
         self.up = np.cross(self.right, self.forward)
         # Toward the light: by default above and left of the camera, which moves with the body, so the shading
         # does not change as the body walks.
-        self.light = to_eye + np.array([0.0, 1.0, 0.0]) - 0.6 * self.right if light is None else np.asarray(light)
+        self.light = to_eye + np.array([0.0, 1.0, 0.0]) - 0.6 * self.right if light is None else light
         self.perspective = fov > 0
         view = 1.15 * self.radius  # what the image's height shows at the target
         self.target_height = 0.45 * self.radius

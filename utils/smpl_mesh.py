@@ -233,6 +233,9 @@ def render_amass_file(path: str | os.PathLike, mesh: SmplMesh, save_path: str, f
                        "family; only the root and body (the first %d columns) are used, hands and face stay at rest",
                        path, poses.shape[1], mesh.path, mesh.num_joints, 3 * mesh.num_joints, BODY_POSE_WIDTH)
         poses = poses[:, :BODY_POSE_WIDTH]
+    if fps is not None and not (np.isfinite(fps) and fps > 0):  # else no frame is picked, or int(nan) fails
+        raise ValueError(f"{path}: fps {fps!r}; expected a positive frame rate (None: the file's, at most "
+                         f"{MAX_VIDEO_FPS})")
     video_fps = fps or min(motion.fps, MAX_VIDEO_FPS)
     picked = frames_at(len(poses), motion.fps, video_fps)
     if captions:

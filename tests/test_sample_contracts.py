@@ -17,6 +17,7 @@ import utils.sample_outputs as so
 from utils.checkpoint import file_sha256
 from utils.dataset_specs import get_dataset_spec
 from utils.editing import FrameSpan
+from utils.motion_process import features_to_joints
 from utils.plot_script import RenderError
 from utils.prompts import Prompt
 from utils.sample_jobs import (
@@ -29,7 +30,7 @@ from utils.sample_jobs import (
     sample_frames,
 )
 from utils.sample_manifest import RUN_KEYS, SampleManifest
-from utils.sample_outputs import SampleFiles, open_exports, run_record, sample_record
+from utils.sample_outputs import Exports, SampleFiles, SampleWriter, open_exports, run_record, sample_record
 from utils.smpl_export import FitReport
 
 
@@ -381,3 +382,21 @@ def test_each_prompt_is_generated_at_its_own_given_length():
         assert generate_sample(gen, job, prompts, given, {"seed": 8}).out == "motion"
     assert gen.calls == [("generate", ["c"], [64], 8), ("estimate", ["bb"]), ("generate", ["bb"], [20], 8)]
     assert gen.seeds == [8]
+
+
+def test_finite_features_whose_joints_overflow_get_no_video_and_do_not_stop_the_run(tmp_path):
+    """Finite float32 features whose joint positions overflow (a huge root velocity) are a non-finite motion: their
+    arrays are saved, the video and BVH skipped and the writer returns, rather than the plotter stopping the whole
+    sample.py run with this sample's files written but unlisted."""
+    spec = get_dataset_spec("t2m")
+    features = np.zeros((8, 263), np.float32)
+    features[:, 1:3] = 3e38  # root linear velocity: finite, but its running sum overflows float32
+    assert np.isfinite(features).all()
+    joints = np.asarray(features_to_joints(features, spec), dtype=np.float32)
+    assert not np.isfinite(joints).all()
+    manifest = SampleManifest(str(tmp_path), {"checkpoint": "x"}, ["s_features.npy"])
+    writer = SampleWriter(str(tmp_path), spec, manifest, Exports("gif", None, None), "gif", render=True, bvh=True)
+    written = writer.write("s", "t", Generated(_FakeOut(features, 8, joints), None))
+    assert written.finite is False
+    assert written.files["video"] is None and written.files["bvh"] is None
+    assert sorted(os.listdir(tmp_path)) == ["s.npy", "s_features.npy"]

@@ -2,9 +2,10 @@
 
 Per sample, named ``<stem>``: ``_features.npy`` (T, D) in the dataset's units, ``.npy`` joints (T, J, 3), a stick-figure
 video, a ``.bvh``, ``_smpl.npz`` SMPL parameters and their ``_mesh`` video, each as the run asks. A motion with NaN or
-Inf values keeps its arrays but gets no video, BVH or SMPL file; a failed BVH or SMPL export leaves the sample listed
-without that file and with the error, and the other samples go on. The manifest's bookkeeping (which earlier samples
-a run replaces, when a sample is listed) is ``utils.sample_manifest``'s.
+Inf values (in its features or the joint positions recovered from them) keeps its arrays but gets no video, BVH or SMPL
+file; a failed BVH or SMPL export leaves the sample listed without that file and with the error, and the other samples
+go on. The manifest's bookkeeping (which earlier samples a run replaces, when a sample is listed) is
+``utils.sample_manifest``'s.
 """
 
 from __future__ import annotations
@@ -170,6 +171,10 @@ class SampleWriter:
             joints = self.frame.place(joints)  # where the joints source stands, not the canonical frame
         files["joints"] = f"{stem}.npy"
         save_array(os.path.join(self.out_dir, files["joints"]), joints)
+        if finite and not np.isfinite(joints).all():  # finite features so large that their positions overflow
+            finite = False
+            logger.warning("%s: the motion's joint positions hold NaN or Inf (its features are finite but too large); "
+                           "its arrays are saved, no video, BVH or SMPL", stem)
         segments = generated.segments
         captions = [(s["start_frame"], s["prompt"]) for s in segments] if segments else None
         export_errors: dict[str, str] = {}

@@ -31,11 +31,13 @@ from torch import Tensor, nn
 from models.encdec import normalize_norm_name
 from models.momask_opt import RunOptions, find_run_options, momask_settings
 from models.tokenizers import TOKENIZERS, ConvAutoencoder, build_tokenizer
-from utils.checkpoint import CheckpointError, check_matches, load_checkpoint, official_kind
+from utils.checkpoint import CheckpointError, check_matches, load_checkpoint, official_kind, require_types
 
 logger = logging.getLogger(__name__)
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# The entries of our own checkpoints that loaders read, with their types (a damaged file fails naming the entry).
+_OWN_WEIGHTS_TYPES = {"model_args": (dict, type(None)), "model": dict, "ema": (dict, type(None))}
 # What each official top-level key holds: the program that writes it, the layouts it holds (in words and as our
 # registry names). The key, not only the weight names, decides the format, and with it the statistics convention
 # (``utils.tokenizer_eval.convention_statistics``), so weights of another layout under it are refused.
@@ -373,6 +375,7 @@ def load_tokenizer(path: str, model_name: str | None = None, map_location: str |
         if name not in TOKENIZERS:
             raise CheckpointError(f"{path}: model_name {name!r} is not a registered tokenizer "
                                   f"({sorted(TOKENIZERS)})")
+        require_types(state, _OWN_WEIGHTS_TYPES, path)
         args = dict(state.get("model_args") or {})
         for key, value in model_kwargs.items():
             check_matches(path, f"model_args[{key!r}]", args.get(key), value)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import pytest
 import torch
 from test_generation import CLIP_EMBED, save_length_estimator, write_fake_clip
@@ -17,8 +18,11 @@ from models.length_estimator import LengthEstimator
 from models.loader import import_official
 from models.text_encoders import CachedTextEncoder, TextEncoder, build_text_encoder
 from models.tokenizers import build_tokenizer
-from utils.checkpoint import CheckpointError, file_sha256, save_checkpoint
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from utils.checkpoint_users import kept_copy_path
+from utils.dataset_specs import DATASETS
+from utils.evaluator import build_evaluator, load_evaluator, save_evaluator
+from utils.generation import load_generator
 from utils.generator_checkpoints import (
     build_recorded_text_encoder,
     checkpoints_roots,
@@ -406,3 +410,58 @@ def test_a_clip_path_used_by_the_generator_is_not_reported_ignored_for_a_minilm_
                                      first, "cpu")
     assert out.name == "minilm" and built == [("minilm", {"device": "cpu"})]
     assert "ignoring" not in caplog.text and "ignored" not in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# damaged entries of our own checkpoints
+
+
+@pytest.mark.parametrize("entry,value,shown", [("model", None, "NoneType None; expected dict"),
+                                               ("ema", [1, 2], r"list \[1, 2\]; expected dict or None"),
+                                               ("model_args", [1, 2], r"list \[1, 2\]; expected dict or None")])
+def test_a_tokenizer_entry_of_the_wrong_type_is_refused_naming_the_file_and_entry(tmp_path, entry, value, shown):
+    """A tokenizer file whose weights (``model``, ``ema``) or ``model_args`` are not dicts is a CheckpointError
+    naming the file, the entry, what it holds and what was expected, not an AttributeError or TypeError."""
+    path, _ = _our_file(tmp_path, **{entry: value})
+    with pytest.raises(CheckpointError, match=rf"VQVAE_Tiny\.tar: entry '{entry}' is {shown}"):
+        load_tokenizer(path)
+
+
+@pytest.mark.parametrize("key,value,expected", [("text_encoder", None, "dict"), ("unit_length", None, "int"),
+                                                ("dataset", [1], "dict or None"), ("model_args", "x", "dict")])
+def test_a_length_estimator_entry_of_the_wrong_type_is_refused_naming_the_file_and_entry(tmp_path, key, value,
+                                                                                          expected):
+    """A length-estimator file whose ``text_encoder``, ``unit_length``, ``dataset`` or ``model_args`` has the wrong
+    type is a CheckpointError naming the file, the entry and the expected type."""
+    model = LengthEstimator(16, num_classes=10, hidden_dim=16)
+    state = {"stage": "length_estimator", "model_args": dict(model.model_args), "model": model.state_dict(),
+             "text_encoder": {"name": "clip", "dim": 16, "path": None}, "unit_length": 4, key: value}
+    path = str(tmp_path / "est.tar")
+    save_checkpoint(path, state)
+    with pytest.raises(CheckpointError, match=rf"est\.tar: entry '{key}' is .*; expected {expected}$"):
+        load_length_estimator(path)
+
+
+@pytest.mark.parametrize("key,value", [("model_args", [1]), ("dataset", "t2m"), ("target", None), ("ema", 3)])
+def test_a_generator_entry_of_the_wrong_type_is_refused_naming_the_file_and_entry(tmp_path, key, value):
+    """A generator file whose records have the wrong type is refused naming the file and the entry before anything
+    reads them."""
+    state = {"stage": "generator", "model_name": "MARDM-DDPM-Tiny", "model_args": {}, "model": {}, "dataset": {},
+             "tokenizer": {}, "text_encoder": {}, "target": "latents", key: value}
+    path = str(tmp_path / "gen.tar")
+    save_checkpoint(path, state)
+    with pytest.raises(CheckpointError, match=rf"gen\.tar: entry '{key}' is {type(value).__name__} "):
+        load_generator(path)
+
+
+def test_an_evaluator_whose_model_args_is_not_a_dict_is_refused_naming_the_file(tmp_path):
+    """An evaluator written by train_evaluator.py whose ``model_args`` was damaged into a list is a CheckpointError
+    naming the file and the entry."""
+    dim_pose = DATASETS["t2m"].dim_pose
+    path = str(tmp_path / "finest.tar")
+    save_evaluator(path, build_evaluator("t2m", np.zeros(dim_pose), np.ones(dim_pose), dim_word=12, sizes="tiny"))
+    state = load_checkpoint(path)
+    state["model_args"] = list(state["model_args"])
+    save_checkpoint(path, state)
+    with pytest.raises(CheckpointError, match=r"finest\.tar: entry 'model_args' is list .*; expected dict$"):
+        load_evaluator(path, "t2m")

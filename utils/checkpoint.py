@@ -347,6 +347,22 @@ def require_keys(state: dict[str, Any], keys: list[str], path: str) -> None:
         raise CheckpointError(f"{path}: missing keys {missing}; top-level keys are {sorted(state)}")
 
 
+def require_types(state: dict[str, Any], types: Mapping[str, type | tuple[type, ...]], path: str) -> None:
+    """Clear error when an entry of ``state`` named in ``types`` is there but not of its type (a damaged or
+    hand-edited file: ``model`` a list, ``unit_length`` None); missing entries are ``require_keys``' to report."""
+    for key, expected in types.items():
+        if key in state and not isinstance(state[key], expected):
+            kinds = expected if isinstance(expected, tuple) else (expected,)
+            wanted = " or ".join("None" if kind is type(None) else kind.__name__ for kind in kinds)
+            raise CheckpointError(f"{path}: entry {key!r} is {type(state[key]).__name__} {_shown(state[key])}; "
+                                  f"expected {wanted}")
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def resumed_model_args(saved: dict[str, Any], model_args: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
     """The ``model_args`` a resumed run records (``saved``: those of its checkpoint). ``added`` maps constructor
     arguments added after runs were saved to the value those runs trained with: a run saved before one existed keeps

@@ -33,7 +33,14 @@ import torch
 
 from models.evaluator import EVALUATOR_SIZES, TextMotionEvaluator
 from utils.atomic_io import atomic_write
-from utils.checkpoint import CheckpointError, check_matches, load_checkpoint, save_checkpoint, unwrap_model
+from utils.checkpoint import (
+    CheckpointError,
+    check_matches,
+    load_checkpoint,
+    require_types,
+    save_checkpoint,
+    unwrap_model,
+)
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.normalization import read_npy_array
 from utils.run_dir import RunDir, RunDirError
@@ -444,6 +451,7 @@ def _load_own(state: dict[str, Any], sizes: dict[str, Any], path: str, dataset_n
     if dataset.get("name") != dataset_name:
         raise CheckpointError(f"{path}: an evaluator of dataset {dataset.get('name')!r}, but {dataset_name!r} is "
                               f"evaluated; {_cross_dataset_advice(dataset_name, str(dataset.get('name')), data_root)}")
+    require_types(state, {"model_args": dict}, path)
     model_args = dict(state["model_args"])
     if model_args.get("ignore_dims") is not None:
         model_args["ignore_dims"] = tuple(int(v) for v in model_args["ignore_dims"])

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from models.length_estimator import classes_to_lengths, sample_lengths
 from models.loader import Tokenizer
 from models.text_encoders import TextEncoder
-from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, require_keys
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, require_keys, require_types
 from utils.dataset_specs import DatasetSpec, spec_from_record
 from utils.editing import (
     ROOT_VELOCITY_REPRESENTATIONS,
@@ -80,6 +80,8 @@ logger = logging.getLogger(__name__)
 GENERATOR_STAGE = "generator"
 LENGTH_ESTIMATOR_RUN = "length_estimator"
 GENERATOR_KEYS = ["stage", "model_name", "model_args", "model", "dataset", "tokenizer", "text_encoder", "target"]
+GENERATOR_TYPES = {"model_name": str, "model_args": dict, "model": dict, "ema": (dict, type(None)), "dataset": dict,
+                   "tokenizer": dict, "text_encoder": dict, "target": str}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -521,6 +523,7 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
     state = load_checkpoint(path, map_location="cpu")
     require_stage(state, path, GENERATOR_STAGE, "train_MARDM.py or train_t2m_transformer.py")
     require_keys(state, GENERATOR_KEYS, path)
+    require_types(state, GENERATOR_TYPES, path)
     backend_cls = backend_for(state, path)
     dataset = state["dataset"]
     require_keys(dataset, ["name", "spec", "mean", "std"], f"{path} (dataset record)")
@@ -552,6 +555,7 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
         res_state = load_checkpoint(res_path, map_location="cpu")
         require_stage(res_state, res_path, GENERATOR_STAGE, "train_res_transformer.py")
         require_keys(res_state, GENERATOR_KEYS, res_path)
+        require_types(res_state, GENERATOR_TYPES, res_path)
         # A run of another kind (a MARDM generator, a masked transformer) is named as such, not as a mismatch.
         backend_cls.check_residual_kind(res_state, res_path)
         _check_residual(res_state, res_path, state, path)

@@ -19,7 +19,7 @@ import torch
 
 from models.length_estimator import LengthEstimator
 from models.text_encoders import CachedTextEncoder, build_text_encoder
-from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, official_kind, require_keys
+from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, official_kind, require_keys, require_types
 from utils.checkpoint_users import find_kept_copy
 
 logger = logging.getLogger(__name__)
@@ -237,6 +237,8 @@ def load_length_estimator(path_or_run: str, device: str | torch.device = "cpu") 
     state = load_checkpoint(path, map_location="cpu")
     require_stage(state, path, LENGTH_ESTIMATOR_STAGE, "train_length_estimator.py")
     require_keys(state, ["model_args", "model", "text_encoder", "unit_length"], path)
+    require_types(state, {"model_args": dict, "model": dict, "ema": (dict, type(None)), "text_encoder": dict,
+                          "unit_length": int, "dataset": (dict, type(None))}, path)
     try:
         model = LengthEstimator(**state["model_args"])
         model.load_state_dict(state.get("ema") or state["model"])

@@ -11,7 +11,9 @@ import shlex
 from pathlib import Path
 
 import pytest
+from reproduce_helpers import two_stage_recipe
 
+import reproduce
 from utils.checkpoint import save_checkpoint
 from utils.recipe_plan import (
     REPO,
@@ -333,3 +335,32 @@ def test_the_script_path_and_the_interpreter_are_not_flags():
     record = {"command": shlex.join(["python3", "/other/checkout/train_vq.py", "--name", "r", "--lr", "1e-4"]),
               "status": "done", "cwd": "/somewhere/else"}
     assert changed_flags(step, record) == []
+
+
+@pytest.mark.parametrize("content", ["[]", "null", "3", '"text"'])
+def test_a_state_json_that_is_not_an_object_reads_as_empty(tmp_path, content):
+    """read_state promises ``{}`` for a state.json that cannot be read as a state ("a damaged state only costs
+    reruns"): a file holding valid JSON that is not an object (a list, null, a number) must read as ``{}`` too, or
+    reproduce.py crashes on ``state.setdefault('stages', {})`` with an AttributeError instead of rerunning."""
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    assert read_state(str(path)) == {}
+
+
+def test_a_state_json_with_a_damaged_stages_entry_does_not_crash_the_call(tmp_path, monkeypatch):
+    """A state.json whose ``stages`` is not an object (``{"stages": []}``) is damaged like an unreadable one: the call
+    must plan and run (every stage checks its own outputs) rather than stop with an AttributeError from ``list.get``."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    state = tmp_path / "ck" / "synthetic" / "reproduce" / "two" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"stages": []}))
+    report = reproduce.main(argv)
+    assert [s["status"] for s in report["stages"]][1:] == ["done", "done"]
+
+
+def test_a_stage_record_that_is_not_an_object_is_dropped_and_the_others_kept(tmp_path):
+    """Within a readable state.json, a stage whose record is not an object is dropped (that stage reruns) and the
+    other stages' records are kept as written."""
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"stages": {"tokenizer": [1], "eval": {"status": "done", "seconds": 3}}, "x": 1}))
+    assert read_state(str(path)) == {"stages": {"eval": {"status": "done", "seconds": 3}}, "x": 1}

@@ -424,14 +424,22 @@ def stale_parents(steps: list[Step]) -> list[str]:
 def read_state(path: str) -> dict[str, Any]:
     """``state.json`` as written (``{"stages": {name: {"command", "status", "cwd", "preset", "seconds", "output",
     "sha256"}}}``: ``preset`` the file and values of the command's ``--config``, ``status`` "done", or "started" for a
-    training that started and did not finish), or ``{}`` when it is missing or cannot be read."""
+    training that started and did not finish), or ``{}`` when it is missing or cannot be read. A damaged part is
+    dropped as the whole would be: a ``stages`` that is not an object, a stage's record that is not one."""
     if not os.path.isfile(path):
         return {}
     try:
         with open(path) as f:
-            return json.load(f)
+            state = json.load(f)
     except (OSError, ValueError):
         return {}  # a damaged state only costs reruns: every stage checks its own outputs
+    if not isinstance(state, dict):
+        return {}
+    stages = state.get("stages", {})
+    if not isinstance(stages, dict):
+        stages = {}
+    state["stages"] = {name: record for name, record in stages.items() if isinstance(record, dict)}
+    return state
 
 
 def preflight(args: argparse.Namespace, recipe: Recipe, dataset: str, steps: list[Step]) -> list[str]:

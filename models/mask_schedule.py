@@ -216,8 +216,8 @@ def sample_from_logits(logits: torch.Tensor, temperature: float = 1.0, sampling:
     """
     if sampling not in SAMPLING_MODES:
         raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not (math.isfinite(temperature) and temperature > 0):  # inf or NaN makes -inf entries NaN: one gets drawn
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     scaled = logits.float() / temperature
     if sampling == "gumbel":
         u = torch.rand(scaled.shape, device=scaled.device, generator=generator).clamp(min=1e-20)

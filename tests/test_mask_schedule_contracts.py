@@ -17,6 +17,7 @@ from models.mask_schedule import (
     q_schedule,
     sample_from_logits,
     sample_training_mask,
+    top_k_filter,
 )
 
 
@@ -160,3 +161,13 @@ def test_an_all_empty_padded_mask_falls_back_to_sample_0s_lowest_score_valid_pos
         else:
             assert torch.equal(mask, rule)
     assert found > 100
+
+
+@pytest.mark.parametrize("sampling", ["categorical", "gumbel"])
+@pytest.mark.parametrize("temperature", [float("inf"), float("nan")])
+def test_a_non_finite_temperature_is_refused_like_a_non_positive_one(sampling, temperature):
+    """An infinite or NaN temperature is the ValueError naming temperature that a non-positive one gets: it would turn
+    the top-k filtered (-inf) entries into NaN, and Gumbel sampling would draw one of them."""
+    logits = top_k_filter(torch.tensor([[0.0, 5.0, 1.0, 3.0]] * 4), 0.5)  # entries 0 and 2 are -inf
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        sample_from_logits(logits, temperature, sampling, torch.Generator().manual_seed(0))

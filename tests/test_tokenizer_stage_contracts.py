@@ -147,6 +147,20 @@ def test_tokenizer_resume_refuses_statistics_that_differ_in_the_last_digits(key)
         assert "1 in the checkpoint, 1.5 now" in msg
 
 
+@pytest.mark.parametrize("key,value,shown", [("std", None, "NoneType 'None'"), ("mean", "abc", "str 'abc'"),
+                                              ("mean", ..., "absent")])
+def test_tokenizer_resume_refuses_a_run_without_readable_statistics_naming_the_field(key, value, shown):
+    """A run whose dataset record keeps no statistics (None, as an imported record may), other values or none at all
+    cannot be checked against the current ones: the resume is refused naming the file, the field and what it holds,
+    not with a bare TypeError from the tensor conversion."""
+    saved = _record()
+    saved["dataset"] = {k: v for k, v in saved["dataset"].items() if k != key}
+    if value is not ...:
+        saved["dataset"][key] = value
+    with pytest.raises(CheckpointError, match=rf"latest\.tar: dataset {key} is {shown} in the run being resumed"):
+        ts.check_tokenizer_resume(saved, PATH, _record())
+
+
 def test_resume_on_a_body_part_refuses_a_whole_body_run_and_vice_versa():
     """Adding --body_part to a whole-body run is refused ('drop --body_part'); leaving out the run's part is refused
     naming the part to add."""

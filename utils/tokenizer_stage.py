@@ -413,7 +413,11 @@ def check_tokenizer_resume(saved: dict[str, Any], latest_path: str, meta: dict[s
     saved_data, data = saved.get("dataset") or {}, meta["dataset"]
     check_matches(latest_path, "dataset name", saved_data.get("name"), data["name"])
     for key in ("mean", "std"):
-        found = torch.as_tensor(saved_data.get(key, torch.zeros(0)), dtype=torch.float32)
+        try:  # an imported record may keep None (no statistics); a damaged one anything
+            found = torch.as_tensor(saved_data[key], dtype=torch.float32)
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise CheckpointError(f"{latest_path}: dataset {key} is {_shown_record(saved_data, key)} in the run being "
+                                  f"resumed, not the statistics it was normalised with; start a new --name") from None
         expected = torch.as_tensor(data[key], dtype=torch.float32)
         if found.shape != expected.shape:
             raise CheckpointError(f"{latest_path}: dataset {key} has shape {tuple(found.shape)} in the run being "
@@ -426,6 +430,10 @@ def check_tokenizer_resume(saved: dict[str, Any], latest_path: str, meta: dict[s
                                   f"{differ.numel()} features (first at index {i}: {float(found[i]):g} in the "
                                   f"checkpoint, {float(expected[i]):g} now); resume on the data the run was trained "
                                   f"on, or start a new --name")
+
+
+def _shown_record(record: dict[str, Any], key: str) -> str:
+    return "absent" if key not in record else f"{type(record[key]).__name__} {str(record[key])[:40]!r}"
 
 
 def _check_body_part(latest_path: str, saved: dict[str, Any], meta: dict[str, Any]) -> None:

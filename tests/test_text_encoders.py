@@ -3,6 +3,7 @@
 import gzip
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,13 +53,19 @@ def fake_clip_state_dict(seed: int = 0, vocab: int = VOCAB) -> dict[str, torch.T
     return sd
 
 
-@pytest.fixture()
-def clip_files(tmp_path):
-    weights = tmp_path / "ViT-tiny.pt"
+def write_clip_files(folder: Path) -> Path:
+    """Tiny CLIP weights (``fake_clip_state_dict``) and a BPE vocabulary of ``MERGES`` in ``folder``; the weights'
+    path."""
+    weights = folder / "ViT-tiny.pt"
     torch.save(fake_clip_state_dict(), weights)
-    with gzip.open(tmp_path / CLIP_VOCAB_NAME, "wt", encoding="utf-8") as f:
+    with gzip.open(folder / CLIP_VOCAB_NAME, "wt", encoding="utf-8") as f:
         f.write("#version: 0.2\n" + "\n".join(MERGES) + "\n")
     return weights
+
+
+@pytest.fixture()
+def clip_files(tmp_path):
+    return write_clip_files(tmp_path)
 
 
 # ----- tokenizer ------------------------------------------------------------------------------------------------------

@@ -194,8 +194,13 @@ class CLIPTextTransformer(nn.Module):
                                            width=width)
         _, embed_dim = _checked_shape(state_dict, "text_projection", ("width", "embed_dim"), width=width)
         layers = len({k.split(".")[2] for k in state_dict if k.startswith("transformer.resblocks.")})
+        if layers == 0:  # else a tower of no blocks, whose embeddings are not CLIP's
+            raise ValueError("no transformer.resblocks.* tensors; expected the text tower's attention blocks")
+        heads = heads or max(1, width // 64)
+        if width % heads:  # else nn.MultiheadAttention's bare AssertionError
+            raise ValueError(f"heads {heads} does not divide the width {width}")
         model = cls(vocab_size=vocab_size, context_length=context_length, width=width,
-                    heads=heads or max(1, width // 64), layers=layers, embed_dim=embed_dim)
+                    heads=heads, layers=layers, embed_dim=embed_dim)
         model.load_state_dict(state_dict)
         return model
 
@@ -380,6 +385,9 @@ class CachedTextEncoder(TextEncoder):
         self.name = encoder.name
         self.dim = encoder.dim
         self.cache_path = os.fspath(cache_path) if cache_path is not None else None
+        if self.cache_path is not None and os.path.isdir(self.cache_path):  # else found only at save(), after encoding
+            raise ValueError(f"{self.cache_path}: a folder; expected the path of the caption cache's .npz file "
+                             f"(--text_cache)")
         self._cache: dict[str, torch.Tensor] = {}
         self._probe: torch.Tensor | None = None
         if self.cache_path is not None and os.path.isfile(self.cache_path):
@@ -438,7 +446,7 @@ class CachedTextEncoder(TextEncoder):
             return
         cosine = float(old @ new) / max(old_norm * new_norm, 1e-12)
         norm_change = abs(old_norm - new_norm) / max(old_norm, new_norm)
-        if cosine < PROBE_MIN_COSINE or norm_change > PROBE_MAX_NORM_CHANGE:
+        if not (cosine >= PROBE_MIN_COSINE and norm_change <= PROBE_MAX_NORM_CHANGE):  # NaN fails too
             raise ValueError(f"{path}: caption cache was written with other weights of the {self.name!r} encoder "
                              f"(its embedding of the probe caption differs from this encoder's: cosine "
                              f"{cosine:.4f}, norm {old_norm:.4g} against {new_norm:.4g}); delete the file or "

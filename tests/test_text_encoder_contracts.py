@@ -4,6 +4,7 @@ alphabet, BPE details, dtype handling, the CLIP loader's refusals, the caption c
 from __future__ import annotations
 
 import gzip
+import re
 
 import numpy as np
 import pytest
@@ -310,3 +311,42 @@ def test_a_shorter_token_sequence_uses_the_first_positions(clip_files):
     assert short.shape == (1, 8, WIDTH)
     assert torch.allclose(short, full[:, :8], atol=1e-5)
     assert torch.allclose(model(tokens[:, :8]), model(tokens), atol=1e-5)
+
+
+def test_weights_without_any_transformer_block_are_refused_naming_the_file(clip_files, tmp_path):
+    """A file holding the embeddings, ln_final and projection but none of the transformer.resblocks.* tensors is not a
+    CLIP text tower: it is refused naming the file and the missing blocks, not loaded as a tower of no layers."""
+    sd = {k: v for k, v in fake_clip_state_dict().items() if not k.startswith("transformer.")}
+    torch.save(sd, tmp_path / "blockless.pt")
+    with pytest.raises(ValueError, match=r"blockless\.pt: .*transformer\.resblocks"):
+        CLIPTextEncoder(tmp_path / "blockless.pt", vocab_path=clip_files.parent / CLIP_VOCAB_NAME)
+
+
+def test_a_cache_whose_probe_is_nan_is_refused(tmp_path):
+    """A probe embedding holding NaN cannot show that the file was written with these weights: it is refused (NaN
+    compares false against both thresholds, so a check written as 'refuse when below' would pass it)."""
+    cached = CachedTextEncoder(ScaledEncoder(1.0))
+    cached.encode(["a cat"])
+    path = cached.save(tmp_path / "cache.npz")
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    data["probe"] = np.full(3, np.nan, np.float32)
+    np.savez(tmp_path / "nan.npz", **data)
+    with pytest.raises(ValueError, match=r"nan\.npz: caption cache"):
+        CachedTextEncoder(ScaledEncoder(1.0), cache_path=tmp_path / "nan.npz")
+
+
+def test_heads_that_do_not_divide_the_width_are_a_value_error_naming_both(clip_files):
+    """heads=3 for a width-128 tower: a ValueError naming the heads and the width, not torch's bare AssertionError
+    'embed_dim must be divisible by num_heads'."""
+    with pytest.raises(ValueError, match=r"ViT-tiny\.pt: .*heads 3 does not divide the width 128"):
+        CLIPTextEncoder(clip_files, heads=3)
+
+
+def test_a_cache_path_that_is_a_folder_is_refused_when_the_cache_is_built(tmp_path):
+    """A folder at cache_path (--text_cache) is refused when the cache is built, naming the path, rather than failing
+    at save(), after every caption was encoded, with an error about a temporary file."""
+    folder = tmp_path / "caches"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=re.escape(f"{folder}: a folder; expected the path of the caption cache")):
+        CachedTextEncoder(ScaledEncoder(1.0), cache_path=folder)

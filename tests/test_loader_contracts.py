@@ -95,21 +95,16 @@ def test_cond_drop_prob_is_read_only_for_conditional_runs(tmp_path):
     assert load_tokenizer(plain).cond_drop_prob == 0.0
 
 
-def test_a_generator_file_given_as_tokenizer_names_its_stage(tmp_path):
-    """A generator checkpoint is refused as a file of another stage, not as an unknown tokenizer."""
-    path = str(tmp_path / "gen.tar")
-    save_checkpoint(path, {"stage": "generator", "model_name": "FSQ-MARDM-SiT-Tiny", "model_args": {}, "model": {}})
-    with pytest.raises(CheckpointError, match=r"gen.tar: model_name 'FSQ-MARDM-SiT-Tiny' is not a registered "
-                                              r"tokenizer; its stage is 'generator'"):
-        load_tokenizer(path)
-
-
-def test_an_unregistered_model_name_is_named_with_the_registry(tmp_path):
-    """A tokenizer file whose model_name is not registered names the name and lists the registry."""
+@pytest.mark.parametrize("stage,name,match", [
+    ("generator", "FSQ-MARDM-SiT-Tiny", r"model_name 'FSQ-MARDM-SiT-Tiny' is not a registered tokenizer; its stage is "
+                                        r"'generator'"),
+    ("tokenizer", "NoSuchVQ", r"model_name 'NoSuchVQ' is not a registered tokenizer \(\[.*'VQVAE_Tiny'")])
+def test_a_file_that_is_no_registered_tokenizer_is_refused_naming_why(tmp_path, stage, name, match):
+    """A generator checkpoint is refused as a file of another stage, not as an unknown tokenizer; a tokenizer file
+    whose model_name is not registered names the name and lists the registry."""
     path = str(tmp_path / "odd.tar")
-    save_checkpoint(path, {"stage": "tokenizer", "model_name": "NoSuchVQ", "model_args": {}, "model": {}})
-    with pytest.raises(CheckpointError, match=r"odd.tar: model_name 'NoSuchVQ' is not a registered tokenizer "
-                                              r"\(\[.*'VQVAE_Tiny'"):
+    save_checkpoint(path, {"stage": stage, "model_name": name, "model_args": {}, "model": {}})
+    with pytest.raises(CheckpointError, match=rf"odd.tar: {match}"):
         load_tokenizer(path)
 
 

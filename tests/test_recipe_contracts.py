@@ -249,13 +249,18 @@ def test_a_record_with_a_damaged_preset_or_no_preset_now_compares_the_flags_only
 # ---------------------------------------------------------------------------------------------------------------------
 # kept, output check, refused runs
 # ---------------------------------------------------------------------------------------------------------------------
-def test_a_step_recorded_with_other_flags_is_not_kept(tmp_path):
-    """A step whose output is there and recorded as done is run again when its flags changed since."""
+def _evaluation_with_another_seed(tmp_path: Path) -> tuple[Step, dict]:
+    """An evaluation step (seed 2) whose result is there, and its record of a finished run with seed 1."""
     result = tmp_path / "evaluate.json"
     result.write_text("{}")
     step = Step("evaluate", ["python", "evaluation_AE.py", "--seed", "2"], str(result), "evaluation_AE.py",
                 evaluation=True)
-    record = {"command": "python evaluation_AE.py --seed 1", "status": "done", "cwd": os.getcwd()}
+    return step, {"command": "python evaluation_AE.py --seed 1", "status": "done", "cwd": os.getcwd()}
+
+
+def test_a_step_recorded_with_other_flags_is_not_kept(tmp_path):
+    """A step whose output is there and recorded as done is run again when its flags changed since."""
+    step, record = _evaluation_with_another_seed(tmp_path)
     assert not kept(step, record, rerun=False, upstream_ran=False)
     assert kept(step, {**record, "command": "python evaluation_AE.py --seed 2"}, rerun=False, upstream_ran=False)
 
@@ -263,7 +268,6 @@ def test_a_step_recorded_with_other_flags_is_not_kept(tmp_path):
 def test_an_output_found_without_a_finished_record_is_not_a_change(tmp_path):
     """Data found in place (no record) or a step recorded as started only has nothing to compare its output with:
     output_check reports its file and SHA-256 and no change."""
-
     data = tmp_path / "Mean.npy"
     data.write_bytes(b"stats")
     step = Step("data", ["python", "prepare_data.py"], str(data), "prepare_data.py", always_skip_when_done=True)
@@ -276,11 +280,7 @@ def test_an_output_found_without_a_finished_record_is_not_a_change(tmp_path):
 
 def test_an_evaluation_with_other_flags_is_not_a_refused_run(tmp_path):
     """Only trainings are refused for continuing with other settings: an evaluation whose flags changed runs again."""
-    result = tmp_path / "evaluate.json"
-    result.write_text("{}")
-    step = Step("evaluate", ["python", "evaluation_AE.py", "--seed", "2"], str(result), "evaluation_AE.py",
-                evaluation=True)
-    previous = {"command": "python evaluation_AE.py --seed 1", "status": "done", "cwd": os.getcwd()}
+    step, previous = _evaluation_with_another_seed(tmp_path)
     assert changed_runs([step], {"evaluate": previous}, "state.json") == []
 
 

@@ -458,5 +458,6 @@ def test_an_evaluator_whose_model_args_is_not_a_dict_is_refused_naming_the_file(
     state = load_checkpoint(path)
     state["model_args"] = list(state["model_args"])
     save_checkpoint(path, state)
-    with pytest.raises(CheckpointError, match=r"finest\.tar: entry 'model_args' is list .*; expected dict$"):
+    with pytest.raises(CheckpointError, match=r"finest\.tar: the evaluator checkpoint's 'model_args' record is list; "
+                                              r"expected a dict$"):
         load_evaluator(path, "t2m")

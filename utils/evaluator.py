@@ -33,14 +33,7 @@ import torch
 
 from models.evaluator import EVALUATOR_SIZES, TextMotionEvaluator
 from utils.atomic_io import atomic_write
-from utils.checkpoint import (
-    CheckpointError,
-    check_matches,
-    load_checkpoint,
-    require_types,
-    save_checkpoint,
-    unwrap_model,
-)
+from utils.checkpoint import CheckpointError, check_matches, load_checkpoint, save_checkpoint, unwrap_model
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
 from utils.normalization import read_npy_array
 from utils.run_dir import RunDir, RunDirError
@@ -218,9 +211,8 @@ class EvaluatorWrapper:
         """Paired text and motion embeddings, each (B, E).
 
         word_embs (B, L, dim_word) float (GloVe) or (B, L) int ids (learned vocabulary), pos_ohot (B, L, 15),
-        cap_lens (B,) including sos/eos, motions (B, T, dim_pose) normalised and zero-padded, m_lens (B,) frames.
-        Rows are in ``length_order(m_lens)`` (text rows permuted alike, so row i is still a pair) unless
-        ``keep_input_order``.
+        cap_lens (B,) with sos/eos, motions (B, T, dim_pose) normalised and zero-padded, m_lens (B,) frames. Rows
+        are in ``length_order(m_lens)`` (text rows permuted alike: row i is still a pair) unless ``keep_input_order``.
         """
         motion_emb = self.get_motion_embeddings(motions, m_lens, keep_input_order=keep_input_order)
         with self._evaluating():
@@ -444,14 +436,14 @@ def _cross_dataset_advice(evaluated: str, evaluator_dataset: str, data_root: str
 def _load_own(state: dict[str, Any], sizes: dict[str, Any], path: str, dataset_name: str,
               mean: np.ndarray | None, std: np.ndarray | None, unit_length: int | None,
               device: str | torch.device, data_root: str | None = None) -> EvaluatorWrapper:
-    for key in ("word_vectors", "dataset"):
+    for key in ("word_vectors", "dataset", "model_args"):
         if not isinstance(state.get(key), dict):
-            raise CheckpointError(f"{path}: evaluator checkpoint lacks its {key!r} record")
+            found = type(state[key]).__name__ if key in state else "absent"
+            raise CheckpointError(f"{path}: the evaluator checkpoint's {key!r} record is {found}; expected a dict")
     dataset = state["dataset"]
     if dataset.get("name") != dataset_name:
         raise CheckpointError(f"{path}: an evaluator of dataset {dataset.get('name')!r}, but {dataset_name!r} is "
                               f"evaluated; {_cross_dataset_advice(dataset_name, str(dataset.get('name')), data_root)}")
-    require_types(state, {"model_args": dict}, path)
     model_args = dict(state["model_args"])
     if model_args.get("ignore_dims") is not None:
         model_args["ignore_dims"] = tuple(int(v) for v in model_args["ignore_dims"])

@@ -349,27 +349,19 @@ def test_text2motion_unit_length_override_rounds_to_that_unit(tmp_path):
     assert {ds[0].length for _ in range(40)} == {55, 50}
 
 
-def test_crop_length_never_exceeds_a_max_length_that_is_not_a_multiple_of_the_unit(tmp_path):
-    from utils.datasets import Text2MotionDataset
-
-    write_dataset(tmp_path, {"a": 201}, {"train": ["a"]})
-    spec = dataclasses.replace(get_dataset_spec("t2m", str(tmp_path)), max_motion_length=198)
+@pytest.mark.parametrize("frames,bound,expected", [
+    (201, {"max_motion_length": 198}, {196}),  # 200 and 196 rounded to units of 4 are capped at 49 units
+    (6, {"min_motion_length": 4}, {4}),  # a single-unit clip is never shortened to nothing
+])
+def test_crop_lengths_stay_within_bounds_that_are_not_multiples_of_the_unit(tmp_path, frames, bound, expected):
+    """The training crop's length never exceeds a max_motion_length that is not a multiple of the unit, and a clip of
+    a single unit is never shortened to zero frames."""
+    write_dataset(tmp_path, {"a": frames}, {"train": ["a"]})
+    spec = dataclasses.replace(get_dataset_spec("t2m", str(tmp_path)), **bound)
     mean, std = _stats()
     ds = Text2MotionDataset(spec, "train", mean, std, progress=False)
     torch.manual_seed(0)
-    lengths = {ds[0].length for _ in range(30)}
-    assert lengths == {196}  # 200 and 196 rounded to units of 4 are capped at 49 units
-
-
-def test_a_single_unit_clip_is_never_shortened_to_nothing(tmp_path):
-    from utils.datasets import Text2MotionDataset
-
-    write_dataset(tmp_path, {"a": 6}, {"train": ["a"]})
-    spec = dataclasses.replace(get_dataset_spec("t2m", str(tmp_path)), min_motion_length=4)
-    mean, std = _stats()
-    ds = Text2MotionDataset(spec, "train", mean, std, progress=False)
-    torch.manual_seed(0)
-    assert {ds[0].length for _ in range(30)} == {4}
+    assert {ds[0].length for _ in range(30)} == expected
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -73,22 +73,21 @@ def test_a_jsonl_line_without_a_text_string_fails_naming_the_line(tmp_path, line
         read_prompt_file(str(path))
 
 
-def test_structured_texts_are_stripped(tmp_path):
-    jsonl = tmp_path / "p.jsonl"
-    jsonl.write_text('{"text": "  a person walks \\t", "length": 40}\n', encoding="utf-8")
-    table = tmp_path / "p.csv"
-    table.write_text('text,length\n"  a person runs  ",12\n', encoding="utf-8")
+@pytest.mark.parametrize("jsonl_name,csv_name,walks,runs", [
+    ("p.jsonl", "p.csv", '"  a person walks \\t"', '"  a person runs  "'),  # texts are stripped
+    ("P.JSONL", "P.Csv", '"a person walks"', "a person runs"),  # the format is read from the extension, any case
+])
+def test_structured_prompt_files_are_read_by_extension_with_stripped_texts(tmp_path, jsonl_name, csv_name, walks,
+                                                                             runs):
+    jsonl = tmp_path / jsonl_name
+    jsonl.write_text(f'{{"text": {walks}, "length": 40}}\n', encoding="utf-8")
+    table = tmp_path / csv_name
+    table.write_text(f"text,length\n{runs},12\n", encoding="utf-8")
     assert _rows(jsonl) == [("a person walks", 40)]
     assert _rows(table) == [("a person runs", 12)]
 
 
-def test_the_format_is_read_from_the_extension_whatever_its_case(tmp_path):
-    jsonl = tmp_path / "P.JSONL"
-    jsonl.write_text('{"text": "a person walks", "length": 40}\n', encoding="utf-8")
-    table = tmp_path / "P.Csv"
-    table.write_text("text,length\na person runs,12\n", encoding="utf-8")
-    assert _rows(jsonl) == [("a person walks", 40)]
-    assert _rows(table) == [("a person runs", 12)]
+def test_a_json_prompt_file_is_refused_whatever_its_case(tmp_path):
     single = tmp_path / "P.JSON"
     single.write_text('[{"text": "a"}]', encoding="utf-8")
     with pytest.raises(ValueError, match=r"a .json prompt file is not read"):

@@ -28,7 +28,14 @@ from utils.datasets import (
     collect_text_samples,
 )
 from utils.motion_index import MotionIndex
-from utils.normalization import DatasetError, Normalizer, feat_bias_normalization, load_mean_std, read_npy_array
+from utils.normalization import (
+    DatasetError,
+    Normalizer,
+    feat_bias_normalization,
+    load_mean_std,
+    read_npy_array,
+    statistics_match,
+)
 from utils.paths import HOME_ENV, project_path
 from utils.representation import get_conversion, joints_to_features, tokenizer_conversions, with_extrapolated_frame
 
@@ -175,6 +182,15 @@ def test_normalizer_keeps_a_half_precision_tensor_in_its_dtype():
         assert y.dtype == dtype and norm.inverse(y).dtype == dtype
         assert y.float().tolist() == [[1.0, 1.0]]
     assert norm.transform(torch.tensor([[3, 6]])).dtype == torch.float32
+
+
+def test_statistics_match_compares_widths_before_values():
+    mean, std = np.linspace(-1, 1, 5), np.linspace(0.5, 2, 5)
+    assert statistics_match(mean, std, mean.astype(np.float32), std.astype(np.float32))
+    assert not statistics_match(mean, std, mean + 0.1, std)
+    assert not statistics_match(mean, std, mean, std * 2)
+    assert not statistics_match(mean, std, mean[:4], std[:4])
+    assert not statistics_match(mean, std, np.zeros(1), np.ones(1))  # would broadcast against any width
 
 
 def test_feature_bias_must_be_finite():

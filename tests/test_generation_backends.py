@@ -40,6 +40,7 @@ def _run_state(**changes):
     ({"dataset__name": "kit"}, "dataset"),
     ({"dataset__mean": np.full(3, 0.5, np.float32)}, "dataset mean/std"),
     ({"dataset__std": np.full(3, 2.0, np.float32)}, "dataset mean/std"),
+    ({"dataset__std": np.ones(4, np.float32)}, "dataset mean/std"),  # another width: no broadcasting error
     ({"tokenizer__sha256": "def"}, "tokenizer sha256"),
     ({"tokenizer__weights": "ema"}, "tokenizer weights"),
     ({"text_encoder__name": "minilm"}, "text encoder"),

@@ -35,7 +35,7 @@ from models.evaluator import EVALUATOR_SIZES, TextMotionEvaluator
 from utils.atomic_io import atomic_write
 from utils.checkpoint import CheckpointError, check_matches, load_checkpoint, save_checkpoint, unwrap_model
 from utils.dataset_specs import DatasetSpec, get_dataset_spec
-from utils.normalization import read_npy_array
+from utils.normalization import read_npy_array, statistics_match
 from utils.run_dir import RunDir, RunDirError
 from utils.word_vectorizer import (
     DIM_POS_OHOT,
@@ -456,7 +456,7 @@ def _load_own(state: dict[str, Any], sizes: dict[str, Any], path: str, dataset_n
     ck_mean, ck_std = _as_array(dataset.get("mean"), "mean"), _as_array(dataset.get("std"), "std")
     if ck_mean is None or ck_std is None:
         raise CheckpointError(f"{path}: dataset record has no evaluator mean/std")
-    if mean is not None and not (np.allclose(mean, ck_mean) and np.allclose(std, ck_std)):
+    if mean is not None and not statistics_match(mean, std, ck_mean, ck_std):
         raise CheckpointError(f"{path}: the mean/std passed in differ from the statistics this evaluator was "
                               "trained with (stored in the checkpoint); leave them out")
     words = state["word_vectors"]

@@ -74,6 +74,7 @@ from utils.generator_checkpoints import (
 )
 from utils.generator_stage import decode_each_length
 from utils.motion_process import features_to_joints
+from utils.normalization import statistics_match
 
 logger = logging.getLogger(__name__)
 
@@ -481,8 +482,8 @@ def _select_weights(state: dict[str, Any], use_ema: bool, path: str) -> tuple[di
 def _check_residual(res_state: dict[str, Any], res_path: str, state: dict[str, Any], path: str) -> None:
     """A residual run must share the dataset, statistics, tokenizer file and text encoder of its base run."""
     res_data, data = res_state["dataset"], state["dataset"]
-    same_stats = all(np.allclose(torch.as_tensor(res_data[k]).float().numpy(), torch.as_tensor(data[k]).float().numpy())
-                     for k in ("mean", "std"))
+    res_stats, stats = ([torch.as_tensor(d[k]).float().numpy() for k in ("mean", "std")] for d in (res_data, data))
+    same_stats = statistics_match(*res_stats, *stats)
     res_tok, tok = res_state["tokenizer"], state["tokenizer"]
     res_text, text = res_state["text_encoder"], state["text_encoder"]
     checks = [("dataset", res_data.get("name"), data.get("name")),
@@ -540,7 +541,7 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
     tokenizer = backend_cls.load_tokenizer(tok_path, state, spec, device)
     tok_mean = torch.as_tensor(tokenizer.dataset["mean"]).float().numpy()
     tok_std = torch.as_tensor(tokenizer.dataset["std"]).float().numpy()
-    if not (np.allclose(tok_mean, mean) and np.allclose(tok_std, std)):
+    if not statistics_match(tok_mean, tok_std, mean, std):
         raise CheckpointError(f"{path}: the generator's dataset mean/std differ from those of its tokenizer "
                               f"{tok_path}; decoded motion is in the tokenizer's normalisation, so they must agree")
 

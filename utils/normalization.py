@@ -165,6 +165,15 @@ def load_mean_std(spec: DatasetSpec, data_root: str | None = None) -> tuple[np.n
     return mean, std
 
 
+def statistics_match(mean_a: np.ndarray, std_a: np.ndarray, mean_b: np.ndarray, std_b: np.ndarray) -> bool:
+    """Whether two (D,) mean/std pairs are the same statistics as saved: equal shapes and values within
+    ``np.allclose`` (``utils.eval_protocol.same_statistics`` is the bit-exact test). Statistics of another feature
+    width simply do not match (``np.allclose`` alone raises on them)."""
+    pairs = [(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+             for a, b in ((mean_a, mean_b), (std_a, std_b))]
+    return all(a.shape == b.shape and np.allclose(a, b) for a, b in pairs)
+
+
 def eval_normalization(mean: np.ndarray, std: np.ndarray, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """The Guo et al. evaluator convention: (mean, std) with the std of ``spec.root_groups`` and
     ``spec.contact_group`` divided by ``spec.eval_feat_bias``. Shapes (D,) in, (D,) out; inputs are not modified.

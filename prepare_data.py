@@ -50,31 +50,19 @@ import errno
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from options.prepare_data_options import get_prepare_data_parser
 from utils.cli import USER_ERRORS
-from utils.paths import project_path
 from utils.stop_signals import run_with_error_boundary
-
-if TYPE_CHECKING:
-    from utils.bvh_import import ImportSummary
 
 logger = logging.getLogger("prepare_data")
 
 
-def _print_summary(what: str, motions: int, frames: int, fps: float, seconds: float, out: str,
-                   extra: list[str]) -> None:
-    print(f"{what}: {motions} motions, {frames} frames ({frames / fps / 60:.1f} min at {fps:g} fps) "
-          f"in {seconds:.1f} s -> {out}")
-    for line in extra:
-        print(f"  {line}")
-
-
 def main_synthetic(cfg: argparse.Namespace) -> int:
     # Imported here so that --help and the other subcommands do not load the kinematics.
+    from utils.dataset_prep import print_summary, synthetic_use_line
     from utils.synthetic import FPS, built_with, check_synthetic_folder, generate_synthetic_dataset, settings_mismatch
 
     if cfg.keep_existing:  # only a synthetic dataset is kept: a folder the build would refuse is refused here too
@@ -85,70 +73,35 @@ def main_synthetic(cfg: argparse.Namespace) -> int:
             logger.warning("kept as it is (--keep_existing), so results on it are not those of the data asked for: "
                            "%s", mismatch)
         print(f"synthetic: kept the finished dataset in {cfg.out}")
-        print(f"  {_synthetic_use(cfg.out)}")
+        print(f"  {synthetic_use_line(cfg.out)}")
         return 0
     summary = generate_synthetic_dataset(cfg.out, cfg.num_motions, seed=cfg.seed, progress=tqdm)
     splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
     actions = ", ".join(f"{k} {v}" for k, v in sorted(summary.actions.items()))
-    _print_summary("synthetic", summary.motions, summary.frames, FPS, summary.seconds, cfg.out,
-                   [f"splits: {splits}", f"actions: {actions}",
-                    f"sub-clip captions: {summary.subclip_captions}", _synthetic_use(cfg.out)])
+    print_summary("synthetic", summary.motions, summary.frames, FPS, summary.seconds, cfg.out,
+                  [f"splits: {splits}", f"actions: {actions}",
+                   f"sub-clip captions: {summary.subclip_captions}", synthetic_use_line(cfg.out)])
     return 0
-
-
-def _synthetic_use(out: str) -> str:
-    """The flags that find a synthetic dataset in ``out``: it is the registered ``synthetic`` dataset (it writes no
-    spec.json), found without --data_root only in its registered folder."""
-    from utils.dataset_specs import DATASETS
-
-    found = os.path.abspath(out) == os.path.abspath(project_path(DATASETS["synthetic"].root))
-    return "use it with --dataset_name synthetic" + ("" if found else f" --data_root {out}")
-
-
-def _print_import(what: str, summary: ImportSummary, cfg: argparse.Namespace) -> None:
-    """The closing lines of an import (``utils.bvh_import.ImportSummary``): counts, splits, what to look at, and the
-    flags that find the dataset."""
-    splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
-    extra = [f"clips: {summary.clips}; captions from labels {summary.captions_from_labels}, "
-             f"from file names {summary.captions_from_names}", f"splits: {splits}"]
-    if summary.skipped:
-        extra.append(f"files without motion, skipped: {len(summary.skipped)}, e.g. {', '.join(summary.skipped[:3])}")
-    if summary.too_brief:
-        extra.append(f"files under 2 frames at the target rate, skipped: {len(summary.too_brief)}, e.g. "
-                     f"{', '.join(summary.too_brief[:3])}")
-    if summary.generic_captions:
-        extra.append(f"captioned only by the words of their names (pass --labels): {len(summary.generic_captions)}")
-    if summary.chunked_clips:
-        extra.append(f"split into chunks (longer than the maximum length): {len(summary.chunked_clips)} clips, "
-                     f"e.g. {', '.join(summary.chunked_clips[:3])}")
-    if summary.too_short:
-        extra.append(f"shorter than the minimum length (written; the loaders skip them): {len(summary.too_short)}: "
-                     f"{', '.join(summary.too_short[:5])}{' ...' if len(summary.too_short) > 5 else ''}")
-    if summary.empty_splits:
-        extra.append(summary.empty_splits_message())
-    name = os.path.basename(os.path.normpath(cfg.out))
-    # --dataset_name alone looks in the default dataset folder, under $FSQ_MARDM_HOME when that is set.
-    found = os.path.dirname(os.path.abspath(cfg.out)) == os.path.abspath(project_path("dataset"))
-    extra.append(f"use it with --dataset_name {name}" + ("" if found else f" --data_root {cfg.out}"))
-    _print_summary(what, summary.motions, summary.frames, cfg.fps, summary.seconds, cfg.out, extra)
 
 
 def main_bvh(cfg: argparse.Namespace) -> int:
     from utils.bvh_import import import_bvh_folder
+    from utils.dataset_prep import print_import_summary
 
     summary = import_bvh_folder(cfg.src, cfg.out, cfg.skeleton, target_fps=cfg.fps, labels=cfg.labels,
                                 seed=cfg.seed, progress=tqdm, mirror=cfg.mirror)
-    _print_import("bvh", summary, cfg)
+    print_import_summary("bvh", summary, cfg.out, cfg.fps)
     return 0
 
 
 def main_amass(cfg: argparse.Namespace) -> int:
     from utils.amass_import import import_amass_folder
+    from utils.dataset_prep import print_import_summary
 
     summary = import_amass_folder(cfg.src, cfg.out, body_models=cfg.body_models, body_model=cfg.body_model,
                                   target_fps=cfg.fps, labels=cfg.labels, seed=cfg.seed, progress=tqdm,
                                   mirror=cfg.mirror)
-    _print_import("amass", summary, cfg)
+    print_import_summary("amass", summary, cfg.out, cfg.fps)
     return 0
 
 
@@ -180,69 +133,13 @@ def main_assets(cfg: argparse.Namespace) -> int:
 
 
 def main_stats(cfg: argparse.Namespace) -> int:
-    from utils.dataset_io import humanml3d_mean_std, save_mean_std
-    from utils.dataset_specs import full_width_names, get_dataset_spec
-    from utils.motion_files import (
-        MOTION_DIR,
-        SPLITS,
-        DatasetClips,
-        dataset_clips,
-        motion_path,
-        read_split,
-        scan_motion,
-    )
-    from utils.normalization import DatasetError
+    from utils.dataset_prep import write_dataset_stats
+    from utils.dataset_specs import get_dataset_spec
 
     spec = get_dataset_spec(cfg.dataset_name, cfg.data_root)
     root = cfg.data_root or spec.root
-    if spec.file_dim != spec.dim_pose:
-        # The files' statistics cover all file_dim columns, but this spec's feature groups only its leading dim_pose:
-        # the std past them would not be group-averaged, in files that the full-width dataset reads too.
-        full = full_width_names(spec)
-        raise ValueError(f"--dataset_name {spec.name} reads the first {spec.dim_pose} of the {spec.file_dim} features "
-                         f"of its files, whose Mean.npy/Std.npy cover all {spec.file_dim}: compute them with "
-                         + (f"--dataset_name {' or '.join(full)}" if full else "a dataset that describes every column")
-                         + " (the loaders take the leading slice)")
-    targets = [os.path.join(root, name) for name in ("Mean.npy", "Std.npy")]
-    existing = [path for path in targets if os.path.exists(path)]
-    if existing and not cfg.overwrite:
-        verb = "exists" if len(existing) == 1 else "exist"
-        raise ValueError(f"{' and '.join(existing)} already {verb}; pass --overwrite to replace them (models trained "
-                         f"on the old statistics keep them in their checkpoints)")
-    # Every clip: the ids of the split files, as the loaders and validate read them; files under new_joint_vecs/ that
-    # no split lists (a video's joints saved there, notes) are not clips, and are named instead of read.
-    clips = DatasetClips(read_split(root, cfg.split), True, []) if cfg.split else dataset_clips(root)
-    ids = clips.ids
-    if clips.unlisted:
-        logger.warning("%d .npy files under %s that no split file (%s.txt) lists are not clips, and are left out: "
-                       "%s%s", len(clips.unlisted), os.path.join(root, MOTION_DIR), "/".join(SPLITS),
-                       ", ".join(clips.unlisted[:5]), " ..." if len(clips.unlisted) > 5 else "")
-
-    missing: list[str] = []  # split ids without a motion file: skipped, as the loaders and validate skip them
-
-    def checked_paths():  # every file is checked first, so a NaN or a wrong width cannot reach the statistics
-        for clip_id in tqdm(ids, desc=f"stats {spec.name}", unit="clip"):
-            path = motion_path(root, clip_id)
-            if not os.path.exists(path):
-                missing.append(clip_id)
-                continue
-            _, problems = scan_motion(path, spec)
-            if problems and not clips.listed and problems[0].kind in ("wrong_dim", "non_numeric", "unreadable_motion"):
-                raise DatasetError(f"{problems[0]} (without {'/'.join(SPLITS)}.txt every .npy under "
-                                   f"{MOTION_DIR}/ is a clip: move other files out, or write the split files)",
-                                   kind=problems[0].kind, path=problems[0].path)
-            if problems:
-                raise problems[0]
-            yield path
-
-    mean, std = humanml3d_mean_std(checked_paths(), spec)
-    if missing:
-        logger.warning("%d ids of the split files have no motion file under %s and are left out, as the loaders "
-                       "leave them out: %s%s", len(missing), os.path.join(root, MOTION_DIR), ", ".join(missing[:5]),
-                       " ..." if len(missing) > 5 else "")
-    save_mean_std(root, mean, std)
-    which = f"split {cfg.split}" if cfg.split else "every clip of " + ("the splits" if clips.listed else MOTION_DIR)
-    print(f"stats: Mean.npy and Std.npy ({spec.file_dim},) from {len(ids) - len(missing)} clips ({which}; std "
+    stats = write_dataset_stats(spec, root, cfg.split, overwrite=cfg.overwrite)
+    print(f"stats: Mean.npy and Std.npy ({spec.file_dim},) from {stats.clips} clips ({stats.source}; std "
           f"averaged within each feature group) -> {root}")
     return 0
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-import reproduce
+from utils import recipe_runner
 from utils.recipe_plan import Step, _same_value, _script_flags, changed_flags
 from utils.recipes import Published
 from utils.reproduce_report import compare, measured
@@ -57,7 +57,7 @@ def test_a_stage_killed_by_a_signal_is_a_failure(tmp_path):
                 str(tmp_path / "latest.tar"), "-c")
     later = Step("evaluate", [sys.executable, "-c", "pass"], str(tmp_path / "result.json"), "-c")
     state = {"stages": {}}
-    records, failure = reproduce._run_steps([step, later], state, str(tmp_path / "state.json"), rerun=False)
+    records, failure = recipe_runner.run_steps([step, later], state, str(tmp_path / "state.json"), rerun=False)
     assert failure == (step, -9)
     assert [r["status"] for r in records] == ["failed (exit -9)", "not run"]
     assert state["stages"] == {}
@@ -134,7 +134,7 @@ def test_a_training_is_recorded_as_started_before_it_runs(tmp_path):
                 str(tmp_path / "latest.tar"), "-c", training=True)
     state = {"stages": {"train": {"command": "old", "status": "done", "seconds": 1.0}}}
     state_path.write_text(json.dumps(state))
-    records, failure = reproduce._run_steps([step], state, str(state_path), rerun=True)
+    records, failure = recipe_runner.run_steps([step], state, str(state_path), rerun=True)
     assert failure is None
     assert json.loads(seen.read_text())["stages"]["train"]["status"] == "started"
 
@@ -148,7 +148,7 @@ def test_a_failed_evaluation_loses_its_earlier_done_record(tmp_path):
     step = Step("evaluate", [sys.executable, "-c", "raise SystemExit(3)"], str(result), "-c", evaluation=True)
     state = {"stages": {"evaluate": {"command": "old", "status": "done", "seconds": 1.0}}}
     state_path.write_text(json.dumps(state))
-    records, failure = reproduce._run_steps([step], state, str(state_path), rerun=True)
+    records, failure = recipe_runner.run_steps([step], state, str(state_path), rerun=True)
     assert failure == (step, 3)
     assert json.loads(state_path.read_text())["stages"] == {}
 
@@ -164,7 +164,7 @@ def test_a_changed_output_of_a_skipped_step_has_its_new_sha256_recorded(tmp_path
     step = Step("data", [sys.executable, "-c", "raise SystemExit(9)"], str(data), "-c", always_skip_when_done=True)
     state = {"stages": {"data": {"command": "c", "status": "done", "seconds": 2.0, "output": str(data),
                                  "sha256": "0" * 64}}}
-    records, failure = reproduce._run_steps([step], state, str(state_path), rerun=False)
+    records, failure = recipe_runner.run_steps([step], state, str(state_path), rerun=False)
     assert failure is None and records[0]["status"] == "skipped (done)"
     written = json.loads(state_path.read_text())["stages"]["data"]
     assert written["sha256"] == hashlib.sha256(b"new statistics").hexdigest() and written["seconds"] == 2.0
@@ -238,10 +238,10 @@ def test_the_steps_after_a_changed_output_run_next_time_even_if_this_call_stops_
     def stopped(step):
         raise Stopped(signal.SIGTERM)  # the call is stopped before the step after the changed output starts
 
-    monkeypatch.setattr(reproduce, "started", stopped)
+    monkeypatch.setattr(recipe_runner, "started", stopped)
     with pytest.raises(Stopped):
-        reproduce._run_steps([first, later], state, str(state_path), rerun=False)
+        recipe_runner.run_steps([first, later], state, str(state_path), rerun=False)
     monkeypatch.undo()
-    records, failure = reproduce._run_steps([first, later], json.loads(state_path.read_text()), str(state_path),
-                                            rerun=False)
+    records, failure = recipe_runner.run_steps([first, later], json.loads(state_path.read_text()), str(state_path),
+                                               rerun=False)
     assert failure is None and [r["status"] for r in records] == ["skipped (done)", "done"]

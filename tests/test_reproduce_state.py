@@ -14,6 +14,7 @@ import pytest
 from reproduce_helpers import two_stage_recipe
 
 import reproduce
+from utils import recipe_runner
 from utils.checkpoint import save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.recipes import RECIPES, Stage
@@ -107,7 +108,7 @@ def test_a_state_entry_is_dropped_for_the_steps_after_a_changed_output(tmp_path,
     reproduce.main(argv)
     (tmp_path / "ck" / "synthetic" / "r" / "model" / "latest.tar").write_bytes(b"trained further")
     result = tmp_path / "ck" / "synthetic" / "reproduce" / "two" / "evaluate.json"
-    monkeypatch.setattr(reproduce, "_run_stage", lambda argv: 1)
+    monkeypatch.setattr(recipe_runner, "run_stage", lambda argv: 1)
     with pytest.raises(SystemExit, match="stage evaluate failed"):
         reproduce.main(argv)
     state = json.loads((result.parent / "state.json").read_text())
@@ -222,18 +223,18 @@ def test_a_finished_record_keeps_the_preset_read_when_the_stage_started(tmp_path
     preset = tmp_path / "tiny_vq.yaml"
     preset.write_text("lr: 1.0e-3\n")
     _with_tokenizer_flags(monkeypatch, "--config", str(preset))
-    run_stage = reproduce._run_stage
+    run_stage = recipe_runner.run_stage
 
     def edited_while_running(stage_argv):
         code = run_stage(stage_argv)
         preset.write_text("lr: 2.0e-3\n")
         return code
 
-    monkeypatch.setattr(reproduce, "_run_stage", edited_while_running)
+    monkeypatch.setattr(recipe_runner, "run_stage", edited_while_running)
     reproduce.main(argv)
     state = json.loads((tmp_path / "ck" / "synthetic" / "reproduce" / "two" / "state.json").read_text())
     assert state["stages"]["tokenizer"]["preset"]["values"] == {"lr": 0.001}
-    monkeypatch.setattr(reproduce, "_run_stage", run_stage)
+    monkeypatch.setattr(recipe_runner, "run_stage", run_stage)
     with pytest.raises(SystemExit, match="lr 0.001 -> 0.002"):
         reproduce.main(argv)
 

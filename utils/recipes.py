@@ -5,7 +5,7 @@ setting (the shipped ``options/configs`` presets on the paper's dataset) and onc
 the synthetic dataset, a few minutes on a CPU, to check the chain before spending GPU days on it). The evaluation
 stages carry the published numbers with where each comes from; numbers quoted from an aggregator or from memory are
 marked unverified and say so in every report. ``reproduce.py`` plans the stages (``utils/recipe_plan.py``), runs
-them and writes the report (``utils/reproduce_report.py``).
+them (``utils/recipe_runner.py``) and writes the report (``utils/reproduce_report.py``).
 
 The checkpoint each evaluation reads follows the paper's own code: MARDM evaluates ``latest.tar`` with its EMA
 weights; MoMask the masked transformer's ``latest.tar`` with the residual transformer's and the RVQ's

@@ -31,74 +31,38 @@ Examples::
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.evaluator_training import CoEmbedding, MovementAutoencoder, contrastive_loss, draw_shift
-from options.config import option_origin, parse_with_config, resolve_max_iters, save_config
+from options.config import parse_with_config, resolve_max_iters, save_config
 from options.eval_options import get_train_evaluator_parser
-from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import RESUME_TRAINING, run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset, collate_eval
 from utils.engine import EngineConfig, check_run_start, train
-from utils.eval_data import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader
-from utils.eval_protocol import TOP_K, retrieval_metrics
-from utils.eval_report import write_report_json
-from utils.evaluator import (
-    EvaluatorWrapper,
-    build_evaluator,
-    check_no_placed_evaluator,
-    check_resumed_word_vectors,
-    load_evaluator,
-    save_evaluator,
-    save_evaluator_meta,
+from utils.evaluator import build_evaluator, check_no_placed_evaluator, save_evaluator_meta
+from utils.evaluator_stage import (
+    CoEmbeddingValidation,
+    check_resume,
+    check_window_and_batch,
+    load_val_loader,
+    load_word_vectors,
+    pretrain_steps,
+    validate_final_state,
+    write_validation_report,
 )
-from utils.launch_env import is_first_process, world_size
+from utils.launch_env import is_first_process
 from utils.logging_utils import setup_logging
-from utils.metrics import score_batch
-from utils.normalization import DatasetError, eval_normalization, load_mean_std
+from utils.normalization import eval_normalization, load_mean_std
 from utils.run_dir import RunDir
 from utils.seed import set_seed
-from utils.tokenizer_stage import check_training_settings, warn_objective_changes
-from utils.word_vectorizer import LearnedVocab, WordVectorizer
 
 logger = logging.getLogger("train_evaluator")
-
-LEARNED_DIM_WORD = {"official": 300, "small": 128, "tiny": 16}
-# What a resumed co-embedding stage keeps, with the value of a run saved before it was recorded: finest.tar is the
-# lowest validation loss so far, which another split, contrastive margin or seed (it draws the validation crops and
-# captions) would score differently. Every run records its seed; 3407 is the flag's default.
-RESUMED_SETTINGS = {"val_split": "val", "margin": 10.0, "seed": 3407}
-# Changed on resume with a warning: the negatives of the contrastive loss (not the validation, whose shift is fixed).
-OBJECTIVE_SETTINGS = ("neg_shift",)
-
-
-def pretrain_steps(cfg, num_windows: int, resumed: dict | None, latest_path: str) -> int:
-    """Stage 1's optimizer steps: ``--pretrain_iters``, or five epochs of ``num_windows`` windows when it is left
-    out. A resumed stage 2 (``resumed``: the config saved in ``latest_path``) keeps its run's, whose movement encoder
-    it froze: another ``--pretrain_iters`` is refused (CheckpointError), and leaving it out takes the run's."""
-    def five_epochs(batch_size: int) -> int:
-        return 5 * max(num_windows // batch_size, 1)
-
-    if resumed is None:
-        return five_epochs(cfg.batch_size) if cfg.pretrain_iters is None else cfg.pretrain_iters
-    was = resumed.get("pretrain_iters")
-    if was is None:  # saved before the resolved value was recorded: the default at the run's batch size
-        was = five_epochs(int(resumed.get("batch_size") or cfg.batch_size))
-    if cfg.pretrain_iters is not None and cfg.pretrain_iters != was:
-        raise CheckpointError(f"{latest_path}: the run being resumed pretrained its movement encoder for "
-                              f"--pretrain_iters {was} steps, but {option_origin(cfg, 'pretrain_iters')} is "
-                              f"{cfg.pretrain_iters} now; the co-embedding stage froze that encoder when it started "
-                              f"and its checkpoint holds it, so leave --pretrain_iters out (or give {was}) to resume, "
-                              f"or start a new --name")
-    return was
 
 
 def main(cfg) -> dict:
@@ -122,49 +86,17 @@ def main(cfg) -> dict:
     run.make_dirs()
     setup_logging(run.log_file)
     set_seed(cfg.seed)
-    if cfg.pretrain_window < 4 or cfg.pretrain_window % 4:
-        raise ValueError(f"--pretrain_window must be a positive multiple of 4 (the movement encoder's stride), got "
-                         f"{cfg.pretrain_window}")
-    processes = world_size()
-    if cfg.batch_size // processes < 2:
-        # The negatives are the other captions of a process's batch (draw_shift); stage 2 would otherwise fail only
-        # at its first step, after the movement pre-training.
-        raise ValueError(f"--batch_size {cfg.batch_size} over {processes} process(es) gives "
-                         f"{cfg.batch_size // processes} caption(s) per process; the contrastive loss needs at least 2")
+    check_window_and_batch(cfg.pretrain_window, cfg.batch_size)
     finest_path = os.path.join(run.model_dir, "finest.tar")
 
     # ---------------------------------------------------------------------------------------------------------------
     # data
     # ---------------------------------------------------------------------------------------------------------------
     mean, std = eval_normalization(*load_mean_std(spec, cfg.data_root), spec)
-    root = cfg.data_root or spec.root
-    if cfg.glove_dir and os.path.isdir(cfg.glove_dir):
-        word_vectors = WordVectorizer(cfg.glove_dir)
-        if cfg.dim_word is not None and cfg.dim_word != word_vectors.dim_word:
-            raise ValueError(f"{option_origin(cfg, 'dim_word')} is {cfg.dim_word}, but the GloVe vectors in "
-                             f"{cfg.glove_dir} are {word_vectors.dim_word} wide (--dim_word sets the width of a "
-                             "learned word embedding; leave it out with --glove_dir)")
-    else:
-        if cfg.glove_dir:
-            logger.warning("--glove_dir %s does not exist; learning a vocabulary instead", cfg.glove_dir)
-        dim_word = LEARNED_DIM_WORD[cfg.sizes] if cfg.dim_word is None else cfg.dim_word
-        word_vectors = LearnedVocab.from_split(root, "train", dim_word=dim_word)
-    logger.info("word vectors: %s (%d words, %d dims)", f"GloVe vectors of {cfg.glove_dir}" if isinstance(
-        word_vectors, WordVectorizer) else word_vectors.source, len(word_vectors), word_vectors.dim_word)
+    word_vectors = load_word_vectors(cfg, cfg.data_root or spec.root)
     train_set = Text2MotionEvalDataset(spec, "train", mean, std, word_vectors, data_root=cfg.data_root)
     windows = MotionWindowDataset(spec, "train", mean, std, window_size=cfg.pretrain_window, data_root=cfg.data_root)
-    val_set = Text2MotionEvalDataset(spec, cfg.val_split, mean, std, word_vectors, data_root=cfg.data_root)
-    if len(val_set) < TOP_K:
-        # R-precision ranks each caption among the batch's motions: top-3 needs at least 3 candidates per batch.
-        raise DatasetError(f"{root}: the {cfg.val_split} split has {len(val_set)} text-motion sample(s); expected at "
-                           f"least {TOP_K} for validation R-precision top-{TOP_K} (add clips to "
-                           f"{os.path.join(root, cfg.val_split + '.txt')} or choose another --val_split)",
-                           kind="small_split", path=root)
-    val_batch = min(EVAL_BATCH_SIZE, len(val_set))
-    if val_batch < EVAL_BATCH_SIZE:
-        logger.warning("the %s split has only %d samples: validation batches of %d (R-precision chance 1/%d, not "
-                       "1/%d)", cfg.val_split, len(val_set), val_batch, val_batch, EVAL_BATCH_SIZE)
-    val_loader = EvalLoader(val_set, batch_size=val_batch)
+    val_loader = load_val_loader(spec, cfg.val_split, mean, std, word_vectors, cfg.data_root)
 
     # ---------------------------------------------------------------------------------------------------------------
     # model
@@ -178,15 +110,8 @@ def main(cfg) -> dict:
     model_args = {**sizes, "ignore_dims": list(sizes["ignore_dims"]) if sizes["ignore_dims"] else None}
     meta = {"stage": "evaluator_training", "model_name": "TextMotionEvaluator", "model_args": model_args,
             "dataset": dataset_info, "config": config, "word_vectors": ev.word_vectors_record()}
-    if continue_stage2:  # before the model arguments, which other word vectors change too, are compared
-        saved = load_checkpoint(run.latest_path)
-        check_resumed_word_vectors(run.latest_path, saved, meta["word_vectors"], cfg.glove_dir)
-    check_run_start(run, continue_stage2, meta)
-    if continue_stage2:
-        check_training_settings(run.latest_path, saved.get("config") or {}, config, RESUMED_SETTINGS)
-        warn_objective_changes(run.latest_path, saved, config, settings=OBJECTIVE_SETTINGS)
-    pretrain_iters = pretrain_steps(cfg, len(windows), (saved.get("config") or {}) if continue_stage2 else None,
-                                    run.latest_path)
+    resumed = check_resume(run, continue_stage2, meta, cfg.glove_dir)
+    pretrain_iters = pretrain_steps(cfg, len(windows), resumed, run.latest_path)
     config["pretrain_iters"] = pretrain_iters  # resolved, as a resume compares it
     save_config(cfg, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     if is_first_process():  # the others write nothing into the run before training (RunDir.make_dirs)
@@ -244,35 +169,8 @@ def main(cfg) -> dict:
                                               cfg.margin)
         return loss_pos + loss_neg, {"loss_pos": loss_pos.detach(), "loss_neg": loss_neg.detach()}
 
-    best = {"val_loss": float("inf")}
-    if continue_stage2 and os.path.isfile(finest_path):
-        best["val_loss"] = float(load_checkpoint(finest_path).get("metrics", {}).get("val_loss", float("inf")))
-
-    def validate(m: nn.Module) -> dict[str, float]:
-        device = next(m.parameters()).device
-        total, hits, match, n = 0.0, np.zeros(TOP_K), 0.0, 0
-        for b, batch in enumerate(val_loader.batches(cfg.seed)):
-            text_emb, motion_emb = m(batch.word_embs.to(device), batch.pos_ohot.to(device), batch.sent_lens,
-                                     batch.motion.to(device), batch.m_lengths)
-            shift = 1 + b % (text_emb.shape[0] - 1)  # fixed and nonzero, so validations compare
-            total += float(sum(contrastive_loss(text_emb, motion_emb, shift, cfg.margin)))
-            scores = score_batch(text_emb.cpu().numpy(), motion_emb.cpu().numpy())
-            hits += scores.top_k_count
-            match += scores.matching_score_sum
-            n += text_emb.shape[0]
-        metrics = {"val_loss": total / val_loader.num_batches, "top1": float(hits[0] / n),
-                   "top2": float(hits[1] / n), "top3": float(hits[2] / n), "matching_score": match / n}
-        if metrics["val_loss"] < best["val_loss"] or not os.path.isfile(finest_path):
-            best["val_loss"] = min(best["val_loss"], metrics["val_loss"])
-            state = optimizers[0].state
-            step = int(next(iter(state.values()))["step"]) if state else 0  # Adam counts its updates
-            trained = EvaluatorWrapper(m.evaluator, ev.model_args, dataset_name=ev.dataset_name, mean=ev.mean,
-                                       std=ev.std, source=ev.source, vocab=ev.vocab, device=device,
-                                       glove_dir=ev.glove_dir, glove_sha256=ev.glove_sha256)
-            save_evaluator(finest_path, trained, epoch=step // max(len(train_set) // cfg.batch_size, 1),
-                           iteration=step, metrics=metrics, config=config)
-            logger.info("val_loss %.4f at step %d: saved %s", metrics["val_loss"], step, finest_path)
-        return metrics
+    validate = CoEmbeddingValidation(val_loader, ev, finest_path, config, optimizers, seed=cfg.seed, margin=cfg.margin,
+                                     steps_per_epoch=max(len(train_set) // cfg.batch_size, 1), resume=continue_stage2)
 
     engine_cfg = EngineConfig.from_namespace(cfg, max_iters=resolve_max_iters(cfg, len(train_set)),
                                              best_metric="val_loss", best_mode="min", is_continue=continue_stage2)
@@ -284,34 +182,17 @@ def main(cfg) -> dict:
         # validations (the engine runs them on the first process), so their final state would always look best and
         # replace finest.tar.
         return {}
-    if not os.path.isfile(finest_path):
-        # A run shorter than one validation: its final state becomes finest.tar, scored with the weights validations
-        # score (the EMA's when the run keeps one). Only then: a final state off the validation schedule competing
-        # would make a run stopped at its --max_iters and continued further keep another finest.tar than one run
-        # straight through.
-        ema = load_checkpoint(result.latest_path).get("ema") if engine_cfg.ema_decay else None
-        final_model = model
-        if ema:
-            final_model = copy.deepcopy(model)
-            final_model.load_state_dict(ema)
-        final_model.eval()
-        with torch.no_grad():
-            validate(final_model)
+    validate_final_state(model, validate, finest_path, result.latest_path, engine_cfg.ema_decay)
 
     # ---------------------------------------------------------------------------------------------------------------
     # final: reload the written evaluator, validation retrieval
     # ---------------------------------------------------------------------------------------------------------------
-    final = load_evaluator(finest_path, cfg.dataset_name, data_root=cfg.data_root)
-    loader = build_eval_loader(final, spec, cfg.val_split, data_root=cfg.data_root, glove_dir=cfg.glove_dir,
-                               batch_size=val_batch)
-    scores = retrieval_metrics(final, loader, cfg.seed)
-    result = {"evaluator": os.path.abspath(finest_path), "word_vectors": final.source, "epoch": final.epoch,
-              "split": cfg.val_split, "batch_size": loader.batch_size, "samples": loader.num_samples,
-              "chance_top1": 1.0 / loader.batch_size, "best_val_loss": best["val_loss"], **scores}
-    write_report_json(result, os.path.join(run.eval_dir, "evaluator_val.json"))
-    print(f"evaluator {finest_path} ({final.source}), {cfg.val_split} split, {loader.num_samples} samples, batch "
-          f"{loader.batch_size}: R-precision top-1 {scores['top1']:.3f} (chance {1 / loader.batch_size:.3f}), "
-          f"top-2 {scores['top2']:.3f}, top-3 {scores['top3']:.3f}, matching score {scores['matching_score']:.3f}")
+    result = write_validation_report(cfg, spec, finest_path, val_loader.batch_size, validate.best_val_loss,
+                                     os.path.join(run.eval_dir, "evaluator_val.json"))
+    print(f"evaluator {finest_path} ({result['word_vectors']}), {cfg.val_split} split, {result['samples']} samples, "
+          f"batch {result['batch_size']}: R-precision top-1 {result['top1']:.3f} (chance "
+          f"{1 / result['batch_size']:.3f}), top-2 {result['top2']:.3f}, top-3 {result['top3']:.3f}, matching score "
+          f"{result['matching_score']:.3f}")
     return result
 
 

@@ -41,37 +41,27 @@ unless ``--name`` is given too.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from models.body_parts import part_feature_errors, part_indices, part_rotation_errors_deg
 from models.loader import load_tokenizer
 from options.config import config_to_dict, parse_with_config
 from options.eval_options import get_evaluation_ae_parser
-from utils.batching import SequentialBatchSampler, epoch_batches
-from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.checkpoint import load_checkpoint
 from utils.cli import RESUME_EVALUATION, run_script
 from utils.dataset_specs import get_dataset_spec
-from utils.datasets import Text2MotionDataset, collate_text_motion
 from utils.eval_data import EvalSplitTooSmall, build_eval_loader, digest
-from utils.eval_protocol import evaluate, evaluator_tag, protocol_tag, renormalize, replication_seeds
+from utils.eval_protocol import evaluate, protocol_tag, renormalize, replication_seeds
 from utils.eval_report import checkpoint_info, format_report, run_folder_of, write_report_json
-from utils.evaluator import load_evaluator
 from utils.logging_utils import setup_logging
-from utils.normalization import DatasetError, load_mean_std
-from utils.paths import folder_flags
+from utils.normalization import load_mean_std
 from utils.representation import tokenizer_conversions
 from utils.run_dir import RunDir
 from utils.seed import set_seed
 from utils.tokenizer_eval import (
-    EVALUATOR_STYLE_FORMATS,
-    ReconstructionStats,
-    batch_conditions,
     bits_per_second,
     evaluation_conditions,
     reconstruct,
@@ -80,6 +70,7 @@ from utils.tokenizer_eval import (
     recorded_statistics,
     resolve_checkpoint,
 )
+from utils.tokenizer_eval_steps import body_part_columns, protocol_evaluator, reconstruction_data, reconstruction_pass
 
 logger = logging.getLogger("evaluation_AE")
 
@@ -114,14 +105,7 @@ def main(cfg) -> dict:
         return reconstruct(tokenizer, motion, cond)
     # A body-part tokenizer (train_vq.py --body_part) sees only its part's feature columns.
     saved = load_checkpoint(path) if tokenizer.source_format == "ours" else {}
-    body_part = saved.get("body_part")
-    if body_part and list(body_part["indices"]) == list(range(spec.dim_pose)):
-        body_part = None  # the whole body: evaluated as any full-width tokenizer, with every part's errors
-    columns = list(body_part["indices"]) if body_part else list(range(spec.dim_pose))
-    if tokenizer.model.input_width != len(columns):
-        raise CheckpointError(f"{path}: the tokenizer takes {tokenizer.model.input_width} features but dataset "
-                              f"{spec.name!r} has {len(columns)}"
-                              f"{' in part ' + repr(body_part['name']) if body_part else ''}; wrong --dataset_name?")
+    body_part, columns = body_part_columns(saved, spec, tokenizer.model.input_width, path)
     # The protocol's GT, captions and evaluator: the tokenizer's dataset, or --eval_dataset's through conversions.
     eval_name = cfg.eval_dataset or spec.name
     to_tokenizer = from_tokenizer = None
@@ -129,37 +113,10 @@ def main(cfg) -> dict:
         to_tokenizer, from_tokenizer = tokenizer_conversions(spec.name, eval_name, tokenizer.unit_length,
                                                              cfg.data_root)
         tag += f"_as{eval_name}"
-    default_evaluator = os.path.join(cfg.checkpoints_dir, eval_name, "text_mot_match")
-    evaluator_dir = cfg.evaluator_dir or default_evaluator
-    evaluator, skipped = None, None
-    if cfg.no_protocol:
-        if to_tokenizer is not None or cfg.evaluator_dir:
-            raise ValueError(f"--no_protocol skips the protocol that "
-                             f"{'--eval_dataset' if to_tokenizer is not None else '--evaluator_dir'} is for; "
-                             f"leave one of them out")
-        skipped, tag = "--no_protocol: the text-motion protocol was not asked for", tag + "_recon"
-    stats_evaluator = None  # an official T2M-GPT / MoMask file's statistics are its released evaluator's
-    if cfg.no_protocol and tokenizer.statistics_format in EVALUATOR_STYLE_FORMATS:
-        with contextlib.suppress(CheckpointError, FileNotFoundError):
-            stats_evaluator = load_evaluator(evaluator_dir, eval_name, device, data_root=cfg.data_root)
-    try:
-        if not cfg.no_protocol:
-            evaluator = load_evaluator(evaluator_dir, eval_name, device, data_root=cfg.data_root)
-            # Scores under another evaluator than the dataset's own get files of their own.
-            tag += evaluator_tag(cfg.evaluator_dir, default_evaluator)
-    except (CheckpointError, FileNotFoundError) as e:
-        train_one = (f"python train_evaluator.py --dataset_name {eval_name}"
-                     f"{folder_flags(cfg.checkpoints_dir, cfg.data_root)}")
-        if to_tokenizer is not None:  # the protocol is all that --eval_dataset asks for
-            raise CheckpointError(f"--eval_dataset {eval_name}: no usable evaluator ({e}); place it or pass "
-                                  f"--evaluator_dir, or train one with: {train_one}") from e
-        if cfg.evaluator_dir:  # an evaluator asked for by name: a typo must not pass for "no evaluator here"
-            raise CheckpointError(f"--evaluator_dir {cfg.evaluator_dir}: no usable evaluator ({e}); fix the path, "
-                                  f"or leave the flag out to use {default_evaluator} where there is one") from e
-        skipped = (f"no usable evaluator for {eval_name!r} ({e}); FID, Diversity, R-precision and matching "
-                   f"score are skipped. Train one with: {train_one}")
-        logger.warning(skipped)
-    stats_evaluator = stats_evaluator or evaluator  # kept when the protocol is skipped below
+    protocol = protocol_evaluator(cfg, eval_name, tokenizer.statistics_format, converted=to_tokenizer is not None,
+                                  device=device)
+    evaluator, stats_evaluator, skipped = protocol.evaluator, protocol.stats_evaluator, protocol.skipped
+    tag += protocol.tag
     if body_part and evaluator is not None:
         evaluator, skipped = None, (f"the tokenizer covers only body part {body_part['name']!r}; the text-motion "
                                     "protocol needs whole-body motion and is skipped")
@@ -194,54 +151,15 @@ def main(cfg) -> dict:
     # reconstruction metrics: one pass over the split, seeded crops
     # ---------------------------------------------------------------------------------------------------------------
     data_mean, data_std = load_mean_std(spec, cfg.data_root) if body_part else (tok_mean, tok_std)
-    try:
-        data = Text2MotionDataset(spec, cfg.split, data_mean, data_std, data_root=cfg.data_root)
-    except DatasetError as e:
-        if e.kind != "no_captions":
-            raise
-        # Reconstruction needs no text: a dataset without captions (BEAT-X) is measured on every clip instead.
-        logger.warning("%s. The reconstruction metrics use every clip of the split, without captions", e)
-        data = Text2MotionDataset(spec, cfg.split, data_mean, data_std, data_root=cfg.data_root,
-                                  captions_optional=True)
+    data = reconstruction_data(spec, cfg.split, data_mean, data_std, cfg.data_root)
     # Every check of the input has passed: only now is the eval/ folder made (a refused --ckpt X --name Y leaves no
     # run Y behind) and its eval.log opened, holding what set-up logged.
     os.makedirs(eval_dir, exist_ok=True)
     setup_logging(os.path.join(eval_dir, "eval.log"))
-    stats = ReconstructionStats(spec, tok_mean, tok_std, tokenizer.codebook_size, tokenizer.unit_length,
-                                columns=columns if body_part else None)
-    # Per-part errors: the evaluated part, or every body part of the spec for a whole-body tokenizer.
-    parts = ({body_part["name"]: list(range(len(columns)))} if body_part else
-             {name: part_indices(spec, name) for name in spec.body_parts if name != "whole"})
-    part_sums = {name: [0.0, 0.0] for name in parts}  # feature MAE, rotation degrees (frame-weighted sums)
-    # Every clip draws its caption, length and crop from its own seed, so the metrics do not depend on
-    # --num_workers; dataset order keeps batch b on rows b * batch_size onwards (the clip labels below).
-    sampler = SequentialBatchSampler(len(data), cfg.batch_size, cfg.seed)
-    loader = epoch_batches(data, sampler, collate_text_motion, cfg.num_workers, pin_memory=False)
-    for b, batch in enumerate(tqdm(loader, desc="reconstruction", total=len(sampler), dynamic_ncols=True)):
-        motion = batch.motion
-        if body_part:
-            motion = renormalize(motion[..., columns], data_mean[columns], data_std[columns], tok_mean, tok_std)
-        cond = None
-        if labels is not None:
-            rows = data.samples.rows[b * cfg.batch_size:b * cfg.batch_size + motion.shape[0]]
-            cond = {k: v.to(device) for k, v in batch_conditions(labels, [data.index.clip_id(r) for r in rows]).items()}
-        recon, codes = rebuild(motion.to(device), batch.lengths, cond)
-        stats.update(motion, recon, batch.lengths, None if tokenizer.kind == "ae" else codes)
-        if parts:
-            valid = torch.arange(motion.shape[1])[None] < batch.lengths[:, None]
-            mean_t, std_t = torch.as_tensor(tok_mean), torch.as_tensor(tok_std)
-            gt_raw = (motion[valid] * std_t + mean_t)[None]
-            rec_raw = (recon.cpu()[valid] * std_t + mean_t)[None]
-            rotations = (part_rotation_errors_deg(rec_raw, gt_raw, parts) if spec.representation == "smplx_rot6d"
-                         else dict.fromkeys(parts, 0.0))
-            for name, error in part_feature_errors(rec_raw, gt_raw, parts).items():
-                part_sums[name][0] += error * int(valid.sum())
-                part_sums[name][1] += rotations[name] * int(valid.sum())
-    recon_metrics = stats.summary()
-    frames = max(recon_metrics["frames"], 1)
-    recon_metrics["part_mae"] = {name: s[0] / frames for name, s in part_sums.items()}
-    if spec.representation == "smplx_rot6d":
-        recon_metrics["part_rotation_error_deg"] = {name: s[1] / frames for name, s in part_sums.items()}
+    recon_metrics = reconstruction_pass(data, rebuild, tokenizer, spec, tokenizer_stats=(tok_mean, tok_std),
+                                        data_stats=(data_mean, data_std), body_part=body_part, columns=columns,
+                                        labels=labels, batch_size=cfg.batch_size, seed=cfg.seed,
+                                        num_workers=cfg.num_workers, device=device)
 
     # ---------------------------------------------------------------------------------------------------------------
     # evaluation protocol

@@ -59,16 +59,16 @@ def test_an_official_file_keeps_its_evaluator_statistics_when_the_protocol_is_sk
     dataset's statistics instead (other MPJPE than the full evaluation)."""
     from test_evaluation_AE import _momask_file
 
-    import evaluation_AE
+    import utils.tokenizer_eval_steps as tokenizer_eval_steps
 
-    load = evaluation_AE.load_evaluator
+    load = tokenizer_eval_steps.load_evaluator
 
     def released(*args, **kwargs):  # the test's evaluator standing in for a released one
         evaluator = load(*args, **kwargs)
         evaluator.released = True
         return evaluator
 
-    monkeypatch.setattr(evaluation_AE, "load_evaluator", released)
+    monkeypatch.setattr(tokenizer_eval_steps, "load_evaluator", released)
     src = _momask_file(tmp_path)
     small = tmp_path / "small"
     write_dataset(small, n_test=11)

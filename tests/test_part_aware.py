@@ -36,7 +36,7 @@ from utils.conditions import (
     write_conditions,
 )
 from utils.dataset_specs import get_dataset_spec
-from utils.datasets import MotionWindowDataset, read_split
+from utils.datasets import MotionWindowDataset, Text2MotionDataset, read_split
 from utils.evaluator import build_evaluator, save_evaluator
 from utils.normalization import DatasetError, eval_normalization, load_mean_std
 from utils.tokenizer_stage import dataset_record
@@ -426,7 +426,7 @@ def test_evaluation_reconstructs_each_clip_under_its_labels(synthetic_root, tmp_
     assert result["reconstruction"]["mpjpe_mm"] > 0
 
     # The ids of every batch are those of its clips' labels, in the order the dataset yields them.
-    data = evaluation_AE.Text2MotionDataset(spec, "test", mean, std, data_root=str(root))
+    data = Text2MotionDataset(spec, "test", mean, std, data_root=str(root))
     clips = [data.index.clip_id(r) for r in data.samples.rows]
     species = torch.cat([c["species"] for c in seen]).tolist()
     gender = torch.cat([c["gender"] for c in seen]).tolist()

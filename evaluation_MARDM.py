@@ -59,140 +59,19 @@ import os
 import torch
 
 from options.config import config_to_dict, parse_with_config
-from options.eval_generator_options import check_family_flags, family_sampling_options, get_evaluation_generator_parser
-from utils.checkpoint import CheckpointError
+from options.eval_generator_options import get_evaluation_generator_parser
 from utils.cli import RESUME_EVALUATION, run_script
 from utils.dataset_specs import get_dataset_spec
 from utils.eval_data import build_eval_loader
-from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, protocol_tag, renormalize, replication_seeds
-from utils.eval_report import format_report, run_folder_of, write_report_json
+from utils.eval_protocol import MM_TIMES, evaluate, evaluator_tag, renormalize, replication_seeds
+from utils.eval_report import format_report, write_report_json
 from utils.evaluator import load_evaluator
-from utils.generation import load_generator
-from utils.generation_backends import GeneratorBackend, SamplingSettings
-from utils.generation_momask import resolve_residual_run
-from utils.generator_checkpoints import resolve_generator_checkpoint
+from utils.generator_eval import generator_source
 from utils.logging_utils import setup_logging
 from utils.representation import conversion_for_evaluation
-from utils.run_dir import RunDir
-from utils.saved_motions import (
-    GENERATION_FLAGS,
-    KIND_BATCH,
-    KIND_MM,
-    MotionRecorder,
-    MotionSource,
-    make_header,
-    replay_source,
-)
+from utils.saved_motions import GENERATION_FLAGS, KIND_BATCH, KIND_MM, MotionRecorder, make_header, replay_source
 
 logger = logging.getLogger("evaluation_MARDM")
-
-
-def resolve_run(cfg) -> tuple[str, str, str]:
-    """(checkpoint path, run name, dataset name) from ``--ckpt`` or ``--name`` + ``--dataset_name``."""
-    if cfg.ckpt:
-        if not os.path.isfile(cfg.ckpt):
-            raise CheckpointError(f"--ckpt: checkpoint not found: {cfg.ckpt}")
-        parts = os.path.abspath(cfg.ckpt).split(os.sep)
-        inside_run = len(parts) >= 4 and parts[-2] == "model"
-        name = cfg.name or (parts[-3] if inside_run else os.path.splitext(parts[-1])[0])
-        return cfg.ckpt, name, cfg.dataset_name or (parts[-4] if inside_run else "")
-    if not cfg.name or not cfg.dataset_name:
-        raise ValueError("pass --name and --dataset_name (a run under --checkpoints_dir), or --ckpt (a file)")
-    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
-    return resolve_generator_checkpoint(run.root, cfg.which_epoch), cfg.name, cfg.dataset_name
-
-
-def output_tag(cfg, path: str, weights: str, settings: SamplingSettings, options: dict,
-               residual: dict | None = None, tokenizer: dict | None = None) -> str:
-    """``<checkpoint>[_ema]_ts<steps>_cfg<scale>[_temp<t>][_res-<run>[-<file>]][_tok-<sha>][_<option><value>...]
-    [_nosnap][_nomm|_mm<mm_sampling>]`` plus ``protocol_tag``'s suffix (split, seed, batch size, multimodality away
-    from the defaults) for the output file names (options: the family options given on the command line). The
-    residual's file is named when it is not the one of the generator's name (``--res_ckpt .../net_best_fid.tar``
-    beside a ``latest.tar``), and a tokenizer given with ``--tokenizer_path`` by its SHA-256 prefix."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    tag = f"{stem}{'_ema' if weights == 'ema' else ''}"
-    tag += f"_ts{settings.time_steps}_cfg{settings.cfg:g}"
-    if settings.temperature != 1.0:
-        tag += f"_temp{settings.temperature:g}"
-    if residual is not None:
-        parts = os.path.abspath(residual["checkpoint"]).split(os.sep)
-        res_stem = os.path.splitext(parts[-1])[0]
-        if len(parts) >= 3 and parts[-2] == "model":
-            tag += f"_res-{parts[-3]}" + (f"-{res_stem}" if res_stem != stem else "")
-        else:
-            tag += f"_res-{res_stem}"
-    if cfg.tokenizer_path and tokenizer is not None:
-        tag += f"_tok-{tokenizer['sha256'][:8]}"
-    short = {"topk_filter_thres": "topk", "sampling": "", "res_cond_scale": "rcfg", "head_steps": "hs",
-             "head_solver": ""}
-    for name, value in options.items():
-        tag += f"_{short.get(name, name)}{value:g}" if isinstance(value, float) else f"_{short.get(name, name)}{value}"
-    tag += ("_nosnap" if cfg.no_snap else "") + ("" if cfg.cal_mm else "_nomm")
-    if cfg.cal_mm and cfg.mm_sampling:
-        tag += f"_mm{cfg.mm_sampling}"  # chosen: files of their own (the default's are MoMask's)
-    return tag + protocol_tag(cfg.split, cfg.seed, cfg.eval_batch_size,
-                              (cfg.mm_batches, cfg.mm_repeats) if cfg.cal_mm else None)
-
-
-def multimodality_options(cfg, backend: type[GeneratorBackend], options: dict) -> dict:
-    """The family options the multimodality repeats are generated with: ``options``, but for a family whose published
-    evaluation draws them otherwise (``backend.mm_sampling``: MoMask's Gumbel-max) with ``--mm_sampling`` (default
-    that draw) as their ``sampling`` option."""
-    if backend.mm_sampling is None:
-        if cfg.mm_sampling is not None:
-            raise ValueError(f"--mm_sampling is for MoMask generators; {backend.family} generators sample the "
-                             "multimodality repeats as every other batch")
-        return options
-    return {**options, "sampling": cfg.mm_sampling or backend.mm_sampling}
-
-
-def generator_source(cfg) -> MotionSource:
-    """Load the generator of ``--name`` / ``--ckpt`` and generate with the sampling flags."""
-    path, name, dataset_name = resolve_run(cfg)
-    res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
-    options = family_sampling_options(cfg)
-    generator = load_generator(path, use_ema=not cfg.no_ema, device=torch.device(cfg.device),
-                               text_encoder=cfg.text_encoder, text_encoder_path=cfg.text_encoder_path,
-                               tokenizer_path=cfg.tokenizer_path, res_run=res_run, res_which=cfg.which_epoch)
-    check_family_flags(options, generator.backend.family, generator.backend.sampling_options)
-    # The guidance scale's flag is --cfg (the field's name; cfg itself is the parsed config); None: the family's.
-    sampling = generator.sampling_settings(cfg.time_steps, cfg.cfg, cfg.temperature, not cfg.no_snap, **options)
-    dataset_name = dataset_name or generator.spec.name
-    if generator.spec.name != dataset_name:
-        raise CheckpointError(f"{path}: the generator was trained on dataset {generator.spec.name!r} but "
-                              f"--dataset_name is {dataset_name!r}")
-    # Results go to the run named by --name, else next to the --ckpt file's own run.
-    run_root = (not cfg.name and run_folder_of(path)) or RunDir(cfg.checkpoints_dir, dataset_name, name).root
-    settings = {**sampling.to_dict(), "lengths": "GT (m_length // unit_length tokens)",
-                "unit_length": generator.unit_length}
-    mm_options = multimodality_options(cfg, type(generator.backend), options)
-    if cfg.cal_mm and mm_options != options:
-        settings["mm_sampling"] = mm_options["sampling"]
-    meta = {"checkpoint": generator.info["checkpoint"], "checkpoint_sha256": generator.info["checkpoint_sha256"],
-            "generator": generator.info, "sampling": settings}
-    residual = generator.info.get("residual")
-    title = (f"{generator.info['model_name']}{' + ' + residual['model_name'] if residual else ''} "
-             f"({generator.info['weights']} weights of {os.path.basename(path)}), {dataset_name} {cfg.split}: "
-             f"time_steps {sampling.time_steps}, cfg {sampling.cfg:g}, temperature {sampling.temperature:g}"
-             f"{'' if sampling.snap else ', no snapping'}")
-    logger.info("evaluating %s (%s weights): %s, multimodality %s", path, generator.info["weights"],
-                sampling.to_dict(), cfg.cal_mm)
-
-    def produce(kind: int, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        # The protocol seeds the global RNGs per replication; generation draws from them (no private generator).
-        out = generator.generate(batch.captions, batch.m_lengths, time_steps=sampling.time_steps, cfg=sampling.cfg,
-                                 temperature=sampling.temperature, snap=sampling.snap,
-                                 **(mm_options if kind == KIND_MM else options))
-        return out.features_normalised, out.lengths
-
-    return MotionSource(dataset_name, os.path.join(run_root, "eval"),
-                        output_tag(cfg, path, generator.info["weights"], sampling, options, residual,
-                                   generator.info["tokenizer"]),
-                        cfg.which_epoch if not cfg.ckpt else os.path.basename(path), meta, generator.mean,
-                        generator.std, title, produce,
-                        # What the settings leave to the model, resolved (MARDM: its head's solver and steps); for the
-                        # report, outside the meta that keys the evaluation, so earlier replications still resume.
-                        sampler=generator.backend.sampler(sampling))
 
 
 @torch.no_grad()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import evaluation_MARDM
 from options.config import parse_with_config
 from options.eval_generator_options import get_evaluation_generator_parser
+from utils.generator_eval import output_tag
 
 
 def test_evaluations_of_other_residual_or_tokenizer_files_write_other_files():
@@ -18,8 +18,8 @@ def test_evaluations_of_other_residual_or_tokenizer_files_write_other_files():
 
     def tag(residual=None, tokenizer_path=None, sha="ab" * 32):
         cfg.tokenizer_path = tokenizer_path
-        return evaluation_MARDM.output_tag(cfg, "/r/mask/model/latest.tar", "ema", settings, {},
-                                           {"checkpoint": residual} if residual else None, {"sha256": sha})
+        return output_tag(cfg, "/r/mask/model/latest.tar", "ema", settings, {},
+                          {"checkpoint": residual} if residual else None, {"sha256": sha})
 
     assert tag("/r/tres/model/latest.tar") == "latest_ema_ts10_cfg4_res-tres"  # as before
     assert tag("/r/tres/model/net_best_fid.tar") == "latest_ema_ts10_cfg4_res-tres-net_best_fid"

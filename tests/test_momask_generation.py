@@ -32,6 +32,7 @@ from utils.generation import MotionGenerator, load_generator
 from utils.generation_backends import MARDMBackend
 from utils.generation_momask import MoMaskBackend
 from utils.generator_checkpoints import load_length_estimator, resolve_generator_checkpoint
+from utils.generator_eval import multimodality_options
 from utils.generator_stage import TokenizerRef
 from utils.normalization import eval_normalization, load_mean_std
 from utils.token_stage import load_token_tokenizer, make_token_generation_eval_fn, token_checkpoint_meta
@@ -402,4 +403,4 @@ def test_multimodality_repeats_draw_as_momask_s_evaluation(runs, evaluator, synt
 def test_mm_sampling_is_refused_for_mardm_generators():
     args = get_evaluation_generator_parser().parse_args(["--name", "x", "--mm_sampling", "gumbel"])
     with pytest.raises(ValueError, match="--mm_sampling is for MoMask generators; mardm generators"):
-        evaluation_MARDM.multimodality_options(args, MARDMBackend, {})
+        multimodality_options(args, MARDMBackend, {})

@@ -74,6 +74,7 @@ from utils.tokenizer_eval_steps import body_part_columns, protocol_evaluator, re
 
 logger = logging.getLogger("evaluation_AE")
 
+
 @torch.no_grad()
 def main(cfg) -> dict:
     # ---------------------------------------------------------------------------------------------------------------
@@ -103,6 +104,7 @@ def main(cfg) -> dict:
         if cfg.per_motion:
             return reconstruct_each(tokenizer, motion, lengths, cond)
         return reconstruct(tokenizer, motion, cond)
+
     # A body-part tokenizer (train_vq.py --body_part) sees only its part's feature columns.
     saved = load_checkpoint(path) if tokenizer.source_format == "ours" else {}
     body_part, columns = body_part_columns(saved, spec, tokenizer.model.input_width, path)

@@ -43,13 +43,14 @@ from options.config import parse_with_config, resolve_max_iters, save_config
 from options.eval_options import get_train_evaluator_parser
 from utils.cli import RESUME_TRAINING, run_script
 from utils.dataset_specs import get_dataset_spec
-from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset, collate_eval
+from utils.datasets import Text2MotionEvalDataset, collate_eval
 from utils.engine import EngineConfig, check_run_start, train
 from utils.evaluator import build_evaluator, check_no_placed_evaluator, save_evaluator_meta
 from utils.evaluator_stage import (
     CoEmbeddingValidation,
     check_resume,
     check_window_and_batch,
+    load_pretraining_windows,
     load_val_loader,
     load_word_vectors,
     pretrain_steps,
@@ -95,7 +96,9 @@ def main(cfg) -> dict:
     mean, std = eval_normalization(*load_mean_std(spec, cfg.data_root), spec)
     word_vectors = load_word_vectors(cfg, cfg.data_root or spec.root)
     train_set = Text2MotionEvalDataset(spec, "train", mean, std, word_vectors, data_root=cfg.data_root)
-    windows = MotionWindowDataset(spec, "train", mean, std, window_size=cfg.pretrain_window, data_root=cfg.data_root)
+    # Stage 1's windows, unless it is skipped from the start (a resume may need their count for an old run's length).
+    windows = (None if cfg.pretrain_iters == 0 and not cfg.is_continue else
+               load_pretraining_windows(spec, mean, std, cfg.pretrain_window, cfg.batch_size, cfg.data_root))
     val_loader = load_val_loader(spec, cfg.val_split, mean, std, word_vectors, cfg.data_root)
 
     # ---------------------------------------------------------------------------------------------------------------
@@ -111,7 +114,9 @@ def main(cfg) -> dict:
     meta = {"stage": "evaluator_training", "model_name": "TextMotionEvaluator", "model_args": model_args,
             "dataset": dataset_info, "config": config, "word_vectors": ev.word_vectors_record()}
     resumed = check_resume(run, continue_stage2, meta, cfg.glove_dir)
-    pretrain_iters = pretrain_steps(cfg, len(windows), resumed, run.latest_path)
+    pretrain_iters = pretrain_steps(cfg, len(windows) if windows is not None else 0, resumed, run.latest_path,
+                                    stage1_latest=decomp_run.latest_path if cfg.is_continue and not continue_stage2
+                                    else None)
     config["pretrain_iters"] = pretrain_iters  # resolved, as a resume compares it
     save_config(cfg, run.config_path)  # only now, so that a refused resume leaves the run's opt.yaml as it was
     if is_first_process():  # the others write nothing into the run before training (RunDir.make_dirs)

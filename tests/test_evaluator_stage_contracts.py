@@ -18,6 +18,7 @@ from torch import nn
 
 import train_evaluator
 from models.evaluator_training import CoEmbedding, MovementAutoencoder, contrastive_loss, draw_shift
+from utils import cli
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.dataset_specs import get_dataset_spec
 from utils.datasets import collate_eval
@@ -495,3 +496,84 @@ def test_the_positive_term_is_the_mean_squared_distance_of_the_pairs():
     motion = torch.tensor([[3.0, 4.0], [1.0, 1.0]])
     pos, _ = contrastive_loss(text, motion, shift=1, margin=10.0)
     assert float(pos) == pytest.approx(12.5, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Inputs that were handled badly
+# ---------------------------------------------------------------------------------------------------------------------
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_resumed_first_stage_keeps_the_pretrain_length_it_was_started_with(data_root, tmp_path, monkeypatch):
+    """A run stopped after stage 1 saved (--pretrain_iters 3) and resumed with --is_continue without the flag keeps
+    its 3 steps, as a resumed stage 2 does; it pretrained to five epochs of windows (25 steps) instead."""
+    monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+    engine_train = train_evaluator.train
+
+    def stop_after_stage_1(*args, **kwargs):
+        engine_train(*args, **kwargs)
+        raise _Interrupted
+
+    monkeypatch.setattr(train_evaluator, "train", stop_after_stage_1)
+    with pytest.raises(_Interrupted):
+        cli.run_script(lambda: run_script(data_root, tmp_path, "--max_iters", "4", "--pretrain_iters", "3"),
+                       prog="train_evaluator.py")
+    decomp_latest = tmp_path / "synthetic" / "text_mot_match_decomp" / "model" / "latest.tar"
+    assert load_checkpoint(str(decomp_latest))["step"] == 3
+    assert not (tmp_path / "synthetic" / "text_mot_match").exists()
+
+    monkeypatch.setattr(train_evaluator, "train", engine_train)
+    run_script(data_root, tmp_path, "--max_iters", "4", "--is_continue")
+    assert load_checkpoint(str(decomp_latest))["step"] == 3
+    latest = load_checkpoint(str(tmp_path / "synthetic" / "text_mot_match" / "model" / "latest.tar"))
+    assert latest["config"]["pretrain_iters"] == 3
+
+
+def test_resuming_the_run_of_another_stage_names_its_stage_not_a_glove_folder(data_root, tmp_path):
+    """--is_continue on a --name that holds another script's run (a tokenizer's latest.tar) is refused for its stage;
+    it was refused as a GloVe run, telling the user to 'add --glove_dir None'."""
+    latest = tmp_path / "synthetic" / "vq" / "model" / "latest.tar"
+    latest.parent.mkdir(parents=True)
+    save_checkpoint(str(latest), {"stage": "tokenizer", "model_name": "VQVAE_Tiny", "model_args": {"width": 8},
+                                  "config": {"name": "vq"}, "step": 5, "model": {}})
+    with pytest.raises(CheckpointError, match=r"vq.model.latest\.tar.*stage") as refused:
+        run_script(data_root, tmp_path, "--max_iters", "4", "--is_continue", "--name", "vq")
+    assert "--glove_dir None" not in str(refused.value)
+
+
+def test_a_glove_dir_that_is_a_file_is_refused_naming_it(data_root, tmp_path):
+    """--glove_dir naming a file (the vectors file instead of their folder) is an error naming that path; it was
+    reported as 'does not exist' and a vocabulary was learned in place of the GloVe vectors asked for."""
+    vectors_file = tmp_path / "our_vab_data.npy"
+    vectors_file.write_bytes(b"not a folder")
+    cfg = parse(data_root, tmp_path / "ck", "--glove_dir", str(vectors_file))
+    with pytest.raises(ValueError, match=rf"--glove_dir {vectors_file}.*not a folder"):
+        load_word_vectors(cfg, str(data_root))
+
+
+def test_a_pretrain_window_longer_than_every_clip_names_the_flag(data_root, tmp_path):
+    """--pretrain_window 200 over clips of 40-80 frames is refused naming --pretrain_window; the DatasetError said
+    only 'no clip has 200 frames or more'."""
+    with pytest.raises(DatasetError, match=r"--pretrain_window 200: synthetic train: no clip has 200 frames"):
+        run_script(data_root, tmp_path, "--max_iters", "2", "--pretrain_iters", "2", "--pretrain_window", "200")
+
+
+def test_a_pretrain_window_that_leaves_fewer_clips_than_a_batch_names_the_flag(data_root, tmp_path):
+    """A window longer than all but a few clips (fewer than --batch_size 8 of the 40) is refused naming
+    --pretrain_window and the clips left; the engine's refusal told the user to lower --batch_size."""
+    lengths = [np.load(path, mmap_mode="r").shape[0] for path in sorted((data_root / "new_joint_vecs").glob("train*"))]
+    window = next(w for w in range(4, 200, 4) if 1 <= sum(n >= w for n in lengths) < 8)
+    left = sum(n >= window for n in lengths)
+    with pytest.raises(DatasetError, match=rf"--pretrain_window {window}: only {left} clip\(s\) of synthetic train "
+                                           rf"have {window} frames or more, fewer than --batch_size 8"):
+        run_script(data_root, tmp_path, "--max_iters", "2", "--pretrain_iters", "2", "--pretrain_window",
+                   str(window))
+
+
+def test_no_pretraining_needs_no_pretraining_windows(data_root, tmp_path):
+    """--pretrain_iters 0 skips stage 1, so its windows are never drawn: a --pretrain_window longer than every clip
+    does not stop the run (it was refused before training)."""
+    run_script(data_root, tmp_path, "--max_iters", "2", "--pretrain_iters", "0", "--pretrain_window", "200")
+    assert (tmp_path / "synthetic" / "text_mot_match" / "model" / "finest.tar").is_file()

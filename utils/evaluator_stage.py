@@ -21,9 +21,9 @@ from torch import nn
 
 from models.evaluator_training import contrastive_loss
 from options.config import option_origin
-from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.checkpoint import CheckpointError, check_matches, load_checkpoint
 from utils.dataset_specs import DatasetSpec
-from utils.datasets import Text2MotionEvalDataset
+from utils.datasets import MotionWindowDataset, Text2MotionEvalDataset
 from utils.engine import check_run_start
 from utils.eval_data import EVAL_BATCH_SIZE, EvalLoader, build_eval_loader
 from utils.eval_protocol import TOP_K, retrieval_metrics
@@ -71,6 +71,9 @@ def load_word_vectors(cfg: argparse.Namespace, root: str) -> WordVectorizer | Le
     """The GloVe vectors of ``--glove_dir`` when that folder exists, else a vocabulary learned from the captions of
     the train split under ``root``, ``--dim_word`` wide (by default ``LEARNED_DIM_WORD`` of ``--sizes``). A
     ``--dim_word`` that contradicts the GloVe vectors' width is a ValueError; the source is logged."""
+    if cfg.glove_dir and os.path.exists(cfg.glove_dir) and not os.path.isdir(cfg.glove_dir):
+        raise ValueError(f"--glove_dir {cfg.glove_dir} is a file, not a folder; pass the folder holding the GloVe "
+                         f"vectors (our_vab_data.npy, our_vab_words.pkl, our_vab_idx.pkl)")
     if cfg.glove_dir and os.path.isdir(cfg.glove_dir):
         word_vectors = WordVectorizer(cfg.glove_dir)
         if cfg.dim_word is not None and cfg.dim_word != word_vectors.dim_word:
@@ -113,6 +116,9 @@ def check_resume(run: RunDir, resume: bool, meta: dict[str, Any], glove_dir: str
     ``OBJECTIVE_SETTINGS`` than that run was saved with. Returns its saved config (None for a new start)."""
     if resume:  # before the model arguments, which other word vectors change too, are compared
         saved = load_checkpoint(run.latest_path)
+        # Another script's run under this --name is named as such, not as a run of other word vectors.
+        for key in ("stage", "model_name"):
+            check_matches(run.latest_path, key, saved.get(key), meta[key])
         check_resumed_word_vectors(run.latest_path, saved, meta["word_vectors"], glove_dir)
     check_run_start(run, resume, meta)
     if not resume:
@@ -123,15 +129,22 @@ def check_resume(run: RunDir, resume: bool, meta: dict[str, Any], glove_dir: str
 
 
 def pretrain_steps(cfg: argparse.Namespace, num_windows: int, resumed: dict[str, Any] | None,
-                   latest_path: str) -> int:
+                   latest_path: str, stage1_latest: str | None = None) -> int:
     """Stage 1's optimizer steps: ``--pretrain_iters``, or five epochs of ``num_windows`` windows when it is left
     out. A resumed stage 2 (``resumed``: the config saved in ``latest_path``) keeps its run's, whose movement encoder
-    it froze: another ``--pretrain_iters`` is refused (CheckpointError), and leaving it out takes the run's."""
+    it froze: another ``--pretrain_iters`` is refused (CheckpointError), and leaving it out takes the run's. A resumed
+    stage 1 (``stage1_latest``: its own ``latest.tar``) keeps its run's when the flag is left out; a given one
+    lengthens or shortens it (the engine warns of the change)."""
     def five_epochs(batch_size: int) -> int:
         return 5 * max(num_windows // batch_size, 1)
 
     if resumed is None:
-        return five_epochs(cfg.batch_size) if cfg.pretrain_iters is None else cfg.pretrain_iters
+        if cfg.pretrain_iters is not None:
+            return cfg.pretrain_iters
+        stage1 = (load_checkpoint(stage1_latest).get("config") or {}) if stage1_latest else {}
+        if stage1.get("pretrain_iters") is not None:
+            return int(stage1["pretrain_iters"])
+        return five_epochs(cfg.batch_size)
     was = resumed.get("pretrain_iters")
     if was is None:  # saved before the resolved value was recorded: the default at the run's batch size
         was = five_epochs(int(resumed.get("batch_size") or cfg.batch_size))
@@ -142,6 +155,26 @@ def pretrain_steps(cfg: argparse.Namespace, num_windows: int, resumed: dict[str,
                               f"and its checkpoint holds it, so leave --pretrain_iters out (or give {was}) to resume, "
                               f"or start a new --name")
     return was
+
+
+def load_pretraining_windows(spec: DatasetSpec, mean: np.ndarray, std: np.ndarray, window: int, batch_size: int,
+                             data_root: str | None) -> MotionWindowDataset:
+    """Stage 1's random ``window``-frame crops (each ``(window, D)``) of the train split, normalised with ``mean`` /
+    ``std`` (D,). No clip of that length, or fewer than ``batch_size`` of a split that has that many clips, is a
+    DatasetError naming ``--pretrain_window``, the flag that asks for them (a split smaller than a batch is the
+    engine's to refuse, naming the batch size)."""
+    advice = "lower --pretrain_window (or --batch_size), or pass --pretrain_iters 0 to skip the pretraining"
+    try:
+        windows = MotionWindowDataset(spec, "train", mean, std, window_size=window, data_root=data_root)
+    except DatasetError as e:
+        if e.kind != "too_short":
+            raise
+        raise DatasetError(f"--pretrain_window {window}: {e}; {advice}", kind=e.kind, path=e.path) from e
+    if len(windows) < batch_size <= len(windows.index):  # the window, not the batch, leaves too few clips
+        raise DatasetError(f"--pretrain_window {window}: only {len(windows)} clip(s) of {spec.name} train have "
+                           f"{window} frames or more, fewer than --batch_size {batch_size}; {advice}",
+                           kind="too_short", path=data_root or spec.root)
+    return windows
 
 
 class CoEmbeddingValidation:

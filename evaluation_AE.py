@@ -119,16 +119,21 @@ def main(cfg) -> dict:
                                   device=device)
     evaluator, stats_evaluator, skipped = protocol.evaluator, protocol.stats_evaluator, protocol.skipped
     tag += protocol.tag
-    if body_part and evaluator is not None:
-        evaluator, skipped = None, (f"the tokenizer covers only body part {body_part['name']!r}; the text-motion "
-                                    "protocol needs whole-body motion and is skipped")
-        logger.warning(skipped)
     # A conditional tokenizer reconstructs each clip under the labels it has in <data_root>/conditions.json.
     labels = (evaluation_conditions(saved["conditions"], path, cfg.data_root or spec.root)
               if saved.get("conditions") else None)
-    if labels is not None and evaluator is not None:
-        evaluator, skipped = None, (f"the tokenizer is conditioned on {list(labels.names)}; the text-motion protocol "
-                                    "does not carry clip labels and is skipped")
+    unscorable = []  # why the text-motion protocol cannot score this tokenizer
+    if body_part:
+        unscorable.append(f"the tokenizer covers only body part {body_part['name']!r}; the text-motion protocol "
+                          "needs whole-body motion")
+    if labels is not None:
+        unscorable.append(f"the tokenizer is conditioned on {list(labels.names)}; the text-motion protocol does not "
+                          "carry clip labels")
+    if unscorable and to_tokenizer is not None:  # the protocol is all that --eval_dataset asks for
+        raise ValueError(f"--eval_dataset {eval_name}: {unscorable[0]}, so there is nothing to evaluate on "
+                         f"{eval_name}; leave --eval_dataset out for the reconstruction metrics")
+    if unscorable and evaluator is not None:
+        evaluator, skipped = None, f"{unscorable[0]} and is skipped"
         logger.warning(skipped)
     eval_loader = None
     if evaluator is not None:  # built before the reconstruction pass, whose metrics a too small split still gets

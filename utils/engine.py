@@ -540,10 +540,15 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
     path = run.latest_path
     _require_latest(path)
     ckpt = load_checkpoint(path)
-    require_keys(ckpt, ["model", "optimizer", "step", "epoch", "rng", "data_state", "best"], path)
+    require_keys(ckpt, ["model", "optimizer", "step", "epoch", "rng", "data_state", "best", "metrics"], path)
     _check_same_model(path, ckpt, meta)
     net.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError) as e:  # torch names neither the file nor what differs beyond its groups
+        raise CheckpointError(f"{path}: the saved optimizer state does not fit this run's optimizer ({e}); resume "
+                              f"with the optimizer (parameter groups) the run was started with, or start a new "
+                              f"--name") from e
     if ema is not None:
         if "ema" not in ckpt:
             raise CheckpointError(f"{path}: EMA is on (--ema_decay {cfg.ema_decay}) but the checkpoint has no EMA "

@@ -37,4 +37,15 @@ def run_val_fn(val_fn: Callable[[nn.Module], Mapping[str, Any]], net: nn.Module,
             model.forward = patched
         net.train()
         set_rng_state(rng)
-    return {k: float(v) for k, v in raw.items()}
+    return {k: _metric_value(k, v) for k, v in raw.items()}
+
+
+def _metric_value(name: str, value: Any) -> float:
+    """One metric of ``val_fn`` as a float: a number or a one-element tensor / array; anything else (a per-class
+    tensor, a string) is a ValueError naming the metric, which TensorBoard and the best-file choice could not use."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        shape = tuple(getattr(value, "shape", ()))
+        raise ValueError(f"val_fn returned {name!r} = {type(value).__name__}{list(shape) if shape else ''}; every "
+                         f"metric must be one number ({e})") from e

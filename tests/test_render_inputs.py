@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -29,3 +31,13 @@ def test_statistics_of_another_width_name_every_width_the_dataset_takes(tmp_path
     _save_statistics(tmp_path, 10)
     with pytest.raises(ValueError, match=rf"Mean.npy: expected shape {widths} for dataset '{name}', got \(10,\)"):
         load_statistics(get_dataset_spec(name, str(tmp_path)))
+
+
+@pytest.mark.parametrize("content", [b"", b"0 0 0\n"], ids=["empty", "text"])
+def test_a_damaged_statistics_file_is_named(tmp_path, content):
+    """An empty or text Mean.npy is a ValueError naming the file (it was numpy's bare EOFError or its words about
+    pickled data, naming no file)."""
+    (tmp_path / "Mean.npy").write_bytes(content)
+    np.save(tmp_path / "Std.npy", np.ones(263, np.float32))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'Mean.npy'))}: cannot read as a .npy array"):
+        load_statistics(get_dataset_spec("t2m", str(tmp_path)))

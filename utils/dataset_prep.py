@@ -115,11 +115,13 @@ def write_dataset_stats(spec: DatasetSpec, root: str, split: str | None, overwri
                        ", ".join(clips.unlisted[:5]), " ..." if len(clips.unlisted) > 5 else "")
 
     missing: list[str] = []  # split ids without a motion file: skipped, as the loaders and validate skip them
-    mean, std = humanml3d_mean_std(_checked_paths(spec, root, clips, missing), spec)
-    if missing:
-        logger.warning("%d ids of the split files have no motion file under %s and are left out, as the loaders "
-                       "leave them out: %s%s", len(missing), os.path.join(root, MOTION_DIR), ", ".join(missing[:5]),
-                       " ..." if len(missing) > 5 else "")
+    try:
+        mean, std = humanml3d_mean_std(_checked_paths(spec, root, clips, missing), spec)
+    finally:  # also before the error of a split none of whose ids has a file ("from 0 frames"), which it explains
+        if missing:
+            logger.warning("%d ids of the split files have no motion file under %s and are left out, as the loaders "
+                           "leave them out: %s%s", len(missing), os.path.join(root, MOTION_DIR), ", ".join(missing[:5]),
+                           " ..." if len(missing) > 5 else "")
     save_mean_std(root, mean, std)
     which = f"split {split}" if split else "every clip of " + ("the splits" if clips.listed else MOTION_DIR)
     return DatasetStats(len(clips.ids) - len(missing), which)

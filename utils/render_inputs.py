@@ -138,7 +138,11 @@ def load_statistics(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--denorm needs {path} (dataset statistics); set --data_root to the folder "
                                     f"holding Mean.npy and Std.npy")
-        values = np.load(path, allow_pickle=False)
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as e:  # empty, text or damaged: numpy's words name no file
+            raise ValueError(f"{path}: cannot read as a .npy array ({e}); expected the dataset's statistics saved "
+                             f"with np.save") from e
         if values.ndim != 1 or values.shape[0] not in (spec.dim_pose, spec.file_dim):
             # A spec using a leading slice of wider files (t2m_67) takes the files' own statistics too.
             widths = " or ".join(f"({d},)" for d in dict.fromkeys((spec.dim_pose, spec.file_dim)))

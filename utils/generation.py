@@ -298,8 +298,7 @@ class MotionGenerator:
     def generate_sequence(self, texts: list[str], lengths_frames: list[int] | Tensor | None = None,
                           transition_frames: int | None = None, **sampling: Any) -> Any:
         """One motion whose consecutive segments follow ``texts``, each generated from its prompt and the seams
-        in-betweened (``utils.motion_sequence.generate_sequence``, which documents the arguments); a
-        ``SequenceBatch``."""
+        in-betweened (``utils.motion_sequence.generate_sequence``, which documents the arguments): a SequenceBatch."""
         from utils.motion_sequence import generate_sequence
 
         return generate_sequence(self, texts, lengths_frames, transition_frames, **sampling)
@@ -557,6 +556,7 @@ def load_generator(path_or_run: str, which: str = "latest", use_ema: bool = True
         require_stage(res_state, res_path, GENERATOR_STAGE, "train_res_transformer.py")
         require_keys(res_state, GENERATOR_KEYS, res_path)
         require_types(res_state, GENERATOR_TYPES, res_path)
+        require_keys(res_state["dataset"], ["name", "mean", "std"], f"{res_path} (dataset record)")
         # A run of another kind (a MARDM generator, a masked transformer) is named as such, not as a mismatch.
         backend_cls.check_residual_kind(res_state, res_path)
         _check_residual(res_state, res_path, state, path)

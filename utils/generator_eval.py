@@ -97,10 +97,12 @@ def generator_source(cfg: argparse.Namespace) -> MotionSource:
     check_family_flags(options, generator.backend.family, generator.backend.sampling_options)
     # The guidance scale's flag is --cfg (the field's name; cfg itself is the parsed config); None: the family's.
     sampling = generator.sampling_settings(cfg.time_steps, cfg.cfg, cfg.temperature, not cfg.no_snap, **options)
-    dataset_name = dataset_name or generator.spec.name
-    if generator.spec.name != dataset_name:
+    # Only a --dataset_name given is checked: the folder above a --ckpt run (what finds a --res_name run beside it)
+    # may be no dataset at all, a copy of the run put elsewhere.
+    if cfg.dataset_name and generator.spec.name != cfg.dataset_name:
         raise CheckpointError(f"{path}: the generator was trained on dataset {generator.spec.name!r} but "
-                              f"--dataset_name is {dataset_name!r}")
+                              f"--dataset_name is {cfg.dataset_name!r}")
+    dataset_name = generator.spec.name
     # Results go to the run named by --name, else next to the --ckpt file's own run.
     run_root = (not cfg.name and run_folder_of(path)) or RunDir(cfg.checkpoints_dir, dataset_name, name).root
     settings = {**sampling.to_dict(), "lengths": "GT (m_length // unit_length tokens)",

@@ -6,9 +6,22 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_evaluation_AE import env, run_eval, write_dataset  # noqa: F401  (env: the module's fixture)
+from test_evaluation_AE import _momask_file, env, run_eval, write_dataset  # noqa: F401  (env: the module's fixture)
 
+from utils import tokenizer_eval_steps
 from utils.checkpoint import CheckpointError
+
+
+def pretend_released_evaluators(monkeypatch) -> None:
+    """Every evaluator evaluation_AE.py loads is taken for a released one (the tests' evaluators stand in for them)."""
+    load = tokenizer_eval_steps.load_evaluator
+
+    def released(*args, **kwargs):
+        evaluator = load(*args, **kwargs)
+        evaluator.released = True
+        return evaluator
+
+    monkeypatch.setattr(tokenizer_eval_steps, "load_evaluator", released)
 
 
 def test_a_named_evaluator_that_cannot_be_loaded_stops_and_keeps_the_last_report(env, tmp_path):  # noqa: F811
@@ -57,18 +70,7 @@ def test_an_official_file_keeps_its_evaluator_statistics_when_the_protocol_is_sk
     """A MoMask file is read with the released evaluator's statistics; with --no_protocol, or on a split too small
     for the protocol, the evaluator was dropped before those were taken, and the file was reconstructed under the
     dataset's statistics instead (other MPJPE than the full evaluation)."""
-    from test_evaluation_AE import _momask_file
-
-    import utils.tokenizer_eval_steps as tokenizer_eval_steps
-
-    load = tokenizer_eval_steps.load_evaluator
-
-    def released(*args, **kwargs):  # the test's evaluator standing in for a released one
-        evaluator = load(*args, **kwargs)
-        evaluator.released = True
-        return evaluator
-
-    monkeypatch.setattr(tokenizer_eval_steps, "load_evaluator", released)
+    pretend_released_evaluators(monkeypatch)
     src = _momask_file(tmp_path)
     small = tmp_path / "small"
     write_dataset(small, n_test=11)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from test_evaluation_AE import _essential_tokenizer, _momask_file, env, run_eval, write_dataset  # noqa: F401
+from test_evaluation_AE_skips import pretend_released_evaluators
 from test_part_aware import TINY, _conditioned_model_and_data, _labels_for
 
 import evaluation_AE
@@ -22,7 +23,6 @@ from models.part_aware import PART_AWARE_MODELS, joint_part_indices
 from models.tokenizers import build_tokenizer
 from options.config import parse_with_config
 from options.eval_options import get_evaluation_ae_parser
-from utils import tokenizer_eval_steps
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.conditions import read_conditions, write_conditions
 from utils.dataset_specs import get_dataset_spec
@@ -424,14 +424,7 @@ def test_an_official_file_under_another_datasets_evaluator_keeps_its_own_statist
                                                                                                monkeypatch):
     """An official t2m_67 file under --eval_dataset synthetic keeps t2m_67's convention statistics."""
 
-    load = tokenizer_eval_steps.load_evaluator
-
-    def released(*args, **kwargs):  # the test's evaluator standing in for a released one
-        evaluator = load(*args, **kwargs)
-        evaluator.released = True
-        return evaluator
-
-    monkeypatch.setattr(tokenizer_eval_steps, "load_evaluator", released)
+    pretend_released_evaluators(monkeypatch)
     torch.manual_seed(3)
     model = build_tokenizer("RVQVAE", input_width=67, nb_code=16, code_dim=8, width=16, num_quantizers=2).train()
     model(torch.randn(4, 16, 67))  # fills the codebooks

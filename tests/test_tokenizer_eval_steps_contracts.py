@@ -437,6 +437,29 @@ def test_an_official_file_under_another_datasets_evaluator_keeps_its_own_statist
     assert result["protocol"] is not None and result["protocol"]["meta"]["protocol"]["evaluator"]["released"]
 
 
+def test_the_measured_ground_truth_does_not_depend_on_the_tokenizer_statistics(env, tmp_path, monkeypatch):  # noqa: F811
+    """A tokenizer that always returns its own mean is charged the same error whatever statistics it reads with."""
+    root, _, spec = env
+    src = _momask_file(tmp_path)
+    mean, std = load_mean_std(spec, str(root))
+
+    def own_mean(tokenizer, motion, cond=None):
+        return torch.zeros_like(motion), None
+
+    monkeypatch.setattr(evaluation_AE, "reconstruct", own_mean)
+    results = []
+    for k, scale in enumerate((1.0, 2.0)):
+        meta = tmp_path / f"meta{k}"
+        meta.mkdir()
+        np.save(meta / "mean.npy", mean)
+        np.save(meta / "std.npy", (std * scale).astype(np.float32))
+        results.append(run_eval(env, "--ckpt", src, "--name", f"own_mean{k}", "--no_protocol", "--ae_meta_dir",
+                                str(meta))["reconstruction"])
+    assert results[0]["mpjpe_mm"] > 0
+    assert results[0]["mpjpe_mm"] == pytest.approx(results[1]["mpjpe_mm"], rel=1e-4)
+    assert results[0]["group_mae"] == pytest.approx(results[1]["group_mae"], rel=1e-4)
+
+
 def test_eval_dataset_with_a_conditional_tokenizer_is_refused(env, tmp_path):  # noqa: F811
     """--eval_dataset with a conditional tokenizer stops naming the flag instead of writing an _as<X> report."""
 

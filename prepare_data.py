@@ -62,7 +62,7 @@ logger = logging.getLogger("prepare_data")
 
 def main_synthetic(cfg: argparse.Namespace) -> int:
     # Imported here so that --help and the other subcommands do not load the kinematics.
-    from utils.dataset_prep import print_summary, synthetic_use_line
+    from utils.dataset_prep import summary_lines, synthetic_use_line
     from utils.synthetic import FPS, built_with, check_synthetic_folder, generate_synthetic_dataset, settings_mismatch
 
     if cfg.keep_existing:  # only a synthetic dataset is kept: a folder the build would refuse is refused here too
@@ -78,30 +78,30 @@ def main_synthetic(cfg: argparse.Namespace) -> int:
     summary = generate_synthetic_dataset(cfg.out, cfg.num_motions, seed=cfg.seed, progress=tqdm)
     splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
     actions = ", ".join(f"{k} {v}" for k, v in sorted(summary.actions.items()))
-    print_summary("synthetic", summary.motions, summary.frames, FPS, summary.seconds, cfg.out,
-                  [f"splits: {splits}", f"actions: {actions}",
-                   f"sub-clip captions: {summary.subclip_captions}", synthetic_use_line(cfg.out)])
+    print("\n".join(summary_lines("synthetic", summary.motions, summary.frames, FPS, summary.seconds, cfg.out,
+                                   [f"splits: {splits}", f"actions: {actions}",
+                                    f"sub-clip captions: {summary.subclip_captions}", synthetic_use_line(cfg.out)])))
     return 0
 
 
 def main_bvh(cfg: argparse.Namespace) -> int:
     from utils.bvh_import import import_bvh_folder
-    from utils.dataset_prep import print_import_summary
+    from utils.dataset_prep import import_summary_lines
 
     summary = import_bvh_folder(cfg.src, cfg.out, cfg.skeleton, target_fps=cfg.fps, labels=cfg.labels,
                                 seed=cfg.seed, progress=tqdm, mirror=cfg.mirror)
-    print_import_summary("bvh", summary, cfg.out, cfg.fps)
+    print("\n".join(import_summary_lines("bvh", summary, cfg.out, cfg.fps)))
     return 0
 
 
 def main_amass(cfg: argparse.Namespace) -> int:
     from utils.amass_import import import_amass_folder
-    from utils.dataset_prep import print_import_summary
+    from utils.dataset_prep import import_summary_lines
 
     summary = import_amass_folder(cfg.src, cfg.out, body_models=cfg.body_models, body_model=cfg.body_model,
                                   target_fps=cfg.fps, labels=cfg.labels, seed=cfg.seed, progress=tqdm,
                                   mirror=cfg.mirror)
-    print_import_summary("amass", summary, cfg.out, cfg.fps)
+    print("\n".join(import_summary_lines("amass", summary, cfg.out, cfg.fps)))
     return 0
 
 

@@ -48,7 +48,7 @@ from typing import Any
 from utils.cli import run_script
 from utils.paths import project_path
 from utils.recipe_plan import Step, changed_runs, command, output_folder, plan, preflight, read_state, stale_parents
-from utils.recipe_runner import print_dry_run, run_steps
+from utils.recipe_runner import dry_run_lines, run_steps
 from utils.recipes import QUICK_DATA_ROOT, QUICK_DATASET, RECIPES, Recipe, get_recipe, list_recipes
 from utils.reproduce_report import build_report, format_markdown, read_result, write_report
 from utils.stop_signals import Stopped
@@ -135,7 +135,7 @@ def run_recipe(args: argparse.Namespace) -> dict[str, Any] | None:
     # dry run
     # ---------------------------------------------------------------------------------------------------------------
     if args.dry_run:
-        print_dry_run(recipe, dataset, steps, problems, done, args.rerun)
+        print("\n".join(dry_run_lines(recipe, dataset, steps, problems, done, args.rerun)))
         return None
     if problems:
         raise SystemExit(f"the {'quick' if args.quick else 'paper'} run cannot start:\n"

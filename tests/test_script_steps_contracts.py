@@ -18,7 +18,7 @@ from test_render import random_walk
 
 from utils import recipe_runner
 from utils.bvh_import import ImportSummary
-from utils.dataset_prep import print_import_summary, synthetic_use_line, write_dataset_stats
+from utils.dataset_prep import import_summary_lines, synthetic_use_line, write_dataset_stats
 from utils.dataset_specs import get_dataset_spec
 from utils.motion_files import read_split
 from utils.motion_process import extract_features
@@ -128,9 +128,9 @@ def test_the_dry_run_prints_a_finished_step_after_one_that_runs_as_a_command(tmp
     done = {"evaluate": {"command": command(later), "status": "done", "cwd": os.getcwd(), "output": str(result),
                          "sha256": hashlib.sha256(b"{}").hexdigest()}}
     recipe = SimpleNamespace(name="two", title="a training and its evaluation")
-    recipe_runner.print_dry_run(recipe, "synthetic", [later], [], done, rerun=False)
+    print("\n".join(recipe_runner.dry_run_lines(recipe, "synthetic", [later], [], done, rerun=False)))
     assert capsys.readouterr().out.splitlines()[1:] == [f"# done, skipped: {command(later)}"]
-    recipe_runner.print_dry_run(recipe, "synthetic", [train, later], [], done, rerun=False)
+    print("\n".join(recipe_runner.dry_run_lines(recipe, "synthetic", [train, later], [], done, rerun=False)))
     assert capsys.readouterr().out.splitlines() == ["# reproduce.py two: a training and its evaluation, dataset "
                                                     "synthetic", command(train), command(later)]
 
@@ -154,7 +154,7 @@ def test_an_import_prints_every_count_and_where_to_find_it(tmp_path, monkeypatch
     summary = _import_summary(out, skipped=["a/shape.npz", "b/shape.npz", "c/shape.npz", "d/shape.npz"],
                               too_brief=["tiny.bvh"], generic_captions=["x", "y"], chunked_clips=["long"],
                               too_short=["s1", "s2", "s3", "s4", "s5"])
-    print_import_summary("bvh", summary, out, 30.0)
+    print("\n".join(import_summary_lines("bvh", summary, out, 30.0)))
     assert capsys.readouterr().out.splitlines() == [
         f"bvh: 7 motions, 3600 frames (2.0 min at 30 fps) in 1.5 s -> {out}",
         "  clips: 6; captions from labels 4, from file names 2",
@@ -173,7 +173,7 @@ def test_an_import_names_its_too_brief_files_on_their_own_and_cuts_a_long_list(t
 
     out = str(tmp_path / "Mocap")
     summary = _import_summary(out, too_brief=["tiny.bvh", "blip.bvh"], too_short=[f"s{i}" for i in range(1, 7)])
-    print_import_summary("amass", summary, out, 20.0)
+    print("\n".join(import_summary_lines("amass", summary, out, 20.0)))
     printed = capsys.readouterr().out.splitlines()
     assert "  files under 2 frames at the target rate, skipped: 2, e.g. tiny.bvh, blip.bvh" in printed
     assert not any("files without motion" in line for line in printed)

@@ -27,13 +27,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("prepare_data")
 
 
-def print_summary(what: str, motions: int, frames: int, fps: float, seconds: float, out: str,
-                  extra: list[str]) -> None:
-    """Print the first line of a build (``what``: the sub-command) and the ``extra`` lines indented under it."""
-    print(f"{what}: {motions} motions, {frames} frames ({frames / fps / 60:.1f} min at {fps:g} fps) "
-          f"in {seconds:.1f} s -> {out}")
-    for line in extra:
-        print(f"  {line}")
+def summary_lines(what: str, motions: int, frames: int, fps: float, seconds: float, out: str,
+                  extra: list[str]) -> list[str]:
+    """The closing lines of a build (``what``: the sub-command): its first line and the ``extra`` lines indented."""
+    return ([f"{what}: {motions} motions, {frames} frames ({frames / fps / 60:.1f} min at {fps:g} fps) "
+             f"in {seconds:.1f} s -> {out}"] + [f"  {line}" for line in extra])
 
 
 def synthetic_use_line(out: str) -> str:
@@ -43,7 +41,7 @@ def synthetic_use_line(out: str) -> str:
     return "use it with --dataset_name synthetic" + ("" if found else f" --data_root {out}")
 
 
-def print_import_summary(what: str, summary: ImportSummary, out: str, fps: float) -> None:
+def import_summary_lines(what: str, summary: ImportSummary, out: str, fps: float) -> list[str]:
     """The closing lines of an import (``utils.bvh_import.ImportSummary``) written to ``out`` at ``fps``: counts,
     splits, what to look at, and the flags that find the dataset."""
     splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
@@ -68,7 +66,7 @@ def print_import_summary(what: str, summary: ImportSummary, out: str, fps: float
     # --dataset_name alone looks in the default dataset folder, under $FSQ_MARDM_HOME when that is set.
     found = os.path.dirname(os.path.abspath(out)) == os.path.abspath(project_path("dataset"))
     extra.append(f"use it with --dataset_name {name}" + ("" if found else f" --data_root {out}"))
-    print_summary(what, summary.motions, summary.frames, fps, summary.seconds, out, extra)
+    return summary_lines(what, summary.motions, summary.frames, fps, summary.seconds, out, extra)
 
 
 class DatasetStats(NamedTuple):

@@ -2,7 +2,7 @@
 
 ``run_steps`` runs the steps in order, each the script a user would type, as a separate process, and keeps
 ``state.json`` up to date as they start and finish: a step recorded as finished is skipped unless a step before it ran
-in the same call or its output is not the one recorded. ``print_dry_run`` prints the same decisions as a script.
+in the same call or its output is not the one recorded. ``dry_run_lines`` gives the same decisions as a script.
 ``run_stage`` runs one command in a process group of its own, so that Ctrl-C, SIGTERM and SIGHUP stop the stage and
 every process it started (a launcher and its workers) by their own clean-up.
 """
@@ -22,25 +22,25 @@ from utils.recipes import Recipe
 from utils.stop_signals import Stopped
 
 
-def print_dry_run(recipe: Recipe, dataset: str, steps: list[Step], problems: list[str], done: dict[str, Any],
-                  rerun: bool) -> None:
-    """What this call would run, as a script: a step it would skip is a comment, a run it would continue has
-    --is_continue (steps after the first that runs all run, as in ``run_steps``)."""
-    print(f"# reproduce.py {recipe.name}: {recipe.title}, dataset {dataset}")
-    for problem in problems:
-        print(f"# WARNING: {problem}")
+def dry_run_lines(recipe: Recipe, dataset: str, steps: list[Step], problems: list[str], done: dict[str, Any],
+                  rerun: bool) -> list[str]:
+    """What this call would run, as the lines of a script: a step it would skip is a comment, a run it would continue
+    has --is_continue (steps after the first that runs all run, as in ``run_steps``)."""
+    lines = [f"# reproduce.py {recipe.name}: {recipe.title}, dataset {dataset}"]
+    lines += [f"# WARNING: {problem}" for problem in problems]
     upstream_ran = False
     for step in steps:
         previous = done.get(step.name, {})
         if kept(step, previous, rerun, upstream_ran):
-            print(f"# done, skipped: {command(step)}")
+            lines.append(f"# done, skipped: {command(step)}")
             changed = output_check(step, previous).changed
             if changed:
                 upstream_ran = True
-                print(f"# {step.name}: {changed}")
+                lines.append(f"# {step.name}: {changed}")
         else:
             upstream_ran = True
-            print(shlex.join(launched(step)))
+            lines.append(shlex.join(launched(step)))
+    return lines
 
 
 def run_stage(argv: list[str]) -> int:

@@ -65,7 +65,7 @@ from utils.cli import run_script
 from utils.editing import check_disjoint_spans, check_edit_flags, read_edit_request
 from utils.generation import LENGTH_ESTIMATOR_RUN, MotionGenerator, load_generator
 from utils.generation_momask import resolve_residual_run
-from utils.generator_checkpoints import resolve_generator_checkpoint
+from utils.generator_checkpoints import resolve_run
 from utils.logging_utils import setup_logging
 from utils.prompts import Prompt, read_prompts
 from utils.run_dir import RunDir
@@ -112,20 +112,6 @@ def check_flags(cfg, prompts: list[Prompt], editing: bool) -> None:
                          "BODY_MODEL.npz (an SMPL, SMPL-H or SMPL-X model with its skinning weights and faces)")
 
 
-def resolve_run(cfg) -> tuple[str, str, str | None]:
-    """(checkpoint path, run name, dataset name or None) from ``--ckpt`` or ``--name`` + ``--dataset_name``."""
-    if cfg.ckpt:
-        if not os.path.isfile(cfg.ckpt):
-            raise CheckpointError(f"--ckpt: checkpoint not found: {cfg.ckpt}")
-        parts = os.path.abspath(cfg.ckpt).split(os.sep)
-        inside_run = len(parts) >= 4 and parts[-2] == "model"
-        return cfg.ckpt, cfg.name or (parts[-3] if inside_run else os.path.splitext(parts[-1])[0]), cfg.dataset_name
-    if not cfg.name or not cfg.dataset_name:
-        raise ValueError("pass --name and --dataset_name (a run under --checkpoints_dir), or --ckpt (a file)")
-    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
-    return resolve_generator_checkpoint(run.root, cfg.which_epoch), cfg.name, cfg.dataset_name
-
-
 def load_model(cfg, path: str, res_run: str | None) -> MotionGenerator:
     """The generator of ``path`` (MoMask: with its residual run ``res_run``) and where its length estimator is."""
     generator = load_generator(path, use_ema=not cfg.no_ema, device=cfg.device, text_encoder=cfg.text_encoder,
@@ -165,7 +151,7 @@ def main(cfg) -> dict:
                                cfg.edit_body_model)
     check_flags(cfg, prompts, editing)
     exports = open_exports(cfg.format, not cfg.no_render, cfg.smpl, cfg.mesh_video)  # MP4 and the body model, now
-    path, name, dataset_name = resolve_run(cfg)
+    path, name, dataset_name = resolve_run(cfg.ckpt, cfg.name, cfg.dataset_name, cfg.checkpoints_dir, cfg.which_epoch)
     res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
     options = family_sampling_options(cfg)
 
@@ -177,9 +163,11 @@ def main(cfg) -> dict:
     # The guidance scale's flag is --cfg (the field's name; cfg itself is the parsed config); None: the family's.
     settings = generator.sampling_settings(cfg.time_steps, cfg.cfg, cfg.temperature, not cfg.no_snap, **options)
     spec = generator.spec
-    if dataset_name and dataset_name != spec.name:
+    # Only a --dataset_name given is checked: the folder above a --ckpt run (what finds a --res_name run beside it)
+    # may be no dataset at all, a copy of the run put elsewhere.
+    if cfg.dataset_name and cfg.dataset_name != spec.name:
         raise CheckpointError(f"{path}: the generator was trained on dataset {spec.name!r} but --dataset_name is "
-                              f"{dataset_name!r}")
+                              f"{cfg.dataset_name!r}")
     if exports.body is not None:
         check_smpl_skeleton(spec, "--smpl")
     edit = read_edit_request(cfg.edit_source, cfg.edit_frames, cfg.edit_seconds, spec, generator.unit_length,

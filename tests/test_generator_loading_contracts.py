@@ -27,7 +27,8 @@ from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, save
 from utils.generation import _check_residual, _select_weights, load_generator
 from utils.generation_backends import MARDMBackend, SamplingSettings
 from utils.generation_momask import MoMaskBackend
-from utils.generator_eval import generator_source, multimodality_options, output_tag, resolve_run
+from utils.generator_checkpoints import resolve_run as resolve_generator_run
+from utils.generator_eval import generator_source, multimodality_options, output_tag
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Weights
@@ -208,12 +209,17 @@ def test_the_provenance_names_files_by_absolute_paths_and_the_files_actually_use
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# utils.generator_eval: the run an evaluation names, its tag, its multimodality options, its source
+# The run an evaluation names (utils.generator_checkpoints), its tag, its multimodality options, its source
 # ---------------------------------------------------------------------------------------------------------------------
 
 def eval_cfg(*argv: str):
 
     return parse_with_config(get_evaluation_generator_parser(), list(argv))
+
+
+def resolve_run(cfg):
+    """The run of an evaluation's flags, as ``utils.generator_eval.generator_source`` resolves it."""
+    return resolve_generator_run(cfg.ckpt, cfg.name, cfg.dataset_name, cfg.checkpoints_dir, cfg.which_epoch)
 
 
 def test_resolve_run_takes_name_and_dataset_from_the_flags_else_from_the_ckpts_run_folder(runs, tmp_path):

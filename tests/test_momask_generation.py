@@ -331,6 +331,27 @@ def test_sample_py_takes_which_epoch_for_both_runs_and_warns_without_residual(ru
     assert any("only the base layer of the 3-layer tokenizer" in r.message for r in caplog.records)
 
 
+def test_sample_py_finds_a_residual_run_beside_a_ckpts_run_and_checks_only_a_given_dataset(runs, tmp_path):
+    """``--ckpt <checkpoints>/<dataset>/<run>/model/latest.tar --res_name res`` finds the residual run under
+    ``<checkpoints>/<dataset>/`` as evaluation_MARDM.py does (it asked for --dataset_name); a run copied to another
+    folder samples without the flag, and a given --dataset_name is checked against the generator's."""
+    ckdir, paths = runs
+    base = ["--text_prompt", "a person", "--motion_length", "16", "--time_steps", "2", "--no_render"]
+    manifest = sample.main(parse_with_config(get_sample_parser(), [
+        "--ckpt", paths["mask"], "--res_name", "res", "--checkpoints_dir", ckdir, *base,
+        "--output_dir", str(tmp_path / "a")]))
+    assert manifest["generator"]["residual"]["checkpoint"] == os.path.abspath(paths["res"])
+    copied = tmp_path / "backup" / "mask" / "model" / "latest.tar"
+    copied.parent.mkdir(parents=True)
+    shutil.copyfile(paths["mask"], copied)
+    manifest = sample.main(parse_with_config(get_sample_parser(), [
+        "--ckpt", str(copied), *base, "--output_dir", str(tmp_path / "b")]))
+    assert manifest["checkpoint_sha256"] == file_sha256(paths["mask"])
+    with pytest.raises(CheckpointError, match=r"trained on dataset 'synthetic' but --dataset_name is 'kit'"):
+        sample.main(parse_with_config(get_sample_parser(), [
+            "--ckpt", str(copied), "--dataset_name", "kit", *base, "--output_dir", str(tmp_path / "c")]))
+
+
 @pytest.fixture(scope="module")
 def evaluator(runs, synthetic_root):
     """A tiny untrained evaluator, saved where evaluation_MARDM.py looks for it."""

@@ -21,6 +21,7 @@ from models.length_estimator import LengthEstimator
 from models.text_encoders import CachedTextEncoder, build_text_encoder
 from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint, official_kind, require_keys, require_types
 from utils.checkpoint_users import find_kept_copy
+from utils.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,37 @@ def require_stage(state: dict[str, Any], path: str, stage: str, written_by: str)
 # ---------------------------------------------------------------------------------------------------------------------
 # Finding checkpoints
 # ---------------------------------------------------------------------------------------------------------------------
+
+class GeneratorRun(NamedTuple):
+    """A generator's checkpoint file, its run name, and the dataset of the run folder (``""`` when unknown)."""
+    path: str
+    name: str
+    dataset_name: str
+
+
+def resolve_run(ckpt: str | None, name: str | None, dataset_name: str | None, checkpoints_dir: str,
+                which: str = "latest") -> GeneratorRun:
+    """The generator named by ``--ckpt`` (a file) or by ``--name`` + ``--dataset_name`` (a run under
+    ``checkpoints_dir``, its ``which`` file).
+
+    Without the flags, a ``--ckpt`` stored as ``<checkpoints>/<dataset>/<run>/model/<file>`` takes its run name and
+    dataset from those folders (a ``--res_name`` run is then looked for under ``checkpoints_dir/<dataset>/``); a file
+    elsewhere is named by its stem and has no dataset. The folder's name is only where to look: it may be a copy of
+    the run put elsewhere (``backup/<run>/model/``), so callers check the generator's dataset against a *given*
+    ``--dataset_name`` only.
+    """
+    if ckpt:
+        if not os.path.isfile(ckpt):
+            raise CheckpointError(f"--ckpt: checkpoint not found: {ckpt}")
+        parts = os.path.abspath(ckpt).split(os.sep)
+        inside_run = len(parts) >= 4 and parts[-2] == "model"
+        run_name = name or (parts[-3] if inside_run else os.path.splitext(parts[-1])[0])
+        return GeneratorRun(ckpt, run_name, dataset_name or (parts[-4] if inside_run else ""))
+    if not name or not dataset_name:
+        raise ValueError("pass --name and --dataset_name (a run under --checkpoints_dir), or --ckpt (a file)")
+    run = RunDir(checkpoints_dir, dataset_name, name)
+    return GeneratorRun(resolve_generator_checkpoint(run.root, which), name, dataset_name)
+
 
 def resolve_generator_checkpoint(path_or_run: str, which: str = "latest") -> str:
     """A checkpoint file, or a run folder (``<run>`` or ``<run>/model``) and ``which`` -> the checkpoint file.

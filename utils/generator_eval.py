@@ -1,6 +1,7 @@
-"""The generator side of ``evaluation_MARDM.py``: which checkpoint a run names, the tag its evaluation files carry, the
-family options of the multimodality repeats, and the loaded generator as the evaluation's ``MotionSource`` (the
-counterpart of ``utils.saved_motions.replay_source``, which replays saved motions instead)."""
+"""The generator side of ``evaluation_MARDM.py``: the tag its evaluation files carry, the family options of the
+multimodality repeats, and the loaded generator as the evaluation's ``MotionSource`` (the counterpart of
+``utils.saved_motions.replay_source``, which replays saved motions instead). Which checkpoint a run names is
+``utils.generator_checkpoints.resolve_run``, shared with ``sample.py``."""
 
 from __future__ import annotations
 
@@ -17,27 +18,12 @@ from utils.eval_report import run_folder_of
 from utils.generation import load_generator
 from utils.generation_backends import GeneratorBackend, SamplingSettings
 from utils.generation_momask import resolve_residual_run
-from utils.generator_checkpoints import resolve_generator_checkpoint
+from utils.generator_checkpoints import resolve_run
 from utils.run_dir import RunDir
 from utils.saved_motions import KIND_MM, MotionSource
 
 # Named after the script: what a user reads of its evaluation says ``evaluation_MARDM:``, whichever module logs it.
 logger = logging.getLogger("evaluation_MARDM")
-
-
-def resolve_run(cfg: argparse.Namespace) -> tuple[str, str, str]:
-    """(checkpoint path, run name, dataset name) from ``--ckpt`` or ``--name`` + ``--dataset_name``."""
-    if cfg.ckpt:
-        if not os.path.isfile(cfg.ckpt):
-            raise CheckpointError(f"--ckpt: checkpoint not found: {cfg.ckpt}")
-        parts = os.path.abspath(cfg.ckpt).split(os.sep)
-        inside_run = len(parts) >= 4 and parts[-2] == "model"
-        name = cfg.name or (parts[-3] if inside_run else os.path.splitext(parts[-1])[0])
-        return cfg.ckpt, name, cfg.dataset_name or (parts[-4] if inside_run else "")
-    if not cfg.name or not cfg.dataset_name:
-        raise ValueError("pass --name and --dataset_name (a run under --checkpoints_dir), or --ckpt (a file)")
-    run = RunDir(cfg.checkpoints_dir, cfg.dataset_name, cfg.name)
-    return resolve_generator_checkpoint(run.root, cfg.which_epoch), cfg.name, cfg.dataset_name
 
 
 def output_tag(cfg: argparse.Namespace, path: str, weights: str, settings: SamplingSettings, options: dict,
@@ -88,7 +74,7 @@ def generator_source(cfg: argparse.Namespace) -> MotionSource:
     """Load the generator of ``--name`` / ``--ckpt`` and generate with the sampling flags: the source's
     ``produce(kind, batch)`` gives the motion (B, T, D) normalised with the generator's statistics and its lengths
     (B,), for the batch's captions and GT lengths."""
-    path, name, dataset_name = resolve_run(cfg)
+    path, name, dataset_name = resolve_run(cfg.ckpt, cfg.name, cfg.dataset_name, cfg.checkpoints_dir, cfg.which_epoch)
     res_run = resolve_residual_run(cfg.checkpoints_dir, dataset_name, cfg.res_name, cfg.res_ckpt)
     options = family_sampling_options(cfg)
     generator = load_generator(path, use_ema=not cfg.no_ema, device=torch.device(cfg.device),

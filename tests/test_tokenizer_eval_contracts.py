@@ -1,5 +1,5 @@
 """Tokenizer evaluation helpers: per-group errors in both units, code usage and perplexity, reconstruction of each
-motion at its own length and condition, and where a tokenizer's statistics come from."""
+motion at its own length and condition, where a tokenizer's statistics come from, and which checkpoint a run names."""
 
 from __future__ import annotations
 
@@ -245,3 +245,49 @@ def test_ae_meta_dir_with_a_zero_std_is_refused(tmp_path):
     cfg = SimpleNamespace(ae_meta_dir=str(folder), data_root=None)
     with pytest.raises(ValueError, match="std > 0"):
         TE.recorded_statistics(tok, SPEC, cfg, None)
+
+
+def _eval_cfg(**flags):
+    return SimpleNamespace(**{"ckpt": None, "name": None, "dataset_name": "synthetic", "checkpoints_dir": "ck",
+                              "which_epoch": None, **flags})
+
+
+def test_resolve_checkpoint_names_the_run_by_flag_else_by_its_folder_else_by_the_files_stem(tmp_path, monkeypatch):
+    """--ckpt ``<run>/model/<file>`` is run ``<run>``, a loose file its stem, --name wins over both; the tag is the
+    file's stem. A ``model`` folder just below the root names no run (``/model/latest.tar`` is ``latest``)."""
+    model_dir = tmp_path / "ae" / "model"
+    model_dir.mkdir(parents=True)
+    (model_dir / "net_best_fid.tar").write_bytes(b"x")
+    in_run = str(model_dir / "net_best_fid.tar")
+    assert TE.resolve_checkpoint(_eval_cfg(ckpt=in_run)) == (in_run, "ae", "net_best_fid")
+    assert TE.resolve_checkpoint(_eval_cfg(ckpt=in_run, name="other")) == (in_run, "other", "net_best_fid")
+    (tmp_path / "weights.tar").write_bytes(b"x")
+    loose = str(tmp_path / "weights.tar")
+    assert TE.resolve_checkpoint(_eval_cfg(ckpt=loose)) == (loose, "weights", "weights")
+    with pytest.raises(CheckpointError, match=r"--ckpt: checkpoint not found: .*/missing.tar$"):
+        TE.resolve_checkpoint(_eval_cfg(ckpt=str(tmp_path / "missing.tar")))
+    monkeypatch.setattr(TE.os.path, "isfile", lambda p: p == "/model/latest.tar")
+    assert TE.resolve_checkpoint(_eval_cfg(ckpt="/model/latest.tar")) == ("/model/latest.tar", "latest", "latest")
+
+
+def test_resolve_checkpoint_of_a_run_takes_the_best_file_first_or_the_one_named(tmp_path):
+    """Without --which_epoch: net_best_fid, else net_best_loss, else latest; a named file that is missing, or a run
+    folder with none of them, lists the files found; a missing run names the three flags that locate it."""
+    ckdir = tmp_path / "ck"
+    model_dir = ckdir / "synthetic" / "ae" / "model"
+    model_dir.mkdir(parents=True)
+    for stem in ("latest", "net_best_loss"):
+        (model_dir / f"{stem}.tar").write_bytes(b"x")
+    cfg = _eval_cfg(name="ae", checkpoints_dir=str(ckdir))
+    assert TE.resolve_checkpoint(cfg) == (str(model_dir / "net_best_loss.tar"), "ae", "net_best_loss")
+    cfg.which_epoch = "latest"
+    assert TE.resolve_checkpoint(cfg) == (str(model_dir / "latest.tar"), "ae", "latest")
+    cfg.which_epoch = "net_best_fid"
+    with pytest.raises(CheckpointError, match=r"no net_best_fid.tar in .*/ae/model; found \['latest.tar', "
+                                              r"'net_best_loss.tar'\] \(pick one with --which_epoch\)"):
+        TE.resolve_checkpoint(cfg)
+    with pytest.raises(CheckpointError, match=r"no run gone of dataset synthetic under .*; check --name, "
+                                              r"--dataset_name and --checkpoints_dir"):
+        TE.resolve_checkpoint(_eval_cfg(name="gone", checkpoints_dir=str(ckdir)))
+    with pytest.raises(ValueError, match=r"pass --name \(a run under --checkpoints_dir\) or --ckpt"):
+        TE.resolve_checkpoint(_eval_cfg())

@@ -38,7 +38,7 @@ def resolve_checkpoint(cfg: argparse.Namespace) -> tuple[str, str, str]:
         if not os.path.isfile(path):
             raise CheckpointError(f"--ckpt: checkpoint not found: {path}")
         parts = os.path.abspath(path).split(os.sep)
-        name = cfg.name or (parts[-3] if len(parts) >= 3 and parts[-2] == "model" else os.path.splitext(parts[-1])[0])
+        name = cfg.name or (parts[-3] if len(parts) >= 4 and parts[-2] == "model" else os.path.splitext(parts[-1])[0])
         return path, name, os.path.splitext(os.path.basename(path))[0]
     if not cfg.name:
         raise ValueError("pass --name (a run under --checkpoints_dir) or --ckpt (a checkpoint file)")

@@ -7,6 +7,7 @@ import argparse
 import os
 
 import pytest
+from tool_helpers import load_tool
 
 from options.base_options import get_base_parser
 from options.eval_options import add_protocol_args
@@ -34,6 +35,8 @@ def test_the_defaults_resolve_under_the_home_folder(monkeypatch, tmp_path):
     add_protocol_args(protocol)
     assert protocol.get_default("glove_dir") == str(tmp_path / "glove")
     assert RunDir("c", "t2m", "run").generation_dir == str(tmp_path / "generation" / "run_t2m")
+    # An imported official tokenizer is written where the training and evaluation scripts look for runs.
+    assert load_tool("import_checkpoint").get_parser().get_default("checkpoints_dir") == str(tmp_path / "checkpoints")
 
 
 def test_a_dataset_made_from_another_directory_is_found_through_the_home_folder(monkeypatch, tmp_path):

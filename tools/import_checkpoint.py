@@ -38,6 +38,7 @@ from utils.dataset_specs import get_dataset_spec  # noqa: E402
 from utils.evaluator import load_evaluator  # noqa: E402
 from utils.logging_utils import setup_logging  # noqa: E402
 from utils.normalization import DatasetError, read_npy_array  # noqa: E402
+from utils.paths import project_path  # noqa: E402
 from utils.run_dir import RunDir  # noqa: E402
 from utils.tokenizer_eval import EVALUATOR_STYLE_FORMATS, convention_statistics, official_run_meta  # noqa: E402
 
@@ -190,7 +191,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--src", required=True, help="official checkpoint file (net_*.pth, latest.tar, net_best_fid.tar)")
     p.add_argument("--name", required=True, help="run name to create under <checkpoints_dir>/<dataset_name>/")
     p.add_argument("--dataset_name", required=True, help="dataset the tokenizer was trained on (t2m, kit, t2m_67, ...)")
-    p.add_argument("--checkpoints_dir", default="checkpoints", help="root of the run folders")
+    p.add_argument("--checkpoints_dir", default=project_path("checkpoints"), help="root of the run folders")
     p.add_argument("--data_root", default=None, help="dataset folder, for datasets known by their spec.json only")
     p.add_argument("--meta_dir", default=None,
                    help="folder with the run's mean.npy/std.npy to record (default: a MoMask file's <run>/meta beside "

@@ -18,7 +18,7 @@ and SMPL-parameter export.
 
     # the files the published protocol reads: dataset, evaluator (+ GloVe), CLIP weights and vocabulary (SHA-256)
     python prepare_data.py assets --dataset_name t2m
-    python prepare_data.py assets --dataset_name t2m_67 --clip_path deps/ViT-B-32.pt --evaluator_dir official/t2m
+    python prepare_data.py assets --dataset_name t2m_67 --evaluator_dir official/t2m
 
     # Mean.npy / Std.npy of a dataset you built yourself (every clip its split files list, or one split's): an
     # import (its spec.json names the layout), or 263-dim HumanML3D features in a folder of your own (as t2m)

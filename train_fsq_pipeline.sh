@@ -72,8 +72,9 @@ else
   DATASET=${DATASET:-t2m_67}
   AE_ARGS=(--config options/configs/fsq_ae_high.yaml)
   EV_ARGS=()
-  # MoMask's and MARDM's estimator reads the CLIP text feature, the generator preset's encoder.
-  LE_ARGS=(--text_encoder clip --clip_path deps/ViT-B-32.pt)
+  # MoMask's and MARDM's estimator reads the CLIP text feature, the generator preset's encoder (both from --clip_path's
+  # default, deps/ViT-B-32.pt, under $FSQ_MARDM_HOME when set).
+  LE_ARGS=(--text_encoder clip)
   GEN_ARGS=(--config options/configs/fsq_mardm_sit_xl.yaml)
   AE_EVAL_ARGS=()
   EVAL_ARGS=()

@@ -5,7 +5,7 @@ target of a caption is the length of the motion (or sub-clip) it describes, capp
 to whole tokens. Sampling scripts draw lengths from it when no ``--motion_length`` is given.
 
 Examples:
-    python train_length_estimator.py --dataset_name t2m_67 --text_encoder clip --clip_path deps/ViT-B-32.pt
+    python train_length_estimator.py --dataset_name t2m_67 --text_encoder clip
     python train_length_estimator.py --dataset_name synthetic --max_iters 300 --lr 1e-3 --num_workers 0
 
 The run is written to ``checkpoints/<dataset_name>/<name>/`` (default name ``length_estimator``): ``model/latest.tar``

@@ -6,7 +6,7 @@ import argparse
 
 from options.base_options import get_base_parser
 from options.config import fraction_below_one, int_at_least, non_negative_float, non_negative_int, positive_int
-from utils.paths import project_path
+from utils.paths import DEFAULT_CLIP_PATH, project_path
 
 # Files a generator may take from its tokenizer run (--ae_which / --vq_which): "best" is the first of the others that
 # exists, in this order; each other one names that file.
@@ -33,9 +33,10 @@ def add_text_encoder_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--text_encoder", type=str, default="minilm", choices=TEXT_ENCODER_CHOICES,
                        help="minilm: all-MiniLM-L6-v2 (384-d, ships with the environment); clip: OpenAI CLIP "
                             "ViT-B/32 text tower (512-d, as MoMask and MARDM), read from --clip_path")
-    group.add_argument("--clip_path", type=str, default=None,
+    group.add_argument("--clip_path", type=str, default=project_path(DEFAULT_CLIP_PATH),
                        help="OpenAI's ViT-B-32.pt (or a state dict with its keys); bpe_simple_vocab_16e6.txt.gz must "
-                            "lie next to it. Needed for --text_encoder clip")
+                            f"lie next to it. Read for --text_encoder clip (default: {DEFAULT_CLIP_PATH}, under "
+                            "$FSQ_MARDM_HOME when set)")
     group.add_argument("--text_cache", type=str, default=None,
                        help="optional .npz file that keeps the caption embeddings between runs (read if present, "
                             "written after the captions are encoded; refused when written by another encoder or other "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from options.config import positive_float, seed_int
-from utils.paths import project_path
+from utils.paths import DEFAULT_CLIP_PATH, project_path
 
 
 def get_prepare_data_parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -76,7 +76,7 @@ def get_prepare_data_parser(description: str | None = None) -> argparse.Argument
                    help="root of the runs; the evaluator is <checkpoints_dir>/<dataset_name>/text_mot_match")
     p.add_argument("--evaluator_dir", default=None, help="another evaluator folder or file")
     p.add_argument("--glove_dir", default=None, help="folder of the GloVe files (default: glove/)")
-    p.add_argument("--clip_path", default=project_path("deps/ViT-B-32.pt"),
+    p.add_argument("--clip_path", default=project_path(DEFAULT_CLIP_PATH),
                    help="CLIP ViT-B/32 weights, the vocabulary beside them; '' skips the CLIP check (MiniLM runs)")
 
     p = sub.add_parser("stats", help="compute Mean.npy and Std.npy of a dataset (HumanML3D's group-averaged std)")

@@ -102,12 +102,13 @@ def test_a_paper_run_reads_the_datasets_own_folder(tmp_path):
                           "evaluation_MARDM.py", "sample.py"}
     for argv in calls.values():
         assert _value(argv, "--dataset_name") == "BandaiM" and "--data_root" not in argv
-    # The length estimator reads the text as the generator does (CLIP, as MoMask's and MARDM's estimators).
+    # The length estimator reads the text as the generator does (CLIP, as MoMask's and MARDM's estimators, from the
+    # same default file: neither the preset nor the estimator's flags name another).
     from options.config import load_config
     preset = load_config(os.path.join(REPO, "options", "configs", "fsq_mardm_sit_xl.yaml"))
     estimator = calls["train_length_estimator.py"]
-    assert (_value(estimator, "--text_encoder"), _value(estimator, "--clip_path")) == (preset["text_encoder"],
-                                                                                       preset["clip_path"])
+    assert _value(estimator, "--text_encoder") == preset["text_encoder"] == "clip"
+    assert "--clip_path" not in estimator and "clip_path" not in preset
 
 
 def test_an_unknown_dataset_is_refused_as_the_stages_refuse_it_before_anything_else(tmp_path):

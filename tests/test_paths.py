@@ -10,7 +10,10 @@ import pytest
 from tool_helpers import load_tool
 
 from options.base_options import get_base_parser
+from options.config import parse_with_config
 from options.eval_options import add_protocol_args
+from options.generator_options import get_train_mardm_parser
+from options.prepare_data_options import get_prepare_data_parser
 from utils.dataset_specs import dataset_names, get_dataset_spec
 from utils.paths import HOME_ENV, project_path
 from utils.run_dir import RunDir
@@ -35,6 +38,13 @@ def test_the_defaults_resolve_under_the_home_folder(monkeypatch, tmp_path):
     add_protocol_args(protocol)
     assert protocol.get_default("glove_dir") == str(tmp_path / "glove")
     assert RunDir("c", "t2m", "run").generation_dir == str(tmp_path / "generation" / "run_t2m")
+    # The CLIP weights the published generator presets read are where prepare_data.py assets checks them.
+    clip = str(tmp_path / "deps" / "ViT-B-32.pt")
+    assert get_train_mardm_parser().get_default("clip_path") == clip
+    preset = parse_with_config(get_train_mardm_parser(),
+                               ["--config", "options/configs/mardm_sit_xl.yaml", "--name", "g"])
+    assert (preset.text_encoder, preset.clip_path) == ("clip", clip)
+    assert get_prepare_data_parser().parse_args(["assets", "--dataset_name", "t2m"]).clip_path == clip
     # An imported official tokenizer is written where the training and evaluation scripts look for runs.
     assert load_tool("import_checkpoint").get_parser().get_default("checkpoints_dir") == str(tmp_path / "checkpoints")
 

@@ -15,6 +15,7 @@ from reproduce_helpers import two_stage_recipe
 
 import reproduce
 from utils.checkpoint import save_checkpoint
+from utils.paths import HOME_ENV
 from utils.recipe_plan import (
     REPO,
     Step,
@@ -115,6 +116,19 @@ def test_the_paper_generator_stages_name_the_clip_weights(tmp_path, name, stages
         assert argv[argv.index("--clip_path") + 1] == "deps/ViT-B-32.pt", stage
     problems = preflight(_args(tmp_path), recipe, recipe.datasets[0], list(steps.values()))
     assert any(p.startswith("CLIP weights: deps/ViT-B-32.pt") for p in problems)
+
+
+def test_with_a_home_folder_the_recipes_read_and_check_the_clip_weights_under_it(tmp_path, monkeypatch):
+    """The CLIP file is a default folder's like the data and the runs: with FSQ_MARDM_HOME set, the stages read and
+    the preflight checks ``$FSQ_MARDM_HOME/deps/ViT-B-32.pt`` (``prepare_data.py assets`` already looked there)."""
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    recipe = get_recipe("mardm_sit_xl")
+    steps = _by_name(plan(_args(tmp_path), recipe, recipe.datasets[0]))
+    argv = steps["generator"].argv
+    clip = str(tmp_path / "home" / "deps" / "ViT-B-32.pt")
+    assert argv[argv.index("--clip_path") + 1] == clip
+    problems = preflight(_args(tmp_path), recipe, recipe.datasets[0], list(steps.values()))
+    assert any(p.startswith(f"CLIP weights: {clip}") for p in problems)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

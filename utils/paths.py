@@ -1,9 +1,9 @@
-"""Where the project's default folders are: ``dataset/``, ``checkpoints/``, ``glove/`` and ``generation/``.
+"""Where the project's default folders are: ``dataset/``, ``checkpoints/``, ``glove/``, ``generation/`` and ``deps/``.
 
 They are relative to the working directory, as in the reference code, unless ``FSQ_MARDM_HOME`` names a folder: then
-the defaults resolve under it, so the scripts run from any directory and share one set of data, runs and word
-vectors. Only defaults move; a path given on the command line is used as written. A dataset with a ``spec.json``
-found in the default folder has that folder as its root (``get_dataset_spec``).
+the defaults resolve under it, so the scripts run from any directory and share one set of data, runs, word vectors
+and CLIP weights. Only defaults move; a path given on the command line is used as written. A dataset with a
+``spec.json`` found in the default folder has that folder as its root (``get_dataset_spec``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ CACHE_ENV = "FSQ_MARDM_CACHE"
 # dataset. (Plain names here: utils.motion_files, which owns the layout, brings torch, and render.py does not need it.)
 DATASET_CLIP_FOLDERS = ("new_joint_vecs", "new_joints")
 RENDERS_DIR = "renders"
+# OpenAI's CLIP ViT-B/32 file (the one clip.load("ViT-B/32") downloads), with its BPE vocabulary beside it: what the
+# published generator recipes' text encoder reads, and what prepare_data.py assets checks.
+DEFAULT_CLIP_PATH = "deps/ViT-B-32.pt"
 
 
 def project_path(path: str) -> str:

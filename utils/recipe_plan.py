@@ -31,6 +31,7 @@ from utils.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from utils.checkpoint_users import find_kept_copy, kept_copy_path
 from utils.dataset_specs import DATASETS, get_dataset_spec
 from utils.evaluator import resolve_evaluator_path
+from utils.paths import DEFAULT_CLIP_PATH, project_path
 from utils.recipes import EVALUATOR_RUN, Recipe, Stage
 from utils.synthetic import settings_mismatch
 
@@ -96,6 +97,7 @@ def plan(args: argparse.Namespace, recipe: Recipe, dataset: str) -> list[Step]:
     runs = os.path.join(args.checkpoints_dir, dataset)
     names = {s.name: s.run for s in recipe.stages}
     names["runs"] = runs
+    names["clip_path"] = project_path(DEFAULT_CLIP_PATH)
     common = ["--dataset_name", dataset, "--checkpoints_dir", args.checkpoints_dir]
     if args.data_root:
         common += ["--data_root", args.data_root]
@@ -130,7 +132,7 @@ def plan(args: argparse.Namespace, recipe: Recipe, dataset: str) -> list[Step]:
 def _stage_step(stage: Stage, args: argparse.Namespace, dataset: str, common: list[str], names: dict[str, str],
                 launch: list[str], out: str) -> Step:
     """The command of one recipe stage: an evaluation writes its result into ``out``, a training runs under
-    ``launch``; ``names`` fills the ``{stage}`` and ``{runs}`` placeholders of its flags."""
+    ``launch``; ``names`` fills the ``{stage}``, ``{runs}`` and ``{clip_path}`` placeholders of its flags."""
     raw = stage.quick_args if args.quick else (*stage.args, *stage.dataset_args.get(dataset, ()))
     try:
         flags = [a.format(**names) for a in raw]

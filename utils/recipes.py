@@ -96,7 +96,7 @@ _QUICK_AE_EVAL = ("--replications", "3")
 _QUICK_GEN_EVAL = ("--replications", "2", "--mm_batches", "1", "--mm_repeats", "11")
 _QUICK_TOKENIZER = ("--max_iters", "300", "--eval_every", "100", "--save_every", "100")
 _QUICK_GENERATOR = ("--max_iters", "200", "--eval_every", "100", "--save_every", "100")
-_CLIP = ("--clip_path", "deps/ViT-B-32.pt")
+_CLIP = ("--clip_path", "{clip_path}")  # the default CLIP file, under $FSQ_MARDM_HOME when set
 # Evaluation seeds of the papers' code (reference/generators-and-evaluation.md §3.5 and MoMask's eval_option: 10107;
 # T2M-GPT's VQ_eval.py seeds torch with option_vq's default 123, reference/tokenizers.md §2.4); MARDM's 3407 is the
 # scripts' default.

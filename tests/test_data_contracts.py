@@ -33,6 +33,7 @@ from utils.normalization import (
     Normalizer,
     feat_bias_normalization,
     load_mean_std,
+    read_meta_statistics,
     read_npy_array,
     statistics_match,
 )
@@ -165,6 +166,43 @@ def test_read_npy_array_refuses_an_array_of_strings(tmp_path):
     np.save(tmp_path / "mean.npy", np.full(263, "a"))
     with pytest.raises(ValueError, match=r"mean\.npy: cannot read as a \.npy array of numbers"):
         read_npy_array(str(tmp_path / "mean.npy"), "evaluator statistics")
+
+
+def _meta(folder, mean, std):
+    folder.mkdir(exist_ok=True)
+    for name, values in (("mean", mean), ("std", std)):
+        if values is not None:
+            np.save(folder / f"{name}.npy", np.asarray(values, np.float32))
+    return str(folder)
+
+
+def test_meta_statistics_are_read_at_the_features_width_and_wider_files_give_their_leading_entries(tmp_path):
+    """An official run's meta folder as --meta_dir / --ae_meta_dir read it: (width,) float32, a wider file cut to its
+    first entries (t2m_67 on a 263-dim meta), anything else refused naming the flag, the folder and the file."""
+    meta = _meta(tmp_path / "m", np.arange(10.0), np.arange(1.0, 11.0))
+    mean, std = read_meta_statistics(meta, "--meta_dir", 4)
+    assert mean.dtype == std.dtype == np.float32
+    assert mean.tolist() == [0, 1, 2, 3] and std.tolist() == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"--ae_meta_dir .*/m: mean \(10,\) and std \(10,\); expected \(12,\)"):
+        read_meta_statistics(meta, "--ae_meta_dir", 12)
+    two_d = _meta(tmp_path / "two_d", np.zeros((2, 4)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"mean \(2, 4\) and std \(2, 4\); expected \(4,\)"):
+        read_meta_statistics(two_d, "--meta_dir", 4)
+    no_std = _meta(tmp_path / "no_std", np.zeros(4), None)
+    with pytest.raises(FileNotFoundError, match=r"the run's meta folder .*/no_std: std.npy not found; expected "
+                                                r"mean.npy and std.npy of shape \(4,\)"):
+        read_meta_statistics(no_std, "the run's meta folder", 4)
+
+
+@pytest.mark.parametrize("mean, std, named", [
+    ([0.0, np.nan, 0.0], [1.0, 1.0, 1.0], "mean.npy"),
+    ([0.0, 0.0, 0.0], [1.0, 0.0, 1.0], "std.npy"),
+    ([0.0, 0.0, np.inf], [1.0, -1.0, 1.0], "mean.npy and std.npy"),
+])
+def test_meta_statistics_that_would_give_inf_or_nan_name_the_file(tmp_path, mean, std, named):
+    meta = _meta(tmp_path / "m", mean, std)
+    with pytest.raises(ValueError, match=rf"--meta_dir .*/m: {named}: mean and std must be finite with std > 0"):
+        read_meta_statistics(meta, "--meta_dir", 3)
 
 
 def test_normalizer_refuses_a_zero_std():

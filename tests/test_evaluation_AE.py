@@ -391,10 +391,10 @@ def test_meta_statistics_that_are_no_npy_array_name_the_file(env, tmp_path):
     meta_dir.mkdir()
     (meta_dir / "mean.npy").write_text("<html>not found</html>")
     np.save(meta_dir / "std.npy", np.ones(263, np.float32))
-    with pytest.raises(ValueError, match=r"meta.mean\.npy: not a \.npy file .*expected --ae_meta_dir statistics"):
+    with pytest.raises(ValueError, match=r"meta.mean\.npy: not a \.npy file .*meta folder \(--ae_meta_dir\)"):
         run_eval(env, "--ckpt", src, "--name", "html_meta", "--no_gt_cache", "--ae_meta_dir", str(meta_dir))
     tool = load_tool("import_checkpoint")
-    with pytest.raises(ValueError, match=r"meta.mean\.npy: not a \.npy file .*official run's meta folder"):
+    with pytest.raises(ValueError, match=r"meta.mean\.npy: not a \.npy file .*meta folder \(--meta_dir\)"):
         tool.main(tool.get_parser().parse_args(["--src", src, "--dataset_name", "synthetic", "--data_root", str(root),
                                                 "--checkpoints_dir", str(ck), "--name", "html_import",
                                                 "--meta_dir", str(meta_dir)]))

@@ -37,7 +37,7 @@ from utils.cli import run_script  # noqa: E402
 from utils.dataset_specs import get_dataset_spec  # noqa: E402
 from utils.evaluator import load_evaluator  # noqa: E402
 from utils.logging_utils import setup_logging  # noqa: E402
-from utils.normalization import DatasetError, read_npy_array  # noqa: E402
+from utils.normalization import DatasetError, read_meta_statistics  # noqa: E402
 from utils.paths import project_path  # noqa: E402
 from utils.run_dir import RunDir  # noqa: E402
 from utils.tokenizer_eval import EVALUATOR_STYLE_FORMATS, convention_statistics, official_run_meta  # noqa: E402
@@ -45,27 +45,6 @@ from utils.tokenizer_eval import EVALUATOR_STYLE_FORMATS, convention_statistics,
 logger = logging.getLogger("import_checkpoint")
 
 MODEL_KWARGS = ("levels", "quantizer_type", "mu", "dilation_growth_rate", "activation", "norm", "patch_size")
-
-
-def read_meta(meta_dir: str | None, where: str = "--meta_dir") -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``mean.npy`` / ``std.npy`` from an official run's ``meta`` folder, or (None, None); ``where`` says where the
-    folder came from, for the messages."""
-    if meta_dir is None:
-        return None, None
-    arrays = []
-    for stat in ("mean", "std"):
-        path = os.path.join(meta_dir, f"{stat}.npy")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{where} {meta_dir}: {stat}.npy not found ({path})")
-        array = read_npy_array(path, f"the {stat} of an official run's meta folder, a numeric .npy array")
-        arrays.append(torch.from_numpy(array.astype(np.float32)))
-    mean, std = arrays
-    # A zero or NaN std would turn the tokenizer's input into inf or NaN in every later stage (as --ae_meta_dir).
-    if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
-        bad = [f"{name}.npy" for name, ok in (("mean", torch.isfinite(mean).all()),
-                                               ("std", torch.isfinite(std).all() and (std > 0).all())) if not ok]
-        raise ValueError(f"{where} {meta_dir}: {' and '.join(bad)}: mean and std must be finite with std > 0")
-    return mean, std
 
 
 def check_source_outside(src: str, run: RunDir) -> None:
@@ -128,13 +107,10 @@ def main(cfg: argparse.Namespace) -> str:
     meta_dir, where = cfg.meta_dir, "--meta_dir"
     if meta_dir is None and tokenizer.source_format == "momask":
         meta_dir, where = official_run_meta(cfg.src), "the run's meta folder"
-    mean, std = read_meta(meta_dir, where)
-    for stat_name, stat in (("mean", mean), ("std", std)):
-        if stat is not None and stat.shape != (input_width,):
-            raise SystemExit(f"{where} {meta_dir}: {stat_name}.npy has shape {tuple(stat.shape)}, "
-                             f"expected ({input_width},)")
-    stats_source = f"{where} {meta_dir}"
-    if meta_dir is None:
+    if meta_dir is not None:
+        mean, std = (torch.from_numpy(stat) for stat in read_meta_statistics(meta_dir, where, input_width))
+        stats_source = f"{where} {meta_dir}"
+    else:
         mean, std, stats_source = convention_at_import(cfg, spec, tokenizer.source_format)
     # The run lock, taken as a training start takes it and held until the script ends: a run that is training (its
     # first checkpoint saved or not yet) is refused, naming the holder's pid, instead of written over.

@@ -118,6 +118,30 @@ def read_npy_array(path: str, expected: str) -> np.ndarray:
     return values
 
 
+def read_meta_statistics(meta_dir: str, where: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``mean.npy`` and ``std.npy`` of an official run's ``meta`` folder, each (width,) float32: the statistics a
+    tokenizer was trained with (``--meta_dir`` at import, ``--ae_meta_dir`` at evaluation, a MoMask file's own run's
+    folder). Wider files give their first ``width`` entries (a 263-dim meta for t2m_67's leading 67 features).
+    ``where`` says where the folder came from, for the errors: a missing or unreadable file, another width, a value
+    that is not finite or a std that is not positive (which would turn the tokenizer's input into inf or NaN)."""
+    paths = {stat: os.path.join(meta_dir, f"{stat}.npy") for stat in ("mean", "std")}
+    missing = [f"{stat}.npy" for stat, path in paths.items() if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(f"{where} {meta_dir}: {' and '.join(missing)} not found; expected mean.npy and "
+                                f"std.npy of shape ({width},)")
+    read = {stat: read_npy_array(path, f"the {stat} of an official run's meta folder ({where}), a ({width},) "
+                                       "numeric .npy array") for stat, path in paths.items()}
+    if any(a.ndim != 1 or a.shape[0] < width for a in read.values()):
+        raise ValueError(f"{where} {meta_dir}: mean {read['mean'].shape} and std {read['std'].shape}; expected "
+                         f"({width},) (or wider files whose first {width} entries are the features)")
+    mean, std = (read[stat][:width].astype(np.float32) for stat in ("mean", "std"))
+    bad = [name for name, ok in (("mean.npy", np.isfinite(mean).all()),
+                                 ("std.npy", np.isfinite(std).all() and (std > 0).all())) if not ok]
+    if bad:
+        raise ValueError(f"{where} {meta_dir}: {' and '.join(bad)}: mean and std must be finite with std > 0")
+    return mean, std
+
+
 def read_stats_file(path: str, spec: DatasetSpec) -> np.ndarray:
     """The array of an existing statistics file ``path``, or a ``DatasetError`` (kind ``stats_shape``) when it is not
     a readable .npy file; ``stats_problems`` checks what it holds."""

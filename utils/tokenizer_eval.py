@@ -22,7 +22,7 @@ from utils.dataset_specs import DatasetSpec
 from utils.evaluator import EvaluatorWrapper
 from utils.metrics import calculate_mpjpe_per_sequence, mpjpe_per_frame
 from utils.motion_process import features_to_joints
-from utils.normalization import eval_normalization, load_mean_std, read_npy_array
+from utils.normalization import eval_normalization, load_mean_std, read_meta_statistics
 from utils.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -86,21 +86,7 @@ def recorded_statistics(tokenizer: Tokenizer, spec: DatasetSpec, cfg: argparse.N
     if not meta_dir and tokenizer.source_format == "momask":
         meta_dir, where = official_run_meta(tokenizer.source), "the run's meta folder"
     if meta_dir:
-        paths = [os.path.join(meta_dir, f) for f in ("mean.npy", "std.npy")]
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(f"--ae_meta_dir: {missing} not found; expected mean.npy and std.npy of shape "
-                                    f"({spec.dim_pose},)")
-        mean, std = (read_npy_array(p, f"{where} statistics, a ({spec.dim_pose},) .npy array")[:spec.dim_pose]
-                     .astype(np.float32) for p in paths)
-        # Checked here: a narrower file (a 67-dim meta for 263-dim features) or a zero std would otherwise fail
-        # later in the data loader under another name, or silently turn the tokenizer's input into inf.
-        if mean.shape != (spec.dim_pose,) or std.shape != (spec.dim_pose,):
-            raise ValueError(f"{where} {meta_dir}: mean {mean.shape} and std {std.shape}; expected "
-                             f"({spec.dim_pose},) for dataset {spec.name!r} (or wider files whose first "
-                             f"{spec.dim_pose} entries are its features)")
-        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-            raise ValueError(f"{where} {meta_dir}: mean and std must be finite with std > 0")
+        mean, std = read_meta_statistics(meta_dir, where, spec.dim_pose)
         return mean, std, f"{where} {meta_dir}"
     if tokenizer.statistics_format == "ours":
         raise CheckpointError(f"{tokenizer.source}: the checkpoint records no mean/std and no official format whose "

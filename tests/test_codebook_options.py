@@ -183,3 +183,21 @@ def test_kmeans_and_rotation_settings_are_checked() -> None:
     part_aware = PART_AWARE_MODELS["PartAwareRVQ_Tiny"](kmeans_init=True, kmeans_iters=4, rotation_trick=True)
     assert all(layer.kmeans_iters == 4 and layer.rotation_trick for layer in part_aware.quantizer.layers)
     assert part_aware.model_args["kmeans_init"] is True
+
+
+@pytest.mark.parametrize("rotation_trick", [False, True])
+def test_the_codes_receive_no_gradient(rotation_trick):
+    x = torch.tensor([[1.0, 0.5, -0.5]], requires_grad=True)
+    codes = torch.tensor([[0.0, 2.0, 1.0]], requires_grad=True)
+    out = quantized_with_gradient(x, codes, rotation_trick=rotation_trick)
+    out.backward(torch.ones(1, 3))
+    assert torch.equal(out.detach(), codes.detach())
+    assert codes.grad is None and x.grad is not None
+
+
+def test_a_short_latent_above_eps_is_still_rotated():
+    # |x| = 1e-3 is far above the default eps (1e-6): the gradient is s R^T g with s = |q| / |x| = 2000, not g.
+    x = torch.tensor([[1e-3, 0.0]], requires_grad=True)
+    q = torch.tensor([[0.0, 2.0]])
+    quantized_with_gradient(x, q, rotation_trick=True).backward(torch.tensor([[3.0, 5.0]]))
+    assert torch.allclose(x.grad, torch.tensor([[10000.0, -6000.0]]))

@@ -21,6 +21,7 @@ from utils.ema import EMA
 from utils.engine_config import EngineConfig
 from utils.engine_validation import run_val_fn
 from utils.losses import position_loss, reconstruction_loss, tokenizer_loss
+from utils.lr_schedule import lr_at_step
 from utils.motion_files import dataset_clips, scan_motion, value_problems
 
 
@@ -387,3 +388,11 @@ def test_ema_of_a_model_in_another_precision_keeps_an_fp32_shadow_and_updates(dt
         model.weight.fill_(3.0)
     ema.update(model)
     assert ema.state_dict()["weight"].tolist() == [[2.0, 2.0], [2.0, 2.0]]
+
+
+def test_lr_at_step_applies_the_warm_up_and_the_given_decay():
+    kw = dict(warm_up_iter=4, milestones=[10, 20], lr_decay=0.5)
+    assert lr_at_step(1, 1e-3, **kw) == pytest.approx(1e-3 * 2 / 4)
+    assert lr_at_step(9, 1e-3, **kw) == pytest.approx(1e-3)
+    assert lr_at_step(10, 1e-3, **kw) == pytest.approx(5e-4)
+    assert lr_at_step(25, 1e-3, **kw) == pytest.approx(2.5e-4)

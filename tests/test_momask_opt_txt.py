@@ -14,6 +14,7 @@ from test_tokenizer_parity import Fixture, _dataset_args
 from tool_helpers import load_tool
 
 from models.loader import load_tokenizer
+from models.momask_opt import RunOptions, find_run_options, momask_settings
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
@@ -159,3 +160,70 @@ def test_opt_txt_beside_a_t2m_gpt_file_is_not_applied(tmp_path) -> None:
     shutil.copy(fx.checkpoint, tmp_path / "net_last.pth")
     (tmp_path / "opt.txt").write_text("dilation_growth_rate: 2\nnum_quantizers: 6\nvq_act: foo\n")
     assert load_tokenizer(str(tmp_path / "net_last.pth")).model_args["dilation_growth_rate"] == 3
+
+
+_WEIGHTS = dict(nb_code=32, code_dim=32, num_quantizers=3, width=64, down_t=2, stride_t=2, depth=3, norm=None)
+
+
+def _options(**fields: str) -> RunOptions:
+    base = {"dilation_growth_rate": "3", "vq_act": "relu", "mu": "0.99", "vq_norm": "None",
+            "shared_codebook": "False"}
+    return RunOptions("/runs/rvq/opt.txt", {**base, **fields})
+
+
+def _settings(options: RunOptions, weights: dict | None = None, shared: bool = False, requested: dict | None = None):
+    return momask_settings(options, "/runs/rvq/model/net_best_fid.tar", {**_WEIGHTS, **(weights or {})}, shared,
+                           requested or {})
+
+
+def test_opt_txt_is_read_beside_the_file_before_the_run_folder(tmp_path):
+    model_dir = tmp_path / "run" / "model"
+    model_dir.mkdir(parents=True)
+    (tmp_path / "run" / "opt.txt").write_text("width: 64\n")
+    (model_dir / "opt.txt").write_text("------------ Options -------------\nwidth: 128\n")
+    found = find_run_options(str(model_dir / "net_best_fid.tar"))
+    assert found.path == str(model_dir / "opt.txt") and found.fields == {"width": "128"}
+
+
+def test_opt_txt_values_keep_their_colons(tmp_path):
+    (tmp_path / "opt.txt").write_text("checkpoints_dir: C:/runs\nname:  rvq:nq6 \n")
+    found = find_run_options(str(tmp_path / "net.tar"))
+    assert found.fields == {"checkpoints_dir": "C:/runs", "name": "rvq:nq6"}
+
+
+def test_a_none_value_reads_as_missing():
+    options = RunOptions("opt.txt", {"mu": "None", "width": ""})
+    assert options.read("mu", float) is None and options.read("width", int) is None
+    assert options.read("depth", int) is None
+
+
+@pytest.mark.parametrize("field, value", [("stride_t", "1"), ("num_quantizers", "2"), ("width", "32")])
+def test_a_size_smaller_or_larger_than_the_weights_is_refused(field, value):
+    with pytest.raises(CheckpointError, match=rf"^/runs/rvq/opt.txt: {field}: {value}, but the weights of "
+                                              rf"/runs/rvq/model/net_best_fid.tar have {field} "):
+        _settings(_options(**{field: value}))
+
+
+@pytest.mark.parametrize("opt_norm, weights_norm, layers", [("LN", "BN", "BatchNorm layers"),
+                                                             ("BN", "LN", "affine LN / GN layers")])
+def test_a_vq_norm_that_contradicts_the_batch_norm_weights_is_refused(opt_norm, weights_norm, layers):
+    with pytest.raises(CheckpointError, match=rf"^/runs/rvq/opt.txt: vq_norm: {opt_norm}, but the weights of "
+                                              rf"/runs/rvq/model/net_best_fid.tar have {layers}$"):
+        _settings(_options(vq_norm=opt_norm), weights=dict(norm=weights_norm))
+    assert _settings(_options(vq_norm=weights_norm), weights=dict(norm=weights_norm))["norm"] == weights_norm
+
+
+def test_a_lowercase_none_norm_is_returned_as_none():
+    assert _settings(_options(vq_norm="none"))["norm"] is None
+
+
+def test_a_requested_norm_is_compared_by_meaning():
+    assert _settings(_options(), requested={"norm": "none"})["norm"] is None
+    with pytest.raises(CheckpointError, match=r"norm='XN' was requested but /runs/rvq/opt.txt says vq_norm: None"):
+        _settings(_options(), requested={"norm": "XN"})
+
+
+def test_shared_codebook_is_accepted_for_equal_codebooks_and_a_single_layer():
+    assert _settings(_options(shared_codebook="True"), shared=True)["shared_codebook"] is True
+    one = _settings(_options(shared_codebook="True", num_quantizers="1"), weights=dict(num_quantizers=1))
+    assert one["shared_codebook"] is True

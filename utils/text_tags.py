@@ -254,8 +254,8 @@ def _strip_suffix_lemma(word: str, suffix: str) -> str:
             return cand
     if suffix == "ed" and stem.endswith("e"):
         return stem + "e"  # freed -> free, agreed -> agree
-    if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "lsz" + vowels:
-        return stem[:-1]  # hopping -> hop (seeing -> see keeps its "ee")
+    if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "flsz" + vowels:
+        return stem[:-1]  # hopping -> hop (seeing -> see keeps its "ee"; added -> add, sniffed -> sniff keep theirs)
     if len(stem) >= 3 and stem[-1] == "l" and stem[-2] in "bcdfgkptz":
         return stem + "e"  # wobbled -> wobble, juggling -> juggle
     if len(stem) >= 3 and stem[-1] == "z" and stem[-2] in vowels + "y":
@@ -406,9 +406,10 @@ def tag_words(caption: str) -> list[tuple[str, str]]:
         elif options[i] == {"VERB"} and prev in ("NUM", "DET") and word.endswith("s"):
             # "two sidesteps": a plural noun made from a verb
             tag = "NOUN"
-        elif {"NOUN", "VERB"} <= options[i] and prev == "VERB" and not word.endswith(("ing", "ed")):
-            # after a verb, a noun: its object ("waves hands", "throws punches") or the noun a participle qualifies
-            # ("with alternating hands", "the swinging arms")
+        elif {"NOUN", "VERB"} <= options[i] and prev == "VERB" \
+                and (word in _VERB_BASES or not word.endswith(("ing", "ed"))):
+            # after a verb, a noun: its object ("waves hands", "throws punches", "changes speed") or the noun a
+            # participle qualifies ("with alternating hands", "the swinging arms"); "starts boxing" stays a gerund
             tag = "NOUN"
         elif {"NOUN", "VERB"} <= options[i] and prev == "NOUN" and prev2 in ("DET", "NUM", "ADJ") \
                 and not word.endswith(("s", "ing", "ed")) and (out[-1][0] == prev_word != "people" or article):

@@ -101,9 +101,13 @@ def _check_statistics(asset: str, path: str, widths: list[int]) -> AssetCheck:
         return AssetCheck(asset, path, MISSING, "is missing (copy the dataset's file, or compute it with "
                                                 "prepare_data.py stats)")
     try:
-        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
         return AssetCheck(asset, path, BAD, f"is not a readable .npy ({e})")
+    if not isinstance(array, np.ndarray):  # np.load opens a zip archive as an NpzFile, whatever the name
+        array.close()
+        return AssetCheck(asset, path, BAD, "is a .npz archive, not a .npy array")
+    shape = array.shape
     if len(shape) != 1 or shape[0] not in widths:
         return AssetCheck(asset, path, BAD, f"has shape {shape}; expected {' or '.join(f'({w},)' for w in widths)}, "
                                             f"one value per feature")

@@ -53,18 +53,19 @@ class TrainLog:
 def _read_rows(path: str) -> list[tuple[dict[str, Any], str]]:
     """The rows of a log file with their lines. A last line cut off mid-write (a kill, a full disk) is dropped with
     a warning; any other line that is not a JSON row with a step is a ValueError naming the file and the line."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:  # decoded line by line: bytes damaged on disk are a bad line, named as such
         lines = f.readlines()
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
         try:
+            line = raw.decode("utf-8")
             row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            if not isinstance(row, dict) or type(row.get("step")) is not int:  # true is no step (bool is an int)
                 raise ValueError("not an object with an integer 'step'")
         except ValueError as e:
-            if number == len(lines) and not line.endswith("\n"):
+            if number == len(lines) and not raw.endswith(b"\n"):
                 logger.warning("%s: line %d was cut off mid-write (%s); dropped", path, number, e)
                 break
             raise ValueError(f"{path}: line {number} is not a training log row ({e}); expected "

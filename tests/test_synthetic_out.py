@@ -188,12 +188,13 @@ def test_a_finished_dataset_of_other_settings_is_kept_with_a_warning(tmp_path, c
     dataset; --keep_existing keeps a finished one and warns when they differ, as reproduce.py --quick does."""
     import logging
 
-    from utils.synthetic import SETTINGS_FILE, built_with, settings_mismatch
+    from utils.synthetic import GENERATOR_VERSION, SETTINGS_FILE, built_with, settings_mismatch
 
     out = tmp_path / "Synthetic"
     assert built_with(str(out)) is None
     _synthetic(out, 3)
-    assert json.loads((out / SETTINGS_FILE).read_text()) == {"num_motions": 3, "seed": 0} == built_with(str(out))
+    settings = {"num_motions": 3, "seed": 0, "generator_version": GENERATOR_VERSION}
+    assert json.loads((out / SETTINGS_FILE).read_text()) == settings == built_with(str(out))
     assert settings_mismatch(str(out), 3, 0) is None
     assert settings_mismatch(str(out), 4, 0) == (f"{out} holds a synthetic dataset of 3 motions (seed 0), not 4 "
                                                  f"motions (seed 0); to build those: python prepare_data.py "
@@ -212,6 +213,12 @@ def test_a_finished_dataset_of_other_settings_is_kept_with_a_warning(tmp_path, c
         prepare_data.main(prepare_data.parse_args(["synthetic", "--out", str(out), "--num_motions", "3",
                                                    "--keep_existing"]))
     assert "holds" not in caplog.text  # the same settings: kept without a word
+    # A dataset of the same settings from an earlier generator (whose clips differ) is named as such.
+    (out / SETTINGS_FILE).write_text(json.dumps({"num_motions": 3, "seed": 0}))
+    assert settings_mismatch(str(out), 3, 0) == (
+        f"{out} holds a synthetic dataset of 3 motions (seed 0) built by an earlier version of the generator (version "
+        f"1, now {GENERATOR_VERSION}), whose clips differ; to build the current ones: python prepare_data.py "
+        f"synthetic --out {out} --num_motions 3 --seed 0, and train again the runs trained on the data there now")
     (out / SETTINGS_FILE).unlink()  # a dataset built before the settings were recorded
     assert "built before they were recorded" in settings_mismatch(str(out), 3, 0)
 
@@ -223,7 +230,8 @@ def test_a_finished_dataset_of_other_settings_is_kept_with_a_warning(tmp_path, c
     assert "not 400 motions (seed 0); to build those: python prepare_data.py synthetic --out" in caplog.text
     # Without the flag a finished dataset is built again, as before.
     prepare_data.main(prepare_data.parse_args(argv[:-1]))
-    assert len(read_split(str(out), "all")) == 4 and built_with(str(out)) == {"num_motions": 4, "seed": 0}
+    assert len(read_split(str(out), "all")) == 4 and built_with(str(out)) == {"num_motions": 4, "seed": 0,
+                                                                             "generator_version": GENERATOR_VERSION}
 
 
 def test_keep_existing_keeps_only_a_synthetic_dataset(tmp_path):

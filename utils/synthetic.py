@@ -388,15 +388,19 @@ class SyntheticSummary:
 # What generate_synthetic_dataset writes, besides the clips <id>.npy / <id>.txt (ids of six digits or more).
 _CLIP_FOLDERS = {"new_joint_vecs": ".npy", "new_joints": ".npy", "texts": ".txt"}
 _CLIP_ID = re.compile(r"[0-9]{6,}")
-# The settings a dataset was built with ({"num_motions", "seed"}), written before its statistics.
+# The settings a dataset was built with ({"num_motions", "seed", "generator_version"}), written before its statistics.
 SETTINGS_FILE = SYNTHETIC_SETTINGS_FILE
+# Raised whenever the same settings give other clips, so that a dataset kept from an earlier version is named as such
+# (2: walking while clapping claps for the whole walk).
+GENERATOR_VERSION = 2
 _OWN_FILES = {"Mean.npy", "Std.npy", SETTINGS_FILE,
               *(f"{split}.txt" for split in ("train", "val", "test", "train_val", "all"))}
 
 
 def built_with(out_dir: str) -> dict[str, Any] | None:
-    """The settings ``{"num_motions", "seed"}`` a finished synthetic dataset in ``out_dir`` was built with (``{}``
-    for one built before they were recorded), or None where there is no finished dataset (no ``Mean.npy``)."""
+    """The settings ``{"num_motions", "seed", "generator_version"}`` a finished synthetic dataset in ``out_dir`` was
+    built with (``{}`` for one built before they were recorded), or None where there is no finished dataset (no
+    ``Mean.npy``)."""
     if not os.path.isfile(os.path.join(out_dir, "Mean.npy")):
         return None
     try:
@@ -418,13 +422,18 @@ def settings_mismatch(out_dir: str, num_motions: int, seed: int) -> str | None:
         check_synthetic_folder(out_dir, num_motions)
     except ValueError as e:
         return f"{out_dir} holds a finished dataset that is not a synthetic one ({e})"
-    if record == {"num_motions": num_motions, "seed": seed}:
-        return None
+    build = (f"python prepare_data.py synthetic --out {out_dir} --num_motions {num_motions} --seed {seed}, and train "
+             f"again the runs trained on the data there now")
+    if {k: record.get(k) for k in ("num_motions", "seed")} == {"num_motions": num_motions, "seed": seed}:
+        if record.get("generator_version") == GENERATOR_VERSION:
+            return None
+        return (f"{out_dir} holds a synthetic dataset of {num_motions} motions (seed {seed}) built by an earlier "
+                f"version of the generator (version {record.get('generator_version', 1)}, now {GENERATOR_VERSION}), "
+                f"whose clips differ; to build the current ones: {build}")
     held = (f"{record.get('num_motions')} motions (seed {record.get('seed')})" if record
             else "motions of unrecorded settings (built before they were recorded)")
-    return (f"{out_dir} holds a synthetic dataset of {held}, not {num_motions} motions (seed {seed}); to build "
-            f"those: python prepare_data.py synthetic --out {out_dir} --num_motions {num_motions} --seed {seed}, and "
-            f"train again the runs trained on the data there now")
+    return (f"{out_dir} holds a synthetic dataset of {held}, not {num_motions} motions (seed {seed}); to build those: "
+            f"{build}")
 
 
 def _is_own_entry(name: str) -> bool:
@@ -554,7 +563,7 @@ def generate_synthetic_dataset(out_dir: str, num_motions: int, seed: int = 0,
                           fractions=(0.7, 0.1, 0.2))
     write_split_files(out_dir, splits)
     with atomic_write(os.path.join(out_dir, SETTINGS_FILE), "w") as f:  # before Mean.npy, which marks it finished
-        json.dump({"num_motions": num_motions, "seed": int(seed)}, f)
+        json.dump({"num_motions": num_motions, "seed": int(seed), "generator_version": GENERATOR_VERSION}, f)
     write_mean_std(out_dir, ids, spec)
     summary.splits = {k: len(v) for k, v in splits.items()}
     summary.seconds = time.perf_counter() - start

@@ -381,8 +381,10 @@ def _clap(rng: np.random.Generator, style: _Style, n: int | None = None) -> _Seg
     claps = int(rng.integers(3, 8))
     period = _frames(rng.uniform(0.35, 0.55))
     lead = _frames(rng.uniform(0.5, 0.8))
+    # given a length (walking while clapping), clap for all of it: the walk's arm swing is stilled for all of it
+    fill = n is not None
     n = n or lead + claps * period + _frames(rng.uniform(0.6, 1.0))
-    claps = min(claps, max(1, (n - lead - 8) // period))
+    claps = max(1, (n - lead - 8) // period) if fill else claps
     c = _rest_controls(n, style)
     w = _bump(n, lead - 8, lead, lead + claps * period, lead + claps * period + 8)
     _clap_controls(c, w, claps, lead, period)

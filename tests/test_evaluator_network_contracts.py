@@ -111,3 +111,14 @@ def test_motion_steps_are_whole_units_of_the_frame_length():
     with torch.no_grad():
         floor, exact = ev.encode_motion(motion, torch.tensor([11, 8]))
     torch.testing.assert_close(floor, exact)
+
+
+def test_motion_lengths_past_the_padded_length_are_refused_by_name():
+    """A length of more frames than the batch holds (20 > 16: 5 steps of 4) is refused with both numbers, on the
+    folded inference path and the training path alike, not by torch's packing."""
+    ev = _evaluator()
+    motion = torch.zeros(2, 16, 12)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad), pytest.raises(ValueError, match=r"must lie in \[1, 4\] \(the padded "
+                                                                           r"length\), got \[5, 4\]"):
+            ev.encode_motion(motion, torch.tensor([20, 16]))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train_length_estimator
 from models.length_estimator import LengthEstimator, lengths_to_classes
@@ -118,3 +119,13 @@ def test_a_clip_run_records_its_weights_and_resuming_with_another_encoder_is_ref
     with pytest.raises(CheckpointError, match=r"latest.tar: --text_encoder is 'clip' in the run being resumed but "
                                               r"'minilm' now"):
         _train(synthetic_root, tmp_path / "ckpt", "--is_continue", steps="4")
+
+
+def test_training_logs_the_batch_accuracy(tmp_path, synthetic_root):
+    """TensorBoard's Train/accuracy is the share of the batch whose length class was predicted: a fresh estimator
+    over 50 classes gets few right."""
+    _train(synthetic_root, tmp_path / "ckpt", "--log_every", "1")
+    events = EventAccumulator(str(tmp_path / "ckpt" / "synthetic" / "length_estimator" / "model"))
+    events.Reload()
+    accuracy = [e.value for e in events.Scalars("Train/accuracy")]
+    assert len(accuracy) == 2 and all(0.0 <= a < 0.5 for a in accuracy), accuracy

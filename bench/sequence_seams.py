@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-import benchlib  # noqa: F401  (puts the repository on sys.path)
+import benchlib  # also puts the repository on sys.path
 import numpy as np
 import torch
 
@@ -38,8 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="generator run folder or checkpoint")
     parser.add_argument("--transition_frames", type=int, nargs="+", default=[0, 20, 40])
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--time_steps", type=int, default=8)
+    parser.add_argument("--seeds", type=benchlib.positive_int, default=8)
+    parser.add_argument("--time_steps", type=benchlib.positive_int, default=8)
     parser.add_argument("--cfg", type=float, default=2.5)
     args = parser.parse_args()
     torch.set_num_threads(2)

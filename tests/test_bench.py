@@ -460,3 +460,51 @@ def test_every_evaluation_row_carries_the_peak_memory_of_its_own_variant(synthet
     assert len(rows) == 8 and all(row["peak_mb"] is not None for row in rows)
     for row in rows:
         assert (120 <= row["peak_mb"] < 150) if row["variant"] == "baseline" else (28 <= row["peak_mb"] < 60), row
+
+
+class _Linear(torch.nn.Module):
+    """A linear map standing in for a tokenizer on either side of a training step (no commitment term)."""
+
+    def __init__(self, dim: int, ours: bool) -> None:
+        super().__init__()
+        self.linear, self.ours = torch.nn.Linear(dim, dim), ours
+
+    def forward(self, x: torch.Tensor):
+        from models.tokenizers import TokenizerOutput
+
+        recon, zero = self.linear(x), x.new_zeros(())
+        return TokenizerOutput(recon, zero, zero, recon) if self.ours else (recon, zero, zero)
+
+
+def test_the_baseline_tokenizer_step_uses_our_optimizer_settings(monkeypatch):
+    """The references (T2M-GPT, MoMask) train with AdamW and weight decay 0, as the engine does; torch's AdamW
+    default of 0.01 made the baseline decay its weights, so the two sides of the ratio took different steps."""
+    import tokenizer_steps
+
+    monkeypatch.setattr(tokenizer_steps, "reference_tokenizer", lambda n: _Linear(67, ours=False))
+    monkeypatch.setattr(tokenizer_steps, "build_tokenizer", lambda n, input_width: _Linear(input_width, True))
+    motion = torch.randn(2, 8, 67, generator=torch.Generator().manual_seed(1))
+    base_step, base = tokenizer_steps.baseline_step("AE_Model", motion, torch.device("cpu"))
+    our_step, ours = tokenizer_steps.ours_step("AE_Model", motion, torch.device("cpu"))
+    for _ in range(3):
+        base_step()
+        our_step()
+    torch.testing.assert_close(base.linear.weight, ours.linear.weight, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(base.linear.bias, ours.linear.bias, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("flag", ["--seeds", "--time_steps"])
+def test_sequence_seams_rejects_a_count_of_zero_by_name(flag, monkeypatch, capsys):
+    """``--seeds 0`` printed a table of NaN (the mean of no seams) instead of saying what was wrong."""
+    import sequence_seams
+
+    def no_generator(run):
+        raise AssertionError("the generator was loaded despite a bad argument")
+
+    monkeypatch.setattr(sequence_seams, "load_generator", no_generator)
+    monkeypatch.setattr(sys, "argv", ["sequence_seams.py", "--run", "x", flag, "0"])
+    with pytest.raises(SystemExit) as exit_info:
+        sequence_seams.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "expected an integer >= 1, got 0" in err

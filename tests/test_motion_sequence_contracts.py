@@ -100,3 +100,90 @@ def test_prompts_that_are_not_strings_are_kept_as_their_text():
     out = gen.generate_sequence([A, 12345], [8, 8], transition_frames=0, seed=0)
     assert out.prompts == [A, "12345"] and out.texts == [f"{A} / 12345"]
     assert len(gen.backend.sample_calls) == 2 and out.transitions == [(8, 8)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Prompts, seeds, sampling settings and seam windows
+# ---------------------------------------------------------------------------------------------------------------------
+
+A, BB, C = "walk", "jump forward", "wave with the right hand"   # distinct lengths: the stub embeds len(text)
+
+
+def _window_calls(gen):
+    return [c for c in gen.backend.sample_calls if c["known"] is not None]
+
+
+@pytest.mark.parametrize("texts, lengths, error, message", [
+    ("walk", [8], TypeError, "a list of prompts, got a single string"),
+    ([], [], ValueError, "at least one prompt and no empty ones"),
+    ([A, "   "], [8, 8], ValueError, "at least one prompt and no empty ones"),
+    ([A], [8, 8], ValueError, "1 prompts but 2 lengths"),
+    ([A, BB], [8], ValueError, "2 prompts but 1 lengths"),
+    ([A, BB], [8, 8], ValueError, "transition_frames must be >= 0, got -1"),
+])
+def test_bad_sequences_fail_before_any_sampling(texts, lengths, error, message):
+    gen = make_gen()
+    extra = {"transition_frames": -1} if "transition" in message else {}
+    with pytest.raises(error, match=message):
+        gen.generate_sequence(texts, lengths, seed=0, **extra)
+    assert gen.backend.sample_calls == []
+
+
+def test_a_seed_gives_the_same_sequence_whatever_the_global_random_state():
+    torch.manual_seed(1)
+    first = make_gen().generate_sequence([A, BB, C], [24, 16, 20], transition_frames=8, seed=7)
+    torch.manual_seed(2)
+    again = make_gen().generate_sequence([A, BB, C], [24, 16, 20], transition_frames=8, seed=7)
+    assert torch.equal(first.tokens, again.tokens)
+
+
+def test_sampled_lengths_come_from_the_seeded_stream(monkeypatch):
+    """Without lengths the estimator draws them from the call's own random stream, before the segments."""
+    given = []
+
+    def estimate(texts, generator=None, temperature=1.0):
+        given.append(generator)
+        return torch.randint(2, 13, (len(texts),), generator=generator) * 4
+
+    outs = []
+    for global_seed in (1, 2):
+        gen = make_gen()
+        monkeypatch.setattr(gen, "estimate_lengths", estimate)
+        torch.manual_seed(global_seed)
+        outs.append(gen.generate_sequence([A, BB, C], transition_frames=8, seed=3))
+    first, again = outs
+    assert all(isinstance(g, torch.Generator) for g in given)
+    assert first.segments == again.segments and torch.equal(first.tokens, again.tokens)
+
+
+def test_every_sampling_call_gets_the_settings_asked():
+    gen = make_gen()
+    gen.generate_sequence([A, BB], [24, 24], transition_frames=8, seed=0, temperature=0.5, time_steps=3, cfg=2.0)
+    settings = [c["settings"] for c in gen.backend.sample_calls]
+    assert len(settings) == 3
+    assert all((s.temperature, s.time_steps, s.cfg) == (0.5, 3, 2.0) for s in settings)
+
+
+def test_a_seam_window_stays_inside_the_two_segments_it_joins():
+    """Segments of 12, 4 and 12 tokens: the first seam's window ends where the short middle segment ends and is
+    moved back to hold 12 tokens ([4, 16)); the second starts where the middle segment starts ([12, 24))."""
+    gen = make_gen()
+    out = gen.generate_sequence([A, BB, C], [48, 16, 48], transition_frames=8, seed=0)
+    windows = _window_calls(gen)
+    assert [int(c["token_lengths"][0]) for c in windows] == [12, 12]
+    assert windows[0]["edit_mask"][0].nonzero().flatten().tolist() == [7, 8]         # tokens 11 and 12
+    assert windows[1]["edit_mask"][0].nonzero().flatten().tolist() == [3, 4]         # tokens 15 and 16
+    assert torch.equal(windows[1]["known"][:, :3], out.tokens[:, 12:15])             # the middle segment's start
+    assert out.transitions == [(44, 52), (60, 68)]
+    assert out.segments == [(0, 48), (48, 64), (64, 112)] and out.lengths.tolist() == [112]
+
+
+
+def test_a_transition_that_fits_every_segment_s_share_is_not_said_to_be_shortened(caplog):
+    """Three 12-token segments, 4 tokens asked per seam: the ends give 2 of their 6, the middle 2 of its 3 at each
+    seam, so nothing is capped and nothing is said."""
+    gen = make_gen()
+    with caplog.at_level(logging.WARNING, logger="utils.motion_sequence"):
+        out = gen.generate_sequence([A, BB, C], [48, 48, 48], transition_frames=16, seed=0)
+    assert out.transitions == [(40, 56), (88, 104)]
+    assert [r for r in caplog.records if r.name == "utils.motion_sequence"] == []

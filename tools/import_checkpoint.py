@@ -155,9 +155,9 @@ def main(cfg: argparse.Namespace) -> str:
 
 
 def int_list(text: str) -> list[int]:
-    """``"8,8,8,5,5,5"`` -> ``[8, 8, 8, 5, 5, 5]``."""
+    """``"8,8,8,5,5,5"`` -> ``[8, 8, 8, 5, 5, 5]`` (spaces around the commas allowed; "8 8" is an error, not 88)."""
     try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
+        return [int(v) for v in text.split(",") if v.strip()]
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
 

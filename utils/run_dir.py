@@ -211,8 +211,9 @@ class RunDir:
                 os.remove(probe)
         free = shutil.disk_usage(self.model_dir).free
         if free < min_free_bytes:
-            raise RunDirError(f"only {free / MiB:.0f} MiB free on the file system of {self.model_dir}; at least "
-                              f"{min_free_bytes / MiB:.0f} MiB are needed for the checkpoints of this run. "
+            # Free space rounded down and the need rounded up, so the refusal never reads "256 MiB free, 256 needed".
+            raise RunDirError(f"only {free // MiB} MiB free on the file system of {self.model_dir}; at least "
+                              f"{-(-min_free_bytes // MiB)} MiB are needed for the checkpoints of this run. "
                               f"Free some space or pick another --checkpoints_dir.")
 
 

@@ -1,10 +1,12 @@
-"""Helpers that write small datasets in the standard layout for the data tests."""
+"""Helpers that write small datasets in the standard layout for the data tests, and a stand-in window dataset."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from utils.normalization import load_mean_std
 
@@ -35,3 +37,20 @@ def write_dataset(root: Path, lengths: dict[str, int], splits: dict[str, list[st
 
 def stats(spec, root):
     return load_mean_std(spec, str(root))
+
+
+class FakeWindows:
+    """The parts of a MotionWindowDataset that ConditionedWindowDataset reads: one window per clip."""
+
+    mode = "clip"
+
+    def __init__(self, ids):
+        self._ids = list(ids)
+        self.clips = np.arange(len(ids))
+        self.index = SimpleNamespace(clip_id=lambda r: self._ids[r], split="train")
+
+    def __len__(self):
+        return len(self._ids)
+
+    def __getitem__(self, item):
+        return torch.full((4, 3), float(item))

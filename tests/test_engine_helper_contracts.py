@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from layout_helpers import FakeWindows
 from torch import nn
 
 from utils.conditions import UNKNOWN, ConditionLabels, build_condition_labels
@@ -164,23 +165,6 @@ def test_condition_encode_refuses_unknown_condition_names():
     assert labels.encode({"species": "dog"}) == {"species": 2}
 
 
-class _FakeWindows:
-    """The parts of a MotionWindowDataset that ConditionedWindowDataset reads: one window per clip."""
-
-    mode = "clip"
-
-    def __init__(self, ids):
-        self._ids = list(ids)
-        self.clips = np.arange(len(ids))
-        self.index = SimpleNamespace(clip_id=lambda r: self._ids[r], split="train")
-
-    def __len__(self):
-        return len(self._ids)
-
-    def __getitem__(self, item):
-        return torch.full((4, 3), float(item))
-
-
 def test_condition_dropout_rate_follows_the_probability():
     """With drop probability p an item loses all its ids with probability p (plus the chance that each id drops on
     its own), not 1 - p."""
@@ -188,7 +172,7 @@ def test_condition_dropout_rate_follows_the_probability():
 
     labels = build_condition_labels({"a": {"species": "dog", "gender": "male"},
                                      "b": {"species": "cat", "gender": "female"}})
-    data = ConditionedWindowDataset(_FakeWindows(["a", "b"]), labels, drop_prob=0.2)
+    data = ConditionedWindowDataset(FakeWindows(["a", "b"]), labels, drop_prob=0.2)
     torch.manual_seed(0)
     ids = torch.stack([data[i % 2].cond_ids for i in range(2000)])
     all_unknown = (ids == 0).all(dim=1).float().mean().item()

@@ -113,6 +113,11 @@ def build_condition_labels(labels: Mapping[str, Mapping[str, str]], names: Seque
         clean[str(clip_id)] = {str(k): v for k, v in entry.items()}
     found = sorted({name for entry in clean.values() for name in entry})
     names = tuple(names) if names is not None else tuple(found)
+    # A name given twice would give each clip two ids for one condition, of which a batch's dict keeps one.
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DatasetError(f"{source}: condition names {repeated} given more than once; expected each name once",
+                           kind="conditions", path=source)
     absent = [n for n in names if n not in found]
     if absent:
         raise DatasetError(f"{source}: no clip has a label for {absent}; names found: {found}", kind="conditions",

@@ -226,6 +226,10 @@ def read_result(path: str) -> dict[str, Any]:
     """An evaluation's result JSON, with an error naming the file when it cannot be read."""
     try:
         with open(path) as f:
-            return json.load(f)
+            result = json.load(f)
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read the evaluation result ({e}); rerun the evaluation stage") from None
+    if not isinstance(result, dict):  # valid JSON, but not what an evaluation script writes
+        raise ValueError(f"{path}: cannot read the evaluation result (a JSON {type(result).__name__}; expected a JSON "
+                         f"object); rerun the evaluation stage")
+    return result

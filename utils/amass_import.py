@@ -92,10 +92,10 @@ class BodyModels:
                 logger.warning("no %s body model for gender %r (%s): using the neutral one for such clips, e.g. %s",
                                model_type, gender, path, source)
             path = neutral
-        elif gender is None and (model_type, "") not in self._warned:
-            self._warned.add((model_type, ""))
-            logger.warning("%s has no gender: using the neutral %s body model for clips without one", source,
-                           model_type)
+        elif wanted != gender and (model_type, gender or "") not in self._warned:  # none, or no folder's name
+            self._warned.add((model_type, gender or ""))
+            what = f"gender {gender!r}, which names no folder of --body_models" if gender else "no gender"
+            logger.warning("%s has %s: using the neutral %s body model for such clips", source, what, model_type)
         if path not in self._loaded:
             self._loaded[path] = load_body_model(path)
         return self._loaded[path]
@@ -158,7 +158,7 @@ def _real(stored: np.ndarray, key: str, path: str) -> np.ndarray:
 def read_amass_motion(path: str | os.PathLike) -> AmassMotion | None:
     """The checked parameters of one AMASS-layout ``.npz`` (see the module docstring); None for a file without
     ``poses`` (AMASS's per-subject ``shape.npz``). Raises ``ValueError`` naming the file (and the field) for a
-    truncated or damaged file, a missing key, values that are no real numbers, a wrong shape, fewer than 2 frames,
+    truncated or damaged file, a missing key, values that are no real numbers, a wrong shape, no frame,
     NaN or Inf, or a frame rate that is not positive."""
     path = Path(path)
     with open_npz(path, "archive of poses, trans, betas, ...") as data:

@@ -135,7 +135,16 @@ def write_bvh(path: str | os.PathLike, joints: np.ndarray, fps: float,
     if joint_names is None:
         joint_names = SMPL22_JOINT_NAMES if num == 22 else tuple(f"joint{j}" for j in range(num))
     if len(joint_names) != num:
-        raise ValueError(f"write_bvh: {len(joint_names)} joint names for {num} joints")
+        raise ValueError(f"{source}: {len(joint_names)} joint names for {num} joints; nothing written to {path}")
+    for j, joint_name in enumerate(joint_names):
+        # BVH names are single tokens: "JOINT left hip" is a file that no reader parses.
+        if str(joint_name).split() != [str(joint_name)]:
+            raise ValueError(f"{source}: joint name {joint_name!r} (joint {j}): expected one word without spaces; "
+                             f"nothing written to {path}")
+    repeated = sorted({n for n in joint_names if list(joint_names).count(n) > 1})
+    if repeated:
+        # A skeleton mapping picks joints by name, so two of one name cannot be told apart when read back.
+        raise ValueError(f"{source}: joint names must be unique, repeated: {repeated}; nothing written to {path}")
     # The hierarchy must list parents before children; reorder the joints depth-first from the root.
     order, children = [], [[] for _ in range(num)]
     for j, p in enumerate(parents):

@@ -46,9 +46,18 @@ class Skeleton:
         if self.raw_offsets.ndim != 2 or self.raw_offsets.shape[1] != 3:
             raise ValueError(f"Skeleton: raw_offsets must have shape (J, 3), got {self.raw_offsets.shape}")
         self.kinematic_chain = tuple(tuple(int(j) for j in chain) for chain in kinematic_chain)
+        # A negative index would wrap round to the last joints; one past the end fails deep in the IK.
+        beyond = sorted({j for chain in self.kinematic_chain for j in chain if not 0 <= j < len(self.raw_offsets)})
+        if beyond:
+            raise ValueError(f"Skeleton: kinematic chain names joints {beyond}, beyond the {len(self.raw_offsets)} "
+                             "joints")
         parents = [-1] * len(self.raw_offsets)
         for chain in self.kinematic_chain:
             for parent, child in zip(chain[:-1], chain[1:]):
+                if parents[child] not in (-1, parent):
+                    # The later chain would silently replace the bone (or close a loop).
+                    raise ValueError(f"Skeleton: joint {child} has two parents in the kinematic chain "
+                                     f"({parents[child]} and {parent})")
                 parents[child] = parent
         missing = [j for j in range(1, len(parents)) if parents[j] < 0]
         if missing:
@@ -129,6 +138,10 @@ class Skeleton:
         stored quaternion is that rotation relative to the accumulated rotation of its chain so far.
         """
         joints = self._check_joints(joints, "Skeleton.inverse_kinematics")
+        root_quat = np.asarray(root_quat, dtype=np.float64)
+        if joints.ndim != 3 or root_quat.shape != (joints.shape[0], 4):
+            raise ValueError(f"Skeleton.inverse_kinematics: expected joints (T, {self.njoints}, 3) and root "
+                             f"quaternions (T, 4), got {joints.shape} and {root_quat.shape}")
         self._check_bones(joints)
         quat = np.zeros(joints.shape[:-1] + (4,))
         quat[:, 0] = root_quat
@@ -166,6 +179,9 @@ class Skeleton:
                 raise ValueError("Skeleton.forward_kinematics: no offsets; call set_offsets or get_offsets_joints")
             offsets = self.offsets
         offsets = np.asarray(offsets, dtype=np.float64)
+        if offsets.shape != (self.njoints, 3):
+            raise ValueError(f"Skeleton.forward_kinematics: expected offsets of shape ({self.njoints}, 3), "
+                             f"got {offsets.shape}")
         joints = np.zeros(quat.shape[:-1] + (3,))
         joints[:, 0] = root_pos
         identity = np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0]), quat[:, 0].shape)

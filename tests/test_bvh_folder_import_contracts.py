@@ -3,11 +3,15 @@ statistics over every motion, clean staging, mirrored ids, label warnings, skipp
 naming the clip, and the body-extent checks."""
 
 import csv
+import logging
 
 import numpy as np
 import pytest
 
+from utils import bvh_import
 from utils.bvh_export import write_bvh
+from utils.bvh_import import _NECK, _PELVIS, SourceClip, body_extent, import_bvh_folder, import_clip_folder, mirrored_id
+from utils.datasets import read_split
 from utils.synthetic import synthesize_motion
 
 
@@ -25,8 +29,6 @@ def _long_walk(frames: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     """Three clips written at 30 fps and imported at 20 fps: ``long`` (chunked), ``jump`` and ``wave``."""
-    from utils.bvh_import import import_bvh_folder
-
     root = tmp_path_factory.mktemp("import")
     src = root / "mocap"
     src.mkdir()
@@ -68,8 +70,6 @@ def test_clips_captioned_only_by_the_words_of_a_plain_name_are_listed_as_generic
 
 
 def test_mean_and_std_cover_every_motion_not_only_train(imported):
-    from utils.datasets import read_split
-
     summary, out, rows = imported
     ids = read_split(str(out), "all")
     assert sorted(ids) == sorted(rows)
@@ -83,16 +83,12 @@ def test_a_successful_import_leaves_no_staging_folder(imported):
 
 
 def test_mirrored_ids_keep_their_folder():
-    from utils.bvh_import import mirrored_id
-
     assert mirrored_id("walk") == "Mwalk"
     assert mirrored_id("CMU/01/walk_01") == "CMU/01/Mwalk_01"
 
 
 def test_label_ids_that_match_no_clip_are_named_in_a_warning(tmp_path, caplog):
-    import logging
 
-    from utils.bvh_import import import_bvh_folder
 
     src = tmp_path / "mocap"
     src.mkdir()
@@ -107,8 +103,6 @@ def test_label_ids_that_match_no_clip_are_named_in_a_warning(tmp_path, caplog):
 
 
 def _import_with_reader(tmp_path, reader, names=("a.dat", "b.dat")):
-    from utils.bvh_import import import_clip_folder
-
     src = tmp_path / "src"
     src.mkdir()
     for name in names:
@@ -119,8 +113,6 @@ def _import_with_reader(tmp_path, reader, names=("a.dat", "b.dat")):
 
 
 def test_a_file_without_motion_is_skipped_and_listed(tmp_path):
-    from utils.bvh_import import SourceClip
-
     def reader(path):
         return None if path.name == "a.dat" else SourceClip(path.stem, path.stem, _walk()[:50], 20.0, 50)
 
@@ -130,8 +122,6 @@ def test_a_file_without_motion_is_skipped_and_listed(tmp_path):
 
 
 def test_a_one_frame_clip_is_skipped_as_too_brief(tmp_path):
-    from utils.bvh_import import SourceClip
-
     def reader(path):
         frames = 1 if path.name == "a.dat" else 50
         return SourceClip(path.stem, path.stem, _walk()[:frames], 20.0, frames)
@@ -147,14 +137,14 @@ def test_a_folder_without_any_motion_is_refused_naming_the_files(tmp_path):
 
 
 def test_an_error_of_the_feature_pass_names_the_clip_file(tmp_path, monkeypatch):
-    import utils.bvh_import
-    from utils.bvh_import import SourceClip
-
     def failing(*args, **kwargs):
         raise ValueError("feature extraction produced non-finite values")
 
-    monkeypatch.setattr(utils.bvh_import, "write_motion", failing)
-    reader = lambda path: SourceClip(path.stem, path.stem, _walk()[:50], 20.0, 50)  # noqa: E731
+    monkeypatch.setattr(bvh_import, "write_motion", failing)
+
+    def reader(path):
+        return SourceClip(path.stem, path.stem, _walk()[:50], 20.0, 50)
+
     with pytest.raises(ValueError, match=r"^/.*src/a\.dat: feature extraction produced non-finite values$"):
         _import_with_reader(tmp_path, reader)
 
@@ -162,8 +152,6 @@ def test_an_error_of_the_feature_pass_names_the_clip_file(tmp_path, monkeypatch)
 def test_a_clip_named_like_another_clips_chunk_is_refused(tmp_path):
     """``long`` is split into ``long_c0`` and ``long_c1``; a clip file named ``long_c0`` would overwrite the first
     chunk, so the import stops naming the id twice written."""
-    from utils.bvh_import import import_bvh_folder
-
     src = tmp_path / "mocap"
     src.mkdir()
     write_bvh(src / "long.bvh", _long_walk(301), fps=20)
@@ -176,8 +164,6 @@ def test_a_clip_named_like_another_clips_chunk_is_refused(tmp_path):
 def test_body_extent_of_a_line_and_of_a_point_trunk():
     """Joints on one vertical line have no width, so they do not lie (ratio infinite); a trunk of no length has a
     rise of 0."""
-    from utils.bvh_import import _NECK, _PELVIS, body_extent
-
     joints = np.zeros((3, 22, 3))
     joints[:, :, 1] = np.linspace(0.0, 1.7, 22)
     extent = body_extent(joints)
@@ -188,8 +174,6 @@ def test_body_extent_of_a_line_and_of_a_point_trunk():
 
 
 def test_body_extent_measures_height_on_y_and_span_on_x_or_z():
-    from utils.bvh_import import _NECK, _PELVIS, body_extent
-
     joints = np.zeros((4, 22, 3))
     joints[:, :, 1] = np.linspace(0.0, 1.5, 22)
     joints[:, 5, 2] = 0.5  # the widest extent is along Z

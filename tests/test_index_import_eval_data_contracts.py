@@ -4,6 +4,7 @@ the AMASS parameter reader and importer (fields, shapes, frame rates, body model
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -13,14 +14,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from layout_helpers import write_dataset
 
+from utils import evaluator as evaluator_module
 from utils import motion_index
-from utils.amass_import import BodyModels
+from utils.amass_import import BodyModels, read_amass_motion
 from utils.dataset_specs import get_dataset_spec
+from utils.eval_data import build_eval_loader, load_validation_evaluator
+from utils.evaluator import build_evaluator, save_evaluator
 from utils.motion_files import DatasetError
 from utils.motion_index import MotionIndex
+from utils.normalization import eval_normalization, load_mean_std
 from utils.paths import CACHE_ENV
+from utils.word_vectorizer import LearnedVocab
 
 
 @pytest.fixture(autouse=True)
@@ -203,8 +210,6 @@ def _amass(path: Path, frames: int = 21, width: int = 156, fps_key: str = "mocap
 
 
 def test_body_models_take_a_folder_or_a_file_not_both(tmp_path):
-    from utils.amass_import import BodyModels
-
     folder = _body_models(tmp_path / "models")
     with pytest.raises(ValueError, match="give one of --body_models DIR .* or --body_model FILE"):
         BodyModels(str(folder), str(folder / "smplh" / "male" / "model.npz"))
@@ -212,15 +217,11 @@ def test_body_models_take_a_folder_or_a_file_not_both(tmp_path):
 
 @pytest.mark.parametrize("gender", ["../smplx/neutral", "female/../male"])
 def test_a_gender_that_is_not_a_plain_word_never_picks_a_model_by_path(tmp_path, gender):
-    from utils.amass_import import BodyModels
-
     bodies = BodyModels(str(_body_models(tmp_path / "models")))
     assert bodies.get("smplh", gender, "clip.npz") is bodies.get("smplh", "neutral", "clip.npz")
 
 
 def test_a_gender_without_a_model_falls_back_to_neutral_with_one_warning(tmp_path, caplog):
-    from utils.amass_import import BodyModels
-
     bodies = BodyModels(str(_body_models(tmp_path / "models")))
     with caplog.at_level(logging.WARNING):
         first = bodies.get("smplx", "female", "a.npz")
@@ -231,8 +232,6 @@ def test_a_gender_without_a_model_falls_back_to_neutral_with_one_warning(tmp_pat
 
 
 def test_text_fields_are_read_without_padding_or_case(tmp_path):
-    from utils.amass_import import read_amass_motion
-
     path = _amass(tmp_path / "a.npz", width=170, gender=np.array([b"Female  "]),
                   surface_model_type=np.array(" SMPLX\n"))
     motion = read_amass_motion(path)
@@ -242,8 +241,6 @@ def test_text_fields_are_read_without_padding_or_case(tmp_path):
 @pytest.mark.parametrize("stored", [np.zeros(0), np.array([60.0, 60.0]), np.array("sixty"), np.array(np.inf),
                                     np.array("inf")])
 def test_a_frame_rate_that_is_not_one_finite_number_names_the_file_and_field(tmp_path, stored):
-    from utils.amass_import import read_amass_motion
-
     path = _amass(tmp_path / "a.npz", fps=stored)
     with pytest.raises(ValueError, match=r"a\.npz: mocap_framerate is .*; expected a positive frame rate"):
         read_amass_motion(path)
@@ -252,8 +249,6 @@ def test_a_frame_rate_that_is_not_one_finite_number_names_the_file_and_field(tmp
 @pytest.mark.parametrize("drop, named", [("trans", "trans"), ("betas", "betas"),
                                          ("mocap_framerate", "mocap_framerate or mocap_frame_rate")])
 def test_a_missing_field_is_named_with_the_file(tmp_path, drop, named):
-    from utils.amass_import import read_amass_motion
-
     path = _amass(tmp_path / "a.npz", **{drop: None})
     with pytest.raises(ValueError, match=rf"a\.npz: lacks {named}; an AMASS file has poses, trans, betas"):
         read_amass_motion(path)
@@ -261,8 +256,6 @@ def test_a_missing_field_is_named_with_the_file(tmp_path, drop, named):
 
 @pytest.mark.parametrize("trans", [np.zeros((21, 2)), np.zeros((20, 3)), np.zeros(21)])
 def test_trans_of_another_shape_than_frames_by_three_names_the_file(tmp_path, trans):
-    from utils.amass_import import read_amass_motion
-
     path = _amass(tmp_path / "a.npz", trans=trans)
     with pytest.raises(ValueError, match=rf"a\.npz: trans has shape \({trans.shape[0]},.*\); expected \(21, 3\)"):
         read_amass_motion(path)
@@ -294,11 +287,7 @@ def _eval_dataset(root: Path, lengths: dict[str, list[int]]) -> None:
 
 
 def _evaluator(root: Path):
-    import torch
 
-    from utils.evaluator import build_evaluator
-    from utils.normalization import eval_normalization, load_mean_std
-    from utils.word_vectorizer import LearnedVocab
 
     spec = get_dataset_spec("synthetic", str(root))
     mean, std = eval_normalization(*load_mean_std(spec, str(root)), spec)
@@ -311,10 +300,12 @@ def _test_split(n: int) -> list[int]:
     return [40 + (7 * i) % 50 for i in range(n)]
 
 
-def test_the_gt_fingerprint_does_not_change_when_the_data_folder_moves(tmp_path):
-    """The GT cache stays valid for the same files under another path (the batches are the same)."""
-    from utils.eval_data import build_eval_loader
-
+@pytest.mark.parametrize("shared_cache", [False, True])
+def test_the_gt_fingerprint_does_not_change_when_the_data_folder_moves(tmp_path, monkeypatch, shared_cache):
+    """The GT cache stays valid for the same files under another path (the batches are the same), also when the
+    motion indexes live in a shared cache, which tells data folders apart by a hash of their path."""
+    if shared_cache:
+        monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     _eval_dataset(tmp_path / "here", {"train": [60] * 4, "test": _test_split(34)})
     ev = _evaluator(tmp_path / "here")
     before = build_eval_loader(ev, get_dataset_spec("synthetic", str(tmp_path / "here")), "test",
@@ -323,14 +314,13 @@ def test_the_gt_fingerprint_does_not_change_when_the_data_folder_moves(tmp_path)
     after = build_eval_loader(ev, get_dataset_spec("synthetic", str(tmp_path / "there")), "test",
                               data_root=str(tmp_path / "there"), progress=False)
     assert after.fingerprint == before
+    assert (tmp_path / "cache" / "motion_index").is_dir() == shared_cache
 
 
 @pytest.mark.parametrize("max_motion_length", [20, 196])
 def test_samples_shorter_than_the_references_20_frames_are_never_served(tmp_path, max_motion_length):
     """Text2MotionDatasetV2 calls reset_max_len(20), also for a spec whose longest sample is 20 frames."""
-    import dataclasses
 
-    from utils.eval_data import build_eval_loader
 
     _eval_dataset(tmp_path, {"train": [60] * 4, "test": [12, 15, 19, 20, 21, 23] * 2})
     spec = dataclasses.replace(get_dataset_spec("synthetic", str(tmp_path)), min_motion_length=10,
@@ -341,9 +331,6 @@ def test_samples_shorter_than_the_references_20_frames_are_never_served(tmp_path
 
 
 def test_the_validation_evaluator_defaults_to_text_mot_match_of_the_dataset_as_named(tmp_path, monkeypatch):
-    from utils.eval_data import load_validation_evaluator
-    from utils.evaluator import save_evaluator
-
     monkeypatch.delenv("RANK", raising=False)
     root = tmp_path / "data"
     _eval_dataset(root, {"train": [60] * 4, "val": _test_split(5)})
@@ -355,14 +342,11 @@ def test_the_validation_evaluator_defaults_to_text_mot_match_of_the_dataset_as_n
 
 
 def test_an_evaluator_that_fails_to_load_stops_with_the_commands_to_get_one(tmp_path, monkeypatch):
-    from utils import evaluator
-    from utils.eval_data import load_validation_evaluator
-
     def unreadable(folder, *args, **kwargs):
         raise ValueError(f"{folder}: mean has 4 values; expected 263")
 
     monkeypatch.delenv("RANK", raising=False)
-    monkeypatch.setattr(evaluator, "load_evaluator", unreadable)
+    monkeypatch.setattr(evaluator_module, "load_evaluator", unreadable)
     spec = get_dataset_spec("synthetic", str(tmp_path))
     with pytest.raises(SystemExit, match=r"no usable evaluator for dataset 'synthetic' \(.*ev: mean has 4 values.*"
                                          r"python train_evaluator.py --dataset_name synthetic"):

@@ -9,6 +9,8 @@ import pytest
 from utils.bvh import SMPL22_JOINT_NAMES, bvh_positions, parse_bvh
 from utils.bvh_export import best_fit_rotation, joints_to_bvh_motion, shortest_arc, write_bvh
 from utils.dataset_specs import T2M_KINEMATIC_CHAIN
+from utils.paramutil import t2m_raw_offsets
+from utils.quaternion import qmul, qrot
 from utils.skeleton import Skeleton
 from utils.synthetic import synthesize_motion
 
@@ -31,8 +33,6 @@ def _turned(joints: np.ndarray, angle: np.ndarray) -> np.ndarray:
 
 
 def _t2m_skeleton() -> Skeleton:
-    from utils.paramutil import t2m_raw_offsets
-
     return Skeleton(t2m_raw_offsets, T2M_KINEMATIC_CHAIN)
 
 
@@ -100,8 +100,6 @@ def test_inverse_then_forward_kinematics_reproduces_a_walk():
 
 def test_root_quaternion_turns_the_facing_direction_onto_plus_z():
     """Each frame's root quaternion rotates the body's forward (up x across) onto +Z; frame 0 is the identity."""
-    from utils.quaternion import qrot
-
     joints = _walk()
     turned = _turned(joints, np.linspace(0.0, np.pi / 2, len(joints)))
     skel = _t2m_skeleton()
@@ -153,7 +151,6 @@ def test_forward_kinematics_composes_parent_then_child_rotation():
     np.testing.assert_allclose(joints[0], [[0, 0, 0], [0, 2, 0], [0, 5, 0]], atol=1e-12)
     quat[0, 1] = [half, half, 0.0, 0.0]  # joint 1 about +X: its bone +Y -> +Z, which the root turns to +X
     joints = skel.forward_kinematics(quat, np.zeros((1, 3)), np.array([[0.0, 0, 0], [0, 2, 0], [3, 0, 0]]))
-    from utils.quaternion import qmul, qrot
 
     acc = qmul(quat[:, 0], quat[:, 1])
     expected_1 = qrot(acc, np.array([[0.0, 2.0, 0.0]]))[0]

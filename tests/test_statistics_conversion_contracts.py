@@ -6,6 +6,7 @@ batches."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -35,6 +36,7 @@ from utils.normalization import (
     read_meta_statistics,
 )
 from utils.representation import get_conversion, joints_to_features, with_extrapolated_frame
+from utils.synthetic import synthesize_motion
 
 T2M = DATASETS["t2m"]
 
@@ -189,8 +191,6 @@ def test_the_normalizer_checks_the_feature_axis_not_the_batch_axis():
 
 def _joints(frames: int) -> np.ndarray:
     """A synthetic t2m-skeleton motion (frames, 22, 3)."""
-    from utils.synthetic import synthesize_motion
-
     return synthesize_motion(np.random.default_rng(0)).joints[:frames]
 
 
@@ -238,8 +238,6 @@ def test_a_conversion_refuses_features_without_a_batch_axis():
 
 
 def test_the_essential_subset_must_have_the_same_skeleton():
-    import dataclasses
-
     other = dataclasses.replace(DATASETS["t2m_67"], name="t2m_67_j23", joints_num=23)
     with pytest.raises(ValueError, match=r"'t2m_67_j23' \(67 dims, 23 joints\) is not the essential subset of 't2m'"):
         get_conversion(T2M, other)

@@ -94,7 +94,7 @@ class EvalLoader:
             for name in ("root", "metres_per_unit"):  # moving the data folder, or naming its units, changes no batch
                 spec.pop(name, None)
             samples = ds.samples
-            h = digest(PROTOCOL_VERSION, spec, ds.split, os.path.basename(ds.index.folder), self.batch_size,
+            h = digest(PROTOCOL_VERSION, spec, ds.split, ds.index.content_name, self.batch_size,
                      ds.max_text_len, ds.unit_length, ds.max_motion_length, ds.pointer, ds.mean, ds.std,
                      samples.rows, samples.starts, samples.stops, vectorizer_digest(ds.word_vectorizer))
             for captions in samples.captions:

@@ -111,6 +111,13 @@ class MotionIndex:
     def num_frames(self) -> int:
         return int(self.motion.shape[0])
 
+    @property
+    def content_name(self) -> str:
+        """The index folder's name without the hash of the data root that a shared cache puts in front: the split,
+        the width and the fingerprint of the files, the same wherever the data folder is."""
+        name = os.path.basename(self.folder)
+        return name if name.startswith(f"{self.split}_d{self.file_dim}_") else name.split("_", 1)[1]
+
     def clip(self, i: int, start: int = 0, stop: int | None = None, dim: int | None = None) -> np.ndarray:
         """Frames ``[start, stop)`` of clip i, first ``dim`` features: a read-only view (L, dim) of the memory map."""
         length = int(self.lengths[i])

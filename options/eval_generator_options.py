@@ -91,7 +91,6 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     momask.add_argument("--res_cond_scale", type=non_negative_float, default=None,
                         help="guidance scale of the residual layers (MoMask 5)")
 
-
     mardm = parser.add_argument_group("MARDM-family sampling (default: the diffusion head's own sampler)")
     mardm.add_argument("--head_steps", type=positive_int, default=None,
                        help="steps of the diffusion head's sampler: a DDPM head visits this many of its training "

@@ -15,6 +15,10 @@ from torch import Tensor, nn
 
 from models.quantizers import GridQuantizer, QuantizerOutput, fp32_region, round_ste
 
+# ``bound`` widens the grid by (L - 1) * eps / 2 (eps = 1e-3): past 1000 levels that is half a step or more, and
+# saturated values round to a level beyond the grid (an index outside [0, K)).
+MAX_LEVEL = 1000
+
 
 class FSQ(GridQuantizer):
     """Finite Scalar Quantization (Mentzer et al. 2023, arXiv:2309.15505, Sec. 3 and App. A.1).
@@ -34,6 +38,9 @@ class FSQ(GridQuantizer):
         levels = [int(level) for level in levels]
         if not levels or min(levels) < 2:
             raise ValueError(f"FSQ levels must be a non-empty list of integers >= 2, got {levels}")
+        if max(levels) > MAX_LEVEL:
+            raise ValueError(f"FSQ levels must be at most {MAX_LEVEL} (the bound's 1 + 1e-3 margin would round "
+                             f"saturated values past the grid), got {levels}")
         self.levels = levels
         self.dim = dim if dim is not None else len(levels)
         self.label = f"FSQ{self.levels}"

@@ -467,6 +467,16 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return whole_number_at_least
 
 
+def int_between(minimum: int, maximum: int) -> Callable[[str], int]:
+    """Flag type: a whole number from ``minimum`` to ``maximum`` (FSQ levels, which the quantizer's bound caps)."""
+    def whole_number_between(text: str) -> int:
+        return int(_checked_number(text, lambda v: v.is_integer() and minimum <= v <= maximum,
+                                   f"a whole number from {minimum} to {maximum}"))
+
+    whole_number_between.__name__ = f"whole number from {minimum} to {maximum}"
+    return whole_number_between
+
+
 def non_negative_int(text: str) -> int:
     """Flag type: a whole number >= 0 (counts where 0 means all, such as validation batches)."""
     return int(_checked_number(text, lambda v: v.is_integer() and v >= 0, "a whole number >= 0"))

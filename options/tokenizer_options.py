@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from models.fsq import MAX_LEVEL
 from options.base_options import get_base_parser
 from options.config import (
     fraction_below_one,
-    int_at_least,
+    int_between,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -66,7 +67,8 @@ def _add_common_tokenizer_args(parser: argparse.ArgumentParser) -> None:
                       help="width of code vectors / latent before the FSQ or LFQ")
     arch.add_argument("--nb_code", type=positive_int, default=None,
                       help="codebook size of VQ codebooks; LFQ: a power of 2, K = 2^d for d signs per token")
-    arch.add_argument("--levels", type=int_at_least(2), nargs="+", default=None, help="FSQ levels per dimension")
+    arch.add_argument("--levels", type=int_between(2, MAX_LEVEL), nargs="+", default=None,
+                      help="FSQ levels per dimension")
     arch.add_argument("--entropy_loss_weight", type=non_negative_float, default=None,
                       help="LFQ: weight of the entropy penalty (per-token entropy minus --diversity_gamma times the "
                            "entropy of the batch-mean assignment; default 0.1, MAGVIT-v2)")

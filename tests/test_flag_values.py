@@ -174,7 +174,9 @@ def test_ema_decay_none_turns_the_ema_off_from_the_command_line_and_a_decay_outs
     ("options.tokenizer_options", "get_train_vq_parser", "--depth", "0", "a whole number >= 1"),
     ("options.tokenizer_options", "get_train_ae_parser", "--down_t", "-1", "a whole number >= 0"),
     ("options.tokenizer_options", "get_train_ae_parser", "--dilation_growth_rate", "0", "a whole number >= 1"),
-    ("options.tokenizer_options", "get_train_ae_parser", "--levels", "1", "a whole number >= 2"),
+    ("options.tokenizer_options", "get_train_ae_parser", "--levels", "1", "a whole number from 2 to 1000"),
+    # Past 1000 levels FSQ's bound rounds saturated values beyond the grid (indices outside the codebook).
+    ("options.tokenizer_options", "get_train_ae_parser", "--levels", "1001", "a whole number from 2 to 1000"),
     ("options.tokenizer_options", "get_train_ae_parser", "--inv_temperature", "-100", "a finite number > 0"),
     ("options.tokenizer_options", "get_train_ae_parser", "--window_size", "0", "a whole number >= 1"),
     ("options.tokenizer_options", "get_train_ae_parser", "--window_stride", "0", "a whole number >= 1"),

@@ -45,6 +45,11 @@ def torch_device(text: str) -> str:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise argparse.ArgumentTypeError(f"{text}: MPS is not available to this torch ({torch.__version__}); "
                                          "use --device cpu")
+    # Other accelerators (xpu, ...) through their torch module; a type without one (meta) holds no weights.
+    backend = getattr(torch, device.type, None)
+    if device.type not in ("cpu", "cuda", "mps") and not getattr(backend, "is_available", lambda: False)():
+        raise argparse.ArgumentTypeError(f"{text}: {device.type} devices are not available to this torch "
+                                         f"({torch.__version__}); use --device cpu")
     return text
 
 

@@ -52,6 +52,11 @@ class EMA:
         """Restore a shadow saved by :meth:`state_dict`; keys must match the tracked model exactly."""
         if state.keys() != self.shadow.keys():
             raise KeyError(f"EMA.load_state_dict: keys differ from the model's: {_key_diff(self.shadow.keys(), state)}")
+        # copy_ would broadcast a smaller tensor over the shadow, or fail naming no weight: check all, then copy.
+        for name, value in state.items():
+            if value.shape != self.shadow[name].shape:
+                raise ValueError(f"EMA.load_state_dict: {name} has shape {tuple(value.shape)}, expected "
+                                 f"{tuple(self.shadow[name].shape)}")
         for name, value in state.items():
             self.shadow[name].copy_(value)
 

@@ -554,7 +554,11 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
             raise CheckpointError(f"{path}: EMA is on (--ema_decay {cfg.ema_decay}) but the checkpoint has no EMA "
                                   "weights; resume with --ema_decay none (or --config <run>/opt.yaml) or start a new "
                                   "run")
-        ema.load_state_dict(ckpt["ema"])
+        try:
+            ema.load_state_dict(ckpt["ema"])
+        except (ValueError, KeyError) as e:  # the EMA names the weight, not the file
+            raise CheckpointError(f"{path}: the saved EMA weights do not fit this model ({e}); resume with the "
+                                  f"model the run was started with, or start a new --name") from e
     if accelerator.scaler is not None and "scaler" in ckpt:
         accelerator.scaler.load_state_dict(ckpt["scaler"])
     best = ckpt["best"]

@@ -205,7 +205,7 @@ def test_model_overrides_keep_falsy_settings_and_rename_the_quantizer():
 
 @pytest.mark.parametrize("device", ["xpu", "xpu:0", "meta"])
 def test_a_device_type_this_torch_cannot_use_is_an_argument_error(device, monkeypatch, capsys):
-    # torch.load(map_location="xpu") on a machine without one fails with a traceback about deserialising.
+    # Loading a checkpoint onto an xpu on a machine without one fails with a traceback about deserialising.
     monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
     with pytest.raises(SystemExit):
         parse_with_config(get_evaluation_ae_parser(), ["--device", device])

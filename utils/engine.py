@@ -77,8 +77,7 @@ ValFn = Callable[[nn.Module], Mapping[str, Any]]
 
 # Keys the engine writes; checkpoint_meta must not use them.
 ENGINE_KEYS = frozenset({"format_version", "model", "ema", "optimizer", "scaler", "step", "epoch", "rng",
-                         "data_state", "best", "metrics", "metrics_step", "engine", "loss_window",
-                         "log_off_cadence"})
+                         "data_state", "best", "metrics", "metrics_step", "engine", "loss_window", "log_off_cadence"})
 REQUIRED_META = ("stage", "model_name", "model_args")
 # How long a process waits in a collective for the others. While the first process validates (with --need_evaluation
 # a generation pass over the val split) or writes a checkpoint, the others wait at the broadcast of its outcome, and

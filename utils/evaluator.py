@@ -11,8 +11,7 @@ Two checkpoint kinds load through ``load_evaluator``:
   GloVe, the folder and the digest of the vectors, so that evaluation refuses other ones; for a learned vocabulary,
   its word list), dataset name and evaluator mean/std.
 
-Layer widths are always read from the weight shapes (the released evaluator is 512/1024 wide; any other width loads
-the same way), so no size flags exist.
+Layer widths are read from the weight shapes (the released evaluator is 512/1024 wide; others load the same way).
 
 The embedding calls follow the reference wrapper: motions arrive normalised with the evaluator statistics
 (``ev.normalize``) and zero-padded; the movement encoder ignores the foot contacts when the dataset has them; the
@@ -53,8 +52,7 @@ STAGE = "evaluator"
 MODEL_NAME = "TextMotionEvaluator"
 NETWORK_KEYS = ("text_encoder", "motion_encoder", "movement_encoder")
 OFFICIAL_RELPATH = os.path.join("text_mot_match", "model", "finest.tar")
-# Released folders (next to text_mot_match) whose meta/ holds the evaluator normalisation; all pair with the same
-# text_mot_match weights.
+# Released folders (next to text_mot_match) whose meta/ holds the evaluator normalisation, all for the same weights.
 OFFICIAL_META_FOLDERS = ("text_mot_match", "Comp_v6_KLD005", "Comp_v6_KLD01")
 # The statistics files of released evaluators: Guo et al.'s meta/ folder, and MARDM's (utils/eval_mean_std/<ds>/).
 OFFICIAL_STAT_FILES = (("mean.npy", "std.npy"), ("eval_mean.npy", "eval_std.npy"))
@@ -319,10 +317,8 @@ def infer_sizes(state: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def _contact_slice(spec: DatasetSpec) -> tuple[int, int] | None:
-    if spec.contact_group is None:
-        return None
-    s = spec.group(spec.contact_group)
-    return (s.start, s.stop)
+    s = None if spec.contact_group is None else spec.group(spec.contact_group)
+    return None if s is None else (s.start, s.stop)
 
 
 def _model_from_state(state: dict[str, Any], model_args: dict[str, Any], path: str) -> TextMotionEvaluator:
@@ -358,9 +354,10 @@ def load_evaluator(path_or_dir: str, dataset_name: str, device: str | torch.devi
     if _written_here(state):
         wrapper = _load_own(state, sizes, path, dataset_name, explicit_mean, explicit_std, unit_length, device,
                             data_root)
-    else:
+    else:  # statistics given as files are named by them if they cannot normalise this evaluator
+        stats_files = " / ".join(os.fspath(v) for v in (mean, std) if isinstance(v, (str, os.PathLike)))
         wrapper = _load_official(state, sizes, path, dataset_name, explicit_mean, explicit_std, unit_length,
-                                 data_root, device)
+                                 data_root, device, stats_files)
     logger.info("loaded evaluator %s (%s, epoch %s, %s)", path, wrapper.source, wrapper.epoch,
                 {k: v for k, v in wrapper.model_args.items() if k.startswith("dim_")})
     return wrapper
@@ -379,7 +376,7 @@ def trained_evaluator_source(path: str) -> str | None:
 
 def _load_official(state: dict[str, Any], sizes: dict[str, Any], path: str, dataset_name: str,
                    mean: np.ndarray | None, std: np.ndarray | None, unit_length: int | None,
-                   data_root: str | None, device: str | torch.device) -> EvaluatorWrapper:
+                   data_root: str | None, device: str | torch.device, stats_files: str = "") -> EvaluatorWrapper:
     if sizes["vocab_size"] is not None:
         raise CheckpointError(f"{path}: the text encoder has a learned word embedding but the file lacks the "
                               "evaluator metadata (stage, model_args, word_vectors) that records its vocabulary")
@@ -406,6 +403,8 @@ def _load_official(state: dict[str, Any], sizes: dict[str, Any], path: str, data
         # Checked here, where the files are known: the evaluator's own check could only name the checkpoint.
         _check_stats(mean, std, spec.dim_pose, f"{found[0]} / {os.path.basename(found[1])}")
         logger.info("evaluator statistics from %s", " and ".join(found))
+    elif stats_files:
+        _check_stats(mean, std, spec.dim_pose, stats_files)
     # The released evaluators divide lengths by 4, their movement encoder's downsampling.
     model_args = dict(dim_pose=spec.dim_pose, ignore_dims=ignore,
                       unit_length=4 if unit_length is None else unit_length,

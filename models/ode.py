@@ -84,7 +84,7 @@ def odeint_dopri5(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: t
     if not t1 > t0:
         raise ValueError(f"odeint_dopri5 integrates forward only: need t1 > t0, got t0={t0}, t1={t1}")
     if y0.numel() == 0:
-        return ODEResult(y0.clone(), 0, 0)
+        return ODEResult(_state(y0).clone(), 0, 0)
     y = _state(y0)
     dtype, device = y.dtype, y.device
     wide = torch.promote_types(dtype, torch.float64)
@@ -106,6 +106,10 @@ def odeint_dopri5(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: t
     t = torch.tensor(t0, dtype=torch.float64, device=device)
     k1 = call(t, y)
     num_evals = 1
+    # A non-finite start is never fixed by a smaller step: it would be retried until max_steps ran out.
+    for name, value in (("initial state y0", y), ("velocity f(t0, y0)", k1)):
+        if not torch.isfinite(value).all():
+            raise ValueError(f"odeint_dopri5: non-finite values in the {name}; expected finite values")
 
     # Starting step: Hairer, Norsett & Wanner, "Solving ODEs I", II.4, in the state's precision.
     scale = atol_t + torch.abs(y) * rtol_t

@@ -282,6 +282,9 @@ def _gait_one_hot(ground: np.ndarray, at: np.ndarray, fps: float, gait_speeds: t
                   metres_per_unit: float = 1.0) -> np.ndarray:
     """``(n, k, 3)`` one-hot stand / walk / run of each sample from the ground speed in metres per second (positions
     in data units of ``metres_per_unit`` metres: KIT-ML's are millimetres)."""
+    if len(gait_speeds) != 2 or not 0 <= gait_speeds[0] < gait_speeds[1]:
+        raise ValueError(f"PFNN export: gait_speeds {tuple(gait_speeds)}; expected two increasing speeds in m/s "
+                         f"(walk from the first, run from the second)")
     step = np.linalg.norm(np.diff(ground, axis=0), axis=-1) * fps * metres_per_unit
     speed = np.concatenate([step, step[-1:]])[:, None]
     sample_speed = _interp(speed, at)[..., 0]

@@ -531,6 +531,9 @@ def generate_synthetic_dataset(out_dir: str, num_motions: int, seed: int = 0,
     Motion ``i`` depends only on ``(seed, i)``, so the same seed gives the same files. ``out_dir`` is new, empty or
     an earlier synthetic dataset (``prepare_synthetic_folder``).
     """
+    if isinstance(num_motions, bool) or not isinstance(num_motions, (int, np.integer)):
+        # Before the folder is touched: range() refuses it only after the finished dataset's statistics are gone.
+        raise ValueError(f"--num_motions {num_motions!r}: expected a whole number")
     if num_motions < MIN_SPLIT_GROUPS:
         # Checked before any work: fewer motions leave val and test empty, which fails only later, in training.
         raise ValueError(f"--num_motions {num_motions}: expected at least {MIN_SPLIT_GROUPS} so that train, val and "

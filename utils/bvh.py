@@ -215,11 +215,17 @@ def parse_bvh_text(text: str, source: str = "<bvh>") -> BVH:
     while i < len(tokens):
         tok = tokens[i]
         upper = tok.upper()
+        # Anything else before a node's '{' would land on its parent (an OFFSET) or leave the node without a body.
+        if pending is not None and tok != "{":
+            raise ValueError(f"{source}: expected '{{' after {names[pending]!r} in the HIERARCHY section, got {tok!r}")
         if upper in ("ROOT", "JOINT"):
             if upper == "ROOT" and names:
                 raise ValueError(f"{source}: more than one ROOT; only single-rooted hierarchies are supported")
             if i + 1 >= len(tokens):
                 raise ValueError(f"{source}: {tok} without a name")
+            if not stack and names:  # an extra '}' closed the root: the joint would be a second root at the origin
+                raise ValueError(f"{source}: JOINT {tokens[i + 1]!r} outside the ROOT joint's braces (an extra '}}' "
+                                 f"before it?); only single-rooted hierarchies are supported")
             names.append(tokens[i + 1])
             parents.append(stack[-1] if stack else -1)
             offsets.append(np.zeros(3))
@@ -482,6 +488,11 @@ def load_skeleton_map(name_or_path: str) -> SkeletonMap:
 def map_to_smpl22(positions: np.ndarray, names: Sequence[str], skeleton: SkeletonMap,
                   source: str = "<bvh>") -> np.ndarray:
     """SMPL-22 joints (F, 22, 3) in metres, Y up, from source positions (F, N, 3) of the nodes ``names``."""
+    # Positions of the joints only (bvh_positions' default) against all node names would pick wrong rows silently.
+    if positions.shape[1] != len(names):
+        raise ValueError(f"{source}: positions hold {positions.shape[1]} nodes but {len(names)} names are given; "
+                         f"expected one name per node: bvh_positions(bvh, end_sites=True) with bvh.names, or "
+                         f"bvh_positions(bvh) with bvh.joint_names")
     index = {n: i for i, n in enumerate(names)}
     wanted = sorted({n for a, b, _ in skeleton.sources for n in (a, b)} - set(index))
     if wanted:

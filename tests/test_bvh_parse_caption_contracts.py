@@ -326,3 +326,20 @@ def test_mapping_positions_that_do_not_match_the_node_names_is_refused():
     np.testing.assert_allclose(map_to_smpl22(bvh_positions(bvh, end_sites=True), bvh.names, skel)[0, 0], [2, 0, 0])
     with pytest.raises(ValueError, match="arms.bvh: positions hold 3 nodes but 5 names"):
         map_to_smpl22(bvh_positions(bvh), bvh.names, skel, bvh.source)
+
+
+def test_mapping_a_joint_the_file_names_twice_is_refused():
+    """Two joints named RightArm (a copy-paste slip in an exporter's rig): mapping by name would take the last one,
+    here the left arm's child, whichever body part it is."""
+    text = TWO_ARMS_BVH.replace("JOINT LeftArm\n  {\n    OFFSET 1 0 0\n    End Site\n    {\n      OFFSET 1 0 0\n    }",
+                                "JOINT LeftArm\n  {\n    OFFSET 1 0 0\n    JOINT RightArm\n    {\n      OFFSET 1 0 0\n"
+                                "    }")
+    bvh = parse_bvh_text(text, "twice.bvh")
+    assert bvh.names.count("RightArm") == 2
+    skel = SkeletonMap(name="mine", sources=tuple(("RightArm", "RightArm", 0.0) for _ in SMPL22_JOINT_NAMES))
+    with pytest.raises(ValueError, match=r"twice\.bvh: skeleton 'mine' maps joints \['RightArm'\] that the file names "
+                                         r"more than once"):
+        map_to_smpl22(bvh_positions(bvh, end_sites=True), bvh.names, skel, bvh.source)
+    # A name used twice that the map does not use is no obstacle.
+    other = SkeletonMap(name="other", sources=tuple(("LeftArm", "LeftArm", 0.0) for _ in SMPL22_JOINT_NAMES))
+    np.testing.assert_allclose(map_to_smpl22(bvh_positions(bvh, end_sites=True), bvh.names, other)[0, 0], [1, 0, 0])

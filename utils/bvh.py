@@ -494,10 +494,15 @@ def map_to_smpl22(positions: np.ndarray, names: Sequence[str], skeleton: Skeleto
                          f"expected one name per node: bvh_positions(bvh, end_sites=True) with bvh.names, or "
                          f"bvh_positions(bvh) with bvh.joint_names")
     index = {n: i for i, n in enumerate(names)}
-    wanted = sorted({n for a, b, _ in skeleton.sources for n in (a, b)} - set(index))
+    used = {n for a, b, _ in skeleton.sources for n in (a, b)}
+    wanted = sorted(used - set(index))
     if wanted:
         raise ValueError(f"{source}: skeleton {skeleton.name!r} needs joints {wanted} that the file does not have; "
                          f"joints in the file: {list(names)}")
+    twice = sorted(n for n in used if list(names).count(n) > 1)
+    if twice:  # mapping by name would take the last of them, whichever body part it is
+        raise ValueError(f"{source}: skeleton {skeleton.name!r} maps joints {twice} that the file names more than "
+                         "once; expected unique names for the joints a skeleton map uses")
     a = positions[:, [index[s[0]] for s in skeleton.sources]]
     b = positions[:, [index[s[1]] for s in skeleton.sources]]
     w = np.array([s[2] for s in skeleton.sources])[None, :, None]

@@ -51,6 +51,8 @@ if str(REPO) not in sys.path:  # the benchmarks run as ``python bench/<name>.py`
 
 import torch  # noqa: E402
 
+from utils.atomic_io import atomic_write  # noqa: E402
+
 MB = 2.0 ** 20
 BENCH_TMP = os.environ.get("BENCH_TMP", "/tmp/fsq_mardm_bench")  # temporary corpora and caches live here
 
@@ -356,8 +358,9 @@ def device_name(text: str) -> str:
 
 
 def names_from(text: str, flag: str, choices: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
-    """A comma-separated ``flag`` value as a list, each name one of ``choices`` (else a parser error naming it)."""
-    names = [name for name in text.split(",") if name]
+    """A comma-separated ``flag`` value as a list, each name once and one of ``choices`` (else a parser error naming
+    it)."""
+    names = list(dict.fromkeys(name for name in text.split(",") if name))  # each once, in the order first given
     unknown = [name for name in names if name not in choices]
     if unknown or not names:
         parser.error(f"{flag}: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(choices)}")
@@ -449,7 +452,7 @@ def report(rows: Sequence[Result], args: argparse.Namespace, device: torch.devic
     print(format_table(rows))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
+        with atomic_write(args.json) as f:  # a failed or interrupted write leaves the previous file as it was
             json.dump({"title": title, "machine": info, "settings": settings or {},
                        "rows": [asdict(r) for r in rows]}, f, indent=1)
 

@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import benchlib
+import benchlib  # also puts the repository on sys.path
+
+from utils.atomic_io import atomic_write
 
 BENCHMARKS = {  # name -> script; the order runs the short ones first
     "fsq": "bench_fsq.py",
@@ -57,7 +59,9 @@ def main() -> None:
     parser.add_argument("--markdown", default=None, help="write the combined table as Markdown here")
     parser.add_argument("--cleanup", action="store_true", help="remove /tmp/fsq_mardm_bench afterwards")
     args = parser.parse_args()
-    names = benchlib.names_from(args.only, "--only", list(BENCHMARKS), parser) if args.only else list(BENCHMARKS)
+    # an empty --only is refused by names_from, not taken as "all"
+    names = (benchlib.names_from(args.only, "--only", list(BENCHMARKS), parser) if args.only is not None
+             else list(BENCHMARKS))
 
     rows: list[benchlib.Result] = []
     durations: dict[str, float] = {}
@@ -88,12 +92,16 @@ def main() -> None:
     print(benchlib.format_table(rows))
     if failed:
         print(f"\nFAILED (see their output above): {', '.join(failed)}")
+    # The suite has run for minutes by now: a folder that does not exist yet must not cost its rows.
     if args.json:
-        with open(args.json, "w") as f:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(args.json) as f:
             json.dump({"machine": info, "minutes": {k: v / 60 for k, v in durations.items()}, "failed": failed,
                        "rows": [vars(r) for r in rows]}, f, indent=1)
     if args.markdown:
-        Path(args.markdown).write_text(markdown_table(rows) + "\n")
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(args.markdown) as f:
+            f.write(markdown_table(rows) + "\n")
     if args.cleanup:
         shutil.rmtree(benchlib.BENCH_TMP, ignore_errors=True)
     sys.exit(1 if failed else 0)

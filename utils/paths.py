@@ -9,6 +9,7 @@ and CLIP weights. Only defaults move; a path given on the command line is used a
 from __future__ import annotations
 
 import os
+import shlex
 
 HOME_ENV = "FSQ_MARDM_HOME"
 # A writable folder for the motion indexes of datasets whose own folder is read-only (a shared corpus).
@@ -33,10 +34,11 @@ def project_path(path: str) -> str:
 
 def folder_flags(checkpoints_dir: str | None = None, data_root: str | None = None) -> str:
     """`` --checkpoints_dir X`` / `` --data_root Y`` for a suggested command, each only where it is not the default, so
-    that the command, run as printed, looks in the folders the failing one did (``""`` when both are defaults)."""
+    that the command, run as printed, looks in the folders the failing one did (``""`` when both are defaults); a
+    path a shell would split (a space, a quote) is quoted."""
     flags = ""
     if checkpoints_dir and os.path.abspath(checkpoints_dir) != os.path.abspath(project_path("checkpoints")):
-        flags += f" --checkpoints_dir {checkpoints_dir}"
+        flags += f" --checkpoints_dir {shlex.quote(checkpoints_dir)}"
     if data_root:
-        flags += f" --data_root {data_root}"
+        flags += f" --data_root {shlex.quote(data_root)}"
     return flags

@@ -135,7 +135,8 @@ class RefQuantizeEMAReset(nn.Module):
         distance = (x ** 2).sum(-1, keepdim=True) - 2 * x @ codebook_t + (codebook_t ** 2).sum(0, keepdim=True)
         if self.training and self.temperature > 0:
             noise = torch.zeros_like(distance).uniform_(0, 1)
-            gumbel = -torch.log(-torch.log(noise.clamp(min=1e-20)).clamp(min=1e-20))
+            # -log(-log U) with MoMask's clamped log on both logs (-log U is clamped, not log U: that is NaN noise)
+            gumbel = -torch.log((-torch.log(noise.clamp(min=1e-20))).clamp(min=1e-20))
             return (-distance / self.temperature + gumbel).argmax(-1)
         return distance.argmin(-1)
 

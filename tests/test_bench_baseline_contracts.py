@@ -11,7 +11,6 @@ import sys
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -23,6 +22,7 @@ from bench_eval import FID_AGREEMENT, FULL, check_same_fid, extrapolated  # noqa
 from bench_fsq import _layers, fsq_calls  # noqa: E402
 from bench_rvq import same_codes  # noqa: E402
 from reference_impl import RefQuantizeEMAReset, RefResidualVQ, reference_evaluation, reference_tokenizer  # noqa: E402
+from test_eval_protocol import write_dataset  # noqa: E402
 
 from models.quantizers import QuantizeEMAReset  # noqa: E402
 from models.residual_vq import ResidualVQ  # noqa: E402
@@ -38,38 +38,11 @@ from utils.word_vectorizer import LearnedVocab  # noqa: E402
 # The reference evaluation loop scores as our protocol does
 # ---------------------------------------------------------------------------------------------------------------------
 
-_WORDS = {"walk": "VERB", "run": "VERB", "jump": "VERB", "wave": "VERB"}
-
-
-def _write_dataset(root: Path, n_test: int = 70, n_train: int = 6, dim: int = 263) -> None:
-    """Clips of 40-80 frames whose features follow an action word in their caption."""
-    rng = np.random.default_rng(0)
-    (root / "new_joint_vecs").mkdir(parents=True)
-    (root / "texts").mkdir()
-    actions = sorted(_WORDS)
-    frames = []
-    for split, names in {"test": [f"t{i:03d}" for i in range(n_test)],
-                         "train": [f"r{i:03d}" for i in range(n_train)]}.items():
-        for clip_id in names:
-            k = int(rng.integers(len(actions)))
-            t = np.arange(int(rng.integers(40, 80)))[:, None] / 20.0
-            motion = np.sin(t * (k + 1) + rng.standard_normal(dim)) + 0.3 * rng.standard_normal((t.shape[0], dim))
-            np.save(root / "new_joint_vecs" / f"{clip_id}.npy", motion.astype(np.float32))
-            frames.append(motion)
-            word = actions[k]
-            (root / "texts" / f"{clip_id}.txt").write_text(
-                f"a person does {word}.#a/DET person/NOUN {word}/{_WORDS[word]}#0.0#0.0\n")
-        (root / f"{split}.txt").write_text("".join(name + "\n" for name in names))
-    frames = np.concatenate(frames)
-    np.save(root / "Mean.npy", frames.mean(0).astype(np.float32))
-    np.save(root / "Std.npy", (frames.std(0) + 0.1).astype(np.float32))
-
-
 @pytest.fixture(scope="module")
 def tiny_eval(tmp_path_factory):
     """A tiny evaluator and the eval loader of a 70-clip test split (2 batches of 32 rows)."""
     root = tmp_path_factory.mktemp("synthetic")
-    _write_dataset(root)
+    write_dataset(root)
     spec = get_dataset_spec("synthetic", str(root))
     mean, std = eval_normalization(*load_mean_std(spec, str(root)), spec)
     vocab = LearnedVocab.from_split(str(root), "train", dim_word=8)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_pfnn_contracts import _pfnn_features
 
 from models.ode import odeint_dopri5, odeint_fixed
 from utils.dataset_specs import get_dataset_spec, humanml3d_spec
@@ -134,15 +135,8 @@ def test_fixed_step_solver_calls_f_with_time_in_the_state_precision(method):
 
 # ----- PFNN rows of one clip ------------------------------------------------------------------------------------------
 def _features(frames: int, omega: float = 0.0, vx: float = 0.0, vz: float = 0.0) -> np.ndarray:
-    """HumanML3D features (T, 263) of a root turning ``omega`` per frame and moving (vx, vz) per frame in its own
-    frame, 0.9 m high, with joint 1 placed 1 m in front of the root and the others beside it; no foot contact."""
-    feats = np.zeros((frames, 263))
-    feats[:, 0], feats[:, 1], feats[:, 2], feats[:, 3] = omega, vx, vz, 0.9
-    ric = np.zeros((21, 3))
-    ric[:, 0] = np.linspace(-0.5, 0.5, 21)
-    ric[0] = [0.0, 0.0, 1.0]
-    feats[:, 4:67] = ric.reshape(-1)
-    return feats
+    """A root turning ``omega`` and moving (vx, vz) per frame in its own frame, no foot contact."""
+    return _pfnn_features(frames, omega, vx, vz)
 
 
 SPEC = humanml3d_spec(name="pfnn_rows", root="/nonexistent")

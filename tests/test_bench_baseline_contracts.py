@@ -22,34 +22,16 @@ from bench_eval import FID_AGREEMENT, FULL, check_same_fid, extrapolated  # noqa
 from bench_fsq import _layers, fsq_calls  # noqa: E402
 from bench_rvq import same_codes  # noqa: E402
 from reference_impl import RefQuantizeEMAReset, RefResidualVQ, reference_evaluation, reference_tokenizer  # noqa: E402
-from test_eval_protocol import write_dataset  # noqa: E402
+from test_eval_protocol import setup  # noqa: E402, F401  (its evaluator and eval-loader fixture)
 
 from models.quantizers import QuantizeEMAReset  # noqa: E402
 from models.residual_vq import ResidualVQ  # noqa: E402
 from models.tokenizers import build_tokenizer  # noqa: E402
-from utils.dataset_specs import get_dataset_spec  # noqa: E402
-from utils.eval_data import build_eval_loader  # noqa: E402
 from utils.eval_protocol import evaluate  # noqa: E402
-from utils.evaluator import build_evaluator  # noqa: E402
-from utils.normalization import eval_normalization, load_mean_std  # noqa: E402
-from utils.word_vectorizer import LearnedVocab  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The reference evaluation loop scores as our protocol does
 # ---------------------------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_eval(tmp_path_factory):
-    """A tiny evaluator and the eval loader of a 70-clip test split (2 batches of 32 rows)."""
-    root = tmp_path_factory.mktemp("synthetic")
-    write_dataset(root)
-    spec = get_dataset_spec("synthetic", str(root))
-    mean, std = eval_normalization(*load_mean_std(spec, str(root)), spec)
-    vocab = LearnedVocab.from_split(str(root), "train", dim_word=8)
-    torch.manual_seed(0)
-    evaluator = build_evaluator("synthetic", mean, std, word_vectors=vocab, sizes="tiny", data_root=str(root))
-    return evaluator, build_eval_loader(evaluator, spec, "test", data_root=str(root), progress=False)
-
 
 def _noisy_generator(batch):
     """GT plus noise from torch's global generator on the valid frames (our protocol zeroes the others)."""
@@ -57,12 +39,12 @@ def _noisy_generator(batch):
     return batch.motion + 0.5 * torch.randn_like(batch.motion) * valid, batch.m_lengths
 
 
-def test_the_reference_evaluation_loop_gives_our_protocol_s_metrics_replication_by_replication(tiny_eval):
+def test_the_reference_evaluation_loop_gives_our_protocol_s_metrics_replication_by_replication(setup):  # noqa: F811
     """Same seeds, same draws of the generator, same diversity and multimodality pairs, same defaults: every
     metric of every replication equals ours (bench_eval.py compares their times). The evaluator keeps the batch's
     row order here, as ours asks it to; the reference's length order only permutes the rows its diversity pairs
     are drawn from."""
-    evaluator, loader = tiny_eval
+    _, _, evaluator, loader = setup
     in_order = types.SimpleNamespace(get_co_embeddings=lambda *args: evaluator.get_co_embeddings(
         *args, keep_input_order=True))
     torch.manual_seed(123)  # the global state before the call must not matter on either side

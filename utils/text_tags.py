@@ -443,8 +443,9 @@ def format_text_line(caption: str, f_tag: float = 0.0, to_tag: float = 0.0) -> s
     return f"{caption}#{' '.join(tag_caption(caption))}#{_format_tag(f_tag)}#{_format_tag(to_tag)}"
 
 
-# Whole words only ("bright" stays), "leftward(s)" and "rightward(s)" included.
-_MIRROR_RE = re.compile(r"\b(?:left|right)(?:wards?)?\b|\b(?:counter[- ]?|anti[- ]?)?clockwise\b", re.IGNORECASE)
+# Whole words only ("bright", "leftovers" stay), "leftward(s)", "leftmost", "lefthand(ed)" and their "right" included.
+_MIRROR_RE = re.compile(r"\b(?:left|right)(?:wards?|most|hand(?:ed)?)?\b|\b(?:counter[- ]?|anti[- ]?)?clockwise\b",
+                        re.IGNORECASE)
 
 
 def _mirror_word(match: re.Match) -> str:
@@ -464,8 +465,8 @@ def _mirror_word(match: re.Match) -> str:
 
 
 def mirror_caption(caption: str) -> str:
-    """The caption of the mirrored motion: left and right (and leftward(s), rightward(s)) swapped as whole words,
-    case kept.
+    """The caption of the mirrored motion: left and right (and leftward(s), leftmost, lefthand(ed) and their "right")
+    swapped as whole words, case kept.
 
     As HumanML3D's mirrored ``M`` files, plus clockwise <-> counterclockwise, since mirroring also reverses the
     sense of turning.

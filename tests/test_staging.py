@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from utils.bvh_export import write_bvh
 from utils.bvh_import import import_bvh_folder
@@ -96,6 +97,22 @@ def test_a_leftover_of_an_earlier_process_with_this_pid_is_removed(tmp_path, cap
         assert remove_abandoned_staging(str(tmp_path / "Mocap"), "importing", "an import") == [str(own)]
     assert not own.exists() and any(m.startswith(f"removed {own},") for m in _warnings(caplog))
     assert remove_abandoned_staging(str(tmp_path / "missing" / "Mocap"), "importing", "an import") == []
+
+
+@pytest.mark.parametrize("number", ["5000000", "20240101120000"])
+def test_a_look_alike_numbered_past_any_pid_is_kept_and_reported(tmp_path, caplog, number):
+    """A folder named like this host's staging folder but with a number no process id reaches (a timestamped copy)
+    was removed as abandoned, or stopped the import with an OverflowError naming no folder."""
+    out = tmp_path / "Mocap"
+    folder = Path(staging_folder(str(out), "importing").rsplit("-", 1)[0] + f"-{number}")
+    folder.mkdir()
+    (folder / "clip.npy").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="utils.staging"):
+        assert remove_abandoned_staging(str(out), "importing", "an import") == []
+    assert (folder / "clip.npy").is_file()
+    assert [m for m in _warnings(caplog) if m.startswith(f"{folder}: ")] == [
+        f"{folder}: named like the staging folder of an import into {out}, but {number} is no process id; left in "
+        "place"]
 
 
 def test_a_pfnn_export_removes_the_staging_folder_a_killed_export_left(synthetic_root, tmp_path, caplog):

@@ -32,6 +32,9 @@ def staging_folder(out: str, tag: str) -> str:
     return f"{os.path.normpath(out)}.{tag}-{_host()}-{os.getpid()}"
 
 
+_PID_LIMIT = 1 << 22  # PID_MAX_LIMIT, the largest pid_max Linux allows: no process id reaches past it
+
+
 def _pid_running(pid: int) -> bool:
     """Whether a process ``pid`` may run on this machine (signal 0 checks without sending anything; True where that
     cannot be checked: outside POSIX ``os.kill`` would end the process)."""
@@ -48,9 +51,9 @@ def _pid_running(pid: int) -> bool:
 
 def remove_abandoned_staging(out: str, tag: str, what: str) -> list[str]:
     """Remove the staging folders of ``out`` (``<out>.<tag>-<host>-<pid>``) left by a process of this host that no
-    longer runs, logging each one; report, and keep, those of a running process, of another host or of an earlier
-    version (no host in the name). ``what`` names the job in the log lines (``"an import"``). Returns the folders
-    removed."""
+    longer runs, logging each one; report, and keep, those of a running process, of another host, of an earlier
+    version (no host in the name) or with a number past any process id (a look-alike). ``what`` names the job in
+    the log lines (``"an import"``). Returns the folders removed."""
     out = os.path.normpath(out)
     parent, base = os.path.split(out)
     pattern = re.compile(rf"{re.escape(base)}\.{re.escape(tag)}-(?:(?P<host>.+)-)?(?P<pid>\d+)")
@@ -71,6 +74,9 @@ def remove_abandoned_staging(out: str, tag: str, what: str) -> list[str]:
         elif match["host"] != host:
             logger.warning("%s: the staging folder of %s into %s on host %s (pid %d); remove it if that job no "
                            "longer runs", path, what, out, match["host"], pid)
+        elif pid > _PID_LIMIT:  # a look-alike (a timestamped copy, say): no process wrote it, so none of it is ours
+            logger.warning("%s: named like the staging folder of %s into %s, but %d is no process id; left in place",
+                           path, what, out, pid)
         elif pid != os.getpid() and _pid_running(pid):
             logger.warning("%s: the staging folder of %s into %s by process %d, which is running; left in place "
                            "(remove it if that process is not such a job)", path, what, out, pid)

@@ -374,6 +374,8 @@ class FlowMatching:
                  max_steps: int = 10000) -> None:
         if solver not in FLOW_SOLVERS:
             raise ValueError(f"FlowMatching: solver must be one of {FLOW_SOLVERS}, got {solver!r}")
+        if num_steps < 1:
+            raise ValueError(f"FlowMatching: num_steps must be >= 1, got {num_steps}")
         self.solver = solver
         self.num_steps = num_steps
         self.atol = atol

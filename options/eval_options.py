@@ -116,7 +116,7 @@ def get_evaluation_ae_parser() -> argparse.ArgumentParser:
                      help="any tokenizer file load_tokenizer accepts (ours, T2M-GPT, MoMask, MARDM, MotionMillion) "
                           "instead of --name")
     run.add_argument("--which_epoch", type=str, default=None,
-                     help="checkpoint file name in the run's model/ folder without .tar (net_best_fid, latest, ...); "
+                     help="checkpoint file name in the run's model/ folder, .tar optional (net_best_fid, latest, ...); "
                           "default: net_best_fid, else net_best_loss, else latest (the one used is logged)")
     run.add_argument("--ae_model", type=str, default=None, choices=sorted(TOKENIZERS),
                      help="expected registry name; a checkpoint of another model is an error")

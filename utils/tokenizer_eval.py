@@ -47,7 +47,7 @@ def resolve_checkpoint(cfg: argparse.Namespace) -> tuple[str, str, str]:
     if not os.path.isdir(run.root):
         raise CheckpointError(f"no run {cfg.name} of dataset {cfg.dataset_name} under {cfg.checkpoints_dir} "
                               f"({run.root} does not exist); check --name, --dataset_name and --checkpoints_dir")
-    candidates = [cfg.which_epoch] if cfg.which_epoch else list(BEST_FIRST)
+    candidates = [cfg.which_epoch.removesuffix(".tar")] if cfg.which_epoch else list(BEST_FIRST)  # as sample.py
     for stem in candidates:
         path = os.path.join(model_dir, f"{stem}.tar")
         if os.path.isfile(path):

@@ -61,6 +61,7 @@ _TAG = r"(?:[-+0-9.eE]+|[nN][aA][nN])"
 _NOT_FRAMES = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d+)?\s*(?:s|secs?|seconds?|f|frames?))",
                          re.ASCII | re.IGNORECASE)
 _SIGNED_WHOLE = re.compile(r"[+-]?\d+")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _CAPTION_LINE = re.compile(rf"^(?P<caption>.*)#(?P<tokens>[^#]*/[^#]*|\s*)#(?P<start>{_TAG})#(?P<end>{_TAG})$")
 
 
@@ -162,6 +163,12 @@ def _read_csv(path: str) -> list[tuple[int, str, int | None]]:
                 raise ValueError(f"{path}, line {number}: {count} fields under a header of {len(fields)} "
                                  f"column{'s' if len(fields) > 1 else ''}; put a text that holds commas in double "
                                  f"quotes (\"a person walks, then runs\")")
+            # A double quote left open runs its text on to the next quote (or the end of the file), taking the
+            # prompts of the lines between with it.
+            breaks = sum(len(_LINE_BREAK.findall((value or "").rstrip("\r\n"))) for value in row.values())
+            if breaks:
+                raise ValueError(f"{path}, line {number - breaks}: a text over lines {number - breaks}-{number}; "
+                                 f"close its double quote (a prompt is one line)")
             try:
                 prompts.append((number, _text(row.get("text")), _frames(row.get("length"))))
             except ValueError as e:

@@ -182,6 +182,10 @@ class Skeleton:
         if offsets.shape != (self.njoints, 3):
             raise ValueError(f"Skeleton.forward_kinematics: expected offsets of shape ({self.njoints}, 3), "
                              f"got {offsets.shape}")
+        root_pos = np.asarray(root_pos, dtype=np.float64)
+        if root_pos.shape != (quat.shape[0], 3):
+            raise ValueError(f"Skeleton.forward_kinematics: expected root positions ({quat.shape[0]}, 3), "
+                             f"got {root_pos.shape}")
         joints = np.zeros(quat.shape[:-1] + (3,))
         joints[:, 0] = root_pos
         identity = np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0]), quat[:, 0].shape)

@@ -76,7 +76,8 @@ def _is_smpl22(spec: DatasetSpec) -> bool:
 
 def _check_joints(joints: np.ndarray, source: str) -> np.ndarray:
     joints = np.asarray(joints)
-    if joints.ndim != 3 or joints.shape[1:] != (NUM_BODY_JOINTS, 3) or not np.issubdtype(joints.dtype, np.number):
+    # Integers and floats only: astype would drop the imaginary part of complex numbers without a word.
+    if joints.ndim != 3 or joints.shape[1:] != (NUM_BODY_JOINTS, 3) or joints.dtype.kind not in "iuf":
         raise ValueError(f"{source}: joints have shape {joints.shape} ({joints.dtype}); expected SMPL-22 positions "
                          f"(T, {NUM_BODY_JOINTS}, 3) in metres, Y up")
     if joints.shape[0] < 1:
@@ -93,14 +94,14 @@ def _check_joints(joints: np.ndarray, source: str) -> np.ndarray:
 def _check_betas(betas: np.ndarray | None, body: SmplBody, source: str) -> np.ndarray:
     if betas is None:
         return np.zeros(body.joint_shapedirs.shape[2])
-    betas = np.asarray(betas, dtype=np.float64)
-    if betas.ndim != 1 or not np.isfinite(betas).all():
+    betas = np.asarray(betas)
+    if betas.dtype.kind not in "biuf" or betas.ndim != 1 or not np.isfinite(betas).all():
         raise ValueError(f"{source}: betas {betas.tolist()}; expected finite shape coefficients of shape (n,)")
     used = body.joint_shapedirs.shape[2]
     if np.any(betas[used:] != 0):
         raise ValueError(f"{source}: betas has non-zero coefficients past the first {used}, which the joints of "
                          f"{body.path} do not use (at most 10, as HumanML3D); give at most {used}")
-    return betas
+    return betas.astype(np.float64)
 
 
 def _unit(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -324,6 +324,13 @@ def test_videos_of_a_datasets_clips_go_to_its_renders_folder(tmp_path, clips):
     assert default_folder(str(tmp_path / "mine" / "a.npy")) == str(tmp_path / "mine")
 
 
+@pytest.mark.parametrize("clips", ["new_joint_vecs", "new_joints"])
+def test_a_file_under_the_renders_folder_renders_beside_itself(tmp_path, clips):
+    # The joints render.py saved beside a clip's video go on rendering there, not into renders/renders/.
+    saved = tmp_path / "HumanML3D" / "renders" / clips / "sub" / "000021_joints.npy"
+    assert default_folder(str(saved)) == str(saved.parent)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Suggested commands: folder flags a shell reads back as written
 # ---------------------------------------------------------------------------------------------------------------------

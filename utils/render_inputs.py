@@ -75,11 +75,13 @@ def default_folder(path: str) -> str:
     """Where the videos of ``path`` go without ``--out``: its own folder, or for a clip of a dataset
     (``<root>/new_joint_vecs/<id>.npy``, or ``new_joints/``) ``<root>/renders/new_joint_vecs/`` (``new_joints/``)
     with the id's subfolders: the clip folder's name is kept, so a clip's features and joints get videos of their
-    own."""
+    own. A file under that renders folder already (the ``_joints.npy`` render.py saved there) is its own folder."""
     folder = os.path.dirname(os.path.abspath(path))
     parts = folder.split(os.sep)
     for i in range(len(parts) - 1, 0, -1):  # the innermost one: the dataset the clip belongs to
         if parts[i] in DATASET_CLIP_FOLDERS:
+            if parts[i - 1] == RENDERS_DIR:  # not renders/renders/
+                return folder
             return os.sep.join([*parts[:i], RENDERS_DIR, *parts[i:]])
     return folder
 

@@ -337,8 +337,13 @@ class _TextMotionBase(Dataset):
                  progress: bool, captions_optional: bool = False) -> None:
         self.spec = spec
         self.split = split
-        self.unit_length = int(unit_length or spec.unit_length)
+        # None means the spec's; 0 is a bad value, caught below (not silently replaced by the default)
+        self.unit_length = int(spec.unit_length if unit_length is None else unit_length)
         self.max_motion_length = spec.max_motion_length
+        if not 1 <= self.unit_length <= self.max_motion_length:
+            raise ValueError(f"{type(self).__name__}: unit_length {self.unit_length}; expected 1 to "
+                             f"{self.max_motion_length} (max_motion_length), or None for the spec's "
+                             f"{spec.unit_length}")
         self.mean, self.std = _check_stats(mean, std, spec, type(self).__name__)
         self.index = index or MotionIndex.build(spec, split, data_root, cache_dir=cache_dir, progress=progress)
         self.samples = collect_text_samples(spec, self.index, data_root, require_tokens=require_tokens,

@@ -290,9 +290,9 @@ def place_canonical(joints: np.ndarray, yaw: float, offset: np.ndarray) -> np.nd
 # ---------------------------------------------------------------------------------------------------------------------
 
 def _as_tensor(x: Array, what: str) -> tuple[torch.Tensor, bool]:
-    """(tensor, was_numpy); numpy arrays keep their float dtype (integers become float64)."""
+    """(tensor, was_numpy); arrays and tensors keep their float dtype (integers become float64)."""
     if isinstance(x, torch.Tensor):
-        return x, False
+        return (x if x.is_floating_point() else x.to(torch.float64)), False
     if isinstance(x, np.ndarray):
         if not np.issubdtype(x.dtype, np.floating):
             x = x.astype(np.float64)

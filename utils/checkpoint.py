@@ -40,7 +40,7 @@ CHECKPOINT_VERSION = 1
 ZIP_MAGIC = b"PK\x03\x04"
 # torch.save's format before PyTorch 1.6: a pickle (opcode 0x80 = protocol marker) whose first value is this
 # number (``torch.serialization.MAGIC_NUMBER``, 10 bytes little-endian), or, in the earliest releases, a tar
-# archive. torch.load still reads both, so they are passed on to it.
+# archive. torch.load still reads the pickle, which is passed on to it; it refuses the tar under weights_only.
 LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 TAR_MAGIC_OFFSET = 257
 # torch's zip reader ignores the CRC-32 of each member, so damaged tensor bytes load silently. Checking every CRC
@@ -264,7 +264,13 @@ def _check_format(path: str, size: int) -> bool:
         return True
     legacy_pickle = head.startswith(b"\x80") and LEGACY_MAGIC in head[:32]
     legacy_tar = head[TAR_MAGIC_OFFSET:TAR_MAGIC_OFFSET + 5] == b"ustar"
-    if not (legacy_pickle or legacy_tar):
+    if legacy_tar:
+        # torch.load refuses the pre-1.0 tar format under weights_only with a message that names no file and
+        # suggests turning weights_only off; a tar of other files (a packed run folder) is no checkpoint either.
+        raise CheckpointError(f"{path}: not a checkpoint this code loads: a tar archive (torch.save's format from "
+                              "before PyTorch 1.0, which cannot be loaded with weights_only=True, or a packed folder: "
+                              "extract it and pass the checkpoint inside)")
+    if not legacy_pickle:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint: expected the zip archive torch.save writes, "
                               f"found {_describe_content(head)}")
     return False

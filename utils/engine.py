@@ -541,7 +541,11 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
     ckpt = load_checkpoint(path)
     require_keys(ckpt, ["model", "optimizer", "step", "epoch", "rng", "data_state", "best", "metrics"], path)
     _check_same_model(path, ckpt, meta)
-    net.load_state_dict(ckpt["model"])
+    try:
+        net.load_state_dict(ckpt["model"])
+    except RuntimeError as e:  # torch names the model class and the weights, not the file
+        raise CheckpointError(f"{path}: the saved model weights do not fit this model ({e}); resume with the model "
+                              f"the run was started with, or start a new --name") from e
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
     except (ValueError, KeyError) as e:  # torch names neither the file nor what differs beyond its groups

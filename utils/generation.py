@@ -185,10 +185,12 @@ class MotionGenerator:
     def round_lengths(self, lengths_frames: Any) -> Tensor:
         """Lengths in frames (B,) -> (B,) long on the CPU: rounded down to whole tokens, clamped to ``max_frames``.
 
-        Raises ValueError for a length shorter than one token.
+        Raises ValueError for a length shorter than one token, or one that is not finite (NaN, Inf).
         """
         frames = torch.as_tensor(lengths_frames).reshape(-1)
         if frames.is_floating_point():
+            if not bool(torch.isfinite(frames).all()):  # NaN / Inf would turn into a meaningless int64
+                raise ValueError(f"motion lengths must be finite numbers of frames, got {frames.tolist()}")
             frames = frames.floor()
         frames = frames.long().cpu()
         if frames.numel() and int(frames.min()) < self.unit_length:

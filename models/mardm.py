@@ -362,6 +362,9 @@ class MARDM(nn.Module):
         """
         if time_steps < 1:
             raise ValueError(f"MARDM.generate: time_steps must be >= 1, got {time_steps}")
+        for name, value in (("cfg", cfg), ("temperature", temperature)):
+            if not (math.isfinite(value) and value >= 0):  # NaN or Inf would come back as NaN motions
+                raise ValueError(f"MARDM.generate: {name} must be a finite number >= 0, got {value}")
         self.head.check_sampler(head_steps, head_solver)
         if latent_fn is None and self.target_dim != self.ae_dim:
             raise ValueError(f"MARDM.generate: targets have {self.target_dim} channels but the transformer reads "

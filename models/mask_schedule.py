@@ -200,7 +200,12 @@ def q_schedule(batch: int, num_quantizers: int, device: torch.device | str = "cp
 
 
 def top_k_filter(logits: torch.Tensor, thres: float = 0.9) -> torch.Tensor:
-    """Keep the k = ceil((1 - thres) * K) largest logits on the last dim, -inf elsewhere; (..., K) -> (..., K)."""
+    """Keep the k = ceil((1 - thres) * K) largest logits on the last dim, -inf elsewhere; (..., K) -> (..., K).
+
+    ``thres`` lies in [0, 1): 0 keeps every logit. ValueError otherwise (a negative one would ask for more than K).
+    """
+    if not 0.0 <= thres < 1.0:  # also NaN
+        raise ValueError(f"top_k_filter: topk_filter_thres must be in [0, 1), got {thres}")
     k = max(1, math.ceil((1 - thres) * logits.shape[-1]))
     values, idx = logits.topk(k, dim=-1)
     return torch.full_like(logits, float("-inf")).scatter(-1, idx, values)

@@ -399,6 +399,9 @@ def evaluate(evaluator: EvaluatorWrapper, eval_loader: EvalLoader, motion_fn: Mo
     if not same_statistics(eval_loader.dataset.mean, eval_loader.dataset.std, evaluator.mean, evaluator.std):
         raise ValueError("the evaluation data are normalised with other statistics than the evaluator's; build the "
                          "loader with build_eval_loader(evaluator, ...)")
+    for name, value in (("mm_batches", mm_batches), ("mm_times", mm_times)):
+        if mm_fn is not None and value < 1:
+            raise ValueError(f"multimodality (mm_fn given): {name} must be >= 1, got {value}")
     if mm_fn is not None and mm_repeats <= mm_times:
         raise ValueError(f"multimodality compares {mm_times} pairs of repeats, so mm_repeats must exceed it; "
                          f"got {mm_repeats}")

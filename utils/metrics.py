@@ -72,8 +72,8 @@ def calculate_frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndar
                              f"adding {eps} to the diagonals (degenerate or non-finite activations?)")
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=FID_MAX_IMAG):
-            raise ValueError(f"FID: imaginary component {np.max(np.abs(covmean.imag))} in sqrtm(S1 S2) exceeds "
-                             f"{FID_MAX_IMAG} on the diagonal")
+            raise ValueError(f"FID: imaginary component {np.max(np.abs(np.diagonal(covmean).imag))} in sqrtm(S1 S2) "
+                             f"exceeds {FID_MAX_IMAG} on the diagonal")
         covmean = covmean.real
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as an error
         distance = float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
@@ -167,6 +167,8 @@ def default_diversity_times(num_samples: int) -> int:
 
 def _draw_pairs(n: int, times: int, first: np.ndarray | None, second: np.ndarray | None, rng: Rng | None,
                 what: str) -> tuple[np.ndarray, np.ndarray]:
+    if times < 1:  # no pairs would average to NaN
+        raise ValueError(f"{what}: times must be >= 1, got {times}")
     if (first is None) != (second is None):
         raise ValueError(f"{what}: give both first_indices and second_indices, or neither")
     if first is not None:

@@ -1,6 +1,7 @@
 """MoMask token generators and the conv backbone: behaviour the other tests leave open (the base layer's label
 smoothing, argument checks of both generators, defaults of generation, editing with padded known codes, the registry
-overrides, and the conv backbone's block dropout)."""
+overrides, the corrupted input of training, the base-layer shape residual generation takes, and the conv
+backbone's block dropout)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from models.encdec import ResConv1DBlock
 from models.mask_schedule import lengths_to_mask
 from models.mask_transformer import MASK_TRANSFORMERS, MaskTransformer
 from models.res_transformer import RES_TRANSFORMERS, ResidualTransformer
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # MaskTransformer training
@@ -34,6 +34,30 @@ def test_base_layer_label_smoothing_reaches_the_loss(monkeypatch):
     loss, _ = model(indices, lengths, torch.randn(2, TEXT_DIM))
     torch.testing.assert_close(loss, F.cross_entropy(base[mask], indices[mask], label_smoothing=0.2))
     assert not torch.allclose(loss, F.cross_entropy(base[mask], indices[mask]))
+
+
+def test_the_base_layer_reads_the_masked_tokens_corrupted(monkeypatch):
+    """In training the transformer reads the corrupted tokens: most masked positions hold the mask id, unmasked valid
+    positions their own code (MoMask's BERT-style corruption)."""
+    model = mask_tiny()
+    lengths = torch.full((64,), 10)
+    indices = torch.randint(0, K, (64, 10), generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(64, 10, dtype=torch.bool)
+    mask[:, ::2] = True
+    monkeypatch.setattr(mt, "sample_training_mask", lambda *args, **kwargs: mask.clone())
+    seen = {}
+    logits = model.logits
+
+    def spy(ids, text, valid):
+        seen["ids"] = ids.clone()
+        return logits(ids, text, valid)
+
+    monkeypatch.setattr(model, "logits", spy)
+    torch.manual_seed(0)
+    model(indices, lengths, torch.randn(64, TEXT_DIM))
+    read = seen["ids"]
+    assert torch.equal(read[~mask], indices[~mask])
+    assert 0.7 < (read[mask] == model.mask_id).float().mean().item() < 0.9
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -145,6 +169,13 @@ def test_residual_editing_refuses_known_codes_of_another_layer_count():
         known = torch.zeros(2, 5, layers, dtype=torch.long)
         with pytest.raises(ValueError, match=rf"known must be \(B, N, Q\) = \(2, 5, 4\), got \(2, 5, {layers}\)"):
             model.generate(base, lengths, torch.randn(2, TEXT_DIM), known=known, edit_mask=edit_mask)
+
+
+def test_residual_generation_refuses_base_indices_that_are_not_one_layer():
+    """base_indices is the base layer alone, (B, N): all layers (B, N, Q) are refused naming the shape."""
+    codes = torch.randint(0, K, (2, 5, Q), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"base_indices must be \(B, N\), got \(2, 5, 4\)"):
+        res_tiny().generate(codes, torch.tensor([5, 3]), torch.randn(2, TEXT_DIM))
 
 
 def test_residual_generation_of_an_empty_batch_is_empty():

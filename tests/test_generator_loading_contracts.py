@@ -11,6 +11,7 @@ import shutil
 import pytest
 import torch
 from test_generation import (
+    CLIP_EMBED,
     MINILM_DIM,
     make_runs,
     save_generator,
@@ -163,6 +164,17 @@ def test_a_text_encoder_of_another_width_than_the_model_takes_fails_naming_the_f
     path = _copy_run(minilm, str(tmp_path / "b"), "gen", edit=lambda s: s.update(text_encoder=clip_record))
     with pytest.raises(CheckpointError, match=rf"{path}: the model takes {MINILM_DIM}-dim text embeddings, text "
                                               rf"encoder 'clip' gives 16"):
+        load_generator(path)
+
+
+def test_a_text_encoder_wider_than_the_model_takes_fails_naming_the_file(runs, tmp_path):
+    """The other way round: a generator on 16-dim CLIP embeddings whose record names MiniLM (384-dim) is refused at
+    load too, not only a narrower encoder."""
+    _, paths = runs
+    minilm_record = {"name": "minilm", "dim": MINILM_DIM, "path": None}
+    path = _copy_run(paths["ae_gen"], str(tmp_path / "b"), "gen", edit=lambda s: s.update(text_encoder=minilm_record))
+    with pytest.raises(CheckpointError, match=rf"{path}: the model takes {CLIP_EMBED}-dim text embeddings, text "
+                                              rf"encoder 'minilm' gives {MINILM_DIM}"):
         load_generator(path)
 
 

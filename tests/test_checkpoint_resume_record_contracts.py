@@ -80,6 +80,18 @@ def test_tensor_bytes_are_checked_in_a_file_exactly_at_the_crc_size_limit(tmp_pa
         load_checkpoint(str(path))
 
 
+def test_a_saved_optimizer_state_without_its_groups_is_refused_naming_the_file(tmp_path):
+    """torch raises a bare KeyError('param_groups'); the refusal names the checkpoint as for a state that does not
+    fit."""
+    run, _ = run_toy(tmp_path, "run", small_cfg(max_iters=3))
+    ckpt = load_checkpoint(run.latest_path)
+    del ckpt["optimizer"]["param_groups"]
+    save_checkpoint(run.latest_path, ckpt)
+    with pytest.raises(CheckpointError, match=re.escape(f"{run.latest_path}: the saved optimizer state does not fit "
+                                                        "this run's optimizer")):
+        train(Toy(), ToyData(), loss_fn, small_cfg(is_continue=True), run, checkpoint_meta=META)
+
+
 def test_a_tar_archive_is_refused_naming_the_file_and_what_it_is(tmp_path):
     """A ``.tar`` that is a real tar archive (a packed run folder, or torch.save's format from before PyTorch 1.0,
     which torch refuses to load weights_only) gets a CheckpointError naming the file, not torch's advice to turn

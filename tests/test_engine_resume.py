@@ -87,12 +87,14 @@ def test_a_run_extended_past_an_off_cadence_end_logs_as_an_uninterrupted_one(tmp
     assert scalars(half) == scalars(full)
 
 
-def test_an_off_cadence_end_keeps_its_validation_when_extended(tmp_path):
-    # Validation every 4 steps, logs every 5: the first run ends at step 12 with a validation (and a best checkpoint)
-    # there, which an uninterrupted run has too; only the end-of-run Train/ points at step 12 go.
-    cfg = dict(log_every=5, save_every=6, eval_every=4, grad_clip=1.0)
+@pytest.mark.parametrize(("first_steps", "save_every"), [(12, 6), (13, 5)])
+def test_an_off_cadence_end_keeps_its_validation_when_extended(tmp_path, first_steps, save_every):
+    # Validation every 4 steps, logs every 5. Ending at step 12, the first run validated (and saved a best checkpoint)
+    # there, which an uninterrupted run has too; only the end-of-run Train/ points at step 12 go. Ending at step 13,
+    # its last validation is that of step 12: no Val/ point is written at step 13 from it.
+    cfg = dict(log_every=5, save_every=save_every, eval_every=4, grad_clip=1.0)
     full, _ = run_toy(tmp_path, "full", make_cfg(max_iters=20, **cfg), val_fn=val_loss)
-    half, _ = run_toy(tmp_path, "half", make_cfg(max_iters=12, **cfg), val_fn=val_loss)
+    half, _ = run_toy(tmp_path, "half", make_cfg(max_iters=first_steps, **cfg), val_fn=val_loss)
     time.sleep(1.0)  # as resume() does
     set_seed(123)
     train(Toy(), ToyData(), loss_fn, make_cfg(max_iters=20, is_continue=True, **cfg), half, checkpoint_meta=META,
@@ -101,6 +103,20 @@ def test_an_off_cadence_end_keeps_its_validation_when_extended(tmp_path):
     assert [step for step, _ in logged["Val/val_loss"]] == [4, 8, 12, 16, 20]
     assert 12 in [step for step, _ in logged["Best/val_loss"]]
     assert all_scalars(half) == logged
+
+
+def test_a_checkpoint_without_the_off_cadence_record_resumes_as_an_on_cadence_end(tmp_path):
+    # Checkpoints written before the record existed: their end is taken as on the --log_every cadence, so the
+    # step-10 points stay (a run ending off it would have them replaced and logged again).
+    cfg = dict(log_every=5, save_every=5, eval_every=0, grad_clip=1.0)
+    full, _ = run_toy(tmp_path, "full", make_cfg(max_iters=15, **cfg))
+    half, _ = run_toy(tmp_path, "half", make_cfg(max_iters=10, **cfg))
+    ckpt = load_checkpoint(half.latest_path)
+    del ckpt["log_off_cadence"]
+    save_checkpoint(half.latest_path, ckpt)
+    resume(half, {**cfg, "max_iters": 15})
+    assert [step for step, _ in scalars(half)["Train/loss"]] == [5, 10, 15]
+    assert scalars(half) == scalars(full)
 
 
 def test_a_finished_off_cadence_end_resumed_without_more_steps_keeps_its_points(tmp_path):

@@ -28,6 +28,7 @@ height, the root joint's velocity and the foot contacts) and, for every other jo
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -113,7 +114,12 @@ def check_named_partition(parts: Mapping[Any, Sequence[int]], width: int, what: 
                           overlap_hint: str = "parts must not overlap") -> dict[Any, list[int]]:
     """``parts`` (name -> feature indices) must be non-empty, disjoint and together cover ``range(width)``; returns
     them as plain lists. Errors start with ``what`` and name the part and the offending feature."""
-    clean = {name: [int(i) for i in indices] for name, indices in parts.items()}
+    clean: dict[Any, list[int]] = {}
+    for name, indices in parts.items():
+        try:  # int() would silently turn a feature 1.5 into feature 1
+            clean[name] = [operator.index(i) for i in indices]
+        except TypeError:
+            raise ValueError(f"{what}: part {name!r} holds {list(indices)}; feature indices must be integers") from None
     owner: dict[int, Any] = {}
     for name, indices in clean.items():
         if not indices:
@@ -176,6 +182,8 @@ class ConditionEmbedding(nn.Module):
             ids = cond.get(name)
             if ids is None:
                 ids = torch.zeros(batch, dtype=torch.long, device=device)
+            check_is_tensor(ids, "PartAwareRVQVAE", f"cond[{name!r}]", f"({batch},) integer ids",
+                            "torch.from_numpy(ids).long()")
             if ids.shape != (batch,) or ids.dtype == torch.bool or ids.dtype.is_floating_point or ids.dtype.is_complex:
                 raise ValueError(f"cond[{name!r}]: expected ({batch},) integer ids, got {tuple(ids.shape)} {ids.dtype}")
             if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= embedding.num_embeddings):
@@ -184,6 +192,8 @@ class ConditionEmbedding(nn.Module):
             total = total + embedding(ids.to(device))
         text = cond.get(TEXT_KEY)
         if text is not None and self.text_proj is not None:
+            check_is_tensor(text, "PartAwareRVQVAE", f"cond[{TEXT_KEY!r}]", f"({batch}, {self.text_dim})",
+                            "torch.from_numpy(text_emb).float()")
             if text.shape != (batch, self.text_dim):
                 raise ValueError(f"cond[{TEXT_KEY!r}]: expected ({batch}, {self.text_dim}), got {tuple(text.shape)}")
             total = total + self.text_proj(text.to(device=device, dtype=total.dtype))

@@ -48,9 +48,12 @@ def _output_head(hidden_size: int, output_size: int) -> nn.Sequential:
     )
 
 
-def _check_lengths(lengths: torch.Tensor, max_len: int, what: str) -> torch.Tensor:
-    """Lengths as a CPU int64 vector, each in [1, max_len] (``pack_padded_sequence`` refuses anything else)."""
+def _check_lengths(lengths: torch.Tensor, batch: int, max_len: int, what: str) -> torch.Tensor:
+    """Lengths as a CPU int64 vector, one per row of the batch, each in [1, max_len] (``pack_padded_sequence``
+    refuses anything else)."""
     lengths = torch.as_tensor(lengths).reshape(-1).to(device="cpu", dtype=torch.int64)
+    if lengths.numel() != batch:
+        raise ValueError(f"{what}: expected one per row of the batch ({batch}), got {lengths.numel()}")
     if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > max_len):
         raise ValueError(f"{what} must lie in [1, {max_len}] (the padded length), got {lengths.tolist()}")
     return lengths
@@ -124,7 +127,7 @@ class TextEncoderBiGRUCo(nn.Module):
         elif word_embs.dim() != 3 or word_embs.shape[-1] != self.pos_emb.out_features:
             raise ValueError(f"word vectors must be (B, L, {self.pos_emb.out_features}), "
                              f"got shape {tuple(word_embs.shape)}")
-        lengths = _check_lengths(cap_lens, word_embs.shape[1], "caption lengths (cap_lens)")
+        lengths = _check_lengths(cap_lens, word_embs.shape[0], word_embs.shape[1], "caption lengths (cap_lens)")
         inputs = self.input_emb(word_embs + self.pos_emb(pos_ohot))
         h0 = self.hidden.expand(-1, inputs.shape[0], -1).contiguous()
         packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
@@ -150,7 +153,7 @@ class MotionEncoderBiGRUCo(nn.Module):
         return self._run(self.input_emb(movements), steps, self.gru)
 
     def _run(self, inputs: torch.Tensor, steps: torch.Tensor, gru: nn.GRU) -> torch.Tensor:
-        lengths = _check_lengths(steps, inputs.shape[1], "motion steps (m_lens // unit_length)")
+        lengths = _check_lengths(steps, inputs.shape[0], inputs.shape[1], "motion steps (m_lens // unit_length)")
         h0 = self.hidden.expand(-1, inputs.shape[0], -1).contiguous()
         packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
         _, h_last = gru(packed, h0)
@@ -207,6 +210,9 @@ class TextMotionEvaluator(nn.Module):
             if not 0 <= start < stop <= dim_pose:
                 raise ValueError(f"ignore_dims must be a slice [start, stop) inside [0, {dim_pose}), "
                                  f"got {ignore_dims}")
+            if stop - start == dim_pose:  # the movement encoder would get no input channel
+                raise ValueError(f"ignore_dims {ignore_dims} leave none of the {dim_pose} motion features to the "
+                                 f"movement encoder; expected a slice narrower than the features")
             ignore_dims = (start, stop)
         if unit_length < 1:
             raise ValueError(f"unit_length must be >= 1, got {unit_length}")

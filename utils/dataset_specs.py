@@ -100,6 +100,9 @@ class DatasetSpec:
             raise ValueError(f"dataset spec {self.name!r}: positions group {self.positions!r} not in {names}")
         # Fields that contradict each other would otherwise fail far from the spec: a slice wider than the files in
         # the loader's gather, a joint or feature index out of range in rendering or the part-aware models.
+        if self.min_motion_length > self.max_motion_length:  # every clip would be refused as too short or too long
+            raise ValueError(f"dataset spec {self.name!r}: min_motion_length {self.min_motion_length} exceeds "
+                             f"max_motion_length {self.max_motion_length}; expected min <= max")
         if self.source_dim is not None and self.source_dim < self.dim_pose:
             raise ValueError(f"dataset spec {self.name!r}: source_dim {self.source_dim} is narrower than dim_pose "
                              f"{self.dim_pose}; expected the width of the files, at least dim_pose (or null)")

@@ -324,6 +324,9 @@ def read_joints(path: str, spec: DatasetSpec) -> np.ndarray:
         joints.close()
         raise ValueError(f"{path}: an .npz archive ({names}); expected a .npy of joint positions "
                          f"(T, {spec.joints_num}, 3) or features (T, D)")
+    if not (np.issubdtype(joints.dtype, np.floating) or np.issubdtype(joints.dtype, np.integer)):
+        raise ValueError(f"{path}: dtype {joints.dtype} is not numeric; expected joint positions "
+                         f"(T, {spec.joints_num}, 3) or features (T, D)")
     if joints.ndim == 2 and joints.shape[1] in (spec.dim_pose, spec.file_dim):
         # De-normalised features (sample.py's <stem>_features.npy, a dataset's new_joint_vecs): to joints first.
         from utils.motion_process import features_to_joints

@@ -195,7 +195,7 @@ class MotionReplay:
         try:
             with np.load(stats) as z:
                 self.mean, self.std = z["mean"], z["std"]
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as e:  # TypeError: a .npy, not .npz
             raise SavedMotionsError(f"{stats}: expected the generator's 'mean' and 'std' ({e})") from e
         if self.mean.ndim != 1 or self.mean.shape != self.std.shape:
             raise SavedMotionsError(f"{stats}: expected 'mean' and 'std' of one shape (D,), got {self.mean.shape} and "
@@ -214,7 +214,7 @@ class MotionReplay:
                 data = {name: z[name] for name in names}
         except FileNotFoundError as e:
             raise SavedMotionsError(f"{path}: no saved motions for replication seed {seed}") from e
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as e:  # TypeError: a .npy, not .npz
             raise SavedMotionsError(f"{path}: unreadable; expected the arrays {', '.join(names)} ({e})") from e
         _check_seed_arrays(path, data)
         rows = int(data["rows"].sum())
@@ -277,6 +277,8 @@ def _check_seed_arrays(path: str, data: dict[str, np.ndarray]) -> None:
             raise SavedMotionsError(f"{path}: '{name}' has shape {data[name].shape}; expected one entry per {what}")
         if name != "captions" and not (np.issubdtype(data[name].dtype, np.integer) or data[name].size == 0):
             raise SavedMotionsError(f"{path}: '{name}' holds {data[name].dtype}; expected integers")
+    if not (np.issubdtype(data["frames"].dtype, np.floating) or np.issubdtype(data["frames"].dtype, np.integer)):
+        raise SavedMotionsError(f"{path}: 'frames' holds {data['frames'].dtype}; expected float features")
     calls = (len(data["kinds"]), len(data["rows"]), len(data["width"]))
     if len(set(calls)) != 1:
         raise SavedMotionsError(f"{path}: 'kinds', 'rows' and 'width' hold one entry per call; got {calls[0]}, "

@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_body_part_contracts import PARTS, _tiny
 
-from models.body_parts import BodyPartTokenizers, part_indices, select_part
+from models.body_parts import BodyPartTokenizers, part_indices, part_rotation_errors_deg, select_part
 from models.part_aware import PART_AWARE_MODELS, check_partition, humanml3d_part_indices, joint_part_indices
 from utils.dataset_specs import get_dataset_spec
 
@@ -145,3 +145,15 @@ def test_numpy_conditions_are_refused_naming_the_key(cond, match):
     model = PART_AWARE_MODELS[TINY_PA](conditions={"species": 3}, text_dim=4)
     with pytest.raises(TypeError, match=match):
         model(torch.zeros(2, 8, 263), cond=cond)
+
+
+def test_a_text_embedding_of_another_batch_is_refused():
+    model = PART_AWARE_MODELS[TINY_PA](conditions={"species": 3}, text_dim=4)
+    with pytest.raises(ValueError, match=r"cond\['text_emb'\]: expected \(2, 4\), got \(3, 4\)"):
+        model(torch.zeros(2, 8, 263), cond={"text_emb": torch.zeros(3, 4)})
+
+
+def test_rotation_errors_need_whole_6d_rotations():
+    features = torch.zeros(1, 2, 9)
+    with pytest.raises(ValueError, match="9 features are not whole 6D rotations"):
+        part_rotation_errors_deg(features, features, {"a": [0]})

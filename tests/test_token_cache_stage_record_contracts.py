@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from test_token_stage_contracts import _dataset, _FrameTokenizer
+from test_tokenizer_stage_contracts import PATH, _record
 
 from utils import token_stage
 from utils import tokenizer_stage as ts
@@ -184,3 +185,26 @@ def test_the_generator_record_names_the_tokenizer_weights_and_hashes_its_file(tm
     sha = hashlib.sha256(b"abc").hexdigest()
     assert meta["tokenizer"]["weights"] == "ema" and meta["tokenizer"]["sha256"] == sha
     assert meta["parent"] == {"path": str(path), "sha256": sha} and meta["target"] == "tokens"
+
+
+def test_resume_on_other_statistics_names_their_shape_or_the_first_feature_that_differs():
+    spec = get_dataset_spec("synthetic")
+    d = spec.dim_pose
+    moved = np.zeros(d)
+    moved[[2, 5]] = 1.0
+    with pytest.raises(CheckpointError, match=r"dataset mean differs from the run being resumed in 2 features \(first "
+                                              r"at index 2: 0 in the checkpoint, 1 now\)"):
+        ts.check_tokenizer_resume(_record(), PATH, _record(dataset=ts.dataset_record(spec, moved, np.ones(d))))
+    wider = _record()
+    wider["dataset"] = {**wider["dataset"], "mean": np.zeros(d + 1).tolist()}
+    with pytest.raises(CheckpointError, match=rf"dataset mean has shape \({d},\) in the run being resumed but "
+                                              rf"\({d + 1},\) now"):
+        ts.check_tokenizer_resume(_record(), PATH, wider)
+
+
+def test_resume_from_all_windows_to_random_ones_names_the_stride_too():
+    """The stride is left out of the comparison only when both runs draw random windows."""
+    saved = _record(config={"window_size": None, "window_mode": "all", "window_stride": 4})
+    with pytest.raises(CheckpointError, match=r"(?s)window_mode.*window_stride"):
+        ts.check_tokenizer_resume(saved, PATH, _record(config={"window_size": None, "window_mode": "random"}))
+    ts.check_tokenizer_resume(_record(config={"window_size": None, "window_stride": 4}), PATH, _record())

@@ -147,11 +147,12 @@ def test_an_empty_weights_entry_is_named_as_such():
         import_official({"net": {}, "ep": 1}, "empty.pth")
 
 
-def test_a_codebook_size_contradicting_the_weights_names_both():
-    """nb_code asked for that the codebook's shape contradicts is named with both values."""
+@pytest.mark.parametrize(("key", "asked", "saved"), [("nb_code", 32, 16), ("depth", 3, 1)])
+def test_a_size_contradicting_the_weights_names_both(key, asked, saved):
+    """nb_code or depth asked for that the weights' shapes contradict is named with both values."""
     sd, _ = _official("VQVAE", "vqvae.", nb_code=16, code_dim=8, width=16, depth=1)
-    with pytest.raises(CheckpointError, match=r"^v.pth: nb_code=32 was requested but the weights say 16"):
-        import_official({"net": sd}, "v.pth", nb_code=32)
+    with pytest.raises(CheckpointError, match=rf"^v.pth: {key}={asked} was requested but the weights say {saved}$"):
+        import_official({"net": sd}, "v.pth", **{key: asked})
 
 
 def test_an_orig_quantizer_request_on_an_ema_codebook_is_refused():

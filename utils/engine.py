@@ -483,10 +483,9 @@ def _check_finite(loss: torch.Tensor, logs: Mapping[str, Any], batch: Any, state
         what = f"non-finite loss on another process (this process's loss {float(loss.detach()):g})"
         where = f"that process saved its batch to {os.path.join(run.model_dir, f'nan_batch_step{step}_rank*.pt')}"
     raise NonFiniteLossError(
-        f"{what} at step {step} (epoch {state.epoch}); terms {terms}. Training "
-        f"stopped; {where}, and {run.latest_path} still holds the last good state. Check the data for NaN/inf "
-        f"(e.g. a zero std in the normalisation statistics), lower --lr, set --grad_clip, or rerun with "
-        f"--detect_anomaly to find the operation.")
+        f"{what} at step {step} (epoch {state.epoch}); terms {terms}. Training stopped; {where}, and "
+        f"{run.latest_path} still holds the last good state. Check the data for NaN/inf (e.g. a zero std in the "
+        f"normalisation statistics), lower --lr, set --grad_clip, or find the operation with --detect_anomaly.")
 
 
 def _validate(val_fn: ValFn, net: nn.Module, ema: EMA | None, eval_copy: nn.Module | None, cfg: EngineConfig,
@@ -526,9 +525,8 @@ def _warn_schedule_changes(path: str, saved: Mapping[str, Any], cfg: EngineConfi
     changed = [f"{key} {saved[key]} -> {current[key]}" for key in SCHEDULE_KEYS
                if key in saved and saved[key] != current[key]]
     if changed:
-        warn("%s: resumed with other settings than the run was saved with: %s; the new values apply from "
-                       "step %d (the learning rate is that of the new schedule at this step)", path,
-                       ", ".join(changed), step)
+        warn("%s: resumed with other settings than the run was saved with: %s; the new values apply from step %d "
+             "(the learning rate is that of the new schedule at this step)", path, ", ".join(changed), step)
 
 
 def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module, optimizer: torch.optim.Optimizer,
@@ -545,18 +543,16 @@ def _resume(run: RunDir, cfg: EngineConfig, meta: dict[str, Any], net: nn.Module
         net.load_state_dict(ckpt["model"])
     except RuntimeError as e:  # torch names the model class and the weights, not the file
         raise CheckpointError(f"{path}: the saved model weights do not fit this model ({e}); resume with the model "
-                              f"the run was started with, or start a new --name") from e
+                              f"the run began with, or start a new --name") from e
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
     except (ValueError, KeyError) as e:  # torch names neither the file nor what differs beyond its groups
         raise CheckpointError(f"{path}: the saved optimizer state does not fit this run's optimizer ({e}); resume "
-                              f"with the optimizer (parameter groups) the run was started with, or start a new "
-                              f"--name") from e
+                              f"with the optimizer (parameter groups) the run began with, or start a new --name") from e
     if ema is not None:
         if "ema" not in ckpt:
             raise CheckpointError(f"{path}: EMA is on (--ema_decay {cfg.ema_decay}) but the checkpoint has no EMA "
-                                  "weights; resume with --ema_decay none (or --config <run>/opt.yaml) or start a new "
-                                  "run")
+                                  "weights; resume with --ema_decay none (or --config <run>/opt.yaml) or a new run")
         try:
             ema.load_state_dict(ckpt["ema"])
         except (ValueError, KeyError) as e:  # the EMA names the weight, not the file

@@ -235,8 +235,7 @@ def _frechet_distance(gt: np.ndarray, gen: np.ndarray) -> float:
     ``min(N, E)`` wide). The means are float32 as in the reference; the result is clamped at 0 as there.
     """
     if gt.ndim != 2 or gen.ndim != 2 or gt.shape[1] != gen.shape[1] or min(gt.shape[0], gen.shape[0]) < 2:
-        raise ValueError(f"FID needs two embedding sets (N >= 2, E) of the same width, got {gt.shape} and "
-                         f"{gen.shape}")
+        raise ValueError(f"FID needs two embedding sets (N >= 2, E) of the same width, got {gt.shape} and {gen.shape}")
     for name, x in (("real", gt), ("generated", gen)):
         if not np.isfinite(x).all():  # checked first: the factorisations fail on them with a LinAlgError
             raise ValueError(f"FID: the {name} motions' embeddings hold non-finite values (NaN or inf in the motions?)")

@@ -188,11 +188,9 @@ class MotionGenerator:
         Raises ValueError for a length shorter than one token, or one that is not finite (NaN, Inf).
         """
         frames = torch.as_tensor(lengths_frames).reshape(-1)
-        if frames.is_floating_point():
-            if not bool(torch.isfinite(frames).all()):  # NaN / Inf would turn into a meaningless int64
-                raise ValueError(f"motion lengths must be finite numbers of frames, got {frames.tolist()}")
-            frames = frames.floor()
-        frames = frames.long().cpu()
+        if frames.is_floating_point() and not bool(torch.isfinite(frames).all()):  # NaN / Inf: no int64 to round to
+            raise ValueError(f"motion lengths must be finite numbers of frames, got {frames.tolist()}")
+        frames = (frames.floor() if frames.is_floating_point() else frames).long().cpu()
         if frames.numel() and int(frames.min()) < self.unit_length:
             raise ValueError(f"motion lengths must be at least one token ({self.unit_length} frames), got "
                              f"{frames.tolist()}")

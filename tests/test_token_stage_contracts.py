@@ -327,3 +327,36 @@ def test_training_time_generation_asks_for_whole_tokens_of_at_least_one_and_retu
     assert asked["tokens"] == [1, 2, 4] and asked["kw"]["time_steps"] == 3 and asked["kw"]["cond_scale"] == 4.0
     assert lengths.tolist() == [4, 8, 16]
     assert motion.shape == (3, 16, 2) and torch.allclose(motion, torch.full((3, 16, 2), 0.5))
+
+
+def test_training_time_residual_generation_keeps_the_base_layer_of_the_gt_motion_in_the_tokenizers_units(monkeypatch):
+    """role="res": the GT motion, in the evaluator's normalisation, is encoded in the tokenizer's; the residual model
+    completes its base layer (layer 0), not another."""
+    monkeypatch.setattr(token_stage, "protocol_eval_fn", lambda tok, ev, loader, motion_fn_for, seed: motion_fn_for)
+    encoded = {}
+
+    def encode(tok, motion, frames):
+        encoded.update(motion=motion.clone(), frames=frames.tolist())
+        layers = torch.arange(3).expand(len(frames), int(frames.max()) // 4, 3)  # layer q holds code q everywhere
+        return SimpleNamespace(indices=layers)
+
+    monkeypatch.setattr(token_stage, "encode_tokens", encode)
+    monkeypatch.setattr(token_stage, "decode_indices",
+                        lambda tok, indices, tokens: torch.ones(len(tokens), int(tokens.max()) * 4, 2))
+    asked = {}
+
+    class Model:
+        def generate(self, base, tokens, text_emb, **kw):
+            asked.update(base=base.clone(), kw=kw)
+            return torch.zeros(*base.shape, 3, dtype=torch.long)
+
+    evaluator = SimpleNamespace(mean=np.zeros(2, np.float32), std=np.full(2, 2.0, np.float32))
+    motion_fn_for = token_stage.make_token_generation_eval_fn(
+        SimpleNamespace(unit_length=4), _TextEncoder(), evaluator, None, np.full(2, 1.0, np.float32),
+        np.ones(2, np.float32), "res", 5.0)
+    gt = torch.randn(2, 8, 2, generator=torch.Generator().manual_seed(0))
+    batch = SimpleNamespace(m_lengths=torch.tensor([8, 4]), captions=["a", "bb"], motion=gt)
+    motion_fn_for(Model(), torch.device("cpu"))(batch)
+    torch.testing.assert_close(encoded["motion"], gt * 2 - 1)
+    assert encoded["frames"] == [8, 4]
+    assert (asked["base"] == 0).all() and asked["kw"]["cond_scale"] == 5.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import os
 
@@ -182,6 +183,20 @@ def lfq_run(tmp_path_factory, synthetic_root):
 def _log(run_root: str) -> list[dict]:
     with open(os.path.join(run_root, "model", "train_log.jsonl")) as f:
         return [json.loads(line) for line in f]
+
+
+def test_a_commit_weight_given_to_an_lfq_tokenizer_is_reported_as_unused(synthetic_root, tmp_path, caplog):
+    """LFQ weighs its own auxiliary terms: train_AE.py warns about a --commit given to it, and only then."""
+    base = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", str(tmp_path),
+            "--model", "LFQ_AE_Tiny", "--max_iters", "1", "--batch_size", "8", "--num_workers", "0", "--warm_up_iter",
+            "1", "--log_every", "1", "--save_every", "1", "--eval_every", "1", "--val_batches", "1"]
+    for name, extra in (("default", []), ("given", ["--commit", "0.5"])):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            train_AE.main(parse_with_config(get_train_ae_parser(), [*base, "--name", name, *extra]))
+        warned = [r.getMessage() for r in caplog.records if "does not apply to LFQ_AE_Tiny" in r.getMessage()]
+        assert warned == (["--commit 0.5 does not apply to LFQ_AE_Tiny: LFQ weighs its own auxiliary terms "
+                           "(--entropy_loss_weight, --commitment_loss_weight)"] if name == "given" else []), name
 
 
 def test_the_objective_adds_the_lfq_penalty_unscaled_and_logs_its_entropies():

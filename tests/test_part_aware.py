@@ -232,6 +232,18 @@ def test_condition_dropout_trains_the_unknown_id(synthetic_root, tmp_path) -> No
         assert bool((grads > 0).all()) is trained
 
 
+def test_a_code_dim_given_to_a_part_aware_run_sets_its_part_outputs_too(synthetic_root, tmp_path) -> None:
+    """train_vq.py --code_dim on a part-aware model: the parts' encoders output that width (output_emb_width follows
+    code_dim, which the model requires), rather than the preset's."""
+    argv = ["--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", str(tmp_path),
+            "--name", "wide", "--model", TINY, "--code_dim", "24", "--batch_size", "8", "--num_workers", "0",
+            "--warm_up_iter", "1", "--log_every", "1", "--save_every", "1", "--eval_every", "1", "--val_batches", "1",
+            "--window_size", "32", "--max_iters", "1"]
+    train_vq.main(parse_with_config(get_train_vq_parser(), argv))
+    saved = load_checkpoint(str(tmp_path / "synthetic" / "wide" / "model" / "latest.tar"))
+    assert saved["model_args"]["code_dim"] == 24 and saved["model_args"]["output_emb_width"] == 24
+
+
 def test_cond_drop_prob_reaches_training(synthetic_root, tmp_path) -> None:
     """train_vq.py --cond_drop_prob: the unknown rows of the condition embeddings move only when it is above 0."""
     root = tmp_path / "data"

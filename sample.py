@@ -102,8 +102,9 @@ def check_flags(cfg, prompts: list[Prompt], editing: bool) -> None:
                              f"(they go to the spans from left to right)")
     if cfg.repeat_times < 1:
         raise ValueError(f"--repeat_times must be >= 1, got {cfg.repeat_times}")
-    # Sample k uses seed --seed + k for a torch generator, which takes seeds in [-2^63, 2^64).
-    samples = len(prompts) * cfg.repeat_times
+    # Sample k uses seed --seed + k for a torch generator, which takes seeds in [-2^63, 2^64); --sequence and
+    # --span_prompts make one sample of all prompts per repeat.
+    samples = (1 if cfg.sequence or cfg.span_prompts else len(prompts)) * cfg.repeat_times
     if not -2**63 <= cfg.seed <= 2**64 - samples:
         raise ValueError(f"--seed {cfg.seed}: sample k uses seed --seed + k, and seeds must lie in [-2^63, 2^64); "
                          f"for {samples} sample(s) give a seed from {-2**63} to {2**64 - samples}")

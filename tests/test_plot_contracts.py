@@ -110,24 +110,27 @@ def test_the_joints_go_to_joints_path_as_given(tmp_path):
 
 
 
-def test_a_gif_above_50_fps_keeps_the_frames_nearest_a_50_fps_clock(tmp_path, monkeypatch):
-    """12 frames at 60 fps become 10 GIF frames of 2 cs: frames round(k * 60 / 50) = 0, 1, 2, 4, 5, 6, 7, 8, 10, 11."""
+@pytest.mark.parametrize("frames, kept_frames", [(12, [0, 1, 2, 4, 5, 6, 7, 8, 10, 11]), (7, [0, 1, 2, 4, 5, 6])])
+def test_a_gif_above_50_fps_keeps_the_frames_nearest_a_50_fps_clock(tmp_path, monkeypatch, frames, kept_frames):
+    """At 60 fps a GIF keeps frames round(k * 60 / 50), each 2 cs, looping for ever: 12 frames give 10 and 7 frames
+    (0.117 s) give 6 (the duration rounded, 5.83, not floored)."""
     monkeypatch.setattr(plot_script.shutil, "which", lambda *args, **kwargs: None)
     size = plot_script.even_pixels(0.4 * 50)
 
     def draw(frame):
         return np.full((size, size, 3), 20 * frame, np.uint8)
 
-    path = plot_script.plot_frames(str(tmp_path / "fast.gif"), draw, 12, fps=60, dpi=50, fmt="gif", figsize=0.4)
+    path = plot_script.plot_frames(str(tmp_path / "fast.gif"), draw, frames, fps=60, dpi=50, fmt="gif", figsize=0.4)
     kept, durations = [], []
     with Image.open(path) as image:
+        assert image.info["loop"] == 0
         for k in range(image.n_frames):
             image.seek(k)
             durations.append(image.info["duration"])
             grey = np.asarray(image.convert("RGB"))[size // 2, size // 2, 0]
             kept.append(int(round(grey / 20)))
-    assert kept == [0, 1, 2, 4, 5, 6, 7, 8, 10, 11]
-    assert durations == [20] * 10
+    assert kept == kept_frames
+    assert durations == [20] * len(kept_frames)
 
 
 @pytest.mark.parametrize("fmt", ["webm", "MP4", "", None])

@@ -277,14 +277,15 @@ def _figure(rows: int, cols: int, panel_size: float, title: str,
     # figure state behind.
     width = _title_width(cols, panel_size)
     texts = [title] + [str(text) for _, text in captions or ()]
-    lines = max(_wrap(text, width).count("\n") + 1 for text in texts) if title else 0
-    base = panel_size * rows + (TITLE_BAND if title else 0.0)
+    banded = any(texts)  # a first caption may be empty and a later one not: the band is there from the start
+    lines = max(_wrap(text, width).count("\n") + 1 for text in texts) if banded else 0
+    base = panel_size * rows + (TITLE_BAND if banded else 0.0)
     height = base + TITLE_LINE * max(0, lines - 2)
     fig = Figure(figsize=(panel_size * cols, height))
     FigureCanvasAgg(fig)
     if title:
         fig.suptitle(_wrap(title, width), fontsize=9, **LITERAL_TEXT)
-    return fig, PANELS_TOP * (base / height) if title else 1.0
+    return fig, PANELS_TOP * (base / height) if banded else 1.0
 
 
 def _check_captions(save_path: str, captions: Sequence[tuple[int, str]] | None) -> str:

@@ -74,13 +74,15 @@ def single_process_group():
 
 
 @needs_gloo
-def test_await_release_waits_for_the_backend_reference(single_process_group):
+@pytest.mark.parametrize("free_tensors", [0, 1])
+def test_await_release_waits_for_the_backend_reference(single_process_group, free_tensors):
+    """``await_release`` waits until the backend lets go of a tensor, also when another one is free from the start."""
     tensor = torch.ones(4)
-    tensors = [tensor]
+    tensors = [torch.ones(2) for _ in range(free_tensors)] + [tensor]
     before = _reference_counts(tensors)
     handles = [dist.all_reduce(tensor, async_op=True)]  # the Work handle keeps a C++ reference to the tensor
     handles[0].wait()
-    assert _reference_counts(tensors)[0] > before[0], "this torch does not count the backend's references"
+    assert _reference_counts(tensors)[-1] > before[-1], "this torch does not count the backend's references"
     releasing = threading.Event()
 
     def release():

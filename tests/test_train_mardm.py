@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from test_token_training_contracts import _stub_engine
 from tool_helpers import load_tool
 
 import train_MARDM
@@ -494,3 +495,23 @@ def test_resume_warns_when_the_validation_batches_change(tmp_path, caplog):
         f"{latest}: the run validated on the whole val split, now on 1 val batch: its later validation scores are "
         f"compared with a best checkpoint (net_best_*.tar) scored on the others; add --val_batches 0 to validate as "
         f"before"]
+
+
+def test_mardm_validates_at_the_dataset_s_guidance_and_keeps_the_lowest_loss(setup, encoder, monkeypatch):
+    """Without ``--cfg`` the run takes MARDM's guidance of the dataset (recorded in its config); without
+    ``--need_evaluation`` the engine keeps the lowest validation loss; the loss pads every sample to whole tokens."""
+    monkeypatch.setitem(MARDMBackend.dataset_cfg, "synthetic", 3.0)
+    seen = _stub_engine(monkeypatch, train_MARDM)
+    stubbed = train_MARDM.train
+    monkeypatch.setattr(train_MARDM, "train", lambda model, train_set, loss_fn, *a, **kw: (
+        seen.update(loss_fn=loss_fn), stubbed(model, train_set, loss_fn, *a, **kw))[1])
+    args = _args(setup, "guidance", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--max_iters", "1")
+    train_MARDM.main(args, text_encoder=encoder)
+    assert args.cfg == 3.0 and seen["checkpoint_meta"]["config"]["cfg"] == 3.0
+    assert (seen["cfg"].best_metric, seen["cfg"].best_mode) == ("loss", "min")
+    assert seen["cfg"].max_iters == 1
+    assert seen["loss_fn"].padded_tokens == setup["spec"].max_motion_length // 4
+    typed = _args(setup, "typed", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq", "--max_iters", "1",
+                  "--cfg", "1.5")
+    train_MARDM.main(typed, text_encoder=encoder)
+    assert typed.cfg == 1.5

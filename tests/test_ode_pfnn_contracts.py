@@ -200,18 +200,22 @@ def test_a_contact_group_that_is_not_four_columns_is_refused():
         clip_frames(_features(60), spec)
 
 
-def test_phase_is_zero_at_left_and_pi_at_right_foot_onsets():
-    """Contact columns are left ankle, left foot, right ankle, right foot: the left foot lands at 25 and 45 (ankle
-    column), the right one at 35 (foot column)."""
+@pytest.mark.parametrize("left_column, left_starts, right_column, right_start", [(259, (25, 45), 262, 35),
+                                                                                   (260, (25, 41), 261, 33)])
+def test_phase_is_zero_at_left_and_pi_at_right_foot_onsets(left_column, left_starts, right_column, right_start):
+    """Contact columns are left ankle, left foot, right ankle, right foot, and either column of a foot counts: the
+    left foot lands at ``left_starts``, the right one at ``right_start``, and the phase runs evenly between them."""
     feats = _features(80)
-    for start in (25, 45):
-        feats[start:start + 4, 259] = 1.0
-    feats[35:39, 262] = 1.0
+    for start in left_starts:
+        feats[start:start + 4, left_column] = 1.0
+    feats[right_start:right_start + 4, right_column] = 1.0
     clip = clip_frames(feats, SPEC)
     rows = {int(t): i for i, t in enumerate(clip.frames)}
-    assert clip.phase[rows[25]] == pytest.approx(0.0, abs=1e-6)
-    assert clip.phase[rows[35]] == pytest.approx(math.pi, abs=1e-6)
-    assert clip.phase[rows[30]] == pytest.approx(math.pi / 2, abs=1e-6)
+    first, second = left_starts
+    assert clip.phase[rows[first]] == pytest.approx(0.0, abs=1e-6)
+    assert clip.phase[rows[right_start]] == pytest.approx(math.pi, abs=1e-6)
+    assert clip.phase[rows[(first + right_start) // 2]] == pytest.approx(math.pi / 2, abs=1e-6)
+    assert clip.phase[rows[(right_start + second) // 2]] == pytest.approx(1.5 * math.pi, abs=1e-6)
 
 
 def test_a_clip_without_steps_advances_one_cycle_per_default_period():

@@ -277,6 +277,13 @@ def test_a_sampler_resumed_past_its_last_batch_is_empty():
     assert len(EpochBatchSampler(10, 2, seed=0, epoch=0, start=3)) == 2
 
 
+@pytest.mark.parametrize("batch_size", [0, -4])
+def test_an_epoch_sampler_needs_a_batch_of_at_least_one_sample(batch_size):
+    """A batch size below 1 is refused by name, not a ZeroDivisionError (0) or an epoch of no batches (negative)."""
+    with pytest.raises(ValueError, match=rf"batch_size {batch_size} must be at least 1"):
+        EpochBatchSampler(10, batch_size, seed=0, epoch=0)
+
+
 def test_a_home_folder_given_with_a_tilde_is_expanded(monkeypatch, tmp_path):
     # FSQ_MARDM_HOME=~/fsq must not make a literal "~" folder in the working directory
     monkeypatch.setenv("HOME", str(tmp_path))

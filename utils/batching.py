@@ -36,6 +36,8 @@ class EpochBatchSampler:
 
     def __init__(self, num_samples: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0,
                  world_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size {batch_size} must be at least 1")
         if batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world_size}")
         self.num_batches = num_samples // batch_size

@@ -181,6 +181,15 @@ def test_a_grid_with_a_title_count_unlike_its_motions_is_refused_before_any_file
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("ncols", [0, -1, 3])
+def test_a_grid_with_a_column_count_outside_its_motions_is_refused_before_any_file(tmp_path, ncols):
+    """``ncols`` must be from 1 to the number of motions; the motions' ``.npz`` is not written first."""
+    with pytest.raises(ValueError, match=rf"grid\.gif: ncols must be from 1 to the number of motions \(2\), "
+                                         rf"got {ncols}"):
+        plot_script.plot_multiple(str(tmp_path / "grid.gif"), [_walker(2), _walker(3)], CHAIN5, ncols=ncols, fmt="gif")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("shape", [(3, 5, 2), (3, 5, 4), (3, 15)])
 def test_joints_that_are_not_3d_points_are_refused(shape):
     with pytest.raises(ValueError, match=r"m: expected joint positions \(T, J, 3\) with T >= 1"):

@@ -374,6 +374,8 @@ def plot_multiple(save_path: str, motions: Sequence[np.ndarray], kinematic_chain
         raise ValueError(f"{save_path}: no motions to plot")
     if titles is not None and len(titles) != len(motions):
         raise ValueError(f"{save_path}: {len(titles)} titles for {len(motions)} motions")
+    if ncols is not None and not 1 <= ncols <= len(motions):
+        raise ValueError(f"{save_path}: ncols must be from 1 to the number of motions ({len(motions)}), got {ncols}")
     check_video_settings(save_path, fps, dpi, figsize, radius, fmt)
     stem = os.path.splitext(save_path)[0]
     checked = [check_joints(m, kinematic_chain, name=f"{save_path} motion {i}") for i, m in enumerate(motions)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 import numpy as np
 import pytest
@@ -284,6 +285,15 @@ def test_a_text_encoder_of_another_width_than_recorded_is_refused(clip_files):
     record = {"name": "clip", "dim": CLIP_EMBED + 1, "path": clip_files[0]}
     with pytest.raises(CheckpointError, match=rf"gen.tar: text encoder 'clip' gives {CLIP_EMBED}-dim embeddings, the "
                                               rf"model was trained on {CLIP_EMBED + 1}-dim ones"):
+        build_recorded_text_encoder(record, "gen.tar")
+
+
+@pytest.mark.parametrize("dim", ["wide", [CLIP_EMBED]])
+def test_a_recorded_text_encoder_width_that_is_not_a_number_is_a_checkpoint_error(clip_files, dim):
+    """A damaged ``dim`` in the text_encoder record is a CheckpointError naming the file and the value."""
+    record = {"name": "clip", "dim": dim, "path": clip_files[0]}
+    with pytest.raises(CheckpointError, match=rf"gen.tar: text_encoder record .*dim must be a whole number, got "
+                                              rf"{re.escape(repr(dim))}"):
         build_recorded_text_encoder(record, "gen.tar")
 
 

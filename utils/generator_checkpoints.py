@@ -187,6 +187,14 @@ def check_text_encoder_request(record: dict[str, Any], path: str, requested: str
                               f"only understands {name!r} embeddings")
 
 
+def _recorded_dim(record: dict[str, Any], path: str) -> int:
+    try:
+        return int(record["dim"])
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: text_encoder record {record}: dim must be a whole number, "
+                              f"got {record['dim']!r}") from None
+
+
 def build_recorded_text_encoder(record: dict[str, Any], path: str, device: str | torch.device = "cpu",
                                 requested: str | None = None, weights_path: str | None = None) -> CachedTextEncoder:
     """The text encoder of a checkpoint's ``text_encoder`` record ``{"name", "dim", "path"}``, memoising captions.
@@ -211,7 +219,7 @@ def build_recorded_text_encoder(record: dict[str, Any], path: str, device: str |
         encoder = build_text_encoder(name, **kwargs)
     except ValueError as e:
         raise CheckpointError(f"{path}: text_encoder record {record}: {e}") from e
-    if record.get("dim") is not None and encoder.dim != int(record["dim"]):
+    if record.get("dim") is not None and encoder.dim != _recorded_dim(record, path):
         raise CheckpointError(f"{path}: text encoder {name!r} gives {encoder.dim}-dim embeddings, the model was "
                               f"trained on {record['dim']}-dim ones (another weights file?)")
     return CachedTextEncoder(encoder)

@@ -113,6 +113,9 @@ class ConvAutoencoder(nn.Module):
         if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
             raise ValueError(f"{type(self).__name__}: expected latents of shape (B, N, {self.latent_dim}), "
                              f"got {tuple(latents.shape)}")
+        if latents.shape[1] == 0:
+            raise ValueError(f"{type(self).__name__}: latents of shape {tuple(latents.shape)} hold no tokens; the "
+                             f"decoder needs at least one (N >= 1)")
         check_input_dtype(latents, self.decoder.model[0].weight, type(self).__name__, "latents")
         return self.decoder(latents)
 

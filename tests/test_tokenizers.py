@@ -453,3 +453,16 @@ def test_unit_length_is_stride_to_the_power_of_down_t():
 def test_velocity_loss_refuses_a_single_frame():
     with pytest.raises(ValueError, match="at least 2 frames"):
         velocity_loss(torch.zeros(2, 1, 10), torch.zeros(2, 1, 10), slice(0, 6))
+
+
+@pytest.mark.parametrize("name", ["AE_Tiny", "FSQ_AE_Tiny", "VQVAE_Tiny", "RVQVAE_Tiny", "LFQ_AE_Tiny"])
+def test_decoding_no_tokens_is_refused_naming_the_shape(name: str) -> None:
+    """Zero tokens are refused by the tokenizer, as zero frames are by encode, not deep inside a convolution."""
+    model = build_tokenizer(name).eval()
+    with pytest.raises(ValueError, match=rf"^{type(model).__name__}: latents of shape \(2, 0, {model.latent_dim}\) "
+                                         r"hold no tokens; the decoder needs at least one \(N >= 1\)$"):
+        model.decode_latent(torch.zeros(2, 0, model.latent_dim))
+    if model.kind != "ae":
+        empty = torch.zeros((2, 0, 3) if name == "RVQVAE_Tiny" else (2, 0), dtype=torch.long)
+        with pytest.raises(ValueError, match="hold no tokens"):
+            model.decode(empty)

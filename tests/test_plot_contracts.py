@@ -2,6 +2,8 @@
 root, bone colours and coordinates, title bands and caption wrapping, captions per frame, where the joints are
 saved, GIF timing above 50 fps, the formats tried, and what is refused before any file is written)."""
 
+import re
+
 import numpy as np
 import pytest
 from matplotlib.colors import to_hex
@@ -222,3 +224,18 @@ def test_an_unknown_format_is_refused_before_the_joints_are_written(tmp_path):
         with pytest.raises(ValueError, match=r"m\.gif: video format must be one of \('auto', 'mp4', 'gif'\)"):
             call()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape", [(20, 20, 3), (40, 40, 3), (30, 30)])
+def test_a_frame_drawn_at_another_size_is_refused_not_rescaled(tmp_path, monkeypatch, shape):
+    """plot_frames shows images pixel for pixel: one of another shape than (S, S, 3) is an error naming both."""
+    monkeypatch.setattr(plot_script.shutil, "which", lambda *args, **kwargs: None)
+    size = plot_script.even_pixels(0.6 * 50)
+    assert size == 30
+
+    def draw(frame):
+        return np.zeros((size, size, 3) if frame == 0 else shape, np.uint8)
+
+    with pytest.raises(plot_script.RenderError, match=rf"v\.gif: frame 1 was drawn as an image of shape "
+                                                      rf"{re.escape(str(shape))}, expected \({size}, {size}, 3\)"):
+        plot_script.plot_frames(str(tmp_path / "v.gif"), draw, 3, fps=10, dpi=50, fmt="gif", figsize=0.6)

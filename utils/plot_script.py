@@ -434,7 +434,11 @@ def plot_frames(save_path: str, draw: Callable[[int], np.ndarray], num_frames: i
             return
         if frame < drawn:  # a second attempt after a failed encoder starts again
             bar.reset()
-        image.set_data(draw(frame))
+        picture = draw(frame)
+        if np.shape(picture) != (size, size, 3):  # set_data would rescale it silently to the first image's extent
+            raise ValueError(f"{save_path}: frame {frame} was drawn as an image of shape {np.shape(picture)}, "
+                             f"expected ({size}, {size}, 3) for figsize {figsize} at dpi {dpi}")
+        image.set_data(picture)
         drawn = frame
         bar.update(1)
 

@@ -87,6 +87,23 @@ def test_the_quick_plan_runs_the_quick_flags_and_the_paper_plan_the_datasets_own
         assert argv[argv.index("--batch_size") + 1] == "16" and "tiny_momask" not in " ".join(argv)
 
 
+def test_the_quick_plan_trains_and_evaluates_briefly(tmp_path):
+    """--quick trains a tokenizer 300 iterations and a generator 200, each validating and saving every 100; a tokenizer
+    evaluation replicates 3 times, a generator's 2, its multimodality over 1 batch of 11 repeats."""
+    args = _args(tmp_path, quick=True, data_root=str(tmp_path / "Synthetic"))
+    steps = _by_name(plan(args, get_recipe("mardm_sit_xl"), "synthetic"))
+
+    def tail(name: str, after: str) -> list[str]:
+        argv = steps[name].argv
+        return argv[argv.index(after):]
+
+    assert tail("tokenizer", "--max_iters") == ["--max_iters", "300", "--eval_every", "100", "--save_every", "100"]
+    assert tail("generator", "--max_iters") == ["--max_iters", "200", "--eval_every", "100", "--save_every", "100"]
+    assert tail("evaluate_tokenizer", "--replications")[:2] == ["--replications", "3"]
+    assert tail("evaluate", "--replications")[:6] == ["--replications", "2", "--mm_batches", "1", "--mm_repeats",
+                                                      "11"]
+
+
 def test_a_training_step_is_done_when_its_run_has_latest_tar(tmp_path):
     """A training step's output is its run's model/latest.tar under <checkpoints_dir>/<dataset>; an evaluation's is
     its result in the recipe's output folder, and it is not a training."""
@@ -317,6 +334,14 @@ def test_a_parent_recorded_without_its_sha256_is_not_a_stale_parent(tmp_path):
     assert stale_parents([_generator_on(tmp_path, {"path": str(tokenizer)})]) == []
 
 
+def test_a_parent_that_is_still_the_version_recorded_is_not_a_stale_parent(tmp_path):
+    """A run whose parent record names the tokenizer file's current SHA-256 goes on: it is not refused."""
+    tokenizer = tmp_path / "ae.tar"
+    tokenizer.write_bytes(b"ae")
+    now = hashlib.sha256(b"ae").hexdigest()
+    assert stale_parents([_generator_on(tmp_path, {"path": str(tokenizer), "sha256": now})]) == []
+
+
 def test_a_stale_parent_without_a_kept_copy_says_the_run_no_longer_loads(tmp_path):
     """A tokenizer trained further with no copy of the former version kept: the refusal names where the copy would
     be and that the run no longer loads."""
@@ -367,6 +392,17 @@ def test_a_skipped_evaluation_is_reported_and_one_not_run_is_not(tmp_path, monke
     report = json.loads((tmp_path / "ck" / "synthetic" / "reproduce" / "two" / "report.json").read_text())
     assert report["evaluations"] == {}
 
+
+def test_rerun_runs_the_finished_stages_again_and_keeps_the_data(tmp_path, monkeypatch):
+    """--rerun runs a training recorded as finished again, continuing its run, and its evaluation; the data is kept."""
+    log, argv = two_stage_recipe(tmp_path, monkeypatch)
+    reproduce.main(argv)
+    log.write_text("")
+    report = reproduce.main([*argv, "--rerun"])
+    assert [s["status"] for s in report["stages"]] == ["skipped (done)", "done", "done"]
+    calls = [line.split() for line in log.read_text().splitlines()]
+    assert [os.path.basename(c[0]) for c in calls] == ["train_vq.py", "evaluation_AE.py"]
+    assert calls[0][-1] == "--is_continue"
 
 def test_a_dry_run_with_rerun_prints_the_finished_stages_as_commands(tmp_path, monkeypatch, capsys):
     """--dry_run --rerun prints the recipe's finished stages as the commands the call would run again."""

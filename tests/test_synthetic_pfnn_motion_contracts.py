@@ -21,7 +21,7 @@ from utils.pfnn import (
     pfnn_layout,
 )
 from utils.synthetic_actions import _bow, _jump, _kick, _raise_arms, _run, _turn, _walk, _wave
-from utils.synthetic_controls import _align, _rest_controls, _two_bone_ik
+from utils.synthetic_controls import _align, _arm_pole, _rest_controls, _two_bone_ik
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Synthetic actions
@@ -186,6 +186,16 @@ def test_two_bone_ik_with_a_pole_along_the_reach_still_bends_the_chain():
     np.testing.assert_allclose(np.linalg.norm(mid - base, axis=-1), 0.4)
     np.testing.assert_allclose(np.linalg.norm(end - mid, axis=-1), 0.4)
     np.testing.assert_allclose(end, target, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind, left", [("back", (0.3, 0.0, -1.0)), ("out", (1.0, -0.4, -0.3)),
+                                        ("down", (0.6, -1.0, 0.0))])
+def test_each_elbow_pole_points_its_way_in_the_chest_frame(kind, left):
+    """The left elbow's pole of each kind is its chest-frame direction normalised ("back": behind the body, "down":
+    below it), the right one's mirrored in x."""
+    left = np.array(left) / np.linalg.norm(left)
+    np.testing.assert_allclose(_arm_pole(3, kind), np.broadcast_to([left, left * [-1.0, 1.0, 1.0]], (3, 2, 3)),
+                               atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

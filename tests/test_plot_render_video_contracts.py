@@ -413,3 +413,51 @@ def test_a_later_caption_gets_a_band_even_when_the_first_caption_is_empty(encode
     assert fig.get_figheight() == pytest.approx(4.0 + plot_script.TITLE_BAND)
     top = fig.axes[0].get_position(original=True).y1 * fig.get_figheight()
     assert top == pytest.approx(plot_script.PANELS_TOP * (4.0 + plot_script.TITLE_BAND))
+
+
+def test_cli_a_missing_input_is_named_before_any_input_is_read(no_ffmpeg, tmp_path):
+    """Every input's existence is checked before any is read: a missing one after a badly shaped one is the error."""
+    np.save(tmp_path / "odd.npy", np.zeros((4, 17), dtype=np.float32))
+    with pytest.raises(FileNotFoundError, match=r"missing\.npy: no such file$"):
+        run_cli(str(tmp_path / "odd.npy"), str(tmp_path / "missing.npy"), "--dataset_name", "t2m")
+
+
+def test_cli_a_mesh_render_is_refused_by_an_existing_mesh_video_not_a_stick_figure_one(no_ffmpeg, monkeypatch,
+                                                                                         tmp_path):
+    """With --mesh an existing <name>_mesh video refuses the run naming it; an existing <name> stick-figure video
+    does not."""
+    from utils import smpl_mesh
+
+    calls = []
+    monkeypatch.setattr(smpl_mesh, "load_body_mesh", lambda path: object())
+    monkeypatch.setattr(smpl_mesh, "render_joints_mesh", lambda save_path, *args, **kwargs: calls.append(save_path)
+                        or save_path)
+    np.save(tmp_path / "walk.npy", random_walk())
+    (tmp_path / "walk.gif").write_bytes(b"stick figure")
+    run_cli(str(tmp_path / "walk.npy"), "--dataset_name", "t2m", "--mesh", "model.npz", "--format", "gif")
+    assert calls == [str(tmp_path / "walk_mesh.mp4")]
+    (tmp_path / "walk_mesh.gif").write_bytes(b"mesh")
+    with pytest.raises(FileExistsError, match=r"1 file\(s\) exist already .*walk_mesh\.gif; pass --overwrite"):
+        run_cli(str(tmp_path / "walk.npy"), "--dataset_name", "t2m", "--mesh", "model.npz", "--format", "gif")
+    assert len(calls) == 1
+
+
+def test_cli_a_parameters_file_renders_its_mesh_under_the_title_given_else_its_name(no_ffmpeg, monkeypatch, tmp_path):
+    """An AMASS-layout .npz renders through the mesh renderer titled --title when given, else with the file's name."""
+    from test_amass import _motion, _save
+
+    from utils import smpl_mesh
+
+    calls = []
+
+    def record(path, mesh, save_path, **kwargs):
+        calls.append((save_path, kwargs["title"], kwargs["fps"]))
+        return save_path
+
+    monkeypatch.setattr(smpl_mesh, "load_body_mesh", lambda path: object())
+    monkeypatch.setattr(smpl_mesh, "render_amass_file", record)
+    clip = str(_save(tmp_path / "walk.npz", **_motion(4, 60.0)))
+    run_cli(clip, "--body_model", "model.npz", "--title", "a person walks", "--fps", "12")
+    run_cli(clip, "--body_model", "model.npz", "--overwrite")
+    assert calls == [(str(tmp_path / "walk_mesh.mp4"), "a person walks", 12.0),
+                     (str(tmp_path / "walk_mesh.mp4"), "walk", None)]

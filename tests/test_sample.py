@@ -550,3 +550,31 @@ def test_mesh_video_of_the_smpl_parameters(ckdir, tmp_path, monkeypatch, caplog)
     with pytest.raises(ValueError, match=r"--smpl: .*joints_only\.npz: body model lacks weights; expected weights"):
         run_sample(ckdir, "--text_prompt", "a person walks", "--mesh_video", "--smpl",
                    str(_body_model(tmp_path / "joints_only.npz")))
+
+
+def test_a_run_without_sequence_does_not_speak_of_transitions(ckdir, tmp_path, caplog):
+    """--transition_seconds off the token grid is said only for a --sequence: a run of single prompts is silent."""
+    with caplog.at_level("WARNING", logger="sample"):
+        manifest = run_sample(ckdir, "--text_prompt", "a person walks", "--motion_length", "16", "--no_render",
+                              "--transition_seconds", "0.3", "--output_dir", str(tmp_path / "out"))
+    assert "sequence" not in manifest["runs"][-1] and len(manifest["samples"]) == 1
+    assert [r.getMessage() for r in caplog.records if "transition" in r.getMessage()] == []
+
+
+def test_an_edit_keeps_its_source_file_when_the_sample_it_replaces_lists_it(ckdir, source, tmp_path):
+    """An earlier sample of the edit's name whose files include the edit's source is replaced, but the source file
+    stays on disk with its content."""
+    out = tmp_path / "out"
+    out.mkdir()
+    src = out / "walk_features.npy"
+    np.save(src, source)
+    stem = "a_person_jumps_edit_000_r00"
+    (out / f"{stem}.npy").write_bytes(b"old joints")
+    (out / "manifest.json").write_text(json.dumps({"runs": [{"checkpoint": "old"}], "samples": [
+        {"run": 0, "prompt": "old", "files": {"features": f"{stem}_features.npy", "joints": f"{stem}.npy",
+                                               "bvh": "walk_features.npy"}}]}), encoding="utf-8")
+    manifest = run_sample(ckdir, "--text_prompt", "a person jumps", "--edit_source", str(src),
+                          "--edit_frames", "8:24", "--no_render", "--output_dir", str(out))
+    assert [s["prompt"] for s in manifest["samples"]] == ["a person jumps"]
+    np.testing.assert_array_equal(np.load(src), source)
+    assert np.load(out / f"{stem}.npy").shape == (48, 22, 3)

@@ -374,3 +374,4 @@ def test_a_combined_run_bounds_the_seed_by_its_motions_not_its_prompts():
         sample.check_flags(_flags(sequence=True, seed=2**64 - 1, repeat_times=2), prompts, editing=False)
     spans = _flags(span_prompts=True, edit_frames=["0:8", "12:16", "20:24"], seed=2**64 - 1)
     sample.check_flags(spans, prompts, editing=True)
+

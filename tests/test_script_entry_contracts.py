@@ -1,29 +1,40 @@
 """The training scripts' own flag handling and stage wiring: which tokenizer entry ``train_vq.py`` builds and with
 which keywords, ``train_AE.py``'s architecture keywords, ``train_MARDM.py``'s head flags, the guidance and collate
-function the token transformers validate with, and ``train_length_estimator.py``'s resume checks and loss."""
+function the token transformers validate with, and ``train_length_estimator.py``'s resume checks and loss; what each
+generator script hands its engine and validation, and ``train_evaluator.py``'s two stages."""
 
 from __future__ import annotations
 
 import logging
+import types
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_length_estimator_contracts import HashedTextEncoder
 from test_token_training_contracts import _args, _ckpt, _stub_engine, tiny  # noqa: F401 (tiny is a fixture)
+from test_train_evaluator import data_root  # noqa: F401 (a fixture)
+from test_train_evaluator import parse as _evaluator_args
+from test_train_mardm import _args as _mardm_run_args
+from test_train_mardm import setup as mardm_setup  # noqa: F401 (a fixture)
 
 import evaluation_MARDM
 import train_AE
+import train_evaluator
 import train_length_estimator
 import train_MARDM
 import train_res_transformer
 import train_t2m_transformer
 import train_vq
+from models.length_estimator import LengthEstimator
 from options.config import parse_with_config
 from options.eval_generator_options import get_evaluation_generator_parser
-from options.generator_options import get_train_mardm_parser
+from options.generator_options import get_train_length_estimator_parser, get_train_mardm_parser
 from options.tokenizer_options import get_train_ae_parser, get_train_vq_parser
-from utils.checkpoint import CheckpointError, save_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.generation_momask import MoMaskBackend
+from utils.run_dir import RunDir, RunDirError
 from utils.token_stage import collate_text_tokens
 
 
@@ -143,6 +154,73 @@ def test_a_preset_solver_flag_on_a_ddpm_head_is_passed_on_and_logged(tmp_path, c
         train_MARDM.model_overrides(_mardm_args("--config", str(preset), "--flow_solver", "heun"))
 
 
+def test_an_evaluating_mardm_run_keeps_the_lowest_fid_generated_at_the_typed_guidance(mardm_setup, monkeypatch):  # noqa: F811
+    """``--need_evaluation`` adds the loaded evaluator's generation scores, generated at ``--time_steps`` and ``--cfg``,
+    to the val split's loss at ``--seed`` (which also seeds the model); both splits count whole tokens of the
+    tokenizer, and the lowest FID is kept."""
+    seen = _stub_engine(monkeypatch, train_MARDM)
+    seen.update(evaluator=object(), eval_loader=object())
+
+    def val_loss(loss_fn, val_set, batch_size, batches, **kw):
+        seen.update(loss_fn=loss_fn, val_set=val_set, val_kw=kw)
+        return lambda net: {"loss": 1.0}
+
+    def generation(*a, **kw):
+        seen.update(generation_args=a, generation_kw=kw)
+        return lambda net: {"fid": 2.0}
+
+    monkeypatch.setattr(train_MARDM, "make_val_loss_fn", val_loss)
+    monkeypatch.setattr(train_MARDM, "make_generation_eval_fn", generation)
+    monkeypatch.setattr(train_MARDM, "load_validation_evaluator", lambda *a: (seen["evaluator"], seen["eval_loader"]))
+    monkeypatch.setattr(train_MARDM, "set_seed", lambda seed: seen.update(seed=seed))
+    train_MARDM.main(_mardm_run_args(mardm_setup, "evaluating", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq",
+                                     "--max_iters", "1", "--need_evaluation", "--cfg", "3.5", "--time_steps", "7",
+                                     "--seed", "11"), text_encoder=HashedTextEncoder())
+    args = seen["generation_args"]
+    assert args[2] is seen["evaluator"] and args[3] is seen["eval_loader"]
+    assert args[6:] == (7, 3.5) and seen["generation_kw"] == {"seed": 11} and seen["val_kw"] == {"seed": 11}
+    assert seen["seed"] == 11
+    assert (seen["train_set"].split, seen["val_set"].split) == ("train", "val")
+    assert seen["train_set"].unit_length == seen["val_set"].unit_length == 4
+    assert seen["loss_fn"].padded_tokens == 49 and type(seen["loss_fn"].padded_tokens) is int
+    assert (seen["cfg"].best_metric, seen["cfg"].best_mode) == ("fid", "min")
+    assert seen["val_fn"](None) == {"loss": 1.0, "fid": 2.0}
+
+
+def test_a_typed_tokenizer_file_replaces_the_preset_s_tokenizer_run(mardm_setup, tmp_path, monkeypatch):  # noqa: F811
+    """A typed ``--ae_ckpt`` clears the ``--config`` preset's ``ae_name`` (recorded as unset) and is trained on."""
+    seen = _stub_engine(monkeypatch, train_MARDM)
+    preset = tmp_path / "p.yaml"
+    preset.write_text("ae_name: other\n")
+    ckpt = f"{mardm_setup['ckpt']}/synthetic/fsq/model/latest.tar"
+    args = _mardm_run_args(mardm_setup, "typed_file", "--config", str(preset), "--model", "FSQ-MARDM-SiT-Tiny",
+                           "--ae_ckpt", ckpt, "--max_iters", "1")
+    train_MARDM.main(args, text_encoder=HashedTextEncoder())
+    assert args.ae_name is None and seen["checkpoint_meta"]["config"]["ae_name"] is None
+    assert seen["checkpoint_meta"]["tokenizer"]["path"] == ckpt
+
+
+def test_a_new_mardm_run_trains_on_the_tokenizer_s_ema_weights(mardm_setup, monkeypatch):  # noqa: F811
+    """A new run on a tokenizer file holding EMA weights loads those, and records that it did."""
+    seen = _stub_engine(monkeypatch, train_MARDM)
+    state = load_checkpoint(f"{mardm_setup['ckpt']}/synthetic/fsq/model/latest.tar")
+    save_checkpoint(f"{mardm_setup['ckpt']}/synthetic/fsq_ema/model/latest.tar",
+                    {**state, "ema": {k: v + 0.01 if v.is_floating_point() else v for k, v in state["model"].items()}})
+    train_MARDM.main(_mardm_run_args(mardm_setup, "on_ema", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq_ema",
+                                     "--max_iters", "1"), text_encoder=HashedTextEncoder())
+    assert seen["checkpoint_meta"]["tokenizer"]["weights"] == "ema"
+
+
+def test_a_mardm_run_writes_the_caption_cache_to_text_cache(mardm_setup, tmp_path, monkeypatch):  # noqa: F811
+    """``--text_cache`` receives the embeddings of the captions of both splits."""
+    _stub_engine(monkeypatch, train_MARDM)
+    cache = tmp_path / "captions.npz"
+    train_MARDM.main(_mardm_run_args(mardm_setup, "cached", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq",
+                                     "--max_iters", "1", "--text_cache", str(cache)), text_encoder=HashedTextEncoder())
+    with np.load(cache, allow_pickle=False) as saved:
+        assert saved["embeddings"].shape == (len(saved["captions"]), 16) and len(saved["captions"]) > 64
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # train_t2m_transformer.py / train_res_transformer.py: validation guidance, cached codes
 # ---------------------------------------------------------------------------------------------------------------------
@@ -184,6 +262,74 @@ def test_frozen_codebook_embeddings_reach_the_residual_transformer(tiny, tmp_pat
     assert model_args["code_embedding"] == "codebook" and model_args["share_weight"] is False
 
 
+def _record_validation(monkeypatch, script):
+    """Stub the script's engine and replace its validation builders by recorders returning fixed metrics."""
+    seen = _stub_engine(monkeypatch, script)
+    seen.update(evaluator=object(), eval_loader=object())
+
+    def val_loss(loss_fn, val_set, batch_size, batches, **kw):
+        seen.update(loss_fn=loss_fn, val_set=val_set, val_kw=kw)
+        return lambda net: {"loss": 1.0}
+
+    def generation(*a, **kw):
+        seen.update(generation_args=a, generation_kw=kw)
+        return lambda net: {"fid": 2.0}
+
+    monkeypatch.setattr(script, "make_token_val_fn", val_loss)
+    monkeypatch.setattr(script, "make_token_generation_eval_fn", generation)
+    monkeypatch.setattr(script, "load_validation_evaluator", lambda *a: (seen["evaluator"], seen["eval_loader"]))
+    return seen
+
+
+@pytest.mark.parametrize("role, script, argv, guidance", [
+    ("mask", train_t2m_transformer, ["--time_steps", "7"], (3.5, 7)),
+    ("res", train_res_transformer, [], (3.5,)),
+])
+def test_an_evaluating_run_keeps_the_lowest_fid_generated_at_the_typed_guidance(tiny, tmp_path, monkeypatch,  # noqa: F811
+                                                                                role, script, argv, guidance):
+    """``--need_evaluation`` adds the generation scores of the loaded evaluator, generated at the typed
+    ``--cond_scale`` (and the masked transformer's ``--time_steps``), to the validation; the lowest FID is kept."""
+    seen = _record_validation(monkeypatch, script)
+    script.main(_args(tiny, role, _ckpt(tiny, tmp_path), "--need_evaluation", "--cond_scale", "3.5", "--seed", "11",
+                      *argv))
+    args = seen["generation_args"]
+    assert args[2] is seen["evaluator"] and args[3] is seen["eval_loader"]
+    assert args[6] == role and args[7:] == guidance and seen["generation_kw"] == {"seed": 11}
+    assert (seen["cfg"].best_metric, seen["cfg"].best_mode) == ("fid", "min")
+    assert seen["val_fn"](None) == {"loss": 1.0, "fid": 2.0}
+
+
+@pytest.mark.parametrize("role, script, padded", [("mask", train_t2m_transformer, 49), ("res", train_res_transformer,
+                                                                                         None)])
+def test_cached_codes_are_validated_with_the_token_collate_and_the_padded_length(tiny, tmp_path, monkeypatch,  # noqa: F811
+                                                                                 role, script, padded):
+    """The validation loss batches cached codes with ``collate_text_tokens``; the masked transformer's loss pads
+    to the dataset's length in whole tokens (196 // 4), the residual one's does not; ``--n_layers`` sizes the model."""
+    seen = _record_validation(monkeypatch, script)
+    script.main(_args(tiny, role, _ckpt(tiny, tmp_path), "--cache_tokens", "--n_layers", "1"))
+    assert seen["model"].model_args["num_layers"] == 1
+    assert seen["val_kw"]["collate_fn"] is collate_text_tokens
+    assert seen["loss_fn"].padded_tokens == padded and type(seen["loss_fn"].padded_tokens) is type(padded)
+
+
+@pytest.mark.parametrize("role, script", [("mask", train_t2m_transformer), ("res", train_res_transformer)])
+@pytest.mark.parametrize("record, message", [
+    ({"config": {"cache_tokens": True}}, r"trained with --cache_tokens True but False now"),
+    ({"config": {}, "tokenizer": {"path": "old.tar", "sha256": "0" * 64}}, r"trained on tokenizer old.tar"),
+])
+def test_a_resume_on_other_codes_or_tokenizer_weights_is_refused_before_training(tiny, tmp_path,  # noqa: F811
+                                                                                 monkeypatch, role, script, record,
+                                                                                 message):
+    """A run trained on cached codes resumed without ``--cache_tokens``, or on another tokenizer file, fails naming
+    what it was trained with, before the engine runs."""
+    seen = _stub_engine(monkeypatch, script)
+    ckpt = _ckpt(tiny, tmp_path)
+    save_checkpoint(str(ckpt / "synthetic" / "run" / "model" / "latest.tar"), record)
+    with pytest.raises(CheckpointError, match=message):
+        script.main(_args(tiny, role, ckpt, "--is_continue"))
+    assert seen == {}
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # train_length_estimator.py
 # ---------------------------------------------------------------------------------------------------------------------
@@ -223,6 +369,140 @@ def test_the_length_loss_is_the_cross_entropy_and_logs_the_batch_accuracy():
     assert torch.allclose(loss, F.cross_entropy(logits, classes))
     assert float(logs["accuracy"]) == pytest.approx(0.75)
     assert not logs["accuracy"].requires_grad
+
+
+def test_the_estimator_is_built_from_its_flags_at_the_seed_and_keeps_the_lowest_loss(tmp_path, synthetic_root,
+                                                                                     monkeypatch):
+    """``--hidden_dim``, ``--dropout`` and ``--unit_length 1`` (197 classes) shape the estimator, drawn at ``--seed``;
+    the checkpoint names the model and unit; validation scores the val split's loss and accuracy, keeping the lowest
+    loss."""
+    seen = _stub_engine(monkeypatch, train_length_estimator)
+    splits = {}
+    embed = train_length_estimator.embed_split
+    monkeypatch.setattr(train_length_estimator, "embed_split",
+                        lambda encoder, spec, split, *a: splits.setdefault(split, embed(encoder, spec, split, *a)))
+    args = parse_with_config(get_train_length_estimator_parser(), [
+        "--dataset_name", "synthetic", "--data_root", synthetic_root, "--checkpoints_dir", str(tmp_path / "ck"),
+        "--hidden_dim", "24", "--dropout", "0.3", "--unit_length", "1", "--seed", "5", "--max_iters", "2"])
+    train_length_estimator.main(args, text_encoder=HashedTextEncoder())
+    model = seen["model"]
+    assert model.model_args == {"text_dim": 16, "num_classes": 197, "hidden_dim": 24, "dropout": 0.3}
+    torch.manual_seed(5)
+    expected = LengthEstimator(16, num_classes=197, hidden_dim=24, dropout=0.3).state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
+    meta = seen["checkpoint_meta"]
+    assert meta["model_name"] == "LengthEstimator" and meta["unit_length"] == 1
+    assert (seen["cfg"].best_metric, seen["cfg"].best_mode) == ("loss", "min")
+    model.eval()
+    with torch.no_grad():
+        logits, classes = model(splits["val"].embeddings), splits["val"].classes
+        metrics = seen["val_fn"](model)
+    assert metrics["loss"] == pytest.approx(float(F.cross_entropy(logits, classes)))
+    assert metrics["accuracy"] == pytest.approx(float((logits.argmax(-1) == classes).float().mean()))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# train_evaluator.py: the two stages' losses, optimizers and engine settings
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _record_evaluator_training(monkeypatch):
+    """Replace ``train_evaluator``'s engine, validation and report by recorders; returns what they were given."""
+    seen = {"stages": [], "shifts": [], "margins": []}
+
+    def train(model, data, loss_fn, cfg, run, **kw):
+        seen["stages"].append(dict(model=model, loss_fn=loss_fn, cfg=cfg, run=run, **kw))
+        return types.SimpleNamespace(latest_path=run.latest_path)
+
+    class Validation:
+        best_val_loss = 0.5
+
+        def __init__(self, *a, **kw):
+            seen["validation_kw"] = kw
+
+    def report(cfg, spec, finest_path, batch_size, best_val_loss, report_path):
+        seen["report_path"] = report_path
+        return {"word_vectors": "learned", "samples": 32, "batch_size": 32, "top1": 0.1, "top2": 0.2, "top3": 0.3,
+                "matching_score": 4.0}
+
+    def shift(batch_size, mode):
+        seen["shifts"].append(mode)
+        return 1
+
+    def contrastive(text_emb, motion_emb, shift, margin):
+        seen["margins"].append(margin)
+        return torch.tensor(2.0), torch.tensor(3.0)
+
+    monkeypatch.setattr(train_evaluator, "train", train)
+    monkeypatch.setattr(train_evaluator, "CoEmbeddingValidation", Validation)
+    monkeypatch.setattr(train_evaluator, "validate_final_state", lambda *a: seen.update(final_state=a))
+    monkeypatch.setattr(train_evaluator, "write_validation_report", report)
+    monkeypatch.setattr(train_evaluator, "draw_shift", shift)
+    monkeypatch.setattr(train_evaluator, "contrastive_loss", contrastive)
+    return seen
+
+
+def test_the_evaluator_stages_train_with_their_losses_optimizer_and_settings(data_root, tmp_path,  # noqa: F811
+                                                                            monkeypatch):
+    """Stage 1 (unclipped) minimises reconstruction plus weighted sparsity and smoothness; stage 2 the positive plus
+    negative contrastive terms at ``--margin`` and ``--neg_shift``, its Adam at ``--lr`` over the trainable
+    parameters; the final state is validated, the report written and returned; the records keep the resolved stage-1
+    length, the unset options and the ignored dimensions as a list."""
+    seen = _record_evaluator_training(monkeypatch)
+    ck = tmp_path / "ck"
+    result = train_evaluator.main(_evaluator_args(data_root, ck, "--max_iters", "3", "--lr", "3e-3", "--margin", "4",
+                                                  "--lambda_sparsity", "0.5", "--lambda_smooth", "0.25",
+                                                  "--batch_size", "64", "--pretrain_window", "24"))
+    assert result["top1"] == 0.1
+    stage1, stage2 = seen["stages"]
+    assert stage1["cfg"].grad_clip == 0.0 and stage1["cfg"].max_iters > 1
+    motion = torch.zeros(2, 5, 3)
+    recon, latents = torch.ones(2, 5, 3), torch.tensor([[[1.0], [-3.0], [2.0], [2.0]], [[0.0], [0.0], [4.0], [1.0]]])
+    loss, _ = stage1["loss_fn"](lambda m: (recon, latents), motion)
+    assert float(loss) == pytest.approx(1.0 + 0.5 * 13 / 8 + 0.25 * 16 / 6)
+    optimizer = stage1["optimizer_factory"](torch.nn.Linear(2, 2))
+    assert type(optimizer) is torch.optim.Adam and optimizer.param_groups[0]["lr"] == 3e-3
+
+    batch = types.SimpleNamespace(word_embs=None, pos_ohot=None, sent_lens=None, motion=None, m_lengths=None)
+    loss, _ = stage2["loss_fn"](lambda *a: (torch.zeros(4, 2), torch.zeros(4, 2)), batch)
+    assert float(loss) == 5.0 and seen["shifts"] == ["nonzero"] and seen["margins"] == [4.0]
+    frozen = torch.nn.Linear(2, 2)
+    frozen.weight.requires_grad_(False)
+    params = stage2["optimizer_factory"](frozen).param_groups[0]["params"]
+    assert len(params) == 1 and params[0] is frozen.bias
+    assert seen["validation_kw"]["resume"] is False and seen["validation_kw"]["steps_per_epoch"] == 1
+    assert stage2["cfg"].is_continue is False and stage2["cfg"].max_iters == 3
+    run = RunDir(str(ck), "synthetic", "text_mot_match")
+    assert stage2["checkpoint_meta"]["parent"] == stage1["run"].latest_path
+    assert stage2["checkpoint_meta"]["config"]["pretrain_iters"] == stage1["cfg"].max_iters
+    assert stage2["checkpoint_meta"]["config"]["glove_dir"] is None
+    assert stage2["checkpoint_meta"]["model_args"]["ignore_dims"] == [259, 263]
+    assert seen["final_state"][2] == f"{run.model_dir}/finest.tar"
+    assert seen["report_path"] == f"{run.eval_dir}/evaluator_val.json"
+    assert (tmp_path / "ck" / "synthetic" / "text_mot_match" / "meta" / "mean.npy").is_file()
+
+
+@pytest.mark.parametrize("pretrain, lengths", [("1", [1, 3]), ("0", [3])])
+def test_any_pretraining_step_trains_the_first_stage_and_parents_the_second(data_root, tmp_path,  # noqa: F811
+                                                                           monkeypatch, pretrain, lengths):
+    """``--pretrain_iters 1`` still trains stage 1, whose checkpoint is stage 2's parent; 0 skips it, with no
+    parent."""
+    seen = _record_evaluator_training(monkeypatch)
+    train_evaluator.main(_evaluator_args(data_root, tmp_path / "ck", "--max_iters", "3", "--pretrain_iters", pretrain))
+    assert [stage["cfg"].max_iters for stage in seen["stages"]] == lengths
+    parent = seen["stages"][-1]["checkpoint_meta"]["parent"]
+    assert parent == (seen["stages"][0]["run"].latest_path if len(lengths) == 2 else None)
+
+
+def test_a_new_evaluator_run_over_a_first_stage_checkpoint_is_refused_before_writing(data_root, tmp_path,  # noqa: F811
+                                                                                       monkeypatch):
+    """A new run whose ``_decomp`` stage holds a ``latest.tar`` fails naming it, before the run folder exists."""
+    seen = _record_evaluator_training(monkeypatch)
+    ck = tmp_path / "ck"
+    decomp = RunDir(str(ck), "synthetic", "text_mot_match_decomp")
+    save_checkpoint(decomp.latest_path, {"stage": "evaluator_decomp"})
+    with pytest.raises(RunDirError, match=r"text_mot_match_decomp.*latest.tar exists: pass --is_continue"):
+        train_evaluator.main(_evaluator_args(data_root, ck, "--max_iters", "3"))
+    assert not (ck / "synthetic" / "text_mot_match").exists() and seen["stages"] == []
 
 
 # ---------------------------------------------------------------------------------------------------------------------

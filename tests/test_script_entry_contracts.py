@@ -158,20 +158,7 @@ def test_an_evaluating_mardm_run_keeps_the_lowest_fid_generated_at_the_typed_gui
     """``--need_evaluation`` adds the loaded evaluator's generation scores, generated at ``--time_steps`` and ``--cfg``,
     to the val split's loss at ``--seed`` (which also seeds the model); both splits count whole tokens of the
     tokenizer, and the lowest FID is kept."""
-    seen = _stub_engine(monkeypatch, train_MARDM)
-    seen.update(evaluator=object(), eval_loader=object())
-
-    def val_loss(loss_fn, val_set, batch_size, batches, **kw):
-        seen.update(loss_fn=loss_fn, val_set=val_set, val_kw=kw)
-        return lambda net: {"loss": 1.0}
-
-    def generation(*a, **kw):
-        seen.update(generation_args=a, generation_kw=kw)
-        return lambda net: {"fid": 2.0}
-
-    monkeypatch.setattr(train_MARDM, "make_val_loss_fn", val_loss)
-    monkeypatch.setattr(train_MARDM, "make_generation_eval_fn", generation)
-    monkeypatch.setattr(train_MARDM, "load_validation_evaluator", lambda *a: (seen["evaluator"], seen["eval_loader"]))
+    seen = _record_validation(monkeypatch, train_MARDM, "make_val_loss_fn", "make_generation_eval_fn")
     monkeypatch.setattr(train_MARDM, "set_seed", lambda seed: seen.update(seed=seed))
     train_MARDM.main(_mardm_run_args(mardm_setup, "evaluating", "--model", "FSQ-MARDM-SiT-Tiny", "--ae_name", "fsq",
                                      "--max_iters", "1", "--need_evaluation", "--cfg", "3.5", "--time_steps", "7",
@@ -262,7 +249,7 @@ def test_frozen_codebook_embeddings_reach_the_residual_transformer(tiny, tmp_pat
     assert model_args["code_embedding"] == "codebook" and model_args["share_weight"] is False
 
 
-def _record_validation(monkeypatch, script):
+def _record_validation(monkeypatch, script, val_fn="make_token_val_fn", generation_fn="make_token_generation_eval_fn"):
     """Stub the script's engine and replace its validation builders by recorders returning fixed metrics."""
     seen = _stub_engine(monkeypatch, script)
     seen.update(evaluator=object(), eval_loader=object())
@@ -275,8 +262,8 @@ def _record_validation(monkeypatch, script):
         seen.update(generation_args=a, generation_kw=kw)
         return lambda net: {"fid": 2.0}
 
-    monkeypatch.setattr(script, "make_token_val_fn", val_loss)
-    monkeypatch.setattr(script, "make_token_generation_eval_fn", generation)
+    monkeypatch.setattr(script, val_fn, val_loss)
+    monkeypatch.setattr(script, generation_fn, generation)
     monkeypatch.setattr(script, "load_validation_evaluator", lambda *a: (seen["evaluator"], seen["eval_loader"]))
     return seen
 
